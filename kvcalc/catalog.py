@@ -1,0 +1,125 @@
+"""Find and load spec files by name, alias or path.
+
+Bundled specs live at the repository's top level (hardware_specs/, model_specs/) and are copied into the
+wheel as kvcalc/_bundled/; whichever exists is used, so editable and plain installs behave the same.
+Files are TOML (tomllib) or YAML (yaml.safe_load, when PyYAML is installed); nothing is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ValidationError
+
+from kvcalc.errors import KvcalcError
+from kvcalc.specs import HardwareSpec, ModelSpec
+
+Kind = Literal["model", "gpu"]
+_FOLDER = {"model": "model_specs", "gpu": "hardware_specs"}
+_SCHEMA = {"model": ModelSpec, "gpu": HardwareSpec}
+SPEC_SUFFIXES = (".toml", ".yaml", ".yml")
+
+
+def spec_dir(kind: Kind) -> Path:
+    here = Path(__file__).resolve().parent
+    bundled = here / "_bundled" / _FOLDER[kind]
+    return bundled if bundled.is_dir() else here.parent / _FOLDER[kind]
+
+
+def read_spec_file(path: Path) -> dict:
+    """Parse a TOML or YAML file into a dict, naming the file in any error."""
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise KvcalcError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text.decode())
+        else:
+            try:
+                import yaml
+            except ImportError:
+                raise KvcalcError(f"{path}: YAML spec files need PyYAML (pip install pyyaml); TOML needs nothing") from None
+            data = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as e:
+        raise KvcalcError(f"{path}: not valid {path.suffix[1:].upper()}: {e}") from None
+    except Exception as e:  # yaml.YAMLError without importing yaml at module level
+        raise KvcalcError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise KvcalcError(f"{path}: expected a table of fields at the top level")
+    return data
+
+
+def validation_message(source: str, err: ValidationError) -> str:
+    """One line naming the source, the field and what was expected."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: {loc + ': ' if loc else ''}{msg}{more}"
+
+
+def parse_spec(kind: Kind, data: dict, source: str):
+    try:
+        return _SCHEMA[kind].model_validate(data)
+    except ValidationError as e:
+        raise KvcalcError(validation_message(source, e)) from None
+
+
+def load_spec_file(kind: Kind, path: Path):
+    return parse_spec(kind, read_spec_file(path), str(path))
+
+
+def catalog(kind: Kind) -> dict[str, Path]:
+    """Every bundled spec's name and aliases (lower-case) mapped to its file."""
+    out: dict[str, Path] = {}
+    for path in sorted(spec_dir(kind).glob("*.toml")):
+        data = read_spec_file(path)
+        for key in [data.get("name", path.stem), *data.get("aliases", [])]:
+            out[str(key).lower()] = path
+    return out
+
+
+def bundled_specs(kind: Kind) -> list:
+    """Every bundled spec, loaded and validated, sorted by name."""
+    return [load_spec_file(kind, p) for p in sorted(spec_dir(kind).glob("*.toml"))]
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.endswith((*SPEC_SUFFIXES, ".json")) or "/" in ref or "\\" in ref or Path(ref).exists()
+
+
+def resolve(kind: Kind, ref: str):
+    """A spec from a bundled name or alias (case-insensitive) or a path to a spec file."""
+    if _looks_like_path(ref) and Path(ref).exists():
+        path = Path(ref)
+        if kind == "model" and (path.is_dir() or path.suffix == ".json"):
+            from kvcalc.hf import load_hf_model
+
+            return load_hf_model(path)
+        if path.is_dir():
+            raise KvcalcError(f"--{kind}: {ref} is a folder; expected a spec file")
+        return load_spec_file(kind, path)
+    names = catalog(kind)
+    path = names.get(ref.lower())
+    if path is not None:
+        return load_spec_file(kind, path)
+    if kind == "model" and "/" in ref:
+        from kvcalc.hf import load_hf_model
+
+        return load_hf_model(ref)
+    close = difflib.get_close_matches(ref.lower(), list(names), n=3, cutoff=0.5)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    listing = "kvcalc models" if kind == "model" else "kvcalc gpus"
+    raise KvcalcError(f"--{kind}: unknown {kind} {ref!r}{hint} ('{listing}' lists all)")
+
+
+def load_model(ref: str | ModelSpec) -> ModelSpec:
+    return ref if isinstance(ref, ModelSpec) else resolve("model", ref)
+
+
+def load_gpu(ref: str | HardwareSpec) -> HardwareSpec:
+    return ref if isinstance(ref, HardwareSpec) else resolve("gpu", ref)

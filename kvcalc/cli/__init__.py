@@ -1,0 +1,46 @@
+"""The kvcalc command line: a typer app whose commands parse, call one library function and render.
+
+Errors never end in a traceback: usage errors and KvcalcError become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from kvcalc.errors import KvcalcError
+
+
+class OneLineErrors(TyperGroup):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name or "kvcalc", complete_var, standalone_mode=False, **extra)
+        except (typer.TyperException, KvcalcError) as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `kvcalc`: the help text, not an error
+                typer.echo(e.ctx.get_help())
+                sys.exit(0)
+            msg = e.format_message() if isinstance(e, typer.TyperException) else str(e)
+            typer.echo(f"kvcalc: error: {msg}", err=True)
+            sys.exit(2 if isinstance(e, KvcalcError) else getattr(e, "exit_code", 2))
+        except typer.Abort:
+            typer.echo("kvcalc: aborted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="Roofline and KV-cache calculator for transformer inference.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+from kvcalc.cli import catalog_cmds, estimate_cmd  # noqa: E402,F401  (registers the commands)
+
+
+def main() -> None:
+    app()

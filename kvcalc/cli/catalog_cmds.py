@@ -1,0 +1,99 @@
+"""kvcalc models, kvcalc gpus, kvcalc show model|gpu: the bundled catalog."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kvcalc.cli import app
+from kvcalc.cli.output import Format, flatten, write_csv, write_json
+
+show_app = typer.Typer(help="Print one spec with its sources.", no_args_is_help=True)
+app.add_typer(show_app, name="show")
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
+
+
+def _model_row(m) -> dict:
+    a = m.attention
+    kv = a.num_kv_heads if a.kind != "mla" else f"latent {a.kv_lora_rank}+{a.qk_rope_head_dim}"
+    return {
+        "name": m.name, "aliases": ", ".join(m.aliases), "attention": a.kind, "layers": m.num_layers,
+        "hidden": m.hidden_size, "heads": a.num_heads, "kv_heads": kv, "head_dim": a.qk_head_dim,
+        "moe": f"{m.moe.num_experts}x top-{m.moe.top_k}" if m.moe else "",
+    }
+
+
+def _gpu_row(g) -> dict:
+    return {
+        "name": g.name, "aliases": ", ".join(g.aliases), "memory_GiB": g.memory_GiB,
+        "bandwidth_GBps": g.memory_bandwidth_GBps, "bf16_tflops": g.peak_tflops.bf16, "fp8_tflops": g.peak_tflops.fp8,
+    }
+
+
+def _list(rows: list[dict], title: str, format: Format) -> None:
+    if format is Format.json:
+        return write_json(rows)
+    if format is Format.csv:
+        return write_csv(rows)
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in rows[0]:
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r.values()))
+    Console().print(t)
+
+
+@app.command("models")
+def models_cli(format: FormatOpt = Format.table) -> None:
+    """List the bundled model specs."""
+    from kvcalc.catalog import bundled_specs
+
+    _list([_model_row(m) for m in bundled_specs("model")], "Bundled models", format)
+
+
+@app.command("gpus")
+def gpus_cli(format: FormatOpt = Format.table) -> None:
+    """List the bundled accelerator specs (dense peaks)."""
+    from kvcalc.catalog import bundled_specs
+
+    _list([_gpu_row(g) for g in bundled_specs("gpu")], "Bundled accelerators (dense peak TFLOPS)", format)
+
+
+def _show(spec, format: Format) -> None:
+    data = spec.model_dump(exclude_none=True)
+    if format is Format.json:
+        return write_json(data)
+    if format is Format.csv:
+        return write_csv([flatten(data)])
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=getattr(spec, "display_name", None) or spec.name, show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value", overflow="fold")
+    for key, value in flatten({k: v for k, v in data.items() if k != "sources"}).items():
+        t.add_row(key, str(value))
+    for i, src in enumerate(spec.sources, 1):
+        t.add_row(f"source {i}", src)
+    Console().print(t)
+
+
+@show_app.command("model")
+def show_model_cli(name: Annotated[str, typer.Argument(help="name, alias or spec file")], format: FormatOpt = Format.table) -> None:
+    """One model spec with its sources."""
+    from kvcalc.catalog import load_model
+
+    _show(load_model(name), format)
+
+
+@show_app.command("gpu")
+def show_gpu_cli(name: Annotated[str, typer.Argument(help="name, alias or spec file")], format: FormatOpt = Format.table) -> None:
+    """One accelerator spec with its sources."""
+    from kvcalc.catalog import load_gpu
+
+    _show(load_gpu(name), format)

@@ -1,0 +1,50 @@
+"""kvcalc estimate: one model, one accelerator, one workload."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from kvcalc.cli import app
+from kvcalc.cli.output import Format, flatten, write_csv, write_json
+
+
+@app.command("estimate")
+def estimate_cli(
+    model: Annotated[str, typer.Option("--model", "-m", help="bundled name or alias, or a spec file")],
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="bundled name or alias, or a spec file")] = "h100-sxm",
+    attn: Annotated[Optional[str], typer.Option(help="what-if attention: mha, mqa, gqaN, mla")] = None,
+    kv_lora_rank: Annotated[Optional[int], typer.Option(help="MLA latent width d_c (with --attn mla)")] = None,
+    rope_dim: Annotated[Optional[int], typer.Option(help="MLA shared RoPE key width d_r (with --attn mla)")] = None,
+    batch: Annotated[int, typer.Option("--batch", "-b", help="sequences decoded together")] = 1,
+    context: Annotated[int, typer.Option("--context", "-c", help="tokens already cached per sequence")] = 4096,
+    prompt: Annotated[Optional[int], typer.Option(help="prefill length [default: the context]")] = None,
+    weight_dtype: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
+    kv_dtype: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
+    memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
+    explain: Annotated[bool, typer.Option("--explain", help="show each number's formula with values")] = False,
+) -> None:
+    """KV cache, weights, memory fit, and roofline decode and prefill time."""
+    from kvcalc.catalog import load_gpu, load_model
+    from kvcalc.estimate import estimate
+    from kvcalc.rewrite import rewrite_attention
+
+    spec = rewrite_attention(load_model(model), attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim)
+    hw = load_gpu(gpu)
+    e = estimate(
+        spec, hw, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+        memory_utilization=memory_utilization,
+    )
+    if format is Format.json:
+        write_json(e.to_json_dict())
+        return
+    if format is Format.csv:
+        write_csv([flatten(e.to_json_dict())])
+        return
+    from kvcalc.cli.render import render_estimate, render_explain
+
+    render_estimate(e, spec, hw)
+    if explain:
+        render_explain(e, spec, hw)

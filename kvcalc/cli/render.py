@@ -1,0 +1,53 @@
+"""Rich tables for the estimate command."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from kvcalc.estimate import Estimate
+from kvcalc.specs import HardwareSpec, ModelSpec
+from kvcalc.units import fmt_bytes, fmt_count, fmt_ms
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
+    i, kv, w, mem, dec, pre = e.inputs, e.kv_cache, e.weights, e.memory, e.decode, e.prefill
+    for warning in e.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+    title = (
+        f"{i.model} ({i.attention}) on {hw.display_name}\n"
+        f"batch {i.batch} · context {i.context:,} · prompt {i.prompt:,} · weights {i.weight_dtype} · KV {i.kv_dtype}"
+    )
+    t = Table(title=title, show_header=True, header_style="bold")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    t.add_column("note")
+    hypothetical = " [red](hypothetical: does not fit)[/red]" if not mem.fits else ""
+    t.add_row("KV cache per token", f"{kv.bytes_per_token:,.0f} B", f"{fmt_bytes(kv.bytes_per_token)}, all {model.num_layers} layers")
+    t.add_row("KV cache per token per layer", f"{kv.bytes_per_token_per_layer:,.0f} B", f"{kv.elements_per_token_per_layer:,} elements")
+    t.add_row("KV cache (batch)", fmt_bytes(kv.bytes), f"{i.batch} x {i.context:,} tokens")
+    t.add_row("Weights", fmt_bytes(w.bytes), f"{fmt_count(w.params)} params, {fmt_count(w.active_params)} active")
+    fit = "[green]fits[/green]" if mem.fits else "[red]does not fit[/red]"
+    t.add_row("Memory required", fmt_bytes(mem.required_bytes),
+              f"{fit}: {fmt_bytes(abs(mem.headroom_bytes))} {'spare' if mem.fits else 'short'} of "
+              f"{fmt_bytes(mem.usable_bytes)} usable ({i.memory_utilization:.0%} of {fmt_bytes(mem.capacity_bytes)})")
+    t.add_row("Decode step", fmt_ms(dec.ms), f"speed of light {fmt_ms(dec.speed_of_light_ms)}{hypothetical}")
+    t.add_row("Decode throughput", f"{dec.tokens_per_s:,.1f} tok/s", f"{dec.tokens_per_s / i.batch:,.1f} tok/s per sequence")
+    t.add_row("Decode bound", dec.bound, f"intensity {dec.arithmetic_intensity:,.1f} FLOP/B vs ridge {dec.ridge_point:,.0f}")
+    t.add_row("Prefill", fmt_ms(pre.ms), f"speed of light {fmt_ms(pre.speed_of_light_ms)}{hypothetical}")
+    t.add_row("Prefill bound", pre.bound, f"intensity {pre.arithmetic_intensity:,.1f} FLOP/B vs ridge {pre.ridge_point:,.0f}")
+    console.print(t)
+
+
+def render_explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
+    from kvcalc.explain import explain
+
+    t = Table(title="How each number is computed", show_header=True, header_style="bold")
+    for col in ("quantity", "formula", "with this model's values", "result"):
+        t.add_column(col, overflow="fold")
+    for step in explain(e, model, hw):
+        t.add_row(*step)
+    console.print(t)

@@ -1,0 +1,5 @@
+"""The one exception kvcalc raises for bad input; the CLI turns it into a one-line message and exit 2."""
+
+
+class KvcalcError(ValueError):
+    """Bad input from the user: a spec file, a flag or a name. The message is one line and names the culprit."""

@@ -1,0 +1,236 @@
+"""Compose the formulas into one Estimate: the table, --explain and the JSON output all read this."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from kvcalc.catalog import load_gpu, load_model
+from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
+from kvcalc.errors import KvcalcError
+from kvcalc.formulas.forward import Precision, decode_ops, prefill_ops
+from kvcalc.formulas.kv import (
+    kv_bytes_per_sequence,
+    kv_bytes_per_token,
+    kv_bytes_per_token_per_layer,
+    kv_elements_per_token_per_layer,
+)
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, memory_required
+from kvcalc.formulas.params import params_breakdown
+from kvcalc.formulas.roofline import StepTime, engine_dtype, intensity, ridge_point, step_time
+from kvcalc.rewrite import rewrite_attention
+from kvcalc.specs import HardwareSpec, ModelSpec
+from kvcalc.units import fmt_bytes
+
+
+class Inputs(BaseModel):
+    model: str
+    gpu: str
+    attention: str
+    batch: int
+    context: int
+    prompt: int
+    weight_dtype: str
+    kv_dtype: str
+    activation_dtype: str
+    memory_utilization: float
+
+
+class KvCache(BaseModel):
+    elements_per_token_per_layer: int
+    bytes_per_token_per_layer: float
+    bytes_per_token: float  # all layers, while the token is inside every sliding window
+    bytes_per_sequence: float  # one sequence at the context (sliding windows applied)
+    bytes: float  # the whole batch at the context
+
+
+class Weights(BaseModel):
+    params: int
+    active_params: int
+    bytes: float
+    breakdown: dict[str, int]
+
+
+class Memory(BaseModel):
+    capacity_bytes: float
+    usable_bytes: float
+    weights_bytes: float
+    kv_cache_bytes: float  # at max(context, prompt)
+    activations_bytes: float
+    required_bytes: float
+    headroom_bytes: float  # usable - required; negative when it does not fit
+    fits: bool
+
+
+class Operator(BaseModel):
+    name: str
+    op_class: str
+    dtype: str
+    flops: float
+    bytes: float
+    arithmetic_intensity: float
+    ms: float
+    bound: str
+
+
+class Phase(BaseModel):
+    ms: float
+    speed_of_light_ms: float
+    tokens_per_s: float
+    bound: str
+    flops: float
+    bytes: float
+    weight_bytes: float
+    kv_read_bytes: float
+    kv_write_bytes: float
+    activation_bytes: float
+    arithmetic_intensity: float
+    ridge_point: float
+    hypothetical: bool  # the workload does not fit in memory
+    operators: list[Operator]
+
+    @property
+    def step_ms(self) -> float:
+        return self.ms
+
+
+class Estimate(BaseModel):
+    inputs: Inputs
+    kv_cache: KvCache
+    weights: Weights
+    memory: Memory
+    decode: Phase
+    prefill: Phase
+    warnings: list[str]
+
+    def to_json_dict(self) -> dict:
+        """The documented JSON: every section, with decode.step_ms alongside decode.ms."""
+        out = self.model_dump()
+        out["decode"]["step_ms"] = out["decode"]["ms"]
+        return out
+
+
+def _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization) -> None:
+    if not isinstance(batch, int) or batch < 1:
+        raise KvcalcError(f"--batch: expected a positive integer, got {batch}")
+    if not isinstance(context, int) or context < 0:
+        raise KvcalcError(f"--context: expected an integer >= 0 (tokens already cached), got {context}")
+    if not isinstance(prompt, int) or prompt < 1:
+        raise KvcalcError(f"--prompt: expected a positive integer, got {prompt}")
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise KvcalcError(f"--weight-dtype: unknown dtype {weight_dtype!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
+    if kv_dtype not in KV_DTYPES:
+        raise KvcalcError(f"--kv-dtype: unknown dtype {kv_dtype!r}; expected one of {', '.join(KV_DTYPES)}")
+    if not 0 < memory_utilization <= 1:
+        raise KvcalcError(f"--memory-utilization: expected a fraction in (0, 1], got {memory_utilization}")
+
+
+def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_dtype: str, fits: bool) -> Phase:
+    costs = [t.op.cost for t in step.ops]
+    flops = sum(c.flops for c in costs)
+    bytes_ = sum(c.bytes for c in costs)
+    matmul_dtype = engine_dtype("matmul", weight_dtype, hw)
+    return Phase(
+        ms=step.seconds * 1e3,
+        speed_of_light_ms=sol.seconds * 1e3,
+        tokens_per_s=tokens / step.seconds,
+        bound=step.bound,
+        flops=flops,
+        bytes=bytes_,
+        weight_bytes=sum(c.weight_bytes for c in costs),
+        kv_read_bytes=sum(c.kv_read_bytes for c in costs),
+        kv_write_bytes=sum(c.kv_write_bytes for c in costs),
+        activation_bytes=sum(c.act_bytes for c in costs),
+        arithmetic_intensity=intensity(flops, bytes_),
+        ridge_point=ridge_point(hw.peak_flops(matmul_dtype), hw.bandwidth_Bps),
+        hypothetical=not fits,
+        operators=[
+            Operator(
+                name=t.op.name, op_class=t.op.op_class, dtype=t.dtype, flops=t.op.cost.flops, bytes=t.op.cost.bytes,
+                arithmetic_intensity=intensity(t.op.cost.flops, t.op.cost.bytes) if t.op.cost.bytes else 0.0,
+                ms=t.seconds * 1e3, bound="compute" if t.compute_bound else "memory",
+            )
+            for t in step.ops
+        ],
+    )
+
+
+def estimate(
+    model: str | ModelSpec,
+    gpu: str | HardwareSpec = "h100-sxm",
+    *,
+    attn: str | None = None,
+    batch: int = 1,
+    context: int = 4096,
+    prompt: int | None = None,
+    weight_dtype: str = "bf16",
+    kv_dtype: str = "bf16",
+    kv_lora_rank: int | None = None,
+    rope_dim: int | None = None,
+    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+) -> Estimate:
+    """KV cache, weights, memory and roofline-bound decode and prefill for one model on one accelerator.
+
+    context: tokens already cached per sequence when a decode step runs; prompt: prefill length
+    (default: the context).
+    """
+    prompt = context if prompt is None else prompt
+    if prompt == 0 and context == 0:
+        prompt = 1
+    _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization)
+    spec = rewrite_attention(load_model(model), attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim)
+    hw = load_gpu(gpu)
+    act = activation_dtype(weight_dtype)
+    p = Precision(b_w=bytes_per_element(weight_dtype), b_kv=bytes_per_element(kv_dtype), b_a=bytes_per_element(act))
+
+    warnings = []
+    if spec.max_position_embeddings and max(context, prompt) > spec.max_position_embeddings:
+        warnings.append(
+            f"context {max(context, prompt)} exceeds {spec.name}'s max_position_embeddings "
+            f"{spec.max_position_embeddings}"
+        )
+
+    mem = memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a)
+    usable = hw.memory_bytes * memory_utilization
+    fits = mem["total"] <= usable
+    if not fits:
+        warnings.append(
+            f"does not fit: needs {fmt_bytes(mem['total'])}, {fmt_bytes(usable)} usable "
+            f"({memory_utilization:.0%} of {fmt_bytes(hw.memory_bytes)}); latencies are hypothetical"
+        )
+
+    dec, pre = decode_ops(spec, batch, context, p), prefill_ops(spec, batch, prompt, p)
+    breakdown = params_breakdown(spec)
+    return Estimate(
+        inputs=Inputs(
+            model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,
+            prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=act,
+            memory_utilization=memory_utilization,
+        ),
+        kv_cache=KvCache(
+            elements_per_token_per_layer=kv_elements_per_token_per_layer(spec.attention),
+            bytes_per_token_per_layer=kv_bytes_per_token_per_layer(spec.attention, p.b_kv),
+            bytes_per_token=kv_bytes_per_token(spec, p.b_kv),
+            bytes_per_sequence=kv_bytes_per_sequence(spec, context, p.b_kv),
+            bytes=batch * kv_bytes_per_sequence(spec, context, p.b_kv),
+        ),
+        weights=Weights(
+            params=breakdown["total"],
+            active_params=params_breakdown(spec, active=True)["total"],
+            bytes=mem["weights"],
+            breakdown=breakdown,
+        ),
+        memory=Memory(
+            capacity_bytes=hw.memory_bytes, usable_bytes=usable, weights_bytes=mem["weights"],
+            kv_cache_bytes=mem["kv_cache"], activations_bytes=mem["activations"], required_bytes=mem["total"],
+            headroom_bytes=usable - mem["total"], fits=fits,
+        ),
+        decode=_phase(
+            step_time(dec, hw, weight_dtype, speed_of_light=False),
+            step_time(dec, hw, weight_dtype, speed_of_light=True), batch, hw, weight_dtype, fits,
+        ),
+        prefill=_phase(
+            step_time(pre, hw, weight_dtype, speed_of_light=False),
+            step_time(pre, hw, weight_dtype, speed_of_light=True), batch * prompt, hw, weight_dtype, fits,
+        ),
+        warnings=warnings,
+    )

@@ -1,0 +1,76 @@
+"""--explain: each headline number's formula, with this model's values substituted.
+
+Results are read from the Estimate (computed once, in kvcalc/formulas); this module only shows the work.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from kvcalc.estimate import Estimate, Phase
+from kvcalc.specs import HardwareSpec, ModelSpec
+from kvcalc.units import fmt_bytes, fmt_count, fmt_flops, fmt_ms
+
+
+class Step(NamedTuple):
+    quantity: str
+    formula: str
+    substituted: str
+    result: str
+
+
+def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
+    a, b_kv, L = m.attention, e.kv_cache.bytes_per_token_per_layer / e.kv_cache.elements_per_token_per_layer, m.num_layers
+    if a.kind == "mla":
+        per_layer = Step("KV per token per layer", "(d_c + d_r) * b_kv",
+                         f"({a.kv_lora_rank} + {a.qk_rope_head_dim}) * {b_kv:g} B", fmt_bytes(e.kv_cache.bytes_per_token_per_layer))
+    else:
+        per_layer = Step("KV per token per layer", "2 * g * d_h * b_kv",
+                         f"2 * {a.num_kv_heads} * {a.head_dim} * {b_kv:g} B", fmt_bytes(e.kv_cache.bytes_per_token_per_layer))
+    per_token = Step("KV per token", "L * per layer", f"{L} * {e.kv_cache.bytes_per_token_per_layer:,.0f} B",
+                     fmt_bytes(e.kv_cache.bytes_per_token))
+    B, S = e.inputs.batch, e.inputs.context
+    if a.sliding_window is None:
+        cache = Step("KV cache", "B * S * per token", f"{B} * {S:,} * {e.kv_cache.bytes_per_token:,.0f} B",
+                     fmt_bytes(e.kv_cache.bytes))
+    else:
+        W = a.sliding_window
+        cache = Step("KV cache", "B * (L_global * S + L_window * min(S, W)) * per layer",
+                     f"{B} * ({m.global_layers} * {S:,} + {m.window_layers} * min({S:,}, {W:,})) * "
+                     f"{e.kv_cache.bytes_per_token_per_layer:,.0f} B", fmt_bytes(e.kv_cache.bytes))
+    return [per_layer, per_token, cache]
+
+
+def _phase_lines(name: str, ph: Phase, hw: HardwareSpec, tokens: str) -> list[Step]:
+    slowest = max(ph.operators, key=lambda o: o.ms)
+    peak = hw.peak_flops(slowest.dtype) / 1e12
+    eff_c, eff_m = hw.efficiency.compute, hw.efficiency.memory
+    return [
+        Step(f"{name} bytes", "weights + KV read + KV write + activations",
+             f"{fmt_bytes(ph.weight_bytes)} + {fmt_bytes(ph.kv_read_bytes)} + {fmt_bytes(ph.kv_write_bytes)} + "
+             f"{fmt_bytes(ph.activation_bytes)}", fmt_bytes(ph.bytes)),
+        Step(f"{name} time", "sum over operators of max(FLOPs / (peak * eff_c), bytes / (BW * eff_m))",
+             f"{len(ph.operators)} operators; largest, {slowest.name}: max({fmt_flops(slowest.flops)} / "
+             f"({peak:g} TFLOPS * {eff_c:g}), {fmt_bytes(slowest.bytes)} / ({hw.memory_bandwidth_GBps:g} GB/s * {eff_m:g}))"
+             f" = {fmt_ms(slowest.ms)}", fmt_ms(ph.ms)),
+        Step(f"{name} speed of light", "the same sum with eff = 1", "", fmt_ms(ph.speed_of_light_ms)),
+        Step(f"{name} tokens/s", "tokens / time", f"{tokens} / {fmt_ms(ph.ms)}", f"{ph.tokens_per_s:,.1f}"),
+        Step(f"{name} intensity", "FLOPs / bytes, against ridge = peak / BW",
+             f"{fmt_flops(ph.flops)} / {fmt_bytes(ph.bytes)}; ridge {ph.ridge_point:,.0f} FLOP/B",
+             f"{ph.arithmetic_intensity:,.1f} FLOP/B ({ph.bound}-bound)"),
+    ]
+
+
+def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
+    w, mem = e.weights, e.memory
+    b_w = w.bytes / w.params
+    lines = _kv_lines(e, model)
+    lines.append(Step("Weights", "params * b_w", f"{fmt_count(w.params)} * {b_w:g} B", fmt_bytes(w.bytes)))
+    lines.append(Step("Memory required", "weights + KV cache at max(S, P) + activations",
+                      f"{fmt_bytes(mem.weights_bytes)} + {fmt_bytes(mem.kv_cache_bytes)} + {fmt_bytes(mem.activations_bytes)}",
+                      fmt_bytes(mem.required_bytes)))
+    lines.append(Step("Memory usable", "capacity * utilisation",
+                      f"{fmt_bytes(mem.capacity_bytes)} * {e.inputs.memory_utilization:g}", fmt_bytes(mem.usable_bytes)))
+    lines += _phase_lines("Decode", e.decode, hw, f"B = {e.inputs.batch}")
+    lines += _phase_lines("Prefill", e.prefill, hw, f"B * P = {e.inputs.batch * e.inputs.prompt:,}")
+    return lines

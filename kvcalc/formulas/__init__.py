@@ -1,0 +1,1 @@
+"""Pure formulas: no I/O, no printing, floats and numpy arrays alike. Every command calls these."""

@@ -1,0 +1,160 @@
+"""FLOPs and bytes of one forward pass, operator by operator.
+
+One function serves prefill and decode (LLM-Viewer's copied blocks drifted apart): B sequences each run
+q new tokens against S tokens already cached.
+    decode:  q = 1, S = context; MLA in its absorbed form (attention over the latent, MQA-like)
+    prefill: q = P, S = 0;       MLA expanded (K and V re-expanded per head from the fresh latents)
+Each Op's cost is summed over the layers it occurs in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from kvcalc.formulas._array import clip
+from kvcalc.formulas.cost import Cost
+from kvcalc.formulas.kv import cached_tokens, kv_bytes_per_token_per_layer
+from kvcalc.formulas.params import (
+    Linear,
+    attention_in_linears,
+    attention_out_linear,
+    dense_mlp_linears,
+    expert_params,
+    mlp_linears,
+    norm_params_per_layer,
+)
+from kvcalc.specs.model import ModelSpec
+
+OpClass = Literal["attention", "projection", "mlp", "lm_head", "other"]
+# Which peak an operator computes at: matmuls at the weights' compute dtype, attention at the activations'.
+Engine = Literal["matmul", "attention", "vector"]
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str  # e.g. "attention/core (global)", "mlp", "moe/routed"
+    op_class: OpClass
+    engine: Engine
+    cost: Cost
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per element of weights, KV cache and activations."""
+
+    b_w: float
+    b_kv: float
+    b_a: float
+
+
+def linear_cost(linears: list[Linear], tokens, p: Precision) -> Cost:
+    """Matmuls applied to `tokens` token vectors: FLOPs 2 * in * out * T, weights read once, activations in and out."""
+    return Cost(
+        flops=sum(2 * x.matmul_params for x in linears) * tokens,
+        weight_bytes=sum(x.params for x in linears) * p.b_w,
+        act_bytes=sum(x.in_features + x.out_features for x in linears) * tokens * p.b_a,
+    )
+
+
+def attended_positions(q, context, window: int | None):
+    """Sum over the q new tokens of the keys each attends to (causal, itself included).
+
+    No window: q*S + q(q+1)/2. With window W, query i (1..q) attends min(S + i, W) keys:
+    n1 = clip(W - S, 0, q) queries see all of theirs, the other q - n1 see W.
+    """
+    if window is None:
+        return q * context + q * (q + 1) / 2
+    n1 = clip(window - context, 0, q)
+    return n1 * context + n1 * (n1 + 1) / 2 + (q - n1) * window
+
+
+def attention_core_cost(model: ModelSpec, batch, q, context, window, absorbed: bool, p: Precision) -> Cost:
+    """Scores, softmax and weighted sum for one layer, with the KV cache read and written.
+
+    FLOPs 2 * h * (d_qk + d_v) * attended positions * B. MLA absorbed: d_qk = d_c + d_r, d_v = d_c against
+    one shared latent; expanded: d_qk = d_n + d_r, d_v = d_v per head. KV read: B * cached tokens; KV write:
+    B * q new tokens. Activations: the queries and outputs, and the fresh K and V.
+    """
+    attn = model.attention
+    h = attn.num_heads
+    if attn.kind == "mla" and absorbed:
+        d_qk, d_v = attn.kv_lora_rank + attn.qk_rope_head_dim, attn.kv_lora_rank
+        fresh_kv = attn.kv_lora_rank + attn.qk_rope_head_dim
+    else:
+        d_qk, d_v = attn.qk_head_dim, attn.value_head_dim
+        kernel_kv_heads = h if attn.kind == "mla" else attn.num_kv_heads
+        fresh_kv = kernel_kv_heads * (d_qk + d_v)
+    per_token_layer = kv_bytes_per_token_per_layer(attn, p.b_kv)
+    return Cost(
+        flops=2 * h * (d_qk + d_v) * attended_positions(q, context, window) * batch,
+        kv_read_bytes=batch * cached_tokens(context, window) * per_token_layer,
+        kv_write_bytes=batch * q * per_token_layer,
+        act_bytes=batch * q * (h * (d_qk + d_v) + fresh_kv) * p.b_a,
+    )
+
+
+def routed_experts_cost(model: ModelSpec, tokens, p: Precision) -> Cost:
+    """Routed experts of one MoE layer for T tokens.
+
+    Weights read: the expected distinct experts touched, E * (1 - (1 - k/E)^T), each fully.
+    FLOPs: 2 * expert params * k * T.
+    """
+    moe, d = model.moe, model.hidden_size
+    linears = mlp_linears(model.mlp.kind, d, moe.expert_intermediate_size)
+    e, k = moe.num_experts, moe.top_k
+    touched = e * (1 - (1 - k / e) ** tokens)
+    per_token = linear_cost(linears, tokens * k, p)
+    return Cost(
+        flops=per_token.flops,
+        weight_bytes=touched * expert_params(model) * p.b_w,
+        act_bytes=per_token.act_bytes,
+    )
+
+
+def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Precision) -> list[Op]:
+    """Operators of one forward pass of B sequences, q new tokens each, S cached. Costs summed over layers."""
+    d, L = model.hidden_size, model.num_layers
+    attn = model.attention
+    tokens = batch * q
+    ops = [
+        Op("embedding", "other", "vector", Cost(weight_bytes=tokens * d * p.b_w, act_bytes=tokens * d * p.b_a)),
+        Op("attention/qkv", "projection", "matmul", L * linear_cost(attention_in_linears(attn, d), tokens, p)),
+    ]
+    for label, n_layers, window in (
+        ("global", model.global_layers, None),
+        ("window", model.window_layers, attn.sliding_window),
+    ):
+        if n_layers:
+            core = attention_core_cost(model, batch, q, context, window, absorbed, p)
+            ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core))
+    ops.append(Op("attention/o", "projection", "matmul", L * linear_cost([attention_out_linear(attn, d)], tokens, p)))
+    if model.dense_layers:
+        mlp = linear_cost(dense_mlp_linears(model.mlp, d), tokens, p)
+        ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp))
+    if model.moe is not None:
+        moe, n = model.moe, model.moe_layers
+        router = linear_cost([Linear("router", d, moe.num_experts)], tokens, p)
+        ops.append(Op("moe/router", "mlp", "matmul", n * router))
+        ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p)))
+        if moe.num_shared_experts:
+            width = moe.num_shared_experts * moe.shared_width
+            shared = linear_cost(mlp_linears(model.mlp.kind, d, width), tokens, p)
+            ops.append(Op("moe/shared", "mlp", "matmul", n * shared))
+    norm_weights = (L * norm_params_per_layer(model) + d) * p.b_w
+    norm_act = (L * model.norms_per_layer + 1) * tokens * 2 * d * p.b_a
+    ops.append(Op("norms", "other", "vector", Cost(weight_bytes=norm_weights, act_bytes=norm_act)))
+    # Only each sequence's last position needs logits (engines skip the rest of the prompt).
+    lm_head = linear_cost([Linear("lm_head", d, model.vocab_size)], batch, p)
+    ops.append(Op("lm_head", "lm_head", "matmul", lm_head))
+    return ops
+
+
+def decode_ops(model: ModelSpec, batch, context, p: Precision) -> list[Op]:
+    """One decode step: B sequences each add one token to S cached ones."""
+    return forward_ops(model, batch=batch, q=1, context=context, absorbed=True, p=p)
+
+
+def prefill_ops(model: ModelSpec, batch, prompt, p: Precision) -> list[Op]:
+    """Prefill of B prompts of P tokens into an empty cache."""
+    return forward_ops(model, batch=batch, q=prompt, context=0, absorbed=False, p=p)

@@ -1,0 +1,42 @@
+"""KV cache size.
+
+Per token and layer (DeepSeek-V2 paper, Table 1):
+    MHA / GQA / MQA:  2 * g * d_h * b_kv          (K and V, g KV heads of d_h)
+    MLA:              (d_c + d_r) * b_kv          (one latent of d_c plus one shared RoPE key of d_r)
+Sliding-window layers hold min(S, window) tokens; global layers hold S.
+"""
+
+from __future__ import annotations
+
+from kvcalc.formulas._array import minimum
+from kvcalc.specs.model import AttentionSpec, ModelSpec
+
+
+def kv_elements_per_token_per_layer(attn: AttentionSpec) -> int:
+    """Elements one token leaves in one layer's cache: 2*g*d_h, or d_c + d_r for MLA."""
+    if attn.kind == "mla":
+        return attn.kv_lora_rank + attn.qk_rope_head_dim
+    return 2 * attn.num_kv_heads * attn.head_dim
+
+
+def kv_bytes_per_token_per_layer(attn: AttentionSpec, kv_bytes: float) -> float:
+    """Bytes one token leaves in one layer's cache [B]."""
+    return kv_elements_per_token_per_layer(attn) * kv_bytes
+
+
+def kv_bytes_per_token(model: ModelSpec, kv_bytes: float) -> float:
+    """Bytes one token leaves across all L layers while it is inside every window [B]: L * per-layer."""
+    return model.num_layers * kv_bytes_per_token_per_layer(model.attention, kv_bytes)
+
+
+def cached_tokens(context, window: int | None):
+    """Tokens a layer keeps at context S: S, or min(S, window) for a sliding-window layer."""
+    return context if window is None else minimum(context, window)
+
+
+def kv_bytes_per_sequence(model: ModelSpec, context, kv_bytes: float):
+    """Bytes one sequence at context S holds [B]: per-layer * (global_layers * S + window_layers * min(S, W))."""
+    per_layer = kv_bytes_per_token_per_layer(model.attention, kv_bytes)
+    window = model.attention.sliding_window
+    tokens = model.global_layers * context + model.window_layers * cached_tokens(context, window)
+    return per_layer * tokens

@@ -1,0 +1,38 @@
+"""Device memory a workload needs, against what the device offers.
+
+required = weights + KV cache of B sequences at max(S, P) tokens + activation workspace
+usable   = capacity * utilisation (default 0.9, as vLLM's gpu_memory_utilization)
+"""
+
+from __future__ import annotations
+
+from kvcalc.formulas._array import maximum
+from kvcalc.formulas.kv import kv_bytes_per_sequence
+from kvcalc.formulas.params import attention_in_linears, weight_bytes
+from kvcalc.specs.model import ModelSpec
+
+DEFAULT_MEMORY_UTILIZATION = 0.9
+LOGITS_BYTES = 4  # fp32 logits
+
+
+def activation_workspace_bytes(model: ModelSpec, batch, prompt, b_a: float):
+    """Largest live activations of one layer during prefill [B]: the residual stream and its normed copy
+    (2d), the widest projection output (q,k,v or the MLP's up projection), and fp32 logits for B rows.
+    An estimate of the peak, not a measurement; engines that chunk prefill need less."""
+    d = model.hidden_size
+    qkv = sum(x.out_features for x in attention_in_linears(model.attention, d))
+    up = 2 * model.mlp.intermediate_size if model.mlp.kind == "gated" else model.mlp.intermediate_size
+    if model.moe is not None:
+        up = max(up, 2 * model.moe.expert_intermediate_size * model.moe.top_k)
+    return batch * prompt * (2 * d + max(qkv, up)) * b_a + batch * model.vocab_size * LOGITS_BYTES
+
+
+def memory_required(model: ModelSpec, batch, context, prompt, b_w: float, b_kv: float, b_a: float) -> dict:
+    """Bytes needed by component, with 'total'."""
+    out = {
+        "weights": weight_bytes(model, b_w),
+        "kv_cache": batch * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv),
+        "activations": activation_workspace_bytes(model, batch, prompt, b_a),
+    }
+    out["total"] = out["weights"] + out["kv_cache"] + out["activations"]
+    return out

@@ -1,0 +1,115 @@
+"""Parameter counts by component, and the matrices each layer multiplies by.
+
+Notation (DESIGN.md): d hidden, h query heads, g KV heads, d_h head dim, f MLP width, V vocab;
+MLA d_c, d_r, d_n, d_v, d_q. Norm weights are d each (2d with a LayerNorm bias).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from kvcalc.specs.model import AttentionSpec, MlpSpec, ModelSpec
+
+
+class Linear(NamedTuple):
+    name: str
+    in_features: int
+    out_features: int
+    bias: bool = False
+
+    @property
+    def params(self) -> int:
+        return self.in_features * self.out_features + (self.out_features if self.bias else 0)
+
+    @property
+    def matmul_params(self) -> int:
+        return self.in_features * self.out_features
+
+
+def attention_in_linears(attn: AttentionSpec, d: int) -> list[Linear]:
+    """Projections into attention. Standard: q d x h*d_h, k and v d x g*d_h.
+    MLA: q_a d x d_q and q_b d_q x h(d_n+d_r) (or q d x h(d_n+d_r) without q_lora), kv_a d x (d_c+d_r),
+    kv_b d_c x h(d_n+d_v). In MLA's absorbed decode, kv_b's two halves act on the query and the output
+    instead of on every cached latent; the parameter count and the 2*params FLOPs per token are the same."""
+    h = attn.num_heads
+    if attn.kind != "mla":
+        g, dh, bias = attn.num_kv_heads, attn.head_dim, attn.qkv_bias
+        return [Linear("q", d, h * dh, bias), Linear("k", d, g * dh, bias), Linear("v", d, g * dh, bias)]
+    d_c, d_r, d_n, d_v, d_q = (
+        attn.kv_lora_rank, attn.qk_rope_head_dim, attn.qk_nope_head_dim, attn.v_head_dim, attn.q_lora_rank,
+    )
+    q = [Linear("q_a", d, d_q), Linear("q_b", d_q, h * (d_n + d_r))] if d_q else [Linear("q", d, h * (d_n + d_r))]
+    return q + [Linear("kv_a", d, d_c + d_r), Linear("kv_b", d_c, h * (d_n + d_v))]
+
+
+def attention_out_linear(attn: AttentionSpec, d: int) -> Linear:
+    """Output projection h*d_v x d."""
+    return Linear("o", attn.num_heads * attn.value_head_dim, d, attn.out_bias)
+
+
+def mlp_linears(mlp_kind: str, d: int, f: int, bias: bool = False) -> list[Linear]:
+    """Gated (SwiGLU): gate and up d x f (fused as d x 2f), down f x d. Plain (GELU): up d x f, down f x d."""
+    up = 2 * f if mlp_kind == "gated" else f
+    return [Linear("up", d, up, bias), Linear("down", f, d, bias)]
+
+
+def dense_mlp_linears(mlp: MlpSpec, d: int) -> list[Linear]:
+    return mlp_linears(mlp.kind, d, mlp.intermediate_size, mlp.bias)
+
+
+def expert_params(model: ModelSpec) -> int:
+    """Parameters of one routed expert (always gated in the MoE models kvcalc ships)."""
+    return sum(x.params for x in mlp_linears(model.mlp.kind, model.hidden_size, model.moe.expert_intermediate_size))
+
+
+def shared_experts_params(model: ModelSpec) -> int:
+    moe = model.moe
+    one = sum(x.params for x in mlp_linears(model.mlp.kind, model.hidden_size, moe.shared_width))
+    return moe.num_shared_experts * one
+
+
+def norm_params_per_layer(model: ModelSpec) -> int:
+    """Layer norms of one layer, plus MLA's own norms on the query and KV latents."""
+    width = 2 if model.norm_bias else 1
+    attn = model.attention
+    mla = (attn.kv_lora_rank + (attn.q_lora_rank or 0)) if attn.kind == "mla" else 0
+    return model.norms_per_layer * model.hidden_size * width + mla
+
+
+def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int]:
+    """Parameters keyed by component (nanoGPT style), with 'total' last.
+
+    active=True counts top_k routed experts per MoE layer instead of all of them (what one token uses).
+    """
+    d, L, V = model.hidden_size, model.num_layers, model.vocab_size
+    attn = model.attention
+    out: dict[str, int] = {"embedding": V * d}
+    if model.learned_position_embeddings:
+        out["position_embedding"] = model.max_position_embeddings * d
+    out["attention/qkv"] = L * sum(x.params for x in attention_in_linears(attn, d))
+    out["attention/o"] = L * attention_out_linear(attn, d).params
+    out["mlp"] = model.dense_layers * sum(x.params for x in dense_mlp_linears(model.mlp, d))
+    if model.moe is not None:
+        moe, n = model.moe, model.moe_layers
+        experts = moe.top_k if active else moe.num_experts
+        out["moe/routed"] = n * experts * expert_params(model)
+        out["moe/shared"] = n * shared_experts_params(model)
+        out["moe/router"] = n * d * moe.num_experts
+    out["norms"] = L * norm_params_per_layer(model) + d * (2 if model.norm_bias else 1)
+    out["lm_head"] = 0 if model.tie_word_embeddings else V * d
+    out["total"] = sum(out.values())
+    return out
+
+
+def total_params(model: ModelSpec) -> int:
+    return params_breakdown(model)["total"]
+
+
+def active_params(model: ModelSpec) -> int:
+    """Parameters one token uses: total with top_k of the routed experts (equal to total for dense models)."""
+    return params_breakdown(model, active=True)["total"]
+
+
+def weight_bytes(model: ModelSpec, b_w: float) -> float:
+    """Bytes of all weights at b_w bytes each [B] (every parameter stored in the weight dtype)."""
+    return total_params(model) * b_w

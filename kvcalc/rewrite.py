@@ -1,0 +1,80 @@
+"""`--attn` what-if rewrites: the same model with other attention (mha, mqa, gqaN, mla).
+
+A rewrite replaces the attention spec, so the K/V projections, the cache, parameters, traffic and time all
+follow. MLA defaults to the DeepSeek-V2 proportions: d_c = 4 * d_h (512 = 4 * 128), d_r = d_h / 2 (64),
+d_n = d_v = d_h, queries projected directly (no q_lora).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import ValidationError
+
+from kvcalc.catalog import validation_message
+from kvcalc.errors import KvcalcError
+from kvcalc.specs.model import AttentionSpec, ModelSpec
+
+ATTN_CHOICES = "mha, mqa, gqaN (N KV heads) or mla"
+
+
+def _standard(attn: AttentionSpec, kv_heads: int) -> AttentionSpec:
+    h = attn.num_heads
+    if kv_heads < 1 or h % kv_heads:
+        raise KvcalcError(f"--attn: gqa{kv_heads} needs N to divide the {h} query heads")
+    kind = "mha" if kv_heads == h else ("mqa" if kv_heads == 1 else "gqa")
+    head_dim = attn.value_head_dim  # MLA -> standard: the per-head width it decodes to
+    return AttentionSpec(
+        kind=kind, num_heads=h, num_kv_heads=kv_heads, head_dim=head_dim, qkv_bias=attn.qkv_bias,
+        out_bias=attn.out_bias, sliding_window=attn.sliding_window, global_every=attn.global_every,
+    )
+
+
+def _mla(attn: AttentionSpec, kv_lora_rank: int | None, rope_dim: int | None) -> AttentionSpec:
+    if attn.kind == "mla" and kv_lora_rank is None and rope_dim is None:
+        return attn
+    d_h = attn.value_head_dim
+    base = attn if attn.kind == "mla" else None
+    return AttentionSpec(
+        kind="mla",
+        num_heads=attn.num_heads,
+        kv_lora_rank=kv_lora_rank or (base.kv_lora_rank if base else 4 * d_h),
+        qk_rope_head_dim=rope_dim or (base.qk_rope_head_dim if base else max(d_h // 2, 1)),
+        qk_nope_head_dim=base.qk_nope_head_dim if base else d_h,
+        v_head_dim=d_h,
+        q_lora_rank=base.q_lora_rank if base else None,
+        out_bias=attn.out_bias,
+        sliding_window=attn.sliding_window,
+        global_every=attn.global_every,
+    )
+
+
+def rewrite_attention(
+    model: ModelSpec, attn: str | None, *, kv_lora_rank: int | None = None, rope_dim: int | None = None
+) -> ModelSpec:
+    """The model with its attention replaced by `attn` (None: unchanged)."""
+    if attn is None:
+        if kv_lora_rank is not None or rope_dim is not None:
+            raise KvcalcError("--kv-lora-rank and --rope-dim need --attn mla")
+        return model
+    spec = attn.strip().lower()
+    if spec != "mla" and (kv_lora_rank is not None or rope_dim is not None):
+        raise KvcalcError("--kv-lora-rank and --rope-dim only apply to --attn mla")
+    for flag, value in (("--kv-lora-rank", kv_lora_rank), ("--rope-dim", rope_dim)):
+        if value is not None and value < 1:
+            raise KvcalcError(f"{flag}: expected a positive integer, got {value}")
+    a = model.attention
+    try:
+        if spec == "mha":
+            new = _standard(a, a.num_heads)
+        elif spec == "mqa":
+            new = _standard(a, 1)
+        elif m := re.fullmatch(r"gqa-?(\d+)", spec):
+            new = _standard(a, int(m.group(1)))
+        elif spec == "mla":
+            new = _mla(a, kv_lora_rank, rope_dim)
+        else:
+            raise KvcalcError(f"--attn: unknown attention {attn!r}; expected {ATTN_CHOICES}")
+    except ValidationError as e:
+        raise KvcalcError(validation_message("--attn", e)) from None
+    return model.model_copy(update={"attention": new, "name": f"{model.name}+{spec}"})

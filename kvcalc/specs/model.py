@@ -1,0 +1,161 @@
+"""ModelSpec: what a transformer is made of, as far as inference cost is concerned.
+
+Every size is explicit. head_dim in particular is never derived from hidden_size / num_heads: Gemma,
+Qwen3 and every MLA model break that identity.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from kvcalc.specs._base import StrictModel
+
+AttentionKind = Literal["mha", "mqa", "gqa", "mla"]
+MLA_FIELDS = ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+
+
+class AttentionSpec(StrictModel):
+    """Attention of one layer. Standard attention (MHA/MQA/GQA) uses num_kv_heads and head_dim; MLA uses the
+    DeepSeek-V2 latent fields (kv_lora_rank = d_c, qk_rope_head_dim = d_r, qk_nope_head_dim = d_n,
+    v_head_dim = d_v, q_lora_rank = d_q or None when queries are projected directly)."""
+
+    kind: AttentionKind
+    num_heads: PositiveInt
+    num_kv_heads: PositiveInt | None = None
+    head_dim: PositiveInt | None = None
+    kv_lora_rank: PositiveInt | None = None
+    qk_rope_head_dim: PositiveInt | None = None
+    qk_nope_head_dim: PositiveInt | None = None
+    v_head_dim: PositiveInt | None = None
+    q_lora_rank: PositiveInt | None = None
+    qkv_bias: bool = False
+    out_bias: bool = False
+    sliding_window: PositiveInt | None = Field(None, description="tokens a sliding-window layer attends to")
+    global_every: PositiveInt | None = Field(
+        None, description="with sliding_window: every n-th layer attends globally (gemma-2: 2); None: all layers slide"
+    )
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> AttentionSpec:
+        if self.kind == "mla":
+            missing = [f for f in MLA_FIELDS if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"attention.kind 'mla' needs {', '.join('attention.' + f for f in missing)}")
+            if self.num_kv_heads is not None or self.head_dim is not None:
+                raise ValueError("attention.num_kv_heads and attention.head_dim do not apply to 'mla' (use the latent fields)")
+            return self
+        for f in ("num_kv_heads", "head_dim"):
+            if getattr(self, f) is None:
+                raise ValueError(f"attention.{f} is required for attention.kind {self.kind!r}")
+        extra = [f for f in (*MLA_FIELDS, "q_lora_rank") if getattr(self, f) is not None]
+        if extra:
+            raise ValueError(f"{', '.join('attention.' + f for f in extra)} only apply to attention.kind 'mla'")
+        h, g = self.num_heads, self.num_kv_heads
+        if h % g:
+            raise ValueError(f"attention.num_heads ({h}) must be divisible by attention.num_kv_heads ({g})")
+        expected = {"mha": g == h, "mqa": g == 1, "gqa": 1 < g < h}[self.kind]
+        if not expected:
+            raise ValueError(f"attention.kind {self.kind!r} does not match num_heads {h} and num_kv_heads {g}")
+        if self.global_every is not None and self.sliding_window is None:
+            raise ValueError("attention.global_every needs attention.sliding_window")
+        return self
+
+    # Derived sizes, named as in DESIGN.md's notation.
+    @property
+    def kv_heads(self) -> int:
+        """KV heads g the cache stores (1 for MLA: one shared latent per token)."""
+        return 1 if self.kind == "mla" else self.num_kv_heads
+
+    @property
+    def qk_head_dim(self) -> int:
+        """d_qk of the expanded heads (MLA: d_n + d_r)."""
+        return self.qk_nope_head_dim + self.qk_rope_head_dim if self.kind == "mla" else self.head_dim
+
+    @property
+    def value_head_dim(self) -> int:
+        return self.v_head_dim if self.kind == "mla" else self.head_dim
+
+
+class MlpSpec(StrictModel):
+    """Dense feed-forward block. 'gated' (SwiGLU/GeGLU) has three matrices d x f; 'plain' (GELU) has two."""
+
+    kind: Literal["gated", "plain"]
+    intermediate_size: PositiveInt
+    bias: bool = False
+    activation: str = "silu"
+
+
+class MoeSpec(StrictModel):
+    """Mixture-of-experts feed-forward. Layers before first_dense_layers use the dense MlpSpec instead."""
+
+    num_experts: PositiveInt = Field(description="routed experts per MoE layer")
+    top_k: PositiveInt
+    expert_intermediate_size: PositiveInt
+    num_shared_experts: int = Field(0, ge=0)
+    shared_expert_intermediate_size: PositiveInt | None = Field(
+        None, description="width of each shared expert; defaults to expert_intermediate_size"
+    )
+    first_dense_layers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> MoeSpec:
+        if self.top_k > self.num_experts:
+            raise ValueError(f"moe.top_k ({self.top_k}) exceeds moe.num_experts ({self.num_experts})")
+        return self
+
+    @property
+    def shared_width(self) -> int:
+        return self.shared_expert_intermediate_size or self.expert_intermediate_size
+
+
+class ModelSpec(StrictModel):
+    name: str
+    aliases: list[str] = []
+    display_name: str | None = None
+    family: str
+    sources: list[str] = Field(min_length=1, description="where every number in this file comes from")
+    notes: str = ""
+    num_layers: PositiveInt
+    hidden_size: PositiveInt
+    vocab_size: PositiveInt
+    max_position_embeddings: PositiveInt | None = None
+    tie_word_embeddings: bool = False
+    learned_position_embeddings: bool = Field(False, description="GPT-2/3 style table of max_position_embeddings rows")
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    norm_bias: bool = False
+    norms_per_layer: int = Field(2, ge=0)
+    attention: AttentionSpec
+    mlp: MlpSpec
+    moe: MoeSpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.moe is not None and self.moe.first_dense_layers > self.num_layers:
+            raise ValueError(
+                f"moe.first_dense_layers ({self.moe.first_dense_layers}) exceeds num_layers ({self.num_layers})"
+            )
+        if self.learned_position_embeddings and self.max_position_embeddings is None:
+            raise ValueError("learned_position_embeddings needs max_position_embeddings")
+        return self
+
+    @property
+    def moe_layers(self) -> int:
+        return 0 if self.moe is None else self.num_layers - self.moe.first_dense_layers
+
+    @property
+    def dense_layers(self) -> int:
+        return self.num_layers - self.moe_layers
+
+    @property
+    def global_layers(self) -> int:
+        """Layers that attend to the whole context (the rest attend to attention.sliding_window tokens)."""
+        a = self.attention
+        if a.sliding_window is None:
+            return self.num_layers
+        return 0 if a.global_every is None else self.num_layers // a.global_every
+
+    @property
+    def window_layers(self) -> int:
+        return self.num_layers - self.global_layers
