@@ -1,0 +1,30 @@
+"""kvcalc: roofline and KV-cache calculator for transformer inference.
+
+The Python API mirrors the CLI; names resolve lazily so `import kvcalc` stays cheap:
+    kvcalc.estimate(model, gpu, ...) -> Estimate
+    kvcalc.load_model(name_or_path), kvcalc.load_gpu(name_or_path)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_API = {
+    "estimate": ("kvcalc.estimator", "estimate"),
+    "Estimate": ("kvcalc.estimator", "Estimate"),
+    "load_model": ("kvcalc.catalog", "load_model"),
+    "load_gpu": ("kvcalc.catalog", "load_gpu"),
+    "rewrite_attention": ("kvcalc.rewrite", "rewrite_attention"),
+    "KvcalcError": ("kvcalc.errors", "KvcalcError"),
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        module, attr = _API[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'kvcalc' has no attribute {name!r}")

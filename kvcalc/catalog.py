@@ -59,7 +59,8 @@ def validation_message(source: str, err: ValidationError) -> str:
     loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{source}: {loc + ': ' if loc else ''}{msg}{more}"
+    where = f"{loc}: " if loc and f"{loc}." not in msg else ""  # validators already name nested fields
+    return f"{source}: {where}{msg}{more}"
 
 
 def parse_spec(kind: Kind, data: dict, source: str):

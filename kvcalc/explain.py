@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from kvcalc.estimate import Estimate, Phase
+from kvcalc.estimator import Estimate, Phase
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.units import fmt_bytes, fmt_count, fmt_flops, fmt_ms
 
@@ -41,7 +41,7 @@ def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
     return [per_layer, per_token, cache]
 
 
-def _phase_lines(name: str, ph: Phase, hw: HardwareSpec, tokens: str) -> list[Step]:
+def _phase_lines(name: str, ph: Phase, hw: HardwareSpec, tokens: tuple[str, str]) -> list[Step]:
     slowest = max(ph.operators, key=lambda o: o.ms)
     peak = hw.peak_flops(slowest.dtype) / 1e12
     eff_c, eff_m = hw.efficiency.compute, hw.efficiency.memory
@@ -54,7 +54,7 @@ def _phase_lines(name: str, ph: Phase, hw: HardwareSpec, tokens: str) -> list[St
              f"({peak:g} TFLOPS * {eff_c:g}), {fmt_bytes(slowest.bytes)} / ({hw.memory_bandwidth_GBps:g} GB/s * {eff_m:g}))"
              f" = {fmt_ms(slowest.ms)}", fmt_ms(ph.ms)),
         Step(f"{name} speed of light", "the same sum with eff = 1", "", fmt_ms(ph.speed_of_light_ms)),
-        Step(f"{name} tokens/s", "tokens / time", f"{tokens} / {fmt_ms(ph.ms)}", f"{ph.tokens_per_s:,.1f}"),
+        Step(f"{name} tokens/s", f"{tokens[0]} / time", f"{tokens[1]} / {fmt_ms(ph.ms)}", f"{ph.tokens_per_s:,.1f}"),
         Step(f"{name} intensity", "FLOPs / bytes, against ridge = peak / BW",
              f"{fmt_flops(ph.flops)} / {fmt_bytes(ph.bytes)}; ridge {ph.ridge_point:,.0f} FLOP/B",
              f"{ph.arithmetic_intensity:,.1f} FLOP/B ({ph.bound}-bound)"),
@@ -71,6 +71,7 @@ def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
                       fmt_bytes(mem.required_bytes)))
     lines.append(Step("Memory usable", "capacity * utilisation",
                       f"{fmt_bytes(mem.capacity_bytes)} * {e.inputs.memory_utilization:g}", fmt_bytes(mem.usable_bytes)))
-    lines += _phase_lines("Decode", e.decode, hw, f"B = {e.inputs.batch}")
-    lines += _phase_lines("Prefill", e.prefill, hw, f"B * P = {e.inputs.batch * e.inputs.prompt:,}")
+    i = e.inputs
+    lines += _phase_lines("Decode", e.decode, hw, ("B", f"{i.batch}"))
+    lines += _phase_lines("Prefill", e.prefill, hw, ("B * P", f"{i.batch} * {i.prompt:,}"))
     return lines

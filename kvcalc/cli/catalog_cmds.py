@@ -41,8 +41,8 @@ def _list(rows: list[dict], title: str, format: Format) -> None:
     from rich.table import Table
 
     t = Table(title=title)
-    for col in rows[0]:
-        t.add_column(col)
+    for i, col in enumerate(rows[0]):
+        t.add_column(col, no_wrap=i == 0)
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r.values()))
     Console().print(t)

@@ -28,7 +28,7 @@ def estimate_cli(
 ) -> None:
     """KV cache, weights, memory fit, and roofline decode and prefill time."""
     from kvcalc.catalog import load_gpu, load_model
-    from kvcalc.estimate import estimate
+    from kvcalc.estimator import estimate
     from kvcalc.rewrite import rewrite_attention
 
     spec = rewrite_attention(load_model(model), attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from kvcalc.estimate import Estimate
+from kvcalc.estimator import Estimate
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.units import fmt_bytes, fmt_count, fmt_ms
 
@@ -43,11 +43,17 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
 
 
 def render_explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
+    """Each headline number as a short derivation: formula, values substituted, result."""
+    from rich.text import Text
+
     from kvcalc.explain import explain
 
-    t = Table(title="How each number is computed", show_header=True, header_style="bold")
-    for col in ("quantity", "formula", "with this model's values", "result"):
-        t.add_column(col, overflow="fold")
+    console.print("\n[bold]How each number is computed[/bold]")
     for step in explain(e, model, hw):
-        t.add_row(*step)
-    console.print(t)
+        pad = " " * (len(step.quantity) + 1)
+        lines = [Text.assemble((step.quantity, "bold"), " = ", step.formula)]
+        if step.substituted:
+            lines.append(Text(f"{pad}= {step.substituted}"))
+        lines.append(Text.assemble(pad, "= ", (step.result, "green")))
+        for line in lines:
+            console.print(line)

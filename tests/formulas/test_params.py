@@ -1,0 +1,102 @@
+"""Parameter counts: published totals (within 2 %), and an independent count of torch modules on the meta device."""
+
+import pytest
+
+from kvcalc.catalog import load_model
+from kvcalc.formulas.params import active_params, params_breakdown, total_params
+from kvcalc.rewrite import rewrite_attention
+
+
+@pytest.mark.parametrize(
+    "name, published_total, published_active",
+    [
+        ("llama-2-7b", 6.74e9, None),  # Llama 2 paper / model card
+        ("llama-3-8b", 8.03e9, None),  # Llama 3 model card
+        ("mixtral-8x7b", 46.7e9, 12.9e9),  # "Mixtral of experts": 46.7B total, 12.9B active
+        ("deepseek-v2", 236e9, 21e9),  # DeepSeek-V2 paper: 236B total, 21B activated
+        ("deepseek-v3", 671e9, 37e9),  # DeepSeek-V3 report: 671B total, 37B activated
+    ],
+)
+def test_parameter_totals_within_2_percent_of_published(name, published_total, published_active):
+    m = load_model(name)
+    assert total_params(m) == pytest.approx(published_total, rel=0.02)
+    if published_active:
+        assert active_params(m) == pytest.approx(published_active, rel=0.02)
+
+
+def test_dense_model_active_equals_total():
+    m = load_model("llama-3-8b")
+    assert active_params(m) == total_params(m)
+
+
+def test_gqa_rewrite_changes_only_the_kv_projections():
+    # chatglm2-6b has 2 KV groups with q,k,v biases; gqa8 adds 6 groups of K and V (4096 x 128 each, + bias).
+    m = load_model("chatglm2-6b")
+    before = params_breakdown(m)["attention/qkv"]
+    after = params_breakdown(rewrite_attention(m, "gqa8"))["attention/qkv"]
+    assert after - before == 28 * 2 * 6 * (4096 * 128 + 128)
+
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+def meta_count(modules) -> int:
+    return sum(p.numel() for mod in modules for p in mod.parameters())
+
+
+def llama_like_modules(d, L, V, h, g, dh, f, tied):
+    """A Llama decoder written out as HF's LlamaForCausalLM names its modules (an independent account)."""
+    with torch.device("meta"):
+        mods = [nn.Embedding(V, d)]
+        for _ in range(L):
+            mods += [
+                nn.Linear(d, h * dh, bias=False), nn.Linear(d, g * dh, bias=False), nn.Linear(d, g * dh, bias=False),
+                nn.Linear(h * dh, d, bias=False),
+                nn.Linear(d, f, bias=False), nn.Linear(d, f, bias=False), nn.Linear(f, d, bias=False),
+                nn.RMSNorm(d), nn.RMSNorm(d),
+            ]
+        mods.append(nn.RMSNorm(d))
+        if not tied:
+            mods.append(nn.Linear(d, V, bias=False))
+    return mods
+
+
+def test_llama_3_8b_count_matches_torch_modules_on_meta_device():
+    assert total_params(load_model("llama-3-8b")) == meta_count(
+        llama_like_modules(4096, 32, 128256, 32, 8, 128, 14336, tied=False)
+    )
+
+
+def test_gemma_2_9b_count_matches_torch_modules_on_meta_device():
+    # head_dim 256 with 16 heads: q is 3584 -> 4096, not hidden/heads; four norms per layer; tied embeddings.
+    mods = llama_like_modules(3584, 42, 256000, 16, 8, 256, 14336, tied=True)
+    with torch.device("meta"):
+        mods += [nn.RMSNorm(3584) for _ in range(2 * 42)]
+    assert total_params(load_model("gemma-2-9b")) == meta_count(mods)
+
+
+def test_deepseek_v2_lite_mla_moe_count_matches_torch_modules_on_meta_device():
+    # DeepSeek-V2-Lite as its modeling code builds it: q_proj (no q_lora), kv_a_proj_with_mqa, kv_a_layernorm,
+    # kv_b_proj, o_proj; layer 0 dense MLP 10944, the rest 64 routed + 2 shared experts of 1408, gate 64 x 2048.
+    d, L, V, h, d_c, d_r, d_n, d_v = 2048, 27, 102400, 16, 512, 64, 128, 128
+
+    def mlp(f):
+        return [nn.Linear(d, f, bias=False), nn.Linear(d, f, bias=False), nn.Linear(f, d, bias=False)]
+
+    with torch.device("meta"):
+        mods = [nn.Embedding(V, d), nn.RMSNorm(d), nn.Linear(d, V, bias=False)]
+        for layer in range(L):
+            mods += [
+                nn.Linear(d, h * (d_n + d_r), bias=False), nn.Linear(d, d_c + d_r, bias=False), nn.RMSNorm(d_c),
+                nn.Linear(d_c, h * (d_n + d_v), bias=False), nn.Linear(h * d_v, d, bias=False),
+                nn.RMSNorm(d), nn.RMSNorm(d),
+            ]
+            if layer == 0:
+                mods += mlp(10944)
+            else:
+                for _ in range(64):
+                    mods += mlp(1408)
+                mods += mlp(2 * 1408)  # the two shared experts, fused as DeepSeek's code does
+                mods.append(nn.Linear(d, 64, bias=False))  # router
+    assert total_params(load_model("deepseek-v2-lite")) == meta_count(mods)

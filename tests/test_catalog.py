@@ -1,0 +1,44 @@
+"""Finding specs by name, alias and path; the wheel carries the spec folders."""
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from kvcalc.catalog import load_gpu, load_model
+from kvcalc.errors import KvcalcError
+
+
+def test_aliases_and_case_resolve():
+    assert load_gpu("H100").name == "h100-sxm"
+    assert load_gpu("a100").name == "a100-sxm-80gb"
+    assert load_model("Mixtral").name == "mixtral-8x7b"
+
+
+def test_unknown_name_lists_the_closest_matches():
+    with pytest.raises(KvcalcError, match=r"--model: unknown model 'llama-3-7b'; closest: .*llama-3-8b"):
+        load_model("llama-3-7b")
+
+
+def test_a_path_loads_that_file(tmp_path):
+    from pathlib import Path
+
+    src = Path(__file__).parents[1] / "hardware_specs" / "h100-sxm.toml"
+    dst = tmp_path / "my-gpu.toml"
+    dst.write_text(src.read_text().replace('name = "h100-sxm"', 'name = "my-gpu"'))
+    assert load_gpu(str(dst)).name == "my-gpu"
+
+
+def test_the_wheel_ships_the_spec_folders(tmp_path):
+    pytest.importorskip("hatchling")
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
+        cwd=root, check=True, capture_output=True,
+    )
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    assert "kvcalc/_bundled/hardware_specs/h100-sxm.toml" in names
+    assert "kvcalc/_bundled/model_specs/deepseek-v3.toml" in names

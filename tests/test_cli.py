@@ -1,0 +1,127 @@
+"""The CLI through typer's CliRunner: output, formats and bad input (one line, exit code 2, no traceback)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_estimate_prints_the_table_for_the_readme_example():
+    r = run("estimate", "--model", "chatglm2-6b", "--attn", "gqa8")
+    assert r.exit_code == 0, r.stderr
+    # chatglm2-6b rewritten to 8 KV groups: 2 * 8 * 128 * 28 layers * 2 B = 114,688 B per token.
+    assert "114,688 B" in r.stdout
+    for label in ("KV cache per token", "Weights", "Memory required", "Decode step", "Decode bound", "Prefill"):
+        assert label in r.stdout
+
+
+JSON_KEYS = [
+    "kv_cache.bytes_per_token", "kv_cache.bytes_per_token_per_layer", "kv_cache.bytes", "weights.params",
+    "weights.active_params", "weights.bytes", "memory.required_bytes", "memory.capacity_bytes", "memory.fits",
+    "decode.step_ms", "decode.speed_of_light_ms", "decode.tokens_per_s", "decode.bound",
+    "decode.arithmetic_intensity", "prefill.ms", "prefill.speed_of_light_ms", "prefill.bound",
+]
+
+
+def test_json_has_the_documented_keys_with_real_values():
+    r = run("estimate", "-m", "llama-2-7b", "--batch", "2", "--context", "1000", "-f", "json")
+    out = json.loads(r.stdout)
+
+    def get(dotted):
+        node = out
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    for key in JSON_KEYS:
+        get(key)
+    # llama-2-7b: 2 * 32 * 128 * 32 * 2 B = 524,288 B per token; 2 sequences x 1000 tokens.
+    assert get("kv_cache.bytes_per_token") == 524_288
+    assert get("kv_cache.bytes") == 2 * 1000 * 524_288
+    assert get("memory.capacity_bytes") == 80 * 2**30
+    assert get("decode.bound") == "memory" and get("memory.fits") is True
+
+
+def test_csv_is_one_header_and_one_row():
+    r = run("estimate", "-m", "llama-2-7b", "-f", "csv")
+    header, row = r.stdout.strip().splitlines()
+    assert dict(zip(header.split(","), row.split(",")))["kv_cache.bytes_per_token"] == "524288.0"
+
+
+def test_explain_substitutes_the_models_values():
+    r = run("estimate", "-m", "deepseek-v2", "--explain", "--context", "100")
+    assert r.exit_code == 0
+    assert "(d_c + d_r) * b_kv" in r.stdout and "(512 + 64) * 2 B" in r.stdout
+    assert "60 * 1,152 B" in r.stdout
+
+
+def test_a_workload_that_does_not_fit_is_reported_with_hypothetical_latency():
+    r = run("estimate", "-m", "llama-3-70b", "--gpu", "h100")
+    assert r.exit_code == 0
+    assert "does not fit" in r.stdout and "hypothetical" in r.stdout
+    assert json.loads(run("estimate", "-m", "llama-3-70b", "-f", "json").stdout)["decode"]["hypothetical"] is True
+
+
+def test_a_context_beyond_max_positions_is_a_warning_not_a_failure():
+    r = run("estimate", "-m", "llama-2-7b", "--context", "8192")
+    assert r.exit_code == 0
+    assert "exceeds llama-2-7b's max_position_embeddings 4096" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "chatglm3-6b"], "--model: unknown model 'chatglm3-6b'; closest: chatglm2-6b"),
+        (["--model", "llama-2-7b", "--gpu", "h10"], "--gpu: unknown gpu 'h10'; closest: h100"),
+        (["--model", "llama-2-7b", "--batch", "0"], "--batch: expected a positive integer, got 0"),
+        (["--model", "llama-2-7b", "--context", "-1"], "--context: expected an integer >= 0"),
+        (["--model", "chatglm2-6b", "--attn", "gqa5"], "--attn: gqa5 needs N to divide the 32 query heads"),
+        (["--model", "llama-2-7b", "--kv-dtype", "fp9"], "--kv-dtype: unknown dtype 'fp9'"),
+        (["--model", "llama-2-7b", "--weight-dtype", "int3"], "--weight-dtype: unknown dtype 'int3'"),
+        (["--model", "llama-2-7b", "--batch", "two"], "Invalid value for '--batch'"),
+        (["--model", "llama-2-7b", "--format", "xml"], "Invalid value for '--format'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args, message):
+    r = run("estimate", *args)
+    assert r.exit_code == 2
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1 and message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_malformed_spec_file_names_the_file_and_field(tmp_path):
+    bad = tmp_path / "bad-gpu.toml"
+    bad.write_text('name = "x"\ndisplay_name = "x"\nvendor = "x"\nsources = ["s"]\nmemory_GiB = -1\n')
+    r = run("estimate", "-m", "llama-2-7b", "--gpu", str(bad))
+    assert r.exit_code == 2
+    assert f"{bad}: memory_GiB: Input should be greater than 0" in r.stderr
+
+
+def test_models_gpus_and_show_list_the_catalog_with_sources():
+    assert "deepseek-v3" in run("models").stdout
+    gpus = json.loads(run("gpus", "-f", "json").stdout)
+    assert {"name": "h100-sxm", "bf16_tflops": 989.5}.items() <= next(g for g in gpus if g["name"] == "h100-sxm").items()
+    shown = run("show", "model", "chatglm2-6b")
+    assert shown.exit_code == 0 and "huggingface.co/THUDM/chatglm2-6b" in shown.stdout
+    assert json.loads(run("show", "gpu", "h100", "-f", "json").stdout)["memory_bandwidth_GBps"] == 3350
+
+
+def test_python_dash_m_runs_the_cli_without_heavy_imports():
+    probe = (
+        "import sys, runpy; sys.argv = ['kvcalc', 'estimate', '--model', 'chatglm2-6b', '-f', 'json']\n"
+        "try:\n    runpy.run_module('kvcalc', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code\n"
+        "print('HEAVY', [m for m in ('pandas', 'matplotlib', 'torch', 'numpy') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("HEAVY []")

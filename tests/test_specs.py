@@ -1,0 +1,107 @@
+"""Spec schemas: every bundled file loads, cites sources, and bad files fail naming the field."""
+
+import pytest
+
+from kvcalc.catalog import bundled_specs, load_spec_file
+from kvcalc.errors import KvcalcError
+
+REFERENCE_MODELS = {
+    "chatglm2-6b", "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3.1-8b", "llama-3-70b",
+    "llama-3.1-70b", "llama-3.1-405b", "mistral-7b", "mixtral-8x7b", "qwen2-7b", "qwen2.5-72b", "falcon-7b",
+    "falcon-40b", "gemma-2-9b", "gpt-3-175b", "command-r", "deepseek-v2", "deepseek-v2-lite", "deepseek-v3",
+}
+REFERENCE_GPUS = {
+    "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
+    "rtx-4090", "b200", "mi300x", "mi325x",
+}
+
+
+def test_every_reference_model_and_gpu_is_bundled_with_sources():
+    models, gpus = bundled_specs("model"), bundled_specs("gpu")
+    assert {m.name for m in models} == REFERENCE_MODELS
+    assert {g.name for g in gpus} == REFERENCE_GPUS
+    assert all(s.sources for s in [*models, *gpus])
+
+
+@pytest.mark.parametrize(
+    "name, memory_GiB, bandwidth, bf16, fp8",
+    [
+        # reference-figures.md accelerator table (dense peaks; vendors' sparse figures are twice these)
+        ("h100-sxm", 80, 3350, 989.5, 1979),
+        ("h100-pcie", 80, 2000, 756.5, 1513),
+        ("h200", 141, 4800, 989.5, 1979),
+        ("a100-sxm-80gb", 80, 2039, 312, None),
+        ("rtx-4090", 24, 1008, 165.2, 330.3),
+        ("b200", 180, 7700, 2250, 4500),
+        ("mi300x", 192, 5300, 1307.4, 2614.9),
+    ],
+)
+def test_gpu_specs_hold_the_dense_datasheet_figures(name, memory_GiB, bandwidth, bf16, fp8):
+    g = next(g for g in bundled_specs("gpu") if g.name == name)
+    assert (g.memory_GiB, g.memory_bandwidth_GBps, g.peak_tflops.bf16, g.peak_tflops.fp8) == (
+        memory_GiB, bandwidth, bf16, fp8,
+    )
+
+
+def test_head_dim_is_explicit_not_hidden_over_heads():
+    gemma = next(m for m in bundled_specs("model") if m.name == "gemma-2-9b")
+    assert gemma.attention.head_dim == 256 != gemma.hidden_size // gemma.attention.num_heads
+
+
+GOOD = """
+name = "tiny"
+family = "llama"
+sources = ["test"]
+num_layers = 2
+hidden_size = 64
+vocab_size = 100
+[attention]
+kind = "gqa"
+num_heads = 8
+num_kv_heads = 2
+head_dim = 8
+[mlp]
+kind = "gated"
+intermediate_size = 128
+"""
+
+
+def write(tmp_path, text, name="spec.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_a_good_spec_file_loads(tmp_path):
+    assert load_spec_file("model", write(tmp_path, GOOD)).attention.num_kv_heads == 2
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("num_kv_heads = 2", "num_kv_heads = 3", "attention.num_heads (8) must be divisible by attention.num_kv_heads (3)"),
+        ("hidden_size = 64", "hidden_size = 0", "hidden_size: Input should be greater than 0"),
+        ("head_dim = 8", "head_dim = 8\nhead_dimm = 8", "attention.head_dimm: Extra inputs are not permitted"),
+        ('kind = "gqa"', 'kind = "mla"', "attention.kind 'mla' needs attention.kv_lora_rank"),
+        ('kind = "gqa"', 'kind = "mha"', "attention.kind 'mha' does not match num_heads 8 and num_kv_heads 2"),
+        ('sources = ["test"]', "sources = []", "sources: List should have at least 1 item"),
+    ],
+)
+def test_a_bad_spec_file_names_the_file_and_field(tmp_path, old, new, message):
+    p = write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(KvcalcError) as err:
+        load_spec_file("model", p)
+    assert str(err.value).startswith(f"{p}: {message}")
+    assert "\n" not in str(err.value)
+
+
+def test_moe_top_k_beyond_the_experts_is_rejected(tmp_path):
+    p = write(tmp_path, GOOD + "[moe]\nnum_experts = 4\ntop_k = 6\nexpert_intermediate_size = 32\n")
+    with pytest.raises(KvcalcError, match=r"moe.top_k \(6\) exceeds moe.num_experts \(4\)"):
+        load_spec_file("model", p)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    p = write(tmp_path, "name = \n")
+    with pytest.raises(KvcalcError, match=f"{p}: not valid TOML"):
+        load_spec_file("model", p)
