@@ -89,14 +89,11 @@ def bundled_specs(kind: Kind) -> list:
     return [load_spec_file(kind, p) for p in sorted(spec_dir(kind).glob("*.toml"))]
 
 
-def _looks_like_path(ref: str) -> bool:
-    return ref.endswith((*SPEC_SUFFIXES, ".json")) or "/" in ref or "\\" in ref or Path(ref).exists()
-
-
 def resolve(kind: Kind, ref: str):
-    """A spec from a bundled name or alias (case-insensitive) or a path to a spec file."""
-    if _looks_like_path(ref) and Path(ref).exists():
-        path = Path(ref)
+    """A spec from a path (spec file; for models also a config.json or a folder holding one), a bundled name or
+    alias (case-insensitive), or, for models, an ORG/NAME repo id in the local Hugging Face cache."""
+    path = Path(ref)
+    if path.exists():
         if kind == "model" and (path.is_dir() or path.suffix == ".json"):
             from kvcalc.hf import load_hf_model
 
@@ -104,10 +101,11 @@ def resolve(kind: Kind, ref: str):
         if path.is_dir():
             raise KvcalcError(f"--{kind}: {ref} is a folder; expected a spec file")
         return load_spec_file(kind, path)
+    if ref.endswith((*SPEC_SUFFIXES, ".json")):
+        raise KvcalcError(f"--{kind}: no such file {ref}")
     names = catalog(kind)
-    path = names.get(ref.lower())
-    if path is not None:
-        return load_spec_file(kind, path)
+    if ref.lower() in names:
+        return load_spec_file(kind, names[ref.lower()])
     if kind == "model" and "/" in ref:
         from kvcalc.hf import load_hf_model
 

@@ -6,6 +6,7 @@ Errors never end in a traceback: usage errors and KvcalcError become one line on
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from typer.core import TyperGroup
@@ -13,10 +14,16 @@ from typer.core import TyperGroup
 from kvcalc.errors import KvcalcError
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
 class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            rv = super().main(args, prog_name or "kvcalc", complete_var, standalone_mode=False, **extra)
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_line
+                rv = super().main(args, prog_name or "kvcalc", complete_var, standalone_mode=False, **extra)
         except (typer.TyperException, KvcalcError) as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # bare `kvcalc`: the help text, not an error
                 typer.echo(e.ctx.get_help())
@@ -39,7 +46,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from kvcalc.cli import catalog_cmds, estimate_cmd  # noqa: E402,F401  (registers the commands)
+from kvcalc.cli import catalog_cmds, estimate_cmd, import_cmd  # noqa: E402,F401  (registers the commands)
+
 
 
 def main() -> None:

@@ -134,7 +134,8 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
         ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp))
     if model.moe is not None:
         moe, n = model.moe, model.moe_layers
-        router = linear_cost([Linear("router", d, moe.num_experts)], tokens, p)
+        gates = moe.num_experts + (1 if moe.shared_expert_gate else 0)
+        router = linear_cost([Linear("router", d, gates)], tokens, p)
         ops.append(Op("moe/router", "mlp", "matmul", n * router))
         ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p)))
         if moe.num_shared_experts:

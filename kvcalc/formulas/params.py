@@ -69,11 +69,12 @@ def shared_experts_params(model: ModelSpec) -> int:
 
 
 def norm_params_per_layer(model: ModelSpec) -> int:
-    """Layer norms of one layer, plus MLA's own norms on the query and KV latents."""
+    """Layer norms of one layer, plus MLA's norms on the query and KV latents and per-head q/k norms."""
     width = 2 if model.norm_bias else 1
     attn = model.attention
     mla = (attn.kv_lora_rank + (attn.q_lora_rank or 0)) if attn.kind == "mla" else 0
-    return model.norms_per_layer * model.hidden_size * width + mla
+    qk = 2 * attn.qk_head_dim if attn.qk_norm else 0
+    return model.norms_per_layer * model.hidden_size * width + mla + qk
 
 
 def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int]:
@@ -85,7 +86,7 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
     attn = model.attention
     out: dict[str, int] = {"embedding": V * d}
     if model.learned_position_embeddings:
-        out["position_embedding"] = model.max_position_embeddings * d
+        out["position_embedding"] = (model.max_position_embeddings + model.learned_position_offset) * d
     out["attention/qkv"] = L * sum(x.params for x in attention_in_linears(attn, d))
     out["attention/o"] = L * attention_out_linear(attn, d).params
     out["mlp"] = model.dense_layers * sum(x.params for x in dense_mlp_linears(model.mlp, d))
@@ -94,7 +95,7 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
         experts = moe.top_k if active else moe.num_experts
         out["moe/routed"] = n * experts * expert_params(model)
         out["moe/shared"] = n * shared_experts_params(model)
-        out["moe/router"] = n * d * moe.num_experts
+        out["moe/router"] = n * d * (moe.num_experts + (1 if moe.shared_expert_gate else 0))
     out["norms"] = L * norm_params_per_layer(model) + d * (2 if model.norm_bias else 1)
     out["lm_head"] = 0 if model.tie_word_embeddings else V * d
     out["total"] = sum(out.values())

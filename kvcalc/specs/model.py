@@ -32,6 +32,7 @@ class AttentionSpec(StrictModel):
     q_lora_rank: PositiveInt | None = None
     qkv_bias: bool = False
     out_bias: bool = False
+    qk_norm: bool = Field(False, description="RMSNorm over each query and key head (Qwen3, Gemma 3): 2 * head_dim weights")
     sliding_window: PositiveInt | None = Field(None, description="tokens a sliding-window layer attends to")
     global_every: PositiveInt | None = Field(
         None, description="with sliding_window: every n-th layer attends globally (gemma-2: 2); None: all layers slide"
@@ -98,6 +99,7 @@ class MoeSpec(StrictModel):
         None, description="width of each shared expert; defaults to expert_intermediate_size"
     )
     first_dense_layers: int = Field(0, ge=0)
+    shared_expert_gate: bool = Field(False, description="a d x 1 sigmoid gate on the shared experts (Qwen2-MoE)")
 
     @model_validator(mode="after")
     def _check(self) -> MoeSpec:
@@ -123,6 +125,7 @@ class ModelSpec(StrictModel):
     max_position_embeddings: PositiveInt | None = None
     tie_word_embeddings: bool = False
     learned_position_embeddings: bool = Field(False, description="GPT-2/3 style table of max_position_embeddings rows")
+    learned_position_offset: int = Field(0, ge=0, description="extra rows in that table (OPT: 2)")
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norm_bias: bool = False
     norms_per_layer: int = Field(2, ge=0)

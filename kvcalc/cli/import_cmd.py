@@ -1,0 +1,32 @@
+"""kvcalc import: turn a Hugging Face config.json into a model spec file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvcalc.cli import app
+
+
+@app.command("import")
+def import_cli(
+    config: Annotated[str, typer.Argument(help="config.json, a folder holding one, or an ORG/NAME repo id in the HF cache")],
+    name: Annotated[str, typer.Option("--name", "-n", help="name of the new spec")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="file to write [default: NAME.toml]")] = None,
+) -> None:
+    """Write a model spec from a config.json; the spec gives the same numbers as the config."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.hf import load_hf_spec
+    from kvcalc.toml_out import spec_to_toml
+
+    spec, assumptions = load_hf_spec(config, name=name)
+    target = out or Path(f"{name}.toml")
+    if target.exists():
+        raise KvcalcError(f"--out: {target} exists; choose another file")
+    header = f"# Written by `kvcalc import` from {spec.sources[0]}\n"
+    target.write_text(header + spec_to_toml(spec))
+    for a in assumptions:
+        typer.echo(f"warning: {a}", err=True)
+    typer.echo(f"wrote {target}")

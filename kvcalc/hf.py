@@ -1,0 +1,359 @@
+"""Read a Hugging Face config.json as a ModelSpec: from a file, a folder that holds one, or a repo id in the
+local Hugging Face cache. Nothing is downloaded and no remote code is run; the JSON is only parsed.
+
+Each family is read with the field names it really uses; nothing is guessed where a config says otherwise
+(head_dim in particular: Qwen3, Gemma and MLA models break head_dim = hidden / heads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from kvcalc.errors import KvcalcError
+from kvcalc.specs.model import ModelSpec
+
+LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3", "gemma3_text"}
+FAMILIES = sorted(LLAMA_LIKE | {"falcon", "chatglm", "gpt2", "gpt_neox", "opt", "deepseek_v2", "deepseek_v3"})
+MAX_SIZE = 10**7  # no real width, vocabulary or context comes near this; a bigger value is a broken config
+
+
+class Config:
+    """A config dict that names the file and the field in every error, and records assumptions."""
+
+    def __init__(self, data: dict, source: str):
+        self.data, self.source = data, source
+        self.assumptions: list[str] = []  # values kvcalc chose because the config left them out
+        self.notes: list[str] = []  # what the spec leaves out on purpose
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def int(self, key: str, default=None, *, assume: str | None = None) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            if assume is not None:
+                self.assumptions.append(f"{key} absent: assumed {assume}")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
+            raise KvcalcError(f"{self.source}: {key}: expected a positive integer up to {MAX_SIZE:,}, got {value!r}")
+        return value
+
+    def need(self, *keys: str) -> list[int]:
+        """The first present key of each alternative group ('a|b'); missing ones are one error naming them all."""
+        missing = [k for k in keys if not any(self.has(alt) for alt in k.split("|"))]
+        if missing:
+            raise KvcalcError(f"{self.source}: missing essential field(s): {', '.join(missing)}")
+        return [self.int(next(alt for alt in k.split("|") if self.has(alt))) for k in keys]
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        return default if value is None else bool(value)
+
+
+def _kind(heads: int, kv_heads: int) -> str:
+    return "mha" if kv_heads == heads else ("mqa" if kv_heads == 1 else "gqa")
+
+
+def _check_heads(c: Config, heads: int, kv_heads: int, heads_key: str, kv_key: str) -> None:
+    if heads % kv_heads:
+        raise KvcalcError(f"{c.source}: {heads_key} ({heads}) is not divisible by {kv_key} ({kv_heads})")
+
+
+def _windows(c: Config, model_type: str, layers: int) -> dict:
+    """sliding_window and global_every from the family's fields."""
+    window = c.int("sliding_window")
+    if window is None:
+        return {}
+    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe") and not c.bool("use_sliding_window", False):
+        return {}  # Qwen configs carry a sliding_window that is off unless use_sliding_window is set
+    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
+        c.assumptions.append("use_sliding_window: every layer modelled as sliding (max_window_layers not modelled)")
+    if model_type == "gemma2":
+        return {"sliding_window": window, "global_every": 2}
+    if model_type in ("gemma3", "gemma3_text"):
+        types = c.data.get("layer_types")
+        if types:
+            full = [i for i, t in enumerate(types) if t == "full_attention"]
+            every = full[0] + 1 if full else None
+            if every is None or full != list(range(every - 1, layers, every)):
+                raise KvcalcError(f"{c.source}: layer_types: expected full_attention every n-th layer")
+            return {"sliding_window": window, "global_every": every}
+        return {"sliding_window": window, "global_every": c.int("sliding_window_pattern", 6, assume="6")}
+    return {"sliding_window": window}
+
+
+def _llama_like(c: Config, model_type: str) -> dict:
+    layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+    kv = c.int("num_key_value_heads", heads)
+    _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
+    head_dim = c.int("head_dim") or d // heads
+    gemma = model_type.startswith("gemma")
+    qwen2 = model_type in ("qwen2", "qwen2_moe")
+    spec = {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
+        "max_position_embeddings": c.int("max_position_embeddings"),
+        "tie_word_embeddings": c.bool("tie_word_embeddings", gemma),
+        "norms_per_layer": 4 if model_type in ("gemma2", "gemma3", "gemma3_text") else 2,
+        "attention": {
+            "kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
+            "qkv_bias": qwen2 or c.bool("attention_bias", False), "out_bias": c.bool("attention_bias", False),
+            "qk_norm": model_type in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text"),
+            **_windows(c, model_type, layers),
+        },
+        "mlp": {
+            "kind": "gated", "intermediate_size": c.need("intermediate_size")[0], "bias": c.bool("mlp_bias", False),
+            "activation": c.data.get("hidden_activation") or c.data.get("hidden_act") or "silu",
+        },
+    }
+    if model_type == "mixtral":
+        (experts, top_k) = c.need("num_local_experts", "num_experts_per_tok")
+        spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": spec["mlp"]["intermediate_size"]}
+    elif model_type in ("qwen2_moe", "qwen3_moe"):
+        experts, top_k, width = c.need("num_experts", "num_experts_per_tok", "moe_intermediate_size")
+        if c.int("decoder_sparse_step", 1) != 1 or c.data.get("mlp_only_layers"):
+            raise KvcalcError(f"{c.source}: decoder_sparse_step / mlp_only_layers other than every layer MoE are not modelled")
+        spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": width}
+        shared = c.int("shared_expert_intermediate_size")
+        if shared:
+            spec["moe"].update(num_shared_experts=1, shared_expert_intermediate_size=shared, shared_expert_gate=True)
+    return spec
+
+
+def _deepseek(c: Config, model_type: str) -> dict:
+    layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+    d_c, d_r, d_n, d_v = c.need("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+    spec = {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
+        "max_position_embeddings": c.int("max_position_embeddings"),
+        "tie_word_embeddings": c.bool("tie_word_embeddings", False),
+        "attention": {
+            "kind": "mla", "num_heads": heads, "kv_lora_rank": d_c, "qk_rope_head_dim": d_r,
+            "qk_nope_head_dim": d_n, "v_head_dim": d_v, "q_lora_rank": c.int("q_lora_rank"),
+        },
+        "mlp": {"kind": "gated", "intermediate_size": c.need("intermediate_size")[0]},
+    }
+    if c.has("n_routed_experts"):
+        if c.int("moe_layer_freq", 1) != 1:
+            raise KvcalcError(f"{c.source}: moe_layer_freq other than 1 is not modelled")
+        experts, top_k, width = c.need("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size")
+        spec["moe"] = {
+            "num_experts": experts, "top_k": top_k, "expert_intermediate_size": width,
+            "num_shared_experts": c.data.get("n_shared_experts") or 0,
+            "first_dense_layers": c.data.get("first_k_dense_replace") or 0,
+        }
+    if c.int("num_nextn_predict_layers"):
+        c.notes.append("the multi-token-prediction module (num_nextn_predict_layers) is not counted")
+    return spec
+
+
+def _falcon_context(c: Config) -> int:
+    c.notes.append("Falcon configs carry no max_position_embeddings; its 2048-token training length is used")
+    return 2048
+
+
+def _falcon(c: Config) -> dict:
+    layers, d, heads, vocab = c.need("num_hidden_layers|n_layer", "hidden_size", "num_attention_heads|n_head", "vocab_size")
+    if c.bool("new_decoder_architecture", False):
+        kv = c.int("num_kv_heads", heads)
+        norms = 1 if c.data.get("num_ln_in_parallel_attn") == 1 else 2
+    else:
+        kv = 1 if c.bool("multi_query", True) else heads
+        norms = 1 if c.bool("parallel_attn", True) else 2
+    _check_heads(c, heads, kv, "num_attention_heads", "num_kv_heads")
+    bias = c.bool("bias", False)
+    return {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
+        "max_position_embeddings": c.int("max_position_embeddings") or _falcon_context(c),
+        "tie_word_embeddings": c.bool("tie_word_embeddings", True),
+        "norm": "layernorm", "norm_bias": True, "norms_per_layer": norms,
+        "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": d // heads,
+                      "qkv_bias": bias, "out_bias": bias},
+        "mlp": {"kind": "plain", "intermediate_size": c.int("ffn_hidden_size", 4 * d), "bias": bias, "activation": "gelu"},
+    }
+
+
+def _chatglm(c: Config) -> dict:
+    layers, d, heads, vocab, f = c.need("num_layers", "hidden_size", "num_attention_heads", "padded_vocab_size", "ffn_hidden_size")
+    kv = c.int("multi_query_group_num", heads) if c.bool("multi_query_attention", False) else heads
+    _check_heads(c, heads, kv, "num_attention_heads", "multi_query_group_num")
+    bias = c.bool("add_bias_linear", False)
+    return {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
+        "max_position_embeddings": c.int("seq_length"), "tie_word_embeddings": False,
+        "norm": "rmsnorm" if c.bool("rmsnorm", True) else "layernorm",
+        "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv,
+                      "head_dim": c.int("kv_channels", d // heads), "qkv_bias": c.bool("add_qkv_bias", False), "out_bias": bias},
+        "mlp": {"kind": "gated", "intermediate_size": f, "bias": bias},
+    }
+
+
+def _gpt2(c: Config) -> dict:
+    layers, d, heads, vocab, positions = c.need("n_layer", "n_embd", "n_head", "vocab_size", "n_positions")
+    return {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab, "max_position_embeddings": positions,
+        "tie_word_embeddings": c.bool("tie_word_embeddings", True), "learned_position_embeddings": True,
+        "norm": "layernorm", "norm_bias": True,
+        "attention": {"kind": "mha", "num_heads": heads, "num_kv_heads": heads, "head_dim": d // heads,
+                      "qkv_bias": True, "out_bias": True},
+        "mlp": {"kind": "plain", "intermediate_size": c.int("n_inner") or 4 * d, "bias": True, "activation": "gelu"},
+    }
+
+
+def _gpt_neox(c: Config) -> dict:
+    layers, d, heads, vocab, f = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size", "intermediate_size")
+    bias = c.bool("attention_bias", True)
+    return {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
+        "max_position_embeddings": c.int("max_position_embeddings"),
+        "tie_word_embeddings": c.bool("tie_word_embeddings", False), "norm": "layernorm", "norm_bias": True,
+        "attention": {"kind": "mha", "num_heads": heads, "num_kv_heads": heads, "head_dim": d // heads,
+                      "qkv_bias": bias, "out_bias": bias},
+        "mlp": {"kind": "plain", "intermediate_size": f, "bias": True, "activation": "gelu"},
+    }
+
+
+def _opt(c: Config) -> dict:
+    layers, d, heads, vocab, f, positions = c.need(
+        "num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size", "ffn_dim", "max_position_embeddings"
+    )
+    if c.int("word_embed_proj_dim", d) != d:
+        raise KvcalcError(f"{c.source}: word_embed_proj_dim != hidden_size (OPT-350m's projections) is not modelled")
+    bias = c.bool("enable_bias", True)
+    return {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab, "max_position_embeddings": positions,
+        "tie_word_embeddings": c.bool("tie_word_embeddings", True), "learned_position_embeddings": True,
+        "learned_position_offset": 2,  # OPTLearnedPositionalEmbedding keeps 2 rows before position 0
+        "norm": "layernorm", "norm_bias": True,
+        "attention": {"kind": "mha", "num_heads": heads, "num_kv_heads": heads, "head_dim": d // heads,
+                      "qkv_bias": bias, "out_bias": bias},
+        "mlp": {"kind": "plain", "intermediate_size": f, "bias": bias, "activation": "relu"},
+    }
+
+
+def _unknown(c: Config, model_type: str) -> dict:
+    """Standard (Llama-style) fields, with every assumption named."""
+    c.assumptions.append(f"model_type {model_type!r} is not a known family: read as Llama-style fields")
+    _, d, heads, _ = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+    if not c.has("num_key_value_heads"):
+        c.assumptions.append("num_key_value_heads absent: assumed MHA (one KV head per query head)")
+    if not c.has("head_dim"):
+        c.assumptions.append(f"head_dim absent: assumed hidden_size / num_attention_heads = {d // heads}")
+    if not c.has("tie_word_embeddings"):
+        c.assumptions.append("tie_word_embeddings absent: assumed false")
+    c.assumptions.append("MLP assumed gated (SwiGLU: gate, up and down projections); no biases")
+    return _llama_like(c, "llama")
+
+
+def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, list[str]]:
+    """ModelSpec fields from a parsed config.json, and the assumptions made (empty for known families)."""
+    if isinstance(data.get("text_config"), dict):  # multimodal wrappers (gemma3, llava...): the language model
+        data = {**data["text_config"], "model_type": data["text_config"].get("model_type", data.get("model_type"))}
+    c = Config(data, source)
+    model_type = str(data.get("model_type") or "")
+    if model_type in ("RefinedWeb", "RefinedWebModel"):
+        model_type = "falcon"
+    if model_type in LLAMA_LIKE:
+        spec = _llama_like(c, model_type)
+    elif model_type in ("deepseek_v2", "deepseek_v3"):
+        spec = _deepseek(c, model_type)
+    elif model_type == "falcon":
+        spec = _falcon(c)
+    elif model_type == "chatglm":
+        spec = _chatglm(c)
+    elif model_type == "gpt2":
+        spec = _gpt2(c)
+    elif model_type == "gpt_neox":
+        spec = _gpt_neox(c)
+    elif model_type == "opt":
+        spec = _opt(c)
+    else:
+        spec = _unknown(c, model_type or "(none)")
+    spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
+    notes = c.notes + [f"assumed: {a}" for a in c.assumptions]
+    if notes:
+        spec["notes"] = "; ".join(notes)
+    return spec, c.assumptions
+
+
+def read_config(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise KvcalcError(f"{path}: cannot read ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KvcalcError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise KvcalcError(f"{path}: expected a JSON object")
+    return data
+
+
+def hf_cache_dir() -> Path:
+    """HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub (huggingface_hub's own order)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def cached_config(repo_id: str) -> Path:
+    """config.json of a cached repo: the snapshot refs/main names, else the newest snapshot that has one."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
+        raise KvcalcError(f"--model: {repo_id!r} is neither a bundled name, a spec file nor an ORG/NAME repo id")
+    cache = hf_cache_dir()
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    candidates = []
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        candidates.append(repo / "snapshots" / ref.read_text().strip() / "config.json")
+    candidates += sorted((repo / "snapshots").glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise KvcalcError(
+        f"--model: {repo_id} is not in the local Hugging Face cache ({cache}); nothing is downloaded. "
+        f"Fetch just its config with: huggingface-cli download {repo_id} config.json"
+    )
+
+
+def locate_config(ref: str | Path) -> tuple[Path, str]:
+    """(config.json path, a default name) for a file, a folder or a cached repo id."""
+    path = Path(ref)
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            raise KvcalcError(f"--model: {path} holds no config.json")
+        return config, path.resolve().name
+    if path.is_file():
+        return path, path.resolve().parent.name if path.name == "config.json" else path.stem
+    return cached_config(str(ref)), str(ref).split("/")[-1]
+
+
+def load_hf_spec(ref: str | Path, name: str | None = None) -> tuple[ModelSpec, list[str]]:
+    config, default_name = locate_config(ref)
+    source = str(config)
+    fields, assumptions = config_to_spec_dict(read_config(config), name=name or default_name, source=source)
+    try:
+        return ModelSpec.model_validate(fields), assumptions
+    except ValidationError as e:
+        from kvcalc.catalog import validation_message
+
+        raise KvcalcError(validation_message(source, e)) from None
+
+
+class AssumptionWarning(UserWarning):
+    """A config.json left a field out and kvcalc assumed a value (the CLI prints these on stderr)."""
+
+
+def load_hf_model(ref: str | Path) -> ModelSpec:
+    """A ModelSpec from a config.json; every assumption made is issued as an AssumptionWarning."""
+    import warnings
+
+    spec, assumptions = load_hf_spec(ref)
+    for a in assumptions:
+        warnings.warn(f"{spec.sources[0]}: {a}", AssumptionWarning, stacklevel=2)
+    return spec
