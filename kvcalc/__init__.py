@@ -2,6 +2,10 @@
 
 The Python API mirrors the CLI; names resolve lazily so `import kvcalc` stays cheap:
     kvcalc.estimate(model, gpu, ...) -> Estimate
+    kvcalc.compare(model, attn, gpu, ...) -> list of rows
+    kvcalc.sweep(models, gpus, attn, batch, context, ...) -> pandas.DataFrame
+    kvcalc.capacity(model, gpu, context=..., ...) -> dict
+    kvcalc.plot.roofline(gpus, model, ...) -> matplotlib Figure
     kvcalc.load_model(name_or_path), kvcalc.load_gpu(name_or_path)
 """
 
@@ -12,6 +16,10 @@ __version__ = "0.1.0"
 _API = {
     "estimate": ("kvcalc.estimator", "estimate"),
     "Estimate": ("kvcalc.estimator", "Estimate"),
+    "compare": ("kvcalc.planning", "compare"),
+    "capacity": ("kvcalc.planning", "capacity"),
+    "sweep": ("kvcalc.grid", "sweep"),
+    "plot": ("kvcalc.plot", None),
     "load_model": ("kvcalc.catalog", "load_model"),
     "load_gpu": ("kvcalc.catalog", "load_gpu"),
     "rewrite_attention": ("kvcalc.rewrite", "rewrite_attention"),
@@ -26,5 +34,6 @@ def __getattr__(name: str):
         import importlib
 
         module, attr = _API[name]
-        return getattr(importlib.import_module(module), attr)
+        imported = importlib.import_module(module)
+        return imported if attr is None else getattr(imported, attr)
     raise AttributeError(f"module 'kvcalc' has no attribute {name!r}")

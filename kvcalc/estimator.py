@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel
 
 from kvcalc.catalog import load_gpu, load_model
@@ -15,6 +17,7 @@ from kvcalc.formulas.kv import (
     kv_elements_per_token_per_layer,
 )
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, memory_required
+from kvcalc.formulas.parallel import allreduce_seconds, shard_op
 from kvcalc.formulas.params import params_breakdown
 from kvcalc.formulas.roofline import StepTime, engine_dtype, intensity, ridge_point, step_time
 from kvcalc.rewrite import rewrite_attention
@@ -116,32 +119,88 @@ def _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utili
         raise KvcalcError(f"--context: expected an integer >= 0 (tokens already cached), got {context}")
     if not isinstance(prompt, int) or prompt < 1:
         raise KvcalcError(f"--prompt: expected a positive integer, got {prompt}")
-    if weight_dtype not in WEIGHT_DTYPES:
-        raise KvcalcError(f"--weight-dtype: unknown dtype {weight_dtype!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
-    if kv_dtype not in KV_DTYPES:
-        raise KvcalcError(f"--kv-dtype: unknown dtype {kv_dtype!r}; expected one of {', '.join(KV_DTYPES)}")
+    check_dtypes(weight_dtype, kv_dtype)
     if not 0 < memory_utilization <= 1:
         raise KvcalcError(f"--memory-utilization: expected a fraction in (0, 1], got {memory_utilization}")
 
 
-def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_dtype: str, fits: bool) -> Phase:
+def check_dtypes(weight_dtype: str, kv_dtype: str) -> None:
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise KvcalcError(f"--weight-dtype: unknown dtype {weight_dtype!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
+    if kv_dtype not in KV_DTYPES:
+        raise KvcalcError(f"--kv-dtype: unknown dtype {kv_dtype!r}; expected one of {', '.join(KV_DTYPES)}")
+
+
+def precision(weight_dtype: str, kv_dtype: str) -> Precision:
+    act = activation_dtype(weight_dtype)
+    return Precision(b_w=bytes_per_element(weight_dtype), b_kv=bytes_per_element(kv_dtype), b_a=bytes_per_element(act))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every quantity of one scenario, or of a grid of them: batch, context and prompt may be numpy arrays."""
+
+    spec: ModelSpec
+    hw: HardwareSpec
+    p: Precision
+    weight_dtype: str
+    memory: dict  # memory_required(): weights, kv_cache, activations, total
+    usable_bytes: float
+    decode: StepTime
+    decode_sol: StepTime
+    prefill: StepTime
+    prefill_sol: StepTime
+    comm_s: object  # tensor-parallel all-reduce time per decode step
+
+    @property
+    def fits(self):
+        return self.memory["total"] <= self.usable_bytes
+
+
+def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weight_dtype: str, kv_dtype: str,
+             memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, tp: int = 1) -> Evaluation:
+    """Compose the formulas for one model on one accelerator (per GPU of a tensor-parallel group of tp)."""
+    p = precision(weight_dtype, kv_dtype)
+    dec = [shard_op(o, spec, tp) for o in decode_ops(spec, batch, context, p)]
+    pre = [shard_op(o, spec, tp) for o in prefill_ops(spec, batch, prompt, p)]
+    link = hw.interconnect_bandwidth_GBps * 1e9 if hw.interconnect_bandwidth_GBps else None
+    return Evaluation(
+        spec=spec, hw=hw, p=p, weight_dtype=weight_dtype,
+        memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a),
+        usable_bytes=hw.memory_bytes * memory_utilization,
+        decode=step_time(dec, hw, weight_dtype, speed_of_light=False),
+        decode_sol=step_time(dec, hw, weight_dtype, speed_of_light=True),
+        prefill=step_time(pre, hw, weight_dtype, speed_of_light=False),
+        prefill_sol=step_time(pre, hw, weight_dtype, speed_of_light=True),
+        comm_s=allreduce_seconds(spec, batch, p.b_a, tp, link),
+    )
+
+
+def phase_metrics(step: StepTime, sol: StepTime, tokens, hw: HardwareSpec, weight_dtype: str, comm_s=0.0) -> dict:
+    """Headline numbers of one phase; works elementwise on arrays."""
     costs = [t.op.cost for t in step.ops]
     flops = sum(c.flops for c in costs)
     bytes_ = sum(c.bytes for c in costs)
-    matmul_dtype = engine_dtype("matmul", weight_dtype, hw)
+    seconds = step.seconds + comm_s
+    return {
+        "ms": seconds * 1e3,
+        "speed_of_light_ms": (sol.seconds + comm_s) * 1e3,
+        "tokens_per_s": tokens / seconds,
+        "bound": step.bound,
+        "flops": flops,
+        "bytes": bytes_,
+        "weight_bytes": sum(c.weight_bytes for c in costs),
+        "kv_read_bytes": sum(c.kv_read_bytes for c in costs),
+        "kv_write_bytes": sum(c.kv_write_bytes for c in costs),
+        "activation_bytes": sum(c.act_bytes for c in costs),
+        "arithmetic_intensity": intensity(flops, bytes_),
+        "ridge_point": ridge_point(hw.peak_flops(engine_dtype("matmul", weight_dtype, hw)), hw.bandwidth_Bps),
+    }
+
+
+def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_dtype: str, fits: bool) -> Phase:
     return Phase(
-        ms=step.seconds * 1e3,
-        speed_of_light_ms=sol.seconds * 1e3,
-        tokens_per_s=tokens / step.seconds,
-        bound=step.bound,
-        flops=flops,
-        bytes=bytes_,
-        weight_bytes=sum(c.weight_bytes for c in costs),
-        kv_read_bytes=sum(c.kv_read_bytes for c in costs),
-        kv_write_bytes=sum(c.kv_write_bytes for c in costs),
-        activation_bytes=sum(c.act_bytes for c in costs),
-        arithmetic_intensity=intensity(flops, bytes_),
-        ridge_point=ridge_point(hw.peak_flops(matmul_dtype), hw.bandwidth_Bps),
+        **phase_metrics(step, sol, tokens, hw, weight_dtype),
         hypothetical=not fits,
         operators=[
             Operator(
@@ -179,8 +238,9 @@ def estimate(
     _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization)
     spec = rewrite_attention(load_model(model), attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim)
     hw = load_gpu(gpu)
-    act = activation_dtype(weight_dtype)
-    p = Precision(b_w=bytes_per_element(weight_dtype), b_kv=bytes_per_element(kv_dtype), b_a=bytes_per_element(act))
+    ev = evaluate(spec, hw, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype,
+                  kv_dtype=kv_dtype, memory_utilization=memory_utilization)
+    mem, usable, fits, p = ev.memory, ev.usable_bytes, bool(ev.fits), ev.p
 
     warnings = []
     if spec.max_position_embeddings and max(context, prompt) > spec.max_position_embeddings:
@@ -188,22 +248,17 @@ def estimate(
             f"context {max(context, prompt)} exceeds {spec.name}'s max_position_embeddings "
             f"{spec.max_position_embeddings}"
         )
-
-    mem = memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a)
-    usable = hw.memory_bytes * memory_utilization
-    fits = mem["total"] <= usable
     if not fits:
         warnings.append(
             f"does not fit: needs {fmt_bytes(mem['total'])}, {fmt_bytes(usable)} usable "
             f"({memory_utilization:.0%} of {fmt_bytes(hw.memory_bytes)}); latencies are hypothetical"
         )
 
-    dec, pre = decode_ops(spec, batch, context, p), prefill_ops(spec, batch, prompt, p)
     breakdown = params_breakdown(spec)
     return Estimate(
         inputs=Inputs(
             model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,
-            prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=act,
+            prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
             memory_utilization=memory_utilization,
         ),
         kv_cache=KvCache(
@@ -224,13 +279,7 @@ def estimate(
             kv_cache_bytes=mem["kv_cache"], activations_bytes=mem["activations"], required_bytes=mem["total"],
             headroom_bytes=usable - mem["total"], fits=fits,
         ),
-        decode=_phase(
-            step_time(dec, hw, weight_dtype, speed_of_light=False),
-            step_time(dec, hw, weight_dtype, speed_of_light=True), batch, hw, weight_dtype, fits,
-        ),
-        prefill=_phase(
-            step_time(pre, hw, weight_dtype, speed_of_light=False),
-            step_time(pre, hw, weight_dtype, speed_of_light=True), batch * prompt, hw, weight_dtype, fits,
-        ),
+        decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits),
+        prefill=_phase(ev.prefill, ev.prefill_sol, batch * prompt, hw, weight_dtype, fits),
         warnings=warnings,
     )

@@ -1,0 +1,200 @@
+"""kvcalc compare, sweep, capacity and roofline: thin layers over kvcalc.planning, kvcalc.grid and kvcalc.plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvcalc.cli import app
+from kvcalc.cli.output import Format, write_csv, write_json
+from kvcalc.errors import KvcalcError
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
+Model = Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")]
+Gpu = Annotated[str, typer.Option("--gpu", "-g", help="bundled name or spec file")]
+
+
+def split(flag: str, text: str, cast=str) -> list:
+    """'a,b,c' -> [a, b, c]; an empty list or a value that does not parse is an error naming the flag."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise KvcalcError(f"{flag}: empty list; expected comma-separated values")
+    try:
+        return [cast(t) for t in items]
+    except ValueError:
+        raise KvcalcError(f"{flag}: expected comma-separated {cast.__name__} values, got {text!r}") from None
+
+
+def _attn(text: str) -> list:
+    return [None if a in ("own", "none") else a for a in split("--attn", text)]
+
+
+def _table(rows: list[dict], title: str, format: Format, formats: dict | None = None) -> None:
+    if format is Format.json:
+        return write_json(rows)
+    if format is Format.csv:
+        return write_csv(rows)
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in rows[0]:
+        t.add_column(col, justify="right" if isinstance(rows[0][col], (int, float)) else "left")
+    for r in rows:
+        t.add_row(*((formats or {}).get(k, _cell)(v) for k, v in r.items()))
+    Console().print(t)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return "" if v is None else str(v)
+
+
+@app.command("compare")
+def compare_cli(
+    model: Model, attn: Annotated[str, typer.Option(help="variants, comma-separated")] = "mha,mqa,gqa8,mla",
+    gpu: Gpu = "h100-sxm", batch: Annotated[int, typer.Option("--batch", "-b")] = 1,
+    context: Annotated[int, typer.Option("--context", "-c")] = 4096,
+    weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = 0.9, format: FormatOpt = Format.table,
+) -> None:
+    """Attention variants of one model side by side, each relative to the model's own attention."""
+    from kvcalc.planning import compare
+
+    rows = compare(model, _attn(attn), gpu, batch=batch, context=context, weight_dtype=weight_dtype,
+                   kv_dtype=kv_dtype, memory_utilization=memory_utilization)
+    if format is not Format.table:
+        return _table(rows, "", format)
+    from kvcalc.units import fmt_bytes
+
+    short = [{
+        "variant": r["variant"], "KV/token": fmt_bytes(r["kv_bytes_per_token"]),
+        f"max ctx @b{batch}": f"{r['max_context_at_batch']:,}", f"max b @{context}": f"{r['max_batch_at_context']:,}",
+        "step ms": f"{r['decode_ms']:.2f}", "tok/s": f"{r['tokens_per_s']:,.0f}",
+        "FLOP/B": f"{r['arithmetic_intensity']:.1f}", "bound": r["bound"] + ("" if r["fits"] else " (no fit)"),
+        "KV x": f"{r['kv_bytes_per_token_vs_own']:.3g}", "tok/s x": f"{r['tokens_per_s_vs_own']:.2f}",
+    } for r in rows]
+    _table(short, f"{model} on {gpu}: batch {batch}, context {context:,} (x = relative to its own attention)", format)
+
+
+@app.command("capacity")
+def capacity_cli(
+    model: Model, context: Annotated[int, typer.Option("--context", "-c", help="tokens per sequence")],
+    gpu: Gpu = "h100-sxm", batch: Annotated[Optional[int], typer.Option("--batch", "-b")] = None,
+    gpus: Annotated[Optional[int], typer.Option(help="tensor-parallel GPUs [default: the fewest that fit]")] = None,
+    target_tokens_per_s: Annotated[Optional[float], typer.Option(help="output tokens/s to serve")] = None,
+    price_per_gpu_hour: Annotated[Optional[float], typer.Option(help="price of one GPU-hour")] = None,
+    memory_utilization: float = 0.9, prefill_chunk: int = 8192, weight_dtype: str = "bf16", kv_dtype: str = "bf16",
+    format: FormatOpt = Format.table,
+) -> None:
+    """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment."""
+    from kvcalc.planning import capacity
+
+    plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
+                    price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
+                    prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+    if format is not Format.table:
+        flat = {k: v for k, v in plan.items() if k != "assumptions"}
+        flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
+        return write_json(plan) if format is Format.json else write_csv([flat])
+    from rich.console import Console
+    from rich.table import Table
+
+    from kvcalc.units import fmt_bytes
+
+    t = Table(title=f"{plan['model']} on {plan['gpu']} at context {context:,}", show_header=False)
+    t.add_column("quantity", style="bold")
+    t.add_column("value")
+    show = {
+        "fewest GPUs that hold the weights": plan["min_gpus_for_weights"],
+        "tensor parallel over": f"{plan['tensor_parallel']} GPUs",
+        "weights per GPU": fmt_bytes(plan["weights_bytes_per_gpu"]),
+        "KV budget per GPU": fmt_bytes(plan["kv_budget_bytes_per_gpu"]),
+        "max concurrent sequences at context": plan["max_sequences_at_context"],
+        f"longest context at batch {batch or 1}": f"{plan['max_context_at_batch']:,}",
+        f"decode at batch {plan['batch']}": f"{plan['decode_ms']:.2f} ms/step, {plan['tokens_per_s']:,.0f} tokens/s",
+        "GPUs for the target": plan["gpus_for_target"],
+        "cost per million output tokens": (f"{plan['cost_per_million_tokens']:.3f}"
+                                           if plan["cost_per_million_tokens"] is not None else None),
+        "binding constraint": plan["binding"],
+    }
+    for k, v in show.items():
+        if v is not None:
+            t.add_row(k, str(v))
+    for k, v in plan["assumptions"].items():
+        t.add_row(f"assumption: {k}", fmt_bytes(v) if k.endswith("bytes") else str(v))
+    Console().print(t)
+
+
+@app.command("sweep")
+def sweep_cli(
+    model: Annotated[str, typer.Option("--model", "-m", help="models, comma-separated")],
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPUs, comma-separated")] = "h100-sxm",
+    attn: Annotated[str, typer.Option(help="attention variants ('own' for the model's)")] = "own",
+    batch: Annotated[str, typer.Option("--batch", "-b")] = "1,8,64",
+    context: Annotated[str, typer.Option("--context", "-c")] = "1024,4096,16384",
+    weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = 0.9,
+    out: Annotated[Path, typer.Option("--out", "-o", help=".csv, or .parquet with pyarrow installed")] = Path("sweep.csv"),
+) -> None:
+    """Every combination of the axes into one table (CSV or Parquet)."""
+    from kvcalc.grid import combinations, sweep
+
+    axes = dict(models=split("--model", model), gpus=split("--gpu", gpu), attn=_attn(attn),
+                weight_dtype=split("--weight-dtype", weight_dtype), kv_dtype=split("--kv-dtype", kv_dtype))
+    grid = dict(batch=split("--batch", batch, int), context=split("--context", context, int))
+    if out.suffix not in (".csv", ".parquet"):
+        raise KvcalcError(f"--out: expected a .csv or .parquet file, got {out}")
+    from rich.progress import Progress
+
+    n = combinations(**axes)
+    with Progress(transient=True, disable=n < 16) as progress:
+        task = progress.add_task("sweeping", total=n)
+        df = sweep(**axes, **grid, memory_utilization=memory_utilization, on_combination=lambda: progress.advance(task))
+    if out.suffix == ".parquet":
+        try:
+            df.to_parquet(out)
+        except ImportError:
+            raise KvcalcError("--out: Parquet needs pyarrow (pip install pyarrow); use a .csv file") from None
+    else:
+        df.to_csv(out, index=False)
+    typer.echo(f"wrote {len(df):,} rows to {out}")
+
+
+@app.command("roofline")
+def roofline_cli(
+    model: Model,
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPUs, comma-separated")] = "h100-sxm",
+    attn: Annotated[str, typer.Option(help="attention variants ('own' for the model's)")] = "own",
+    batch: Annotated[str, typer.Option("--batch", "-b")] = "1,8,64,256",
+    context: Annotated[int, typer.Option("--context", "-c")] = 4096,
+    weight_dtype: str = "bf16", kv_dtype: str = "bf16",
+    measured: Annotated[Optional[Path], typer.Option(help="kvcalc validate CSV to overlay")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help=".png or .svg")] = Path("roofline.png"),
+) -> None:
+    """A log-log roofline chart with the decode operating points of each attention variant and batch."""
+    if out.suffix not in (".png", ".svg", ".pdf"):
+        raise KvcalcError(f"--out: expected a .png, .svg or .pdf file, got {out}")
+    if context < 1:
+        raise KvcalcError(f"--context: expected a positive integer, got {context}")
+    points = None
+    if measured is not None:
+        import pandas as pd
+
+        try:
+            points = pd.read_csv(measured)
+        except (OSError, ValueError) as e:
+            raise KvcalcError(f"--measured: cannot read {measured}: {e}") from None
+        missing = {"arithmetic_intensity", "achieved_tflops"} - set(points.columns)
+        if missing:
+            raise KvcalcError(f"--measured: {measured} lacks column(s) {', '.join(sorted(missing))}")
+    from kvcalc.plot import roofline
+
+    batches = split("--batch", batch, int)
+    if min(batches) < 1:
+        raise KvcalcError(f"--batch: expected positive integers, got {batch}")
+    fig = roofline(split("--gpu", gpu), model, attn=_attn(attn), batch=batches, context=context,
+                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points)
+    fig.savefig(out, dpi=120)
+    typer.echo(f"wrote {out}")

@@ -1,0 +1,40 @@
+"""Tensor parallelism over tp GPUs (Megatron-style: heads and MLP columns split, two all-reduces per layer).
+
+Per GPU: weights / tp; KV heads max(g / tp, 1) (replicated when g < tp); MLA's one latent is replicated on
+every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a bytes and costs
+2 (tp - 1) / tp * bytes / link bandwidth (ring); its latency is not modelled.
+"""
+
+from __future__ import annotations
+
+from kvcalc.formulas.cost import Cost
+from kvcalc.formulas.forward import Op
+from kvcalc.specs.model import ModelSpec
+
+
+def kv_shard_fraction(model: ModelSpec, tp: int) -> float:
+    """Fraction of each token's KV cache one GPU holds: max(g / tp, 1) / g (1 for MLA: the latent is replicated)."""
+    g = model.attention.kv_heads
+    return max(g / tp, 1) / g
+
+
+def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
+    """One GPU's share of an operator: FLOPs, weights and activations / tp; KV by kv_shard_fraction."""
+    if tp == 1:
+        return op
+    c, kv = op.cost, kv_shard_fraction(model, tp)
+    shard = Cost(
+        flops=c.flops / tp, weight_bytes=c.weight_bytes / tp, kv_read_bytes=c.kv_read_bytes * kv,
+        kv_write_bytes=c.kv_write_bytes * kv, act_bytes=c.act_bytes / tp,
+    )
+    return Op(op.name, op.op_class, op.engine, shard)
+
+
+def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None):
+    """Two ring all-reduces per layer of tokens * d * b_a bytes each: 2 L * 2 (tp-1)/tp * bytes / link."""
+    if tp == 1:
+        return 0.0
+    if not link_bandwidth_Bps:
+        raise ValueError("tensor parallelism needs the accelerator's interconnect_bandwidth_GBps")
+    per_allreduce = tokens * model.hidden_size * b_a
+    return 2 * model.num_layers * 2 * (tp - 1) / tp * per_allreduce / link_bandwidth_Bps

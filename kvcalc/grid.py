@@ -1,0 +1,89 @@
+"""sweep(): a grid of scenarios as a pandas DataFrame.
+
+The structural axes (model, gpu, attention, dtypes) are looped over; batch x context is one numpy grid per
+combination, evaluated by the same formulas as `estimate` in a single call (no Python loop per scenario).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+from kvcalc.catalog import load_gpu, load_model
+from kvcalc.errors import KvcalcError
+from kvcalc.estimator import check_dtypes, evaluate, phase_metrics
+from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
+from kvcalc.formulas.params import active_params, total_params
+from kvcalc.rewrite import rewrite_attention
+
+
+def _nonempty(flag: str, values) -> list:
+    values = list(values)
+    if not values:
+        raise KvcalcError(f"{flag}: empty list; expected at least one value")
+    return values
+
+
+def _ints(flag: str, values, minimum: int) -> list[int]:
+    values = _nonempty(flag, values)
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+            raise KvcalcError(f"{flag}: expected integers >= {minimum}, got {v!r}")
+    return values
+
+
+def sweep(
+    models: Sequence,
+    gpus: Sequence = ("h100-sxm",),
+    attn: Sequence = (None,),
+    batch: Sequence[int] = (1,),
+    context: Sequence[int] = (4096,),
+    weight_dtype: Sequence[str] = ("bf16",),
+    kv_dtype: Sequence[str] = ("bf16",),
+    *,
+    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+    on_combination: Callable[[], None] | None = None,
+):
+    """Every combination of the axes, one DataFrame row each. The prompt of each row equals its context."""
+    import numpy as np
+    import pandas as pd
+
+    models, gpus, attn = _nonempty("--model", models), _nonempty("--gpu", gpus), _nonempty("--attn", attn)
+    batch, context = _ints("--batch", batch, 1), _ints("--context", context, 1)
+    weight_dtype, kv_dtype = _nonempty("--weight-dtype", weight_dtype), _nonempty("--kv-dtype", kv_dtype)
+    for w, k in itertools.product(weight_dtype, kv_dtype):
+        check_dtypes(w, k)
+    if not 0 < memory_utilization <= 1:
+        raise KvcalcError(f"--memory-utilization: expected a fraction in (0, 1], got {memory_utilization}")
+    B, S = (a.ravel() for a in np.meshgrid(np.array(batch, dtype=np.int64), np.array(context, dtype=np.int64), indexing="ij"))
+    specs = {m: load_model(m) for m in models}
+    hws = {g: load_gpu(g) for g in gpus}
+    frames = []
+    for m, g, a, w, k in itertools.product(models, gpus, attn, weight_dtype, kv_dtype):
+        spec, hw = rewrite_attention(specs[m], a), hws[g]
+        ev = evaluate(spec, hw, batch=B, context=S, prompt=S, weight_dtype=w, kv_dtype=k,
+                      memory_utilization=memory_utilization)
+        dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w)
+        pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w)
+        n = len(B)
+        frames.append(pd.DataFrame({
+            "model": [spec.name] * n, "gpu": [hw.name] * n, "attention": [spec.attention.kind] * n,
+            "weight_dtype": [w] * n, "kv_dtype": [k] * n, "batch": B, "context": S, "prompt": S,
+            "kv_bytes_per_token": np.full(n, kv_bytes_per_token(spec, ev.p.b_kv)),
+            "kv_bytes": B * kv_bytes_per_sequence(spec, S, ev.p.b_kv),
+            "params": np.full(n, total_params(spec)), "active_params": np.full(n, active_params(spec)),
+            "weights_bytes": np.full(n, ev.memory["weights"]),
+            "memory_required_bytes": ev.memory["total"], "fits": ev.fits,
+            "decode_ms": dec["ms"], "decode_speed_of_light_ms": dec["speed_of_light_ms"],
+            "decode_tokens_per_s": dec["tokens_per_s"], "decode_bound": dec["bound"],
+            "decode_arithmetic_intensity": dec["arithmetic_intensity"],
+            "prefill_ms": pre["ms"], "prefill_speed_of_light_ms": pre["speed_of_light_ms"], "prefill_bound": pre["bound"],
+        }))
+        if on_combination:
+            on_combination()
+    return pd.concat(frames, ignore_index=True)
+
+
+def combinations(models, gpus, attn, weight_dtype, kv_dtype) -> int:
+    return len(models) * len(gpus) * len(attn) * len(weight_dtype) * len(kv_dtype)

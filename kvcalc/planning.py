@@ -1,0 +1,138 @@
+"""What to deploy: attention variants side by side (compare) and GPU counts and concurrency (capacity).
+
+Both print their assumptions. The KV budget per GPU is capacity * utilisation - weights / tp - activations,
+where activations are the workspace of one prefill chunk (chunked prefill, as vLLM schedules it).
+"""
+
+from __future__ import annotations
+
+import math
+
+from kvcalc.catalog import load_gpu, load_model
+from kvcalc.estimator import check_dtypes, evaluate, phase_metrics, precision
+from kvcalc.errors import KvcalcError
+from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
+from kvcalc.formulas.kv import kv_bytes_per_token
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, activation_workspace_bytes
+from kvcalc.formulas.params import weight_bytes
+from kvcalc.rewrite import rewrite_attention
+
+DEFAULT_PREFILL_CHUNK = 8192  # tokens of one prefill chunk held in flight (vLLM's max_num_batched_tokens order)
+TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _check(context: int, memory_utilization: float, prefill_chunk: int) -> None:
+    if not isinstance(context, int) or context < 1:
+        raise KvcalcError(f"--context: expected a positive integer, got {context}")
+    if not 0 < memory_utilization <= 1:
+        raise KvcalcError(f"--memory-utilization: expected a fraction in (0, 1], got {memory_utilization}")
+    if prefill_chunk < 1:
+        raise KvcalcError(f"--prefill-chunk: expected a positive integer, got {prefill_chunk}")
+
+
+def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp):
+    activations = activation_workspace_bytes(spec, 1, prefill_chunk, p.b_a)
+    return kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes(spec, p.b_w), activations, tp), activations
+
+
+def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch: int = 1, context: int = 4096,
+            weight_dtype: str = "bf16", kv_dtype: str = "bf16",
+            memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> list[dict]:
+    """One row per attention variant (the model's own first), each also relative to the model's own."""
+    _check(context, memory_utilization, prefill_chunk)
+    if not isinstance(batch, int) or batch < 1:
+        raise KvcalcError(f"--batch: expected a positive integer, got {batch}")
+    check_dtypes(weight_dtype, kv_dtype)
+    if not attn:
+        raise KvcalcError("--attn: expected at least one variant")
+    base, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
+    rows = []
+    for variant in (None, *attn):
+        spec = rewrite_attention(base, variant)
+        budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, 1)
+        ev = evaluate(spec, hw, batch=batch, context=context, prompt=context, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+        dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype)
+        rows.append({
+            "variant": variant or f"{base.attention.kind} (own)",
+            "kv_bytes_per_token": kv_bytes_per_token(spec, p.b_kv),
+            "max_context_at_batch": max_context(spec, batch, budget, p.b_kv),
+            "max_batch_at_context": max_sequences(spec, context, budget, p.b_kv),
+            "decode_ms": dec["ms"],
+            "tokens_per_s": dec["tokens_per_s"],
+            "arithmetic_intensity": dec["arithmetic_intensity"],
+            "bound": str(dec["bound"]),
+            "fits": bool(ev.fits),
+        })
+    own = rows[0]
+    for row in rows:
+        for key in ("kv_bytes_per_token", "max_batch_at_context", "decode_ms", "tokens_per_s"):
+            row[f"{key}_vs_own"] = row[key] / own[key] if own[key] else math.nan
+    return rows
+
+
+def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
+             target_tokens_per_s: float | None = None, price_per_gpu_hour: float | None = None,
+             weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+             prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> dict:
+    """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost."""
+    _check(context, memory_utilization, prefill_chunk)
+    check_dtypes(weight_dtype, kv_dtype)
+    for flag, value in (("--batch", batch), ("--gpus", gpus)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise KvcalcError(f"{flag}: expected a positive integer, got {value}")
+    for flag, value in (("--target-tokens-per-s", target_tokens_per_s), ("--price-per-gpu-hour", price_per_gpu_hour)):
+        if value is not None and not value > 0:
+            raise KvcalcError(f"{flag}: expected a positive number, got {value}")
+    spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
+    heads = spec.attention.num_heads
+
+    def fits_one_sequence(tp):
+        budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp)
+        return max_sequences(spec, context, budget, p.b_kv, tp) >= 1
+
+    candidates = [t for t in TP_DEGREES if heads % t == 0]
+    min_tp = next((t for t in candidates if fits_one_sequence(t)), None)
+    if gpus is not None and heads % gpus:
+        raise KvcalcError(f"--gpus: tensor parallelism over {gpus} GPUs needs it to divide the {heads} query heads")
+    tp = gpus or min_tp
+    if tp is None:
+        raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(candidates)} {hw.name} GPUs")
+    budget, activations = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp)
+    seqs = max_sequences(spec, context, budget, p.b_kv, tp)
+    run_batch = batch or max(seqs, 1)
+    ev = evaluate(spec, hw, batch=run_batch, context=context, prompt=context, weight_dtype=weight_dtype,
+                  kv_dtype=kv_dtype, tp=tp)
+    dec = phase_metrics(ev.decode, ev.decode_sol, run_batch, hw, weight_dtype, ev.comm_s)
+    replicas = math.ceil(target_tokens_per_s / dec["tokens_per_s"]) if target_tokens_per_s else 1
+    if seqs < 1:
+        binding = "memory: not even one sequence fits at this context"
+    elif batch and batch > seqs:
+        binding = f"KV cache: only {seqs} sequences fit at context {context}, fewer than the batch {batch}"
+    elif replicas > 1:
+        binding = f"throughput: {replicas} replicas of {tp} GPUs for {target_tokens_per_s:,.0f} tokens/s"
+    elif tp > 1:
+        binding = f"weights: they need {tp} GPUs' memory"
+    else:
+        binding = "none: one GPU holds it"
+    return {
+        "model": spec.name, "gpu": hw.name, "context": context, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
+        "min_gpus_for_weights": min_tp, "tensor_parallel": tp,
+        "weights_bytes_per_gpu": weight_bytes(spec, p.b_w) / tp,
+        "kv_budget_bytes_per_gpu": budget,
+        "max_sequences_at_context": seqs,
+        "max_context_at_batch": max_context(spec, batch or 1, budget, p.b_kv, tp), "batch": run_batch,
+        "decode_ms": dec["ms"], "tokens_per_s": dec["tokens_per_s"],
+        "fits": bool(run_batch <= seqs),
+        "replicas_for_target": replicas, "gpus_for_target": replicas * tp if target_tokens_per_s else None,
+        "cost_per_million_tokens": (price_per_gpu_hour * tp / (dec["tokens_per_s"] * 3600) * 1e6
+                                    if price_per_gpu_hour else None),
+        "binding": binding,
+        "assumptions": {
+            "memory_utilization": memory_utilization,
+            "activation_reserve_bytes": activations,
+            "prefill_chunk_tokens": prefill_chunk,
+            "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; "
+                               "two ring all-reduces per layer over the interconnect (latency not modelled)",
+            "throughput": f"decode at batch {run_batch} and context {context}, expected efficiencies",
+        },
+    }

@@ -1,0 +1,99 @@
+"""Roofline charts (matplotlib, imported only here).
+
+roofline() draws, log-log, each accelerator's memory roof (bandwidth x intensity) up to each compute roof
+(the dense peak of each relevant dtype), marks the ridge points, and places the decode operating points of
+each operator class (attention, projections and MLP, lm_head) for every attention variant and batch.
+A point sits at its arithmetic intensity, at the throughput the roofs allow there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kvcalc.catalog import load_gpu, load_model
+from kvcalc.dtypes import activation_dtype, matmul_compute_dtype
+from kvcalc.estimator import precision
+from kvcalc.formulas.forward import decode_ops
+from kvcalc.formulas.roofline import ridge_point
+from kvcalc.rewrite import rewrite_attention
+
+CLASSES = {"attention": ("attention",), "projections+MLP": ("projection", "mlp"), "lm_head": ("lm_head",)}
+MARKERS = {"attention": "o", "projections+MLP": "s", "lm_head": "^"}
+
+
+def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, weight_dtype="bf16", kv_dtype="bf16"):
+    """(variant, batch, class, flops, bytes, intensity) of each operator class in one decode step."""
+    base, p, out = load_model(model), precision(weight_dtype, kv_dtype), []
+    for variant in attn:
+        spec = rewrite_attention(base, variant)
+        for b in batch:
+            ops = decode_ops(spec, b, context, p)
+            for label, classes in CLASSES.items():
+                flops = sum(o.cost.flops for o in ops if o.op_class in classes)
+                bytes_ = sum(o.cost.bytes for o in ops if o.op_class in classes)
+                out.append((variant or spec.attention.kind, b, label, flops, bytes_, flops / bytes_))
+    return out
+
+
+def compute_dtypes(hw, weight_dtype: str) -> list[str]:
+    return sorted({activation_dtype(weight_dtype), matmul_compute_dtype(weight_dtype, hw.peak_tflops.available())})
+
+
+def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequence = (None,),
+             batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "bf16",
+             kv_dtype: str = "bf16", measured=None):
+    """A Figure with the roofs of each GPU and the decode operating points; `measured` is a DataFrame with
+    arithmetic_intensity and achieved_tflops columns (kvcalc validate's CSV)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype)
+    xs = [pt[5] for pt in points]
+    x_lo, x_hi = min(xs + [1.0]) / 4, max(xs + [1e3]) * 4
+    fig, ax = plt.subplots(figsize=(9, 6))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for gi, g in enumerate(gpus):
+        hw = load_gpu(g)
+        color = f"C{gi}"
+        for di, dtype in enumerate(compute_dtypes(hw, weight_dtype)):
+            peak = hw.peak_flops(dtype)
+            ridge = ridge_point(peak, hw.bandwidth_Bps)
+            x = [x_lo, ridge, max(x_hi, ridge * 4)]
+            y = [hw.bandwidth_Bps * x_lo / 1e12, peak / 1e12, peak / 1e12]
+            ax.plot(x, y, color=color, linestyle=("-", "--", ":")[di % 3], label=f"{hw.name} {dtype} roof",
+                    gid=f"roof:{hw.name}:{dtype}")
+            ax.plot([ridge], [peak / 1e12], marker="D", color=color, gid=f"ridge:{hw.name}:{dtype}")
+            ax.annotate(f"ridge {ridge:.0f}", (ridge, peak / 1e12), textcoords="offset points", xytext=(4, -12),
+                        fontsize=7, color=color)
+        peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available()))
+        labels: dict[tuple, tuple[set, set]] = {}  # coinciding points (same class, ~same intensity) share a label
+        for variant, b, label, flops, bytes_, x in points:
+            y = min(peak, x * hw.bandwidth_Bps) / 1e12
+            ax.plot([x], [y], marker=MARKERS[label], color=color, linestyle="none", alpha=0.8,
+                    gid=f"point:{hw.name}:{variant}:{b}:{label}")
+            variants, batches = labels.setdefault((label, f"{x:.1e}"), (set(), set()))
+            variants.add(variant)
+            batches.add(b)
+        if gi == 0:
+            for (label, x), (variants, batches) in labels.items():
+                x = float(x)
+                y = min(peak, x * hw.bandwidth_Bps) / 1e12
+                text = f"{label}: {','.join(sorted(variants))} b{','.join(map(str, sorted(batches)))}"
+                offset = {"attention": (5, 4), "projections+MLP": (5, -8), "lm_head": (5, -17)}[label]
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=6)
+    if measured is not None and len(measured):
+        ax.plot(measured["arithmetic_intensity"], measured["achieved_tflops"], "x", color="black",
+                label="measured", gid="measured")
+    for label, marker in MARKERS.items():
+        ax.plot([], [], marker=marker, color="gray", linestyle="none", label=label)
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("attainable TFLOP/s")
+    name = load_model(model).name
+    ax.set_title(f"Roofline: {name} decode at context {context:,} ({weight_dtype} weights, {kv_dtype} KV)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,132 @@
+"""compare, capacity and sweep: hand-derived numbers and agreement with estimate."""
+
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc.cli import app
+from kvcalc.errors import KvcalcError
+from kvcalc.estimator import estimate
+from kvcalc.planning import capacity, compare
+
+runner = CliRunner()
+GiB = 2**30
+
+# Llama 3 70B (reference-figures.md): 80 layers, d 8192, 64 heads, 8 KV heads of 128, MLP 28672, vocab 128256.
+LLAMA3_70B_PARAMS = (
+    2 * 128256 * 8192  # embedding + untied lm_head
+    + 80 * (2 * 8192 * 8192 + 2 * 8192 * 1024 + 3 * 8192 * 28672 + 2 * 8192)  # q,o + k,v + MLP + 2 norms
+    + 8192  # final norm
+)
+
+
+def hand_budget(tp: int) -> float:
+    usable = 0.9 * 80 * GiB  # H100 SXM 80 GiB at 90 % utilisation
+    activations = 8192 * (2 * 8192 + 2 * 28672) * 2 + 128256 * 4  # one 8192-token prefill chunk, bf16; fp32 logits
+    return usable - LLAMA3_70B_PARAMS * 2 / tp - activations
+
+
+def test_llama_3_70b_bf16_does_not_fit_one_h100():
+    assert LLAMA3_70B_PARAMS * 2 > 0.9 * 80 * GiB
+    plan = capacity("llama-3-70b", "h100", context=8192)
+    assert plan["min_gpus_for_weights"] == 2
+
+
+@pytest.mark.parametrize("tp", [2, 4])
+def test_llama_3_70b_concurrency_at_8k_on_two_and_four_h100s(tp):
+    # KV per token per GPU: 2 * (8 KV heads / tp) * 128 * 80 layers * 2 B.
+    per_seq = 2 * (8 / tp) * 128 * 80 * 2 * 8192
+    expected = math.floor(hand_budget(tp) / per_seq)
+    assert expected == {2: 4, 4: 60}[tp]
+    assert capacity("llama-3-70b", "h100", context=8192, gpus=tp)["max_sequences_at_context"] == expected
+
+
+def test_throughput_target_and_cost_follow_from_the_decode_rate():
+    plan = capacity("llama-3-8b", "h100", context=4096, batch=32, target_tokens_per_s=10_000, price_per_gpu_hour=2.0)
+    rate = estimate("llama-3-8b", "h100", batch=32, context=4096).decode.tokens_per_s
+    assert plan["tokens_per_s"] == pytest.approx(rate)
+    assert plan["gpus_for_target"] == math.ceil(10_000 / rate)
+    assert plan["cost_per_million_tokens"] == pytest.approx(2.0 / (rate * 3600) * 1e6)
+
+
+def test_kv_cache_binds_when_the_batch_does_not_fit():
+    plan = capacity("llama-3-70b", "h100", context=8192, gpus=2, batch=16)
+    assert not plan["fits"] and plan["binding"].startswith("KV cache: only 4 sequences")
+
+
+def test_compare_mqa_over_mha_kv_is_one_over_heads():
+    rows = {r["variant"]: r for r in compare("llama-2-7b", ["mqa", "gqa8"], context=2048)}
+    assert rows["mqa"]["kv_bytes_per_token_vs_own"] == 1 / 32  # llama-2-7b is MHA with 32 heads
+    assert rows["gqa8"]["kv_bytes_per_token_vs_own"] == 8 / 32
+    assert rows["mha (own)"]["decode_ms_vs_own"] == 1
+
+
+def test_compare_rows_agree_with_estimate():
+    row = compare("mistral-7b", ["mla"], batch=8, context=4096)[1]
+    e = estimate("mistral-7b", attn="mla", batch=8, context=4096)
+    assert row["decode_ms"] == pytest.approx(e.decode.ms) and row["kv_bytes_per_token"] == e.kv_cache.bytes_per_token
+
+
+def test_sweep_rows_equal_estimate_for_the_same_scenario():
+    from kvcalc.grid import sweep
+
+    df = sweep(["llama-3-8b", "deepseek-v2-lite", "gemma-2-9b"], ["h100", "mi300x"], [None, "mqa"], [1, 7, 64],
+               [512, 5000], ["bf16", "fp8"], ["bf16", "fp8"])
+    assert len(df) == 3 * 2 * 2 * 3 * 2 * 2 * 2
+    for _, row in df.sample(12, random_state=0).iterrows():
+        attn = None if row["attention"] == estimate(row["model"].split("+")[0]).inputs.attention else "mqa"
+        e = estimate(row["model"].split("+")[0], row["gpu"], attn=attn, batch=int(row["batch"]),
+                     context=int(row["context"]), weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"])
+        assert row["decode_ms"] == pytest.approx(e.decode.ms)
+        assert row["prefill_ms"] == pytest.approx(e.prefill.ms)
+        assert row["kv_bytes"] == e.kv_cache.bytes and row["decode_bound"] == e.decode.bound
+        assert row["memory_required_bytes"] == pytest.approx(e.memory.required_bytes) and row["fits"] == e.memory.fits
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: capacity("llama-3-8b", context=0), "--context: expected a positive integer"),
+        (lambda: capacity("llama-3-8b", context=4096, price_per_gpu_hour=-1), "--price-per-gpu-hour: expected a positive"),
+        (lambda: capacity("llama-3-8b", context=4096, gpus=3), "--gpus: tensor parallelism over 3 GPUs needs it to divide"),
+        (lambda: compare("llama-3-8b", [], context=4096), "--attn: expected at least one variant"),
+    ],
+)
+def test_bad_planning_input_names_the_flag(call, message):
+    with pytest.raises(KvcalcError, match=message):
+        call()
+
+
+def test_an_empty_sweep_grid_is_an_error():
+    from kvcalc.grid import sweep
+
+    with pytest.raises(KvcalcError, match="--batch: empty list"):
+        sweep(["llama-3-8b"], batch=[])
+    r = runner.invoke(app, ["sweep", "-m", "llama-3-8b", "-b", ",", "-o", "x.csv"])
+    assert r.exit_code == 2 and "--batch: empty list" in r.stderr
+
+
+def test_cli_compare_capacity_and_sweep(tmp_path):
+    import json
+
+    import pandas as pd
+
+    r = runner.invoke(app, ["compare", "-m", "llama-2-7b", "--attn", "mqa", "-f", "json"])
+    assert json.loads(r.stdout)[1]["kv_bytes_per_token_vs_own"] == 1 / 32
+    r = runner.invoke(app, ["capacity", "-m", "llama-3-70b", "-g", "h100", "-c", "8192", "--gpus", "4", "-f", "json"])
+    assert json.loads(r.stdout)["max_sequences_at_context"] == 60
+    r = runner.invoke(app, ["capacity", "-m", "llama-3-70b", "-c", "8192", "--price-per-gpu-hour", "-2"])
+    assert r.exit_code == 2 and "--price-per-gpu-hour" in r.stderr
+    out = tmp_path / "s.csv"
+    r = runner.invoke(app, ["sweep", "-m", "llama-3-8b,mistral-7b", "-b", "1,8", "-c", "1024,8192", "-o", str(out)])
+    assert r.exit_code == 0 and len(pd.read_csv(out)) == 8
+
+
+def test_the_python_api_mirrors_the_cli():
+    import kvcalc
+
+    assert kvcalc.sweep(["llama-3-8b"], batch=[2], context=[100]).loc[0, "kv_bytes"] == 2 * 100 * 131_072
+    assert kvcalc.compare("llama-2-7b", ["mqa"])[1]["kv_bytes_per_token"] == 16_384
+    assert kvcalc.capacity("llama-3-8b", context=4096)["tensor_parallel"] == 1
+    assert type(kvcalc.plot.roofline(["h100"], "llama-3-8b", batch=[1])).__name__ == "Figure"
