@@ -97,3 +97,36 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def validation(df, hw_ref):
+    """Measured points (filled) over predicted ones (hollow) on the device's roofs; df is validate's CSV."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    hw = load_gpu(hw_ref)
+    fig, ax = plt.subplots(figsize=(9, 6))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    x = df["arithmetic_intensity"]
+    x_lo, x_hi = x.min() / 4, x.max() * 4
+    for di, dtype in enumerate(sorted(set(df["dtype"]))):
+        peak = hw.peak_flops(dtype)
+        ridge = ridge_point(peak, hw.bandwidth_Bps)
+        ax.plot([x_lo, ridge, max(x_hi, ridge * 4)], [hw.bandwidth_Bps * x_lo / 1e12, peak / 1e12, peak / 1e12],
+                color="gray", linestyle=("-", "--")[di % 2], label=f"{hw.name} {dtype} roof", gid=f"roof:{dtype}")
+    for ci, (case, group) in enumerate(df.groupby("case")):
+        predicted = group["flops"] / group["predicted_ms"] / 1e9
+        ax.plot(group["arithmetic_intensity"], predicted, "o", mfc="none", color=f"C{ci}", label=f"{case} predicted",
+                gid=f"predicted:{case}")
+        ax.plot(group["arithmetic_intensity"], group["achieved_tflops"], "o", color=f"C{ci}", label=f"{case} measured",
+                gid=f"measured:{case}")
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("TFLOP/s")
+    ax.set_title(f"kvcalc validate on {hw.display_name}: measured (filled) vs predicted (hollow)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

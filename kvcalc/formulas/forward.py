@@ -37,6 +37,7 @@ class Op:
     op_class: OpClass
     engine: Engine
     cost: Cost
+    kernels: int = 1  # kernel launches, for the launch-overhead term
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     tokens = batch * q
     ops = [
         Op("embedding", "other", "vector", Cost(weight_bytes=tokens * d * p.b_w, act_bytes=tokens * d * p.b_a)),
-        Op("attention/qkv", "projection", "matmul", L * linear_cost(attention_in_linears(attn, d), tokens, p)),
+        Op("attention/qkv", "projection", "matmul", L * linear_cost(attention_in_linears(attn, d), tokens, p),
+           kernels=L * len(attention_in_linears(attn, d))),
     ]
     for label, n_layers, window in (
         ("global", model.global_layers, None),
@@ -127,24 +129,26 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     ):
         if n_layers:
             core = attention_core_cost(model, batch, q, context, window, absorbed, p)
-            ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core))
-    ops.append(Op("attention/o", "projection", "matmul", L * linear_cost([attention_out_linear(attn, d)], tokens, p)))
+            ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core, kernels=n_layers))
+    ops.append(Op("attention/o", "projection", "matmul", L * linear_cost([attention_out_linear(attn, d)], tokens, p),
+                  kernels=L))
     if model.dense_layers:
         mlp = linear_cost(dense_mlp_linears(model.mlp, d), tokens, p)
-        ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp))
+        ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp, kernels=3 * model.dense_layers))
     if model.moe is not None:
         moe, n = model.moe, model.moe_layers
         gates = moe.num_experts + (1 if moe.shared_expert_gate else 0)
         router = linear_cost([Linear("router", d, gates)], tokens, p)
-        ops.append(Op("moe/router", "mlp", "matmul", n * router))
-        ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p)))
+        ops.append(Op("moe/router", "mlp", "matmul", n * router, kernels=n))
+        ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p), kernels=3 * n))
         if moe.num_shared_experts:
             width = moe.num_shared_experts * moe.shared_width
             shared = linear_cost(mlp_linears(model.mlp.kind, d, width), tokens, p)
-            ops.append(Op("moe/shared", "mlp", "matmul", n * shared))
+            ops.append(Op("moe/shared", "mlp", "matmul", n * shared, kernels=3 * n))
     norm_weights = (L * norm_params_per_layer(model) + d) * p.b_w
     norm_act = (L * model.norms_per_layer + 1) * tokens * 2 * d * p.b_a
-    ops.append(Op("norms", "other", "vector", Cost(weight_bytes=norm_weights, act_bytes=norm_act)))
+    ops.append(Op("norms", "other", "vector", Cost(weight_bytes=norm_weights, act_bytes=norm_act),
+                  kernels=L * model.norms_per_layer + 1))
     # Only each sequence's last position needs logits (engines skip the rest of the prompt).
     lm_head = linear_cost([Linear("lm_head", d, model.vocab_size)], batch, p)
     ops.append(Op("lm_head", "lm_head", "matmul", lm_head))

@@ -7,6 +7,8 @@ every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a by
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.forward import Op
 from kvcalc.specs.model import ModelSpec
@@ -27,7 +29,7 @@ def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
         flops=c.flops / tp, weight_bytes=c.weight_bytes / tp, kv_read_bytes=c.kv_read_bytes * kv,
         kv_write_bytes=c.kv_write_bytes * kv, act_bytes=c.act_bytes / tp,
     )
-    return Op(op.name, op.op_class, op.engine, shard)
+    return replace(op, cost=shard)
 
 
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None):

@@ -3,6 +3,8 @@
 Per operator: t = max(FLOPs / (peak * eff_compute), bytes / (bandwidth * eff_memory)), summed over operators
 (a per-operator max is more honest than one max over the whole step). Speed of light uses eff = 1.
 Ridge point = peak / bandwidth [FLOP/B]: an operator whose intensity is below it is memory-bound.
+Where the spec has a measured launch_overhead_us, the expected time adds kernels * overhead per operator
+(the speed of light never does): it dominates small decode steps that run without CUDA graphs.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
     """Sum of per-operator roofline times; with the spec's efficiencies unless speed_of_light."""
     eff_m = 1.0 if speed_of_light else hw.efficiency.memory
     eff_c = 1.0 if speed_of_light else hw.efficiency.compute
+    launch_s = 0.0 if speed_of_light or not hw.launch_overhead_us else hw.launch_overhead_us * 1e-6
     timed = []
     for op in ops:
         dtype = engine_dtype(op.engine, weight_dtype, hw)
         t, cb = roofline(op.cost.flops, op.cost.bytes, hw.peak_flops(dtype) * eff_c, hw.bandwidth_Bps * eff_m)
-        timed.append(OpTime(op, dtype, t, cb))
+        timed.append(OpTime(op, dtype, t + op.kernels * launch_s, cb))
     return StepTime(timed)

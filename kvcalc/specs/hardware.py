@@ -44,6 +44,9 @@ class HardwareSpec(StrictModel):
     interconnect: str | None = None
     interconnect_bandwidth_GBps: PositiveFloat | None = None
     tdp_W: PositiveFloat | None = None
+    launch_overhead_us: float | None = Field(
+        None, ge=0, description="time one kernel launch adds (kvcalc calibrate measures it); unset: not modelled"
+    )
     efficiency: Efficiency
 
     @property

@@ -1,0 +1,72 @@
+"""kvcalc validate and kvcalc calibrate (torch from the `validate` extra, imported only when they run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvcalc.cli import app
+from kvcalc.errors import KvcalcError
+
+
+@app.command("validate")
+def validate_cli(
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="the spec to check: bundled name or spec file (e.g. calibrate's)")],
+    device: Annotated[Optional[str], typer.Option(help="cuda or cpu [default: cuda when available]")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="whose widths to measure at")] = "llama-3-8b",
+    quick: Annotated[bool, typer.Option("--quick", help="a few cases of each kind")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV; rows are appended as they are measured")] = Path("validation.csv"),
+    plot: Annotated[Optional[Path], typer.Option(help="roofline with measured over predicted points")] = None,
+) -> None:
+    """Measure attention, linear and whole-layer cases with PyTorch and report the error of the predictions."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from kvcalc.validate.run import validate
+
+    console = Console(stderr=True)
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("measuring", total=None)
+            result = validate(gpu, model=model, device=device, quick=quick, out=out,
+                              on_row=lambda row: progress.advance(task))
+    except KeyboardInterrupt:
+        console.print(f"interrupted: the rows measured so far are in {out}")
+        raise typer.Exit(130)
+    t = Table(title=f"kvcalc validate: |error| of the predictions ({len(result['rows'])} cases, rows in {out})")
+    for col in ("kind of case", "n", "median |error| %", "worst |error| %"):
+        t.add_column(col)
+    for kind, s in result["summary"].items():
+        t.add_row(kind, str(s["n"]), f"{s['median_abs_error_pct']:.1f}", f"{s['worst_abs_error_pct']:.1f}")
+    Console().print(t)
+    for line in result["skipped"]:
+        console.print(f"skipped: {line}")
+    if plot is not None and result["rows"]:
+        import pandas as pd
+
+        from kvcalc.plot import validation
+
+        validation(pd.DataFrame(result["rows"]), gpu).savefig(plot, dpi=120)
+        typer.echo(f"wrote {plot}")
+
+
+@app.command("calibrate")
+def calibrate_cli(
+    out: Annotated[Path, typer.Option("--out", "-o", help="the hardware spec to write (.toml)")],
+    device: Annotated[Optional[str], typer.Option(help="cuda or cpu [default: cuda when available]")] = None,
+    base: Annotated[Optional[str], typer.Option(help="datasheet spec whose roofs to keep [default: h100-sxm on cuda]")] = None,
+    name: Annotated[Optional[str], typer.Option(help="name of the new spec")] = None,
+) -> None:
+    """Measure bandwidth, matmul TFLOPS per dtype and launch overhead; write a spec every command accepts."""
+    from kvcalc.validate.calibrate import calibrate, write_spec
+
+    if out.suffix != ".toml":
+        raise KvcalcError(f"--out: expected a .toml file, got {out}")
+    if out.exists():
+        raise KvcalcError(f"--out: {out} exists; choose another file")
+    spec, measured = calibrate(device, base=base, name=name or out.stem)
+    write_spec(spec, out)
+    typer.echo(f"wrote {out}: {spec.sources[-1]}")

@@ -1,0 +1,122 @@
+"""The measured cases, each with its prediction from the same formulas as `estimate`.
+
+1. attention: one decode step of one layer's attention for each variant, over batch x context, with KV caches in
+   each variant's real layout (K, V [B, g, S, d_h]; MLA's latent [B, 1, S, d_c + d_r], absorbed form).
+2. linear: the model's matmuls at batch sizes from 1 across the ridge.
+3. layer-decode / layer-prefill: one whole decoder layer (norms, attention, MLP) with random weights at the
+   model's true widths (MoE layers are measured as the model's dense layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from kvcalc.formulas.forward import Op, Precision, attention_core_cost, forward_ops, linear_cost
+from kvcalc.formulas.params import Linear, attention_in_linears, attention_out_linear, dense_mlp_linears
+from kvcalc.rewrite import rewrite_attention
+from kvcalc.specs.model import ModelSpec
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str  # attention | linear | layer-decode | layer-prefill
+    variant: str
+    batch: int
+    context: int
+    ops: list[Op]  # what the formulas say this work costs
+    tensor_bytes: int  # device memory the case allocates (for skipping what does not fit)
+    build: Callable  # (torch, device, dtype) -> a no-argument callable that runs the work once
+
+
+def _variants(model: ModelSpec) -> list[str]:
+    h = model.attention.num_heads
+    groups = [g for g in (h // 4, h // 8) if 1 < g < h and h % g == 0]
+    return ["mha", *dict.fromkeys(f"gqa{g}" for g in groups), "mqa", "mla"]
+
+
+def attention_case(model: ModelSpec, variant: str, batch: int, context: int, p: Precision) -> Case:
+    spec = rewrite_attention(model, variant)
+    a = spec.attention
+    cost = attention_core_cost(spec, batch, 1, context, None, absorbed=True, p=p)
+    h = a.num_heads
+    if a.kind == "mla":
+        width = a.kv_lora_rank + a.qk_rope_head_dim
+        elements = batch * (context + 1) * width + batch * h * width
+
+        def build(torch, device, dtype):
+            latent = torch.randn(batch, 1, context + 1, width, device=device, dtype=dtype)  # [B, 1, S+1, d_c+d_r]
+            q = torch.randn(batch, h, 1, width, device=device, dtype=dtype)  # absorbed query [B, h, 1, d_c+d_r]
+            value = latent[..., : a.kv_lora_rank]  # V is the latent itself
+            return lambda: torch.nn.functional.scaled_dot_product_attention(q, latent, value, enable_gqa=True)
+    else:
+        g, dh = a.num_kv_heads, a.head_dim
+        elements = 2 * batch * g * (context + 1) * dh + batch * h * dh
+
+        def build(torch, device, dtype):
+            k = torch.randn(batch, g, context + 1, dh, device=device, dtype=dtype)  # [B, g, S+1, d_h]
+            v = torch.randn(batch, g, context + 1, dh, device=device, dtype=dtype)
+            q = torch.randn(batch, h, 1, dh, device=device, dtype=dtype)  # [B, h, 1, d_h]
+            return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=g != h)
+    op = Op("attention/core", "attention", "attention", cost)
+    return Case("attention", variant, batch, context, [op], int(elements * p.b_kv), build)
+
+
+def linear_case(linear: Linear, batch: int, p: Precision) -> Case:
+    op = Op(linear.name, "projection", "matmul", linear_cost([linear], batch, p))
+
+    def build(torch, device, dtype):
+        w = torch.randn(linear.out_features, linear.in_features, device=device, dtype=dtype)  # [out, in]
+        x = torch.randn(batch, linear.in_features, device=device, dtype=dtype)  # [B, in]
+        return lambda: torch.nn.functional.linear(x, w)
+
+    size = (linear.in_features * linear.out_features + batch * (linear.in_features + linear.out_features)) * p.b_w
+    return Case("linear", linear.name, batch, 0, [op], int(size), build)
+
+
+def one_layer(model: ModelSpec) -> ModelSpec:
+    """The model cut to one full-attention, dense-MLP layer (what the layer cases build)."""
+    attn = model.attention.model_copy(update={"sliding_window": None, "global_every": None})
+    return model.model_copy(update={"num_layers": 1, "moe": None, "attention": attn})
+
+
+def layer_ops(model: ModelSpec, batch: int, q: int, context: int, p: Precision) -> list[Op]:
+    ops = forward_ops(one_layer(model), batch=batch, q=q, context=context, absorbed=q == 1, p=p)
+    return [o for o in ops if o.name not in ("embedding", "lm_head")]
+
+
+def layer_case(model: ModelSpec, batch: int, q: int, context: int, p: Precision) -> Case:
+    from kvcalc.validate.layer import build_layer
+
+    spec = one_layer(model)
+    d = spec.hidden_size
+    weights = sum(x.params for x in [*attention_in_linears(spec.attention, d), attention_out_linear(spec.attention, d),
+                                     *dense_mlp_linears(spec.mlp, d)])
+    kv = batch * (context + q) * (2 * spec.attention.kv_heads * spec.attention.qk_head_dim
+                                  if spec.attention.kind != "mla" else spec.attention.kv_lora_rank + spec.attention.qk_rope_head_dim)
+    acts = batch * q * 4 * max(d, 2 * spec.mlp.intermediate_size, spec.attention.num_heads * spec.attention.qk_head_dim)
+    kind = "layer-decode" if q == 1 else "layer-prefill"
+    return Case(kind, spec.attention.kind, batch, context if q == 1 else q, layer_ops(model, batch, q, context, p),
+                int((weights + kv + acts) * p.b_w), lambda torch, device, dtype: build_layer(torch, spec, batch, q, context, device, dtype))
+
+
+def cases(model: ModelSpec, p: Precision, *, quick: bool) -> list[Case]:
+    """The grid; --quick keeps a few of each kind (sized for a CPU)."""
+    d = model.hidden_size
+    if quick:
+        variants = [v for v in _variants(model) if v in ("mha", "mqa", "mla")] + _variants(model)[1:2]
+        att = [(b, s) for b in (1, 4) for s in (512, 2048)]
+        lin_batches, linears = (1, 16, 256), [attention_out_linear(model.attention, d), dense_mlp_linears(model.mlp, d)[1]]
+        decode, prefill = [(1, 512)], [(1, 128)]
+    else:
+        variants = _variants(model)
+        att = [(b, s) for b in (1, 8, 32, 128) for s in (1024, 4096, 16384, 65536)]
+        lin_batches = (1, 4, 16, 64, 256, 1024, 4096, 16384)
+        linears = [*attention_in_linears(model.attention, d), attention_out_linear(model.attention, d),
+                   *dense_mlp_linears(model.mlp, d), Linear("lm_head", d, model.vocab_size)]
+        decode, prefill = [(b, s) for b in (1, 16) for s in (1024, 8192, 32768)], [(1, 512), (1, 2048), (1, 8192)]
+    out = [attention_case(model, v, b, s, p) for v in dict.fromkeys(variants) for b, s in att]
+    out += [linear_case(x, b, p) for x in linears for b in lin_batches]
+    out += [layer_case(model, b, 1, s, p) for b, s in decode]
+    out += [layer_case(model, b, q, 0, p) for b, q in prefill]
+    return out
