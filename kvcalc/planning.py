@@ -132,7 +132,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
             "activation_reserve_bytes": activations,
             "prefill_chunk_tokens": prefill_chunk,
             "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; "
-                               "two ring all-reduces per layer over the interconnect (latency not modelled)",
+                               "two ring all-reduces per layer at half the bidirectional link bandwidth (latency not modelled)",
             "throughput": f"decode at batch {run_batch} and context {context}, expected efficiencies",
         },
     }

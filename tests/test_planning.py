@@ -130,3 +130,14 @@ def test_the_python_api_mirrors_the_cli():
     assert kvcalc.compare("llama-2-7b", ["mqa"])[1]["kv_bytes_per_token"] == 16_384
     assert kvcalc.capacity("llama-3-8b", context=4096)["tensor_parallel"] == 1
     assert type(kvcalc.plot.roofline(["h100"], "llama-3-8b", batch=[1])).__name__ == "Figure"
+
+
+def test_tensor_parallel_allreduce_time_by_hand():
+    # llama-3-70b on 2 H100s, batch 4: 2 all-reduces x 80 layers, each 2 (2-1)/2 x 4 tokens x 8192 x 2 B,
+    # at 450 GB/s each way (NVLink 4's 900 GB/s is the bidirectional total).
+    from kvcalc.catalog import load_model
+    from kvcalc.formulas.parallel import allreduce_seconds
+
+    expected = 2 * 80 * (2 * 1 / 2) * (4 * 8192 * 2) / 450e9
+    assert allreduce_seconds(load_model("llama-3-70b"), 4, 2, 2, 900e9) == pytest.approx(expected)
+    assert allreduce_seconds(load_model("llama-3-70b"), 4, 2, 1, 900e9) == 0

@@ -2,7 +2,8 @@
 
 Per GPU: weights / tp; KV heads max(g / tp, 1) (replicated when g < tp); MLA's one latent is replicated on
 every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a bytes and costs
-2 (tp - 1) / tp * bytes / link bandwidth (ring); its latency is not modelled.
+2 (tp - 1) / tp * bytes / link bandwidth (ring); its latency is not modelled. Datasheets give the link's
+bidirectional total (NVLink 4: 900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
 
 
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None):
-    """Two ring all-reduces per layer of tokens * d * b_a bytes each: 2 L * 2 (tp-1)/tp * bytes / link."""
+    """Two ring all-reduces per layer of tokens * d * b_a bytes each: 2 L * 2 (tp-1)/tp * bytes / (link / 2),
+    where link is the datasheet's bidirectional total."""
     if tp == 1:
         return 0.0
     if not link_bandwidth_Bps:
         raise ValueError("tensor parallelism needs the accelerator's interconnect_bandwidth_GBps")
     per_allreduce = tokens * model.hidden_size * b_a
-    return 2 * model.num_layers * 2 * (tp - 1) / tp * per_allreduce / link_bandwidth_Bps
+    return 2 * model.num_layers * 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2)

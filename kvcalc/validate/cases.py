@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from kvcalc.formulas.kv import kv_elements_per_token_per_layer
 from kvcalc.formulas.forward import Op, Precision, attention_core_cost, forward_ops, linear_cost
 from kvcalc.formulas.params import Linear, attention_in_linears, attention_out_linear, dense_mlp_linears
 from kvcalc.rewrite import rewrite_attention
@@ -92,8 +93,7 @@ def layer_case(model: ModelSpec, batch: int, q: int, context: int, p: Precision)
     d = spec.hidden_size
     weights = sum(x.params for x in [*attention_in_linears(spec.attention, d), attention_out_linear(spec.attention, d),
                                      *dense_mlp_linears(spec.mlp, d)])
-    kv = batch * (context + q) * (2 * spec.attention.kv_heads * spec.attention.qk_head_dim
-                                  if spec.attention.kind != "mla" else spec.attention.kv_lora_rank + spec.attention.qk_rope_head_dim)
+    kv = batch * (context + q) * kv_elements_per_token_per_layer(spec.attention)
     acts = batch * q * 4 * max(d, 2 * spec.mlp.intermediate_size, spec.attention.num_heads * spec.attention.qk_head_dim)
     kind = "layer-decode" if q == 1 else "layer-prefill"
     return Case(kind, spec.attention.kind, batch, context if q == 1 else q, layer_ops(model, batch, q, context, p),
