@@ -141,3 +141,9 @@ def test_tensor_parallel_allreduce_time_by_hand():
     expected = 2 * 80 * (2 * 1 / 2) * (4 * 8192 * 2) / 450e9
     assert allreduce_seconds(load_model("llama-3-70b"), 4, 2, 2, 900e9) == pytest.approx(expected)
     assert allreduce_seconds(load_model("llama-3-70b"), 4, 2, 1, 900e9) == 0
+
+
+def test_tensor_parallel_on_a_spec_without_link_bandwidth_is_a_one_line_error():
+    # The MI300X spec leaves Infinity Fabric bandwidth unset (not in the reference figures).
+    r = runner.invoke(app, ["capacity", "-m", "llama-3-70b", "-g", "mi300x", "-c", "8192", "--gpus", "2"])
+    assert r.exit_code == 2 and "interconnect_bandwidth_GBps" in r.stderr and "Traceback" not in r.stderr

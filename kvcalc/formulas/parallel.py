@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from kvcalc.errors import KvcalcError
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.forward import Op
 from kvcalc.specs.model import ModelSpec
@@ -39,6 +40,6 @@ def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwi
     if tp == 1:
         return 0.0
     if not link_bandwidth_Bps:
-        raise ValueError("tensor parallelism needs the accelerator's interconnect_bandwidth_GBps")
+        raise KvcalcError("--gpu: tensor parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
     per_allreduce = tokens * model.hidden_size * b_a
     return 2 * model.num_layers * 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2)

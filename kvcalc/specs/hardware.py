@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveFloat
 
+from kvcalc.errors import KvcalcError
 from kvcalc.specs._base import StrictModel
 
 GiB = 1024**3
@@ -63,4 +64,4 @@ class HardwareSpec(StrictModel):
         for candidate in (dtype, {"fp16": "bf16", "bf16": "fp16"}.get(dtype)):
             if candidate in peaks:
                 return peaks[candidate] * 1e12
-        raise ValueError(f"{self.name} lists no {dtype} peak")
+        raise KvcalcError(f"--gpu: {self.name} lists no {dtype} peak (peak_tflops.{dtype}), which this workload computes at")

@@ -19,7 +19,7 @@ from kvcalc.specs.hardware import HardwareSpec
 from kvcalc.validate.run import import_torch, resolve_device
 from kvcalc.validate.timing import measure
 
-SIZES = {"cuda": {"copy_bytes": 2**30, "matmul_n": 8192}, "cpu": {"copy_bytes": 2**28, "matmul_n": 1024}}
+SIZES = {"cuda": {"copy_bytes": 2**30, "matmul_n": 8192}, "cpu": {"copy_bytes": 2**29, "matmul_n": 1024}}
 
 
 def measure_bandwidth_GBps(torch, device) -> float:
