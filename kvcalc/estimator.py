@@ -91,10 +91,6 @@ class Phase(BaseModel):
     hypothetical: bool  # the workload does not fit in memory
     operators: list[Operator]
 
-    @property
-    def step_ms(self) -> float:
-        return self.ms
-
 
 class Estimate(BaseModel):
     inputs: Inputs
@@ -120,6 +116,10 @@ def _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utili
     if not isinstance(prompt, int) or prompt < 1:
         raise KvcalcError(f"--prompt: expected a positive integer, got {prompt}")
     check_dtypes(weight_dtype, kv_dtype)
+    check_memory_utilization(memory_utilization)
+
+
+def check_memory_utilization(memory_utilization: float) -> None:
     if not 0 < memory_utilization <= 1:
         raise KvcalcError(f"--memory-utilization: expected a fraction in (0, 1], got {memory_utilization}")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from kvcalc.catalog import load_gpu, load_model
 from kvcalc.errors import KvcalcError
-from kvcalc.estimator import check_dtypes, evaluate, phase_metrics
+from kvcalc.estimator import check_dtypes, check_memory_utilization, evaluate, phase_metrics
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
 from kvcalc.formulas.params import active_params, total_params
@@ -54,8 +54,7 @@ def sweep(
     weight_dtype, kv_dtype = _nonempty("--weight-dtype", weight_dtype), _nonempty("--kv-dtype", kv_dtype)
     for w, k in itertools.product(weight_dtype, kv_dtype):
         check_dtypes(w, k)
-    if not 0 < memory_utilization <= 1:
-        raise KvcalcError(f"--memory-utilization: expected a fraction in (0, 1], got {memory_utilization}")
+    check_memory_utilization(memory_utilization)
     B, S = (a.ravel() for a in np.meshgrid(np.array(batch, dtype=np.int64), np.array(context, dtype=np.int64), indexing="ij"))
     specs = {m: load_model(m) for m in models}
     hws = {g: load_gpu(g) for g in gpus}

@@ -18,7 +18,6 @@ from kvcalc.errors import KvcalcError
 from kvcalc.specs.model import ModelSpec
 
 LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3", "gemma3_text"}
-FAMILIES = sorted(LLAMA_LIKE | {"falcon", "chatglm", "gpt2", "gpt_neox", "opt", "deepseek_v2", "deepseek_v3"})
 MAX_SIZE = 10**7  # no real width, vocabulary or context comes near this; a bigger value is a broken config
 
 

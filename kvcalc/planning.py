@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from kvcalc.catalog import load_gpu, load_model
-from kvcalc.estimator import check_dtypes, evaluate, phase_metrics, precision
+from kvcalc.estimator import check_dtypes, check_memory_utilization, evaluate, phase_metrics, precision
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
@@ -24,8 +24,7 @@ TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
 def _check(context: int, memory_utilization: float, prefill_chunk: int) -> None:
     if not isinstance(context, int) or context < 1:
         raise KvcalcError(f"--context: expected a positive integer, got {context}")
-    if not 0 < memory_utilization <= 1:
-        raise KvcalcError(f"--memory-utilization: expected a fraction in (0, 1], got {memory_utilization}")
+    check_memory_utilization(memory_utilization)
     if prefill_chunk < 1:
         raise KvcalcError(f"--prefill-chunk: expected a positive integer, got {prefill_chunk}")
 

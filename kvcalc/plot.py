@@ -35,6 +35,13 @@ def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, 
     return out
 
 
+def roof(hw, dtype: str, x_lo: float, x_hi: float):
+    """(x, y in TFLOP/s, ridge) of one roof: bandwidth x intensity up to the ridge, the dense peak beyond it."""
+    peak = hw.peak_flops(dtype)
+    ridge = ridge_point(peak, hw.bandwidth_Bps)
+    return [x_lo, ridge, max(x_hi, ridge * 4)], [hw.bandwidth_Bps * x_lo / 1e12, peak / 1e12, peak / 1e12], ridge
+
+
 def compute_dtypes(hw, weight_dtype: str) -> list[str]:
     return sorted({activation_dtype(weight_dtype), matmul_compute_dtype(weight_dtype, hw.peak_tflops.available())})
 
@@ -59,14 +66,11 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
         hw = load_gpu(g)
         color = f"C{gi}"
         for di, dtype in enumerate(compute_dtypes(hw, weight_dtype)):
-            peak = hw.peak_flops(dtype)
-            ridge = ridge_point(peak, hw.bandwidth_Bps)
-            x = [x_lo, ridge, max(x_hi, ridge * 4)]
-            y = [hw.bandwidth_Bps * x_lo / 1e12, peak / 1e12, peak / 1e12]
+            x, y, ridge = roof(hw, dtype, x_lo, x_hi)
             ax.plot(x, y, color=color, linestyle=("-", "--", ":")[di % 3], label=f"{hw.name} {dtype} roof",
                     gid=f"roof:{hw.name}:{dtype}")
-            ax.plot([ridge], [peak / 1e12], marker="D", color=color, gid=f"ridge:{hw.name}:{dtype}")
-            ax.annotate(f"ridge {ridge:.0f}", (ridge, peak / 1e12), textcoords="offset points", xytext=(4, -12),
+            ax.plot([ridge], [y[1]], marker="D", color=color, gid=f"ridge:{hw.name}:{dtype}")
+            ax.annotate(f"ridge {ridge:.0f}", (ridge, y[1]), textcoords="offset points", xytext=(4, -12),
                         fontsize=7, color=color)
         peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available()))
         labels: dict[tuple, tuple[set, set]] = {}  # coinciding points (same class, ~same intensity) share a label
@@ -113,10 +117,7 @@ def validation(df, hw_ref):
     x = df["arithmetic_intensity"]
     x_lo, x_hi = x.min() / 4, x.max() * 4
     for di, dtype in enumerate(sorted(set(df["dtype"]))):
-        peak = hw.peak_flops(dtype)
-        ridge = ridge_point(peak, hw.bandwidth_Bps)
-        ax.plot([x_lo, ridge, max(x_hi, ridge * 4)], [hw.bandwidth_Bps * x_lo / 1e12, peak / 1e12, peak / 1e12],
-                color="gray", linestyle=("-", "--")[di % 2], label=f"{hw.name} {dtype} roof", gid=f"roof:{dtype}")
+        ax.plot(*roof(hw, dtype, x_lo, x_hi)[:2], color="gray", linestyle=("-", "--")[di % 2], label=f"{hw.name} {dtype} roof", gid=f"roof:{dtype}")
     for ci, (case, group) in enumerate(df.groupby("case")):
         predicted = group["flops"] / group["predicted_ms"] / 1e9
         ax.plot(group["arithmetic_intensity"], predicted, "o", mfc="none", color=f"C{ci}", label=f"{case} predicted",

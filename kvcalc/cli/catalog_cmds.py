@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import Format, flatten, write_csv, write_json
+from kvcalc.cli.output import Format, flatten, print_rows, write_csv, write_json
 
 show_app = typer.Typer(help="Print one spec with its sources.", no_args_is_help=True)
 app.add_typer(show_app, name="show")
@@ -32,28 +32,12 @@ def _gpu_row(g) -> dict:
     }
 
 
-def _list(rows: list[dict], title: str, format: Format) -> None:
-    if format is Format.json:
-        return write_json(rows)
-    if format is Format.csv:
-        return write_csv(rows)
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title)
-    for i, col in enumerate(rows[0]):
-        t.add_column(col, no_wrap=i == 0)
-    for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r.values()))
-    Console().print(t)
-
-
 @app.command("models")
 def models_cli(format: FormatOpt = Format.table) -> None:
     """List the bundled model specs."""
     from kvcalc.catalog import bundled_specs
 
-    _list([_model_row(m) for m in bundled_specs("model")], "Bundled models", format)
+    print_rows([_model_row(m) for m in bundled_specs("model")], "Bundled models", format)
 
 
 @app.command("gpus")
@@ -61,7 +45,7 @@ def gpus_cli(format: FormatOpt = Format.table) -> None:
     """List the bundled accelerator specs (dense peaks)."""
     from kvcalc.catalog import bundled_specs
 
-    _list([_gpu_row(g) for g in bundled_specs("gpu")], "Bundled accelerators (dense peak TFLOPS)", format)
+    print_rows([_gpu_row(g) for g in bundled_specs("gpu")], "Bundled accelerators (dense peak TFLOPS)", format)
 
 
 def _show(spec, format: Format) -> None:

@@ -35,3 +35,26 @@ def write_csv(rows: list[dict]) -> None:
     writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return "" if v is None else str(v)
+
+
+def print_rows(rows: list[dict], title: str, format: Format) -> None:
+    """Rows of one shape as JSON, CSV or a rich table (first column never wrapped)."""
+    if format is Format.json:
+        return write_json(rows)
+    if format is Format.csv:
+        return write_csv(rows)
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for i, col in enumerate(rows[0]):
+        t.add_column(col, no_wrap=i == 0, justify="right" if isinstance(rows[0][col], (int, float)) else "left")
+    for r in rows:
+        t.add_row(*(_cell(v) for v in r.values()))
+    Console().print(t)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import Format, write_csv, write_json
+from kvcalc.cli.output import Format, print_rows, write_csv, write_json
 from kvcalc.errors import KvcalcError
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
@@ -31,28 +31,6 @@ def _attn(text: str) -> list:
     return [None if a in ("own", "none") else a for a in split("--attn", text)]
 
 
-def _table(rows: list[dict], title: str, format: Format, formats: dict | None = None) -> None:
-    if format is Format.json:
-        return write_json(rows)
-    if format is Format.csv:
-        return write_csv(rows)
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title)
-    for col in rows[0]:
-        t.add_column(col, justify="right" if isinstance(rows[0][col], (int, float)) else "left")
-    for r in rows:
-        t.add_row(*((formats or {}).get(k, _cell)(v) for k, v in r.items()))
-    Console().print(t)
-
-
-def _cell(v) -> str:
-    if isinstance(v, float):
-        return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return "" if v is None else str(v)
-
-
 @app.command("compare")
 def compare_cli(
     model: Model, attn: Annotated[str, typer.Option(help="variants, comma-separated")] = "mha,mqa,gqa8,mla",
@@ -66,7 +44,7 @@ def compare_cli(
     rows = compare(model, _attn(attn), gpu, batch=batch, context=context, weight_dtype=weight_dtype,
                    kv_dtype=kv_dtype, memory_utilization=memory_utilization)
     if format is not Format.table:
-        return _table(rows, "", format)
+        return print_rows(rows, "", format)
     from kvcalc.units import fmt_bytes
 
     short = [{
@@ -76,7 +54,7 @@ def compare_cli(
         "FLOP/B": f"{r['arithmetic_intensity']:.1f}", "bound": r["bound"] + ("" if r["fits"] else " (no fit)"),
         "KV x": f"{r['kv_bytes_per_token_vs_own']:.3g}", "tok/s x": f"{r['tokens_per_s_vs_own']:.2f}",
     } for r in rows]
-    _table(short, f"{model} on {gpu}: batch {batch}, context {context:,} (x = relative to its own attention)", format)
+    print_rows(short, f"{model} on {gpu}: batch {batch}, context {context:,} (x = relative to its own attention)", format)
 
 
 @app.command("capacity")

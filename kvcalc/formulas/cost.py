@@ -27,12 +27,3 @@ class Cost:
 
     __rmul__ = __mul__
 
-
-ZERO = Cost()
-
-
-def total(costs) -> Cost:
-    out = ZERO
-    for c in costs:
-        out = out + c
-    return out

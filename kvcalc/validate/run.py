@@ -10,7 +10,7 @@ from typing import Callable
 
 from kvcalc.catalog import load_gpu, load_model
 from kvcalc.errors import KvcalcError
-from kvcalc.estimator import precision
+from kvcalc.estimator import phase_metrics, precision
 from kvcalc.formulas.roofline import step_time
 from kvcalc.validate.cases import Case, cases
 
@@ -67,12 +67,10 @@ def open_csv(path: Path):
 
 
 def predict(case: Case, hw, dtype: str) -> dict:
-    expected = step_time(case.ops, hw, dtype, speed_of_light=False)
-    sol = step_time(case.ops, hw, dtype, speed_of_light=True)
-    flops = sum(o.cost.flops for o in case.ops)
-    bytes_ = sum(o.cost.bytes for o in case.ops)
-    return {"predicted_ms": expected.seconds * 1e3, "predicted_speed_of_light_ms": sol.seconds * 1e3,
-            "bound": str(expected.bound), "arithmetic_intensity": flops / bytes_, "flops": flops, "bytes": bytes_}
+    m = phase_metrics(step_time(case.ops, hw, dtype, speed_of_light=False),
+                      step_time(case.ops, hw, dtype, speed_of_light=True), 1, hw, dtype)
+    return {"predicted_ms": m["ms"], "predicted_speed_of_light_ms": m["speed_of_light_ms"], "bound": str(m["bound"]),
+            "arithmetic_intensity": m["arithmetic_intensity"], "flops": m["flops"], "bytes": m["bytes"]}
 
 
 def measure_case(torch, case: Case, device, dtype, repeats: int):
