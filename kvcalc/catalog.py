@@ -8,6 +8,7 @@ Files are TOML (tomllib) or YAML (yaml.safe_load, when PyYAML is installed); not
 from __future__ import annotations
 
 import difflib
+import functools
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -16,10 +17,13 @@ from pydantic import ValidationError
 
 from kvcalc.errors import KvcalcError
 from kvcalc.specs import HardwareSpec, ModelSpec
+from kvcalc.specs.profile import EngineProfile
 
-Kind = Literal["model", "gpu"]
-_FOLDER = {"model": "model_specs", "gpu": "hardware_specs"}
-_SCHEMA = {"model": ModelSpec, "gpu": HardwareSpec}
+Kind = Literal["model", "gpu", "profile"]
+_FOLDER = {"model": "model_specs", "gpu": "hardware_specs", "profile": "hardware_specs/profiles"}
+_SCHEMA = {"model": ModelSpec, "gpu": HardwareSpec, "profile": EngineProfile}
+ENGINES = ("auto", "roofline", "vllm", "sglang", "trtllm")
+DEFAULT_PROFILED_ENGINE = "vllm"  # what --engine auto uses where a profile exists: the most deployed open engine
 SPEC_SUFFIXES = (".toml", ".yaml", ".yml")
 
 
@@ -71,11 +75,23 @@ def parse_spec(kind: Kind, data: dict, source: str):
 
 
 def load_spec_file(kind: Kind, path: Path):
+    """A validated spec; parsed once per file version (path, size, modification time) and then reused, so that
+    repeated estimates by name cost no parsing."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise KvcalcError(f"{path}: cannot read ({e.strerror})") from None
+    return _load_spec_file(kind, path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=512)
+def _load_spec_file(kind: Kind, path: Path, size: int, mtime_ns: int):
     return parse_spec(kind, read_spec_file(path), str(path))
 
 
+@functools.lru_cache(maxsize=4)
 def catalog(kind: Kind) -> dict[str, Path]:
-    """Every bundled spec's name and aliases (lower-case) mapped to its file."""
+    """Every bundled spec's name and aliases (lower-case) mapped to its file (read once per process)."""
     out: dict[str, Path] = {}
     for path in sorted(spec_dir(kind).glob("*.toml")):
         data = read_spec_file(path)
@@ -122,3 +138,32 @@ def load_model(ref: str | ModelSpec) -> ModelSpec:
 
 def load_gpu(ref: str | HardwareSpec) -> HardwareSpec:
     return ref if isinstance(ref, HardwareSpec) else resolve("gpu", ref)
+
+
+def profile_path(gpu: str, engine: str) -> Path:
+    return spec_dir("profile") / f"{gpu}.{engine}.toml"
+
+
+def available_engines(gpu: str) -> list[str]:
+    """Engines with a bundled profile for this accelerator (by its spec name)."""
+    return [e for e in ENGINES[2:] if profile_path(gpu, e).is_file()]
+
+
+def resolve_engine(engine: str, hw: HardwareSpec) -> EngineProfile | None:
+    """The engine profile `--engine` names for this accelerator; None for the datasheet-efficiency roofline.
+
+    auto: the vLLM profile where one exists, else the roofline."""
+    if engine not in ENGINES:
+        raise KvcalcError(f"--engine: unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    if engine == "roofline":
+        return None
+    if engine == "auto":
+        path = profile_path(hw.name, DEFAULT_PROFILED_ENGINE)
+        return load_spec_file("profile", path) if path.is_file() else None
+    path = profile_path(hw.name, engine)
+    if not path.is_file():
+        have = available_engines(hw.name)
+        hint = f"profiles for {hw.name}: {', '.join(have)}" if have else f"no profiles exist for {hw.name}"
+        raise KvcalcError(f"--engine: no {engine} profile for {hw.name} ({hint}); --engine roofline uses the "
+                          "datasheet efficiencies")
+    return load_spec_file("profile", path)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from kvcalc.catalog import load_gpu, load_model
+from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.forward import Precision, decode_ops, prefill_ops
@@ -22,6 +22,7 @@ from kvcalc.formulas.params import params_breakdown
 from kvcalc.formulas.roofline import StepTime, engine_dtype, intensity, ridge_point, step_time
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs import HardwareSpec, ModelSpec
+from kvcalc.specs.profile import EngineProfile
 from kvcalc.units import fmt_bytes
 
 
@@ -36,6 +37,9 @@ class Inputs(BaseModel):
     kv_dtype: str
     activation_dtype: str
     memory_utilization: float
+    engine: str  # the time model: an engine profile's name, or roofline (datasheet efficiencies)
+    profile: str | None  # the profile's engine version and source tables; None for the roofline
+    tensor_parallel: int
 
 
 class KvCache(BaseModel):
@@ -88,6 +92,7 @@ class Phase(BaseModel):
     activation_bytes: float
     arithmetic_intensity: float
     ridge_point: float
+    allreduce_ms: float  # tensor-parallel all-reduces, included in ms
     hypothetical: bool  # the workload does not fit in memory
     operators: list[Operator]
 
@@ -131,6 +136,20 @@ def check_dtypes(weight_dtype: str, kv_dtype: str) -> None:
         raise KvcalcError(f"--kv-dtype: unknown dtype {kv_dtype!r}; expected one of {', '.join(KV_DTYPES)}")
 
 
+def check_tp(tp, spec: ModelSpec) -> None:
+    if not isinstance(tp, int) or isinstance(tp, bool) or not 1 <= tp <= 1024:
+        raise KvcalcError(f"--tp: expected a whole number of GPUs from 1 to 1024, got {tp}")
+    if spec.attention.num_heads % tp:
+        raise KvcalcError(f"--tp: tensor parallelism over {tp} GPUs needs it to divide the {spec.attention.num_heads} query heads")
+
+
+def engine_label(profile: EngineProfile | None) -> tuple[str, str | None]:
+    """(engine name, profile description) for the output."""
+    if profile is None:
+        return "roofline", None
+    return profile.engine, f"{profile.gpu}.{profile.engine} ({profile.engine} {profile.engine_version}; {profile.sources[0]})"
+
+
 def precision(weight_dtype: str, kv_dtype: str) -> Precision:
     act = activation_dtype(weight_dtype)
     return Precision(b_w=bytes_per_element(weight_dtype), b_kv=bytes_per_element(kv_dtype), b_a=bytes_per_element(act))
@@ -151,6 +170,7 @@ class Evaluation:
     prefill: StepTime
     prefill_sol: StepTime
     comm_s: object  # tensor-parallel all-reduce time per decode step
+    prefill_comm_s: object  # and over the prefill
 
     @property
     def fits(self):
@@ -158,21 +178,27 @@ class Evaluation:
 
 
 def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weight_dtype: str, kv_dtype: str,
-             memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, tp: int = 1) -> Evaluation:
-    """Compose the formulas for one model on one accelerator (per GPU of a tensor-parallel group of tp)."""
+             memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, tp: int = 1,
+             profile: EngineProfile | None = None) -> Evaluation:
+    """Compose the formulas for one model on one accelerator (per GPU of a tensor-parallel group of tp); the
+    expected times come from the engine profile's measured curves where given, else the datasheet efficiencies."""
     p = precision(weight_dtype, kv_dtype)
     dec = [shard_op(o, spec, tp) for o in decode_ops(spec, batch, context, p)]
     pre = [shard_op(o, spec, tp) for o in prefill_ops(spec, batch, prompt, p)]
     link = hw.interconnect_bandwidth_GBps * 1e9 if hw.interconnect_bandwidth_GBps else None
+    curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+
+    def timed(ops, speed_of_light):
+        return step_time(ops, hw, weight_dtype, speed_of_light=speed_of_light, profile=profile, kv_dtype=kv_dtype)
+
     return Evaluation(
         spec=spec, hw=hw, p=p, weight_dtype=weight_dtype,
-        memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a),
+        memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a, tp),
         usable_bytes=hw.memory_bytes * memory_utilization,
-        decode=step_time(dec, hw, weight_dtype, speed_of_light=False),
-        decode_sol=step_time(dec, hw, weight_dtype, speed_of_light=True),
-        prefill=step_time(pre, hw, weight_dtype, speed_of_light=False),
-        prefill_sol=step_time(pre, hw, weight_dtype, speed_of_light=True),
-        comm_s=allreduce_seconds(spec, batch, p.b_a, tp, link),
+        decode=timed(dec, False), decode_sol=timed(dec, True),
+        prefill=timed(pre, False), prefill_sol=timed(pre, True),
+        comm_s=allreduce_seconds(spec, batch, p.b_a, tp, link, curve),
+        prefill_comm_s=allreduce_seconds(spec, batch * prompt, p.b_a, tp, link, curve),
     )
 
 
@@ -195,12 +221,14 @@ def phase_metrics(step: StepTime, sol: StepTime, tokens, hw: HardwareSpec, weigh
         "activation_bytes": sum(c.act_bytes for c in costs),
         "arithmetic_intensity": intensity(flops, bytes_),
         "ridge_point": ridge_point(hw.peak_flops(engine_dtype("matmul", weight_dtype, hw)), hw.bandwidth_Bps),
+        "allreduce_ms": comm_s * 1e3,
     }
 
 
-def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_dtype: str, fits: bool) -> Phase:
+def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_dtype: str, fits: bool,
+           comm_s: float) -> Phase:
     return Phase(
-        **phase_metrics(step, sol, tokens, hw, weight_dtype),
+        **phase_metrics(step, sol, tokens, hw, weight_dtype, comm_s),
         hypothetical=not fits,
         operators=[
             Operator(
@@ -226,11 +254,15 @@ def estimate(
     kv_lora_rank: int | None = None,
     rope_dim: int | None = None,
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+    engine: str = "auto",
+    tp: int = 1,
 ) -> Estimate:
-    """KV cache, weights, memory and roofline-bound decode and prefill for one model on one accelerator.
+    """KV cache, weights, memory and decode and prefill time for one model on one accelerator (per GPU of a
+    tensor-parallel group of tp).
 
     context: tokens already cached per sequence when a decode step runs; prompt: prefill length
-    (default: the context).
+    (default: the context). engine: a measured engine profile (vllm, sglang, trtllm), roofline (datasheet
+    efficiencies), or auto (vLLM's profile where the accelerator has one, else the roofline).
     """
     prompt = context if prompt is None else prompt
     if prompt == 0 and context == 0:
@@ -238,11 +270,19 @@ def estimate(
     _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization)
     spec = rewrite_attention(load_model(model), attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim)
     hw = load_gpu(gpu)
+    profile = resolve_engine(engine, hw)
+    check_tp(tp, spec)
     ev = evaluate(spec, hw, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype,
-                  kv_dtype=kv_dtype, memory_utilization=memory_utilization)
+                  kv_dtype=kv_dtype, memory_utilization=memory_utilization, tp=tp, profile=profile)
     mem, usable, fits, p = ev.memory, ev.usable_bytes, bool(ev.fits), ev.p
 
     warnings = []
+    unprofiled = sorted(set(ev.decode.unprofiled) | set(ev.prefill.unprofiled))
+    if unprofiled:
+        warnings.append(
+            f"the {profile.engine} profile has no measured curve for {', '.join(unprofiled)} with "
+            f"{weight_dtype} weights and {kv_dtype} KV: those operators use the datasheet efficiencies"
+        )
     if spec.max_position_embeddings and max(context, prompt) > spec.max_position_embeddings:
         warnings.append(
             f"context {max(context, prompt)} exceeds {spec.name}'s max_position_embeddings "
@@ -255,11 +295,12 @@ def estimate(
         )
 
     breakdown = params_breakdown(spec)
+    engine_name, profile_text = engine_label(profile)
     return Estimate(
         inputs=Inputs(
             model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,
             prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
-            memory_utilization=memory_utilization,
+            memory_utilization=memory_utilization, engine=engine_name, profile=profile_text, tensor_parallel=tp,
         ),
         kv_cache=KvCache(
             elements_per_token_per_layer=kv_elements_per_token_per_layer(spec.attention),
@@ -271,7 +312,7 @@ def estimate(
         weights=Weights(
             params=breakdown["total"],
             active_params=params_breakdown(spec, active=True)["total"],
-            bytes=mem["weights"],
+            bytes=breakdown["total"] * p.b_w,
             breakdown=breakdown,
         ),
         memory=Memory(
@@ -279,7 +320,7 @@ def estimate(
             kv_cache_bytes=mem["kv_cache"], activations_bytes=mem["activations"], required_bytes=mem["total"],
             headroom_bytes=usable - mem["total"], fits=fits,
         ),
-        decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits),
-        prefill=_phase(ev.prefill, ev.prefill_sol, batch * prompt, hw, weight_dtype, fits),
+        decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits, ev.comm_s),
+        prefill=_phase(ev.prefill, ev.prefill_sol, batch * prompt, hw, weight_dtype, fits, ev.prefill_comm_s),
         warnings=warnings,
     )

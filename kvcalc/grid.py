@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 
-from kvcalc.catalog import load_gpu, load_model
+from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_dtypes, check_memory_utilization, evaluate, phase_metrics
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
@@ -41,34 +41,39 @@ def sweep(
     context: Sequence[int] = (4096,),
     weight_dtype: Sequence[str] = ("bf16",),
     kv_dtype: Sequence[str] = ("bf16",),
+    engine: Sequence[str] = ("auto",),
     *,
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
     on_combination: Callable[[], None] | None = None,
 ):
-    """Every combination of the axes, one DataFrame row each. The prompt of each row equals its context."""
+    """Every combination of the axes, one DataFrame row each. The prompt of each row equals its context.
+    engine: time models (auto, roofline, vllm, sglang, trtllm), each its own rows."""
     import numpy as np
     import pandas as pd
 
     models, gpus, attn = _nonempty("--model", models), _nonempty("--gpu", gpus), _nonempty("--attn", attn)
     batch, context = _ints("--batch", batch, 1), _ints("--context", context, 1)
     weight_dtype, kv_dtype = _nonempty("--weight-dtype", weight_dtype), _nonempty("--kv-dtype", kv_dtype)
+    engine = _nonempty("--engine", engine)
     for w, k in itertools.product(weight_dtype, kv_dtype):
         check_dtypes(w, k)
     check_memory_utilization(memory_utilization)
     B, S = (a.ravel() for a in np.meshgrid(np.array(batch, dtype=np.int64), np.array(context, dtype=np.int64), indexing="ij"))
     specs = {m: load_model(m) for m in models}
     hws = {g: load_gpu(g) for g in gpus}
+    profiles = {(g, e): resolve_engine(e, hws[g]) for g in gpus for e in engine}
     frames = []
-    for m, g, a, w, k in itertools.product(models, gpus, attn, weight_dtype, kv_dtype):
-        spec, hw = rewrite_attention(specs[m], a), hws[g]
+    for m, g, a, w, k, e in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine):
+        spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
         ev = evaluate(spec, hw, batch=B, context=S, prompt=S, weight_dtype=w, kv_dtype=k,
-                      memory_utilization=memory_utilization)
+                      memory_utilization=memory_utilization, profile=profile)
         dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w)
         pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w)
         n = len(B)
         frames.append(pd.DataFrame({
             "model": [spec.name] * n, "gpu": [hw.name] * n, "attention": [spec.attention.kind] * n,
-            "weight_dtype": [w] * n, "kv_dtype": [k] * n, "batch": B, "context": S, "prompt": S,
+            "weight_dtype": [w] * n, "kv_dtype": [k] * n, "engine": [profile.engine if profile else "roofline"] * n,
+            "batch": B, "context": S, "prompt": S,
             "kv_bytes_per_token": np.full(n, kv_bytes_per_token(spec, ev.p.b_kv)),
             "kv_bytes": B * kv_bytes_per_sequence(spec, S, ev.p.b_kv),
             "params": np.full(n, total_params(spec)), "active_params": np.full(n, active_params(spec)),
@@ -84,5 +89,5 @@ def sweep(
     return pd.concat(frames, ignore_index=True)
 
 
-def combinations(models, gpus, attn, weight_dtype, kv_dtype) -> int:
-    return len(models) * len(gpus) * len(attn) * len(weight_dtype) * len(kv_dtype)
+def combinations(models, gpus, attn, weight_dtype, kv_dtype, engine=("auto",)) -> int:
+    return len(models) * len(gpus) * len(attn) * len(weight_dtype) * len(kv_dtype) * len(engine)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from kvcalc.catalog import load_gpu, load_model
+from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.estimator import check_dtypes, check_memory_utilization, evaluate, phase_metrics, precision
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
@@ -36,7 +36,8 @@ def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp):
 
 def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch: int = 1, context: int = 4096,
             weight_dtype: str = "bf16", kv_dtype: str = "bf16",
-            memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> list[dict]:
+            memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+            engine: str = "auto") -> list[dict]:
     """One row per attention variant (the model's own first), each also relative to the model's own."""
     _check(context, memory_utilization, prefill_chunk)
     if not isinstance(batch, int) or batch < 1:
@@ -45,11 +46,13 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     if not attn:
         raise KvcalcError("--attn: expected at least one variant")
     base, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
+    profile = resolve_engine(engine, hw)
     rows = []
     for variant in (None, *attn):
         spec = rewrite_attention(base, variant)
         budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, 1)
-        ev = evaluate(spec, hw, batch=batch, context=context, prompt=context, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+        ev = evaluate(spec, hw, batch=batch, context=context, prompt=context, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                      profile=profile)
         dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype)
         rows.append({
             "variant": variant or f"{base.attention.kind} (own)",
@@ -72,7 +75,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
              target_tokens_per_s: float | None = None, price_per_gpu_hour: float | None = None,
              weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
-             prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> dict:
+             prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto") -> dict:
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost."""
     _check(context, memory_utilization, prefill_chunk)
     check_dtypes(weight_dtype, kv_dtype)
@@ -83,6 +86,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         if value is not None and not value > 0:
             raise KvcalcError(f"{flag}: expected a positive number, got {value}")
     spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
+    profile = resolve_engine(engine, hw)
     heads = spec.attention.num_heads
 
     def fits_one_sequence(tp):
@@ -100,7 +104,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     seqs = max_sequences(spec, context, budget, p.b_kv, tp)
     run_batch = batch or max(seqs, 1)
     ev = evaluate(spec, hw, batch=run_batch, context=context, prompt=context, weight_dtype=weight_dtype,
-                  kv_dtype=kv_dtype, tp=tp)
+                  kv_dtype=kv_dtype, tp=tp, profile=profile)
     dec = phase_metrics(ev.decode, ev.decode_sol, run_batch, hw, weight_dtype, ev.comm_s)
     replicas = math.ceil(target_tokens_per_s / dec["tokens_per_s"]) if target_tokens_per_s else 1
     if seqs < 1:
@@ -130,8 +134,11 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
             "memory_utilization": memory_utilization,
             "activation_reserve_bytes": activations,
             "prefill_chunk_tokens": prefill_chunk,
-            "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; "
-                               "two ring all-reduces per layer at half the bidirectional link bandwidth (latency not modelled)",
-            "throughput": f"decode at batch {run_batch} and context {context}, expected efficiencies",
+            "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; two all-reduces "
+                               "per layer: the engine profile's measured curve where it has one for this group size, "
+                               "else ring at half the bidirectional link bandwidth (latency not modelled)",
+            "throughput": f"decode at batch {run_batch} and context {context}, "
+                          + (f"{profile.engine} {profile.engine_version} measured kernel curves" if profile
+                             else "datasheet efficiencies (roofline)"),
         },
     }

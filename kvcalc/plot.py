@@ -3,18 +3,20 @@
 roofline() draws, log-log, each accelerator's memory roof (bandwidth x intensity) up to each compute roof
 (the dense peak of each relevant dtype), marks the ridge points, and places the decode operating points of
 each operator class (attention, projections and MLP, lm_head) for every attention variant and batch.
-A point sits at its arithmetic intensity, at the throughput the roofs allow there.
+A point sits at its arithmetic intensity, at the throughput the roofs allow there; with a measured engine
+(--engine vllm|sglang|trtllm, or auto where the GPU has a profile) at the throughput its kernels are expected to
+reach, FLOPs / expected time, which shows how far below the roof real kernels run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kvcalc.catalog import load_gpu, load_model
+from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.dtypes import activation_dtype, matmul_compute_dtype
 from kvcalc.estimator import precision
 from kvcalc.formulas.forward import decode_ops
-from kvcalc.formulas.roofline import ridge_point
+from kvcalc.formulas.roofline import ridge_point, step_time
 from kvcalc.rewrite import rewrite_attention
 
 CLASSES = {"attention": ("attention",), "projections+MLP": ("projection", "mlp"), "lm_head": ("lm_head",)}
@@ -22,7 +24,7 @@ MARKERS = {"attention": "o", "projections+MLP": "s", "lm_head": "^"}
 
 
 def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, weight_dtype="bf16", kv_dtype="bf16"):
-    """(variant, batch, class, flops, bytes, intensity) of each operator class in one decode step."""
+    """(variant, batch, class, flops, bytes, intensity, ops) of each operator class in one decode step."""
     base, p, out = load_model(model), precision(weight_dtype, kv_dtype), []
     for variant in attn:
         spec = rewrite_attention(base, variant)
@@ -31,7 +33,8 @@ def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, 
             for label, classes in CLASSES.items():
                 flops = sum(o.cost.flops for o in ops if o.op_class in classes)
                 bytes_ = sum(o.cost.bytes for o in ops if o.op_class in classes)
-                out.append((variant or spec.attention.kind, b, label, flops, bytes_, flops / bytes_))
+                chosen = [o for o in ops if o.op_class in classes]
+                out.append((variant or spec.attention.kind, b, label, flops, bytes_, flops / bytes_, chosen))
     return out
 
 
@@ -48,7 +51,7 @@ def compute_dtypes(hw, weight_dtype: str) -> list[str]:
 
 def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequence = (None,),
              batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "bf16",
-             kv_dtype: str = "bf16", measured=None):
+             kv_dtype: str = "bf16", measured=None, engine: str = "roofline"):
     """A Figure with the roofs of each GPU and the decode operating points; `measured` is a DataFrame with
     arithmetic_intensity and achieved_tflops columns (kvcalc validate's CSV)."""
     import matplotlib
@@ -64,6 +67,7 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
     ax.set_yscale("log")
     for gi, g in enumerate(gpus):
         hw = load_gpu(g)
+        profile = resolve_engine(engine, hw)
         color = f"C{gi}"
         for di, dtype in enumerate(compute_dtypes(hw, weight_dtype)):
             x, y, ridge = roof(hw, dtype, x_lo, x_hi)
@@ -73,18 +77,21 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
             ax.annotate(f"ridge {ridge:.0f}", (ridge, y[1]), textcoords="offset points", xytext=(4, -12),
                         fontsize=7, color=color)
         peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available()))
-        labels: dict[tuple, tuple[set, set]] = {}  # coinciding points (same class, ~same intensity) share a label
-        for variant, b, label, flops, bytes_, x in points:
+        labels: dict[tuple, tuple[set, set, list]] = {}  # coinciding points (same class, ~same intensity) share a label
+        for variant, b, label, flops, bytes_, x, ops in points:
             y = min(peak, x * hw.bandwidth_Bps) / 1e12
+            if profile is not None:  # where the engine's measured kernels land, below the roof
+                y = flops / step_time(ops, hw, weight_dtype, speed_of_light=False, profile=profile,
+                                      kv_dtype=kv_dtype).seconds / 1e12
             ax.plot([x], [y], marker=MARKERS[label], color=color, linestyle="none", alpha=0.8,
                     gid=f"point:{hw.name}:{variant}:{b}:{label}")
-            variants, batches = labels.setdefault((label, f"{x:.1e}"), (set(), set()))
+            variants, batches, ys = labels.setdefault((label, f"{x:.1e}"), (set(), set(), []))
             variants.add(variant)
             batches.add(b)
+            ys.append(y)
         if gi == 0:
-            for (label, x), (variants, batches) in labels.items():
-                x = float(x)
-                y = min(peak, x * hw.bandwidth_Bps) / 1e12
+            for (label, x), (variants, batches, ys) in labels.items():
+                x, y = float(x), max(ys)
                 text = f"{label}: {','.join(sorted(variants))} b{','.join(map(str, sorted(batches)))}"
                 offset = {"attention": (5, 4), "projections+MLP": (5, -8), "lm_head": (5, -17)}[label]
                 ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=6)
@@ -96,7 +103,8 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("attainable TFLOP/s")
     name = load_model(model).name
-    ax.set_title(f"Roofline: {name} decode at context {context:,} ({weight_dtype} weights, {kv_dtype} KV)")
+    where = "at the roofs" if engine == "roofline" else f"as {engine} runs them where profiled"
+    ax.set_title(f"Roofline: {name} decode at context {context:,} ({weight_dtype} weights, {kv_dtype} KV), {where}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

@@ -19,13 +19,20 @@ def _value(v) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def spec_to_toml(spec: BaseModel) -> str:
-    """Top-level scalars and lists first, then one [table] per nested model; None fields are left out."""
-    data = spec.model_dump(exclude_none=True, exclude_defaults=False)
-    lines, tables = [], []
+def _tables(path: str, data: dict, out: list[str]) -> None:
+    """Scalars of `data` under [path], then each nested dict as its own [path.key] table."""
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    if path and (scalars or not data):
+        out += ["", f"[{path}]"]
+    out += [f"{k} = {_value(v)}" for k, v in scalars.items()]
     for key, value in data.items():
-        (tables if isinstance(value, dict) else lines).append((key, value))
-    out = [f"{k} = {_value(v)}" for k, v in lines]
-    for name, table in tables:
-        out += ["", f"[{name}]"] + [f"{k} = {_value(v)}" for k, v in table.items()]
+        if isinstance(value, dict):
+            _tables(f"{path}.{key}" if path else key, value, out)
+
+
+def spec_to_toml(spec: BaseModel) -> str:
+    """Top-level scalars and lists first, then one [table] per nested model (nested deeper as [a.b]);
+    None fields are left out."""
+    out: list[str] = []
+    _tables("", spec.model_dump(exclude_none=True, exclude_defaults=False), out)
     return "\n".join(out) + "\n"

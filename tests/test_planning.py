@@ -72,12 +72,13 @@ def test_sweep_rows_equal_estimate_for_the_same_scenario():
     from kvcalc.grid import sweep
 
     df = sweep(["llama-3-8b", "deepseek-v2-lite", "gemma-2-9b"], ["h100", "mi300x"], [None, "mqa"], [1, 7, 64],
-               [512, 5000], ["bf16", "fp8"], ["bf16", "fp8"])
-    assert len(df) == 3 * 2 * 2 * 3 * 2 * 2 * 2
+               [512, 5000], ["bf16", "fp8"], ["bf16", "fp8"], ["auto", "roofline"])
+    assert len(df) == 3 * 2 * 2 * 3 * 2 * 2 * 2 * 2
     for _, row in df.sample(12, random_state=0).iterrows():
         attn = None if row["attention"] == estimate(row["model"].split("+")[0]).inputs.attention else "mqa"
         e = estimate(row["model"].split("+")[0], row["gpu"], attn=attn, batch=int(row["batch"]),
-                     context=int(row["context"]), weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"])
+                     context=int(row["context"]), weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"],
+                     engine=row["engine"] if row["engine"] == "roofline" else "auto")
         assert row["decode_ms"] == pytest.approx(e.decode.ms)
         assert row["prefill_ms"] == pytest.approx(e.prefill.ms)
         assert row["kv_bytes"] == e.kv_cache.bytes and row["decode_bound"] == e.decode.bound

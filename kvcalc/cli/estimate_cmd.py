@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import Format, flatten, write_csv, write_json
+from kvcalc.cli.output import ENGINE_HELP, Format, flatten, write_csv, write_json
 
 
 @app.command("estimate")
@@ -23,6 +23,8 @@ def estimate_cli(
     weight_dtype: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
     kv_dtype: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
     memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
+    engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
+    tp: Annotated[int, typer.Option("--tp", help="tensor-parallel GPUs (they must divide the query heads)")] = 1,
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
     explain: Annotated[bool, typer.Option("--explain", help="show each number's formula with values")] = False,
 ) -> None:
@@ -35,7 +37,7 @@ def estimate_cli(
     hw = load_gpu(gpu)
     e = estimate(
         spec, hw, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-        memory_utilization=memory_utilization,
+        memory_utilization=memory_utilization, engine=engine, tp=tp,
     )
     if format is Format.json:
         write_json(e.to_json_dict())

@@ -8,6 +8,10 @@ import sys
 from enum import Enum
 
 
+ENGINE_HELP = ("time model: vllm, sglang or trtllm (measured kernel curves), roofline (datasheet efficiencies), "
+               "or auto (vllm where the GPU has a profile, else roofline)")
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"

@@ -8,12 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import Format, print_rows, write_csv, write_json
+from kvcalc.cli.output import ENGINE_HELP, Format, print_rows, write_csv, write_json
 from kvcalc.errors import KvcalcError
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 Model = Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")]
 Gpu = Annotated[str, typer.Option("--gpu", "-g", help="bundled name or spec file")]
+Engine = Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)]
 
 
 def split(flag: str, text: str, cast=str) -> list:
@@ -37,12 +38,13 @@ def compare_cli(
     gpu: Gpu = "h100-sxm", batch: Annotated[int, typer.Option("--batch", "-b")] = 1,
     context: Annotated[int, typer.Option("--context", "-c")] = 4096,
     weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = 0.9, format: FormatOpt = Format.table,
+    engine: Engine = "auto",
 ) -> None:
     """Attention variants of one model side by side, each relative to the model's own attention."""
     from kvcalc.planning import compare
 
     rows = compare(model, _attn(attn), gpu, batch=batch, context=context, weight_dtype=weight_dtype,
-                   kv_dtype=kv_dtype, memory_utilization=memory_utilization)
+                   kv_dtype=kv_dtype, memory_utilization=memory_utilization, engine=engine)
     if format is not Format.table:
         return print_rows(rows, "", format)
     from kvcalc.units import fmt_bytes
@@ -65,14 +67,14 @@ def capacity_cli(
     target_tokens_per_s: Annotated[Optional[float], typer.Option(help="output tokens/s to serve")] = None,
     price_per_gpu_hour: Annotated[Optional[float], typer.Option(help="price of one GPU-hour")] = None,
     memory_utilization: float = 0.9, prefill_chunk: int = 8192, weight_dtype: str = "bf16", kv_dtype: str = "bf16",
-    format: FormatOpt = Format.table,
+    format: FormatOpt = Format.table, engine: Engine = "auto",
 ) -> None:
     """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment."""
     from kvcalc.planning import capacity
 
     plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
-                    prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+                    prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine)
     if format is not Format.table:
         flat = {k: v for k, v in plan.items() if k != "assumptions"}
         flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
@@ -115,12 +117,14 @@ def sweep_cli(
     context: Annotated[str, typer.Option("--context", "-c")] = "1024,4096,16384",
     weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = 0.9,
     out: Annotated[Path, typer.Option("--out", "-o", help=".csv, or .parquet with pyarrow installed")] = Path("sweep.csv"),
+    engine: Annotated[str, typer.Option("--engine", "-e", help="time models, comma-separated: " + ENGINE_HELP)] = "auto",
 ) -> None:
     """Every combination of the axes into one table (CSV or Parquet)."""
     from kvcalc.grid import combinations, sweep
 
     axes = dict(models=split("--model", model), gpus=split("--gpu", gpu), attn=_attn(attn),
-                weight_dtype=split("--weight-dtype", weight_dtype), kv_dtype=split("--kv-dtype", kv_dtype))
+                weight_dtype=split("--weight-dtype", weight_dtype), kv_dtype=split("--kv-dtype", kv_dtype),
+                engine=split("--engine", engine))
     grid = dict(batch=split("--batch", batch, int), context=split("--context", context, int))
     if out.suffix not in (".csv", ".parquet"):
         raise KvcalcError(f"--out: expected a .csv or .parquet file, got {out}")
@@ -150,6 +154,8 @@ def roofline_cli(
     weight_dtype: str = "bf16", kv_dtype: str = "bf16",
     measured: Annotated[Optional[Path], typer.Option(help="kvcalc validate CSV to overlay")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help=".png or .svg")] = Path("roofline.png"),
+    engine: Annotated[str, typer.Option("--engine", "-e", help="roofline: points on the roofs; vllm, sglang, trtllm or "
+                                        "auto: where the engine's measured kernels land")] = "roofline",
 ) -> None:
     """A log-log roofline chart with the decode operating points of each attention variant and batch."""
     if out.suffix not in (".png", ".svg", ".pdf"):
@@ -173,6 +179,6 @@ def roofline_cli(
     if min(batches) < 1:
         raise KvcalcError(f"--batch: expected positive integers, got {batch}")
     fig = roofline(split("--gpu", gpu), model, attn=_attn(attn), batch=batches, context=context,
-                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points)
+                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points, engine=engine)
     fig.savefig(out, dpi=120)
     typer.echo(f"wrote {out}")

@@ -37,7 +37,9 @@ class Op:
     op_class: OpClass
     engine: Engine
     cost: Cost
-    kernels: int = 1  # kernel launches, for the launch-overhead term
+    kernels: int = 1  # kernels the engines launch for it (fused QKV, fused gate/up): each pays a fixed latency
+    kernel_class: str = ""  # attention only: attention_decode or attention_prefill (which measured curve applies)
+    items_per_kernel: object = 0  # attention only: (sequence, KV head) pairs one kernel works on
 
 
 @dataclass(frozen=True)
@@ -113,15 +115,32 @@ def routed_experts_cost(model: ModelSpec, tokens, p: Precision) -> Cost:
     )
 
 
+def attention_kernel_kv_heads(attn, absorbed: bool) -> int:
+    """KV heads the attention kernel reads: g; MLA absorbed 1 (the shared latent), expanded h."""
+    if attn.kind == "mla":
+        return 1 if absorbed else attn.num_heads
+    return attn.num_kv_heads
+
+
+def qkv_kernels_per_layer(model: ModelSpec) -> int:
+    """Engines fuse q, k and v into one GEMM; MLA's projections chain (q_a -> q_b, kv_a -> kv_b) and stay apart."""
+    return len(attention_in_linears(model.attention, model.hidden_size)) if model.attention.kind == "mla" else 1
+
+
 def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Precision) -> list[Op]:
-    """Operators of one forward pass of B sequences, q new tokens each, S cached. Costs summed over layers."""
+    """Operators of one forward pass of B sequences, q new tokens each, S cached. Costs summed over layers.
+
+    absorbed marks a decode step (MLA absorbed; the decode-attention kernel); otherwise prefill attention.
+    Kernel counts are the engines' launches: fused QKV, fused gate/up (so an MLP is two GEMMs), one attention
+    call per layer, one grouped GEMM per expert projection."""
     d, L = model.hidden_size, model.num_layers
     attn = model.attention
     tokens = batch * q
+    attention_class = "attention_decode" if absorbed else "attention_prefill"
     ops = [
         Op("embedding", "other", "vector", Cost(weight_bytes=tokens * d * p.b_w, act_bytes=tokens * d * p.b_a)),
         Op("attention/qkv", "projection", "matmul", L * linear_cost(attention_in_linears(attn, d), tokens, p),
-           kernels=L * len(attention_in_linears(attn, d))),
+           kernels=L * qkv_kernels_per_layer(model)),
     ]
     for label, n_layers, window in (
         ("global", model.global_layers, None),
@@ -129,22 +148,23 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     ):
         if n_layers:
             core = attention_core_cost(model, batch, q, context, window, absorbed, p)
-            ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core, kernels=n_layers))
+            ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core, kernels=n_layers,
+                          kernel_class=attention_class, items_per_kernel=batch * attention_kernel_kv_heads(attn, absorbed)))
     ops.append(Op("attention/o", "projection", "matmul", L * linear_cost([attention_out_linear(attn, d)], tokens, p),
                   kernels=L))
     if model.dense_layers:
         mlp = linear_cost(dense_mlp_linears(model.mlp, d), tokens, p)
-        ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp, kernels=3 * model.dense_layers))
+        ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp, kernels=2 * model.dense_layers))
     if model.moe is not None:
         moe, n = model.moe, model.moe_layers
         gates = moe.num_experts + (1 if moe.shared_expert_gate else 0)
         router = linear_cost([Linear("router", d, gates)], tokens, p)
         ops.append(Op("moe/router", "mlp", "matmul", n * router, kernels=n))
-        ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p), kernels=3 * n))
+        ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p), kernels=2 * n))
         if moe.num_shared_experts:
             width = moe.num_shared_experts * moe.shared_width
             shared = linear_cost(mlp_linears(model.mlp.kind, d, width), tokens, p)
-            ops.append(Op("moe/shared", "mlp", "matmul", n * shared, kernels=3 * n))
+            ops.append(Op("moe/shared", "mlp", "matmul", n * shared, kernels=2 * n))
     norm_weights = (L * norm_params_per_layer(model) + d) * p.b_w
     norm_act = (L * model.norms_per_layer + 1) * tokens * 2 * d * p.b_a
     ops.append(Op("norms", "other", "vector", Cost(weight_bytes=norm_weights, act_bytes=norm_act),

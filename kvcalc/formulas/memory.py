@@ -1,6 +1,6 @@
-"""Device memory a workload needs, against what the device offers.
+"""Device memory a workload needs, against what the device offers (per GPU of a tensor-parallel group of tp).
 
-required = weights + KV cache of B sequences at max(S, P) tokens + activation workspace
+required = weights / tp + KV cache of B sequences at max(S, P) tokens * kv shard + activation workspace / tp
 usable   = capacity * utilisation (default 0.9, as vLLM's gpu_memory_utilization)
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from kvcalc.formulas._array import maximum
 from kvcalc.formulas.kv import kv_bytes_per_sequence
+from kvcalc.formulas.parallel import kv_shard_fraction
 from kvcalc.formulas.params import attention_in_linears, weight_bytes
 from kvcalc.specs.model import ModelSpec
 
@@ -27,12 +28,12 @@ def activation_workspace_bytes(model: ModelSpec, batch, prompt, b_a: float):
     return batch * prompt * (2 * d + max(qkv, up)) * b_a + batch * model.vocab_size * LOGITS_BYTES
 
 
-def memory_required(model: ModelSpec, batch, context, prompt, b_w: float, b_kv: float, b_a: float) -> dict:
-    """Bytes needed by component, with 'total'."""
+def memory_required(model: ModelSpec, batch, context, prompt, b_w: float, b_kv: float, b_a: float, tp: int = 1) -> dict:
+    """Bytes one GPU needs by component, with 'total' (tp = 1: the whole model on one device)."""
     out = {
-        "weights": weight_bytes(model, b_w),
-        "kv_cache": batch * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv),
-        "activations": activation_workspace_bytes(model, batch, prompt, b_a),
+        "weights": weight_bytes(model, b_w) / tp,
+        "kv_cache": batch * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv) * kv_shard_fraction(model, tp),
+        "activations": activation_workspace_bytes(model, batch, prompt, b_a) / tp,
     }
     out["total"] = out["weights"] + out["kv_cache"] + out["activations"]
     return out

@@ -2,8 +2,9 @@
 
 Per GPU: weights / tp; KV heads max(g / tp, 1) (replicated when g < tp); MLA's one latent is replicated on
 every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a bytes and costs
-2 (tp - 1) / tp * bytes / link bandwidth (ring); its latency is not modelled. Datasheets give the link's
-bidirectional total (NVLink 4: 900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half.
+2 (tp - 1) / tp * bytes / link bandwidth (ring). Datasheets give the link's bidirectional total (NVLink 4:
+900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half. Without an engine profile its
+latency is not modelled; an engine profile's measured all-reduce curve adds it (formulas/kernel_time.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import replace
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.forward import Op
+from kvcalc.formulas.kernel_time import allreduce_curve_seconds
 from kvcalc.specs.model import ModelSpec
+from kvcalc.specs.profile import AllReduceCurve
 
 
 def kv_shard_fraction(model: ModelSpec, tp: int) -> float:
@@ -31,15 +34,18 @@ def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
         flops=c.flops / tp, weight_bytes=c.weight_bytes / tp, kv_read_bytes=c.kv_read_bytes * kv,
         kv_write_bytes=c.kv_write_bytes * kv, act_bytes=c.act_bytes / tp,
     )
-    return replace(op, cost=shard)
+    return replace(op, cost=shard, items_per_kernel=op.items_per_kernel * kv)
 
 
-def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None):
-    """Two ring all-reduces per layer of tokens * d * b_a bytes each: 2 L * 2 (tp-1)/tp * bytes / (link / 2),
-    where link is the datasheet's bidirectional total."""
+def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None,
+                      curve: AllReduceCurve | None = None):
+    """Two all-reduces per layer of tokens * d * b_a bytes each: with a measured curve 2 L * (t0 + 2 (tp-1)/tp *
+    bytes / bus bandwidth); else ring 2 L * 2 (tp-1)/tp * bytes / (link / 2), link the datasheet's bidirectional total."""
     if tp == 1:
         return 0.0
+    per_allreduce = tokens * model.hidden_size * b_a
+    if curve is not None:
+        return 2 * model.num_layers * allreduce_curve_seconds(curve, per_allreduce, tp)
     if not link_bandwidth_Bps:
         raise KvcalcError("--gpu: tensor parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
-    per_allreduce = tokens * model.hidden_size * b_a
     return 2 * model.num_layers * 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2)

@@ -5,6 +5,11 @@ Per operator: t = max(FLOPs / (peak * eff_compute), bytes / (bandwidth * eff_mem
 Ridge point = peak / bandwidth [FLOP/B]: an operator whose intensity is below it is memory-bound.
 Where the spec has a measured launch_overhead_us, the expected time adds kernels * overhead per operator
 (the speed of light never does): it dominates small decode steps that run without CUDA graphs.
+
+With an engine profile, the expected time of each matmul and attention operator is instead its kernels' measured
+curve (formulas/kernel_time.py): kernels * t_kernel(FLOPs / kernels, bytes / kernels). Operators the profile has
+no curve for (vector ops, which the tables do not measure, or a dtype the engine's tables lack) keep the
+datasheet-efficiency roofline, and are listed in StepTime.unprofiled.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from dataclasses import dataclass
 from kvcalc.dtypes import activation_dtype, matmul_compute_dtype
 from kvcalc.formulas._array import maximum, where
 from kvcalc.formulas.forward import Op
+from kvcalc.formulas.kernel_time import kernel_is_compute_bound, kernel_seconds
 from kvcalc.specs.hardware import HardwareSpec
+from kvcalc.specs.profile import EngineProfile, KernelCurve
 
 
 def roofline(flops, bytes_, peak_flops: float, bandwidth_Bps: float):
@@ -52,6 +59,7 @@ class OpTime:
 @dataclass(frozen=True)
 class StepTime:
     ops: list[OpTime]
+    unprofiled: tuple[str, ...] = ()  # matmul/attention operators an engine profile had no curve for
 
     @property
     def seconds(self):
@@ -67,14 +75,50 @@ class StepTime:
         return where(self.compute_bound_seconds * 2 > self.seconds, "compute", "memory")
 
 
-def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_light: bool) -> StepTime:
-    """Sum of per-operator roofline times; with the spec's efficiencies unless speed_of_light."""
+# kvcalc's weight dtype -> the profile's GEMM key and the peak its curve was fitted against. int8 is W8A8
+# (SmoothQuant) where the engine measured it, else weight-only; int4 is always weight-only (dequantised to 16-bit).
+GEMM_CURVES = {
+    "bf16": (("bf16", None),), "fp16": (("bf16", None),), "fp8": (("fp8", "fp8"),),
+    "int8": (("w8a8", "int8"), ("int8_wo", None)), "int4": (("int4_wo", None),),
+}
+ATTENTION_CURVE_KEYS = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8"}
+
+
+def profile_curve(op: Op, profile: EngineProfile, weight_dtype: str, kv_dtype: str) -> tuple[KernelCurve, str] | None:
+    """(the measured curve for this operator, the dtype whose peak it was fitted against), or None."""
+    act = activation_dtype(weight_dtype)
+    if op.engine == "matmul":
+        for key, peak_dtype in GEMM_CURVES.get(weight_dtype, ()):
+            if key in profile.gemm:
+                return profile.gemm[key], peak_dtype or act
+        return None
+    if op.engine == "attention":
+        table = profile.attention_decode if op.kernel_class == "attention_decode" else profile.attention_prefill
+        key = ATTENTION_CURVE_KEYS.get(kv_dtype)
+        return (table[key], act) if key in table else None
+    return None
+
+
+def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_light: bool,
+              profile: EngineProfile | None = None, kv_dtype: str = "bf16") -> StepTime:
+    """Sum of per-operator times: the roofline at 100 % (speed_of_light), the measured curves of an engine
+    profile, or the roofline at the spec's efficiencies."""
     eff_m = 1.0 if speed_of_light else hw.efficiency.memory
     eff_c = 1.0 if speed_of_light else hw.efficiency.compute
     launch_s = 0.0 if speed_of_light or not hw.launch_overhead_us else hw.launch_overhead_us * 1e-6
-    timed = []
+    timed, unprofiled = [], []
     for op in ops:
+        found = None if speed_of_light or profile is None else profile_curve(op, profile, weight_dtype, kv_dtype)
+        if found is not None:
+            curve, dtype = found
+            k, peak, bw = op.kernels, hw.peak_flops(dtype), hw.bandwidth_Bps
+            flops, bytes_ = op.cost.flops / k, op.cost.bytes / k
+            timed.append(OpTime(op, dtype, k * kernel_seconds(curve, flops, bytes_, peak, bw, op.items_per_kernel),
+                                kernel_is_compute_bound(curve, flops, bytes_, peak, bw)))
+            continue
+        if profile is not None and not speed_of_light and op.engine != "vector":
+            unprofiled.append(op.name)
         dtype = engine_dtype(op.engine, weight_dtype, hw)
         t, cb = roofline(op.cost.flops, op.cost.bytes, hw.peak_flops(dtype) * eff_c, hw.bandwidth_Bps * eff_m)
         timed.append(OpTime(op, dtype, t + op.kernels * launch_s, cb))
-    return StepTime(timed)
+    return StepTime(timed, tuple(unprofiled))

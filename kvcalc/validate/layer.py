@@ -1,6 +1,6 @@
 """One decoder layer in plain PyTorch at a model's true widths, random weights: RMSNorm, attention (standard with
-a KV cache, or MLA: absorbed for decode, expanded for prefill), RMSNorm, dense MLP. Separate q, k, v matmuls, as
-the formulas count them."""
+a KV cache, or MLA: absorbed for decode, expanded for prefill), RMSNorm, dense MLP. Fused q/k/v and gate/up
+matmuls, as engines launch them and the formulas count them."""
 
 from __future__ import annotations
 
@@ -33,15 +33,16 @@ def build_layer(torch, spec: ModelSpec, batch: int, q: int, context: int, device
 
     if a.kind != "mla":
         g, dh = a.num_kv_heads, a.head_dim
-        wq, wk, wv, wo = w(h * dh, d), w(g * dh, d), w(g * dh, d), w(d, h * dh)
+        wqkv, wo = w((h + 2 * g) * dh, d), w(d, h * dh)  # q, k and v stacked: one GEMM
         k_cache = torch.randn(batch, g, context + q, dh, device=device, dtype=dtype)  # [B, g, S+q, d_h]
         v_cache = torch.randn(batch, g, context + q, dh, device=device, dtype=dtype)
 
         def attention(y):
             y = F.rms_norm(y, (d,), norm)
-            qh = F.linear(y, wq).view(batch, q, h, dh).transpose(1, 2)  # [B, h, q, d_h]
-            k_cache[:, :, context:] = F.linear(y, wk).view(batch, q, g, dh).transpose(1, 2)  # KV write
-            v_cache[:, :, context:] = F.linear(y, wv).view(batch, q, g, dh).transpose(1, 2)
+            qkv = F.linear(y, wqkv)  # [B, q, (h + 2g) d_h]
+            qh = qkv[..., : h * dh].view(batch, q, h, dh).transpose(1, 2)  # [B, h, q, d_h]
+            k_cache[:, :, context:] = qkv[..., h * dh : (h + g) * dh].view(batch, q, g, dh).transpose(1, 2)  # KV write
+            v_cache[:, :, context:] = qkv[..., (h + g) * dh :].view(batch, q, g, dh).transpose(1, 2)
             o = F.scaled_dot_product_attention(qh, k_cache, v_cache, is_causal=q > 1, enable_gqa=g != h)
             return F.linear(o.transpose(1, 2).reshape(batch, q, h * dh), wo)
     else:

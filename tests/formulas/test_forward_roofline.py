@@ -105,8 +105,9 @@ def test_decode_is_memory_bound_at_batch_1_and_compute_bound_prefill():
 
 
 def test_expected_time_is_speed_of_light_divided_by_efficiency_when_memory_bound():
-    # Every decode operator of llama-2-7b at batch 1 is memory-bound, so expected = SOL / eff_memory.
-    e = estimate("llama-2-7b", "h100", batch=1, context=2048)
+    # Every decode operator of llama-2-7b at batch 1 is memory-bound, so the roofline engine's expected time is
+    # SOL / eff_memory.
+    e = estimate("llama-2-7b", "h100", batch=1, context=2048, engine="roofline")
     assert all(o.bound == "memory" for o in e.decode.operators)
     assert e.decode.ms == pytest.approx(e.decode.speed_of_light_ms / 0.90)
 

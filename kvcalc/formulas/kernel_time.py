@@ -1,0 +1,53 @@
+"""Measured kernel time: a fixed latency plus roofs whose efficiency rises with the kernel's size.
+
+One kernel moving B bytes and doing F FLOPs on a part with peak P [FLOP/s] and bandwidth BW [B/s]:
+
+    t = t0 + n * per_item + smoothmax(F / (P * e_c(F)), B / (BW * e_m(B)))
+    e(x) = e_max * x^a / (x^a + x_half^a)            efficiency rises with size, saturating at e_max <= 1
+    smoothmax(u, v) = (u^p + v^p)^(1/p)              p -> infinity is the plain roofline max
+
+t0 is the kernel's fixed latency (launch, prologue, tail), n * per_item the setup of its n independent work items
+(attention: one per sequence and KV head; a decode kernel at batch 1024 pays it 1024 g times; GEMMs have none),
+e_max the fraction of the roof a large kernel reaches,
+x_half the size at which it reaches half of that, a how sharply it gets there, and p how far compute and memory
+overlap near the ridge. NVIDIA's measured kernel tables show each (see hardware_specs/profiles/): an H100 bf16 GEMM
+has t0 ~ 2-3 us and reaches ~0.88 of bandwidth only above ~100 MB. The speed of light is not this model: it
+stays the plain roofline with efficiency 1 (formulas/roofline.py).
+"""
+
+from __future__ import annotations
+
+from kvcalc.formulas._array import maximum
+from kvcalc.specs.profile import AllReduceCurve, KernelCurve
+
+_TINY = 1e-30  # stands in for a zero size so that (x_half / x)^a stays finite; the term it scales is then 0
+
+
+def roof_seconds(work, roof_per_s: float, e_max: float, half, a: float):
+    """work / (roof * e(work)) = work / (roof * e_max) * (1 + (half / work)^a); 0 for no work [s]."""
+    return work / (roof_per_s * e_max) * (1 + (half / maximum(work, _TINY)) ** a)
+
+
+def kernel_seconds(curve: KernelCurve, flops, bytes_, peak_flops: float, bandwidth_Bps: float, items=0):
+    """Time of one kernel [s]: t0 + items * per_item + smoothmax(compute time, memory time), each roof at its
+    size-dependent efficiency."""
+    c = curve
+    t_c = roof_seconds(flops, peak_flops, c.compute_efficiency, c.compute_half_GFLOP * 1e9, c.size_exponent)
+    t_m = roof_seconds(bytes_, bandwidth_Bps, c.memory_efficiency, c.memory_half_MB * 1e6, c.size_exponent)
+    p = c.overlap_exponent
+    # Scale by the larger term before the power so that p-th powers of tiny or huge times stay finite.
+    big = maximum(maximum(t_c, t_m), _TINY)
+    return c.t0_us * 1e-6 + items * c.per_item_ns * 1e-9 + big * ((t_c / big) ** p + (t_m / big) ** p) ** (1 / p)
+
+
+def kernel_is_compute_bound(curve: KernelCurve, flops, bytes_, peak_flops: float, bandwidth_Bps: float):
+    """Whether the compute term of kernel_seconds exceeds the memory term."""
+    c = curve
+    t_c = roof_seconds(flops, peak_flops, c.compute_efficiency, c.compute_half_GFLOP * 1e9, c.size_exponent)
+    t_m = roof_seconds(bytes_, bandwidth_Bps, c.memory_efficiency, c.memory_half_MB * 1e6, c.size_exponent)
+    return t_c > t_m
+
+
+def allreduce_curve_seconds(curve: AllReduceCurve, message_bytes, tp: int):
+    """One measured all-reduce of `message_bytes` over tp GPUs [s]: t0 + 2 (tp - 1) / tp * bytes / bus bandwidth."""
+    return curve.t0_us * 1e-6 + 2 * (tp - 1) / tp * message_bytes / (curve.bus_bandwidth_GBps * 1e9)

@@ -1,0 +1,74 @@
+"""EngineProfile: how fast one engine's kernels really run on one accelerator, fitted to measured tables.
+
+A profile holds, per operator class and dtype, the few parameters of formulas/kernel_time.py (a fixed latency in
+us, the largest fraction of each roof reached, and how that fraction rises with the kernel's size), each with the
+record of its fit: which table, how many rows were fitted and held out, and the held-out error.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from kvcalc.specs._base import StrictModel
+
+GEMM_KEYS = ("bf16", "fp8", "fp8_block", "w8a8", "int8_wo", "int4_wo")
+ATTENTION_KEYS = ("bf16", "fp8")
+
+
+class FitRecord(StrictModel):
+    """Where a curve's parameters come from and how well they reproduce measurements they were not fitted to."""
+
+    table: str
+    kernels: str = Field(description="the measured kernel(s); where several were measured, the fastest per shape")
+    rows_fit: int = Field(ge=0)
+    rows_held_out: int = Field(ge=0)
+    fit_median_abs_error_pct: float = Field(ge=0)
+    held_out_median_abs_error_pct: float | None = Field(None, ge=0)
+    held_out_p90_abs_error_pct: float | None = Field(None, ge=0)
+
+
+class KernelCurve(StrictModel):
+    """t = t0 + n * per_item + smoothmax(F / (peak * e_c(F)), B / (bandwidth * e_m(B))),
+    e(x) = e_max x^a / (x^a + x_half^a); n counts (sequence, KV head) pairs for attention, 0 for GEMMs."""
+
+    t0_us: float = Field(ge=0, le=1e5, description="fixed latency of one kernel [us]")
+    memory_efficiency: float = Field(gt=0, le=1, description="largest fraction of the datasheet bandwidth reached")
+    memory_half_MB: float = Field(ge=0, le=1e6, description="bytes moved [1e6 B] at which half of it is reached")
+    compute_efficiency: float = Field(gt=0, le=1, description="largest fraction of the datasheet dense peak reached")
+    compute_half_GFLOP: float = Field(ge=0, le=1e6, description="FLOPs [1e9] at which half of it is reached")
+    size_exponent: float = Field(1.0, ge=0.1, le=8, description="a: how sharply efficiency rises with size")
+    overlap_exponent: float = Field(4.0, ge=1, le=64, description="p of the smooth max; large p is the plain max")
+    per_item_ns: float = Field(0.0, ge=0, le=1e6, description="attention: time per (sequence, KV head) work item [ns]")
+    fit: FitRecord | None = None
+
+
+class AllReduceCurve(StrictModel):
+    """One all-reduce over tp GPUs: t = t0 + 2 (tp - 1) / tp * bytes / bus bandwidth."""
+
+    t0_us: float = Field(ge=0, le=1e5)
+    bus_bandwidth_GBps: float = Field(gt=0, le=1e5)
+    fit: FitRecord | None = None
+
+
+class EngineProfile(StrictModel):
+    gpu: str = Field(description="the bundled hardware spec whose roofs the curves were fitted against")
+    engine: str
+    engine_version: str
+    sources: list[str] = Field(min_length=1)
+    notes: str = ""
+    gemm: dict[str, KernelCurve] = Field(default_factory=dict, description="by weight format: " + ", ".join(GEMM_KEYS))
+    attention_decode: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")
+    attention_prefill: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")
+    allreduce: dict[str, AllReduceCurve] = Field(default_factory=dict, description="by group size: tp2, tp4, tp8")
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> EngineProfile:
+        for table, allowed in (("gemm", GEMM_KEYS), ("attention_decode", ATTENTION_KEYS),
+                               ("attention_prefill", ATTENTION_KEYS)):
+            unknown = set(getattr(self, table)) - set(allowed)
+            if unknown:
+                raise ValueError(f"{table}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
+        for key in self.allreduce:
+            if not (key.startswith("tp") and key[2:].isdigit() and int(key[2:]) >= 2):
+                raise ValueError(f"allreduce: key {key!r} should be tpN with N >= 2")
+        return self
