@@ -46,8 +46,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from kvcalc.cli import catalog_cmds, estimate_cmd, import_cmd, planning_cmds, validate_cmds  # noqa: E402,F401  (registers the commands)
-
+from kvcalc.cli import catalog_cmds, estimate_cmd, import_cmd, planning_cmds, profiles_cmds, validate_cmds  # noqa: E402,F401  (registers the commands)
 
 
 def main() -> None:

@@ -1,0 +1,72 @@
+"""kvcalc profiles fit | ledger: engine profiles from NVIDIA's measured kernel tables (the `profiles` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvcalc.cli import app
+from kvcalc.cli.output import Format, print_rows
+
+profiles_app = typer.Typer(help="Engine profiles: fit them to measured kernel tables, score them on held-out rows.",
+                           no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+Data = Annotated[Optional[Path], typer.Option(help="systems/data folder of aiconfigurator-core [default: the installed package's]")]
+
+
+def _names(flag: str, text: str | None, allowed) -> list[str]:
+    from kvcalc.cli.planning_cmds import split
+    from kvcalc.errors import KvcalcError
+
+    names = list(allowed) if text is None else split(flag, text)
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise KvcalcError(f"{flag}: no measured tables for {', '.join(unknown)}; expected some of {', '.join(allowed)}")
+    return names
+
+
+@profiles_app.command("fit")
+def fit_cli(
+    gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="accelerators, comma-separated [default: all with tables]")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="vllm, sglang, trtllm, comma-separated [default: all]")] = None,
+    data: Data = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="folder to write GPU.ENGINE.toml into [default: the bundled profiles]")] = None,
+) -> None:
+    """Fit each GPU x engine's kernel curves on half the measured shapes; record the error on the other half."""
+    from kvcalc.catalog import spec_dir
+    from kvcalc.errors import KvcalcError
+    from kvcalc.kernel_tables import TABLE_ENGINES, TABLE_GPUS, fit_profile, tables_root
+    from kvcalc.toml_out import spec_to_toml
+
+    root = tables_root(data)
+    target = out_dir or spec_dir("profile")
+    if not target.is_dir():
+        raise KvcalcError(f"--out-dir: {target} is not a folder")
+    for g in _names("--gpu", gpu, TABLE_GPUS):
+        for e in _names("--engine", engine, TABLE_ENGINES):
+            profile = fit_profile(root, g, e)
+            if profile is None:
+                typer.echo(f"{g} x {e}: no GEMM table, skipped", err=True)
+                continue
+            path = target / f"{g}.{e}.toml"
+            header = (f"# Written by `kvcalc profiles fit --gpu {g} --engine {e}`; re-run it rather than edit by hand.\n"
+                      "# Curves: t = t0 + smoothmax(F / (peak e_c(F)), B / (bandwidth e_m(B))), "
+                      "e(x) = e_max x^a / (x^a + x_half^a) (kvcalc/formulas/kernel_time.py).\n")
+            path.write_text(header + spec_to_toml(profile))
+            typer.echo(f"wrote {path}")
+
+
+@profiles_app.command("ledger")
+def ledger_cli(
+    data: Data = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
+) -> None:
+    """Score every bundled profile against its tables: median and 90th-percentile |error| on held-out shapes."""
+    from kvcalc.catalog import bundled_specs
+    from kvcalc.kernel_tables import ledger, tables_root
+
+    rows = ledger(tables_root(data), bundled_specs("profile"))
+    print_rows(rows, "Engine profiles against measured kernels (|error| %, held-out shapes)", format)

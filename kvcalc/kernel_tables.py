@@ -1,0 +1,296 @@
+"""Fit engine profiles to NVIDIA's measured kernel tables, and score them on rows held out of the fit.
+
+The tables are the parquet files bundled in aiconfigurator-core (Apache-2.0), under
+aiconfigurator_core/systems/data/<gpu>/<op>/<framework>/<version>/. This is the only module that reads them,
+and only `kvcalc profiles fit` and `kvcalc profiles ledger` import it (pandas, pyarrow and scipy: the `profiles`
+extra). The package itself is never imported: its folder is found with importlib's spec lookup.
+
+Every row is costed by kvcalc's own formulas (formulas/forward.py), so that a fitted curve predicts exactly the
+FLOPs and bytes that `estimate` later asks it about. Rows are split by shape (crc32 of the shape key): odd shapes
+are held out of the fit and only scored, so the held-out error is error on shapes the fit never saw.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kvcalc.catalog import load_gpu
+from kvcalc.errors import KvcalcError
+from kvcalc.formulas.forward import Precision, attention_core_cost, linear_cost
+from kvcalc.formulas.kernel_time import allreduce_curve_seconds, kernel_seconds
+from kvcalc.formulas.params import Linear
+from kvcalc.specs.model import ModelSpec
+from kvcalc.specs.profile import AllReduceCurve, EngineProfile, FitRecord, KernelCurve
+
+PACKAGE = "aiconfigurator-core 0.12.0"
+# kvcalc's spec name -> the table folder of the same part
+TABLE_GPUS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-sxm-80gb": "a100_sxm", "b200": "b200_sxm", "l40s": "l40s"}
+TABLE_ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
+# table gemm_dtype -> (profile key, bytes per weight, the dtype whose peak the curve is fitted against; None: bf16)
+GEMM_DTYPES = {
+    "bfloat16": ("bf16", 2.0, None), "fp8": ("fp8", 1.0, "fp8"), "fp8_block": ("fp8_block", 1.0, "fp8"),
+    "sq": ("w8a8", 1.0, "int8"), "int8_wo": ("int8_wo", 1.0, None), "int4_wo": ("int4_wo", 0.5 + 2 / 128, None),
+}
+KV_DTYPES = {"bfloat16": ("bf16", 2.0), "fp8": ("fp8", 1.0)}
+B_ACT = 2.0  # activations are bf16 in every table
+
+# Starting point and bounds of (t0_us, e_m, half_MB, e_c, half_GFLOP, a, p, per_item_ns); GEMMs fix per_item at 0.
+X0 = [3.0, 0.85, 1.0, 0.8, 1.0, 1.0, 4.0, 1.0]
+LO = [0.0, 0.01, 1e-4, 0.01, 1e-4, 0.3, 1.0, 0.0]
+HI = [1e3, 1.0, 1e4, 1.0, 1e4, 4.0, 30.0, 1e5]
+
+
+def tables_root(data: Path | None = None) -> Path:
+    """The folder of measured tables: `data`, else the installed aiconfigurator-core's systems/data."""
+    if data is not None:
+        if not data.is_dir():
+            raise KvcalcError(f"--data: {data} is not a folder")
+        return data
+    spec = importlib.util.find_spec("aiconfigurator_core")
+    if spec is None or not spec.submodule_search_locations:
+        raise KvcalcError("profiles: the measured tables come with aiconfigurator-core: pip install 'kvcalc[profiles]', "
+                          "or pass --data aiconfigurator_core/systems/data")
+    return Path(list(spec.submodule_search_locations)[0]) / "systems" / "data"
+
+
+def _version_key(v: str) -> tuple:
+    """Sort 0.5.6.post2 < 0.5.14 < 1.3.0rc20 numerically, part by part."""
+    import re
+
+    return tuple(int(n) for n in re.findall(r"\d+", v))
+
+
+def newest_table(root: Path, gpu: str, op: str, engine: str, filename: str) -> Path | None:
+    """The newest engine version's table of this op, or None."""
+    base = root / TABLE_GPUS[gpu] / op / TABLE_ENGINES[engine]
+    found = [p for p in base.glob(f"*/{filename}")] if base.is_dir() else []
+    return max(found, key=lambda p: _version_key(p.parent.name)) if found else None
+
+
+def held_out(keys) -> np.ndarray:
+    """True for shapes held out of the fit: odd crc32 of the shape key (stable across runs and machines)."""
+    return np.array([zlib.crc32(repr(k).encode()) % 2 == 1 for k in keys], dtype=bool)
+
+
+@dataclass
+class Rows:
+    """Measured kernels costed by kvcalc's formulas: FLOPs, bytes, measured seconds, and the held-out mask."""
+
+    flops: np.ndarray
+    bytes: np.ndarray
+    seconds: np.ndarray
+    held_out: np.ndarray
+    peak_dtype: str | None
+    kernels: str
+    items: np.ndarray | float = 0.0  # attention: (sequence, KV head) pairs per kernel
+
+
+def _fastest(df, shape_cols: list[str]):
+    """Where several kernels were measured for a shape, keep the fastest (what a tuned engine would pick)."""
+    kernels = ", ".join(sorted(df["kernel_source"].unique())) if "kernel_source" in df else "the engine's kernel"
+    return df.groupby(shape_cols, as_index=False)["latency"].min(), kernels
+
+
+def gemm_rows(df, gemm_dtype: str) -> Rows:
+    key, b_w, peak = GEMM_DTYPES[gemm_dtype]
+    d, kernels = _fastest(df[df["gemm_dtype"] == gemm_dtype], ["m", "n", "k"])
+    p = Precision(b_w=b_w, b_kv=2.0, b_a=B_ACT)
+    costs = [linear_cost([Linear("gemm", int(k), int(n))], int(m), p) for m, n, k in zip(d["m"], d["n"], d["k"])]
+    return Rows(np.array([c.flops for c in costs], float), np.array([c.bytes for c in costs], float),
+                d["latency"].to_numpy(float) * 1e-3, held_out(zip(d["n"], d["k"])), peak, kernels)
+
+
+def _attention_model(h: int, g: int, dh: int) -> ModelSpec:
+    kind = "mha" if g == h else ("mqa" if g == 1 else "gqa")
+    return ModelSpec.model_validate({
+        "name": "table-row", "family": "table", "sources": ["measured table"], "num_layers": 1,
+        "hidden_size": h * dh, "vocab_size": 1, "attention": {"kind": kind, "num_heads": h, "num_kv_heads": g, "head_dim": dh},
+        "mlp": {"kind": "gated", "intermediate_size": 1},
+    })
+
+
+def attention_rows(df, kv_dtype: str, decode: bool) -> Rows:
+    """Decode rows: B sequences, one new token, `step` tokens cached. Prefill rows: B prompts of isl tokens."""
+    df = df[(df["kv_cache_dtype"] == kv_dtype) & (df["num_heads"] % df["num_key_value_heads"] == 0)]
+    if "window_size" not in df:
+        df = df.assign(window_size=0)
+    d, kernels = _fastest(df, ["batch_size", "isl", "step", "num_heads", "num_key_value_heads", "head_dim", "window_size"])
+    p = Precision(b_w=2.0, b_kv=KV_DTYPES[kv_dtype][1], b_a=B_ACT)
+    flops, bytes_ = [], []
+    models: dict[tuple, ModelSpec] = {}
+    for b, isl, step, h, g, dh, w in zip(d["batch_size"], d["isl"], d["step"], d["num_heads"], d["num_key_value_heads"],
+                                         d["head_dim"], d["window_size"]):
+        model = models.setdefault((h, g, dh), _attention_model(int(h), int(g), int(dh)))
+        q, context = (1, int(step)) if decode else (int(isl), 0)
+        c = attention_core_cost(model, int(b), q, context, int(w) or None, absorbed=decode, p=p)
+        flops.append(c.flops)
+        bytes_.append(c.bytes)
+    keys = zip(d["num_heads"], d["num_key_value_heads"], d["head_dim"], d["batch_size"])
+    items = (d["batch_size"] * d["num_key_value_heads"]).to_numpy(float)
+    return Rows(np.array(flops, float), np.array(bytes_, float), d["latency"].to_numpy(float) * 1e-3, held_out(keys),
+                None, kernels, items)
+
+
+def _curve(x) -> KernelCurve:
+    t0, em, hm, ec, hc, a, p, item = (float(f"{v:.4g}") for v in (*x, 0.0)[:8])
+    return KernelCurve(t0_us=t0, memory_efficiency=em, memory_half_MB=hm, compute_efficiency=ec,
+                       compute_half_GFLOP=hc, size_exponent=a, overlap_exponent=p, per_item_ns=item)
+
+
+def abs_errors_pct(predicted, measured) -> np.ndarray:
+    return np.abs(predicted / measured - 1) * 100
+
+
+def fit_curve(rows: Rows, peak_flops: float, bandwidth_Bps: float, mask=None) -> KernelCurve:
+    """Least squares on log(predicted / measured), soft-L1 so that a few odd kernels do not steer the fit."""
+    from scipy.optimize import least_squares
+
+    m = np.ones_like(rows.seconds, bool) if mask is None else mask
+    F, B, t = rows.flops[m], rows.bytes[m], rows.seconds[m]
+    items = rows.items[m] if isinstance(rows.items, np.ndarray) else None
+    n = 8 if items is not None else 7
+
+    def residuals(x):
+        return np.log(kernel_seconds(_curve_raw(x), F, B, peak_flops, bandwidth_Bps, 0 if items is None else items) / t)
+
+    result = least_squares(residuals, X0[:n], bounds=(LO[:n], HI[:n]), loss="soft_l1", f_scale=0.1)
+    return _curve(result.x)
+
+
+def _curve_raw(x) -> KernelCurve:
+    """Unrounded and unvalidated parameters, for the optimiser's inner loop."""
+    return KernelCurve.model_construct(t0_us=x[0], memory_efficiency=x[1], memory_half_MB=x[2], compute_efficiency=x[3],
+                                       compute_half_GFLOP=x[4], size_exponent=x[5], overlap_exponent=x[6],
+                                       per_item_ns=x[7] if len(x) > 7 else 0.0)
+
+
+def score(curve: KernelCurve, rows: Rows, peak_flops: float, bandwidth_Bps: float, mask) -> np.ndarray:
+    items = rows.items[mask] if isinstance(rows.items, np.ndarray) else 0
+    return abs_errors_pct(kernel_seconds(curve, rows.flops[mask], rows.bytes[mask], peak_flops, bandwidth_Bps, items),
+                          rows.seconds[mask])
+
+
+def fitted(rows: Rows, hw, table: str) -> KernelCurve:
+    """Fit on the shapes not held out; record the error on both halves."""
+    peak, bw = hw.peak_flops(rows.peak_dtype or "bf16"), hw.bandwidth_Bps
+    curve = fit_curve(rows, peak, bw, ~rows.held_out)
+    fit_err, held = score(curve, rows, peak, bw, ~rows.held_out), score(curve, rows, peak, bw, rows.held_out)
+    record = FitRecord(
+        table=table, kernels=rows.kernels, rows_fit=int((~rows.held_out).sum()), rows_held_out=int(rows.held_out.sum()),
+        fit_median_abs_error_pct=round(float(np.median(fit_err)), 2),
+        held_out_median_abs_error_pct=round(float(np.median(held)), 2) if len(held) else None,
+        held_out_p90_abs_error_pct=round(float(np.percentile(held, 90)), 2) if len(held) else None,
+    )
+    return curve.model_copy(update={"fit": record})
+
+
+def allreduce_rows(df, tp: int):
+    """(bytes, seconds) of the fastest measured all-reduce per message size; message_size counts bf16 elements."""
+    d = df[df["num_gpus"] == tp].groupby("message_size", as_index=False)["latency"].min()
+    return d["message_size"].to_numpy(float) * 2, d["latency"].to_numpy(float) * 1e-3
+
+
+def fit_allreduce(df, tp: int, table: str) -> AllReduceCurve | None:
+    from scipy.optimize import least_squares
+
+    size, t = allreduce_rows(df, tp)
+    if len(size) < 4:
+        return None
+    out = held_out(size.astype(int))
+
+    def predict(x, s):
+        return allreduce_curve_seconds(AllReduceCurve.model_construct(t0_us=x[0], bus_bandwidth_GBps=x[1]), s, tp)
+
+    r = least_squares(lambda x: np.log(predict(x, size[~out]) / t[~out]), [10.0, 300.0], bounds=([0, 1], [1e3, 1e5]),
+                      loss="soft_l1", f_scale=0.1)
+    fit_err, held = abs_errors_pct(predict(r.x, size[~out]), t[~out]), abs_errors_pct(predict(r.x, size[out]), t[out])
+    return AllReduceCurve(t0_us=float(f"{r.x[0]:.4g}"), bus_bandwidth_GBps=float(f"{r.x[1]:.4g}"), fit=FitRecord(
+        table=table, kernels=", ".join(sorted(df["kernel_source"].unique())), rows_fit=int((~out).sum()),
+        rows_held_out=int(out.sum()), fit_median_abs_error_pct=round(float(np.median(fit_err)), 2),
+        held_out_median_abs_error_pct=round(float(np.median(held)), 2),
+        held_out_p90_abs_error_pct=round(float(np.percentile(held, 90)), 2)))
+
+
+def _relative(path: Path, root: Path) -> str:
+    return f"{PACKAGE}: systems/data/{path.relative_to(root)}"
+
+
+def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
+    """The profile of one GPU x engine from the newest tables of each op; None when the tables lack its GEMMs."""
+    import pandas as pd
+
+    hw = load_gpu(gpu)
+    gemm_path = newest_table(root, gpu, "gemm", engine, "gemm_perf.parquet")
+    if gemm_path is None:
+        return None
+    fields: dict = {"gemm": {}, "attention_decode": {}, "attention_prefill": {}, "allreduce": {}}
+    gemm = pd.read_parquet(gemm_path)
+    for gemm_dtype in sorted(set(gemm["gemm_dtype"]) & set(GEMM_DTYPES)):
+        rows = gemm_rows(gemm, gemm_dtype)
+        if rows.peak_dtype and rows.peak_dtype not in hw.peak_tflops.available():
+            continue  # the datasheet lists no such peak to fit against
+        fields["gemm"][GEMM_DTYPES[gemm_dtype][0]] = fitted(rows, hw, _relative(gemm_path, root) + f" (gemm_dtype {gemm_dtype})")
+    versions = {"gemm": gemm_path.parent.name}
+    for phase, filename in (("attention_decode", "generation_attention_perf.parquet"),
+                            ("attention_prefill", "context_attention_perf.parquet")):
+        path = newest_table(root, gpu, "attention", engine, filename)
+        if path is None:
+            continue
+        versions["attention"] = path.parent.name
+        table = pd.read_parquet(path)
+        for kv_dtype in sorted(set(table["kv_cache_dtype"]) & set(KV_DTYPES)):
+            rows = attention_rows(table, kv_dtype, decode=phase == "attention_decode")
+            if len(rows.seconds) >= 20:
+                fields[phase][KV_DTYPES[kv_dtype][0]] = fitted(rows, hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
+    path = newest_table(root, gpu, "comm", engine, "custom_allreduce_perf.parquet")
+    if path is not None:
+        table = pd.read_parquet(path)
+        versions["allreduce"] = path.parent.name
+        for tp in sorted(int(n) for n in table["num_gpus"].unique()):
+            curve = fit_allreduce(table, tp, _relative(path, root))
+            if curve is not None:
+                fields["allreduce"][f"tp{tp}"] = curve
+    return EngineProfile(
+        gpu=gpu, engine=engine, engine_version=versions["gemm"],
+        sources=[f"NVIDIA's measured kernel tables in {PACKAGE} (Apache-2.0), systems/data/{TABLE_GPUS[gpu]}/: "
+                 + ", ".join(f"{op} {engine} {v}" for op, v in versions.items()),
+                 f"roofs: hardware_specs/{gpu}.toml (datasheet dense peaks and bandwidth)"],
+        notes=("Fitted by `kvcalc profiles fit`: each curve on the shapes with an even crc32 of their key, scored on "
+               "the odd ones (held out). Every row is costed by kvcalc's formulas. Where a table holds several kernels "
+               "for one shape, the fastest is kept. All-reduce message_size is read as bf16 elements (2 bytes each); "
+               "vector ops (norms, embedding) are not in the tables and keep the datasheet efficiencies."),
+        **fields,
+    )
+
+
+def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
+    """Each shipped curve re-scored against its table: |error| on the held-out shapes (and on the fitted ones)."""
+    import pandas as pd
+
+    out = []
+    for prof in profiles:
+        hw = load_gpu(prof.gpu)
+        for section in ("gemm", "attention_decode", "attention_prefill"):
+            for key, curve in getattr(prof, section).items():
+                path = root / curve.fit.table.split("systems/data/", 1)[1].split(" (")[0]
+                df = pd.read_parquet(path)
+                if section == "gemm":
+                    dtype = next(d for d, spec in GEMM_DTYPES.items() if spec[0] == key)
+                    rows = gemm_rows(df, dtype)
+                else:
+                    dtype = next(d for d, spec in KV_DTYPES.items() if spec[0] == key)
+                    rows = attention_rows(df, dtype, decode=section == "attention_decode")
+                peak, bw = hw.peak_flops(rows.peak_dtype or "bf16"), hw.bandwidth_Bps
+                held, fit = score(curve, rows, peak, bw, rows.held_out), score(curve, rows, peak, bw, ~rows.held_out)
+                out.append({
+                    "gpu": prof.gpu, "engine": f"{prof.engine} {path.parent.name}", "operator": section, "dtype": key,
+                    "held_out_rows": int(len(held)), "held_out_median_pct": round(float(np.median(held)), 1),
+                    "held_out_p90_pct": round(float(np.percentile(held, 90)), 1),
+                    "fit_rows": int(len(fit)), "fit_median_pct": round(float(np.median(fit)), 1),
+                })
+    return out
