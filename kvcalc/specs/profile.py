@@ -36,7 +36,8 @@ class KernelCurve(StrictModel):
     memory_half_MB: float = Field(ge=0, le=1e6, description="bytes moved [1e6 B] at which half of it is reached")
     compute_efficiency: float = Field(gt=0, le=1, description="largest fraction of the datasheet dense peak reached")
     compute_half_GFLOP: float = Field(ge=0, le=1e6, description="FLOPs [1e9] at which half of it is reached")
-    size_exponent: float = Field(1.0, ge=0.1, le=8, description="a: how sharply efficiency rises with size")
+    size_exponent: float = Field(1.0, ge=0.1, le=1, description="a: how sharply efficiency rises with size; a <= 1 keeps "
+                                 "time = x / e(x) non-decreasing in x (a > 1 would make tiny kernels slower than small)")
     overlap_exponent: float = Field(4.0, ge=1, le=64, description="p of the smooth max; large p is the plain max")
     per_item_ns: float = Field(0.0, ge=0, le=1e6, description="attention: time per (sequence, KV head) work item [ns]")
     fit: FitRecord | None = None

@@ -1,0 +1,118 @@
+"""Engine profiles: the bundled files, their accuracy on held-out measured kernels, and --engine everywhere."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc import estimate
+from kvcalc.catalog import bundled_specs, load_gpu, resolve_engine
+from kvcalc.cli import app
+from kvcalc.errors import KvcalcError
+from kvcalc.specs.profile import EngineProfile
+
+FIXTURES = Path(__file__).parent / "fixtures" / "kernel_tables"
+
+
+def _held_out_errors(table: str, costed):
+    """|error| % of the bundled H100 vLLM profile on real measured rows it was not fitted to."""
+    pd = pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    from kvcalc.formulas.kernel_time import kernel_seconds
+
+    hw, profile = load_gpu("h100-sxm"), resolve_engine("vllm", load_gpu("h100-sxm"))
+    rows = costed(pd.read_csv(FIXTURES / table).rename(columns={"latency_ms": "latency"}))
+    curve = (profile.gemm["bf16"] if "gemm" in table else profile.attention_decode["bf16"])
+    predicted = kernel_seconds(curve, rows.flops, rows.bytes, hw.peak_flops("bf16"), hw.bandwidth_Bps, rows.items)
+    datasheet = np.maximum(rows.flops / (hw.peak_flops("bf16") * 0.80), rows.bytes / (hw.bandwidth_Bps * 0.90))
+    return np.abs(predicted / rows.seconds - 1) * 100, np.abs(datasheet / rows.seconds - 1) * 100
+
+
+def test_h100_vllm_gemm_profile_on_held_out_measured_gemms():
+    # 200 of the 17,316 held-out bf16 GEMM shapes (fixture README); the whole held-out set gives median 7.8 %.
+    from kvcalc.kernel_tables import gemm_rows
+
+    errors, datasheet = _held_out_errors("h100_sxm-vllm-0.24.0-gemm-bf16-heldout.csv",
+                                         lambda df: gemm_rows(df.assign(gemm_dtype="bfloat16"), "bfloat16"))
+    assert len(errors) == 200
+    assert sorted(errors)[100] <= 10  # the issue's target: median <= 10 %
+    assert sorted(datasheet)[100] > 20  # the datasheet roofline misses these by far more
+
+
+def test_h100_vllm_decode_attention_profile_on_held_out_measured_kernels():
+    # 200 of the 15,483 held-out decode-attention rows; the whole held-out set gives median 9.3 %, p90 25.0 %.
+    from kvcalc.kernel_tables import attention_rows
+
+    errors, datasheet = _held_out_errors(
+        "h100_sxm-vllm-0.24.0-decode_attention-bf16-heldout.csv",
+        lambda df: attention_rows(df.assign(kv_cache_dtype="bfloat16", isl=1), "bfloat16", decode=True))
+    assert sorted(errors)[100] <= 12  # a 200-row sample of a median of 9.3 %
+    assert sorted(datasheet)[100] > 30
+
+
+def test_every_bundled_profile_is_fitted_and_scored_on_held_out_shapes():
+    profiles = bundled_specs("profile")
+    assert {(p.gpu, p.engine) for p in profiles} == {
+        (g, e) for g in ("h100-sxm", "h200", "a100-sxm-80gb", "b200", "l40s") for e in ("vllm", "sglang", "trtllm")}
+    for p in profiles:
+        load_gpu(p.gpu)  # fitted against a bundled spec's roofs
+        assert "bf16" in p.gemm and p.attention_decode, (p.gpu, p.engine)
+        for curve in [*p.gemm.values(), *p.attention_decode.values(), *p.attention_prefill.values()]:
+            assert curve.fit.rows_held_out > 0 and curve.fit.held_out_median_abs_error_pct is not None
+
+
+def test_profile_schema_rejects_unknown_formats_naming_them():
+    with pytest.raises(ValueError, match="gemm: unknown key"):
+        EngineProfile.model_validate({"gpu": "x", "engine": "y", "engine_version": "1", "sources": ["s"],
+                                      "gemm": {"fp6": {"t0_us": 1, "memory_efficiency": 0.5, "memory_half_MB": 1,
+                                                       "compute_efficiency": 0.5, "compute_half_GFLOP": 1}}})
+
+
+def test_engines_change_expected_time_but_never_the_speed_of_light():
+    runs = {e: estimate("llama-3-8b", "h100", batch=8, context=2048, engine=e) for e in ("roofline", "vllm", "sglang", "trtllm")}
+    sol = {r.decode.speed_of_light_ms for r in runs.values()}
+    assert len(sol) == 1
+    assert all(r.decode.ms > r.decode.speed_of_light_ms for r in runs.values())
+    assert runs["vllm"].inputs.engine == "vllm" and runs["roofline"].inputs.profile is None
+
+
+def test_auto_uses_vllm_where_profiled_and_the_roofline_elsewhere():
+    assert estimate("llama-3-8b", "h100").inputs.engine == "vllm"
+    assert estimate("llama-3-8b", "mi300x").inputs.engine == "roofline"
+
+
+def test_kernels_are_counted_as_engines_launch_them():
+    # llama-3-8b, 32 layers: one fused QKV GEMM, one attention call, one o GEMM, fused gate/up + down per layer.
+    ops = {o.name: o for o in __import__("kvcalc.formulas.forward", fromlist=["decode_ops"]).decode_ops(
+        __import__("kvcalc").load_model("llama-3-8b"), 1, 1024, __import__("kvcalc.estimator", fromlist=["precision"]).precision("bf16", "bf16"))}
+    assert (ops["attention/qkv"].kernels, ops["attention/core (global)"].kernels, ops["attention/o"].kernels,
+            ops["mlp"].kernels) == (32, 32, 32, 64)
+
+
+def test_tensor_parallel_halves_weights_per_gpu_and_adds_allreduces():
+    one, two = estimate("llama-3-70b", "h100", tp=2, batch=4, context=1024), estimate("llama-3-70b", "h100", tp=4, batch=4, context=1024)
+    assert one.memory.weights_bytes == pytest.approx(2 * two.memory.weights_bytes)
+    assert one.weights.bytes == two.weights.bytes  # the whole model's weights do not change
+    assert 0 < one.decode.allreduce_ms < one.decode.ms
+
+
+def test_tp_must_divide_the_query_heads():
+    with pytest.raises(KvcalcError, match="--tp: .* 32 query heads"):
+        estimate("llama-3-8b", tp=3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["estimate", "-m", "llama-3-8b", "--engine", "tgi"], "--engine: unknown engine 'tgi'"),
+    (["estimate", "-m", "llama-3-8b", "-g", "mi300x", "--engine", "vllm"], "--engine: no vllm profile for mi300x"),
+    (["compare", "-m", "llama-3-8b", "--engine", "nope"], "--engine: unknown engine"),
+])
+def test_bad_engine_is_one_line_exit_2(args, message):
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_json_names_the_engine_and_profile():
+    r = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-e", "sglang", "-f", "json"])
+    data = json.loads(r.stdout)
+    assert data["inputs"]["engine"] == "sglang" and "h100-sxm.sglang" in data["inputs"]["profile"]
