@@ -77,6 +77,9 @@ class Operator(BaseModel):
     arithmetic_intensity: float
     ms: float
     bound: str
+    kernels: int  # launches: each pays a measured curve's fixed latency
+    work_items_per_kernel: float  # attention: (sequence, KV head) pairs each kernel works on; 0 otherwise
+    time_model: str  # the engine profile's curve that timed it (e.g. "vllm gemm.bf16"), or "roofline"
 
 
 class Phase(BaseModel):
@@ -226,7 +229,7 @@ def phase_metrics(step: StepTime, sol: StepTime, tokens, hw: HardwareSpec, weigh
 
 
 def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_dtype: str, fits: bool,
-           comm_s: float) -> Phase:
+           comm_s: float, engine: str) -> Phase:
     return Phase(
         **phase_metrics(step, sol, tokens, hw, weight_dtype, comm_s),
         hypothetical=not fits,
@@ -234,7 +237,8 @@ def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_
             Operator(
                 name=t.op.name, op_class=t.op.op_class, dtype=t.dtype, flops=t.op.cost.flops, bytes=t.op.cost.bytes,
                 arithmetic_intensity=intensity(t.op.cost.flops, t.op.cost.bytes) if t.op.cost.bytes else 0.0,
-                ms=t.seconds * 1e3, bound="compute" if t.compute_bound else "memory",
+                ms=t.seconds * 1e3, bound="compute" if t.compute_bound else "memory", kernels=t.op.kernels,
+                work_items_per_kernel=t.op.items_per_kernel, time_model=f"{engine} {t.curve}" if t.curve else "roofline",
             )
             for t in step.ops
         ],
@@ -320,7 +324,7 @@ def estimate(
             kv_cache_bytes=mem["kv_cache"], activations_bytes=mem["activations"], required_bytes=mem["total"],
             headroom_bytes=usable - mem["total"], fits=fits,
         ),
-        decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits, ev.comm_s),
-        prefill=_phase(ev.prefill, ev.prefill_sol, batch * prompt, hw, weight_dtype, fits, ev.prefill_comm_s),
+        decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits, ev.comm_s, engine_name),
+        prefill=_phase(ev.prefill, ev.prefill_sol, batch * prompt, hw, weight_dtype, fits, ev.prefill_comm_s, engine_name),
         warnings=warnings,
     )

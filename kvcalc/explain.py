@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from kvcalc.catalog import resolve_engine
 from kvcalc.estimator import Estimate, Phase
+from kvcalc.formulas.kernel_time import efficiency
 from kvcalc.specs import HardwareSpec, ModelSpec
+from kvcalc.specs.profile import EngineProfile
 from kvcalc.units import fmt_bytes, fmt_count, fmt_flops, fmt_ms
 
 
@@ -41,18 +44,43 @@ def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
     return [per_layer, per_token, cache]
 
 
-def _phase_lines(name: str, ph: Phase, hw: HardwareSpec, tokens: tuple[str, str]) -> list[Step]:
+def _measured_time_step(name: str, ph: Phase, op, hw: HardwareSpec, profile: EngineProfile) -> Step:
+    """The slowest operator's measured curve with its per-kernel sizes substituted."""
+    section, key = op.time_model.split(" ", 1)[1].split(".")
+    c = getattr(profile, section)[key]
+    k = op.kernels
+    f, b = op.flops / k, op.bytes / k
+    e_c = efficiency(f, c.compute_efficiency, c.compute_half_GFLOP * 1e9, c.size_exponent)
+    e_m = efficiency(b, c.memory_efficiency, c.memory_half_MB * 1e6, c.size_exponent)
+    items = f" + {op.work_items_per_kernel:,.0f} * {c.per_item_ns:g} ns" if c.per_item_ns else ""
+    return Step(
+        f"{name} time", "sum over operators of kernels * (t0 + n * per_item + smoothmax(F / (peak * e_c(F)), "
+        "B / (BW * e_m(B)))), e(x) = e_max x^a / (x^a + x_half^a), per kernel; measured curves of the "
+        f"{profile.engine} {profile.engine_version} profile",
+        f"{len(ph.operators)} operators; largest, {op.name} ({op.time_model}): {k} x ({c.t0_us:.3g} us{items} + "
+        f"smoothmax_p={c.overlap_exponent:g}({fmt_flops(f)} / ({hw.peak_flops(op.dtype) / 1e12:g} TFLOPS * {e_c:.3f}), "
+        f"{fmt_bytes(b)} / ({hw.memory_bandwidth_GBps:g} GB/s * {e_m:.3f}))) = {fmt_ms(op.ms)}",
+        fmt_ms(ph.ms))
+
+
+def _phase_lines(name: str, ph: Phase, hw: HardwareSpec, tokens: tuple[str, str],
+                 profile: EngineProfile | None) -> list[Step]:
     slowest = max(ph.operators, key=lambda o: o.ms)
     peak = hw.peak_flops(slowest.dtype) / 1e12
     eff_c, eff_m = hw.efficiency.compute, hw.efficiency.memory
+    if profile is not None and slowest.time_model != "roofline":
+        time_step = _measured_time_step(name, ph, slowest, hw, profile)
+    else:
+        time_step = Step(
+            f"{name} time", "sum over operators of max(FLOPs / (peak * eff_c), bytes / (BW * eff_m))",
+            f"{len(ph.operators)} operators; largest, {slowest.name}: max({fmt_flops(slowest.flops)} / "
+            f"({peak:g} TFLOPS * {eff_c:g}), {fmt_bytes(slowest.bytes)} / ({hw.memory_bandwidth_GBps:g} GB/s * {eff_m:g}))"
+            f" = {fmt_ms(slowest.ms)}", fmt_ms(ph.ms))
     return [
         Step(f"{name} bytes", "weights + KV read + KV write + activations",
              f"{fmt_bytes(ph.weight_bytes)} + {fmt_bytes(ph.kv_read_bytes)} + {fmt_bytes(ph.kv_write_bytes)} + "
              f"{fmt_bytes(ph.activation_bytes)}", fmt_bytes(ph.bytes)),
-        Step(f"{name} time", "sum over operators of max(FLOPs / (peak * eff_c), bytes / (BW * eff_m))",
-             f"{len(ph.operators)} operators; largest, {slowest.name}: max({fmt_flops(slowest.flops)} / "
-             f"({peak:g} TFLOPS * {eff_c:g}), {fmt_bytes(slowest.bytes)} / ({hw.memory_bandwidth_GBps:g} GB/s * {eff_m:g}))"
-             f" = {fmt_ms(slowest.ms)}", fmt_ms(ph.ms)),
+        time_step,
         Step(f"{name} speed of light", "the same sum with eff = 1", "", fmt_ms(ph.speed_of_light_ms)),
         Step(f"{name} tokens/s", f"{tokens[0]} / time", f"{tokens[1]} / {fmt_ms(ph.ms)}", f"{ph.tokens_per_s:,.1f}"),
         Step(f"{name} intensity", "FLOPs / bytes, against ridge = peak / BW",
@@ -72,6 +100,7 @@ def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
     lines.append(Step("Memory usable", "capacity * utilisation",
                       f"{fmt_bytes(mem.capacity_bytes)} * {e.inputs.memory_utilization:g}", fmt_bytes(mem.usable_bytes)))
     i = e.inputs
-    lines += _phase_lines("Decode", e.decode, hw, ("B", f"{i.batch}"))
-    lines += _phase_lines("Prefill", e.prefill, hw, ("B * P", f"{i.batch} * {i.prompt:,}"))
+    profile = resolve_engine(i.engine, hw)
+    lines += _phase_lines("Decode", e.decode, hw, ("B", f"{i.batch}"), profile)
+    lines += _phase_lines("Prefill", e.prefill, hw, ("B * P", f"{i.batch} * {i.prompt:,}"), profile)
     return lines

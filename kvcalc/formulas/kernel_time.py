@@ -23,6 +23,11 @@ from kvcalc.specs.profile import AllReduceCurve, KernelCurve
 _TINY = 1e-30  # stands in for a zero size so that (x_half / x)^a stays finite; the term it scales is then 0
 
 
+def efficiency(work, e_max: float, half, a: float):
+    """e(x) = e_max * x^a / (x^a + x_half^a): the fraction of a roof a kernel of size x reaches."""
+    return e_max / (1 + (half / maximum(work, _TINY)) ** a)
+
+
 def roof_seconds(work, roof_per_s: float, e_max: float, half, a: float):
     """work / (roof * e(work)) = work / (roof * e_max) * (1 + (half / work)^a); 0 for no work [s]."""
     return work / (roof_per_s * e_max) * (1 + (half / maximum(work, _TINY)) ** a)

@@ -54,6 +54,7 @@ class OpTime:
     dtype: str
     seconds: float
     compute_bound: bool
+    curve: str = ""  # the engine profile's curve that timed it (e.g. "gemm.bf16"); "" for the roofline
 
 
 @dataclass(frozen=True)
@@ -84,18 +85,18 @@ GEMM_CURVES = {
 ATTENTION_CURVE_KEYS = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8"}
 
 
-def profile_curve(op: Op, profile: EngineProfile, weight_dtype: str, kv_dtype: str) -> tuple[KernelCurve, str] | None:
-    """(the measured curve for this operator, the dtype whose peak it was fitted against), or None."""
+def profile_curve(op: Op, profile: EngineProfile, weight_dtype: str, kv_dtype: str) -> tuple[KernelCurve, str, str] | None:
+    """(the measured curve for this operator, the dtype whose peak it was fitted against, its name), or None."""
     act = activation_dtype(weight_dtype)
     if op.engine == "matmul":
         for key, peak_dtype in GEMM_CURVES.get(weight_dtype, ()):
             if key in profile.gemm:
-                return profile.gemm[key], peak_dtype or act
+                return profile.gemm[key], peak_dtype or act, f"gemm.{key}"
         return None
     if op.engine == "attention":
         table = profile.attention_decode if op.kernel_class == "attention_decode" else profile.attention_prefill
         key = ATTENTION_CURVE_KEYS.get(kv_dtype)
-        return (table[key], act) if key in table else None
+        return (table[key], act, f"{op.kernel_class}.{key}") if key in table else None
     return None
 
 
@@ -110,11 +111,11 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
     for op in ops:
         found = None if speed_of_light or profile is None else profile_curve(op, profile, weight_dtype, kv_dtype)
         if found is not None:
-            curve, dtype = found
+            curve, dtype, name = found
             k, peak, bw = op.kernels, hw.peak_flops(dtype), hw.bandwidth_Bps
             flops, bytes_ = op.cost.flops / k, op.cost.bytes / k
             timed.append(OpTime(op, dtype, k * kernel_seconds(curve, flops, bytes_, peak, bw, op.items_per_kernel),
-                                kernel_is_compute_bound(curve, flops, bytes_, peak, bw)))
+                                kernel_is_compute_bound(curve, flops, bytes_, peak, bw), name))
             continue
         if profile is not None and not speed_of_light and op.engine != "vector":
             unprofiled.append(op.name)
