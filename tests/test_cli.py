@@ -126,3 +126,15 @@ def test_python_dash_m_runs_the_cli_without_heavy_imports():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("HEAVY []")
+
+
+@pytest.mark.parametrize("model", ["mistral-7b", "gpt-3-175b"])
+def test_compare_json_is_strict_json_with_null_and_a_reason(model):
+    # Issue: mistral-7b printed Infinity (its sliding window caps the longest context), gpt-3-175b NaN (0 / 0).
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    r = runner.invoke(app, ["compare", "-m", model, "-f", "json"])
+    rows = json.loads(r.stdout, parse_constant=refuse)
+    nulls = [(k, row) for row in rows for k, v in row.items() if v is None and not k.endswith("_note")]
+    assert nulls and all(row[f"{k}_note"] for k, row in nulls)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from enum import Enum
 
@@ -30,8 +31,25 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def json_safe(obj):
+    """JSON has no NaN or Infinity: such a value becomes null, with a sibling KEY_note saying why."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                out[k] = None
+                out[f"{k}_note"] = "undefined: 0 / 0 (nothing fits in the reference case)" if math.isnan(v) else (
+                    "unbounded: only sliding-window layers grow, and they stop at the window" if v > 0 else "unbounded")
+            else:
+                out[k] = json_safe(v)
+        return out
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def write_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2)
+    json.dump(json_safe(obj), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
 
 
