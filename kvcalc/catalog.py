@@ -22,7 +22,7 @@ from kvcalc.specs.profile import EngineProfile
 Kind = Literal["model", "gpu", "profile"]
 _FOLDER = {"model": "model_specs", "gpu": "hardware_specs", "profile": "hardware_specs/profiles"}
 _SCHEMA = {"model": ModelSpec, "gpu": HardwareSpec, "profile": EngineProfile}
-ENGINES = ("auto", "roofline", "vllm", "sglang", "trtllm")
+ENGINES = ("auto", "roofline", "vllm", "sglang", "trtllm", "gpt-fast")
 DEFAULT_PROFILED_ENGINE = "vllm"  # what --engine auto uses where a profile exists: the most deployed open engine
 SPEC_SUFFIXES = (".toml", ".yaml", ".yml")
 

@@ -174,6 +174,8 @@ class Evaluation:
     prefill_sol: StepTime
     comm_s: object  # tensor-parallel all-reduce time per decode step
     prefill_comm_s: object  # and over the prefill
+    comm_sol_s: object  # the decode step's all-reduces at the datasheet link rate, no latency (speed of light)
+    prefill_comm_sol_s: object
 
     @property
     def fits(self):
@@ -202,18 +204,22 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         prefill=timed(pre, False), prefill_sol=timed(pre, True),
         comm_s=allreduce_seconds(spec, batch, p.b_a, tp, link, curve),
         prefill_comm_s=allreduce_seconds(spec, batch * prompt, p.b_a, tp, link, curve),
+        comm_sol_s=allreduce_seconds(spec, batch, p.b_a, tp, link) if link or tp == 1 else 0.0,
+        prefill_comm_sol_s=allreduce_seconds(spec, batch * prompt, p.b_a, tp, link) if link or tp == 1 else 0.0,
     )
 
 
-def phase_metrics(step: StepTime, sol: StepTime, tokens, hw: HardwareSpec, weight_dtype: str, comm_s=0.0) -> dict:
-    """Headline numbers of one phase; works elementwise on arrays."""
+def phase_metrics(step: StepTime, sol: StepTime, tokens, hw: HardwareSpec, weight_dtype: str, comm_s=0.0,
+                  comm_sol_s=None) -> dict:
+    """Headline numbers of one phase; works elementwise on arrays. comm_sol_s: the all-reduces at the speed of
+    light (ideal ring at the datasheet link rate); defaults to comm_s."""
     costs = [t.op.cost for t in step.ops]
     flops = sum(c.flops for c in costs)
     bytes_ = sum(c.bytes for c in costs)
     seconds = step.seconds + comm_s
     return {
         "ms": seconds * 1e3,
-        "speed_of_light_ms": (sol.seconds + comm_s) * 1e3,
+        "speed_of_light_ms": (sol.seconds + (comm_s if comm_sol_s is None else comm_sol_s)) * 1e3,
         "tokens_per_s": tokens / seconds,
         "bound": step.bound,
         "flops": flops,
@@ -229,9 +235,9 @@ def phase_metrics(step: StepTime, sol: StepTime, tokens, hw: HardwareSpec, weigh
 
 
 def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_dtype: str, fits: bool,
-           comm_s: float, engine: str) -> Phase:
+           comm_s: float, comm_sol_s: float, engine: str) -> Phase:
     return Phase(
-        **phase_metrics(step, sol, tokens, hw, weight_dtype, comm_s),
+        **phase_metrics(step, sol, tokens, hw, weight_dtype, comm_s, comm_sol_s),
         hypothetical=not fits,
         operators=[
             Operator(
@@ -324,7 +330,8 @@ def estimate(
             kv_cache_bytes=mem["kv_cache"], activations_bytes=mem["activations"], required_bytes=mem["total"],
             headroom_bytes=usable - mem["total"], fits=fits,
         ),
-        decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits, ev.comm_s, engine_name),
-        prefill=_phase(ev.prefill, ev.prefill_sol, batch * prompt, hw, weight_dtype, fits, ev.prefill_comm_s, engine_name),
+        decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits, ev.comm_s, ev.comm_sol_s, engine_name),
+        prefill=_phase(ev.prefill, ev.prefill_sol, batch * prompt, hw, weight_dtype, fits, ev.prefill_comm_s,
+                       ev.prefill_comm_sol_s, engine_name),
         warnings=warnings,
     )

@@ -9,7 +9,7 @@ import sys
 from enum import Enum
 
 
-ENGINE_HELP = ("time model: vllm, sglang or trtllm (measured kernel curves), roofline (datasheet efficiencies), "
+ENGINE_HELP = ("time model: vllm, sglang, trtllm or gpt-fast (measured kernel curves), roofline (datasheet efficiencies), "
                "or auto (vllm where the GPU has a profile, else roofline)")
 
 

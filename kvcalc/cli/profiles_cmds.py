@@ -70,3 +70,20 @@ def ledger_cli(
 
     rows = ledger(tables_root(data), bundled_specs("profile"))
     print_rows(rows, "Engine profiles against measured kernels (|error| %, held-out shapes)", format)
+
+
+@profiles_app.command("fit-published")
+def fit_published_cli(
+    measurements: Annotated[Path, typer.Option(help="published measurements CSV")] = Path("validation/published/measurements.csv"),
+    out_dir: Annotated[Optional[Path], typer.Option(help="folder to write GPU.gpt-fast.toml into [default: the bundled profiles]")] = None,
+) -> None:
+    """Fit gpt-fast's A100 profile on its published single-GPU rows (marked fit); its other rows stay held out."""
+    from kvcalc.catalog import load_gpu, resolve_engine, spec_dir
+    from kvcalc.published import fit_gpt_fast, read_points
+    from kvcalc.toml_out import spec_to_toml
+
+    hw = load_gpu("a100-sxm-80gb")
+    profile = fit_gpt_fast(read_points(measurements), resolve_engine("trtllm", hw), resolve_engine("vllm", hw))
+    path = (out_dir or spec_dir("profile")) / f"{profile.gpu}.gpt-fast.toml"
+    path.write_text(f"# Written by `kvcalc profiles fit-published`; re-run it rather than edit by hand.\n{spec_to_toml(profile)}")
+    typer.echo(f"wrote {path}: {profile.notes}")

@@ -11,16 +11,49 @@ from kvcalc.cli import app
 from kvcalc.errors import KvcalcError
 
 
+def published_cli(path: Path, format, engine: str) -> None:
+    """Score the published end-to-end measurements: one row each, then the summary per engine."""
+    from kvcalc.cli.output import Format, print_rows
+    from kvcalc.published import read_points, score, summary
+
+    if engine not in ("profile", "roofline"):
+        raise KvcalcError(f"--engine: with --published, expected profile (each row's engine) or roofline, got {engine!r}")
+    results = score(read_points(path), roofline=engine == "roofline")
+    rows = [{"id": r["id"], "engine": r["engine"], "gpu": r["gpu"], "model": r["model"], "tp": r["tp"],
+             "metric": r["metric"], "measured": r["measured"], "predicted": r["predicted"],
+             "error_pct": r["error_pct"], "use": r["use"] if len(r["use"]) < 12 else "excluded"} for r in results]
+    if format is Format.table:
+        print_rows(rows, f"kvcalc against {len(rows)} published measurements ({path})", format)
+        print_rows(summary(results), "|error| % per engine (score rows never fitted to; fit rows apart)", format)
+    else:
+        print_rows(rows, "", format) if format is Format.csv else print_rows(
+            {"rows": rows, "summary": summary(results)}, "", format)
+
+
 @app.command("validate")
 def validate_cli(
-    gpu: Annotated[str, typer.Option("--gpu", "-g", help="the spec to check: bundled name or spec file (e.g. calibrate's)")],
+    gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="the spec to check: bundled name or spec file (e.g. calibrate's)")] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu [default: cuda when available]")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="whose widths to measure at")] = "llama-3-8b",
     quick: Annotated[bool, typer.Option("--quick", help="a few cases of each kind")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV; rows are appended as they are measured")] = Path("validation.csv"),
     plot: Annotated[Optional[Path], typer.Option(help="roofline with measured over predicted points")] = None,
+    published: Annotated[Optional[Path], typer.Option(help="score published end-to-end measurements (a CSV like "
+                                                      "validation/published/measurements.csv) instead; needs no torch")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="with --published: table, json or csv")] = "table",
+    engine: Annotated[str, typer.Option("--engine", "-e", help="with --published: profile (each row's engine) or "
+                                        "roofline (datasheet efficiencies, the baseline)")] = "profile",
 ) -> None:
-    """Measure attention, linear and whole-layer cases with PyTorch and report the error of the predictions."""
+    """Measure attention, linear and whole-layer cases with PyTorch and report the error of the predictions;
+    or, with --published, score kvcalc against published end-to-end measurements."""
+    from kvcalc.cli.output import Format
+
+    if published is not None:
+        if format not in {f.value for f in Format}:
+            raise KvcalcError(f"--format: expected table, json or csv, got {format!r}")
+        return published_cli(published, Format(format), engine)
+    if gpu is None:
+        raise KvcalcError("--gpu: required to measure (or pass --published FILE to score published measurements)")
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
