@@ -269,14 +269,19 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
 
 
 def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
-    """Each shipped curve re-scored against its table: |error| on the held-out shapes (and on the fitted ones)."""
+    """Each curve fitted to these tables re-scored against them: |error| on the held-out shapes (and on the fitted
+    ones). Profiles of engines the tables lack (gpt-fast) are scored by `kvcalc validate --published` instead."""
     import pandas as pd
 
     out = []
     for prof in profiles:
+        if prof.engine not in TABLE_ENGINES:
+            continue
         hw = load_gpu(prof.gpu)
         for section in ("gemm", "attention_decode", "attention_prefill"):
             for key, curve in getattr(prof, section).items():
+                if curve.fit is None or not curve.fit.table.startswith(PACKAGE):
+                    continue
                 path = root / curve.fit.table.split("systems/data/", 1)[1].split(" (")[0]
                 df = pd.read_parquet(path)
                 if section == "gemm":
