@@ -16,7 +16,7 @@ from kvcalc.formulas.kv import (
     kv_bytes_per_token_per_layer,
     kv_elements_per_token_per_layer,
 )
-from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, memory_required
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, memory_required
 from kvcalc.formulas.parallel import allreduce_seconds, shard_op
 from kvcalc.formulas.params import params_breakdown
 from kvcalc.formulas.roofline import StepTime, engine_dtype, intensity, ridge_point, step_time
@@ -37,6 +37,7 @@ class Inputs(BaseModel):
     kv_dtype: str
     activation_dtype: str
     memory_utilization: float
+    prefill_chunk: int  # tokens whose activation workspace is reserved (one chunked-prefill step)
     engine: str  # the time model: an engine profile's name, or roofline (datasheet efficiencies)
     profile: str | None  # the profile's engine version and source tables; None for the roofline
     tensor_parallel: int
@@ -132,6 +133,11 @@ def check_memory_utilization(memory_utilization: float) -> None:
         raise KvcalcError(f"--memory-utilization: expected a fraction in (0, 1], got {memory_utilization}")
 
 
+def check_prefill_chunk(prefill_chunk) -> None:
+    if not isinstance(prefill_chunk, int) or isinstance(prefill_chunk, bool) or not 1 <= prefill_chunk <= 10**7:
+        raise KvcalcError(f"--prefill-chunk: expected a whole number of tokens from 1 to 10,000,000, got {prefill_chunk}")
+
+
 def check_dtypes(weight_dtype: str, kv_dtype: str) -> None:
     if weight_dtype not in WEIGHT_DTYPES:
         raise KvcalcError(f"--weight-dtype: unknown dtype {weight_dtype!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
@@ -184,7 +190,7 @@ class Evaluation:
 
 def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weight_dtype: str, kv_dtype: str,
              memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, tp: int = 1,
-             profile: EngineProfile | None = None) -> Evaluation:
+             profile: EngineProfile | None = None, prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> Evaluation:
     """Compose the formulas for one model on one accelerator (per GPU of a tensor-parallel group of tp); the
     expected times come from the engine profile's measured curves where given, else the datasheet efficiencies."""
     p = precision(weight_dtype, kv_dtype)
@@ -198,7 +204,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
 
     return Evaluation(
         spec=spec, hw=hw, p=p, weight_dtype=weight_dtype,
-        memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a, tp),
+        memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a, tp, prefill_chunk),
         usable_bytes=hw.memory_bytes * memory_utilization,
         decode=timed(dec, False), decode_sol=timed(dec, True),
         prefill=timed(pre, False), prefill_sol=timed(pre, True),
@@ -251,7 +257,31 @@ def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_
     )
 
 
-def estimate(
+def estimate(model: str | ModelSpec, gpu: str | HardwareSpec = "h100-sxm", **kwargs) -> Estimate:
+    """KV cache, weights, memory and decode and prefill time for one model on one accelerator (per GPU of a
+    tensor-parallel group of tp). Keywords as estimate_with_specs."""
+    return estimate_with_specs(model, gpu, **kwargs)[0]
+
+
+def load_recording_assumptions(model: str | ModelSpec, warnings_out: list[str]) -> ModelSpec:
+    """load_model, with the assumptions a Hugging Face config needed recorded (not printed): they belong in the
+    estimate's warnings, which the CLI prints once."""
+    import warnings
+
+    from kvcalc.hf import AssumptionWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AssumptionWarning)
+        spec = load_model(model)
+    for w in caught:
+        if issubclass(w.category, AssumptionWarning):
+            warnings_out.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return spec
+
+
+def estimate_with_specs(
     model: str | ModelSpec,
     gpu: str | HardwareSpec = "h100-sxm",
     *,
@@ -266,9 +296,10 @@ def estimate(
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
     engine: str = "auto",
     tp: int = 1,
-) -> Estimate:
-    """KV cache, weights, memory and decode and prefill time for one model on one accelerator (per GPU of a
-    tensor-parallel group of tp).
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+) -> tuple[Estimate, ModelSpec, HardwareSpec]:
+    """(the Estimate, the model spec as rewritten, the accelerator spec): KV cache, weights, memory and decode and
+    prefill time for one model on one accelerator (per GPU of a tensor-parallel group of tp).
 
     context: tokens already cached per sequence when a decode step runs; prompt: prefill length
     (default: the context). engine: a measured engine profile (vllm, sglang, trtllm), roofline (datasheet
@@ -278,15 +309,18 @@ def estimate(
     if prompt == 0 and context == 0:
         prompt = 1
     _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization)
-    spec = rewrite_attention(load_model(model), attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim)
+    check_prefill_chunk(prefill_chunk)
+    warnings: list[str] = []
+    spec = rewrite_attention(load_recording_assumptions(model, warnings), attn, kv_lora_rank=kv_lora_rank,
+                             rope_dim=rope_dim)
     hw = load_gpu(gpu)
     profile = resolve_engine(engine, hw)
     check_tp(tp, spec)
     ev = evaluate(spec, hw, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype,
-                  kv_dtype=kv_dtype, memory_utilization=memory_utilization, tp=tp, profile=profile)
+                  kv_dtype=kv_dtype, memory_utilization=memory_utilization, tp=tp, profile=profile,
+                  prefill_chunk=prefill_chunk)
     mem, usable, fits, p = ev.memory, ev.usable_bytes, bool(ev.fits), ev.p
 
-    warnings = []
     unprofiled = sorted(set(ev.decode.unprofiled) | set(ev.prefill.unprofiled))
     if unprofiled:
         warnings.append(
@@ -306,11 +340,12 @@ def estimate(
 
     breakdown = params_breakdown(spec)
     engine_name, profile_text = engine_label(profile)
-    return Estimate(
+    result = Estimate(
         inputs=Inputs(
             model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,
             prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
-            memory_utilization=memory_utilization, engine=engine_name, profile=profile_text, tensor_parallel=tp,
+            memory_utilization=memory_utilization, prefill_chunk=prefill_chunk, engine=engine_name, profile=profile_text,
+            tensor_parallel=tp,
         ),
         kv_cache=KvCache(
             elements_per_token_per_layer=kv_elements_per_token_per_layer(spec.attention),
@@ -335,3 +370,4 @@ def estimate(
                        ev.prefill_comm_sol_s, engine_name),
         warnings=warnings,
     )
+    return result, spec, hw

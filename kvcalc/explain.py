@@ -94,7 +94,7 @@ def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
     b_w = w.bytes / w.params
     lines = _kv_lines(e, model)
     lines.append(Step("Weights", "params * b_w", f"{fmt_count(w.params)} * {b_w:g} B", fmt_bytes(w.bytes)))
-    lines.append(Step("Memory required", "weights + KV cache at max(S, P) + activations",
+    lines.append(Step("Memory required", "weights + KV cache at max(S, P) + activations of one prefill chunk",
                       f"{fmt_bytes(mem.weights_bytes)} + {fmt_bytes(mem.kv_cache_bytes)} + {fmt_bytes(mem.activations_bytes)}",
                       fmt_bytes(mem.required_bytes)))
     lines.append(Step("Memory usable", "capacity * utilisation",

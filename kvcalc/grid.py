@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.errors import KvcalcError
-from kvcalc.estimator import check_dtypes, check_memory_utilization, evaluate, phase_metrics
+from kvcalc.estimator import check_dtypes, check_memory_utilization, check_prefill_chunk, evaluate, phase_metrics
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
-from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
 from kvcalc.formulas.params import active_params, total_params
 from kvcalc.rewrite import rewrite_attention
 
@@ -44,6 +44,7 @@ def sweep(
     engine: Sequence[str] = ("auto",),
     *,
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     on_combination: Callable[[], None] | None = None,
 ):
     """Every combination of the axes, one DataFrame row each. The prompt of each row equals its context.
@@ -58,6 +59,7 @@ def sweep(
     for w, k in itertools.product(weight_dtype, kv_dtype):
         check_dtypes(w, k)
     check_memory_utilization(memory_utilization)
+    check_prefill_chunk(prefill_chunk)
     B, S = (a.ravel() for a in np.meshgrid(np.array(batch, dtype=np.int64), np.array(context, dtype=np.int64), indexing="ij"))
     specs = {m: load_model(m) for m in models}
     hws = {g: load_gpu(g) for g in gpus}
@@ -66,7 +68,7 @@ def sweep(
     for m, g, a, w, k, e in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine):
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
         ev = evaluate(spec, hw, batch=B, context=S, prompt=S, weight_dtype=w, kv_dtype=k,
-                      memory_utilization=memory_utilization, profile=profile)
+                      memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)
         dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w)
         pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w)
         n = len(B)

@@ -7,17 +7,24 @@ where activations are the workspace of one prefill chunk (chunked prefill, as vL
 from __future__ import annotations
 
 import math
+import warnings
 
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
-from kvcalc.estimator import check_dtypes, check_memory_utilization, evaluate, phase_metrics, precision
+from kvcalc.estimator import (
+    check_dtypes,
+    check_memory_utilization,
+    check_prefill_chunk,
+    evaluate,
+    phase_metrics,
+    precision,
+)
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
-from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, activation_workspace_bytes
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
 from kvcalc.formulas.params import weight_bytes
 from kvcalc.rewrite import rewrite_attention
 
-DEFAULT_PREFILL_CHUNK = 8192  # tokens of one prefill chunk held in flight (vLLM's max_num_batched_tokens order)
 TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -25,13 +32,32 @@ def _check(context: int, memory_utilization: float, prefill_chunk: int) -> None:
     if not isinstance(context, int) or context < 1:
         raise KvcalcError(f"--context: expected a positive integer, got {context}")
     check_memory_utilization(memory_utilization)
-    if prefill_chunk < 1:
-        raise KvcalcError(f"--prefill-chunk: expected a positive integer, got {prefill_chunk}")
+    check_prefill_chunk(prefill_chunk)
+
+
+class CapacityWarning(UserWarning):
+    """A reported figure was capped or assumed (the CLI prints these on stderr; capacity's JSON lists them)."""
+
+
+def capped_context(spec, tokens, warnings_out: list | None = None):
+    """The longest context that fits, capped at the model's max_position_embeddings (with a warning past it)."""
+    limit = spec.max_position_embeddings
+    if limit is None or tokens <= limit:
+        return tokens
+    shown = "an unbounded context" if math.isinf(tokens) else f"a context of {tokens:,} tokens"
+    message = (f"{spec.name}: memory would hold {shown}, past its max_position_embeddings {limit:,}; "
+               f"reported as {limit:,}")
+    if warnings_out is not None:
+        warnings_out.append(message)
+    warnings.warn(message, CapacityWarning, stacklevel=3)
+    return limit
 
 
 def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp):
+    """(KV budget per GPU, activation reserve per GPU), as formulas/memory.py's one rule."""
     activations = activation_workspace_bytes(spec, 1, prefill_chunk, p.b_a)
-    return kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes(spec, p.b_w), activations, tp), activations
+    usable = hw.memory_bytes * memory_utilization
+    return kv_budget_bytes(usable, weight_bytes(spec, p.b_w), activations, tp), activations / tp
 
 
 def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch: int = 1, context: int = 4096,
@@ -52,12 +78,12 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         spec = rewrite_attention(base, variant)
         budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, 1)
         ev = evaluate(spec, hw, batch=batch, context=context, prompt=context, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                      profile=profile)
+                      memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)
         dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype)
         rows.append({
             "variant": variant or f"{base.attention.kind} (own)",
             "kv_bytes_per_token": kv_bytes_per_token(spec, p.b_kv),
-            "max_context_at_batch": max_context(spec, batch, budget, p.b_kv),
+            "max_context_at_batch": capped_context(spec, max_context(spec, batch, budget, p.b_kv)),
             "max_batch_at_context": max_sequences(spec, context, budget, p.b_kv),
             "decode_ms": dec["ms"],
             "tokens_per_s": dec["tokens_per_s"],
@@ -102,6 +128,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(candidates)} {hw.name} GPUs")
     budget, activations = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp)
     seqs = max_sequences(spec, context, budget, p.b_kv, tp)
+    notes: list[str] = []
+    if spec.max_position_embeddings and context > spec.max_position_embeddings:
+        notes.append(f"context {context:,} exceeds {spec.name}'s max_position_embeddings {spec.max_position_embeddings:,}")
+        warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
     run_batch = batch or max(seqs, 1)
     ev = evaluate(spec, hw, batch=run_batch, context=context, prompt=context, weight_dtype=weight_dtype,
                   kv_dtype=kv_dtype, tp=tp, profile=profile)
@@ -123,16 +153,18 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         "weights_bytes_per_gpu": weight_bytes(spec, p.b_w) / tp,
         "kv_budget_bytes_per_gpu": budget,
         "max_sequences_at_context": seqs,
-        "max_context_at_batch": max_context(spec, batch or 1, budget, p.b_kv, tp), "batch": run_batch,
+        "max_context_at_batch": capped_context(spec, max_context(spec, batch or 1, budget, p.b_kv, tp), notes),
+        "batch": run_batch,
         "decode_ms": dec["ms"], "tokens_per_s": dec["tokens_per_s"],
         "fits": bool(run_batch <= seqs),
         "replicas_for_target": replicas, "gpus_for_target": replicas * tp if target_tokens_per_s else None,
         "cost_per_million_tokens": (price_per_gpu_hour * tp / (dec["tokens_per_s"] * 3600) * 1e6
                                     if price_per_gpu_hour else None),
         "binding": binding,
+        "warnings": notes,
         "assumptions": {
             "memory_utilization": memory_utilization,
-            "activation_reserve_bytes": activations,
+            "activation_reserve_bytes_per_gpu": activations,
             "prefill_chunk_tokens": prefill_chunk,
             "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; two all-reduces "
                                "per layer: the engine profile's measured curve where it has one for this group size, "

@@ -1,6 +1,7 @@
 """The CLI through typer's CliRunner: output, formats and bad input (one line, exit code 2, no traceback)."""
 
 import csv
+from pathlib import Path
 import json
 import subprocess
 import sys
@@ -128,13 +129,36 @@ def test_python_dash_m_runs_the_cli_without_heavy_imports():
     assert out.strip().endswith("HEAVY []")
 
 
-@pytest.mark.parametrize("model", ["mistral-7b", "gpt-3-175b"])
-def test_compare_json_is_strict_json_with_null_and_a_reason(model):
-    # Issue: mistral-7b printed Infinity (its sliding window caps the longest context), gpt-3-175b NaN (0 / 0).
+def _strict_json(text):
     def refuse(constant):
         raise AssertionError(f"{constant} is not JSON")
 
-    r = runner.invoke(app, ["compare", "-m", model, "-f", "json"])
-    rows = json.loads(r.stdout, parse_constant=refuse)
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_compare_json_is_strict_json_with_null_and_a_reason():
+    # Issue: gpt-3-175b printed NaN: its own attention fits no sequence at 4096, so ratios to it are 0 / 0.
+    rows = _strict_json(runner.invoke(app, ["compare", "-m", "gpt-3-175b", "-f", "json"]).stdout)
     nulls = [(k, row) for row in rows for k, v in row.items() if v is None and not k.endswith("_note")]
     assert nulls and all(row[f"{k}_note"] for k, row in nulls)
+
+
+def test_unbounded_context_is_capped_at_max_positions_with_a_warning():
+    # Issue: mistral-7b printed Infinity: its only growing layers are 4096-token windows, so memory never binds;
+    # the longest context is its max_position_embeddings, 32,768 (reference-figures.md), with a warning.
+    r = runner.invoke(app, ["compare", "-m", "mistral-7b", "-f", "json"])
+    rows = _strict_json(r.stdout)
+    assert all(row["max_context_at_batch"] == 32768 for row in rows)
+    assert "past its max_position_embeddings 32,768" in r.stderr
+
+
+def test_hf_assumptions_are_in_the_json_warnings_and_printed_once(tmp_path):
+    # Issue: assumptions an unknown model_type needed reached stderr but not the JSON warnings[].
+    config = json.loads((Path(__file__).parent / "fixtures" / "hf" / "Meta-Llama-3-8B" / "config.json").read_text())
+    config["model_type"] = "mystery"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    r = runner.invoke(app, ["estimate", "-m", str(tmp_path / "config.json"), "-f", "json"])
+    warnings = json.loads(r.stdout)["warnings"]
+    assert any("'mystery' is not a known family" in w for w in warnings)
+    printed = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert printed == [f"warning: {w}" for w in warnings]

@@ -25,26 +25,22 @@ def estimate_cli(
     memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
     tp: Annotated[int, typer.Option("--tp", help="tensor-parallel GPUs (they must divide the query heads)")] = 1,
+    prefill_chunk: Annotated[int, typer.Option(help="tokens per prefill chunk, whose activations are reserved")] = 8192,
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
     explain: Annotated[bool, typer.Option("--explain", help="show each number's formula with values")] = False,
 ) -> None:
     """KV cache, weights, memory fit, and roofline decode and prefill time."""
-    from kvcalc.catalog import load_gpu, load_model
-    from kvcalc.estimator import estimate
-    from kvcalc.rewrite import rewrite_attention
+    from kvcalc.estimator import estimate_with_specs
 
-    spec = rewrite_attention(load_model(model), attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim)
-    hw = load_gpu(gpu)
-    e = estimate(
-        spec, hw, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-        memory_utilization=memory_utilization, engine=engine, tp=tp,
+    e, spec, hw = estimate_with_specs(
+        model, gpu, attn=attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim, batch=batch, context=context,
+        prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+        memory_utilization=memory_utilization, engine=engine, tp=tp, prefill_chunk=prefill_chunk,
     )
-    if format is Format.json:
-        write_json(e.to_json_dict())
-        return
-    if format is Format.csv:
-        write_csv([flatten(e.to_json_dict())])
-        return
+    if format is not Format.table:  # the warnings go to stderr as well, exactly as the JSON lists them
+        for warning in e.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        return write_json(e.to_json_dict()) if format is Format.json else write_csv([flatten(e.to_json_dict())])
     from kvcalc.cli.render import render_estimate, render_explain
 
     render_estimate(e, spec, hw)

@@ -15,6 +15,7 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json o
 Model = Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")]
 Gpu = Annotated[str, typer.Option("--gpu", "-g", help="bundled name or spec file")]
 Engine = Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)]
+PREFILL_CHUNK_HELP = "tokens per prefill chunk, whose activations are reserved"
 
 
 def split(flag: str, text: str, cast=str) -> list:
@@ -38,13 +39,13 @@ def compare_cli(
     gpu: Gpu = "h100-sxm", batch: Annotated[int, typer.Option("--batch", "-b")] = 1,
     context: Annotated[int, typer.Option("--context", "-c")] = 4096,
     weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = 0.9, format: FormatOpt = Format.table,
-    engine: Engine = "auto",
+    engine: Engine = "auto", prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
 ) -> None:
     """Attention variants of one model side by side, each relative to the model's own attention."""
     from kvcalc.planning import compare
 
     rows = compare(model, _attn(attn), gpu, batch=batch, context=context, weight_dtype=weight_dtype,
-                   kv_dtype=kv_dtype, memory_utilization=memory_utilization, engine=engine)
+                   kv_dtype=kv_dtype, memory_utilization=memory_utilization, engine=engine, prefill_chunk=prefill_chunk)
     if format is not Format.table:
         return print_rows(rows, "", format)
     from kvcalc.units import fmt_bytes
@@ -118,6 +119,7 @@ def sweep_cli(
     weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = 0.9,
     out: Annotated[Path, typer.Option("--out", "-o", help=".csv, or .parquet with pyarrow installed")] = Path("sweep.csv"),
     engine: Annotated[str, typer.Option("--engine", "-e", help="time models, comma-separated: " + ENGINE_HELP)] = "auto",
+    prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
 ) -> None:
     """Every combination of the axes into one table (CSV or Parquet)."""
     from kvcalc.grid import combinations, sweep
@@ -133,7 +135,8 @@ def sweep_cli(
     n = combinations(**axes)
     with Progress(transient=True, disable=n < 16) as progress:
         task = progress.add_task("sweeping", total=n)
-        df = sweep(**axes, **grid, memory_utilization=memory_utilization, on_combination=lambda: progress.advance(task))
+        df = sweep(**axes, **grid, memory_utilization=memory_utilization, prefill_chunk=prefill_chunk,
+                   on_combination=lambda: progress.advance(task))
     if out.suffix == ".parquet":
         try:
             df.to_parquet(out)

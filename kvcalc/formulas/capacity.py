@@ -1,6 +1,6 @@
 """How many sequences, and how long a context, fit beside the weights.
 
-per-GPU budget = capacity * utilisation - weights / tp - activations
+per-GPU budget = capacity * utilisation - weights / tp - activation reserve / tp (formulas/memory.py)
 max sequences at context S = floor(budget / (kv per sequence at S * kv shard))
 max context at batch B: the largest S whose B sequences fit (sliding-window layers stop growing at W).
 """
@@ -15,8 +15,8 @@ from kvcalc.specs.model import ModelSpec
 
 
 def kv_budget_bytes(usable_bytes: float, weight_bytes: float, activation_bytes: float, tp: int = 1) -> float:
-    """Bytes one GPU has left for the KV cache [B]."""
-    return usable_bytes - weight_bytes / tp - activation_bytes
+    """Bytes one GPU has left for the KV cache [B]; weight_bytes and activation_bytes are the whole group's."""
+    return usable_bytes - weight_bytes / tp - activation_bytes / tp
 
 
 def max_sequences(model: ModelSpec, context: int, budget_bytes: float, b_kv: float, tp: int = 1) -> int:

@@ -1,7 +1,10 @@
 """Device memory a workload needs, against what the device offers (per GPU of a tensor-parallel group of tp).
 
-required = weights / tp + KV cache of B sequences at max(S, P) tokens * kv shard + activation workspace / tp
+required = weights / tp + KV cache of B sequences at max(S, P) tokens * kv shard + activation reserve / tp
 usable   = capacity * utilisation (default 0.9, as vLLM's gpu_memory_utilization)
+The activation reserve is the workspace of one prefill chunk (default 8192 tokens), whatever the batch: engines
+prefill in chunks of at most max_num_batched_tokens and reserve that peak once (vLLM's profiling run does). Every
+command (estimate, compare, sweep, capacity) uses this one rule, so they agree on what fits.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from kvcalc.formulas.params import attention_in_linears, weight_bytes
 from kvcalc.specs.model import ModelSpec
 
 DEFAULT_MEMORY_UTILIZATION = 0.9
+DEFAULT_PREFILL_CHUNK = 8192  # tokens of one prefill chunk held in flight (vLLM's max_num_batched_tokens order)
 LOGITS_BYTES = 4  # fp32 logits
 
 
@@ -28,12 +32,18 @@ def activation_workspace_bytes(model: ModelSpec, batch, prompt, b_a: float):
     return batch * prompt * (2 * d + max(qkv, up)) * b_a + batch * model.vocab_size * LOGITS_BYTES
 
 
-def memory_required(model: ModelSpec, batch, context, prompt, b_w: float, b_kv: float, b_a: float, tp: int = 1) -> dict:
+def activation_reserve_bytes(model: ModelSpec, prefill_chunk: int, b_a: float, tp: int = 1) -> float:
+    """Activations one GPU reserves: the workspace of one prefill chunk, split over tp [B]."""
+    return activation_workspace_bytes(model, 1, prefill_chunk, b_a) / tp
+
+
+def memory_required(model: ModelSpec, batch, context, prompt, b_w: float, b_kv: float, b_a: float, tp: int = 1,
+                    prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> dict:
     """Bytes one GPU needs by component, with 'total' (tp = 1: the whole model on one device)."""
     out = {
         "weights": weight_bytes(model, b_w) / tp,
         "kv_cache": batch * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv) * kv_shard_fraction(model, tp),
-        "activations": activation_workspace_bytes(model, batch, prompt, b_a) / tp,
+        "activations": activation_reserve_bytes(model, prefill_chunk, b_a, tp),
     }
     out["total"] = out["weights"] + out["kv_cache"] + out["activations"]
     return out
