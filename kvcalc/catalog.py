@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from kvcalc.errors import KvcalcError
+from kvcalc.files import is_existing_path, read_regular_file
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.specs.profile import EngineProfile
 
@@ -34,27 +35,37 @@ def spec_dir(kind: Kind) -> Path:
 
 
 def read_spec_file(path: Path) -> dict:
-    """Parse a TOML or YAML file into a dict, naming the file in any error."""
+    """Parse a TOML or YAML spec file (a regular file of at most 1 MiB, UTF-8 with or without a byte-order mark)
+    into a dict, naming the file in any error."""
+    if path.suffix not in SPEC_SUFFIXES:
+        raise KvcalcError(f"{path}: spec files end in .toml, .yaml or .yml (models also take a config.json); "
+                          f"got {path.suffix or 'no suffix'}")
+    raw = read_regular_file(path, "a spec file")
     try:
-        text = path.read_bytes()
-    except OSError as e:
-        raise KvcalcError(f"{path}: cannot read ({e.strerror})") from None
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise KvcalcError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    kind = "TOML" if path.suffix == ".toml" else "YAML"
     try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text.decode())
-        else:
-            try:
-                import yaml
-            except ImportError:
-                raise KvcalcError(f"{path}: YAML spec files need PyYAML (pip install pyyaml); TOML needs nothing") from None
-            data = yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as e:
-        raise KvcalcError(f"{path}: not valid {path.suffix[1:].upper()}: {e}") from None
-    except Exception as e:  # yaml.YAMLError without importing yaml at module level
-        raise KvcalcError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        data = tomllib.loads(text) if kind == "TOML" else _load_yaml(path, text)
+    except RecursionError:
+        raise KvcalcError(f"{path}: not valid {kind}: nested too deeply") from None
+    except tomllib.TOMLDecodeError as e:
+        raise KvcalcError(f"{path}: not valid TOML: {e}") from None
     if not isinstance(data, dict):
         raise KvcalcError(f"{path}: expected a table of fields at the top level")
     return data
+
+
+def _load_yaml(path: Path, text: str):
+    try:
+        import yaml
+    except ImportError:
+        raise KvcalcError(f"{path}: YAML spec files need PyYAML (pip install pyyaml); TOML needs nothing") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise KvcalcError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
 
 
 def validation_message(source: str, err: ValidationError) -> str:
@@ -109,7 +120,7 @@ def resolve(kind: Kind, ref: str):
     """A spec from a path (spec file; for models also a config.json or a folder holding one), a bundled name or
     alias (case-insensitive), or, for models, an ORG/NAME repo id in the local Hugging Face cache."""
     path = Path(ref)
-    if path.exists():
+    if is_existing_path(ref):
         if kind == "model" and (path.is_dir() or path.suffix == ".json"):
             from kvcalc.hf import load_hf_model
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
+from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.forward import Precision, decode_ops, prefill_ops
@@ -118,24 +119,19 @@ class Estimate(BaseModel):
 
 
 def _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization) -> None:
-    if not isinstance(batch, int) or batch < 1:
-        raise KvcalcError(f"--batch: expected a positive integer, got {batch}")
-    if not isinstance(context, int) or context < 0:
-        raise KvcalcError(f"--context: expected an integer >= 0 (tokens already cached), got {context}")
-    if not isinstance(prompt, int) or prompt < 1:
-        raise KvcalcError(f"--prompt: expected a positive integer, got {prompt}")
+    check_int("--batch", batch, 1, MAX_BATCH)
+    check_int("--context", context, 0, MAX_TOKENS)
+    check_int("--prompt", prompt, 1, MAX_TOKENS)
     check_dtypes(weight_dtype, kv_dtype)
     check_memory_utilization(memory_utilization)
 
 
 def check_memory_utilization(memory_utilization: float) -> None:
-    if not 0 < memory_utilization <= 1:
-        raise KvcalcError(f"--memory-utilization: expected a fraction in (0, 1], got {memory_utilization}")
+    check_number("--memory-utilization", memory_utilization, 0, 1, lo_open=True)
 
 
 def check_prefill_chunk(prefill_chunk) -> None:
-    if not isinstance(prefill_chunk, int) or isinstance(prefill_chunk, bool) or not 1 <= prefill_chunk <= 10**7:
-        raise KvcalcError(f"--prefill-chunk: expected a whole number of tokens from 1 to 10,000,000, got {prefill_chunk}")
+    check_int("--prefill-chunk", prefill_chunk, 1, 10**7)
 
 
 def check_dtypes(weight_dtype: str, kv_dtype: str) -> None:
@@ -146,8 +142,7 @@ def check_dtypes(weight_dtype: str, kv_dtype: str) -> None:
 
 
 def check_tp(tp, spec: ModelSpec) -> None:
-    if not isinstance(tp, int) or isinstance(tp, bool) or not 1 <= tp <= 1024:
-        raise KvcalcError(f"--tp: expected a whole number of GPUs from 1 to 1024, got {tp}")
+    check_int("--tp", tp, 1, MAX_GPUS)
     if spec.attention.num_heads % tp:
         raise KvcalcError(f"--tp: tensor parallelism over {tp} GPUs needs it to divide the {spec.attention.num_heads} query heads")
 

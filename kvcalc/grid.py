@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Callable, Sequence
 
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
+from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_dtypes, check_memory_utilization, check_prefill_chunk, evaluate, phase_metrics
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
@@ -25,12 +26,8 @@ def _nonempty(flag: str, values) -> list:
     return values
 
 
-def _ints(flag: str, values, minimum: int) -> list[int]:
-    values = _nonempty(flag, values)
-    for v in values:
-        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-            raise KvcalcError(f"{flag}: expected integers >= {minimum}, got {v!r}")
-    return values
+def _ints(flag: str, values, minimum: int, maximum: int) -> list[int]:
+    return [check_int(flag, v, minimum, maximum) for v in _nonempty(flag, values)]
 
 
 def sweep(
@@ -53,7 +50,7 @@ def sweep(
     import pandas as pd
 
     models, gpus, attn = _nonempty("--model", models), _nonempty("--gpu", gpus), _nonempty("--attn", attn)
-    batch, context = _ints("--batch", batch, 1), _ints("--context", context, 1)
+    batch, context = _ints("--batch", batch, 1, MAX_BATCH), _ints("--context", context, 1, MAX_TOKENS)
     weight_dtype, kv_dtype = _nonempty("--weight-dtype", weight_dtype), _nonempty("--kv-dtype", kv_dtype)
     engine = _nonempty("--engine", engine)
     for w, k in itertools.product(weight_dtype, kv_dtype):

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kvcalc.errors import KvcalcError
+from kvcalc.files import read_regular_file
 from kvcalc.specs.model import ModelSpec
 
 LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3", "gemma3_text"}
@@ -51,7 +52,11 @@ class Config:
 
     def bool(self, key: str, default: bool) -> bool:
         value = self.data.get(key)
-        return default if value is None else bool(value)
+        if value is None:
+            return default
+        if not isinstance(value, bool):  # "false" is a string, and truthy: never guess
+            raise KvcalcError(f"{self.source}: {key}: expected true or false, got {value!r}")
+        return value
 
 
 def _kind(heads: int, kv_heads: int) -> str:
@@ -76,6 +81,8 @@ def _windows(c: Config, model_type: str, layers: int) -> dict:
         return {"sliding_window": window, "global_every": 2}
     if model_type in ("gemma3", "gemma3_text"):
         types = c.data.get("layer_types")
+        if types is not None and not (isinstance(types, list) and all(isinstance(t, str) for t in types)):
+            raise KvcalcError(f"{c.source}: layer_types: expected a list of strings, got {types!r:.60}")
         if types:
             full = [i for i, t in enumerate(types) if t == "full_attention"]
             every = full[0] + 1 if full else None
@@ -280,12 +287,16 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
 
 
 def read_config(path: Path) -> dict:
+    """A config.json (a regular file of at most 1 MiB) as a dict; malformed JSON is a one-line error."""
+    raw = read_regular_file(path, "a config.json")
     try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise KvcalcError(f"{path}: cannot read ({e.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise KvcalcError(f"{path}: not valid JSON: {e}") from None
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise KvcalcError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise KvcalcError(f"{path}: not valid JSON: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, and integers past Python's 4300-digit limit
+        raise KvcalcError(f"{path}: not valid JSON: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise KvcalcError(f"{path}: expected a JSON object")
     return data

@@ -10,6 +10,7 @@ import math
 import warnings
 
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
+from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.estimator import (
     check_dtypes,
     check_memory_utilization,
@@ -29,8 +30,7 @@ TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
 
 
 def _check(context: int, memory_utilization: float, prefill_chunk: int) -> None:
-    if not isinstance(context, int) or context < 1:
-        raise KvcalcError(f"--context: expected a positive integer, got {context}")
+    check_int("--context", context, 1, MAX_TOKENS)
     check_memory_utilization(memory_utilization)
     check_prefill_chunk(prefill_chunk)
 
@@ -66,8 +66,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             engine: str = "auto") -> list[dict]:
     """One row per attention variant (the model's own first), each also relative to the model's own."""
     _check(context, memory_utilization, prefill_chunk)
-    if not isinstance(batch, int) or batch < 1:
-        raise KvcalcError(f"--batch: expected a positive integer, got {batch}")
+    check_int("--batch", batch, 1, MAX_BATCH)
     check_dtypes(weight_dtype, kv_dtype)
     if not attn:
         raise KvcalcError("--attn: expected at least one variant")
@@ -105,12 +104,14 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost."""
     _check(context, memory_utilization, prefill_chunk)
     check_dtypes(weight_dtype, kv_dtype)
-    for flag, value in (("--batch", batch), ("--gpus", gpus)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise KvcalcError(f"{flag}: expected a positive integer, got {value}")
-    for flag, value in (("--target-tokens-per-s", target_tokens_per_s), ("--price-per-gpu-hour", price_per_gpu_hour)):
-        if value is not None and not value > 0:
-            raise KvcalcError(f"{flag}: expected a positive number, got {value}")
+    if batch is not None:
+        check_int("--batch", batch, 1, MAX_BATCH)
+    if gpus is not None:
+        check_int("--gpus", gpus, 1, MAX_GPUS)
+    if target_tokens_per_s is not None:
+        check_number("--target-tokens-per-s", target_tokens_per_s, 0, 1e12, lo_open=True)
+    if price_per_gpu_hour is not None:
+        check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
     spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
     profile = resolve_engine(engine, hw)
     heads = spec.attention.num_heads

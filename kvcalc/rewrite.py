@@ -12,6 +12,7 @@ import re
 from pydantic import ValidationError
 
 from kvcalc.catalog import validation_message
+from kvcalc.checks import check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.model import AttentionSpec, ModelSpec
 
@@ -61,8 +62,8 @@ def rewrite_attention(
     if spec != "mla" and (kv_lora_rank is not None or rope_dim is not None):
         raise KvcalcError("--kv-lora-rank and --rope-dim only apply to --attn mla")
     for flag, value in (("--kv-lora-rank", kv_lora_rank), ("--rope-dim", rope_dim)):
-        if value is not None and value < 1:
-            raise KvcalcError(f"{flag}: expected a positive integer, got {value}")
+        if value is not None:
+            check_int(flag, value, 1, 10**6)
     a = model.attention
     try:
         if spec == "mha":

@@ -85,8 +85,8 @@ def test_a_context_beyond_max_positions_is_a_warning_not_a_failure():
     [
         (["--model", "chatglm3-6b"], "--model: unknown model 'chatglm3-6b'; closest: chatglm2-6b"),
         (["--model", "llama-2-7b", "--gpu", "h10"], "--gpu: unknown gpu 'h10'; closest: h100"),
-        (["--model", "llama-2-7b", "--batch", "0"], "--batch: expected a positive integer, got 0"),
-        (["--model", "llama-2-7b", "--context", "-1"], "--context: expected an integer >= 0"),
+        (["--model", "llama-2-7b", "--batch", "0"], "--batch: expected a whole number from 1 to 10,000,000, got 0"),
+        (["--model", "llama-2-7b", "--context", "-1"], "--context: expected a whole number from 0 to 1,000,000,000"),
         (["--model", "chatglm2-6b", "--attn", "gqa5"], "--attn: gqa5 needs N to divide the 32 query heads"),
         (["--model", "llama-2-7b", "--kv-dtype", "fp9"], "--kv-dtype: unknown dtype 'fp9'"),
         (["--model", "llama-2-7b", "--weight-dtype", "int3"], "--weight-dtype: unknown dtype 'int3'"),
@@ -107,7 +107,7 @@ def test_a_malformed_spec_file_names_the_file_and_field(tmp_path):
     bad.write_text('name = "x"\ndisplay_name = "x"\nvendor = "x"\nsources = ["s"]\nmemory_GiB = -1\n')
     r = run("estimate", "-m", "llama-2-7b", "--gpu", str(bad))
     assert r.exit_code == 2
-    assert f"{bad}: memory_GiB: Input should be greater than 0" in r.stderr
+    assert f"{bad}: memory_GiB: Input should be greater than or equal to 0.001" in r.stderr
 
 
 def test_models_gpus_and_show_list_the_catalog_with_sources():

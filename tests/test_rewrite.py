@@ -39,7 +39,7 @@ def test_mla_to_mha_keeps_the_per_head_width():
         ("sparse", {}, "--attn: unknown attention 'sparse'"),
         ("mha", {"kv_lora_rank": 64}, "--kv-lora-rank and --rope-dim only apply to --attn mla"),
         (None, {"rope_dim": 64}, "--kv-lora-rank and --rope-dim need --attn mla"),
-        ("mla", {"rope_dim": 0}, "--rope-dim: expected a positive integer"),
+        ("mla", {"rope_dim": 0}, "--rope-dim: expected a whole number from 1 to 1,000,000, got 0"),
     ],
 )
 def test_bad_rewrites_name_the_flag(attn, kwargs, message):

@@ -80,7 +80,7 @@ def test_a_good_spec_file_loads(tmp_path):
     "old, new, message",
     [
         ("num_kv_heads = 2", "num_kv_heads = 3", "attention.num_heads (8) must be divisible by attention.num_kv_heads (3)"),
-        ("hidden_size = 64", "hidden_size = 0", "hidden_size: Input should be greater than 0"),
+        ("hidden_size = 64", "hidden_size = 0", "hidden_size: Input should be greater than or equal to 1"),
         ("head_dim = 8", "head_dim = 8\nhead_dimm = 8", "attention.head_dimm: Extra inputs are not permitted"),
         ('kind = "gqa"', 'kind = "mla"', "attention.kind 'mla' needs attention.kv_lora_rank"),
         ('kind = "gqa"', 'kind = "mha"', "attention.kind 'mha' does not match num_heads 8 and num_kv_heads 2"),

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveFloat
+from typing import Annotated
+
+from pydantic import Field
 
 from kvcalc.errors import KvcalcError
 from kvcalc.specs._base import StrictModel
 
 GiB = 1024**3
+# Physical ranges (a 5e-324 bandwidth or a 1e308 peak is a broken spec, not a machine).
+Tflops = Annotated[float, Field(ge=1e-3, le=1e6)]
+Bandwidth = Annotated[float, Field(ge=1e-2, le=1e7, description="decimal GB/s")]
 
 
 class PeakTflops(StrictModel):
     """Dense tensor-core peaks in TFLOPS (TOPS for int8). Vendors often print 2:4-sparse figures, twice these."""
 
-    fp32: PositiveFloat | None = None
-    tf32: PositiveFloat | None = None
-    bf16: PositiveFloat | None = None
-    fp16: PositiveFloat | None = None
-    fp8: PositiveFloat | None = None
-    int8: PositiveFloat | None = None
+    fp32: Tflops | None = None
+    tf32: Tflops | None = None
+    bf16: Tflops | None = None
+    fp16: Tflops | None = None
+    fp8: Tflops | None = None
+    int8: Tflops | None = None
 
     def available(self) -> dict[str, float]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -27,8 +32,8 @@ class PeakTflops(StrictModel):
 class Efficiency(StrictModel):
     """Fractions of the datasheet roofs that real kernels reach; `kvcalc calibrate` measures them."""
 
-    memory: float = Field(gt=0, le=1)
-    compute: float = Field(gt=0, le=1)
+    memory: float = Field(ge=1e-3, le=1)
+    compute: float = Field(ge=1e-3, le=1)
     source: str
 
 
@@ -39,14 +44,14 @@ class HardwareSpec(StrictModel):
     vendor: str
     sources: list[str] = Field(min_length=1)
     notes: str = ""
-    memory_GiB: PositiveFloat = Field(description="HBM/GDDR capacity; vendors' 'GB' for these parts is binary GiB")
-    memory_bandwidth_GBps: PositiveFloat = Field(description="decimal GB/s (1e9 bytes/s)")
+    memory_GiB: float = Field(ge=1e-3, le=1e6, description="HBM/GDDR capacity; vendors' 'GB' for these parts is binary GiB")
+    memory_bandwidth_GBps: Bandwidth
     peak_tflops: PeakTflops
     interconnect: str | None = None
-    interconnect_bandwidth_GBps: PositiveFloat | None = None
-    tdp_W: PositiveFloat | None = None
+    interconnect_bandwidth_GBps: Bandwidth | None = None
+    tdp_W: float | None = Field(None, gt=0, le=1e6)
     launch_overhead_us: float | None = Field(
-        None, ge=0, description="time one kernel launch adds (kvcalc calibrate measures it); unset: not modelled"
+        None, ge=0, le=1e6, description="time one kernel launch adds (kvcalc calibrate measures it); unset: not modelled"
     )
     efficiency: Efficiency
 

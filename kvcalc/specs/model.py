@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from kvcalc.specs._base import StrictModel
+from kvcalc.specs._base import Count, StrictModel, Tokens, Width
 
 AttentionKind = Literal["mha", "mqa", "gqa", "mla"]
 MLA_FIELDS = ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
@@ -22,19 +22,19 @@ class AttentionSpec(StrictModel):
     v_head_dim = d_v, q_lora_rank = d_q or None when queries are projected directly)."""
 
     kind: AttentionKind
-    num_heads: PositiveInt
-    num_kv_heads: PositiveInt | None = None
-    head_dim: PositiveInt | None = None
-    kv_lora_rank: PositiveInt | None = None
-    qk_rope_head_dim: PositiveInt | None = None
-    qk_nope_head_dim: PositiveInt | None = None
-    v_head_dim: PositiveInt | None = None
-    q_lora_rank: PositiveInt | None = None
+    num_heads: Count
+    num_kv_heads: Count | None = None
+    head_dim: Count | None = None
+    kv_lora_rank: Count | None = None
+    qk_rope_head_dim: Count | None = None
+    qk_nope_head_dim: Count | None = None
+    v_head_dim: Count | None = None
+    q_lora_rank: Count | None = None
     qkv_bias: bool = False
     out_bias: bool = False
     qk_norm: bool = Field(False, description="RMSNorm over each query and key head (Qwen3, Gemma 3): 2 * head_dim weights")
-    sliding_window: PositiveInt | None = Field(None, description="tokens a sliding-window layer attends to")
-    global_every: PositiveInt | None = Field(
+    sliding_window: Tokens | None = Field(None, description="tokens a sliding-window layer attends to")
+    global_every: Count | None = Field(
         None, description="with sliding_window: every n-th layer attends globally (gemma-2: 2); None: all layers slide"
     )
 
@@ -83,7 +83,7 @@ class MlpSpec(StrictModel):
     """Dense feed-forward block. 'gated' (SwiGLU/GeGLU) has three matrices d x f; 'plain' (GELU) has two."""
 
     kind: Literal["gated", "plain"]
-    intermediate_size: PositiveInt
+    intermediate_size: Width
     bias: bool = False
     activation: str = "silu"
 
@@ -91,14 +91,14 @@ class MlpSpec(StrictModel):
 class MoeSpec(StrictModel):
     """Mixture-of-experts feed-forward. Layers before first_dense_layers use the dense MlpSpec instead."""
 
-    num_experts: PositiveInt = Field(description="routed experts per MoE layer")
-    top_k: PositiveInt
-    expert_intermediate_size: PositiveInt
-    num_shared_experts: int = Field(0, ge=0)
-    shared_expert_intermediate_size: PositiveInt | None = Field(
+    num_experts: Count = Field(description="routed experts per MoE layer")
+    top_k: Count
+    expert_intermediate_size: Width
+    num_shared_experts: int = Field(0, ge=0, le=10**4)
+    shared_expert_intermediate_size: Width | None = Field(
         None, description="width of each shared expert; defaults to expert_intermediate_size"
     )
-    first_dense_layers: int = Field(0, ge=0)
+    first_dense_layers: int = Field(0, ge=0, le=10**7)
     shared_expert_gate: bool = Field(False, description="a d x 1 sigmoid gate on the shared experts (Qwen2-MoE)")
 
     @model_validator(mode="after")
@@ -119,16 +119,16 @@ class ModelSpec(StrictModel):
     family: str
     sources: list[str] = Field(min_length=1, description="where every number in this file comes from")
     notes: str = ""
-    num_layers: PositiveInt
-    hidden_size: PositiveInt
-    vocab_size: PositiveInt
-    max_position_embeddings: PositiveInt | None = None
+    num_layers: Count
+    hidden_size: Width
+    vocab_size: Width
+    max_position_embeddings: Tokens | None = None
     tie_word_embeddings: bool = False
     learned_position_embeddings: bool = Field(False, description="GPT-2/3 style table of max_position_embeddings rows")
-    learned_position_offset: int = Field(0, ge=0, description="extra rows in that table (OPT: 2)")
+    learned_position_offset: int = Field(0, ge=0, le=10**6, description="extra rows in that table (OPT: 2)")
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norm_bias: bool = False
-    norms_per_layer: int = Field(2, ge=0)
+    norms_per_layer: int = Field(2, ge=0, le=100)
     attention: AttentionSpec
     mlp: MlpSpec
     moe: MoeSpec | None = None

@@ -1,0 +1,77 @@
+"""Reading and writing the user's files safely: regular files only, size-capped, checked before any work.
+
+A FIFO or a device named as a spec would block or read forever; a 300-byte name raises ENAMETOOLONG from a plain
+exists(); an --out in a missing folder would fail only after minutes of work. Every command goes through here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from kvcalc.errors import KvcalcError
+
+MAX_SPEC_BYTES = 1 << 20  # a spec file or config.json is a few KiB; 1 MiB is generous
+MAX_TABLE_BYTES = 64 << 20  # CSVs of measurements
+NAME_MAX = 255  # bytes in one path component on every common file system
+
+
+def is_existing_path(ref: str) -> bool:
+    """Whether `ref` names something on disk; False for names no file system accepts (too long, NUL bytes)."""
+    try:
+        return Path(ref).exists()
+    except (OSError, ValueError):
+        return False
+
+
+def read_regular_file(path: Path, what: str, limit: int = MAX_SPEC_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is a one-line error naming the file."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise KvcalcError(f"{path}: cannot read ({reason})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, device or socket)"
+        raise KvcalcError(f"{path}: {kind}; expected {what}")
+    if st.st_size > limit:
+        raise KvcalcError(f"{path}: {st.st_size:,} bytes; {what} is at most {limit:,}")
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise KvcalcError(f"{path}: cannot read ({e.strerror})") from None
+    if len(data) > limit:
+        raise KvcalcError(f"{path}: more than {limit:,} bytes; {what} is at most {limit:,}")
+    return data
+
+
+def check_writable(path: Path, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
+    """Fail before any work when `path` cannot be written: a wrong suffix, a name too long, a missing folder,
+    a folder where the file should go, or a folder the user may not write to."""
+    if suffixes and path.suffix not in suffixes:
+        raise KvcalcError(f"{flag}: expected a {', '.join(suffixes)} file, got {path}")
+    if len(os.fsencode(path.name)) > NAME_MAX:
+        raise KvcalcError(f"{flag}: the file name is longer than {NAME_MAX} bytes")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        if path.is_dir():
+            raise KvcalcError(f"{flag}: {path} is a folder; expected a file to write")
+        if not parent.is_dir():
+            what = "is not a folder" if parent.exists() else "does not exist"
+            raise KvcalcError(f"{flag}: cannot write {path}: {parent} {what}")
+    except OSError as e:
+        raise KvcalcError(f"{flag}: cannot write {path} ({e.strerror})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise KvcalcError(f"{flag}: cannot write {path}: no permission to write in {parent}")
+
+
+def write_text(path: Path, text: str, flag: str) -> None:
+    """Write a file, turning a full device or a lost permission into a one-line error."""
+    try:
+        path.write_text(text)
+    except OSError as e:
+        hint = " (the device is full)" if e.errno == errno.ENOSPC else ""
+        raise KvcalcError(f"{flag}: cannot write {path} ({e.strerror}){hint}") from None
