@@ -140,7 +140,8 @@ def resolve(kind: Kind, ref: str):
     close = difflib.get_close_matches(ref.lower(), list(names), n=3, cutoff=0.5)
     hint = f"; closest: {', '.join(close)}" if close else ""
     listing = "kvcalc models" if kind == "model" else "kvcalc gpus"
-    raise KvcalcError(f"--{kind}: unknown {kind} {ref!r}{hint} ('{listing}' lists all)")
+    shown = repr(ref) if len(ref) <= 60 else repr(ref[:40] + "...")
+    raise KvcalcError(f"--{kind}: unknown {kind} {shown}{hint} ('{listing}' lists all)")
 
 
 def load_model(ref: str | ModelSpec) -> ModelSpec:

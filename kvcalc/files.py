@@ -52,7 +52,7 @@ def check_writable(path: Path, flag: str, suffixes: tuple[str, ...] | None = Non
     """Fail before any work when `path` cannot be written: a wrong suffix, a name too long, a missing folder,
     a folder where the file should go, or a folder the user may not write to."""
     if suffixes and path.suffix not in suffixes:
-        raise KvcalcError(f"{flag}: expected a {', '.join(suffixes)} file, got {path}")
+        raise KvcalcError(f"{flag}: expected a {' or '.join(suffixes)} file, got {path}")
     if len(os.fsencode(path.name)) > NAME_MAX:
         raise KvcalcError(f"{flag}: the file name is longer than {NAME_MAX} bytes")
     parent = path.parent if str(path.parent) else Path(".")

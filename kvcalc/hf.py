@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kvcalc.errors import KvcalcError
-from kvcalc.files import read_regular_file
+from kvcalc.files import is_existing_path, read_regular_file
 from kvcalc.specs.model import ModelSpec
 
 LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3", "gemma3_text"}
@@ -333,14 +333,14 @@ def cached_config(repo_id: str) -> Path:
 def locate_config(ref: str | Path) -> tuple[Path, str]:
     """(config.json path, a default name) for a file, a folder or a cached repo id."""
     path = Path(ref)
+    if not is_existing_path(str(ref)):
+        return cached_config(str(ref)), str(ref).split("/")[-1]
     if path.is_dir():
         config = path / "config.json"
         if not config.is_file():
             raise KvcalcError(f"--model: {path} holds no config.json")
         return config, path.resolve().name
-    if path.is_file():
-        return path, path.resolve().parent.name if path.name == "config.json" else path.stem
-    return cached_config(str(ref)), str(ref).split("/")[-1]
+    return path, path.resolve().parent.name if path.name == "config.json" else path.stem
 
 
 def load_hf_spec(ref: str | Path, name: str | None = None) -> tuple[ModelSpec, list[str]]:

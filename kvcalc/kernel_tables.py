@@ -21,6 +21,7 @@ import numpy as np
 
 from kvcalc.catalog import load_gpu
 from kvcalc.errors import KvcalcError
+from kvcalc.files import is_existing_path
 from kvcalc.formulas.forward import Precision, attention_core_cost, linear_cost
 from kvcalc.formulas.kernel_time import allreduce_curve_seconds, kernel_seconds
 from kvcalc.formulas.params import Linear
@@ -48,8 +49,11 @@ HI = [1e3, 1.0, 1e4, 1.0, 1e4, 1.0, 30.0, 1e5]  # a <= 1: time must not fall as 
 def tables_root(data: Path | None = None) -> Path:
     """The folder of measured tables: `data`, else the installed aiconfigurator-core's systems/data."""
     if data is not None:
-        if not data.is_dir():
+        if not is_existing_path(str(data)) or not data.is_dir():
             raise KvcalcError(f"--data: {data} is not a folder")
+        if not any((data / folder).is_dir() for folder in TABLE_GPUS.values()):
+            raise KvcalcError(f"--data: {data} holds none of {', '.join(TABLE_GPUS.values())}: expected "
+                              "aiconfigurator_core/systems/data")
         return data
     spec = importlib.util.find_spec("aiconfigurator_core")
     if spec is None or not spec.submodule_search_locations:
@@ -283,6 +287,9 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
                 if curve.fit is None or not curve.fit.table.startswith(PACKAGE):
                     continue
                 path = root / curve.fit.table.split("systems/data/", 1)[1].split(" (")[0]
+                if not path.is_file():
+                    raise KvcalcError(f"--data: {root} lacks {path.relative_to(root)}, which {prof.gpu}.{prof.engine} "
+                                      "was fitted to")
                 df = pd.read_parquet(path)
                 if section == "gemm":
                     dtype = next(d for d, spec in GEMM_DTYPES.items() if spec[0] == key)

@@ -20,6 +20,7 @@ from pathlib import Path
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_tp, evaluate, phase_metrics
+from kvcalc.files import MAX_TABLE_BYTES, read_regular_file
 from kvcalc.specs.profile import EngineProfile, FitRecord
 
 COLUMNS = ["id", "engine", "engine_version", "gpu", "model", "weight_dtype", "kv_dtype", "tp", "metric", "batch",
@@ -31,11 +32,11 @@ METRICS = RATES | {"tpot_ms", "ttft_ms"}
 
 def read_points(path: Path) -> list[dict]:
     """The rows, with numbers parsed; a malformed row is a one-line error naming the row and field."""
+    raw = read_regular_file(path, "a CSV of published measurements", MAX_TABLE_BYTES)
     try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise KvcalcError(f"--published: cannot read {path} ({e.strerror})") from None
+        rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise KvcalcError(f"--published: cannot read {path} ({e})") from None
     if not rows or set(COLUMNS) - set(rows[0]):
         raise KvcalcError(f"--published: {path} needs the columns {', '.join(COLUMNS)}")
     points = []

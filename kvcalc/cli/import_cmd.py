@@ -18,15 +18,17 @@ def import_cli(
 ) -> None:
     """Write a model spec from a config.json; the spec gives the same numbers as the config."""
     from kvcalc.errors import KvcalcError
+    from kvcalc.files import check_writable, write_text
     from kvcalc.hf import load_hf_spec
     from kvcalc.toml_out import spec_to_toml
 
-    spec, assumptions = load_hf_spec(config, name=name)
     target = out or Path(f"{name}.toml")
+    check_writable(target, "--out" if out else "--name", (".toml",))
     if target.exists():
         raise KvcalcError(f"--out: {target} exists; choose another file")
+    spec, assumptions = load_hf_spec(config, name=name)
     header = f"# Written by `kvcalc import` from {spec.sources[0]}\n"
-    target.write_text(header + spec_to_toml(spec))
+    write_text(target, header + spec_to_toml(spec), "--out")
     for a in assumptions:
         typer.echo(f"warning: {a}", err=True)
     typer.echo(f"wrote {target}")

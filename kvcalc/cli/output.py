@@ -31,6 +31,16 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def save_figure(fig, path, flag: str) -> None:
+    """Save a matplotlib figure; a write failure is a one-line error naming the flag."""
+    from kvcalc.errors import KvcalcError
+
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as e:
+        raise KvcalcError(f"{flag}: cannot write {path} ({e.strerror})") from None
+
+
 def json_safe(obj):
     """JSON has no NaN or Infinity: such a value becomes null, with a sibling KEY_note saying why."""
     if isinstance(obj, dict):
@@ -53,13 +63,20 @@ def write_json(obj) -> None:
     sys.stdout.write("\n")
 
 
+def _finite_or_blank(v):
+    return "" if isinstance(v, float) and not math.isfinite(v) else v
+
+
 def write_csv(rows: list[dict]) -> None:
+    """CSV rows; a non-finite value is an empty cell (CSV's null), never nan or inf."""
     writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _finite_or_blank(v) for k, v in row.items()} for row in rows)
 
 
 def _cell(v) -> str:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "—"
     if isinstance(v, float):
         return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
     return "" if v is None else str(v)

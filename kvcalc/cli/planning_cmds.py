@@ -8,8 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import ENGINE_HELP, Format, print_rows, write_csv, write_json
+from kvcalc.cli.output import ENGINE_HELP, Format, print_rows, save_figure, write_csv, write_json
+from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
+from kvcalc.files import MAX_TABLE_BYTES, check_writable, read_regular_file
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 Model = Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")]
@@ -128,8 +130,7 @@ def sweep_cli(
                 weight_dtype=split("--weight-dtype", weight_dtype), kv_dtype=split("--kv-dtype", kv_dtype),
                 engine=split("--engine", engine))
     grid = dict(batch=split("--batch", batch, int), context=split("--context", context, int))
-    if out.suffix not in (".csv", ".parquet"):
-        raise KvcalcError(f"--out: expected a .csv or .parquet file, got {out}")
+    check_writable(out, "--out", (".csv", ".parquet"))
     from rich.progress import Progress
 
     n = combinations(**axes)
@@ -137,13 +138,15 @@ def sweep_cli(
         task = progress.add_task("sweeping", total=n)
         df = sweep(**axes, **grid, memory_utilization=memory_utilization, prefill_chunk=prefill_chunk,
                    on_combination=lambda: progress.advance(task))
-    if out.suffix == ".parquet":
-        try:
+    try:
+        if out.suffix == ".parquet":
             df.to_parquet(out)
-        except ImportError:
-            raise KvcalcError("--out: Parquet needs pyarrow (pip install pyarrow); use a .csv file") from None
-    else:
-        df.to_csv(out, index=False)
+        else:
+            df.to_csv(out, index=False)
+    except ImportError:
+        raise KvcalcError("--out: Parquet needs pyarrow (pip install pyarrow); use a .csv file") from None
+    except OSError as e:
+        raise KvcalcError(f"--out: cannot write {out} ({e.strerror})") from None
     typer.echo(f"wrote {len(df):,} rows to {out}")
 
 
@@ -161,27 +164,26 @@ def roofline_cli(
                                         "auto: where the engine's measured kernels land")] = "roofline",
 ) -> None:
     """A log-log roofline chart with the decode operating points of each attention variant and batch."""
-    if out.suffix not in (".png", ".svg", ".pdf"):
-        raise KvcalcError(f"--out: expected a .png, .svg or .pdf file, got {out}")
-    if context < 1:
-        raise KvcalcError(f"--context: expected a positive integer, got {context}")
+    check_writable(out, "--out", (".png", ".svg", ".pdf"))
+    check_int("--context", context, 1, MAX_TOKENS)
     points = None
     if measured is not None:
+        import io
+
         import pandas as pd
 
+        raw = read_regular_file(measured, "a kvcalc validate CSV", MAX_TABLE_BYTES)
         try:
-            points = pd.read_csv(measured)
-        except (OSError, ValueError) as e:
-            raise KvcalcError(f"--measured: cannot read {measured}: {e}") from None
+            points = pd.read_csv(io.BytesIO(raw))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise KvcalcError(f"--measured: cannot read {measured}: {str(e).splitlines()[0]}") from None
         missing = {"arithmetic_intensity", "achieved_tflops"} - set(points.columns)
         if missing:
             raise KvcalcError(f"--measured: {measured} lacks column(s) {', '.join(sorted(missing))}")
     from kvcalc.plot import roofline
 
-    batches = split("--batch", batch, int)
-    if min(batches) < 1:
-        raise KvcalcError(f"--batch: expected positive integers, got {batch}")
+    batches = [check_int("--batch", b, 1, MAX_BATCH) for b in split("--batch", batch, int)]
     fig = roofline(split("--gpu", gpu), model, attn=_attn(attn), batch=batches, context=context,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points, engine=engine)
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out, "--out")
     typer.echo(f"wrote {out}")

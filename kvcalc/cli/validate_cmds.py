@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
+from kvcalc.cli.output import save_figure
 from kvcalc.errors import KvcalcError
+from kvcalc.files import check_writable
 
 
 def published_cli(path: Path, format, engine: str) -> None:
@@ -54,12 +56,16 @@ def validate_cli(
         return published_cli(published, Format(format), engine)
     if gpu is None:
         raise KvcalcError("--gpu: required to measure (or pass --published FILE to score published measurements)")
+    check_writable(out, "--out", (".csv",))
+    if plot is not None:
+        check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    from kvcalc.validate.run import validate
+    from kvcalc.validate.run import import_torch, validate
 
+    import_torch()  # a missing torch is one line, before any progress bar is drawn
     console = Console(stderr=True)
     try:
         with Progress(console=console, transient=True) as progress:
@@ -82,7 +88,7 @@ def validate_cli(
 
         from kvcalc.plot import validation
 
-        validation(pd.DataFrame(result["rows"]), gpu).savefig(plot, dpi=120)
+        save_figure(validation(pd.DataFrame(result["rows"]), gpu), plot, "--plot")
         typer.echo(f"wrote {plot}")
 
 
@@ -96,8 +102,7 @@ def calibrate_cli(
     """Measure bandwidth, matmul TFLOPS per dtype and launch overhead; write a spec every command accepts."""
     from kvcalc.validate.calibrate import calibrate, write_spec
 
-    if out.suffix != ".toml":
-        raise KvcalcError(f"--out: expected a .toml file, got {out}")
+    check_writable(out, "--out", (".toml",))
     if out.exists():
         raise KvcalcError(f"--out: {out} exists; choose another file")
     spec, measured = calibrate(device, base=base, name=name or out.stem)

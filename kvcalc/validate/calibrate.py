@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kvcalc.catalog import load_gpu
 from kvcalc.errors import KvcalcError
+from kvcalc.files import write_text
 from kvcalc.specs.hardware import HardwareSpec
 from kvcalc.validate.run import import_torch, resolve_device
 from kvcalc.validate.timing import measure
@@ -104,4 +105,4 @@ def calibrate(device: str | None = None, *, base: str | None = None, name: str |
 def write_spec(spec: HardwareSpec, out: Path) -> None:
     from kvcalc.toml_out import spec_to_toml
 
-    out.write_text(f"# Written by `kvcalc calibrate`\n{spec_to_toml(spec)}")
+    write_text(out, f"# Written by `kvcalc calibrate`\n{spec_to_toml(spec)}", "--out")

@@ -52,6 +52,15 @@ def free_bytes(torch, device) -> float:
 
 def open_csv(path: Path):
     """Append to `path` (header written when new); an existing file with other columns is refused, not overwritten."""
+    try:
+        return _open_csv(path)
+    except OSError as e:
+        raise KvcalcError(f"--out: cannot write {path} ({e.strerror})") from None
+
+
+def _open_csv(path: Path):
+    if path.exists() and not path.is_file():
+        raise KvcalcError(f"--out: {path} is not a regular file")
     if path.exists() and path.stat().st_size:
         with path.open(newline="") as f:
             header = next(csv.reader(f), [])
