@@ -24,7 +24,7 @@ from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
 from kvcalc.formulas.params import weight_bytes
-from kvcalc.rewrite import rewrite_attention
+from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
 
 TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -39,7 +39,7 @@ class CapacityWarning(UserWarning):
     """A reported figure was capped or assumed (the CLI prints these on stderr; capacity's JSON lists them)."""
 
 
-def capped_context(spec, tokens, warnings_out: list | None = None):
+def capped_context(spec, tokens, warnings_out: list | None = None, warn: bool = True):
     """The longest context that fits, capped at the model's max_position_embeddings (with a warning past it)."""
     limit = spec.max_position_embeddings
     if limit is None or tokens <= limit:
@@ -49,7 +49,8 @@ def capped_context(spec, tokens, warnings_out: list | None = None):
                f"reported as {limit:,}")
     if warnings_out is not None:
         warnings_out.append(message)
-    warnings.warn(message, CapacityWarning, stacklevel=3)
+    if warn:
+        warnings.warn(message, CapacityWarning, stacklevel=3)
     return limit
 
 
@@ -64,7 +65,10 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             weight_dtype: str = "bf16", kv_dtype: str = "bf16",
             memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
             engine: str = "auto") -> list[dict]:
-    """One row per attention variant (the model's own first), each also relative to the model's own."""
+    """One row per attention variant (the model's own first), each also relative to the model's own.
+
+    A variant that does not apply (gqaN with N not dividing the query heads) or that repeats the model's own
+    cache layout (gqa8 of a GQA-8 model) is skipped with a warning; contexts are capped at max positions."""
     _check(context, memory_utilization, prefill_chunk)
     check_int("--batch", batch, 1, MAX_BATCH)
     check_dtypes(weight_dtype, kv_dtype)
@@ -72,9 +76,17 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         raise KvcalcError("--attn: expected at least one variant")
     base, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
     profile = resolve_engine(engine, hw)
-    rows = []
+    rows, seen, skipped, capped = [], {}, [], []
     for variant in (None, *attn):
-        spec = rewrite_attention(base, variant)
+        try:
+            spec = rewrite_attention(base, variant)
+        except NotDivisible:
+            skipped.append(f"{variant} (does not divide the {base.attention.num_heads} query heads)")
+            continue
+        if cache_layout(spec.attention) in seen:
+            skipped.append(f"{variant} (the same cache as {seen[cache_layout(spec.attention)]})")
+            continue
+        seen[cache_layout(spec.attention)] = variant or "the model's own attention"
         budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, 1)
         ev = evaluate(spec, hw, batch=batch, context=context, prompt=context, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)
@@ -82,7 +94,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         rows.append({
             "variant": variant or f"{base.attention.kind} (own)",
             "kv_bytes_per_token": kv_bytes_per_token(spec, p.b_kv),
-            "max_context_at_batch": capped_context(spec, max_context(spec, batch, budget, p.b_kv)),
+            "max_context_at_batch": capped_context(spec, max_context(spec, batch, budget, p.b_kv), capped, warn=False),
             "max_batch_at_context": max_sequences(spec, context, budget, p.b_kv),
             "decode_ms": dec["ms"],
             "tokens_per_s": dec["tokens_per_s"],
@@ -90,6 +102,12 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             "bound": str(dec["bound"]),
             "fits": bool(ev.fits),
         })
+    if skipped:
+        warnings.warn(f"compare skipped {', '.join(skipped)}", CapacityWarning, stacklevel=2)
+    if capped:
+        warnings.warn(f"{len(capped)} of {len(rows)} variants would hold a longer context than {base.name}'s "
+                      f"max_position_embeddings {base.max_position_embeddings:,}; their longest context is reported "
+                      "as that", CapacityWarning, stacklevel=2)
     own = rows[0]
     for row in rows:
         for key in ("kv_bytes_per_token", "max_batch_at_context", "decode_ms", "tokens_per_s"):

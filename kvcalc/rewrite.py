@@ -19,10 +19,19 @@ from kvcalc.specs.model import AttentionSpec, ModelSpec
 ATTN_CHOICES = "mha, mqa, gqaN (N KV heads) or mla"
 
 
+class NotDivisible(KvcalcError):
+    """gqaN where N does not divide the model's query heads (compare skips such variants)."""
+
+
+def cache_layout(attn: AttentionSpec) -> tuple:
+    """What a KV cache stores per layer: two rewrites with the same layout are the same variant."""
+    return (attn.kind, attn.num_kv_heads, attn.head_dim, attn.kv_lora_rank, attn.qk_rope_head_dim)
+
+
 def _standard(attn: AttentionSpec, kv_heads: int) -> AttentionSpec:
     h = attn.num_heads
     if kv_heads < 1 or h % kv_heads:
-        raise KvcalcError(f"--attn: gqa{kv_heads} needs N to divide the {h} query heads")
+        raise NotDivisible(f"--attn: gqa{kv_heads} needs N to divide the {h} query heads")
     kind = "mha" if kv_heads == h else ("mqa" if kv_heads == 1 else "gqa")
     head_dim = attn.value_head_dim  # MLA -> standard: the per-head width it decodes to
     return AttentionSpec(

@@ -32,20 +32,37 @@ def _gpu_row(g) -> dict:
     }
 
 
+def _model_cell(m) -> dict:
+    """The same facts in 80 columns: query/KV heads in one column; aliases are in --format json and `show`."""
+    a = m.attention
+    attn = f"mla {a.kv_lora_rank}+{a.qk_rope_head_dim}" if a.kind == "mla" else a.kind
+    heads = f"{a.num_heads}/latent" if a.kind == "mla" else f"{a.num_heads}/{a.num_kv_heads}"
+    return {"name": m.name, "attn": attn, "heads q/kv": heads, "layers": m.num_layers, "hidden": m.hidden_size,
+            "head dim": a.qk_head_dim, "moe": f"{m.moe.num_experts}x top-{m.moe.top_k}" if m.moe else ""}
+
+
 @app.command("models")
 def models_cli(format: FormatOpt = Format.table) -> None:
-    """List the bundled model specs."""
+    """List the bundled model specs (model_specs/ in the repository, inside the package when installed)."""
     from kvcalc.catalog import bundled_specs
 
-    print_rows([_model_row(m) for m in bundled_specs("model")], "Bundled models", format)
+    row = _model_cell if format is Format.table else _model_row
+    print_rows([row(m) for m in bundled_specs("model")], "Bundled models", format)
 
 
 @app.command("gpus")
 def gpus_cli(format: FormatOpt = Format.table) -> None:
-    """List the bundled accelerator specs (dense peaks)."""
+    """List the bundled accelerator specs (dense peaks; hardware_specs/ in the repository)."""
     from kvcalc.catalog import bundled_specs
 
-    print_rows([_gpu_row(g) for g in bundled_specs("gpu")], "Bundled accelerators (dense peak TFLOPS)", format)
+    from kvcalc.catalog import available_engines
+
+    def _gpu_cell(g) -> dict:
+        return {"name": g.name, "GiB": g.memory_GiB, "GB/s": g.memory_bandwidth_GBps, "bf16 TF": g.peak_tflops.bf16,
+                "fp8 TF": g.peak_tflops.fp8, "engine profiles": ", ".join(available_engines(g.name))}
+
+    row = _gpu_cell if format is Format.table else _gpu_row
+    print_rows([row(g) for g in bundled_specs("gpu")], "Bundled accelerators (dense peaks, TF = TFLOPS)", format)
 
 
 def _show(spec, format: Format) -> None:

@@ -82,18 +82,45 @@ def _cell(v) -> str:
     return "" if v is None else str(v)
 
 
+def compact_table(title: str | None = None, **kwargs):
+    """A rich table that fits 80 columns: a rule under the header instead of a full grid, one space of padding."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, **kwargs)
+
+
 def print_rows(rows: list[dict], title: str, format: Format) -> None:
-    """Rows of one shape as JSON, CSV or a rich table (first column never wrapped)."""
+    """Rows of one shape as JSON, CSV or a compact rich table (text folds rather than being cut off)."""
     if format is Format.json:
         return write_json(rows)
     if format is Format.csv:
         return write_csv(rows)
     from rich.console import Console
-    from rich.table import Table
 
-    t = Table(title=title)
-    for i, col in enumerate(rows[0]):
-        t.add_column(col, no_wrap=i == 0, justify="right" if isinstance(rows[0][col], (int, float)) else "left")
-    for r in rows:
-        t.add_row(*(_cell(v) for v in r.values()))
-    Console().print(t)
+    console = Console()
+    t = compact_table(title)
+    cells = [[_cell(v) for v in r.values()] for r in rows]
+    columns = list(rows[0])
+    numeric = [isinstance(rows[0][c], (int, float)) and not isinstance(rows[0][c], bool) for c in columns]
+    widths = fit_widths([max([len(row[i]) for row in cells] + [len(w) for w in col.split()]) for i, col in enumerate(columns)],
+                        numeric, console.width - 2 * len(columns) - 4)
+    for col, width, is_number in zip(columns, widths, numeric):
+        t.add_column(col, min_width=width, overflow="fold", justify="right" if is_number else "left")
+    for row in cells:
+        t.add_row(*row)
+    console.print(t)
+
+
+def fit_widths(natural: list[int], numeric: list[bool], available: int) -> list[int]:
+    """Column widths that add up to at most `available`: every column keeps its natural width where it can, and
+    the widest text columns give way first (they fold); numbers are narrowed only when nothing else is left."""
+    widths = list(natural)
+    while sum(widths) > available:  # the first column (the row's name) is the last to give way
+        text = ([i for i, w in enumerate(widths) if i and not numeric[i] and w > 6]
+                or [i for i, w in enumerate(widths) if w > 4])
+        if not text:
+            break
+        widest = max(text, key=lambda i: widths[i])
+        widths[widest] -= 1
+    return widths

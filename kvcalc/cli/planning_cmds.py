@@ -53,13 +53,14 @@ def compare_cli(
     from kvcalc.units import fmt_bytes
 
     short = [{
-        "variant": r["variant"], "KV/token": fmt_bytes(r["kv_bytes_per_token"]),
-        f"max ctx @b{batch}": f"{r['max_context_at_batch']:,}", f"max b @{context}": f"{r['max_batch_at_context']:,}",
-        "step ms": f"{r['decode_ms']:.2f}", "tok/s": f"{r['tokens_per_s']:,.0f}",
-        "FLOP/B": f"{r['arithmetic_intensity']:.1f}", "bound": r["bound"] + ("" if r["fits"] else " (no fit)"),
+        "variant": r["variant"], "KV/tok": fmt_bytes(r["kv_bytes_per_token"]).replace(".00", ""),
+        "max ctx": f"{r['max_context_at_batch']:,}", "max b": f"{r['max_batch_at_context']:,}",
+        "ms/step": f"{r['decode_ms']:.2f}", "tok/s": f"{r['tokens_per_s']:,.0f}",
+        "FLOP/B": f"{r['arithmetic_intensity']:.1f}", "bound": r["bound"][:3] + ("" if r["fits"] else "*"),
         "KV x": f"{r['kv_bytes_per_token_vs_own']:.3g}", "tok/s x": f"{r['tokens_per_s_vs_own']:.2f}",
     } for r in rows]
-    print_rows(short, f"{model} on {gpu}: batch {batch}, context {context:,} (x = relative to its own attention)", format)
+    print_rows(short, f"{model} on {gpu}, batch {batch}, context {context:,}: max ctx at batch {batch}, max b at "
+                      f"context {context:,}; x = relative to its own attention; * does not fit", format)
 
 
 @app.command("capacity")

@@ -43,7 +43,7 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
     t.add_row("Prefill bound", pre.bound, f"intensity {pre.arithmetic_intensity:,.1f} FLOP/B vs ridge {pre.ridge_point:,.0f}")
     console.print(t)
     console.print(f"time model: {i.profile or 'roofline at the datasheet efficiencies (--engine roofline)'}",
-                  style="dim", soft_wrap=True)
+                  style="dim")
 
 
 def render_explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:

@@ -25,7 +25,12 @@ def published_cli(path: Path, format, engine: str) -> None:
              "metric": r["metric"], "measured": r["measured"], "predicted": r["predicted"],
              "error_pct": r["error_pct"], "use": r["use"] if len(r["use"]) < 12 else "excluded"} for r in results]
     if format is Format.table:
-        print_rows(rows, f"kvcalc against {len(rows)} published measurements ({path})", format)
+        short = {"decode_tokens_per_s": "tok/s", "tpot_ms": "TPOT ms", "ttft_ms": "TTFT ms",
+                 "throughput_out_tokens_per_s_per_gpu": "tok/s/GPU"}
+        table = [{"id": r["id"], "engine": r["engine"], "gpu": r["gpu"].replace("-sxm-80gb", "").replace("-sxm", ""),
+                  "model": r["model"], "tp": r["tp"], "metric": short[r["metric"]], "measured": r["measured"],
+                  "kvcalc": r["predicted"], "err %": r["error_pct"], "use": r["use"]} for r in rows]
+        print_rows(table, f"kvcalc against {len(rows)} published measurements ({path})", format)
         print_rows(summary(results), "|error| % per engine (score rows never fitted to; fit rows apart)", format)
     else:
         print_rows(rows, "", format) if format is Format.csv else print_rows(
