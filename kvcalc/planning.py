@@ -54,6 +54,10 @@ def capped_context(spec, tokens, warnings_out: list | None = None, warn: bool = 
     return limit
 
 
+def gpu_count(n: int) -> str:
+    return f"{n} GPU" if n == 1 else f"{n} GPUs"
+
+
 def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp):
     """(KV budget per GPU, activation reserve per GPU), as formulas/memory.py's one rule."""
     activations = activation_workspace_bytes(spec, 1, prefill_chunk, p.b_a)
@@ -161,9 +165,11 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     elif batch and batch > seqs:
         binding = f"KV cache: only {seqs} sequences fit at context {context}, fewer than the batch {batch}"
     elif replicas > 1:
-        binding = f"throughput: {replicas} replicas of {tp} GPUs for {target_tokens_per_s:,.0f} tokens/s"
+        binding = f"throughput: {replicas} replicas of {gpu_count(tp)} for {target_tokens_per_s:,.0f} tokens/s"
+    elif tp > min_tp:
+        binding = f"none: the {gpu_count(tp)} asked for hold it ({gpu_count(min_tp)} would hold the weights)"
     elif tp > 1:
-        binding = f"weights: they need {tp} GPUs' memory"
+        binding = f"weights: they need {gpu_count(tp)}' memory"
     else:
         binding = "none: one GPU holds it"
     return {

@@ -162,3 +162,25 @@ def test_hf_assumptions_are_in_the_json_warnings_and_printed_once(tmp_path):
     assert any("'mystery' is not a known family" in w for w in warnings)
     printed = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert printed == [f"warning: {w}" for w in warnings]
+
+
+def test_version():
+    from kvcalc import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"kvcalc {__version__}"
+
+
+def test_every_option_of_every_command_has_help_text():
+    import typer.main
+
+    def commands(group, prefix=()):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from commands(cmd, (*prefix, name))
+            else:
+                yield (*prefix, name), cmd
+
+    missing = [f"{' '.join(path)} {p.opts[0]}" for path, cmd in commands(typer.main.get_command(app))
+               for p in cmd.params if p.param_type_name == "option" and not (p.help or "").strip()]
+    assert not missing

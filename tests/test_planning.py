@@ -167,3 +167,12 @@ def test_compare_passes_memory_utilization_to_fits():
     low = compare("llama-3-8b", ["mqa"], batch=16, context=8192, memory_utilization=0.3)
     high = compare("llama-3-8b", ["mqa"], batch=16, context=8192, memory_utilization=0.9)
     assert not low[0]["fits"] and high[0]["fits"]
+
+
+def test_capacity_names_the_real_binding_constraint_for_gpus_asked_for():
+    # llama-3-8b (16 GB of bf16 weights) fits one H100: four GPUs asked for are a choice, not a need.
+    plan = capacity("llama-3-8b", "h100", context=4096, gpus=4)
+    assert plan["min_gpus_for_weights"] == 1
+    assert plan["binding"] == "none: the 4 GPUs asked for hold it (1 GPU would hold the weights)"
+    r = runner.invoke(app, ["capacity", "-m", "llama-3-8b", "-c", "4096"])
+    assert "1 GPU " in r.stdout and "1 GPUs" not in r.stdout

@@ -46,6 +46,22 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+def _print_version(value: bool) -> None:
+    if value:
+        from kvcalc import __version__
+
+        typer.echo(f"kvcalc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print kvcalc's version and exit"),
+) -> None:
+    """Roofline and KV-cache calculator for transformer inference."""
+
+
 from kvcalc.cli import catalog_cmds, estimate_cmd, import_cmd, planning_cmds, profiles_cmds, validate_cmds  # noqa: E402,F401  (registers the commands)
 
 

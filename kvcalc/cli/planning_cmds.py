@@ -18,6 +18,14 @@ Model = Annotated[str, typer.Option("--model", "-m", help="name, spec file, conf
 Gpu = Annotated[str, typer.Option("--gpu", "-g", help="bundled name or spec file")]
 Engine = Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)]
 PREFILL_CHUNK_HELP = "tokens per prefill chunk, whose activations are reserved"
+WeightDtype = Annotated[str, typer.Option(help="weight format: bf16, fp16, fp8, int8, int4 (g128 scales), fp32")]
+KvDtype = Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, fp32")]
+WeightDtypes = Annotated[str, typer.Option(help="weight formats, comma-separated: bf16, fp16, fp8, int8, int4, fp32")]
+KvDtypes = Annotated[str, typer.Option(help="KV cache formats, comma-separated")]
+MemoryUtilization = Annotated[float, typer.Option(help="fraction of device memory usable (vLLM's gpu_memory_utilization)")]
+Batch = Annotated[int, typer.Option("--batch", "-b", help="sequences decoded together")]
+Context = Annotated[int, typer.Option("--context", "-c", help="tokens already cached per sequence")]
+Batches = Annotated[str, typer.Option("--batch", "-b", help="batch sizes, comma-separated")]
 
 
 def split(flag: str, text: str, cast=str) -> list:
@@ -38,10 +46,10 @@ def _attn(text: str) -> list:
 @app.command("compare")
 def compare_cli(
     model: Model, attn: Annotated[str, typer.Option(help="variants, comma-separated")] = "mha,mqa,gqa8,mla",
-    gpu: Gpu = "h100-sxm", batch: Annotated[int, typer.Option("--batch", "-b")] = 1,
-    context: Annotated[int, typer.Option("--context", "-c")] = 4096,
-    weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = 0.9, format: FormatOpt = Format.table,
-    engine: Engine = "auto", prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
+    gpu: Gpu = "h100-sxm", batch: Batch = 1, context: Context = 4096,
+    weight_dtype: WeightDtype = "bf16", kv_dtype: KvDtype = "bf16", memory_utilization: MemoryUtilization = 0.9,
+    format: FormatOpt = Format.table, engine: Engine = "auto",
+    prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
 ) -> None:
     """Attention variants of one model side by side, each relative to the model's own attention."""
     from kvcalc.planning import compare
@@ -66,15 +74,19 @@ def compare_cli(
 @app.command("capacity")
 def capacity_cli(
     model: Model, context: Annotated[int, typer.Option("--context", "-c", help="tokens per sequence")],
-    gpu: Gpu = "h100-sxm", batch: Annotated[Optional[int], typer.Option("--batch", "-b")] = None,
+    gpu: Gpu = "h100-sxm",
+    batch: Annotated[Optional[int], typer.Option("--batch", "-b", help="sequences to run together [default: as many as fit]")] = None,
     gpus: Annotated[Optional[int], typer.Option(help="tensor-parallel GPUs [default: the fewest that fit]")] = None,
     target_tokens_per_s: Annotated[Optional[float], typer.Option(help="output tokens/s to serve")] = None,
-    price_per_gpu_hour: Annotated[Optional[float], typer.Option(help="price of one GPU-hour")] = None,
-    memory_utilization: float = 0.9, prefill_chunk: int = 8192, weight_dtype: str = "bf16", kv_dtype: str = "bf16",
+    price_per_gpu_hour: Annotated[Optional[float], typer.Option(
+        help="price of one GPU-hour, in any currency (e.g. USD): the cost per million tokens comes out in the same one")] = None,
+    memory_utilization: MemoryUtilization = 0.9,
+    prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
+    weight_dtype: WeightDtype = "bf16", kv_dtype: KvDtype = "bf16",
     format: FormatOpt = Format.table, engine: Engine = "auto",
 ) -> None:
     """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment."""
-    from kvcalc.planning import capacity
+    from kvcalc.planning import capacity, gpu_count
 
     plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
@@ -93,7 +105,7 @@ def capacity_cli(
     t.add_column("value")
     show = {
         "fewest GPUs that hold the weights": plan["min_gpus_for_weights"],
-        "tensor parallel over": f"{plan['tensor_parallel']} GPUs",
+        "tensor parallel over": gpu_count(plan["tensor_parallel"]),
         "weights per GPU": fmt_bytes(plan["weights_bytes_per_gpu"]),
         "KV budget per GPU": fmt_bytes(plan["kv_budget_bytes_per_gpu"]),
         "max concurrent sequences at context": plan["max_sequences_at_context"],
@@ -108,7 +120,7 @@ def capacity_cli(
         if v is not None:
             t.add_row(k, str(v))
     for k, v in plan["assumptions"].items():
-        t.add_row(f"assumption: {k}", fmt_bytes(v) if k.endswith("bytes") else str(v))
+        t.add_row(f"assumption: {k}", fmt_bytes(v) if "bytes" in k else str(v))
     Console().print(t)
 
 
@@ -117,9 +129,9 @@ def sweep_cli(
     model: Annotated[str, typer.Option("--model", "-m", help="models, comma-separated")],
     gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPUs, comma-separated")] = "h100-sxm",
     attn: Annotated[str, typer.Option(help="attention variants ('own' for the model's)")] = "own",
-    batch: Annotated[str, typer.Option("--batch", "-b")] = "1,8,64",
-    context: Annotated[str, typer.Option("--context", "-c")] = "1024,4096,16384",
-    weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = 0.9,
+    batch: Batches = "1,8,64",
+    context: Annotated[str, typer.Option("--context", "-c", help="contexts (= prompts), comma-separated")] = "1024,4096,16384",
+    weight_dtype: WeightDtypes = "bf16", kv_dtype: KvDtypes = "bf16", memory_utilization: MemoryUtilization = 0.9,
     out: Annotated[Path, typer.Option("--out", "-o", help=".csv, or .parquet with pyarrow installed")] = Path("sweep.csv"),
     engine: Annotated[str, typer.Option("--engine", "-e", help="time models, comma-separated: " + ENGINE_HELP)] = "auto",
     prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
@@ -156,9 +168,9 @@ def roofline_cli(
     model: Model,
     gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPUs, comma-separated")] = "h100-sxm",
     attn: Annotated[str, typer.Option(help="attention variants ('own' for the model's)")] = "own",
-    batch: Annotated[str, typer.Option("--batch", "-b")] = "1,8,64,256",
-    context: Annotated[int, typer.Option("--context", "-c")] = 4096,
-    weight_dtype: str = "bf16", kv_dtype: str = "bf16",
+    batch: Batches = "1,8,64,256",
+    context: Context = 4096,
+    weight_dtype: WeightDtype = "bf16", kv_dtype: KvDtype = "bf16",
     measured: Annotated[Optional[Path], typer.Option(help="kvcalc validate CSV to overlay")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help=".png or .svg")] = Path("roofline.png"),
     engine: Annotated[str, typer.Option("--engine", "-e", help="roofline: points on the roofs; vllm, sglang, trtllm or "
