@@ -42,3 +42,33 @@ def test_the_wheel_ships_the_spec_folders(tmp_path):
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
     assert "kvcalc/_bundled/hardware_specs/h100-sxm.toml" in names
     assert "kvcalc/_bundled/model_specs/deepseek-v3.toml" in names
+    assert "kvcalc/_bundled/hardware_specs/profiles/h100-sxm.vllm.toml" in names  # --engine reads these at run time
+
+
+@pytest.mark.parametrize("kind, name", [("model", "deepseek-v3"), ("model", "gemma-2-9b"), ("gpu", "h100-sxm")])
+def test_show_toml_is_a_template_that_loads_back_to_the_same_spec(tmp_path, kind, name):
+    from typer.testing import CliRunner
+
+    from kvcalc.catalog import load_spec_file, resolve
+    from kvcalc.cli import app
+
+    r = CliRunner().invoke(app, ["show", kind, name, "--format", "toml"])
+    assert r.exit_code == 0
+    copy = tmp_path / "mine.toml"
+    copy.write_text(r.stdout)
+    assert load_spec_file(kind, copy) == resolve(kind, name)
+
+
+def test_every_repository_path_a_spec_cites_exists():
+    # A source naming a file of this repository must name one that is here (URLs and documents are not checked).
+    import re
+    from pathlib import Path
+
+    from kvcalc.catalog import bundled_specs
+
+    root = Path(__file__).parents[1]
+    for spec in [*bundled_specs("model"), *bundled_specs("gpu")]:
+        for source in spec.sources:
+            for path in re.findall(r"\b((?:[\w.-]+/)+[\w.-]+\.(?:md|toml|csv|json|py))\b", source):
+                if "://" not in source.split(path)[0][-10:] and not path.startswith(("huggingface.co", "github.com")):
+                    assert (root / path).exists(), f"{spec.name} cites {path}"

@@ -13,6 +13,7 @@ show_app = typer.Typer(help="Print one spec with its sources.", no_args_is_help=
 app.add_typer(show_app, name="show")
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
+ShowFormat = Annotated[str, typer.Option("--format", "-f", help="table, json, csv, or toml (a spec file to copy and edit)")]
 
 
 def _model_row(m) -> dict:
@@ -65,7 +66,17 @@ def gpus_cli(format: FormatOpt = Format.table) -> None:
     print_rows([row(g) for g in bundled_specs("gpu")], "Bundled accelerators (dense peaks, TF = TFLOPS)", format)
 
 
-def _show(spec, format: Format) -> None:
+def _show(spec, format: str) -> None:
+    if format == "toml":  # a template: the same fields a spec file needs, ready to edit
+        from kvcalc.toml_out import spec_to_toml
+
+        return typer.echo(f"# kvcalc spec file: edit the values and cite your sources; load it with --model/--gpu FILE\n"
+                          f"{spec_to_toml(spec)}", nl=False)
+    if format not in {f.value for f in Format}:
+        from kvcalc.errors import KvcalcError
+
+        raise KvcalcError(f"--format: expected table, json, csv or toml, got {format!r}")
+    format = Format(format)
     data = spec.model_dump(exclude_none=True)
     if format is Format.json:
         return write_json(data)
@@ -85,7 +96,7 @@ def _show(spec, format: Format) -> None:
 
 
 @show_app.command("model")
-def show_model_cli(name: Annotated[str, typer.Argument(help="name, alias or spec file")], format: FormatOpt = Format.table) -> None:
+def show_model_cli(name: Annotated[str, typer.Argument(help="name, alias or spec file")], format: ShowFormat = "table") -> None:
     """One model spec with its sources."""
     from kvcalc.catalog import load_model
 
@@ -93,7 +104,7 @@ def show_model_cli(name: Annotated[str, typer.Argument(help="name, alias or spec
 
 
 @show_app.command("gpu")
-def show_gpu_cli(name: Annotated[str, typer.Argument(help="name, alias or spec file")], format: FormatOpt = Format.table) -> None:
+def show_gpu_cli(name: Annotated[str, typer.Argument(help="name, alias or spec file")], format: ShowFormat = "table") -> None:
     """One accelerator spec with its sources."""
     from kvcalc.catalog import load_gpu
 
