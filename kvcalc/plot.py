@@ -10,6 +10,7 @@ reach, FLOPs / expected time, which shows how far below the roof real kernels ru
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
@@ -62,53 +63,80 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
     points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype)
     xs = [pt[5] for pt in points]
     x_lo, x_hi = min(xs + [1.0]) / 4, max(xs + [1e3]) * 4
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig, ax = plt.subplots(figsize=(10, 6.5))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    columns: dict[tuple, tuple[set, set, list]] = {}  # points of one class at one intensity, on every GPU
     for gi, g in enumerate(gpus):
         hw = load_gpu(g)
         profile = resolve_engine(engine, hw)
         color = f"C{gi}"
         for di, dtype in enumerate(compute_dtypes(hw, weight_dtype)):
             x, y, ridge = roof(hw, dtype, x_lo, x_hi)
-            ax.plot(x, y, color=color, linestyle=("-", "--", ":")[di % 3], label=f"{hw.name} {dtype} roof",
-                    gid=f"roof:{hw.name}:{dtype}")
+            # The ridge value goes in the legend, not beside the marker: ridges of several GPUs sit close together.
+            ax.plot(x, y, color=color, linestyle=("-", "--", ":")[di % 3],
+                    label=f"{hw.name} {dtype} roof (ridge {ridge:.0f} FLOP/B)", gid=f"roof:{hw.name}:{dtype}")
             ax.plot([ridge], [y[1]], marker="D", color=color, gid=f"ridge:{hw.name}:{dtype}")
-            ax.annotate(f"ridge {ridge:.0f}", (ridge, y[1]), textcoords="offset points", xytext=(4, -12),
-                        fontsize=7, color=color)
         peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available()))
-        labels: dict[tuple, tuple[set, set, list]] = {}  # coinciding points (same class, ~same intensity) share a label
         for variant, b, label, flops, bytes_, x, ops in points:
             y = min(peak, x * hw.bandwidth_Bps) / 1e12
             if profile is not None:  # where the engine's measured kernels land, below the roof
                 y = flops / step_time(ops, hw, weight_dtype, speed_of_light=False, profile=profile,
                                       kv_dtype=kv_dtype).seconds / 1e12
-            ax.plot([x], [y], marker=MARKERS[label], color=color, linestyle="none", alpha=0.8,
+            ax.plot([x], [y], marker=MARKERS[label], color=color, linestyle="none", alpha=0.75, markersize=7,
                     gid=f"point:{hw.name}:{variant}:{b}:{label}")
-            variants, batches, ys = labels.setdefault((label, f"{x:.1e}"), (set(), set(), []))
+            # Columns within 12 % of intensity (0.05 in log10) share a label; it sits at the column's first x.
+            key = (label, round(math.log10(x) * 20))
+            variants, batches, ys = columns.setdefault(key, (set(), set(), [x]))
             variants.add(variant)
             batches.add(b)
             ys.append(y)
-        if gi == 0:
-            for (label, x), (variants, batches, ys) in labels.items():
-                x, y = float(x), max(ys)
-                text = f"{label}: {','.join(sorted(variants))} b{','.join(map(str, sorted(batches)))}"
-                offset = {"attention": (5, 4), "projections+MLP": (5, -8), "lm_head": (5, -17)}[label]
-                ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=6)
+    # One label per column of points (one intensity), beside its highest point, a line per operator class: it
+    # holds for every GPU's point below it (they share the intensity; colour tells the GPU). Neighbouring columns
+    # on the flat compute roof alternate above and below it.
+    by_x: dict[int, list] = {}  # intensity keys within 0.1 decade of a column's first key join that column
+    for (label, xkey), (variants, batches, ys) in sorted(columns.items(), key=lambda kv: kv[0][1]):
+        start = next((k for k in by_x if xkey - k <= 2), xkey)
+        by_x.setdefault(start, []).append((label, variants, batches, ys))
+    roof_top = max(max(ys[1:]) for _, _, ys in columns.values())
+    for n, xkey in enumerate(sorted(by_x)):
+        group = sorted(by_x[xkey], key=lambda g: list(MARKERS).index(g[0]))
+        x, top = group[0][3][0], max(max(g[3][1:]) for g in group)
+        text = "\n".join(f"{label}: {','.join(sorted(v))} b{','.join(map(str, sorted(b)))}" for label, v, b, _ in group)
+        on_flat_roof = top >= roof_top * 0.999
+        dy = -8 - 12 * len(group) if on_flat_roof and n % 2 else 6
+        ax.annotate(text, (x, top), textcoords="offset points", xytext=(6, dy), fontsize=8, va="bottom",
+                    gid=f"label:{x:.3g}")
     if measured is not None and len(measured):
-        ax.plot(measured["arithmetic_intensity"], measured["achieved_tflops"], "x", color="black",
-                label="measured", gid="measured")
+        _measured_points(ax, measured, load_gpu(gpus[0]), x_lo, x_hi)
     for label, marker in MARKERS.items():
         ax.plot([], [], marker=marker, color="gray", linestyle="none", label=label)
-    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
-    ax.set_ylabel("attainable TFLOP/s")
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)", fontsize=11)
+    ax.set_ylabel("attainable TFLOP/s", fontsize=11)
+    ax.tick_params(labelsize=10)
     name = load_model(model).name
     where = "at the roofs" if engine == "roofline" else f"as {engine} runs them where profiled"
-    ax.set_title(f"Roofline: {name} decode at context {context:,} ({weight_dtype} weights, {kv_dtype} KV), {where}")
+    ax.set_title(f"Roofline: {name} decode at context {context:,}\n({weight_dtype} weights, {kv_dtype} KV), {where}",
+                 fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def _measured_points(ax, measured, hw, x_lo: float, x_hi: float) -> None:
+    """kvcalc validate's points, each against the roof of its own dtype on the device it was measured on: the
+    first --gpu. A dtype whose roof is not drawn yet (fp32 on a CPU, say) gets its own dashed-dotted roof."""
+    dtypes = sorted(set(measured["dtype"])) if "dtype" in measured else ["bf16"]
+    for dtype in dtypes:
+        rows = measured[measured["dtype"] == dtype] if "dtype" in measured else measured
+        device = ", ".join(sorted(set(rows["device"]))) if "device" in rows else "device"
+        if dtype in hw.peak_tflops.available() or dtype in ("bf16", "fp16"):
+            x, y, ridge = roof(hw, dtype, x_lo, x_hi)
+            ax.plot(x, y, color="black", linestyle="-.", linewidth=1,
+                    label=f"{hw.name} {dtype} roof (ridge {ridge:.0f}), for the measured", gid=f"measured-roof:{dtype}")
+        ax.plot(rows["arithmetic_intensity"], rows["achieved_tflops"], "x", color="black", markersize=7,
+                label=f"measured ({dtype}, {device})", gid=f"measured:{dtype}")
 
 
 def validation(df, hw_ref):

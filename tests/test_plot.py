@@ -42,7 +42,12 @@ def test_cli_writes_the_chart_and_overlays_measured_points(tmp_path):
     r = CliRunner().invoke(app, ["roofline", "-m", "chatglm2-6b", "--attn", "own,gqa8,mla", "--measured",
                                  str(measured), "-o", str(out)])
     assert r.exit_code == 0, r.stderr
-    assert out.read_text().count('id="measured"') == 1
+    assert out.read_text().count('id="measured:bf16"') == 1  # no dtype column: taken as bf16, on its roof
+    # Points measured in fp32 on a CPU are drawn against an fp32 roof, not the bf16 one the chart is about.
+    measured.write_text("arithmetic_intensity,achieved_tflops,dtype,device\n1.0,0.01,fp32,cpu\n")
+    r = CliRunner().invoke(app, ["roofline", "-m", "chatglm2-6b", "--measured", str(measured), "-o", str(out)])
+    svg = out.read_text()
+    assert r.exit_code == 0 and 'id="measured:fp32"' in svg and 'id="measured-roof:fp32"' in svg
     bad = tmp_path / "bad.csv"
     bad.write_text("x,y\n1,2\n")
     r = CliRunner().invoke(app, ["roofline", "-m", "chatglm2-6b", "--measured", str(bad), "-o", str(out)])
