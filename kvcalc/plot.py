@@ -55,15 +55,13 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
              kv_dtype: str = "bf16", measured=None, engine: str = "roofline"):
     """A Figure with the roofs of each GPU and the decode operating points; `measured` is a DataFrame with
     arithmetic_intensity and achieved_tflops columns (kvcalc validate's CSV)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend to switch, in a script or a notebook
 
     points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype)
     xs = [pt[5] for pt in points]
     x_lo, x_hi = min(xs + [1.0]) / 4, max(xs + [1e3]) * 4
-    fig, ax = plt.subplots(figsize=(10, 6.5))
+    fig = Figure(figsize=(10, 6.5))
+    ax = fig.subplots()
     ax.set_xscale("log")
     ax.set_yscale("log")
     columns: dict[tuple, tuple[set, set, list]] = {}  # points of one class at one intensity, on every GPU
@@ -141,13 +139,11 @@ def _measured_points(ax, measured, hw, x_lo: float, x_hi: float) -> None:
 
 def validation(df, hw_ref):
     """Measured points (filled) over predicted ones (hollow) on the device's roofs; df is validate's CSV."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     hw = load_gpu(hw_ref)
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig = Figure(figsize=(9, 6))
+    ax = fig.subplots()
     ax.set_xscale("log")
     ax.set_yscale("log")
     x = df["arithmetic_intensity"]
