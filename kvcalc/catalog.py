@@ -28,6 +28,7 @@ DEFAULT_PROFILED_ENGINE = "vllm"  # what --engine auto uses where a profile exis
 SPEC_SUFFIXES = (".toml", ".yaml", ".yml")
 
 
+@functools.lru_cache(maxsize=None)
 def spec_dir(kind: Kind) -> Path:
     here = Path(__file__).resolve().parent
     bundled = here / "_bundled" / _FOLDER[kind]

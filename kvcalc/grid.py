@@ -61,31 +61,46 @@ def sweep(
     specs = {m: load_model(m) for m in models}
     hws = {g: load_gpu(g) for g in gpus}
     profiles = {(g, e): resolve_engine(e, hws[g]) for g in gpus for e in engine}
-    frames = []
+    labels: list[tuple] = []  # one (model, gpu, attention, weight_dtype, kv_dtype, engine) per combination
+    columns: dict[str, list] = {}
+    n = len(B)
     for m, g, a, w, k, e in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine):
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
         ev = evaluate(spec, hw, batch=B, context=S, prompt=S, weight_dtype=w, kv_dtype=k,
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)
         dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w)
         pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w)
-        n = len(B)
-        frames.append(pd.DataFrame({
-            "model": [spec.name] * n, "gpu": [hw.name] * n, "attention": [spec.attention.kind] * n,
-            "weight_dtype": [w] * n, "kv_dtype": [k] * n, "engine": [profile.engine if profile else "roofline"] * n,
+        labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline"))
+        for name, value in {
             "batch": B, "context": S, "prompt": S,
-            "kv_bytes_per_token": np.full(n, kv_bytes_per_token(spec, ev.p.b_kv)),
+            "kv_bytes_per_token": kv_bytes_per_token(spec, ev.p.b_kv),
             "kv_bytes": B * kv_bytes_per_sequence(spec, S, ev.p.b_kv),
-            "params": np.full(n, total_params(spec)), "active_params": np.full(n, active_params(spec)),
-            "weights_bytes": np.full(n, ev.memory["weights"]),
+            "params": total_params(spec), "active_params": active_params(spec),
+            "weights_bytes": ev.memory["weights"],
             "memory_required_bytes": ev.memory["total"], "fits": ev.fits,
             "decode_ms": dec["ms"], "decode_speed_of_light_ms": dec["speed_of_light_ms"],
-            "decode_tokens_per_s": dec["tokens_per_s"], "decode_bound": dec["bound"],
+            "decode_tokens_per_s": dec["tokens_per_s"], "decode_bound": dec["bound"] == "compute",
             "decode_arithmetic_intensity": dec["arithmetic_intensity"],
-            "prefill_ms": pre["ms"], "prefill_speed_of_light_ms": pre["speed_of_light_ms"], "prefill_bound": pre["bound"],
-        }))
+            "prefill_ms": pre["ms"], "prefill_speed_of_light_ms": pre["speed_of_light_ms"],
+            "prefill_bound": pre["bound"] == "compute",
+        }.items():
+            columns.setdefault(name, []).append(np.broadcast_to(value, n))
         if on_combination:
             on_combination()
-    return pd.concat(frames, ignore_index=True)
+    # Label columns become categoricals built from integer codes, once: per-row Python strings would cost more
+    # than every formula of the sweep together.
+    combination = np.repeat(np.arange(len(labels)), n)
+    data = {}
+    for j, name in enumerate(("model", "gpu", "attention", "weight_dtype", "kv_dtype", "engine")):
+        categories = list(dict.fromkeys(label[j] for label in labels))
+        codes = np.array([categories.index(label[j]) for label in labels])[combination]
+        data[name] = pd.Categorical.from_codes(codes, categories)
+    for name, parts in columns.items():
+        data[name] = np.concatenate(parts)
+    for name in ("decode_bound", "prefill_bound"):
+        data[name] = pd.Categorical.from_codes(data[name].astype(np.int8), ["memory", "compute"])
+    order = ["model", "gpu", "attention", "weight_dtype", "kv_dtype", "engine", *columns]
+    return pd.DataFrame({name: data[name] for name in order})
 
 
 def combinations(models, gpus, attn, weight_dtype, kv_dtype, engine=("auto",)) -> int:

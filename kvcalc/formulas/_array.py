@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 
-def _is_scalar(*xs) -> bool:
-    return all(isinstance(x, (int, float)) for x in xs)
+_SCALARS = (int, float)
 
 
 def minimum(a, b):
-    if _is_scalar(a, b):
+    if isinstance(a, _SCALARS) and isinstance(b, _SCALARS):
         return min(a, b)
     import numpy as np
 
@@ -16,7 +15,7 @@ def minimum(a, b):
 
 
 def maximum(a, b):
-    if _is_scalar(a, b):
+    if isinstance(a, _SCALARS) and isinstance(b, _SCALARS):
         return max(a, b)
     import numpy as np
 

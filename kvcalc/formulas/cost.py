@@ -20,10 +20,12 @@ class Cost:
         return self.weight_bytes + self.kv_read_bytes + self.kv_write_bytes + self.act_bytes
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+        return Cost(*(getattr(self, f) + getattr(other, f) for f in _FIELDS))
 
     def __mul__(self, n) -> Cost:
-        return Cost(*(getattr(self, f.name) * n for f in fields(self)))
+        return Cost(*(getattr(self, f) * n for f in _FIELDS))
 
     __rmul__ = __mul__
 
+
+_FIELDS = tuple(f.name for f in fields(Cost))  # looked up once, not on every add and scale

@@ -33,24 +33,22 @@ def roof_seconds(work, roof_per_s: float, e_max: float, half, a: float):
     return work / (roof_per_s * e_max) * (1 + (half / maximum(work, _TINY)) ** a)
 
 
-def kernel_seconds(curve: KernelCurve, flops, bytes_, peak_flops: float, bandwidth_Bps: float, items=0):
-    """Time of one kernel [s]: t0 + items * per_item + smoothmax(compute time, memory time), each roof at its
-    size-dependent efficiency."""
+def roof_terms(curve: KernelCurve, flops, bytes_, peak_flops: float, bandwidth_Bps: float):
+    """(compute time, memory time) of one kernel [s], each at its size-dependent efficiency."""
     c = curve
-    t_c = roof_seconds(flops, peak_flops, c.compute_efficiency, c.compute_half_GFLOP * 1e9, c.size_exponent)
-    t_m = roof_seconds(bytes_, bandwidth_Bps, c.memory_efficiency, c.memory_half_MB * 1e6, c.size_exponent)
+    return (roof_seconds(flops, peak_flops, c.compute_efficiency, c.compute_half_GFLOP * 1e9, c.size_exponent),
+            roof_seconds(bytes_, bandwidth_Bps, c.memory_efficiency, c.memory_half_MB * 1e6, c.size_exponent))
+
+
+def kernel_seconds(curve: KernelCurve, flops, bytes_, peak_flops: float, bandwidth_Bps: float, items=0, terms=None):
+    """Time of one kernel [s]: t0 + items * per_item + smoothmax(compute time, memory time), each roof at its
+    size-dependent efficiency (`terms`: roof_terms already computed for these sizes)."""
+    c = curve
+    t_c, t_m = terms if terms is not None else roof_terms(curve, flops, bytes_, peak_flops, bandwidth_Bps)
     p = c.overlap_exponent
     # Scale by the larger term before the power so that p-th powers of tiny or huge times stay finite.
     big = maximum(maximum(t_c, t_m), _TINY)
     return c.t0_us * 1e-6 + items * c.per_item_ns * 1e-9 + big * ((t_c / big) ** p + (t_m / big) ** p) ** (1 / p)
-
-
-def kernel_is_compute_bound(curve: KernelCurve, flops, bytes_, peak_flops: float, bandwidth_Bps: float):
-    """Whether the compute term of kernel_seconds exceeds the memory term."""
-    c = curve
-    t_c = roof_seconds(flops, peak_flops, c.compute_efficiency, c.compute_half_GFLOP * 1e9, c.size_exponent)
-    t_m = roof_seconds(bytes_, bandwidth_Bps, c.memory_efficiency, c.memory_half_MB * 1e6, c.size_exponent)
-    return t_c > t_m
 
 
 def allreduce_curve_seconds(curve: AllReduceCurve, message_bytes, tp: int):

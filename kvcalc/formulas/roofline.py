@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from kvcalc.dtypes import activation_dtype, matmul_compute_dtype
 from kvcalc.formulas._array import maximum, where
 from kvcalc.formulas.forward import Op
-from kvcalc.formulas.kernel_time import kernel_is_compute_bound, kernel_seconds
+from kvcalc.formulas.kernel_time import kernel_seconds, roof_terms
 from kvcalc.specs.hardware import HardwareSpec
 from kvcalc.specs.profile import EngineProfile, KernelCurve
 
@@ -108,18 +108,22 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
     eff_c = 1.0 if speed_of_light else hw.efficiency.compute
     launch_s = 0.0 if speed_of_light or not hw.launch_overhead_us else hw.launch_overhead_us * 1e-6
     timed, unprofiled = [], []
+    peaks = {}  # dtype -> FLOP/s, looked up once per step rather than once per operator
     for op in ops:
         found = None if speed_of_light or profile is None else profile_curve(op, profile, weight_dtype, kv_dtype)
         if found is not None:
             curve, dtype, name = found
-            k, peak, bw = op.kernels, hw.peak_flops(dtype), hw.bandwidth_Bps
+            peak = peaks[dtype] if dtype in peaks else peaks.setdefault(dtype, hw.peak_flops(dtype))
+            k, bw = op.kernels, hw.bandwidth_Bps
             flops, bytes_ = op.cost.flops / k, op.cost.bytes / k
-            timed.append(OpTime(op, dtype, k * kernel_seconds(curve, flops, bytes_, peak, bw, op.items_per_kernel),
-                                kernel_is_compute_bound(curve, flops, bytes_, peak, bw), name))
+            t_c, t_m = roof_terms(curve, flops, bytes_, peak, bw)  # the compute-bound test reuses them
+            seconds = k * kernel_seconds(curve, flops, bytes_, peak, bw, op.items_per_kernel, terms=(t_c, t_m))
+            timed.append(OpTime(op, dtype, seconds, t_c > t_m, name))
             continue
         if profile is not None and not speed_of_light and op.engine != "vector":
             unprofiled.append(op.name)
         dtype = engine_dtype(op.engine, weight_dtype, hw)
-        t, cb = roofline(op.cost.flops, op.cost.bytes, hw.peak_flops(dtype) * eff_c, hw.bandwidth_Bps * eff_m)
+        peak = peaks[dtype] if dtype in peaks else peaks.setdefault(dtype, hw.peak_flops(dtype))
+        t, cb = roofline(op.cost.flops, op.cost.bytes, peak * eff_c, hw.bandwidth_Bps * eff_m)
         timed.append(OpTime(op, dtype, t + op.kernels * launch_s, cb))
     return StepTime(timed, tuple(unprofiled))

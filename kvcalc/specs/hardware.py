@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from pydantic import Field
@@ -26,6 +27,10 @@ class PeakTflops(StrictModel):
     int8: Tflops | None = None
 
     def available(self) -> dict[str, float]:
+        return self._available
+
+    @functools.cached_property
+    def _available(self) -> dict[str, float]:  # the spec is frozen: computed once, not once per operator
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
