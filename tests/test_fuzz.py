@@ -261,3 +261,72 @@ def test_unwritable_out_fails_before_any_work(tmp_path, command, out, message):
     (tmp_path / ("folder" + suffix)).mkdir()
     r = invoke([*command, "--out", str(tmp_path / (out + suffix))])
     assert r.exit_code == 2 and message in r.stderr, r.stderr
+
+
+def test_a_full_device_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from kvcalc.errors import KvcalcError
+    from kvcalc.files import write_text
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(KvcalcError, match=r"--out: cannot write .*\(No space left on device\) \(the device is full\)"):
+        write_text(tmp_path / "x.toml", "a = 1", "--out")
+
+
+def test_a_read_only_folder_fails_before_any_work(tmp_path, monkeypatch):
+    # As root every folder is writable, so the permission check is simulated.
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    r = invoke(["sweep", "-m", "llama-3-8b", "--out", str(tmp_path / "s.csv")])
+    assert r.exit_code == 2 and "no permission to write in" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["estimate", "-m", "/dev/zero"], "/dev/zero: spec files end in"),
+    (["estimate", "-m", "/dev/zero.toml"], "no such file"),
+    (["estimate", "-m", "x" * 300], "unknown model"),
+    (["estimate", "-m", "llama-3-8b", "-g", "y" * 300 + ".toml"], "no such file"),
+    (["estimate", "-m", "llama-3-8b", "-c", "1" + "0" * 400], "--context: expected a whole number"),
+    (["estimate", "-m", "llama-3-8b", "-b", str(2**63)], "--batch: expected a whole number"),
+    (["capacity", "-m", "llama-3-8b", "-c", "4096", "--target-tokens-per-s", "inf"], "--target-tokens-per-s: expected a finite"),
+    (["capacity", "-m", "llama-3-8b", "-c", "4096", "--target-tokens-per-s", "1e300"], "--target-tokens-per-s: expected a finite"),
+])
+def test_hostile_names_and_numbers_are_one_line(args, message):
+    r = invoke(args)
+    assert r.exit_code == 2 and message in r.stderr, r.stderr
+
+
+def test_a_huge_hidden_size_is_refused_not_wrapped(tmp_path):
+    # 2**62 used to wrap int64 in sweep into a negative KV size that "fits".
+    data = _mutated(MODELS["llama-3-8b"], ("hidden_size",), 2**62)
+    spec = tmp_path / "huge.toml"
+    spec.write_text(_toml(data))
+    r = invoke(["sweep", "-m", str(spec), "--out", str(tmp_path / "s.csv")])
+    assert r.exit_code == 2 and "hidden_size: Input should be less than or equal to 100000000" in r.stderr
+
+
+def test_yaml_without_pyyaml_says_so(tmp_path):
+    try:
+        import yaml  # noqa: F401
+
+        pytest.skip("PyYAML is installed here")
+    except ImportError:
+        pass
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text("name: x\n")
+    r = invoke(["estimate", "-m", "llama-3-8b", "-g", str(spec)])
+    assert r.exit_code == 2 and "YAML spec files need PyYAML" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["validate", "--gpu", "h100"], ["calibrate", "--out", "c.toml"]])
+def test_validate_and_calibrate_without_torch_are_one_line(args, monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    r = invoke(args)
+    assert r.exit_code == 2
+    assert r.stderr == "kvcalc: error: validate and calibrate need PyTorch: pip install 'kvcalc[validate]'\n"
