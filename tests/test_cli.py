@@ -184,3 +184,4 @@ def test_every_option_of_every_command_has_help_text():
     missing = [f"{' '.join(path)} {p.opts[0]}" for path, cmd in commands(typer.main.get_command(app))
                for p in cmd.params if p.param_type_name == "option" and not (p.help or "").strip()]
     assert not missing
+

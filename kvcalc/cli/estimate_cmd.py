@@ -29,7 +29,7 @@ def estimate_cli(
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
     explain: Annotated[bool, typer.Option("--explain", help="show each number's formula with values")] = False,
 ) -> None:
-    """KV cache, weights, memory fit, and roofline decode and prefill time."""
+    """KV cache, weights, memory fit, and decode and prefill time (measured engine kernels, or the roofline)."""
     from kvcalc.estimator import estimate_with_specs
 
     e, spec, hw = estimate_with_specs(
