@@ -22,7 +22,7 @@ import numpy as np
 from kvcalc.catalog import load_gpu
 from kvcalc.errors import KvcalcError
 from kvcalc.files import is_existing_path
-from kvcalc.formulas.forward import Precision, attention_core_cost, linear_cost
+from kvcalc.formulas.forward import Precision, attention_core_cost, linear_cost, routed_experts_cost
 from kvcalc.formulas.kernel_time import allreduce_curve_seconds, kernel_seconds
 from kvcalc.formulas.params import Linear
 from kvcalc.specs.model import ModelSpec
@@ -140,6 +140,52 @@ def attention_rows(df, kv_dtype: str, decode: bool) -> Rows:
                 None, kernels, items)
 
 
+MOE_DTYPES = {k: v for k, v in GEMM_DTYPES.items() if k in ("bfloat16", "fp8", "fp8_block", "int4_wo")}
+MLA = {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128}  # DeepSeek V2/V3
+
+
+def _moe_model(hidden: int, inter: int, experts: int, top_k: int) -> ModelSpec:
+    return ModelSpec.model_validate({
+        "name": "table-row", "family": "table", "sources": ["measured table"], "num_layers": 1, "hidden_size": hidden,
+        "vocab_size": 1, "attention": {"kind": "mqa", "num_heads": 1, "num_kv_heads": 1, "head_dim": 1},
+        "mlp": {"kind": "gated", "intermediate_size": inter},
+        "moe": {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": inter},
+    })
+
+
+def moe_rows(df, moe_dtype: str) -> Rows:
+    """One fused MoE layer of T tokens with balanced routing, no expert or tensor parallelism, costed as kvcalc's
+    routed experts (the expected distinct experts' weights read once)."""
+    _, b_w, peak = MOE_DTYPES[moe_dtype]
+    df = df[(df["moe_dtype"] == moe_dtype) & (df["moe_tp_size"] == 1) & (df["moe_ep_size"] == 1)
+            & (df["distribution"] == "balanced")]
+    d, kernels = _fastest(df, ["num_tokens", "hidden_size", "inter_size", "topk", "num_experts"])
+    p = Precision(b_w=b_w, b_kv=2.0, b_a=B_ACT)
+    costs = [routed_experts_cost(_moe_model(int(h), int(f), int(e), int(k)), int(t), p)
+             for t, h, f, k, e in zip(d["num_tokens"], d["hidden_size"], d["inter_size"], d["topk"], d["num_experts"])]
+    keys = zip(d["hidden_size"], d["inter_size"], d["topk"], d["num_experts"])
+    return Rows(np.array([c.flops for c in costs], float), np.array([c.bytes for c in costs], float),
+                d["latency"].to_numpy(float) * 1e-3, held_out(keys), peak, kernels)
+
+
+def mla_decode_rows(df, kv_dtype: str) -> Rows:
+    """Absorbed MLA decode over DeepSeek's latent (d_c 512 + d_r 64) for `num_heads` query heads on one GPU."""
+    df = df[(df["kv_cache_dtype"] == kv_dtype) & (df.get("mla_dtype", "bfloat16") == "bfloat16")]
+    d, kernels = _fastest(df, ["batch_size", "step", "num_heads"])
+    p = Precision(b_w=2.0, b_kv=KV_DTYPES[kv_dtype][1], b_a=B_ACT)
+    flops, bytes_ = [], []
+    for b, step, h in zip(d["batch_size"], d["step"], d["num_heads"]):
+        model = ModelSpec.model_validate({
+            "name": "table-row", "family": "table", "sources": ["measured table"], "num_layers": 1,
+            "hidden_size": 1, "vocab_size": 1, "attention": {"kind": "mla", "num_heads": int(h), **MLA},
+            "mlp": {"kind": "gated", "intermediate_size": 1}})
+        c = attention_core_cost(model, int(b), 1, int(step), None, absorbed=True, p=p)
+        flops.append(c.flops)
+        bytes_.append(c.bytes)
+    return Rows(np.array(flops, float), np.array(bytes_, float), d["latency"].to_numpy(float) * 1e-3,
+                held_out(zip(d["num_heads"], d["batch_size"])), None, kernels, d["batch_size"].to_numpy(float))
+
+
 def _curve(x) -> KernelCurve:
     t0, em, hm, ec, hc, a, p, item = (float(f"{v:.4g}") for v in (*x, 0.0)[:8])
     return KernelCurve(t0_us=t0, memory_efficiency=em, memory_half_MB=hm, compute_efficiency=ec,
@@ -179,8 +225,13 @@ def score(curve: KernelCurve, rows: Rows, peak_flops: float, bandwidth_Bps: floa
                           rows.seconds[mask])
 
 
-def fitted(rows: Rows, hw, table: str) -> KernelCurve:
-    """Fit on the shapes not held out; record the error on both halves."""
+MIN_ROWS = 10  # on each side of the split: fewer fitted or held-out rows make no curve (its error could not be shown)
+
+
+def fitted(rows: Rows, hw, table: str) -> KernelCurve | None:
+    """Fit on the shapes not held out; record the error on both halves. None when either half is too small."""
+    if (~rows.held_out).sum() < MIN_ROWS or rows.held_out.sum() < MIN_ROWS:
+        return None
     peak, bw = hw.peak_flops(rows.peak_dtype or "bf16"), hw.bandwidth_Bps
     curve = fit_curve(rows, peak, bw, ~rows.held_out)
     fit_err, held = score(curve, rows, peak, bw, ~rows.held_out), score(curve, rows, peak, bw, rows.held_out)
@@ -232,7 +283,8 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
     gemm_path = newest_table(root, gpu, "gemm", engine, "gemm_perf.parquet")
     if gemm_path is None:
         return None
-    fields: dict = {"gemm": {}, "attention_decode": {}, "attention_prefill": {}, "allreduce": {}}
+    fields: dict = {"gemm": {}, "attention_decode": {}, "attention_prefill": {}, "attention_decode_mla": {}, "moe": {},
+                    "allreduce": {}}
     gemm = pd.read_parquet(gemm_path)
     for gemm_dtype in sorted(set(gemm["gemm_dtype"]) & set(GEMM_DTYPES)):
         rows = gemm_rows(gemm, gemm_dtype)
@@ -249,8 +301,22 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
         table = pd.read_parquet(path)
         for kv_dtype in sorted(set(table["kv_cache_dtype"]) & set(KV_DTYPES)):
             rows = attention_rows(table, kv_dtype, decode=phase == "attention_decode")
-            if len(rows.seconds) >= 20:
-                fields[phase][KV_DTYPES[kv_dtype][0]] = fitted(rows, hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
+            fields[phase][KV_DTYPES[kv_dtype][0]] = fitted(rows, hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
+    path = newest_table(root, gpu, "moe", engine, "moe_perf.parquet")
+    if path is not None:
+        versions["moe"] = path.parent.name
+        table = pd.read_parquet(path)
+        for moe_dtype in sorted(set(table["moe_dtype"]) & set(MOE_DTYPES)):
+            rows = moe_rows(table, moe_dtype)
+            if not (rows.peak_dtype and rows.peak_dtype not in hw.peak_tflops.available()):
+                fields["moe"][MOE_DTYPES[moe_dtype][0]] = fitted(rows, hw, _relative(path, root) + f" (moe_dtype {moe_dtype})")
+    path = newest_table(root, gpu, "mla", engine, "generation_mla_perf.parquet")
+    if path is not None:
+        versions["mla"] = path.parent.name
+        table = pd.read_parquet(path)
+        for kv_dtype in sorted(set(table["kv_cache_dtype"]) & set(KV_DTYPES)):
+            fields["attention_decode_mla"][KV_DTYPES[kv_dtype][0]] = fitted(
+                mla_decode_rows(table, kv_dtype), hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
     path = newest_table(root, gpu, "comm", engine, "custom_allreduce_perf.parquet")
     if path is not None:
         table = pd.read_parquet(path)
@@ -259,6 +325,8 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
             curve = fit_allreduce(table, tp, _relative(path, root))
             if curve is not None:
                 fields["allreduce"][f"tp{tp}"] = curve
+    for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe"):
+        fields[section] = {k: c for k, c in fields[section].items() if c is not None}
     return EngineProfile(
         gpu=gpu, engine=engine, engine_version=versions["gemm"],
         sources=[f"NVIDIA's measured kernel tables in {PACKAGE} (Apache-2.0), systems/data/{TABLE_GPUS[gpu]}/: "
@@ -282,7 +350,7 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
         if prof.engine not in TABLE_ENGINES:
             continue
         hw = load_gpu(prof.gpu)
-        for section in ("gemm", "attention_decode", "attention_prefill"):
+        for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe"):
             for key, curve in getattr(prof, section).items():
                 if curve.fit is None or not curve.fit.table.startswith(PACKAGE):
                     continue
@@ -291,9 +359,11 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
                     raise KvcalcError(f"--data: {root} lacks {path.relative_to(root)}, which {prof.gpu}.{prof.engine} "
                                       "was fitted to")
                 df = pd.read_parquet(path)
-                if section == "gemm":
+                if section in ("gemm", "moe"):
                     dtype = next(d for d, spec in GEMM_DTYPES.items() if spec[0] == key)
-                    rows = gemm_rows(df, dtype)
+                    rows = gemm_rows(df, dtype) if section == "gemm" else moe_rows(df, dtype)
+                elif section == "attention_decode_mla":
+                    rows = mla_decode_rows(df, next(d for d, spec in KV_DTYPES.items() if spec[0] == key))
                 else:
                     dtype = next(d for d, spec in KV_DTYPES.items() if spec[0] == key)
                     rows = attention_rows(df, dtype, decode=section == "attention_decode")

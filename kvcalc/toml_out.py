@@ -20,9 +20,10 @@ def _value(v) -> str:
 
 
 def _tables(path: str, data: dict, out: list[str]) -> None:
-    """Scalars of `data` under [path], then each nested dict as its own [path.key] table."""
+    """Scalars of `data` under [path], then each nested dict as its own [path.key] table (an empty table is left
+    out: it reads back as its default)."""
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    if path and (scalars or not data):
+    if path and scalars:
         out += ["", f"[{path}]"]
     out += [f"{k} = {_value(v)}" for k, v in scalars.items()]
     for key, value in data.items():

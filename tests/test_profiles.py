@@ -59,7 +59,8 @@ def test_every_bundled_profile_is_fitted_and_scored_on_held_out_shapes():
     for p in profiles:
         load_gpu(p.gpu)  # fitted against a bundled spec's roofs
         assert "bf16" in p.gemm and p.attention_decode, (p.gpu, p.engine)
-        for curve in [*p.gemm.values(), *p.attention_decode.values(), *p.attention_prefill.values()]:
+        for curve in [*p.gemm.values(), *p.attention_decode.values(), *p.attention_prefill.values(),
+                      *p.attention_decode_mla.values(), *p.moe.values()]:
             assert curve.fit.rows_held_out > 0 and curve.fit.held_out_median_abs_error_pct is not None
 
 
@@ -117,3 +118,32 @@ def test_json_names_the_engine_and_profile():
     r = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-e", "sglang", "-f", "json"])
     data = json.loads(r.stdout)
     assert data["inputs"]["engine"] == "sglang" and "h100-sxm.sglang" in data["inputs"]["profile"]
+
+
+def test_mla_decode_and_moe_use_their_own_measured_kernels():
+    # DeepSeek-V3 on an H100 under SGLang: absorbed MLA decode has its own table; vLLM's tables only measure the
+    # whole MLA module, so vLLM falls back to the MQA-like decode curve. Mixtral's routed experts are one fused MoE.
+    def time_model(estimate_, name):
+        return next(o.time_model for o in estimate_.decode.operators if o.name.startswith(name))
+
+    assert time_model(estimate("deepseek-v3", "h100", engine="sglang", context=1024), "attention/core") == \
+        "sglang attention_decode_mla.bf16"
+    assert time_model(estimate("deepseek-v3", "h100", engine="vllm", context=1024), "attention/core") == \
+        "vllm attention_decode.bf16"
+    assert time_model(estimate("mixtral-8x7b", "h100", engine="vllm", batch=8), "moe/routed") == "vllm moe.bf16"
+
+
+def test_a_fused_moe_is_timed_once_per_layer():
+    # Mixtral has 32 MoE layers: the measured curve applies to each layer's whole routed-expert work.
+    from kvcalc.formulas.forward import decode_ops
+    from kvcalc.formulas.kernel_time import kernel_seconds
+    from kvcalc.estimator import precision
+
+    hw = load_gpu("h100-sxm")
+    curve = resolve_engine("vllm", hw).moe["bf16"]
+    op = next(o for o in decode_ops(__import__("kvcalc").load_model("mixtral-8x7b"), 8, 1024, precision("bf16", "bf16"))
+              if o.name == "moe/routed")
+    assert op.layers == 32
+    per_layer = kernel_seconds(curve, op.cost.flops / 32, op.cost.bytes / 32, hw.peak_flops("bf16"), hw.bandwidth_Bps)
+    e = estimate("mixtral-8x7b", "h100", engine="vllm", batch=8, context=1024)
+    assert next(o.ms for o in e.decode.operators if o.name == "moe/routed") == pytest.approx(32 * per_layer * 1e3)

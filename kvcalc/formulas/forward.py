@@ -38,7 +38,8 @@ class Op:
     engine: Engine
     cost: Cost
     kernels: int = 1  # kernels the engines launch for it (fused QKV, fused gate/up): each pays a fixed latency
-    kernel_class: str = ""  # attention only: attention_decode or attention_prefill (which measured curve applies)
+    kernel_class: str = ""  # which measured curve applies: attention_decode(_mla), attention_prefill, moe; "" = by engine
+    layers: int = 1  # layers the cost is summed over (a fused MoE is one module per layer)
     items_per_kernel: object = 0  # attention only: (sequence, KV head) pairs one kernel works on
 
 
@@ -136,7 +137,8 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     d, L = model.hidden_size, model.num_layers
     attn = model.attention
     tokens = batch * q
-    attention_class = "attention_decode" if absorbed else "attention_prefill"
+    attention_class = "attention_prefill" if not absorbed else (
+        "attention_decode_mla" if attn.kind == "mla" else "attention_decode")
     ops = [
         Op("embedding", "other", "vector", Cost(weight_bytes=tokens * d * p.b_w, act_bytes=tokens * d * p.b_a)),
         Op("attention/qkv", "projection", "matmul", L * linear_cost(attention_in_linears(attn, d), tokens, p),
@@ -160,7 +162,8 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
         gates = moe.num_experts + (1 if moe.shared_expert_gate else 0)
         router = linear_cost([Linear("router", d, gates)], tokens, p)
         ops.append(Op("moe/router", "mlp", "matmul", n * router, kernels=n))
-        ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p), kernels=2 * n))
+        ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p), kernels=2 * n,
+                      kernel_class="moe", layers=n))
         if moe.num_shared_experts:
             width = moe.num_shared_experts * moe.shared_width
             shared = linear_cost(mlp_linears(model.mlp.kind, d, width), tokens, p)

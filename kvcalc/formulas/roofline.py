@@ -89,14 +89,19 @@ def profile_curve(op: Op, profile: EngineProfile, weight_dtype: str, kv_dtype: s
     """(the measured curve for this operator, the dtype whose peak it was fitted against, its name), or None."""
     act = activation_dtype(weight_dtype)
     if op.engine == "matmul":
-        for key, peak_dtype in GEMM_CURVES.get(weight_dtype, ()):
-            if key in profile.gemm:
-                return profile.gemm[key], peak_dtype or act, f"gemm.{key}"
+        for table in (("moe", "gemm") if op.kernel_class == "moe" else ("gemm",)):
+            for key, peak_dtype in GEMM_CURVES.get(weight_dtype, ()):
+                if key in getattr(profile, table):
+                    return getattr(profile, table)[key], peak_dtype or act, f"{table}.{key}"
         return None
     if op.engine == "attention":
-        table = profile.attention_decode if op.kernel_class == "attention_decode" else profile.attention_prefill
+        # MLA decode uses its own measured kernel where the engine's tables have one, else the MQA-like decode curve.
+        classes = ("attention_decode_mla", "attention_decode") if op.kernel_class == "attention_decode_mla" else (op.kernel_class,)
         key = ATTENTION_CURVE_KEYS.get(kv_dtype)
-        return (table[key], act, f"{op.kernel_class}.{key}") if key in table else None
+        for name in classes:
+            if key in getattr(profile, name):
+                return getattr(profile, name)[key], act, f"{name}.{key}"
+        return None
     return None
 
 
@@ -114,7 +119,7 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
         if found is not None:
             curve, dtype, name = found
             peak = peaks[dtype] if dtype in peaks else peaks.setdefault(dtype, hw.peak_flops(dtype))
-            k, bw = op.kernels, hw.bandwidth_Bps
+            k, bw = (op.layers if name.startswith("moe.") else op.kernels), hw.bandwidth_Bps  # fused MoE: one a layer
             flops, bytes_ = op.cost.flops / k, op.cost.bytes / k
             t_c, t_m = roof_terms(curve, flops, bytes_, peak, bw)  # the compute-bound test reuses them
             seconds = k * kernel_seconds(curve, flops, bytes_, peak, bw, op.items_per_kernel, terms=(t_c, t_m))

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from kvcalc.specs._base import StrictModel
 
 GEMM_KEYS = ("bf16", "fp8", "fp8_block", "w8a8", "int8_wo", "int4_wo")
+MOE_KEYS = ("bf16", "fp8", "fp8_block", "int4_wo")
 ATTENTION_KEYS = ("bf16", "fp8")
 
 
@@ -60,12 +61,17 @@ class EngineProfile(StrictModel):
     gemm: dict[str, KernelCurve] = Field(default_factory=dict, description="by weight format: " + ", ".join(GEMM_KEYS))
     attention_decode: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")
     attention_prefill: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")
+    attention_decode_mla: dict[str, KernelCurve] = Field(
+        default_factory=dict, description="MLA decode (absorbed, over the latent), by KV dtype; else attention_decode")
+    moe: dict[str, KernelCurve] = Field(
+        default_factory=dict, description="one fused MoE layer (routed experts), by weight format; else the GEMM curve")
     allreduce: dict[str, AllReduceCurve] = Field(default_factory=dict, description="by group size: tp2, tp4, tp8")
 
     @model_validator(mode="after")
     def _check_keys(self) -> EngineProfile:
         for table, allowed in (("gemm", GEMM_KEYS), ("attention_decode", ATTENTION_KEYS),
-                               ("attention_prefill", ATTENTION_KEYS)):
+                               ("attention_prefill", ATTENTION_KEYS), ("attention_decode_mla", ATTENTION_KEYS),
+                               ("moe", MOE_KEYS)):
             unknown = set(getattr(self, table)) - set(allowed)
             if unknown:
                 raise ValueError(f"{table}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
