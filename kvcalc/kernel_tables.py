@@ -109,13 +109,19 @@ def gemm_rows(df, gemm_dtype: str) -> Rows:
                 d["latency"].to_numpy(float) * 1e-3, held_out(zip(d["n"], d["k"])), peak, kernels)
 
 
+def table_model(attention: dict, hidden: int = 1, moe: dict | None = None) -> ModelSpec:
+    """A one-layer model holding just what a measured row describes, so that kvcalc's formulas can cost it."""
+    width = moe["expert_intermediate_size"] if moe else 1
+    return ModelSpec.model_validate({
+        "name": "table-row", "family": "table", "sources": ["measured table"], "num_layers": 1, "hidden_size": hidden,
+        "vocab_size": 1, "attention": attention, "mlp": {"kind": "gated", "intermediate_size": width},
+        **({"moe": moe} if moe else {}),
+    })
+
+
 def _attention_model(h: int, g: int, dh: int) -> ModelSpec:
     kind = "mha" if g == h else ("mqa" if g == 1 else "gqa")
-    return ModelSpec.model_validate({
-        "name": "table-row", "family": "table", "sources": ["measured table"], "num_layers": 1,
-        "hidden_size": h * dh, "vocab_size": 1, "attention": {"kind": kind, "num_heads": h, "num_kv_heads": g, "head_dim": dh},
-        "mlp": {"kind": "gated", "intermediate_size": 1},
-    })
+    return table_model({"kind": kind, "num_heads": h, "num_kv_heads": g, "head_dim": dh}, hidden=h * dh)
 
 
 def attention_rows(df, kv_dtype: str, decode: bool) -> Rows:
@@ -145,12 +151,8 @@ MLA = {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_
 
 
 def _moe_model(hidden: int, inter: int, experts: int, top_k: int) -> ModelSpec:
-    return ModelSpec.model_validate({
-        "name": "table-row", "family": "table", "sources": ["measured table"], "num_layers": 1, "hidden_size": hidden,
-        "vocab_size": 1, "attention": {"kind": "mqa", "num_heads": 1, "num_kv_heads": 1, "head_dim": 1},
-        "mlp": {"kind": "gated", "intermediate_size": inter},
-        "moe": {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": inter},
-    })
+    return table_model({"kind": "mqa", "num_heads": 1, "num_kv_heads": 1, "head_dim": 1}, hidden=hidden,
+                       moe={"num_experts": experts, "top_k": top_k, "expert_intermediate_size": inter})
 
 
 def moe_rows(df, moe_dtype: str) -> Rows:
@@ -175,10 +177,7 @@ def mla_decode_rows(df, kv_dtype: str) -> Rows:
     p = Precision(b_w=2.0, b_kv=KV_DTYPES[kv_dtype][1], b_a=B_ACT)
     flops, bytes_ = [], []
     for b, step, h in zip(d["batch_size"], d["step"], d["num_heads"]):
-        model = ModelSpec.model_validate({
-            "name": "table-row", "family": "table", "sources": ["measured table"], "num_layers": 1,
-            "hidden_size": 1, "vocab_size": 1, "attention": {"kind": "mla", "num_heads": int(h), **MLA},
-            "mlp": {"kind": "gated", "intermediate_size": 1}})
+        model = table_model({"kind": "mla", "num_heads": int(h), **MLA})
         c = attention_core_cost(model, int(b), 1, int(step), None, absorbed=True, p=p)
         flops.append(c.flops)
         bytes_.append(c.bytes)
