@@ -234,7 +234,9 @@ def fitted(rows: Rows, hw, table: str) -> KernelCurve | None:
     peak, bw = hw.peak_flops(rows.peak_dtype or "bf16"), hw.bandwidth_Bps
     curve = fit_curve(rows, peak, bw, ~rows.held_out)
     fit_err, held = score(curve, rows, peak, bw, ~rows.held_out), score(curve, rows, peak, bw, rows.held_out)
+    speed_of_light = np.maximum(rows.flops / peak, rows.bytes / bw)
     record = FitRecord(
+        rows_faster_than_datasheet=int((rows.seconds < speed_of_light * (1 - 1e-9)).sum()),
         table=table, kernels=rows.kernels, rows_fit=int((~rows.held_out).sum()), rows_held_out=int(rows.held_out.sum()),
         fit_median_abs_error_pct=round(float(np.median(fit_err)), 2),
         held_out_median_abs_error_pct=round(float(np.median(held)), 2) if len(held) else None,
@@ -272,6 +274,18 @@ def fit_allreduce(df, tp: int, table: str) -> AllReduceCurve | None:
 
 def _relative(path: Path, root: Path) -> str:
     return f"{PACKAGE}: systems/data/{path.relative_to(root)}"
+
+
+def _disagreements(fields: dict) -> str:
+    """Where measured kernels ran faster than the datasheet roofs allow (fit.rows_faster_than_datasheet)."""
+    faster = [f"{section}.{key} ({c.fit.rows_faster_than_datasheet} of {c.fit.rows_fit + c.fit.rows_held_out} rows)"
+              for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe")
+              for key, c in fields[section].items() if c is not None and c.fit.rows_faster_than_datasheet]
+    if not faster:
+        return "No measured kernel is faster than the datasheet roofs (max(FLOPs / peak, bytes / bandwidth))."
+    return ("Table and datasheet disagree: some measured kernels are faster than the datasheet roofs allow, in "
+            + ", ".join(faster) + " (kvcalc's byte count may exceed what the kernel moves, e.g. cache hits, or the "
+            "part runs above its datasheet clocks); the curves still never predict below the roofs.")
 
 
 def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
@@ -334,7 +348,8 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
         notes=("Fitted by `kvcalc profiles fit`: each curve on the shapes with an even crc32 of their key, scored on "
                "the odd ones (held out). Every row is costed by kvcalc's formulas. Where a table holds several kernels "
                "for one shape, the fastest is kept. All-reduce message_size is read as bf16 elements (2 bytes each); "
-               "vector ops (norms, embedding) are not in the tables and keep the datasheet efficiencies."),
+               "vector ops (norms, embedding) are not in the tables and keep the datasheet efficiencies. "
+               + _disagreements(fields)),
         **fields,
     )
 

@@ -26,6 +26,8 @@ class FitRecord(StrictModel):
     fit_median_abs_error_pct: float = Field(ge=0)
     held_out_median_abs_error_pct: float | None = Field(None, ge=0)
     held_out_p90_abs_error_pct: float | None = Field(None, ge=0)
+    rows_faster_than_datasheet: int | None = Field(
+        None, ge=0, description="measured rows faster than max(FLOPs / peak, bytes / bandwidth): table and datasheet disagree")
 
 
 class KernelCurve(StrictModel):
