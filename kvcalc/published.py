@@ -21,6 +21,7 @@ from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_tp, evaluate, phase_metrics
 from kvcalc.files import MAX_TABLE_BYTES, read_regular_file
+from kvcalc.formulas.workload import mean_decode_context, output_tokens_per_s_per_gpu, static_batch_seconds
 from kvcalc.specs.profile import EngineProfile, FitRecord
 
 COLUMNS = ["id", "engine", "engine_version", "gpu", "model", "weight_dtype", "kv_dtype", "tp", "metric", "batch",
@@ -59,7 +60,7 @@ def predict(point: dict, profile: EngineProfile | None) -> tuple[float, float]:
     spec, hw = load_model(point["model"]), load_gpu(point["gpu"])
     b, p_len, o_len, tp = point["batch"], point["input_len"], point["output_len"], point["tp"]
     check_tp(tp, spec)
-    context = 0 if point["metric"] == "ttft_ms" else p_len + o_len // 2
+    context = 0 if point["metric"] == "ttft_ms" else mean_decode_context(p_len, o_len)
     ev = evaluate(spec, hw, batch=b, context=context, prompt=p_len, weight_dtype=point["weight_dtype"],
                   kv_dtype=point["kv_dtype"], tp=tp, profile=profile)
     w = point["weight_dtype"]
@@ -75,8 +76,8 @@ def predict(point: dict, profile: EngineProfile | None) -> tuple[float, float]:
         elif metric == "ttft_ms":
             out.append(pre[key])
         else:
-            total_s = (pre[key] + (o_len - 1) * dec[key]) / 1000
-            out.append(b * o_len / total_s / tp)
+            seconds = static_batch_seconds(pre[key] / 1000, dec[key] / 1000, o_len)
+            out.append(output_tokens_per_s_per_gpu(b, o_len, seconds, tp))
     return out[0], out[1]
 
 
