@@ -3,3 +3,7 @@
 
 class KvcalcError(ValueError):
     """Bad input from the user: a spec file, a flag or a name. The message is one line and names the culprit."""
+
+
+class AssumptionWarning(UserWarning):
+    """A config.json left a field out and kvcalc assumed a value (the CLI prints these on stderr)."""

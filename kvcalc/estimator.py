@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
-from kvcalc.errors import KvcalcError
+from kvcalc.errors import AssumptionWarning, KvcalcError
 from kvcalc.formulas.forward import Precision, decode_ops, prefill_ops
 from kvcalc.formulas.kv import (
     kv_bytes_per_sequence,
@@ -262,8 +262,6 @@ def load_recording_assumptions(model: str | ModelSpec, warnings_out: list[str]) 
     """load_model, with the assumptions a Hugging Face config needed recorded (not printed): they belong in the
     estimate's warnings, which the CLI prints once."""
     import warnings
-
-    from kvcalc.hf import AssumptionWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AssumptionWarning)

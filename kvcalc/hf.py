@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kvcalc.errors import KvcalcError
+from kvcalc.errors import AssumptionWarning, KvcalcError
 from kvcalc.files import is_existing_path, read_regular_file
 from kvcalc.specs.model import ModelSpec
 
@@ -353,10 +353,6 @@ def load_hf_spec(ref: str | Path, name: str | None = None) -> tuple[ModelSpec, l
         from kvcalc.catalog import validation_message
 
         raise KvcalcError(validation_message(source, e)) from None
-
-
-class AssumptionWarning(UserWarning):
-    """A config.json left a field out and kvcalc assumed a value (the CLI prints these on stderr)."""
 
 
 def load_hf_model(ref: str | Path) -> ModelSpec:
