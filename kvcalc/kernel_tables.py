@@ -105,8 +105,9 @@ def gemm_rows(df, gemm_dtype: str) -> Rows:
     d, kernels = _fastest(df[df["gemm_dtype"] == gemm_dtype], ["m", "n", "k"])
     p = Precision(b_w=b_w, b_kv=2.0, b_a=B_ACT)
     costs = [linear_cost([Linear("gemm", int(k), int(n))], int(m), p) for m, n, k in zip(d["m"], d["n"], d["k"])]
+    items = (d["m"] * d["k"]).to_numpy(float)  # input activation elements (fp8 per-tensor quantises each)
     return Rows(np.array([c.flops for c in costs], float), np.array([c.bytes for c in costs], float),
-                d["latency"].to_numpy(float) * 1e-3, held_out(zip(d["n"], d["k"])), peak, kernels)
+                d["latency"].to_numpy(float) * 1e-3, held_out(zip(d["n"], d["k"])), peak, kernels, items)
 
 
 def table_model(attention: dict, hidden: int = 1, moe: dict | None = None) -> ModelSpec:

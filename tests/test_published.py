@@ -37,7 +37,7 @@ def test_no_measurement_beats_the_speed_of_light(results):
 
 
 def test_held_out_error_is_what_the_readme_reports(results):
-    # README "End-to-end ledger": 39 rows never fitted to, median |error| 10.2 % (the datasheet roofline: 47.4 %).
+    # README "End-to-end ledger": 39 rows never fitted to, median |error| 10.1 % (the datasheet roofline: 47.4 %).
     rows = {(r["rows"], r["engine"]): r for r in summary(results)}
     overall = rows[("score", "all engines")]
     assert overall["n"] == 39 and overall["median_abs_error_pct"] <= 10.5

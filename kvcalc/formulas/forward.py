@@ -40,7 +40,7 @@ class Op:
     kernels: int = 1  # kernels the engines launch for it (fused QKV, fused gate/up): each pays a fixed latency
     kernel_class: str = ""  # which measured curve applies: attention_decode(_mla), attention_prefill, moe; "" = by engine
     layers: int = 1  # layers the cost is summed over (a fused MoE is one module per layer)
-    items_per_kernel: object = 0  # attention only: (sequence, KV head) pairs one kernel works on
+    items_per_kernel: object = 0  # work items of one kernel: attention (sequence, KV head) pairs; GEMM input elements
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,11 @@ class Precision:
     b_w: float
     b_kv: float
     b_a: float
+
+
+def input_elements_per_kernel(linears: list[Linear], tokens, kernels_per_layer: int):
+    """Activation elements one GEMM kernel reads as input, on average: tokens * sum of in_features / kernels."""
+    return tokens * sum(x.in_features for x in linears) / kernels_per_layer
 
 
 def linear_cost(linears: list[Linear], tokens, p: Precision) -> Cost:
@@ -142,7 +147,8 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     ops = [
         Op("embedding", "other", "vector", Cost(weight_bytes=tokens * d * p.b_w, act_bytes=tokens * d * p.b_a)),
         Op("attention/qkv", "projection", "matmul", L * linear_cost(attention_in_linears(attn, d), tokens, p),
-           kernels=L * qkv_kernels_per_layer(model)),
+           kernels=L * qkv_kernels_per_layer(model), items_per_kernel=input_elements_per_kernel(
+               attention_in_linears(attn, d), tokens, qkv_kernels_per_layer(model))),
     ]
     for label, n_layers, window in (
         ("global", model.global_layers, None),
@@ -153,10 +159,11 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
             ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core, kernels=n_layers,
                           kernel_class=attention_class, items_per_kernel=batch * attention_kernel_kv_heads(attn, absorbed)))
     ops.append(Op("attention/o", "projection", "matmul", L * linear_cost([attention_out_linear(attn, d)], tokens, p),
-                  kernels=L))
+                  kernels=L, items_per_kernel=input_elements_per_kernel([attention_out_linear(attn, d)], tokens, 1)))
     if model.dense_layers:
         mlp = linear_cost(dense_mlp_linears(model.mlp, d), tokens, p)
-        ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp, kernels=2 * model.dense_layers))
+        ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp, kernels=2 * model.dense_layers,
+                      items_per_kernel=input_elements_per_kernel(dense_mlp_linears(model.mlp, d), tokens, 2)))
     if model.moe is not None:
         moe, n = model.moe, model.moe_layers
         gates = moe.num_experts + (1 if moe.shared_expert_gate else 0)
@@ -167,14 +174,15 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
         if moe.num_shared_experts:
             width = moe.num_shared_experts * moe.shared_width
             shared = linear_cost(mlp_linears(model.mlp.kind, d, width), tokens, p)
-            ops.append(Op("moe/shared", "mlp", "matmul", n * shared, kernels=2 * n))
+            ops.append(Op("moe/shared", "mlp", "matmul", n * shared, kernels=2 * n,
+                          items_per_kernel=input_elements_per_kernel(mlp_linears(model.mlp.kind, d, width), tokens, 2)))
     norm_weights = (L * norm_params_per_layer(model) + d) * p.b_w
     norm_act = (L * model.norms_per_layer + 1) * tokens * 2 * d * p.b_a
     ops.append(Op("norms", "other", "vector", Cost(weight_bytes=norm_weights, act_bytes=norm_act),
                   kernels=L * model.norms_per_layer + 1))
     # Only each sequence's last position needs logits (engines skip the rest of the prompt).
     lm_head = linear_cost([Linear("lm_head", d, model.vocab_size)], batch, p)
-    ops.append(Op("lm_head", "lm_head", "matmul", lm_head))
+    ops.append(Op("lm_head", "lm_head", "matmul", lm_head, items_per_kernel=batch * d))
     return ops
 
 

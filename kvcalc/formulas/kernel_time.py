@@ -6,8 +6,9 @@ One kernel moving B bytes and doing F FLOPs on a part with peak P [FLOP/s] and b
     e(x) = e_max * x^a / (x^a + x_half^a)            efficiency rises with size, saturating at e_max <= 1
     smoothmax(u, v) = (u^p + v^p)^(1/p)              p -> infinity is the plain roofline max
 
-t0 is the kernel's fixed latency (launch, prologue, tail), n * per_item the setup of its n independent work items
-(attention: one per sequence and KV head; a decode kernel at batch 1024 pays it 1024 g times; GEMMs have none),
+t0 is the kernel's fixed latency (launch, prologue, tail), n * per_item the cost of its n work items (attention: one
+per sequence and KV head, each with its own setup; a GEMM: the m x k input activation elements, which per-tensor fp8
+kernels quantise in a pass of their own: bf16 GEMM fits leave this term at ~0),
 e_max the fraction of the roof a large kernel reaches,
 x_half the size at which it reaches half of that, a how sharply it gets there, and p how far compute and memory
 overlap near the ridge. NVIDIA's measured kernel tables show each (see hardware_specs/profiles/): an H100 bf16 GEMM

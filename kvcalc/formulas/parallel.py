@@ -34,7 +34,10 @@ def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
         flops=c.flops / tp, weight_bytes=c.weight_bytes / tp, kv_read_bytes=c.kv_read_bytes * kv,
         kv_write_bytes=c.kv_write_bytes * kv, act_bytes=c.act_bytes / tp,
     )
-    return replace(op, cost=shard, items_per_kernel=op.items_per_kernel * kv)
+    # Attention work items are (sequence, KV head) pairs: a GPU keeps its share of the KV heads. GEMM input elements
+    # are left whole (column-parallel layers read the whole input on every GPU).
+    items = op.items_per_kernel * kv if op.engine == "attention" else op.items_per_kernel
+    return replace(op, cost=shard, items_per_kernel=items)
 
 
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None,

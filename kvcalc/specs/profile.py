@@ -32,7 +32,7 @@ class FitRecord(StrictModel):
 
 class KernelCurve(StrictModel):
     """t = t0 + n * per_item + smoothmax(F / (peak * e_c(F)), B / (bandwidth * e_m(B))),
-    e(x) = e_max x^a / (x^a + x_half^a); n counts (sequence, KV head) pairs for attention, 0 for GEMMs."""
+    e(x) = e_max x^a / (x^a + x_half^a); n counts (sequence, KV head) pairs for attention, input elements for GEMMs."""
 
     t0_us: float = Field(ge=0, le=1e5, description="fixed latency of one kernel [us]")
     memory_efficiency: float = Field(gt=0, le=1, description="largest fraction of the datasheet bandwidth reached")
@@ -42,7 +42,8 @@ class KernelCurve(StrictModel):
     size_exponent: float = Field(1.0, ge=0.1, le=1, description="a: how sharply efficiency rises with size; a <= 1 keeps "
                                  "time = x / e(x) non-decreasing in x (a > 1 would make tiny kernels slower than small)")
     overlap_exponent: float = Field(4.0, ge=1, le=64, description="p of the smooth max; large p is the plain max")
-    per_item_ns: float = Field(0.0, ge=0, le=1e6, description="attention: time per (sequence, KV head) work item [ns]")
+    per_item_ns: float = Field(0.0, ge=0, le=1e6, description="time per work item [ns]: attention, per (sequence, KV "
+                               "head) pair; GEMM, per input activation element (fp8's quantisation pass)")
     fit: FitRecord | None = None
 
 
