@@ -14,12 +14,13 @@ REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
 }
+INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb"}  # common deployment parts, beyond the reference table
 
 
 def test_every_reference_model_and_gpu_is_bundled_with_sources():
     models, gpus = bundled_specs("model"), bundled_specs("gpu")
     assert {m.name for m in models} == REFERENCE_MODELS
-    assert {g.name for g in gpus} == REFERENCE_GPUS
+    assert {g.name for g in gpus} == REFERENCE_GPUS | INFERENCE_GPUS
     assert all(s.sources for s in [*models, *gpus])
 
 
@@ -105,3 +106,18 @@ def test_invalid_toml_names_the_file(tmp_path):
     p = write(tmp_path, "name = \n")
     with pytest.raises(KvcalcError, match=f"{p}: not valid TOML"):
         load_spec_file("model", p)
+
+
+@pytest.mark.parametrize("name, memory_GiB, bandwidth, bf16, fp16, int8", [
+    # NVIDIA datasheets: L4 242* bf16, 485* int8 (* 2:4 sparse, halved here); A10 250* bf16, 500* int8;
+    # T4 65 fp16 and 130 int8 (Turing: dense); V100 SXM2 125 tensor (Volta: dense, fp16 only).
+    ("l4", 24, 300, 121, 121, 242.5), ("a10", 24, 600, 125, 125, 250), ("t4", 16, 320, None, 65, 130),
+    ("v100-sxm2-32gb", 32, 900, None, 125, None),
+])
+def test_inference_gpus_carry_their_datasheet_dense_peaks(name, memory_GiB, bandwidth, bf16, fp16, int8):
+    from kvcalc.catalog import load_gpu
+
+    g = load_gpu(name)
+    assert (g.memory_GiB, g.memory_bandwidth_GBps) == (memory_GiB, bandwidth)
+    assert (g.peak_tflops.bf16, g.peak_tflops.fp16, g.peak_tflops.int8) == (bf16, fp16, int8)
+    assert g.peak_flops("bf16") == fp16 * 1e12  # no bf16 listed: bf16 work runs at the fp16 peak
