@@ -79,7 +79,7 @@ class Operator(BaseModel):
     arithmetic_intensity: float
     ms: float
     bound: str
-    kernels: int  # launches: each pays a measured curve's fixed latency
+    kernels: int  # launches the time model counted (a measured fused MoE: one module per layer)
     work_items_per_kernel: float  # attention: (sequence, KV head) pairs each kernel works on; 0 otherwise
     time_model: str  # the engine profile's curve that timed it (e.g. "vllm gemm.bf16"), or "roofline"
 
@@ -244,7 +244,8 @@ def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_
             Operator(
                 name=t.op.name, op_class=t.op.op_class, dtype=t.dtype, flops=t.op.cost.flops, bytes=t.op.cost.bytes,
                 arithmetic_intensity=intensity(t.op.cost.flops, t.op.cost.bytes) if t.op.cost.bytes else 0.0,
-                ms=t.seconds * 1e3, bound="compute" if t.compute_bound else "memory", kernels=t.op.kernels,
+                ms=t.seconds * 1e3, bound="compute" if t.compute_bound else "memory",
+                kernels=t.op.layers if t.curve.startswith("moe.") else t.op.kernels,
                 work_items_per_kernel=t.op.items_per_kernel, time_model=f"{engine} {t.curve}" if t.curve else "roofline",
             )
             for t in step.ops

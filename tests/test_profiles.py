@@ -147,3 +147,11 @@ def test_a_fused_moe_is_timed_once_per_layer():
     per_layer = kernel_seconds(curve, op.cost.flops / 32, op.cost.bytes / 32, hw.peak_flops("bf16"), hw.bandwidth_Bps)
     e = estimate("mixtral-8x7b", "h100", engine="vllm", batch=8, context=1024)
     assert next(o.ms for o in e.decode.operators if o.name == "moe/routed") == pytest.approx(32 * per_layer * 1e3)
+
+
+def test_explain_substitutes_the_kernel_count_the_time_model_used():
+    # Mixtral's routed experts under vLLM run as one fused MoE module per layer (32), not two GEMMs (64).
+    e = estimate("mixtral-8x7b", "h100", engine="vllm", batch=8, context=512)
+    assert next(o.kernels for o in e.decode.operators if o.name == "moe/routed") == 32
+    assert next(o.kernels for o in estimate("mixtral-8x7b", "h100", engine="roofline", batch=8, context=512)
+                .decode.operators if o.name == "moe/routed") == 64
