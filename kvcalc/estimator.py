@@ -18,7 +18,7 @@ from kvcalc.formulas.kv import (
     kv_elements_per_token_per_layer,
 )
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, memory_required
-from kvcalc.formulas.parallel import allreduce_seconds, shard_op
+from kvcalc.formulas.parallel import allreduce_seconds, group_link_bandwidth, shard_op
 from kvcalc.formulas.params import params_breakdown
 from kvcalc.formulas.roofline import StepTime, engine_dtype, intensity, ridge_point, step_time
 from kvcalc.rewrite import rewrite_attention
@@ -191,7 +191,8 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
     p = precision(weight_dtype, kv_dtype)
     dec = [shard_op(o, spec, tp) for o in decode_ops(spec, batch, context, p)]
     pre = [shard_op(o, spec, tp) for o in prefill_ops(spec, batch, prompt, p)]
-    link = hw.interconnect_bandwidth_GBps * 1e9 if hw.interconnect_bandwidth_GBps else None
+    link = (group_link_bandwidth(hw.interconnect_bandwidth_GBps * 1e9, hw.interconnect_peer_links, tp)
+            if hw.interconnect_bandwidth_GBps else None)
     curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
 
     def timed(ops, speed_of_light):

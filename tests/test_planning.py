@@ -1,15 +1,19 @@
 """compare, capacity and sweep: hand-derived numbers and agreement with estimate."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from kvcalc.catalog import load_gpu, load_model
 from kvcalc.cli import app
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import estimate
 from kvcalc.planning import capacity, compare
 
+SPECS = Path(__file__).parents[1] / "hardware_specs"
 runner = CliRunner()
 GiB = 2**30
 
@@ -144,10 +148,35 @@ def test_tensor_parallel_allreduce_time_by_hand():
     assert allreduce_seconds(load_model("llama-3-70b"), 4, 2, 1, 900e9) == 0
 
 
-def test_tensor_parallel_on_a_spec_without_link_bandwidth_is_a_one_line_error():
-    # The MI300X spec leaves Infinity Fabric bandwidth unset (not in the reference figures).
-    r = runner.invoke(app, ["capacity", "-m", "llama-3-70b", "-g", "mi300x", "-c", "8192", "--gpus", "2"])
+def test_tensor_parallel_on_a_spec_without_link_bandwidth_is_a_one_line_error(tmp_path):
+    spec = tmp_path / "no-link.toml"
+    lines = (SPECS / "mi300x.toml").read_text().splitlines(keepends=True)
+    spec.write_text("".join(x for x in lines if not x.startswith("interconnect_")))
+    r = runner.invoke(app, ["capacity", "-m", "llama-3-70b", "-g", str(spec), "-c", "8192", "--gpus", "2"])
     assert r.exit_code == 2 and "interconnect_bandwidth_GBps" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("tp, one_way_GBps", [(2, 64), (4, 192), (8, 448)])
+def test_a_mesh_without_a_switch_gives_a_tensor_parallel_group_one_link_per_peer(tp, one_way_GBps):
+    # AMD CDNA 3 white paper, Table 2: MI300X has 7 x16 Infinity Fabric links at 32 Gbps per lane (64 GB/s each
+    # way), one to each of its 7 peers, 896 GB/s in all. A group of tp GPUs reaches its peers over tp - 1 of them.
+    from kvcalc.estimator import evaluate, precision
+
+    spec, hw = load_model("llama-3-70b"), load_gpu("mi300x")
+    ev = evaluate(spec, hw, batch=4, context=1024, prompt=1024, weight_dtype="bf16", kv_dtype="bf16", tp=tp)
+    per_allreduce = 4 * 8192 * 2
+    assert ev.comm_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * per_allreduce / (one_way_GBps * 1e9))
+    # Behind a switch (H100 SXM, NVLink 4: 900 GB/s, 450 each way) the group size does not change the link rate.
+    h100 = evaluate(spec, load_gpu("h100"), batch=4, context=1024, prompt=1024, weight_dtype="bf16",
+                    kv_dtype="bf16", tp=tp, profile=None)
+    assert h100.comm_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * per_allreduce / 450e9)
+
+
+def test_mi300x_runs_tensor_parallel_from_the_cli():
+    r = runner.invoke(app, ["capacity", "-m", "llama-3-70b", "-g", "mi300x", "-c", "8192", "--gpus", "2",
+                            "--format", "json"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["tensor_parallel"] == 2
 
 
 @pytest.mark.parametrize("model, gpu, context, tp", [

@@ -44,6 +44,14 @@ def test_gpu_specs_hold_the_dense_datasheet_figures(name, memory_GiB, bandwidth,
     )
 
 
+@pytest.mark.parametrize("name", ["mi300x", "mi325x"])
+def test_cdna3_parts_carry_the_white_paper_fabric_and_int8(name):
+    # AMD CDNA 3 white paper, Table 2: 7 x16 Infinity Fabric links, 896 GB/s peak aggregate (8 GPUs); INT8
+    # 2,614.9 TOPS dense (5,229.8 with sparsity) on both parts.
+    g = next(g for g in bundled_specs("gpu") if g.name == name)
+    assert (g.interconnect_bandwidth_GBps, g.interconnect_peer_links, g.peak_tflops.int8) == (896, 7, 2614.9)
+
+
 def test_head_dim_is_explicit_not_hidden_over_heads():
     gemma = next(m for m in bundled_specs("model") if m.name == "gemma-2-9b")
     assert gemma.attention.head_dim == 256 != gemma.hidden_size // gemma.attention.num_heads

@@ -3,7 +3,9 @@
 Per GPU: weights / tp; KV heads max(g / tp, 1) (replicated when g < tp); MLA's one latent is replicated on
 every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a bytes and costs
 2 (tp - 1) / tp * bytes / link bandwidth (ring). Datasheets give the link's bidirectional total (NVLink 4:
-900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half. Without an engine profile its
+900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half. A switch (NVSwitch) gives any
+group that whole bandwidth; a fully connected mesh without one (MI300X: 7 Infinity Fabric links, 896 GB/s in all)
+gives a group of tp GPUs only the tp - 1 links to its peers (group_link_bandwidth). Without an engine profile its
 latency is not modelled; an engine profile's measured all-reduce curve adds it (formulas/kernel_time.py).
 """
 
@@ -38,6 +40,14 @@ def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
     # are left whole (column-parallel layers read the whole input on every GPU).
     items = op.items_per_kernel * kv if op.engine == "attention" else op.items_per_kernel
     return replace(op, cost=shard, items_per_kernel=items)
+
+
+def group_link_bandwidth(total_Bps: float, peer_links: int | None, tp: int) -> float:
+    """Bidirectional bandwidth one GPU has to the rest of its tp-GPU group: the total behind a switch; in a fully
+    connected mesh of peer_links links, total * min(tp - 1, peer_links) / peer_links (one link per peer)."""
+    if peer_links is None:
+        return total_Bps
+    return total_Bps * min(tp - 1, peer_links) / peer_links
 
 
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None,

@@ -54,6 +54,9 @@ class HardwareSpec(StrictModel):
     peak_tflops: PeakTflops
     interconnect: str | None = None
     interconnect_bandwidth_GBps: Bandwidth | None = None
+    interconnect_peer_links: int | None = Field(
+        None, ge=1, le=1024, description="links to peers in a fully connected mesh (no switch), each carrying "
+        "interconnect_bandwidth_GBps / this; unset: a switch gives every pair the full bandwidth")
     tdp_W: float | None = Field(None, gt=0, le=1e6)
     launch_overhead_us: float | None = Field(
         None, ge=0, le=1e6, description="time one kernel launch adds (kvcalc calibrate measures it); unset: not modelled"
