@@ -191,8 +191,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
     p = precision(weight_dtype, kv_dtype)
     dec = [shard_op(o, spec, tp) for o in decode_ops(spec, batch, context, p)]
     pre = [shard_op(o, spec, tp) for o in prefill_ops(spec, batch, prompt, p)]
-    link = (group_link_bandwidth(hw.interconnect_bandwidth_GBps * 1e9, hw.interconnect_peer_links, tp)
-            if hw.interconnect_bandwidth_GBps else None)
+    link = group_link_bandwidth(hw, tp) if tp > 1 else None
     curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
 
     def timed(ops, speed_of_light):

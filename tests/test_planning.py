@@ -172,6 +172,28 @@ def test_a_mesh_without_a_switch_gives_a_tensor_parallel_group_one_link_per_peer
     assert h100.comm_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * per_allreduce / 450e9)
 
 
+@pytest.mark.parametrize("gpu, tp, one_way_GBps", [
+    # NVLink bridges join pairs (A100 datasheet: "NVLink Bridge for 2 GPUs: 600 GB/s; PCIe Gen4: 64 GB/s"; H100
+    # PCIe: NVLink 600 GB/s, PCIe Gen5 128 GB/s): a pair runs at 300 each way, four cards at PCIe's half.
+    ("h100-pcie", 2, 300), ("h100-pcie", 4, 64), ("h100-nvl", 8, 64), ("a100-pcie-80gb", 4, 32),
+])
+def test_a_group_beyond_an_nvlink_bridge_pair_is_bound_by_pcie(gpu, tp, one_way_GBps):
+    from kvcalc.estimator import evaluate
+
+    ev = evaluate(load_model("llama-3-70b"), load_gpu(gpu), batch=4, context=1024, prompt=1024, weight_dtype="bf16",
+                  kv_dtype="bf16", tp=tp)
+    assert ev.comm_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * (4 * 8192 * 2) / (one_way_GBps * 1e9))
+
+
+def test_a_group_beyond_the_interconnect_without_a_scale_out_link_is_a_one_line_error(tmp_path):
+    spec = tmp_path / "bridged.toml"
+    lines = (SPECS / "h100-pcie.toml").read_text().splitlines(keepends=True)
+    spec.write_text("".join(x for x in lines if not x.startswith("scale_out_")))
+    r = runner.invoke(app, ["estimate", "-m", "llama-3-70b", "-g", str(spec), "--tp", "4"])
+    assert r.exit_code == 2 and "scale_out_bandwidth_GBps" in r.stderr and "Traceback" not in r.stderr
+    assert runner.invoke(app, ["estimate", "-m", "llama-3-70b", "-g", str(spec), "--tp", "2"]).exit_code == 0
+
+
 def test_mi300x_runs_tensor_parallel_from_the_cli():
     r = runner.invoke(app, ["capacity", "-m", "llama-3-70b", "-g", "mi300x", "-c", "8192", "--gpus", "2",
                             "--format", "json"])

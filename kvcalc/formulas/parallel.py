@@ -5,8 +5,9 @@ every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a by
 2 (tp - 1) / tp * bytes / link bandwidth (ring). Datasheets give the link's bidirectional total (NVLink 4:
 900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half. A switch (NVSwitch) gives any
 group that whole bandwidth; a fully connected mesh without one (MI300X: 7 Infinity Fabric links, 896 GB/s in all)
-gives a group of tp GPUs only the tp - 1 links to its peers (group_link_bandwidth). Without an engine profile its
-latency is not modelled; an engine profile's measured all-reduce curve adds it (formulas/kernel_time.py).
+gives a group of tp GPUs only the tp - 1 links to its peers; a group beyond the GPUs a bridge joins crosses PCIe
+(group_link_bandwidth). Without an engine profile the all-reduce's latency is not modelled; an engine profile's
+measured all-reduce curve adds it (formulas/kernel_time.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from kvcalc.errors import KvcalcError
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.forward import Op
 from kvcalc.formulas.kernel_time import allreduce_curve_seconds
+from kvcalc.specs.hardware import HardwareSpec
 from kvcalc.specs.model import ModelSpec
 from kvcalc.specs.profile import AllReduceCurve
 
@@ -42,12 +44,21 @@ def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
     return replace(op, cost=shard, items_per_kernel=items)
 
 
-def group_link_bandwidth(total_Bps: float, peer_links: int | None, tp: int) -> float:
-    """Bidirectional bandwidth one GPU has to the rest of its tp-GPU group: the total behind a switch; in a fully
-    connected mesh of peer_links links, total * min(tp - 1, peer_links) / peer_links (one link per peer)."""
-    if peer_links is None:
-        return total_Bps
-    return total_Bps * min(tp - 1, peer_links) / peer_links
+def group_link_bandwidth(hw: HardwareSpec, tp: int) -> float | None:
+    """Bidirectional bandwidth one GPU has to the rest of its tp-GPU group [B/s], None where the spec lists none.
+
+    Behind a switch: the interconnect's total. In a fully connected mesh of peer links: total * min(tp - 1, links)
+    / links (one link per peer). A group larger than the GPUs the interconnect joins (an NVLink bridge joins 2)
+    runs its ring over the slower scale-out link (PCIe), which then bounds the all-reduce."""
+    if hw.scale_up_gpus is not None and tp > hw.scale_up_gpus:
+        if hw.scale_out_bandwidth_GBps is None:
+            raise KvcalcError(f"--gpu: {hw.name}'s interconnect joins {hw.scale_up_gpus} GPUs; tensor parallelism over "
+                              f"{tp} needs the spec's scale_out_bandwidth_GBps, which it does not list")
+        return hw.scale_out_bandwidth_GBps * 1e9
+    if not hw.interconnect_bandwidth_GBps:
+        return None
+    total, links = hw.interconnect_bandwidth_GBps * 1e9, hw.interconnect_peer_links
+    return total if links is None else total * min(tp - 1, links) / links
 
 
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None,

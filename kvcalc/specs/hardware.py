@@ -57,6 +57,11 @@ class HardwareSpec(StrictModel):
     interconnect_peer_links: int | None = Field(
         None, ge=1, le=1024, description="links to peers in a fully connected mesh (no switch), each carrying "
         "interconnect_bandwidth_GBps / this; unset: a switch gives every pair the full bandwidth")
+    scale_up_gpus: int | None = Field(
+        None, ge=1, le=1_000_000, description="GPUs the interconnect joins (2 for an NVLink bridge pair); a "
+        "tensor-parallel group beyond them crosses scale_out_bandwidth_GBps; unset: no limit")
+    scale_out_bandwidth_GBps: Bandwidth | None = Field(
+        None, description="bidirectional bandwidth per GPU beyond scale_up_gpus (PCIe for bridged cards)")
     tdp_W: float | None = Field(None, gt=0, le=1e6)
     launch_overhead_us: float | None = Field(
         None, ge=0, le=1e6, description="time one kernel launch adds (kvcalc calibrate measures it); unset: not modelled"
