@@ -23,6 +23,7 @@ from kvcalc.errors import KvcalcError
 from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
+from kvcalc.formulas.parallel import group_link_label
 from kvcalc.formulas.params import weight_bytes
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
 
@@ -194,6 +195,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
             "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; two all-reduces "
                                "per layer: the engine profile's measured curve where it has one for this group size, "
                                "else ring at half the bidirectional link bandwidth (latency not modelled)",
+            "allreduce_link": group_link_label(hw, tp),
             "throughput": f"decode at batch {run_batch} and context {context}, "
                           + (f"{profile.engine} {profile.engine_version} measured kernel curves" if profile
                              else "datasheet efficiencies (roofline)"),

@@ -176,8 +176,11 @@ def test_a_mesh_without_a_switch_gives_a_tensor_parallel_group_one_link_per_peer
     # NVLink bridges join pairs (A100 datasheet: "NVLink Bridge for 2 GPUs: 600 GB/s; PCIe Gen4: 64 GB/s"; H100
     # PCIe: NVLink 600 GB/s, PCIe Gen5 128 GB/s): a pair runs at 300 each way, four cards at PCIe's half.
     ("h100-pcie", 2, 300), ("h100-pcie", 4, 64), ("h100-nvl", 8, 64), ("a100-pcie-80gb", 4, 32),
+    # Past the 8-GPU HGX board, the DGX datasheets' one NIC per GPU: ConnectX-7 400 Gb/s (H100), ConnectX-6
+    # 200 Gb/s HDR (A100) = 50 and 25 GB/s each way.
+    ("h100", 8, 450), ("h100", 16, 50), ("a100-sxm-80gb", 16, 25),
 ])
-def test_a_group_beyond_an_nvlink_bridge_pair_is_bound_by_pcie(gpu, tp, one_way_GBps):
+def test_a_group_beyond_its_scale_up_domain_is_bound_by_the_slower_link(gpu, tp, one_way_GBps):
     from kvcalc.estimator import evaluate
 
     ev = evaluate(load_model("llama-3-70b"), load_gpu(gpu), batch=4, context=1024, prompt=1024, weight_dtype="bf16",
@@ -192,6 +195,14 @@ def test_a_group_beyond_the_interconnect_without_a_scale_out_link_is_a_one_line_
     r = runner.invoke(app, ["estimate", "-m", "llama-3-70b", "-g", str(spec), "--tp", "4"])
     assert r.exit_code == 2 and "scale_out_bandwidth_GBps" in r.stderr and "Traceback" not in r.stderr
     assert runner.invoke(app, ["estimate", "-m", "llama-3-70b", "-g", str(spec), "--tp", "2"]).exit_code == 0
+
+
+def test_capacity_names_the_link_its_all_reduces_cross():
+    plan = capacity("llama-3.1-405b", "h100", context=8192, engine="roofline")
+    assert plan["tensor_parallel"] == 16
+    assert plan["assumptions"]["allreduce_link"].startswith("16 GPUs exceed the 8 that NVLink 4 joins")
+    r = runner.invoke(app, ["estimate", "-m", "llama-3-70b", "-g", "mi300x", "--tp", "16"])
+    assert r.exit_code == 2 and "scale_out_bandwidth_GBps" in r.stderr
 
 
 def test_mi300x_runs_tensor_parallel_from_the_cli():

@@ -61,6 +61,17 @@ def group_link_bandwidth(hw: HardwareSpec, tp: int) -> float | None:
     return total if links is None else total * min(tp - 1, links) / links
 
 
+def group_link_label(hw: HardwareSpec, tp: int) -> str:
+    """Which link the all-reduces of a tp-GPU group run over, in words."""
+    if tp == 1:
+        return "none (one GPU)"
+    if hw.scale_up_gpus is not None and tp > hw.scale_up_gpus:
+        return (f"{tp} GPUs exceed the {hw.scale_up_gpus} that {hw.interconnect or 'the interconnect'} joins: the "
+                f"scale-out link, {hw.scale_out_bandwidth_GBps:g} GB/s bidirectional per GPU")
+    bw = group_link_bandwidth(hw, tp)
+    return f"{hw.interconnect or 'interconnect'}, {bw / 1e9:g} GB/s bidirectional per GPU" if bw else "unknown"
+
+
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None,
                       curve: AllReduceCurve | None = None):
     """Two all-reduces per layer of tokens * d * b_a bytes each: with a measured curve 2 L * (t0 + 2 (tp-1)/tp *
