@@ -18,7 +18,7 @@ from kvcalc.formulas.kv import (
     kv_elements_per_token_per_layer,
 )
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, memory_required
-from kvcalc.formulas.parallel import allreduce_seconds, group_link_bandwidth, shard_op
+from kvcalc.formulas.parallel import allreduce_seconds, group_link_bandwidth, group_link_label, shard_op
 from kvcalc.formulas.params import params_breakdown
 from kvcalc.formulas.roofline import StepTime, engine_dtype, intensity, ridge_point, step_time
 from kvcalc.rewrite import rewrite_attention
@@ -42,6 +42,7 @@ class Inputs(BaseModel):
     engine: str  # the time model: an engine profile's name, or roofline (datasheet efficiencies)
     profile: str | None  # the profile's engine version and source tables; None for the roofline
     tensor_parallel: int
+    allreduce_link: str  # the link the tensor-parallel all-reduces cross, in words
 
 
 class KvCache(BaseModel):
@@ -339,7 +340,7 @@ def estimate_with_specs(
             model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,
             prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
             memory_utilization=memory_utilization, prefill_chunk=prefill_chunk, engine=engine_name, profile=profile_text,
-            tensor_parallel=tp,
+            tensor_parallel=tp, allreduce_link=group_link_label(hw, tp),
         ),
         kv_cache=KvCache(
             elements_per_token_per_layer=kv_elements_per_token_per_layer(spec.attention),

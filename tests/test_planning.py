@@ -201,6 +201,8 @@ def test_capacity_names_the_link_its_all_reduces_cross():
     plan = capacity("llama-3.1-405b", "h100", context=8192, engine="roofline")
     assert plan["tensor_parallel"] == 16
     assert plan["assumptions"]["allreduce_link"].startswith("16 GPUs exceed the 8 that NVLink 4 joins")
+    e = estimate("llama-3-70b", "h100-pcie", tp=4)
+    assert e.inputs.allreduce_link.startswith("4 GPUs exceed the 2 that NVLink bridge joins")
     r = runner.invoke(app, ["estimate", "-m", "llama-3-70b", "-g", "mi300x", "--tp", "16"])
     assert r.exit_code == 2 and "scale_out_bandwidth_GBps" in r.stderr
 
