@@ -5,8 +5,8 @@ every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a by
 2 (tp - 1) / tp * bytes / link bandwidth (ring). Datasheets give the link's bidirectional total (NVLink 4:
 900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half. A switch (NVSwitch) gives any
 group that whole bandwidth; a fully connected mesh without one (MI300X: 7 Infinity Fabric links, 896 GB/s in all)
-gives a group of tp GPUs only the tp - 1 links to its peers; a group beyond the GPUs a bridge joins crosses PCIe
-(group_link_bandwidth). Without an engine profile the all-reduce's latency is not modelled; an engine profile's
+gives a group of tp GPUs only the tp - 1 links to its peers; a group beyond the GPUs the interconnect joins (a
+bridged pair, an 8-GPU board) crosses the slower scale-out link, PCIe or the NIC (group_link_bandwidth). Without an engine profile the all-reduce's latency is not modelled; an engine profile's
 measured all-reduce curve adds it (formulas/kernel_time.py).
 """
 
@@ -66,8 +66,9 @@ def group_link_label(hw: HardwareSpec, tp: int) -> str:
     if tp == 1:
         return "none (one GPU)"
     if hw.scale_up_gpus is not None and tp > hw.scale_up_gpus:
+        out = hw.scale_out_bandwidth_GBps
         return (f"{tp} GPUs exceed the {hw.scale_up_gpus} that {hw.interconnect or 'the interconnect'} joins: the "
-                f"scale-out link, {hw.scale_out_bandwidth_GBps:g} GB/s bidirectional per GPU")
+                f"scale-out link, " + (f"{out:g} GB/s bidirectional per GPU" if out else "not in the spec"))
     bw = group_link_bandwidth(hw, tp)
     return f"{hw.interconnect or 'interconnect'}, {bw / 1e9:g} GB/s bidirectional per GPU" if bw else "unknown"
 
