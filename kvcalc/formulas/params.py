@@ -111,6 +111,18 @@ def active_params(model: ModelSpec) -> int:
     return params_breakdown(model, active=True)["total"]
 
 
+UNQUANTISED_BYTES = 2.0  # what quantised checkpoints keep their embeddings, lm_head, norms and routers in (bf16)
+UNQUANTISED = ("embedding", "position_embedding", "lm_head", "norms", "moe/router")
+
+
 def weight_bytes(model: ModelSpec, b_w: float) -> float:
-    """Bytes of all weights at b_w bytes each [B] (every parameter stored in the weight dtype)."""
-    return total_params(model) * b_w
+    """Bytes of all weights as a checkpoint stores them [B].
+
+    The linear layers take b_w bytes per weight. A quantised format (b_w < 2) leaves the embeddings, lm_head, norms
+    and MoE routers in bf16, as AWQ, GPTQ, compressed-tensors fp8 and ModelOpt checkpoints do (their
+    quantization_config lists lm_head among the modules not converted), so those take 2 bytes whatever b_w is."""
+    parts = params_breakdown(model)
+    if b_w >= UNQUANTISED_BYTES:
+        return parts["total"] * b_w
+    kept = sum(parts.get(k, 0) for k in UNQUANTISED)
+    return (parts["total"] - kept) * b_w + kept * UNQUANTISED_BYTES

@@ -100,3 +100,19 @@ def test_deepseek_v2_lite_mla_moe_count_matches_torch_modules_on_meta_device():
                 mods += mlp(2 * 1408)  # the two shared experts, fused as DeepSeek's code does
                 mods.append(nn.Linear(d, 64, bias=False))  # router
     assert total_params(load_model("deepseek-v2-lite")) == meta_count(mods)
+
+
+def test_quantised_weights_keep_embeddings_lm_head_and_norms_in_bf16():
+    """Llama-3.1-8B (config.json: vocab 128256, hidden 4096, 32 layers, untied lm_head) as an fp8 or int4-g128
+    checkpoint: every linear layer quantised, the two 128256 x 4096 embedding matrices and the 65 RMSNorm vectors
+    in bf16. Counted here from the config alone, not from kvcalc's breakdown."""
+    from kvcalc.dtypes import bytes_per_element
+    from kvcalc.formulas.params import weight_bytes
+
+    m = load_model("llama-3.1-8b")
+    kept = 2 * 128256 * 4096 + (2 * 32 + 1) * 4096
+    linear = total_params(m) - kept
+    assert weight_bytes(m, 1.0) == linear * 1 + kept * 2
+    assert weight_bytes(m, bytes_per_element("int4")) == pytest.approx(linear * (0.5 + 2 / 128) + kept * 2, rel=1e-12)
+    assert weight_bytes(m, 2.0) == total_params(m) * 2  # bf16: nothing kept apart
+    assert weight_bytes(m, 4.0) == total_params(m) * 4
