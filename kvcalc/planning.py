@@ -20,6 +20,7 @@ from kvcalc.estimator import (
     precision,
 )
 from kvcalc.errors import KvcalcError
+from kvcalc.formulas import engine_memory as em
 from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
@@ -120,12 +121,49 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     return rows
 
 
+def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
+                max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None) -> dict:
+    """The KV cache vLLM would allocate per GPU, and what it would print, by formulas/engine_memory.py's rule."""
+    default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
+    t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
+    weights = weight_bytes(spec, p.b_w) / tp
+    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp)
+    non_torch = em.vllm_non_torch_bytes(tp, "nvlink" in (hw.interconnect or "").lower())
+    available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch)
+    return {
+        "engine": "vllm",
+        "visible_memory_bytes": hw.visible_memory_bytes,
+        "visible_memory_source": ("visible_memory_GiB (what torch.cuda.mem_get_info reports)" if hw.visible_memory_GiB
+                                  else "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure"),
+        "requested_bytes": hw.visible_memory_bytes * memory_utilization,
+        "weights_bytes_per_gpu": weights,
+        "profile_peak_bytes": peak,
+        "non_torch_bytes": non_torch,
+        "available_kv_bytes": available,
+        "kv_tokens": em.vllm_kv_tokens(spec, available, p.b_kv, tp),
+        "max_concurrency": em.vllm_max_concurrency(spec, available, context, t, p.b_kv, tp),
+        "max_model_len": context,
+        "max_num_batched_tokens": t,
+        "max_num_seqs": r,
+    }
+
+
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
              target_tokens_per_s: float | None = None, price_per_gpu_hour: float | None = None,
              weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
-             prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto") -> dict:
-    """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost."""
+             prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto",
+             max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None) -> dict:
+    """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost.
+
+    engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
+    max_num_seqs, non-torch buffers) and reports the KV tokens and maximum concurrency it would print at start-up
+    with max_model_len = context; every other engine uses kvcalc's rule (formulas/memory.py)."""
     _check(context, memory_utilization, prefill_chunk)
+    for flag, value in (("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):
+        if value is not None:
+            check_int(flag, value, 1, MAX_TOKENS)
+            if engine != "vllm":
+                raise KvcalcError(f"{flag}: only vLLM's memory rule uses it; add --engine vllm")
     check_dtypes(weight_dtype, kv_dtype)
     if batch is not None:
         check_int("--batch", batch, 1, MAX_BATCH)
@@ -136,10 +174,24 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     if price_per_gpu_hour is not None:
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
     spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
-    profile = resolve_engine(engine, hw)
+    notes: list[str] = []
+    try:
+        profile = resolve_engine(engine, hw)
+    except KvcalcError:
+        if engine != "vllm":
+            raise
+        profile = None  # vLLM's memory rule needs no kernel profile; the decode step falls back to the roofline
+        notes.append(f"no vllm kernel profile for {hw.name}: memory as vLLM budgets it, decode timed on the "
+                     "datasheet roofline")
     heads = spec.attention.num_heads
 
+    def engine_memory(tp):
+        return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
+                           max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs)
+
     def fits_one_sequence(tp):
+        if engine == "vllm":
+            return engine_memory(tp)["max_concurrency"] >= 1
         budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp)
         return max_sequences(spec, context, budget, p.b_kv, tp) >= 1
 
@@ -152,7 +204,16 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(candidates)} {hw.name} GPUs")
     budget, activations = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp)
     seqs = max_sequences(spec, context, budget, p.b_kv, tp)
-    notes: list[str] = []
+    vllm = None
+    if engine == "vllm":
+        vllm = engine_memory(tp)
+        budget, activations = vllm["available_kv_bytes"], vllm["profile_peak_bytes"]
+        seqs = math.floor(vllm["max_concurrency"])
+        if hw.visible_memory_GiB is None:
+            notes.append(f"{hw.name} has no visible_memory_GiB: vLLM's budget starts from the datasheet "
+                         f"{hw.memory_GiB:g} GiB, which overstates what torch.cuda.mem_get_info reports")
+    for note in notes:
+        warnings.warn(note, CapacityWarning, stacklevel=2)
     if spec.max_position_embeddings and context > spec.max_position_embeddings:
         notes.append(f"context {context:,} exceeds {spec.name}'s max_position_embeddings {spec.max_position_embeddings:,}")
         warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
@@ -187,11 +248,15 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         "cost_per_million_tokens": (price_per_gpu_hour * tp / (dec["tokens_per_s"] * 3600) * 1e6
                                     if price_per_gpu_hour else None),
         "binding": binding,
+        "engine_memory": vllm,
         "warnings": notes,
         "assumptions": {
+            "memory_rule": ("vLLM's: visible memory x utilisation - weights - profiling peak - non-torch buffers "
+                            "(formulas/engine_memory.py)" if vllm else
+                            "kvcalc's: datasheet memory x utilisation - weights - one prefill chunk's activations"),
             "memory_utilization": memory_utilization,
             "activation_reserve_bytes_per_gpu": activations,
-            "prefill_chunk_tokens": prefill_chunk,
+            "prefill_chunk_tokens": vllm["max_num_batched_tokens"] if vllm else prefill_chunk,
             "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; two all-reduces "
                                "per layer: the engine profile's measured curve where it has one for this group size, "
                                "else ring at half the bidirectional link bandwidth (latency not modelled)",

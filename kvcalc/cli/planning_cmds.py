@@ -84,16 +84,25 @@ def capacity_cli(
     prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
     weight_dtype: WeightDtype = "bf16", kv_dtype: KvDtype = "bf16",
     format: FormatOpt = Format.table, engine: Engine = "auto",
+    max_num_batched_tokens: Annotated[Optional[int], typer.Option(
+        help="with --engine vllm: vLLM's max_num_batched_tokens [default: vllm serve's for the GPU]")] = None,
+    max_num_seqs: Annotated[Optional[int], typer.Option(
+        help="with --engine vllm: vLLM's max_num_seqs [default: vllm serve's for the GPU]")] = None,
 ) -> None:
-    """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment."""
+    """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment.
+
+    With --engine vllm, memory is budgeted as vLLM does it and the KV tokens and maximum concurrency are the ones
+    vLLM prints at start-up for max_model_len = --context."""
     from kvcalc.planning import capacity, gpu_count
 
     plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
-                    prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine)
+                    prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
+                    max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs)
     if format is not Format.table:
-        flat = {k: v for k, v in plan.items() if k != "assumptions"}
+        flat = {k: v for k, v in plan.items() if k not in ("assumptions", "engine_memory")}
         flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
+        flat.update({f"engine_memory.{k}": v for k, v in (plan["engine_memory"] or {}).items()})
         return write_json(plan) if format is Format.json else write_csv([flat])
     from rich.console import Console
     from rich.table import Table
@@ -119,6 +128,17 @@ def capacity_cli(
     for k, v in show.items():
         if v is not None:
             t.add_row(k, str(v))
+    vllm = plan["engine_memory"]
+    if vllm:
+        t.add_row("vLLM: memory it may use", f"{fmt_bytes(vllm['visible_memory_bytes'])} visible x "
+                  f"{memory_utilization:.2f} = {fmt_bytes(vllm['requested_bytes'])}")
+        t.add_row("vLLM: weights; profiling peak; non-torch",
+                  f"{fmt_bytes(vllm['weights_bytes_per_gpu'])}; {fmt_bytes(vllm['profile_peak_bytes'])} "
+                  f"({vllm['max_num_batched_tokens']:,} tokens, {vllm['max_num_seqs']:,} seqs); "
+                  f"{fmt_bytes(vllm['non_torch_bytes'])}")
+        t.add_row("vLLM: Available KV cache memory", fmt_bytes(vllm["available_kv_bytes"]))
+        t.add_row("vLLM: GPU KV cache size", f"{vllm['kv_tokens']:,} tokens")
+        t.add_row("vLLM: Maximum concurrency", f"{vllm['max_concurrency']:.2f}x for {context:,} tokens per request")
     for k, v in plan["assumptions"].items():
         t.add_row(f"assumption: {k}", fmt_bytes(v) if "bytes" in k else str(v))
     Console().print(t)

@@ -37,6 +37,26 @@ def published_cli(path: Path, format, engine: str) -> None:
             {"rows": rows, "summary": summary(results)}, "", format)
 
 
+def engine_memory_cli(path: Path, format) -> None:
+    """Score kvcalc's vLLM memory rule against vLLM's start-up logs: one row each, then the summary."""
+    from kvcalc.cli.output import Format, print_rows
+    from kvcalc.memory_ledger import read_rows, score, summary
+
+    results = score(read_rows(path))
+    rows = [{"source": r["source"].rsplit("/", 2)[-1], "vllm": r["vllm"], "model": r["model"], "tp": r["tp"],
+             "logged_kv_tokens": r["logged_kv_tokens"] or None, "kv_tokens": r["kv_tokens"],
+             "logged_available_GiB": r["logged_available_GiB"] or None, "available_GiB": round(r["available_GiB"], 2),
+             "error_pct": r["error_pct"], "role": r["role"]} for r in results]
+    if format is Format.table:
+        table = [{k: v for k, v in r.items() if k not in ("vllm", "logged_available_GiB")} for r in rows]
+        print_rows(table, f"kvcalc's vLLM memory rule against {len(rows)} vLLM start-up logs ({path})", format)
+        print_rows(summary(results), "|error| % of the KV pool (held-out rows set no constant; fit rows apart)", format)
+    elif format is Format.csv:
+        print_rows(rows, "", format)
+    else:
+        print_rows({"rows": rows, "summary": summary(results)}, "", format)
+
+
 @app.command("validate")
 def validate_cli(
     gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="the spec to check: bundled name or spec file (e.g. calibrate's)")] = None,
@@ -50,14 +70,21 @@ def validate_cli(
     format: Annotated[str, typer.Option("--format", "-f", help="with --published: table, json or csv")] = "table",
     engine: Annotated[str, typer.Option("--engine", "-e", help="with --published: profile (each row's engine) or "
                                         "roofline (datasheet efficiencies, the baseline)")] = "profile",
+    engine_memory: Annotated[Optional[Path], typer.Option(help="score kvcalc's vLLM memory rule against vLLM start-up "
+                                                          "logs (a CSV like validation/engine-memory/vllm.csv); "
+                                                          "needs no torch")] = None,
 ) -> None:
     """Measure attention, linear and whole-layer cases with PyTorch and report the error of the predictions;
     or, with --published, score kvcalc against published end-to-end measurements."""
     from kvcalc.cli.output import Format
 
-    if published is not None:
+    if published is not None or engine_memory is not None:
         if format not in {f.value for f in Format}:
             raise KvcalcError(f"--format: expected table, json or csv, got {format!r}")
+        if published is not None and engine_memory is not None:
+            raise KvcalcError("--engine-memory: pass it or --published, not both")
+        if engine_memory is not None:
+            return engine_memory_cli(engine_memory, Format(format))
         return published_cli(published, Format(format), engine)
     if gpu is None:
         raise KvcalcError("--gpu: required to measure (or pass --published FILE to score published measurements)")

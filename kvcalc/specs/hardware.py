@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kvcalc.errors import KvcalcError
 from kvcalc.specs._base import StrictModel
@@ -50,6 +50,9 @@ class HardwareSpec(StrictModel):
     sources: list[str] = Field(min_length=1)
     notes: str = ""
     memory_GiB: float = Field(ge=1e-3, le=1e6, description="HBM/GDDR capacity; vendors' 'GB' for these parts is binary GiB")
+    visible_memory_GiB: float | None = Field(
+        None, ge=1e-3, le=1e6, description="total that torch.cuda.mem_get_info reports (what engines budget from); "
+        "below memory_GiB by what the driver and ECC reserve. Unset: memory_GiB is used")
     memory_bandwidth_GBps: Bandwidth
     peak_tflops: PeakTflops
     interconnect: str | None = None
@@ -68,9 +71,19 @@ class HardwareSpec(StrictModel):
     )
     efficiency: Efficiency
 
+    @model_validator(mode="after")
+    def _visible_within_capacity(self):
+        if self.visible_memory_GiB is not None and self.visible_memory_GiB > self.memory_GiB:
+            raise ValueError(f"visible_memory_GiB {self.visible_memory_GiB} exceeds memory_GiB {self.memory_GiB}")
+        return self
+
     @property
     def memory_bytes(self) -> float:
         return self.memory_GiB * GiB
+
+    @property
+    def visible_memory_bytes(self) -> float:
+        return (self.visible_memory_GiB or self.memory_GiB) * GiB
 
     @property
     def bandwidth_Bps(self) -> float:

@@ -15,6 +15,8 @@ from kvcalc.rewrite import rewrite_attention
         ("mixtral-8x7b", 46.7e9, 12.9e9),  # "Mixtral of experts": 46.7B total, 12.9B active
         ("deepseek-v2", 236e9, 21e9),  # DeepSeek-V2 paper: 236B total, 21B activated
         ("deepseek-v3", 671e9, 37e9),  # DeepSeek-V3 report: 671B total, 37B activated
+        ("qwen3-235b-a22b", 235e9, 22e9),  # Qwen3 technical report: 235B total, 22B activated
+        ("deepseek-r1-distill-qwen-14b", 14.7e9, None),  # Qwen2.5 report, Table 1: Qwen2.5-14B, 14.7B
     ],
 )
 def test_parameter_totals_within_2_percent_of_published(name, published_total, published_active):

@@ -1,0 +1,125 @@
+"""The KV cache vLLM sizes at start-up: its budget per GPU, the tokens it holds and the concurrency it prints.
+
+vLLM profiles one dummy step and gives the KV cache what is left (vllm/v1/worker/gpu_worker.py,
+determine_available_memory; the V0 worker did the same):
+
+    available = visible x gpu_memory_utilization - weights as loaded / tp - profiling peak - non-torch memory
+
+visible      torch.cuda.mem_get_info()'s total, not the datasheet figure: 79.22 GiB on an "80 GB" H100
+             (vLLM PRs #10511 and #12126 log it), 23.58 GiB on a 24 GB RTX 3090 (issue #10517).
+profiling    max(forward, sampler), what torch allocates beyond the weights in the dummy step:
+  forward    T x (3 d + 3 I / tp) x b_a for a dense layer: the residual, the normed input and the MLP output (d
+             each) beside the gate/up output (2 I) and its SiLU product (I). A fused-MoE layer holds its three
+             intermediate caches instead: T x (3 d + k (3 I_e / tp + d)) x b_a. T = max_num_batched_tokens.
+             On vLLM issue #10517's logs (Llama-3.1-8B, RTX 3090, no chunked prefill, T = max_model_len) this
+             gives 2.06 and 2.99 GiB at T = 20,000 and 29,000 where vLLM logged 2.07 and 2.99.
+  sampler    R x V x 41 bytes, R = min(max_num_seqs, T) rows of vocab logits: fp32 logits, the sort of top-k/top-p
+             (values and int64 indices), probabilities and their copies. 41 bytes per logit is vLLM PR #10511's
+             logged 1.26 GiB over 256 x 128,256 logits, the same at TP 1 and TP 2 (the sampler sees the
+             gathered vocab), which is why it is the sampler and not the forward pass that peaks there.
+non-torch    0.16 GiB at TP 1 (cuBLAS workspace and the like: PR #12126's H100 log). TP > 1 adds NCCL's and
+             vLLM's custom all-reduce buffers: 1.79 GiB on NVLink (PR #10511: 3.58 GiB at TP 2 against 1.79 GiB
+             at TP 1), 0.09 GiB over PCIe, where vLLM turns its custom all-reduce off (issue #13061: 0.25 GiB
+             at TP 2 on RTX 4090s).
+The CUDA-graph pool is captured after the KV cache is allocated and comes out of the 1 - utilisation headroom.
+
+KV tokens   floor(available / page) blocks of 16 tokens; page = 16 x KV bytes per token per GPU over all layers.
+Concurrency available / KV bytes one request of L tokens holds: global layers hold L tokens, sliding-window
+            layers min(W - 1 + T, L) (vLLM's SlidingWindowSpec.max_memory_usage_bytes: the window plus one
+            prefill chunk), each rounded up to whole blocks. So Gemma-2's windowed layers save nothing at 8K.
+
+Defaults for `vllm serve` (vllm/engine/arg_utils.py, get_batch_defaults): a GPU showing >= 70 GiB that is not an
+A100 gets max_num_batched_tokens 8192 and max_num_seqs 1024; others 2048 and 256.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kvcalc.formulas.kv import kv_bytes_per_token_per_layer
+from kvcalc.formulas.parallel import kv_shard_fraction
+from kvcalc.specs.model import ModelSpec
+
+GiB = 1024**3
+BLOCK_TOKENS = 16  # vLLM's default block_size on CUDA
+SAMPLER_BYTES_PER_LOGIT = 41  # PR #10511: 1.26 GiB / (256 x 128,256 logits)
+NON_TORCH_TP1 = 0.16 * GiB  # PR #12126, H100, TP 1
+NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB)
+NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
+LARGE_GPU_GIB = 70  # get_batch_defaults' threshold for the larger defaults
+
+
+def vllm_default_batching(visible_GiB: float, gpu_name: str) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) that `vllm serve` picks for this GPU."""
+    if visible_GiB >= LARGE_GPU_GIB and "a100" not in gpu_name.lower():
+        return 8192, 1024
+    return 2048, 256
+
+
+def vllm_forward_peak_bytes(model: ModelSpec, tokens: int, b_a: float, tp: int = 1) -> float:
+    """Activations the dummy forward pass of `tokens` tokens holds at its widest layer [B]."""
+    d = model.hidden_size
+    widest = 3 * model.mlp.intermediate_size / tp if model.dense_layers else 0.0
+    if model.moe is not None:
+        moe = model.moe
+        widest = max(widest, moe.top_k * (3 * moe.expert_intermediate_size / tp + d))
+    return tokens * (3 * d + widest) * b_a
+
+
+def vllm_sampler_peak_bytes(model: ModelSpec, rows: int) -> float:
+    """The dummy sampler run over `rows` rows of the full vocabulary [B]."""
+    return rows * model.vocab_size * SAMPLER_BYTES_PER_LOGIT
+
+
+def vllm_profile_peak_bytes(model: ModelSpec, max_num_batched_tokens: int, max_num_seqs: int, b_a: float,
+                            tp: int = 1) -> float:
+    """What vLLM's profiling step allocates beyond the weights, per GPU [B]."""
+    rows = min(max_num_seqs, max_num_batched_tokens)
+    return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp), vllm_sampler_peak_bytes(model, rows))
+
+
+def vllm_non_torch_bytes(tp: int, nvlink: bool) -> float:
+    """Memory allocated outside torch during profiling (communication buffers, library workspaces) [B]."""
+    if tp == 1:
+        return NON_TORCH_TP1
+    return NON_TORCH_TP1 + (NON_TORCH_TP_NVLINK if nvlink else NON_TORCH_TP_PCIE)
+
+
+def vllm_available_kv_bytes(visible_bytes: float, utilization: float, weights_per_gpu: float, peak: float,
+                            non_torch: float) -> float:
+    """vLLM's 'Available KV cache memory' per GPU [B] (negative when nothing is left)."""
+    return visible_bytes * utilization - weights_per_gpu - peak - non_torch
+
+
+def kv_page_bytes(model: ModelSpec, b_kv: float, tp: int = 1) -> float:
+    """KV bytes of one block of BLOCK_TOKENS tokens across all layers, per GPU [B]."""
+    return BLOCK_TOKENS * model.num_layers * kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
+
+
+def vllm_kv_tokens(model: ModelSpec, available_bytes: float, b_kv: float, tp: int = 1) -> int:
+    """'GPU KV cache size: N tokens': whole blocks that fit, times the block size."""
+    if available_bytes <= 0:
+        return 0
+    return math.floor(available_bytes / kv_page_bytes(model, b_kv, tp)) * BLOCK_TOKENS
+
+
+def vllm_request_bytes(model: ModelSpec, max_model_len: int, max_num_batched_tokens: int, b_kv: float,
+                       tp: int = 1) -> float:
+    """KV bytes vLLM reserves for one request of max_model_len tokens, per GPU [B]."""
+    per_layer_token = kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
+    full = math.ceil(max_model_len / BLOCK_TOKENS) * BLOCK_TOKENS
+    out = model.global_layers * full * per_layer_token
+    if model.window_layers:
+        held = min(model.attention.sliding_window - 1 + max_num_batched_tokens, max_model_len)
+        out += model.window_layers * math.ceil(held / BLOCK_TOKENS) * BLOCK_TOKENS * per_layer_token
+    return out
+
+
+def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len: int, max_num_batched_tokens: int,
+                         b_kv: float, tp: int = 1) -> float:
+    """'Maximum concurrency for L tokens per request: Nx' (whole blocks only)."""
+    if available_bytes <= 0:
+        return 0.0
+    page = kv_page_bytes(model, b_kv, tp)
+    usable = math.floor(available_bytes / page) * page
+    return usable / vllm_request_bytes(model, max_model_len, max_num_batched_tokens, b_kv, tp)

@@ -1,0 +1,101 @@
+"""kvcalc's vLLM memory rule against vLLM's own start-up logs (validation/engine-memory/vllm.csv).
+
+Each row is one public log with the settings it ran under. kvcalc predicts every figure from the model spec alone
+(weights as loaded, profiling peak, non-torch memory: kvcalc/formulas/engine_memory.py); only the device's visible
+memory comes from the log, as it does for vLLM. Errors are (predicted - logged) / logged on the KV token count where
+the log prints one (else the available KV memory) and on the maximum concurrency. Rows marked `fit` set a constant
+of the rule and are reported apart; `held-out` rows set nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from pathlib import Path
+
+from kvcalc.catalog import load_model
+from kvcalc.dtypes import bytes_per_element
+from kvcalc.errors import KvcalcError
+from kvcalc.files import MAX_TABLE_BYTES, read_regular_file
+from kvcalc.formulas import engine_memory as em
+from kvcalc.formulas.params import weight_bytes
+
+GiB = 1024**3
+COLUMNS = ("source", "vllm", "model", "visible_GiB", "tp", "nvlink", "gpu_memory_utilization", "max_model_len",
+           "max_num_batched_tokens", "max_num_seqs", "weight_dtype", "kv_dtype", "logged_available_GiB",
+           "logged_kv_tokens", "logged_max_concurrency", "role")
+
+
+def read_rows(path: Path) -> list[dict]:
+    raw = read_regular_file(path, "a vLLM memory ledger CSV", MAX_TABLE_BYTES)
+    try:
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise KvcalcError(f"{path}: not a CSV ledger ({e})") from None
+    missing = set(COLUMNS) - set(rows[0] if rows else {})
+    if missing:
+        raise KvcalcError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
+    return rows
+
+
+def predict(row: dict) -> dict:
+    """kvcalc's figures for one logged start-up."""
+    spec = load_model(row["model"])
+    tp, t, r = int(row["tp"]), int(row["max_num_batched_tokens"]), int(row["max_num_seqs"])
+    length = int(row["max_model_len"])
+    visible, utilization = float(row["visible_GiB"]), float(row["gpu_memory_utilization"])
+    if min(tp, t, r, length) < 1 or not (0 < visible < 1e6 and 0 < utilization <= 1):
+        raise ValueError("counts must be >= 1, visible_GiB positive and gpu_memory_utilization in (0, 1]")
+    b_kv = bytes_per_element(row["kv_dtype"])
+    weights = weight_bytes(spec, bytes_per_element(row["weight_dtype"])) / tp
+    peak = em.vllm_profile_peak_bytes(spec, t, r, 2.0, tp)
+    non_torch = em.vllm_non_torch_bytes(tp, row["nvlink"] == "1")
+    available = em.vllm_available_kv_bytes(visible * GiB, utilization, weights, peak, non_torch)
+    return {
+        "weights_GiB": weights / GiB, "profile_peak_GiB": peak / GiB, "non_torch_GiB": non_torch / GiB,
+        "available_GiB": available / GiB,
+        "kv_tokens": em.vllm_kv_tokens(spec, available, b_kv, tp),
+        "max_concurrency": em.vllm_max_concurrency(spec, available, length, t, b_kv, tp),
+    }
+
+
+def _error(predicted: float, logged: str) -> float | None:
+    if not logged or float(logged) == 0:
+        return None
+    return (predicted - float(logged)) / float(logged) * 100
+
+
+def score(rows: list[dict]) -> list[dict]:
+    """One result per row: kvcalc's figures and the error on each logged figure [%]."""
+    out = []
+    for n, row in enumerate(rows, start=2):
+        try:
+            p = predict(row)
+        except KvcalcError as e:
+            raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): {e}") from None
+        except (ValueError, TypeError, ZeroDivisionError) as e:
+            raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): expected numbers in visible_GiB, tp, "
+                              f"gpu_memory_utilization, max_model_len, max_num_batched_tokens and max_num_seqs "
+                              f"({str(e).splitlines()[0]})") from None
+        errors = {
+            "kv_tokens_error_pct": _error(p["kv_tokens"], row["logged_kv_tokens"]),
+            "available_error_pct": _error(p["available_GiB"], row["logged_available_GiB"]),
+            "max_concurrency_error_pct": _error(p["max_concurrency"], row["logged_max_concurrency"]),
+        }
+        headline = errors["kv_tokens_error_pct"]
+        if headline is None:
+            headline = errors["available_error_pct"]
+        out.append({**row, **p, **errors, "error_pct": headline})
+    return out
+
+
+def summary(results: list[dict]) -> list[dict]:
+    """Median and worst |error| of the KV pool (tokens, else GiB), held-out rows and fit rows apart."""
+    out = []
+    for role in ("held-out", "fit"):
+        errors = [abs(r["error_pct"]) for r in results if r["role"] == role and r["error_pct"] is not None]
+        if errors:
+            out.append({"rows": role, "n": len(errors), "median_abs_error_pct": round(statistics.median(errors), 1),
+                        "worst_abs_error_pct": round(max(errors), 1)})
+    return out

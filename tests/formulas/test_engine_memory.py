@@ -1,0 +1,129 @@
+"""vLLM's start-up memory rule: closed forms, vLLM's own logged figures, and the ledger of public logs."""
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from kvcalc.catalog import load_gpu, load_model
+from kvcalc.formulas import engine_memory as em
+from kvcalc.memory_ledger import read_rows, score, summary
+from kvcalc.planning import capacity
+
+GiB = 1024**3
+LEDGER = Path(__file__).parents[2] / "validation" / "engine-memory" / "vllm.csv"
+
+
+def test_forward_peak_matches_vllm_logged_activation_peaks_on_llama_3_1_8b():
+    """vLLM issue #10517 (RTX 3090, no chunked prefill, T = max_model_len): peak_torch_memory minus the 14.9888 GB
+    of weights is 17.06 - 14.99 = 2.07 GiB at 20,000 tokens and 17.98 - 14.99 = 2.99 GiB at 29,000."""
+    m = load_model("llama-3.1-8b")
+    for tokens, logged in ((20000, 2.07), (29000, 2.99)):
+        closed = tokens * (3 * 4096 + 3 * 14336) * 2  # residual, normed input, MLP output; gate/up and SiLU product
+        assert em.vllm_forward_peak_bytes(m, tokens, 2.0) == closed
+        assert closed / GiB == pytest.approx(logged, rel=0.01)
+
+
+def test_sampler_peak_is_the_logged_peak_at_tp_1_and_2():
+    """PR #10511 logs 1.26 GiB of activation peak for Llama-3-8B at TP 1 and TP 2 alike (256 seqs, 128,256 vocab):
+    the sampler over the gathered vocab, not the TP-split forward pass. (This row sets the 41 bytes per logit.)"""
+    m = load_model("llama-3-8b")
+    for tp in (1, 2):
+        peak = em.vllm_profile_peak_bytes(m, 8192, 256, 2.0, tp)
+        assert peak == 256 * 128256 * 41
+        assert peak / GiB == pytest.approx(1.26, abs=0.01)
+
+
+def test_vllm_serve_defaults_follow_get_batch_defaults():
+    assert em.vllm_default_batching(79.22, "h100-sxm") == (8192, 1024)
+    assert em.vllm_default_batching(79.15, "a100-sxm-80gb") == (2048, 256)  # A100s keep the small defaults
+    assert em.vllm_default_batching(44.4, "l40s") == (2048, 256)
+
+
+def test_non_torch_memory_by_link():
+    assert em.vllm_non_torch_bytes(1, nvlink=True) == pytest.approx(0.16 * GiB)
+    assert em.vllm_non_torch_bytes(2, nvlink=True) == pytest.approx((0.16 + 1.79) * GiB)
+    assert em.vllm_non_torch_bytes(2, nvlink=False) == pytest.approx(0.25 * GiB)
+
+
+def test_sliding_window_layers_hold_the_window_plus_one_chunk():
+    """Gemma-2-9B: 42 layers, every second one global, window 4096, 8 KV heads x 256 dims, bf16: 8 KiB per token and
+    layer. A request of 8192 tokens with 2048-token chunks: 21 global layers x 8192 tokens + 21 windowed layers x
+    (4095 + 2048 = 6143 -> 6144 in blocks of 16). With 8192-token chunks (vllm serve on an H100) the windowed layers
+    hold all 8192 tokens: nothing saved."""
+    m = load_model("gemma-2-9b")
+    per = 2 * 8 * 256 * 2
+    assert em.vllm_request_bytes(m, 8192, 2048, 2.0) == 21 * 8192 * per + 21 * 6144 * per
+    assert em.vllm_request_bytes(m, 8192, 8192, 2.0) == 42 * 8192 * per
+
+
+def test_kv_tokens_are_whole_blocks():
+    m = load_model("llama-3-8b")  # 32 layers x 8 KV heads x 128 x 2 x 2 B = 128 KiB per token
+    page = 16 * 128 * 1024
+    assert em.vllm_kv_tokens(m, 10 * page + page - 1, 2.0) == 160
+    assert em.vllm_kv_tokens(m, -1.0, 2.0) == 0
+    assert em.vllm_max_concurrency(m, 10 * page, 80, 2048, 2.0) == 2.0  # 160 tokens / 80 per request
+
+
+def test_ledger_figures_in_the_readme_and_the_worst_held_out_row_within_10_percent():
+    """The README quotes the ledger's summary; the issue's worst-case target is 10 %. The 3 % median target is not
+    met (5.2 %): both figures are reported, not tested loosely."""
+    results = score(read_rows(LEDGER))
+    held = [abs(r["error_pct"]) for r in results if r["role"] == "held-out"]
+    assert len(held) == 4 and max(held) < 10
+    rows = {r["rows"]: r for r in summary(results)}
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert (f"held-out median {rows['held-out']['median_abs_error_pct']} %, worst "
+            f"{rows['held-out']['worst_abs_error_pct']} %") in readme
+    assert statistics.median(held) == pytest.approx(rows["held-out"]["median_abs_error_pct"], abs=0.05)
+
+
+def test_qwen3_235b_fp8_on_four_h100s_against_vllm_log():
+    """vLLM issue #21348: Qwen3-235B-A22B-FP8, TP 4 on H100s, vllm serve defaults: 'Available KV cache memory:
+    8.11 GiB', 'GPU KV cache size: 178,880 tokens'. kvcalc predicts both from the model spec alone."""
+    plan = capacity("qwen3-235b-a22b", "h100", context=40960, gpus=4, weight_dtype="fp8", engine="vllm")
+    vllm = plan["engine_memory"]
+    assert vllm["max_num_batched_tokens"] == 8192 and vllm["max_num_seqs"] == 1024
+    assert vllm["available_kv_bytes"] / GiB == pytest.approx(8.11, rel=0.05)
+    assert vllm["kv_tokens"] == pytest.approx(178880, rel=0.05)
+    assert plan["kv_budget_bytes_per_gpu"] == vllm["available_kv_bytes"]
+    assert plan["max_sequences_at_context"] == math.floor(vllm["max_concurrency"])
+
+
+def test_visible_memory_cannot_exceed_capacity(tmp_path):
+    from kvcalc.errors import KvcalcError
+
+    text = (Path(__file__).parents[2] / "hardware_specs" / "h100-sxm.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("visible_memory_GiB = 79.22", "visible_memory_GiB = 81"))
+    with pytest.raises(KvcalcError, match="visible_memory_GiB"):
+        load_gpu(str(bad))
+
+
+def test_cli_vllm_memory_json_and_flag_errors(capsys):
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    r = CliRunner().invoke(app, ["capacity", "-m", "llama-3-8b", "-c", "8192", "--engine", "vllm",
+                                 "--max-num-seqs", "256", "-f", "json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["engine_memory"]["max_num_seqs"] == 256 and out["engine_memory"]["kv_tokens"] % 16 == 0
+    r = CliRunner().invoke(app, ["capacity", "-m", "llama-3-8b", "-c", "8192", "--max-num-seqs", "256"])
+    assert r.exit_code == 2 and "--engine vllm" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("cell, says", [("abc", "expected numbers"), ("0", "expected numbers")])
+def test_ledger_bad_rows_are_one_line_errors(tmp_path, cell, says):
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    header, first = LEDGER.read_text().splitlines()[:2]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "\n" + first.replace(",79.22,", f",{cell},", 1) + "\n")
+    r = CliRunner().invoke(app, ["validate", "--engine-memory", str(bad)])
+    assert r.exit_code == 2 and says in r.output and "row 2" in r.output and "Traceback" not in r.output
