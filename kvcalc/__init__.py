@@ -4,7 +4,9 @@ The Python API mirrors the CLI; names resolve lazily so `import kvcalc` stays ch
     kvcalc.estimate(model, gpu, ...) -> Estimate
     kvcalc.compare(model, attn, gpu, ...) -> list of rows
     kvcalc.sweep(models, gpus, attn, batch, context, ...) -> pandas.DataFrame
-    kvcalc.capacity(model, gpu, context=..., ...) -> dict
+    kvcalc.capacity(model, gpu, context=..., ...) -> dict   (engine="vllm": memory as vLLM budgets it)
+    kvcalc.serve(model, gpu, input_len=..., output_len=..., concurrency=... | request_rate=...) -> dict
+    kvcalc.serve_frontier(model, gpu, input_len=..., output_len=..., concurrencies=[...], tps=[...]) -> list
     kvcalc.plot.roofline(gpus, model, ...) -> matplotlib Figure
     kvcalc.load_model(name_or_path), kvcalc.load_gpu(name_or_path)
 """
@@ -18,6 +20,8 @@ _API = {
     "Estimate": ("kvcalc.estimator", "Estimate"),
     "compare": ("kvcalc.planning", "compare"),
     "capacity": ("kvcalc.planning", "capacity"),
+    "serve": ("kvcalc.serving", "serve"),
+    "serve_frontier": ("kvcalc.serving", "frontier"),
     "sweep": ("kvcalc.grid", "sweep"),
     "plot": ("kvcalc.plot", None),
     "load_model": ("kvcalc.catalog", "load_model"),

@@ -163,3 +163,39 @@ def validation(df, hw_ref):
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def serve_frontier(rows: list[dict]):
+    """Output tokens/s per GPU against tokens/s per user (1 / TPOT), one line per tensor-parallel degree, the
+    configuration `best` ringed: the chart serving teams compare engines and deployments with."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for tp in sorted({r["tensor_parallel"] for r in rows}):
+        line = sorted((r for r in rows if r["tensor_parallel"] == tp and r["tokens_per_s_per_user"]),
+                      key=lambda r: r["tokens_per_s_per_user"])
+        if not line:
+            continue
+        xs = [r["tokens_per_s_per_user"] for r in line]
+        ys = [r["output_tokens_per_s_per_gpu"] for r in line]
+        ax.plot(xs, ys, marker="o", label=f"TP {tp}")
+        for r, x, y in zip(line, xs, ys):
+            ax.annotate(f"{r['concurrency']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    best = [r for r in rows if r.get("best")]
+    if best:
+        b = best[0]
+        ax.scatter([b["tokens_per_s_per_user"]], [b["output_tokens_per_s_per_gpu"]], s=240, facecolors="none",
+                   edgecolors="black", linewidths=1.5, label=f"best within limits (TP {b['tensor_parallel']}, "
+                   f"{b['concurrency']:g} in flight)", zorder=5)
+    first = rows[0]
+    ax.set_xlabel("output tokens/s per user (1 / TPOT)")
+    ax.set_ylabel("output tokens/s per GPU")
+    ax.set_title(f"{first['model']} on {first['gpu']}, {first['input_len']:,} in / {first['output_len']:,} out "
+                 "(labels: requests in flight)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig

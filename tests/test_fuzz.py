@@ -76,13 +76,20 @@ FLAGS = {
     "compare": ["--batch", "--context", "--memory-utilization", "--prefill-chunk", "--attn", "--engine",
                 "--weight-dtype"],
     "capacity": ["--context", "--batch", "--gpus", "--target-tokens-per-s", "--price-per-gpu-hour",
-                 "--memory-utilization", "--prefill-chunk", "--engine", "--kv-dtype"],
+                 "--memory-utilization", "--prefill-chunk", "--engine", "--kv-dtype", "--max-num-batched-tokens",
+                 "--max-num-seqs"],
+    "serve": ["--input-len", "--output-len", "--concurrency", "--request-rate", "--tp", "--engine", "--weight-dtype",
+              "--kv-dtype", "--memory-utilization", "--step-tokens", "--disaggregate", "--price-per-gpu-hour",
+              "--max-ttft-ms", "--max-tpot-ms"],
 }
 CHOICES = {
     "--attn": ["mha", "mqa", "gqa3", "gqa0", "gqa8", "mla", "xx", "gqa100000", "own", "", ","],
     "--engine": ["auto", "roofline", "vllm", "trtllm", "gpt-fast", "tgi", ""],
     "--weight-dtype": ["bf16", "fp8", "int4", "int8", "fp32", "x", ""],
     "--kv-dtype": ["bf16", "fp8", "int4", "x"],
+    "--concurrency": ["1", "max", "1,8", "0", "-1", "abc", "nan", "1e300", ",", "64"],
+    "--disaggregate": ["1:1", "0:1", "x", "1:1:1", "2:3", ":", "1:-1"],
+    "--tp": ["1", "2", "1,2", "3", "0", "x", "8"],
 }
 
 
@@ -97,6 +104,11 @@ def planning_argv(draw):
         args += [flag, draw(st.one_of(st.sampled_from(pool), st.integers(-10, 10**12).map(str)))]
     if command == "capacity" and "--context" not in args:
         args += ["--context", "4096"]
+    if command == "serve":
+        args += [] if "--input-len" in args else ["--input-len", "512"]
+        args += [] if "--output-len" in args else ["--output-len", "128"]
+        if "--concurrency" not in args and "--request-rate" not in args:
+            args += ["--concurrency", "8"]
     args += ["-f", draw(st.sampled_from(["table", "json", "csv"]))]
     return args
 

@@ -62,7 +62,9 @@ def _root(
     """Roofline and KV-cache calculator for transformer inference."""
 
 
-from kvcalc.cli import catalog_cmds, estimate_cmd, import_cmd, planning_cmds, profiles_cmds, validate_cmds  # noqa: E402,F401  (registers the commands)
+from kvcalc.cli import (  # noqa: E402,F401  (registers the commands)
+    catalog_cmds, estimate_cmd, import_cmd, planning_cmds, profiles_cmds, serve_cmd, validate_cmds,
+)
 
 
 def main() -> None:

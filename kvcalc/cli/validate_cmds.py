@@ -57,6 +57,26 @@ def engine_memory_cli(path: Path, format) -> None:
         print_rows({"rows": rows, "summary": summary(results)}, "", format)
 
 
+def serve_ledger_cli(path: Path, format, engine: str) -> None:
+    """Score kvcalc serve against published continuous-batching throughput: one row each, then the summary."""
+    from kvcalc.cli.output import Format, print_rows
+    from kvcalc.serve_ledger import read_rows, score, summary
+
+    if engine not in ("profile", "roofline"):
+        raise KvcalcError(f"--engine: with --serve, expected profile (TensorRT-LLM's) or roofline, got {engine!r}")
+    results = score(read_rows(path), engine="trtllm" if engine == "profile" else "roofline")
+    if format is Format.table:
+        table = [{"id": r["id"], "model": r["model"].replace("llama-", ""), "gpu": r["gpu"].replace("-sxm", ""),
+                  "tp": r["tp"], "in/out": f"{r['input_len']}/{r['output_len']}", "in flight": r["concurrency"],
+                  "measured": r["measured"], "kvcalc": r["predicted"], "err %": r["error_pct"]} for r in results]
+        print_rows(table, f"kvcalc serve against {len(results)} published throughputs per GPU ({path})", format)
+        print_rows(summary(results), "|error| % (every row held out)", format)
+    elif format is Format.csv:
+        print_rows(results, "", format)
+    else:
+        print_rows({"rows": results, "summary": summary(results)}, "", format)
+
+
 @app.command("validate")
 def validate_cli(
     gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="the spec to check: bundled name or spec file (e.g. calibrate's)")] = None,
@@ -73,18 +93,23 @@ def validate_cli(
     engine_memory: Annotated[Optional[Path], typer.Option(help="score kvcalc's vLLM memory rule against vLLM start-up "
                                                           "logs (a CSV like validation/engine-memory/vllm.csv); "
                                                           "needs no torch")] = None,
+    serve: Annotated[Optional[Path], typer.Option(help="score kvcalc serve against published throughput (a CSV like "
+                                                  "validation/serve/trtllm-perf-overview.csv); needs no torch")] = None,
 ) -> None:
     """Measure attention, linear and whole-layer cases with PyTorch and report the error of the predictions;
     or, with --published, score kvcalc against published end-to-end measurements."""
     from kvcalc.cli.output import Format
 
-    if published is not None or engine_memory is not None:
+    ledgers = [x for x in (published, engine_memory, serve) if x is not None]
+    if ledgers:
         if format not in {f.value for f in Format}:
             raise KvcalcError(f"--format: expected table, json or csv, got {format!r}")
-        if published is not None and engine_memory is not None:
-            raise KvcalcError("--engine-memory: pass it or --published, not both")
+        if len(ledgers) > 1:
+            raise KvcalcError("--published, --engine-memory, --serve: pass one ledger at a time")
         if engine_memory is not None:
             return engine_memory_cli(engine_memory, Format(format))
+        if serve is not None:
+            return serve_ledger_cli(serve, Format(format), engine)
         return published_cli(published, Format(format), engine)
     if gpu is None:
         raise KvcalcError("--gpu: required to measure (or pass --published FILE to score published measurements)")

@@ -194,3 +194,23 @@ def decode_ops(model: ModelSpec, batch, context, p: Precision) -> list[Op]:
 def prefill_ops(model: ModelSpec, batch, prompt, p: Precision) -> list[Op]:
     """Prefill of B prompts of P tokens into an empty cache."""
     return forward_ops(model, batch=batch, q=prompt, context=0, absorbed=False, p=p)
+
+
+def mixed_ops(model: ModelSpec, *, decode_batch, context, chunk, chunk_context, p: Precision) -> list[Op]:
+    """One continuous-batching step with chunked prefill: decode_batch sequences add a token each to `context`
+    cached ones while a prefill chunk of `chunk` tokens runs against `chunk_context` cached ones.
+
+    The projections and MLP see all decode_batch + chunk tokens in one GEMM, so the weights are read once; attention
+    runs once for the decodes (the decode kernel, MLA absorbed) and once for the chunk (the prefill kernel); logits
+    are computed for the decodes and the chunk's last position."""
+    both = forward_ops(model, batch=decode_batch + chunk, q=1, context=0, absorbed=True, p=p)
+    shared = [o for o in both if o.op_class not in ("attention", "lm_head")]
+    attention = []
+    if decode_batch:
+        attention += [o for o in decode_ops(model, decode_batch, context, p) if o.op_class == "attention"]
+    if chunk:
+        attention += [o for o in forward_ops(model, batch=1, q=chunk, context=chunk_context, absorbed=False, p=p)
+                      if o.op_class == "attention"]
+    rows = decode_batch + (1 if chunk else 0)
+    lm_head = linear_cost([Linear("lm_head", model.hidden_size, model.vocab_size)], rows, p)
+    return [*shared, *attention, Op("lm_head", "lm_head", "matmul", lm_head, items_per_kernel=rows * model.hidden_size)]

@@ -1,13 +1,27 @@
-"""Whole requests from single steps: the time of a static batch (every sequence prefilled, then decoded together).
+"""Whole requests from single steps: a static batch, and continuous batching in steady state.
 
-A static batch of B sequences, P prompt tokens and O output tokens each (TensorRT-LLM's gptSessionBenchmark):
+Static batch (TensorRT-LLM's gptSessionBenchmark): B sequences of P prompt and O output tokens each,
     time = prefill(B x P) + (O - 1) * decode step at the mean cached context
     mean cached context = P + O // 2   (the first token comes from the prefill; attention grows linearly, so the
                                         mean step costs what the step at the mean context costs)
     output tokens/s per GPU = B * O / time / GPUs
+
+Continuous batching with chunked prefill (vLLM, SGLang, TensorRT-LLM in-flight batching), C requests in flight,
+I input and O output tokens each, at most T tokens per step:
+    a request spends s_p = max(1, ceil(I / (T - B_d))) steps in prefill and O - 1 in decode, so
+    decoding sequences   B_d = C (O - 1) / (O - 1 + s_p)
+    prefill tokens/step  p   = min(B_d I / (O - 1), T - B_d)   (new requests arrive as fast as others finish)
+    the step budget binds past B_d = T (O - 1) / (I + O - 1): then p = T - B_d and the other C - B_d requests
+    wait, s_p = (C - B_d) I / p steps, before their first token
+    step time tau = one forward pass of B_d decode tokens at the mean context I + O / 2 plus a p-token chunk
+    TPOT = tau; TTFT = s_p steps that each carry the decodes and up to T - B_d of the prompt (s_p x tau once the
+    budget binds); latency = TTFT + (O - 1) TPOT
+    requests/s = C / latency (Little's law); output tokens/s = O x requests/s
 """
 
 from __future__ import annotations
+
+import math
 
 
 def mean_decode_context(prompt_len: int, output_len: int) -> int:
@@ -23,3 +37,32 @@ def static_batch_seconds(prefill_s, decode_step_s, output_len: int):
 def output_tokens_per_s_per_gpu(batch: int, output_len: int, seconds, gpus: int):
     """Output tokens per second per GPU of a static batch [tokens/s]."""
     return batch * output_len / seconds / gpus
+
+
+def prefill_steps(input_len: int, budget_left: float) -> int:
+    """Steps one request's prompt takes when each step leaves budget_left tokens for prefill."""
+    return max(1, math.ceil(input_len / max(budget_left, 1.0)))
+
+
+def steady_state(concurrency: float, input_len: int, output_len: int, step_budget: int) -> tuple[float, float, float]:
+    """(decoding sequences B_d, prefill tokens per step p, prefill steps per request s_p) of C requests in flight.
+
+    s_p and B_d depend on each other through the budget the decodes leave; three rounds settle them."""
+    if output_len == 1:  # no decode steps: every request is a prompt
+        p = min(concurrency * input_len, step_budget)
+        return 0.0, p, prefill_steps(input_len, step_budget)
+    decode = concurrency * (output_len - 1) / output_len
+    for _ in range(3):
+        s_p = prefill_steps(input_len, step_budget - decode)
+        decode = concurrency * (output_len - 1) / (output_len - 1 + s_p)
+    s_p = prefill_steps(input_len, step_budget - decode)
+    # Prompts must enter as fast as outputs finish: B_d I / (O - 1) prefill tokens a step, within the T - B_d the
+    # decodes leave. Past B_d = T (O - 1) / (I + O - 1) the budget binds: the decode batch stops growing and the
+    # other requests wait for their prefill, (C - B_d) I / p steps on average (Little's law).
+    cap = step_budget * (output_len - 1) / (input_len + output_len - 1)
+    if decode > cap:
+        decode = cap
+        p = step_budget - decode
+        return decode, p, max(1.0, (concurrency - decode) * input_len / p)
+    p = max(0.0, min(decode * input_len / (output_len - 1), step_budget - decode))
+    return decode, p, s_p

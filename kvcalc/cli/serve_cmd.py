@@ -1,0 +1,133 @@
+"""kvcalc serve: a workload under continuous batching, or the throughput frontier over concurrency x TP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvcalc.cli import app
+from kvcalc.cli.output import ENGINE_HELP, Format, print_rows, save_figure, write_csv, write_json
+from kvcalc.errors import KvcalcError
+from kvcalc.files import check_writable
+
+
+def _split_ints(flag: str, text: str) -> list[int]:
+    from kvcalc.cli.planning_cmds import split
+
+    return split(flag, text, int)
+
+
+def _disaggregate(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        prefill, decode = (int(x) for x in parts)
+    except ValueError:
+        raise KvcalcError(f"--disaggregate: expected PREFILL_GPUS:DECODE_GPUS such as 2:6, got {text!r}") from None
+    return prefill, decode
+
+
+@app.command("serve")
+def serve_cli(
+    model: Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")],
+    input_len: Annotated[int, typer.Option("--input-len", "-i", help="prompt tokens per request")],
+    output_len: Annotated[int, typer.Option("--output-len", help="output tokens per request (a distribution's mean)")],
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="bundled name or spec file")] = "h100-sxm",
+    concurrency: Annotated[Optional[str], typer.Option(
+        "--concurrency", "-c", help="requests in flight: a number, a comma-separated list (the frontier), or max "
+        "(as many as the KV pool holds)")] = None,
+    request_rate: Annotated[Optional[float], typer.Option(help="requests/s arriving; replicas follow")] = None,
+    tp: Annotated[str, typer.Option(help="tensor-parallel GPUs per replica; a comma-separated list for the frontier")] = "1",
+    engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
+    weight_dtype: Annotated[str, typer.Option(help="weight format: bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
+    kv_dtype: Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
+    memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
+    step_tokens: Annotated[int, typer.Option(help="tokens one step may schedule (max_num_batched_tokens)")] = 8192,
+    disaggregate: Annotated[Optional[str], typer.Option(help="PREFILL_GPUS:DECODE_GPUS, separate pools")] = None,
+    price_per_gpu_hour: Annotated[Optional[float], typer.Option(
+        help="price of one GPU-hour, in any currency: the cost per million output tokens comes out in the same one")] = None,
+    max_ttft_ms: Annotated[Optional[float], typer.Option(help="frontier: the best point keeps TTFT within this")] = None,
+    max_tpot_ms: Annotated[Optional[float], typer.Option(help="frontier: the best point keeps TPOT within this")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="frontier chart (.png, .svg or .pdf)")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
+) -> None:
+    """TTFT, TPOT, latency, tokens/s per GPU and per user, KV pool and cost of a workload under continuous
+    batching; with several concurrencies or TP degrees, the throughput-per-GPU vs tokens/s-per-user frontier."""
+    from kvcalc.serving import frontier, serve
+
+    if plot is not None:
+        check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
+    tps = _split_ints("--tp", tp)
+    split = _disaggregate(disaggregate)
+    common = dict(engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
+                  step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split)
+    many = concurrency is not None and ("," in concurrency or len(tps) > 1)
+    if many or plot is not None:
+        if request_rate is not None or concurrency in (None, "max"):
+            raise KvcalcError("--concurrency: the frontier needs a list of concurrencies (e.g. 1,8,32,128)")
+        rows = frontier(model, gpu, input_len=input_len, output_len=output_len,
+                        concurrencies=_split_ints("--concurrency", concurrency), tps=tps,
+                        max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, **common)
+        if not rows:
+            raise KvcalcError("--concurrency: no point of the frontier fits the KV pool; raise --tp")
+        if plot is not None:
+            from kvcalc.plot import serve_frontier
+
+            save_figure(serve_frontier(rows), plot, "--plot")
+        flat = [{k: v for k, v in r.items() if k != "assumptions"} for r in rows]
+        if format is not Format.table:
+            return print_rows(flat, "", format)
+        table = [{"tp": r["tensor_parallel"], "in flight": f"{r['concurrency']:g}", "TTFT ms": r["ttft_ms"],
+                  "TPOT ms": r["tpot_ms"], "tok/s/GPU": r["output_tokens_per_s_per_gpu"],
+                  "tok/s/user": r["tokens_per_s_per_user"], "ok": "yes" if r["within_limits"] else "no",
+                  "best": "*" if r["best"] else ""} for r in rows]
+        return print_rows(table, f"{model} on {gpu}, {input_len:,} in / {output_len:,} out", format)
+    if len(tps) > 1:
+        raise KvcalcError("--tp: one degree unless --concurrency lists several (the frontier)")
+    if concurrency is not None and concurrency != "max":
+        try:
+            concurrency = float(concurrency)
+        except ValueError:
+            raise KvcalcError(f"--concurrency: expected a number, a list or max, got {concurrency!r}") from None
+    plan = serve(model, gpu, input_len=input_len, output_len=output_len, concurrency=concurrency,
+                 request_rate=request_rate, tp=tps[0], **common)
+    if format is Format.json:
+        return write_json(plan)
+    if format is Format.csv:
+        flat = {k: v for k, v in plan.items() if k != "assumptions"}
+        flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
+        return write_csv([flat])
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{plan['model']} on {plan['gpu']}: {input_len:,} in / {output_len:,} out", show_header=False)
+    t.add_column("quantity", style="bold")
+    t.add_column("value")
+
+    def ms(v):
+        return f"{v:,.1f} ms" if v is not None else "-"
+
+    show = {
+        "requests in flight": f"{plan['concurrency']:,.1f}",
+        "replicas x GPUs each": f"{plan['replicas']} x {plan['gpus'] // plan['replicas']} ({plan['gpus']} GPUs)",
+        "TTFT": ms(plan["ttft_ms"]), "TPOT (inter-token latency)": ms(plan["tpot_ms"]),
+        "end-to-end latency": ms(plan["latency_ms"]),
+        "requests/s": f"{plan['requests_per_s']:,.2f}",
+        "output tokens/s (per GPU)": f"{plan['output_tokens_per_s']:,.0f} ({plan['output_tokens_per_s_per_gpu']:,.0f})",
+        "total tokens/s per GPU": f"{plan['total_tokens_per_s_per_gpu']:,.0f}",
+        "output tokens/s per user": (f"{plan['tokens_per_s_per_user']:,.1f}" if plan["tokens_per_s_per_user"] else "-"),
+        "KV pool / needed (tokens)": f"{plan['kv_pool_tokens']:,.0f} / {plan['kv_tokens_needed']:,.0f}",
+        "preemption risk": plan["preemption_risk"],
+        "cost per million output tokens": (f"{plan['cost_per_million_output_tokens']:.3f}"
+                                           if plan["cost_per_million_output_tokens"] is not None else None),
+    }
+    for k, v in show.items():
+        if v is not None:
+            t.add_row(k, v)
+    for k, v in plan["assumptions"].items():
+        if v is not None:
+            t.add_row(f"assumption: {k}", f"{v:,.1f}" if isinstance(v, float) else str(v))
+    Console().print(t)

@@ -1,0 +1,224 @@
+"""A workload served with continuous batching: latency, throughput, KV pool and cost (kvcalc serve).
+
+The steady state comes from kvcalc/formulas/workload.py; each step is one forward pass of the decodes plus a
+prefill chunk (formulas/forward.py mixed_ops), timed like every other step (the engine profile's measured
+kernels, or the roofline) with the tensor-parallel all-reduces. TTFT is the steps a prompt takes, each carrying the decodes beside its chunk; TPOT the mean step, whose
+prefill share is the prompts that enter while others finish. Disaggregated serving (`disaggregate=(P, D)`)
+splits the GPUs into a prefill pool and a decode pool: TTFT is the prompt's prefill alone plus the transfer of its
+KV cache over the link between the pools, TPOT a pure decode step, and the pool that saturates first sets the rate.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kvcalc.catalog import load_gpu, load_model, resolve_engine
+from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
+from kvcalc.errors import KvcalcError
+from kvcalc.estimator import check_dtypes, check_memory_utilization, check_tp, engine_label, precision
+from kvcalc.formulas.capacity import kv_budget_bytes
+from kvcalc.formulas.forward import mixed_ops
+from kvcalc.formulas.kv import kv_bytes_per_token
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, activation_workspace_bytes
+from kvcalc.formulas.parallel import allreduce_seconds, group_link_bandwidth, kv_shard_fraction, shard_op
+from kvcalc.formulas.params import weight_bytes
+from kvcalc.formulas.roofline import step_time
+from kvcalc.formulas.workload import steady_state
+
+DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batched_tokens on an H100)
+
+
+class _Stepper:
+    """Times one step of a deployment: tp GPUs, its engine profile, its dtypes."""
+
+    def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype):
+        self.spec, self.hw, self.p, self.tp, self.profile = spec, hw, p, tp, profile
+        self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
+        self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
+        self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+
+    def seconds(self, decode_batch, context, chunk, chunk_context) -> float:
+        ops = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
+            self.spec, decode_batch=decode_batch, context=context, chunk=chunk, chunk_context=chunk_context, p=self.p)]
+        t = step_time(ops, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
+                      kv_dtype=self.kv_dtype).seconds
+        return t + allreduce_seconds(self.spec, decode_batch + chunk, self.p.b_a, self.tp, self.link, self.curve)
+
+
+def _colocated(stepper: _Stepper, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
+    decode, chunk, s_p = steady_state(concurrency, input_len, output_len, step_tokens)
+    tau = stepper.seconds(decode, input_len + output_len / 2, chunk, max(input_len - chunk, 0) / 2)
+    if output_len == 1:
+        rate = chunk / input_len / tau
+        latency = concurrency / rate
+        return {"ttft_s": latency, "tpot_s": None, "latency_s": latency, "requests_per_s": rate,
+                "decode_batch": 0.0, "prefill_tokens_per_step": chunk, "step_s": tau}
+    left = step_tokens - decode
+    if chunk < left:  # prompts enter unqueued: a request's prefill runs in s_p steps of up to `left` tokens each
+        first = min(input_len, left)
+        ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, first, max(input_len - first, 0) / 2)
+    else:  # the step budget binds: every step is full, and requests queue for their prefill
+        ttft = s_p * tau
+    latency = ttft + (output_len - 1) * tau
+    return {"ttft_s": ttft, "tpot_s": tau, "latency_s": latency, "requests_per_s": concurrency / latency,
+            "decode_batch": decode, "prefill_tokens_per_step": chunk, "step_s": tau}
+
+
+def _disaggregated(stepper: _Stepper, concurrency: float, input_len: int, output_len: int, step_tokens: int,
+                   prefill_gpus: int, decode_gpus: int) -> dict:
+    spec, hw, tp = stepper.spec, stepper.hw, stepper.tp
+    prefill_replicas, decode_replicas = prefill_gpus // tp, decode_gpus // tp
+    per_batch = max(1, step_tokens // input_len)  # prompts one prefill step takes together
+    batch_s = stepper.seconds(0, 0, per_batch * input_len, 0)
+    prefill_rate = prefill_replicas * per_batch / batch_s
+    kv_bytes = input_len * kv_bytes_per_token(spec, stepper.p.b_kv)
+    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
+    transfer_s = kv_bytes / (link * 1e9 / 2) if link else 0.0
+    ttft = stepper.seconds(0, 0, input_len, 0) + transfer_s
+    batch = concurrency / decode_replicas
+    tpot = stepper.seconds(batch, input_len + output_len / 2, 0, 0) if output_len > 1 else None
+    latency = ttft + (output_len - 1) * (tpot or 0.0)
+    rate = min(concurrency / latency, prefill_rate)
+    return {"ttft_s": ttft, "tpot_s": tpot, "latency_s": latency, "requests_per_s": rate, "decode_batch": batch,
+            "prefill_tokens_per_step": per_batch * input_len, "step_s": tpot or batch_s,
+            "kv_transfer_s": transfer_s, "prefill_pool_requests_per_s": prefill_rate}
+
+
+def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency: float | str | None = None,
+          request_rate: float | None = None, tp: int = 1, engine: str = "auto", weight_dtype: str = "bf16",
+          kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+          step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
+          disaggregate: tuple[int, int] | None = None) -> dict:
+    """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
+
+    concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
+    holds at full length (an offline throughput run). request_rate: requests/s arriving (an open loop); the
+    replicas needed to keep up follow. Exactly one of the two."""
+    check_int("--input-len", input_len, 1, MAX_TOKENS)
+    check_int("--output-len", output_len, 1, MAX_TOKENS)
+    check_int("--tp", tp, 1, MAX_GPUS)
+    check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
+    check_memory_utilization(memory_utilization)
+    check_dtypes(weight_dtype, kv_dtype)
+    if (concurrency is None) == (request_rate is None):
+        raise KvcalcError("--concurrency / --request-rate: give exactly one")
+    if request_rate is not None:
+        check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
+    if price_per_gpu_hour is not None:
+        check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
+    spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
+    check_tp(tp, spec)
+    profile = resolve_engine(engine, hw)
+    stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype)
+
+    # The KV pool of one replica (kvcalc's memory rule, as capacity) and how many full-length requests it holds.
+    activations = activation_workspace_bytes(spec, 1, step_tokens, p.b_a)
+    budget = kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes(spec, p.b_w), activations, tp)
+    per_token = kv_bytes_per_token(spec, p.b_kv) * kv_shard_fraction(spec, tp)
+    pool_tokens = max(budget, 0) / per_token
+    full_length = input_len + output_len
+    max_concurrency = math.floor(pool_tokens / full_length)
+    if max_concurrency < 1:
+        raise KvcalcError(f"{spec.name} on {tp} {hw.name}: the KV pool ({pool_tokens:,.0f} tokens per GPU group) "
+                          f"does not hold one request of {full_length:,} tokens; raise --tp")
+
+    if disaggregate is not None:
+        prefill_gpus, decode_gpus = disaggregate
+        for flag, n in (("--disaggregate (prefill GPUs)", prefill_gpus), ("--disaggregate (decode GPUs)", decode_gpus)):
+            check_int(flag, n, tp, MAX_GPUS)
+            if n % tp:
+                raise KvcalcError(f"{flag}: {n} is not a multiple of --tp {tp}")
+        replicas_in_group, gpus = decode_gpus // tp, prefill_gpus + decode_gpus
+
+        def run(c):
+            return _disaggregated(stepper, c, input_len, output_len, step_tokens, prefill_gpus, decode_gpus)
+    else:
+        replicas_in_group, gpus = 1, tp
+
+        def run(c):
+            return _colocated(stepper, c, input_len, output_len, step_tokens)
+
+    limit = max_concurrency * replicas_in_group
+    replicas = 1
+    if concurrency == "max":
+        concurrency = limit
+    if request_rate is not None:
+        top = run(limit)
+        replicas = max(1, math.ceil(request_rate / top["requests_per_s"] * (1 + 1e-12)))
+        target = request_rate / replicas
+        lo, hi = 1e-6, float(limit)  # requests/s rises with the requests in flight: bisect C = rate x latency
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if run(mid)["requests_per_s"] < target else (lo, mid)
+        concurrency = hi
+    else:
+        check_number("--concurrency", concurrency, 0, MAX_BATCH, lo_open=True)
+    r = run(concurrency)
+    out_rate = r["requests_per_s"] * output_len
+    needed_tokens = concurrency / replicas_in_group * full_length
+    if needed_tokens <= pool_tokens:
+        preemption = "none: every request in flight fits at full length"
+    elif concurrency / replicas_in_group * (input_len + output_len / 2) <= pool_tokens:
+        preemption = (f"possible: {needed_tokens:,.0f} tokens at full length exceed the {pool_tokens:,.0f}-token pool; "
+                      "the average fits")
+    else:
+        preemption = f"certain: even the average {needed_tokens:,.0f}-token need exceeds the {pool_tokens:,.0f}-token pool"
+    total_gpus = gpus * replicas
+    name, version = engine_label(profile)
+    return {
+        "model": spec.name, "gpu": hw.name, "tensor_parallel": tp, "engine": name, "engine_version": version,
+        "input_len": input_len, "output_len": output_len,
+        "concurrency": concurrency * replicas, "request_rate": request_rate,
+        "replicas": replicas, "gpus": total_gpus,
+        "disaggregate": f"{disaggregate[0]}:{disaggregate[1]}" if disaggregate else None,
+        "ttft_ms": r["ttft_s"] * 1e3,
+        "tpot_ms": r["tpot_s"] * 1e3 if r["tpot_s"] is not None else None,
+        "latency_ms": r["latency_s"] * 1e3,
+        "requests_per_s": r["requests_per_s"] * replicas,
+        "output_tokens_per_s": out_rate * replicas,
+        "output_tokens_per_s_per_gpu": out_rate / gpus,
+        "total_tokens_per_s_per_gpu": r["requests_per_s"] * full_length / gpus,
+        "tokens_per_s_per_user": 1 / r["tpot_s"] if r["tpot_s"] else None,
+        "kv_pool_tokens": pool_tokens * replicas_in_group,
+        "kv_tokens_needed": needed_tokens * replicas_in_group,
+        "max_concurrency": limit,
+        "preemption_risk": preemption,
+        "cost_per_million_output_tokens": (price_per_gpu_hour * gpus / (out_rate * 3600) * 1e6
+                                           if price_per_gpu_hour else None),
+        "assumptions": {
+            "batching": (f"continuous, chunked prefill of at most {step_tokens:,} tokens a step" if not disaggregate else
+                         f"disaggregated: {disaggregate[0]} prefill GPUs, {disaggregate[1]} decode GPUs"),
+            "decode_batch_per_replica": r["decode_batch"],
+            "prefill_tokens_per_step": r["prefill_tokens_per_step"],
+            "step_ms": r["step_s"] * 1e3,
+            "kv_transfer_ms": r.get("kv_transfer_s", 0.0) * 1e3 if disaggregate else None,
+            "memory_rule": "kvcalc's (formulas/memory.py), one step's activations reserved",
+            "time_model": f"{name} {version} measured kernel curves" if version else "datasheet efficiencies (roofline)",
+        },
+    }
+
+
+def frontier(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrencies: list[int],
+             tps: list[int], max_ttft_ms: float | None = None, max_tpot_ms: float | None = None, **kwargs) -> list[dict]:
+    """serve() over concurrency x tensor parallelism: the throughput-per-GPU vs tokens/s-per-user frontier.
+
+    Points whose requests do not fit the KV pool are dropped; `best` marks the highest output tokens/s per GPU
+    within the TTFT and TPOT limits."""
+    rows = []
+    for tp in tps:
+        for c in concurrencies:
+            try:
+                row = serve(model, gpu, input_len=input_len, output_len=output_len, concurrency=c, tp=tp, **kwargs)
+            except KvcalcError as e:
+                if "does not hold one request" in str(e) or "divide" in str(e):
+                    continue
+                raise
+            if c > row["max_concurrency"]:
+                continue
+            ok = ((max_ttft_ms is None or row["ttft_ms"] <= max_ttft_ms)
+                  and (max_tpot_ms is None or (row["tpot_ms"] or 0) <= max_tpot_ms))
+            rows.append({**row, "within_limits": ok, "best": False})
+    eligible = [r for r in rows if r["within_limits"]]
+    if eligible:
+        max(eligible, key=lambda r: r["output_tokens_per_s_per_gpu"])["best"] = True
+    return rows

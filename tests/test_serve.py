@@ -1,0 +1,114 @@
+"""kvcalc serve: the steady state in closed form, Little's law, the request-rate solve, the pure-decode step
+against estimate, and the ledger of TensorRT-LLM's published throughput."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from kvcalc import estimate
+from kvcalc.catalog import load_model
+from kvcalc.cli import app
+from kvcalc.estimator import precision
+from kvcalc.formulas.forward import decode_ops, mixed_ops
+from kvcalc.formulas.workload import steady_state
+from kvcalc.serve_ledger import read_rows, score, summary
+from kvcalc.serving import frontier, serve
+
+ROOT = Path(__file__).parents[1]
+LEDGER = ROOT / "validation" / "serve" / "trtllm-perf-overview.csv"
+
+
+def test_steady_state_below_the_step_budget():
+    """C = 10, I = 100, O = 11: each request spends 1 prefill step and 10 decode steps, so B_d = 10 x 10 / 11, and
+    prompts enter as fast as outputs finish: p = B_d x 100 / 10 tokens a step."""
+    decode, chunk, s_p = steady_state(10, 100, 11, 8192)
+    assert decode == pytest.approx(100 / 11) and chunk == pytest.approx(1000 / 11) and s_p == 1
+
+
+def test_steady_state_when_the_step_budget_binds():
+    """C = 6000, I = O = 128, T = 8192: the decodes may grow only to T (O - 1) / (I + O - 1) = 8192 x 127 / 255;
+    the rest of the step is prefill, and the other requests wait (C - B_d) I / p steps."""
+    decode, chunk, s_p = steady_state(6000, 128, 128, 8192)
+    cap = 8192 * 127 / 255
+    assert decode == pytest.approx(cap) and chunk == pytest.approx(8192 - cap)
+    assert s_p == pytest.approx((6000 - cap) * 128 / (8192 - cap))
+
+
+def test_mixed_step_reads_the_weights_once():
+    m, p = load_model("llama-3-8b"), precision("bf16", "bf16")
+    mixed = mixed_ops(m, decode_batch=32, context=2048, chunk=512, chunk_context=256, p=p)
+    alone = decode_ops(m, 32, 2048, p)
+    matmul = lambda ops: sum(o.cost.weight_bytes for o in ops if o.engine == "matmul")  # noqa: E731
+    assert matmul(mixed) == matmul(alone)  # (the embedding gathers one row per token, so it is left out)
+    wide = decode_ops(m, 32 + 512, 2048, p)
+    mlp = lambda ops: sum(o.cost.flops for o in ops if o.op_class == "mlp")  # noqa: E731
+    assert mlp(mixed) == mlp(wide)  # the MLP sees decodes and chunk together
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.integers(1, 4000), st.integers(2, 4000), st.floats(1, 200))
+def test_littles_law_holds(input_len, output_len, concurrency):
+    r = serve("llama-3-8b", "h100", input_len=input_len, output_len=output_len, concurrency=concurrency,
+              engine="roofline")
+    assert r["requests_per_s"] * r["latency_ms"] / 1e3 == pytest.approx(concurrency, rel=1e-9)
+    assert r["output_tokens_per_s"] == pytest.approx(r["requests_per_s"] * output_len)
+    assert r["ttft_ms"] > 0 and r["tpot_ms"] > 0 and all(
+        math.isfinite(v) for v in (r["ttft_ms"], r["tpot_ms"], r["output_tokens_per_s_per_gpu"]))
+
+
+def test_request_rate_finds_the_concurrency_and_the_replicas():
+    one = serve("llama-3-8b", "h100", input_len=1000, output_len=200, request_rate=5)
+    assert one["replicas"] == 1 and one["requests_per_s"] == pytest.approx(5, rel=1e-6)
+    top = serve("llama-3-8b", "h100", input_len=1000, output_len=200, concurrency="max")
+    many = serve("llama-3-8b", "h100", input_len=1000, output_len=200, request_rate=top["requests_per_s"] * 2.5)
+    assert many["replicas"] == 3 and many["gpus"] == 3
+
+
+def test_disaggregated_decode_step_is_estimates_decode_step():
+    """With separate pools the decode pool runs pure decode steps: TPOT equals estimate's decode step at the same
+    batch (concurrency / decode replicas) and mean context."""
+    r = serve("llama-3-8b", "h100", input_len=1000, output_len=202, concurrency=64, tp=1, disaggregate=(1, 2),
+              engine="roofline")
+    e = estimate("llama-3-8b", "h100", batch=32, context=1000 + 101, prompt=1, engine="roofline")
+    assert r["tpot_ms"] == pytest.approx(e.decode.ms, rel=1e-9)
+    assert r["gpus"] == 3 and r["ttft_ms"] > 0
+
+
+def test_frontier_marks_one_best_point_within_the_limits():
+    rows = frontier("llama-3.1-70b", "h100", input_len=1000, output_len=500, concurrencies=[1, 8, 32, 128],
+                    tps=[2, 4], weight_dtype="fp8", max_tpot_ms=40)
+    best = [r for r in rows if r["best"]]
+    assert len(best) == 1 and best[0]["tpot_ms"] <= 40
+    assert best[0]["output_tokens_per_s_per_gpu"] == max(r["output_tokens_per_s_per_gpu"] for r in rows
+                                                         if r["within_limits"])
+
+
+def test_ledger_figures_are_the_readme_ones():
+    results = score(read_rows(LEDGER))
+    assert len(results) == 40
+    overall = summary(results)[0]
+    readme = (ROOT / "README.md").read_text()
+    assert (f"median {overall['median_abs_error_pct']} %, worst {overall['worst_abs_error_pct']} % "
+            f"({overall['within_10_pct']} of 40 within 10 %)") in readme
+    baseline = summary(score(read_rows(LEDGER), engine="roofline"))[0]
+    assert f"{baseline['median_abs_error_pct']} % median on the datasheet roofline" in readme
+
+
+def test_cli_serve_json_frontier_plot_and_errors(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "128", "-c", "16", "-f", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["concurrency"] == 16
+    png = tmp_path / "f.png"
+    r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "128", "-c", "1,16,64",
+                            "--tp", "1,2", "--plot", str(png), "-f", "csv"])
+    assert r.exit_code == 0, r.output and png.stat().st_size > 10_000
+    for args, says in ((["--disaggregate", "x"], "--disaggregate"), (["-c", "abc"], "--concurrency"),
+                       (["--request-rate", "2", "-c", "4"], "exactly one"), (["-c", "4", "--tp", "3"], "--tp")):
+        r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "128", *args])
+        assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, (args, r.output)
