@@ -18,7 +18,14 @@ from kvcalc.formulas.kv import (
     kv_elements_per_token_per_layer,
 )
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, memory_required
-from kvcalc.formulas.parallel import allreduce_seconds, group_link_bandwidth, group_link_label, shard_op
+from kvcalc.formulas.parallel import (
+    allreduce_seconds,
+    group_link_bandwidth,
+    group_link_label,
+    microbatches,
+    pipeline_send_seconds,
+    shard_op,
+)
 from kvcalc.formulas.params import params_breakdown
 from kvcalc.formulas.roofline import StepTime, engine_dtype, intensity, ridge_point, step_time
 from kvcalc.rewrite import rewrite_attention
@@ -42,6 +49,7 @@ class Inputs(BaseModel):
     engine: str  # the time model: an engine profile's name, or roofline (datasheet efficiencies)
     profile: str | None  # the profile's engine version and source tables; None for the roofline
     tensor_parallel: int
+    pipeline_parallel: int = 1  # stages of tensor_parallel GPUs each; GPUs in all: tp x pp
     allreduce_link: str  # the link the tensor-parallel all-reduces cross, in words
 
 
@@ -99,6 +107,7 @@ class Phase(BaseModel):
     arithmetic_intensity: float
     ridge_point: float
     allreduce_ms: float  # tensor-parallel all-reduces, included in ms
+    pipeline_ms: float = 0.0  # pipeline stages' activation sends (and a prefill's pipeline fill), included in ms
     hypothetical: bool  # the workload does not fit in memory
     operators: list[Operator]
 
@@ -148,6 +157,12 @@ def check_tp(tp, spec: ModelSpec) -> None:
         raise KvcalcError(f"--tp: tensor parallelism over {tp} GPUs needs it to divide the {spec.attention.num_heads} query heads")
 
 
+def check_pp(pp, spec: ModelSpec) -> None:
+    check_int("--pp", pp, 1, MAX_GPUS)
+    if pp > spec.num_layers:
+        raise KvcalcError(f"--pp: {pp} pipeline stages exceed {spec.name}'s {spec.num_layers} layers")
+
+
 def engine_label(profile: EngineProfile | None) -> tuple[str, str | None]:
     """(engine name, profile description) for the output."""
     if profile is None:
@@ -178,6 +193,9 @@ class Evaluation:
     prefill_comm_s: object  # and over the prefill
     comm_sol_s: object  # the decode step's all-reduces at the datasheet link rate, no latency (speed of light)
     prefill_comm_sol_s: object
+    pipeline_s: object = 0.0  # pipeline stages: the decode step's activation sends
+    prefill_pipeline_s: object = 0.0  # and the prefill's sends plus its pipeline fill
+    prefill_pipeline_sol_s: object = 0.0
 
     @property
     def fits(self):
@@ -186,42 +204,59 @@ class Evaluation:
 
 def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weight_dtype: str, kv_dtype: str,
              memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, tp: int = 1,
-             profile: EngineProfile | None = None, prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> Evaluation:
-    """Compose the formulas for one model on one accelerator (per GPU of a tensor-parallel group of tp); the
-    expected times come from the engine profile's measured curves where given, else the datasheet efficiencies."""
+             profile: EngineProfile | None = None, prefill_chunk: int = DEFAULT_PREFILL_CHUNK, pp: int = 1) -> Evaluation:
+    """Compose the formulas for one model on one accelerator (per GPU of a tensor-parallel group of tp, in pp
+    pipeline stages); the expected times come from the engine profile's measured curves where given, else the
+    datasheet efficiencies. With pp > 1 the operators are those of one micro-batch through the whole depth
+    (formulas/parallel.py), and the phases add the stage-to-stage sends and the prefill's pipeline fill."""
     p = precision(weight_dtype, kv_dtype)
-    dec = [shard_op(o, spec, tp) for o in decode_ops(spec, batch, context, p)]
-    pre = [shard_op(o, spec, tp) for o in prefill_ops(spec, batch, prompt, p)]
+    m = microbatches(batch, pp)
+    micro = batch / m if pp > 1 else batch
+    dec = [shard_op(o, spec, tp) for o in decode_ops(spec, micro, context, p)]
+    pre = [shard_op(o, spec, tp) for o in prefill_ops(spec, micro, prompt, p)]
     link = group_link_bandwidth(hw, tp) if tp > 1 else None
     curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
 
     def timed(ops, speed_of_light):
         return step_time(ops, hw, weight_dtype, speed_of_light=speed_of_light, profile=profile, kv_dtype=kv_dtype)
 
+    decode, decode_sol, prefill, prefill_sol = timed(dec, False), timed(dec, True), timed(pre, False), timed(pre, True)
+    ev = dict(
+        comm_s=allreduce_seconds(spec, micro, p.b_a, tp, link, curve),
+        prefill_comm_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link, curve),
+        comm_sol_s=allreduce_seconds(spec, micro, p.b_a, tp, link) if link or tp == 1 else 0.0,
+        prefill_comm_sol_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link) if link or tp == 1 else 0.0,
+    )
+    if pp > 1:
+        stage_link = group_link_bandwidth(hw, tp * pp)
+        fill = (m - 1) / pp  # the prefill's pipeline fill, as a fraction of one micro-batch's full depth
+        pre_send = pipeline_send_seconds(spec, micro * prompt, p.b_a, pp, stage_link)
+        ev.update(
+            pipeline_s=pipeline_send_seconds(spec, micro, p.b_a, pp, stage_link),
+            prefill_pipeline_s=pre_send + fill * (prefill.seconds + ev["prefill_comm_s"]),
+            prefill_pipeline_sol_s=pre_send + fill * (prefill_sol.seconds + ev["prefill_comm_sol_s"]),
+        )
     return Evaluation(
         spec=spec, hw=hw, p=p, weight_dtype=weight_dtype,
-        memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a, tp, prefill_chunk),
+        memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a, tp, prefill_chunk, pp),
         usable_bytes=hw.memory_bytes * memory_utilization,
-        decode=timed(dec, False), decode_sol=timed(dec, True),
-        prefill=timed(pre, False), prefill_sol=timed(pre, True),
-        comm_s=allreduce_seconds(spec, batch, p.b_a, tp, link, curve),
-        prefill_comm_s=allreduce_seconds(spec, batch * prompt, p.b_a, tp, link, curve),
-        comm_sol_s=allreduce_seconds(spec, batch, p.b_a, tp, link) if link or tp == 1 else 0.0,
-        prefill_comm_sol_s=allreduce_seconds(spec, batch * prompt, p.b_a, tp, link) if link or tp == 1 else 0.0,
+        decode=decode, decode_sol=decode_sol, prefill=prefill, prefill_sol=prefill_sol, **ev,
     )
 
 
 def phase_metrics(step: StepTime, sol: StepTime, tokens, hw: HardwareSpec, weight_dtype: str, comm_s=0.0,
-                  comm_sol_s=None) -> dict:
+                  comm_sol_s=None, pipeline_s=0.0, pipeline_sol_s=None) -> dict:
     """Headline numbers of one phase; works elementwise on arrays. comm_sol_s: the all-reduces at the speed of
-    light (ideal ring at the datasheet link rate); defaults to comm_s."""
+    light (ideal ring at the datasheet link rate); defaults to comm_s. pipeline_s: pipeline stages' sends (and a
+    prefill's fill), likewise. FLOPs and bytes are one micro-batch's under pipeline parallelism."""
     costs = [t.op.cost for t in step.ops]
     flops = sum(c.flops for c in costs)
     bytes_ = sum(c.bytes for c in costs)
-    seconds = step.seconds + comm_s
+    seconds = step.seconds + comm_s + pipeline_s
     return {
         "ms": seconds * 1e3,
-        "speed_of_light_ms": (sol.seconds + (comm_s if comm_sol_s is None else comm_sol_s)) * 1e3,
+        "speed_of_light_ms": (sol.seconds + (comm_s if comm_sol_s is None else comm_sol_s)
+                              + (pipeline_s if pipeline_sol_s is None else pipeline_sol_s)) * 1e3,
         "tokens_per_s": tokens / seconds,
         "bound": step.bound,
         "flops": flops,
@@ -233,13 +268,15 @@ def phase_metrics(step: StepTime, sol: StepTime, tokens, hw: HardwareSpec, weigh
         "arithmetic_intensity": intensity(flops, bytes_),
         "ridge_point": ridge_point(hw.peak_flops(engine_dtype("matmul", weight_dtype, hw)), hw.bandwidth_Bps),
         "allreduce_ms": comm_s * 1e3,
+        "pipeline_ms": pipeline_s * 1e3,
     }
 
 
 def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_dtype: str, fits: bool,
-           comm_s: float, comm_sol_s: float, engine: str) -> Phase:
+           comm_s: float, comm_sol_s: float, engine: str, pipeline_s: float = 0.0,
+           pipeline_sol_s: float | None = None) -> Phase:
     return Phase(
-        **phase_metrics(step, sol, tokens, hw, weight_dtype, comm_s, comm_sol_s),
+        **phase_metrics(step, sol, tokens, hw, weight_dtype, comm_s, comm_sol_s, pipeline_s, pipeline_sol_s),
         hypothetical=not fits,
         operators=[
             Operator(
@@ -292,6 +329,7 @@ def estimate_with_specs(
     engine: str = "auto",
     tp: int = 1,
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+    pp: int = 1,
 ) -> tuple[Estimate, ModelSpec, HardwareSpec]:
     """(the Estimate, the model spec as rewritten, the accelerator spec): KV cache, weights, memory and decode and
     prefill time for one model on one accelerator (per GPU of a tensor-parallel group of tp).
@@ -311,9 +349,10 @@ def estimate_with_specs(
     hw = load_gpu(gpu)
     profile = resolve_engine(engine, hw)
     check_tp(tp, spec)
+    check_pp(pp, spec)
     ev = evaluate(spec, hw, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype,
                   kv_dtype=kv_dtype, memory_utilization=memory_utilization, tp=tp, profile=profile,
-                  prefill_chunk=prefill_chunk)
+                  prefill_chunk=prefill_chunk, pp=pp)
     mem, usable, fits, p = ev.memory, ev.usable_bytes, bool(ev.fits), ev.p
 
     unprofiled = sorted(set(ev.decode.unprofiled) | set(ev.prefill.unprofiled))
@@ -340,7 +379,7 @@ def estimate_with_specs(
             model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,
             prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
             memory_utilization=memory_utilization, prefill_chunk=prefill_chunk, engine=engine_name, profile=profile_text,
-            tensor_parallel=tp, allreduce_link=group_link_label(hw, tp),
+            tensor_parallel=tp, pipeline_parallel=pp, allreduce_link=group_link_label(hw, tp),
         ),
         kv_cache=KvCache(
             elements_per_token_per_layer=kv_elements_per_token_per_layer(spec.attention),
@@ -360,9 +399,10 @@ def estimate_with_specs(
             kv_cache_bytes=mem["kv_cache"], activations_bytes=mem["activations"], required_bytes=mem["total"],
             headroom_bytes=usable - mem["total"], fits=fits,
         ),
-        decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits, ev.comm_s, ev.comm_sol_s, engine_name),
+        decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits, ev.comm_s, ev.comm_sol_s, engine_name,
+                      ev.pipeline_s),
         prefill=_phase(ev.prefill, ev.prefill_sol, batch * prompt, hw, weight_dtype, fits, ev.prefill_comm_s,
-                       ev.prefill_comm_sol_s, engine_name),
+                       ev.prefill_comm_sol_s, engine_name, ev.prefill_pipeline_s, ev.prefill_pipeline_sol_s),
         warnings=warnings,
     )
     return result, spec, hw

@@ -7,10 +7,11 @@ combination, evaluated by the same formulas as `estimate` in a single call (no P
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Sequence
 
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
-from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
+from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_dtypes, check_memory_utilization, check_prefill_chunk, evaluate, phase_metrics
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
@@ -39,13 +40,17 @@ def sweep(
     weight_dtype: Sequence[str] = ("bf16",),
     kv_dtype: Sequence[str] = ("bf16",),
     engine: Sequence[str] = ("auto",),
+    tp: Sequence[int] = (1,),
+    pp: Sequence[int] = (1,),
     *,
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     on_combination: Callable[[], None] | None = None,
 ):
     """Every combination of the axes, one DataFrame row each. The prompt of each row equals its context.
-    engine: time models (auto, roofline, vllm, sglang, trtllm), each its own rows."""
+    engine: time models (auto, roofline, vllm, sglang, trtllm), each its own rows. tp, pp: tensor-parallel GPUs
+    and pipeline stages; a tp that does not divide a model's query heads, or a pp above its layers, is skipped
+    for that model with a warning."""
     import numpy as np
     import pandas as pd
 
@@ -53,6 +58,7 @@ def sweep(
     batch, context = _ints("--batch", batch, 1, MAX_BATCH), _ints("--context", context, 1, MAX_TOKENS)
     weight_dtype, kv_dtype = _nonempty("--weight-dtype", weight_dtype), _nonempty("--kv-dtype", kv_dtype)
     engine = _nonempty("--engine", engine)
+    tp, pp = _ints("--tp", tp, 1, MAX_GPUS), _ints("--pp", pp, 1, MAX_GPUS)
     for w, k in itertools.product(weight_dtype, kv_dtype):
         check_dtypes(w, k)
     check_memory_utilization(memory_utilization)
@@ -63,15 +69,23 @@ def sweep(
     profiles = {(g, e): resolve_engine(e, hws[g]) for g in gpus for e in engine}
     labels: list[tuple] = []  # one (model, gpu, attention, weight_dtype, kv_dtype, engine) per combination
     columns: dict[str, list] = {}
+    skipped: list[str] = []
     n = len(B)
-    for m, g, a, w, k, e in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine):
+    for m, g, a, w, k, e, t, q in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine, tp, pp):
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
-        ev = evaluate(spec, hw, batch=B, context=S, prompt=S, weight_dtype=w, kv_dtype=k,
+        if spec.attention.num_heads % t or q > spec.num_layers:
+            skipped.append(f"{spec.name} at tp {t} x pp {q}")
+            if on_combination:
+                on_combination()
+            continue
+        ev = evaluate(spec, hw, batch=B, context=S, prompt=S, weight_dtype=w, kv_dtype=k, tp=t, pp=q,
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)
-        dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w)
-        pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w)
+        dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w, ev.comm_s, ev.comm_sol_s, ev.pipeline_s)
+        pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w, ev.prefill_comm_s, ev.prefill_comm_sol_s,
+                            ev.prefill_pipeline_s, ev.prefill_pipeline_sol_s)
         labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline"))
         for name, value in {
+            "tensor_parallel": t, "pipeline_parallel": q,
             "batch": B, "context": S, "prompt": S,
             "kv_bytes_per_token": kv_bytes_per_token(spec, ev.p.b_kv),
             "kv_bytes": B * kv_bytes_per_sequence(spec, S, ev.p.b_kv),
@@ -87,6 +101,11 @@ def sweep(
             columns.setdefault(name, []).append(np.broadcast_to(value, n))
         if on_combination:
             on_combination()
+    if skipped:
+        warnings.warn(f"sweep skipped {', '.join(skipped)} (tp must divide the query heads; pp at most the layers)",
+                      stacklevel=2)
+    if not labels:
+        raise KvcalcError("--tp/--pp: no combination applies to the models given")
     # Label columns become categoricals built from integer codes, once: per-row Python strings would cost more
     # than every formula of the sweep together.
     combination = np.repeat(np.arange(len(labels)), n)
@@ -103,5 +122,5 @@ def sweep(
     return pd.DataFrame({name: data[name] for name in order})
 
 
-def combinations(models, gpus, attn, weight_dtype, kv_dtype, engine=("auto",)) -> int:
-    return len(models) * len(gpus) * len(attn) * len(weight_dtype) * len(kv_dtype) * len(engine)
+def combinations(models, gpus, attn, weight_dtype, kv_dtype, engine=("auto",), tp=(1,), pp=(1,)) -> int:
+    return len(models) * len(gpus) * len(attn) * len(weight_dtype) * len(kv_dtype) * len(engine) * len(tp) * len(pp)

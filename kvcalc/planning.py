@@ -13,6 +13,7 @@ from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.estimator import (
     check_dtypes,
+    check_pp,
     check_memory_utilization,
     check_prefill_chunk,
     evaluate,
@@ -25,7 +26,7 @@ from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
 from kvcalc.formulas.parallel import group_link_label
-from kvcalc.formulas.params import weight_bytes
+from kvcalc.formulas.params import weight_bytes, weight_bytes_per_gpu
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
 
 TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
@@ -60,11 +61,12 @@ def gpu_count(n: int) -> str:
     return f"{n} GPU" if n == 1 else f"{n} GPUs"
 
 
-def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp):
+def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1):
     """(KV budget per GPU, activation reserve per GPU), as formulas/memory.py's one rule."""
     activations = activation_workspace_bytes(spec, 1, prefill_chunk, p.b_a)
     usable = hw.memory_bytes * memory_utilization
-    return kv_budget_bytes(usable, weight_bytes(spec, p.b_w), activations, tp), activations / tp
+    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp) * tp  # the tp group's share of the heaviest stage
+    return kv_budget_bytes(usable, weights, activations, tp), activations / tp
 
 
 def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch: int = 1, context: int = 4096,
@@ -122,11 +124,11 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
 
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
-                max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None) -> dict:
+                max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1) -> dict:
     """The KV cache vLLM would allocate per GPU, and what it would print, by formulas/engine_memory.py's rule."""
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
-    weights = weight_bytes(spec, p.b_w) / tp
+    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp)
     peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp)
     non_torch = em.vllm_non_torch_bytes(tp, "nvlink" in (hw.interconnect or "").lower())
     available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch)
@@ -140,8 +142,8 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "profile_peak_bytes": peak,
         "non_torch_bytes": non_torch,
         "available_kv_bytes": available,
-        "kv_tokens": em.vllm_kv_tokens(spec, available, p.b_kv, tp),
-        "max_concurrency": em.vllm_max_concurrency(spec, available, context, t, p.b_kv, tp),
+        "kv_tokens": em.vllm_kv_tokens(spec, available, p.b_kv, tp, pp),
+        "max_concurrency": em.vllm_max_concurrency(spec, available, context, t, p.b_kv, tp, pp),
         "max_model_len": context,
         "max_num_batched_tokens": t,
         "max_num_seqs": r,
@@ -152,12 +154,13 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
              target_tokens_per_s: float | None = None, price_per_gpu_hour: float | None = None,
              weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
              prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto",
-             max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None) -> dict:
+             max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1) -> dict:
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost.
 
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
     max_num_seqs, non-torch buffers) and reports the KV tokens and maximum concurrency it would print at start-up
-    with max_model_len = context; every other engine uses kvcalc's rule (formulas/memory.py)."""
+    with max_model_len = context; every other engine uses kvcalc's rule (formulas/memory.py).
+    pp: pipeline stages, each a tensor-parallel group; a replica is tp x pp GPUs."""
     _check(context, memory_utilization, prefill_chunk)
     for flag, value in (("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):
         if value is not None:
@@ -174,6 +177,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     if price_per_gpu_hour is not None:
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
     spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
+    check_pp(pp, spec)
     notes: list[str] = []
     try:
         profile = resolve_engine(engine, hw)
@@ -187,13 +191,13 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
 
     def engine_memory(tp):
         return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
-                           max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs)
+                           max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp)
 
     def fits_one_sequence(tp):
         if engine == "vllm":
             return engine_memory(tp)["max_concurrency"] >= 1
-        budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp)
-        return max_sequences(spec, context, budget, p.b_kv, tp) >= 1
+        budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp)
+        return max_sequences(spec, context, budget, p.b_kv, tp, pp) >= 1
 
     candidates = [t for t in TP_DEGREES if heads % t == 0]
     min_tp = next((t for t in candidates if fits_one_sequence(t)), None)
@@ -201,9 +205,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         raise KvcalcError(f"--gpus: tensor parallelism over {gpus} GPUs needs it to divide the {heads} query heads")
     tp = gpus or min_tp
     if tp is None:
-        raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(candidates)} {hw.name} GPUs")
-    budget, activations = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp)
-    seqs = max_sequences(spec, context, budget, p.b_kv, tp)
+        raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(candidates) * pp} {hw.name} GPUs")
+    budget, activations = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp)
+    seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp)
     vllm = None
     if engine == "vllm":
         vllm = engine_memory(tp)
@@ -219,33 +223,35 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
     run_batch = batch or max(seqs, 1)
     ev = evaluate(spec, hw, batch=run_batch, context=context, prompt=context, weight_dtype=weight_dtype,
-                  kv_dtype=kv_dtype, tp=tp, profile=profile)
-    dec = phase_metrics(ev.decode, ev.decode_sol, run_batch, hw, weight_dtype, ev.comm_s)
+                  kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp)
+    dec = phase_metrics(ev.decode, ev.decode_sol, run_batch, hw, weight_dtype, ev.comm_s, None, ev.pipeline_s)
+    group = tp * pp
     replicas = math.ceil(target_tokens_per_s / dec["tokens_per_s"]) if target_tokens_per_s else 1
     if seqs < 1:
         binding = "memory: not even one sequence fits at this context"
     elif batch and batch > seqs:
         binding = f"KV cache: only {seqs} sequences fit at context {context}, fewer than the batch {batch}"
     elif replicas > 1:
-        binding = f"throughput: {replicas} replicas of {gpu_count(tp)} for {target_tokens_per_s:,.0f} tokens/s"
+        binding = f"throughput: {replicas} replicas of {gpu_count(group)} for {target_tokens_per_s:,.0f} tokens/s"
     elif tp > min_tp:
-        binding = f"none: the {gpu_count(tp)} asked for hold it ({gpu_count(min_tp)} would hold the weights)"
-    elif tp > 1:
-        binding = f"weights: they need {gpu_count(tp)}' memory"
+        binding = f"none: the {gpu_count(group)} asked for hold it ({gpu_count(min_tp * pp)} would hold the weights)"
+    elif group > 1:
+        binding = f"weights: they need {gpu_count(group)}' memory"
     else:
         binding = "none: one GPU holds it"
     return {
         "model": spec.name, "gpu": hw.name, "context": context, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
-        "min_gpus_for_weights": min_tp, "tensor_parallel": tp,
-        "weights_bytes_per_gpu": weight_bytes(spec, p.b_w) / tp,
+        "min_gpus_for_weights": min_tp * pp if min_tp else None, "tensor_parallel": tp, "pipeline_parallel": pp,
+        "gpus_per_replica": group,
+        "weights_bytes_per_gpu": weight_bytes_per_gpu(spec, p.b_w, tp, pp),
         "kv_budget_bytes_per_gpu": budget,
         "max_sequences_at_context": seqs,
-        "max_context_at_batch": capped_context(spec, max_context(spec, batch or 1, budget, p.b_kv, tp), notes),
+        "max_context_at_batch": capped_context(spec, max_context(spec, batch or 1, budget, p.b_kv, tp, pp), notes),
         "batch": run_batch,
         "decode_ms": dec["ms"], "tokens_per_s": dec["tokens_per_s"],
         "fits": bool(run_batch <= seqs),
-        "replicas_for_target": replicas, "gpus_for_target": replicas * tp if target_tokens_per_s else None,
-        "cost_per_million_tokens": (price_per_gpu_hour * tp / (dec["tokens_per_s"] * 3600) * 1e6
+        "replicas_for_target": replicas, "gpus_for_target": replicas * group if target_tokens_per_s else None,
+        "cost_per_million_tokens": (price_per_gpu_hour * group / (dec["tokens_per_s"] * 3600) * 1e6
                                     if price_per_gpu_hour else None),
         "binding": binding,
         "engine_memory": vllm,
@@ -261,6 +267,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                                "per layer: the engine profile's measured curve where it has one for this group size, "
                                "else ring at half the bidirectional link bandwidth (latency not modelled)",
             "allreduce_link": group_link_label(hw, tp),
+            "pipeline": (f"{pp} stages of at most {math.ceil(spec.num_layers / pp)} layers (the first with the "
+                         "embedding, the last with the lm_head); a decode step runs the batch as min(batch, pp) "
+                         "micro-batches through the whole depth, plus pp - 1 activation sends" if pp > 1 else "none"),
             "throughput": f"decode at batch {run_batch} and context {context}, "
                           + (f"{profile.engine} {profile.engine_version} measured kernel curves" if profile
                              else "datasheet efficiencies (roofline)"),

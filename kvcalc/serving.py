@@ -15,13 +15,20 @@ import math
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.errors import KvcalcError
-from kvcalc.estimator import check_dtypes, check_memory_utilization, check_tp, engine_label, precision
+from kvcalc.estimator import check_dtypes, check_memory_utilization, check_pp, check_tp, engine_label, precision
 from kvcalc.formulas.capacity import kv_budget_bytes
 from kvcalc.formulas.forward import mixed_ops
 from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, activation_workspace_bytes
-from kvcalc.formulas.parallel import allreduce_seconds, group_link_bandwidth, kv_shard_fraction, shard_op
-from kvcalc.formulas.params import weight_bytes
+from kvcalc.formulas.parallel import (
+    allreduce_seconds,
+    group_link_bandwidth,
+    kv_shard_fraction,
+    pipeline_send_seconds,
+    shard_op,
+    stage_layer_fraction,
+)
+from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.roofline import step_time
 from kvcalc.formulas.workload import steady_state
 
@@ -29,20 +36,28 @@ DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batch
 
 
 class _Stepper:
-    """Times one step of a deployment: tp GPUs, its engine profile, its dtypes."""
+    """Times one step of a deployment: tp GPUs in each of pp pipeline stages, its engine profile, its dtypes.
 
-    def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype):
-        self.spec, self.hw, self.p, self.tp, self.profile = spec, hw, p, tp, profile
+    With pp stages the decodes run as min(decodes, pp) micro-batches (formulas/parallel.py): a step is the whole
+    depth at one micro-batch's share of the decodes and of the prompt chunk, plus the stage-to-stage sends."""
+
+    def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1):
+        self.spec, self.hw, self.p, self.tp, self.pp, self.profile = spec, hw, p, tp, pp, profile
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
+        self.stage_link = group_link_bandwidth(hw, tp * pp) if pp > 1 else None
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
 
     def seconds(self, decode_batch, context, chunk, chunk_context) -> float:
+        m = max(1.0, min(decode_batch, self.pp))
+        decode_batch, chunk = decode_batch / m, chunk / m
         ops = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
             self.spec, decode_batch=decode_batch, context=context, chunk=chunk, chunk_context=chunk_context, p=self.p)]
         t = step_time(ops, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
                       kv_dtype=self.kv_dtype).seconds
-        return t + allreduce_seconds(self.spec, decode_batch + chunk, self.p.b_a, self.tp, self.link, self.curve)
+        tokens = decode_batch + chunk
+        return (t + allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
+                + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link))
 
 
 def _colocated(stepper: _Stepper, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
@@ -88,12 +103,12 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           request_rate: float | None = None, tp: int = 1, engine: str = "auto", weight_dtype: str = "bf16",
           kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
           step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
-          disaggregate: tuple[int, int] | None = None) -> dict:
+          disaggregate: tuple[int, int] | None = None, pp: int = 1) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
     holds at full length (an offline throughput run). request_rate: requests/s arriving (an open loop); the
-    replicas needed to keep up follow. Exactly one of the two."""
+    replicas needed to keep up follow. Exactly one of the two. A replica is tp x pp GPUs."""
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)
@@ -108,18 +123,22 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
     spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
     check_tp(tp, spec)
+    check_pp(pp, spec)
+    if disaggregate is not None and pp > 1:
+        raise KvcalcError("--pp: not with --disaggregate (each pool is tensor-parallel only)")
     profile = resolve_engine(engine, hw)
-    stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype)
+    stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp)
 
     # The KV pool of one replica (kvcalc's memory rule, as capacity) and how many full-length requests it holds.
     activations = activation_workspace_bytes(spec, 1, step_tokens, p.b_a)
-    budget = kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes(spec, p.b_w), activations, tp)
-    per_token = kv_bytes_per_token(spec, p.b_kv) * kv_shard_fraction(spec, tp)
+    budget = kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes_per_gpu(spec, p.b_w, tp, pp) * tp,
+                             activations, tp)
+    per_token = kv_bytes_per_token(spec, p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
     pool_tokens = max(budget, 0) / per_token
     full_length = input_len + output_len
     max_concurrency = math.floor(pool_tokens / full_length)
     if max_concurrency < 1:
-        raise KvcalcError(f"{spec.name} on {tp} {hw.name}: the KV pool ({pool_tokens:,.0f} tokens per GPU group) "
+        raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({pool_tokens:,.0f} tokens per GPU group) "
                           f"does not hold one request of {full_length:,} tokens; raise --tp")
 
     if disaggregate is not None:
@@ -133,7 +152,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         def run(c):
             return _disaggregated(stepper, c, input_len, output_len, step_tokens, prefill_gpus, decode_gpus)
     else:
-        replicas_in_group, gpus = 1, tp
+        replicas_in_group, gpus = 1, tp * pp
 
         def run(c):
             return _colocated(stepper, c, input_len, output_len, step_tokens)
@@ -166,7 +185,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     total_gpus = gpus * replicas
     name, version = engine_label(profile)
     return {
-        "model": spec.name, "gpu": hw.name, "tensor_parallel": tp, "engine": name, "engine_version": version,
+        "model": spec.name, "gpu": hw.name, "tensor_parallel": tp, "pipeline_parallel": pp, "engine": name,
+        "engine_version": version,
         "input_len": input_len, "output_len": output_len,
         "concurrency": concurrency * replicas, "request_rate": request_rate,
         "replicas": replicas, "gpus": total_gpus,

@@ -88,6 +88,7 @@ def capacity_cli(
         help="with --engine vllm: vLLM's max_num_batched_tokens [default: vllm serve's for the GPU]")] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option(
         help="with --engine vllm: vLLM's max_num_seqs [default: vllm serve's for the GPU]")] = None,
+    pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
 ) -> None:
     """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment.
 
@@ -98,7 +99,7 @@ def capacity_cli(
     plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
                     prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
-                    max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs)
+                    max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp)
     if format is not Format.table:
         flat = {k: v for k, v in plan.items() if k not in ("assumptions", "engine_memory")}
         flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
@@ -114,7 +115,8 @@ def capacity_cli(
     t.add_column("value")
     show = {
         "fewest GPUs that hold the weights": plan["min_gpus_for_weights"],
-        "tensor parallel over": gpu_count(plan["tensor_parallel"]),
+        "tensor parallel over": gpu_count(plan["tensor_parallel"]) + (
+            f" in each of {plan['pipeline_parallel']} pipeline stages" if plan["pipeline_parallel"] > 1 else ""),
         "weights per GPU": fmt_bytes(plan["weights_bytes_per_gpu"]),
         "KV budget per GPU": fmt_bytes(plan["kv_budget_bytes_per_gpu"]),
         "max concurrent sequences at context": plan["max_sequences_at_context"],
@@ -155,13 +157,15 @@ def sweep_cli(
     out: Annotated[Path, typer.Option("--out", "-o", help=".csv, or .parquet with pyarrow installed")] = Path("sweep.csv"),
     engine: Annotated[str, typer.Option("--engine", "-e", help="time models, comma-separated: " + ENGINE_HELP)] = "auto",
     prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
+    tp: Annotated[str, typer.Option("--tp", help="tensor-parallel GPUs, comma-separated")] = "1",
+    pp: Annotated[str, typer.Option("--pp", help="pipeline stages, comma-separated")] = "1",
 ) -> None:
     """Every combination of the axes into one table (CSV or Parquet)."""
     from kvcalc.grid import combinations, sweep
 
     axes = dict(models=split("--model", model), gpus=split("--gpu", gpu), attn=_attn(attn),
                 weight_dtype=split("--weight-dtype", weight_dtype), kv_dtype=split("--kv-dtype", kv_dtype),
-                engine=split("--engine", engine))
+                engine=split("--engine", engine), tp=split("--tp", tp, int), pp=split("--pp", pp, int))
     grid = dict(batch=split("--batch", batch, int), context=split("--context", context, int))
     check_writable(out, "--out", (".csv", ".parquet"))
     from rich.progress import Progress

@@ -17,7 +17,10 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
     i, kv, w, mem, dec, pre = e.inputs, e.kv_cache, e.weights, e.memory, e.decode, e.prefill
     for warning in e.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}")
-    on = f"{i.tensor_parallel} x {hw.display_name}" if i.tensor_parallel > 1 else hw.display_name
+    gpus = i.tensor_parallel * i.pipeline_parallel
+    on = f"{gpus} x {hw.display_name}" if gpus > 1 else hw.display_name
+    if i.pipeline_parallel > 1:
+        on += f" (tp {i.tensor_parallel} x pp {i.pipeline_parallel})"
     title = (
         f"{i.model} ({i.attention}) on {on}, {i.engine} time model\n"
         f"batch {i.batch} · context {i.context:,} · prompt {i.prompt:,} · weights {i.weight_dtype} · KV {i.kv_dtype}"
@@ -36,10 +39,12 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
               f"{fit}: {fmt_bytes(abs(mem.headroom_bytes))} {'spare' if mem.fits else 'short'} of "
               f"{fmt_bytes(mem.usable_bytes)} usable ({i.memory_utilization:.0%} of {fmt_bytes(mem.capacity_bytes)})")
     comm = f", all-reduce {fmt_ms(dec.allreduce_ms)}" if i.tensor_parallel > 1 else ""
+    comm += f", pipeline sends {fmt_ms(dec.pipeline_ms)}" if i.pipeline_parallel > 1 else ""
     t.add_row("Decode step", fmt_ms(dec.ms), f"speed of light {fmt_ms(dec.speed_of_light_ms)}{comm}{hypothetical}")
     t.add_row("Decode throughput", f"{dec.tokens_per_s:,.1f} tok/s", f"{dec.tokens_per_s / i.batch:,.1f} tok/s per sequence")
     t.add_row("Decode bound", dec.bound, f"intensity {dec.arithmetic_intensity:,.1f} FLOP/B vs ridge {dec.ridge_point:,.0f}")
-    t.add_row("Prefill", fmt_ms(pre.ms), f"speed of light {fmt_ms(pre.speed_of_light_ms)}{hypothetical}")
+    fill = f", pipeline fill and sends {fmt_ms(pre.pipeline_ms)}" if i.pipeline_parallel > 1 else ""
+    t.add_row("Prefill", fmt_ms(pre.ms), f"speed of light {fmt_ms(pre.speed_of_light_ms)}{fill}{hypothetical}")
     t.add_row("Prefill bound", pre.bound, f"intensity {pre.arithmetic_intensity:,.1f} FLOP/B vs ridge {pre.ridge_point:,.0f}")
     console.print(t)
     console.print(f"time model: {i.profile or 'roofline at the datasheet efficiencies (--engine roofline)'}",

@@ -10,28 +10,30 @@ from __future__ import annotations
 import math
 
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token_per_layer
-from kvcalc.formulas.parallel import kv_shard_fraction
+from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.specs.model import ModelSpec
 
 
 def kv_budget_bytes(usable_bytes: float, weight_bytes: float, activation_bytes: float, tp: int = 1) -> float:
-    """Bytes one GPU has left for the KV cache [B]; weight_bytes and activation_bytes are the whole group's."""
+    """Bytes one GPU has left for the KV cache [B]; weight_bytes and activation_bytes are the tp group's (with
+    pipeline stages, pass the heaviest stage's weights x tp)."""
     return usable_bytes - weight_bytes / tp - activation_bytes / tp
 
 
-def max_sequences(model: ModelSpec, context: int, budget_bytes: float, b_kv: float, tp: int = 1) -> int:
+def max_sequences(model: ModelSpec, context: int, budget_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
     """floor(budget / per-GPU KV of one sequence at S); 0 when nothing fits."""
-    per_seq = kv_bytes_per_sequence(model, context, b_kv) * kv_shard_fraction(model, tp)
+    per_seq = kv_bytes_per_sequence(model, context, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
     if budget_bytes <= 0:
         return 0
     return math.floor(budget_bytes / per_seq) if per_seq else 0
 
 
-def max_context(model: ModelSpec, batch: int, budget_bytes: float, b_kv: float, tp: int = 1) -> float:
+def max_context(model: ModelSpec, batch: int, budget_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> float:
     """Largest S with batch * per-GPU KV(S) <= budget; inf when only windowed layers grow and they are capped."""
     if budget_bytes <= 0:
         return 0
-    per_layer = kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
+    per_layer = (kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
+                 * stage_layer_fraction(model, pp))
     tokens = budget_bytes / batch / per_layer  # layer-tokens one sequence may hold
     lg, lw, w = model.global_layers, model.window_layers, model.attention.sliding_window
     if lw == 0 or tokens <= model.num_layers * w:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 
 from kvcalc.formulas.kv import kv_bytes_per_token_per_layer
-from kvcalc.formulas.parallel import kv_shard_fraction
+from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.specs.model import ModelSpec
 
 GiB = 1024**3
@@ -91,22 +91,24 @@ def vllm_available_kv_bytes(visible_bytes: float, utilization: float, weights_pe
     return visible_bytes * utilization - weights_per_gpu - peak - non_torch
 
 
-def kv_page_bytes(model: ModelSpec, b_kv: float, tp: int = 1) -> float:
-    """KV bytes of one block of BLOCK_TOKENS tokens across all layers, per GPU [B]."""
-    return BLOCK_TOKENS * model.num_layers * kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
+def kv_page_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> float:
+    """KV bytes of one block of BLOCK_TOKENS tokens across the layers one GPU holds [B] (the heaviest stage's)."""
+    return (BLOCK_TOKENS * model.num_layers * kv_bytes_per_token_per_layer(model.attention, b_kv)
+            * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp))
 
 
-def vllm_kv_tokens(model: ModelSpec, available_bytes: float, b_kv: float, tp: int = 1) -> int:
+def vllm_kv_tokens(model: ModelSpec, available_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
     """'GPU KV cache size: N tokens': whole blocks that fit, times the block size."""
     if available_bytes <= 0:
         return 0
-    return math.floor(available_bytes / kv_page_bytes(model, b_kv, tp)) * BLOCK_TOKENS
+    return math.floor(available_bytes / kv_page_bytes(model, b_kv, tp, pp)) * BLOCK_TOKENS
 
 
 def vllm_request_bytes(model: ModelSpec, max_model_len: int, max_num_batched_tokens: int, b_kv: float,
-                       tp: int = 1) -> float:
+                       tp: int = 1, pp: int = 1) -> float:
     """KV bytes vLLM reserves for one request of max_model_len tokens, per GPU [B]."""
-    per_layer_token = kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
+    per_layer_token = (kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
+                       * stage_layer_fraction(model, pp))
     full = math.ceil(max_model_len / BLOCK_TOKENS) * BLOCK_TOKENS
     out = model.global_layers * full * per_layer_token
     if model.window_layers:
@@ -116,10 +118,10 @@ def vllm_request_bytes(model: ModelSpec, max_model_len: int, max_num_batched_tok
 
 
 def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len: int, max_num_batched_tokens: int,
-                         b_kv: float, tp: int = 1) -> float:
+                         b_kv: float, tp: int = 1, pp: int = 1) -> float:
     """'Maximum concurrency for L tokens per request: Nx' (whole blocks only)."""
     if available_bytes <= 0:
         return 0.0
-    page = kv_page_bytes(model, b_kv, tp)
+    page = kv_page_bytes(model, b_kv, tp, pp)
     usable = math.floor(available_bytes / page) * page
-    return usable / vllm_request_bytes(model, max_model_len, max_num_batched_tokens, b_kv, tp)
+    return usable / vllm_request_bytes(model, max_model_len, max_num_batched_tokens, b_kv, tp, pp)

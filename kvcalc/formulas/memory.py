@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from kvcalc.formulas._array import maximum
 from kvcalc.formulas.kv import kv_bytes_per_sequence
-from kvcalc.formulas.parallel import kv_shard_fraction
-from kvcalc.formulas.params import attention_in_linears, weight_bytes
+from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
+from kvcalc.formulas.params import attention_in_linears, weight_bytes_per_gpu
 from kvcalc.specs.model import ModelSpec
 
 DEFAULT_MEMORY_UTILIZATION = 0.9
@@ -38,11 +38,13 @@ def activation_reserve_bytes(model: ModelSpec, prefill_chunk: int, b_a: float, t
 
 
 def memory_required(model: ModelSpec, batch, context, prompt, b_w: float, b_kv: float, b_a: float, tp: int = 1,
-                    prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> dict:
-    """Bytes one GPU needs by component, with 'total' (tp = 1: the whole model on one device)."""
+                    prefill_chunk: int = DEFAULT_PREFILL_CHUNK, pp: int = 1) -> dict:
+    """Bytes one GPU needs by component, with 'total' (tp = pp = 1: the whole model on one device; with pipeline
+    stages, the heaviest stage's weights and KV cache)."""
     out = {
-        "weights": weight_bytes(model, b_w) / tp,
-        "kv_cache": batch * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv) * kv_shard_fraction(model, tp),
+        "weights": weight_bytes_per_gpu(model, b_w, tp, pp),
+        "kv_cache": batch * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv) * kv_shard_fraction(model, tp)
+        * stage_layer_fraction(model, pp),
         "activations": activation_reserve_bytes(model, prefill_chunk, b_a, tp),
     }
     out["total"] = out["weights"] + out["kv_cache"] + out["activations"]

@@ -1,4 +1,11 @@
-"""Tensor parallelism over tp GPUs (Megatron-style: heads and MLP columns split, two all-reduces per layer).
+"""Tensor parallelism over tp GPUs (Megatron-style: heads and MLP columns split, two all-reduces per layer), and
+pipeline parallelism over pp stages of tp GPUs each.
+
+Pipeline: each stage holds ceil(L / pp) layers (the first the embedding, the last the lm_head) and their KV cache.
+A batch of B sequences runs as m = min(B, pp) micro-batches of B / m; a token passes every stage, so a decode step
+of the whole batch takes the full depth at B / m sequences plus pp - 1 activation sends of (B / m) x d x b_a bytes;
+with m < pp stages idle (the bubble). A prefill of B prompts fills the pipeline: (m + pp - 1) / pp times the full
+depth at B / m prompts.
 
 Per GPU: weights / tp; KV heads max(g / tp, 1) (replicated when g < tp); MLA's one latent is replicated on
 every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a bytes and costs
@@ -12,15 +19,36 @@ measured all-reduce curve adds it (formulas/kernel_time.py).
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from kvcalc.errors import KvcalcError
+from kvcalc.formulas._array import minimum
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.forward import Op
 from kvcalc.formulas.kernel_time import allreduce_curve_seconds
 from kvcalc.specs.hardware import HardwareSpec
 from kvcalc.specs.model import ModelSpec
 from kvcalc.specs.profile import AllReduceCurve
+
+
+def stage_layer_fraction(model: ModelSpec, pp: int) -> float:
+    """Fraction of the layers (and of the KV cache) the heaviest of pp pipeline stages holds: ceil(L / pp) / L."""
+    return math.ceil(model.num_layers / pp) / model.num_layers
+
+
+def microbatches(batch, pp: int):
+    """Micro-batches a batch of B sequences runs as in a pp-stage pipeline: min(B, pp)."""
+    return minimum(batch, pp)
+
+
+def pipeline_send_seconds(model: ModelSpec, tokens, b_a: float, pp: int, link_bandwidth_Bps: float | None):
+    """pp - 1 sends of the hidden states (tokens x d x b_a bytes) from stage to stage, one way over the link."""
+    if pp == 1:
+        return 0.0
+    if not link_bandwidth_Bps:
+        raise KvcalcError("--gpu: pipeline parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
+    return (pp - 1) * tokens * model.hidden_size * b_a / (link_bandwidth_Bps / 2)
 
 
 def kv_shard_fraction(model: ModelSpec, tp: int) -> float:

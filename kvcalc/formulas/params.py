@@ -6,6 +6,8 @@ MLA d_c, d_r, d_n, d_v, d_q. Norm weights are d each (2d with a LayerNorm bias).
 
 from __future__ import annotations
 
+import math
+
 from typing import NamedTuple
 
 from kvcalc.specs.model import AttentionSpec, MlpSpec, ModelSpec
@@ -126,3 +128,19 @@ def weight_bytes(model: ModelSpec, b_w: float) -> float:
         return parts["total"] * b_w
     kept = sum(parts.get(k, 0) for k in UNQUANTISED)
     return (parts["total"] - kept) * b_w + kept * UNQUANTISED_BYTES
+
+
+def weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int = 1, pp: int = 1) -> float:
+    """Weight bytes on one GPU of a tp x pp deployment [B]: everything / tp at pp = 1; with pipeline stages, the
+    heaviest stage's ceil(L / pp) layers plus the larger of the embedding (first stage) and lm_head (last stage;
+    a tied lm_head is a copy of the embedding there)."""
+    if pp == 1:
+        return weight_bytes(model, b_w) / tp
+    parts = params_breakdown(model)
+    edge_b = b_w if b_w >= UNQUANTISED_BYTES else UNQUANTISED_BYTES
+    embed = (parts["embedding"] + parts.get("position_embedding", 0)) * edge_b
+    head = (parts["lm_head"] or parts["embedding"]) * edge_b
+    final_norm = model.hidden_size * (2 if model.norm_bias else 1) * edge_b
+    layers = weight_bytes(model, b_w) - embed - parts["lm_head"] * edge_b - final_norm
+    stage = math.ceil(model.num_layers / pp) / model.num_layers
+    return (layers * stage + max(embed, head + final_norm)) / tp
