@@ -22,8 +22,11 @@ from kvcalc.formulas.parallel import (
     allreduce_seconds,
     group_link_bandwidth,
     group_link_label,
+    alltoall_seconds,
+    check_ep,
     microbatches,
     pipeline_send_seconds,
+    shard_experts,
     shard_op,
 )
 from kvcalc.formulas.params import params_breakdown
@@ -50,6 +53,7 @@ class Inputs(BaseModel):
     profile: str | None  # the profile's engine version and source tables; None for the roofline
     tensor_parallel: int
     pipeline_parallel: int = 1  # stages of tensor_parallel GPUs each; GPUs in all: tp x pp
+    expert_parallel: int = 1  # GPUs the routed experts spread over (data-parallel attention replicas of tp)
     allreduce_link: str  # the link the tensor-parallel all-reduces cross, in words
 
 
@@ -204,16 +208,27 @@ class Evaluation:
 
 def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weight_dtype: str, kv_dtype: str,
              memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, tp: int = 1,
-             profile: EngineProfile | None = None, prefill_chunk: int = DEFAULT_PREFILL_CHUNK, pp: int = 1) -> Evaluation:
+             profile: EngineProfile | None = None, prefill_chunk: int = DEFAULT_PREFILL_CHUNK, pp: int = 1,
+             ep: int = 1) -> Evaluation:
     """Compose the formulas for one model on one accelerator (per GPU of a tensor-parallel group of tp, in pp
     pipeline stages); the expected times come from the engine profile's measured curves where given, else the
     datasheet efficiencies. With pp > 1 the operators are those of one micro-batch through the whole depth
-    (formulas/parallel.py), and the phases add the stage-to-stage sends and the prefill's pipeline fill."""
+    (formulas/parallel.py), and the phases add the stage-to-stage sends and the prefill's pipeline fill. With
+    ep > 1 (expert parallel, ep GPUs in all) a GPU runs its data-parallel replica's batch / (ep / tp) through
+    attention and 1 / ep of the whole batch's expert work, with a dispatch and a combine per MoE layer."""
     p = precision(weight_dtype, kv_dtype)
     m = microbatches(batch, pp)
     micro = batch / m if pp > 1 else batch
+    if ep > 1:  # data-parallel attention replicas of tp GPUs, each with batch / dp; experts over all ep GPUs
+        micro = batch / (ep // tp)
     dec = [shard_op(o, spec, tp) for o in decode_ops(spec, micro, context, p)]
     pre = [shard_op(o, spec, tp) for o in prefill_ops(spec, micro, prompt, p)]
+    if ep > 1:
+        def experts(ops):
+            return shard_experts(next(o for o in ops if o.name == "moe/routed"), ep)
+
+        dec = [o for o in dec if o.name != "moe/routed"] + [experts(decode_ops(spec, batch, context, p))]
+        pre = [o for o in pre if o.name != "moe/routed"] + [experts(prefill_ops(spec, batch, prompt, p))]
     link = group_link_bandwidth(hw, tp) if tp > 1 else None
     curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
 
@@ -227,6 +242,13 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         comm_sol_s=allreduce_seconds(spec, micro, p.b_a, tp, link) if link or tp == 1 else 0.0,
         prefill_comm_sol_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link) if link or tp == 1 else 0.0,
     )
+    if ep > tp:  # the attention's all-reduce stays within tp; the MoE's becomes a dispatch and a combine
+        # (at ep = tp every GPU already holds every token: the experts' outputs are all-reduced as under TP)
+        ep_link = group_link_bandwidth(hw, ep)
+        for key, tokens in (("comm_s", micro), ("prefill_comm_s", micro * prompt)):
+            ev[key] = ev[key] / 2 + alltoall_seconds(spec, tokens, p.b_a, ep, ep_link)
+        for key, tokens in (("comm_sol_s", micro), ("prefill_comm_sol_s", micro * prompt)):
+            ev[key] = ev[key] / 2 + alltoall_seconds(spec, tokens, p.b_a, ep, ep_link)
     if pp > 1:
         stage_link = group_link_bandwidth(hw, tp * pp)
         fill = (m - 1) / pp  # the prefill's pipeline fill, as a fraction of one micro-batch's full depth
@@ -238,7 +260,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         )
     return Evaluation(
         spec=spec, hw=hw, p=p, weight_dtype=weight_dtype,
-        memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a, tp, prefill_chunk, pp),
+        memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a, tp, prefill_chunk, pp, ep),
         usable_bytes=hw.memory_bytes * memory_utilization,
         decode=decode, decode_sol=decode_sol, prefill=prefill, prefill_sol=prefill_sol, **ev,
     )
@@ -330,6 +352,7 @@ def estimate_with_specs(
     tp: int = 1,
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     pp: int = 1,
+    ep: int = 1,
 ) -> tuple[Estimate, ModelSpec, HardwareSpec]:
     """(the Estimate, the model spec as rewritten, the accelerator spec): KV cache, weights, memory and decode and
     prefill time for one model on one accelerator (per GPU of a tensor-parallel group of tp).
@@ -350,9 +373,12 @@ def estimate_with_specs(
     profile = resolve_engine(engine, hw)
     check_tp(tp, spec)
     check_pp(pp, spec)
+    check_ep(ep, spec, tp)
+    if ep > 1 and pp > 1:
+        raise KvcalcError("--ep: not with --pp (expert parallelism is modelled on one pipeline stage)")
     ev = evaluate(spec, hw, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype,
                   kv_dtype=kv_dtype, memory_utilization=memory_utilization, tp=tp, profile=profile,
-                  prefill_chunk=prefill_chunk, pp=pp)
+                  prefill_chunk=prefill_chunk, pp=pp, ep=ep)
     mem, usable, fits, p = ev.memory, ev.usable_bytes, bool(ev.fits), ev.p
 
     unprofiled = sorted(set(ev.decode.unprofiled) | set(ev.prefill.unprofiled))
@@ -379,7 +405,7 @@ def estimate_with_specs(
             model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,
             prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
             memory_utilization=memory_utilization, prefill_chunk=prefill_chunk, engine=engine_name, profile=profile_text,
-            tensor_parallel=tp, pipeline_parallel=pp, allreduce_link=group_link_label(hw, tp),
+            tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=ep, allreduce_link=group_link_label(hw, tp),
         ),
         kv_cache=KvCache(
             elements_per_token_per_layer=kv_elements_per_token_per_layer(spec.attention),

@@ -25,7 +25,7 @@ from kvcalc.formulas import engine_memory as em
 from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
-from kvcalc.formulas.parallel import group_link_label
+from kvcalc.formulas.parallel import check_ep, group_link_label
 from kvcalc.formulas.params import weight_bytes, weight_bytes_per_gpu
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
 
@@ -61,11 +61,11 @@ def gpu_count(n: int) -> str:
     return f"{n} GPU" if n == 1 else f"{n} GPUs"
 
 
-def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1):
+def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):
     """(KV budget per GPU, activation reserve per GPU), as formulas/memory.py's one rule."""
     activations = activation_workspace_bytes(spec, 1, prefill_chunk, p.b_a)
     usable = hw.memory_bytes * memory_utilization
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp) * tp  # the tp group's share of the heaviest stage
+    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp  # the tp group's share of the heaviest stage
     return kv_budget_bytes(usable, weights, activations, tp), activations / tp
 
 
@@ -154,13 +154,15 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
              target_tokens_per_s: float | None = None, price_per_gpu_hour: float | None = None,
              weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
              prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto",
-             max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1) -> dict:
+             max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
+             ep: int = 1) -> dict:
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost.
 
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
     max_num_seqs, non-torch buffers) and reports the KV tokens and maximum concurrency it would print at start-up
     with max_model_len = context; every other engine uses kvcalc's rule (formulas/memory.py).
-    pp: pipeline stages, each a tensor-parallel group; a replica is tp x pp GPUs."""
+    pp: pipeline stages, each a tensor-parallel group; a replica is tp x pp GPUs. ep: expert-parallel GPUs of a
+    MoE model (a replica of ep GPUs, attention in ep / tp data-parallel groups of tp = gpus, default 1)."""
     _check(context, memory_utilization, prefill_chunk)
     for flag, value in (("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):
         if value is not None:
@@ -178,6 +180,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
     spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
     check_pp(pp, spec)
+    check_ep(ep, spec, gpus or 1)
+    if ep > 1 and (pp > 1 or engine == "vllm"):
+        raise KvcalcError("--ep: not with --pp or --engine vllm's memory rule yet")
     notes: list[str] = []
     try:
         profile = resolve_engine(engine, hw)
@@ -196,18 +201,21 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     def fits_one_sequence(tp):
         if engine == "vllm":
             return engine_memory(tp)["max_concurrency"] >= 1
-        budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp)
+        budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
         return max_sequences(spec, context, budget, p.b_kv, tp, pp) >= 1
 
-    candidates = [t for t in TP_DEGREES if heads % t == 0]
+    candidates = [t for t in TP_DEGREES if heads % t == 0 and (ep == 1 or (t <= ep and ep % t == 0))]
     min_tp = next((t for t in candidates if fits_one_sequence(t)), None)
     if gpus is not None and heads % gpus:
         raise KvcalcError(f"--gpus: tensor parallelism over {gpus} GPUs needs it to divide the {heads} query heads")
-    tp = gpus or min_tp
+    tp = gpus or (1 if ep > 1 else min_tp)
+    if ep > 1 and not fits_one_sequence(tp):
+        tp = None
     if tp is None:
         raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(candidates) * pp} {hw.name} GPUs")
-    budget, activations = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp)
-    seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp)
+    budget, activations = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
+    replicas_dp = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
+    seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp) * replicas_dp
     vllm = None
     if engine == "vllm":
         vllm = engine_memory(tp)
@@ -223,9 +231,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
     run_batch = batch or max(seqs, 1)
     ev = evaluate(spec, hw, batch=run_batch, context=context, prompt=context, weight_dtype=weight_dtype,
-                  kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp)
+                  kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp, ep=ep)
     dec = phase_metrics(ev.decode, ev.decode_sol, run_batch, hw, weight_dtype, ev.comm_s, None, ev.pipeline_s)
-    group = tp * pp
+    group = ep if ep > 1 else tp * pp
     replicas = math.ceil(target_tokens_per_s / dec["tokens_per_s"]) if target_tokens_per_s else 1
     if seqs < 1:
         binding = "memory: not even one sequence fits at this context"
@@ -233,7 +241,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         binding = f"KV cache: only {seqs} sequences fit at context {context}, fewer than the batch {batch}"
     elif replicas > 1:
         binding = f"throughput: {replicas} replicas of {gpu_count(group)} for {target_tokens_per_s:,.0f} tokens/s"
-    elif tp > min_tp:
+    elif ep == 1 and tp > min_tp:
         binding = f"none: the {gpu_count(group)} asked for hold it ({gpu_count(min_tp * pp)} would hold the weights)"
     elif group > 1:
         binding = f"weights: they need {gpu_count(group)}' memory"
@@ -241,9 +249,11 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         binding = "none: one GPU holds it"
     return {
         "model": spec.name, "gpu": hw.name, "context": context, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
-        "min_gpus_for_weights": min_tp * pp if min_tp else None, "tensor_parallel": tp, "pipeline_parallel": pp,
+        "min_gpus_for_weights": ep if ep > 1 else (min_tp * pp if min_tp else None),
+        "tensor_parallel": tp, "pipeline_parallel": pp,
+        "expert_parallel": ep,
         "gpus_per_replica": group,
-        "weights_bytes_per_gpu": weight_bytes_per_gpu(spec, p.b_w, tp, pp),
+        "weights_bytes_per_gpu": weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep),
         "kv_budget_bytes_per_gpu": budget,
         "max_sequences_at_context": seqs,
         "max_context_at_batch": capped_context(spec, max_context(spec, batch or 1, budget, p.b_kv, tp, pp), notes),

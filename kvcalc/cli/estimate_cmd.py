@@ -26,6 +26,8 @@ def estimate_cli(
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
     tp: Annotated[int, typer.Option("--tp", help="tensor-parallel GPUs (they must divide the query heads)")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages of --tp GPUs each")] = 1,
+    ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs for a MoE model (attention in data-parallel "
+                                    "replicas of --tp)")] = 1,
     prefill_chunk: Annotated[int, typer.Option(help="tokens per prefill chunk, whose activations are reserved")] = 8192,
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
     explain: Annotated[bool, typer.Option("--explain", help="show each number's formula with values")] = False,
@@ -36,7 +38,7 @@ def estimate_cli(
     e, spec, hw = estimate_with_specs(
         model, gpu, attn=attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim, batch=batch, context=context,
         prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-        memory_utilization=memory_utilization, engine=engine, tp=tp, prefill_chunk=prefill_chunk, pp=pp,
+        memory_utilization=memory_utilization, engine=engine, tp=tp, prefill_chunk=prefill_chunk, pp=pp, ep=ep,
     )
     if format is not Format.table:  # the warnings go to stderr as well, exactly as the JSON lists them
         for warning in e.warnings:

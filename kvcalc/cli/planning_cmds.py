@@ -89,6 +89,8 @@ def capacity_cli(
     max_num_seqs: Annotated[Optional[int], typer.Option(
         help="with --engine vllm: vLLM's max_num_seqs [default: vllm serve's for the GPU]")] = None,
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
+    ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs of a MoE model; attention in data-parallel "
+                                    "groups of --gpus (default 1)")] = 1,
 ) -> None:
     """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment.
 
@@ -99,7 +101,7 @@ def capacity_cli(
     plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
                     prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
-                    max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp)
+                    max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep)
     if format is not Format.table:
         flat = {k: v for k, v in plan.items() if k not in ("assumptions", "engine_memory")}
         flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
@@ -116,7 +118,8 @@ def capacity_cli(
     show = {
         "fewest GPUs that hold the weights": plan["min_gpus_for_weights"],
         "tensor parallel over": gpu_count(plan["tensor_parallel"]) + (
-            f" in each of {plan['pipeline_parallel']} pipeline stages" if plan["pipeline_parallel"] > 1 else ""),
+            f" in each of {plan['pipeline_parallel']} pipeline stages" if plan["pipeline_parallel"] > 1 else "") + (
+            f"; experts over {plan['expert_parallel']} GPUs" if plan["expert_parallel"] > 1 else ""),
         "weights per GPU": fmt_bytes(plan["weights_bytes_per_gpu"]),
         "KV budget per GPU": fmt_bytes(plan["kv_budget_bytes_per_gpu"]),
         "max concurrent sequences at context": plan["max_sequences_at_context"],

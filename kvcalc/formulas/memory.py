@@ -38,12 +38,14 @@ def activation_reserve_bytes(model: ModelSpec, prefill_chunk: int, b_a: float, t
 
 
 def memory_required(model: ModelSpec, batch, context, prompt, b_w: float, b_kv: float, b_a: float, tp: int = 1,
-                    prefill_chunk: int = DEFAULT_PREFILL_CHUNK, pp: int = 1) -> dict:
+                    prefill_chunk: int = DEFAULT_PREFILL_CHUNK, pp: int = 1, ep: int = 1) -> dict:
     """Bytes one GPU needs by component, with 'total' (tp = pp = 1: the whole model on one device; with pipeline
-    stages, the heaviest stage's weights and KV cache)."""
+    stages, the heaviest stage's weights and KV cache; with expert parallelism over ep GPUs, 1 / ep of the routed
+    experts and the KV of the batch / (ep / tp) sequences its data-parallel replica serves)."""
+    local = batch / (ep // tp) if ep > 1 else batch
     out = {
-        "weights": weight_bytes_per_gpu(model, b_w, tp, pp),
-        "kv_cache": batch * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv) * kv_shard_fraction(model, tp)
+        "weights": weight_bytes_per_gpu(model, b_w, tp, pp, ep),
+        "kv_cache": local * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv) * kv_shard_fraction(model, tp)
         * stage_layer_fraction(model, pp),
         "activations": activation_reserve_bytes(model, prefill_chunk, b_a, tp),
     }

@@ -7,6 +7,14 @@ of the whole batch takes the full depth at B / m sequences plus pp - 1 activatio
 with m < pp stages idle (the bubble). A prefill of B prompts fills the pipeline: (m + pp - 1) / pp times the full
 depth at B / m prompts.
 
+Expert parallelism over ep GPUs (SGLang's --enable-dp-attention --ep, vLLM's data parallel + expert parallel):
+each GPU holds num_experts / ep of the routed experts; attention, dense layers and shared experts run in ep / tp
+data-parallel replicas of tp GPUs, each serving B / (ep / tp) of the sequences. The routed experts see every
+replica's tokens, spread evenly over the GPUs: a GPU computes 1 / ep of the batch's expert work. Each MoE layer
+dispatches a GPU's tokens to the experts' GPUs and combines the results: two all-to-alls of
+(B / dp) x top_k x d x b_a x (ep - 1) / ep bytes each way, one way over the link. At ep = tp (one replica) every
+GPU already holds every token, and the experts' outputs are all-reduced as under tensor parallelism.
+
 Per GPU: weights / tp; KV heads max(g / tp, 1) (replicated when g < tp); MLA's one latent is replicated on
 every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a bytes and costs
 2 (tp - 1) / tp * bytes / link bandwidth (ring). Datasheets give the link's bidirectional total (NVLink 4:
@@ -113,3 +121,37 @@ def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwi
     if not link_bandwidth_Bps:
         raise KvcalcError("--gpu: tensor parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
     return 2 * model.num_layers * 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2)
+
+
+def check_ep(ep: int, model: ModelSpec, tp: int) -> None:
+    """Expert parallelism needs a MoE model, ep a multiple of tp, and ep dividing the routed experts."""
+    from kvcalc.checks import MAX_GPUS, check_int
+
+    check_int("--ep", ep, 1, MAX_GPUS)
+    if ep == 1:
+        return
+    if model.moe is None:
+        raise KvcalcError(f"--ep: {model.name} has no experts to spread (expert parallelism needs a MoE model)")
+    if ep % tp:
+        raise KvcalcError(f"--ep: {ep} GPUs must be a multiple of --tp {tp} (data-parallel attention replicas of tp)")
+    if model.moe.num_experts % ep:
+        raise KvcalcError(f"--ep: {ep} GPUs must divide {model.name}'s {model.moe.num_experts} routed experts")
+
+
+def shard_experts(op: Op, ep: int) -> Op:
+    """One GPU's share of the routed experts under expert parallelism: 1 / ep of the work, weights and activations."""
+    c = op.cost
+    return replace(op, cost=Cost(flops=c.flops / ep, weight_bytes=c.weight_bytes / ep, kv_read_bytes=0.0,
+                                 kv_write_bytes=0.0, act_bytes=c.act_bytes / ep))
+
+
+def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_bandwidth_Bps: float | None):
+    """Dispatch and combine of every MoE layer: 2 x n_moe x local tokens x top_k x d x b_a x (ep - 1) / ep bytes,
+    one way over the link."""
+    if ep == 1:
+        return 0.0
+    if not link_bandwidth_Bps:
+        raise KvcalcError("--gpu: expert parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
+    moe = model.moe
+    per_layer = local_tokens * moe.top_k * model.hidden_size * b_a * (ep - 1) / ep
+    return 2 * model.moe_layers * per_layer / (link_bandwidth_Bps / 2)

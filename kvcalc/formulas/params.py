@@ -130,10 +130,19 @@ def weight_bytes(model: ModelSpec, b_w: float) -> float:
     return (parts["total"] - kept) * b_w + kept * UNQUANTISED_BYTES
 
 
-def weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int = 1, pp: int = 1) -> float:
+def routed_expert_bytes(model: ModelSpec, b_w: float) -> float:
+    """Bytes of all routed experts (quantised with the linear layers) [B]; 0 for a dense model."""
+    return params_breakdown(model).get("moe/routed", 0) * b_w
+
+
+def weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int = 1, pp: int = 1, ep: int = 1) -> float:
     """Weight bytes on one GPU of a tp x pp deployment [B]: everything / tp at pp = 1; with pipeline stages, the
     heaviest stage's ceil(L / pp) layers plus the larger of the embedding (first stage) and lm_head (last stage;
-    a tied lm_head is a copy of the embedding there)."""
+    a tied lm_head is a copy of the embedding there). With ep > 1 (expert parallel, pp = 1): the routed experts
+    / ep, the rest / tp."""
+    if ep > 1:  # experts spread over ep GPUs; everything else replicated in each tp group (pipeline stages aside)
+        routed = routed_expert_bytes(model, b_w)
+        return (weight_bytes(model, b_w) - routed) / tp + routed / ep
     if pp == 1:
         return weight_bytes(model, b_w) / tp
     parts = params_breakdown(model)
