@@ -2,7 +2,7 @@
 
 import pytest
 
-from kvcalc.catalog import bundled_specs, load_spec_file
+from kvcalc.catalog import bundled_specs, load_gpu, load_spec_file
 from kvcalc.errors import KvcalcError
 
 REFERENCE_MODELS = {
@@ -15,7 +15,7 @@ REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
 }
-INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb"}  # common deployment parts, beyond the reference table
+INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd"}  # beyond the reference table
 
 
 def test_every_reference_model_and_gpu_is_bundled_with_sources():
@@ -130,3 +130,19 @@ def test_inference_gpus_carry_their_datasheet_dense_peaks(name, memory_GiB, band
     assert (g.memory_GiB, g.memory_bandwidth_GBps) == (memory_GiB, bandwidth)
     assert (g.peak_tflops.bf16, g.peak_tflops.fp16, g.peak_tflops.int8) == (bf16, fp16, int8)
     assert g.peak_flops("bf16") == fp16 * 1e12  # no bf16 listed: bf16 work runs at the fp16 peak
+
+
+def test_gb200_nvlink_domain_is_the_rack_and_mi250x_gcd_is_half_the_package():
+    from kvcalc.errors import KvcalcError
+    from kvcalc.formulas.parallel import group_link_bandwidth
+
+    gb = load_gpu("gb200")
+    assert gb.scale_up_gpus == 72 and group_link_bandwidth(gb, 64) == 1800e9  # 64 GPUs still on NVLink
+    with pytest.raises(KvcalcError, match="scale_out_bandwidth_GBps"):
+        group_link_bandwidth(gb, 128)
+    # NVIDIA's rack figures: 360 PF bf16 and 720 PF fp8 sparse, 576 TB/s, over 72 GPUs
+    assert gb.peak_tflops.bf16 == 360_000 / 2 / 72 and gb.peak_tflops.fp8 == 720_000 / 2 / 72
+    assert gb.memory_bandwidth_GBps == 576_000 / 72
+    pkg, gcd = load_gpu("mi250x"), load_gpu("mi250x-gcd")
+    assert gcd.memory_GiB * 2 == pkg.memory_GiB and gcd.memory_bandwidth_GBps * 2 == pkg.memory_bandwidth_GBps
+    assert gcd.peak_tflops.bf16 * 2 == pkg.peak_tflops.bf16 == 383.0
