@@ -20,6 +20,7 @@ from kvcalc.formulas.kv import (
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, memory_required
 from kvcalc.formulas.parallel import (
     allreduce_seconds,
+    kv_shard_fraction,
     group_link_bandwidth,
     group_link_label,
     alltoall_seconds,
@@ -29,7 +30,7 @@ from kvcalc.formulas.parallel import (
     shard_experts,
     shard_op,
 )
-from kvcalc.formulas.params import params_breakdown
+from kvcalc.formulas.params import params_breakdown, weight_bytes
 from kvcalc.formulas.roofline import StepTime, engine_dtype, intensity, ridge_point, step_time
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs import HardwareSpec, ModelSpec
@@ -116,6 +117,25 @@ class Phase(BaseModel):
     operators: list[Operator]
 
 
+class Speculative(BaseModel):
+    """Speculative decoding at this batch and context (kvcalc/formulas/speculative.py)."""
+
+    method: str
+    draft_model: str | None
+    k: int  # tokens drafted per verify step
+    alpha: float | None  # per-token acceptance; None when accepted_tokens_per_step was given
+    tokens_per_step: float  # expected tokens each sequence gains per verify step
+    verify_ms: float
+    draft_ms: float
+    ms_per_token: float  # (verify + draft) / tokens_per_step
+    tokens_per_s: float  # over the batch
+    speedup: float  # plain decode step / ms_per_token
+    verify_arithmetic_intensity: float
+    breakeven_batch: int | None  # smallest power-of-two batch where speedup <= 1 (None: not up to 4096)
+    draft_weights_bytes: float  # per GPU
+    draft_kv_bytes: float  # per GPU, for the batch at this context
+
+
 class Estimate(BaseModel):
     inputs: Inputs
     kv_cache: KvCache
@@ -123,6 +143,7 @@ class Estimate(BaseModel):
     memory: Memory
     decode: Phase
     prefill: Phase
+    speculative: Speculative | None = None
     warnings: list[str]
 
     def to_json_dict(self) -> dict:
@@ -313,6 +334,57 @@ def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_
     )
 
 
+def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batch: int, context: int,
+                      weight_dtype: str, kv_dtype: str, tp: int, profile: EngineProfile | None) -> Speculative:
+    """Time one speculative step (verify + draft) against a plain decode step, and find where it stops paying."""
+    from kvcalc.formulas.kv import kv_bytes_per_token_per_layer
+    from kvcalc.formulas.speculative import draft_kv_layers, draft_ops, draft_params, verify_ops
+    from kvcalc.speculation import parse
+
+    sp = parse(speculate)
+    draft = load_model(sp.draft) if sp.method == "draft" else None
+    if draft is not None and draft.vocab_size != spec.vocab_size:
+        raise KvcalcError(f"--speculate: the draft {draft.name} has a vocabulary of {draft.vocab_size:,}, the target "
+                          f"{spec.vocab_size:,}: a draft must share the target's tokenizer")
+    p = precision(weight_dtype, kv_dtype)
+    link = group_link_bandwidth(hw, tp) if tp > 1 else None
+    curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+
+    def seconds(ops, model, tokens):
+        sharded = [shard_op(o, model, tp) for o in ops]
+        t = step_time(sharded, hw, weight_dtype, speed_of_light=False, profile=profile, kv_dtype=kv_dtype)
+        return t.seconds + allreduce_seconds(model, tokens, p.b_a, tp, link, curve), sharded
+
+    def at(b):
+        plain, _ = seconds(decode_ops(spec, b, context, p), spec, b)
+        verify, ops = seconds(verify_ops(spec, b, context, sp.k, p), spec, b * (sp.k + 1))
+        d_ops, steps = draft_ops(spec, sp.method, b, context, sp.k, p, draft)
+        drafting, _ = seconds(d_ops, draft or spec, b) if d_ops else (0.0, [])
+        per_token = (verify + steps * drafting) / sp.tokens_per_step()
+        return plain, verify, steps * drafting, per_token, ops
+
+    plain, verify, drafting, per_token, ops = at(batch)
+    breakeven, b = None, 1
+    while b <= 4096:
+        row = at(b)
+        if row[0] <= row[3]:
+            breakeven = b
+            break
+        b *= 2
+    flops = sum(o.cost.flops for o in ops)
+    bytes_ = sum(o.cost.bytes for o in ops)
+    kv_layer = kv_bytes_per_token_per_layer((draft or spec).attention, p.b_kv)
+    return Speculative(
+        method=sp.method, draft_model=draft.name if draft else None, k=sp.k, alpha=sp.alpha,
+        tokens_per_step=sp.tokens_per_step(), verify_ms=verify * 1e3, draft_ms=drafting * 1e3,
+        ms_per_token=per_token * 1e3, tokens_per_s=batch / per_token, speedup=plain / per_token,
+        verify_arithmetic_intensity=intensity(flops, bytes_), breakeven_batch=breakeven,
+        draft_weights_bytes=draft_params(spec, sp.method, sp.k, draft) * p.b_w / tp,
+        draft_kv_bytes=batch * context * draft_kv_layers(spec, sp.method, sp.k, draft) * kv_layer
+        * kv_shard_fraction(draft or spec, tp),
+    )
+
+
 def estimate(model: str | ModelSpec, gpu: str | HardwareSpec = "h100-sxm", **kwargs) -> Estimate:
     """KV cache, weights, memory and decode and prefill time for one model on one accelerator (per GPU of a
     tensor-parallel group of tp). Keywords as estimate_with_specs."""
@@ -353,6 +425,7 @@ def estimate_with_specs(
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     pp: int = 1,
     ep: int = 1,
+    speculate: str | None = None,
 ) -> tuple[Estimate, ModelSpec, HardwareSpec]:
     """(the Estimate, the model spec as rewritten, the accelerator spec): KV cache, weights, memory and decode and
     prefill time for one model on one accelerator (per GPU of a tensor-parallel group of tp).
@@ -417,7 +490,7 @@ def estimate_with_specs(
         weights=Weights(
             params=breakdown["total"],
             active_params=params_breakdown(spec, active=True)["total"],
-            bytes=breakdown["total"] * p.b_w,
+            bytes=weight_bytes(spec, p.b_w),
             breakdown=breakdown,
         ),
         memory=Memory(
@@ -431,4 +504,9 @@ def estimate_with_specs(
                        ev.prefill_comm_sol_s, engine_name, ev.prefill_pipeline_s, ev.prefill_pipeline_sol_s),
         warnings=warnings,
     )
+    if speculate:
+        if pp > 1 or ep > 1:
+            raise KvcalcError("--speculate: not with --pp or --ep yet")
+        result.speculative = speculative_block(spec, hw, speculate, batch=batch, context=context,
+                                               weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, profile=profile)
     return result, spec, hw

@@ -93,7 +93,13 @@ def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
     w, mem = e.weights, e.memory
     b_w = w.bytes / w.params
     lines = _kv_lines(e, model)
-    lines.append(Step("Weights", "params * b_w", f"{fmt_count(w.params)} * {b_w:g} B", fmt_bytes(w.bytes)))
+    kept = sum(w.breakdown.get(k, 0) for k in ("embedding", "position_embedding", "lm_head", "norms", "moe/router"))
+    if abs(w.bytes - w.params * b_w) < 1 or b_w >= 2:
+        lines.append(Step("Weights", "params * b_w", f"{fmt_count(w.params)} * {b_w:g} B", fmt_bytes(w.bytes)))
+    else:  # quantised: embeddings, lm_head, norms and routers stay bf16
+        b_q = (w.bytes - kept * 2) / (w.params - kept)
+        lines.append(Step("Weights", "(params - kept) * b_w + kept * 2 B  (kept: embeddings, lm_head, norms, routers)",
+                          f"{fmt_count(w.params - kept)} * {b_q:.4g} B + {fmt_count(kept)} * 2 B", fmt_bytes(w.bytes)))
     lines.append(Step("Memory required", "weights + KV cache at max(S, P) + activations of one prefill chunk",
                       f"{fmt_bytes(mem.weights_bytes)} + {fmt_bytes(mem.kv_cache_bytes)} + {fmt_bytes(mem.activations_bytes)}",
                       fmt_bytes(mem.required_bytes)))
@@ -103,4 +109,28 @@ def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
     profile = resolve_engine(i.engine, hw)
     lines += _phase_lines("Decode", e.decode, hw, ("B", f"{i.batch}"), profile)
     lines += _phase_lines("Prefill", e.prefill, hw, ("B * P", f"{i.batch} * {i.prompt:,}"), profile)
+    if e.speculative is not None:
+        lines += _speculative_lines(e)
     return lines
+
+
+def _speculative_lines(e: Estimate) -> list[Step]:
+    s, i = e.speculative, e.inputs
+    what = f"{s.method}" + (f" ({s.draft_model})" if s.draft_model else "")
+    if s.alpha is not None:
+        tokens = Step("Tokens per verify step", "(1 - alpha^(k+1)) / (1 - alpha)",
+                      f"(1 - {s.alpha:g}^{s.k + 1}) / (1 - {s.alpha:g})", f"{s.tokens_per_step:.3f}")
+    else:
+        tokens = Step("Tokens per verify step", "the accepted length given (a tree's tau)", "", f"{s.tokens_per_step:.3f}")
+    return [
+        tokens,
+        Step(f"Speculative step, {what}", "verify (B x (k+1) tokens) + draft",
+             f"{s.verify_ms:.3f} ms + {s.draft_ms:.3f} ms", f"{s.verify_ms + s.draft_ms:.3f} ms"),
+        Step("Time per token", "(verify + draft) / tokens per step",
+             f"{s.verify_ms + s.draft_ms:.3f} ms / {s.tokens_per_step:.3f}", fmt_ms(s.ms_per_token)),
+        Step("Speed-up", "plain decode step / time per token", f"{e.decode.ms:.3f} ms / {s.ms_per_token:.3f} ms",
+             f"{s.speedup:.2f}x" + (f"; 1x or less from batch {s.breakeven_batch}" if s.breakeven_batch else
+                                    "; still above 1x at batch 4096")),
+        Step("Verify intensity", "FLOPs / bytes of the verify pass", f"batch {i.batch}, k + 1 = {s.k + 1}",
+             f"{s.verify_arithmetic_intensity:,.1f} FLOP/B (plain decode {e.decode.arithmetic_intensity:,.1f})"),
+    ]

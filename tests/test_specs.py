@@ -10,7 +10,8 @@ REFERENCE_MODELS = {
     "llama-3.1-70b", "llama-3.1-405b", "mistral-7b", "mixtral-8x7b", "qwen2-7b", "qwen2.5-72b", "falcon-7b",
     "falcon-40b", "gemma-2-9b", "gpt-3-175b", "command-r", "deepseek-v2", "deepseek-v2-lite", "deepseek-v3",
 }
-LEDGER_MODELS = {"qwen3-235b-a22b", "deepseek-r1-distill-qwen-14b"}  # models of the vLLM memory ledger
+LEDGER_MODELS = {"qwen3-235b-a22b", "deepseek-r1-distill-qwen-14b",  # models of the vLLM memory ledger
+                 "llama-3.2-1b"}  # a draft model for speculative decoding
 REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",

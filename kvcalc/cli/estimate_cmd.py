@@ -26,6 +26,9 @@ def estimate_cli(
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
     tp: Annotated[int, typer.Option("--tp", help="tensor-parallel GPUs (they must divide the query heads)")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages of --tp GPUs each")] = 1,
+    speculate: Annotated[Optional[str], typer.Option(
+        help="speculative decoding: draft=MODEL,k=4,alpha=0.7 | eagle,k=4 | medusa=4 | mtp=1 (alpha= and accepted= "
+             "override the defaults)")] = None,
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs for a MoE model (attention in data-parallel "
                                     "replicas of --tp)")] = 1,
     prefill_chunk: Annotated[int, typer.Option(help="tokens per prefill chunk, whose activations are reserved")] = 8192,
@@ -39,6 +42,7 @@ def estimate_cli(
         model, gpu, attn=attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim, batch=batch, context=context,
         prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
         memory_utilization=memory_utilization, engine=engine, tp=tp, prefill_chunk=prefill_chunk, pp=pp, ep=ep,
+        speculate=speculate,
     )
     if format is not Format.table:  # the warnings go to stderr as well, exactly as the JSON lists them
         for warning in e.warnings:

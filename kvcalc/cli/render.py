@@ -46,6 +46,12 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
     fill = f", pipeline fill and sends {fmt_ms(pre.pipeline_ms)}" if i.pipeline_parallel > 1 else ""
     t.add_row("Prefill", fmt_ms(pre.ms), f"speed of light {fmt_ms(pre.speed_of_light_ms)}{fill}{hypothetical}")
     t.add_row("Prefill bound", pre.bound, f"intensity {pre.arithmetic_intensity:,.1f} FLOP/B vs ridge {pre.ridge_point:,.0f}")
+    sp = e.speculative
+    if sp is not None:
+        what = sp.method + (f" {sp.draft_model}" if sp.draft_model else "") + f", k {sp.k}"
+        t.add_row("Speculative decoding", fmt_ms(sp.ms_per_token) + "/tok",
+                  f"{what}: {sp.tokens_per_step:.2f} tokens per verify step, {sp.speedup:.2f}x plain decode"
+                  + (f", 1x or less from batch {sp.breakeven_batch}" if sp.breakeven_batch else ""))
     console.print(t)
     console.print(f"time model: {i.profile or 'roofline at the datasheet efficiencies (--engine roofline)'}",
                   style="dim")

@@ -17,6 +17,7 @@ from kvcalc.rewrite import rewrite_attention
         ("deepseek-v3", 671e9, 37e9),  # DeepSeek-V3 report: 671B total, 37B activated
         ("qwen3-235b-a22b", 235e9, 22e9),  # Qwen3 technical report: 235B total, 22B activated
         ("deepseek-r1-distill-qwen-14b", 14.7e9, None),  # Qwen2.5 report, Table 1: Qwen2.5-14B, 14.7B
+        ("llama-3.2-1b", 1.23e9, None),  # Llama 3.2 model card
     ],
 )
 def test_parameter_totals_within_2_percent_of_published(name, published_total, published_active):

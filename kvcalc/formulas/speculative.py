@@ -1,0 +1,96 @@
+"""Speculative decoding: a draft proposes k tokens, one forward pass of the target verifies them.
+
+Tokens per verify step, for i.i.d. acceptance alpha of each drafted token and k drafts (Leviathan et al. 2023, eq. 1):
+    E = (1 - alpha^(k+1)) / (1 - alpha)            (k + 1 at alpha = 1)
+a tree of candidates (Medusa, EAGLE) is described instead by its measured mean accepted length tau, which replaces E.
+
+One speculative step of B sequences costs
+    verify: the target runs B x (k + 1) tokens against the cache (q = k + 1 per sequence; logits at every
+            position), so its weights are read once for k + 1 tokens: arithmetic intensity rises about k + 1-fold
+    draft:  draft=MODEL   k sequential decode steps of the draft model at batch B (and its own KV cache)
+            eagle         k sequential steps of one decoder layer of the target's shape, an fc of 2d -> d, and the
+                          target's lm_head (EAGLE, Li et al. 2024)
+            mtp=D         D sequential steps of DeepSeek-V3's MTP module: one transformer block, a 2d -> d
+                          projection and the shared lm_head (DeepSeek-V3 report, section 2.2); k = D
+            medusa=N      N heads on the last hidden state, each a d x d residual block and a d x V head
+                          (Medusa, Cai et al. 2024), run once; k = N
+and yields E tokens per sequence: time per token = (verify + draft) / E. The speed-up over plain decoding falls as
+the batch grows and the verify step turns compute-bound; the batch where it reaches 1 is where speculation stops
+paying.
+"""
+
+from __future__ import annotations
+
+from kvcalc.formulas.forward import Op, Precision, decode_ops, forward_ops, linear_cost
+from kvcalc.formulas.params import Linear, total_params
+from kvcalc.specs.model import ModelSpec
+
+METHODS = ("draft", "eagle", "mtp", "medusa")
+
+
+def expected_tokens(alpha: float, k: int) -> float:
+    """Tokens one verify step yields per sequence with i.i.d. acceptance alpha and k drafts."""
+    if alpha >= 1:
+        return k + 1.0
+    return (1 - alpha ** (k + 1)) / (1 - alpha)
+
+
+def verify_ops(model: ModelSpec, batch, context, k: int, p: Precision) -> list[Op]:
+    """The target's forward pass over k + 1 tokens per sequence against `context` cached ones (the decode kernel
+    with k + 1 queries), logits at every position."""
+    ops = [o for o in forward_ops(model, batch=batch, q=k + 1, context=context, absorbed=True, p=p)
+           if o.op_class != "lm_head"]
+    rows = batch * (k + 1)
+    lm = linear_cost([Linear("lm_head", model.hidden_size, model.vocab_size)], rows, p)
+    return [*ops, Op("lm_head", "lm_head", "matmul", lm, items_per_kernel=rows * model.hidden_size)]
+
+
+def one_layer(model: ModelSpec) -> ModelSpec:
+    """A single decoder layer of the model's own shape (EAGLE's draft, an MTP module), MoE if the model's last
+    layers are."""
+    update: dict = {"num_layers": 1}
+    if model.moe is not None:
+        update["moe"] = model.moe.model_copy(update={"first_dense_layers": 0})
+    if model.attention.sliding_window is not None:
+        update["attention"] = model.attention.model_copy(update={"sliding_window": None, "global_every": None})
+    return model.model_copy(update=update)
+
+
+def fc_cost(model: ModelSpec, batch, p: Precision):
+    """EAGLE's and MTP's projection of [hidden; embedding] (2d) back to d."""
+    return linear_cost([Linear("fc", 2 * model.hidden_size, model.hidden_size)], batch, p)
+
+
+def draft_ops(model: ModelSpec, method: str, batch, context, k: int, p: Precision,
+              draft_model: ModelSpec | None = None) -> tuple[list[Op], int]:
+    """(operators of one draft step, sequential draft steps per verify)."""
+    if method == "draft":
+        return decode_ops(draft_model, batch, context, p), k
+    if method in ("eagle", "mtp"):
+        ops = decode_ops(one_layer(model), batch, context, p)
+        return [*ops, Op("draft/fc", "projection", "matmul", fc_cost(model, batch, p))], k
+    d, v = model.hidden_size, model.vocab_size
+    heads = linear_cost([Linear("medusa/res", d, d), Linear("medusa/head", d, v)], batch, p)
+    return [Op("medusa/heads", "lm_head", "matmul", k * heads, kernels=2 * k)], 1
+
+
+def draft_params(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None = None) -> int:
+    """Parameters the draft adds to memory (EAGLE and MTP reuse the target's embedding and lm_head)."""
+    d, v = model.hidden_size, model.vocab_size
+    if method == "draft":
+        return total_params(draft_model)
+    if method == "medusa":
+        return k * (d * d + d + d * v)
+    layer = one_layer(model)
+    shared = v * d * (1 if layer.tie_word_embeddings else 2)  # embedding and lm_head, reused from the target
+    block = total_params(layer) - shared
+    return (1 if method == "eagle" else k) * (block + 2 * d * d)
+
+
+def draft_kv_layers(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None = None) -> int:
+    """Layers of KV cache the draft keeps per token (MTP keeps one per module; Medusa none)."""
+    if method == "draft":
+        return draft_model.num_layers
+    if method == "medusa":
+        return 0
+    return 1 if method == "eagle" else k

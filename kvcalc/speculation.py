@@ -1,0 +1,84 @@
+"""--speculate: which speculative-decoding scheme, and how often its drafts are accepted.
+
+    draft=MODEL,k=4,alpha=0.7   a separate draft model (alpha required: it depends on the pair)
+    eagle,k=4[,alpha=0.8]       EAGLE's one-layer draft; alpha 0.8 by default: EAGLE (Li et al., ICML 2024) reports
+                                draft accuracy of about 0.8 for its feature-level drafts
+    medusa=4[,alpha=0.6]        Medusa heads; alpha 0.6 by default: the EAGLE paper puts Medusa's draft accuracy at
+                                about 0.6
+    mtp=1[,alpha=0.875]         DeepSeek-V3's multi-token prediction modules (depth D = k); alpha 0.875 by default,
+                                the middle of the 85-90 % acceptance of the second token in the DeepSeek-V3 report
+                                (section 5.4.3)
+    accepted=TAU                a tree's measured mean accepted tokens per verify step, replacing the i.i.d. formula
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvcalc.errors import KvcalcError
+from kvcalc.formulas.speculative import METHODS, expected_tokens
+
+DEFAULT_ALPHA = {"eagle": 0.8, "medusa": 0.6, "mtp": 0.875}
+DEFAULT_K = {"draft": 4, "eagle": 4, "medusa": 4, "mtp": 1}
+MAX_K = 64
+
+
+@dataclass(frozen=True)
+class Speculation:
+    method: str
+    k: int
+    alpha: float | None
+    accepted: float | None
+    draft: str | None = None
+
+    def tokens_per_step(self) -> float:
+        return self.accepted if self.accepted is not None else expected_tokens(self.alpha, self.k)
+
+
+def _number(key: str, value: str, lo: float, hi: float, integer: bool = False):
+    try:
+        x = int(value) if integer else float(value)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise KvcalcError(f"--speculate: {key} expects {kind}, got {value!r}") from None
+    if not lo <= x <= hi:
+        raise KvcalcError(f"--speculate: {key} must be between {lo:g} and {hi:g}, got {value}")
+    return x
+
+
+def parse(text: str) -> Speculation:
+    """'eagle,k=4,alpha=0.8' and the like into a Speculation (see the module docstring)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise KvcalcError(f"--speculate: expected a method ({', '.join(METHODS)}), got {text!r}")
+    head, _, value = items[0].partition("=")
+    if head not in METHODS:
+        raise KvcalcError(f"--speculate: unknown method {head!r}; expected one of {', '.join(METHODS)}")
+    k, draft = DEFAULT_K[head], None
+    if head == "draft":
+        if not value:
+            raise KvcalcError("--speculate: draft=MODEL names the draft model, e.g. draft=llama-3.2-1b,k=4,alpha=0.7")
+        draft = value
+    elif head in ("medusa", "mtp") and value:
+        k = _number(head, value, 1, MAX_K, integer=True)
+    elif value:
+        raise KvcalcError(f"--speculate: {head} takes no value; use {head},k=N")
+    alpha = accepted = None
+    for item in items[1:]:
+        key, _, value = item.partition("=")
+        if key == "k":
+            k = _number("k", value, 1, MAX_K, integer=True)
+        elif key == "alpha":
+            alpha = _number("alpha", value, 0, 1)
+        elif key == "accepted":
+            accepted = _number("accepted", value, 1, MAX_K + 1)
+        else:
+            raise KvcalcError(f"--speculate: unknown setting {key!r}; expected k, alpha or accepted")
+    if alpha is None and accepted is None:
+        if head == "draft":
+            raise KvcalcError("--speculate: a draft model needs alpha= (its per-token acceptance rate with this "
+                              "target) or accepted=")
+        alpha = DEFAULT_ALPHA[head]
+    if accepted is not None and accepted > k + 1:
+        raise KvcalcError(f"--speculate: accepted={accepted:g} exceeds k + 1 = {k + 1}")
+    return Speculation(head, k, alpha, accepted, draft)

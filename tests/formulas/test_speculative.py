@@ -1,0 +1,71 @@
+"""Speculative decoding: closed forms, the verify pass, draft sizes, and the papers' published speed-ups."""
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc import estimate
+from kvcalc.catalog import load_model
+from kvcalc.cli import app
+from kvcalc.estimator import precision
+from kvcalc.formulas.forward import decode_ops
+from kvcalc.formulas.speculative import draft_params, expected_tokens, verify_ops
+from kvcalc.speculation import parse
+
+
+def test_expected_tokens_closed_form():
+    assert expected_tokens(0.8, 4) == pytest.approx((1 - 0.8**5) / 0.2)  # 3.3616 (Leviathan et al., eq. 1)
+    assert expected_tokens(1.0, 4) == 5 and expected_tokens(0.0, 4) == 1
+    assert parse("mtp=1").tokens_per_step() == pytest.approx(1.875)  # DeepSeek-V3: 85-90 % second-token acceptance
+    assert parse("medusa=4,accepted=3.2").tokens_per_step() == 3.2
+
+
+def test_verify_reads_the_weights_once_for_k_plus_one_tokens():
+    m, p = load_model("llama-3-8b"), precision("bf16", "bf16")
+    plain, verify = decode_ops(m, 1, 1024, p), verify_ops(m, 1, 1024, 4, p)
+    weights = lambda ops: sum(o.cost.weight_bytes for o in ops if o.engine == "matmul")  # noqa: E731
+    flops = lambda ops, c: sum(o.cost.flops for o in ops if o.op_class == c)  # noqa: E731
+    assert weights(verify) == weights(plain)
+    for op_class in ("projection", "mlp", "lm_head"):  # every position gets its own logits
+        assert flops(verify, op_class) == 5 * flops(plain, op_class)
+
+
+def test_draft_sizes_from_the_configs():
+    m = load_model("llama-2-7b")  # config.json: hidden 4096, vocab 32000, MHA 32 x 128, intermediate 11008
+    d, v, f = 4096, 32000, 11008
+    assert draft_params(m, "medusa", 4) == 4 * (d * d + d + d * v)
+    layer = 4 * d * d + 3 * d * f + 2 * d + d  # q, k, v, o; gate, up, down; two norms and the final norm
+    assert draft_params(m, "eagle", 4) == layer + 2 * d * d  # plus the 2d -> d fc; embedding and head shared
+
+
+@pytest.mark.parametrize("model, gpu, tp, batch, spec, low, high, source", [
+    # DeepSeek-V3 report, 5.4.3: one MTP module, 85-90 % acceptance, "1.8 times TPS" in serving (large batch)
+    ("deepseek-v3", "h200", 8, 256, "mtp=1", 1.8 * 0.9, 1.8 * 1.1, "DeepSeek-V3"),
+    # Medusa (Cai et al. 2024) abstract: Medusa-1 "over 2.2x" on Vicuna-7B (Llama-2-7B shape), batch 1, A100
+    ("llama-2-7b", "a100-sxm-80gb", 1, 1, "medusa=4", 2.2 * 0.9, 2.2 * 1.1, "Medusa-1"),
+    # EAGLE (Li et al. 2024) abstract: 2.7x-3.5x for LLaMA2-Chat 70B, batch 1
+    ("llama-2-70b", "a100-sxm-80gb", 4, 1, "eagle,k=4", 2.7, 3.5, "EAGLE"),
+])
+def test_published_speedups(model, gpu, tp, batch, spec, low, high, source):
+    e = estimate(model, gpu, batch=batch, context=1024, prompt=1, tp=tp, speculate=spec,
+                 weight_dtype="fp8" if model == "deepseek-v3" else "bf16")
+    assert low <= e.speculative.speedup <= high, (source, e.speculative.speedup)
+
+
+def test_the_gain_vanishes_as_the_verify_step_turns_compute_bound():
+    e = estimate("llama-3.1-70b", "h100", batch=1, context=2048, tp=4, speculate="draft=llama-3.2-1b,k=4,alpha=0.7")
+    b = e.speculative.breakeven_batch
+    assert b is not None and 1 < b <= 4096
+    at = estimate("llama-3.1-70b", "h100", batch=b, context=2048, tp=4, speculate="draft=llama-3.2-1b,k=4,alpha=0.7")
+    before = estimate("llama-3.1-70b", "h100", batch=b // 2, context=2048, tp=4,
+                      speculate="draft=llama-3.2-1b,k=4,alpha=0.7")
+    assert at.speculative.speedup <= 1 < before.speculative.speedup
+    assert e.speculative.verify_arithmetic_intensity > 4 * e.decode.arithmetic_intensity
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("bogus", "unknown method"), ("draft=llama-3.2-1b", "needs alpha"), ("eagle,k=0", "between"),
+    ("medusa=4,accepted=9", "exceeds"), ("draft=llama-2-7b,alpha=0.5", "tokenizer"), ("eagle,alpha=x", "a number"),
+])
+def test_speculate_errors_are_one_line(spec, says):
+    r = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "--speculate", spec])
+    assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output
