@@ -4,20 +4,38 @@ from __future__ import annotations
 
 from kvcalc.errors import KvcalcError
 
-# int4 is stored as packed 4-bit values plus one bf16 scale per group of 128 weights (GPTQ/AWQ g128):
-# 0.5 + 2/128 bytes per weight. fp8 and int8 per-channel scales add one value per output row (< 0.05 %)
-# and are not counted.
+# Bytes per stored element, scales included (each format's layout as its checkpoints store it):
+#   int4          packed 4-bit values + one bf16 scale per group of 128 (symmetric GPTQ/AWQ g128): 0.5 + 2/128
+#   int4-gN       the same with groups of N (32, 64, 128) and a packed 4-bit zero point per group (AWQ's qzeros,
+#                 GPTQ's asymmetric): 0.5 + (2 + 0.5)/N
+#   int8-wo       8-bit weights, 16-bit activations (W8A16 weight-only); per-channel scales < 0.05 %, not counted
+#   int8, fp8     W8A8 (SmoothQuant int8, fp8 per-tensor or per-channel): 1 byte; per-channel scales not counted
+#   fp8-block     fp8 with one fp32 scale per 128 x 128 block (DeepSeek-V3, Qwen3 FP8): 1 + 4/16384
+#   nvfp4         fp4 (e2m1) with one fp8 (e4m3) scale per 16 elements: 0.5 + 1/16 (NVIDIA's NVFP4)
+#   mxfp4         fp4 (e2m1) with one e8m0 scale per 32 elements: 0.5 + 1/32 (OCP microscaling; gpt-oss)
 INT4_GROUP_SIZE = 128
+FP8_BLOCK = 128 * 128
 BYTES_PER_ELEMENT: dict[str, float] = {
     "fp32": 4.0,
     "bf16": 2.0,
     "fp16": 2.0,
     "fp8": 1.0,
+    "fp8-block": 1.0 + 4.0 / FP8_BLOCK,
     "int8": 1.0,
+    "int8-wo": 1.0,
     "int4": 0.5 + 2.0 / INT4_GROUP_SIZE,
+    "int4-g32": 0.5 + 2.5 / 32,
+    "int4-g64": 0.5 + 2.5 / 64,
+    "int4-g128": 0.5 + 2.5 / 128,
+    "nvfp4": 0.5 + 1.0 / 16,
+    "mxfp4": 0.5 + 1.0 / 32,
 }
-WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
-KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+WEIGHT_DTYPES = tuple(BYTES_PER_ELEMENT)
+# KV caches: 16-bit, fp8 (e4m3, per-tensor scale), int8 (per-token-head scale not counted), int4 with its g128
+# scales, and nvfp4 (as NVIDIA's fp4 KV cache stores it).
+KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "nvfp4")
+FP4_FORMATS = ("nvfp4", "mxfp4")
+WEIGHT_ONLY = ("int4", "int4-g32", "int4-g64", "int4-g128", "int8-wo")
 
 
 def bytes_per_element(dtype: str, *, flag: str = "dtype") -> float:
@@ -36,10 +54,14 @@ def activation_dtype(weight_dtype: str) -> str:
 def matmul_compute_dtype(weight_dtype: str, peak_tflops: dict[str, float]) -> str:
     """Which tensor-core peak a matmul with these weights runs at.
 
-    fp8 and int8 weights run at the fp8/int8 peak where the part has one (W8A8); otherwise, and always for
-    int4, the weights are dequantised and the product runs at the activation dtype's peak (weight-only
-    quantisation, as Marlin or AWQ kernels do).
+    fp8 (and fp8-block) and int8 weights run at the fp8/int8 peak where the part has one (W8A8); nvfp4 and mxfp4
+    at the fp4 peak where the part has one (Blackwell); otherwise, and always for the int4 and int8-wo formats,
+    the weights are dequantised and the product runs at the activation dtype's peak (weight-only, as Marlin or
+    AWQ kernels do).
     """
-    if weight_dtype in ("fp8", "int8") and weight_dtype in peak_tflops:
-        return weight_dtype
+    base = {"fp8-block": "fp8"}.get(weight_dtype, weight_dtype)
+    if base in ("fp8", "int8") and base in peak_tflops:
+        return base
+    if weight_dtype in FP4_FORMATS and "fp4" in peak_tflops:
+        return "fp4"
     return activation_dtype(weight_dtype)

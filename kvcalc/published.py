@@ -17,6 +17,7 @@ import csv
 import statistics
 from pathlib import Path
 
+from kvcalc.specs.model import QuantizationSpec
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_tp, evaluate, phase_metrics
@@ -58,6 +59,10 @@ def read_points(path: Path) -> list[dict]:
 def predict(point: dict, profile: EngineProfile | None) -> tuple[float, float]:
     """(expected, speed of light) of the row's metric, in its unit."""
     spec, hw = load_model(point["model"]), load_gpu(point["gpu"])
+    if point["engine"] == "gpt-fast" and point["weight_dtype"] in ("int8", "int4"):
+        # gpt-fast's quantize.py replaces every nn.Linear, the output layer included, with its int8/int4 version
+        spec = spec.model_copy(update={"quantization": QuantizationSpec(
+            weight_format=point["weight_dtype"], lm_head=True, source="gpt-fast quantize.py: every nn.Linear")})
     b, p_len, o_len, tp = point["batch"], point["input_len"], point["output_len"], point["tp"]
     check_tp(tp, spec)
     context = 0 if point["metric"] == "ttft_ms" else mean_decode_context(p_len, o_len)

@@ -39,6 +39,7 @@ class Op:
     cost: Cost
     kernels: int = 1  # kernels the engines launch for it (fused QKV, fused gate/up): each pays a fixed latency
     kernel_class: str = ""  # which measured curve applies: attention_decode(_mla), attention_prefill, moe; "" = by engine
+    unquantised: bool = False  # a matmul the checkpoint keeps in 16 bit whatever the weight format
     layers: int = 1  # layers the cost is summed over (a fused MoE is one module per layer)
     items_per_kernel: object = 0  # work items of one kernel: attention (sequence, KV head) pairs; GEMM input elements
 
@@ -144,11 +145,15 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     tokens = batch * q
     attention_class = "attention_prefill" if not absorbed else (
         "attention_decode_mla" if attn.kind == "mla" else "attention_decode")
+    full = unquantised(p)  # what the checkpoint keeps in bf16
+    quantized = model.quantized_classes
+    p_attn, p_mlp = (p if "attention" in quantized else full), (p if "mlp" in quantized else full)
+    p_exp, p_shared = (p if "experts" in quantized else full), (p if "shared_experts" in quantized else full)
     ops = [
-        Op("embedding", "other", "vector", Cost(weight_bytes=tokens * d * p.b_w, act_bytes=tokens * d * p.b_a)),
-        Op("attention/qkv", "projection", "matmul", L * linear_cost(attention_in_linears(attn, d), tokens, p),
+        Op("embedding", "other", "vector", Cost(weight_bytes=tokens * d * full.b_w, act_bytes=tokens * d * p.b_a)),
+        Op("attention/qkv", "projection", "matmul", L * linear_cost(attention_in_linears(attn, d), tokens, p_attn),
            kernels=L * qkv_kernels_per_layer(model), items_per_kernel=input_elements_per_kernel(
-               attention_in_linears(attn, d), tokens, qkv_kernels_per_layer(model))),
+               attention_in_linears(attn, d), tokens, qkv_kernels_per_layer(model)), unquantised=p_attn is not p),
     ]
     for label, n_layers, window in (
         ("global", model.global_layers, None),
@@ -158,31 +163,33 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
             core = attention_core_cost(model, batch, q, context, window, absorbed, p)
             ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core, kernels=n_layers,
                           kernel_class=attention_class, items_per_kernel=batch * attention_kernel_kv_heads(attn, absorbed)))
-    ops.append(Op("attention/o", "projection", "matmul", L * linear_cost([attention_out_linear(attn, d)], tokens, p),
-                  kernels=L, items_per_kernel=input_elements_per_kernel([attention_out_linear(attn, d)], tokens, 1)))
+    ops.append(Op("attention/o", "projection", "matmul", L * linear_cost([attention_out_linear(attn, d)], tokens, p_attn),
+                  kernels=L, items_per_kernel=input_elements_per_kernel([attention_out_linear(attn, d)], tokens, 1),
+                  unquantised=p_attn is not p))
     if model.dense_layers:
-        mlp = linear_cost(dense_mlp_linears(model.mlp, d), tokens, p)
+        mlp = linear_cost(dense_mlp_linears(model.mlp, d), tokens, p_mlp)
         ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp, kernels=2 * model.dense_layers,
-                      items_per_kernel=input_elements_per_kernel(dense_mlp_linears(model.mlp, d), tokens, 2)))
+                      items_per_kernel=input_elements_per_kernel(dense_mlp_linears(model.mlp, d), tokens, 2),
+                      unquantised=p_mlp is not p))
     if model.moe is not None:
         moe, n = model.moe, model.moe_layers
         gates = moe.num_experts + (1 if moe.shared_expert_gate else 0)
-        router = linear_cost([Linear("router", d, gates)], tokens, p)
-        ops.append(Op("moe/router", "mlp", "matmul", n * router, kernels=n))
-        ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p), kernels=2 * n,
-                      kernel_class="moe", layers=n))
+        router = linear_cost([Linear("router", d, gates)], tokens, full)
+        ops.append(Op("moe/router", "mlp", "matmul", n * router, kernels=n, unquantised=full is not p))
+        ops.append(Op("moe/routed", "mlp", "matmul", n * routed_experts_cost(model, tokens, p_exp), kernels=2 * n,
+                      kernel_class="moe", layers=n, unquantised=p_exp is not p))
         if moe.num_shared_experts:
             width = moe.num_shared_experts * moe.shared_width
-            shared = linear_cost(mlp_linears(model.mlp.kind, d, width), tokens, p)
+            shared = linear_cost(mlp_linears(model.mlp.kind, d, width), tokens, p_shared)
             ops.append(Op("moe/shared", "mlp", "matmul", n * shared, kernels=2 * n,
-                          items_per_kernel=input_elements_per_kernel(mlp_linears(model.mlp.kind, d, width), tokens, 2)))
-    norm_weights = (L * norm_params_per_layer(model) + d) * p.b_w
+                          items_per_kernel=input_elements_per_kernel(mlp_linears(model.mlp.kind, d, width), tokens, 2),
+                          unquantised=p_shared is not p))
+    norm_weights = (L * norm_params_per_layer(model) + d) * full.b_w
     norm_act = (L * model.norms_per_layer + 1) * tokens * 2 * d * p.b_a
     ops.append(Op("norms", "other", "vector", Cost(weight_bytes=norm_weights, act_bytes=norm_act),
                   kernels=L * model.norms_per_layer + 1))
     # Only each sequence's last position needs logits (engines skip the rest of the prompt).
-    lm_head = linear_cost([Linear("lm_head", d, model.vocab_size)], batch, p)
-    ops.append(Op("lm_head", "lm_head", "matmul", lm_head, items_per_kernel=batch * d))
+    ops.append(lm_head_op(model, batch, p))
     return ops
 
 
@@ -212,5 +219,17 @@ def mixed_ops(model: ModelSpec, *, decode_batch, context, chunk, chunk_context, 
         attention += [o for o in forward_ops(model, batch=1, q=chunk, context=chunk_context, absorbed=False, p=p)
                       if o.op_class == "attention"]
     rows = decode_batch + (1 if chunk else 0)
-    lm_head = linear_cost([Linear("lm_head", model.hidden_size, model.vocab_size)], rows, p)
-    return [*shared, *attention, Op("lm_head", "lm_head", "matmul", lm_head, items_per_kernel=rows * model.hidden_size)]
+    return [*shared, *attention, lm_head_op(model, rows, p)]
+
+
+def unquantised(p: Precision) -> Precision:
+    """The precision of what checkpoints keep in 16 bit (embeddings, lm_head, norms, routers)."""
+    return p if p.b_w >= 2 else Precision(b_w=2.0, b_kv=p.b_kv, b_a=p.b_a)
+
+
+def lm_head_op(model: ModelSpec, rows, p: Precision) -> Op:
+    """The lm_head over `rows` token vectors, in 16 bit when the rest is quantised."""
+    full = p if model.quantization is not None and model.quantization.lm_head else unquantised(p)
+    cost = linear_cost([Linear("lm_head", model.hidden_size, model.vocab_size)], rows, full)
+    return Op("lm_head", "lm_head", "matmul", cost, items_per_kernel=rows * model.hidden_size,
+              unquantised=full is not p)

@@ -115,6 +115,9 @@ def active_params(model: ModelSpec) -> int:
 
 UNQUANTISED_BYTES = 2.0  # what quantised checkpoints keep their embeddings, lm_head, norms and routers in (bf16)
 UNQUANTISED = ("embedding", "position_embedding", "lm_head", "norms", "moe/router")
+# params_breakdown keys of each layer class a checkpoint may leave unquantised (quantization.quantized)
+CLASS_PARTS = {"attention": ("attention/qkv", "attention/o"), "mlp": ("mlp",), "experts": ("moe/routed",),
+               "shared_experts": ("moe/shared",)}
 
 
 def weight_bytes(model: ModelSpec, b_w: float) -> float:
@@ -122,11 +125,16 @@ def weight_bytes(model: ModelSpec, b_w: float) -> float:
 
     The linear layers take b_w bytes per weight. A quantised format (b_w < 2) leaves the embeddings, lm_head, norms
     and MoE routers in bf16, as AWQ, GPTQ, compressed-tensors fp8 and ModelOpt checkpoints do (their
-    quantization_config lists lm_head among the modules not converted), so those take 2 bytes whatever b_w is."""
+    quantization_config lists lm_head among the modules not converted), so those take 2 bytes whatever b_w is;
+    so do the layer classes the model's quantization spec leaves out (gpt-oss quantises only its experts)."""
     parts = params_breakdown(model)
     if b_w >= UNQUANTISED_BYTES:
         return parts["total"] * b_w
     kept = sum(parts.get(k, 0) for k in UNQUANTISED)
+    if model.quantization is not None and model.quantization.lm_head:
+        kept -= parts.get("lm_head", 0)
+    kept += sum(parts.get(k, 0) for cls, keys in CLASS_PARTS.items() if cls not in model.quantized_classes
+                for k in keys)
     return (parts["total"] - kept) * b_w + kept * UNQUANTISED_BYTES
 
 

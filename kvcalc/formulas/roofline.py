@@ -81,6 +81,8 @@ class StepTime:
 GEMM_CURVES = {
     "bf16": (("bf16", None),), "fp16": (("bf16", None),), "fp8": (("fp8", "fp8"),),
     "int8": (("w8a8", "int8"), ("int8_wo", None)), "int4": (("int4_wo", None),),
+    "fp8-block": (("fp8_block", "fp8"), ("fp8", "fp8")), "int8-wo": (("int8_wo", None),),
+    "int4-g32": (("int4_wo", None),), "int4-g64": (("int4_wo", None),), "int4-g128": (("int4_wo", None),),
 }
 ATTENTION_CURVE_KEYS = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8"}
 
@@ -115,7 +117,8 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
     timed, unprofiled = [], []
     peaks = {}  # dtype -> FLOP/s, looked up once per step rather than once per operator
     for op in ops:
-        found = None if speed_of_light or profile is None else profile_curve(op, profile, weight_dtype, kv_dtype)
+        wd = activation_dtype(weight_dtype) if op.unquantised else weight_dtype  # kept 16-bit by the checkpoint
+        found = None if speed_of_light or profile is None else profile_curve(op, profile, wd, kv_dtype)
         if found is not None:
             curve, dtype, name = found
             peak = peaks[dtype] if dtype in peaks else peaks.setdefault(dtype, hw.peak_flops(dtype))
@@ -127,7 +130,7 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
             continue
         if profile is not None and not speed_of_light and op.engine != "vector":
             unprofiled.append(op.name)
-        dtype = engine_dtype(op.engine, weight_dtype, hw)
+        dtype = engine_dtype(op.engine, wd, hw)
         peak = peaks[dtype] if dtype in peaks else peaks.setdefault(dtype, hw.peak_flops(dtype))
         t, cb = roofline(op.cost.flops, op.cost.bytes, peak * eff_c, hw.bandwidth_Bps * eff_m)
         timed.append(OpTime(op, dtype, t + op.kernels * launch_s, cb))

@@ -21,7 +21,7 @@ paying.
 
 from __future__ import annotations
 
-from kvcalc.formulas.forward import Op, Precision, decode_ops, forward_ops, linear_cost
+from kvcalc.formulas.forward import Op, Precision, decode_ops, forward_ops, linear_cost, lm_head_op
 from kvcalc.formulas.params import Linear, total_params
 from kvcalc.specs.model import ModelSpec
 
@@ -40,9 +40,7 @@ def verify_ops(model: ModelSpec, batch, context, k: int, p: Precision) -> list[O
     with k + 1 queries), logits at every position."""
     ops = [o for o in forward_ops(model, batch=batch, q=k + 1, context=context, absorbed=True, p=p)
            if o.op_class != "lm_head"]
-    rows = batch * (k + 1)
-    lm = linear_cost([Linear("lm_head", model.hidden_size, model.vocab_size)], rows, p)
-    return [*ops, Op("lm_head", "lm_head", "matmul", lm, items_per_kernel=rows * model.hidden_size)]
+    return [*ops, lm_head_op(model, batch * (k + 1), p)]
 
 
 def one_layer(model: ModelSpec) -> ModelSpec:

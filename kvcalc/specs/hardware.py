@@ -24,6 +24,7 @@ class PeakTflops(StrictModel):
     bf16: Tflops | None = None
     fp16: Tflops | None = None
     fp8: Tflops | None = None
+    fp4: Tflops | None = None  # Blackwell's fp4 tensor cores (NVFP4, MXFP4)
     int8: Tflops | None = None
 
     def available(self) -> dict[str, float]:

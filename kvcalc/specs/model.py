@@ -112,6 +112,22 @@ class MoeSpec(StrictModel):
         return self.shared_expert_intermediate_size or self.expert_intermediate_size
 
 
+QuantClass = Literal["attention", "mlp", "experts", "shared_experts"]
+
+
+class QuantizationSpec(StrictModel):
+    """How a checkpoint stores its weights (HF quantization_config): the format of its quantised linear layers and
+    which layer classes it quantises. Embeddings, lm_head, norms and routers stay bf16 whatever the format."""
+
+    weight_format: str = Field(description="a kvcalc weight format (fp8, fp8-block, int4-g128, mxfp4, nvfp4, ...)")
+    quantized: list[QuantClass] = Field(
+        default_factory=lambda: ["attention", "mlp", "experts", "shared_experts"],
+        description="layer classes in weight_format; the others stay bf16 (gpt-oss: experts only)")
+    lm_head: bool = Field(False, description="the lm_head is quantised too (gpt-fast's int8/int4 quantise every "
+                          "nn.Linear); checkpoints keep it bf16")
+    source: str = ""
+
+
 class ModelSpec(StrictModel):
     name: str
     aliases: list[str] = []
@@ -132,9 +148,16 @@ class ModelSpec(StrictModel):
     attention: AttentionSpec
     mlp: MlpSpec
     moe: MoeSpec | None = None
+    quantization: QuantizationSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
+        if self.quantization is not None:
+            from kvcalc.dtypes import WEIGHT_DTYPES
+
+            if self.quantization.weight_format not in WEIGHT_DTYPES:
+                raise ValueError(f"quantization.weight_format {self.quantization.weight_format!r} is not one of "
+                                 f"{', '.join(WEIGHT_DTYPES)}")
         if self.moe is not None and self.moe.first_dense_layers > self.num_layers:
             raise ValueError(
                 f"moe.first_dense_layers ({self.moe.first_dense_layers}) exceeds num_layers ({self.num_layers})"
@@ -142,6 +165,13 @@ class ModelSpec(StrictModel):
         if self.learned_position_embeddings and self.max_position_embeddings is None:
             raise ValueError("learned_position_embeddings needs max_position_embeddings")
         return self
+
+    @property
+    def quantized_classes(self) -> tuple[str, ...]:
+        """Layer classes a sub-16-bit weight format applies to (all of them unless the checkpoint says otherwise)."""
+        if self.quantization is None:
+            return ("attention", "mlp", "experts", "shared_experts")
+        return tuple(self.quantization.quantized)
 
     @property
     def moe_layers(self) -> int:

@@ -21,9 +21,10 @@ def test_mistral_7b_speed_of_light_on_rtx_4090_fp16():
 
 
 def test_mistral_7b_speed_of_light_on_rtx_4090_8_bit():
-    # zeux: the same model with 8-bit weights: 7.0 ms/token.
+    # zeux: the same model with every weight in 8 bit: 7.0 ms/token. kvcalc keeps the lm_head (32000 x 4096) in
+    # 16 bit, as int8 checkpoints do: one more byte for each of its 131 M weights, +0.13 ms at 1008 GB/s.
     e = estimate("mistral-7b", "rtx-4090", context=1, weight_dtype="int8", kv_dtype="fp16")
-    assert e.decode.speed_of_light_ms == pytest.approx(7.0, rel=0.02)
+    assert e.decode.speed_of_light_ms == pytest.approx(7.0 + 32000 * 4096 / 1008e9 * 1e3, rel=0.02)
 
 
 def test_machine_balance_of_h100_and_rtx_4090():
