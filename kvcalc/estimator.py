@@ -170,10 +170,19 @@ def check_prefill_chunk(prefill_chunk) -> None:
 
 
 def check_dtypes(weight_dtype: str, kv_dtype: str) -> None:
-    if weight_dtype not in WEIGHT_DTYPES:
-        raise KvcalcError(f"--weight-dtype: unknown dtype {weight_dtype!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
+    if weight_dtype not in WEIGHT_DTYPES and weight_dtype != "auto":
+        raise KvcalcError(f"--weight-dtype: unknown dtype {weight_dtype!r}; expected auto or one of "
+                          f"{', '.join(WEIGHT_DTYPES)}")
     if kv_dtype not in KV_DTYPES:
         raise KvcalcError(f"--kv-dtype: unknown dtype {kv_dtype!r}; expected one of {', '.join(KV_DTYPES)}")
+
+
+def resolve_weight_dtype(weight_dtype: str, spec: ModelSpec) -> str:
+    """'auto': the format the model's checkpoint stores (its quantization spec, from config.json's
+    quantization_config), else bf16; anything else as given."""
+    if weight_dtype != "auto":
+        return weight_dtype
+    return spec.quantization.weight_format if spec.quantization is not None else "bf16"
 
 
 def check_tp(tp, spec: ModelSpec) -> None:
@@ -415,7 +424,7 @@ def estimate_with_specs(
     batch: int = 1,
     context: int = 4096,
     prompt: int | None = None,
-    weight_dtype: str = "bf16",
+    weight_dtype: str = "auto",
     kv_dtype: str = "bf16",
     kv_lora_rank: int | None = None,
     rope_dim: int | None = None,
@@ -444,6 +453,7 @@ def estimate_with_specs(
                              rope_dim=rope_dim)
     hw = load_gpu(gpu)
     profile = resolve_engine(engine, hw)
+    weight_dtype = resolve_weight_dtype(weight_dtype, spec)
     check_tp(tp, spec)
     check_pp(pp, spec)
     check_ep(ep, spec, tp)

@@ -255,6 +255,72 @@ def _unknown(c: Config, model_type: str) -> dict:
     return _llama_like(c, "llama")
 
 
+def _excluded_classes(entries) -> set[str]:
+    """Layer classes a quantization_config's modules_to_not_convert / ignore list leaves in 16 bit."""
+    out = set()
+    for entry in entries if isinstance(entries, list) else []:
+        text = str(entry).lower()
+        if "attn" in text or "attention" in text:
+            out.add("attention")
+        if "shared_expert" in text:
+            out.add("shared_experts")
+        elif ".experts" in text:
+            out.add("experts")
+        elif ".mlp" in text and "router" not in text and "gate" not in text.rsplit(".", 1)[-1]:
+            out.add("mlp")
+    return out
+
+
+def _int4_format(group: object, where: str) -> str:
+    if group in (32, 64, 128):
+        return f"int4-g{group}"
+    raise KvcalcError(f"{where}: 4-bit group_size {group!r} is not one kvcalc stores (32, 64 or 128)")
+
+
+def quantization_from_config(qc: object, where: str) -> dict | None:
+    """kvcalc's quantization spec from config.json's quantization_config: the weight format (with its group or
+    block scales) and the layer classes left in 16 bit (modules_to_not_convert, ignore). None when absent."""
+    if not isinstance(qc, dict):
+        return None
+    method = str(qc.get("quant_method", "")).lower()
+    bits = qc.get("bits", qc.get("w_bit"))
+    group = qc.get("group_size", qc.get("q_group_size"))
+    if method == "awq" or (method == "gptq" and bits == 4):
+        fmt = _int4_format(group, where)
+    elif method == "gptq" and bits == 8:
+        fmt = "int8-wo"
+    elif method == "fp8":
+        fmt = "fp8-block" if qc.get("weight_block_size") else "fp8"
+    elif method == "mxfp4":
+        fmt = "mxfp4"
+    elif method == "modelopt":
+        algo = str(qc.get("quant_algo", "")).upper()
+        fmt = {"FP8": "fp8", "NVFP4": "nvfp4", "W4A16_AWQ": "int4-g128"}.get(algo)
+        if fmt is None:
+            raise KvcalcError(f"{where}: modelopt quant_algo {algo!r} is not a format kvcalc knows")
+    elif method == "compressed-tensors":
+        groups = qc.get("config_groups") or {}
+        first = next(iter(groups.values()), {}) if isinstance(groups, dict) else {}
+        w = first.get("weights") or {} if isinstance(first, dict) else {}
+        kind, n, strategy = w.get("type"), w.get("num_bits"), w.get("strategy")
+        if kind == "float" and n == 8:
+            fmt = "fp8-block" if strategy == "block" else "fp8"
+        elif kind == "float" and n == 4:
+            fmt = "nvfp4"
+        elif kind == "int" and n == 8:
+            fmt = "int8" if first.get("input_activations") else "int8-wo"
+        elif kind == "int" and n == 4:
+            fmt = _int4_format(w.get("group_size"), where)
+        else:
+            raise KvcalcError(f"{where}: compressed-tensors weights {kind!r} x {n!r} bits are not a format kvcalc knows")
+    else:
+        raise KvcalcError(f"{where}: quantization_config quant_method {method or '(none)'!r} is not one kvcalc reads "
+                          "(awq, gptq, fp8, mxfp4, modelopt, compressed-tensors); pass --weight-dtype")
+    left = _excluded_classes(qc.get("modules_to_not_convert") or qc.get("ignore") or [])
+    classes = [c for c in ("attention", "mlp", "experts", "shared_experts") if c not in left]
+    return {"weight_format": fmt, "quantized": classes, "source": f"{where}: quantization_config ({method})"}
+
+
 def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, list[str]]:
     """ModelSpec fields from a parsed config.json, and the assumptions made (empty for known families)."""
     if isinstance(data.get("text_config"), dict):  # multimodal wrappers (gemma3, llava...): the language model
@@ -280,6 +346,9 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     else:
         spec = _unknown(c, model_type or "(none)")
     spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
+    quantization = quantization_from_config(data.get("quantization_config"), source)
+    if quantization is not None:
+        spec["quantization"] = quantization
     notes = c.notes + [f"assumed: {a}" for a in c.assumptions]
     if notes:
         spec["notes"] = "; ".join(notes)

@@ -14,6 +14,7 @@ from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_numb
 from kvcalc.estimator import (
     check_dtypes,
     check_pp,
+    resolve_weight_dtype,
     check_memory_utilization,
     check_prefill_chunk,
     evaluate,
@@ -70,7 +71,7 @@ def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):
 
 
 def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch: int = 1, context: int = 4096,
-            weight_dtype: str = "bf16", kv_dtype: str = "bf16",
+            weight_dtype: str = "auto", kv_dtype: str = "bf16",
             memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
             engine: str = "auto") -> list[dict]:
     """One row per attention variant (the model's own first), each also relative to the model's own.
@@ -82,7 +83,9 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     check_dtypes(weight_dtype, kv_dtype)
     if not attn:
         raise KvcalcError("--attn: expected at least one variant")
-    base, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
+    base, hw = load_model(model), load_gpu(gpu)
+    weight_dtype = resolve_weight_dtype(weight_dtype, base)
+    p = precision(weight_dtype, kv_dtype)
     profile = resolve_engine(engine, hw)
     rows, seen, skipped, capped = [], {}, [], []
     for variant in (None, *attn):
@@ -152,7 +155,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
 
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
              target_tokens_per_s: float | None = None, price_per_gpu_hour: float | None = None,
-             weight_dtype: str = "bf16", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+             weight_dtype: str = "auto", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
              prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto",
              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
              ep: int = 1) -> dict:
@@ -178,7 +181,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         check_number("--target-tokens-per-s", target_tokens_per_s, 0, 1e12, lo_open=True)
     if price_per_gpu_hour is not None:
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
-    spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
+    spec, hw = load_model(model), load_gpu(gpu)
+    weight_dtype = resolve_weight_dtype(weight_dtype, spec)
+    p = precision(weight_dtype, kv_dtype)
     check_pp(pp, spec)
     check_ep(ep, spec, gpus or 1)
     if ep > 1 and (pp > 1 or engine == "vllm"):

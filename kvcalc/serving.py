@@ -15,7 +15,15 @@ import math
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.errors import KvcalcError
-from kvcalc.estimator import check_dtypes, check_memory_utilization, check_pp, check_tp, engine_label, precision
+from kvcalc.estimator import (
+    check_dtypes,
+    check_memory_utilization,
+    check_pp,
+    check_tp,
+    engine_label,
+    precision,
+    resolve_weight_dtype,
+)
 from kvcalc.formulas.capacity import kv_budget_bytes
 from kvcalc.formulas.forward import mixed_ops
 from kvcalc.formulas.kv import kv_bytes_per_token
@@ -100,7 +108,7 @@ def _disaggregated(stepper: _Stepper, concurrency: float, input_len: int, output
 
 
 def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency: float | str | None = None,
-          request_rate: float | None = None, tp: int = 1, engine: str = "auto", weight_dtype: str = "bf16",
+          request_rate: float | None = None, tp: int = 1, engine: str = "auto", weight_dtype: str = "auto",
           kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
           step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
           disaggregate: tuple[int, int] | None = None, pp: int = 1) -> dict:
@@ -121,7 +129,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
     if price_per_gpu_hour is not None:
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
-    spec, hw, p = load_model(model), load_gpu(gpu), precision(weight_dtype, kv_dtype)
+    spec, hw = load_model(model), load_gpu(gpu)
+    weight_dtype = resolve_weight_dtype(weight_dtype, spec)
+    p = precision(weight_dtype, kv_dtype)
     check_tp(tp, spec)
     check_pp(pp, spec)
     if disaggregate is not None and pp > 1:

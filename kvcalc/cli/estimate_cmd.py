@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
+from kvcalc.cli.planning_cmds import WEIGHT_HELP
 from kvcalc.cli.output import ENGINE_HELP, Format, flatten, write_csv, write_json
 
 
@@ -20,8 +21,8 @@ def estimate_cli(
     batch: Annotated[int, typer.Option("--batch", "-b", help="sequences decoded together")] = 1,
     context: Annotated[int, typer.Option("--context", "-c", help="tokens already cached per sequence")] = 4096,
     prompt: Annotated[Optional[int], typer.Option(help="prefill length [default: the context]")] = None,
-    weight_dtype: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
-    kv_dtype: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
+    weight_dtype: Annotated[str, typer.Option(help=WEIGHT_HELP)] = "auto",
+    kv_dtype: Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, nvfp4, fp32")] = "bf16",
     memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
     tp: Annotated[int, typer.Option("--tp", help="tensor-parallel GPUs (they must divide the query heads)")] = 1,

@@ -18,9 +18,12 @@ Model = Annotated[str, typer.Option("--model", "-m", help="name, spec file, conf
 Gpu = Annotated[str, typer.Option("--gpu", "-g", help="bundled name or spec file")]
 Engine = Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)]
 PREFILL_CHUNK_HELP = "tokens per prefill chunk, whose activations are reserved"
-WeightDtype = Annotated[str, typer.Option(help="weight format: bf16, fp16, fp8, int8, int4 (g128 scales), fp32")]
-KvDtype = Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, fp32")]
-WeightDtypes = Annotated[str, typer.Option(help="weight formats, comma-separated: bf16, fp16, fp8, int8, int4, fp32")]
+WEIGHT_HELP = ("weight format: auto (the checkpoint's own, else bf16), bf16, fp16, fp8, fp8-block, int8, int8-wo, "
+               "int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")
+WeightDtype = Annotated[str, typer.Option(help=WEIGHT_HELP)]
+KvDtype = Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, nvfp4, fp32")]
+WeightDtypes = Annotated[str, typer.Option(help="weight formats, comma-separated: bf16, fp16, fp8, fp8-block, int8, "
+                                                "int8-wo, int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")]
 KvDtypes = Annotated[str, typer.Option(help="KV cache formats, comma-separated")]
 MemoryUtilization = Annotated[float, typer.Option(help="fraction of device memory usable (vLLM's gpu_memory_utilization)")]
 Batch = Annotated[int, typer.Option("--batch", "-b", help="sequences decoded together")]
@@ -47,7 +50,7 @@ def _attn(text: str) -> list:
 def compare_cli(
     model: Model, attn: Annotated[str, typer.Option(help="variants, comma-separated")] = "mha,mqa,gqa8,mla",
     gpu: Gpu = "h100-sxm", batch: Batch = 1, context: Context = 4096,
-    weight_dtype: WeightDtype = "bf16", kv_dtype: KvDtype = "bf16", memory_utilization: MemoryUtilization = 0.9,
+    weight_dtype: WeightDtype = "auto", kv_dtype: KvDtype = "bf16", memory_utilization: MemoryUtilization = 0.9,
     format: FormatOpt = Format.table, engine: Engine = "auto",
     prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
 ) -> None:
@@ -82,7 +85,7 @@ def capacity_cli(
         help="price of one GPU-hour, in any currency (e.g. USD): the cost per million tokens comes out in the same one")] = None,
     memory_utilization: MemoryUtilization = 0.9,
     prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
-    weight_dtype: WeightDtype = "bf16", kv_dtype: KvDtype = "bf16",
+    weight_dtype: WeightDtype = "auto", kv_dtype: KvDtype = "bf16",
     format: FormatOpt = Format.table, engine: Engine = "auto",
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(
         help="with --engine vllm: vLLM's max_num_batched_tokens [default: vllm serve's for the GPU]")] = None,

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
+from kvcalc.cli.planning_cmds import WEIGHT_HELP
 from kvcalc.cli.output import ENGINE_HELP, Format, print_rows, save_figure, write_csv, write_json
 from kvcalc.errors import KvcalcError
 from kvcalc.files import check_writable
@@ -43,8 +44,8 @@ def serve_cli(
     tp: Annotated[str, typer.Option(help="tensor-parallel GPUs per replica; a comma-separated list for the frontier")] = "1",
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages per replica, each of --tp GPUs")] = 1,
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
-    weight_dtype: Annotated[str, typer.Option(help="weight format: bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
-    kv_dtype: Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, fp32")] = "bf16",
+    weight_dtype: Annotated[str, typer.Option(help=WEIGHT_HELP)] = "auto",
+    kv_dtype: Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, nvfp4, fp32")] = "bf16",
     memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
     step_tokens: Annotated[int, typer.Option(help="tokens one step may schedule (max_num_batched_tokens)")] = 8192,
     disaggregate: Annotated[Optional[str], typer.Option(help="PREFILL_GPUS:DECODE_GPUS, separate pools")] = None,

@@ -60,8 +60,9 @@ def dense_mlp_linears(mlp: MlpSpec, d: int) -> list[Linear]:
 
 
 def expert_params(model: ModelSpec) -> int:
-    """Parameters of one routed expert (always gated in the MoE models kvcalc ships)."""
-    return sum(x.params for x in mlp_linears(model.mlp.kind, model.hidden_size, model.moe.expert_intermediate_size))
+    """Parameters of one routed expert (always gated in the MoE models kvcalc ships; biased where the MLP is)."""
+    return sum(x.params for x in mlp_linears(model.mlp.kind, model.hidden_size, model.moe.expert_intermediate_size,
+                                             model.mlp.bias))
 
 
 def shared_experts_params(model: ModelSpec) -> int:

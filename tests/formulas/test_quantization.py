@@ -1,0 +1,81 @@
+"""Quantisation formats as checkpoints store them: HF quantization_config, scales, what stays 16-bit, and a
+published checkpoint size."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc.catalog import load_model
+from kvcalc.cli import app
+from kvcalc.dtypes import bytes_per_element, matmul_compute_dtype
+from kvcalc.errors import KvcalcError
+from kvcalc.formulas.params import params_breakdown, total_params, weight_bytes
+from kvcalc.hf import quantization_from_config
+
+GiB = 1024**3
+
+
+def test_gpt_oss_120b_checkpoint_is_the_model_cards_60_8_gib():
+    """OpenAI's gpt-oss model card, Table 1: 116.83B parameters, 5.13B active (the embedding not counted),
+    checkpoint 60.8 GiB: MXFP4 experts (4.25 bits a weight), everything else bf16."""
+    m = load_model("gpt-oss-120b")
+    assert total_params(m) == pytest.approx(116.83e9, rel=1e-3)
+    parts = params_breakdown(m, active=True)
+    assert parts["total"] - parts["embedding"] == pytest.approx(5.13e9, rel=5e-3)
+    assert weight_bytes(m, bytes_per_element("mxfp4")) / GiB == pytest.approx(60.8, rel=5e-3)
+    # gpt-oss-20b: the same layers, 24 of them, 32 experts: 20.91B parameters, 12.8 GiB
+    small = m.model_copy(update={"num_layers": 24, "moe": m.moe.model_copy(update={"num_experts": 32})})
+    assert total_params(small) == pytest.approx(20.91e9, rel=2e-3)
+    assert weight_bytes(small, bytes_per_element("mxfp4")) / GiB == pytest.approx(12.8, rel=1e-2)
+
+
+@pytest.mark.parametrize("qc, fmt, kept", [
+    ({"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True}, "int4-g128", set()),
+    ({"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False}, "int4-g32", set()),
+    ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "int8-wo", set()),
+    ({"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}, "fp8-block", set()),  # DeepSeek-V3
+    ({"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                                           "model.embed_tokens", "lm_head"]}, "mxfp4",
+     {"attention"}),  # gpt-oss
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"type": "float", "num_bits": 8, "strategy": "channel"}, "input_activations": {}}},
+      "ignore": ["lm_head"]}, "fp8", set()),
+    ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "nvfp4", set()),
+])
+def test_quantization_config_to_format_and_kept_classes(qc, fmt, kept):
+    q = quantization_from_config(qc, "config.json")
+    assert q["weight_format"] == fmt
+    assert set(q["quantized"]) == {"attention", "mlp", "experts", "shared_experts"} - kept
+
+
+def test_unknown_quantization_is_a_one_line_error():
+    with pytest.raises(KvcalcError, match="quant_method 'bitsandbytes'"):
+        quantization_from_config({"quant_method": "bitsandbytes", "load_in_4bit": True}, "config.json")
+    with pytest.raises(KvcalcError, match="group_size 256"):
+        quantization_from_config({"quant_method": "awq", "bits": 4, "group_size": 256}, "config.json")
+
+
+def test_fp4_runs_at_the_fp4_peak_only_where_the_part_has_one():
+    assert matmul_compute_dtype("nvfp4", {"bf16": 1, "fp8": 2, "fp4": 4}) == "fp4"  # Blackwell
+    assert matmul_compute_dtype("mxfp4", {"bf16": 1, "fp8": 2}) == "bf16"  # Hopper: dequantised (Marlin)
+    assert matmul_compute_dtype("fp8-block", {"bf16": 1, "fp8": 2}) == "fp8"
+    assert matmul_compute_dtype("int4-g64", {"bf16": 1, "fp8": 2, "int8": 2}) == "bf16"
+
+
+def test_a_quantised_config_sets_the_weight_format_when_none_is_given(tmp_path):
+    config = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+              "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
+              "max_position_embeddings": 8192, "tie_word_embeddings": False,
+              "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    r = CliRunner().invoke(app, ["estimate", "-m", str(path), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["inputs"]["weight_dtype"] == "int4-g128"
+    kept = 2 * 128256 * 4096 + 65 * 4096  # embedding, lm_head, 65 RMSNorms stay bf16
+    linear = out["weights"]["params"] - kept
+    assert out["weights"]["bytes"] == pytest.approx(linear * (0.5 + 2.5 / 128) + kept * 2)
+    r = CliRunner().invoke(app, ["estimate", "-m", str(path), "--weight-dtype", "bf16", "-f", "json"])
+    assert json.loads(r.stdout)["inputs"]["weight_dtype"] == "bf16"  # an explicit flag wins
