@@ -130,6 +130,20 @@ def _llama_like(c: Config, model_type: str) -> dict:
     return spec
 
 
+def _qwen3_next(c: Config) -> dict:
+    """Qwen3-Next: a Qwen3-MoE body whose every full_attention_interval-th layer keeps gated softmax attention and
+    whose other layers are Gated DeltaNet (linear attention with a fixed state)."""
+    spec = _llama_like(c, "qwen3_moe")
+    spec["attention"]["output_gate"] = c.bool("attn_output_gate", True)
+    keys = ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim")
+    nk, nv, dk, dv = c.need(*keys)
+    spec["linear_attention"] = {
+        "kind": "gated_deltanet", "full_every": c.int("full_attention_interval", 4), "num_key_heads": nk,
+        "num_value_heads": nv, "key_head_dim": dk, "value_head_dim": dv, "conv_kernel": c.int("linear_conv_kernel_dim", 4),
+    }
+    return spec
+
+
 def _deepseek(c: Config, model_type: str) -> dict:
     layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     d_c, d_r, d_n, d_v = c.need("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
@@ -331,6 +345,8 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         model_type = "falcon"
     if model_type in LLAMA_LIKE:
         spec = _llama_like(c, model_type)
+    elif model_type == "qwen3_next":
+        spec = _qwen3_next(c)
     elif model_type in ("deepseek_v2", "deepseek_v3"):
         spec = _deepseek(c, model_type)
     elif model_type == "falcon":

@@ -94,10 +94,11 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         except NotDivisible:
             skipped.append(f"{variant} (does not divide the {base.attention.num_heads} query heads)")
             continue
-        if cache_layout(spec.attention) in seen:
-            skipped.append(f"{variant} (the same cache as {seen[cache_layout(spec.attention)]})")
+        layout = cache_layout(spec.attention, spec.linear_attention)
+        if layout in seen:
+            skipped.append(f"{variant} (the same cache as {seen[layout]})")
             continue
-        seen[cache_layout(spec.attention)] = variant or "the model's own attention"
+        seen[layout] = variant or "the model's own attention"
         budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, 1)
         ev = evaluate(spec, hw, batch=batch, context=context, prompt=context, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)

@@ -1,4 +1,7 @@
-"""`--attn` what-if rewrites: the same model with other attention (mha, mqa, gqaN, mla).
+"""`--attn` what-if rewrites: the same model with other attention (mha, mqa, gqaN, mla, linear).
+
+linear: every layer becomes plain linear attention with the model's own heads (h heads of d_h for keys and values,
+no convolution), whose state per sequence is h x d_h x d_h a layer, whatever the context.
 
 A rewrite replaces the attention spec, so the K/V projections, the cache, parameters, traffic and time all
 follow. MLA defaults to the DeepSeek-V2 proportions: d_c = 4 * d_h (512 = 4 * 128), d_r = d_h / 2 (64),
@@ -14,18 +17,19 @@ from pydantic import ValidationError
 from kvcalc.catalog import validation_message
 from kvcalc.checks import check_int
 from kvcalc.errors import KvcalcError
-from kvcalc.specs.model import AttentionSpec, ModelSpec
+from kvcalc.specs.model import AttentionSpec, LinearAttentionSpec, ModelSpec
 
-ATTN_CHOICES = "mha, mqa, gqaN (N KV heads) or mla"
+ATTN_CHOICES = "mha, mqa, gqaN (N KV heads), mla or linear"
 
 
 class NotDivisible(KvcalcError):
     """gqaN where N does not divide the model's query heads (compare skips such variants)."""
 
 
-def cache_layout(attn: AttentionSpec) -> tuple:
+def cache_layout(attn: AttentionSpec, linear=None) -> tuple:
     """What a KV cache stores per layer: two rewrites with the same layout are the same variant."""
-    return (attn.kind, attn.num_kv_heads, attn.head_dim, attn.kv_lora_rank, attn.qk_rope_head_dim)
+    return (attn.kind, attn.num_kv_heads, attn.head_dim, attn.kv_lora_rank, attn.qk_rope_head_dim,
+            None if linear is None else (linear.kind, linear.full_every, linear.state_elements))
 
 
 def _standard(attn: AttentionSpec, kv_heads: int) -> AttentionSpec:
@@ -83,6 +87,11 @@ def rewrite_attention(
             new = _standard(a, int(m.group(1)))
         elif spec == "mla":
             new = _mla(a, kv_lora_rank, rope_dim)
+        elif spec == "linear":
+            d_h = a.value_head_dim
+            linear = LinearAttentionSpec(kind="linear", full_every=None, num_key_heads=a.num_heads,
+                                         num_value_heads=a.num_heads, key_head_dim=d_h, value_head_dim=d_h)
+            return model.model_copy(update={"linear_attention": linear, "name": f"{model.name}+linear"})
         else:
             raise KvcalcError(f"--attn: unknown attention {attn!r}; expected {ATTN_CHOICES}")
     except ValidationError as e:

@@ -83,7 +83,7 @@ FLAGS = {
               "--max-ttft-ms", "--max-tpot-ms"],
 }
 CHOICES = {
-    "--attn": ["mha", "mqa", "gqa3", "gqa0", "gqa8", "mla", "xx", "gqa100000", "own", "", ","],
+    "--attn": ["mha", "mqa", "gqa3", "gqa0", "gqa8", "mla", "linear", "xx", "gqa100000", "own", "", ","],
     "--engine": ["auto", "roofline", "vllm", "trtllm", "gpt-fast", "tgi", ""],
     "--weight-dtype": ["bf16", "fp8", "int4", "int8", "fp32", "x", ""],
     "--kv-dtype": ["bf16", "fp8", "int4", "x"],

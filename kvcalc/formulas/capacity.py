@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token_per_layer
+from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token_per_layer, linear_state_bytes
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.specs.model import ModelSpec
 
@@ -32,12 +32,17 @@ def max_context(model: ModelSpec, batch: int, budget_bytes: float, b_kv: float, 
     """Largest S with batch * per-GPU KV(S) <= budget; inf when only windowed layers grow and they are capped."""
     if budget_bytes <= 0:
         return 0
-    per_layer = (kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
-                 * stage_layer_fraction(model, pp))
-    tokens = budget_bytes / batch / per_layer  # layer-tokens one sequence may hold
+    shard = kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+    per_layer = kv_bytes_per_token_per_layer(model.attention, b_kv) * shard
+    state = linear_state_bytes(model, b_kv) * shard  # a hybrid's fixed state comes first
+    if budget_bytes / batch <= state:
+        return 0
+    if model.attention_layers == 0:
+        return math.inf  # only fixed state: any context fits
+    tokens = (budget_bytes / batch - state) / per_layer  # layer-tokens one sequence may hold
     lg, lw, w = model.global_layers, model.window_layers, model.attention.sliding_window
-    if lw == 0 or tokens <= model.num_layers * w:
-        return math.floor(tokens / model.num_layers)
+    if lw == 0 or tokens <= model.attention_layers * w:
+        return math.floor(tokens / model.attention_layers)
     if lg == 0:
         return math.inf
     return math.floor((tokens - lw * w) / lg)

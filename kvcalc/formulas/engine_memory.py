@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 
-from kvcalc.formulas.kv import kv_bytes_per_token_per_layer
+from kvcalc.formulas.kv import kv_bytes_per_token_per_layer, linear_state_bytes
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.specs.model import ModelSpec
 
@@ -93,7 +93,7 @@ def vllm_available_kv_bytes(visible_bytes: float, utilization: float, weights_pe
 
 def kv_page_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> float:
     """KV bytes of one block of BLOCK_TOKENS tokens across the layers one GPU holds [B] (the heaviest stage's)."""
-    return (BLOCK_TOKENS * model.num_layers * kv_bytes_per_token_per_layer(model.attention, b_kv)
+    return (BLOCK_TOKENS * model.attention_layers * kv_bytes_per_token_per_layer(model.attention, b_kv)
             * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp))
 
 
@@ -114,7 +114,7 @@ def vllm_request_bytes(model: ModelSpec, max_model_len: int, max_num_batched_tok
     if model.window_layers:
         held = min(model.attention.sliding_window - 1 + max_num_batched_tokens, max_model_len)
         out += model.window_layers * math.ceil(held / BLOCK_TOKENS) * BLOCK_TOKENS * per_layer_token
-    return out
+    return out + linear_state_bytes(model, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
 
 
 def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len: int, max_num_batched_tokens: int,

@@ -21,6 +21,7 @@ from kvcalc.formulas.params import (
     attention_out_linear,
     dense_mlp_linears,
     expert_params,
+    linear_attention_linears,
     mlp_linears,
     norm_params_per_layer,
 )
@@ -146,15 +147,18 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     attention_class = "attention_prefill" if not absorbed else (
         "attention_decode_mla" if attn.kind == "mla" else "attention_decode")
     full = unquantised(p)  # what the checkpoint keeps in bf16
+    La = model.attention_layers
     quantized = model.quantized_classes
     p_attn, p_mlp = (p if "attention" in quantized else full), (p if "mlp" in quantized else full)
     p_exp, p_shared = (p if "experts" in quantized else full), (p if "shared_experts" in quantized else full)
     ops = [
         Op("embedding", "other", "vector", Cost(weight_bytes=tokens * d * full.b_w, act_bytes=tokens * d * p.b_a)),
-        Op("attention/qkv", "projection", "matmul", L * linear_cost(attention_in_linears(attn, d), tokens, p_attn),
-           kernels=L * qkv_kernels_per_layer(model), items_per_kernel=input_elements_per_kernel(
-               attention_in_linears(attn, d), tokens, qkv_kernels_per_layer(model)), unquantised=p_attn is not p),
     ]
+    if La:
+        qkv = attention_in_linears(attn, d)
+        ops.append(Op("attention/qkv", "projection", "matmul", La * linear_cost(qkv, tokens, p_attn),
+                      kernels=La * qkv_kernels_per_layer(model), unquantised=p_attn is not p,
+                      items_per_kernel=input_elements_per_kernel(qkv, tokens, qkv_kernels_per_layer(model))))
     for label, n_layers, window in (
         ("global", model.global_layers, None),
         ("window", model.window_layers, attn.sliding_window),
@@ -163,9 +167,13 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
             core = attention_core_cost(model, batch, q, context, window, absorbed, p)
             ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core, kernels=n_layers,
                           kernel_class=attention_class, items_per_kernel=batch * attention_kernel_kv_heads(attn, absorbed)))
-    ops.append(Op("attention/o", "projection", "matmul", L * linear_cost([attention_out_linear(attn, d)], tokens, p_attn),
-                  kernels=L, items_per_kernel=input_elements_per_kernel([attention_out_linear(attn, d)], tokens, 1),
-                  unquantised=p_attn is not p))
+    if La:
+        ops.append(Op("attention/o", "projection", "matmul",
+                      La * linear_cost([attention_out_linear(attn, d)], tokens, p_attn), kernels=La,
+                      items_per_kernel=input_elements_per_kernel([attention_out_linear(attn, d)], tokens, 1),
+                      unquantised=p_attn is not p))
+    if model.linear_layers:
+        ops += linear_attention_ops(model, batch, q, p, p_attn)
     if model.dense_layers:
         mlp = linear_cost(dense_mlp_linears(model.mlp, d), tokens, p_mlp)
         ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp, kernels=2 * model.dense_layers,
@@ -191,6 +199,33 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     # Only each sequence's last position needs logits (engines skip the rest of the prompt).
     ops.append(lm_head_op(model, batch, p))
     return ops
+
+
+LINEAR_CHUNK = 64  # tokens per chunk of the chunked (parallel) form linear attention prefills with
+
+
+def linear_attention_ops(model: ModelSpec, batch, q, p: Precision, p_proj: Precision) -> list[Op]:
+    """The linear-attention layers of a hybrid model, for B sequences of q new tokens.
+
+    Projections as matmuls. The recurrence: each token updates and reads every value head's d_k x d_v state,
+    about 4 n_v d_k d_v FLOPs; a prompt runs in chunks of 64, adding 2 n_v C (d_k + d_v) FLOPs a token for the
+    intra-chunk attention. The state (and the conv's past inputs) is read and written once a step per sequence."""
+    la, n = model.linear_attention, model.linear_layers
+    tokens = batch * q
+    linears = linear_attention_linears(model)
+    state = la.state_elements * p.b_kv
+    per_token = 4 * la.num_value_heads * la.key_head_dim * la.value_head_dim
+    chunk = 2 * la.num_value_heads * LINEAR_CHUNK * (la.key_head_dim + la.value_head_dim)
+    flops = tokens * (per_token + (chunk if not isinstance(q, int) or q > 1 else 0))
+    recurrence = Cost(flops=n * flops, kv_read_bytes=n * batch * state, kv_write_bytes=n * batch * state,
+                      act_bytes=n * tokens * (la.conv_channels + la.num_value_heads * la.value_head_dim) * p.b_a)
+    return [
+        Op("linear_attention/proj", "projection", "matmul", n * linear_cost(linears, tokens, p_proj),
+           kernels=n * len(linears), items_per_kernel=input_elements_per_kernel(linears, tokens, len(linears)),
+           unquantised=p_proj is not p),
+        Op("linear_attention/state", "attention", "attention", recurrence, kernels=n,
+           kernel_class="linear_attention", items_per_kernel=batch * la.num_value_heads),
+    ]
 
 
 def decode_ops(model: ModelSpec, batch, context, p: Precision) -> list[Op]:

@@ -3,7 +3,9 @@
 Per token and layer (DeepSeek-V2 paper, Table 1):
     MHA / GQA / MQA:  2 * g * d_h * b_kv          (K and V, g KV heads of d_h)
     MLA:              (d_c + d_r) * b_kv          (one latent of d_c plus one shared RoPE key of d_r)
-Sliding-window layers hold min(S, window) tokens; global layers hold S.
+Sliding-window layers hold min(S, window) tokens; global layers hold S. Linear-attention layers of a hybrid model
+hold a fixed state instead (LinearAttentionSpec.state_elements, at the KV cache's dtype), whatever the context:
+"cache and state per sequence".
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ def kv_bytes_per_token_per_layer(attn: AttentionSpec, kv_bytes: float) -> float:
 
 
 def kv_bytes_per_token(model: ModelSpec, kv_bytes: float) -> float:
-    """Bytes one token leaves across all L layers while it is inside every window [B]: L * per-layer."""
-    return model.num_layers * kv_bytes_per_token_per_layer(model.attention, kv_bytes)
+    """Bytes one token leaves across the attention layers while it is inside every window [B]: layers * per-layer
+    (a hybrid model's linear layers keep no per-token cache)."""
+    return model.attention_layers * kv_bytes_per_token_per_layer(model.attention, kv_bytes)
+
+
+def linear_state_bytes(model: ModelSpec, kv_bytes: float) -> float:
+    """Bytes of one sequence's linear-attention state over all linear layers [B]; 0 without such layers."""
+    la = model.linear_attention
+    return 0.0 if la is None else model.linear_layers * la.state_elements * kv_bytes
 
 
 def cached_tokens(context, window: int | None):
@@ -35,8 +44,9 @@ def cached_tokens(context, window: int | None):
 
 
 def kv_bytes_per_sequence(model: ModelSpec, context, kv_bytes: float):
-    """Bytes one sequence at context S holds [B]: per-layer * (global_layers * S + window_layers * min(S, W))."""
+    """Bytes one sequence at context S holds [B]: per-layer * (global_layers * S + window_layers * min(S, W)), plus
+    the linear layers' fixed state."""
     per_layer = kv_bytes_per_token_per_layer(model.attention, kv_bytes)
     window = model.attention.sliding_window
     tokens = model.global_layers * context + model.window_layers * cached_tokens(context, window)
-    return per_layer * tokens
+    return per_layer * tokens + linear_state_bytes(model, kv_bytes)

@@ -36,7 +36,8 @@ def attention_in_linears(attn: AttentionSpec, d: int) -> list[Linear]:
     h = attn.num_heads
     if attn.kind != "mla":
         g, dh, bias = attn.num_kv_heads, attn.head_dim, attn.qkv_bias
-        return [Linear("q", d, h * dh, bias), Linear("k", d, g * dh, bias), Linear("v", d, g * dh, bias)]
+        q = h * dh * (2 if attn.output_gate else 1)  # a gated output (Qwen3-Next) doubles the query projection
+        return [Linear("q", d, q, bias), Linear("k", d, g * dh, bias), Linear("v", d, g * dh, bias)]
     d_c, d_r, d_n, d_v, d_q = (
         attn.kv_lora_rank, attn.qk_rope_head_dim, attn.qk_nope_head_dim, attn.v_head_dim, attn.q_lora_rank,
     )
@@ -57,6 +58,25 @@ def mlp_linears(mlp_kind: str, d: int, f: int, bias: bool = False) -> list[Linea
 
 def dense_mlp_linears(mlp: MlpSpec, d: int) -> list[Linear]:
     return mlp_linears(mlp.kind, d, mlp.intermediate_size, mlp.bias)
+
+
+def linear_attention_linears(model: ModelSpec) -> list[Linear]:
+    """Projections of one linear-attention layer. Gated DeltaNet (Qwen3-Next): q, k, v and the output gate z in one
+    d x (2 n_k d_k + 2 n_v d_v), the per-head beta and decay in d x 2 n_v, and the output n_v d_v x d. Plain linear
+    attention: q, k, v and the output."""
+    la, d = model.linear_attention, model.hidden_size
+    qk, v = la.num_key_heads * la.key_head_dim, la.num_value_heads * la.value_head_dim
+    if la.kind == "gated_deltanet":
+        return [Linear("in_qkvz", d, 2 * qk + 2 * v), Linear("in_ba", d, 2 * la.num_value_heads), Linear("out", v, d)]
+    return [Linear("in_qkv", d, 2 * qk + v), Linear("out", v, d)]
+
+
+def linear_attention_params(model: ModelSpec) -> int:
+    """Parameters of one linear-attention layer: its projections, the depthwise conv (channels x kernel) and, for
+    Gated DeltaNet, a decay and a time-step bias per value head."""
+    la = model.linear_attention
+    extra = la.conv_channels * la.conv_kernel + (2 * la.num_value_heads if la.kind == "gated_deltanet" else 0)
+    return sum(x.params for x in linear_attention_linears(model)) + extra
 
 
 def expert_params(model: ModelSpec) -> int:
@@ -90,8 +110,11 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
     out: dict[str, int] = {"embedding": V * d}
     if model.learned_position_embeddings:
         out["position_embedding"] = (model.max_position_embeddings + model.learned_position_offset) * d
-    out["attention/qkv"] = L * sum(x.params for x in attention_in_linears(attn, d))
-    out["attention/o"] = L * attention_out_linear(attn, d).params
+    La = model.attention_layers
+    out["attention/qkv"] = La * sum(x.params for x in attention_in_linears(attn, d))
+    out["attention/o"] = La * attention_out_linear(attn, d).params
+    if model.linear_attention is not None:
+        out["linear_attention"] = model.linear_layers * linear_attention_params(model)
     out["mlp"] = model.dense_layers * sum(x.params for x in dense_mlp_linears(model.mlp, d))
     if model.moe is not None:
         moe, n = model.moe, model.moe_layers
@@ -100,6 +123,9 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
         out["moe/shared"] = n * shared_experts_params(model)
         out["moe/router"] = n * d * (moe.num_experts + (1 if moe.shared_expert_gate else 0))
     out["norms"] = L * norm_params_per_layer(model) + d * (2 if model.norm_bias else 1)
+    if model.linear_attention is not None:  # linear layers have no q/k norms, but a gated norm over each value head
+        qk = 2 * attn.qk_head_dim if attn.qk_norm else 0
+        out["norms"] += model.linear_layers * (model.linear_attention.value_head_dim - qk)
     out["lm_head"] = 0 if model.tie_word_embeddings else V * d
     out["total"] = sum(out.values())
     return out
@@ -117,7 +143,7 @@ def active_params(model: ModelSpec) -> int:
 UNQUANTISED_BYTES = 2.0  # what quantised checkpoints keep their embeddings, lm_head, norms and routers in (bf16)
 UNQUANTISED = ("embedding", "position_embedding", "lm_head", "norms", "moe/router")
 # params_breakdown keys of each layer class a checkpoint may leave unquantised (quantization.quantized)
-CLASS_PARTS = {"attention": ("attention/qkv", "attention/o"), "mlp": ("mlp",), "experts": ("moe/routed",),
+CLASS_PARTS = {"attention": ("attention/qkv", "attention/o", "linear_attention"), "mlp": ("mlp",), "experts": ("moe/routed",),
                "shared_experts": ("moe/shared",)}
 
 

@@ -101,7 +101,7 @@ def profile_curve(op: Op, profile: EngineProfile, weight_dtype: str, kv_dtype: s
         classes = ("attention_decode_mla", "attention_decode") if op.kernel_class == "attention_decode_mla" else (op.kernel_class,)
         key = ATTENTION_CURVE_KEYS.get(kv_dtype)
         for name in classes:
-            if key in getattr(profile, name):
+            if key in getattr(profile, name, {}):  # no measured curve for linear attention's recurrence
                 return getattr(profile, name)[key], act, f"{name}.{key}"
         return None
     return None

@@ -32,6 +32,8 @@ class AttentionSpec(StrictModel):
     q_lora_rank: Count | None = None
     qkv_bias: bool = False
     out_bias: bool = False
+    output_gate: bool = Field(False, description="a sigmoid gate on the attention output, computed by the query "
+                              "projection at twice the width (Qwen3-Next's attn_output_gate)")
     qk_norm: bool = Field(False, description="RMSNorm over each query and key head (Qwen3, Gemma 3): 2 * head_dim weights")
     sliding_window: Tokens | None = Field(None, description="tokens a sliding-window layer attends to")
     global_every: Count | None = Field(
@@ -112,6 +114,32 @@ class MoeSpec(StrictModel):
         return self.shared_expert_intermediate_size or self.expert_intermediate_size
 
 
+class LinearAttentionSpec(StrictModel):
+    """The linear-attention layers of a hybrid model (Qwen3-Next's Gated DeltaNet; kind "linear" for plain linear
+    attention). Each keeps a fixed-size state per sequence instead of a KV cache that grows with the context: one
+    key_head_dim x value_head_dim matrix per value head, plus the last conv_kernel - 1 inputs of its short causal
+    convolution over q, k and v."""
+
+    kind: Literal["gated_deltanet", "linear"] = "gated_deltanet"
+    full_every: Count | None = Field(
+        None, description="every n-th layer keeps softmax attention (Qwen3-Next: 4); None: every layer is linear")
+    num_key_heads: Count
+    num_value_heads: Count
+    key_head_dim: Count
+    value_head_dim: Count
+    conv_kernel: int = Field(0, ge=0, le=64, description="width of the short causal convolution (0: none)")
+
+    @property
+    def conv_channels(self) -> int:
+        return 2 * self.num_key_heads * self.key_head_dim + self.num_value_heads * self.value_head_dim
+
+    @property
+    def state_elements(self) -> int:
+        """Elements of one layer's state for one sequence: the recurrent matrices and the conv's past inputs."""
+        return (self.num_value_heads * self.key_head_dim * self.value_head_dim
+                + max(self.conv_kernel - 1, 0) * self.conv_channels)
+
+
 QuantClass = Literal["attention", "mlp", "experts", "shared_experts"]
 
 
@@ -148,6 +176,7 @@ class ModelSpec(StrictModel):
     attention: AttentionSpec
     mlp: MlpSpec
     moe: MoeSpec | None = None
+    linear_attention: LinearAttentionSpec | None = None
     quantization: QuantizationSpec | None = None
 
     @model_validator(mode="after")
@@ -182,13 +211,26 @@ class ModelSpec(StrictModel):
         return self.num_layers - self.moe_layers
 
     @property
+    def linear_layers(self) -> int:
+        """Layers with a fixed-size linear-attention state instead of a KV cache."""
+        la = self.linear_attention
+        if la is None:
+            return 0
+        return self.num_layers if la.full_every is None else self.num_layers - self.num_layers // la.full_every
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers with softmax attention and a KV cache (all of them unless the model is hybrid)."""
+        return self.num_layers - self.linear_layers
+
+    @property
     def global_layers(self) -> int:
-        """Layers that attend to the whole context (the rest attend to attention.sliding_window tokens)."""
-        a = self.attention
+        """Attention layers that attend to the whole context (the rest attend to attention.sliding_window tokens)."""
+        a, n = self.attention, self.attention_layers
         if a.sliding_window is None:
-            return self.num_layers
-        return 0 if a.global_every is None else self.num_layers // a.global_every
+            return n
+        return 0 if a.global_every is None else n // a.global_every
 
     @property
     def window_layers(self) -> int:
-        return self.num_layers - self.global_layers
+        return self.attention_layers - self.global_layers

@@ -1,0 +1,60 @@
+"""Linear and hybrid attention: a fixed state per sequence beside the KV cache (Qwen3-Next's Gated DeltaNet)."""
+
+import math
+
+import pytest
+
+from kvcalc import compare, estimate
+from kvcalc.catalog import load_model
+from kvcalc.estimator import precision
+from kvcalc.formulas.forward import decode_ops
+from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
+from kvcalc.formulas.params import params_breakdown, total_params
+from kvcalc.hf import config_to_spec_dict
+from kvcalc.specs.model import ModelSpec
+
+# Qwen3-Next-80B-A3B config.json (model card: 80B total, 3B activated; 3 of 4 layers Gated DeltaNet)
+CONFIG = {"model_type": "qwen3_next", "hidden_size": 2048, "num_hidden_layers": 48, "num_attention_heads": 16,
+          "num_key_value_heads": 2, "head_dim": 256, "full_attention_interval": 4, "linear_conv_kernel_dim": 4,
+          "linear_key_head_dim": 128, "linear_num_key_heads": 16, "linear_num_value_heads": 32,
+          "linear_value_head_dim": 128, "intermediate_size": 5120, "moe_intermediate_size": 512,
+          "shared_expert_intermediate_size": 512, "num_experts": 512, "num_experts_per_tok": 10,
+          "vocab_size": 151936, "max_position_embeddings": 262144, "tie_word_embeddings": False,
+          "decoder_sparse_step": 1, "mlp_only_layers": [], "attn_output_gate": True}
+
+
+def test_qwen3_next_parameters_and_its_config_json():
+    m = load_model("qwen3-next-80b-a3b")
+    assert total_params(m) == pytest.approx(80e9, rel=0.02)
+    active = params_breakdown(m, active=True)
+    assert active["total"] - active["embedding"] - active["lm_head"] == pytest.approx(3e9, rel=0.1)
+    fields, _ = config_to_spec_dict(CONFIG, name="qwen3-next-80b-a3b", source="config.json")
+    imported = ModelSpec.model_validate(fields)
+    assert total_params(imported) == total_params(m) and imported.linear_layers == 36 and imported.attention_layers == 12
+
+
+def test_cache_and_state_per_sequence_closed_form():
+    """12 attention layers x 2 KV heads x 256 x (K, V) x 2 B = 2,048 B a token and layer; 36 Gated DeltaNet layers of
+    32 x 128 x 128 state plus 3 past inputs of the 2 x 16 x 128 + 32 x 128 conv channels, 2 B each."""
+    m = load_model("qwen3-next-80b-a3b")
+    state = 36 * (32 * 128 * 128 + 3 * (2 * 16 * 128 + 32 * 128)) * 2
+    for s in (1, 4096, 262144):
+        assert kv_bytes_per_sequence(m, s, 2.0) == 12 * 2048 * s + state
+    assert kv_bytes_per_token(m, 2.0) == 12 * 2048
+
+
+def test_the_linear_layers_cost_the_same_at_any_context():
+    m, p = load_model("qwen3-next-80b-a3b"), precision("bf16", "bf16")
+    state = lambda s: next(o.cost for o in decode_ops(m, 8, s, p) if o.name == "linear_attention/state")  # noqa: E731
+    assert state(1024).bytes == state(200_000).bytes
+    assert state(1024).flops == 8 * 36 * 4 * 32 * 128 * 128
+
+
+def test_compare_rewrites_attention_to_linear():
+    rows = compare("llama-3-8b", ["linear"], batch=16, context=32768)
+    own, linear = rows
+    assert linear["kv_bytes_per_token"] == 0  # only a fixed state: 32 layers x 32 heads x 128 x 128 x 2 B
+    assert linear["max_batch_at_context"] > 10 * own["max_batch_at_context"]
+    assert linear["tokens_per_s"] > own["tokens_per_s"]
+    e = estimate("llama-3-8b", attn="linear", batch=1, context=100_000)
+    assert e.kv_cache.bytes == 32 * 32 * 128 * 128 * 2 and math.isfinite(e.decode.ms)
