@@ -347,7 +347,7 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         spec = _llama_like(c, model_type)
     elif model_type == "qwen3_next":
         spec = _qwen3_next(c)
-    elif model_type in ("deepseek_v2", "deepseek_v3"):
+    elif model_type in ("deepseek_v2", "deepseek_v3", "kimi_k2"):  # Kimi K2 uses the DeepSeek-V3 layout
         spec = _deepseek(c, model_type)
     elif model_type == "falcon":
         spec = _falcon(c)

@@ -18,6 +18,8 @@ from kvcalc.rewrite import rewrite_attention
         ("qwen3-235b-a22b", 235e9, 22e9),  # Qwen3 technical report: 235B total, 22B activated
         ("deepseek-r1-distill-qwen-14b", 14.7e9, None),  # Qwen2.5 report, Table 1: Qwen2.5-14B, 14.7B
         ("llama-3.2-1b", 1.23e9, None),  # Llama 3.2 model card
+        ("gemma-3-27b", 1416e6 + 25600e6, None),  # Gemma 3 report, Table 1: embedding + non-embedding (text)
+        ("llama-4-scout", 109e9, 17e9),  # Llama 4 model card (the vision encoder is not modelled)
     ],
 )
 def test_parameter_totals_within_2_percent_of_published(name, published_total, published_active):
@@ -119,3 +121,26 @@ def test_quantised_weights_keep_embeddings_lm_head_and_norms_in_bf16():
     assert weight_bytes(m, bytes_per_element("int4")) == pytest.approx(linear * (0.5 + 2 / 128) + kept * 2, rel=1e-12)
     assert weight_bytes(m, 2.0) == total_params(m) * 2  # bf16: nothing kept apart
     assert weight_bytes(m, 4.0) == total_params(m) * 4
+
+
+def test_kimi_k2_is_a_trillion_parameters_with_32b_active():
+    """Kimi K2 model card: 1T total (rounded), 32B activated."""
+    m = load_model("kimi-k2")
+    assert total_params(m) == pytest.approx(1.0e12, rel=0.03)
+    assert active_params(m) == pytest.approx(32e9, rel=0.03)
+
+
+def test_kimi_k2_config_json_reads_as_the_deepseek_v3_layout():
+    from kvcalc.hf import config_to_spec_dict
+    from kvcalc.specs.model import ModelSpec
+
+    config = {"model_type": "kimi_k2", "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+              "num_hidden_layers": 61, "num_attention_heads": 64, "num_key_value_heads": 64, "n_routed_experts": 384,
+              "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 1, "kv_lora_rank": 512,
+              "q_lora_rank": 1536, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128,
+              "vocab_size": 163840, "max_position_embeddings": 131072, "tie_word_embeddings": False,
+              "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
+    fields, _ = config_to_spec_dict(config, name="kimi-k2", source="config.json")
+    imported = ModelSpec.model_validate(fields)
+    assert total_params(imported) == total_params(load_model("kimi-k2"))
+    assert imported.quantization.weight_format == "fp8-block"
