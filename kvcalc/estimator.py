@@ -343,43 +343,63 @@ def _phase(step: StepTime, sol: StepTime, tokens: int, hw: HardwareSpec, weight_
     )
 
 
+class SpeculativeTimer:
+    """Times speculative decoding of one model on one deployment: plain decode, verify and draft steps, for a
+    batch and context that may be numpy arrays (sweep)."""
+
+    def __init__(self, spec: ModelSpec, hw: HardwareSpec, speculate: str, *, weight_dtype: str, kv_dtype: str,
+                 tp: int = 1, profile: EngineProfile | None = None):
+        from kvcalc.speculation import parse
+
+        self.sp = parse(speculate)
+        self.draft = load_model(self.sp.draft) if self.sp.method == "draft" else None
+        if self.draft is not None and self.draft.vocab_size != spec.vocab_size:
+            raise KvcalcError(f"--speculate: the draft {self.draft.name} has a vocabulary of "
+                              f"{self.draft.vocab_size:,}, the target {spec.vocab_size:,}: a draft must share the "
+                              "target's tokenizer")
+        self.spec, self.hw, self.tp, self.profile = spec, hw, tp, profile
+        self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
+        self.p = precision(weight_dtype, kv_dtype)
+        self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
+        self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+
+    def _seconds(self, ops, model, tokens):
+        sharded = [shard_op(o, model, self.tp) for o in ops]
+        t = step_time(sharded, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
+                      kv_dtype=self.kv_dtype)
+        return t.seconds + allreduce_seconds(model, tokens, self.p.b_a, self.tp, self.link, self.curve), sharded
+
+    def times(self, batch, context):
+        """(plain decode step, verify step, draft time per verify, time per token, verify operators) [s]."""
+        from kvcalc.formulas.speculative import draft_ops, verify_ops
+
+        sp, spec, p = self.sp, self.spec, self.p
+        plain, _ = self._seconds(decode_ops(spec, batch, context, p), spec, batch)
+        verify, ops = self._seconds(verify_ops(spec, batch, context, sp.k, p), spec, batch * (sp.k + 1))
+        d_ops, steps = draft_ops(spec, sp.method, batch, context, sp.k, p, self.draft)
+        drafting = self._seconds(d_ops, self.draft or spec, batch)[0] * steps
+        return plain, verify, drafting, (verify + drafting) / sp.tokens_per_step(), ops
+
+    def breakeven_batch(self, context) -> int | None:
+        """The first power-of-two batch where speculation is no faster than plain decoding (None: not to 4096)."""
+        b = 1
+        while b <= 4096:
+            plain, _, _, per_token, _ = self.times(b, context)
+            if plain <= per_token:
+                return b
+            b *= 2
+        return None
+
+
 def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batch: int, context: int,
                       weight_dtype: str, kv_dtype: str, tp: int, profile: EngineProfile | None) -> Speculative:
     """Time one speculative step (verify + draft) against a plain decode step, and find where it stops paying."""
     from kvcalc.formulas.kv import kv_bytes_per_token_per_layer
-    from kvcalc.formulas.speculative import draft_kv_layers, draft_ops, draft_params, verify_ops
-    from kvcalc.speculation import parse
+    from kvcalc.formulas.speculative import draft_kv_layers, draft_params
 
-    sp = parse(speculate)
-    draft = load_model(sp.draft) if sp.method == "draft" else None
-    if draft is not None and draft.vocab_size != spec.vocab_size:
-        raise KvcalcError(f"--speculate: the draft {draft.name} has a vocabulary of {draft.vocab_size:,}, the target "
-                          f"{spec.vocab_size:,}: a draft must share the target's tokenizer")
-    p = precision(weight_dtype, kv_dtype)
-    link = group_link_bandwidth(hw, tp) if tp > 1 else None
-    curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
-
-    def seconds(ops, model, tokens):
-        sharded = [shard_op(o, model, tp) for o in ops]
-        t = step_time(sharded, hw, weight_dtype, speed_of_light=False, profile=profile, kv_dtype=kv_dtype)
-        return t.seconds + allreduce_seconds(model, tokens, p.b_a, tp, link, curve), sharded
-
-    def at(b):
-        plain, _ = seconds(decode_ops(spec, b, context, p), spec, b)
-        verify, ops = seconds(verify_ops(spec, b, context, sp.k, p), spec, b * (sp.k + 1))
-        d_ops, steps = draft_ops(spec, sp.method, b, context, sp.k, p, draft)
-        drafting, _ = seconds(d_ops, draft or spec, b) if d_ops else (0.0, [])
-        per_token = (verify + steps * drafting) / sp.tokens_per_step()
-        return plain, verify, steps * drafting, per_token, ops
-
-    plain, verify, drafting, per_token, ops = at(batch)
-    breakeven, b = None, 1
-    while b <= 4096:
-        row = at(b)
-        if row[0] <= row[3]:
-            breakeven = b
-            break
-        b *= 2
+    timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, profile=profile)
+    sp, draft, p = timer.sp, timer.draft, timer.p
+    plain, verify, drafting, per_token, ops = timer.times(batch, context)
     flops = sum(o.cost.flops for o in ops)
     bytes_ = sum(o.cost.bytes for o in ops)
     kv_layer = kv_bytes_per_token_per_layer((draft or spec).attention, p.b_kv)
@@ -387,7 +407,7 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
         method=sp.method, draft_model=draft.name if draft else None, k=sp.k, alpha=sp.alpha,
         tokens_per_step=sp.tokens_per_step(), verify_ms=verify * 1e3, draft_ms=drafting * 1e3,
         ms_per_token=per_token * 1e3, tokens_per_s=batch / per_token, speedup=plain / per_token,
-        verify_arithmetic_intensity=intensity(flops, bytes_), breakeven_batch=breakeven,
+        verify_arithmetic_intensity=intensity(flops, bytes_), breakeven_batch=timer.breakeven_batch(context),
         draft_weights_bytes=draft_params(spec, sp.method, sp.k, draft) * p.b_w / tp,
         draft_kv_bytes=batch * context * draft_kv_layers(spec, sp.method, sp.k, draft) * kv_layer
         * kv_shard_fraction(draft or spec, tp),

@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
-from kvcalc.estimator import check_dtypes, check_memory_utilization, check_prefill_chunk, evaluate, phase_metrics
+from kvcalc.estimator import (
+    SpeculativeTimer,
+    check_dtypes,
+    check_memory_utilization,
+    check_prefill_chunk,
+    evaluate,
+    phase_metrics,
+)
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
 from kvcalc.formulas.params import active_params, total_params
@@ -42,6 +49,7 @@ def sweep(
     engine: Sequence[str] = ("auto",),
     tp: Sequence[int] = (1,),
     pp: Sequence[int] = (1,),
+    speculate: Sequence[str | None] = (None,),
     *,
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
@@ -50,7 +58,8 @@ def sweep(
     """Every combination of the axes, one DataFrame row each. The prompt of each row equals its context.
     engine: time models (auto, roofline, vllm, sglang, trtllm), each its own rows. tp, pp: tensor-parallel GPUs
     and pipeline stages; a tp that does not divide a model's query heads, or a pp above its layers, is skipped
-    for that model with a warning."""
+    for that model with a warning. speculate: estimate's --speculate forms (None: plain decoding), each its own
+    rows, with the speculative time per token and speed-up over plain decoding (not under pipeline stages)."""
     import numpy as np
     import pandas as pd
 
@@ -71,7 +80,9 @@ def sweep(
     columns: dict[str, list] = {}
     skipped: list[str] = []
     n = len(B)
-    for m, g, a, w, k, e, t, q in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine, tp, pp):
+    speculate = _nonempty("--speculate", speculate)
+    for m, g, a, w, k, e, t, q, sv in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine, tp, pp,
+                                                        speculate):
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
         if spec.attention.num_heads % t or q > spec.num_layers:
             skipped.append(f"{spec.name} at tp {t} x pp {q}")
@@ -83,7 +94,14 @@ def sweep(
         dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w, ev.comm_s, ev.comm_sol_s, ev.pipeline_s)
         pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w, ev.prefill_comm_s, ev.prefill_comm_sol_s,
                             ev.prefill_pipeline_s, ev.prefill_pipeline_sol_s)
-        labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline"))
+        labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline",
+                       sv or "none"))
+        if sv and q == 1:
+            timer = SpeculativeTimer(spec, hw, sv, weight_dtype=w, kv_dtype=k, tp=t, profile=profile)
+            plain, _, _, per_token, _ = timer.times(B, S)
+            spec_ms, spec_x = per_token * 1e3, plain / per_token
+        else:
+            spec_ms = spec_x = np.full(n, np.nan)
         for name, value in {
             "tensor_parallel": t, "pipeline_parallel": q,
             "batch": B, "context": S, "prompt": S,
@@ -97,6 +115,7 @@ def sweep(
             "decode_arithmetic_intensity": dec["arithmetic_intensity"],
             "prefill_ms": pre["ms"], "prefill_speed_of_light_ms": pre["speed_of_light_ms"],
             "prefill_bound": pre["bound"] == "compute",
+            "speculative_ms_per_token": spec_ms, "speculative_speedup": spec_x,
         }.items():
             columns.setdefault(name, []).append(np.broadcast_to(value, n))
         if on_combination:
@@ -110,7 +129,7 @@ def sweep(
     # than every formula of the sweep together.
     combination = np.repeat(np.arange(len(labels)), n)
     data = {}
-    for j, name in enumerate(("model", "gpu", "attention", "weight_dtype", "kv_dtype", "engine")):
+    for j, name in enumerate(("model", "gpu", "attention", "weight_dtype", "kv_dtype", "engine", "speculate")):
         categories = list(dict.fromkeys(label[j] for label in labels))
         codes = np.array([categories.index(label[j]) for label in labels])[combination]
         data[name] = pd.Categorical.from_codes(codes, categories)
@@ -118,9 +137,11 @@ def sweep(
         data[name] = np.concatenate(parts)
     for name in ("decode_bound", "prefill_bound"):
         data[name] = pd.Categorical.from_codes(data[name].astype(np.int8), ["memory", "compute"])
-    order = ["model", "gpu", "attention", "weight_dtype", "kv_dtype", "engine", *columns]
+    order = ["model", "gpu", "attention", "weight_dtype", "kv_dtype", "engine", "speculate", *columns]
     return pd.DataFrame({name: data[name] for name in order})
 
 
-def combinations(models, gpus, attn, weight_dtype, kv_dtype, engine=("auto",), tp=(1,), pp=(1,)) -> int:
-    return len(models) * len(gpus) * len(attn) * len(weight_dtype) * len(kv_dtype) * len(engine) * len(tp) * len(pp)
+def combinations(models, gpus, attn, weight_dtype, kv_dtype, engine=("auto",), tp=(1,), pp=(1,),
+                 speculate=(None,)) -> int:
+    return (len(models) * len(gpus) * len(attn) * len(weight_dtype) * len(kv_dtype) * len(engine) * len(tp) * len(pp)
+            * len(speculate))

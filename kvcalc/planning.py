@@ -12,6 +12,7 @@ import warnings
 from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.estimator import (
+    SpeculativeTimer,
     check_dtypes,
     check_pp,
     resolve_weight_dtype,
@@ -73,8 +74,9 @@ def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):
 def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch: int = 1, context: int = 4096,
             weight_dtype: str = "auto", kv_dtype: str = "bf16",
             memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
-            engine: str = "auto") -> list[dict]:
-    """One row per attention variant (the model's own first), each also relative to the model's own.
+            engine: str = "auto", speculate: str | None = None) -> list[dict]:
+    """One row per attention variant (the model's own first), each also relative to the model's own. With
+    speculate (estimate's --speculate forms), each row also gives the speculative time per token and speed-up.
 
     A variant that does not apply (gqaN with N not dividing the query heads) or that repeats the model's own
     cache layout (gqa8 of a GQA-8 model) is skipped with a warning; contexts are capped at max positions."""
@@ -114,6 +116,12 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             "bound": str(dec["bound"]),
             "fits": bool(ev.fits),
         })
+        if speculate:
+            timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                                     profile=profile)
+            plain, _, _, per_token, _ = timer.times(batch, context)
+            rows[-1].update(speculative_ms_per_token=per_token * 1e3, speculative_speedup=plain / per_token,
+                            speculative_breakeven_batch=timer.breakeven_batch(context))
     if skipped:
         warnings.warn(f"compare skipped {', '.join(skipped)}", CapacityWarning, stacklevel=2)
     if capped:

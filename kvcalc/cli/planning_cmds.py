@@ -53,12 +53,15 @@ def compare_cli(
     weight_dtype: WeightDtype = "auto", kv_dtype: KvDtype = "bf16", memory_utilization: MemoryUtilization = 0.9,
     format: FormatOpt = Format.table, engine: Engine = "auto",
     prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
+    speculate: Annotated[Optional[str], typer.Option(help="speculative decoding, as estimate's --speculate: each "
+                                                     "variant's speed-up")] = None,
 ) -> None:
     """Attention variants of one model side by side, each relative to the model's own attention."""
     from kvcalc.planning import compare
 
     rows = compare(model, _attn(attn), gpu, batch=batch, context=context, weight_dtype=weight_dtype,
-                   kv_dtype=kv_dtype, memory_utilization=memory_utilization, engine=engine, prefill_chunk=prefill_chunk)
+                   kv_dtype=kv_dtype, memory_utilization=memory_utilization, engine=engine, prefill_chunk=prefill_chunk,
+                   speculate=speculate)
     if format is not Format.table:
         return print_rows(rows, "", format)
     from kvcalc.units import fmt_bytes
@@ -69,6 +72,7 @@ def compare_cli(
         "ms/step": f"{r['decode_ms']:.2f}", "tok/s": f"{r['tokens_per_s']:,.0f}",
         "FLOP/B": f"{r['arithmetic_intensity']:.1f}", "bound": r["bound"][:3] + ("" if r["fits"] else "*"),
         "KV x": f"{r['kv_bytes_per_token_vs_own']:.3g}", "tok/s x": f"{r['tokens_per_s_vs_own']:.2f}",
+        **({"spec x": f"{r['speculative_speedup']:.2f}"} if speculate else {}),
     } for r in rows]
     print_rows(short, f"{model} on {gpu}, batch {batch}, context {context:,}: max ctx at batch {batch}, max b at "
                       f"context {context:,}; x = relative to its own attention; * does not fit", format)
@@ -165,13 +169,16 @@ def sweep_cli(
     prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
     tp: Annotated[str, typer.Option("--tp", help="tensor-parallel GPUs, comma-separated")] = "1",
     pp: Annotated[str, typer.Option("--pp", help="pipeline stages, comma-separated")] = "1",
+    speculate: Annotated[Optional[str], typer.Option(
+        help="speculative decoding forms separated by ';' (none for plain), e.g. 'none;mtp=1;eagle,k=4'")] = None,
 ) -> None:
     """Every combination of the axes into one table (CSV or Parquet)."""
     from kvcalc.grid import combinations, sweep
 
     axes = dict(models=split("--model", model), gpus=split("--gpu", gpu), attn=_attn(attn),
                 weight_dtype=split("--weight-dtype", weight_dtype), kv_dtype=split("--kv-dtype", kv_dtype),
-                engine=split("--engine", engine), tp=split("--tp", tp, int), pp=split("--pp", pp, int))
+                engine=split("--engine", engine), tp=split("--tp", tp, int), pp=split("--pp", pp, int),
+                speculate=[None if v.strip() in ("", "none") else v.strip() for v in (speculate or "none").split(";")])
     grid = dict(batch=split("--batch", batch, int), context=split("--context", context, int))
     check_writable(out, "--out", (".csv", ".parquet"))
     from rich.progress import Progress

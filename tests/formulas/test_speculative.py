@@ -69,3 +69,17 @@ def test_the_gain_vanishes_as_the_verify_step_turns_compute_bound():
 def test_speculate_errors_are_one_line(spec, says):
     r = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "--speculate", spec])
     assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output
+
+
+def test_compare_and_sweep_give_estimates_speculative_figures():
+    from kvcalc import compare, sweep
+
+    e = estimate("llama-3-8b", "h100", batch=64, context=2048, speculate="eagle,k=4", engine="roofline")
+    row = compare("llama-3-8b", ["mqa"], "h100", batch=64, context=2048, speculate="eagle,k=4", engine="roofline")[0]
+    assert row["speculative_speedup"] == pytest.approx(e.speculative.speedup)
+    assert row["speculative_breakeven_batch"] == e.speculative.breakeven_batch
+    df = sweep(["llama-3-8b"], batch=[64], context=[2048], engine=["roofline"], speculate=[None, "eagle,k=4"])
+    plain, spec = df[df.speculate == "none"], df[df.speculate == "eagle,k=4"]
+    assert spec.speculative_speedup.item() == pytest.approx(e.speculative.speedup)
+    assert spec.speculative_ms_per_token.item() == pytest.approx(e.speculative.ms_per_token)
+    assert plain.speculative_speedup.isna().all()
