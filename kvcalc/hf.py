@@ -168,6 +168,9 @@ def _deepseek(c: Config, model_type: str) -> dict:
         }
     if c.int("num_nextn_predict_layers"):
         c.notes.append("the multi-token-prediction module (num_nextn_predict_layers) is not counted")
+    if model_type == "deepseek_v32" or c.has("index_topk"):  # DeepSeek sparse attention's lightning indexer
+        top_k, heads_i, dim_i = c.need("index_topk", "index_n_heads", "index_head_dim")
+        spec["attention"].update(sparse_top_k=top_k, indexer_heads=heads_i, indexer_head_dim=dim_i)
     return spec
 
 
@@ -347,7 +350,7 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         spec = _llama_like(c, model_type)
     elif model_type == "qwen3_next":
         spec = _qwen3_next(c)
-    elif model_type in ("deepseek_v2", "deepseek_v3", "kimi_k2"):  # Kimi K2 uses the DeepSeek-V3 layout
+    elif model_type in ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"):  # Kimi K2: DeepSeek-V3's layout
         spec = _deepseek(c, model_type)
     elif model_type == "falcon":
         spec = _falcon(c)

@@ -14,7 +14,7 @@ from typing import Literal
 
 from kvcalc.formulas._array import clip
 from kvcalc.formulas.cost import Cost
-from kvcalc.formulas.kv import cached_tokens, kv_bytes_per_token_per_layer
+from kvcalc.formulas.kv import cached_tokens, indexer_bytes_per_token_per_layer, kv_bytes_per_token_per_layer
 from kvcalc.formulas.params import (
     Linear,
     attention_in_linears,
@@ -97,11 +97,24 @@ def attention_core_cost(model: ModelSpec, batch, q, context, window, absorbed: b
         kernel_kv_heads = h if attn.kind == "mla" else attn.num_kv_heads
         fresh_kv = kernel_kv_heads * (d_qk + d_v)
     per_token_layer = kv_bytes_per_token_per_layer(attn, p.b_kv)
+    if attn.sparse_top_k is None:
+        return Cost(
+            flops=2 * h * (d_qk + d_v) * attended_positions(q, context, window) * batch,
+            kv_read_bytes=batch * cached_tokens(context, window) * per_token_layer,
+            kv_write_bytes=batch * q * per_token_layer,
+            act_bytes=batch * q * (h * (d_qk + d_v) + fresh_kv) * p.b_a,
+        )
+    # DeepSeek sparse attention: the indexer scores every cached key (H_I heads of d_I, fp8), then attention reads
+    # only the top k of them, as many positions as a window of k would hold.
+    idx = indexer_bytes_per_token_per_layer(attn)
+    latent = per_token_layer - idx
+    k = attn.sparse_top_k if window is None else min(window, attn.sparse_top_k)
+    scores = 2 * attn.indexer_heads * attn.indexer_head_dim * attended_positions(q, context, window)
     return Cost(
-        flops=2 * h * (d_qk + d_v) * attended_positions(q, context, window) * batch,
-        kv_read_bytes=batch * cached_tokens(context, window) * per_token_layer,
+        flops=(2 * h * (d_qk + d_v) * attended_positions(q, context, k) + scores) * batch,
+        kv_read_bytes=batch * (cached_tokens(context, k) * latent + cached_tokens(context, window) * idx),
         kv_write_bytes=batch * q * per_token_layer,
-        act_bytes=batch * q * (h * (d_qk + d_v) + fresh_kv) * p.b_a,
+        act_bytes=batch * q * (h * (d_qk + d_v) + fresh_kv + attn.indexer_heads * attn.indexer_head_dim) * p.b_a,
     )
 
 

@@ -3,6 +3,7 @@
 Per token and layer (DeepSeek-V2 paper, Table 1):
     MHA / GQA / MQA:  2 * g * d_h * b_kv          (K and V, g KV heads of d_h)
     MLA:              (d_c + d_r) * b_kv          (one latent of d_c plus one shared RoPE key of d_r)
+    + d_I + 4 with DeepSeek sparse attention (V3.2): the indexer's fp8 key and its fp32 scale
 Sliding-window layers hold min(S, window) tokens; global layers hold S. Linear-attention layers of a hybrid model
 hold a fixed state instead (LinearAttentionSpec.state_elements, at the KV cache's dtype), whatever the context:
 "cache and state per sequence".
@@ -21,9 +22,18 @@ def kv_elements_per_token_per_layer(attn: AttentionSpec) -> int:
     return 2 * attn.num_kv_heads * attn.head_dim
 
 
+INDEXER_SCALE_BYTES = 4  # one fp32 scale per 128-wide fp8 indexer key (DeepSeek-V3.2)
+
+
+def indexer_bytes_per_token_per_layer(attn: AttentionSpec) -> float:
+    """DeepSeek sparse attention's lightning-indexer key: indexer_head_dim fp8 values and an fp32 scale [B]; 0
+    without one. Stored in fp8 whatever the main cache's dtype."""
+    return 0.0 if attn.indexer_head_dim is None else attn.indexer_head_dim + INDEXER_SCALE_BYTES
+
+
 def kv_bytes_per_token_per_layer(attn: AttentionSpec, kv_bytes: float) -> float:
-    """Bytes one token leaves in one layer's cache [B]."""
-    return kv_elements_per_token_per_layer(attn) * kv_bytes
+    """Bytes one token leaves in one layer's cache [B] (with sparse attention, its indexer key too)."""
+    return kv_elements_per_token_per_layer(attn) * kv_bytes + indexer_bytes_per_token_per_layer(attn)
 
 
 def kv_bytes_per_token(model: ModelSpec, kv_bytes: float) -> float:

@@ -42,7 +42,11 @@ def attention_in_linears(attn: AttentionSpec, d: int) -> list[Linear]:
         attn.kv_lora_rank, attn.qk_rope_head_dim, attn.qk_nope_head_dim, attn.v_head_dim, attn.q_lora_rank,
     )
     q = [Linear("q_a", d, d_q), Linear("q_b", d_q, h * (d_n + d_r))] if d_q else [Linear("q", d, h * (d_n + d_r))]
-    return q + [Linear("kv_a", d, d_c + d_r), Linear("kv_b", d_c, h * (d_n + d_v))]
+    out = q + [Linear("kv_a", d, d_c + d_r), Linear("kv_b", d_c, h * (d_n + d_v))]
+    if attn.sparse_top_k is not None:  # DeepSeek-V3.2's lightning indexer: queries from the q latent, one key, weights
+        h_i, d_i = attn.indexer_heads, attn.indexer_head_dim
+        out += [Linear("indexer_q", d_q or d, h_i * d_i), Linear("indexer_k", d, d_i), Linear("indexer_w", d, h_i)]
+    return out
 
 
 def attention_out_linear(attn: AttentionSpec, d: int) -> Linear:

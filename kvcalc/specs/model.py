@@ -32,6 +32,11 @@ class AttentionSpec(StrictModel):
     q_lora_rank: Count | None = None
     qkv_bias: bool = False
     out_bias: bool = False
+    sparse_top_k: Count | None = Field(
+        None, description="DeepSeek sparse attention (V3.2): each query attends to the top-k keys its lightning "
+        "indexer selects")
+    indexer_heads: Count | None = Field(None, description="the indexer's query heads (V3.2: 64)")
+    indexer_head_dim: Count | None = Field(None, description="the indexer's key width, cached per token in fp8 (128)")
     output_gate: bool = Field(False, description="a sigmoid gate on the attention output, computed by the query "
                               "projection at twice the width (Qwen3-Next's attn_output_gate)")
     qk_norm: bool = Field(False, description="RMSNorm over each query and key head (Qwen3, Gemma 3): 2 * head_dim weights")
@@ -42,6 +47,9 @@ class AttentionSpec(StrictModel):
 
     @model_validator(mode="after")
     def _check_shape(self) -> AttentionSpec:
+        sparse = (self.sparse_top_k, self.indexer_heads, self.indexer_head_dim)
+        if any(v is not None for v in sparse) and any(v is None for v in sparse):
+            raise ValueError("attention.sparse_top_k, indexer_heads and indexer_head_dim go together")
         if self.kind == "mla":
             missing = [f for f in MLA_FIELDS if getattr(self, f) is None]
             if missing:
