@@ -50,6 +50,7 @@ def sweep(
     tp: Sequence[int] = (1,),
     pp: Sequence[int] = (1,),
     speculate: Sequence[str | None] = (None,),
+    ep: Sequence[int] = (1,),
     *,
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
@@ -59,7 +60,9 @@ def sweep(
     engine: time models (auto, roofline, vllm, sglang, trtllm), each its own rows. tp, pp: tensor-parallel GPUs
     and pipeline stages; a tp that does not divide a model's query heads, or a pp above its layers, is skipped
     for that model with a warning. speculate: estimate's --speculate forms (None: plain decoding), each its own
-    rows, with the speculative time per token and speed-up over plain decoding (not under pipeline stages)."""
+    rows, with the speculative time per token and speed-up over plain decoding (not under pipeline stages). ep:
+    expert-parallel GPUs (1: none); a combination it does not apply to (a dense model, ep not a multiple of tp or
+    not dividing the experts, or with pp) is skipped with a warning."""
     import numpy as np
     import pandas as pd
 
@@ -67,7 +70,7 @@ def sweep(
     batch, context = _ints("--batch", batch, 1, MAX_BATCH), _ints("--context", context, 1, MAX_TOKENS)
     weight_dtype, kv_dtype = _nonempty("--weight-dtype", weight_dtype), _nonempty("--kv-dtype", kv_dtype)
     engine = _nonempty("--engine", engine)
-    tp, pp = _ints("--tp", tp, 1, MAX_GPUS), _ints("--pp", pp, 1, MAX_GPUS)
+    tp, pp, ep = _ints("--tp", tp, 1, MAX_GPUS), _ints("--pp", pp, 1, MAX_GPUS), _ints("--ep", ep, 1, MAX_GPUS)
     for w, k in itertools.product(weight_dtype, kv_dtype):
         check_dtypes(w, k)
     check_memory_utilization(memory_utilization)
@@ -81,29 +84,30 @@ def sweep(
     skipped: list[str] = []
     n = len(B)
     speculate = _nonempty("--speculate", speculate)
-    for m, g, a, w, k, e, t, q, sv in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine, tp, pp,
-                                                        speculate):
+    for m, g, a, w, k, e, t, q, sv, x in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine, tp,
+                                                           pp, speculate, ep):
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
-        if spec.attention.num_heads % t or q > spec.num_layers:
-            skipped.append(f"{spec.name} at tp {t} x pp {q}")
+        bad_ep = x > 1 and (spec.moe is None or x % t or spec.moe.num_experts % x or q > 1)
+        if spec.attention.num_heads % t or q > spec.num_layers or bad_ep:
+            skipped.append(f"{spec.name} at tp {t} x pp {q}" + (f" x ep {x}" if x > 1 else ""))
             if on_combination:
                 on_combination()
             continue
-        ev = evaluate(spec, hw, batch=B, context=S, prompt=S, weight_dtype=w, kv_dtype=k, tp=t, pp=q,
+        ev = evaluate(spec, hw, batch=B, context=S, prompt=S, weight_dtype=w, kv_dtype=k, tp=t, pp=q, ep=x,
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)
         dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w, ev.comm_s, ev.comm_sol_s, ev.pipeline_s)
         pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w, ev.prefill_comm_s, ev.prefill_comm_sol_s,
                             ev.prefill_pipeline_s, ev.prefill_pipeline_sol_s)
         labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline",
                        sv or "none"))
-        if sv and q == 1:
+        if sv and q == 1 and x == 1:
             timer = SpeculativeTimer(spec, hw, sv, weight_dtype=w, kv_dtype=k, tp=t, profile=profile)
             plain, _, _, per_token, _ = timer.times(B, S)
             spec_ms, spec_x = per_token * 1e3, plain / per_token
         else:
             spec_ms = spec_x = np.full(n, np.nan)
         for name, value in {
-            "tensor_parallel": t, "pipeline_parallel": q,
+            "tensor_parallel": t, "pipeline_parallel": q, "expert_parallel": x,
             "batch": B, "context": S, "prompt": S,
             "kv_bytes_per_token": kv_bytes_per_token(spec, ev.p.b_kv),
             "kv_bytes": B * kv_bytes_per_sequence(spec, S, ev.p.b_kv),
@@ -121,8 +125,8 @@ def sweep(
         if on_combination:
             on_combination()
     if skipped:
-        warnings.warn(f"sweep skipped {', '.join(skipped)} (tp must divide the query heads; pp at most the layers)",
-                      stacklevel=2)
+        warnings.warn(f"sweep skipped {', '.join(skipped)} (tp must divide the query heads; pp at most the layers; "
+                      "ep needs a MoE model, a multiple of tp dividing its experts, and no pp)", stacklevel=2)
     if not labels:
         raise KvcalcError("--tp/--pp: no combination applies to the models given")
     # Label columns become categoricals built from integer codes, once: per-row Python strings would cost more
@@ -142,6 +146,6 @@ def sweep(
 
 
 def combinations(models, gpus, attn, weight_dtype, kv_dtype, engine=("auto",), tp=(1,), pp=(1,),
-                 speculate=(None,)) -> int:
+                 speculate=(None,), ep=(1,)) -> int:
     return (len(models) * len(gpus) * len(attn) * len(weight_dtype) * len(kv_dtype) * len(engine) * len(tp) * len(pp)
-            * len(speculate))
+            * len(speculate) * len(ep))

@@ -30,6 +30,9 @@ from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, activation_workspace_bytes
 from kvcalc.formulas.parallel import (
     allreduce_seconds,
+    alltoall_seconds,
+    check_ep,
+    shard_experts,
     group_link_bandwidth,
     kv_shard_fraction,
     pipeline_send_seconds,
@@ -49,14 +52,17 @@ class _Stepper:
     With pp stages the decodes run as min(decodes, pp) micro-batches (formulas/parallel.py): a step is the whole
     depth at one micro-batch's share of the decodes and of the prompt chunk, plus the stage-to-stage sends."""
 
-    def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1):
-        self.spec, self.hw, self.p, self.tp, self.pp, self.profile = spec, hw, p, tp, pp, profile
+    def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1, ep=1):
+        self.spec, self.hw, self.p, self.tp, self.pp, self.ep, self.profile = spec, hw, p, tp, pp, ep, profile
+        self.ep_link = group_link_bandwidth(hw, ep) if ep > tp else None
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
         self.stage_link = group_link_bandwidth(hw, tp * pp) if pp > 1 else None
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
 
     def seconds(self, decode_batch, context, chunk, chunk_context) -> float:
+        if self.ep > 1:
+            return self._expert_parallel_seconds(decode_batch, context, chunk, chunk_context)
         m = max(1.0, min(decode_batch, self.pp))
         decode_batch, chunk = decode_batch / m, chunk / m
         ops = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
@@ -66,6 +72,24 @@ class _Stepper:
         tokens = decode_batch + chunk
         return (t + allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
                 + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link))
+
+
+    def _expert_parallel_seconds(self, decode_batch, context, chunk, chunk_context) -> float:
+        """A step of the whole expert-parallel group: each of the ep / tp data-parallel replicas runs its share of
+        the decodes and prompts through attention; the experts see all of them, 1 / ep each (formulas/parallel.py)."""
+        dp = self.ep // self.tp
+        local = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
+            self.spec, decode_batch=decode_batch / dp, context=context, chunk=chunk / dp, chunk_context=chunk_context,
+            p=self.p) if o.name != "moe/routed"]
+        routed = next(o for o in mixed_ops(self.spec, decode_batch=decode_batch, context=context, chunk=chunk,
+                                           chunk_context=chunk_context, p=self.p) if o.name == "moe/routed")
+        t = step_time([*local, shard_experts(routed, self.ep)], self.hw, self.weight_dtype, speed_of_light=False,
+                      profile=self.profile, kv_dtype=self.kv_dtype).seconds
+        tokens = (decode_batch + chunk) / dp
+        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
+        if self.ep > self.tp:
+            comm = comm / 2 + alltoall_seconds(self.spec, tokens, self.p.b_a, self.ep, self.ep_link)
+        return t + comm
 
 
 def _colocated(stepper: _Stepper, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
@@ -111,12 +135,14 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           request_rate: float | None = None, tp: int = 1, engine: str = "auto", weight_dtype: str = "auto",
           kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
           step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
-          disaggregate: tuple[int, int] | None = None, pp: int = 1) -> dict:
+          disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
     holds at full length (an offline throughput run). request_rate: requests/s arriving (an open loop); the
-    replicas needed to keep up follow. Exactly one of the two. A replica is tp x pp GPUs."""
+    replicas needed to keep up follow. Exactly one of the two. A replica is tp x pp GPUs, or, with ep > 1, ep GPUs
+    whose experts are spread over all of them and whose attention runs in ep / tp data-parallel groups, each with
+    its own KV pool, sequences and step budget."""
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)
@@ -134,14 +160,17 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     p = precision(weight_dtype, kv_dtype)
     check_tp(tp, spec)
     check_pp(pp, spec)
+    check_ep(ep, spec, tp)
+    if ep > 1 and (pp > 1 or disaggregate is not None):
+        raise KvcalcError("--ep: not with --pp or --disaggregate")
     if disaggregate is not None and pp > 1:
         raise KvcalcError("--pp: not with --disaggregate (each pool is tensor-parallel only)")
     profile = resolve_engine(engine, hw)
-    stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp)
+    stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep)
 
     # The KV pool of one replica (kvcalc's memory rule, as capacity) and how many full-length requests it holds.
     activations = activation_workspace_bytes(spec, 1, step_tokens, p.b_a)
-    budget = kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes_per_gpu(spec, p.b_w, tp, pp) * tp,
+    budget = kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp,
                              activations, tp)
     per_token = kv_bytes_per_token(spec, p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
     pool_tokens = max(budget, 0) / per_token
@@ -161,6 +190,11 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
 
         def run(c):
             return _disaggregated(stepper, c, input_len, output_len, step_tokens, prefill_gpus, decode_gpus)
+    elif ep > 1:  # data-parallel attention groups, each with its own pool and step budget
+        replicas_in_group, gpus = ep // tp, ep
+
+        def run(c):
+            return _colocated(stepper, c, input_len, output_len, step_tokens * (ep // tp))
     else:
         replicas_in_group, gpus = 1, tp * pp
 
@@ -195,7 +229,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     total_gpus = gpus * replicas
     name, version = engine_label(profile)
     return {
-        "model": spec.name, "gpu": hw.name, "tensor_parallel": tp, "pipeline_parallel": pp, "engine": name,
+        "model": spec.name, "gpu": hw.name, "tensor_parallel": tp, "pipeline_parallel": pp, "expert_parallel": ep,
+        "engine": name,
         "engine_version": version,
         "input_len": input_len, "output_len": output_len,
         "concurrency": concurrency * replicas, "request_rate": request_rate,

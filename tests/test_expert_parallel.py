@@ -51,3 +51,24 @@ def test_capacity_counts_every_replicas_sequences():
 def test_ep_errors_are_one_line(args, says):
     r = CliRunner().invoke(app, ["estimate", *args])
     assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output
+
+
+def test_sweep_and_serve_take_ep():
+    import warnings
+
+    from kvcalc import estimate, serve, sweep
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = sweep(["deepseek-v3", "llama-3-8b"], ["h200"], batch=[256], context=[4096], weight_dtype=["fp8"],
+                   engine=["roofline"], ep=[1, 8])
+    assert set(df[df.model == "llama-3-8b"].expert_parallel) == {1}  # a dense model is skipped at ep 8
+    row = df[(df.model == "deepseek-v3") & (df.expert_parallel == 8)]
+    e = estimate("deepseek-v3", "h200", batch=256, context=4096, weight_dtype="fp8", ep=8, engine="roofline")
+    assert row.decode_ms.item() == pytest.approx(e.decode.ms) and row.weights_bytes.item() == e.memory.weights_bytes
+    # serve's pool: each of the 8 data-parallel replicas holds its own sequences, as capacity counts them
+    s = serve("deepseek-v3", "h200", input_len=2000, output_len=500, concurrency="max", weight_dtype="fp8", ep=8)
+    plan = capacity("deepseek-v3", "h200", context=2500, weight_dtype="fp8", ep=8)
+    assert s["max_concurrency"] == plan["max_sequences_at_context"] and s["gpus"] == 8
+    tp8 = serve("deepseek-v3", "h200", input_len=2000, output_len=500, concurrency="max", weight_dtype="fp8", tp=8)
+    assert s["output_tokens_per_s_per_gpu"] > 2 * tp8["output_tokens_per_s_per_gpu"]

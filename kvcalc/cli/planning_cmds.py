@@ -171,6 +171,7 @@ def sweep_cli(
     pp: Annotated[str, typer.Option("--pp", help="pipeline stages, comma-separated")] = "1",
     speculate: Annotated[Optional[str], typer.Option(
         help="speculative decoding forms separated by ';' (none for plain), e.g. 'none;mtp=1;eagle,k=4'")] = None,
+    ep: Annotated[str, typer.Option("--ep", help="expert-parallel GPUs, comma-separated (1: none)")] = "1",
 ) -> None:
     """Every combination of the axes into one table (CSV or Parquet)."""
     from kvcalc.grid import combinations, sweep
@@ -178,7 +179,8 @@ def sweep_cli(
     axes = dict(models=split("--model", model), gpus=split("--gpu", gpu), attn=_attn(attn),
                 weight_dtype=split("--weight-dtype", weight_dtype), kv_dtype=split("--kv-dtype", kv_dtype),
                 engine=split("--engine", engine), tp=split("--tp", tp, int), pp=split("--pp", pp, int),
-                speculate=[None if v.strip() in ("", "none") else v.strip() for v in (speculate or "none").split(";")])
+                speculate=[None if v.strip() in ("", "none") else v.strip() for v in (speculate or "none").split(";")],
+                ep=split("--ep", ep, int))
     grid = dict(batch=split("--batch", batch, int), context=split("--context", context, int))
     check_writable(out, "--out", (".csv", ".parquet"))
     from rich.progress import Progress
