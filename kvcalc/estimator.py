@@ -185,6 +185,13 @@ def resolve_weight_dtype(weight_dtype: str, spec: ModelSpec) -> str:
     return spec.quantization.weight_format if spec.quantization is not None else "bf16"
 
 
+def load_deployment(model, gpu, weight_dtype: str, kv_dtype: str):
+    """(model spec, accelerator spec, resolved weight format, precision) for the planning commands."""
+    spec, hw = load_model(model), load_gpu(gpu)
+    weight_dtype = resolve_weight_dtype(weight_dtype, spec)
+    return spec, hw, weight_dtype, precision(weight_dtype, kv_dtype)
+
+
 def check_tp(tp, spec: ModelSpec) -> None:
     check_int("--tp", tp, 1, MAX_GPUS)
     if spec.attention.num_heads % tp:

@@ -75,3 +75,20 @@ def write_text(path: Path, text: str, flag: str) -> None:
     except OSError as e:
         hint = " (the device is full)" if e.errno == errno.ENOSPC else ""
         raise KvcalcError(f"{flag}: cannot write {path} ({e.strerror}){hint}") from None
+
+
+def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...]) -> list[dict]:
+    """The rows of a CSV ledger (a regular file of at most MAX_TABLE_BYTES) that has every one of `columns`;
+    anything else is a one-line error naming the file."""
+    import csv
+    import io
+
+    raw = read_regular_file(path, what, MAX_TABLE_BYTES)
+    try:
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise KvcalcError(f"{path}: not a CSV ledger ({e})") from None
+    missing = set(columns) - set(rows[0] if rows else {})
+    if missing:
+        raise KvcalcError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
+    return rows

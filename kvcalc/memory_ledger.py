@@ -9,15 +9,13 @@ of the rule and are reported apart; `held-out` rows set nothing.
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from pathlib import Path
 
 from kvcalc.catalog import load_model
 from kvcalc.dtypes import bytes_per_element
 from kvcalc.errors import KvcalcError
-from kvcalc.files import MAX_TABLE_BYTES, read_regular_file
+from kvcalc.files import read_csv_ledger
 from kvcalc.formulas import engine_memory as em
 from kvcalc.formulas.params import weight_bytes
 
@@ -28,15 +26,7 @@ COLUMNS = ("source", "vllm", "model", "visible_GiB", "tp", "nvlink", "gpu_memory
 
 
 def read_rows(path: Path) -> list[dict]:
-    raw = read_regular_file(path, "a vLLM memory ledger CSV", MAX_TABLE_BYTES)
-    try:
-        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise KvcalcError(f"{path}: not a CSV ledger ({e})") from None
-    missing = set(COLUMNS) - set(rows[0] if rows else {})
-    if missing:
-        raise KvcalcError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
-    return rows
+    return read_csv_ledger(path, "a vLLM memory ledger CSV", COLUMNS)
 
 
 def predict(row: dict) -> dict:

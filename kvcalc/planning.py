@@ -9,18 +9,17 @@ from __future__ import annotations
 import math
 import warnings
 
-from kvcalc.catalog import load_gpu, load_model, resolve_engine
+from kvcalc.catalog import resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.estimator import (
     SpeculativeTimer,
     check_dtypes,
     check_pp,
-    resolve_weight_dtype,
+    load_deployment,
     check_memory_utilization,
     check_prefill_chunk,
     evaluate,
     phase_metrics,
-    precision,
 )
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas import engine_memory as em
@@ -28,7 +27,7 @@ from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
 from kvcalc.formulas.parallel import check_ep, group_link_label
-from kvcalc.formulas.params import weight_bytes, weight_bytes_per_gpu
+from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
 
 TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
@@ -85,9 +84,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     check_dtypes(weight_dtype, kv_dtype)
     if not attn:
         raise KvcalcError("--attn: expected at least one variant")
-    base, hw = load_model(model), load_gpu(gpu)
-    weight_dtype = resolve_weight_dtype(weight_dtype, base)
-    p = precision(weight_dtype, kv_dtype)
+    base, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     profile = resolve_engine(engine, hw)
     rows, seen, skipped, capped = [], {}, [], []
     for variant in (None, *attn):
@@ -190,9 +187,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         check_number("--target-tokens-per-s", target_tokens_per_s, 0, 1e12, lo_open=True)
     if price_per_gpu_hour is not None:
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
-    spec, hw = load_model(model), load_gpu(gpu)
-    weight_dtype = resolve_weight_dtype(weight_dtype, spec)
-    p = precision(weight_dtype, kv_dtype)
+    spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     check_pp(pp, spec)
     check_ep(ep, spec, gpus or 1)
     if ep > 1 and (pp > 1 or engine == "vllm"):

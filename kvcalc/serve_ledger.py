@@ -9,13 +9,11 @@ Nothing in serve was fitted to these rows: every one is held out.
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from pathlib import Path
 
 from kvcalc.errors import KvcalcError
-from kvcalc.files import MAX_TABLE_BYTES, read_regular_file
+from kvcalc.files import read_csv_ledger
 from kvcalc.serving import serve
 
 COLUMNS = ("id", "model", "gpu", "tp", "weight_dtype", "kv_dtype", "input_len", "output_len",
@@ -23,15 +21,7 @@ COLUMNS = ("id", "model", "gpu", "tp", "weight_dtype", "kv_dtype", "input_len", 
 
 
 def read_rows(path: Path) -> list[dict]:
-    raw = read_regular_file(path, "a serve ledger CSV", MAX_TABLE_BYTES)
-    try:
-        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise KvcalcError(f"{path}: not a CSV ledger ({e})") from None
-    missing = set(COLUMNS) - set(rows[0] if rows else {})
-    if missing:
-        raise KvcalcError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
-    return rows
+    return read_csv_ledger(path, "a serve ledger CSV", COLUMNS)
 
 
 def score(rows: list[dict], engine: str = "trtllm") -> list[dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from kvcalc.catalog import load_gpu, load_model, resolve_engine
+from kvcalc.catalog import resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
@@ -21,8 +21,7 @@ from kvcalc.estimator import (
     check_pp,
     check_tp,
     engine_label,
-    precision,
-    resolve_weight_dtype,
+    load_deployment,
 )
 from kvcalc.formulas.capacity import kv_budget_bytes
 from kvcalc.formulas.forward import mixed_ops
@@ -155,9 +154,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
     if price_per_gpu_hour is not None:
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
-    spec, hw = load_model(model), load_gpu(gpu)
-    weight_dtype = resolve_weight_dtype(weight_dtype, spec)
-    p = precision(weight_dtype, kv_dtype)
+    spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     check_tp(tp, spec)
     check_pp(pp, spec)
     check_ep(ep, spec, tp)

@@ -37,9 +37,22 @@ def published_cli(path: Path, format, engine: str) -> None:
             {"rows": rows, "summary": summary(results)}, "", format)
 
 
+def print_ledger(rows: list[dict], table: list[dict], summary_rows: list[dict], format, title: str,
+                 summary_title: str) -> None:
+    """A scored ledger: a table and its summary, CSV rows, or JSON {rows, summary}."""
+    from kvcalc.cli.output import Format, print_rows
+
+    if format is Format.table:
+        print_rows(table, title, format)
+        print_rows(summary_rows, summary_title, format)
+    elif format is Format.csv:
+        print_rows(rows, "", format)
+    else:
+        print_rows({"rows": rows, "summary": summary_rows}, "", format)
+
+
 def engine_memory_cli(path: Path, format) -> None:
     """Score kvcalc's vLLM memory rule against vLLM's start-up logs: one row each, then the summary."""
-    from kvcalc.cli.output import Format, print_rows
     from kvcalc.memory_ledger import read_rows, score, summary
 
     results = score(read_rows(path))
@@ -47,34 +60,25 @@ def engine_memory_cli(path: Path, format) -> None:
              "logged_kv_tokens": r["logged_kv_tokens"] or None, "kv_tokens": r["kv_tokens"],
              "logged_available_GiB": r["logged_available_GiB"] or None, "available_GiB": round(r["available_GiB"], 2),
              "error_pct": r["error_pct"], "role": r["role"]} for r in results]
-    if format is Format.table:
-        table = [{k: v for k, v in r.items() if k not in ("vllm", "logged_available_GiB")} for r in rows]
-        print_rows(table, f"kvcalc's vLLM memory rule against {len(rows)} vLLM start-up logs ({path})", format)
-        print_rows(summary(results), "|error| % of the KV pool (held-out rows set no constant; fit rows apart)", format)
-    elif format is Format.csv:
-        print_rows(rows, "", format)
-    else:
-        print_rows({"rows": rows, "summary": summary(results)}, "", format)
+    table = [{k: v for k, v in r.items() if k not in ("vllm", "logged_available_GiB")} for r in rows]
+    print_ledger(rows, table, summary(results), format,
+                 f"kvcalc's vLLM memory rule against {len(rows)} vLLM start-up logs ({path})",
+                 "|error| % of the KV pool (held-out rows set no constant; fit rows apart)")
 
 
 def serve_ledger_cli(path: Path, format, engine: str) -> None:
     """Score kvcalc serve against published continuous-batching throughput: one row each, then the summary."""
-    from kvcalc.cli.output import Format, print_rows
     from kvcalc.serve_ledger import read_rows, score, summary
 
     if engine not in ("profile", "roofline"):
         raise KvcalcError(f"--engine: with --serve, expected profile (TensorRT-LLM's) or roofline, got {engine!r}")
     results = score(read_rows(path), engine="trtllm" if engine == "profile" else "roofline")
-    if format is Format.table:
-        table = [{"id": r["id"], "model": r["model"].replace("llama-", ""), "gpu": r["gpu"].replace("-sxm", ""),
-                  "tp": r["tp"], "in/out": f"{r['input_len']}/{r['output_len']}", "in flight": r["concurrency"],
-                  "measured": r["measured"], "kvcalc": r["predicted"], "err %": r["error_pct"]} for r in results]
-        print_rows(table, f"kvcalc serve against {len(results)} published throughputs per GPU ({path})", format)
-        print_rows(summary(results), "|error| % (every row held out)", format)
-    elif format is Format.csv:
-        print_rows(results, "", format)
-    else:
-        print_rows({"rows": results, "summary": summary(results)}, "", format)
+    table = [{"id": r["id"], "model": r["model"].replace("llama-", ""), "gpu": r["gpu"].replace("-sxm", ""),
+              "tp": r["tp"], "in/out": f"{r['input_len']}/{r['output_len']}", "in flight": r["concurrency"],
+              "measured": r["measured"], "kvcalc": r["predicted"], "err %": r["error_pct"]} for r in results]
+    print_ledger(results, table, summary(results), format,
+                 f"kvcalc serve against {len(results)} published throughputs per GPU ({path})",
+                 "|error| % (every row held out)")
 
 
 @app.command("validate")
