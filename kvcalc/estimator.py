@@ -378,14 +378,14 @@ class SpeculativeTimer:
 
     def times(self, batch, context):
         """(plain decode step, verify step, draft time per verify, time per token, verify operators) [s]."""
-        from kvcalc.formulas.speculative import draft_ops, verify_ops
+        from kvcalc.formulas.speculative import draft_ops, time_per_token, verify_ops
 
         sp, spec, p = self.sp, self.spec, self.p
         plain, _ = self._seconds(decode_ops(spec, batch, context, p), spec, batch)
         verify, ops = self._seconds(verify_ops(spec, batch, context, sp.k, p), spec, batch * (sp.k + 1))
         d_ops, steps = draft_ops(spec, sp.method, batch, context, sp.k, p, self.draft)
         drafting = self._seconds(d_ops, self.draft or spec, batch)[0] * steps
-        return plain, verify, drafting, (verify + drafting) / sp.tokens_per_step(), ops
+        return plain, verify, drafting, time_per_token(verify, drafting, sp.tokens_per_step()), ops
 
     def breakeven_batch(self, context) -> int | None:
         """The first power-of-two batch where speculation is no faster than plain decoding (None: not to 4096)."""

@@ -28,6 +28,7 @@ from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
 from kvcalc.formulas.parallel import check_ep, group_link_label
 from kvcalc.formulas.params import weight_bytes_per_gpu
+from kvcalc.formulas.workload import cost_per_million_tokens
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
 
 TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
@@ -270,7 +271,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         "decode_ms": dec["ms"], "tokens_per_s": dec["tokens_per_s"],
         "fits": bool(run_batch <= seqs),
         "replicas_for_target": replicas, "gpus_for_target": replicas * group if target_tokens_per_s else None,
-        "cost_per_million_tokens": (price_per_gpu_hour * group / (dec["tokens_per_s"] * 3600) * 1e6
+        "cost_per_million_tokens": (cost_per_million_tokens(price_per_gpu_hour, group, dec["tokens_per_s"])
                                     if price_per_gpu_hour else None),
         "binding": binding,
         "engine_memory": vllm,

@@ -23,9 +23,9 @@ from kvcalc.estimator import (
     engine_label,
     load_deployment,
 )
-from kvcalc.formulas.capacity import kv_budget_bytes
+from kvcalc.formulas.capacity import kv_budget_bytes, max_sequences
 from kvcalc.formulas.forward import mixed_ops
-from kvcalc.formulas.kv import kv_bytes_per_token
+from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, activation_workspace_bytes
 from kvcalc.formulas.parallel import (
     allreduce_seconds,
@@ -40,7 +40,8 @@ from kvcalc.formulas.parallel import (
 )
 from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.roofline import step_time
-from kvcalc.formulas.workload import steady_state
+from kvcalc.formulas.workload import cost_per_million_tokens, steady_state, transfer_seconds
+from kvcalc.units import fmt_bytes
 
 DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batched_tokens on an H100)
 
@@ -117,9 +118,8 @@ def _disaggregated(stepper: _Stepper, concurrency: float, input_len: int, output
     per_batch = max(1, step_tokens // input_len)  # prompts one prefill step takes together
     batch_s = stepper.seconds(0, 0, per_batch * input_len, 0)
     prefill_rate = prefill_replicas * per_batch / batch_s
-    kv_bytes = input_len * kv_bytes_per_token(spec, stepper.p.b_kv)
-    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
-    transfer_s = kv_bytes / (link * 1e9 / 2) if link else 0.0
+    kv_bytes = kv_bytes_per_sequence(spec, input_len, stepper.p.b_kv)
+    transfer_s = transfer_seconds(kv_bytes, hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps)
     ttft = stepper.seconds(0, 0, input_len, 0) + transfer_s
     batch = concurrency / decode_replicas
     tpot = stepper.seconds(batch, input_len + output_len / 2, 0, 0) if output_len > 1 else None
@@ -169,13 +169,17 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     activations = activation_workspace_bytes(spec, 1, step_tokens, p.b_a)
     budget = kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp,
                              activations, tp)
-    per_token = kv_bytes_per_token(spec, p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
-    pool_tokens = max(budget, 0) / per_token
+    shard = kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
+    pool = max(budget, 0.0)  # bytes per GPU for cache and state
+
+    def request_bytes(tokens):  # one request's cache and state per GPU at `tokens` tokens
+        return kv_bytes_per_sequence(spec, tokens, p.b_kv) * shard
+
     full_length = input_len + output_len
-    max_concurrency = math.floor(pool_tokens / full_length)
+    max_concurrency = max_sequences(spec, full_length, pool, p.b_kv, tp, pp)
     if max_concurrency < 1:
-        raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({pool_tokens:,.0f} tokens per GPU group) "
-                          f"does not hold one request of {full_length:,} tokens; raise --tp")
+        raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold "
+                          f"one request of {full_length:,} tokens ({fmt_bytes(request_bytes(full_length))}); raise --tp")
 
     if disaggregate is not None:
         prefill_gpus, decode_gpus = disaggregate
@@ -215,14 +219,15 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         check_number("--concurrency", concurrency, 0, MAX_BATCH, lo_open=True)
     r = run(concurrency)
     out_rate = r["requests_per_s"] * output_len
-    needed_tokens = concurrency / replicas_in_group * full_length
-    if needed_tokens <= pool_tokens:
+    in_flight = concurrency / replicas_in_group  # requests one pool holds
+    needed = in_flight * request_bytes(full_length)
+    if needed <= pool:
         preemption = "none: every request in flight fits at full length"
-    elif concurrency / replicas_in_group * (input_len + output_len / 2) <= pool_tokens:
-        preemption = (f"possible: {needed_tokens:,.0f} tokens at full length exceed the {pool_tokens:,.0f}-token pool; "
+    elif in_flight * request_bytes(input_len + output_len / 2) <= pool:
+        preemption = (f"possible: {fmt_bytes(needed)} at full length exceed the {fmt_bytes(pool)} pool per GPU; "
                       "the average fits")
     else:
-        preemption = f"certain: even the average {needed_tokens:,.0f}-token need exceeds the {pool_tokens:,.0f}-token pool"
+        preemption = f"certain: even at their average length the requests exceed the {fmt_bytes(pool)} pool per GPU"
     total_gpus = gpus * replicas
     name, version = engine_label(profile)
     return {
@@ -241,11 +246,11 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         "output_tokens_per_s_per_gpu": out_rate / gpus,
         "total_tokens_per_s_per_gpu": r["requests_per_s"] * full_length / gpus,
         "tokens_per_s_per_user": 1 / r["tpot_s"] if r["tpot_s"] else None,
-        "kv_pool_tokens": pool_tokens * replicas_in_group,
-        "kv_tokens_needed": needed_tokens * replicas_in_group,
+        "kv_pool_bytes_per_gpu": pool,
+        "kv_bytes_needed_per_gpu": needed,
         "max_concurrency": limit,
         "preemption_risk": preemption,
-        "cost_per_million_output_tokens": (price_per_gpu_hour * gpus / (out_rate * 3600) * 1e6
+        "cost_per_million_output_tokens": (cost_per_million_tokens(price_per_gpu_hour, gpus, out_rate)
                                            if price_per_gpu_hour else None),
         "assumptions": {
             "batching": (f"continuous, chunked prefill of at most {step_tokens:,} tokens a step" if not disaggregate else

@@ -107,6 +107,8 @@ def serve_cli(
     from rich.console import Console
     from rich.table import Table
 
+    from kvcalc.units import fmt_bytes
+
     t = Table(title=f"{plan['model']} on {plan['gpu']}: {input_len:,} in / {output_len:,} out", show_header=False)
     t.add_column("quantity", style="bold")
     t.add_column("value")
@@ -123,7 +125,7 @@ def serve_cli(
         "output tokens/s (per GPU)": f"{plan['output_tokens_per_s']:,.0f} ({plan['output_tokens_per_s_per_gpu']:,.0f})",
         "total tokens/s per GPU": f"{plan['total_tokens_per_s_per_gpu']:,.0f}",
         "output tokens/s per user": (f"{plan['tokens_per_s_per_user']:,.1f}" if plan["tokens_per_s_per_user"] else "-"),
-        "KV pool / needed (tokens)": f"{plan['kv_pool_tokens']:,.0f} / {plan['kv_tokens_needed']:,.0f}",
+        "KV pool / needed per GPU": f"{fmt_bytes(plan['kv_pool_bytes_per_gpu'])} / {fmt_bytes(plan['kv_bytes_needed_per_gpu'])}",
         "preemption risk": plan["preemption_risk"],
         "cost per million output tokens": (f"{plan['cost_per_million_output_tokens']:.3f}"
                                            if plan["cost_per_million_output_tokens"] is not None else None),

@@ -35,6 +35,11 @@ def expected_tokens(alpha: float, k: int) -> float:
     return (1 - alpha ** (k + 1)) / (1 - alpha)
 
 
+def time_per_token(verify_s, draft_s, tokens_per_step: float):
+    """Time each sequence waits per token: one verify step and its drafts over the tokens it yields [s]."""
+    return (verify_s + draft_s) / tokens_per_step
+
+
 def verify_ops(model: ModelSpec, batch, context, k: int, p: Precision) -> list[Op]:
     """The target's forward pass over k + 1 tokens per sequence against `context` cached ones (the decode kernel
     with k + 1 queries), logits at every position."""

@@ -66,3 +66,13 @@ def steady_state(concurrency: float, input_len: int, output_len: int, step_budge
         return decode, p, max(1.0, (concurrency - decode) * input_len / p)
     p = max(0.0, min(decode * input_len / (output_len - 1), step_budget - decode))
     return decode, p, s_p
+
+
+def cost_per_million_tokens(price_per_gpu_hour: float, gpus: int, tokens_per_s):
+    """What a million tokens cost at a GPU-hour price, on `gpus` GPUs producing tokens_per_s [price units]."""
+    return price_per_gpu_hour * gpus / (tokens_per_s * 3600) * 1e6
+
+
+def transfer_seconds(nbytes, link_bandwidth_GBps: float | None):
+    """Moving nbytes one way over a link whose datasheet gives the bidirectional total [s]; 0 without a link."""
+    return nbytes / (link_bandwidth_GBps * 1e9 / 2) if link_bandwidth_GBps else 0.0
