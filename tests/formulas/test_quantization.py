@@ -79,3 +79,11 @@ def test_a_quantised_config_sets_the_weight_format_when_none_is_given(tmp_path):
     assert out["weights"]["bytes"] == pytest.approx(linear * (0.5 + 2.5 / 128) + kept * 2)
     r = CliRunner().invoke(app, ["estimate", "-m", str(path), "--weight-dtype", "bf16", "-f", "json"])
     assert json.loads(r.stdout)["inputs"]["weight_dtype"] == "bf16"  # an explicit flag wins
+
+
+def test_w8a8_llama_3_1_70b_loads_as_vllm_logged():
+    """vLLM PR #12569: neuralmagic/Meta-Llama-3.1-70B-Instruct-quantized.w8a8 (int8 weights and activations,
+    compressed-tensors) logs 'Loading model weights took 67.7229 GB' (vLLM divides by 2^30). Linear layers at 1 byte,
+    embedding, lm_head and norms at 2; per-channel scales (about 0.03 GiB) are not counted."""
+    m = load_model("llama-3.1-70b")
+    assert weight_bytes(m, bytes_per_element("int8")) / GiB == pytest.approx(67.7229, rel=2e-3)
