@@ -18,8 +18,9 @@ from kvcalc.errors import AssumptionWarning, KvcalcError
 from kvcalc.files import is_existing_path, read_regular_file
 from kvcalc.specs.model import ModelSpec
 
-LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3", "gemma3_text"}
-MAX_SIZE = 10**7  # no real width, vocabulary or context comes near this; a bigger value is a broken config
+LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3",
+              "gemma3_text", "gpt_oss", "llama4_text"}
+MAX_SIZE = 10**8  # no real width, vocabulary or context (Llama 4 Scout: 10,485,760) comes near this
 
 
 class Config:
@@ -70,6 +71,11 @@ def _check_heads(c: Config, heads: int, kv_heads: int, heads_key: str, kv_key: s
 
 def _windows(c: Config, model_type: str, layers: int) -> dict:
     """sliding_window and global_every from the family's fields."""
+    if model_type == "llama4_text" and c.int("attention_chunk_size"):
+        # chunked local attention on three layers of four (the fourth global, without RoPE), counted as a window
+        # of one chunk, as vLLM allocates it
+        c.notes.append("chunked local attention counted as a sliding window of attention_chunk_size")
+        return {"sliding_window": c.int("attention_chunk_size"), "global_every": 4}
     window = c.int("sliding_window")
     if window is None:
         return {}
@@ -79,7 +85,7 @@ def _windows(c: Config, model_type: str, layers: int) -> dict:
         c.assumptions.append("use_sliding_window: every layer modelled as sliding (max_window_layers not modelled)")
     if model_type == "gemma2":
         return {"sliding_window": window, "global_every": 2}
-    if model_type in ("gemma3", "gemma3_text"):
+    if model_type in ("gemma3", "gemma3_text", "gpt_oss"):
         types = c.data.get("layer_types")
         if types is not None and not (isinstance(types, list) and all(isinstance(t, str) for t in types)):
             raise KvcalcError(f"{c.source}: layer_types: expected a list of strings, got {types!r:.60}")
@@ -119,6 +125,18 @@ def _llama_like(c: Config, model_type: str) -> dict:
     if model_type == "mixtral":
         (experts, top_k) = c.need("num_local_experts", "num_experts_per_tok")
         spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": spec["mlp"]["intermediate_size"]}
+    elif model_type == "gpt_oss":  # every layer MoE; the experts carry biases
+        experts = c.need("num_local_experts")[0]
+        top_k = c.int("num_experts_per_tok") or c.need("experts_per_token")[0]
+        spec["mlp"]["bias"] = True
+        spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": spec["mlp"]["intermediate_size"]}
+    elif model_type == "llama4_text":  # routed experts and one shared expert, intermediate_size wide
+        experts, top_k, width = c.need("num_local_experts", "num_experts_per_tok", "intermediate_size")
+        if c.int("interleave_moe_layer_step", 1) != 1:
+            raise KvcalcError(f"{c.source}: interleave_moe_layer_step other than 1 (every layer MoE) is not modelled")
+        spec["mlp"]["intermediate_size"] = c.int("intermediate_size_mlp") or width
+        spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": width,
+                       "num_shared_experts": 1, "shared_expert_intermediate_size": width}
     elif model_type in ("qwen2_moe", "qwen3_moe"):
         experts, top_k, width = c.need("num_experts", "num_experts_per_tok", "moe_intermediate_size")
         if c.int("decoder_sparse_step", 1) != 1 or c.data.get("mlp_only_layers"):

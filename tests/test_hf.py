@@ -161,7 +161,7 @@ def write_config(tmp_path, **changes):
     [
         ({"num_key_value_heads": 5}, "num_attention_heads (32) is not divisible by num_key_value_heads (5)"),
         ({"hidden_size": -4096}, "hidden_size: expected a positive integer"),
-        ({"num_hidden_layers": 10**9}, "num_hidden_layers: expected a positive integer up to 10,000,000"),
+        ({"num_hidden_layers": 10**9}, "num_hidden_layers: expected a positive integer up to 100,000,000"),
         ({"vocab_size": "many"}, "vocab_size: expected a positive integer"),
         ({"num_hidden_layers": None, "vocab_size": None}, "missing essential field(s): num_hidden_layers, vocab_size"),
     ],

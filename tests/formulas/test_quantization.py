@@ -87,3 +87,30 @@ def test_w8a8_llama_3_1_70b_loads_as_vllm_logged():
     embedding, lm_head and norms at 2; per-channel scales (about 0.03 GiB) are not counted."""
     m = load_model("llama-3.1-70b")
     assert weight_bytes(m, bytes_per_element("int8")) / GiB == pytest.approx(67.7229, rel=2e-3)
+
+
+def test_gpt_oss_and_llama4_config_json_read_as_the_bundled_specs():
+    from kvcalc.hf import config_to_spec_dict
+    from kvcalc.specs.model import ModelSpec
+
+    gpt_oss = {"model_type": "gpt_oss", "num_hidden_layers": 36, "hidden_size": 2880, "num_attention_heads": 64,
+               "num_key_value_heads": 8, "head_dim": 64, "attention_bias": True, "sliding_window": 128,
+               "layer_types": ["sliding_attention", "full_attention"] * 18, "num_local_experts": 128,
+               "num_experts_per_tok": 4, "intermediate_size": 2880, "vocab_size": 201088,
+               "max_position_embeddings": 131072, "tie_word_embeddings": False,
+               "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": [
+                   "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}}
+    llama4 = {"model_type": "llama4", "text_config": {
+        "model_type": "llama4_text", "num_hidden_layers": 48, "hidden_size": 5120, "num_attention_heads": 40,
+        "num_key_value_heads": 8, "head_dim": 128, "num_local_experts": 16, "num_experts_per_tok": 1,
+        "intermediate_size": 8192, "intermediate_size_mlp": 16384, "interleave_moe_layer_step": 1,
+        "attention_chunk_size": 8192, "vocab_size": 202048, "max_position_embeddings": 10485760,
+        "tie_word_embeddings": False}}
+    for config, name in ((gpt_oss, "gpt-oss-120b"), (llama4, "llama-4-scout")):
+        fields, _ = config_to_spec_dict(config, name=name, source="config.json")
+        imported, bundled = ModelSpec.model_validate(fields), load_model(name)
+        assert total_params(imported) == total_params(bundled)
+        assert imported.global_layers == bundled.global_layers and imported.window_layers == bundled.window_layers
+    assert imported.quantization is None
+    oss = ModelSpec.model_validate(config_to_spec_dict(gpt_oss, name="x", source="config.json")[0])
+    assert oss.quantization.weight_format == "mxfp4" and oss.quantization.quantized == ["mlp", "experts", "shared_experts"]
