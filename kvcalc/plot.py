@@ -20,8 +20,9 @@ from kvcalc.formulas.forward import decode_ops
 from kvcalc.formulas.roofline import ridge_point, step_time
 from kvcalc.rewrite import rewrite_attention
 
-CLASSES = {"attention": ("attention",), "projections+MLP": ("projection", "mlp"), "lm_head": ("lm_head",)}
-MARKERS = {"attention": "o", "projections+MLP": "s", "lm_head": "^"}
+CLASSES = {"attention": ("attention",), "linear attention": ("linear_attention",),
+           "projections+MLP": ("projection", "mlp"), "lm_head": ("lm_head",)}
+MARKERS = {"attention": "o", "linear attention": "D", "projections+MLP": "s", "lm_head": "^"}
 
 
 def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, weight_dtype="bf16", kv_dtype="bf16"):
@@ -32,9 +33,11 @@ def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, 
         for b in batch:
             ops = decode_ops(spec, b, context, p)
             for label, classes in CLASSES.items():
-                flops = sum(o.cost.flops for o in ops if o.op_class in classes)
-                bytes_ = sum(o.cost.bytes for o in ops if o.op_class in classes)
                 chosen = [o for o in ops if o.op_class in classes]
+                if not chosen:  # a model without linear-attention layers, or without softmax attention
+                    continue
+                flops = sum(o.cost.flops for o in chosen)
+                bytes_ = sum(o.cost.bytes for o in chosen)
                 out.append((variant or spec.attention.kind, b, label, flops, bytes_, flops / bytes_, chosen))
     return out
 
@@ -107,8 +110,10 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
                     gid=f"label:{x:.3g}")
     if measured is not None and len(measured):
         _measured_points(ax, measured, load_gpu(gpus[0]), x_lo, x_hi)
+    present = {label for label, _ in columns}
     for label, marker in MARKERS.items():
-        ax.plot([], [], marker=marker, color="gray", linestyle="none", label=label)
+        if label in present:
+            ax.plot([], [], marker=marker, color="gray", linestyle="none", label=label)
     ax.set_xlabel("arithmetic intensity (FLOP/byte)", fontsize=11)
     ax.set_ylabel("attainable TFLOP/s", fontsize=11)
     ax.tick_params(labelsize=10)

@@ -27,7 +27,7 @@ from kvcalc.formulas.params import (
 )
 from kvcalc.specs.model import ModelSpec
 
-OpClass = Literal["attention", "projection", "mlp", "lm_head", "other"]
+OpClass = Literal["attention", "linear_attention", "projection", "mlp", "lm_head", "other"]
 # Which peak an operator computes at: matmuls at the weights' compute dtype, attention at the activations'.
 Engine = Literal["matmul", "attention", "vector"]
 
@@ -236,7 +236,7 @@ def linear_attention_ops(model: ModelSpec, batch, q, p: Precision, p_proj: Preci
         Op("linear_attention/proj", "projection", "matmul", n * linear_cost(linears, tokens, p_proj),
            kernels=n * len(linears), items_per_kernel=input_elements_per_kernel(linears, tokens, len(linears)),
            unquantised=p_proj is not p),
-        Op("linear_attention/state", "attention", "attention", recurrence, kernels=n,
+        Op("linear_attention/state", "linear_attention", "attention", recurrence, kernels=n,
            kernel_class="linear_attention", items_per_kernel=batch * la.num_value_heads),
     ]
 
@@ -259,13 +259,14 @@ def mixed_ops(model: ModelSpec, *, decode_batch, context, chunk, chunk_context, 
     runs once for the decodes (the decode kernel, MLA absorbed) and once for the chunk (the prefill kernel); logits
     are computed for the decodes and the chunk's last position."""
     both = forward_ops(model, batch=decode_batch + chunk, q=1, context=0, absorbed=True, p=p)
-    shared = [o for o in both if o.op_class not in ("attention", "lm_head")]
+    per_sequence = ("attention", "linear_attention")  # attention and the linear layers' state: per sequence
+    shared = [o for o in both if o.op_class not in (*per_sequence, "lm_head")]
     attention = []
     if decode_batch:
-        attention += [o for o in decode_ops(model, decode_batch, context, p) if o.op_class == "attention"]
+        attention += [o for o in decode_ops(model, decode_batch, context, p) if o.op_class in per_sequence]
     if chunk:
         attention += [o for o in forward_ops(model, batch=1, q=chunk, context=chunk_context, absorbed=False, p=p)
-                      if o.op_class == "attention"]
+                      if o.op_class in per_sequence]
     rows = decode_batch + (1 if chunk else 0)
     return [*shared, *attention, lm_head_op(model, rows, p)]
 

@@ -58,3 +58,14 @@ def test_compare_rewrites_attention_to_linear():
     assert linear["tokens_per_s"] > own["tokens_per_s"]
     e = estimate("llama-3-8b", attn="linear", batch=1, context=100_000)
     assert e.kv_cache.bytes == 32 * 32 * 128 * 128 * 2 and math.isfinite(e.decode.ms)
+
+
+def test_the_roofline_places_the_linear_layers_apart():
+    """The recurrence reads and writes its bf16 state once a token for 4 FLOPs an element: about 1 FLOP/B, at
+    any batch, left of softmax attention's point."""
+    from kvcalc.plot import operating_points
+
+    points = operating_points("qwen3-next-80b-a3b", [None], [1, 64], 4096)
+    linear = [pt for pt in points if pt[2] == "linear attention"]
+    assert len(linear) == 2 and all(0.9 < pt[5] <= 1.0 for pt in linear)
+    assert not [pt for pt in operating_points("llama-3-8b", [None], [1], 4096) if pt[2] == "linear attention"]
