@@ -22,23 +22,37 @@ from kvcalc.rewrite import rewrite_attention
 
 CLASSES = {"attention": ("attention",), "linear attention": ("linear_attention",),
            "projections+MLP": ("projection", "mlp"), "lm_head": ("lm_head",)}
-MARKERS = {"attention": "o", "linear attention": "D", "projections+MLP": "s", "lm_head": "^"}
+MARKERS = {"attention": "o", "linear attention": "D", "projections+MLP": "s", "lm_head": "^",
+           "decode step": "X", "verify step": "*"}  # the last two with --speculate: whole steps, side by side
 
 
-def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, weight_dtype="bf16", kv_dtype="bf16"):
-    """(variant, batch, class, flops, bytes, intensity, ops) of each operator class in one decode step."""
+def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, weight_dtype="bf16", kv_dtype="bf16",
+                     speculate: str | None = None):
+    """(variant, batch, class, flops, bytes, intensity, ops) of each operator class in one decode step; with
+    speculate, instead the whole plain decode step and the whole verify step of k + 1 tokens a sequence."""
     base, p, out = load_model(model), precision(weight_dtype, kv_dtype), []
+    k = None
+    if speculate:
+        from kvcalc.speculation import parse
+
+        k = parse(speculate).k
     for variant in attn:
         spec = rewrite_attention(base, variant)
         for b in batch:
             ops = decode_ops(spec, b, context, p)
-            for label, classes in CLASSES.items():
+            for label, classes in (CLASSES.items() if k is None else ()):  # with speculate: whole steps only
                 chosen = [o for o in ops if o.op_class in classes]
                 if not chosen:  # a model without linear-attention layers, or without softmax attention
                     continue
                 flops = sum(o.cost.flops for o in chosen)
                 bytes_ = sum(o.cost.bytes for o in chosen)
                 out.append((variant or spec.attention.kind, b, label, flops, bytes_, flops / bytes_, chosen))
+            if k is not None:
+                from kvcalc.formulas.speculative import verify_ops
+
+                for label, step in (("decode step", ops), ("verify step", verify_ops(spec, b, context, k, p))):
+                    flops, bytes_ = sum(o.cost.flops for o in step), sum(o.cost.bytes for o in step)
+                    out.append((variant or spec.attention.kind, b, label, flops, bytes_, flops / bytes_, step))
     return out
 
 
@@ -55,12 +69,14 @@ def compute_dtypes(hw, weight_dtype: str) -> list[str]:
 
 def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequence = (None,),
              batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "bf16",
-             kv_dtype: str = "bf16", measured=None, engine: str = "roofline"):
+             kv_dtype: str = "bf16", measured=None, engine: str = "roofline", speculate: str | None = None):
     """A Figure with the roofs of each GPU and the decode operating points; `measured` is a DataFrame with
-    arithmetic_intensity and achieved_tflops columns (kvcalc validate's CSV)."""
+    arithmetic_intensity and achieved_tflops columns (kvcalc validate's CSV). speculate (estimate's --speculate
+    forms) plots the whole plain decode step and the whole verify step instead, whose intensity is up to k + 1
+    times higher."""
     from matplotlib.figure import Figure  # no pyplot: no global backend to switch, in a script or a notebook
 
-    points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype)
+    points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype, speculate)
     xs = [pt[5] for pt in points]
     x_lo, x_hi = min(xs + [1.0]) / 4, max(xs + [1e3]) * 4
     fig = Figure(figsize=(10, 6.5))

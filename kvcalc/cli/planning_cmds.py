@@ -214,6 +214,8 @@ def roofline_cli(
     out: Annotated[Path, typer.Option("--out", "-o", help=".png or .svg")] = Path("roofline.png"),
     engine: Annotated[str, typer.Option("--engine", "-e", help="roofline: points on the roofs; vllm, sglang, trtllm or "
                                         "auto: where the engine's measured kernels land")] = "roofline",
+    speculate: Annotated[Optional[str], typer.Option(help="speculative decoding, as estimate's --speculate: plots "
+                                                     "the whole decode and verify steps")] = None,
 ) -> None:
     """A log-log roofline chart with the decode operating points of each attention variant and batch."""
     check_writable(out, "--out", (".png", ".svg", ".pdf"))
@@ -236,6 +238,6 @@ def roofline_cli(
 
     batches = [check_int("--batch", b, 1, MAX_BATCH) for b in split("--batch", batch, int)]
     fig = roofline(split("--gpu", gpu), model, attn=_attn(attn), batch=batches, context=context,
-                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points, engine=engine)
+                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points, engine=engine, speculate=speculate)
     save_figure(fig, out, "--out")
     typer.echo(f"wrote {out}")

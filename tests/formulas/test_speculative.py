@@ -83,3 +83,13 @@ def test_compare_and_sweep_give_estimates_speculative_figures():
     assert spec.speculative_speedup.item() == pytest.approx(e.speculative.speedup)
     assert spec.speculative_ms_per_token.item() == pytest.approx(e.speculative.ms_per_token)
     assert plain.speculative_speedup.isna().all()
+
+
+def test_roofline_places_the_verify_step_right_of_the_decode_step():
+    """At batch 1 the verify step of k + 1 = 5 tokens reads the same weights for 5 times the matmul FLOPs: its
+    intensity is about 5x the plain step's (a little less: attention reads the same cache once per query)."""
+    from kvcalc.plot import operating_points
+
+    points = {pt[2]: pt[5] for pt in operating_points("llama-3-8b", [None], [1], 1024, speculate="eagle,k=4")}
+    assert set(points) == {"decode step", "verify step"}
+    assert 4 < points["verify step"] / points["decode step"] <= 5
