@@ -376,15 +376,21 @@ class SpeculativeTimer:
                       kv_dtype=self.kv_dtype)
         return t.seconds + allreduce_seconds(model, tokens, self.p.b_a, self.tp, self.link, self.curve), sharded
 
+    def draft_seconds(self, batch, context):
+        """The drafts of one verify step for `batch` sequences: k sequential draft steps, or Medusa's heads once [s]."""
+        from kvcalc.formulas.speculative import draft_ops
+
+        d_ops, steps = draft_ops(self.spec, self.sp.method, batch, context, self.sp.k, self.p, self.draft)
+        return self._seconds(d_ops, self.draft or self.spec, batch)[0] * steps
+
     def times(self, batch, context):
         """(plain decode step, verify step, draft time per verify, time per token, verify operators) [s]."""
-        from kvcalc.formulas.speculative import draft_ops, time_per_token, verify_ops
+        from kvcalc.formulas.speculative import time_per_token, verify_ops
 
         sp, spec, p = self.sp, self.spec, self.p
         plain, _ = self._seconds(decode_ops(spec, batch, context, p), spec, batch)
         verify, ops = self._seconds(verify_ops(spec, batch, context, sp.k, p), spec, batch * (sp.k + 1))
-        d_ops, steps = draft_ops(spec, sp.method, batch, context, sp.k, p, self.draft)
-        drafting = self._seconds(d_ops, self.draft or spec, batch)[0] * steps
+        drafting = self.draft_seconds(batch, context)
         return plain, verify, drafting, time_per_token(verify, drafting, sp.tokens_per_step()), ops
 
     def breakeven_batch(self, context) -> int | None:

@@ -16,6 +16,7 @@ from kvcalc.catalog import resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
+    SpeculativeTimer,
     check_dtypes,
     check_memory_utilization,
     check_pp,
@@ -52,8 +53,10 @@ class _Stepper:
     With pp stages the decodes run as min(decodes, pp) micro-batches (formulas/parallel.py): a step is the whole
     depth at one micro-batch's share of the decodes and of the prompt chunk, plus the stage-to-stage sends."""
 
-    def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1, ep=1):
+    def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1, ep=1, speculative=None):
         self.spec, self.hw, self.p, self.tp, self.pp, self.ep, self.profile = spec, hw, p, tp, pp, ep, profile
+        self.speculative = speculative  # a SpeculativeTimer: each decode is a verify step of k + 1 tokens
+        self.decode_q = speculative.sp.k + 1 if speculative else 1
         self.ep_link = group_link_bandwidth(hw, ep) if ep > tp else None
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
@@ -66,11 +69,13 @@ class _Stepper:
         m = max(1.0, min(decode_batch, self.pp))
         decode_batch, chunk = decode_batch / m, chunk / m
         ops = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
-            self.spec, decode_batch=decode_batch, context=context, chunk=chunk, chunk_context=chunk_context, p=self.p)]
+            self.spec, decode_batch=decode_batch, context=context, chunk=chunk, chunk_context=chunk_context, p=self.p,
+            decode_q=self.decode_q)]
         t = step_time(ops, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
                       kv_dtype=self.kv_dtype).seconds
-        tokens = decode_batch + chunk
-        return (t + allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
+        tokens = decode_batch * self.decode_q + chunk
+        drafting = self.speculative.draft_seconds(decode_batch, context) if self.speculative and decode_batch else 0.0
+        return (t + drafting + allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
                 + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link))
 
 
@@ -93,21 +98,22 @@ class _Stepper:
 
 
 def _colocated(stepper: _Stepper, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
-    decode, chunk, s_p = steady_state(concurrency, input_len, output_len, step_tokens)
+    gain = stepper.speculative.sp.tokens_per_step() if stepper.speculative else 1.0  # tokens a decode step yields
+    decode, chunk, s_p = steady_state(concurrency, input_len, output_len, step_tokens, gain, stepper.decode_q)
     tau = stepper.seconds(decode, input_len + output_len / 2, chunk, max(input_len - chunk, 0) / 2)
     if output_len == 1:
         rate = chunk / input_len / tau
         latency = concurrency / rate
         return {"ttft_s": latency, "tpot_s": None, "latency_s": latency, "requests_per_s": rate,
                 "decode_batch": 0.0, "prefill_tokens_per_step": chunk, "step_s": tau}
-    left = step_tokens - decode
+    left = step_tokens - decode * stepper.decode_q
     if chunk < left:  # prompts enter unqueued: a request's prefill runs in s_p steps of up to `left` tokens each
         first = min(input_len, left)
         ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, first, max(input_len - first, 0) / 2)
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
-    latency = ttft + (output_len - 1) * tau
-    return {"ttft_s": ttft, "tpot_s": tau, "latency_s": latency, "requests_per_s": concurrency / latency,
+    latency = ttft + (output_len - 1) / gain * tau
+    return {"ttft_s": ttft, "tpot_s": tau / gain, "latency_s": latency, "requests_per_s": concurrency / latency,
             "decode_batch": decode, "prefill_tokens_per_step": chunk, "step_s": tau}
 
 
@@ -134,7 +140,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           request_rate: float | None = None, tp: int = 1, engine: str = "auto", weight_dtype: str = "auto",
           kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
           step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
-          disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1) -> dict:
+          disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1,
+          speculate: str | None = None) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
@@ -163,12 +170,20 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if disaggregate is not None and pp > 1:
         raise KvcalcError("--pp: not with --disaggregate (each pool is tensor-parallel only)")
     profile = resolve_engine(engine, hw)
-    stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep)
+    if speculate and (ep > 1 or pp > 1 or disaggregate is not None):
+        raise KvcalcError("--speculate: not with --ep, --pp or --disaggregate in serve yet")
+    timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
+                              profile=profile) if speculate else None)
+    stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)
 
     # The KV pool of one replica (kvcalc's memory rule, as capacity) and how many full-length requests it holds.
     activations = activation_workspace_bytes(spec, 1, step_tokens, p.b_a)
     budget = kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp,
                              activations, tp)
+    if timer is not None:  # the draft's weights share the GPUs (its KV is not counted)
+        from kvcalc.formulas.speculative import draft_params
+
+        budget -= draft_params(spec, timer.sp.method, timer.sp.k, timer.draft) * p.b_w / tp
     shard = kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
     pool = max(budget, 0.0)  # bytes per GPU for cache and state
 
@@ -253,6 +268,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         "cost_per_million_output_tokens": (cost_per_million_tokens(price_per_gpu_hour, gpus, out_rate)
                                            if price_per_gpu_hour else None),
         "assumptions": {
+            "speculative": (f"{timer.sp.method}, k {timer.sp.k}: {timer.sp.tokens_per_step():.2f} tokens per verify "
+                            "step" if timer else None),
             "batching": (f"continuous, chunked prefill of at most {step_tokens:,} tokens a step" if not disaggregate else
                          f"disaggregated: {disaggregate[0]} prefill GPUs, {disaggregate[1]} decode GPUs"),
             "decode_batch_per_replica": r["decode_batch"],

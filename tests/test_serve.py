@@ -112,3 +112,16 @@ def test_cli_serve_json_frontier_plot_and_errors(tmp_path):
                        (["--request-rate", "2", "-c", "4"], "exactly one"), (["-c", "4", "--tp", "3"], "--tp")):
         r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "128", *args])
         assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, (args, r.output)
+
+
+def test_speculative_serving_matches_estimate_at_one_request_and_keeps_littles_law():
+    """One request in flight: each step is a verify of k + 1 tokens plus its drafts, yielding E tokens, so TPOT is
+    estimate's speculative time per token at the mean context (prefills of the next request add a little)."""
+    e = estimate("llama-3.1-8b", "h100", batch=1, context=1000 + 250, speculate="eagle,k=4")
+    r = serve("llama-3.1-8b", "h100", input_len=1000, output_len=500, concurrency=1, speculate="eagle,k=4")
+    assert r["tpot_ms"] == pytest.approx(e.speculative.ms_per_token, rel=0.1)
+    assert r["requests_per_s"] * r["latency_ms"] / 1e3 == pytest.approx(1, rel=1e-9)
+    plain = serve("llama-3.1-8b", "h100", input_len=1000, output_len=500, concurrency=64)
+    fast = serve("llama-3.1-8b", "h100", input_len=1000, output_len=500, concurrency=64, speculate="eagle,k=4")
+    assert fast["output_tokens_per_s_per_gpu"] > plain["output_tokens_per_s_per_gpu"]
+    assert fast["tpot_ms"] < plain["tpot_ms"]

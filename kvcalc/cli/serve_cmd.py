@@ -43,6 +43,8 @@ def serve_cli(
     request_rate: Annotated[Optional[float], typer.Option(help="requests/s arriving; replicas follow")] = None,
     tp: Annotated[str, typer.Option(help="tensor-parallel GPUs per replica; a comma-separated list for the frontier")] = "1",
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages per replica, each of --tp GPUs")] = 1,
+    speculate: Annotated[Optional[str], typer.Option(
+        help="speculative decoding, as estimate's --speculate: every decode step verifies k drafts")] = None,
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs per replica (MoE): attention in data-parallel "
                                     "groups of --tp")] = 1,
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
@@ -67,7 +69,7 @@ def serve_cli(
     tps = _split_ints("--tp", tp)
     split = _disaggregate(disaggregate)
     common = dict(engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
-                  step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep)
+                  step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep, speculate=speculate)
     many = concurrency is not None and ("," in concurrency or len(tps) > 1)
     if many or plot is not None:
         if request_rate is not None or concurrency in (None, "max"):

@@ -251,23 +251,26 @@ def prefill_ops(model: ModelSpec, batch, prompt, p: Precision) -> list[Op]:
     return forward_ops(model, batch=batch, q=prompt, context=0, absorbed=False, p=p)
 
 
-def mixed_ops(model: ModelSpec, *, decode_batch, context, chunk, chunk_context, p: Precision) -> list[Op]:
-    """One continuous-batching step with chunked prefill: decode_batch sequences add a token each to `context`
-    cached ones while a prefill chunk of `chunk` tokens runs against `chunk_context` cached ones.
+def mixed_ops(model: ModelSpec, *, decode_batch, context, chunk, chunk_context, p: Precision,
+              decode_q: int = 1) -> list[Op]:
+    """One continuous-batching step with chunked prefill: decode_batch sequences add decode_q tokens each (1, or
+    k + 1 when a speculative verify step checks k drafts) to `context` cached ones while a prefill chunk of `chunk`
+    tokens runs against `chunk_context` cached ones.
 
-    The projections and MLP see all decode_batch + chunk tokens in one GEMM, so the weights are read once; attention
-    runs once for the decodes (the decode kernel, MLA absorbed) and once for the chunk (the prefill kernel); logits
-    are computed for the decodes and the chunk's last position."""
-    both = forward_ops(model, batch=decode_batch + chunk, q=1, context=0, absorbed=True, p=p)
+    The projections and MLP see all decode_batch x decode_q + chunk tokens in one GEMM, so the weights are read
+    once; attention runs once for the decodes (the decode kernel, MLA absorbed) and once for the chunk (the prefill
+    kernel); logits are computed for every decode token and the chunk's last position."""
+    both = forward_ops(model, batch=decode_batch * decode_q + chunk, q=1, context=0, absorbed=True, p=p)
     per_sequence = ("attention", "linear_attention")  # attention and the linear layers' state: per sequence
     shared = [o for o in both if o.op_class not in (*per_sequence, "lm_head")]
     attention = []
     if decode_batch:
-        attention += [o for o in decode_ops(model, decode_batch, context, p) if o.op_class in per_sequence]
+        attention += [o for o in forward_ops(model, batch=decode_batch, q=decode_q, context=context, absorbed=True,
+                                             p=p) if o.op_class in per_sequence]
     if chunk:
         attention += [o for o in forward_ops(model, batch=1, q=chunk, context=chunk_context, absorbed=False, p=p)
                       if o.op_class in per_sequence]
-    rows = decode_batch + (1 if chunk else 0)
+    rows = decode_batch * decode_q + (1 if chunk else 0)
     return [*shared, *attention, lm_head_op(model, rows, p)]
 
 

@@ -44,27 +44,31 @@ def prefill_steps(input_len: int, budget_left: float) -> int:
     return max(1, math.ceil(input_len / max(budget_left, 1.0)))
 
 
-def steady_state(concurrency: float, input_len: int, output_len: int, step_budget: int) -> tuple[float, float, float]:
+def steady_state(concurrency: float, input_len: int, output_len: int, step_budget: int,
+                 tokens_per_step: float = 1.0, verify_tokens: int = 1) -> tuple[float, float, float]:
     """(decoding sequences B_d, prefill tokens per step p, prefill steps per request s_p) of C requests in flight.
 
-    s_p and B_d depend on each other through the budget the decodes leave; three rounds settle them."""
+    With speculative decoding a decoding sequence puts verify_tokens (k + 1) tokens into each step and gains
+    tokens_per_step (E) of them, so it decodes for D = (O - 1) / E steps instead of O - 1. s_p and B_d depend on
+    each other through the budget the decodes leave; three rounds settle them."""
     if output_len == 1:  # no decode steps: every request is a prompt
         p = min(concurrency * input_len, step_budget)
         return 0.0, p, prefill_steps(input_len, step_budget)
-    decode = concurrency * (output_len - 1) / output_len
+    steps = (output_len - 1) / tokens_per_step  # decode steps per request, D
+    decode = concurrency * steps / (steps + 1)
     for _ in range(3):
-        s_p = prefill_steps(input_len, step_budget - decode)
-        decode = concurrency * (output_len - 1) / (output_len - 1 + s_p)
-    s_p = prefill_steps(input_len, step_budget - decode)
-    # Prompts must enter as fast as outputs finish: B_d I / (O - 1) prefill tokens a step, within the T - B_d the
-    # decodes leave. Past B_d = T (O - 1) / (I + O - 1) the budget binds: the decode batch stops growing and the
+        s_p = prefill_steps(input_len, step_budget - decode * verify_tokens)
+        decode = concurrency * steps / (steps + s_p)
+    s_p = prefill_steps(input_len, step_budget - decode * verify_tokens)
+    # Prompts must enter as fast as outputs finish: B_d I / D prefill tokens a step, within the T - B_d (k + 1) the
+    # decodes leave. Past B_d = T / ((k + 1) + I / D) the budget binds: the decode batch stops growing and the
     # other requests wait for their prefill, (C - B_d) I / p steps on average (Little's law).
-    cap = step_budget * (output_len - 1) / (input_len + output_len - 1)
+    cap = step_budget / (verify_tokens + input_len / steps)
     if decode > cap:
         decode = cap
-        p = step_budget - decode
+        p = step_budget - decode * verify_tokens
         return decode, p, max(1.0, (concurrency - decode) * input_len / p)
-    p = max(0.0, min(decode * input_len / (output_len - 1), step_budget - decode))
+    p = max(0.0, min(decode * input_len / steps, step_budget - decode * verify_tokens))
     return decode, p, s_p
 
 
