@@ -24,9 +24,9 @@ from kvcalc.estimator import (
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas import engine_memory as em
 from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
-from kvcalc.formulas.kv import kv_bytes_per_token
+from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
-from kvcalc.formulas.parallel import check_ep, group_link_label
+from kvcalc.formulas.parallel import check_ep, group_link_label, kv_shard_fraction, stage_layer_fraction
 from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.workload import cost_per_million_tokens
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
@@ -160,6 +160,30 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     }
 
 
+def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float, pp: int = 1) -> dict:
+    """The KV pool SGLang would allocate per GPU (memory_utilization as mem_fraction_static), by
+    formulas/engine_memory.py's rule."""
+    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp)
+    non_torch = em.vllm_non_torch_bytes(tp, "nvlink" in (hw.interconnect or "").lower())
+    pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
+    tokens = em.sglang_kv_tokens(spec, pool, p.b_kv, tp, pp)
+    per_request = kv_bytes_per_sequence(spec, context, p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
+    return {
+        "engine": "sglang",
+        "visible_memory_bytes": hw.visible_memory_bytes,
+        "visible_memory_source": ("visible_memory_GiB (what torch.cuda.mem_get_info reports)" if hw.visible_memory_GiB
+                                  else "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure"),
+        "requested_bytes": hw.visible_memory_bytes * memory_utilization,
+        "weights_bytes_per_gpu": weights,
+        "profile_peak_bytes": 0.0,
+        "non_torch_bytes": non_torch,
+        "available_kv_bytes": pool,
+        "kv_tokens": tokens,
+        "max_concurrency": max(pool, 0.0) / per_request,
+        "max_model_len": context,
+    }
+
+
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
              target_tokens_per_s: float | None = None, price_per_gpu_hour: float | None = None,
              weight_dtype: str = "auto", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
@@ -170,7 +194,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
 
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
     max_num_seqs, non-torch buffers) and reports the KV tokens and maximum concurrency it would print at start-up
-    with max_model_len = context; every other engine uses kvcalc's rule (formulas/memory.py).
+    with max_model_len = context; engine="sglang" as SGLang does (memory_utilization as mem_fraction_static); every
+    other engine uses kvcalc's rule (formulas/memory.py).
     pp: pipeline stages, each a tensor-parallel group; a replica is tp x pp GPUs. ep: expert-parallel GPUs of a
     MoE model (a replica of ep GPUs, attention in ep / tp data-parallel groups of tp = gpus, default 1)."""
     _check(context, memory_utilization, prefill_chunk)
@@ -191,25 +216,28 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     check_pp(pp, spec)
     check_ep(ep, spec, gpus or 1)
-    if ep > 1 and (pp > 1 or engine == "vllm"):
-        raise KvcalcError("--ep: not with --pp or --engine vllm's memory rule yet")
+    engine_rule = engine in ("vllm", "sglang")  # an engine whose memory budget kvcalc models
+    if ep > 1 and (pp > 1 or engine_rule):
+        raise KvcalcError(f"--ep: not with --pp or --engine {engine}'s memory rule yet")
     notes: list[str] = []
     try:
         profile = resolve_engine(engine, hw)
     except KvcalcError:
-        if engine != "vllm":
+        if not engine_rule:
             raise
-        profile = None  # vLLM's memory rule needs no kernel profile; the decode step falls back to the roofline
-        notes.append(f"no vllm kernel profile for {hw.name}: memory as vLLM budgets it, decode timed on the "
+        profile = None  # the engine's memory rule needs no kernel profile; the decode step falls back to the roofline
+        notes.append(f"no {engine} kernel profile for {hw.name}: memory as {engine} budgets it, decode timed on the "
                      "datasheet roofline")
     heads = spec.attention.num_heads
 
     def engine_memory(tp):
+        if engine == "sglang":
+            return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp)
         return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                            max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp)
 
     def fits_one_sequence(tp):
-        if engine == "vllm":
+        if engine_rule:
             return engine_memory(tp)["max_concurrency"] >= 1
         budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
         return max_sequences(spec, context, budget, p.b_kv, tp, pp) >= 1
@@ -227,12 +255,12 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     replicas_dp = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp) * replicas_dp
     vllm = None
-    if engine == "vllm":
+    if engine_rule:
         vllm = engine_memory(tp)
         budget, activations = vllm["available_kv_bytes"], vllm["profile_peak_bytes"]
         seqs = math.floor(vllm["max_concurrency"])
         if hw.visible_memory_GiB is None:
-            notes.append(f"{hw.name} has no visible_memory_GiB: vLLM's budget starts from the datasheet "
+            notes.append(f"{hw.name} has no visible_memory_GiB: {engine}'s budget starts from the datasheet "
                          f"{hw.memory_GiB:g} GiB, which overstates what torch.cuda.mem_get_info reports")
     for note in notes:
         warnings.warn(note, CapacityWarning, stacklevel=2)
@@ -277,12 +305,14 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         "engine_memory": vllm,
         "warnings": notes,
         "assumptions": {
-            "memory_rule": ("vLLM's: visible memory x utilisation - weights - profiling peak - non-torch buffers "
+            "memory_rule": ("SGLang's: visible memory x mem_fraction_static - weights - non-torch buffers "
+                            "(formulas/engine_memory.py)" if vllm and vllm["engine"] == "sglang" else
+                            "vLLM's: visible memory x utilisation - weights - profiling peak - non-torch buffers "
                             "(formulas/engine_memory.py)" if vllm else
                             "kvcalc's: datasheet memory x utilisation - weights - one prefill chunk's activations"),
             "memory_utilization": memory_utilization,
             "activation_reserve_bytes_per_gpu": activations,
-            "prefill_chunk_tokens": vllm["max_num_batched_tokens"] if vllm else prefill_chunk,
+            "prefill_chunk_tokens": vllm.get("max_num_batched_tokens", prefill_chunk) if vllm else prefill_chunk,
             "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; two all-reduces "
                                "per layer: the engine profile's measured curve where it has one for this group size, "
                                "else ring at half the bidirectional link bandwidth (latency not modelled)",

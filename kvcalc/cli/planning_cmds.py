@@ -140,17 +140,23 @@ def capacity_cli(
     for k, v in show.items():
         if v is not None:
             t.add_row(k, str(v))
-    vllm = plan["engine_memory"]
-    if vllm:
-        t.add_row("vLLM: memory it may use", f"{fmt_bytes(vllm['visible_memory_bytes'])} visible x "
-                  f"{memory_utilization:.2f} = {fmt_bytes(vllm['requested_bytes'])}")
+    em = plan["engine_memory"]
+    if em and em["engine"] == "vllm":
+        t.add_row("vLLM: memory it may use", f"{fmt_bytes(em['visible_memory_bytes'])} visible x "
+                  f"{memory_utilization:.2f} = {fmt_bytes(em['requested_bytes'])}")
         t.add_row("vLLM: weights; profiling peak; non-torch",
-                  f"{fmt_bytes(vllm['weights_bytes_per_gpu'])}; {fmt_bytes(vllm['profile_peak_bytes'])} "
-                  f"({vllm['max_num_batched_tokens']:,} tokens, {vllm['max_num_seqs']:,} seqs); "
-                  f"{fmt_bytes(vllm['non_torch_bytes'])}")
-        t.add_row("vLLM: Available KV cache memory", fmt_bytes(vllm["available_kv_bytes"]))
-        t.add_row("vLLM: GPU KV cache size", f"{vllm['kv_tokens']:,} tokens")
-        t.add_row("vLLM: Maximum concurrency", f"{vllm['max_concurrency']:.2f}x for {context:,} tokens per request")
+                  f"{fmt_bytes(em['weights_bytes_per_gpu'])}; {fmt_bytes(em['profile_peak_bytes'])} "
+                  f"({em['max_num_batched_tokens']:,} tokens, {em['max_num_seqs']:,} seqs); "
+                  f"{fmt_bytes(em['non_torch_bytes'])}")
+        t.add_row("vLLM: Available KV cache memory", fmt_bytes(em["available_kv_bytes"]))
+        t.add_row("vLLM: GPU KV cache size", f"{em['kv_tokens']:,} tokens")
+        t.add_row("vLLM: Maximum concurrency", f"{em['max_concurrency']:.2f}x for {context:,} tokens per request")
+    elif em:
+        t.add_row("SGLang: static memory", f"{fmt_bytes(em['visible_memory_bytes'])} visible x "
+                  f"{memory_utilization:.2f} (mem_fraction_static) = {fmt_bytes(em['requested_bytes'])}")
+        t.add_row("SGLang: weights; non-torch", f"{fmt_bytes(em['weights_bytes_per_gpu'])}; "
+                  f"{fmt_bytes(em['non_torch_bytes'])}")
+        t.add_row("SGLang: KV Cache is allocated", f"{em['kv_tokens']:,} tokens ({fmt_bytes(em['available_kv_bytes'])})")
     for k, v in plan["assumptions"].items():
         t.add_row(f"assumption: {k}", fmt_bytes(v) if "bytes" in k else str(v))
     Console().print(t)

@@ -30,6 +30,12 @@ Concurrency available / KV bytes one request of L tokens holds: global layers ho
 
 Defaults for `vllm serve` (vllm/engine/arg_utils.py, get_batch_defaults): a GPU showing >= 70 GiB that is not an
 A100 gets max_num_batched_tokens 8192 and max_num_seqs 1024; others 2048 and 256.
+
+SGLang (ModelRunner.profile_max_num_token) instead keeps (1 - mem_fraction_static) of the memory free at start
+for activations and CUDA graphs and gives the KV pool what is left after loading:
+    KV = free after loading - total x (1 - mem_fraction_static)
+       = visible x mem_fraction_static - weights / tp - non-torch buffers   (taking the total as the visible memory)
+with the same communication buffers as vLLM's; the pool is counted in single tokens (page size 1).
 """
 
 from __future__ import annotations
@@ -125,3 +131,16 @@ def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len
     page = kv_page_bytes(model, b_kv, tp, pp)
     usable = math.floor(available_bytes / page) * page
     return usable / vllm_request_bytes(model, max_model_len, max_num_batched_tokens, b_kv, tp, pp)
+
+
+def sglang_kv_bytes(visible_bytes: float, mem_fraction_static: float, weights_per_gpu: float,
+                    non_torch: float) -> float:
+    """SGLang's KV pool per GPU [B] (negative when nothing is left)."""
+    return visible_bytes * mem_fraction_static - weights_per_gpu - non_torch
+
+
+def sglang_kv_tokens(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
+    """'KV Cache is allocated. #tokens: N': whole tokens of the cache across the layers one GPU holds."""
+    if pool_bytes <= 0:
+        return 0
+    return math.floor(pool_bytes / (kv_page_bytes(model, b_kv, tp, pp) / BLOCK_TOKENS))

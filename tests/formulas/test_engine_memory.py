@@ -127,3 +127,19 @@ def test_ledger_bad_rows_are_one_line_errors(tmp_path, cell, says):
     bad.write_text(header + "\n" + first.replace(",79.22,", f",{cell},", 1) + "\n")
     r = CliRunner().invoke(app, ["validate", "--engine-memory", str(bad)])
     assert r.exit_code == 2 and says in r.output and "row 2" in r.output and "Traceback" not in r.output
+
+
+def test_sglang_pool_against_its_log():
+    """vLLM issue #21348 (the SGLang half): Qwen3-235B-A22B-FP8, TP 4 on H100s, --mem-fraction-static 0.93:
+    'KV Cache is allocated. #tokens: 367404'. SGLang keeps 7 % of the memory for activations and CUDA graphs and
+    gives the pool the rest after loading; kvcalc takes the communication buffers from its vLLM rule (nothing is
+    fitted to this row)."""
+    plan = capacity("qwen3-235b-a22b", "h100", context=40960, gpus=4, weight_dtype="fp8", engine="sglang",
+                    memory_utilization=0.93)
+    sg = plan["engine_memory"]
+    assert sg["engine"] == "sglang"
+    assert sg["available_kv_bytes"] == pytest.approx(79.22 * GiB * 0.93 - sg["weights_bytes_per_gpu"]
+                                                     - em.vllm_non_torch_bytes(4, nvlink=True))
+    assert sg["kv_tokens"] == pytest.approx(367404, rel=0.03)
+    # a token of this model on one of 4 GPUs: 94 layers x 1 KV head x 128 x (K, V) x 2 B
+    assert sg["kv_tokens"] == math.floor(sg["available_kv_bytes"] / (94 * 128 * 2 * 2))
