@@ -12,6 +12,7 @@ from kvcalc.estimator import Estimate, Phase
 from kvcalc.formulas.kernel_time import efficiency
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.specs.profile import EngineProfile
+from kvcalc.formulas.kv import linear_state_bytes
 from kvcalc.units import fmt_bytes, fmt_count, fmt_flops, fmt_ms
 
 
@@ -23,25 +24,36 @@ class Step(NamedTuple):
 
 
 def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
-    a, b_kv, L = m.attention, e.kv_cache.bytes_per_token_per_layer / e.kv_cache.elements_per_token_per_layer, m.num_layers
+    a, b_kv = m.attention, e.kv_cache.bytes_per_token_per_layer / e.kv_cache.elements_per_token_per_layer
+    L = m.attention_layers
     if a.kind == "mla":
         per_layer = Step("KV per token per layer", "(d_c + d_r) * b_kv",
                          f"({a.kv_lora_rank} + {a.qk_rope_head_dim}) * {b_kv:g} B", fmt_bytes(e.kv_cache.bytes_per_token_per_layer))
     else:
         per_layer = Step("KV per token per layer", "2 * g * d_h * b_kv",
                          f"2 * {a.num_kv_heads} * {a.head_dim} * {b_kv:g} B", fmt_bytes(e.kv_cache.bytes_per_token_per_layer))
-    per_token = Step("KV per token", "L * per layer", f"{L} * {e.kv_cache.bytes_per_token_per_layer:,.0f} B",
-                     fmt_bytes(e.kv_cache.bytes_per_token))
+    per_token = Step("KV per token", "L_attn * per layer (the layers with softmax attention)",
+                     f"{L} * {e.kv_cache.bytes_per_token_per_layer:,.0f} B", fmt_bytes(e.kv_cache.bytes_per_token))
     B, S = e.inputs.batch, e.inputs.context
+    lines = [per_layer, per_token]
+    state, plus, plus_value = 0.0, "", ""
+    la = m.linear_attention
+    if la is not None:
+        state = linear_state_bytes(m, b_kv)
+        lines.append(Step(
+            "state per sequence", "L_lin * (n_v * d_k * d_v + (K - 1) * conv channels) * b_kv (constant in context)",
+            f"{m.linear_layers} * ({la.num_value_heads} * {la.key_head_dim} * {la.value_head_dim} + "
+            f"{max(la.conv_kernel - 1, 0)} * {la.conv_channels:,}) * {b_kv:g} B", fmt_bytes(state)))
+        plus, plus_value = " + B * state", f" + {B} * {state:,.0f} B"
     if a.sliding_window is None:
-        cache = Step("KV cache", "B * S * per token", f"{B} * {S:,} * {e.kv_cache.bytes_per_token:,.0f} B",
-                     fmt_bytes(e.kv_cache.bytes))
+        cache = Step("KV cache", "B * S * per token" + plus, f"{B} * {S:,} * {e.kv_cache.bytes_per_token:,.0f} B"
+                     + plus_value, fmt_bytes(e.kv_cache.bytes))
     else:
         W = a.sliding_window
-        cache = Step("KV cache", "B * (L_global * S + L_window * min(S, W)) * per layer",
+        cache = Step("KV cache", "B * (L_global * S + L_window * min(S, W)) * per layer" + plus,
                      f"{B} * ({m.global_layers} * {S:,} + {m.window_layers} * min({S:,}, {W:,})) * "
-                     f"{e.kv_cache.bytes_per_token_per_layer:,.0f} B", fmt_bytes(e.kv_cache.bytes))
-    return [per_layer, per_token, cache]
+                     f"{e.kv_cache.bytes_per_token_per_layer:,.0f} B" + plus_value, fmt_bytes(e.kv_cache.bytes))
+    return [*lines, cache]
 
 
 def _measured_time_step(name: str, ph: Phase, op, hw: HardwareSpec, profile: EngineProfile) -> Step:

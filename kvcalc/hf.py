@@ -132,11 +132,10 @@ def _llama_like(c: Config, model_type: str) -> dict:
         spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": spec["mlp"]["intermediate_size"]}
     elif model_type == "llama4_text":  # routed experts and one shared expert, intermediate_size wide
         experts, top_k, width = c.need("num_local_experts", "num_experts_per_tok", "intermediate_size")
-        if c.int("interleave_moe_layer_step", 1) != 1:
-            raise KvcalcError(f"{c.source}: interleave_moe_layer_step other than 1 (every layer MoE) is not modelled")
-        spec["mlp"]["intermediate_size"] = c.int("intermediate_size_mlp") or width
+        spec["mlp"]["intermediate_size"] = c.int("intermediate_size_mlp") or width  # the dense layers' MLP
         spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": width,
-                       "num_shared_experts": 1, "shared_expert_intermediate_size": width}
+                       "num_shared_experts": 1, "shared_expert_intermediate_size": width,
+                       "every": c.int("interleave_moe_layer_step", 1)}  # Maverick: every other layer MoE
     elif model_type in ("qwen2_moe", "qwen3_moe"):
         experts, top_k, width = c.need("num_experts", "num_experts_per_tok", "moe_intermediate_size")
         if c.int("decoder_sparse_step", 1) != 1 or c.data.get("mlp_only_layers"):
@@ -158,6 +157,122 @@ def _qwen3_next(c: Config) -> dict:
     spec["linear_attention"] = {
         "kind": "gated_deltanet", "full_every": c.int("full_attention_interval", 4), "num_key_heads": nk,
         "num_value_heads": nv, "key_head_dim": dk, "value_head_dim": dv, "conv_kernel": c.int("linear_conv_kernel_dim", 4),
+    }
+    return spec
+
+
+def _mamba2(c: Config, heads: str, head_dim: str, state: str, groups: str, kernel: str) -> dict:
+    """A Mamba-2 mixer from the family's field names: n_groups B/C heads of d_state (the linear layer's keys),
+    the SSM heads and their head dim (its values), the conv kernel, and a gated RMSNorm over the inner width."""
+    nv, dv, dk = c.need(heads, head_dim, state)
+    return {"kind": "mamba2", "num_key_heads": c.int(groups, 1), "num_value_heads": nv, "key_head_dim": dk,
+            "value_head_dim": dv, "conv_kernel": c.int(kernel, 4), "norm": "full"}
+
+
+def _nemotron_h(c: Config) -> dict:
+    """Nemotron-H: blocks that each hold one part, as hybrid_override_pattern lists them (M Mamba-2, * attention,
+    - a squared-ReLU MLP, E a MoE), one RMSNorm a block."""
+    layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+    pattern = c.data.get("hybrid_override_pattern")
+    if not isinstance(pattern, str) or len(pattern) != layers:
+        raise KvcalcError(f"{c.source}: hybrid_override_pattern: expected a string of num_hidden_layers ({layers}) "
+                          f"blocks, got {pattern!r:.60}")
+    kv = c.int("num_key_value_heads", heads)
+    _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
+    spec = {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab, "layer_pattern": pattern,
+        "max_position_embeddings": c.int("max_position_embeddings"),
+        "tie_word_embeddings": c.bool("tie_word_embeddings", False), "norms_per_layer": 1,
+        "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv,
+                      "head_dim": c.int("head_dim") or c.int("attention_head_dim") or d // heads,
+                      "qkv_bias": c.bool("attention_bias", False), "out_bias": c.bool("attention_bias", False)},
+        "mlp": {"kind": "plain", "intermediate_size": c.need("intermediate_size")[0], "bias": c.bool("mlp_bias", False),
+                "activation": str(c.data.get("mlp_hidden_act") or "relu2")},
+    }
+    if "M" in pattern:
+        spec["linear_attention"] = _mamba2(c, "mamba_num_heads", "mamba_head_dim", "ssm_state_size", "n_groups",
+                                           "conv_kernel")
+    if "E" in pattern:  # Nemotron 3: squared-ReLU routed experts and one shared expert
+        experts, top_k, width = c.need("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size")
+        shared = c.int("moe_shared_expert_intermediate_size")
+        spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": width,
+                       "num_shared_experts": 1 if shared else 0, "shared_expert_intermediate_size": shared}
+    return spec
+
+
+def _period_count(c: Config, layers: int, period_key: str, offset_key: str, period: int, offset: int) -> int:
+    """Layers i with i % period == offset (Jamba's attention and expert layers)."""
+    p, o = c.int(period_key, period), c.data.get(offset_key, offset)
+    if isinstance(o, bool) or not isinstance(o, int) or not 0 <= o < p:
+        raise KvcalcError(f"{c.source}: {offset_key}: expected an integer from 0 to {period_key} - 1, got {o!r}")
+    return len(range(o, layers, p))
+
+
+def _jamba(c: Config) -> dict:
+    """Jamba: Mamba (v1) layers with one attention layer every attn_layer_period, a MoE in place of the MLP every
+    expert_layer_period."""
+    spec = _llama_like(c, "llama")
+    layers, d = spec["num_layers"], spec["hidden_size"]
+    spec["max_position_embeddings"] = spec["max_position_embeddings"] or c.int("n_ctx")  # Jamba-v0.1's name for it
+    attention = _period_count(c, layers, "attn_layer_period", "attn_layer_offset", 8, 4)
+    rank = c.data.get("mamba_dt_rank", "auto")
+    rank = -(-d // 16) if rank == "auto" else c.int("mamba_dt_rank")
+    inner, state = c.int("mamba_expand", 2) * d, c.int("mamba_d_state", 16)
+    spec["linear_attention"] = {
+        "kind": "mamba", "layers": layers - attention, "num_key_heads": 1, "num_value_heads": inner,
+        "key_head_dim": state, "value_head_dim": 1, "conv_kernel": c.int("mamba_d_conv", 4), "dt_rank": rank,
+        "norm": "none", "inner_norms": c.bool("mamba_inner_layernorms", True),
+    } if attention < layers else None
+    if attention == 0:
+        raise KvcalcError(f"{c.source}: attn_layer_period/offset leave no attention layer, which kvcalc does not model")
+    if c.bool("mamba_proj_bias", False) or not c.bool("mamba_conv_bias", True):
+        c.notes.append("mamba_proj_bias / mamba_conv_bias other than false / true are not counted")
+    experts = c.int("num_experts", 16)
+    if experts > 1:
+        period = c.int("expert_layer_period", 2)
+        moe = _period_count(c, layers, "expert_layer_period", "expert_layer_offset", 2, 1)
+        if moe != layers // period:
+            raise KvcalcError(f"{c.source}: expert_layer_period/offset place {moe} MoE layers; kvcalc models "
+                              f"num_hidden_layers // expert_layer_period = {layers // period}")
+        spec["moe"] = {"num_experts": experts, "top_k": c.int("num_experts_per_tok", 2), "every": period,
+                       "expert_intermediate_size": spec["mlp"]["intermediate_size"]}
+    return spec
+
+
+def _falcon_h1(c: Config) -> dict:
+    """Falcon-H1: every layer runs attention and a Mamba-2 mixer side by side on the same input (their outputs
+    summed), then a gated MLP."""
+    spec = _llama_like(c, "llama")
+    spec["linear_attention"] = {**_mamba2(c, "mamba_n_heads", "mamba_d_head", "mamba_d_state", "mamba_n_groups",
+                                          "mamba_d_conv"), "parallel": True}
+    la = spec["linear_attention"]
+    d_ssm = c.int("mamba_d_ssm") or c.int("mamba_expand", 2) * spec["hidden_size"]
+    if d_ssm != la["num_value_heads"] * la["value_head_dim"]:
+        raise KvcalcError(f"{c.source}: mamba_d_ssm ({d_ssm}) differs from mamba_n_heads x mamba_d_head, which "
+                          "kvcalc does not model")
+    if not c.bool("mamba_rms_norm", False):
+        la["norm"] = "none"
+    if c.bool("projectors_bias", False) or c.bool("mamba_proj_bias", False):
+        c.notes.append("projectors_bias / mamba_proj_bias are not counted")
+    return spec
+
+
+def _minimax(c: Config) -> dict:
+    """MiniMax-Text-01 / M1: lightning attention (linear attention with an output gate and a norm over all heads)
+    in most layers, softmax attention in the others (attn_type_list 1 or layer_types full_attention); every layer
+    MoE."""
+    spec = _llama_like(c, "mixtral")
+    layers, heads = spec["num_layers"], spec["attention"]["num_heads"]
+    kinds = c.data.get("attn_type_list") or c.data.get("layer_types")
+    if not isinstance(kinds, list) or len(kinds) != layers:
+        raise KvcalcError(f"{c.source}: attn_type_list / layer_types: expected a list of num_hidden_layers ({layers})")
+    full = [i for i, k in enumerate(kinds) if k in (1, "full_attention")]
+    every = full[0] + 1 if full else None
+    periodic = every is not None and full == list(range(every - 1, layers, every))
+    dh = spec["attention"]["head_dim"]
+    spec["linear_attention"] = {
+        "kind": "linear", "num_key_heads": heads, "num_value_heads": heads, "key_head_dim": dh, "value_head_dim": dh,
+        "output_gate": True, "norm": "full", **({"full_every": every} if periodic else {"layers": layers - len(full)}),
     }
     return spec
 
@@ -368,6 +483,14 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         spec = _llama_like(c, model_type)
     elif model_type == "qwen3_next":
         spec = _qwen3_next(c)
+    elif model_type == "nemotron_h":
+        spec = _nemotron_h(c)
+    elif model_type == "jamba":
+        spec = _jamba(c)
+    elif model_type == "falcon_h1":
+        spec = _falcon_h1(c)
+    elif model_type in ("minimax", "minimax_text_01", "minimax_m1"):
+        spec = _minimax(c)
     elif model_type in ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"):  # Kimi K2: DeepSeek-V3's layout
         spec = _deepseek(c, model_type)
     elif model_type == "falcon":

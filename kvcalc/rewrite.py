@@ -91,7 +91,9 @@ def rewrite_attention(
             d_h = a.value_head_dim
             linear = LinearAttentionSpec(kind="linear", full_every=None, num_key_heads=a.num_heads,
                                          num_value_heads=a.num_heads, key_head_dim=d_h, value_head_dim=d_h)
-            return model.model_copy(update={"linear_attention": linear, "name": f"{model.name}+linear"})
+            pattern = model.layer_pattern and model.layer_pattern.replace("*", "M")  # every mixer block linear
+            return model.model_copy(update={"linear_attention": linear, "layer_pattern": pattern,
+                                            "name": f"{model.name}+linear"})
         else:
             raise KvcalcError(f"--attn: unknown attention {attn!r}; expected {ATTN_CHOICES}")
     except ValidationError as e:

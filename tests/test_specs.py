@@ -14,6 +14,7 @@ LEDGER_MODELS = {"qwen3-235b-a22b", "deepseek-r1-distill-qwen-14b",  # models of
                  "llama-3.2-1b",  # a draft model for speculative decoding
                  "gpt-oss-120b",  # an MXFP4 checkpoint, experts only
                  "qwen3-next-80b-a3b",  # a hybrid of linear and softmax attention
+                 "jamba-v0.1", "nemotron-h-8b",  # hybrids of Mamba / Mamba-2 and softmax attention
                  "kimi-k2", "gemma-3-27b", "llama-4-scout", "deepseek-v3.2"}  # today's models
 REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",

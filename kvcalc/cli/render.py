@@ -30,7 +30,9 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
     t.add_column("value", justify="right")
     t.add_column("note")
     hypothetical = " [red](hypothetical: does not fit)[/red]" if not mem.fits else ""
-    t.add_row("KV cache per token", f"{kv.bytes_per_token:,.0f} B", f"{fmt_bytes(kv.bytes_per_token)}, all {model.num_layers} layers")
+    layers = (f"all {model.num_layers} layers" if model.attention_layers == model.num_layers else
+              f"the {model.attention_layers} attention layers of {model.num_layers}")
+    t.add_row("KV cache per token", f"{kv.bytes_per_token:,.0f} B", f"{fmt_bytes(kv.bytes_per_token)}, {layers}")
     t.add_row("KV cache per token per layer", f"{kv.bytes_per_token_per_layer:,.0f} B", f"{kv.elements_per_token_per_layer:,} elements")
     t.add_row("KV cache (batch)", fmt_bytes(kv.bytes), f"{i.batch} x {i.context:,} tokens")
     t.add_row("Weights", fmt_bytes(w.bytes), f"{fmt_count(w.params)} params, {fmt_count(w.active_params)} active")

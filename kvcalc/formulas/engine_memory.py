@@ -104,8 +104,9 @@ def kv_page_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> fl
 
 
 def vllm_kv_tokens(model: ModelSpec, available_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
-    """'GPU KV cache size: N tokens': whole blocks that fit, times the block size."""
-    if available_bytes <= 0:
+    """'GPU KV cache size: N tokens': whole blocks that fit, times the block size (0 for a model with no softmax
+    attention: its pool holds only fixed states)."""
+    if available_bytes <= 0 or model.attention_layers == 0:
         return 0
     return math.floor(available_bytes / kv_page_bytes(model, b_kv, tp, pp)) * BLOCK_TOKENS
 
@@ -128,9 +129,12 @@ def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len
     """'Maximum concurrency for L tokens per request: Nx' (whole blocks only)."""
     if available_bytes <= 0:
         return 0.0
+    request = vllm_request_bytes(model, max_model_len, max_num_batched_tokens, b_kv, tp, pp)
+    if model.attention_layers == 0:  # state only: one state a request, whole ones
+        return float(math.floor(available_bytes / request))
     page = kv_page_bytes(model, b_kv, tp, pp)
     usable = math.floor(available_bytes / page) * page
-    return usable / vllm_request_bytes(model, max_model_len, max_num_batched_tokens, b_kv, tp, pp)
+    return usable / request
 
 
 def sglang_kv_bytes(visible_bytes: float, mem_fraction_static: float, weights_per_gpu: float,
@@ -140,7 +144,8 @@ def sglang_kv_bytes(visible_bytes: float, mem_fraction_static: float, weights_pe
 
 
 def sglang_kv_tokens(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
-    """'KV Cache is allocated. #tokens: N': whole tokens of the cache across the layers one GPU holds."""
-    if pool_bytes <= 0:
+    """'KV Cache is allocated. #tokens: N': whole tokens of the cache across the layers one GPU holds (0 without
+    softmax attention)."""
+    if pool_bytes <= 0 or model.attention_layers == 0:
         return 0
     return math.floor(pool_bytes / (kv_page_bytes(model, b_kv, tp, pp) / BLOCK_TOKENS))

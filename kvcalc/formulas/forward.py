@@ -23,7 +23,7 @@ from kvcalc.formulas.params import (
     expert_params,
     linear_attention_linears,
     mlp_linears,
-    norm_params_per_layer,
+    norm_params,
 )
 from kvcalc.specs.model import ModelSpec
 
@@ -205,7 +205,7 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
             ops.append(Op("moe/shared", "mlp", "matmul", n * shared, kernels=2 * n,
                           items_per_kernel=input_elements_per_kernel(mlp_linears(model.mlp.kind, d, width), tokens, 2),
                           unquantised=p_shared is not p))
-    norm_weights = (L * norm_params_per_layer(model) + d) * full.b_w
+    norm_weights = norm_params(model) * full.b_w
     norm_act = (L * model.norms_per_layer + 1) * tokens * 2 * d * p.b_a
     ops.append(Op("norms", "other", "vector", Cost(weight_bytes=norm_weights, act_bytes=norm_act),
                   kernels=L * model.norms_per_layer + 1))
@@ -222,13 +222,15 @@ def linear_attention_ops(model: ModelSpec, batch, q, p: Precision, p_proj: Preci
 
     Projections as matmuls. The recurrence: each token updates and reads every value head's d_k x d_v state,
     about 4 n_v d_k d_v FLOPs; a prompt runs in chunks of 64, adding 2 n_v C (d_k + d_v) FLOPs a token for the
-    intra-chunk attention. The state (and the conv's past inputs) is read and written once a step per sequence."""
+    intra-chunk attention (Mamba-2's SSD alike; Mamba's selective scan has no chunked form). The state (and the conv's past inputs) is read and written once a step per sequence."""
     la, n = model.linear_attention, model.linear_layers
     tokens = batch * q
     linears = linear_attention_linears(model)
     state = la.state_elements * p.b_kv
     per_token = 4 * la.num_value_heads * la.key_head_dim * la.value_head_dim
     chunk = 2 * la.num_value_heads * LINEAR_CHUNK * (la.key_head_dim + la.value_head_dim)
+    if la.kind == "mamba":  # a selective scan: no chunked matmul form, every token one recurrence step
+        chunk = 0
     flops = tokens * (per_token + (chunk if not isinstance(q, int) or q > 1 else 0))
     recurrence = Cost(flops=n * flops, kv_read_bytes=n * batch * state, kv_write_bytes=n * batch * state,
                       act_bytes=n * tokens * (la.conv_channels + la.num_value_heads * la.value_head_dim) * p.b_a)

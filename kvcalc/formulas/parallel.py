@@ -111,16 +111,17 @@ def group_link_label(hw: HardwareSpec, tp: int) -> str:
 
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None,
                       curve: AllReduceCurve | None = None):
-    """Two all-reduces per layer of tokens * d * b_a bytes each: with a measured curve 2 L * (t0 + 2 (tp-1)/tp *
-    bytes / bus bandwidth); else ring 2 L * 2 (tp-1)/tp * bytes / (link / 2), link the datasheet's bidirectional total."""
+    """One all-reduce of tokens * d * b_a bytes per residual block (two a layer: attention and MLP), n of them: with a
+    measured curve n (t0 + 2 (tp-1)/tp * bytes / bus bandwidth); else ring n * 2 (tp-1)/tp * bytes / (link / 2),
+    link the datasheet's bidirectional total."""
     if tp == 1:
         return 0.0
     per_allreduce = tokens * model.hidden_size * b_a
     if curve is not None:
-        return 2 * model.num_layers * allreduce_curve_seconds(curve, per_allreduce, tp)
+        return model.residual_blocks * allreduce_curve_seconds(curve, per_allreduce, tp)
     if not link_bandwidth_Bps:
         raise KvcalcError("--gpu: tensor parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
-    return 2 * model.num_layers * 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2)
+    return model.residual_blocks * 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2)
 
 
 def check_ep(ep: int, model: ModelSpec, tp: int) -> None:

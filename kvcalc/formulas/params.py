@@ -65,22 +65,44 @@ def dense_mlp_linears(mlp: MlpSpec, d: int) -> list[Linear]:
 
 
 def linear_attention_linears(model: ModelSpec) -> list[Linear]:
-    """Projections of one linear-attention layer. Gated DeltaNet (Qwen3-Next): q, k, v and the output gate z in one
-    d x (2 n_k d_k + 2 n_v d_v), the per-head beta and decay in d x 2 n_v, and the output n_v d_v x d. Plain linear
-    attention: q, k, v and the output."""
+    """Projections of one linear-attention layer (n_k key heads of d_k, n_v value heads of d_v):
+    - Gated DeltaNet (Qwen3-Next): q, k, v and the output gate z in one d x (2 n_k d_k + 2 n_v d_v), the per-head
+      beta and decay in d x 2 n_v, the output n_v d_v x d;
+    - Mamba-2: z, x, B, C and the per-head time step dt in one d x (2 n_v d_v + 2 n_k d_k + n_v), the output;
+    - Mamba (v1, d_i = n_v inner channels, r = dt_rank): x and z in d x 2 d_i, x_proj d_i x (r + 2 d_k) for dt, B
+      and C, dt_proj r x d_i with a bias, the output;
+    - plain linear attention: q, k, v, the output gate d x n_v d_v where there is one (MiniMax), the output."""
     la, d = model.linear_attention, model.hidden_size
     qk, v = la.num_key_heads * la.key_head_dim, la.num_value_heads * la.value_head_dim
+    out = Linear("out", v, d)
     if la.kind == "gated_deltanet":
-        return [Linear("in_qkvz", d, 2 * qk + 2 * v), Linear("in_ba", d, 2 * la.num_value_heads), Linear("out", v, d)]
-    return [Linear("in_qkv", d, 2 * qk + v), Linear("out", v, d)]
+        return [Linear("in_qkvz", d, 2 * qk + 2 * v), Linear("in_ba", d, 2 * la.num_value_heads), out]
+    if la.kind == "mamba2":
+        return [Linear("in_zxbcdt", d, 2 * v + 2 * qk + la.num_value_heads), out]
+    if la.kind == "mamba":
+        return [Linear("in_xz", d, 2 * v), Linear("x_proj", v, la.dt_rank + 2 * la.key_head_dim),
+                Linear("dt_proj", la.dt_rank, v, bias=True), out]
+    gate = [Linear("gate", d, v)] if la.output_gate else []
+    return [Linear("in_qkv", d, 2 * qk + v), *gate, out]
 
 
 def linear_attention_params(model: ModelSpec) -> int:
-    """Parameters of one linear-attention layer: its projections, the depthwise conv (channels x kernel) and, for
-    Gated DeltaNet, a decay and a time-step bias per value head."""
+    """Parameters of one linear-attention layer: its projections, the depthwise conv (channels x kernel, plus a bias
+    for Mamba's), and the per-head scalars: Gated DeltaNet's decay and time-step bias, Mamba-2's A, D and dt bias,
+    Mamba's d_i x d_k A and d_i D. Norms are counted with the norms."""
     la = model.linear_attention
-    extra = la.conv_channels * la.conv_kernel + (2 * la.num_value_heads if la.kind == "gated_deltanet" else 0)
-    return sum(x.params for x in linear_attention_linears(model)) + extra
+    conv = la.conv_channels * (la.conv_kernel + (1 if la.kind in ("mamba", "mamba2") else 0)) if la.conv_kernel else 0
+    scalars = {"gated_deltanet": 2 * la.num_value_heads, "mamba2": 3 * la.num_value_heads,
+               "mamba": la.num_value_heads * (la.key_head_dim + 1), "linear": 0}[la.kind]
+    return sum(x.params for x in linear_attention_linears(model)) + conv + scalars
+
+
+def linear_attention_norm_params(model: ModelSpec) -> int:
+    """Norm weights inside one linear-attention layer: on the output (one head's width, or all n_v d_v channels),
+    and Jamba's norms on dt, B and C."""
+    la = model.linear_attention
+    width = {"head": la.value_head_dim, "full": la.num_value_heads * la.value_head_dim, "none": 0}[la.norm]
+    return width + (la.dt_rank + 2 * la.key_head_dim if la.inner_norms else 0)
 
 
 def expert_params(model: ModelSpec) -> int:
@@ -95,13 +117,16 @@ def shared_experts_params(model: ModelSpec) -> int:
     return moe.num_shared_experts * one
 
 
-def norm_params_per_layer(model: ModelSpec) -> int:
-    """Layer norms of one layer, plus MLA's norms on the query and KV latents and per-head q/k norms."""
+def norm_params(model: ModelSpec) -> int:
+    """All norm weights: norms_per_layer layer norms a layer (one a block with a layer_pattern) and the final norm,
+    d each (2d with a bias); MLA's norms on the query and KV latents and per-head q/k norms in the attention layers;
+    the linear layers' own norms."""
     width = 2 if model.norm_bias else 1
-    attn = model.attention
+    attn, d = model.attention, model.hidden_size
     mla = (attn.kv_lora_rank + (attn.q_lora_rank or 0)) if attn.kind == "mla" else 0
     qk = 2 * attn.qk_head_dim if attn.qk_norm else 0
-    return model.norms_per_layer * model.hidden_size * width + mla + qk
+    linear = model.linear_layers * linear_attention_norm_params(model) if model.linear_attention is not None else 0
+    return (model.num_layers * model.norms_per_layer + 1) * d * width + model.attention_layers * (mla + qk) + linear
 
 
 def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int]:
@@ -109,7 +134,7 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
 
     active=True counts top_k routed experts per MoE layer instead of all of them (what one token uses).
     """
-    d, L, V = model.hidden_size, model.num_layers, model.vocab_size
+    d, V = model.hidden_size, model.vocab_size
     attn = model.attention
     out: dict[str, int] = {"embedding": V * d}
     if model.learned_position_embeddings:
@@ -126,10 +151,7 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
         out["moe/routed"] = n * experts * expert_params(model)
         out["moe/shared"] = n * shared_experts_params(model)
         out["moe/router"] = n * d * (moe.num_experts + (1 if moe.shared_expert_gate else 0))
-    out["norms"] = L * norm_params_per_layer(model) + d * (2 if model.norm_bias else 1)
-    if model.linear_attention is not None:  # linear layers have no q/k norms, but a gated norm over each value head
-        qk = 2 * attn.qk_head_dim if attn.qk_norm else 0
-        out["norms"] += model.linear_layers * (model.linear_attention.value_head_dim - qk)
+    out["norms"] = norm_params(model)
     out["lm_head"] = 0 if model.tie_word_embeddings else V * d
     out["total"] = sum(out.values())
     return out

@@ -49,11 +49,11 @@ def verify_ops(model: ModelSpec, batch, context, k: int, p: Precision) -> list[O
 
 
 def one_layer(model: ModelSpec) -> ModelSpec:
-    """A single decoder layer of the model's own shape (EAGLE's draft, an MTP module), MoE if the model's last
-    layers are."""
-    update: dict = {"num_layers": 1}
+    """A single decoder layer of the model's own shape (EAGLE's draft, an MTP module): softmax attention (as
+    Qwen3-Next's and Nemotron's MTP layers are), MoE if the model's last layers are."""
+    update: dict = {"num_layers": 1, "linear_attention": None, "layer_pattern": None}
     if model.moe is not None:
-        update["moe"] = model.moe.model_copy(update={"first_dense_layers": 0})
+        update["moe"] = model.moe.model_copy(update={"first_dense_layers": 0, "every": 1})
     if model.attention.sliding_window is not None:
         update["attention"] = model.attention.model_copy(update={"sliding_window": None, "global_every": None})
     return model.model_copy(update=update)

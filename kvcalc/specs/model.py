@@ -110,6 +110,8 @@ class MoeSpec(StrictModel):
     )
     first_dense_layers: int = Field(0, ge=0, le=10**7)
     shared_expert_gate: bool = Field(False, description="a d x 1 sigmoid gate on the shared experts (Qwen2-MoE)")
+    every: Count = Field(1, description="every n-th layer past first_dense_layers is MoE, the others dense (Jamba's "
+                         "expert_layer_period: 2)")
 
     @model_validator(mode="after")
     def _check(self) -> MoeSpec:
@@ -122,24 +124,52 @@ class MoeSpec(StrictModel):
         return self.shared_expert_intermediate_size or self.expert_intermediate_size
 
 
-class LinearAttentionSpec(StrictModel):
-    """The linear-attention layers of a hybrid model (Qwen3-Next's Gated DeltaNet; kind "linear" for plain linear
-    attention). Each keeps a fixed-size state per sequence instead of a KV cache that grows with the context: one
-    key_head_dim x value_head_dim matrix per value head, plus the last conv_kernel - 1 inputs of its short causal
-    convolution over q, k and v."""
+LinearKind = Literal["gated_deltanet", "linear", "mamba2", "mamba"]
 
-    kind: Literal["gated_deltanet", "linear"] = "gated_deltanet"
+
+class LinearAttentionSpec(StrictModel):
+    """The fixed-state layers of a hybrid model: Gated DeltaNet (Qwen3-Next), plain linear attention ("linear";
+    MiniMax's lightning attention), Mamba-2 (Nemotron-H, Falcon-H1) and Mamba (Jamba). Each keeps a fixed-size state
+    per sequence instead of a KV cache that grows with the context: one key_head_dim x value_head_dim matrix per
+    value head, plus the last conv_kernel - 1 inputs of its short causal convolution.
+
+    Mamba-2 is linear attention with C as the query, B as the key and x as the value (Dao & Gu 2024, "state space
+    duality"): num_key_heads = n_groups, key_head_dim = d_state, num_value_heads = the SSM heads, value_head_dim =
+    their head dim. Mamba (v1) has one d_state state per inner channel: num_value_heads = d_inner, value_head_dim
+    = 1, key_head_dim = d_state, num_key_heads = 1, and its convolution runs over x only."""
+
+    kind: LinearKind = "gated_deltanet"
     full_every: Count | None = Field(
         None, description="every n-th layer keeps softmax attention (Qwen3-Next: 4); None: every layer is linear")
+    layers: Count | None = Field(None, description="how many layers are linear when no period says it (Jamba: "
+                                 "attention at layer 4 of every 8 from the config's offset)")
+    parallel: bool = Field(False, description="the linear mixer runs beside softmax attention in every layer, their "
+                           "outputs summed (Falcon-H1)")
     num_key_heads: Count
     num_value_heads: Count
     key_head_dim: Count
     value_head_dim: Count
     conv_kernel: int = Field(0, ge=0, le=64, description="width of the short causal convolution (0: none)")
+    output_gate: bool = Field(False, description="a sigmoid gate d -> n_v d_v on the output (MiniMax lightning attention)")
+    norm: Literal["head", "full", "none"] = Field(
+        "head", description="the norm on the mixer's output: one value_head_dim weight shared by the heads (Gated "
+        "DeltaNet), one over all n_v d_v channels (Mamba-2's gated RMSNorm, MiniMax), or none (Mamba)")
+    dt_rank: Count | None = Field(None, description="Mamba (v1): rank of the time-step projection")
+    inner_norms: bool = Field(False, description="Mamba (v1): norms on dt, B and C (Jamba's mamba_inner_layernorms)")
+
+    @model_validator(mode="after")
+    def _check(self) -> LinearAttentionSpec:
+        if (self.kind == "mamba") != (self.dt_rank is not None):
+            raise ValueError("linear_attention.dt_rank is required for kind 'mamba' and only applies to it")
+        if sum(x is not None and x is not False for x in (self.full_every, self.layers, self.parallel or None)) > 1:
+            raise ValueError("linear_attention: give at most one of full_every, layers and parallel")
+        return self
 
     @property
     def conv_channels(self) -> int:
-        return 2 * self.num_key_heads * self.key_head_dim + self.num_value_heads * self.value_head_dim
+        """Channels of the short convolution: q, k and v (B, C and x for Mamba-2); Mamba (v1) convolves x alone."""
+        v = self.num_value_heads * self.value_head_dim
+        return v if self.kind == "mamba" else 2 * self.num_key_heads * self.key_head_dim + v
 
     @property
     def state_elements(self) -> int:
@@ -148,6 +178,7 @@ class LinearAttentionSpec(StrictModel):
                 + max(self.conv_kernel - 1, 0) * self.conv_channels)
 
 
+PATTERN_BLOCKS = ("M", "*", "-", "E")
 QuantClass = Literal["attention", "mlp", "experts", "shared_experts"]
 
 
@@ -186,6 +217,10 @@ class ModelSpec(StrictModel):
     moe: MoeSpec | None = None
     linear_attention: LinearAttentionSpec | None = None
     quantization: QuantizationSpec | None = None
+    layer_pattern: str | None = Field(
+        None, max_length=10**5, description="blocks that each hold one part, in Nemotron-H's hybrid_override_pattern "
+        "alphabet: M a linear_attention mixer, * softmax attention, - the dense MLP, E the MoE; one norm each. None: "
+        "every layer holds attention (or its linear mixer) and an MLP")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -201,7 +236,31 @@ class ModelSpec(StrictModel):
             )
         if self.learned_position_embeddings and self.max_position_embeddings is None:
             raise ValueError("learned_position_embeddings needs max_position_embeddings")
+        la = self.linear_attention
+        if la is not None and la.layers is not None and la.layers > self.num_layers:
+            raise ValueError(f"linear_attention.layers ({la.layers}) exceeds num_layers ({self.num_layers})")
+        if self.layer_pattern is not None:
+            self._check_pattern(self.layer_pattern)
         return self
+
+    def _check_pattern(self, pattern: str) -> None:
+        if len(pattern) != self.num_layers:
+            raise ValueError(f"layer_pattern has {len(pattern)} blocks but num_layers is {self.num_layers}")
+        bad = sorted(set(pattern) - set(PATTERN_BLOCKS))
+        if bad:
+            raise ValueError(f"layer_pattern: unknown block {bad[0]!r}; expected one of {', '.join(PATTERN_BLOCKS)}")
+        if "M" not in pattern and "*" not in pattern:
+            raise ValueError("layer_pattern: no attention (*) or mixer (M) block")
+        if ("M" in pattern) != (self.linear_attention is not None):
+            raise ValueError("layer_pattern: M blocks and a [linear_attention] table go together")
+        if ("E" in pattern) != (self.moe is not None):
+            raise ValueError("layer_pattern: E blocks and a [moe] table go together")
+        if self.moe is not None and self.moe.first_dense_layers:
+            raise ValueError("layer_pattern: give the dense blocks as '-' rather than moe.first_dense_layers")
+        if self.linear_attention is not None and (self.linear_attention.full_every or self.linear_attention.layers
+                                                  or self.linear_attention.parallel):
+            raise ValueError("layer_pattern: the pattern places the M blocks; drop linear_attention.full_every, "
+                             "layers and parallel")
 
     @property
     def quantized_classes(self) -> tuple[str, ...]:
@@ -212,10 +271,17 @@ class ModelSpec(StrictModel):
 
     @property
     def moe_layers(self) -> int:
-        return 0 if self.moe is None else self.num_layers - self.moe.first_dense_layers
+        if self.layer_pattern is not None:
+            return self.layer_pattern.count("E")
+        if self.moe is None:
+            return 0
+        return (self.num_layers - self.moe.first_dense_layers) // self.moe.every
 
     @property
     def dense_layers(self) -> int:
+        """Layers (blocks, with a layer_pattern) with the dense MLP."""
+        if self.layer_pattern is not None:
+            return self.layer_pattern.count("-")
         return self.num_layers - self.moe_layers
 
     @property
@@ -224,12 +290,28 @@ class ModelSpec(StrictModel):
         la = self.linear_attention
         if la is None:
             return 0
-        return self.num_layers if la.full_every is None else self.num_layers - self.num_layers // la.full_every
+        if self.layer_pattern is not None:
+            return self.layer_pattern.count("M")
+        if la.layers is not None:
+            return la.layers
+        if la.parallel or la.full_every is None:
+            return self.num_layers
+        return self.num_layers - self.num_layers // la.full_every
 
     @property
     def attention_layers(self) -> int:
         """Layers with softmax attention and a KV cache (all of them unless the model is hybrid)."""
+        if self.layer_pattern is not None:
+            return self.layer_pattern.count("*")
+        if self.linear_attention is not None and self.linear_attention.parallel:
+            return self.num_layers
         return self.num_layers - self.linear_layers
+
+    @property
+    def residual_blocks(self) -> int:
+        """Sub-blocks whose outputs are summed into the residual stream: one per pattern block, else two a layer
+        (attention and MLP). Each ends in an all-reduce under tensor parallelism."""
+        return self.num_layers if self.layer_pattern is not None else 2 * self.num_layers
 
     @property
     def global_layers(self) -> int:

@@ -78,7 +78,8 @@ def linear_case(linear: Linear, batch: int, p: Precision) -> Case:
 def one_layer(model: ModelSpec) -> ModelSpec:
     """The model cut to one full-attention, dense-MLP layer (what the layer cases build)."""
     attn = model.attention.model_copy(update={"sliding_window": None, "global_every": None})
-    return model.model_copy(update={"num_layers": 1, "moe": None, "attention": attn})
+    return model.model_copy(update={"num_layers": 1, "moe": None, "attention": attn, "linear_attention": None,
+                                    "layer_pattern": None})
 
 
 def layer_ops(model: ModelSpec, batch: int, q: int, context: int, p: Precision) -> list[Op]:
