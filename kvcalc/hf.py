@@ -72,10 +72,8 @@ def _check_heads(c: Config, heads: int, kv_heads: int, heads_key: str, kv_key: s
 def _windows(c: Config, model_type: str, layers: int) -> dict:
     """sliding_window and global_every from the family's fields."""
     if model_type == "llama4_text" and c.int("attention_chunk_size"):
-        # chunked local attention on three layers of four (the fourth global, without RoPE), counted as a window
-        # of one chunk, as vLLM allocates it
-        c.notes.append("chunked local attention counted as a sliding window of attention_chunk_size")
-        return {"sliding_window": c.int("attention_chunk_size"), "global_every": 4}
+        # chunked local attention on three layers of four (the fourth global, without RoPE)
+        return {"sliding_window": c.int("attention_chunk_size"), "global_every": 4, "window_kind": "chunked"}
     window = c.int("sliding_window")
     if window is None:
         return {}
@@ -129,7 +127,9 @@ def _llama_like(c: Config, model_type: str) -> dict:
         experts = c.need("num_local_experts")[0]
         top_k = c.int("num_experts_per_tok") or c.need("experts_per_token")[0]
         spec["mlp"]["bias"] = True
-        spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": spec["mlp"]["intermediate_size"]}
+        spec["attention"]["sinks"] = True  # a learned sink logit per head
+        spec["moe"] = {"num_experts": experts, "top_k": top_k, "router_bias": True,
+                       "expert_intermediate_size": spec["mlp"]["intermediate_size"]}
     elif model_type == "llama4_text":  # routed experts and one shared expert, intermediate_size wide
         experts, top_k, width = c.need("num_local_experts", "num_experts_per_tok", "intermediate_size")
         spec["mlp"]["intermediate_size"] = c.int("intermediate_size_mlp") or width  # the dense layers' MLP

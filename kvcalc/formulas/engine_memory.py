@@ -119,7 +119,8 @@ def vllm_request_bytes(model: ModelSpec, max_model_len: int, max_num_batched_tok
     full = math.ceil(max_model_len / BLOCK_TOKENS) * BLOCK_TOKENS
     out = model.global_layers * full * per_layer_token
     if model.window_layers:
-        held = min(model.attention.sliding_window - 1 + max_num_batched_tokens, max_model_len)
+        w = model.attention.sliding_window  # vLLM's SlidingWindowSpec: W - 1 + T; ChunkedLocalAttentionSpec: C + T
+        held = min(w + max_num_batched_tokens - (1 if model.attention.window_kind == "sliding" else 0), max_model_len)
         out += model.window_layers * math.ceil(held / BLOCK_TOKENS) * BLOCK_TOKENS * per_layer_token
     return out + linear_state_bytes(model, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
 

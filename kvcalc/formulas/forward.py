@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from kvcalc.formulas._array import clip
+from kvcalc.formulas._array import clip, where
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.kv import cached_tokens, indexer_bytes_per_token_per_layer, kv_bytes_per_token_per_layer
 from kvcalc.formulas.params import (
@@ -80,6 +80,27 @@ def attended_positions(q, context, window: int | None):
     return n1 * context + n1 * (n1 + 1) / 2 + (q - n1) * window
 
 
+def chunked_positions(q, context, chunk: int, *, decode: bool):
+    """Keys attended by q new tokens at positions S..S+q-1 under chunked local attention (each attends to the earlier
+    tokens of its own chunk of C, itself included): F(S + q) - F(S), F(n) = floor(n/C) C(C+1)/2 + r(r+1)/2 with
+    r = n mod C. A decode step past the first chunk takes the mean over a chunk, q (C + 1)/2: decoding sweeps every
+    position of a chunk, and a context's exact phase in its chunk is not what a plan asks about."""
+    def swept(n):
+        full = n // chunk
+        r = n - full * chunk
+        return full * chunk * (chunk + 1) / 2 + r * (r + 1) / 2
+
+    exact = swept(context + q) - swept(context)
+    return where(context >= chunk, q * (chunk + 1) / 2, exact) if decode else exact
+
+
+def chunked_cached(context, chunk: int, *, decode: bool):
+    """Cached tokens a chunked layer reads at context S: those of the current chunk, S mod C (decode past the first
+    chunk: the mean, (C - 1)/2)."""
+    exact = context - (context // chunk) * chunk
+    return where(context >= chunk, (chunk - 1) / 2, exact) if decode else exact
+
+
 def attention_core_cost(model: ModelSpec, batch, q, context, window, absorbed: bool, p: Precision) -> Cost:
     """Scores, softmax and weighted sum for one layer, with the KV cache read and written.
 
@@ -98,9 +119,14 @@ def attention_core_cost(model: ModelSpec, batch, q, context, window, absorbed: b
         fresh_kv = kernel_kv_heads * (d_qk + d_v)
     per_token_layer = kv_bytes_per_token_per_layer(attn, p.b_kv)
     if attn.sparse_top_k is None:
+        if window is not None and attn.window_kind == "chunked":
+            positions = chunked_positions(q, context, window, decode=absorbed)
+            cached = chunked_cached(context, window, decode=absorbed)
+        else:
+            positions, cached = attended_positions(q, context, window), cached_tokens(context, window)
         return Cost(
-            flops=2 * h * (d_qk + d_v) * attended_positions(q, context, window) * batch,
-            kv_read_bytes=batch * cached_tokens(context, window) * per_token_layer,
+            flops=2 * h * (d_qk + d_v) * positions * batch,
+            kv_read_bytes=batch * cached * per_token_layer,
             kv_write_bytes=batch * q * per_token_layer,
             act_bytes=batch * q * (h * (d_qk + d_v) + fresh_kv) * p.b_a,
         )

@@ -142,6 +142,8 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
     La = model.attention_layers
     out["attention/qkv"] = La * sum(x.params for x in attention_in_linears(attn, d))
     out["attention/o"] = La * attention_out_linear(attn, d).params
+    if attn.sinks:
+        out["attention/sinks"] = La * attn.num_heads
     if model.linear_attention is not None:
         out["linear_attention"] = model.linear_layers * linear_attention_params(model)
     out["mlp"] = model.dense_layers * sum(x.params for x in dense_mlp_linears(model.mlp, d))
@@ -150,7 +152,8 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
         experts = moe.top_k if active else moe.num_experts
         out["moe/routed"] = n * experts * expert_params(model)
         out["moe/shared"] = n * shared_experts_params(model)
-        out["moe/router"] = n * d * (moe.num_experts + (1 if moe.shared_expert_gate else 0))
+        out["moe/router"] = n * (d + (1 if moe.router_bias else 0)) * moe.num_experts + (
+            n * d if moe.shared_expert_gate else 0)
     out["norms"] = norm_params(model)
     out["lm_head"] = 0 if model.tie_word_embeddings else V * d
     out["total"] = sum(out.values())
@@ -167,7 +170,7 @@ def active_params(model: ModelSpec) -> int:
 
 
 UNQUANTISED_BYTES = 2.0  # what quantised checkpoints keep their embeddings, lm_head, norms and routers in (bf16)
-UNQUANTISED = ("embedding", "position_embedding", "lm_head", "norms", "moe/router")
+UNQUANTISED = ("embedding", "position_embedding", "lm_head", "norms", "moe/router", "attention/sinks")
 # params_breakdown keys of each layer class a checkpoint may leave unquantised (quantization.quantized)
 CLASS_PARTS = {"attention": ("attention/qkv", "attention/o", "linear_attention"), "mlp": ("mlp",), "experts": ("moe/routed",),
                "shared_experts": ("moe/shared",)}

@@ -44,6 +44,11 @@ class AttentionSpec(StrictModel):
     global_every: Count | None = Field(
         None, description="with sliding_window: every n-th layer attends globally (gemma-2: 2); None: all layers slide"
     )
+    window_kind: Literal["sliding", "chunked"] = Field(
+        "sliding", description="how the windowed layers attend: to the last sliding_window tokens, or (chunked local "
+        "attention, Llama 4) to the tokens of their own sliding_window-token chunk")
+    sinks: bool = Field(False, description="a learned sink logit per head in every softmax (gpt-oss): h parameters "
+                        "a layer, no cache")
 
     @model_validator(mode="after")
     def _check_shape(self) -> AttentionSpec:
@@ -71,6 +76,8 @@ class AttentionSpec(StrictModel):
             raise ValueError(f"attention.kind {self.kind!r} does not match num_heads {h} and num_kv_heads {g}")
         if self.global_every is not None and self.sliding_window is None:
             raise ValueError("attention.global_every needs attention.sliding_window")
+        if self.window_kind != "sliding" and self.sliding_window is None:
+            raise ValueError("attention.window_kind 'chunked' needs attention.sliding_window (the chunk size)")
         return self
 
     # Derived sizes, named as in DESIGN.md's notation.
@@ -109,6 +116,7 @@ class MoeSpec(StrictModel):
         None, description="width of each shared expert; defaults to expert_intermediate_size"
     )
     first_dense_layers: int = Field(0, ge=0, le=10**7)
+    router_bias: bool = Field(False, description="the router has a bias per expert (gpt-oss)")
     shared_expert_gate: bool = Field(False, description="a d x 1 sigmoid gate on the shared experts (Qwen2-MoE)")
     every: Count = Field(1, description="every n-th layer past first_dense_layers is MoE, the others dense (Jamba's "
                          "expert_layer_period: 2)")
