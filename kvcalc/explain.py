@@ -12,6 +12,7 @@ from kvcalc.estimator import Estimate, Phase
 from kvcalc.formulas.kernel_time import efficiency
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.specs.profile import EngineProfile
+from kvcalc.dtypes import bytes_per_element
 from kvcalc.formulas.kv import linear_state_bytes
 from kvcalc.units import fmt_bytes, fmt_count, fmt_flops, fmt_ms
 
@@ -103,15 +104,16 @@ def _phase_lines(name: str, ph: Phase, hw: HardwareSpec, tokens: tuple[str, str]
 
 def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
     w, mem = e.weights, e.memory
-    b_w = w.bytes / w.params
     lines = _kv_lines(e, model)
-    kept = sum(w.breakdown.get(k, 0) for k in ("embedding", "position_embedding", "lm_head", "norms", "moe/router"))
-    if abs(w.bytes - w.params * b_w) < 1 or b_w >= 2:
+    b_w = bytes_per_element(e.inputs.weight_dtype)
+    if b_w >= 2 or abs(w.bytes - w.params * b_w) < 1:
         lines.append(Step("Weights", "params * b_w", f"{fmt_count(w.params)} * {b_w:g} B", fmt_bytes(w.bytes)))
-    else:  # quantised: embeddings, lm_head, norms and routers stay bf16
-        b_q = (w.bytes - kept * 2) / (w.params - kept)
-        lines.append(Step("Weights", "(params - kept) * b_w + kept * 2 B  (kept: embeddings, lm_head, norms, routers)",
-                          f"{fmt_count(w.params - kept)} * {b_q:.4g} B + {fmt_count(kept)} * 2 B", fmt_bytes(w.bytes)))
+    else:  # quantised: what the checkpoint keeps in bf16 follows from the bytes
+        kept = (w.params * b_w - w.bytes) / (b_w - 2)
+        lines.append(Step(
+            "Weights", f"quantised params * b_w ({e.inputs.weight_dtype}, scales included) + kept * 2 B  (kept in "
+            "bf16: embeddings, lm_head, norms, routers, layer classes the checkpoint leaves unquantised)",
+            f"{fmt_count(w.params - kept)} * {b_w:.6g} B + {fmt_count(kept)} * 2 B", fmt_bytes(w.bytes)))
     lines.append(Step("Memory required", "weights + KV cache at max(S, P) + activations of one prefill chunk",
                       f"{fmt_bytes(mem.weights_bytes)} + {fmt_bytes(mem.kv_cache_bytes)} + {fmt_bytes(mem.activations_bytes)}",
                       fmt_bytes(mem.required_bytes)))

@@ -114,3 +114,32 @@ def test_gpt_oss_and_llama4_config_json_read_as_the_bundled_specs():
     assert imported.quantization is None
     oss = ModelSpec.model_validate(config_to_spec_dict(gpt_oss, name="x", source="config.json")[0])
     assert oss.quantization.weight_format == "mxfp4" and oss.quantization.quantized == ["mlp", "experts", "shared_experts"]
+
+
+# Llama-3.1-8B-Instruct's config.json, with each quantised checkpoint's quantization_config as published
+LLAMA_31_8B = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+               "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+               "max_position_embeddings": 131072, "tie_word_embeddings": False}
+
+
+@pytest.mark.parametrize("repo, qc, published_GB, rel", [
+    # hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4 (files 4.68 GB + 1.05 GB)
+    ("AWQ", {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}, 5.73, 2e-3),
+    # hugging-quants/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4 (4.97 GB + 764 MB). GPTQ also stores g_idx, 4 bytes per
+    # input row of every linear layer (5.0 MB here), which kvcalc does not count.
+    ("GPTQ", {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": True, "sym": True}, 5.734, 2e-3),
+    # neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8 (5 GB + 4.08 GB): compressed-tensors fp8 per-tensor, lm_head ignored
+    ("FP8", {"quant_method": "compressed-tensors", "ignore": ["lm_head"], "config_groups": {"group_0": {
+        "targets": ["Linear"], "weights": {"type": "float", "num_bits": 8, "strategy": "tensor"},
+        "input_activations": {"type": "float", "num_bits": 8, "strategy": "tensor"}}}}, 9.08, 2e-3),
+])
+def test_quantised_checkpoints_weigh_what_their_published_files_do(repo, qc, published_GB, rel):
+    """The safetensors files' sizes on each repo's Hugging Face file listing (decimal GB), against kvcalc's weights as
+    loaded: int4 with a 16-bit scale and a 4-bit zero point per group of 128, or 1-byte fp8; the embedding, lm_head
+    and norms in 16 bit."""
+    from kvcalc.hf import config_to_spec_dict
+    from kvcalc.specs.model import ModelSpec
+
+    fields, _ = config_to_spec_dict({**LLAMA_31_8B, "quantization_config": qc}, name=repo, source="config.json")
+    m = ModelSpec.model_validate(fields)
+    assert weight_bytes(m, bytes_per_element(m.quantization.weight_format)) / 1e9 == pytest.approx(published_GB, rel=rel)
