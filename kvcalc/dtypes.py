@@ -31,8 +31,9 @@ BYTES_PER_ELEMENT: dict[str, float] = {
     "mxfp4": 0.5 + 1.0 / 32,
 }
 WEIGHT_DTYPES = tuple(BYTES_PER_ELEMENT)
-# KV caches: 16-bit, fp8 (e4m3, per-tensor scale), int8 (per-token-head scale not counted), int4 with its g128
-# scales, and nvfp4 (as NVIDIA's fp4 KV cache stores it).
+# KV caches: 16-bit; fp8 (e4m3; per-tensor or per-head scales are a few floats a layer, not per token: not counted);
+# int8 (TensorRT-LLM's, one per-tensor scale); int4 with a bf16 scale per 128; nvfp4 (an fp8 scale per 16, as
+# NVIDIA's fp4 KV cache stores it).
 KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "nvfp4")
 FP4_FORMATS = ("nvfp4", "mxfp4")
 WEIGHT_ONLY = ("int4", "int4-g32", "int4-g64", "int4-g128", "int8-wo")
