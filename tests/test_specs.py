@@ -20,7 +20,7 @@ REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
 }
-INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd"}  # beyond the reference table
+INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210"}  # beyond the reference table
 
 
 def test_every_reference_model_and_gpu_is_bundled_with_sources():
@@ -151,3 +151,13 @@ def test_gb200_nvlink_domain_is_the_rack_and_mi250x_gcd_is_half_the_package():
     pkg, gcd = load_gpu("mi250x"), load_gpu("mi250x-gcd")
     assert gcd.memory_GiB * 2 == pkg.memory_GiB and gcd.memory_bandwidth_GBps * 2 == pkg.memory_bandwidth_GBps
     assert gcd.peak_tflops.bf16 * 2 == pkg.peak_tflops.bf16 == 383.0
+
+
+def test_mi210_holds_anandtechs_table_figures():
+    """AnandTech's MI200 table: MI210 181 TFLOPS fp16 matrix, 181 TOPS int8, 64 GB at 1.6 TB/s; one GCD of 104 CUs
+    against the MI250X's two of 110, so below half the package's fp16 (383.0 / 2 x 104 / 110 = 181.05)."""
+    mi210, gcd = load_gpu("mi210"), load_gpu("mi250x-gcd")
+    assert (mi210.memory_GiB, mi210.memory_bandwidth_GBps, mi210.peak_tflops.bf16, mi210.peak_tflops.int8) == (
+        64, 1600, 181, 181)
+    assert mi210.peak_tflops.fp16 == pytest.approx(gcd.peak_tflops.fp16 * 104 / 110, abs=0.1)
+    assert mi210.peak_tflops.fp8 is None
