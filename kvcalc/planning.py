@@ -184,6 +184,50 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     }
 
 
+def trtllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
+                  max_num_tokens: int | None = None, pp: int = 1) -> dict:
+    """The KV cache TensorRT-LLM would allocate per GPU (memory_utilization as free_gpu_memory_fraction), by
+    formulas/engine_memory.py's rule."""
+    t = max_num_tokens or em.TRTLLM_MAX_NUM_TOKENS
+    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp)
+    activations = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp)
+    non_torch = em.vllm_non_torch_bytes(tp, "nvlink" in (hw.interconnect or "").lower())
+    kv = em.trtllm_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, activations, non_torch)
+    per_request = kv_bytes_per_sequence(spec, math.ceil(context / em.TRTLLM_BLOCK_TOKENS) * em.TRTLLM_BLOCK_TOKENS,
+                                        p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
+    return {
+        "engine": "trtllm",
+        "visible_memory_bytes": hw.visible_memory_bytes,
+        "visible_memory_source": ("visible_memory_GiB (what torch.cuda.mem_get_info reports)" if hw.visible_memory_GiB
+                                  else "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure"),
+        "requested_bytes": memory_utilization * (hw.visible_memory_bytes - weights - activations - non_torch),
+        "weights_bytes_per_gpu": weights,
+        "profile_peak_bytes": activations,
+        "non_torch_bytes": non_torch,
+        "available_kv_bytes": kv,
+        "kv_tokens": em.trtllm_kv_tokens(spec, kv, p.b_kv, tp, pp),
+        "max_concurrency": max(kv, 0.0) / per_request,
+        "max_model_len": context,
+        "max_num_batched_tokens": t,
+    }
+
+
+ENGINE_MEMORY_RULES = ("vllm", "sglang", "trtllm")
+
+
+def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memory_utilization: float,
+                       max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
+                       pp: int = 1) -> dict:
+    """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print."""
+    if engine == "sglang":
+        return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp)
+    if engine == "trtllm":
+        return trtllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
+                             max_num_tokens=max_num_batched_tokens, pp=pp)
+    return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
+                       max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp)
+
+
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
              target_tokens_per_s: float | None = None, price_per_gpu_hour: float | None = None,
              weight_dtype: str = "auto", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
@@ -202,8 +246,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     for flag, value in (("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):
         if value is not None:
             check_int(flag, value, 1, MAX_TOKENS)
-            if engine != "vllm":
-                raise KvcalcError(f"{flag}: only vLLM's memory rule uses it; add --engine vllm")
+            if engine != "vllm" and not (engine == "trtllm" and flag == "--max-num-batched-tokens"):
+                raise KvcalcError(f"{flag}: only vLLM's memory rule (and TensorRT-LLM's, for the batched tokens) "
+                                  "uses it; add --engine vllm")
     check_dtypes(weight_dtype, kv_dtype)
     if batch is not None:
         check_int("--batch", batch, 1, MAX_BATCH)
@@ -216,7 +261,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     check_pp(pp, spec)
     check_ep(ep, spec, gpus or 1)
-    engine_rule = engine in ("vllm", "sglang")  # an engine whose memory budget kvcalc models
+    engine_rule = engine in ENGINE_MEMORY_RULES  # an engine whose memory budget kvcalc models
     if ep > 1 and (pp > 1 or engine_rule):
         raise KvcalcError(f"--ep: not with --pp or --engine {engine}'s memory rule yet")
     notes: list[str] = []
@@ -231,10 +276,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     heads = spec.attention.num_heads
 
     def engine_memory(tp):
-        if engine == "sglang":
-            return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp)
-        return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
-                           max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp)
+        return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
+                                  max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp)
 
     def fits_one_sequence(tp):
         if engine_rule:
@@ -307,6 +350,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         "assumptions": {
             "memory_rule": ("SGLang's: visible memory x mem_fraction_static - weights - non-torch buffers "
                             "(formulas/engine_memory.py)" if vllm and vllm["engine"] == "sglang" else
+                            "TensorRT-LLM's: free_gpu_memory_fraction x (visible memory - weights - activations of "
+                            "max_num_tokens - non-torch buffers) (formulas/engine_memory.py)"
+                            if vllm and vllm["engine"] == "trtllm" else
                             "vLLM's: visible memory x utilisation - weights - profiling peak - non-torch buffers "
                             "(formulas/engine_memory.py)" if vllm else
                             "kvcalc's: datasheet memory x utilisation - weights - one prefill chunk's activations"),

@@ -42,6 +42,7 @@ from kvcalc.formulas.parallel import (
 from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.roofline import step_time
 from kvcalc.formulas.workload import cost_per_million_tokens, steady_state, transfer_seconds
+from kvcalc.planning import ENGINE_MEMORY_RULES, engine_memory_rule
 from kvcalc.units import fmt_bytes
 
 DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batched_tokens on an H100)
@@ -176,10 +177,19 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                               profile=profile) if speculate else None)
     stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)
 
-    # The KV pool of one replica (kvcalc's memory rule, as capacity) and how many full-length requests it holds.
-    activations = activation_workspace_bytes(spec, 1, step_tokens, p.b_a)
-    budget = kv_budget_bytes(hw.memory_bytes * memory_utilization, weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp,
-                             activations, tp)
+    # The KV pool of one replica and how many full-length requests it holds: as the engine sizes it where kvcalc
+    # models its rule (vLLM, SGLang, TensorRT-LLM; the step budget as its max_num_batched_tokens), else kvcalc's own
+    # rule, as capacity.
+    full_length = input_len + output_len
+    memory_rule = profile.engine if profile is not None and profile.engine in ENGINE_MEMORY_RULES and ep == 1 else None
+    if memory_rule is not None:
+        budget = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
+                                    memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens,
+                                    pp=pp)["available_kv_bytes"]
+    else:
+        activations = activation_workspace_bytes(spec, 1, step_tokens, p.b_a)
+        budget = kv_budget_bytes(hw.memory_bytes * memory_utilization,
+                                 weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp, activations, tp)
     if timer is not None:  # the draft's weights share the GPUs (its KV is not counted)
         from kvcalc.formulas.speculative import draft_params
 
@@ -190,7 +200,6 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     def request_bytes(tokens):  # one request's cache and state per GPU at `tokens` tokens
         return kv_bytes_per_sequence(spec, tokens, p.b_kv) * shard
 
-    full_length = input_len + output_len
     max_concurrency = max_sequences(spec, full_length, pool, p.b_kv, tp, pp)
     if max_concurrency < 1:
         raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold "
@@ -276,7 +285,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
             "prefill_tokens_per_step": r["prefill_tokens_per_step"],
             "step_ms": r["step_s"] * 1e3,
             "kv_transfer_ms": r.get("kv_transfer_s", 0.0) * 1e3 if disaggregate else None,
-            "memory_rule": "kvcalc's (formulas/memory.py), one step's activations reserved",
+            "memory_rule": (f"{memory_rule}'s (formulas/engine_memory.py), --memory-utilization as its fraction and "
+                            f"--step-tokens as its batched-token limit" if memory_rule else
+                            "kvcalc's (formulas/memory.py), one step's activations reserved"),
             "time_model": f"{name} {version} measured kernel curves" if version else "datasheet efficiencies (roofline)",
         },
     }

@@ -92,7 +92,8 @@ def capacity_cli(
     weight_dtype: WeightDtype = "auto", kv_dtype: KvDtype = "bf16",
     format: FormatOpt = Format.table, engine: Engine = "auto",
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(
-        help="with --engine vllm: vLLM's max_num_batched_tokens [default: vllm serve's for the GPU]")] = None,
+        help="with --engine vllm: vLLM's max_num_batched_tokens [default: vllm serve's for the GPU]; with --engine "
+        "trtllm: its max_num_tokens [default: 8192]")] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option(
         help="with --engine vllm: vLLM's max_num_seqs [default: vllm serve's for the GPU]")] = None,
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
@@ -102,7 +103,8 @@ def capacity_cli(
     """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment.
 
     With --engine vllm, memory is budgeted as vLLM does it and the KV tokens and maximum concurrency are the ones
-    vLLM prints at start-up for max_model_len = --context."""
+    vLLM prints at start-up for max_model_len = --context; --engine sglang and --engine trtllm budget it as those
+    engines do (--memory-utilization as mem_fraction_static, or as free_gpu_memory_fraction)."""
     from kvcalc.planning import capacity, gpu_count
 
     plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
@@ -151,6 +153,13 @@ def capacity_cli(
         t.add_row("vLLM: Available KV cache memory", fmt_bytes(em["available_kv_bytes"]))
         t.add_row("vLLM: GPU KV cache size", f"{em['kv_tokens']:,} tokens")
         t.add_row("vLLM: Maximum concurrency", f"{em['max_concurrency']:.2f}x for {context:,} tokens per request")
+    elif em and em["engine"] == "trtllm":
+        t.add_row("TensorRT-LLM: free after loading", f"{fmt_bytes(em['visible_memory_bytes'])} visible - weights "
+                  f"{fmt_bytes(em['weights_bytes_per_gpu'])} - activations {fmt_bytes(em['profile_peak_bytes'])} "
+                  f"({em['max_num_batched_tokens']:,} tokens) - non-torch {fmt_bytes(em['non_torch_bytes'])}")
+        t.add_row("TensorRT-LLM: Allocated for max tokens in paged KV cache",
+                  f"{fmt_bytes(em['available_kv_bytes'])} ({memory_utilization:.2f} of it: free_gpu_memory_fraction), "
+                  f"{em['kv_tokens']:,} tokens")
     elif em:
         t.add_row("SGLang: static memory", f"{fmt_bytes(em['visible_memory_bytes'])} visible x "
                   f"{memory_utilization:.2f} (mem_fraction_static) = {fmt_bytes(em['requested_bytes'])}")

@@ -31,6 +31,15 @@ Concurrency available / KV bytes one request of L tokens holds: global layers ho
 Defaults for `vllm serve` (vllm/engine/arg_utils.py, get_batch_defaults): a GPU showing >= 70 GiB that is not an
 A100 gets max_num_batched_tokens 8192 and max_num_seqs 1024; others 2048 and 256.
 
+TensorRT-LLM gives the KV cache free_gpu_memory_fraction (0.9 by default) of the memory still free once the model
+and its runtime are loaded (TensorRT-LLM docs, "How to Change KV Cache Behavior"; it logs "Memory usage when
+calculating max tokens in paged kv cache: total ..., available ..." and "Allocated X GiB for max tokens in paged KV
+cache (N)"):
+    KV = fraction x (visible - weights / tp - activations - non-torch buffers)
+with the activations of a forward pass of max_num_tokens (8192 by default; the engine sizes its activation memory
+for it at build time) taken as vLLM's forward term, the same communication buffers, and whole blocks of 32 tokens
+(its default tokens_per_block).
+
 SGLang (ModelRunner.profile_max_num_token) instead keeps (1 - mem_fraction_static) of the memory free at start
 for activations and CUDA graphs and gives the KV pool what is left after loading:
     KV = free after loading - total x (1 - mem_fraction_static)
@@ -53,6 +62,8 @@ NON_TORCH_TP1 = 0.16 * GiB  # PR #12126, H100, TP 1
 NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB)
 NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
 LARGE_GPU_GIB = 70  # get_batch_defaults' threshold for the larger defaults
+TRTLLM_BLOCK_TOKENS = 32  # TensorRT-LLM's default tokens_per_block
+TRTLLM_MAX_NUM_TOKENS = 8192  # TensorRT-LLM's default max_num_tokens
 
 
 def vllm_default_batching(visible_GiB: float, gpu_name: str) -> tuple[int, int]:
@@ -150,3 +161,17 @@ def sglang_kv_tokens(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int =
     if pool_bytes <= 0 or model.attention_layers == 0:
         return 0
     return math.floor(pool_bytes / (kv_page_bytes(model, b_kv, tp, pp) / BLOCK_TOKENS))
+
+
+def trtllm_kv_bytes(visible_bytes: float, free_fraction: float, weights_per_gpu: float, activations: float,
+                    non_torch: float) -> float:
+    """TensorRT-LLM's KV cache per GPU: its fraction of what is free after loading [B] (negative: nothing is)."""
+    return free_fraction * (visible_bytes - weights_per_gpu - activations - non_torch)
+
+
+def trtllm_kv_tokens(model: ModelSpec, kv_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
+    """'Allocated X GiB for max tokens in paged KV cache (N)': whole blocks of 32 tokens (0 without attention)."""
+    if kv_bytes <= 0 or model.attention_layers == 0:
+        return 0
+    block = kv_page_bytes(model, b_kv, tp, pp) / BLOCK_TOKENS * TRTLLM_BLOCK_TOKENS
+    return math.floor(kv_bytes / block) * TRTLLM_BLOCK_TOKENS

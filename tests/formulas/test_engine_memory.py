@@ -143,3 +143,30 @@ def test_sglang_pool_against_its_log():
     assert sg["kv_tokens"] == pytest.approx(367404, rel=0.03)
     # a token of this model on one of 4 GPUs: 94 layers x 1 KV head x 128 x (K, V) x 2 B
     assert sg["kv_tokens"] == math.floor(sg["available_kv_bytes"] / (94 * 128 * 2 * 2))
+
+
+def test_trtllm_kv_cache_against_its_log():
+    """TensorRT-LLM issue #1400: Llama-2-7B SmoothQuant (int8 weights, fp16 KV) on an A100 80GB, max_num_tokens 4096,
+    the default free_gpu_memory_fraction 0.9, logged 'Allocate 69524783104 bytes for k/v cache' and 'Using 132608
+    tokens in paged KV cache' (512 KiB a token). The log does not print the device total; torch reports 79.15 GiB on
+    an A100 80GB ('79.15 GiB total capacity' in its out-of-memory messages). Nothing here is fitted."""
+    m = load_model("llama-2-7b")
+    from kvcalc.formulas.params import weight_bytes
+
+    weights = weight_bytes(m, 1.0)
+    assert weights / em.GiB == pytest.approx(6683 / 1024, abs=0.02)  # the log's engine: GPU 6683 MiB
+    kv = em.trtllm_kv_bytes(79.15 * em.GiB, 0.9, weights, em.vllm_forward_peak_bytes(m, 4096, 2.0),
+                            em.vllm_non_torch_bytes(1, False))
+    assert kv == pytest.approx(69_524_783_104, rel=0.005)
+    tokens = em.trtllm_kv_tokens(m, kv, 2.0)
+    assert tokens % 32 == 0 and tokens == pytest.approx(132_608, rel=0.005)
+
+
+def test_capacity_engine_trtllm_reports_its_pool():
+    plan = capacity("llama-3.1-8b", "h100", context=8192, engine="trtllm")
+    em_ = plan["engine_memory"]
+    assert em_["engine"] == "trtllm" and em_["max_num_batched_tokens"] == 8192
+    free = 79.22 * em.GiB - em_["weights_bytes_per_gpu"] - em_["profile_peak_bytes"] - em_["non_torch_bytes"]
+    assert em_["available_kv_bytes"] == pytest.approx(0.9 * free)
+    assert em_["kv_tokens"] == math.floor(em_["available_kv_bytes"] / (32 * 131072)) * 32  # 128 KiB a token
+    assert plan["max_sequences_at_context"] == math.floor(em_["available_kv_bytes"] / (8192 * 131072))
