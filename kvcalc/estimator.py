@@ -122,7 +122,8 @@ class Speculative(BaseModel):
 
     method: str
     draft_model: str | None
-    k: int  # tokens drafted per verify step
+    k: int  # tokens drafted per verify step (a tree's depth)
+    verify_tokens: int  # tokens the verify pass runs per sequence: k + 1, or a tree's nodes
     alpha: float | None  # per-token acceptance; None when accepted_tokens_per_step was given
     tokens_per_step: float  # expected tokens each sequence gains per verify step
     verify_ms: float
@@ -389,7 +390,8 @@ class SpeculativeTimer:
 
         sp, spec, p = self.sp, self.spec, self.p
         plain, _ = self._seconds(decode_ops(spec, batch, context, p), spec, batch)
-        verify, ops = self._seconds(verify_ops(spec, batch, context, sp.k, p), spec, batch * (sp.k + 1))
+        verify, ops = self._seconds(verify_ops(spec, batch, context, sp.verify_tokens, p), spec,
+                                    batch * sp.verify_tokens)
         drafting = self.draft_seconds(batch, context)
         return plain, verify, drafting, time_per_token(verify, drafting, sp.tokens_per_step()), ops
 
@@ -417,7 +419,8 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
     bytes_ = sum(o.cost.bytes for o in ops)
     kv_layer = kv_bytes_per_token_per_layer((draft or spec).attention, p.b_kv)
     return Speculative(
-        method=sp.method, draft_model=draft.name if draft else None, k=sp.k, alpha=sp.alpha,
+        method=sp.method, draft_model=draft.name if draft else None, k=sp.k, verify_tokens=sp.verify_tokens,
+        alpha=sp.alpha,
         tokens_per_step=sp.tokens_per_step(), verify_ms=verify * 1e3, draft_ms=drafting * 1e3,
         ms_per_token=per_token * 1e3, tokens_per_s=batch / per_token, speedup=plain / per_token,
         verify_arithmetic_intensity=intensity(flops, bytes_), breakeven_batch=timer.breakeven_batch(context),

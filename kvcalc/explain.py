@@ -138,13 +138,13 @@ def _speculative_lines(e: Estimate) -> list[Step]:
         tokens = Step("Tokens per verify step", "the accepted length given (a tree's tau)", "", f"{s.tokens_per_step:.3f}")
     return [
         tokens,
-        Step(f"Speculative step, {what}", "verify (B x (k+1) tokens) + draft",
+        Step(f"Speculative step, {what}", "verify (B x (k+1) tokens, or a tree's nodes) + draft",
              f"{s.verify_ms:.3f} ms + {s.draft_ms:.3f} ms", f"{s.verify_ms + s.draft_ms:.3f} ms"),
         Step("Time per token", "(verify + draft) / tokens per step",
              f"{s.verify_ms + s.draft_ms:.3f} ms / {s.tokens_per_step:.3f}", fmt_ms(s.ms_per_token)),
         Step("Speed-up", "plain decode step / time per token", f"{e.decode.ms:.3f} ms / {s.ms_per_token:.3f} ms",
              f"{s.speedup:.2f}x" + (f"; 1x or less from batch {s.breakeven_batch}" if s.breakeven_batch else
                                     "; still above 1x at batch 4096")),
-        Step("Verify intensity", "FLOPs / bytes of the verify pass", f"batch {i.batch}, k + 1 = {s.k + 1}",
+        Step("Verify intensity", "FLOPs / bytes of the verify pass", f"batch {i.batch}, {s.verify_tokens} tokens a sequence",
              f"{s.verify_arithmetic_intensity:,.1f} FLOP/B (plain decode {e.decode.arithmetic_intensity:,.1f})"),
     ]

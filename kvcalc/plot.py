@@ -35,7 +35,7 @@ def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, 
     if speculate:
         from kvcalc.speculation import parse
 
-        k = parse(speculate).k
+        k = parse(speculate).verify_tokens
     for variant in attn:
         spec = rewrite_attention(base, variant)
         for b in batch:

@@ -56,8 +56,8 @@ class _Stepper:
 
     def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1, ep=1, speculative=None):
         self.spec, self.hw, self.p, self.tp, self.pp, self.ep, self.profile = spec, hw, p, tp, pp, ep, profile
-        self.speculative = speculative  # a SpeculativeTimer: each decode is a verify step of k + 1 tokens
-        self.decode_q = speculative.sp.k + 1 if speculative else 1
+        self.speculative = speculative  # a SpeculativeTimer: each decode is a verify step of k + 1 (or tree) tokens
+        self.decode_q = speculative.sp.verify_tokens if speculative else 1
         self.ep_link = group_link_bandwidth(hw, ep) if ep > tp else None
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None

@@ -9,6 +9,9 @@
                                 the middle of the 85-90 % acceptance of the second token in the DeepSeek-V3 report
                                 (section 5.4.3)
     accepted=TAU                a tree's measured mean accepted tokens per verify step, replacing the i.i.d. formula
+    tree=N                      a tree of candidates (Medusa, EAGLE): the verify pass runs N tokens a sequence (the
+                                tree's nodes with its root) instead of k + 1; k stays its depth. Give accepted= with
+                                it: a tree's acceptance is measured, not i.i.d.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from kvcalc.formulas.speculative import METHODS, expected_tokens
 DEFAULT_ALPHA = {"eagle": 0.8, "medusa": 0.6, "mtp": 0.875}
 DEFAULT_K = {"draft": 4, "eagle": 4, "medusa": 4, "mtp": 1}
 MAX_K = 64
+MAX_TREE = 1024  # candidate tokens a tree verifies per sequence (Medusa's and EAGLE's trees hold 26 to 64)
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,12 @@ class Speculation:
     alpha: float | None
     accepted: float | None
     draft: str | None = None
+    tree: int | None = None
+
+    @property
+    def verify_tokens(self) -> int:
+        """Tokens the verify pass runs per sequence: the tree's nodes, or the k drafts and the last accepted token."""
+        return self.tree if self.tree is not None else self.k + 1
 
     def tokens_per_step(self) -> float:
         return self.accepted if self.accepted is not None else expected_tokens(self.alpha, self.k)
@@ -63,7 +73,7 @@ def parse(text: str) -> Speculation:
         k = _number(head, value, 1, MAX_K, integer=True)
     elif value:
         raise KvcalcError(f"--speculate: {head} takes no value; use {head},k=N")
-    alpha = accepted = None
+    alpha = accepted = tree = None
     for item in items[1:]:
         key, _, value = item.partition("=")
         if key == "k":
@@ -72,8 +82,15 @@ def parse(text: str) -> Speculation:
             alpha = _number("alpha", value, 0, 1)
         elif key == "accepted":
             accepted = _number("accepted", value, 1, MAX_K + 1)
+        elif key == "tree":
+            tree = _number("tree", value, 2, MAX_TREE, integer=True)
         else:
-            raise KvcalcError(f"--speculate: unknown setting {key!r}; expected k, alpha or accepted")
+            raise KvcalcError(f"--speculate: unknown setting {key!r}; expected k, alpha, accepted or tree")
+    if tree is not None and (head not in ("medusa", "eagle") or accepted is None):
+        raise KvcalcError("--speculate: tree=N is for medusa and eagle, with accepted= (a tree's measured mean "
+                          "accepted length)")
+    if tree is not None and tree < k + 1:
+        raise KvcalcError(f"--speculate: tree={tree} has fewer nodes than a chain of depth k = {k} (k + 1 = {k + 1})")
     if alpha is None and accepted is None:
         if head == "draft":
             raise KvcalcError("--speculate: a draft model needs alpha= (its per-token acceptance rate with this "
@@ -81,4 +98,4 @@ def parse(text: str) -> Speculation:
         alpha = DEFAULT_ALPHA[head]
     if accepted is not None and accepted > k + 1:
         raise KvcalcError(f"--speculate: accepted={accepted:g} exceeds k + 1 = {k + 1}")
-    return Speculation(head, k, alpha, accepted, draft)
+    return Speculation(head, k, alpha, accepted, draft, tree)

@@ -2,7 +2,8 @@
 
 Tokens per verify step, for i.i.d. acceptance alpha of each drafted token and k drafts (Leviathan et al. 2023, eq. 1):
     E = (1 - alpha^(k+1)) / (1 - alpha)            (k + 1 at alpha = 1)
-a tree of candidates (Medusa, EAGLE) is described instead by its measured mean accepted length tau, which replaces E.
+a tree of candidates (Medusa, EAGLE) is described instead by its measured mean accepted length tau, which replaces E,
+and by its node count N, the tokens its verify pass runs per sequence in place of k + 1.
 
 One speculative step of B sequences costs
     verify: the target runs B x (k + 1) tokens against the cache (q = k + 1 per sequence; logits at every
@@ -40,12 +41,12 @@ def time_per_token(verify_s, draft_s, tokens_per_step: float):
     return (verify_s + draft_s) / tokens_per_step
 
 
-def verify_ops(model: ModelSpec, batch, context, k: int, p: Precision) -> list[Op]:
-    """The target's forward pass over k + 1 tokens per sequence against `context` cached ones (the decode kernel
-    with k + 1 queries), logits at every position."""
-    ops = [o for o in forward_ops(model, batch=batch, q=k + 1, context=context, absorbed=True, p=p)
+def verify_ops(model: ModelSpec, batch, context, tokens: int, p: Precision) -> list[Op]:
+    """The target's forward pass over `tokens` per sequence (k + 1 for a chain of k drafts; a tree's nodes) against
+    `context` cached ones (the decode kernel with that many queries), logits at every position."""
+    ops = [o for o in forward_ops(model, batch=batch, q=tokens, context=context, absorbed=True, p=p)
            if o.op_class != "lm_head"]
-    return [*ops, lm_head_op(model, batch * (k + 1), p)]
+    return [*ops, lm_head_op(model, batch * tokens, p)]
 
 
 def one_layer(model: ModelSpec) -> ModelSpec:

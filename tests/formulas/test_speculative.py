@@ -21,7 +21,7 @@ def test_expected_tokens_closed_form():
 
 def test_verify_reads_the_weights_once_for_k_plus_one_tokens():
     m, p = load_model("llama-3-8b"), precision("bf16", "bf16")
-    plain, verify = decode_ops(m, 1, 1024, p), verify_ops(m, 1, 1024, 4, p)
+    plain, verify = decode_ops(m, 1, 1024, p), verify_ops(m, 1, 1024, 4 + 1, p)  # k = 4 drafts and the last token
     weights = lambda ops: sum(o.cost.weight_bytes for o in ops if o.engine == "matmul")  # noqa: E731
     flops = lambda ops, c: sum(o.cost.flops for o in ops if o.op_class == c)  # noqa: E731
     assert weights(verify) == weights(plain)
@@ -65,6 +65,8 @@ def test_the_gain_vanishes_as_the_verify_step_turns_compute_bound():
 @pytest.mark.parametrize("spec, says", [
     ("bogus", "unknown method"), ("draft=llama-3.2-1b", "needs alpha"), ("eagle,k=0", "between"),
     ("medusa=4,accepted=9", "exceeds"), ("draft=llama-2-7b,alpha=0.5", "tokenizer"), ("eagle,alpha=x", "a number"),
+    ("medusa=4,tree=64", "with accepted="), ("mtp=1,accepted=1.8,tree=8", "medusa and eagle"),
+    ("eagle,k=6,accepted=3,tree=5", "fewer nodes"),
 ])
 def test_speculate_errors_are_one_line(spec, says):
     r = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "--speculate", spec])
@@ -93,3 +95,20 @@ def test_roofline_places_the_verify_step_right_of_the_decode_step():
     points = {pt[2]: pt[5] for pt in operating_points("llama-3-8b", [None], [1], 1024, speculate="eagle,k=4")}
     assert set(points) == {"decode step", "verify step"}
     assert 4 < points["verify step"] / points["decode step"] <= 5
+
+
+def test_a_tree_verifies_its_nodes_and_stops_paying_at_a_smaller_batch():
+    """Medusa's 64-node tree (tree=64, depth 4) at the same accepted length as a chain of 4: the verify pass runs
+    64 tokens a sequence, 64 logits each, so it turns compute-bound, and stops paying, at a smaller batch."""
+    m, p = load_model("llama-2-7b"), precision("bf16", "bf16")
+    sp = parse("medusa=4,accepted=2.5,tree=64")
+    assert (sp.k, sp.verify_tokens) == (4, 64)
+    plain = decode_ops(m, 2, 1024, p)
+    lm = lambda ops: sum(o.cost.flops for o in ops if o.op_class == "lm_head")  # noqa: E731
+    assert lm(verify_ops(m, 2, 1024, sp.verify_tokens, p)) == 64 * lm(plain)
+    tree = estimate(m, "a100-sxm-80gb", batch=1, context=1024, speculate="medusa=4,accepted=2.5,tree=64")
+    chain = estimate(m, "a100-sxm-80gb", batch=1, context=1024, speculate="medusa=4,accepted=2.5")
+    assert tree.speculative.verify_tokens == 64 and chain.speculative.verify_tokens == 5
+    assert tree.speculative.breakeven_batch <= 16  # the chain still gains at 4096 (None) or stops far later
+    assert chain.speculative.breakeven_batch is None or chain.speculative.breakeven_batch > 16
+    assert tree.speculative.verify_arithmetic_intensity > 10 * chain.speculative.verify_arithmetic_intensity / 5
