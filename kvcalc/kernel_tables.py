@@ -30,12 +30,14 @@ from kvcalc.specs.profile import AllReduceCurve, EngineProfile, FitRecord, Kerne
 
 PACKAGE = "aiconfigurator-core 0.12.0"
 # kvcalc's spec name -> the table folder of the same part
-TABLE_GPUS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-sxm-80gb": "a100_sxm", "b200": "b200_sxm", "l40s": "l40s"}
+TABLE_GPUS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-sxm-80gb": "a100_sxm", "b200": "b200_sxm", "l40s": "l40s",
+              "b300": "b300_sxm", "gb200": "gb200", "rtx-pro-6000": "rtx_pro_6000_server"}
 TABLE_ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 # table gemm_dtype -> (profile key, bytes per weight, the dtype whose peak the curve is fitted against; None: bf16)
 GEMM_DTYPES = {
     "bfloat16": ("bf16", 2.0, None), "fp8": ("fp8", 1.0, "fp8"), "fp8_block": ("fp8_block", 1.0, "fp8"),
     "sq": ("w8a8", 1.0, "int8"), "int8_wo": ("int8_wo", 1.0, None), "int4_wo": ("int4_wo", 0.5 + 2 / 128, None),
+    "nvfp4": ("nvfp4", 0.5 + 1 / 16, "fp4"),
 }
 KV_DTYPES = {"bfloat16": ("bf16", 2.0), "fp8": ("fp8", 1.0)}
 B_ACT = 2.0  # activations are bf16 in every table

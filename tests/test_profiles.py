@@ -54,7 +54,8 @@ def test_h100_vllm_decode_attention_profile_on_held_out_measured_kernels():
 def test_every_bundled_profile_is_fitted_and_scored_on_held_out_shapes():
     profiles = bundled_specs("profile")
     assert {(p.gpu, p.engine) for p in profiles} == {
-        (g, e) for g in ("h100-sxm", "h200", "a100-sxm-80gb", "b200", "l40s") for e in ("vllm", "sglang", "trtllm")
+        (g, e) for g in ("h100-sxm", "h200", "a100-sxm-80gb", "b200", "b300", "gb200", "l40s", "rtx-pro-6000")
+        for e in ("vllm", "sglang", "trtllm")
     } | {("a100-sxm-80gb", "gpt-fast")}
     for p in profiles:
         load_gpu(p.gpu)  # fitted against a bundled spec's roofs
@@ -155,3 +156,20 @@ def test_explain_substitutes_the_kernel_count_the_time_model_used():
     assert next(o.kernels for o in e.decode.operators if o.name == "moe/routed") == 32
     assert next(o.kernels for o in estimate("mixtral-8x7b", "h100", engine="roofline", batch=8, context=512)
                 .decode.operators if o.name == "moe/routed") == 64
+
+
+def test_fp4_weights_run_on_the_measured_nvfp4_curve_at_the_fp4_peak():
+    """B200's vLLM profile holds an NVFP4 GEMM curve (fitted against the 9 PF fp4 peak); nvfp4 and mxfp4 weights use
+    it, and a part without an fp4 peak (H100) has none, so its fp4 weights fall back to the datasheet roofline."""
+    from kvcalc.catalog import load_model
+    from kvcalc.estimator import precision
+    from kvcalc.formulas.forward import decode_ops
+    from kvcalc.formulas.roofline import profile_curve
+
+    b200, h100 = resolve_engine("vllm", load_gpu("b200")), resolve_engine("vllm", load_gpu("h100-sxm"))
+    assert "nvfp4" in b200.gemm and "nvfp4" not in h100.gemm
+    op = next(o for o in decode_ops(load_model("llama-3.1-8b"), 8, 1024, precision("nvfp4", "bf16")) if o.name == "mlp")
+    for fmt in ("nvfp4", "mxfp4"):
+        curve, peak_dtype, name = profile_curve(op, b200, fmt, "bf16")
+        assert (peak_dtype, name) == ("fp4", "gemm.nvfp4") and curve is b200.gemm["nvfp4"]
+    assert profile_curve(op, h100, "nvfp4", "bf16") is None

@@ -20,7 +20,7 @@ REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
 }
-INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210"}  # beyond the reference table
+INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000"}  # beyond the reference table
 
 
 def test_every_reference_model_and_gpu_is_bundled_with_sources():
@@ -161,3 +161,14 @@ def test_mi210_holds_anandtechs_table_figures():
         64, 1600, 181, 181)
     assert mi210.peak_tflops.fp16 == pytest.approx(gcd.peak_tflops.fp16 * 104 / 110, abs=0.1)
     assert mi210.peak_tflops.fp8 is None
+
+
+def test_b300_and_rtx_pro_6000_hold_nvidias_figures():
+    """aiconfigurator-core's systems/b300_sxm.yaml (Blackwell Ultra datasheet): 62 TB/s over 8 GPUs, 4.5 PF bf16 and
+    9 PF fp8 sparse, 14 PF fp4 dense, 307 TOPS int8 sparse; rtx_pro_6000_server.yaml: 1.792 TB/s, 467.8 TF bf16."""
+    b300, pro = load_gpu("b300"), load_gpu("rtx-pro-6000")
+    assert b300.memory_bandwidth_GBps == 62_000 / 8
+    assert (b300.peak_tflops.bf16, b300.peak_tflops.fp8, b300.peak_tflops.fp4, b300.peak_tflops.int8) == (
+        4500 / 2, 9000 / 2, 14000, 307 / 2)
+    assert (pro.memory_bandwidth_GBps, pro.peak_tflops.bf16, pro.peak_tflops.fp4) == (1792, 467.8, 1871.2)
+    assert pro.interconnect_bandwidth_GBps == 2 * 64  # PCIe Gen5 x16, each way 64 GB/s

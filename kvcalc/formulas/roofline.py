@@ -83,6 +83,9 @@ GEMM_CURVES = {
     "int8": (("w8a8", "int8"), ("int8_wo", None)), "int4": (("int4_wo", None),),
     "fp8-block": (("fp8_block", "fp8"), ("fp8", "fp8")), "int8-wo": (("int8_wo", None),),
     "int4-g32": (("int4_wo", None),), "int4-g64": (("int4_wo", None),), "int4-g128": (("int4_wo", None),),
+    # fp4 at the fp4 peak (Blackwell): the tables measure NVFP4 GEMMs; MXFP4 (32-element blocks, e8m0 scales) runs on
+    # the same fp4 tensor cores and is timed by that curve
+    "nvfp4": (("nvfp4", "fp4"),), "mxfp4": (("nvfp4", "fp4"),),
 }
 ATTENTION_CURVE_KEYS = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8"}
 

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from kvcalc.specs._base import StrictModel
 
-GEMM_KEYS = ("bf16", "fp8", "fp8_block", "w8a8", "int8_wo", "int4_wo")
+GEMM_KEYS = ("bf16", "fp8", "fp8_block", "w8a8", "int8_wo", "int4_wo", "nvfp4")
 MOE_KEYS = ("bf16", "fp8", "fp8_block", "int4_wo")
 ATTENTION_KEYS = ("bf16", "fp8")
 
