@@ -22,7 +22,13 @@ import numpy as np
 from kvcalc.catalog import load_gpu
 from kvcalc.errors import KvcalcError
 from kvcalc.files import is_existing_path
-from kvcalc.formulas.forward import Precision, attention_core_cost, linear_cost, routed_experts_cost
+from kvcalc.formulas.forward import (
+    Precision,
+    attention_core_cost,
+    linear_attention_ops,
+    linear_cost,
+    routed_experts_cost,
+)
 from kvcalc.formulas.kernel_time import allreduce_curve_seconds, kernel_seconds
 from kvcalc.formulas.params import Linear
 from kvcalc.specs.model import ModelSpec
@@ -301,7 +307,7 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
     if gemm_path is None:
         return None
     fields: dict = {"gemm": {}, "attention_decode": {}, "attention_prefill": {}, "attention_decode_mla": {}, "moe": {},
-                    "allreduce": {}}
+                    "allreduce": {}, "linear_attention_decode": {}, "linear_attention_prefill": {}}
     gemm = pd.read_parquet(gemm_path)
     for gemm_dtype in sorted(set(gemm["gemm_dtype"]) & set(GEMM_DTYPES)):
         rows = gemm_rows(gemm, gemm_dtype)
@@ -334,6 +340,14 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
         for kv_dtype in sorted(set(table["kv_cache_dtype"]) & set(KV_DTYPES)):
             fields["attention_decode_mla"][KV_DTYPES[kv_dtype][0]] = fitted(
                 mla_decode_rows(table, kv_dtype), hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
+    path = newest_table(root, gpu, "linear_attention", engine, "gdn_perf.parquet")
+    if path is not None:
+        versions["linear_attention"] = path.parent.name
+        table = pd.read_parquet(path)
+        for section in ("linear_attention_decode", "linear_attention_prefill"):
+            rows = linear_attention_rows(table, decode=section == "linear_attention_decode")
+            if len(rows.seconds):
+                fields[section]["gated_deltanet"] = fitted(rows, hw, _relative(path, root) + " (Gated DeltaNet)")
     path = newest_table(root, gpu, "comm", engine, "custom_allreduce_perf.parquet")
     if path is not None:
         table = pd.read_parquet(path)
@@ -342,7 +356,8 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
             curve = fit_allreduce(table, tp, _relative(path, root))
             if curve is not None:
                 fields["allreduce"][f"tp{tp}"] = curve
-    for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe"):
+    for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe",
+                    "linear_attention_decode", "linear_attention_prefill"):
         fields[section] = {k: c for k, c in fields[section].items() if c is not None}
     return EngineProfile(
         gpu=gpu, engine=engine, engine_version=versions["gemm"],
@@ -358,6 +373,46 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
     )
 
 
+LINEAR_SHAPE = ["batch_size", "seq_len", "d_model", "d_conv", "num_k_heads", "head_k_dim", "num_v_heads", "head_v_dim"]
+
+
+def _gdn_model(d: int, conv: int, nk: int, dk: int, nv: int, dv: int) -> ModelSpec:
+    """One Gated DeltaNet layer and nothing else."""
+    return ModelSpec.model_validate({
+        "name": "table-row", "family": "table", "sources": ["measured table"], "num_layers": 1, "hidden_size": d,
+        "vocab_size": 1, "attention": {"kind": "mha", "num_heads": 1, "num_kv_heads": 1, "head_dim": 1},
+        "mlp": {"kind": "gated", "intermediate_size": 1},
+        "linear_attention": {"kind": "gated_deltanet", "num_key_heads": nk, "num_value_heads": nv, "key_head_dim": dk,
+                             "value_head_dim": dv, "conv_kernel": conv},
+    })
+
+
+def linear_attention_rows(df, decode: bool) -> Rows:
+    """Gated DeltaNet layers: the short convolution and the recurrence (decode: causal_conv1d_update and the fused
+    recurrent kernel, B sequences of one token; prefill: causal_conv1d_fn and the chunked kernel, B prompts of
+    seq_len tokens), their times summed per shape (the fastest of each), costed as kvcalc's linear_attention/state
+    operator (state read and written in bf16)."""
+    df = df[df["phase"] == ("generation" if decode else "context")]
+    per_kernel = df.groupby([*LINEAR_SHAPE, "kernel_source"], as_index=False)["latency"].min()
+    per_kernel["conv"] = per_kernel["kernel_source"].str.startswith("causal_conv1d")
+    both = per_kernel.groupby(LINEAR_SHAPE, as_index=False).agg(latency=("latency", "sum"), parts=("conv", "nunique"))
+    d = both[both["parts"] == 2]  # the conv and the recurrence both measured
+    kernels = ", ".join(sorted(df["kernel_source"].unique()))
+    p = Precision(b_w=2.0, b_kv=2.0, b_a=B_ACT)
+    flops, bytes_ = [], []
+    for b, s, dm, conv, nk, dk, nv, dv in zip(*(d[c] for c in LINEAR_SHAPE)):
+        model = _gdn_model(int(dm), int(conv), int(nk), int(dk), int(nv), int(dv))
+        q = 1 if decode else int(s)
+        state = next(o for o in linear_attention_ops(model, int(b), q, p, p, decode=decode)
+                     if o.name == "linear_attention/state")
+        flops.append(state.cost.flops)
+        bytes_.append(state.cost.bytes)
+    keys = zip(d["num_k_heads"], d["head_k_dim"], d["num_v_heads"], d["head_v_dim"], d["d_model"], d["batch_size"])
+    items = (d["batch_size"] * d["num_v_heads"]).to_numpy(float)
+    return Rows(np.array(flops, float), np.array(bytes_, float), d["latency"].to_numpy(float) * 1e-3, held_out(keys),
+                None, kernels, items)
+
+
 def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
     """Each curve fitted to these tables re-scored against them: |error| on the held-out shapes (and on the fitted
     ones). Profiles of engines the tables lack (gpt-fast) are scored by `kvcalc validate --published` instead."""
@@ -368,7 +423,8 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
         if prof.engine not in TABLE_ENGINES:
             continue
         hw = load_gpu(prof.gpu)
-        for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe"):
+        for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe",
+                        "linear_attention_decode", "linear_attention_prefill"):
             for key, curve in getattr(prof, section).items():
                 if curve.fit is None or not curve.fit.table.startswith(PACKAGE):
                     continue
@@ -380,6 +436,8 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
                 if section in ("gemm", "moe"):
                     dtype = next(d for d, spec in GEMM_DTYPES.items() if spec[0] == key)
                     rows = gemm_rows(df, dtype) if section == "gemm" else moe_rows(df, dtype)
+                elif section.startswith("linear_attention"):
+                    rows = linear_attention_rows(df, decode=section == "linear_attention_decode")
                 elif section == "attention_decode_mla":
                     rows = mla_decode_rows(df, next(d for d, spec in KV_DTYPES.items() if spec[0] == key))
                 else:

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kvcalc import estimate
-from kvcalc.catalog import bundled_specs, load_gpu, resolve_engine
+from kvcalc.catalog import bundled_specs, load_gpu, load_model, resolve_engine
 from kvcalc.cli import app
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.profile import EngineProfile
@@ -161,7 +161,6 @@ def test_explain_substitutes_the_kernel_count_the_time_model_used():
 def test_fp4_weights_run_on_the_measured_nvfp4_curve_at_the_fp4_peak():
     """B200's vLLM profile holds an NVFP4 GEMM curve (fitted against the 9 PF fp4 peak); nvfp4 and mxfp4 weights use
     it, and a part without an fp4 peak (H100) has none, so its fp4 weights fall back to the datasheet roofline."""
-    from kvcalc.catalog import load_model
     from kvcalc.estimator import precision
     from kvcalc.formulas.forward import decode_ops
     from kvcalc.formulas.roofline import profile_curve
@@ -173,3 +172,20 @@ def test_fp4_weights_run_on_the_measured_nvfp4_curve_at_the_fp4_peak():
         curve, peak_dtype, name = profile_curve(op, b200, fmt, "bf16")
         assert (peak_dtype, name) == ("fp4", "gemm.nvfp4") and curve is b200.gemm["nvfp4"]
     assert profile_curve(op, h100, "nvfp4", "bf16") is None
+
+
+def test_gated_deltanet_layers_run_on_their_measured_curves():
+    """Qwen3-Next's Gated DeltaNet layers: a measured decode curve (H200, vLLM), within 5 % median on held-out
+    shapes; a Mamba-2 model has none (the tables measure only its convolution) and keeps the datasheet roofline."""
+    from kvcalc.estimator import precision
+    from kvcalc.formulas.forward import decode_ops
+    from kvcalc.formulas.roofline import profile_curve
+
+    prof = resolve_engine("vllm", load_gpu("h200"))
+    curve = prof.linear_attention_decode["gated_deltanet"]
+    assert curve.fit.held_out_median_abs_error_pct < 5 and curve.fit.rows_held_out > 100
+    p = precision("bf16", "bf16")
+    state = next(o for o in decode_ops(load_model("qwen3-next-80b-a3b"), 8, 8192, p) if o.name == "linear_attention/state")
+    assert profile_curve(state, prof, "bf16", "bf16")[2] == "linear_attention_decode.gated_deltanet"
+    mamba = next(o for o in decode_ops(load_model("nemotron-h-8b"), 8, 8192, p) if o.name == "linear_attention/state")
+    assert profile_curve(mamba, prof, "bf16", "bf16") is None

@@ -39,7 +39,9 @@ class Op:
     engine: Engine
     cost: Cost
     kernels: int = 1  # kernels the engines launch for it (fused QKV, fused gate/up): each pays a fixed latency
-    kernel_class: str = ""  # which measured curve applies: attention_decode(_mla), attention_prefill, moe; "" = by engine
+    # which measured curve applies: attention_decode(_mla), attention_prefill, moe, linear_attention_decode:KIND or
+    # linear_attention_prefill:KIND (the profile section and its key); "" = by engine
+    kernel_class: str = ""
     unquantised: bool = False  # a matmul the checkpoint keeps in 16 bit whatever the weight format
     layers: int = 1  # layers the cost is summed over (a fused MoE is one module per layer)
     items_per_kernel: object = 0  # work items of one kernel: attention (sequence, KV head) pairs; GEMM input elements
@@ -212,7 +214,7 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
                       items_per_kernel=input_elements_per_kernel([attention_out_linear(attn, d)], tokens, 1),
                       unquantised=p_attn is not p))
     if model.linear_layers:
-        ops += linear_attention_ops(model, batch, q, p, p_attn)
+        ops += linear_attention_ops(model, batch, q, p, p_attn, decode=absorbed)
     if model.dense_layers:
         mlp = linear_cost(dense_mlp_linears(model.mlp, d), tokens, p_mlp)
         ops.append(Op("mlp", "mlp", "matmul", model.dense_layers * mlp, kernels=2 * model.dense_layers,
@@ -243,7 +245,7 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
 LINEAR_CHUNK = 64  # tokens per chunk of the chunked (parallel) form linear attention prefills with
 
 
-def linear_attention_ops(model: ModelSpec, batch, q, p: Precision, p_proj: Precision) -> list[Op]:
+def linear_attention_ops(model: ModelSpec, batch, q, p: Precision, p_proj: Precision, *, decode: bool = True) -> list[Op]:
     """The linear-attention layers of a hybrid model, for B sequences of q new tokens.
 
     Projections as matmuls. The recurrence: each token updates and reads every value head's d_k x d_v state,
@@ -265,7 +267,8 @@ def linear_attention_ops(model: ModelSpec, batch, q, p: Precision, p_proj: Preci
            kernels=n * len(linears), items_per_kernel=input_elements_per_kernel(linears, tokens, len(linears)),
            unquantised=p_proj is not p),
         Op("linear_attention/state", "linear_attention", "attention", recurrence, kernels=n,
-           kernel_class="linear_attention", items_per_kernel=batch * la.num_value_heads),
+           kernel_class=f"linear_attention_{'decode' if decode else 'prefill'}:{la.kind}",
+           items_per_kernel=batch * la.num_value_heads),
     ]
 
 

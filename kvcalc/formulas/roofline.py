@@ -99,12 +99,16 @@ def profile_curve(op: Op, profile: EngineProfile, weight_dtype: str, kv_dtype: s
                 if key in getattr(profile, table):
                     return getattr(profile, table)[key], peak_dtype or act, f"{table}.{key}"
         return None
+    if op.engine == "attention" and ":" in op.kernel_class:  # a linear-attention layer: section:kind
+        section, kind = op.kernel_class.split(":")
+        curve = getattr(profile, section, {}).get(kind)
+        return None if curve is None else (curve, act, f"{section}.{kind}")
     if op.engine == "attention":
         # MLA decode uses its own measured kernel where the engine's tables have one, else the MQA-like decode curve.
         classes = ("attention_decode_mla", "attention_decode") if op.kernel_class == "attention_decode_mla" else (op.kernel_class,)
         key = ATTENTION_CURVE_KEYS.get(kv_dtype)
         for name in classes:
-            if key in getattr(profile, name, {}):  # no measured curve for linear attention's recurrence
+            if key in getattr(profile, name, {}):
                 return getattr(profile, name)[key], act, f"{name}.{key}"
         return None
     return None

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from kvcalc.specs._base import StrictModel
 
 GEMM_KEYS = ("bf16", "fp8", "fp8_block", "w8a8", "int8_wo", "int4_wo", "nvfp4")
+LINEAR_KEYS = ("gated_deltanet",)  # kinds the tables measure (their Mamba-2 tables hold the conv alone)
 MOE_KEYS = ("bf16", "fp8", "fp8_block", "int4_wo")
 ATTENTION_KEYS = ("bf16", "fp8")
 
@@ -69,12 +70,18 @@ class EngineProfile(StrictModel):
     moe: dict[str, KernelCurve] = Field(
         default_factory=dict, description="one fused MoE layer (routed experts), by weight format; else the GEMM curve")
     allreduce: dict[str, AllReduceCurve] = Field(default_factory=dict, description="by group size: tp2, tp4, tp8")
+    linear_attention_decode: dict[str, KernelCurve] = Field(
+        default_factory=dict, description="one linear-attention layer's conv and recurrence on a decode step, by kind: "
+        "gated_deltanet")
+    linear_attention_prefill: dict[str, KernelCurve] = Field(
+        default_factory=dict, description="the same over a prompt (the chunked form), by kind: gated_deltanet")
 
     @model_validator(mode="after")
     def _check_keys(self) -> EngineProfile:
         for table, allowed in (("gemm", GEMM_KEYS), ("attention_decode", ATTENTION_KEYS),
                                ("attention_prefill", ATTENTION_KEYS), ("attention_decode_mla", ATTENTION_KEYS),
-                               ("moe", MOE_KEYS)):
+                               ("moe", MOE_KEYS), ("linear_attention_decode", LINEAR_KEYS),
+                               ("linear_attention_prefill", LINEAR_KEYS)):
             unknown = set(getattr(self, table)) - set(allowed)
             if unknown:
                 raise ValueError(f"{table}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
