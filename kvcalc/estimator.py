@@ -283,8 +283,9 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
     if ep > tp:  # the attention's all-reduce stays within tp; the MoE's becomes a dispatch and a combine
         # (at ep = tp every GPU already holds every token: the experts' outputs are all-reduced as under TP)
         ep_link = group_link_bandwidth(hw, ep)
+        a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None  # NCCL's measured all-to-all
         for key, tokens in (("comm_s", micro), ("prefill_comm_s", micro * prompt)):
-            ev[key] = ev[key] / 2 + alltoall_seconds(spec, tokens, p.b_a, ep, ep_link)
+            ev[key] = ev[key] / 2 + alltoall_seconds(spec, tokens, p.b_a, ep, ep_link, a2a)
         for key, tokens in (("comm_sol_s", micro), ("prefill_comm_sol_s", micro * prompt)):
             ev[key] = ev[key] / 2 + alltoall_seconds(spec, tokens, p.b_a, ep, ep_link)
     if pp > 1:

@@ -29,7 +29,7 @@ from kvcalc.formulas.forward import (
     linear_cost,
     routed_experts_cost,
 )
-from kvcalc.formulas.kernel_time import allreduce_curve_seconds, kernel_seconds
+from kvcalc.formulas.kernel_time import allreduce_curve_seconds, alltoall_curve_seconds, kernel_seconds
 from kvcalc.formulas.params import Linear
 from kvcalc.specs.model import ModelSpec
 from kvcalc.specs.profile import AllReduceCurve, EngineProfile, FitRecord, KernelCurve
@@ -261,16 +261,32 @@ def allreduce_rows(df, tp: int):
     return d["message_size"].to_numpy(float) * 2, d["latency"].to_numpy(float) * 1e-3
 
 
-def fit_allreduce(df, tp: int, table: str) -> AllReduceCurve | None:
+def alltoall_rows(df, n: int):
+    """(bytes per GPU, seconds) of NCCL's measured all-to-all over n GPUs in half precision (2 bytes an element)."""
+    d = df[(df["op_name"] == "alltoall") & (df["nccl_dtype"] == "half") & (df["num_gpus"] == n)]
+    d = d.groupby("message_size", as_index=False)["latency"].min()
+    return d["message_size"].to_numpy(float) * 2, d["latency"].to_numpy(float) * 1e-3
+
+
+def newest_nccl_table(root: Path, gpu: str) -> Path | None:
+    """The newest NCCL version's collective table of this part (the same for every engine), or None."""
+    base = root / TABLE_GPUS[gpu] / "comm" / "nccl"
+    found = list(base.glob("*/nccl_perf.parquet")) if base.is_dir() else []
+    return max(found, key=lambda p: _version_key(p.parent.name)) if found else None
+
+
+def fit_allreduce(df, tp: int, table: str, collective: str = "allreduce") -> AllReduceCurve | None:
+    """t0 and bus bandwidth of one collective over tp GPUs: the engine's custom all-reduce, or NCCL's all-to-all."""
     from scipy.optimize import least_squares
 
-    size, t = allreduce_rows(df, tp)
+    size, t = allreduce_rows(df, tp) if collective == "allreduce" else alltoall_rows(df, tp)
     if len(size) < 4:
         return None
     out = held_out(size.astype(int))
+    seconds = allreduce_curve_seconds if collective == "allreduce" else alltoall_curve_seconds
 
     def predict(x, s):
-        return allreduce_curve_seconds(AllReduceCurve.model_construct(t0_us=x[0], bus_bandwidth_GBps=x[1]), s, tp)
+        return seconds(AllReduceCurve.model_construct(t0_us=x[0], bus_bandwidth_GBps=x[1]), s, tp)
 
     r = least_squares(lambda x: np.log(predict(x, size[~out]) / t[~out]), [10.0, 300.0], bounds=([0, 1], [1e3, 1e5]),
                       loss="soft_l1", f_scale=0.1)
@@ -307,7 +323,7 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
     if gemm_path is None:
         return None
     fields: dict = {"gemm": {}, "attention_decode": {}, "attention_prefill": {}, "attention_decode_mla": {}, "moe": {},
-                    "allreduce": {}, "linear_attention_decode": {}, "linear_attention_prefill": {}}
+                    "allreduce": {}, "alltoall": {}, "linear_attention_decode": {}, "linear_attention_prefill": {}}
     gemm = pd.read_parquet(gemm_path)
     for gemm_dtype in sorted(set(gemm["gemm_dtype"]) & set(GEMM_DTYPES)):
         rows = gemm_rows(gemm, gemm_dtype)
@@ -356,13 +372,21 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
             curve = fit_allreduce(table, tp, _relative(path, root))
             if curve is not None:
                 fields["allreduce"][f"tp{tp}"] = curve
+    path = newest_nccl_table(root, gpu)
+    if path is not None and fields["moe"]:  # expert parallelism: only where the engine's tables have MoE layers
+        table = pd.read_parquet(path)
+        versions["alltoall"] = f"nccl {path.parent.name}"
+        for n in sorted(int(v) for v in table.loc[table["op_name"] == "alltoall", "num_gpus"].unique()):
+            curve = fit_allreduce(table, n, _relative(path, root), collective="alltoall")
+            if curve is not None:
+                fields["alltoall"][f"ep{n}"] = curve
     for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe",
                     "linear_attention_decode", "linear_attention_prefill"):
         fields[section] = {k: c for k, c in fields[section].items() if c is not None}
     return EngineProfile(
         gpu=gpu, engine=engine, engine_version=versions["gemm"],
         sources=[f"NVIDIA's measured kernel tables in {PACKAGE} (Apache-2.0), systems/data/{TABLE_GPUS[gpu]}/: "
-                 + ", ".join(f"{op} {engine} {v}" for op, v in versions.items()),
+                 + ", ".join(f"{op} {v}" if op == "alltoall" else f"{op} {engine} {v}" for op, v in versions.items()),
                  f"roofs: hardware_specs/{gpu}.toml (datasheet dense peaks and bandwidth)"],
         notes=("Fitted by `kvcalc profiles fit`: each curve on the shapes with an even crc32 of their key, scored on "
                "the odd ones (held out). Every row is costed by kvcalc's formulas. Where a table holds several kernels "

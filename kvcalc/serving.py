@@ -63,6 +63,7 @@ class _Stepper:
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
         self.stage_link = group_link_bandwidth(hw, tp * pp) if pp > 1 else None
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+        self.a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None
 
     def seconds(self, decode_batch, context, chunk, chunk_context) -> float:
         if self.ep > 1:
@@ -94,7 +95,7 @@ class _Stepper:
         tokens = (decode_batch + chunk) / dp
         comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
         if self.ep > self.tp:
-            comm = comm / 2 + alltoall_seconds(self.spec, tokens, self.p.b_a, self.ep, self.ep_link)
+            comm = comm / 2 + alltoall_seconds(self.spec, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a)
         return t + comm
 
 

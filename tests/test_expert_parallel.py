@@ -72,3 +72,18 @@ def test_sweep_and_serve_take_ep():
     assert s["max_concurrency"] == plan["max_sequences_at_context"] and s["gpus"] == 8
     tp8 = serve("deepseek-v3", "h200", input_len=2000, output_len=500, concurrency="max", weight_dtype="fp8", tp=8)
     assert s["output_tokens_per_s_per_gpu"] > 2 * tp8["output_tokens_per_s_per_gpu"]
+
+
+def test_dispatch_and_combine_use_ncclis_measured_all_to_all_where_the_profile_has_it():
+    """With H200's vLLM profile, each of the 2 x 58 all-to-alls costs the fitted NCCL curve's t0 plus 7/8 of the
+    32 x 8 x 7168 x 2 bytes at its bus bandwidth, slower than the datasheet link's 450 GB/s one way."""
+    from kvcalc.catalog import resolve_engine
+
+    m, hw = load_model("deepseek-v3"), load_gpu("h200")
+    prof = resolve_engine("vllm", hw)
+    a2a = prof.alltoall["ep8"]
+    assert a2a.fit.rows_held_out >= 5 and a2a.bus_bandwidth_GBps < 450
+    ev = evaluate(m, hw, ep=8, batch=256, context=4096, prompt=4096, weight_dtype="fp8", kv_dtype="bf16", profile=prof)
+    message = 32 * 8 * 7168 * 2
+    assert ev.comm_s == pytest.approx(2 * 58 * (a2a.t0_us * 1e-6 + 7 / 8 * message / (a2a.bus_bandwidth_GBps * 1e9)))
+    assert ev.comm_s > 2 * 58 * message * 7 / 8 / 450e9

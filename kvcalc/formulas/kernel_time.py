@@ -52,6 +52,12 @@ def kernel_seconds(curve: KernelCurve, flops, bytes_, peak_flops: float, bandwid
     return c.t0_us * 1e-6 + items * c.per_item_ns * 1e-9 + big * ((t_c / big) ** p + (t_m / big) ** p) ** (1 / p)
 
 
+def alltoall_curve_seconds(curve: AllReduceCurve, message_bytes, n: int):
+    """One measured all-to-all of `message_bytes` per GPU over n GPUs [s]: t0 + (n - 1) / n * bytes / bus bandwidth
+    (NCCL's bus-bandwidth convention: each GPU sends all but its own share)."""
+    return curve.t0_us * 1e-6 + (n - 1) / n * message_bytes / (curve.bus_bandwidth_GBps * 1e9)
+
+
 def allreduce_curve_seconds(curve: AllReduceCurve, message_bytes, tp: int):
     """One measured all-reduce of `message_bytes` over tp GPUs [s]: t0 + 2 (tp - 1) / tp * bytes / bus bandwidth."""
     return curve.t0_us * 1e-6 + 2 * (tp - 1) / tp * message_bytes / (curve.bus_bandwidth_GBps * 1e9)

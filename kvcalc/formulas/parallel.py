@@ -34,7 +34,7 @@ from kvcalc.errors import KvcalcError
 from kvcalc.formulas._array import minimum
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.forward import Op
-from kvcalc.formulas.kernel_time import allreduce_curve_seconds
+from kvcalc.formulas.kernel_time import allreduce_curve_seconds, alltoall_curve_seconds
 from kvcalc.specs.hardware import HardwareSpec
 from kvcalc.specs.model import ModelSpec
 from kvcalc.specs.profile import AllReduceCurve
@@ -146,11 +146,16 @@ def shard_experts(op: Op, ep: int) -> Op:
                                  kv_write_bytes=0.0, act_bytes=c.act_bytes / ep))
 
 
-def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_bandwidth_Bps: float | None):
-    """Dispatch and combine of every MoE layer: 2 x n_moe x local tokens x top_k x d x b_a x (ep - 1) / ep bytes,
-    one way over the link."""
+def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_bandwidth_Bps: float | None,
+                     curve: AllReduceCurve | None = None):
+    """Dispatch and combine of every MoE layer, each an all-to-all of local tokens x top_k x d x b_a bytes per GPU:
+    with a measured NCCL curve 2 n_moe (t0 + (ep - 1) / ep * bytes / bus bandwidth); else 2 n_moe x (ep - 1) / ep
+    x bytes one way over the link (half its bidirectional figure), latency not modelled."""
     if ep == 1:
         return 0.0
+    if curve is not None:
+        message = local_tokens * model.moe.top_k * model.hidden_size * b_a
+        return 2 * model.moe_layers * alltoall_curve_seconds(curve, message, ep)
     if not link_bandwidth_Bps:
         raise KvcalcError("--gpu: expert parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
     moe = model.moe

@@ -70,6 +70,9 @@ class EngineProfile(StrictModel):
     moe: dict[str, KernelCurve] = Field(
         default_factory=dict, description="one fused MoE layer (routed experts), by weight format; else the GEMM curve")
     allreduce: dict[str, AllReduceCurve] = Field(default_factory=dict, description="by group size: tp2, tp4, tp8")
+    alltoall: dict[str, AllReduceCurve] = Field(
+        default_factory=dict, description="NCCL all-to-all (expert-parallel dispatch and combine), by group size: ep2, "
+        "ep4, ep8; t = t0 + (n - 1) / n * bytes / bus bandwidth")
     linear_attention_decode: dict[str, KernelCurve] = Field(
         default_factory=dict, description="one linear-attention layer's conv and recurrence on a decode step, by kind: "
         "gated_deltanet")
@@ -88,4 +91,7 @@ class EngineProfile(StrictModel):
         for key in self.allreduce:
             if not (key.startswith("tp") and key[2:].isdigit() and int(key[2:]) >= 2):
                 raise ValueError(f"allreduce: key {key!r} should be tpN with N >= 2")
+        for key in self.alltoall:
+            if not (key.startswith("ep") and key[2:].isdigit() and int(key[2:]) >= 2):
+                raise ValueError(f"alltoall: key {key!r} should be epN with N >= 2")
         return self
