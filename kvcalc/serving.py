@@ -84,19 +84,22 @@ class _Stepper:
     def _expert_parallel_seconds(self, decode_batch, context, chunk, chunk_context) -> float:
         """A step of the whole expert-parallel group: each of the ep / tp data-parallel replicas runs its share of
         the decodes and prompts through attention; the experts see all of them, 1 / ep each (formulas/parallel.py)."""
-        dp = self.ep // self.tp
+        dp, q = self.ep // self.tp, self.decode_q
         local = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
             self.spec, decode_batch=decode_batch / dp, context=context, chunk=chunk / dp, chunk_context=chunk_context,
-            p=self.p) if o.name != "moe/routed"]
+            p=self.p, decode_q=q) if o.name != "moe/routed"]
         routed = next(o for o in mixed_ops(self.spec, decode_batch=decode_batch, context=context, chunk=chunk,
-                                           chunk_context=chunk_context, p=self.p) if o.name == "moe/routed")
+                                           chunk_context=chunk_context, p=self.p, decode_q=q) if o.name == "moe/routed")
         t = step_time([*local, shard_experts(routed, self.ep)], self.hw, self.weight_dtype, speed_of_light=False,
                       profile=self.profile, kv_dtype=self.kv_dtype).seconds
-        tokens = (decode_batch + chunk) / dp
+        tokens = (decode_batch * q + chunk) / dp
         comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
         if self.ep > self.tp:
             comm = comm / 2 + alltoall_seconds(self.spec, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a)
-        return t + comm
+        # each replica drafts for its own sequences (the draft is replicated, not expert-parallel)
+        drafting = (self.speculative.draft_seconds(decode_batch / dp, context) if self.speculative and decode_batch
+                    else 0.0)
+        return t + comm + drafting
 
 
 def _colocated(stepper: _Stepper, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
@@ -130,11 +133,13 @@ def _disaggregated(stepper: _Stepper, concurrency: float, input_len: int, output
     transfer_s = transfer_seconds(kv_bytes, hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps)
     ttft = stepper.seconds(0, 0, input_len, 0) + transfer_s
     batch = concurrency / decode_replicas
-    tpot = stepper.seconds(batch, input_len + output_len / 2, 0, 0) if output_len > 1 else None
+    gain = stepper.speculative.sp.tokens_per_step() if stepper.speculative else 1.0  # tokens a decode step yields
+    step = stepper.seconds(batch, input_len + output_len / 2, 0, 0) if output_len > 1 else None
+    tpot = step / gain if step is not None else None
     latency = ttft + (output_len - 1) * (tpot or 0.0)
     rate = min(concurrency / latency, prefill_rate)
     return {"ttft_s": ttft, "tpot_s": tpot, "latency_s": latency, "requests_per_s": rate, "decode_batch": batch,
-            "prefill_tokens_per_step": per_batch * input_len, "step_s": tpot or batch_s,
+            "prefill_tokens_per_step": per_batch * input_len, "step_s": step or batch_s,
             "kv_transfer_s": transfer_s, "prefill_pool_requests_per_s": prefill_rate}
 
 
@@ -172,8 +177,6 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if disaggregate is not None and pp > 1:
         raise KvcalcError("--pp: not with --disaggregate (each pool is tensor-parallel only)")
     profile = resolve_engine(engine, hw)
-    if speculate and (ep > 1 or pp > 1 or disaggregate is not None):
-        raise KvcalcError("--speculate: not with --ep, --pp or --disaggregate in serve yet")
     timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
                               profile=profile) if speculate else None)
     stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)

@@ -125,3 +125,23 @@ def test_speculative_serving_matches_estimate_at_one_request_and_keeps_littles_l
     fast = serve("llama-3.1-8b", "h100", input_len=1000, output_len=500, concurrency=64, speculate="eagle,k=4")
     assert fast["output_tokens_per_s_per_gpu"] > plain["output_tokens_per_s_per_gpu"]
     assert fast["tpot_ms"] < plain["tpot_ms"]
+
+
+def test_speculative_serving_with_pipeline_expert_parallel_and_disaggregated_pools():
+    """Each decode step is a verify of k + 1 tokens plus its drafts whatever the layout: with --disaggregate the
+    decode pool's TPOT is its verify step over the tokens a step yields; with --pp and --ep the gain holds too."""
+    from kvcalc.speculation import parse
+
+    kw = dict(input_len=1000, output_len=500, concurrency=8)
+    tau = parse("eagle,k=4").tokens_per_step()
+    dis = serve("llama-3.1-8b", "h100", disaggregate=(1, 1), speculate="eagle,k=4", **kw)
+    assert dis["tpot_ms"] == pytest.approx(dis["assumptions"]["step_ms"] / tau)
+    plain_dis = serve("llama-3.1-8b", "h100", disaggregate=(1, 1), **kw)
+    assert dis["tpot_ms"] < plain_dis["tpot_ms"]
+    for layout in (dict(tp=2, pp=2, gpu="h100"), dict(ep=8, gpu="h200", weight_dtype="fp8")):
+        model = "deepseek-v3" if "ep" in layout else "llama-3.1-70b"
+        gpu = layout.pop("gpu")
+        plain = serve(model, gpu, **layout, **kw)
+        fast = serve(model, gpu, **layout, speculate="mtp=1", **kw) if "ep" in layout else serve(
+            model, gpu, **layout, speculate="draft=llama-3.2-1b,k=4,alpha=0.7", **kw)
+        assert fast["tpot_ms"] < plain["tpot_ms"], layout
