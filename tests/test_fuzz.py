@@ -169,7 +169,7 @@ def _mutated(data: dict, path: tuple, value) -> dict:
 
 
 GPU = tomllib.loads((spec_dir("gpu") / "h100-sxm.toml").read_text())
-MODELS = {m: tomllib.loads((spec_dir("model") / f"{m}.toml").read_text()) for m in ("llama-3-8b", "deepseek-v3", "gemma-2-9b")}
+MODELS = {m: tomllib.loads((spec_dir("model") / f"{m}.toml").read_text()) for m in ("llama-3-8b", "deepseek-v3", "gemma-2-9b", "nemotron-h-8b")}
 SPEC_CASES = [("gpu", None, f) for f in _fields(GPU)] + [("model", m, f) for m, d in MODELS.items() for f in _fields(d)]
 
 
@@ -196,7 +196,8 @@ def test_every_spec_field_survives_hostile_values(tmp_path_factory, case, value,
 
 
 CONFIGS = {name: json.loads((FIXTURES / name / "config.json").read_text())
-           for name in ("Meta-Llama-3-8B", "DeepSeek-V3", "gemma-2-9b", "Qwen3-30B-A3B", "falcon-7b", "gpt2")}
+           for name in ("Meta-Llama-3-8B", "DeepSeek-V3", "gemma-2-9b", "Qwen3-30B-A3B", "falcon-7b", "gpt2",
+                        "Jamba-v0.1", "Nemotron-H-8B-Base-8K")}
 CONFIG_CASES = [(name, (key,)) for name, data in CONFIGS.items() for key in data]
 
 
