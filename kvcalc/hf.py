@@ -89,10 +89,12 @@ def _windows(c: Config, model_type: str, layers: int) -> dict:
             raise KvcalcError(f"{c.source}: layer_types: expected a list of strings, got {types!r:.60}")
         if types:
             full = [i for i, t in enumerate(types) if t == "full_attention"]
-            every = full[0] + 1 if full else None
-            if every is None or full != list(range(every - 1, layers, every)):
-                raise KvcalcError(f"{c.source}: layer_types: expected full_attention every n-th layer")
-            return {"sliding_window": window, "global_every": every}
+            if not full:
+                return {"sliding_window": window}  # every layer slides
+            every = full[0] + 1
+            if full == list(range(every - 1, layers, every)):
+                return {"sliding_window": window, "global_every": every}
+            return {"sliding_window": window, "global_count": len(full)}  # irregular: counted
         return {"sliding_window": window, "global_every": c.int("sliding_window_pattern", 6, assume="6")}
     return {"sliding_window": window}
 
@@ -147,18 +149,36 @@ def _llama_like(c: Config, model_type: str) -> dict:
     return spec
 
 
-def _qwen3_next(c: Config) -> dict:
-    """Qwen3-Next: a Qwen3-MoE body whose every full_attention_interval-th layer keeps gated softmax attention and
-    whose other layers are Gated DeltaNet (linear attention with a fixed state)."""
-    spec = _llama_like(c, "qwen3_moe")
+def _qwen3_next(c: Config, moe: bool = True) -> dict:
+    """Qwen3-Next and the Qwen3.5 hybrids: a Qwen3 body (MoE, or dense for Qwen3.5's dense models) whose
+    full-attention layers keep gated softmax attention and whose other layers are Gated DeltaNet (linear attention
+    with a fixed state). Which layers are which: layer_types where given, else every full_attention_interval-th."""
+    spec = _llama_like(c, "qwen3_moe" if moe else "qwen3")
     spec["attention"]["output_gate"] = c.bool("attn_output_gate", True)
     keys = ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim")
     nk, nv, dk, dv = c.need(*keys)
     spec["linear_attention"] = {
-        "kind": "gated_deltanet", "full_every": c.int("full_attention_interval", 4), "num_key_heads": nk,
-        "num_value_heads": nv, "key_head_dim": dk, "value_head_dim": dv, "conv_kernel": c.int("linear_conv_kernel_dim", 4),
+        "kind": "gated_deltanet", "num_key_heads": nk, "num_value_heads": nv, "key_head_dim": dk, "value_head_dim": dv,
+        "conv_kernel": c.int("linear_conv_kernel_dim", 4), **_linear_layers(c, spec["num_layers"]),
     }
     return spec
+
+
+def _linear_layers(c: Config, layers: int) -> dict:
+    """full_every from layer_types where the full-attention layers are periodic, else their count; without
+    layer_types, full_attention_interval (4 by default)."""
+    types = c.data.get("layer_types")
+    if types is None:
+        return {"full_every": c.int("full_attention_interval", 4)}
+    if not (isinstance(types, list) and len(types) == layers and all(isinstance(t, str) for t in types)):
+        raise KvcalcError(f"{c.source}: layer_types: expected a list of num_hidden_layers ({layers}) strings")
+    full = [i for i, t in enumerate(types) if t == "full_attention"]
+    if not full:
+        return {"layers": layers}
+    every = full[0] + 1
+    if full == list(range(every - 1, layers, every)):
+        return {"full_every": every}
+    return {"layers": layers - len(full)}
 
 
 def _mamba2(c: Config, heads: str, head_dim: str, state: str, groups: str, kernel: str) -> dict:
@@ -481,8 +501,10 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         model_type = "falcon"
     if model_type in LLAMA_LIKE:
         spec = _llama_like(c, model_type)
-    elif model_type == "qwen3_next":
+    elif model_type in ("qwen3_next", "qwen3_5_moe_text", "qwen3_5_moe"):
         spec = _qwen3_next(c)
+    elif model_type in ("qwen3_5_text", "qwen3_5"):  # the dense Qwen3.5 hybrids
+        spec = _qwen3_next(c, moe=False)
     elif model_type == "nemotron_h":
         spec = _nemotron_h(c)
     elif model_type == "jamba":

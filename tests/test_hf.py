@@ -204,3 +204,19 @@ def test_an_unknown_model_type_missing_essentials_names_them(tmp_path):
     path = write_config(tmp_path, model_type="newarch", intermediate_size=None)
     with pytest.raises(KvcalcError, match=r"missing essential field\(s\): intermediate_size"):
         load_model(str(path))
+
+
+def test_an_irregular_layer_types_list_is_counted(tmp_path):
+    """Gemma 3 with any layer_types: 5 global layers placed irregularly among 26 are counted as 5 global and 21
+    windowed (gemma-3-1b's 512 tokens), so the KV per sequence at 8K is 5 x 8192 + 21 x 512 tokens a layer."""
+    config = json.loads((HF / "gemma-3-1b-pt" / "config.json").read_text())
+    types = ["sliding_attention"] * 26
+    for i in (0, 3, 11, 12, 25):
+        types[i] = "full_attention"
+    (tmp_path / "config.json").write_text(json.dumps({**config, "layer_types": types}))
+    spec, _ = load_hf_spec(tmp_path)
+    assert (spec.global_layers, spec.window_layers) == (5, 21)
+    from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token_per_layer
+
+    per = kv_bytes_per_token_per_layer(spec.attention, 2.0)
+    assert kv_bytes_per_sequence(spec, 8192, 2.0) == per * (5 * 8192 + 21 * 512)

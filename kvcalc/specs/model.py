@@ -44,6 +44,9 @@ class AttentionSpec(StrictModel):
     global_every: Count | None = Field(
         None, description="with sliding_window: every n-th layer attends globally (gemma-2: 2); None: all layers slide"
     )
+    global_count: Count | None = Field(
+        None, description="with sliding_window: how many layers attend globally where no period says which "
+        "(a config's irregular layer_types)")
     window_kind: Literal["sliding", "chunked"] = Field(
         "sliding", description="how the windowed layers attend: to the last sliding_window tokens, or (chunked local "
         "attention, Llama 4) to the tokens of their own sliding_window-token chunk")
@@ -76,6 +79,8 @@ class AttentionSpec(StrictModel):
             raise ValueError(f"attention.kind {self.kind!r} does not match num_heads {h} and num_kv_heads {g}")
         if self.global_every is not None and self.sliding_window is None:
             raise ValueError("attention.global_every needs attention.sliding_window")
+        if self.global_count is not None and (self.sliding_window is None or self.global_every is not None):
+            raise ValueError("attention.global_count needs attention.sliding_window and replaces global_every")
         if self.window_kind != "sliding" and self.sliding_window is None:
             raise ValueError("attention.window_kind 'chunked' needs attention.sliding_window (the chunk size)")
         return self
@@ -327,6 +332,8 @@ class ModelSpec(StrictModel):
         a, n = self.attention, self.attention_layers
         if a.sliding_window is None:
             return n
+        if a.global_count is not None:
+            return min(a.global_count, n)
         return 0 if a.global_every is None else n // a.global_every
 
     @property

@@ -69,3 +69,20 @@ def test_the_roofline_places_the_linear_layers_apart():
     linear = [pt for pt in points if pt[2] == "linear attention"]
     assert len(linear) == 2 and all(0.9 < pt[5] <= 1.0 for pt in linear)
     assert not [pt for pt in operating_points("llama-3-8b", [None], [1], 4096) if pt[2] == "linear attention"]
+
+
+def test_qwen3_5_hybrids_read_like_qwen3_next_with_their_layer_types():
+    """Qwen3.5's configs (model_type qwen3_5 wrapping a qwen3_5_moe_text or qwen3_5_text text_config) carry
+    Qwen3-Next's fields and a layer_types list: the same layers give the same numbers; a dense one has an MLP
+    instead of experts; an irregular list is counted, not assumed periodic."""
+    types = ["linear_attention"] * 3 + ["full_attention"]
+    moe = {"model_type": "qwen3_5", "text_config": {**CONFIG, "model_type": "qwen3_5_moe_text", "layer_types": types * 12}}
+    fields, _ = config_to_spec_dict(moe, name="q", source="config.json")
+    assert total_params(ModelSpec.model_validate(fields)) == total_params(load_model("qwen3-next-80b-a3b"))
+    dense = {k: v for k, v in CONFIG.items() if not k.startswith(("num_experts", "moe_", "shared_expert"))}
+    irregular = types * 11 + ["linear_attention", "full_attention", "full_attention", "full_attention"]
+    fields, _ = config_to_spec_dict({**dense, "model_type": "qwen3_5_text", "layer_types": irregular}, name="d",
+                                    source="config.json")
+    m = ModelSpec.model_validate(fields)
+    assert (m.linear_layers, m.attention_layers, m.moe) == (34, 14, None)
+    assert params_breakdown(m)["mlp"] == 48 * 3 * 2048 * 5120  # gate, up and down of every layer
