@@ -1,10 +1,11 @@
-"""kvcalc serve against published continuous-batching throughput (validation/serve/trtllm-perf-overview.csv).
+"""kvcalc serve against published continuous-batching throughput (validation/serve/*.csv).
 
 Each row is one cell of TensorRT-LLM's performance overview: trtllm-bench's offline maximum-throughput run (every
-request queued at once, uniform input and output lengths) of a ModelOpt FP8 checkpoint, printed as total output
-tokens/s. kvcalc runs the same workload at the most requests the KV pool holds at full length
-(serve(concurrency="max")), with TensorRT-LLM's measured kernel profile for the GPU and FP8 weights and KV cache.
-Nothing in serve was fitted to these rows: every one is held out.
+request queued at once, uniform input and output lengths) of a ModelOpt FP8 or FP4 checkpoint on tp x pp GPUs
+(an optional pp column, 1 when absent), printed as total output tokens/s. kvcalc runs the same workload at the most
+requests the KV pool holds at full length (serve(concurrency="max")), with TensorRT-LLM's measured kernel profile
+for the GPU and the row's weight and KV formats, and compares output tokens/s per GPU. Nothing in serve was fitted
+to these rows: every one is held out.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ def score(rows: list[dict], engine: str = "trtllm") -> list[dict]:
     out = []
     for n, row in enumerate(rows, start=2):
         try:
-            tp = int(row["tp"])
-            measured = float(row["total_output_tokens_per_s"]) / tp
+            tp, pp = int(row["tp"]), int(row.get("pp") or 1)
+            measured = float(row["total_output_tokens_per_s"]) / (tp * pp)
             s = serve(row["model"], row["gpu"], input_len=int(row["input_len"]), output_len=int(row["output_len"]),
-                      concurrency="max", tp=tp, weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"],
+                      concurrency="max", tp=tp, pp=pp, weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"],
                       engine=engine)
         except KvcalcError as e:
             raise KvcalcError(f"--serve: row {n} ({row.get('id')}): {e}") from None
@@ -40,7 +41,7 @@ def score(rows: list[dict], engine: str = "trtllm") -> list[dict]:
             raise KvcalcError(f"--serve: row {n} ({row.get('id')}): expected numbers in tp, input_len, output_len "
                               f"and total_output_tokens_per_s ({str(e).splitlines()[0]})") from None
         predicted = s["output_tokens_per_s_per_gpu"]
-        out.append({"id": row["id"], "model": row["model"], "gpu": row["gpu"], "tp": tp,
+        out.append({"id": row["id"], "model": row["model"], "gpu": row["gpu"], "tp": tp, "pp": pp,
                     "input_len": int(row["input_len"]), "output_len": int(row["output_len"]),
                     "concurrency": round(s["concurrency"]), "measured": measured, "predicted": predicted,
                     "error_pct": (predicted - measured) / measured * 100 if measured else None})
@@ -51,7 +52,8 @@ def summary(results: list[dict]) -> list[dict]:
     """Median and worst |error| over all rows and per GPU x model."""
     groups = {"all": results}
     for r in results:
-        groups.setdefault(f"{r['model']} on {r['gpu']} tp{r['tp']}", []).append(r)
+        layout = f"tp{r['tp']}" + (f" pp{r['pp']}" if r.get("pp", 1) > 1 else "")
+        groups.setdefault(f"{r['model']} on {r['gpu']} {layout}", []).append(r)
     rows = []
     for name, group in groups.items():
         errors = [abs(r["error_pct"]) for r in group if r["error_pct"] is not None]

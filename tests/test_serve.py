@@ -145,3 +145,22 @@ def test_speculative_serving_with_pipeline_expert_parallel_and_disaggregated_poo
         fast = serve(model, gpu, **layout, speculate="mtp=1", **kw) if "ep" in layout else serve(
             model, gpu, **layout, speculate="draft=llama-3.2-1b,k=4,alpha=0.7", **kw)
         assert fast["tpot_ms"] < plain["tpot_ms"], layout
+
+
+def test_second_ledger_figures_are_the_readme_ones():
+    """The Blackwell / 405B / pipeline cells of the same page: the figures the README quotes, recomputed."""
+    import statistics
+
+    path = ROOT / "validation" / "serve" / "trtllm-perf-overview-blackwell-405b.csv"
+    results = score(read_rows(path))
+    assert len(results) == 106
+    flat = [abs(r["error_pct"]) for r in results if r["pp"] == 1]
+    fp4 = [abs(r["error_pct"]) for r in results
+           if r["pp"] == 1 and r["model"] == "llama-3.1-70b" and r["gpu"] in ("b200", "gb200")]
+    readme = (ROOT / "README.md").read_text()
+    assert (f"median {round(statistics.median(flat), 1)} %, worst {round(max(flat), 1)} % ({len(flat)} rows,\n"
+            f"{sum(e <= 10 for e in flat)} within 10 %)") in readme
+    assert f"B200 and GB200 {round(statistics.median(fp4), 1)} % (worst {round(max(fp4), 1)} %)" in readme
+    overall = summary(results)[0]
+    assert f"median {overall['median_abs_error_pct']} %)" in readme
+    assert f"**{summary(score(read_rows(path), engine='roofline'))[0]['median_abs_error_pct']}" in readme

@@ -98,7 +98,8 @@ def validate_cli(
                                                           "logs (a CSV like validation/engine-memory/vllm.csv); "
                                                           "needs no torch")] = None,
     serve: Annotated[Optional[Path], typer.Option(help="score kvcalc serve against published throughput (a CSV like "
-                                                  "validation/serve/trtllm-perf-overview.csv); needs no torch")] = None,
+                                                  "validation/serve/trtllm-perf-overview.csv, with an optional pp "
+                                                  "column); needs no torch")] = None,
 ) -> None:
     """Measure attention, linear and whole-layer cases with PyTorch and report the error of the predictions;
     or, with --published, score kvcalc against published end-to-end measurements."""
