@@ -37,7 +37,7 @@ from kvcalc.specs.profile import AllReduceCurve, EngineProfile, FitRecord, Kerne
 PACKAGE = "aiconfigurator-core 0.12.0"
 # kvcalc's spec name -> the table folder of the same part
 TABLE_GPUS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-sxm-80gb": "a100_sxm", "b200": "b200_sxm", "l40s": "l40s",
-              "b300": "b300_sxm", "gb200": "gb200", "rtx-pro-6000": "rtx_pro_6000_server"}
+              "b300": "b300_sxm", "gb200": "gb200", "gb300": "gb300", "rtx-pro-6000": "rtx_pro_6000_server"}
 TABLE_ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 # table gemm_dtype -> (profile key, bytes per weight, the dtype whose peak the curve is fitted against; None: bf16)
 GEMM_DTYPES = {

@@ -54,7 +54,8 @@ def test_h100_vllm_decode_attention_profile_on_held_out_measured_kernels():
 def test_every_bundled_profile_is_fitted_and_scored_on_held_out_shapes():
     profiles = bundled_specs("profile")
     assert {(p.gpu, p.engine) for p in profiles} == {
-        (g, e) for g in ("h100-sxm", "h200", "a100-sxm-80gb", "b200", "b300", "gb200", "l40s", "rtx-pro-6000")
+        (g, e) for g in ("h100-sxm", "h200", "a100-sxm-80gb", "b200", "b300", "gb200", "gb300", "l40s",
+                                                  "rtx-pro-6000")
         for e in ("vllm", "sglang", "trtllm")
     } | {("a100-sxm-80gb", "gpt-fast")}
     for p in profiles:

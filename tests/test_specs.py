@@ -20,7 +20,7 @@ REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
 }
-INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000"}  # beyond the reference table
+INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000", "gb300"}  # beyond the reference table
 
 
 def test_every_reference_model_and_gpu_is_bundled_with_sources():
@@ -172,3 +172,10 @@ def test_b300_and_rtx_pro_6000_hold_nvidias_figures():
         4500 / 2, 9000 / 2, 14000, 307 / 2)
     assert (pro.memory_bandwidth_GBps, pro.peak_tflops.bf16, pro.peak_tflops.fp4) == (1792, 467.8, 1871.2)
     assert pro.interconnect_bandwidth_GBps == 2 * 64  # PCIe Gen5 x16, each way 64 GB/s
+
+
+def test_gb300_is_blackwell_ultra_per_gpu_in_a_72_gpu_domain():
+    """aiconfigurator-core's systems/gb300.yaml: 8 TB/s, 2.5 PF bf16, 5 PF fp8, 15 PF fp4, 165 TOPS int8 (dense)."""
+    gb = load_gpu("gb300")
+    assert (gb.memory_bandwidth_GBps, gb.peak_tflops.bf16, gb.peak_tflops.fp8, gb.peak_tflops.fp4,
+            gb.peak_tflops.int8, gb.scale_up_gpus) == (8000, 2500, 5000, 15000, 165, 72)
