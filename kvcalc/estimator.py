@@ -10,7 +10,7 @@ from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.errors import AssumptionWarning, KvcalcError
-from kvcalc.formulas.forward import Precision, decode_ops, prefill_ops
+from kvcalc.formulas.forward import Precision, decode_ops, mixed_ops, prefill_ops
 from kvcalc.formulas.kv import (
     kv_bytes_per_sequence,
     kv_bytes_per_token,
@@ -407,15 +407,90 @@ class SpeculativeTimer:
         return None
 
 
+class StepTimer:
+    """Times one step of a deployment (serve's continuous batching, estimate's speculative steps under pp or ep):
+    tp GPUs in each of pp pipeline stages, or an expert-parallel group of ep, its engine profile, its dtypes.
+
+    With pp stages the decodes run as min(decodes, pp) micro-batches (formulas/parallel.py): a step is the whole
+    depth at one micro-batch's share of the decodes and of the prompt chunk, plus the stage-to-stage sends."""
+
+    def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1, ep=1, speculative=None):
+        self.spec, self.hw, self.p, self.tp, self.pp, self.ep, self.profile = spec, hw, p, tp, pp, ep, profile
+        self.speculative = speculative  # a SpeculativeTimer: each decode is a verify step of k + 1 (or tree) tokens
+        self.decode_q = speculative.sp.verify_tokens if speculative else 1
+        self.ep_link = group_link_bandwidth(hw, ep) if ep > tp else None
+        self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
+        self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
+        self.stage_link = group_link_bandwidth(hw, tp * pp) if pp > 1 else None
+        self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+        self.a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None
+
+    def seconds(self, decode_batch, context, chunk, chunk_context) -> float:
+        if self.ep > 1:
+            return self._expert_parallel_seconds(decode_batch, context, chunk, chunk_context)
+        m = max(1.0, min(decode_batch, self.pp))
+        decode_batch, chunk = decode_batch / m, chunk / m
+        ops = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
+            self.spec, decode_batch=decode_batch, context=context, chunk=chunk, chunk_context=chunk_context, p=self.p,
+            decode_q=self.decode_q)]
+        t = step_time(ops, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
+                      kv_dtype=self.kv_dtype).seconds
+        tokens = decode_batch * self.decode_q + chunk
+        drafting = self.speculative.draft_seconds(decode_batch, context) if self.speculative and decode_batch else 0.0
+        return (t + drafting + allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
+                + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link))
+
+
+    def _expert_parallel_seconds(self, decode_batch, context, chunk, chunk_context) -> float:
+        """A step of the whole expert-parallel group: each of the ep / tp data-parallel replicas runs its share of
+        the decodes and prompts through attention; the experts see all of them, 1 / ep each (formulas/parallel.py)."""
+        dp, q = self.ep // self.tp, self.decode_q
+        local = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
+            self.spec, decode_batch=decode_batch / dp, context=context, chunk=chunk / dp, chunk_context=chunk_context,
+            p=self.p, decode_q=q) if o.name != "moe/routed"]
+        routed = next(o for o in mixed_ops(self.spec, decode_batch=decode_batch, context=context, chunk=chunk,
+                                           chunk_context=chunk_context, p=self.p, decode_q=q) if o.name == "moe/routed")
+        t = step_time([*local, shard_experts(routed, self.ep)], self.hw, self.weight_dtype, speed_of_light=False,
+                      profile=self.profile, kv_dtype=self.kv_dtype).seconds
+        tokens = (decode_batch * q + chunk) / dp
+        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
+        if self.ep > self.tp:
+            comm = comm / 2 + alltoall_seconds(self.spec, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a)
+        # each replica drafts for its own sequences (the draft is replicated, not expert-parallel)
+        drafting = (self.speculative.draft_seconds(decode_batch / dp, context) if self.speculative and decode_batch
+                    else 0.0)
+        return t + comm + drafting
+
+
+def _layout_times(timer: SpeculativeTimer, tp: int, pp: int, ep: int):
+    """Under pp or ep: (the plain step and the speculative step as StepTimer runs them, one to a batch and context)."""
+    args = (timer.spec, timer.hw, timer.p, tp, timer.profile, timer.weight_dtype, timer.kv_dtype, pp, ep)
+    plain, spec = StepTimer(*args), StepTimer(*args, timer)
+    return (lambda b, s: plain.seconds(b, s, 0, 0)), (lambda b, s: spec.seconds(b, s, 0, 0))
+
+
 def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batch: int, context: int,
-                      weight_dtype: str, kv_dtype: str, tp: int, profile: EngineProfile | None) -> Speculative:
-    """Time one speculative step (verify + draft) against a plain decode step, and find where it stops paying."""
+                      weight_dtype: str, kv_dtype: str, tp: int, profile: EngineProfile | None, pp: int = 1,
+                      ep: int = 1) -> Speculative:
+    """Time one speculative step (verify + draft) against a plain decode step, and find where it stops paying.
+    Under pp or ep both steps are timed as serve times them (micro-batches through the stages; data-parallel
+    attention replicas each drafting for their own sequences, experts over ep GPUs); the verify intensity is then
+    the tensor-parallel verify pass's."""
     from kvcalc.formulas.kv import kv_bytes_per_token_per_layer
     from kvcalc.formulas.speculative import draft_kv_layers, draft_params
 
     timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, profile=profile)
     sp, draft, p = timer.sp, timer.draft, timer.p
     plain, verify, drafting, per_token, ops = timer.times(batch, context)
+    breakeven = timer.breakeven_batch(context)
+    if pp > 1 or ep > 1:
+        plain_step, spec_step = _layout_times(timer, tp, pp, ep)
+        dp = ep // tp if ep > 1 else 1
+        drafting = timer.draft_seconds(batch / dp, context)
+        step = spec_step(batch, context)
+        plain, verify, per_token = plain_step(batch, context), step - drafting, step / sp.tokens_per_step()
+        breakeven = next((b for b in (2 ** i for i in range(13))
+                          if plain_step(b, context) <= spec_step(b, context) / sp.tokens_per_step()), None)
     flops = sum(o.cost.flops for o in ops)
     bytes_ = sum(o.cost.bytes for o in ops)
     kv_layer = kv_bytes_per_token_per_layer((draft or spec).attention, p.b_kv)
@@ -424,7 +499,7 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
         alpha=sp.alpha,
         tokens_per_step=sp.tokens_per_step(), verify_ms=verify * 1e3, draft_ms=drafting * 1e3,
         ms_per_token=per_token * 1e3, tokens_per_s=batch / per_token, speedup=plain / per_token,
-        verify_arithmetic_intensity=intensity(flops, bytes_), breakeven_batch=timer.breakeven_batch(context),
+        verify_arithmetic_intensity=intensity(flops, bytes_), breakeven_batch=breakeven,
         draft_weights_bytes=draft_params(spec, sp.method, sp.k, draft) * p.b_w / tp,
         draft_kv_bytes=batch * context * draft_kv_layers(spec, sp.method, sp.k, draft) * kv_layer
         * kv_shard_fraction(draft or spec, tp),
@@ -552,8 +627,7 @@ def estimate_with_specs(
         warnings=warnings,
     )
     if speculate:
-        if pp > 1 or ep > 1:
-            raise KvcalcError("--speculate: not with --pp or --ep yet")
         result.speculative = speculative_block(spec, hw, speculate, batch=batch, context=context,
-                                               weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, profile=profile)
+                                               weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, profile=profile,
+                                               pp=pp, ep=ep)
     return result, spec, hw

@@ -60,7 +60,8 @@ def sweep(
     engine: time models (auto, roofline, vllm, sglang, trtllm), each its own rows. tp, pp: tensor-parallel GPUs
     and pipeline stages; a tp that does not divide a model's query heads, or a pp above its layers, is skipped
     for that model with a warning. speculate: estimate's --speculate forms (None: plain decoding), each its own
-    rows, with the speculative time per token and speed-up over plain decoding (not under pipeline stages). ep:
+    rows, with the speculative time per token and speed-up over plain decoding (blank under pipeline stages or
+    expert parallelism, where estimate and serve time them one scenario at a time). ep:
     expert-parallel GPUs (1: none); a combination it does not apply to (a dense model, ep not a multiple of tp or
     not dividing the experts, or with pp) is skipped with a warning."""
     import numpy as np

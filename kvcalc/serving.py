@@ -17,6 +17,7 @@ from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_numb
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
+    StepTimer,
     check_dtypes,
     check_memory_utilization,
     check_pp,
@@ -25,22 +26,10 @@ from kvcalc.estimator import (
     load_deployment,
 )
 from kvcalc.formulas.capacity import kv_budget_bytes, max_sequences
-from kvcalc.formulas.forward import mixed_ops
 from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, activation_workspace_bytes
-from kvcalc.formulas.parallel import (
-    allreduce_seconds,
-    alltoall_seconds,
-    check_ep,
-    shard_experts,
-    group_link_bandwidth,
-    kv_shard_fraction,
-    pipeline_send_seconds,
-    shard_op,
-    stage_layer_fraction,
-)
+from kvcalc.formulas.parallel import check_ep, kv_shard_fraction, stage_layer_fraction
 from kvcalc.formulas.params import weight_bytes_per_gpu
-from kvcalc.formulas.roofline import step_time
 from kvcalc.formulas.workload import cost_per_million_tokens, steady_state, transfer_seconds
 from kvcalc.planning import ENGINE_MEMORY_RULES, engine_memory_rule
 from kvcalc.units import fmt_bytes
@@ -48,61 +37,7 @@ from kvcalc.units import fmt_bytes
 DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batched_tokens on an H100)
 
 
-class _Stepper:
-    """Times one step of a deployment: tp GPUs in each of pp pipeline stages, its engine profile, its dtypes.
-
-    With pp stages the decodes run as min(decodes, pp) micro-batches (formulas/parallel.py): a step is the whole
-    depth at one micro-batch's share of the decodes and of the prompt chunk, plus the stage-to-stage sends."""
-
-    def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1, ep=1, speculative=None):
-        self.spec, self.hw, self.p, self.tp, self.pp, self.ep, self.profile = spec, hw, p, tp, pp, ep, profile
-        self.speculative = speculative  # a SpeculativeTimer: each decode is a verify step of k + 1 (or tree) tokens
-        self.decode_q = speculative.sp.verify_tokens if speculative else 1
-        self.ep_link = group_link_bandwidth(hw, ep) if ep > tp else None
-        self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
-        self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
-        self.stage_link = group_link_bandwidth(hw, tp * pp) if pp > 1 else None
-        self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
-        self.a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None
-
-    def seconds(self, decode_batch, context, chunk, chunk_context) -> float:
-        if self.ep > 1:
-            return self._expert_parallel_seconds(decode_batch, context, chunk, chunk_context)
-        m = max(1.0, min(decode_batch, self.pp))
-        decode_batch, chunk = decode_batch / m, chunk / m
-        ops = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
-            self.spec, decode_batch=decode_batch, context=context, chunk=chunk, chunk_context=chunk_context, p=self.p,
-            decode_q=self.decode_q)]
-        t = step_time(ops, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
-                      kv_dtype=self.kv_dtype).seconds
-        tokens = decode_batch * self.decode_q + chunk
-        drafting = self.speculative.draft_seconds(decode_batch, context) if self.speculative and decode_batch else 0.0
-        return (t + drafting + allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
-                + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link))
-
-
-    def _expert_parallel_seconds(self, decode_batch, context, chunk, chunk_context) -> float:
-        """A step of the whole expert-parallel group: each of the ep / tp data-parallel replicas runs its share of
-        the decodes and prompts through attention; the experts see all of them, 1 / ep each (formulas/parallel.py)."""
-        dp, q = self.ep // self.tp, self.decode_q
-        local = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
-            self.spec, decode_batch=decode_batch / dp, context=context, chunk=chunk / dp, chunk_context=chunk_context,
-            p=self.p, decode_q=q) if o.name != "moe/routed"]
-        routed = next(o for o in mixed_ops(self.spec, decode_batch=decode_batch, context=context, chunk=chunk,
-                                           chunk_context=chunk_context, p=self.p, decode_q=q) if o.name == "moe/routed")
-        t = step_time([*local, shard_experts(routed, self.ep)], self.hw, self.weight_dtype, speed_of_light=False,
-                      profile=self.profile, kv_dtype=self.kv_dtype).seconds
-        tokens = (decode_batch * q + chunk) / dp
-        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
-        if self.ep > self.tp:
-            comm = comm / 2 + alltoall_seconds(self.spec, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a)
-        # each replica drafts for its own sequences (the draft is replicated, not expert-parallel)
-        drafting = (self.speculative.draft_seconds(decode_batch / dp, context) if self.speculative and decode_batch
-                    else 0.0)
-        return t + comm + drafting
-
-
-def _colocated(stepper: _Stepper, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
+def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
     gain = stepper.speculative.sp.tokens_per_step() if stepper.speculative else 1.0  # tokens a decode step yields
     decode, chunk, s_p = steady_state(concurrency, input_len, output_len, step_tokens, gain, stepper.decode_q)
     tau = stepper.seconds(decode, input_len + output_len / 2, chunk, max(input_len - chunk, 0) / 2)
@@ -122,7 +57,7 @@ def _colocated(stepper: _Stepper, concurrency: float, input_len: int, output_len
             "decode_batch": decode, "prefill_tokens_per_step": chunk, "step_s": tau}
 
 
-def _disaggregated(stepper: _Stepper, concurrency: float, input_len: int, output_len: int, step_tokens: int,
+def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int,
                    prefill_gpus: int, decode_gpus: int) -> dict:
     spec, hw, tp = stepper.spec, stepper.hw, stepper.tp
     prefill_replicas, decode_replicas = prefill_gpus // tp, decode_gpus // tp
@@ -179,7 +114,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     profile = resolve_engine(engine, hw)
     timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
                               profile=profile) if speculate else None)
-    stepper = _Stepper(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)
+    stepper = StepTimer(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)
 
     # The KV pool of one replica and how many full-length requests it holds: as the engine sizes it where kvcalc
     # models its rule (vLLM, SGLang, TensorRT-LLM; the step budget as its max_num_batched_tokens), else kvcalc's own

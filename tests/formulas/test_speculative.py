@@ -112,3 +112,18 @@ def test_a_tree_verifies_its_nodes_and_stops_paying_at_a_smaller_batch():
     assert tree.speculative.breakeven_batch <= 16  # the chain still gains at 4096 (None) or stops far later
     assert chain.speculative.breakeven_batch is None or chain.speculative.breakeven_batch > 16
     assert tree.speculative.verify_arithmetic_intensity > 10 * chain.speculative.verify_arithmetic_intensity / 5
+
+
+def test_speculation_under_pipeline_and_expert_parallelism_matches_serve():
+    """estimate --speculate with --pp or --ep times the verify step as serve does: at one request in flight serve's
+    TPOT is estimate's time per token (within the prefill of the next request), and speculation gains at batch 1."""
+    from kvcalc.serving import serve
+
+    e = estimate("llama-3.1-70b", "h100", batch=1, context=1000 + 250, tp=2, pp=2,
+                 speculate="draft=llama-3.2-1b,k=4,alpha=0.7")
+    r = serve("llama-3.1-70b", "h100", input_len=1000, output_len=500, concurrency=1, tp=2, pp=2,
+              speculate="draft=llama-3.2-1b,k=4,alpha=0.7")
+    assert r["tpot_ms"] == pytest.approx(e.speculative.ms_per_token, rel=0.1)
+    assert e.speculative.speedup > 1
+    moe = estimate("deepseek-v3", "h200", batch=8, context=4096, ep=8, weight_dtype="fp8", speculate="mtp=1")
+    assert moe.speculative.speedup > 1 and moe.speculative.tokens_per_step == pytest.approx(1.875)
