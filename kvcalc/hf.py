@@ -491,6 +491,18 @@ def quantization_from_config(qc: object, where: str) -> dict | None:
     return {"weight_format": fmt, "quantized": classes, "source": f"{where}: quantization_config ({method})"}
 
 
+# model_type -> the reader of its fields (called with the config and the model_type); LLAMA_LIKE ones read as Llama
+FAMILY_READERS = {
+    **dict.fromkeys(("qwen3_next", "qwen3_5_moe_text", "qwen3_5_moe"), lambda c, t: _qwen3_next(c)),
+    **dict.fromkeys(("qwen3_5_text", "qwen3_5"), lambda c, t: _qwen3_next(c, moe=False)),  # the dense Qwen3.5 hybrids
+    "nemotron_h": lambda c, t: _nemotron_h(c), "jamba": lambda c, t: _jamba(c), "falcon_h1": lambda c, t: _falcon_h1(c),
+    **dict.fromkeys(("minimax", "minimax_text_01", "minimax_m1"), lambda c, t: _minimax(c)),
+    **dict.fromkeys(("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"), _deepseek),  # Kimi K2: V3's layout
+    "falcon": lambda c, t: _falcon(c), "chatglm": lambda c, t: _chatglm(c), "gpt2": lambda c, t: _gpt2(c),
+    "gpt_neox": lambda c, t: _gpt_neox(c), "opt": lambda c, t: _opt(c),
+}
+
+
 def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, list[str]]:
     """ModelSpec fields from a parsed config.json, and the assumptions made (empty for known families)."""
     if isinstance(data.get("text_config"), dict):  # multimodal wrappers (gemma3, llava...): the language model
@@ -499,34 +511,8 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     model_type = str(data.get("model_type") or "")
     if model_type in ("RefinedWeb", "RefinedWebModel"):
         model_type = "falcon"
-    if model_type in LLAMA_LIKE:
-        spec = _llama_like(c, model_type)
-    elif model_type in ("qwen3_next", "qwen3_5_moe_text", "qwen3_5_moe"):
-        spec = _qwen3_next(c)
-    elif model_type in ("qwen3_5_text", "qwen3_5"):  # the dense Qwen3.5 hybrids
-        spec = _qwen3_next(c, moe=False)
-    elif model_type == "nemotron_h":
-        spec = _nemotron_h(c)
-    elif model_type == "jamba":
-        spec = _jamba(c)
-    elif model_type == "falcon_h1":
-        spec = _falcon_h1(c)
-    elif model_type in ("minimax", "minimax_text_01", "minimax_m1"):
-        spec = _minimax(c)
-    elif model_type in ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"):  # Kimi K2: DeepSeek-V3's layout
-        spec = _deepseek(c, model_type)
-    elif model_type == "falcon":
-        spec = _falcon(c)
-    elif model_type == "chatglm":
-        spec = _chatglm(c)
-    elif model_type == "gpt2":
-        spec = _gpt2(c)
-    elif model_type == "gpt_neox":
-        spec = _gpt_neox(c)
-    elif model_type == "opt":
-        spec = _opt(c)
-    else:
-        spec = _unknown(c, model_type or "(none)")
+    reader = FAMILY_READERS.get(model_type, _llama_like if model_type in LLAMA_LIKE else None)
+    spec = reader(c, model_type) if reader is not None else _unknown(c, model_type or "(none)")
     spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
     quantization = quantization_from_config(data.get("quantization_config"), source)
     if quantization is not None:
