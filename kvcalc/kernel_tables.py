@@ -195,6 +195,23 @@ def mla_decode_rows(df, kv_dtype: str) -> Rows:
                 held_out(zip(d["num_heads"], d["batch_size"])), None, kernels, d["batch_size"].to_numpy(float))
 
 
+def mla_prefill_rows(df, kv_dtype: str) -> Rows:
+    """MLA prefill, expanded per head (d_n + d_r query/key, d_v value), of B prompts of isl tokens for `num_heads`
+    query heads on one GPU (the table's tp_size shards them)."""
+    df = df[(df["kv_cache_dtype"] == kv_dtype) & (df.get("mla_dtype", "bfloat16") == "bfloat16") & (df["step"] == 0)]
+    d, kernels = _fastest(df, ["batch_size", "isl", "num_heads"])
+    p = Precision(b_w=2.0, b_kv=KV_DTYPES[kv_dtype][1], b_a=B_ACT)
+    flops, bytes_ = [], []
+    for b, isl, h in zip(d["batch_size"], d["isl"], d["num_heads"]):
+        model = table_model({"kind": "mla", "num_heads": int(h), **MLA})
+        c = attention_core_cost(model, int(b), int(isl), 0, None, absorbed=False, p=p)
+        flops.append(c.flops)
+        bytes_.append(c.bytes)
+    return Rows(np.array(flops, float), np.array(bytes_, float), d["latency"].to_numpy(float) * 1e-3,
+                held_out(zip(d["num_heads"], d["batch_size"])), None, kernels,
+                (d["batch_size"] * d["num_heads"]).to_numpy(float))
+
+
 def _curve(x) -> KernelCurve:
     t0, em, hm, ec, hc, a, p, item = (float(f"{v:.4g}") for v in (*x, 0.0)[:8])
     return KernelCurve(t0_us=t0, memory_efficiency=em, memory_half_MB=hm, compute_efficiency=ec,
@@ -322,8 +339,9 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
     gemm_path = newest_table(root, gpu, "gemm", engine, "gemm_perf.parquet")
     if gemm_path is None:
         return None
-    fields: dict = {"gemm": {}, "attention_decode": {}, "attention_prefill": {}, "attention_decode_mla": {}, "moe": {},
-                    "allreduce": {}, "alltoall": {}, "linear_attention_decode": {}, "linear_attention_prefill": {}}
+    fields: dict = {"gemm": {}, "attention_decode": {}, "attention_prefill": {}, "attention_decode_mla": {},
+                    "attention_prefill_mla": {}, "moe": {}, "allreduce": {}, "alltoall": {},
+                    "linear_attention_decode": {}, "linear_attention_prefill": {}}
     gemm = pd.read_parquet(gemm_path)
     for gemm_dtype in sorted(set(gemm["gemm_dtype"]) & set(GEMM_DTYPES)):
         rows = gemm_rows(gemm, gemm_dtype)
@@ -356,6 +374,12 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
         for kv_dtype in sorted(set(table["kv_cache_dtype"]) & set(KV_DTYPES)):
             fields["attention_decode_mla"][KV_DTYPES[kv_dtype][0]] = fitted(
                 mla_decode_rows(table, kv_dtype), hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
+    path = newest_table(root, gpu, "mla", engine, "context_mla_perf.parquet")
+    if path is not None:
+        table = pd.read_parquet(path)
+        for kv_dtype in sorted(set(table["kv_cache_dtype"]) & set(KV_DTYPES)):
+            fields["attention_prefill_mla"][KV_DTYPES[kv_dtype][0]] = fitted(
+                mla_prefill_rows(table, kv_dtype), hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
     path = newest_table(root, gpu, "linear_attention", engine, "gdn_perf.parquet")
     if path is not None:
         versions["linear_attention"] = path.parent.name
@@ -380,8 +404,8 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
             curve = fit_allreduce(table, n, _relative(path, root), collective="alltoall")
             if curve is not None:
                 fields["alltoall"][f"ep{n}"] = curve
-    for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe",
-                    "linear_attention_decode", "linear_attention_prefill"):
+    for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "attention_prefill_mla",
+                    "moe", "linear_attention_decode", "linear_attention_prefill"):
         fields[section] = {k: c for k, c in fields[section].items() if c is not None}
     return EngineProfile(
         gpu=gpu, engine=engine, engine_version=versions["gemm"],
@@ -447,8 +471,8 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
         if prof.engine not in TABLE_ENGINES:
             continue
         hw = load_gpu(prof.gpu)
-        for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla", "moe",
-                        "linear_attention_decode", "linear_attention_prefill"):
+        for section in ("gemm", "attention_decode", "attention_prefill", "attention_decode_mla",
+                        "attention_prefill_mla", "moe", "linear_attention_decode", "linear_attention_prefill"):
             for key, curve in getattr(prof, section).items():
                 if curve.fit is None or not curve.fit.table.startswith(PACKAGE):
                     continue
@@ -464,6 +488,8 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
                     rows = linear_attention_rows(df, decode=section == "linear_attention_decode")
                 elif section == "attention_decode_mla":
                     rows = mla_decode_rows(df, next(d for d, spec in KV_DTYPES.items() if spec[0] == key))
+                elif section == "attention_prefill_mla":
+                    rows = mla_prefill_rows(df, next(d for d, spec in KV_DTYPES.items() if spec[0] == key))
                 else:
                     dtype = next(d for d, spec in KV_DTYPES.items() if spec[0] == key)
                     rows = attention_rows(df, dtype, decode=section == "attention_decode")

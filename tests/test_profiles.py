@@ -190,3 +190,18 @@ def test_gated_deltanet_layers_run_on_their_measured_curves():
     assert profile_curve(state, prof, "bf16", "bf16")[2] == "linear_attention_decode.gated_deltanet"
     mamba = next(o for o in decode_ops(load_model("nemotron-h-8b"), 8, 8192, p) if o.name == "linear_attention/state")
     assert profile_curve(mamba, prof, "bf16", "bf16") is None
+
+
+def test_mla_prefill_runs_on_its_own_measured_curve():
+    """DeepSeek-V3's prefill attention (expanded MLA) uses the tables' MLA context kernel where the engine has it
+    (TensorRT-LLM on H200: held out within 10 % median), and the standard prefill curve where it does not (vLLM)."""
+    from kvcalc.estimator import precision
+    from kvcalc.formulas.forward import prefill_ops
+    from kvcalc.formulas.roofline import profile_curve
+
+    op = next(o for o in prefill_ops(load_model("deepseek-v3"), 1, 4096, precision("fp8", "bf16"))
+              if o.name.startswith("attention/core"))
+    trt, vllm = resolve_engine("trtllm", load_gpu("h200")), resolve_engine("vllm", load_gpu("h200"))
+    assert trt.attention_prefill_mla["bf16"].fit.held_out_median_abs_error_pct < 10
+    assert profile_curve(op, trt, "fp8", "bf16")[2] == "attention_prefill_mla.bf16"
+    assert profile_curve(op, vllm, "fp8", "bf16")[2] == "attention_prefill.bf16"

@@ -185,8 +185,9 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     d, L = model.hidden_size, model.num_layers
     attn = model.attention
     tokens = batch * q
-    attention_class = "attention_prefill" if not absorbed else (
-        "attention_decode_mla" if attn.kind == "mla" else "attention_decode")
+    mla = attn.kind == "mla"
+    attention_class = ("attention_decode_mla" if mla else "attention_decode") if absorbed else (
+        "attention_prefill_mla" if mla else "attention_prefill")
     full = unquantised(p)  # what the checkpoint keeps in bf16
     La = model.attention_layers
     quantized = model.quantized_classes

@@ -104,8 +104,9 @@ def profile_curve(op: Op, profile: EngineProfile, weight_dtype: str, kv_dtype: s
         curve = getattr(profile, section, {}).get(kind)
         return None if curve is None else (curve, act, f"{section}.{kind}")
     if op.engine == "attention":
-        # MLA decode uses its own measured kernel where the engine's tables have one, else the MQA-like decode curve.
-        classes = ("attention_decode_mla", "attention_decode") if op.kernel_class == "attention_decode_mla" else (op.kernel_class,)
+        # MLA uses its own measured decode and prefill kernels where the tables have them, else the standard curves.
+        fallback = {"attention_decode_mla": "attention_decode", "attention_prefill_mla": "attention_prefill"}
+        classes = (op.kernel_class, fallback[op.kernel_class]) if op.kernel_class in fallback else (op.kernel_class,)
         key = ATTENTION_CURVE_KEYS.get(kv_dtype)
         for name in classes:
             if key in getattr(profile, name, {}):

@@ -67,6 +67,8 @@ class EngineProfile(StrictModel):
     attention_prefill: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")
     attention_decode_mla: dict[str, KernelCurve] = Field(
         default_factory=dict, description="MLA decode (absorbed, over the latent), by KV dtype; else attention_decode")
+    attention_prefill_mla: dict[str, KernelCurve] = Field(
+        default_factory=dict, description="MLA prefill (expanded per head), by KV dtype; else attention_prefill")
     moe: dict[str, KernelCurve] = Field(
         default_factory=dict, description="one fused MoE layer (routed experts), by weight format; else the GEMM curve")
     allreduce: dict[str, AllReduceCurve] = Field(default_factory=dict, description="by group size: tp2, tp4, tp8")
@@ -83,6 +85,7 @@ class EngineProfile(StrictModel):
     def _check_keys(self) -> EngineProfile:
         for table, allowed in (("gemm", GEMM_KEYS), ("attention_decode", ATTENTION_KEYS),
                                ("attention_prefill", ATTENTION_KEYS), ("attention_decode_mla", ATTENTION_KEYS),
+                               ("attention_prefill_mla", ATTENTION_KEYS),
                                ("moe", MOE_KEYS), ("linear_attention_decode", LINEAR_KEYS),
                                ("linear_attention_prefill", LINEAR_KEYS)):
             unknown = set(getattr(self, table)) - set(allowed)
