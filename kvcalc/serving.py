@@ -116,15 +116,18 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                               profile=profile) if speculate else None)
     stepper = StepTimer(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)
 
-    # The KV pool of one replica and how many full-length requests it holds: as the engine sizes it where kvcalc
-    # models its rule (vLLM, SGLang, TensorRT-LLM; the step budget as its max_num_batched_tokens), else kvcalc's own
-    # rule, as capacity.
+    # The KV pool of one replica and how many full-length requests it holds: as the engine named by --engine sizes it
+    # where kvcalc models its rule (vLLM, SGLang, TensorRT-LLM; the step budget as its max_num_batched_tokens), else
+    # kvcalc's own rule, as capacity uses them (so the default, --engine auto, agrees with capacity's default).
     full_length = input_len + output_len
-    memory_rule = profile.engine if profile is not None and profile.engine in ENGINE_MEMORY_RULES and ep == 1 else None
+    memory_rule = engine if engine in ENGINE_MEMORY_RULES and ep == 1 else None
+    engine_request = None  # bytes the engine sets aside per full-length request (its blocks, its window rules)
     if memory_rule is not None:
-        budget = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
-                                    memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens,
-                                    pp=pp)["available_kv_bytes"]
+        em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
+                                memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens, pp=pp)
+        budget = em["available_kv_bytes"]
+        if em["max_concurrency"] > 0:
+            engine_request = budget / em["max_concurrency"]
     else:
         activations = activation_workspace_bytes(spec, 1, step_tokens, p.b_a)
         budget = kv_budget_bytes(hw.memory_bytes * memory_utilization,
@@ -139,7 +142,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     def request_bytes(tokens):  # one request's cache and state per GPU at `tokens` tokens
         return kv_bytes_per_sequence(spec, tokens, p.b_kv) * shard
 
-    max_concurrency = max_sequences(spec, full_length, pool, p.b_kv, tp, pp)
+    max_concurrency = (math.floor(pool / engine_request) if engine_request else
+                       max_sequences(spec, full_length, pool, p.b_kv, tp, pp))
     if max_concurrency < 1:
         raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold "
                           f"one request of {full_length:,} tokens ({fmt_bytes(request_bytes(full_length))}); raise --tp")

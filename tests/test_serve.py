@@ -164,3 +164,15 @@ def test_second_ledger_figures_are_the_readme_ones():
     overall = summary(results)[0]
     assert f"median {overall['median_abs_error_pct']} %)" in readme
     assert f"**{summary(score(read_rows(path), engine='roofline'))[0]['median_abs_error_pct']}" in readme
+
+
+@pytest.mark.parametrize("engine", ["auto", "vllm", "sglang", "trtllm"])
+def test_serve_and_capacity_hold_the_same_requests(engine):
+    """One memory model: serve's KV pool at concurrency max holds as many full-length requests as capacity finds
+    at that context, under kvcalc's rule (auto) and under each engine's own (its batched-token limit the same)."""
+    from kvcalc.planning import capacity
+
+    kw = {} if engine == "auto" else {"max_num_batched_tokens": 8192} if engine != "sglang" else {}
+    s = serve("llama-3.1-8b", "h100", input_len=1000, output_len=1000, concurrency="max", engine=engine)
+    c = capacity("llama-3.1-8b", "h100", context=2000, engine=engine, **kw)
+    assert s["concurrency"] == c["max_sequences_at_context"]
