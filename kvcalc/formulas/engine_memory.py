@@ -76,7 +76,9 @@ def vllm_default_batching(visible_GiB: float, gpu_name: str) -> tuple[int, int]:
 def vllm_forward_peak_bytes(model: ModelSpec, tokens: int, b_a: float, tp: int = 1) -> float:
     """Activations the dummy forward pass of `tokens` tokens holds at its widest layer [B]."""
     d = model.hidden_size
-    widest = 3 * model.mlp.intermediate_size / tp if model.dense_layers else 0.0
+    # a gated MLP holds its gate/up output (2 I) and their product (I); a plain one its up output and activation (2 I)
+    width = 3 if model.mlp.kind == "gated" else 2
+    widest = width * model.mlp.intermediate_size / tp if model.dense_layers else 0.0
     if model.moe is not None:
         moe = model.moe
         widest = max(widest, moe.top_k * (3 * moe.expert_intermediate_size / tp + d))
