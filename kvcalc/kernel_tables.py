@@ -367,19 +367,16 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
             rows = moe_rows(table, moe_dtype)
             if not (rows.peak_dtype and rows.peak_dtype not in hw.peak_tflops.available()):
                 fields["moe"][MOE_DTYPES[moe_dtype][0]] = fitted(rows, hw, _relative(path, root) + f" (moe_dtype {moe_dtype})")
-    path = newest_table(root, gpu, "mla", engine, "generation_mla_perf.parquet")
-    if path is not None:
-        versions["mla"] = path.parent.name
+    for section, filename, rows_of in (("attention_decode_mla", "generation_mla_perf.parquet", mla_decode_rows),
+                                       ("attention_prefill_mla", "context_mla_perf.parquet", mla_prefill_rows)):
+        path = newest_table(root, gpu, "mla", engine, filename)
+        if path is None:
+            continue
+        versions.setdefault("mla", path.parent.name)
         table = pd.read_parquet(path)
         for kv_dtype in sorted(set(table["kv_cache_dtype"]) & set(KV_DTYPES)):
-            fields["attention_decode_mla"][KV_DTYPES[kv_dtype][0]] = fitted(
-                mla_decode_rows(table, kv_dtype), hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
-    path = newest_table(root, gpu, "mla", engine, "context_mla_perf.parquet")
-    if path is not None:
-        table = pd.read_parquet(path)
-        for kv_dtype in sorted(set(table["kv_cache_dtype"]) & set(KV_DTYPES)):
-            fields["attention_prefill_mla"][KV_DTYPES[kv_dtype][0]] = fitted(
-                mla_prefill_rows(table, kv_dtype), hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
+            fields[section][KV_DTYPES[kv_dtype][0]] = fitted(
+                rows_of(table, kv_dtype), hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
     path = newest_table(root, gpu, "linear_attention", engine, "gdn_perf.parquet")
     if path is not None:
         versions["linear_attention"] = path.parent.name
