@@ -20,7 +20,7 @@ REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
 }
-INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000", "gb300"}  # beyond the reference table
+INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000", "gb300", "mi355x"}  # beyond the reference table
 
 
 def test_every_reference_model_and_gpu_is_bundled_with_sources():
@@ -179,3 +179,12 @@ def test_gb300_is_blackwell_ultra_per_gpu_in_a_72_gpu_domain():
     gb = load_gpu("gb300")
     assert (gb.memory_bandwidth_GBps, gb.peak_tflops.bf16, gb.peak_tflops.fp8, gb.peak_tflops.fp4,
             gb.peak_tflops.int8, gb.scale_up_gpus) == (8000, 2500, 5000, 15000, 165, 72)
+
+
+def test_mi355x_peaks_follow_from_amds_isscc_figures():
+    """256 CUs x 8,192 FP8 FLOPs a clock x 2.4 GHz = AMD's 'five petaflops' of FP8; bf16 half, fp4 twice."""
+    mi = load_gpu("mi355x")
+    fp8 = 8 * 32 * 8192 * 2.4e9 / 1e12
+    assert mi.peak_tflops.fp8 == pytest.approx(fp8, abs=0.1) and fp8 == pytest.approx(5000, rel=0.01)
+    assert (mi.peak_tflops.bf16, mi.peak_tflops.fp4) == (pytest.approx(fp8 / 2, abs=0.1), pytest.approx(fp8 * 2, abs=0.1))
+    assert (mi.memory_GiB, mi.memory_bandwidth_GBps, mi.interconnect_bandwidth_GBps) == (288, 8000, None)
