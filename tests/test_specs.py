@@ -20,7 +20,7 @@ REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
 }
-INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000", "gb300", "mi355x"}  # beyond the reference table
+INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000", "gb300", "mi355x", "rtx-3090"}  # beyond the reference table
 
 
 def test_every_reference_model_and_gpu_is_bundled_with_sources():
@@ -188,3 +188,11 @@ def test_mi355x_peaks_follow_from_amds_isscc_figures():
     assert mi.peak_tflops.fp8 == pytest.approx(fp8, abs=0.1) and fp8 == pytest.approx(5000, rel=0.01)
     assert (mi.peak_tflops.bf16, mi.peak_tflops.fp4) == (pytest.approx(fp8 / 2, abs=0.1), pytest.approx(fp8 * 2, abs=0.1))
     assert (mi.memory_GiB, mi.memory_bandwidth_GBps, mi.interconnect_bandwidth_GBps) == (288, 8000, None)
+
+
+def test_rtx_3090_is_the_ga102_whitepapers_fp32_accumulate_rate_and_vllms_visible_memory():
+    """GA102 whitepaper: 71 TFLOPS fp16 tensor with fp32 accumulate (half of the 142 with fp16 accumulate), 936 GB/s;
+    vLLM issue #10517 logs total_gpu_memory=23.58GiB on it."""
+    g = load_gpu("rtx-3090")
+    assert (g.peak_tflops.bf16, g.memory_bandwidth_GBps, g.visible_memory_GiB) == (142 / 2, 936, 23.58)
+    assert g.peak_tflops.fp8 is None
