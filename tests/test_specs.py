@@ -20,7 +20,7 @@ REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
 }
-INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000", "gb300", "mi355x", "rtx-3090"}  # beyond the reference table
+INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000", "gb300", "mi355x", "rtx-3090", "gh200", "gh200-144gb", "a10g"}  # beyond the reference table
 
 
 def test_every_reference_model_and_gpu_is_bundled_with_sources():
@@ -196,3 +196,22 @@ def test_rtx_3090_is_the_ga102_whitepapers_fp32_accumulate_rate_and_vllms_visibl
     g = load_gpu("rtx-3090")
     assert (g.peak_tflops.bf16, g.memory_bandwidth_GBps, g.visible_memory_GiB) == (142 / 2, 936, 23.58)
     assert g.peak_tflops.fp8 is None
+
+
+@pytest.mark.parametrize("name, memory_GiB, bandwidth", [("gh200", 96, 4000), ("gh200-144gb", 144, 4900)])
+def test_gh200_is_the_h100s_compute_with_the_datasheets_memory(name, memory_GiB, bandwidth):
+    """GH200 datasheet: 96GB HBM3 at 4 TB/s or 144GB HBM3e at 4.9 TB/s; BF16 1,979 and FP8/INT8 3,958 with sparsity,
+    so dense 989.5 and 1,979, the H100 SXM's. NVLink-C2C (900 GB/s) joins the GPU to its CPU, not to other GPUs."""
+    g, h100 = load_gpu(name), load_gpu("h100-sxm")
+    assert (g.memory_GiB, g.memory_bandwidth_GBps) == (memory_GiB, bandwidth)
+    assert (g.peak_tflops.bf16, g.peak_tflops.fp8, g.peak_tflops.int8) == (1979 / 2, 3958 / 2, 3958 / 2)
+    assert g.peak_tflops == h100.peak_tflops
+    assert g.interconnect_bandwidth_GBps is None
+
+
+def test_a10g_shares_the_a10s_memory_not_its_tensor_peak():
+    """A10G datasheet as quoted: 600 GB/s, 70 TFLOPS bf16 dense (140 sparse); the A10's datasheet prints 125."""
+    a10g, a10 = load_gpu("a10g"), load_gpu("a10")
+    assert (a10g.memory_GiB, a10g.memory_bandwidth_GBps) == (a10.memory_GiB, a10.memory_bandwidth_GBps) == (24, 600)
+    assert (a10g.peak_tflops.bf16, a10.peak_tflops.bf16) == (140 / 2, 125)
+    assert a10g.visible_memory_GiB == 22.06 and a10g.peak_tflops.fp8 is None
