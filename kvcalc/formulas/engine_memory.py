@@ -23,10 +23,26 @@ non-torch    0.16 GiB at TP 1 (cuBLAS workspace and the like: PR #12126's H100 l
              at TP 2 on RTX 4090s).
 The CUDA-graph pool is captured after the KV cache is allocated and comes out of the 1 - utilisation headroom.
 
-KV tokens   floor(available / page) blocks of 16 tokens; page = 16 x KV bytes per token per GPU over all layers.
-Concurrency available / KV bytes one request of L tokens holds: global layers hold L tokens, sliding-window
-            layers min(W - 1 + T, L) (vLLM's SlidingWindowSpec.max_memory_usage_bytes: the window plus one
-            prefill chunk), each rounded up to whole blocks. So Gemma-2's windowed layers save nothing at 8K.
+Blocks      vLLM V1 pages every layer that keeps a cache (vllm/v1/core/kv_cache_utils.py,
+            _get_kv_cache_groups_uniform_page_size). Layers of one kind (full attention, sliding window, chunked
+            local, linear/Mamba state) form groups of equal size g: g = the fewest layers of any kind, or the most
+            where that is under 1.5 x the fewest; a kind with n layers takes ceil(n / g) groups, the last padded.
+            Every group draws blocks from one pool; a block holds one page for each of g layers:
+                num_blocks = floor(available / (g x page))
+            page = 16 tokens x the attention bytes per token per layer, except beside linear layers, whose state
+            must fit one page (HybridAttentionMambaModelConfig): the block grows to 16 x ceil(state / (16 x
+            attention bytes per token)) tokens and the state is padded to the page. The state is kept in the model
+            dtype (2 bytes), not the KV dtype.
+KV tokens   'GPU KV cache size': floor(num_blocks / groups) x block tokens (vLLM 0.11's report).
+Concurrency num_blocks / the blocks one request of L tokens takes in every group: a full group ceil(L / block),
+            a sliding group ceil(min(W - 1 + T, L) / block) + 1 (SlidingWindowSpec.max_memory_usage_bytes: the
+            window plus one prefill chunk, and one block because the window need not start at a block edge), a
+            chunked group ceil(min(C + T, L) / block), a state group one block. So Gemma-2's windowed layers save
+            nothing at 8K, and Gemma-3-27B's 52 sliding and 10 full layers take 7 groups of 10 (8 layers padded).
+            Checked on a public vLLM 0.11.0 log of gemma-3-27b-it (max_model_len 4096, 8192-token chunks): 89,994
+            blocks give 205,696 tokens and 50.05x as logged; and on vLLM issue #26646 (Qwen3-Next-80B at TP 2,
+            fp8 KV: blocks of 1,072 tokens, 4 groups), whose 90,048 tokens and 1.66x at 215,040 follow from 339
+            blocks.
 
 Defaults for `vllm serve` (vllm/engine/arg_utils.py, get_batch_defaults): a GPU showing >= 70 GiB that is not an
 A100 gets max_num_batched_tokens 8192 and max_num_seqs 1024; others 2048 and 256.
@@ -50,6 +66,7 @@ with the same communication buffers as vLLM's; the pool is counted in single tok
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from kvcalc.formulas.kv import kv_bytes_per_token_per_layer, linear_state_bytes
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
@@ -62,6 +79,8 @@ NON_TORCH_TP1 = 0.16 * GiB  # PR #12126, H100, TP 1
 NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB)
 NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
 LARGE_GPU_GIB = 70  # get_batch_defaults' threshold for the larger defaults
+STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
+GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
 TRTLLM_BLOCK_TOKENS = 32  # TensorRT-LLM's default tokens_per_block
 TRTLLM_MAX_NUM_TOKENS = 8192  # TensorRT-LLM's default max_num_tokens
 
@@ -116,39 +135,68 @@ def kv_page_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> fl
             * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp))
 
 
+@dataclass(frozen=True)
+class VllmLayout:
+    """How vLLM pages one GPU's caches: groups of equal layer count drawing on one pool of blocks."""
+
+    block_tokens: int  # tokens in one attention block
+    page_bytes: float  # one block of one layer, the same for every group
+    group_layers: int  # layers in each group, padding included
+    groups: dict[str, int]  # groups of each kind: full, window, chunked, state
+
+    @property
+    def block_bytes(self) -> float:
+        return self.group_layers * self.page_bytes
+
+
+def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> VllmLayout | None:
+    """vLLM's block layout on the heaviest pipeline stage; None for a model with no softmax attention layer."""
+    if model.attention_layers == 0:
+        return None
+    kinds = {"full": model.global_layers, "state": model.linear_layers,
+             ("chunked" if model.attention.window_kind == "chunked" else "window"): model.window_layers}
+    layers = {k: math.ceil(n / pp) for k, n in kinds.items() if n}
+    per_token = kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
+    block = BLOCK_TOKENS
+    if "state" in layers:
+        state = model.linear_attention.state_elements * STATE_BYTES / tp
+        block = BLOCK_TOKENS * math.ceil(state / (BLOCK_TOKENS * per_token))
+    fewest, most = min(layers.values()), max(layers.values())
+    size = most if most < GROUP_SIZE_SLACK * fewest else fewest
+    return VllmLayout(block, block * per_token, size, {k: math.ceil(n / size) for k, n in layers.items()})
+
+
 def vllm_kv_tokens(model: ModelSpec, available_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
-    """'GPU KV cache size: N tokens': whole blocks that fit, times the block size (0 for a model with no softmax
-    attention: its pool holds only fixed states)."""
-    if available_bytes <= 0 or model.attention_layers == 0:
+    """'GPU KV cache size: N tokens' (0 for a model with no softmax attention: its pool holds only fixed states)."""
+    layout = vllm_layout(model, b_kv, tp, pp)
+    if available_bytes <= 0 or layout is None:
         return 0
-    return math.floor(available_bytes / kv_page_bytes(model, b_kv, tp, pp)) * BLOCK_TOKENS
+    blocks = math.floor(available_bytes / layout.block_bytes)
+    return blocks // sum(layout.groups.values()) * layout.block_tokens
 
 
-def vllm_request_bytes(model: ModelSpec, max_model_len: int, max_num_batched_tokens: int, b_kv: float,
-                       tp: int = 1, pp: int = 1) -> float:
-    """KV bytes vLLM reserves for one request of max_model_len tokens, per GPU [B]."""
-    per_layer_token = (kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
-                       * stage_layer_fraction(model, pp))
-    full = math.ceil(max_model_len / BLOCK_TOKENS) * BLOCK_TOKENS
-    out = model.global_layers * full * per_layer_token
-    if model.window_layers:
-        w = model.attention.sliding_window  # vLLM's SlidingWindowSpec: W - 1 + T; ChunkedLocalAttentionSpec: C + T
-        held = min(w + max_num_batched_tokens - (1 if model.attention.window_kind == "sliding" else 0), max_model_len)
-        out += model.window_layers * math.ceil(held / BLOCK_TOKENS) * BLOCK_TOKENS * per_layer_token
-    return out + linear_state_bytes(model, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+def vllm_request_blocks(model: ModelSpec, layout: VllmLayout, max_model_len: int, max_num_batched_tokens: int) -> int:
+    """Blocks one request of max_model_len tokens takes from the pool, over every group."""
+    b, length = layout.block_tokens, max_model_len
+    held = {"full": math.ceil(length / b), "state": 1}
+    if "window" in layout.groups:
+        held["window"] = math.ceil(min(model.attention.sliding_window - 1 + max_num_batched_tokens, length) / b) + 1
+    if "chunked" in layout.groups:
+        held["chunked"] = math.ceil(min(model.attention.sliding_window + max_num_batched_tokens, length) / b)
+    return sum(n * held[kind] for kind, n in layout.groups.items())
 
 
 def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len: int, max_num_batched_tokens: int,
                          b_kv: float, tp: int = 1, pp: int = 1) -> float:
-    """'Maximum concurrency for L tokens per request: Nx' (whole blocks only)."""
+    """'Maximum concurrency for L tokens per request: Nx'."""
     if available_bytes <= 0:
         return 0.0
-    request = vllm_request_bytes(model, max_model_len, max_num_batched_tokens, b_kv, tp, pp)
-    if model.attention_layers == 0:  # state only: one state a request, whole ones
-        return float(math.floor(available_bytes / request))
-    page = kv_page_bytes(model, b_kv, tp, pp)
-    usable = math.floor(available_bytes / page) * page
-    return usable / request
+    layout = vllm_layout(model, b_kv, tp, pp)
+    if layout is None:  # state only: one state a request, whole ones
+        state = linear_state_bytes(model, STATE_BYTES) / tp * stage_layer_fraction(model, pp)
+        return float(math.floor(available_bytes / state))
+    blocks = math.floor(available_bytes / layout.block_bytes)
+    return blocks / vllm_request_blocks(model, layout, max_model_len, max_num_batched_tokens)
 
 
 def sglang_kv_bytes(visible_bytes: float, mem_fraction_static: float, weights_per_gpu: float,

@@ -38,12 +38,13 @@ def test_llama_4_scout_chunked_layers_at_long_context():
 
 
 def test_vllm_holds_a_chunk_plus_the_step_budget_on_chunked_layers():
-    """vLLM's ChunkedLocalAttentionSpec: min(C + max_num_batched_tokens, max_model_len) per request (its
-    SlidingWindowSpec: W - 1 + T)."""
+    """vLLM's ChunkedLocalAttentionSpec: min(C + max_num_batched_tokens, max_model_len) per request. Llama 4 Scout:
+    36 chunked and 12 full layers, groups of 12: 3 chunked groups of (8192 + 8192) / 16 = 1024 blocks and one full
+    group of 131,072 / 16 = 8192."""
     m = load_model("llama-4-scout")
-    per_layer_token = 2 * 8 * 128 * 2
-    request = em.vllm_request_bytes(m, 131072, 8192, 2.0)
-    assert request == per_layer_token * (12 * 131072 + 36 * 16384)
+    layout = em.vllm_layout(m, 2.0)
+    assert (layout.group_layers, layout.groups) == (12, {"full": 1, "chunked": 3})
+    assert em.vllm_request_blocks(m, layout, 131072, 8192) == 8192 + 3 * 1024
 
 
 def test_gpt_oss_120b_counts_its_sinks_and_router_biases_to_the_published_total():

@@ -48,15 +48,49 @@ def test_non_torch_memory_by_link():
     assert em.vllm_non_torch_bytes(2, nvlink=False) == pytest.approx(0.25 * GiB)
 
 
-def test_sliding_window_layers_hold_the_window_plus_one_chunk():
-    """Gemma-2-9B: 42 layers, every second one global, window 4096, 8 KV heads x 256 dims, bf16: 8 KiB per token and
-    layer. A request of 8192 tokens with 2048-token chunks: 21 global layers x 8192 tokens + 21 windowed layers x
-    (4095 + 2048 = 6143 -> 6144 in blocks of 16). With 8192-token chunks (vllm serve on an H100) the windowed layers
-    hold all 8192 tokens: nothing saved."""
+def test_sliding_window_layers_hold_the_window_plus_one_chunk_and_a_block():
+    """Gemma-2-9B: 42 layers, every second one global, window 4096: two groups of 21 layers. A request of 8192 tokens
+    with 2048-token chunks takes 8192 / 16 = 512 blocks in the full group and ceil((4095 + 2048) / 16) + 1 = 385 in
+    the sliding one (the window need not start at a block edge). With 8192-token chunks (vllm serve on an H100) the
+    windowed layers hold all 8192 tokens, plus the block: nothing saved."""
     m = load_model("gemma-2-9b")
-    per = 2 * 8 * 256 * 2
-    assert em.vllm_request_bytes(m, 8192, 2048, 2.0) == 21 * 8192 * per + 21 * 6144 * per
-    assert em.vllm_request_bytes(m, 8192, 8192, 2.0) == 42 * 8192 * per
+    layout = em.vllm_layout(m, 2.0)
+    assert (layout.block_tokens, layout.group_layers, layout.groups) == (16, 21, {"full": 1, "window": 1})
+    assert layout.page_bytes == 16 * 2 * 8 * 256 * 2
+    assert em.vllm_request_blocks(m, layout, 8192, 2048) == 512 + 385
+    assert em.vllm_request_blocks(m, layout, 8192, 8192) == 512 + 513
+
+
+def test_gemma_3_pads_its_sliding_layers_to_groups_of_ten_as_a_vllm_log_shows():
+    """Gemma-3-27B: 52 sliding and 10 full layers, so groups of 10: 6 sliding groups (8 layers of padding, vLLM's
+    'Add 8 padding layers' warning) and 1 full. A public vLLM 0.11.0 start-up log of gemma-3-27b-it (ROCm,
+    max_model_len 4096, 8192-token chunks) prints num_gpu_blocks 89,994, 'GPU KV cache size: 205,696 tokens'
+    (89,994 // 7 groups x 16) and 'Maximum concurrency for 4,096 tokens per request: 50.05x' (89,994 / (256 +
+    6 x 257) blocks), after 'Available KV cache memory: 109.86 GiB' (10 layers x 16 tokens x 8 KiB a block)."""
+    m = load_model("gemma-3-27b")
+    layout = em.vllm_layout(m, 2.0)
+    assert (layout.group_layers, layout.groups) == (10, {"full": 1, "window": 6})
+    assert layout.block_bytes == 10 * 16 * (2 * 16 * 128 * 2)
+    assert em.vllm_request_blocks(m, layout, 4096, 8192) == 256 + 6 * 257
+    available = 89_994 * layout.block_bytes
+    assert em.vllm_kv_tokens(m, available, 2.0) == 205_696
+    assert round(em.vllm_max_concurrency(m, available, 4096, 8192, 2.0), 2) == 50.05
+    assert available / GiB == pytest.approx(109.86, abs=0.005)
+
+
+def test_qwen3_next_pages_its_state_with_attention_blocks_as_a_vllm_log_shows():
+    """Qwen3-Next-80B at TP 2, fp8 KV: an attention layer holds 1 KV head x 256 x 2 x 1 B = 512 B a token; a Gated
+    DeltaNet layer's state (16 of 32 value heads x 128 x 128 and 3 x 4,096 conv channels, in the model's 2-byte
+    dtype) is 548,864 B, so the block grows to 16 x ceil(548,864 / (16 x 512)) = 1,072 tokens. 12 attention and 36
+    linear layers: 4 groups of 12. vLLM issue #26646 (vLLM 0.11, max_model_len 215,040) logs 'GPU KV cache size:
+    90,048 tokens' = 84 x 1,072 and 'Maximum concurrency ... 1.66x' = 339 / (ceil(215,040 / 1,072) + 3)."""
+    m = load_model("qwen3-next-80b-a3b")
+    layout = em.vllm_layout(m, 1.0, tp=2)
+    assert (layout.block_tokens, layout.page_bytes) == (1072, (16 * 128 * 128 + 3 * 4096) * 2)
+    assert (layout.group_layers, layout.groups) == (12, {"full": 1, "state": 3})
+    available = 339 * layout.block_bytes
+    assert em.vllm_kv_tokens(m, available, 1.0, tp=2) == 90_048
+    assert round(em.vllm_max_concurrency(m, available, 215_040, 2048, 1.0, tp=2), 2) == 1.66
 
 
 def test_kv_tokens_are_whole_blocks():

@@ -171,8 +171,8 @@ def test_a_model_of_mamba_blocks_only_sizes_its_pool_in_whole_states():
     from kvcalc.formulas import engine_memory as em
 
     m = spec({**NEMOTRON_H, "num_hidden_layers": 4, "hybrid_override_pattern": "M-M-"})
-    request = em.vllm_request_bytes(m, 4096, 8192, 2.0)
-    assert request == 2 * (128 * 128 * 64 + 3 * 10240) * 2
+    request = 2 * (128 * 128 * 64 + 3 * 10240) * 2  # two layers' state in the model's 2-byte dtype
+    assert em.vllm_layout(m, 2.0) is None
     assert em.vllm_kv_tokens(m, 10 * request + 1, 2.0) == 0
     assert em.vllm_max_concurrency(m, 10 * request + 1, 4096, 8192, 2.0) == 10
 
