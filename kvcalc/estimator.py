@@ -382,8 +382,9 @@ class SpeculativeTimer:
         """The drafts of one verify step for `batch` sequences: k sequential draft steps, or Medusa's heads once [s]."""
         from kvcalc.formulas.speculative import draft_ops
 
-        d_ops, steps = draft_ops(self.spec, self.sp.method, batch, context, self.sp.k, self.p, self.draft)
-        return self._seconds(d_ops, self.draft or self.spec, batch)[0] * steps
+        w = self.sp.draft_width
+        d_ops, steps = draft_ops(self.spec, self.sp.method, batch, context, self.sp.k, self.p, self.draft, w)
+        return self._seconds(d_ops, self.draft or self.spec, batch * w)[0] * steps
 
     def times(self, batch, context):
         """(plain decode step, verify step, draft time per verify, time per token, verify operators) [s]."""
@@ -462,7 +463,7 @@ class StepTimer:
         return t + comm + drafting
 
 
-def _layout_times(timer: SpeculativeTimer, tp: int, pp: int, ep: int):
+def layout_times(timer: SpeculativeTimer, tp: int, pp: int, ep: int):
     """Under pp or ep: (the plain step and the speculative step as StepTimer runs them, one to a batch and context)."""
     args = (timer.spec, timer.hw, timer.p, tp, timer.profile, timer.weight_dtype, timer.kv_dtype, pp, ep)
     plain, spec = StepTimer(*args), StepTimer(*args, timer)
@@ -484,7 +485,7 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
     plain, verify, drafting, per_token, ops = timer.times(batch, context)
     breakeven = timer.breakeven_batch(context)
     if pp > 1 or ep > 1:
-        plain_step, spec_step = _layout_times(timer, tp, pp, ep)
+        plain_step, spec_step = layout_times(timer, tp, pp, ep)
         dp = ep // tp if ep > 1 else 1
         drafting = timer.draft_seconds(batch / dp, context)
         step = spec_step(batch, context)

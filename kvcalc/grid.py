@@ -19,6 +19,7 @@ from kvcalc.estimator import (
     check_memory_utilization,
     check_prefill_chunk,
     evaluate,
+    layout_times,
     phase_metrics,
 )
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
@@ -60,8 +61,8 @@ def sweep(
     engine: time models (auto, roofline, vllm, sglang, trtllm), each its own rows. tp, pp: tensor-parallel GPUs
     and pipeline stages; a tp that does not divide a model's query heads, or a pp above its layers, is skipped
     for that model with a warning. speculate: estimate's --speculate forms (None: plain decoding), each its own
-    rows, with the speculative time per token and speed-up over plain decoding (blank under pipeline stages or
-    expert parallelism, where estimate and serve time them one scenario at a time). ep:
+    rows, with the speculative time per token and speed-up over plain decoding (under pipeline stages or expert
+    parallelism timed by serve's step timer, one batch and context at a time). ep:
     expert-parallel GPUs (1: none); a combination it does not apply to (a dense model, ep not a multiple of tp or
     not dividing the experts, or with pp) is skipped with a warning."""
     import numpy as np
@@ -101,9 +102,14 @@ def sweep(
                             ev.prefill_pipeline_s, ev.prefill_pipeline_sol_s)
         labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline",
                        sv or "none"))
-        if sv and q == 1 and x == 1:
+        if sv:
             timer = SpeculativeTimer(spec, hw, sv, weight_dtype=w, kv_dtype=k, tp=t, profile=profile)
-            plain, _, _, per_token, _ = timer.times(B, S)
+            if q == 1 and x == 1:
+                plain, _, _, per_token, _ = timer.times(B, S)
+            else:  # stages or expert parallelism: serve's step timer, one batch and context at a time
+                plain_step, spec_step = layout_times(timer, t, q, x)
+                plain = np.array([plain_step(b, s) for b, s in zip(B.tolist(), S.tolist())])
+                per_token = np.array([spec_step(b, s) for b, s in zip(B.tolist(), S.tolist())]) / timer.sp.tokens_per_step()
             spec_ms, spec_x = per_token * 1e3, plain / per_token
         else:
             spec_ms = spec_x = np.full(n, np.nan)

@@ -11,11 +11,13 @@
     accepted=TAU                a tree's measured mean accepted tokens per verify step, replacing the i.i.d. formula
     tree=N                      a tree of candidates (Medusa, EAGLE): the verify pass runs N tokens a sequence (the
                                 tree's nodes with its root) instead of k + 1; k stays its depth. Give accepted= with
-                                it: a tree's acceptance is measured, not i.i.d.
+                                it: a tree's acceptance is measured, not i.i.d. EAGLE grows the tree a level a step:
+                                each of its k draft steps runs ceil((N - 1) / k) tokens a sequence.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kvcalc.errors import KvcalcError
@@ -40,6 +42,12 @@ class Speculation:
     def verify_tokens(self) -> int:
         """Tokens the verify pass runs per sequence: the tree's nodes, or the k drafts and the last accepted token."""
         return self.tree if self.tree is not None else self.k + 1
+
+    @property
+    def draft_width(self) -> int:
+        """Tokens each EAGLE draft step adds per sequence: a tree's N - 1 candidates over its k levels (1 for a
+        chain; Medusa's heads run once on the last hidden state whatever the tree)."""
+        return math.ceil((self.tree - 1) / self.k) if self.tree is not None and self.method == "eagle" else 1
 
     def tokens_per_step(self) -> float:
         return self.accepted if self.accepted is not None else expected_tokens(self.alpha, self.k)

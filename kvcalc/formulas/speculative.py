@@ -66,13 +66,15 @@ def fc_cost(model: ModelSpec, batch, p: Precision):
 
 
 def draft_ops(model: ModelSpec, method: str, batch, context, k: int, p: Precision,
-              draft_model: ModelSpec | None = None) -> tuple[list[Op], int]:
-    """(operators of one draft step, sequential draft steps per verify)."""
+              draft_model: ModelSpec | None = None, width: int = 1) -> tuple[list[Op], int]:
+    """(operators of one draft step, sequential draft steps per verify). width: the tokens an EAGLE step drafts per
+    sequence when it grows a tree level by level (1 for a chain)."""
     if method == "draft":
         return decode_ops(draft_model, batch, context, p), k
     if method in ("eagle", "mtp"):
-        ops = decode_ops(one_layer(model), batch, context, p)
-        return [*ops, Op("draft/fc", "projection", "matmul", fc_cost(model, batch, p))], k
+        layer = one_layer(model)
+        ops = decode_ops(layer, batch, context, p) if width == 1 else verify_ops(layer, batch, context, width, p)
+        return [*ops, Op("draft/fc", "projection", "matmul", fc_cost(model, batch * width, p))], k
     d, v = model.hidden_size, model.vocab_size
     heads = linear_cost([Linear("medusa/res", d, d), Linear("medusa/head", d, v)], batch, p)
     return [Op("medusa/heads", "lm_head", "matmul", k * heads, kernels=2 * k)], 1

@@ -87,6 +87,22 @@ def test_compare_and_sweep_give_estimates_speculative_figures():
     assert plain.speculative_speedup.isna().all()
 
 
+@pytest.mark.parametrize("model, gpu, layout, dtype, form", [
+    ("llama-3.1-70b", "h100", {"tp": 2, "pp": 2}, "bf16", "eagle,k=4"),
+    ("deepseek-v3", "h200", {"tp": 1, "ep": 8}, "fp8", "mtp=1"),
+])
+def test_sweep_times_speculation_under_stages_and_expert_parallelism_as_estimate_does(model, gpu, layout, dtype, form):
+    from kvcalc import sweep
+
+    df = sweep([model], [gpu], batch=[1, 64], context=[4096], weight_dtype=[dtype], speculate=[form],
+               **{k: [v] for k, v in layout.items()})
+    for b in (1, 64):
+        e = estimate(model, gpu, batch=b, context=4096, weight_dtype=dtype, speculate=form, **layout)
+        row = df[df.batch == b]
+        assert row.speculative_ms_per_token.item() == pytest.approx(e.speculative.ms_per_token)
+        assert row.speculative_speedup.item() == pytest.approx(e.speculative.speedup)
+
+
 def test_roofline_places_the_verify_step_right_of_the_decode_step():
     """At batch 1 the verify step of k + 1 = 5 tokens reads the same weights for 5 times the matmul FLOPs: its
     intensity is about 5x the plain step's (a little less: attention reads the same cache once per query)."""
@@ -127,3 +143,21 @@ def test_speculation_under_pipeline_and_expert_parallelism_matches_serve():
     assert e.speculative.speedup > 1
     moe = estimate("deepseek-v3", "h200", batch=8, context=4096, ep=8, weight_dtype="fp8", speculate="mtp=1")
     assert moe.speculative.speedup > 1 and moe.speculative.tokens_per_step == pytest.approx(1.875)
+
+
+def test_an_eagle_tree_drafts_a_level_a_step():
+    """EAGLE grows its tree a level per draft step: a 60-node tree of depth 5 drafts ceil(59 / 5) = 12 tokens a
+    sequence each step. At batch 1 the draft layer's weight read dominates, so the wider steps cost about what a chain
+    costs; at batch 64 they cost more than twice a chain's, but no more than a chain drafting for 64 x 12 sequences
+    (the tree's tokens share their sequence's cache read). Medusa's heads run once whatever the tree."""
+    from kvcalc.speculation import parse
+
+    assert parse("eagle,k=5,accepted=3.8,tree=60").draft_width == 12
+    assert parse("medusa=4,accepted=2.5,tree=64").draft_width == 1
+
+    def draft_ms(batch, form):
+        return estimate("llama-3.1-8b", "h100", batch=batch, context=1024, speculate=form).speculative.draft_ms
+
+    chain, tree = "eagle,k=5,accepted=3.8", "eagle,k=5,accepted=3.8,tree=60"
+    assert draft_ms(1, tree) == pytest.approx(draft_ms(1, chain), rel=0.02)
+    assert 2 * draft_ms(64, chain) < draft_ms(64, tree) <= draft_ms(64 * 12, chain)
