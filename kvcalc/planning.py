@@ -134,13 +134,14 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
 
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
-                max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1) -> dict:
+                max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
+                ep: int = 1) -> dict:
     """The KV cache vLLM would allocate per GPU, and what it would print, by formulas/engine_memory.py's rule."""
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp)
-    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp)
-    non_torch = em.vllm_non_torch_bytes(tp, "nvlink" in (hw.interconnect or "").lower())
+    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
+    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep)
+    non_torch = em.vllm_non_torch_bytes(max(tp, ep), "nvlink" in (hw.interconnect or "").lower())
     available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch)
     return {
         "engine": "vllm",
@@ -160,11 +161,12 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     }
 
 
-def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float, pp: int = 1) -> dict:
+def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float, pp: int = 1,
+                  ep: int = 1) -> dict:
     """The KV pool SGLang would allocate per GPU (memory_utilization as mem_fraction_static), by
     formulas/engine_memory.py's rule."""
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp)
-    non_torch = em.vllm_non_torch_bytes(tp, "nvlink" in (hw.interconnect or "").lower())
+    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
+    non_torch = em.vllm_non_torch_bytes(max(tp, ep), "nvlink" in (hw.interconnect or "").lower())
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
     tokens = em.sglang_kv_tokens(spec, pool, p.b_kv, tp, pp)
     per_request = kv_bytes_per_sequence(spec, context, p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
@@ -185,13 +187,13 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
 
 
 def trtllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
-                  max_num_tokens: int | None = None, pp: int = 1) -> dict:
+                  max_num_tokens: int | None = None, pp: int = 1, ep: int = 1) -> dict:
     """The KV cache TensorRT-LLM would allocate per GPU (memory_utilization as free_gpu_memory_fraction), by
     formulas/engine_memory.py's rule."""
     t = max_num_tokens or em.TRTLLM_MAX_NUM_TOKENS
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp)
-    activations = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp)
-    non_torch = em.vllm_non_torch_bytes(tp, "nvlink" in (hw.interconnect or "").lower())
+    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
+    activations = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
+    non_torch = em.vllm_non_torch_bytes(max(tp, ep), "nvlink" in (hw.interconnect or "").lower())
     kv = em.trtllm_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, activations, non_torch)
     per_request = kv_bytes_per_sequence(spec, math.ceil(context / em.TRTLLM_BLOCK_TOKENS) * em.TRTLLM_BLOCK_TOKENS,
                                         p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
@@ -217,15 +219,17 @@ ENGINE_MEMORY_RULES = ("vllm", "sglang", "trtllm")
 
 def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                        max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                       pp: int = 1) -> dict:
-    """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print."""
+                       pp: int = 1, ep: int = 1) -> dict:
+    """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print. With ep > 1
+    each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
+    group's sequences, so the concurrency is per group of tp GPUs."""
     if engine == "sglang":
-        return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp)
+        return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp, ep=ep)
     if engine == "trtllm":
         return trtllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
-                             max_num_tokens=max_num_batched_tokens, pp=pp)
+                             max_num_tokens=max_num_batched_tokens, pp=pp, ep=ep)
     return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
-                       max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp)
+                       max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep)
 
 
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
@@ -262,8 +266,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     check_pp(pp, spec)
     check_ep(ep, spec, gpus or 1)
     engine_rule = engine in ENGINE_MEMORY_RULES  # an engine whose memory budget kvcalc models
-    if ep > 1 and (pp > 1 or engine_rule):
-        raise KvcalcError(f"--ep: not with --pp or --engine {engine}'s memory rule yet")
+    if ep > 1 and pp > 1:
+        raise KvcalcError("--ep: not with --pp yet")
     notes: list[str] = []
     try:
         profile = resolve_engine(engine, hw)
@@ -277,7 +281,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
 
     def engine_memory(tp):
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
-                                  max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp)
+                                  max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp,
+                                  ep=ep)
 
     def fits_one_sequence(tp):
         if engine_rule:
@@ -301,7 +306,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     if engine_rule:
         vllm = engine_memory(tp)
         budget, activations = vllm["available_kv_bytes"], vllm["profile_peak_bytes"]
-        seqs = math.floor(vllm["max_concurrency"])
+        seqs = math.floor(vllm["max_concurrency"]) * replicas_dp
         if hw.visible_memory_GiB is None:
             notes.append(f"{hw.name} has no visible_memory_GiB: {engine}'s budget starts from the datasheet "
                          f"{hw.memory_GiB:g} GiB, which overstates what torch.cuda.mem_get_info reports")

@@ -120,11 +120,12 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     # where kvcalc models its rule (vLLM, SGLang, TensorRT-LLM; the step budget as its max_num_batched_tokens), else
     # kvcalc's own rule, as capacity uses them (so the default, --engine auto, agrees with capacity's default).
     full_length = input_len + output_len
-    memory_rule = engine if engine in ENGINE_MEMORY_RULES and ep == 1 else None
+    memory_rule = engine if engine in ENGINE_MEMORY_RULES else None
     engine_request = None  # bytes the engine sets aside per full-length request (its blocks, its window rules)
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
-                                memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens, pp=pp)
+                                memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens, pp=pp,
+                                ep=ep)
         budget = em["available_kv_bytes"]
         if em["max_concurrency"] > 0:
             engine_request = budget / em["max_concurrency"]

@@ -176,3 +176,23 @@ def test_serve_and_capacity_hold_the_same_requests(engine):
     s = serve("llama-3.1-8b", "h100", input_len=1000, output_len=1000, concurrency="max", engine=engine)
     c = capacity("llama-3.1-8b", "h100", context=2000, engine=engine, **kw)
     assert s["concurrency"] == c["max_sequences_at_context"]
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_expert_parallel_engine_memory_counts_experts_over_ep_and_sequences_per_group(engine):
+    """DeepSeek-V3 fp8 on 8 H200s as 8 data-parallel attention groups of one GPU (ep 8, tp 1): each GPU holds the
+    non-expert weights whole and 1/8 of the routed experts, its pool serves its own group, so the deployment holds 8
+    times the group's requests; serve at concurrency max agrees with capacity."""
+    from kvcalc.formulas.params import routed_expert_bytes, weight_bytes
+    from kvcalc.planning import capacity
+
+    kw = {"max_num_batched_tokens": 8192} if engine != "sglang" else {}
+    c = capacity("deepseek-v3", "h200", context=2000, ep=8, weight_dtype="fp8-block", engine=engine, **kw)
+    spec = load_model("deepseek-v3")
+    routed = routed_expert_bytes(spec, 1.0 + 4 / 128**2)
+    assert c["engine_memory"]["weights_bytes_per_gpu"] == pytest.approx(
+        weight_bytes(spec, 1.0 + 4 / 128**2) - routed + routed / 8, rel=1e-3)
+    assert c["max_sequences_at_context"] == 8 * math.floor(c["engine_memory"]["max_concurrency"])
+    s = serve("deepseek-v3", "h200", input_len=1000, output_len=1000, concurrency="max", ep=8,
+              weight_dtype="fp8-block", engine=engine)
+    assert s["concurrency"] == c["max_sequences_at_context"]

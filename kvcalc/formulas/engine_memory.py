@@ -92,15 +92,18 @@ def vllm_default_batching(visible_GiB: float, gpu_name: str) -> tuple[int, int]:
     return 2048, 256
 
 
-def vllm_forward_peak_bytes(model: ModelSpec, tokens: int, b_a: float, tp: int = 1) -> float:
-    """Activations the dummy forward pass of `tokens` tokens holds at its widest layer [B]."""
+def vllm_forward_peak_bytes(model: ModelSpec, tokens: int, b_a: float, tp: int = 1, ep: int = 1) -> float:
+    """Activations the dummy forward pass of `tokens` tokens holds at its widest layer [B]. Under expert parallelism
+    (ep > 1) the experts are whole on each GPU (vLLM's MoE tensor-parallel size is then 1) and the fused-MoE workspace
+    is sized for every token's top-k, whichever GPU holds the expert."""
     d = model.hidden_size
     # a gated MLP holds its gate/up output (2 I) and their product (I); a plain one its up output and activation (2 I)
     width = 3 if model.mlp.kind == "gated" else 2
     widest = width * model.mlp.intermediate_size / tp if model.dense_layers else 0.0
     if model.moe is not None:
         moe = model.moe
-        widest = max(widest, moe.top_k * (3 * moe.expert_intermediate_size / tp + d))
+        expert_tp = 1 if ep > 1 else tp
+        widest = max(widest, moe.top_k * (3 * moe.expert_intermediate_size / expert_tp + d))
     return tokens * (3 * d + widest) * b_a
 
 
@@ -110,10 +113,11 @@ def vllm_sampler_peak_bytes(model: ModelSpec, rows: int) -> float:
 
 
 def vllm_profile_peak_bytes(model: ModelSpec, max_num_batched_tokens: int, max_num_seqs: int, b_a: float,
-                            tp: int = 1) -> float:
+                            tp: int = 1, ep: int = 1) -> float:
     """What vLLM's profiling step allocates beyond the weights, per GPU [B]."""
     rows = min(max_num_seqs, max_num_batched_tokens)
-    return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp), vllm_sampler_peak_bytes(model, rows))
+    return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp, ep),
+               vllm_sampler_peak_bytes(model, rows))
 
 
 def vllm_non_torch_bytes(tp: int, nvlink: bool) -> float:
