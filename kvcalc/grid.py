@@ -108,8 +108,9 @@ def sweep(
                 plain, _, _, per_token, _ = timer.times(B, S)
             else:  # stages or expert parallelism: serve's step timer, one batch and context at a time
                 plain_step, spec_step = layout_times(timer, t, q, x)
-                plain = np.array([plain_step(b, s) for b, s in zip(B.tolist(), S.tolist())])
-                per_token = np.array([spec_step(b, s) for b, s in zip(B.tolist(), S.tolist())]) / timer.sp.tokens_per_step()
+                pairs = list(zip(B.tolist(), S.tolist()))
+                plain = np.array([plain_step(b, s) for b, s in pairs])
+                per_token = np.array([spec_step(b, s) for b, s in pairs]) / timer.sp.tokens_per_step()
             spec_ms, spec_x = per_token * 1e3, plain / per_token
         else:
             spec_ms = spec_x = np.full(n, np.nan)
