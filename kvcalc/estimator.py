@@ -26,6 +26,7 @@ from kvcalc.formulas.parallel import (
     alltoall_seconds,
     check_ep,
     microbatches,
+    nccl_ring,
     pipeline_send_seconds,
     shard_experts,
     shard_op,
@@ -269,14 +270,15 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         pre = [o for o in pre if o.name != "moe/routed"] + [experts(prefill_ops(spec, batch, prompt, p))]
     link = group_link_bandwidth(hw, tp) if tp > 1 else None
     curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+    ring = nccl_ring(hw, tp) if tp > 1 else None
 
     def timed(ops, speed_of_light):
         return step_time(ops, hw, weight_dtype, speed_of_light=speed_of_light, profile=profile, kv_dtype=kv_dtype)
 
     decode, decode_sol, prefill, prefill_sol = timed(dec, False), timed(dec, True), timed(pre, False), timed(pre, True)
     ev = dict(
-        comm_s=allreduce_seconds(spec, micro, p.b_a, tp, link, curve),
-        prefill_comm_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link, curve),
+        comm_s=allreduce_seconds(spec, micro, p.b_a, tp, link, curve, ring),
+        prefill_comm_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link, curve, ring),
         comm_sol_s=allreduce_seconds(spec, micro, p.b_a, tp, link) if link or tp == 1 else 0.0,
         prefill_comm_sol_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link) if link or tp == 1 else 0.0,
     )
@@ -371,12 +373,14 @@ class SpeculativeTimer:
         self.p = precision(weight_dtype, kv_dtype)
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+        self.ring = nccl_ring(hw, tp) if tp > 1 else None
 
     def _seconds(self, ops, model, tokens):
         sharded = [shard_op(o, model, self.tp) for o in ops]
         t = step_time(sharded, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
                       kv_dtype=self.kv_dtype)
-        return t.seconds + allreduce_seconds(model, tokens, self.p.b_a, self.tp, self.link, self.curve), sharded
+        return (t.seconds + allreduce_seconds(model, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring),
+                sharded)
 
     def draft_seconds(self, batch, context):
         """The drafts of one verify step for `batch` sequences: k sequential draft steps, or Medusa's heads once [s]."""
@@ -424,6 +428,7 @@ class StepTimer:
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
         self.stage_link = group_link_bandwidth(hw, tp * pp) if pp > 1 else None
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+        self.ring = nccl_ring(hw, tp) if tp > 1 else None
         self.a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None
 
     def seconds(self, decode_batch, context, chunk, chunk_context) -> float:
@@ -438,8 +443,8 @@ class StepTimer:
                       kv_dtype=self.kv_dtype).seconds
         tokens = decode_batch * self.decode_q + chunk
         drafting = self.speculative.draft_seconds(decode_batch, context) if self.speculative and decode_batch else 0.0
-        return (t + drafting + allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
-                + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link))
+        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
+        return t + drafting + comm + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link)
 
 
     def _expert_parallel_seconds(self, decode_batch, context, chunk, chunk_context) -> float:
@@ -454,7 +459,7 @@ class StepTimer:
         t = step_time([*local, shard_experts(routed, self.ep)], self.hw, self.weight_dtype, speed_of_light=False,
                       profile=self.profile, kv_dtype=self.kv_dtype).seconds
         tokens = (decode_batch * q + chunk) / dp
-        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve)
+        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
         if self.ep > self.tp:
             comm = comm / 2 + alltoall_seconds(self.spec, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a)
         # each replica drafts for its own sequences (the draft is replicated, not expert-parallel)

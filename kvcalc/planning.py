@@ -366,7 +366,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
             "prefill_chunk_tokens": vllm.get("max_num_batched_tokens", prefill_chunk) if vllm else prefill_chunk,
             "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; two all-reduces "
                                "per layer: the engine profile's measured curve where it has one for this group size, "
-                               "else ring at half the bidirectional link bandwidth (latency not modelled)",
+                               "else ring at half the bidirectional link bandwidth with NCCL's ring latency "
+                               "(formulas/parallel.py, NCCL's tuning model)",
             "allreduce_link": group_link_label(hw, tp),
             "pipeline": (f"{pp} stages of at most {math.ceil(spec.num_layers / pp)} layers (the first with the "
                          "embedding, the last with the lm_head); a decode step runs the batch as min(batch, pp) "

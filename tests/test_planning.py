@@ -165,11 +165,11 @@ def test_a_mesh_without_a_switch_gives_a_tensor_parallel_group_one_link_per_peer
     spec, hw = load_model("llama-3-70b"), load_gpu("mi300x")
     ev = evaluate(spec, hw, batch=4, context=1024, prompt=1024, weight_dtype="bf16", kv_dtype="bf16", tp=tp)
     per_allreduce = 4 * 8192 * 2
-    assert ev.comm_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * per_allreduce / (one_way_GBps * 1e9))
+    assert ev.comm_sol_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * per_allreduce / (one_way_GBps * 1e9))
     # Behind a switch (H100 SXM, NVLink 4: 900 GB/s, 450 each way) the group size does not change the link rate.
     h100 = evaluate(spec, load_gpu("h100"), batch=4, context=1024, prompt=1024, weight_dtype="bf16",
                     kv_dtype="bf16", tp=tp, profile=None)
-    assert h100.comm_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * per_allreduce / 450e9)
+    assert h100.comm_sol_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * per_allreduce / 450e9)
 
 
 @pytest.mark.parametrize("gpu, tp, one_way_GBps", [
@@ -185,7 +185,29 @@ def test_a_group_beyond_its_scale_up_domain_is_bound_by_the_slower_link(gpu, tp,
 
     ev = evaluate(load_model("llama-3-70b"), load_gpu(gpu), batch=4, context=1024, prompt=1024, weight_dtype="bf16",
                   kv_dtype="bf16", tp=tp)
-    assert ev.comm_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * (4 * 8192 * 2) / (one_way_GBps * 1e9))
+    assert ev.comm_sol_s == pytest.approx(2 * 80 * 2 * (tp - 1) / tp * (4 * 8192 * 2) / (one_way_GBps * 1e9))
+
+
+@pytest.mark.parametrize("gpu, tp, latency_us, simple_us, one_way_GBps", [
+    # NCCL's ring model (tuning.cc): base 3.6 us for LL, then 2 (tp - 1) steps of 0.47 us over NVLink or Infinity
+    # Fabric, 1.0 us over PCIe; a ring across 2 HGX nodes has 2 network steps of 2.7 us and its 28 others at 1.8 x.
+    # Simple: base 8.4 us, steps of 3.4 (NVLink), 5.7 (PCIe) and 9.6 us (network).
+    ("mi300x", 8, 3.6 + 14 * 0.47, 8.4 + 14 * 3.4, 448),
+    ("h100-pcie", 4, 3.6 + 6 * 1.0, 8.4 + 6 * 5.7, 64),
+    ("h100", 16, 3.6 + 28 * 0.47 * 1.8 + 2 * 2.7, 8.4 + 28 * 3.4 + 2 * 9.6, 50),
+])
+def test_without_a_measured_curve_an_all_reduce_pays_nccls_ring_latency(gpu, tp, latency_us, simple_us, one_way_GBps):
+    """Llama-3-70B at batch 4: 160 all-reduces of 4 x 8192 x 2 bytes in a decode step, each NCCL's LL ring (its
+    latency plus the transfer at a quarter of the link rate), which beats Simple at this size; the prefill's
+    1024-times larger messages take Simple (its latency plus the transfer at the full rate)."""
+    from kvcalc.estimator import evaluate
+
+    ev = evaluate(load_model("llama-3-70b"), load_gpu(gpu), batch=4, context=1024, prompt=1024, weight_dtype="bf16",
+                  kv_dtype="bf16", tp=tp, profile=None)
+    transfer = 2 * (tp - 1) / tp * (4 * 8192 * 2) / (one_way_GBps * 1e9)
+    assert ev.comm_s == pytest.approx(160 * (latency_us * 1e-6 + 4 * transfer))
+    assert ev.comm_sol_s == pytest.approx(160 * transfer)
+    assert ev.prefill_comm_s == pytest.approx(160 * (simple_us * 1e-6 + 1024 * transfer))
 
 
 def test_a_group_beyond_the_interconnect_without_a_scale_out_link_is_a_one_line_error(tmp_path):

@@ -21,14 +21,16 @@ every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a by
 900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half. A switch (NVSwitch) gives any
 group that whole bandwidth; a fully connected mesh without one (MI300X: 7 Infinity Fabric links, 896 GB/s in all)
 gives a group of tp GPUs only the tp - 1 links to its peers; a group beyond the GPUs the interconnect joins (a
-bridged pair, an 8-GPU board) crosses the slower scale-out link, PCIe or the NIC (group_link_bandwidth). Without an engine profile the all-reduce's latency is not modelled; an engine profile's
-measured all-reduce curve adds it (formulas/kernel_time.py).
+bridged pair, an 8-GPU board) crosses the slower scale-out link, PCIe or the NIC (group_link_bandwidth). An engine
+profile's measured all-reduce curve gives the latency (formulas/kernel_time.py); without one, NCCL's own cost model
+for a ring all-reduce does (nccl_ring_latency): the faster of its LL protocol (low latency, a quarter of the
+bandwidth) and Simple (full bandwidth, more latency per step). The speed of light keeps the bare ring.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas._array import minimum
@@ -109,11 +111,48 @@ def group_link_label(hw: HardwareSpec, tp: int) -> str:
     return f"{hw.interconnect or 'interconnect'}, {bw / 1e9:g} GB/s bidirectional per GPU" if bw else "unknown"
 
 
+# NCCL's ring all-reduce cost model (src/graph/tuning.cc at github.com/NVIDIA/nccl commit 01afd20a): latencies in us,
+# a base per protocol and a hardware latency per ring step, by link class; the LL protocol runs at 1/4 of the bus
+# bandwidth for an all-reduce. Ring steps: 2 (n - 1), of which 2 (nodes - 1) cross the network; LL's intra-node step
+# latency is 1.8x when the ring spans nodes.
+NCCL_RING_BASE_US = {"LL": 3.6, "Simple": 8.4}
+NCCL_RING_STEP_US = {"nvlink": {"LL": 0.47, "Simple": 3.4}, "pci": {"LL": 1.0, "Simple": 5.7},
+                     "net": {"LL": 2.7, "Simple": 9.6}}
+NCCL_LL_BANDWIDTH = 1 / 4
+
+
+@dataclass(frozen=True)
+class NcclRing:
+    """The hardware an n-GPU ring runs over, in NCCL's classes: the link within a node and the nodes it spans."""
+
+    gpus: int
+    intra: str  # "nvlink" (NVLink, Infinity Fabric) or "pci"
+    nodes: int
+
+    def latency_s(self, protocol: str) -> float:
+        steps, inter = 2 * (self.gpus - 1), 2 * (self.nodes - 1)
+        intra = NCCL_RING_STEP_US[self.intra][protocol] * (1.8 if self.nodes > 1 and protocol == "LL" else 1.0)
+        network = inter * NCCL_RING_STEP_US["net"][protocol]
+        return (NCCL_RING_BASE_US[protocol] + (steps - inter) * intra + network) * 1e-6
+
+
+def nccl_ring(hw: HardwareSpec, gpus: int) -> NcclRing:
+    """The ring of a group of `gpus`: beyond the GPUs an NVLink or Infinity Fabric domain joins it spans nodes over
+    the network, except a bridged pair's, whose scale-out is PCIe in the same node."""
+    link = (hw.interconnect or "PCIe").lower()
+    intra = "pci" if link.startswith("pcie") else "nvlink"
+    beyond = hw.scale_up_gpus is not None and gpus > hw.scale_up_gpus
+    if beyond and "bridge" in link:
+        return NcclRing(gpus, "pci", 1)
+    return NcclRing(gpus, intra, math.ceil(gpus / hw.scale_up_gpus) if beyond else 1)
+
+
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None,
-                      curve: AllReduceCurve | None = None):
+                      curve: AllReduceCurve | None = None, ring: NcclRing | None = None):
     """One all-reduce of tokens * d * b_a bytes per residual block (two a layer: attention and MLP), n of them: with a
-    measured curve n (t0 + 2 (tp-1)/tp * bytes / bus bandwidth); else ring n * 2 (tp-1)/tp * bytes / (link / 2),
-    link the datasheet's bidirectional total."""
+    measured curve n (t0 + 2 (tp-1)/tp * bytes / bus bandwidth); else the ring's transfer 2 (tp-1)/tp * bytes /
+    (link / 2), link the datasheet's bidirectional total, and with a ring its NCCL latency: n * min(LL latency + 4 x
+    the transfer, Simple latency + the transfer). Without either: the bare transfer (the speed of light)."""
     if tp == 1:
         return 0.0
     per_allreduce = tokens * model.hidden_size * b_a
@@ -121,7 +160,11 @@ def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwi
         return model.residual_blocks * allreduce_curve_seconds(curve, per_allreduce, tp)
     if not link_bandwidth_Bps:
         raise KvcalcError("--gpu: tensor parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
-    return model.residual_blocks * 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2)
+    transfer = 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2)
+    if ring is None:
+        return model.residual_blocks * transfer
+    ll = ring.latency_s("LL") + transfer / NCCL_LL_BANDWIDTH
+    return model.residual_blocks * minimum(ll, ring.latency_s("Simple") + transfer)
 
 
 def check_ep(ep: int, model: ModelSpec, tp: int) -> None:
