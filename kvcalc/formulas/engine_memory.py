@@ -79,6 +79,7 @@ NON_TORCH_TP1 = 0.16 * GiB  # PR #12126, H100, TP 1
 NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB)
 NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
 LARGE_GPU_GIB = 70  # get_batch_defaults' threshold for the larger defaults
+BLACKWELL_SM100 = ("b200", "b300", "gb200", "gb300")  # vLLM's is_device_capability_family(100)
 STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
 TRTLLM_BLOCK_TOKENS = 32  # TensorRT-LLM's default tokens_per_block
@@ -153,8 +154,16 @@ class VllmLayout:
         return self.group_layers * self.page_bytes
 
 
-def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> VllmLayout | None:
-    """vLLM's block layout on the heaviest pipeline stage; None for a model with no softmax attention layer."""
+def vllm_block_alignment(model: ModelSpec, gpu_name: str) -> int:
+    """Tokens an attention block is a multiple of beside linear layers: 16, or 32 for head size 256 on the
+    datacenter Blackwell parts (compute capability 10.x), where FlashInfer has no 16-token blocks for it."""
+    return 32 if gpu_name in BLACKWELL_SM100 and model.attention.head_dim == 256 else BLOCK_TOKENS
+
+
+def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1,
+                alignment: int = BLOCK_TOKENS) -> VllmLayout | None:
+    """vLLM's block layout on the heaviest pipeline stage; None for a model with no softmax attention layer.
+    alignment: what the grown attention block is a multiple of beside linear layers (vllm_block_alignment)."""
     if model.attention_layers == 0:
         return None
     kinds = {"full": model.global_layers, "state": model.linear_layers,
@@ -164,15 +173,16 @@ def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> Vllm
     block = BLOCK_TOKENS
     if "state" in layers:
         state = model.linear_attention.state_elements * STATE_BYTES / tp
-        block = BLOCK_TOKENS * math.ceil(state / (BLOCK_TOKENS * per_token))
+        block = alignment * math.ceil(state / (alignment * per_token))
     fewest, most = min(layers.values()), max(layers.values())
     size = most if most < GROUP_SIZE_SLACK * fewest else fewest
     return VllmLayout(block, block * per_token, size, {k: math.ceil(n / size) for k, n in layers.items()})
 
 
-def vllm_kv_tokens(model: ModelSpec, available_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
+def vllm_kv_tokens(model: ModelSpec, available_bytes: float, b_kv: float, tp: int = 1, pp: int = 1,
+                   alignment: int = BLOCK_TOKENS) -> int:
     """'GPU KV cache size: N tokens' (0 for a model with no softmax attention: its pool holds only fixed states)."""
-    layout = vllm_layout(model, b_kv, tp, pp)
+    layout = vllm_layout(model, b_kv, tp, pp, alignment)
     if available_bytes <= 0 or layout is None:
         return 0
     blocks = math.floor(available_bytes / layout.block_bytes)
@@ -191,11 +201,11 @@ def vllm_request_blocks(model: ModelSpec, layout: VllmLayout, max_model_len: int
 
 
 def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len: int, max_num_batched_tokens: int,
-                         b_kv: float, tp: int = 1, pp: int = 1) -> float:
+                         b_kv: float, tp: int = 1, pp: int = 1, alignment: int = BLOCK_TOKENS) -> float:
     """'Maximum concurrency for L tokens per request: Nx'."""
     if available_bytes <= 0:
         return 0.0
-    layout = vllm_layout(model, b_kv, tp, pp)
+    layout = vllm_layout(model, b_kv, tp, pp, alignment)
     if layout is None:  # state only: one state a request, whole ones
         state = linear_state_bytes(model, STATE_BYTES) / tp * stage_layer_fraction(model, pp)
         return float(math.floor(available_bytes / state))

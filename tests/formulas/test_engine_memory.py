@@ -204,3 +204,13 @@ def test_capacity_engine_trtllm_reports_its_pool():
     assert em_["available_kv_bytes"] == pytest.approx(0.9 * free)
     assert em_["kv_tokens"] == math.floor(em_["available_kv_bytes"] / (32 * 131072)) * 32  # 128 KiB a token
     assert plan["max_sequences_at_context"] == math.floor(em_["available_kv_bytes"] / (8192 * 131072))
+
+
+def test_blackwell_aligns_a_256_wide_head_to_32_token_blocks_beside_linear_layers():
+    """vLLM's HybridAttentionMambaModelConfig: FlashInfer on compute capability 10.x has no 16-token blocks for head
+    size 256, so the block is a multiple of 32: Qwen3-Next at TP 2 with fp8 KV grows to 32 x ceil(548,864 / (32 x
+    512)) = 1,088 tokens on a B200, where an H100 takes 1,072."""
+    m = load_model("qwen3-next-80b-a3b")
+    assert em.vllm_block_alignment(m, "b200") == 32 and em.vllm_block_alignment(m, "h100-sxm") == 16
+    assert em.vllm_layout(m, 1.0, tp=2, alignment=32).block_tokens == 1088
+    assert em.vllm_block_alignment(load_model("llama-3.1-8b"), "b200") == 16  # head size 128
