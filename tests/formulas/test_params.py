@@ -29,6 +29,25 @@ def test_parameter_totals_within_2_percent_of_published(name, published_total, p
         assert active_params(m) == pytest.approx(published_active, rel=0.02)
 
 
+def test_qwen3_dense_models_counted_by_hand_and_against_their_cards():
+    """Qwen3 dense layers by hand: q (d x 128 H), k and v (d x 128 KV each), o (128 H x d), q_norm and k_norm (128
+    each), gate/up/down (3 d I), two norms (2 d); plus the embedding, the lm_head unless tied, the final norm.
+    Model cards: Qwen3-0.6B 0.44B non-embedding; Qwen3-32B 32.8B total, 31.2B non-embedding; vLLM 0.27.1 logs
+    Qwen3-32B's checkpoint as 61.02 GiB (kubesimplify's two-GPU post)."""
+    def by_hand(d, layers, heads, kv, inter, vocab, tied):
+        layer = d * 128 * heads * 2 + d * 128 * kv * 2 + 2 * 128 + 3 * d * inter + 2 * d
+        return layers * layer + vocab * d * (1 if tied else 2) + d, layers * layer + d
+
+    for name, dims, non_embedding in (("qwen3-0.6b", (1024, 28, 16, 8, 3072, 151936, True), 0.44e9),
+                                      ("qwen3-32b", (5120, 64, 64, 8, 25600, 151936, False), 31.2e9)):
+        total, body = by_hand(*dims)
+        m = load_model(name)
+        assert total_params(m) == total
+        assert body == pytest.approx(non_embedding, rel=0.01)
+    assert total_params(load_model("qwen3-32b")) == pytest.approx(32.8e9, rel=0.002)
+    assert total_params(load_model("qwen3-32b")) * 2 / 1024**3 == pytest.approx(61.02, abs=0.005)
+
+
 def test_dense_model_active_equals_total():
     m = load_model("llama-3-8b")
     assert active_params(m) == total_params(m)
