@@ -4,7 +4,8 @@ Each row is one public log with the settings it ran under. kvcalc predicts every
 (weights as loaded, profiling peak, non-torch memory: kvcalc/formulas/engine_memory.py); only the device's visible
 memory comes from the log, as it does for vLLM. Errors are (predicted - logged) / logged on the KV token count where
 the log prints one (else the available KV memory) and on the maximum concurrency. Rows marked `fit` set a constant
-of the rule and are reported apart; `held-out` rows set nothing.
+of the rule and are reported apart; `held-out` rows set nothing. `model_runner` is the runner the log shows (v1: the
+V0 worker or GPUModelRunner; v2: Model Runner V2), which sets how the sampler is profiled.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kvcalc.formulas.params import weight_bytes
 GiB = 1024**3
 COLUMNS = ("source", "vllm", "model", "visible_GiB", "tp", "nvlink", "gpu_memory_utilization", "max_model_len",
            "max_num_batched_tokens", "max_num_seqs", "weight_dtype", "kv_dtype", "logged_available_GiB",
-           "logged_kv_tokens", "logged_max_concurrency", "role")
+           "logged_kv_tokens", "logged_max_concurrency", "role", "model_runner")
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -35,11 +36,13 @@ def predict(row: dict) -> dict:
     tp, t, r = int(row["tp"]), int(row["max_num_batched_tokens"]), int(row["max_num_seqs"])
     length = int(row["max_model_len"])
     visible, utilization = float(row["visible_GiB"]), float(row["gpu_memory_utilization"])
-    if min(tp, t, r, length) < 1 or not (0 < visible < 1e6 and 0 < utilization <= 1):
-        raise ValueError("counts must be >= 1, visible_GiB positive and gpu_memory_utilization in (0, 1]")
+    runner = row["model_runner"]
+    if min(tp, t, r, length) < 1 or not (0 < visible < 1e6 and 0 < utilization <= 1) or runner not in em.MODEL_RUNNERS:
+        raise ValueError("counts must be >= 1, visible_GiB positive, gpu_memory_utilization in (0, 1] and "
+                         "model_runner v1 or v2")
     b_kv = bytes_per_element(row["kv_dtype"])
     weights = weight_bytes(spec, bytes_per_element(row["weight_dtype"])) / tp
-    peak = em.vllm_profile_peak_bytes(spec, t, r, 2.0, tp)
+    peak = em.vllm_profile_peak_bytes(spec, t, r, 2.0, tp, runner=runner)
     non_torch = em.vllm_non_torch_bytes(tp, row["nvlink"] == "1")
     available = em.vllm_available_kv_bytes(visible * GiB, utilization, weights, peak, non_torch)
     return {
@@ -66,7 +69,8 @@ def score(rows: list[dict]) -> list[dict]:
             raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): {e}") from None
         except (ValueError, TypeError, ZeroDivisionError) as e:
             raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): expected numbers in visible_GiB, tp, "
-                              f"gpu_memory_utilization, max_model_len, max_num_batched_tokens and max_num_seqs "
+                              f"gpu_memory_utilization, max_model_len, max_num_batched_tokens and max_num_seqs, "
+                              f"and v1 or v2 in model_runner "
                               f"({str(e).splitlines()[0]})") from None
         errors = {
             "kv_tokens_error_pct": _error(p["kv_tokens"], row["logged_kv_tokens"]),

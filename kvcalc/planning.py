@@ -135,12 +135,14 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
-                ep: int = 1) -> dict:
-    """The KV cache vLLM would allocate per GPU, and what it would print, by formulas/engine_memory.py's rule."""
+                ep: int = 1, runner: str = "auto") -> dict:
+    """The KV cache vLLM would allocate per GPU, and what it would print, by formulas/engine_memory.py's rule.
+    runner: vLLM's model runner, 'v1' or 'v2'; 'auto' is the one today's vLLM gives the model."""
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
+    runner = em.vllm_model_runner(spec) if runner == "auto" else runner
     weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
-    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep)
+    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner)
     non_torch = em.vllm_non_torch_bytes(max(tp, ep), "nvlink" in (hw.interconnect or "").lower())
     available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch)
     return {
@@ -159,6 +161,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "max_model_len": context,
         "max_num_batched_tokens": t,
         "max_num_seqs": r,
+        "model_runner": runner,
     }
 
 
@@ -218,9 +221,17 @@ def trtllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
 ENGINE_MEMORY_RULES = ("vllm", "sglang", "trtllm")
 
 
+def check_vllm_runner(runner: str, engine: str) -> None:
+    """--vllm-runner: auto, v1 or v2, and only with vLLM's memory rule."""
+    if runner not in ("auto", *em.MODEL_RUNNERS):
+        raise KvcalcError(f"--vllm-runner: expected auto, v1 or v2, got {runner!r}")
+    if runner != "auto" and engine != "vllm":
+        raise KvcalcError("--vllm-runner: only vLLM's memory rule uses it; add --engine vllm")
+
+
 def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                        max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                       pp: int = 1, ep: int = 1) -> dict:
+                       pp: int = 1, ep: int = 1, vllm_runner: str = "auto") -> dict:
     """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print. With ep > 1
     each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
     group's sequences, so the concurrency is per group of tp GPUs."""
@@ -230,7 +241,8 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
         return trtllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                              max_num_tokens=max_num_batched_tokens, pp=pp, ep=ep)
     return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
-                       max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep)
+                       max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
+                       runner=vllm_runner)
 
 
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
@@ -238,7 +250,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
              weight_dtype: str = "auto", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
              prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto",
              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
-             ep: int = 1) -> dict:
+             ep: int = 1, vllm_runner: str = "auto") -> dict:
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost.
 
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
@@ -255,6 +267,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                 raise KvcalcError(f"{flag}: only vLLM's memory rule (and TensorRT-LLM's, for the batched tokens) "
                                   "uses it; add --engine vllm")
     check_dtypes(weight_dtype, kv_dtype)
+    check_vllm_runner(vllm_runner, engine)
     if batch is not None:
         check_int("--batch", batch, 1, MAX_BATCH)
     if gpus is not None:
@@ -283,7 +296,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     def engine_memory(tp):
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                                   max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp,
-                                  ep=ep)
+                                  ep=ep, vllm_runner=vllm_runner)
 
     def fits_one_sequence(tp):
         if engine_rule:

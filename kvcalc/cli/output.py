@@ -9,6 +9,10 @@ import sys
 from enum import Enum
 
 
+VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its profiling peak: v1 (GPUModelRunner or the V0 "
+                    "worker: the sampler profiled with top-k/top-p's sort), v2 (Model Runner V2: without it), or auto, "
+                    "the one today's vLLM picks (v2 for dense models, v1 for MoE and hybrid ones). Your start-up log "
+                    "says which: '[model_runner.py] Model loading took' is v2, '[gpu_model_runner.py]' v1")
 ENGINE_HELP = ("time model: vllm, sglang, trtllm or gpt-fast (measured kernel curves), roofline (datasheet efficiencies), "
                "or auto (vllm where the GPU has a profile, else roofline)")
 

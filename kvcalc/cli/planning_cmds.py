@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import ENGINE_HELP, Format, print_rows, save_figure, write_csv, write_json
+from kvcalc.cli.output import ENGINE_HELP, VLLM_RUNNER_HELP, Format, print_rows, save_figure, write_csv, write_json
 from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.files import MAX_TABLE_BYTES, check_writable, read_regular_file
@@ -96,6 +96,7 @@ def capacity_cli(
         "trtllm: its max_num_tokens [default: 8192]")] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option(
         help="with --engine vllm: vLLM's max_num_seqs [default: vllm serve's for the GPU]")] = None,
+    vllm_runner: Annotated[str, typer.Option(help=VLLM_RUNNER_HELP)] = "auto",
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs of a MoE model; attention in data-parallel "
                                     "groups of --gpus (default 1)")] = 1,
@@ -110,7 +111,8 @@ def capacity_cli(
     plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
                     prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
-                    max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep)
+                    max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
+                    vllm_runner=vllm_runner)
     if format is not Format.table:
         flat = {k: v for k, v in plan.items() if k not in ("assumptions", "engine_memory")}
         flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
@@ -148,7 +150,8 @@ def capacity_cli(
                   f"{memory_utilization:.2f} = {fmt_bytes(em['requested_bytes'])}")
         t.add_row("vLLM: weights; profiling peak; non-torch",
                   f"{fmt_bytes(em['weights_bytes_per_gpu'])}; {fmt_bytes(em['profile_peak_bytes'])} "
-                  f"({em['max_num_batched_tokens']:,} tokens, {em['max_num_seqs']:,} seqs); "
+                  f"({em['max_num_batched_tokens']:,} tokens, {em['max_num_seqs']:,} seqs, model runner "
+                  f"{em['model_runner']}); "
                   f"{fmt_bytes(em['non_torch_bytes'])}")
         t.add_row("vLLM: Available KV cache memory", fmt_bytes(em["available_kv_bytes"]))
         t.add_row("vLLM: GPU KV cache size", f"{em['kv_tokens']:,} tokens")

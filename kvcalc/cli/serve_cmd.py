@@ -9,7 +9,7 @@ import typer
 
 from kvcalc.cli import app
 from kvcalc.cli.planning_cmds import WEIGHT_HELP
-from kvcalc.cli.output import ENGINE_HELP, Format, print_rows, save_figure, write_csv, write_json
+from kvcalc.cli.output import ENGINE_HELP, VLLM_RUNNER_HELP, Format, print_rows, save_figure, write_csv, write_json
 from kvcalc.errors import KvcalcError
 from kvcalc.files import check_writable
 
@@ -48,6 +48,7 @@ def serve_cli(
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs per replica (MoE): attention in data-parallel "
                                     "groups of --tp")] = 1,
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
+    vllm_runner: Annotated[str, typer.Option(help=VLLM_RUNNER_HELP)] = "auto",
     weight_dtype: Annotated[str, typer.Option(help=WEIGHT_HELP)] = "auto",
     kv_dtype: Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, nvfp4, fp32")] = "bf16",
     memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
@@ -69,7 +70,8 @@ def serve_cli(
     tps = _split_ints("--tp", tp)
     split = _disaggregate(disaggregate)
     common = dict(engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
-                  step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep, speculate=speculate)
+                  step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep, speculate=speculate,
+                  vllm_runner=vllm_runner)
     many = concurrency is not None and ("," in concurrency or len(tps) > 1)
     if many or plot is not None:
         if request_rate is not None or concurrency in (None, "max"):

@@ -17,11 +17,21 @@ profiling    max(forward, sampler), what torch allocates beyond the weights in t
              (values and int64 indices), probabilities and their copies. 41 bytes per logit is vLLM PR #10511's
              logged 1.26 GiB over 256 x 128,256 logits, the same at TP 1 and TP 2 (the sampler sees the
              gathered vocab), which is why it is the sampler and not the forward pass that peaks there.
+             That is the V0 worker's and GPUModelRunner's profile ('v1' below), which turn top-k and top-p on.
+             Model Runner V2 ('v2': vllm/v1/worker/gpu/model_runner.py) profiles the sampler without them, so
+             its term is the fp32 logits alone, R x V x 4 bytes, and the forward pass dominates. vLLM runs dense
+             models on V2 by default since PR #44443 (merged July 2026; their logs read '[model_runner.py]
+             Model loading took'), MoE and hybrid models still on GPUModelRunner ('[gpu_model_runner.py]').
+             On vLLM 0.27.1 logs: Qwen2.5-0.5B on an RTX 4090 logs 0.31 GiB of peak (forward 0.26 GiB, where
+             the sort would have taken 1.5 GiB); Qwen3-32B at TP 2 on RTX PRO 6000s leaves 1.66 GiB for peak,
+             non-torch memory and CUDA graphs together, where the sort alone would take 5.9 GiB.
 non-torch    0.16 GiB at TP 1 (cuBLAS workspace and the like: PR #12126's H100 log). TP > 1 adds NCCL's and
              vLLM's custom all-reduce buffers: 1.79 GiB on NVLink (PR #10511: 3.58 GiB at TP 2 against 1.79 GiB
              at TP 1), 0.09 GiB over PCIe, where vLLM turns its custom all-reduce off (issue #13061: 0.25 GiB
              at TP 2 on RTX 4090s).
 The CUDA-graph pool is captured after the KV cache is allocated and comes out of the 1 - utilisation headroom.
+(Since vLLM 0.21 an estimate of it is taken out of the budget instead, as its logs say; kvcalc does not model
+that estimate yet.)
 
 Blocks      vLLM V1 pages every layer that keeps a cache (vllm/v1/core/kv_cache_utils.py,
             _get_kv_cache_groups_uniform_page_size). Layers of one kind (full attention, sliding window, chunked
@@ -75,6 +85,8 @@ from kvcalc.specs.model import ModelSpec
 GiB = 1024**3
 BLOCK_TOKENS = 16  # vLLM's default block_size on CUDA
 SAMPLER_BYTES_PER_LOGIT = 41  # PR #10511: 1.26 GiB / (256 x 128,256 logits)
+SAMPLER_V2_BYTES_PER_LOGIT = 4  # Model Runner V2 profiles the sampler without top-k/top-p: the fp32 logits
+MODEL_RUNNERS = ("v1", "v2")  # v1: the V0 worker or GPUModelRunner; v2: Model Runner V2
 NON_TORCH_TP1 = 0.16 * GiB  # PR #12126, H100, TP 1
 NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB)
 NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
@@ -108,17 +120,24 @@ def vllm_forward_peak_bytes(model: ModelSpec, tokens: int, b_a: float, tp: int =
     return tokens * (3 * d + widest) * b_a
 
 
-def vllm_sampler_peak_bytes(model: ModelSpec, rows: int) -> float:
-    """The dummy sampler run over `rows` rows of the full vocabulary [B]."""
-    return rows * model.vocab_size * SAMPLER_BYTES_PER_LOGIT
+def vllm_model_runner(model: ModelSpec) -> str:
+    """The model runner today's vLLM gives `model`: 'v2' (Model Runner V2) for dense softmax-attention models, 'v1'
+    (GPUModelRunner) for MoE and hybrid ones (PR #44443)."""
+    return "v1" if model.moe is not None or model.linear_attention is not None else "v2"
+
+
+def vllm_sampler_peak_bytes(model: ModelSpec, rows: int, runner: str = "v1") -> float:
+    """The dummy sampler run over `rows` rows of the full vocabulary [B]: with top-k/top-p's sort under 'v1', the
+    fp32 logits alone under 'v2'."""
+    return rows * model.vocab_size * (SAMPLER_V2_BYTES_PER_LOGIT if runner == "v2" else SAMPLER_BYTES_PER_LOGIT)
 
 
 def vllm_profile_peak_bytes(model: ModelSpec, max_num_batched_tokens: int, max_num_seqs: int, b_a: float,
-                            tp: int = 1, ep: int = 1) -> float:
-    """What vLLM's profiling step allocates beyond the weights, per GPU [B]."""
+                            tp: int = 1, ep: int = 1, runner: str = "v1") -> float:
+    """What vLLM's profiling step allocates beyond the weights, per GPU [B], under model runner `runner`."""
     rows = min(max_num_seqs, max_num_batched_tokens)
     return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp, ep),
-               vllm_sampler_peak_bytes(model, rows))
+               vllm_sampler_peak_bytes(model, rows, runner))
 
 
 def vllm_non_torch_bytes(tp: int, nvlink: bool) -> float:

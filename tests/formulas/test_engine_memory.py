@@ -103,15 +103,67 @@ def test_kv_tokens_are_whole_blocks():
 
 def test_ledger_figures_in_the_readme_and_the_worst_held_out_row_within_10_percent():
     """The README quotes the ledger's summary; the issue's worst-case target is 10 %. The 3 % median target is not
-    met (4.6 %): both figures are reported, not tested loosely."""
+    met (4.7 %): both figures are reported, not tested loosely."""
     results = score(read_rows(LEDGER))
     held = [abs(r["error_pct"]) for r in results if r["role"] == "held-out"]
-    assert len(held) == 6 and max(held) < 10
+    assert len(held) == 11 and max(held) < 10
     rows = {r["rows"]: r for r in summary(results)}
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert (f"held-out median {rows['held-out']['median_abs_error_pct']} %, worst "
             f"{rows['held-out']['worst_abs_error_pct']} %") in readme
     assert statistics.median(held) == pytest.approx(rows["held-out"]["median_abs_error_pct"], abs=0.05)
+
+
+def test_model_runner_v2_profiles_the_sampler_without_its_sort():
+    """Model Runner V2 (vLLM's default for dense models since PR #44443) profiles the sampler without top-k/top-p:
+    the fp32 logits, 4 bytes each, against 41 under GPUModelRunner. MoE and hybrid models keep GPUModelRunner."""
+    assert [em.vllm_model_runner(load_model(n)) for n in ("qwen3-32b", "llama-3.1-8b", "mixtral-8x7b",
+                                                          "qwen3-next-80b-a3b", "gpt-oss-20b")] == \
+        ["v2", "v2", "v1", "v1", "v1"]
+    m = load_model("qwen3-0.6b")
+    assert em.vllm_sampler_peak_bytes(m, 1024, "v2") == 1024 * 151936 * 4
+    assert em.vllm_sampler_peak_bytes(m, 1024, "v1") == 1024 * 151936 * 41
+    # Qwen3-0.6B, 8192 tokens: the forward pass (3 x 1024 + 3 x 3072 a token, 2 bytes) is 0.19 GiB, under the
+    # logits' 0.58 GiB, so V2's peak is the logits; V1's the sort's 5.9 GiB.
+    assert em.vllm_profile_peak_bytes(m, 8192, 1024, 2.0, runner="v2") == 1024 * 151936 * 4
+    assert em.vllm_forward_peak_bytes(m, 8192, 2.0) == 8192 * (3 * 1024 + 3 * 3072) * 2
+
+
+def test_qwen3_32b_on_two_rtx_pro_6000s_under_vllm_0_27_against_its_log():
+    """kubesimplify's 'Running a single LLM across two GPUs with vLLM' (vLLM 0.27.1, Model Runner V2, 95.01 GiB
+    visible, PCIe, --gpu-memory-utilization 0.426, --max-model-len 32768): weights 30.59 GiB a worker, 'Available KV
+    cache memory: 8.22 GiB', 'GPU KV cache size: 67,296 tokens', 'Maximum concurrency ... 2.05x'. By hand: 0.426 x
+    95.01 GiB - 61.02 / 2 GiB of weights - the forward pass of 8192 tokens at TP 2 (8192 x (3 x 5120 + 3 x 25600 / 2)
+    x 2 B = 0.82 GiB) - 0.25 GiB non-torch = 8.89 GiB, 8 % high: vLLM 0.27 also takes out its CUDA-graph estimate,
+    which kvcalc does not model. GPUModelRunner's sort (5.9 GiB) would leave 3.77 GiB, 54 % low."""
+    plan = capacity("qwen3-32b", "rtx-pro-6000", context=32768, gpus=2, engine="vllm", memory_utilization=0.426)
+    vllm = plan["engine_memory"]
+    assert vllm["model_runner"] == "v2" and (vllm["max_num_batched_tokens"], vllm["max_num_seqs"]) == (8192, 1024)
+    assert vllm["profile_peak_bytes"] == 8192 * (3 * 5120 + 3 * 25600 // 2) * 2
+    by_hand = 0.426 * 95.01 * GiB - vllm["weights_bytes_per_gpu"] - 8192 * 53760 * 2 - 0.25 * GiB
+    assert vllm["available_kv_bytes"] == pytest.approx(by_hand)
+    assert by_hand / GiB == pytest.approx(8.89, abs=0.01)
+    assert vllm["available_kv_bytes"] / GiB == pytest.approx(8.22, rel=0.10)
+    assert vllm["kv_tokens"] == pytest.approx(67296, rel=0.10)
+    assert vllm["max_concurrency"] == pytest.approx(2.05, rel=0.10)
+    v1 = capacity("qwen3-32b", "rtx-pro-6000", context=32768, gpus=2, engine="vllm", memory_utilization=0.426,
+                  vllm_runner="v1")["engine_memory"]
+    assert v1["available_kv_bytes"] / GiB == pytest.approx(3.77, abs=0.01)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--engine", "vllm", "--vllm-runner", "v3"], "--vllm-runner: expected auto, v1 or v2"),
+    (["--vllm-runner", "v1"], "--vllm-runner: only vLLM's memory rule uses it"),
+])
+def test_vllm_runner_flag_errors(args, says):
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    for command in (["capacity", "-m", "qwen3-32b", "-c", "8192"],
+                    ["serve", "-m", "qwen3-32b", "--input-len", "128", "--output-len", "128", "-c", "8"]):
+        r = CliRunner().invoke(app, [*command, *args])
+        assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
 
 
 def test_qwen3_235b_fp8_on_four_h100s_against_vllm_log():
