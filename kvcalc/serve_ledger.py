@@ -6,6 +6,11 @@ request queued at once, uniform input and output lengths) of a ModelOpt FP8 or F
 requests the KV pool holds at full length (serve(concurrency="max")), with TensorRT-LLM's measured kernel profile
 for the GPU and the row's weight and KV formats, and compares output tokens/s per GPU. Nothing in serve was fitted
 to these rows: every one is held out.
+
+A benchmark ledger (a `concurrency` column) holds closed-loop runs instead (`vllm bench serve --max-concurrency C
+--ignore-eos` with fixed lengths): each row one run, with the engine, its memory fraction and the median TTFT, median
+TPOT and output tokens/s it printed. kvcalc runs serve at that concurrency with arrivals in waves, as such a run's
+requests start and finish together, and scores each of the three figures.
 """
 
 from __future__ import annotations
@@ -61,4 +66,54 @@ def summary(results: list[dict]) -> list[dict]:
             rows.append({"rows": name, "n": len(errors), "median_abs_error_pct": round(statistics.median(errors), 1),
                          "worst_abs_error_pct": round(max(errors), 1),
                          "within_10_pct": sum(e <= 10 for e in errors)})
+    return rows
+
+
+BENCH_COLUMNS = ("id", "model", "gpu", "tp", "pp", "engine", "weight_dtype", "kv_dtype", "memory_utilization",
+                 "input_len", "output_len", "concurrency", "output_tokens_per_s", "median_tpot_ms", "median_ttft_ms",
+                 "source")
+BENCH_METRICS = {"output_tokens_per_s": "output_tokens_per_s", "median_tpot_ms": "tpot_ms", "median_ttft_ms": "ttft_ms"}
+
+
+def is_bench(path: Path) -> bool:
+    """Whether a serve ledger CSV holds closed-loop benchmark runs (it has a concurrency column)."""
+    from kvcalc.files import MAX_TABLE_BYTES, read_regular_file
+
+    head = read_regular_file(path, "a serve ledger CSV", MAX_TABLE_BYTES).split(b"\n", 1)[0]
+    return b"concurrency" in head.split(b",")
+
+
+def score_bench(rows: list[dict], engine: str | None = None) -> list[dict]:
+    """kvcalc serve's figures for each benchmark run, one result per run and metric, with the error [%]. engine:
+    the time model (None: each row's engine, whose memory rule and measured kernels serve then uses)."""
+    out = []
+    for n, row in enumerate(rows, start=2):
+        try:
+            s = serve(row["model"], row["gpu"], input_len=int(row["input_len"]), output_len=int(row["output_len"]),
+                      concurrency=float(row["concurrency"]), tp=int(row["tp"]), pp=int(row["pp"]),
+                      weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"], engine=engine or row["engine"],
+                      memory_utilization=float(row["memory_utilization"]), arrivals="waves")
+            for column, key in BENCH_METRICS.items():
+                measured = float(row[column])
+                out.append({"id": row["id"], "model": row["model"], "gpu": row["gpu"], "tp": int(row["tp"]),
+                            "pp": int(row["pp"]), "concurrency": int(float(row["concurrency"])), "metric": column,
+                            "measured": measured, "predicted": s[key],
+                            "error_pct": (s[key] - measured) / measured * 100 if measured else None})
+        except KvcalcError as e:
+            raise KvcalcError(f"--serve: row {n} ({row.get('id')}): {e}") from None
+        except (ValueError, ZeroDivisionError) as e:
+            raise KvcalcError(f"--serve: row {n} ({row.get('id')}): expected numbers in tp, pp, memory_utilization, "
+                              f"input_len, output_len, concurrency and the three measured figures "
+                              f"({str(e).splitlines()[0]})") from None
+    return out
+
+
+def summary_bench(results: list[dict]) -> list[dict]:
+    """Median and worst |error| per metric."""
+    rows = []
+    for metric in BENCH_METRICS:
+        errors = [abs(r["error_pct"]) for r in results if r["metric"] == metric and r["error_pct"] is not None]
+        if errors:
+            rows.append({"rows": metric, "n": len(errors), "median_abs_error_pct": round(statistics.median(errors), 1),
+                         "worst_abs_error_pct": round(max(errors), 1), "within_10_pct": sum(e <= 10 for e in errors)})
     return rows

@@ -30,7 +30,7 @@ from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, activation_workspace_bytes
 from kvcalc.formulas.parallel import check_ep, kv_shard_fraction, stage_layer_fraction
 from kvcalc.formulas.params import weight_bytes_per_gpu
-from kvcalc.formulas.workload import cost_per_million_tokens, steady_state, transfer_seconds
+from kvcalc.formulas.workload import cost_per_million_tokens, steady_state, transfer_seconds, waves
 from kvcalc.planning import ENGINE_MEMORY_RULES, check_vllm_runner, engine_memory_rule
 from kvcalc.units import fmt_bytes
 
@@ -55,6 +55,20 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     latency = ttft + (output_len - 1) / gain * tau
     return {"ttft_s": ttft, "tpot_s": tau / gain, "latency_s": latency, "requests_per_s": concurrency / latency,
             "decode_batch": decode, "prefill_tokens_per_step": chunk, "step_s": tau}
+
+
+def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
+    """Requests that start together and run to the same length (formulas/workload.py waves): a prefill step carries
+    a full chunk beside half the rest of the wave decoding, a decode step the whole wave."""
+    c = max(1, round(concurrency))
+    gain = stepper.speculative.sp.tokens_per_step() if stepper.speculative else 1.0
+    chunk = min(step_tokens, c * input_len)
+    prefill_s = stepper.seconds((c - 1) / 2, input_len, chunk, max(input_len - step_tokens, 0) / 2)
+    decode_s = stepper.seconds(c, input_len + output_len / 2, 0, 0)
+    w = waves(c, input_len, output_len, step_tokens, prefill_s, decode_s, gain)
+    latency = w["ttft_s"] + (output_len - 1) * (w["tpot_s"] or 0.0)
+    return {"ttft_s": w["ttft_s"], "tpot_s": w["tpot_s"], "latency_s": latency, "requests_per_s": c / w["wave_s"],
+            "decode_batch": float(c), "prefill_tokens_per_step": chunk, "step_s": decode_s}
 
 
 def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int,
@@ -83,14 +97,16 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
           step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
           disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1,
-          speculate: str | None = None, vllm_runner: str = "auto") -> dict:
+          speculate: str | None = None, vllm_runner: str = "auto", arrivals: str = "staggered") -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
     holds at full length (an offline throughput run). request_rate: requests/s arriving (an open loop); the
     replicas needed to keep up follow. Exactly one of the two. A replica is tp x pp GPUs, or, with ep > 1, ep GPUs
     whose experts are spread over all of them and whose attention runs in ep / tp data-parallel groups, each with
-    its own KV pool, sequences and step budget."""
+    its own KV pool, sequences and step budget. arrivals: "staggered" (requests enter as others finish: the
+    steady state of a service) or "waves" (a fixed-length benchmark's requests start and finish together, as
+    `vllm bench serve --max-concurrency C --ignore-eos` runs them; TTFT and TPOT are then medians over requests)."""
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)
@@ -98,6 +114,10 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     check_memory_utilization(memory_utilization)
     check_dtypes(weight_dtype, kv_dtype)
     check_vllm_runner(vllm_runner, engine)
+    if arrivals not in ("staggered", "waves"):
+        raise KvcalcError(f"--arrivals: expected staggered or waves, got {arrivals!r}")
+    if arrivals == "waves" and (disaggregate is not None or request_rate is not None):
+        raise KvcalcError("--arrivals waves: with --concurrency, not with --request-rate or --disaggregate")
     if (concurrency is None) == (request_rate is None):
         raise KvcalcError("--concurrency / --request-rate: give exactly one")
     if request_rate is not None:
@@ -150,6 +170,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold "
                           f"one request of {full_length:,} tokens ({fmt_bytes(request_bytes(full_length))}); raise --tp")
 
+    batching = _in_waves if arrivals == "waves" else _colocated
     if disaggregate is not None:
         prefill_gpus, decode_gpus = disaggregate
         for flag, n in (("--disaggregate (prefill GPUs)", prefill_gpus), ("--disaggregate (decode GPUs)", decode_gpus)):
@@ -164,12 +185,12 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         replicas_in_group, gpus = ep // tp, ep
 
         def run(c):
-            return _colocated(stepper, c, input_len, output_len, step_tokens * (ep // tp))
+            return batching(stepper, c, input_len, output_len, step_tokens * (ep // tp))
     else:
         replicas_in_group, gpus = 1, tp * pp
 
         def run(c):
-            return _colocated(stepper, c, input_len, output_len, step_tokens)
+            return batching(stepper, c, input_len, output_len, step_tokens)
 
     limit = max_concurrency * replicas_in_group
     replicas = 1
@@ -224,7 +245,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         "assumptions": {
             "speculative": (f"{timer.sp.method}, k {timer.sp.k}: {timer.sp.tokens_per_step():.2f} tokens per verify "
                             "step" if timer else None),
-            "batching": (f"continuous, chunked prefill of at most {step_tokens:,} tokens a step" if not disaggregate else
+            "batching": (f"continuous, chunked prefill of at most {step_tokens:,} tokens a step"
+                         + ("; requests in waves that start and finish together (medians over requests)"
+                            if arrivals == "waves" else "") if not disaggregate else
                          f"disaggregated: {disaggregate[0]} prefill GPUs, {disaggregate[1]} decode GPUs"),
             "decode_batch_per_replica": r["decode_batch"],
             "prefill_tokens_per_step": r["prefill_tokens_per_step"],

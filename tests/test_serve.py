@@ -15,7 +15,7 @@ from kvcalc.catalog import load_model
 from kvcalc.cli import app
 from kvcalc.estimator import precision
 from kvcalc.formulas.forward import decode_ops, mixed_ops
-from kvcalc.formulas.workload import steady_state
+from kvcalc.formulas.workload import steady_state, waves
 from kvcalc.serve_ledger import read_rows, score, summary
 from kvcalc.serving import frontier, serve
 
@@ -196,3 +196,68 @@ def test_expert_parallel_engine_memory_counts_experts_over_ep_and_sequences_per_
     s = serve("deepseek-v3", "h200", input_len=1000, output_len=1000, concurrency="max", ep=8,
               weight_dtype="fp8-block", engine=engine)
     assert s["concurrency"] == c["max_sequences_at_context"]
+
+
+def test_waves_by_hand():
+    """Four requests of 3,000 prompt and 5 output tokens, 8,192 tokens a step: two prefill steps; requests 0 and 1
+    finish their prompts in the first (8,192 > 6,000) and decode one token beside the second, requests 2 and 3 in the
+    second. With 1 s prefill steps and 0.1 s decode steps: TTFT 1, 1, 2, 2 s (median 1.5); latencies 1 + 1 + 3 x
+    0.1 = 2.3 s and 2 + 4 x 0.1 = 2.4 s; TPOT (2.3 - 1) / 4 = 0.325 and 0.1 (median 0.2125); the wave lasts 2.4 s.
+    Two tokens a decode step (speculation): 1 + 1 + 2 / 2 x 0.1 = 2.1 and 2 + 4 / 2 x 0.1 = 2.2 s."""
+    w = waves(4, 3000, 5, 8192, 1.0, 0.1)
+    assert w == pytest.approx({"ttft_s": 1.5, "tpot_s": 0.2125, "wave_s": 2.4, "prefill_steps": 2})
+    assert waves(4, 3000, 5, 8192, 1.0, 0.1, gain=2.0)["wave_s"] == pytest.approx(2.2)
+    assert waves(1, 100, 1, 8192, 0.5, 0.1) == {"ttft_s": 0.5, "tpot_s": None, "wave_s": 0.5, "prefill_steps": 1}
+
+
+def test_serve_in_waves_is_the_closed_form_over_serve_steps():
+    """serve(arrivals="waves") at one request: the TTFT is one prefill step of the prompt alone, the latency TTFT +
+    (O - 1) TPOT, the throughput O tokens over that; at 32 requests the prompts queue
+    (4 steps of 8,192 tokens for 32 x 1,024), so the median TTFT is 2-3 prefill steps and the throughput falls
+    below the staggered steady state's."""
+    one = serve("llama-3.1-8b", "h100", input_len=1024, output_len=256, concurrency=1, arrivals="waves")
+    staggered = serve("llama-3.1-8b", "h100", input_len=1024, output_len=256, concurrency=1)
+    assert one["latency_ms"] == pytest.approx(one["ttft_ms"] + 255 * one["tpot_ms"])
+    assert one["output_tokens_per_s"] == pytest.approx(256 / one["latency_ms"] * 1e3)
+    # a lone prompt's prefill step; the steady state's also carries the decode of the request before it
+    assert one["ttft_ms"] < staggered["ttft_ms"] < 1.05 * one["ttft_ms"]
+    many = serve("llama-3.1-8b", "h100", input_len=1024, output_len=256, concurrency=32, arrivals="waves")
+    steady = serve("llama-3.1-8b", "h100", input_len=1024, output_len=256, concurrency=32)
+    assert many["assumptions"]["prefill_tokens_per_step"] == 8192
+    assert many["output_tokens_per_s"] < steady["output_tokens_per_s"] and many["ttft_ms"] > 2 * steady["ttft_ms"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--arrivals", "bursty"], "--arrivals: expected staggered or waves"),
+    (["--arrivals", "waves", "--disaggregate", "1:1"], "--arrivals waves: with --concurrency"),
+])
+def test_arrivals_flag_errors(args, says):
+    r = CliRunner().invoke(app, ["serve", "-m", "llama-3.1-8b", "--input-len", "128", "--output-len", "128",
+                                 "-c", "8", *args])
+    assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
+
+
+def test_benchmark_ledger_figures_are_the_readme_ones():
+    """vLLM 0.27.1 `vllm bench serve` runs of Qwen3-32B on two RTX PRO 6000s (kubesimplify's post): every figure
+    the README quotes, recomputed; nothing fitted."""
+    from kvcalc.files import read_csv_ledger
+    from kvcalc.serve_ledger import BENCH_COLUMNS, score_bench, summary_bench
+
+    path = ROOT / "validation" / "serve" / "vllm-bench-rtx-pro-6000-qwen3-32b.csv"
+    results = score_bench(read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS))
+    assert len(results) == 12
+    readme = (ROOT / "README.md").read_text()
+    names = {"output_tokens_per_s": "output tokens/s", "median_tpot_ms": "median TPOT", "median_ttft_ms": "median TTFT"}
+    for s in summary_bench(results):
+        assert f"{names[s['rows']]} {s['median_abs_error_pct']} % (worst {s['worst_abs_error_pct']} %)" in readme
+    pp_c1 = {r["metric"]: r["error_pct"] for r in results if r["id"] == "pp2-c1"}
+    assert max(abs(e) for e in pp_c1.values()) < 15  # a lone request through two stages: within 15 % on all three
+
+
+def test_benchmark_ledger_bad_row_is_a_one_line_error(tmp_path):
+    path = ROOT / "validation" / "serve" / "vllm-bench-rtx-pro-6000-qwen3-32b.csv"
+    header, first = path.read_text().splitlines()[:2]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "\n" + first.replace(",0.426,", ",lots,", 1) + "\n")
+    r = CliRunner().invoke(app, ["validate", "--serve", str(bad)])
+    assert r.exit_code == 2 and "row 2 (tp2-c1)" in r.output and "Traceback" not in r.output, r.output

@@ -49,6 +49,10 @@ def serve_cli(
                                     "groups of --tp")] = 1,
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
     vllm_runner: Annotated[str, typer.Option(help=VLLM_RUNNER_HELP)] = "auto",
+    arrivals: Annotated[str, typer.Option(
+        help="staggered: requests enter as others finish (a service's steady state); waves: they start and finish "
+        "together, as a fixed-length benchmark runs them (vllm bench serve --max-concurrency C --ignore-eos); "
+        "TTFT and TPOT are then medians over requests")] = "staggered",
     weight_dtype: Annotated[str, typer.Option(help=WEIGHT_HELP)] = "auto",
     kv_dtype: Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, nvfp4, fp32")] = "bf16",
     memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
@@ -71,7 +75,7 @@ def serve_cli(
     split = _disaggregate(disaggregate)
     common = dict(engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                   step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep, speculate=speculate,
-                  vllm_runner=vllm_runner)
+                  vllm_runner=vllm_runner, arrivals=arrivals)
     many = concurrency is not None and ("," in concurrency or len(tps) > 1)
     if many or plot is not None:
         if request_rate is not None or concurrency in (None, "max"):

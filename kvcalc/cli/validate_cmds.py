@@ -68,10 +68,12 @@ def engine_memory_cli(path: Path, format) -> None:
 
 def serve_ledger_cli(path: Path, format, engine: str) -> None:
     """Score kvcalc serve against published continuous-batching throughput: one row each, then the summary."""
-    from kvcalc.serve_ledger import read_rows, score, summary
+    from kvcalc.serve_ledger import is_bench, read_rows, score, summary
 
     if engine not in ("profile", "roofline"):
         raise KvcalcError(f"--engine: with --serve, expected profile (TensorRT-LLM's) or roofline, got {engine!r}")
+    if is_bench(path):
+        return bench_ledger_cli(path, format, engine)
     results = score(read_rows(path), engine="trtllm" if engine == "profile" else "roofline")
     table = [{"id": r["id"], "model": r["model"].replace("llama-", ""), "gpu": r["gpu"].replace("-sxm", ""),
               "tp": r["tp"], "in/out": f"{r['input_len']}/{r['output_len']}", "in flight": r["concurrency"],
@@ -79,6 +81,20 @@ def serve_ledger_cli(path: Path, format, engine: str) -> None:
     print_ledger(results, table, summary(results), format,
                  f"kvcalc serve against {len(results)} published throughputs per GPU ({path})",
                  "|error| % (every row held out)")
+
+
+def bench_ledger_cli(path: Path, format, engine: str) -> None:
+    """Score kvcalc serve against closed-loop benchmark runs: one row a run and metric, then the summary."""
+    from kvcalc.files import read_csv_ledger
+    from kvcalc.serve_ledger import BENCH_COLUMNS, score_bench, summary_bench
+
+    rows = read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS)
+    results = score_bench(rows, engine=None if engine == "profile" else "roofline")
+    table = [{"id": r["id"], "layout": f"tp{r['tp']}" + (f" pp{r['pp']}" if r["pp"] > 1 else ""),
+              "C": r["concurrency"], "metric": r["metric"].replace("median_", ""), "measured": r["measured"],
+              "kvcalc": r["predicted"], "err %": r["error_pct"]} for r in results]
+    print_ledger(results, table, summary_bench(results), format,
+                 f"kvcalc serve against {len(rows)} benchmark runs ({path})", "|error| % (every row held out)")
 
 
 @app.command("validate")

@@ -17,11 +17,21 @@ I input and O output tokens each, at most T tokens per step:
     TPOT = tau; TTFT = s_p steps that each carry the decodes and up to T - B_d of the prompt (s_p x tau once the
     budget binds); latency = TTFT + (O - 1) TPOT
     requests/s = C / latency (Little's law); output tokens/s = O x requests/s
+
+Waves (a closed-loop benchmark with fixed lengths: `vllm bench serve --max-concurrency C --ignore-eos` with every
+prompt queued at once): the C requests of a wave start together, so their prompts are prefilled back to back in
+n_p = ceil(C I / T) full steps, request j's ending at step s_j = ceil((j + 1) I / T); from then it decodes one token
+a step (g with speculative decoding), beside the other prompts' chunks (steps of t_p) and, once every prompt is in,
+in pure decode steps of the whole wave (t_d). Its first token comes with its last chunk, so
+    TTFT_j = s_j t_p;  latency_j = TTFT_j + m_j t_p + (O - 1 - g m_j) / g t_d,  m_j = min(n_p - s_j, (O - 1) / g)
+and the wave takes the longest latency, after which the next wave starts. requests/s = C / that; the TTFT and TPOT
+a benchmark prints are medians over requests.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 
 
 def mean_decode_context(prompt_len: int, output_len: int) -> int:
@@ -80,3 +90,22 @@ def cost_per_million_tokens(price_per_gpu_hour: float, gpus: int, tokens_per_s):
 def transfer_seconds(nbytes, link_bandwidth_GBps: float | None):
     """Moving nbytes one way over a link whose datasheet gives the bidirectional total [s]; 0 without a link."""
     return nbytes / (link_bandwidth_GBps * 1e9 / 2) if link_bandwidth_GBps else 0.0
+
+
+def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, prefill_step_s: float,
+          decode_step_s: float, gain: float = 1.0) -> dict:
+    """Requests that run in waves of `concurrency` (module docstring): the median TTFT and TPOT [s], the wave's
+    duration [s], and the prefill steps a wave takes."""
+    n_p = math.ceil(concurrency * input_len / step_budget)
+    ttfts, tpots, latencies = [], [], []
+    for j in range(concurrency):
+        s_j = math.ceil((j + 1) * input_len / step_budget)
+        beside = min(n_p - s_j, (output_len - 1) / gain)  # steps decoding beside the other prompts' chunks
+        ttft = s_j * prefill_step_s
+        latency = ttft + beside * prefill_step_s + (output_len - 1 - gain * beside) / gain * decode_step_s
+        ttfts.append(ttft)
+        latencies.append(latency)
+        if output_len > 1:
+            tpots.append((latency - ttft) / (output_len - 1))
+    return {"ttft_s": statistics.median(ttfts), "tpot_s": statistics.median(tpots) if tpots else None,
+            "wave_s": max(latencies), "prefill_steps": n_p}
