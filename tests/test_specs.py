@@ -21,7 +21,7 @@ REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
 }
-INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000", "gb300", "mi355x", "rtx-3090", "gh200", "gh200-144gb", "a10g"}  # beyond the reference table
+INFERENCE_GPUS = {"l4", "t4", "a10", "v100-sxm2-32gb", "gb200", "mi250x", "mi250x-gcd", "mi210", "b300", "rtx-pro-6000", "gb300", "mi355x", "rtx-3090", "gh200", "gh200-144gb", "a10g", "rtx-5090"}  # beyond the reference table
 
 
 def test_every_reference_model_and_gpu_is_bundled_with_sources():
@@ -197,6 +197,19 @@ def test_rtx_3090_is_the_ga102_whitepapers_fp32_accumulate_rate_and_vllms_visibl
     g = load_gpu("rtx-3090")
     assert (g.peak_tflops.bf16, g.memory_bandwidth_GBps, g.visible_memory_GiB) == (142 / 2, 936, 23.58)
     assert g.peak_tflops.fp8 is None
+
+
+def test_rtx_5090_halves_the_sparse_figures_and_fp32_accumulation_only_for_16_bit():
+    """NVIDIA's 5090 figures are sparse: FP16 tensor 838.4 (fp16 accumulate), FP8 1,676.8, FP4 3,352; dense they are
+    419.2, 838.4 and 1,676. GeForce halves fp32 accumulation for 16-bit inputs (209.5 dense, as NVIDIA's datasheet
+    prints it; a measured RTX 5060 Ti: 47.0 against 87.9 TFLOPS), not for fp8 and nvfp4 (184.6 and 341.9 there).
+    1,792 GB/s = 28 Gb/s x 512 bits / 8; fp32 = 21,760 cores x 2 x 2.407 GHz."""
+    g = load_gpu("rtx-5090")
+    assert g.peak_tflops.bf16 == pytest.approx(838.4 / 2 / 2, abs=0.2)
+    assert (g.peak_tflops.fp8, g.peak_tflops.fp4) == (1676.8 / 2, 3352 / 2)
+    assert g.memory_bandwidth_GBps == 28 * 512 / 8
+    assert g.peak_tflops.fp32 == pytest.approx(21760 * 2 * 2.407e-3, abs=0.05)
+    assert (g.memory_GiB, g.visible_memory_GiB, g.peak_tflops.int8) == (32, None, None)
 
 
 @pytest.mark.parametrize("name, memory_GiB, bandwidth", [("gh200", 96, 4000), ("gh200-144gb", 144, 4900)])
