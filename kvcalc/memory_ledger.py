@@ -13,15 +13,15 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from kvcalc.catalog import load_model
-from kvcalc.dtypes import bytes_per_element
+from kvcalc.catalog import load_gpu, load_model
 from kvcalc.errors import KvcalcError
+from kvcalc.estimator import check_dtypes, precision
 from kvcalc.files import read_csv_ledger
 from kvcalc.formulas import engine_memory as em
-from kvcalc.formulas.params import weight_bytes
+from kvcalc.planning import vllm_memory
 
 GiB = 1024**3
-COLUMNS = ("source", "vllm", "model", "visible_GiB", "tp", "nvlink", "gpu_memory_utilization", "max_model_len",
+COLUMNS = ("source", "vllm", "model", "gpu", "visible_GiB", "tp", "pp", "gpu_memory_utilization", "max_model_len",
            "max_num_batched_tokens", "max_num_seqs", "weight_dtype", "kv_dtype", "logged_available_GiB",
            "logged_kv_tokens", "logged_max_concurrency", "role", "model_runner")
 
@@ -31,25 +31,24 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def predict(row: dict) -> dict:
-    """kvcalc's figures for one logged start-up."""
-    spec = load_model(row["model"])
-    tp, t, r = int(row["tp"]), int(row["max_num_batched_tokens"]), int(row["max_num_seqs"])
-    length = int(row["max_model_len"])
+    """kvcalc's figures for one logged start-up, by the rule `capacity --engine vllm` uses (planning.vllm_memory)
+    with the device total the log printed."""
+    spec, hw = load_model(row["model"]), load_gpu(row["gpu"])
+    tp, pp = int(row["tp"]), int(row["pp"])
+    t, r, length = int(row["max_num_batched_tokens"]), int(row["max_num_seqs"]), int(row["max_model_len"])
     visible, utilization = float(row["visible_GiB"]), float(row["gpu_memory_utilization"])
     runner = row["model_runner"]
-    if min(tp, t, r, length) < 1 or not (0 < visible < 1e6 and 0 < utilization <= 1) or runner not in em.MODEL_RUNNERS:
+    if min(tp, pp, t, r, length) < 1 or not (0 < visible < 1e6 and 0 < utilization <= 1) or runner not in em.MODEL_RUNNERS:
         raise ValueError("counts must be >= 1, visible_GiB positive, gpu_memory_utilization in (0, 1] and "
                          "model_runner v1 or v2")
-    b_kv = bytes_per_element(row["kv_dtype"])
-    weights = weight_bytes(spec, bytes_per_element(row["weight_dtype"])) / tp
-    peak = em.vllm_profile_peak_bytes(spec, t, r, 2.0, tp, runner=runner)
-    non_torch = em.vllm_non_torch_bytes(tp, row["nvlink"] == "1")
-    available = em.vllm_available_kv_bytes(visible * GiB, utilization, weights, peak, non_torch)
+    check_dtypes(row["weight_dtype"], row["kv_dtype"])
+    e = vllm_memory(spec, hw.model_copy(update={"visible_memory_GiB": visible}),
+                    precision(row["weight_dtype"], row["kv_dtype"]), tp, context=length, memory_utilization=utilization,
+                    max_num_batched_tokens=t, max_num_seqs=r, pp=pp, runner=runner)
     return {
-        "weights_GiB": weights / GiB, "profile_peak_GiB": peak / GiB, "non_torch_GiB": non_torch / GiB,
-        "available_GiB": available / GiB,
-        "kv_tokens": em.vllm_kv_tokens(spec, available, b_kv, tp),
-        "max_concurrency": em.vllm_max_concurrency(spec, available, length, t, b_kv, tp),
+        "weights_GiB": e["weights_bytes_per_gpu"] / GiB, "profile_peak_GiB": e["profile_peak_bytes"] / GiB,
+        "non_torch_GiB": e["non_torch_bytes"] / GiB, "available_GiB": e["available_kv_bytes"] / GiB,
+        "kv_tokens": e["kv_tokens"], "max_concurrency": e["max_concurrency"],
     }
 
 
@@ -68,7 +67,7 @@ def score(rows: list[dict]) -> list[dict]:
         except KvcalcError as e:
             raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): {e}") from None
         except (ValueError, TypeError, ZeroDivisionError) as e:
-            raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): expected numbers in visible_GiB, tp, "
+            raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): expected numbers in visible_GiB, tp, pp, "
                               f"gpu_memory_utilization, max_model_len, max_num_batched_tokens and max_num_seqs, "
                               f"and v1 or v2 in model_runner "
                               f"({str(e).splitlines()[0]})") from None

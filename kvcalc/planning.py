@@ -27,7 +27,7 @@ from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
 from kvcalc.formulas.parallel import check_ep, group_link_label, kv_shard_fraction, stage_layer_fraction
-from kvcalc.formulas.params import weight_bytes_per_gpu
+from kvcalc.formulas.params import stage_weight_bytes, weight_bytes_per_gpu
 from kvcalc.formulas.workload import cost_per_million_tokens
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
 
@@ -141,10 +141,22 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
     runner = em.vllm_model_runner(spec) if runner == "auto" else runner
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
-    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner)
     non_torch = em.vllm_non_torch_bytes(max(tp, ep), "nvlink" in (hw.interconnect or "").lower())
-    available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch)
+    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner)
+    if pp == 1:
+        weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
+        available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch)
+        pool, stage = available, None  # pool: bytes as the heaviest stage's pages count them
+    else:  # each stage profiles itself; the stage with the fewest blocks of its own layers binds
+        layers = em.vllm_pipeline_layers(spec.num_layers, pp)
+        forward = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
+        peaks = [forward] * (pp - 1) + [peak]
+        stages = [(w / tp, pk, em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, w / tp, pk,
+                                                          non_torch))
+                  for w, pk in zip(stage_weight_bytes(spec, p.b_w, layers), peaks)]
+        stage = min(range(pp), key=lambda i: stages[i][2] / layers[i])
+        weights, peak, available = stages[stage]
+        pool = available * max(layers) / layers[stage]
     return {
         "engine": "vllm",
         "visible_memory_bytes": hw.visible_memory_bytes,
@@ -155,9 +167,10 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "profile_peak_bytes": peak,
         "non_torch_bytes": non_torch,
         "available_kv_bytes": available,
-        "kv_tokens": em.vllm_kv_tokens(spec, available, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name)),
-        "max_concurrency": em.vllm_max_concurrency(spec, available, context, t, p.b_kv, tp, pp,
+        "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name)),
+        "max_concurrency": em.vllm_max_concurrency(spec, pool, context, t, p.b_kv, tp, pp,
                                                    em.vllm_block_alignment(spec, hw.name)),
+        "binding_pipeline_stage": stage,
         "max_model_len": context,
         "max_num_batched_tokens": t,
         "max_num_seqs": r,

@@ -56,7 +56,8 @@ def engine_memory_cli(path: Path, format) -> None:
     from kvcalc.memory_ledger import read_rows, score, summary
 
     results = score(read_rows(path))
-    rows = [{"source": r["source"].rsplit("/", 2)[-1], "vllm": r["vllm"], "model": r["model"], "tp": r["tp"],
+    rows = [{"source": r["source"].rsplit("/", 2)[-1], "vllm": r["vllm"], "model": r["model"],
+             "tp": r["tp"] if r["pp"] == "1" else f"{r['tp']}x{r['pp']}",
              "logged_kv_tokens": r["logged_kv_tokens"] or None, "kv_tokens": r["kv_tokens"],
              "logged_available_GiB": r["logged_available_GiB"] or None, "available_GiB": round(r["available_GiB"], 2),
              "error_pct": r["error_pct"], "role": r["role"]} for r in results]

@@ -29,6 +29,11 @@ non-torch    0.16 GiB at TP 1 (cuBLAS workspace and the like: PR #12126's H100 l
              vLLM's custom all-reduce buffers: 1.79 GiB on NVLink (PR #10511: 3.58 GiB at TP 2 against 1.79 GiB
              at TP 1), 0.09 GiB over PCIe, where vLLM turns its custom all-reduce off (issue #13061: 0.25 GiB
              at TP 2 on RTX 4090s).
+stages      under pipeline parallelism each stage profiles itself: the first holds the embedding, the last the
+            lm_head and runs the sampler, the others only the forward pass. A stage's blocks are its available memory
+            over its own layers' pages, and vLLM keeps the fewest blocks of any stage: on vLLM PR #20665's log
+            (DeepSeek-V2-Lite, TP 2 x PP 2 on L4s) the first stage, 14 layers and 12.13 GiB, binds over the last,
+            13 layers and 11.33 GiB.
 The CUDA-graph pool is captured after the KV cache is allocated and comes out of the 1 - utilisation headroom.
 (Since vLLM 0.21 an estimate of it is taken out of the budget instead, as its logs say; kvcalc does not model
 that estimate yet.)
@@ -138,6 +143,16 @@ def vllm_profile_peak_bytes(model: ModelSpec, max_num_batched_tokens: int, max_n
     rows = min(max_num_seqs, max_num_batched_tokens)
     return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp, ep),
                vllm_sampler_peak_bytes(model, rows, runner))
+
+
+def vllm_pipeline_layers(num_layers: int, pp: int) -> list[int]:
+    """Layers per pipeline stage as vLLM splits them (vllm/distributed/utils.py get_pp_indices): L // pp each, and
+    the remainder one each to the stages before the last, the second-last first. DeepSeek-V2-Lite's 27 over 2
+    stages: 14 and 13."""
+    parts = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        parts[-i] += 1
+    return parts
 
 
 def vllm_non_torch_bytes(tp: int, nvlink: bool) -> float:

@@ -209,11 +209,29 @@ def weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int = 1, pp: int = 1,
         return (weight_bytes(model, b_w) - routed) / tp + routed / ep
     if pp == 1:
         return weight_bytes(model, b_w) / tp
+    embed, head, layers = _edges_and_layers(model, b_w)
+    stage = math.ceil(model.num_layers / pp) / model.num_layers
+    return (layers * stage + max(embed, head)) / tp
+
+
+def _edges_and_layers(model: ModelSpec, b_w: float) -> tuple[float, float, float]:
+    """Bytes of the first stage's edge (the embedding), the last stage's (the lm_head, or a copy of a tied
+    embedding, and the final norm) and all the layers between [B]."""
     parts = params_breakdown(model)
     edge_b = b_w if b_w >= UNQUANTISED_BYTES else UNQUANTISED_BYTES
     embed = (parts["embedding"] + parts.get("position_embedding", 0)) * edge_b
-    head = (parts["lm_head"] or parts["embedding"]) * edge_b
     final_norm = model.hidden_size * (2 if model.norm_bias else 1) * edge_b
+    head = (parts["lm_head"] or parts["embedding"]) * edge_b + final_norm
     layers = weight_bytes(model, b_w) - embed - parts["lm_head"] * edge_b - final_norm
-    stage = math.ceil(model.num_layers / pp) / model.num_layers
-    return (layers * stage + max(embed, head + final_norm)) / tp
+    return embed, head, layers
+
+
+def stage_weight_bytes(model: ModelSpec, b_w: float, stage_layers: list[int]) -> list[float]:
+    """Weight bytes of each pipeline stage holding stage_layers[i] layers [B]: the first with the embedding, the
+    last with the lm_head and final norm, each layer at the mean layer's bytes (a model whose layers differ, such as
+    DeepSeek's dense first layer beside MoE ones, is approximated)."""
+    embed, head, layers = _edges_and_layers(model, b_w)
+    out = [layers * n / model.num_layers for n in stage_layers]
+    out[0] += embed
+    out[-1] += head
+    return out
