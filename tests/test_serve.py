@@ -261,3 +261,18 @@ def test_benchmark_ledger_bad_row_is_a_one_line_error(tmp_path):
     bad.write_text(header + "\n" + first.replace(",0.426,", ",lots,", 1) + "\n")
     r = CliRunner().invoke(app, ["validate", "--serve", str(bad)])
     assert r.exit_code == 2 and "row 2 (tp2-c1)" in r.output and "Traceback" not in r.output, r.output
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.integers(1, 300), st.integers(1, 20000), st.integers(1, 5000), st.integers(256, 16384),
+       st.floats(1e-3, 2.0), st.floats(1e-4, 0.5), st.floats(1.0, 4.0))
+def test_a_wave_lasts_its_prefill_steps_then_its_decode(c, input_len, output_len, budget, t_p, t_d, gain):
+    """The last prompt to finish its prefill decodes nothing beside other chunks, so when the output outlasts the
+    prefill the wave takes n_p prefill steps and then (O - 1) / g decode steps; every median lies within the wave."""
+    w = waves(c, input_len, output_len, budget, t_p, t_d, gain)
+    n_p = math.ceil(c * input_len / budget)
+    assert w["prefill_steps"] == n_p
+    if (output_len - 1) / gain >= n_p - 1:
+        assert w["wave_s"] == pytest.approx(n_p * t_p + (output_len - 1) / gain * t_d)
+    assert t_p * math.ceil(input_len / budget) <= w["ttft_s"] <= n_p * t_p * (1 + 1e-12)
+    assert w["ttft_s"] <= w["wave_s"] * (1 + 1e-12)

@@ -31,7 +31,6 @@ a benchmark prints are medians over requests.
 from __future__ import annotations
 
 import math
-import statistics
 
 
 def mean_decode_context(prompt_len: int, output_len: int) -> int:
@@ -96,16 +95,12 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
           decode_step_s: float, gain: float = 1.0) -> dict:
     """Requests that run in waves of `concurrency` (module docstring): the median TTFT and TPOT [s], the wave's
     duration [s], and the prefill steps a wave takes."""
+    import numpy as np
+
     n_p = math.ceil(concurrency * input_len / step_budget)
-    ttfts, tpots, latencies = [], [], []
-    for j in range(concurrency):
-        s_j = math.ceil((j + 1) * input_len / step_budget)
-        beside = min(n_p - s_j, (output_len - 1) / gain)  # steps decoding beside the other prompts' chunks
-        ttft = s_j * prefill_step_s
-        latency = ttft + beside * prefill_step_s + (output_len - 1 - gain * beside) / gain * decode_step_s
-        ttfts.append(ttft)
-        latencies.append(latency)
-        if output_len > 1:
-            tpots.append((latency - ttft) / (output_len - 1))
-    return {"ttft_s": statistics.median(ttfts), "tpot_s": statistics.median(tpots) if tpots else None,
-            "wave_s": max(latencies), "prefill_steps": n_p}
+    s_j = np.ceil(np.arange(1, concurrency + 1) * input_len / step_budget)  # the step each prompt's prefill ends
+    beside = np.minimum(n_p - s_j, (output_len - 1) / gain)  # steps decoding beside the other prompts' chunks
+    ttft = s_j * prefill_step_s
+    latency = ttft + beside * prefill_step_s + (output_len - 1 - gain * beside) / gain * decode_step_s
+    tpot = float(np.median((latency - ttft) / (output_len - 1))) if output_len > 1 else None
+    return {"ttft_s": float(np.median(ttft)), "tpot_s": tpot, "wave_s": float(latency.max()), "prefill_steps": n_p}
