@@ -77,10 +77,10 @@ FLAGS = {
                 "--weight-dtype"],
     "capacity": ["--context", "--batch", "--gpus", "--target-tokens-per-s", "--price-per-gpu-hour",
                  "--memory-utilization", "--prefill-chunk", "--engine", "--kv-dtype", "--max-num-batched-tokens",
-                 "--max-num-seqs"],
+                 "--max-num-seqs", "--vllm-runner"],
     "serve": ["--input-len", "--output-len", "--concurrency", "--request-rate", "--tp", "--engine", "--weight-dtype",
               "--kv-dtype", "--memory-utilization", "--step-tokens", "--disaggregate", "--price-per-gpu-hour",
-              "--max-ttft-ms", "--max-tpot-ms"],
+              "--max-ttft-ms", "--max-tpot-ms", "--arrivals", "--vllm-runner"],
 }
 CHOICES = {
     "--attn": ["mha", "mqa", "gqa3", "gqa0", "gqa8", "mla", "linear", "xx", "gqa100000", "own", "", ","],
@@ -90,6 +90,8 @@ CHOICES = {
     "--concurrency": ["1", "max", "1,8", "0", "-1", "abc", "nan", "1e300", ",", "64"],
     "--disaggregate": ["1:1", "0:1", "x", "1:1:1", "2:3", ":", "1:-1"],
     "--tp": ["1", "2", "1,2", "3", "0", "x", "8"],
+    "--arrivals": ["staggered", "waves", "", "x"],
+    "--vllm-runner": ["auto", "v1", "v2", "v0", ""],
 }
 
 
