@@ -4,8 +4,10 @@ The Python API mirrors the CLI; names resolve lazily so `import kvcalc` stays ch
     kvcalc.estimate(model, gpu, ...) -> Estimate
     kvcalc.compare(model, attn, gpu, ...) -> list of rows
     kvcalc.sweep(models, gpus, attn, batch, context, ...) -> pandas.DataFrame
-    kvcalc.capacity(model, gpu, context=..., ...) -> dict   (engine="vllm": memory as vLLM budgets it)
+    kvcalc.capacity(model, gpu, context=..., ...) -> dict   (engine="vllm": memory as vLLM budgets it;
+        vllm_runner="auto" | "v1" | "v2")
     kvcalc.serve(model, gpu, input_len=..., output_len=..., concurrency=... | request_rate=...) -> dict
+        (arrivals="staggered" | "waves": a service's steady state, or a fixed-length benchmark's waves)
     kvcalc.serve_frontier(model, gpu, input_len=..., output_len=..., concurrencies=[...], tps=[...]) -> list
     kvcalc.plot.roofline(gpus, model, ...) -> matplotlib Figure
     kvcalc.load_model(name_or_path), kvcalc.load_gpu(name_or_path)

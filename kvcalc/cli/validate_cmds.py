@@ -60,7 +60,7 @@ def engine_memory_cli(path: Path, format) -> None:
              "tp": r["tp"] if r["pp"] == "1" else f"{r['tp']}x{r['pp']}",
              "logged_kv_tokens": r["logged_kv_tokens"] or None, "kv_tokens": r["kv_tokens"],
              "logged_available_GiB": r["logged_available_GiB"] or None, "available_GiB": round(r["available_GiB"], 2),
-             "error_pct": r["error_pct"], "role": r["role"]} for r in results]
+             "runner": r["model_runner"], "error_pct": r["error_pct"], "role": r["role"]} for r in results]
     table = [{k: v for k, v in r.items() if k not in ("vllm", "logged_available_GiB")} for r in rows]
     print_ledger(rows, table, summary(results), format,
                  f"kvcalc's vLLM memory rule against {len(rows)} vLLM start-up logs ({path})",
