@@ -10,6 +10,7 @@ from kvcalc.errors import KvcalcError
 MAX_BATCH = 10**7  # sequences
 MAX_TOKENS = 10**9  # context or prompt length
 MAX_GPUS = 1024
+MAX_PRICE = 1e6  # per GPU-hour, any currency
 
 
 def check_int(flag: str, value, lo: int, hi: int) -> int:
@@ -27,6 +28,12 @@ def check_number(flag: str, value, lo: float, hi: float, *, lo_open: bool = Fals
         interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
         raise KvcalcError(f"{flag}: expected a finite number in {interval}, got {_show(value)}")
     return value
+
+
+def check_price(value) -> None:
+    """--price-per-gpu-hour, where given: a positive finite price."""
+    if value is not None:
+        check_number("--price-per-gpu-hour", value, 0, MAX_PRICE, lo_open=True)
 
 
 def _show(value) -> str:

@@ -10,7 +10,7 @@ import math
 import warnings
 
 from kvcalc.catalog import resolve_engine
-from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
+from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number, check_price
 from kvcalc.estimator import (
     SpeculativeTimer,
     check_dtypes,
@@ -63,7 +63,7 @@ def gpu_count(n: int) -> str:
     return f"{n} GPU" if n == 1 else f"{n} GPUs"
 
 
-def _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):
+def kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):
     """(KV budget per GPU, activation reserve per GPU), as formulas/memory.py's one rule."""
     activations = activation_workspace_bytes(spec, 1, prefill_chunk, p.b_a)
     usable = hw.memory_bytes * memory_utilization
@@ -99,7 +99,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             skipped.append(f"{variant} (the same cache as {seen[layout]})")
             continue
         seen[layout] = variant or "the model's own attention"
-        budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, 1)
+        budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, 1)
         ev = evaluate(spec, hw, batch=batch, context=context, prompt=context, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)
         dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype)
@@ -133,6 +133,19 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     return rows
 
 
+def _visible_memory(hw) -> dict:
+    """The device total an engine budgets from, and where the spec's figure comes from."""
+    return {"visible_memory_bytes": hw.visible_memory_bytes,
+            "visible_memory_source": ("visible_memory_GiB (what torch.cuda.mem_get_info reports)"
+                                      if hw.visible_memory_GiB else
+                                      "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure")}
+
+
+def _non_torch_bytes(hw, gpus: int) -> float:
+    """The engines' communication buffers and library workspaces per GPU of a group of `gpus`, by its link."""
+    return em.vllm_non_torch_bytes(gpus, "nvlink" in (hw.interconnect or "").lower())
+
+
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
                 ep: int = 1, runner: str = "auto") -> dict:
@@ -141,7 +154,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
     runner = em.vllm_model_runner(spec) if runner == "auto" else runner
-    non_torch = em.vllm_non_torch_bytes(max(tp, ep), "nvlink" in (hw.interconnect or "").lower())
+    non_torch = _non_torch_bytes(hw, max(tp, ep))
     peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner)
     if pp == 1:
         weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
@@ -159,9 +172,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         pool = available * max(layers) / layers[stage]
     return {
         "engine": "vllm",
-        "visible_memory_bytes": hw.visible_memory_bytes,
-        "visible_memory_source": ("visible_memory_GiB (what torch.cuda.mem_get_info reports)" if hw.visible_memory_GiB
-                                  else "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure"),
+        **_visible_memory(hw),
         "requested_bytes": hw.visible_memory_bytes * memory_utilization,
         "weights_bytes_per_gpu": weights,
         "profile_peak_bytes": peak,
@@ -183,15 +194,13 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     """The KV pool SGLang would allocate per GPU (memory_utilization as mem_fraction_static), by
     formulas/engine_memory.py's rule."""
     weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
-    non_torch = em.vllm_non_torch_bytes(max(tp, ep), "nvlink" in (hw.interconnect or "").lower())
+    non_torch = _non_torch_bytes(hw, max(tp, ep))
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
     tokens = em.sglang_kv_tokens(spec, pool, p.b_kv, tp, pp)
     per_request = kv_bytes_per_sequence(spec, context, p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
     return {
         "engine": "sglang",
-        "visible_memory_bytes": hw.visible_memory_bytes,
-        "visible_memory_source": ("visible_memory_GiB (what torch.cuda.mem_get_info reports)" if hw.visible_memory_GiB
-                                  else "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure"),
+        **_visible_memory(hw),
         "requested_bytes": hw.visible_memory_bytes * memory_utilization,
         "weights_bytes_per_gpu": weights,
         "profile_peak_bytes": 0.0,
@@ -210,15 +219,13 @@ def trtllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     t = max_num_tokens or em.TRTLLM_MAX_NUM_TOKENS
     weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
     activations = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
-    non_torch = em.vllm_non_torch_bytes(max(tp, ep), "nvlink" in (hw.interconnect or "").lower())
+    non_torch = _non_torch_bytes(hw, max(tp, ep))
     kv = em.trtllm_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, activations, non_torch)
     per_request = kv_bytes_per_sequence(spec, math.ceil(context / em.TRTLLM_BLOCK_TOKENS) * em.TRTLLM_BLOCK_TOKENS,
                                         p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
     return {
         "engine": "trtllm",
-        "visible_memory_bytes": hw.visible_memory_bytes,
-        "visible_memory_source": ("visible_memory_GiB (what torch.cuda.mem_get_info reports)" if hw.visible_memory_GiB
-                                  else "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure"),
+        **_visible_memory(hw),
         "requested_bytes": memory_utilization * (hw.visible_memory_bytes - weights - activations - non_torch),
         "weights_bytes_per_gpu": weights,
         "profile_peak_bytes": activations,
@@ -287,8 +294,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         check_int("--gpus", gpus, 1, MAX_GPUS)
     if target_tokens_per_s is not None:
         check_number("--target-tokens-per-s", target_tokens_per_s, 0, 1e12, lo_open=True)
-    if price_per_gpu_hour is not None:
-        check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
+    check_price(price_per_gpu_hour)
     spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     check_pp(pp, spec)
     check_ep(ep, spec, gpus or 1)
@@ -314,7 +320,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     def fits_one_sequence(tp):
         if engine_rule:
             return engine_memory(tp)["max_concurrency"] >= 1
-        budget, _ = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
+        budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
         return max_sequences(spec, context, budget, p.b_kv, tp, pp) >= 1
 
     candidates = [t for t in TP_DEGREES if heads % t == 0 and (ep == 1 or (t <= ep and ep % t == 0))]
@@ -326,7 +332,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         tp = None
     if tp is None:
         raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(candidates) * pp} {hw.name} GPUs")
-    budget, activations = _budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
+    budget, activations = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
     replicas_dp = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp) * replicas_dp
     vllm = None

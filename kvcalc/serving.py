@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from kvcalc.catalog import resolve_engine
-from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
+from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number, check_price
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
@@ -25,20 +25,20 @@ from kvcalc.estimator import (
     engine_label,
     load_deployment,
 )
-from kvcalc.formulas.capacity import kv_budget_bytes, max_sequences
+from kvcalc.formulas.capacity import max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_sequence
-from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, activation_workspace_bytes
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
 from kvcalc.formulas.parallel import check_ep, kv_shard_fraction, stage_layer_fraction
-from kvcalc.formulas.params import weight_bytes_per_gpu
-from kvcalc.formulas.workload import cost_per_million_tokens, steady_state, transfer_seconds, waves
-from kvcalc.planning import ENGINE_MEMORY_RULES, check_vllm_runner, engine_memory_rule
+from kvcalc.formulas.workload import (cost_per_million_tokens, request_latency, steady_state, transfer_seconds,
+                                      waves)
+from kvcalc.planning import ENGINE_MEMORY_RULES, check_vllm_runner, engine_memory_rule, kvcalc_budget
 from kvcalc.units import fmt_bytes
 
 DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batched_tokens on an H100)
 
 
 def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
-    gain = stepper.speculative.sp.tokens_per_step() if stepper.speculative else 1.0  # tokens a decode step yields
+    gain = stepper.decode_gain
     decode, chunk, s_p = steady_state(concurrency, input_len, output_len, step_tokens, gain, stepper.decode_q)
     tau = stepper.seconds(decode, input_len + output_len / 2, chunk, max(input_len - chunk, 0) / 2)
     if output_len == 1:
@@ -52,7 +52,7 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, first, max(input_len - first, 0) / 2)
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
-    latency = ttft + (output_len - 1) / gain * tau
+    latency = request_latency(ttft, tau / gain, output_len)
     return {"ttft_s": ttft, "tpot_s": tau / gain, "latency_s": latency, "requests_per_s": concurrency / latency,
             "decode_batch": decode, "prefill_tokens_per_step": chunk, "step_s": tau}
 
@@ -61,13 +61,11 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     """Requests that start together and run to the same length (formulas/workload.py waves): a prefill step carries
     a full chunk beside half the rest of the wave decoding, a decode step the whole wave."""
     c = max(1, round(concurrency))
-    gain = stepper.speculative.sp.tokens_per_step() if stepper.speculative else 1.0
     chunk = min(step_tokens, c * input_len)
     prefill_s = stepper.seconds((c - 1) / 2, input_len, chunk, max(input_len - step_tokens, 0) / 2)
     decode_s = stepper.seconds(c, input_len + output_len / 2, 0, 0)
-    w = waves(c, input_len, output_len, step_tokens, prefill_s, decode_s, gain)
-    latency = w["ttft_s"] + (output_len - 1) * (w["tpot_s"] or 0.0)
-    return {"ttft_s": w["ttft_s"], "tpot_s": w["tpot_s"], "latency_s": latency, "requests_per_s": c / w["wave_s"],
+    w = waves(c, input_len, output_len, step_tokens, prefill_s, decode_s, stepper.decode_gain)
+    return {"ttft_s": w["ttft_s"], "tpot_s": w["tpot_s"], "latency_s": w["latency_s"], "requests_per_s": c / w["wave_s"],
             "decode_batch": float(c), "prefill_tokens_per_step": chunk, "step_s": decode_s}
 
 
@@ -82,10 +80,10 @@ def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, outpu
     transfer_s = transfer_seconds(kv_bytes, hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps)
     ttft = stepper.seconds(0, 0, input_len, 0) + transfer_s
     batch = concurrency / decode_replicas
-    gain = stepper.speculative.sp.tokens_per_step() if stepper.speculative else 1.0  # tokens a decode step yields
+    gain = stepper.decode_gain
     step = stepper.seconds(batch, input_len + output_len / 2, 0, 0) if output_len > 1 else None
     tpot = step / gain if step is not None else None
-    latency = ttft + (output_len - 1) * (tpot or 0.0)
+    latency = request_latency(ttft, tpot, output_len)
     rate = min(concurrency / latency, prefill_rate)
     return {"ttft_s": ttft, "tpot_s": tpot, "latency_s": latency, "requests_per_s": rate, "decode_batch": batch,
             "prefill_tokens_per_step": per_batch * input_len, "step_s": step or batch_s,
@@ -122,8 +120,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         raise KvcalcError("--concurrency / --request-rate: give exactly one")
     if request_rate is not None:
         check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
-    if price_per_gpu_hour is not None:
-        check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6, lo_open=True)
+    check_price(price_per_gpu_hour)
     spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     check_tp(tp, spec)
     check_pp(pp, spec)
@@ -151,9 +148,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         if em["max_concurrency"] > 0:
             engine_request = budget / em["max_concurrency"]
     else:
-        activations = activation_workspace_bytes(spec, 1, step_tokens, p.b_a)
-        budget = kv_budget_bytes(hw.memory_bytes * memory_utilization,
-                                 weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp, activations, tp)
+        budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, step_tokens, tp, pp, ep)
     if timer is not None:  # the draft's weights share the GPUs (its KV is not counted)
         from kvcalc.formulas.speculative import draft_params
 

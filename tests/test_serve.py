@@ -205,9 +205,11 @@ def test_waves_by_hand():
     0.1 = 2.3 s and 2 + 4 x 0.1 = 2.4 s; TPOT (2.3 - 1) / 4 = 0.325 and 0.1 (median 0.2125); the wave lasts 2.4 s.
     Two tokens a decode step (speculation): 1 + 1 + 2 / 2 x 0.1 = 2.1 and 2 + 4 / 2 x 0.1 = 2.2 s."""
     w = waves(4, 3000, 5, 8192, 1.0, 0.1)
-    assert w == pytest.approx({"ttft_s": 1.5, "tpot_s": 0.2125, "wave_s": 2.4, "prefill_steps": 2})
+    assert w == pytest.approx({"ttft_s": 1.5, "tpot_s": 0.2125, "latency_s": 1.5 + 4 * 0.2125, "wave_s": 2.4,
+                               "prefill_steps": 2})
     assert waves(4, 3000, 5, 8192, 1.0, 0.1, gain=2.0)["wave_s"] == pytest.approx(2.2)
-    assert waves(1, 100, 1, 8192, 0.5, 0.1) == {"ttft_s": 0.5, "tpot_s": None, "wave_s": 0.5, "prefill_steps": 1}
+    assert waves(1, 100, 1, 8192, 0.5, 0.1) == {"ttft_s": 0.5, "tpot_s": None, "latency_s": 0.5, "wave_s": 0.5,
+                                                 "prefill_steps": 1}
 
 
 def test_serve_in_waves_is_the_closed_form_over_serve_steps():

@@ -91,6 +91,11 @@ def transfer_seconds(nbytes, link_bandwidth_GBps: float | None):
     return nbytes / (link_bandwidth_GBps * 1e9 / 2) if link_bandwidth_GBps else 0.0
 
 
+def request_latency(ttft_s, tpot_s, output_len: int):
+    """End-to-end latency of a request: its first token, then O - 1 more at the time per output token [s]."""
+    return ttft_s + (output_len - 1) * (tpot_s or 0.0)
+
+
 def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, prefill_step_s: float,
           decode_step_s: float, gain: float = 1.0) -> dict:
     """Requests that run in waves of `concurrency` (module docstring): the median TTFT and TPOT [s], the wave's
@@ -103,4 +108,6 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
     ttft = s_j * prefill_step_s
     latency = ttft + beside * prefill_step_s + (output_len - 1 - gain * beside) / gain * decode_step_s
     tpot = float(np.median((latency - ttft) / (output_len - 1))) if output_len > 1 else None
-    return {"ttft_s": float(np.median(ttft)), "tpot_s": tpot, "wave_s": float(latency.max()), "prefill_steps": n_p}
+    median_ttft = float(np.median(ttft))
+    return {"ttft_s": median_ttft, "tpot_s": tpot, "latency_s": request_latency(median_ttft, tpot, output_len),
+            "wave_s": float(latency.max()), "prefill_steps": n_p}
