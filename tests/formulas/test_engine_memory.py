@@ -103,10 +103,10 @@ def test_kv_tokens_are_whole_blocks():
 
 def test_ledger_figures_in_the_readme_and_the_worst_held_out_row_within_10_percent():
     """The README quotes the ledger's summary; the issue's worst-case target is 10 %. The 3 % median target is not
-    met (4.6 %): both figures are reported, not tested loosely."""
+    met (4.7 %): both figures are reported, not tested loosely."""
     results = score(read_rows(LEDGER))
     held = [abs(r["error_pct"]) for r in results if r["role"] == "held-out"]
-    assert len(held) == 12 and max(held) < 10
+    assert len(held) == 11 and max(held) < 10
     rows = {r["rows"]: r for r in summary(results)}
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert (f"held-out median {rows['held-out']['median_abs_error_pct']} %, worst "
@@ -140,7 +140,9 @@ def test_qwen3_32b_on_two_rtx_pro_6000s_under_vllm_0_27_against_its_log():
     vllm = plan["engine_memory"]
     assert vllm["model_runner"] == "v2" and (vllm["max_num_batched_tokens"], vllm["max_num_seqs"]) == (8192, 1024)
     assert vllm["profile_peak_bytes"] == 8192 * (3 * 5120 + 3 * 25600 // 2) * 2
-    by_hand = 0.426 * 95.01 * GiB - vllm["weights_bytes_per_gpu"] - 8192 * 53760 * 2 - 0.25 * GiB
+    weights = 32_762_123_264 * 2 / 2  # Qwen3-32B's parameters (counted in test_params), bf16, over TP 2
+    by_hand = 0.426 * 95.01 * GiB - weights - 8192 * 53760 * 2 - 0.25 * GiB
+    assert vllm["weights_bytes_per_gpu"] == pytest.approx(weights)
     assert vllm["available_kv_bytes"] == pytest.approx(by_hand)
     assert by_hand / GiB == pytest.approx(8.89, abs=0.01)
     assert vllm["available_kv_bytes"] / GiB == pytest.approx(8.22, rel=0.10)
@@ -193,6 +195,23 @@ def test_vllm_runner_flag_errors(args, says):
                     ["serve", "-m", "qwen3-32b", "--input-len", "128", "--output-len", "128", "-c", "8"]):
         r = CliRunner().invoke(app, [*command, *args])
         assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
+
+
+def test_generic_rule_misses_the_held_out_pools_by_what_the_readme_says():
+    """The baseline the engine rule is weighed against: kvcalc's own rule (capacity without --engine) on the same
+    held-out logs, against the KV memory each logged."""
+    errors = []
+    for row in read_rows(LEDGER):
+        if row["role"] != "held-out":
+            continue
+        plan = capacity(row["model"], row["gpu"], context=int(row["max_model_len"]), gpus=int(row["tp"]),
+                        pp=int(row["pp"]), weight_dtype=row["weight_dtype"],
+                        memory_utilization=float(row["gpu_memory_utilization"]), engine="roofline")
+        logged = float(row["logged_available_GiB"]) * GiB
+        errors.append((plan["kv_budget_bytes_per_gpu"] - logged) / logged * 100)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"by a median {statistics.median(errors):.0f} % and up to {max(errors):.0f} %" in readme
+    assert min(errors) > 0  # it overestimates every one
 
 
 def test_qwen3_235b_fp8_on_four_h100s_against_vllm_log():
