@@ -20,13 +20,14 @@ from kvcalc.formulas.kv import (
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, memory_required
 from kvcalc.formulas.parallel import (
     allreduce_seconds,
-    kv_shard_fraction,
+    check_ep,
+    expert_parallel_comm_seconds,
     group_link_bandwidth,
     group_link_label,
-    alltoall_seconds,
-    check_ep,
+    kv_shard_fraction,
     microbatches,
     nccl_ring,
+    pipeline_fill_fraction,
     pipeline_send_seconds,
     shard_experts,
     shard_op,
@@ -287,12 +288,12 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         ep_link = group_link_bandwidth(hw, ep)
         a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None  # NCCL's measured all-to-all
         for key, tokens in (("comm_s", micro), ("prefill_comm_s", micro * prompt)):
-            ev[key] = ev[key] / 2 + alltoall_seconds(spec, tokens, p.b_a, ep, ep_link, a2a)
+            ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, a2a)
         for key, tokens in (("comm_sol_s", micro), ("prefill_comm_sol_s", micro * prompt)):
-            ev[key] = ev[key] / 2 + alltoall_seconds(spec, tokens, p.b_a, ep, ep_link)
+            ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link)
     if pp > 1:
         stage_link = group_link_bandwidth(hw, tp * pp)
-        fill = (m - 1) / pp  # the prefill's pipeline fill, as a fraction of one micro-batch's full depth
+        fill = pipeline_fill_fraction(m, pp)
         pre_send = pipeline_send_seconds(spec, micro * prompt, p.b_a, pp, stage_link)
         ev.update(
             pipeline_s=pipeline_send_seconds(spec, micro, p.b_a, pp, stage_link),
@@ -462,7 +463,7 @@ class StepTimer:
         tokens = (decode_batch * q + chunk) / dp
         comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
         if self.ep > self.tp:
-            comm = comm / 2 + alltoall_seconds(self.spec, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a)
+            comm = expert_parallel_comm_seconds(self.spec, comm, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a)
         # each replica drafts for its own sequences (the draft is replicated, not expert-parallel)
         drafting = (self.speculative.draft_seconds(decode_batch / dp, context) if self.speculative and decode_batch
                     else 0.0)

@@ -17,11 +17,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from kvcalc.errors import KvcalcError
-from kvcalc.formulas.speculative import METHODS, expected_tokens
+from kvcalc.formulas.speculative import METHODS, eagle_draft_width, expected_tokens
 
 DEFAULT_ALPHA = {"eagle": 0.8, "medusa": 0.6, "mtp": 0.875}
 DEFAULT_K = {"draft": 4, "eagle": 4, "medusa": 4, "mtp": 1}
@@ -47,7 +46,7 @@ class Speculation:
     def draft_width(self) -> int:
         """Tokens each EAGLE draft step adds per sequence: a tree's N - 1 candidates over its k levels (1 for a
         chain; Medusa's heads run once on the last hidden state whatever the tree)."""
-        return math.ceil((self.tree - 1) / self.k) if self.tree is not None and self.method == "eagle" else 1
+        return eagle_draft_width(self.tree, self.k) if self.tree is not None and self.method == "eagle" else 1
 
     def tokens_per_step(self) -> float:
         return self.accepted if self.accepted is not None else expected_tokens(self.alpha, self.k)

@@ -204,3 +204,15 @@ def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_b
     moe = model.moe
     per_layer = local_tokens * moe.top_k * model.hidden_size * b_a * (ep - 1) / ep
     return 2 * model.moe_layers * per_layer / (link_bandwidth_Bps / 2)
+
+
+def expert_parallel_comm_seconds(model: ModelSpec, allreduce_s, local_tokens, b_a: float, ep: int,
+                                 link_bandwidth_Bps: float | None, curve: AllReduceCurve | None = None):
+    """A step's communication when the experts span more GPUs than the tensor-parallel group: the attention's
+    all-reduce (half of a layer's two) stays within the group, the MoE's becomes a dispatch and a combine."""
+    return allreduce_s / 2 + alltoall_seconds(model, local_tokens, b_a, ep, link_bandwidth_Bps, curve)
+
+
+def pipeline_fill_fraction(microbatches, pp: int):
+    """The prefill's pipeline fill as a fraction of one micro-batch's full depth: (m - 1) / pp."""
+    return (microbatches - 1) / pp

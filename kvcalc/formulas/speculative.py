@@ -22,6 +22,8 @@ paying.
 
 from __future__ import annotations
 
+import math
+
 from kvcalc.formulas.forward import Op, Precision, decode_ops, forward_ops, linear_cost, lm_head_op
 from kvcalc.formulas.params import Linear, total_params
 from kvcalc.specs.model import ModelSpec
@@ -34,6 +36,12 @@ def expected_tokens(alpha: float, k: int) -> float:
     if alpha >= 1:
         return k + 1.0
     return (1 - alpha ** (k + 1)) / (1 - alpha)
+
+
+def eagle_draft_width(tree_nodes: int, depth: int) -> int:
+    """Tokens each of EAGLE's draft steps adds per sequence when it grows a tree of tree_nodes (its root among them)
+    a level a step over `depth` levels: ceil((N - 1) / k)."""
+    return math.ceil((tree_nodes - 1) / depth)
 
 
 def time_per_token(verify_s, draft_s, tokens_per_step: float):
