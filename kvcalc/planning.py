@@ -24,9 +24,9 @@ from kvcalc.estimator import (
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas import engine_memory as em
 from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
-from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
+from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
-from kvcalc.formulas.parallel import check_ep, group_link_label, kv_shard_fraction, stage_layer_fraction
+from kvcalc.formulas.parallel import check_ep, group_link_label
 from kvcalc.formulas.params import stage_weight_bytes, weight_bytes_per_gpu
 from kvcalc.formulas.workload import cost_per_million_tokens
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
@@ -197,7 +197,7 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
     tokens = em.sglang_kv_tokens(spec, pool, p.b_kv, tp, pp)
-    per_request = kv_bytes_per_sequence(spec, context, p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
+    per_request = em.sglang_request_bytes(spec, context, p.b_kv, tp, pp)
     return {
         "engine": "sglang",
         **_visible_memory(hw),
@@ -221,8 +221,7 @@ def trtllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     activations = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     kv = em.trtllm_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, activations, non_torch)
-    per_request = kv_bytes_per_sequence(spec, math.ceil(context / em.TRTLLM_BLOCK_TOKENS) * em.TRTLLM_BLOCK_TOKENS,
-                                        p.b_kv) * kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
+    per_request = em.trtllm_request_bytes(spec, context, p.b_kv, tp, pp)
     return {
         "engine": "trtllm",
         **_visible_memory(hw),

@@ -83,7 +83,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from kvcalc.formulas.kv import kv_bytes_per_token_per_layer, linear_state_bytes
+from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token_per_layer, linear_state_bytes
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.specs.model import ModelSpec
 
@@ -259,6 +259,18 @@ def sglang_kv_tokens(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int =
     if pool_bytes <= 0 or model.attention_layers == 0:
         return 0
     return math.floor(pool_bytes / (kv_page_bytes(model, b_kv, tp, pp) / BLOCK_TOKENS))
+
+
+def sglang_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1) -> float:
+    """Bytes of SGLang's pool one request of max_model_len tokens takes per GPU: single tokens, no block rounding."""
+    shard = kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+    return kv_bytes_per_sequence(model, max_model_len, b_kv) * shard
+
+
+def trtllm_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1) -> float:
+    """Bytes of TensorRT-LLM's cache one request of max_model_len tokens takes per GPU, in whole 32-token blocks."""
+    tokens = math.ceil(max_model_len / TRTLLM_BLOCK_TOKENS) * TRTLLM_BLOCK_TOKENS
+    return sglang_request_bytes(model, tokens, b_kv, tp, pp)
 
 
 def trtllm_kv_bytes(visible_bytes: float, free_fraction: float, weights_per_gpu: float, activations: float,
