@@ -1,6 +1,7 @@
 """One decoder layer in plain PyTorch at a model's true widths, random weights: RMSNorm, attention (standard with
 a KV cache, or MLA: absorbed for decode, expanded for prefill), RMSNorm, dense MLP. Fused q/k/v and gate/up
-matmuls, as engines launch them and the formulas count them."""
+matmuls, as engines launch them and the formulas count them. A whole model's decode step chains L such layers
+between the embedding lookup and the lm_head."""
 
 from __future__ import annotations
 
@@ -8,6 +9,43 @@ from kvcalc.specs.model import ModelSpec
 
 
 def build_layer(torch, spec: ModelSpec, batch: int, q: int, context: int, device, dtype):
+    """A no-argument callable running one layer on a fixed random input [B, q, d]."""
+    x = torch.randn(batch, q, spec.hidden_size, device=device, dtype=dtype)  # [B, q, d]
+    layer = layer_forward(torch, spec, batch, q, context, device, dtype)
+    return lambda: layer(x)
+
+
+def build_model_decode(torch, spec: ModelSpec, batch: int, context: int, device, dtype):
+    """A no-argument callable running one decode step of the whole model: the embedding rows of B tokens, every
+    layer (each with its own weights and KV cache at `context`), the final norm and the lm_head."""
+    F = torch.nn.functional
+    d, vocab = spec.hidden_size, spec.vocab_size
+    embedding = torch.randn(vocab, d, device=device, dtype=dtype)  # [V, d]
+    lm_head = torch.randn(vocab, d, device=device, dtype=dtype) * d**-0.5  # [V, d]
+    norm = torch.ones(d, device=device, dtype=dtype)
+    tokens = torch.randint(vocab, (batch, 1), device=device)  # [B, 1]
+    layers = [layer_forward(torch, spec, batch, 1, context, device, dtype) for _ in range(spec.num_layers)]
+
+    def step():
+        y = F.embedding(tokens, embedding)  # [B, 1, d]
+        for layer in layers:
+            y = layer(y)
+        return F.linear(F.rms_norm(y, (d,), norm), lm_head)  # [B, 1, V]
+
+    return step
+
+
+def absorbed_mla_attention(torch, q, latent, d_c: int):
+    """MLA decode in the absorbed form as DeepSeek's reference inference code writes it: scores of the absorbed
+    queries q [B, h, d_c+d_r] against every cached latent [B, S, d_c+d_r], then their softmax-weighted sum of the
+    latents' first d_c entries -> [B, h, d_c]. Two batched GEMMs (m = h) that each read the cache once: PyTorch's
+    SDPA has no kernel for a 576-wide head and its fallback expands the latent to every head."""
+    scores = torch.bmm(q * q.shape[-1] ** -0.5, latent.transpose(1, 2))  # [B, h, S]
+    return torch.bmm(torch.softmax(scores, dim=-1), latent[..., :d_c])  # [B, h, d_c]
+
+
+def layer_forward(torch, spec: ModelSpec, batch: int, q: int, context: int, device, dtype):
+    """One layer as a function of its input [B, q, d], with its weights and KV cache allocated here."""
     F = torch.nn.functional
     a, d = spec.attention, spec.hidden_size
     h = a.num_heads
@@ -19,7 +57,6 @@ def build_layer(torch, spec: ModelSpec, batch: int, q: int, context: int, device
     f = spec.mlp.intermediate_size
     gated = spec.mlp.kind == "gated"
     w_up, w_down = w(2 * f if gated else f, d), w(d, f)
-    x = torch.randn(batch, q, d, device=device, dtype=dtype)  # [B, q, d]
 
     def mlp(y):
         y = F.rms_norm(y, (d,), norm)
@@ -62,8 +99,8 @@ def build_layer(torch, spec: ModelSpec, batch: int, q: int, context: int, device
             latent[:, 0, context:] = F.linear(y, w_kva)  # KV write: the latent and the shared RoPE key
             if q == 1:  # absorbed: attend over the latent, MQA-like
                 q_lat = torch.einsum("bhqn,hnc->bhqc", qh[..., :d_n], w_uk)
-                o = F.scaled_dot_product_attention(torch.cat([q_lat, qh[..., d_n:]], -1), latent,
-                                                   latent[..., :d_c], enable_gqa=True)  # [B, h, 1, d_c]
+                q_abs = torch.cat([q_lat, qh[..., d_n:]], -1).view(batch, h, d_c + d_r)  # [B, h, d_c+d_r]
+                o = absorbed_mla_attention(torch, q_abs, latent[:, 0], d_c).view(batch, h, 1, d_c)
                 o = torch.einsum("bhqc,hvc->bhqv", o, w_uv)
             else:  # expanded: K and V per head from the fresh latents
                 kv = F.linear(latent[:, 0, :, :d_c], w_kvb).view(batch, -1, h, d_n + d_v).transpose(1, 2)
@@ -71,8 +108,8 @@ def build_layer(torch, spec: ModelSpec, batch: int, q: int, context: int, device
                 o = F.scaled_dot_product_attention(qh, k, kv[..., d_n:], is_causal=True)
             return F.linear(o.transpose(1, 2).reshape(batch, q, h * d_v), wo)
 
-    def step():
+    def layer(x):
         y = x + attention(x)
         return y + mlp(y)
 
-    return step
+    return layer

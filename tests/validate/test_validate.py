@@ -62,7 +62,7 @@ def test_calibrate_against_a_base_keeps_the_datasheet_roofs(tmp_path):
 def test_validate_csv_has_the_columns_and_finite_errors(validated):
     assert list(validated[0]) == COLUMNS
     kinds = {r["case"] for r in validated}
-    assert kinds == {"attention", "linear", "layer-decode", "layer-prefill"}
+    assert kinds == {"attention", "linear", "layer-decode", "layer-prefill", "model-decode"}
     assert {r["variant"] for r in validated if r["case"] == "attention"} >= {"mha", "mqa", "mla"}
     assert all(math.isfinite(float(r["error_pct"])) and float(r["measured_ms"]) > 0 for r in validated)
 
@@ -120,3 +120,61 @@ def test_cuda_without_a_gpu_is_a_clear_error(calibrated):
         pytest.skip("this machine has a GPU")
     r = runner.invoke(app, ["validate", "--gpu", str(calibrated), "--device", "cuda", "--quick"])
     assert r.exit_code == 2 and "torch sees no CUDA device" in r.stderr
+
+
+@pytest.mark.parametrize("model", [SMALL_MODEL, "falcon-7b", "deepseek-v2-lite"])  # GQA, MQA (non-gated MLP), MLA
+def test_a_whole_model_decode_step_does_the_flops_the_formulas_count(model):
+    # torch's own FLOP counter over the step that validate times (on the meta device: no memory, no time) against the
+    # matmul and attention FLOPs of forward_ops for the same spec, cut to two layers: every GEMM, the absorbed MLA
+    # products and SDPA's scores and weighted sum must be there once.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from kvcalc.catalog import load_model
+    from kvcalc.estimator import precision
+    from kvcalc.validate.cases import model_decode_case
+
+    spec = load_model(model).model_copy(update={"num_layers": 2})
+    case = model_decode_case(spec, batch=3, context=40, p=precision("fp32", "fp32"))
+    step = case.build(torch, torch.device("meta"), torch.float32)
+    with FlopCounterMode(display=False) as counter:
+        logits = step()
+    assert logits.shape == (3, 1, spec.vocab_size)
+    counted = sum(o.cost.flops for o in case.ops if o.engine in ("matmul", "attention"))
+    assert counter.get_total_flops() == counted
+
+
+def test_a_spec_that_measured_launches_is_scored_against_the_launched_time_others_against_the_graph():
+    from kvcalc.validate.run import reference_ms
+
+    datasheet = load_gpu("h200")
+    calibrated = datasheet.model_copy(update={"launch_overhead_us": 23.0})
+    assert reference_ms(datasheet, 9.0, 4.0) == 4.0  # GPU time, as engines replay a step
+    assert reference_ms(datasheet, 9.0, None) == 9.0  # no graph (the CPU): as launched
+    assert reference_ms(calibrated, 9.0, 4.0) == 9.0  # its launch overhead models the launches
+
+
+def test_cuda_cases_run_enough_input_sets_to_overflow_the_l2():
+    from types import SimpleNamespace
+
+    from kvcalc.validate.run import input_sets
+
+    props = SimpleNamespace(L2_cache_size=60 * 2**20)  # an H200 as torch reports it
+    fake = SimpleNamespace(cuda=SimpleNamespace(get_device_properties=lambda device: props))
+    case = SimpleNamespace(tensor_bytes=32 * 2**20)  # a 4096 x 4096 bf16 weight
+    assert input_sets(fake, case, torch.device("cuda")) == 4  # 128 MiB >= twice the L2
+    assert input_sets(fake, SimpleNamespace(tensor_bytes=2**30), torch.device("cuda")) == 1
+    assert input_sets(fake, SimpleNamespace(tensor_bytes=1), torch.device("cuda")) == 64
+    assert input_sets(fake, case, torch.device("cpu")) == 1
+
+
+def test_absorbed_mla_decode_is_attention_over_the_latent():
+    # DeepSeek's reference form (two batched GEMMs) against SDPA with the latent as one shared KV head, in float64
+    from kvcalc.validate.layer import absorbed_mla_attention
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    B, h, S, width, d_c = 2, 16, 37, 576, 512  # DeepSeek-V2's d_c + d_r = 512 + 64
+    q = torch.randn(B, h, width, dtype=torch.float64)
+    latent = torch.randn(B, S, width, dtype=torch.float64)
+    expected = sdpa(q.view(B, h, 1, width), latent.view(B, 1, S, width), latent[..., :d_c].reshape(B, 1, S, d_c),
+                    enable_gqa=True).view(B, h, d_c)
+    assert torch.allclose(absorbed_mla_attention(torch, q, latent, d_c), expected, rtol=1e-12, atol=1e-12)
