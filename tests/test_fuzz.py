@@ -133,7 +133,8 @@ def test_sweep_and_roofline_survive_hostile_outputs_and_axes(tmp_path_factory, c
 
 
 @settings(FUZZ, max_examples=60)
-@given(st.sampled_from(["show model", "show gpu", "import", "validate --published", "profiles ledger --data"]),
+@given(st.sampled_from(["show model", "show gpu", "import", "validate --published", "profiles ledger --data",
+                        "validate --gpu h200 --rescore"]),
        st.sampled_from(HOSTILE_NAMES + HOSTILE_OUT))
 def test_file_taking_commands_survive_hostile_paths(tmp_path_factory, command, path):
     args = [*command.split(), path]

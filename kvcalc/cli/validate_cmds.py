@@ -98,6 +98,22 @@ def bench_ledger_cli(path: Path, format, engine: str) -> None:
                  f"kvcalc serve against {len(rows)} benchmark runs ({path})", "|error| % (every row held out)")
 
 
+def rescore_cli(path: Path, gpu: str | None, model: str, engine: str, format) -> None:
+    """Measured validate rows against --gpu's prediction under --engine: the summary, or every row."""
+    from kvcalc.validate.rescore import read_measured, rescore
+    from kvcalc.validate.run import summarise
+
+    if gpu is None:
+        raise KvcalcError("--gpu: required with --rescore (the spec whose predictions to score)")
+    rows = rescore(read_measured(path), gpu, model, engine, source=str(path))
+    summary = [{"kind of case": k, "n": s["n"], "median |error| %": s["median_abs_error_pct"],
+                "worst |error| %": s["worst_abs_error_pct"]} for k, s in summarise(rows).items()]
+    table = [{"case": r["case"], "variant": r["variant"], "batch": r["batch"], "context": r["context"],
+              "measured ms": r["measured_ms"], "kvcalc ms": r["predicted_ms"], "err %": r["error_pct"]} for r in rows]
+    print_ledger(rows, table, summary, format, f"{len(rows)} measured cases of {path} against {gpu} ({engine})",
+                 "|error| % per kind of case")
+
+
 @app.command("validate")
 def validate_cli(
     gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="the spec to check: bundled name or spec file (e.g. calibrate's)")] = None,
@@ -117,17 +133,23 @@ def validate_cli(
     serve: Annotated[Optional[Path], typer.Option(help="score kvcalc serve against published throughput (a CSV like "
                                                   "validation/serve/trtllm-perf-overview.csv, with an optional pp "
                                                   "column); needs no torch")] = None,
+    rescore: Annotated[Optional[Path], typer.Option(help="score rows validate measured (its CSV, e.g. "
+                                                    "validation/h200/validation-llama-3-8b.csv) against --gpu under "
+                                                    "--engine (roofline, auto or an engine) instead of measuring; "
+                                                    "needs no torch")] = None,
 ) -> None:
     """Measure attention, linear and whole-layer cases with PyTorch and report the error of the predictions;
     or, with --published, score kvcalc against published end-to-end measurements."""
     from kvcalc.cli.output import Format
 
-    ledgers = [x for x in (published, engine_memory, serve) if x is not None]
+    ledgers = [x for x in (published, engine_memory, serve, rescore) if x is not None]
     if ledgers:
         if format not in {f.value for f in Format}:
             raise KvcalcError(f"--format: expected table, json or csv, got {format!r}")
         if len(ledgers) > 1:
-            raise KvcalcError("--published, --engine-memory, --serve: pass one ledger at a time")
+            raise KvcalcError("--published, --engine-memory, --serve, --rescore: pass one ledger at a time")
+        if rescore is not None:
+            return rescore_cli(rescore, gpu, model, "auto" if engine == "profile" else engine, Format(format))
         if engine_memory is not None:
             return engine_memory_cli(engine_memory, Format(format))
         if serve is not None:
