@@ -4,8 +4,9 @@ Each row is one public log with the settings it ran under. kvcalc predicts every
 (weights as loaded, profiling peak, non-torch memory: kvcalc/formulas/engine_memory.py); only the device's visible
 memory comes from the log, as it does for vLLM. Errors are (predicted - logged) / logged on the KV token count where
 the log prints one (else the available KV memory) and on the maximum concurrency. Rows marked `fit` set a constant
-of the rule and are reported apart; `held-out` rows set nothing. `model_runner` is the runner the log shows (v1: the
-V0 worker or GPUModelRunner; v2: Model Runner V2), which sets how the sampler is profiled.
+of the rule and are reported apart; `held-out` rows set nothing. `model_runner` is the runner the log shows (v0: the
+V0 worker; v1: GPUModelRunner; v2: Model Runner V2), which sets how the sampler is profiled; `vllm` starts with the
+release, which sets whether NCCL's start-up buffers count.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_dtypes, precision
 from kvcalc.files import read_csv_ledger
 from kvcalc.formulas import engine_memory as em
-from kvcalc.planning import vllm_memory
+from kvcalc.planning import check_vllm_version, vllm_memory
 
 GiB = 1024**3
 COLUMNS = ("source", "vllm", "model", "gpu", "visible_GiB", "tp", "pp", "gpu_memory_utilization", "max_model_len",
@@ -40,11 +41,12 @@ def predict(row: dict) -> dict:
     runner = row["model_runner"]
     if min(tp, pp, t, r, length) < 1 or not (0 < visible < 1e6 and 0 < utilization <= 1) or runner not in em.MODEL_RUNNERS:
         raise ValueError("counts must be >= 1, visible_GiB positive, gpu_memory_utilization in (0, 1] and "
-                         "model_runner v1 or v2")
+                         "model_runner v0, v1 or v2")
     check_dtypes(row["weight_dtype"], row["kv_dtype"])
+    version = check_vllm_version((row["vllm"].split() or [""])[0], "vllm")
     e = vllm_memory(spec, hw.model_copy(update={"visible_memory_GiB": visible}),
                     precision(row["weight_dtype"], row["kv_dtype"]), tp, context=length, memory_utilization=utilization,
-                    max_num_batched_tokens=t, max_num_seqs=r, pp=pp, runner=runner)
+                    max_num_batched_tokens=t, max_num_seqs=r, pp=pp, runner=runner, version=version)
     return {
         "weights_GiB": e["weights_bytes_per_gpu"] / GiB, "profile_peak_GiB": e["profile_peak_bytes"] / GiB,
         "non_torch_GiB": e["non_torch_bytes"] / GiB, "available_GiB": e["available_kv_bytes"] / GiB,
@@ -69,7 +71,7 @@ def score(rows: list[dict]) -> list[dict]:
         except (ValueError, TypeError, ZeroDivisionError) as e:
             raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): expected numbers in visible_GiB, tp, pp, "
                               f"gpu_memory_utilization, max_model_len, max_num_batched_tokens and max_num_seqs, "
-                              f"and v1 or v2 in model_runner "
+                              f"and v0, v1 or v2 in model_runner "
                               f"({str(e).splitlines()[0]})") from None
         errors = {
             "kv_tokens_error_pct": _error(p["kv_tokens"], row["logged_kv_tokens"]),

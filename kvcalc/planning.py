@@ -141,21 +141,21 @@ def _visible_memory(hw) -> dict:
                                       "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure")}
 
 
-def _non_torch_bytes(hw, gpus: int) -> float:
+def _non_torch_bytes(hw, gpus: int, nccl_in_budget: bool = True) -> float:
     """The engines' communication buffers and library workspaces per GPU of a group of `gpus`, by its link."""
-    return em.vllm_non_torch_bytes(gpus, "nvlink" in (hw.interconnect or "").lower())
+    return em.vllm_non_torch_bytes(gpus, "nvlink" in (hw.interconnect or "").lower(), nccl_in_budget)
 
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
-                ep: int = 1, runner: str = "auto") -> dict:
-    """The KV cache vLLM would allocate per GPU, and what it would print, by formulas/engine_memory.py's rule.
-    runner: vLLM's model runner, 'v1' or 'v2'; 'auto' is the one today's vLLM gives the model."""
+                ep: int = 1, runner: str = "auto", version: tuple[int, int] = em.VLLM_LATEST) -> dict:
+    """The KV cache vLLM `version` would allocate per GPU, and what it would print, by formulas/engine_memory.py's
+    rule. runner: vLLM's model runner, 'v0', 'v1' or 'v2'; 'auto' is the one that version gives the model."""
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
-    runner = em.vllm_model_runner(spec) if runner == "auto" else runner
-    non_torch = _non_torch_bytes(hw, max(tp, ep))
-    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner)
+    runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
+    non_torch = _non_torch_bytes(hw, max(tp, ep), nccl_in_budget=version < em.VLLM_NCCL_BEFORE_SNAPSHOT)
+    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner, version)
     if pp == 1:
         weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
         available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch)
@@ -186,6 +186,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "max_num_batched_tokens": t,
         "max_num_seqs": r,
         "model_runner": runner,
+        "vllm_version": ".".join(map(str, version)),
     }
 
 
@@ -241,16 +242,31 @@ ENGINE_MEMORY_RULES = ("vllm", "sglang", "trtllm")
 
 
 def check_vllm_runner(runner: str, engine: str) -> None:
-    """--vllm-runner: auto, v1 or v2, and only with vLLM's memory rule."""
+    """--vllm-runner: auto, v0, v1 or v2, and only with vLLM's memory rule."""
     if runner not in ("auto", *em.MODEL_RUNNERS):
-        raise KvcalcError(f"--vllm-runner: expected auto, v1 or v2, got {runner!r}")
+        raise KvcalcError(f"--vllm-runner: expected auto, {', '.join(em.MODEL_RUNNERS)}, got {runner!r}")
     if runner != "auto" and engine != "vllm":
         raise KvcalcError("--vllm-runner: only vLLM's memory rule uses it; add --engine vllm")
 
 
+def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
+    """--vllm-version: 'latest' or a release such as 0.11, 0.11.0, v0.30.1 or 0.6.5.dev, as (major, minor); only
+    with vLLM's memory rule."""
+    text = version.strip().lower().removeprefix("v")
+    if text == "latest":
+        return em.VLLM_LATEST
+    if engine != "vllm":
+        raise KvcalcError("--vllm-version: only vLLM's memory rule uses it; add --engine vllm")
+    parts = text.split(".")  # major.minor, then a patch or a dev tag (0.6.5.dev), which the rule does not need
+    if not (len(text) <= 40 and len(parts) >= 2 and all(x.isdigit() and len(x) <= 4 for x in parts[:2])):
+        raise KvcalcError(f"--vllm-version: expected latest or a release such as 0.11 or 0.30.1, got {version!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                        max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                       pp: int = 1, ep: int = 1, vllm_runner: str = "auto") -> dict:
+                       pp: int = 1, ep: int = 1, vllm_runner: str = "auto",
+                       vllm_version: tuple[int, int] = em.VLLM_LATEST) -> dict:
     """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print. With ep > 1
     each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
     group's sequences, so the concurrency is per group of tp GPUs."""
@@ -261,7 +277,7 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
                              max_num_tokens=max_num_batched_tokens, pp=pp, ep=ep)
     return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
-                       runner=vllm_runner)
+                       runner=vllm_runner, version=vllm_version)
 
 
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
@@ -269,7 +285,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
              weight_dtype: str = "auto", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
              prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto",
              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
-             ep: int = 1, vllm_runner: str = "auto") -> dict:
+             ep: int = 1, vllm_runner: str = "auto", vllm_version: str = "latest") -> dict:
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost.
 
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
@@ -287,6 +303,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                                   "uses it; add --engine vllm")
     check_dtypes(weight_dtype, kv_dtype)
     check_vllm_runner(vllm_runner, engine)
+    version = check_vllm_version(vllm_version, engine)
     if batch is not None:
         check_int("--batch", batch, 1, MAX_BATCH)
     if gpus is not None:
@@ -314,7 +331,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     def engine_memory(tp):
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                                   max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp,
-                                  ep=ep, vllm_runner=vllm_runner)
+                                  ep=ep, vllm_runner=vllm_runner, vllm_version=version)
 
     def fits_one_sequence(tp):
         if engine_rule:

@@ -31,7 +31,13 @@ from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
 from kvcalc.formulas.parallel import check_ep, kv_shard_fraction, stage_layer_fraction
 from kvcalc.formulas.workload import (cost_per_million_tokens, request_latency, steady_state, transfer_seconds,
                                       waves)
-from kvcalc.planning import ENGINE_MEMORY_RULES, check_vllm_runner, engine_memory_rule, kvcalc_budget
+from kvcalc.planning import (
+    ENGINE_MEMORY_RULES,
+    check_vllm_runner,
+    check_vllm_version,
+    engine_memory_rule,
+    kvcalc_budget,
+)
 from kvcalc.units import fmt_bytes
 
 DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batched_tokens on an H100)
@@ -95,7 +101,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
           step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
           disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1,
-          speculate: str | None = None, vllm_runner: str = "auto", arrivals: str = "staggered") -> dict:
+          speculate: str | None = None, vllm_runner: str = "auto", vllm_version: str = "latest",
+          arrivals: str = "staggered") -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
@@ -112,6 +119,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     check_memory_utilization(memory_utilization)
     check_dtypes(weight_dtype, kv_dtype)
     check_vllm_runner(vllm_runner, engine)
+    version = check_vllm_version(vllm_version, engine)
     if arrivals not in ("staggered", "waves"):
         raise KvcalcError(f"--arrivals: expected staggered or waves, got {arrivals!r}")
     if arrivals == "waves" and (disaggregate is not None or request_rate is not None):
@@ -143,7 +151,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
                                 memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens, pp=pp,
-                                ep=ep, vllm_runner=vllm_runner)
+                                ep=ep, vllm_runner=vllm_runner, vllm_version=version)
         budget = em["available_kv_bytes"]
         if em["max_concurrency"] > 0:
             engine_request = budget / em["max_concurrency"]

@@ -9,10 +9,13 @@ import sys
 from enum import Enum
 
 
-VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its profiling peak: v1 (GPUModelRunner or the V0 "
-                    "worker: the sampler profiled with top-k/top-p's sort), v2 (Model Runner V2: without it), or auto, "
-                    "the one today's vLLM picks (v2 for dense models, v1 for MoE and hybrid ones). Your start-up log "
-                    "says which: '[model_runner.py] Model loading took' is v2, '[gpu_model_runner.py]' v1")
+VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its profiling peak: v0 (the V0 worker), v1 "
+                    "(GPUModelRunner; both profile the sampler with top-k/top-p's sort), v2 (Model Runner V2: "
+                    "without it), or auto, the one --vllm-version picks for the model. Your start-up log says which: "
+                    "'[model_runner.py] Model loading took' is v2, '[gpu_model_runner.py]' v1")
+VLLM_VERSION_HELP = ("with --engine vllm: the vLLM release whose memory rule to follow, e.g. 0.11 or 0.30.1; it picks the "
+                     "model runner, whether NCCL's start-up buffers count (before 0.11) and whether sampling is "
+                     "sharded over TP (0.29 on) [default: latest, 0.30's rule]")
 ENGINE_HELP = ("time model: vllm, sglang, trtllm or gpt-fast (measured kernel curves), roofline (datasheet efficiencies), "
                "or auto (vllm where the GPU has a profile, else roofline)")
 

@@ -8,7 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import ENGINE_HELP, VLLM_RUNNER_HELP, Format, print_rows, save_figure, write_csv, write_json
+from kvcalc.cli.output import (
+    ENGINE_HELP,
+    VLLM_RUNNER_HELP,
+    VLLM_VERSION_HELP,
+    Format,
+    print_rows,
+    save_figure,
+    write_csv,
+    write_json,
+)
 from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.files import MAX_TABLE_BYTES, check_writable, read_regular_file
@@ -97,6 +106,7 @@ def capacity_cli(
     max_num_seqs: Annotated[Optional[int], typer.Option(
         help="with --engine vllm: vLLM's max_num_seqs [default: vllm serve's for the GPU]")] = None,
     vllm_runner: Annotated[str, typer.Option(help=VLLM_RUNNER_HELP)] = "auto",
+    vllm_version: Annotated[str, typer.Option(help=VLLM_VERSION_HELP)] = "latest",
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs of a MoE model; attention in data-parallel "
                                     "groups of --gpus (default 1)")] = 1,
@@ -112,7 +122,7 @@ def capacity_cli(
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
                     prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
                     max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
-                    vllm_runner=vllm_runner)
+                    vllm_runner=vllm_runner, vllm_version=vllm_version)
     if format is not Format.table:
         flat = {k: v for k, v in plan.items() if k not in ("assumptions", "engine_memory")}
         flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
@@ -146,7 +156,7 @@ def capacity_cli(
             t.add_row(k, str(v))
     em = plan["engine_memory"]
     if em and em["engine"] == "vllm":
-        t.add_row("vLLM: memory it may use", f"{fmt_bytes(em['visible_memory_bytes'])} visible x "
+        t.add_row(f"vLLM {em['vllm_version']}: memory it may use", f"{fmt_bytes(em['visible_memory_bytes'])} visible x "
                   f"{memory_utilization:.2f} = {fmt_bytes(em['requested_bytes'])}")
         t.add_row("vLLM: weights; profiling peak; non-torch",
                   f"{fmt_bytes(em['weights_bytes_per_gpu'])}; {fmt_bytes(em['profile_peak_bytes'])} "

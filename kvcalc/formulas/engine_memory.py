@@ -13,22 +13,31 @@ profiling    max(forward, sampler), what torch allocates beyond the weights in t
              intermediate caches instead: T x (3 d + k (3 I_e / tp + d)) x b_a. T = max_num_batched_tokens.
              On vLLM issue #10517's logs (Llama-3.1-8B, RTX 3090, no chunked prefill, T = max_model_len) this
              gives 2.06 and 2.99 GiB at T = 20,000 and 29,000 where vLLM logged 2.07 and 2.99.
-  sampler    R x V x 41 bytes, R = min(max_num_seqs, T) rows of vocab logits: fp32 logits, the sort of top-k/top-p
-             (values and int64 indices), probabilities and their copies. 41 bytes per logit is vLLM PR #10511's
-             logged 1.26 GiB over 256 x 128,256 logits, the same at TP 1 and TP 2 (the sampler sees the
-             gathered vocab), which is why it is the sampler and not the forward pass that peaks there.
-             That is the V0 worker's and GPUModelRunner's profile ('v1' below), which turn top-k and top-p on.
-             Model Runner V2 ('v2': vllm/v1/worker/gpu/model_runner.py) profiles the sampler without them, so
-             its term is the fp32 logits alone, R x V x 4 bytes, and the forward pass dominates. vLLM runs dense
-             models on V2 by default since PR #44443 (merged July 2026; their logs read '[model_runner.py]
-             Model loading took'), MoE and hybrid models still on GPUModelRunner ('[gpu_model_runner.py]').
+  sampler    R x V x b bytes, R = min(max_num_seqs, T) rows of vocab logits, b by model runner:
+             fp32 logits, top-k/top-p's sort (values and int64 indices), probabilities and their copies.
+             'v0', the V0 worker (the default before vLLM 0.8): 41 bytes a logit; vLLM PR #10511 logs 1.26 GiB
+             over 256 x 128,256 logits at TP 1 and TP 2 alike (the sampler sees the gathered vocab), which is why
+             it is the sampler and not the forward pass that peaks.
+             'v1', GPUModelRunner (the V1 engine's, the default from 0.8): 38.92 bytes a logit; llm-d's vLLM 0.11.0
+             log of Llama-3.1-8B on one H100 shows a 4.76 GiB peak over 1024 x 128,256 logits (its other four
+             0.11.0 logs show 38.4-39.6).
+             'v2', Model Runner V2 (vllm/v1/worker/gpu/model_runner.py) profiles the sampler without top-k and
+             top-p, so its term is the fp32 logits alone, 4 bytes, and the forward pass dominates; from vLLM 0.29
+             its sampling is sharded over the batch (PR #50465: "cuts per-step logits memory by 1/TP"), 4 / tp.
+             The runner by version (vllm_model_runner): v0 before 0.8; v1 until 0.25, which made V2 the default for
+             dense models (PR #44443); V2 for every model from 0.29 (PR #53183). Logs say which: V2 logs
+             '[model_runner.py] Model loading took', GPUModelRunner '[gpu_model_runner.py]'.
              On vLLM 0.27.1 logs: Qwen2.5-0.5B on an RTX 4090 logs 0.31 GiB of peak (forward 0.26 GiB, where
              the sort would have taken 1.5 GiB); Qwen3-32B at TP 2 on RTX PRO 6000s leaves 1.66 GiB for peak,
              non-torch memory and CUDA graphs together, where the sort alone would take 5.9 GiB.
 non-torch    0.16 GiB at TP 1 (cuBLAS workspace and the like: PR #12126's H100 log). TP > 1 adds NCCL's and
              vLLM's custom all-reduce buffers: 1.79 GiB on NVLink (PR #10511: 3.58 GiB at TP 2 against 1.79 GiB
              at TP 1), 0.09 GiB over PCIe, where vLLM turns its custom all-reduce off (issue #13061: 0.25 GiB
-             at TP 2 on RTX 4090s).
+             at TP 2 on RTX 4090s). From vLLM 0.11 the worker sets up NCCL before it takes the memory snapshot the
+             budget is measured from (PR #25359), so NCCL's start-up buffers sit outside the budget, in the
+             1 - utilisation headroom, and only what the profiling step adds counts: 0.40 GiB at TP 2 on NVLink
+             (llm-d's vLLM 0.11.0 log of Qwen3-32B on two H100s: 0.54 GiB non-torch against 0.14 at TP 1). Over
+             PCIe no log of 0.11 or later shows the split, so the 0.09 GiB stands for every version.
 stages      under pipeline parallelism each stage profiles itself: the first holds the embedding, the last the
             lm_head and runs the sampler, the others only the forward pass. A stage's blocks are its available memory
             over its own layers' pages, and vLLM keeps the fewest blocks of any stage: on vLLM PR #20665's log
@@ -89,12 +98,22 @@ from kvcalc.specs.model import ModelSpec
 
 GiB = 1024**3
 BLOCK_TOKENS = 16  # vLLM's default block_size on CUDA
-SAMPLER_BYTES_PER_LOGIT = 41  # PR #10511: 1.26 GiB / (256 x 128,256 logits)
-SAMPLER_V2_BYTES_PER_LOGIT = 4  # Model Runner V2 profiles the sampler without top-k/top-p: the fp32 logits
-MODEL_RUNNERS = ("v1", "v2")  # v1: the V0 worker or GPUModelRunner; v2: Model Runner V2
+SAMPLER_BYTES_PER_LOGIT = {
+    "v0": 41,  # the V0 worker; PR #10511: 1.26 GiB / (256 x 128,256 logits)
+    "v1": 38.92,  # GPUModelRunner; llm-d's vLLM 0.11.0 Llama-3.1-8B log: 4.76 GiB / (1024 x 128,256 logits)
+    "v2": 4,  # Model Runner V2 profiles the sampler without top-k/top-p: the fp32 logits
+}
+MODEL_RUNNERS = tuple(SAMPLER_BYTES_PER_LOGIT)
 NON_TORCH_TP1 = 0.16 * GiB  # PR #12126, H100, TP 1
-NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB)
+NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB), NCCL's buffers counted
+NON_TORCH_TP_NVLINK_PROFILED = 0.40 * GiB  # vLLM >= 0.11: llm-d's Qwen3-32B log, 0.54 GiB at TP 2 less 0.14 at TP 1
 NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
+# vLLM releases whose memory rule differs (version tuples (major, minor))
+VLLM_LATEST = (0, 30)  # the newest release the rule follows: v0.30.0, 2026-09-22
+VLLM_V1_ENGINE = (0, 8)  # the V1 engine, GPUModelRunner, is the default (vLLM 0.8.2's docs say so)
+VLLM_NCCL_BEFORE_SNAPSHOT = (0, 11)  # PR #25359: NCCL set up before the memory snapshot, its buffers outside
+VLLM_MRV2_DENSE = (0, 25)  # v0.25.0: Model Runner V2 the default for dense models (PR #44443)
+VLLM_MRV2_ALL = (0, 29)  # v0.29.0: Model Runner V2 for every model (PR #53183), sampling sharded over TP (#50465)
 LARGE_GPU_GIB = 70  # get_batch_defaults' threshold for the larger defaults
 BLACKWELL_SM100 = ("b200", "b300", "gb200", "gb300")  # vLLM's is_device_capability_family(100)
 STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
@@ -125,24 +144,33 @@ def vllm_forward_peak_bytes(model: ModelSpec, tokens: int, b_a: float, tp: int =
     return tokens * (3 * d + widest) * b_a
 
 
-def vllm_model_runner(model: ModelSpec) -> str:
-    """The model runner today's vLLM gives `model`: 'v2' (Model Runner V2) for dense softmax-attention models, 'v1'
-    (GPUModelRunner) for MoE and hybrid ones (PR #44443)."""
-    return "v1" if model.moe is not None or model.linear_attention is not None else "v2"
+def vllm_model_runner(model: ModelSpec, version: tuple[int, int] = VLLM_LATEST) -> str:
+    """The model runner vLLM `version` gives `model`: 'v0' (the V0 worker) before 0.8; 'v1' (GPUModelRunner) until
+    0.25; then 'v2' (Model Runner V2) for dense softmax-attention models and 'v1' for MoE and hybrid ones; 'v2' for
+    every model from 0.29."""
+    if version < VLLM_V1_ENGINE:
+        return "v0"
+    hybrid_or_moe = model.moe is not None or model.linear_attention is not None
+    if version >= VLLM_MRV2_ALL or (version >= VLLM_MRV2_DENSE and not hybrid_or_moe):
+        return "v2"
+    return "v1"
 
 
-def vllm_sampler_peak_bytes(model: ModelSpec, rows: int, runner: str = "v1") -> float:
-    """The dummy sampler run over `rows` rows of the full vocabulary [B]: with top-k/top-p's sort under 'v1', the
-    fp32 logits alone under 'v2'."""
-    return rows * model.vocab_size * (SAMPLER_V2_BYTES_PER_LOGIT if runner == "v2" else SAMPLER_BYTES_PER_LOGIT)
+def vllm_sampler_peak_bytes(model: ModelSpec, rows: int, runner: str = "v1", tp: int = 1,
+                            version: tuple[int, int] = VLLM_LATEST) -> float:
+    """The dummy sampler run over `rows` rows of the full vocabulary [B], at the runner's bytes per logit; Model
+    Runner V2 shards it over the tensor-parallel GPUs from vLLM 0.29."""
+    shards = tp if runner == "v2" and version >= VLLM_MRV2_ALL else 1
+    return rows * model.vocab_size * SAMPLER_BYTES_PER_LOGIT[runner] / shards
 
 
 def vllm_profile_peak_bytes(model: ModelSpec, max_num_batched_tokens: int, max_num_seqs: int, b_a: float,
-                            tp: int = 1, ep: int = 1, runner: str = "v1") -> float:
+                            tp: int = 1, ep: int = 1, runner: str = "v1",
+                            version: tuple[int, int] = VLLM_LATEST) -> float:
     """What vLLM's profiling step allocates beyond the weights, per GPU [B], under model runner `runner`."""
     rows = min(max_num_seqs, max_num_batched_tokens)
     return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp, ep),
-               vllm_sampler_peak_bytes(model, rows, runner))
+               vllm_sampler_peak_bytes(model, rows, runner, tp, version))
 
 
 def vllm_pipeline_layers(num_layers: int, pp: int) -> list[int]:
@@ -155,11 +183,15 @@ def vllm_pipeline_layers(num_layers: int, pp: int) -> list[int]:
     return parts
 
 
-def vllm_non_torch_bytes(tp: int, nvlink: bool) -> float:
-    """Memory allocated outside torch during profiling (communication buffers, library workspaces) [B]."""
+def vllm_non_torch_bytes(tp: int, nvlink: bool, nccl_in_budget: bool = True) -> float:
+    """Memory allocated outside torch that the budget counts (communication buffers, library workspaces) [B].
+    nccl_in_budget: NCCL's start-up buffers are counted (vLLM before 0.11, and the rules that share these figures);
+    else only what the profiling step adds over NVLink."""
     if tp == 1:
         return NON_TORCH_TP1
-    return NON_TORCH_TP1 + (NON_TORCH_TP_NVLINK if nvlink else NON_TORCH_TP_PCIE)
+    if not nvlink:
+        return NON_TORCH_TP1 + NON_TORCH_TP_PCIE
+    return NON_TORCH_TP1 + (NON_TORCH_TP_NVLINK if nccl_in_budget else NON_TORCH_TP_NVLINK_PROFILED)
 
 
 def vllm_available_kv_bytes(visible_bytes: float, utilization: float, weights_per_gpu: float, peak: float,
