@@ -77,10 +77,10 @@ FLAGS = {
                 "--weight-dtype"],
     "capacity": ["--context", "--batch", "--gpus", "--target-tokens-per-s", "--price-per-gpu-hour",
                  "--memory-utilization", "--prefill-chunk", "--engine", "--kv-dtype", "--max-num-batched-tokens",
-                 "--max-num-seqs", "--vllm-runner"],
+                 "--max-num-seqs", "--vllm-runner", "--vllm-version"],
     "serve": ["--input-len", "--output-len", "--concurrency", "--request-rate", "--tp", "--engine", "--weight-dtype",
               "--kv-dtype", "--memory-utilization", "--step-tokens", "--disaggregate", "--price-per-gpu-hour",
-              "--max-ttft-ms", "--max-tpot-ms", "--arrivals", "--vllm-runner"],
+              "--max-ttft-ms", "--max-tpot-ms", "--arrivals", "--vllm-runner", "--vllm-version"],
 }
 CHOICES = {
     "--attn": ["mha", "mqa", "gqa3", "gqa0", "gqa8", "mla", "linear", "xx", "gqa100000", "own", "", ","],
@@ -91,7 +91,8 @@ CHOICES = {
     "--disaggregate": ["1:1", "0:1", "x", "1:1:1", "2:3", ":", "1:-1"],
     "--tp": ["1", "2", "1,2", "3", "0", "x", "8"],
     "--arrivals": ["staggered", "waves", "", "x"],
-    "--vllm-runner": ["auto", "v1", "v2", "v0", ""],
+    "--vllm-runner": ["auto", "v1", "v2", "v0", "v3", ""],
+    "--vllm-version": ["latest", "0.6.5.dev", "0.11", "v0.30.1", "0.9.x", "11", "0.x", "", "9" * 60, "0.99999"],
 }
 
 
