@@ -7,6 +7,9 @@ import json
 import math
 import sys
 from enum import Enum
+from typing import Annotated
+
+import typer
 
 
 VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its profiling peak: v0 (the V0 worker), v1 "
@@ -16,6 +19,8 @@ VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its pro
 VLLM_VERSION_HELP = ("with --engine vllm: the vLLM release whose memory rule to follow, e.g. 0.11 or 0.30.1; it picks the "
                      "model runner, whether NCCL's start-up buffers count (before 0.11) and whether sampling is "
                      "sharded over TP (0.29 on) [default: latest, 0.30's rule]")
+VllmRunner = Annotated[str, typer.Option(help=VLLM_RUNNER_HELP)]
+VllmVersion = Annotated[str, typer.Option(help=VLLM_VERSION_HELP)]
 ENGINE_HELP = ("time model: vllm, sglang, trtllm or gpt-fast (measured kernel curves), roofline (datasheet efficiencies), "
                "or auto (vllm where the GPU has a profile, else roofline)")
 

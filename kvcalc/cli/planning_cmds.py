@@ -8,16 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import (
-    ENGINE_HELP,
-    VLLM_RUNNER_HELP,
-    VLLM_VERSION_HELP,
-    Format,
-    print_rows,
-    save_figure,
-    write_csv,
-    write_json,
-)
+from kvcalc.cli.output import ENGINE_HELP, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
 from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.files import MAX_TABLE_BYTES, check_writable, read_regular_file
@@ -105,8 +96,8 @@ def capacity_cli(
         "trtllm: its max_num_tokens [default: 8192]")] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option(
         help="with --engine vllm: vLLM's max_num_seqs [default: vllm serve's for the GPU]")] = None,
-    vllm_runner: Annotated[str, typer.Option(help=VLLM_RUNNER_HELP)] = "auto",
-    vllm_version: Annotated[str, typer.Option(help=VLLM_VERSION_HELP)] = "latest",
+    vllm_runner: VllmRunner = "auto",
+    vllm_version: VllmVersion = "latest",
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs of a MoE model; attention in data-parallel "
                                     "groups of --gpus (default 1)")] = 1,

@@ -9,16 +9,7 @@ import typer
 
 from kvcalc.cli import app
 from kvcalc.cli.planning_cmds import WEIGHT_HELP
-from kvcalc.cli.output import (
-    ENGINE_HELP,
-    VLLM_RUNNER_HELP,
-    VLLM_VERSION_HELP,
-    Format,
-    print_rows,
-    save_figure,
-    write_csv,
-    write_json,
-)
+from kvcalc.cli.output import ENGINE_HELP, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
 from kvcalc.errors import KvcalcError
 from kvcalc.files import check_writable
 
@@ -57,8 +48,8 @@ def serve_cli(
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs per replica (MoE): attention in data-parallel "
                                     "groups of --tp")] = 1,
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
-    vllm_runner: Annotated[str, typer.Option(help=VLLM_RUNNER_HELP)] = "auto",
-    vllm_version: Annotated[str, typer.Option(help=VLLM_VERSION_HELP)] = "latest",
+    vllm_runner: VllmRunner = "auto",
+    vllm_version: VllmVersion = "latest",
     arrivals: Annotated[str, typer.Option(
         help="staggered: requests enter as others finish (a service's steady state); waves: they start and finish "
         "together, as a fixed-length benchmark runs them (vllm bench serve --max-concurrency C --ignore-eos); "
