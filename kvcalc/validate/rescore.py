@@ -16,9 +16,8 @@ from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import precision
 from kvcalc.files import read_csv_ledger
-from kvcalc.formulas.roofline import step_time
 from kvcalc.validate.cases import case_named
-from kvcalc.validate.run import COLUMNS, reference_ms
+from kvcalc.validate.run import COLUMNS, predict, reference_ms
 
 MAX_COUNT = 2**31  # sequences or tokens: far past any GPU's memory, still exact in a float
 
@@ -61,14 +60,13 @@ def rescore(rows: list[dict], gpu, model, engine: str = "roofline", source: str 
         if case is None:
             raise KvcalcError(f"{where}: {spec.name} has no {row['case']} case {row['variant']!r}: was it measured "
                               "at another model's widths? (--model)")
-        flops = sum(o.cost.flops for o in case.ops)
-        if not math.isclose(flops, _number(row, "flops", where), rel_tol=1e-6):
-            raise KvcalcError(f"{where}: this {row['case']} case does {flops:.6g} FLOPs at {spec.name}'s widths, the "
-                              f"row {row['flops']}: was it measured at another model's widths? (--model)")
+        pred = predict(case, hw, dtype, profile)
+        if not math.isclose(pred["flops"], _number(row, "flops", where), rel_tol=1e-6):
+            raise KvcalcError(f"{where}: this {row['case']} case does {pred['flops']:.6g} FLOPs at {spec.name}'s "
+                              f"widths, the row {row['flops']}: was it measured at another model's widths? (--model)")
         eager, graph = _number(row, "measured_ms", where), _number(row, "measured_graph_ms", where)
-        predicted_ms = step_time(case.ops, hw, dtype, speed_of_light=False, profile=profile, kv_dtype=dtype).seconds * 1e3
-        ms = reference_ms(hw if profile is None else hw.model_copy(update={"launch_overhead_us": None}), eager, graph)
+        ms = reference_ms(hw, eager, graph, profile)
         out.append({"case": row["case"], "variant": row["variant"], "batch": batch, "context": context, "dtype": dtype,
-                    "bound": row["bound"], "measured_ms": ms, "predicted_ms": predicted_ms,
-                    "error_pct": (predicted_ms - ms) / ms * 100})
+                    "bound": row["bound"], "measured_ms": ms, "predicted_ms": pred["predicted_ms"],
+                    "error_pct": (pred["predicted_ms"] - ms) / ms * 100})
     return out

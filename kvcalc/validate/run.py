@@ -75,8 +75,9 @@ def _open_csv(path: Path):
     return f, writer
 
 
-def predict(case: Case, hw, dtype: str) -> dict:
-    m = phase_metrics(step_time(case.ops, hw, dtype, speed_of_light=False),
+def predict(case: Case, hw, dtype: str, profile=None) -> dict:
+    """The prediction for one case: the spec's roofline, or an engine profile's measured kernel curves."""
+    m = phase_metrics(step_time(case.ops, hw, dtype, speed_of_light=False, profile=profile, kv_dtype=dtype),
                       step_time(case.ops, hw, dtype, speed_of_light=True), 1, hw, dtype)
     return {"predicted_ms": m["ms"], "predicted_speed_of_light_ms": m["speed_of_light_ms"], "bound": str(m["bound"]),
             "arithmetic_intensity": m["arithmetic_intensity"], "flops": m["flops"], "bytes": m["bytes"]}
@@ -97,15 +98,15 @@ def measure_case(torch, case: Case, device, dtype, repeats: int):
     """The median time of one call [ms], as launched and as a CUDA graph replay."""
     from kvcalc.validate import timing
 
-    fns = [case.build(torch, device, dtype) for _ in range(input_sets(torch, case, device))]
-    try:
+    fns: list = []
+    try:  # building the copies can run out of memory too: what was built is released all the same
+        fns += [case.build(torch, device, dtype) for _ in range(input_sets(torch, case, device))]
         with torch.inference_mode():
             t = timing.measure(lambda: [fn() for fn in fns], device, warmup=2 if device.type == "cpu" else 5,
                                repeats=repeats)
-        n = len(fns)
-        return timing.Timing(t.ms / n, None if t.graph_ms is None else t.graph_ms / n)
+        return timing.Timing(t.ms / len(fns), None if t.graph_ms is None else t.graph_ms / len(fns))
     finally:
-        del fns
+        fns.clear()
         if device.type == "cuda":  # free_bytes reads the driver's figure: give back what this case cached
             torch.cuda.empty_cache()
 
@@ -152,11 +153,12 @@ def validate(gpu, *, model="llama-3-8b", device: str | None = None, quick: bool 
     return {"rows": rows, "skipped": skipped, "summary": summarise(rows)}
 
 
-def reference_ms(hw, eager_ms: float, graph_ms: float | None) -> float:
-    """The measured time a prediction is scored against. A spec with a measured launch overhead (calibrate's)
-    predicts launches as PyTorch makes them one by one, so it meets the time as launched; every other spec
-    predicts the GPU's time, as engines run a step in a CUDA graph, so it meets the graph replay where there is one."""
-    return eager_ms if hw.launch_overhead_us or graph_ms is None else graph_ms
+def reference_ms(hw, eager_ms: float, graph_ms: float | None, profile=None) -> float:
+    """The measured time a prediction is scored against. A spec with a measured launch overhead (calibrate's), timed
+    by its roofline, predicts launches as PyTorch makes them one by one, so it meets the time as launched; every
+    other prediction (an engine profile's included) is the GPU's time, as engines run a step in a CUDA graph, so it
+    meets the graph replay where there is one."""
+    return eager_ms if (hw.launch_overhead_us and profile is None) or graph_ms is None else graph_ms
 
 
 # Cases whose MLA decode runs DeepSeek's reference form (two batched GEMMs that read the latent twice), not the fused
