@@ -130,6 +130,8 @@ def test_model_runner_v2_profiles_the_sampler_without_its_sort():
     assert em.vllm_sampler_peak_bytes(m, 1024, "v2", tp=2, version=(0, 29)) == 1024 * 151936 * 4 / 2
     assert em.vllm_sampler_peak_bytes(m, 1024, "v2", tp=2, version=(0, 27)) == 1024 * 151936 * 4
     assert em.vllm_sampler_peak_bytes(m, 1024, "v1") == 1024 * 151936 * 38.92
+    # the figure's source: llm-d's vLLM 0.11.0 log of Llama-3.1-8B, 'activation peak 4.76 GiB' at 1024 seqs
+    assert em.vllm_sampler_peak_bytes(load_model("llama-3.1-8b"), 1024, "v1") / GiB == pytest.approx(4.76, abs=0.005)
     assert em.vllm_sampler_peak_bytes(m, 1024, "v0") == 1024 * 151936 * 41
     # Qwen3-0.6B, 8192 tokens: the forward pass (3 x 1024 + 3 x 3072 a token, 2 bytes) is 0.19 GiB, under the
     # logits' 0.58 GiB, so V2's peak is the logits; V1's the sort's 5.5 GiB.
