@@ -5,7 +5,8 @@ The Python API mirrors the CLI; names resolve lazily so `import kvcalc` stays ch
     kvcalc.compare(model, attn, gpu, ...) -> list of rows
     kvcalc.sweep(models, gpus, attn, batch, context, ...) -> pandas.DataFrame
     kvcalc.capacity(model, gpu, context=..., ...) -> dict   (engine="vllm": memory as vLLM budgets it;
-        vllm_runner="auto" | "v0" | "v1" | "v2", vllm_version="latest" | "0.11" | ...)
+        vllm_runner="auto" | "v0" | "v1" | "v2", vllm_version="latest" | "0.11" | ...,
+        cuda_graph_GiB=the CUDA-graph estimate vLLM's log prints, subtracted where the version counts it)
     kvcalc.serve(model, gpu, input_len=..., output_len=..., concurrency=... | request_rate=...) -> dict
         (arrivals="staggered" | "waves": a service's steady state, or a fixed-length benchmark's waves)
     kvcalc.serve_frontier(model, gpu, input_len=..., output_len=..., concurrencies=[...], tps=[...]) -> list

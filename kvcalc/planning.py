@@ -148,24 +148,40 @@ def _non_torch_bytes(hw, gpus: int, nccl_in_budget: bool = True) -> float:
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
-                ep: int = 1, runner: str = "auto", version: tuple[int, int] = em.VLLM_LATEST) -> dict:
+                ep: int = 1, runner: str = "auto", version: tuple[int, int] = em.VLLM_LATEST,
+                cuda_graph_bytes: float | None = None) -> dict:
     """The KV cache vLLM `version` would allocate per GPU, and what it would print, by formulas/engine_memory.py's
-    rule. runner: vLLM's model runner, 'v0', 'v1' or 'v2'; 'auto' is the one that version gives the model."""
+    rule. runner: vLLM's model runner, 'v0', 'v1' or 'v2'; 'auto' is the one that version gives the model.
+    cuda_graph_bytes: vLLM's CUDA-graph estimate per GPU (its log's 'Estimated CUDA graph memory'), subtracted
+    where the version counts it; None where unknown (the pool is then an upper bound, and `notes` says so)."""
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
     runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
     non_torch = _non_torch_bytes(hw, max(tp, ep), nccl_in_budget=version < em.VLLM_NCCL_BEFORE_SNAPSHOT)
     peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner, version)
+    counted = em.vllm_counts_cuda_graphs(runner, version)
+    graphs = (cuda_graph_bytes or 0.0) if counted else 0.0
+    notes = []
+    release = ".".join(map(str, version))
+    if counted and cuda_graph_bytes is None:
+        notes.append(f"vLLM {release} (model runner {runner}) also takes its CUDA-graph estimate out of the KV pool "
+                     "('Estimated CUDA graph memory' in its log), which kvcalc does not predict: the pool is an upper "
+                     "bound; pass --cuda-graph-memory with the logged figure (0 under --enforce-eager or "
+                     "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0)")
+    elif not counted and cuda_graph_bytes:
+        notes.append(f"--cuda-graph-memory: vLLM {release} (model runner {runner}) keeps CUDA graphs out of the KV "
+                     "budget, so it is not subtracted")
     if pp == 1:
         weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
-        available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch)
+        available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch,
+                                               graphs)
         pool, stage = available, None  # pool: bytes as the heaviest stage's pages count them
     else:  # each stage profiles itself; the stage with the fewest blocks of its own layers binds
         layers = em.vllm_pipeline_layers(spec.num_layers, pp)
         forward = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
         peaks = [forward] * (pp - 1) + [peak]
         stages = [(w / tp, pk, em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, w / tp, pk,
-                                                          non_torch))
+                                                          non_torch, graphs))
                   for w, pk in zip(stage_weight_bytes(spec, p.b_w, layers), peaks)]
         stage = min(range(pp), key=lambda i: stages[i][2] / layers[i])
         weights, peak, available = stages[stage]
@@ -177,6 +193,8 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "weights_bytes_per_gpu": weights,
         "profile_peak_bytes": peak,
         "non_torch_bytes": non_torch,
+        "cuda_graph_bytes": graphs,
+        "cuda_graphs_counted": counted,
         "available_kv_bytes": available,
         "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name)),
         "max_concurrency": em.vllm_max_concurrency(spec, pool, context, t, p.b_kv, tp, pp,
@@ -186,7 +204,8 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "max_num_batched_tokens": t,
         "max_num_seqs": r,
         "model_runner": runner,
-        "vllm_version": ".".join(map(str, version)),
+        "vllm_version": release,
+        "notes": notes,
     }
 
 
@@ -266,7 +285,8 @@ def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
 def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                        max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
                        pp: int = 1, ep: int = 1, vllm_runner: str = "auto",
-                       vllm_version: tuple[int, int] = em.VLLM_LATEST) -> dict:
+                       vllm_version: tuple[int, int] = em.VLLM_LATEST,
+                       cuda_graph_bytes: float | None = None) -> dict:
     """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print. With ep > 1
     each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
     group's sequences, so the concurrency is per group of tp GPUs."""
@@ -277,7 +297,18 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
                              max_num_tokens=max_num_batched_tokens, pp=pp, ep=ep)
     return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
-                       runner=vllm_runner, version=vllm_version)
+                       runner=vllm_runner, version=vllm_version, cuda_graph_bytes=cuda_graph_bytes)
+
+
+def check_cuda_graph_memory(GiB: float | None, engine: str) -> float | None:
+    """--cuda-graph-memory: vLLM's logged CUDA-graph estimate in GiB (0 to 10,000), only with vLLM's memory rule;
+    returns bytes."""
+    if GiB is None:
+        return None
+    check_number("--cuda-graph-memory", GiB, 0, 1e4)
+    if engine != "vllm":
+        raise KvcalcError("--cuda-graph-memory: only vLLM's memory rule uses it; add --engine vllm")
+    return GiB * em.GiB
 
 
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,
@@ -285,7 +316,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
              weight_dtype: str = "auto", kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
              prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto",
              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
-             ep: int = 1, vllm_runner: str = "auto", vllm_version: str = "latest") -> dict:
+             ep: int = 1, vllm_runner: str = "auto", vllm_version: str = "latest",
+             cuda_graph_GiB: float | None = None) -> dict:
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost.
 
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
@@ -304,6 +336,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     check_dtypes(weight_dtype, kv_dtype)
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)
+    cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
     if batch is not None:
         check_int("--batch", batch, 1, MAX_BATCH)
     if gpus is not None:
@@ -331,7 +364,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     def engine_memory(tp):
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                                   max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp,
-                                  ep=ep, vllm_runner=vllm_runner, vllm_version=version)
+                                  ep=ep, vllm_runner=vllm_runner, vllm_version=version,
+                                  cuda_graph_bytes=cuda_graph_bytes)
 
     def fits_one_sequence(tp):
         if engine_rule:
@@ -356,6 +390,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         vllm = engine_memory(tp)
         budget, activations = vllm["available_kv_bytes"], vllm["profile_peak_bytes"]
         seqs = math.floor(vllm["max_concurrency"]) * replicas_dp
+        notes.extend(vllm.get("notes", ()))
         if hw.visible_memory_GiB is None:
             notes.append(f"{hw.name} has no visible_memory_GiB: {engine}'s budget starts from the datasheet "
                          f"{hw.memory_GiB:g} GiB, which overstates what torch.cuda.mem_get_info reports")
@@ -408,7 +443,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                             "max_num_tokens - non-torch buffers) (formulas/engine_memory.py)"
                             if vllm and vllm["engine"] == "trtllm" else
                             "vLLM's: visible memory x utilisation - weights - profiling peak - non-torch buffers "
-                            "(formulas/engine_memory.py)" if vllm else
+                            "- CUDA-graph estimate where the version counts it (formulas/engine_memory.py)" if vllm else
                             "kvcalc's: datasheet memory x utilisation - weights - one prefill chunk's activations"),
             "memory_utilization": memory_utilization,
             "activation_reserve_bytes_per_gpu": activations,

@@ -77,10 +77,11 @@ FLAGS = {
                 "--weight-dtype"],
     "capacity": ["--context", "--batch", "--gpus", "--target-tokens-per-s", "--price-per-gpu-hour",
                  "--memory-utilization", "--prefill-chunk", "--engine", "--kv-dtype", "--max-num-batched-tokens",
-                 "--max-num-seqs", "--vllm-runner", "--vllm-version"],
+                 "--max-num-seqs", "--vllm-runner", "--vllm-version", "--cuda-graph-memory"],
     "serve": ["--input-len", "--output-len", "--concurrency", "--request-rate", "--tp", "--engine", "--weight-dtype",
               "--kv-dtype", "--memory-utilization", "--step-tokens", "--disaggregate", "--price-per-gpu-hour",
-              "--max-ttft-ms", "--max-tpot-ms", "--arrivals", "--vllm-runner", "--vllm-version"],
+              "--max-ttft-ms", "--max-tpot-ms", "--arrivals", "--vllm-runner", "--vllm-version",
+              "--cuda-graph-memory"],
 }
 CHOICES = {
     "--attn": ["mha", "mqa", "gqa3", "gqa0", "gqa8", "mla", "linear", "xx", "gqa100000", "own", "", ","],

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -19,7 +19,11 @@ VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its pro
 VLLM_VERSION_HELP = ("with --engine vllm: the vLLM release whose memory rule to follow, e.g. 0.11 or 0.30.1; it picks the "
                      "model runner, whether NCCL's start-up buffers count (before 0.11) and whether sampling is "
                      "sharded over TP (0.29 on) [default: latest, 0.30's rule]")
+CUDA_GRAPH_HELP = ("with --engine vllm: the CUDA-graph estimate vLLM takes out of the KV pool from 0.21 (Model "
+                   "Runner V2: from 0.29), in GiB per GPU, as its log prints it ('Estimated CUDA graph memory: X GiB'); "
+                   "0 under --enforce-eager [default: not subtracted, and the pool is an upper bound]")
 VllmRunner = Annotated[str, typer.Option(help=VLLM_RUNNER_HELP)]
+CudaGraphMemory = Annotated[Optional[float], typer.Option(help=CUDA_GRAPH_HELP)]
 VllmVersion = Annotated[str, typer.Option(help=VLLM_VERSION_HELP)]
 ENGINE_HELP = ("time model: vllm, sglang, trtllm or gpt-fast (measured kernel curves), roofline (datasheet efficiencies), "
                "or auto (vllm where the GPU has a profile, else roofline)")

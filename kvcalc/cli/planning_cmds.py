@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import ENGINE_HELP, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
+from kvcalc.cli.output import ENGINE_HELP, CudaGraphMemory, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
 from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.files import MAX_TABLE_BYTES, check_writable, read_regular_file
@@ -98,6 +98,7 @@ def capacity_cli(
         help="with --engine vllm: vLLM's max_num_seqs [default: vllm serve's for the GPU]")] = None,
     vllm_runner: VllmRunner = "auto",
     vllm_version: VllmVersion = "latest",
+    cuda_graph_memory: CudaGraphMemory = None,
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs of a MoE model; attention in data-parallel "
                                     "groups of --gpus (default 1)")] = 1,
@@ -113,7 +114,7 @@ def capacity_cli(
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
                     prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
                     max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
-                    vllm_runner=vllm_runner, vllm_version=vllm_version)
+                    vllm_runner=vllm_runner, vllm_version=vllm_version, cuda_graph_GiB=cuda_graph_memory)
     if format is not Format.table:
         flat = {k: v for k, v in plan.items() if k not in ("assumptions", "engine_memory")}
         flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
@@ -154,6 +155,9 @@ def capacity_cli(
                   f"({em['max_num_batched_tokens']:,} tokens, {em['max_num_seqs']:,} seqs, model runner "
                   f"{em['model_runner']}); "
                   f"{fmt_bytes(em['non_torch_bytes'])}")
+        if em["cuda_graphs_counted"]:
+            t.add_row("vLLM: Estimated CUDA graph memory", fmt_bytes(em["cuda_graph_bytes"]) + (
+                "" if em["cuda_graph_bytes"] else " (not given: --cuda-graph-memory)"))
         t.add_row("vLLM: Available KV cache memory", fmt_bytes(em["available_kv_bytes"]))
         t.add_row("vLLM: GPU KV cache size", f"{em['kv_tokens']:,} tokens")
         t.add_row("vLLM: Maximum concurrency", f"{em['max_concurrency']:.2f}x for {context:,} tokens per request")

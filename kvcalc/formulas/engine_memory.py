@@ -4,6 +4,7 @@ vLLM profiles one dummy step and gives the KV cache what is left (vllm/v1/worker
 determine_available_memory; the V0 worker did the same):
 
     available = visible x gpu_memory_utilization - weights as loaded / tp - profiling peak - non-torch memory
+                - CUDA-graph estimate (from 0.21)
 
 visible      torch.cuda.mem_get_info()'s total, not the datasheet figure: 79.22 GiB on an "80 GB" H100
              (vLLM PRs #10511 and #12126 log it), 23.58 GiB on a 24 GB RTX 3090 (issue #10517).
@@ -43,9 +44,17 @@ stages      under pipeline parallelism each stage profiles itself: the first hol
             over its own layers' pages, and vLLM keeps the fewest blocks of any stage: on vLLM PR #20665's log
             (DeepSeek-V2-Lite, TP 2 x PP 2 on L4s) the first stage, 14 layers and 12.13 GiB, binds over the last,
             13 layers and 11.33 GiB.
-The CUDA-graph pool is captured after the KV cache is allocated and comes out of the 1 - utilisation headroom.
-(Since vLLM 0.21 an estimate of it is taken out of the budget instead, as its logs say; kvcalc does not model
-that estimate yet.)
+cuda graphs  the CUDA-graph pool is captured after the KV cache is allocated. Before vLLM 0.21 it came out of the
+             1 - utilisation headroom. From 0.21 GPUModelRunner captures a few graphs during profiling, extrapolates
+             to the rest and takes that estimate out of the budget too (PR #30515 added it behind
+             VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS; a vLLM 0.27.1 log, gpustack/runner PR #251, prints "CUDA graph
+             memory profiling is enabled (default since v0.21.0). The current --gpu-memory-utilization=0.8200 is
+             equivalent to --gpu-memory-utilization=0.8048 without" beside "Estimated CUDA graph memory: 0.36 GiB":
+             the estimate, 0.0152 of the device's memory). Model Runner V2 returned 0 until 0.29 (PR #36520's
+             placeholder; issue #49224), whose release notes add its CUDA-graph memory profiling. The estimate
+             depends on the capture sizes and the kernels (0.09 to 118 GiB in vLLM's issues #53013 and #45178), so
+             kvcalc takes it as an input (`--cuda-graph-memory`, the log's figure) and subtracts it where the
+             version counts it (vllm_counts_cuda_graphs).
 
 Blocks      vLLM V1 pages every layer that keeps a cache (vllm/v1/core/kv_cache_utils.py,
             _get_kv_cache_groups_uniform_page_size). Layers of one kind (full attention, sliding window, chunked
@@ -113,7 +122,9 @@ VLLM_LATEST = (0, 30)  # the newest release the rule follows: v0.30.0, 2026-09-2
 VLLM_V1_ENGINE = (0, 8)  # the V1 engine, GPUModelRunner, is the default (vLLM 0.8.2's docs say so)
 VLLM_NCCL_BEFORE_SNAPSHOT = (0, 11)  # PR #25359: NCCL set up before the memory snapshot, its buffers outside
 VLLM_MRV2_DENSE = (0, 25)  # v0.25.0: Model Runner V2 the default for dense models (PR #44443)
-VLLM_MRV2_ALL = (0, 29)  # v0.29.0: Model Runner V2 for every model (PR #53183), sampling sharded over TP (#50465)
+VLLM_MRV2_ALL = (0, 29)  # v0.29.0: Model Runner V2 for every model (PR #53183), sampling sharded over TP (#50465),
+# and V2's own CUDA-graph memory profiling (its release notes)
+VLLM_CUDA_GRAPH_ESTIMATE = (0, 21)  # GPUModelRunner takes its CUDA-graph estimate out of the budget by default
 LARGE_GPU_GIB = 70  # get_batch_defaults' threshold for the larger defaults
 BLACKWELL_SM100 = ("b200", "b300", "gb200", "gb300")  # vLLM's is_device_capability_family(100)
 STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
@@ -194,10 +205,19 @@ def vllm_non_torch_bytes(tp: int, nvlink: bool, nccl_in_budget: bool = True) -> 
     return NON_TORCH_TP1 + (NON_TORCH_TP_NVLINK if nccl_in_budget else NON_TORCH_TP_NVLINK_PROFILED)
 
 
+def vllm_counts_cuda_graphs(runner: str, version: tuple[int, int] = VLLM_LATEST) -> bool:
+    """Whether vLLM `version` under model runner `runner` takes its CUDA-graph estimate out of the KV budget:
+    GPUModelRunner from 0.21, Model Runner V2 from 0.29, the V0 worker never."""
+    if runner == "v1":
+        return version >= VLLM_CUDA_GRAPH_ESTIMATE
+    return runner == "v2" and version >= VLLM_MRV2_ALL
+
+
 def vllm_available_kv_bytes(visible_bytes: float, utilization: float, weights_per_gpu: float, peak: float,
-                            non_torch: float) -> float:
-    """vLLM's 'Available KV cache memory' per GPU [B] (negative when nothing is left)."""
-    return visible_bytes * utilization - weights_per_gpu - peak - non_torch
+                            non_torch: float, cuda_graphs: float = 0.0) -> float:
+    """vLLM's 'Available KV cache memory' per GPU [B] (negative when nothing is left); cuda_graphs: the CUDA-graph
+    estimate where the version counts it."""
+    return visible_bytes * utilization - weights_per_gpu - peak - non_torch - cuda_graphs
 
 
 def kv_page_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> float:

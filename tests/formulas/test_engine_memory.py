@@ -358,3 +358,44 @@ def test_blackwell_aligns_a_256_wide_head_to_32_token_blocks_beside_linear_layer
     assert em.vllm_block_alignment(m, "b200") == 32 and em.vllm_block_alignment(m, "h100-sxm") == 16
     assert em.vllm_layout(m, 1.0, tp=2, alignment=32).block_tokens == 1088
     assert em.vllm_block_alignment(load_model("llama-3.1-8b"), "b200") == 16  # head size 128
+
+
+def test_cuda_graph_estimate_counts_from_0_21_under_gpu_model_runner_and_from_0_29_under_model_runner_v2():
+    """vLLM 0.21 made GPUModelRunner take its CUDA-graph estimate out of the budget (a 0.27.1 log, gpustack/runner
+    PR #251: 'CUDA graph memory profiling is enabled (default since v0.21.0)'); Model Runner V2's estimate was a
+    placeholder 0 until 0.29 (PR #36520, issue #49224); the V0 worker never had one. The same log's arithmetic,
+    estimate 0.36 GiB and '--gpu-memory-utilization=0.8200 is equivalent to --gpu-memory-utilization=0.8048
+    without CUDA graph memory profiling', says the estimate comes off the whole budget: lowering the utilisation by
+    estimate / total gives the same pool."""
+    assert [em.vllm_counts_cuda_graphs("v1", v) for v in ((0, 20), (0, 21), (0, 30))] == [False, True, True]
+    assert [em.vllm_counts_cuda_graphs("v2", v) for v in ((0, 25), (0, 28), (0, 29))] == [False, False, True]
+    assert not em.vllm_counts_cuda_graphs("v0", (0, 30))
+    total = 0.36 * GiB / (0.8200 - 0.8048)  # the device the log implies: 23.7 GiB, a 24 GB card
+    assert 23.5 < total / GiB < 23.9
+    weights, peak, non_torch = 10 * GiB, 1 * GiB, 0.2 * GiB
+    assert em.vllm_available_kv_bytes(total, 0.82, weights, peak, non_torch, 0.36 * GiB) == pytest.approx(
+        em.vllm_available_kv_bytes(total, 0.8048, weights, peak, non_torch), rel=1e-12)
+
+
+def test_cuda_graph_memory_comes_off_the_pool_only_where_the_version_counts_it():
+    """Qwen3-32B on two RTX PRO 6000s (the ledger's vLLM 0.27.1 row, Model Runner V2): a logged 0.5 GiB estimate is
+    not subtracted under 0.27 (V2's placeholder), and is under 0.29, where it costs 0.5 GiB / 2 MiB = 256 blocks of
+    16 tokens: a block of Qwen3-32B at TP 2 is 16 tokens x 64 layers x 4 KV heads x 128 x 2 (K, V) x 2 B = 2 MiB.
+    Left unknown under a version that counts it, the pool is an upper bound and the warnings say so."""
+    def pool(version, graphs):
+        return capacity("qwen3-32b", "rtx-pro-6000", context=32768, gpus=2, engine="vllm",
+                        memory_utilization=0.426, vllm_version=version, cuda_graph_GiB=graphs)
+
+    block = 16 * 64 * 4 * 128 * 2 * 2
+    assert block == 2 * 1024**2
+    for version in ("0.27.1", "0.29"):
+        unknown, given = pool(version, None)["engine_memory"], pool(version, 0.5)
+        counted = version == "0.29"
+        assert given["engine_memory"]["cuda_graphs_counted"] is counted
+        assert unknown["available_kv_bytes"] - given["engine_memory"]["available_kv_bytes"] == pytest.approx(
+            0.5 * GiB if counted else 0.0)
+        assert unknown["kv_tokens"] - given["engine_memory"]["kv_tokens"] == (256 * 16 if counted else 0)
+        assert any("upper bound" in w for w in pool(version, None)["warnings"]) is counted
+        assert any("not subtracted" in w for w in given["warnings"]) is not counted
+    with pytest.raises(Exception, match="--cuda-graph-memory: only vLLM's memory rule"):
+        capacity("qwen3-32b", "rtx-pro-6000", context=32768, gpus=2, cuda_graph_GiB=0.5)
