@@ -303,7 +303,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
     return Evaluation(
         spec=spec, hw=hw, p=p, weight_dtype=weight_dtype,
         memory=memory_required(spec, batch, context, prompt, p.b_w, p.b_kv, p.b_a, tp, prefill_chunk, pp, ep),
-        usable_bytes=hw.memory_bytes * memory_utilization,
+        usable_bytes=hw.visible_memory_bytes * memory_utilization,
         decode=decode, decode_sol=decode_sol, prefill=prefill, prefill_sol=prefill_sol, **ev,
     )
 
@@ -598,7 +598,7 @@ def estimate_with_specs(
     if not fits:
         warnings.append(
             f"does not fit: needs {fmt_bytes(mem['total'])}, {fmt_bytes(usable)} usable "
-            f"({memory_utilization:.0%} of {fmt_bytes(hw.memory_bytes)}); latencies are hypothetical"
+            f"({memory_utilization:.0%} of {fmt_bytes(hw.visible_memory_bytes)}); latencies are hypothetical"
         )
 
     breakdown = params_breakdown(spec)
@@ -624,7 +624,7 @@ def estimate_with_specs(
             breakdown=breakdown,
         ),
         memory=Memory(
-            capacity_bytes=hw.memory_bytes, usable_bytes=usable, weights_bytes=mem["weights"],
+            capacity_bytes=hw.visible_memory_bytes, usable_bytes=usable, weights_bytes=mem["weights"],
             kv_cache_bytes=mem["kv_cache"], activations_bytes=mem["activations"], required_bytes=mem["total"],
             headroom_bytes=usable - mem["total"], fits=fits,
         ),

@@ -66,7 +66,7 @@ def gpu_count(n: int) -> str:
 def kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):
     """(KV budget per GPU, activation reserve per GPU), as formulas/memory.py's one rule."""
     activations = activation_workspace_bytes(spec, 1, prefill_chunk, p.b_a)
-    usable = hw.memory_bytes * memory_utilization
+    usable = hw.visible_memory_bytes * memory_utilization
     weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp  # the tp group's share of the heaviest stage
     return kv_budget_bytes(usable, weights, activations, tp), activations / tp
 

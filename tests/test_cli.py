@@ -50,7 +50,7 @@ def test_json_has_the_documented_keys_with_real_values():
     # llama-2-7b: 2 * 32 * 128 * 32 * 2 B = 524,288 B per token; 2 sequences x 1000 tokens.
     assert get("kv_cache.bytes_per_token") == 524_288
     assert get("kv_cache.bytes") == 2 * 1000 * 524_288
-    assert get("memory.capacity_bytes") == 80 * 2**30
+    assert get("memory.capacity_bytes") == 79.22 * 2**30  # the H100 SXM as torch reports it (vLLM PRs #10511, #12126)
     assert get("decode.bound") == "memory" and get("memory.fits") is True
 
 

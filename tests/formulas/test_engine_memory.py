@@ -105,10 +105,10 @@ def test_kv_tokens_are_whole_blocks():
 
 def test_ledger_figures_in_the_readme_and_the_worst_held_out_row_within_10_percent():
     """The README quotes the ledger's summary; the issue's targets are 3 % median and 10 % worst on held-out rows
-    (2.0 % and 8.2 % over nine)."""
+    (1.6 % and 8.2 % over ten)."""
     results = score(read_rows(LEDGER))
     held = [abs(r["error_pct"]) for r in results if r["role"] == "held-out"]
-    assert len(held) == 9 and max(held) < 10 and statistics.median(held) < 3
+    assert len(held) == 10 and max(held) < 10 and statistics.median(held) < 3
     rows = {r["rows"]: r for r in summary(results)}
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert (f"held-out median {rows['held-out']['median_abs_error_pct']} %, worst "
@@ -251,8 +251,10 @@ def test_generic_rule_misses_the_held_out_pools_by_what_the_readme_says():
         logged = float(row["logged_available_GiB"]) * GiB
         errors.append((plan["kv_budget_bytes_per_gpu"] - logged) / logged * 100)
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert f"by a median {statistics.median(errors):.0f} % and up to {max(errors):.0f} %" in readme
-    assert min(errors) > 0  # it overestimates every one
+    misses = [abs(e) for e in errors]
+    high = sum(e > 0 for e in errors)
+    assert f"by a median {statistics.median(misses):.0f} % and up to {max(misses):.0f} %, high on {high}" in readme
+    assert high == 9  # all but DeepSeek-V2-Lite at TP 2 x PP 2, 0.6 % low
 
 
 def test_qwen3_235b_fp8_on_four_h100s_against_vllm_log():
