@@ -149,16 +149,17 @@ def _non_torch_bytes(hw, gpus: int, nccl_in_budget: bool = True) -> float:
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
                 ep: int = 1, runner: str = "auto", version: tuple[int, int] = em.VLLM_LATEST,
-                cuda_graph_bytes: float | None = None) -> dict:
+                cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False) -> dict:
     """The KV cache vLLM `version` would allocate per GPU, and what it would print, by formulas/engine_memory.py's
     rule. runner: vLLM's model runner, 'v0', 'v1' or 'v2'; 'auto' is the one that version gives the model.
+    flashinfer_sampler: GPUModelRunner samples with FlashInfer's top-k/top-p kernel (its log says so).
     cuda_graph_bytes: vLLM's CUDA-graph estimate per GPU (its log's 'Estimated CUDA graph memory'), subtracted
     where the version counts it; None where unknown (the pool is then an upper bound, and `notes` says so)."""
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
     runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
     non_torch = _non_torch_bytes(hw, max(tp, ep), nccl_in_budget=version < em.VLLM_NCCL_BEFORE_SNAPSHOT)
-    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner, version)
+    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner, version, flashinfer_sampler)
     counted = em.vllm_counts_cuda_graphs(runner, version)
     graphs = (cuda_graph_bytes or 0.0) if counted else 0.0
     notes = []
@@ -171,6 +172,9 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     elif not counted and cuda_graph_bytes:
         notes.append(f"--cuda-graph-memory: vLLM {release} (model runner {runner}) keeps CUDA graphs out of the KV "
                      "budget, so it is not subtracted")
+    if flashinfer_sampler and runner != "v1":
+        notes.append(f"--flashinfer-sampler: model runner {runner} does not profile FlashInfer's sampler "
+                     "(only GPUModelRunner, v1, does), so it changes nothing")
     if pp == 1:
         weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
         available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch,
@@ -204,6 +208,8 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "max_num_batched_tokens": t,
         "max_num_seqs": r,
         "model_runner": runner,
+        "sampler": ("flashinfer" if flashinfer_sampler and runner == "v1" else
+                    "logits" if runner == "v2" else "sort"),
         "vllm_version": release,
         "notes": notes,
     }
@@ -286,7 +292,7 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
                        max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
                        pp: int = 1, ep: int = 1, vllm_runner: str = "auto",
                        vllm_version: tuple[int, int] = em.VLLM_LATEST,
-                       cuda_graph_bytes: float | None = None) -> dict:
+                       cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False) -> dict:
     """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print. With ep > 1
     each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
     group's sequences, so the concurrency is per group of tp GPUs."""
@@ -297,7 +303,16 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
                              max_num_tokens=max_num_batched_tokens, pp=pp, ep=ep)
     return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
-                       runner=vllm_runner, version=vllm_version, cuda_graph_bytes=cuda_graph_bytes)
+                       runner=vllm_runner, version=vllm_version, cuda_graph_bytes=cuda_graph_bytes,
+                       flashinfer_sampler=flashinfer_sampler)
+
+
+def check_flashinfer_sampler(on: bool, engine: str) -> None:
+    """--flashinfer-sampler: only with vLLM's memory rule."""
+    if not isinstance(on, bool):
+        raise KvcalcError(f"--flashinfer-sampler: expected true or false, got {on!r}")
+    if on and engine != "vllm":
+        raise KvcalcError("--flashinfer-sampler: only vLLM's memory rule uses it; add --engine vllm")
 
 
 def check_cuda_graph_memory(GiB: float | None, engine: str) -> float | None:
@@ -317,7 +332,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
              prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto",
              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
              ep: int = 1, vllm_runner: str = "auto", vllm_version: str = "latest",
-             cuda_graph_GiB: float | None = None) -> dict:
+             cuda_graph_GiB: float | None = None, flashinfer_sampler: bool = False) -> dict:
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost.
 
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
@@ -337,6 +352,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)
     cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
+    check_flashinfer_sampler(flashinfer_sampler, engine)
     if batch is not None:
         check_int("--batch", batch, 1, MAX_BATCH)
     if gpus is not None:
@@ -365,7 +381,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                                   max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp,
                                   ep=ep, vllm_runner=vllm_runner, vllm_version=version,
-                                  cuda_graph_bytes=cuda_graph_bytes)
+                                  cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler)
 
     def fits_one_sequence(tp):
         if engine_rule:

@@ -34,6 +34,7 @@ from kvcalc.formulas.workload import (cost_per_million_tokens, request_latency, 
 from kvcalc.planning import (
     ENGINE_MEMORY_RULES,
     check_cuda_graph_memory,
+    check_flashinfer_sampler,
     check_vllm_runner,
     check_vllm_version,
     engine_memory_rule,
@@ -103,7 +104,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
           disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1,
           speculate: str | None = None, vllm_runner: str = "auto", vllm_version: str = "latest",
-          arrivals: str = "staggered", cuda_graph_GiB: float | None = None) -> dict:
+          arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
+          flashinfer_sampler: bool = False) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
@@ -122,6 +124,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)
     cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
+    check_flashinfer_sampler(flashinfer_sampler, engine)
     if arrivals not in ("staggered", "waves"):
         raise KvcalcError(f"--arrivals: expected staggered or waves, got {arrivals!r}")
     if arrivals == "waves" and (disaggregate is not None or request_rate is not None):
@@ -154,7 +157,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
                                 memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens, pp=pp,
-                                ep=ep, vllm_runner=vllm_runner, vllm_version=version, cuda_graph_bytes=cuda_graph_bytes)
+                                ep=ep, vllm_runner=vllm_runner, vllm_version=version, cuda_graph_bytes=cuda_graph_bytes,
+                                flashinfer_sampler=flashinfer_sampler)
         notes.extend(em.get("notes", ()))
         budget = em["available_kv_bytes"]
         if em["max_concurrency"] > 0:

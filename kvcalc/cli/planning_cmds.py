@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import ENGINE_HELP, CudaGraphMemory, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
+from kvcalc.cli.output import ENGINE_HELP, CudaGraphMemory, FlashinferSampler, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
 from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.files import MAX_TABLE_BYTES, check_writable, read_regular_file
@@ -99,6 +99,7 @@ def capacity_cli(
     vllm_runner: VllmRunner = "auto",
     vllm_version: VllmVersion = "latest",
     cuda_graph_memory: CudaGraphMemory = None,
+    flashinfer_sampler: FlashinferSampler = False,
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs of a MoE model; attention in data-parallel "
                                     "groups of --gpus (default 1)")] = 1,
@@ -114,7 +115,8 @@ def capacity_cli(
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
                     prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
                     max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
-                    vllm_runner=vllm_runner, vllm_version=vllm_version, cuda_graph_GiB=cuda_graph_memory)
+                    vllm_runner=vllm_runner, vllm_version=vllm_version, cuda_graph_GiB=cuda_graph_memory,
+                    flashinfer_sampler=flashinfer_sampler)
     if format is not Format.table:
         flat = {k: v for k, v in plan.items() if k not in ("assumptions", "engine_memory")}
         flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
@@ -153,7 +155,7 @@ def capacity_cli(
         t.add_row("vLLM: weights; profiling peak; non-torch",
                   f"{fmt_bytes(em['weights_bytes_per_gpu'])}; {fmt_bytes(em['profile_peak_bytes'])} "
                   f"({em['max_num_batched_tokens']:,} tokens, {em['max_num_seqs']:,} seqs, model runner "
-                  f"{em['model_runner']}); "
+                  f"{em['model_runner']}, sampler {em['sampler']}); "
                   f"{fmt_bytes(em['non_torch_bytes'])}")
         if em["cuda_graphs_counted"]:
             t.add_row("vLLM: Estimated CUDA graph memory", fmt_bytes(em["cuda_graph_bytes"]) + (

@@ -9,7 +9,7 @@ import typer
 
 from kvcalc.cli import app
 from kvcalc.cli.planning_cmds import WEIGHT_HELP
-from kvcalc.cli.output import ENGINE_HELP, CudaGraphMemory, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
+from kvcalc.cli.output import ENGINE_HELP, CudaGraphMemory, FlashinferSampler, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
 from kvcalc.errors import KvcalcError
 from kvcalc.files import check_writable
 
@@ -51,6 +51,7 @@ def serve_cli(
     vllm_runner: VllmRunner = "auto",
     vllm_version: VllmVersion = "latest",
     cuda_graph_memory: CudaGraphMemory = None,
+    flashinfer_sampler: FlashinferSampler = False,
     arrivals: Annotated[str, typer.Option(
         help="staggered: requests enter as others finish (a service's steady state); waves: they start and finish "
         "together, as a fixed-length benchmark runs them (vllm bench serve --max-concurrency C --ignore-eos); "
@@ -78,7 +79,7 @@ def serve_cli(
     common = dict(engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                   step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep, speculate=speculate,
                   vllm_runner=vllm_runner, vllm_version=vllm_version, arrivals=arrivals,
-                  cuda_graph_GiB=cuda_graph_memory)
+                  cuda_graph_GiB=cuda_graph_memory, flashinfer_sampler=flashinfer_sampler)
     many = concurrency is not None and ("," in concurrency or len(tps) > 1)
     if many or plot is not None:
         if request_rate is not None or concurrency in (None, "max"):

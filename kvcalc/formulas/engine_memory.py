@@ -28,6 +28,11 @@ profiling    max(forward, sampler), what torch allocates beyond the weights in t
              The runner by version (vllm_model_runner): v0 before 0.8; v1 until 0.25, which made V2 the default for
              dense models (PR #44443); V2 for every model from 0.29 (PR #53183). Logs say which: V2 logs
              '[model_runner.py] Model loading took', GPUModelRunner '[gpu_model_runner.py]'.
+             GPUModelRunner samples with FlashInfer's top-k/top-p kernel where its log says "Using FlashInfer
+             for top-p & top-k sampling" (the default where FlashInfer is installed in vLLM 0.10, off from PR
+             #26859, on again from PR #40376): then no sort, 10 bytes a logit (bf16 logits, their fp32 copy, fp32
+             probabilities). Three vLLM 0.10.1.1 logs of Qwen2-7B on A100 80GBs (dennislee22/vLLM-benchmarking)
+             come within 0.1-1.4 % with it, where the sort's 38.92 would leave the 0.25-utilisation pool 20 % low.
              On vLLM 0.27.1 logs: Qwen2.5-0.5B on an RTX 4090 logs 0.31 GiB of peak (forward 0.26 GiB, where
              the sort would have taken 1.5 GiB); Qwen3-32B at TP 2 on RTX PRO 6000s leaves 1.66 GiB for peak,
              non-torch memory and CUDA graphs together, where the sort alone would take 5.9 GiB.
@@ -113,6 +118,9 @@ SAMPLER_BYTES_PER_LOGIT = {
     "v2": 4,  # Model Runner V2 profiles the sampler without top-k/top-p: the fp32 logits
 }
 MODEL_RUNNERS = tuple(SAMPLER_BYTES_PER_LOGIT)
+# GPUModelRunner with FlashInfer's top-k/top-p kernel (its log: "Using FlashInfer for top-p & top-k sampling"): the
+# bf16 logits (2), their fp32 copy (4) and the fp32 probabilities FlashInfer samples from (4), no sort
+FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4
 NON_TORCH_TP1 = 0.16 * GiB  # PR #12126, H100, TP 1
 NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB), NCCL's buffers counted
 NON_TORCH_TP_NVLINK_PROFILED = 0.40 * GiB  # vLLM >= 0.11: llm-d's Qwen3-32B log, 0.54 GiB at TP 2 less 0.14 at TP 1
@@ -168,20 +176,24 @@ def vllm_model_runner(model: ModelSpec, version: tuple[int, int] = VLLM_LATEST) 
 
 
 def vllm_sampler_peak_bytes(model: ModelSpec, rows: int, runner: str = "v1", tp: int = 1,
-                            version: tuple[int, int] = VLLM_LATEST) -> float:
+                            version: tuple[int, int] = VLLM_LATEST, flashinfer: bool = False) -> float:
     """The dummy sampler run over `rows` rows of the full vocabulary [B], at the runner's bytes per logit; Model
-    Runner V2 shards it over the tensor-parallel GPUs from vLLM 0.29."""
+    Runner V2 shards it over the tensor-parallel GPUs from vLLM 0.29. flashinfer: GPUModelRunner samples with
+    FlashInfer's top-k/top-p kernel instead of the sort (the V0 worker never does; Model Runner V2 profiles
+    neither)."""
     shards = tp if runner == "v2" and version >= VLLM_MRV2_ALL else 1
-    return rows * model.vocab_size * SAMPLER_BYTES_PER_LOGIT[runner] / shards
+    per_logit = (FLASHINFER_SAMPLER_BYTES_PER_LOGIT if flashinfer and runner == "v1"
+                 else SAMPLER_BYTES_PER_LOGIT[runner])
+    return rows * model.vocab_size * per_logit / shards
 
 
 def vllm_profile_peak_bytes(model: ModelSpec, max_num_batched_tokens: int, max_num_seqs: int, b_a: float,
                             tp: int = 1, ep: int = 1, runner: str = "v1",
-                            version: tuple[int, int] = VLLM_LATEST) -> float:
+                            version: tuple[int, int] = VLLM_LATEST, flashinfer: bool = False) -> float:
     """What vLLM's profiling step allocates beyond the weights, per GPU [B], under model runner `runner`."""
     rows = min(max_num_seqs, max_num_batched_tokens)
     return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp, ep),
-               vllm_sampler_peak_bytes(model, rows, runner, tp, version))
+               vllm_sampler_peak_bytes(model, rows, runner, tp, version, flashinfer))
 
 
 def vllm_pipeline_layers(num_layers: int, pp: int) -> list[int]:

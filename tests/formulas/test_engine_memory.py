@@ -105,10 +105,10 @@ def test_kv_tokens_are_whole_blocks():
 
 def test_ledger_figures_in_the_readme_and_the_worst_held_out_row_within_10_percent():
     """The README quotes the ledger's summary; the issue's targets are 3 % median and 10 % worst on held-out rows
-    (1.6 % and 8.2 % over ten)."""
+    (1.2 % and 8.2 % over twelve)."""
     results = score(read_rows(LEDGER))
     held = [abs(r["error_pct"]) for r in results if r["role"] == "held-out"]
-    assert len(held) == 10 and max(held) < 10 and statistics.median(held) < 3
+    assert len(held) == 12 and max(held) < 10 and statistics.median(held) < 3
     rows = {r["rows"]: r for r in summary(results)}
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert (f"held-out median {rows['held-out']['median_abs_error_pct']} %, worst "
@@ -401,3 +401,30 @@ def test_cuda_graph_memory_comes_off_the_pool_only_where_the_version_counts_it()
         assert any("not subtracted" in w for w in given["warnings"]) is not counted
     with pytest.raises(Exception, match="--cuda-graph-memory: only vLLM's memory rule"):
         capacity("qwen3-32b", "rtx-pro-6000", context=32768, gpus=2, cuda_graph_GiB=0.5)
+
+
+def test_flashinfer_sampler_profiles_ten_bytes_a_logit_as_a100_logs_show():
+    """GPUModelRunner with FlashInfer's top-k/top-p kernel keeps the bf16 logits, their fp32 copy and the fp32
+    probabilities: 2 + 4 + 4 bytes a logit, no sort. Two vLLM 0.10.1.1 logs of Qwen2-7B on one A100 80GB
+    (dennislee22/vLLM-benchmarking, 'Using FlashInfer for top-p & top-k sampling', weights 14.2488 GiB, T 2048, R 256)
+    by hand, from the 79.15 GiB an 80GB A100 shows (vLLM issue #10533): 0.25 -> 5.01 GiB and 0.5 -> 24.83 GiB
+    logged. The forward pass (2048 x (3 x 3584 + 3 x 18944) x 2 B = 0.26 GiB) is under the sampler (0.36 GiB)."""
+    m = load_model("qwen2-7b")
+    sampler = 256 * 152064 * 10
+    assert em.vllm_sampler_peak_bytes(m, 256, "v1", flashinfer=True) == sampler
+    assert em.vllm_sampler_peak_bytes(m, 256, "v2", flashinfer=True) == 256 * 152064 * 4  # V2 profiles no top-k/p
+    assert em.vllm_sampler_peak_bytes(m, 256, "v0", flashinfer=True) == 256 * 152064 * 41  # nor V0 FlashInfer
+    forward = 2048 * (3 * 3584 + 3 * 18944) * 2
+    assert em.vllm_profile_peak_bytes(m, 2048, 256, 2.0, flashinfer=True) == max(forward, sampler) == sampler
+    for utilization, logged in ((0.25, 5.01), (0.5, 24.83)):
+        by_hand = (79.15 * utilization - 14.2488) * GiB - sampler - 0.16 * GiB
+        assert by_hand / GiB == pytest.approx(logged, rel=0.015)
+        with_sort = (79.15 * utilization - 14.2488) * GiB - 256 * 152064 * 38.92 - 0.16 * GiB
+        if utilization == 0.25:
+            assert with_sort / GiB < 0.81 * logged  # the sort's figure leaves this pool 20 % low
+        plan = capacity("qwen2-7b", "a100-pcie-80gb", context=16384, engine="vllm", memory_utilization=utilization,
+                        vllm_version="0.10", flashinfer_sampler=True)["engine_memory"]
+        assert plan["sampler"] == "flashinfer" and plan["max_num_batched_tokens"] == 2048
+        assert plan["available_kv_bytes"] / GiB == pytest.approx(logged, rel=0.015)
+    with pytest.raises(Exception, match="--flashinfer-sampler: only vLLM's memory rule"):
+        capacity("qwen2-7b", "a100-pcie-80gb", context=16384, flashinfer_sampler=True)
