@@ -226,12 +226,37 @@ def _edges_and_layers(model: ModelSpec, b_w: float) -> tuple[float, float, float
     return embed, head, layers
 
 
+def _parts_bytes(model: ModelSpec, b_w: float, keys: tuple[str, ...]) -> float:
+    """Bytes of the params_breakdown parts `keys` as weight_bytes stores them [B]."""
+    parts = params_breakdown(model)
+    if b_w >= UNQUANTISED_BYTES:
+        return sum(parts.get(k, 0) for k in keys) * b_w
+    kept = set(UNQUANTISED) | {k for cls, ks in CLASS_PARTS.items() if cls not in model.quantized_classes for k in ks}
+    return sum(parts.get(k, 0) * (UNQUANTISED_BYTES if k in kept else b_w) for k in keys)
+
+
+def layer_weight_bytes(model: ModelSpec, b_w: float) -> list[float]:
+    """Weight bytes of each layer, in order [B]. A MoE model's first moe.first_dense_layers layers (DeepSeek's
+    dense first layers) carry the dense MLP and the rest the experts; layers of other mixes (a layer_pattern, MoE
+    every n-th layer, hybrid linear attention) are taken at the mean layer's bytes."""
+    _, _, layers = _edges_and_layers(model, b_w)
+    n, moe = model.num_layers, model.moe
+    if (moe is None or moe.every != 1 or not moe.first_dense_layers or model.layer_pattern is not None
+            or model.linear_attention is not None):
+        return [layers / n] * n
+    mlp = _parts_bytes(model, b_w, ("mlp",))
+    experts = _parts_bytes(model, b_w, ("moe/routed", "moe/shared", "moe/router"))
+    common, k = (layers - mlp - experts) / n, moe.first_dense_layers
+    return [common + (mlp / k if i < k else experts / (n - k)) for i in range(n)]
+
+
 def stage_weight_bytes(model: ModelSpec, b_w: float, stage_layers: list[int]) -> list[float]:
-    """Weight bytes of each pipeline stage holding stage_layers[i] layers [B]: the first with the embedding, the
-    last with the lm_head and final norm, each layer at the mean layer's bytes (a model whose layers differ, such as
-    DeepSeek's dense first layer beside MoE ones, is approximated)."""
-    embed, head, layers = _edges_and_layers(model, b_w)
-    out = [layers * n / model.num_layers for n in stage_layers]
+    """Weight bytes of each pipeline stage holding the next stage_layers[i] layers in order [B]: the first with the
+    embedding, the last with the lm_head and final norm, each layer at its own bytes (layer_weight_bytes)."""
+    embed, head, _ = _edges_and_layers(model, b_w)
+    per_layer = layer_weight_bytes(model, b_w)
+    starts = [sum(stage_layers[:i]) for i in range(len(stage_layers))]
+    out = [sum(per_layer[a:a + n]) for a, n in zip(starts, stage_layers)]
     out[0] += embed
     out[-1] += head
     return out
