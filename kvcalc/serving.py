@@ -11,6 +11,7 @@ KV cache over the link between the pools, TPOT a pure decode step, and the pool 
 from __future__ import annotations
 
 import math
+import warnings
 
 from kvcalc.catalog import resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number, check_price
@@ -32,6 +33,7 @@ from kvcalc.formulas.parallel import check_ep, kv_shard_fraction, stage_layer_fr
 from kvcalc.formulas.workload import (cost_per_million_tokens, request_latency, steady_state, transfer_seconds,
                                       waves)
 from kvcalc.planning import (
+    CapacityWarning,
     ENGINE_MEMORY_RULES,
     check_cuda_graph_memory,
     check_flashinfer_sampler,
@@ -160,6 +162,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                                 ep=ep, vllm_runner=vllm_runner, vllm_version=version, cuda_graph_bytes=cuda_graph_bytes,
                                 flashinfer_sampler=flashinfer_sampler)
         notes.extend(em.get("notes", ()))
+        for note in notes:
+            warnings.warn(note, CapacityWarning, stacklevel=2)
         budget = em["available_kv_bytes"]
         if em["max_concurrency"] > 0:
             engine_request = budget / em["max_concurrency"]
