@@ -278,3 +278,20 @@ def test_a_wave_lasts_its_prefill_steps_then_its_decode(c, input_len, output_len
         assert w["wave_s"] == pytest.approx(n_p * t_p + (output_len - 1) / gain * t_d)
     assert t_p * math.ceil(input_len / budget) <= w["ttft_s"] <= n_p * t_p * (1 + 1e-12)
     assert w["ttft_s"] <= w["wave_s"] * (1 + 1e-12)
+
+
+def test_serve_says_when_the_vllm_pool_is_an_upper_bound():
+    """Under a vLLM release that takes its CUDA-graph estimate out of the pool (Model Runner V2 from 0.29), serve
+    warns until the logged estimate is given, and the given estimate shrinks the pool by exactly itself."""
+    import warnings as w
+
+    kw = dict(input_len=1000, output_len=1000, concurrency=16, tp=2, engine="vllm")
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        unknown = serve("qwen3-32b", "h100-sxm", **kw)
+    assert any("upper bound" in n for n in unknown["warnings"]) and any("upper bound" in str(c.message) for c in caught)
+    given = serve("qwen3-32b", "h100-sxm", cuda_graph_GiB=1.0, **kw)
+    assert given["warnings"] == []
+    assert unknown["kv_pool_bytes_per_gpu"] - given["kv_pool_bytes_per_gpu"] == pytest.approx(2**30)
+    old = serve("qwen3-32b", "h100-sxm", vllm_version="0.27", **kw)  # V2 estimated 0 before 0.29: nothing to warn of
+    assert old["warnings"] == []
