@@ -3,9 +3,10 @@
 Each row is one cell of TensorRT-LLM's performance overview: trtllm-bench's offline maximum-throughput run (every
 request queued at once, uniform input and output lengths) of a ModelOpt FP8 or FP4 checkpoint on tp x pp GPUs
 (an optional pp column, 1 when absent), printed as total output tokens/s. kvcalc runs the same workload at the most
-requests the KV pool holds at full length (serve(concurrency="max")), with TensorRT-LLM's measured kernel profile
-for the GPU and the row's weight and KV formats, and compares output tokens/s per GPU. Nothing in serve was fitted
-to these rows: every one is held out.
+requests the KV pool holds at full length (serve(concurrency="max")), or at the most trtllm-bench lets in flight
+where that is fewer (pp x its max_batch_size: formulas/engine_memory.py, trtllm_bench_settings), with TensorRT-LLM's
+measured kernel profile for the GPU and the row's weight and KV formats, and compares output tokens/s per GPU.
+Nothing in serve was fitted to these rows: every one is held out.
 
 A benchmark ledger (a `concurrency` column) holds closed-loop runs instead (`vllm bench serve --max-concurrency C
 --ignore-eos` with fixed lengths): each row one run, with the engine, its memory fraction and the median TTFT, median
@@ -18,8 +19,11 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from kvcalc.catalog import load_gpu, load_model
 from kvcalc.errors import KvcalcError
+from kvcalc.estimator import precision
 from kvcalc.files import read_csv_ledger
+from kvcalc.formulas import engine_memory as em
 from kvcalc.serving import serve
 
 COLUMNS = ("id", "model", "gpu", "tp", "weight_dtype", "kv_dtype", "input_len", "output_len",
@@ -37,9 +41,12 @@ def score(rows: list[dict], engine: str = "trtllm") -> list[dict]:
         try:
             tp, pp = int(row["tp"]), int(row.get("pp") or 1)
             measured = float(row["total_output_tokens_per_s"]) / (tp * pp)
-            s = serve(row["model"], row["gpu"], input_len=int(row["input_len"]), output_len=int(row["output_len"]),
-                      concurrency="max", tp=tp, pp=pp, weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"],
-                      engine=engine)
+            run = dict(input_len=int(row["input_len"]), output_len=int(row["output_len"]), tp=tp, pp=pp,
+                       weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"], engine=engine)
+            s = serve(row["model"], row["gpu"], concurrency="max", **run)
+            in_flight = pp * bench_batch(row["model"], row["gpu"], **run)
+            if s["concurrency"] > in_flight:
+                s = serve(row["model"], row["gpu"], concurrency=in_flight, **run)
         except KvcalcError as e:
             raise KvcalcError(f"--serve: row {n} ({row.get('id')}): {e}") from None
         except (ValueError, ZeroDivisionError) as e:
@@ -51,6 +58,16 @@ def score(rows: list[dict], engine: str = "trtllm") -> list[dict]:
                     "concurrency": round(s["concurrency"]), "measured": measured, "predicted": predicted,
                     "error_pct": (predicted - measured) / measured * 100 if measured else None})
     return out
+
+
+def bench_batch(model: str, gpu: str, *, input_len: int, output_len: int, tp: int, pp: int, weight_dtype: str,
+                kv_dtype: str, **_) -> int:
+    """The max_batch_size trtllm-bench sets for each micro-batch of the run, from the GPU's visible memory (NVML's
+    total, which it reads, is within 1 % of it)."""
+    spec, hw = load_model(model), load_gpu(gpu)
+    b_kv = precision(weight_dtype, kv_dtype).b_kv
+    return em.trtllm_bench_settings(spec, hw.visible_memory_bytes / em.GiB, weight_dtype, b_kv, tp, pp, input_len,
+                                    output_len)[0]
 
 
 def summary(results: list[dict]) -> list[dict]:

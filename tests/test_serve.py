@@ -295,3 +295,23 @@ def test_serve_says_when_the_vllm_pool_is_an_upper_bound():
     assert unknown["kv_pool_bytes_per_gpu"] - given["kv_pool_bytes_per_gpu"] == pytest.approx(2**30)
     old = serve("qwen3-32b", "h100-sxm", vllm_version="0.27", **kw)  # V2 estimated 0 before 0.29: nothing to warn of
     assert old["warnings"] == []
+
+
+def test_trtllm_bench_settings_follow_its_tuning_heuristic():
+    """trtllm-bench throughput (tensorrt_llm/bench/build/tuning.py) sizes its batch from the checkpoint's safetensors
+    element count: nvidia/Llama-3.3-70B-Instruct-FP4 packs two 4-bit weights a byte with an fp8 scale per 16, so
+    68,451,041,280 quantised weights count 9/16 each beside the 2,102,665,216 bf16 ones (embeddings, lm_head, norms),
+    all at 0.5 B: 18.91 GiB. At 163,840 B a token (fp8 KV, 80 layers, 8 KV heads of 128) and 0.95 of the rest of one
+    95.01 GiB RTX PRO 6000, 1,851 requests of 128 + 128 tokens fit: rounded up to 2048, and 3,702 tokens to 3,840.
+    Over 8 stages the 4096 cap binds: 512 a micro-batch, 2048 tokens (the floor)."""
+    from kvcalc.formulas.engine_memory import trtllm_bench_settings
+    from kvcalc.formulas.params import quantised_and_kept_params
+
+    m = load_model("llama-3.1-70b")
+    assert quantised_and_kept_params(m) == (68_451_041_280, 2_102_665_216)
+    engine_GiB = (68_451_041_280 * 9 / 16 + 2_102_665_216) * 0.5 / 2**30
+    requests = (95.01 - engine_GiB) * 0.95 * 2**30 / (163_840 * 256)
+    assert 1850 < requests < 1852
+    assert trtllm_bench_settings(m, 95.01, "nvfp4", 1.0, 1, 1, 128, 128) == (2048, 3840)
+    assert trtllm_bench_settings(m, 95.01, "nvfp4", 1.0, 1, 8, 128, 128) == (512, 2048)
+    assert trtllm_bench_settings(m, 95.01, "nvfp4", 1.0, 1, 4, 128, 128) == (1024, 2048)

@@ -107,6 +107,7 @@ import math
 from dataclasses import dataclass
 
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token_per_layer, linear_state_bytes
+from kvcalc.formulas.params import quantised_and_kept_params
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.specs.model import ModelSpec
 
@@ -139,6 +140,15 @@ STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtyp
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
 TRTLLM_BLOCK_TOKENS = 32  # TensorRT-LLM's default tokens_per_block
 TRTLLM_MAX_NUM_TOKENS = 8192  # TensorRT-LLM's default max_num_tokens
+# trtllm-bench throughput's own settings (tensorrt_llm/bench/build/tuning.py): it sizes the KV cache from the
+# checkpoint's safetensors element count at the format's bytes, keeps 0.95 of the rest for it, caps the whole batch at
+# 4096 requests ("to avoid decoder buffer size becoming too large") and splits it over the pipeline stages
+TRTLLM_BENCH_MAX_REQUESTS = 4096
+TRTLLM_BENCH_KV_FRACTION = 0.95
+TRTLLM_BENCH_MAX_TOKENS = 32768
+# per weight format: safetensors elements per quantised weight in a ModelOpt checkpoint (NVFP4: two 4-bit values
+# packed in a byte and an fp8 scale per 16) and the bytes trtllm-bench counts every element at
+TRTLLM_BENCH_FORMATS = {"nvfp4": (1 / 2 + 1 / 16, 0.5), "fp8": (1.0, 1.0)}
 
 
 def vllm_default_batching(visible_GiB: float, gpu_name: str) -> tuple[int, int]:
@@ -349,3 +359,33 @@ def trtllm_kv_tokens(model: ModelSpec, kv_bytes: float, b_kv: float, tp: int = 1
         return 0
     block = kv_page_bytes(model, b_kv, tp, pp) / BLOCK_TOKENS * TRTLLM_BLOCK_TOKENS
     return math.floor(kv_bytes / block) * TRTLLM_BLOCK_TOKENS
+
+
+def trtllm_bench_settings(model: ModelSpec, device_GiB: float, weight_dtype: str, b_kv: float, tp: int, pp: int,
+                          input_len: int, output_len: int) -> tuple[int, int]:
+    """(max_batch_size, max_num_tokens) that `trtllm-bench throughput` picks for a run (calc_engine_setting and
+    finetune_setting in tensorrt_llm/bench/build/tuning.py). max_batch_size holds for each of the pp micro-batches,
+    so at most pp x max_batch_size requests are in flight: about 4096 however many stages share them.
+    device_GiB: one GPU's memory as NVML reports it."""
+    quantised, kept = quantised_and_kept_params(model)
+    elements, per_element = TRTLLM_BENCH_FORMATS.get(weight_dtype, (1.0, 2.0))
+    engine_GiB = (quantised * elements + kept) * per_element / GiB
+    kv_heads = max(tp, model.attention.num_kv_heads or model.attention.num_heads)
+    head = model.attention.head_dim or model.hidden_size // model.attention.num_heads
+    token_GiB = 2 * model.attention_layers * kv_heads * head * b_kv / GiB
+    requests = (device_GiB * tp * pp - engine_GiB) * TRTLLM_BENCH_KV_FRACTION / (token_GiB * (input_len + output_len))
+    batch = min(requests, TRTLLM_BENCH_MAX_REQUESTS) / pp
+    tokens = min(batch * (1 + input_len / output_len), TRTLLM_BENCH_MAX_TOKENS)
+    if batch < 256:
+        max_batch = max(64, 32 * math.ceil(batch / 32))
+    elif batch < 1024:
+        max_batch = 128 * math.ceil(batch / 128)
+    else:
+        max_batch = 256 * math.ceil(batch / 256)
+    if tokens < 4096:
+        max_tokens = max(2048, 256 * math.ceil(tokens / 256))
+    elif tokens < 8192:
+        max_tokens = 512 * math.ceil(tokens / 512)
+    else:
+        max_tokens = 1024 * math.ceil(tokens / 1024)
+    return max_batch, max_tokens

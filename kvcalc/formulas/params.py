@@ -183,15 +183,23 @@ def weight_bytes(model: ModelSpec, b_w: float) -> float:
     and MoE routers in bf16, as AWQ, GPTQ, compressed-tensors fp8 and ModelOpt checkpoints do (their
     quantization_config lists lm_head among the modules not converted), so those take 2 bytes whatever b_w is;
     so do the layer classes the model's quantization spec leaves out (gpt-oss quantises only its experts)."""
-    parts = params_breakdown(model)
+    quantised, kept = quantised_and_kept_params(model)
     if b_w >= UNQUANTISED_BYTES:
-        return parts["total"] * b_w
+        return (quantised + kept) * b_w
+    return quantised * b_w + kept * UNQUANTISED_BYTES
+
+
+def quantised_and_kept_params(model: ModelSpec) -> tuple[int, int]:
+    """(parameters a sub-16-bit format quantises, parameters a quantised checkpoint keeps in bf16): the embeddings,
+    lm_head (unless the model's quantization spec quantises it), norms, routers and the layer classes it leaves
+    out."""
+    parts = params_breakdown(model)
     kept = sum(parts.get(k, 0) for k in UNQUANTISED)
     if model.quantization is not None and model.quantization.lm_head:
         kept -= parts.get("lm_head", 0)
     kept += sum(parts.get(k, 0) for cls, keys in CLASS_PARTS.items() if cls not in model.quantized_classes
                 for k in keys)
-    return (parts["total"] - kept) * b_w + kept * UNQUANTISED_BYTES
+    return parts["total"] - kept, kept
 
 
 def routed_expert_bytes(model: ModelSpec, b_w: float) -> float:
