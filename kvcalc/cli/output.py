@@ -17,8 +17,9 @@ VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its pro
                     "without it), or auto, the one --vllm-version picks for the model. Your start-up log says which: "
                     "'[model_runner.py] Model loading took' is v2, '[gpu_model_runner.py]' v1")
 VLLM_VERSION_HELP = ("with --engine vllm: the vLLM release whose memory rule to follow, e.g. 0.11 or 0.30.1; it picks the "
-                     "model runner, whether NCCL's start-up buffers count (before 0.11) and whether sampling is "
-                     "sharded over TP (0.29 on) [default: latest, 0.30's rule]")
+                     "model runner, whether NCCL's start-up buffers count (before 0.11), whether the CUDA-graph "
+                     "estimate does (0.21 on) and whether sampling is sharded over TP (0.29 on) [default: latest, "
+                     "0.30's rule]")
 CUDA_GRAPH_HELP = ("with --engine vllm: the CUDA-graph estimate vLLM takes out of the KV pool from 0.21 (Model "
                    "Runner V2: from 0.29), in GiB per GPU, as its log prints it ('Estimated CUDA graph memory: X GiB'); "
                    "0 under --enforce-eager [default: not subtracted, and the pool is an upper bound]")
