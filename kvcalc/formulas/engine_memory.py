@@ -376,16 +376,11 @@ def trtllm_bench_settings(model: ModelSpec, device_GiB: float, weight_dtype: str
     requests = (device_GiB * tp * pp - engine_GiB) * TRTLLM_BENCH_KV_FRACTION / (token_GiB * (input_len + output_len))
     batch = min(requests, TRTLLM_BENCH_MAX_REQUESTS) / pp
     tokens = min(batch * (1 + input_len / output_len), TRTLLM_BENCH_MAX_TOKENS)
-    if batch < 256:
-        max_batch = max(64, 32 * math.ceil(batch / 32))
-    elif batch < 1024:
-        max_batch = 128 * math.ceil(batch / 128)
-    else:
-        max_batch = 256 * math.ceil(batch / 256)
-    if tokens < 4096:
-        max_tokens = max(2048, 256 * math.ceil(tokens / 256))
-    elif tokens < 8192:
-        max_tokens = 512 * math.ceil(tokens / 512)
-    else:
-        max_tokens = 1024 * math.ceil(tokens / 1024)
-    return max_batch, max_tokens
+    return (_round_up(batch, 64, ((256, 32), (1024, 128), (math.inf, 256))),
+            _round_up(tokens, 2048, ((4096, 256), (8192, 512), (math.inf, 1024))))
+
+
+def _round_up(value: float, floor: int, ladder: tuple[tuple[float, int], ...]) -> int:
+    """value rounded up to the step of the first (bound, step) of ladder it is under, and at least floor."""
+    step = next(step for bound, step in ladder if value < bound)
+    return max(floor, step * math.ceil(value / step))
