@@ -155,7 +155,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     flashinfer_sampler: GPUModelRunner samples with FlashInfer's top-k/top-p kernel (its log says so).
     cuda_graph_bytes: vLLM's CUDA-graph estimate per GPU (its log's 'Estimated CUDA graph memory'), subtracted
     where the version counts it; None where unknown (the pool is then an upper bound, and `notes` says so)."""
-    default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name)
+    default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, version)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
     runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
     non_torch = _non_torch_bytes(hw, max(tp, ep), nccl_in_budget=version < em.VLLM_NCCL_BEFORE_SNAPSHOT)

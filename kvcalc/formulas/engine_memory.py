@@ -83,7 +83,9 @@ Concurrency num_blocks / the blocks one request of L tokens takes in every group
             blocks.
 
 Defaults for `vllm serve` (vllm/engine/arg_utils.py, get_batch_defaults): a GPU showing >= 70 GiB that is not an
-A100 gets max_num_batched_tokens 8192 and max_num_seqs 1024; others 2048 and 256.
+A100 gets max_num_batched_tokens 8192 and max_num_seqs 1024; others 2048 and 256. From vLLM 0.28 (PR #51726) a GPU
+showing >= 160 GiB gets 16384 batched tokens (`device_memory >= 160 * GiB_bytes` with OPENAI_API_SERVER: 16384 at
+tag v0.28.0, as a tracing of that tag quotes it); its max_num_seqs is taken as the 1024 of the tier below.
 
 TensorRT-LLM gives the KV cache free_gpu_memory_fraction (0.9 by default) of the memory still free once the model
 and its runtime are loaded (TensorRT-LLM docs, "How to Change KV Cache Behavior"; it logs "Memory usage when
@@ -135,6 +137,8 @@ VLLM_MRV2_ALL = (0, 29)  # v0.29.0: Model Runner V2 for every model (PR #53183),
 # and V2's own CUDA-graph memory profiling (its release notes)
 VLLM_CUDA_GRAPH_ESTIMATE = (0, 21)  # GPUModelRunner takes its CUDA-graph estimate out of the budget by default
 LARGE_GPU_GIB = 70  # get_batch_defaults' threshold for the larger defaults
+HUGE_GPU_GIB = 160  # and, from 0.28, for 16384 batched tokens
+VLLM_BIGGER_BATCH = (0, 28)  # v0.28.0: PR #51726, 16384 batched tokens on GPUs showing >= 160 GiB
 BLACKWELL_SM100 = ("b200", "b300", "gb200", "gb300")  # vLLM's is_device_capability_family(100)
 STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
@@ -151,8 +155,11 @@ TRTLLM_BENCH_MAX_TOKENS = 32768
 TRTLLM_BENCH_FORMATS = {"nvfp4": (1 / 2 + 1 / 16, 0.5), "fp8": (1.0, 1.0)}
 
 
-def vllm_default_batching(visible_GiB: float, gpu_name: str) -> tuple[int, int]:
-    """(max_num_batched_tokens, max_num_seqs) that `vllm serve` picks for this GPU."""
+def vllm_default_batching(visible_GiB: float, gpu_name: str,
+                          version: tuple[int, int] = VLLM_LATEST) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) that `vllm serve` of `version` picks for this GPU."""
+    if version >= VLLM_BIGGER_BATCH and visible_GiB >= HUGE_GPU_GIB:
+        return 16384, 1024
     if visible_GiB >= LARGE_GPU_GIB and "a100" not in gpu_name.lower():
         return 8192, 1024
     return 2048, 256

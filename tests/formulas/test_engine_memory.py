@@ -40,6 +40,10 @@ def test_vllm_serve_defaults_follow_get_batch_defaults():
     assert em.vllm_default_batching(79.22, "h100-sxm") == (8192, 1024)
     assert em.vllm_default_batching(79.15, "a100-sxm-80gb") == (2048, 256)  # A100s keep the small defaults
     assert em.vllm_default_batching(44.4, "l40s") == (2048, 256)
+    # vLLM 0.28 (PR #51726): 16384 batched tokens on GPUs showing 160 GiB or more, such as a B200; not before
+    assert em.vllm_default_batching(178.4, "b200", (0, 28)) == (16384, 1024)
+    assert em.vllm_default_batching(178.4, "b200", (0, 27)) == (8192, 1024)
+    assert em.vllm_default_batching(139.8, "h200", (0, 30)) == (8192, 1024)
 
 
 def test_non_torch_memory_by_link_and_by_whether_nccl_counts():
