@@ -106,13 +106,13 @@ def score_bench(rows: list[dict], engine: str | None = None) -> list[dict]:
     vllm_version column gives the release the run used, whose memory rule vLLM rows then follow."""
     out = []
     for n, row in enumerate(rows, start=2):
+        run_engine = engine or row["engine"]
+        release = (row.get("vllm_version") or "latest") if run_engine == "vllm" else "latest"
         try:
             s = serve(row["model"], row["gpu"], input_len=int(row["input_len"]), output_len=int(row["output_len"]),
                       concurrency=float(row["concurrency"]), tp=int(row["tp"]), pp=int(row["pp"]),
-                      weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"], engine=engine or row["engine"],
-                      memory_utilization=float(row["memory_utilization"]), arrivals="waves",
-                      vllm_version=(row.get("vllm_version") or "latest") if (engine or row["engine"]) == "vllm"
-                      else "latest")
+                      weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"], engine=run_engine,
+                      memory_utilization=float(row["memory_utilization"]), arrivals="waves", vllm_version=release)
             for column, key in BENCH_METRICS.items():
                 measured = float(row[column])
                 out.append({"id": row["id"], "model": row["model"], "gpu": row["gpu"], "tp": int(row["tp"]),

@@ -194,12 +194,17 @@ def quantised_and_kept_params(model: ModelSpec) -> tuple[int, int]:
     lm_head (unless the model's quantization spec quantises it), norms, routers and the layer classes it leaves
     out."""
     parts = params_breakdown(model)
-    kept = sum(parts.get(k, 0) for k in UNQUANTISED)
-    if model.quantization is not None and model.quantization.lm_head:
-        kept -= parts.get("lm_head", 0)
-    kept += sum(parts.get(k, 0) for cls, keys in CLASS_PARTS.items() if cls not in model.quantized_classes
-                for k in keys)
+    kept = sum(parts.get(k, 0) for k in _kept_parts(model))
     return parts["total"] - kept, kept
+
+
+def _kept_parts(model: ModelSpec) -> set[str]:
+    """The params_breakdown parts a quantised checkpoint keeps in bf16."""
+    kept = set(UNQUANTISED) | {k for cls, keys in CLASS_PARTS.items() if cls not in model.quantized_classes
+                               for k in keys}
+    if model.quantization is not None and model.quantization.lm_head:
+        kept.discard("lm_head")
+    return kept
 
 
 def routed_expert_bytes(model: ModelSpec, b_w: float) -> float:
@@ -239,7 +244,7 @@ def _parts_bytes(model: ModelSpec, b_w: float, keys: tuple[str, ...]) -> float:
     parts = params_breakdown(model)
     if b_w >= UNQUANTISED_BYTES:
         return sum(parts.get(k, 0) for k in keys) * b_w
-    kept = set(UNQUANTISED) | {k for cls, ks in CLASS_PARTS.items() if cls not in model.quantized_classes for k in ks}
+    kept = _kept_parts(model)
     return sum(parts.get(k, 0) * (UNQUANTISED_BYTES if k in kept else b_w) for k in keys)
 
 
