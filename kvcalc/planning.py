@@ -184,9 +184,9 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         layers = em.vllm_pipeline_layers(spec.num_layers, pp)
         forward = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
         peaks = [forward] * (pp - 1) + [peak]
-        stages = [(w / tp, pk, em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, w / tp, pk,
-                                                          non_torch, graphs))
-                  for w, pk in zip(stage_weight_bytes(spec, p.b_w, layers), peaks)]
+        stages = [(w, pk, em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, w, pk, non_torch,
+                                                     graphs))
+                  for w, pk in zip(stage_weight_bytes(spec, p.b_w, layers, tp), peaks)]
         stage = min(range(pp), key=lambda i: stages[i][2] / layers[i])
         weights, peak, available = stages[stage]
         pool = available * max(layers) / layers[stage]

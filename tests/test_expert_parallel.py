@@ -18,8 +18,12 @@ ROUTED = 58 * 256 * 3 * 7168 * 2048
 def test_experts_spread_over_ep_gpus_the_rest_replicated():
     m = load_model("deepseek-v3")
     assert weight_bytes_per_gpu(m, 2.0, 1, 1, 8) == pytest.approx((total_params(m) - ROUTED) * 2 + ROUTED * 2 / 8)
-    # tp 2 inside: the non-expert part halves, the experts stay 1 / ep
-    assert weight_bytes_per_gpu(m, 2.0, 2, 1, 8) == pytest.approx((total_params(m) - ROUTED) * 2 / 2 + ROUTED * 2 / 8)
+    # tp 2 inside: the non-expert part halves, the experts stay 1 / ep, and both GPUs keep whole what tensor
+    # parallelism does not split: the norms (123 of 7168, 61 x (512 + 1536) on the MLA latents), the routers
+    # (58 x 7168 x 256) and MLA's q_a and kv_a projections (61 x 7168 x (1536 + 576))
+    whole = 123 * 7168 + 61 * 2048 + 58 * 7168 * 256 + 61 * 7168 * 2112
+    assert weight_bytes_per_gpu(m, 2.0, 2, 1, 8) == pytest.approx(
+        (total_params(m) - ROUTED) * 2 / 2 + ROUTED * 2 / 8 + whole * 2 / 2)
 
 
 def test_each_replica_holds_its_own_sequences_and_the_moe_layers_exchange_tokens():

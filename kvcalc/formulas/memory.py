@@ -1,6 +1,7 @@
 """Device memory a workload needs, against what the device offers (per GPU of a tensor-parallel group of tp).
 
-required = weights / tp + KV cache of B sequences at max(S, P) tokens * kv shard + activation reserve / tp
+required = weights / tp (+ what every GPU keeps whole) + KV cache of B sequences at max(S, P) tokens * kv shard
+           + activation reserve / tp
 usable   = capacity * utilisation (default 0.9, as vLLM's gpu_memory_utilization)
 The activation reserve is the workspace of one prefill chunk (default 8192 tokens), whatever the batch: engines
 prefill in chunks of at most max_num_batched_tokens and reserve that peak once (vLLM's profiling run does). Every

@@ -15,8 +15,9 @@ dispatches a GPU's tokens to the experts' GPUs and combines the results: two all
 (B / dp) x top_k x d x b_a x (ep - 1) / ep bytes each way, one way over the link. At ep = tp (one replica) every
 GPU already holds every token, and the experts' outputs are all-reduced as under tensor parallelism.
 
-Per GPU: weights / tp; KV heads max(g / tp, 1) (replicated when g < tp); MLA's one latent is replicated on
-every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a bytes and costs
+Per GPU: weights / tp, but for the norms, MoE routers, MLA's q_a and kv_a projections and, when g < tp, one
+whole KV head's k and v projections, which every GPU keeps whole (params.tp_whole_bytes); KV heads max(g / tp, 1)
+(replicated when g < tp); MLA's one latent is replicated on every GPU (not split by sequence here). Each all-reduce moves B * q * d * b_a bytes and costs
 2 (tp - 1) / tp * bytes / link bandwidth (ring). Datasheets give the link's bidirectional total (NVLink 4:
 900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half. A switch (NVSwitch) gives any
 group that whole bandwidth; a fully connected mesh without one (MI300X: 7 Infinity Fabric links, 896 GB/s in all)

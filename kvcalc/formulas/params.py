@@ -213,18 +213,48 @@ def routed_expert_bytes(model: ModelSpec, b_w: float) -> float:
 
 
 def weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int = 1, pp: int = 1, ep: int = 1) -> float:
-    """Weight bytes on one GPU of a tp x pp deployment [B]: everything / tp at pp = 1; with pipeline stages, the
-    heaviest stage's ceil(L / pp) layers plus the larger of the embedding (first stage) and lm_head (last stage;
-    a tied lm_head is a copy of the embedding there). With ep > 1 (expert parallel, pp = 1): the routed experts
-    / ep, the rest / tp."""
+    """Weight bytes on one GPU of a tp x pp deployment [B]: everything / tp at pp = 1, plus what tensor parallelism
+    keeps whole on every GPU (tp_whole_bytes); with pipeline stages, the heaviest stage's ceil(L / pp) layers plus
+    the larger of the embedding (first stage) and lm_head (last stage; a tied lm_head is a copy of the embedding
+    there). With ep > 1 (expert parallel, pp = 1): the routed experts / ep, the rest / tp."""
+    whole = tp_whole_bytes(model, b_w, tp)
     if ep > 1:  # experts spread over ep GPUs; everything else replicated in each tp group (pipeline stages aside)
         routed = routed_expert_bytes(model, b_w)
-        return (weight_bytes(model, b_w) - routed) / tp + routed / ep
+        return (weight_bytes(model, b_w) - routed) / tp + routed / ep + whole
     if pp == 1:
-        return weight_bytes(model, b_w) / tp
+        return weight_bytes(model, b_w) / tp + whole
     embed, head, layers = _edges_and_layers(model, b_w)
     stage = math.ceil(model.num_layers / pp) / model.num_layers
-    return (layers * stage + max(embed, head)) / tp
+    return (layers * stage + max(embed, head)) / tp + whole * stage
+
+
+def tp_whole_bytes(model: ModelSpec, b_w: float, tp: int) -> float:
+    """Bytes each GPU of a tensor-parallel group holds beyond its 1 / tp share of the weights [B] (0 at tp = 1).
+
+    vLLM splits the projections over the group but keeps some weights whole on every GPU: the RMSNorm weights, the
+    MoE router (a ReplicatedLinear) and MLA's q_a and kv_a projections (built with disable_tp); and its
+    QKVParallelLinear gives each GPU one whole KV head when the group outnumbers the g KV heads
+    (num_kv_head_replicas = tp / g): the k and v projections of one head, not g / tp of them. kvcalc takes the
+    same split for every engine. On the public vLLM 0.10.2 log of Qwen3-235B-A22B-FP8 at TP 8 on L40S GPUs this is
+    0.13 GiB a GPU (the router, 94 x 128 x 4096 in bf16, and the KV heads held twice over), which brings the
+    weights to 0.07 GiB short of the 27.72 GiB logged, from 0.20."""
+    if tp <= 1:
+        return 0.0
+    parts, kept = params_breakdown(model), _kept_parts(model) if b_w < UNQUANTISED_BYTES else set()
+
+    def stored(part: str, n: float) -> float:
+        return n * (UNQUANTISED_BYTES if part in kept else b_w)
+
+    attn, d, layers = model.attention, model.hidden_size, model.attention_layers
+    in_linears = attention_in_linears(attn, d)
+    whole = stored("norms", parts["norms"]) + stored("moe/router", parts.get("moe/router", 0))
+    if attn.kind == "mla":
+        whole += stored("attention/qkv", layers * sum(x.params for x in in_linears if x.name in ("q_a", "kv_a")))
+        return whole * (1 - 1 / tp)
+    g = attn.num_kv_heads or attn.num_heads
+    heads = max(g / tp, 1) - g / tp  # KV heads a GPU holds beyond its share
+    per_head = sum(x.params for x in in_linears if x.name in ("k", "v")) / g
+    return whole * (1 - 1 / tp) + stored("attention/qkv", layers * per_head * heads)
 
 
 def _edges_and_layers(model: ModelSpec, b_w: float) -> tuple[float, float, float]:
@@ -263,13 +293,16 @@ def layer_weight_bytes(model: ModelSpec, b_w: float) -> list[float]:
     return [common + (mlp / k if i < k else experts / (n - k)) for i in range(n)]
 
 
-def stage_weight_bytes(model: ModelSpec, b_w: float, stage_layers: list[int]) -> list[float]:
-    """Weight bytes of each pipeline stage holding the next stage_layers[i] layers in order [B]: the first with the
-    embedding, the last with the lm_head and final norm, each layer at its own bytes (layer_weight_bytes)."""
+def stage_weight_bytes(model: ModelSpec, b_w: float, stage_layers: list[int], tp: int = 1) -> list[float]:
+    """Weight bytes one GPU of each pipeline stage holds, the stage holding the next stage_layers[i] layers in order
+    [B]: the first with the embedding, the last with the lm_head and final norm, each layer at its own bytes
+    (layer_weight_bytes), / tp with what tensor parallelism keeps whole (tp_whole_bytes) in proportion to the
+    stage's layers."""
     embed, head, _ = _edges_and_layers(model, b_w)
     per_layer = layer_weight_bytes(model, b_w)
+    whole = tp_whole_bytes(model, b_w, tp) / model.num_layers
     starts = [sum(stage_layers[:i]) for i in range(len(stage_layers))]
     out = [sum(per_layer[a:a + n]) for a, n in zip(starts, stage_layers)]
     out[0] += embed
     out[-1] += head
-    return out
+    return [w / tp + whole * n for w, n in zip(out, stage_layers)]

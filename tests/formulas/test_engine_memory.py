@@ -157,9 +157,10 @@ def test_llama_70b_fp8_on_two_h100s_under_vllm_0_11_against_its_log():
     assert new["model_runner"] == "v1" and new["profile_peak_bytes"] == pytest.approx(sampler)
     assert new["non_torch_bytes"] == pytest.approx(0.56 * GiB) and old["non_torch_bytes"] == pytest.approx(1.95 * GiB)
     # weights by hand, over TP 2: 80 layers of fp8 linears (q, k, v, o: 8192 x (8192 + 2 x 1024 + 8192); gate, up,
-    # down: 3 x 8192 x 28,672) at 1 byte, the bf16 embedding and lm_head (2 x 128,256 x 8192) and norms (161 x 8192)
+    # down: 3 x 8192 x 28,672) at 1 byte and the bf16 embedding and lm_head (2 x 128,256 x 8192) split in two; the
+    # bf16 norms (161 x 8192) whole on both GPUs
     linears = 80 * (8192 * (8192 + 2 * 1024 + 8192) + 3 * 8192 * 28672)
-    weights = (linears * 1 + (2 * 128256 * 8192 + 161 * 8192) * 2) / 2
+    weights = (linears * 1 + 2 * 128256 * 8192 * 2) / 2 + 161 * 8192 * 2
     assert new["weights_bytes_per_gpu"] == pytest.approx(weights)
     assert weights / GiB == pytest.approx(33.88, rel=0.01)  # as logged
     by_hand = 0.9 * 79.22 * GiB - weights - sampler - 0.56 * GiB  # the spec's 79.22 GiB
@@ -181,7 +182,10 @@ def test_qwen3_32b_on_two_rtx_pro_6000s_under_vllm_0_27_against_its_log():
     vllm = plan["engine_memory"]
     assert vllm["model_runner"] == "v2" and (vllm["max_num_batched_tokens"], vllm["max_num_seqs"]) == (8192, 1024)
     assert vllm["profile_peak_bytes"] == 8192 * (3 * 5120 + 3 * 25600 // 2) * 2
-    weights = 32_762_123_264 * 2 / 2  # Qwen3-32B's parameters (counted in test_params), bf16, over TP 2
+    # Qwen3-32B's parameters (counted in test_params), bf16, over TP 2, but for the norms each GPU keeps whole:
+    # 64 layers' two norms of 5120 and per-head q and k norms of 128, and the final norm
+    norms = (64 * 2 + 1) * 5120 + 64 * 2 * 128
+    weights = (32_762_123_264 - norms) * 2 / 2 + norms * 2
     by_hand = 0.426 * 95.01 * GiB - weights - 8192 * 53760 * 2 - 0.25 * GiB
     assert vllm["weights_bytes_per_gpu"] == pytest.approx(weights)
     assert vllm["available_kv_bytes"] == pytest.approx(by_hand)
@@ -213,14 +217,17 @@ def test_deepseek_v2_lite_tp2_pp2_on_l4s_binds_on_its_first_stage_as_logged():
     PCIe. Its weights, from config.json: the embedding (102,400 x 2048), 14 layers' MLA attention and norms
     (13,767,168 each: the 15,287,051,776 layer parameters less the MLP and the experts, over 27), layer 0's dense MLP
     (3 x 2048 x 10944, first_k_dense_replace 1) and 13 MoE layers (66 experts of 3 x 2048 x 1408, 64 routed and 2
-    shared, and a 2048 x 64 router each), in bf16."""
+    shared, and a 2048 x 64 router each), in bf16, over TP 2; each GPU keeps whole what vLLM does not split: the
+    stage's 14 / 27 of the kv_a projections (27 x 2048 x 576), the routers (26 x 2048 x 64) and the norms (55 x 2048
+    and 27 KV-latent norms of 512)."""
     plan = capacity("deepseek-v2-lite", "l4", context=1024, gpus=2, pp=2, engine="vllm")
     vllm = plan["engine_memory"]
     assert vllm["binding_pipeline_stage"] == 0
     moe_layer = 66 * 3 * 2048 * 1408 + 2048 * 64
     attention = (15_287_051_776 - 3 * 2048 * 10944 - 26 * moe_layer) / 27
     assert attention == 13_767_168
-    weights = (102_400 * 2048 + 14 * attention + 3 * 2048 * 10944 + 13 * moe_layer) * 2 / 2
+    whole = 27 * 2048 * 576 + 26 * 2048 * 64 + 55 * 2048 + 27 * 512
+    weights = (102_400 * 2048 + 14 * attention + 3 * 2048 * 10944 + 13 * moe_layer) * 2 / 2 + whole * (1 - 1 / 2) * 14 / 27 * 2
     by_hand = 0.9 * 22.04 * GiB - weights - 2048 * (3 * 2048 + 6 * (3 * 1408 // 2 + 2048)) * 2 - 0.25 * GiB
     assert vllm["weights_bytes_per_gpu"] == pytest.approx(weights)
     assert vllm["available_kv_bytes"] == pytest.approx(by_hand)
@@ -280,6 +287,24 @@ def test_qwen3_235b_fp8_on_four_h100s_against_vllm_log():
     assert vllm["kv_tokens"] == pytest.approx(178880, rel=0.10)
     assert plan["kv_budget_bytes_per_gpu"] == vllm["available_kv_bytes"]
     assert plan["max_sequences_at_context"] == math.floor(vllm["max_concurrency"])
+
+
+def test_every_tensor_parallel_gpu_keeps_norms_routers_mla_down_projections_and_a_kv_head_whole():
+    """The README's figures: 0.13 GiB a GPU for Qwen3-235B in fp8 at TP 8 (routers 94 x 4096 x 128 and norms in bf16,
+    7/8 of them beyond an even split; each GPU's KV head in fp8, 4 / 8 of a head beyond its share), 0.93 GiB for
+    DeepSeek-V3 in fp8 at TP 8 (MLA's q_a and kv_a, 61 x 7168 x (1536 + 576) in fp8, the routers, 58 x 7168 x 256,
+    and norms in bf16, 7/8 of them beyond an even split)."""
+    from kvcalc.formulas.params import tp_whole_bytes
+
+    qwen = 94 * (4096 * 128 * 2 + (2 * 4096 + 2 * 128) * 2) + 4096 * 2
+    assert tp_whole_bytes(load_model("qwen3-235b-a22b"), 1.0, 8) == pytest.approx(
+        qwen * 7 / 8 + 94 * 2 * 4096 * 128 * (1 - 4 / 8))
+    deepseek = 61 * 7168 * 2112 + (58 * 7168 * 256 + 123 * 7168 + 61 * (512 + 1536)) * 2
+    assert tp_whole_bytes(load_model("deepseek-v3"), 1.0, 8) == pytest.approx(deepseek * 7 / 8)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert (f"{tp_whole_bytes(load_model('qwen3-235b-a22b'), 1.0, 8) / GiB:.2f} GiB a GPU for Qwen3-235B at TP 8, "
+            f"{tp_whole_bytes(load_model('deepseek-v3'), 1.0, 8) / GiB:.2f} GiB for DeepSeek-V3 in fp8 at TP 8") in readme
+    assert tp_whole_bytes(load_model("llama-3-8b"), 2.0, 1) == 0
 
 
 def test_visible_memory_cannot_exceed_capacity(tmp_path):
