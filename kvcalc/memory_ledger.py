@@ -6,7 +6,8 @@ memory comes from the log, as it does for vLLM. Errors are (predicted - logged) 
 the log prints one (else the available KV memory) and on the maximum concurrency. Rows marked `fit` set a constant
 of the rule and are reported apart; `held-out` rows set nothing. `model_runner` is the runner the log shows (v0: the
 V0 worker; v1: GPUModelRunner; v2: Model Runner V2), which sets how the sampler is profiled, and an optional
-`sampler` column says "flashinfer" where the log says "Using FlashInfer for top-p & top-k sampling"; `vllm` starts
+`sampler` column says "flashinfer" where the log says "Using FlashInfer for top-p & top-k sampling", and an optional
+`ep` column the expert-parallel size of a run with --enable-expert-parallel (tp x dp GPUs; empty: 1); `vllm` starts
 with the release, which sets whether NCCL's start-up buffers count.
 """
 
@@ -36,11 +37,11 @@ def predict(row: dict) -> dict:
     """kvcalc's figures for one logged start-up, by the rule `capacity --engine vllm` uses (planning.vllm_memory)
     with the device total the log printed."""
     spec, hw = load_model(row["model"]), load_gpu(row["gpu"])
-    tp, pp = int(row["tp"]), int(row["pp"])
+    tp, pp, ep = int(row["tp"]), int(row["pp"]), int(row.get("ep") or 1)
     t, r, length = int(row["max_num_batched_tokens"]), int(row["max_num_seqs"]), int(row["max_model_len"])
     visible, utilization = float(row["visible_GiB"]), float(row["gpu_memory_utilization"])
     runner, sampler = row["model_runner"], (row.get("sampler") or "").strip()
-    if (min(tp, pp, t, r, length) < 1 or not (0 < visible < 1e6 and 0 < utilization <= 1)
+    if (min(tp, pp, ep, t, r, length) < 1 or not (0 < visible < 1e6 and 0 < utilization <= 1)
             or runner not in em.MODEL_RUNNERS or sampler not in ("", "flashinfer")):
         raise ValueError("counts must be >= 1, visible_GiB positive, gpu_memory_utilization in (0, 1], "
                          "model_runner v0, v1 or v2 and sampler empty or flashinfer")
@@ -48,7 +49,7 @@ def predict(row: dict) -> dict:
     version = check_vllm_version((row["vllm"].split() or [""])[0], "vllm")
     e = vllm_memory(spec, hw.model_copy(update={"visible_memory_GiB": visible}),
                     precision(row["weight_dtype"], row["kv_dtype"]), tp, context=length, memory_utilization=utilization,
-                    max_num_batched_tokens=t, max_num_seqs=r, pp=pp, runner=runner, version=version,
+                    max_num_batched_tokens=t, max_num_seqs=r, pp=pp, ep=ep, runner=runner, version=version,
                     flashinfer_sampler=sampler == "flashinfer")
     return {
         "weights_GiB": e["weights_bytes_per_gpu"] / GiB, "profile_peak_GiB": e["profile_peak_bytes"] / GiB,
@@ -72,7 +73,7 @@ def score(rows: list[dict]) -> list[dict]:
         except KvcalcError as e:
             raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): {e}") from None
         except (ValueError, TypeError, ZeroDivisionError) as e:
-            raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): expected numbers in visible_GiB, tp, pp, "
+            raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): expected numbers in visible_GiB, tp, pp, ep, "
                               f"gpu_memory_utilization, max_model_len, max_num_batched_tokens and max_num_seqs; "
                               f"v0, v1 or v2 in model_runner; empty or flashinfer in sampler "
                               f"({str(e).splitlines()[0]})") from None

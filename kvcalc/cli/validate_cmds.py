@@ -51,13 +51,19 @@ def print_ledger(rows: list[dict], table: list[dict], summary_rows: list[dict], 
         print_rows({"rows": rows, "summary": summary_rows}, "", format)
 
 
+def _parallel(row: dict) -> str:
+    """A ledger row's parallelism as the table shows it: tp, tp x pp, and the expert-parallel size where there is one."""
+    tp = row["tp"] if row["pp"] == "1" else f"{row['tp']}x{row['pp']}"
+    return tp if (row.get("ep") or "1") == "1" else f"{tp} ep{row['ep']}"
+
+
 def engine_memory_cli(path: Path, format) -> None:
     """Score kvcalc's vLLM memory rule against vLLM's start-up logs: one row each, then the summary."""
     from kvcalc.memory_ledger import read_rows, score, summary
 
     results = score(read_rows(path))
     rows = [{"source": r["source"].rsplit("/", 2)[-1], "vllm": r["vllm"], "model": r["model"],
-             "tp": r["tp"] if r["pp"] == "1" else f"{r['tp']}x{r['pp']}",
+             "tp": _parallel(r),
              "logged_kv_tokens": r["logged_kv_tokens"] or None, "kv_tokens": r["kv_tokens"],
              "logged_available_GiB": r["logged_available_GiB"] or None, "available_GiB": round(r["available_GiB"], 2),
              "runner": r["model_runner"], "error_pct": r["error_pct"], "role": r["role"]} for r in results]

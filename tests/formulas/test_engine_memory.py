@@ -109,10 +109,10 @@ def test_kv_tokens_are_whole_blocks():
 
 def test_ledger_figures_in_the_readme_and_the_worst_held_out_row_within_10_percent():
     """The README quotes the ledger's summary; the issue's targets are 3 % median and 10 % worst on held-out rows
-    (0.7 % and 8.2 % over twelve)."""
+    (0.3 % and 8.2 % over thirteen)."""
     results = score(read_rows(LEDGER))
     held = [abs(r["error_pct"]) for r in results if r["role"] == "held-out"]
-    assert len(held) == 12 and max(held) < 10 and statistics.median(held) < 3
+    assert len(held) == 13 and max(held) < 10 and statistics.median(held) < 3
     rows = {r["rows"]: r for r in summary(results)}
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert (f"held-out median {rows['held-out']['median_abs_error_pct']} %, worst "
@@ -263,7 +263,7 @@ def test_generic_rule_misses_the_held_out_pools_by_what_the_readme_says():
         if row["role"] != "held-out":
             continue
         plan = capacity(row["model"], row["gpu"], context=int(row["max_model_len"]), gpus=int(row["tp"]),
-                        pp=int(row["pp"]), weight_dtype=row["weight_dtype"],
+                        pp=int(row["pp"]), ep=int(row["ep"] or 1), weight_dtype=row["weight_dtype"],
                         memory_utilization=float(row["gpu_memory_utilization"]), engine="roofline")
         logged = float(row["logged_available_GiB"]) * GiB
         errors.append((plan["kv_budget_bytes_per_gpu"] - logged) / logged * 100)
@@ -271,7 +271,7 @@ def test_generic_rule_misses_the_held_out_pools_by_what_the_readme_says():
     misses = [abs(e) for e in errors]
     high = sum(e > 0 for e in errors)
     assert f"by a median {statistics.median(misses):.0f} % and up to {max(misses):.0f} %, high on {high}" in readme
-    assert high == 9  # all but DeepSeek-V2-Lite at TP 2 x PP 2, 0.6 % low
+    assert high == 10  # all but DeepSeek-V2-Lite at TP 2 x PP 2 and Qwen2-7B at 0.25 and 0.5, 0.5-1.9 % low
 
 
 def test_qwen3_235b_fp8_on_four_h100s_against_vllm_log():
@@ -287,6 +287,35 @@ def test_qwen3_235b_fp8_on_four_h100s_against_vllm_log():
     assert vllm["kv_tokens"] == pytest.approx(178880, rel=0.10)
     assert plan["kv_budget_bytes_per_gpu"] == vllm["available_kv_bytes"]
     assert plan["max_sequences_at_context"] == math.floor(vllm["max_concurrency"])
+
+
+def test_qwen3_235b_fp8_at_tp_8_with_expert_parallel_on_l40s_against_its_log():
+    """tim-roethig/ai-platform's vLLM 0.10.2 log (held out): Qwen3-235B-A22B-Instruct-2507-FP8, --tensor-parallel-size
+    8 --enable-expert-parallel on 8 x L40S over PCIe, defaults otherwise (0.9; 2048 batched tokens, as logged, and 256
+    sequences for a 44 GiB GPU). Each worker logs 'Free memory on device (43.93/44.42 GiB)', '27.72 GiB for weight,
+    1.4 GiB for peak activation, 0.21 GiB for non-torch memory'; the engine keeps 14,834 blocks, 237,344 tokens, 7.24x
+    at 32,768. By hand from config.json (d 4096, 94 layers, 64 query heads and 4 KV heads of 128, 128 experts of
+    3 x 4096 x 1536, vocab 151,936): the fp8 projections and experts, the bf16 embedding and lm_head over 8 GPUs;
+    whole on each GPU the bf16 routers and norms and, the 8 GPUs outnumbering the 4 KV heads, one KV head's k and v."""
+    plan = capacity("qwen3-235b-a22b", "l40s", context=32768, gpus=8, ep=8, weight_dtype="fp8", engine="vllm",
+                    vllm_version="0.10.2")
+    vllm = plan["engine_memory"]
+    assert (vllm["max_num_batched_tokens"], vllm["max_num_seqs"], vllm["model_runner"]) == (2048, 256, "v1")
+    d, layers, vocab = 4096, 94, 151936
+    split = 2 * vocab * d * 2 + layers * (2 * d * 64 * 128 + 128 * 3 * d * 1536) * 1  # over the 8 GPUs
+    whole = layers * (d * 128 * 2 + ((2 + 1 / layers) * d + 2 * 128) * 2) + layers * 2 * d * 128 * 1
+    weights = split / 8 + whole  # routers and norms in bf16, one KV head's k and v in fp8
+    assert vllm["weights_bytes_per_gpu"] == pytest.approx(weights, rel=1e-12)
+    assert weights / GiB == pytest.approx(27.72, abs=0.08)  # as logged; 0.20 GiB short without what stays whole
+    sampler = 256 * vocab * 38.92  # GPUModelRunner's sort (FlashInfer not installed), over the forward's 0.31 GiB
+    assert vllm["profile_peak_bytes"] == pytest.approx(sampler) and sampler / GiB == pytest.approx(1.4, abs=0.02)
+    by_hand = 0.9 * 44.42 * GiB - weights - sampler - 0.25 * GiB  # non-torch: 0.16 + 0.09 over PCIe
+    assert vllm["available_kv_bytes"] == pytest.approx(by_hand)
+    per_token = layers * 1 * 128 * 2 * 2  # one KV head a GPU
+    assert vllm["kv_tokens"] == 16 * math.floor(by_hand / (16 * per_token))
+    assert vllm["available_kv_bytes"] / GiB == pytest.approx(10.64, rel=0.01)
+    assert vllm["kv_tokens"] == pytest.approx(237_344, rel=0.01)
+    assert vllm["max_concurrency"] == pytest.approx(7.24, rel=0.01)
 
 
 def test_every_tensor_parallel_gpu_keeps_norms_routers_mla_down_projections_and_a_kv_head_whole():
@@ -342,6 +371,23 @@ def test_ledger_bad_rows_are_one_line_errors(tmp_path, cell, says):
     bad.write_text(header + "\n" + first.replace(",79.22,", f",{cell},", 1) + "\n")
     r = CliRunner().invoke(app, ["validate", "--engine-memory", str(bad)])
     assert r.exit_code == 2 and says in r.output and "row 2" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("ep", ["0", "two"])
+def test_ledger_expert_parallel_column_takes_a_count(tmp_path, ep):
+    """The optional ep column (empty: 1) is a count like tp and pp; the table shows it beside them."""
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    header, first = LEDGER.read_text().splitlines()[:2]
+    assert ",tp,pp,ep," in header and ",79.22,1,1,,0.90," in first
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "\n" + first.replace(",79.22,1,1,,0.90,", f",79.22,1,1,{ep},0.90,", 1) + "\n")
+    r = CliRunner().invoke(app, ["validate", "--engine-memory", str(bad)])
+    assert r.exit_code == 2 and "ep" in r.output and "row 2" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["validate", "--engine-memory", str(LEDGER), "-f", "json"])
+    assert [row["tp"] for row in json.loads(r.stdout)["rows"]][-1] == "8 ep8"
 
 
 def test_sglang_pool_against_its_log():
