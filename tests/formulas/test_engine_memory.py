@@ -109,10 +109,10 @@ def test_kv_tokens_are_whole_blocks():
 
 def test_ledger_figures_in_the_readme_and_the_worst_held_out_row_within_10_percent():
     """The README quotes the ledger's summary; the issue's targets are 3 % median and 10 % worst on held-out rows
-    (0.3 % and 8.2 % over thirteen)."""
+    (0.4 % and 8.2 % over fourteen)."""
     results = score(read_rows(LEDGER))
     held = [abs(r["error_pct"]) for r in results if r["role"] == "held-out"]
-    assert len(held) == 13 and max(held) < 10 and statistics.median(held) < 3
+    assert len(held) == 14 and max(held) < 10 and statistics.median(held) < 3
     rows = {r["rows"]: r for r in summary(results)}
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert (f"held-out median {rows['held-out']['median_abs_error_pct']} %, worst "
@@ -271,7 +271,7 @@ def test_generic_rule_misses_the_held_out_pools_by_what_the_readme_says():
     misses = [abs(e) for e in errors]
     high = sum(e > 0 for e in errors)
     assert f"by a median {statistics.median(misses):.0f} % and up to {max(misses):.0f} %, high on {high}" in readme
-    assert high == 10  # all but DeepSeek-V2-Lite at TP 2 x PP 2 and Qwen2-7B at 0.25 and 0.5, 0.5-1.9 % low
+    assert high == 11  # all but DeepSeek-V2-Lite at TP 2 x PP 2 and Qwen2-7B at 0.25 and 0.5, 0.5-1.9 % low
 
 
 def test_qwen3_235b_fp8_on_four_h100s_against_vllm_log():
@@ -387,7 +387,7 @@ def test_ledger_expert_parallel_column_takes_a_count(tmp_path, ep):
     r = CliRunner().invoke(app, ["validate", "--engine-memory", str(bad)])
     assert r.exit_code == 2 and "ep" in r.output and "row 2" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["validate", "--engine-memory", str(LEDGER), "-f", "json"])
-    assert [row["tp"] for row in json.loads(r.stdout)["rows"]][-1] == "8 ep8"
+    assert [row["tp"] for row in json.loads(r.stdout)["rows"]][-2:] == ["8 ep8", "2 ep2"]
 
 
 def test_sglang_pool_against_its_log():
