@@ -336,6 +336,24 @@ def test_every_tensor_parallel_gpu_keeps_norms_routers_mla_down_projections_and_
     assert tp_whole_bytes(load_model("llama-3-8b"), 2.0, 1) == 0
 
 
+def test_what_the_weights_still_miss_is_about_vllms_rope_cache():
+    """The README's account of what kvcalc's weights still miss: vLLM's RoPE cos/sin cache, positions x rotary width x
+    2 bytes a GPU, not counted. llm-d's vLLM 0.11.0 log of Llama-3.1-8B shows 14.99 GiB of weights against kvcalc's
+    14.96; the TP 8 L40S row 27.72 against 27.65 (the rest there: the fp8 checkpoint's 128 x 128 block scales)."""
+    from kvcalc.formulas.params import weight_bytes_per_gpu
+
+    def rope(positions, width=128):
+        return positions * width * 2 / GiB
+
+    llama = weight_bytes_per_gpu(load_model("llama-3.1-8b"), 2.0) / GiB
+    assert round(llama, 2) == 14.96 and 14.99 - llama == pytest.approx(rope(131_072), abs=0.006)
+    qwen = weight_bytes_per_gpu(load_model("qwen3-235b-a22b"), 1.0, 8, 1, 8) / GiB
+    assert round(qwen, 2) == 27.65 and 27.72 - qwen == pytest.approx(rope(262_144), abs=0.011)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "(llm-d's log: 14.99 GiB of weights, kvcalc 14.96)" in readme
+    assert f"it would come to {rope(10_485_760):.1f} GiB a GPU" in readme
+
+
 def test_visible_memory_cannot_exceed_capacity(tmp_path):
     from kvcalc.errors import KvcalcError
 
