@@ -99,6 +99,14 @@ def _windows(c: Config, model_type: str, layers: int) -> dict:
     return {"sliding_window": window}
 
 
+def _rotary(c: Config, head_dim: int, factor_key: str = "partial_rotary_factor") -> dict:
+    """attention.rotary_dim where RoPE turns part of each head (partial_rotary_factor; GPT-NeoX's rotary_pct)."""
+    factor = c.data.get(factor_key, 1.0)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+        raise KvcalcError(f"{c.source}: {factor_key}: expected a fraction in (0, 1], got {factor!r:.40}")
+    return {} if factor == 1 else {"rotary_dim": int(head_dim * factor)}
+
+
 def _llama_like(c: Config, model_type: str) -> dict:
     layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     kv = c.int("num_key_value_heads", heads)
@@ -115,7 +123,7 @@ def _llama_like(c: Config, model_type: str) -> dict:
             "kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
             "qkv_bias": qwen2 or c.bool("attention_bias", False), "out_bias": c.bool("attention_bias", False),
             "qk_norm": model_type in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text"),
-            **_windows(c, model_type, layers),
+            **_rotary(c, head_dim), **_windows(c, model_type, layers),
         },
         "mlp": {
             "kind": "gated", "intermediate_size": c.need("intermediate_size")[0], "bias": c.bool("mlp_bias", False),
@@ -205,7 +213,8 @@ def _nemotron_h(c: Config) -> dict:
         "tie_word_embeddings": c.bool("tie_word_embeddings", False), "norms_per_layer": 1,
         "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv,
                       "head_dim": c.int("head_dim") or c.int("attention_head_dim") or d // heads,
-                      "qkv_bias": c.bool("attention_bias", False), "out_bias": c.bool("attention_bias", False)},
+                      "qkv_bias": c.bool("attention_bias", False), "out_bias": c.bool("attention_bias", False),
+                      "rotary_dim": 0},  # no rotary embedding (vLLM's NemotronHAttention)
         "mlp": {"kind": "plain", "intermediate_size": c.need("intermediate_size")[0], "bias": c.bool("mlp_bias", False),
                 "activation": str(c.data.get("mlp_hidden_act") or "relu2")},
     }
@@ -234,6 +243,7 @@ def _jamba(c: Config) -> dict:
     spec = _llama_like(c, "llama")
     layers, d = spec["num_layers"], spec["hidden_size"]
     spec["max_position_embeddings"] = spec["max_position_embeddings"] or c.int("n_ctx")  # Jamba-v0.1's name for it
+    spec["attention"]["rotary_dim"] = 0  # no positional encoding in its attention layers
     attention = _period_count(c, layers, "attn_layer_period", "attn_layer_offset", 8, 4)
     rank = c.data.get("mamba_dt_rank", "auto")
     rank = -(-d // 16) if rank == "auto" else c.int("mamba_dt_rank")
@@ -290,6 +300,8 @@ def _minimax(c: Config) -> dict:
     every = full[0] + 1 if full else None
     periodic = every is not None and full == list(range(every - 1, layers, every))
     dh = spec["attention"]["head_dim"]
+    if c.int("rotary_dim"):  # MiniMax names the rotated width itself
+        spec["attention"]["rotary_dim"] = c.int("rotary_dim")
     spec["linear_attention"] = {
         "kind": "linear", "num_key_heads": heads, "num_value_heads": heads, "key_head_dim": dh, "value_head_dim": dh,
         "output_gate": True, "norm": "full", **({"full_every": every} if periodic else {"layers": layers - len(full)}),
@@ -348,7 +360,8 @@ def _falcon(c: Config) -> dict:
         "tie_word_embeddings": c.bool("tie_word_embeddings", True),
         "norm": "layernorm", "norm_bias": True, "norms_per_layer": norms,
         "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": d // heads,
-                      "qkv_bias": bias, "out_bias": bias},
+                      "qkv_bias": bias, "out_bias": bias,
+                      **({"rotary_dim": 0} if c.bool("alibi", False) else {})},  # ALiBi Falcons have no RoPE
         "mlp": {"kind": "plain", "intermediate_size": c.int("ffn_hidden_size", 4 * d), "bias": bias, "activation": "gelu"},
     }
 
@@ -363,7 +376,8 @@ def _chatglm(c: Config) -> dict:
         "max_position_embeddings": c.int("seq_length"), "tie_word_embeddings": False,
         "norm": "rmsnorm" if c.bool("rmsnorm", True) else "layernorm",
         "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv,
-                      "head_dim": c.int("kv_channels", d // heads), "qkv_bias": c.bool("add_qkv_bias", False), "out_bias": bias},
+                      "head_dim": c.int("kv_channels", d // heads), "qkv_bias": c.bool("add_qkv_bias", False), "out_bias": bias,
+                      "rotary_dim": c.int("kv_channels", d // heads) // 2},  # RoPE turns half of each head
         "mlp": {"kind": "gated", "intermediate_size": f, "bias": bias},
     }
 
@@ -388,7 +402,7 @@ def _gpt_neox(c: Config) -> dict:
         "max_position_embeddings": c.int("max_position_embeddings"),
         "tie_word_embeddings": c.bool("tie_word_embeddings", False), "norm": "layernorm", "norm_bias": True,
         "attention": {"kind": "mha", "num_heads": heads, "num_kv_heads": heads, "head_dim": d // heads,
-                      "qkv_bias": bias, "out_bias": bias},
+                      "qkv_bias": bias, "out_bias": bias, **_rotary(c, d // heads, "rotary_pct")},
         "mlp": {"kind": "plain", "intermediate_size": f, "bias": True, "activation": "gelu"},
     }
 

@@ -175,8 +175,9 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     if flashinfer_sampler and runner != "v1":
         notes.append(f"--flashinfer-sampler: model runner {runner} does not profile FlashInfer's sampler "
                      "(only GPUModelRunner, v1, does), so it changes nothing")
+    rope = em.vllm_rope_cache_bytes(spec)  # loaded with the weights, on every GPU of every stage
     if pp == 1:
-        weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
+        weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) + rope
         available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch,
                                                graphs)
         pool, stage = available, None  # pool: bytes as the heaviest stage's pages count them
@@ -184,9 +185,10 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         layers = em.vllm_pipeline_layers(spec.num_layers, pp)
         forward = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
         peaks = [forward] * (pp - 1) + [peak]
+        loaded = [w + rope for w in stage_weight_bytes(spec, p.b_w, layers, tp)]
         stages = [(w, pk, em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, w, pk, non_torch,
                                                      graphs))
-                  for w, pk in zip(stage_weight_bytes(spec, p.b_w, layers, tp), peaks)]
+                  for w, pk in zip(loaded, peaks)]
         stage = min(range(pp), key=lambda i: stages[i][2] / layers[i])
         weights, peak, available = stages[stage]
         pool = available * max(layers) / layers[stage]
@@ -195,6 +197,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         **_visible_memory(hw),
         "requested_bytes": hw.visible_memory_bytes * memory_utilization,
         "weights_bytes_per_gpu": weights,
+        "rope_cache_bytes": rope,
         "profile_peak_bytes": peak,
         "non_torch_bytes": non_torch,
         "cuda_graph_bytes": graphs,

@@ -164,6 +164,7 @@ def write_config(tmp_path, **changes):
         ({"num_hidden_layers": 10**9}, "num_hidden_layers: expected a positive integer up to 100,000,000"),
         ({"vocab_size": "many"}, "vocab_size: expected a positive integer"),
         ({"num_hidden_layers": None, "vocab_size": None}, "missing essential field(s): num_hidden_layers, vocab_size"),
+        ({"partial_rotary_factor": 2}, "partial_rotary_factor: expected a fraction in (0, 1]"),
     ],
 )
 def test_bad_configs_are_one_line_errors_naming_the_field(tmp_path, changes, message):
@@ -171,6 +172,16 @@ def test_bad_configs_are_one_line_errors_naming_the_field(tmp_path, changes, mes
     r = runner.invoke(app, ["estimate", "--model", str(path)])
     assert r.exit_code == 2
     assert r.stderr.count("\n") == 1 and f"{path}: " in r.stderr and message in r.stderr
+
+
+def test_rotary_width_follows_the_config(tmp_path):
+    """The dims RoPE turns (vLLM's cos/sin table is that wide): GPT-NeoX-20B's rotary_pct 0.25 of its 96-wide heads,
+    ChatGLM2's half of 128 (as the bundled spec), a partial_rotary_factor, none with learned positions."""
+    assert load_hf_spec(HF / "gpt-neox-20b")[0].rotary_width == 24
+    assert load_hf_spec(HF / "chatglm2-6b")[0].rotary_width == 64 == load_model("chatglm2-6b").rotary_width
+    assert load_hf_spec(HF / "Meta-Llama-3-8B")[0].rotary_width == 128
+    assert load_hf_spec(write_config(tmp_path, partial_rotary_factor=0.25))[0].rotary_width == 32
+    assert load_hf_spec(HF / "gpt2")[0].rotary_width == 0
 
 
 def test_invalid_json_and_a_folder_without_config_are_errors(tmp_path):

@@ -6,6 +6,8 @@ determine_available_memory; the V0 worker did the same):
     available = visible x gpu_memory_utilization - weights as loaded / tp - profiling peak - non-torch memory
                 - CUDA-graph estimate (from 0.21)
 
+weights      the checkpoint's tensors / tp, with what tensor parallelism keeps whole on every GPU
+             (params.tp_whole_bytes), and the RoPE cos/sin table every GPU builds (vllm_rope_cache_bytes).
 visible      torch.cuda.mem_get_info()'s total, not the datasheet figure: 79.22 GiB on an "80 GB" H100
              (vLLM PRs #10511 and #12126 log it), 23.58 GiB on a 24 GB RTX 3090 (issue #10517).
 profiling    max(forward, sampler), what torch allocates beyond the weights in the dummy step:
@@ -141,6 +143,7 @@ HUGE_GPU_GIB = 160  # and, from 0.28, for 16384 batched tokens
 VLLM_BIGGER_BATCH = (0, 28)  # v0.28.0: PR #51726, 16384 batched tokens on GPUs showing >= 160 GiB
 BLACKWELL_SM100 = ("b200", "b300", "gb200", "gb300")  # vLLM's is_device_capability_family(100)
 STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
+ROPE_CACHE_BYTES = 2  # RotaryEmbedding casts its cos/sin table to the model dtype
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
 TRTLLM_BLOCK_TOKENS = 32  # TensorRT-LLM's default tokens_per_block
 TRTLLM_MAX_NUM_TOKENS = 8192  # TensorRT-LLM's default max_num_tokens
@@ -163,6 +166,19 @@ def vllm_default_batching(visible_GiB: float, gpu_name: str,
     if visible_GiB >= LARGE_GPU_GIB and "a100" not in gpu_name.lower():
         return 8192, 1024
     return 2048, 256
+
+
+def vllm_rope_cache_bytes(model: ModelSpec) -> float:
+    """vLLM's RoPE cos/sin table on every GPU [B]: RotaryEmbedding computes cos and sin of rotary_width / 2
+    frequencies for every position up to max_position_embeddings (YaRN's original length x its factor, the same
+    figure) and keeps them in the model dtype; get_rope builds one table a model and the layers share it. vLLM PR
+    #44738, which would have cut the table to max_model_len, was closed unmerged. Loaded with the weights, so vLLM's
+    'Model loading took' counts it: Llama-3.1-8B logs 14.99 GiB where its bf16 parameters are 14.96 (the table,
+    131,072 x 128 x 2 B, is the other 0.03). 0 without RoPE. Gemma 3's local layers build a second table (another
+    base), not counted here."""
+    if not model.max_position_embeddings:
+        return 0.0
+    return model.max_position_embeddings * model.rotary_width * ROPE_CACHE_BYTES
 
 
 def vllm_forward_peak_bytes(model: ModelSpec, tokens: int, b_a: float, tp: int = 1, ep: int = 1) -> float:

@@ -52,6 +52,10 @@ class AttentionSpec(StrictModel):
         "attention, Llama 4) to the tokens of their own sliding_window-token chunk")
     sinks: bool = Field(False, description="a learned sink logit per head in every softmax (gpt-oss): h parameters "
                         "a layer, no cache")
+    rotary_dim: int | None = Field(
+        None, ge=0, le=10**5, description="dims of each query and key head that RoPE rotates (a config's "
+        "partial_rotary_factor x head_dim; ChatGLM: half); None: all of them; 0: no rotary embedding (Jamba, "
+        "Nemotron-H). MLA rotates its qk_rope_head_dim")
 
     @model_validator(mode="after")
     def _check_shape(self) -> AttentionSpec:
@@ -64,6 +68,8 @@ class AttentionSpec(StrictModel):
                 raise ValueError(f"attention.kind 'mla' needs {', '.join('attention.' + f for f in missing)}")
             if self.num_kv_heads is not None or self.head_dim is not None:
                 raise ValueError("attention.num_kv_heads and attention.head_dim do not apply to 'mla' (use the latent fields)")
+            if self.rotary_dim is not None:
+                raise ValueError("attention.rotary_dim does not apply to 'mla' (it rotates qk_rope_head_dim)")
             return self
         for f in ("num_kv_heads", "head_dim"):
             if getattr(self, f) is None:
@@ -81,6 +87,8 @@ class AttentionSpec(StrictModel):
             raise ValueError("attention.global_every needs attention.sliding_window")
         if self.global_count is not None and (self.sliding_window is None or self.global_every is not None):
             raise ValueError("attention.global_count needs attention.sliding_window and replaces global_every")
+        if self.rotary_dim is not None and self.rotary_dim > self.head_dim:
+            raise ValueError(f"attention.rotary_dim ({self.rotary_dim}) exceeds attention.head_dim ({self.head_dim})")
         if self.window_kind != "sliding" and self.sliding_window is None:
             raise ValueError("attention.window_kind 'chunked' needs attention.sliding_window (the chunk size)")
         return self
@@ -319,6 +327,17 @@ class ModelSpec(StrictModel):
         if self.linear_attention is not None and self.linear_attention.parallel:
             return self.num_layers
         return self.num_layers - self.linear_layers
+
+    @property
+    def rotary_width(self) -> int:
+        """Dims of each head RoPE rotates: qk_rope_head_dim under MLA, else attention.rotary_dim (all of head_dim by
+        default); 0 with learned position embeddings or without rotary embedding."""
+        attn = self.attention
+        if self.learned_position_embeddings:
+            return 0
+        if attn.kind == "mla":
+            return attn.qk_rope_head_dim
+        return attn.head_dim if attn.rotary_dim is None else attn.rotary_dim
 
     @property
     def residual_blocks(self) -> int:

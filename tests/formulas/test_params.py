@@ -17,6 +17,8 @@ from kvcalc.rewrite import rewrite_attention
         ("deepseek-v3", 671e9, 37e9),  # DeepSeek-V3 report: 671B total, 37B activated
         ("qwen3-235b-a22b", 235e9, 22e9),  # Qwen3 technical report: 235B total, 22B activated
         ("qwen3-30b-a3b", 30.5e9, 3.3e9),  # Qwen3 technical report: 30.5B total, 3.3B activated
+        ("qwen3-235b-a22b-2507", 235e9, 22e9),  # the 2507 releases keep the layout
+        ("qwen3-30b-a3b-2507", 30.5e9, 3.3e9),
         ("deepseek-r1-distill-qwen-14b", 14.7e9, None),  # Qwen2.5 report, Table 1: Qwen2.5-14B, 14.7B
         ("llama-3.2-1b", 1.23e9, None),  # Llama 3.2 model card
         ("gemma-3-27b", 1416e6 + 25600e6, None),  # Gemma 3 report, Table 1: embedding + non-embedding (text)
