@@ -376,8 +376,8 @@ def _chatglm(c: Config) -> dict:
         "max_position_embeddings": c.int("seq_length"), "tie_word_embeddings": False,
         "norm": "rmsnorm" if c.bool("rmsnorm", True) else "layernorm",
         "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv,
-                      "head_dim": c.int("kv_channels", d // heads), "qkv_bias": c.bool("add_qkv_bias", False), "out_bias": bias,
-                      "rotary_dim": c.int("kv_channels", d // heads) // 2},  # RoPE turns half of each head
+                      "head_dim": c.int("kv_channels", d // heads), "qkv_bias": c.bool("add_qkv_bias", False),
+                      "out_bias": bias, "rotary_dim": c.int("kv_channels", d // heads) // 2},  # RoPE turns half a head
         "mlp": {"kind": "gated", "intermediate_size": f, "bias": bias},
     }
 

@@ -73,8 +73,8 @@ def score(rows: list[dict]) -> list[dict]:
         except KvcalcError as e:
             raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): {e}") from None
         except (ValueError, TypeError, ZeroDivisionError) as e:
-            raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): expected numbers in visible_GiB, tp, pp, ep, "
-                              f"gpu_memory_utilization, max_model_len, max_num_batched_tokens and max_num_seqs; "
+            raise KvcalcError(f"--engine-memory: row {n} ({row.get('source')}): expected numbers in visible_GiB, tp, "
+                              f"pp, ep, gpu_memory_utilization, max_model_len, max_num_batched_tokens and max_num_seqs; "
                               f"v0, v1 or v2 in model_runner; empty or flashinfer in sampler "
                               f"({str(e).splitlines()[0]})") from None
         errors = {

@@ -52,7 +52,7 @@ def print_ledger(rows: list[dict], table: list[dict], summary_rows: list[dict], 
 
 
 def _parallel(row: dict) -> str:
-    """A ledger row's parallelism as the table shows it: tp, tp x pp, and the expert-parallel size where there is one."""
+    """A ledger row's parallelism as the table shows it: tp, tp x pp, and the expert-parallel size if any."""
     tp = row["tp"] if row["pp"] == "1" else f"{row['tp']}x{row['pp']}"
     return tp if (row.get("ep") or "1") == "1" else f"{tp} ep{row['ep']}"
 

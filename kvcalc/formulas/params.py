@@ -236,25 +236,20 @@ def tp_whole_bytes(model: ModelSpec, b_w: float, tp: int) -> float:
     QKVParallelLinear gives each GPU one whole KV head when the group outnumbers the g KV heads
     (num_kv_head_replicas = tp / g): the k and v projections of one head, not g / tp of them. kvcalc takes the
     same split for every engine. On the public vLLM 0.10.2 log of Qwen3-235B-A22B-FP8 at TP 8 on L40S GPUs this is
-    0.13 GiB a GPU (the router, 94 x 128 x 4096 in bf16, and the KV heads held twice over), which brings the
-    weights to 0.07 GiB short of the 27.72 GiB logged, from 0.20."""
+    0.13 GiB a GPU (the router, 94 x 128 x 4096 in bf16, and the KV heads held twice over); with vLLM's RoPE table
+    (engine_memory.vllm_rope_cache_bytes) the weights come within 0.01 GiB of the 27.72 GiB logged, from 0.20."""
     if tp <= 1:
         return 0.0
-    parts, kept = params_breakdown(model), _kept_parts(model) if b_w < UNQUANTISED_BYTES else set()
-
-    def stored(part: str, n: float) -> float:
-        return n * (UNQUANTISED_BYTES if part in kept else b_w)
-
     attn, d, layers = model.attention, model.hidden_size, model.attention_layers
-    in_linears = attention_in_linears(attn, d)
-    whole = stored("norms", parts["norms"]) + stored("moe/router", parts.get("moe/router", 0))
+    in_linears, attention_b = attention_in_linears(attn, d), _stored_bytes(model, b_w, "attention/qkv")
+    whole = _parts_bytes(model, b_w, ("norms", "moe/router"))
     if attn.kind == "mla":
-        whole += stored("attention/qkv", layers * sum(x.params for x in in_linears if x.name in ("q_a", "kv_a")))
+        whole += layers * sum(x.params for x in in_linears if x.name in ("q_a", "kv_a")) * attention_b
         return whole * (1 - 1 / tp)
     g = attn.num_kv_heads or attn.num_heads
     heads = max(g / tp, 1) - g / tp  # KV heads a GPU holds beyond its share
     per_head = sum(x.params for x in in_linears if x.name in ("k", "v")) / g
-    return whole * (1 - 1 / tp) + stored("attention/qkv", layers * per_head * heads)
+    return whole * (1 - 1 / tp) + layers * per_head * heads * attention_b
 
 
 def _edges_and_layers(model: ModelSpec, b_w: float) -> tuple[float, float, float]:
@@ -269,13 +264,16 @@ def _edges_and_layers(model: ModelSpec, b_w: float) -> tuple[float, float, float
     return embed, head, layers
 
 
+def _stored_bytes(model: ModelSpec, b_w: float, part: str) -> float:
+    """Bytes one parameter of the params_breakdown part `part` takes as weight_bytes stores it: b_w, or bf16 where a
+    quantised checkpoint keeps the part."""
+    return UNQUANTISED_BYTES if b_w < UNQUANTISED_BYTES and part in _kept_parts(model) else b_w
+
+
 def _parts_bytes(model: ModelSpec, b_w: float, keys: tuple[str, ...]) -> float:
     """Bytes of the params_breakdown parts `keys` as weight_bytes stores them [B]."""
     parts = params_breakdown(model)
-    if b_w >= UNQUANTISED_BYTES:
-        return sum(parts.get(k, 0) for k in keys) * b_w
-    kept = _kept_parts(model)
-    return sum(parts.get(k, 0) * (UNQUANTISED_BYTES if k in kept else b_w) for k in keys)
+    return sum(parts.get(k, 0) * _stored_bytes(model, b_w, k) for k in keys)
 
 
 def layer_weight_bytes(model: ModelSpec, b_w: float) -> list[float]:

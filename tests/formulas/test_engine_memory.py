@@ -340,8 +340,8 @@ def test_every_tensor_parallel_gpu_keeps_norms_routers_mla_down_projections_and_
     deepseek = 61 * 7168 * 2112 + (58 * 7168 * 256 + 123 * 7168 + 61 * (512 + 1536)) * 2
     assert tp_whole_bytes(load_model("deepseek-v3"), 1.0, 8) == pytest.approx(deepseek * 7 / 8)
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert (f"{tp_whole_bytes(load_model('qwen3-235b-a22b'), 1.0, 8) / GiB:.2f} GiB a GPU for Qwen3-235B at TP 8, "
-            f"{tp_whole_bytes(load_model('deepseek-v3'), 1.0, 8) / GiB:.2f} GiB for DeepSeek-V3 in fp8 at TP 8") in readme
+    qwen, deepseek = (tp_whole_bytes(load_model(n), 1.0, 8) / GiB for n in ("qwen3-235b-a22b", "deepseek-v3"))
+    assert f"{qwen:.2f} GiB a GPU for Qwen3-235B at TP 8, {deepseek:.2f} GiB for DeepSeek-V3 in fp8 at TP 8" in readme
     assert tp_whole_bytes(load_model("llama-3-8b"), 2.0, 1) == 0
 
 
