@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import ENGINE_HELP, CudaGraphMemory, FlashinferSampler, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
+from kvcalc.cli.output import (ENGINE_HELP, CudaGraphMemory, FlashinferSampler, Format, VllmRunner, VllmVersion,
+                               print_rows, save_figure, write_csv, write_json)
 from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.files import MAX_TABLE_BYTES, check_writable, read_regular_file

@@ -9,7 +9,8 @@ import typer
 
 from kvcalc.cli import app
 from kvcalc.cli.planning_cmds import WEIGHT_HELP
-from kvcalc.cli.output import ENGINE_HELP, CudaGraphMemory, FlashinferSampler, Format, VllmRunner, VllmVersion, print_rows, save_figure, write_csv, write_json
+from kvcalc.cli.output import (ENGINE_HELP, CudaGraphMemory, FlashinferSampler, Format, VllmRunner, VllmVersion,
+                               print_rows, save_figure, write_csv, write_json)
 from kvcalc.errors import KvcalcError
 from kvcalc.files import check_writable
 

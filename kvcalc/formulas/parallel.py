@@ -18,8 +18,9 @@ GPU already holds every token, and the experts' outputs are all-reduced as under
 Per GPU: weights / tp, but for the norms, MoE routers, MLA's q_a and kv_a projections and, when g < tp, one
 whole KV head's k and v projections, which every GPU keeps whole (params.tp_whole_bytes); KV heads max(g / tp, 1)
 (replicated when g < tp); MLA's one latent is replicated on every GPU (not split by sequence here). Each
-all-reduce moves B * q * d * b_a bytes and costs 2 (tp - 1) / tp * bytes / link bandwidth (ring). Datasheets give the link's bidirectional total (NVLink 4:
-900 GB/s = 450 each way); a ring sends one way on each link, so it runs at half. A switch (NVSwitch) gives any
+all-reduce moves B * q * d * b_a bytes and costs 2 (tp - 1) / tp * bytes / link bandwidth (ring). Datasheets give
+the link's bidirectional total (NVLink 4: 900 GB/s = 450 each way); a ring sends one way on each link, so it runs
+at half. A switch (NVSwitch) gives any
 group that whole bandwidth; a fully connected mesh without one (MI300X: 7 Infinity Fabric links, 896 GB/s in all)
 gives a group of tp GPUs only the tp - 1 links to its peers; a group beyond the GPUs the interconnect joins (a
 bridged pair, an 8-GPU board) crosses the slower scale-out link, PCIe or the NIC (group_link_bandwidth). An engine
