@@ -7,3 +7,7 @@ class KvcalcError(ValueError):
 
 class AssumptionWarning(UserWarning):
     """A config.json left a field out and kvcalc assumed a value (the CLI prints these on stderr)."""
+
+
+class CapacityWarning(UserWarning):
+    """A reported figure was capped or assumed (the CLI prints these on stderr; capacity's JSON lists them)."""

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.errors import AssumptionWarning, KvcalcError
@@ -17,7 +16,11 @@ from kvcalc.formulas.kv import (
     kv_bytes_per_token_per_layer,
     kv_elements_per_token_per_layer,
 )
-from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, memory_required
+from kvcalc.formulas.memory import (
+    DEFAULT_MEMORY_UTILIZATION,
+    DEFAULT_PREFILL_CHUNK,
+    memory_required,
+)
 from kvcalc.formulas.parallel import (
     allreduce_seconds,
     check_ep,
@@ -33,9 +36,16 @@ from kvcalc.formulas.parallel import (
     shard_op,
 )
 from kvcalc.formulas.params import params_breakdown, weight_bytes
-from kvcalc.formulas.roofline import StepTime, engine_dtype, intensity, ridge_point, step_time
+from kvcalc.formulas.roofline import (
+    StepTime,
+    engine_dtype,
+    intensity,
+    ridge_point,
+    step_time,
+)
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs import HardwareSpec, ModelSpec
+from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.specs.profile import EngineProfile
 from kvcalc.units import fmt_bytes
 

@@ -10,7 +10,6 @@ import itertools
 import warnings
 from collections.abc import Callable, Sequence
 
-from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
@@ -26,6 +25,7 @@ from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
 from kvcalc.formulas.params import active_params, total_params
 from kvcalc.rewrite import rewrite_attention
+from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 
 
 def _nonempty(flag: str, values) -> list:

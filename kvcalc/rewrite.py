@@ -14,9 +14,9 @@ import re
 
 from pydantic import ValidationError
 
-from kvcalc.catalog import validation_message
 from kvcalc.checks import check_int
 from kvcalc.errors import KvcalcError
+from kvcalc.specs.catalog import validation_message
 from kvcalc.specs.model import AttentionSpec, LinearAttentionSpec, ModelSpec
 
 ATTN_CHOICES = "mha, mqa, gqaN (N KV heads), mla or linear"

@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from kvcalc.catalog import load_gpu, load_model
 from kvcalc.errors import KvcalcError
+from kvcalc.specs.catalog import load_gpu, load_model
 
 
 def test_aliases_and_case_resolve():
@@ -49,8 +49,8 @@ def test_the_wheel_ships_the_spec_folders(tmp_path):
 def test_show_toml_is_a_template_that_loads_back_to_the_same_spec(tmp_path, kind, name):
     from typer.testing import CliRunner
 
-    from kvcalc.catalog import load_spec_file, resolve
     from kvcalc.cli import app
+    from kvcalc.specs.catalog import load_spec_file, resolve
 
     r = CliRunner().invoke(app, ["show", kind, name, "--format", "toml"])
     assert r.exit_code == 0
@@ -64,7 +64,7 @@ def test_every_repository_path_a_spec_cites_exists():
     import re
     from pathlib import Path
 
-    from kvcalc.catalog import bundled_specs
+    from kvcalc.specs.catalog import bundled_specs
 
     root = Path(__file__).parents[1]
     for spec in [*bundled_specs("model"), *bundled_specs("gpu")]:

@@ -1,10 +1,10 @@
 """The CLI through typer's CliRunner: output, formats and bad input (one line, exit code 2, no traceback)."""
 
 import csv
-from pathlib import Path
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner

@@ -3,12 +3,12 @@
 import pytest
 from typer.testing import CliRunner
 
-from kvcalc.catalog import load_gpu, load_model
 from kvcalc.cli import app
 from kvcalc.estimator import evaluate
 from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.params import total_params, weight_bytes_per_gpu
-from kvcalc.planning import capacity
+from kvcalc.planning.capacity import capacity
+from kvcalc.specs.catalog import load_gpu, load_model
 
 # DeepSeek-V3 config.json: hidden 7168, 61 layers of which the first 3 dense, 256 routed experts of
 # moe_intermediate_size 2048 (gate, up, down), 8 per token.
@@ -81,7 +81,7 @@ def test_sweep_and_serve_take_ep():
 def test_dispatch_and_combine_use_ncclis_measured_all_to_all_where_the_profile_has_it():
     """With H200's vLLM profile, each of the 2 x 58 all-to-alls costs the fitted NCCL curve's t0 plus 7/8 of the
     32 x 8 x 7168 x 2 bytes at its bus bandwidth, slower than the datasheet link's 450 GB/s one way."""
-    from kvcalc.catalog import resolve_engine
+    from kvcalc.specs.catalog import resolve_engine
 
     m, hw = load_model("deepseek-v3"), load_gpu("h200")
     prof = resolve_engine("vllm", hw)

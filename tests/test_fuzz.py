@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from kvcalc.catalog import spec_dir
 from kvcalc.cli import app
-from kvcalc.toml_out import _tables
+from kvcalc.specs.catalog import spec_dir
+from kvcalc.specs.toml_out import _tables
 
 runner = CliRunner()
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
@@ -285,7 +285,7 @@ def test_a_full_device_is_one_line(tmp_path, monkeypatch):
     import errno
 
     from kvcalc.errors import KvcalcError
-    from kvcalc.files import write_text
+    from kvcalc.specs.files import write_text
 
     def full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

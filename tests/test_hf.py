@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kvcalc.catalog import load_model, load_spec_file
 from kvcalc.cli import app
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import estimate
 from kvcalc.formulas.params import active_params, params_breakdown, total_params
-from kvcalc.hf import AssumptionWarning, load_hf_spec
+from kvcalc.specs.catalog import load_model, load_spec_file
+from kvcalc.specs.hf import AssumptionWarning, load_hf_spec
 
 HF = Path(__file__).parent / "fixtures" / "hf"
 runner = CliRunner()

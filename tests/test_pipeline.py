@@ -3,12 +3,12 @@
 import pytest
 from typer.testing import CliRunner
 
-from kvcalc.catalog import load_gpu, load_model
 from kvcalc.cli import app
 from kvcalc.estimator import evaluate
 from kvcalc.formulas.parallel import stage_layer_fraction
 from kvcalc.formulas.params import total_params, weight_bytes_per_gpu
-from kvcalc.planning import capacity
+from kvcalc.planning.capacity import capacity
+from kvcalc.specs.catalog import load_gpu, load_model
 
 V, D = 128256, 4096  # Llama-3-8B config.json: vocab_size, hidden_size; 32 layers; untied lm_head
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kvcalc.catalog import load_gpu, load_model
 from kvcalc.cli import app
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import estimate
-from kvcalc.planning import capacity, compare
+from kvcalc.planning.capacity import capacity, compare
+from kvcalc.specs.catalog import load_gpu, load_model
 
 SPECS = Path(__file__).parents[1] / "hardware_specs"
 runner = CliRunner()
@@ -140,8 +140,8 @@ def test_the_python_api_mirrors_the_cli():
 def test_tensor_parallel_allreduce_time_by_hand():
     # llama-3-70b on 2 H100s, batch 4: 2 all-reduces x 80 layers, each 2 (2-1)/2 x 4 tokens x 8192 x 2 B,
     # at 450 GB/s each way (NVLink 4's 900 GB/s is the bidirectional total).
-    from kvcalc.catalog import load_model
     from kvcalc.formulas.parallel import allreduce_seconds
+    from kvcalc.specs.catalog import load_model
 
     expected = 2 * 80 * (2 * 1 / 2) * (4 * 8192 * 2) / 450e9
     assert allreduce_seconds(load_model("llama-3-70b"), 4, 2, 2, 900e9) == pytest.approx(expected)

@@ -3,9 +3,9 @@
 import pytest
 from typer.testing import CliRunner
 
-from kvcalc.catalog import load_gpu
 from kvcalc.cli import app
 from kvcalc.estimator import estimate
+from kvcalc.specs.catalog import load_gpu
 
 pytest.importorskip("matplotlib")
 
@@ -15,7 +15,7 @@ def lines_by_gid(fig):
 
 
 def test_roofline_figure_contents():
-    from kvcalc.plot import roofline
+    from kvcalc.report.plot import roofline
 
     fig = roofline(["h100", "a100"], "llama-3-8b", attn=[None, "mqa"], batch=[1, 64], context=4096)
     ax = fig.axes[0]

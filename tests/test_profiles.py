@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from kvcalc import estimate
-from kvcalc.catalog import bundled_specs, load_gpu, load_model, resolve_engine
 from kvcalc.cli import app
 from kvcalc.errors import KvcalcError
+from kvcalc.specs.catalog import bundled_specs, load_gpu, load_model, resolve_engine
 from kvcalc.specs.profile import EngineProfile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kernel_tables"
@@ -31,7 +31,7 @@ def _held_out_errors(table: str, costed):
 
 def test_h100_vllm_gemm_profile_on_held_out_measured_gemms():
     # 200 of the 17,316 held-out bf16 GEMM shapes (fixture README); the whole held-out set gives median 7.8 %.
-    from kvcalc.kernel_tables import gemm_rows
+    from kvcalc.ledgers.kernel_tables import gemm_rows
 
     errors, datasheet = _held_out_errors("h100_sxm-vllm-0.24.0-gemm-bf16-heldout.csv",
                                          lambda df: gemm_rows(df.assign(gemm_dtype="bfloat16"), "bfloat16"))
@@ -42,7 +42,7 @@ def test_h100_vllm_gemm_profile_on_held_out_measured_gemms():
 
 def test_h100_vllm_decode_attention_profile_on_held_out_measured_kernels():
     # 200 of the 15,483 held-out decode-attention rows; the whole held-out set gives median 9.3 %, p90 25.0 %.
-    from kvcalc.kernel_tables import attention_rows
+    from kvcalc.ledgers.kernel_tables import attention_rows
 
     errors, datasheet = _held_out_errors(
         "h100_sxm-vllm-0.24.0-decode_attention-bf16-heldout.csv",
@@ -140,9 +140,9 @@ def test_mla_decode_and_moe_use_their_own_measured_kernels():
 
 def test_a_fused_moe_is_timed_once_per_layer():
     # Mixtral has 32 MoE layers: the measured curve applies to each layer's whole routed-expert work.
+    from kvcalc.estimator import precision
     from kvcalc.formulas.forward import decode_ops
     from kvcalc.formulas.kernel_time import kernel_seconds
-    from kvcalc.estimator import precision
 
     hw = load_gpu("h100-sxm")
     curve = resolve_engine("vllm", hw).moe["bf16"]

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from kvcalc import estimate
 from kvcalc.cli import app
 from kvcalc.errors import KvcalcError
-from kvcalc.published import predict, profile_for, read_points, score, summary
+from kvcalc.ledgers.published import predict, profile_for, read_points, score, summary
 
 LEDGER = Path(__file__).parents[1] / "validation" / "published" / "measurements.csv"
 
@@ -66,8 +66,8 @@ def test_batch_one_decode_rate_is_one_over_the_step(points):
 
 def test_the_gpt_fast_profile_reproduces_from_its_fit_rows(points):
     pytest.importorskip("scipy")
-    from kvcalc.catalog import load_gpu, resolve_engine
-    from kvcalc.published import fit_gpt_fast
+    from kvcalc.ledgers.published import fit_gpt_fast
+    from kvcalc.specs.catalog import load_gpu, resolve_engine
 
     hw = load_gpu("a100-sxm-80gb")
     refit = fit_gpt_fast(points, resolve_engine("trtllm", hw), resolve_engine("vllm", hw))

@@ -2,10 +2,10 @@
 
 import pytest
 
-from kvcalc.catalog import load_model
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.kv import kv_elements_per_token_per_layer
 from kvcalc.rewrite import rewrite_attention
+from kvcalc.specs.catalog import load_model
 
 
 def test_mla_rewrite_uses_deepseek_v2_proportions():

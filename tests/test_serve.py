@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from kvcalc import estimate
-from kvcalc.catalog import load_model
 from kvcalc.cli import app
 from kvcalc.estimator import precision
 from kvcalc.formulas.forward import decode_ops, mixed_ops
 from kvcalc.formulas.workload import steady_state, waves
-from kvcalc.serve_ledger import read_rows, score, summary
-from kvcalc.serving import frontier, serve
+from kvcalc.ledgers.serve import read_rows, score, summary
+from kvcalc.serving.closed_form import frontier, serve
+from kvcalc.specs.catalog import load_model
 
 ROOT = Path(__file__).parents[1]
 LEDGER = ROOT / "validation" / "serve" / "trtllm-perf-overview.csv"
@@ -170,7 +170,7 @@ def test_second_ledger_figures_are_the_readme_ones():
 def test_serve_and_capacity_hold_the_same_requests(engine):
     """One memory model: serve's KV pool at concurrency max holds as many full-length requests as capacity finds
     at that context, under kvcalc's rule (auto) and under each engine's own (its batched-token limit the same)."""
-    from kvcalc.planning import capacity
+    from kvcalc.planning.capacity import capacity
 
     kw = {} if engine == "auto" else {"max_num_batched_tokens": 8192} if engine != "sglang" else {}
     s = serve("llama-3.1-8b", "h100", input_len=1000, output_len=1000, concurrency="max", engine=engine)
@@ -184,7 +184,7 @@ def test_expert_parallel_engine_memory_counts_experts_over_ep_and_sequences_per_
     non-expert weights whole and 1/8 of the routed experts, its pool serves its own group, so the deployment holds 8
     times the group's requests; serve at concurrency max agrees with capacity."""
     from kvcalc.formulas.params import routed_expert_bytes, weight_bytes
-    from kvcalc.planning import capacity
+    from kvcalc.planning.capacity import capacity
 
     kw = {"max_num_batched_tokens": 8192} if engine != "sglang" else {}
     c = capacity("deepseek-v3", "h200", context=2000, ep=8, weight_dtype="fp8-block", engine=engine, **kw)
@@ -242,8 +242,8 @@ def test_arrivals_flag_errors(args, says):
 def test_benchmark_ledger_figures_are_the_readme_ones():
     """vLLM 0.27.1 `vllm bench serve` runs of Qwen3-32B on two RTX PRO 6000s (kubesimplify's post): every figure
     the README quotes, recomputed; nothing fitted."""
-    from kvcalc.files import read_csv_ledger
-    from kvcalc.serve_ledger import BENCH_COLUMNS, score_bench, summary_bench
+    from kvcalc.ledgers.serve import BENCH_COLUMNS, score_bench, summary_bench
+    from kvcalc.specs.files import read_csv_ledger
 
     path = ROOT / "validation" / "serve" / "vllm-bench-rtx-pro-6000-qwen3-32b.csv"
     results = score_bench(read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS))

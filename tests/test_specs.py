@@ -2,8 +2,8 @@
 
 import pytest
 
-from kvcalc.catalog import bundled_specs, load_gpu, load_spec_file
 from kvcalc.errors import KvcalcError
+from kvcalc.specs.catalog import bundled_specs, load_gpu, load_spec_file
 
 REFERENCE_MODELS = {
     "chatglm2-6b", "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3.1-8b", "llama-3-70b",
@@ -132,7 +132,7 @@ def test_invalid_toml_names_the_file(tmp_path):
     ("v100-sxm2-32gb", 32, 900, None, 125, None),
 ])
 def test_inference_gpus_carry_their_datasheet_dense_peaks(name, memory_GiB, bandwidth, bf16, fp16, int8):
-    from kvcalc.catalog import load_gpu
+    from kvcalc.specs.catalog import load_gpu
 
     g = load_gpu(name)
     assert (g.memory_GiB, g.memory_bandwidth_GBps) == (memory_GiB, bandwidth)

@@ -63,7 +63,13 @@ def _root(
 
 
 from kvcalc.cli import (  # noqa: E402,F401  (registers the commands)
-    catalog_cmds, estimate_cmd, import_cmd, planning_cmds, profiles_cmds, serve_cmd, validate_cmds,
+    catalog_cmds,
+    estimate_cmd,
+    import_cmd,
+    planning_cmds,
+    profiles_cmds,
+    serve_cmd,
+    validate_cmds,
 )
 
 

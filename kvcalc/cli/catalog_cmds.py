@@ -45,7 +45,7 @@ def _model_cell(m) -> dict:
 @app.command("models")
 def models_cli(format: FormatOpt = Format.table) -> None:
     """List the bundled model specs (model_specs/ in the repository, inside the package when installed)."""
-    from kvcalc.catalog import bundled_specs
+    from kvcalc.specs.catalog import bundled_specs
 
     row = _model_cell if format is Format.table else _model_row
     print_rows([row(m) for m in bundled_specs("model")], "Bundled models", format)
@@ -54,9 +54,7 @@ def models_cli(format: FormatOpt = Format.table) -> None:
 @app.command("gpus")
 def gpus_cli(format: FormatOpt = Format.table) -> None:
     """List the bundled accelerator specs (dense peaks; hardware_specs/ in the repository)."""
-    from kvcalc.catalog import bundled_specs
-
-    from kvcalc.catalog import available_engines
+    from kvcalc.specs.catalog import available_engines, bundled_specs
 
     def _gpu_cell(g) -> dict:
         return {"name": g.name, "GiB": g.memory_GiB, "GB/s": g.memory_bandwidth_GBps, "bf16 TF": g.peak_tflops.bf16,
@@ -68,7 +66,7 @@ def gpus_cli(format: FormatOpt = Format.table) -> None:
 
 def _show(spec, format: str) -> None:
     if format == "toml":  # a template: the same fields a spec file needs, ready to edit
-        from kvcalc.toml_out import spec_to_toml
+        from kvcalc.specs.toml_out import spec_to_toml
 
         return typer.echo(f"# kvcalc spec file: edit the values and cite your sources; load it with --model/--gpu FILE\n"
                           f"{spec_to_toml(spec)}", nl=False)
@@ -98,7 +96,7 @@ def _show(spec, format: str) -> None:
 @show_app.command("model")
 def show_model_cli(name: Annotated[str, typer.Argument(help="name, alias or spec file")], format: ShowFormat = "table") -> None:
     """One model spec with its sources."""
-    from kvcalc.catalog import load_model
+    from kvcalc.specs.catalog import load_model
 
     _show(load_model(name), format)
 
@@ -106,6 +104,6 @@ def show_model_cli(name: Annotated[str, typer.Argument(help="name, alias or spec
 @show_app.command("gpu")
 def show_gpu_cli(name: Annotated[str, typer.Argument(help="name, alias or spec file")], format: ShowFormat = "table") -> None:
     """One accelerator spec with its sources."""
-    from kvcalc.catalog import load_gpu
+    from kvcalc.specs.catalog import load_gpu
 
     _show(load_gpu(name), format)

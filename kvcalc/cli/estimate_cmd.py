@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.planning_cmds import WEIGHT_HELP
 from kvcalc.cli.output import ENGINE_HELP, Format, flatten, write_csv, write_json
+from kvcalc.cli.planning_cmds import WEIGHT_HELP
 
 
 @app.command("estimate")

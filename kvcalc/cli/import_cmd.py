@@ -18,9 +18,9 @@ def import_cli(
 ) -> None:
     """Write a model spec from a config.json; the spec gives the same numbers as the config."""
     from kvcalc.errors import KvcalcError
-    from kvcalc.files import check_writable, write_text
-    from kvcalc.hf import load_hf_spec
-    from kvcalc.toml_out import spec_to_toml
+    from kvcalc.specs.files import check_writable, write_text
+    from kvcalc.specs.hf import load_hf_spec
+    from kvcalc.specs.toml_out import spec_to_toml
 
     target = out or Path(f"{name}.toml")
     check_writable(target, "--out" if out else "--name", (".toml",))

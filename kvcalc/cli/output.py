@@ -11,7 +11,6 @@ from typing import Annotated, Optional
 
 import typer
 
-
 VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its profiling peak: v0 (the V0 worker), v1 "
                     "(GPUModelRunner; both profile the sampler with top-k/top-p's sort), v2 (Model Runner V2: "
                     "without it), or auto, the one --vllm-version picks for the model. Your start-up log says which: "

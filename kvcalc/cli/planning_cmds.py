@@ -1,4 +1,4 @@
-"""kvcalc compare, sweep, capacity and roofline: thin layers over kvcalc.planning, kvcalc.grid and kvcalc.plot."""
+"""kvcalc compare, sweep, capacity and roofline: thin layers over kvcalc.planning.capacity, kvcalc.grid and kvcalc.report.plot."""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from kvcalc.cli import app
-from kvcalc.cli.output import (ENGINE_HELP, CudaGraphMemory, FlashinferSampler, Format, VllmRunner, VllmVersion,
-                               print_rows, save_figure, write_csv, write_json)
 from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
+from kvcalc.cli import app
+from kvcalc.cli.output import (
+    ENGINE_HELP,
+    CudaGraphMemory,
+    FlashinferSampler,
+    Format,
+    VllmRunner,
+    VllmVersion,
+    print_rows,
+    save_figure,
+    write_csv,
+    write_json,
+)
 from kvcalc.errors import KvcalcError
-from kvcalc.files import MAX_TABLE_BYTES, check_writable, read_regular_file
+from kvcalc.specs.files import MAX_TABLE_BYTES, check_writable, read_regular_file
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 Model = Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")]
@@ -58,7 +68,7 @@ def compare_cli(
                                                      "variant's speed-up")] = None,
 ) -> None:
     """Attention variants of one model side by side, each relative to the model's own attention."""
-    from kvcalc.planning import compare
+    from kvcalc.planning.capacity import compare
 
     rows = compare(model, _attn(attn), gpu, batch=batch, context=context, weight_dtype=weight_dtype,
                    kv_dtype=kv_dtype, memory_utilization=memory_utilization, engine=engine, prefill_chunk=prefill_chunk,
@@ -110,7 +120,7 @@ def capacity_cli(
     With --engine vllm, memory is budgeted as vLLM does it and the KV tokens and maximum concurrency are the ones
     vLLM prints at start-up for max_model_len = --context; --engine sglang and --engine trtllm budget it as those
     engines do (--memory-utilization as mem_fraction_static, or as free_gpu_memory_fraction)."""
-    from kvcalc.planning import capacity, gpu_count
+    from kvcalc.planning.capacity import capacity, gpu_count
 
     plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
@@ -260,7 +270,7 @@ def roofline_cli(
         missing = {"arithmetic_intensity", "achieved_tflops"} - set(points.columns)
         if missing:
             raise KvcalcError(f"--measured: {measured} lacks column(s) {', '.join(sorted(missing))}")
-    from kvcalc.plot import roofline
+    from kvcalc.report.plot import roofline
 
     batches = [check_int("--batch", b, 1, MAX_BATCH) for b in split("--batch", batch, int)]
     fig = roofline(split("--gpu", gpu), model, attn=_attn(attn), batch=batches, context=context,

@@ -36,10 +36,15 @@ def fit_cli(
     out_dir: Annotated[Optional[Path], typer.Option(help="folder to write GPU.ENGINE.toml into [default: the bundled profiles]")] = None,
 ) -> None:
     """Fit each GPU x engine's kernel curves on half the measured shapes; record the error on the other half."""
-    from kvcalc.catalog import spec_dir
     from kvcalc.errors import KvcalcError
-    from kvcalc.kernel_tables import TABLE_ENGINES, TABLE_GPUS, fit_profile, tables_root
-    from kvcalc.toml_out import spec_to_toml
+    from kvcalc.ledgers.kernel_tables import (
+        TABLE_ENGINES,
+        TABLE_GPUS,
+        fit_profile,
+        tables_root,
+    )
+    from kvcalc.specs.catalog import spec_dir
+    from kvcalc.specs.toml_out import spec_to_toml
 
     root = tables_root(data)
     target = out_dir or spec_dir("profile")
@@ -65,8 +70,8 @@ def ledger_cli(
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
 ) -> None:
     """Score every bundled profile against its tables: median and 90th-percentile |error| on held-out shapes."""
-    from kvcalc.catalog import bundled_specs
-    from kvcalc.kernel_tables import ledger, tables_root
+    from kvcalc.ledgers.kernel_tables import ledger, tables_root
+    from kvcalc.specs.catalog import bundled_specs
 
     rows = ledger(tables_root(data), bundled_specs("profile"))
     print_rows(rows, "Engine profiles against measured kernels (|error| %, held-out shapes)", format)
@@ -78,9 +83,9 @@ def fit_published_cli(
     out_dir: Annotated[Optional[Path], typer.Option(help="folder to write GPU.gpt-fast.toml into [default: the bundled profiles]")] = None,
 ) -> None:
     """Fit gpt-fast's A100 profile on its published single-GPU rows (marked fit); its other rows stay held out."""
-    from kvcalc.catalog import load_gpu, resolve_engine, spec_dir
-    from kvcalc.published import fit_gpt_fast, read_points
-    from kvcalc.toml_out import spec_to_toml
+    from kvcalc.ledgers.published import fit_gpt_fast, read_points
+    from kvcalc.specs.catalog import load_gpu, resolve_engine, spec_dir
+    from kvcalc.specs.toml_out import spec_to_toml
 
     hw = load_gpu("a100-sxm-80gb")
     profile = fit_gpt_fast(read_points(measurements), resolve_engine("trtllm", hw), resolve_engine("vllm", hw))

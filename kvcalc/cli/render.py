@@ -63,7 +63,7 @@ def render_explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
     """Each headline number as a short derivation: formula, values substituted, result."""
     from rich.text import Text
 
-    from kvcalc.explain import explain
+    from kvcalc.report.explain import explain
 
     console.print("\n[bold]How each number is computed[/bold]")
     for step in explain(e, model, hw):

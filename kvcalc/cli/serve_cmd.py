@@ -8,11 +8,21 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
+from kvcalc.cli.output import (
+    ENGINE_HELP,
+    CudaGraphMemory,
+    FlashinferSampler,
+    Format,
+    VllmRunner,
+    VllmVersion,
+    print_rows,
+    save_figure,
+    write_csv,
+    write_json,
+)
 from kvcalc.cli.planning_cmds import WEIGHT_HELP
-from kvcalc.cli.output import (ENGINE_HELP, CudaGraphMemory, FlashinferSampler, Format, VllmRunner, VllmVersion,
-                               print_rows, save_figure, write_csv, write_json)
 from kvcalc.errors import KvcalcError
-from kvcalc.files import check_writable
+from kvcalc.specs.files import check_writable
 
 
 def _split_ints(flag: str, text: str) -> list[int]:
@@ -71,7 +81,7 @@ def serve_cli(
 ) -> None:
     """TTFT, TPOT, latency, tokens/s per GPU and per user, KV pool and cost of a workload under continuous
     batching; with several concurrencies or TP degrees, the throughput-per-GPU vs tokens/s-per-user frontier."""
-    from kvcalc.serving import frontier, serve
+    from kvcalc.serving.closed_form import frontier, serve
 
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
@@ -91,7 +101,7 @@ def serve_cli(
         if not rows:
             raise KvcalcError("--concurrency: no point of the frontier fits the KV pool; raise --tp")
         if plot is not None:
-            from kvcalc.plot import serve_frontier
+            from kvcalc.report.plot import serve_frontier
 
             save_figure(serve_frontier(rows), plot, "--plot")
         flat = [{k: v for k, v in r.items() if k != "assumptions"} for r in rows]

@@ -10,13 +10,13 @@ import typer
 from kvcalc.cli import app
 from kvcalc.cli.output import save_figure
 from kvcalc.errors import KvcalcError
-from kvcalc.files import check_writable
+from kvcalc.specs.files import check_writable
 
 
 def published_cli(path: Path, format, engine: str) -> None:
     """Score the published end-to-end measurements: one row each, then the summary per engine."""
     from kvcalc.cli.output import Format, print_rows
-    from kvcalc.published import read_points, score, summary
+    from kvcalc.ledgers.published import read_points, score, summary
 
     if engine not in ("profile", "roofline"):
         raise KvcalcError(f"--engine: with --published, expected profile (each row's engine) or roofline, got {engine!r}")
@@ -59,7 +59,7 @@ def _parallel(row: dict) -> str:
 
 def engine_memory_cli(path: Path, format) -> None:
     """Score kvcalc's vLLM memory rule against vLLM's start-up logs: one row each, then the summary."""
-    from kvcalc.memory_ledger import read_rows, score, summary
+    from kvcalc.ledgers.memory import read_rows, score, summary
 
     results = score(read_rows(path))
     rows = [{"source": r["source"].rsplit("/", 2)[-1], "vllm": r["vllm"], "model": r["model"],
@@ -75,7 +75,7 @@ def engine_memory_cli(path: Path, format) -> None:
 
 def serve_ledger_cli(path: Path, format, engine: str) -> None:
     """Score kvcalc serve against published continuous-batching throughput: one row each, then the summary."""
-    from kvcalc.serve_ledger import is_bench, read_rows, score, summary
+    from kvcalc.ledgers.serve import is_bench, read_rows, score, summary
 
     if engine not in ("profile", "roofline"):
         raise KvcalcError(f"--engine: with --serve, expected profile (TensorRT-LLM's) or roofline, got {engine!r}")
@@ -92,8 +92,8 @@ def serve_ledger_cli(path: Path, format, engine: str) -> None:
 
 def bench_ledger_cli(path: Path, format, engine: str) -> None:
     """Score kvcalc serve against closed-loop benchmark runs: one row a run and metric, then the summary."""
-    from kvcalc.files import read_csv_ledger
-    from kvcalc.serve_ledger import BENCH_COLUMNS, score_bench, summary_bench
+    from kvcalc.ledgers.serve import BENCH_COLUMNS, score_bench, summary_bench
+    from kvcalc.specs.files import read_csv_ledger
 
     rows = read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS)
     results = score_bench(rows, engine=None if engine == "profile" else "roofline")
@@ -193,7 +193,7 @@ def validate_cli(
     if plot is not None and result["rows"]:
         import pandas as pd
 
-        from kvcalc.plot import validation
+        from kvcalc.report.plot import validation
 
         save_figure(validation(pd.DataFrame(result["rows"]), gpu), plot, "--plot")
         typer.echo(f"wrote {plot}")

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import math
 
-from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token_per_layer, linear_state_bytes
+from kvcalc.formulas.kv import (
+    kv_bytes_per_sequence,
+    kv_bytes_per_token_per_layer,
+    linear_state_bytes,
+)
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.specs.model import ModelSpec
 

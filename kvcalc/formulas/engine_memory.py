@@ -110,9 +110,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token_per_layer, linear_state_bytes
-from kvcalc.formulas.params import quantised_and_kept_params
+from kvcalc.formulas.kv import (
+    kv_bytes_per_sequence,
+    kv_bytes_per_token_per_layer,
+    linear_state_bytes,
+)
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
+from kvcalc.formulas.params import quantised_and_kept_params
 from kvcalc.specs.model import ModelSpec
 
 GiB = 1024**3

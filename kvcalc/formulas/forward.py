@@ -14,7 +14,11 @@ from typing import Literal
 
 from kvcalc.formulas._array import clip, where
 from kvcalc.formulas.cost import Cost
-from kvcalc.formulas.kv import cached_tokens, indexer_bytes_per_token_per_layer, kv_bytes_per_token_per_layer
+from kvcalc.formulas.kv import (
+    cached_tokens,
+    indexer_bytes_per_token_per_layer,
+    kv_bytes_per_token_per_layer,
+)
 from kvcalc.formulas.params import (
     Linear,
     attention_in_linears,

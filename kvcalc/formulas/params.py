@@ -7,7 +7,6 @@ MLA d_c, d_r, d_n, d_v, d_q. Norm weights are d each (2d with a LayerNorm bias).
 from __future__ import annotations
 
 import math
-
 from typing import NamedTuple
 
 from kvcalc.specs.model import AttentionSpec, MlpSpec, ModelSpec

@@ -24,7 +24,14 @@ from __future__ import annotations
 
 import math
 
-from kvcalc.formulas.forward import Op, Precision, decode_ops, forward_ops, linear_cost, lm_head_op
+from kvcalc.formulas.forward import (
+    Op,
+    Precision,
+    decode_ops,
+    forward_ops,
+    linear_cost,
+    lm_head_op,
+)
 from kvcalc.formulas.params import Linear, total_params
 from kvcalc.specs.model import ModelSpec
 

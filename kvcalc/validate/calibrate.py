@@ -13,9 +13,9 @@ import os
 import platform
 from pathlib import Path
 
-from kvcalc.catalog import load_gpu
 from kvcalc.errors import KvcalcError
-from kvcalc.files import write_text
+from kvcalc.specs.catalog import load_gpu
+from kvcalc.specs.files import write_text
 from kvcalc.specs.hardware import HardwareSpec
 from kvcalc.validate.run import import_torch, resolve_device
 from kvcalc.validate.timing import measure
@@ -103,6 +103,6 @@ def calibrate(device: str | None = None, *, base: str | None = None, name: str |
 
 
 def write_spec(spec: HardwareSpec, out: Path) -> None:
-    from kvcalc.toml_out import spec_to_toml
+    from kvcalc.specs.toml_out import spec_to_toml
 
     write_text(out, f"# Written by `kvcalc calibrate`\n{spec_to_toml(spec)}", "--out")

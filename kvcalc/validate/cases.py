@@ -17,9 +17,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from kvcalc.formulas.forward import (
+    Op,
+    Precision,
+    forward_ops,
+    input_elements_per_kernel,
+    linear_cost,
+)
 from kvcalc.formulas.kv import kv_elements_per_token_per_layer
-from kvcalc.formulas.forward import Op, Precision, forward_ops, input_elements_per_kernel, linear_cost
-from kvcalc.formulas.params import Linear, attention_in_linears, attention_out_linear, dense_mlp_linears
+from kvcalc.formulas.params import (
+    Linear,
+    attention_in_linears,
+    attention_out_linear,
+    dense_mlp_linears,
+)
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs.model import ModelSpec
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import precision
-from kvcalc.files import read_csv_ledger
+from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
+from kvcalc.specs.files import read_csv_ledger
 from kvcalc.validate.cases import case_named
 from kvcalc.validate.run import COLUMNS, predict, reference_ms
 

@@ -8,10 +8,10 @@ import statistics
 from pathlib import Path
 from typing import Callable
 
-from kvcalc.catalog import load_gpu, load_model
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import phase_metrics, precision
 from kvcalc.formulas.roofline import step_time
+from kvcalc.specs.catalog import load_gpu, load_model
 from kvcalc.validate.cases import Case, cases
 
 COLUMNS = [

@@ -2,12 +2,17 @@
 
 import pytest
 
-from kvcalc.catalog import load_model
 from kvcalc.estimator import precision
 from kvcalc.formulas import engine_memory as em
-from kvcalc.formulas.forward import chunked_cached, chunked_positions, decode_ops, prefill_ops
+from kvcalc.formulas.forward import (
+    chunked_cached,
+    chunked_positions,
+    decode_ops,
+    prefill_ops,
+)
 from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.params import params_breakdown, total_params
+from kvcalc.specs.catalog import load_model
 
 
 @pytest.mark.parametrize("context, q", [(0, 1), (0, 37), (0, 64), (5, 40), (16, 16), (30, 100)])

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kvcalc.catalog import load_gpu, load_model
 from kvcalc.formulas import engine_memory as em
-from kvcalc.memory_ledger import read_rows, score, summary
-from kvcalc.planning import capacity
+from kvcalc.ledgers.memory import read_rows, score, summary
+from kvcalc.planning.capacity import capacity
+from kvcalc.specs.catalog import load_gpu, load_model
 
 GiB = 1024**3
 LEDGER = Path(__file__).parents[2] / "validation" / "engine-memory" / "vllm.csv"
@@ -544,7 +544,11 @@ def test_pipeline_stages_weigh_their_own_layers():
     """A MoE model's dense first layers weigh less than its expert layers, so the stage that holds them is lighter
     than the mean layer says: DeepSeek-V2-Lite's layer 0 (3 x 2048 x 10944 MLP parameters) against its MoE layers
     (66 x 3 x 2048 x 1408 + 2048 x 64); the stages add up to the whole model, and a dense model's layers are equal."""
-    from kvcalc.formulas.params import layer_weight_bytes, stage_weight_bytes, weight_bytes
+    from kvcalc.formulas.params import (
+        layer_weight_bytes,
+        stage_weight_bytes,
+        weight_bytes,
+    )
 
     m = load_model("deepseek-v2-lite")
     layers = layer_weight_bytes(m, 2.0)

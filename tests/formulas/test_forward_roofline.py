@@ -2,11 +2,17 @@
 
 import pytest
 
-from kvcalc.catalog import load_gpu, load_model
 from kvcalc.estimator import estimate
-from kvcalc.formulas.forward import Precision, attended_positions, attention_core_cost, decode_ops, forward_ops
+from kvcalc.formulas.forward import (
+    Precision,
+    attended_positions,
+    attention_core_cost,
+    decode_ops,
+    forward_ops,
+)
 from kvcalc.formulas.roofline import ridge_point, roofline
 from kvcalc.rewrite import rewrite_attention
+from kvcalc.specs.catalog import load_gpu, load_model
 
 BF16 = Precision(b_w=2, b_kv=2, b_a=2)
 

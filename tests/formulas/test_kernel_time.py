@@ -6,7 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvcalc.formulas.kernel_time import allreduce_curve_seconds, kernel_seconds, roof_seconds
+from kvcalc.formulas.kernel_time import (
+    allreduce_curve_seconds,
+    kernel_seconds,
+    roof_seconds,
+)
 from kvcalc.specs.profile import AllReduceCurve, KernelCurve
 
 H100_PEAK, H100_BW = 989.5e12, 3.35e12  # datasheet dense bf16 and bandwidth (reference-figures.md)
@@ -68,7 +72,7 @@ def test_never_faster_than_the_speed_of_light(curve, flops, bytes_):
 def test_fit_recovers_known_parameters_from_synthetic_kernels():
     np = pytest.importorskip("numpy")
     pytest.importorskip("scipy")
-    from kvcalc.kernel_tables import Rows, fit_curve
+    from kvcalc.ledgers.kernel_tables import Rows, fit_curve
 
     truth = KernelCurve(t0_us=4.0, memory_efficiency=0.87, memory_half_MB=2.0, compute_efficiency=0.78,
                         compute_half_GFLOP=0.5, size_exponent=0.8, overlap_exponent=3.0)

@@ -2,13 +2,13 @@
 
 import pytest
 
-from kvcalc.catalog import load_model
 from kvcalc.formulas.kv import (
     kv_bytes_per_sequence,
     kv_bytes_per_token,
     kv_elements_per_token_per_layer,
 )
 from kvcalc.rewrite import rewrite_attention
+from kvcalc.specs.catalog import load_model
 
 BF16 = 2
 

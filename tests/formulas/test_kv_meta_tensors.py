@@ -44,8 +44,8 @@ def cache_nbytes(model, batch: int, context: int, dtype) -> int:
     ],
 )
 def test_kv_cache_bytes_match_meta_tensors(name, attn, batch, context, kv_dtype):
-    from kvcalc.catalog import load_model
     from kvcalc.rewrite import rewrite_attention
+    from kvcalc.specs.catalog import load_model
 
     spec = rewrite_attention(load_model(name), attn)
     e = estimate(spec, batch=batch, context=context, kv_dtype=kv_dtype)

@@ -5,12 +5,12 @@ import math
 import pytest
 
 from kvcalc import compare, estimate
-from kvcalc.catalog import load_model
 from kvcalc.estimator import precision
 from kvcalc.formulas.forward import decode_ops
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
 from kvcalc.formulas.params import params_breakdown, total_params
-from kvcalc.hf import config_to_spec_dict
+from kvcalc.specs.catalog import load_model
+from kvcalc.specs.hf import config_to_spec_dict
 from kvcalc.specs.model import ModelSpec
 
 # Qwen3-Next-80B-A3B config.json (model card: 80B total, 3B activated; 3 of 4 layers Gated DeltaNet)
@@ -63,7 +63,7 @@ def test_compare_rewrites_attention_to_linear():
 def test_the_roofline_places_the_linear_layers_apart():
     """The recurrence reads and writes its bf16 state once a token for 4 FLOPs an element: about 1 FLOP/B, at
     any batch, left of softmax attention's point."""
-    from kvcalc.plot import operating_points
+    from kvcalc.report.plot import operating_points
 
     points = operating_points("qwen3-next-80b-a3b", [None], [1, 64], 4096)
     linear = [pt for pt in points if pt[2] == "linear attention"]

@@ -2,9 +2,9 @@
 
 import pytest
 
-from kvcalc.catalog import load_model
 from kvcalc.formulas.params import active_params, params_breakdown, total_params
 from kvcalc.rewrite import rewrite_attention
+from kvcalc.specs.catalog import load_model
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_kimi_k2_is_a_trillion_parameters_with_32b_active():
 
 
 def test_kimi_k2_config_json_reads_as_the_deepseek_v3_layout():
-    from kvcalc.hf import config_to_spec_dict
+    from kvcalc.specs.hf import config_to_spec_dict
     from kvcalc.specs.model import ModelSpec
 
     config = {"model_type": "kimi_k2", "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,

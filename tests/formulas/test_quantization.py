@@ -6,12 +6,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from kvcalc.catalog import load_model
 from kvcalc.cli import app
 from kvcalc.dtypes import bytes_per_element, matmul_compute_dtype
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.params import params_breakdown, total_params, weight_bytes
-from kvcalc.hf import quantization_from_config
+from kvcalc.specs.catalog import load_model
+from kvcalc.specs.hf import quantization_from_config
 
 GiB = 1024**3
 
@@ -95,7 +95,7 @@ def test_w8a8_llama_3_1_70b_loads_as_vllm_logged():
 
 
 def test_gpt_oss_and_llama4_config_json_read_as_the_bundled_specs():
-    from kvcalc.hf import config_to_spec_dict
+    from kvcalc.specs.hf import config_to_spec_dict
     from kvcalc.specs.model import ModelSpec
 
     gpt_oss = {"model_type": "gpt_oss", "num_hidden_layers": 36, "hidden_size": 2880, "num_attention_heads": 64,
@@ -142,7 +142,7 @@ def test_quantised_checkpoints_weigh_what_their_published_files_do(repo, qc, pub
     """The safetensors files' sizes on each repo's Hugging Face file listing (decimal GB), against kvcalc's weights as
     loaded: int4 with a 16-bit scale and a 4-bit zero point per group of 128, or 1-byte fp8; the embedding, lm_head
     and norms in 16 bit."""
-    from kvcalc.hf import config_to_spec_dict
+    from kvcalc.specs.hf import config_to_spec_dict
     from kvcalc.specs.model import ModelSpec
 
     fields, _ = config_to_spec_dict({**LLAMA_31_8B, "quantization_config": qc}, name=repo, source="config.json")

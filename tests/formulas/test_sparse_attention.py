@@ -2,12 +2,12 @@
 
 import pytest
 
-from kvcalc.catalog import load_model
 from kvcalc.estimator import precision
 from kvcalc.formulas.forward import attention_core_cost
 from kvcalc.formulas.kv import kv_bytes_per_token_per_layer
 from kvcalc.formulas.params import total_params
-from kvcalc.hf import config_to_spec_dict
+from kvcalc.specs.catalog import load_model
+from kvcalc.specs.hf import config_to_spec_dict
 from kvcalc.specs.model import ModelSpec
 
 

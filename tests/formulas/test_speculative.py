@@ -4,11 +4,11 @@ import pytest
 from typer.testing import CliRunner
 
 from kvcalc import estimate
-from kvcalc.catalog import load_model
 from kvcalc.cli import app
 from kvcalc.estimator import precision
 from kvcalc.formulas.forward import decode_ops
 from kvcalc.formulas.speculative import draft_params, expected_tokens, verify_ops
+from kvcalc.specs.catalog import load_model
 from kvcalc.speculation import parse
 
 
@@ -106,7 +106,7 @@ def test_sweep_times_speculation_under_stages_and_expert_parallelism_as_estimate
 def test_roofline_places_the_verify_step_right_of_the_decode_step():
     """At batch 1 the verify step of k + 1 = 5 tokens reads the same weights for 5 times the matmul FLOPs: its
     intensity is about 5x the plain step's (a little less: attention reads the same cache once per query)."""
-    from kvcalc.plot import operating_points
+    from kvcalc.report.plot import operating_points
 
     points = {pt[2]: pt[5] for pt in operating_points("llama-3-8b", [None], [1], 1024, speculate="eagle,k=4")}
     assert set(points) == {"decode step", "verify step"}
@@ -133,7 +133,7 @@ def test_a_tree_verifies_its_nodes_and_stops_paying_at_a_smaller_batch():
 def test_speculation_under_pipeline_and_expert_parallelism_matches_serve():
     """estimate --speculate with --pp or --ep times the verify step as serve does: at one request in flight serve's
     TPOT is estimate's time per token (within the prefill of the next request), and speculation gains at batch 1."""
-    from kvcalc.serving import serve
+    from kvcalc.serving.closed_form import serve
 
     e = estimate("llama-3.1-70b", "h100", batch=1, context=1000 + 250, tp=2, pp=2,
                  speculate="draft=llama-3.2-1b,k=4,alpha=0.7")

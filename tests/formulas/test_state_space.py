@@ -10,8 +10,8 @@ from kvcalc.estimator import precision
 from kvcalc.formulas.forward import decode_ops
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
 from kvcalc.formulas.params import active_params, params_breakdown, total_params
-from kvcalc.hf import config_to_spec_dict
 from kvcalc.rewrite import rewrite_attention
+from kvcalc.specs.hf import config_to_spec_dict
 from kvcalc.specs.model import ModelSpec
 
 # ai21labs/Jamba-v0.1 config.json (as published, and as copied by its fine-tunes, e.g. jondurbin/airoboros-jamba-3-3)
@@ -158,7 +158,7 @@ def test_falcon_h1_with_an_inner_width_unlike_its_heads_is_refused():
 
 @pytest.mark.parametrize("name, config", [("jamba-v0.1", JAMBA), ("nemotron-h-8b", NEMOTRON_H)])
 def test_the_bundled_specs_are_their_config_json(name, config):
-    from kvcalc.catalog import load_model
+    from kvcalc.specs.catalog import load_model
 
     bundled, imported = load_model(name), spec(config, name)
     assert params_breakdown(bundled) == params_breakdown(imported)

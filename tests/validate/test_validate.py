@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
-from kvcalc.catalog import load_gpu  # noqa: E402
 from kvcalc.cli import app  # noqa: E402
 from kvcalc.formulas.cost import Cost  # noqa: E402
 from kvcalc.formulas.forward import Op  # noqa: E402
 from kvcalc.formulas.roofline import step_time  # noqa: E402
+from kvcalc.specs.catalog import load_gpu  # noqa: E402
 from kvcalc.validate.run import COLUMNS  # noqa: E402
 
 runner = CliRunner()
@@ -129,8 +129,8 @@ def test_a_whole_model_decode_step_does_the_flops_the_formulas_count(model):
     # products and SDPA's scores and weighted sum must be there once.
     from torch.utils.flop_counter import FlopCounterMode
 
-    from kvcalc.catalog import load_model
     from kvcalc.estimator import precision
+    from kvcalc.specs.catalog import load_model
     from kvcalc.validate.cases import model_decode_case
 
     spec = load_model(model).model_copy(update={"num_layers": 2})

@@ -17,12 +17,16 @@ import csv
 import statistics
 from pathlib import Path
 
-from kvcalc.specs.model import QuantizationSpec
-from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_tp, evaluate, phase_metrics
-from kvcalc.files import MAX_TABLE_BYTES, read_regular_file
-from kvcalc.formulas.workload import mean_decode_context, output_tokens_per_s_per_gpu, static_batch_seconds
+from kvcalc.formulas.workload import (
+    mean_decode_context,
+    output_tokens_per_s_per_gpu,
+    static_batch_seconds,
+)
+from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
+from kvcalc.specs.files import MAX_TABLE_BYTES, read_regular_file
+from kvcalc.specs.model import QuantizationSpec
 from kvcalc.specs.profile import EngineProfile, FitRecord
 
 COLUMNS = ["id", "engine", "engine_version", "gpu", "model", "weight_dtype", "kv_dtype", "tp", "metric", "batch",

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kvcalc.errors import AssumptionWarning, KvcalcError
-from kvcalc.files import is_existing_path, read_regular_file
+from kvcalc.specs.files import is_existing_path, read_regular_file
 from kvcalc.specs.model import ModelSpec
 
 LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3",
@@ -601,7 +601,7 @@ def load_hf_spec(ref: str | Path, name: str | None = None) -> tuple[ModelSpec, l
     try:
         return ModelSpec.model_validate(fields), assumptions
     except ValidationError as e:
-        from kvcalc.catalog import validation_message
+        from kvcalc.specs.catalog import validation_message
 
         raise KvcalcError(validation_message(source, e)) from None
 

@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import ValidationError
 
 from kvcalc.errors import KvcalcError
-from kvcalc.files import is_existing_path, read_regular_file
 from kvcalc.specs import HardwareSpec, ModelSpec
+from kvcalc.specs.files import is_existing_path, read_regular_file
 from kvcalc.specs.profile import EngineProfile
 
 Kind = Literal["model", "gpu", "profile"]
@@ -30,9 +30,9 @@ SPEC_SUFFIXES = (".toml", ".yaml", ".yml")
 
 @functools.lru_cache(maxsize=None)
 def spec_dir(kind: Kind) -> Path:
-    here = Path(__file__).resolve().parent
-    bundled = here / "_bundled" / _FOLDER[kind]
-    return bundled if bundled.is_dir() else here.parent / _FOLDER[kind]
+    package = Path(__file__).resolve().parent.parent  # kvcalc/
+    bundled = package / "_bundled" / _FOLDER[kind]
+    return bundled if bundled.is_dir() else package.parent / _FOLDER[kind]
 
 
 def read_spec_file(path: Path) -> dict:
@@ -123,7 +123,7 @@ def resolve(kind: Kind, ref: str):
     path = Path(ref)
     if is_existing_path(ref):
         if kind == "model" and (path.is_dir() or path.suffix == ".json"):
-            from kvcalc.hf import load_hf_model
+            from kvcalc.specs.hf import load_hf_model
 
             return load_hf_model(path)
         if path.is_dir():
@@ -135,7 +135,7 @@ def resolve(kind: Kind, ref: str):
     if ref.lower() in names:
         return load_spec_file(kind, names[ref.lower()])
     if kind == "model" and "/" in ref:
-        from kvcalc.hf import load_hf_model
+        from kvcalc.specs.hf import load_hf_model
 
         return load_hf_model(ref)
     close = difflib.get_close_matches(ref.lower(), list(names), n=3, cutoff=0.5)

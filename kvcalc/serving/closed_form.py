@@ -13,9 +13,24 @@ from __future__ import annotations
 import math
 import warnings
 
-from kvcalc.catalog import resolve_engine
-from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number, check_price
-from kvcalc.errors import KvcalcError
+from kvcalc.checks import (
+    MAX_BATCH,
+    MAX_GPUS,
+    MAX_TOKENS,
+    check_int,
+    check_number,
+    check_price,
+)
+from kvcalc.engines.memory import (
+    ENGINE_MEMORY_RULES,
+    check_cuda_graph_memory,
+    check_flashinfer_sampler,
+    check_vllm_runner,
+    check_vllm_version,
+    engine_memory_rule,
+    kvcalc_budget,
+)
+from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
     StepTimer,
@@ -30,18 +45,14 @@ from kvcalc.formulas.capacity import max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
 from kvcalc.formulas.parallel import check_ep, kv_shard_fraction, stage_layer_fraction
-from kvcalc.formulas.workload import (cost_per_million_tokens, request_latency, steady_state, transfer_seconds,
-                                      waves)
-from kvcalc.planning import (
-    CapacityWarning,
-    ENGINE_MEMORY_RULES,
-    check_cuda_graph_memory,
-    check_flashinfer_sampler,
-    check_vllm_runner,
-    check_vllm_version,
-    engine_memory_rule,
-    kvcalc_budget,
+from kvcalc.formulas.workload import (
+    cost_per_million_tokens,
+    request_latency,
+    steady_state,
+    transfer_seconds,
+    waves,
 )
+from kvcalc.specs.catalog import resolve_engine
 from kvcalc.units import fmt_bytes
 
 DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batched_tokens on an H100)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from kvcalc.catalog import load_gpu, load_model
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import precision
-from kvcalc.files import read_csv_ledger
 from kvcalc.formulas import engine_memory as em
-from kvcalc.serving import serve
+from kvcalc.serving.closed_form import serve
+from kvcalc.specs.catalog import load_gpu, load_model
+from kvcalc.specs.files import read_csv_ledger
 
 COLUMNS = ("id", "model", "gpu", "tp", "weight_dtype", "kv_dtype", "input_len", "output_len",
            "total_output_tokens_per_s", "source")
@@ -94,7 +94,7 @@ BENCH_METRICS = {"output_tokens_per_s": "output_tokens_per_s", "median_tpot_ms":
 
 def is_bench(path: Path) -> bool:
     """Whether a serve ledger CSV holds closed-loop benchmark runs (it has a concurrency column)."""
-    from kvcalc.files import MAX_TABLE_BYTES, read_regular_file
+    from kvcalc.specs.files import MAX_TABLE_BYTES, read_regular_file
 
     head = read_regular_file(path, "a serve ledger CSV", MAX_TABLE_BYTES).split(b"\n", 1)[0]
     return b"concurrency" in head.split(b",")

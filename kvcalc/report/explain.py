@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from kvcalc.catalog import resolve_engine
+from kvcalc.dtypes import bytes_per_element
 from kvcalc.estimator import Estimate, Phase
 from kvcalc.formulas.kernel_time import efficiency
-from kvcalc.specs import HardwareSpec, ModelSpec
-from kvcalc.specs.profile import EngineProfile
-from kvcalc.dtypes import bytes_per_element
 from kvcalc.formulas.kv import linear_state_bytes
+from kvcalc.specs import HardwareSpec, ModelSpec
+from kvcalc.specs.catalog import resolve_engine
+from kvcalc.specs.profile import EngineProfile
 from kvcalc.units import fmt_bytes, fmt_count, fmt_flops, fmt_ms
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from kvcalc.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.dtypes import activation_dtype, matmul_compute_dtype
 from kvcalc.estimator import precision
 from kvcalc.formulas.forward import decode_ops
 from kvcalc.formulas.roofline import ridge_point, step_time
 from kvcalc.rewrite import rewrite_attention
+from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 
 CLASSES = {"attention": ("attention",), "linear attention": ("linear_attention",),
            "projections+MLP": ("projection", "mlp"), "lm_head": ("lm_head",)}
@@ -74,7 +74,9 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
     arithmetic_intensity and achieved_tflops columns (kvcalc validate's CSV). speculate (estimate's --speculate
     forms) plots the whole plain decode step and the whole verify step instead, whose intensity is up to k + 1
     times higher."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend to switch, in a script or a notebook
+    from matplotlib.figure import (
+        Figure,  # no pyplot: no global backend to switch, in a script or a notebook
+    )
 
     points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype, speculate)
     xs = [pt[5] for pt in points]

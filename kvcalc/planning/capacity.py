@@ -9,27 +9,42 @@ from __future__ import annotations
 import math
 import warnings
 
-from kvcalc.catalog import resolve_engine
-from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number, check_price
+from kvcalc.checks import (
+    MAX_BATCH,
+    MAX_GPUS,
+    MAX_TOKENS,
+    check_int,
+    check_number,
+    check_price,
+)
+from kvcalc.engines.memory import (
+    ENGINE_MEMORY_RULES,
+    check_cuda_graph_memory,
+    check_flashinfer_sampler,
+    check_vllm_runner,
+    check_vllm_version,
+    engine_memory_rule,
+    kvcalc_budget,
+)
+from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
     check_dtypes,
-    check_pp,
-    load_deployment,
     check_memory_utilization,
+    check_pp,
     check_prefill_chunk,
     evaluate,
+    load_deployment,
     phase_metrics,
 )
-from kvcalc.errors import KvcalcError
-from kvcalc.formulas import engine_memory as em
-from kvcalc.formulas.capacity import kv_budget_bytes, max_context, max_sequences
+from kvcalc.formulas.capacity import max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
-from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK, activation_workspace_bytes
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
 from kvcalc.formulas.parallel import check_ep, group_link_label
-from kvcalc.formulas.params import stage_weight_bytes, weight_bytes_per_gpu
+from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.workload import cost_per_million_tokens
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
+from kvcalc.specs.catalog import resolve_engine
 
 TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -38,10 +53,6 @@ def _check(context: int, memory_utilization: float, prefill_chunk: int) -> None:
     check_int("--context", context, 1, MAX_TOKENS)
     check_memory_utilization(memory_utilization)
     check_prefill_chunk(prefill_chunk)
-
-
-class CapacityWarning(UserWarning):
-    """A reported figure was capped or assumed (the CLI prints these on stderr; capacity's JSON lists them)."""
 
 
 def capped_context(spec, tokens, warnings_out: list | None = None, warn: bool = True):
@@ -61,14 +72,6 @@ def capped_context(spec, tokens, warnings_out: list | None = None, warn: bool = 
 
 def gpu_count(n: int) -> str:
     return f"{n} GPU" if n == 1 else f"{n} GPUs"
-
-
-def kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):
-    """(KV budget per GPU, activation reserve per GPU), as formulas/memory.py's one rule."""
-    activations = activation_workspace_bytes(spec, 1, prefill_chunk, p.b_a)
-    usable = hw.visible_memory_bytes * memory_utilization
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp  # the tp group's share of the heaviest stage
-    return kv_budget_bytes(usable, weights, activations, tp), activations / tp
 
 
 def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch: int = 1, context: int = 4096,
@@ -131,202 +134,6 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         for key in ("kv_bytes_per_token", "max_batch_at_context", "decode_ms", "tokens_per_s"):
             row[f"{key}_vs_own"] = row[key] / own[key] if own[key] else math.nan
     return rows
-
-
-def _visible_memory(hw) -> dict:
-    """The device total an engine budgets from, and where the spec's figure comes from."""
-    return {"visible_memory_bytes": hw.visible_memory_bytes,
-            "visible_memory_source": ("visible_memory_GiB (what torch.cuda.mem_get_info reports)"
-                                      if hw.visible_memory_GiB else
-                                      "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure")}
-
-
-def _non_torch_bytes(hw, gpus: int, nccl_in_budget: bool = True) -> float:
-    """The engines' communication buffers and library workspaces per GPU of a group of `gpus`, by its link."""
-    return em.vllm_non_torch_bytes(gpus, "nvlink" in (hw.interconnect or "").lower(), nccl_in_budget)
-
-
-def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
-                max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
-                ep: int = 1, runner: str = "auto", version: tuple[int, int] = em.VLLM_LATEST,
-                cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False) -> dict:
-    """The KV cache vLLM `version` would allocate per GPU, and what it would print, by formulas/engine_memory.py's
-    rule. runner: vLLM's model runner, 'v0', 'v1' or 'v2'; 'auto' is the one that version gives the model.
-    flashinfer_sampler: GPUModelRunner samples with FlashInfer's top-k/top-p kernel (its log says so).
-    cuda_graph_bytes: vLLM's CUDA-graph estimate per GPU (its log's 'Estimated CUDA graph memory'), subtracted
-    where the version counts it; None where unknown (the pool is then an upper bound, and `notes` says so)."""
-    default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, version)
-    t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
-    runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
-    non_torch = _non_torch_bytes(hw, max(tp, ep), nccl_in_budget=version < em.VLLM_NCCL_BEFORE_SNAPSHOT)
-    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner, version, flashinfer_sampler)
-    counted = em.vllm_counts_cuda_graphs(runner, version)
-    graphs = (cuda_graph_bytes or 0.0) if counted else 0.0
-    notes = []
-    release = ".".join(map(str, version))
-    if counted and cuda_graph_bytes is None:
-        notes.append(f"vLLM {release} (model runner {runner}) also takes its CUDA-graph estimate out of the KV pool "
-                     "('Estimated CUDA graph memory' in its log), which kvcalc does not predict: the pool is an upper "
-                     "bound; pass --cuda-graph-memory with the logged figure (0 under --enforce-eager or "
-                     "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0)")
-    elif not counted and cuda_graph_bytes:
-        notes.append(f"--cuda-graph-memory: vLLM {release} (model runner {runner}) keeps CUDA graphs out of the KV "
-                     "budget, so it is not subtracted")
-    if flashinfer_sampler and runner != "v1":
-        notes.append(f"--flashinfer-sampler: model runner {runner} does not profile FlashInfer's sampler "
-                     "(only GPUModelRunner, v1, does), so it changes nothing")
-    rope = em.vllm_rope_cache_bytes(spec)  # loaded with the weights, on every GPU of every stage
-    if pp == 1:
-        weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) + rope
-        available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch,
-                                               graphs)
-        pool, stage = available, None  # pool: bytes as the heaviest stage's pages count them
-    else:  # each stage profiles itself; the stage with the fewest blocks of its own layers binds
-        layers = em.vllm_pipeline_layers(spec.num_layers, pp)
-        forward = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
-        peaks = [forward] * (pp - 1) + [peak]
-        loaded = [w + rope for w in stage_weight_bytes(spec, p.b_w, layers, tp)]
-        stages = [(w, pk, em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, w, pk, non_torch,
-                                                     graphs))
-                  for w, pk in zip(loaded, peaks)]
-        stage = min(range(pp), key=lambda i: stages[i][2] / layers[i])
-        weights, peak, available = stages[stage]
-        pool = available * max(layers) / layers[stage]
-    return {
-        "engine": "vllm",
-        **_visible_memory(hw),
-        "requested_bytes": hw.visible_memory_bytes * memory_utilization,
-        "weights_bytes_per_gpu": weights,
-        "rope_cache_bytes": rope,
-        "profile_peak_bytes": peak,
-        "non_torch_bytes": non_torch,
-        "cuda_graph_bytes": graphs,
-        "cuda_graphs_counted": counted,
-        "available_kv_bytes": available,
-        "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name)),
-        "max_concurrency": em.vllm_max_concurrency(spec, pool, context, t, p.b_kv, tp, pp,
-                                                   em.vllm_block_alignment(spec, hw.name)),
-        "binding_pipeline_stage": stage,
-        "max_model_len": context,
-        "max_num_batched_tokens": t,
-        "max_num_seqs": r,
-        "model_runner": runner,
-        "sampler": ("flashinfer" if flashinfer_sampler and runner == "v1" else
-                    "logits" if runner == "v2" else "sort"),
-        "vllm_version": release,
-        "notes": notes,
-    }
-
-
-def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float, pp: int = 1,
-                  ep: int = 1) -> dict:
-    """The KV pool SGLang would allocate per GPU (memory_utilization as mem_fraction_static), by
-    formulas/engine_memory.py's rule."""
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
-    non_torch = _non_torch_bytes(hw, max(tp, ep))
-    pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
-    tokens = em.sglang_kv_tokens(spec, pool, p.b_kv, tp, pp)
-    per_request = em.sglang_request_bytes(spec, context, p.b_kv, tp, pp)
-    return {
-        "engine": "sglang",
-        **_visible_memory(hw),
-        "requested_bytes": hw.visible_memory_bytes * memory_utilization,
-        "weights_bytes_per_gpu": weights,
-        "profile_peak_bytes": 0.0,
-        "non_torch_bytes": non_torch,
-        "available_kv_bytes": pool,
-        "kv_tokens": tokens,
-        "max_concurrency": max(pool, 0.0) / per_request,
-        "max_model_len": context,
-    }
-
-
-def trtllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
-                  max_num_tokens: int | None = None, pp: int = 1, ep: int = 1) -> dict:
-    """The KV cache TensorRT-LLM would allocate per GPU (memory_utilization as free_gpu_memory_fraction), by
-    formulas/engine_memory.py's rule."""
-    t = max_num_tokens or em.TRTLLM_MAX_NUM_TOKENS
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
-    activations = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
-    non_torch = _non_torch_bytes(hw, max(tp, ep))
-    kv = em.trtllm_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, activations, non_torch)
-    per_request = em.trtllm_request_bytes(spec, context, p.b_kv, tp, pp)
-    return {
-        "engine": "trtllm",
-        **_visible_memory(hw),
-        "requested_bytes": memory_utilization * (hw.visible_memory_bytes - weights - activations - non_torch),
-        "weights_bytes_per_gpu": weights,
-        "profile_peak_bytes": activations,
-        "non_torch_bytes": non_torch,
-        "available_kv_bytes": kv,
-        "kv_tokens": em.trtllm_kv_tokens(spec, kv, p.b_kv, tp, pp),
-        "max_concurrency": max(kv, 0.0) / per_request,
-        "max_model_len": context,
-        "max_num_batched_tokens": t,
-    }
-
-
-ENGINE_MEMORY_RULES = ("vllm", "sglang", "trtllm")
-
-
-def check_vllm_runner(runner: str, engine: str) -> None:
-    """--vllm-runner: auto, v0, v1 or v2, and only with vLLM's memory rule."""
-    if runner not in ("auto", *em.MODEL_RUNNERS):
-        raise KvcalcError(f"--vllm-runner: expected auto, {', '.join(em.MODEL_RUNNERS)}, got {runner!r}")
-    if runner != "auto" and engine != "vllm":
-        raise KvcalcError("--vllm-runner: only vLLM's memory rule uses it; add --engine vllm")
-
-
-def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
-    """--vllm-version: 'latest' or a release such as 0.11, 0.11.0, v0.30.1 or 0.6.5.dev, as (major, minor); only
-    with vLLM's memory rule."""
-    text = version.strip().lower().removeprefix("v")
-    if text == "latest":
-        return em.VLLM_LATEST
-    if engine != "vllm":
-        raise KvcalcError("--vllm-version: only vLLM's memory rule uses it; add --engine vllm")
-    parts = text.split(".")  # major.minor, then a patch or a dev tag (0.6.5.dev), which the rule does not need
-    if not (len(text) <= 40 and len(parts) >= 2 and all(x.isdigit() and len(x) <= 4 for x in parts[:2])):
-        raise KvcalcError(f"--vllm-version: expected latest or a release such as 0.11 or 0.30.1, got {version!r}")
-    return int(parts[0]), int(parts[1])
-
-
-def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memory_utilization: float,
-                       max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                       pp: int = 1, ep: int = 1, vllm_runner: str = "auto",
-                       vllm_version: tuple[int, int] = em.VLLM_LATEST,
-                       cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False) -> dict:
-    """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print. With ep > 1
-    each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
-    group's sequences, so the concurrency is per group of tp GPUs."""
-    if engine == "sglang":
-        return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp, ep=ep)
-    if engine == "trtllm":
-        return trtllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
-                             max_num_tokens=max_num_batched_tokens, pp=pp, ep=ep)
-    return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
-                       max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
-                       runner=vllm_runner, version=vllm_version, cuda_graph_bytes=cuda_graph_bytes,
-                       flashinfer_sampler=flashinfer_sampler)
-
-
-def check_flashinfer_sampler(on: bool, engine: str) -> None:
-    """--flashinfer-sampler: only with vLLM's memory rule."""
-    if not isinstance(on, bool):
-        raise KvcalcError(f"--flashinfer-sampler: expected true or false, got {on!r}")
-    if on and engine != "vllm":
-        raise KvcalcError("--flashinfer-sampler: only vLLM's memory rule uses it; add --engine vllm")
-
-
-def check_cuda_graph_memory(GiB: float | None, engine: str) -> float | None:
-    """--cuda-graph-memory: vLLM's logged CUDA-graph estimate in GiB (0 to 10,000), only with vLLM's memory rule;
-    returns bytes."""
-    if GiB is None:
-        return None
-    check_number("--cuda-graph-memory", GiB, 0, 1e4)
-    if engine != "vllm":
-        raise KvcalcError("--cuda-graph-memory: only vLLM's memory rule uses it; add --engine vllm")
-    return GiB * em.GiB
 
 
 def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, gpus: int | None = None,

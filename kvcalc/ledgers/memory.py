@@ -16,12 +16,12 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from kvcalc.catalog import load_gpu, load_model
+from kvcalc.engines.memory import check_vllm_version, vllm_memory
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_dtypes, precision
-from kvcalc.files import read_csv_ledger
 from kvcalc.formulas import engine_memory as em
-from kvcalc.planning import check_vllm_version, vllm_memory
+from kvcalc.specs.catalog import load_gpu, load_model
+from kvcalc.specs.files import read_csv_ledger
 
 GiB = 1024**3
 COLUMNS = ("source", "vllm", "model", "gpu", "visible_GiB", "tp", "pp", "gpu_memory_utilization", "max_model_len",

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kvcalc.catalog import load_gpu
 from kvcalc.errors import KvcalcError
-from kvcalc.files import is_existing_path
 from kvcalc.formulas.forward import (
     Precision,
     attention_core_cost,
@@ -29,8 +27,14 @@ from kvcalc.formulas.forward import (
     linear_cost,
     routed_experts_cost,
 )
-from kvcalc.formulas.kernel_time import allreduce_curve_seconds, alltoall_curve_seconds, kernel_seconds
+from kvcalc.formulas.kernel_time import (
+    allreduce_curve_seconds,
+    alltoall_curve_seconds,
+    kernel_seconds,
+)
 from kvcalc.formulas.params import Linear
+from kvcalc.specs.catalog import load_gpu
+from kvcalc.specs.files import is_existing_path
 from kvcalc.specs.model import ModelSpec
 from kvcalc.specs.profile import AllReduceCurve, EngineProfile, FitRecord, KernelCurve
 

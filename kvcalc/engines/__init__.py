@@ -1,0 +1,1 @@
+"""What differs per engine and release, as data plus small pure functions: memory rules (memory.py)."""

@@ -1,0 +1,1 @@
+"""What to deploy: compare attention variants and size deployments (capacity.py)."""

@@ -1,0 +1,1 @@
+"""What commands show: --explain's derivations and the matplotlib figures, shared by cli/ (and web/)."""
