@@ -56,12 +56,22 @@ class AllReduceCurve(StrictModel):
     fit: FitRecord | None = None
 
 
+class EngineOverhead(StrictModel):
+    """Time an engine spends outside its kernels: per step (scheduler, sampler, Python between kernels) and per
+    request (API server, tokenisation, detokenisation; it lands in TTFT). Each figure names where it comes from."""
+
+    step_us: float = Field(0.0, ge=0, le=1e6, description="added to every forward step [us]")
+    request_ms: float = Field(0.0, ge=0, le=1e5, description="added once to each request's TTFT [ms]")
+    sources: list[str] = Field(min_length=1, description="the published runs or code the figures come from")
+
+
 class EngineProfile(StrictModel):
     gpu: str = Field(description="the bundled hardware spec whose roofs the curves were fitted against")
     engine: str
     engine_version: str
     sources: list[str] = Field(min_length=1)
     notes: str = ""
+    overhead: EngineOverhead | None = Field(None, description="time outside the kernels; None: not modelled")
     gemm: dict[str, KernelCurve] = Field(default_factory=dict, description="by weight format: " + ", ".join(GEMM_KEYS))
     attention_decode: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")
     attention_prefill: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")
