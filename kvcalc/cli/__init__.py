@@ -75,3 +75,4 @@ from kvcalc.cli import (  # noqa: E402,F401  (registers the commands)
 
 def main() -> None:
     app()
+    plan_cmd,

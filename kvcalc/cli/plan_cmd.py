@@ -1,0 +1,129 @@
+"""kvcalc plan: the cheapest deployment under a service level, and the command that launches it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvcalc.cli import app
+from kvcalc.cli.output import Format, print_rows, save_figure, write_csv, write_json
+from kvcalc.errors import KvcalcError
+from kvcalc.specs.files import check_writable
+
+
+def parse_prices(text: str | None) -> float | dict[str, float] | None:
+    """--price-per-gpu-hour: one price for every GPU type (3.5), or GPU=PRICE pairs (h200=3.5,b200=5)."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+        return {k.strip(): float(v) for k, v in pairs}
+    except ValueError:
+        raise KvcalcError(f"--price-per-gpu-hour: expected a number or GPU=PRICE pairs such as h200=3.5,b200=5, "
+                          f"got {text!r}") from None
+
+
+def _names(flag: str, text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise KvcalcError(f"{flag}: expected a comma-separated list, got {text!r}")
+    return names
+
+
+@app.command("plan")
+def plan_cli(
+    model: Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")],
+    input_len: Annotated[int, typer.Option("--input-len", "-i", help="prompt tokens per request")],
+    output_len: Annotated[int, typer.Option("--output-len", "-o", help="output tokens per request")],
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPU types to consider, comma-separated")] = "h100-sxm",
+    request_rate: Annotated[Optional[float], typer.Option(help="requests/s to serve")] = None,
+    concurrency: Annotated[Optional[float], typer.Option("--concurrency", "-n", help="requests in flight to hold")] = None,
+    gpu_budget: Annotated[Optional[int], typer.Option(help="GPUs available: the most throughput within them")] = None,
+    max_ttft_ms: Annotated[Optional[float], typer.Option(help="time to first token limit [ms]")] = None,
+    max_tpot_ms: Annotated[Optional[float], typer.Option(help="time per output token limit [ms]")] = None,
+    percentile: Annotated[str, typer.Option(help="the percentile the limits hold at: p50, p90 or p99")] = "p50",
+    price_per_gpu_hour: Annotated[Optional[str], typer.Option(
+        help="price of a GPU-hour: one number, or GPU=PRICE pairs (h200=3.5,b200=5)")] = None,
+    engines: Annotated[Optional[str], typer.Option(
+        help="engines to consider, comma-separated [default: those with a profile for each GPU]")] = None,
+    convert: Annotated[bool, typer.Option(
+        help="also consider weight formats the checkpoint does not ship (fp8, nvfp4), marked converted")] = True,
+    disaggregate: Annotated[bool, typer.Option(help="also consider separate prefill and decode pools")] = True,
+    max_gpus_per_replica: Annotated[int, typer.Option(help="largest replica to consider")] = 64,
+    emit: Annotated[Optional[str], typer.Option(
+        help="print the launch command of the choice: vllm, sglang, trtllm, or k8s (a manifest)")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="the frontier with the limits (.png, .svg or .pdf)")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="the time model behind each number")] = False,
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
+) -> None:
+    """The cheapest deployment of a model on the given GPU types that serves a request rate (or a concurrency, or
+    the most within a GPU budget) within TTFT/TPOT limits: TP, PP, EP, formats, engine, batch budget, aggregated or
+    disaggregated; with the runners-up, the throughput frontier and why the rest lost."""
+    from kvcalc.planning.plan import plan
+
+    if plot is not None:
+        check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
+    result = plan(model, _names("--gpu", gpu), input_len=input_len, output_len=output_len,
+                  request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
+                  max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, percentile=percentile,
+                  price_per_gpu_hour=parse_prices(price_per_gpu_hour),
+                  engines=_names("--engines", engines) if engines else None, convert=convert,
+                  disaggregated=disaggregate, max_gpus_per_replica=max_gpus_per_replica)
+    if emit is not None:
+        from kvcalc.engines.launch import emit as emit_text
+        from kvcalc.specs.catalog import load_model
+
+        if result["choice"] is None:
+            raise KvcalcError("--emit: no configuration meets the limits, so there is nothing to launch")
+        best = result["choice"] if emit == "k8s" else result["best_by_engine"].get(emit)
+        if best is None:
+            raise KvcalcError(f"--emit: no {emit} configuration meets the limits; the choice runs on "
+                              f"{result['choice']['engine']}")
+        result["launch"] = emit_text(emit, load_model(model), best, input_len + output_len)
+        result["launch_configuration"] = best["deployment"]
+    if plot is not None:
+        from kvcalc.report.plot import plan_frontier
+
+        save_figure(plan_frontier(result), plot, "--plot")
+    if format is Format.json:
+        return write_json(result)
+    rows = [{"rank": "choice" if i == 0 else str(i), **_row(r)}
+            for i, r in enumerate(([result["choice"]] if result["choice"] else []) + result["runners_up"])]
+    if format is Format.csv:
+        return write_csv([{"rank": "frontier", **_row(r)} for r in result["frontier"]] + rows)
+    _print_table(result, rows, explain)
+
+
+def _row(r: dict) -> dict:
+    return {"GPU": r["gpu"], "engine": r["engine"], "layout": r["layout"], "w/KV": r["formats"],
+            "GPUs": r["gpus"], "seqs": r["max_num_seqs"], "TTFT ms": r["ttft_ms"], "TPOT ms": r["tpot_ms"],
+            "tok/s/GPU": r["output_tokens_per_s_per_gpu"], "$/h": r["cost_per_hour"]}
+
+
+def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
+    w = result["workload"]
+    goal = (f"{w['request_rate']:g} req/s" if w["request_rate"] is not None else
+            f"{w['concurrency']:g} in flight" if w["concurrency"] is not None else f"at most {w['gpu_budget']} GPUs")
+    title = f"{result['model']}: {w['input_len']:,} in / {w['output_len']:,} out, {goal}"
+    if result["choice"] is None:
+        typer.echo(f"{title}\n{result['choice_note']}")
+        rows = [{"rank": "closest", **_row(r), "misses": ", ".join(r["misses"])} for r in result["closest"]]
+    print_rows(rows, title, Format.table)
+    typer.echo("w/KV: weight/KV formats, * a format the checkpoint does not ship; layout: TP, xPP pipeline stages, "
+               "EP expert-parallel GPUs over TP attention groups, P:D prefill:decode GPUs")
+    for i, r in enumerate(result["runners_up"], 1):
+        typer.echo(f"  {i}: {r['trade']}")
+    counts = {k: v for k, v in result["rejected"]["counts"].items() if v}
+    s = result["searched"]
+    typer.echo(f"searched {s['configurations']:,} configurations of {s['deployments']:,} deployments; lost: "
+               + "; ".join(f"{k} {v}" for k, v in counts.items()))
+    if explain:
+        typer.echo(f"time model: {result['time_model']}")
+        if result["choice"]:
+            typer.echo(f"choice's profile: {result['choice']['time_model']}")
+    if "launch" in result:
+        typer.echo(f"\nlaunch ({result['launch_configuration']}):\n" + result["launch"].rstrip())

@@ -1,0 +1,186 @@
+"""Launch commands for a planned deployment: the flags of each engine's server that decide what was planned.
+
+Flag names are those of the engine releases the profiles model, read from each engine's own argument parser:
+- vLLM: vllm-project/vllm vllm/engine/arg_utils.py at 99d7eb5d (EngineArgs.add_cli_args: --tensor-parallel-size,
+  --pipeline-parallel-size, --data-parallel-size, --enable-expert-parallel, --max-num-seqs, --max-num-batched-tokens,
+  --gpu-memory-utilization, --kv-cache-dtype, --max-model-len, --quantization, --speculative-config).
+- SGLang: sgl-project/sglang python/sglang/srt/server_args.py at 469c63e5 (--tp-size, --pp-size, --dp-size, --ep-size,
+  --enable-dp-attention, --max-running-requests, --chunked-prefill-size, --mem-fraction-static, --kv-cache-dtype,
+  --context-length, --quantization, --speculative-algorithm, --speculative-num-steps, --disaggregation-mode).
+- TensorRT-LLM: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at 00209af1 (`trtllm-serve serve` click options:
+  --backend, --tp_size, --pp_size, --ep_size, --max_batch_size, --max_num_tokens, --max_seq_len,
+  --kv_cache_free_gpu_memory_fraction, --extra_llm_api_options; the KV dtype and attention data parallelism go in
+  that YAML as kv_cache_config.dtype and enable_attention_dp, which the LLM API reads).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+# Every flag an emitted command may use, per engine, as that release's parser spells it (module docstring).
+FLAGS = {
+    "vllm": {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--enable-expert-parallel",
+             "--max-num-seqs", "--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype",
+             "--max-model-len", "--quantization", "--speculative-config", "--kv-transfer-config"},
+    "sglang": {"--model-path", "--tp-size", "--pp-size", "--dp-size", "--ep-size", "--enable-dp-attention",
+               "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
+               "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
+               "--disaggregation-mode"},
+    "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
+               "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role"},
+}
+EMIT_TARGETS = ("vllm", "sglang", "trtllm", "k8s")
+
+# Weight formats a server is told about; checkpoints that carry their quantization_config need no flag (the
+# engines read it), so only a conversion the plan proposes is named.
+_VLLM_QUANT = {"fp8": "fp8"}  # vLLM quantises a bf16 checkpoint to fp8 at load time (--quantization fp8)
+_SGLANG_QUANT = {"fp8": "fp8"}
+_SGLANG_KV = {"fp8": "fp8_e4m3", "bf16": "auto"}  # server_args.py: kv_cache_dtype choices auto, fp8_e5m2, fp8_e4m3
+
+
+def hf_repo_id(spec) -> str:
+    """The Hugging Face repository a bundled spec cites for its config.json, else the spec's name."""
+    for source in spec.sources:
+        m = re.search(r"huggingface\.co/([\w.-]+/[\w.-]+)", source)
+        if m:
+            return m.group(1)
+    return spec.name
+
+
+def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
+    """`vllm serve` for a planned configuration (c: plan's point_dict)."""
+    cmd = ["vllm", "serve", hf_repo_id(spec)]
+    if c["expert_parallel"] > 1:  # attention data-parallel over ep / tp groups, experts over all ep GPUs
+        cmd += ["--tensor-parallel-size", str(c["tensor_parallel"]),
+                "--data-parallel-size", str(c["expert_parallel"] // c["tensor_parallel"]), "--enable-expert-parallel"]
+    else:
+        cmd += ["--tensor-parallel-size", str(c["tensor_parallel"])]
+        if c["pipeline_parallel"] > 1:
+            cmd += ["--pipeline-parallel-size", str(c["pipeline_parallel"])]
+    cmd += ["--max-num-seqs", str(_per_group(c)), "--max-num-batched-tokens", str(c["max_num_batched_tokens"]),
+            "--gpu-memory-utilization", f"{c['gpu_memory_utilization']:g}", "--max-model-len", str(max_model_len)]
+    if c["kv_dtype"] == "fp8":
+        cmd += ["--kv-cache-dtype", "fp8"]
+    if c["converted_weights"] and c["weight_dtype"] in _VLLM_QUANT:
+        cmd += ["--quantization", _VLLM_QUANT[c["weight_dtype"]]]
+    if c["disaggregate"]:  # vLLM's disaggregated prefill: both pools load a KV connector (NIXL moves the blocks)
+        cmd += ["--kv-transfer-config", '{"kv_connector":"NixlConnector","kv_role":"kv_both"}']
+    return cmd
+
+
+def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
+    """`python -m sglang.launch_server` for a planned configuration."""
+    cmd = ["python", "-m", "sglang.launch_server", "--model-path", hf_repo_id(spec)]
+    if c["expert_parallel"] > 1:
+        cmd += ["--tp-size", str(c["expert_parallel"]), "--ep-size", str(c["expert_parallel"])]
+        if c["expert_parallel"] > c["tensor_parallel"]:  # SGLang's --tp-size spans the group; DP attention splits it
+            cmd += ["--enable-dp-attention", "--dp-size", str(c["expert_parallel"] // c["tensor_parallel"])]
+    else:
+        cmd += ["--tp-size", str(c["tensor_parallel"])]
+        if c["pipeline_parallel"] > 1:
+            cmd += ["--pp-size", str(c["pipeline_parallel"])]
+    cmd += ["--max-running-requests", str(_per_group(c)), "--chunked-prefill-size", str(c["max_num_batched_tokens"]),
+            "--mem-fraction-static", f"{c['gpu_memory_utilization']:g}", "--context-length", str(max_model_len),
+            "--kv-cache-dtype", _SGLANG_KV.get(c["kv_dtype"], "auto")]
+    if c["converted_weights"] and c["weight_dtype"] in _SGLANG_QUANT:
+        cmd += ["--quantization", _SGLANG_QUANT[c["weight_dtype"]]]
+    if c["disaggregate"]:
+        cmd += ["--disaggregation-mode", "{role}"]  # prefill or decode, filled in per pool by emit()
+    return cmd
+
+
+def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
+    """`trtllm-serve serve` and the YAML its --extra_llm_api_options names."""
+    ep = c["expert_parallel"]
+    tp = ep if ep > 1 else c["tensor_parallel"]  # TensorRT-LLM's attention DP runs inside a tp_size group
+    cmd = ["trtllm-serve", "serve", hf_repo_id(spec), "--backend", "pytorch", "--tp_size", str(tp)]
+    if c["pipeline_parallel"] > 1:
+        cmd += ["--pp_size", str(c["pipeline_parallel"])]
+    if ep > 1:
+        cmd += ["--ep_size", str(ep)]
+    cmd += ["--max_batch_size", str(_per_group(c)), "--max_num_tokens", str(c["max_num_batched_tokens"]),
+            "--max_seq_len", str(max_model_len),
+            "--kv_cache_free_gpu_memory_fraction", f"{c['gpu_memory_utilization']:g}",
+            "--extra_llm_api_options", "extra-llm-api-config.yml"]
+    if c["disaggregate"]:  # a context (prefill) server and a generation (decode) server
+        cmd += ["--server_role", "{role}"]
+    yaml = [f"kv_cache_config:\n  dtype: {'fp8' if c['kv_dtype'] == 'fp8' else 'auto'}",
+            f"enable_attention_dp: {'true' if ep > c['tensor_parallel'] else 'false'}"]
+    return cmd, "\n".join(yaml) + "\n"
+
+
+def _per_group(c: dict) -> int:
+    """Requests one scheduler holds: the replica's batch budget over its data-parallel attention groups."""
+    groups = c["expert_parallel"] // c["tensor_parallel"] if c["expert_parallel"] > 1 else 1
+    return max(1, -(-c["max_num_seqs"] // groups))
+
+
+IMAGES = {  # each engine's published server image
+    "vllm": "vllm/vllm-openai:latest",  # docs.vllm.ai, "Using Docker"
+    "sglang": "lmsysorg/sglang:latest",  # docs.sglang.ai, "Install SGLang: Method 3, using docker"
+    "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC, TensorRT-LLM release container
+}
+
+
+def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int, int]],
+                 name: str = "kvcalc-plan") -> str:
+    """Kubernetes manifests for (role, command, GPUs per instance, instances) (one per pool when disaggregated):
+    a Deployment where a command's GPUs fit one 8-GPU node, a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) of
+    8-GPU pods where they do not. GPUs are requested as nvidia.com/gpu, or amd.com/gpu on AMD parts."""
+    resource = "amd.com/gpu" if gpu.startswith("mi") else "nvidia.com/gpu"
+    docs = []
+    for role, cmd, gpus, replicas in commands:
+        app_name = f"{name}-{role}" if role else name
+        per_pod, pods = min(gpus, 8), -(-gpus // 8)
+        args = "".join(f"\n{' ' * 12}- {json.dumps(a)}" for a in cmd)
+        container = (f"{' ' * 8}containers:\n{' ' * 8}- name: server\n{' ' * 10}image: {IMAGES[engine]}\n"
+                     f"{' ' * 10}command:{args}\n{' ' * 10}resources:\n{' ' * 12}limits:\n"
+                     f"{' ' * 14}{resource}: {per_pod}\n")
+        if pods == 1:
+            docs.append(f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app_name}\nspec:\n"
+                        f"  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {app_name}\n"
+                        f"  template:\n    metadata:\n      labels:\n        app: {app_name}\n    spec:\n"
+                        + container.replace("\n" + " " * 8, "\n" + " " * 6).replace(" " * 8, " " * 6, 1))
+        else:
+            docs.append(f"apiVersion: leaderworkerset.x-k8s.io/v1\nkind: LeaderWorkerSet\nmetadata:\n"
+                        f"  name: {app_name}\nspec:\n  replicas: {replicas}\n  leaderWorkerTemplate:\n"
+                        f"    size: {pods}\n    workerTemplate:\n      spec:\n" + container)
+    return "---\n".join(docs)
+
+
+def emit(target: str, spec, c: dict, max_model_len: int) -> str:
+    """The launch text for `target` (vllm, sglang, trtllm or k8s: the configuration's own engine in a manifest)."""
+    from kvcalc.errors import KvcalcError
+
+    if target not in EMIT_TARGETS:
+        raise KvcalcError(f"--emit: expected one of {', '.join(EMIT_TARGETS)}, got {target!r}")
+    engine = c["engine"] if target == "k8s" else target
+    if engine == "vllm":
+        cmd, extra = vllm_command(spec, c, max_model_len), ""
+    elif engine == "sglang":
+        cmd, extra = sglang_command(spec, c, max_model_len), ""
+    elif engine == "trtllm":
+        cmd, yaml = trtllm_command(spec, c, max_model_len)
+        extra = f"\n# extra-llm-api-config.yml\n{yaml}"
+    else:
+        raise KvcalcError(f"--emit: the plan runs on {engine!r}, which has no launch command; choose vllm, sglang or trtllm")
+    roles = {"vllm": ("prefill", "decode"), "sglang": ("prefill", "decode"), "trtllm": ("CONTEXT", "GENERATION")}
+    if c["disaggregate"]:
+        prefill_gpus, decode_gpus = (int(x) for x in c["disaggregate"].split(":"))
+        pools = [(role, [a.replace("{role}", role.lower() if engine == "sglang" else role) for a in cmd], gpus)
+                 for role, gpus in zip(roles[engine], (prefill_gpus, decode_gpus))]
+    else:
+        pools = [("", cmd, c["gpus_per_replica"])]
+    if target == "k8s":
+        tp = c["tensor_parallel"]
+        instances = [(role.lower(), command, tp, c["replicas"] * gpus // tp) if c["disaggregate"] else
+                     (role, command, gpus, c["replicas"]) for role, command, gpus in pools]
+        config = "".join(f"# {line}\n" for line in extra.strip().splitlines())
+        return config + k8s_manifest(engine, c["gpu"], instances)
+    if not c["disaggregate"]:
+        return " ".join(shlex.quote(a) for a in cmd) + "\n" + extra
+    out = [f"# {role} pool: {gpus // c['tensor_parallel']} instance(s) of {c['tensor_parallel']} GPUs per replica\n"
+           + " ".join(shlex.quote(a) for a in command) for role, command, gpus in pools]
+    return "\n".join(out) + "\n" + extra

@@ -1,0 +1,445 @@
+"""kvcalc plan: the cheapest deployment that serves a workload within a service level.
+
+A deployment is a GPU type, an engine, weight and KV formats, and a replica layout: tp GPUs in each of pp pipeline
+stages, or an expert-parallel group of ep GPUs whose attention runs in ep / tp data-parallel groups, either serving
+prefill and decode together or split into a prefill pool and a decode pool (disaggregated). The search:
+
+1. enumerates deployments as data (the checkpoint's own formats, and cheaper ones a user could convert to, marked);
+2. prunes those whose KV pool, as the engine's memory rule sizes it, cannot hold one full-length request;
+3. times each survivor's replica at a ladder of batch budgets (requests in flight per replica: 1, 2, 4, ... up to
+   what the pool holds) with serve's closed-form steady state, whose steps come from the same StepTimer `estimate`
+   and `serve` use;
+4. sizes the workload at every point: a request rate needs ceil(rate / requests/s of one replica) replicas, a
+   concurrency ceil(C / requests in flight per replica), a GPU budget holds floor(budget / GPUs per replica);
+5. keeps the points within the TTFT and TPOT limits and ranks them by cost per hour (GPUs where no price is given),
+   then by tokens/s per user; the Pareto frontier of output tokens/s per GPU against tokens/s per user is kept too.
+
+The closed form is the steady state of a service (its TTFT and TPOT are the typical request's, so they stand for
+the median); limits at p90 or p99 are checked on the simulation when it is available (`percentile`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kvcalc.checks import MAX_GPUS, MAX_TOKENS, check_int, check_number
+from kvcalc.errors import KvcalcError
+from kvcalc.specs.catalog import available_engines, load_gpu, load_model, resolve_engine
+
+PERCENTILES = ("p50", "p90", "p99")
+TP_CHOICES = (1, 2, 4, 8)  # one NVLink/Infinity Fabric domain; past 8, replicas grow by pipeline or expert parallelism
+PP_CHOICES = (1, 2, 4)
+EP_CHOICES = (8, 16, 32, 64)  # DeepSeek's and SGLang's large-scale expert-parallel deployments run 8-64 GPUs
+DISAGGREGATED_RATIOS = ((1, 1), (1, 2), (1, 3), (2, 1), (1, 4), (2, 3))  # prefill replicas : decode replicas
+MAX_REPLICAS = 10_000
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One way to deploy: a replica's layout and formats on one GPU type with one engine."""
+
+    gpu: str
+    engine: str
+    weight_dtype: str
+    kv_dtype: str
+    tp: int
+    pp: int = 1
+    ep: int = 1
+    disaggregate: tuple[int, int] | None = None  # (prefill GPUs, decode GPUs) of one replica
+    converted: bool = False  # a weight format the checkpoint does not ship: the user would quantise it
+
+    @property
+    def gpus_per_replica(self) -> int:
+        if self.disaggregate is not None:
+            return sum(self.disaggregate)
+        return self.ep if self.ep > 1 else self.tp * self.pp
+
+    def layout(self) -> str:
+        """TP2, TP4xPP2, EP8/TP1 (expert parallel over 8, attention data-parallel in groups of TP 1), 2P:6D/TP2."""
+        if self.disaggregate:
+            return f"{self.disaggregate[0]}P:{self.disaggregate[1]}D/TP{self.tp}"
+        if self.ep > 1:
+            return f"EP{self.ep}/TP{self.tp}"
+        return f"TP{self.tp}" + (f"xPP{self.pp}" if self.pp > 1 else "")
+
+    def formats(self) -> str:
+        """weights/KV, a converted weight format starred: fp8*/fp8."""
+        return f"{self.weight_dtype}{'*' if self.converted else ''}/{self.kv_dtype}"
+
+    def label(self) -> str:
+        return f"{self.gpus_per_replica} x {self.gpu}, {self.engine}, {self.layout()}, {self.formats()}"
+
+
+@dataclass
+class Point:
+    """One deployment at one batch budget, and what the workload needs of it."""
+
+    deployment: Deployment
+    in_flight: float  # requests in flight per replica (the batch budget, vLLM's max_num_seqs)
+    output_len: int
+    ttft_ms: float
+    tpot_ms: float | None
+    requests_per_s: float  # one replica
+    replicas: int = 0
+    gpus: int = 0
+    output_tokens_per_s: float = 0.0  # the whole deployment
+    cost_per_hour: float | None = None
+    cost_per_million_output_tokens: float | None = None
+    misses: list[str] = field(default_factory=list)
+    step_tokens: int = 0
+    max_in_flight: int = 0
+    memory_utilization: float = 0.0
+    time_model: str = ""
+
+    @property
+    def output_tokens_per_s_per_gpu(self) -> float:
+        return self.output_tokens_per_s / self.gpus if self.gpus else 0.0
+
+    @property
+    def tokens_per_s_per_user(self) -> float | None:
+        return 1e3 / self.tpot_ms if self.tpot_ms else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The search space
+# ---------------------------------------------------------------------------------------------------------------
+
+def weight_formats(spec, hw, convert: bool) -> list[tuple[str, bool]]:
+    """(format, converted) pairs: the checkpoint's own, and where `convert`, the cheaper ones this GPU computes in:
+    fp8 on parts with an fp8 peak (Hopper, Ada, Blackwell, CDNA 3), nvfp4 on parts with an fp4 peak (Blackwell)."""
+    from kvcalc.estimator import resolve_weight_dtype
+
+    native = resolve_weight_dtype("auto", spec)
+    out = [(native, False)]
+    if not convert:
+        return out
+    peaks = hw.peak_tflops.available()
+    if native in ("bf16", "fp16") and "fp8" in peaks:
+        out.append(("fp8", True))
+    if native in ("bf16", "fp16", "fp8", "fp8-block") and "fp4" in peaks:
+        out.append(("nvfp4", True))
+    return out
+
+
+def kv_formats(hw) -> list[str]:
+    """bf16, and fp8 where the part computes fp8 (vLLM and SGLang store an fp8 KV cache there)."""
+    return ["bf16", "fp8"] if "fp8" in hw.peak_tflops.available() else ["bf16"]
+
+
+def layouts(spec, hw, max_gpus: int, disaggregated: bool) -> list[dict]:
+    """Replica layouts: TP within one scale-up domain (heads divisible), pipelines of them, expert-parallel groups for
+    a MoE (ep a multiple of tp dividing the experts), and prefill/decode pools of TP replicas."""
+    heads = spec.attention.num_heads
+    domain = min(8, hw.scale_up_gpus or 8)
+    tps = [t for t in TP_CHOICES if t <= domain and heads % t == 0]
+    out = [dict(tp=t, pp=p) for t in tps for p in PP_CHOICES
+           if t * p <= max_gpus and p <= spec.num_layers and (p == 1 or t * p > 1)]
+    if spec.moe is not None:
+        out += [dict(tp=t, ep=e) for e in EP_CHOICES for t in tps
+                if t < e <= max_gpus and spec.moe.num_experts % e == 0]
+    if disaggregated:
+        out += [dict(tp=t, disaggregate=(a * t, b * t)) for t in tps for a, b in DISAGGREGATED_RATIOS
+                if (a + b) * t <= max_gpus]
+    return out
+
+
+def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, max_gpus: int,
+                disaggregated: bool) -> list[Deployment]:
+    """Every deployment of the search, as data."""
+    out = []
+    for hw in gpus:
+        names = engines or available_engines(hw.name) or ["roofline"]
+        for engine in names:
+            for weight_dtype, converted in weight_formats(spec, hw, convert):
+                for kv_dtype in kv_formats(hw):
+                    out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
+                            for lay in layouts(spec, hw, max_gpus, disaggregated)]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One deployment's replica, timed at a ladder of batch budgets
+# ---------------------------------------------------------------------------------------------------------------
+
+def batch_ladder(limit: int) -> list[int]:
+    """1, 2, 4, ... below the pool's limit, then the limit itself."""
+    ladder = [2 ** i for i in range(32) if 2 ** i < limit]
+    return ladder + [limit]
+
+
+def replica_points(spec, hw, d: Deployment, *, input_len: int, output_len: int, step_tokens: int,
+                   memory_utilization: float) -> tuple[list[Point], str | None]:
+    """The replica of deployment `d` at every batch budget, or ([], why it does not fit)."""
+    from kvcalc.serving.replica import replica_runner
+
+    try:
+        runner = replica_runner(spec, hw, engine=d.engine, weight_dtype=d.weight_dtype, kv_dtype=d.kv_dtype, tp=d.tp,
+                                pp=d.pp, ep=d.ep, disaggregate=d.disaggregate, input_len=input_len,
+                                output_len=output_len, step_tokens=step_tokens,
+                                memory_utilization=memory_utilization)
+    except KvcalcError as e:
+        return [], str(e)
+    points = []
+    for c in batch_ladder(runner.max_concurrency):
+        r = runner.run(c)
+        points.append(Point(d, in_flight=c, output_len=output_len, ttft_ms=r["ttft_s"] * 1e3,
+                            tpot_ms=r["tpot_s"] * 1e3 if r["tpot_s"] is not None else None,
+                            requests_per_s=r["requests_per_s"], step_tokens=step_tokens,
+                            max_in_flight=runner.max_concurrency, memory_utilization=memory_utilization,
+                            time_model=runner.time_model))
+    return points, None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The workload at each point
+# ---------------------------------------------------------------------------------------------------------------
+
+def size(point: Point, output_len: int, *, request_rate: float | None, concurrency: float | None,
+         gpu_budget: int | None, price: float | None) -> None:
+    """Replicas, GPUs, output tokens/s and cost of the workload at this point (in place)."""
+    per_replica = point.deployment.gpus_per_replica
+    if request_rate is not None:
+        replicas = math.ceil(request_rate / point.requests_per_s * (1 - 1e-12))
+    elif concurrency is not None:
+        replicas = math.ceil(concurrency / point.in_flight * (1 - 1e-12))
+    else:
+        replicas = gpu_budget // per_replica
+    point.replicas = min(max(replicas, 1), MAX_REPLICAS)
+    point.gpus = point.replicas * per_replica
+    served = point.replicas * point.requests_per_s
+    if request_rate is not None:
+        served = min(served, request_rate)
+    point.output_tokens_per_s = served * output_len
+    if price is not None:
+        from kvcalc.formulas.workload import cost_per_million_tokens
+
+        point.cost_per_hour = price * point.gpus
+        point.cost_per_million_output_tokens = cost_per_million_tokens(price, point.gpus, point.output_tokens_per_s)
+
+
+def judge(point: Point, *, max_ttft_ms: float | None, max_tpot_ms: float | None, gpu_budget: int | None) -> None:
+    """What the point misses, in words (in place; empty when it meets every limit)."""
+    if max_ttft_ms is not None and point.ttft_ms > max_ttft_ms:
+        point.misses.append("TTFT")
+    if max_tpot_ms is not None and point.tpot_ms is not None and point.tpot_ms > max_tpot_ms:
+        point.misses.append("TPOT")
+    if gpu_budget is not None and point.deployment.gpus_per_replica > gpu_budget:
+        point.misses.append("GPU budget")
+    if point.replicas >= MAX_REPLICAS:
+        point.misses.append("replicas")
+
+
+def pareto(points: list[Point]) -> list[Point]:
+    """Points no other beats on both output tokens/s per GPU and tokens/s per user, by tokens/s per user."""
+    ranked = sorted((p for p in points if p.tokens_per_s_per_user), key=lambda p: -p.tokens_per_s_per_user)
+    front, best = [], -1.0
+    for p in ranked:
+        per_gpu = p.requests_per_s / p.deployment.gpus_per_replica  # x output_len: output tokens/s per GPU
+        if per_gpu > best:
+            front.append(p)
+            best = per_gpu
+    return front
+
+
+def _rank_key(p: Point, budget_mode: bool):
+    if budget_mode:  # a fixed budget: the most output tokens/s, then the fewest GPUs
+        return (-p.output_tokens_per_s, p.gpus, -(p.tokens_per_s_per_user or 0))
+    cost = p.cost_per_hour if p.cost_per_hour is not None else p.gpus
+    return (cost, p.gpus, -(p.tokens_per_s_per_user or 0))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------------------------
+
+def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile):
+    check_int("--input-len", input_len, 1, MAX_TOKENS)
+    check_int("--output-len", output_len, 1, MAX_TOKENS)
+    given = [x is not None for x in (request_rate, concurrency, gpu_budget)]
+    if sum(given) != 1:
+        raise KvcalcError("--request-rate / --concurrency / --gpu-budget: give exactly one")
+    if request_rate is not None:
+        check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
+    if concurrency is not None:
+        check_number("--concurrency", concurrency, 0, 1e9, lo_open=True)
+    if gpu_budget is not None:
+        check_int("--gpu-budget", gpu_budget, 1, 1_000_000)
+    for flag, v in (("--max-ttft-ms", max_ttft_ms), ("--max-tpot-ms", max_tpot_ms)):
+        if v is not None:
+            check_number(flag, v, 0, 1e9, lo_open=True)
+    if percentile not in PERCENTILES:
+        raise KvcalcError(f"--percentile: expected one of {', '.join(PERCENTILES)}, got {percentile!r}")
+
+
+def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
+    """A price per GPU type: one number for all, or {gpu name: price}."""
+    if price_per_gpu_hour is None:
+        return {hw.name: None for hw in gpus}
+    if not isinstance(price_per_gpu_hour, dict):
+        check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6)
+        return {hw.name: float(price_per_gpu_hour) for hw in gpus}
+    out = {}
+    for hw in gpus:
+        match = next((v for k, v in price_per_gpu_hour.items() if load_gpu(k).name == hw.name), None)
+        if match is None:
+            raise KvcalcError(f"--price-per-gpu-hour: no price for {hw.name} (give GPU=PRICE for every --gpu)")
+        check_number(f"--price-per-gpu-hour ({hw.name})", match, 0, 1e6)
+        out[hw.name] = float(match)
+    return out
+
+
+def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_rate: float | None = None,
+         concurrency: float | None = None, gpu_budget: int | None = None, max_ttft_ms: float | None = None,
+         max_tpot_ms: float | None = None, percentile: str = "p50",
+         price_per_gpu_hour: float | dict[str, float] | None = None, engines: list[str] | None = None,
+         convert: bool = True, disaggregated: bool = True, max_gpus_per_replica: int = 64,
+         step_tokens: int = 8192, memory_utilization: float = 0.9, runners_up: int = 5) -> dict:
+    """Search deployments of `model` on the `gpus` types for the workload (exactly one of request_rate,
+    concurrency, gpu_budget) within the TTFT/TPOT limits; see the module docstring. Returns the choice, the
+    runners-up, the Pareto frontier and why the rest lost, as plain data (the CLI's JSON)."""
+    if isinstance(gpus, str):
+        raise KvcalcError(f"gpus: expected a list of GPU names, got the string {gpus!r}")
+    if isinstance(engines, str):
+        raise KvcalcError(f"engines: expected a list of engine names, got the string {engines!r}")
+    _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile)
+    check_int("--max-gpus-per-replica", max_gpus_per_replica, 1, MAX_GPUS)
+    spec = load_model(model)
+    hws = [load_gpu(g) for g in gpus]
+    if not hws:
+        raise KvcalcError("--gpu: give at least one GPU type")
+    prices = _prices(price_per_gpu_hour, hws)
+    for e in engines or ():
+        for hw in hws:
+            resolve_engine(e, hw)  # an engine that does not run there is a one-line error
+    if spec.max_position_embeddings and input_len + output_len > spec.max_position_embeddings:
+        raise KvcalcError(f"--input-len + --output-len: {input_len + output_len:,} tokens exceed {spec.name}'s "
+                          f"context of {spec.max_position_embeddings:,}")
+    candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
+                             disaggregated=disaggregated)
+    by_name = {hw.name: hw for hw in hws}
+    points, no_fit = [], []
+    for d in candidates:
+        pts, why = replica_points(spec, by_name[d.gpu], d, input_len=input_len, output_len=output_len,
+                                  step_tokens=step_tokens, memory_utilization=memory_utilization)
+        if why is not None:
+            no_fit.append({"deployment": d.label(), "reason": why})
+        for p in pts:
+            size(p, output_len, request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
+                 price=prices[d.gpu])
+            judge(p, max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, gpu_budget=gpu_budget)
+            points.append(p)
+    ok = sorted((p for p in points if not p.misses), key=lambda p: _rank_key(p, gpu_budget is not None))
+    chosen = _distinct(ok, runners_up + 1)
+    result = {
+        "model": spec.name,
+        "gpus": [hw.name for hw in hws],
+        "workload": {"input_len": input_len, "output_len": output_len, "request_rate": request_rate,
+                     "concurrency": concurrency, "gpu_budget": gpu_budget},
+        "limits": {"max_ttft_ms": max_ttft_ms, "max_tpot_ms": max_tpot_ms, "percentile": percentile},
+        "searched": {"deployments": len(candidates), "configurations": len(points) + len(no_fit),
+                     "fit": len(candidates) - len(no_fit)},
+        "choice": point_dict(chosen[0]) if chosen else None,
+        "choice_note": None if chosen else _infeasible_note(points, no_fit),
+        "runners_up": [point_dict(p, chosen[0]) for p in chosen[1:]],
+        "best_by_engine": {e: point_dict(next(p for p in ok if p.deployment.engine == e))
+                           for e in sorted({p.deployment.engine for p in ok})},
+        "closest": [] if chosen else [point_dict(p) for p in _closest(points, max_ttft_ms, max_tpot_ms)],
+        "frontier": [point_dict(p) for p in pareto([p for p in points if "GPU budget" not in p.misses])],
+        "rejected": _rejected(candidates, points, no_fit, chosen),
+        "time_model": ("serve's closed-form steady state (kvcalc/serving/closed_form.py) over StepTimer's step "
+                       "times, the engine profile named per configuration; TTFT and TPOT are the typical "
+                       "request's (the median)" + ("" if percentile == "p50" else
+                                                   f"; {percentile} limits are read against those figures")),
+    }
+    return result
+
+
+def _distinct(ok: list[Point], n: int) -> list[Point]:
+    """The best point of each deployment, best first: runners-up are other deployments, not other batch sizes."""
+    out, seen = [], set()
+    for p in ok:
+        if p.deployment not in seen:
+            seen.add(p.deployment)
+            out.append(p)
+        if len(out) == n:
+            break
+    return out
+
+
+def _closest(points: list[Point], max_ttft_ms, max_tpot_ms) -> list[Point]:
+    """When nothing meets the limits: the points that miss them by the least (the worse of the two ratios)."""
+    def excess(p):
+        r = [p.ttft_ms / max_ttft_ms if max_ttft_ms else 0.0,
+             (p.tpot_ms or 0) / max_tpot_ms if max_tpot_ms else 0.0]
+        return (max(r), p.gpus)
+    return _distinct(sorted(points, key=excess), 3)
+
+
+def _infeasible_note(points, no_fit) -> str:
+    if not points:
+        return "no deployment holds one full-length request; see rejected"
+    return "no configuration meets the limits; closest lists the ones that miss them by the least"
+
+
+def _rejected(candidates, points, no_fit, chosen) -> dict:
+    """Why the rest lost, by deployment: does not fit, misses TTFT, misses TPOT, over the GPU budget, or costs
+    more than the choice."""
+    best = {}
+    for p in points:
+        best.setdefault(p.deployment, []).append(p)
+    groups = {"does not fit": len(no_fit), "misses TTFT": 0, "misses TPOT": 0, "misses TTFT and TPOT": 0,
+              "over the GPU budget": 0, "costs more or serves less": 0}
+    chosen_set = {p.deployment for p in chosen[:1]}
+    for d, pts in best.items():
+        if d in chosen_set:
+            continue
+        if any(not p.misses for p in pts):
+            groups["costs more or serves less"] += 1
+            continue
+        if all("GPU budget" in p.misses for p in pts):
+            groups["over the GPU budget"] += 1
+            continue
+        ttft = all("TTFT" in p.misses for p in pts)
+        tpot = all("TPOT" in p.misses for p in pts)
+        key = ("misses TTFT and TPOT" if ttft and tpot else "misses TTFT" if ttft else "misses TPOT" if tpot
+               else "misses TTFT and TPOT")
+        groups[key] += 1
+    return {"counts": groups, "does_not_fit_examples": no_fit[:5]}
+
+
+def point_dict(p: Point, versus: Point | None = None) -> dict:
+    d = p.deployment
+    out = {
+        "deployment": d.label(), "layout": d.layout(), "formats": d.formats(), "gpu": d.gpu, "engine": d.engine, "weight_dtype": d.weight_dtype,
+        "kv_dtype": d.kv_dtype, "converted_weights": d.converted, "tensor_parallel": d.tp,
+        "pipeline_parallel": d.pp, "expert_parallel": d.ep,
+        "disaggregate": f"{d.disaggregate[0]}:{d.disaggregate[1]}" if d.disaggregate else None,
+        "gpus_per_replica": d.gpus_per_replica, "replicas": p.replicas, "gpus": p.gpus,
+        "max_num_seqs": int(math.ceil(p.in_flight)), "in_flight_per_replica": p.in_flight,
+        "max_in_flight_per_replica": p.max_in_flight, "max_num_batched_tokens": p.step_tokens,
+        "gpu_memory_utilization": p.memory_utilization,
+        "ttft_ms": p.ttft_ms, "tpot_ms": p.tpot_ms,
+        "requests_per_s": p.requests_per_s * p.replicas, "output_tokens_per_s": p.output_tokens_per_s,
+        "output_tokens_per_s_per_gpu": p.output_tokens_per_s_per_gpu,
+        "replica_output_tokens_per_s_per_gpu": p.requests_per_s * p.output_len / d.gpus_per_replica,
+        "tokens_per_s_per_user": p.tokens_per_s_per_user,
+        "cost_per_hour": p.cost_per_hour, "cost_per_million_output_tokens": p.cost_per_million_output_tokens,
+        "misses": p.misses, "time_model": p.time_model,
+    }
+    if versus is not None:
+        out["trade"] = _trade(p, versus)
+    return out
+
+
+def _trade(p: Point, best: Point) -> str:
+    """What a runner-up trades against the choice, in words."""
+    parts = []
+    if p.gpus != best.gpus:
+        parts.append(f"{p.gpus - best.gpus:+d} GPUs")
+    if p.cost_per_hour is not None and best.cost_per_hour:
+        parts.append(f"{(p.cost_per_hour / best.cost_per_hour - 1) * 100:+.0f} % cost")
+    if p.tpot_ms and best.tpot_ms:
+        parts.append(f"TPOT {(p.tpot_ms / best.tpot_ms - 1) * 100:+.0f} %")
+    parts.append(f"TTFT {(p.ttft_ms / best.ttft_ms - 1) * 100:+.0f} %")
+    return ", ".join(parts)
