@@ -5,6 +5,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from kvcalc.cli import app
@@ -231,3 +233,220 @@ def test_an_irregular_layer_types_list_is_counted(tmp_path):
 
     per = kv_bytes_per_token_per_layer(spec.attention, 2.0)
     assert kv_bytes_per_sequence(spec, 8192, 2.0) == per * (5 * 8192 + 21 * 512)
+
+
+# Structure from the fields, whatever the model_type (kvcalc issue 23)
+
+
+def test_phi_2_has_two_mlp_projections_with_biases():
+    """Phi-2: fc1 2560 x 10240 and fc2 10240 x 2560, both biased (not three SwiGLU matrices), one LayerNorm a layer
+    feeding attention and MLP side by side, partial RoPE 0.4 x 80 = 32 dims. HF PhiForCausalLM.num_parameters():
+    2,779,683,840 (= its index's 5,559,367,680 fp16 bytes / 2), of which kvcalc leaves out the lm_head bias (51,200)."""
+    spec, assumptions = load_hf_spec(HF / "phi-2")
+    assert assumptions == []
+    parts = params_breakdown(spec)
+    assert parts["mlp"] == 32 * (2 * 2560 * 10240 + 10240 + 2560)
+    assert total_params(spec) == 2_779_683_840 - 51_200
+    assert (spec.rotary_width, spec.norms_per_layer, spec.norm) == (32, 1, "layernorm")
+
+
+def test_gpt_j_field_names_are_read_not_refused():
+    """GPT-J-6B (n_layer / n_embd / n_head / rotary_dim): per layer ln_1 (w, b), q, k, v, out without bias, fc_in
+    4096 x 16384 and fc_out with biases; ln_f; untied lm_head (its bias, 50,400, not counted). Worked by hand:
+    206,438,400 + 28 x 201,355,264 + 8,192 + 206,438,400; the model card gives 6,053,381,344 parameters."""
+    spec, assumptions = load_hf_spec(HF / "gpt-j-6b")
+    assert assumptions == []
+    assert total_params(spec) == 206_438_400 + 28 * 201_355_264 + 8_192 + 206_438_400
+    assert total_params(spec) == pytest.approx(6_053_381_344, rel=1e-3)
+    assert spec.rotary_width == 64 and spec.attention.kind == "mha"
+
+
+def test_minimax_m2_is_read_as_the_230b_moe_it_is():
+    """MiniMax-M2 (model card: 230B total, 10B activated): 256 experts of width 1536 (its intermediate_size), top-8,
+    in all 62 layers; fp8 with 128 x 128 block scales, gate and lm_head bf16. Read as a dense Llama it was 2.9 GiB
+    of weights; its fp8 weights are 214 GiB, 107 GiB a GPU at TP 2, what vLLM loads (kvcalc issue 23)."""
+    spec, _ = load_hf_spec(HF / "MiniMax-M2")
+    assert (spec.moe.num_experts, spec.moe.top_k, spec.moe.expert_intermediate_size) == (256, 8, 1536)
+    assert spec.moe_layers == 62 and spec.attention.rotary_dim == 64 and spec.attention.qk_norm
+    assert total_params(spec) == pytest.approx(230e9, rel=0.01)
+    parts = params_breakdown(spec, active=True)
+    assert parts["total"] - parts["embedding"] - parts["lm_head"] == pytest.approx(10e9, rel=0.03)
+    e = estimate(str(HF / "MiniMax-M2"), "h100", tp=2)
+    assert e.inputs.weight_dtype == "fp8-block"
+    assert e.weights.bytes / 2**30 == pytest.approx(214, rel=0.01)
+    assert e.memory.weights_bytes / 2**30 == pytest.approx(107, rel=0.01)  # one GPU of two
+
+
+def test_an_unknown_model_type_with_moe_fields_is_read_as_moe_with_each_choice_named(tmp_path):
+    config = json.loads((HF / "MiniMax-M2" / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "newmoe"}))
+    spec, assumptions = load_hf_spec(tmp_path)
+    assert total_params(spec) == total_params(load_hf_spec(HF / "MiniMax-M2")[0])
+    said = " ".join(assumptions)
+    assert "not a known family" in said and "expert width: intermediate_size" in said
+
+
+def test_granitemoe_is_read_from_its_fields():
+    """granite-3.1-1b-a400m (model_type granitemoe, no kvcalc reader): 32 experts of width 512, top-8, tied
+    embeddings; its float32 index holds 5,338,513,408 B = 1,334,628,352 parameters x 4."""
+    spec, assumptions = load_hf_spec(HF / "granite-3.1-1b-a400m-instruct")
+    assert (spec.moe.num_experts, spec.moe.top_k, spec.moe.expert_intermediate_size) == (32, 8, 512)
+    assert total_params(spec) == 5_338_513_408 // 4
+    assert any("granitemoe" in a for a in assumptions)
+
+
+def test_llama_3_1_405b_fp8_keeps_attention_and_two_mlps_in_bf16():
+    """Meta's fbgemm_fp8 checkpoint leaves every layer's q/k/v/o and the MLPs of layers 0 and 125 in bf16
+    (modules_to_not_convert). By hand: fp8 MLPs in 124 layers (3 x 16384 x 53248 each, 1 B), bf16 for the rest;
+    read as all-fp8 the weights came out 17 % low (kvcalc issue 23)."""
+    spec, _ = load_hf_spec(HF / "Llama-3.1-405B-FP8")
+    assert spec.quantization.weight_format == "fp8" and "attention" not in spec.quantization.quantized
+    mlp = 3 * 16384 * 53248
+    fp8 = 124 * mlp
+    e = estimate(str(HF / "Llama-3.1-405B-FP8"), "h100")
+    assert e.weights.bytes == fp8 + (total_params(spec) - fp8) * 2
+    all_fp8 = (total_params(spec) - 2 * 128256 * 16384 - (126 * 2 + 1) * 16384) + (2 * 128256 + 253) * 16384 * 2
+    assert 1 - all_fp8 / e.weights.bytes == pytest.approx(0.16, abs=0.01)
+
+
+def mimo_like(tmp_path, **changes):
+    config = json.loads((HF / "MiMo-7B" / "config.json").read_text())
+    config.pop("num_nextn_predict_layers")
+    for k, v in changes.items():
+        if v is None:
+            config.pop(k, None)
+        else:
+            config[k] = v
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path / "config.json"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"ssm_state_size": 128}, "ssm_state_size: layers other than softmax attention"),
+    ({"hybrid_override_pattern": "M*" * 18}, "hybrid_override_pattern: layers other than softmax attention"),
+    ({"layer_types": ["linear_attention", "full_attention"] * 18}, "layer_types: 'linear_attention' layers"),
+    ({"attn_type_list": [0, 1] * 18}, "attn_type_list: entries other than 1"),
+    ({"moe_intermediate_size": 512}, "moe_intermediate_size is set but no expert count"),
+    ({"num_experts": 64}, "missing essential field(s): num_experts_per_tok|moe_top_k"),
+    ({"num_experts": 64, "num_experts_per_tok": 4, "mlp_only_layers": [0]}, "mlp_only_layers: dense layers"),
+])
+def test_a_structure_kvcalc_cannot_infer_is_a_one_line_error_naming_the_field(tmp_path, changes, message):
+    path = mimo_like(tmp_path, **changes)
+    r = runner.invoke(app, ["estimate", "--model", str(path)])
+    assert r.exit_code == 2, r.stdout
+    assert r.stderr.count("\n") == 1 and f"{path}: " in r.stderr and message in r.stderr
+
+
+def test_unknown_qwen2_style_config_keeps_its_sliding_window_off(tmp_path):
+    """MiMo carries sliding_window 32768 with use_sliding_window false, as Qwen2 does: every layer attends fully."""
+    spec, _ = load_hf_spec(mimo_like(tmp_path))
+    assert spec.attention.sliding_window is None and spec.global_layers == 36
+
+
+# Quantisation configs as checkpoints write them
+
+
+def qc_spec(tmp_path, qc):
+    config = json.loads((HF / "Qwen3-0.6B" / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "quantization_config": qc}))
+    return load_hf_spec(tmp_path)[0].quantization
+
+
+@pytest.mark.parametrize("qc, fmt", [
+    ({"quant_method": "gptq", "bits": "4", "group_size": 128}, "int4-g128"),  # audit U2: bits as a string
+    ({"quant_method": "gptq", "bits": 8.0, "group_size": "128"}, "int8-wo"),
+    ({"quant_method": "awq", "bits": 4, "group_size": 128.0}, "int4-g128"),  # audit U2: not int4-g128.0
+    ({"quant_method": "awq", "w_bit": 4, "q_group_size": 64}, "int4-g64"),  # AutoAWQ's own names
+    ({"quant_method": "fbgemm_fp8", "activation_scale_ub": 1200.0}, "fp8"),
+    ({"quant_method": "mxfp4"}, "mxfp4"),
+    ({"quant_method": "modelopt", "quantization": {"quant_algo": "FP8"}}, "fp8"),  # hf_quant_config.json layout
+    ({"quant_method": "compressed-tensors", "config_groups": {"g": {"targets": ["Linear"], "weights": {
+        "type": "int", "num_bits": 4, "group_size": 128, "symmetric": True}}}}, "int4"),  # no zero points stored
+    ({"quant_method": "compressed-tensors", "config_groups": {"g": {"targets": ["Linear"], "weights": {
+        "type": "float", "num_bits": 4, "group_size": 16}}}}, "nvfp4"),
+    ({"quant_method": "compressed-tensors", "config_groups": {"g": {"targets": ["Linear"], "weights": {
+        "type": "float", "num_bits": 8, "strategy": "block", "block_structure": [128, 128]}}}}, "fp8-block"),
+])
+def test_quantization_configs_are_read_as_their_writers_spell_them(tmp_path, qc, fmt):
+    assert qc_spec(tmp_path, qc).weight_format == fmt
+
+
+def test_ignore_lists_and_targets_decide_what_stays_bf16(tmp_path):
+    ct = {"quant_method": "compressed-tensors", "ignore": ["lm_head", "re:.*self_attn.*", "re:.*mlp.gate$"],
+          "config_groups": {"g": {"targets": ["Linear"], "weights": {"type": "float", "num_bits": 8}}}}
+    assert qc_spec(tmp_path, ct).quantized == ["mlp", "experts", "shared_experts"]
+    vision = {**ct, "ignore": ["lm_head", "re:visual.*", "model.vision_tower.blocks.0.attn.qkv"]}  # a VLM's tower
+    assert qc_spec(tmp_path, vision).quantized == ["attention", "mlp", "experts", "shared_experts"]
+    experts_only = {"quant_method": "compressed-tensors", "config_groups": {"g": {
+        "targets": ["re:.*mlp.experts.*"], "weights": {"type": "int", "num_bits": 4, "group_size": 32}}}}
+    assert qc_spec(tmp_path, experts_only).quantized == ["experts"]
+    modelopt = {"quant_method": "modelopt", "quantization": {"quant_algo": "NVFP4", "group_size": 16,
+                                                             "exclude_modules": ["lm_head", "model.layers.*.self_attn*"]}}
+    q = qc_spec(tmp_path, modelopt)
+    assert (q.weight_format, q.quantized) == ("nvfp4", ["mlp", "experts", "shared_experts"])
+    per_layer = {"quant_method": "fbgemm_fp8", "modules_to_not_convert": [
+        "lm_head", "model.layers.0.mlp.down_proj", "model.layers.0.mlp.up_proj", "model.layers.27.mlp.gate_proj"]}
+    assert qc_spec(tmp_path, per_layer).kept_layers == {"mlp": 2}
+
+
+@pytest.mark.parametrize("qc, message", [
+    # audit F8: a non-object "weights" was an AttributeError
+    ({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": ["int", 4]}}},
+     "quantization_config config_groups.g.weights: expected an object"),
+    # audit U2: the problem is bits, and the message says so
+    ({"quant_method": "gptq", "bits": 3, "group_size": 128}, "quantization_config bits 3: kvcalc stores 4- or 8-bit"),
+    ({"quant_method": "awq", "bits": 4, "group_size": 96}, "quantization_config group_size 96: kvcalc stores"),
+    ({"quant_method": "gptq", "bits": "four", "group_size": 128}, "quantization_config bits: expected a whole number"),
+    ({"quant_method": "compressed-tensors", "config_groups": {
+        "a": {"targets": ["re:.*self_attn.*"], "weights": {"type": "float", "num_bits": 8}},
+        "b": {"targets": ["re:.*mlp.*"], "weights": {"type": "int", "num_bits": 4, "group_size": 128}}}},
+     "config_groups store weights in 2 formats"),
+    ({"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION"}, "quant_algo 'MIXED_PRECISION'"),
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "quant_method 'bitsandbytes' is not one kvcalc reads"),
+    ("fp8", "quantization_config: expected an object"),
+])
+def test_a_quantization_config_kvcalc_cannot_store_is_one_line_naming_the_field(tmp_path, qc, message):
+    config = json.loads((HF / "Qwen3-0.6B" / "config.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, "quantization_config": qc}))
+    r = runner.invoke(app, ["estimate", "--model", str(path)])
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1 and message in r.stderr and "int4-g128.0" not in r.stderr
+    if isinstance(qc, dict) and qc.get("quant_method") == "gptq":
+        assert "quant_method" not in r.stderr  # the method is fine; only the bits are not
+
+
+def test_a_dense_family_that_names_experts_is_read_as_moe_not_guessed_dense(tmp_path):
+    """A llama model_type carrying Mixtral's expert fields (as a merged fine-tune keeps them) is read as the MoE the
+    fields describe: Mixtral-8x7B's config relabelled llama gives Mixtral's parameters, with the choice named."""
+    cfg = json.loads((HF / "Mixtral-8x7B-v0.1" / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
+    spec, assumptions = load_hf_spec(tmp_path)
+    assert total_params(spec) == total_params(load_hf_spec(HF / "Mixtral-8x7B-v0.1")[0]) == 46_702_792_704
+    assert any("num_local_experts 8 in a dense model_type" in a for a in assumptions)
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "model_type": "llama", "kv_lora_rank": 512}))
+    with pytest.raises(KvcalcError, match="kv_lora_rank: a latent"):
+        load_hf_spec(tmp_path)
+
+
+@given(group=st.sampled_from([32, 64, 128]), spell=st.sampled_from([int, float, str]),
+       method=st.sampled_from(["awq", "gptq"]))
+def test_a_whole_number_reads_the_same_however_it_is_written(group, spell, method):
+    """bits 4 and group_size N as 4 / 4.0 / "4": one format, int4-gN (audit U2)."""
+    from kvcalc.specs.hf import quantization_from_config
+
+    q = quantization_from_config({"quant_method": method, "bits": spell(4), "group_size": spell(group)}, "config.json")
+    assert q["weight_format"] == f"int4-g{group}"
+
+
+@pytest.mark.parametrize("folder, total", [
+    ("gpt2", 124_439_808),  # HF GPT2LMHeadModel.num_parameters()
+    ("falcon-7b", None),  # the bundled falcon-7b's count, from its own reader
+    ("gpt-j-6b", 206_438_400 + 28 * 201_355_264 + 8_192 + 206_438_400),  # worked by hand above
+])
+def test_gpt2_gptj_and_falcon_naming_is_recognised_under_any_model_type(tmp_path, folder, total):
+    cfg = json.loads((HF / folder / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "model_type": "renamed"}))
+    spec, assumptions = load_hf_spec(tmp_path)
+    assert total_params(spec) == (total or total_params(load_model("falcon-7b")))
+    assert any("field names" in a for a in assumptions)

@@ -194,7 +194,20 @@ def quantised_and_kept_params(model: ModelSpec) -> tuple[int, int]:
     out."""
     parts = params_breakdown(model)
     kept = sum(parts.get(k, 0) for k in _kept_parts(model))
+    kept += sum(_kept_layer_params(model, parts, cls, n) for cls, n in _kept_layers(model).items())
     return parts["total"] - kept, kept
+
+
+def _kept_layers(model: ModelSpec) -> dict[str, int]:
+    q = model.quantization
+    return {} if q is None else {c: n for c, n in q.kept_layers.items() if c in q.quantized}
+
+
+def _kept_layer_params(model: ModelSpec, parts: dict[str, int], cls: str, n: int) -> int:
+    """Parameters of n layers of class cls that a checkpoint names one by one among its unquantised modules (its
+    quantization.kept_layers): n / the class's layers of its params_breakdown parts."""
+    layers = {"attention": model.attention_layers, "mlp": model.dense_layers}.get(cls, model.moe_layers)
+    return sum(parts.get(k, 0) for k in CLASS_PARTS[cls]) * min(n, layers) // layers if layers else 0
 
 
 def _kept_parts(model: ModelSpec) -> set[str]:

@@ -2,7 +2,11 @@
 local Hugging Face cache. Nothing is downloaded and no remote code is run; the JSON is only parsed.
 
 Each family is read with the field names it really uses; nothing is guessed where a config says otherwise
-(head_dim in particular: Qwen3, Gemma and MLA models break head_dim = hidden / heads).
+(head_dim in particular: Qwen3, Gemma and MLA models break head_dim = hidden / heads). A model_type without a reader
+is read from what its fields say (experts, latent KV, layer kinds, GPT-2/GPT-J/Falcon naming), and a structure the
+fields leave open is a one-line error naming the field. quantization_config is read as each quantiser writes it.
+Where the checkpoint's safetensors index lies beside the config, its metadata.total_size is compared with kvcalc's
+weight bytes and a difference over 2 % is a warning naming both.
 """
 
 from __future__ import annotations
@@ -126,7 +130,10 @@ def _llama_like(c: Config, model_type: str) -> dict:
             **_rotary(c, head_dim), **_windows(c, model_type, layers),
         },
         "mlp": {
-            "kind": "gated", "intermediate_size": c.need("intermediate_size")[0], "bias": c.bool("mlp_bias", False),
+            "kind": "gated", "bias": c.bool("mlp_bias", False),
+            # every layer of a Qwen MoE is MoE: its dense width is unused and MoE-only configs (Qwen3.5) leave it out
+            "intermediate_size": c.need("intermediate_size|moe_intermediate_size" if model_type in (
+                "qwen2_moe", "qwen3_moe") else "intermediate_size")[0],
             "activation": c.data.get("hidden_activation") or c.data.get("hidden_act") or "silu",
         },
     }
@@ -331,7 +338,10 @@ def _deepseek(c: Config, model_type: str) -> dict:
             "num_shared_experts": c.data.get("n_shared_experts") or 0,
             "first_dense_layers": c.data.get("first_k_dense_replace") or 0,
         }
-    if c.int("num_nextn_predict_layers"):
+        if c.data.get("topk_method") == "noaux_tc":  # the gate's e_score_correction_bias, one per routed expert
+            # (MoEGate.__init__ in https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/modeling_deepseek.py)
+            spec["moe"]["router_bias"] = True
+    if c.data.get("num_nextn_predict_layers"):  # 0 where a conversion dropped it
         c.notes.append("the multi-token-prediction module (num_nextn_predict_layers) is not counted")
     if model_type == "deepseek_v32" or c.has("index_topk"):  # DeepSeek sparse attention's lightning indexer
         top_k, heads_i, dim_i = c.need("index_topk", "index_n_heads", "index_head_dim")
@@ -383,12 +393,14 @@ def _chatglm(c: Config) -> dict:
 
 
 def _gpt2(c: Config) -> dict:
+    """GPT-2, and GPT-BigCode (StarCoder) whose multi_query keeps one KV head."""
     layers, d, heads, vocab, positions = c.need("n_layer", "n_embd", "n_head", "vocab_size", "n_positions")
+    kv = 1 if c.bool("multi_query", False) else heads
     return {
         "num_layers": layers, "hidden_size": d, "vocab_size": vocab, "max_position_embeddings": positions,
         "tie_word_embeddings": c.bool("tie_word_embeddings", True), "learned_position_embeddings": True,
         "norm": "layernorm", "norm_bias": True,
-        "attention": {"kind": "mha", "num_heads": heads, "num_kv_heads": heads, "head_dim": d // heads,
+        "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": d // heads,
                       "qkv_bias": True, "out_bias": True},
         "mlp": {"kind": "plain", "intermediate_size": c.int("n_inner") or 4 * d, "bias": True, "activation": "gelu"},
     }
@@ -425,84 +437,364 @@ def _opt(c: Config) -> dict:
     }
 
 
-def _unknown(c: Config, model_type: str) -> dict:
-    """Standard (Llama-style) fields, with every assumption named."""
-    c.assumptions.append(f"model_type {model_type!r} is not a known family: read as Llama-style fields")
-    _, d, heads, _ = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
-    if not c.has("num_key_value_heads"):
-        c.assumptions.append("num_key_value_heads absent: assumed MHA (one KV head per query head)")
-    if not c.has("head_dim"):
-        c.assumptions.append(f"head_dim absent: assumed hidden_size / num_attention_heads = {d // heads}")
-    if not c.has("tie_word_embeddings"):
-        c.assumptions.append("tie_word_embeddings absent: assumed false")
-    c.assumptions.append("MLP assumed gated (SwiGLU: gate, up and down projections); no biases")
-    return _llama_like(c, "llama")
+def _gptj(c: Config, *, qkv_bias: bool = False) -> dict:
+    """GPT-J (and Phi-1.5's original phi-msft layout): GPT-2's field names, one LayerNorm feeding attention and MLP
+    side by side, RoPE on rotary_dim dims of each head, a plain biased MLP, an untied lm_head (whose bias, V
+    parameters, kvcalc does not count)."""
+    layers, d, heads, vocab, positions = c.need("n_layer", "n_embd", "n_head", "vocab_size", "n_positions")
+    kv = c.int("n_head_kv") or heads
+    _check_heads(c, heads, kv, "n_head", "n_head_kv")
+    head_dim, rotary = d // heads, c.int("rotary_dim")
+    return {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab, "max_position_embeddings": positions,
+        "tie_word_embeddings": c.bool("tie_word_embeddings", False), "norm": "layernorm", "norm_bias": True,
+        "norms_per_layer": 1,
+        "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
+                      "qkv_bias": qkv_bias, "out_bias": qkv_bias, **({"rotary_dim": rotary} if rotary else {})},
+        "mlp": {"kind": "plain", "intermediate_size": c.int("n_inner") or 4 * d, "bias": True,
+                "activation": str(c.data.get("activation_function") or "gelu_new")},
+    }
 
 
-def _excluded_classes(entries) -> set[str]:
-    """Layer classes a quantization_config's modules_to_not_convert / ignore list leaves in 16 bit."""
-    out = set()
-    for entry in entries if isinstance(entries, list) else []:
-        text = str(entry).lower()
-        if "attn" in text or "attention" in text:
-            out.add("attention")
-        if "shared_expert" in text:
-            out.add("shared_experts")
-        elif ".experts" in text:
-            out.add("experts")
-        elif ".mlp" in text and "router" not in text and "gate" not in text.rsplit(".", 1)[-1]:
-            out.add("mlp")
-    return out
+def _phi(c: Config) -> dict:
+    """Phi-1, 1.5 and 2 (model_type phi): one LayerNorm feeding attention and MLP side by side, biased q, k, v and
+    dense, a plain two-matrix MLP (fc1, fc2) with biases, partial RoPE, an untied lm_head with a bias (V parameters,
+    not counted)."""
+    layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+    kv = c.int("num_key_value_heads", heads)
+    _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
+    head_dim = d // heads
+    return {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
+        "max_position_embeddings": c.int("max_position_embeddings"),
+        "tie_word_embeddings": c.bool("tie_word_embeddings", False), "norm": "layernorm", "norm_bias": True,
+        "norms_per_layer": 1,
+        "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
+                      "qkv_bias": True, "out_bias": True, "qk_norm": c.bool("qk_layernorm", False),
+                      **_rotary(c, head_dim)},
+        "mlp": {"kind": "plain", "intermediate_size": c.need("intermediate_size")[0], "bias": True,
+                "activation": str(c.data.get("hidden_act") or "gelu_new")},
+    }
 
 
-def _int4_format(group: object, where: str) -> str:
-    if group in (32, 64, 128):
-        return f"int4-g{group}"
-    raise KvcalcError(f"{where}: 4-bit group_size {group!r} is not one kvcalc stores (32, 64 or 128)")
+# Fields that say a layer holds something other than softmax attention and an MLP (state-space, linear attention)
+HYBRID_FIELDS = ("hybrid_override_pattern", "layers_block_type", "attn_layer_period", "linear_num_key_heads",
+                 "linear_attn_config", "full_attention_interval", "mamba_d_state", "mamba_n_heads", "mamba_num_heads",
+                 "ssm_state_size", "ssm_cfg", "block_types")
+EXPERT_COUNT = "num_local_experts|n_routed_experts|num_experts|moe_num_experts"
+TOP_K = "num_experts_per_tok|moe_top_k|experts_per_token|num_experts_per_token"
+SOFTMAX_LAYER_TYPES = ("full_attention", "sliding_attention")
+
+
+def _first(c: Config, alternatives: str) -> str | None:
+    return next((k for k in alternatives.split("|") if c.has(k)), None)
+
+
+def _check_layer_kinds(c: Config, layers: int) -> None:
+    """Every layer must be softmax attention for a reader that models no other kind: a hybrid field, a layer_types
+    entry or an attn_type_list entry that says otherwise is a one-line error naming it."""
+    hybrid = next((k for k in HYBRID_FIELDS if c.has(k)), None)
+    if hybrid:
+        raise KvcalcError(f"{c.source}: {hybrid}: layers other than softmax attention (state-space or linear "
+                          "attention) in a model_type kvcalc does not know; it cannot place them from the fields")
+    types = c.data.get("layer_types")
+    if types is not None:
+        if not (isinstance(types, list) and len(types) == layers and all(isinstance(t, str) for t in types)):
+            raise KvcalcError(f"{c.source}: layer_types: expected a list of num_hidden_layers ({layers}) strings")
+        other = sorted(set(types) - set(SOFTMAX_LAYER_TYPES))
+        if other:
+            raise KvcalcError(f"{c.source}: layer_types: {other[0]!r} layers are not a kind kvcalc reads in this "
+                              f"model_type (it reads {' and '.join(SOFTMAX_LAYER_TYPES)})")
+    kinds = c.data.get("attn_type_list")
+    if kinds is not None and not (isinstance(kinds, list) and all(k == 1 for k in kinds)):
+        raise KvcalcError(f"{c.source}: attn_type_list: entries other than 1 (softmax attention) mark linear-attention "
+                          "layers, which kvcalc reads only for the MiniMax-Text-01 family (model_type minimax)")
+
+
+def _moe_fields(c: Config, spec: dict, *, known: bool) -> None:
+    """A MoE from whichever of the common field names the config uses (Mixtral's num_local_experts, DeepSeek's
+    n_routed_experts, Qwen's num_experts): the expert count, top_k, the expert width (moe_intermediate_size, else
+    intermediate_size as Mixtral and MiniMax-M2 use it), shared experts, dense first layers and the MoE period."""
+    experts_key = _first(c, EXPERT_COUNT)
+    if experts_key is None or c.int(experts_key) == 1:
+        if c.has("moe_intermediate_size"):
+            raise KvcalcError(f"{c.source}: moe_intermediate_size is set but no expert count "
+                              f"({EXPERT_COUNT.replace('|', ', ')}): kvcalc needs one to read the MoE")
+        return
+    experts, top_k = c.need(experts_key, TOP_K)
+    width_key = "moe_intermediate_size" if c.has("moe_intermediate_size") else "intermediate_size"
+    if width_key == "intermediate_size" and not known:
+        c.assumptions.append("expert width: intermediate_size (no moe_intermediate_size; as Mixtral)")
+    moe = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": c.need(width_key)[0]}
+    shared_key, count_key = (_first(c, k) for k in ("shared_expert_intermediate_size|shared_intermediate_size",
+                                                    "n_shared_experts|num_shared_experts"))
+    count = c.int(count_key) if count_key and c.data[count_key] else 0
+    if shared_key and c.data[shared_key]:  # Qwen-MoE: a shared expert of its own width (MiniMax-M2 writes 0: none)
+        moe.update(num_shared_experts=count or 1, shared_expert_intermediate_size=c.int(shared_key))
+    elif count:  # DeepSeek: n shared experts of the routed width
+        moe["num_shared_experts"] = count
+    first = _first(c, "first_k_dense_replace|first_dense_layers|moe_layer_start_index")
+    if first:
+        moe["first_dense_layers"] = c.data[first] if c.data[first] == 0 else c.int(first)
+    period = _first(c, "moe_layer_freq|decoder_sparse_step|interleave_moe_layer_step|expert_layer_period")
+    if period and c.int(period) != 1:
+        moe["every"] = c.int(period)
+    if c.data.get("mlp_only_layers"):
+        raise KvcalcError(f"{c.source}: mlp_only_layers: dense layers named one by one are not modelled")
+    # DeepSeek-V3's noaux_tc gate keeps e_score_correction_bias, one value per routed expert (MoEGate.__init__ in
+    # https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/modeling_deepseek.py)
+    if (c.bool("use_routing_bias", False) or c.bool("router_bias", False)
+            or c.data.get("topk_method") == "noaux_tc"):
+        moe["router_bias"] = True
+    spec["moe"] = moe
+
+
+def _dense_family_fields(c: Config, spec: dict) -> None:
+    """A family kvcalc reads as dense whose config still names experts or a latent KV (a fine-tune that kept its
+    model_type): the experts are read from their fields, a latent KV is refused; never a silent dense guess."""
+    if c.has("kv_lora_rank"):
+        raise KvcalcError(f"{c.source}: kv_lora_rank: a latent (MLA) KV in a model_type kvcalc reads as standard "
+                          "attention; set model_type to the family it comes from (deepseek_v2, deepseek_v3)")
+    key = _first(c, EXPERT_COUNT)
+    if key and c.int(key) > 1:
+        c.assumptions.append(f"{key} {c.int(key)} in a dense model_type: read as a MoE from its fields")
+        _moe_fields(c, spec, known=False)
+
+
+def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
+    """A model_type kvcalc has no reader for, read from what its fields say: GPT-2 / GPT-J / Falcon naming, MLA's
+    latent fields, a MoE under any of the common names, sliding windows by layer_types; hybrid layers are refused.
+    Unless known, each choice the fields leave open is named as an assumption."""
+    if not known:
+        c.assumptions.append(f"model_type {model_type!r} is not a known family: structure read from its fields")
+    if c.has("n_embd") or c.has("n_layer"):  # GPT-2 naming
+        if c.has("rotary_dim") or c.bool("rotary", False):
+            c.assumptions.append("GPT-2 field names with rotary_dim: read as GPT-J (parallel attention and MLP)")
+            return _gptj(c)
+        c.assumptions.append("GPT-2 field names: read as GPT-2 (learned positions, biased plain MLP)")
+        return _gpt2(c)
+    if c.has("new_decoder_architecture") or c.has("multi_query") and c.has("parallel_attn"):
+        c.assumptions.append("Falcon field names (new_decoder_architecture / multi_query): read as Falcon")
+        return _falcon(c)
+    if c.has("kv_lora_rank"):
+        c.assumptions.append("kv_lora_rank: read as DeepSeek's multi-head latent attention")
+        return _deepseek(c, model_type)
+    layers, d, heads, _ = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+    _check_layer_kinds(c, layers)
+    if not known:
+        if not c.has("num_key_value_heads"):
+            c.assumptions.append("num_key_value_heads absent: assumed MHA (one KV head per query head)")
+        if not c.has("head_dim"):
+            c.assumptions.append(f"head_dim absent: assumed hidden_size / num_attention_heads = {d // heads}")
+        if not c.has("tie_word_embeddings"):
+            c.assumptions.append("tie_word_embeddings absent: assumed false")
+        c.assumptions.append("MLP assumed gated (SwiGLU: gate, up and down projections); no biases")
+    spec = _llama_like(c, "llama")
+    attn = spec["attention"]
+    window = c.int("sliding_window")
+    if window and c.has("use_sliding_window") and not c.bool("use_sliding_window", False):  # Qwen2-style: off
+        for key in ("sliding_window", "global_every"):
+            attn.pop(key, None)
+    elif window and c.data.get("layer_types"):  # which layers slide, as Gemma 3 and gpt-oss list them
+        attn.update(_windows(c, "gemma3", layers))
+    elif window and not known:
+        c.assumptions.append("sliding_window without layer_types: every layer modelled as sliding")
+    if c.int("rotary_dim"):  # MiniMax names the rotated width itself
+        attn["rotary_dim"] = c.int("rotary_dim")
+    if c.bool("use_qk_norm", False) or c.bool("qk_norm", False):
+        attn["qk_norm"] = True
+    _moe_fields(c, spec, known=known)
+    if c.data.get("num_mtp_modules") or c.data.get("num_nextn_predict_layers"):
+        c.notes.append("the multi-token-prediction modules are not counted")
+    return spec
+
+
+QUANT_CLASSES = ("attention", "mlp", "experts", "shared_experts")
+ALWAYS_KEPT = ("lm_head", "embed", "norm", "router", "e_score_correction_bias", "wte", "wpe")  # bf16 in any case
+NOT_LANGUAGE = ("visual", "vision", "audio", "mm_projector", "multi_modal")  # towers kvcalc does not count
+LAYER_INDEX = re.compile(r"layers\.(\d+)\.")
+
+
+def _module_class(entry: str) -> str | None:
+    """The layer class a module name (or a compressed-tensors 're:' pattern, or a ModelOpt glob) names, or None
+    for what kvcalc keeps in bf16 anyway (lm_head, embeddings, norms, routers) or does not recognise."""
+    text = entry.lower().removeprefix("re:")
+    last = text.rstrip("$*.").rsplit(".", 1)[-1]
+    if any(k in text for k in ALWAYS_KEPT + NOT_LANGUAGE) or last in ("gate", "router"):
+        return None
+    if "attn" in text or "attention" in text or last in ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj"):
+        return "attention"
+    if "shared_expert" in text:
+        return "shared_experts"
+    if "experts" in text:
+        return "experts"
+    if "mlp" in text or "feed_forward" in text or last in ("gate_proj", "up_proj", "down_proj", "fc1", "fc2"):
+        return "mlp"
+    return None
+
+
+def _left_in_bf16(entries: object, where: str, key: str) -> tuple[set[str], dict[str, int]]:
+    """(layer classes a quantization_config's ignore list leaves in bf16 in every layer, {class: how many layers it
+    leaves in bf16 by name} for the classes it names layer by layer: Llama-3.1-405B-FP8 lists every layer's attention
+    and the MLPs of layers 0 and 125)."""
+    if entries is None:
+        return set(), {}
+    if not isinstance(entries, list):
+        raise KvcalcError(f"{where}: quantization_config {key}: expected a list of module names, got {entries!r:.60}")
+    whole, by_layer = set(), {}
+    for entry in entries:
+        cls = _module_class(str(entry))
+        if cls is None:
+            continue
+        index = LAYER_INDEX.search(str(entry))
+        if index is None:
+            whole.add(cls)
+        else:
+            by_layer.setdefault(cls, set()).add(int(index.group(1)))
+    return whole, {c: len(ids) for c, ids in by_layer.items() if c not in whole}
+
+
+def _whole_number(value: object, where: str, key: str) -> int | None:
+    """An integer as quantisers write it: 4, 4.0 or "4"; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise KvcalcError(f"{where}: quantization_config {key}: expected a whole number, got {value!r:.40}")
+
+
+def _int4_format(group: int | None, where: str, key: str, *, zero_point: bool = True) -> str:
+    """int4 with a bf16 scale per group (and a packed 4-bit zero point where the layout stores one)."""
+    if group is None:
+        raise KvcalcError(f"{where}: quantization_config {key} is missing; kvcalc needs the 4-bit group size")
+    if group not in (32, 64, 128):
+        raise KvcalcError(f"{where}: quantization_config {key} {group}: kvcalc stores 4-bit groups of 32, 64 or 128")
+    return f"int4-g{group}" if zero_point or group != 128 else "int4"
+
+
+def _gptq_awq_format(qc: dict, method: str, where: str) -> str:
+    bits_key = "bits" if "bits" in qc else "w_bit"
+    bits = _whole_number(qc.get(bits_key), where, bits_key)
+    group_key = "group_size" if "group_size" in qc else "q_group_size"
+    if method == "awq" and bits in (None, 4):
+        return _int4_format(_whole_number(qc.get(group_key), where, group_key), where, group_key)
+    if method == "gptq" and bits == 4:
+        return _int4_format(_whole_number(qc.get(group_key), where, group_key), where, group_key)
+    if method == "gptq" and bits == 8:
+        return "int8-wo"
+    kinds = "4-bit" if method == "awq" else "4- or 8-bit"
+    shown = "absent" if bits is None else bits
+    raise KvcalcError(f"{where}: quantization_config {bits_key} {shown}: kvcalc stores {kinds} {method} weights; "
+                      "pass --weight-dtype")
+
+
+def _modelopt_format(qc: dict, where: str) -> tuple[str, object, str]:
+    """ModelOpt's quant_algo, flat (config.json) or under "quantization" (hf_quant_config.json's layout), and its
+    exclude list."""
+    inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else qc
+    algo = str(inner.get("quant_algo") or qc.get("quant_algo") or "").upper()
+    fmt = {"FP8": "fp8", "FP8_PER_CHANNEL_PER_TOKEN": "fp8", "FP8_BLOCK_WISE": "fp8-block", "NVFP4": "nvfp4",
+           "W4A16_AWQ": "int4-g128", "W4A8_AWQ": "int4-g128", "W8A8_SQ_PER_CHANNEL": "int8"}.get(algo)
+    if fmt is None:
+        raise KvcalcError(f"{where}: quantization_config quant_algo {algo or '(absent)'!r}: not a ModelOpt format "
+                          "kvcalc knows (FP8, NVFP4, W4A16_AWQ, W8A8_SQ_PER_CHANNEL); pass --weight-dtype")
+    for key in ("exclude_modules", "ignore", "modules_to_not_convert"):
+        for source in (inner, qc):
+            if source.get(key) is not None:
+                return fmt, source[key], key
+    return fmt, None, "exclude_modules"
+
+
+def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> str:
+    """One compressed-tensors weights scheme as a kvcalc format."""
+    kind, n = w.get("type"), _whole_number(w.get("num_bits"), where, f"{key}.num_bits")
+    group, strategy = _whole_number(w.get("group_size"), where, f"{key}.group_size"), w.get("strategy")
+    if kind == "float" and n == 8:
+        return "fp8-block" if strategy == "block" else "fp8"
+    if kind == "float" and n == 4:
+        return {16: "nvfp4", 32: "mxfp4"}.get(group) or _refuse(where, f"{key}: 4-bit floats in groups of {group}")
+    if kind == "int" and n == 8:
+        return "int8" if first.get("input_activations") else "int8-wo"
+    if kind == "int" and n == 4:
+        return _int4_format(group, where, f"{key}.group_size", zero_point=w.get("symmetric") is False)
+    return _refuse(where, f"{key}: {kind!r} weights of {n!r} bits")
+
+
+def _refuse(where: str, what: str) -> str:
+    raise KvcalcError(f"{where}: quantization_config {what} are not a format kvcalc stores; pass --weight-dtype")
+
+
+def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
+    """compressed-tensors: each of config_groups quantises the modules its targets match ("Linear": all of them; a
+    're:' pattern: one class) with one weights scheme. Groups in different formats cannot be one kvcalc format."""
+    groups = qc.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        raise KvcalcError(f"{where}: quantization_config config_groups: expected an object of quantisation groups")
+    formats: dict[str, set[str]] = {}
+    for name, group in groups.items():
+        key = f"config_groups.{name}"
+        if not isinstance(group, dict):
+            raise KvcalcError(f"{where}: quantization_config {key}: expected an object, got {group!r:.40}")
+        w = group.get("weights")
+        if w is None:
+            continue  # a group that quantises activations or the KV cache only
+        if not isinstance(w, dict):
+            raise KvcalcError(f"{where}: quantization_config {key}.weights: expected an object, got {w!r:.40}")
+        targets = group.get("targets", ["Linear"])
+        if not isinstance(targets, list):
+            raise KvcalcError(f"{where}: quantization_config {key}.targets: expected a list, got {targets!r:.40}")
+        classes = set(QUANT_CLASSES) if any(str(t).lower().endswith("linear") for t in targets) else {
+            c for c in map(_module_class, map(str, targets)) if c}
+        fmt = _compressed_weights_format(w, group, where, f"{key}.weights")
+        formats.setdefault(fmt, set()).update(classes)
+    if not formats:
+        raise KvcalcError(f"{where}: quantization_config config_groups: no group quantises weights")
+    if len(formats) > 1:
+        shown = ", ".join(f"{f} for {'/'.join(sorted(c))}" for f, c in formats.items())
+        raise KvcalcError(f"{where}: quantization_config config_groups store weights in {len(formats)} formats "
+                          f"({shown}); kvcalc models one weight format a model: pass --weight-dtype")
+    fmt, classes = next(iter(formats.items()))
+    return fmt, [c for c in QUANT_CLASSES if c in classes]
 
 
 def quantization_from_config(qc: object, where: str) -> dict | None:
-    """kvcalc's quantization spec from config.json's quantization_config: the weight format (with its group or
-    block scales) and the layer classes left in 16 bit (modules_to_not_convert, ignore). None when absent."""
-    if not isinstance(qc, dict):
+    """kvcalc's quantization spec from config.json's quantization_config, as each quantiser writes it: the weight
+    format (with its group or block scales), the layer classes it quantises, and what its ignore list leaves in bf16
+    (a whole class, or some layers of one by name). None when absent; anything kvcalc cannot store exactly is a
+    one-line error naming the field."""
+    if qc is None:
         return None
+    if not isinstance(qc, dict):
+        raise KvcalcError(f"{where}: quantization_config: expected an object, got {qc!r:.40}")
     method = str(qc.get("quant_method", "")).lower()
-    bits = qc.get("bits", qc.get("w_bit"))
-    group = qc.get("group_size", qc.get("q_group_size"))
-    if method == "awq" or (method == "gptq" and bits == 4):
-        fmt = _int4_format(group, where)
-    elif method == "gptq" and bits == 8:
-        fmt = "int8-wo"
-    elif method == "fp8":
-        fmt = "fp8-block" if qc.get("weight_block_size") else "fp8"
+    classes, ignore_key = list(QUANT_CLASSES), "modules_to_not_convert"
+    ignore = qc.get("modules_to_not_convert")
+    if method in ("awq", "gptq"):
+        fmt = _gptq_awq_format(qc, method, where)
+    elif method in ("fp8", "fbgemm_fp8"):  # fbgemm_fp8: row-wise scales, one fp32 per output row, not counted
+        fmt = "fp8-block" if method == "fp8" and qc.get("weight_block_size") else "fp8"
     elif method == "mxfp4":
         fmt = "mxfp4"
     elif method == "modelopt":
-        algo = str(qc.get("quant_algo", "")).upper()
-        fmt = {"FP8": "fp8", "NVFP4": "nvfp4", "W4A16_AWQ": "int4-g128"}.get(algo)
-        if fmt is None:
-            raise KvcalcError(f"{where}: modelopt quant_algo {algo!r} is not a format kvcalc knows")
+        fmt, ignore, ignore_key = _modelopt_format(qc, where)
     elif method == "compressed-tensors":
-        groups = qc.get("config_groups") or {}
-        first = next(iter(groups.values()), {}) if isinstance(groups, dict) else {}
-        w = first.get("weights") or {} if isinstance(first, dict) else {}
-        kind, n, strategy = w.get("type"), w.get("num_bits"), w.get("strategy")
-        if kind == "float" and n == 8:
-            fmt = "fp8-block" if strategy == "block" else "fp8"
-        elif kind == "float" and n == 4:
-            fmt = "nvfp4"
-        elif kind == "int" and n == 8:
-            fmt = "int8" if first.get("input_activations") else "int8-wo"
-        elif kind == "int" and n == 4:
-            fmt = _int4_format(w.get("group_size"), where)
-        else:
-            raise KvcalcError(f"{where}: compressed-tensors weights {kind!r} x {n!r} bits are not a format kvcalc knows")
+        (fmt, classes), ignore, ignore_key = _compressed_tensors(qc, where), qc.get("ignore"), "ignore"
     else:
         raise KvcalcError(f"{where}: quantization_config quant_method {method or '(none)'!r} is not one kvcalc reads "
-                          "(awq, gptq, fp8, mxfp4, modelopt, compressed-tensors); pass --weight-dtype")
-    left = _excluded_classes(qc.get("modules_to_not_convert") or qc.get("ignore") or [])
-    classes = [c for c in ("attention", "mlp", "experts", "shared_experts") if c not in left]
-    return {"weight_format": fmt, "quantized": classes, "source": f"{where}: quantization_config ({method})"}
+                          "(awq, gptq, fp8, fbgemm_fp8, mxfp4, modelopt, compressed-tensors); pass --weight-dtype")
+    if ignore is None and method not in ("compressed-tensors", "modelopt"):
+        ignore_key, ignore = "ignore", qc.get("ignore")
+    whole, by_layer = _left_in_bf16(ignore, where, ignore_key)
+    quantized = [c for c in classes if c not in whole]
+    out = {"weight_format": fmt, "quantized": quantized, "source": f"{where}: quantization_config ({method})"}
+    kept = {c: n for c, n in by_layer.items() if c in quantized}
+    if kept:
+        out["kept_layers"] = kept
+    return out
 
 
 # model_type -> the reader of its fields (called with the config and the model_type); LLAMA_LIKE ones read as Llama
@@ -513,7 +805,9 @@ FAMILY_READERS = {
     **dict.fromkeys(("minimax", "minimax_text_01", "minimax_m1"), lambda c, t: _minimax(c)),
     **dict.fromkeys(("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"), _deepseek),  # Kimi K2: V3's layout
     "falcon": lambda c, t: _falcon(c), "chatglm": lambda c, t: _chatglm(c), "gpt2": lambda c, t: _gpt2(c),
-    "gpt_neox": lambda c, t: _gpt_neox(c), "opt": lambda c, t: _opt(c),
+    "gpt_neox": lambda c, t: _gpt_neox(c), "opt": lambda c, t: _opt(c), "gpt_bigcode": lambda c, t: _gpt2(c),
+    "gptj": lambda c, t: _gptj(c), "phi-msft": lambda c, t: _gptj(c, qkv_bias=True), "phi": lambda c, t: _phi(c),
+    "minimax_m2": lambda c, t: _by_fields(c, t, known=True),  # MiniMax-M2: a Llama-style MoE, named by its fields
 }
 
 
@@ -526,15 +820,106 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     if model_type in ("RefinedWeb", "RefinedWebModel"):
         model_type = "falcon"
     reader = FAMILY_READERS.get(model_type, _llama_like if model_type in LLAMA_LIKE else None)
-    spec = reader(c, model_type) if reader is not None else _unknown(c, model_type or "(none)")
+    spec = reader(c, model_type) if reader is not None else _by_fields(c, model_type or "(none)")
+    if model_type in LLAMA_LIKE and "moe" not in spec:
+        _dense_family_fields(c, spec)
     spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
     quantization = quantization_from_config(data.get("quantization_config"), source)
     if quantization is not None:
+        _settle_kept_layers(quantization, spec)
         spec["quantization"] = quantization
     notes = c.notes + [f"assumed: {a}" for a in c.assumptions]
     if notes:
         spec["notes"] = "; ".join(notes)
     return spec, c.assumptions
+
+
+def _settle_kept_layers(quantization: dict, spec: dict) -> None:
+    """A class the ignore list names in every layer, one by one (Llama-3.1-405B-FP8's attention), is unquantised."""
+    kept = quantization.get("kept_layers", {})
+    for cls in [c for c, n in kept.items() if c == "attention" or (c == "mlp" and "moe" not in spec)]:
+        if kept[cls] >= spec["num_layers"]:
+            del kept[cls]
+            quantization["quantized"].remove(cls)
+    if not kept:
+        quantization.pop("kept_layers", None)
+
+
+# The checkpoint's own size: metadata.total_size of its safetensors index (the bytes of every stored tensor, scales
+# and packing included), compared with kvcalc's weight bytes in the checkpoint's format.
+INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")  # safetensors, else PyTorch's shards
+INDEX_TOLERANCE = 0.02  # more than 2 % apart is a warning
+INDEX_HEAD_BYTES = 1 << 16  # transformers and safetensors write "metadata" before "weight_map"
+INDEX_MAX_BYTES = 64 << 20  # the largest published indexes (DeepSeek-V3, AWQ'd MoEs) are about 12 MB
+STORED_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # config.json torch_dtype / dtype
+_TOTAL_SIZE = re.compile(rb'"metadata"\s*:\s*\{[^{}]*?"total_size"\s*:\s*(\d+)\s*[,}]')  # else: parsed whole
+
+
+def checkpoint_total_size(folder: Path) -> tuple[Path, int] | None:
+    """(the index file, its metadata.total_size) where a model.safetensors.index.json (or, for checkpoints without
+    safetensors, a pytorch_model.bin.index.json) lies in `folder`, else None. Only the head of the file is read
+    unless metadata comes later; an unreadable index is a one-line error."""
+    index = next((folder / name for name in INDEX_FILES if (folder / name).is_file()), None)
+    if index is None:
+        return None
+    try:
+        with index.open("rb") as f:
+            head = f.read(INDEX_HEAD_BYTES)
+    except OSError as e:
+        raise KvcalcError(f"{index}: cannot read ({e.strerror})") from None
+    match = _TOTAL_SIZE.search(head)
+    if match:
+        return index, int(match.group(1))
+    try:
+        data = json.loads(read_regular_file(index, "a safetensors index", INDEX_MAX_BYTES).decode("utf-8-sig"))
+    except (ValueError, RecursionError):
+        raise KvcalcError(f"{index}: not valid JSON; remove it or fix it to compare the weights with it") from None
+    total = data.get("metadata", {}).get("total_size") if isinstance(data, dict) and isinstance(
+        data.get("metadata"), dict) else None
+    if isinstance(total, bool) or not isinstance(total, (int, float)) or total <= 0:
+        raise KvcalcError(f"{index}: metadata.total_size: expected a positive number of bytes, got {total!r:.40}")
+    return index, int(total)
+
+
+def stored_weight_bytes(spec: ModelSpec, data: dict) -> tuple[float, str, int]:
+    """(bytes the checkpoint should hold, its weight format, multi-token-prediction layers included): kvcalc's weight
+    bytes in the checkpoint's own format (its quantization spec, else config.json's torch_dtype), plus the
+    multi-token-prediction layers checkpoints store but kvcalc does not run (num_nextn_predict_layers): each one
+    more decoder layer, the projection of the two normed inputs (2d x d) and three norms, and in DeepSeek's layout
+    its own copies of the embedding and lm_head (model.layers.61.embed_tokens and shared_head.head, as the AWQ
+    index in github.com/kvcache-ai/sglang_awq maps them; MiMo's mtp_layers share the main ones)."""
+    from kvcalc.dtypes import bytes_per_element
+    from kvcalc.formulas.params import layer_weight_bytes, weight_bytes
+
+    dtype = str(data.get("torch_dtype") or data.get("dtype") or "bfloat16")
+    fmt = spec.quantization.weight_format if spec.quantization is not None else STORED_DTYPES.get(dtype, "bf16")
+    b_w = bytes_per_element(fmt)
+    total = weight_bytes(spec, b_w)
+    mtp = data.get("num_nextn_predict_layers") if isinstance(data.get("num_nextn_predict_layers"), int) else 0
+    if mtp > 0:
+        edge_b = 2.0 if spec.quantization is not None else b_w  # quantised checkpoints keep these in bf16
+        d, V = spec.hidden_size, spec.vocab_size
+        copies = 2 * V * d if str(data.get("model_type", "")).startswith(("deepseek", "kimi")) else 0
+        total += mtp * (layer_weight_bytes(spec, b_w)[-1] + 2 * d * d * b_w + (copies + 3 * d) * edge_b)
+    return total, fmt, max(mtp, 0)
+
+
+def index_check(spec: ModelSpec, data: dict, config: Path) -> str | None:
+    """A warning naming both figures where the checkpoint's metadata.total_size and kvcalc's stored weight bytes
+    differ by more than 2 %; None where they agree or no index lies beside the config."""
+    found = checkpoint_total_size(config.parent)
+    if found is None:
+        return None
+    index, total = found
+    ours, fmt, mtp = stored_weight_bytes(spec, data)
+    if abs(ours - total) <= INDEX_TOLERANCE * total:
+        return None
+    with_mtp = f" with its {mtp} multi-token-prediction layer(s)" if mtp else ""
+    towers = " (the checkpoint also holds the vision or audio towers, which kvcalc does not count)" if any(
+        k in data for k in ("vision_config", "audio_config")) else ""
+    return (f"{index}: the checkpoint stores {total:,} bytes (metadata.total_size) but kvcalc counts "
+            f"{ours:,.0f} bytes of {fmt} weights{with_mtp} ({ours / total - 1:+.1%}): the spec read from config.json "
+            "does not describe these weights; check the fields it reads" + towers)
 
 
 def read_config(path: Path) -> dict:
@@ -569,12 +954,17 @@ def cached_config(repo_id: str) -> Path:
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     candidates = []
     ref = repo / "refs" / "main"
-    if ref.is_file():
-        candidates.append(repo / "snapshots" / ref.read_text().strip() / "config.json")
-    candidates += sorted((repo / "snapshots").glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in candidates:
-        if path.is_file():
-            return path
+    try:  # a cache path or a refs/main past the file system's limits (ENAMETOOLONG) is one line (audit O2)
+        if ref.is_file():
+            candidates.append(repo / "snapshots" / ref.read_text().strip() / "config.json")
+        candidates += sorted((repo / "snapshots").glob("*/config.json"), key=lambda p: p.stat().st_mtime,
+                             reverse=True)
+        for path in candidates:
+            if path.is_file():
+                return path
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise KvcalcError(f"--model: cannot read the Hugging Face cache for {repo_id} under {cache} ({reason})") from None
     raise KvcalcError(
         f"--model: {repo_id} is not in the local Hugging Face cache ({cache}); nothing is downloaded. "
         f"Fetch just its config with: huggingface-cli download {repo_id} config.json"
@@ -597,13 +987,17 @@ def locate_config(ref: str | Path) -> tuple[Path, str]:
 def load_hf_spec(ref: str | Path, name: str | None = None) -> tuple[ModelSpec, list[str]]:
     config, default_name = locate_config(ref)
     source = str(config)
-    fields, assumptions = config_to_spec_dict(read_config(config), name=name or default_name, source=source)
+    data = read_config(config)
+    fields, assumptions = config_to_spec_dict(data, name=name or default_name, source=source)
     try:
-        return ModelSpec.model_validate(fields), assumptions
+        spec = ModelSpec.model_validate(fields)
     except ValidationError as e:
         from kvcalc.specs.catalog import validation_message
 
         raise KvcalcError(validation_message(source, e)) from None
+    text = data.get("text_config")
+    mismatch = index_check(spec, {**data, **text} if isinstance(text, dict) else data, config)
+    return spec, assumptions + ([mismatch] if mismatch else [])
 
 
 def load_hf_model(ref: str | Path) -> ModelSpec:

@@ -129,7 +129,8 @@ class MoeSpec(StrictModel):
         None, description="width of each shared expert; defaults to expert_intermediate_size"
     )
     first_dense_layers: int = Field(0, ge=0, le=10**7)
-    router_bias: bool = Field(False, description="the router has a bias per expert (gpt-oss)")
+    router_bias: bool = Field(False, description="the router has a bias per expert (gpt-oss; DeepSeek-V3's "
+                              "e_score_correction_bias under topk_method noaux_tc)")
     shared_expert_gate: bool = Field(False, description="a d x 1 sigmoid gate on the shared experts (Qwen2-MoE)")
     every: Count = Field(1, description="every n-th layer past first_dense_layers is MoE, the others dense (Jamba's "
                          "expert_layer_period: 2)")
@@ -213,6 +214,9 @@ class QuantizationSpec(StrictModel):
         description="layer classes in weight_format; the others stay bf16 (gpt-oss: experts only)")
     lm_head: bool = Field(False, description="the lm_head is quantised too (gpt-fast's int8/int4 quantise every "
                           "nn.Linear); checkpoints keep it bf16")
+    kept_layers: dict[QuantClass, int] = Field(
+        default_factory=dict, description="of a class in `quantized`, how many layers the checkpoint still leaves "
+        "in bf16 by name (Llama-3.1-405B-FP8: the MLPs of its first and last layers)")
     source: str = ""
 
 
@@ -255,6 +259,13 @@ class ModelSpec(StrictModel):
             raise ValueError(
                 f"moe.first_dense_layers ({self.moe.first_dense_layers}) exceeds num_layers ({self.num_layers})"
             )
+        if self.moe is not None and self.layer_pattern is None and self.moe_layers == 0:
+            # refused rather than read as dense: a [moe] table that places no MoE layer is a mistake in the spec
+            # (a mistyped every or first_dense_layers), and would divide the experts' work by zero layers
+            raise ValueError(
+                f"moe: no layer is a MoE layer (moe.first_dense_layers {self.moe.first_dense_layers} and moe.every "
+                f"{self.moe.every} leave none of num_layers {self.num_layers}; in a config.json first_k_dense_replace "
+                "and moe_layer_freq); lower them, or drop the moe table for a dense model")
         if self.learned_position_embeddings and self.max_position_embeddings is None:
             raise ValueError("learned_position_embeddings needs max_position_embeddings")
         la = self.linear_attention
