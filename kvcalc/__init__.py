@@ -9,6 +9,9 @@ The Python API mirrors the CLI; names resolve lazily so `import kvcalc` stays ch
         cuda_graph_GiB=the CUDA-graph estimate vLLM's log prints, subtracted where the version counts it)
     kvcalc.serve(model, gpu, input_len=..., output_len=..., concurrency=... | request_rate=...) -> dict
         (arrivals="staggered" | "waves": a service's steady state, or a fixed-length benchmark's waves)
+    kvcalc.simulate(model, gpu, input_len=..., output_len=..., arrivals="closed" | "poisson" | "burst" | "trace",
+        concurrency=... | request_rate=..., engine="vllm" | "sglang" | "trtllm", seed=...) -> dict
+        (the request-level simulation: p50/p90/p99 TTFT, TPOT, ITL, end-to-end latency, goodput, preemptions)
     kvcalc.serve_frontier(model, gpu, input_len=..., output_len=..., concurrencies=[...], tps=[...]) -> list
     kvcalc.plot.roofline(gpus, model, ...) -> matplotlib Figure
     kvcalc.load_model(name_or_path), kvcalc.load_gpu(name_or_path)
@@ -25,6 +28,7 @@ _API = {
     "capacity": ("kvcalc.planning.capacity", "capacity"),
     "serve": ("kvcalc.serving.closed_form", "serve"),
     "serve_frontier": ("kvcalc.serving.closed_form", "frontier"),
+    "simulate": ("kvcalc.serving.simulate", "simulate"),
     "sweep": ("kvcalc.grid", "sweep"),
     "plot": ("kvcalc.report.plot", None),
     "load_model": ("kvcalc.specs.catalog", "load_model"),
@@ -36,11 +40,48 @@ _API = {
 __all__ = sorted(_API)
 
 
+# The public functions check their arguments' types at the boundary (kvcalc.checks.check_api_arguments): a str
+# where a list belongs, a number where a name does, is one KvcalcError naming the argument (audit U5). The value:
+# the arguments that take a list.
+_CHECKED = {
+    "estimate": frozenset(), "capacity": frozenset(), "serve": frozenset(), "load_model": frozenset(),
+    "load_gpu": frozenset(), "compare": frozenset({"attn"}),
+    "serve_frontier": frozenset({"concurrencies", "tps"}),
+    "sweep": frozenset({"models", "gpus", "attn", "batch", "context", "weight_dtype", "kv_dtype", "engine", "tp", "pp",
+                        "speculate", "ep"}),
+}
+
+
+def _checked(name: str, fn):
+    import functools
+    import inspect
+
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        from kvcalc.checks import check_api_arguments
+
+        bound = signature.bind(*args, **kwargs)
+        labels = {"ref": "gpu" if name == "load_gpu" else "model"}
+        for key, value in check_api_arguments(bound.arguments, _CHECKED[name], labels).items():
+            if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:  # serve_frontier's **kwargs
+                value = check_api_arguments(value, frozenset(), labels)
+            bound.arguments[key] = value
+        return fn(*bound.args, **bound.kwargs)
+
+    return call
+
+
 def __getattr__(name: str):
     if name in _API:
         import importlib
 
         module, attr = _API[name]
         imported = importlib.import_module(module)
-        return imported if attr is None else getattr(imported, attr)
+        value = imported if attr is None else getattr(imported, attr)
+        if name in _CHECKED:
+            value = _checked(name, value)
+            globals()[name] = value  # resolved once
+        return value
     raise AttributeError(f"module 'kvcalc' has no attribute {name!r}")

@@ -39,3 +39,98 @@ def check_price(value) -> None:
 def _show(value) -> str:
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+
+
+# --- the Python API's argument types (audit U5): a wrong type is one KvcalcError naming the argument --------------
+
+def _is_spec_ref(value) -> bool:
+    """A model or GPU reference: a name or path (str, os.PathLike) or an already-loaded spec (a pydantic model)."""
+    import os
+
+    from pydantic import BaseModel
+
+    return isinstance(value, (str, os.PathLike, BaseModel))
+
+
+def check_ref(arg: str, value):
+    """model= / gpu=: a name, a spec file path or a loaded spec."""
+    if not _is_spec_ref(value):
+        raise KvcalcError(f"{arg}: expected a name, a spec file path or a loaded spec, got {type(value).__name__} "
+                          f"{_show(value)}")
+    return value
+
+
+def check_optional_str(arg: str, value):
+    """attn= / speculate= and the like: a string, or None for 'none'."""
+    if value is not None and not isinstance(value, str):
+        raise KvcalcError(f"{arg}: expected a string or None, got {type(value).__name__} {_show(value)}")
+    return value
+
+
+def check_str(arg: str, value):
+    if not isinstance(value, str):
+        raise KvcalcError(f"{arg}: expected a string, got {type(value).__name__} {_show(value)}")
+    return value
+
+
+def check_sequence(arg: str, value, element=None) -> list:
+    """A list-like argument (sweep's models, compare's attn, ...): a str is refused rather than read letter by
+    letter; each element passes `element(arg, x)` where given."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise KvcalcError(f"{arg}: expected a list (e.g. [{_show(value)}]), got {type(value).__name__} "
+                          f"{_show(value)}")
+    items = list(value)
+    if not items:
+        raise KvcalcError(f"{arg}: empty list; expected at least one value")
+    return [element(arg, x) for x in items] if element else items
+
+
+def check_vllm_version_arg(arg: str, value) -> str:
+    """vllm_version=: a string such as "0.11" or "latest"; a float or int (0.11, the natural spelling) is read as
+    the text it prints as (repr: 0.11 -> "0.11")."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {type(value).__name__} {_show(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {_show(value)}")
+    return value if isinstance(value, str) else repr(value)
+
+
+def check_disaggregate_arg(arg: str, value):
+    """disaggregate=: None, (prefill GPUs, decode GPUs) or the CLI's "P:D" text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+            value = (int(parts[0]), int(parts[1]))
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in value)):
+        return tuple(check_int(arg, x, 1, MAX_GPUS) for x in value)
+    raise KvcalcError(f"{arg}: expected (prefill GPUs, decode GPUs) such as (2, 6) or \"2:6\", got {_show(value)}")
+
+
+_SCALAR_ARGS = {
+    "model": check_ref, "gpu": check_ref, "attn": check_optional_str,
+    "speculate": check_optional_str, "engine": check_str, "weight_dtype": check_str, "kv_dtype": check_str,
+    "vllm_runner": check_str, "arrivals": check_str, "vllm_version": check_vllm_version_arg,
+    "disaggregate": check_disaggregate_arg,
+}
+_SEQUENCE_ELEMENTS = {  # a list argument's name -> the check of each element
+    "models": check_ref, "gpus": check_ref, "attn": check_optional_str, "speculate": check_optional_str,
+    "weight_dtype": check_str, "kv_dtype": check_str, "engine": check_str,
+    "batch": None, "context": None, "tp": None, "pp": None, "ep": None, "concurrencies": None, "tps": None,
+}
+
+
+def check_api_arguments(arguments: dict, sequences: frozenset = frozenset(), labels: dict | None = None) -> dict:
+    """The bound arguments of a public API call, each of a known name checked for its type (`sequences`: the names
+    that take a list in this function; `labels`: a parameter's name as the checks know it, e.g. load_gpu's ref as
+    gpu); returns them with vllm_version and disaggregate normalised."""
+    out = dict(arguments)
+    for name, value in arguments.items():
+        label = (labels or {}).get(name, name)
+        if name in sequences:
+            out[name] = check_sequence(label, value, _SEQUENCE_ELEMENTS.get(label))
+        elif label in _SCALAR_ARGS:
+            out[name] = _SCALAR_ARGS[label](label, value)
+    return out

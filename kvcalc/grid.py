@@ -20,6 +20,7 @@ from kvcalc.estimator import (
     evaluate,
     layout_times,
     phase_metrics,
+    resolve_weight_dtype,
 )
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
@@ -29,6 +30,8 @@ from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 
 
 def _nonempty(flag: str, values) -> list:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):  # not read letter by letter (U5)
+        raise KvcalcError(f"{flag}: expected a list of values, got {type(values).__name__} {values!r:.40}")
     values = list(values)
     if not values:
         raise KvcalcError(f"{flag}: empty list; expected at least one value")
@@ -89,6 +92,7 @@ def sweep(
     for m, g, a, w, k, e, t, q, sv, x in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine, tp,
                                                            pp, speculate, ep):
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
+        w = resolve_weight_dtype(w, spec)  # auto: the checkpoint's own format, as estimate reads it (audit U1)
         bad_ep = x > 1 and (spec.moe is None or x % t or spec.moe.num_experts % x or q > 1)
         if spec.attention.num_heads % t or q > spec.num_layers or bad_ep:
             skipped.append(f"{spec.name} at tp {t} x pp {q}" + (f" x ep {x}" if x > 1 else ""))

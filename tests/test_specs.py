@@ -99,7 +99,8 @@ def test_a_good_spec_file_loads(tmp_path):
     [
         ("num_kv_heads = 2", "num_kv_heads = 3", "attention.num_heads (8) must be divisible by attention.num_kv_heads (3)"),
         ("hidden_size = 64", "hidden_size = 0", "hidden_size: Input should be greater than or equal to 1"),
-        ("head_dim = 8", "head_dim = 8\nhead_dimm = 8", "attention.head_dimm: Extra inputs are not permitted"),
+        # the unknown key first, with the field it may mean (audit U6)
+        ("head_dim = 8", "head_dim = 8\nhead_dimm = 8", "attention: head_dimm: unknown field (did you mean head_dim?)"),
         ('kind = "gqa"', 'kind = "mla"', "attention.kind 'mla' needs attention.kv_lora_rank"),
         ('kind = "gqa"', 'kind = "mha"', "attention.kind 'mha' does not match num_heads 8 and num_kv_heads 2"),
         ('sources = ["test"]', "sources = []", "sources: List should have at least 1 item"),
@@ -190,7 +191,9 @@ def test_mi355x_peaks_follow_from_amds_isscc_figures():
     fp8 = 8 * 32 * 8192 * 2.4e9 / 1e12
     assert mi.peak_tflops.fp8 == pytest.approx(fp8, abs=0.1) and fp8 == pytest.approx(5000, rel=0.01)
     assert (mi.peak_tflops.bf16, mi.peak_tflops.fp4) == (pytest.approx(fp8 / 2, abs=0.1), pytest.approx(fp8 * 2, abs=0.1))
-    assert (mi.memory_GiB, mi.memory_bandwidth_GBps, mi.interconnect_bandwidth_GBps) == (288, 8000, None)
+    assert (mi.memory_GiB, mi.memory_bandwidth_GBps) == (288, 8000)
+    # Infinity Fabric: seven ~153.6 GB/s links, one to each peer of an 8-GPU board (the spec's third-party source)
+    assert (mi.interconnect_bandwidth_GBps, mi.interconnect_peer_links) == (pytest.approx(7 * 153.6), 7)
 
 
 def test_rtx_3090_is_the_ga102_whitepapers_fp32_accumulate_rate_and_vllms_visible_memory():

@@ -20,10 +20,18 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from kvcalc.cli.output import GuardedStdout, StdoutError
+
+        stdout = sys.stdout
+        sys.stdout = GuardedStdout(stdout)  # a full or closed stdout: one line, exit 2 (audit F7)
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _warning_line
                 rv = super().main(args, prog_name or "kvcalc", complete_var, standalone_mode=False, **extra)
+            sys.stdout.flush()
+        except StdoutError as e:
+            typer.echo(f"kvcalc: error: {e}", err=True)
+            sys.exit(2)
         except (typer.TyperException, KvcalcError) as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # bare `kvcalc`: the help text, not an error
                 typer.echo(e.ctx.get_help())
@@ -34,6 +42,8 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("kvcalc: aborted", err=True)
             sys.exit(130)
+        finally:
+            sys.stdout = stdout
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -66,13 +76,14 @@ from kvcalc.cli import (  # noqa: E402,F401  (registers the commands)
     catalog_cmds,
     estimate_cmd,
     import_cmd,
+    plan_cmd,
     planning_cmds,
     profiles_cmds,
     serve_cmd,
     validate_cmds,
+    web_cmd,
 )
 
 
 def main() -> None:
     app()
-    plan_cmd,

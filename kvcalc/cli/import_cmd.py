@@ -20,14 +20,19 @@ def import_cli(
     from kvcalc.errors import KvcalcError
     from kvcalc.specs.files import check_writable, write_text
     from kvcalc.specs.hf import load_hf_spec
-    from kvcalc.specs.toml_out import spec_to_toml
+    from kvcalc.specs.toml_out import spec_to_toml, toml_comment
 
+    if not name.strip():
+        raise KvcalcError("--name: empty; expected the new spec's name, e.g. my-model")
+    if "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        raise KvcalcError(f"--name: {name!r} holds a path separator; give a plain name (and --out PATH for where "
+                          "to write it)")
     target = out or Path(f"{name}.toml")
     check_writable(target, "--out" if out else "--name", (".toml",))
     if target.exists():
         raise KvcalcError(f"--out: {target} exists; choose another file")
     spec, assumptions = load_hf_spec(config, name=name)
-    header = f"# Written by `kvcalc import` from {spec.sources[0]}\n"
+    header = toml_comment(f"Written by `kvcalc import` from {spec.sources[0]}") + "\n"
     write_text(target, header + spec_to_toml(spec), "--out")
     for a in assumptions:
         typer.echo(f"warning: {a}", err=True)

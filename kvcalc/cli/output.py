@@ -28,8 +28,92 @@ FLASHINFER_SAMPLER_HELP = ("with --engine vllm: your log says 'Using FlashInfer 
                            "GPUModelRunner (v1) then profiles its sampler at 10 bytes a logit, without the sort's 38.92")
 FlashinferSampler = Annotated[bool, typer.Option("--flashinfer-sampler", help=FLASHINFER_SAMPLER_HELP)]
 VllmVersion = Annotated[str, typer.Option(help=VLLM_VERSION_HELP)]
+ENGINE_VERSION_HELP = ("the engine release whose time outside the kernels (per step: scheduler, sampler, Python; per "
+                       "request: API server, tokeniser) to add: a band (vLLM v0, v1, v2; TensorRT-LLM engine, pytorch) "
+                       "or a release such as 0.6.3 or 1.2.0 [default: the profile's own release]")
+EngineVersion = Annotated[Optional[str], typer.Option("--engine-version", help=ENGINE_VERSION_HELP)]
 ENGINE_HELP = ("time model: vllm, sglang, trtllm or gpt-fast (measured kernel curves), roofline (datasheet efficiencies), "
                "or auto (vllm where the GPU has a profile, else roofline)")
+
+
+# What the tables and --explain print outside ASCII, as ASCII, for a stdout that cannot encode them
+ASCII_PUNCTUATION = str.maketrans({"·": "-", "—": "-", "–": "-", "×": "x", "≤": "<=", "≥": ">=", "…": "...",
+                                   "→": "->", "←": "<-", "≈": "~", "µ": "u", "’": "'", "‘": "'", "“": '"',
+                                   "”": '"', "²": "^2", "³": "^3", "√": "sqrt", "Σ": "sum", "∞": "inf",
+                                   "±": "+/-", "÷": "/", "−": "-", "⌈": "ceil(", "⌉": ")", "\u00a0": " "})
+
+
+class StdoutError(Exception):
+    """Standard output cannot take what a command prints (a full device, a closed descriptor)."""
+
+
+class GuardedStdout:
+    """sys.stdout for one command: a write or flush that fails with an OSError other than a broken pipe (which
+    stays as it is: exit 1, nothing said, as a reader that stopped reading expects) becomes a StdoutError, which
+    the CLI prints as one line; with stdout closed (`>&-`, sys.stdout None) the first write does."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._failed: str | None = None  # sticky: a probe that swallows the first error (click's) cannot hide it
+
+    def _fail(self, e: OSError | None):
+        import os
+
+        if self._failed:
+            raise StdoutError(self._failed) from None
+
+        if self._stream is not None:  # the unwritten buffer goes to /dev/null, not to a second failure at exit
+            try:
+                fd = self._stream.fileno()
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+            except (OSError, ValueError, AttributeError):
+                pass
+        if e is None:
+            self._failed = "stdout is closed: nothing to print the output to (redirect it to a file)"
+        else:
+            self._failed = f"cannot write to stdout ({ {28: 'the device is full'}.get(e.errno, e.strerror or str(e))})"
+        raise StdoutError(self._failed) from None
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self._failed or self._stream is None:
+            self._fail(None)
+        if not text:
+            return 0
+        try:
+            try:
+                return self._stream.write(text)
+            except UnicodeEncodeError:  # PYTHONIOENCODING=ascii, a latin-1 terminal: ASCII punctuation (audit O2)
+                encoding = getattr(self._stream, "encoding", None) or "ascii"
+                plain = text.translate(ASCII_PUNCTUATION).encode(encoding, "replace").decode(encoding)
+                return self._stream.write(plain)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            self._fail(e)
+
+    def flush(self):
+        if self._failed:
+            self._fail(None)
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            self._fail(e)
+
+    def isatty(self):
+        return self._stream is not None and self._stream.isatty()
+
+    def __getattr__(self, name):
+        if self._stream is None or name == "buffer":  # no buffer: click's echo writes through this wrapper too
+            raise AttributeError(name)
+        return getattr(self._stream, name)
 
 
 class Format(str, Enum):
@@ -60,16 +144,49 @@ def save_figure(fig, path, flag: str) -> None:
         raise KvcalcError(f"{flag}: cannot write {path} ({e.strerror})") from None
 
 
+def fmt_number(v, spec: str = ",") -> str:
+    """A number for a table: 'unbounded' for +inf, '-unbounded' for -inf, '—' for NaN (undefined), never inf or
+    nan (audit N1); else format(v, spec)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "—" if math.isnan(v) else ("unbounded" if v > 0 else "-unbounded")
+    return format(v, spec)
+
+
+_NO_SPECULATION = "speculation stays faster than plain decoding at every power-of-two batch up to 4096"
+_ONE_TOKEN = "undefined: with --output-len 1 no token follows the first"
+# Why a field is null where its producer gave no KEY_note of its own (audit N2: every JSON null carries a reason).
+NULL_NOTES = {
+    "speculative": "not asked: no --speculate",
+    "draft_model": "no separate draft model: the method drafts with the model's own heads or layers",
+    "breakeven_batch": _NO_SPECULATION,
+    "speculative_breakeven_batch": _NO_SPECULATION,
+    "engine_memory": "kvcalc's memory rule (--engine vllm, sglang or trtllm budgets memory as that engine does)",
+    "binding_pipeline_stage": "no pipeline stages (--pp 1)",
+    "cost_per_million_tokens": "not asked: no --price-per-gpu-hour",
+    "cost_per_million_output_tokens": "not asked: no --price-per-gpu-hour",
+    "gpus_for_target": "not asked: no --target-tokens-per-s",
+    "request_rate": "not asked: a fixed concurrency (--request-rate solves for the concurrency instead)",
+    "disaggregate": "not asked: prefill and decode share the GPUs (no --disaggregate)",
+    "kv_transfer_ms": "no transfer: prefill and decode share the GPUs (no --disaggregate)",
+    "tpot_ms": _ONE_TOKEN,
+    "tokens_per_s_per_user": _ONE_TOKEN,
+}
+
+
 def json_safe(obj):
-    """JSON has no NaN or Infinity: such a value becomes null, with a sibling KEY_note saying why."""
+    """JSON has no NaN or Infinity: such a value becomes null, with a sibling KEY_note saying why (the caller's own
+    KEY_note where the dict carries one: it knows the cause)."""
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
             if isinstance(v, float) and not math.isfinite(v):
                 out[k] = None
-                out[f"{k}_note"] = "undefined: 0 / 0 (nothing fits in the reference case)" if math.isnan(v) else (
-                    "unbounded: only sliding-window layers grow, and they stop at the window" if v > 0 else "unbounded")
-            else:
+                out[f"{k}_note"] = obj.get(f"{k}_note") or (
+                    "undefined: 0 / 0 (nothing fits in the reference case)" if math.isnan(v) else "unbounded")
+            elif v is None and not k.endswith("_note"):
+                out[k] = None
+                out[f"{k}_note"] = obj.get(f"{k}_note") or NULL_NOTES.get(k, "not applicable to this run")
+            elif k not in out:  # a KEY_note may already be in place
                 out[k] = json_safe(v)
         return out
     if isinstance(obj, list):
@@ -88,14 +205,15 @@ def _finite_or_blank(v):
 
 def write_csv(rows: list[dict]) -> None:
     """CSV rows; a non-finite value is an empty cell (CSV's null), never nan or inf."""
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+    fields = list(dict.fromkeys(k for row in rows for k in row))  # every row's keys: one may carry a note
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: _finite_or_blank(v) for k, v in row.items()} for row in rows)
 
 
 def _cell(v) -> str:
     if isinstance(v, float) and not math.isfinite(v):
-        return "—"
+        return fmt_number(v)
     if isinstance(v, float):
         return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
     return "" if v is None else str(v)
@@ -107,6 +225,51 @@ def compact_table(title: str | None = None, **kwargs):
     from rich.table import Table
 
     return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, **kwargs)
+
+
+def _vertical(console, title, headers: list[str], rows: list[list], keyed: bool) -> None:
+    """A table as lines of 'column: value' (keyed: 'first cell: the others'), a blank line between rows: what a
+    terminal too narrow for the table gets instead of cells cut to '…' or numbers folded mid-digit (audit O4).
+    Long lines wrap at the terminal's width; nothing is cut."""
+    from rich.text import Text
+
+    def text(cell):
+        return Text.from_markup(cell) if isinstance(cell, str) else cell
+
+    if title:
+        console.print(text(title))
+    for row in rows:
+        if keyed:
+            parts = [text(row[0]), ": "]
+            for n, cell in enumerate(c for c in row[1:] if str(c)):
+                parts += [" ", text(cell)] if n else [text(cell)]
+            console.print(Text.assemble(*parts))
+        else:
+            for header, cell in zip(headers, row):
+                console.print(Text.assemble(text(header), ": ", text(cell)))
+            console.print()
+
+
+def print_table(table, console=None) -> None:
+    """Print a rich table, or, where the terminal is narrower than its narrowest layout without cutting a word,
+    the same cells as 'column: value' lines (audit O4)."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = console or Console()
+    columns = list(table.columns)
+
+    def longest_word(cell) -> int:
+        return Measurement.get(console, console.options, cell).minimum if str(cell) else 0
+
+    words = sum(max([longest_word(c) for c in col.cells] + [longest_word(col.header) if table.show_header else 0])
+                for col in columns)
+    edges = 3 * len(columns) + 1 if table.box else 2 * len(columns)  # borders and one space either side
+    if words + edges <= console.width:
+        return console.print(table)
+    cells = [list(c.cells) for c in columns]
+    rows = [[col[r] for col in cells] for r in range(table.row_count)]
+    _vertical(console, table.title, [str(c.header) for c in columns], rows, keyed=not table.show_header)
 
 
 def print_rows(rows: list[dict], title: str, format: Format) -> None:
@@ -122,8 +285,11 @@ def print_rows(rows: list[dict], title: str, format: Format) -> None:
     cells = [[_cell(v) for v in r.values()] for r in rows]
     columns = list(rows[0])
     numeric = [isinstance(rows[0][c], (int, float)) and not isinstance(rows[0][c], bool) for c in columns]
-    widths = fit_widths([max([len(row[i]) for row in cells] + [len(w) for w in col.split()]) for i, col in enumerate(columns)],
-                        numeric, console.width - 2 * len(columns) - 4)
+    natural = [max([len(row[i]) for row in cells] + [len(w) for w in col.split()]) for i, col in enumerate(columns)]
+    available = console.width - 2 * len(columns) - 4
+    widths = fit_widths(natural, numeric, available)
+    if sum(widths) > available or any(w < n for w, n, num in zip(widths, natural, numeric) if num):
+        return _vertical(console, title, columns, cells, keyed=False)  # too narrow: no number folded or dropped
     for col, width, is_number in zip(columns, widths, numeric):
         t.add_column(col, min_width=width, overflow="fold", justify="right" if is_number else "left")
     for row in cells:

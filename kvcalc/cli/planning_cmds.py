@@ -12,17 +12,20 @@ from kvcalc.cli import app
 from kvcalc.cli.output import (
     ENGINE_HELP,
     CudaGraphMemory,
+    EngineVersion,
     FlashinferSampler,
     Format,
     VllmRunner,
     VllmVersion,
+    fmt_number,
     print_rows,
+    print_table,
     save_figure,
     write_csv,
     write_json,
 )
 from kvcalc.errors import KvcalcError
-from kvcalc.specs.files import MAX_TABLE_BYTES, check_writable, read_regular_file
+from kvcalc.specs.files import check_writable
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 Model = Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")]
@@ -79,10 +82,10 @@ def compare_cli(
 
     short = [{
         "variant": r["variant"], "KV/tok": fmt_bytes(r["kv_bytes_per_token"]).replace(".00", ""),
-        "max ctx": f"{r['max_context_at_batch']:,}", "max b": f"{r['max_batch_at_context']:,}",
+        "max ctx": fmt_number(r["max_context_at_batch"]), "max b": f"{r['max_batch_at_context']:,}",
         "ms/step": f"{r['decode_ms']:.2f}", "tok/s": f"{r['tokens_per_s']:,.0f}",
         "FLOP/B": f"{r['arithmetic_intensity']:.1f}", "bound": r["bound"][:3] + ("" if r["fits"] else "*"),
-        "KV x": f"{r['kv_bytes_per_token_vs_own']:.3g}", "tok/s x": f"{r['tokens_per_s_vs_own']:.2f}",
+        "KV x": fmt_number(r["kv_bytes_per_token_vs_own"], ".3g"), "tok/s x": fmt_number(r["tokens_per_s_vs_own"], ".2f"),
         **({"spec x": f"{r['speculative_speedup']:.2f}"} if speculate else {}),
     } for r in rows]
     print_rows(short, f"{model} on {gpu}, batch {batch}, context {context:,}: max ctx at batch {batch}, max b at "
@@ -114,6 +117,7 @@ def capacity_cli(
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs of a MoE model; attention in data-parallel "
                                     "groups of --gpus (default 1)")] = 1,
+    engine_version: EngineVersion = None,
 ) -> None:
     """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment.
 
@@ -127,12 +131,11 @@ def capacity_cli(
                     prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
                     max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
                     vllm_runner=vllm_runner, vllm_version=vllm_version, cuda_graph_GiB=cuda_graph_memory,
-                    flashinfer_sampler=flashinfer_sampler)
+                    flashinfer_sampler=flashinfer_sampler, engine_version=engine_version)
     if format is not Format.table:
-        flat = {k: v for k, v in plan.items() if k not in ("assumptions", "engine_memory")}
-        flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
-        flat.update({f"engine_memory.{k}": v for k, v in (plan["engine_memory"] or {}).items()})
-        return write_json(plan) if format is Format.json else write_csv([flat])
+        from kvcalc.report.formats import capacity_csv_row  # the same columns whatever the rule (audit I2)
+
+        return write_json(plan) if format is Format.json else write_csv([capacity_csv_row(plan)])
     from rich.console import Console
     from rich.table import Table
 
@@ -149,7 +152,7 @@ def capacity_cli(
         "weights per GPU": fmt_bytes(plan["weights_bytes_per_gpu"]),
         "KV budget per GPU": fmt_bytes(plan["kv_budget_bytes_per_gpu"]),
         "max concurrent sequences at context": plan["max_sequences_at_context"],
-        f"longest context at batch {batch or 1}": f"{plan['max_context_at_batch']:,}",
+        f"longest context at batch {batch or 1}": fmt_number(plan["max_context_at_batch"]),
         f"decode at batch {plan['batch']}": f"{plan['decode_ms']:.2f} ms/step, {plan['tokens_per_s']:,.0f} tokens/s",
         "GPUs for the target": plan["gpus_for_target"],
         "cost per million output tokens": (f"{plan['cost_per_million_tokens']:.3f}"
@@ -189,7 +192,7 @@ def capacity_cli(
         t.add_row("SGLang: KV Cache is allocated", f"{em['kv_tokens']:,} tokens ({fmt_bytes(em['available_kv_bytes'])})")
     for k, v in plan["assumptions"].items():
         t.add_row(f"assumption: {k}", fmt_bytes(v) if "bytes" in k else str(v))
-    Console().print(t)
+    print_table(t)
 
 
 @app.command("sweep")
@@ -219,6 +222,12 @@ def sweep_cli(
                 ep=split("--ep", ep, int))
     grid = dict(batch=split("--batch", batch, int), context=split("--context", context, int))
     check_writable(out, "--out", (".csv", ".parquet"))
+    parquet = out.suffix.lower() == ".parquet"
+    if parquet:  # checked before the sweep, which may take minutes (audit O3)
+        import importlib.util
+
+        if not any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet")):
+            raise KvcalcError("--out: Parquet needs pyarrow (pip install pyarrow); use a .csv file")
     from rich.progress import Progress
 
     n = combinations(**axes)
@@ -227,7 +236,7 @@ def sweep_cli(
         df = sweep(**axes, **grid, memory_utilization=memory_utilization, prefill_chunk=prefill_chunk,
                    on_combination=lambda: progress.advance(task))
     try:
-        if out.suffix == ".parquet":
+        if parquet:
             df.to_parquet(out)
         else:
             df.to_csv(out, index=False)
@@ -258,18 +267,9 @@ def roofline_cli(
     check_int("--context", context, 1, MAX_TOKENS)
     points = None
     if measured is not None:
-        import io
+        from kvcalc.report.plot import read_measured
 
-        import pandas as pd
-
-        raw = read_regular_file(measured, "a kvcalc validate CSV", MAX_TABLE_BYTES)
-        try:
-            points = pd.read_csv(io.BytesIO(raw))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise KvcalcError(f"--measured: cannot read {measured}: {str(e).splitlines()[0]}") from None
-        missing = {"arithmetic_intensity", "achieved_tflops"} - set(points.columns)
-        if missing:
-            raise KvcalcError(f"--measured: {measured} lacks column(s) {', '.join(sorted(missing))}")
+        points = read_measured(measured)
     from kvcalc.report.plot import roofline
 
     batches = [check_int("--batch", b, 1, MAX_BATCH) for b in split("--batch", batch, int)]

@@ -83,12 +83,87 @@ def fit_published_cli(
     out_dir: Annotated[Optional[Path], typer.Option(help="folder to write GPU.gpt-fast.toml into [default: the bundled profiles]")] = None,
 ) -> None:
     """Fit gpt-fast's A100 profile on its published single-GPU rows (marked fit); its other rows stay held out."""
+    import importlib.util
+
+    from kvcalc.errors import KvcalcError
     from kvcalc.ledgers.published import fit_gpt_fast, read_points
     from kvcalc.specs.catalog import load_gpu, resolve_engine, spec_dir
+    from kvcalc.specs.files import check_writable
     from kvcalc.specs.toml_out import spec_to_toml
 
+    if importlib.util.find_spec("scipy") is None:  # the fit's least squares (audit O1)
+        raise KvcalcError("profiles fit-published: the fit needs scipy: pip install 'kvcalc[profiles]'")
+    target = out_dir or spec_dir("profile")
+    if not target.is_dir():  # checked before the fit
+        raise KvcalcError(f"--out-dir: {target} is not a folder")
+    path = target / "a100-sxm-80gb.gpt-fast.toml"
+    check_writable(path, "--out-dir")
     hw = load_gpu("a100-sxm-80gb")
-    profile = fit_gpt_fast(read_points(measurements), resolve_engine("trtllm", hw), resolve_engine("vllm", hw))
-    path = (out_dir or spec_dir("profile")) / f"{profile.gpu}.gpt-fast.toml"
+    try:
+        points = read_points(measurements)
+    except KvcalcError as e:  # the reader names validate's --published; this command's flag is --measurements (U4)
+        raise KvcalcError(f"--measurements: {str(e).removeprefix('--published: ')}") from None
+    profile = fit_gpt_fast(points, resolve_engine("trtllm", hw), resolve_engine("vllm", hw))
+    path = target / f"{profile.gpu}.gpt-fast.toml"
     path.write_text(f"# Written by `kvcalc profiles fit-published`; re-run it rather than edit by hand.\n{spec_to_toml(profile)}")
     typer.echo(f"wrote {path}: {profile.notes}")
+
+
+@profiles_app.command("transfer")
+def transfer_cli(
+    to: Annotated[Optional[str], typer.Option("--to", help="target accelerators, comma-separated [default: every bundled part x engine without a measured profile]")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="the measured part to carry curves from [default: the target's listed sibling]")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="vllm, sglang, trtllm, comma-separated [default: all that run on the target]")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="folder to write GPU.ENGINE.toml into [default: the bundled profiles]")] = None,
+) -> None:
+    """Carry a measured sibling's kernel curves onto a part without measured tables (its own roofs; collectives
+    for its own links), and write GPU.ENGINE.toml saying where they came from and how."""
+    from kvcalc.cli.planning_cmds import split
+    from kvcalc.engines.transfer import TRANSFER_ENGINES, missing_pairs, transfer
+    from kvcalc.errors import KvcalcError
+    from kvcalc.specs.catalog import load_gpu, spec_dir
+    from kvcalc.specs.toml_out import spec_to_toml
+
+    engines = _names("--engine", engine, TRANSFER_ENGINES)
+    if to is None:
+        pairs = [(g, e) for g, e in missing_pairs() if e in engines]
+    else:
+        pairs = [(load_gpu(g).name, e) for g in split("--to", to) for e in engines
+                 if e not in load_gpu(g).unsupported_engines or engine is not None]
+    target = out_dir or spec_dir("profile")
+    if not target.is_dir():
+        raise KvcalcError(f"--out-dir: {target} is not a folder")
+    for g, e in pairs:
+        profile = transfer(g, e, from_)
+        path = target / f"{g}.{e}.toml"
+        source = profile.transferred_from.split(".")[0]
+        header = (f"# Written by `kvcalc profiles transfer --from {source} --to {g} --engine {e}`; re-run it rather "
+                  "than edit by hand.\n# Why these curves carry over: kvcalc/engines/transfer.py; the collectives' "
+                  "rules: kvcalc/engines/links.py.\n")
+        path.write_text(header + spec_to_toml(profile))
+        typer.echo(f"wrote {path} ({profile.label})")
+
+
+@profiles_app.command("fit-e2e")
+def fit_e2e_cli(
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="accelerators, comma-separated")],
+    engine: Annotated[str, typer.Option(help="vllm or sglang, comma-separated")] = "vllm",
+    published: Annotated[Path, typer.Option(help="published measurements CSV")] = Path("validation/published/unseen-amd-pcie.csv"),
+    out_dir: Annotated[Optional[Path], typer.Option(help="folder to write GPU.ENGINE.toml into [default: the bundled profiles]")] = None,
+) -> None:
+    """Fit a transferred profile's kernel-time scale to published end-to-end runs on the part (rows marked fit,
+    else those with an even crc32 of their id); the other rows stay held out."""
+    from kvcalc.cli.planning_cmds import split
+    from kvcalc.ledgers.fit_e2e import fit_bundled
+    from kvcalc.ledgers.published import read_points
+    from kvcalc.specs.catalog import spec_dir
+    from kvcalc.specs.toml_out import spec_to_toml
+
+    points = read_points(published)
+    for g in split("--gpu", gpu):
+        for e in split("--engine", engine):
+            profile = fit_bundled(points, g, e)
+            path = (out_dir or spec_dir("profile")) / f"{profile.gpu}.{e}.toml"
+            path.write_text(f"# Written by `kvcalc profiles fit-e2e --gpu {profile.gpu} --engine {e} --published "
+                            f"{published}`; re-run it rather than edit by hand.\n{spec_to_toml(profile)}")
+            typer.echo(f"wrote {path}: kernel times x {profile.time_scale:.3f} on {len(profile.fitted_on)} rows")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from kvcalc.cli.output import print_table
 from kvcalc.estimator import Estimate
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.units import fmt_bytes, fmt_count, fmt_ms
@@ -54,7 +55,7 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
         t.add_row("Speculative decoding", fmt_ms(sp.ms_per_token) + "/tok",
                   f"{what}: {sp.tokens_per_step:.2f} tokens per verify step, {sp.speedup:.2f}x plain decode"
                   + (f", 1x or less from batch {sp.breakeven_batch}" if sp.breakeven_batch else ""))
-    console.print(t)
+    print_table(t, console)
     console.print(f"time model: {i.profile or 'roofline at the datasheet efficiencies (--engine roofline)'}",
                   style="dim")
 

@@ -167,7 +167,13 @@ def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
     parts = text.split(".")  # major.minor, then a patch or a dev tag (0.6.5.dev), which the rule does not need
     if not (len(text) <= 40 and len(parts) >= 2 and all(x.isdigit() and len(x) <= 4 for x in parts[:2])):
         raise KvcalcError(f"--vllm-version: expected latest or a release such as 0.11 or 0.30.1, got {version!r}")
-    return int(parts[0]), int(parts[1])
+    release = int(parts[0]), int(parts[1])
+    # releases that exist: 0.1 (v0.1.0, June 2023) to the newest the rule follows (em.VLLM_LATEST: v0.30.0,
+    # https://github.com/vllm-project/vllm/releases); there is no 1.x (audit O5)
+    if not (0, 1) <= release <= em.VLLM_LATEST:
+        newest = ".".join(map(str, em.VLLM_LATEST))
+        raise KvcalcError(f"--vllm-version: no vLLM release {version!r}; expected 0.1 to {newest} (or latest)")
+    return release
 
 
 def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memory_utilization: float,

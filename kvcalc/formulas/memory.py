@@ -10,6 +10,8 @@ command (estimate, compare, sweep, capacity) uses this one rule, so they agree o
 
 from __future__ import annotations
 
+import math
+
 from kvcalc.formulas._array import maximum
 from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
@@ -38,12 +40,26 @@ def activation_reserve_bytes(model: ModelSpec, prefill_chunk: int, b_a: float, t
     return activation_workspace_bytes(model, 1, prefill_chunk, b_a) / tp
 
 
+def replica_batch(batch, ep: int, tp: int):
+    """Sequences the fullest data-parallel replica holds under expert parallelism [sequences]:
+    ceil(batch / dp) with dp = ep / tp attention replicas of tp GPUs (a sequence lives in one replica, whole);
+    batch itself when ep = 1. Takes a number or a numpy array (sweep)."""
+    if ep <= 1:
+        return batch
+    dp = max(ep // tp, 1)
+    if isinstance(batch, (int, float)):
+        return -(-batch // dp) if isinstance(batch, int) else float(math.ceil(batch / dp))
+    import numpy as np
+
+    return np.ceil(np.asarray(batch) / dp)
+
+
 def memory_required(model: ModelSpec, batch, context, prompt, b_w: float, b_kv: float, b_a: float, tp: int = 1,
                     prefill_chunk: int = DEFAULT_PREFILL_CHUNK, pp: int = 1, ep: int = 1) -> dict:
     """Bytes one GPU needs by component, with 'total' (tp = pp = 1: the whole model on one device; with pipeline
     stages, the heaviest stage's weights and KV cache; with expert parallelism over ep GPUs, 1 / ep of the routed
-    experts and the KV of the batch / (ep / tp) sequences its data-parallel replica serves)."""
-    local = batch / (ep // tp) if ep > 1 else batch
+    experts and the KV of the ceil(batch / (ep / tp)) whole sequences its fullest data-parallel replica holds)."""
+    local = replica_batch(batch, ep, tp)
     out = {
         "weights": weight_bytes_per_gpu(model, b_w, tp, pp, ep),
         "kv_cache": local * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv) * kv_shard_fraction(model, tp)

@@ -28,9 +28,13 @@ COLUMNS = ("source", "vllm", "model", "gpu", "visible_GiB", "tp", "pp", "gpu_mem
            "max_num_batched_tokens", "max_num_seqs", "weight_dtype", "kv_dtype", "logged_available_GiB",
            "logged_kv_tokens", "logged_max_concurrency", "role", "model_runner")
 
+NUMBERS = ("visible_GiB", "tp", "pp", "gpu_memory_utilization", "max_model_len", "max_num_batched_tokens",
+           "max_num_seqs")
+LOGGED = ("logged_available_GiB", "logged_kv_tokens", "logged_max_concurrency", "ep")  # empty where not logged
+
 
 def read_rows(path: Path) -> list[dict]:
-    return read_csv_ledger(path, "a vLLM memory ledger CSV", COLUMNS)
+    return read_csv_ledger(path, "a vLLM memory ledger CSV", COLUMNS, numbers=NUMBERS, optional_numbers=LOGGED)
 
 
 def predict(row: dict) -> dict:

@@ -29,9 +29,11 @@ from kvcalc.specs.files import read_csv_ledger
 COLUMNS = ("id", "model", "gpu", "tp", "weight_dtype", "kv_dtype", "input_len", "output_len",
            "total_output_tokens_per_s", "source")
 
+NUMBERS = ("tp", "input_len", "output_len", "total_output_tokens_per_s")
+
 
 def read_rows(path: Path) -> list[dict]:
-    return read_csv_ledger(path, "a serve ledger CSV", COLUMNS)
+    return read_csv_ledger(path, "a serve ledger CSV", COLUMNS, numbers=NUMBERS, optional_numbers=("pp",))
 
 
 def score(rows: list[dict], engine: str = "trtllm") -> list[dict]:
@@ -90,6 +92,11 @@ BENCH_COLUMNS = ("id", "model", "gpu", "tp", "pp", "engine", "weight_dtype", "kv
                  "input_len", "output_len", "concurrency", "output_tokens_per_s", "median_tpot_ms", "median_ttft_ms",
                  "source")
 BENCH_METRICS = {"output_tokens_per_s": "output_tokens_per_s", "median_tpot_ms": "tpot_ms", "median_ttft_ms": "ttft_ms"}
+BENCH_NUMBERS = ("tp", "pp", "memory_utilization", "input_len", "output_len", "concurrency", *BENCH_METRICS)
+
+
+def read_bench_rows(path: Path) -> list[dict]:
+    return read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS, numbers=BENCH_NUMBERS)
 
 
 def is_bench(path: Path) -> bool:

@@ -26,6 +26,7 @@ from kvcalc.engines.memory import (
     engine_memory_rule,
     kvcalc_budget,
 )
+from kvcalc.engines.overhead import with_band
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
@@ -39,7 +40,11 @@ from kvcalc.estimator import (
 )
 from kvcalc.formulas.capacity import max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
-from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
+from kvcalc.formulas.memory import (
+    DEFAULT_MEMORY_UTILIZATION,
+    DEFAULT_PREFILL_CHUNK,
+    replica_batch,
+)
 from kvcalc.formulas.parallel import check_ep, group_link_label
 from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.workload import cost_per_million_tokens
@@ -68,6 +73,30 @@ def capped_context(spec, tokens, warnings_out: list | None = None, warn: bool = 
     if warn:
         warnings.warn(message, CapacityWarning, stacklevel=3)
     return limit
+
+
+# capacity -f csv writes these engine_memory columns whatever the rule (empty under kvcalc's), so files from
+# different engines stack (audit I2); vLLM's rule reports all of them, SGLang's and TensorRT-LLM's a subset
+ENGINE_MEMORY_KEYS = ("engine", "visible_memory_bytes", "visible_memory_source", "requested_bytes",
+                      "weights_bytes_per_gpu", "rope_cache_bytes", "profile_peak_bytes", "non_torch_bytes",
+                      "cuda_graph_bytes", "cuda_graphs_counted", "available_kv_bytes", "kv_tokens", "max_concurrency",
+                      "binding_pipeline_stage", "max_model_len", "max_num_batched_tokens", "max_num_seqs",
+                      "model_runner", "sampler", "vllm_version", "notes")
+
+
+def unbounded_context_note(spec) -> str:
+    """Why the longest context that fits is unbounded (formulas/capacity.py, max_context returns inf)."""
+    if spec.attention_layers == 0:
+        return ("unbounded: no layer's cache grows with the context (every layer keeps a fixed linear-attention "
+                "or state-space state)")
+    return "unbounded: only sliding-window layers grow, and they stop at the window"
+
+
+def _context_fields(spec, tokens) -> dict:
+    """max_context_at_batch, with a note saying why when it is unbounded (JSON writes it as null)."""
+    if isinstance(tokens, float) and math.isinf(tokens):
+        return {"max_context_at_batch": tokens, "max_context_at_batch_note": unbounded_context_note(spec)}
+    return {"max_context_at_batch": tokens}
 
 
 def gpu_count(n: int) -> str:
@@ -99,7 +128,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             continue
         layout = cache_layout(spec.attention, spec.linear_attention)
         if layout in seen:
-            skipped.append(f"{variant} (the same cache as {seen[layout]})")
+            skipped.append(f"{variant or 'own'} (the same cache as {seen[layout]})")
             continue
         seen[layout] = variant or "the model's own attention"
         budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, 1)
@@ -109,7 +138,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         rows.append({
             "variant": variant or f"{base.attention.kind} (own)",
             "kv_bytes_per_token": kv_bytes_per_token(spec, p.b_kv),
-            "max_context_at_batch": capped_context(spec, max_context(spec, batch, budget, p.b_kv), capped, warn=False),
+            **_context_fields(spec, capped_context(spec, max_context(spec, batch, budget, p.b_kv), capped, warn=False)),
             "max_batch_at_context": max_sequences(spec, context, budget, p.b_kv),
             "decode_ms": dec["ms"],
             "tokens_per_s": dec["tokens_per_s"],
@@ -124,7 +153,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             rows[-1].update(speculative_ms_per_token=per_token * 1e3, speculative_speedup=plain / per_token,
                             speculative_breakeven_batch=timer.breakeven_batch(context))
     if skipped:
-        warnings.warn(f"compare skipped {', '.join(skipped)}", CapacityWarning, stacklevel=2)
+        warnings.warn(f"compare skipped {', '.join(dict.fromkeys(skipped))}", CapacityWarning, stacklevel=2)
     if capped:
         warnings.warn(f"{len(capped)} of {len(rows)} variants would hold a longer context than {base.name}'s "
                       f"max_position_embeddings {base.max_position_embeddings:,}; their longest context is reported "
@@ -142,7 +171,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
              prefill_chunk: int = DEFAULT_PREFILL_CHUNK, engine: str = "auto",
              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
              ep: int = 1, vllm_runner: str = "auto", vllm_version: str = "latest",
-             cuda_graph_GiB: float | None = None, flashinfer_sampler: bool = False) -> dict:
+             cuda_graph_GiB: float | None = None, flashinfer_sampler: bool = False,
+             engine_version: str | None = None) -> dict:
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost.
 
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
@@ -185,13 +215,14 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         profile = None  # the engine's memory rule needs no kernel profile; the decode step falls back to the roofline
         notes.append(f"no {engine} kernel profile for {hw.name}: memory as {engine} budgets it, decode timed on the "
                      "datasheet roofline")
+    profile = with_band(profile, engine_version)  # the release band's step overhead (engines/overhead.py)
     heads = spec.attention.num_heads
 
-    def engine_memory(tp):
+    def engine_memory(tp, graphs=cuda_graph_bytes):
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                                   max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp,
                                   ep=ep, vllm_runner=vllm_runner, vllm_version=version,
-                                  cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler)
+                                  cuda_graph_bytes=graphs, flashinfer_sampler=flashinfer_sampler)
 
     def fits_one_sequence(tp):
         if engine_rule:
@@ -203,11 +234,19 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     min_tp = next((t for t in candidates if fits_one_sequence(t)), None)
     if gpus is not None and heads % gpus:
         raise KvcalcError(f"--gpus: tensor parallelism over {gpus} GPUs needs it to divide the {heads} query heads")
+    if min_tp is None and gpus is not None and ep == 1:  # no power of two holds it; the degrees that divide the
+        # heads up to the --gpus asked for (llama-2-13b's 40 heads: 5, 10, 20, 40) may
+        min_tp = next((t for t in range(1, gpus + 1) if heads % t == 0 and fits_one_sequence(t)), None)
     tp = gpus or (1 if ep > 1 else min_tp)
     if ep > 1 and not fits_one_sequence(tp):
         tp = None
     if tp is None:
-        raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(candidates) * pp} {hw.name} GPUs")
+        most = gpus or max(candidates)
+        if engine_rule and cuda_graph_bytes and engine_memory(most, 0)["max_concurrency"] >= 1:  # audit U3
+            raise KvcalcError(f"--cuda-graph-memory: the {cuda_graph_GiB:g} GiB it sets aside on every GPU leave no "
+                              f"room for the KV cache of one sequence of {context:,} tokens ({spec.name} on "
+                              f"{most * pp} {hw.name} GPUs fits without it; more GPUs do not change it)")
+        raise KvcalcError(f"{spec.name} at context {context} does not fit on {most * pp} {hw.name} GPUs")
     budget, activations = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
     replicas_dp = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp) * replicas_dp
@@ -246,13 +285,17 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     return {
         "model": spec.name, "gpu": hw.name, "context": context, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
         "min_gpus_for_weights": ep if ep > 1 else (min_tp * pp if min_tp else None),
+        **({} if ep > 1 or min_tp else {"min_gpus_for_weights_note": (
+            f"no tensor-parallel degree up to {gpu_count((gpus or max(candidates)) * pp)} holds one sequence of "
+            f"{context:,} tokens")}),
         "tensor_parallel": tp, "pipeline_parallel": pp,
         "expert_parallel": ep,
         "gpus_per_replica": group,
         "weights_bytes_per_gpu": weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep),
         "kv_budget_bytes_per_gpu": budget,
         "max_sequences_at_context": seqs,
-        "max_context_at_batch": capped_context(spec, max_context(spec, batch or 1, budget, p.b_kv, tp, pp), notes),
+        **_context_fields(spec, capped_context(
+            spec, max_context(spec, replica_batch(batch or 1, ep, tp), budget, p.b_kv, tp, pp), notes)),
         "batch": run_batch,
         "decode_ms": dec["ms"], "tokens_per_s": dec["tokens_per_s"],
         "fits": bool(run_batch <= seqs),

@@ -38,7 +38,7 @@ def spec_dir(kind: Kind) -> Path:
 def read_spec_file(path: Path) -> dict:
     """Parse a TOML or YAML spec file (a regular file of at most 1 MiB, UTF-8 with or without a byte-order mark)
     into a dict, naming the file in any error."""
-    if path.suffix not in SPEC_SUFFIXES:
+    if path.suffix.lower() not in SPEC_SUFFIXES:  # .TOML too (audit O8)
         raise KvcalcError(f"{path}: spec files end in .toml, .yaml or .yml (models also take a config.json); "
                           f"got {path.suffix or 'no suffix'}")
     raw = read_regular_file(path, "a spec file")
@@ -46,7 +46,7 @@ def read_spec_file(path: Path) -> dict:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise KvcalcError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    kind = "TOML" if path.suffix == ".toml" else "YAML"
+    kind = "TOML" if path.suffix.lower() == ".toml" else "YAML"
     try:
         data = tomllib.loads(text) if kind == "TOML" else _load_yaml(path, text)
     except RecursionError:
@@ -120,6 +120,9 @@ def bundled_specs(kind: Kind) -> list:
 def resolve(kind: Kind, ref: str):
     """A spec from a path (spec file; for models also a config.json or a folder holding one), a bundled name or
     alias (case-insensitive), or, for models, an ORG/NAME repo id in the local Hugging Face cache."""
+    if isinstance(ref, str) and not ref.strip():  # Path("") is the working folder (audit U7)
+        raise KvcalcError(f"--{kind}: empty; expected a bundled name, a spec file"
+                          + (", a config.json or an ORG/NAME repo id" if kind == "model" else ""))
     path = Path(ref)
     if is_existing_path(ref):
         if kind == "model" and (path.is_dir() or path.suffix == ".json"):
@@ -158,25 +161,95 @@ def profile_path(gpu: str, engine: str) -> Path:
 
 
 def available_engines(gpu: str) -> list[str]:
-    """Engines with a bundled profile for this accelerator (by its spec name)."""
+    """Engines with a bundled profile for this accelerator (by its spec name), measured, transferred or fitted."""
     return [e for e in ENGINES[2:] if profile_path(gpu, e).is_file()]
+
+
+class ProfileWarning(UserWarning):
+    """An engine profile is applied to roofs or links other than those it was fitted against, or none exists."""
+
+
+def bundled_profile(gpu: str, engine: str) -> EngineProfile | None:
+    """The bundled GPU.ENGINE profile, or None."""
+    path = profile_path(gpu, engine)
+    return load_spec_file("profile", path) if path.is_file() else None
+
+
+def measured_profile(gpu: str, engine: str) -> EngineProfile | None:
+    """The bundled GPU.ENGINE profile if it was fitted to that part's own measured tables, else None."""
+    p = bundled_profile(gpu, engine)
+    return p if p is not None and p.provenance == "measured" else None
+
+
+# What a profile's curves depend on besides the engine: the roofs they are fractions of and the links its collectives
+# were measured over. A spec that differs from the profile's reference spec in any of these gets the profile
+# transferred onto it (kvcalc/engines/transfer.retarget), with a warning.
+ROOF_AND_LINK_FIELDS = ("memory_bandwidth_GBps", "peak_tflops", "interconnect", "interconnect_bandwidth_GBps",
+                        "interconnect_peer_links", "scale_up_gpus", "scale_out_bandwidth_GBps", "topology", "pcie_p2p")
+
+
+def _onto_spec(profile: EngineProfile, hw: HardwareSpec) -> EngineProfile:
+    """The profile as fitted when hw has its reference spec's roofs and links; else transferred onto hw's, warning."""
+    names = catalog("gpu")
+    ref_path = names.get(profile.gpu.lower())
+    reference = load_spec_file("gpu", ref_path) if ref_path is not None else None
+    if reference is not None and all(getattr(reference, f) == getattr(hw, f) for f in ROOF_AND_LINK_FIELDS):
+        return profile
+    import warnings
+
+    from kvcalc.engines.transfer import retarget
+
+    if reference is None:
+        raise KvcalcError(f"--engine: the {profile.label} profile names no bundled spec ({profile.gpu}) to compare "
+                          f"{hw.name}'s roofs with; --engine roofline uses the datasheet efficiencies")
+    differ = [f for f in ROOF_AND_LINK_FIELDS if getattr(reference, f) != getattr(hw, f)]
+    warnings.warn(f"--gpu {hw.name}: its {', '.join(differ)} differ from hardware_specs/{reference.name}.toml, which "
+                  f"the {profile.label} profile was fitted against: its kernel curves are applied to this spec's roofs "
+                  "and its collectives re-derived for this spec's links", ProfileWarning, stacklevel=3)
+    return retarget(profile, reference, hw, measured=measured_profile, load_gpu=load_gpu)
+
+
+def engine_refusal(engine: str, hw: HardwareSpec) -> str:
+    """One line: why `--engine engine` has no profile on this part."""
+    if engine in hw.unsupported_engines:
+        return f"--engine: {engine} does not run on {hw.name}: {hw.unsupported_engines[engine]}"
+    have = available_engines(hw.name)
+    hint = f"profiles for {hw.name}: {', '.join(have)}" if have else f"no profiles exist for {hw.name}"
+    return (f"--engine: no {engine} profile for {hw.name} ({hint}); --engine roofline uses the datasheet "
+            "efficiencies")
 
 
 def resolve_engine(engine: str, hw: HardwareSpec) -> EngineProfile | None:
     """The engine profile `--engine` names for this accelerator; None for the datasheet-efficiency roofline.
 
-    auto: the vLLM profile where one exists, else the roofline."""
+    A part's own measured profile, else its transferred or fitted one (EngineProfile.provenance says which, and
+    the output names it). auto: vLLM's profile where one exists, then SGLang's, then TensorRT-LLM's, a measured one
+    before a transferred one; the roofline, with a warning, only where no engine has a profile. A spec whose roofs or
+    links differ from the profile's reference spec gets the profile transferred onto them, with a warning."""
     if engine not in ENGINES:
         raise KvcalcError(f"--engine: unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     if engine == "roofline":
         return None
     if engine == "auto":
-        path = profile_path(hw.name, DEFAULT_PROFILED_ENGINE)
-        return load_spec_file("profile", path) if path.is_file() else None
-    path = profile_path(hw.name, engine)
-    if not path.is_file():
-        have = available_engines(hw.name)
-        hint = f"profiles for {hw.name}: {', '.join(have)}" if have else f"no profiles exist for {hw.name}"
-        raise KvcalcError(f"--engine: no {engine} profile for {hw.name} ({hint}); --engine roofline uses the "
-                          "datasheet efficiencies")
-    return load_spec_file("profile", path)
+        found = None  # the first engine's profile; a later engine's only if it is measured and this one not
+        for e in (DEFAULT_PROFILED_ENGINE, "sglang", "trtllm"):
+            if e in hw.unsupported_engines or not profile_path(hw.name, e).is_file():
+                continue
+            p = bundled_profile(hw.name, e)
+            if found is None or (p.provenance == "measured" and found.provenance != "measured"):
+                found = p
+            if found.provenance == "measured":
+                break  # parsed no further than needed: start-up reads one profile where vLLM's is measured
+        if found is None:
+            import warnings
+
+            warnings.warn(f"--engine auto: no engine profile for {hw.name}; the datasheet-efficiency roofline times "
+                          "it (no fixed kernel latencies)", ProfileWarning, stacklevel=2)
+            return None
+        return _onto_spec(found, hw)
+    if engine in hw.unsupported_engines:
+        raise KvcalcError(engine_refusal(engine, hw))
+    profile = bundled_profile(hw.name, engine)
+    if profile is None:
+        raise KvcalcError(engine_refusal(engine, hw))
+    return _onto_spec(profile, hw)

@@ -7,6 +7,7 @@ exists(); an --out in a missing folder would fail only after minutes of work. Ev
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 from pathlib import Path
@@ -51,7 +52,7 @@ def read_regular_file(path: Path, what: str, limit: int = MAX_SPEC_BYTES) -> byt
 def check_writable(path: Path, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
     """Fail before any work when `path` cannot be written: a wrong suffix, a name too long, a missing folder,
     a folder where the file should go, or a folder the user may not write to."""
-    if suffixes and path.suffix not in suffixes:
+    if suffixes and path.suffix.lower() not in suffixes:  # .TOML and .PNG are the same formats
         raise KvcalcError(f"{flag}: expected a {' or '.join(suffixes)} file, got {path}")
     if len(os.fsencode(path.name)) > NAME_MAX:
         raise KvcalcError(f"{flag}: the file name is longer than {NAME_MAX} bytes")
@@ -71,24 +72,48 @@ def check_writable(path: Path, flag: str, suffixes: tuple[str, ...] | None = Non
 def write_text(path: Path, text: str, flag: str) -> None:
     """Write a file, turning a full device or a lost permission into a one-line error."""
     try:
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
     except OSError as e:
         hint = " (the device is full)" if e.errno == errno.ENOSPC else ""
         raise KvcalcError(f"{flag}: cannot write {path} ({e.strerror}){hint}") from None
 
 
-def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...]) -> list[dict]:
-    """The rows of a CSV ledger (a regular file of at most MAX_TABLE_BYTES) that has every one of `columns`;
-    anything else is a one-line error naming the file."""
+def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tuple[str, ...] = (),
+                    optional_numbers: tuple[str, ...] = ()) -> list[dict]:
+    """The rows of a CSV ledger (a regular file of at most MAX_TABLE_BYTES) that has every one of `columns`, every
+    row as long as the header, a finite number in each of `numbers` and an empty cell or a finite number in each of
+    `optional_numbers` (where the header has them); anything else is a one-line error naming the file, the line
+    and the column."""
     import csv
     import io
 
     raw = read_regular_file(path, what, MAX_TABLE_BYTES)
+    rows = []
     try:
-        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
+        missing = set(columns) - set(reader.fieldnames or ())
+        if missing:
+            raise KvcalcError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                raise KvcalcError(f"{path}: line {line}: {len(reader.fieldnames) + len(row[None])} cells, more than "
+                                  f"the header's {len(reader.fieldnames)}")
+            short = [k for k, v in row.items() if v is None]
+            if short:
+                raise KvcalcError(f"{path}: line {line}, column {short[0]}: missing (the row has "
+                                  f"{len(row) - len(short)} of the header's {len(row)} cells)")
+            for column in (*numbers, *optional_numbers):
+                cell = row.get(column)
+                if cell is None or (column in optional_numbers and not cell.strip()):
+                    continue
+                try:
+                    ok = math.isfinite(float(cell))
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise KvcalcError(f"{path}: line {line}, column {column}: expected a number, got {cell!r}")
+            rows.append(row)
     except (UnicodeDecodeError, csv.Error) as e:
         raise KvcalcError(f"{path}: not a CSV ledger ({e})") from None
-    missing = set(columns) - set(rows[0] if rows else {})
-    if missing:
-        raise KvcalcError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
     return rows

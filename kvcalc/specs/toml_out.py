@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel
+
+_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _escape(c: str) -> str:
+    """One character as TOML writes it in an ASCII file: itself if printable ASCII, else an escape. TOML (1.0,
+    "Basic strings") has \\uXXXX for the basic plane and \\UXXXXXXXX beyond it; json.dumps's surrogate pairs for
+    the latter are not Unicode scalar values and TOML refuses them. A lone surrogate (an undecodable byte in a
+    file name) has no TOML spelling and becomes U+FFFD."""
+    o = ord(c)
+    if 0xD800 <= o <= 0xDFFF:
+        return "\\uFFFD"
+    if o > 0xFFFF:
+        return f"\\U{o:08X}"
+    if o < 0x20 or o >= 0x7F:
+        return f"\\u{o:04X}"
+    return c
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string holding `text`, in ASCII."""
+    return '"' + "".join(_SHORT.get(c) or _escape(c) for c in text) + '"'
+
+
+def toml_comment(text: str) -> str:
+    """`text` as one TOML comment line: control characters (a newline in a path would end the comment and make
+    the rest a statement) are written as escapes, so the comment stays one line."""
+    return "# " + "".join(c if c == "\t" or not (ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF)
+                          else _escape(c) for c in text)
 
 
 def _value(v) -> str:
@@ -13,7 +40,7 @@ def _value(v) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
+        return toml_string(v)
     if isinstance(v, list):
         return "[" + ", ".join(_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")

@@ -161,6 +161,7 @@ def test_kimi_k2_config_json_reads_as_the_deepseek_v3_layout():
               "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 1, "kv_lora_rank": 512,
               "q_lora_rank": 1536, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128,
               "vocab_size": 163840, "max_position_embeddings": 131072, "tie_word_embeddings": False,
+              "topk_method": "noaux_tc",  # as Kimi-K2-Instruct's config.json: the gate's e_score_correction_bias
               "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
     fields, _ = config_to_spec_dict(config, name="kimi-k2", source="config.json")
     imported = ModelSpec.model_validate(fields)

@@ -36,7 +36,7 @@ def test_config_json_with_the_indexer():
               "n_routed_experts": 256, "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 3,
               "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
               "v_head_dim": 128, "vocab_size": 129280, "max_position_embeddings": 163840, "index_topk": 2048,
-              "index_n_heads": 64, "index_head_dim": 128}
+              "index_n_heads": 64, "index_head_dim": 128, "topk_method": "noaux_tc"}  # as the published config
     fields, _ = config_to_spec_dict(config, name="deepseek-v3.2", source="config.json")
     assert total_params(ModelSpec.model_validate(fields)) == total_params(load_model("deepseek-v3.2"))
 
