@@ -51,8 +51,8 @@ def test_h100_vllm_decode_attention_profile_on_held_out_measured_kernels():
     assert sorted(datasheet)[100] > 30
 
 
-def test_every_bundled_profile_is_fitted_and_scored_on_held_out_shapes():
-    profiles = bundled_specs("profile")
+def test_every_bundled_measured_profile_is_fitted_and_scored_on_held_out_shapes():
+    profiles = [p for p in bundled_specs("profile") if p.provenance == "measured"]
     assert {(p.gpu, p.engine) for p in profiles} == {
         (g, e) for g in ("h100-sxm", "h200", "a100-sxm-80gb", "b200", "b300", "gb200", "gb300", "l40s",
                                                   "rtx-pro-6000")
@@ -81,9 +81,39 @@ def test_engines_change_expected_time_but_never_the_speed_of_light():
     assert runs["vllm"].inputs.engine == "vllm" and runs["roofline"].inputs.profile is None
 
 
-def test_auto_uses_vllm_where_profiled_and_the_roofline_elsewhere():
-    assert estimate("llama-3-8b", "h100").inputs.engine == "vllm"
-    assert estimate("llama-3-8b", "mi300x").inputs.engine == "roofline"
+def test_auto_prefers_a_measured_profile_then_a_transferred_one_and_names_it():
+    assert estimate("llama-3-8b", "h100").inputs.profile.startswith("h100-sxm.vllm (")
+    assert estimate("llama-3-8b", "l4").inputs.profile.startswith("l4.vllm, transferred from l40s.vllm (")
+    assert estimate("llama-3-8b", "mi300x").inputs.profile.startswith("mi300x.vllm, fitted from h100-sxm.vllm (")
+
+
+def test_auto_says_so_where_no_engine_runs_and_the_roofline_times_it():
+    # V100 (sm70): vLLM needs 7.5+, SGLang's FlashInfer 8.0+, TensorRT-LLM lists Ampere and newer
+    from kvcalc.specs.catalog import ProfileWarning
+
+    with pytest.warns(ProfileWarning, match="no engine profile for v100-sxm2-32gb"):
+        assert estimate("llama-3-8b", "v100-sxm2-32gb").inputs.engine == "roofline"
+
+
+ENGINE_RUNS = {  # which engines each vendor's docs say run on these parts (reasons in hardware_specs/*.toml)
+    "v100-sxm2-32gb": (), "t4": ("vllm",), "mi210": ("vllm",), "mi250x": ("vllm",), "mi250x-gcd": ("vllm",),
+    "mi300x": ("vllm", "sglang"), "mi325x": ("vllm", "sglang"), "mi355x": ("vllm", "sglang"),
+}
+
+
+@pytest.mark.parametrize("gpu", [g.name for g in bundled_specs("gpu")])
+def test_every_bundled_gpu_answers_each_engine_or_says_in_one_line_why_not(gpu):
+    hw = load_gpu(gpu)
+    for engine in ("vllm", "sglang", "trtllm"):
+        if engine in ENGINE_RUNS.get(gpu, ("vllm", "sglang", "trtllm")):
+            p = resolve_engine(engine, hw)
+            assert (p.gpu, p.engine) == (gpu, engine)
+            r = estimate("llama-3-8b", gpu, engine=engine, batch=4, context=512)
+            assert r.decode.speed_of_light_ms < r.decode.ms
+        else:
+            r = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", gpu, "--engine", engine])
+            assert r.exit_code == 2 and f"--engine: {engine} does not run on {gpu}: " in r.output
+            assert "http" in r.output and "Traceback" not in r.output
 
 
 def test_kernels_are_counted_as_engines_launch_them():
@@ -111,7 +141,7 @@ def test_tp_must_divide_the_query_heads():
 
 @pytest.mark.parametrize("args, message", [
     (["estimate", "-m", "llama-3-8b", "--engine", "tgi"], "--engine: unknown engine 'tgi'"),
-    (["estimate", "-m", "llama-3-8b", "-g", "mi300x", "--engine", "vllm"], "--engine: no vllm profile for mi300x"),
+    (["estimate", "-m", "llama-3-8b", "-g", "mi300x", "--engine", "trtllm"], "--engine: trtllm does not run on mi300x"),
     (["compare", "-m", "llama-3-8b", "--engine", "nope"], "--engine: unknown engine"),
 ])
 def test_bad_engine_is_one_line_exit_2(args, message):

@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, replace
 
 from kvcalc.errors import KvcalcError
-from kvcalc.formulas._array import minimum
+from kvcalc.formulas._array import maximum, minimum
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.forward import Op
 from kvcalc.formulas.kernel_time import allreduce_curve_seconds, alltoall_curve_seconds
@@ -152,14 +152,19 @@ def nccl_ring(hw: HardwareSpec, gpus: int) -> NcclRing:
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None,
                       curve: AllReduceCurve | None = None, ring: NcclRing | None = None):
     """One all-reduce of tokens * d * b_a bytes per residual block (two a layer: attention and MLP), n of them: with a
-    measured curve n (t0 + 2 (tp-1)/tp * bytes / bus bandwidth); else the ring's transfer 2 (tp-1)/tp * bytes /
-    (link / 2), link the datasheet's bidirectional total, and with a ring its NCCL latency: n * min(LL latency + 4 x
-    the transfer, Simple latency + the transfer). Without either: the bare transfer (the speed of light)."""
+    measured curve n (t0 + 2 (tp-1)/tp * bytes / bus bandwidth), never below the bare transfer over the spec's link
+    (a curve measured on a faster link than the spec in use lists cannot beat that spec's speed of light); else the
+    ring's transfer 2 (tp-1)/tp * bytes / (link / 2), link the datasheet's bidirectional total, and with a ring its
+    NCCL latency: n * min(LL latency + 4 x the transfer, Simple latency + the transfer). Without either: the bare
+    transfer (the speed of light)."""
     if tp == 1:
         return 0.0
     per_allreduce = tokens * model.hidden_size * b_a
     if curve is not None:
-        return model.residual_blocks * allreduce_curve_seconds(curve, per_allreduce, tp)
+        measured = allreduce_curve_seconds(curve, per_allreduce, tp)
+        if link_bandwidth_Bps:
+            measured = maximum(measured, 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2))
+        return model.residual_blocks * measured
     if not link_bandwidth_Bps:
         raise KvcalcError("--gpu: tensor parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
     transfer = 2 * (tp - 1) / tp * per_allreduce / (link_bandwidth_Bps / 2)
@@ -167,6 +172,27 @@ def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwi
         return model.residual_blocks * transfer
     ll = ring.latency_s("LL") + transfer / NCCL_LL_BANDWIDTH
     return model.residual_blocks * minimum(ll, ring.latency_s("Simple") + transfer)
+
+
+# PCIe x16 bidirectional bandwidth by generation [GB/s]: 8, 16, 32 GT/s per lane (PCI-SIG, PCIe 3.0/4.0/5.0 base
+# specifications), 128b/130b coding, 16 lanes, both directions.
+PCIE_X16_GBps = {3: 32, 4: 64, 5: 128}
+
+
+def pcie_generation(bandwidth_GBps: float) -> int:
+    """The PCIe generation whose x16 link a spec's bidirectional bandwidth names (the nearest of 3, 4, 5)."""
+    return min(PCIE_X16_GBps, key=lambda g: abs(math.log(bandwidth_GBps / PCIE_X16_GBps[g])))
+
+
+def pcie_allreduce_curve(measured: AllReduceCurve, measured_link_GBps: float, link_GBps: float,
+                         p2p: bool = True) -> AllReduceCurve:
+    """A collective measured over one PCIe system, carried to another PCIe link: the fixed latency t0 kept, the bus
+    bandwidth scaled by the links' ratio, link / measured link (a ring over PCIe is bound by the link), and halved
+    without peer-to-peer: NCCL's shared-memory transport then copies every chunk into host memory and out again,
+    so each byte crosses PCIe twice (NCCL's transports: P2P when the GPUs can reach each other, else SHM through the
+    host, https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html#nccl-p2p-disable)."""
+    bus = measured.bus_bandwidth_GBps * link_GBps / measured_link_GBps * (1.0 if p2p else 0.5)
+    return AllReduceCurve(t0_us=measured.t0_us, bus_bandwidth_GBps=bus)
 
 
 def check_ep(ep: int, model: ModelSpec, tp: int) -> None:
@@ -200,7 +226,10 @@ def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_b
         return 0.0
     if curve is not None:
         message = local_tokens * model.moe.top_k * model.hidden_size * b_a
-        return 2 * model.moe_layers * alltoall_curve_seconds(curve, message, ep)
+        measured = alltoall_curve_seconds(curve, message, ep)
+        if link_bandwidth_Bps:  # never below the bare transfer over the spec's own link (its speed of light)
+            measured = maximum(measured, message * (ep - 1) / ep / (link_bandwidth_Bps / 2))
+        return 2 * model.moe_layers * measured
     if not link_bandwidth_Bps:
         raise KvcalcError("--gpu: expert parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
     moe = model.moe

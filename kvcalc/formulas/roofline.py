@@ -61,10 +61,11 @@ class OpTime:
 class StepTime:
     ops: list[OpTime]
     unprofiled: tuple[str, ...] = ()  # matmul/attention operators an engine profile had no curve for
+    overhead_s: float = 0.0  # the engine's time outside its kernels in this step (engines/overhead.py); never in SOL
 
     @property
     def seconds(self):
-        return sum(o.seconds for o in self.ops)
+        return sum(o.seconds for o in self.ops) + self.overhead_s
 
     @property
     def compute_bound_seconds(self):

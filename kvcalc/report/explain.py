@@ -121,11 +121,28 @@ def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
                       f"{fmt_bytes(mem.capacity_bytes)} * {e.inputs.memory_utilization:g}", fmt_bytes(mem.usable_bytes)))
     i = e.inputs
     profile = resolve_engine(i.engine, hw)
+    if profile is not None:
+        lines.append(_profile_step(profile))
     lines += _phase_lines("Decode", e.decode, hw, ("B", f"{i.batch}"), profile)
     lines += _phase_lines("Prefill", e.prefill, hw, ("B * P", f"{i.batch} * {i.prompt:,}"), profile)
+    if e.decode.overhead_ms:  # the release band's time outside the kernels (engines/overhead.py, --engine-version)
+        lines.append(Step("Engine overhead", "per step: scheduler, sampler, Python between kernels; in the decode and "
+                          "prefill times above, never in the speed of light", (i.profile or "").split("; overhead ")[-1],
+                          fmt_ms(e.decode.overhead_ms)))
     if e.speculative is not None:
         lines += _speculative_lines(e)
     return lines
+
+
+def _profile_step(profile: EngineProfile) -> Step:
+    """Whose curves time the operators: this part's own measured tables, or a sibling's carried over (and fitted)."""
+    if profile.provenance == "measured":
+        return Step("Engine profile", "measured: curves fitted to this part's own kernel tables",
+                    profile.sources[0], profile.label)
+    what = {"transferred": "transferred: a measured sibling's kernel curves, evaluated on this part's own roofs; "
+                           "collectives for this part's links",
+            "fitted": "fitted: transferred, then every kernel's time scaled to published runs on this part"}
+    return Step("Engine profile", what[profile.provenance], profile.method, profile.label)
 
 
 def _speculative_lines(e: Estimate) -> list[Step]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -45,6 +45,9 @@ class Efficiency(StrictModel):
     source: str
 
 
+Topology = Literal["nvswitch", "nvlink-bridge", "nvlink-mesh", "infinity-fabric-mesh", "pcie"]
+
+
 class HardwareSpec(StrictModel):
     name: str
     aliases: list[str] = []
@@ -68,6 +71,16 @@ class HardwareSpec(StrictModel):
         "tensor-parallel group beyond them crosses scale_out_bandwidth_GBps; unset: no limit")
     scale_out_bandwidth_GBps: Bandwidth | None = Field(
         None, description="bidirectional bandwidth per GPU beyond scale_up_gpus (PCIe for bridged cards)")
+    topology: Topology | None = Field(
+        None, description="how GPUs of one box reach each other: nvswitch (every pair at the full NVLink bandwidth), "
+        "nvlink-bridge (pairs; beyond them PCIe), nvlink-mesh (NVLink point to point, no switch), "
+        "infinity-fabric-mesh (AMD xGMI, one link per peer), pcie (no GPU link: the host's PCIe switches and "
+        "sockets); unset: not stated")
+    pcie_p2p: bool | None = Field(
+        None, description="whether the driver lets GPUs read each other's memory over PCIe (peer-to-peer); without "
+        "it NCCL stages every transfer through host memory. Unset: not stated (taken as enabled)")
+    unsupported_engines: dict[str, str] = Field(
+        default_factory=dict, description="engine -> why it does not run on this part, with the source that says so")
     tdp_W: float | None = Field(None, gt=0, le=1e6)
     launch_overhead_us: float | None = Field(
         None, ge=0, le=1e6, description="time one kernel launch adds (kvcalc calibrate measures it); unset: not modelled"

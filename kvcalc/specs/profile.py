@@ -7,6 +7,8 @@ record of its fit: which table, how many rows were fitted and held out, and the 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from kvcalc.specs._base import StrictModel
@@ -61,6 +63,8 @@ class EngineOverhead(StrictModel):
     request (API server, tokenisation, detokenisation; it lands in TTFT). Each figure names where it comes from."""
 
     step_us: float = Field(0.0, ge=0, le=1e6, description="added to every forward step [us]")
+    step_us_per_extra_gpu: float = Field(0.0, ge=0, le=1e6, description="added to every step per GPU beyond the first "
+                                         "(more worker processes to drive and synchronise) [us]")
     request_ms: float = Field(0.0, ge=0, le=1e5, description="added once to each request's TTFT [ms]")
     sources: list[str] = Field(min_length=1, description="the published runs or code the figures come from")
 
@@ -71,6 +75,16 @@ class EngineProfile(StrictModel):
     engine_version: str
     sources: list[str] = Field(min_length=1)
     notes: str = ""
+    provenance: Literal["measured", "transferred", "fitted"] = Field(
+        "measured", description="measured: fitted to this part's own kernel tables; transferred: a sibling's curves "
+        "carried onto this part's roofs and links (kvcalc profiles transfer); fitted: transferred, then scaled to "
+        "published end-to-end runs on this part (kvcalc profiles fit-e2e)")
+    transferred_from: str | None = Field(None, description="GPU.ENGINE of the measured profile the curves come from")
+    method: str = Field("", description="how the curves were carried over and what was fitted, in words")
+    time_scale: float | None = Field(
+        None, gt=0, le=100, description="fitted: the factor on every kernel's time (t0 and per-item times multiplied, "
+        "roof efficiencies divided by it) that the published rows asked for")
+    fitted_on: list[str] = Field(default_factory=list, description="fitted: ids of the published rows fitted")
     overhead: EngineOverhead | None = Field(None, description="time outside the kernels; None: not modelled")
     gemm: dict[str, KernelCurve] = Field(default_factory=dict, description="by weight format: " + ", ".join(GEMM_KEYS))
     attention_decode: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")
@@ -107,4 +121,13 @@ class EngineProfile(StrictModel):
         for key in self.alltoall:
             if not (key.startswith("ep") and key[2:].isdigit() and int(key[2:]) >= 2):
                 raise ValueError(f"alltoall: key {key!r} should be epN with N >= 2")
+        if self.provenance != "measured" and not (self.transferred_from and self.method):
+            raise ValueError(f"provenance {self.provenance}: needs transferred_from and method (where the curves "
+                             "come from and how they were carried over)")
         return self
+
+    @property
+    def label(self) -> str:
+        """GPU.ENGINE, and where its curves come from when they are not this part's own measurements."""
+        own = f"{self.gpu}.{self.engine}"
+        return own if self.provenance == "measured" else f"{own}, {self.provenance} from {self.transferred_from}"
