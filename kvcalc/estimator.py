@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel
 
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
+from kvcalc.engines.overhead import describe, overhead_seconds, with_band
 from kvcalc.errors import AssumptionWarning, KvcalcError
 from kvcalc.formulas.forward import Precision, decode_ops, mixed_ops, prefill_ops
 from kvcalc.formulas.kv import (
@@ -20,6 +21,7 @@ from kvcalc.formulas.memory import (
     DEFAULT_MEMORY_UTILIZATION,
     DEFAULT_PREFILL_CHUNK,
     memory_required,
+    replica_batch,
 )
 from kvcalc.formulas.parallel import (
     allreduce_seconds,
@@ -125,6 +127,7 @@ class Phase(BaseModel):
     ridge_point: float
     allreduce_ms: float  # tensor-parallel all-reduces, included in ms
     pipeline_ms: float = 0.0  # pipeline stages' activation sends (and a prefill's pipeline fill), included in ms
+    overhead_ms: float = 0.0  # the engine's time outside its kernels (scheduler, sampler, Python), included in ms
     hypothetical: bool  # the workload does not fit in memory
     operators: list[Operator]
 
@@ -217,11 +220,27 @@ def check_pp(pp, spec: ModelSpec) -> None:
         raise KvcalcError(f"--pp: {pp} pipeline stages exceed {spec.name}'s {spec.num_layers} layers")
 
 
+def deployment_profile(path, engine: str, hw: HardwareSpec) -> EngineProfile:
+    """--profile FILE: an engine profile file (kvcalc calibrate --from-benchmark writes one) for this GPU."""
+    from pathlib import Path
+
+    from kvcalc.specs.catalog import load_spec_file
+
+    profile = load_spec_file("profile", Path(path))
+    if profile.gpu != hw.name:
+        raise KvcalcError(f"--profile: {path} was fitted on {profile.gpu}, not {hw.name}; pass --gpu {profile.gpu}")
+    if engine not in ("auto", profile.engine):
+        raise KvcalcError(f"--profile: {path} is a {profile.engine} profile; drop --engine {engine}")
+    return profile
+
+
 def engine_label(profile: EngineProfile | None) -> tuple[str, str | None]:
     """(engine name, profile description) for the output."""
     if profile is None:
         return "roofline", None
-    return profile.engine, f"{profile.gpu}.{profile.engine} ({profile.engine} {profile.engine_version}; {profile.sources[0]})"
+    overhead = describe(profile)
+    return profile.engine, (f"{profile.label} ({profile.engine} {profile.engine_version}; "  # label: provenance
+                            f"{profile.sources[0]})" + (f"; {overhead}" if overhead else ""))
 
 
 def precision(weight_dtype: str, kv_dtype: str) -> Precision:
@@ -264,13 +283,14 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
     pipeline stages); the expected times come from the engine profile's measured curves where given, else the
     datasheet efficiencies. With pp > 1 the operators are those of one micro-batch through the whole depth
     (formulas/parallel.py), and the phases add the stage-to-stage sends and the prefill's pipeline fill. With
-    ep > 1 (expert parallel, ep GPUs in all) a GPU runs its data-parallel replica's batch / (ep / tp) through
-    attention and 1 / ep of the whole batch's expert work, with a dispatch and a combine per MoE layer."""
+    ep > 1 (expert parallel, ep GPUs in all) a GPU runs its data-parallel replica's sequences through attention,
+    ceil(batch / (ep / tp)) whole ones in the fullest replica (a sequence lives in one replica; the step is as slow
+    as the fullest), and 1 / ep of the whole batch's expert work, with a dispatch and a combine per MoE layer."""
     p = precision(weight_dtype, kv_dtype)
     m = microbatches(batch, pp)
     micro = batch / m if pp > 1 else batch
-    if ep > 1:  # data-parallel attention replicas of tp GPUs, each with batch / dp; experts over all ep GPUs
-        micro = batch / (ep // tp)
+    if ep > 1:  # data-parallel attention replicas of tp GPUs, the fullest with ceil(batch / dp); experts over all ep
+        micro = replica_batch(batch, ep, tp)
     dec = [shard_op(o, spec, tp) for o in decode_ops(spec, micro, context, p)]
     pre = [shard_op(o, spec, tp) for o in prefill_ops(spec, micro, prompt, p)]
     if ep > 1:
@@ -287,6 +307,8 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         return step_time(ops, hw, weight_dtype, speed_of_light=speed_of_light, profile=profile, kv_dtype=kv_dtype)
 
     decode, decode_sol, prefill, prefill_sol = timed(dec, False), timed(dec, True), timed(pre, False), timed(pre, True)
+    step_overhead_s = overhead_seconds(profile, max(tp * pp, ep))[0]  # engines/overhead.py; never in the SOL
+    decode, prefill = (replace(t, overhead_s=step_overhead_s) for t in (decode, prefill))
     ev = dict(
         comm_s=allreduce_seconds(spec, micro, p.b_a, tp, link, curve, ring),
         prefill_comm_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link, curve, ring),
@@ -343,6 +365,7 @@ def phase_metrics(step: StepTime, sol: StepTime, tokens, hw: HardwareSpec, weigh
         "ridge_point": ridge_point(hw.peak_flops(engine_dtype("matmul", weight_dtype, hw)), hw.bandwidth_Bps),
         "allreduce_ms": comm_s * 1e3,
         "pipeline_ms": pipeline_s * 1e3,
+        "overhead_ms": step.overhead_s * 1e3,
     }
 
 
@@ -382,6 +405,7 @@ class SpeculativeTimer:
         self.spec, self.hw, self.tp, self.profile = spec, hw, tp, profile
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.p = precision(weight_dtype, kv_dtype)
+        self.overhead_s = overhead_seconds(profile, tp)[0]  # once per plain or verify step; drafts run inside it
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
         self.ring = nccl_ring(hw, tp) if tp > 1 else None
@@ -409,6 +433,7 @@ class SpeculativeTimer:
         plain, _ = self._seconds(decode_ops(spec, batch, context, p), spec, batch)
         verify, ops = self._seconds(verify_ops(spec, batch, context, sp.verify_tokens, p), spec,
                                     batch * sp.verify_tokens)
+        plain, verify = plain + self.overhead_s, verify + self.overhead_s
         drafting = self.draft_seconds(batch, context)
         return plain, verify, drafting, time_per_token(verify, drafting, sp.tokens_per_step()), ops
 
@@ -428,7 +453,10 @@ class StepTimer:
     tp GPUs in each of pp pipeline stages, or an expert-parallel group of ep, its engine profile, its dtypes.
 
     With pp stages the decodes run as min(decodes, pp) micro-batches (formulas/parallel.py): a step is the whole
-    depth at one micro-batch's share of the decodes and of the prompt chunk, plus the stage-to-stage sends."""
+    depth at one micro-batch's share of the decodes and of the prompt chunk, plus the stage-to-stage sends. The chunk
+    splits over micro-batches only by whole prompts: with prompt_len given, each micro-batch carries at least one
+    prompt's piece, min(chunk, prompt_len); without it the chunk is one prompt's and rides whole in one micro-batch
+    (so load never shortens a prompt's prefill: audit F6)."""
 
     def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1, ep=1, speculative=None):
         self.spec, self.hw, self.p, self.tp, self.pp, self.ep, self.profile = spec, hw, p, tp, pp, ep, profile
@@ -442,12 +470,14 @@ class StepTimer:
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
         self.ring = nccl_ring(hw, tp) if tp > 1 else None
         self.a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None
+        self.overhead_s = overhead_seconds(profile, max(tp * pp, ep))[0]  # the engine's time outside its kernels
 
-    def seconds(self, decode_batch, context, chunk, chunk_context) -> float:
+    def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> float:
         if self.ep > 1:
             return self._expert_parallel_seconds(decode_batch, context, chunk, chunk_context)
         m = max(1.0, min(decode_batch, self.pp))
-        decode_batch, chunk = decode_batch / m, chunk / m
+        decode_batch = decode_batch / m
+        chunk = max(chunk / m, min(chunk, prompt_len)) if prompt_len else chunk  # prompts are not cut (F6)
         ops = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
             self.spec, decode_batch=decode_batch, context=context, chunk=chunk, chunk_context=chunk_context, p=self.p,
             decode_q=self.decode_q)]
@@ -456,7 +486,8 @@ class StepTimer:
         tokens = decode_batch * self.decode_q + chunk
         drafting = self.speculative.draft_seconds(decode_batch, context) if self.speculative and decode_batch else 0.0
         comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
-        return t + drafting + comm + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link)
+        return (t + drafting + comm + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link)
+                + self.overhead_s)
 
 
     def _expert_parallel_seconds(self, decode_batch, context, chunk, chunk_context) -> float:
@@ -477,7 +508,7 @@ class StepTimer:
         # each replica drafts for its own sequences (the draft is replicated, not expert-parallel)
         drafting = (self.speculative.draft_seconds(decode_batch / dp, context) if self.speculative and decode_batch
                     else 0.0)
-        return t + comm + drafting
+        return t + comm + drafting + self.overhead_s
 
 
 def layout_times(timer: SpeculativeTimer, tp: int, pp: int, ep: int):
@@ -565,13 +596,16 @@ def estimate_with_specs(
     pp: int = 1,
     ep: int = 1,
     speculate: str | None = None,
+    engine_version: str | None = None,
+    profile_file: str | None = None,
 ) -> tuple[Estimate, ModelSpec, HardwareSpec]:
     """(the Estimate, the model spec as rewritten, the accelerator spec): KV cache, weights, memory and decode and
     prefill time for one model on one accelerator (per GPU of a tensor-parallel group of tp).
 
     context: tokens already cached per sequence when a decode step runs; prompt: prefill length
     (default: the context). engine: a measured engine profile (vllm, sglang, trtllm), roofline (datasheet
-    efficiencies), or auto (vLLM's profile where the accelerator has one, else the roofline).
+    efficiencies), or auto (vLLM's profile where the accelerator has one, else the roofline). engine_version: the
+    release band whose per-step overhead to add (engines/overhead.py); default: the profile's own release's.
     """
     prompt = context if prompt is None else prompt
     if prompt == 0 and context == 0:
@@ -582,7 +616,8 @@ def estimate_with_specs(
     spec = rewrite_attention(load_recording_assumptions(model, warnings), attn, kv_lora_rank=kv_lora_rank,
                              rope_dim=rope_dim)
     hw = load_gpu(gpu)
-    profile = resolve_engine(engine, hw)
+    profile = with_band(deployment_profile(profile_file, engine, hw) if profile_file else resolve_engine(engine, hw),
+                        engine_version)  # the overhead of the release asked for, or the deployment profile's own
     weight_dtype = resolve_weight_dtype(weight_dtype, spec)
     check_tp(tp, spec)
     check_pp(pp, spec)

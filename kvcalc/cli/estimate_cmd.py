@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import ENGINE_HELP, Format, flatten, write_csv, write_json
+from kvcalc.cli.output import ENGINE_HELP, EngineVersion, Format, flatten, write_csv, write_json
 from kvcalc.cli.planning_cmds import WEIGHT_HELP
 
 
@@ -25,6 +25,9 @@ def estimate_cli(
     kv_dtype: Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, nvfp4, fp32")] = "bf16",
     memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
+    engine_version: EngineVersion = None,
+    profile: Annotated[Optional[str], typer.Option(help="an engine profile file for this GPU (e.g. kvcalc calibrate "
+                                                   "--from-benchmark's), instead of the bundled one")] = None,
     tp: Annotated[int, typer.Option("--tp", help="tensor-parallel GPUs (they must divide the query heads)")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages of --tp GPUs each")] = 1,
     speculate: Annotated[Optional[str], typer.Option(
@@ -43,7 +46,7 @@ def estimate_cli(
         model, gpu, attn=attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim, batch=batch, context=context,
         prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
         memory_utilization=memory_utilization, engine=engine, tp=tp, prefill_chunk=prefill_chunk, pp=pp, ep=ep,
-        speculate=speculate,
+        speculate=speculate, engine_version=engine_version, profile_file=profile,
     )
     if format is not Format.table:  # the warnings go to stderr as well, exactly as the JSON lists them
         for warning in e.warnings:

@@ -8,33 +8,41 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.output import save_figure
+from kvcalc.cli.output import EngineVersion, save_figure
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.files import check_writable
 
 
 def published_cli(path: Path, format, engine: str) -> None:
-    """Score the published end-to-end measurements: one row each, then the summary per engine."""
+    """Score the published end-to-end measurements (a CSV, or a folder of them): one row each, the summary per group
+    (leave-one-source-out errors, beside the datasheet roofline), and the engine overheads fitted on every row."""
     from kvcalc.cli.output import Format, print_rows
-    from kvcalc.ledgers.published import read_points, score, summary
+    from kvcalc.ledgers.published import ledger
 
     if engine not in ("profile", "roofline"):
         raise KvcalcError(f"--engine: with --published, expected profile (each row's engine) or roofline, got {engine!r}")
-    results = score(read_points(path), roofline=engine == "roofline")
-    rows = [{"id": r["id"], "engine": r["engine"], "gpu": r["gpu"], "model": r["model"], "tp": r["tp"],
-             "metric": r["metric"], "measured": r["measured"], "predicted": r["predicted"],
-             "error_pct": r["error_pct"], "use": r["use"] if len(r["use"]) < 12 else "excluded"} for r in results]
+    out = ledger(path, roofline=engine == "roofline")
+    rows = [{"id": r["id"], "publisher": r["publisher"], "engine": r["engine"], "band": r.get("band"), "gpu": r["gpu"],
+             "model": r["model"], "tp": r["tp"], "metric": r["metric"], "measured": r["measured"],
+             "predicted": r["predicted"], "error_pct": r["error_pct"], "in_sample_error_pct": r.get("in_sample_error_pct"),
+             "provenance": r.get("provenance"), "use": r["use"] if len(r["use"]) < 12 else "excluded"}
+            for r in out["rows"]]
     if format is Format.table:
         short = {"decode_tokens_per_s": "tok/s", "tpot_ms": "TPOT ms", "ttft_ms": "TTFT ms",
                  "throughput_out_tokens_per_s_per_gpu": "tok/s/GPU"}
-        table = [{"id": r["id"], "engine": r["engine"], "gpu": r["gpu"].replace("-sxm-80gb", "").replace("-sxm", ""),
-                  "model": r["model"], "tp": r["tp"], "metric": short[r["metric"]], "measured": r["measured"],
-                  "kvcalc": r["predicted"], "err %": r["error_pct"], "use": r["use"]} for r in rows]
+        table = [{"id": r["id"], "source": r["publisher"][:24], "engine": r["engine"],
+                  "gpu": r["gpu"].replace("-sxm-80gb", "").replace("-sxm", ""), "model": r["model"], "tp": r["tp"],
+                  "metric": short[r["metric"]], "measured": r["measured"], "kvcalc": r["predicted"],
+                  "err %": r["error_pct"], "use": r["use"]} for r in rows]
         print_rows(table, f"kvcalc against {len(rows)} published measurements ({path})", format)
-        print_rows(summary(results), "|error| % per engine (score rows never fitted to; fit rows apart)", format)
+        print_rows(out["summary"], "|error| % per group: score rows held out of every fit (leave one source out), "
+                   "in-sample and the datasheet roofline on the same rows; fit rows apart", format)
+        if out["overheads"]:
+            print_rows(out["overheads"], "engine overheads fitted on every row (kvcalc/engines/overhead.py)", format)
+    elif format is Format.csv:
+        print_rows(rows, "", format)
     else:
-        print_rows(rows, "", format) if format is Format.csv else print_rows(
-            {"rows": rows, "summary": summary(results)}, "", format)
+        print_rows({"rows": rows, "summary": out["summary"], "overheads": out["overheads"]}, "", format)
 
 
 def print_ledger(rows: list[dict], table: list[dict], summary_rows: list[dict], format, title: str,
@@ -79,6 +87,10 @@ def serve_ledger_cli(path: Path, format, engine: str) -> None:
 
     if engine not in ("profile", "roofline"):
         raise KvcalcError(f"--engine: with --serve, expected profile (TensorRT-LLM's) or roofline, got {engine!r}")
+    from kvcalc.ledgers.serving_sim import is_serving_sim_ledger
+
+    if is_serving_sim_ledger(path):  # published serving benchmarks: the simulator and the closed form per row
+        return serving_sim_ledger_cli(path, format)
     if is_bench(path):
         return bench_ledger_cli(path, format, engine)
     results = score(read_rows(path), engine="trtllm" if engine == "profile" else "roofline")
@@ -90,12 +102,27 @@ def serve_ledger_cli(path: Path, format, engine: str) -> None:
                  "|error| % (every row held out)")
 
 
+def serving_sim_ledger_cli(path: Path, format) -> None:
+    """Score serve --simulate and the closed form against published serving benchmarks (ledgers/serving_sim.py)."""
+    from kvcalc.ledgers.serving_sim import read_rows, score, summary
+
+    results = score(read_rows(path))
+    keys = ("id", "engine", "model", "gpu", "vendor", "time_model", "metric", "measured", "simulated", "closed_form",
+            "sim_error_pct", "closed_error_pct", "skipped")
+    rows = [{k: r.get(k) for k in keys} for r in results]
+    table = [{"id": r["id"], "engine": r["engine"], "model": r["model"], "gpu": r["gpu"], "metric": r["metric"] or "-",
+              "measured": r["measured"], "sim": r["simulated"], "sim err %": r["sim_error_pct"],
+              "closed err %": r["closed_error_pct"], "skipped": (r["skipped"] or "")[:40]} for r in rows]
+    print_ledger(rows, table, summary(results), format,
+                 f"kvcalc serve --simulate against {len({r['id'] for r in rows})} published serving runs ({path})",
+                 "median |error| % (every row held out; nothing fitted)")
+
+
 def bench_ledger_cli(path: Path, format, engine: str) -> None:
     """Score kvcalc serve against closed-loop benchmark runs: one row a run and metric, then the summary."""
-    from kvcalc.ledgers.serve import BENCH_COLUMNS, score_bench, summary_bench
-    from kvcalc.specs.files import read_csv_ledger
+    from kvcalc.ledgers.serve import read_bench_rows, score_bench, summary_bench
 
-    rows = read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS)
+    rows = read_bench_rows(path)
     results = score_bench(rows, engine=None if engine == "profile" else "roofline")
     table = [{"id": r["id"], "layout": f"tp{r['tp']}" + (f" pp{r['pp']}" if r["pp"] > 1 else ""),
               "C": r["concurrency"], "metric": r["metric"].replace("median_", ""), "measured": r["measured"],
@@ -205,13 +232,50 @@ def calibrate_cli(
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu [default: cuda when available]")] = None,
     base: Annotated[Optional[str], typer.Option(help="datasheet spec whose roofs to keep [default: h100-sxm on cuda]")] = None,
     name: Annotated[Optional[str], typer.Option(help="name of the new spec")] = None,
+    from_benchmark: Annotated[Optional[Path], typer.Option(
+        help="instead: fit a deployment profile (engine overhead and a kernel-time scale on the engine's profile) to "
+             "your own serving benchmark: vllm bench serve --save-result JSON, sglang bench_serving JSONL, or a CSV "
+             "of batch,input_len,output_len,tpot_ms[,ttft_ms]; use it with estimate --profile")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="with --from-benchmark: the model served")] = None,
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="with --from-benchmark: the GPU")] = "h100-sxm",
+    engine: Annotated[str, typer.Option("--engine", "-e", help="with --from-benchmark: vllm, sglang or trtllm")] = "vllm",
+    tp: Annotated[int, typer.Option("--tp", help="with --from-benchmark: tensor-parallel GPUs per replica")] = 1,
+    replicas: Annotated[int, typer.Option(help="with --from-benchmark: data-parallel replicas the load was spread over")] = 1,
+    weight_dtype: Annotated[str, typer.Option(help="with --from-benchmark: weight format [default: the checkpoint's]")] = "auto",
+    kv_dtype: Annotated[str, typer.Option(help="with --from-benchmark: KV cache format")] = "bf16",
+    engine_version: EngineVersion = None,
 ) -> None:
-    """Measure bandwidth, matmul TFLOPS per dtype and launch overhead; write a spec every command accepts."""
-    from kvcalc.validate.calibrate import calibrate, write_spec
-
+    """Measure bandwidth, matmul TFLOPS per dtype and launch overhead; write a spec every command accepts. With
+    --from-benchmark, fit a deployment profile to a benchmark result file instead (no torch needed)."""
     check_writable(out, "--out", (".toml",))
     if out.exists():
         raise KvcalcError(f"--out: {out} exists; choose another file")
+    if from_benchmark is not None:
+        return calibrate_benchmark_cli(from_benchmark, out, model, gpu, engine, tp, replicas, weight_dtype, kv_dtype,
+                                       engine_version)
+    from kvcalc.validate.calibrate import calibrate, write_spec
+
     spec, measured = calibrate(device, base=base, name=name or out.stem)
     write_spec(spec, out)
     typer.echo(f"wrote {out}: {spec.sources[-1]}")
+
+
+def calibrate_benchmark_cli(path: Path, out: Path, model, gpu, engine, tp, replicas, weight_dtype, kv_dtype,
+                            engine_version) -> None:
+    """Fit, write the deployment profile, and say what was fitted on which runs and how well it holds out."""
+    from kvcalc.specs.files import write_text
+    from kvcalc.specs.toml_out import spec_to_toml
+    from kvcalc.validate.calibrate import calibrate_from_benchmark
+
+    if model is None:
+        raise KvcalcError("--model: required with --from-benchmark (the model the benchmark served)")
+    profile, report = calibrate_from_benchmark(path, model=model, gpu=gpu, engine=engine, tp=tp, replicas=replicas,
+                                               weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                                               engine_version=engine_version)
+    write_text(out, f"# Written by `kvcalc calibrate --from-benchmark {path}`\n{spec_to_toml(profile)}", "--out")
+    held = report["held_out_median_abs_error_pct"]
+    typer.echo(f"wrote {out}: kernel times x {report['time_scale']:g}, {report['step_us']:g} us a step, "
+               f"{report['request_ms']:g} ms a request, fitted on {len(report['runs'])} runs of {path}; median "
+               f"|error| {report['fit_median_abs_error_pct']} % fitted, "
+               + (f"{held} % held out (leave one run out)" if held is not None else "none held out (under 3 runs)")
+               + f"; use it with `kvcalc estimate --profile {out}`")

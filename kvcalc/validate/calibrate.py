@@ -9,9 +9,12 @@ datasheet here) the measured values are the roofs, at efficiency 1.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 from pathlib import Path
+
+import numpy as np
 
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.catalog import load_gpu
@@ -106,3 +109,240 @@ def write_spec(spec: HardwareSpec, out: Path) -> None:
     from kvcalc.specs.toml_out import spec_to_toml
 
     write_text(out, f"# Written by `kvcalc calibrate`\n{spec_to_toml(spec)}", "--out")
+
+
+# --- kvcalc calibrate --from-benchmark: a deployment profile fitted to the user's own serving benchmark ----------
+
+BENCH_CSV_COLUMNS = ("batch", "input_len", "output_len", "tpot_ms")  # ttft_ms optional
+
+
+def read_benchmark(path: Path) -> list[dict]:
+    """The runs of a benchmark result file, one dict each: line, concurrency (requests in flight), input_len,
+    output_len (means per request), tpot_ms, ttft_ms (means; None where not reported) and source.
+
+    Formats: `vllm bench serve --save-result` JSON (one object; or JSON lines, as --append-result and SGLang's
+    bench_serving --output-file write them: the same keys); genai-perf's and AIPerf's JSON export (TPOT is their
+    inter_token_latency, which excludes the first token as vLLM's TPOT does); a CSV with the columns batch, input_len, output_len,
+    tpot_ms and optionally ttft_ms. A closed-loop run names max_concurrency; an open-loop one (a request rate)
+    has its mean requests in flight from Little's law: request_throughput x mean end-to-end latency (mean_e2el_ms,
+    else TTFT + TPOT x (output - 1)). Bad input is one line naming the file, line and field."""
+    import json
+
+    from kvcalc.specs.files import MAX_TABLE_BYTES, read_regular_file
+
+    text = read_regular_file(path, "a benchmark result file", MAX_TABLE_BYTES).decode("utf-8-sig", errors="replace")
+    if path.suffix.lower() == ".csv":
+        return _read_bench_csv(path, text)
+    try:
+        whole = json.loads(text)
+        objects = [(1, o) for o in (whole if isinstance(whole, list) else [whole])]
+    except json.JSONDecodeError:
+        objects = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    objects.append((n, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise KvcalcError(f"{path}: line {n}: not JSON ({e.msg})") from None
+    if not objects:
+        raise KvcalcError(f"{path}: line 1: no benchmark runs")
+    return [_bench_run(path, n, o) for n, o in objects]
+
+
+def _number(path: Path, line: int, obj: dict, field: str, required: bool = True):
+    value = obj.get(field)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise KvcalcError(f"{path}: line {line}: field {field}: expected a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _stat(path: Path, line: int, obj: dict, field: str, required: bool = True):
+    """genai-perf / AIPerf export: a metric is an object of statistics; its mean is `avg`."""
+    value = obj.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, dict) or "avg" not in value:
+        raise KvcalcError(f"{path}: line {line}: field {field}: expected an object with avg, got {value!r}")
+    return _number(path, line, {f"{field}.avg": value["avg"]}, f"{field}.avg")
+
+
+def _genai_perf_run(path: Path, line: int, obj: dict) -> dict:
+    """genai-perf's profile_export_genai_perf.json or AIPerf's profile_export_aiperf.json: per-metric objects
+    (time_to_first_token, inter_token_latency, input/output_sequence_length, request_throughput and
+    request_latency, each with its avg); the concurrency from input_config (genai-perf: concurrency; AIPerf:
+    loadgen.concurrency), else Little's law."""
+    config = obj.get("input_config") or {}
+    concurrency = config.get("concurrency", (config.get("loadgen") or {}).get("concurrency"))
+    run = {"line": line, "input_len": _stat(path, line, obj, "input_sequence_length"),
+           "output_len": _stat(path, line, obj, "output_sequence_length"),
+           "tpot_ms": _stat(path, line, obj, "inter_token_latency"),
+           "ttft_ms": _stat(path, line, obj, "time_to_first_token", False), "source": f"{path.name} line {line}"}
+    if concurrency is not None:
+        run["concurrency"] = _number(path, line, {"input_config.concurrency": concurrency}, "input_config.concurrency")
+    else:
+        run["concurrency"] = (_stat(path, line, obj, "request_throughput")
+                              * _stat(path, line, obj, "request_latency") / 1000)
+    return run
+
+
+def _bench_run(path: Path, line: int, obj) -> dict:
+    if not isinstance(obj, dict):
+        raise KvcalcError(f"{path}: line {line}: expected a JSON object of one benchmark run")
+    if isinstance(obj.get("inter_token_latency"), dict):
+        return _genai_perf_run(path, line, obj)
+    if "mean_tpot_ms" not in obj:
+        raise KvcalcError(f"{path}: line {line}: field mean_tpot_ms: missing (expected a vllm bench serve "
+                          "--save-result, sglang bench_serving, genai-perf or AIPerf JSON result)")
+    completed = _number(path, line, obj, "completed")
+    if completed <= 0:
+        raise KvcalcError(f"{path}: line {line}: field completed: no request completed")
+    run = {"line": line, "input_len": _number(path, line, obj, "total_input_tokens") / completed,
+           "output_len": _number(path, line, obj, "total_output_tokens") / completed,
+           "tpot_ms": _number(path, line, obj, "mean_tpot_ms"), "ttft_ms": _number(path, line, obj, "mean_ttft_ms", False),
+           "source": f"{path.name} line {line}"}
+    if obj.get("max_concurrency") is not None:
+        run["concurrency"] = _number(path, line, obj, "max_concurrency")
+    else:  # open loop: Little's law
+        e2e_ms = _number(path, line, obj, "mean_e2el_ms", False)
+        if e2e_ms is None:
+            e2e_ms = (run["ttft_ms"] or 0.0) + run["tpot_ms"] * max(run["output_len"] - 1, 0)
+        run["concurrency"] = _number(path, line, obj, "request_throughput") * e2e_ms / 1000
+    return run
+
+
+def _read_bench_csv(path: Path, text: str) -> list[dict]:
+    import csv
+
+    rows = list(csv.DictReader(text.splitlines()))
+    missing = [c for c in BENCH_CSV_COLUMNS if not rows or c not in rows[0]]
+    if missing:
+        raise KvcalcError(f"{path}: line 1: field {missing[0]}: missing (expected the columns "
+                          f"{', '.join(BENCH_CSV_COLUMNS)} and optionally ttft_ms)")
+    out = []
+    for n, row in enumerate(rows, 2):
+        values = {}
+        for field in (*BENCH_CSV_COLUMNS, "ttft_ms"):
+            raw = (row.get(field) or "").strip()
+            if field == "ttft_ms" and not raw:
+                values[field] = None
+                continue
+            try:
+                values[field] = float(raw)
+            except ValueError:
+                raise KvcalcError(f"{path}: line {n}: field {field}: expected a number, got {raw!r}") from None
+            if not values[field] > 0:
+                raise KvcalcError(f"{path}: line {n}: field {field}: expected a positive number, got {raw!r}")
+        out.append({"line": n, "concurrency": values.pop("batch"), **values, "source": f"{path.name} line {n}"})
+    return out
+
+
+SCALE_GRID = np.geomspace(0.5, 3.0, 60)  # kernel-time factors tried (as fit_e2e's bounds: 1/3 to 3, slower side)
+STEP_GRID_US = np.concatenate([[0.0], np.geomspace(10, 100_000, 300)])
+REQUEST_GRID_MS = np.concatenate([[0.0], np.geomspace(0.1, 10_000, 200)])
+
+
+def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dtype: str, tp: int) -> None:
+    """Each run's kernel-only decode step at its concurrency and mean context, and its prefill of one prompt [ms]."""
+    from kvcalc.estimator import evaluate, phase_metrics
+    from kvcalc.specs.profile import EngineOverhead
+
+    bare = profile.model_copy(update={"overhead": EngineOverhead(sources=["kernels alone"])}) if profile else None
+    for r in runs:
+        b = max(1, round(r["concurrency"]))
+        p_len, context = max(1, round(r["input_len"])), round(r["input_len"] + r["output_len"] / 2)
+        ev = evaluate(spec, hw, batch=b, context=context, prompt=p_len, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                      tp=tp, profile=bare)
+        r["decode_kernel_ms"] = phase_metrics(ev.decode, ev.decode_sol, b, hw, weight_dtype, ev.comm_s)["ms"]
+        ev1 = evaluate(spec, hw, batch=1, context=0, prompt=p_len, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                       tp=tp, profile=bare)
+        r["prefill_kernel_ms"] = phase_metrics(ev1.prefill, ev1.prefill_sol, p_len, hw, weight_dtype,
+                                               ev1.prefill_comm_s)["ms"]
+
+
+def fit_benchmark(runs: list[dict]) -> dict:
+    """(kernel-time scale s, step overhead [us], request overhead [ms]) minimising the summed |log error| of
+    TPOT = s x decode kernels + step and TTFT = s x prefill kernels + step + request over the runs. s is fitted only
+    where the runs span two concurrencies or more (one concurrency cannot tell a slower kernel from a longer step:
+    s stays 1)."""
+    scales = SCALE_GRID if len({round(r["concurrency"]) for r in runs}) > 1 else np.array([1.0])
+    steps = STEP_GRID_US
+    for _ in range(3):  # a coarse grid, then two finer ones around its best point
+        s, step = np.meshgrid(scales, steps, indexing="ij")
+        loss = sum(np.abs(np.log((s * r["decode_kernel_ms"] + step / 1000) / r["tpot_ms"])) for r in runs)
+        i = np.unravel_index(int(np.argmin(loss)), loss.shape)
+        scale, step_us = float(s[i]), float(step[i])
+        if len(scales) > 1:
+            scales = np.linspace(scale * 0.95, scale * 1.05, 41)
+        steps = np.linspace(step_us * 0.9, step_us * 1.1, 41) if step_us else steps
+    timed = [r for r in runs if r["ttft_ms"]]
+    request_ms = 0.0
+    if timed:
+        loss = sum(np.abs(np.log((scale * r["prefill_kernel_ms"] + step_us / 1000 + REQUEST_GRID_MS) / r["ttft_ms"]))
+                   for r in timed)
+        request_ms = float(REQUEST_GRID_MS[int(np.argmin(loss))])
+    return {"time_scale": float(f"{scale:.4g}"), "step_us": float(f"{step_us:.4g}"),
+            "request_ms": float(f"{request_ms:.4g}")}
+
+
+def _errors(runs: list[dict], fit: dict) -> list[float]:
+    """|error| % of each run's TPOT (and TTFT, where reported) under a fit."""
+    out = []
+    for r in runs:
+        tpot = fit["time_scale"] * r["decode_kernel_ms"] + fit["step_us"] / 1000
+        out.append(abs(tpot / r["tpot_ms"] - 1) * 100)
+        if r["ttft_ms"]:
+            ttft = fit["time_scale"] * r["prefill_kernel_ms"] + fit["step_us"] / 1000 + fit["request_ms"]
+            out.append(abs(ttft / r["ttft_ms"] - 1) * 100)
+    return out
+
+
+def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = "vllm", tp: int = 1,
+                             weight_dtype: str = "auto", kv_dtype: str = "bf16", replicas: int = 1,
+                             engine_version: str | None = None):
+    """(the deployment profile, the report) fitted to a benchmark result file: the engine's profile for the GPU
+    with every kernel's time x s (ledgers/fit_e2e.scale_kernels) and its overhead replaced by the fitted step and
+    request costs. The report names the runs fitted and the held-out error (each run predicted by a fit on the
+    others: leave one run out; None with fewer than 3 runs). replicas: data-parallel copies the benchmark's load
+    was spread over (each runs concurrency / replicas)."""
+    import statistics
+
+    from kvcalc.checks import check_int
+    from kvcalc.engines.overhead import with_band
+    from kvcalc.estimator import check_tp, resolve_weight_dtype
+    from kvcalc.ledgers.fit_e2e import scale_kernels
+    from kvcalc.specs.catalog import load_model, resolve_engine
+    from kvcalc.specs.profile import EngineOverhead
+
+    check_int("--replicas", replicas, 1, 100_000)
+    spec, hw = load_model(model), load_gpu(gpu)
+    check_tp(tp, spec)
+    weight_dtype = resolve_weight_dtype(weight_dtype, spec)
+    profile = with_band(resolve_engine(engine, hw), engine_version)
+    if profile is None:
+        raise KvcalcError("--engine: calibrating from a benchmark needs an engine profile (vllm, sglang or trtllm)")
+    runs = read_benchmark(path)
+    for r in runs:
+        r["concurrency"] = r["concurrency"] / replicas
+    _kernel_times(runs, spec, hw, profile, weight_dtype, kv_dtype, tp)
+    fit = fit_benchmark(runs)
+    held = ([e for i in range(len(runs)) for e in _errors([runs[i]], fit_benchmark(runs[:i] + runs[i + 1:]))]
+            if len(runs) >= 3 else [])
+    report = {"file": str(path), "runs": [{k: r[k] for k in ("source", "concurrency", "input_len", "output_len",
+                                                            "tpot_ms", "ttft_ms")} for r in runs],
+              **fit, "fit_median_abs_error_pct": round(statistics.median(_errors(runs, fit)), 2),
+              "held_out_median_abs_error_pct": round(statistics.median(held), 2) if held else None}
+    what = (f"fitted by `kvcalc calibrate --from-benchmark {path.name}` on {len(runs)} runs "
+            f"({', '.join(r['source'] for r in runs)}): {spec.name} on {tp} x {hw.name}, {weight_dtype} weights, "
+            f"{kv_dtype} KV; kernel times x {fit['time_scale']:g}, {fit['step_us']:g} us a step, "
+            f"{fit['request_ms']:g} ms a request; median |error| {report['fit_median_abs_error_pct']} % fitted, "
+            + (f"{report['held_out_median_abs_error_pct']} % held out (leave one run out)" if held else
+               "no held-out error (fewer than 3 runs)"))
+    deployed = scale_kernels(profile, fit["time_scale"]).model_copy(update={
+        "provenance": "fitted", "transferred_from": f"{profile.gpu}.{profile.engine}",
+        "method": (profile.method + " " if getattr(profile, "method", "") else "") + "Then " + what,
+        "time_scale": fit["time_scale"], "fitted_on": [r["source"] for r in runs],
+        "overhead": EngineOverhead(step_us=fit["step_us"], request_ms=fit["request_ms"], sources=[what]),
+        "sources": [*profile.sources, f"benchmark results: {path.name}"]})
+    return deployed, report

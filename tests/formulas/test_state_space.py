@@ -98,7 +98,8 @@ def test_nemotron_h_cache_and_state_and_tp_all_reduces():
     assert kv_bytes_per_sequence(m, 8192, 2.0) == 16384 * 8192 + 24 * (128 * 128 * 64 + 3 * 10240) * 2
     assert m.residual_blocks == 52
     one, two = (estimate(m, "h100", batch=1, context=1024, tp=t) for t in (1, 2))
-    assert two.decode.ms < one.decode.ms
+    # the GPU's share of the work halves; the engine's own per-step cost (engines/overhead.py) is not the model's
+    assert two.decode.ms - two.decode.overhead_ms < one.decode.ms - one.decode.overhead_ms
 
 
 def test_minimax_text_01_totals():

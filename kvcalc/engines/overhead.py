@@ -1,0 +1,182 @@
+"""What an engine spends outside its kernels, per release band: a cost per forward step (scheduler, sampler, the
+Python between kernels, the host-device sync) and a cost per request (API server, tokenisation, detokenisation:
+it lands in TTFT).
+
+Overheads belong to the engine and its release (and, roughly, the host CPU), not to the GPU's kernels, so they live
+here as data and not in the per-GPU kernel profiles. Each band names the releases it covers, where its figures
+come from, and the published rows they were fitted on (`kvcalc validate --published validation/published/` refits
+them, and scores every source with the constants refitted without it: kvcalc/ledgers/published.py).
+
+    step time      = kernels + step_us + step_us_per_extra_gpu * (GPUs - 1)
+                                                    (decode and prefill steps; never in the speed of light)
+    TTFT           = prefill step + request_ms
+
+A profile file may state its own `[overhead]` (a deployment profile from `kvcalc calibrate --from-benchmark`); it
+wins over the table. --engine-version picks a band where releases differ; the default is the band of the profile's
+own release (the one its kernels were measured on).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kvcalc.errors import KvcalcError
+from kvcalc.specs.profile import EngineOverhead, EngineProfile
+
+
+@dataclass(frozen=True)
+class Band:
+    """One engine's releases that share a runtime design, and what each of their steps and requests costs."""
+
+    engine: str
+    name: str  # what --engine-version accepts besides a release number
+    first: tuple[int, int]  # first (major, minor) release of the band
+    last: tuple[int, int]  # last release of the band known to kvcalc
+    design: str  # the runtime, in words
+    step_us: float  # per forward step on one GPU [us]
+    step_us_per_extra_gpu: float  # added per GPU beyond the first [us]
+    request_ms: float  # per request, in TTFT [ms]
+    provenance: str  # fitted (on the rows named below), transferred (from another band), or none
+    sources: tuple[str, ...]
+
+
+LEDGER = "validation/published/ (kvcalc validate --published; median |log error| fit, leave-one-source-out scored)"
+
+# Release boundaries:
+# vLLM: the V1 engine (GPUModelRunner) is the default from v0.8.0 (formulas/engine_memory.py VLLM_V1_ENGINE, vLLM
+#   0.8.2 docs); Model Runner V2 for every model from v0.29.0 (PR #53183; VLLM_MRV2_ALL); latest known v0.30.
+# TensorRT-LLM: the PyTorch back end is the LLM API's and `trtllm-serve`'s default from 1.0 (the 1.0.0rc docs'
+#   quick start, nvidia.github.io/TensorRT-LLM/1.0.0rc2/torch.html, builds no engine; by 1.1.0rc3 the TensorRT engine
+#   needs `from tensorrt_llm._tensorrt_engine import LLM`, and the engine back end was later removed: the docs'
+#   "Migration Guide: TensorRT Backend Removed"); before it, the TensorRT engine and its C++ runtime
+#   (gptSession / gptManager); latest known 1.3 (the bundled profiles' 1.3.0rc20).
+# SGLang: one band: the overlap ("zero-overhead") scheduler is the default from v0.4.0 (SGLang v0.4 blog,
+#   lmsys.org/blog/2024-12-04-sglang-v0-4); latest known 0.5.14.
+BANDS: tuple[Band, ...] = (
+    Band("vllm", "v0", (0, 1), (0, 7), "V0 engine (LLMEngine: Python scheduler and sampler in the step loop)",
+         1900, 0, 0, "fitted on its 8 rows", (LEDGER,)),
+    Band("vllm", "v1", (0, 8), (0, 28), "V1 engine (EngineCore in its own process, GPUModelRunner)",
+         1340, 0, 9.04, "fitted on its 36 rows", (LEDGER,)),
+    Band("vllm", "v2", (0, 29), (0, 30), "V1 engine with Model Runner V2",
+         1340, 0, 9.04, "transferred from v1", (LEDGER,)),
+    Band("trtllm", "engine", (0, 5), (0, 21), "TensorRT engine, C++ runtime (gptSession / gptManager)",
+         2070, 0, 0, "fitted on its 10 rows", (LEDGER,)),
+    # No published row of the PyTorch back end is in the ledger; its runtime is not the C++ engine's, so that band's
+    # fit is not transferred to it (the engine band's constants made TensorRT-LLM 1.x's own perf-overview ledger,
+    # validation/serve, worse: 11.4 % against 6.5 % median without them)
+    Band("trtllm", "pytorch", (1, 0), (1, 3), "PyTorch back end (PyExecutor: Python scheduler and sampler)",
+         0, 0, 0, "not modelled: no published rows of this band", (LEDGER,)),
+    Band("sglang", "0.4+", (0, 4), (0, 5), "overlap scheduler (CPU scheduling hidden behind the GPU step)",
+         1400, 0, 0, "fitted on its 2 rows", (LEDGER,)),
+)
+
+
+def bands(engine: str) -> list[Band]:
+    return [b for b in BANDS if b.engine == engine]
+
+
+def release_tuple(text: str) -> tuple[int, int] | None:
+    """'0.6.3', 'v0.30.1', '1.3.0rc20', '0.7a (pre-release)' -> (major, minor); None when it names no release."""
+    m = re.match(r"\s*v?(\d{1,4})\.(\d{1,4})", text)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def band_of_release(engine: str, release: tuple[int, int]) -> Band | None:
+    return next((b for b in bands(engine) if b.first <= release <= b.last), None)
+
+
+def band(engine: str, version: str | None = None, default_release: str | None = None) -> Band | None:
+    """The band --engine-version names for `engine`: a band name (v0, v1, v2, engine, pytorch), a release
+    (0.6.3, v1.2.0rc1), or None/'latest': the band of default_release (the profile's own release). None where the
+    engine has no bands (gpt-fast, roofline). An unknown band or a release kvcalc does not know is an error."""
+    known = bands(engine)
+    if not known:
+        if version not in (None, "latest"):
+            raise KvcalcError(f"--engine-version: kvcalc models no release bands for {engine}; drop the flag")
+        return None
+    if version in (None, "latest"):
+        found = band_of_release(engine, release_tuple(default_release or "") or known[-1].last)
+        return found or known[-1]
+    text = version.strip().lower()
+    by_name = next((b for b in known if b.name == text), None)
+    if by_name is not None:
+        return by_name
+    release = release_tuple(text) if len(text) <= 40 else None
+    found = band_of_release(engine, release) if release else None
+    if found is None:
+        listing = "; ".join(f"{b.name}: {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}" for b in known)
+        raise KvcalcError(f"--engine-version: {engine} has no release {version!r} kvcalc knows; expected a band or a "
+                          f"release within one ({listing})")
+    return found
+
+
+def band_of_ledger_row(engine: str, version_text: str) -> Band | None:
+    """A published row's band from its engine_version as the source states it: a release number, or, where the
+    source names none, the month of the run ('unknown (2024-10)', 'commit acbed3ef (2023-10)') against the date
+    each band became the default (vLLM 0.8.0: 2025-03; TensorRT-LLM 1.0: 2025-09)."""
+    release = release_tuple(version_text)
+    if release is not None:
+        return band_of_release(engine, release)
+    month = re.search(r"\((\d{4})-(\d{2})\)", version_text)
+    if month is None:
+        return None
+    when = (int(month[1]), int(month[2]))
+    switch = {"vllm": ((2025, 3), "v0", "v1"), "trtllm": ((2025, 9), "engine", "pytorch")}.get(engine)
+    if switch is None:
+        return bands(engine)[-1] if bands(engine) else None
+    name = switch[1] if when < switch[0] else switch[2]
+    return next(b for b in bands(engine) if b.name == name)
+
+
+def with_band(profile: EngineProfile | None, version: str | None) -> EngineProfile | None:
+    """The profile with the overhead of the band --engine-version picks stated on it (a profile that states its own
+    overhead keeps it unless a version is asked for)."""
+    if profile is None:
+        if version not in (None, "latest"):
+            raise KvcalcError("--engine-version: the roofline has no engine; pick one with --engine")
+        return None
+    if profile.overhead is not None and version in (None, "latest"):
+        return profile
+    b = band(profile.engine, version, profile.engine_version)
+    if b is None:
+        return profile
+    return profile.model_copy(update={"overhead": overhead_of(b)})
+
+
+def overhead_of(b: Band) -> EngineOverhead:
+    name = (f"{b.engine} {b.name} band, releases {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}, {b.provenance} "
+            "(kvcalc/engines/overhead.py)")
+    return EngineOverhead(step_us=b.step_us, step_us_per_extra_gpu=b.step_us_per_extra_gpu,
+                          request_ms=b.request_ms, sources=[name, b.design, *b.sources])
+
+
+def overhead_seconds(profile: EngineProfile | None, gpus: int = 1) -> tuple[float, float]:
+    """(per step [s], per request [s]) of a deployment on `gpus` GPUs (tp x pp, or the expert-parallel group):
+    step = step_us + step_us_per_extra_gpu * (gpus - 1), from the profile's stated overhead, else its release's band;
+    nothing for the roofline (datasheet efficiencies) or an engine without bands."""
+    if profile is None:
+        return 0.0, 0.0
+    o = profile.overhead
+    if o is None:
+        b = band(profile.engine, None, profile.engine_version)
+        if b is None:
+            return 0.0, 0.0
+        o = overhead_of(b)
+    return (o.step_us + o.step_us_per_extra_gpu * (gpus - 1)) * 1e-6, o.request_ms * 1e-3
+
+
+def describe(profile: EngineProfile | None) -> str:
+    """The overhead in words, for inputs.profile and --explain."""
+    step_s, request_s = overhead_seconds(profile)
+    if profile is None:
+        return ""
+    per_gpu = (profile.overhead or (overhead_of(band(profile.engine, None, profile.engine_version))
+                                    if bands(profile.engine) else None))
+    slope = f" + {per_gpu.step_us_per_extra_gpu:.0f} us per extra GPU" if per_gpu and per_gpu.step_us_per_extra_gpu else ""
+    if profile.overhead is not None:
+        where = profile.overhead.sources[0]
+    else:
+        b = band(profile.engine, None, profile.engine_version)
+        where = overhead_of(b).sources[0] if b else f"not modelled for {profile.engine}"
+    return f"overhead {step_s * 1e6:.0f} us/step{slope}, {request_s * 1e3:.1f} ms/request ({where})"
