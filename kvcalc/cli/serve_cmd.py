@@ -10,6 +10,7 @@ import typer
 from kvcalc.cli import app
 from kvcalc.cli.output import (
     ENGINE_HELP,
+    EngineVersion,
     CudaGraphMemory,
     FlashinferSampler,
     Format,
@@ -45,8 +46,9 @@ def _disaggregate(text: str | None) -> tuple[int, int] | None:
 @app.command("serve")
 def serve_cli(
     model: Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")],
-    input_len: Annotated[int, typer.Option("--input-len", "-i", help="prompt tokens per request")],
-    output_len: Annotated[int, typer.Option("--output-len", help="output tokens per request (a distribution's mean)")],
+    input_len: Annotated[Optional[int], typer.Option("--input-len", "-i", help="prompt tokens per request")] = None,
+    output_len: Annotated[Optional[int], typer.Option(
+        "--output-len", help="output tokens per request (a distribution's mean)")] = None,
     gpu: Annotated[str, typer.Option("--gpu", "-g", help="bundled name or spec file")] = "h100-sxm",
     concurrency: Annotated[Optional[str], typer.Option(
         "--concurrency", "-c", help="requests in flight: a number, a comma-separated list (the frontier), or max "
@@ -59,6 +61,7 @@ def serve_cli(
     ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs per replica (MoE): attention in data-parallel "
                                     "groups of --tp")] = 1,
     engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
+    engine_version: EngineVersion = None,
     vllm_runner: VllmRunner = "auto",
     vllm_version: VllmVersion = "latest",
     cuda_graph_memory: CudaGraphMemory = None,
@@ -78,19 +81,46 @@ def serve_cli(
     max_tpot_ms: Annotated[Optional[float], typer.Option(help="frontier: the best point keeps TPOT within this")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="frontier chart (.png, .svg or .pdf)")] = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
+    simulate: Annotated[bool, typer.Option(
+        "--simulate", help="run the request-level simulation of the engine's scheduler (percentiles) instead of "
+        "the closed-form steady state; --arrivals then takes closed, poisson, burst or trace")] = False,
+    trace: Annotated[Optional[Path], typer.Option(
+        help="--simulate: CSV (header arrival_s,input_len,output_len) or JSONL of requests")] = None,
+    num_prompts: Annotated[int, typer.Option(help="--simulate: requests to run")] = 1000,
+    range_ratio: Annotated[float, typer.Option(
+        help="--simulate: lengths uniform on [L (1 - r), L (1 + r)], as vllm bench's --random-range-ratio")] = 0.0,
+    dataset: Annotated[str, typer.Option(help="--simulate: length distribution: random (fixed or uniform)")] = "random",
+    seed: Annotated[int, typer.Option(help="--simulate: random seed (arrivals and lengths)")] = 0,
+    percentile: Annotated[float, typer.Option(
+        help="--simulate: the percentile --max-ttft-ms/--max-tpot-ms must hold at (goodput)")] = 99.0,
+    prefix_hit_rate: Annotated[float, typer.Option(
+        help="--simulate: fraction of each prompt found in the prefix cache")] = 0.0,
+    max_num_seqs: Annotated[Optional[int], typer.Option(
+        help="--simulate: requests running at once (the engine's default otherwise)")] = None,
 ) -> None:
     """TTFT, TPOT, latency, tokens/s per GPU and per user, KV pool and cost of a workload under continuous
-    batching; with several concurrencies or TP degrees, the throughput-per-GPU vs tokens/s-per-user frontier."""
+    batching; with several concurrencies or TP degrees, the throughput-per-GPU vs tokens/s-per-user frontier;
+    with --simulate, the request-level simulation's p50/p90/p99 TTFT, TPOT, ITL and end-to-end latency."""
     from kvcalc.serving.closed_form import frontier, serve
 
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
+    if simulate and engine_version is not None:
+        raise KvcalcError("--engine-version: not with --simulate yet (the simulator uses the profile's own release)")
+    if simulate:
+        return _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, tp, pp, ep, engine,
+                             weight_dtype, kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace,
+                             num_prompts, range_ratio, dataset, seed, percentile, prefix_hit_rate, max_num_seqs,
+                             max_ttft_ms, max_tpot_ms, vllm_runner, vllm_version, plot, format,
+                             _disaggregate(disaggregate))
+    if input_len is None or output_len is None:
+        raise KvcalcError("--input-len / --output-len: both needed")
     tps = _split_ints("--tp", tp)
     split = _disaggregate(disaggregate)
     common = dict(engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                   step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep, speculate=speculate,
                   vllm_runner=vllm_runner, vllm_version=vllm_version, arrivals=arrivals,
-                  cuda_graph_GiB=cuda_graph_memory, flashinfer_sampler=flashinfer_sampler)
+                  cuda_graph_GiB=cuda_graph_memory, flashinfer_sampler=flashinfer_sampler, engine_version=engine_version)
     many = concurrency is not None and ("," in concurrency or len(tps) > 1)
     if many or plot is not None:
         if request_rate is not None or concurrency in (None, "max"):
@@ -160,3 +190,52 @@ def serve_cli(
         if v is not None:
             t.add_row(f"assumption: {k}", f"{v:,.1f}" if isinstance(v, float) else str(v))
     Console().print(t)
+
+
+def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, tp, pp, ep, engine, weight_dtype,
+                  kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace, num_prompts, range_ratio,
+                  dataset, seed, percentile, prefix_hit_rate, max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner,
+                  vllm_version, plot, format, split=None) -> None:
+    from kvcalc.serving.simulate import simulate
+
+    if dataset != "random":
+        raise KvcalcError(f"--dataset: only random (fixed or uniform lengths) is modelled, got {dataset!r}")
+    if arrivals == "staggered":  # the closed form's default: a closed loop with -c, Poisson with --request-rate
+        arrivals = "closed" if concurrency is not None else "poisson"
+    elif arrivals == "waves":  # fixed-length requests from t = 0 in a closed loop run in waves by themselves
+        arrivals = "closed"
+    if concurrency is not None:
+        try:
+            concurrency = float(concurrency)
+        except ValueError:
+            raise KvcalcError(f"--concurrency: --simulate takes one number, got {concurrency!r}") from None
+    tps = _split_ints("--tp", tp)
+    if len(tps) > 1:
+        raise KvcalcError("--tp: one degree with --simulate")
+    r = simulate(model, gpu, input_len=input_len, output_len=output_len, arrivals=arrivals, concurrency=concurrency,
+                 request_rate=request_rate, num_prompts=num_prompts, range_ratio=range_ratio, trace=trace, seed=seed,
+                 tp=tps[0], pp=pp, ep=ep, engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                 memory_utilization=memory_utilization, step_tokens=step_tokens, max_num_seqs=max_num_seqs,
+                 speculate=speculate, prefix_hit_rate=prefix_hit_rate, percentile=percentile,
+                 max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, vllm_runner=vllm_runner,
+                 vllm_version=vllm_version, keep_timeline=plot is not None, disaggregate=split)
+    timeline = r.pop("timeline", None)
+    if plot is not None:
+        from kvcalc.report.plot import simulation_timeline
+
+        save_figure(simulation_timeline(timeline, title=f"{r['model']} on {r['gpu']}, {r['arrivals']}"), plot, "--plot")
+    if format is Format.json:
+        return write_json(r)
+    flat = {}
+    for k, v in r.items():
+        if isinstance(v, dict):
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            flat[k] = v
+    if format is Format.csv:
+        return write_csv([flat])
+    rows = [{"metric": m, **{p: r[m][p] for p in ("p50", "p90", "p99")}} for m in ("ttft_ms", "tpot_ms", "itl_ms",
+                                                                                  "e2e_ms")]
+    print_rows(rows, f"{r['model']} on {r['gpu']} ({r['engine']} scheduler): {r['arrivals']}, "
+               f"{r['completed']:,} requests in {r['duration_s']:,.1f} s, {r['output_tokens_per_s']:,.0f} output tok/s "
+               f"({r['output_tokens_per_s_per_gpu']:,.0f} per GPU), {r['preemptions']} preemptions", format)

@@ -59,24 +59,32 @@ def steady_state(concurrency: float, input_len: int, output_len: int, step_budge
 
     With speculative decoding a decoding sequence puts verify_tokens (k + 1) tokens into each step and gains
     tokens_per_step (E) of them, so it decodes for D = (O - 1) / E steps instead of O - 1. s_p and B_d depend on
-    each other through the budget the decodes leave; three rounds settle them."""
+    each other through the budget the decodes leave: B_d = C D / (D + s_p(B_d)), whose one solution is bisected."""
     if output_len == 1:  # no decode steps: every request is a prompt
         p = min(concurrency * input_len, step_budget)
         return 0.0, p, prefill_steps(input_len, step_budget)
     steps = (output_len - 1) / tokens_per_step  # decode steps per request, D
-    decode = concurrency * steps / (steps + 1)
-    for _ in range(3):
-        s_p = prefill_steps(input_len, step_budget - decode * verify_tokens)
-        decode = concurrency * steps / (steps + s_p)
-    s_p = prefill_steps(input_len, step_budget - decode * verify_tokens)
+
+    def excess(b):  # B_d - C D / (D + s_p(B_d)): rises with B_d, so its zero (the fixed point) is unique
+        return b - concurrency * steps / (steps + prefill_steps(input_len, step_budget - b * verify_tokens))
+
+    # Bisect the fixed point rather than iterate it: with k + 1 verify tokens a decode the iteration oscillates
+    # between two values (audit F1). s_p is a step function, so the zero may be a jump; take its upper end.
+    lo, hi = 0.0, float(concurrency)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if excess(mid) < 0 else (lo, mid)
+    decode = hi
     # Prompts must enter as fast as outputs finish: B_d I / D prefill tokens a step, within the T - B_d (k + 1) the
-    # decodes leave. Past B_d = T / ((k + 1) + I / D) the budget binds: the decode batch stops growing and the
-    # other requests wait for their prefill, (C - B_d) I / p steps on average (Little's law).
+    # decodes leave. Past B_d = T / ((k + 1) + I / D) the budget binds, whatever the fixed point above says: the
+    # decode batch stops growing and the other requests wait for their prefill, (C - B_d) I / p steps on average
+    # (Little's law).
     cap = step_budget / (verify_tokens + input_len / steps)
     if decode > cap:
         decode = cap
         p = step_budget - decode * verify_tokens
         return decode, p, max(1.0, (concurrency - decode) * input_len / p)
+    s_p = prefill_steps(input_len, step_budget - decode * verify_tokens)
     p = max(0.0, min(decode * input_len / steps, step_budget - decode * verify_tokens))
     return decode, p, s_p
 

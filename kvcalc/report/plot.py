@@ -78,6 +78,24 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
         Figure,  # no pyplot: no global backend to switch, in a script or a notebook
     )
 
+    from kvcalc.checks import (
+        MAX_BATCH,
+        MAX_TOKENS,
+        check_int,
+        check_optional_str,
+        check_ref,
+        check_sequence,
+    )
+    from kvcalc.estimator import check_dtypes, resolve_weight_dtype
+
+    # arguments checked before any work: one KvcalcError naming the argument (audit U5)
+    gpus = check_sequence("gpus", gpus, check_ref)
+    attn = check_sequence("attn", attn, check_optional_str)
+    batch = check_sequence("batch", batch, lambda arg, b: check_int(arg, b, 1, MAX_BATCH))
+    check_int("context", context, 1, MAX_TOKENS)
+    check_optional_str("speculate", speculate)
+    check_dtypes(weight_dtype, kv_dtype)
+    weight_dtype = resolve_weight_dtype(weight_dtype, load_model(check_ref("model", model)))  # auto, as estimate (U1)
     points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype, speculate)
     xs = [pt[5] for pt in points]
     x_lo, x_hi = min(xs + [1.0]) / 4, max(xs + [1e3]) * 4
@@ -143,6 +161,53 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
     ax.legend(fontsize=9, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def read_measured(path, flag: str = "--measured"):
+    """The points of a kvcalc validate CSV to overlay, as a DataFrame of arithmetic_intensity and achieved_tflops
+    (and dtype and device where the file has them). Each point needs a positive finite number in both (the axes
+    are logarithmic) and a non-empty dtype and device; anything else is one line naming the file, line and column."""
+    import csv
+    import io
+    import math
+    from pathlib import Path
+
+    import pandas as pd
+
+    from kvcalc.errors import KvcalcError
+    from kvcalc.specs.files import MAX_TABLE_BYTES, read_regular_file
+
+    path = Path(path)
+    raw = read_regular_file(path, "a kvcalc validate CSV", MAX_TABLE_BYTES)
+    numbers, labels = ("arithmetic_intensity", "achieved_tflops"), ("dtype", "device")
+    rows = []
+    try:
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
+        missing = set(numbers) - set(reader.fieldnames or ())
+        if missing:
+            raise KvcalcError(f"{flag}: {path} lacks column(s) {', '.join(sorted(missing))}")
+        present = [c for c in labels if c in reader.fieldnames]
+        for row in reader:
+            where = f"{flag}: {path}: line {reader.line_num}, column"
+            point = {}
+            for c in numbers:
+                cell = row.get(c)
+                try:
+                    point[c] = float(cell)
+                    ok = math.isfinite(point[c]) and point[c] > 0
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    raise KvcalcError(f"{where} {c}: expected a positive number, got {cell!r}")
+            for c in present:
+                cell = row.get(c)
+                if cell is None or not cell.strip():
+                    raise KvcalcError(f"{where} {c}: empty; expected the {c} the point was measured with")
+                point[c] = cell.strip()
+            rows.append(point)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise KvcalcError(f"{flag}: cannot read {path}: {str(e).splitlines()[0]}") from None
+    return pd.DataFrame(rows, columns=[*numbers, *present])
 
 
 def _measured_points(ax, measured, hw, x_lo: float, x_hi: float) -> None:
@@ -222,3 +287,69 @@ def serve_frontier(rows: list[dict]):
     ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def simulation_timeline(timeline: dict, title: str = ""):
+    """kvcalc serve --simulate --plot: requests queued and running over time (left), and the CDFs of TTFT and
+    end-to-end latency over requests (right)."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, cdf) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax.step(timeline["t_s"], timeline["running"], where="post", label="running")
+    ax.step(timeline["t_s"], timeline["waiting"], where="post", label="waiting")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("requests")
+    ax.legend()
+    for name, key in (("TTFT", "ttft_s"), ("end-to-end", "e2e_s")):
+        x = np.sort(np.asarray(timeline[key])[np.isfinite(timeline[key])]) * 1e3
+        if len(x):
+            cdf.plot(x, np.arange(1, len(x) + 1) / len(x), label=name)
+    cdf.set_xscale("log")
+    cdf.set_xlabel("latency (ms)")
+    cdf.set_ylabel("fraction of requests")
+    cdf.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plan_frontier(result: dict):
+    """kvcalc plan's frontier: output tokens/s per GPU of one replica against tokens/s per user, the TPOT limit as
+    a vertical line (points left of it miss it), the choice ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    front = sorted(result["frontier"], key=lambda r: r["tokens_per_s_per_user"])
+    ax.plot([r["tokens_per_s_per_user"] for r in front], [r["replica_output_tokens_per_s_per_gpu"] for r in front],
+            marker="o", label="Pareto frontier (all deployments searched)")
+    last = None
+    for r in front:  # label a point only where it stands clear of the last labelled one
+        x, y = r["tokens_per_s_per_user"], r["replica_output_tokens_per_s_per_gpu"]
+        if last is None or x > last[0] * 1.15 or y < last[1] * 0.8:
+            ax.annotate(f"{r['gpu']} {r['engine']} {r['layout']}", (x, y), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
+            last = (x, y)
+    tpot = result["limits"]["max_tpot_ms"]
+    if tpot:
+        ax.axvline(1e3 / tpot, color="red", linestyle="--", label=f"TPOT limit {tpot:g} ms")
+    c = result["choice"]
+    if c:
+        ax.scatter([c["tokens_per_s_per_user"]], [c["replica_output_tokens_per_s_per_gpu"]], s=240,
+                   facecolors="none", edgecolors="black", linewidths=1.5, zorder=5,
+                   label=f"choice: {c['deployment']}")
+    w = result["workload"]
+    ax.set_xlabel("output tokens/s per user (1 / TPOT)")
+    ax.set_ylabel("output tokens/s per GPU (one replica)")
+    ax.set_title(f"{result['model']}, {w['input_len']:,} in / {w['output_len']:,} out", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+

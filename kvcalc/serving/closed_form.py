@@ -30,6 +30,7 @@ from kvcalc.engines.memory import (
     engine_memory_rule,
     kvcalc_budget,
 )
+from kvcalc.engines.overhead import overhead_seconds, with_band
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
@@ -47,6 +48,7 @@ from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
 from kvcalc.formulas.parallel import check_ep, kv_shard_fraction, stage_layer_fraction
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
+    prefill_steps,
     request_latency,
     steady_state,
     transfer_seconds,
@@ -59,18 +61,25 @@ DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batch
 
 
 def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
+    """The steady state of C requests in flight (formulas/workload.py steady_state), timed per step. A request that
+    runs is timed as a whole request: its step carries at least its own decode, and its prompt whole (up to the
+    step budget), even where the mean decode batch or chunk is a fraction of one at low load (audit F5)."""
     gain = stepper.decode_gain
     decode, chunk, s_p = steady_state(concurrency, input_len, output_len, step_tokens, gain, stepper.decode_q)
-    tau = stepper.seconds(decode, input_len + output_len / 2, chunk, max(input_len - chunk, 0) / 2)
+    first = min(input_len, step_tokens)
     if output_len == 1:
-        rate = chunk / input_len / tau
-        latency = concurrency / rate
-        return {"ttft_s": latency, "tpot_s": None, "latency_s": latency, "requests_per_s": rate,
+        tau = stepper.seconds(0, 0, chunk, max(input_len - chunk, 0) / 2, prompt_len=input_len)
+        alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
+        latency = max(concurrency * input_len * tau / chunk, alone)  # Little's law; never faster than one prompt
+        return {"ttft_s": latency, "tpot_s": None, "latency_s": latency, "requests_per_s": concurrency / latency,
                 "decode_batch": 0.0, "prefill_tokens_per_step": chunk, "step_s": tau}
+    running = max(decode, 1.0)  # a decoding request's step holds at least its own decode
+    tau = stepper.seconds(running, input_len + output_len / 2, chunk, max(input_len - chunk, 0) / 2,
+                          prompt_len=input_len)
     left = step_tokens - decode * stepper.decode_q
     if chunk < left:  # prompts enter unqueued: a request's prefill runs in s_p steps of up to `left` tokens each
-        first = min(input_len, left)
-        ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, first, max(input_len - first, 0) / 2)
+        first = min(input_len, left)  # its step also carries the other prompts entering beside it (the mean chunk)
+        ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, max(first, chunk), max(input_len - first, 0) / 2)
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
     latency = request_latency(ttft, tau / gain, output_len)
@@ -81,9 +90,10 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
 def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
     """Requests that start together and run to the same length (formulas/workload.py waves): a prefill step carries
     a full chunk beside half the rest of the wave decoding, a decode step the whole wave."""
-    c = max(1, round(concurrency))
+    c = int(concurrency)  # serve() refuses a fractional wave (audit I1)
     chunk = min(step_tokens, c * input_len)
-    prefill_s = stepper.seconds((c - 1) / 2, input_len, chunk, max(input_len - step_tokens, 0) / 2)
+    prefill_s = stepper.seconds((c - 1) / 2, input_len, chunk, max(input_len - step_tokens, 0) / 2,
+                                prompt_len=input_len)
     decode_s = stepper.seconds(c, input_len + output_len / 2, 0, 0)
     w = waves(c, input_len, output_len, step_tokens, prefill_s, decode_s, stepper.decode_gain)
     return {"ttft_s": w["ttft_s"], "tpot_s": w["tpot_s"], "latency_s": w["latency_s"], "requests_per_s": c / w["wave_s"],
@@ -98,11 +108,16 @@ def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, outpu
     batch_s = stepper.seconds(0, 0, per_batch * input_len, 0)
     prefill_rate = prefill_replicas * per_batch / batch_s
     kv_bytes = kv_bytes_per_sequence(spec, input_len, stepper.p.b_kv)
-    transfer_s = transfer_seconds(kv_bytes, hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps)
+    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
+    if not link:  # audit W1: no link is not a free transfer
+        raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
+                          f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
+    transfer_s = transfer_seconds(kv_bytes, link)
     ttft = stepper.seconds(0, 0, input_len, 0) + transfer_s
     batch = concurrency / decode_replicas
     gain = stepper.decode_gain
-    step = stepper.seconds(batch, input_len + output_len / 2, 0, 0) if output_len > 1 else None
+    # a decoding request's step holds at least its own decode (audit F5)
+    step = stepper.seconds(max(batch, 1.0), input_len + output_len / 2, 0, 0) if output_len > 1 else None
     tpot = step / gain if step is not None else None
     latency = request_latency(ttft, tpot, output_len)
     rate = min(concurrency / latency, prefill_rate)
@@ -111,42 +126,21 @@ def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, outpu
             "kv_transfer_s": transfer_s, "prefill_pool_requests_per_s": prefill_rate}
 
 
-def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency: float | str | None = None,
-          request_rate: float | None = None, tp: int = 1, engine: str = "auto", weight_dtype: str = "auto",
-          kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
-          step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
-          disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1,
-          speculate: str | None = None, vllm_runner: str = "auto", vllm_version: str = "latest",
-          arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
-          flashinfer_sampler: bool = False) -> dict:
-    """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
+def with_request_overhead(r: dict, request_s: float) -> dict:
+    """A closed-form point with the engine's per-request cost (API server, tokenisation: engines/overhead.py) in its
+    TTFT and latency. Little's law holds over the whole latency, so the same requests in flight complete at
+    C / (latency + request_s): requests/s shrinks by latency / (latency + request_s)."""
+    latency = r["latency_s"] + request_s
+    return {**r, "ttft_s": r["ttft_s"] + request_s, "latency_s": latency,
+            "requests_per_s": r["requests_per_s"] * r["latency_s"] / latency if latency else r["requests_per_s"]}
 
-    concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
-    holds at full length (an offline throughput run). request_rate: requests/s arriving (an open loop); the
-    replicas needed to keep up follow. Exactly one of the two. A replica is tp x pp GPUs, or, with ep > 1, ep GPUs
-    whose experts are spread over all of them and whose attention runs in ep / tp data-parallel groups, each with
-    its own KV pool, sequences and step budget. arrivals: "staggered" (requests enter as others finish: the
-    steady state of a service) or "waves" (a fixed-length benchmark's requests start and finish together, as
-    `vllm bench serve --max-concurrency C --ignore-eos` runs them; TTFT and TPOT are then medians over requests)."""
-    check_int("--input-len", input_len, 1, MAX_TOKENS)
-    check_int("--output-len", output_len, 1, MAX_TOKENS)
-    check_int("--tp", tp, 1, MAX_GPUS)
-    check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
-    check_memory_utilization(memory_utilization)
-    check_dtypes(weight_dtype, kv_dtype)
-    check_vllm_runner(vllm_runner, engine)
-    version = check_vllm_version(vllm_version, engine)
-    cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
-    check_flashinfer_sampler(flashinfer_sampler, engine)
-    if arrivals not in ("staggered", "waves"):
-        raise KvcalcError(f"--arrivals: expected staggered or waves, got {arrivals!r}")
-    if arrivals == "waves" and (disaggregate is not None or request_rate is not None):
-        raise KvcalcError("--arrivals waves: with --concurrency, not with --request-rate or --disaggregate")
-    if (concurrency is None) == (request_rate is None):
-        raise KvcalcError("--concurrency / --request-rate: give exactly one")
-    if request_rate is not None:
-        check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
-    check_price(price_per_gpu_hour)
+
+def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int, ep: int, engine: str,
+               weight_dtype: str, kv_dtype: str, memory_utilization: float, step_tokens: int, speculate: str | None,
+               vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
+               disaggregate: tuple[int, int] | None = None, engine_version: str | None = None) -> dict:
+    """One replica as serve and the simulator see it: specs, step timer, the KV pool per GPU as the engine's
+    memory rule sizes it, and how many full-length requests it holds."""
     spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     check_tp(tp, spec)
     check_pp(pp, spec)
@@ -155,7 +149,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         raise KvcalcError("--ep: not with --pp or --disaggregate")
     if disaggregate is not None and pp > 1:
         raise KvcalcError("--pp: not with --disaggregate (each pool is tensor-parallel only)")
-    profile = resolve_engine(engine, hw)
+    profile = with_band(resolve_engine(engine, hw), engine_version)  # the release band's step overhead
     timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
                               profile=profile) if speculate else None)
     stepper = StepTimer(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)
@@ -195,8 +189,58 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if max_concurrency < 1:
         raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold "
                           f"one request of {full_length:,} tokens ({fmt_bytes(request_bytes(full_length))}); raise --tp")
+    return {"spec": spec, "hw": hw, "p": p, "profile": profile, "timer": timer, "stepper": stepper,
+            "memory_rule": memory_rule, "notes": notes, "pool": pool, "request_bytes": request_bytes,
+            "max_concurrency": max_concurrency, "engine_request": engine_request, "weight_dtype": weight_dtype}
+
+
+def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency: float | str | None = None,
+          request_rate: float | None = None, tp: int = 1, engine: str = "auto", weight_dtype: str = "auto",
+          kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+          step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
+          disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1,
+          speculate: str | None = None, vllm_runner: str = "auto", vllm_version: str = "latest",
+          arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
+          flashinfer_sampler: bool = False, engine_version: str | None = None) -> dict:
+    """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
+
+    concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
+    holds at full length (an offline throughput run). request_rate: requests/s arriving (an open loop); the
+    replicas needed to keep up follow. Exactly one of the two. A replica is tp x pp GPUs, or, with ep > 1, ep GPUs
+    whose experts are spread over all of them and whose attention runs in ep / tp data-parallel groups, each with
+    its own KV pool, sequences and step budget. arrivals: "staggered" (requests enter as others finish: the
+    steady state of a service) or "waves" (a fixed-length benchmark's requests start and finish together, as
+    `vllm bench serve --max-concurrency C --ignore-eos` runs them; TTFT and TPOT are then medians over requests)."""
+    check_int("--input-len", input_len, 1, MAX_TOKENS)
+    check_int("--output-len", output_len, 1, MAX_TOKENS)
+    check_int("--tp", tp, 1, MAX_GPUS)
+    check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
+    check_memory_utilization(memory_utilization)
+    check_dtypes(weight_dtype, kv_dtype)
+    check_vllm_runner(vllm_runner, engine)
+    version = check_vllm_version(vllm_version, engine)
+    cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
+    check_flashinfer_sampler(flashinfer_sampler, engine)
+    if arrivals not in ("staggered", "waves"):
+        raise KvcalcError(f"--arrivals: expected staggered or waves, got {arrivals!r}")
+    if arrivals == "waves" and (disaggregate is not None or request_rate is not None):
+        raise KvcalcError("--arrivals waves: with --concurrency, not with --request-rate or --disaggregate")
+    if (concurrency is None) == (request_rate is None):
+        raise KvcalcError("--concurrency / --request-rate: give exactly one")
+    if request_rate is not None:
+        check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
+    check_price(price_per_gpu_hour)
+    d = deployment(model, gpu, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
+                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
+                   step_tokens=step_tokens, speculate=speculate, vllm_runner=vllm_runner, version=version,
+                   cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler,
+                   disaggregate=disaggregate, engine_version=engine_version)
+    spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
+    memory_rule, notes, pool, request_bytes = d["memory_rule"], d["notes"], d["pool"], d["request_bytes"]
+    max_concurrency, full_length = d["max_concurrency"], input_len + output_len
 
     batching = _in_waves if arrivals == "waves" else _colocated
+    request_s = overhead_seconds(profile)[1]
     if disaggregate is not None:
         prefill_gpus, decode_gpus = disaggregate
         for flag, n in (("--disaggregate (prefill GPUs)", prefill_gpus), ("--disaggregate (decode GPUs)", decode_gpus)):
@@ -206,17 +250,19 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         replicas_in_group, gpus = decode_gpus // tp, prefill_gpus + decode_gpus
 
         def run(c):
-            return _disaggregated(stepper, c, input_len, output_len, step_tokens, prefill_gpus, decode_gpus)
+            return with_request_overhead(_disaggregated(stepper, c, input_len, output_len, step_tokens,
+                                                        prefill_gpus, decode_gpus), request_s)
     elif ep > 1:  # data-parallel attention groups, each with its own pool and step budget
         replicas_in_group, gpus = ep // tp, ep
 
         def run(c):
-            return batching(stepper, c, input_len, output_len, step_tokens * (ep // tp))
+            return with_request_overhead(batching(stepper, c, input_len, output_len, step_tokens * (ep // tp)),
+                                         request_s)
     else:
         replicas_in_group, gpus = 1, tp * pp
 
         def run(c):
-            return batching(stepper, c, input_len, output_len, step_tokens)
+            return with_request_overhead(batching(stepper, c, input_len, output_len, step_tokens), request_s)
 
     limit = max_concurrency * replicas_in_group
     replicas = 1
@@ -226,13 +272,19 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         top = run(limit)
         replicas = max(1, math.ceil(request_rate / top["requests_per_s"] * (1 + 1e-12)))
         target = request_rate / replicas
-        lo, hi = 1e-6, float(limit)  # requests/s rises with the requests in flight: bisect C = rate x latency
+        lo, hi = 0.0, float(limit)  # requests/s rises with the requests in flight: bisect C = rate x latency
         for _ in range(60):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if run(mid)["requests_per_s"] < target else (lo, mid)
         concurrency = hi
+        for _ in range(3):  # below the bisection's resolution, Little's law directly (latency is flat there; W2)
+            if concurrency > 1e-3:
+                break
+            concurrency = target * run(concurrency)["latency_s"]
     else:
         check_number("--concurrency", concurrency, 0, MAX_BATCH, lo_open=True)
+        if arrivals == "waves" and concurrency != int(concurrency):  # audit I1: a wave is whole requests
+            raise KvcalcError(f"--concurrency: --arrivals waves runs whole requests together, got {concurrency:g}")
     r = run(concurrency)
     out_rate = r["requests_per_s"] * output_len
     in_flight = concurrency / replicas_in_group  # requests one pool holds

@@ -1,0 +1,97 @@
+"""How each engine's scheduler fills a step, as data the request-level simulator (kvcalc/serving/simulate.py) runs.
+
+One small class per engine, named after the policy it copies, each citing the source it follows. A policy says:
+  mixed        prefill chunks and decodes share a step (vLLM V1, TensorRT-LLM), or a step is either a prefill
+               batch or a decode batch, prefill first (SGLang without --enable-mixed-chunk)
+  budget       tokens one step may schedule (max_num_batched_tokens / chunked_prefill_size / max_num_tokens)
+  max_seqs     requests running at once (max_num_seqs / max_running_requests / max_batch_size)
+  block_size   tokens per KV block (page)
+  admission    "on_demand": blocks for the tokens scheduled this step (vLLM's KVCacheManager.allocate_slots);
+               "full_length": a request enters only if its prompt and all its output fit (TensorRT-LLM's
+               GUARANTEED_NO_EVICT capacity scheduler); "token_ratio": its prompt plus new_token_ratio x its
+               output, with the running requests' outstanding outputs reserved at the same ratio (SGLang's
+               PrefillAdder)
+  preempt      what happens when a decode finds no free block: "recompute" (vLLM: the last request in the
+               running list loses its blocks and goes to the front of the queue), "retract" (SGLang: the same,
+               and new_token_ratio is raised), or None (cannot happen under full-length admission)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvcalc.errors import KvcalcError
+
+
+@dataclass(frozen=True)
+class SchedulerPolicy:
+    name: str
+    mixed: bool
+    budget: int
+    max_seqs: int
+    block_size: int
+    admission: str
+    preempt: str | None
+    init_new_token_ratio: float = 1.0
+    min_new_token_ratio: float = 1.0
+    new_token_ratio_decay: float = 0.0
+
+
+def vllm_v1(budget: int = 8192, max_seqs: int = 1024, block_size: int = 16) -> SchedulerPolicy:
+    """vLLM V1's Scheduler.schedule() (vllm/v1/core/sched/scheduler.py): the running requests first, in order, each
+    taking min(its new tokens, what is left of max_num_batched_tokens) (decodes 1, or 1 + k with speculation; a
+    partly prefilled prompt its remainder: chunked prefill); when KVCacheManager.allocate_slots fails, the last
+    running request is preempted (`self.running.pop()`, num_computed_tokens = 0, prepended to the waiting queue) and
+    recomputed later; then, if nothing was preempted, waiting requests in FCFS order while the budget lasts and
+    len(running) < max_num_seqs. Defaults: vllm/engine/arg_utils.py get_batch_defaults, OPENAI_API_SERVER on a GPU
+    with >= 70 GiB that is not an A100: max_num_batched_tokens 8192, max_num_seqs 1024 (2048 / 256 otherwise);
+    block_size 16 (vllm/config/cache.py)."""
+    return SchedulerPolicy("vllm-v1", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
+                           admission="on_demand", preempt="recompute")
+
+
+def sglang_prefill_first(budget: int = 8192, max_seqs: int = 4096, block_size: int = 1) -> SchedulerPolicy:
+    """SGLang's Scheduler.get_next_batch_to_run (python/sglang/srt/managers/scheduler.py): a prefill (extend) batch
+    whenever get_new_batch_prefill finds a waiting request that fits, else one decode step of every running request
+    (prefill priority; prefill and decode mix only with --enable-mixed-chunk). PrefillAdder
+    (python/sglang/srt/managers/schedule_policy.py) admits a request while its prompt (chunked at
+    chunked_prefill_size) plus new_token_ratio x its max_new_tokens fit beside the running requests' outstanding
+    outputs at the same ratio; new_token_ratio starts at 0.7 (SGLANG_INIT_NEW_TOKEN_RATIO), decays by
+    (0.7 - 0.7 x 0.14) / 600 a decode step to 0.7 x 0.14 (global_config: default_min_new_token_ratio_factor 0.14,
+    default_new_token_ratio_decay_steps 600); a decode that finds the pool full retracts requests
+    (ScheduleBatch.retract_decode: their KV is freed, they go back to the queue) and the ratio goes back up.
+    page_size 1 (server_args.py default); chunked_prefill_size 8192 on an 80 GB GPU (server_args.py
+    _handle_gpu_memory_settings); max_running_requests: the pool's request slots (4096 here)."""
+    init = 0.7
+    floor = init * 0.14
+    return SchedulerPolicy("sglang", mixed=False, budget=budget, max_seqs=max_seqs, block_size=block_size,
+                           admission="token_ratio", preempt="retract", init_new_token_ratio=init,
+                           min_new_token_ratio=floor, new_token_ratio_decay=(init - floor) / 600)
+
+
+def trtllm_guaranteed_no_evict(budget: int = 8192, max_seqs: int = 2048, block_size: int = 32) -> SchedulerPolicy:
+    """TensorRT-LLM's in-flight batching (cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp
+    GuaranteedNoEvictScheduler, and the PyTorch executor's tensorrt_llm/_torch/pyexecutor/scheduler.py
+    SimpleScheduler = BindCapacityScheduler + BindMicroBatchScheduler): a request is admitted only when the KV
+    blocks for its prompt and its whole max_tokens output are free, so nothing is ever evicted; each step the
+    micro-batch scheduler takes the generation requests (one token each) and context chunks up to max_num_tokens
+    (context chunking), at most max_batch_size requests. Defaults: llmapi/llm_args.py max_batch_size 2048,
+    max_num_tokens 8192; tokens_per_block 32 (KvCacheConfig)."""
+    return SchedulerPolicy("trtllm", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
+                           admission="full_length", preempt=None)
+
+
+POLICIES = {"vllm": vllm_v1, "sglang": sglang_prefill_first, "trtllm": trtllm_guaranteed_no_evict}
+
+
+def scheduler_policy(engine: str, *, budget: int | None = None, max_seqs: int | None = None) -> SchedulerPolicy:
+    """The policy of `engine` (vllm, sglang, trtllm; auto and roofline run vLLM's), with its defaults unless given."""
+    make = POLICIES.get(engine, vllm_v1 if engine in ("auto", "roofline") else None)
+    if make is None:
+        raise KvcalcError(f"--engine: no scheduler policy for {engine!r}; expected one of vllm, sglang, trtllm")
+    kwargs = {}
+    if budget is not None:
+        kwargs["budget"] = budget
+    if max_seqs is not None:
+        kwargs["max_seqs"] = max_seqs
+    return make(**kwargs)

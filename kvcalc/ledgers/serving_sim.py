@@ -1,0 +1,171 @@
+"""Score the request-level simulator (serving/simulate.py) and the closed form (serving/closed_form.py) against
+published serving benchmarks (validation/serve/unseen-serving.csv): each row runs with its own engine, model, GPU,
+parallelism, dtypes, lengths, prompts and arrivals; nothing is fitted on these rows.
+
+Rows the simulator cannot run as published are reported with the reason, not scored: ShareGPT prompts (their
+length distribution is not modelled yet), models or GPUs kvcalc has no spec for, layouts it refuses.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+import warnings
+from pathlib import Path
+
+from kvcalc.errors import KvcalcError
+
+COLUMNS = ("id", "engine", "engine_version", "model", "gpu", "tp", "pp", "ep", "dp_attention", "weight_dtype",
+           "kv_dtype", "dataset", "input_len", "output_len", "range_ratio", "num_prompts", "concurrency",
+           "request_rate", "output_tokens_per_s", "request_throughput", "median_ttft_ms", "p99_ttft_ms",
+           "median_tpot_ms", "p99_tpot_ms", "median_itl_ms", "publisher", "source", "note")
+METRICS = {  # ledger column: (simulator's figure, closed form's figure)
+    "output_tokens_per_s": (lambda s: s["output_tokens_per_s"], lambda c: c["output_tokens_per_s"]),
+    "median_ttft_ms": (lambda s: s["ttft_ms"]["p50"], lambda c: c["ttft_ms"]),
+    "p99_ttft_ms": (lambda s: s["ttft_ms"]["p99"], None),
+    "median_tpot_ms": (lambda s: s["tpot_ms"]["p50"], lambda c: c["tpot_ms"]),
+    "p99_tpot_ms": (lambda s: s["tpot_ms"]["p99"], None),
+    "median_itl_ms": (lambda s: s["itl_ms"]["p50"], lambda c: c["tpot_ms"]),
+}
+AMD = ("mi",)  # GPU names of AMD Instinct parts start with "mi" (hardware_specs/mi*.toml)
+
+
+def is_serving_sim_ledger(path: Path) -> bool:
+    """Whether a CSV has this ledger's header (its first line names every column above)."""
+    try:
+        with Path(path).open() as f:
+            head = f.readline().strip().split(",")
+    except OSError:
+        return False
+    return tuple(head) == COLUMNS
+
+
+def read_rows(path: Path) -> list[dict]:
+    with Path(path).open() as f:
+        rows = list(csv.DictReader(f))
+    for n, row in enumerate(rows, 2):
+        for key in ("tp", "pp", "num_prompts"):
+            if not (row.get(key) or "").strip().isdigit():
+                raise KvcalcError(f"--serve: {path} line {n}, column {key}: expected a whole number, got "
+                                  f"{row.get(key)!r}")
+        row["_line"] = n
+    return rows
+
+
+def _number(text: str) -> float | None:
+    text = (text or "").strip()
+    return float(text) if text else None
+
+
+def row_kwargs(row: dict) -> dict:
+    """simulate()'s keywords for a ledger row (KvcalcError when the row cannot be run as published)."""
+    dataset = row["dataset"].strip().lower()
+    if not dataset.startswith("random"):
+        raise KvcalcError(f"dataset {row['dataset']!r}: only random lengths are modelled")
+    tp, pp = int(row["tp"]), int(row["pp"])
+    ep = int(row.get("ep") or 1)
+    if row.get("dp_attention", "0").strip() == "1":  # attention data-parallel over the GPUs, experts over all
+        tp, ep = 1, tp * max(ep, 1) if ep > tp else tp
+    elif ep < tp:  # experts within the tensor-parallel group: kvcalc runs them tensor-parallel
+        ep = 1
+    note = row.get("note", "")
+    client = "sglang" if "bench_serving" in note and "vllm bench" not in note else "vllm"
+    rr = _number(row["range_ratio"]) or 0.0
+    kw = {"input_len": int(float(row["input_len"])), "output_len": int(float(row["output_len"])),
+              "num_prompts": int(row["num_prompts"]), "tp": tp, "pp": pp, "ep": ep, "weight_dtype": row["weight_dtype"],
+              "kv_dtype": row["kv_dtype"] or "bf16", "range_ratio": rr, "length_client": client, "seed": 0}
+    conc, rate = _number(row["concurrency"]), _number(row["request_rate"])
+    if conc is not None:
+        kw.update(arrivals="closed", concurrency=float(min(conc, kw["num_prompts"])))
+    elif rate is not None:
+        kw.update(arrivals="poisson", request_rate=rate)
+    else:
+        raise KvcalcError("neither concurrency nor request_rate given")
+    return kw
+
+
+def _run(model: str, gpu: str, engine: str, kw: dict) -> tuple[dict, str]:
+    """simulate() under the row's engine; where kvcalc has no profile of it on this GPU, its scheduler on the
+    datasheet roofline (the time model then says so)."""
+    from kvcalc.serving.simulate import simulate
+
+    try:
+        return simulate(model, gpu, engine=engine, **kw), engine
+    except KvcalcError as e:
+        if "profile" not in str(e):
+            raise
+    return simulate(model, gpu, engine="roofline", scheduler=engine, **kw), "roofline"
+
+
+def _closed_form(model: str, gpu: str, time_model: str, kw: dict) -> dict | None:
+    """serve() for the row: its concurrency; at request rate inf every prompt in flight at once (as many as the pool
+    holds); at a finite rate that rate, or the pool's limit where one server cannot keep up (a benchmark runs one
+    server, where serve would add replicas)."""
+    from kvcalc.serving.closed_form import serve
+
+    common = {"input_len": kw["input_len"], "output_len": kw["output_len"], "tp": kw["tp"], "pp": kw["pp"], "ep": kw["ep"],
+                  "engine": time_model, "weight_dtype": kw["weight_dtype"], "kv_dtype": kw["kv_dtype"]}
+    try:
+        if kw.get("concurrency") is not None:
+            return serve(model, gpu, concurrency=kw["concurrency"], **common)
+        full = serve(model, gpu, concurrency="max", **common)
+        if math.isinf(kw["request_rate"]):
+            return serve(model, gpu, concurrency=min(kw["num_prompts"], full["concurrency"]), **common)
+        r = serve(model, gpu, request_rate=kw["request_rate"], **common)
+        return full if r["replicas"] > 1 else r
+    except KvcalcError:
+        return None
+
+
+def score(rows: list[dict]) -> list[dict]:
+    """One result per row and published metric: measured, simulated, closed form, errors [%]; rows that cannot run
+    give one result with `skipped` (the reason)."""
+    from kvcalc.specs.catalog import load_gpu
+
+    out = []
+    for row in rows:
+        base = {"id": row["id"], "engine": row["engine"], "model": row["model"], "gpu": row["gpu"]}
+        try:
+            vendor = "AMD" if load_gpu(row["gpu"]).name.startswith(AMD) else "NVIDIA"
+            kw = row_kwargs(row)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sim, time_model = _run(row["model"], row["gpu"], row["engine"], kw)
+                closed = _closed_form(row["model"], row["gpu"], time_model, kw)
+        except (KvcalcError, ValueError) as e:
+            out.append({**base, "skipped": str(e).splitlines()[0]})
+            continue
+        for metric, (from_sim, from_closed) in METRICS.items():
+            measured = _number(row.get(metric, ""))
+            if not measured:
+                continue
+            s = from_sim(sim)
+            c = from_closed(closed) if (closed is not None and from_closed is not None) else None
+            c = float(c) if c is not None else None
+            out.append({**base, "vendor": vendor, "time_model": time_model, "metric": metric, "measured": measured,
+                        "simulated": s, "closed_form": c,
+                        "sim_error_pct": round((s - measured) / measured * 100, 1) if s is not None else None,
+                        "closed_error_pct": round((c - measured) / measured * 100, 1) if c is not None else None})
+    return out
+
+
+def summary(results: list[dict]) -> list[dict]:
+    """Median |error| [%] per metric, overall and per engine and vendor, for the simulator and the closed form."""
+    scored = [r for r in results if "metric" in r]
+    groups: dict[tuple, list[dict]] = {}
+    for r in scored:
+        for key in (("all", r["metric"]), (f"engine={r['engine']}", r["metric"]), (f"vendor={r['vendor']}", r["metric"])):
+            groups.setdefault(key, []).append(r)
+    out = []
+    for (group, metric), rs in sorted(groups.items()):
+        sim = [abs(r["sim_error_pct"]) for r in rs if r["sim_error_pct"] is not None]
+        closed = [abs(r["closed_error_pct"]) for r in rs if r["closed_error_pct"] is not None]
+        out.append({"rows": group, "metric": metric, "n": len(rs),
+                    "sim_median_abs_error_pct": round(statistics.median(sim), 1) if sim else None,
+                    "closed_median_abs_error_pct": round(statistics.median(closed), 1) if closed else None})
+    skipped = [r for r in results if "skipped" in r]
+    if skipped:
+        out.append({"rows": "skipped", "metric": "-", "n": len({r["id"] for r in skipped}),
+                    "sim_median_abs_error_pct": None, "closed_median_abs_error_pct": None})
+    return out

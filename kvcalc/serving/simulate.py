@@ -1,0 +1,761 @@
+"""A request-level discrete-event simulation of one deployment's scheduler (kvcalc serve --simulate).
+
+Requests arrive (a closed loop at a concurrency as `vllm bench serve --max-concurrency` runs them, Poisson at a
+rate, bursts, or a trace), wait, are admitted by the engine's scheduler policy (kvcalc/engines/scheduler.py), have
+their prompts prefilled in chunks within the step's token budget, decode one token a step (E with speculation),
+may be preempted when the KV pool runs out, and finish. Every step is timed by the same StepTimer estimate and
+serve use, read from a grid precomputed over (decode batch, mean decode context, prefill chunk) and interpolated
+multilinearly (exact for a step time linear in each, as the toy timers in the tests are).
+
+Between events (an arrival that can be admitted, a prefill chunk, a completion, the pool filling) every step has
+the same requests decoding, so the simulator advances all those steps at once: the step times over the contexts to
+come are one vectorised interpolation, and their cumulative sum finds the step in which the next arrival lands.
+
+State is numpy arrays indexed by request (arrival time, lengths, cached tokens, prefill left, generated tokens,
+first-token and finish times), so 100,000 requests take a few MB.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kvcalc.engines.scheduler import SchedulerPolicy
+from kvcalc.errors import KvcalcError
+
+# ----------------------------------------------------------------------------------------------------------------
+# The step-time grid
+# ----------------------------------------------------------------------------------------------------------------
+
+def _axis(top: float, dense: tuple[float, ...]) -> np.ndarray:
+    """0, the dense small values, then doubling up to `top` (inclusive)."""
+    pts = [0.0, *[d for d in dense if d < top]]
+    x = max(pts[-1] * 2, 1.0)
+    while x < top:
+        pts.append(x)
+        x *= 2
+    pts.append(float(top))
+    return np.unique(np.array(pts, dtype=float))
+
+
+class StepGrid:
+    """Step time [s] of `decodes` decoding sequences at mean cached context `context` beside a prefill chunk of
+    `chunk` tokens: stepper.seconds sampled on a (decodes x context x chunk) grid, multilinear in between; the
+    tokens cached before the chunk (chunk_context) enter as an additive correction sampled on (chunk x chunk
+    context)."""
+
+    def __init__(self, stepper, max_decodes: int, max_context: int, max_chunk: int):
+        self.stepper = stepper
+        self.b = _axis(max(max_decodes, 1), (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48))
+        self.c = _axis(max(max_context, 1), (1, 128, 512, 1024, 2048))
+        self.k = _axis(max(max_chunk, 1), (16, 64, 256, 512, 1024, 2048, 4096))
+        self.kc = _axis(max(max_context, 1), (256, 1024, 4096))
+        s = stepper.seconds
+        self.t = np.array([[[s(b, c, k, 0) for k in self.k] for c in self.c] for b in self.b])  # [B, C, K]
+        base = np.array([s(0, 0, k, 0) if k else 0.0 for k in self.k])
+        self.corr = np.array([[(s(0, 0, k, kc) - base[i]) if k else 0.0 for kc in self.kc]
+                              for i, k in enumerate(self.k)])  # [K, KC]
+        self._b, self._c, self._k, self._kc = (list(a) for a in (self.b, self.c, self.k, self.kc))
+
+    @staticmethod
+    def _cell(axis: list, x: float):
+        i = min(max(bisect.bisect_right(axis, x) - 1, 0), len(axis) - 2)
+        lo, hi = axis[i], axis[i + 1]
+        return i, min(max((x - lo) / (hi - lo), 0.0), 1.0) if x <= hi else (x - lo) / (hi - lo)
+
+    def seconds(self, decodes: float, context: float, chunk: float, chunk_context: float) -> float:
+        i, u = self._cell(self._b, decodes)
+        j, v = self._cell(self._c, context)
+        k, w = self._cell(self._k, chunk)
+        t = self.t
+        a = (t[i, j, k] * (1 - w) + t[i, j, k + 1] * w) * (1 - v) + (t[i, j + 1, k] * (1 - w) + t[i, j + 1, k + 1] * w) * v
+        b = (t[i + 1, j, k] * (1 - w) + t[i + 1, j, k + 1] * w) * (1 - v) + (
+            t[i + 1, j + 1, k] * (1 - w) + t[i + 1, j + 1, k + 1] * w) * v
+        out = a * (1 - u) + b * u
+        if chunk > 0:
+            m, z = self._cell(self._kc, chunk_context)
+            c = self.corr
+            out += (c[k, m] * (1 - z) + c[k, m + 1] * z) * (1 - w) + (c[k + 1, m] * (1 - z) + c[k + 1, m + 1] * z) * w
+        return float(out)
+
+    def decode_seconds(self, decodes: float, contexts: np.ndarray) -> np.ndarray:
+        """Pure decode steps of `decodes` sequences at each mean context in `contexts` (vectorised)."""
+        i, u = self._cell(self._b, decodes)
+        row = self.t[i, :, 0] * (1 - u) + self.t[i + 1, :, 0] * u
+        inside = np.interp(contexts, self.c, row)
+        # beyond the grid's last context, extend the last cell's slope (np.interp would hold it flat)
+        slope = (row[-1] - row[-2]) / (self.c[-1] - self.c[-2])
+        return np.where(contexts > self.c[-1], row[-1] + (contexts - self.c[-1]) * slope, inside)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Workloads
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Workload:
+    """N requests: arrival times [s] (NaN: released by a completion in a closed loop), prompt and output lengths."""
+    arrival_s: np.ndarray
+    input_len: np.ndarray
+    output_len: np.ndarray
+    concurrency: int | None = None  # closed loop: requests in flight
+    description: str = ""
+    prefilled: bool = False  # requests arrive with their prompt cached and first token out (a decode pool's)
+
+
+def lengths(n: int, mean: int, range_ratio: float, rng: np.random.Generator, client: str = "vllm") -> np.ndarray:
+    """n lengths: fixed (range_ratio 0) or uniform on [floor(L (1 - r)), ceil(L (1 + r))] as vLLM's random dataset
+    draws them (vllm/benchmarks/datasets.py RandomDataset.sample: np.random.randint(low, high + 1)); with
+    client="sglang", uniform on [max(1, int(L r)), L] as SGLang's bench_serving.py sample_random_requests draws them
+    (np.random.randint(max(int(input_len * range_ratio), 1), input_len + 1): r = 1 is fixed, r = 0 all of [1, L])."""
+    if client == "sglang":
+        if range_ratio >= 1:
+            return np.full(n, mean, dtype=np.int64)
+        return rng.integers(max(int(mean * range_ratio), 1), mean + 1, size=n, dtype=np.int64)
+    if range_ratio == 0:
+        return np.full(n, mean, dtype=np.int64)
+    low, high = max(1, math.floor(mean * (1 - range_ratio))), math.ceil(mean * (1 + range_ratio))
+    return rng.integers(low, high + 1, size=n, dtype=np.int64)
+
+
+def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: int, *, concurrency=None,
+                  request_rate=None, range_ratio: float = 0.0, seed: int = 0, burst_size: int | None = None,
+                  client: str = "vllm") -> Workload:
+    """closed: `concurrency` in flight from t = 0, each completion releasing the next (vllm bench serve
+    --max-concurrency C --request-rate inf); poisson: exponential gaps at `request_rate` requests/s (vllm bench
+    serve --request-rate R, burstiness 1); burst: groups of `burst_size` (default: concurrency or 8) arriving
+    together, the groups at Poisson times of rate request_rate / burst_size."""
+    rng = np.random.default_rng(seed)
+    ins = lengths(num_prompts, input_len, range_ratio, rng, client)
+    outs = lengths(num_prompts, output_len, range_ratio, rng, client)
+    if arrivals == "closed":
+        c = int(concurrency)
+        arrive = np.full(num_prompts, np.nan)
+        arrive[:min(c, num_prompts)] = 0.0
+        return Workload(arrive, ins, outs, concurrency=c, description=f"closed loop, {c} in flight")
+    if arrivals == "poisson":
+        if math.isinf(request_rate):
+            return Workload(np.zeros(num_prompts), ins, outs, description="all at t = 0 (request rate inf)")
+        gaps = rng.exponential(1.0 / request_rate, size=num_prompts)
+        gaps[0] = 0.0
+        return Workload(np.cumsum(gaps), ins, outs, description=f"Poisson, {request_rate:g} requests/s")
+    if arrivals == "burst":
+        size = int(burst_size or concurrency or 8)
+        groups = math.ceil(num_prompts / size)
+        starts = np.cumsum(rng.exponential(size / request_rate, size=groups))
+        starts -= starts[0]
+        return Workload(np.repeat(starts, size)[:num_prompts], ins, outs,
+                        description=f"bursts of {size}, {request_rate:g} requests/s on average")
+    raise KvcalcError(f"--arrivals: expected closed, poisson, burst or trace, got {arrivals!r}")
+
+
+def read_trace(path) -> Workload:
+    """A trace file: CSV with a header naming arrival_s (or timestamp), input_len, output_len, or JSONL with those
+    keys. Times must not go backwards; lengths are positive integers."""
+    import csv
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise KvcalcError(f"--trace: {path} is not a file")
+    rows = []
+    with path.open() as f:
+        if path.suffix == ".jsonl":
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((n, json.loads(line)))
+                except json.JSONDecodeError:
+                    raise KvcalcError(f"--trace: {path} line {n}: not a JSON object") from None
+        else:
+            for n, row in enumerate(csv.DictReader(f), 2):
+                rows.append((n, row))
+    t = np.empty(len(rows))
+    ins = np.empty(len(rows), dtype=np.int64)
+    outs = np.empty(len(rows), dtype=np.int64)
+    last = -math.inf
+    for idx, (n, row) in enumerate(rows):
+        if not isinstance(row, dict):
+            raise KvcalcError(f"--trace: {path} line {n}: not an object")
+        for name, kind, out in (("arrival_s", float, t), ("input_len", int, ins), ("output_len", int, outs)):
+            key = "timestamp" if name == "arrival_s" and "arrival_s" not in row and "timestamp" in row else name
+            raw = row.get(key)
+            try:
+                value = kind(raw) if kind is float else int(str(raw))
+            except (TypeError, ValueError):
+                raise KvcalcError(f"--trace: {path} line {n}, field {name}: expected a number, got {raw!r}") from None
+            if not math.isfinite(value) or value < 0 or (kind is int and value < 1):
+                raise KvcalcError(f"--trace: {path} line {n}, field {name}: expected a positive number, got {raw!r}")
+            out[idx] = value
+        if t[idx] < last:
+            raise KvcalcError(f"--trace: {path} line {n}, field arrival_s: {t[idx]:g} is before the line above "
+                              f"({last:g}); times must not go backwards")
+        last = t[idx]
+    if not rows:
+        raise KvcalcError(f"--trace: {path} has no requests")
+    return Workload(t - t[0], ins, outs, description=f"trace {path.name}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The simulation
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class SimResult:
+    """Per-request times [s] and the step log."""
+    arrival_s: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    input_len: np.ndarray
+    output_len: np.ndarray
+    preemptions: int
+    itl_s: np.ndarray            # one entry per decode step (or block of steps): the step's duration
+    itl_weight: np.ndarray       # tokens that step streamed (the decodes in it)
+    timeline_s: np.ndarray       # time of each logged step
+    waiting: np.ndarray          # requests queued then
+    running: np.ndarray          # requests running then
+    steps: int = 0
+    log: list = field(default_factory=list)
+
+
+def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *, pool_tokens: float,
+                      verify_tokens: int = 1, tokens_per_step: float = 1.0, prefix_hit_rate: float = 0.0,
+                      log_steps: bool = False) -> SimResult:
+    """Run `workload` through `policy` with step times from step_time (a StepGrid, or anything with
+    seconds(decodes, context, chunk, chunk_context) and decode_seconds(decodes, contexts)). pool_tokens: the KV pool
+    in tokens. Speculative decoding: each decode puts verify_tokens into the step and yields tokens_per_step.
+    prefix_hit_rate: the fraction of each prompt found in the prefix cache (not prefilled; its blocks still held)."""
+    arrive = workload.arrival_s.astype(float).copy()
+    ins, outs = workload.input_len, workload.output_len
+    n = len(ins)
+    bs = policy.block_size
+    pool_blocks = int(pool_tokens // bs)
+    q, gain = verify_tokens, tokens_per_step
+    hit = np.floor(ins * prefix_hit_rate / bs) * bs
+    hit = np.minimum(hit, ins - 1)
+    kv = np.zeros(n)                         # tokens cached
+    pre_left = (ins - hit).astype(float)     # tokens still to prefill
+    gen = np.zeros(n)                        # tokens generated
+    blocks = np.zeros(n, dtype=np.int64)     # KV blocks held
+    first = np.full(n, np.nan)
+    if workload.prefilled:  # KV received from a prefill pool: decode from the first step
+        kv[:], pre_left[:], gen[:], hit[:] = ins, 0.0, 1.0, 0.0
+        first[:] = arrive
+    finish = np.full(n, np.nan)
+    closed = workload.concurrency is not None
+    released = [int(np.sum(~np.isnan(arrive)))]  # closed loop: requests released so far
+    nxt = 0                                  # next request not yet queued (requests are in arrival order)
+    waiting: deque = deque()
+    run = np.empty(0, dtype=np.int64)
+    used = 0                                 # blocks held
+    t = 0.0
+    done = 0
+    preemptions = 0
+    ratio = policy.init_new_token_ratio
+    itl_t: list = []
+    itl_w: list = []
+    tl_t: list = []
+    tl_wait: list = []
+    tl_run: list = []
+    steps = 0
+    log: list = []
+
+    def blocks_for(tokens):
+        return np.ceil(tokens / bs).astype(np.int64)
+
+    def full_blocks(i):  # blocks a request needs at its full length (TensorRT-LLM's guarantee)
+        return math.ceil((ins[i] + outs[i]) / bs)
+
+    def admissible(i, budget_left, run_ids) -> bool:
+        """Whether the head of the queue may enter now (memory only)."""
+        if policy.admission == "full_length":
+            reserved = int(np.sum(np.ceil((ins[run_ids] + outs[run_ids]) / bs)))
+            return reserved + full_blocks(i) <= pool_blocks
+        s = min(pre_left[i], budget_left)
+        need = math.ceil((kv[i] + s + hit[i] * (kv[i] == 0)) / bs) - blocks[i]
+        if policy.admission == "token_ratio":
+            outstanding = float(np.sum(np.maximum(outs[run_ids] - gen[run_ids], 0))) * ratio if len(run_ids) else 0.0
+            extra = (outs[i] - gen[i]) * ratio
+            return used + need + (outstanding + extra) / bs <= pool_blocks
+        return used + need <= pool_blocks
+
+    while done < n:
+        # queue the arrivals up to now
+        while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= t:
+            waiting.append(nxt)
+            nxt += 1
+        if len(run) == 0 and not waiting:
+            if nxt >= n or np.isnan(arrive[nxt]):
+                raise KvcalcError("simulation: no request can run (internal: closed loop ran dry)")
+            t = float(arrive[nxt])
+            continue
+        budget = policy.budget
+        prefilling = pre_left[run] > 0
+        step_ids = run
+        preempted_now = False
+
+        # SGLang: a prefill batch whenever a waiting request (or a chunked prompt in flight) can go
+        if not policy.mixed:
+            prefill_step = bool(prefilling.any())
+            if not prefill_step and waiting and len(run) < policy.max_seqs:
+                prefill_step = admissible(waiting[0], budget, run)
+            if not prefill_step and not len(run):
+                raise KvcalcError("simulation: the KV pool cannot admit the next request even with nothing running; "
+                                  "raise --tp or lower the lengths")
+            if not prefill_step:
+                # decode step; retract if the pool cannot take the next token of every running request
+                need = blocks_for(kv[run] + q) - blocks[run]
+                over = used + int(need.sum()) - pool_blocks
+                if over > 0:
+                    # ScheduleBatch.retract_decode: drop requests (the longest outputs left go last) until it fits
+                    order = np.argsort(-(outs[run] - gen[run]), kind="stable")
+                    freed, k = 0, 0
+                    while freed < over and k < len(run) - 1:
+                        j = run[order[k]]
+                        freed += int(blocks[j]) + int(need[order[k]])
+                        k += 1
+                    drop = run[order[:k]]
+                    if not len(drop):
+                        raise KvcalcError("simulation: the KV pool cannot hold one request's next token; raise --tp "
+                                          "or lower the lengths")
+                    for j in drop:
+                        used -= int(blocks[j])
+                        blocks[j] = 0
+                        pre_left[j] = ins[j] + gen[j]
+                        kv[j] = 0
+                        waiting.appendleft(j)
+                    preemptions += len(drop)
+                    run = run[~np.isin(run, drop)]
+                    ratio = policy.init_new_token_ratio
+                    continue
+                ratio = max(ratio - policy.new_token_ratio_decay, policy.min_new_token_ratio)
+                run, t, done, used, steps = _decode_block(
+                    run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
+                    pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n)
+                continue
+            step_ids = run[prefilling]
+        else:
+            # mixed step (vLLM V1, TensorRT-LLM): the running requests first, in order, within the token budget
+            pure_decode = len(run) and not prefilling.any() and len(run) * q <= budget and not (
+                waiting and len(run) < policy.max_seqs and admissible(waiting[0], budget - len(run) * q, run))
+            fits = pure_decode and (policy.preempt is None or used + int(
+                (blocks_for(kv[run] + q) - blocks[run]).sum()) <= pool_blocks)
+            if fits:  # the same requests decode until the next event: advance them in one block
+                run, t, done, used, steps = _decode_block(
+                    run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
+                    policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
+                    released, n)
+                continue
+
+        # one general step: the step_ids in order, then admissions
+        need = np.where(pre_left[step_ids] > 0, pre_left[step_ids], q)
+        start = np.cumsum(need) - need
+        sched = np.clip(budget - start, 0, need)
+        new_blocks = np.maximum(blocks_for(kv[step_ids] + sched + hit[step_ids] * (kv[step_ids] == 0)),
+                                blocks[step_ids])
+        if policy.preempt is not None and step_ids is run:
+            total = used - int(blocks[run].sum()) + np.cumsum(new_blocks)
+            keep = int(np.searchsorted(total, pool_blocks, side="right"))
+            if keep < len(run):
+                keep = max(keep, 1) if total[0] <= pool_blocks else 0
+                victims = run[keep:][::-1]
+                for j in victims:  # vLLM: self.running.pop() until it fits; each prepended to waiting
+                    used -= int(blocks[j])
+                    blocks[j] = 0
+                    kv[j] = 0
+                    pre_left[j] = ins[j] + gen[j]
+                    waiting.appendleft(j)
+                preemptions += len(victims)
+                preempted_now = True
+                run = run[:keep]
+                step_ids = run
+                need, start, sched, new_blocks = need[:keep], start[:keep], sched[:keep], new_blocks[:keep]
+        used += int((new_blocks - blocks[step_ids]).sum())
+        blocks[step_ids] = new_blocks
+        budget_left = budget - int(sched.sum())
+        admitted, admitted_s = [], []
+        if not preempted_now:
+            n_run = len(run)
+            while waiting and budget_left > 0 and n_run < policy.max_seqs:
+                i = waiting[0]
+                if not admissible(i, budget_left, np.concatenate([run, np.array(admitted, dtype=np.int64)])):
+                    break
+                waiting.popleft()
+                if kv[i] == 0 and hit[i] > 0 and pre_left[i] == ins[i] - hit[i]:
+                    kv[i] = hit[i]
+                s = min(pre_left[i], budget_left)
+                nb = math.ceil((kv[i] + s) / bs)
+                used += nb - int(blocks[i])
+                blocks[i] = nb
+                admitted.append(i)
+                admitted_s.append(s)
+                budget_left -= s
+                n_run += 1
+        adm = np.array(admitted, dtype=np.int64)
+        ids = np.concatenate([step_ids, adm]) if len(adm) else step_ids
+        all_sched = np.concatenate([sched, np.array(admitted_s, dtype=float)]) if len(adm) else sched
+        if len(adm):
+            run = np.concatenate([run, adm])
+        is_pre = pre_left[ids] > 0
+        dec = (~is_pre) & (all_sched > 0)
+        pre = is_pre & (all_sched > 0)
+        n_dec = int(dec.sum())
+        chunk = float(all_sched[pre].sum())
+        ctx = float(kv[ids[dec]].mean()) if n_dec else 0.0
+        # the tokens cached before each prompt's chunk, weighted by its tokens (StepTimer's chunk_context)
+        chunk_ctx = float(np.sum(kv[ids[pre]] * all_sched[pre]) / chunk) if chunk else 0.0
+        if n_dec == 0 and chunk == 0 and len(adm) and workload.prefilled:
+            continue  # requests admitted with their KV already in place decode from the next step
+        if n_dec == 0 and chunk == 0:
+            # nothing fits (the pool is too small for the head of the queue and nothing runs)
+            raise KvcalcError("simulation: the KV pool cannot hold the next request (its prompt, or its tokens so "
+                              "far); raise --tp or lower the lengths")
+        dt = step_time.seconds(n_dec, ctx, chunk, chunk_ctx)
+        t += dt
+        steps += 1
+        if log_steps:
+            log.append({"t_end": t, "decodes": n_dec, "chunk": chunk, "ids": ids[all_sched > 0].tolist()})
+        # advance the prefills
+        pid = ids[pre]
+        kv[pid] += all_sched[pre]
+        pre_left[pid] -= all_sched[pre]
+        sampled = pid[pre_left[pid] <= 0]
+        pre_left[sampled] = 0
+        gen[sampled] += 1
+        newly = sampled[np.isnan(first[sampled])]
+        first[newly] = t
+        # advance the decodes
+        did = ids[dec]
+        kv[did] += gain
+        gen[did] += gain
+        if n_dec:
+            itl_t.append(np.array([dt]))
+            itl_w.append(np.array([n_dec], dtype=float))
+        tl_t.append(t)
+        tl_wait.append(len(waiting))
+        tl_run.append(len(run))
+        # completions
+        fin = ids[(gen[ids] >= outs[ids] - 1e-9) & (all_sched > 0)]
+        if len(fin):
+            run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released)
+    return SimResult(workload.arrival_s if not closed else arrive, first, finish, ins, outs, preemptions,
+                     np.concatenate(itl_t) if itl_t else np.empty(0),
+                     np.concatenate(itl_w) if itl_w else np.empty(0),
+                     np.array(tl_t), np.array(tl_wait), np.array(tl_run), steps, log)
+
+
+def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released):
+    finish[fin] = t
+    used -= int(blocks[fin].sum())
+    blocks[fin] = 0
+    run = run[~np.isin(run, fin, assume_unique=True)]
+    done += len(fin)
+    if closed:  # each completion releases the next request of the closed loop
+        k = min(len(fin), n - released[0])
+        arrive[released[0]:released[0] + k] = t
+        released[0] += k
+    return run, done, used
+
+
+def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
+                  pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n):
+    """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
+    that could be admitted, in one vectorised block."""
+    d = len(run)
+    left = outs[run] - gen[run]
+    n_steps = max(1, int(np.ceil(left.min() / gain - 1e-9)))
+    if policy.preempt is not None:  # stop before a decode could find no free block
+        bs = policy.block_size
+        room = pool_blocks * bs - float(np.sum(kv[run])) - d * (bs + q)
+        n_steps = max(1, min(n_steps, int(room // (d * gain)) if room > 0 else 1))
+    ctx0 = float(kv[run].mean())
+    times = step_time.decode_seconds(d, ctx0 + gain * np.arange(n_steps))
+    cum = np.cumsum(times)
+    if nxt < n and not np.isnan(arrive[nxt]) and d < policy.max_seqs:
+        k = int(np.searchsorted(cum, arrive[nxt] - t, side="left"))
+        n_steps = min(n_steps, k + 1)
+    dt = float(cum[n_steps - 1])
+    t += dt
+    steps += n_steps
+    kv[run] += gain * n_steps
+    gen[run] += gain * n_steps
+    if policy.preempt is not None:
+        nb = np.ceil(kv[run] / policy.block_size).astype(np.int64)
+        used += int((np.maximum(nb, blocks[run]) - blocks[run]).sum())
+        blocks[run] = np.maximum(nb, blocks[run])
+    itl_t.append(times[:n_steps])
+    itl_w.append(np.full(n_steps, float(d)))
+    tl_t.append(t)
+    tl_wait.append(len(waiting))
+    tl_run.append(d)
+    fin = run[gen[run] >= outs[run] - 1e-9]
+    if len(fin):
+        run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released)
+    return run, t, done, used, steps
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------------------------
+
+PERCENTILES = (50, 90, 99)
+
+
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, pct: float) -> float | None:
+    """The pct-th percentile of values each counted `weight` times (the lower value at a tie, as np.percentile's
+    'inverted_cdf')."""
+    if len(values) == 0 or weights.sum() <= 0:
+        return None
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    k = int(np.searchsorted(cum, pct / 100 * cum[-1], side="left"))
+    return float(values[order][min(k, len(values) - 1)])
+
+
+def _pcts(x: np.ndarray, percentile: float) -> dict:
+    if len(x) == 0:
+        return {f"p{p:g}": None for p in (*PERCENTILES, percentile)} | {"mean": None}
+    out = {f"p{p:g}": float(np.percentile(x, p)) for p in (*PERCENTILES, percentile)}
+    out["mean"] = float(x.mean())
+    return out
+
+
+def _ms(seconds: float | None) -> float | None:
+    return seconds * 1e3 if seconds is not None else None
+
+
+def summarize(r: SimResult, *, gpus: int, request_overhead_s: float = 0.0, percentile: float = 99,
+              max_ttft_ms: float | None = None, max_tpot_ms: float | None = None) -> dict:
+    """TTFT, TPOT, ITL and end-to-end percentiles [ms], throughput, goodput and preemptions of a simulated run.
+
+    TTFT = first token - arrival (+ the engine's per-request overhead); TPOT = (finish - first token) / (O - 1);
+    ITL: every streamed decode step's duration, weighted by the tokens it streamed; duration = last finish - first
+    arrival, as `vllm bench serve` measures its benchmark duration."""
+    ok = ~np.isnan(r.finish_s)
+    ttft = (r.first_token_s - r.arrival_s + request_overhead_s)[ok]
+    e2e = (r.finish_s - r.arrival_s + request_overhead_s)[ok]
+    outs, ins = r.output_len[ok], r.input_len[ok]
+    multi = outs > 1
+    tpot = ((r.finish_s[ok] - r.first_token_s[ok])[multi] / (outs[multi] - 1))
+    duration = float(np.nanmax(r.finish_s) - np.nanmin(r.arrival_s) + request_overhead_s)
+    out_tok, all_tok = float(outs.sum()), float(outs.sum() + ins.sum())
+    res = {
+        "completed": int(ok.sum()), "duration_s": duration, "steps": r.steps, "preemptions": r.preemptions,
+        "requests_per_s": ok.sum() / duration,
+        "output_tokens_per_s": out_tok / duration, "total_tokens_per_s": all_tok / duration,
+        "output_tokens_per_s_per_gpu": out_tok / duration / gpus,
+        "total_tokens_per_s_per_gpu": all_tok / duration / gpus,
+        "ttft_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(ttft, percentile).items()},
+        "tpot_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(tpot, percentile).items()},
+        "e2e_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(e2e, percentile).items()},
+        "itl_ms": {f"p{p:g}": _ms(weighted_percentile(r.itl_s, r.itl_weight, p)) for p in (*PERCENTILES, percentile)},
+        "tokens_per_s_per_user": {"mean": float(np.mean(1 / tpot)) if len(tpot) else None},
+        "max_waiting": int(r.waiting.max()) if len(r.waiting) else 0,
+        "max_running": int(r.running.max()) if len(r.running) else 0,
+    }
+    if not len(tpot):
+        res["tpot_ms_note"] = "every request has one output token: no time per output token"
+        res["tokens_per_s_per_user_note"] = res["tpot_ms_note"]
+    if max_ttft_ms is not None or max_tpot_ms is not None:
+        good = np.ones(ok.sum(), dtype=bool)
+        if max_ttft_ms is not None:
+            good &= ttft * 1e3 <= max_ttft_ms
+        if max_tpot_ms is not None:
+            tp = np.zeros(ok.sum())
+            tp[multi] = tpot
+            good &= tp * 1e3 <= max_tpot_ms
+        key = f"p{percentile:g}"
+        res["goodput_requests_per_s"] = float(good.sum() / duration)
+        res["slo_met_at_percentile"] = bool(
+            (max_ttft_ms is None or res["ttft_ms"][key] <= max_ttft_ms)
+            and (max_tpot_ms is None or res["tpot_ms"][key] is None or res["tpot_ms"][key] <= max_tpot_ms))
+    return res
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The public entry point
+# ----------------------------------------------------------------------------------------------------------------
+
+def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len: int | None = None,
+             arrivals: str = "closed", concurrency: float | None = None, request_rate: float | None = None,
+             num_prompts: int = 1000, range_ratio: float = 0.0, trace=None, seed: int = 0, tp: int = 1, pp: int = 1,
+             ep: int = 1, engine: str = "auto", weight_dtype: str = "auto", kv_dtype: str = "bf16",
+             memory_utilization: float = 0.9, step_tokens: int | None = None, max_num_seqs: int | None = None,
+             speculate: str | None = None, prefix_hit_rate: float = 0.0, percentile: float = 99,
+             max_ttft_ms: float | None = None, max_tpot_ms: float | None = None, burst_size: int | None = None,
+             vllm_runner: str = "auto", vllm_version: str = "latest", keep_timeline: bool = False,
+             scheduler: str | None = None, length_client: str = "vllm",
+             disaggregate: tuple[int, int] | None = None) -> dict:
+    """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
+
+    arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
+    engine picks the scheduler policy (kvcalc/engines/scheduler.py; auto and roofline run vLLM V1's) as well as the
+    step-time profile and the KV pool's memory rule (scheduler, if given, picks the policy alone); step_tokens and
+    max_num_seqs override the policy's defaults. length_client: whose --random-range-ratio convention (vllm or sglang
+    bench_serving). With ep > tp the ep / tp data-parallel attention groups are pooled into one scheduler with ep / tp
+    times the budget, requests and KV pool (their step is StepTimer's expert-parallel step). disaggregate=(P, D): P
+    prefill GPUs and D decode GPUs in replicas of tp; requests go round-robin to a prefill replica, their KV cache
+    crosses the link (formulas/workload.py transfer_seconds), then round-robin to a decode replica; TTFT is the
+    prefill plus the transfer. Open-loop arrivals only (a closed loop couples the pools)."""
+    from kvcalc.checks import MAX_TOKENS, check_int, check_number
+    from kvcalc.engines.memory import check_vllm_runner, check_vllm_version
+    from kvcalc.engines.scheduler import scheduler_policy
+    from kvcalc.serving.closed_form import deployment
+
+    check_int("--seed", seed, 0, 2**63 - 1)
+    check_number("--range-ratio", range_ratio, 0, 1 if length_client == "sglang" else 0.999)  # vLLM: 0 <= r < 1
+    check_number("--prefix-hit-rate", prefix_hit_rate, 0, 1)
+    check_number("--percentile", percentile, 0, 100, lo_open=True)
+    if arrivals == "trace":
+        if trace is None:
+            raise KvcalcError("--arrivals trace: give --trace FILE")
+        work = read_trace(trace)
+    else:
+        if input_len is None or output_len is None:
+            raise KvcalcError("--input-len / --output-len: needed unless --arrivals trace")
+        check_int("--input-len", input_len, 1, MAX_TOKENS)
+        check_int("--output-len", output_len, 1, MAX_TOKENS)
+        check_int("--num-prompts", num_prompts, 1, 10_000_000)
+        if arrivals == "closed":
+            if concurrency is None:
+                raise KvcalcError("--arrivals closed: give --concurrency (requests in flight)")
+            check_number("--concurrency", concurrency, 1, 10_000_000)
+            if concurrency != int(concurrency):
+                raise KvcalcError(f"--concurrency: a closed loop keeps whole requests in flight, got {concurrency:g}")
+        elif arrivals in ("poisson", "burst"):
+            if request_rate is None:
+                raise KvcalcError(f"--arrivals {arrivals}: give --request-rate")
+            if not math.isinf(request_rate):
+                check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
+        work = make_workload(arrivals, num_prompts, input_len, output_len, concurrency=concurrency,
+                             request_rate=request_rate, range_ratio=range_ratio, seed=seed, burst_size=burst_size,
+                             client=length_client)
+    check_vllm_runner(vllm_runner, engine)
+    version = check_vllm_version(vllm_version, engine)
+    policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
+    mean_in, mean_out = round(work.input_len.mean()), round(work.output_len.mean())
+    d = deployment(model, gpu, input_len=mean_in, output_len=max(mean_out, 1), tp=tp, pp=pp, ep=ep, engine=engine,
+                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
+                   step_tokens=policy.budget, speculate=speculate, vllm_runner=vllm_runner, version=version,
+                   cuda_graph_bytes=None, flashinfer_sampler=False)
+    spec, stepper = d["spec"], d["stepper"]
+    full = mean_in + mean_out
+    # the pool in tokens: what it holds of requests at the mean full length, times that length (exact for attention
+    # whose cache grows linearly; sliding windows and linear layers make this the mean length's rate)
+    per_request = d["engine_request"] or d["request_bytes"](full)
+    pool_tokens = d["pool"] / per_request * full
+    dp = ep // tp if ep > tp else 1
+    if dp > 1:  # data-parallel attention groups, pooled
+        from dataclasses import replace
+
+        policy = replace(policy, budget=policy.budget * dp, max_seqs=policy.max_seqs * dp)
+        pool_tokens *= dp
+    # requests longer than the model's context are refused, as the engine refuses them (reported, not truncated)
+    limit = spec.max_position_embeddings
+    too_long = (work.input_len + work.output_len > limit) if limit else np.zeros(len(work.input_len), dtype=bool)
+    rejected = int(too_long.sum())
+    if rejected:
+        if rejected == len(too_long):
+            raise KvcalcError(f"every request is longer than {spec.name}'s context of {limit:,} tokens")
+        keep = ~too_long
+        arr = work.arrival_s[keep]
+        work = Workload(arr, work.input_len[keep], work.output_len[keep], work.concurrency, work.description)
+    if work.concurrency is not None:
+        work.arrival_s[:] = np.nan
+        work.arrival_s[:min(work.concurrency, len(work.arrival_s))] = 0.0
+    longest = int((work.input_len + work.output_len).max())
+    if math.ceil(longest / policy.block_size) > pool_tokens // policy.block_size:
+        raise KvcalcError(f"{spec.name}: the KV pool ({pool_tokens:,.0f} tokens) does not hold one request of "
+                          f"{longest:,} tokens; raise --tp")
+    grid = StepGrid(stepper, min(policy.max_seqs, len(work.input_len)), longest, policy.budget)
+    if disaggregate is not None:
+        res, transfer_ms = _disaggregated(policy, grid, work, d, disaggregate, tp, pool_tokens, prefix_hit_rate)
+    else:
+        res = simulate_schedule(policy, grid, work, pool_tokens=pool_tokens, verify_tokens=stepper.decode_q,
+                                tokens_per_step=stepper.decode_gain, prefix_hit_rate=prefix_hit_rate)
+    from kvcalc.engines.overhead import overhead_seconds
+
+    request_s = overhead_seconds(d["profile"])[1]  # once per request, in its TTFT (the step overhead is in the grid)
+    gpus = tp * pp if ep == 1 else ep
+    if disaggregate is not None:
+        gpus = sum(disaggregate)
+    out = {
+        "model": spec.name, "gpu": d["hw"].name, "engine": policy.name, "tensor_parallel": tp,
+        "pipeline_parallel": pp, "expert_parallel": ep, "gpus": gpus,
+        "arrivals": work.description, "num_prompts": len(work.input_len), "seed": seed,
+        "mean_input_len": float(work.input_len.mean()), "mean_output_len": float(work.output_len.mean()),
+        "rejected_over_context": rejected,
+        "step_tokens": policy.budget, "max_num_seqs": policy.max_seqs, "kv_pool_tokens": pool_tokens,
+        **summarize(res, gpus=gpus, request_overhead_s=request_s, percentile=percentile,
+                    max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms),
+        "request_overhead_ms": request_s * 1e3,
+    }
+    if disaggregate is not None:
+        out["disaggregate"] = f"{disaggregate[0]}:{disaggregate[1]}"
+        out["kv_transfer_ms_mean"] = transfer_ms
+    if rejected:
+        out["rejected_over_context_note"] = (f"{rejected} requests are longer than the model's context of {limit:,} "
+                                             "tokens; the engine refuses them, so they are left out")
+    if keep_timeline:
+        out["timeline"] = {"t_s": res.timeline_s, "waiting": res.waiting, "running": res.running,
+                           "ttft_s": res.first_token_s - res.arrival_s, "e2e_s": res.finish_s - res.arrival_s}
+    return out
+
+
+def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int], tp: int, pool_tokens: float,
+                   prefix_hit_rate: float):
+    """Prefill replicas (round-robin, one output token each), the KV transfer, then decode replicas (round-robin,
+    prompts already cached); one SimResult of the whole path."""
+    from kvcalc.checks import MAX_GPUS, check_int
+    from kvcalc.formulas.kv import kv_bytes_per_sequence
+    from kvcalc.formulas.workload import transfer_seconds
+
+    for flag, gpus in (("--disaggregate (prefill GPUs)", split[0]), ("--disaggregate (decode GPUs)", split[1])):
+        check_int(flag, gpus, tp, MAX_GPUS)
+        if gpus % tp:
+            raise KvcalcError(f"{flag}: {gpus} is not a multiple of --tp {tp}")
+    if work.concurrency is not None:
+        raise KvcalcError("--disaggregate: with --simulate, open-loop arrivals only (--request-rate or --trace)")
+    hw, spec, stepper = d["hw"], d["spec"], d["stepper"]
+    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
+    if not link:
+        raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
+                          f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
+    n = len(work.input_len)
+    mean_in = max(1, round(work.input_len.mean()))
+    per_token = kv_bytes_per_sequence(spec, mean_in, d["p"].b_kv) / mean_in
+    transfer = transfer_seconds(work.input_len * per_token, link)
+    first = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    itl_t, itl_w, tl = [], [], None
+    preemptions = steps = 0
+    p_rep, d_rep = split[0] // tp, split[1] // tp
+    ones = np.ones(n, dtype=np.int64)
+    for r in range(p_rep):
+        idx = np.arange(r, n, p_rep)
+        sub = Workload(work.arrival_s[idx], work.input_len[idx], ones[idx])
+        res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, prefix_hit_rate=prefix_hit_rate)
+        first[idx] = res.first_token_s + transfer[idx]
+        preemptions += res.preemptions
+        steps += res.steps
+    for r in range(d_rep):
+        idx = np.arange(r, n, d_rep)
+        idx = idx[np.argsort(first[idx], kind="stable")]
+        sub = Workload(first[idx], work.input_len[idx], work.output_len[idx], prefilled=True)
+        res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, verify_tokens=stepper.decode_q,
+                                tokens_per_step=stepper.decode_gain)
+        finish[idx] = np.where(work.output_len[idx] > 1, res.finish_s, first[idx])
+        preemptions += res.preemptions
+        steps += res.steps
+        itl_t.append(res.itl_s)
+        itl_w.append(res.itl_weight)
+        tl = tl or res
+    out = SimResult(work.arrival_s, first, finish, work.input_len, work.output_len, preemptions,
+                    np.concatenate(itl_t), np.concatenate(itl_w), tl.timeline_s, tl.waiting, tl.running, steps)
+    return out, float(transfer.mean() * 1e3)
