@@ -1,0 +1,21 @@
+"""What a command prints as CSV, where it is more than its JSON rows: shared by kvcalc/cli and kvcalc/web so both
+print the same columns."""
+
+from __future__ import annotations
+
+
+def capacity_csv_row(plan: dict) -> dict:
+    """`kvcalc capacity --format csv`'s one row: the same columns in the same order whatever the rule and the plan
+    (audit I2): the plan's scalars, the two notes a reader needs, assumptions.* and every engine_memory.* key."""
+    from kvcalc.planning.capacity import ENGINE_MEMORY_KEYS
+
+    flat = {}
+    for k, v in plan.items():
+        if k not in ("assumptions", "engine_memory") and not k.endswith("_note"):
+            flat[k] = v
+            if k in ("max_context_at_batch", "min_gpus_for_weights"):
+                flat[f"{k}_note"] = plan.get(f"{k}_note")
+    flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
+    em = plan["engine_memory"] or {}
+    flat.update({f"engine_memory.{k}": em.get(k) for k in (*ENGINE_MEMORY_KEYS, *em)})
+    return flat

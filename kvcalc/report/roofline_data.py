@@ -1,0 +1,63 @@
+"""The roofline chart as data, for a page that draws it itself (kvcalc web): each GPU's roofs and each decode
+operating point with its operator class, batch, intensity, attainable TFLOP/s and time. The same computation as
+kvcalc/report/plot.py roofline() (operating_points, roof, step_time), without matplotlib."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def roofline_data(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequence = (None,),
+                  batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "bf16",
+                  kv_dtype: str = "bf16", engine: str = "roofline", speculate: str | None = None) -> dict:
+    """{"model", "context", ..., "roofs": [...], "points": [...]}.
+
+    A roof: gpu, dtype, ridge_flop_per_byte, peak_tflops, bandwidth_GBps. A point: gpu, variant, batch, operator
+    (attention, projections+MLP, lm_head, ...), flops, bytes, intensity_flop_per_byte, tflops (at the roofs:
+    min(peak, intensity x bandwidth); with a measured engine, flops / its expected time) and time_ms = flops /
+    (tflops x 1e12) in ms."""
+    from kvcalc.checks import (
+        MAX_BATCH,
+        MAX_TOKENS,
+        check_int,
+        check_optional_str,
+        check_ref,
+        check_sequence,
+    )
+    from kvcalc.dtypes import matmul_compute_dtype
+    from kvcalc.estimator import check_dtypes, resolve_weight_dtype
+    from kvcalc.formulas.roofline import step_time
+    from kvcalc.report.plot import compute_dtypes, operating_points, roof
+    from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
+
+    # checked as `kvcalc roofline` checks them: the flag named in the message
+    gpus = check_sequence("--gpu", gpus, check_ref)
+    attn = check_sequence("--attn", attn, check_optional_str)
+    batch = [check_int("--batch", b, 1, MAX_BATCH) for b in batch]
+    check_int("--context", context, 1, MAX_TOKENS)
+    check_optional_str("--speculate", speculate)
+    check_dtypes(weight_dtype, kv_dtype)
+    spec = load_model(check_ref("--model", model))
+    weight_dtype = resolve_weight_dtype(weight_dtype, spec)
+    points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype, speculate)
+    xs = [pt[5] for pt in points]
+    x_lo, x_hi = min(xs + [1.0]) / 4, max(xs + [1e3]) * 4
+    roofs, out = [], []
+    for g in gpus:
+        hw = load_gpu(g)
+        profile = resolve_engine(engine, hw)
+        for dtype in compute_dtypes(hw, weight_dtype):
+            _, y, ridge = roof(hw, dtype, x_lo, x_hi)
+            roofs.append({"gpu": hw.name, "dtype": dtype, "ridge_flop_per_byte": ridge, "peak_tflops": y[1],
+                          "bandwidth_GBps": hw.bandwidth_Bps / 1e9})
+        peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available()))
+        for variant, b, label, flops, bytes_, x, ops in points:
+            tflops = min(peak, x * hw.bandwidth_Bps) / 1e12
+            if profile is not None:
+                tflops = flops / step_time(ops, hw, weight_dtype, speed_of_light=False, profile=profile,
+                                           kv_dtype=kv_dtype).seconds / 1e12
+            out.append({"gpu": hw.name, "variant": variant, "batch": b, "operator": label, "flops": flops,
+                        "bytes": bytes_, "intensity_flop_per_byte": x, "tflops": tflops,
+                        "time_ms": flops / (tflops * 1e12) * 1e3})
+    return {"model": spec.name, "context": context, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
+            "engine": engine, "intensity_range": [x_lo, x_hi], "roofs": roofs, "points": out}

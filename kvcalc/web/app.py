@@ -1,0 +1,93 @@
+"""kvcalc web's routes (FastAPI): each calls one function of views.py (the CLI command's library call) and returns
+its JSON, its CSV or its page. No logic here beyond choosing the representation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from kvcalc import __version__
+from kvcalc.web import pages
+from kvcalc.web.params import InputError, options
+from kvcalc.web.views import VIEWS, csv_text, json_text
+
+STATIC = Path(__file__).parent / "static"
+COMMANDS = tuple(VIEWS)
+
+
+def _query(request: Request) -> dict:
+    return dict(request.query_params)
+
+
+def _openapi_parameters(command: str) -> list[dict]:
+    """The CLI command's options as OpenAPI query parameters (names, defaults and help come from the CLI)."""
+    params = []
+    for p in options(command):
+        d = getattr(p.default, "value", p.default)
+        kind = ("boolean" if p.is_flag else "integer" if isinstance(d, int) and not isinstance(d, bool)
+                else "number" if isinstance(d, float) else "string")
+        schema = {"type": kind} if d is None or callable(d) else {"type": kind, "default": d}
+        params.append({"name": p.name, "in": "query", "required": bool(p.required), "schema": schema,
+                       "description": f"{p.opts[0]}: {p.help or ''}"})
+    return params
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="kvcalc", version=__version__, docs_url=None, redoc_url=None,
+                  description="The kvcalc commands over HTTP: each /api/CMD returns what `kvcalc CMD --format "
+                              "json` prints.")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def home():
+        return RedirectResponse("/estimate")
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def docs():
+        return pages.docs(app.openapi())
+
+    def api_route(command: str):
+        view_of = VIEWS[command]
+
+        def api(request: Request):
+            try:
+                view = view_of(_query(request))
+            except InputError as e:
+                return JSONResponse({"error": e.message, "field": e.field}, status_code=422)
+            if view.params.get("format") is not None and getattr(view.params["format"], "value", "") == "csv":
+                return Response(csv_text(view.csv_rows), media_type="text/csv",
+                                headers={"Content-Disposition": f'attachment; filename="kvcalc-{command}.csv"'})
+            return Response(json_text(view.json), media_type="application/json")
+
+        app.get(f"/api/{command}", name=f"api_{command}", summary=f"kvcalc {command} --format json",
+                description=f"What `kvcalc {command} --format json` prints (format=csv: --format csv).",
+                openapi_extra={"parameters": _openapi_parameters(command)})(api)
+
+    def page_route(command: str):
+        view_of = VIEWS[command]
+
+        def page(request: Request):
+            query = _query(request)
+            if not query:
+                return HTMLResponse(pages.page(command, query, None, None))
+            try:
+                return HTMLResponse(pages.page(command, query, view_of(query), None))
+            except InputError as e:
+                return HTMLResponse(pages.page(command, query, None, e), status_code=422)
+
+        app.get(f"/{command}", name=f"page_{command}", include_in_schema=False, response_class=HTMLResponse)(page)
+
+    for command in COMMANDS:
+        api_route(command)
+        page_route(command)
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
