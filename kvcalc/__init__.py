@@ -12,6 +12,9 @@ The Python API mirrors the CLI; names resolve lazily so `import kvcalc` stays ch
     kvcalc.simulate(model, gpu, input_len=..., output_len=..., arrivals="closed" | "poisson" | "burst" | "trace",
         concurrency=... | request_rate=..., engine="vllm" | "sglang" | "trtllm", seed=...) -> dict
         (the request-level simulation: p50/p90/p99 TTFT, TPOT, ITL, end-to-end latency, goodput, preemptions)
+    kvcalc.plan(model, gpus=[...], input_len=..., output_len=..., request_rate=... | concurrency=... | gpu_budget=...,
+        max_ttft_ms=..., max_tpot_ms=..., price_per_gpu_hour=... | {gpu: price}) -> dict
+        (the cheapest deployment within the limits, the runners-up, the frontier and why the rest lost)
     kvcalc.serve_frontier(model, gpu, input_len=..., output_len=..., concurrencies=[...], tps=[...]) -> list
     kvcalc.plot.roofline(gpus, model, ...) -> matplotlib Figure
     kvcalc.load_model(name_or_path), kvcalc.load_gpu(name_or_path)
@@ -29,6 +32,7 @@ _API = {
     "serve": ("kvcalc.serving.closed_form", "serve"),
     "serve_frontier": ("kvcalc.serving.closed_form", "frontier"),
     "simulate": ("kvcalc.serving.simulate", "simulate"),
+    "plan": ("kvcalc.planning.plan", "plan"),
     "sweep": ("kvcalc.grid", "sweep"),
     "plot": ("kvcalc.report.plot", None),
     "load_model": ("kvcalc.specs.catalog", "load_model"),
@@ -46,7 +50,7 @@ __all__ = sorted(_API)
 _CHECKED = {
     "estimate": frozenset(), "capacity": frozenset(), "serve": frozenset(), "load_model": frozenset(),
     "load_gpu": frozenset(), "compare": frozenset({"attn"}),
-    "serve_frontier": frozenset({"concurrencies", "tps"}),
+    "serve_frontier": frozenset({"concurrencies", "tps"}), "plan": frozenset({"gpus", "engines"}),
     "sweep": frozenset({"models", "gpus", "attn", "batch", "context", "weight_dtype", "kv_dtype", "engine", "tp", "pp",
                         "speculate", "ep"}),
 }
@@ -85,3 +89,8 @@ def __getattr__(name: str):
             globals()[name] = value  # resolved once
         return value
     raise AttributeError(f"module 'kvcalc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API (tab completion shows it, not the package's modules)."""
+    return sorted([*__all__, "__version__"])

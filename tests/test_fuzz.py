@@ -326,13 +326,10 @@ def test_a_huge_hidden_size_is_refused_not_wrapped(tmp_path):
     assert r.exit_code == 2 and "hidden_size: Input should be less than or equal to 100000000" in r.stderr
 
 
-def test_yaml_without_pyyaml_says_so(tmp_path):
-    try:
-        import yaml  # noqa: F401
+def test_yaml_without_pyyaml_says_so(tmp_path, monkeypatch):
+    import sys
 
-        pytest.skip("PyYAML is installed here")
-    except ImportError:
-        pass
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed: `import yaml` fails
     spec = tmp_path / "gpu.yaml"
     spec.write_text("name: x\n")
     r = invoke(["estimate", "-m", "llama-3-8b", "-g", str(spec)])

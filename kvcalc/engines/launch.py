@@ -166,6 +166,10 @@ def emit(target: str, spec, c: dict, max_model_len: int) -> str:
         extra = f"\n# extra-llm-api-config.yml\n{yaml}"
     else:
         raise KvcalcError(f"--emit: the plan runs on {engine!r}, which has no launch command; choose vllm, sglang or trtllm")
+    if c["converted_weights"] and c["weight_dtype"] not in {"vllm": _VLLM_QUANT, "sglang": _SGLANG_QUANT}.get(engine, {}):
+        extra = (f"# weights: {c['weight_dtype']} is a format {hf_repo_id(spec)} does not ship and {engine} does not "
+                 "convert at load time: quantise the checkpoint first (NVIDIA ModelOpt, llm-compressor) and serve "
+                 "that one\n" + extra)
     roles = {"vllm": ("prefill", "decode"), "sglang": ("prefill", "decode"), "trtllm": ("CONTEXT", "GENERATION")}
     if c["disaggregate"]:
         prefill_gpus, decode_gpus = (int(x) for x in c["disaggregate"].split(":"))
