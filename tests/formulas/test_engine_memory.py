@@ -16,6 +16,11 @@ GiB = 1024**3
 LEDGER = Path(__file__).parents[2] / "validation" / "engine-memory" / "vllm.csv"
 
 
+
+def documentation(root) -> str:
+    """The README and docs/validation.md, where the ledgers' figures are quoted."""
+    return (root / "README.md").read_text() + (root / "docs" / "validation.md").read_text()
+
 def test_forward_peak_matches_vllm_logged_activation_peaks_on_llama_3_1_8b():
     """vLLM issue #10517 (RTX 3090, no chunked prefill, T = max_model_len): peak_torch_memory minus the 14.9888 GB
     of weights is 17.06 - 14.99 = 2.07 GiB at 20,000 tokens and 17.98 - 14.99 = 2.99 GiB at 29,000."""
@@ -114,7 +119,7 @@ def test_ledger_figures_in_the_readme_and_the_worst_held_out_row_within_10_perce
     held = [abs(r["error_pct"]) for r in results if r["role"] == "held-out"]
     assert len(held) == 14 and max(held) < 10 and statistics.median(held) < 3
     rows = {r["rows"]: r for r in summary(results)}
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = documentation(Path(__file__).parents[2])
     assert (f"held-out median {rows['held-out']['median_abs_error_pct']} %, worst "
             f"{rows['held-out']['worst_abs_error_pct']} %") in readme
     assert statistics.median(held) == pytest.approx(rows["held-out"]["median_abs_error_pct"], abs=0.05)
@@ -268,7 +273,7 @@ def test_generic_rule_misses_the_held_out_pools_by_what_the_readme_says():
                         memory_utilization=float(row["gpu_memory_utilization"]), engine="roofline")
         logged = float(row["logged_available_GiB"]) * GiB
         errors.append((plan["kv_budget_bytes_per_gpu"] - logged) / logged * 100)
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = documentation(Path(__file__).parents[2])
     misses = [abs(e) for e in errors]
     high = sum(e > 0 for e in errors)
     assert f"by a median {statistics.median(misses):.0f} % and up to {max(misses):.0f} %, high on {high}" in readme
@@ -339,7 +344,7 @@ def test_every_tensor_parallel_gpu_keeps_norms_routers_mla_down_projections_and_
         qwen * 7 / 8 + 94 * 2 * 4096 * 128 * (1 - 4 / 8))
     deepseek = 61 * 7168 * 2112 + (58 * 7168 * 256 + 58 * 256 + 123 * 7168 + 61 * (512 + 1536)) * 2
     assert tp_whole_bytes(load_model("deepseek-v3"), 1.0, 8) == pytest.approx(deepseek * 7 / 8)
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = documentation(Path(__file__).parents[2])
     qwen, deepseek = (tp_whole_bytes(load_model(n), 1.0, 8) / GiB for n in ("qwen3-235b-a22b", "deepseek-v3"))
     assert f"{qwen:.2f} GiB a GPU for Qwen3-235B at TP 8, {deepseek:.2f} GiB for DeepSeek-V3 in fp8 at TP 8" in readme
     assert tp_whole_bytes(load_model("llama-3-8b"), 2.0, 1) == 0
@@ -360,7 +365,7 @@ def test_vllm_loads_a_rope_table_beside_the_weights():
     assert em.vllm_rope_cache_bytes(load_model("deepseek-v3")) == 163_840 * 64 * 2  # MLA's qk_rope_head_dim
     for name in ("jamba-v0.1", "nemotron-h-8b", "gpt-3-175b"):  # no RoPE: none, or learned positions
         assert em.vllm_rope_cache_bytes(load_model(name)) == 0
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = documentation(Path(__file__).parents[2])
     assert 'took 14.9888 GB" for Llama-3.1-8B is its bf16 parameters, 14.9575 GiB' in readme
     assert f"the table is {em.vllm_rope_cache_bytes(load_model('llama-4-scout')) / GiB:.1f} GiB a GPU" in readme
 
