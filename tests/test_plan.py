@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kvcalc.cli import app
-from kvcalc.engines.launch import FLAGS, emit, hf_repo_id
+from kvcalc.engines.launch import emit, hf_repo_id
 from kvcalc.errors import KvcalcError
 from kvcalc.planning.plan import Deployment, Point, batch_ladder, pareto, plan, size
 from kvcalc.serving.closed_form import serve

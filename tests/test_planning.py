@@ -160,7 +160,7 @@ def test_tensor_parallel_on_a_spec_without_link_bandwidth_is_a_one_line_error(tm
 def test_a_mesh_without_a_switch_gives_a_tensor_parallel_group_one_link_per_peer(tp, one_way_GBps):
     # AMD CDNA 3 white paper, Table 2: MI300X has 7 x16 Infinity Fabric links at 32 Gbps per lane (64 GB/s each
     # way), one to each of its 7 peers, 896 GB/s in all. A group of tp GPUs reaches its peers over tp - 1 of them.
-    from kvcalc.estimator import evaluate, precision
+    from kvcalc.estimator import evaluate
 
     spec, hw = load_model("llama-3-70b"), load_gpu("mi300x")
     ev = evaluate(spec, hw, batch=4, context=1024, prompt=1024, weight_dtype="bf16", kv_dtype="bf16", tp=tp)

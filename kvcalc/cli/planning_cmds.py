@@ -136,7 +136,6 @@ def capacity_cli(
         from kvcalc.report.formats import capacity_csv_row  # the same columns whatever the rule (audit I2)
 
         return write_json(plan) if format is Format.json else write_csv([capacity_csv_row(plan)])
-    from rich.console import Console
     from rich.table import Table
 
     from kvcalc.units import fmt_bytes

@@ -101,7 +101,7 @@ def serve_cli(
     """TTFT, TPOT, latency, tokens/s per GPU and per user, KV pool and cost of a workload under continuous
     batching; with several concurrencies or TP degrees, the throughput-per-GPU vs tokens/s-per-user frontier;
     with --simulate, the request-level simulation's p50/p90/p99 TTFT, TPOT, ITL and end-to-end latency."""
-    from kvcalc.serving.closed_form import frontier, serve
+    from kvcalc.serving.closed_form import frontier, parse_concurrency, serve
 
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
@@ -144,11 +144,7 @@ def serve_cli(
         return print_rows(table, f"{model} on {gpu}, {input_len:,} in / {output_len:,} out", format)
     if len(tps) > 1:
         raise KvcalcError("--tp: one degree unless --concurrency lists several (the frontier)")
-    if concurrency is not None and concurrency != "max":
-        try:
-            concurrency = float(concurrency)
-        except ValueError:
-            raise KvcalcError(f"--concurrency: expected a number, a list or max, got {concurrency!r}") from None
+    concurrency = parse_concurrency(concurrency)
     plan = serve(model, gpu, input_len=input_len, output_len=output_len, concurrency=concurrency,
                  request_rate=request_rate, tp=tps[0], **common)
     if format is Format.json:

@@ -126,6 +126,16 @@ def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, outpu
             "kv_transfer_s": transfer_s, "prefill_pool_requests_per_s": prefill_rate}
 
 
+def parse_concurrency(text: str | None) -> float | str | None:
+    """--concurrency for one run: a number of requests in flight, or max (as many as the KV pool holds)."""
+    if text is None or text == "max":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise KvcalcError(f"--concurrency: expected a number, a list or max, got {text!r}") from None
+
+
 def with_request_overhead(r: dict, request_s: float) -> dict:
     """A closed-form point with the engine's per-request cost (API server, tokenisation: engines/overhead.py) in its
     TTFT and latency. Little's law holds over the whole latency, so the same requests in flight complete at

@@ -155,7 +155,7 @@ def serve(query: Mapping[str, str]) -> View:
 
     def body(p):
         from kvcalc.cli.serve_cmd import _disaggregate, _split_ints
-        from kvcalc.serving.closed_form import frontier
+        from kvcalc.serving.closed_form import frontier, parse_concurrency
         from kvcalc.serving.closed_form import serve as serve_workload
 
         if p["input_len"] is None or p["output_len"] is None:
@@ -180,11 +180,7 @@ def serve(query: Mapping[str, str]) -> View:
             return View("serve", p, flat, flat, extra={"frontier": rows})
         if len(tps) > 1:
             raise KvcalcError("--tp: one degree unless --concurrency lists several (the frontier)")
-        if concurrency is not None and concurrency != "max":
-            try:
-                concurrency = float(concurrency)
-            except ValueError:
-                raise KvcalcError(f"--concurrency: expected a number, a list or max, got {concurrency!r}") from None
+        concurrency = parse_concurrency(concurrency)
         plan = serve_workload(p["model"], p["gpu"], input_len=p["input_len"], output_len=p["output_len"],
                               concurrency=concurrency, request_rate=p["request_rate"], tp=tps[0], **common)
         flat = {k: v for k, v in plan.items() if k != "assumptions"}
