@@ -20,25 +20,33 @@ def _visible_memory(hw) -> dict:
                                       "memory_GiB: the spec has no visible_memory_GiB, so the datasheet figure")}
 
 
-def _non_torch_bytes(hw, gpus: int, nccl_in_budget: bool = True) -> float:
-    """The engines' communication buffers and library workspaces per GPU of a group of `gpus`, by its link."""
-    return em.vllm_non_torch_bytes(gpus, "nvlink" in (hw.interconnect or "").lower(), nccl_in_budget)
+def _non_torch_bytes(hw, gpus: int, nccl_in_budget: bool = True, band: str | None = None,
+                    figures_GiB: tuple[float, float] | None = None) -> float:
+    """The engines' communication buffers and library workspaces per GPU of a group of `gpus`, by its link and
+    (vLLM) release band."""
+    return em.vllm_non_torch_bytes(gpus, "nvlink" in (hw.interconnect or "").lower(), nccl_in_budget, band,
+                                   figures_GiB)
 
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
                 ep: int = 1, runner: str = "auto", version: tuple[int, int] = em.VLLM_LATEST,
-                cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False) -> dict:
+                cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False,
+                refit: dict | None = None) -> dict:
     """The KV cache vLLM `version` would allocate per GPU, and what it would print, by formulas/engine_memory.py's
-    rule. runner: vLLM's model runner, 'v0', 'v1' or 'v2'; 'auto' is the one that version gives the model.
+    rule. refit: the release band's constants refitted, {'sampler_bytes_per_logit': x, 'non_torch_GiB': (TP 1,
+    NVLink addition)} (either may be absent), for the memory ledger's leave-one-source-out scoring. runner: vLLM's model runner, 'v0', 'v1' or 'v2'; 'auto' is the one that version gives the model.
     flashinfer_sampler: GPUModelRunner samples with FlashInfer's top-k/top-p kernel (its log says so).
     cuda_graph_bytes: vLLM's CUDA-graph estimate per GPU (its log's 'Estimated CUDA graph memory'), subtracted
     where the version counts it; None where unknown (the pool is then an upper bound, and `notes` says so)."""
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, version)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
     runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
-    non_torch = _non_torch_bytes(hw, max(tp, ep), nccl_in_budget=version < em.VLLM_NCCL_BEFORE_SNAPSHOT)
-    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner, version, flashinfer_sampler)
+    refit = refit or {}
+    non_torch = _non_torch_bytes(hw, max(tp, ep), band=em.vllm_non_torch_band(version),
+                                 figures_GiB=refit.get("non_torch_GiB"))
+    peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner, version, flashinfer_sampler,
+                                      refit.get("sampler_bytes_per_logit"))
     counted = em.vllm_counts_cuda_graphs(runner, version)
     graphs = (cuda_graph_bytes or 0.0) if counted else 0.0
     notes = []

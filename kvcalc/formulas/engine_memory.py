@@ -43,9 +43,13 @@ non-torch    0.16 GiB at TP 1 (cuBLAS workspace and the like: PR #12126's H100 l
              at TP 1), 0.09 GiB over PCIe, where vLLM turns its custom all-reduce off (issue #13061: 0.25 GiB
              at TP 2 on RTX 4090s). From vLLM 0.11 the worker sets up NCCL before it takes the memory snapshot the
              budget is measured from (PR #25359), so NCCL's start-up buffers sit outside the budget, in the
-             1 - utilisation headroom, and only what the profiling step adds counts: 0.40 GiB at TP 2 on NVLink
-             (llm-d's vLLM 0.11.0 log of Qwen3-32B on two H100s: 0.54 GiB non-torch against 0.14 at TP 1). Over
+             1 - utilisation headroom, and only what the profiling step adds counts: 0.41 GiB at TP 2 on NVLink
+             (llm-d's vLLM 0.11.0 log of Qwen3-32B on two H100s: 0.54 GiB non-torch against the band's 0.13 at TP 1). Over
              PCIe no log of 0.11 or later shows the split, so the 0.09 GiB stands for every version.
+release      the sampler's bytes a logit and the non-torch figures are kept by release band, each fitted on the
+bands        memory ledger's cited logs of that band (NON_TORCH_BANDS_GiB, SAMPLER_BYTES_PER_LOGIT): vLLM 0.19.0's
+             logs show GPUModelRunner's sampler at 15.45 bytes a logit (0.11.0's: 38.92) and 0.25 GiB non-torch at
+             TP 1 with 1.85 more at TP 2-4 on NVLink (0.11.0's: 0.13 and 0.41).
 stages      under pipeline parallelism each stage profiles itself: the first holds the embedding, the last the
             lm_head and runs the sampler, the others only the forward pass. A stage's blocks are its available memory
             over its own layers' pages, and vLLM keeps the fewest blocks of any stage: on vLLM PR #20665's log
@@ -121,18 +125,38 @@ from kvcalc.specs.model import ModelSpec
 
 GiB = 1024**3
 BLOCK_TOKENS = 16  # vLLM's default block_size on CUDA
+# Sampler bytes a logit by band (vllm_sampler_band). The v0, v1 and v1-0.19 figures are fits: the median over the
+# memory ledger's `fit` rows of that band of logged activation peak / (rows x vocab) (kvcalc/ledgers/memory.py
+# fit_constants; tests/formulas/test_engine_memory.py checks these equal that fit to 0.01), each row's source cited
+# in validation/engine-memory/vllm*.csv; 'v2' is a closed form (the fp32 logits alone).
 SAMPLER_BYTES_PER_LOGIT = {
-    "v0": 41,  # the V0 worker; PR #10511: 1.26 GiB / (256 x 128,256 logits)
-    "v1": 38.92,  # GPUModelRunner; llm-d's vLLM 0.11.0 Llama-3.1-8B log: 4.76 GiB / (1024 x 128,256 logits)
+    "v0": 41.21,  # the V0 worker; PR #10511: 1.26 GiB / (256 x 128,256 logits)
+    "v1": 38.92,  # GPUModelRunner to 0.18; llm-d's vLLM 0.11.0 Llama-3.1-8B log: 4.76 GiB / (1024 x 128,256 logits)
+    # GPUModelRunner from 0.19: llm-d-planner's vLLM 0.19.0 Llama-3.1-8B logs (TP 1, 2 and 4 on H100s) each log a
+    # 1.89 GiB torch peak over 1024 x 128,256 logits. Likely cause: Triton top-k/top-p kernels (PR #33538, merged
+    # 2026-02-02, "does not use extra memory"), first shipped in a release between 0.12 and 0.19 that no log here
+    # pins, so the band starts at the first release a log shows the lower figure (VLLM_SAMPLER_0_19).
+    "v1-0.19": 15.45,
     "v2": 4,  # Model Runner V2 profiles the sampler without top-k/top-p: the fp32 logits
 }
-MODEL_RUNNERS = tuple(SAMPLER_BYTES_PER_LOGIT)
+MODEL_RUNNERS = ("v0", "v1", "v2")
+VLLM_SAMPLER_0_19 = (0, 19)  # GPUModelRunner's lower sampler peak, from the first release a log shows it
 # GPUModelRunner with FlashInfer's top-k/top-p kernel (its log: "Using FlashInfer for top-p & top-k sampling"): the
 # bf16 logits (2), their fp32 copy (4) and the fp32 probabilities FlashInfer samples from (4), no sort
 FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4
 NON_TORCH_TP1 = 0.16 * GiB  # PR #12126, H100, TP 1
+# Non-torch memory by release band (vllm_non_torch_band): (at TP 1, added by TP > 1 over NVLink) in GiB. The pre-0.11
+# figures are the cited constants around this line; the 0.11 and 0.19 ones are fits, the median over the memory
+# ledger's `fit` rows of that band of the logged non-torch memory at TP 1, and at TP > 1 on NVLink of what it adds
+# over the same source's TP 1 figure (ledgers/memory.py fit_constants). 0.11: llm-d's vLLM 0.11.0 logs on H100s
+# (Llama-3.1-8B at TP 1: 0.13 GiB; Qwen3-32B at TP 2: 0.54). 0.19: llm-d-planner's vLLM 0.19.0 logs on H100s
+# (Llama-3.1-8B at TP 1: 0.25 GiB; at TP 2 and 4: 2.07 and 2.13, the 'non-torch forward increase', FlashInfer's
+# all-reduce fusion workspace among it). Over PCIe every band adds NON_TORCH_TP_PCIE.
+VLLM_NON_TORCH_0_19 = (0, 19)  # the first release a log shows ~2.1 GiB at TP 2-4 on NVLink (0.12-0.18 unlogged)
 NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB), NCCL's buffers counted
-NON_TORCH_TP_NVLINK_PROFILED = 0.40 * GiB  # vLLM >= 0.11: llm-d's Qwen3-32B log, 0.54 GiB at TP 2 less 0.14 at TP 1
+NON_TORCH_BANDS_GiB = {"pre-0.11": (NON_TORCH_TP1 / GiB, NON_TORCH_TP_NVLINK / GiB),
+                       "0.11": (0.13, 0.41),  # was 0.16 and 0.40 (Qwen3-32B's 0.54 less its 0.14 at TP 1)
+                       "0.19": (0.25, 1.85)}
 NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
 # vLLM releases whose memory rule differs (version tuples (major, minor))
 VLLM_LATEST = (0, 30)  # the newest release the rule follows: v0.30.0, 2026-09-22
@@ -212,25 +236,36 @@ def vllm_model_runner(model: ModelSpec, version: tuple[int, int] = VLLM_LATEST) 
     return "v1"
 
 
+def vllm_sampler_band(runner: str, version: tuple[int, int] = VLLM_LATEST) -> str:
+    """The key of SAMPLER_BYTES_PER_LOGIT for `runner` under vLLM `version`: GPUModelRunner ('v1') is 'v1' before
+    0.19 and 'v1-0.19' from it; the others are their runner's name."""
+    return "v1-0.19" if runner == "v1" and version >= VLLM_SAMPLER_0_19 else runner
+
+
 def vllm_sampler_peak_bytes(model: ModelSpec, rows: int, runner: str = "v1", tp: int = 1,
-                            version: tuple[int, int] = VLLM_LATEST, flashinfer: bool = False) -> float:
-    """The dummy sampler run over `rows` rows of the full vocabulary [B], at the runner's bytes per logit; Model
-    Runner V2 shards it over the tensor-parallel GPUs from vLLM 0.29. flashinfer: GPUModelRunner samples with
-    FlashInfer's top-k/top-p kernel instead of the sort (the V0 worker never does; Model Runner V2 profiles
-    neither)."""
+                            version: tuple[int, int] = VLLM_LATEST, flashinfer: bool = False,
+                            per_logit: float | None = None) -> float:
+    """The dummy sampler run over `rows` rows of the full vocabulary [B], at the bytes per logit of the runner's
+    release band (vllm_sampler_band); Model Runner V2 shards it over the tensor-parallel GPUs from vLLM 0.29.
+    flashinfer: GPUModelRunner samples with FlashInfer's top-k/top-p kernel instead of the sort (the V0 worker never
+    does; Model Runner V2 profiles neither). per_logit: the band's figure refitted (the ledger's leave-one-source-out
+    scoring); None: SAMPLER_BYTES_PER_LOGIT's."""
     shards = tp if runner == "v2" and version >= VLLM_MRV2_ALL else 1
-    per_logit = (FLASHINFER_SAMPLER_BYTES_PER_LOGIT if flashinfer and runner == "v1"
-                 else SAMPLER_BYTES_PER_LOGIT[runner])
+    if flashinfer and runner == "v1":
+        per_logit = FLASHINFER_SAMPLER_BYTES_PER_LOGIT
+    elif per_logit is None or runner == "v2":
+        per_logit = SAMPLER_BYTES_PER_LOGIT[vllm_sampler_band(runner, version)]
     return rows * model.vocab_size * per_logit / shards
 
 
 def vllm_profile_peak_bytes(model: ModelSpec, max_num_batched_tokens: int, max_num_seqs: int, b_a: float,
                             tp: int = 1, ep: int = 1, runner: str = "v1",
-                            version: tuple[int, int] = VLLM_LATEST, flashinfer: bool = False) -> float:
+                            version: tuple[int, int] = VLLM_LATEST, flashinfer: bool = False,
+                            per_logit: float | None = None) -> float:
     """What vLLM's profiling step allocates beyond the weights, per GPU [B], under model runner `runner`."""
     rows = min(max_num_seqs, max_num_batched_tokens)
     return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp, ep),
-               vllm_sampler_peak_bytes(model, rows, runner, tp, version, flashinfer))
+               vllm_sampler_peak_bytes(model, rows, runner, tp, version, flashinfer, per_logit))
 
 
 def vllm_pipeline_layers(num_layers: int, pp: int) -> list[int]:
@@ -243,15 +278,26 @@ def vllm_pipeline_layers(num_layers: int, pp: int) -> list[int]:
     return parts
 
 
-def vllm_non_torch_bytes(tp: int, nvlink: bool, nccl_in_budget: bool = True) -> float:
-    """Memory allocated outside torch that the budget counts (communication buffers, library workspaces) [B].
-    nccl_in_budget: NCCL's start-up buffers are counted (vLLM before 0.11, and the rules that share these figures);
-    else only what the profiling step adds over NVLink."""
+def vllm_non_torch_band(version: tuple[int, int]) -> str:
+    """The key of NON_TORCH_BANDS_GiB for vLLM `version`: 'pre-0.11', '0.11' (NCCL set up before the snapshot,
+    PR #25359) or '0.19'."""
+    if version < VLLM_NCCL_BEFORE_SNAPSHOT:
+        return "pre-0.11"
+    return "0.19" if version >= VLLM_NON_TORCH_0_19 else "0.11"
+
+
+def vllm_non_torch_bytes(tp: int, nvlink: bool, nccl_in_budget: bool = True, band: str | None = None,
+                         figures_GiB: tuple[float, float] | None = None) -> float:
+    """Memory allocated outside torch that the budget counts (communication buffers, library workspaces) [B]:
+    the band's TP 1 figure, plus at TP > 1 its NVLink addition or NON_TORCH_TP_PCIE over PCIe.
+    band: a key of NON_TORCH_BANDS_GiB (vllm_non_torch_band); None: 'pre-0.11' where nccl_in_budget (NCCL's
+    start-up buffers counted: vLLM before 0.11, and the SGLang and TensorRT-LLM rules that share these figures), else
+    '0.11'. figures_GiB: the band's (TP 1, NVLink addition) refitted (the ledger's leave-one-source-out scoring)."""
+    band = band or ("pre-0.11" if nccl_in_budget else "0.11")
+    tp1, nvlink_added = figures_GiB or NON_TORCH_BANDS_GiB[band]
     if tp == 1:
-        return NON_TORCH_TP1
-    if not nvlink:
-        return NON_TORCH_TP1 + NON_TORCH_TP_PCIE
-    return NON_TORCH_TP1 + (NON_TORCH_TP_NVLINK if nccl_in_budget else NON_TORCH_TP_NVLINK_PROFILED)
+        return tp1 * GiB
+    return (tp1 + (nvlink_added if nvlink else NON_TORCH_TP_PCIE / GiB)) * GiB
 
 
 def vllm_counts_cuda_graphs(runner: str, version: tuple[int, int] = VLLM_LATEST) -> bool:
@@ -346,6 +392,17 @@ def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len
         return float(math.floor(available_bytes / state))
     blocks = math.floor(available_bytes / layout.block_bytes)
     return blocks / vllm_request_blocks(model, layout, max_model_len, max_num_batched_tokens)
+
+
+def sglang_default_mem_fraction(tp: int) -> float:
+    """SGLang's mem_fraction_static when none is given, by tensor-parallel size, as v0.4.x's ServerArgs.__post_init__
+    sets it (sgl-project/sglang python/sglang/srt/server_args.py: 0.79 from TP 16, 0.81 from 8, 0.85 from 4, 0.87
+    from 2, else 0.88). Later releases derive it from reserved memory instead (the same file from mid-2025), which
+    kvcalc does not model."""
+    for least, fraction in ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87)):
+        if tp >= least:
+            return fraction
+    return 0.88
 
 
 def sglang_kv_bytes(visible_bytes: float, mem_fraction_static: float, weights_per_gpu: float,

@@ -33,11 +33,13 @@ def test_forward_peak_matches_vllm_logged_activation_peaks_on_llama_3_1_8b():
 
 def test_sampler_peak_is_the_logged_peak_at_tp_1_and_2():
     """PR #10511 logs 1.26 GiB of activation peak for Llama-3-8B at TP 1 and TP 2 alike (256 seqs, 128,256 vocab):
-    the sampler over the gathered vocab, not the TP-split forward pass. (This V0 row sets the 41 bytes per logit.)"""
+    the sampler over the gathered vocab, not the TP-split forward pass. (This V0 row sets the 41.21 bytes per logit:
+    1.26 x 2^30 / (256 x 128,256) = 41.205.)"""
     m = load_model("llama-3-8b")
+    assert 1.26 * GiB / (256 * 128256) == pytest.approx(41.21, abs=0.005)
     for tp in (1, 2):
         peak = em.vllm_profile_peak_bytes(m, 8192, 256, 2.0, tp, runner="v0", version=(0, 6))
-        assert peak == 256 * 128256 * 41
+        assert peak == 256 * 128256 * 41.21
         assert peak / GiB == pytest.approx(1.26, abs=0.01)
 
 
@@ -55,8 +57,17 @@ def test_non_torch_memory_by_link_and_by_whether_nccl_counts():
     assert em.vllm_non_torch_bytes(1, nvlink=True) == pytest.approx(0.16 * GiB)
     assert em.vllm_non_torch_bytes(2, nvlink=True) == pytest.approx((0.16 + 1.79) * GiB)  # PR #10511's V0 log
     assert em.vllm_non_torch_bytes(2, nvlink=False) == pytest.approx(0.25 * GiB)  # issue #13061's RTX 4090s
-    # from vLLM 0.11 NCCL's start-up buffers sit outside the budget: llm-d's 0.11.0 logs show 0.54-0.55 GiB at TP 2
-    assert em.vllm_non_torch_bytes(2, nvlink=True, nccl_in_budget=False) == pytest.approx(0.56 * GiB)
+    # from vLLM 0.11 NCCL's start-up buffers sit outside the budget: llm-d's 0.11.0 logs show 0.13 GiB at TP 1 and
+    # 0.54-0.55 GiB at TP 2 (the band's fit: 0.13 and 0.54 - 0.13 = 0.41 more)
+    assert em.vllm_non_torch_bytes(2, nvlink=True, nccl_in_budget=False) == pytest.approx(0.54 * GiB)
+    assert em.vllm_non_torch_bytes(2, nvlink=True, band="0.11") == pytest.approx(0.54 * GiB)
+    # from vLLM 0.19 (llm-d-planner's 0.19.0 logs on H100s): 0.25 GiB at TP 1, 2.07 at TP 2 and 2.13 at TP 4 (the
+    # band's fit: 0.25 and the median of 1.82 and 1.88 more); over PCIe still the 0.09 GiB of issue #13061
+    assert em.vllm_non_torch_bytes(1, nvlink=True, band="0.19") == pytest.approx(0.25 * GiB)
+    assert em.vllm_non_torch_bytes(4, nvlink=True, band="0.19") == pytest.approx(2.10 * GiB)
+    assert em.vllm_non_torch_bytes(2, nvlink=False, band="0.19") == pytest.approx(0.34 * GiB)
+    assert [em.vllm_non_torch_band(v) for v in ((0, 10), (0, 11), (0, 18), (0, 19), (0, 30))] == [
+        "pre-0.11", "0.11", "0.11", "0.19", "0.19"]
 
 
 def test_sliding_window_layers_hold_the_window_plus_one_chunk_and_a_block():
@@ -112,17 +123,156 @@ def test_kv_tokens_are_whole_blocks():
     assert em.vllm_max_concurrency(m, 10 * page, 80, 2048, 2.0) == 2.0  # 160 tokens / 80 per request
 
 
-def test_ledger_figures_in_the_readme_and_the_worst_held_out_row_within_10_percent():
-    """The README quotes the ledger's summary; the issue's targets are 3 % median and 10 % worst on the fourteen
-    held-out rows."""
-    results = score(read_rows(LEDGER))
-    held = [abs(r["error_pct"]) for r in results if r["role"] == "held-out"]
-    assert len(held) == 14 and max(held) < 10 and statistics.median(held) < 3
-    rows = {r["rows"]: r for r in summary(results)}
-    readme = documentation(Path(__file__).parents[2])
-    assert (f"held-out median {rows['held-out']['median_abs_error_pct']} %, worst "
-            f"{rows['held-out']['worst_abs_error_pct']} %") in readme
-    assert statistics.median(held) == pytest.approx(rows["held-out"]["median_abs_error_pct"], abs=0.05)
+FOLDER = LEDGER.parent
+
+
+def _pct(median, worst) -> str:
+    return f"median {median} %, worst {worst} %"
+
+
+def test_memory_ledger_figures_in_docs_per_engine_held_out_in_band_and_generic():
+    """docs/validation.md "Memory ledger" quotes the folder's summary: per engine, held-out and fit rows apart, scored
+    leave-one-source-out, in-band (constants fitted on every fit row) and kvcalc's generic rule beside; recomputed
+    here. The issue's targets (3 % median, 10 % worst on vLLM's held-out concurrency) are not reached held out, and
+    the docs say so; these figures are what the ledger gives, not targets."""
+    results = score(read_rows(FOLDER))
+    docs = (Path(__file__).parents[2] / "docs" / "validation.md").read_text()
+    section = " ".join(docs[docs.index("## Memory ledger"):docs.index("## Serving ledgers")].split())
+    lines = {(r["engine"], r["rows"]): r for r in summary(results)}
+    engines = [r["engine"] for r in results]
+    assert len(results) == 51 and (engines.count("vllm"), engines.count("sglang"), engines.count("trtllm")) == (42, 5, 4)
+    from kvcalc.ledgers.memory import source_of
+
+    assert len({source_of(r["source"]) for r in results}) == 19
+    assert len({source_of(r["source"]) for r in results if r["engine"] == "vllm"}) == 12
+    assert "51 public start-up logs from 19 sources" in section and "42 of vLLM" in section
+    for role in ("held-out", "fit"):
+        line = lines[("vllm", role)]
+        row = (f"| {role} | {line['n']} | {_pct(line['median_abs_error_pct'], line['worst_abs_error_pct'])} | "
+               f"{_pct(line['in_band_median_abs_error_pct'], line['in_band_worst_abs_error_pct'])} | "
+               f"{_pct(line['generic_median_abs_error_pct'], line['generic_worst_abs_error_pct'])} |")
+        assert row in section, row
+    held = lines[("vllm", "held-out")]
+    assert f"**vLLM, held out: {_pct(held['median_abs_error_pct'], held['worst_abs_error_pct'])}**" in section
+    assert f"**in-band {_pct(held['in_band_median_abs_error_pct'], held['in_band_worst_abs_error_pct'])}**" in section
+    assert f"**generic {_pct(held['generic_median_abs_error_pct'], held['generic_worst_abs_error_pct'])}**" in section
+    assert held["median_abs_error_pct"] > 3 and held["worst_abs_error_pct"] > 10  # "not reached", as the docs say
+    assert (f"**weights within 2 %: {held['weights_within_2_pct']} held-out, "
+            f"{lines[('vllm', 'fit')]['weights_within_2_pct']}") in section
+    for engine, name in (("sglang", "SGLang"), ("trtllm", "TensorRT-LLM")):
+        line = lines[(engine, "held-out")]
+        assert f"**{name}: {_pct(line['median_abs_error_pct'], line['worst_abs_error_pct'])}**" in section
+        assert f"{line['n']} rows scored" in section and lines[(engine, "excluded")]["n"] == 5 - line["n"] - (
+            engine == "trtllm")
+    # the held-out rows split by whether their band keeps another source's fit rows
+    vllm_held = [r for r in results if r["engine"] == "vllm" and r["role"] == "held-out"]
+    for refitted, words in ((True, "sixteen"), (False, "eighteen")):
+        errors = [abs(r["error_pct"]) for r in vllm_held if bool(r["fallback"]) is not refitted]
+        assert (f"The {words} held-out rows" in section or f"the {words} whose band" in section)
+        assert f"{_pct(round(statistics.median(errors), 1), round(max(errors), 1))}" in section
+    high = sum(r["in_sample_error_pct"] > 0 for r in vllm_held)
+    assert f"({high} of {len(vllm_held)} high)" in section
+    new_band = [r for r in results if r["engine"] == "vllm" and r["vllm"].startswith("0.19.0")
+                and source_of(r["source"]) == "llm-d-incubation/llm-d-planner"]
+    low = sum(r["error_pct"] < 0 for r in new_band)
+    assert f"{low} of the {len(new_band)} 0.19.0 rows of llm-d-planner come out low" in section
+
+
+def test_band_constants_are_the_fit_of_the_ledgers_fit_rows():
+    """Each band constant of formulas/engine_memory.py is the median of what that band's fit rows log, by hand:
+    V0 1.26 GiB / (256 x 128,256) = 41.21; GPUModelRunner 4.76 GiB / (1024 x 128,256) = 38.92 (0.11.0) and
+    1.89 GiB / (1024 x 128,256) = 15.45 (0.19.0, three logs alike); non-torch 0.13 at TP 1 and 0.54 - 0.13 = 0.41 at
+    TP 2 (0.11.0), 0.25 and the median of 2.07 - 0.25 and 2.13 - 0.25, 1.85 (0.19.0)."""
+    from kvcalc.ledgers.memory import fit_constants
+
+    fitted = fit_constants(read_rows(FOLDER))
+    assert fitted["fallback"] == []
+    by_hand = {"v0": 1.26 * GiB / (256 * 128256),  # PR #10511 at TP 1 and 2 alike
+               # llm-d's 0.11.0 Llama-3.1-8B (4.76 GiB) and Qwen3-32B at TP 2 (5.64 GiB over 1024 x 151,936)
+               "v1": statistics.median([4.76 * GiB / (1024 * 128256), 5.64 * GiB / (1024 * 151936)]),
+               "v1-0.19": 1.89 * GiB / (1024 * 128256)}
+    for band, value in by_hand.items():
+        assert fitted["sampler"][band] == pytest.approx(value)
+        assert em.SAMPLER_BYTES_PER_LOGIT[band] == pytest.approx(value, abs=0.005)
+    assert fitted["non_torch"]["0.11"] == pytest.approx((0.13, 0.41))
+    assert fitted["non_torch"]["0.19"] == pytest.approx((0.25, statistics.median([2.07 - 0.25, 2.13 - 0.25])))
+    for band, figures in fitted["non_torch"].items():
+        assert em.NON_TORCH_BANDS_GiB[band] == pytest.approx(figures, abs=0.005)
+    assert [em.vllm_sampler_band("v1", v) for v in ((0, 8), (0, 18), (0, 19), (0, 24))] == [
+        "v1", "v1", "v1-0.19", "v1-0.19"]
+
+
+def test_leave_one_source_out_refits_without_the_source_and_falls_back_to_the_nearest_band():
+    from kvcalc.ledgers.memory import fit_constants, source_of
+
+    assert source_of("https://github.com/vllm-project/vllm/issues/10517") == "vllm-project/vllm#10517"
+    assert source_of("https://github.com/NVIDIA/TensorRT-LLM/issues/4275#issuecomment-2941155249") == \
+        "nvidia/tensorrt-llm#4275"
+    assert source_of("https://github.com/llm-d/llm-d-benchmark/blob/87ab/config_explorer/x.md") == \
+        "llm-d/llm-d-benchmark"
+    assert source_of("https://myoceane.fr/index.php/ai-vllm-a100-gemma-4/") == "myoceane.fr"
+    rows = read_rows(FOLDER)
+    # without llm-d-planner the 0.19 band has no fit row: it takes the 0.11 band's figures
+    without = fit_constants(rows, exclude_source="llm-d-incubation/llm-d-planner")
+    assert without["sampler"]["v1-0.19"] == pytest.approx(em.SAMPLER_BYTES_PER_LOGIT["v1"], abs=0.005)
+    assert without["non_torch"]["0.19"] == pytest.approx((0.13, 0.41))
+    assert "sampler@v1-0.19<-v1" in without["fallback"]
+    # and a source that sets nothing changes nothing
+    assert fit_constants(rows, exclude_source="myoceane.fr") == fit_constants(rows)
+    results = score(rows)
+    planner = [r for r in results if source_of(r["source"]) == "llm-d-incubation/llm-d-planner"]
+    assert all("sampler@v1-0.19<-v1" in r["fallback"] for r in planner)
+    assert all(r["fallback"] == "" for r in results if source_of(r["source"]) == "dennislee22/vllm-benchmarking")
+
+
+def test_llama_3_1_8b_at_tp_2_under_vllm_0_19_against_its_log():
+    """llm-d-planner's vLLM 0.19.0 log (a fit row): Llama-3.1-8B-Instruct at TP 2 on H100s (total_memory 79.19 GiB,
+    --gpu-memory-utilization 0.95, max_model_len 8192), 'Available KV cache memory: 63.76 GiB', 'GPU KV cache size:
+    1,044,688 tokens', 'Maximum concurrency for 8,192 tokens per request: 127.53x'. By hand: 0.95 x 79.19 - weights
+    (7.51 GiB logged) - the sampler 1024 x 128,256 x 15.45 B (1.89 GiB) - non-torch 0.25 + 1.85 GiB; a page of 16
+    tokens is 32 layers x 4 KV heads a GPU x 128 x 2 x 2 B x 16 = 64 KiB x 16."""
+    plan = capacity("llama-3.1-8b", "h100-sxm", context=8192, gpus=2, engine="vllm", memory_utilization=0.95,
+                    vllm_version="0.19.0")["engine_memory"]
+    assert plan["profile_peak_bytes"] == 1024 * 128256 * 15.45
+    assert plan["non_torch_bytes"] == pytest.approx(2.10 * GiB)
+    by_hand = 0.95 * 79.22 * GiB - plan["weights_bytes_per_gpu"] - 1024 * 128256 * 15.45 - 2.10 * GiB
+    assert plan["available_kv_bytes"] == pytest.approx(by_hand)
+    assert plan["weights_bytes_per_gpu"] / GiB == pytest.approx(7.51, rel=0.005)
+    logged = 63.76 + 0.95 * (79.22 - 79.19)  # the spec's 79.22 GiB against the log's 79.19
+    assert plan["available_kv_bytes"] / GiB == pytest.approx(logged, rel=0.005)
+    assert plan["kv_tokens"] == 16 * math.floor(by_hand / (16 * 32 * 4 * 128 * 2 * 2))
+
+
+def test_sglang_default_mem_fraction_by_tp_as_v0_4_sets_it():
+    assert [em.sglang_default_mem_fraction(tp) for tp in (1, 2, 4, 8, 16)] == [0.88, 0.87, 0.85, 0.81, 0.79]
+
+
+def test_excluded_rows_keep_their_reason_and_are_not_scored():
+    results = score(read_rows(FOLDER))
+    excluded = [r for r in results if r["role"] == "excluded"]
+    assert len(excluded) == 5 and all(len(r["excluded"]) > 40 for r in excluded)
+    assert all(r["error_pct"] is None for r in excluded)
+    assert all(not r.get("excluded") for r in results if r["role"] != "excluded")
+
+
+def test_cli_scores_the_folder_as_json_without_nan(tmp_path):
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    r = CliRunner().invoke(app, ["validate", "--engine-memory", str(FOLDER), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    assert "NaN" not in r.stdout and "Infinity" not in r.stdout
+    out = json.loads(r.stdout)
+    assert len(out["rows"]) == 51 and {s["engine"] for s in out["summary"]} == {"vllm", "sglang", "trtllm"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text(LEDGER.read_text().replace(",fit,v0,", ",score,v0,", 1))
+    r = CliRunner().invoke(app, ["validate", "--engine-memory", str(bad)])
+    assert r.exit_code == 2 and "role expected one of fit, held-out, excluded" in r.output
+    empty = tmp_path / "none"
+    empty.mkdir()
+    r = CliRunner().invoke(app, ["validate", "--engine-memory", str(empty)])
+    assert r.exit_code == 2 and "no *.csv ledger" in r.output and "Traceback" not in r.output
 
 
 def test_model_runner_v2_profiles_the_sampler_without_its_sort():
@@ -138,10 +288,14 @@ def test_model_runner_v2_profiles_the_sampler_without_its_sort():
     assert em.vllm_sampler_peak_bytes(m, 1024, "v2", version=(0, 27)) == 1024 * 151936 * 4
     assert em.vllm_sampler_peak_bytes(m, 1024, "v2", tp=2, version=(0, 29)) == 1024 * 151936 * 4 / 2
     assert em.vllm_sampler_peak_bytes(m, 1024, "v2", tp=2, version=(0, 27)) == 1024 * 151936 * 4
-    assert em.vllm_sampler_peak_bytes(m, 1024, "v1") == 1024 * 151936 * 38.92
+    assert em.vllm_sampler_peak_bytes(m, 1024, "v1", version=(0, 11)) == 1024 * 151936 * 38.92
     # the figure's source: llm-d's vLLM 0.11.0 log of Llama-3.1-8B, 'activation peak 4.76 GiB' at 1024 seqs
-    assert em.vllm_sampler_peak_bytes(load_model("llama-3.1-8b"), 1024, "v1") / GiB == pytest.approx(4.76, abs=0.005)
-    assert em.vllm_sampler_peak_bytes(m, 1024, "v0") == 1024 * 151936 * 41
+    llama = load_model("llama-3.1-8b")
+    assert em.vllm_sampler_peak_bytes(llama, 1024, "v1", version=(0, 11)) / GiB == pytest.approx(4.76, abs=0.005)
+    # from 0.19 GPUModelRunner's sampler peaks at 1.89 GiB on the same model (llm-d-planner's vLLM 0.19.0 logs)
+    assert em.vllm_sampler_peak_bytes(m, 1024, "v1", version=(0, 19)) == 1024 * 151936 * 15.45
+    assert em.vllm_sampler_peak_bytes(llama, 1024, "v1", version=(0, 19)) / GiB == pytest.approx(1.89, abs=0.005)
+    assert em.vllm_sampler_peak_bytes(m, 1024, "v0") == 1024 * 151936 * 41.21
     # Qwen3-0.6B, 8192 tokens: the forward pass (3 x 1024 + 3 x 3072 a token, 2 bytes) is 0.19 GiB, under the
     # logits' 0.58 GiB, so V2's peak is the logits; V1's the sort's 5.5 GiB.
     assert em.vllm_profile_peak_bytes(m, 8192, 1024, 2.0, runner="v2") == 1024 * 151936 * 4
@@ -151,8 +305,9 @@ def test_model_runner_v2_profiles_the_sampler_without_its_sort():
 def test_llama_70b_fp8_on_two_h100s_under_vllm_0_11_against_its_log():
     """llm-d's vLLM 0.11.0 log (held out): RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic at TP 2 on H100s (79.18 GiB
     visible, 0.9), 'weights 33.88, activation peak 4.84, non-torch 0.55 GiB' a GPU, 32.00 GiB available. By hand:
-    the sampler 1024 x 128,256 x 38.92 B = 4.76 GiB (GPUModelRunner), non-torch 0.16 + 0.40 GiB (NCCL's start-up
-    buffers outside the budget since 0.11). Under 0.10's rule they count, 1.95 GiB, and the pool is 4.6 % low."""
+    the sampler 1024 x 128,256 x 38.92 B = 4.76 GiB (GPUModelRunner), non-torch 0.13 + 0.41 GiB (NCCL's start-up
+    buffers outside the budget since 0.11; the 0.11 band's fit). Under 0.10's rule they count, 1.95 GiB, and the
+    pool is 4.4 % low."""
     def pool(version):
         return capacity("llama-3.1-70b", "h100-sxm", context=16000, gpus=2, engine="vllm", weight_dtype="fp8",
                         max_num_seqs=1024, vllm_version=version)["engine_memory"]
@@ -160,7 +315,7 @@ def test_llama_70b_fp8_on_two_h100s_under_vllm_0_11_against_its_log():
     new, old = pool("0.11.0"), pool("0.10")
     sampler = 1024 * 128256 * 38.92
     assert new["model_runner"] == "v1" and new["profile_peak_bytes"] == pytest.approx(sampler)
-    assert new["non_torch_bytes"] == pytest.approx(0.56 * GiB) and old["non_torch_bytes"] == pytest.approx(1.95 * GiB)
+    assert new["non_torch_bytes"] == pytest.approx(0.54 * GiB) and old["non_torch_bytes"] == pytest.approx(1.95 * GiB)
     # weights by hand, over TP 2: 80 layers of fp8 linears (q, k, v, o: 8192 x (8192 + 2 x 1024 + 8192); gate, up,
     # down: 3 x 8192 x 28,672) at 1 byte and the bf16 embedding and lm_head (2 x 128,256 x 8192) split in two; the
     # bf16 norms (161 x 8192) whole on both GPUs, and vLLM's RoPE table (131,072 positions x 128 x 2 B) beside them
@@ -168,11 +323,11 @@ def test_llama_70b_fp8_on_two_h100s_under_vllm_0_11_against_its_log():
     weights = (linears * 1 + 2 * 128256 * 8192 * 2) / 2 + 161 * 8192 * 2 + 131072 * 128 * 2
     assert new["weights_bytes_per_gpu"] == pytest.approx(weights)
     assert weights / GiB == pytest.approx(33.88, abs=0.02)  # as logged (the rest: the checkpoint's fp8 scales)
-    by_hand = 0.9 * 79.22 * GiB - weights - sampler - 0.56 * GiB  # the spec's 79.22 GiB
+    by_hand = 0.9 * 79.22 * GiB - weights - sampler - 0.54 * GiB  # the spec's 79.22 GiB
     assert new["available_kv_bytes"] == pytest.approx(by_hand)
     logged = 32.00 + 0.9 * (79.22 - 79.18)  # the log's device showed 79.18 GiB
     assert new["available_kv_bytes"] / GiB == pytest.approx(logged, rel=0.01)
-    assert old["available_kv_bytes"] / GiB == pytest.approx(logged - 1.39, rel=0.01)
+    assert old["available_kv_bytes"] / GiB == pytest.approx(logged - 1.41, rel=0.01)
 
 
 def test_qwen3_32b_on_two_rtx_pro_6000s_under_vllm_0_27_against_its_log():
@@ -180,8 +335,9 @@ def test_qwen3_32b_on_two_rtx_pro_6000s_under_vllm_0_27_against_its_log():
     visible, PCIe, --gpu-memory-utilization 0.426, --max-model-len 32768): weights 30.59 GiB a worker, 'Available KV
     cache memory: 8.22 GiB', 'GPU KV cache size: 67,296 tokens', 'Maximum concurrency ... 2.05x'. By hand: 0.426 x
     95.01 GiB - 61.02 / 2 GiB of weights - the forward pass of 8192 tokens at TP 2 (8192 x (3 x 5120 + 3 x 25600 / 2)
-    x 2 B = 0.82 GiB) - 0.25 GiB non-torch = 8.89 GiB, 8 % high: what else vLLM 0.27 took out (its CUDA-graph
-    accounting, say) kvcalc does not model. GPUModelRunner's sort (5.5 GiB) would leave 4.07 GiB, 50 % low."""
+    x 2 B = 0.82 GiB) - 0.34 GiB non-torch (the 0.19 band's 0.25 at TP 1 and PCIe's 0.09) = 8.80 GiB, 7 % high: what
+    else vLLM 0.27 took out (its CUDA-graph accounting, say) kvcalc does not model. GPUModelRunner's sampler of that
+    band (1024 x 151,936 x 15.45 B = 2.24 GiB) would leave 7.38 GiB."""
     plan = capacity("qwen3-32b", "rtx-pro-6000", context=32768, gpus=2, engine="vllm", memory_utilization=0.426,
                     vllm_version="0.27.1")
     vllm = plan["engine_memory"]
@@ -191,17 +347,17 @@ def test_qwen3_32b_on_two_rtx_pro_6000s_under_vllm_0_27_against_its_log():
     # 64 layers' two norms of 5120 and per-head q and k norms of 128, and the final norm
     norms = (64 * 2 + 1) * 5120 + 64 * 2 * 128
     weights = (32_762_123_264 - norms) * 2 / 2 + norms * 2 + 40960 * 128 * 2  # and the RoPE table
-    by_hand = 0.426 * 95.01 * GiB - weights - 8192 * 53760 * 2 - 0.25 * GiB
+    by_hand = 0.426 * 95.01 * GiB - weights - 8192 * 53760 * 2 - 0.34 * GiB
     assert vllm["weights_bytes_per_gpu"] == pytest.approx(weights)
     assert vllm["available_kv_bytes"] == pytest.approx(by_hand)
-    assert by_hand / GiB == pytest.approx(8.89, abs=0.01)
+    assert by_hand / GiB == pytest.approx(8.80, abs=0.01)
     assert vllm["available_kv_bytes"] / GiB == pytest.approx(8.22, rel=0.10)
     assert vllm["kv_tokens"] == pytest.approx(67296, rel=0.10)
     assert vllm["max_concurrency"] == pytest.approx(2.05, rel=0.10)
     v1 = capacity("qwen3-32b", "rtx-pro-6000", context=32768, gpus=2, engine="vllm", memory_utilization=0.426,
                   vllm_runner="v1", vllm_version="0.27.1")["engine_memory"]
-    assert v1["available_kv_bytes"] / GiB == pytest.approx((by_hand - 1024 * 151936 * 38.92 + 8192 * 53760 * 2) / GiB)
-    assert v1["available_kv_bytes"] / GiB == pytest.approx(4.07, abs=0.01)
+    assert v1["available_kv_bytes"] / GiB == pytest.approx((by_hand - 1024 * 151936 * 15.45 + 8192 * 53760 * 2) / GiB)
+    assert v1["available_kv_bytes"] / GiB == pytest.approx(7.38, abs=0.01)
 
 
 def test_vllm_splits_pipeline_layers_as_its_logs_print():
@@ -218,8 +374,8 @@ def test_deepseek_v2_lite_tp2_pp2_on_l4s_binds_on_its_first_stage_as_logged():
     1024: the first stage's workers log 'Available KV cache memory: 12.13 GiB', the last's 11.33; 'GPU KV cache size:
     807,792 tokens' and 788.86x follow from the first (14 layers of 576-element MLA latents) binding over the last
     (13 layers, but the lm_head and the sampler). By hand for the first stage: 0.9 x 22.04 GiB - its weights / 2
-    - the MoE forward of 2048 tokens (2048 x (3 x 2048 + 6 x (3 x 1408 / 2 + 2048)) x 2 B) - 0.25 GiB non-torch over
-    PCIe. Its weights, from config.json: the embedding (102,400 x 2048), 14 layers' MLA attention and norms
+    - the MoE forward of 2048 tokens (2048 x (3 x 2048 + 6 x (3 x 1408 / 2 + 2048)) x 2 B) - 0.34 GiB non-torch over
+    PCIe (today's release band: 0.25 at TP 1 and PCIe's 0.09). Its weights, from config.json: the embedding (102,400 x 2048), 14 layers' MLA attention and norms
     (13,767,168 each: the 15,287,051,776 layer parameters less the MLP and the experts, over 27), layer 0's dense MLP
     (3 x 2048 x 10944, first_k_dense_replace 1) and 13 MoE layers (66 experts of 3 x 2048 x 1408, 64 routed and 2
     shared, and a 2048 x 64 router each), in bf16, over TP 2; each GPU keeps whole what vLLM does not split: the
@@ -234,7 +390,7 @@ def test_deepseek_v2_lite_tp2_pp2_on_l4s_binds_on_its_first_stage_as_logged():
     whole = 27 * 2048 * 576 + 26 * 2048 * 64 + 55 * 2048 + 27 * 512
     weights = ((102_400 * 2048 + 14 * attention + 3 * 2048 * 10944 + 13 * moe_layer) * 2 / 2
                + whole * (1 - 1 / 2) * 14 / 27 * 2 + 163_840 * 64 * 2)
-    by_hand = 0.9 * 22.04 * GiB - weights - 2048 * (3 * 2048 + 6 * (3 * 1408 // 2 + 2048)) * 2 - 0.25 * GiB
+    by_hand = 0.9 * 22.04 * GiB - weights - 2048 * (3 * 2048 + 6 * (3 * 1408 // 2 + 2048)) * 2 - 0.34 * GiB
     assert vllm["weights_bytes_per_gpu"] == pytest.approx(weights)
     assert vllm["available_kv_bytes"] == pytest.approx(by_hand)
     assert vllm["kv_tokens"] == 16 * math.floor(by_hand / (16 * 14 * 576 * 2))
@@ -256,28 +412,27 @@ def test_vllm_runner_and_version_flag_errors(args, says):
     from kvcalc.cli import app
 
     for command in (["capacity", "-m", "qwen3-32b", "-c", "8192"],
-                    ["serve", "-m", "qwen3-32b", "--input-len", "128", "--output-len", "128", "-c", "8"]):
+                    ["serve", "-m", "qwen3-32b", "--input-len", "128", "--output-len", "128", "-n", "8"]):
         r = CliRunner().invoke(app, [*command, *args])
         assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
 
 
-def test_generic_rule_misses_the_held_out_pools_by_what_the_readme_says():
-    """The baseline the engine rule is weighed against: kvcalc's own rule (capacity without --engine) on the same
-    held-out logs, against the KV memory each logged."""
-    errors = []
-    for row in read_rows(LEDGER):
-        if row["role"] != "held-out":
+def test_generic_rule_beside_the_engine_rule_is_what_capacity_without_engine_budgets():
+    """The baseline the engine rule is weighed against (the docs' 'generic rule' column): kvcalc's own rule, as
+    `capacity` without --engine budgets it, on the same logs; the ledger's generic figure is that plan's KV budget."""
+    checked = 0
+    for row in score(read_rows(FOLDER)):
+        if row["engine"] != "vllm" or row["role"] == "excluded" or not row["logged_available_GiB"]:
             continue
+        if row["visible_GiB"] not in ("", "79.22") or row["gpu"] != "h100-sxm" or row["link"]:
+            continue  # capacity takes the spec's device total; compare where the spec's is the log's
         plan = capacity(row["model"], row["gpu"], context=int(row["max_model_len"]), gpus=int(row["tp"]),
                         pp=int(row["pp"]), ep=int(row["ep"] or 1), weight_dtype=row["weight_dtype"],
-                        memory_utilization=float(row["gpu_memory_utilization"]), engine="roofline")
-        logged = float(row["logged_available_GiB"]) * GiB
-        errors.append((plan["kv_budget_bytes_per_gpu"] - logged) / logged * 100)
-    readme = documentation(Path(__file__).parents[2])
-    misses = [abs(e) for e in errors]
-    high = sum(e > 0 for e in errors)
-    assert f"by a median {statistics.median(misses):.0f} % and up to {max(misses):.0f} %, high on {high}" in readme
-    assert high == 11  # all but DeepSeek-V2-Lite at TP 2 x PP 2 and Qwen2-7B at 0.25 and 0.5, 0.5-1.9 % low
+                        kv_dtype=row["kv_dtype"], memory_utilization=float(row["gpu_memory_utilization"]),
+                        prefill_chunk=int(row["max_num_batched_tokens"]), engine="roofline")
+        assert plan["kv_budget_bytes_per_gpu"] / GiB == pytest.approx(row["generic_available_GiB"], rel=1e-9)
+        checked += 1
+    assert checked >= 2
 
 
 def test_qwen3_235b_fp8_on_four_h100s_against_vllm_log():
@@ -531,7 +686,7 @@ def test_flashinfer_sampler_profiles_ten_bytes_a_logit_as_a100_logs_show():
     sampler = 256 * 152064 * 10
     assert em.vllm_sampler_peak_bytes(m, 256, "v1", flashinfer=True) == sampler
     assert em.vllm_sampler_peak_bytes(m, 256, "v2", flashinfer=True) == 256 * 152064 * 4  # V2 profiles no top-k/p
-    assert em.vllm_sampler_peak_bytes(m, 256, "v0", flashinfer=True) == 256 * 152064 * 41  # nor V0 FlashInfer
+    assert em.vllm_sampler_peak_bytes(m, 256, "v0", flashinfer=True) == 256 * 152064 * 41.21  # nor V0 FlashInfer
     forward = 2048 * (3 * 3584 + 3 * 18944) * 2
     assert em.vllm_profile_peak_bytes(m, 2048, 256, 2.0, flashinfer=True) == max(forward, sampler) == sampler
     for utilization, logged in ((0.25, 5.01), (0.5, 24.83)):
