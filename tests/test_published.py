@@ -190,3 +190,53 @@ def test_an_end_to_end_fitted_profile_is_refitted_without_the_scored_source():
     results = {r["id"]: r for r in score(points)}
     r = results[row["id"]]
     assert r["error_pct"] != pytest.approx(r["in_sample_error_pct"])
+
+
+def test_serving_tpot_adds_the_other_requests_prompts_over_the_decode_steps():
+    # Worked by hand: 10 ms decode steps, 400 ms to prefill one prompt, 5 requests in flight, 801 output tokens:
+    # the other 4 prompts are prefilled during this request's 800 decode steps, 4 x 400 / 800 = 2 ms a token.
+    from kvcalc.formulas.workload import serving_tpot
+
+    assert serving_tpot(10.0, 400.0, 5, 801) == pytest.approx(12.0)
+    assert serving_tpot(10.0, 400.0, 1, 801) == pytest.approx(10.0)  # alone: no other prompt shares its steps
+
+
+def test_a_serving_tpot_row_carries_the_arrivals_and_a_median_itl_row_does_not():
+    # Concurrency 4, 101 output tokens; the ledger's prefill is the 4 prompts together (400 ms, so 100 ms each);
+    # decode step 20 ms plus a 1 ms engine step: TPOT = 21 + (4 - 1) x 100 / 100 = 24 ms; median ITL = 21 ms.
+    row = {"metric": "tpot_ms", "batch": 4, "output_len": 101, "tp": 1}
+    assert published.metric_value(row, 400.0, 20.0, 1.0) == pytest.approx(24.0)
+    assert published.metric_value({**row, "metric": "itl_median_ms"}, 400.0, 20.0, 1.0) == pytest.approx(21.0)
+    assert published.metric_value({**row, "batch": 1}, 100.0, 20.0, 1.0) == pytest.approx(21.0)
+
+
+def test_rows_whose_source_printed_a_median_itl_are_scored_as_one():
+    # A median inter-token latency is the plain decode step; a per-request TPOT carries the other prompts' prefill
+    rows = read_points(FOLDER)
+    itl = [p["id"] for p in rows if "Median ITL" in p["note"]]
+    assert itl and all(p["metric"] == "itl_median_ms" for p in rows if p["id"] in itl)
+    assert all("Median ITL" in p["note"] for p in rows if p["metric"] == "itl_median_ms")
+
+
+def test_a_fit_pooled_over_engines_never_carries_a_per_gpu_term():
+    # Two vLLM publishers, each with a 1-GPU row (step 12 - 10 = 2 ms) and a 4-GPU row (15 - 10 = 5 ms): vLLM's own
+    # band fits 2 ms plus (5 - 2) / 3 = 1 ms per extra GPU. SGLang has no rows and falls back to the fit pooled over
+    # engines, which keeps the fixed step (between 2 and 5 ms) but no per-GPU term: that is one runtime's cost.
+    def row(i, publisher, tp, measured):
+        return {"id": i, "band": "vllm v1", "engine": "vllm", "provenance": "measured", "batch": 1, "tp": tp,
+                "publisher": publisher, "metric": "tpot_ms", "prefill_ms": 10.0, "decode_ms": 10.0,
+                "measured": measured, "output_len": 128, "weight_dtype": "bf16", "gpu": "h100-sxm", "link": "nvswitch"}
+    rows = [row("a", "q", 1, 12.0), row("b", "q", 4, 15.0), row("c", "r", 1, 12.0), row("d", "r", 4, 15.0)]
+    fits = fit_overheads(rows, {"vllm v1", "sglang 0.4+"})
+    assert fits["vllm v1"]["step_us"] == pytest.approx(2000, rel=0.05)
+    assert fits["vllm v1"]["step_us_per_extra_gpu"] == pytest.approx(1000, rel=0.05)
+    assert fits["sglang 0.4+"]["level"] == "all engines"
+    assert fits["sglang 0.4+"]["step_us_per_extra_gpu"] == 0.0
+    assert 1900 <= fits["sglang 0.4+"]["step_us"] <= 5100
+
+
+def test_the_folder_prints_as_a_table_with_every_metric_named():
+    # the table view names each metric in short; a median-ITL row (amd-011 among them) must not break it
+    r = CliRunner().invoke(app, ["validate", "--published", str(FOLDER)])
+    assert r.exit_code == 0, r.output
+    assert "ITL p50 ms" in r.stdout and "TPOT ms" in r.stdout

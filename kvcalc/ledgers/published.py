@@ -3,7 +3,9 @@
 Each row is a figure an engine's README, documentation or a benchmark page printed, with its setup. kvcalc predicts
 it through the same evaluate() every command uses, with the row's engine profile and tensor-parallel degree:
     decode_tokens_per_s   1000 / decode step ms at the mean cached context (input + output / 2), one sequence
-    tpot_ms               the decode step ms at the mean cached context
+    tpot_ms               the decode step ms at the mean cached context; at batch C > 1 (a serving benchmark at
+                          concurrency C) plus the other C - 1 prompts' prefill spread over the O - 1 steps
+    itl_median_ms         the median inter-token latency: the decode step ms at the mean cached context
     ttft_ms               the prefill of input_len tokens
     throughput_out_tokens_per_s_per_gpu
                           a static batch: B * output / (prefill of B x input + (output - 1) decode steps) / GPUs
@@ -29,6 +31,7 @@ from kvcalc.estimator import check_tp, evaluate, phase_metrics
 from kvcalc.formulas.workload import (
     mean_decode_context,
     output_tokens_per_s_per_gpu,
+    serving_tpot,
     static_batch_seconds,
 )
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
@@ -43,7 +46,7 @@ COLUMNS = ["id", "engine", "engine_version", "gpu", "model", "weight_dtype", "kv
 OPTIONAL = {"pp": "1", "ep": "1", "publisher": "", "link": "", "note": ""}  # the newer files' columns
 INTS = ("tp", "pp", "ep", "batch", "input_len", "output_len")
 RATES = {"decode_tokens_per_s", "throughput_out_tokens_per_s_per_gpu"}  # higher is faster
-METRICS = RATES | {"tpot_ms", "ttft_ms"}
+METRICS = RATES | {"tpot_ms", "ttft_ms", "itl_median_ms"}
 
 
 def read_points(path: Path) -> list[dict]:
@@ -80,6 +83,11 @@ def _read_file(path: Path) -> list[dict]:
     points = []
     for row in rows:
         where = f"{path}: row {row.get('id') or len(points) + 1}"
+        if None in row.keys():  # fuzz 2: a row longer or shorter than the header was a traceback further on
+            raise KvcalcError(f"{where}: more cells than the header's {len(row) - 1}")
+        short = [k for k in COLUMNS if row.get(k) is None]
+        if short:
+            raise KvcalcError(f"{where}: column {short[0]}: missing (the row is shorter than the header)")
         row = {**OPTIONAL, **{k: v for k, v in row.items() if v not in (None, "") or k not in OPTIONAL}}
         row["publisher"] = row["publisher"] or (row["source"].split() or ["unknown"])[0]
         point = dict(row)
@@ -132,8 +140,11 @@ def metric_value(point: dict, prefill_ms, decode_ms, step_ms=0.0, request_ms=0.0
     metric, b, o_len = point["metric"], point["batch"], point["output_len"]
     if metric == "decode_tokens_per_s":
         return 1000 / (decode_ms + step_ms)
-    if metric == "tpot_ms":
+    if metric == "itl_median_ms":  # the median gap between tokens: a plain decode step (formulas/workload.py)
         return decode_ms + step_ms
+    if metric == "tpot_ms":  # at batch C > 1 a serving benchmark at concurrency C: the other C - 1 requests'
+        # prompts are prefilled during this one's decode (serving_tpot); prefill_ms is the C prompts together
+        return serving_tpot(decode_ms + step_ms, prefill_ms / b, b, o_len)
     if metric == "ttft_ms":
         return prefill_ms + step_ms + request_ms
     seconds = static_batch_seconds((prefill_ms + step_ms) / 1000, (decode_ms + step_ms) / 1000, o_len)
@@ -216,15 +227,15 @@ def _publisher_weights(rows: list[dict]) -> dict[str, float]:
     return {r["id"]: 1 / count[r["publisher"]] for r in rows}
 
 
-def fit_one(rows: list[dict]) -> tuple[float, float, float]:
+def fit_one(rows: list[dict], per_gpu_term: bool = True) -> tuple[float, float, float]:
     """(step [us], per extra GPU [us], request [ms]) minimising the summed |log(predicted / measured)| over rows,
     each source weighing the same (a row weighs 1 / its publisher's rows), on a grid (0, then log-spaced: 10 us -
     60 ms, 10 us - 20 ms, 0.1 ms - 3 s). The step cost is fitted on the rows that are not TTFT (on the TTFT rows
     where there are no others), its per-GPU term where multi-GPU rows exist (MIN_SLOPE_PUBLISHERS), the request
-    cost then on the TTFT rows."""
+    cost then on the TTFT rows. per_gpu_term False: no per-GPU term (a fit pooled over engines)."""
     steps = [r for r in rows if r["metric"] != "ttft_ms"] or rows
     several = {r["publisher"] for r in steps if gpus(r) > 1}
-    per_gpu = PER_GPU_GRID_US if len(several) >= MIN_SLOPE_PUBLISHERS else np.array([0.0])
+    per_gpu = PER_GPU_GRID_US if per_gpu_term and len(several) >= MIN_SLOPE_PUBLISHERS else np.array([0.0])
     fixed, slope = np.meshgrid(STEP_GRID_US, per_gpu, indexing="ij")
     w = _publisher_weights(steps)
     loss = sum(w[r["id"]] * np.abs(np.log(metric_value(r, r["prefill_ms"], r["decode_ms"], step_ms(r, fixed, slope))
@@ -252,7 +263,10 @@ def fit_overheads(rows: list[dict], wanted: set[str] | None = None) -> dict[str,
     def level(chosen: list[dict]) -> list[dict] | None:
         return chosen if len({r["publisher"] for r in chosen}) >= MIN_PUBLISHERS else None
 
-    pooled = fit_one(usable) if usable else (0.0, 0.0, 0.0)
+    # pooled over engines: the fixed step cost only. A per-GPU term is one runtime's (its processes' launch and
+    # sync); pooled, TensorRT-LLM's and vLLM's TP 2-4 rows gave SGLang at TP 8 a 1.35 ms-a-GPU term (10.8 ms a step)
+    # that no engine's own band fits (MIN_SLOPE_PUBLISHERS)
+    pooled = fit_one(usable, per_gpu_term=False) if usable else (0.0, 0.0, 0.0)
     out = {}
     for key in sorted(wanted):
         engine, name = key.split(" ", 1)
