@@ -209,7 +209,7 @@ def test_jsonl_trace(tmp_path):
 
 def test_cli_simulate_json_is_finite_and_bad_trace_exits_2(tmp_path):
     runner = CliRunner()
-    r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "256", "--output-len", "1", "-c", "4", "--simulate",
+    r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "256", "--output-len", "1", "-n", "4", "--simulate",
                             "--num-prompts", "20", "-e", "roofline", "-f", "json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
@@ -243,7 +243,7 @@ def test_length_conventions_of_the_two_benchmark_clients():
     assert s.min() == 500 and s.max() == 1000
 
 
-def test_serving_ledger_scores_random_rows_and_skips_sharegpt(tmp_path):
+def test_serving_ledger_scores_random_and_sharegpt_rows_and_skips_unknown_datasets(tmp_path):
     from kvcalc.ledgers.serving_sim import (
         COLUMNS,
         is_serving_sim_ledger,
@@ -259,11 +259,14 @@ def test_serving_ledger_scores_random_rows_and_skips_sharegpt(tmp_path):
                num_prompts="16", concurrency="4", output_tokens_per_s="1000", median_ttft_ms="50",
                note="vllm bench serve")
     share = {**row, "id": "b", "dataset": "sharegpt", "input_len": "", "output_len": ""}
-    f.write_text(",".join(COLUMNS) + "\n" + "\n".join(",".join(r[c] for c in COLUMNS) for r in (row, share)) + "\n")
+    sonnet = {**row, "id": "c", "dataset": "sonnet"}
+    f.write_text(",".join(COLUMNS) + "\n" + "\n".join(",".join(r[c] for c in COLUMNS) for r in (row, share, sonnet))
+                 + "\n")
     assert is_serving_sim_ledger(f)
     res = score(read_rows(f))
     skipped = [r for r in res if "skipped" in r]
-    assert [r["id"] for r in skipped] == ["b"] and "sharegpt" in skipped[0]["skipped"]
+    assert [r["id"] for r in skipped] == ["c"] and "sonnet" in skipped[0]["skipped"]
+    assert {r["id"] for r in res if r.get("metric") == "output_tokens_per_s"} == {"a", "b"}
     tok = next(r for r in res if r.get("metric") == "output_tokens_per_s")
     assert tok["sim_error_pct"] == pytest.approx((tok["simulated"] - 1000) / 10, abs=0.05)
     assert tok["vendor"] == "NVIDIA" and {s["rows"] for s in summary(res)} >= {"all", "engine=vllm", "vendor=NVIDIA"}
@@ -342,3 +345,57 @@ def test_sglang_retracts_when_decodes_outgrow_the_pool():
                      min_new_token_ratio=0.1, new_token_ratio_decay=0.0)
     r = run(policy, [0, 0], [4, 4], [6, 6], pool_tokens=12)
     assert r.preemptions == 1 and list(r.first_token_s) == [1.0, 1.0] and list(r.finish_s) == [9.0, 6.0]
+
+
+def test_vllm_multi_step_scheduling_makes_a_new_request_wait_for_the_block():
+    """vLLM --num-scheduler-steps 4; budget 8, every step 1 s. A (1 in, 10 out) at 0, B (1 in, 2 out) at 2.5.
+    step 1 (0-1): A's prompt, its first token at 1; the scheduler then hands out a block of 4 decode steps (1-5).
+    B, arriving at 2.5, is scheduled when the block ends: step 6 (5-6) holds A's decode and B's prompt, B's first
+    token at 6 and its second at 7. Without multi-step B enters the step after its arrival (3-4): tokens at 4 and
+    5. A makes one token a step either way: done at 1 + 9 = 10."""
+    from dataclasses import replace
+
+    args = ([0, 2.5], [1, 1], [10, 2])
+    multi = run(replace(vllm_v1(budget=8, block_size=1), multi_step=4), *args)
+    single = run(vllm_v1(budget=8, block_size=1), *args)
+    assert list(multi.first_token_s) == [1.0, 6.0] and list(multi.finish_s) == [10.0, 7.0]
+    assert list(single.first_token_s) == [1.0, 4.0] and list(single.finish_s) == [10.0, 5.0]
+    # V0 (vLLM 0.6, where multi-step came from): the same wait, then B's prompt in a step of its own (5-6), which A
+    # sits out: A's 10th token at 11
+    from kvcalc.engines.scheduler import vllm_v0
+
+    v0 = run(replace(vllm_v0(budget=8, block_size=1), multi_step=4), *args)
+    assert list(v0.first_token_s) == [1.0, 6.0] and list(v0.finish_s) == [11.0, 7.0]
+
+
+def test_pooled_data_parallel_replicas_spread_a_full_chunk_but_not_one_prompt():
+    """8 data-parallel attention replicas pooled into one scheduler (budget 8 x 8192): StepTimer runs the fullest
+    replica's piece, max(chunk / 8, min(chunk, prompt_len)). With the per-replica budget as prompt_len, the full
+    pooled chunk of 65,536 tokens costs one replica's 8,192 (c = 1 ms a token: 8.192 s + a = 1 s), and one prompt of
+    3,200 tokens stays whole on its replica (3.2 s + 1 s)."""
+
+    class ReplicaStepper(ToyStepper):
+        def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None):
+            local = max(chunk / 8, min(chunk, prompt_len)) if prompt_len else chunk
+            return self.a + self.c * local
+
+    grid = StepGrid(ReplicaStepper(a=1.0, c=1e-3), 4, 4096, 65_536, prompt_len=8192)
+    assert grid.seconds(0, 0, 65_536, 0) == pytest.approx(1.0 + 8.192)
+    assert grid.seconds(0, 0, 3200, 0) == pytest.approx(1.0 + 3.2, rel=0.02)  # interpolated between grid chunks
+
+
+def test_vllm_v0_runs_prompts_first_in_steps_of_their_own():
+    """vLLM V0 without chunked prefill; budget 4, every step 1 s. A (2 in, 3 out) at 0, B (2 in, 2 out) at 1.5.
+    step 1 (0-1): A's prompt alone: first token at 1.      step 2 (1-2): A decodes (2nd token); B arrives at 1.5.
+    step 3 (2-3): B's prompt alone, A waits: B's first token at 3.
+    step 4 (3-4): A (3rd token) and B (2nd) decode: both done at 4.
+    V1's mixed step 3 carries A's decode beside B's prompt: A done at 3, B's tokens at 3 and 4."""
+    from kvcalc.engines.scheduler import vllm_v0
+
+    args = ([0, 1.5], [2, 2], [3, 2])
+    v0 = run(vllm_v0(budget=4, block_size=1), *args)
+    v1 = run(vllm_v1(budget=4, block_size=1), *args)
+    assert list(v0.first_token_s) == [1.0, 3.0] and list(v0.finish_s) == [4.0, 4.0]
+    assert list(v1.first_token_s) == [1.0, 3.0] and list(v1.finish_s) == [3.0, 4.0]
+    # the steps with prompts (decode-only steps are advanced in blocks, not logged): no decode rides along in V0
+    assert [(e["t_end"], e["chunk"], e["decodes"]) for e in v0.log] == [(1.0, 2, 0), (3.0, 2, 0)]

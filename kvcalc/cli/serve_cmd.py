@@ -8,10 +8,24 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
+from kvcalc.cli.options import (
+    DEFAULT_ENGINE,
+    DEFAULT_GPU,
+    DEFAULT_KV_DTYPE,
+    DEFAULT_WEIGHT_DTYPE,
+    Engine,
+    Ep,
+    FormatOpt,
+    Gpu,
+    KvDtype,
+    MemoryUtilization,
+    Model,
+    Pp,
+    WeightDtype,
+)
 from kvcalc.cli.output import (
-    ENGINE_HELP,
-    EngineVersion,
     CudaGraphMemory,
+    EngineVersion,
     FlashinferSampler,
     Format,
     VllmRunner,
@@ -21,7 +35,6 @@ from kvcalc.cli.output import (
     write_csv,
     write_json,
 )
-from kvcalc.cli.planning_cmds import WEIGHT_HELP
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.files import check_writable
 
@@ -45,22 +58,23 @@ def _disaggregate(text: str | None) -> tuple[int, int] | None:
 
 @app.command("serve")
 def serve_cli(
-    model: Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")],
+    model: Model,
     input_len: Annotated[Optional[int], typer.Option("--input-len", "-i", help="prompt tokens per request")] = None,
     output_len: Annotated[Optional[int], typer.Option(
         "--output-len", help="output tokens per request (a distribution's mean)")] = None,
-    gpu: Annotated[str, typer.Option("--gpu", "-g", help="bundled name or spec file")] = "h100-sxm",
+    gpu: Gpu = DEFAULT_GPU,
     concurrency: Annotated[Optional[str], typer.Option(
-        "--concurrency", "-c", help="requests in flight: a number, a comma-separated list (the frontier), or max "
+        "--concurrency", "-n", help="requests in flight: a number, a comma-separated list (the frontier), or max "
         "(as many as the KV pool holds)")] = None,
+    context_flag: Annotated[Optional[str], typer.Option("-c", hidden=True, help="not serve's: -c is --context on "
+                                                          "every command; concurrency is -n")] = None,
     request_rate: Annotated[Optional[float], typer.Option(help="requests/s arriving; replicas follow")] = None,
     tp: Annotated[str, typer.Option(help="tensor-parallel GPUs per replica; a comma-separated list for the frontier")] = "1",
-    pp: Annotated[int, typer.Option("--pp", help="pipeline stages per replica, each of --tp GPUs")] = 1,
+    pp: Pp = 1,
     speculate: Annotated[Optional[str], typer.Option(
         help="speculative decoding, as estimate's --speculate: every decode step verifies k drafts")] = None,
-    ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs per replica (MoE): attention in data-parallel "
-                                    "groups of --tp")] = 1,
-    engine: Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)] = "auto",
+    ep: Ep = 1,
+    engine: Engine = DEFAULT_ENGINE,
     engine_version: EngineVersion = None,
     vllm_runner: VllmRunner = "auto",
     vllm_version: VllmVersion = "latest",
@@ -70,9 +84,9 @@ def serve_cli(
         help="staggered: requests enter as others finish (a service's steady state); waves: they start and finish "
         "together, as a fixed-length benchmark runs them (vllm bench serve --max-concurrency C --ignore-eos); "
         "TTFT and TPOT are then medians over requests")] = "staggered",
-    weight_dtype: Annotated[str, typer.Option(help=WEIGHT_HELP)] = "auto",
-    kv_dtype: Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, nvfp4, fp32")] = "bf16",
-    memory_utilization: Annotated[float, typer.Option(help="fraction of device memory usable")] = 0.9,
+    weight_dtype: WeightDtype = DEFAULT_WEIGHT_DTYPE,
+    kv_dtype: KvDtype = DEFAULT_KV_DTYPE,
+    memory_utilization: MemoryUtilization = 0.9,
     step_tokens: Annotated[int, typer.Option(help="tokens one step may schedule (max_num_batched_tokens)")] = 8192,
     disaggregate: Annotated[Optional[str], typer.Option(help="PREFILL_GPUS:DECODE_GPUS, separate pools")] = None,
     price_per_gpu_hour: Annotated[Optional[float], typer.Option(
@@ -80,7 +94,7 @@ def serve_cli(
     max_ttft_ms: Annotated[Optional[float], typer.Option(help="frontier: the best point keeps TTFT within this")] = None,
     max_tpot_ms: Annotated[Optional[float], typer.Option(help="frontier: the best point keeps TPOT within this")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="frontier chart (.png, .svg or .pdf)")] = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
+    format: FormatOpt = Format.table,
     simulate: Annotated[bool, typer.Option(
         "--simulate", help="run the request-level simulation of the engine's scheduler (percentiles) instead of "
         "the closed-form steady state; --arrivals then takes closed, poisson, burst or trace")] = False,
@@ -89,7 +103,9 @@ def serve_cli(
     num_prompts: Annotated[int, typer.Option(help="--simulate: requests to run")] = 1000,
     range_ratio: Annotated[float, typer.Option(
         help="--simulate: lengths uniform on [L (1 - r), L (1 + r)], as vllm bench's --random-range-ratio")] = 0.0,
-    dataset: Annotated[str, typer.Option(help="--simulate: length distribution: random (fixed or uniform)")] = "random",
+    dataset: Annotated[str, typer.Option(
+        help="--simulate: length distribution: random (fixed or uniform) or sharegpt (the published ShareGPT V3 "
+        "sample's length pairs)")] = "random",
     seed: Annotated[int, typer.Option(help="--simulate: random seed (arrivals and lengths)")] = 0,
     percentile: Annotated[float, typer.Option(
         help="--simulate: the percentile --max-ttft-ms/--max-tpot-ms must hold at (goodput)")] = 99.0,
@@ -103,6 +119,9 @@ def serve_cli(
     with --simulate, the request-level simulation's p50/p90/p99 TTFT, TPOT, ITL and end-to-end latency."""
     from kvcalc.serving.closed_form import frontier, parse_concurrency, serve
 
+    if context_flag is not None:  # serve's concurrency was -c until issue 21 gave -c one meaning (--context)
+        raise KvcalcError(f"-c: serve has no --context (the context is --input-len + --output-len); for "
+                          f"{context_flag} requests in flight use -n/--concurrency {context_flag}")
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
     if simulate and engine_version is not None:
@@ -163,7 +182,9 @@ def serve_cli(
     t.add_column("value")
 
     def ms(v):
-        return f"{v:,.1f} ms" if v is not None else "-"
+        from kvcalc.units import fmt_ms  # seconds from 10 s on
+
+        return fmt_ms(v) if v is not None else "-"
 
     show = {
         "requests in flight": f"{plan['concurrency']:,.1f}",
@@ -194,9 +215,7 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                   vllm_version, plot, format, split=None) -> None:
     from kvcalc.serving.simulate import simulate
 
-    if dataset != "random":
-        raise KvcalcError(f"--dataset: only random (fixed or uniform lengths) is modelled, got {dataset!r}")
-    if arrivals == "staggered":  # the closed form's default: a closed loop with -c, Poisson with --request-rate
+    if arrivals == "staggered":  # the closed form's default: a closed loop with -n, Poisson with --request-rate
         arrivals = "closed" if concurrency is not None else "poisson"
     elif arrivals == "waves":  # fixed-length requests from t = 0 in a closed loop run in waves by themselves
         arrivals = "closed"
@@ -214,7 +233,7 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                  memory_utilization=memory_utilization, step_tokens=step_tokens, max_num_seqs=max_num_seqs,
                  speculate=speculate, prefix_hit_rate=prefix_hit_rate, percentile=percentile,
                  max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, vllm_runner=vllm_runner,
-                 vllm_version=vllm_version, keep_timeline=plot is not None, disaggregate=split)
+                 vllm_version=vllm_version, keep_timeline=plot is not None, disaggregate=split, dataset=dataset)
     timeline = r.pop("timeline", None)
     if plot is not None:
         from kvcalc.report.plot import simulation_timeline

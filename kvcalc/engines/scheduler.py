@@ -2,7 +2,8 @@
 
 One small class per engine, named after the policy it copies, each citing the source it follows. A policy says:
   mixed        prefill chunks and decodes share a step (vLLM V1, TensorRT-LLM), or a step is either a prefill
-               batch or a decode batch, prefill first (SGLang without --enable-mixed-chunk)
+               batch or a decode batch, prefill first (SGLang without --enable-mixed-chunk, vLLM V0
+               without chunked prefill)
   budget       tokens one step may schedule (max_num_batched_tokens / chunked_prefill_size / max_num_tokens)
   max_seqs     requests running at once (max_num_seqs / max_running_requests / max_batch_size)
   block_size   tokens per KV block (page)
@@ -11,6 +12,8 @@ One small class per engine, named after the policy it copies, each citing the so
                GUARANTEED_NO_EVICT capacity scheduler); "token_ratio": its prompt plus new_token_ratio x its
                output, with the running requests' outstanding outputs reserved at the same ratio (SGLang's
                PrefillAdder)
+  multi_step   decode steps run per scheduler call (vLLM --num-scheduler-steps, 0.6-0.7): a queued request waits
+               for the block to end; 1 elsewhere
   preempt      what happens when a decode finds no free block: "recompute" (vLLM: the last request in the
                running list loses its blocks and goes to the front of the queue), "retract" (SGLang: the same,
                and new_token_ratio is raised), or None (cannot happen under full-length admission)
@@ -35,6 +38,7 @@ class SchedulerPolicy:
     init_new_token_ratio: float = 1.0
     min_new_token_ratio: float = 1.0
     new_token_ratio_decay: float = 0.0
+    multi_step: int = 1
 
 
 def vllm_v1(budget: int = 8192, max_seqs: int = 1024, block_size: int = 16) -> SchedulerPolicy:
@@ -47,6 +51,18 @@ def vllm_v1(budget: int = 8192, max_seqs: int = 1024, block_size: int = 16) -> S
     with >= 70 GiB that is not an A100: max_num_batched_tokens 8192, max_num_seqs 1024 (2048 / 256 otherwise);
     block_size 16 (vllm/config/cache.py)."""
     return SchedulerPolicy("vllm-v1", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
+                           admission="on_demand", preempt="recompute")
+
+
+def vllm_v0(budget: int = 2048, max_seqs: int = 256, block_size: int = 16) -> SchedulerPolicy:
+    """vLLM V0's Scheduler._schedule_default (vllm/core/scheduler.py, releases before 0.8, chunked prefill off): a
+    step is either prompts or decodes, prompts first: waiting requests are prefilled whole while they fit
+    max_num_batched_tokens (default max(max_model_len, 2048), vllm/config.py SchedulerConfig) and max_num_seqs (256),
+    and the running requests decode only in steps without prompts; blocks are allocated as tokens come and a decode
+    that finds none preempts by recomputation (kvcalc drops the requests with the most output left first, where V0
+    drops the newest). V0 turned chunked prefill on by itself above a 32K context (EngineArgs, use_long_context):
+    then its schedule is vllm_v1's."""
+    return SchedulerPolicy("vllm-v0", mixed=False, budget=budget, max_seqs=max_seqs, block_size=block_size,
                            admission="on_demand", preempt="recompute")
 
 
@@ -81,7 +97,23 @@ def trtllm_guaranteed_no_evict(budget: int = 8192, max_seqs: int = 2048, block_s
                            admission="full_length", preempt=None)
 
 
-POLICIES = {"vllm": vllm_v1, "sglang": sglang_prefill_first, "trtllm": trtllm_guaranteed_no_evict}
+POLICIES = {"vllm": vllm_v1, "sglang": sglang_prefill_first, "trtllm": trtllm_guaranteed_no_evict,
+            "vllm-v0": vllm_v0}
+
+
+def vllm_server_defaults(gpu_name: str, memory_GiB: float, release: tuple[int, int]) -> tuple[int | None, int]:
+    """(max_num_batched_tokens, max_num_seqs) that `vllm serve` picks when neither flag is given (None: the policy's
+    default budget). vLLM >= 0.8 (V1 by default), vllm/engine/arg_utils.py EngineArgs._set_default_args
+    (https://github.com/vllm-project/vllm/blob/6a1acac3fe2924ca221fdf048b74f9a020dabddd/vllm/engine/arg_utils.py
+    #L2478-L2483): a GPU with >= 70 GiB that is not an A100 gets 8192 tokens and 1024 sequences for the OpenAI
+    server, any other 2048 and 256; the A100 carve-out came with PR #17885 (May 2025, v0.9), so 0.8 gives the
+    80 GB A100 the large defaults. Before 0.8 (V0) max_num_seqs was 256 (vllm/config.py SchedulerConfig); V0 ran
+    prompts whole, prefill first, unless chunked prefill was on, which this policy does not model: its budget is
+    left at the policy's default."""
+    if release < (0, 8):
+        return None, 256
+    large = memory_GiB >= 70 and not (release >= (0, 9) and "a100" in gpu_name.lower())
+    return (8192, 1024) if large else (2048, 256)
 
 
 def scheduler_policy(engine: str, *, budget: int | None = None, max_seqs: int | None = None) -> SchedulerPolicy:

@@ -2,14 +2,19 @@
 published serving benchmarks (validation/serve/unseen-serving.csv): each row runs with its own engine, model, GPU,
 parallelism, dtypes, lengths, prompts and arrivals; nothing is fitted on these rows.
 
-Rows the simulator cannot run as published are reported with the reason, not scored: ShareGPT prompts (their
-length distribution is not modelled yet), models or GPUs kvcalc has no spec for, layouts it refuses.
+Each row's server_args column holds the server flags its source quotes; those that set the scheduler or the KV
+pool are followed (SERVER_FLAGS), the rest are kept for the record. ShareGPT rows draw their lengths from the
+published ShareGPT V3 sample (serving/simulate.py sharegpt_lengths).
+
+Rows the simulator cannot run as published are reported with the reason, not scored: models or GPUs kvcalc has no
+spec for, layouts it refuses.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 import statistics
 import warnings
 from pathlib import Path
@@ -19,7 +24,22 @@ from kvcalc.errors import KvcalcError
 COLUMNS = ("id", "engine", "engine_version", "model", "gpu", "tp", "pp", "ep", "dp_attention", "weight_dtype",
            "kv_dtype", "dataset", "input_len", "output_len", "range_ratio", "num_prompts", "concurrency",
            "request_rate", "output_tokens_per_s", "request_throughput", "median_ttft_ms", "p99_ttft_ms",
-           "median_tpot_ms", "p99_tpot_ms", "median_itl_ms", "publisher", "source", "note")
+           "median_tpot_ms", "p99_tpot_ms", "median_itl_ms", "publisher", "source", "note", "server_args")
+# server flags that set what the simulator models: flag -> simulate() keyword (and the value's type). vLLM: vllm/
+# engine/arg_utils.py (--gpu-memory-utilization, --max-num-seqs, --max-num-batched-tokens); SGLang: python/sglang/
+# srt/server_args.py (--mem-fraction-static, which argparse also takes as its prefix --mem-frac;
+# --max-running-requests; --chunked-prefill-size); TensorRT-LLM: trtllm-serve's --max_batch_size, --max_num_tokens,
+# --kv_cache_free_gpu_memory_fraction (tensorrt_llm/commands/serve.py).
+SERVER_FLAGS = {
+    "--gpu-memory-utilization": ("memory_utilization", float), "--max-num-seqs": ("max_num_seqs", int),
+    "--max-num-batched-tokens": ("step_tokens", int), "--mem-fraction-static": ("memory_utilization", float),
+    "--mem-frac": ("memory_utilization", float), "--max-running-requests": ("max_num_seqs", int),
+    "--chunked-prefill-size": ("step_tokens", int), "--max_batch_size": ("max_num_seqs", int),
+    "--max_num_tokens": ("step_tokens", int), "--kv_cache_free_gpu_memory_fraction": ("memory_utilization", float),
+    "--speculative-config.num_speculative_tokens": ("speculate", lambda k: f"mtp={int(k)}"),
+    # vLLM 0.6-0.7 multi-step scheduling (vllm/engine/arg_utils.py --num-scheduler-steps; argparse takes the prefix)
+    "--num-scheduler-steps": ("num_scheduler_steps", int), "--num-scheduler-step": ("num_scheduler_steps", int),
+}
 METRICS = {  # ledger column: (simulator's figure, closed form's figure)
     "output_tokens_per_s": (lambda s: s["output_tokens_per_s"], lambda c: c["output_tokens_per_s"]),
     "median_ttft_ms": (lambda s: s["ttft_ms"]["p50"], lambda c: c["ttft_ms"]),
@@ -36,20 +56,49 @@ def is_serving_sim_ledger(path: Path) -> bool:
     try:
         with Path(path).open() as f:
             head = f.readline().strip().split(",")
-    except OSError:
+    except (OSError, UnicodeDecodeError, ValueError):  # not this ledger: the general reader says what it is
         return False
     return tuple(head) == COLUMNS
 
 
+def server_kwargs(args: str) -> dict:
+    """simulate()'s keywords for the server flags in `args` that it models (SERVER_FLAGS); others are ignored.
+    "--max-num-seqs 1024 --gpu-memory-utilization=0.5" -> {"max_num_seqs": 1024, "memory_utilization": 0.5}."""
+    out: dict = {}
+    for flag, value in re.findall(r"(--[\w.-]+)(?:[ =]([^\s-][^\s]*))?", args or ""):
+        if flag in SERVER_FLAGS and value:
+            key, kind = SERVER_FLAGS[flag]
+            try:
+                out[key] = kind(value)
+            except ValueError:
+                raise KvcalcError(f"--serve: server_args {flag}: expected a number, got {value!r}") from None
+    return out
+
+
 def read_rows(path: Path) -> list[dict]:
-    with Path(path).open() as f:
-        rows = list(csv.DictReader(f))
+    import io
+
+    from kvcalc.specs.files import MAX_TABLE_BYTES, read_regular_file
+
+    raw = read_regular_file(Path(path), "a serving benchmark ledger CSV", MAX_TABLE_BYTES)
+    try:  # fuzz 2: a byte that is not UTF-8 was a UnicodeDecodeError traceback
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise KvcalcError(f"--serve: {path}: not a CSV ledger ({e})") from None
     for n, row in enumerate(rows, 2):
+        if None in row.keys():  # fuzz 2: a row longer or shorter than the header was a TypeError further on
+            raise KvcalcError(f"--serve: {path} line {n}: more cells than the header's {len(row) - 1}")
+        short = [k for k, v in row.items() if v is None]
+        if short:
+            raise KvcalcError(f"--serve: {path} line {n}, column {short[0]}: missing (the row has "
+                              f"{len(row) - len(short)} of the header's {len(row)} cells)")
         for key in ("tp", "pp", "num_prompts"):
             if not (row.get(key) or "").strip().isdigit():
                 raise KvcalcError(f"--serve: {path} line {n}, column {key}: expected a whole number, got "
                                   f"{row.get(key)!r}")
         row["_line"] = n
+    if not rows:  # a header alone (fuzz 2: the table printer's first row was an IndexError)
+        raise KvcalcError(f"--serve: {path}: holds no rows under its header")
     return rows
 
 
@@ -58,11 +107,32 @@ def _number(text: str) -> float | None:
     return float(text) if text else None
 
 
+def _vllm_v0_schedule(row: dict) -> dict:
+    """vLLM before 0.8 (V0): chunked prefill on when --enable-chunked-prefill says so, else only above a 32K
+    max_model_len (EngineArgs.create_engine_config, use_long_context); off, prompts run whole in steps of their own
+    (engines/scheduler.py vllm_v0) with max_num_batched_tokens max(max_model_len, 2048) (SchedulerConfig). On, the
+    mixed schedule and the policy's budget (V0's chunked default varied by release: not modelled)."""
+    from kvcalc.specs.catalog import load_model
+
+    args = row.get("server_args", "")
+    given = re.search(r"--max-model-len[ =](\d+)", args)
+    max_model_len = int(given[1]) if given else load_model(row["model"]).max_position_embeddings
+    flag = re.search(r"--(no-)?enable-chunked-prefill(?:=(\w+))?", args)
+    chunked = (not flag[1] and (flag[2] or "true").lower() == "true") if flag else max_model_len > 32768
+    if chunked:
+        return {}
+    out = {"scheduler": "vllm-v0"}
+    if "step_tokens" not in server_kwargs(args):
+        out["step_tokens"] = max(max_model_len, 2048)
+    return out
+
+
 def row_kwargs(row: dict) -> dict:
     """simulate()'s keywords for a ledger row (KvcalcError when the row cannot be run as published)."""
     dataset = row["dataset"].strip().lower()
-    if not dataset.startswith("random"):
-        raise KvcalcError(f"dataset {row['dataset']!r}: only random lengths are modelled")
+    if not dataset.startswith(("random", "sharegpt")):
+        raise KvcalcError(f"dataset {row['dataset']!r}: only random and sharegpt lengths are modelled")
+    dataset = "sharegpt" if dataset.startswith("sharegpt") else "random"
     tp, pp = int(row["tp"]), int(row["pp"])
     ep = int(row.get("ep") or 1)
     if row.get("dp_attention", "0").strip() == "1":  # attention data-parallel over the GPUs, experts over all
@@ -72,9 +142,17 @@ def row_kwargs(row: dict) -> dict:
     note = row.get("note", "")
     client = "sglang" if "bench_serving" in note and "vllm bench" not in note else "vllm"
     rr = _number(row["range_ratio"]) or 0.0
-    kw = {"input_len": int(float(row["input_len"])), "output_len": int(float(row["output_len"])),
+    lens = ({"input_len": int(float(row["input_len"])), "output_len": int(float(row["output_len"]))}
+            if dataset == "random" else {"input_len": None, "output_len": None})
+    kw = {**lens, "dataset": dataset,
               "num_prompts": int(row["num_prompts"]), "tp": tp, "pp": pp, "ep": ep, "weight_dtype": row["weight_dtype"],
-              "kv_dtype": row["kv_dtype"] or "bf16", "range_ratio": rr, "length_client": client, "seed": 0}
+              "kv_dtype": row["kv_dtype"] or "bf16", "range_ratio": rr, "length_client": client, "seed": 0,
+              **server_kwargs(row.get("server_args", ""))}
+    release = re.match(r"v?(\d+)\.(\d+)", row.get("engine_version", "").strip())
+    if row["engine"] == "vllm" and release:  # the memory rule of the run's release (engines/memory.py)
+        kw["vllm_version"] = f"{release[1]}.{release[2]}"
+        if (int(release[1]), int(release[2])) < (0, 8):
+            kw.update(_vllm_v0_schedule(row))
     conc, rate = _number(row["concurrency"]), _number(row["request_rate"])
     if conc is not None:
         kw.update(arrivals="closed", concurrency=float(min(conc, kw["num_prompts"])))
@@ -95,17 +173,23 @@ def _run(model: str, gpu: str, engine: str, kw: dict) -> tuple[dict, str]:
     except KvcalcError as e:
         if "profile" not in str(e):
             raise
-    return simulate(model, gpu, engine="roofline", scheduler=engine, **kw), "roofline"
+    kw = {k: v for k, v in kw.items() if k != "vllm_version"}  # the roofline has kvcalc's memory rule
+    kw.setdefault("scheduler", engine)
+    return simulate(model, gpu, engine="roofline", **kw), "roofline"
 
 
-def _closed_form(model: str, gpu: str, time_model: str, kw: dict) -> dict | None:
+def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> dict | None:
     """serve() for the row: its concurrency; at request rate inf every prompt in flight at once (as many as the pool
     holds); at a finite rate that rate, or the pool's limit where one server cannot keep up (a benchmark runs one
-    server, where serve would add replicas)."""
+    server, where serve would add replicas). ShareGPT rows: the simulated requests' mean lengths."""
     from kvcalc.serving.closed_form import serve
 
-    common = {"input_len": kw["input_len"], "output_len": kw["output_len"], "tp": kw["tp"], "pp": kw["pp"], "ep": kw["ep"],
-                  "engine": time_model, "weight_dtype": kw["weight_dtype"], "kv_dtype": kw["kv_dtype"]}
+    common = {"input_len": kw["input_len"] or max(1, round(sim["mean_input_len"])),
+              "output_len": kw["output_len"] or max(1, round(sim["mean_output_len"])), "tp": kw["tp"], "pp": kw["pp"],
+              "ep": kw["ep"], "engine": time_model, "weight_dtype": kw["weight_dtype"], "kv_dtype": kw["kv_dtype"]}
+    common.update({k: kw[k] for k in ("memory_utilization", "step_tokens", "speculate") if k in kw})
+    if time_model == "vllm" and "vllm_version" in kw:
+        common["vllm_version"] = kw["vllm_version"]
     try:
         if kw.get("concurrency") is not None:
             return serve(model, gpu, concurrency=kw["concurrency"], **common)
@@ -132,7 +216,7 @@ def score(rows: list[dict]) -> list[dict]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sim, time_model = _run(row["model"], row["gpu"], row["engine"], kw)
-                closed = _closed_form(row["model"], row["gpu"], time_model, kw)
+                closed = _closed_form(row["model"], row["gpu"], time_model, kw, sim)
         except (KvcalcError, ValueError) as e:
             out.append({**base, "skipped": str(e).splitlines()[0]})
             continue

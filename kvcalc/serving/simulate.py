@@ -46,15 +46,17 @@ class StepGrid:
     """Step time [s] of `decodes` decoding sequences at mean cached context `context` beside a prefill chunk of
     `chunk` tokens: stepper.seconds sampled on a (decodes x context x chunk) grid, multilinear in between; the
     tokens cached before the chunk (chunk_context) enter as an additive correction sampled on (chunk x chunk
-    context)."""
+    context). prompt_len: the largest piece of one prompt a step can hold (the per-replica budget where data-parallel
+    attention replicas are pooled), so that StepTimer spreads a pooled chunk over the replicas only down to it."""
 
-    def __init__(self, stepper, max_decodes: int, max_context: int, max_chunk: int):
+    def __init__(self, stepper, max_decodes: int, max_context: int, max_chunk: int, prompt_len: int | None = None):
         self.stepper = stepper
         self.b = _axis(max(max_decodes, 1), (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48))
         self.c = _axis(max(max_context, 1), (1, 128, 512, 1024, 2048))
         self.k = _axis(max(max_chunk, 1), (16, 64, 256, 512, 1024, 2048, 4096))
         self.kc = _axis(max(max_context, 1), (256, 1024, 4096))
-        s = stepper.seconds
+        s = stepper.seconds if prompt_len is None else (
+            lambda b, c, k, kc: stepper.seconds(b, c, k, kc, prompt_len=prompt_len))
         self.t = np.array([[[s(b, c, k, 0) for k in self.k] for c in self.c] for b in self.b])  # [B, C, K]
         base = np.array([s(0, 0, k, 0) if k else 0.0 for k in self.k])
         self.corr = np.array([[(s(0, 0, k, kc) - base[i]) if k else 0.0 for kc in self.kc]
@@ -122,16 +124,77 @@ def lengths(n: int, mean: int, range_ratio: float, rng: np.random.Generator, cli
     return rng.integers(low, high + 1, size=n, dtype=np.int64)
 
 
+# ShareGPT V3 (anon8231489123/ShareGPT_Vicuna_unfiltered, ShareGPT_V3_unfiltered_cleaned_split.json) as the serving
+# benchmarks sample it (vllm benchmark_serving.py sample_sharegpt_requests, seed 0: the first turn's prompt, the
+# reply's token count as max_tokens, pairs kept when prompt >= 4, reply >= 4, prompt <= 1024 and both <= 2048): the
+# 320 prompt and generated lengths (Llama-3 tokenizer) published per request in LambdaLabsML/vllm-benchmark
+# results/prompt_320/1xH100-80GB-SXM/Meta-Llama-3-8B-Instruct_tp1_len2048.json (commit a4f9f437, "input_lens" and
+# "output_lens"; their sums 65,578 and 65,331 are the file's total_input_tokens and total_output_tokens). Published
+# means: prompt 204.9, reply 204.2 tokens (215.6 over the 303 non-empty replies); medians 77 and 184. gpustack's
+# 1,000-prompt runs of the same sampler (docs/performance-lab/qwen3-32b/h100.md, Qwen3 tokenizer) print 217,393
+# prompt and ~201,400 generated tokens: means 217 and 201. A log-normal does not fit these prompts (bimodal: many
+# under 30 tokens, many 300-800); the best log-normal truncated as the sampler truncates gives mean 175 at median 78
+# against the published 205 and 77, so requests are drawn from the published pairs themselves (with replacement).
+SHAREGPT_INPUT_LENS = (
+    13, 25, 27, 10, 329, 29, 399, 328, 4, 205, 16, 372, 403, 9, 12, 770, 227, 8, 14, 390, 659, 59, 76, 744, 619,
+    279, 344, 9, 10, 45, 11, 4, 80, 768, 317, 40, 619, 8, 298, 16, 17, 696, 575, 11, 7, 281, 12, 147, 481, 770, 336,
+    6, 331, 9, 45, 222, 802, 481, 93, 641, 22, 15, 16, 77, 32, 689, 178, 9, 628, 480, 42, 336, 24, 515, 761, 112,
+    113, 348, 82, 467, 245, 11, 24, 343, 13, 387, 258, 32, 28, 225, 248, 35, 133, 98, 27, 23, 58, 363, 203, 140,
+    140, 230, 310, 521, 768, 317, 298, 336, 491, 19, 10, 59, 48, 20, 20, 54, 107, 53, 72, 18, 10, 768, 7, 933, 239,
+    277, 26, 35, 462, 386, 25, 23, 17, 20, 44, 661, 631, 349, 53, 71, 37, 10, 21, 37, 496, 8, 9, 353, 10, 595, 5,
+    49, 286, 305, 56, 43, 52, 310, 35, 7, 7, 238, 10, 143, 660, 191, 72, 39, 258, 312, 49, 9, 15, 561, 76, 561, 501,
+    8, 66, 15, 303, 19, 455, 27, 143, 688, 9, 31, 361, 21, 117, 8, 12, 775, 338, 176, 349, 166, 419, 401, 307, 169,
+    647, 21, 9, 34, 12, 37, 45, 154, 8, 10, 18, 253, 486, 611, 96, 19, 62, 529, 15, 30, 10, 445, 680, 762, 441, 77,
+    12, 276, 178, 22, 159, 95, 366, 4, 7, 770, 8, 45, 480, 90, 32, 329, 768, 72, 86, 53, 83, 419, 44, 14, 56, 28,
+    707, 235, 27, 668, 17, 427, 44, 370, 8, 674, 455, 185, 68, 19, 132, 304, 9, 34, 39, 54, 768, 661, 404, 240, 25,
+    95, 60, 24, 12, 85, 66, 62, 462, 22, 241, 25, 32, 13, 175, 31, 342, 43, 339, 144, 233, 16, 10, 11, 269, 587, 8,
+    233, 10, 48, 9, 335, 22, 61, 29, 692, 7, 332, 512, 13, 128, 24,
+)
+SHAREGPT_OUTPUT_LENS = (  # 0: the request streamed no token in that run (17 of 320); left out when drawing
+    120, 613, 233, 194, 101, 741, 9, 3, 6, 31, 392, 84, 396, 45, 291, 9, 173, 277, 334, 37, 587, 372, 36, 135, 26,
+    45, 450, 118, 226, 4, 5, 146, 59, 11, 567, 192, 476, 130, 13, 223, 188, 16, 35, 276, 202, 492, 239, 129, 26, 79,
+    17, 204, 11, 207, 78, 340, 17, 9, 123, 6, 559, 5, 316, 26, 417, 206, 151, 42, 25, 18, 159, 0, 25, 267, 19, 12,
+    768, 67, 628, 11, 218, 296, 382, 49, 125, 0, 26, 237, 350, 13, 490, 408, 58, 29, 512, 413, 526, 16, 416, 434,
+    451, 17, 573, 0, 7, 8, 11, 22, 0, 249, 281, 392, 611, 572, 23, 256, 31, 39, 300, 355, 340, 9, 172, 458, 147,
+    240, 154, 768, 0, 141, 42, 26, 780, 334, 125, 4, 4, 721, 63, 24, 331, 482, 110, 216, 184, 99, 285, 22, 355, 40,
+    150, 46, 0, 0, 574, 572, 214, 0, 419, 163, 162, 77, 482, 170, 510, 53, 16, 384, 57, 9, 170, 356, 173, 19, 390,
+    339, 77, 17, 520, 8, 8, 198, 510, 478, 304, 398, 16, 475, 91, 54, 509, 608, 36, 425, 15, 25, 12, 363, 0, 0, 44,
+    43, 267, 474, 334, 31, 261, 402, 346, 176, 22, 22, 159, 203, 8, 16, 16, 216, 86, 0, 234, 258, 247, 23, 47, 16,
+    447, 221, 702, 0, 44, 142, 740, 18, 76, 299, 250, 24, 300, 178, 5, 373, 25, 23, 76, 322, 87, 389, 21, 7, 527,
+    485, 339, 394, 11, 27, 254, 313, 392, 111, 365, 0, 79, 11, 275, 22, 99, 373, 38, 0, 657, 283, 503, 250, 16, 407,
+    0, 7, 261, 322, 322, 91, 56, 365, 342, 316, 25, 441, 646, 241, 222, 4, 27, 290, 7, 21, 336, 16, 360, 199, 381,
+    297, 18, 338, 301, 189, 373, 478, 394, 23, 230, 455, 283, 0, 201, 0, 20, 308, 30, 295,
+)
+
+
+def sharegpt_lengths(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n (prompt, output) length pairs drawn with replacement from the published ShareGPT V3 sample above (pairs with
+    an empty reply left out): mean prompt 193.9, mean output 215.6 tokens over the 303 pairs."""
+    ins = np.array(SHAREGPT_INPUT_LENS, dtype=np.int64)
+    outs = np.array(SHAREGPT_OUTPUT_LENS, dtype=np.int64)
+    keep = outs > 0
+    ins, outs = ins[keep], outs[keep]
+    pick = rng.integers(0, len(ins), size=n)
+    return ins[pick], outs[pick]
+
+
 def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: int, *, concurrency=None,
                   request_rate=None, range_ratio: float = 0.0, seed: int = 0, burst_size: int | None = None,
-                  client: str = "vllm") -> Workload:
+                  client: str = "vllm", dataset: str = "random") -> Workload:
     """closed: `concurrency` in flight from t = 0, each completion releasing the next (vllm bench serve
     --max-concurrency C --request-rate inf); poisson: exponential gaps at `request_rate` requests/s (vllm bench
     serve --request-rate R, burstiness 1); burst: groups of `burst_size` (default: concurrency or 8) arriving
-    together, the groups at Poisson times of rate request_rate / burst_size."""
+    together, the groups at Poisson times of rate request_rate / burst_size. dataset: random (input_len, output_len
+    and range_ratio) or sharegpt (pairs drawn from the published ShareGPT sample, sharegpt_lengths; the lengths given
+    are ignored)."""
     rng = np.random.default_rng(seed)
-    ins = lengths(num_prompts, input_len, range_ratio, rng, client)
-    outs = lengths(num_prompts, output_len, range_ratio, rng, client)
+    if dataset == "sharegpt":
+        ins, outs = sharegpt_lengths(num_prompts, rng)
+    elif dataset == "random":
+        ins = lengths(num_prompts, input_len, range_ratio, rng, client)
+        outs = lengths(num_prompts, output_len, range_ratio, rng, client)
+    else:
+        raise KvcalcError(f"--dataset: expected random or sharegpt, got {dataset!r}")
     if arrivals == "closed":
         c = int(concurrency)
         arrive = np.full(num_prompts, np.nan)
@@ -265,6 +328,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     tl_run: list = []
     steps = 0
     log: list = []
+    # decode steps since the scheduler last ran: with policy.multi_step = m (vLLM --num-scheduler-steps m) it runs
+    # again only after m of them, so a request queued mid-block waits for the block to end
+    phase = [0]
+    m = max(policy.multi_step, 1)
 
     def blocks_for(tokens):
         return np.ceil(tokens / bs).astype(np.int64)
@@ -303,7 +370,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         # SGLang: a prefill batch whenever a waiting request (or a chunked prompt in flight) can go
         if not policy.mixed:
             prefill_step = bool(prefilling.any())
-            if not prefill_step and waiting and len(run) < policy.max_seqs:
+            if not prefill_step and waiting and len(run) < policy.max_seqs and (phase[0] % m == 0 or not len(run)):
                 prefill_step = admissible(waiting[0], budget, run)
             if not prefill_step and not len(run):
                 raise KvcalcError("simulation: the KV pool cannot admit the next request even with nothing running; "
@@ -337,12 +404,14 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 ratio = max(ratio - policy.new_token_ratio_decay, policy.min_new_token_ratio)
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
-                    pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n)
+                    pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
+                    phase=phase)
                 continue
             step_ids = run[prefilling]
         else:
             # mixed step (vLLM V1, TensorRT-LLM): the running requests first, in order, within the token budget
-            pure_decode = len(run) and not prefilling.any() and len(run) * q <= budget and not (
+            boundary = phase[0] % m == 0
+            pure_decode = len(run) and not prefilling.any() and len(run) * q <= budget and not (boundary and
                 waiting and len(run) < policy.max_seqs and admissible(waiting[0], budget - len(run) * q, run))
             fits = pure_decode and (policy.preempt is None or used + int(
                 (blocks_for(kv[run] + q) - blocks[run]).sum()) <= pool_blocks)
@@ -350,7 +419,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
                     policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
-                    released, n)
+                    released, n, phase=phase)
                 continue
 
         # one general step: the step_ids in order, then admissions
@@ -419,6 +488,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         dt = step_time.seconds(n_dec, ctx, chunk, chunk_ctx)
         t += dt
         steps += 1
+        phase[0] = 0  # a step with prompts is scheduled on its own: the scheduler runs again after it
         if log_steps:
             log.append({"t_end": t, "decodes": n_dec, "chunk": chunk, "ids": ids[all_sched > 0].tolist()})
         # advance the prefills
@@ -464,9 +534,12 @@ def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released
 
 
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
-                  pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n):
+                  pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
+                  phase=None):
     """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
-    that could be admitted, in one vectorised block."""
+    that could be admitted, in one vectorised block. phase ([decode steps since the scheduler ran], with
+    policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m."""
+    m = max(policy.multi_step, 1) if phase is not None else 1
     d = len(run)
     left = outs[run] - gen[run]
     n_steps = max(1, int(np.ceil(left.min() / gain - 1e-9)))
@@ -477,9 +550,15 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     ctx0 = float(kv[run].mean())
     times = step_time.decode_seconds(d, ctx0 + gain * np.arange(n_steps))
     cum = np.cumsum(times)
+    if m > 1 and waiting and d < policy.max_seqs:  # queued requests are taken when this block of m steps ends
+        n_steps = min(n_steps, m - phase[0] % m)
     if nxt < n and not np.isnan(arrive[nxt]) and d < policy.max_seqs:
-        k = int(np.searchsorted(cum, arrive[nxt] - t, side="left"))
-        n_steps = min(n_steps, k + 1)
+        k = int(np.searchsorted(cum, arrive[nxt] - t, side="left")) + 1
+        if m > 1:
+            k += -(phase[0] + k) % m
+        n_steps = min(n_steps, k)
+    if phase is not None:
+        phase[0] += n_steps
     dt = float(cum[n_steps - 1])
     t += dt
     steps += n_steps
@@ -591,7 +670,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              max_ttft_ms: float | None = None, max_tpot_ms: float | None = None, burst_size: int | None = None,
              vllm_runner: str = "auto", vllm_version: str = "latest", keep_timeline: bool = False,
              scheduler: str | None = None, length_client: str = "vllm",
-             disaggregate: tuple[int, int] | None = None) -> dict:
+             disaggregate: tuple[int, int] | None = None, dataset: str = "random",
+             num_scheduler_steps: int = 1) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
     arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
@@ -602,7 +682,10 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     times the budget, requests and KV pool (their step is StepTimer's expert-parallel step). disaggregate=(P, D): P
     prefill GPUs and D decode GPUs in replicas of tp; requests go round-robin to a prefill replica, their KV cache
     crosses the link (formulas/workload.py transfer_seconds), then round-robin to a decode replica; TTFT is the
-    prefill plus the transfer. Open-loop arrivals only (a closed loop couples the pools)."""
+    prefill plus the transfer. Open-loop arrivals only (a closed loop couples the pools). dataset: random (the
+    lengths above) or sharegpt (length pairs drawn from the published ShareGPT V3 sample; input_len and output_len
+    are not needed). num_scheduler_steps: vLLM's --num-scheduler-steps (multi-step scheduling, 0.6-0.7): decode
+    steps per scheduler call."""
     from kvcalc.checks import MAX_TOKENS, check_int, check_number
     from kvcalc.engines.memory import check_vllm_runner, check_vllm_version
     from kvcalc.engines.scheduler import scheduler_policy
@@ -617,8 +700,12 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
             raise KvcalcError("--arrivals trace: give --trace FILE")
         work = read_trace(trace)
     else:
+        if dataset not in ("random", "sharegpt"):
+            raise KvcalcError(f"--dataset: expected random or sharegpt, got {dataset!r}")
+        if dataset == "sharegpt":
+            input_len = output_len = 1  # unused: the lengths come from the ShareGPT sample
         if input_len is None or output_len is None:
-            raise KvcalcError("--input-len / --output-len: needed unless --arrivals trace")
+            raise KvcalcError("--input-len / --output-len: needed unless --arrivals trace or --dataset sharegpt")
         check_int("--input-len", input_len, 1, MAX_TOKENS)
         check_int("--output-len", output_len, 1, MAX_TOKENS)
         check_int("--num-prompts", num_prompts, 1, 10_000_000)
@@ -635,10 +722,24 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                 check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
         work = make_workload(arrivals, num_prompts, input_len, output_len, concurrency=concurrency,
                              request_rate=request_rate, range_ratio=range_ratio, seed=seed, burst_size=burst_size,
-                             client=length_client)
+                             client=length_client, dataset=dataset)
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)
+    if (scheduler or engine) == "vllm" and (step_tokens is None or max_num_seqs is None):
+        # vllm serve's defaults depend on the GPU and the release (engines/scheduler.py vllm_server_defaults)
+        from kvcalc.engines.scheduler import vllm_server_defaults
+        from kvcalc.specs.catalog import load_gpu
+
+        hw = load_gpu(gpu)
+        budget, seqs = vllm_server_defaults(hw.name, hw.memory_GiB, version)
+        step_tokens = step_tokens if step_tokens is not None else budget
+        max_num_seqs = max_num_seqs if max_num_seqs is not None else seqs
     policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
+    check_int("--num-scheduler-steps", num_scheduler_steps, 1, 1024)
+    if num_scheduler_steps > 1:
+        from dataclasses import replace
+
+        policy = replace(policy, multi_step=num_scheduler_steps)
     mean_in, mean_out = round(work.input_len.mean()), round(work.output_len.mean())
     d = deployment(model, gpu, input_len=mean_in, output_len=max(mean_out, 1), tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
@@ -673,7 +774,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     if math.ceil(longest / policy.block_size) > pool_tokens // policy.block_size:
         raise KvcalcError(f"{spec.name}: the KV pool ({pool_tokens:,.0f} tokens) does not hold one request of "
                           f"{longest:,} tokens; raise --tp")
-    grid = StepGrid(stepper, min(policy.max_seqs, len(work.input_len)), longest, policy.budget)
+    grid = StepGrid(stepper, min(policy.max_seqs, len(work.input_len)), longest, policy.budget,
+                    prompt_len=policy.budget // dp if dp > 1 else None)
     if disaggregate is not None:
         res, transfer_ms = _disaggregated(policy, grid, work, d, disaggregate, tp, pool_tokens, prefix_hit_rate)
     else:
