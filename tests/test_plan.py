@@ -30,7 +30,7 @@ ENGINE_PARSERS = {
     "sglang": {"--model-path", "--tp-size", "--pp-size", "--dp-size", "--ep-size", "--enable-dp-attention",
                "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
                "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
-               "--disaggregation-mode"},
+               "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--disaggregation-mode"},
     "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
                "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role"},
 }
@@ -237,3 +237,188 @@ def test_plan_cli_prints_the_choice_and_its_launch_command():
 def test_plan_cli_bad_input_is_one_line_exit_2(args, message):
     r = RUNNER.invoke(app, ["plan", "-m", "llama-3.1-8b", "-i", "100", "-o", "10", *args])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The vectorised search (issue 21 item 6): every point is still serve's closed form, to the last bits
+# ---------------------------------------------------------------------------------------------------------------
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvcalc.formulas.workload import steady_state, steady_state_many
+
+
+@settings(max_examples=60, deadline=None)
+@given(input_len=st.integers(1, 40_000), output_len=st.integers(1, 5_000), budget=st.sampled_from([512, 2048, 8192, 65536]),
+       gain=st.sampled_from([1.0, 1.875, 2.3]), q=st.sampled_from([1, 2, 5]),
+       cs=st.lists(st.floats(0.01, 5_000, allow_nan=False), min_size=1, max_size=8))
+def test_steady_state_many_is_steady_state_elementwise(input_len, output_len, budget, gain, q, cs):
+    """The array bisection runs the scalar one's float operations in the same order: equal, not merely close."""
+    import numpy as np
+
+    many = steady_state_many(np.array(cs), input_len, output_len, budget, gain, q)
+    for i, c in enumerate(cs):
+        assert tuple(float(a[i]) for a in many) == tuple(float(x) for x in steady_state(c, input_len, output_len,
+                                                                                        budget, gain, q))
+
+
+def test_step_timer_takes_arrays_and_keeps_its_scalar_answers():
+    """StepTimer.seconds over arrays (pipeline micro-batches, expert-parallel groups, speculation's drafts) equals
+    the scalar call element by element (to rounding: numpy's and Python's float power differ in the last bit); an
+    operator present at some elements only is refused, not mistimed."""
+    import numpy as np
+
+    from kvcalc.formulas._array import nonzero
+    from kvcalc.formulas.engine_memory import VLLM_LATEST
+    from kvcalc.serving.closed_form import deployment
+
+    b, chunk = np.array([1.0, 3.0, 40.5, 300.0]), np.array([50.0, 900.0, 2000.0, 7000.0])
+    cctx = np.array([0, 5, 9, 1e3])
+    for lay, speculate in (({"tp": 8, "pp": 2, "ep": 1}, None), ({"tp": 2, "pp": 1, "ep": 16}, "mtp"),
+                           ({"tp": 8, "pp": 1, "ep": 1}, "mtp")):
+        st_ = deployment("deepseek-v3", "h200", input_len=2000, output_len=500, engine="vllm", weight_dtype="fp8-block",
+                         kv_dtype="fp8", memory_utilization=0.9, step_tokens=8192, speculate=speculate,
+                         vllm_runner="auto", version=VLLM_LATEST, cuda_graph_bytes=0.0, flashinfer_sampler=False,
+                         **lay)["stepper"]
+        many = st_.seconds(b, 2250.0, chunk, cctx, prompt_len=2000)
+        assert many.tolist() == pytest.approx([st_.seconds(float(x), 2250.0, float(c), float(k), prompt_len=2000)
+                                               for x, c, k in zip(b, chunk, cctx)], rel=1e-13)
+    assert nonzero(np.zeros(3)) is False and nonzero(np.ones(2)) is True and nonzero(0.0) is False
+    with pytest.raises(ValueError):
+        nonzero(np.array([0.0, 1.0]))
+
+
+def test_the_search_times_every_point_as_the_replica_runs_it():
+    """plan bisects every replica's steady state in one array, times each ladder in one StepTimer call and the
+    disaggregated decode pools of one kind together: each point equals the replica's scalar run (serve's closed form,
+    checked against serve() above) to 1e-12, for every layout kind, with and without speculation."""
+    from kvcalc.planning.plan import _ladder_points, _runner, steady_states
+
+    spec, hw = load_model("deepseek-v3"), load_gpu("h200")
+    ds = [Deployment("h200", "vllm", "fp8-block", "fp8", tp=8, pp=2), Deployment("h200", "sglang", "fp8-block", "fp8",
+                                                                                   tp=2, ep=16),
+          Deployment("h200", "vllm", "fp8-block", "fp8", tp=8, disaggregate=(8, 16)),
+          Deployment("h200", "vllm", "fp8-block", "fp8", tp=8, disaggregate=(16, 8)),
+          Deployment("h200", "trtllm", "fp8-block", "bf16", tp=4, ep=16, speculate="mtp"),
+          Deployment("h200", "vllm", "fp8-block", "fp8", tp=8, disaggregate=(8, 8), speculate="mtp")]
+    memo = {}
+    built = [(d, r, batch_ladder(r.max_concurrency)) for d in ds
+             for r in [_runner(spec, hw, d, input_len=2000, output_len=500, step_tokens=8192,
+                               memory_utilization=0.9, memo=memo)]]
+    assert sum(1 for _, r, _ in built if r.decode_key == built[2][1].decode_key) == 2  # the two pools share a kind
+    checked = 0
+    for (d, r, ladder), state in zip(built, steady_states(built, 2000, 500)):
+        for p in _ladder_points(d, r, ladder, 500, 8192, 0.9, state):
+            s = r.run(p.in_flight)
+            assert p.ttft_ms == pytest.approx(s["ttft_s"] * 1e3, rel=1e-12)
+            assert p.tpot_ms == pytest.approx(s["tpot_s"] * 1e3, rel=1e-12)
+            assert p.requests_per_s == pytest.approx(s["requests_per_s"], rel=1e-12)
+            checked += 1
+    assert checked > 6 * 5
+
+
+def test_a_speculative_replica_is_serves_speculative_deployment():
+    """The MTP dimension times a replica as `serve --speculate mtp` does (its draft's weights out of the pool)."""
+    spec, hw = load_model("deepseek-v3"), load_gpu("h200")
+    r = replica_runner(spec, hw, engine="vllm", weight_dtype="fp8-block", kv_dtype="fp8", tp=8, input_len=2000,
+                       output_len=500, speculate="mtp")
+    s = serve("deepseek-v3", "h200", input_len=2000, output_len=500, concurrency=32, tp=8, engine="vllm",
+              kv_dtype="fp8", cuda_graph_GiB=0, speculate="mtp")
+    point = r.run(32)
+    assert point["tpot_s"] * 1e3 == pytest.approx(s["tpot_ms"], rel=1e-12)
+    assert point["ttft_s"] * 1e3 == pytest.approx(s["ttft_ms"], rel=1e-12)
+    assert r.max_concurrency == s["max_concurrency"]
+
+
+def test_speculation_is_a_marked_dimension_only_where_the_checkpoint_has_a_draft_head():
+    """DeepSeek-V3 ships one MTP module: every deployment again with --speculate mtp, marked in its label; Llama
+    ships none: no speculative deployments."""
+    from kvcalc.planning.plan import deployments
+
+    hws = [load_gpu("h200")]
+    plain = deployments(load_model("deepseek-v3"), hws, ["vllm"], convert=False, max_gpus=16, disaggregated=False)
+    both = deployments(load_model("deepseek-v3"), hws, ["vllm"], convert=False, max_gpus=16, disaggregated=False,
+                       speculate=True)
+    assert len(both) == 2 * len(plain) and {d.speculate for d in both} == {None, "mtp"}
+    assert next(d for d in both if d.speculate).label().endswith(", speculative mtp")
+    llama = deployments(load_model("llama-3.1-8b"), hws, ["vllm"], convert=False, max_gpus=8, disaggregated=False,
+                        speculate=True)
+    assert all(d.speculate is None for d in llama)
+
+
+def _finalists(n):
+    return [Point(Deployment("h100-sxm", "vllm", "bf16", "bf16", tp=t), in_flight=16, output_len=100, ttft_ms=100.0,
+                  tpot_ms=20.0, requests_per_s=5.0, replicas=2) for t in (1, 2, 4, 8)[:n]]
+
+
+def test_a_finalist_that_misses_at_the_percentile_is_replaced_by_the_next(monkeypatch):
+    """The closed form's typical request meets the limits; the simulation says the first finalist's p99 TTFT does
+    not (300 ms > 250 ms): it is marked and the next one, whose p99 is within, takes its place. The replica is
+    simulated at what sizing gives it: 10 req/s over 2 replicas = Poisson at 5 req/s, max_num_seqs its batch budget."""
+    import kvcalc.serving.simulate as sim
+    from kvcalc.planning.plan import verify_at_percentile
+
+    calls = []
+
+    def fake(model, gpu, **kw):
+        calls.append(kw)
+        ttft = 300.0 if kw["tp"] == 1 else 200.0
+        return {"ttft_ms": {"p99": ttft}, "tpot_ms": {"p99": 22.0}}
+
+    monkeypatch.setattr(sim, "simulate", fake)
+    pts = _finalists(3)
+    chosen = verify_at_percentile(load_model("llama-3.1-8b"), pts, 1, percentile="p99", input_len=1000,
+                                  output_len=100, request_rate=10.0, concurrency=None, step_tokens=8192,
+                                  memory_utilization=0.9, max_ttft_ms=250.0, max_tpot_ms=30.0)
+    assert chosen == [pts[1]] and pts[0].misses == ["TTFT p99"] and pts[0].simulated["met"] is False
+    assert pts[1].simulated == {"percentile": "p99", "ttft_ms": 200.0, "tpot_ms": 22.0, "num_prompts": 1000,
+                                "met": True}
+    assert calls[0]["arrivals"] == "poisson" and calls[0]["request_rate"] == 5.0 and calls[0]["max_num_seqs"] == 16
+    assert calls[0]["percentile"] == 99.0 and len(calls) == 2  # stops once it has the one it needs
+
+
+def test_a_p99_plan_simulates_its_choice_within_the_limits():
+    """End to end on a small model: the choice carries its simulated p99, and it is within the limits."""
+    r = plan("llama-3.1-8b", ["h100-sxm"], input_len=500, output_len=50, request_rate=5, max_ttft_ms=500,
+             max_tpot_ms=30, percentile="p99", engines=["vllm"], disaggregated=False, runners_up=1,
+             simulated_prompts=200)
+    c = r["choice"]
+    assert c["simulated"]["percentile"] == "p99" and c["simulated"]["met"]
+    assert c["simulated"]["ttft_ms"] <= 500 and c["simulated"]["tpot_ms"] <= 30
+    assert "re-checked by the request-level simulator" in r["time_model"]
+
+
+def test_an_array_the_step_timer_refuses_falls_back_to_the_scalar_closed_form():
+    """Where an operator is present at some concurrencies only (formulas/_array.py nonzero raises), run_many times
+    the ladder point by point: the numbers are still run(c)'s."""
+    import numpy as np
+
+    from kvcalc.serving.replica import colocated_many
+
+    class Refusing:
+        decode_gain, decode_q, pp, ep = 1.0, 1, 1, 1
+
+        def seconds(self, *args, **kwargs):
+            raise ValueError("nonzero: an array mixing zeros and nonzeros")
+
+    r = replica_runner(load_model("llama-3.1-8b"), load_gpu("h100-sxm"), engine="vllm", weight_dtype="bf16",
+                       kv_dtype="bf16", tp=1, input_len=1000, output_len=100)
+    many = colocated_many(Refusing(), np.array([1.0, 8.0, 64.0]), 1000, 100, 8192, 0.0, r.run)
+    assert many["tpot_s"].tolist() == [r.run(c)["tpot_s"] for c in (1.0, 8.0, 64.0)]
+    assert many["requests_per_s"].tolist() == [r.run(c)["requests_per_s"] for c in (1.0, 8.0, 64.0)]
+
+
+@pytest.mark.parametrize("engine, expected", [
+    ("vllm", {"--speculative-config": '{"method": "deepseek_mtp", "num_speculative_tokens": 1}'}),
+    ("sglang", {"--speculative-algorithm": "EAGLE", "--speculative-num-steps": "1", "--speculative-eagle-topk": "1",
+                "--speculative-num-draft-tokens": "2"}),
+])
+def test_a_speculative_plan_launches_with_the_checkpoints_mtp_head(engine, expected):
+    """DeepSeek-V3's one MTP module (k = 1): vLLM's method deepseek_mtp with one speculative token; SGLang's EAGLE
+    (NextN) chain of one step and two draft tokens (the root and the draft)."""
+    flags = _flags(emit(engine, load_model("deepseek-v3"), _config(speculate="mtp"), 2500))
+    assert set(flags) <= ENGINE_PARSERS[engine]
+    assert {k: flags[k] for k in expected} == expected
+    trt = emit("trtllm", load_model("deepseek-v3"), _config(speculate="mtp"), 2500)
+    assert "decoding_type: MTP" in trt and "num_nextn_predict_layers: 1" in trt

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
+from kvcalc.cli.options import CONCURRENCY_HELP, FormatOpt, Model
 from kvcalc.cli.output import Format, print_rows, save_figure, write_csv, write_json
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.files import check_writable
@@ -36,12 +37,12 @@ def _names(flag: str, text: str) -> list[str]:
 
 @app.command("plan")
 def plan_cli(
-    model: Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")],
+    model: Model,
     input_len: Annotated[int, typer.Option("--input-len", "-i", help="prompt tokens per request")],
     output_len: Annotated[int, typer.Option("--output-len", "-o", help="output tokens per request")],
     gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPU types to consider, comma-separated")] = "h100-sxm",
     request_rate: Annotated[Optional[float], typer.Option(help="requests/s to serve")] = None,
-    concurrency: Annotated[Optional[float], typer.Option("--concurrency", "-n", help="requests in flight to hold")] = None,
+    concurrency: Annotated[Optional[float], typer.Option("--concurrency", "-n", help=CONCURRENCY_HELP)] = None,
     gpu_budget: Annotated[Optional[int], typer.Option(help="GPUs available: the most throughput within them")] = None,
     max_ttft_ms: Annotated[Optional[float], typer.Option(help="time to first token limit [ms]")] = None,
     max_tpot_ms: Annotated[Optional[float], typer.Option(help="time per output token limit [ms]")] = None,
@@ -53,12 +54,14 @@ def plan_cli(
     convert: Annotated[bool, typer.Option(
         help="also consider weight formats the checkpoint does not ship (fp8, nvfp4), marked converted")] = True,
     disaggregate: Annotated[bool, typer.Option(help="also consider separate prefill and decode pools")] = True,
+    speculate: Annotated[bool, typer.Option(
+        help="also consider speculative decoding with the checkpoint's own draft head (DeepSeek-V3's MTP)")] = True,
     max_gpus_per_replica: Annotated[int, typer.Option(help="largest replica to consider")] = 64,
     emit: Annotated[Optional[str], typer.Option(
         help="print the launch command of the choice: vllm, sglang, trtllm, or k8s (a manifest)")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="the frontier with the limits (.png, .svg or .pdf)")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="the time model behind each number")] = False,
-    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")] = Format.table,
+    format: FormatOpt = Format.table,
 ) -> None:
     """The cheapest deployment of a model on the given GPU types that serves a request rate (or a concurrency, or
     the most within a GPU budget) within TTFT/TPOT limits: TP, PP, EP, formats, engine, batch budget, aggregated or
@@ -72,7 +75,7 @@ def plan_cli(
                   max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, percentile=percentile,
                   price_per_gpu_hour=parse_prices(price_per_gpu_hour),
                   engines=_names("--engines", engines) if engines else None, convert=convert,
-                  disaggregated=disaggregate, max_gpus_per_replica=max_gpus_per_replica)
+                  disaggregated=disaggregate, max_gpus_per_replica=max_gpus_per_replica, speculate=speculate)
     if emit is not None:
         from kvcalc.engines.launch import emit as emit_text
         from kvcalc.specs.catalog import load_model
@@ -99,7 +102,8 @@ def plan_cli(
 
 
 def _row(r: dict) -> dict:
-    return {"GPU": r["gpu"], "engine": r["engine"], "layout": r["layout"], "w/KV": r["formats"],
+    layout = r["layout"] + (f"+{r['speculate'].split(',')[0].split('=')[0]}" if r.get("speculate") else "")
+    return {"GPU": r["gpu"], "engine": r["engine"], "layout": layout, "w/KV": r["formats"],
             "GPUs": r["gpus"], "seqs": r["max_num_seqs"], "TTFT ms": r["ttft_ms"], "TPOT ms": r["tpot_ms"],
             "tok/s/GPU": r["output_tokens_per_s_per_gpu"], "$/h": r["cost_per_hour"]}
 
@@ -113,13 +117,16 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
         typer.echo(f"{title}\n{result['choice_note']}")
         rows = [{"rank": "closest", **_row(r), "misses": ", ".join(r["misses"])} for r in result["closest"]]
     print_rows(rows, title, Format.table)
-    typer.echo("w/KV: weight/KV formats, * a format the checkpoint does not ship; layout: TP, xPP pipeline stages, "
+    from kvcalc.cli.output import print_note  # prose wrapped at the terminal's width
+
+    print_note("w/KV: weight/KV formats, * a format the checkpoint does not ship; layout: TP, xPP pipeline stages, "
+               "+mtp speculative decoding with the checkpoint's own draft head, "
                "EP expert-parallel GPUs over TP attention groups, P:D prefill:decode GPUs")
     for i, r in enumerate(result["runners_up"], 1):
-        typer.echo(f"  {i}: {r['trade']}")
+        print_note(f"  {i}: {r['trade']}")
     counts = {k: v for k, v in result["rejected"]["counts"].items() if v}
     s = result["searched"]
-    typer.echo(f"searched {s['configurations']:,} configurations of {s['deployments']:,} deployments; lost: "
+    print_note(f"searched {s['configurations']:,} configurations of {s['deployments']:,} deployments; lost: "
                + "; ".join(f"{k} {v}" for k, v in counts.items()))
     if explain:
         typer.echo(f"time model: {result['time_model']}")

@@ -6,7 +6,8 @@ Flag names are those of the engine releases the profiles model, read from each e
   --gpu-memory-utilization, --kv-cache-dtype, --max-model-len, --quantization, --speculative-config).
 - SGLang: sgl-project/sglang python/sglang/srt/server_args.py at 469c63e5 (--tp-size, --pp-size, --dp-size, --ep-size,
   --enable-dp-attention, --max-running-requests, --chunked-prefill-size, --mem-fraction-static, --kv-cache-dtype,
-  --context-length, --quantization, --speculative-algorithm, --speculative-num-steps, --disaggregation-mode).
+  --context-length, --quantization, --speculative-algorithm, --speculative-num-steps, --speculative-eagle-topk,
+  --speculative-num-draft-tokens, --disaggregation-mode).
 - TensorRT-LLM: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at 00209af1 (`trtllm-serve serve` click options:
   --backend, --tp_size, --pp_size, --ep_size, --max_batch_size, --max_num_tokens, --max_seq_len,
   --kv_cache_free_gpu_memory_fraction, --extra_llm_api_options; the KV dtype and attention data parallelism go in
@@ -27,7 +28,7 @@ FLAGS = {
     "sglang": {"--model-path", "--tp-size", "--pp-size", "--dp-size", "--ep-size", "--enable-dp-attention",
                "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
                "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
-               "--disaggregation-mode"},
+               "--disaggregation-mode", "--speculative-eagle-topk", "--speculative-num-draft-tokens"},
     "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
                "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role"},
 }
@@ -65,6 +66,9 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
         cmd += ["--kv-cache-dtype", "fp8"]
     if c["converted_weights"] and c["weight_dtype"] in _VLLM_QUANT:
         cmd += ["--quantization", _VLLM_QUANT[c["weight_dtype"]]]
+    if c.get("speculate"):  # the checkpoint's own MTP head (vLLM's DeepSeek recipes: method deepseek_mtp)
+        cmd += ["--speculative-config", json.dumps({"method": "deepseek_mtp",
+                                                    "num_speculative_tokens": _draft_tokens(c["speculate"])})]
     if c["disaggregate"]:  # vLLM's disaggregated prefill: both pools load a KV connector (NIXL moves the blocks)
         cmd += ["--kv-transfer-config", '{"kv_connector":"NixlConnector","kv_role":"kv_both"}']
     return cmd
@@ -86,6 +90,10 @@ def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
             "--kv-cache-dtype", _SGLANG_KV.get(c["kv_dtype"], "auto")]
     if c["converted_weights"] and c["weight_dtype"] in _SGLANG_QUANT:
         cmd += ["--quantization", _SGLANG_QUANT[c["weight_dtype"]]]
+    if c.get("speculate"):  # SGLang runs DeepSeek's MTP head as its EAGLE algorithm (NextN), a chain of k drafts
+        k = _draft_tokens(c["speculate"])
+        cmd += ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", str(k), "--speculative-eagle-topk", "1",
+                "--speculative-num-draft-tokens", str(k + 1)]
     if c["disaggregate"]:
         cmd += ["--disaggregation-mode", "{role}"]  # prefill or decode, filled in per pool by emit()
     return cmd
@@ -108,7 +116,16 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
         cmd += ["--server_role", "{role}"]
     yaml = [f"kv_cache_config:\n  dtype: {'fp8' if c['kv_dtype'] == 'fp8' else 'auto'}",
             f"enable_attention_dp: {'true' if ep > c['tensor_parallel'] else 'false'}"]
+    if c.get("speculate"):  # the LLM API's MTP decoding config (TensorRT-LLM's DeepSeek-R1 guide)
+        yaml.append(f"speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: {_draft_tokens(c['speculate'])}")
     return cmd, "\n".join(yaml) + "\n"
+
+
+def _draft_tokens(speculate: str) -> int:
+    """k of a plan's --speculate setting ('mtp=1', 'mtp,k=2'): the tokens drafted a step."""
+    from kvcalc.speculation import parse
+
+    return parse(speculate).k
 
 
 def _per_group(c: dict) -> int:

@@ -31,3 +31,18 @@ def where(cond, a, b):
     import numpy as np
 
     return np.where(cond, a, b)
+
+
+def nonzero(x) -> bool:
+    """Whether x is nonzero, for a number or an array all of whose elements agree (all zero or none); an array that
+    mixes zeros and nonzeros raises ValueError (the caller splits it: an operator present for some elements only)."""
+    if isinstance(x, _SCALARS) or not hasattr(x, "shape"):
+        return bool(x)
+    import numpy as np
+
+    zero = np.asarray(x) == 0
+    if zero.all():
+        return False
+    if not zero.any():
+        return True
+    raise ValueError("nonzero: an array mixing zeros and nonzeros")

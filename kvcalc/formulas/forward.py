@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from kvcalc.formulas._array import clip, where
+from kvcalc.formulas._array import clip, nonzero, where
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.kv import (
     cached_tokens,
@@ -300,13 +300,13 @@ def mixed_ops(model: ModelSpec, *, decode_batch, context, chunk, chunk_context, 
     per_sequence = ("attention", "linear_attention")  # attention and the linear layers' state: per sequence
     shared = [o for o in both if o.op_class not in (*per_sequence, "lm_head")]
     attention = []
-    if decode_batch:
+    if nonzero(decode_batch):  # arrays: all zero or none (formulas/_array.py)
         attention += [o for o in forward_ops(model, batch=decode_batch, q=decode_q, context=context, absorbed=True,
                                              p=p) if o.op_class in per_sequence]
-    if chunk:
+    if nonzero(chunk):
         attention += [o for o in forward_ops(model, batch=1, q=chunk, context=chunk_context, absorbed=False, p=p)
                       if o.op_class in per_sequence]
-    rows = decode_batch * decode_q + (1 if chunk else 0)
+    rows = decode_batch * decode_q + (1 if nonzero(chunk) else 0)
     return [*shared, *attention, lm_head_op(model, rows, p)]
 
 

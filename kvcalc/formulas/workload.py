@@ -89,6 +89,45 @@ def steady_state(concurrency: float, input_len: int, output_len: int, step_budge
     return decode, p, s_p
 
 
+
+def steady_state_many(concurrency, input_len: int, output_len: int, step_budget, tokens_per_step=1.0,
+                      verify_tokens=1):
+    """steady_state over numpy arrays: (B_d, p, s_p) arrays for an array of concurrencies C, with the step budget T,
+    E and k + 1 given per element or once. The same fixed point, bisected elementwise with the same float operations
+    in the same order (100 halvings of [0, C], stopping early once no element moves), so each element equals
+    steady_state's scalar answer exactly."""
+    import numpy as np
+
+    c = np.asarray(concurrency, dtype=float)
+    budget = np.broadcast_to(np.asarray(step_budget, dtype=float), c.shape)
+    q = np.broadcast_to(np.asarray(verify_tokens, dtype=float), c.shape)
+    if output_len == 1:  # no decode steps: every request is a prompt
+        left = np.maximum(budget, 1.0)
+        return np.zeros_like(c), np.minimum(c * input_len, budget), np.maximum(1.0, np.ceil(input_len / left))
+    steps = (output_len - 1) / np.broadcast_to(np.asarray(tokens_per_step, dtype=float), c.shape)
+
+    def s_p(left):  # prefill_steps, elementwise
+        return np.maximum(1.0, np.ceil(input_len / np.maximum(left, 1.0)))
+
+    lo, hi = np.zeros_like(c), c.copy()
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        below = mid - c * steps / (steps + s_p(budget - mid * q)) < 0
+        new_lo, new_hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):  # converged to adjacent floats: the rest of
+            break  # the 100 halvings would leave every element where it is (the same state gives the same step)
+        lo, hi = new_lo, new_hi
+    decode = hi
+    cap = budget / (q + input_len / steps)
+    binds = decode > cap
+    decode = np.where(binds, cap, decode)
+    left = budget - decode * q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        queued = np.maximum(1.0, (c - decode) * input_len / left)
+    p = np.where(binds, left, np.maximum(0.0, np.minimum(decode * input_len / steps, left)))
+    return decode, p, np.where(binds, queued, s_p(left))
+
+
 def cost_per_million_tokens(price_per_gpu_hour: float, gpus: int, tokens_per_s):
     """What a million tokens cost at a GPU-hour price, on `gpus` GPUs producing tokens_per_s [price units]."""
     return price_per_gpu_hour * gpus / (tokens_per_s * 3600) * 1e6
@@ -119,3 +158,14 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
     median_ttft = float(np.median(ttft))
     return {"ttft_s": median_ttft, "tpot_s": tpot, "latency_s": request_latency(median_ttft, tpot, output_len),
             "wave_s": float(latency.max()), "prefill_steps": n_p}
+
+
+def serving_tpot(decode_step, prefill_one, concurrency: int, output_len: int):
+    """Mean time per output token of one of `concurrency` (C) requests a serving benchmark keeps in flight [the unit
+    of the steps]. In steady state each of the other C - 1 requests finishes and is replaced once during this one's
+    O - 1 decode steps, and the replacement's prompt is prefilled (as a chunk beside the decodes, or in a step of its
+    own) in that window, so
+        TPOT = decode step at batch C + (C - 1) x prefill of one prompt / (O - 1)
+    the first-order form of steady_state's step time (its p-token chunk costs p / I prompts' prefill). At C = 1 it is
+    the decode step. A median inter-token latency, by contrast, is the plain decode step (most gaps carry no chunk)."""
+    return decode_step + (concurrency - 1) * prefill_one / max(output_len - 1, 1)

@@ -4,27 +4,35 @@ A deployment is a GPU type, an engine, weight and KV formats, and a replica layo
 stages, or an expert-parallel group of ep GPUs whose attention runs in ep / tp data-parallel groups, either serving
 prefill and decode together or split into a prefill pool and a decode pool (disaggregated). The search:
 
-1. enumerates deployments as data (the checkpoint's own formats, and cheaper ones a user could convert to, marked);
+1. enumerates deployments as data (the checkpoint's own formats, and cheaper ones a user could convert to, marked;
+   where the checkpoint ships a draft head, each again with speculative decoding, marked);
 2. prunes those whose KV pool, as the engine's memory rule sizes it, cannot hold one full-length request;
 3. times each survivor's replica at a ladder of batch budgets (requests in flight per replica: 1, 2, 4, ... up to
    what the pool holds) with serve's closed-form steady state, whose steps come from the same StepTimer `estimate`
-   and `serve` use;
+   and `serve` use. Vectorised, with serve's numbers to 1e-12: the steady states of every (replica, budget) are
+   bisected in one numpy run (formulas/workload.py steady_state_many), each replica's ladder is timed in one
+   StepTimer call over arrays (serving/replica.py run_many), and the decode pools of disaggregated replicas of one
+   kind share one call and their prefill steps (nothing is pruned past the memory test: every point feeds the
+   frontier and the rejected counts);
 4. sizes the workload at every point: a request rate needs ceil(rate / requests/s of one replica) replicas, a
    concurrency ceil(C / requests in flight per replica), a GPU budget holds floor(budget / GPUs per replica);
 5. keeps the points within the TTFT and TPOT limits and ranks them by cost per hour (GPUs where no price is given),
    then by tokens/s per user; the Pareto frontier of output tokens/s per GPU against tokens/s per user is kept too.
 
 The closed form is the steady state of a service (its TTFT and TPOT are the typical request's, so they stand for
-the median); limits at p90 or p99 are checked on the simulation when it is available (`percentile`).
+the median); with limits at p90 or p99 (`percentile`) the finalists, best first, are re-checked by the request-level
+simulator (kvcalc/serving/simulate.py) at that percentile, and one that misses is replaced by the next
+(verify_at_percentile).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 
 from kvcalc.checks import MAX_GPUS, MAX_TOKENS, check_int, check_number
-from kvcalc.errors import KvcalcError
+from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.specs.catalog import available_engines, load_gpu, load_model, resolve_engine
 
 PERCENTILES = ("p50", "p90", "p99")
@@ -33,6 +41,11 @@ PP_CHOICES = (1, 2, 4)
 EP_CHOICES = (8, 16, 32, 64)  # DeepSeek's and SGLang's large-scale expert-parallel deployments run 8-64 GPUs
 DISAGGREGATED_RATIOS = ((1, 1), (1, 2), (1, 3), (2, 1), (1, 4), (2, 3))  # prefill replicas : decode replicas
 MAX_REPLICAS = 10_000
+# Models whose checkpoints ship a draft head plan may speculate with (kvcalc/speculation.py's syntax, its default
+# acceptance): DeepSeek-V3's one multi-token-prediction module, "num_nextn_predict_layers": 1 in its config.json and
+# "the open-sourced V3 weights include 1 MTP Module" (huggingface.co/deepseek-ai/DeepSeek-V3, README_WEIGHTS.md).
+SPECULATION = {"deepseek-v3": "mtp"}
+SIMULATED_PROMPTS = 1000  # requests per finalist's simulation when a limit is at p90 or p99
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class Deployment:
     ep: int = 1
     disaggregate: tuple[int, int] | None = None  # (prefill GPUs, decode GPUs) of one replica
     converted: bool = False  # a weight format the checkpoint does not ship: the user would quantise it
+    speculate: str | None = None  # speculative decoding with the checkpoint's own draft head (SPECULATION), marked
 
     @property
     def gpus_per_replica(self) -> int:
@@ -68,7 +82,8 @@ class Deployment:
         return f"{self.weight_dtype}{'*' if self.converted else ''}/{self.kv_dtype}"
 
     def label(self) -> str:
-        return f"{self.gpus_per_replica} x {self.gpu}, {self.engine}, {self.layout()}, {self.formats()}"
+        return (f"{self.gpus_per_replica} x {self.gpu}, {self.engine}, {self.layout()}, {self.formats()}"
+                + (f", speculative {self.speculate}" if self.speculate else ""))
 
 
 @dataclass
@@ -91,6 +106,7 @@ class Point:
     max_in_flight: int = 0
     memory_utilization: float = 0.0
     time_model: str = ""
+    simulated: dict | None = None  # the request-level simulation's check of a percentile limit (finalists only)
 
     @property
     def output_tokens_per_s_per_gpu(self) -> float:
@@ -145,8 +161,9 @@ def layouts(spec, hw, max_gpus: int, disaggregated: bool) -> list[dict]:
 
 
 def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, max_gpus: int,
-                disaggregated: bool) -> list[Deployment]:
-    """Every deployment of the search, as data."""
+                disaggregated: bool, speculate: bool = False) -> list[Deployment]:
+    """Every deployment of the search, as data; where `speculate` and the model ships a draft head (SPECULATION),
+    each again with speculative decoding."""
     out = []
     for hw in gpus:
         names = engines or available_engines(hw.name) or ["roofline"]
@@ -155,7 +172,8 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
                 for kv_dtype in kv_formats(hw):
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
                             for lay in layouts(spec, hw, max_gpus, disaggregated)]
-    return out
+    method = SPECULATION.get(spec.name) if speculate else None
+    return out + [replace(d, speculate=method) for d in out] if method else out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -168,27 +186,75 @@ def batch_ladder(limit: int) -> list[int]:
     return ladder + [limit]
 
 
+def _runner(spec, hw, d: Deployment, *, input_len: int, output_len: int, step_tokens: int,
+            memory_utilization: float, memo: dict | None = None):
+    from kvcalc.serving.replica import replica_runner
+
+    return replica_runner(spec, hw, engine=d.engine, weight_dtype=d.weight_dtype, kv_dtype=d.kv_dtype, tp=d.tp,
+                          pp=d.pp, ep=d.ep, disaggregate=d.disaggregate, input_len=input_len, output_len=output_len,
+                          step_tokens=step_tokens, memory_utilization=memory_utilization, memo=memo,
+                          speculate=d.speculate)
+
+
+def _ladder_points(d: Deployment, runner, ladder: list[int], output_len: int, step_tokens: int,
+                   memory_utilization: float, state=None) -> list[Point]:
+    """The replica at every batch budget of the ladder, timed in one array run (serving/replica.py run_many)."""
+    import numpy as np
+
+    r = runner.run_many(np.array(ladder, dtype=float), state)
+    ttft, tpot, rate = (r["ttft_s"] * 1e3).tolist(), r["tpot_s"], r["requests_per_s"].tolist()
+    tpot = (tpot * 1e3).tolist() if tpot is not None else [None] * len(ladder)
+    return [Point(d, in_flight=c, output_len=output_len, ttft_ms=ttft[i], tpot_ms=tpot[i], requests_per_s=rate[i],
+                  step_tokens=step_tokens, max_in_flight=runner.max_concurrency,
+                  memory_utilization=memory_utilization, time_model=runner.time_model)
+            for i, c in enumerate(ladder)]
+
+
 def replica_points(spec, hw, d: Deployment, *, input_len: int, output_len: int, step_tokens: int,
                    memory_utilization: float) -> tuple[list[Point], str | None]:
     """The replica of deployment `d` at every batch budget, or ([], why it does not fit)."""
-    from kvcalc.serving.replica import replica_runner
-
     try:
-        runner = replica_runner(spec, hw, engine=d.engine, weight_dtype=d.weight_dtype, kv_dtype=d.kv_dtype, tp=d.tp,
-                                pp=d.pp, ep=d.ep, disaggregate=d.disaggregate, input_len=input_len,
-                                output_len=output_len, step_tokens=step_tokens,
-                                memory_utilization=memory_utilization)
+        runner = _runner(spec, hw, d, input_len=input_len, output_len=output_len, step_tokens=step_tokens,
+                         memory_utilization=memory_utilization)
     except KvcalcError as e:
         return [], str(e)
-    points = []
-    for c in batch_ladder(runner.max_concurrency):
-        r = runner.run(c)
-        points.append(Point(d, in_flight=c, output_len=output_len, ttft_ms=r["ttft_s"] * 1e3,
-                            tpot_ms=r["tpot_s"] * 1e3 if r["tpot_s"] is not None else None,
-                            requests_per_s=r["requests_per_s"], step_tokens=step_tokens,
-                            max_in_flight=runner.max_concurrency, memory_utilization=memory_utilization,
-                            time_model=runner.time_model))
-    return points, None
+    return _ladder_points(d, runner, batch_ladder(runner.max_concurrency), output_len, step_tokens,
+                          memory_utilization), None
+
+
+def steady_states(built: list, input_len: int, output_len: int) -> list:
+    """The colocated replicas' steady states (formulas/workload.py steady_state_many), bisected together in one
+    array run over every (replica, batch budget) of the search, and the disaggregated replicas' decode steps, one
+    StepTimer call for all replicas of a decode pool's kind: [run_many's state, or None, per replica]."""
+    import numpy as np
+
+    from kvcalc.formulas.workload import steady_state_many
+
+    out: list = [None] * len(built)
+    if output_len > 1:  # disaggregated replicas sharing a decode step: their decode batches timed in one call
+        groups: dict = {}
+        for i, (_, runner, ladder) in enumerate(built):
+            if runner.decode_key is not None:
+                groups.setdefault(runner.decode_key, []).append((i, runner.decode_batches(ladder)))
+        for members in groups.values():
+            try:
+                times = built[members[0][0]][1].decode_seconds(np.concatenate([b for _, b in members]))
+            except ValueError:  # an operator present at some batches only: each replica times its own
+                continue
+            ends = np.cumsum([len(b) for _, b in members])
+            for (i, b), end in zip(members, ends):
+                out[i] = times[end - len(b):end]
+    rows = [(i, ladder, runner.steady) for i, (_, runner, ladder) in enumerate(built) if runner.steady is not None]
+    if not rows:
+        return out
+    sizes = [len(ladder) for _, ladder, _ in rows]
+    cs = np.concatenate([np.array(ladder, dtype=float) for _, ladder, _ in rows])
+    params = [np.repeat([steady[k] for _, _, steady in rows], sizes) for k in range(3)]
+    parts = steady_state_many(cs, input_len, output_len, *params)
+    ends = np.cumsum(sizes)
+    for (i, _, _), end, n in zip(rows, ends, sizes):
+        out[i] = tuple(a[end - n:end] for a in parts)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -294,10 +360,13 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_
          max_tpot_ms: float | None = None, percentile: str = "p50",
          price_per_gpu_hour: float | dict[str, float] | None = None, engines: list[str] | None = None,
          convert: bool = True, disaggregated: bool = True, max_gpus_per_replica: int = 64,
-         step_tokens: int = 8192, memory_utilization: float = 0.9, runners_up: int = 5) -> dict:
+         step_tokens: int = 8192, memory_utilization: float = 0.9, runners_up: int = 5, speculate: bool = True,
+         simulated_prompts: int = SIMULATED_PROMPTS) -> dict:
     """Search deployments of `model` on the `gpus` types for the workload (exactly one of request_rate,
     concurrency, gpu_budget) within the TTFT/TPOT limits; see the module docstring. Returns the choice, the
-    runners-up, the Pareto frontier and why the rest lost, as plain data (the CLI's JSON)."""
+    runners-up, the Pareto frontier and why the rest lost, as plain data (the CLI's JSON). speculate: search
+    speculative decoding too where the model ships a draft head (SPECULATION). With a limit at p90 or p99 the
+    finalists are re-checked by the request-level simulator (`verify_at_percentile`)."""
     if isinstance(gpus, str):
         raise KvcalcError(f"gpus: expected a list of GPU names, got the string {gpus!r}")
     if isinstance(engines, str):
@@ -316,21 +385,35 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_
         raise KvcalcError(f"--input-len + --output-len: {input_len + output_len:,} tokens exceed {spec.name}'s "
                           f"context of {spec.max_position_embeddings:,}")
     candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
-                             disaggregated=disaggregated)
+                             disaggregated=disaggregated, speculate=speculate)
     by_name = {hw.name: hw for hw in hws}
-    points, no_fit = [], []
-    for d in candidates:
-        pts, why = replica_points(spec, by_name[d.gpu], d, input_len=input_len, output_len=output_len,
-                                  step_tokens=step_tokens, memory_utilization=memory_utilization)
-        if why is not None:
-            no_fit.append({"deployment": d.label(), "reason": why})
-        for p in pts:
+    points, no_fit, built, memo = [], [], [], {}
+    for d in candidates:  # each deployment's replica once (memory rule, step timer), or why it does not fit
+        try:
+            runner = _runner(spec, by_name[d.gpu], d, input_len=input_len, output_len=output_len,
+                             step_tokens=step_tokens, memory_utilization=memory_utilization, memo=memo)
+        except KvcalcError as e:
+            no_fit.append({"deployment": d.label(), "reason": str(e)})
+            continue
+        built.append((d, runner, batch_ladder(runner.max_concurrency)))
+    for (d, runner, ladder), state in zip(built, steady_states(built, input_len, output_len)):
+        for p in _ladder_points(d, runner, ladder, output_len, step_tokens, memory_utilization, state):
             size(p, output_len, request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
                  price=prices[d.gpu])
             judge(p, max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, gpu_budget=gpu_budget)
             points.append(p)
     ok = sorted((p for p in points if not p.misses), key=lambda p: _rank_key(p, gpu_budget is not None))
-    chosen = _distinct(ok, runners_up + 1)
+    simulated = percentile != "p50" and (max_ttft_ms is not None or max_tpot_ms is not None)
+    if simulated:
+        check_int("simulated_prompts", simulated_prompts, 100, 1_000_000)
+        chosen = verify_at_percentile(spec, ok, runners_up + 1, percentile=percentile, input_len=input_len,
+                                      output_len=output_len, request_rate=request_rate, concurrency=concurrency,
+                                      step_tokens=step_tokens, memory_utilization=memory_utilization,
+                                      max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms,
+                                      num_prompts=simulated_prompts)
+        ok = [p for p in ok if not p.misses]
+    else:
+        chosen = _distinct(ok, runners_up + 1)
     result = {
         "model": spec.name,
         "gpus": [hw.name for hw in hws],
@@ -340,7 +423,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_
         "searched": {"deployments": len(candidates), "configurations": len(points) + len(no_fit),
                      "fit": len(candidates) - len(no_fit)},
         "choice": point_dict(chosen[0]) if chosen else None,
-        "choice_note": None if chosen else _infeasible_note(points, no_fit),
+        "choice_note": None if chosen else _infeasible_note(points, no_fit, simulated),
         "runners_up": [point_dict(p, chosen[0]) for p in chosen[1:]],
         "best_by_engine": {e: point_dict(next(p for p in ok if p.deployment.engine == e))
                            for e in sorted({p.deployment.engine for p in ok})},
@@ -350,9 +433,68 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_
         "time_model": ("serve's closed-form steady state (kvcalc/serving/closed_form.py) over StepTimer's step "
                        "times, the engine profile named per configuration; TTFT and TPOT are the typical "
                        "request's (the median)" + ("" if percentile == "p50" else
-                                                   f"; {percentile} limits are read against those figures")),
+                                                   f"; the finalists' {percentile} TTFT and TPOT re-checked by the "
+                                                   f"request-level simulator (kvcalc/serving/simulate.py, "
+                                                   f"{simulated_prompts:,} requests each), those that miss "
+                                                   "replaced by the next")),
+        "simulated_misses": [point_dict(p) for p in points if p.simulated and not p.simulated["met"]],
     }
     return result
+
+
+def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, input_len: int, output_len: int,
+                         request_rate: float | None, concurrency: float | None, step_tokens: int,
+                         memory_utilization: float, max_ttft_ms: float | None, max_tpot_ms: float | None,
+                         num_prompts: int = SIMULATED_PROMPTS, max_checks: int | None = None) -> list[Point]:
+    """The first n deployments of `ok` (best first, one point each) whose TTFT and TPOT at the percentile, in the
+    request-level simulation of one replica (kvcalc.simulate: the engine's scheduler, its batch budget as
+    max_num_seqs), meet the limits; a finalist that misses gets "TTFT pXX"/"TPOT pXX" in its misses and the next one
+    is checked, up to max_checks (2 n) simulations. The replica sees what the sizing gives it: a request rate as
+    Poisson arrivals at rate / replicas; a concurrency or GPU budget as a closed loop of its share of the requests in
+    flight (for a disaggregated replica, which the simulator runs open-loop only, Poisson arrivals at that share's
+    Little's-law rate)."""
+    from kvcalc.serving.simulate import simulate
+
+    q = float(percentile[1:])
+    key = f"p{q:g}"
+    max_checks = 2 * n if max_checks is None else max_checks
+    out, checks = [], 0
+    for p in _distinct(ok, len(ok)):
+        if len(out) == n or checks == max_checks:
+            break
+        d, checks = p.deployment, checks + 1
+        groups = (d.disaggregate[1] // d.tp if d.disaggregate else d.ep // d.tp if d.ep > 1 else 1)
+        share = (math.ceil(concurrency / p.replicas) if concurrency is not None else int(p.in_flight))
+        if request_rate is not None:
+            load = dict(arrivals="poisson", request_rate=request_rate / p.replicas)
+        elif d.disaggregate:
+            load = dict(arrivals="poisson", request_rate=p.requests_per_s * share / p.in_flight)
+        else:
+            load = dict(arrivals="closed", concurrency=share)
+        try:
+            with warnings.catch_warnings():  # the pool caveats the simulator prints for one run are noise here
+                warnings.simplefilter("ignore", CapacityWarning)
+                s = simulate(spec, d.gpu, input_len=input_len, output_len=output_len, num_prompts=num_prompts, tp=d.tp,
+                             pp=d.pp, ep=d.ep, engine=d.engine, weight_dtype=d.weight_dtype, kv_dtype=d.kv_dtype,
+                             memory_utilization=memory_utilization, step_tokens=step_tokens,
+                             max_num_seqs=max(1, math.ceil(p.in_flight / groups)), speculate=d.speculate,
+                             percentile=q, max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms,
+                             disaggregate=d.disaggregate, **load)
+        except KvcalcError as e:  # the simulator's own pool or input checks refuse it: not confirmed
+            p.simulated = {"percentile": percentile, "met": False, "note": str(e)}
+            p.misses.append(f"{percentile} not simulated")
+            continue
+        ttft, tpot = s["ttft_ms"][key], s["tpot_ms"][key]
+        p.simulated = {"percentile": percentile, "ttft_ms": ttft, "tpot_ms": tpot, "num_prompts": num_prompts,
+                       "met": True}
+        if max_ttft_ms is not None and ttft > max_ttft_ms:
+            p.misses.append(f"TTFT {percentile}")
+        if max_tpot_ms is not None and tpot is not None and tpot > max_tpot_ms:
+            p.misses.append(f"TPOT {percentile}")
+        p.simulated["met"] = not p.misses
+        if not p.misses:
+            out.append(p)
+    return out
 
 
 def _distinct(ok: list[Point], n: int) -> list[Point]:
@@ -376,9 +518,12 @@ def _closest(points: list[Point], max_ttft_ms, max_tpot_ms) -> list[Point]:
     return _distinct(sorted(points, key=excess), 3)
 
 
-def _infeasible_note(points, no_fit) -> str:
+def _infeasible_note(points, no_fit, simulated: bool = False) -> str:
     if not points:
         return "no deployment holds one full-length request; see rejected"
+    if simulated and any(p.simulated for p in points):
+        return ("no configuration the simulator checked meets the limits at the percentile; closest lists the ones "
+                "that miss them by the least, simulated_misses the ones it turned down")
     return "no configuration meets the limits; closest lists the ones that miss them by the least"
 
 
@@ -425,7 +570,10 @@ def point_dict(p: Point, versus: Point | None = None) -> dict:
         "replica_output_tokens_per_s_per_gpu": p.requests_per_s * p.output_len / d.gpus_per_replica,
         "tokens_per_s_per_user": p.tokens_per_s_per_user,
         "cost_per_hour": p.cost_per_hour, "cost_per_million_output_tokens": p.cost_per_million_output_tokens,
-        "misses": p.misses, "time_model": p.time_model,
+        "misses": p.misses, "time_model": p.time_model, "speculate": d.speculate,
+        "speculate_note": (f"speculative decoding with the checkpoint's own draft head (--speculate {d.speculate}, "
+                           "kvcalc/speculation.py's default acceptance, not measured)" if d.speculate else None),
+        "simulated": p.simulated,
     }
     if versus is not None:
         out["trade"] = _trade(p, versus)

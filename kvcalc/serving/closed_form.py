@@ -79,7 +79,8 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     left = step_tokens - decode * stepper.decode_q
     if chunk < left:  # prompts enter unqueued: a request's prefill runs in s_p steps of up to `left` tokens each
         first = min(input_len, left)  # its step also carries the other prompts entering beside it (the mean chunk)
-        ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, max(first, chunk), max(input_len - first, 0) / 2)
+        ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, max(first, chunk), max(input_len - first, 0) / 2,
+                                     prompt_len=input_len)  # whole prompts per micro-batch or replica, none cut
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
     latency = request_latency(ttft, tau / gain, output_len)

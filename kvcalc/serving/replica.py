@@ -7,8 +7,10 @@ times is what keeps the search fast (the memory rule and the specs are not recom
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+
+from kvcalc.errors import KvcalcError
 
 
 @dataclass
@@ -17,22 +19,40 @@ class Replica:
     pool_bytes_per_gpu: float
     run: Callable[[float], dict]  # requests in flight -> closed-form TTFT, TPOT, requests/s (serving/closed_form.py)
     time_model: str
+    # numpy array of requests in flight (and optionally their steady state, steady_state_many's (B_d, p, s_p) for
+    # `steady`'s parameters) -> arrays of ttft_s, tpot_s (None when output_len is 1), requests_per_s: run's numbers,
+    # timed in one or two StepTimer calls for the whole array
+    run_many: Callable[..., dict] | None = None
+    steady: tuple[float, float, float] | None = None  # (step budget, decode gain, verify tokens); None: disaggregated
+    # disaggregated: the decode pool's batches at an array of concurrencies, and their step times [s] (one StepTimer
+    # call); replicas with the same decode_key share the decode step, so a search times them together and passes
+    # the step times to run_many as its state
+    decode_batches: Callable | None = None
+    decode_seconds: Callable | None = None
+    decode_key: tuple | None = None
 
 
 def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, tp: int, pp: int = 1, ep: int = 1,
                    disaggregate: tuple[int, int] | None = None, input_len: int, output_len: int,
-                   step_tokens: int = 8192, memory_utilization: float = 0.9) -> Replica:
+                   step_tokens: int = 8192, memory_utilization: float = 0.9, memo: dict | None = None,
+                   speculate: str | None = None) -> Replica:
     """The replica `serve` builds for these settings (serving/closed_form.py deployment(), the same closed forms and
     per-request overhead), with vLLM's CUDA-graph estimate taken as 0; raises KvcalcError when its KV pool cannot hold
-    one full-length request or the layout is invalid."""
+    one full-length request or the layout is invalid. memo: a dict shared by the replicas of one search, where step
+    times that do not depend on the layout's pool sizes are kept (a disaggregated replica's prefill steps)."""
     from kvcalc.engines.overhead import overhead_seconds
     from kvcalc.estimator import engine_label
     from kvcalc.formulas.engine_memory import VLLM_LATEST
-    from kvcalc.serving.closed_form import _colocated, _disaggregated, deployment, with_request_overhead
+    from kvcalc.serving.closed_form import (
+        _colocated,
+        _disaggregated,
+        deployment,
+        with_request_overhead,
+    )
 
     d = deployment(spec, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
-                   step_tokens=step_tokens, speculate=None, vllm_runner="auto", version=VLLM_LATEST,
+                   step_tokens=step_tokens, speculate=speculate, vllm_runner="auto", version=VLLM_LATEST,
                    cuda_graph_bytes=0.0, flashinfer_sampler=False, disaggregate=disaggregate)
     stepper, request_s = d["stepper"], overhead_seconds(d["profile"])[1]
     if disaggregate is not None:
@@ -42,12 +62,146 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         def run(c):
             return with_request_overhead(_disaggregated(stepper, c, input_len, output_len, step_tokens,
                                                         prefill_gpus, decode_gpus), request_s)
+
+        key = ("prefill", hw.name, engine, weight_dtype, kv_dtype, tp, input_len, step_tokens, speculate)
+        memo = {} if memo is None else memo
+        if key not in memo:  # one pool replica's prefill steps, whatever the pools' sizes (closed_form.py)
+            per_batch = max(1, step_tokens // input_len)
+            memo[key] = (stepper.seconds(0, 0, per_batch * input_len, 0), stepper.seconds(0, 0, input_len, 0))
+        prefill = _prefill_pool(stepper, input_len, step_tokens, prefill_gpus, *memo[key])
+
+        def run_many(cs, state=None):
+            return disaggregated_many(stepper, cs, input_len, output_len, decode_gpus, request_s, run, prefill, state)
+
+        def decode_batches(cs):
+            import numpy as np
+
+            return np.maximum(np.asarray(cs, dtype=float) / groups, 1.0)  # a request's step holds its own decode
+
+        def decode_seconds(batches):
+            return stepper.seconds(batches, input_len + output_len / 2, 0, 0)
+        decode_key = ("decode",) + key[1:]
+        steady = None
     else:
         groups = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own pool and budget
 
         def run(c):
             return with_request_overhead(_colocated(stepper, c, input_len, output_len, step_tokens * groups),
                                          request_s)
+
+        def run_many(cs, state=None):
+            return colocated_many(stepper, cs, input_len, output_len, step_tokens * groups, request_s, run, state)
+        steady = (step_tokens * groups, stepper.decode_gain, stepper.decode_q)
+        decode_batches = decode_seconds = decode_key = None
     name, version = engine_label(d["profile"])
     return Replica(max_concurrency=d["max_concurrency"] * groups, pool_bytes_per_gpu=d["pool"], run=run,
-                   time_model=f"{name} profile ({version})" if version else "datasheet efficiencies (roofline)")
+                   time_model=f"{name} profile ({version})" if version else "datasheet efficiencies (roofline)",
+                   run_many=run_many, steady=steady, decode_batches=decode_batches,
+                   decode_seconds=decode_seconds, decode_key=decode_key)
+
+
+def _overhead_many(ttft, tpot, latency, rate, request_s) -> dict:
+    """with_request_overhead over arrays (serving/closed_form.py): the per-request cost in TTFT and latency, and
+    requests/s shrunk by latency / (latency + request_s)."""
+    import numpy as np
+
+    total = latency + request_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(total != 0, rate * latency / total, rate)
+    return {"ttft_s": ttft + request_s, "tpot_s": tpot, "latency_s": total, "requests_per_s": rate}
+
+
+def _by_point(cs, run) -> dict:
+    """The scalar closed form point by point: the fallback where an array mixes an absent operator with a present one
+    (formulas/_array.py nonzero)."""
+    import numpy as np
+
+    rows = [run(float(c)) for c in cs]
+    tpot = None if rows and rows[0]["tpot_s"] is None else np.array([r["tpot_s"] for r in rows])
+    return {"ttft_s": np.array([r["ttft_s"] for r in rows]), "tpot_s": tpot,
+            "latency_s": np.array([r["latency_s"] for r in rows]),
+            "requests_per_s": np.array([r["requests_per_s"] for r in rows])}
+
+
+def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: int, request_s: float, run,
+                   state=None) -> dict:
+    """serving/closed_form.py _colocated plus with_request_overhead over an array of concurrencies: the same steps,
+    each StepTimer call made once for the whole array (its formulas work on arrays elementwise), so each element
+    equals run(c). state: steady_state_many's (B_d, p, s_p) for cs, when the caller bisected many replicas at once."""
+    import numpy as np
+
+    from kvcalc.formulas.workload import prefill_steps, steady_state_many
+
+    cs = np.asarray(cs, dtype=float)
+    gain, q = stepper.decode_gain, stepper.decode_q
+    decode, chunk, s_p = state if state is not None else steady_state_many(cs, input_len, output_len, step_tokens,
+                                                                           gain, q)
+    try:
+        if output_len == 1:
+            tau = stepper.seconds(0, 0, chunk, np.maximum(input_len - chunk, 0) / 2, prompt_len=input_len)
+            first = min(input_len, step_tokens)
+            alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
+            latency = np.maximum(cs * input_len * tau / chunk, alone)
+            return _overhead_many(latency, None, latency, cs / latency, request_s)
+        running = np.maximum(decode, 1.0)
+        context = input_len + output_len / 2
+        left = step_tokens - decode * q
+        i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their first step is timed apart
+        first = np.minimum(input_len, left[i])
+        extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
+        # one call for both steps (each with whole prompts per micro-batch or replica, as _colocated times them)
+        both = stepper.seconds(np.concatenate([running, extra[0]]), context, np.concatenate([chunk, extra[1]]),
+                               np.concatenate([np.maximum(input_len - chunk, 0) / 2, extra[2]]),
+                               prompt_len=float(input_len))
+        tau, step_i = both[:len(cs)], both[len(cs):]
+        ttft = s_p * tau
+        if len(i):
+            ttft = ttft.copy()
+            ttft[i] = s_p[i] * step_i
+    except ValueError:  # an operator present at some concurrencies only
+        return _by_point(cs, run)
+    tpot = tau / gain
+    latency = ttft + (output_len - 1) * tpot  # formulas/workload.py request_latency
+    return _overhead_many(ttft, tpot, latency, cs / latency, request_s)
+
+
+def _prefill_pool(stepper, input_len: int, step_tokens: int, prefill_gpus: int, batch_s: float,
+                  alone_s: float) -> tuple[float, float]:
+    """(TTFT [s], the prefill pool's requests/s) of serving/closed_form.py _disaggregated, from its two prefill step
+    times: one step of per_batch prompts, one prompt alone; its KV cache crosses the link between the pools."""
+    from kvcalc.formulas.kv import kv_bytes_per_sequence
+    from kvcalc.formulas.workload import transfer_seconds
+
+    hw = stepper.hw
+    per_batch = max(1, step_tokens // input_len)
+    prefill_rate = prefill_gpus // stepper.tp * per_batch / batch_s
+    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
+    if not link:  # audit W1, as _disaggregated says it
+        raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
+                          f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
+    transfer_s = transfer_seconds(kv_bytes_per_sequence(stepper.spec, input_len, stepper.p.b_kv), link)
+    return alone_s + transfer_s, prefill_rate
+
+
+def disaggregated_many(stepper, cs, input_len: int, output_len: int, decode_gpus: int, request_s: float, run,
+                       prefill: tuple[float, float], step_s=None) -> dict:
+    """serving/closed_form.py _disaggregated plus with_request_overhead over an array of concurrencies: the prefill
+    pool and the KV transfer do not depend on the concurrency (`prefill`: _prefill_pool's TTFT and rate), the decode
+    step is one StepTimer call for the whole array (or step_s, its times at max(C / decode replicas, 1))."""
+    import numpy as np
+
+    cs = np.asarray(cs, dtype=float)
+    ttft, prefill_rate = prefill
+    batch = cs / (decode_gpus // stepper.tp)
+    if output_len > 1:
+        try:
+            if step_s is None:
+                step_s = stepper.seconds(np.maximum(batch, 1.0), input_len + output_len / 2, 0, 0)
+        except ValueError:
+            return _by_point(cs, run)
+        tpot = step_s / stepper.decode_gain
+        latency = ttft + (output_len - 1) * tpot
+    else:
+        tpot, latency = None, np.full_like(cs, ttft)
+    rate = np.minimum(cs / latency, prefill_rate)
+    return _overhead_many(np.full_like(cs, ttft), tpot, latency, rate, request_s)
