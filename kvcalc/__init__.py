@@ -22,7 +22,25 @@ The Python API mirrors the CLI; names resolve lazily so `import kvcalc` stays ch
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what mypy and IDEs see: the real signatures (at run time __getattr__ imports them on first use)
+    from kvcalc.errors import KvcalcError as KvcalcError
+    from kvcalc.estimator import Estimate as Estimate
+    from kvcalc.estimator import estimate as estimate
+    from kvcalc.grid import sweep as sweep
+    from kvcalc.planning.capacity import capacity as capacity
+    from kvcalc.planning.capacity import compare as compare
+    from kvcalc.planning.plan import plan as plan
+    from kvcalc.report import plot as plot
+    from kvcalc.rewrite import rewrite_attention as rewrite_attention
+    from kvcalc.serving.closed_form import frontier as serve_frontier
+    from kvcalc.serving.closed_form import serve as serve
+    from kvcalc.serving.simulate import simulate as simulate
+    from kvcalc.specs.catalog import load_gpu as load_gpu
+    from kvcalc.specs.catalog import load_model as load_model
 
 _API = {
     "estimate": ("kvcalc.estimator", "estimate"),

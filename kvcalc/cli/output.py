@@ -173,7 +173,27 @@ NULL_NOTES = {
 }
 
 
+# The version of the JSON every command prints (docs/json-schema.md): it goes up when a key is renamed or removed or
+# a value changes its type or unit; adding a key leaves it as it is.
+SCHEMA_VERSION = 1
+
+
 def json_safe(obj):
+    """The JSON document a command prints (the web app's /api answers the same): `schema_version` first in an
+    object, and in every object row of a list (rows stay rows, so a consumer's `doc[0]["model"]` keeps working);
+    byte counts as integers, rounded half up (kvcalc.units.integer_bytes); and no NaN or Infinity: such a value
+    becomes null, with a sibling KEY_note saying why."""
+    from kvcalc.units import integer_bytes
+
+    doc = integer_bytes(_null_safe(obj))
+    if isinstance(doc, dict):
+        return {"schema_version": SCHEMA_VERSION, **doc}
+    if isinstance(doc, list):
+        return [{"schema_version": SCHEMA_VERSION, **row} if isinstance(row, dict) else row for row in doc]
+    return doc
+
+
+def _null_safe(obj):
     """JSON has no NaN or Infinity: such a value becomes null, with a sibling KEY_note saying why (the caller's own
     KEY_note where the dict carries one: it knows the cause)."""
     if isinstance(obj, dict):
@@ -187,10 +207,10 @@ def json_safe(obj):
                 out[k] = None
                 out[f"{k}_note"] = obj.get(f"{k}_note") or NULL_NOTES.get(k, "not applicable to this run")
             elif k not in out:  # a KEY_note may already be in place
-                out[k] = json_safe(v)
+                out[k] = _null_safe(v)
         return out
     if isinstance(obj, list):
-        return [json_safe(v) for v in obj]
+        return [_null_safe(v) for v in obj]
     return obj
 
 
@@ -211,9 +231,18 @@ def write_csv(rows: list[dict]) -> None:
     writer.writerows({k: _finite_or_blank(v) for k, v in row.items()} for row in rows)
 
 
-def _cell(v) -> str:
+def is_duration_ms(column: str) -> bool:
+    """A column of milliseconds: 'ttft_ms', 'TTFT ms', 'ms/step'."""
+    return column.endswith(("_ms", " ms")) or column in ("ms", "ms/step")
+
+
+def _cell(v, column: str = "") -> str:
     if isinstance(v, float) and not math.isfinite(v):
         return fmt_number(v)
+    if is_duration_ms(column) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 9_999.95:
+        from kvcalc.units import fmt_ms
+
+        return fmt_ms(v)  # seconds from 10 s on, with the unit written: '56.9 s'
     if isinstance(v, float):
         return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
     return "" if v is None else str(v)
@@ -250,6 +279,21 @@ def _vertical(console, title, headers: list[str], rows: list[list], keyed: bool)
             console.print()
 
 
+def table_fits(console, table) -> bool:
+    """Whether rich lays the table out within the console's width. Rich crops what it cannot fit (a title cut
+    mid-word, a last column's header lost, so two columns read 'tok/s'): lay it out at the console's width on an
+    unbounded line and measure the widest line, title included."""
+    from rich.segment import Segment
+
+    width = table.width
+    table.width = console.width
+    try:
+        lines = console.render_lines(table, console.options.update(width=10_000), pad=False)
+    finally:
+        table.width = width
+    return max((Segment.get_line_length(line) for line in lines), default=0) <= console.width
+
+
 def print_table(table, console=None) -> None:
     """Print a rich table, or, where the terminal is narrower than its narrowest layout without cutting a word,
     the same cells as 'column: value' lines (audit O4)."""
@@ -265,11 +309,18 @@ def print_table(table, console=None) -> None:
     words = sum(max([longest_word(c) for c in col.cells] + [longest_word(col.header) if table.show_header else 0])
                 for col in columns)
     edges = 3 * len(columns) + 1 if table.box else 2 * len(columns)  # borders and one space either side
-    if words + edges <= console.width:
+    if words + edges <= console.width and table_fits(console, table):
         return console.print(table)
     cells = [list(c.cells) for c in columns]
     rows = [[col[r] for col in cells] for r in range(table.row_count)]
     _vertical(console, table.title, [str(c.header) for c in columns], rows, keyed=not table.show_header)
+
+
+def print_note(text: str) -> None:
+    """A line of prose under a table, wrapped at the terminal's width between words (no markup read in it)."""
+    from rich.console import Console
+
+    Console(highlight=False).print(text, markup=False)
 
 
 def print_rows(rows: list[dict], title: str, format: Format) -> None:
@@ -282,7 +333,11 @@ def print_rows(rows: list[dict], title: str, format: Format) -> None:
 
     console = Console()
     t = compact_table(title)
-    cells = [[_cell(v) for v in r.values()] for r in rows]
+    def durations(row: dict) -> bool:  # a row named after a time in ms (serve --simulate's 'e2e_ms' row)
+        first = next(iter(row.values()), None)
+        return isinstance(first, str) and is_duration_ms(first)
+
+    cells = [[_cell(v, "ms" if durations(r) and i else k) for i, (k, v) in enumerate(r.items())] for r in rows]
     columns = list(rows[0])
     numeric = [isinstance(rows[0][c], (int, float)) and not isinstance(rows[0][c], bool) for c in columns]
     natural = [max([len(row[i]) for row in cells] + [len(w) for w in col.split()]) for i, col in enumerate(columns)]
@@ -294,6 +349,8 @@ def print_rows(rows: list[dict], title: str, format: Format) -> None:
         t.add_column(col, min_width=width, overflow="fold", justify="right" if is_number else "left")
     for row in cells:
         t.add_row(*row)
+    if not table_fits(console, t):
+        return _vertical(console, title, columns, cells, keyed=False)
     console.print(t)
 
 

@@ -10,18 +10,20 @@ from kvcalc.estimator import Estimate
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.units import fmt_bytes, fmt_count, fmt_ms
 
-console = Console()
-err_console = Console(stderr=True)
-
-
 def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
+    console, err_console = Console(), Console(stderr=True)  # made per call: each reads the terminal's width (COLUMNS)
     i, kv, w, mem, dec, pre = e.inputs, e.kv_cache, e.weights, e.memory, e.decode, e.prefill
     for warning in e.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}")
-    gpus = i.tensor_parallel * i.pipeline_parallel
+    gpus = max(i.tensor_parallel * i.pipeline_parallel, i.expert_parallel)
     on = f"{gpus} x {hw.display_name}" if gpus > 1 else hw.display_name
     if i.pipeline_parallel > 1:
         on += f" (tp {i.tensor_parallel} x pp {i.pipeline_parallel})"
+    elif i.expert_parallel > 1:
+        on += f" (ep {i.expert_parallel}, attention tp {i.tensor_parallel})"
+    # Over several GPUs the KV cache and weights rows are the whole deployment's and memory is one GPU's: each
+    # row says which (newcomer review, finding 8)
+    total, per_gpu = (", total", " per GPU") if gpus > 1 else ("", "")
     title = (
         f"{i.model} ({i.attention}) on {on}, {i.engine} time model\n"
         f"batch {i.batch} · context {i.context:,} · prompt {i.prompt:,} · weights {i.weight_dtype} · KV {i.kv_dtype}"
@@ -35,10 +37,13 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
               f"the {model.attention_layers} attention layers of {model.num_layers}")
     t.add_row("KV cache per token", f"{kv.bytes_per_token:,.0f} B", f"{fmt_bytes(kv.bytes_per_token)}, {layers}")
     t.add_row("KV cache per token per layer", f"{kv.bytes_per_token_per_layer:,.0f} B", f"{kv.elements_per_token_per_layer:,} elements")
-    t.add_row("KV cache (batch)", fmt_bytes(kv.bytes), f"{i.batch} x {i.context:,} tokens")
-    t.add_row("Weights", fmt_bytes(w.bytes), f"{fmt_count(w.params)} params, {fmt_count(w.active_params)} active")
+    at = f" at {max(i.context, i.prompt):,} tokens" if i.prompt > i.context else ""
+    t.add_row(f"KV cache (batch){total}", fmt_bytes(kv.bytes), f"{i.batch} x {i.context:,} tokens"
+              + (f"; {fmt_bytes(mem.kv_cache_bytes)} per GPU{at}" if gpus > 1 else ""))
+    t.add_row(f"Weights{total}", fmt_bytes(w.bytes), f"{fmt_count(w.params)} params, {fmt_count(w.active_params)} active"
+              + (f"; {fmt_bytes(mem.weights_bytes)} per GPU" if gpus > 1 else ""))
     fit = "[green]fits[/green]" if mem.fits else "[red]does not fit[/red]"
-    t.add_row("Memory required", fmt_bytes(mem.required_bytes),
+    t.add_row(f"Memory required{per_gpu}", fmt_bytes(mem.required_bytes),
               f"{fit}: {fmt_bytes(abs(mem.headroom_bytes))} {'spare' if mem.fits else 'short'} of "
               f"{fmt_bytes(mem.usable_bytes)} usable ({i.memory_utilization:.0%} of {fmt_bytes(mem.capacity_bytes)})")
     comm = f", all-reduce {fmt_ms(dec.allreduce_ms)}" if i.tensor_parallel > 1 else ""
@@ -66,6 +71,7 @@ def render_explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
 
     from kvcalc.report.explain import explain
 
+    console = Console()
     console.print("\n[bold]How each number is computed[/bold]")
     for step in explain(e, model, hw):
         pad = " " * (len(step.quantity) + 1)

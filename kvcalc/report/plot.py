@@ -23,7 +23,11 @@ from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 CLASSES = {"attention": ("attention",), "linear attention": ("linear_attention",),
            "projections+MLP": ("projection", "mlp"), "lm_head": ("lm_head",)}
 MARKERS = {"attention": "o", "linear attention": "D", "projections+MLP": "s", "lm_head": "^",
-           "decode step": "X", "verify step": "*"}  # the last two with --speculate: whole steps, side by side
+           "decode step": "X", "verify step": "*"}  # the order labels list the classes in (and, once, their marker)
+# roofline(): a marker per attention variant, a colour per GPU, and a fill per operator class (filled, hollow, half)
+VARIANT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+FILLS = {"attention": "full", "linear attention": "left", "projections+MLP": "none", "lm_head": "bottom",
+         "decode step": "full", "verify step": "none"}  # the last two with --speculate: whole steps, side by side
 
 
 def operating_points(model, attn: Sequence, batch: Sequence[int], context: int, weight_dtype="bf16", kv_dtype="bf16",
@@ -104,6 +108,8 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
     ax.set_xscale("log")
     ax.set_yscale("log")
     columns: dict[tuple, tuple[set, set, list]] = {}  # points of one class at one intensity, on every GPU
+    variant_marker = {v: VARIANT_MARKERS[n % len(VARIANT_MARKERS)]
+                      for n, v in enumerate(dict.fromkeys(pt[0] for pt in points))}
     for gi, g in enumerate(gpus):
         hw = load_gpu(g)
         profile = resolve_engine(engine, hw)
@@ -120,8 +126,8 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
             if profile is not None:  # where the engine's measured kernels land, below the roof
                 y = flops / step_time(ops, hw, weight_dtype, speed_of_light=False, profile=profile,
                                       kv_dtype=kv_dtype).seconds / 1e12
-            ax.plot([x], [y], marker=MARKERS[label], color=color, linestyle="none", alpha=0.75, markersize=7,
-                    gid=f"point:{hw.name}:{variant}:{b}:{label}")
+            ax.plot([x], [y], marker=variant_marker[variant], fillstyle=FILLS[label], color=color, linestyle="none",
+                    alpha=0.75, markersize=7, gid=f"point:{hw.name}:{variant}:{b}:{label}")
             # Columns within 12 % of intensity (0.05 in log10) share a label; it sits at the column's first x.
             key = (label, round(math.log10(x) * 20))
             variants, batches, ys = columns.setdefault(key, (set(), set(), [x]))
@@ -135,21 +141,21 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
     for (label, xkey), (variants, batches, ys) in sorted(columns.items(), key=lambda kv: kv[0][1]):
         start = next((k for k in by_x if xkey - k <= 2), xkey)
         by_x.setdefault(start, []).append((label, variants, batches, ys))
-    roof_top = max(max(ys[1:]) for _, _, ys in columns.values())
-    for n, xkey in enumerate(sorted(by_x)):
+    labels = []
+    for xkey in sorted(by_x):
         group = sorted(by_x[xkey], key=lambda g: list(MARKERS).index(g[0]))
         x, top = group[0][3][0], max(max(g[3][1:]) for g in group)
         text = "\n".join(f"{label}: {','.join(sorted(v))} b{','.join(map(str, sorted(b)))}" for label, v, b, _ in group)
-        on_flat_roof = top >= roof_top * 0.999
-        dy = -8 - 12 * len(group) if on_flat_roof and n % 2 else 6
-        ax.annotate(text, (x, top), textcoords="offset points", xytext=(6, dy), fontsize=8, va="bottom",
-                    gid=f"label:{x:.3g}")
+        labels.append(ax.annotate(text, (x, top), textcoords="offset points", xytext=(6, 6), fontsize=8,
+                                  va="bottom", gid=f"label:{x:.3g}"))
     if measured is not None and len(measured):
         _measured_points(ax, measured, load_gpu(gpus[0]), x_lo, x_hi)
+    for variant, marker in variant_marker.items():
+        ax.plot([], [], marker=marker, color="gray", linestyle="none", label=f"variant: {variant}")
     present = {label for label, _ in columns}
-    for label, marker in MARKERS.items():
+    for label, fill in FILLS.items():
         if label in present:
-            ax.plot([], [], marker=marker, color="gray", linestyle="none", label=label)
+            ax.plot([], [], marker="o", fillstyle=fill, color="gray", linestyle="none", label=f"class: {label}")
     ax.set_xlabel("arithmetic intensity (FLOP/byte)", fontsize=11)
     ax.set_ylabel("attainable TFLOP/s", fontsize=11)
     ax.tick_params(labelsize=10)
@@ -159,8 +165,51 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
                  fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9, loc="lower right")
+    for label in labels:
+        label.set_in_layout(False)  # placed after the layout, which must not move under them
     fig.tight_layout()
+    place_labels(fig, ax, labels)
     return fig
+
+
+def place_labels(fig, ax, labels) -> None:
+    """Move each annotation, in order, to the first spot beside its point (right or left, above or below, then
+    further up or down) whose box meets no label placed before it and stays inside the axes; where none does, the
+    spot that overlaps least. Measured in display units on the Agg renderer, as the saved figure draws them."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    spots = [(dx, dy, ha, va) for step in range(8) for dy, va in ((6 + 14 * step, "bottom"), (-6 - 14 * step, "top"))
+             for dx, ha in ((6, "left"), (-6, "right"))]
+    placed: list = []
+
+    def overlap(a, b) -> float:
+        w = min(a.x1, b.x1) - max(a.x0, b.x0)
+        h = min(a.y1, b.y1) - max(a.y0, b.y0)
+        return w * h if w > 0 and h > 0 else 0.0
+
+    for label in labels:
+        best: tuple[float, int, int, str, str] | None = None
+        for dx, dy, ha, va in spots:
+            label.xyann = (dx, dy)
+            label.set_horizontalalignment(ha)
+            label.set_verticalalignment(va)
+            box = label.get_window_extent(renderer).padded(1)
+            outside = (max(0.0, inside.x0 - box.x0) + max(0.0, box.x1 - inside.x1)
+                       + max(0.0, inside.y0 - box.y0) + max(0.0, box.y1 - inside.y1))
+            cost = sum(overlap(box, other) for other in placed) + outside * box.height
+            if best is None or cost < best[0]:
+                best = (cost, dx, dy, ha, va)
+            if cost == 0:
+                break
+        assert best is not None  # spots is never empty
+        _, dx, dy, ha, va = best
+        label.xyann = (dx, dy)
+        label.set_horizontalalignment(ha)
+        label.set_verticalalignment(va)
+        placed.append(label.get_window_extent(renderer).padded(1))
 
 
 def read_measured(path, flag: str = "--measured"):
@@ -186,15 +235,15 @@ def read_measured(path, flag: str = "--measured"):
         missing = set(numbers) - set(reader.fieldnames or ())
         if missing:
             raise KvcalcError(f"{flag}: {path} lacks column(s) {', '.join(sorted(missing))}")
-        present = [c for c in labels if c in reader.fieldnames]
+        present = [c for c in labels if c in (reader.fieldnames or ())]
         for row in reader:
             where = f"{flag}: {path}: line {reader.line_num}, column"
-            point = {}
+            point: dict[str, float | str] = {}
             for c in numbers:
                 cell = row.get(c)
                 try:
-                    point[c] = float(cell)
-                    ok = math.isfinite(point[c]) and point[c] > 0
+                    point[c] = value = float(cell)  # type: ignore[arg-type]  # None: TypeError, refused below
+                    ok = math.isfinite(value) and value > 0
                 except (TypeError, ValueError):
                     ok = False
                 if not ok:

@@ -22,7 +22,7 @@ PAGES = {  # page -> (title, the options its form shows; any other option still 
                                       "engine", "memory_utilization"]),
     "roofline": ("Roofline", ["model", "gpu", "attn", "batch", "context", "weight_dtype", "kv_dtype", "engine",
                               "speculate"]),
-    "capacity": ("Capacity", ["model", "context", "gpu", "batch", "gpus", "target_tokens_per_s",
+    "capacity": ("Capacity", ["model", "context", "gpu", "batch", "tp", "target_tokens_per_s",
                               "price_per_gpu_hour", "weight_dtype", "kv_dtype", "engine", "pp", "ep",
                               "memory_utilization"]),
     "serve": ("Serve", ["model", "input_len", "output_len", "gpu", "concurrency", "request_rate", "tp", "engine",
@@ -64,6 +64,9 @@ def _num(v) -> str:
 
 
 def _cell(key: str, v, text: str | None = None) -> str:
+    from kvcalc.units import integer_bytes
+
+    v = integer_bytes({key.rsplit(".", 1)[-1]: v}).popitem()[1]  # byte counts whole, as the CLI's JSON has them
     shown = None if isinstance(v, float) and not math.isfinite(v) else v  # JSON's null, as the CLI prints it
     if isinstance(v, str) and text is None:  # words: one line, the whole text on hover
         return (f'<td class="str" data-key="{escape(key)}" data-value="{escape(json.dumps(v))}" '
