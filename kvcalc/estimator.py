@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -10,7 +11,14 @@ from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_numb
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.engines.overhead import describe, overhead_seconds, with_band
 from kvcalc.errors import AssumptionWarning, KvcalcError
-from kvcalc.formulas.forward import Precision, decode_ops, mixed_ops, prefill_ops
+from kvcalc.formulas._array import maximum, minimum, nonzero
+from kvcalc.formulas.forward import (
+    Precision,
+    decode_ops,
+    forward_ops,
+    mixed_ops,
+    prefill_ops,
+)
 from kvcalc.formulas.kv import (
     kv_bytes_per_sequence,
     kv_bytes_per_token,
@@ -163,10 +171,13 @@ class Estimate(BaseModel):
     warnings: list[str]
 
     def to_json_dict(self) -> dict:
-        """The documented JSON: every section, with decode.step_ms alongside decode.ms."""
+        """The documented JSON (docs/json-schema.md): every section, with decode.step_ms alongside decode.ms and
+        byte counts as integers, rounded half up (the CLI adds schema_version)."""
+        from kvcalc.units import integer_bytes
+
         out = self.model_dump()
         out["decode"]["step_ms"] = out["decode"]["ms"]
-        return out
+        return integer_bytes(out)
 
 
 def _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization) -> None:
@@ -243,6 +254,42 @@ def engine_label(profile: EngineProfile | None) -> tuple[str, str | None]:
                             f"{profile.sources[0]})" + (f"; {overhead}" if overhead else ""))
 
 
+# Formats to suggest when the weights overflow, largest first: fp8 (Hopper and later natively, older GPUs as
+# weight-only Marlin kernels in vLLM) and 4-bit AWQ/GPTQ with group 128, which every engine kvcalc models runs.
+SMALLER_WEIGHT_FORMATS = ("fp8", "int4-g128")
+FEWEST_TP = (1, 2, 4, 8, 16, 32, 64)
+
+
+def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp: int = 1, pp: int = 1,
+                     ep: int = 1) -> str | None:
+    """When the weights alone overflow one GPU's usable memory: one line saying by how much, the fewest
+    tensor-parallel GPUs (a power of two dividing the query heads) that hold them at this format, and the largest
+    smaller format that holds them on these GPUs; None when they fit. Weights per GPU: formulas/params.py
+    weight_bytes_per_gpu; "hold" counts the weights only (the KV cache and activations need room on top)."""
+    from kvcalc.formulas.params import weight_bytes_per_gpu
+
+    def per_gpu(dtype: str, t: int) -> float:
+        return weight_bytes_per_gpu(spec, bytes_per_element(dtype), t, pp, ep)
+
+    weights = per_gpu(weight_dtype, tp)
+    if weights <= usable_bytes:
+        return None
+    gpus = tp * pp if ep == 1 else ep
+    fixes = []
+    if ep == 1:
+        fewest = next((t for t in FEWEST_TP if t > tp and spec.attention.num_heads % t == 0
+                       and per_gpu(weight_dtype, t) <= usable_bytes), None)
+        if fewest is not None:
+            fixes.append(f"--tp {fewest} holds them at {weight_dtype}" + (f" ({fewest * pp} GPUs)" if pp > 1 else ""))
+    smaller = next((f for f in SMALLER_WEIGHT_FORMATS if bytes_per_element(f) < bytes_per_element(weight_dtype)
+                    and per_gpu(f, tp) <= usable_bytes), None)
+    if smaller is not None:
+        fixes.append(f"--weight-dtype {smaller} holds them on {gpus} GPU{'s' if gpus > 1 else ''}")
+    hint = "; ".join(fixes) if fixes else "no tensor-parallel degree up to 64 or smaller format holds them"
+    return (f"the weights alone ({fmt_bytes(weights)} a GPU at {weight_dtype}) exceed the {fmt_bytes(usable_bytes)} "
+            f"usable by {fmt_bytes(weights - usable_bytes)}: {hint}")
+
+
 def precision(weight_dtype: str, kv_dtype: str) -> Precision:
     act = activation_dtype(weight_dtype)
     return Precision(b_w=bytes_per_element(weight_dtype), b_kv=bytes_per_element(kv_dtype), b_a=bytes_per_element(act))
@@ -262,13 +309,13 @@ class Evaluation:
     decode_sol: StepTime
     prefill: StepTime
     prefill_sol: StepTime
-    comm_s: object  # tensor-parallel all-reduce time per decode step
-    prefill_comm_s: object  # and over the prefill
-    comm_sol_s: object  # the decode step's all-reduces at the datasheet link rate, no latency (speed of light)
-    prefill_comm_sol_s: object
-    pipeline_s: object = 0.0  # pipeline stages: the decode step's activation sends
-    prefill_pipeline_s: object = 0.0  # and the prefill's sends plus its pipeline fill
-    prefill_pipeline_sol_s: object = 0.0
+    comm_s: Any  # tensor-parallel all-reduce time per decode step
+    prefill_comm_s: Any  # and over the prefill
+    comm_sol_s: Any  # the decode step's all-reduces at the datasheet link rate, no latency (speed of light)
+    prefill_comm_sol_s: Any
+    pipeline_s: Any = 0.0  # pipeline stages: the decode step's activation sends
+    prefill_pipeline_s: Any = 0.0  # and the prefill's sends plus its pipeline fill
+    prefill_pipeline_sol_s: Any = 0.0
 
     @property
     def fits(self):
@@ -397,7 +444,7 @@ class SpeculativeTimer:
         from kvcalc.speculation import parse
 
         self.sp = parse(speculate)
-        self.draft = load_model(self.sp.draft) if self.sp.method == "draft" else None
+        self.draft = load_model(self.sp.draft) if self.sp.method == "draft" and self.sp.draft else None
         if self.draft is not None and self.draft.vocab_size != spec.vocab_size:
             raise KvcalcError(f"--speculate: the draft {self.draft.name} has a vocabulary of "
                               f"{self.draft.vocab_size:,}, the target {spec.vocab_size:,}: a draft must share the "
@@ -474,40 +521,46 @@ class StepTimer:
 
     def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> float:
         if self.ep > 1:
-            return self._expert_parallel_seconds(decode_batch, context, chunk, chunk_context)
-        m = max(1.0, min(decode_batch, self.pp))
+            return self._expert_parallel_seconds(decode_batch, context, chunk, chunk_context, prompt_len)
+        m = maximum(1.0, minimum(decode_batch, self.pp))  # formulas/_array.py: numbers or numpy arrays alike
         decode_batch = decode_batch / m
-        chunk = max(chunk / m, min(chunk, prompt_len)) if prompt_len else chunk  # prompts are not cut (F6)
+        chunk = maximum(chunk / m, minimum(chunk, prompt_len)) if nonzero(prompt_len) else chunk  # prompts not cut (F6)
         ops = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
             self.spec, decode_batch=decode_batch, context=context, chunk=chunk, chunk_context=chunk_context, p=self.p,
             decode_q=self.decode_q)]
         t = step_time(ops, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
                       kv_dtype=self.kv_dtype).seconds
         tokens = decode_batch * self.decode_q + chunk
-        drafting = self.speculative.draft_seconds(decode_batch, context) if self.speculative and decode_batch else 0.0
+        drafting = (self.speculative.draft_seconds(decode_batch, context) if self.speculative and nonzero(decode_batch)
+                    else 0.0)
         comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
         return (t + drafting + comm + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link)
                 + self.overhead_s)
 
 
-    def _expert_parallel_seconds(self, decode_batch, context, chunk, chunk_context) -> float:
+    def _expert_parallel_seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> float:
         """A step of the whole expert-parallel group: each of the ep / tp data-parallel replicas runs its share of
-        the decodes and prompts through attention; the experts see all of them, 1 / ep each (formulas/parallel.py)."""
+        the decodes and prompts through attention; the experts see all of them, 1 / ep each (formulas/parallel.py).
+        A prompt lives in one replica and is not cut: as under pp, the fullest replica's chunk is at least one
+        prompt's piece, min(chunk, prompt_len), and without prompt_len the chunk is one prompt's, whole (fuzz 2:
+        serve's TTFT under --ep was below one prompt's prefill speed of light)."""
         dp, q = self.ep // self.tp, self.decode_q
+        local_chunk = maximum(chunk / dp, minimum(chunk, prompt_len)) if nonzero(prompt_len) else chunk
         local = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
-            self.spec, decode_batch=decode_batch / dp, context=context, chunk=chunk / dp, chunk_context=chunk_context,
+            self.spec, decode_batch=decode_batch / dp, context=context, chunk=local_chunk, chunk_context=chunk_context,
             p=self.p, decode_q=q) if o.name != "moe/routed"]
-        routed = next(o for o in mixed_ops(self.spec, decode_batch=decode_batch, context=context, chunk=chunk,
-                                           chunk_context=chunk_context, p=self.p, decode_q=q) if o.name == "moe/routed")
+        # the routed experts see every token of the step: mixed_ops' shared pass over decode_batch x q + chunk tokens
+        routed = next(o for o in forward_ops(self.spec, batch=decode_batch * q + chunk, q=1, context=0, absorbed=True,
+                                             p=self.p) if o.name == "moe/routed")
         t = step_time([*local, shard_experts(routed, self.ep)], self.hw, self.weight_dtype, speed_of_light=False,
                       profile=self.profile, kv_dtype=self.kv_dtype).seconds
-        tokens = (decode_batch * q + chunk) / dp
+        tokens = decode_batch * q / dp + local_chunk  # the fullest replica's
         comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
         if self.ep > self.tp:
             comm = expert_parallel_comm_seconds(self.spec, comm, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a)
         # each replica drafts for its own sequences (the draft is replicated, not expert-parallel)
-        drafting = (self.speculative.draft_seconds(decode_batch / dp, context) if self.speculative and decode_batch
-                    else 0.0)
+        drafting = (self.speculative.draft_seconds(decode_batch / dp, context)
+                    if self.speculative and nonzero(decode_batch) else 0.0)
         return t + comm + drafting + self.overhead_s
 
 
@@ -555,10 +608,37 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
     )
 
 
-def estimate(model: str | ModelSpec, gpu: str | HardwareSpec = "h100-sxm", **kwargs) -> Estimate:
-    """KV cache, weights, memory and decode and prefill time for one model on one accelerator (per GPU of a
-    tensor-parallel group of tp). Keywords as estimate_with_specs."""
-    return estimate_with_specs(model, gpu, **kwargs)[0]
+def estimate(
+    model: str | ModelSpec,
+    gpu: str | HardwareSpec = "h100-sxm",
+    *,
+    attn: str | None = None,
+    batch: int = 1,
+    context: int = 4096,
+    prompt: int | None = None,
+    weight_dtype: str = "auto",
+    kv_dtype: str = "bf16",
+    kv_lora_rank: int | None = None,
+    rope_dim: int | None = None,
+    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+    engine: str = "auto",
+    tp: int = 1,
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+    pp: int = 1,
+    ep: int = 1,
+    speculate: str | None = None,
+    engine_version: str | None = None,
+    profile_file: str | None = None,
+) -> Estimate:
+    """KV cache, weights, memory and decode and prefill time for one model on one accelerator (memory per GPU of
+    a tensor-parallel group of tp; KV cache and weights for the whole deployment). The keywords are
+    estimate_with_specs's, which returns the specs as well; `kvcalc estimate --help` describes each."""
+    return estimate_with_specs(
+        model, gpu, attn=attn, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim, memory_utilization=memory_utilization,
+        engine=engine, tp=tp, prefill_chunk=prefill_chunk, pp=pp, ep=ep, speculate=speculate,
+        engine_version=engine_version, profile_file=profile_file,
+    )[0]
 
 
 def load_recording_assumptions(model: str | ModelSpec, warnings_out: list[str]) -> ModelSpec:
@@ -632,7 +712,7 @@ def estimate_with_specs(
     unprofiled = sorted(set(ev.decode.unprofiled) | set(ev.prefill.unprofiled))
     if unprofiled:
         warnings.append(
-            f"the {profile.engine} profile has no measured curve for {', '.join(unprofiled)} with "
+            f"the {profile.engine if profile else engine} profile has no measured curve for {', '.join(unprofiled)} with "
             f"{weight_dtype} weights and {kv_dtype} KV: those operators use the datasheet efficiencies"
         )
     if spec.max_position_embeddings and max(context, prompt) > spec.max_position_embeddings:
@@ -645,6 +725,9 @@ def estimate_with_specs(
             f"does not fit: needs {fmt_bytes(mem['total'])}, {fmt_bytes(usable)} usable "
             f"({memory_utilization:.0%} of {fmt_bytes(hw.visible_memory_bytes)}); latencies are hypothetical"
         )
+        overflow = weights_overflow(spec, weight_dtype, usable, tp, pp, ep)
+        if overflow:
+            warnings.append(overflow)
 
     breakdown = params_breakdown(spec)
     engine_name, profile_text = engine_label(profile)

@@ -11,6 +11,14 @@ import warnings
 import typer
 from typer.core import TyperGroup
 
+try:  # typer >= 0.27 names the base of click's usage errors (its vendored click) TyperException
+    from typer import TyperException
+except ImportError:
+    try:  # typer 0.26 vendors click without that name
+        from typer._click.exceptions import ClickException as TyperException
+    except ImportError:  # typer < 0.26 depends on click itself
+        from click import ClickException as TyperException
+
 from kvcalc.errors import KvcalcError
 
 
@@ -32,11 +40,11 @@ class OneLineErrors(TyperGroup):
         except StdoutError as e:
             typer.echo(f"kvcalc: error: {e}", err=True)
             sys.exit(2)
-        except (typer.TyperException, KvcalcError) as e:
+        except (TyperException, KvcalcError) as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # bare `kvcalc`: the help text, not an error
                 typer.echo(e.ctx.get_help())
                 sys.exit(0)
-            msg = e.format_message() if isinstance(e, typer.TyperException) else str(e)
+            msg = e.format_message() if isinstance(e, TyperException) else str(e)
             typer.echo(f"kvcalc: error: {msg}", err=True)
             sys.exit(2 if isinstance(e, KvcalcError) else getattr(e, "exit_code", 2))
         except typer.Abort:
@@ -47,7 +55,87 @@ class OneLineErrors(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-app = typer.Typer(
+# Each command and the module that registers it. `kvcalc NAME ...` imports that one module and builds that one
+# command's click parameters; typer would otherwise import every module and build all ~250 options of the 20
+# commands before parsing (issue 22: a third of estimate's start-up). tests/test_flags.py checks this map is whole.
+COMMAND_MODULES = {
+    "models": "catalog_cmds", "gpus": "catalog_cmds", "show": "catalog_cmds",
+    "estimate": "estimate_cmd", "import": "import_cmd", "plan": "plan_cmd",
+    "compare": "planning_cmds", "capacity": "planning_cmds", "sweep": "planning_cmds", "roofline": "planning_cmds",
+    "profiles": "profiles_cmds", "serve": "serve_cmd", "validate": "validate_cmds", "calibrate": "validate_cmds",
+    "web": "web_cmd",
+}
+
+
+class CommandsOnDemand(typer.Typer):
+    """A Typer app whose command modules are imported when its commands are first read (typer.main.get_command,
+    as CliRunner and the web app's option lists do): `from kvcalc.cli import app` stays cheap, and the app read
+    is always whole. Registering (@app.command, add_typer) appends without loading."""
+
+    def __init__(self, **kwargs) -> None:
+        self._loaded, self._registering = False, False
+        self._settings = kwargs
+        super().__init__(**kwargs)
+
+    def _whole(self) -> None:
+        if not (self._loaded or self._registering):
+            self._loaded = True
+            import importlib
+
+            for module in dict.fromkeys(COMMAND_MODULES.values()):  # the registration order of the old imports
+                importlib.import_module(f"kvcalc.cli.{module}")
+
+    @property
+    def registered_commands(self) -> list:
+        self._whole()
+        return self._commands
+
+    @registered_commands.setter
+    def registered_commands(self, value: list) -> None:
+        self._commands = value
+
+    @property
+    def registered_groups(self) -> list:
+        self._whole()
+        return self._groups
+
+    @registered_groups.setter
+    def registered_groups(self, value: list) -> None:
+        self._groups = value
+
+    def command(self, *args, **kwargs):
+        decorator = super().command(*args, **kwargs)
+
+        def register(f):
+            self._registering = True
+            try:
+                return decorator(f)
+            finally:
+                self._registering = False
+
+        return register
+
+    def add_typer(self, *args, **kwargs) -> None:
+        self._registering = True
+        try:
+            super().add_typer(*args, **kwargs)
+        finally:
+            self._registering = False
+
+    def only(self, name: str) -> typer.Typer:
+        """An app of this one command (or group), importing only the module that registers it."""
+        import importlib
+
+        importlib.import_module(f"kvcalc.cli.{COMMAND_MODULES[name]}")
+        one = CommandsOnDemand(**self._settings)
+        one._loaded = True
+        one.registered_callback = self.registered_callback
+        one._commands = [c for c in self._commands if c.name == name]
+        one._groups = [g for g in self._groups if g.name == name]
+        return one
+
+
+app = CommandsOnDemand(
     cls=OneLineErrors,
     help="Roofline and KV-cache calculator for transformer inference.",
     no_args_is_help=True,
@@ -72,18 +160,21 @@ def _root(
     """Roofline and KV-cache calculator for transformer inference."""
 
 
-from kvcalc.cli import (  # noqa: E402,F401  (registers the commands)
-    catalog_cmds,
-    estimate_cmd,
-    import_cmd,
-    plan_cmd,
-    planning_cmds,
-    profiles_cmds,
-    serve_cmd,
-    validate_cmds,
-    web_cmd,
-)
-
-
 def main() -> None:
-    app()
+    """The console script: `kvcalc NAME ...` builds only NAME's command; anything else (help, a typo) the whole app."""
+    import os
+
+    if os.environ.get("COLUMNS", "").isdigit() and int(os.environ["COLUMNS"]) == 0:
+        del os.environ["COLUMNS"]  # rich would lay every table out 0 wide and print nothing (fuzz 2); its default
+    import gc
+
+    # Start-up allocates ~10^5 container objects (pydantic schemas, typer parameters, specs) and little cyclic garbage:
+    # a young-generation collection every 700 of them, and the exiting interpreter's traversal of them all, were a
+    # third of `kvcalc estimate`'s time above the import floor (issue 22). A collection every 10,000 still bounds a
+    # long run's memory (kvcalc web, plan, serve --simulate); frozen objects are skipped at exit.
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    try:
+        (app.only(name) if name in COMMAND_MODULES else app)()
+    finally:
+        gc.freeze()

@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from kvcalc.cli import app
+from kvcalc.cli.options import FormatOpt
 from kvcalc.cli.output import Format, flatten, print_rows, write_csv, write_json
 
 show_app = typer.Typer(help="Print one spec with its sources.", no_args_is_help=True)
 app.add_typer(show_app, name="show")
 
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 ShowFormat = Annotated[str, typer.Option("--format", "-f", help="table, json, csv, or toml (a spec file to copy and edit)")]
 
 

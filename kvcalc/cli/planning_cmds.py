@@ -9,6 +9,29 @@ import typer
 
 from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int
 from kvcalc.cli import app
+from kvcalc.cli.options import (  # noqa: F401  (WEIGHT_HELP, PREFILL_CHUNK_HELP: imported from here by others)
+    DEFAULT_ENGINE,
+    DEFAULT_GPU,
+    DEFAULT_KV_DTYPE,
+    DEFAULT_WEIGHT_DTYPE,
+    KV_HELP,
+    PREFILL_CHUNK_HELP,
+    TP_HELP,
+    WEIGHT_HELP,
+    Batch,
+    Context,
+    Engine,
+    Ep,
+    FormatOpt,
+    Gpu,
+    KvDtype,
+    MemoryUtilization,
+    Model,
+    Pp,
+    PrefillChunk,
+    Tp,
+    WeightDtype,
+)
 from kvcalc.cli.output import (
     ENGINE_HELP,
     CudaGraphMemory,
@@ -27,21 +50,10 @@ from kvcalc.cli.output import (
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.files import check_writable
 
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
-Model = Annotated[str, typer.Option("--model", "-m", help="name, spec file, config.json or cached ORG/NAME")]
-Gpu = Annotated[str, typer.Option("--gpu", "-g", help="bundled name or spec file")]
-Engine = Annotated[str, typer.Option("--engine", "-e", help=ENGINE_HELP)]
-PREFILL_CHUNK_HELP = "tokens per prefill chunk, whose activations are reserved"
-WEIGHT_HELP = ("weight format: auto (the checkpoint's own, else bf16), bf16, fp16, fp8, fp8-block, int8, int8-wo, "
-               "int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")
-WeightDtype = Annotated[str, typer.Option(help=WEIGHT_HELP)]
-KvDtype = Annotated[str, typer.Option(help="KV cache format: bf16, fp16, fp8, int8, int4, nvfp4, fp32")]
-WeightDtypes = Annotated[str, typer.Option(help="weight formats, comma-separated: bf16, fp16, fp8, fp8-block, int8, "
-                                                "int8-wo, int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")]
-KvDtypes = Annotated[str, typer.Option(help="KV cache formats, comma-separated")]
-MemoryUtilization = Annotated[float, typer.Option(help="fraction of device memory usable (vLLM's gpu_memory_utilization)")]
-Batch = Annotated[int, typer.Option("--batch", "-b", help="sequences decoded together")]
-Context = Annotated[int, typer.Option("--context", "-c", help="tokens already cached per sequence")]
+WeightDtypes = Annotated[str, typer.Option("--weight-dtype", help="weight formats, comma-separated: auto (the "
+                                           "checkpoint's own, else bf16), bf16, fp16, fp8, fp8-block, int8, int8-wo, "
+                                           "int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")]
+KvDtypes = Annotated[str, typer.Option("--kv-dtype", help="KV cache formats, comma-separated: " + KV_HELP.split(": ")[1])]
 Batches = Annotated[str, typer.Option("--batch", "-b", help="batch sizes, comma-separated")]
 
 
@@ -63,19 +75,20 @@ def _attn(text: str) -> list:
 @app.command("compare")
 def compare_cli(
     model: Model, attn: Annotated[str, typer.Option(help="variants, comma-separated")] = "mha,mqa,gqa8,mla",
-    gpu: Gpu = "h100-sxm", batch: Batch = 1, context: Context = 4096,
-    weight_dtype: WeightDtype = "auto", kv_dtype: KvDtype = "bf16", memory_utilization: MemoryUtilization = 0.9,
-    format: FormatOpt = Format.table, engine: Engine = "auto",
-    prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
+    gpu: Gpu = DEFAULT_GPU, batch: Batch = 1, context: Context = 4096,
+    weight_dtype: WeightDtype = DEFAULT_WEIGHT_DTYPE, kv_dtype: KvDtype = DEFAULT_KV_DTYPE,
+    memory_utilization: MemoryUtilization = 0.9, format: FormatOpt = Format.table, engine: Engine = DEFAULT_ENGINE,
+    prefill_chunk: PrefillChunk = 8192,
     speculate: Annotated[Optional[str], typer.Option(help="speculative decoding, as estimate's --speculate: each "
                                                      "variant's speed-up")] = None,
+    tp: Tp = 1, pp: Pp = 1, ep: Ep = 1,
 ) -> None:
     """Attention variants of one model side by side, each relative to the model's own attention."""
     from kvcalc.planning.capacity import compare
 
     rows = compare(model, _attn(attn), gpu, batch=batch, context=context, weight_dtype=weight_dtype,
                    kv_dtype=kv_dtype, memory_utilization=memory_utilization, engine=engine, prefill_chunk=prefill_chunk,
-                   speculate=speculate)
+                   speculate=speculate, tp=tp, pp=pp, ep=ep)
     if format is not Format.table:
         return print_rows(rows, "", format)
     from kvcalc.units import fmt_bytes
@@ -95,16 +108,16 @@ def compare_cli(
 @app.command("capacity")
 def capacity_cli(
     model: Model, context: Annotated[int, typer.Option("--context", "-c", help="tokens per sequence")],
-    gpu: Gpu = "h100-sxm",
+    gpu: Gpu = DEFAULT_GPU,
     batch: Annotated[Optional[int], typer.Option("--batch", "-b", help="sequences to run together [default: as many as fit]")] = None,
-    gpus: Annotated[Optional[int], typer.Option(help="tensor-parallel GPUs [default: the fewest that fit]")] = None,
+    tp: Annotated[Optional[int], typer.Option("--tp", "--gpus", help=TP_HELP + " [default: the fewest that fit]")] = None,
     target_tokens_per_s: Annotated[Optional[float], typer.Option(help="output tokens/s to serve")] = None,
     price_per_gpu_hour: Annotated[Optional[float], typer.Option(
         help="price of one GPU-hour, in any currency (e.g. USD): the cost per million tokens comes out in the same one")] = None,
     memory_utilization: MemoryUtilization = 0.9,
-    prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
-    weight_dtype: WeightDtype = "auto", kv_dtype: KvDtype = "bf16",
-    format: FormatOpt = Format.table, engine: Engine = "auto",
+    prefill_chunk: PrefillChunk = 8192,
+    weight_dtype: WeightDtype = DEFAULT_WEIGHT_DTYPE, kv_dtype: KvDtype = DEFAULT_KV_DTYPE,
+    format: FormatOpt = Format.table, engine: Engine = DEFAULT_ENGINE,
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(
         help="with --engine vllm: vLLM's max_num_batched_tokens [default: vllm serve's for the GPU]; with --engine "
         "trtllm: its max_num_tokens [default: 8192]")] = None,
@@ -114,9 +127,8 @@ def capacity_cli(
     vllm_version: VllmVersion = "latest",
     cuda_graph_memory: CudaGraphMemory = None,
     flashinfer_sampler: FlashinferSampler = False,
-    pp: Annotated[int, typer.Option("--pp", help="pipeline stages, each of the tensor-parallel GPUs")] = 1,
-    ep: Annotated[int, typer.Option("--ep", help="expert-parallel GPUs of a MoE model; attention in data-parallel "
-                                    "groups of --gpus (default 1)")] = 1,
+    pp: Pp = 1,
+    ep: Ep = 1,
     engine_version: EngineVersion = None,
 ) -> None:
     """GPUs, concurrency, context, throughput and cost of a tensor-parallel deployment.
@@ -126,7 +138,7 @@ def capacity_cli(
     engines do (--memory-utilization as mem_fraction_static, or as free_gpu_memory_fraction)."""
     from kvcalc.planning.capacity import capacity, gpu_count
 
-    plan = capacity(model, gpu, context=context, batch=batch, gpus=gpus, target_tokens_per_s=target_tokens_per_s,
+    plan = capacity(model, gpu, context=context, batch=batch, gpus=tp, target_tokens_per_s=target_tokens_per_s,
                     price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
                     prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
                     max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
@@ -197,14 +209,15 @@ def capacity_cli(
 @app.command("sweep")
 def sweep_cli(
     model: Annotated[str, typer.Option("--model", "-m", help="models, comma-separated")],
-    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPUs, comma-separated")] = "h100-sxm",
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPUs, comma-separated")] = DEFAULT_GPU,
     attn: Annotated[str, typer.Option(help="attention variants ('own' for the model's)")] = "own",
     batch: Batches = "1,8,64",
     context: Annotated[str, typer.Option("--context", "-c", help="contexts (= prompts), comma-separated")] = "1024,4096,16384",
-    weight_dtype: WeightDtypes = "bf16", kv_dtype: KvDtypes = "bf16", memory_utilization: MemoryUtilization = 0.9,
+    weight_dtype: WeightDtypes = DEFAULT_WEIGHT_DTYPE, kv_dtype: KvDtypes = DEFAULT_KV_DTYPE,
+    memory_utilization: MemoryUtilization = 0.9,
     out: Annotated[Path, typer.Option("--out", "-o", help=".csv, or .parquet with pyarrow installed")] = Path("sweep.csv"),
-    engine: Annotated[str, typer.Option("--engine", "-e", help="time models, comma-separated: " + ENGINE_HELP)] = "auto",
-    prefill_chunk: Annotated[int, typer.Option(help=PREFILL_CHUNK_HELP)] = 8192,
+    engine: Annotated[str, typer.Option("--engine", "-e", help="time models, comma-separated: " + ENGINE_HELP)] = DEFAULT_ENGINE,
+    prefill_chunk: PrefillChunk = 8192,
     tp: Annotated[str, typer.Option("--tp", help="tensor-parallel GPUs, comma-separated")] = "1",
     pp: Annotated[str, typer.Option("--pp", help="pipeline stages, comma-separated")] = "1",
     speculate: Annotated[Optional[str], typer.Option(
@@ -249,11 +262,11 @@ def sweep_cli(
 @app.command("roofline")
 def roofline_cli(
     model: Model,
-    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPUs, comma-separated")] = "h100-sxm",
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPUs, comma-separated")] = DEFAULT_GPU,
     attn: Annotated[str, typer.Option(help="attention variants ('own' for the model's)")] = "own",
     batch: Batches = "1,8,64,256",
     context: Context = 4096,
-    weight_dtype: WeightDtype = "bf16", kv_dtype: KvDtype = "bf16",
+    weight_dtype: WeightDtype = DEFAULT_WEIGHT_DTYPE, kv_dtype: KvDtype = DEFAULT_KV_DTYPE,
     measured: Annotated[Optional[Path], typer.Option(help="kvcalc validate CSV to overlay")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help=".png or .svg")] = Path("roofline.png"),
     engine: Annotated[str, typer.Option("--engine", "-e", help="roofline: points on the roofs; vllm, sglang, trtllm or "

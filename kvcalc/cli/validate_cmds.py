@@ -28,7 +28,7 @@ def published_cli(path: Path, format, engine: str) -> None:
              "provenance": r.get("provenance"), "use": r["use"] if len(r["use"]) < 12 else "excluded"}
             for r in out["rows"]]
     if format is Format.table:
-        short = {"decode_tokens_per_s": "tok/s", "tpot_ms": "TPOT ms", "ttft_ms": "TTFT ms",
+        short = {"decode_tokens_per_s": "tok/s", "tpot_ms": "TPOT ms", "ttft_ms": "TTFT ms", "itl_median_ms": "ITL p50 ms",
                  "throughput_out_tokens_per_s_per_gpu": "tok/s/GPU"}
         table = [{"id": r["id"], "source": r["publisher"][:24], "engine": r["engine"],
                   "gpu": r["gpu"].replace("-sxm-80gb", "").replace("-sxm", ""), "model": r["model"], "tp": r["tp"],
@@ -66,19 +66,34 @@ def _parallel(row: dict) -> str:
 
 
 def engine_memory_cli(path: Path, format) -> None:
-    """Score kvcalc's vLLM memory rule against vLLM's start-up logs: one row each, then the summary."""
-    from kvcalc.ledgers.memory import read_rows, score, summary
+    """Score kvcalc's engine memory rules against the engines' start-up logs (a ledger CSV or the folder of them):
+    one row each, scored leave-one-source-out, then the summary per engine."""
+    from kvcalc.ledgers.memory import read_rows, score, source_of, summary
 
     results = score(read_rows(path))
-    rows = [{"source": r["source"].rsplit("/", 2)[-1], "vllm": r["vllm"], "model": r["model"],
-             "tp": _parallel(r),
-             "logged_kv_tokens": r["logged_kv_tokens"] or None, "kv_tokens": r["kv_tokens"],
-             "logged_available_GiB": r["logged_available_GiB"] or None, "available_GiB": round(r["available_GiB"], 2),
-             "runner": r["model_runner"], "error_pct": r["error_pct"], "role": r["role"]} for r in results]
-    table = [{k: v for k, v in r.items() if k not in ("vllm", "logged_available_GiB")} for r in rows]
+
+    def rounded(x, digits=1):
+        return None if x is None else round(x, digits)
+
+    rows = [{"engine": r["engine"], "source": source_of(r["source"]),
+             "release": (r.get(r["engine"]) or "").split(" ")[0] or None, "model": r["model"], "tp": _parallel(r),
+             "logged_kv_tokens": r.get("logged_kv_tokens") or None, "kv_tokens": r.get("kv_tokens"),
+             "logged_available_GiB": r.get("logged_available_GiB") or None,
+             "available_GiB": rounded(r.get("available_GiB"), 2),
+             "logged_max_concurrency": r.get("logged_max_concurrency") or None,
+             "max_concurrency": rounded(r.get("max_concurrency"), 2),
+             "error_pct": rounded(r["error_pct"]), "in_sample_error_pct": rounded(r.get("in_sample_error_pct")),
+             "weights_error_pct": rounded(r.get("weights_error_pct")),
+             "generic_error_pct": rounded(r["generic_error_pct"]), "role": r["role"],
+             "fallback": r.get("fallback") or None, "excluded": r.get("excluded") or None} for r in results]
+    table = [{"engine": r["engine"], "source": r["source"][:28], "release": r["release"], "model": r["model"],
+              "tp": r["tp"], "err %": r["error_pct"], "in-band %": r["in_sample_error_pct"],
+              "weights %": r["weights_error_pct"], "generic %": r["generic_error_pct"], "role": r["role"]}
+             for r in rows]
     print_ledger(rows, table, summary(results), format,
-                 f"kvcalc's vLLM memory rule against {len(rows)} vLLM start-up logs ({path})",
-                 "|error| % of the KV pool (held-out rows set no constant; fit rows apart)")
+                 f"kvcalc's engine memory rules against {len(rows)} start-up logs ({path})",
+                 "|error| % of the maximum concurrency, else the KV tokens, else the available KV memory, scored "
+                 "leave-one-source-out (fit rows apart; in-band %: the rule's constants fitted on every fit row)")
 
 
 def serve_ledger_cli(path: Path, format, engine: str) -> None:
@@ -160,7 +175,7 @@ def validate_cli(
     format: Annotated[str, typer.Option("--format", "-f", help="with --published: table, json or csv")] = "table",
     engine: Annotated[str, typer.Option("--engine", "-e", help="with --published: profile (each row's engine) or "
                                         "roofline (datasheet efficiencies, the baseline)")] = "profile",
-    engine_memory: Annotated[Optional[Path], typer.Option(help="score kvcalc's vLLM memory rule against vLLM start-up "
+    engine_memory: Annotated[Optional[Path], typer.Option(help="score kvcalc's engine memory rules against start-up "
                                                           "logs (a CSV like validation/engine-memory/vllm.csv); "
                                                           "needs no torch")] = None,
     serve: Annotated[Optional[Path], typer.Option(help="score kvcalc serve against published throughput (a CSV like "

@@ -37,6 +37,7 @@ from kvcalc.estimator import (
     evaluate,
     load_deployment,
     phase_metrics,
+    weights_overflow,
 )
 from kvcalc.formulas.capacity import max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_token
@@ -106,18 +107,27 @@ def gpu_count(n: int) -> str:
 def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch: int = 1, context: int = 4096,
             weight_dtype: str = "auto", kv_dtype: str = "bf16",
             memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
-            engine: str = "auto", speculate: str | None = None) -> list[dict]:
+            engine: str = "auto", speculate: str | None = None, tp: int = 1, pp: int = 1,
+            ep: int = 1) -> list[dict]:
     """One row per attention variant (the model's own first), each also relative to the model's own. With
     speculate (estimate's --speculate forms), each row also gives the speculative time per token and speed-up.
+    tp, pp, ep: the deployment each variant runs on, as estimate's --tp/--pp/--ep (one GPU's share of the KV
+    cache and weights; max_batch_at_context counts every data-parallel attention group of an --ep deployment).
 
     A variant that does not apply (gqaN with N not dividing the query heads) or that repeats the model's own
     cache layout (gqa8 of a GQA-8 model) is skipped with a warning; contexts are capped at max positions."""
     _check(context, memory_utilization, prefill_chunk)
     check_int("--batch", batch, 1, MAX_BATCH)
+    check_int("--tp", tp, 1, MAX_GPUS)
     check_dtypes(weight_dtype, kv_dtype)
     if not attn:
         raise KvcalcError("--attn: expected at least one variant")
     base, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
+    check_pp(pp, base)
+    check_ep(ep, base, tp)
+    if ep > 1 and pp > 1:
+        raise KvcalcError("--ep: not with --pp yet")
+    groups = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     profile = resolve_engine(engine, hw)
     rows, seen, skipped, capped = [], {}, [], []
     for variant in (None, *attn):
@@ -131,15 +141,17 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             skipped.append(f"{variant or 'own'} (the same cache as {seen[layout]})")
             continue
         seen[layout] = variant or "the model's own attention"
-        budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, 1)
+        budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
         ev = evaluate(spec, hw, batch=batch, context=context, prompt=context, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                      memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)
+                      memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk, tp=tp,
+                      pp=pp, ep=ep)
         dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype)
         rows.append({
             "variant": variant or f"{base.attention.kind} (own)",
             "kv_bytes_per_token": kv_bytes_per_token(spec, p.b_kv),
-            **_context_fields(spec, capped_context(spec, max_context(spec, batch, budget, p.b_kv), capped, warn=False)),
-            "max_batch_at_context": max_sequences(spec, context, budget, p.b_kv),
+            **_context_fields(spec, capped_context(
+                spec, max_context(spec, replica_batch(batch, ep, tp), budget, p.b_kv, tp, pp), capped, warn=False)),
+            "max_batch_at_context": max_sequences(spec, context, budget, p.b_kv, tp, pp) * groups,
             "decode_ms": dec["ms"],
             "tokens_per_s": dec["tokens_per_s"],
             "arithmetic_intensity": dec["arithmetic_intensity"],
@@ -147,7 +159,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             "fits": bool(ev.fits),
         })
         if speculate:
-            timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+            timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
                                      profile=profile)
             plain, _, _, per_token, _ = timer.times(batch, context)
             rows[-1].update(speculative_ms_per_token=per_token * 1e3, speculative_speedup=plain / per_token,
@@ -271,7 +283,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     group = ep if ep > 1 else tp * pp
     replicas = math.ceil(target_tokens_per_s / dec["tokens_per_s"]) if target_tokens_per_s else 1
     if seqs < 1:
-        binding = "memory: not even one sequence fits at this context"
+        overflow = weights_overflow(spec, weight_dtype, ev.usable_bytes, tp, pp, ep)
+        binding = f"weights: {overflow}" if overflow else "memory: not even one sequence fits at this context"
     elif batch and batch > seqs:
         binding = f"KV cache: only {seqs} sequences fit at context {context}, fewer than the batch {batch}"
     elif replicas > 1:

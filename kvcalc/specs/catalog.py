@@ -112,6 +112,32 @@ def catalog(kind: Kind) -> dict[str, Path]:
     return out
 
 
+# Suffixes of a chat or instruction-tuned checkpoint whose shape is its base model's (the same config.json but for
+# the tokenizer's chat template), e.g. meta-llama/Llama-3.1-8B-Instruct, Llama-2-7b-chat-hf, gemma-2-9b-it.
+TUNED_SUFFIXES = ("-instruct", "-chat", "-it", "-hf")
+
+
+def bundled_path(kind: Kind, ref: str) -> Path | None:
+    """The bundled spec file a name, alias or Hugging Face id names (case-insensitive), or None. A name is its file's
+    stem (tests/test_flags.py checks), so the common case opens one file; aliases read the whole catalog once.
+    A -Instruct/-chat/-it/-hf suffix falls back to the base model's spec."""
+    key = ref.strip().lower()
+    if "/" not in key and "\\" not in key and key not in (".", ".."):
+        stem = spec_dir(kind) / f"{key}.toml"
+        try:
+            if stem.is_file():
+                return stem
+        except (OSError, ValueError):  # a 300-character name (ENAMETOOLONG) or a NUL byte: no such bundled spec
+            pass
+    names = catalog(kind)
+    while key not in names:
+        base = next((key.removesuffix(s) for s in TUNED_SUFFIXES if key.endswith(s)), key)
+        if base == key or kind != "model":
+            return None
+        key = base
+    return names[key]
+
+
 def bundled_specs(kind: Kind) -> list:
     """Every bundled spec, loaded and validated, sorted by name."""
     return [load_spec_file(kind, p) for p in sorted(spec_dir(kind).glob("*.toml"))]
@@ -134,9 +160,10 @@ def resolve(kind: Kind, ref: str):
         return load_spec_file(kind, path)
     if ref.endswith((*SPEC_SUFFIXES, ".json")):
         raise KvcalcError(f"--{kind}: no such file {ref}")
+    found = bundled_path(kind, ref)
+    if found is not None:
+        return load_spec_file(kind, found)
     names = catalog(kind)
-    if ref.lower() in names:
-        return load_spec_file(kind, names[ref.lower()])
     if kind == "model" and "/" in ref:
         from kvcalc.specs.hf import load_hf_model
 
@@ -190,8 +217,7 @@ ROOF_AND_LINK_FIELDS = ("memory_bandwidth_GBps", "peak_tflops", "interconnect", 
 
 def _onto_spec(profile: EngineProfile, hw: HardwareSpec) -> EngineProfile:
     """The profile as fitted when hw has its reference spec's roofs and links; else transferred onto hw's, warning."""
-    names = catalog("gpu")
-    ref_path = names.get(profile.gpu.lower())
+    ref_path = bundled_path("gpu", profile.gpu)
     reference = load_spec_file("gpu", ref_path) if ref_path is not None else None
     if reference is not None and all(getattr(reference, f) == getattr(hw, f) for f in ROOF_AND_LINK_FIELDS):
         return profile

@@ -57,7 +57,8 @@ def create_app() -> FastAPI:
                 view = view_of(_query(request))
             except InputError as e:
                 return JSONResponse({"error": e.message, "field": e.field}, status_code=422)
-            if view.params.get("format") is not None and getattr(view.params["format"], "value", "") == "csv":
+            fmt = view.params.get("format")  # typer >= 0.29 gives the Format member, older typer its value
+            if getattr(fmt, "value", fmt) == "csv":
                 return Response(csv_text(view.csv_rows), media_type="text/csv",
                                 headers={"Content-Disposition": f'attachment; filename="kvcalc-{command}.csv"'})
             return Response(json_text(view.json), media_type="application/json")

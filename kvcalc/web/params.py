@@ -54,6 +54,7 @@ def parse(name: str, query: Mapping[str, str], skip: tuple[str, ...] = (), refus
     cmd = command(name)
     args: list[str] = []
     known = {p.name: p for p in options(name)}
+    known.update({o[2:].replace("-", "_"): p for p in options(name) for o in p.opts[1:] if o.startswith("--")})
     for key, value in query.items():
         p = known.get(key.replace("-", "_"))
         if p is None or p.name in skip or value is None or str(value).strip() == "":
@@ -68,7 +69,7 @@ def parse(name: str, query: Mapping[str, str], skip: tuple[str, ...] = (), refus
                 args.append(p.opts[0])
         else:
             args.append(f"{p.opts[0]}={value}")  # one token: a value such as -1 stays a value
-    from typer import TyperException
+    from kvcalc.cli import TyperException  # the same class on every typer the floor allows
 
     try:
         ctx = cmd.make_context(name, args)

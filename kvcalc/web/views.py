@@ -122,7 +122,8 @@ def compare(query: Mapping[str, str]) -> View:
         rows = compare_variants(p["model"], _attn(p["attn"]), p["gpu"], batch=p["batch"], context=p["context"],
                                 weight_dtype=p["weight_dtype"], kv_dtype=p["kv_dtype"],
                                 memory_utilization=p["memory_utilization"], engine=p["engine"],
-                                prefill_chunk=p["prefill_chunk"], speculate=p["speculate"])
+                                prefill_chunk=p["prefill_chunk"], speculate=p["speculate"], tp=p["tp"], pp=p["pp"],
+                                ep=p["ep"])
         return View("compare", p, rows, rows)
 
     return _run("compare", query, body)
@@ -136,7 +137,7 @@ def capacity(query: Mapping[str, str]) -> View:
         from kvcalc.report.formats import capacity_csv_row
 
         plan = plan_capacity(
-            p["model"], p["gpu"], context=p["context"], batch=p["batch"], gpus=p["gpus"],
+            p["model"], p["gpu"], context=p["context"], batch=p["batch"], gpus=p["tp"],
             target_tokens_per_s=p["target_tokens_per_s"], price_per_gpu_hour=p["price_per_gpu_hour"],
             memory_utilization=p["memory_utilization"], prefill_chunk=p["prefill_chunk"],
             weight_dtype=p["weight_dtype"], kv_dtype=p["kv_dtype"], engine=p["engine"],
