@@ -354,8 +354,8 @@ def _nulls(d, path=""):
     ["capacity", "-m", "llama-3-8b", "-c", "4096"],
     ["capacity", "-m", "llama-3-8b", "-c", "4096", "-e", "vllm"],
     ["capacity", "-m", "llama-2-13b", "-g", "t4", "-c", "300000", "--gpus", "8"],  # nothing fits: no min GPUs
-    ["serve", "-m", "llama-3-8b", "-i", "1000", "--output-len", "1", "-c", "4"],  # the audit's tpot_ms null
-    ["serve", "-m", "llama-3-8b", "-i", "1000", "--output-len", "100", "-c", "4"],
+    ["serve", "-m", "llama-3-8b", "-i", "1000", "--output-len", "1", "-n", "4"],  # the audit's tpot_ms null
+    ["serve", "-m", "llama-3-8b", "-i", "1000", "--output-len", "100", "-n", "4"],
     ["compare", "-m", "gpt-3-175b"],
 ])
 def test_n2_every_json_null_carries_a_note(args):
@@ -609,3 +609,89 @@ def test_audit_reproducers_of_part_1_end_in_numbers_or_one_line(tmp_path):
     m = tmp_path / "m.csv"
     m.write_text("arithmetic_intensity,achieved_tflops,dtype,device\n1,10,bf16,H100\n100,500,,H100\n")
     one_line_error(cli("roofline", "-m", "llama-3-8b", "--measured", m, "--out", tmp_path / "r.png"), "line 3")
+
+
+# ---------------------------------------------------------------------------- the long fuzz (tests/test_fuzz_long.py)
+# Findings of benchmarks/fuzz_long.py's first run (kvcalc issue 23 item 4), one test each, named test_fuzz2_...
+
+@pytest.mark.parametrize("flag, source", [("--engine-memory", "validation/engine-memory/vllm.csv"),
+                                          ("--engine-memory", "validation/engine-memory/sglang.csv"),
+                                          ("--serve", "validation/serve/trtllm-perf-overview.csv"),
+                                          ("--serve", "validation/serve/vllm-bench-rtx-pro-6000-qwen3-32b.csv"),
+                                          ("--serve", "validation/serve/unseen-serving.csv"),
+                                          ("--rescore", "validation/h200/validation-llama-3-8b.csv")])
+def test_fuzz2_a_ledger_with_only_its_header_is_one_line(tmp_path, flag, source):
+    # was IndexError (the table printer's first row) for --rescore, --serve and --engine-memory
+    from pathlib import Path
+
+    header = (Path(__file__).parent.parent / source).read_text().splitlines()[0]
+    path = tmp_path / "ledger.csv"
+    path.write_text(header + "\n")
+    extra = ["--gpu", "h200"] if flag == "--rescore" else []
+    one_line_error(cli("validate", flag, path, *extra), f"{path}: holds no rows under its header")
+
+
+def test_fuzz2_a_serving_ledger_with_a_byte_that_is_not_utf8_is_one_line(tmp_path):
+    # was a UnicodeDecodeError traceback from the serving-benchmark ledger's reader (ledgers/serving_sim.py)
+    from pathlib import Path
+
+    data = (Path(__file__).parent.parent / "validation/serve/unseen-serving.csv").read_bytes()
+    path = tmp_path / "ledger.csv"
+    path.write_bytes(data[: len(data) // 2] + b"\xff\xfe" + data[len(data) // 2:])
+    one_line_error(cli("validate", "--serve", path), f"{path}: not a CSV ledger", "can't decode byte 0xff")
+    path.write_bytes(b"\xff\xfe" + data)  # in the header line too
+    one_line_error(cli("validate", "--serve", path), f"{path}: not a CSV ledger")
+
+
+@pytest.mark.parametrize("columns", ["0", "00"])
+def test_fuzz2_columns_zero_still_prints_the_table(columns):
+    # COLUMNS=0 made rich lay every table out 0 wide: exit 0 with nothing printed, and /dev/full went unnoticed
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "COLUMNS": columns}
+    r = subprocess.run([sys.executable, "-m", "kvcalc", "estimate", "-m", "llama-3-8b"], capture_output=True,
+                       text=True, env=env, check=False)
+    assert r.returncode == 0 and "decode" in r.stdout.lower() and len(r.stdout.splitlines()) > 10, r.stdout
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "kvcalc", "estimate", "-m", "llama-3-8b"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, env=env, check=False)
+    assert (r.returncode, r.stderr) == (2, "kvcalc: error: cannot write to stdout (the device is full)\n")
+
+
+@pytest.mark.parametrize("ep", [2, 8])
+def test_fuzz2_serve_under_ep_prefills_a_prompt_whole_in_one_replica(ep):
+    # One request alone, one output token: serve's TTFT is that prompt's prefill, as estimate -b 1 times it. The
+    # expert-parallel step cut the prompt over the ep data-parallel replicas, so TTFT (3.39 ms at ep 8) fell below
+    # the prompt's own prefill speed of light (3.48 ms) and estimate's prefill (3.83 ms).
+    common = ["-m", "mixtral-8x7b", "-g", "h200", "-e", "roofline", "--ep", ep, "-f", "json"]
+    s = json.loads(cli("serve", *common, "--input-len", 173, "--output-len", 1, "--concurrency", 1).stdout)
+    e = json.loads(cli("estimate", *common, "--batch", 1, "--context", 173).stdout)
+    assert s["ttft_ms"] >= e["prefill"]["speed_of_light_ms"]
+    assert s["ttft_ms"] == pytest.approx(e["prefill"]["ms"], rel=1e-9)
+
+
+def test_fuzz2_a_published_row_shorter_or_longer_than_its_header_is_one_line(tmp_path):
+    # a row cut after its id was an AttributeError ('NoneType' has no 'split') in the published ledger's reader
+    from pathlib import Path
+
+    lines = (Path(__file__).parent.parent / "validation/published/measurements.csv").read_text().splitlines()
+    path = tmp_path / "m.csv"
+    path.write_text(f"{lines[0]}\ngf-01\n")
+    one_line_error(cli("validate", "--published", path), f"{path}: row gf-01: column engine: missing")
+    path.write_text(f"{lines[0]}\n{lines[1]},extra\n")
+    one_line_error(cli("validate", "--published", path), "row gf-01: more cells than the header's 15")
+
+
+def test_fuzz2_a_serving_ledger_row_shorter_or_longer_than_its_header_is_one_line(tmp_path):
+    # a row cut short was a TypeError ("argument of type 'NoneType' is not iterable") in ledgers/serving_sim.py
+    from pathlib import Path
+
+    lines = (Path(__file__).parent.parent / "validation/serve/unseen-serving.csv").read_text().splitlines()
+    header_cells = len(lines[0].split(","))
+    path = tmp_path / "s.csv"
+    path.write_text(f"{lines[0]}\nsv-001,vllm,0.11.0,qwen3-32b,h100-sxm,1,1,1,0,bf16,bf16,sharegpt,,,,1000\n")
+    one_line_error(cli("validate", "--serve", path), f"{path} line 2, column concurrency: missing",
+                   f"16 of the header's {header_cells} cells")
+    path.write_text(f"{lines[0]}\n{lines[1]},x\n")
+    one_line_error(cli("validate", "--serve", path), f"{path} line 2: more cells than the header's {header_cells}")

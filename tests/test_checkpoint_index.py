@@ -103,7 +103,8 @@ def test_without_an_index_nothing_is_compared(tmp_path):
 
 
 def test_a_repo_in_the_hf_cache_is_checked_against_its_cached_index(tmp_path, monkeypatch):
-    snapshot = tmp_path / "hub" / "models--meta-llama--Meta-Llama-3-8B" / "snapshots" / "abc"
+    # a repository kvcalc does not bundle (a bundled model's own id resolves to its spec file)
+    snapshot = tmp_path / "hub" / "models--my-org--llama-3-8b-40-layers" / "snapshots" / "abc"
     snapshot.mkdir(parents=True)
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("abc")
@@ -111,7 +112,7 @@ def test_a_repo_in_the_hf_cache_is_checked_against_its_cached_index(tmp_path, mo
     (snapshot / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 40}))
     shutil.copy(HF / "Meta-Llama-3-8B" / "model.safetensors.index.json", snapshot)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    [warning] = [w for w in estimate("meta-llama/Meta-Llama-3-8B", "h100").warnings if "total_size" in w]
+    [warning] = [w for w in estimate("my-org/llama-3-8b-40-layers", "h100").warnings if "total_size" in w]
     # 8 more layers of 41,943,040 attention + 176,160,768 MLP + 8,192 norm parameters, 2 B each
     assert "16,060,522,496" in warning and f"{8 * 218_112_000 * 2 / 16_060_522_496:+.1%}" == "+21.7%" in warning
 

@@ -120,7 +120,7 @@ def test_overheads_never_reach_the_speed_of_light(step_us, per_gpu_us, tp, batch
 
 
 @pytest.mark.parametrize("command", [
-    ["serve", "-m", "llama-3-8b", "--input-len", "512", "--output-len", "128", "-c", "8", "-e", "vllm"],
+    ["serve", "-m", "llama-3-8b", "--input-len", "512", "--output-len", "128", "-n", "8", "-e", "vllm"],
     ["capacity", "-m", "llama-3-8b", "-c", "4096", "-e", "vllm"],
 ])
 def test_serve_and_capacity_take_the_engine_version(command):

@@ -68,7 +68,7 @@ def test_capacity_splits_weights_and_kv_over_stages():
 def test_pp_flag_errors_are_one_line():
     r = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "--pp", "33"])
     assert r.exit_code == 2 and "--pp" in r.output and "32 layers" in r.output
-    r = CliRunner().invoke(app, ["serve", "-m", "llama-3-8b", "-i", "8", "--output-len", "8", "-c", "1", "--pp", "2",
+    r = CliRunner().invoke(app, ["serve", "-m", "llama-3-8b", "-i", "8", "--output-len", "8", "-n", "1", "--pp", "2",
                                  "--disaggregate", "1:1"])
     assert r.exit_code == 2 and "--pp" in r.output
 

@@ -106,15 +106,15 @@ def test_ledger_figures_are_the_readme_ones():
 
 def test_cli_serve_json_frontier_plot_and_errors(tmp_path):
     runner = CliRunner()
-    r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "128", "-c", "16", "-f", "json"])
+    r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "128", "-n", "16", "-f", "json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["concurrency"] == 16
     png = tmp_path / "f.png"
-    r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "128", "-c", "1,16,64",
+    r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "128", "-n", "1,16,64",
                             "--tp", "1,2", "--plot", str(png), "-f", "csv"])
     assert r.exit_code == 0, r.output and png.stat().st_size > 10_000
-    for args, says in ((["--disaggregate", "x"], "--disaggregate"), (["-c", "abc"], "--concurrency"),
-                       (["--request-rate", "2", "-c", "4"], "exactly one"), (["-c", "4", "--tp", "3"], "--tp")):
+    for args, says in ((["--disaggregate", "x"], "--disaggregate"), (["-n", "abc"], "--concurrency"),
+                       (["--request-rate", "2", "-n", "4"], "exactly one"), (["-n", "4", "--tp", "3"], "--tp")):
         r = runner.invoke(app, ["serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "128", *args])
         assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, (args, r.output)
 
@@ -240,7 +240,7 @@ def test_serve_in_waves_is_the_closed_form_over_serve_steps():
 ])
 def test_arrivals_flag_errors(args, says):
     r = CliRunner().invoke(app, ["serve", "-m", "llama-3.1-8b", "--input-len", "128", "--output-len", "128",
-                                 "-c", "8", *args])
+                                 "-n", "8", *args])
     assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
 
 

@@ -116,4 +116,6 @@ def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tu
             rows.append(row)
     except (UnicodeDecodeError, csv.Error) as e:
         raise KvcalcError(f"{path}: not a CSV ledger ({e})") from None
+    if not rows:  # a header alone scored nothing, and the table printers need a first row
+        raise KvcalcError(f"{path}: holds no rows under its header (expected {what})")
     return rows

@@ -26,7 +26,7 @@ def test_gpt_oss_120b_checkpoint_is_the_model_cards_60_8_gib():
     assert weight_bytes(m, bytes_per_element("mxfp4")) / GiB == pytest.approx(60.8, rel=5e-3)
     # gpt-oss-20b (bundled): the same layers, 24 of them, 32 experts: 20.91B parameters, 3.61B active, 12.8 GiB
     small = load_model("gpt-oss-20b")
-    assert small == m.model_copy(update={"name": small.name, "display_name": small.display_name, "aliases": [],
+    assert small == m.model_copy(update={"name": small.name, "display_name": small.display_name, "aliases": small.aliases,
                                          "sources": small.sources, "notes": small.notes, "num_layers": 24,
                                          "moe": m.moe.model_copy(update={"num_experts": 32})})
     assert total_params(small) == pytest.approx(20.91e9, rel=2e-3)

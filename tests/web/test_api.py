@@ -33,9 +33,9 @@ CASES = {
     "capacity": ("model=llama-3-8b&context=8192&price_per_gpu_hour=2.5",
                  ["-m", "llama-3-8b", "-c", "8192", "--price-per-gpu-hour", "2.5"]),
     "serve": ("model=llama-3-8b&input_len=1000&output_len=200&concurrency=8",
-              ["-m", "llama-3-8b", "-i", "1000", "--output-len", "200", "-c", "8"]),
+              ["-m", "llama-3-8b", "-i", "1000", "--output-len", "200", "-n", "8"]),
     "serve-frontier": ("model=llama-3-8b&input_len=1000&output_len=200&concurrency=1,8,32&tp=1,2&max_tpot_ms=20",
-                       ["-m", "llama-3-8b", "-i", "1000", "--output-len", "200", "-c", "1,8,32", "--tp", "1,2",
+                       ["-m", "llama-3-8b", "-i", "1000", "--output-len", "200", "-n", "1,8,32", "--tp", "1,2",
                         "--max-tpot-ms", "20"]),
     "plan": ("model=llama-3-8b&input_len=1000&output_len=200&request_rate=5&max_tpot_ms=50&engines=vllm"
              "&max_gpus_per_replica=4&disaggregate=false",

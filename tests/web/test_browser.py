@@ -70,7 +70,7 @@ PAGES = {
                  ["-m", "llama-3-8b", "-c", "16384", "--price-per-gpu-hour", "3"], {"result": ""}),
     "serve": ({"model": "llama-3-8b", "input_len": "2000", "output_len": "300", "concurrency": "1,8,32,128",
                "max_tpot_ms": "25"},
-              ["-m", "llama-3-8b", "-i", "2000", "--output-len", "300", "-c", "1,8,32,128", "--max-tpot-ms", "25"],
+              ["-m", "llama-3-8b", "-i", "2000", "--output-len", "300", "-n", "1,8,32,128", "--max-tpot-ms", "25"],
               {"rows": ""}),
     "plan": ({"model": "llama-3-8b", "input_len": "1000", "output_len": "200", "request_rate": "5",
               "max_tpot_ms": "50", "engines": "vllm", "max_gpus_per_replica": "4", "disaggregate": "false"},
@@ -170,7 +170,7 @@ def test_bad_input_shows_the_cli_message_next_to_the_field(page, kvcalc_cli):
     page.goto("/serve")
     _fill(page, {"model": "llama-3-8b", "input_len": "100", "output_len": "10", "concurrency": "lots"})
     assert page.locator("#error-concurrency").inner_text() == kvcalc_cli.error(
-        "serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-c", "lots")
+        "serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "lots")
 
 
 def test_roofline_hover_shows_operator_batch_intensity_and_time(page, server_url):
