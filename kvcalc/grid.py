@@ -67,7 +67,8 @@ def sweep(
     rows, with the speculative time per token and speed-up over plain decoding (under pipeline stages or expert
     parallelism timed by serve's step timer, one batch and context at a time). ep:
     expert-parallel GPUs (1: none); a combination it does not apply to (a dense model, ep not a multiple of tp or
-    not dividing the experts, or with pp) is skipped with a warning."""
+    not dividing the experts, or with pp) is skipped with a warning. The label columns (model, gpu, ...) are
+    categoricals: group them with observed=True, since pandas 2 also makes groups of unobserved categories."""
     import numpy as np
     import pandas as pd
 
