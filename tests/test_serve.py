@@ -322,3 +322,22 @@ def test_trtllm_bench_settings_follow_its_tuning_heuristic():
     assert trtllm_bench_settings(m, 95.01, "nvfp4", 1.0, 1, 1, 128, 128) == (2048, 3840)
     assert trtllm_bench_settings(m, 95.01, "nvfp4", 1.0, 1, 8, 128, 128) == (512, 2048)
     assert trtllm_bench_settings(m, 95.01, "nvfp4", 1.0, 1, 4, 128, 128) == (1024, 2048)
+
+
+def test_serve_honours_tpot_and_ttft_limits_by_spreading_the_load_or_refuses():
+    """The newcomer's case: serve --request-rate 100 --max-tpot-ms 50 printed a 96 ms TPOT without a word. Now the
+    rate is spread over the fewest replicas whose steady state meets the limit: that count meets it and one replica
+    fewer does not (each checked with serve itself, at the rate / replicas), and a limit a lone request misses is one
+    line."""
+    kw = dict(input_len=2000, output_len=500, tp=8, engine="vllm", cuda_graph_GiB=0)
+    free = serve("deepseek-v3", "h200", request_rate=100, **kw)
+    held = serve("deepseek-v3", "h200", request_rate=100, max_tpot_ms=60, **kw)
+    assert free["tpot_ms"] > 60 >= held["tpot_ms"] and held["requests_per_s"] == pytest.approx(100, rel=1e-6)
+    k = held["replicas"]
+    assert k > 1 and serve("deepseek-v3", "h200", request_rate=100 / (k - 1), **kw)["tpot_ms"] > 60  # k - 1 miss
+    assert held["gpus"] == 8 * k
+    lone = serve("deepseek-v3", "h200", concurrency=1, **kw)["tpot_ms"]
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError, match="no number of replicas meets them"):
+        serve("deepseek-v3", "h200", request_rate=100, max_tpot_ms=lone * 0.9, **kw)

@@ -91,8 +91,12 @@ def serve_cli(
     disaggregate: Annotated[Optional[str], typer.Option(help="PREFILL_GPUS:DECODE_GPUS, separate pools")] = None,
     price_per_gpu_hour: Annotated[Optional[float], typer.Option(
         help="price of one GPU-hour, in any currency: the cost per million output tokens comes out in the same one")] = None,
-    max_ttft_ms: Annotated[Optional[float], typer.Option(help="frontier: the best point keeps TTFT within this")] = None,
-    max_tpot_ms: Annotated[Optional[float], typer.Option(help="frontier: the best point keeps TPOT within this")] = None,
+    max_ttft_ms: Annotated[Optional[float], typer.Option(
+        help="TTFT limit: one run spreads the load over as many replicas as it takes; the frontier marks the best "
+        "point within it")] = None,
+    max_tpot_ms: Annotated[Optional[float], typer.Option(
+        help="TPOT limit: one run spreads the load over as many replicas as it takes; the frontier marks the best "
+        "point within it")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="frontier chart (.png, .svg or .pdf)")] = None,
     format: FormatOpt = Format.table,
     simulate: Annotated[bool, typer.Option(
@@ -165,7 +169,7 @@ def serve_cli(
         raise KvcalcError("--tp: one degree unless --concurrency lists several (the frontier)")
     concurrency = parse_concurrency(concurrency)
     plan = serve(model, gpu, input_len=input_len, output_len=output_len, concurrency=concurrency,
-                 request_rate=request_rate, tp=tps[0], **common)
+                 request_rate=request_rate, tp=tps[0], max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, **common)
     if format is Format.json:
         return write_json(plan)
     if format is Format.csv:

@@ -146,6 +146,39 @@ def with_request_overhead(r: dict, request_s: float) -> dict:
             "requests_per_s": r["requests_per_s"] * r["latency_s"] / latency if latency else r["requests_per_s"]}
 
 
+def _meets(r: dict, max_ttft_ms: float | None, max_tpot_ms: float | None) -> bool:
+    return ((max_ttft_ms is None or r["ttft_s"] * 1e3 <= max_ttft_ms)
+            and (max_tpot_ms is None or r["tpot_s"] is None or r["tpot_s"] * 1e3 <= max_tpot_ms))
+
+
+def _within_limits(run, rate_point, request_rate, concurrency, replicas, r, max_ttft_ms, max_tpot_ms):
+    """(requests in flight per replica, replicas, the point) with the fewest replicas whose steady state meets the
+    limits: the rate (or the requests in flight, concurrency x replicas) shared evenly over more replicas. A limit
+    that even a lone request misses is a one-line error."""
+    total = concurrency * replicas
+
+    def at(k):
+        c = rate_point(request_rate / k) if request_rate is not None else total / k
+        return c, run(c)
+
+    if _meets(r, max_ttft_ms, max_tpot_ms):
+        return concurrency, replicas, r
+    lone = run(1.0)
+    if not _meets(lone, max_ttft_ms, max_tpot_ms):
+        what = (f"TTFT {lone['ttft_s'] * 1e3:,.1f} ms" if max_ttft_ms is not None and lone["ttft_s"] * 1e3 > max_ttft_ms
+                else f"TPOT {lone['tpot_s'] * 1e3:,.2f} ms")
+        raise KvcalcError(f"--max-ttft-ms / --max-tpot-ms: no number of replicas meets them: one request alone takes "
+                          f"{what} here (a faster GPU, a larger --tp or a smaller format might; kvcalc plan searches)")
+    lo, hi = replicas, replicas * 2  # lo misses; grow hi until it meets, then bisect the fewest replicas
+    while not _meets(at(hi)[1], max_ttft_ms, max_tpot_ms) and hi < 10**7:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _meets(at(mid)[1], max_ttft_ms, max_tpot_ms) else (mid, hi)
+    c, r = at(hi)
+    return c, hi, r
+
+
 def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int, ep: int, engine: str,
                weight_dtype: str, kv_dtype: str, memory_utilization: float, step_tokens: int, speculate: str | None,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
@@ -212,8 +245,12 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1,
           speculate: str | None = None, vllm_runner: str = "auto", vllm_version: str = "latest",
           arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
-          flashinfer_sampler: bool = False, engine_version: str | None = None) -> dict:
+          flashinfer_sampler: bool = False, engine_version: str | None = None, max_ttft_ms: float | None = None,
+          max_tpot_ms: float | None = None) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
+
+    max_ttft_ms / max_tpot_ms: the load is spread over as many replicas as it takes for the steady state to meet
+    them (the rate, or the requests in flight, shared evenly); a limit no number of replicas meets is an error.
 
     concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
     holds at full length (an offline throughput run). request_rate: requests/s arriving (an open loop); the
@@ -279,24 +316,36 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     replicas = 1
     if concurrency == "max":
         concurrency = limit
-    if request_rate is not None:
-        top = run(limit)
-        replicas = max(1, math.ceil(request_rate / top["requests_per_s"] * (1 + 1e-12)))
-        target = request_rate / replicas
-        lo, hi = 0.0, float(limit)  # requests/s rises with the requests in flight: bisect C = rate x latency
+    for flag, v in (("--max-ttft-ms", max_ttft_ms), ("--max-tpot-ms", max_tpot_ms)):
+        if v is not None:
+            check_number(flag, v, 0, 1e9, lo_open=True)
+            if arrivals == "waves":
+                raise KvcalcError(f"{flag}: with --arrivals staggered (a wave's requests are not spread over replicas)")
+
+    def rate_point(target):  # requests/s rises with the requests in flight: bisect C = rate x latency
+        lo, hi = 0.0, float(limit)
         for _ in range(60):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if run(mid)["requests_per_s"] < target else (lo, mid)
-        concurrency = hi
+        c = hi
         for _ in range(3):  # below the bisection's resolution, Little's law directly (latency is flat there; W2)
-            if concurrency > 1e-3:
+            if c > 1e-3:
                 break
-            concurrency = target * run(concurrency)["latency_s"]
+            c = target * run(c)["latency_s"]
+        return c
+
+    if request_rate is not None:
+        top = run(limit)
+        replicas = max(1, math.ceil(request_rate / top["requests_per_s"] * (1 + 1e-12)))
+        concurrency = rate_point(request_rate / replicas)
     else:
         check_number("--concurrency", concurrency, 0, MAX_BATCH, lo_open=True)
         if arrivals == "waves" and concurrency != int(concurrency):  # audit I1: a wave is whole requests
             raise KvcalcError(f"--concurrency: --arrivals waves runs whole requests together, got {concurrency:g}")
     r = run(concurrency)
+    if max_ttft_ms is not None or max_tpot_ms is not None:
+        concurrency, replicas, r = _within_limits(run, rate_point, request_rate, concurrency, replicas, r,
+                                                  max_ttft_ms, max_tpot_ms)
     out_rate = r["requests_per_s"] * output_len
     in_flight = concurrency / replicas_in_group  # requests one pool holds
     needed = in_flight * request_bytes(full_length)
