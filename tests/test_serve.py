@@ -341,3 +341,18 @@ def test_serve_honours_tpot_and_ttft_limits_by_spreading_the_load_or_refuses():
 
     with pytest.raises(KvcalcError, match="no number of replicas meets them"):
         serve("deepseek-v3", "h200", request_rate=100, max_tpot_ms=lone * 0.9, **kw)
+
+
+def test_serve_takes_vllms_own_step_budget_so_it_agrees_with_capacity():
+    """The fuzzer's finding: on an A100, vLLM's default max_num_batched_tokens is 2048 (its arg_utils, for GPUs
+    under 70 GiB or A100s; formulas/engine_memory.py vllm_default_batching), which capacity --engine vllm used while
+    serve took 8192, so the two disagreed on the requests the pool holds (706 against 714 for Llama-3.1-8B)."""
+    import math
+
+    from kvcalc.planning.capacity import capacity
+
+    s = serve("llama-3.1-8b", "a100-sxm-80gb", input_len=1000, output_len=1000, concurrency="max", engine="vllm",
+              cuda_graph_GiB=0)
+    c = capacity("llama-3.1-8b", "a100-sxm-80gb", context=2000, engine="vllm", cuda_graph_GiB=0)
+    assert s["max_concurrency"] == math.floor(c["engine_memory"]["max_concurrency"])
+    assert "2,048 tokens a step" in s["assumptions"]["batching"]

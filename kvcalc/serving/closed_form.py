@@ -137,6 +137,20 @@ def parse_concurrency(text: str | None) -> float | str | None:
         raise KvcalcError(f"--concurrency: expected a number, a list or max, got {text!r}") from None
 
 
+def default_step_tokens(engine: str, gpu, vllm_version: str = "latest") -> int:
+    """Tokens one step may schedule when --step-tokens is not given: vLLM's own max_num_batched_tokens for the GPU
+    and release (formulas/engine_memory.py vllm_default_batching, the default capacity --engine vllm uses), else
+    DEFAULT_STEP_TOKENS."""
+    if engine != "vllm":
+        return DEFAULT_STEP_TOKENS
+    from kvcalc.formulas import engine_memory as em
+    from kvcalc.specs.catalog import load_gpu
+
+    hw = load_gpu(gpu)
+    return em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, check_vllm_version(vllm_version,
+                                                                                                   engine))[0]
+
+
 def with_request_overhead(r: dict, request_s: float) -> dict:
     """A closed-form point with the engine's per-request cost (API server, tokenisation: engines/overhead.py) in its
     TTFT and latency. Little's law holds over the whole latency, so the same requests in flight complete at
@@ -241,7 +255,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
 def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency: float | str | None = None,
           request_rate: float | None = None, tp: int = 1, engine: str = "auto", weight_dtype: str = "auto",
           kv_dtype: str = "bf16", memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
-          step_tokens: int = DEFAULT_STEP_TOKENS, price_per_gpu_hour: float | None = None,
+          step_tokens: int | None = None, price_per_gpu_hour: float | None = None,
           disaggregate: tuple[int, int] | None = None, pp: int = 1, ep: int = 1,
           speculate: str | None = None, vllm_runner: str = "auto", vllm_version: str = "latest",
           arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
@@ -262,6 +276,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)
+    if step_tokens is None:  # the engine's own default budget, as capacity --engine vllm takes it
+        step_tokens = default_step_tokens(engine, gpu, vllm_version)
     check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
     check_memory_utilization(memory_utilization)
     check_dtypes(weight_dtype, kv_dtype)
