@@ -71,6 +71,29 @@ def compute_dtypes(hw, weight_dtype: str) -> list[str]:
     return sorted({activation_dtype(weight_dtype), matmul_compute_dtype(weight_dtype, hw.peak_tflops.available())})
 
 
+def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, speculate, *, flags: bool = False):
+    """The roofline's arguments checked before any work (one KvcalcError naming the argument, as the Python API
+    spells it, or as the CLI flag with flags=True: audit U5), the weight format resolved as estimate resolves it
+    (auto, U1), and the decode operating points with the x range that holds them:
+    (gpus, weight_dtype, points, x_lo, x_hi). roofline() draws them; report/roofline_data.py returns them as data."""
+    from kvcalc.checks import MAX_BATCH, MAX_TOKENS, check_int, check_optional_str, check_ref, check_sequence
+    from kvcalc.estimator import check_dtypes, resolve_weight_dtype
+
+    def name(arg):
+        return {"gpus": "--gpu"}.get(arg, f"--{arg}") if flags else arg
+
+    gpus = check_sequence(name("gpus"), gpus, check_ref)
+    attn = check_sequence(name("attn"), attn, check_optional_str)
+    batch = check_sequence(name("batch"), batch, lambda arg, b: check_int(arg, b, 1, MAX_BATCH))
+    check_int(name("context"), context, 1, MAX_TOKENS)
+    check_optional_str(name("speculate"), speculate)
+    check_dtypes(weight_dtype, kv_dtype)
+    weight_dtype = resolve_weight_dtype(weight_dtype, load_model(check_ref(name("model"), model)))
+    points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype, speculate)
+    xs = [pt[5] for pt in points]
+    return gpus, weight_dtype, points, min(xs + [1.0]) / 4, max(xs + [1e3]) * 4
+
+
 def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequence = (None,),
              batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "bf16",
              kv_dtype: str = "bf16", measured=None, engine: str = "roofline", speculate: str | None = None):
@@ -82,27 +105,9 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
         Figure,  # no pyplot: no global backend to switch, in a script or a notebook
     )
 
-    from kvcalc.checks import (
-        MAX_BATCH,
-        MAX_TOKENS,
-        check_int,
-        check_optional_str,
-        check_ref,
-        check_sequence,
-    )
-    from kvcalc.estimator import check_dtypes, resolve_weight_dtype
-
     # arguments checked before any work: one KvcalcError naming the argument (audit U5)
-    gpus = check_sequence("gpus", gpus, check_ref)
-    attn = check_sequence("attn", attn, check_optional_str)
-    batch = check_sequence("batch", batch, lambda arg, b: check_int(arg, b, 1, MAX_BATCH))
-    check_int("context", context, 1, MAX_TOKENS)
-    check_optional_str("speculate", speculate)
-    check_dtypes(weight_dtype, kv_dtype)
-    weight_dtype = resolve_weight_dtype(weight_dtype, load_model(check_ref("model", model)))  # auto, as estimate (U1)
-    points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype, speculate)
-    xs = [pt[5] for pt in points]
-    x_lo, x_hi = min(xs + [1.0]) / 4, max(xs + [1e3]) * 4
+    gpus, weight_dtype, points, x_lo, x_hi = roofline_inputs(gpus, model, attn, batch, context, weight_dtype,
+                                                             kv_dtype, speculate)
     fig = Figure(figsize=(10, 6.5))
     ax = fig.subplots()
     ax.set_xscale("log")

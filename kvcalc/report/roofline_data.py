@@ -16,32 +16,15 @@ def roofline_data(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: S
     (attention, projections+MLP, lm_head, ...), flops, bytes, intensity_flop_per_byte, tflops (at the roofs:
     min(peak, intensity x bandwidth); with a measured engine, flops / its expected time) and time_ms = flops /
     (tflops x 1e12) in ms."""
-    from kvcalc.checks import (
-        MAX_BATCH,
-        MAX_TOKENS,
-        check_int,
-        check_optional_str,
-        check_ref,
-        check_sequence,
-    )
     from kvcalc.dtypes import matmul_compute_dtype
-    from kvcalc.estimator import check_dtypes, resolve_weight_dtype
     from kvcalc.formulas.roofline import step_time
-    from kvcalc.report.plot import compute_dtypes, operating_points, roof
+    from kvcalc.report.plot import compute_dtypes, roof, roofline_inputs
     from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 
     # checked as `kvcalc roofline` checks them: the flag named in the message
-    gpus = check_sequence("--gpu", gpus, check_ref)
-    attn = check_sequence("--attn", attn, check_optional_str)
-    batch = [check_int("--batch", b, 1, MAX_BATCH) for b in batch]
-    check_int("--context", context, 1, MAX_TOKENS)
-    check_optional_str("--speculate", speculate)
-    check_dtypes(weight_dtype, kv_dtype)
-    spec = load_model(check_ref("--model", model))
-    weight_dtype = resolve_weight_dtype(weight_dtype, spec)
-    points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype, speculate)
-    xs = [pt[5] for pt in points]
-    x_lo, x_hi = min(xs + [1.0]) / 4, max(xs + [1e3]) * 4
+    gpus, weight_dtype, points, x_lo, x_hi = roofline_inputs(gpus, model, attn, batch, context, weight_dtype,
+                                                             kv_dtype, speculate, flags=True)
+    spec = load_model(model)
     roofs, out = [], []
     for g in gpus:
         hw = load_gpu(g)
