@@ -279,18 +279,23 @@ def _vertical(console, title, headers: list[str], rows: list[list], keyed: bool)
             console.print()
 
 
-def table_fits(console, table) -> bool:
-    """Whether rich lays the table out within the console's width. Rich crops what it cannot fit (a title cut
-    mid-word, a last column's header lost, so two columns read 'tok/s'): lay it out at the console's width on an
-    unbounded line and measure the widest line, title included."""
-    from rich.segment import Segment
-
+def _layout_at_width(console, table) -> list:
+    """The table's lines laid out at exactly the console's width on an unbounded line, title included: what rich
+    prints for a table wider than the console, and where what rich would crop (a title cut mid-word, a last column's
+    header lost, so two columns read 'tok/s') shows as a line longer than the console."""
     width = table.width
     table.width = console.width
     try:
-        lines = console.render_lines(table, console.options.update(width=10_000), pad=False)
+        return console.render_lines(table, console.options.update(width=10_000), pad=False)
     finally:
         table.width = width
+
+
+def table_fits(console, table) -> bool:
+    """Whether rich lays the table out within the console's width without cropping."""
+    from rich.segment import Segment
+
+    lines = _layout_at_width(console, table)
     return max((Segment.get_line_length(line) for line in lines), default=0) <= console.width
 
 
@@ -299,6 +304,7 @@ def print_table(table, console=None) -> None:
     the same cells as 'column: value' lines (audit O4)."""
     from rich.console import Console
     from rich.measure import Measurement
+    from rich.segment import Segment, Segments
 
     console = console or Console()
     columns = list(table.columns)
@@ -309,8 +315,13 @@ def print_table(table, console=None) -> None:
     words = sum(max([longest_word(c) for c in col.cells] + [longest_word(col.header) if table.show_header else 0])
                 for col in columns)
     edges = 3 * len(columns) + 1 if table.box else 2 * len(columns)  # borders and one space either side
-    if words + edges <= console.width and table_fits(console, table):
-        return console.print(table)
+    if words + edges <= console.width:
+        lines = _layout_at_width(console, table)
+        if max((Segment.get_line_length(line) for line in lines), default=0) <= console.width:
+            if Measurement.get(console, console.options, table).maximum < console.width:
+                return console.print(table)  # narrower than the console: rich prints it at its natural width
+            # as wide as the console: the lines just laid out are what console.print(table) would lay out again
+            return console.print(Segments([seg for line in lines for seg in (*line, Segment.line())]), end="")
     cells = [list(c.cells) for c in columns]
     rows = [[col[r] for col in cells] for r in range(table.row_count)]
     _vertical(console, table.title, [str(c.header) for c in columns], rows, keyed=not table.show_header)
