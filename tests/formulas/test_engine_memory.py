@@ -140,12 +140,12 @@ def test_memory_ledger_figures_in_docs_per_engine_held_out_in_band_and_generic()
     section = " ".join(docs[docs.index("## Memory ledger"):docs.index("## Serving ledgers")].split())
     lines = {(r["engine"], r["rows"]): r for r in summary(results)}
     engines = [r["engine"] for r in results]
-    assert len(results) == 51 and (engines.count("vllm"), engines.count("sglang"), engines.count("trtllm")) == (42, 5, 4)
+    assert len(results) == 55 and (engines.count("vllm"), engines.count("sglang"), engines.count("trtllm")) == (43, 7, 5)
     from kvcalc.ledgers.memory import source_of
 
-    assert len({source_of(r["source"]) for r in results}) == 19
-    assert len({source_of(r["source"]) for r in results if r["engine"] == "vllm"}) == 12
-    assert "51 public start-up logs from 19 sources" in section and "42 of vLLM" in section
+    assert len({source_of(r["source"]) for r in results}) == 22
+    assert len({source_of(r["source"]) for r in results if r["engine"] == "vllm"}) == 13
+    assert "55 public start-up logs from 22 sources" in section and "43 of vLLM" in section
     for role in ("held-out", "fit"):
         line = lines[("vllm", role)]
         row = (f"| {role} | {line['n']} | {_pct(line['median_abs_error_pct'], line['worst_abs_error_pct'])} | "
@@ -162,11 +162,10 @@ def test_memory_ledger_figures_in_docs_per_engine_held_out_in_band_and_generic()
     for engine, name in (("sglang", "SGLang"), ("trtllm", "TensorRT-LLM")):
         line = lines[(engine, "held-out")]
         assert f"**{name}: {_pct(line['median_abs_error_pct'], line['worst_abs_error_pct'])}**" in section
-        assert f"{line['n']} rows scored" in section and lines[(engine, "excluded")]["n"] == 5 - line["n"] - (
-            engine == "trtllm")
+        assert f"{line['n']} rows scored" in section and lines[(engine, "excluded")]["n"] == {"sglang": 7, "trtllm": 5}[engine] - line["n"]
     # the held-out rows split by whether their band keeps another source's fit rows
     vllm_held = [r for r in results if r["engine"] == "vllm" and r["role"] == "held-out"]
-    for refitted, words in ((True, "sixteen"), (False, "eighteen")):
+    for refitted, words in ((True, "seventeen"), (False, "eighteen")):
         errors = [abs(r["error_pct"]) for r in vllm_held if bool(r["fallback"]) is not refitted]
         assert (f"The {words} held-out rows" in section or f"the {words} whose band" in section)
         assert f"{_pct(round(statistics.median(errors), 1), round(max(errors), 1))}" in section
@@ -264,7 +263,7 @@ def test_cli_scores_the_folder_as_json_without_nan(tmp_path):
     assert r.exit_code == 0, r.output
     assert "NaN" not in r.stdout and "Infinity" not in r.stdout
     out = json.loads(r.stdout)
-    assert len(out["rows"]) == 51 and {s["engine"] for s in out["summary"]} == {"vllm", "sglang", "trtllm"}
+    assert len(out["rows"]) == 55 and {s["engine"] for s in out["summary"]} == {"vllm", "sglang", "trtllm"}
     bad = tmp_path / "bad.csv"
     bad.write_text(LEDGER.read_text().replace(",fit,v0,", ",score,v0,", 1))
     r = CliRunner().invoke(app, ["validate", "--engine-memory", str(bad)])
