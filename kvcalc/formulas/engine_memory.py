@@ -132,6 +132,9 @@ BLOCK_TOKENS = 16  # vLLM's default block_size on CUDA
 SAMPLER_BYTES_PER_LOGIT = {
     "v0": 41.21,  # the V0 worker; PR #10511: 1.26 GiB / (256 x 128,256 logits)
     "v1": 38.92,  # GPUModelRunner to 0.18; llm-d's vLLM 0.11.0 Llama-3.1-8B log: 4.76 GiB / (1024 x 128,256 logits)
+    # (the median with llm-d's Qwen3-32B, 38.92, and the band's second source, a vLLM 0.10.2 Qwen3-Next-80B-A3B log at
+    # TP 2 on H200s, https://github.com/sungwon-chae/arxiv_confi/blob/4a052075255d08515b67b11a7e121db85912e341/tmp_memo.md:
+    # 5.58 GiB / (1024 x 151,936 logits) = 38.51)
     # GPUModelRunner from 0.19: llm-d-planner's vLLM 0.19.0 Llama-3.1-8B logs (TP 1, 2 and 4 on H100s) each log a
     # 1.89 GiB torch peak over 1024 x 128,256 logits. Likely cause: Triton top-k/top-p kernels (PR #33538, merged
     # 2026-02-02, "does not use extra memory"), first shipped in a release between 0.12 and 0.19 that no log here

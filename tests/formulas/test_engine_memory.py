@@ -140,12 +140,12 @@ def test_memory_ledger_figures_in_docs_per_engine_held_out_in_band_and_generic()
     section = " ".join(docs[docs.index("## Memory ledger"):docs.index("## Serving ledgers")].split())
     lines = {(r["engine"], r["rows"]): r for r in summary(results)}
     engines = [r["engine"] for r in results]
-    assert len(results) == 55 and (engines.count("vllm"), engines.count("sglang"), engines.count("trtllm")) == (43, 7, 5)
+    assert len(results) == 56 and (engines.count("vllm"), engines.count("sglang"), engines.count("trtllm")) == (44, 7, 5)
     from kvcalc.ledgers.memory import source_of
 
-    assert len({source_of(r["source"]) for r in results}) == 22
-    assert len({source_of(r["source"]) for r in results if r["engine"] == "vllm"}) == 13
-    assert "55 public start-up logs from 22 sources" in section and "43 of vLLM" in section
+    assert len({source_of(r["source"]) for r in results}) == 23
+    assert len({source_of(r["source"]) for r in results if r["engine"] == "vllm"}) == 14
+    assert "56 public start-up logs from 23 sources" in section and "44 of vLLM" in section
     for role in ("held-out", "fit"):
         line = lines[("vllm", role)]
         row = (f"| {role} | {line['n']} | {_pct(line['median_abs_error_pct'], line['worst_abs_error_pct'])} | "
@@ -179,7 +179,8 @@ def test_memory_ledger_figures_in_docs_per_engine_held_out_in_band_and_generic()
 
 def test_band_constants_are_the_fit_of_the_ledgers_fit_rows():
     """Each band constant of formulas/engine_memory.py is the median of what that band's fit rows log, by hand:
-    V0 1.26 GiB / (256 x 128,256) = 41.21; GPUModelRunner 4.76 GiB / (1024 x 128,256) = 38.92 (0.11.0) and
+    V0 1.26 GiB / (256 x 128,256) = 41.21; GPUModelRunner 4.76 GiB / (1024 x 128,256) = 38.92 (0.11.0; the median
+    with Qwen3-32B's 38.92 and a 0.10.2 log's 5.58 GiB / (1024 x 151,936) = 38.51) and
     1.89 GiB / (1024 x 128,256) = 15.45 (0.19.0, three logs alike); non-torch 0.13 at TP 1 and 0.54 - 0.13 = 0.41 at
     TP 2 (0.11.0), 0.25 and the median of 2.07 - 0.25 and 2.13 - 0.25, 1.85 (0.19.0)."""
     from kvcalc.ledgers.memory import fit_constants
@@ -187,8 +188,11 @@ def test_band_constants_are_the_fit_of_the_ledgers_fit_rows():
     fitted = fit_constants(read_rows(FOLDER))
     assert fitted["fallback"] == []
     by_hand = {"v0": 1.26 * GiB / (256 * 128256),  # PR #10511 at TP 1 and 2 alike
-               # llm-d's 0.11.0 Llama-3.1-8B (4.76 GiB) and Qwen3-32B at TP 2 (5.64 GiB over 1024 x 151,936)
-               "v1": statistics.median([4.76 * GiB / (1024 * 128256), 5.64 * GiB / (1024 * 151936)]),
+               # llm-d's 0.11.0 Llama-3.1-8B (4.76 GiB) and Qwen3-32B at TP 2 (5.64 GiB over 1024 x 151,936), and
+               # sungwon-chae/arxiv_confi's vLLM 0.10.2 Qwen3-Next-80B-A3B at TP 2 on H200s: 'Actual usage is 74.28 GiB
+               # for weight, 5.58 GiB for peak activation' over vllm serve's 1024 rows x 151,936 (issue 23)
+               "v1": statistics.median([4.76 * GiB / (1024 * 128256), 5.64 * GiB / (1024 * 151936),
+                                        5.58 * GiB / (1024 * 151936)]),
                "v1-0.19": 1.89 * GiB / (1024 * 128256)}
     for band, value in by_hand.items():
         assert fitted["sampler"][band] == pytest.approx(value)
@@ -216,12 +220,35 @@ def test_leave_one_source_out_refits_without_the_source_and_falls_back_to_the_ne
     assert without["sampler"]["v1-0.19"] == pytest.approx(em.SAMPLER_BYTES_PER_LOGIT["v1"], abs=0.005)
     assert without["non_torch"]["0.19"] == pytest.approx((0.13, 0.41))
     assert "sampler@v1-0.19<-v1" in without["fallback"]
+    # without llm-d the 0.11 band keeps a sampler of its own: sungwon-chae/arxiv_confi's vLLM 0.10.2 log, 5.58 GiB over
+    # 1024 x 151,936 logits (issue 23); only its non-torch figures, logged by llm-d alone, fall back to the 0.19 band
+    without = fit_constants(rows, exclude_source="llm-d/llm-d-benchmark")
+    assert without["sampler"]["v1"] == pytest.approx(5.58 * GiB / (1024 * 151936))  # 38.51 B a logit
+    assert "sampler@v1<-v1-0.19" not in without["fallback"] and "non_torch_tp1@0.11<-0.19" in without["fallback"]
     # and a source that sets nothing changes nothing
     assert fit_constants(rows, exclude_source="myoceane.fr") == fit_constants(rows)
     results = score(rows)
     planner = [r for r in results if source_of(r["source"]) == "llm-d-incubation/llm-d-planner"]
     assert all("sampler@v1-0.19<-v1" in r["fallback"] for r in planner)
     assert all(r["fallback"] == "" for r in results if source_of(r["source"]) == "dennislee22/vllm-benchmarking")
+
+
+def test_qwen3_next_at_tp_2_on_h200_under_vllm_0_10_2_against_its_log():
+    """The 0.11 band's second source (issue 23): Qwen3-Next-80B-A3B-Instruct at TP 2 on two H200s under vLLM 0.10.2,
+    sungwon-chae/arxiv_confi tmp_memo.md at 4a05207: 'Model loading took 74.2812 GiB', 'Actual usage is 74.28 GiB for
+    weight, 5.58 GiB for peak activation', 'GPU KV cache size: 973,760 tokens', 'Maximum concurrency for 262,144 tokens
+    per request: 14.77x'. The peak is GPUModelRunner's sort sampler over vllm serve's 1024 rows of 151,936 logits,
+    1024 x 151,936 x 38.92 B = 5.64 GiB (1.1 % over the log), far above the forward pass: 8192 tokens x (3 x 2048 +
+    10 x (3 x 512 / 2 + 2048)) x 2 B = 0.52 GiB."""
+    row = next(r for r in read_rows(FOLDER) if r["model"] == "qwen3-next-80b-a3b")
+    assert row["role"] == "fit" and row["vllm"].startswith("0.10.2") and row["sampler"] == ""
+    forward = em.vllm_forward_peak_bytes(load_model("qwen3-next-80b-a3b"), 8192, 2, tp=2)
+    assert forward == 8192 * (3 * 2048 + 10 * (3 * 512 / 2 + 2048)) * 2
+    result = next(r for r in score(read_rows(FOLDER)) if r["model"] == "qwen3-next-80b-a3b")
+    assert result["profile_peak_GiB"] == pytest.approx(1024 * 151936 * 38.92 / GiB, rel=1e-3)
+    assert result["profile_peak_GiB"] == pytest.approx(5.58, rel=0.012)
+    assert result["weights_GiB"] == pytest.approx(74.2812, rel=1e-3)
+    assert abs(result["error_pct"]) < 2 and result["max_concurrency"] == pytest.approx(14.77, rel=0.02)
 
 
 def test_llama_3_1_8b_at_tp_2_under_vllm_0_19_against_its_log():
@@ -263,7 +290,7 @@ def test_cli_scores_the_folder_as_json_without_nan(tmp_path):
     assert r.exit_code == 0, r.output
     assert "NaN" not in r.stdout and "Infinity" not in r.stdout
     out = json.loads(r.stdout)
-    assert len(out["rows"]) == 55 and {s["engine"] for s in out["summary"]} == {"vllm", "sglang", "trtllm"}
+    assert len(out["rows"]) == 56 and {s["engine"] for s in out["summary"]} == {"vllm", "sglang", "trtllm"}
     bad = tmp_path / "bad.csv"
     bad.write_text(LEDGER.read_text().replace(",fit,v0,", ",score,v0,", 1))
     r = CliRunner().invoke(app, ["validate", "--engine-memory", str(bad)])
