@@ -353,6 +353,8 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
             continue  # the datasheet lists no such peak to fit against
         fields["gemm"][GEMM_DTYPES[gemm_dtype][0]] = fitted(rows, hw, _relative(gemm_path, root) + f" (gemm_dtype {gemm_dtype})")
     versions = {"gemm": gemm_path.parent.name}
+    if engine == "vllm" and "fp8_block" in fields["gemm"]:
+        fields["gemm"]["fp8_block"] = _vllm_fp8_block(root, gpu, hw) or fields["gemm"]["fp8_block"]
     for phase, filename in (("attention_decode", "generation_attention_perf.parquet"),
                             ("attention_prefill", "context_attention_perf.parquet")):
         path = newest_table(root, gpu, "attention", engine, filename)
@@ -420,6 +422,33 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
                + _disagreements(fields)),
         **fields,
     )
+
+
+# vLLM's fp8_block GEMM rows are timed without a CUDA graph, one layer per launch: ai-dynamo/aiconfigurator
+# collector/vllm/collect_gemm.py (commit 00e9bde) benchmarks with `use_cuda_graph=gemm_type != "fp8_block"`, so a small
+# GEMM records the host's launch of vLLM's layer (no row with m <= 64 under 55 us on the H100, where SGLang's and
+# TensorRT-LLM's graph-timed tables time the same shapes at 10-16 us; at 1 ms and more the three agree within a few
+# per cent). A served vLLM replays its decode steps as CUDA graphs and runs the same block-scaled kernels (DeepGEMM from
+# m = 32, FlashInfer/CUTLASS below), so on the GPUs where SGLang's table times DeepGEMM (Hopper, Blackwell) its
+# fp8_block curve is fitted on that table. Elsewhere (L40S, RTX PRO 6000: vLLM's Triton or CUTLASS block kernel, which
+# no graph-timed table here times) vLLM's own table stays, launch time included: too slow at small m.
+FP8_BLOCK_STAND_INS = ("sglang",)
+
+
+def _vllm_fp8_block(root: Path, gpu: str, hw) -> KernelCurve | None:
+    """vLLM's fp8_block GEMM curve from a graph-timed table of the same GPU (FP8_BLOCK_STAND_INS), or None."""
+    import pandas as pd
+
+    for engine in FP8_BLOCK_STAND_INS:
+        path = newest_table(root, gpu, "gemm", engine, "gemm_perf.parquet")
+        if path is None:
+            continue
+        table = pd.read_parquet(path)
+        if "fp8_block" not in set(table["gemm_dtype"]):
+            continue
+        return fitted(gemm_rows(table, "fp8_block"), hw, _relative(path, root) + " (gemm_dtype fp8_block; vLLM's own "
+                      "fp8_block table is timed without a CUDA graph, so it holds launch time: see FP8_BLOCK_STAND_INS)")
+    return None
 
 
 LINEAR_SHAPE = ["batch_size", "seq_len", "d_model", "d_conv", "num_k_heads", "head_k_dim", "num_v_heads", "head_v_dim"]
