@@ -238,3 +238,24 @@ def test_mla_prefill_runs_on_its_own_measured_curve():
     assert trt.attention_prefill_mla["bf16"].fit.held_out_median_abs_error_pct < 10
     assert profile_curve(op, trt, "fp8", "bf16")[2] == "attention_prefill_mla.bf16"
     assert profile_curve(op, vllm, "fp8", "bf16")[2] == "attention_prefill.bf16"
+
+
+@pytest.mark.parametrize("gpu", ["h100-sxm", "h200"])
+def test_vllm_fp8_block_gemm_is_the_graph_timed_kernel_not_the_launch(gpu):
+    """aiconfigurator-core 0.12.0's vLLM fp8_block GEMM rows were timed without a CUDA graph (its collector's
+    `use_cuda_graph=gemm_type != "fp8_block"`), so a small GEMM holds the host's launch of vLLM's layer: 62.2 us
+    (H100) and 57.2 us (H200) for m = 1, n = 1536, k = 7168, where the graph-timed SGLang (DeepGEMM) tables say 16.1
+    and 13.4 us and TensorRT-LLM's 13.1 and 13.0 us (systems/data/{h100,h200}_sxm/gemm/*/gemm_perf.parquet). The
+    bundled vLLM profile times it as the graph-timed kernel: within the SGLang / TensorRT-LLM range +- 30 %, far
+    from the eager 57-62 us."""
+    from kvcalc.formulas.forward import Precision, linear_cost
+    from kvcalc.formulas.kernel_time import kernel_seconds
+    from kvcalc.formulas.params import Linear
+
+    hw = load_gpu(gpu)
+    curve = resolve_engine("vllm", hw).gemm["fp8_block"]
+    assert "/gemm/sglang/" in curve.fit.table and "without a CUDA graph" in curve.fit.table
+    cost = linear_cost([Linear("gemm", 7168, 1536)], 1, Precision(b_w=1.0, b_kv=2.0, b_a=2.0))
+    us = kernel_seconds(curve, cost.flops, cost.bytes, hw.peak_flops("fp8"), hw.bandwidth_Bps, 7168.0) * 1e6
+    measured_graph = {"h100-sxm": (13.1, 16.1), "h200": (13.0, 13.4)}[gpu]
+    assert 0.7 * min(measured_graph) <= us <= 1.3 * max(measured_graph), us
