@@ -3,10 +3,12 @@ response time over HTTP (target <= 300 ms), min and median over runs.
 
     python benchmarks/web_speed.py [--starts 5] [--runs 7]
 
-Each start is a fresh process (`python -m kvcalc web --port P`); the pages are then timed on one server, the first
-request of each page (cold: the library's caches empty; plan's search is then seconds, later requests of the same
-URL are served from kvcalc/web/views.py's cache) reported apart from the warm ones. Prints a Markdown table; exit
-code 1 when a first request or a median misses its target.
+Each start is a fresh process (`python -m kvcalc web --port P`): the server imports FastAPI, numpy and the library the
+pages call (kvcalc/web/app.py serve) and builds no command's options until a page asks (the first 200, /estimate's
+empty form, builds estimate's). The pages are then timed on one server, the first request of each page (cold: that
+page's options built, its spec and profile files parsed, nothing of its result computed before) reported apart from
+the warm ones (for plan, served from kvcalc/web/views.py's cache of recent URLs). Prints a Markdown table; exit code
+1 when a first request or a median misses its target.
 """
 
 from __future__ import annotations

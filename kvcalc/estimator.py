@@ -522,12 +522,30 @@ class StepTimer:
     def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> float:
         if self.ep > 1:
             return self._expert_parallel_seconds(decode_batch, context, chunk, chunk_context, prompt_len)
+        ops, decode_batch, chunk = self.step_ops(decode_batch, context, chunk, chunk_context, prompt_len)
+        return self.time_ops(ops, decode_batch, chunk, context)
+
+    def step_ops(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> tuple:
+        """(the step's operators before sharding, one micro-batch's decodes, its chunk): the part of `seconds` that
+        depends only on the model, the precision, pp and decode_q (not on tp, the GPU or the engine profile), so a
+        search can build it once for many StepTimers (serving/replica.py seconds_many). Not under ep > 1."""
         m = maximum(1.0, minimum(decode_batch, self.pp))  # formulas/_array.py: numbers or numpy arrays alike
         decode_batch = decode_batch / m
         chunk = maximum(chunk / m, minimum(chunk, prompt_len)) if nonzero(prompt_len) else chunk  # prompts not cut (F6)
-        ops = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
-            self.spec, decode_batch=decode_batch, context=context, chunk=chunk, chunk_context=chunk_context, p=self.p,
-            decode_q=self.decode_q)]
+        return mixed_ops(self.spec, decode_batch=decode_batch, context=context, chunk=chunk,
+                         chunk_context=chunk_context, p=self.p, decode_q=self.decode_q), decode_batch, chunk
+
+    def time_ops(self, ops, decode_batch, chunk, context, shards: dict | None = None) -> float:
+        """The step's time from step_ops' operators, decodes and chunk: the operators sharded over tp and timed by
+        the profile, plus drafting, the all-reduces, the pipeline sends and the engine's overhead [s]. shards: a dict
+        the caller keeps for these operators (of this model), where each tp's sharded operators are kept for the next
+        StepTimer that times them."""
+        if shards is not None and self.tp in shards:
+            ops = shards[self.tp]
+        else:
+            ops = [shard_op(o, self.spec, self.tp) for o in ops]
+            if shards is not None:
+                shards[self.tp] = ops
         t = step_time(ops, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
                       kv_dtype=self.kv_dtype).seconds
         tokens = decode_batch * self.decode_q + chunk

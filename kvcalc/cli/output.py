@@ -11,6 +11,17 @@ from typing import Annotated, Optional
 
 import typer
 
+# The JSON and CSV documents themselves (what --format json|csv prints) live in kvcalc/report/serialize.py, shared with
+# the web app's API; the names stay importable from here.
+from kvcalc.report.serialize import (  # noqa: F401
+    NULL_NOTES,
+    SCHEMA_VERSION,
+    _null_safe,
+    flatten,
+    json_safe,
+)
+from kvcalc.report.serialize import finite_or_blank as _finite_or_blank
+
 VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its profiling peak: v0 (the V0 worker), v1 "
                     "(GPUModelRunner; both profile the sampler with top-k/top-p's sort), v2 (Model Runner V2: "
                     "without it), or auto, the one --vllm-version picks for the model. Your start-up log says which: "
@@ -122,18 +133,6 @@ class Format(str, Enum):
     csv = "csv"
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    """Dotted keys for scalar leaves; lists and nested breakdowns are left to the JSON output."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif not isinstance(v, list):
-            out[key] = v
-    return out
-
-
 def save_figure(fig, path, flag: str) -> None:
     """Save a matplotlib figure; a write failure is a one-line error naming the flag."""
     from kvcalc.errors import KvcalcError
@@ -152,75 +151,9 @@ def fmt_number(v, spec: str = ",") -> str:
     return format(v, spec)
 
 
-_NO_SPECULATION = "speculation stays faster than plain decoding at every power-of-two batch up to 4096"
-_ONE_TOKEN = "undefined: with --output-len 1 no token follows the first"
-# Why a field is null where its producer gave no KEY_note of its own (audit N2: every JSON null carries a reason).
-NULL_NOTES = {
-    "speculative": "not asked: no --speculate",
-    "draft_model": "no separate draft model: the method drafts with the model's own heads or layers",
-    "breakeven_batch": _NO_SPECULATION,
-    "speculative_breakeven_batch": _NO_SPECULATION,
-    "engine_memory": "kvcalc's memory rule (--engine vllm, sglang or trtllm budgets memory as that engine does)",
-    "binding_pipeline_stage": "no pipeline stages (--pp 1)",
-    "cost_per_million_tokens": "not asked: no --price-per-gpu-hour",
-    "cost_per_million_output_tokens": "not asked: no --price-per-gpu-hour",
-    "gpus_for_target": "not asked: no --target-tokens-per-s",
-    "request_rate": "not asked: a fixed concurrency (--request-rate solves for the concurrency instead)",
-    "disaggregate": "not asked: prefill and decode share the GPUs (no --disaggregate)",
-    "kv_transfer_ms": "no transfer: prefill and decode share the GPUs (no --disaggregate)",
-    "tpot_ms": _ONE_TOKEN,
-    "tokens_per_s_per_user": _ONE_TOKEN,
-}
-
-
-# The version of the JSON every command prints (docs/json-schema.md): it goes up when a key is renamed or removed or
-# a value changes its type or unit; adding a key leaves it as it is.
-SCHEMA_VERSION = 1
-
-
-def json_safe(obj):
-    """The JSON document a command prints (the web app's /api answers the same): `schema_version` first in an
-    object, and in every object row of a list (rows stay rows, so a consumer's `doc[0]["model"]` keeps working);
-    byte counts as integers, rounded half up (kvcalc.units.integer_bytes); and no NaN or Infinity: such a value
-    becomes null, with a sibling KEY_note saying why."""
-    from kvcalc.units import integer_bytes
-
-    doc = integer_bytes(_null_safe(obj))
-    if isinstance(doc, dict):
-        return {"schema_version": SCHEMA_VERSION, **doc}
-    if isinstance(doc, list):
-        return [{"schema_version": SCHEMA_VERSION, **row} if isinstance(row, dict) else row for row in doc]
-    return doc
-
-
-def _null_safe(obj):
-    """JSON has no NaN or Infinity: such a value becomes null, with a sibling KEY_note saying why (the caller's own
-    KEY_note where the dict carries one: it knows the cause)."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                out[k] = None
-                out[f"{k}_note"] = obj.get(f"{k}_note") or (
-                    "undefined: 0 / 0 (nothing fits in the reference case)" if math.isnan(v) else "unbounded")
-            elif v is None and not k.endswith("_note"):
-                out[k] = None
-                out[f"{k}_note"] = obj.get(f"{k}_note") or NULL_NOTES.get(k, "not applicable to this run")
-            elif k not in out:  # a KEY_note may already be in place
-                out[k] = _null_safe(v)
-        return out
-    if isinstance(obj, list):
-        return [_null_safe(v) for v in obj]
-    return obj
-
-
 def write_json(obj) -> None:
     json.dump(json_safe(obj), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
-
-
-def _finite_or_blank(v):
-    return "" if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def write_csv(rows: list[dict]) -> None:

@@ -48,6 +48,8 @@ from kvcalc.cli.output import (
     write_json,
 )
 from kvcalc.errors import KvcalcError
+from kvcalc.option_values import attn_variants as _attn
+from kvcalc.option_values import split
 from kvcalc.specs.files import check_writable
 
 WeightDtypes = Annotated[str, typer.Option("--weight-dtype", help="weight formats, comma-separated: auto (the "
@@ -55,21 +57,6 @@ WeightDtypes = Annotated[str, typer.Option("--weight-dtype", help="weight format
                                            "int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")]
 KvDtypes = Annotated[str, typer.Option("--kv-dtype", help="KV cache formats, comma-separated: " + KV_HELP.split(": ")[1])]
 Batches = Annotated[str, typer.Option("--batch", "-b", help="batch sizes, comma-separated")]
-
-
-def split(flag: str, text: str, cast=str) -> list:
-    """'a,b,c' -> [a, b, c]; an empty list or a value that does not parse is an error naming the flag."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise KvcalcError(f"{flag}: empty list; expected comma-separated values")
-    try:
-        return [cast(t) for t in items]
-    except ValueError:
-        raise KvcalcError(f"{flag}: expected comma-separated {cast.__name__} values, got {text!r}") from None
-
-
-def _attn(text: str) -> list:
-    return [None if a in ("own", "none") else a for a in split("--attn", text)]
 
 
 @app.command("compare")

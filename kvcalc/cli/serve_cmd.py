@@ -36,24 +36,9 @@ from kvcalc.cli.output import (
     write_json,
 )
 from kvcalc.errors import KvcalcError
+from kvcalc.option_values import disaggregate_pair as _disaggregate
+from kvcalc.option_values import int_list as _split_ints
 from kvcalc.specs.files import check_writable
-
-
-def _split_ints(flag: str, text: str) -> list[int]:
-    from kvcalc.cli.planning_cmds import split
-
-    return split(flag, text, int)
-
-
-def _disaggregate(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = text.split(":")
-    try:
-        prefill, decode = (int(x) for x in parts)
-    except ValueError:
-        raise KvcalcError(f"--disaggregate: expected PREFILL_GPUS:DECODE_GPUS such as 2:6, got {text!r}") from None
-    return prefill, decode
 
 
 @app.command("serve")

@@ -189,9 +189,6 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     d, L = model.hidden_size, model.num_layers
     attn = model.attention
     tokens = batch * q
-    mla = attn.kind == "mla"
-    attention_class = ("attention_decode_mla" if mla else "attention_decode") if absorbed else (
-        "attention_prefill_mla" if mla else "attention_prefill")
     full = unquantised(p)  # what the checkpoint keeps in bf16
     La = model.attention_layers
     quantized = model.quantized_classes
@@ -205,14 +202,7 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
         ops.append(Op("attention/qkv", "projection", "matmul", La * linear_cost(qkv, tokens, p_attn),
                       kernels=La * qkv_kernels_per_layer(model), unquantised=p_attn is not p,
                       items_per_kernel=input_elements_per_kernel(qkv, tokens, qkv_kernels_per_layer(model))))
-    for label, n_layers, window in (
-        ("global", model.global_layers, None),
-        ("window", model.window_layers, attn.sliding_window),
-    ):
-        if n_layers:
-            core = attention_core_cost(model, batch, q, context, window, absorbed, p)
-            ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core, kernels=n_layers,
-                          kernel_class=attention_class, items_per_kernel=batch * attention_kernel_kv_heads(attn, absorbed)))
+    ops += attention_core_ops(model, batch=batch, q=q, context=context, absorbed=absorbed, p=p)
     if La:
         ops.append(Op("attention/o", "projection", "matmul",
                       La * linear_cost([attention_out_linear(attn, d)], tokens, p_attn), kernels=La,
@@ -244,6 +234,39 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
                   kernels=L * model.norms_per_layer + 1))
     # Only each sequence's last position needs logits (engines skip the rest of the prompt).
     ops.append(lm_head_op(model, batch, p))
+    return ops
+
+
+def attention_core_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Precision) -> list[Op]:
+    """forward_ops' attention cores: one operator for the global layers and one for the sliding-window layers (each
+    present only where the model has such layers), the decode kernel where absorbed, else the prefill kernel."""
+    attn = model.attention
+    mla = attn.kind == "mla"
+    attention_class = ("attention_decode_mla" if mla else "attention_decode") if absorbed else (
+        "attention_prefill_mla" if mla else "attention_prefill")
+    ops = []
+    for label, n_layers, window in (
+        ("global", model.global_layers, None),
+        ("window", model.window_layers, attn.sliding_window),
+    ):
+        if n_layers:
+            core = attention_core_cost(model, batch, q, context, window, absorbed, p)
+            ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core, kernels=n_layers,
+                          kernel_class=attention_class, items_per_kernel=batch * attention_kernel_kv_heads(attn, absorbed)))
+    return ops
+
+
+PER_SEQUENCE = ("attention", "linear_attention")  # op classes whose work is per sequence: attention, linear state
+
+
+def sequence_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Precision) -> list[Op]:
+    """The operators of forward_ops whose work is per sequence (op_class attention or linear_attention), in its order
+    and with its costs, without building the rest: what mixed_ops takes from its decode and prefill passes."""
+    ops = attention_core_ops(model, batch=batch, q=q, context=context, absorbed=absorbed, p=p)
+    if model.linear_layers:
+        p_attn = p if "attention" in model.quantized_classes else unquantised(p)
+        ops += [o for o in linear_attention_ops(model, batch, q, p, p_attn, decode=absorbed)
+                if o.op_class in PER_SEQUENCE]
     return ops
 
 
@@ -297,15 +320,12 @@ def mixed_ops(model: ModelSpec, *, decode_batch, context, chunk, chunk_context, 
     once; attention runs once for the decodes (the decode kernel, MLA absorbed) and once for the chunk (the prefill
     kernel); logits are computed for every decode token and the chunk's last position."""
     both = forward_ops(model, batch=decode_batch * decode_q + chunk, q=1, context=0, absorbed=True, p=p)
-    per_sequence = ("attention", "linear_attention")  # attention and the linear layers' state: per sequence
-    shared = [o for o in both if o.op_class not in (*per_sequence, "lm_head")]
+    shared = [o for o in both if o.op_class not in (*PER_SEQUENCE, "lm_head")]
     attention = []
     if nonzero(decode_batch):  # arrays: all zero or none (formulas/_array.py)
-        attention += [o for o in forward_ops(model, batch=decode_batch, q=decode_q, context=context, absorbed=True,
-                                             p=p) if o.op_class in per_sequence]
+        attention += sequence_ops(model, batch=decode_batch, q=decode_q, context=context, absorbed=True, p=p)
     if nonzero(chunk):
-        attention += [o for o in forward_ops(model, batch=1, q=chunk, context=chunk_context, absorbed=False, p=p)
-                      if o.op_class in per_sequence]
+        attention += sequence_ops(model, batch=1, q=chunk, context=chunk_context, absorbed=False, p=p)
     rows = decode_batch * decode_q + (1 if nonzero(chunk) else 0)
     return [*shared, *attention, lm_head_op(model, rows, p)]
 

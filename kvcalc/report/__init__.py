@@ -1,1 +1,2 @@
-"""What commands show: --explain's derivations and the matplotlib figures, shared by cli/ (and web/)."""
+"""What commands show: --explain's derivations, the figures, and the JSON and CSV documents (serialize, formats),
+shared by cli/ and web/."""

@@ -1,5 +1,5 @@
-"""What a command prints as CSV, where it is more than its JSON rows: shared by kvcalc/cli and kvcalc/web so both
-print the same columns."""
+"""What a command prints as CSV or a table, where it is more than its JSON rows: shared by kvcalc/cli and kvcalc/web
+so both print the same columns."""
 
 from __future__ import annotations
 
@@ -19,3 +19,12 @@ def capacity_csv_row(plan: dict) -> dict:
     em = plan["engine_memory"] or {}
     flat.update({f"engine_memory.{k}": em.get(k) for k in (*ENGINE_MEMORY_KEYS, *em)})
     return flat
+
+
+def plan_row(r: dict) -> dict:
+    """A row of `kvcalc plan`'s table and CSV (the choice, a runner-up or a point of the frontier): GPU, engine,
+    layout (+ the speculation method), formats, GPUs, batch budget, TTFT, TPOT, tokens/s per GPU and cost."""
+    layout = r["layout"] + (f"+{r['speculate'].split(',')[0].split('=')[0]}" if r.get("speculate") else "")
+    return {"GPU": r["gpu"], "engine": r["engine"], "layout": layout, "w/KV": r["formats"],
+            "GPUs": r["gpus"], "seqs": r["max_num_seqs"], "TTFT ms": r["ttft_ms"], "TPOT ms": r["tpot_ms"],
+            "tok/s/GPU": r["output_tokens_per_s_per_gpu"], "$/h": r["cost_per_hour"]}

@@ -30,6 +30,11 @@ class Replica:
     decode_batches: Callable | None = None
     decode_seconds: Callable | None = None
     decode_key: tuple | None = None
+    # decode_seconds as a call: batches -> (StepTimer, its seconds() arguments), for seconds_many
+    decode_call: Callable | None = None
+    # colocated: colocated_many's arguments but the concurrencies and state, (stepper, input_len, output_len, step
+    # budget, request_s, run), so that a search times many replicas' ladders together (run_many_all)
+    colocated: tuple | None = None
 
 
 def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, tp: int, pp: int = 1, ep: int = 1,
@@ -38,8 +43,9 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
                    speculate: str | None = None) -> Replica:
     """The replica `serve` builds for these settings (serving/closed_form.py deployment(), the same closed forms and
     per-request overhead), with vLLM's CUDA-graph estimate taken as 0; raises KvcalcError when its KV pool cannot hold
-    one full-length request or the layout is invalid. memo: a dict shared by the replicas of one search, where step
-    times that do not depend on the layout's pool sizes are kept (a disaggregated replica's prefill steps)."""
+    one full-length request or the layout is invalid. memo: a dict shared by the replicas of one search, where the
+    deployments of tp x 1 layouts and step times that do not depend on the layout's pool sizes are kept (a
+    disaggregated replica's prefill steps)."""
     from kvcalc.engines.overhead import overhead_seconds
     from kvcalc.estimator import engine_label
     from kvcalc.formulas.engine_memory import VLLM_LATEST
@@ -50,10 +56,23 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         with_request_overhead,
     )
 
-    d = deployment(spec, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
-                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
-                   step_tokens=step_tokens, speculate=speculate, vllm_runner="auto", version=VLLM_LATEST,
-                   cuda_graph_bytes=0.0, flashinfer_sampler=False, disaggregate=disaggregate)
+    memo = {} if memo is None else memo
+    # One deployment per layout and formats: the pools of a disaggregated replica are TP replicas whose specs, step
+    # timer and memory rule are those of the colocated TP replica (`disaggregate` only refuses pp or ep, checked
+    # in deployment()), so a search builds each once. The key holds every argument deployment() reads (the specs by
+    # identity: the memo lives for one search, which holds them).
+    shared = pp == 1 and ep == 1
+    key = ("deployment", id(spec), id(hw), engine, weight_dtype, kv_dtype, tp, input_len, output_len, step_tokens,
+           memory_utilization, speculate)
+    if shared and key in memo:
+        d = memo[key]
+    else:
+        d = deployment(spec, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
+                       weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
+                       step_tokens=step_tokens, speculate=speculate, vllm_runner="auto", version=VLLM_LATEST,
+                       cuda_graph_bytes=0.0, flashinfer_sampler=False, disaggregate=disaggregate)
+        if shared:
+            memo[key] = d
     stepper, request_s = d["stepper"], overhead_seconds(d["profile"])[1]
     if disaggregate is not None:
         prefill_gpus, decode_gpus = disaggregate
@@ -64,10 +83,10 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
                                                         prefill_gpus, decode_gpus), request_s)
 
         key = ("prefill", hw.name, engine, weight_dtype, kv_dtype, tp, input_len, step_tokens, speculate)
-        memo = {} if memo is None else memo
         if key not in memo:  # one pool replica's prefill steps, whatever the pools' sizes (closed_form.py)
             per_batch = max(1, step_tokens // input_len)
-            memo[key] = (stepper.seconds(0, 0, per_batch * input_len, 0), stepper.seconds(0, 0, input_len, 0))
+            memo[key] = (memo_seconds(stepper, (0, 0, per_batch * input_len, 0, None), memo),
+                         memo_seconds(stepper, (0, 0, input_len, 0, None), memo))
         prefill = _prefill_pool(stepper, input_len, step_tokens, prefill_gpus, *memo[key])
 
         def run_many(cs, state=None):
@@ -78,10 +97,13 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
 
             return np.maximum(np.asarray(cs, dtype=float) / groups, 1.0)  # a request's step holds its own decode
 
+        def decode_call(batches):
+            return stepper, (batches, input_len + output_len / 2, 0, 0, None)
+
         def decode_seconds(batches):
-            return stepper.seconds(batches, input_len + output_len / 2, 0, 0)
+            return stepper.seconds(*decode_call(batches)[1])
         decode_key = ("decode",) + key[1:]
-        steady = None
+        steady = colocated = None
     else:
         groups = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own pool and budget
 
@@ -92,12 +114,14 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         def run_many(cs, state=None):
             return colocated_many(stepper, cs, input_len, output_len, step_tokens * groups, request_s, run, state)
         steady = (step_tokens * groups, stepper.decode_gain, stepper.decode_q)
-        decode_batches = decode_seconds = decode_key = None
+        colocated = (stepper, input_len, output_len, step_tokens * groups, request_s, run)
+        decode_batches = decode_seconds = decode_key = decode_call = None
     name, version = engine_label(d["profile"])
     return Replica(max_concurrency=d["max_concurrency"] * groups, pool_bytes_per_gpu=d["pool"], run=run,
                    time_model=f"{name} profile ({version})" if version else "datasheet efficiencies (roofline)",
                    run_many=run_many, steady=steady, decode_batches=decode_batches,
-                   decode_seconds=decode_seconds, decode_key=decode_key)
+                   decode_seconds=decode_seconds, decode_key=decode_key, decode_call=decode_call,
+                   colocated=colocated)
 
 
 def _overhead_many(ttft, tpot, latency, rate, request_s) -> dict:
@@ -143,26 +167,141 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
             alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
-        running = np.maximum(decode, 1.0)
-        context = input_len + output_len / 2
-        left = step_tokens - decode * q
-        i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their first step is timed apart
-        first = np.minimum(input_len, left[i])
-        extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
-        # one call for both steps (each with whole prompts per micro-batch or replica, as _colocated times them)
-        both = stepper.seconds(np.concatenate([running, extra[0]]), context, np.concatenate([chunk, extra[1]]),
-                               np.concatenate([np.maximum(input_len - chunk, 0) / 2, extra[2]]),
-                               prompt_len=float(input_len))
-        tau, step_i = both[:len(cs)], both[len(cs):]
-        ttft = s_p * tau
-        if len(i):
-            ttft = ttft.copy()
-            ttft[i] = s_p[i] * step_i
+        args, i = _colocated_call(stepper, input_len, output_len, step_tokens, decode, chunk)
+        both = stepper.seconds(*args)
     except ValueError:  # an operator present at some concurrencies only
         return _by_point(cs, run)
+    return _colocated_finish(both, cs, i, s_p, gain, output_len, request_s)
+
+
+def _colocated_call(stepper, input_len: int, output_len: int, step_tokens: int, decode, chunk) -> tuple:
+    """(the StepTimer.seconds arguments that time colocated_many's two steps in one call, the indices whose prompt
+    enters unqueued): the steady step at every concurrency, then the first step of the prompts that enter unqueued
+    (each with whole prompts per micro-batch or replica, as _colocated times them)."""
+    import numpy as np
+
+    running = np.maximum(decode, 1.0)
+    context = input_len + output_len / 2
+    left = step_tokens - decode * stepper.decode_q
+    i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their first step is timed apart
+    first = np.minimum(input_len, left[i])
+    extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
+    return (np.concatenate([running, extra[0]]), context, np.concatenate([chunk, extra[1]]),
+            np.concatenate([np.maximum(input_len - chunk, 0) / 2, extra[2]]), float(input_len)), i
+
+
+def _colocated_finish(both, cs, i, s_p, gain: float, output_len: int, request_s: float) -> dict:
+    """colocated_many's closed form from the step times of _colocated_call."""
+    tau, step_i = both[:len(cs)], both[len(cs):]
+    ttft = s_p * tau
+    if len(i):
+        ttft = ttft.copy()
+        ttft[i] = s_p[i] * step_i
     tpot = tau / gain
     latency = ttft + (output_len - 1) * tpot  # formulas/workload.py request_latency
     return _overhead_many(ttft, tpot, latency, cs / latency, request_s)
+
+
+def _ops_key(stepper, args) -> tuple | None:
+    """What StepTimer.step_ops reads of a StepTimer.seconds call (the model, precision, pp and decode_q, its scalar
+    arguments by value and type, which of its arguments are arrays), or None where it cannot be shared (ep > 1, or an
+    argument neither a number nor a 1-d array of the call's length)."""
+    import numpy as np
+
+    decode_batch, context, chunk, chunk_context, prompt_len = args
+    sizes, kinds = set(), []
+    for a in (decode_batch, chunk, chunk_context):
+        if isinstance(a, np.ndarray) and a.ndim == 1:
+            sizes.add(len(a))
+            kinds.append("array")
+        elif type(a) in (int, float):
+            kinds.append((type(a), a))
+        else:
+            return None
+    if stepper.ep > 1 or len(sizes) > 1 or type(context) not in (int, float) or type(prompt_len) not in (
+            int, float, type(None)):
+        return None
+    return (id(stepper.spec), stepper.p, stepper.pp, stepper.decode_q, type(context), context, type(prompt_len),
+            prompt_len, *kinds)
+
+
+def memo_seconds(stepper, args: tuple, memo: dict):
+    """stepper.seconds(*args) for numbers, its operators (StepTimer.step_ops) kept in memo for the next StepTimer of
+    the search that shares them (_ops_key): the prefill steps of every engine and tp of one precision."""
+    key = _ops_key(stepper, args)
+    if key is None or "array" in key:
+        return stepper.seconds(*args)
+    key = ("ops", *key)
+    if key not in memo:
+        memo[key] = (*stepper.step_ops(*args[:4], args[4]), {})
+    ops, decode_batch, chunk, shards = memo[key]
+    return stepper.time_ops(ops, decode_batch, chunk, args[1], shards)
+
+
+def seconds_many(calls: list) -> list:
+    """[stepper.seconds(*args) for stepper, args in calls], a call that raises ValueError giving that exception
+    instead. Calls with the same _ops_key (StepTimers that differ in tp, GPU or engine profile only, and the same
+    scalar arguments) build their operators once, over their array arguments joined (StepTimer.step_ops), and each
+    is timed over the join (its tp, GPU and profile) and cut back out: the formulas work elementwise, so each element
+    is what its own call gives, and a search of many deployments builds the operators once per precision and layout
+    depth rather than once per deployment (issue 22)."""
+    import numpy as np
+
+    out: list = [None] * len(calls)
+    groups: dict = {}
+    for n, (stepper, args) in enumerate(calls):
+        key = _ops_key(stepper, args)
+        groups.setdefault(("alone", n) if key is None else key, []).append(n)
+    for members in groups.values():
+        if len(members) > 1:
+            first, (_, context, _, _, prompt_len) = calls[members[0]]
+            arrays = [k for k in (0, 2, 3) if isinstance(calls[members[0]][1][k], np.ndarray)]
+            sizes = [len(calls[n][1][arrays[0]]) for n in members] if arrays else []
+            joined = [np.concatenate([calls[n][1][k] for n in members]) if k in arrays else calls[members[0]][1][k]
+                      for k in (0, 2, 3)]
+            starts = np.cumsum([0, *sizes])
+            try:
+                ops, decode_batch, chunk = first.step_ops(joined[0], context, joined[1], joined[2], prompt_len)
+                shards: dict = {}  # each tp's share of the operators, sharded once for the group
+                for m, n in enumerate(members):
+                    t = calls[n][0].time_ops(ops, decode_batch, chunk, context, shards)
+                    out[n] = t[starts[m]:starts[m + 1]] if arrays else t
+                continue
+            except ValueError:  # an operator present for some elements only: each call on its own, as it would be
+                pass
+        for n in members:
+            stepper, args = calls[n]
+            try:
+                out[n] = stepper.seconds(*args)
+            except ValueError as e:
+                out[n] = e
+    return out
+
+
+def run_many_all(runners: list, ladders: list, states: list) -> list:
+    """[runner.run_many(ladder, state) ...] for many replicas, the colocated ones' steps timed together
+    (seconds_many): the search's replicas at their ladders of batch budgets."""
+    import numpy as np
+
+    out: list = [None] * len(runners)
+    pending = []  # (index, cs, state) of the colocated replicas whose steps seconds_many times
+    for n, (runner, ladder, state) in enumerate(zip(runners, ladders, states)):
+        cs = np.asarray(ladder, dtype=float)
+        if runner.colocated is None or runner.colocated[2] == 1 or state is None:
+            out[n] = runner.run_many(cs, state)
+        else:
+            pending.append((n, cs, state))
+    calls, indices = [], []
+    for n, cs, (decode, chunk, _) in pending:
+        stepper, input_len, output_len, step_tokens, _, _ = runners[n].colocated
+        args, i = _colocated_call(stepper, input_len, output_len, step_tokens, decode, chunk)
+        calls.append((stepper, args))
+        indices.append(i)
+    for (n, cs, state), i, both in zip(pending, indices, seconds_many(calls)):
+        stepper, _, output_len, _, request_s, run = runners[n].colocated
+        out[n] = (_by_point(cs, run) if isinstance(both, ValueError) else
+                  _colocated_finish(both, cs, i, state[2], stepper.decode_gain, output_len, request_s))
+    return out
 
 
 def _prefill_pool(stepper, input_len: int, step_tokens: int, prefill_gpus: int, batch_s: float,

@@ -10,9 +10,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from kvcalc import __version__
+from kvcalc.report.serialize import csv_text, json_text
 from kvcalc.web import pages
 from kvcalc.web.params import InputError, options
-from kvcalc.web.views import VIEWS, csv_text, json_text
+from kvcalc.web.views import VIEWS
 
 STATIC = Path(__file__).parent / "static"
 COMMANDS = tuple(VIEWS)
@@ -41,6 +42,19 @@ def create_app() -> FastAPI:
                               "json` prints.")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    def openapi() -> dict:
+        """FastAPI's schema with each /api/CMD's query parameters, the CLI command's options, added when the schema is
+        first asked for (/openapi.json, /docs) rather than at start-up: reading an option list builds that command's
+        click parameters, which a page does for its own command only (issue 22: start within 1 s)."""
+        if app.openapi_schema is None:
+            for route in app.routes:  # as openapi_extra={"parameters": ...} at registration would
+                name = getattr(route, "name", "")
+                if name.startswith("api_"):
+                    route.openapi_extra = {"parameters": _openapi_parameters(name.removeprefix("api_"))}
+        return FastAPI.openapi(app)
+
+    app.openapi = openapi
+
     @app.get("/", include_in_schema=False)
     def home():
         return RedirectResponse("/estimate")
@@ -64,8 +78,7 @@ def create_app() -> FastAPI:
             return Response(json_text(view.json), media_type="application/json")
 
         app.get(f"/api/{command}", name=f"api_{command}", summary=f"kvcalc {command} --format json",
-                description=f"What `kvcalc {command} --format json` prints (format=csv: --format csv).",
-                openapi_extra={"parameters": _openapi_parameters(command)})(api)
+                description=f"What `kvcalc {command} --format json` prints (format=csv: --format csv).")(api)
 
     def page_route(command: str):
         view_of = VIEWS[command]
@@ -89,6 +102,13 @@ def create_app() -> FastAPI:
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the app with uvicorn until interrupted."""
+    import importlib
+
     import uvicorn
 
+    # The library the pages call, loaded with the server rather than by the first request of a page (issue 22: each
+    # page's first answer within 300 ms, the start within 1 s): the specs' schemas and the step timer every page
+    # uses, and numpy, which plan's search runs on (~0.15 s of the start together). Nothing is computed here.
+    for module in ("numpy", "kvcalc.estimator", "kvcalc.planning.plan"):
+        importlib.import_module(module)
     uvicorn.run(create_app(), host=host, port=port, log_level="warning")

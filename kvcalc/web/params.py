@@ -21,12 +21,14 @@ class InputError(Exception):
 
 @cache
 def command(name: str):
-    """The click command behind `kvcalc NAME` (its options, defaults and value types)."""
+    """The click command behind `kvcalc NAME` (its options, defaults and value types), built as `kvcalc NAME` builds
+    it: that one command's module and click parameters (kvcalc.cli's app.only), not all twenty commands' (issue 22:
+    building the whole app once per page was most of the web app's start)."""
     from typer.main import get_command
 
     from kvcalc.cli import app
 
-    return get_command(app).commands[name]
+    return get_command(app.only(name)).commands[name]
 
 
 def options(name: str) -> list:

@@ -8,7 +8,6 @@ arguments, the same conversion to JSON/CSV rows; tests/web/test_api.py checks th
 
 from __future__ import annotations
 
-import json
 import threading
 import warnings
 from collections import OrderedDict
@@ -33,29 +32,11 @@ class View:
     extra: dict = field(default_factory=dict)  # what a page draws besides (explain steps, chart data)
 
 
-def json_text(obj) -> str:
-    """Exactly what kvcalc.cli.output.write_json prints: null plus a *_note for a non-finite or missing value."""
-    from kvcalc.cli.output import json_safe
-
-    return json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
 
 
-def csv_text(rows: list[dict]) -> str:
-    """Exactly what kvcalc.cli.output.write_csv prints."""
-    import csv
-    import io
-
-    from kvcalc.cli.output import _finite_or_blank
-
-    buf = io.StringIO()
-    fields = list(dict.fromkeys(k for row in rows for k in row))
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: _finite_or_blank(v) for k, v in row.items()} for row in rows)
-    return buf.getvalue()
-
-
-_CACHE: OrderedDict[tuple, View] = OrderedDict()  # plan's search takes seconds: a shared URL opened again is instant
+# plan's search takes 0.1 s for an 8B model on one GPU type, seconds for a large MoE on several: a shared URL opened
+# again is instant
+_CACHE: OrderedDict[tuple, View] = OrderedDict()
 _CACHE_SIZE = 32
 _CACHE_LOCK = threading.Lock()
 
@@ -94,9 +75,9 @@ def estimate(query: Mapping[str, str]) -> View:
     """kvcalc estimate (kvcalc/cli/estimate_cmd.py), with --explain's steps and the memory breakdown."""
 
     def body(p):
-        from kvcalc.cli.output import flatten
         from kvcalc.estimator import estimate_with_specs
         from kvcalc.report.explain import explain
+        from kvcalc.report.serialize import flatten
 
         e, spec, hw = estimate_with_specs(
             p["model"], p["gpu"], attn=p["attn"], kv_lora_rank=p["kv_lora_rank"], rope_dim=p["rope_dim"],
@@ -116,10 +97,10 @@ def compare(query: Mapping[str, str]) -> View:
     """kvcalc compare (kvcalc/cli/planning_cmds.py)."""
 
     def body(p):
-        from kvcalc.cli.planning_cmds import _attn
+        from kvcalc.option_values import attn_variants
         from kvcalc.planning.capacity import compare as compare_variants
 
-        rows = compare_variants(p["model"], _attn(p["attn"]), p["gpu"], batch=p["batch"], context=p["context"],
+        rows = compare_variants(p["model"], attn_variants(p["attn"]), p["gpu"], batch=p["batch"], context=p["context"],
                                 weight_dtype=p["weight_dtype"], kv_dtype=p["kv_dtype"],
                                 memory_utilization=p["memory_utilization"], engine=p["engine"],
                                 prefill_chunk=p["prefill_chunk"], speculate=p["speculate"], tp=p["tp"], pp=p["pp"],
@@ -155,16 +136,16 @@ def serve(query: Mapping[str, str]) -> View:
     --tp lists several. The request-level simulation (--simulate) stays on the command line."""
 
     def body(p):
-        from kvcalc.cli.serve_cmd import _disaggregate, _split_ints
+        from kvcalc.option_values import disaggregate_pair, int_list
         from kvcalc.serving.closed_form import frontier, parse_concurrency
         from kvcalc.serving.closed_form import serve as serve_workload
 
         if p["input_len"] is None or p["output_len"] is None:
             raise KvcalcError("--input-len / --output-len: both needed")
-        tps = _split_ints("--tp", p["tp"])
+        tps = int_list("--tp", p["tp"])
         common = dict(engine=p["engine"], weight_dtype=p["weight_dtype"], kv_dtype=p["kv_dtype"],
                       memory_utilization=p["memory_utilization"], step_tokens=p["step_tokens"],
-                      price_per_gpu_hour=p["price_per_gpu_hour"], disaggregate=_disaggregate(p["disaggregate"]),
+                      price_per_gpu_hour=p["price_per_gpu_hour"], disaggregate=disaggregate_pair(p["disaggregate"]),
                       pp=p["pp"], ep=p["ep"], speculate=p["speculate"], vllm_runner=p["vllm_runner"],
                       vllm_version=p["vllm_version"], arrivals=p["arrivals"], cuda_graph_GiB=p["cuda_graph_memory"],
                       flashinfer_sampler=p["flashinfer_sampler"], engine_version=p["engine_version"])
@@ -173,7 +154,7 @@ def serve(query: Mapping[str, str]) -> View:
             if p["request_rate"] is not None or concurrency == "max":
                 raise KvcalcError("--concurrency: the frontier needs a list of concurrencies (e.g. 1,8,32,128)")
             rows = frontier(p["model"], p["gpu"], input_len=p["input_len"], output_len=p["output_len"],
-                            concurrencies=_split_ints("--concurrency", concurrency), tps=tps,
+                            concurrencies=int_list("--concurrency", concurrency), tps=tps,
                             max_ttft_ms=p["max_ttft_ms"], max_tpot_ms=p["max_tpot_ms"], **common)
             if not rows:
                 raise KvcalcError("--concurrency: no point of the frontier fits the KV pool; raise --tp")
@@ -195,20 +176,21 @@ def plan(query: Mapping[str, str]) -> View:
     """kvcalc plan (kvcalc/cli/plan_cmd.py) without --emit and --plot: the choice, runners-up and the frontier."""
 
     def body(p):
-        from kvcalc.cli.plan_cmd import _names, _row, parse_prices
+        from kvcalc.option_values import names, parse_prices
         from kvcalc.planning.plan import plan as plan_search
+        from kvcalc.report.formats import plan_row
 
-        result = plan_search(p["model"], _names("--gpu", p["gpu"]), input_len=p["input_len"],
+        result = plan_search(p["model"], names("--gpu", p["gpu"]), input_len=p["input_len"],
                              output_len=p["output_len"], request_rate=p["request_rate"],
                              concurrency=p["concurrency"], gpu_budget=p["gpu_budget"], max_ttft_ms=p["max_ttft_ms"],
                              max_tpot_ms=p["max_tpot_ms"], percentile=p["percentile"],
                              price_per_gpu_hour=parse_prices(p["price_per_gpu_hour"]),
-                             engines=_names("--engines", p["engines"]) if p["engines"] else None,
+                             engines=names("--engines", p["engines"]) if p["engines"] else None,
                              convert=p["convert"], disaggregated=p["disaggregate"],
-                             max_gpus_per_replica=p["max_gpus_per_replica"])
-        rows = [{"rank": "choice" if i == 0 else str(i), **_row(r)}
+                             max_gpus_per_replica=p["max_gpus_per_replica"], speculate=p["speculate"])
+        rows = [{"rank": "choice" if i == 0 else str(i), **plan_row(r)}
                 for i, r in enumerate(([result["choice"]] if result["choice"] else []) + result["runners_up"])]
-        csv_rows = [{"rank": "frontier", **_row(r)} for r in result["frontier"]] + rows
+        csv_rows = [{"rank": "frontier", **plan_row(r)} for r in result["frontier"]] + rows
         return View("plan", p, result, csv_rows, extra={"rows": rows})
 
     return _run("plan", query, body, skip=("plot",), refuse=("emit",), cache=True)
@@ -218,10 +200,10 @@ def roofline(query: Mapping[str, str]) -> View:
     """kvcalc roofline's chart as data (kvcalc/report/roofline_data.py): the roofs and each operating point."""
 
     def body(p):
-        from kvcalc.cli.planning_cmds import _attn, split
+        from kvcalc.option_values import attn_variants, split
         from kvcalc.report.roofline_data import roofline_data
 
-        data = roofline_data(split("--gpu", p["gpu"]), p["model"], attn=_attn(p["attn"]),
+        data = roofline_data(split("--gpu", p["gpu"]), p["model"], attn=attn_variants(p["attn"]),
                              batch=split("--batch", p["batch"], int), context=p["context"],
                              weight_dtype=p["weight_dtype"], kv_dtype=p["kv_dtype"], engine=p["engine"],
                              speculate=p["speculate"])

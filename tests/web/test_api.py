@@ -41,6 +41,10 @@ CASES = {
              "&max_gpus_per_replica=4&disaggregate=false",
              ["-m", "llama-3-8b", "-i", "1000", "-o", "200", "--request-rate", "5", "--max-tpot-ms", "50",
               "--engines", "vllm", "--max-gpus-per-replica", "4", "--no-disaggregate"]),
+    "plan-nospec": ("model=deepseek-v3&gpu=h200&input_len=1000&output_len=200&request_rate=2&engines=sglang"
+                    "&max_gpus_per_replica=8&disaggregate=false&convert=false&speculate=false",
+                    ["-m", "deepseek-v3", "-g", "h200", "-i", "1000", "-o", "200", "--request-rate", "2", "--engines",
+                     "sglang", "--max-gpus-per-replica", "8", "--no-disaggregate", "--no-convert", "--no-speculate"]),
 }
 
 

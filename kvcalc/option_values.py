@@ -1,0 +1,63 @@
+"""Option values the command line and the web app read alike (the web app reads a query string as `kvcalc CMD` reads
+its options): comma-separated lists, PREFILL:DECODE GPU pairs and GPU=PRICE pairs. A value that does not parse is a
+KvcalcError naming the flag and what was expected. Moved here from kvcalc/cli/ so that kvcalc/web/ need not import
+the commands' modules for them."""
+
+from __future__ import annotations
+
+from kvcalc.errors import KvcalcError
+
+
+def split(flag: str, text: str, cast=str) -> list:
+    """'a,b,c' -> [a, b, c]; an empty list or a value that does not parse is an error naming the flag."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise KvcalcError(f"{flag}: empty list; expected comma-separated values")
+    try:
+        return [cast(t) for t in items]
+    except ValueError:
+        raise KvcalcError(f"{flag}: expected comma-separated {cast.__name__} values, got {text!r}") from None
+
+
+def attn_variants(text: str) -> list:
+    """--attn of compare and roofline: the variants, own or none standing for the model's own attention (None)."""
+    return [None if a in ("own", "none") else a for a in split("--attn", text)]
+
+
+def int_list(flag: str, text: str) -> list[int]:
+    """'1,8,32' -> [1, 8, 32] (serve's --tp and --concurrency)."""
+    return split(flag, text, int)
+
+
+def disaggregate_pair(text: str | None) -> tuple[int, int] | None:
+    """--disaggregate PREFILL_GPUS:DECODE_GPUS -> (prefill, decode); None where not given."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        prefill, decode = (int(x) for x in parts)
+    except ValueError:
+        raise KvcalcError(f"--disaggregate: expected PREFILL_GPUS:DECODE_GPUS such as 2:6, got {text!r}") from None
+    return prefill, decode
+
+
+def names(flag: str, text: str) -> list[str]:
+    """plan's --gpu and --engines: a comma-separated list of names."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise KvcalcError(f"{flag}: expected a comma-separated list, got {text!r}")
+    return items
+
+
+def parse_prices(text: str | None) -> float | dict[str, float] | None:
+    """--price-per-gpu-hour: one price for every GPU type (3.5), or GPU=PRICE pairs (h200=3.5,b200=5)."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+        return {k.strip(): float(v) for k, v in pairs}
+    except ValueError:
+        raise KvcalcError(f"--price-per-gpu-hour: expected a number or GPU=PRICE pairs such as h200=3.5,b200=5, "
+                          f"got {text!r}") from None

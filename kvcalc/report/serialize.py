@@ -1,0 +1,103 @@
+"""The JSON and CSV a command prints, as text: `kvcalc CMD --format json|csv` writes it to stdout (kvcalc/cli/output.py)
+and the web app's /api/CMD answers it (kvcalc/web/), byte for byte the same. No typer, no rich: both import it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """Dotted keys for scalar leaves; lists and nested breakdowns are left to the JSON output."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif not isinstance(v, list):
+            out[key] = v
+    return out
+
+
+_NO_SPECULATION = "speculation stays faster than plain decoding at every power-of-two batch up to 4096"
+_ONE_TOKEN = "undefined: with --output-len 1 no token follows the first"
+# Why a field is null where its producer gave no KEY_note of its own (audit N2: every JSON null carries a reason).
+NULL_NOTES = {
+    "speculative": "not asked: no --speculate",
+    "draft_model": "no separate draft model: the method drafts with the model's own heads or layers",
+    "breakeven_batch": _NO_SPECULATION,
+    "speculative_breakeven_batch": _NO_SPECULATION,
+    "engine_memory": "kvcalc's memory rule (--engine vllm, sglang or trtllm budgets memory as that engine does)",
+    "binding_pipeline_stage": "no pipeline stages (--pp 1)",
+    "cost_per_million_tokens": "not asked: no --price-per-gpu-hour",
+    "cost_per_million_output_tokens": "not asked: no --price-per-gpu-hour",
+    "gpus_for_target": "not asked: no --target-tokens-per-s",
+    "request_rate": "not asked: a fixed concurrency (--request-rate solves for the concurrency instead)",
+    "disaggregate": "not asked: prefill and decode share the GPUs (no --disaggregate)",
+    "kv_transfer_ms": "no transfer: prefill and decode share the GPUs (no --disaggregate)",
+    "tpot_ms": _ONE_TOKEN,
+    "tokens_per_s_per_user": _ONE_TOKEN,
+}
+
+
+# The version of the JSON every command prints (docs/json-schema.md): it goes up when a key is renamed or removed or
+# a value changes its type or unit; adding a key leaves it as it is.
+SCHEMA_VERSION = 1
+
+
+def json_safe(obj):
+    """The JSON document a command prints (the web app's /api answers the same): `schema_version` first in an
+    object, and in every object row of a list (rows stay rows, so a consumer's `doc[0]["model"]` keeps working);
+    byte counts as integers, rounded half up (kvcalc.units.integer_bytes); and no NaN or Infinity: such a value
+    becomes null, with a sibling KEY_note saying why."""
+    from kvcalc.units import integer_bytes
+
+    doc = integer_bytes(_null_safe(obj))
+    if isinstance(doc, dict):
+        return {"schema_version": SCHEMA_VERSION, **doc}
+    if isinstance(doc, list):
+        return [{"schema_version": SCHEMA_VERSION, **row} if isinstance(row, dict) else row for row in doc]
+    return doc
+
+
+def _null_safe(obj):
+    """JSON has no NaN or Infinity: such a value becomes null, with a sibling KEY_note saying why (the caller's own
+    KEY_note where the dict carries one: it knows the cause)."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                out[k] = None
+                out[f"{k}_note"] = obj.get(f"{k}_note") or (
+                    "undefined: 0 / 0 (nothing fits in the reference case)" if math.isnan(v) else "unbounded")
+            elif v is None and not k.endswith("_note"):
+                out[k] = None
+                out[f"{k}_note"] = obj.get(f"{k}_note") or NULL_NOTES.get(k, "not applicable to this run")
+            elif k not in out:  # a KEY_note may already be in place
+                out[k] = _null_safe(v)
+        return out
+    if isinstance(obj, list):
+        return [_null_safe(v) for v in obj]
+    return obj
+
+
+def finite_or_blank(v):
+    """A CSV cell: a non-finite value is an empty cell (CSV's null), never nan or inf."""
+    return "" if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def json_text(obj) -> str:
+    """The JSON document of obj as `--format json` prints it: json_safe's document, indented by 2, with a newline."""
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
+
+
+def csv_text(rows: list[dict]) -> str:
+    """Rows as `--format csv` prints them: a header of every row's keys (one may carry a note), then the rows."""
+    buf = io.StringIO()
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: finite_or_blank(v) for k, v in row.items()} for row in rows)
+    return buf.getvalue()
