@@ -422,3 +422,40 @@ def test_a_speculative_plan_launches_with_the_checkpoints_mtp_head(engine, expec
     assert {k: flags[k] for k in expected} == expected
     trt = emit("trtllm", load_model("deepseek-v3"), _config(speculate="mtp"), 2500)
     assert "decoding_type: MTP" in trt and "num_nextn_predict_layers: 1" in trt
+
+
+def test_length_distributions_give_their_means_and_longest_request():
+    """Worked by hand. Uniform lengths as vllm bench's --random-range-ratio draws them, [floor(L (1 - r)), ceil(L (1 +
+    r))]: with r = 0.5, prompts 500-1500 and outputs 100-300 tokens, mean 1,000 / 200, longest 1,500 + 300 = 1,800.
+    ShareGPT: LambdaLabsML/vllm-benchmark's 320 pairs sum to 65,578 prompt and 65,331 output tokens; the 303 with a
+    reply hold 58,753 prompt tokens: means 58,753 / 303 = 193.9 -> 194 and 65,331 / 303 = 215.6 -> 216."""
+    from kvcalc.planning.plan import workload_lengths
+
+    assert workload_lengths(1000, 200) == (1000, 200, 1200)
+    assert workload_lengths(1000, 200, 0.5) == (1000, 200, 1800)
+    mean_in, mean_out, longest = workload_lengths(None, None, dataset="sharegpt")
+    assert (mean_in, mean_out) == (194, 216)
+    assert 1024 < longest <= 2048  # the sampler keeps prompts <= 1024 and prompt + reply <= 2048
+    for kwargs, message in (({"input_len": 100, "output_len": None, "dataset": "sharegpt"}, "--dataset sharegpt"),
+                            ({"input_len": None, "output_len": 200}, "--input-len / --output-len"),
+                            ({"input_len": 100, "output_len": 200, "range_ratio": 1.0}, "--range-ratio"),
+                            ({"input_len": 100, "output_len": 200, "dataset": "lmsys"}, "--dataset")):
+        with pytest.raises(KvcalcError, match=message):
+            workload_lengths(**kwargs)
+
+
+def test_varied_lengths_are_simulated_even_at_the_median_and_launch_for_the_longest():
+    """With --range-ratio the closed form runs at the mean lengths and the finalists are re-checked by the simulator
+    over the drawn lengths, at p50 too; the emitted --max-model-len holds the longest request (1,800 tokens)."""
+    args = ["plan", "-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--range-ratio", "0.5",
+            "--request-rate", "5", "--max-tpot-ms", "40", "--engines", "vllm", "--no-disaggregate", "--emit", "vllm",
+            "-f", "json"]
+    r = RUNNER.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["workload"]["max_model_len"] == 1800 and out["workload"]["range_ratio"] == 0.5
+    assert out["choice"]["simulated"]["percentile"] == "p50" and out["choice"]["simulated"]["tpot_ms"] <= 40
+    assert "--max-model-len 1800" in out["launch"]
+    bad = RUNNER.invoke(app, ["plan", "-m", "llama-3.1-8b", "--dataset", "sharegpt", "-i", "100",
+                              "--request-rate", "5"])
+    assert bad.exit_code == 2 and "--dataset sharegpt" in bad.output and "Traceback" not in bad.output

@@ -11,35 +11,24 @@ from kvcalc.cli import app
 from kvcalc.cli.options import CONCURRENCY_HELP, FormatOpt, Model
 from kvcalc.cli.output import Format, print_rows, save_figure, write_csv, write_json
 from kvcalc.errors import KvcalcError
+from kvcalc.option_values import names as _names
+from kvcalc.option_values import parse_prices
+from kvcalc.report.formats import plan_row as _row
 from kvcalc.specs.files import check_writable
-
-
-def parse_prices(text: str | None) -> float | dict[str, float] | None:
-    """--price-per-gpu-hour: one price for every GPU type (3.5), or GPU=PRICE pairs (h200=3.5,b200=5)."""
-    if text is None:
-        return None
-    try:
-        if "=" not in text:
-            return float(text)
-        pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
-        return {k.strip(): float(v) for k, v in pairs}
-    except ValueError:
-        raise KvcalcError(f"--price-per-gpu-hour: expected a number or GPU=PRICE pairs such as h200=3.5,b200=5, "
-                          f"got {text!r}") from None
-
-
-def _names(flag: str, text: str) -> list[str]:
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names:
-        raise KvcalcError(f"{flag}: expected a comma-separated list, got {text!r}")
-    return names
 
 
 @app.command("plan")
 def plan_cli(
     model: Model,
-    input_len: Annotated[int, typer.Option("--input-len", "-i", help="prompt tokens per request")],
-    output_len: Annotated[int, typer.Option("--output-len", "-o", help="output tokens per request")],
+    input_len: Annotated[Optional[int], typer.Option(
+        "--input-len", "-i", help="prompt tokens per request (the mean with --range-ratio)")] = None,
+    output_len: Annotated[Optional[int], typer.Option(
+        "--output-len", "-o", help="output tokens per request (the mean with --range-ratio)")] = None,
+    range_ratio: Annotated[float, typer.Option(
+        help="lengths uniform on [L (1 - r), L (1 + r)], as vllm bench's --random-range-ratio")] = 0.0,
+    dataset: Annotated[str, typer.Option(
+        help="length distribution: random (fixed or uniform) or sharegpt (the published ShareGPT V3 sample's "
+        "length pairs; no --input-len/--output-len)")] = "random",
     gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPU types to consider, comma-separated")] = "h100-sxm",
     request_rate: Annotated[Optional[float], typer.Option(help="requests/s to serve")] = None,
     concurrency: Annotated[Optional[float], typer.Option("--concurrency", "-n", help=CONCURRENCY_HELP)] = None,
@@ -70,7 +59,8 @@ def plan_cli(
 
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
-    result = plan(model, _names("--gpu", gpu), input_len=input_len, output_len=output_len,
+    result = plan(model, _names("--gpu", gpu), input_len=input_len, output_len=output_len, range_ratio=range_ratio,
+                  dataset=dataset,
                   request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
                   max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, percentile=percentile,
                   price_per_gpu_hour=parse_prices(price_per_gpu_hour),
@@ -86,7 +76,7 @@ def plan_cli(
         if best is None:
             raise KvcalcError(f"--emit: no {emit} configuration meets the limits; the choice runs on "
                               f"{result['choice']['engine']}")
-        result["launch"] = emit_text(emit, load_model(model), best, input_len + output_len)
+        result["launch"] = emit_text(emit, load_model(model), best, result["workload"]["max_model_len"])
         result["launch_configuration"] = best["deployment"]
     if plot is not None:
         from kvcalc.report.plot import plan_frontier
@@ -99,13 +89,6 @@ def plan_cli(
     if format is Format.csv:
         return write_csv([{"rank": "frontier", **_row(r)} for r in result["frontier"]] + rows)
     _print_table(result, rows, explain)
-
-
-def _row(r: dict) -> dict:
-    layout = r["layout"] + (f"+{r['speculate'].split(',')[0].split('=')[0]}" if r.get("speculate") else "")
-    return {"GPU": r["gpu"], "engine": r["engine"], "layout": layout, "w/KV": r["formats"],
-            "GPUs": r["gpus"], "seqs": r["max_num_seqs"], "TTFT ms": r["ttft_ms"], "TPOT ms": r["tpot_ms"],
-            "tok/s/GPU": r["output_tokens_per_s_per_gpu"], "$/h": r["cost_per_hour"]}
 
 
 def _print_table(result: dict, rows: list[dict], explain: bool) -> None:

@@ -20,8 +20,9 @@ prefill and decode together or split into a prefill pool and a decode pool (disa
    then by tokens/s per user; the Pareto frontier of output tokens/s per GPU against tokens/s per user is kept too.
 
 The closed form is the steady state of a service (its TTFT and TPOT are the typical request's, so they stand for
-the median); with limits at p90 or p99 (`percentile`) the finalists, best first, are re-checked by the request-level
-simulator (kvcalc/serving/simulate.py) at that percentile, and one that misses is replaced by the next
+the median); with limits at p90 or p99 (`percentile`), or lengths that vary (`range_ratio`, `dataset`: the closed
+form then runs at their means), the finalists, best first, are re-checked by the request-level simulator
+(kvcalc/serving/simulate.py) at that percentile over the drawn lengths, and one that misses is replaced by the next
 (verify_at_percentile).
 """
 
@@ -197,11 +198,13 @@ def _runner(spec, hw, d: Deployment, *, input_len: int, output_len: int, step_to
 
 
 def _ladder_points(d: Deployment, runner, ladder: list[int], output_len: int, step_tokens: int,
-                   memory_utilization: float, state=None) -> list[Point]:
-    """The replica at every batch budget of the ladder, timed in one array run (serving/replica.py run_many)."""
+                   memory_utilization: float, state=None, r: dict | None = None) -> list[Point]:
+    """The replica at every batch budget of the ladder, timed in one array run (serving/replica.py run_many), or
+    from r, that run's result."""
     import numpy as np
 
-    r = runner.run_many(np.array(ladder, dtype=float), state)
+    if r is None:
+        r = runner.run_many(np.array(ladder, dtype=float), state)
     ttft, tpot, rate = (r["ttft_s"] * 1e3).tolist(), r["tpot_s"], r["requests_per_s"].tolist()
     tpot = (tpot * 1e3).tolist() if tpot is not None else [None] * len(ladder)
     return [Point(d, in_flight=c, output_len=output_len, ttft_ms=ttft[i], tpot_ms=tpot[i], requests_per_s=rate[i],
@@ -232,14 +235,17 @@ def steady_states(built: list, input_len: int, output_len: int) -> list:
 
     out: list = [None] * len(built)
     if output_len > 1:  # disaggregated replicas sharing a decode step: their decode batches timed in one call
+        from kvcalc.serving.replica import seconds_many
+
         groups: dict = {}
         for i, (_, runner, ladder) in enumerate(built):
             if runner.decode_key is not None:
                 groups.setdefault(runner.decode_key, []).append((i, runner.decode_batches(ladder)))
-        for members in groups.values():
-            try:
-                times = built[members[0][0]][1].decode_seconds(np.concatenate([b for _, b in members]))
-            except ValueError:  # an operator present at some batches only: each replica times its own
+        members_list = list(groups.values())  # the decode steps of every kind, timed together (seconds_many)
+        calls = [built[members[0][0]][1].decode_call(np.concatenate([b for _, b in members]))
+                 for members in members_list]
+        for members, times in zip(members_list, seconds_many(calls)):
+            if isinstance(times, ValueError):  # an operator present at some batches only: each replica its own
                 continue
             ends = np.cumsum([len(b) for _, b in members])
             for (i, b), end in zip(members, ends):
@@ -319,6 +325,32 @@ def _rank_key(p: Point, budget_mode: bool):
 # The command
 # ---------------------------------------------------------------------------------------------------------------
 
+def workload_lengths(input_len: int | None, output_len: int | None, range_ratio: float = 0.0,
+                     dataset: str = "random") -> tuple[int, int, int]:
+    """(mean prompt, mean output, longest request) tokens of the workload's length distribution: fixed lengths;
+    uniform on [floor(L (1 - r)), ceil(L (1 + r))] as vllm bench's --random-range-ratio draws them (mean L); or the
+    published ShareGPT V3 sample's (prompt, reply) pairs that kvcalc/serving/simulate.py draws (means 193.9 and
+    215.6 over its 303 pairs with a reply, rounded)."""
+    if dataset not in ("random", "sharegpt"):
+        raise KvcalcError(f"--dataset: expected random or sharegpt, got {dataset!r}")
+    check_number("--range-ratio", range_ratio, 0, 0.999)  # vLLM's --random-range-ratio: 0 <= r < 1
+    if dataset == "sharegpt":
+        if input_len is not None or output_len is not None or range_ratio:
+            raise KvcalcError("--dataset sharegpt: the prompt and output lengths come from the ShareGPT sample; "
+                              "leave out --input-len, --output-len and --range-ratio")
+        from kvcalc.serving.simulate import SHAREGPT_INPUT_LENS, SHAREGPT_OUTPUT_LENS
+
+        pairs = [(i, o) for i, o in zip(SHAREGPT_INPUT_LENS, SHAREGPT_OUTPUT_LENS) if o > 0]
+        return (round(sum(i for i, _ in pairs) / len(pairs)), round(sum(o for _, o in pairs) / len(pairs)),
+                max(i + o for i, o in pairs))
+    if input_len is None or output_len is None:
+        raise KvcalcError("--input-len / --output-len: give both (or --dataset sharegpt)")
+    check_int("--input-len", input_len, 1, MAX_TOKENS)
+    check_int("--output-len", output_len, 1, MAX_TOKENS)
+    longest = math.ceil(input_len * (1 + range_ratio)) + math.ceil(output_len * (1 + range_ratio))
+    return input_len, output_len, longest
+
+
 def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile):
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
@@ -355,7 +387,8 @@ def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
     return out
 
 
-def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_rate: float | None = None,
+def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len: int | None = None,
+         range_ratio: float = 0.0, dataset: str = "random", request_rate: float | None = None,
          concurrency: float | None = None, gpu_budget: int | None = None, max_ttft_ms: float | None = None,
          max_tpot_ms: float | None = None, percentile: str = "p50",
          price_per_gpu_hour: float | dict[str, float] | None = None, engines: list[str] | None = None,
@@ -365,12 +398,15 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_
     """Search deployments of `model` on the `gpus` types for the workload (exactly one of request_rate,
     concurrency, gpu_budget) within the TTFT/TPOT limits; see the module docstring. Returns the choice, the
     runners-up, the Pareto frontier and why the rest lost, as plain data (the CLI's JSON). speculate: search
-    speculative decoding too where the model ships a draft head (SPECULATION). With a limit at p90 or p99 the
-    finalists are re-checked by the request-level simulator (`verify_at_percentile`)."""
+    speculative decoding too where the model ships a draft head (SPECULATION). Lengths: fixed input_len and
+    output_len, uniform around them (range_ratio, as vllm bench's --random-range-ratio) or dataset="sharegpt"
+    (workload_lengths); the closed form runs at their means. With a limit at p90 or p99, or lengths that vary, the
+    finalists are re-checked by the request-level simulator over the drawn lengths (`verify_at_percentile`)."""
     if isinstance(gpus, str):
         raise KvcalcError(f"gpus: expected a list of GPU names, got the string {gpus!r}")
     if isinstance(engines, str):
         raise KvcalcError(f"engines: expected a list of engine names, got the string {engines!r}")
+    input_len, output_len, longest = workload_lengths(input_len, output_len, range_ratio, dataset)
     _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile)
     check_int("--max-gpus-per-replica", max_gpus_per_replica, 1, MAX_GPUS)
     spec = load_model(model)
@@ -381,8 +417,8 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_
     for e in engines or ():
         for hw in hws:
             resolve_engine(e, hw)  # an engine that does not run there is a one-line error
-    if spec.max_position_embeddings and input_len + output_len > spec.max_position_embeddings:
-        raise KvcalcError(f"--input-len + --output-len: {input_len + output_len:,} tokens exceed {spec.name}'s "
+    if spec.max_position_embeddings and longest > spec.max_position_embeddings:
+        raise KvcalcError(f"--input-len + --output-len: {longest:,} tokens exceed {spec.name}'s "
                           f"context of {spec.max_position_embeddings:,}")
     candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
                              disaggregated=disaggregated, speculate=speculate)
@@ -396,28 +432,34 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_
             no_fit.append({"deployment": d.label(), "reason": str(e)})
             continue
         built.append((d, runner, batch_ladder(runner.max_concurrency)))
-    for (d, runner, ladder), state in zip(built, steady_states(built, input_len, output_len)):
-        for p in _ladder_points(d, runner, ladder, output_len, step_tokens, memory_utilization, state):
+    from kvcalc.serving.replica import run_many_all
+
+    states = steady_states(built, input_len, output_len)
+    runs = run_many_all([runner for _, runner, _ in built], [ladder for _, _, ladder in built], states)
+    for (d, runner, ladder), state, r in zip(built, states, runs):
+        for p in _ladder_points(d, runner, ladder, output_len, step_tokens, memory_utilization, state, r):
             size(p, output_len, request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
                  price=prices[d.gpu])
             judge(p, max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, gpu_budget=gpu_budget)
             points.append(p)
     ok = sorted((p for p in points if not p.misses), key=lambda p: _rank_key(p, gpu_budget is not None))
-    simulated = percentile != "p50" and (max_ttft_ms is not None or max_tpot_ms is not None)
+    varied = bool(range_ratio) or dataset != "random"
+    simulated = (percentile != "p50" or varied) and (max_ttft_ms is not None or max_tpot_ms is not None)
     if simulated:
         check_int("simulated_prompts", simulated_prompts, 100, 1_000_000)
         chosen = verify_at_percentile(spec, ok, runners_up + 1, percentile=percentile, input_len=input_len,
                                       output_len=output_len, request_rate=request_rate, concurrency=concurrency,
                                       step_tokens=step_tokens, memory_utilization=memory_utilization,
                                       max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms,
-                                      num_prompts=simulated_prompts)
+                                      num_prompts=simulated_prompts, range_ratio=range_ratio, dataset=dataset)
         ok = [p for p in ok if not p.misses]
     else:
         chosen = _distinct(ok, runners_up + 1)
     result = {
         "model": spec.name,
         "gpus": [hw.name for hw in hws],
-        "workload": {"input_len": input_len, "output_len": output_len, "request_rate": request_rate,
+        "workload": {"input_len": input_len, "output_len": output_len, "range_ratio": range_ratio,
+                     "dataset": dataset, "max_model_len": longest, "request_rate": request_rate,
                      "concurrency": concurrency, "gpu_budget": gpu_budget},
         "limits": {"max_ttft_ms": max_ttft_ms, "max_tpot_ms": max_tpot_ms, "percentile": percentile},
         "searched": {"deployments": len(candidates), "configurations": len(points) + len(no_fit),
@@ -432,7 +474,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_
         "rejected": _rejected(candidates, points, no_fit, chosen),
         "time_model": ("serve's closed-form steady state (kvcalc/serving/closed_form.py) over StepTimer's step "
                        "times, the engine profile named per configuration; TTFT and TPOT are the typical "
-                       "request's (the median)" + ("" if percentile == "p50" else
+                       "request's (the median)" + ("" if not simulated else
                                                    f"; the finalists' {percentile} TTFT and TPOT re-checked by the "
                                                    f"request-level simulator (kvcalc/serving/simulate.py, "
                                                    f"{simulated_prompts:,} requests each), those that miss "
@@ -445,7 +487,8 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int, output_len: int, request_
 def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, input_len: int, output_len: int,
                          request_rate: float | None, concurrency: float | None, step_tokens: int,
                          memory_utilization: float, max_ttft_ms: float | None, max_tpot_ms: float | None,
-                         num_prompts: int = SIMULATED_PROMPTS, max_checks: int | None = None) -> list[Point]:
+                         num_prompts: int = SIMULATED_PROMPTS, max_checks: int | None = None,
+                         range_ratio: float = 0.0, dataset: str = "random") -> list[Point]:
     """The first n deployments of `ok` (best first, one point each) whose TTFT and TPOT at the percentile, in the
     request-level simulation of one replica (kvcalc.simulate: the engine's scheduler, its batch budget as
     max_num_seqs), meet the limits; a finalist that misses gets "TTFT pXX"/"TPOT pXX" in its misses and the next one
@@ -479,7 +522,7 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
                              memory_utilization=memory_utilization, step_tokens=step_tokens,
                              max_num_seqs=max(1, math.ceil(p.in_flight / groups)), speculate=d.speculate,
                              percentile=q, max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms,
-                             disaggregate=d.disaggregate, **load)
+                             disaggregate=d.disaggregate, range_ratio=range_ratio, dataset=dataset, **load)
         except KvcalcError as e:  # the simulator's own pool or input checks refuse it: not confirmed
             p.simulated = {"percentile": percentile, "met": False, "note": str(e)}
             p.misses.append(f"{percentile} not simulated")
