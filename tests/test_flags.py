@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -226,3 +227,18 @@ def test_estimate_imports_no_other_command():
     loaded = set(out.rsplit("LOADED:", 1)[1].strip().split(","))
     assert "kvcalc.cli.estimate_cmd" in loaded
     assert not loaded & {f"kvcalc.cli.{m}" for m in COMMAND_MODULES.values() if m != "estimate_cmd"}
+
+
+@pytest.mark.parametrize("argv, collecting", [(["estimate", "-m", "llama-3-8b", "-f", "json"], False),
+                                              (["plan", "--help"], True)])
+def test_the_console_script_collects_garbage_only_where_a_run_is_long(argv, collecting):
+    """pyproject's `kvcalc` script is kvcalc.console:main: a one-shot command (estimate) runs with the cyclic
+    collector off, a long one (plan, serve, web) keeps it on."""
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"kvcalc": "kvcalc.console:main"}
+    probe = (f"import gc, sys\nsys.argv = ['kvcalc', *{argv!r}]\nfrom kvcalc.console import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\nprint('COLLECTING', gc.isenabled())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith(f"COLLECTING {collecting}")
