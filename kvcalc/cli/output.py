@@ -251,8 +251,9 @@ def print_table(table, console=None) -> None:
     if words + edges <= console.width:
         lines = _layout_at_width(console, table)
         if max((Segment.get_line_length(line) for line in lines), default=0) <= console.width:
-            if Measurement.get(console, console.options, table).maximum < console.width:
-                return console.print(table)  # narrower than the console: rich prints it at its natural width
+            if (table.width is not None or any(c.ratio for c in table.columns)
+                    or Measurement.get(console, console.options, table).maximum < console.width):
+                return console.print(table)  # a set width, ratio columns, or narrower: rich lays it out its own way
             # as wide as the console: the lines just laid out are what console.print(table) would lay out again
             return console.print(Segments([seg for line in lines for seg in (*line, Segment.line())]), end="")
     cells = [list(c.cells) for c in columns]

@@ -95,7 +95,10 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
     w = result["workload"]
     goal = (f"{w['request_rate']:g} req/s" if w["request_rate"] is not None else
             f"{w['concurrency']:g} in flight" if w["concurrency"] is not None else f"at most {w['gpu_budget']} GPUs")
-    title = f"{result['model']}: {w['input_len']:,} in / {w['output_len']:,} out, {goal}"
+    lengths = (f"ShareGPT lengths (means {w['input_len']:,} in / {w['output_len']:,} out)" if w["dataset"] == "sharegpt"
+               else f"{w['input_len']:,} in / {w['output_len']:,} out"
+               + (f" +- {w['range_ratio']:.0%}" if w["range_ratio"] else ""))
+    title = f"{result['model']}: {lengths}, {goal}"
     if result["choice"] is None:
         typer.echo(f"{title}\n{result['choice_note']}")
         rows = [{"rank": "closest", **_row(r), "misses": ", ".join(r["misses"])} for r in result["closest"]]

@@ -353,8 +353,9 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
             continue  # the datasheet lists no such peak to fit against
         fields["gemm"][GEMM_DTYPES[gemm_dtype][0]] = fitted(rows, hw, _relative(gemm_path, root) + f" (gemm_dtype {gemm_dtype})")
     versions = {"gemm": gemm_path.parent.name}
-    if engine == "vllm" and "fp8_block" in fields["gemm"]:
-        fields["gemm"]["fp8_block"] = _vllm_fp8_block(root, gpu, hw) or fields["gemm"]["fp8_block"]
+    stand_in = _vllm_fp8_block(root, gpu, hw) if engine == "vllm" and "fp8_block" in fields["gemm"] else None
+    if stand_in is not None:
+        fields["gemm"]["fp8_block"] = stand_in
     for phase, filename in (("attention_decode", "generation_attention_perf.parquet"),
                             ("attention_prefill", "context_attention_perf.parquet")):
         path = newest_table(root, gpu, "attention", engine, filename)
@@ -413,7 +414,10 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
     return EngineProfile(
         gpu=gpu, engine=engine, engine_version=versions["gemm"],
         sources=[f"NVIDIA's measured kernel tables in {PACKAGE} (Apache-2.0), systems/data/{TABLE_GPUS[gpu]}/: "
-                 + ", ".join(f"{op} {v}" if op == "alltoall" else f"{op} {engine} {v}" for op, v in versions.items()),
+                 + ", ".join(f"{op} {v}" if op == "alltoall" else f"{op} {engine} {v}" for op, v in versions.items())
+                 + ("; gemm.fp8_block: " + " ".join(Path(stand_in.fit.table.split(" (")[0]).parts[-3:-1])
+                    + "'s table (FP8_BLOCK_STAND_INS in kvcalc/ledgers/kernel_tables.py)" if stand_in is not None
+                    else ""),
                  f"roofs: hardware_specs/{gpu}.toml (datasheet dense peaks and bandwidth)"],
         notes=("Fitted by `kvcalc profiles fit`: each curve on the shapes with an even crc32 of their key, scored on "
                "the odd ones (held out). Every row is costed by kvcalc's formulas. Where a table holds several kernels "

@@ -418,7 +418,8 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         for hw in hws:
             resolve_engine(e, hw)  # an engine that does not run there is a one-line error
     if spec.max_position_embeddings and longest > spec.max_position_embeddings:
-        raise KvcalcError(f"--input-len + --output-len: {longest:,} tokens exceed {spec.name}'s "
+        raise KvcalcError(f"--input-len + --output-len: the longest request (with --range-ratio or --dataset), "
+                          f"{longest:,} tokens, exceeds {spec.name}'s "
                           f"context of {spec.max_position_embeddings:,}")
     candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
                              disaggregated=disaggregated, speculate=speculate)
