@@ -315,3 +315,17 @@ def test_mypy_passes_on_the_public_api_and_sees_its_signatures(tmp_path):
     assert re.search(r'Revealed type is "(builtins\.)?float"', r.stdout)
     assert 'Unexpected keyword argument "btach"' in r.stdout
     assert r.stdout.count("error:") == 1, r.stdout
+
+
+def test_mypy_checks_every_module_the_public_api_exports_from():
+    """Issue 22: a mypy-clean public API. Every module a name in kvcalc.__all__ comes from (kvcalc/__init__.py's
+    lazy table), and the spec models load_model / load_gpu return, is in [tool.mypy] files, which the test above
+    runs: a new public function in an unchecked module fails here."""
+    import importlib.util
+    import tomllib
+
+    checked = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"])
+    modules = {module for module, _ in kvcalc._API.values()} | {"kvcalc", "kvcalc.specs.model", "kvcalc.specs.hardware"}
+    exported = {Path(importlib.util.find_spec(m).origin).relative_to(ROOT).as_posix() for m in modules}
+    assert "kvcalc/serving/simulate.py" in exported and "kvcalc/specs/catalog.py" in exported
+    assert exported - checked == set()

@@ -129,7 +129,10 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         raise KvcalcError("--ep: not with --pp yet")
     groups = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     profile = resolve_engine(engine, hw)
-    rows, seen, skipped, capped = [], {}, [], []
+    rows: list[dict] = []
+    seen: dict[tuple, str] = {}  # cache layout -> the first variant with it
+    skipped: list[str] = []
+    capped: list[str] = []  # capped_context's warnings
     for variant in (None, *attn):
         try:
             spec = rewrite_attention(base, variant)
@@ -289,7 +292,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         binding = f"KV cache: only {seqs} sequences fit at context {context}, fewer than the batch {batch}"
     elif replicas > 1:
         binding = f"throughput: {replicas} replicas of {gpu_count(group)} for {target_tokens_per_s:,.0f} tokens/s"
-    elif ep == 1 and tp > min_tp:
+    elif ep == 1 and min_tp is not None and tp > min_tp:  # ep == 1: min_tp is None only where seqs < 1
         binding = f"none: the {gpu_count(group)} asked for hold it ({gpu_count(min_tp * pp)} would hold the weights)"
     elif group > 1:
         binding = f"weights: they need {gpu_count(group)}' memory"

@@ -150,7 +150,7 @@ def layouts(spec, hw, max_gpus: int, disaggregated: bool) -> list[dict]:
     heads = spec.attention.num_heads
     domain = min(8, hw.scale_up_gpus or 8)
     tps = [t for t in TP_CHOICES if t <= domain and heads % t == 0]
-    out = [dict(tp=t, pp=p) for t in tps for p in PP_CHOICES
+    out: list[dict] = [dict(tp=t, pp=p) for t in tps for p in PP_CHOICES
            if t * p <= max_gpus and p <= spec.num_layers and (p == 1 or t * p > 1)]
     if spec.moe is not None:
         out += [dict(tp=t, ep=e) for e in EP_CHOICES for t in tps
@@ -276,6 +276,7 @@ def size(point: Point, output_len: int, *, request_rate: float | None, concurren
     elif concurrency is not None:
         replicas = math.ceil(concurrency / point.in_flight * (1 - 1e-12))
     else:
+        assert gpu_budget is not None  # _check: exactly one of the three
         replicas = gpu_budget // per_replica
     point.replicas = min(max(replicas, 1), MAX_REPLICAS)
     point.gpus = point.replicas * per_replica
@@ -304,7 +305,7 @@ def judge(point: Point, *, max_ttft_ms: float | None, max_tpot_ms: float | None,
 
 def pareto(points: list[Point]) -> list[Point]:
     """Points no other beats on both output tokens/s per GPU and tokens/s per user, by tokens/s per user."""
-    ranked = sorted((p for p in points if p.tokens_per_s_per_user), key=lambda p: -p.tokens_per_s_per_user)
+    ranked = sorted((p for p in points if p.tokens_per_s_per_user), key=lambda p: -(p.tokens_per_s_per_user or 0.0))
     front, best = [], -1.0
     for p in ranked:
         per_gpu = p.requests_per_s / p.deployment.gpus_per_replica  # x output_len: output tokens/s per GPU
@@ -377,7 +378,7 @@ def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
     if not isinstance(price_per_gpu_hour, dict):
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6)
         return {hw.name: float(price_per_gpu_hour) for hw in gpus}
-    out = {}
+    out: dict[str, float | None] = {}
     for hw in gpus:
         match = next((v for k, v in price_per_gpu_hour.items() if load_gpu(k).name == hw.name), None)
         if match is None:
@@ -424,7 +425,8 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
                              disaggregated=disaggregated, speculate=speculate)
     by_name = {hw.name: hw for hw in hws}
-    points, no_fit, built, memo = [], [], [], {}
+    points, no_fit, built = [], [], []
+    memo: dict = {}
     for d in candidates:  # each deployment's replica once (memory rule, step timer), or why it does not fit
         try:
             runner = _runner(spec, by_name[d.gpu], d, input_len=input_len, output_len=output_len,
@@ -502,7 +504,8 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
     q = float(percentile[1:])
     key = f"p{q:g}"
     max_checks = 2 * n if max_checks is None else max_checks
-    out, checks = [], 0
+    out: list[Point] = []
+    checks = 0
     for p in _distinct(ok, len(ok)):
         if len(out) == n or checks == max_checks:
             break
@@ -510,7 +513,7 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
         groups = (d.disaggregate[1] // d.tp if d.disaggregate else d.ep // d.tp if d.ep > 1 else 1)
         share = (math.ceil(concurrency / p.replicas) if concurrency is not None else int(p.in_flight))
         if request_rate is not None:
-            load = dict(arrivals="poisson", request_rate=request_rate / p.replicas)
+            load: dict = dict(arrivals="poisson", request_rate=request_rate / p.replicas)
         elif d.disaggregate:
             load = dict(arrivals="poisson", request_rate=p.requests_per_s * share / p.in_flight)
         else:
@@ -574,7 +577,7 @@ def _infeasible_note(points, no_fit, simulated: bool = False) -> str:
 def _rejected(candidates, points, no_fit, chosen) -> dict:
     """Why the rest lost, by deployment: does not fit, misses TTFT, misses TPOT, over the GPU budget, or costs
     more than the choice."""
-    best = {}
+    best: dict[Deployment, list[Point]] = {}
     for p in points:
         best.setdefault(p.deployment, []).append(p)
     groups = {"does not fit": len(no_fit), "misses TTFT": 0, "misses TPOT": 0, "misses TTFT and TPOT": 0,

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kvcalc.errors import KvcalcError
 from kvcalc.specs import HardwareSpec, ModelSpec
@@ -22,7 +22,7 @@ from kvcalc.specs.profile import EngineProfile
 
 Kind = Literal["model", "gpu", "profile"]
 _FOLDER = {"model": "model_specs", "gpu": "hardware_specs", "profile": "hardware_specs/profiles"}
-_SCHEMA = {"model": ModelSpec, "gpu": HardwareSpec, "profile": EngineProfile}
+_SCHEMA: dict[Kind, type[BaseModel]] = {"model": ModelSpec, "gpu": HardwareSpec, "profile": EngineProfile}
 ENGINES = ("auto", "roofline", "vllm", "sglang", "trtllm", "gpt-fast")
 DEFAULT_PROFILED_ENGINE = "vllm"  # what --engine auto uses where a profile exists: the most deployed open engine
 SPEC_SUFFIXES = (".toml", ".yaml", ".yml")
@@ -259,9 +259,9 @@ def resolve_engine(engine: str, hw: HardwareSpec) -> EngineProfile | None:
     if engine == "auto":
         found = None  # the first engine's profile; a later engine's only if it is measured and this one not
         for e in (DEFAULT_PROFILED_ENGINE, "sglang", "trtllm"):
-            if e in hw.unsupported_engines or not profile_path(hw.name, e).is_file():
+            p = None if e in hw.unsupported_engines else bundled_profile(hw.name, e)  # None: no such file
+            if p is None:
                 continue
-            p = bundled_profile(hw.name, e)
             if found is None or (p.provenance == "measured" and found.provenance != "measured"):
                 found = p
             if found.provenance == "measured":

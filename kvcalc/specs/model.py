@@ -16,6 +16,13 @@ AttentionKind = Literal["mha", "mqa", "gqa", "mla"]
 MLA_FIELDS = ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
 
 
+def _validated(size: int | None) -> int:
+    """A size AttentionSpec's validator requires for its kind (num_kv_heads and head_dim unless 'mla', the latent
+    fields under 'mla'): never None on a validated spec, so this only narrows the type for mypy."""
+    assert size is not None, "AttentionSpec's validator requires this field for its attention.kind"
+    return size
+
+
 class AttentionSpec(StrictModel):
     """Attention of one layer. Standard attention (MHA/MQA/GQA) uses num_kv_heads and head_dim; MLA uses the
     DeepSeek-V2 latent fields (kv_lora_rank = d_c, qk_rope_head_dim = d_r, qk_nope_head_dim = d_n,
@@ -78,6 +85,7 @@ class AttentionSpec(StrictModel):
         if extra:
             raise ValueError(f"{', '.join('attention.' + f for f in extra)} only apply to attention.kind 'mla'")
         h, g = self.num_heads, self.num_kv_heads
+        assert g is not None and self.head_dim is not None  # the loop above raised otherwise
         if h % g:
             raise ValueError(f"attention.num_heads ({h}) must be divisible by attention.num_kv_heads ({g})")
         expected = {"mha": g == h, "mqa": g == 1, "gqa": 1 < g < h}[self.kind]
@@ -97,16 +105,18 @@ class AttentionSpec(StrictModel):
     @property
     def kv_heads(self) -> int:
         """KV heads g the cache stores (1 for MLA: one shared latent per token)."""
-        return 1 if self.kind == "mla" else self.num_kv_heads
+        return 1 if self.kind == "mla" else _validated(self.num_kv_heads)
 
     @property
     def qk_head_dim(self) -> int:
         """d_qk of the expanded heads (MLA: d_n + d_r)."""
-        return self.qk_nope_head_dim + self.qk_rope_head_dim if self.kind == "mla" else self.head_dim
+        if self.kind == "mla":
+            return _validated(self.qk_nope_head_dim) + _validated(self.qk_rope_head_dim)
+        return _validated(self.head_dim)
 
     @property
     def value_head_dim(self) -> int:
-        return self.v_head_dim if self.kind == "mla" else self.head_dim
+        return _validated(self.v_head_dim if self.kind == "mla" else self.head_dim)
 
 
 class MlpSpec(StrictModel):
@@ -202,6 +212,7 @@ class LinearAttentionSpec(StrictModel):
 
 PATTERN_BLOCKS = ("M", "*", "-", "E")
 QuantClass = Literal["attention", "mlp", "experts", "shared_experts"]
+ALL_QUANT_CLASSES: tuple[QuantClass, ...] = ("attention", "mlp", "experts", "shared_experts")
 
 
 class QuantizationSpec(StrictModel):
@@ -210,7 +221,7 @@ class QuantizationSpec(StrictModel):
 
     weight_format: str = Field(description="a kvcalc weight format (fp8, fp8-block, int4-g128, mxfp4, nvfp4, ...)")
     quantized: list[QuantClass] = Field(
-        default_factory=lambda: ["attention", "mlp", "experts", "shared_experts"],
+        default_factory=lambda: list(ALL_QUANT_CLASSES),
         description="layer classes in weight_format; the others stay bf16 (gpt-oss: experts only)")
     lm_head: bool = Field(False, description="the lm_head is quantised too (gpt-fast's int8/int4 quantise every "
                           "nn.Linear); checkpoints keep it bf16")
@@ -347,8 +358,8 @@ class ModelSpec(StrictModel):
         if self.learned_position_embeddings:
             return 0
         if attn.kind == "mla":
-            return attn.qk_rope_head_dim
-        return attn.head_dim if attn.rotary_dim is None else attn.rotary_dim
+            return _validated(attn.qk_rope_head_dim)
+        return _validated(attn.head_dim) if attn.rotary_dim is None else attn.rotary_dim
 
     @property
     def residual_blocks(self) -> int:
