@@ -399,3 +399,58 @@ def test_vllm_v0_runs_prompts_first_in_steps_of_their_own():
     assert list(v1.first_token_s) == [1.0, 3.0] and list(v1.finish_s) == [3.0, 4.0]
     # the steps with prompts (decode-only steps are advanced in blocks, not logged): no decode rides along in V0
     assert [(e["t_end"], e["chunk"], e["decodes"]) for e in v0.log] == [(1.0, 2, 0), (3.0, 2, 0)]
+
+
+class _PointByPoint:
+    """A StepTimer behind a wrapper that StepGrid does not recognise, so it samples one grid point a call."""
+
+    def __init__(self, stepper):
+        self.inner = stepper
+
+    def seconds(self, *args, **kwargs):
+        return self.inner.seconds(*args, **kwargs)
+
+
+@pytest.mark.parametrize("model, gpu, layout", [
+    ("llama-3-8b", "h100-sxm", {}),
+    ("llama-3-70b", "h100-sxm", {"tp": 2, "pp": 2}),                       # micro-batches over the stages
+    ("deepseek-v3", "h200", {"ep": 8, "speculate": "mtp=1"}),              # expert parallel, pooled, speculative
+    ("nemotron-h-8b", "h100-sxm", {}),                                     # mamba layers beside attention
+    ("gpt-oss-20b", "h100-sxm", {}),                                       # sliding-window layers, MoE
+])
+def test_the_grid_sampled_in_array_calls_is_the_grid_sampled_point_by_point(model, gpu, layout):
+    """StepGrid samples a StepTimer with numpy arrays (the decodes and the chunk all zero or all nonzero per call);
+    every cell must be what one scalar call a point gives, up to numpy's vectorised pow rounding differently from
+    the C library's in the last bit (~1e-16 relative, so 1e-12 here)."""
+    from kvcalc.engines.memory import check_vllm_version
+    from kvcalc.serving.closed_form import deployment
+
+    kw = {"tp": 1, "pp": 1, "ep": 1, "speculate": None, **layout}
+    d = deployment(model, gpu, input_len=1000, output_len=200, engine="vllm", weight_dtype="auto", kv_dtype="bf16",
+                   memory_utilization=0.9, step_tokens=8192, vllm_runner="auto",
+                   version=check_vllm_version("latest", "vllm"), cuda_graph_bytes=None, flashinfer_sampler=False, **kw)
+    prompt_len = 8192 // (kw["ep"] // kw["tp"]) if kw["ep"] > kw["tp"] else None
+    args = (96, 3000, 8192)
+    fast = StepGrid(d["stepper"], *args, prompt_len=prompt_len, chunks=(1000, 7))
+    slow = StepGrid(_PointByPoint(d["stepper"]), *args, prompt_len=prompt_len, chunks=(1000, 7))
+    assert fast.k.tolist() == slow.k.tolist() and 7.0 in fast.k
+    np.testing.assert_allclose(fast.t, slow.t, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(fast.corr, slow.corr, rtol=1e-12, atol=1e-18)
+    assert np.all(fast.t > 0) and fast.corr[0].tolist() == [0.0] * len(fast.kc)  # no chunk: no correction
+
+
+def test_decode_steps_past_the_grid_extend_its_last_slope():
+    """A toy step of 1 ms + 2 us per cached token (linear, so the grid is exact): inside the grid (contexts up to
+    4,096) np.interp gives 1 + 0.002 x ms; beyond it the last cell's slope goes on (8,192: 1 + 16.384 ms) where
+    np.interp alone would hold 9.192 ms. A scalar step agrees; no contexts, no steps."""
+
+    class ContextStepper:
+        def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None):
+            return 1e-3 + 2e-6 * context
+
+    grid = StepGrid(ContextStepper(), 8, 4096, 512)
+    got = grid.decode_seconds(4, np.array([100.0, 4096.0, 8192.0]))
+    np.testing.assert_allclose(got, [1.2e-3, 9.192e-3, 17.384e-3], rtol=1e-12)
+    np.testing.assert_allclose(grid.decode_seconds(4, np.array([100.0, 3000.0])), [1.2e-3, 7e-3], rtol=1e-12)
+    assert grid.seconds(4, 3000.0, 0, 0) == pytest.approx(7e-3, rel=1e-12)
+    assert grid.decode_seconds(4, np.empty(0)).shape == (0,)

@@ -42,26 +42,71 @@ def _axis(top: float, dense: tuple[float, ...]) -> np.ndarray:
     return np.unique(np.array(pts, dtype=float))
 
 
+def _sampler(stepper, s):
+    """s(b, c, k, kc) over equal-length 1-D arrays of grid points. StepTimer takes numpy arrays (formulas/_array.py)
+    as long as the decodes and the chunk are each all zero or all nonzero, so the points go in four such groups, one
+    call each: the same arithmetic as one call a point, except that numpy's vectorised x ** y may differ from the C
+    library's pow in the last bit, so a cell can move by ~1e-15 of itself (tests/test_simulate.py). Any other
+    stepper (the tests' toy timers), or a StepTimer whose arrays raise, is called once a point (the old way: about
+    50 times slower, ~0.15 s for an 8B model's grid)."""
+    from kvcalc.estimator import StepTimer
+
+    def one_by_one(b, c, k, kc):
+        return np.array([s(*point) for point in zip(b, c, k, kc)], dtype=float)
+
+    if not isinstance(stepper, StepTimer):
+        return one_by_one
+
+    def grouped(b, c, k, kc):
+        out = np.empty(len(b))
+        try:
+            for b_zero in (True, False):
+                for k_zero in (True, False):
+                    m = ((b == 0) == b_zero) & ((k == 0) == k_zero)
+                    if m.any():
+                        out[m] = np.broadcast_to(s(b[m], c[m], k[m], kc[m]), (int(m.sum()),))
+        except (TypeError, ValueError):  # a layer kind whose formula takes scalars only: the slow, sure way
+            return one_by_one(b, c, k, kc)
+        return out
+
+    return grouped
+
+
 class StepGrid:
     """Step time [s] of `decodes` decoding sequences at mean cached context `context` beside a prefill chunk of
     `chunk` tokens: stepper.seconds sampled on a (decodes x context x chunk) grid, multilinear in between; the
     tokens cached before the chunk (chunk_context) enter as an additive correction sampled on (chunk x chunk
     context). prompt_len: the largest piece of one prompt a step can hold (the per-replica budget where data-parallel
-    attention replicas are pooled), so that StepTimer spreads a pooled chunk over the replicas only down to it."""
+    attention replicas are pooled), so that StepTimer spreads a pooled chunk over the replicas only down to it.
+    chunks: chunk sizes the workload will run (its prompts' pieces), sampled exactly: a MoE step's time is concave in
+    its tokens (the distinct experts they touch), so a chord between grid points is too fast there (a 1-token prompt
+    of Mixtral between the 0- and 16-token points: a third of its time, below the speed of light)."""
 
-    def __init__(self, stepper, max_decodes: int, max_context: int, max_chunk: int, prompt_len: int | None = None):
+    def __init__(self, stepper, max_decodes: int, max_context: int, max_chunk: int, prompt_len: int | None = None,
+                 chunks=()):
         self.stepper = stepper
         self.b = _axis(max(max_decodes, 1), (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48))
         self.c = _axis(max(max_context, 1), (1, 128, 512, 1024, 2048))
         self.k = _axis(max(max_chunk, 1), (16, 64, 256, 512, 1024, 2048, 4096))
+        extra = [float(x) for x in chunks if 0 < x < self.k[-1]]
+        if extra:
+            self.k = np.unique(np.concatenate([self.k, extra]))
         self.kc = _axis(max(max_context, 1), (256, 1024, 4096))
         s = stepper.seconds if prompt_len is None else (
             lambda b, c, k, kc: stepper.seconds(b, c, k, kc, prompt_len=prompt_len))
-        self.t = np.array([[[s(b, c, k, 0) for k in self.k] for c in self.c] for b in self.b])  # [B, C, K]
-        base = np.array([s(0, 0, k, 0) if k else 0.0 for k in self.k])
-        self.corr = np.array([[(s(0, 0, k, kc) - base[i]) if k else 0.0 for kc in self.kc]
-                              for i, k in enumerate(self.k)])  # [K, KC]
-        self._b, self._c, self._k, self._kc = (list(a) for a in (self.b, self.c, self.k, self.kc))
+        sample = _sampler(stepper, s)
+        B, C, K = np.meshgrid(self.b, self.c, self.k, indexing="ij")
+        self.t = sample(B.ravel(), C.ravel(), K.ravel(), np.zeros(B.size)).reshape(B.shape)  # [B, C, K]
+        KK, KC = np.meshgrid(self.k, self.kc, indexing="ij")
+        zero = np.zeros(KK.size)
+        with_kc = sample(zero, zero, KK.ravel(), KC.ravel()).reshape(KK.shape)
+        base = sample(zero[:len(self.k)], zero[:len(self.k)], self.k, zero[:len(self.k)])
+        self.corr = np.where(KK > 0, with_kc - base[:, None], 0.0)  # [K, KC]
+        # seconds() runs once a step on scalars: Python floats and nested lists are several times faster there than
+        # numpy scalars, and give the same IEEE double arithmetic
+        self._b, self._c, self._k, self._kc = (a.tolist() for a in (self.b, self.c, self.k, self.kc))
+        self._t, self._corr = self.t.tolist(), self.corr.tolist()
+        self._rows: dict = {}  # decode_seconds: decodes -> (its row over the contexts at chunk 0, the last slope)
 
     @staticmethod
     def _cell(axis: list, x: float):
@@ -73,25 +118,31 @@ class StepGrid:
         i, u = self._cell(self._b, decodes)
         j, v = self._cell(self._c, context)
         k, w = self._cell(self._k, chunk)
-        t = self.t
-        a = (t[i, j, k] * (1 - w) + t[i, j, k + 1] * w) * (1 - v) + (t[i, j + 1, k] * (1 - w) + t[i, j + 1, k + 1] * w) * v
-        b = (t[i + 1, j, k] * (1 - w) + t[i + 1, j, k + 1] * w) * (1 - v) + (
-            t[i + 1, j + 1, k] * (1 - w) + t[i + 1, j + 1, k + 1] * w) * v
+        t0, t1 = self._t[i], self._t[i + 1]
+        a = (t0[j][k] * (1 - w) + t0[j][k + 1] * w) * (1 - v) + (t0[j + 1][k] * (1 - w) + t0[j + 1][k + 1] * w) * v
+        b = (t1[j][k] * (1 - w) + t1[j][k + 1] * w) * (1 - v) + (t1[j + 1][k] * (1 - w) + t1[j + 1][k + 1] * w) * v
         out = a * (1 - u) + b * u
         if chunk > 0:
             m, z = self._cell(self._kc, chunk_context)
-            c = self.corr
-            out += (c[k, m] * (1 - z) + c[k, m + 1] * z) * (1 - w) + (c[k + 1, m] * (1 - z) + c[k + 1, m + 1] * z) * w
+            c0, c1 = self._corr[k], self._corr[k + 1]
+            out += (c0[m] * (1 - z) + c0[m + 1] * z) * (1 - w) + (c1[m] * (1 - z) + c1[m + 1] * z) * w
         return float(out)
 
     def decode_seconds(self, decodes: float, contexts: np.ndarray) -> np.ndarray:
         """Pure decode steps of `decodes` sequences at each mean context in `contexts` (vectorised)."""
-        i, u = self._cell(self._b, decodes)
-        row = self.t[i, :, 0] * (1 - u) + self.t[i + 1, :, 0] * u
+        cached = self._rows.get(decodes)
+        if cached is None:
+            i, u = self._cell(self._b, decodes)
+            row = self.t[i, :, 0] * (1 - u) + self.t[i + 1, :, 0] * u
+            # beyond the grid's last context, extend the last cell's slope (np.interp would hold it flat)
+            slope = (row[-1] - row[-2]) / (self.c[-1] - self.c[-2])
+            cached = self._rows[decodes] = (row, float(row[-1]), float(slope))
+        row, last, slope = cached
         inside = np.interp(contexts, self.c, row)
-        # beyond the grid's last context, extend the last cell's slope (np.interp would hold it flat)
-        slope = (row[-1] - row[-2]) / (self.c[-1] - self.c[-2])
-        return np.where(contexts > self.c[-1], row[-1] + (contexts - self.c[-1]) * slope, inside)
+        top = self._c[-1]
+        if not len(contexts) or contexts.max() <= top:  # the common case: every context inside the grid
+            return inside
+        return np.where(contexts > top, last + (contexts - top) * slope, inside)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -250,7 +301,7 @@ def read_trace(path) -> Workload:
             key = "timestamp" if name == "arrival_s" and "arrival_s" not in row and "timestamp" in row else name
             raw = row.get(key)
             try:
-                value = kind(raw) if kind is float else int(str(raw))
+                value = kind(raw) if kind is float and raw is not None else int(str(raw))  # None: int('None') fails
             except (TypeError, ValueError):
                 raise KvcalcError(f"--trace: {path} line {n}, field {name}: expected a number, got {raw!r}") from None
             if not math.isfinite(value) or value < 0 or (kind is int and value < 1):
@@ -423,13 +474,13 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 continue
 
         # one general step: the step_ids in order, then admissions
-        need = np.where(pre_left[step_ids] > 0, pre_left[step_ids], q)
+        left, kv_ids, held = pre_left[step_ids], kv[step_ids], blocks[step_ids]
+        need = np.where(left > 0, left, q)
         start = np.cumsum(need) - need
-        sched = np.clip(budget - start, 0, need)
-        new_blocks = np.maximum(blocks_for(kv[step_ids] + sched + hit[step_ids] * (kv[step_ids] == 0)),
-                                blocks[step_ids])
+        sched = np.minimum(np.maximum(budget - start, 0), need)  # np.clip(budget - start, 0, need), without its wrapper
+        new_blocks = np.maximum(blocks_for(kv_ids + sched + hit[step_ids] * (kv_ids == 0)), held)
         if policy.preempt is not None and step_ids is run:
-            total = used - int(blocks[run].sum()) + np.cumsum(new_blocks)
+            total = used - int(held.sum()) + np.cumsum(new_blocks)
             keep = int(np.searchsorted(total, pool_blocks, side="right"))
             if keep < len(run):
                 keep = max(keep, 1) if total[0] <= pool_blocks else 0
@@ -448,12 +499,15 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         used += int((new_blocks - blocks[step_ids]).sum())
         blocks[step_ids] = new_blocks
         budget_left = budget - int(sched.sum())
-        admitted, admitted_s = [], []
+        admitted: list[int] = []  # the requests admitted this step, and their chunks' tokens
+        admitted_s: list[int] = []
         if not preempted_now:
             n_run = len(run)
             while waiting and budget_left > 0 and n_run < policy.max_seqs:
                 i = waiting[0]
-                if not admissible(i, budget_left, np.concatenate([run, np.array(admitted, dtype=np.int64)])):
+                run_ids = run if not admitted or policy.admission == "on_demand" else (  # (on_demand: unused)
+                    np.concatenate([run, np.array(admitted, dtype=np.int64)]))
+                if not admissible(i, budget_left, run_ids):
                     break
                 waiting.popleft()
                 if kv[i] == 0 and hit[i] > 0 and pre_left[i] == ins[i] - hit[i]:
@@ -476,9 +530,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         pre = is_pre & (all_sched > 0)
         n_dec = int(dec.sum())
         chunk = float(all_sched[pre].sum())
-        ctx = float(kv[ids[dec]].mean()) if n_dec else 0.0
+        ctx = float(kv[ids[dec]].sum()) / n_dec if n_dec else 0.0  # their mean (np.mean's sum, then its division)
         # the tokens cached before each prompt's chunk, weighted by its tokens (StepTimer's chunk_context)
-        chunk_ctx = float(np.sum(kv[ids[pre]] * all_sched[pre]) / chunk) if chunk else 0.0
+        chunk_ctx = float((kv[ids[pre]] * all_sched[pre]).sum() / chunk) if chunk else 0.0
         if n_dec == 0 and chunk == 0 and len(adm) and workload.prefilled:
             continue  # requests admitted with their KV already in place decode from the next step
         if n_dec == 0 and chunk == 0:
@@ -524,7 +578,7 @@ def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released
     finish[fin] = t
     used -= int(blocks[fin].sum())
     blocks[fin] = 0
-    run = run[~np.isin(run, fin, assume_unique=True)]
+    run = run[np.isnan(finish[run])]  # the running requests that did not just finish, in order
     done += len(fin)
     if closed:  # each completion releases the next request of the closed loop
         k = min(len(fin), n - released[0])
@@ -541,13 +595,14 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m."""
     m = max(policy.multi_step, 1) if phase is not None else 1
     d = len(run)
-    left = outs[run] - gen[run]
-    n_steps = max(1, int(np.ceil(left.min() / gain - 1e-9)))
+    kv_run, gen_run, outs_run = kv[run], gen[run], outs[run]  # copies, written back below
+    kv_sum = float(kv_run.sum())  # (np.mean is this sum over d)
+    n_steps = max(1, math.ceil(float((outs_run - gen_run).min()) / gain - 1e-9))
     if policy.preempt is not None:  # stop before a decode could find no free block
         bs = policy.block_size
-        room = pool_blocks * bs - float(np.sum(kv[run])) - d * (bs + q)
+        room = pool_blocks * bs - kv_sum - d * (bs + q)
         n_steps = max(1, min(n_steps, int(room // (d * gain)) if room > 0 else 1))
-    ctx0 = float(kv[run].mean())
+    ctx0 = kv_sum / d
     times = step_time.decode_seconds(d, ctx0 + gain * np.arange(n_steps))
     cum = np.cumsum(times)
     if m > 1 and waiting and d < policy.max_seqs:  # queued requests are taken when this block of m steps ends
@@ -562,18 +617,20 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     dt = float(cum[n_steps - 1])
     t += dt
     steps += n_steps
-    kv[run] += gain * n_steps
-    gen[run] += gain * n_steps
+    kv_run += gain * n_steps
+    gen_run += gain * n_steps
+    kv[run], gen[run] = kv_run, gen_run  # (what kv[run] += ... does, without reading kv[run] again)
     if policy.preempt is not None:
-        nb = np.ceil(kv[run] / policy.block_size).astype(np.int64)
-        used += int((np.maximum(nb, blocks[run]) - blocks[run]).sum())
-        blocks[run] = np.maximum(nb, blocks[run])
+        held = blocks[run]
+        nb = np.maximum(np.ceil(kv_run / policy.block_size).astype(np.int64), held)
+        used += int((nb - held).sum())
+        blocks[run] = nb
     itl_t.append(times[:n_steps])
     itl_w.append(np.full(n_steps, float(d)))
     tl_t.append(t)
     tl_wait.append(len(waiting))
     tl_run.append(d)
-    fin = run[gen[run] >= outs[run] - 1e-9]
+    fin = run[gen_run >= outs_run - 1e-9]
     if len(fin):
         run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released)
     return run, t, done, used, steps
@@ -774,8 +831,10 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     if math.ceil(longest / policy.block_size) > pool_tokens // policy.block_size:
         raise KvcalcError(f"{spec.name}: the KV pool ({pool_tokens:,.0f} tokens) does not hold one request of "
                           f"{longest:,} tokens; raise --tp")
+    pieces = np.unique(np.concatenate([np.minimum(work.input_len, policy.budget), work.input_len % policy.budget]))
     grid = StepGrid(stepper, min(policy.max_seqs, len(work.input_len)), longest, policy.budget,
-                    prompt_len=policy.budget // dp if dp > 1 else None)
+                    prompt_len=policy.budget // dp if dp > 1 else None,
+                    chunks=pieces if len(pieces) <= 32 else ())  # fixed lengths (and few): their steps exact
     if disaggregate is not None:
         res, transfer_ms = _disaggregated(policy, grid, work, d, disaggregate, tp, pool_tokens, prefix_hit_rate)
     else:
@@ -858,6 +917,7 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         itl_t.append(res.itl_s)
         itl_w.append(res.itl_weight)
         tl = tl or res
+    assert tl is not None  # d_rep >= 1: check_int above holds the decode GPUs to at least --tp
     out = SimResult(work.arrival_s, first, finish, work.input_len, work.output_len, preemptions,
                     np.concatenate(itl_t), np.concatenate(itl_w), tl.timeline_s, tl.waiting, tl.running, steps)
     return out, float(transfer.mean() * 1e3)
