@@ -43,7 +43,12 @@ def run_round(node: str, seed: int, examples: int, seconds: float) -> dict:
         xml = Path(tmp) / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", node, "--hypothesis-profile=long", f"--hypothesis-seed={seed}", "-q",
                "-p", "no:cacheprovider", f"--junitxml={xml}", f"--basetemp={tmp}/t"]
-        env = {**os.environ, "KVCALC_FUZZ_EXAMPLES": str(examples)}
+        calls = Path(tmp) / "calls"  # tests/test_fuzz_long.py writes a byte per kvcalc call into it
+        env = {**os.environ, "KVCALC_FUZZ_EXAMPLES": str(examples), "KVCALC_FUZZ_CALLS": str(calls)}
+
+        def counted() -> int:
+            return calls.stat().st_size if calls.exists() else 0
+
         start = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
@@ -52,8 +57,10 @@ def run_round(node: str, seed: int, examples: int, seconds: float) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # pytest and any kvcalc subprocess it started
             output, _ = proc.communicate()
-            return {"node": node, "seed": seed, "outcome": "cut off", "seconds": time.monotonic() - start}
-        result = {"node": node, "seed": seed, "outcome": "passed", "seconds": time.monotonic() - start}
+            return {"node": node, "seed": seed, "outcome": "cut off", "seconds": time.monotonic() - start,
+                    "calls": counted()}
+        result = {"node": node, "seed": seed, "outcome": "passed", "seconds": time.monotonic() - start,
+                  "calls": counted()}
         if not xml.exists():
             return {**result, "outcome": "error", "message": output.strip().splitlines()[-1:] or ["no output"]}
         for case in ET.parse(xml).getroot().iter("testcase"):
@@ -71,14 +78,16 @@ def run_round(node: str, seed: int, examples: int, seconds: float) -> dict:
 
 def summary_markdown(args, rounds: list[dict], elapsed: float) -> str:
     title = (f"# kvcalc long fuzz: {elapsed / 60:.1f} minutes, {len(rounds)} rounds, "
-             f"{args.examples} examples a round (hypothesis profile `long`)")
+             f"{args.examples} examples a round (hypothesis profile `long`), "
+             f"{sum(r.get('calls', 0) for r in rounds):,} kvcalc calls, seed of the seeds {args.seed}")
     lines = [title, ""]
-    lines += ["| test | rounds | passed | failed | cut off | seconds |", "|---|---|---|---|---|---|"]
+    lines += ["| test | rounds | passed | failed | cut off | kvcalc calls | seconds |", "|---|---|---|---|---|---|---|"]
     for node in sorted({r["node"] for r in rounds}):
         mine = [r for r in rounds if r["node"] == node]
         count = {o: sum(r["outcome"] == o for r in mine) for o in ("passed", "failed", "error", "cut off")}
         lines.append(f"| {node.split('::')[-1]} | {len(mine)} | {count['passed']} | {count['failed'] + count['error']} | "
-                     f"{count['cut off']} | {sum(r['seconds'] for r in mine):.0f} |")
+                     f"{count['cut off']} | {sum(r.get('calls', 0) for r in mine):,} | "
+                     f"{sum(r['seconds'] for r in mine):.0f} |")
     failures: dict[tuple, dict] = {}
     for r in rounds:
         if r["outcome"] in ("failed", "error"):
@@ -104,6 +113,8 @@ def main() -> int:
     if not nodes:
         print(f"no tests collected from {TESTS}", file=sys.stderr)
         return 2
+    if args.seed is None:  # drawn here, so that the summary can name it and the run can be replayed
+        args.seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(args.seed)
     deadline = time.monotonic() + args.minutes * 60
     start, rounds, i = time.monotonic(), [], 0
@@ -112,7 +123,8 @@ def main() -> int:
         i += 1
         r = run_round(node, rng.randrange(2**32), args.examples, deadline - time.monotonic())
         rounds.append(r)
-        print(f"[{(time.monotonic() - start) / 60:5.1f} min] {r['outcome']:8} {node.split('::')[-1]} seed {r['seed']}"
+        print(f"[{(time.monotonic() - start) / 60:5.1f} min] {r['outcome']:8} {node.split('::')[-1]} seed {r['seed']}, "
+              f"{r.get('calls', 0)} calls"
               + (f": {r['message'][0][:150]}" if r.get("message") else ""), flush=True)
         args.out.write_text(summary_markdown(args, rounds, time.monotonic() - start))
         args.out.with_suffix(".json").write_text(json.dumps(rounds, indent=1))

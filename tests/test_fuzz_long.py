@@ -15,7 +15,13 @@ The properties:
   over the decode speed of light at floor(batch);
 - capacity and estimate agree: the N capacity reports fits in estimate, N + 1 does not; the longest context at the
   batch fits, one token more does not;
-- plan's choice meets its limits (TTFT, TPOT, GPU budget, request rate) when it reports no misses.
+- sweep and estimate agree: any row of a sweep is estimate's answer for that row's settings;
+- serve is monotonic in the requests in flight (within the pool): more of them never shorten TTFT, TPOT or latency,
+  nor lower requests/s, in the steady state; in waves never shorten the median TTFT;
+- estimate --profile with a hostile (mutated, or another GPU's) profile file: one line, or numbers above the speed of
+  light; import of a hostile config.json: one line, or a spec that reads back to the config's own numbers;
+- plan's choice meets its limits (TTFT, TPOT, GPU budget, request rate) when it reports no misses, and serve, given
+  that deployment, reports plan's TTFT, TPOT and requests/s.
 """
 
 from __future__ import annotations
@@ -64,8 +70,18 @@ def _alarm(signum, frame):
     raise Hang()
 
 
+CALLS = os.environ.get("KVCALC_FUZZ_CALLS")  # benchmarks/fuzz_long.py: a file that counts a round's kvcalc calls
+
+
+def _count_call() -> None:
+    if CALLS:
+        with open(CALLS, "a", encoding="ascii") as f:
+            f.write(".")
+
+
 def invoke(args: list, seconds: int = 60):
     args = [str(a) for a in args]
+    _count_call()
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(seconds)
     try:
@@ -316,6 +332,30 @@ def test_serve_never_beats_the_speed_of_light_of_its_work(s, input_len, output_l
         assert decoded_per_replica <= bound * (1 + 1e-6), (args, decoded_per_replica, bound, batch)
 
 
+@fuzz(6)
+@given(scenario(), st.integers(1, 16384), st.integers(1, 2048), st.integers(1, 512), st.integers(1, 512),
+       st.sampled_from([None, None, "eagle,k=4", "medusa=3", "mtp=1"]), st.sampled_from(["staggered", "waves"]))
+def test_serve_is_monotonic_in_the_requests_in_flight(s, input_len, output_len, fewer, more, speculate, arrivals):
+    """More requests in flight, all of them within the KV pool: in the steady state never a shorter TTFT, TPOT or
+    latency, nor fewer requests/s (the work per request is the same; only the sharing of steps grows); in waves never
+    a shorter median TTFT."""
+    args = ["serve", "-m", s["model"], "-g", s["gpu"], "-e", s["engine"], "--weight-dtype", s["w"], "--kv-dtype",
+            s["kv"], "--tp", s["tp"], "--pp", s["pp"], "--ep", s["ep"], "--input-len", input_len, "--output-len",
+            output_len, "--concurrency", f"{fewer},{fewer + more}", "--arrivals", arrivals, "-f", "json"]
+    args += ["--speculate", speculate] if speculate else []
+    out = well_behaved(args)
+    assume(out is not None and len(out) == 2)  # a concurrency past the pool is dropped from the list, with a warning
+    lo, hi = out
+    assume(hi["concurrency"] <= hi["max_concurrency"])
+    # in waves only the median TTFT: a wave of one request more may need a prefill step more (fewer requests/s, as a
+    # benchmark run would show), and its median TPOT moves between requests that decode beside chunks or not
+    for metric in ("ttft_ms", "tpot_ms", "latency_ms") if arrivals == "staggered" else ("ttft_ms",):
+        if lo[metric] is not None:
+            assert hi[metric] >= lo[metric] * (1 - REL), (args, metric, lo[metric], hi[metric])
+    if arrivals == "staggered":
+        assert hi["requests_per_s"] >= lo["requests_per_s"] * (1 - REL), (args, lo["requests_per_s"], hi["requests_per_s"])
+
+
 @fuzz(5)
 @given(st.sampled_from([m for m in MODELS if m not in ("deepseek-v3",)]), st.sampled_from(GPUS),
        st.sampled_from([1, 2, 4, 8]), st.sampled_from([1, 1, 2]), st.integers(256, 300_000),
@@ -409,6 +449,69 @@ def test_plans_choice_meets_its_limits(model, gpu, i, o, rate, ttft, tpot, pct, 
     assert choice["gpus"] == choice["gpus_per_replica"] * choice["replicas"], args
 
 
+@fuzz(4)
+@given(st.data(), st.sampled_from(MODELS), st.sampled_from(GPUS), st.sampled_from(["roofline", "vllm", "sglang", "auto"]),
+       st.lists(st.integers(1, 256), min_size=1, max_size=3, unique=True),
+       st.lists(st.integers(1, 65536), min_size=1, max_size=2, unique=True),
+       st.sampled_from(["1", "1,2", "2,4"]), st.sampled_from(["1", "1,2"]), st.sampled_from(["auto", "bf16,fp8", "int4"]),
+       st.sampled_from(["none", "eagle,k=4", "none;medusa=3"]))
+def test_sweep_rows_are_what_estimate_says(tmp_path_factory, data, model, gpu, engine, batches, contexts, tps, pps, w,
+                                           speculate):
+    """sweep and estimate agree: any row of a sweep is estimate's answer for that row's settings."""
+    out = tmp_path_factory.mktemp("sweep") / "s.csv"
+    args = ["sweep", "-m", model, "-g", gpu, "-e", engine, "--batch", ",".join(map(str, batches)), "--context",
+            ",".join(map(str, contexts)), "--tp", tps, "--pp", pps, "--weight-dtype", w, "--speculate", speculate,
+            "--out", out]
+    r = invoke(args)
+    well_behaved(args, r)
+    assume(r.exit_code == 0)
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assume(rows)
+    row = data.draw(st.sampled_from(rows))
+    one = ["estimate", "-m", row["model"], "-g", row["gpu"], "-e", row["engine"], "--weight-dtype", row["weight_dtype"],
+           "--kv-dtype", row["kv_dtype"], "--tp", row["tensor_parallel"], "--pp", row["pipeline_parallel"], "--ep",
+           row["expert_parallel"], "--batch", row["batch"], "--context", row["context"], "--prompt", row["prompt"],
+           "-f", "json"]
+    one += ["--speculate", row["speculate"]] if row["speculate"] != "none" else []
+    est = well_behaved(one)
+    assert est is not None, (args, one, "a sweep row estimate refuses")
+    pairs = {"kv_bytes": est["kv_cache"]["bytes"], "memory_required_bytes": est["memory"]["required_bytes"],
+             "decode_ms": est["decode"]["ms"], "prefill_ms": est["prefill"]["ms"],
+             "decode_speed_of_light_ms": est["decode"]["speed_of_light_ms"]}
+    for column, value in pairs.items():
+        if row[column] == "":
+            continue
+        assert float(row[column]) == pytest.approx(value, rel=1e-8), (args, one, column, row[column], value)
+
+
+@fuzz(2)
+@given(st.sampled_from(["llama-3-8b", "llama-3.2-1b", "qwen3-30b-a3b", "mixtral-8x7b", "deepseek-v2-lite"]),
+       st.sampled_from(["h100-sxm", "h200", "l40s", "b200", "a100-sxm-80gb"]), st.integers(64, 8192),
+       st.integers(16, 1024), st.floats(0.5, 50), st.sampled_from(["vllm", "sglang", "trtllm", None]),
+       st.sampled_from([1, 2, 4]))
+def test_plans_choice_is_what_serve_says_of_that_deployment(model, gpu, i, o, rate, engines, largest):
+    """plan and serve agree: serve, given the deployment plan chose (engine, formats, layout, its requests in flight
+    per replica and the engine's step budget and memory fraction), reports plan's TTFT, TPOT and requests/s."""
+    args = ["plan", "-m", model, "-g", gpu, "--input-len", i, "--output-len", o, "--request-rate", rate,
+            "--max-gpus-per-replica", largest, "-f", "json"]
+    args += ["--engines", engines] if engines else []
+    out = well_behaved(args)
+    assume(out is not None and out.get("choice"))
+    c = out["choice"]
+    assume(not c.get("disaggregate"))
+    serve = ["serve", "-m", model, "-g", c["gpu"], "-e", c["engine"], "--weight-dtype", c["weight_dtype"], "--kv-dtype",
+             c["kv_dtype"], "--tp", c["tensor_parallel"], "--pp", c["pipeline_parallel"], "--ep", c["expert_parallel"],
+             "--input-len", i, "--output-len", o, "--concurrency", c["in_flight_per_replica"],
+             "--step-tokens", c["max_num_batched_tokens"], "--memory-utilization", c["gpu_memory_utilization"],
+             "-f", "json"]
+    serve += ["--speculate", c["speculate"]] if c.get("speculate") else []
+    served = well_behaved(serve)
+    assert served is not None, (args, serve)
+    per_replica = {"ttft_ms": c["ttft_ms"], "tpot_ms": c["tpot_ms"], "requests_per_s": c["requests_per_s"] / c["replicas"]}
+    for metric, planned in per_replica.items():  # serve runs one replica of the plan's
+        assert served[metric] == pytest.approx(planned, rel=1e-6), (args, serve, metric, served[metric], planned)
+
+
 # ----------------------------------------------------------------------------------------------- hostile spec files
 HOSTILE_VALUES = [float("inf"), float("nan"), -1, 0, 1e308, 5e-324, 2**62, 2**63, "x", "", True, False, [], [1],
                   {}, {"a": 1}, 3.5, 10**30, "3.35 TB/s", "🦙", None]
@@ -496,6 +599,66 @@ def test_mutated_config_json_is_one_line_or_numbers(tmp_path_factory, data, comm
     folder = tmp_path_factory.mktemp("hf")
     (folder / "config.json").write_text(json.dumps(data.draw(mutations(CONFIGS[name]))), encoding="utf-8")
     well_behaved([command[0], "-m", folder / "config.json", *command[1:]])
+
+
+PROFILE_DIR = ROOT / "hardware_specs" / "profiles"
+PROFILES = {name: tomllib.loads((PROFILE_DIR / f"{name}.toml").read_text())
+            for name in ("l40s.vllm", "h100-sxm.sglang", "h100-sxm.trtllm")}
+# what `kvcalc calibrate --from-benchmark` adds to a bundled profile (tests/test_calibrate_benchmark.py writes one)
+PROFILES["l40s.vllm, calibrated"] = {**PROFILES["l40s.vllm"], "provenance": "fitted", "transferred_from": "l40s.vllm",
+                                     "time_scale": 0.4512, "fitted_on": ["b.json line 1"],
+                                     "overhead": {"step_us": 346.5, "step_us_per_extra_gpu": 0.0, "request_ms": 41.03,
+                                                  "sources": ["fitted by kvcalc calibrate --from-benchmark b.json"]}}
+
+
+@fuzz(12)
+@given(st.data(), st.sampled_from(sorted(PROFILES)), st.sampled_from(["llama-3-8b", "qwen3-0.6b", "mixtral-8x7b",
+                                                                        "qwen3-30b-a3b", "gemma-2-9b"]),
+       st.integers(1, 256), st.integers(1, 65536), st.integers(0, 3))
+def test_hostile_profile_files_are_one_line_or_never_beat_the_speed_of_light(tmp_path_factory, data, name, model,
+                                                                               batch, context, variant):
+    """estimate --profile FILE (a calibrated or hand-edited engine profile): one line, or numbers that respect the
+    speed of light whatever the file's curves say."""
+    profile = PROFILES[name] if variant == 0 else data.draw(mutations(PROFILES[name]))  # 1 in 4 unmutated
+    text = _toml(profile)
+    assume(text is not None)
+    path = tmp_path_factory.mktemp("profile") / "p.toml"
+    path.write_text(text, encoding="utf-8")
+    gpu = PROFILES[name]["gpu"] if variant < 3 else data.draw(st.sampled_from(GPUS))  # mostly its own GPU
+    args = ["estimate", "-m", model, "-g", gpu, "--profile", path, "--batch", batch, "--context", context, "-f", "json"]
+    args += data.draw(st.sampled_from([[], [], ["-e", "vllm"], ["--engine-version", "v1"], ["--tp", "2"],
+                                       ["--speculate", "eagle,k=4"], ["--weight-dtype", "fp8"]]))
+    out = well_behaved(args)
+    if out is not None:
+        for phase in ("decode", "prefill"):
+            assert out[phase]["ms"] >= out[phase]["speed_of_light_ms"] * (1 - REL), (args, phase)
+
+
+@fuzz(12)
+@given(st.data(), st.sampled_from(["imported", "🦙", "a\nb = 1", 'q"uote\\', "x" * 300, "../up", " ", ""]),
+       st.booleans())
+def test_import_of_a_hostile_config_json_reads_back_to_the_same_numbers(tmp_path_factory, data, name, mutate):
+    """kvcalc import CONFIG --name NAME --out spec.toml: one line, or a spec kvcalc reads back and that gives the
+    numbers the config.json itself gives (import's promise)."""
+    config = CONFIGS[data.draw(st.sampled_from(sorted(CONFIGS)))]
+    folder = tmp_path_factory.mktemp("import")
+    (folder / "config.json").write_text(json.dumps(data.draw(mutations(config)) if mutate else config), encoding="utf-8")
+    args = ["import", folder / "config.json", "--name", name, "--out", folder / "spec.toml"]
+    r = invoke(args)
+    well_behaved(args, r, echoes_text=True)
+    if r.exit_code != 0:
+        return
+    extra = data.draw(st.sampled_from([[], ["--kv-dtype", "fp8"], ["--batch", "8", "--context", "32768"]]))
+    from_json = well_behaved(["estimate", "-m", folder / "config.json", *extra, "-f", "json"])
+    from_toml = well_behaved(["estimate", "-m", folder / "spec.toml", *extra, "-f", "json"])
+    assert (from_json is None) == (from_toml is None), (args, "one reads, the other does not")
+    if from_json is not None:
+        for key in ("kv_cache", "params", "memory", "decode", "prefill"):
+            a, b = from_json.get(key), from_toml.get(key)
+            if isinstance(a, dict) and isinstance(b, dict):
+                a = {k: v for k, v in a.items() if k != "operators"}
+                b = {k: v for k, v in b.items() if k != "operators"}
+            assert a == b, (args, key, a, b)
 
 
 # ------------------------------------------------------------------------------------ hostile ledgers and benchmarks
@@ -607,6 +770,7 @@ ENV_COMMANDS = [["estimate", "-m", "llama-3-8b"], ["estimate", "-m", "mixtral-8x
 
 
 def _run(args, stdout, env, shell_tail=""):
+    _count_call()
     cmd = [sys.executable, "-m", "kvcalc", *map(str, args)]
     if shell_tail:
         quoted = " ".join("'" + c.replace("'", "'\\''") + "'" for c in cmd)
@@ -654,6 +818,7 @@ def test_the_process_environment_gives_output_or_one_line(command, fmt, stdout, 
     assert text.strip(), (shown, "exit 0 with nothing printed")
     if fmt == "json":
         json.loads(text, parse_constant=_strict)
-    if "COLUMNS" in extra_env and extra_env["COLUMNS"].isdigit() and int(extra_env["COLUMNS"]) >= 20 and fmt in (None, "table"):
+    tabular = fmt in (None, "table") and "toml" not in args  # a TOML file's lines are data: never folded to a width
+    if "COLUMNS" in extra_env and extra_env["COLUMNS"].isdigit() and int(extra_env["COLUMNS"]) >= 20 and tabular:
         width = int(extra_env["COLUMNS"])
         assert all(len(line) <= max(width, 80) for line in text.splitlines()), shown

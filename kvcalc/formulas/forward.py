@@ -287,7 +287,9 @@ def linear_attention_ops(model: ModelSpec, batch, q, p: Precision, p_proj: Preci
     chunk = 2 * la.num_value_heads * LINEAR_CHUNK * (la.key_head_dim + la.value_head_dim)
     if la.kind == "mamba":  # a selective scan: no chunked matmul form, every token one recurrence step
         chunk = 0
-    flops = tokens * (per_token + (chunk if not isinstance(q, int) or q > 1 else 0))
+    # a lone token per sequence (a decode, or a 1-token prompt) runs the recurrence alone; numbers and numpy arrays
+    # alike (sweep's arrays had the chunk term at q = 1 where estimate's int did not: the long fuzz)
+    flops = tokens * (per_token + chunk * (q > 1))
     recurrence = Cost(flops=n * flops, kv_read_bytes=n * batch * state, kv_write_bytes=n * batch * state,
                       act_bytes=n * tokens * (la.conv_channels + la.num_value_heads * la.value_head_dim) * p.b_a)
     return [

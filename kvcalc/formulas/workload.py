@@ -22,7 +22,8 @@ Waves (a closed-loop benchmark with fixed lengths: `vllm bench serve --max-concu
 prompt queued at once): the C requests of a wave start together, so their prompts are prefilled back to back in
 n_p = ceil(C I / T) full steps, request j's ending at step s_j = ceil((j + 1) I / T); from then it decodes one token
 a step (g with speculative decoding), beside the other prompts' chunks (steps of t_p) and, once every prompt is in,
-in pure decode steps of the whole wave (t_d). Its first token comes with its last chunk, so
+in pure decode steps of the requests still decoding (t_d; wave_batches counts both). Its first token comes with its
+last chunk, so
     TTFT_j = s_j t_p;  latency_j = TTFT_j + m_j t_p + (O - 1 - g m_j) / g t_d,  m_j = min(n_p - s_j, (O - 1) / g)
 and the wave takes the longest latency, after which the next wave starts. requests/s = C / that; the TTFT and TPOT
 a benchmark prints are medians over requests.
@@ -143,17 +144,45 @@ def request_latency(ttft_s, tpot_s, output_len: int):
     return ttft_s + (output_len - 1) * (tpot_s or 0.0)
 
 
+def wave_batches(concurrency: int, input_len: int, output_len: int, step_budget: int,
+                 gain: float = 1.0) -> tuple[float, float]:
+    """(requests decoding beside a prefill step, requests in a pure decode step), each on average over a wave's
+    steps of that kind (module docstring: waves) [requests]:
+        beside = sum_j m_j / n_p,   decode = sum_j t_j / max_j t_j,   t_j = (O - 1) / g - m_j
+    A request decodes (O - 1) / g steps in all, m_j of them beside the later prompts' chunks, so the wave's decode
+    work is C (O - 1) / g request-steps however its prompts enter. Once the prompts take more steps than a request
+    decodes, the early requests finish during the prefill: fewer than the (C - 1) / 2 of a short prefill decode
+    beside a chunk, and fewer than C are left for the pure decode steps."""
+    import numpy as np
+
+    n_p = math.ceil(concurrency * input_len / step_budget)
+    s_j = np.ceil(np.arange(1, concurrency + 1) * input_len / step_budget)
+    m_j = np.minimum(n_p - s_j, (output_len - 1) / gain)
+    t_j = (output_len - 1) / gain - m_j
+    decode = float(t_j.sum() / t_j.max()) if t_j.max() > 0 else float(concurrency)
+    return float(m_j.sum() / n_p), decode
+
+
 def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, prefill_step_s: float,
-          decode_step_s: float, gain: float = 1.0) -> dict:
+          decode_step_s: float, gain: float = 1.0, last_prefill_step_s: float | None = None) -> dict:
     """Requests that run in waves of `concurrency` (module docstring): the median TTFT and TPOT [s], the wave's
-    duration [s], and the prefill steps a wave takes."""
+    duration [s], and the prefill steps a wave takes. last_prefill_step_s: the last prefill step, which holds only
+    what is left of the wave's prompts, C I - (n_p - 1) T tokens [default: a full step, prefill_step_s]."""
     import numpy as np
 
     n_p = math.ceil(concurrency * input_len / step_budget)
     s_j = np.ceil(np.arange(1, concurrency + 1) * input_len / step_budget)  # the step each prompt's prefill ends
     beside = np.minimum(n_p - s_j, (output_len - 1) / gain)  # steps decoding beside the other prompts' chunks
-    ttft = s_j * prefill_step_s
-    latency = ttft + beside * prefill_step_s + (output_len - 1 - gain * beside) / gain * decode_step_s
+
+    def at(k):  # when the wave's first k prefill steps (k may be fractional) have run [s]; no array of n_p steps
+        if last_prefill_step_s is None:
+            return k * prefill_step_s
+        return np.where(k <= n_p - 1, k * prefill_step_s,
+                        (n_p - 1) * prefill_step_s + (k - (n_p - 1)) * last_prefill_step_s)
+
+    ttft = at(s_j)
+    done = at(s_j + beside)  # after the steps decoding beside the chunks
+    latency = done + (output_len - 1 - gain * beside) / gain * decode_step_s
     tpot = float(np.median((latency - ttft) / (output_len - 1))) if output_len > 1 else None
     median_ttft = float(np.median(ttft))
     return {"ttft_s": median_ttft, "tpot_s": tpot, "latency_s": request_latency(median_ttft, tpot, output_len),

@@ -96,10 +96,22 @@ def read_rows(path: Path) -> list[dict]:
             if not (row.get(key) or "").strip().isdigit():
                 raise KvcalcError(f"--serve: {path} line {n}, column {key}: expected a whole number, got "
                                   f"{row.get(key)!r}")
+        for key in METRICS:  # long fuzz: 'x' in a measured column was a ValueError traceback while scoring
+            text = (row.get(key) or "").strip()
+            if text and not _positive(text):
+                raise KvcalcError(f"--serve: {path} line {n}, column {key}: expected a positive number or blank (not "
+                                  f"published), got {text!r}")
         row["_line"] = n
     if not rows:  # a header alone (fuzz 2: the table printer's first row was an IndexError)
         raise KvcalcError(f"--serve: {path}: holds no rows under its header")
     return rows
+
+
+def _positive(text: str) -> bool:
+    try:
+        return math.isfinite(value := float(text)) and value > 0
+    except ValueError:
+        return False
 
 
 def _number(text: str) -> float | None:

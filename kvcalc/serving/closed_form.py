@@ -52,6 +52,7 @@ from kvcalc.formulas.workload import (
     request_latency,
     steady_state,
     transfer_seconds,
+    wave_batches,
     waves,
 )
 from kvcalc.specs.catalog import resolve_engine
@@ -90,13 +91,21 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
 
 def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
     """Requests that start together and run to the same length (formulas/workload.py waves): a prefill step carries
-    a full chunk beside half the rest of the wave decoding, a decode step the whole wave."""
+    a full chunk (the last one what is left) beside the requests decoding by then, a decode step those still decoding
+    (formulas/workload.py wave_batches: half the rest of the wave, and the whole wave, while the prompts take fewer
+    steps than a request decodes)."""
     c = int(concurrency)  # serve() refuses a fractional wave (audit I1)
     chunk = min(step_tokens, c * input_len)
-    prefill_s = stepper.seconds((c - 1) / 2, input_len, chunk, max(input_len - step_tokens, 0) / 2,
+    # the decodes beside a chunk and in a decode step: early requests finish while later prompts are prefilled
+    beside, decoding = wave_batches(c, input_len, output_len, step_tokens, stepper.decode_gain)
+    prefill_s = stepper.seconds(beside, input_len, chunk, max(input_len - step_tokens, 0) / 2,
                                 prompt_len=input_len)
-    decode_s = stepper.seconds(c, input_len + output_len / 2, 0, 0)
-    w = waves(c, input_len, output_len, step_tokens, prefill_s, decode_s, stepper.decode_gain)
+    decode_s = stepper.seconds(decoding, input_len + output_len / 2, 0, 0)
+    last = c * input_len - (math.ceil(c * input_len / step_tokens) - 1) * step_tokens  # what the last step holds
+    last_s = prefill_s if last == chunk else stepper.seconds(beside, input_len, last,
+                                                             max(input_len - step_tokens, 0) / 2, prompt_len=input_len)
+    w = waves(c, input_len, output_len, step_tokens, prefill_s, decode_s, stepper.decode_gain,
+              last_prefill_step_s=last_s)
     return {"ttft_s": w["ttft_s"], "tpot_s": w["tpot_s"], "latency_s": w["latency_s"], "requests_per_s": c / w["wave_s"],
             "decode_batch": float(c), "prefill_tokens_per_step": chunk, "step_s": decode_s}
 
@@ -165,7 +174,8 @@ def _meets(r: dict, max_ttft_ms: float | None, max_tpot_ms: float | None) -> boo
             and (max_tpot_ms is None or r["tpot_s"] is None or r["tpot_s"] * 1e3 <= max_tpot_ms))
 
 
-def _within_limits(run, rate_point, request_rate, concurrency, replicas, r, max_ttft_ms, max_tpot_ms):
+def _within_limits(run, rate_point, request_rate, concurrency: float, replicas: int, r: dict, max_ttft_ms,
+                  max_tpot_ms) -> tuple[float, int, dict]:
     """(requests in flight per replica, replicas, the point) with the fewest replicas whose steady state meets the
     limits: the rate (or the requests in flight, concurrency x replicas) shared evenly over more replicas. A limit
     that even a lone request misses is a one-line error."""
@@ -242,7 +252,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     def request_bytes(tokens):  # one request's cache and state per GPU at `tokens` tokens
         return kv_bytes_per_sequence(spec, tokens, p.b_kv) * shard
 
-    max_concurrency = (math.floor(pool / engine_request) if engine_request else
+    # pool / (budget / N) is N to float order, and may land a hair below it: floor(1387006.9999999998) lost one
+    max_concurrency = (math.floor(pool / engine_request * (1 + 1e-12)) if engine_request else
                        max_sequences(spec, full_length, pool, p.b_kv, tp, pp))
     if max_concurrency < 1:
         raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold "
@@ -338,7 +349,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
             if arrivals == "waves":
                 raise KvcalcError(f"{flag}: with --arrivals staggered (a wave's requests are not spread over replicas)")
 
-    def rate_point(target):  # requests/s rises with the requests in flight: bisect C = rate x latency
+    def rate_point(target: float) -> float:  # requests/s rises with the requests in flight: bisect C = rate x latency
         lo, hi = 0.0, float(limit)
         for _ in range(60):
             mid = (lo + hi) / 2
@@ -355,7 +366,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         replicas = max(1, math.ceil(request_rate / top["requests_per_s"] * (1 + 1e-12)))
         concurrency = rate_point(request_rate / replicas)
     else:
-        check_number("--concurrency", concurrency, 0, MAX_BATCH, lo_open=True)
+        concurrency = check_number("--concurrency", concurrency, 0, MAX_BATCH, lo_open=True)  # the same number
         if arrivals == "waves" and concurrency != int(concurrency):  # audit I1: a wave is whole requests
             raise KvcalcError(f"--concurrency: --arrivals waves runs whole requests together, got {concurrency:g}")
     r = run(concurrency)
@@ -373,11 +384,11 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     else:
         preemption = f"certain: even at their average length the requests exceed the {fmt_bytes(pool)} pool per GPU"
     total_gpus = gpus * replicas
-    name, version = engine_label(profile)
+    name, label = engine_label(profile)
     return {
         "model": spec.name, "gpu": hw.name, "tensor_parallel": tp, "pipeline_parallel": pp, "expert_parallel": ep,
         "engine": name,
-        "engine_version": version,
+        "engine_version": label,
         "input_len": input_len, "output_len": output_len,
         "concurrency": concurrency * replicas, "request_rate": request_rate,
         "replicas": replicas, "gpus": total_gpus,
@@ -411,7 +422,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
             "memory_rule": (f"{memory_rule}'s (formulas/engine_memory.py), --memory-utilization as its fraction and "
                             f"--step-tokens as its batched-token limit" if memory_rule else
                             "kvcalc's (formulas/memory.py), one step's activations reserved"),
-            "time_model": f"{name} {version} measured kernel curves" if version else "datasheet efficiencies (roofline)",
+            "time_model": f"{name} {label} measured kernel curves" if label else "datasheet efficiencies (roofline)",
         },
     }
 

@@ -132,7 +132,7 @@ def read_benchmark(path: Path) -> list[dict]:
 
     text = read_regular_file(path, "a benchmark result file", MAX_TABLE_BYTES).decode("utf-8-sig", errors="replace")
     if path.suffix.lower() == ".csv":
-        return _read_bench_csv(path, text)
+        return _within_limits(path, _read_bench_csv(path, text))
     try:
         whole = json.loads(text)
         objects = [(1, o) for o in (whole if isinstance(whole, list) else [whole])]
@@ -146,26 +146,42 @@ def read_benchmark(path: Path) -> list[dict]:
                     raise KvcalcError(f"{path}: line {n}: not JSON ({e.msg})") from None
     if not objects:
         raise KvcalcError(f"{path}: line 1: no benchmark runs")
-    return [_bench_run(path, n, o) for n, o in objects]
+    return _within_limits(path, [_bench_run(path, n, o) for n, o in objects])
 
 
-def _number(path: Path, line: int, obj: dict, field: str, required: bool = True):
+def _within_limits(path: Path, runs: list[dict]) -> list[dict]:
+    """A run past kvcalc's own limits (max_concurrency 1e308: the fit would time a batch it cannot hold as a float)
+    is one line naming the file and line."""
+    from kvcalc.checks import MAX_BATCH, MAX_TOKENS
+
+    for r in runs:
+        for key, what, limit in (("concurrency", "requests in flight", MAX_BATCH),
+                                 ("input_len", "mean input tokens", MAX_TOKENS),
+                                 ("output_len", "mean output tokens", MAX_TOKENS)):
+            if r[key] > limit:
+                raise KvcalcError(f"{path}: line {r['line']}: {what} {r[key]:g} past kvcalc's limit of {limit:,}")
+    return runs
+
+
+def _number(path: Path, line: int, obj: dict, field: str, required: bool = True, positive: bool = False):
     value = obj.get(field)
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise KvcalcError(f"{path}: line {line}: field {field}: expected a non-negative number, got {value!r}")
+    if positive and value == 0:  # a TPOT of 0 ms: the fit divides by it (and no decode step takes no time)
+        raise KvcalcError(f"{path}: line {line}: field {field}: expected a positive number, got {value!r}")
     return float(value)
 
 
-def _stat(path: Path, line: int, obj: dict, field: str, required: bool = True):
+def _stat(path: Path, line: int, obj: dict, field: str, required: bool = True, positive: bool = False):
     """genai-perf / AIPerf export: a metric is an object of statistics; its mean is `avg`."""
     value = obj.get(field)
     if value is None and not required:
         return None
     if not isinstance(value, dict) or "avg" not in value:
         raise KvcalcError(f"{path}: line {line}: field {field}: expected an object with avg, got {value!r}")
-    return _number(path, line, {f"{field}.avg": value["avg"]}, f"{field}.avg")
+    return _number(path, line, {f"{field}.avg": value["avg"]}, f"{field}.avg", positive=positive)
 
 
 def _genai_perf_run(path: Path, line: int, obj: dict) -> dict:
@@ -177,7 +193,7 @@ def _genai_perf_run(path: Path, line: int, obj: dict) -> dict:
     concurrency = config.get("concurrency", (config.get("loadgen") or {}).get("concurrency"))
     run = {"line": line, "input_len": _stat(path, line, obj, "input_sequence_length"),
            "output_len": _stat(path, line, obj, "output_sequence_length"),
-           "tpot_ms": _stat(path, line, obj, "inter_token_latency"),
+           "tpot_ms": _stat(path, line, obj, "inter_token_latency", positive=True),
            "ttft_ms": _stat(path, line, obj, "time_to_first_token", False), "source": f"{path.name} line {line}"}
     if concurrency is not None:
         run["concurrency"] = _number(path, line, {"input_config.concurrency": concurrency}, "input_config.concurrency")
@@ -200,7 +216,8 @@ def _bench_run(path: Path, line: int, obj) -> dict:
         raise KvcalcError(f"{path}: line {line}: field completed: no request completed")
     run = {"line": line, "input_len": _number(path, line, obj, "total_input_tokens") / completed,
            "output_len": _number(path, line, obj, "total_output_tokens") / completed,
-           "tpot_ms": _number(path, line, obj, "mean_tpot_ms"), "ttft_ms": _number(path, line, obj, "mean_ttft_ms", False),
+           "tpot_ms": _number(path, line, obj, "mean_tpot_ms", positive=True),
+           "ttft_ms": _number(path, line, obj, "mean_ttft_ms", False),
            "source": f"{path.name} line {line}"}
     if obj.get("max_concurrency") is not None:
         run["concurrency"] = _number(path, line, obj, "max_concurrency")
@@ -326,6 +343,11 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     for r in runs:
         r["concurrency"] = r["concurrency"] / replicas
     _kernel_times(runs, spec, hw, profile, weight_dtype, kv_dtype, tp)
+    for r in runs:  # a subnormal time (5e-324 ms) overflows the fit's ratios: refused, not fitted to inf
+        for metric, kernel in (("tpot_ms", "decode_kernel_ms"), ("ttft_ms", "prefill_kernel_ms")):
+            if r[metric] and not math.isfinite(r[kernel] / r[metric] * 100):
+                raise KvcalcError(f"{path}: line {r['line']}: {metric.split('_')[0].upper()} {r[metric]!r} ms is too "
+                                  f"small to fit against (the kernels alone take {r[kernel]:.3g} ms)")
     fit = fit_benchmark(runs)
     held = ([e for i in range(len(runs)) for e in _errors([runs[i]], fit_benchmark(runs[:i] + runs[i + 1:]))]
             if len(runs) >= 3 else [])
