@@ -339,17 +339,17 @@ def workload_lengths(input_len: int | None, output_len: int | None, range_ratio:
         if input_len is not None or output_len is not None or range_ratio:
             raise KvcalcError("--dataset sharegpt: the prompt and output lengths come from the ShareGPT sample; "
                               "leave out --input-len, --output-len and --range-ratio")
-        from kvcalc.serving.simulate import SHAREGPT_INPUT_LENS, SHAREGPT_OUTPUT_LENS
+        from kvcalc.serving.simulate import sharegpt_pairs
 
-        pairs = [(i, o) for i, o in zip(SHAREGPT_INPUT_LENS, SHAREGPT_OUTPUT_LENS) if o > 0]
-        return (round(sum(i for i, _ in pairs) / len(pairs)), round(sum(o for _, o in pairs) / len(pairs)),
-                max(i + o for i, o in pairs))
+        ins, outs = sharegpt_pairs()
+        return round(float(ins.mean())), round(float(outs.mean())), int((ins + outs).max())
     if input_len is None or output_len is None:
         raise KvcalcError("--input-len / --output-len: give both (or --dataset sharegpt)")
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
-    longest = math.ceil(input_len * (1 + range_ratio)) + math.ceil(output_len * (1 + range_ratio))
-    return input_len, output_len, longest
+    from kvcalc.serving.simulate import length_range
+
+    return input_len, output_len, length_range(input_len, range_ratio)[1] + length_range(output_len, range_ratio)[1]
 
 
 def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile):

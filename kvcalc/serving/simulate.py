@@ -160,6 +160,13 @@ class Workload:
     prefilled: bool = False  # requests arrive with their prompt cached and first token out (a decode pool's)
 
 
+def length_range(mean: int, range_ratio: float) -> tuple[int, int]:
+    """The shortest and longest length vLLM's random dataset draws around `mean` (see `lengths`) [tokens]."""
+    if range_ratio == 0:
+        return mean, mean
+    return max(1, math.floor(mean * (1 - range_ratio))), math.ceil(mean * (1 + range_ratio))
+
+
 def lengths(n: int, mean: int, range_ratio: float, rng: np.random.Generator, client: str = "vllm") -> np.ndarray:
     """n lengths: fixed (range_ratio 0) or uniform on [floor(L (1 - r)), ceil(L (1 + r))] as vLLM's random dataset
     draws them (vllm/benchmarks/datasets.py RandomDataset.sample: np.random.randint(low, high + 1)); with
@@ -171,7 +178,7 @@ def lengths(n: int, mean: int, range_ratio: float, rng: np.random.Generator, cli
         return rng.integers(max(int(mean * range_ratio), 1), mean + 1, size=n, dtype=np.int64)
     if range_ratio == 0:
         return np.full(n, mean, dtype=np.int64)
-    low, high = max(1, math.floor(mean * (1 - range_ratio))), math.ceil(mean * (1 + range_ratio))
+    low, high = length_range(mean, range_ratio)
     return rng.integers(low, high + 1, size=n, dtype=np.int64)
 
 
@@ -218,13 +225,18 @@ SHAREGPT_OUTPUT_LENS = (  # 0: the request streamed no token in that run (17 of 
 )
 
 
-def sharegpt_lengths(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """n (prompt, output) length pairs drawn with replacement from the published ShareGPT V3 sample above (pairs with
-    an empty reply left out): mean prompt 193.9, mean output 215.6 tokens over the 303 pairs."""
+def sharegpt_pairs() -> tuple[np.ndarray, np.ndarray]:
+    """The (prompt, output) lengths of the published ShareGPT V3 sample above that streamed a reply (303 of 320):
+    mean prompt 193.9, mean output 215.6 tokens."""
     ins = np.array(SHAREGPT_INPUT_LENS, dtype=np.int64)
     outs = np.array(SHAREGPT_OUTPUT_LENS, dtype=np.int64)
     keep = outs > 0
-    ins, outs = ins[keep], outs[keep]
+    return ins[keep], outs[keep]
+
+
+def sharegpt_lengths(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n (prompt, output) length pairs drawn with replacement from `sharegpt_pairs`."""
+    ins, outs = sharegpt_pairs()
     pick = rng.integers(0, len(ins), size=n)
     return ins[pick], outs[pick]
 
