@@ -32,7 +32,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import tomllib
@@ -41,13 +40,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from kvcalc.cli import app
 from kvcalc.specs.catalog import spec_dir
 from kvcalc.specs.toml_out import _tables
+from test_fuzz import invoke as invoke_within  # tests/ is on sys.path (pytest's rootdir-relative imports)
 
-runner = CliRunner()
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 LONG = settings.get_current_profile_name() == "long"
@@ -62,14 +59,6 @@ def fuzz(examples: int):
                     suppress_health_check=list(HealthCheck))
 
 
-class Hang(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise Hang()
-
-
 CALLS = os.environ.get("KVCALC_FUZZ_CALLS")  # benchmarks/fuzz_long.py: a file that counts a round's kvcalc calls
 
 
@@ -80,17 +69,9 @@ def _count_call() -> None:
 
 
 def invoke(args: list, seconds: int = 60):
-    args = [str(a) for a in args]
+    """test_fuzz.py's time-limited in-process CLI run, counted for benchmarks/fuzz_long.py's summary."""
     _count_call()
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(seconds)
-    try:
-        return runner.invoke(app, args)
-    except Hang:
-        pytest.fail(f"hang (> {seconds} s): kvcalc {' '.join(args)[:300]}")
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+    return invoke_within([str(a) for a in args], seconds)
 
 
 def _strict(c):
