@@ -495,15 +495,26 @@ class SpeculativeTimer:
         return None
 
 
+def prompts_in(chunk, prompt_len):
+    """The prompts whose pieces of prompt_len tokens (or fewer: one whole chunk) a chunk holds: max(chunk / prompt_len,
+    1) where the chunk has tokens, 0 where it has none; numbers or arrays alike."""
+    return (chunk > 0) * maximum(chunk / prompt_len, 1.0)
+
+
 class StepTimer:
     """Times one step of a deployment (serve's continuous batching, estimate's speculative steps under pp or ep):
     tp GPUs in each of pp pipeline stages, or an expert-parallel group of ep, its engine profile, its dtypes.
 
-    With pp stages the decodes run as min(decodes, pp) micro-batches (formulas/parallel.py): a step is the whole
-    depth at one micro-batch's share of the decodes and of the prompt chunk, plus the stage-to-stage sends. The chunk
-    splits over micro-batches only by whole prompts: with prompt_len given, each micro-batch carries at least one
-    prompt's piece, min(chunk, prompt_len); without it the chunk is one prompt's and rides whole in one micro-batch
-    (so load never shortens a prompt's prefill: audit F6)."""
+    prompt_len: the tokens of one prompt's piece in the chunk (a prompt's length, or the mean piece weighted by its
+    tokens); the chunk then holds chunk / prompt_len prompts (at least one), each attending only to itself
+    (formulas/forward.py mixed_ops' chunk_prompts). Without it the chunk is one prompt's piece.
+
+    With pp stages the step's work runs as min(decodes + prompts in the chunk, pp) micro-batches
+    (formulas/parallel.py): a step is the whole depth at one micro-batch's share of the decodes and of the prompt
+    chunk, plus the stage-to-stage sends. The chunk splits over micro-batches only by whole prompts: each
+    micro-batch carries at least one prompt's piece, min(chunk, prompt_len), so load never shortens a prompt's
+    prefill (audit F6), and a chunk of many short prompts is spread over the stages (the long fuzz: a wave of 64
+    prompts ran as one micro-batch)."""
 
     def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1, ep=1, speculative=None):
         self.spec, self.hw, self.p, self.tp, self.pp, self.ep, self.profile = spec, hw, p, tp, pp, ep, profile
@@ -529,11 +540,17 @@ class StepTimer:
         """(the step's operators before sharding, one micro-batch's decodes, its chunk): the part of `seconds` that
         depends only on the model, the precision, pp and decode_q (not on tp, the GPU or the engine profile), so a
         search can build it once for many StepTimers (serving/replica.py seconds_many). Not under ep > 1."""
-        m = maximum(1.0, minimum(decode_batch, self.pp))  # formulas/_array.py: numbers or numpy arrays alike
+        # formulas/_array.py: numbers or numpy arrays alike
+        whole = nonzero(prompt_len)
+        prompts = prompts_in(chunk, prompt_len) if whole else (chunk > 0) * 1.0
+        m = maximum(1.0, minimum(decode_batch + prompts, self.pp))
         decode_batch = decode_batch / m
-        chunk = maximum(chunk / m, minimum(chunk, prompt_len)) if nonzero(prompt_len) else chunk  # prompts not cut (F6)
+        if whole:
+            chunk = maximum(chunk / m, minimum(chunk, prompt_len))  # prompts not cut (F6)
+            prompts = prompts_in(chunk, prompt_len)
         return mixed_ops(self.spec, decode_batch=decode_batch, context=context, chunk=chunk,
-                         chunk_context=chunk_context, p=self.p, decode_q=self.decode_q), decode_batch, chunk
+                         chunk_context=chunk_context, p=self.p, decode_q=self.decode_q,
+                         chunk_prompts=maximum(prompts, 1.0)), decode_batch, chunk
 
     def time_ops(self, ops, decode_batch, chunk, context, shards: dict | None = None) -> float:
         """The step's time from step_ops' operators, decodes and chunk: the operators sharded over tp and timed by
@@ -564,9 +581,10 @@ class StepTimer:
         serve's TTFT under --ep was below one prompt's prefill speed of light)."""
         dp, q = self.ep // self.tp, self.decode_q
         local_chunk = maximum(chunk / dp, minimum(chunk, prompt_len)) if nonzero(prompt_len) else chunk
+        prompts = maximum(prompts_in(local_chunk, prompt_len), 1.0) if nonzero(prompt_len) else 1
         local = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
             self.spec, decode_batch=decode_batch / dp, context=context, chunk=local_chunk, chunk_context=chunk_context,
-            p=self.p, decode_q=q) if o.name != "moe/routed"]
+            p=self.p, decode_q=q, chunk_prompts=prompts) if o.name != "moe/routed"]
         # the routed experts see every token of the step: mixed_ops' shared pass over decode_batch x q + chunk tokens
         routed = next(o for o in forward_ops(self.spec, batch=decode_batch * q + chunk, q=1, context=0, absorbed=True,
                                              p=self.p) if o.name == "moe/routed")

@@ -182,10 +182,8 @@ def test_sweep_and_estimate_agree_on_a_hybrid_models_one_token_prompt(tmp_path):
     assert float(row["prefill_ms"]) == pytest.approx(json.loads(est.stdout)["prefill"]["ms"], rel=1e-12)
 
 
-# Open (reported to the lead, not fixed here): StepTimer (kvcalc/estimator.py step_ops, formulas/forward.py
-# mixed_ops) times a prefill chunk as one prompt even where it holds several whole prompts (prompt_len < chunk).
-# Strict xfails: each starts failing (XPASS) once fixed; then drop the mark.
-@pytest.mark.xfail(strict=True, reason="open: a chunk of many short prompts gets one sequence's quadratic attention")
+# Long fuzz, cause A: StepTimer (kvcalc/estimator.py step_ops, formulas/forward.py mixed_ops) timed a prefill chunk
+# as one prompt where it held several whole prompts; now each prompt's piece attends to itself (chunk_prompts).
 def test_serve_steady_state_rate_never_falls_with_more_short_prompts_in_flight():
     # kvcalc serve -m llama-3-8b -g h100-sxm -e roofline -i 26 --output-len 1 -n 32,400: 2,058 then 1,854 requests/s.
     # At 400 the 8,192-token step holds 315 prompts of 26 tokens, and its attention is costed as one 8,192-token
@@ -197,7 +195,7 @@ def test_serve_steady_state_rate_never_falls_with_more_short_prompts_in_flight()
     assert rates == sorted(rates), rates
 
 
-@pytest.mark.xfail(strict=True, reason="open: under --pp a chunk of whole prompts is one micro-batch without decodes")
+# Long fuzz, cause B: micro-batches were counted from the decodes only; now the chunk's prompts count too.
 def test_serve_in_waves_under_pp_never_gets_a_shorter_ttft_for_more_requests():
     # kvcalc serve -m llama-3-8b -g h100-sxm --pp 2 -i 65 --output-len 2 -n 64,127 --arrivals waves: median TTFT
     # 96.67 then 96.48 ms. At 64 the 4,160-token step of 64 whole prompts runs as one micro-batch (micro-batches

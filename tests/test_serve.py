@@ -55,6 +55,36 @@ def test_mixed_step_reads_the_weights_once():
     assert mlp(mixed) == mlp(wide)  # the MLP sees decodes and chunk together
 
 
+def test_a_chunk_of_whole_prompts_attends_each_prompt_to_itself():
+    """Llama-3-8B (32 layers, 32 query heads of 128): a chunk of 315 prompts of 26 tokens attends
+    315 x 26 x 27 / 2 = 110,565 positions a head (each prompt causal over itself), 2 x 32 x (128 + 128) FLOPs each,
+    in 32 layers: 57,967,902,720 FLOPs, where one 8,190-token sequence would attend 33,542,145. Logits: one row a
+    prompt. chunk_prompts 1 is the single sequence."""
+    m, p = load_model("llama-3-8b"), precision("bf16", "bf16")
+    core = lambda ops: sum(o.cost.flops for o in ops if o.op_class == "attention")  # noqa: E731
+    many = mixed_ops(m, decode_batch=0, context=0, chunk=315 * 26, chunk_context=0, p=p, chunk_prompts=315)
+    one = mixed_ops(m, decode_batch=0, context=0, chunk=315 * 26, chunk_context=0, p=p)
+    assert core(many) == pytest.approx(2 * 32 * 256 * 32 * 315 * 26 * 27 / 2, rel=1e-12) == 57_967_902_720
+    assert core(one) == pytest.approx(2 * 32 * 256 * 32 * 8190 * 8191 / 2, rel=1e-12)
+    head = lambda ops: next(o for o in ops if o.op_class == "lm_head").cost.flops  # noqa: E731
+    assert head(many) == pytest.approx(315 * head(one), rel=1e-12)
+
+
+def test_pipeline_micro_batches_count_the_chunks_prompts():
+    """--pp 2, no decodes: a chunk of 64 whole prompts of 65 tokens splits into two micro-batches of 32 prompts
+    (2,080 tokens each), a step the depth of one of them; a chunk of one 4,160-token prompt cannot split."""
+    from kvcalc.estimator import StepTimer, load_deployment
+
+    spec, hw, _, _ = load_deployment("llama-3-8b", "h100-sxm", "bf16", "bf16")
+    timer = StepTimer(spec, hw, precision("bf16", "bf16"), 1, None, "bf16", "bf16", pp=2)
+    ops, decodes, chunk = timer.step_ops(0, 0, 64 * 65, 0, prompt_len=65)
+    assert (decodes, chunk) == (0, 32 * 65)
+    assert ops == mixed_ops(spec, decode_batch=0, context=0, chunk=32 * 65, chunk_context=0, p=timer.p,
+                            chunk_prompts=32)
+    assert timer.step_ops(0, 0, 64 * 65, 0, prompt_len=64 * 65)[2] == 64 * 65
+    assert timer.step_ops(0, 0, 64 * 65, 0)[2] == 64 * 65
+
+
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(st.integers(1, 4000), st.integers(2, 4000), st.floats(1, 200))
 def test_littles_law_holds(input_len, output_len, concurrency):

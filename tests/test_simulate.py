@@ -368,6 +368,29 @@ def test_vllm_multi_step_scheduling_makes_a_new_request_wait_for_the_block():
     assert list(v0.first_token_s) == [1.0, 6.0] and list(v0.finish_s) == [11.0, 7.0]
 
 
+class PieceStepper(ToyStepper):
+    """A step of a chunk whose prompts' pieces are prompt_len tokens each: a + c x chunk x piece, the piece the
+    whole chunk where none is given (causal attention's sum over the prompts of q^2, up to the linear term)."""
+
+    def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None):
+        return self.a + self.c * chunk * (min(chunk, prompt_len) if prompt_len else chunk)
+
+
+def test_a_step_of_several_prompts_is_timed_by_their_pieces():
+    """Budget 8, every step 1 s + 1/32 s x chunk x piece. Two prompts of 4 tokens (1 output token each) share the
+    first step: its piece is (4^2 + 4^2) / 8 = 4, so it takes 1 + 8 x 4 / 32 = 2 s (as one 8-token sequence, 3 s).
+    Prompts of 6 and 2 tokens: the piece is (36 + 4) / 8 = 5 tokens, 1 + 40 / 32 = 2.25 s: sum of the squared
+    pieces kept exactly, between the grid's pieces 4 and 8."""
+    policy = vllm_v1(budget=8, block_size=1)
+    even = run(policy, [0, 0], [4, 4], [1, 1], stepper=PieceStepper(a=1.0, c=1 / 32))
+    assert list(even.first_token_s) == [2.0, 2.0]
+    uneven = run(policy, [0, 0], [6, 2], [1, 1], stepper=PieceStepper(a=1.0, c=1 / 32))
+    assert list(uneven.first_token_s) == pytest.approx([2.25, 2.25], rel=1e-12)
+    grid = StepGrid(PieceStepper(a=1.0, c=1e-6), 4, 4096, 8192)
+    assert grid.seconds(0, 0, 4096, 0, 100.0) == pytest.approx(1.0 + 1e-6 * 4096 * 100, rel=1e-12)  # 64 < 100 < 128
+    assert grid.seconds(0, 0, 4096, 0, 5000.0) == grid.seconds(0, 0, 4096, 0) == pytest.approx(1.0 + 1e-6 * 4096 ** 2)
+
+
 def test_pooled_data_parallel_replicas_spread_a_full_chunk_but_not_one_prompt():
     """8 data-parallel attention replicas pooled into one scheduler (budget 8 x 8192): StepTimer runs the fullest
     replica's piece, max(chunk / 8, min(chunk, prompt_len)). With the per-replica budget as prompt_len, the full
@@ -436,6 +459,8 @@ def test_the_grid_sampled_in_array_calls_is_the_grid_sampled_point_by_point(mode
     assert fast.k.tolist() == slow.k.tolist() and 7.0 in fast.k
     np.testing.assert_allclose(fast.t, slow.t, rtol=1e-12, atol=0)
     np.testing.assert_allclose(fast.corr, slow.corr, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(fast.piece_corr, slow.piece_corr, rtol=1e-12, atol=1e-18)
+    assert fast.piece_corr[:, -1].tolist() == [0.0] * len(fast.k)  # a piece as long as any chunk: one prompt
     assert np.all(fast.t > 0) and fast.corr[0].tolist() == [0.0] * len(fast.kc)  # no chunk: no correction
 
 

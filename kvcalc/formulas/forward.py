@@ -313,22 +313,26 @@ def prefill_ops(model: ModelSpec, batch, prompt, p: Precision) -> list[Op]:
 
 
 def mixed_ops(model: ModelSpec, *, decode_batch, context, chunk, chunk_context, p: Precision,
-              decode_q: int = 1) -> list[Op]:
+              decode_q: int = 1, chunk_prompts=1) -> list[Op]:
     """One continuous-batching step with chunked prefill: decode_batch sequences add decode_q tokens each (1, or
     k + 1 when a speculative verify step checks k drafts) to `context` cached ones while a prefill chunk of `chunk`
     tokens runs against `chunk_context` cached ones.
 
     The projections and MLP see all decode_batch x decode_q + chunk tokens in one GEMM, so the weights are read
     once; attention runs once for the decodes (the decode kernel, MLA absorbed) and once for the chunk (the prefill
-    kernel); logits are computed for every decode token and the chunk's last position."""
+    kernel); logits are computed for every decode token and for each prompt's last position in the chunk.
+    chunk_prompts: the prompts whose pieces share the chunk, chunk / chunk_prompts tokens each (a fraction where
+    the pieces differ: chunk^2 / sum of the squared pieces keeps the causal attention's sum of q^2 / 2 exact). A
+    chunk of 315 prompts of 26 tokens attends 315 x 26 x 27 / 2 positions a head, not 8,192 x 8,193 / 2."""
     both = forward_ops(model, batch=decode_batch * decode_q + chunk, q=1, context=0, absorbed=True, p=p)
     shared = [o for o in both if o.op_class not in (*PER_SEQUENCE, "lm_head")]
     attention = []
     if nonzero(decode_batch):  # arrays: all zero or none (formulas/_array.py)
         attention += sequence_ops(model, batch=decode_batch, q=decode_q, context=context, absorbed=True, p=p)
     if nonzero(chunk):
-        attention += sequence_ops(model, batch=1, q=chunk, context=chunk_context, absorbed=False, p=p)
-    rows = decode_batch * decode_q + (1 if nonzero(chunk) else 0)
+        attention += sequence_ops(model, batch=chunk_prompts, q=chunk / chunk_prompts, context=chunk_context,
+                                  absorbed=False, p=p)
+    rows = decode_batch * decode_q + (chunk_prompts if nonzero(chunk) else 0)
     return [*shared, *attention, lm_head_op(model, rows, p)]
 
 

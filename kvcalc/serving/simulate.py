@@ -43,30 +43,34 @@ def _axis(top: float, dense: tuple[float, ...]) -> np.ndarray:
 
 
 def _sampler(stepper, s):
-    """s(b, c, k, kc) over equal-length 1-D arrays of grid points. StepTimer takes numpy arrays (formulas/_array.py)
-    as long as the decodes and the chunk are each all zero or all nonzero, so the points go in four such groups, one
-    call each: the same arithmetic as one call a point, except that numpy's vectorised x ** y may differ from the C
-    library's pow in the last bit, so a cell can move by ~1e-15 of itself (tests/test_simulate.py). Any other
-    stepper (the tests' toy timers), or a StepTimer whose arrays raise, is called once a point (the old way: about
-    50 times slower, ~0.15 s for an 8B model's grid)."""
+    """s(b, c, k, kc, prompt_len) over equal-length 1-D arrays of grid points (prompt_len: an array, or None for the
+    grid's own). StepTimer takes numpy arrays (formulas/_array.py) as long as the decodes and the chunk are each all
+    zero or all nonzero, so the points go in four such groups, one call each: the same arithmetic as one call a
+    point, except that numpy's vectorised x ** y may differ from the C library's pow in the last bit, so a cell can
+    move by ~1e-15 of itself (tests/test_simulate.py). Any other stepper (the tests' toy timers), or a StepTimer
+    whose arrays raise, is called once a point (the old way: about 50 times slower, ~0.15 s for an 8B model's
+    grid)."""
     from kvcalc.estimator import StepTimer
 
-    def one_by_one(b, c, k, kc):
-        return np.array([s(*point) for point in zip(b, c, k, kc)], dtype=float)
+    def one_by_one(b, c, k, kc, pl=None):
+        if pl is None:
+            return np.array([s(*point) for point in zip(b, c, k, kc)], dtype=float)
+        return np.array([s(*point[:4], float(point[4])) for point in zip(b, c, k, kc, pl)], dtype=float)
 
     if not isinstance(stepper, StepTimer):
         return one_by_one
 
-    def grouped(b, c, k, kc):
+    def grouped(b, c, k, kc, pl=None):
         out = np.empty(len(b))
         try:
             for b_zero in (True, False):
                 for k_zero in (True, False):
                     m = ((b == 0) == b_zero) & ((k == 0) == k_zero)
                     if m.any():
-                        out[m] = np.broadcast_to(s(b[m], c[m], k[m], kc[m]), (int(m.sum()),))
+                        args = (b[m], c[m], k[m], kc[m]) + (() if pl is None else (pl[m],))
+                        out[m] = np.broadcast_to(s(*args), (int(m.sum()),))
         except (TypeError, ValueError):  # a layer kind whose formula takes scalars only: the slow, sure way
-            return one_by_one(b, c, k, kc)
+            return one_by_one(b, c, k, kc, pl)
         return out
 
     return grouped
@@ -80,7 +84,11 @@ class StepGrid:
     attention replicas are pooled), so that StepTimer spreads a pooled chunk over the replicas only down to it.
     chunks: chunk sizes the workload will run (its prompts' pieces), sampled exactly: a MoE step's time is concave in
     its tokens (the distinct experts they touch), so a chord between grid points is too fast there (a 1-token prompt
-    of Mixtral between the 0- and 16-token points: a third of its time, below the speed of light)."""
+    of Mixtral between the 0- and 16-token points: a third of its time, below the speed of light).
+    A chunk of several prompts (`piece`: the tokens of a prompt's piece, their mean weighted by the tokens) enters as
+    a second additive correction, sampled on (chunk x piece) against the chunk as one prompt: each prompt attends to
+    itself only (StepTimer's prompt_len). Its attention is linear in the piece at a fixed chunk (chunk x (piece + 1) /
+    2 positions), so the interpolation between pieces is close; the workload's own pieces are sampled exactly."""
 
     def __init__(self, stepper, max_decodes: int, max_context: int, max_chunk: int, prompt_len: int | None = None,
                  chunks=()):
@@ -92,8 +100,9 @@ class StepGrid:
         if extra:
             self.k = np.unique(np.concatenate([self.k, extra]))
         self.kc = _axis(max(max_context, 1), (256, 1024, 4096))
-        s = stepper.seconds if prompt_len is None else (
-            lambda b, c, k, kc: stepper.seconds(b, c, k, kc, prompt_len=prompt_len))
+        def s(b, c, k, kc, pl=prompt_len):
+            return stepper.seconds(b, c, k, kc) if pl is None else stepper.seconds(b, c, k, kc, prompt_len=pl)
+
         sample = _sampler(stepper, s)
         B, C, K = np.meshgrid(self.b, self.c, self.k, indexing="ij")
         self.t = sample(B.ravel(), C.ravel(), K.ravel(), np.zeros(B.size)).reshape(B.shape)  # [B, C, K]
@@ -102,10 +111,19 @@ class StepGrid:
         with_kc = sample(zero, zero, KK.ravel(), KC.ravel()).reshape(KK.shape)
         base = sample(zero[:len(self.k)], zero[:len(self.k)], self.k, zero[:len(self.k)])
         self.corr = np.where(KK > 0, with_kc - base[:, None], 0.0)  # [K, KC]
+        self.q = np.unique(np.concatenate([_axis(max(max_chunk, 1), (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))[1:],
+                                           extra]))  # piece sizes, from 1 token
+        KQ, Q = np.meshgrid(self.k, self.q, indexing="ij")
+        zero = np.zeros(KQ.size)
+        pieces = Q.ravel() if prompt_len is None else np.minimum(Q.ravel(), prompt_len)
+        split = sample(zero, zero, KQ.ravel(), zero, pieces).reshape(KQ.shape)
+        whole = np.repeat(base[:, None], len(self.q), axis=1)
+        self.piece_corr = np.where((KQ > 0) & (Q < KQ), split - whole, 0.0)  # [K, Q]
         # seconds() runs once a step on scalars: Python floats and nested lists are several times faster there than
         # numpy scalars, and give the same IEEE double arithmetic
         self._b, self._c, self._k, self._kc = (a.tolist() for a in (self.b, self.c, self.k, self.kc))
         self._t, self._corr = self.t.tolist(), self.corr.tolist()
+        self._q, self._piece_corr = self.q.tolist(), self.piece_corr.tolist()
         self._rows: dict = {}  # decode_seconds: decodes -> (its row over the contexts at chunk 0, the last slope)
 
     @staticmethod
@@ -114,7 +132,8 @@ class StepGrid:
         lo, hi = axis[i], axis[i + 1]
         return i, min(max((x - lo) / (hi - lo), 0.0), 1.0) if x <= hi else (x - lo) / (hi - lo)
 
-    def seconds(self, decodes: float, context: float, chunk: float, chunk_context: float) -> float:
+    def seconds(self, decodes: float, context: float, chunk: float, chunk_context: float,
+                piece: float | None = None) -> float:
         i, u = self._cell(self._b, decodes)
         j, v = self._cell(self._c, context)
         k, w = self._cell(self._k, chunk)
@@ -126,6 +145,10 @@ class StepGrid:
             m, z = self._cell(self._kc, chunk_context)
             c0, c1 = self._corr[k], self._corr[k + 1]
             out += (c0[m] * (1 - z) + c0[m + 1] * z) * (1 - w) + (c1[m] * (1 - z) + c1[m + 1] * z) * w
+            if piece is not None and piece < chunk:
+                m, z = self._cell(self._q, piece)
+                c0, c1 = self._piece_corr[k], self._piece_corr[k + 1]
+                out += (c0[m] * (1 - z) + c0[m + 1] * z) * (1 - w) + (c1[m] * (1 - z) + c1[m + 1] * z) * w
         return float(out)
 
     def decode_seconds(self, decodes: float, contexts: np.ndarray) -> np.ndarray:
@@ -545,13 +568,15 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         ctx = float(kv[ids[dec]].sum()) / n_dec if n_dec else 0.0  # their mean (np.mean's sum, then its division)
         # the tokens cached before each prompt's chunk, weighted by its tokens (StepTimer's chunk_context)
         chunk_ctx = float((kv[ids[pre]] * all_sched[pre]).sum() / chunk) if chunk else 0.0
+        # a prompt's piece, weighted by its tokens: chunk / piece prompts keep the chunk's attention (sum of q^2 / 2)
+        piece = float((all_sched[pre] ** 2).sum() / chunk) if chunk else None
         if n_dec == 0 and chunk == 0 and len(adm) and workload.prefilled:
             continue  # requests admitted with their KV already in place decode from the next step
         if n_dec == 0 and chunk == 0:
             # nothing fits (the pool is too small for the head of the queue and nothing runs)
             raise KvcalcError("simulation: the KV pool cannot hold the next request (its prompt, or its tokens so "
                               "far); raise --tp or lower the lengths")
-        dt = step_time.seconds(n_dec, ctx, chunk, chunk_ctx)
+        dt = step_time.seconds(n_dec, ctx, chunk, chunk_ctx, piece)
         t += dt
         steps += 1
         phase[0] = 0  # a step with prompts is scheduled on its own: the scheduler runs again after it
