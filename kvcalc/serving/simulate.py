@@ -564,12 +564,13 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         dec = (~is_pre) & (all_sched > 0)
         pre = is_pre & (all_sched > 0)
         n_dec = int(dec.sum())
-        chunk = float(all_sched[pre].sum())
+        pieces = all_sched[pre]
+        chunk = float(pieces.sum())
         ctx = float(kv[ids[dec]].sum()) / n_dec if n_dec else 0.0  # their mean (np.mean's sum, then its division)
         # the tokens cached before each prompt's chunk, weighted by its tokens (StepTimer's chunk_context)
-        chunk_ctx = float((kv[ids[pre]] * all_sched[pre]).sum() / chunk) if chunk else 0.0
+        chunk_ctx = float((kv[ids[pre]] * pieces).sum() / chunk) if chunk else 0.0
         # a prompt's piece, weighted by its tokens: chunk / piece prompts keep the chunk's attention (sum of q^2 / 2)
-        piece = float((all_sched[pre] ** 2).sum() / chunk) if chunk else None
+        piece = float(pieces @ pieces / chunk) if len(pieces) > 1 else None
         if n_dec == 0 and chunk == 0 and len(adm) and workload.prefilled:
             continue  # requests admitted with their KV already in place decode from the next step
         if n_dec == 0 and chunk == 0:
