@@ -205,3 +205,14 @@ def test_serve_in_waves_under_pp_never_gets_a_shorter_ttft_for_more_requests():
     kw = {"pp": 2, "input_len": 65, "output_len": 2, "arrivals": "waves"}
     ttft = [serve("llama-3-8b", "h100-sxm", concurrency=c, **kw)["ttft_ms"] for c in (64, 127)]
     assert ttft == sorted(ttft), ttft
+
+
+def test_plan_table_where_nothing_fits_says_why_instead_of_a_traceback():
+    # kvcalc plan -m mixtral-8x7b --input-len 1 --output-len 1 -g l40s --max-gpus-per-replica 1 --request-rate 1 -f table:
+    # IndexError in the table (no choice and no closest miss: Mixtral's ~93 GB of bf16 weights, ~47 GB in fp8, leave
+    # no KV pool on one 48 GB L40S)
+    r = runner.invoke(app, ["plan", "-m", "mixtral-8x7b", "--input-len", "1", "--output-len", "1", "-g", "l40s",
+                            "--max-gpus-per-replica", "1", "--request-rate", "1", "-f", "table"])
+    assert r.exit_code == 0 and r.exception is None, r.output
+    assert "no deployment holds one full-length request" in r.output
+    assert "1 x l40s, vllm, TP1, bf16/bf16: mixtral-8x7b on 1 l40s: the KV pool (0 B per" in r.output

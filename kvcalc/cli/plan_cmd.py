@@ -102,8 +102,13 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
     if result["choice"] is None:
         typer.echo(f"{title}\n{result['choice_note']}")
         rows = [{"rank": "closest", **_row(r), "misses": ", ".join(r["misses"])} for r in result["closest"]]
-    print_rows(rows, title, Format.table)
     from kvcalc.cli.output import print_note  # prose wrapped at the terminal's width
+
+    if rows:
+        print_rows(rows, title, Format.table)
+    else:  # nothing runs at all, so there is no closest miss to show: why, from the rejected deployments
+        for example in result["rejected"]["does_not_fit_examples"]:
+            print_note(f"  {example['deployment']}: {example['reason']}")
 
     print_note("w/KV: weight/KV formats, * a format the checkpoint does not ship; layout: TP, xPP pipeline stages, "
                "+mtp speculative decoding with the checkpoint's own draft head, "
