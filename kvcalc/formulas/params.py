@@ -155,6 +155,8 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
             n * d if moe.shared_expert_gate else 0)
     out["norms"] = norm_params(model)
     out["lm_head"] = 0 if model.tie_word_embeddings else V * d
+    if model.vision_encoder_params and not active:  # loaded with the checkpoint; no text token runs through it
+        out["vision"] = model.vision_encoder_params
     out["total"] = sum(out.values())
     return out
 
@@ -163,13 +165,25 @@ def total_params(model: ModelSpec) -> int:
     return params_breakdown(model)["total"]
 
 
+def siglip_vision_params(hidden: int, intermediate: int, layers: int, patch: int, image: int, channels: int = 3) -> int:
+    """Parameters of a SigLIP vision tower (transformers modeling_siglip.py): the patch embedding (a conv of
+    channels x patch^2 -> hidden, with bias) and a position embedding per patch ((image / patch)^2 rows); per layer
+    two LayerNorms (weight and bias), q, k, v and out projections hidden x hidden with biases, and an MLP hidden ->
+    intermediate -> hidden with biases; a final LayerNorm; not the attention-pooling head (vision_use_head), which
+    Gemma 3's tower leaves out. SigLIP-so400m at 896 px (hidden 1152, intermediate 4304, 27 layers, patch 14):
+    416,866,032."""
+    embeddings = channels * patch * patch * hidden + hidden + (image // patch) ** 2 * hidden
+    layer = 2 * 2 * hidden + 4 * (hidden * hidden + hidden) + 2 * hidden * intermediate + intermediate + hidden
+    return embeddings + layers * layer + 2 * hidden
+
+
 def active_params(model: ModelSpec) -> int:
     """Parameters one token uses: total with top_k of the routed experts (equal to total for dense models)."""
     return params_breakdown(model, active=True)["total"]
 
 
 UNQUANTISED_BYTES = 2.0  # what quantised checkpoints keep their embeddings, lm_head, norms and routers in (bf16)
-UNQUANTISED = ("embedding", "position_embedding", "lm_head", "norms", "moe/router", "attention/sinks")
+UNQUANTISED = ("embedding", "position_embedding", "lm_head", "norms", "moe/router", "attention/sinks", "vision")
 # params_breakdown keys of each layer class a checkpoint may leave unquantised (quantization.quantized)
 CLASS_PARTS = {"attention": ("attention/qkv", "attention/o", "linear_attention"), "mlp": ("mlp",), "experts": ("moe/routed",),
                "shared_experts": ("moe/shared",)}
@@ -265,11 +279,11 @@ def tp_whole_bytes(model: ModelSpec, b_w: float, tp: int) -> float:
 
 
 def _edges_and_layers(model: ModelSpec, b_w: float) -> tuple[float, float, float]:
-    """Bytes of the first stage's edge (the embedding), the last stage's (the lm_head, or a copy of a tied
-    embedding, and the final norm) and all the layers between [B]."""
+    """Bytes of the first stage's edge (the embedding, and a vision tower: vLLM builds it on the first stage), the
+    last stage's (the lm_head, or a copy of a tied embedding, and the final norm) and all the layers between [B]."""
     parts = params_breakdown(model)
     edge_b = b_w if b_w >= UNQUANTISED_BYTES else UNQUANTISED_BYTES
-    embed = (parts["embedding"] + parts.get("position_embedding", 0)) * edge_b
+    embed = (parts["embedding"] + parts.get("position_embedding", 0) + parts.get("vision", 0)) * edge_b
     final_norm = model.hidden_size * (2 if model.norm_bias else 1) * edge_b
     head = (parts["lm_head"] or parts["embedding"]) * edge_b + final_norm
     layers = weight_bytes(model, b_w) - embed - parts["lm_head"] * edge_b - final_norm

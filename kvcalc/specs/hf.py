@@ -813,6 +813,7 @@ FAMILY_READERS = {
 
 def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, list[str]]:
     """ModelSpec fields from a parsed config.json, and the assumptions made (empty for known families)."""
+    vision = _vision_tower(data)
     if isinstance(data.get("text_config"), dict):  # multimodal wrappers (gemma3, llava...): the language model
         data = {**data["text_config"], "model_type": data["text_config"].get("model_type", data.get("model_type"))}
     c = Config(data, source)
@@ -824,6 +825,10 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     if model_type in LLAMA_LIKE and "moe" not in spec:
         _dense_family_fields(c, spec)
     spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
+    if isinstance(vision, int):
+        spec["vision_encoder_params"] = vision
+    elif vision:
+        c.notes.append(vision)
     quantization = quantization_from_config(data.get("quantization_config"), source)
     if quantization is not None:
         _settle_kept_layers(quantization, spec)
@@ -832,6 +837,28 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     if notes:
         spec["notes"] = "; ".join(notes)
     return spec, c.assumptions
+
+
+def _vision_tower(data: dict) -> int | str | None:
+    """The parameters of a multimodal checkpoint's vision tower and projector where kvcalc knows their layout
+    (Gemma 3: a SigLIP tower, then Gemma3MultiModalProjector's vision_hidden x text_hidden input projection and its
+    RMSNorm of vision_hidden, transformers modeling_gemma3.py), a note saying it is not counted for other towers,
+    None without one."""
+    from kvcalc.formulas.params import siglip_vision_params
+
+    v, text = data.get("vision_config"), data.get("text_config")
+    if not isinstance(v, dict):
+        return None
+    kind = v.get("model_type")
+    fields = ("hidden_size", "intermediate_size", "num_hidden_layers", "patch_size", "image_size")
+    if (data.get("model_type") == "gemma3" and kind == "siglip_vision_model" and not v.get("vision_use_head")
+            and isinstance(text, dict) and all(type(v.get(f)) is int and v[f] > 0 for f in fields)
+            and type(text.get("hidden_size")) is int):
+        hidden = v["hidden_size"]
+        tower = siglip_vision_params(hidden, v["intermediate_size"], v["num_hidden_layers"], v["patch_size"],
+                                     v["image_size"], int(v.get("num_channels", 3)))
+        return tower + hidden * text["hidden_size"] + hidden
+    return f"the vision tower (vision_config model_type {kind!r}) is not counted"
 
 
 def _settle_kept_layers(quantization: dict, spec: dict) -> None:

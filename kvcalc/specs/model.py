@@ -253,6 +253,10 @@ class ModelSpec(StrictModel):
     moe: MoeSpec | None = None
     linear_attention: LinearAttentionSpec | None = None
     quantization: QuantizationSpec | None = None
+    vision_encoder_params: int = Field(
+        0, ge=0, le=10**13, description="parameters of the vision tower and its projector that the checkpoint holds "
+        "beside the language model (engines load them, in 16 bit, on the first pipeline stage); no part of a text "
+        "token's forward pass")
     layer_pattern: str | None = Field(
         None, max_length=10**5, description="blocks that each hold one part, in Nemotron-H's hybrid_override_pattern "
         "alphabet: M a linear_attention mixer, * softmax attention, - the dense MLP, E the MoE; one norm each. None: "
