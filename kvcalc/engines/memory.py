@@ -5,11 +5,12 @@ this module composes them for one deployment."""
 from __future__ import annotations
 
 from kvcalc.checks import check_number
+from kvcalc.dtypes import BYTES_PER_ELEMENT
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas import engine_memory as em
 from kvcalc.formulas.capacity import kv_budget_bytes
 from kvcalc.formulas.memory import activation_workspace_bytes
-from kvcalc.formulas.params import stage_weight_bytes, weight_bytes_per_gpu
+from kvcalc.formulas.params import routed_expert_bytes, stage_weight_bytes, weight_bytes_per_gpu
 
 
 def _visible_memory(hw) -> dict:
@@ -26,6 +27,20 @@ def _non_torch_bytes(hw, gpus: int, nccl_in_budget: bool = True, band: str | Non
     (vLLM) release band."""
     return em.vllm_non_torch_bytes(gpus, "nvlink" in (hw.interconnect or "").lower(), nccl_in_budget, band,
                                    figures_GiB)
+
+
+def _vllm_mxfp4_layout_bytes(spec, hw, p, tp: int, pp: int, ep: int, version: tuple[int, int]) -> float:
+    """What vLLM's MXFP4 MoE backend adds to one GPU's routed experts beyond the checkpoint's bytes (padding, a kept
+    copy of the scales, wider biases: formulas/engine_memory.py vllm_mxfp4_expert_bytes) [B]; 0 for other formats,
+    parts whose backend kvcalc does not follow, and expert or pipeline parallelism (not checked against a log)."""
+    q = spec.quantization
+    if (q is None or q.weight_format != "mxfp4" or "experts" not in spec.quantized_classes or spec.moe is None
+            or p.b_w != BYTES_PER_ELEMENT["mxfp4"] or pp > 1 or ep > 1 or spec.moe.expert_intermediate_size % tp):
+        return 0.0
+    backend = em.vllm_mxfp4_backend(hw.name, version)
+    if backend is None:
+        return 0.0
+    return em.vllm_mxfp4_expert_bytes(spec, tp, backend) - routed_expert_bytes(spec, p.b_w) / tp
 
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
@@ -64,7 +79,8 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
                      "(only GPUModelRunner, v1, does), so it changes nothing")
     rope = em.vllm_rope_cache_bytes(spec)  # loaded with the weights, on every GPU of every stage
     if pp == 1:
-        weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) + rope
+        weights = (weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) + rope
+                   + _vllm_mxfp4_layout_bytes(spec, hw, p, tp, pp, ep, version))
         available = em.vllm_available_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, peak, non_torch,
                                                graphs)
         pool, stage = available, None  # pool: bytes as the heaviest stage's pages count them

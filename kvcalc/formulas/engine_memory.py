@@ -114,6 +114,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from kvcalc.dtypes import BYTES_PER_ELEMENT
 from kvcalc.formulas.kv import (
     kv_bytes_per_sequence,
     kv_bytes_per_token_per_layer,
@@ -175,6 +176,17 @@ VLLM_BIGGER_BATCH = (0, 28)  # v0.28.0: PR #51726, 16384 batched tokens on GPUs 
 BLACKWELL_SM100 = ("b200", "b300", "gb200", "gb300")  # vLLM's is_device_capability_family(100)
 STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
 ROPE_CACHE_BYTES = 2  # RotaryEmbedding casts its cos/sin table to the model dtype
+ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rope for float32 (gpt_oss.py: dtype=torch.float32)
+# vLLM's MXFP4 MoE backends as its selection picks them (v0.10.1.1 mxfp4.py _should_use_marlin; v0.11.0 mxfp4.py
+# get_mxfp4_backend; v0.19.0 fused_moe/oracle/mxfp4.py select_mxfp4_moe_backend): Marlin below compute capability 9.0
+# (these parts: 8.0 and 8.6-8.9); on Hopper the OpenAI triton_kernels matmul, which a stock install has from PR #28788
+# (merged 2025-11-15, bundled into vllm/third_party; first release 0.12). Before that a Hopper install's layout
+# depended on how triton_kernels and torch were installed (0.10.x requires triton_kernels there; 0.11.0 falls back to
+# Marlin without it, and swizzles only from torch 2.8.1): not followed, the checkpoint's bytes stand.
+MARLIN_MXFP4_GPUS = ("a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "a10", "a10g", "l4", "l40s", "rtx-3090",
+                     "rtx-4090")
+HOPPER_SM90 = ("h100-sxm", "h100-pcie", "h100-nvl", "h200", "gh200", "gh200-144gb")
+VLLM_TRITON_KERNELS_BUNDLED = (0, 12)
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
 TRTLLM_BLOCK_TOKENS = 32  # TensorRT-LLM's default tokens_per_block
 TRTLLM_MAX_NUM_TOKENS = 8192  # TensorRT-LLM's default max_num_tokens
@@ -209,7 +221,50 @@ def vllm_rope_cache_bytes(model: ModelSpec) -> float:
     base), not counted here."""
     if not model.max_position_embeddings:
         return 0.0
-    return model.max_position_embeddings * model.rotary_width * ROPE_CACHE_BYTES
+    return model.max_position_embeddings * model.rotary_width * ROPE_CACHE_BYTES_FP32.get(model.family, ROPE_CACHE_BYTES)
+
+
+def vllm_mxfp4_backend(gpu_name: str, version: tuple[int, int]) -> str | None:
+    """The MXFP4 MoE backend vLLM `version` picks on `gpu_name`: 'marlin', 'triton-hopper', or None where kvcalc does
+    not follow its layout (Blackwell's TensorRT-LLM and FlashInfer kernels, ROCm, older parts)."""
+    if gpu_name in HOPPER_SM90:
+        return "triton-hopper" if version >= VLLM_TRITON_KERNELS_BUNDLED else None
+    return "marlin" if gpu_name in MARLIN_MXFP4_GPUS else None
+
+
+def _multiple(x: int, m: int) -> int:
+    """x rounded up to a multiple of m (vLLM's round_up)."""
+    return -(-x // m) * m
+
+
+def vllm_mxfp4_expert_bytes(model: ModelSpec, tp: int, backend: str) -> float:
+    """One GPU's routed experts of an MXFP4 checkpoint as vLLM holds them after loading [B]: E experts a layer, each
+    a fused gate/up [2I, H] and a down [H, I] projection of 4-bit values (half a byte) with one e8m0 scale byte per
+    32 and a bias per output, the intermediate I split over tp. From vLLM's source (v0.19.0
+    fused_moe/oracle/mxfp4.py mxfp4_round_up_hidden_size_and_intermediate_size, convert_to_mxfp4_moe_kernel_format;
+    v0.10.1.1 and v0.11.0 quantization/mxfp4.py create_weights):
+      marlin         H rounded up to 256 and I to 128, values and scales repacked in place (same bytes), biases bf16
+                     (utils/marlin_utils_fp4.py prepare_moe_fp4_layer_for_marlin);
+      triton-hopper  I rounded up to 64; triton_kernels (v3.6.0, bundled in 0.19.0) swizzles the values into
+                     HopperMXValueLayout, each packed dimension padded to 64 bytes, and the scales into
+                     HopperMXScaleLayout, rows padded to 2 x num_warps (8) x 16 = 256 and columns to 2; the
+                     checkpoint's scale tensor stays allocated beside the swizzled one; biases fp32.
+    gpt-oss-20b at TP 1 under Marlin: 24 x 32 x (5,888 x 3,072 + 3,072 x 2,944) x (1/2 + 1/32) + biases
+    = 11,083,579,392 B, where the checkpoint holds 10,165,616,640."""
+    moe, H = model.moe, model.hidden_size
+    E, layers, i = moe.num_experts, model.moe_layers, moe.expert_intermediate_size // tp
+    bias = 1 if model.mlp.bias else 0
+    if backend == "marlin":
+        h, i = _multiple(H, 256), _multiple(i, 128)
+        values_and_scales = E * (2 * i * h + h * i) * BYTES_PER_ELEMENT["mxfp4"]  # 1/2 + 1/32
+        return layers * (values_and_scales + bias * E * (2 * i + h) * 2)
+    if backend == "triton-hopper":
+        i = _multiple(i, 64)
+        values = E * (_multiple(2 * i, 64) * _multiple(H // 2, 64) + _multiple(H, 64) * _multiple(i // 2, 64))
+        swizzled_scales = E * (_multiple(2 * i, 256) * _multiple(H // 32, 2) + _multiple(H, 256) * _multiple(i // 32, 2))
+        checkpoint_scales = E * (2 * i * H + H * i) // 32
+        return layers * (values + swizzled_scales + checkpoint_scales + bias * E * (2 * i + H) * 4)
+    raise ValueError(f"unknown MXFP4 backend {backend!r}")
 
 
 def vllm_forward_peak_bytes(model: ModelSpec, tokens: int, b_a: float, tp: int = 1, ep: int = 1) -> float:

@@ -749,3 +749,28 @@ def test_pipeline_stages_weigh_their_own_layers():
     assert fp8[1] - fp8[0] == 66 * 3 * 2048 * 1408 * 1.0 + 2048 * 64 * 2.0 - 3 * 2048 * 10944 * 1.0
     dense = layer_weight_bytes(load_model("llama-3.1-8b"), 2.0)
     assert len(set(dense)) == 1 and len(dense) == 32
+
+
+def test_vllm_mxfp4_experts_as_marlin_and_triton_kernels_lay_them_out():
+    """gpt-oss-20b (24 layers, 32 experts, hidden 2880, expert width 2880, biased). By hand from vLLM's source:
+    Marlin pads H to 256 (3,072) and I to 128 (2,944): 32 x (5,888 x 3,072 + 3,072 x 2,944) values at 17/32 of a
+    byte (4 bits and a scale byte per 32) = 461,242,368 B a layer, bf16 biases 32 x (5,888 + 3,072) x 2 = 573,440:
+    24 layers, 11,083,579,392 B. Triton on Hopper at TP 2: I = 1,440 -> 1,472; values 32 x (2,944 x 1,472 + 2,880 x
+    768) = 209,453,056; swizzled scales 32 x (3,072 x 90 + 3,072 x 46) = 13,369,344; the checkpoint's scales kept,
+    (2 x 1,472 x 2,880 + 2,880 x 1,472) = 12,718,080; fp32 biases 32 x (2,944 + 2,880) x 4 = 745,472: 24 x
+    236,285,952 = 5,670,862,848 B. The four logs that print gpt-oss's 'Model loading took' then come within 2 %
+    (13.72 GiB on an A100 and 7.01 on each of two H100s under 0.19.0; 17.22 for gpt-oss-120b at TP 4 on A100s)."""
+    m = load_model("gpt-oss-20b")
+    assert em.vllm_mxfp4_expert_bytes(m, 1, "marlin") == 24 * (461_242_368 + 573_440) == 11_083_579_392
+    assert em.vllm_mxfp4_expert_bytes(m, 2, "triton-hopper") == 24 * 236_285_952 == 5_670_862_848
+    assert 209_453_056 + 13_369_344 + 12_718_080 + 745_472 == 236_285_952
+    assert [em.vllm_mxfp4_backend(g, v) for g, v in (("a100-sxm-80gb", (0, 10)), ("h100-sxm", (0, 11)),
+                                                     ("h100-sxm", (0, 19)), ("b200", (0, 19)), ("mi300x", (0, 19)))] \
+        == ["marlin", None, "triton-hopper", None, None]
+    # gpt_oss.py asks get_rope for float32: its YaRN table of 131,072 x 64 is 32 MiB
+    assert em.vllm_rope_cache_bytes(m) == 131_072 * 64 * 4
+    rows = {(r["model"], r["gpu"], r["tp"]): r for r in score(read_rows(FOLDER))
+            if r["engine"] == "vllm" and r["model"].startswith("gpt-oss")}
+    for key, logged in ((("gpt-oss-20b", "a100-sxm-80gb", "1"), 13.72), (("gpt-oss-20b", "h100-sxm", "2"), 7.01),
+                        (("gpt-oss-120b", "a100-pcie-80gb", "4"), 17.22)):
+        assert abs(rows[key]["weights_GiB"] / logged - 1) < 0.02, (key, rows[key]["weights_GiB"])
