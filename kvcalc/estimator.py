@@ -514,7 +514,8 @@ class StepTimer:
     chunk, plus the stage-to-stage sends. The chunk splits over micro-batches only by whole prompts: each
     micro-batch carries at least one prompt's piece, min(chunk, prompt_len), so load never shortens a prompt's
     prefill (audit F6), and a chunk of many short prompts is spread over the stages (the long fuzz: a wave of 64
-    prompts ran as one micro-batch)."""
+    prompts ran as one micro-batch); likewise it carries at least one whole decode where there is one (the long
+    fuzz: one decode beside a prompt was timed as half a decode, below its speed of light)."""
 
     def __init__(self, spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp=1, ep=1, speculative=None):
         self.spec, self.hw, self.p, self.tp, self.pp, self.ep, self.profile = spec, hw, p, tp, pp, ep, profile
@@ -544,7 +545,7 @@ class StepTimer:
         whole = nonzero(prompt_len)
         prompts = prompts_in(chunk, prompt_len) if whole else (chunk > 0) * 1.0
         m = maximum(1.0, minimum(decode_batch + prompts, self.pp))
-        decode_batch = decode_batch / m
+        decode_batch = maximum(decode_batch / m, minimum(decode_batch, 1.0))  # a sequence is not split either
         if whole:
             chunk = maximum(chunk / m, minimum(chunk, prompt_len))  # prompts not cut (F6)
             prompts = prompts_in(chunk, prompt_len)

@@ -216,3 +216,15 @@ def test_plan_table_where_nothing_fits_says_why_instead_of_a_traceback():
     assert r.exit_code == 0 and r.exception is None, r.output
     assert "no deployment holds one full-length request" in r.output
     assert "1 x l40s, vllm, TP1, bf16/bf16: mixtral-8x7b on 1 l40s: the KV pool (0 B per" in r.output
+
+
+def test_serve_under_pp_never_splits_one_decode_below_its_speed_of_light():
+    # kvcalc serve -m mixtral-8x7b -g h100-sxm -e roofline --pp 2 --input-len 1 --output-len 2 --concurrency 0.25:
+    # TPOT 5.90 ms where one decode's speed of light is 7.61 ms (the step's work, one decode beside a 1-token prompt,
+    # counted as two micro-batches of half a decode each)
+    from kvcalc import estimate
+    from kvcalc.serving.closed_form import serve
+
+    out = serve("mixtral-8x7b", "h100-sxm", engine="roofline", pp=2, input_len=1, output_len=2, concurrency=0.25)
+    one = estimate("mixtral-8x7b", "h100-sxm", engine="roofline", pp=2, batch=1, context=1)
+    assert out["tpot_ms"] >= one.decode.speed_of_light_ms, (out["tpot_ms"], one.decode.speed_of_light_ms)
