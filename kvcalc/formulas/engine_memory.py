@@ -126,25 +126,27 @@ from kvcalc.specs.model import ModelSpec
 
 GiB = 1024**3
 BLOCK_TOKENS = 16  # vLLM's default block_size on CUDA
-# Sampler bytes a logit by band (vllm_sampler_band). The v0, v1 and v1-0.19 figures are fits: the median over the
+# Sampler bytes a logit by band (vllm_sampler_band). The v0, v1 and v1-0.17 figures are fits: the median over the
 # memory ledger's `fit` rows of that band of logged activation peak / (rows x vocab) (kvcalc/ledgers/memory.py
 # fit_constants; tests/formulas/test_engine_memory.py checks these equal that fit to 0.01), each row's source cited
 # in validation/engine-memory/vllm*.csv; 'v2' is a closed form (the fp32 logits alone).
 SAMPLER_BYTES_PER_LOGIT = {
     "v0": 41.21,  # the V0 worker; PR #10511: 1.26 GiB / (256 x 128,256 logits)
-    "v1": 38.92,  # GPUModelRunner to 0.18; llm-d's vLLM 0.11.0 Llama-3.1-8B log: 4.76 GiB / (1024 x 128,256 logits)
+    "v1": 38.92,  # GPUModelRunner to 0.16; llm-d's vLLM 0.11.0 Llama-3.1-8B log: 4.76 GiB / (1024 x 128,256 logits)
     # (the median with llm-d's Qwen3-32B, 38.92, and the band's second source, a vLLM 0.10.2 Qwen3-Next-80B-A3B log at
     # TP 2 on H200s, https://github.com/sungwon-chae/arxiv_confi/blob/4a052075255d08515b67b11a7e121db85912e341/tmp_memo.md:
     # 5.58 GiB / (1024 x 151,936 logits) = 38.51)
-    # GPUModelRunner from 0.19: llm-d-planner's vLLM 0.19.0 Llama-3.1-8B logs (TP 1, 2 and 4 on H100s) each log a
-    # 1.89 GiB torch peak over 1024 x 128,256 logits. Likely cause: Triton top-k/top-p kernels (PR #33538, merged
-    # 2026-02-02, "does not use extra memory"), first shipped in a release between 0.12 and 0.19 that no log here
-    # pins, so the band starts at the first release a log shows the lower figure (VLLM_SAMPLER_0_19).
-    "v1-0.19": 15.45,
+    # GPUModelRunner from 0.17: llm-d-planner's vLLM 0.19.0 Llama-3.1-8B logs (TP 1, 2 and 4 on H100s) each log a
+    # 1.89 GiB torch peak over 1024 x 128,256 logits. Likely cause: Triton top-k/top-p kernels (PR #33538, opened
+    # 2026-02-02, "does not use extra memory"). The band starts at the first release a log shows the lower figure
+    # (VLLM_SAMPLER_LOW): a vLLM 0.17.1 Llama-3.1-8B log on an A100 (LzyFischer/MemSuit vllm_server.log, in
+    # validation/engine-memory/vllm-more.csv) leaves 0.46 GiB for peak and non-torch memory, where 38.92 bytes a
+    # logit would take 1.19; 0.12-0.16 are not logged here.
+    "v1-0.17": 15.45,
     "v2": 4,  # Model Runner V2 profiles the sampler without top-k/top-p: the fp32 logits
 }
 MODEL_RUNNERS = ("v0", "v1", "v2")
-VLLM_SAMPLER_0_19 = (0, 19)  # GPUModelRunner's lower sampler peak, from the first release a log shows it
+VLLM_SAMPLER_LOW = (0, 17)  # GPUModelRunner's lower sampler peak, from the first release a log shows it
 # GPUModelRunner with FlashInfer's top-k/top-p kernel (its log: "Using FlashInfer for top-p & top-k sampling"): the
 # bf16 logits (2), their fp32 copy (4) and the fp32 probabilities FlashInfer samples from (4), no sort
 FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4
@@ -296,8 +298,8 @@ def vllm_model_runner(model: ModelSpec, version: tuple[int, int] = VLLM_LATEST) 
 
 def vllm_sampler_band(runner: str, version: tuple[int, int] = VLLM_LATEST) -> str:
     """The key of SAMPLER_BYTES_PER_LOGIT for `runner` under vLLM `version`: GPUModelRunner ('v1') is 'v1' before
-    0.19 and 'v1-0.19' from it; the others are their runner's name."""
-    return "v1-0.19" if runner == "v1" and version >= VLLM_SAMPLER_0_19 else runner
+    0.17 and 'v1-0.17' from it; the others are their runner's name."""
+    return "v1-0.17" if runner == "v1" and version >= VLLM_SAMPLER_LOW else runner
 
 
 def vllm_sampler_peak_bytes(model: ModelSpec, rows: int, runner: str = "v1", tp: int = 1,

@@ -151,7 +151,7 @@ def _vllm_settings(row: dict) -> dict:
 
 
 # bands each constant falls back on, nearest first, where its own has no other source's fit row
-SAMPLER_FALLBACK = {"v0": ("v1",), "v1": ("v1-0.19", "v0"), "v1-0.19": ("v1", "v0")}
+SAMPLER_FALLBACK = {"v0": ("v1",), "v1": ("v1-0.17", "v0"), "v1-0.17": ("v1", "v0")}
 NON_TORCH_FALLBACK = {"0.11": ("0.19",), "0.19": ("0.11",)}
 
 

@@ -133,19 +133,19 @@ def _pct(median, worst) -> str:
 def test_memory_ledger_figures_in_docs_per_engine_held_out_in_band_and_generic():
     """docs/validation.md "Memory ledger" quotes the folder's summary: per engine, held-out and fit rows apart, scored
     leave-one-source-out, in-band (constants fitted on every fit row) and kvcalc's generic rule beside; recomputed
-    here. The issue's targets (3 % median, 10 % worst on vLLM's held-out concurrency) are not reached held out, and
+    here. The issue's targets (3 % median, 10 % worst on vLLM's held-out concurrency) are reached held out on the median, not on the worst row, and
     the docs say so; these figures are what the ledger gives, not targets."""
     results = score(read_rows(FOLDER))
     docs = (Path(__file__).parents[2] / "docs" / "validation.md").read_text()
     section = " ".join(docs[docs.index("## Memory ledger"):docs.index("## Serving ledgers")].split())
     lines = {(r["engine"], r["rows"]): r for r in summary(results)}
     engines = [r["engine"] for r in results]
-    assert len(results) == 56 and (engines.count("vllm"), engines.count("sglang"), engines.count("trtllm")) == (44, 7, 5)
+    assert len(results) == 57 and (engines.count("vllm"), engines.count("sglang"), engines.count("trtllm")) == (45, 7, 5)
     from kvcalc.ledgers.memory import source_of
 
-    assert len({source_of(r["source"]) for r in results}) == 23
-    assert len({source_of(r["source"]) for r in results if r["engine"] == "vllm"}) == 14
-    assert "56 public start-up logs from 23 sources" in section and "44 of vLLM" in section
+    assert len({source_of(r["source"]) for r in results}) == 24
+    assert len({source_of(r["source"]) for r in results if r["engine"] == "vllm"}) == 15
+    assert "57 public start-up logs from 24 sources" in section and "45 of vLLM" in section
     for role in ("held-out", "fit"):
         line = lines[("vllm", role)]
         row = (f"| {role} | {line['n']} | {_pct(line['median_abs_error_pct'], line['worst_abs_error_pct'])} | "
@@ -156,7 +156,7 @@ def test_memory_ledger_figures_in_docs_per_engine_held_out_in_band_and_generic()
     assert f"**vLLM, held out: {_pct(held['median_abs_error_pct'], held['worst_abs_error_pct'])}**" in section
     assert f"**in-band {_pct(held['in_band_median_abs_error_pct'], held['in_band_worst_abs_error_pct'])}**" in section
     assert f"**generic {_pct(held['generic_median_abs_error_pct'], held['generic_worst_abs_error_pct'])}**" in section
-    assert held["median_abs_error_pct"] > 3 and held["worst_abs_error_pct"] > 10  # "not reached", as the docs say
+    assert held["median_abs_error_pct"] <= 3 and held["worst_abs_error_pct"] > 10  # the docs: median reached, worst not
     assert (f"**weights within 2 %: {held['weights_within_2_pct']} held-out, "
             f"{lines[('vllm', 'fit')]['weights_within_2_pct']}") in section
     for engine, name in (("sglang", "SGLang"), ("trtllm", "TensorRT-LLM")):
@@ -165,7 +165,7 @@ def test_memory_ledger_figures_in_docs_per_engine_held_out_in_band_and_generic()
         assert f"{line['n']} rows scored" in section and lines[(engine, "excluded")]["n"] == {"sglang": 7, "trtllm": 5}[engine] - line["n"]
     # the held-out rows split by whether their band keeps another source's fit rows
     vllm_held = [r for r in results if r["engine"] == "vllm" and r["role"] == "held-out"]
-    for refitted, words in ((True, "seventeen"), (False, "eighteen")):
+    for refitted, words in ((True, "eighteen"), (False, "eighteen")):
         errors = [abs(r["error_pct"]) for r in vllm_held if bool(r["fallback"]) is not refitted]
         assert (f"The {words} held-out rows" in section or f"the {words} whose band" in section)
         assert f"{_pct(round(statistics.median(errors), 1), round(max(errors), 1))}" in section
@@ -193,7 +193,7 @@ def test_band_constants_are_the_fit_of_the_ledgers_fit_rows():
                # for weight, 5.58 GiB for peak activation' over vllm serve's 1024 rows x 151,936 (issue 23)
                "v1": statistics.median([4.76 * GiB / (1024 * 128256), 5.64 * GiB / (1024 * 151936),
                                         5.58 * GiB / (1024 * 151936)]),
-               "v1-0.19": 1.89 * GiB / (1024 * 128256)}
+               "v1-0.17": 1.89 * GiB / (1024 * 128256)}
     for band, value in by_hand.items():
         assert fitted["sampler"][band] == pytest.approx(value)
         assert em.SAMPLER_BYTES_PER_LOGIT[band] == pytest.approx(value, abs=0.005)
@@ -201,8 +201,8 @@ def test_band_constants_are_the_fit_of_the_ledgers_fit_rows():
     assert fitted["non_torch"]["0.19"] == pytest.approx((0.25, statistics.median([2.07 - 0.25, 2.13 - 0.25])))
     for band, figures in fitted["non_torch"].items():
         assert em.NON_TORCH_BANDS_GiB[band] == pytest.approx(figures, abs=0.005)
-    assert [em.vllm_sampler_band("v1", v) for v in ((0, 8), (0, 18), (0, 19), (0, 24))] == [
-        "v1", "v1", "v1-0.19", "v1-0.19"]
+    assert [em.vllm_sampler_band("v1", v) for v in ((0, 8), (0, 16), (0, 17), (0, 24))] == [
+        "v1", "v1", "v1-0.17", "v1-0.17"]
 
 
 def test_leave_one_source_out_refits_without_the_source_and_falls_back_to_the_nearest_band():
@@ -217,19 +217,19 @@ def test_leave_one_source_out_refits_without_the_source_and_falls_back_to_the_ne
     rows = read_rows(FOLDER)
     # without llm-d-planner the 0.19 band has no fit row: it takes the 0.11 band's figures
     without = fit_constants(rows, exclude_source="llm-d-incubation/llm-d-planner")
-    assert without["sampler"]["v1-0.19"] == pytest.approx(em.SAMPLER_BYTES_PER_LOGIT["v1"], abs=0.005)
+    assert without["sampler"]["v1-0.17"] == pytest.approx(em.SAMPLER_BYTES_PER_LOGIT["v1"], abs=0.005)
     assert without["non_torch"]["0.19"] == pytest.approx((0.13, 0.41))
-    assert "sampler@v1-0.19<-v1" in without["fallback"]
+    assert "sampler@v1-0.17<-v1" in without["fallback"]
     # without llm-d the 0.11 band keeps a sampler of its own: sungwon-chae/arxiv_confi's vLLM 0.10.2 log, 5.58 GiB over
     # 1024 x 151,936 logits (issue 23); only its non-torch figures, logged by llm-d alone, fall back to the 0.19 band
     without = fit_constants(rows, exclude_source="llm-d/llm-d-benchmark")
     assert without["sampler"]["v1"] == pytest.approx(5.58 * GiB / (1024 * 151936))  # 38.51 B a logit
-    assert "sampler@v1<-v1-0.19" not in without["fallback"] and "non_torch_tp1@0.11<-0.19" in without["fallback"]
+    assert "sampler@v1<-v1-0.17" not in without["fallback"] and "non_torch_tp1@0.11<-0.19" in without["fallback"]
     # and a source that sets nothing changes nothing
     assert fit_constants(rows, exclude_source="myoceane.fr") == fit_constants(rows)
     results = score(rows)
     planner = [r for r in results if source_of(r["source"]) == "llm-d-incubation/llm-d-planner"]
-    assert all("sampler@v1-0.19<-v1" in r["fallback"] for r in planner)
+    assert all("sampler@v1-0.17<-v1" in r["fallback"] for r in planner)
     assert all(r["fallback"] == "" for r in results if source_of(r["source"]) == "dennislee22/vllm-benchmarking")
 
 
@@ -290,7 +290,7 @@ def test_cli_scores_the_folder_as_json_without_nan(tmp_path):
     assert r.exit_code == 0, r.output
     assert "NaN" not in r.stdout and "Infinity" not in r.stdout
     out = json.loads(r.stdout)
-    assert len(out["rows"]) == 56 and {s["engine"] for s in out["summary"]} == {"vllm", "sglang", "trtllm"}
+    assert len(out["rows"]) == 57 and {s["engine"] for s in out["summary"]} == {"vllm", "sglang", "trtllm"}
     bad = tmp_path / "bad.csv"
     bad.write_text(LEDGER.read_text().replace(",fit,v0,", ",score,v0,", 1))
     r = CliRunner().invoke(app, ["validate", "--engine-memory", str(bad)])
