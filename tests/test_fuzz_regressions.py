@@ -228,3 +228,14 @@ def test_serve_under_pp_never_splits_one_decode_below_its_speed_of_light():
     out = serve("mixtral-8x7b", "h100-sxm", engine="roofline", pp=2, input_len=1, output_len=2, concurrency=0.25)
     one = estimate("mixtral-8x7b", "h100-sxm", engine="roofline", pp=2, batch=1, context=1)
     assert out["tpot_ms"] >= one.decode.speed_of_light_ms, (out["tpot_ms"], one.decode.speed_of_light_ms)
+
+
+def test_serve_ttft_never_shortens_when_a_decode_more_takes_a_token_of_the_prompts_step():
+    # kvcalc serve -m llama-3-8b -g h100-sxm --pp 2 --input-len 8192 --output-len 37 -n 1,2: median TTFT 373.4363 then
+    # 373.4357 ms. An 8,192-token prompt takes two steps beside the decodes; each was timed as the budget's first step
+    # (8,192 less the decodes), which a decode more shortened by a token; now each carries the prompt's mean piece.
+    from kvcalc.serving.closed_form import serve
+
+    ttft = [serve("llama-3-8b", "h100-sxm", pp=2, input_len=8192, output_len=37, concurrency=c)["ttft_ms"]
+            for c in (1, 2)]
+    assert ttft[1] >= ttft[0], ttft

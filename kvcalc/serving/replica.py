@@ -184,7 +184,7 @@ def _colocated_call(stepper, input_len: int, output_len: int, step_tokens: int, 
     context = input_len + output_len / 2
     left = step_tokens - decode * stepper.decode_q
     i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their first step is timed apart
-    first = np.minimum(input_len, left[i])
+    first = input_len / np.maximum(1.0, np.ceil(input_len / np.maximum(left[i], 1.0)))  # formulas/workload.py prefill_steps
     extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
     return (np.concatenate([running, extra[0]]), context, np.concatenate([chunk, extra[1]]),
             np.concatenate([np.maximum(input_len - chunk, 0) / 2, extra[2]]), float(input_len)), i
