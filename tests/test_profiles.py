@@ -51,6 +51,30 @@ def test_h100_vllm_decode_attention_profile_on_held_out_measured_kernels():
     assert sorted(datasheet)[100] > 30
 
 
+def test_h100_vllm_mxfp4_moe_profile_on_held_out_measured_modules():
+    # the 27 held-out w4a16_mxfp4 MoE rows (fixture README): median 9.7 % against the datasheet roofline's 25 %
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    from kvcalc.formulas.kernel_time import kernel_seconds
+    from kvcalc.ledgers.kernel_tables import moe_rows
+
+    hw, profile = load_gpu("h100-sxm"), resolve_engine("vllm", load_gpu("h100-sxm"))
+    df = pd.read_csv(FIXTURES / "h100_sxm-vllm-0.24.0-moe-w4a16_mxfp4-heldout.csv").rename(columns={"latency_ms": "latency"})
+    rows = moe_rows(df.assign(moe_dtype="w4a16_mxfp4", moe_tp_size=1, moe_ep_size=1, distribution="balanced"),
+                    "w4a16_mxfp4")
+    assert len(rows.seconds) == 27
+    predicted = kernel_seconds(profile.moe["mxfp4"], rows.flops, rows.bytes, hw.peak_flops("bf16"), hw.bandwidth_Bps,
+                               rows.items)
+    datasheet = np.maximum(rows.flops / (hw.peak_flops("bf16") * 0.80), rows.bytes / (hw.bandwidth_Bps * 0.90))
+    assert np.median(np.abs(predicted / rows.seconds - 1)) * 100 <= 10
+    assert np.median(np.abs(datasheet / rows.seconds - 1)) * 100 > 20
+    # and gpt-oss's experts are timed by that curve, at the bf16 peak (w4a16), with no datasheet fallback
+    r = CliRunner().invoke(app, ["estimate", "-m", "gpt-oss-20b", "-g", "h100-sxm", "-e", "vllm", "-b", "8", "-c",
+                                 "2000", "--explain"])
+    assert r.exit_code == 0 and "no measured curve" not in r.output, r.output
+    assert "moe/routed (vllm moe.mxfp4): 24 x (38.4 us" in r.output  # the curve's t0_us, once a layer
+
+
 def test_every_bundled_measured_profile_is_fitted_and_scored_on_held_out_shapes():
     profiles = [p for p in bundled_specs("profile") if p.provenance == "measured"]
     assert {(p.gpu, p.engine) for p in profiles} == {

@@ -88,6 +88,9 @@ GEMM_CURVES = {
     # the same fp4 tensor cores and is timed by that curve
     "nvfp4": (("nvfp4", "fp4"),), "mxfp4": (("nvfp4", "fp4"),),
 }
+# MoE modules measured in their own format first: MXFP4 experts with bf16 activations (gpt-oss's w4a16 kernels: vLLM's
+# triton_kernels on Hopper, FlashInfer's TRT-LLM MXFP4 x BF16 on Blackwell), timed against the bf16 peak
+MOE_CURVES = {"mxfp4": (("mxfp4", None),)}
 ATTENTION_CURVE_KEYS = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8"}
 
 
@@ -96,7 +99,8 @@ def profile_curve(op: Op, profile: EngineProfile, weight_dtype: str, kv_dtype: s
     act = activation_dtype(weight_dtype)
     if op.engine == "matmul":
         for table in (("moe", "gemm") if op.kernel_class == "moe" else ("gemm",)):
-            for key, peak_dtype in GEMM_CURVES.get(weight_dtype, ()):
+            own = MOE_CURVES.get(weight_dtype, ()) if table == "moe" else ()
+            for key, peak_dtype in (*own, *GEMM_CURVES.get(weight_dtype, ())):
                 if key in getattr(profile, table):
                     return getattr(profile, table)[key], peak_dtype or act, f"{table}.{key}"
         return None

@@ -160,7 +160,10 @@ def attention_rows(df, kv_dtype: str, decode: bool) -> Rows:
                 None, kernels, items)
 
 
-MOE_DTYPES = {k: v for k, v in GEMM_DTYPES.items() if k in ("bfloat16", "fp8", "fp8_block", "int4_wo")}
+MOE_DTYPES = {**{k: v for k, v in GEMM_DTYPES.items() if k in ("bfloat16", "fp8", "fp8_block", "int4_wo")},
+              # MXFP4 experts with bf16 activations (gpt-oss; the tables' kernel_source: vLLM's triton_kernels
+              # matmul_ogs on Hopper, FlashInfer's TRT-LLM kernel on Blackwell, Marlin; SGLang's; TensorRT-LLM's)
+              "w4a16_mxfp4": ("mxfp4", 0.5 + 1 / 32, None)}
 MLA = {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128}  # DeepSeek V2/V3
 
 

@@ -15,7 +15,7 @@ from kvcalc.specs._base import StrictModel
 
 GEMM_KEYS = ("bf16", "fp8", "fp8_block", "w8a8", "int8_wo", "int4_wo", "nvfp4")
 LINEAR_KEYS = ("gated_deltanet",)  # kinds the tables measure (their Mamba-2 tables hold the conv alone)
-MOE_KEYS = ("bf16", "fp8", "fp8_block", "int4_wo")
+MOE_KEYS = ("bf16", "fp8", "fp8_block", "int4_wo", "mxfp4")  # mxfp4: MXFP4 experts, bf16 activations (w4a16)
 ATTENTION_KEYS = ("bf16", "fp8")
 
 
