@@ -92,6 +92,25 @@ def test_a_vision_tower_kvcalc_cannot_count_is_named(tmp_path):
     spec, notes = load_hf_spec(tmp_path)
     assert spec.vision_encoder_params == 0
     assert "the vision tower (vision_config model_type 'llama4_vision_model') is not counted" in spec.notes
+    # a SigLIP tower whose fields kvcalc cannot count says which (a null num_channels raised TypeError: review)
+    for change, why in (({"num_channels": None}, "vision_config's num_channels not a positive integer"),
+                        ({"image_size": 896.0}, "vision_config's image_size not a positive integer"),
+                        ({"vision_use_head": True}, "vision_config's vision_use_head (a pooling head) is set")):
+        config = json.loads((HF / "medgemma-27b-it" / "config.json").read_text())
+        config["vision_config"].update(change)
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        spec, _ = load_hf_spec(tmp_path)
+        assert spec.vision_encoder_params == 0 and f"the SigLIP vision tower is not counted: {why}" in spec.notes, why
+
+
+def test_a_speculative_draft_layer_carries_no_vision_tower():
+    """EAGLE's one-layer draft of Gemma 3 27B: one decoder layer (5376 wide, 32 heads of 128, 16 KV heads, MLP
+    21,504 gated, q/k norms), not the 423,060,336-parameter SigLIP tower the target carries (review)."""
+    from kvcalc.formulas.speculative import one_layer
+    from kvcalc.specs.catalog import load_model
+
+    draft = one_layer(load_model("gemma-3-27b"))
+    assert draft.vision_encoder_params == 0 and draft.num_layers == 1
 
 
 def copy_with(tmp_path: Path, folder: str, **changes) -> Path:

@@ -323,7 +323,8 @@ def mixed_ops(model: ModelSpec, *, decode_batch, context, chunk, chunk_context, 
     kernel); logits are computed for every decode token and for each prompt's last position in the chunk.
     chunk_prompts: the prompts whose pieces share the chunk, chunk / chunk_prompts tokens each (a fraction where
     the pieces differ: chunk^2 / sum of the squared pieces keeps the causal attention's sum of q^2 / 2 exact). A
-    chunk of 315 prompts of 26 tokens attends 315 x 26 x 27 / 2 positions a head, not 8,192 x 8,193 / 2."""
+    chunk of 315 prompts of 26 tokens attends 315 x 26 x 27 / 2 positions a head, not 8,190 x 8,191 / 2. The logits
+    rows count chunk_prompts too (with uneven pieces slightly fewer than the prompts: negligible beside the chunk)."""
     both = forward_ops(model, batch=decode_batch * decode_q + chunk, q=1, context=0, absorbed=True, p=p)
     shared = [o for o in both if o.op_class not in (*PER_SEQUENCE, "lm_head")]
     attention = []

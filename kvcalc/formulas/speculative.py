@@ -66,8 +66,8 @@ def verify_ops(model: ModelSpec, batch, context, tokens: int, p: Precision) -> l
 
 def one_layer(model: ModelSpec) -> ModelSpec:
     """A single decoder layer of the model's own shape (EAGLE's draft, an MTP module): softmax attention (as
-    Qwen3-Next's and Nemotron's MTP layers are), MoE if the model's last layers are."""
-    update: dict = {"num_layers": 1, "linear_attention": None, "layer_pattern": None}
+    Qwen3-Next's and Nemotron's MTP layers are), MoE if the model's last layers are; no vision tower."""
+    update: dict = {"num_layers": 1, "linear_attention": None, "layer_pattern": None, "vision_encoder_params": 0}
     if model.moe is not None:
         update["moe"] = model.moe.model_copy(update={"first_dense_layers": 0, "every": 1})
     if model.attention.sliding_window is not None:

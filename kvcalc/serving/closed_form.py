@@ -78,9 +78,10 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     tau = stepper.seconds(running, input_len + output_len / 2, chunk, max(input_len - chunk, 0) / 2,
                           prompt_len=input_len)
     left = step_tokens - decode * stepper.decode_q
-    if chunk < left:  # prompts enter unqueued: a request's prefill runs in s_p steps of up to `left` tokens each
-        # each of them carries a piece of input_len / s_p tokens on average (so more load, which leaves less of the
-        # budget, never shortens the steps: the long fuzz), beside the other prompts entering (the mean chunk)
+    if chunk < left:  # prompts enter unqueued: a request's prefill runs in s_p steps (up to `left` tokens each), and
+        # each carries input_len / s_p of it on average (so more load, which leaves less of the budget, never
+        # shortens the steps: the long fuzz; an 8,192-token prompt in two steps is no longer timed as two full ones),
+        # beside the other prompts entering (the mean chunk)
         first = input_len / s_p
         ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, max(first, chunk), max(input_len - first, 0) / 2,
                                      prompt_len=input_len)  # whole prompts per micro-batch or replica, none cut

@@ -176,14 +176,14 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
 
 def _colocated_call(stepper, input_len: int, output_len: int, step_tokens: int, decode, chunk) -> tuple:
     """(the StepTimer.seconds arguments that time colocated_many's two steps in one call, the indices whose prompt
-    enters unqueued): the steady step at every concurrency, then the first step of the prompts that enter unqueued
-    (each with whole prompts per micro-batch or replica, as _colocated times them)."""
+    enters unqueued): the steady step at every concurrency, then a prefill step of the prompts that enter unqueued,
+    carrying the prompt's mean piece (each with whole prompts per micro-batch or replica, as _colocated times them)."""
     import numpy as np
 
     running = np.maximum(decode, 1.0)
     context = input_len + output_len / 2
     left = step_tokens - decode * stepper.decode_q
-    i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their first step is timed apart
+    i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
     first = input_len / np.maximum(1.0, np.ceil(input_len / np.maximum(left[i], 1.0)))  # formulas/workload.py prefill_steps
     extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
     return (np.concatenate([running, extra[0]]), context, np.concatenate([chunk, extra[1]]),

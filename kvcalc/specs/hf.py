@@ -850,15 +850,20 @@ def _vision_tower(data: dict) -> int | str | None:
     if not isinstance(v, dict):
         return None
     kind = v.get("model_type")
-    fields = ("hidden_size", "intermediate_size", "num_hidden_layers", "patch_size", "image_size")
-    if (data.get("model_type") == "gemma3" and kind == "siglip_vision_model" and not v.get("vision_use_head")
-            and isinstance(text, dict) and all(type(v.get(f)) is int and v[f] > 0 for f in fields)
-            and type(text.get("hidden_size")) is int):
-        hidden = v["hidden_size"]
-        tower = siglip_vision_params(hidden, v["intermediate_size"], v["num_hidden_layers"], v["patch_size"],
-                                     v["image_size"], int(v.get("num_channels", 3)))
-        return tower + hidden * text["hidden_size"] + hidden
-    return f"the vision tower (vision_config model_type {kind!r}) is not counted"
+    if data.get("model_type") != "gemma3" or kind != "siglip_vision_model":
+        return f"the vision tower (vision_config model_type {kind!r}) is not counted: kvcalc knows Gemma 3's only"
+    fields = {f: v.get(f) for f in ("hidden_size", "intermediate_size", "num_hidden_layers", "patch_size",
+                                    "image_size")}
+    fields["num_channels"] = v.get("num_channels", 3)
+    fields["text hidden_size"] = text.get("hidden_size") if isinstance(text, dict) else None
+    bad = [f for f, x in fields.items() if type(x) is not int or x <= 0]
+    if bad or v.get("vision_use_head"):
+        why = f"{', '.join(bad)} not a positive integer" if bad else "vision_use_head (a pooling head) is set"
+        return f"the SigLIP vision tower is not counted: vision_config's {why}"
+    hidden = fields["hidden_size"]
+    tower = siglip_vision_params(hidden, fields["intermediate_size"], fields["num_hidden_layers"],
+                                 fields["patch_size"], fields["image_size"], fields["num_channels"])
+    return tower + hidden * fields["text hidden_size"] + hidden
 
 
 def _settle_kept_layers(quantization: dict, spec: dict) -> None:

@@ -318,7 +318,7 @@ def test_model_runner_v2_profiles_the_sampler_without_its_sort():
     # the figure's source: llm-d's vLLM 0.11.0 log of Llama-3.1-8B, 'activation peak 4.76 GiB' at 1024 seqs
     llama = load_model("llama-3.1-8b")
     assert em.vllm_sampler_peak_bytes(llama, 1024, "v1", version=(0, 11)) / GiB == pytest.approx(4.76, abs=0.005)
-    # from 0.19 GPUModelRunner's sampler peaks at 1.89 GiB on the same model (llm-d-planner's vLLM 0.19.0 logs)
+    # from 0.17 GPUModelRunner's sampler peaks at 1.89 GiB on the same model (llm-d-planner's vLLM 0.19.0 logs)
     assert em.vllm_sampler_peak_bytes(m, 1024, "v1", version=(0, 19)) == 1024 * 151936 * 15.45
     assert em.vllm_sampler_peak_bytes(llama, 1024, "v1", version=(0, 19)) / GiB == pytest.approx(1.89, abs=0.005)
     assert em.vllm_sampler_peak_bytes(m, 1024, "v0") == 1024 * 151936 * 41.21
