@@ -167,14 +167,14 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
             alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
-        args, i = _colocated_call(stepper, input_len, output_len, step_tokens, decode, chunk)
+        args, i = _colocated_call(stepper, input_len, output_len, step_tokens, decode, chunk, s_p)
         both = stepper.seconds(*args)
     except ValueError:  # an operator present at some concurrencies only
         return _by_point(cs, run)
     return _colocated_finish(both, cs, i, s_p, gain, output_len, request_s)
 
 
-def _colocated_call(stepper, input_len: int, output_len: int, step_tokens: int, decode, chunk) -> tuple:
+def _colocated_call(stepper, input_len: int, output_len: int, step_tokens: int, decode, chunk, s_p) -> tuple:
     """(the StepTimer.seconds arguments that time colocated_many's two steps in one call, the indices whose prompt
     enters unqueued): the steady step at every concurrency, then a prefill step of the prompts that enter unqueued,
     carrying the prompt's mean piece (each with whole prompts per micro-batch or replica, as _colocated times them)."""
@@ -184,7 +184,7 @@ def _colocated_call(stepper, input_len: int, output_len: int, step_tokens: int, 
     context = input_len + output_len / 2
     left = step_tokens - decode * stepper.decode_q
     i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
-    first = input_len / np.maximum(1.0, np.ceil(input_len / np.maximum(left[i], 1.0)))  # formulas/workload.py prefill_steps
+    first = input_len / s_p[i]  # the prompt's mean piece over its s_p prefill steps
     extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
     return (np.concatenate([running, extra[0]]), context, np.concatenate([chunk, extra[1]]),
             np.concatenate([np.maximum(input_len - chunk, 0) / 2, extra[2]]), float(input_len)), i
@@ -292,9 +292,9 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
         else:
             pending.append((n, cs, state))
     calls, indices = [], []
-    for n, cs, (decode, chunk, _) in pending:
+    for n, cs, (decode, chunk, s_p) in pending:
         stepper, input_len, output_len, step_tokens, _, _ = runners[n].colocated
-        args, i = _colocated_call(stepper, input_len, output_len, step_tokens, decode, chunk)
+        args, i = _colocated_call(stepper, input_len, output_len, step_tokens, decode, chunk, s_p)
         calls.append((stepper, args))
         indices.append(i)
     for (n, cs, state), i, both in zip(pending, indices, seconds_many(calls)):
