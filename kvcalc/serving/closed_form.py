@@ -82,8 +82,8 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         # each carries input_len / s_p of it on average (so more load, which leaves less of the budget, never
         # shortens the steps: the long fuzz; an 8,192-token prompt in two steps is no longer timed as two full ones),
         # beside the other prompts entering (the mean chunk)
-        first = input_len / s_p
-        ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, max(first, chunk), max(input_len - first, 0) / 2,
+        piece = input_len / s_p
+        ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, max(piece, chunk), max(input_len - piece, 0) / 2,
                                      prompt_len=input_len)  # whole prompts per micro-batch or replica, none cut
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
