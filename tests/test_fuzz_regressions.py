@@ -239,3 +239,16 @@ def test_serve_ttft_never_shortens_when_a_decode_more_takes_a_token_of_the_promp
     ttft = [serve("llama-3-8b", "h100-sxm", pp=2, input_len=8192, output_len=37, concurrency=c)["ttft_ms"]
             for c in (1, 2)]
     assert ttft[1] >= ttft[0], ttft
+
+
+def test_a_profile_with_a_denormal_efficiency_is_a_one_line_error(tmp_path):
+    # kvcalc estimate -m llama-3-8b -g h100-sxm --profile p.toml -b 1 -c 1 -f json, p.toml the bundled SGLang H100
+    # profile with attention_decode.bf16.memory_efficiency = 5e-324: the decode time came out null ('0 / 0'), the
+    # division by the denormal overflowing to infinity
+    src = (Path(__file__).parents[1] / "hardware_specs" / "profiles" / "h100-sxm.sglang.toml").read_text()
+    head, tail = src.split("[attention_decode.bf16]", 1)
+    line = next(x for x in tail.splitlines() if x.startswith("memory_efficiency"))
+    (tmp_path / "p.toml").write_text(head + "[attention_decode.bf16]" + tail.replace(line, "memory_efficiency = 5e-324", 1))
+    r = runner.invoke(app, ["estimate", "-m", "llama-3-8b", "-g", "h100-sxm", "--profile", str(tmp_path / "p.toml"),
+                            "-b", "1", "-c", "1", "-f", "json"])
+    _one_error_line(r, "p.toml: attention_decode.bf16.memory_efficiency", "greater than or equal to 0.000001")

@@ -38,9 +38,10 @@ class KernelCurve(StrictModel):
     e(x) = e_max x^a / (x^a + x_half^a); n counts (sequence, KV head) pairs for attention, input elements for GEMMs."""
 
     t0_us: float = Field(ge=0, le=1e5, description="fixed latency of one kernel [us]")
-    memory_efficiency: float = Field(gt=0, le=1, description="largest fraction of the datasheet bandwidth reached")
+    # at least a millionth of the roof, as hardware specs' efficiencies: a denormal (5e-324) made times infinite (long fuzz)
+    memory_efficiency: float = Field(ge=1e-6, le=1, description="largest fraction of the datasheet bandwidth reached")
     memory_half_MB: float = Field(ge=0, le=1e6, description="bytes moved [1e6 B] at which half of it is reached")
-    compute_efficiency: float = Field(gt=0, le=1, description="largest fraction of the datasheet dense peak reached")
+    compute_efficiency: float = Field(ge=1e-6, le=1, description="largest fraction of the datasheet dense peak reached")
     compute_half_GFLOP: float = Field(ge=0, le=1e6, description="FLOPs [1e9] at which half of it is reached")
     size_exponent: float = Field(1.0, ge=0.1, le=1, description="a: how sharply efficiency rises with size; a <= 1 keeps "
                                  "time = x / e(x) non-decreasing in x (a > 1 would make tiny kernels slower than small)")
@@ -54,7 +55,8 @@ class AllReduceCurve(StrictModel):
     """One all-reduce over tp GPUs: t = t0 + 2 (tp - 1) / tp * bytes / bus bandwidth."""
 
     t0_us: float = Field(ge=0, le=1e5)
-    bus_bandwidth_GBps: float = Field(gt=0, le=1e5)
+    # 1 kB/s at the least: a spec's slowest link (0.01 GB/s) carries curves below it, a denormal made times infinite
+    bus_bandwidth_GBps: float = Field(ge=1e-6, le=1e5)
     fit: FitRecord | None = None
 
 
