@@ -53,6 +53,7 @@ from kvcalc.formulas.roofline import (
     ridge_point,
     step_time,
 )
+from kvcalc.formulas.workload import prompts_in
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
@@ -493,12 +494,6 @@ class SpeculativeTimer:
                 return b
             b *= 2
         return None
-
-
-def prompts_in(chunk, prompt_len):
-    """The prompts whose pieces of prompt_len tokens (or fewer: one whole chunk) a chunk holds: max(chunk / prompt_len,
-    1) where the chunk has tokens, 0 where it has none; numbers or arrays alike."""
-    return (chunk > 0) * maximum(chunk / prompt_len, 1.0)
 
 
 class StepTimer:

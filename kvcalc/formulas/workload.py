@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import math
 
+from kvcalc.formulas._array import maximum
+
 
 def mean_decode_context(prompt_len: int, output_len: int) -> int:
     """Tokens cached, on average, while the output is decoded [tokens]."""
@@ -47,6 +49,12 @@ def static_batch_seconds(prefill_s, decode_step_s, output_len: int):
 def output_tokens_per_s_per_gpu(batch: int, output_len: int, seconds, gpus: int):
     """Output tokens per second per GPU of a static batch [tokens/s]."""
     return batch * output_len / seconds / gpus
+
+
+def prompts_in(chunk, prompt_len):
+    """The prompts whose pieces of prompt_len tokens (or fewer: one whole chunk) a prefill chunk holds:
+    max(chunk / prompt_len, 1) where the chunk has tokens, 0 where it has none; numbers or arrays alike."""
+    return (chunk > 0) * maximum(chunk / prompt_len, 1.0)
 
 
 def prefill_steps(input_len: int, budget_left: float) -> int:

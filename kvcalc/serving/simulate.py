@@ -117,8 +117,7 @@ class StepGrid:
         zero = np.zeros(KQ.size)
         pieces = Q.ravel() if prompt_len is None else np.minimum(Q.ravel(), prompt_len)
         split = sample(zero, zero, KQ.ravel(), zero, pieces).reshape(KQ.shape)
-        whole = np.repeat(base[:, None], len(self.q), axis=1)
-        self.piece_corr = np.where((KQ > 0) & (Q < KQ), split - whole, 0.0)  # [K, Q]
+        self.piece_corr = np.where((KQ > 0) & (Q < KQ), split - base[:, None], 0.0)  # [K, Q]
         # seconds() runs once a step on scalars: Python floats and nested lists are several times faster there than
         # numpy scalars, and give the same IEEE double arithmetic
         self._b, self._c, self._k, self._kc = (a.tolist() for a in (self.b, self.c, self.k, self.kc))
