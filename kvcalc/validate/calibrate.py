@@ -114,6 +114,18 @@ def write_spec(spec: HardwareSpec, out: Path) -> None:
 # --- kvcalc calibrate --from-benchmark: a deployment profile fitted to the user's own serving benchmark ----------
 
 BENCH_CSV_COLUMNS = ("batch", "input_len", "output_len", "tpot_ms")  # ttft_ms optional
+# A measured time below a microsecond is not a measurement: a decode step reads every weight once, and the smallest
+# catalog model (qwen3-0.6b, 0.3 GB even in 4 bits) at the fastest bandwidth in hardware_specs (8,000 GB/s) takes
+# about 40 us; one kernel launch alone costs microseconds (what `kvcalc calibrate` measures as launch_overhead_us).
+MIN_TIME_MS = 1e-3
+MAX_TPOT_MS = 3_600_000.0  # an hour per output token: no serving benchmark waits that long for one token
+# A whole request (TTFT, end-to-end latency): vllm bench serve's client abandons a request after 6 hours
+# (AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=6 * 60 * 60), vLLM benchmarks/backend_request_func.py).
+MAX_REQUEST_MS = 6 * 3_600_000.0
+# The fit's median |error| past which the profile is refused: over 100 % the fitted times are off by more than the
+# measured times themselves (and an under-prediction can never pass 100 %), so kernel times x 0.5 to 3 plus any step
+# and request cost cannot reproduce the file: a wrong --model, --gpu, --tp or --replicas, or times not in ms.
+MAX_FIT_ERROR_PCT = 100.0
 
 
 def read_benchmark(path: Path) -> list[dict]:
@@ -125,7 +137,9 @@ def read_benchmark(path: Path) -> list[dict]:
     inter_token_latency, which excludes the first token as vLLM's TPOT does); a CSV with the columns batch, input_len, output_len,
     tpot_ms and optionally ttft_ms. A closed-loop run names max_concurrency; an open-loop one (a request rate)
     has its mean requests in flight from Little's law: request_throughput x mean end-to-end latency (mean_e2el_ms,
-    else TTFT + TPOT x (output - 1)). Bad input is one line naming the file, line and field."""
+    else TTFT + TPOT x (output - 1)). Bad input is one line naming the file, line and field: a time must be a
+    measurement (MIN_TIME_MS to MAX_TPOT_MS, MAX_REQUEST_MS for a whole request), a count of requests, tokens or
+    requests in flight a whole number of at least 1, a nested object an object; the first bad run stops the read."""
     import json
 
     from kvcalc.specs.files import MAX_TABLE_BYTES, read_regular_file
@@ -174,6 +188,31 @@ def _number(path: Path, line: int, obj: dict, field: str, required: bool = True,
     return float(value)
 
 
+def _time_ms(path: Path, line: int, field: str, value, limit_ms: float = MAX_TPOT_MS):
+    """A measured time [ms] (None passes through): from a microsecond to limit_ms, else one line naming the field."""
+    if value is None:
+        return None
+    label = "TPOT" if "tpot" in field or "inter_token" in field else "TTFT" if "ttft" in field or "first_token" in field \
+        else "latency"
+    if not (math.isfinite(value) and value > 0):
+        raise KvcalcError(f"{path}: line {line}: field {field}: expected a positive number, got {value!r}")
+    if value < MIN_TIME_MS:
+        raise KvcalcError(f"{path}: line {line}: field {field}: {label} {value!r} ms is too small to fit against (under "
+                          f"{MIN_TIME_MS:g} ms, a microsecond, is not a measurement)")
+    if value > limit_ms:
+        raise KvcalcError(f"{path}: line {line}: field {field}: {label} {value!r} ms is too large to be a measurement "
+                          f"(expected at most {limit_ms:,.0f} ms)")
+    return float(value)
+
+
+def _count(path: Path, line: int, field: str, value, what: str) -> float:
+    """A count (requests, tokens, concurrency): a whole number, at least 1 (the upper limits: _within_limits)."""
+    if not (math.isfinite(value) and value >= 1 and float(value).is_integer()):
+        raise KvcalcError(f"{path}: line {line}: field {field}: expected a whole number of {what}, at least 1, "
+                          f"got {value!r}")
+    return float(value)
+
+
 def _stat(path: Path, line: int, obj: dict, field: str, required: bool = True, positive: bool = False):
     """genai-perf / AIPerf export: a metric is an object of statistics; its mean is `avg`."""
     value = obj.get(field)
@@ -189,18 +228,35 @@ def _genai_perf_run(path: Path, line: int, obj: dict) -> dict:
     (time_to_first_token, inter_token_latency, input/output_sequence_length, request_throughput and
     request_latency, each with its avg); the concurrency from input_config (genai-perf: concurrency; AIPerf:
     loadgen.concurrency), else Little's law."""
-    config = obj.get("input_config") or {}
-    concurrency = config.get("concurrency", (config.get("loadgen") or {}).get("concurrency"))
-    run = {"line": line, "input_len": _stat(path, line, obj, "input_sequence_length"),
-           "output_len": _stat(path, line, obj, "output_sequence_length"),
-           "tpot_ms": _stat(path, line, obj, "inter_token_latency", positive=True),
-           "ttft_ms": _stat(path, line, obj, "time_to_first_token", False), "source": f"{path.name} line {line}"}
+    config = _object(path, line, obj, "input_config")
+    loadgen = _object(path, line, config, "loadgen", "input_config.")
+    field = "input_config.concurrency" if config.get("concurrency") is not None else "input_config.loadgen.concurrency"
+    concurrency = config.get("concurrency") if config.get("concurrency") is not None else loadgen.get("concurrency")
+    run = {"line": line, "input_len": _stat(path, line, obj, "input_sequence_length", positive=True),
+           "output_len": _stat(path, line, obj, "output_sequence_length", positive=True),
+           "tpot_ms": _time_ms(path, line, "inter_token_latency.avg",
+                               _stat(path, line, obj, "inter_token_latency", positive=True)),
+           "ttft_ms": _time_ms(path, line, "time_to_first_token.avg",
+                               _stat(path, line, obj, "time_to_first_token", False) or None, MAX_REQUEST_MS),
+           "source": f"{path.name} line {line}"}
     if concurrency is not None:
-        run["concurrency"] = _number(path, line, {"input_config.concurrency": concurrency}, "input_config.concurrency")
+        run["concurrency"] = _count(path, line, field, _number(path, line, {field: concurrency}, field),
+                                    "requests in flight")
     else:
-        run["concurrency"] = (_stat(path, line, obj, "request_throughput")
-                              * _stat(path, line, obj, "request_latency") / 1000)
+        latency_ms = _time_ms(path, line, "request_latency.avg",
+                              _stat(path, line, obj, "request_latency", positive=True), MAX_REQUEST_MS)
+        run["concurrency"] = _stat(path, line, obj, "request_throughput", positive=True) * latency_ms / 1000
     return run
+
+
+def _object(path: Path, line: int, obj: dict, field: str, prefix: str = "") -> dict:
+    """An optional nested JSON object ({} where absent): a list or a number there is one line naming the field."""
+    value = obj.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise KvcalcError(f"{path}: line {line}: field {prefix}{field}: expected a JSON object, got {value!r:.60}")
+    return value
 
 
 def _bench_run(path: Path, line: int, obj) -> dict:
@@ -214,18 +270,25 @@ def _bench_run(path: Path, line: int, obj) -> dict:
     completed = _number(path, line, obj, "completed")
     if completed <= 0:
         raise KvcalcError(f"{path}: line {line}: field completed: no request completed")
-    run = {"line": line, "input_len": _number(path, line, obj, "total_input_tokens") / completed,
-           "output_len": _number(path, line, obj, "total_output_tokens") / completed,
-           "tpot_ms": _number(path, line, obj, "mean_tpot_ms", positive=True),
-           "ttft_ms": _number(path, line, obj, "mean_ttft_ms", False),
+    completed = _count(path, line, "completed", completed, "requests")
+    tokens = {f: _count(path, line, f, _number(path, line, obj, f), "tokens")
+              for f in ("total_input_tokens", "total_output_tokens")}
+    run = {"line": line, "input_len": tokens["total_input_tokens"] / completed,
+           "output_len": tokens["total_output_tokens"] / completed,
+           "tpot_ms": _time_ms(path, line, "mean_tpot_ms", _number(path, line, obj, "mean_tpot_ms", positive=True)),
+           # a TTFT of 0 is a tool's "not measured" (as absent); any other value must be a measured time
+           "ttft_ms": _time_ms(path, line, "mean_ttft_ms", _number(path, line, obj, "mean_ttft_ms", False) or None,
+                               MAX_REQUEST_MS),
            "source": f"{path.name} line {line}"}
     if obj.get("max_concurrency") is not None:
-        run["concurrency"] = _number(path, line, obj, "max_concurrency")
+        run["concurrency"] = _count(path, line, "max_concurrency", _number(path, line, obj, "max_concurrency"),
+                                    "requests in flight")
     else:  # open loop: Little's law
-        e2e_ms = _number(path, line, obj, "mean_e2el_ms", False)
+        e2e_ms = _time_ms(path, line, "mean_e2el_ms", _number(path, line, obj, "mean_e2el_ms", False, positive=True),
+                          MAX_REQUEST_MS)
         if e2e_ms is None:
             e2e_ms = (run["ttft_ms"] or 0.0) + run["tpot_ms"] * max(run["output_len"] - 1, 0)
-        run["concurrency"] = _number(path, line, obj, "request_throughput") * e2e_ms / 1000
+        run["concurrency"] = _number(path, line, obj, "request_throughput", positive=True) * e2e_ms / 1000
     return run
 
 
@@ -251,6 +314,11 @@ def _read_bench_csv(path: Path, text: str) -> list[dict]:
                 raise KvcalcError(f"{path}: line {n}: field {field}: expected a number, got {raw!r}") from None
             if not values[field] > 0:
                 raise KvcalcError(f"{path}: line {n}: field {field}: expected a positive number, got {raw!r}")
+            if not math.isfinite(values[field]):
+                raise KvcalcError(f"{path}: line {n}: field {field}: expected a finite positive number, got {raw!r}")
+        _count(path, n, "batch", values["batch"], "requests in flight")
+        _time_ms(path, n, "tpot_ms", values["tpot_ms"])
+        _time_ms(path, n, "ttft_ms", values["ttft_ms"], MAX_REQUEST_MS)
         out.append({"line": n, "concurrency": values.pop("batch"), **values, "source": f"{path.name} line {n}"})
     return out
 
@@ -315,6 +383,25 @@ def _errors(runs: list[dict], fit: dict) -> list[float]:
     return out
 
 
+def _check_fit(path: Path, runs: list[dict], fit: dict) -> None:
+    """A fit whose constants are not finite, or whose median in-sample |error| passes MAX_FIT_ERROR_PCT, is refused
+    in one line saying why: its profile would time nothing the file measured."""
+    import statistics
+
+    bad = [k for k, v in fit.items() if not math.isfinite(v)]
+    if bad:
+        raise KvcalcError(f"{path}: the fit's {bad[0]} is {fit[bad[0]]!r}, not a number a profile can hold: refused")
+    errors = _errors(runs, fit)
+    median = statistics.median(errors) if errors and all(map(math.isfinite, errors)) else math.inf
+    if median > MAX_FIT_ERROR_PCT:
+        worst = max(runs, key=lambda r: _errors([r], fit)[0])
+        raise KvcalcError(
+            f"{path}: the best fit still misses the measured times by a median {median:.3g} % (over "
+            f"{MAX_FIT_ERROR_PCT:g} %; worst {worst['source']}: TPOT {worst['tpot_ms']:g} ms measured, kernels alone "
+            f"{worst['decode_kernel_ms']:.3g} ms at {worst['concurrency']:g} in flight): no profile written; check "
+            "--model, --gpu, --tp, --replicas, --weight-dtype and that the times are in ms")
+
+
 def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = "vllm", tp: int = 1,
                              weight_dtype: str = "auto", kv_dtype: str = "bf16", replicas: int = 1,
                              engine_version: str | None = None):
@@ -349,6 +436,7 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
                 raise KvcalcError(f"{path}: line {r['line']}: {metric.split('_')[0].upper()} {r[metric]!r} ms is too "
                                   f"small to fit against (the kernels alone take {r[kernel]:.3g} ms)")
     fit = fit_benchmark(runs)
+    _check_fit(path, runs, fit)
     held = ([e for i in range(len(runs)) for e in _errors([runs[i]], fit_benchmark(runs[:i] + runs[i + 1:]))]
             if len(runs) >= 3 else [])
     report = {"file": str(path), "runs": [{k: r[k] for k in ("source", "concurrency", "input_len", "output_len",
