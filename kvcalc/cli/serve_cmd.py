@@ -90,16 +90,19 @@ def serve_cli(
         "--simulate", help="run the request-level simulation of the engine's scheduler (percentiles) instead of "
         "the closed-form steady state; --arrivals then takes closed, poisson, burst or trace")] = False,
     trace: Annotated[Optional[Path], typer.Option(
-        help="--simulate: CSV (header arrival_s,input_len,output_len) or JSONL of requests")] = None,
-    num_prompts: Annotated[int, typer.Option(help="--simulate: requests to run")] = 1000,
+        help="--simulate --arrivals trace: UTF-8 CSV (header arrival_s,input_len,output_len) or JSON lines (.jsonl) "
+        "of requests, arrival times from 0 to 1e10 s")] = None,
+    num_prompts: Annotated[int, typer.Option(
+        help="--simulate: requests to run, at most 1,000,000 (100,000 take about 17 s and 250 MB)")] = 1000,
     range_ratio: Annotated[float, typer.Option(
         help="--simulate: lengths uniform on [L (1 - r), L (1 + r)], as vllm bench's --random-range-ratio")] = 0.0,
     dataset: Annotated[str, typer.Option(
         help="--simulate: length distribution: random (fixed or uniform) or sharegpt (the published ShareGPT V3 "
         "sample's length pairs)")] = "random",
     seed: Annotated[int, typer.Option(help="--simulate: random seed (arrivals and lengths)")] = 0,
-    percentile: Annotated[float, typer.Option(
-        help="--simulate: the percentile --max-ttft-ms/--max-tpot-ms must hold at (goodput)")] = 99.0,
+    percentile: Annotated[str, typer.Option(
+        help="--simulate: the percentile --max-ttft-ms/--max-tpot-ms must hold at (goodput): 90, p90 or P90, as "
+        "plan spells it")] = "99",
     prefix_hit_rate: Annotated[float, typer.Option(
         help="--simulate: fraction of each prompt found in the prefix cache")] = 0.0,
     max_num_seqs: Annotated[Optional[int], typer.Option(
@@ -117,11 +120,14 @@ def serve_cli(
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
     if simulate and engine_version is not None:
         raise KvcalcError("--engine-version: not with --simulate yet (the simulator uses the profile's own release)")
+    if trace is not None and not (simulate and arrivals == "trace"):
+        raise KvcalcError("--trace: read only with --simulate --arrivals trace; add them, or leave out --trace")
     if simulate:
+        _check_simulate_lengths(arrivals, input_len, output_len, range_ratio, dataset)
         return _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, tp, pp, ep, engine,
                              weight_dtype, kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace,
-                             num_prompts, range_ratio, dataset, seed, percentile, prefix_hit_rate, max_num_seqs,
-                             max_ttft_ms, max_tpot_ms, vllm_runner, vllm_version, plot, format,
+                             num_prompts, range_ratio, dataset, seed, _percentile(percentile), prefix_hit_rate,
+                             max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner, vllm_version, plot, format,
                              _disaggregate(disaggregate))
     if input_len is None or output_len is None:
         raise KvcalcError("--input-len / --output-len: both needed")
@@ -198,6 +204,27 @@ def serve_cli(
         if v is not None:
             t.add_row(f"assumption: {k}", f"{v:,.1f}" if isinstance(v, float) else str(v))
     Console().print(t)
+
+
+def _percentile(text: str) -> float:
+    """--percentile as serve and plan spell it: 90, p90 or P90 (any percentile in (0, 100], checked downstream)."""
+    try:
+        return float(text[1:] if text[:1] in ("p", "P") else text)
+    except ValueError:
+        raise KvcalcError(f"--percentile: expected a number in (0, 100] such as 90 or p90, got {text!r}") from None
+
+
+def _check_simulate_lengths(arrivals, input_len, output_len, range_ratio, dataset) -> None:
+    """Where the lengths come from a trace or the ShareGPT sample, length flags would be ignored: refuse them, as plan
+    does (planning/plan.py workload_lengths)."""
+    given = [flag for flag, value in (("--input-len", input_len), ("--output-len", output_len),
+                                      ("--range-ratio", range_ratio or None)) if value is not None]
+    if arrivals == "trace" and (given or dataset != "random"):
+        flag = given[0] if given else "--dataset"
+        raise KvcalcError(f"{flag}: not with --arrivals trace (the trace gives each request's lengths); leave it out")
+    if dataset == "sharegpt" and given:
+        raise KvcalcError(f"{given[0]}: not with --dataset sharegpt (the lengths come from the ShareGPT sample); "
+                          f"leave out --input-len, --output-len and --range-ratio")
 
 
 def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, tp, pp, ep, engine, weight_dtype,

@@ -301,53 +301,130 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
     raise KvcalcError(f"--arrivals: expected closed, poisson, burst or trace, got {arrivals!r}")
 
 
-def read_trace(path) -> Workload:
-    """A trace file: CSV with a header naming arrival_s (or timestamp), input_len, output_len, or JSONL with those
-    keys. Times must not go backwards; lengths are positive integers."""
+# Bounds on what a simulation takes in, so that its clock and its arrays stay exact (audit of 2026-12-05, A9/A14):
+# the clock is a double, whose spacing at 1e10 s is 1.9e-6 s (2**-19 s), a thousandth of a millisecond decode step;
+# at 1e308 s a step of milliseconds is absorbed (t + dt == t) and TPOT comes out 0. 1e10 s holds Unix times in
+# seconds (to the year 2286), which traces often carry, and 1e-6 requests/s (one every 11.6 days) is the slowest
+# Poisson or burst rate taken. MAX_PROMPTS: the audit timed 100,000 requests at 17 s and 250 MB, so 1,000,000 (plan's
+# own cap on its simulated prompts) is about 3 minutes and 2.5 GB; MAX_TRACE_BYTES holds 1,000,000 JSON lines of
+# 130 bytes.
+MAX_ARRIVAL_S = 1e10
+MIN_REQUEST_RATE = 1e-6
+MAX_PROMPTS = 1_000_000
+MAX_TRACE_BYTES = 128 << 20
+
+
+def _trace_length(raw) -> int | None:
+    """A trace's token count: a whole number (100, "100", 100.0 or "1e3"), or None where it is not a number."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    try:
+        value = float(raw.strip() if isinstance(raw, str) else raw)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return int(value) if math.isfinite(value) and value.is_integer() else -1  # -1: a number, not a whole one
+
+
+def _trace_time(raw) -> float | None:
+    if isinstance(raw, bool) or raw is None:
+        return None
+    try:
+        return float(raw.strip() if isinstance(raw, str) else raw)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond a double
+        return None
+
+
+def _trace_rows(path, text: str):
+    """(line number, row) of a trace's text: JSON lines where the name ends in .jsonl or .ndjson (any case), else
+    CSV whose header names the columns."""
     import csv
+    import io
     import json
+
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        for n, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a JSON string
+            if line.strip():
+                try:
+                    yield n, json.loads(line)
+                except (json.JSONDecodeError, RecursionError):
+                    raise KvcalcError(f"--trace: {path} line {n}: not a JSON object") from None
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": a quoted field keeps its line breaks
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]  # "arrival_s, input_len" as spreadsheets space it
+        reader.fieldnames = header
+        if not {"input_len", "output_len"} <= set(header) or not {"arrival_s", "timestamp"} & set(header):
+            raise KvcalcError(f"--trace: {path} line 1: expected a header naming arrival_s (or timestamp), "
+                              f"input_len and output_len, got {','.join(header)[:80]!r}")
+        for row in reader:
+            yield reader.line_num, row  # the row's last physical line (a quoted field may span several)
+    except csv.Error as e:
+        raise KvcalcError(f"--trace: {path} line {reader.line_num}: not CSV ({e})") from None
+
+
+def read_trace(path) -> Workload:
+    """A trace file: CSV with a header naming arrival_s (or timestamp), input_len, output_len, or JSON lines
+    (.jsonl, .ndjson) with those keys; UTF-8, with or without the byte-order mark Excel writes. Times are seconds
+    from 0 to MAX_ARRIVAL_S that never go backwards; lengths whole numbers from 1 to MAX_TOKENS (100.0 is 100); at
+    most MAX_PROMPTS requests. Every bad line is one error naming the file, the line and the field."""
     from pathlib import Path
 
+    from kvcalc.checks import MAX_TOKENS, _show
+    from kvcalc.specs.files import read_regular_file
+
     path = Path(path)
-    if not path.is_file():
-        raise KvcalcError(f"--trace: {path} is not a file")
-    rows = []
-    with path.open() as f:
-        if path.suffix == ".jsonl":
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append((n, json.loads(line)))
-                except json.JSONDecodeError:
-                    raise KvcalcError(f"--trace: {path} line {n}: not a JSON object") from None
-        else:
-            for n, row in enumerate(csv.DictReader(f), 2):
-                rows.append((n, row))
-    t = np.empty(len(rows))
-    ins = np.empty(len(rows), dtype=np.int64)
-    outs = np.empty(len(rows), dtype=np.int64)
+    try:
+        data = read_regular_file(path, "a trace (CSV or JSON lines)", MAX_TRACE_BYTES)
+    except KvcalcError as e:
+        raise KvcalcError(f"--trace: {e}") from None
+    try:
+        text = data.decode("utf-8-sig")  # -sig: a leading byte-order mark (Excel's "CSV UTF-8") is not a column name
+    except UnicodeDecodeError as e:
+        raise KvcalcError(f"--trace: {path}: not UTF-8 text (byte {e.start:,} is {data[e.start]:#04x}); save it as "
+                          f"UTF-8 CSV or JSON lines") from None
+    if not text.strip():
+        raise KvcalcError(f"--trace: {path} has no requests (the file is empty)")
+    t: list[float] = []
+    ins: list[int] = []
+    outs: list[int] = []
     last = -math.inf
-    for idx, (n, row) in enumerate(rows):
+    for n, row in _trace_rows(path, text):
         if not isinstance(row, dict):
             raise KvcalcError(f"--trace: {path} line {n}: not an object")
-        for name, kind, out in (("arrival_s", float, t), ("input_len", int, ins), ("output_len", int, outs)):
-            key = "timestamp" if name == "arrival_s" and "arrival_s" not in row and "timestamp" in row else name
-            raw = row.get(key)
-            try:
-                value = kind(raw) if kind is float and raw is not None else int(str(raw))  # None: int('None') fails
-            except (TypeError, ValueError):
-                raise KvcalcError(f"--trace: {path} line {n}, field {name}: expected a number, got {raw!r}") from None
-            if not math.isfinite(value) or value < 0 or (kind is int and value < 1):
-                raise KvcalcError(f"--trace: {path} line {n}, field {name}: expected a positive number, got {raw!r}")
-            out[idx] = value
-        if t[idx] < last:
-            raise KvcalcError(f"--trace: {path} line {n}, field arrival_s: {t[idx]:g} is before the line above "
+        if len(t) == MAX_PROMPTS:
+            raise KvcalcError(f"--trace: {path} has more than {MAX_PROMPTS:,} requests, the most one simulation "
+                              f"runs (about 3 minutes and 2.5 GB); split the trace")
+        key = "timestamp" if "arrival_s" not in row and "timestamp" in row else "arrival_s"
+        raw = row.get(key)
+        arrival = _trace_time(raw)
+        if arrival is None:
+            raise KvcalcError(f"--trace: {path} line {n}, field {key}: expected a number of seconds, "
+                              f"got {_show(raw)}")
+        if not 0 <= arrival <= MAX_ARRIVAL_S:  # NaN fails both
+            raise KvcalcError(f"--trace: {path} line {n}, field {key}: expected seconds from 0 to "
+                              f"{MAX_ARRIVAL_S:g} (beyond it a double cannot time a decode step), got {_show(raw)}")
+        if arrival < last:
+            raise KvcalcError(f"--trace: {path} line {n}, field {key}: {arrival:g} is before the line above "
                               f"({last:g}); times must not go backwards")
-        last = t[idx]
-    if not rows:
+        last = arrival
+        for name, out in (("input_len", ins), ("output_len", outs)):
+            raw = row.get(name)
+            value = _trace_length(raw)
+            if value is None:
+                got = "nothing" if raw is None else _show(raw)
+                raise KvcalcError(f"--trace: {path} line {n}, field {name}: expected a number of tokens, got {got}")
+            if not 1 <= value <= MAX_TOKENS:
+                raise KvcalcError(f"--trace: {path} line {n}, field {name}: expected a whole number of tokens from "
+                                  f"1 to {MAX_TOKENS:,}, got {_show(raw)}")
+            out.append(value)
+        t.append(arrival)
+    if not t:
         raise KvcalcError(f"--trace: {path} has no requests")
-    return Workload(t - t[0], ins, outs, description=f"trace {path.name}")
+    arrive = np.array(t)
+    return Workload(arrive - arrive[0], np.array(ins, dtype=np.int64), np.array(outs, dtype=np.int64),
+                    description=f"trace {path.name}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -802,7 +879,10 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
             raise KvcalcError("--input-len / --output-len: needed unless --arrivals trace or --dataset sharegpt")
         check_int("--input-len", input_len, 1, MAX_TOKENS)
         check_int("--output-len", output_len, 1, MAX_TOKENS)
-        check_int("--num-prompts", num_prompts, 1, 10_000_000)
+        if isinstance(num_prompts, int) and not isinstance(num_prompts, bool) and num_prompts > MAX_PROMPTS:
+            raise KvcalcError(f"--num-prompts: at most {MAX_PROMPTS:,}, the most one simulation runs (about 3 minutes "
+                              f"and 2.5 GB), got {num_prompts:,}")
+        check_int("--num-prompts", num_prompts, 1, MAX_PROMPTS)
         if arrivals == "closed":
             if concurrency is None:
                 raise KvcalcError("--arrivals closed: give --concurrency (requests in flight)")
@@ -814,9 +894,17 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                 raise KvcalcError(f"--arrivals {arrivals}: give --request-rate")
             if not math.isinf(request_rate):
                 check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
+                if request_rate < MIN_REQUEST_RATE:  # MAX_ARRIVAL_S: slower, the arrivals outrun the clock
+                    raise KvcalcError(f"--request-rate: at least {MIN_REQUEST_RATE:g} requests/s (one every 11.6 "
+                                      f"days) with --simulate, got {request_rate:g}")
         work = make_workload(arrivals, num_prompts, input_len, output_len, concurrency=concurrency,
                              request_rate=request_rate, range_ratio=range_ratio, seed=seed, burst_size=burst_size,
                              client=length_client, dataset=dataset)
+        span = float(np.nanmax(work.arrival_s))
+        if span > MAX_ARRIVAL_S:
+            raise KvcalcError(f"--request-rate: {num_prompts:,} requests at {request_rate:g}/s arrive over "
+                              f"{span:.3g} s; the simulator's clock times a step only to {MAX_ARRIVAL_S:g} s: raise "
+                              f"--request-rate or lower --num-prompts")
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)
     if (scheduler or engine) == "vllm" and (step_tokens is None or max_num_seqs is None):
@@ -834,6 +922,20 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         from dataclasses import replace
 
         policy = replace(policy, multi_step=num_scheduler_steps)
+    # requests longer than the model's context are refused, as the engine refuses them (reported, not truncated),
+    # before the pool is sized on the mean length (one 1e8-token request must not make the pool look too small)
+    from kvcalc.specs.catalog import load_model
+
+    named = load_model(model)
+    limit = named.max_position_embeddings
+    too_long = (work.input_len + work.output_len > limit) if limit else np.zeros(len(work.input_len), dtype=bool)
+    rejected = int(too_long.sum())
+    if rejected:
+        if rejected == len(too_long):
+            raise KvcalcError(f"every request is longer than {named.name}'s context of {limit:,} tokens")
+        keep = ~too_long
+        work = Workload(work.arrival_s[keep], work.input_len[keep], work.output_len[keep], work.concurrency,
+                        work.description)
     mean_in, mean_out = round(work.input_len.mean()), round(work.output_len.mean())
     d = deployment(model, gpu, input_len=mean_in, output_len=max(mean_out, 1), tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
@@ -851,16 +953,6 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
 
         policy = replace(policy, budget=policy.budget * dp, max_seqs=policy.max_seqs * dp)
         pool_tokens *= dp
-    # requests longer than the model's context are refused, as the engine refuses them (reported, not truncated)
-    limit = spec.max_position_embeddings
-    too_long = (work.input_len + work.output_len > limit) if limit else np.zeros(len(work.input_len), dtype=bool)
-    rejected = int(too_long.sum())
-    if rejected:
-        if rejected == len(too_long):
-            raise KvcalcError(f"every request is longer than {spec.name}'s context of {limit:,} tokens")
-        keep = ~too_long
-        arr = work.arrival_s[keep]
-        work = Workload(arr, work.input_len[keep], work.output_len[keep], work.concurrency, work.description)
     if work.concurrency is not None:
         work.arrival_s[:] = np.nan
         work.arrival_s[:min(work.concurrency, len(work.arrival_s))] = 0.0
