@@ -13,6 +13,7 @@ from kvcalc.cli.output import Format, print_rows, save_figure, write_csv, write_
 from kvcalc.errors import KvcalcError
 from kvcalc.option_values import names as _names
 from kvcalc.option_values import parse_prices
+from kvcalc.report.formats import PLAN_ROOFLINE_MARK, plan_csv_rows
 from kvcalc.report.formats import plan_row as _row
 from kvcalc.specs.files import check_writable
 
@@ -59,6 +60,8 @@ def plan_cli(
 
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
+    if emit is not None:  # before the search: a target that cannot be emitted is known from the flags alone
+        _check_emit(emit, _names("--gpu", gpu), _names("--engines", engines) if engines else None)
     result = plan(model, _names("--gpu", gpu), input_len=input_len, output_len=output_len, range_ratio=range_ratio,
                   dataset=dataset,
                   request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
@@ -87,8 +90,30 @@ def plan_cli(
     rows = [{"rank": "choice" if i == 0 else str(i), **_row(r)}
             for i, r in enumerate(([result["choice"]] if result["choice"] else []) + result["runners_up"])]
     if format is Format.csv:
-        return write_csv([{"rank": "frontier", **_row(r)} for r in result["frontier"]] + rows)
+        return write_csv(plan_csv_rows(result))
     _print_table(result, rows, explain)
+
+
+def _check_emit(emit: str, gpus: list[str], engines: list[str] | None) -> None:
+    """--emit's target, checked before the search: one of EMIT_TARGETS, in --engines where that is given, and an
+    engine that runs on (and, without --engines, has a profile for) at least one --gpu."""
+    from kvcalc.engines.launch import EMIT_TARGETS
+    from kvcalc.specs.catalog import available_engines, load_gpu
+
+    if emit not in EMIT_TARGETS:
+        raise KvcalcError(f"--emit: expected one of {', '.join(EMIT_TARGETS)}, got {emit!r}")
+    if emit == "k8s":  # the choice's own engine, whichever it is
+        return
+    if engines is not None and emit not in engines:
+        raise KvcalcError(f"--emit {emit}: --engines {','.join(engines)} leaves {emit} out of the search")
+    hws = [load_gpu(g) for g in gpus]
+    refused = [hw for hw in hws if emit in hw.unsupported_engines]
+    if len(refused) == len(hws):
+        raise KvcalcError(f"--emit {emit}: {emit} does not run on {', '.join(hw.name for hw in refused)}: "
+                          f"{refused[0].unsupported_engines[emit]}")
+    if engines is None and not any(emit in available_engines(hw.name) for hw in hws):
+        raise KvcalcError(f"--emit {emit}: no {emit} profile for {', '.join(hw.name for hw in hws)}, so the search "
+                          f"has no {emit} configuration to launch")
 
 
 def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
@@ -113,6 +138,11 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
     print_note("w/KV: weight/KV formats, * a format the checkpoint does not ship; layout: TP, xPP pipeline stages, "
                "+mtp speculative decoding with the checkpoint's own draft head, "
                "EP expert-parallel GPUs over TP attention groups, P:D prefill:decode GPUs")
+    if any(r["engine"] == PLAN_ROOFLINE_MARK for r in rows):
+        why = (f"no engine profile for {', '.join(result['unprofiled_gpus'])}" if result["unprofiled_gpus"]
+               else "--engines roofline")
+        print_note(f"{PLAN_ROOFLINE_MARK}: {why}: timed on the datasheet roofline, with no engine overhead and faster than "
+                   "engines run, so ranked after every engine-profile row")
     for i, r in enumerate(result["runners_up"], 1):
         print_note(f"  {i}: {r['trade']}")
     counts = {k: v for k, v in result["rejected"]["counts"].items() if v}

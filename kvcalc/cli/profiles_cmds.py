@@ -125,11 +125,20 @@ def transfer_cli(
     from kvcalc.specs.toml_out import spec_to_toml
 
     engines = _names("--engine", engine, TRANSFER_ENGINES)
+
+    def gpu_of(flag: str, name: str):  # load_gpu's one-line error names --gpu; here the flag is --to or --from
+        try:
+            return load_gpu(name)
+        except KvcalcError as e:
+            raise KvcalcError(str(e).replace("--gpu", flag, 1)) from None
+
+    if from_ is not None:
+        gpu_of("--from", from_)
     if to is None:
         pairs = [(g, e) for g, e in missing_pairs() if e in engines]
     else:
-        pairs = [(load_gpu(g).name, e) for g in split("--to", to) for e in engines
-                 if e not in load_gpu(g).unsupported_engines or engine is not None]
+        pairs = [(hw.name, e) for hw in (gpu_of("--to", g) for g in split("--to", to)) for e in engines
+                 if e not in hw.unsupported_engines or engine is not None]
     target = out_dir or spec_dir("profile")
     if not target.is_dir():
         raise KvcalcError(f"--out-dir: {target} is not a folder")

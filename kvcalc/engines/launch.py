@@ -85,7 +85,8 @@ def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
         cmd += ["--tp-size", str(c["tensor_parallel"])]
         if c["pipeline_parallel"] > 1:
             cmd += ["--pp-size", str(c["pipeline_parallel"])]
-    cmd += ["--max-running-requests", str(_per_group(c)), "--chunked-prefill-size", str(c["max_num_batched_tokens"]),
+    cmd += ["--max-running-requests", str(_sglang_max_running_requests(c)),
+            "--chunked-prefill-size", str(c["max_num_batched_tokens"]),
             "--mem-fraction-static", f"{c['gpu_memory_utilization']:g}", "--context-length", str(max_model_len),
             "--kv-cache-dtype", _SGLANG_KV.get(c["kv_dtype"], "auto")]
     if c["converted_weights"] and c["weight_dtype"] in _SGLANG_QUANT:
@@ -128,10 +129,24 @@ def _draft_tokens(speculate: str) -> int:
     return parse(speculate).k
 
 
+def _groups(c: dict) -> int:
+    """The replica's data-parallel attention groups: ep / tp under expert parallelism, else 1."""
+    return c["expert_parallel"] // c["tensor_parallel"] if c["expert_parallel"] > 1 else 1
+
+
 def _per_group(c: dict) -> int:
     """Requests one scheduler holds: the replica's batch budget over its data-parallel attention groups."""
-    groups = c["expert_parallel"] // c["tensor_parallel"] if c["expert_parallel"] > 1 else 1
-    return max(1, -(-c["max_num_seqs"] // groups))
+    return max(1, -(-c["max_num_seqs"] // _groups(c)))
+
+
+def _sglang_max_running_requests(c: dict) -> int:
+    """SGLang's --max-running-requests is the whole server's: with DP attention each of the dp_size schedulers
+    takes max_running_requests // dp_size (sgl-project/sglang python/sglang/srt/managers/tp_worker.py at 4f34e24a,
+    TpModelWorker.__init__: `server_args.max_running_requests // (server_args.dp_size if
+    server_args.enable_dp_attention else 1)`; the same line moved to model_runner.py's "Init max running requests" in
+    the v0.5 releases). So the flag carries the replica's budget, rounded up to whole groups so that each group's
+    share is _per_group's ceil(budget / groups), not that share again divided by dp_size."""
+    return _per_group(c) * _groups(c)
 
 
 IMAGES = {  # each engine's published server image

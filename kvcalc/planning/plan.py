@@ -17,7 +17,10 @@ prefill and decode together or split into a prefill pool and a decode pool (disa
 4. sizes the workload at every point: a request rate needs ceil(rate / requests/s of one replica) replicas, a
    concurrency ceil(C / requests in flight per replica), a GPU budget holds floor(budget / GPUs per replica);
 5. keeps the points within the TTFT and TPOT limits and ranks them by cost per hour (GPUs where no price is given),
-   then by tokens/s per user; the Pareto frontier of output tokens/s per GPU against tokens/s per user is kept too.
+   then by tokens/s per user, requests/s, TTFT and TPOT (_rank_key); rows timed on the datasheet roofline (a GPU
+   with no engine profile, warned about and marked) rank after every engine-profile row, since the roofline has no
+   engine overhead and is faster than any engine; the Pareto frontier of output tokens/s per GPU against tokens/s
+   per user is kept too.
 
 The closed form is the steady state of a service (its TTFT and TPOT are the typical request's, so they stand for
 the median); with limits at p90 or p99 (`percentile`), or lengths that vary (`range_ratio`, `dataset`: the closed
@@ -29,12 +32,19 @@ form then runs at their means), the finalists, best first, are re-checked by the
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass, field, replace
 
 from kvcalc.checks import MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.errors import CapacityWarning, KvcalcError
-from kvcalc.specs.catalog import available_engines, load_gpu, load_model, resolve_engine
+from kvcalc.specs.catalog import (
+    ProfileWarning,
+    available_engines,
+    load_gpu,
+    load_model,
+    resolve_engine,
+)
 
 PERCENTILES = ("p50", "p90", "p99")
 TP_CHOICES = (1, 2, 4, 8)  # one NVLink/Infinity Fabric domain; past 8, replicas grow by pipeline or expert parallelism
@@ -316,10 +326,18 @@ def pareto(points: list[Point]) -> list[Point]:
 
 
 def _rank_key(p: Point, budget_mode: bool):
+    """Best first. A row timed on the datasheet roofline (a GPU with no engine profile, or --engines roofline) ranks
+    after every engine-profile row: the roofline has no engine overhead and runs faster than any engine does, so its
+    TPOT and tokens/s are not comparable with a profile's, and it is chosen only where no profiled row meets the
+    limits. Then, with a fixed budget, the most output tokens/s and the fewest GPUs; else the lowest cost (GPUs where
+    no price is given) and the fewest GPUs; then the most tokens/s per user. Ties past those (every one of them ties
+    at --output-len 1, where there is no TPOT) go to the most requests/s, then the shortest TTFT, then TPOT."""
+    ties = (-(p.tokens_per_s_per_user or 0), -p.requests_per_s * p.replicas, p.ttft_ms, p.tpot_ms or 0.0)
+    roofline = p.deployment.engine == "roofline"
     if budget_mode:  # a fixed budget: the most output tokens/s, then the fewest GPUs
-        return (-p.output_tokens_per_s, p.gpus, -(p.tokens_per_s_per_user or 0))
+        return (roofline, -p.output_tokens_per_s, p.gpus, *ties)
     cost = p.cost_per_hour if p.cost_per_hour is not None else p.gpus
-    return (cost, p.gpus, -(p.tokens_per_s_per_user or 0))
+    return (roofline, cost, p.gpus, *ties)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -371,6 +389,14 @@ def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttf
         raise KvcalcError(f"--percentile: expected one of {', '.join(PERCENTILES)}, got {percentile!r}")
 
 
+def _as_flag(flag: str, fn, *args):
+    """fn(*args), its one-line error naming `flag` in place of the flag the shared loader names (--gpu, --engine)."""
+    try:
+        return fn(*args)
+    except KvcalcError as e:
+        raise KvcalcError(re.sub(r"--engine\b|--gpu\b", flag, str(e))) from None
+
+
 def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
     """A price per GPU type: one number for all, or {gpu name: price}."""
     if price_per_gpu_hour is None:
@@ -378,9 +404,15 @@ def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
     if not isinstance(price_per_gpu_hour, dict):
         check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6)
         return {hw.name: float(price_per_gpu_hour) for hw in gpus}
+    names = {}
+    for k in price_per_gpu_hour:
+        if not str(k).strip():
+            raise KvcalcError("--price-per-gpu-hour: a GPU=PRICE pair has no GPU name; expected GPU=PRICE pairs "
+                              "such as h200=3.5,b200=5")
+        names[k] = _as_flag("--price-per-gpu-hour", load_gpu, k).name
     out: dict[str, float | None] = {}
     for hw in gpus:
-        match = next((v for k, v in price_per_gpu_hour.items() if load_gpu(k).name == hw.name), None)
+        match = next((v for k, v in price_per_gpu_hour.items() if names[k] == hw.name), None)
         if match is None:
             raise KvcalcError(f"--price-per-gpu-hour: no price for {hw.name} (give GPU=PRICE for every --gpu)")
         check_number(f"--price-per-gpu-hour ({hw.name})", match, 0, 1e6)
@@ -416,8 +448,14 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         raise KvcalcError("--gpu: give at least one GPU type")
     prices = _prices(price_per_gpu_hour, hws)
     for e in engines or ():
-        for hw in hws:
-            resolve_engine(e, hw)  # an engine that does not run there is a one-line error
+        for hw in hws:  # an unknown engine, or one that does not run there, is a one-line error naming --engines
+            _as_flag("--engines", resolve_engine, e, hw)
+    unprofiled = [] if engines else [hw.name for hw in hws if not available_engines(hw.name)]
+    for name in unprofiled:
+        warnings.warn(f"--gpu {name}: no engine profile exists for {name}, so its rows (engine roofline) are timed on "
+                      "the datasheet roofline, which has no engine overhead and runs faster than engines do; plan "
+                      "ranks them after every engine-profile row and chooses one only where no profiled row meets "
+                      "the limits", ProfileWarning, stacklevel=2)
     if spec.max_position_embeddings and longest > spec.max_position_embeddings:
         raise KvcalcError(f"--input-len + --output-len: the longest request (with --range-ratio or --dataset), "
                           f"{longest:,} tokens, exceeds {spec.name}'s "
@@ -461,6 +499,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     result = {
         "model": spec.name,
         "gpus": [hw.name for hw in hws],
+        "unprofiled_gpus": unprofiled,
         "workload": {"input_len": input_len, "output_len": output_len, "range_ratio": range_ratio,
                      "dataset": dataset, "max_model_len": longest, "request_rate": request_rate,
                      "concurrency": concurrency, "gpu_budget": gpu_budget},
@@ -621,6 +660,10 @@ def point_dict(p: Point, versus: Point | None = None) -> dict:
         "speculate_note": (f"speculative decoding with the checkpoint's own draft head (--speculate {d.speculate}, "
                            "kvcalc/speculation.py's default acceptance, not measured)" if d.speculate else None),
         "simulated": p.simulated,
+        "engine_profile": d.engine != "roofline",
+        "roofline_note": (None if d.engine != "roofline" else
+                          f"timed on {d.gpu}'s datasheet roofline, not an engine profile: no engine overhead, faster "
+                          "than engines run; ranked after every engine-profile row"),
     }
     if versus is not None:
         out["trade"] = _trade(p, versus)

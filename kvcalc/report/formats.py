@@ -21,10 +21,35 @@ def capacity_csv_row(plan: dict) -> dict:
     return flat
 
 
+PLAN_ROOFLINE_MARK = "roofline (datasheet)"  # plan's engine cell for a row timed on the datasheet roofline
+
+
+def plan_csv_rows(result: dict) -> list[dict]:
+    """`kvcalc plan --format csv`'s rows: every row the table and the JSON give, with why each missed (misses): the
+    choice and runners-up, the closest misses when nothing meets the limits, the frontier, the simulator's misses,
+    and the deployments that do not fit (the engine's reason in misses, the other cells empty) (audit A12)."""
+    from collections import defaultdict
+
+    blank = {k: None for k in plan_row(defaultdict(str))}  # plan_row's columns
+
+    def row(rank: str, r: dict) -> dict:
+        return {"rank": rank, "deployment": r["deployment"], **plan_row(r), "misses": ", ".join(r["misses"])}
+
+    ranked = ([result["choice"]] if result["choice"] else []) + result["runners_up"]
+    out = [row("choice" if i == 0 else str(i), r) for i, r in enumerate(ranked)]
+    out += [row("closest", r) for r in result["closest"]]
+    out += [row("frontier", r) for r in result["frontier"]]
+    out += [row("simulated miss", r) for r in result.get("simulated_misses", [])]
+    out += [{"rank": "does not fit", "deployment": x["deployment"], **blank, "misses": x["reason"]}
+            for x in result["rejected"]["does_not_fit_examples"]]
+    return out
+
+
 def plan_row(r: dict) -> dict:
     """A row of `kvcalc plan`'s table and CSV (the choice, a runner-up or a point of the frontier): GPU, engine,
     layout (+ the speculation method), formats, GPUs, batch budget, TTFT, TPOT, tokens/s per GPU and cost."""
     layout = r["layout"] + (f"+{r['speculate'].split(',')[0].split('=')[0]}" if r.get("speculate") else "")
-    return {"GPU": r["gpu"], "engine": r["engine"], "layout": layout, "w/KV": r["formats"],
+    engine = r["engine"] if r.get("engine_profile", True) else PLAN_ROOFLINE_MARK  # no profile: marked (audit A1)
+    return {"GPU": r["gpu"], "engine": engine, "layout": layout, "w/KV": r["formats"],
             "GPUs": r["gpus"], "seqs": r["max_num_seqs"], "TTFT ms": r["ttft_ms"], "TPOT ms": r["tpot_ms"],
             "tok/s/GPU": r["output_tokens_per_s_per_gpu"], "$/h": r["cost_per_hour"]}

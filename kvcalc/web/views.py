@@ -190,7 +190,9 @@ def plan(query: Mapping[str, str]) -> View:
                              max_gpus_per_replica=p["max_gpus_per_replica"], speculate=p["speculate"])
         rows = [{"rank": "choice" if i == 0 else str(i), **plan_row(r)}
                 for i, r in enumerate(([result["choice"]] if result["choice"] else []) + result["runners_up"])]
-        csv_rows = [{"rank": "frontier", **plan_row(r)} for r in result["frontier"]] + rows
+        from kvcalc.report.formats import plan_csv_rows
+
+        csv_rows = plan_csv_rows(result)  # the CLI's CSV rows (audit A12)
         return View("plan", p, result, csv_rows, extra={"rows": rows})
 
     return _run("plan", query, body, skip=("plot",), refuse=("emit",), cache=True)
