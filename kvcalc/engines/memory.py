@@ -22,11 +22,11 @@ def _visible_memory(hw) -> dict:
 
 
 def _non_torch_bytes(hw, gpus: int, nccl_in_budget: bool = True, band: str | None = None,
-                    figures_GiB: tuple[float, float] | None = None) -> float:
+                    figures_GiB: tuple[float, float] | None = None, fusion_workspace: float = 0.0) -> float:
     """The engines' communication buffers and library workspaces per GPU of a group of `gpus`, by its link and
     (vLLM) release band."""
     return em.vllm_non_torch_bytes(gpus, "nvlink" in (hw.interconnect or "").lower(), nccl_in_budget, band,
-                                   figures_GiB)
+                                   figures_GiB, fusion_workspace)
 
 
 def _vllm_mxfp4_layout_bytes(spec, hw, p, tp: int, pp: int, ep: int, version: tuple[int, int]) -> float:
@@ -58,10 +58,13 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
     runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
     refit = refit or {}
-    non_torch = _non_torch_bytes(hw, max(tp, ep), band=em.vllm_non_torch_band(version),
-                                 figures_GiB=refit.get("non_torch_GiB"))
+    group = max(tp, ep)
+    fusion = em.vllm_fusion_workspace_bytes(hw.name, hw.topology, version, group, pp, data_parallel=group // tp)
+    non_torch = _non_torch_bytes(hw, group, band=em.vllm_non_torch_band(version),
+                                 figures_GiB=refit.get("non_torch_GiB"), fusion_workspace=fusion)
+    sampler_args = dict(compute_units=hw.compute_units, cublas_bytes=em.cublas_workspace_bytes(hw.name, hw.vendor))
     peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner, version, flashinfer_sampler,
-                                      refit.get("sampler_bytes_per_logit"))
+                                      refit.get("sampler_bytes_per_logit"), last_of_stages=pp > 1, **sampler_args)
     counted = em.vllm_counts_cuda_graphs(runner, version)
     graphs = (cuda_graph_bytes or 0.0) if counted else 0.0
     notes = []
@@ -103,6 +106,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "rope_cache_bytes": rope,
         "profile_peak_bytes": peak,
         "non_torch_bytes": non_torch,
+        "fusion_workspace_bytes": fusion,  # FlashInfer's all-reduce fusion workspace, within non_torch_bytes
         "cuda_graph_bytes": graphs,
         "cuda_graphs_counted": counted,
         "available_kv_bytes": available,

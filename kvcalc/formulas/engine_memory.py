@@ -47,9 +47,12 @@ non-torch    0.16 GiB at TP 1 (cuBLAS workspace and the like: PR #12126's H100 l
              (llm-d's vLLM 0.11.0 log of Qwen3-32B on two H100s: 0.54 GiB non-torch against the band's 0.13 at TP 1). Over
              PCIe no log of 0.11 or later shows the split, so the 0.09 GiB stands for every version.
 release      the sampler's bytes a logit and the non-torch figures are kept by release band, each fitted on the
-bands        memory ledger's cited logs of that band (NON_TORCH_BANDS_GiB, SAMPLER_BYTES_PER_LOGIT): vLLM 0.19.0's
-             logs show GPUModelRunner's sampler at 15.45 bytes a logit (0.11.0's: 38.92) and 0.25 GiB non-torch at
-             TP 1 with 1.85 more at TP 2-4 on NVLink (0.11.0's: 0.13 and 0.41).
+bands        memory ledger's cited logs of that band (NON_TORCH_BANDS_GiB, SAMPLER_BYTES_PER_LOGIT), or a closed form
+             read from vLLM's source where it gives one: from 0.17 GPUModelRunner's in-place Triton top-k/top-p
+             sampler (vllm_triton_sampler_peak_bytes: 1.885 GiB for Llama-3.1-8B on an H100, logged 1.89; 0.11.0's
+             sort: 38.92 bytes a logit) and FlashInfer's 1.5 GiB all-reduce fusion workspace at TP > 1 on NVSwitch
+             Hopper and Blackwell (vllm_fusion_workspace_bytes), beside 0.25 GiB at TP 1 and 0.35 more at TP 2-4
+             (0.11.0's: 0.13 and 0.41).
 stages      under pipeline parallelism each stage profiles itself: the first holds the embedding, the last the
             lm_head and runs the sampler, the others only the forward pass. A stage's blocks are its available memory
             over its own layers' pages, and vLLM keeps the fewest blocks of any stage: on vLLM PR #20665's log
@@ -136,33 +139,58 @@ SAMPLER_BYTES_PER_LOGIT = {
     # (the median with llm-d's Qwen3-32B, 38.92, and the band's second source, a vLLM 0.10.2 Qwen3-Next-80B-A3B log at
     # TP 2 on H200s, https://github.com/sungwon-chae/arxiv_confi/blob/4a052075255d08515b67b11a7e121db85912e341/tmp_memo.md:
     # 5.58 GiB / (1024 x 151,936 logits) = 38.51)
-    # GPUModelRunner from 0.17: llm-d-planner's vLLM 0.19.0 Llama-3.1-8B logs (TP 1, 2 and 4 on H100s) each log a
-    # 1.89 GiB torch peak over 1024 x 128,256 logits. Likely cause: Triton top-k/top-p kernels (PR #33538, opened
-    # 2026-02-02, "does not use extra memory"). The band starts at the first release a log shows the lower figure
-    # (VLLM_SAMPLER_LOW): a vLLM 0.17.1 Llama-3.1-8B log on an A100 (LzyFischer/MemSuit vllm_server.log, in
-    # validation/engine-memory/vllm-more.csv) leaves 0.46 GiB for peak and non-torch memory, where 38.92 bytes a
-    # logit would take 1.19; 0.12-0.16 are not logged here.
-    "v1-0.17": 15.45,
+    # GPUModelRunner from 0.17 is a closed form, not a figure a logit: vllm_triton_sampler_peak_bytes
     "v2": 4,  # Model Runner V2 profiles the sampler without top-k/top-p: the fp32 logits
 }
 MODEL_RUNNERS = ("v0", "v1", "v2")
-VLLM_SAMPLER_LOW = (0, 17)  # GPUModelRunner's lower sampler peak, from the first release a log shows it
+VLLM_SAMPLER_LOW = (0, 17)  # GPUModelRunner's Triton top-k/top-p (PR #33538, merged 2026-02-17; v0.16.0 still sorts)
+# GPUModelRunner's dummy sampler run from vLLM 0.17, read from vLLM's source (upstream main 08ed2b9688b4, 2026-04-02,
+# whose sampler files are those of llm-d-planner's v0.19.0 logs): _dummy_sampler_run (v1/worker/gpu_model_runner.py)
+# samples R = min(max_num_seqs, T) rows with temperature 0.5, top_p 0.9, top_k V - 1, no logprobs; from 8 rows
+# apply_top_k_top_p runs the Triton kernel in place (v1/sample/ops/topk_topp_sampler.py), below 8 the PyTorch sort
+# (the 'v1' figure). Alive at the peak, in random_sample:
+#   R V (b + 12)   the logits in the model dtype (b bytes; _dummy_sampler_run holds them), their fp32 copy
+#                  (sample/sampler.py logits.to(float32); none for an fp32 model), the fp32 probabilities
+#                  (topk_topp_sampler.py softmax) and the fp32 exponential draws q (random_sample)
+#   S V 4          the Triton kernel's per-program buffer, cached (ops/topk_topp_triton.py _TRITON_BUFFER_CACHE),
+#                  S = min(next_pow2(min(SMs, R)), SMs)
+#   T d b + 2 R d b  the dummy forward's hidden states, kept alive by profile_run, and two R-row copies of them
+#   W              PyTorch's cuBLAS workspace (cublas_workspace_bytes)
+# On llm-d-planner's v0.19.0 H100 logs this is within 0.008 GiB of the logged torch peak on every row (Llama-3.1-8B
+# 1.884 against 1.89 GiB; Qwen2.5-7B 2.203 / 2.21; gemma-2-9b 3.642 / 3.65; Qwen2.5-72B at TP 2 2.291 / 2.29),
+# which is why the fit of 15.45 bytes a logit it replaces sat below 14 + 4 S / R. Not modelled: a multimodal model's
+# dummy encoder inputs and outputs, alive beside it (Gemma 3: about 0.23 GiB more at T = 8192).
+TRITON_TOPK_MIN_ROWS = 8
+SMS_UNSTATED = 132  # a part whose spec states no compute_units: the H100 SXM's / H200's count
 # GPUModelRunner with FlashInfer's top-k/top-p kernel (its log: "Using FlashInfer for top-p & top-k sampling"): the
 # bf16 logits (2), their fp32 copy (4) and the fp32 probabilities FlashInfer samples from (4), no sort
 FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4
 NON_TORCH_TP1 = 0.16 * GiB  # PR #12126, H100, TP 1
 # Non-torch memory by release band (vllm_non_torch_band): (at TP 1, added by TP > 1 over NVLink) in GiB. The pre-0.11
-# figures are the cited constants around this line; the 0.11 and 0.19 ones are fits, the median over the memory
+# figures are the cited constants around this line; the 0.11 and 0.17 ones are fits, the median over the memory
 # ledger's `fit` rows of that band of the logged non-torch memory at TP 1, and at TP > 1 on NVLink of what it adds
 # over the same source's TP 1 figure (ledgers/memory.py fit_constants). 0.11: llm-d's vLLM 0.11.0 logs on H100s
-# (Llama-3.1-8B at TP 1: 0.13 GiB; Qwen3-32B at TP 2: 0.54). 0.19: llm-d-planner's vLLM 0.19.0 logs on H100s
+# (Llama-3.1-8B at TP 1: 0.13 GiB; Qwen3-32B at TP 2: 0.54). 0.17: llm-d-planner's vLLM 0.19.0 logs on H100s
 # (Llama-3.1-8B at TP 1: 0.25 GiB; at TP 2 and 4: 2.07 and 2.13, the 'non-torch forward increase', FlashInfer's
 # all-reduce fusion workspace among it). Over PCIe every band adds NON_TORCH_TP_PCIE.
-VLLM_NON_TORCH_0_19 = (0, 19)  # the first release a log shows ~2.1 GiB at TP 2-4 on NVLink (0.12-0.18 unlogged)
+VLLM_NON_TORCH_0_17 = (0, 17)  # FlashInfer's all-reduce + RMSNorm fusion on by default (PR #34299, after v0.16)
 NON_TORCH_TP_NVLINK = 1.79 * GiB  # PR #10511: added by TP 2 on NVLink (3.58 - 1.79 GiB), NCCL's buffers counted
+# The 0.17 band's NVLink figure is what TP > 1 adds besides FlashInfer's fusion workspace (vllm_fusion_workspace_bytes):
+# the median over llm-d-planner's v0.19.0 Llama-3.1-8B logs at TP 2 and 4 of non-torch less the TP 1 figure less the
+# workspace (2.07 and 2.13 - 0.25 - 1.5 GiB), about the 0.11 band's 0.41
 NON_TORCH_BANDS_GiB = {"pre-0.11": (NON_TORCH_TP1 / GiB, NON_TORCH_TP_NVLINK / GiB),
                        "0.11": (0.13, 0.41),  # was 0.16 and 0.40 (Qwen3-32B's 0.54 less its 0.14 at TP 1)
-                       "0.19": (0.25, 1.85)}
+                       "0.17": (0.25, 0.35)}
+# FlashInfer's all-reduce + RMSNorm fusion (vLLM's compilation pass, on by default at -O2 from PR #34299, 2026-02-11,
+# for TP > 1 on compute capability 9.0 and 10.x with FlashInfer installed and DP = PP = 1: vllm/config/vllm.py; off on
+# GPUs without NVLink multicast, PR #35085, and under --enforce-eager) builds its workspace during the profiling run, so
+# the budget counts it: three buffers on SymmDeviceMemory (FlashInfer 0.6.7 comm/trtllm_ar.py, comm/allreduce.py),
+# each rounded up to the recommended multicast granularity (comm/mnnvl.py), 512 MiB on an NVSwitch system (microsoft/
+# mscclpp include/mscclpp/nvls.hpp: 1 << 29, "the recommended buffer size for NVLS, returned by
+# cuMulticastGetGranularity"; not measured here): 1.5 GiB whatever the TP degree or hidden size, which is why
+# llm-d-planner's v0.19.0 logs show ~2.1 GiB of non-torch memory at TP 2 and 4 alike, against 0.54 at 0.11
+FUSION_WORKSPACE_BUFFERS = 3
+MULTICAST_GRANULARITY_BYTES = 512 * 1024**2
 NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
 # vLLM releases whose memory rule differs (version tuples (major, minor))
 VLLM_LATEST = (0, 30)  # the newest release the rule follows: v0.30.0, 2026-09-22
@@ -176,6 +204,7 @@ LARGE_GPU_GIB = 70  # get_batch_defaults' threshold for the larger defaults
 HUGE_GPU_GIB = 160  # and, from 0.28, for 16384 batched tokens
 VLLM_BIGGER_BATCH = (0, 28)  # v0.28.0: PR #51726, 16384 batched tokens on GPUs showing >= 160 GiB
 BLACKWELL_SM100 = ("b200", "b300", "gb200", "gb300")  # vLLM's is_device_capability_family(100)
+SM120 = ("rtx-5090", "rtx-pro-6000")  # compute capability 12.0 (the consumer and workstation Blackwell parts)
 STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
 ROPE_CACHE_BYTES = 2  # RotaryEmbedding casts its cos/sin table to the model dtype
 ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rope for float32 (gpt_oss.py: dtype=torch.float32)
@@ -304,15 +333,22 @@ def vllm_sampler_band(runner: str, version: tuple[int, int] = VLLM_LATEST) -> st
 
 def vllm_sampler_peak_bytes(model: ModelSpec, rows: int, runner: str = "v1", tp: int = 1,
                             version: tuple[int, int] = VLLM_LATEST, flashinfer: bool = False,
-                            per_logit: float | None = None) -> float:
-    """The dummy sampler run over `rows` rows of the full vocabulary [B], at the bytes per logit of the runner's
-    release band (vllm_sampler_band); Model Runner V2 shards it over the tensor-parallel GPUs from vLLM 0.29.
-    flashinfer: GPUModelRunner samples with FlashInfer's top-k/top-p kernel instead of the sort (the V0 worker never
-    does; Model Runner V2 profiles neither). per_logit: the band's figure refitted (the ledger's leave-one-source-out
-    scoring); None: SAMPLER_BYTES_PER_LOGIT's."""
+                            per_logit: float | None = None, *, tokens: int = 0, b_model: float = 2.0,
+                            compute_units: int | None = None, cublas_bytes: float = 0.0) -> float:
+    """The dummy sampler run over `rows` rows of the full vocabulary [B]: GPUModelRunner's from vLLM 0.17 (and 8
+    rows) in closed form (vllm_triton_sampler_peak_bytes, with the dummy forward of `tokens` tokens in the model dtype
+    of b_model bytes, the part's compute_units and cublas_bytes), else at the bytes per logit of the runner's release
+    band (vllm_sampler_band); Model Runner V2 shards it over the tensor-parallel GPUs from vLLM 0.29.
+    flashinfer: GPUModelRunner samples with FlashInfer's top-k/top-p kernel instead (the V0 worker never does; Model
+    Runner V2 profiles neither). per_logit: a sort band's figure refitted (the ledger's leave-one-source-out scoring);
+    None: SAMPLER_BYTES_PER_LOGIT's."""
     shards = tp if runner == "v2" and version >= VLLM_MRV2_ALL else 1
     if flashinfer and runner == "v1":
         per_logit = FLASHINFER_SAMPLER_BYTES_PER_LOGIT
+    elif runner == "v1" and version >= VLLM_SAMPLER_LOW:
+        if rows >= TRITON_TOPK_MIN_ROWS:
+            return vllm_triton_sampler_peak_bytes(model, rows, tokens, b_model, compute_units, cublas_bytes)
+        per_logit = per_logit or SAMPLER_BYTES_PER_LOGIT["v1"]  # below 8 rows: the PyTorch sort, as before 0.17
     elif per_logit is None or runner == "v2":
         per_logit = SAMPLER_BYTES_PER_LOGIT[vllm_sampler_band(runner, version)]
     return rows * model.vocab_size * per_logit / shards
@@ -321,11 +357,19 @@ def vllm_sampler_peak_bytes(model: ModelSpec, rows: int, runner: str = "v1", tp:
 def vllm_profile_peak_bytes(model: ModelSpec, max_num_batched_tokens: int, max_num_seqs: int, b_a: float,
                             tp: int = 1, ep: int = 1, runner: str = "v1",
                             version: tuple[int, int] = VLLM_LATEST, flashinfer: bool = False,
-                            per_logit: float | None = None) -> float:
-    """What vLLM's profiling step allocates beyond the weights, per GPU [B], under model runner `runner`."""
+                            per_logit: float | None = None, *, compute_units: int | None = None,
+                            cublas_bytes: float = 0.0, last_of_stages: bool = False) -> float:
+    """What vLLM's profiling step allocates beyond the weights, per GPU [B], under model runner `runner`: the larger
+    of the forward pass's activations and the sampler's run. last_of_stages: the last of several pipeline stages,
+    which from vLLM 0.17 also holds the dummy run's intermediate tensors, 2 T d b (gpu_model_runner.py
+    _dummy_run; llm-d-planner's v0.19.0 pipeline log: 2.01 GiB where one stage's sampler takes 1.89)."""
     rows = min(max_num_seqs, max_num_batched_tokens)
-    return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp, ep),
-               vllm_sampler_peak_bytes(model, rows, runner, tp, version, flashinfer, per_logit))
+    sampler = vllm_sampler_peak_bytes(model, rows, runner, tp, version, flashinfer, per_logit,
+                                      tokens=max_num_batched_tokens, b_model=b_a, compute_units=compute_units,
+                                      cublas_bytes=cublas_bytes)
+    if last_of_stages and runner == "v1" and not flashinfer and version >= VLLM_SAMPLER_LOW:
+        sampler += 2 * max_num_batched_tokens * model.hidden_size * b_a
+    return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp, ep), sampler)
 
 
 def vllm_pipeline_layers(num_layers: int, pp: int) -> list[int]:
@@ -340,24 +384,62 @@ def vllm_pipeline_layers(num_layers: int, pp: int) -> list[int]:
 
 def vllm_non_torch_band(version: tuple[int, int]) -> str:
     """The key of NON_TORCH_BANDS_GiB for vLLM `version`: 'pre-0.11', '0.11' (NCCL set up before the snapshot,
-    PR #25359) or '0.19'."""
+    PR #25359) or '0.17' (FlashInfer's all-reduce fusion on by default, PR #34299)."""
     if version < VLLM_NCCL_BEFORE_SNAPSHOT:
         return "pre-0.11"
-    return "0.19" if version >= VLLM_NON_TORCH_0_19 else "0.11"
+    return "0.17" if version >= VLLM_NON_TORCH_0_17 else "0.11"
+
+
+def vllm_fusion_workspace_bytes(gpu_name: str, topology: str | None, version: tuple[int, int], gpus: int,
+                                pp: int = 1, data_parallel: int = 1) -> float:
+    """FlashInfer's all-reduce + RMSNorm fusion workspace that vLLM `version` counts in non-torch memory per GPU [B]:
+    FUSION_WORKSPACE_BUFFERS x MULTICAST_GRANULARITY_BYTES (1.5 GiB) for a tensor-parallel group of `gpus` > 1 on
+    an NVSwitch system of compute capability 9.0 or 10.x, with pp = 1 and no data parallelism, from vLLM 0.17; else 0.
+    Under --enforce-eager the pass does not run (not a kvcalc input: the figure then overstates non-torch memory)."""
+    if (version < VLLM_NON_TORCH_0_17 or gpus < 2 or pp > 1 or data_parallel > 1 or topology != "nvswitch"
+            or gpu_name not in HOPPER_SM90 + BLACKWELL_SM100):
+        return 0.0
+    return FUSION_WORKSPACE_BUFFERS * MULTICAST_GRANULARITY_BYTES
+
+
+def cublas_workspace_bytes(gpu_name: str, vendor: str = "NVIDIA") -> float:
+    """PyTorch's cuBLAS (hipBLAS) workspace, allocated by its caching allocator with the first GEMM [B]
+    (aten/src/ATen/cuda/CublasHandlePool.cpp parseChosenWorkspaceSize): 32 MiB on compute capability 9.x-12.x,
+    else ':4096:2:16:8', 8.125 MiB; on ROCm 128 MiB for gfx94x/gfx95x (MI300X, MI325X, MI355X), else 32 MiB."""
+    if vendor == "AMD":
+        return 128 * 1024**2 if gpu_name in ("mi300x", "mi325x", "mi355x") else 32 * 1024**2
+    return 32 * 1024**2 if gpu_name in HOPPER_SM90 + BLACKWELL_SM100 + SM120 else 4096 * 1024 * 2 + 16 * 1024 * 8
+
+
+def vllm_triton_sampler_peak_bytes(model: ModelSpec, rows: int, tokens: int, b_model: float,
+                                   compute_units: int | None = None, cublas_bytes: float = 0.0) -> float:
+    """GPUModelRunner's dummy sampler run from vLLM 0.17 at `rows` (R >= 8) rows [B], with the dummy forward of
+    `tokens` (T) tokens alive beside it (see TRITON_TOPK_MIN_ROWS's comment for each term):
+        R V (b + 12) + S V 4 + T d b + 2 R d b + W,   S = min(next_pow2(min(SMs, R)), SMs)
+    b is the model dtype's bytes (no fp32 copy for an fp32 model: 12 a logit). Llama-3.1-8B on an H100 (R 1,024,
+    T 8,192, SMs 132, W 32 MiB): 1,838,661,632 + 67,719,168 + 67,108,864 + 16,777,216 + 33,554,432 B = 1.885 GiB,
+    where vLLM 0.19.0 logs 1.89."""
+    vocab, d = model.vocab_size, model.hidden_size
+    sms = compute_units or SMS_UNSTATED
+    programs = min(1 << (min(sms, rows) - 1).bit_length(), sms)
+    copy = 0.0 if b_model >= 4 else b_model
+    return (rows * vocab * (copy + 12) + programs * vocab * 4 + tokens * d * b_model
+            + 2 * rows * d * b_model + cublas_bytes)
 
 
 def vllm_non_torch_bytes(tp: int, nvlink: bool, nccl_in_budget: bool = True, band: str | None = None,
-                         figures_GiB: tuple[float, float] | None = None) -> float:
+                         figures_GiB: tuple[float, float] | None = None, fusion_workspace: float = 0.0) -> float:
     """Memory allocated outside torch that the budget counts (communication buffers, library workspaces) [B]:
     the band's TP 1 figure, plus at TP > 1 its NVLink addition or NON_TORCH_TP_PCIE over PCIe.
     band: a key of NON_TORCH_BANDS_GiB (vllm_non_torch_band); None: 'pre-0.11' where nccl_in_budget (NCCL's
     start-up buffers counted: vLLM before 0.11, and the SGLang and TensorRT-LLM rules that share these figures), else
-    '0.11'. figures_GiB: the band's (TP 1, NVLink addition) refitted (the ledger's leave-one-source-out scoring)."""
+    '0.11'. figures_GiB: the band's (TP 1, NVLink addition) refitted (the ledger's leave-one-source-out scoring).
+    fusion_workspace: FlashInfer's all-reduce fusion workspace where the version builds one (vllm_fusion_workspace_bytes)."""
     band = band or ("pre-0.11" if nccl_in_budget else "0.11")
     tp1, nvlink_added = figures_GiB or NON_TORCH_BANDS_GiB[band]
     if tp == 1:
         return tp1 * GiB
-    return (tp1 + (nvlink_added if nvlink else NON_TORCH_TP_PCIE / GiB)) * GiB
+    return (tp1 + (nvlink_added if nvlink else NON_TORCH_TP_PCIE / GiB)) * GiB + fusion_workspace
 
 
 def vllm_counts_cuda_graphs(runner: str, version: tuple[int, int] = VLLM_LATEST) -> bool:

@@ -151,8 +151,10 @@ def _vllm_settings(row: dict) -> dict:
 
 
 # bands each constant falls back on, nearest first, where its own has no other source's fit row
-SAMPLER_FALLBACK = {"v0": ("v1",), "v1": ("v1-0.17", "v0"), "v1-0.17": ("v1", "v0")}
-NON_TORCH_FALLBACK = {"0.11": ("0.19",), "0.19": ("0.11",)}
+# (GPUModelRunner's sampler from 0.17, band 'v1-0.17', is a closed form read from vLLM's source, not a fit:
+# formulas/engine_memory.py vllm_triton_sampler_peak_bytes)
+SAMPLER_FALLBACK = {"v0": ("v1",), "v1": ("v0",)}
+NON_TORCH_FALLBACK = {"0.11": ("0.17",), "0.17": ("0.11",)}
 
 
 def _evidence(rows: list[dict]) -> list[tuple[str, str, str, float]]:
@@ -165,12 +167,12 @@ def _evidence(rows: list[dict]) -> list[tuple[str, str, str, float]]:
             continue
         s = _vllm_settings(row)
         peak, non_torch = _num(row, "logged_peak_GiB"), _num(row, "logged_non_torch_GiB")
-        if peak and s["runner"] in ("v0", "v1") and not s["flashinfer"] and s["pp"] == 1:
+        sampler_band = em.vllm_sampler_band(s["runner"], s["version"])
+        if peak and sampler_band in SAMPLER_FALLBACK and not s["flashinfer"] and s["pp"] == 1:
             forward = em.vllm_forward_peak_bytes(s["spec"], s["t"], s["p"].b_a, s["tp"], s["ep"]) / GiB
             if forward < peak:
                 logits = min(s["r"], s["t"]) * s["spec"].vocab_size
-                out.append(("sampler", em.vllm_sampler_band(s["runner"], s["version"]), source_of(row["source"]),
-                            peak * GiB / logits))
+                out.append(("sampler", sampler_band, source_of(row["source"]), peak * GiB / logits))
         band = em.vllm_non_torch_band(s["version"])
         if non_torch is not None and band != "pre-0.11" and s["pp"] == 1:
             nvlink = "nvlink" in (s["hw"].interconnect or "").lower()
@@ -178,8 +180,10 @@ def _evidence(rows: list[dict]) -> list[tuple[str, str, str, float]]:
             if group == 1:
                 tp1_rows.append((band, source_of(row["source"]), non_torch))
                 out.append(("non_torch_tp1", band, source_of(row["source"]), non_torch))
-            elif nvlink:
-                out.append(("nvlink_total", band, source_of(row["source"]), non_torch))
+            elif nvlink:  # less FlashInfer's fusion workspace, a closed form where the release builds it
+                fusion = em.vllm_fusion_workspace_bytes(s["hw"].name, s["hw"].topology, s["version"], group,
+                                                        s["pp"], group // s["tp"]) / GiB
+                out.append(("nvlink_total", band, source_of(row["source"]), non_torch - fusion))
     added = []
     for kind, band, source, value in out:
         if kind == "nvlink_total":

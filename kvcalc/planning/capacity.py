@@ -80,9 +80,9 @@ def capped_context(spec, tokens, warnings_out: list | None = None, warn: bool = 
 # different engines stack (audit I2); vLLM's rule reports all of them, SGLang's and TensorRT-LLM's a subset
 ENGINE_MEMORY_KEYS = ("engine", "visible_memory_bytes", "visible_memory_source", "requested_bytes",
                       "weights_bytes_per_gpu", "rope_cache_bytes", "profile_peak_bytes", "non_torch_bytes",
-                      "cuda_graph_bytes", "cuda_graphs_counted", "available_kv_bytes", "kv_tokens", "max_concurrency",
-                      "binding_pipeline_stage", "max_model_len", "max_num_batched_tokens", "max_num_seqs",
-                      "model_runner", "sampler", "vllm_version", "notes")
+                      "fusion_workspace_bytes", "cuda_graph_bytes", "cuda_graphs_counted", "available_kv_bytes",
+                      "kv_tokens", "max_concurrency", "binding_pipeline_stage", "max_model_len",
+                      "max_num_batched_tokens", "max_num_seqs", "model_runner", "sampler", "vllm_version", "notes")
 
 
 def unbounded_context_note(spec) -> str:

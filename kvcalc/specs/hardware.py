@@ -82,6 +82,9 @@ class HardwareSpec(StrictModel):
     unsupported_engines: dict[str, str] = Field(
         default_factory=dict, description="engine -> why it does not run on this part, with the source that says so")
     tdp_W: float | None = Field(None, gt=0, le=1e6)
+    compute_units: int | None = Field(
+        None, ge=1, le=100_000, description="streaming multiprocessors (NVIDIA) or compute units (AMD): what "
+        "kernels sized per SM allocate by (vLLM's top-k/top-p buffer); unset: not stated")
     launch_overhead_us: float | None = Field(
         None, ge=0, le=1e6, description="time one kernel launch adds (kvcalc calibrate measures it); unset: not modelled"
     )
