@@ -248,3 +248,76 @@ def kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1
     usable = hw.visible_memory_bytes * memory_utilization
     weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) * tp  # the tp group's share of the heaviest stage
     return kv_budget_bytes(usable, weights, activations, tp), activations / tp
+
+
+# engine_longest_context calls a pool that still holds this many tokens a request unbounded: past any window plus a
+# step's tokens, so only a pool whose requests stop growing holds it
+LONGEST_SEARCHED_TOKENS = 2**50
+
+
+def engine_longest_context(memory: dict, spec, hw, p, tp: int, pp: int = 1, batch: int = 1) -> float:
+    """The longest context each of `batch` requests may have in the pool `memory` describes (engine_memory_rule's
+    dict for this deployment): the largest L at which that engine's maximum concurrency is still at least `batch`
+    [tokens], so every figure the table prints comes from one rule (audit 12-05 D). Per engine, one request of L
+    tokens takes:
+      vllm    vllm_request_blocks: whole blocks in every group of the layout, a sliding group
+              ceil(min(W - 1 + T, L) / block) + 1 and a chunked one ceil(min(C + T, L) / block) blocks, from the
+              num_blocks behind the printed concurrency (num_blocks = concurrency x the blocks of one request of
+              max_model_len, so the two agree whatever the pool);
+      trtllm  trtllm_request_bytes: whole 32-token blocks;
+      sglang  sglang_request_bytes: single tokens.
+    Gemma-3-27B on an H100 at utilisation 0.75 (vLLM 0.30, 5,575 blocks of 10 pages, 7 groups): six sliding groups
+    take 6 x (ceil(9,215 / 16) + 1) = 3,462 blocks, the full group the other 2,113, so 33,808 tokens.
+    inf where no length outgrows the pool (only windowed layers or fixed states grow); 0 where not even one token
+    fits."""
+    pool, per_request = _request_size(memory, spec, hw, p, tp, pp)
+
+    def fits(length: int) -> bool:  # the engine's max_concurrency at this length is at least batch
+        return pool > 0 and pool / per_request(length) >= batch
+
+    if not fits(1):
+        return 0
+    hi = 2
+    while fits(hi):  # double until a length does not fit: the answer is in [hi / 2, hi)
+        if hi >= LONGEST_SEARCHED_TOKENS:
+            return float("inf")
+        hi *= 2
+    lo = hi // 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def _request_size(memory: dict, spec, hw, p, tp: int, pp: int):
+    """(pool, size of one request of L tokens as a function of L) in the units the engine's max_concurrency divides:
+    vLLM's blocks (or, without softmax attention, whole states: one a request), else bytes per GPU."""
+    if memory["engine"] == "sglang":
+        return max(memory["available_kv_bytes"], 0.0), lambda n: em.sglang_request_bytes(spec, n, p.b_kv, tp, pp)
+    if memory["engine"] == "trtllm":
+        return max(memory["available_kv_bytes"], 0.0), lambda n: em.trtllm_request_bytes(spec, n, p.b_kv, tp, pp)
+    layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name))
+    if layout is None:  # state only: the concurrency is whole states, one a request at any length
+        return memory["max_concurrency"], lambda n: 1
+    steps = memory["max_num_batched_tokens"]
+    blocks = round(memory["max_concurrency"]
+                   * em.vllm_request_blocks(spec, layout, memory["max_model_len"], steps))
+    return blocks, lambda n: em.vllm_request_blocks(spec, layout, n, steps)
+
+
+def engine_request_bytes(memory: dict, spec, hw, p, tp: int, pp: int, length: int) -> float:
+    """Bytes of the pool one request of `length` tokens takes per GPU under the engine rule `memory` describes
+    (engine_memory_rule's dict), what a refusal should quote beside the pool [B]: vLLM's blocks in every group
+    (vllm_request_blocks) x a block's bytes (a model without softmax attention: one state), TensorRT-LLM's whole
+    32-token blocks, SGLang's single tokens. Gemma-3-27B at 40,945 tokens under vLLM: (ceil(40,945 / 16) + 6 x 577)
+    = 6,022 blocks of 1,310,720 B, 7.35 GiB, where kvcalc's window-flat count is 3.53 GiB."""
+    from kvcalc.formulas.kv import linear_state_bytes
+    from kvcalc.formulas.parallel import stage_layer_fraction
+
+    _, per_request = _request_size(memory, spec, hw, p, tp, pp)
+    if memory["engine"] != "vllm":
+        return per_request(length)
+    layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name))
+    if layout is None:  # as vllm_max_concurrency counts a state-only model: one state a request
+        return linear_state_bytes(spec, em.STATE_BYTES) / tp * stage_layer_fraction(spec, pp)
+    return per_request(length) * layout.block_bytes

@@ -23,6 +23,7 @@ from kvcalc.engines.memory import (
     check_flashinfer_sampler,
     check_vllm_runner,
     check_vllm_version,
+    engine_longest_context,
     engine_memory_rule,
     kvcalc_budget,
 )
@@ -193,7 +194,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
     max_num_seqs, non-torch buffers) and reports the KV tokens and maximum concurrency it would print at start-up
     with max_model_len = context; engine="sglang" as SGLang does (memory_utilization as mem_fraction_static); every
-    other engine uses kvcalc's rule (formulas/memory.py).
+    other engine uses kvcalc's rule (formulas/memory.py). Under an engine's rule the longest context at the batch is
+    the longest request its own layout admits at that concurrency (engines/memory.py engine_longest_context).
     pp: pipeline stages, each a tensor-parallel group; a replica is tp x pp GPUs. ep: expert-parallel GPUs of a
     MoE model (a replica of ep GPUs, attention in ep / tp data-parallel groups of tp = gpus, default 1)."""
     _check(context, memory_utilization, prefill_chunk)
@@ -279,6 +281,11 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     if spec.max_position_embeddings and context > spec.max_position_embeddings:
         notes.append(f"context {context:,} exceeds {spec.name}'s max_position_embeddings {spec.max_position_embeddings:,}")
         warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
+    # the longest context at the batch: under an engine's rule, its own request size (whole blocks, per-group window
+    # blocks) in its pool, so it agrees with the max_concurrency beside it; else kvcalc's byte count (audit 12-05 D)
+    per_replica = replica_batch(batch or 1, ep, tp)
+    longest = (engine_longest_context(vllm, spec, hw, p, tp, pp, per_replica) if vllm else
+               max_context(spec, per_replica, budget, p.b_kv, tp, pp))
     run_batch = batch or max(seqs, 1)
     ev = evaluate(spec, hw, batch=run_batch, context=context, prompt=context, weight_dtype=weight_dtype,
                   kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp, ep=ep)
@@ -310,8 +317,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         "weights_bytes_per_gpu": weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep),
         "kv_budget_bytes_per_gpu": budget,
         "max_sequences_at_context": seqs,
-        **_context_fields(spec, capped_context(
-            spec, max_context(spec, replica_batch(batch or 1, ep, tp), budget, p.b_kv, tp, pp), notes)),
+        **_context_fields(spec, capped_context(spec, longest, notes)),
         "batch": run_batch,
         "decode_ms": dec["ms"], "tokens_per_s": dec["tokens_per_s"],
         "fits": bool(run_batch <= seqs),

@@ -1,0 +1,153 @@
+"""Regression tests for hostile audit 2026-12-05 finding D: under an engine's memory rule, capacity's "longest
+context at batch B" is the longest request that engine's own layout admits (whole blocks, per-group window blocks),
+so it agrees with the maximum concurrency the same table prints; without --engine it stays kvcalc's byte count.
+
+Every block size below is worked by hand from the model's cache: K and V of every KV head, head_dim 128, bf16
+(2 bytes), so 2 x kv_heads x 128 x 2 bytes a token a layer (kv_heads 16 for Gemma-3-27B, 8 for Llama-3.1-8B and
+Llama-4-Scout, whose 8 are split over TP 4). The pool (available_kv_bytes) is the input the rule starts from: the
+tests count its blocks by hand rather than pin it, so a refit of the memory rule moves the numbers quoted in the
+docstrings (those of vLLM 0.30's rule on 2026-12-05) without breaking what is checked."""
+
+import math
+import warnings
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc.cli import app
+from kvcalc.errors import CapacityWarning
+from kvcalc.planning.capacity import capacity
+
+runner = CliRunner()
+
+
+def _capacity(model, gpu, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CapacityWarning)
+        return capacity(model, gpu, **kw)
+
+
+def _gemma(context, **kw):
+    return _capacity("gemma-3-27b", "h100", context=context, engine="vllm", memory_utilization=0.75, **kw)
+
+
+def _gemma_blocks(row):
+    """Gemma-3-27B's 52 sliding and 10 full layers page in groups of 10 (52 < 1.5 x 10 fails, so the fewest):
+    one full group and ceil(52 / 10) = 6 sliding ones. A block is 10 layers x 16 tokens x 2 x 16 x 128 x 2 B
+    = 10 x 131,072 = 1,310,720 B."""
+    return math.floor(row["engine_memory"]["available_kv_bytes"] / 1_310_720)
+
+
+def test_d_gemma_3_27b_vllm_longest_context_is_the_block_layouts_not_the_window_flat_byte_count():
+    """`kvcalc capacity -m gemma-3-27b -g h100 -c 8192 -e vllm --memory-utilization 0.75` printed "longest context at
+    batch 1: 83,888" beside "GPU KV cache size 12,736 tokens". By hand: the pool holds 5,575 blocks (7,308,361,545 B
+    / 1,310,720; 12,736 = floor(5,575 / 7) x 16 confirms it). A request past W - 1 + T = 1,023 + 8,192 = 9,215
+    tokens takes ceil(9,215 / 16) + 1 = 577 blocks in each of the 6 sliding groups, 3,462 in all, leaving 2,113 for
+    the full group: 2,113 x 16 = 33,808 tokens. (The brief's 33,856 used the table's rounded 6.81 GiB, 5,578 blocks;
+    at -c 33856 the rule's own concurrency is 5,575 / 5,578 = 0.9995.)"""
+    row = _gemma(8192)
+    blocks = _gemma_blocks(row)  # 5,575
+    assert row["engine_memory"]["kv_tokens"] == blocks // 7 * 16  # 12,736
+    assert math.ceil(9215 / 16) + 1 == 577
+    assert row["max_context_at_batch"] == (blocks - 6 * 577) * 16  # 33,808
+    assert row["max_context_at_batch"] < 40_000  # the byte count said 83,888
+
+
+def test_d_gemma_3_27b_longest_context_is_the_last_length_with_concurrency_at_least_one():
+    """`kvcalc capacity -m gemma-3-27b -g h100 -c 33856 --gpus 1 -e vllm --memory-utilization 0.75` gave 0 sequences
+    (max_concurrency 0.9995) where the same table called 83,888 tokens the longest context. At 33,808 the request
+    takes 2,113 + 3,462 = 5,575 blocks, all of them (concurrency exactly 1); 33,809 needs a 2,114th full block."""
+    blocks = _gemma_blocks(_gemma(8192))  # 5,575
+    longest = (blocks - 6 * 577) * 16  # 33,808
+    fits, over = _gemma(longest, gpus=1), _gemma(longest + 1, gpus=1)
+    assert fits["engine_memory"]["max_concurrency"] == blocks / blocks
+    assert fits["max_sequences_at_context"] == 1 and fits["max_context_at_batch"] == longest
+    assert over["engine_memory"]["max_concurrency"] == blocks / (blocks + 1)
+    assert over["max_sequences_at_context"] == 0 and over["max_context_at_batch"] == longest
+
+
+def test_d_gemma_3_27b_batch_2_longest_context_counts_sliding_blocks_below_the_window_cap():
+    """`kvcalc capacity -m gemma-3-27b -g h100 -c 4096 -b 2 -e vllm --memory-utilization 0.75`: each of 2 requests
+    gets floor(5,575 / 2) = 2,787 blocks, too few for the 3,462 sliding blocks past 9,215 tokens, so below it a
+    request of L tokens takes c = ceil(L / 16) full blocks and c + 1 in each sliding group: 7 c + 6 <= 2,787 gives
+    c = 397, L = 6,352 (c = 398 takes 2,792 blocks, concurrency 5,575 / 2,792 = 1.997 < 2)."""
+    row = _gemma(4096, batch=2)
+    each = _gemma_blocks(row) // 2  # 2,787
+    assert each < 3462 + 1  # not even one full block beside the capped sliding groups
+    full_blocks = (each - 6) // 7  # 397
+    assert full_blocks * 16 < 9215 and row["max_context_at_batch"] == full_blocks * 16  # 6,352
+
+
+def test_d_dense_llama_3_1_8b_on_l4_vllm_longest_context_is_whole_16_token_blocks():
+    """`kvcalc capacity -m llama-3.1-8b -g l4 -c 8192 -e vllm` printed 35,932 (bytes / the per-token cache) where
+    vLLM's pool is whole blocks of 32 layers x 16 tokens x 2 x 8 x 128 x 2 B = 2,097,152 B: 2,245 of them, 35,920
+    tokens, the same as its "GPU KV cache size"."""
+    row = _capacity("llama-3.1-8b", "l4", context=8192, engine="vllm")
+    blocks = math.floor(row["engine_memory"]["available_kv_bytes"] / 2_097_152)  # 2,245
+    assert row["max_context_at_batch"] == blocks * 16 == row["engine_memory"]["kv_tokens"]  # 35,920
+
+
+def test_d_dense_llama_3_1_8b_on_l4_trtllm_longest_context_is_whole_32_token_blocks():
+    """`kvcalc capacity -m llama-3.1-8b -g l4 -c 8192 -e trtllm` printed 44,817 where TensorRT-LLM's cache is whole
+    blocks of 32 tokens x 32 layers x 4,096 B = 4,194,304 B: 1,400 of them, 44,800 tokens."""
+    row = _capacity("llama-3.1-8b", "l4", context=8192, engine="trtllm")
+    blocks = math.floor(row["engine_memory"]["available_kv_bytes"] / 4_194_304)  # 1,400
+    assert row["max_context_at_batch"] == blocks * 32 == row["engine_memory"]["kv_tokens"]  # 44,800
+
+
+def test_d_chunked_llama_4_scout_at_tp4_vllm_longest_context_counts_chunked_groups():
+    """`kvcalc capacity -m llama-4-scout -g h100 -c 8192 --gpus 4 -e vllm` printed 1,382,378. Its 12 full and 36
+    chunked-attention layers (C = 8,192) page in groups of 12 (36 >= 1.5 x 12): one full, three chunked. At TP 4 a
+    GPU holds 2 of the 8 KV heads: 2 x 2 x 128 x 2 = 1,024 B a token a layer, a block 12 x 16 x 1,024 = 196,608 B,
+    87,934 blocks in the pool. Past C + T = 16,384 tokens a chunked group holds 16,384 / 16 = 1,024 blocks, 3,072 in
+    all, so the full group gets 84,862 blocks: 1,357,792 tokens."""
+    row = _capacity("llama-4-scout", "h100", context=8192, gpus=4, engine="vllm")
+    blocks = math.floor(row["engine_memory"]["available_kv_bytes"] / 196_608)  # 87,934
+    assert row["engine_memory"]["kv_tokens"] == blocks // 4 * 16  # 351,728: four groups share the pool
+    assert row["max_context_at_batch"] == (blocks - 3 * 1024) * 16  # 1,357,792
+
+
+def test_d_generic_rule_keeps_its_byte_count():
+    """Without --engine (`kvcalc capacity -m llama-3.1-8b -g l4 -c 8192`) the longest context is kvcalc's byte count,
+    budget / (32 layers x 4,096 B a token), not rounded to any block."""
+    row = _capacity("llama-3.1-8b", "l4", context=8192)
+    assert row["engine_memory"] is None
+    assert row["max_context_at_batch"] == math.floor(row["kv_budget_bytes_per_gpu"] / (32 * 4096))
+
+
+def test_d_capacity_table_prints_the_engines_longest_context():
+    """The reproducer's table itself: `kvcalc capacity -m gemma-3-27b -g h100 -c 8192 -e vllm --memory-utilization
+    0.75` prints 33,808 (the 5,575 blocks' figure) where it printed 83,888."""
+    result = runner.invoke(app, ["capacity", "-m", "gemma-3-27b", "-g", "h100", "-c", "8192", "-e", "vllm",
+                                 "--memory-utilization", "0.75"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "longest context at batch 1" in x)
+    blocks = _gemma_blocks(_gemma(8192))
+    assert f"{(blocks - 6 * 577) * 16:,}" in line and "83,888" not in result.output
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_d_longest_context_fits_and_one_token_more_does_not_under_each_engine(engine):
+    """For each engine's rule, the reported longest context of `kvcalc capacity -m llama-3.1-8b -g l4 -c 8192 -e
+    ENGINE` holds one sequence at that context on its one GPU and none at the next length that needs more memory (one block more
+    for vLLM and TensorRT-LLM, one token more for SGLang)."""
+    longest = _capacity("llama-3.1-8b", "l4", context=8192, engine=engine)["max_context_at_batch"]
+    step = {"vllm": 16, "trtllm": 32, "sglang": 1}[engine]
+    assert longest % step == 0
+    for context, sequences in ((longest, 1), (longest + 1, 0)):  # on the one GPU (more would be picked for +1)
+        assert _capacity("llama-3.1-8b", "l4", context=context, gpus=1,
+                         engine=engine)["max_sequences_at_context"] == sequences
+
+
+def test_d_serve_refusal_figure_is_the_engines_request_size():
+    """`kvcalc serve -m gemma-3-27b -g h100 --input-len 40000 --output-len 945 -e vllm --memory-utilization 0.75
+    --concurrency 1` says "the KV pool (6.81 GiB per GPU) does not hold one request of 40,945 tokens (3.53 GiB)":
+    3.53 GiB is kvcalc's window-flat count (10 x 40,945 + 52 x 1,024 layer-tokens x 8,192 B). vLLM's request takes
+    ceil(40,945 / 16) = 2,560 full blocks and 6 x 577 sliding ones, 6,022 blocks of 1,310,720 B (7.35 GiB); the
+    helper serve can quote gives that."""
+    from kvcalc.engines.memory import engine_request_bytes
+    from kvcalc.estimator import load_deployment
+
+    spec, hw, _, p = load_deployment("gemma-3-27b", "h100", "auto", "bf16")
+    memory = _gemma(8192)["engine_memory"]
+    assert engine_request_bytes(memory, spec, hw, p, 1, 1, 40_945) == (2560 + 6 * 577) * 1_310_720
