@@ -37,7 +37,6 @@ from kvcalc.formulas.parallel import (
     expert_parallel_comm_seconds,
     group_link_bandwidth,
     group_link_label,
-    kv_shard_fraction,
     microbatches,
     nccl_ring,
     pipeline_fill_fraction,
@@ -102,7 +101,9 @@ class Memory(BaseModel):
     weights_bytes: float
     kv_cache_bytes: float  # at max(context, prompt)
     activations_bytes: float
-    required_bytes: float
+    # with --speculate: the draft's weights and its KV cache at max(context, prompt) (speculation.py); 0 without
+    draft_bytes: float = 0.0
+    required_bytes: float  # weights + KV cache + activations + draft
     headroom_bytes: float  # usable - required; negative when it does not fit
     fits: bool
 
@@ -465,6 +466,37 @@ class SpeculativeTimer:
         return (t.seconds + allreduce_seconds(model, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring),
                 sharded)
 
+    def draft_weight_bytes(self) -> float:
+        """The draft's own weights on one GPU [B] (speculation.py draft_weight_bytes_per_gpu)."""
+        from kvcalc.speculation import draft_weight_bytes_per_gpu
+
+        return draft_weight_bytes_per_gpu(self.spec, self.sp, self.draft, self.p.b_w, self.tp)
+
+    def draft_kv_bytes_per_sequence(self, tokens):
+        """The draft's KV cache for one sequence of `tokens` on one GPU [B] (speculation.py; 0 for Medusa)."""
+        from kvcalc.speculation import draft_kv_bytes_per_sequence
+
+        return draft_kv_bytes_per_sequence(self.spec, self.sp, self.draft, tokens, self.p.b_kv, self.tp)
+
+    def draft_bytes(self, batch, tokens):
+        """What the draft adds to one GPU's memory with `batch` sequences of `tokens` there [B]: its weights and
+        batch x its KV cache per sequence. Works on numbers or numpy arrays."""
+        return self.draft_weight_bytes() + batch * self.draft_kv_bytes_per_sequence(tokens)
+
+    def sequences_held(self, tokens, pool_bytes, pp: int = 1) -> int:
+        """Sequences of `tokens` a KV pool per GPU (net of the draft's weights) holds with the draft's cache beside
+        the target's (speculation.py)."""
+        from kvcalc.speculation import sequences_held
+
+        return sequences_held(self.spec, self.sp, self.draft, tokens, pool_bytes, self.p.b_kv, self.tp, pp)
+
+    def longest_context(self, batch, pool_bytes, pp: int = 1) -> float:
+        """The longest context `batch` sequences reach in a KV pool per GPU (net of the draft's weights) with the
+        draft's cache beside the target's (speculation.py)."""
+        from kvcalc.speculation import longest_context
+
+        return longest_context(self.spec, self.sp, self.draft, batch, pool_bytes, self.p.b_kv, self.tp, pp)
+
     def draft_seconds(self, batch, context):
         """The drafts of one verify step for `batch` sequences: k sequential draft steps, or Medusa's heads once [s]."""
         from kvcalc.formulas.speculative import draft_ops
@@ -605,16 +637,15 @@ def layout_times(timer: SpeculativeTimer, tp: int, pp: int, ep: int):
 
 def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batch: int, context: int,
                       weight_dtype: str, kv_dtype: str, tp: int, profile: EngineProfile | None, pp: int = 1,
-                      ep: int = 1) -> Speculative:
+                      ep: int = 1, timer: SpeculativeTimer | None = None) -> Speculative:
     """Time one speculative step (verify + draft) against a plain decode step, and find where it stops paying.
     Under pp or ep both steps are timed as serve times them (micro-batches through the stages; data-parallel
     attention replicas each drafting for their own sequences, experts over ep GPUs); the verify intensity is then
-    the tensor-parallel verify pass's."""
-    from kvcalc.formulas.kv import kv_bytes_per_token_per_layer
-    from kvcalc.formulas.speculative import draft_kv_layers, draft_params
-
-    timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, profile=profile)
-    sp, draft, p = timer.sp, timer.draft, timer.p
+    the tensor-parallel verify pass's. timer: the SpeculativeTimer of these settings, if one was built already."""
+    if timer is None:
+        timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
+                                 profile=profile)
+    sp, draft = timer.sp, timer.draft
     plain, verify, drafting, per_token, ops = timer.times(batch, context)
     breakeven = timer.breakeven_batch(context)
     if pp > 1 or ep > 1:
@@ -627,16 +658,15 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
                           if plain_step(b, context) <= spec_step(b, context) / sp.tokens_per_step()), None)
     flops = sum(o.cost.flops for o in ops)
     bytes_ = sum(o.cost.bytes for o in ops)
-    kv_layer = kv_bytes_per_token_per_layer((draft or spec).attention, p.b_kv)
     return Speculative(
         method=sp.method, draft_model=draft.name if draft else None, k=sp.k, verify_tokens=sp.verify_tokens,
         alpha=sp.alpha,
         tokens_per_step=sp.tokens_per_step(), verify_ms=verify * 1e3, draft_ms=drafting * 1e3,
         ms_per_token=per_token * 1e3, tokens_per_s=batch / per_token, speedup=plain / per_token,
         verify_arithmetic_intensity=intensity(flops, bytes_), breakeven_batch=breakeven,
-        draft_weights_bytes=draft_params(spec, sp.method, sp.k, draft) * p.b_w / tp,
-        draft_kv_bytes=batch * context * draft_kv_layers(spec, sp.method, sp.k, draft) * kv_layer
-        * kv_shard_fraction(draft or spec, tp),
+        draft_weights_bytes=timer.draft_weight_bytes(),
+        # the sequences one GPU holds (an --ep replica's share, as memory.kv_cache_bytes counts them) at this context
+        draft_kv_bytes=replica_batch(batch, ep, tp) * timer.draft_kv_bytes_per_sequence(context),
     )
 
 
@@ -739,7 +769,15 @@ def estimate_with_specs(
     ev = evaluate(spec, hw, batch=batch, context=context, prompt=prompt, weight_dtype=weight_dtype,
                   kv_dtype=kv_dtype, memory_utilization=memory_utilization, tp=tp, profile=profile,
                   prefill_chunk=prefill_chunk, pp=pp, ep=ep)
-    mem, usable, fits, p = ev.memory, ev.usable_bytes, bool(ev.fits), ev.p
+    mem, usable, p = dict(ev.memory), ev.usable_bytes, ev.p
+    timer = None
+    mem["draft"] = 0.0
+    if speculate:  # the draft's weights and KV cache share the GPU (audit 2026-12-05 A: they were left out of fits)
+        timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
+                                 profile=profile)
+        mem["draft"] = timer.draft_bytes(replica_batch(batch, ep, tp), max(context, prompt))
+        mem["total"] += mem["draft"]
+    fits = bool(mem["total"] <= usable)
 
     unprofiled = sorted(set(ev.decode.unprofiled) | set(ev.prefill.unprofiled))
     if unprofiled:
@@ -785,7 +823,8 @@ def estimate_with_specs(
         ),
         memory=Memory(
             capacity_bytes=hw.visible_memory_bytes, usable_bytes=usable, weights_bytes=mem["weights"],
-            kv_cache_bytes=mem["kv_cache"], activations_bytes=mem["activations"], required_bytes=mem["total"],
+            kv_cache_bytes=mem["kv_cache"], activations_bytes=mem["activations"], draft_bytes=mem["draft"],
+            required_bytes=mem["total"],
             headroom_bytes=usable - mem["total"], fits=fits,
         ),
         decode=_phase(ev.decode, ev.decode_sol, batch, hw, weight_dtype, fits, ev.comm_s, ev.comm_sol_s, engine_name,
@@ -797,5 +836,5 @@ def estimate_with_specs(
     if speculate:
         result.speculative = speculative_block(spec, hw, speculate, batch=batch, context=context,
                                                weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, profile=profile,
-                                               pp=pp, ep=ep)
+                                               pp=pp, ep=ep, timer=timer)
     return result, spec, hw

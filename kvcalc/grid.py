@@ -23,7 +23,11 @@ from kvcalc.estimator import (
     resolve_weight_dtype,
 )
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
-from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
+from kvcalc.formulas.memory import (
+    DEFAULT_MEMORY_UTILIZATION,
+    DEFAULT_PREFILL_CHUNK,
+    replica_batch,
+)
 from kvcalc.formulas.params import active_params, total_params
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
@@ -107,8 +111,10 @@ def sweep(
                             ev.prefill_pipeline_s, ev.prefill_pipeline_sol_s)
         labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline",
                        sv or "none"))
+        required = ev.memory["total"]
         if sv:
             timer = SpeculativeTimer(spec, hw, sv, weight_dtype=w, kv_dtype=k, tp=t, profile=profile)
+            required = required + timer.draft_bytes(replica_batch(B, x, t), S)  # as estimate counts the draft
             if q == 1 and x == 1:
                 plain, _, _, per_token, _ = timer.times(B, S)
             else:  # stages or expert parallelism: serve's step timer, one batch and context at a time
@@ -126,7 +132,7 @@ def sweep(
             "kv_bytes": B * kv_bytes_per_sequence(spec, S, ev.p.b_kv),
             "params": total_params(spec), "active_params": active_params(spec),
             "weights_bytes": ev.memory["weights"],
-            "memory_required_bytes": ev.memory["total"], "fits": ev.fits,
+            "memory_required_bytes": required, "fits": required <= ev.usable_bytes,
             "decode_ms": dec["ms"], "decode_speed_of_light_ms": dec["speed_of_light_ms"],
             "decode_tokens_per_s": dec["tokens_per_s"], "decode_bound": dec["bound"] == "compute",
             "decode_arithmetic_intensity": dec["arithmetic_intensity"],

@@ -150,21 +150,27 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk, tp=tp,
                       pp=pp, ep=ep)
         dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype)
+        local = replica_batch(batch, ep, tp)
+        longest, most, fits = (max_context(spec, local, budget, p.b_kv, tp, pp),
+                               max_sequences(spec, context, budget, p.b_kv, tp, pp), bool(ev.fits))
+        timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
+                                  profile=profile) if speculate else None)
+        if timer is not None:  # the draft's weights and KV cache share the GPU, as estimate and serve count them
+            pool = budget - timer.draft_weight_bytes()
+            longest, most = timer.longest_context(local, pool, pp), timer.sequences_held(context, pool, pp)
+            fits = bool(ev.memory["total"] + timer.draft_bytes(local, context) <= ev.usable_bytes)
         rows.append({
             "variant": variant or f"{base.attention.kind} (own)",
             "kv_bytes_per_token": kv_bytes_per_token(spec, p.b_kv),
-            **_context_fields(spec, capped_context(
-                spec, max_context(spec, replica_batch(batch, ep, tp), budget, p.b_kv, tp, pp), capped, warn=False)),
-            "max_batch_at_context": max_sequences(spec, context, budget, p.b_kv, tp, pp) * groups,
+            **_context_fields(spec, capped_context(spec, longest, capped, warn=False)),
+            "max_batch_at_context": most * groups,
             "decode_ms": dec["ms"],
             "tokens_per_s": dec["tokens_per_s"],
             "arithmetic_intensity": dec["arithmetic_intensity"],
             "bound": str(dec["bound"]),
-            "fits": bool(ev.fits),
+            "fits": fits,
         })
-        if speculate:
-            timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
-                                     profile=profile)
+        if timer is not None:
             plain, _, _, per_token, _ = timer.times(batch, context)
             rows[-1].update(speculative_ms_per_token=per_token * 1e3, speculative_speedup=plain / per_token,
                             speculative_breakeven_batch=timer.breakeven_batch(context))

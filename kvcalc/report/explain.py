@@ -114,9 +114,10 @@ def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
             "Weights", f"quantised params * b_w ({e.inputs.weight_dtype}, scales included) + kept * 2 B  (kept in "
             "bf16: embeddings, lm_head, norms, routers, layer classes the checkpoint leaves unquantised)",
             f"{fmt_count(w.params - kept)} * {b_w:.6g} B + {fmt_count(kept)} * 2 B", fmt_bytes(w.bytes)))
-    lines.append(Step("Memory required", "weights + KV cache at max(S, P) + activations of one prefill chunk",
-                      f"{fmt_bytes(mem.weights_bytes)} + {fmt_bytes(mem.kv_cache_bytes)} + {fmt_bytes(mem.activations_bytes)}",
-                      fmt_bytes(mem.required_bytes)))
+    draft = (" + the draft's weights and KV cache", f" + {fmt_bytes(mem.draft_bytes)}") if mem.draft_bytes else ("", "")
+    lines.append(Step("Memory required", "weights + KV cache at max(S, P) + activations of one prefill chunk" + draft[0],
+                      f"{fmt_bytes(mem.weights_bytes)} + {fmt_bytes(mem.kv_cache_bytes)} + {fmt_bytes(mem.activations_bytes)}"
+                      + draft[1], fmt_bytes(mem.required_bytes)))
     lines.append(Step("Memory usable", "capacity * utilisation",
                       f"{fmt_bytes(mem.capacity_bytes)} * {e.inputs.memory_utilization:g}", fmt_bytes(mem.usable_bytes)))
     i = e.inputs

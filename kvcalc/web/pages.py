@@ -159,6 +159,7 @@ def memory_bar(m: dict) -> str:
     usable memory (or how far past it the need goes)."""
     whole = max(m["usable_bytes"], m["required_bytes"])
     parts = [("weights", m["weights_bytes"]), ("kv", m["kv_cache_bytes"]), ("activations", m["activations_bytes"]),
+             *([("draft", m["draft_bytes"])] if m.get("draft_bytes") else []),  # --speculate's draft
              ("free", max(m["headroom_bytes"], 0.0))]
     bar = "".join(f'<div class="seg {name}" style="width:{100 * v / whole:.3f}%" data-key="memory.{name}" '
                   f'title="{name}: {fmt_bytes(v)}"></div>' for name, v in parts if v > 0)
