@@ -137,6 +137,22 @@ def steady_state_many(concurrency, input_len: int, output_len: int, step_budget,
     return decode, p, np.where(binds, queued, s_p(left))
 
 
+def decode_step_chunk(chunk, concurrency, input_len: int, output_len: int, tokens_per_step=1.0):
+    """Prompt tokens in one of a request's own decode steps, of C requests in flight whose steps carry `chunk` prompt
+    tokens on average (steady_state's p) [tokens]. Over a request's lifetime of s_p + D steps the C requests' prompts
+    take C I tokens; its own I run in its s_p prefill steps, so its D = (O - 1) / E decode steps carry only the other
+    C - 1 prompts, at most (C - 1) I / D a step, and the mean chunk where that is more:
+        min(p, (C - 1) I / D)
+    At C = 1: 0 (a request decodes alone); once (C - 1) s_p >= D the mean chunk, as in a uniform steady state
+    (C = O = 8, I = 100: every step one prompt, 100 = 7 x 100 / 7)."""
+    import numpy as np
+
+    steps = max(output_len - 1, 1) / np.asarray(tokens_per_step, dtype=float)
+    others = np.maximum(np.asarray(concurrency, dtype=float) - 1.0, 0.0) * input_len / steps
+    out = np.minimum(chunk, others)
+    return float(out) if np.ndim(out) == 0 else out
+
+
 def cost_per_million_tokens(price_per_gpu_hour: float, gpus: int, tokens_per_s):
     """What a million tokens cost at a GPU-hour price, on `gpus` GPUs producing tokens_per_s [price units]."""
     return price_per_gpu_hour * gpus / (tokens_per_s * 3600) * 1e6

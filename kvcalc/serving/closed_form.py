@@ -28,6 +28,7 @@ from kvcalc.engines.memory import (
     check_vllm_runner,
     check_vllm_version,
     engine_memory_rule,
+    engine_request_bytes,
     kvcalc_budget,
 )
 from kvcalc.engines.overhead import overhead_seconds, with_band
@@ -50,6 +51,7 @@ from kvcalc.formulas.workload import (
     cost_per_million_tokens,
     prefill_steps,
     request_latency,
+    decode_step_chunk,
     steady_state,
     transfer_seconds,
     wave_batches,
@@ -87,8 +89,15 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
                                      prompt_len=input_len)  # whole prompts per micro-batch or replica, none cut
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
-    latency = request_latency(ttft, tau / gain, output_len)
-    return {"ttft_s": ttft, "tpot_s": tau / gain, "latency_s": latency, "requests_per_s": concurrency / latency,
+    # TPOT, as a benchmark measures it (after the first token), spans a request's own D decode steps, whose chunks
+    # are other requests' prompts only: at most the other C - 1 prompts over D steps, else the mean chunk (formulas/
+    # workload.py decode_step_chunk). At C = 1 a request decodes alone (audit 2026-12-05 B: one 8,000-token prompt
+    # had put 4,000 tokens into each of its own decode steps)
+    others = decode_step_chunk(chunk, concurrency, input_len, output_len, gain)
+    tpot_step = tau if others == chunk else stepper.seconds(running, input_len + output_len / 2, others,
+                                                            max(input_len - others, 0) / 2, prompt_len=input_len)
+    latency = request_latency(ttft, tpot_step / gain, output_len)
+    return {"ttft_s": ttft, "tpot_s": tpot_step / gain, "latency_s": latency, "requests_per_s": concurrency / latency,
             "decode_batch": decode, "prefill_tokens_per_step": chunk, "step_s": tau}
 
 
@@ -245,22 +254,29 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
             engine_request = budget / em["max_concurrency"]
     else:
         budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, step_tokens, tp, pp, ep)
-    if timer is not None:  # the draft's weights share the GPUs (its KV is not counted)
-        from kvcalc.formulas.speculative import draft_params
 
-        budget -= draft_params(spec, timer.sp.method, timer.sp.k, timer.draft) * p.b_w / tp
+    def draft_kv(tokens):  # the draft's cache of one request per GPU, beside the target's in the pool (speculation.py)
+        return timer.draft_kv_bytes_per_sequence(tokens) if timer is not None else 0.0
+
+    if timer is not None:  # the draft's weights share the GPUs, and each request keeps the draft's KV cache too
+        budget -= timer.draft_weight_bytes()  # (audit 2026-12-05 A: the draft's KV had been left out)
+        if engine_request:
+            engine_request += draft_kv(full_length)
     shard = kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
     pool = max(budget, 0.0)  # bytes per GPU for cache and state
 
-    def request_bytes(tokens):  # one request's cache and state per GPU at `tokens` tokens
-        return kv_bytes_per_sequence(spec, tokens, p.b_kv) * shard
+    def request_bytes(tokens):  # one request's cache and state per GPU at `tokens` tokens, the draft's with it
+        return kv_bytes_per_sequence(spec, tokens, p.b_kv) * shard + draft_kv(tokens)
 
     # pool / (budget / N) is N to float order, and may land a hair below it: floor(1387006.9999999998) lost one
     max_concurrency = (math.floor(pool / engine_request * (1 + 1e-12)) if engine_request else
+                       timer.sequences_held(full_length, pool, pp) if timer is not None else
                        max_sequences(spec, full_length, pool, p.b_kv, tp, pp))
-    if max_concurrency < 1:
+    if max_concurrency < 1:  # the request as the pool counts it: the engine's blocks (its window groups), else bytes
+        refused = (engine_request_bytes(em, spec, hw, p, tp, pp, full_length) + draft_kv(full_length)
+                   if memory_rule is not None else request_bytes(full_length))
         raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold "
-                          f"one request of {full_length:,} tokens ({fmt_bytes(request_bytes(full_length))}); raise --tp")
+                          f"one request of {full_length:,} tokens ({fmt_bytes(refused)}); raise --tp")
     return {"spec": spec, "hw": hw, "p": p, "profile": profile, "timer": timer, "stepper": stepper,
             "memory_rule": memory_rule, "notes": notes, "pool": pool, "request_bytes": request_bytes,
             "max_concurrency": max_concurrency, "engine_request": engine_request, "weight_dtype": weight_dtype}

@@ -167,37 +167,44 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
             alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
-        args, i = _colocated_call(stepper, input_len, output_len, step_tokens, decode, chunk, s_p)
+        args, i = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         both = stepper.seconds(*args)
     except ValueError:  # an operator present at some concurrencies only
         return _by_point(cs, run)
     return _colocated_finish(both, cs, i, s_p, gain, output_len, request_s)
 
 
-def _colocated_call(stepper, input_len: int, output_len: int, step_tokens: int, decode, chunk, s_p) -> tuple:
-    """(the StepTimer.seconds arguments that time colocated_many's two steps in one call, the indices whose prompt
-    enters unqueued): the steady step at every concurrency, then a prefill step of the prompts that enter unqueued,
-    carrying the prompt's mean piece (each with whole prompts per micro-batch or replica, as _colocated times them)."""
+def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: int, decode, chunk, s_p) -> tuple:
+    """(the StepTimer.seconds arguments that time colocated_many's three steps in one call, the indices whose prompt
+    enters unqueued): the steady step at every concurrency, a request's own decode step (the other requests' chunk:
+    formulas/workload.py decode_step_chunk) at every concurrency, then a prefill step of the prompts that enter
+    unqueued, carrying the prompt's mean piece (each with whole prompts per micro-batch or replica, as _colocated times
+    them)."""
     import numpy as np
+
+    from kvcalc.formulas.workload import decode_step_chunk
 
     running = np.maximum(decode, 1.0)
     context = input_len + output_len / 2
     left = step_tokens - decode * stepper.decode_q
+    others = decode_step_chunk(chunk, cs, input_len, output_len, stepper.decode_gain)
     i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
     first = input_len / s_p[i]  # the prompt's mean piece over its s_p prefill steps
     extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
-    return (np.concatenate([running, extra[0]]), context, np.concatenate([chunk, extra[1]]),
-            np.concatenate([np.maximum(input_len - chunk, 0) / 2, extra[2]]), float(input_len)), i
+    return (np.concatenate([running, running, extra[0]]), context, np.concatenate([chunk, others, extra[1]]),
+            np.concatenate([np.maximum(input_len - chunk, 0) / 2, np.maximum(input_len - others, 0) / 2, extra[2]]),
+            float(input_len)), i
 
 
 def _colocated_finish(both, cs, i, s_p, gain: float, output_len: int, request_s: float) -> dict:
     """colocated_many's closed form from the step times of _colocated_call."""
-    tau, step_i = both[:len(cs)], both[len(cs):]
+    n = len(cs)
+    tau, own_decode, step_i = both[:n], both[n:2 * n], both[2 * n:]
     ttft = s_p * tau
     if len(i):
         ttft = ttft.copy()
         ttft[i] = s_p[i] * step_i
-    tpot = tau / gain
+    tpot = own_decode / gain
     latency = ttft + (output_len - 1) * tpot  # formulas/workload.py request_latency
     return _overhead_many(ttft, tpot, latency, cs / latency, request_s)
 
@@ -294,7 +301,7 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
     calls, indices = [], []
     for n, cs, (decode, chunk, s_p) in pending:
         stepper, input_len, output_len, step_tokens, _, _ = runners[n].colocated
-        args, i = _colocated_call(stepper, input_len, output_len, step_tokens, decode, chunk, s_p)
+        args, i = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         calls.append((stepper, args))
         indices.append(i)
     for (n, cs, state), i, both in zip(pending, indices, seconds_many(calls)):
