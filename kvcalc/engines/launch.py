@@ -156,29 +156,74 @@ IMAGES = {  # each engine's published server image
 }
 
 
+NODE_GPUS = 8  # GPUs a pod (one node) of a manifest holds
+# LeaderWorkerSet sets these in every pod of a group (the LWS docs; vLLM's and SGLang's LWS examples use them), and
+# Kubernetes expands $(NAME) in a container's command from its environment
+LWS_LEADER, LWS_SIZE, LWS_INDEX = "$(LWS_LEADER_ADDRESS)", "$(LWS_GROUP_SIZE)", "$(LWS_WORKER_INDEX)"
+
+
+def multinode_args(engine: str, c: dict, pods: int, leader: bool) -> list[str]:
+    """What an instance spread over `pods` nodes adds to each node's command, as each engine's multi-node docs run it:
+    vLLM  tensor / pipeline parallel: --nnodes, --node-rank, --master-addr, and --headless on the other nodes (the
+          multiprocessing executor; docs.vllm.ai deployment/frameworks/lws); data parallel (expert parallelism with
+          attention DP): --data-parallel-size-local, --data-parallel-address, --data-parallel-rpc-port and, on the
+          other nodes, --data-parallel-start-rank and --headless (docs.vllm.ai serving/data_parallel_deployment);
+    SGLang --nnodes, --node-rank, --dist-init-addr (docs.sglang.io references/multi_node_deployment)."""
+    if engine == "vllm":
+        if c["expert_parallel"] > 1 and c["expert_parallel"] > c["tensor_parallel"]:
+            local = max(1, NODE_GPUS // c["tensor_parallel"])  # data-parallel ranks a node holds
+            args = ["--data-parallel-size-local", str(local), "--data-parallel-address", LWS_LEADER,
+                    "--data-parallel-rpc-port", "13345"]
+            return args if leader else args + ["--data-parallel-start-rank", f"$(({LWS_INDEX[2:-1]} * {local}))",
+                                               "--headless"]
+        args = ["--nnodes", LWS_SIZE, "--node-rank", "0" if leader else LWS_INDEX, "--master-addr", LWS_LEADER]
+        return args if leader else args + ["--headless"]
+    if engine == "sglang":
+        return ["--nnodes", LWS_SIZE, "--node-rank", "0" if leader else LWS_INDEX,
+                "--dist-init-addr", f"{LWS_LEADER}:20000"]
+    raise ValueError(engine)
+
+
 def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int, int]],
-                 name: str = "kvcalc-plan") -> str:
+                 name: str = "kvcalc-plan", config: dict | None = None) -> str:
     """Kubernetes manifests for (role, command, GPUs per instance, instances) (one per pool when disaggregated):
     a Deployment where a command's GPUs fit one 8-GPU node, a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) of
-    8-GPU pods where they do not. GPUs are requested as nvidia.com/gpu, or amd.com/gpu on AMD parts."""
+    8-GPU pods where they do not: a leader template (node rank 0, the API server) and a worker template (the other
+    nodes, headless), each with the engine's multi-node flags (multinode_args; config: plan's point_dict). GPUs are
+    requested as nvidia.com/gpu, or amd.com/gpu on AMD parts. TensorRT-LLM across nodes runs under an MPI launcher
+    (trtllm-llmapi-launch with Slurm or mpirun), which is not written here: a comment says so instead."""
     resource = "amd.com/gpu" if gpu.startswith("mi") else "nvidia.com/gpu"
     docs = []
+
+    def container(cmd: list[str], per_pod: int, indent: int, shell: bool = False) -> str:
+        pad = " " * indent
+        if shell:  # one shell line, so the LWS variables expand and $((...)) evaluates
+            cmd = ["sh", "-c", " ".join(shlex.quote(a) if "$(" not in a else a for a in cmd)]
+        args = "".join(f"\n{pad}    - {json.dumps(a)}" for a in cmd)
+        return (f"{pad}containers:\n{pad}- name: server\n{pad}  image: {IMAGES[engine]}\n"
+                f"{pad}  command:{args}\n{pad}  resources:\n{pad}    limits:\n{pad}      {resource}: {per_pod}\n")
+
     for role, cmd, gpus, replicas in commands:
         app_name = f"{name}-{role}" if role else name
-        per_pod, pods = min(gpus, 8), -(-gpus // 8)
-        args = "".join(f"\n{' ' * 12}- {json.dumps(a)}" for a in cmd)
-        container = (f"{' ' * 8}containers:\n{' ' * 8}- name: server\n{' ' * 10}image: {IMAGES[engine]}\n"
-                     f"{' ' * 10}command:{args}\n{' ' * 10}resources:\n{' ' * 12}limits:\n"
-                     f"{' ' * 14}{resource}: {per_pod}\n")
+        per_pod, pods = min(gpus, NODE_GPUS), -(-gpus // NODE_GPUS)
         if pods == 1:
             docs.append(f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app_name}\nspec:\n"
                         f"  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {app_name}\n"
                         f"  template:\n    metadata:\n      labels:\n        app: {app_name}\n    spec:\n"
-                        + container.replace("\n" + " " * 8, "\n" + " " * 6).replace(" " * 8, " " * 6, 1))
+                        + container(cmd, per_pod, 6))
+        elif engine == "trtllm":
+            docs.append(f"# {app_name}: TensorRT-LLM across {pods} nodes runs under an MPI launcher "
+                        "(trtllm-llmapi-launch with Slurm, or mpirun), which this manifest does not set up; "
+                        "--emit trtllm prints the serve command each rank runs\n")
         else:
+            c = config or {}
+            leader = container(cmd + multinode_args(engine, c, pods, True), per_pod, 8, shell=True)
+            worker = container(cmd + multinode_args(engine, c, pods, False), per_pod, 8, shell=True)
             docs.append(f"apiVersion: leaderworkerset.x-k8s.io/v1\nkind: LeaderWorkerSet\nmetadata:\n"
                         f"  name: {app_name}\nspec:\n  replicas: {replicas}\n  leaderWorkerTemplate:\n"
-                        f"    size: {pods}\n    workerTemplate:\n      spec:\n" + container)
+                        f"    size: {pods}\n    restartPolicy: RecreateGroupOnPodRestart\n"
+                        f"    leaderTemplate:\n      spec:\n" + leader
+                        + "    workerTemplate:\n      spec:\n" + worker)
     return "---\n".join(docs)
 
 
@@ -214,7 +259,7 @@ def emit(target: str, spec, c: dict, max_model_len: int) -> str:
         instances = [(role.lower(), command, tp, c["replicas"] * gpus // tp) if c["disaggregate"] else
                      (role, command, gpus, c["replicas"]) for role, command, gpus in pools]
         config = "".join(f"# {line}\n" for line in extra.strip().splitlines())
-        return config + k8s_manifest(engine, c["gpu"], instances)
+        return config + k8s_manifest(engine, c["gpu"], instances, config=c)
     if not c["disaggregate"]:
         return " ".join(shlex.quote(a) for a in cmd) + "\n" + extra
     out = [f"# {role} pool: {gpus // c['tensor_parallel']} instance(s) of {c['tensor_parallel']} GPUs per replica\n"
