@@ -212,8 +212,12 @@ ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rop
 # get_mxfp4_backend; v0.19.0 fused_moe/oracle/mxfp4.py select_mxfp4_moe_backend): Marlin below compute capability 9.0
 # (these parts: 8.0 and 8.6-8.9); on Hopper the OpenAI triton_kernels matmul, which a stock install has from PR #28788
 # (merged 2025-11-15, bundled into vllm/third_party; first release 0.12). Before that a Hopper install's layout
-# depended on how triton_kernels and torch were installed (0.10.x requires triton_kernels there; 0.11.0 falls back to
-# Marlin without it, and swizzles only from torch 2.8.1): not followed, the checkpoint's bytes stand.
+# depended on how triton_kernels and torch were installed (0.10.x requires triton_kernels there: not followed, the
+# checkpoint's bytes stand). 0.11 falls back to Marlin without it (quantization/mxfp4.py get_mxfp4_backend: "not
+# has_triton_kernels()"), and a stock 0.11 install has none: vllm/utils has_triton_kernels calls it "the optional
+# `triton_kernels` package", and neither requirements/ nor docker/Dockerfile installs it (vLLM at 9360d34fa,
+# 2025-09-30, days before the 0.11.0 release): so Marlin on Hopper for 0.11.
+VLLM_STOCK_MARLIN_ON_HOPPER = (0, 11)
 MARLIN_MXFP4_GPUS = ("a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "a10", "a10g", "l4", "l40s", "rtx-3090",
                      "rtx-4090")
 HOPPER_SM90 = ("h100-sxm", "h100-pcie", "h100-nvl", "h200", "gh200", "gh200-144gb")
@@ -259,7 +263,9 @@ def vllm_mxfp4_backend(gpu_name: str, version: tuple[int, int]) -> str | None:
     """The MXFP4 MoE backend vLLM `version` picks on `gpu_name`: 'marlin', 'triton-hopper', or None where kvcalc does
     not follow its layout (Blackwell's TensorRT-LLM and FlashInfer kernels, ROCm, older parts)."""
     if gpu_name in HOPPER_SM90:
-        return "triton-hopper" if version >= VLLM_TRITON_KERNELS_BUNDLED else None
+        if version >= VLLM_TRITON_KERNELS_BUNDLED:
+            return "triton-hopper"
+        return "marlin" if version >= VLLM_STOCK_MARLIN_ON_HOPPER else None
     return "marlin" if gpu_name in MARLIN_MXFP4_GPUS else None
 
 
