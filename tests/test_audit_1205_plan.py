@@ -16,6 +16,7 @@ from kvcalc.cli import app
 from kvcalc.engines.launch import emit
 from kvcalc.planning.plan import Deployment, Point, _rank_key, plan
 from kvcalc.specs.catalog import ProfileWarning, load_model
+from test_plan import _config  # tests/ is on sys.path (pytest's rootdir-relative imports)
 
 RUNNER = CliRunner()
 
@@ -189,12 +190,8 @@ def test_a4_a_percentile_limit_met_only_at_a_lower_load_per_replica_is_found():
 
 
 def _cfg(**over):
-    c = {"engine": "vllm", "gpu": "h200", "tensor_parallel": 8, "pipeline_parallel": 1, "expert_parallel": 1,
-         "disaggregate": None, "max_num_seqs": 256, "max_num_batched_tokens": 8192, "gpu_memory_utilization": 0.9,
-         "kv_dtype": "fp8", "weight_dtype": "fp8-block", "converted_weights": False, "gpus_per_replica": 8,
-         "replicas": 1}
-    c.update(over)
-    return c
+    """test_plan's configuration with one replica (the LeaderWorkerSet tests read one manifest)."""
+    return _config(**{"replicas": 1, **over})
 
 
 def _lws(c: dict) -> tuple[list[str], list[str]]:
