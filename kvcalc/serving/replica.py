@@ -167,19 +167,22 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
             alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
-        args, i = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
+        (args, i, j), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         both = stepper.seconds(*args)
+        lone = stepper.seconds(*alone) if alone is not None else None
     except ValueError:  # an operator present at some concurrencies only
         return _by_point(cs, run)
-    return _colocated_finish(both, cs, i, s_p, gain, output_len, request_s)
+    return _colocated_finish(both, lone, cs, i, j, s_p, gain, output_len, request_s)
 
 
 def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: int, decode, chunk, s_p) -> tuple:
-    """(the StepTimer.seconds arguments that time colocated_many's three steps in one call, the indices whose prompt
-    enters unqueued): the steady step at every concurrency, a request's own decode step (the other requests' chunk:
-    formulas/workload.py decode_step_chunk) at every concurrency, then a prefill step of the prompts that enter
-    unqueued, carrying the prompt's mean piece (each with whole prompts per micro-batch or replica, as _colocated times
-    them)."""
+    """((the StepTimer.seconds arguments that time colocated_many's steps with a prompt chunk in one call, the indices
+    whose prompt enters unqueued, the indices whose own decode step carries other prompts), the arguments of a second
+    call for the own decode steps that carry none, or None). The first call: the steady step at every concurrency,
+    a request's own decode step where other requests' prompts share it (formulas/workload.py decode_step_chunk), a
+    prefill step of the prompts that enter unqueued, carrying the prompt's mean piece (each with whole prompts per
+    micro-batch or replica, as _colocated times them). A decode step with no chunk has no prefill operators, so it
+    is timed apart: one call over elements of differing operators would raise and fall back to one call a point."""
     import numpy as np
 
     from kvcalc.formulas.workload import decode_step_chunk
@@ -189,17 +192,28 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     left = step_tokens - decode * stepper.decode_q
     others = decode_step_chunk(chunk, cs, input_len, output_len, stepper.decode_gain)
     i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
+    j, z = np.flatnonzero(others > 0), np.flatnonzero(others <= 0)
     first = input_len / s_p[i]  # the prompt's mean piece over its s_p prefill steps
     extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
-    return (np.concatenate([running, running, extra[0]]), context, np.concatenate([chunk, others, extra[1]]),
-            np.concatenate([np.maximum(input_len - chunk, 0) / 2, np.maximum(input_len - others, 0) / 2, extra[2]]),
-            float(input_len)), i
+    joint = (np.concatenate([running, running[j], extra[0]]), context, np.concatenate([chunk, others[j], extra[1]]),
+             np.concatenate([np.maximum(input_len - chunk, 0) / 2, np.maximum(input_len - others[j], 0) / 2,
+                             extra[2]]), float(input_len))
+    alone = ((running[z], context, np.zeros(len(z)), np.full(len(z), input_len / 2), float(input_len)) if len(z)
+             else None)
+    return (joint, i, j), alone
 
 
-def _colocated_finish(both, cs, i, s_p, gain: float, output_len: int, request_s: float) -> dict:
-    """colocated_many's closed form from the step times of _colocated_call."""
+def _colocated_finish(both, lone, cs, i, j, s_p, gain: float, output_len: int, request_s: float) -> dict:
+    """colocated_many's closed form from the step times of _colocated_call's two calls (lone: the second's, or
+    None)."""
+    import numpy as np
+
     n = len(cs)
-    tau, own_decode, step_i = both[:n], both[n:2 * n], both[2 * n:]
+    tau, step_i = both[:n], both[n + len(j):]
+    own_decode = np.empty(n)
+    own_decode[j] = both[n:n + len(j)]
+    if lone is not None:
+        own_decode[np.setdiff1d(np.arange(n), j)] = lone
     ttft = s_p * tau
     if len(i):
         ttft = ttft.copy()
@@ -298,16 +312,24 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
             out[n] = runner.run_many(cs, state)
         else:
             pending.append((n, cs, state))
-    calls, indices = [], []
+    calls, indices, alones = [], [], []
     for n, cs, (decode, chunk, s_p) in pending:
         stepper, input_len, output_len, step_tokens, _, _ = runners[n].colocated
-        args, i = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
+        (args, i, j), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         calls.append((stepper, args))
-        indices.append(i)
-    for (n, cs, state), i, both in zip(pending, indices, seconds_many(calls)):
+        indices.append((i, j))
+        alones.append(None if alone is None else (stepper, alone))
+    lone_at = []  # where in calls each replica's decode-only call is (timed together across replicas too), or None
+    for alone in alones:
+        lone_at.append(None if alone is None else len(calls))
+        if alone is not None:
+            calls.append(alone)
+    times = seconds_many(calls)
+    for k, ((n, cs, state), (i, j)) in enumerate(zip(pending, indices)):
         stepper, _, output_len, _, request_s, run = runners[n].colocated
-        out[n] = (_by_point(cs, run) if isinstance(both, ValueError) else
-                  _colocated_finish(both, cs, i, state[2], stepper.decode_gain, output_len, request_s))
+        both, lone = times[k], times[lone_at[k]] if lone_at[k] is not None else None
+        out[n] = (_by_point(cs, run) if isinstance(both, ValueError) or isinstance(lone, ValueError) else
+                  _colocated_finish(both, lone, cs, i, j, state[2], stepper.decode_gain, output_len, request_s))
     return out
 
 
