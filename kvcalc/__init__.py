@@ -86,6 +86,8 @@ def _checked(name: str, fn):
 
         bound = signature.bind(*args, **kwargs)
         labels = {"ref": "gpu" if name == "load_gpu" else "model"}
+        if name == "plan":  # plan's speculate= switches the search of draft heads on or off; elsewhere it names one
+            labels["speculate"] = "search_speculation"
         for key, value in check_api_arguments(bound.arguments, _CHECKED[name], labels).items():
             if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:  # serve_frontier's **kwargs
                 value = check_api_arguments(value, frozenset(), labels)

@@ -109,8 +109,15 @@ def check_disaggregate_arg(arg: str, value):
     raise KvcalcError(f"{arg}: expected (prefill GPUs, decode GPUs) such as (2, 6) or \"2:6\", got {_show(value)}")
 
 
+def check_bool_arg(arg: str, value):
+    """A switch such as plan's speculate=: True or False."""
+    if not isinstance(value, bool):
+        raise KvcalcError(f"{arg}: expected True or False, got {type(value).__name__} {_show(value)}")
+    return value
+
+
 _SCALAR_ARGS = {
-    "model": check_ref, "gpu": check_ref, "attn": check_optional_str,
+    "model": check_ref, "gpu": check_ref, "attn": check_optional_str, "search_speculation": lambda _, v: check_bool_arg("speculate", v),  # plan's switch
     "speculate": check_optional_str, "engine": check_str, "weight_dtype": check_str, "kv_dtype": check_str,
     "vllm_runner": check_str, "arrivals": check_str, "vllm_version": check_vllm_version_arg,
     "disaggregate": check_disaggregate_arg,

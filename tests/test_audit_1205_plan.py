@@ -229,3 +229,16 @@ def test_a5_k8s_leaderworkersets_start_each_node_in_its_role():
     # TensorRT-LLM across nodes needs an MPI launcher: said in a comment, no manifest that cannot start
     text = emit("k8s", load_model("deepseek-v3"), _cfg(engine="trtllm", tensor_parallel=16, gpus_per_replica=16), 2500)
     assert "LeaderWorkerSet" not in text and "MPI launcher" in text
+
+
+def test_plan_api_takes_its_speculate_switch():
+    """kvcalc.plan(..., speculate=False) raised 'speculate: expected a string or None, got bool False': the API's type
+    check read plan's switch as estimate's --speculate setting. Now True/False pass and a string is the error."""
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = kvcalc.plan("qwen3-32b", ["h100-sxm"], input_len=1000, output_len=200, concurrency=64, speculate=False)
+    assert r["choice"] is not None and not r["choice"].get("speculate")
+    with pytest.raises(Exception, match=r"speculate: expected True or False, got str 'mtp=1'"):
+        kvcalc.plan("qwen3-32b", ["h100-sxm"], input_len=1000, output_len=200, concurrency=64, speculate="mtp=1")
