@@ -3,6 +3,7 @@ against estimate, and the ledger of TensorRT-LLM's published throughput."""
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -386,3 +387,32 @@ def test_serve_takes_vllms_own_step_budget_so_it_agrees_with_capacity():
     c = capacity("llama-3.1-8b", "a100-sxm-80gb", context=2000, engine="vllm", cuda_graph_GiB=0)
     assert s["max_concurrency"] == math.floor(c["engine_memory"]["max_concurrency"])
     assert "2,048 tokens a step" in s["assumptions"]["batching"]
+
+
+def test_benchmark_ledger_prose_figures():
+    """docs/validation.md's prose on the RTX PRO 6000 benchmark rows, recomputed: PP 2 within 3 % (one request) and
+    10 % (32) on throughput, TTFT 7 % and 28 % short; TP 2's lone decode 7 %, 46 % too fast at 32 requests, its
+    one-request TTFT 53 % short; staggered at 32 requests 71 % (TP 2) and 18 % (PP 2) too fast, TTFTs 96 % and 92 %
+    short (they had said 6, 12, 13, 24, 12, 45, 57, 76, 30 and 96-97 %)."""
+    from kvcalc.ledgers.serve import BENCH_COLUMNS, score_bench
+    from kvcalc.specs.files import read_csv_ledger
+
+    path = ROOT / "validation" / "serve" / "vllm-bench-rtx-pro-6000-qwen3-32b.csv"
+    rows = read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS)
+    e = {(r["id"], r["metric"]): r["error_pct"] for r in score_bench(rows)}
+    assert [round(abs(e[("pp2-c1", "output_tokens_per_s")])), round(abs(e[("pp2-c32", "output_tokens_per_s")]))] == [3, 10]
+    assert [round(-e[("pp2-c1", "median_ttft_ms")]), round(-e[("pp2-c32", "median_ttft_ms")])] == [7, 28]
+    assert round(abs(e[("tp2-c1", "median_tpot_ms")])) == 7 and round(e[("tp2-c32", "output_tokens_per_s")]) == 46
+    assert round(-e[("tp2-c1", "median_ttft_ms")]) == 53
+    measured = {r["id"]: r for r in rows}
+    docs = (ROOT / "docs" / "validation.md").read_text()
+    found = []
+    for tp, pp, row in ((2, 1, "tp2-c32"), (1, 2, "pp2-c32")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = serve("qwen3-32b", "rtx-pro-6000", tp=tp, pp=pp, input_len=1024, output_len=256, concurrency=32,
+                      engine="vllm", memory_utilization=0.426, vllm_version="0.27.1")
+        found.append((round(100 * (s["output_tokens_per_s"] / float(measured[row]["output_tokens_per_s"]) - 1)),
+                      round(100 * (1 - s["ttft_ms"] / float(measured[row]["median_ttft_ms"])))))
+    assert found == [(71, 96), (18, 92)]
+    assert "would be 71 % (TP 2) and 18 % (PP 2) too fast, with TTFTs 96 % and 92 % short" in " ".join(docs.split())
