@@ -22,9 +22,10 @@ from kvcalc.report.serialize import (  # noqa: F401
 )
 from kvcalc.report.serialize import finite_or_blank as _finite_or_blank
 
-VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its profiling peak: v0 (the V0 worker), v1 "
-                    "(GPUModelRunner; both profile the sampler with top-k/top-p's sort), v2 (Model Runner V2: "
-                    "without it), or auto, the one --vllm-version picks for the model. Your start-up log says which: "
+VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its profiling peak: v0 (the V0 worker) and "
+                    "v1 (GPUModelRunner) profile the sampler with top-k/top-p (a sort; from vLLM 0.17 v1's Triton "
+                    "kernel, in place), v2 (Model Runner V2) without it; or auto, the one --vllm-version picks for the "
+                    "model. Your start-up log says which: "
                     "'[model_runner.py] Model loading took' is v2, '[gpu_model_runner.py]' v1")
 VLLM_VERSION_HELP = ("with --engine vllm: the vLLM release whose memory rule to follow, e.g. 0.11 or 0.30.1; it picks the "
                      "model runner, whether NCCL's start-up buffers count (before 0.11), whether the CUDA-graph "

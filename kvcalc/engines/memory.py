@@ -118,8 +118,9 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "max_num_batched_tokens": t,
         "max_num_seqs": r,
         "model_runner": runner,
-        "sampler": ("flashinfer" if flashinfer_sampler and runner == "v1" else
-                    "logits" if runner == "v2" else "sort"),
+        "sampler": ("flashinfer" if flashinfer_sampler and runner == "v1" else "logits" if runner == "v2" else
+                    "triton" if runner == "v1" and version >= em.VLLM_SAMPLER_LOW and min(r, t) >= em.TRITON_TOPK_MIN_ROWS
+                    else "sort"),
         "vllm_version": release,
         "notes": notes,
     }

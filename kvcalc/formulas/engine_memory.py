@@ -191,6 +191,9 @@ NON_TORCH_BANDS_GiB = {"pre-0.11": (NON_TORCH_TP1 / GiB, NON_TORCH_TP_NVLINK / G
 # llm-d-planner's v0.19.0 logs show ~2.1 GiB of non-torch memory at TP 2 and 4 alike, against 0.54 at 0.11
 FUSION_WORKSPACE_BUFFERS = 3
 MULTICAST_GRANULARITY_BYTES = 512 * 1024**2
+# the tensor-parallel sizes the fusion supports: vllm/config/compilation.py PassConfig.flashinfer_max_size,
+# FI_SUPPORTED_WORLD_SIZES = [2, 4, 8] (None, the pass off, for any other)
+FUSION_WORLD_SIZES = (2, 4, 8)
 NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
 # vLLM releases whose memory rule differs (version tuples (major, minor))
 VLLM_LATEST = (0, 30)  # the newest release the rule follows: v0.30.0, 2026-09-22
@@ -399,11 +402,12 @@ def vllm_non_torch_band(version: tuple[int, int]) -> str:
 def vllm_fusion_workspace_bytes(gpu_name: str, topology: str | None, version: tuple[int, int], gpus: int,
                                 pp: int = 1, data_parallel: int = 1) -> float:
     """FlashInfer's all-reduce + RMSNorm fusion workspace that vLLM `version` counts in non-torch memory per GPU [B]:
-    FUSION_WORKSPACE_BUFFERS x MULTICAST_GRANULARITY_BYTES (1.5 GiB) for a tensor-parallel group of `gpus` > 1 on
-    an NVSwitch system of compute capability 9.0 or 10.x, with pp = 1 and no data parallelism, from vLLM 0.17; else 0.
-    Under --enforce-eager the pass does not run (not a kvcalc input: the figure then overstates non-torch memory)."""
-    if (version < VLLM_NON_TORCH_0_17 or gpus < 2 or pp > 1 or data_parallel > 1 or topology != "nvswitch"
-            or gpu_name not in HOPPER_SM90 + BLACKWELL_SM100):
+    FUSION_WORKSPACE_BUFFERS x MULTICAST_GRANULARITY_BYTES (1.5 GiB) for a tensor-parallel group of 2, 4 or 8
+    GPUs (FUSION_WORLD_SIZES) on an NVSwitch system of compute capability 9.0 or 10.x, with pp = 1 and no data
+    parallelism, from vLLM 0.17; else 0. Under --enforce-eager the pass does not run (not a kvcalc input: the figure
+    then overstates non-torch memory)."""
+    if (version < VLLM_NON_TORCH_0_17 or gpus not in FUSION_WORLD_SIZES or pp > 1 or data_parallel > 1
+            or topology != "nvswitch" or gpu_name not in HOPPER_SM90 + BLACKWELL_SM100):
         return 0.0
     return FUSION_WORKSPACE_BUFFERS * MULTICAST_GRANULARITY_BYTES
 

@@ -82,6 +82,8 @@ def test_flashinfer_fusion_workspace_only_where_vllm_builds_it():
     assert f("h100-sxm", "nvswitch", (0, 19), 1) == 0  # one GPU: no all-reduce
     assert f("h100-sxm", "nvswitch", (0, 19), 4, pp=2) == f("h100-sxm", "nvswitch", (0, 19), 4, data_parallel=2) == 0
     assert f("h100-pcie", "pcie", (0, 19), 2) == f("a100-sxm-80gb", "nvswitch", (0, 19), 8) == 0  # no multicast; SM80
+    # FlashInfer's fusion supports world sizes 2, 4 and 8 only (vllm/config/compilation.py FI_SUPPORTED_WORLD_SIZES)
+    assert f("h100-sxm", "nvswitch", (0, 19), 16) == f("b200", "nvswitch", (0, 19), 6) == 0
 
 
 def test_cublas_workspace_follows_pytorchs_default():
@@ -405,8 +407,8 @@ def test_qwen3_32b_on_two_rtx_pro_6000s_under_vllm_0_27_against_its_log():
     95.01 GiB - 61.02 / 2 GiB of weights - the forward pass of 8192 tokens at TP 2 (8192 x (3 x 5120 + 3 x 25600 / 2)
     x 2 B = 0.82 GiB) - 0.34 GiB non-torch (the 0.17 band's 0.25 at TP 1 and PCIe's 0.09) = 8.80 GiB, 7 % high: what
     else vLLM 0.27 took out (its CUDA-graph accounting, say) kvcalc does not model. GPUModelRunner's sampler of that
-    band (1024 x 151,936 x 14 B, 132 x 151,936 x 4 B of Triton buffer, 8192 x 5120 x 2 B of hidden states and two
-    1024-row copies, 32 MiB of cuBLAS workspace: 2.23 GiB) would leave 7.38 GiB."""
+    band (1024 x 151,936 x 14 B, 188 (the card's SMs) x 151,936 x 4 B of Triton buffer, 8192 x 5120 x 2 B of hidden
+    states and two 1024-row copies, 32 MiB of cuBLAS workspace: 2.26 GiB) would leave 7.35 GiB."""
     plan = capacity("qwen3-32b", "rtx-pro-6000", context=32768, gpus=2, engine="vllm", memory_utilization=0.426,
                     vllm_version="0.27.1")
     vllm = plan["engine_memory"]
@@ -425,9 +427,9 @@ def test_qwen3_32b_on_two_rtx_pro_6000s_under_vllm_0_27_against_its_log():
     assert vllm["max_concurrency"] == pytest.approx(2.05, rel=0.10)
     v1 = capacity("qwen3-32b", "rtx-pro-6000", context=32768, gpus=2, engine="vllm", memory_utilization=0.426,
                   vllm_runner="v1", vllm_version="0.27.1")["engine_memory"]
-    sampler = 1024 * 151936 * 14 + 132 * 151936 * 4 + 8192 * 5120 * 2 + 2 * 1024 * 5120 * 2 + 32 * 1024**2
+    sampler = 1024 * 151936 * 14 + 188 * 151936 * 4 + 8192 * 5120 * 2 + 2 * 1024 * 5120 * 2 + 32 * 1024**2
     assert v1["available_kv_bytes"] / GiB == pytest.approx((by_hand - sampler + 8192 * 53760 * 2) / GiB)
-    assert v1["available_kv_bytes"] / GiB == pytest.approx(7.38, abs=0.01)
+    assert v1["available_kv_bytes"] / GiB == pytest.approx(7.35, abs=0.01)
 
 
 def test_vllm_splits_pipeline_layers_as_its_logs_print():
