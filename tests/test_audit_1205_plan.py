@@ -242,3 +242,36 @@ def test_plan_api_takes_its_speculate_switch():
     assert r["choice"] is not None and not r["choice"].get("speculate")
     with pytest.raises(Exception, match=r"speculate: expected True or False, got str 'mtp=1'"):
         kvcalc.plan("qwen3-32b", ["h100-sxm"], input_len=1000, output_len=200, concurrency=64, speculate="mtp=1")
+
+
+def test_c1_the_percentile_search_does_not_stop_at_the_display_count():
+    """Third review, C1: `plan -m qwen3-32b -i 2000 -o 300 -n 64 --max-ttft-ms 300 --percentile p99` chose 32 GPUs
+    (TP 1 x 32, 2 requests each): the six TP 1 deployments, each bisected down to 2 requests a replica, filled the
+    runners-up count and TP 2 was never simulated, though 8 x TP 2 at 8 requests each meets p99 TTFT 300 ms
+    (297.9 ms) on 16 GPUs. The search now goes on while a deployment's best point could still rank among them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = plan("qwen3-32b", ["h100-sxm"], input_len=2000, output_len=300, concurrency=64, max_ttft_ms=300,
+                 percentile="p99")
+    c = r["choice"]
+    assert c["simulated"]["met"] and c["simulated"]["ttft_ms"] <= 300
+    assert c["gpus"] <= 16 and c["tensor_parallel"] == 2
+
+
+def test_c8_the_trtllm_manifest_mounts_its_llm_api_options():
+    """Third review, C8: `plan -m qwen3-32b -n 64 --emit k8s` on TensorRT-LLM passed `--extra_llm_api_options
+    extra-llm-api-config.yml` to a container that had no such file (its contents were only comments). Now a ConfigMap
+    holds the file, every pod mounts it at /etc/kvcalc, and the flag names that path; the YAML is the one --emit
+    trtllm prints (the KV cache dtype, attention data parallelism)."""
+    yaml = pytest.importorskip("yaml")
+    c = _cfg(engine="trtllm", gpu="h100-sxm", tensor_parallel=1, gpus_per_replica=1, weight_dtype="bf16")
+    docs = [d for d in yaml.safe_load_all(emit("k8s", load_model("qwen3-32b"), c, 1200)) if d]
+    config, deployment = docs
+    assert config["kind"] == "ConfigMap" and deployment["kind"] == "Deployment"
+    options = yaml.safe_load(config["data"]["extra-llm-api-config.yml"])
+    assert options == {"kv_cache_config": {"dtype": "fp8"}, "enable_attention_dp": False}
+    pod = deployment["spec"]["template"]["spec"]
+    command = pod["containers"][0]["command"]
+    assert command[command.index("--extra_llm_api_options") + 1] == "/etc/kvcalc/extra-llm-api-config.yml"
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "config", "mountPath": "/etc/kvcalc"}]
+    assert pod["volumes"] == [{"name": "config", "configMap": {"name": config["metadata"]["name"]}}]

@@ -184,24 +184,37 @@ def multinode_args(engine: str, c: dict, pods: int, leader: bool) -> list[str]:
     raise ValueError(engine)
 
 
+CONFIG_DIR = "/etc/kvcalc"  # where a manifest mounts the files a command reads (TensorRT-LLM's LLM API options)
+
+
 def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int, int]],
-                 name: str = "kvcalc-plan", config: dict | None = None) -> str:
+                 name: str = "kvcalc-plan", config: dict | None = None, files: dict[str, str] | None = None) -> str:
     """Kubernetes manifests for (role, command, GPUs per instance, instances) (one per pool when disaggregated):
     a Deployment where a command's GPUs fit one 8-GPU node, a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) of
     8-GPU pods where they do not: a leader template (node rank 0, the API server) and a worker template (the other
     nodes, headless), each with the engine's multi-node flags (multinode_args; config: plan's point_dict). GPUs are
     requested as nvidia.com/gpu, or amd.com/gpu on AMD parts. TensorRT-LLM across nodes runs under an MPI launcher
-    (trtllm-llmapi-launch with Slurm or mpirun), which is not written here: a comment says so instead."""
+    (trtllm-llmapi-launch with Slurm or mpirun), which is not written here: a comment says so instead. files: name ->
+    text of the files the command reads by name, put in a ConfigMap mounted at CONFIG_DIR and named there by path."""
     resource = "amd.com/gpu" if gpu.startswith("mi") else "nvidia.com/gpu"
     docs = []
+    files = files or {}
+    if files:
+        data = "".join(f"  {f}: |\n" + "".join(f"    {line}\n" for line in text.splitlines()) for f, text in files.items())
+        docs.append(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}-config\ndata:\n" + data)
 
     def container(cmd: list[str], per_pod: int, indent: int, shell: bool = False) -> str:
         pad = " " * indent
+        cmd = [f"{CONFIG_DIR}/{a}" if a in files else a for a in cmd]
         if shell:  # one shell line, so the LWS variables expand and $((...)) evaluates
             cmd = ["sh", "-c", " ".join(shlex.quote(a) if "$(" not in a else a for a in cmd)]
         args = "".join(f"\n{pad}    - {json.dumps(a)}" for a in cmd)
+        mounts = (f"{pad}  volumeMounts:\n{pad}  - name: config\n{pad}    mountPath: {CONFIG_DIR}\n"
+                  f"{pad}volumes:\n{pad}- name: config\n{pad}  configMap:\n{pad}    name: {name}-config\n"
+                  if files else "")
         return (f"{pad}containers:\n{pad}- name: server\n{pad}  image: {IMAGES[engine]}\n"
-                f"{pad}  command:{args}\n{pad}  resources:\n{pad}    limits:\n{pad}      {resource}: {per_pod}\n")
+                f"{pad}  command:{args}\n{pad}  resources:\n{pad}    limits:\n{pad}      {resource}: {per_pod}\n"
+                + mounts)
 
     for role, cmd, gpus, replicas in commands:
         app_name = f"{name}-{role}" if role else name
@@ -258,8 +271,10 @@ def emit(target: str, spec, c: dict, max_model_len: int) -> str:
         tp = c["tensor_parallel"]
         instances = [(role.lower(), command, tp, c["replicas"] * gpus // tp) if c["disaggregate"] else
                      (role, command, gpus, c["replicas"]) for role, command, gpus in pools]
-        config = "".join(f"# {line}\n" for line in extra.strip().splitlines())
-        return config + k8s_manifest(engine, c["gpu"], instances, config=c)
+        files = {"extra-llm-api-config.yml": yaml} if engine == "trtllm" else {}  # mounted from a ConfigMap
+        notes = extra.split("\n# extra-llm-api-config.yml\n")[0] if engine == "trtllm" else extra
+        config = "".join(f"{line}\n" if line.startswith("#") else f"# {line}\n" for line in notes.strip().splitlines())
+        return config + k8s_manifest(engine, c["gpu"], instances, config=c, files=files)
     if not c["disaggregate"]:
         return " ".join(shlex.quote(a) for a in cmd) + "\n" + extra
     out = [f"# {role} pool: {gpus // c['tensor_parallel']} instance(s) of {c['tensor_parallel']} GPUs per replica\n"
