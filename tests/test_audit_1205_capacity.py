@@ -151,3 +151,22 @@ def test_d_serve_refusal_figure_is_the_engines_request_size():
     spec, hw, _, p = load_deployment("gemma-3-27b", "h100", "auto", "bf16")
     memory = _gemma(8192)["engine_memory"]
     assert engine_request_bytes(memory, spec, hw, p, 1, 1, 40_945) == (2560 + 6 * 577) * 1_310_720
+
+
+def test_c7_the_binding_constraint_names_the_kv_cache_when_the_weights_fit():
+    """Third review, C7: `capacity -m gemma-3-27b -c 33809 -e vllm --memory-utilization 0.75` said 'weights: they
+    need 2 GPUs' memory' where Gemma-3-27B's weights (about 51 GiB) fit in one H100's 59.4 usable GiB: what needs
+    the second GPU is one request's KV cache at 33,809 tokens beside them (vLLM's pool on one GPU admits 33,808)."""
+    import warnings
+
+    from kvcalc.planning.capacity import capacity
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = capacity("gemma-3-27b", "h100-sxm", context=33809, engine="vllm", memory_utilization=0.75)
+    assert r["tensor_parallel"] == 2 and r["min_gpus_for_weights"] == 2
+    assert r["binding"].startswith("KV cache: the weights fit on 1 GPU")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dense = capacity("llama-3.1-70b", "h100-sxm", context=8192)  # 131 GiB of weights: two GPUs for them alone
+    assert dense["binding"] == "weights: they need 2 GPUs' memory"

@@ -143,7 +143,7 @@ def capacity_cli(
     t.add_column("quantity", style="bold")
     t.add_column("value")
     show = {
-        "fewest GPUs that hold the weights": plan["min_gpus_for_weights"],
+        "fewest GPUs: weights + 1 sequence": plan["min_gpus_for_weights"],  # at the context (its JSON key's name)
         "tensor parallel over": gpu_count(plan["tensor_parallel"]) + (
             f" in each of {plan['pipeline_parallel']} pipeline stages" if plan["pipeline_parallel"] > 1 else "") + (
             f"; experts over {plan['expert_parallel']} GPUs" if plan["expert_parallel"] > 1 else ""),

@@ -308,7 +308,11 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     elif ep == 1 and min_tp is not None and tp > min_tp:  # ep == 1: min_tp is None only where seqs < 1
         binding = f"none: the {gpu_count(group)} asked for hold it ({gpu_count(min_tp * pp)} would hold the weights)"
     elif group > 1:
-        binding = f"weights: they need {gpu_count(group)}' memory"
+        weights_tp = next((t for t in candidates if t <= tp
+                           and not weights_overflow(spec, weight_dtype, ev.usable_bytes, t, pp, ep)), tp)
+        binding = (f"weights: they need {gpu_count(group)}' memory" if ep > 1 or weights_tp >= tp else
+                   f"KV cache: the weights fit on {gpu_count(weights_tp * pp)}, but one sequence of {context:,} tokens "
+                   f"beside them needs {gpu_count(group)}")  # third review C7: the weights were blamed
     else:
         binding = "none: one GPU holds it"
     return {
