@@ -167,12 +167,12 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
             alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
-        (args, i, j), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
+        (args, i, j, z), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         both = stepper.seconds(*args)
         lone = stepper.seconds(*alone) if alone is not None else None
     except ValueError:  # an operator present at some concurrencies only
         return _by_point(cs, run)
-    return _colocated_finish(both, lone, cs, i, j, s_p, gain, output_len, request_s)
+    return _colocated_finish(both, lone, cs, i, j, z, s_p, gain, output_len, request_s)
 
 
 def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: int, decode, chunk, s_p) -> tuple:
@@ -192,7 +192,8 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     left = step_tokens - decode * stepper.decode_q
     others = decode_step_chunk(chunk, cs, input_len, output_len, stepper.decode_gain)
     i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
-    j, z = np.flatnonzero(others > 0), np.flatnonzero(others <= 0)
+    # own decode steps: with other prompts but fewer than the mean chunk (j), with none (z); the rest are the steady step
+    j, z = np.flatnonzero((others > 0) & (others < chunk)), np.flatnonzero(others <= 0)
     first = input_len / s_p[i]  # the prompt's mean piece over its s_p prefill steps
     extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
     joint = (np.concatenate([running, running[j], extra[0]]), context, np.concatenate([chunk, others[j], extra[1]]),
@@ -200,20 +201,20 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
                              extra[2]]), float(input_len))
     alone = ((running[z], context, np.zeros(len(z)), np.full(len(z), input_len / 2), float(input_len)) if len(z)
              else None)
-    return (joint, i, j), alone
+    return (joint, i, j, z), alone
 
 
-def _colocated_finish(both, lone, cs, i, j, s_p, gain: float, output_len: int, request_s: float) -> dict:
+def _colocated_finish(both, lone, cs, i, j, z, s_p, gain: float, output_len: int, request_s: float) -> dict:
     """colocated_many's closed form from the step times of _colocated_call's two calls (lone: the second's, or
     None)."""
     import numpy as np
 
     n = len(cs)
     tau, step_i = both[:n], both[n + len(j):]
-    own_decode = np.empty(n)
+    own_decode = tau.copy()  # where the other prompts fill the mean chunk, the steady step itself
     own_decode[j] = both[n:n + len(j)]
     if lone is not None:
-        own_decode[np.setdiff1d(np.arange(n), j)] = lone
+        own_decode[z] = lone
     ttft = s_p * tau
     if len(i):
         ttft = ttft.copy()
@@ -315,9 +316,9 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
     calls, indices, alones = [], [], []
     for n, cs, (decode, chunk, s_p) in pending:
         stepper, input_len, output_len, step_tokens, _, _ = runners[n].colocated
-        (args, i, j), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
+        (args, i, j, z), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         calls.append((stepper, args))
-        indices.append((i, j))
+        indices.append((i, j, z))
         alones.append(None if alone is None else (stepper, alone))
     lone_at = []  # where in calls each replica's decode-only call is (timed together across replicas too), or None
     for alone in alones:
@@ -325,11 +326,11 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
         if alone is not None:
             calls.append(alone)
     times = seconds_many(calls)
-    for k, ((n, cs, state), (i, j)) in enumerate(zip(pending, indices)):
+    for k, ((n, cs, state), (i, j, z)) in enumerate(zip(pending, indices)):
         stepper, _, output_len, _, request_s, run = runners[n].colocated
         both, lone = times[k], times[lone_at[k]] if lone_at[k] is not None else None
         out[n] = (_by_point(cs, run) if isinstance(both, ValueError) or isinstance(lone, ValueError) else
-                  _colocated_finish(both, lone, cs, i, j, state[2], stepper.decode_gain, output_len, request_s))
+                  _colocated_finish(both, lone, cs, i, j, z, state[2], stepper.decode_gain, output_len, request_s))
     return out
 
 
