@@ -467,16 +467,17 @@ class SpeculativeTimer:
                 sharded)
 
     def draft_weight_bytes(self) -> float:
-        """The draft's own weights on one GPU [B] (speculation.py draft_weight_bytes_per_gpu)."""
-        from kvcalc.speculation import draft_weight_bytes_per_gpu
+        """The draft's own weights on one GPU [B] (formulas/speculative.py draft_weight_bytes_per_gpu)."""
+        from kvcalc.formulas.speculative import draft_weight_bytes_per_gpu
 
-        return draft_weight_bytes_per_gpu(self.spec, self.sp, self.draft, self.p.b_w, self.tp)
+        return draft_weight_bytes_per_gpu(self.spec, self.sp.method, self.sp.k, self.draft, self.p.b_w, self.tp)
 
     def draft_kv_bytes_per_sequence(self, tokens):
-        """The draft's KV cache for one sequence of `tokens` on one GPU [B] (speculation.py; 0 for Medusa)."""
-        from kvcalc.speculation import draft_kv_bytes_per_sequence
+        """The draft's KV cache for one sequence of `tokens` on one GPU [B] (formulas/speculative.py; 0 for Medusa)."""
+        from kvcalc.formulas.speculative import draft_kv_bytes_per_sequence
 
-        return draft_kv_bytes_per_sequence(self.spec, self.sp, self.draft, tokens, self.p.b_kv, self.tp)
+        return draft_kv_bytes_per_sequence(self.spec, self.sp.method, self.sp.k, self.draft, tokens, self.p.b_kv,
+                                           self.tp)
 
     def draft_bytes(self, batch, tokens):
         """What the draft adds to one GPU's memory with `batch` sequences of `tokens` there [B]: its weights and
@@ -485,17 +486,19 @@ class SpeculativeTimer:
 
     def sequences_held(self, tokens, pool_bytes, pp: int = 1) -> int:
         """Sequences of `tokens` a KV pool per GPU (net of the draft's weights) holds with the draft's cache beside
-        the target's (speculation.py)."""
-        from kvcalc.speculation import sequences_held
+        the target's (formulas/speculative.py)."""
+        from kvcalc.formulas.speculative import sequences_held
 
-        return sequences_held(self.spec, self.sp, self.draft, tokens, pool_bytes, self.p.b_kv, self.tp, pp)
+        return sequences_held(self.spec, self.sp.method, self.sp.k, self.draft, tokens, pool_bytes, self.p.b_kv, self.tp,
+                              pp)
 
     def longest_context(self, batch, pool_bytes, pp: int = 1) -> float:
         """The longest context `batch` sequences reach in a KV pool per GPU (net of the draft's weights) with the
-        draft's cache beside the target's (speculation.py)."""
-        from kvcalc.speculation import longest_context
+        draft's cache beside the target's (formulas/speculative.py)."""
+        from kvcalc.formulas.speculative import longest_context
 
-        return longest_context(self.spec, self.sp, self.draft, batch, pool_bytes, self.p.b_kv, self.tp, pp)
+        return longest_context(self.spec, self.sp.method, self.sp.k, self.draft, batch, pool_bytes, self.p.b_kv,
+                               self.tp, pp)
 
     def draft_seconds(self, batch, context):
         """The drafts of one verify step for `batch` sequences: k sequential draft steps, or Medusa's heads once [s]."""

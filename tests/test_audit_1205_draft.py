@@ -18,13 +18,16 @@ from kvcalc.cli import app
 from kvcalc.planning.capacity import compare
 from kvcalc.serving.closed_form import serve
 from kvcalc.specs.catalog import load_model
-from kvcalc.speculation import (
-    draft_kv_bytes_per_sequence,
-    draft_weight_bytes_per_gpu,
-    parse,
-)
+from kvcalc.formulas.speculative import draft_kv_bytes_per_sequence, draft_weight_bytes_per_gpu
+from kvcalc.speculation import parse
 
 DRAFT = "draft=llama-3.2-1b,k=4,alpha=0.7"
+
+
+def _mk(text: str) -> tuple[str, int]:
+    """(method, k) of a --speculate setting, as the formulas take them."""
+    sp = parse(text)
+    return sp.method, sp.k
 USABLE = 0.9 * 79.22 * 2**30  # h100-sxm
 TARGET_KV, DRAFT_KV = 32 * 8 * 128 * 2 * 2, 16 * 8 * 64 * 2 * 2
 assert (TARGET_KV, DRAFT_KV) == (131_072, 32_768)
@@ -78,19 +81,19 @@ def test_a_eagle_mtp_medusa_draft_kv_follows_their_layers():
     heads none; a separate draft model its own layers."""
     llama, ds3 = load_model("llama-3.1-8b"), load_model("deepseek-v3")
     # Llama 3.1 8B, one layer: 8 KV heads x 128 x 2 x 2 B = 4,096 B a token
-    assert draft_kv_bytes_per_sequence(llama, parse("eagle,k=4"), None, 1000, 2) == 1000 * 4096
+    assert draft_kv_bytes_per_sequence(llama, *_mk("eagle,k=4"), None, 1000, 2) == 1000 * 4096
     # tp 8 splits its 8 KV heads: 512 B a token a GPU
-    assert draft_kv_bytes_per_sequence(llama, parse("eagle,k=4"), None, 1000, 2, tp=8) == 1000 * 512
-    assert draft_kv_bytes_per_sequence(llama, parse("medusa=4"), None, 1000, 2) == 0
+    assert draft_kv_bytes_per_sequence(llama, *_mk("eagle,k=4"), None, 1000, 2, tp=8) == 1000 * 512
+    assert draft_kv_bytes_per_sequence(llama, *_mk("medusa=4"), None, 1000, 2) == 0
     draft = load_model("llama-3.2-1b")
-    assert draft_kv_bytes_per_sequence(llama, parse(DRAFT), draft, 1000, 2) == 1000 * DRAFT_KV
+    assert draft_kv_bytes_per_sequence(llama, *_mk(DRAFT), draft, 1000, 2) == 1000 * DRAFT_KV
     # DeepSeek-V3's MLA latent: (kv_lora_rank 512 + rope 64) x 2 B = 1,152 B a token a layer, replicated under tp
-    assert draft_kv_bytes_per_sequence(ds3, parse("mtp=1"), None, 1000, 2, tp=8) == 1000 * 1152
-    assert draft_kv_bytes_per_sequence(ds3, parse("mtp=2"), None, 1000, 2, tp=8) == 2 * 1000 * 1152
+    assert draft_kv_bytes_per_sequence(ds3, *_mk("mtp=1"), None, 1000, 2, tp=8) == 1000 * 1152
+    assert draft_kv_bytes_per_sequence(ds3, *_mk("mtp=2"), None, 1000, 2, tp=8) == 2 * 1000 * 1152
     # EAGLE's weights on Llama 3.1 8B: one layer (q, o 4096^2 each; k, v 4096 x 1024 each; MLP 3 x 4096 x 14,336;
     # two norms and the final norm, 3 x 4096) and its fc 2 x 4096^2, the embedding and lm_head shared:
     # 41,943,040 + 176,160,768 + 12,288 + 33,554,432 = 251,670,528 params x 2 B
-    assert draft_weight_bytes_per_gpu(llama, parse("eagle,k=4"), None, 2) == 251_670_528 * 2
+    assert draft_weight_bytes_per_gpu(llama, *_mk("eagle,k=4"), None, 2) == 251_670_528 * 2
     e = estimate("llama-3.1-8b", batch=8, context=4096, speculate="eagle,k=4")
     assert e.memory.draft_bytes == 251_670_528 * 2 + 8 * 4096 * 4096
     # Medusa's 4 heads: 4 x (4096^2 + 4096 + 4096 x 128,256) params x 2 B, no cache

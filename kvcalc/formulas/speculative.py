@@ -32,6 +32,9 @@ from kvcalc.formulas.forward import (
     linear_cost,
     lm_head_op,
 )
+from kvcalc.formulas.capacity import max_context, max_sequences
+from kvcalc.formulas.kv import kv_bytes_per_sequence
+from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.formulas.params import Linear, total_params
 from kvcalc.specs.model import ModelSpec
 
@@ -115,3 +118,81 @@ def draft_kv_layers(model: ModelSpec, method: str, k: int, draft_model: ModelSpe
     if method == "medusa":
         return 0
     return 1 if method == "eagle" else k
+
+
+# The draft's memory on one GPU, beside the target's (audit 2026-12-05 A: estimate and serve had left the draft's KV
+# cache out). Every command that sizes memory under --speculate calls these (through speculation.py's timer), so estimate's fits, compare's and
+# serve's pools agree. The draft runs tensor-parallel over the target's tp GPUs (its weights / tp, its KV heads
+# sharded as the target's are); under pipeline stages it is counted whole on the binding stage, and under expert
+# parallelism each data-parallel attention group keeps its own copy for its own sequences.
+
+def draft_weight_bytes_per_gpu(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None, b_w: float,
+                               tp: int = 1) -> float:
+    """Bytes of the draft's own weights one GPU holds [B]: draft_params * b_w / tp (formulas/speculative.py: a draft
+    model's parameters; EAGLE's and MTP's layers without the embedding and lm_head they share with the target;
+    Medusa's heads)."""
+    return draft_params(model, method, k, draft_model) * b_w / tp
+
+
+def draft_kv_bytes_per_sequence(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None, tokens,
+                                b_kv: float, tp: int = 1):
+    """Bytes of KV cache the draft keeps for one sequence of `tokens` tokens on one GPU [B], in the same pool as the
+    target's (vLLM allocates the drafter's attention layers a page each beside the target's; SGLang's EAGLE worker
+    sizes its draft pool to the target's tokens):
+        draft=MODEL  kv_bytes_per_sequence(draft, S) * kv_shard_fraction(draft, tp)   (its own layers and windows)
+        eagle        1 x kv_bytes_per_sequence(one_layer(target), S) * kv_shard_fraction(target, tp)
+        mtp=D        D x the same (one layer a module)
+        medusa       0 (its heads read the last hidden state and keep no cache)
+    one_layer is formulas/speculative.py's: a decoder layer of the target's shape, full (softmax) attention.
+    Works on a number or a numpy array of tokens."""
+    layers = draft_kv_layers(model, method, k, draft_model)
+    if method == "draft":
+        assert draft_model is not None, "draft=MODEL: the draft's spec is needed"
+        return kv_bytes_per_sequence(draft_model, tokens, b_kv) * kv_shard_fraction(draft_model, tp)
+    return layers * kv_bytes_per_sequence(one_layer(model), tokens, b_kv) * kv_shard_fraction(model, tp)
+
+
+def _keeps_no_cache(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None) -> bool:
+    return draft_kv_layers(model, method, k, draft_model) == 0
+
+
+def _request_bytes(model, method, k, draft_model, tokens, b_kv, tp, pp):
+    """One sequence's target cache on the binding GPU (formulas/capacity.py's shard) and its draft cache [B]."""
+    target = kv_bytes_per_sequence(model, tokens, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+    return target + draft_kv_bytes_per_sequence(model, method, k, draft_model, tokens, b_kv, tp)
+
+
+def sequences_held(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None, tokens: int, pool_bytes: float,
+                   b_kv: float, tp: int = 1, pp: int = 1) -> int:
+    """Sequences of `tokens` tokens a KV pool of pool_bytes per GPU (what is left after the draft's weights) holds when
+    each keeps the target's cache and the draft's: floor(pool / (target + draft per sequence)); formulas/capacity.py
+    max_sequences when the draft keeps no cache (Medusa)."""
+    if _keeps_no_cache(model, method, k, draft_model):
+        return max_sequences(model, tokens, pool_bytes, b_kv, tp, pp)
+    per_seq = _request_bytes(model, method, k, draft_model, tokens, b_kv, tp, pp)
+    return math.floor(pool_bytes / per_seq) if pool_bytes > 0 and per_seq else 0
+
+
+def longest_context(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None, batch, pool_bytes: float,
+                    b_kv: float, tp: int = 1, pp: int = 1) -> float:
+    """The largest S with batch x (target + draft cache of one sequence at S) <= pool (per GPU, after the draft's
+    weights); formulas/capacity.py max_context when the draft keeps no cache (Medusa). Both caches grow piecewise
+    linearly and never shrink with S, so the largest fitting S is found by doubling, then halving; inf when 2^53
+    tokens still fit (only sliding-window layers and fixed state grow, and they stop)."""
+    if _keeps_no_cache(model, method, k, draft_model):
+        return max_context(model, batch, pool_bytes, b_kv, tp, pp)
+
+    def fits(tokens):
+        return batch * _request_bytes(model, method, k, draft_model, tokens, b_kv, tp, pp) <= pool_bytes
+
+    if pool_bytes <= 0 or not fits(0):
+        return 0
+    lo, hi = 0, 1
+    while fits(hi):
+        lo, hi = hi, hi * 2
+        if hi > 2**53:
+            return math.inf
+    while hi - lo > 1:  # fits(lo), not fits(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
