@@ -160,6 +160,7 @@ NODE_GPUS = 8  # GPUs a pod (one node) of a manifest holds
 # LeaderWorkerSet sets these in every pod of a group (the LWS docs; vLLM's and SGLang's LWS examples use them), and
 # Kubernetes expands $(NAME) in a container's command from its environment
 LWS_LEADER, LWS_SIZE, LWS_INDEX = "$(LWS_LEADER_ADDRESS)", "$(LWS_GROUP_SIZE)", "$(LWS_WORKER_INDEX)"
+DP_RPC_PORT = "13345"  # the port vLLM's data-parallel deployment docs use in their multi-node example
 
 
 def multinode_args(engine: str, c: dict, pods: int, leader: bool) -> list[str]:
@@ -173,8 +174,9 @@ def multinode_args(engine: str, c: dict, pods: int, leader: bool) -> list[str]:
         if c["expert_parallel"] > 1 and c["expert_parallel"] > c["tensor_parallel"]:
             local = max(1, NODE_GPUS // c["tensor_parallel"])  # data-parallel ranks a node holds
             args = ["--data-parallel-size-local", str(local), "--data-parallel-address", LWS_LEADER,
-                    "--data-parallel-rpc-port", "13345"]
-            return args if leader else args + ["--data-parallel-start-rank", f"$(({LWS_INDEX[2:-1]} * {local}))",
+                    "--data-parallel-rpc-port", DP_RPC_PORT]
+            # the node's first rank, by the shell's arithmetic on the pod index (Kubernetes leaves $((...)) alone)
+            return args if leader else args + ["--data-parallel-start-rank", f"$((LWS_WORKER_INDEX * {local}))",
                                                "--headless"]
         args = ["--nnodes", LWS_SIZE, "--node-rank", "0" if leader else LWS_INDEX, "--master-addr", LWS_LEADER]
         return args if leader else args + ["--headless"]
