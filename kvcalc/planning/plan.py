@@ -191,10 +191,17 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
 # One deployment's replica, timed at a ladder of batch budgets
 # ---------------------------------------------------------------------------------------------------------------
 
-def batch_ladder(limit: int) -> list[int]:
-    """1, 2, 4, ... below the pool's limit, then the limit itself."""
-    ladder = [2 ** i for i in range(32) if 2 ** i < limit]
-    return ladder + [limit]
+SHARES = 4  # with a concurrency to serve, the ladder also holds its share over 1 to this many replicas
+
+
+def batch_ladder(limit: int, concurrency: float | None = None) -> list[int]:
+    """1, 2, 4, ... below the pool's limit, then the limit itself; with a concurrency C to serve, also ceil(C / k)
+    for k = 1 ... SHARES replicas within the limit, so a replica is judged at the load it would carry (third review:
+    100 in flight were judged at a budget of 128, and a 2-GPU deployment that meets the limit at 100 lost to 3 GPUs)."""
+    ladder = {2 ** i for i in range(32) if 2 ** i < limit} | {limit}
+    if concurrency is not None:
+        ladder |= {c for k in range(1, SHARES + 1) if (c := math.ceil(concurrency / k)) <= limit}
+    return sorted(ladder)
 
 
 def _runner(spec, hw, d: Deployment, *, input_len: int, output_len: int, step_tokens: int,
@@ -472,7 +479,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         except KvcalcError as e:
             no_fit.append({"deployment": d.label(), "reason": str(e)})
             continue
-        built.append((d, runner, batch_ladder(runner.max_concurrency)))
+        built.append((d, runner, batch_ladder(runner.max_concurrency, concurrency)))
     from kvcalc.serving.replica import run_many_all
 
     states = steady_states(built, input_len, output_len)
