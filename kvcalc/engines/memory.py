@@ -8,7 +8,7 @@ from kvcalc.checks import check_number
 from kvcalc.dtypes import BYTES_PER_ELEMENT
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas import engine_memory as em
-from kvcalc.formulas.capacity import kv_budget_bytes
+from kvcalc.formulas.capacity import kv_budget_bytes, longest_fitting
 from kvcalc.formulas.memory import activation_workspace_bytes
 from kvcalc.formulas.params import routed_expert_bytes, stage_weight_bytes, weight_bytes_per_gpu
 
@@ -276,18 +276,7 @@ def engine_longest_context(memory: dict, spec, hw, p, tp: int, pp: int = 1, batc
     def fits(length: int) -> bool:  # the engine's max_concurrency at this length is at least batch
         return pool > 0 and pool / per_request(length) >= batch
 
-    if not fits(1):
-        return 0
-    hi = 2
-    while fits(hi):  # double until a length does not fit: the answer is in [hi / 2, hi)
-        if hi >= LONGEST_SEARCHED_TOKENS:
-            return float("inf")
-        hi *= 2
-    lo = hi // 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
+    return longest_fitting(fits, LONGEST_SEARCHED_TOKENS)
 
 
 def _request_size(memory: dict, spec, hw, p, tp: int, pp: int):

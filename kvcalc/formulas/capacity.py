@@ -32,6 +32,25 @@ def max_sequences(model: ModelSpec, context: int, budget_bytes: float, b_kv: flo
     return math.floor(budget_bytes / per_seq) if per_seq else 0
 
 
+def longest_fitting(fits, limit: int) -> float:
+    """The largest whole length n >= 1 with fits(n), for a test that holds up to some length and fails beyond it
+    (a request's memory never shrinks as it grows): 0 where fits(1) fails, inf where the first power of two at or past
+    `limit` still fits (only windowed layers or fixed state grow, and they stop). Doubling, then bisection: about
+    2 log2(n) calls of fits."""
+    hi = 1
+    while fits(hi):
+        if hi >= limit:
+            return math.inf
+        hi *= 2
+    if hi == 1:
+        return 0
+    lo = hi // 2
+    while hi - lo > 1:  # fits(lo), not fits(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
 def max_context(model: ModelSpec, batch: int, budget_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> float:
     """Largest S with batch * per-GPU KV(S) <= budget; inf when only windowed layers grow and they are capped."""
     if budget_bytes <= 0:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+from kvcalc.formulas.capacity import longest_fitting, max_context, max_sequences
 from kvcalc.formulas.forward import (
     Op,
     Precision,
@@ -32,7 +33,6 @@ from kvcalc.formulas.forward import (
     linear_cost,
     lm_head_op,
 )
-from kvcalc.formulas.capacity import max_context, max_sequences
 from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.formulas.params import Linear, total_params
@@ -178,21 +178,12 @@ def longest_context(model: ModelSpec, method: str, k: int, draft_model: ModelSpe
     """The largest S with batch x (target + draft cache of one sequence at S) <= pool (per GPU, after the draft's
     weights); formulas/capacity.py max_context when the draft keeps no cache (Medusa). Both caches grow piecewise
     linearly and never shrink with S, so the largest fitting S is found by doubling, then halving; inf when 2^53
-    tokens still fit (only sliding-window layers and fixed state grow, and they stop)."""
+    tokens still fit (only sliding-window layers and fixed state grow, and they stop): formulas/capacity.py
+    longest_fitting."""
     if _keeps_no_cache(model, method, k, draft_model):
         return max_context(model, batch, pool_bytes, b_kv, tp, pp)
 
     def fits(tokens):
         return batch * _request_bytes(model, method, k, draft_model, tokens, b_kv, tp, pp) <= pool_bytes
 
-    if pool_bytes <= 0 or not fits(0):
-        return 0
-    lo, hi = 0, 1
-    while fits(hi):
-        lo, hi = hi, hi * 2
-        if hi > 2**53:
-            return math.inf
-    while hi - lo > 1:  # fits(lo), not fits(hi)
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
+    return longest_fitting(fits, 2**53) if pool_bytes > 0 else 0
