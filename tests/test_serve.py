@@ -400,12 +400,13 @@ def test_benchmark_ledger_prose_figures():
     path = ROOT / "validation" / "serve" / "vllm-bench-rtx-pro-6000-qwen3-32b.csv"
     rows = read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS)
     e = {(r["id"], r["metric"]): r["error_pct"] for r in score_bench(rows)}
-    assert [round(abs(e[("pp2-c1", "output_tokens_per_s")])), round(abs(e[("pp2-c32", "output_tokens_per_s")]))] == [3, 10]
-    assert [round(-e[("pp2-c1", "median_ttft_ms")]), round(-e[("pp2-c32", "median_ttft_ms")])] == [7, 28]
+    assert [round(abs(e[("pp2-c1", "output_tokens_per_s")])), round(abs(e[("pp2-c32", "output_tokens_per_s")]))] == [3, 8]
+    assert [round(-e[("pp2-c1", "median_ttft_ms")]), round(-e[("pp2-c32", "median_ttft_ms")])] == [7, 21]
     assert round(abs(e[("tp2-c1", "median_tpot_ms")])) == 7 and round(e[("tp2-c32", "output_tokens_per_s")]) == 46
     assert round(-e[("tp2-c1", "median_ttft_ms")]) == 53
     measured = {r["id"]: r for r in rows}
     docs = (ROOT / "docs" / "validation.md").read_text()
+    assert "PP 2: within 3 % at one request, 8 % at 32 on throughput, TTFT 7 % and 21 % short" in " ".join(docs.split())
     found = []
     for tp, pp, row in ((2, 1, "tp2-c32"), (1, 2, "pp2-c32")):
         with warnings.catch_warnings():

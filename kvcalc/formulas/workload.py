@@ -188,10 +188,16 @@ def wave_batches(concurrency: int, input_len: int, output_len: int, step_budget:
 
 
 def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, prefill_step_s: float,
-          decode_step_s: float, gain: float = 1.0, last_prefill_step_s: float | None = None) -> dict:
+          decode_step_s: float, gain: float = 1.0, last_prefill_step_s: float | None = None,
+          pipeline_stages: int = 1) -> dict:
     """Requests that run in waves of `concurrency` (module docstring): the median TTFT and TPOT [s], the wave's
     duration [s], and the prefill steps a wave takes. last_prefill_step_s: the last prefill step, which holds only
-    what is left of the wave's prompts, C I - (n_p - 1) T tokens [default: a full step, prefill_step_s]."""
+    what is left of the wave's prompts, C I - (n_p - 1) T tokens [default: a full step, prefill_step_s].
+
+    pipeline_stages (pp): a step's prompts and decodes run as m = min(decodes + prompts, pp) micro-batches, the step
+    time being one micro-batch's whole depth; the prompts are spread over them in order, and the k-th micro-batch
+    leaves the last stage k step / pp after the first, so its requests' first token and every later one come that
+    much later (pipeline_lags; the simulator's rule, serving/simulate.py simulate_schedule)."""
     import numpy as np
 
     n_p = math.ceil(concurrency * input_len / step_budget)
@@ -204,13 +210,40 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
         return np.where(k <= n_p - 1, k * prefill_step_s,
                         (n_p - 1) * prefill_step_s + (k - (n_p - 1)) * last_prefill_step_s)
 
-    ttft = at(s_j)
-    done = at(s_j + beside)  # after the steps decoding beside the chunks
+    lag = 0.0
+    if pipeline_stages > 1:
+        step_s = np.where(s_j < n_p, prefill_step_s,
+                          prefill_step_s if last_prefill_step_s is None else last_prefill_step_s)
+        lag = pipeline_lags(concurrency, input_len, output_len, step_budget, pipeline_stages, gain) * step_s
+    ttft = at(s_j) + lag
+    done = at(s_j + beside) + lag  # after the steps decoding beside the chunks
     latency = done + (output_len - 1 - gain * beside) / gain * decode_step_s
     tpot = float(np.median((latency - ttft) / (output_len - 1))) if output_len > 1 else None
     median_ttft = float(np.median(ttft))
     return {"ttft_s": median_ttft, "tpot_s": tpot, "latency_s": request_latency(median_ttft, tpot, output_len),
             "wave_s": float(latency.max()), "prefill_steps": n_p}
+
+
+def pipeline_lags(concurrency: int, input_len: int, output_len: int, step_budget: int, stages: int,
+                  gain: float = 1.0):
+    """Under pp = `stages`: each wave request's place behind its prefill step's first micro-batch, in steps
+    (k / pp for the k-th of the step's m micro-batches; waves' docstring). Step s holds the prompts whose tokens
+    j I .. (j + 1) I overlap its (s - 1) T .. s T, and the decodes of the requests whose prompts ended at an earlier
+    step and that still decode ((O - 1) / g steps each); m = min(decodes + prompts, pp) and prompt i of the step's P
+    is in micro-batch floor(i m / P)."""
+    import numpy as np
+
+    j = np.arange(concurrency)
+    s_j = np.ceil((j + 1) * input_len / step_budget)  # the step prompt j ends in
+    first_j = np.floor((s_j - 1) * step_budget / input_len)  # the first prompt with tokens in that step
+    last_j = np.minimum(np.ceil(s_j * step_budget / input_len) - 1, concurrency - 1)  # and the last
+    prompts = last_j - first_j + 1
+    # requests decoding in step s: prompt ended in a step s' < s, s - s' <= (O - 1) / g
+    ends = np.sort(s_j)
+    decodes = (np.searchsorted(ends, s_j, side="left")
+               - np.searchsorted(ends, s_j - (output_len - 1) / gain, side="left"))
+    micro = np.minimum(decodes + prompts, stages)
+    return np.floor((j - first_j) * micro / prompts) / stages
 
 
 def serving_tpot(decode_step, prefill_one, concurrency: int, output_len: int):

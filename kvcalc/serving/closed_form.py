@@ -117,7 +117,7 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     last_s = prefill_s if last == chunk else stepper.seconds(beside, input_len, last,
                                                              max(input_len - step_tokens, 0) / 2, prompt_len=input_len)
     w = waves(c, input_len, output_len, step_tokens, prefill_s, decode_s, stepper.decode_gain,
-              last_prefill_step_s=last_s)
+              last_prefill_step_s=last_s, pipeline_stages=stepper.pp)
     return {"ttft_s": w["ttft_s"], "tpot_s": w["tpot_s"], "latency_s": w["latency_s"], "requests_per_s": c / w["wave_s"],
             "decode_batch": float(c), "prefill_tokens_per_step": chunk, "step_s": decode_s}
 

@@ -451,11 +451,17 @@ class SimResult:
 
 def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *, pool_tokens: float,
                       verify_tokens: int = 1, tokens_per_step: float = 1.0, prefix_hit_rate: float = 0.0,
-                      log_steps: bool = False) -> SimResult:
+                      pipeline_stages: int = 1, log_steps: bool = False) -> SimResult:
     """Run `workload` through `policy` with step times from step_time (a StepGrid, or anything with
     seconds(decodes, context, chunk, chunk_context) and decode_seconds(decodes, contexts)). pool_tokens: the KV pool
     in tokens. Speculative decoding: each decode puts verify_tokens into the step and yields tokens_per_step.
-    prefix_hit_rate: the fraction of each prompt found in the prefix cache (not prefilled; its blocks still held)."""
+    prefix_hit_rate: the fraction of each prompt found in the prefix cache (not prefilled; its blocks still held).
+
+    pipeline_stages (pp): a step runs as m = min(decodes + prompts, pp) micro-batches, and step_time gives the whole
+    depth of one (StepTimer). Micro-batch k enters the first stage k stage-times (step / pp) after the first, so it
+    leaves the last stage that much later: the prompts a step finishes are spread over its m micro-batches in order,
+    and the k-th micro-batch's get their first token, and every later token, k step / pp later (a burst of P prompts
+    at pp 2 had all come out with one prompt's TTFT, below the speed of light of P prompts' prefill)."""
     arrive = workload.arrival_s.astype(float).copy()
     ins, outs = workload.input_len, workload.output_len
     n = len(ins)
@@ -473,6 +479,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         kv[:], pre_left[:], gen[:], hit[:] = ins, 0.0, 1.0, 0.0
         first[:] = arrive
     finish = np.full(n, np.nan)
+    lag = np.zeros(n)                        # under pp: how far behind the step's first micro-batch a request runs
     closed = workload.concurrency is not None
     released = [int(np.sum(~np.isnan(arrive)))]  # closed loop: requests released so far
     nxt = 0                                  # next request not yet queued (requests are in arrival order)
@@ -668,6 +675,11 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         gen[sampled] += 1
         newly = sampled[np.isnan(first[sampled])]
         first[newly] = t
+        if pipeline_stages > 1 and len(newly):
+            micro = min(n_dec + len(pid), pipeline_stages)
+            k = np.arange(len(pid)) * micro // len(pid)  # each prompt's micro-batch, in schedule order
+            lag[newly] = k[np.isin(pid, newly)] * dt / pipeline_stages
+            first[newly] += lag[newly]
         # advance the decodes
         did = ids[dec]
         kv[did] += gain
@@ -682,6 +694,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         fin = ids[(gen[ids] >= outs[ids] - 1e-9) & (all_sched > 0)]
         if len(fin):
             run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released)
+    finish += lag  # a request keeps its micro-batch's place in the pipeline to its last token
     return SimResult(workload.arrival_s if not closed else arrive, first, finish, ins, outs, preemptions,
                      np.concatenate(itl_t) if itl_t else np.empty(0),
                      np.concatenate(itl_w) if itl_w else np.empty(0),
@@ -968,7 +981,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         res, transfer_ms = _disaggregated(policy, grid, work, d, disaggregate, tp, pool_tokens, prefix_hit_rate)
     else:
         res = simulate_schedule(policy, grid, work, pool_tokens=pool_tokens, verify_tokens=stepper.decode_q,
-                                tokens_per_step=stepper.decode_gain, prefix_hit_rate=prefix_hit_rate)
+                                tokens_per_step=stepper.decode_gain, prefix_hit_rate=prefix_hit_rate,
+                                pipeline_stages=pp)
     from kvcalc.engines.overhead import overhead_seconds
 
     request_s = overhead_seconds(d["profile"])[1]  # once per request, in its TTFT (the step overhead is in the grid)
