@@ -53,7 +53,9 @@ def serve_cli(
         "(as many as the KV pool holds)")] = None,
     context_flag: Annotated[Optional[str], typer.Option("-c", hidden=True, help="not serve's: -c is --context on "
                                                           "every command; concurrency is -n")] = None,
-    request_rate: Annotated[Optional[float], typer.Option(help="requests/s arriving; replicas follow")] = None,
+    request_rate: Annotated[Optional[float], typer.Option(
+        help="requests/s arriving; replicas follow. The closed form spaces them evenly (no queueing); --simulate "
+             "runs them as Poisson arrivals")] = None,
     tp: Annotated[str, typer.Option(help="tensor-parallel GPUs per replica; a comma-separated list for the frontier")] = "1",
     pp: Pp = 1,
     speculate: Annotated[Optional[str], typer.Option(

@@ -434,6 +434,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                          + ("; requests in waves that start and finish together (medians over requests)"
                             if arrivals == "waves" else "") if not disaggregate else
                          f"disaggregated: {disaggregate[0]} prefill GPUs, {disaggregate[1]} decode GPUs"),
+            "arrivals": ("a steady stream at the rate, evenly spaced: no request waits for another's prefill. "
+                         "Poisson arrivals queue as the load nears capacity, and TTFT and TPOT grow past these: "
+                         "--simulate runs them" if request_rate is not None else None),
             "decode_batch_per_replica": r["decode_batch"],
             "prefill_tokens_per_step": r["prefill_tokens_per_step"],
             "step_ms": r["step_s"] * 1e3,

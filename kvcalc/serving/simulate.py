@@ -677,8 +677,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         first[newly] = t
         if pipeline_stages > 1 and len(newly):
             micro = min(n_dec + len(pid), pipeline_stages)
-            k = np.arange(len(pid)) * micro // len(pid)  # each prompt's micro-batch, in schedule order
-            lag[newly] = k[np.isin(pid, newly)] * dt / pipeline_stages
+            batch_of = np.arange(len(pid)) * micro // len(pid)  # each prompt's micro-batch, in schedule order
+            lag[newly] = batch_of[np.isin(pid, newly)] * dt / pipeline_stages
             first[newly] += lag[newly]
         # advance the decodes
         did = ids[dec]
