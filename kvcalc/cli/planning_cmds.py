@@ -147,7 +147,7 @@ def capacity_cli(
         "tensor parallel over": gpu_count(plan["tensor_parallel"]) + (
             f" in each of {plan['pipeline_parallel']} pipeline stages" if plan["pipeline_parallel"] > 1 else "") + (
             f"; experts over {plan['expert_parallel']} GPUs" if plan["expert_parallel"] > 1 else ""),
-        "weights per GPU": fmt_bytes(plan["weights_bytes_per_gpu"]),
+        "weights per GPU": fmt_bytes(plan["weights_bytes_per_gpu"]) + _engine_weights(plan),
         "KV budget per GPU": fmt_bytes(plan["kv_budget_bytes_per_gpu"]),
         "max concurrent sequences at context": plan["max_sequences_at_context"],
         f"longest context at batch {batch or 1}": fmt_number(plan["max_context_at_batch"]),
@@ -276,3 +276,15 @@ def roofline_cli(
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points, engine=engine, speculate=speculate)
     save_figure(fig, out, "--out")
     typer.echo(f"wrote {out}")
+
+
+def _engine_weights(plan: dict) -> str:
+    """Where the engine's memory rule loads the weights in another layout than the checkpoint stores them (vLLM's
+    MXFP4 for Marlin on Hopper and older), both figures, so the row does not contradict the KV budget below it."""
+    from kvcalc.units import fmt_bytes
+
+    em = plan.get("engine_memory")
+    loaded = em.get("weights_bytes_per_gpu") if em else None
+    if not loaded or abs(loaded - plan["weights_bytes_per_gpu"]) <= 0.01 * plan["weights_bytes_per_gpu"]:
+        return ""
+    return f" as stored; {em['engine']} loads {fmt_bytes(loaded)}"
