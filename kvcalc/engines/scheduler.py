@@ -101,19 +101,18 @@ POLICIES = {"vllm": vllm_v1, "sglang": sglang_prefill_first, "trtllm": trtllm_gu
             "vllm-v0": vllm_v0}
 
 
-def vllm_server_defaults(gpu_name: str, memory_GiB: float, release: tuple[int, int]) -> tuple[int | None, int]:
+def vllm_server_defaults(gpu_name: str, visible_GiB: float, release: tuple[int, int]) -> tuple[int | None, int]:
     """(max_num_batched_tokens, max_num_seqs) that `vllm serve` picks when neither flag is given (None: the policy's
-    default budget). vLLM >= 0.8 (V1 by default), vllm/engine/arg_utils.py EngineArgs._set_default_args
-    (https://github.com/vllm-project/vllm/blob/6a1acac3fe2924ca221fdf048b74f9a020dabddd/vllm/engine/arg_utils.py
-    #L2478-L2483): a GPU with >= 70 GiB that is not an A100 gets 8192 tokens and 1024 sequences for the OpenAI
-    server, any other 2048 and 256; the A100 carve-out came with PR #17885 (May 2025, v0.9), so 0.8 gives the
-    80 GB A100 the large defaults. Before 0.8 (V0) max_num_seqs was 256 (vllm/config.py SchedulerConfig); V0 ran
-    prompts whole, prefill first, unless chunked prefill was on, which this policy does not model: its budget is
-    left at the policy's default."""
+    default budget): from 0.8 (V1 by default) formulas/engine_memory.py vllm_default_batching, the rule capacity and
+    serve's closed form follow (8192 and 1024 on a GPU showing >= 70 GiB, 16384 from 0.28 on one showing >= 160,
+    2048 and 256 on others and, from 0.9, on A100s). Before 0.8 (V0) max_num_seqs was 256 (vllm/config.py
+    SchedulerConfig); V0 ran prompts whole, prefill first, unless chunked prefill was on, which this policy does not
+    model: its budget is left at the policy's default."""
     if release < (0, 8):
         return None, 256
-    large = memory_GiB >= 70 and not (release >= (0, 9) and "a100" in gpu_name.lower())
-    return (8192, 1024) if large else (2048, 256)
+    from kvcalc.formulas.engine_memory import vllm_default_batching
+
+    return vllm_default_batching(visible_GiB, gpu_name, release)
 
 
 def scheduler_policy(engine: str, *, budget: int | None = None, max_seqs: int | None = None) -> SchedulerPolicy:

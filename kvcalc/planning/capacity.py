@@ -51,7 +51,7 @@ from kvcalc.formulas.parallel import check_ep, group_link_label
 from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.workload import cost_per_million_tokens
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
-from kvcalc.specs.catalog import resolve_engine
+from kvcalc.specs.catalog import engine_refusal, resolve_engine
 
 TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -149,7 +149,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         ev = evaluate(spec, hw, batch=batch, context=context, prompt=context, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk, tp=tp,
                       pp=pp, ep=ep)
-        dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype)
+        dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype, ev.comm_s, ev.comm_sol_s, ev.pipeline_s)
         local = replica_batch(batch, ep, tp)
         longest, most, fits = (max_context(spec, local, budget, p.b_kv, tp, pp),
                                max_sequences(spec, context, budget, p.b_kv, tp, pp), bool(ev.fits))
@@ -230,6 +230,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     if ep > 1 and pp > 1:
         raise KvcalcError("--ep: not with --pp yet")
     notes: list[str] = []
+    if engine in hw.unsupported_engines:  # as estimate and serve refuse it (the fresh audit: capacity had answered)
+        raise KvcalcError(engine_refusal(engine, hw))
     try:
         profile = resolve_engine(engine, hw)
     except KvcalcError:

@@ -926,7 +926,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         from kvcalc.specs.catalog import load_gpu
 
         hw = load_gpu(gpu)
-        budget, seqs = vllm_server_defaults(hw.name, hw.memory_GiB, version)
+        budget, seqs = vllm_server_defaults(hw.name, hw.visible_memory_bytes / 2**30, version)
         step_tokens = step_tokens if step_tokens is not None else budget
         max_num_seqs = max_num_seqs if max_num_seqs is not None else seqs
     policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
