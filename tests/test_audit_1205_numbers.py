@@ -77,13 +77,14 @@ def test_readme_waves_are_one_wave():
 
 
 def test_readme_speculative_serving_claim():
-    """README, serve --speculate: 'Llama 3.1 8B on an H100 at 64 requests of 1000 in and 500 out goes from about 5,000
-    to 8,800 output tokens/s with --speculate eagle,k=4' (the figures it had, 5,600 and 9,300, were stale)."""
+    """README, serve --speculate: 'Llama 3.1 8B on an H100 at 64 requests of 1000 in and 500 out goes from about 4,800
+    to 8,800 output tokens/s with --speculate eagle,k=4' (5,000 until the other prompts entered a request's decode
+    steps whole; before that 5,600 and 9,300, stale)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plain = serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=500, concurrency=64)
         eagle = serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=500, concurrency=64, speculate="eagle,k=4")
-    assert round(plain["output_tokens_per_s"], -2) == 5000 and round(eagle["output_tokens_per_s"], -2) == 8800
+    assert round(plain["output_tokens_per_s"], -2) == 4800 and round(eagle["output_tokens_per_s"], -2) == 8800
 
 
 def test_readme_speculative_figures():
@@ -108,13 +109,14 @@ def test_readme_speculative_figures():
 
 
 def test_readme_waves_against_the_steady_state():
-    """README: 'For Qwen3-32B on two RTX PRO 6000s, 32 requests of 1,024 + 256 tokens in waves give 14 % fewer
-    tokens/s than the steady state and a median TTFT 17 times longer' (it had said 17 % and 20 times)."""
+    """README: 'For Qwen3-32B on two RTX PRO 6000s, 32 requests of 1,024 + 256 tokens in waves give 4 % fewer
+    tokens/s than the steady state and a median TTFT 17 times longer' (14 % until the steady state's decode steps
+    carried the other prompts whole; earlier 17 % and 20 times)."""
     kw = dict(tp=2, input_len=1024, output_len=256, concurrency=32, engine="vllm")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         wave, steady = serve("qwen3-32b", "rtx-pro-6000", arrivals="waves", **kw), serve("qwen3-32b", "rtx-pro-6000", **kw)
-    assert round(100 * (1 - wave["output_tokens_per_s"] / steady["output_tokens_per_s"])) == 14
+    assert round(100 * (1 - wave["output_tokens_per_s"] / steady["output_tokens_per_s"])) == 4
     assert round(wave["ttft_ms"] / steady["ttft_ms"]) == 17
 
 

@@ -56,6 +56,7 @@ from kvcalc.formulas.workload import (
     transfer_seconds,
     wave_batches,
     waves,
+    whole_prompt_mix,
 )
 from kvcalc.specs.catalog import resolve_engine
 from kvcalc.units import fmt_bytes
@@ -94,8 +95,17 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     # workload.py decode_step_chunk). At C = 1 a request decodes alone (audit 2026-12-05 B: one 8,000-token prompt
     # had put 4,000 tokens into each of its own decode steps)
     others = decode_step_chunk(chunk, concurrency, input_len, output_len, gain)
-    tpot_step = tau if others == chunk else stepper.seconds(running, input_len + output_len / 2, others,
-                                                            max(input_len - others, 0) / 2, prompt_len=input_len)
+    context = input_len + output_len / 2
+    bare = (running, context, 0, input_len / 2, input_len)  # a decode step that carries no prompt
+    if others <= 0:
+        tpot_step = stepper.seconds(*bare)
+    elif others < left:  # the prompts enter whole, in some of the steps (formulas/workload.py whole_prompt_mix)
+        lo, hi, f, w = whole_prompt_mix(others, left, input_len)
+        pieces = max(input_len - w, 0) / 2  # the tokens cached before a piece of w, on average
+        t_lo = stepper.seconds(running, context, lo, pieces, input_len) if lo > 0 else stepper.seconds(*bare)
+        tpot_step = (1 - f) * t_lo + f * stepper.seconds(running, context, hi, pieces, input_len)
+    else:  # every step full: the steady step
+        tpot_step = tau
     latency = request_latency(ttft, tpot_step / gain, output_len)
     return {"ttft_s": ttft, "tpot_s": tpot_step / gain, "latency_s": latency, "requests_per_s": concurrency / latency,
             "decode_batch": decode, "prefill_tokens_per_step": chunk, "step_s": tau}

@@ -167,54 +167,67 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
             alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
-        (args, i, j, z), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
+        (args, where), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         both = stepper.seconds(*args)
         lone = stepper.seconds(*alone) if alone is not None else None
     except ValueError:  # an operator present at some concurrencies only
         return _by_point(cs, run)
-    return _colocated_finish(both, lone, cs, i, j, z, s_p, gain, output_len, request_s)
+    return _colocated_finish(both, lone, cs, where, s_p, gain, output_len, request_s)
 
 
 def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: int, decode, chunk, s_p) -> tuple:
-    """((the StepTimer.seconds arguments that time colocated_many's steps with a prompt chunk in one call, the indices
-    whose prompt enters unqueued, the indices whose own decode step carries other prompts), the arguments of a second
-    call for the own decode steps that carry none, or None). The first call: the steady step at every concurrency,
-    a request's own decode step where other requests' prompts share it (formulas/workload.py decode_step_chunk), a
-    prefill step of the prompts that enter unqueued, carrying the prompt's mean piece (each with whole prompts per
-    micro-batch or replica, as _colocated times them). A decode step with no chunk has no prefill operators, so it
-    is timed apart: one call over elements of differing operators would raise and fall back to one call a point."""
+    """((the StepTimer.seconds arguments that time colocated_many's steps with a prompt chunk in one call, where each
+    part of that call's result lies), the arguments of a second call for the decode steps that carry no prompt, or
+    None). The first call: the steady step at every concurrency; the prefill step of the prompts that enter unqueued
+    (i), carrying the prompt's mean piece (each with whole prompts per micro-batch or replica, as _colocated times
+    them); and, for a request's own decode steps that carry other prompts within the budget (m), the steps with
+    n + 1 whole pieces and, where n > 0, with n (formulas/workload.py whole_prompt_mix). A decode step with no chunk
+    has no prefill operators, so it is timed apart (the second call: own steps with no prompt, z, and the mix's
+    steps with none, m0): one call over elements of differing operators would raise and fall back to one call a
+    point."""
     import numpy as np
 
-    from kvcalc.formulas.workload import decode_step_chunk
+    from kvcalc.formulas.workload import decode_step_chunk, whole_prompt_mix
 
+    n = len(cs)
     running = np.maximum(decode, 1.0)
     context = input_len + output_len / 2
     left = step_tokens - decode * stepper.decode_q
     others = decode_step_chunk(chunk, cs, input_len, output_len, stepper.decode_gain)
     i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
-    # own decode steps: with other prompts but fewer than the mean chunk (j), with none (z); the rest are the steady step
-    j, z = np.flatnonzero((others > 0) & (others < chunk)), np.flatnonzero(others <= 0)
+    z = np.flatnonzero(others <= 0)  # own decode steps with no prompt
+    m = np.flatnonzero((others > 0) & (others < left))  # own decode steps that carry whole prompts in some steps
+    lo, hi, f, w = whole_prompt_mix(others[m], left[m], input_len)
+    pieces = np.maximum(input_len - w, 0) / 2
+    m1 = np.flatnonzero(lo > 0)  # (positions in m) mixes whose lighter step still carries prompts
     first = input_len / s_p[i]  # the prompt's mean piece over its s_p prefill steps
-    extra = (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2)
-    joint = (np.concatenate([running, running[j], extra[0]]), context, np.concatenate([chunk, others[j], extra[1]]),
-             np.concatenate([np.maximum(input_len - chunk, 0) / 2, np.maximum(input_len - others[j], 0) / 2,
-                             extra[2]]), float(input_len))
-    alone = ((running[z], context, np.zeros(len(z)), np.full(len(z), input_len / 2), float(input_len)) if len(z)
-             else None)
-    return (joint, i, j, z), alone
+    parts = [(running, chunk, np.maximum(input_len - chunk, 0) / 2),
+             (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2),
+             (running[m], hi, pieces), (running[m][m1], lo[m1], pieces[m1])]
+    joint = tuple(np.concatenate([part[k] for part in parts]) for k in range(3))
+    ends = np.cumsum([0, *(len(part[0]) for part in parts)])
+    m0 = np.flatnonzero(lo <= 0)
+    bare = np.concatenate([running[z], running[m][m0]])
+    alone = (bare, context, np.zeros(len(bare)), np.full(len(bare), input_len / 2), float(input_len)) if len(bare) \
+        else None
+    where = {"i": i, "z": z, "m": m, "m0": m0, "m1": m1, "f": f, "ends": ends, "others": others, "left": left}
+    return ((joint[0], context, joint[1], joint[2], float(input_len)), where), alone
 
 
-def _colocated_finish(both, lone, cs, i, j, z, s_p, gain: float, output_len: int, request_s: float) -> dict:
+def _colocated_finish(both, lone, cs, where: dict, s_p, gain: float, output_len: int, request_s: float) -> dict:
     """colocated_many's closed form from the step times of _colocated_call's two calls (lone: the second's, or
     None)."""
     import numpy as np
 
-    n = len(cs)
-    tau, step_i = both[:n], both[n + len(j):]
-    own_decode = tau.copy()  # where the other prompts fill the mean chunk, the steady step itself
-    own_decode[j] = both[n:n + len(j)]
+    ends, i, z, m, m0, m1, f = (where[k] for k in ("ends", "i", "z", "m", "m0", "m1", "f"))
+    tau, step_i, t_hi, t_lo1 = (both[ends[k]:ends[k + 1]] for k in range(4))
+    own_decode = tau.copy()  # where the other prompts fill every step (the budget binds), the steady step itself
+    t_lo = np.empty(len(m))
+    t_lo[m1] = t_lo1
     if lone is not None:
-        own_decode[z] = lone
+        own_decode[z] = lone[:len(z)]
+        t_lo[m0] = lone[len(z):]
+    own_decode[m] = (1 - f) * t_lo + f * t_hi
     ttft = s_p * tau
     if len(i):
         ttft = ttft.copy()
@@ -316,9 +329,9 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
     calls, indices, alones = [], [], []
     for n, cs, (decode, chunk, s_p) in pending:
         stepper, input_len, output_len, step_tokens, _, _ = runners[n].colocated
-        (args, i, j, z), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
+        (args, where), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         calls.append((stepper, args))
-        indices.append((i, j, z))
+        indices.append(where)
         alones.append(None if alone is None else (stepper, alone))
     lone_at = []  # where in calls each replica's decode-only call is (timed together across replicas too), or None
     for alone in alones:
@@ -326,11 +339,11 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
         if alone is not None:
             calls.append(alone)
     times = seconds_many(calls)
-    for k, ((n, cs, state), (i, j, z)) in enumerate(zip(pending, indices)):
+    for k, ((n, cs, state), where) in enumerate(zip(pending, indices)):
         stepper, _, output_len, _, request_s, run = runners[n].colocated
         both, lone = times[k], times[lone_at[k]] if lone_at[k] is not None else None
         out[n] = (_by_point(cs, run) if isinstance(both, ValueError) or isinstance(lone, ValueError) else
-                  _colocated_finish(both, lone, cs, i, j, z, state[2], stepper.decode_gain, output_len, request_s))
+                  _colocated_finish(both, lone, cs, where, state[2], stepper.decode_gain, output_len, request_s))
     return out
 
 
