@@ -89,3 +89,17 @@ def test_plan_takes_one_gpu_where_one_meets_the_tpot_limit():
     assert out.exit_code == 0, out.output
     best = json.loads(out.stdout)["choice"]
     assert best["gpus"] == 1 and best["tpot_ms"] < 15
+
+
+def test_serve_under_ep_holds_a_lone_request_whole_in_one_replica():
+    """`serve -m qwen3-30b-a3b -g h200 -e roofline --ep 8 -i 32000 --output-len 64 -n 1` gave TPOT 0.766 ms: the
+    replica's decode batch was 1/8 of a request, reading an eighth of its cache. By hand, the one GPU that holds the
+    request reads all of its KV: 32,000 tokens x 48 layers x 4 KV heads x 128 x 2 (K, V) x 2 B = 3.15 GB, over the
+    H200's 4.8 TB/s: 0.655 ms before a single weight. Now the step is estimate's at batch 1."""
+    from kvcalc import estimate, serve
+
+    s = serve("qwen3-30b-a3b", "h200", engine="roofline", ep=8, input_len=32000, output_len=64, concurrency=1)
+    kv_s = 32_000 * 48 * 4 * 128 * 2 * 2 / 4.8e12
+    assert s["tpot_ms"] > kv_s * 1e3
+    e = estimate("qwen3-30b-a3b", "h200", engine="roofline", ep=8, batch=1, context=32_032)
+    assert abs(s["tpot_ms"] / e.decode.ms - 1) < 0.01 and s["tpot_ms"] >= e.decode.speed_of_light_ms

@@ -218,9 +218,9 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
     what is left of the wave's prompts, C I - (n_p - 1) T tokens [default: a full step, prefill_step_s].
 
     pipeline_stages (pp): a step's prompts and decodes run as m = min(decodes + prompts, pp) micro-batches, the step
-    time being one micro-batch's whole depth; the prompts are spread over them in order, and the k-th micro-batch
-    leaves the last stage k step / pp after the first, so its requests' first token and every later one come that
-    much later (pipeline_lags; the simulator's rule, serving/simulate.py simulate_schedule)."""
+    time being one micro-batch's whole depth; the k-th leaves the last stage k step / pp after the first, and the
+    step's prompts, spread over them, get their first token and every later one the mean of those places later,
+    (m - 1) / 2 x step / pp (pipeline_lags; the simulator's rule, serving/simulate.py simulate_schedule)."""
     import numpy as np
 
     n_p = math.ceil(concurrency * input_len / step_budget)
@@ -249,11 +249,10 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
 
 def pipeline_lags(concurrency: int, input_len: int, output_len: int, step_budget: int, stages: int,
                   gain: float = 1.0):
-    """Under pp = `stages`: each wave request's place behind its prefill step's first micro-batch, in steps
-    (k / pp for the k-th of the step's m micro-batches; waves' docstring). Step s holds the prompts whose tokens
-    j I .. (j + 1) I overlap its (s - 1) T .. s T, and the decodes of the requests whose prompts ended at an earlier
-    step and that still decode ((O - 1) / g steps each); m = min(decodes + prompts, pp) and prompt i of the step's P
-    is in micro-batch floor(i m / P)."""
+    """Under pp = `stages`: how far behind its prefill step's first micro-batch each wave request runs, in steps
+    ((m - 1) / (2 pp); waves' docstring). Step s holds the prompts whose tokens j I .. (j + 1) I overlap its
+    (s - 1) T .. s T, and the decodes of the requests whose prompts ended at an earlier step and that still decode
+    ((O - 1) / g steps each); m = min(decodes + prompts, pp)."""
     import numpy as np
 
     j = np.arange(concurrency)
@@ -266,7 +265,7 @@ def pipeline_lags(concurrency: int, input_len: int, output_len: int, step_budget
     decodes = (np.searchsorted(ends, s_j, side="left")
                - np.searchsorted(ends, s_j - (output_len - 1) / gain, side="left"))
     micro = np.minimum(decodes + prompts, stages)
-    return np.floor((j - first_j) * micro / prompts) / stages
+    return (micro - 1) / 2 / stages
 
 
 def serving_tpot(decode_step, prefill_one, concurrency: int, output_len: int):

@@ -459,9 +459,11 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
 
     pipeline_stages (pp): a step runs as m = min(decodes + prompts, pp) micro-batches, and step_time gives the whole
     depth of one (StepTimer). Micro-batch k enters the first stage k stage-times (step / pp) after the first, so it
-    leaves the last stage that much later: the prompts a step finishes are spread over its m micro-batches in order,
-    and the k-th micro-batch's get their first token, and every later token, k step / pp later (a burst of P prompts
-    at pp 2 had all come out with one prompt's TTFT, below the speed of light of P prompts' prefill)."""
+    leaves the last stage that much later; the step's prompts are spread over its m micro-batches, so each gets its
+    first token, and every later token, the mean of those places later: (m - 1) / 2 x step / pp (a burst of P
+    prompts at pp 2 had all come out with one prompt's TTFT, below the speed of light of P prompts' prefill). The
+    mean place, rather than each prompt's own, keeps the mean TTFT and latency and keeps them from falling when one
+    more prompt joins a step (the fresh audit: placing prompts in order made the median dip as a prompt moved up)."""
     arrive = workload.arrival_s.astype(float).copy()
     ins, outs = workload.input_len, workload.output_len
     n = len(ins)
@@ -677,8 +679,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         first[newly] = t
         if pipeline_stages > 1 and len(newly):
             micro = min(n_dec + len(pid), pipeline_stages)
-            batch_of = np.arange(len(pid)) * micro // len(pid)  # each prompt's micro-batch, in schedule order
-            lag[newly] = batch_of[np.isin(pid, newly)] * dt / pipeline_stages
+            lag[newly] = (micro - 1) / 2 * dt / pipeline_stages  # a micro-batch's mean place behind the first
             first[newly] += lag[newly]
         # advance the decodes
         did = ids[dec]
