@@ -20,6 +20,13 @@ def check_int(flag: str, value, lo: int, hi: int) -> int:
     return value
 
 
+# The smallest request rate and requests in flight taken: 1e-6 requests/s is one every 11.6 days (the simulator's
+# clock runs to 1e10 s, serving/simulate.py); below it, 5e-324 (the smallest double) had divided by zero in serve's
+# steady state (the fresh audit).
+MIN_REQUEST_RATE = 1e-6
+MIN_CONCURRENCY = 1e-6
+
+
 def check_number(flag: str, value, lo: float, hi: float, *, lo_open: bool = False) -> float:
     """A finite number in [lo, hi] ((lo, hi] with lo_open)."""
     ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

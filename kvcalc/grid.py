@@ -86,6 +86,7 @@ def sweep(
     check_memory_utilization(memory_utilization)
     check_prefill_chunk(prefill_chunk)
     B, S = (a.ravel() for a in np.meshgrid(np.array(batch, dtype=np.int64), np.array(context, dtype=np.int64), indexing="ij"))
+    Bf, Sf = B.astype(float), S.astype(float)
     specs = {m: load_model(m) for m in models}
     hws = {g: load_gpu(g) for g in gpus}
     profiles = {(g, e): resolve_engine(e, hws[g]) for g in gpus for e in engine}
@@ -104,7 +105,9 @@ def sweep(
             if on_combination:
                 on_combination()
             continue
-        ev = evaluate(spec, hw, batch=B, context=S, prompt=S, weight_dtype=w, kv_dtype=k, tp=t, pp=q, ep=x,
+        # in floats, as estimate's Python numbers turn to floats past 2**63 (the fresh audit: batch 107 x 131,072
+        # tokens of Llama-3.1-405B, 1.9e19 prefill FLOPs, wrapped around in int64 and halved the prefill time)
+        ev = evaluate(spec, hw, batch=Bf, context=Sf, prompt=Sf, weight_dtype=w, kv_dtype=k, tp=t, pp=q, ep=x,
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk)
         dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w, ev.comm_s, ev.comm_sol_s, ev.pipeline_s)
         pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w, ev.prefill_comm_s, ev.prefill_comm_sol_s,

@@ -103,3 +103,41 @@ def test_serve_under_ep_holds_a_lone_request_whole_in_one_replica():
     assert s["tpot_ms"] > kv_s * 1e3
     e = estimate("qwen3-30b-a3b", "h200", engine="roofline", ep=8, batch=1, context=32_032)
     assert abs(s["tpot_ms"] / e.decode.ms - 1) < 0.01 and s["tpot_ms"] >= e.decode.speed_of_light_ms
+
+
+def test_a_vanishing_rate_or_concurrency_is_refused_in_one_line():
+    """`serve ... --request-rate 5e-324` and `plan ... -n 5e-324` had divided by zero (tracebacks); the floor is
+    the simulator's, 1e-6 requests/s (one every 11.6 days), and as many requests in flight."""
+    for args, flag in ((["serve", "-m", "llama-3-8b", "-i", "1000", "--output-len", "1", "--request-rate", "5e-324"],
+                        "--request-rate"),
+                       (["plan", "-m", "llama-3.2-1b", "-i", "1000", "-o", "200", "-n", "5e-324"], "--concurrency"),
+                       (["serve", "-m", "llama-3-8b", "-i", "1000", "--output-len", "2", "-n", "1e-7"], "--concurrency")):
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 2 and f"{flag}: expected a finite number in [1e-06" in out.output, out.output
+        assert "Traceback" not in out.output
+
+
+def test_simulate_names_the_flag_it_refuses():
+    """`serve --simulate --max-num-seqs 0` said 'the KV pool cannot hold the next request', `--weight-dtype bogus`
+    'dtype: unknown dtype', `--step-tokens 0` warned of a division by zero first."""
+    base = ["serve", "--simulate", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "4"]
+    for extra, says in ((["--max-num-seqs", "0"], "--max-num-seqs: expected a whole number"),
+                        (["--weight-dtype", "bogus"], "--weight-dtype: unknown dtype 'bogus'"),
+                        (["--kv-dtype", "bogus"], "--kv-dtype: unknown dtype 'bogus'"),
+                        (["--step-tokens", "0"], "--step-tokens: expected a whole number")):
+        out = CliRunner().invoke(app, base + extra)
+        assert out.exit_code == 2 and says in out.output and "warning" not in out.output, (extra, out.output)
+
+
+def test_sweep_past_int64_flops_agrees_with_estimate():
+    """`sweep -m llama-3.1-405b -e roofline -b 107 -c 131072` gave a prefill 1.9x shorter than estimate: its 1.9e19
+    FLOPs (2 x 405e9 x 107 x 131,072 is 1.1e19 before attention) wrapped around in int64 arrays; batch 106 agreed."""
+    import warnings
+
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = kvcalc.sweep(["llama-3.1-405b"], engine=["roofline"], batch=[107], context=[131072])
+        e = kvcalc.estimate("llama-3.1-405b", engine="roofline", batch=107, context=131072)
+    assert e.prefill.flops > 2**63 and df["prefill_ms"].iloc[0] == e.prefill.ms

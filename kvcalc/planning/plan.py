@@ -36,7 +36,7 @@ import re
 import warnings
 from dataclasses import dataclass, field, replace
 
-from kvcalc.checks import MAX_GPUS, MAX_TOKENS, check_int, check_number
+from kvcalc.checks import MAX_GPUS, MAX_TOKENS, MIN_CONCURRENCY, MIN_REQUEST_RATE, check_int, check_number
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.specs.catalog import (
     ProfileWarning,
@@ -384,9 +384,9 @@ def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttf
     if sum(given) != 1:
         raise KvcalcError("--request-rate / --concurrency / --gpu-budget: give exactly one")
     if request_rate is not None:
-        check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
+        check_number("--request-rate", request_rate, MIN_REQUEST_RATE, 1e9)
     if concurrency is not None:
-        check_number("--concurrency", concurrency, 0, 1e9, lo_open=True)
+        check_number("--concurrency", concurrency, MIN_CONCURRENCY, 1e9)
     if gpu_budget is not None:
         check_int("--gpu-budget", gpu_budget, 1, 1_000_000)
     for flag, v in (("--max-ttft-ms", max_ttft_ms), ("--max-tpot-ms", max_tpot_ms)):

@@ -17,6 +17,8 @@ from kvcalc.checks import (
     MAX_BATCH,
     MAX_GPUS,
     MAX_TOKENS,
+    MIN_CONCURRENCY,
+    MIN_REQUEST_RATE,
     check_int,
     check_number,
     check_price,
@@ -332,7 +334,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if (concurrency is None) == (request_rate is None):
         raise KvcalcError("--concurrency / --request-rate: give exactly one")
     if request_rate is not None:
-        check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
+        check_number("--request-rate", request_rate, MIN_REQUEST_RATE, 1e9)
     check_price(price_per_gpu_hour)
     d = deployment(model, gpu, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
@@ -395,7 +397,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         replicas = max(1, math.ceil(request_rate / top["requests_per_s"] * (1 + 1e-12)))
         concurrency = rate_point(request_rate / replicas)
     else:
-        concurrency = check_number("--concurrency", concurrency, 0, MAX_BATCH, lo_open=True)  # the same number
+        concurrency = check_number("--concurrency", concurrency, MIN_CONCURRENCY, MAX_BATCH)  # the same number
         if arrivals == "waves" and concurrency != int(concurrency):  # audit I1: a wave is whole requests
             raise KvcalcError(f"--concurrency: --arrivals waves runs whole requests together, got {concurrency:g}")
     r = run(concurrency)

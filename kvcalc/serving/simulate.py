@@ -309,7 +309,6 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
 # own cap on its simulated prompts) is about 3 minutes and 2.5 GB; MAX_TRACE_BYTES holds 1,000,000 JSON lines of
 # 130 bytes.
 MAX_ARRIVAL_S = 1e10
-MIN_REQUEST_RATE = 1e-6
 MAX_PROMPTS = 1_000_000
 MAX_TRACE_BYTES = 128 << 20
 
@@ -871,7 +870,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     lengths above) or sharegpt (length pairs drawn from the published ShareGPT V3 sample; input_len and output_len
     are not needed). num_scheduler_steps: vLLM's --num-scheduler-steps (multi-step scheduling, 0.6-0.7): decode
     steps per scheduler call."""
-    from kvcalc.checks import MAX_TOKENS, check_int, check_number
+    from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
     from kvcalc.engines.memory import check_vllm_runner, check_vllm_version
     from kvcalc.engines.scheduler import scheduler_policy
     from kvcalc.serving.closed_form import deployment
@@ -921,6 +920,16 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                               f"--request-rate or lower --num-prompts")
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)
+    # flags named as the closed form names them (the fresh audit: --max-num-seqs 0 had been "the KV pool cannot hold
+    # the next request", and --weight-dtype bogus "dtype: unknown dtype")
+    from kvcalc.checks import MAX_BATCH
+    from kvcalc.estimator import check_dtypes
+
+    check_dtypes(weight_dtype, kv_dtype)
+    if step_tokens is not None:
+        check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
+    if max_num_seqs is not None:
+        check_int("--max-num-seqs", max_num_seqs, 1, MAX_BATCH)
     if (scheduler or engine) == "vllm" and (step_tokens is None or max_num_seqs is None):
         # vllm serve's defaults depend on the GPU and the release (engines/scheduler.py vllm_server_defaults)
         from kvcalc.engines.scheduler import vllm_server_defaults
