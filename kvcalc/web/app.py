@@ -13,7 +13,7 @@ from kvcalc import __version__
 from kvcalc.report.serialize import csv_text, json_text
 from kvcalc.web import pages
 from kvcalc.web.params import InputError, options
-from kvcalc.web.views import VIEWS
+from kvcalc.web.views import REFUSED, VIEWS
 
 STATIC = Path(__file__).parent / "static"
 COMMANDS = tuple(VIEWS)
@@ -24,9 +24,12 @@ def _query(request: Request) -> dict:
 
 
 def _openapi_parameters(command: str) -> list[dict]:
-    """The CLI command's options as OpenAPI query parameters (names, defaults and help come from the CLI)."""
+    """The CLI command's options as OpenAPI query parameters (names, defaults and help come from the CLI), less those
+    the web app refuses (views.REFUSED: files, --simulate); any other key is a 422 naming it."""
     params = []
     for p in options(command):
+        if p.name in REFUSED.get(command, ()):
+            continue
         d = getattr(p.default, "value", p.default)
         kind = ("boolean" if p.is_flag else "integer" if isinstance(d, int) and not isinstance(d, bool)
                 else "number" if isinstance(d, float) else "string")

@@ -44,30 +44,54 @@ def flag_of(name: str, param: str) -> str:
     return "--" + param.replace("_", "-")
 
 
-def _truthy(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "on", "yes", "y")
+_TRUE = ("1", "true", "on", "yes", "y")
+_FALSE = ("0", "false", "off", "no", "n")
 
 
-def parse(name: str, query: Mapping[str, str], skip: tuple[str, ...] = (), refuse: tuple[str, ...] = ()) -> dict:
+def _switch(flag: str, value: str) -> bool:
+    """An on/off option's value (true/false, 1/0, yes/no, on/off), else an InputError naming its flag."""
+    v = value.strip().lower()
+    if v not in _TRUE + _FALSE:
+        raise InputError(f"{flag}: expected true or false, got {value!r}", flag)
+    return v in _TRUE
+
+
+def keys(name: str) -> dict:
+    """{query key: (click option, negated)} for `kvcalc NAME`: each option's Python name (kv_dtype), its other long
+    flags without dashes (capacity's gpus), and an on/off option's negative flag (plan's no_convert, negated)."""
+    out = {}
+    for p in options(name):
+        out[p.name] = (p, False)
+        out.update({o[2:].replace("-", "_"): (p, False) for o in p.opts[1:] if o.startswith("--")})
+        out.update({o[2:].replace("-", "_"): (p, True) for o in p.secondary_opts if o.startswith("--")})
+    return out
+
+
+def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None = None) -> dict:
     """{option name: value} for `kvcalc NAME` given query parameters named as the options' Python names
-    (kv_dtype=fp8) or long flags without dashes (kv-dtype=fp8); empty values take the CLI's default. A value the
-    CLI would reject raises InputError with the CLI's message. Options in skip (files the CLI writes) are ignored;
-    one in refuse (what the web app does not offer) is an InputError naming it."""
+    (kv_dtype=fp8) or long flags without dashes (kv-dtype=fp8, no_convert=true); empty values take the CLI's default.
+    A key that names no option of the command is an InputError naming it and listing the keys accepted (a typo must
+    not quietly take a default: audit 1's no_convert=true converted weights all the same); a value the CLI would
+    reject raises InputError with the CLI's message. An option in refuse (what the web app does not offer: files the
+    CLI reads or writes, --simulate) given a value other than its default is an InputError naming it; refuse maps
+    the option's name to what the command line needs beside its flag ("" or e.g. "--simulate ")."""
+    refuse = refuse or {}
     cmd = command(name)
     args: list[str] = []
-    known = {p.name: p for p in options(name)}
-    known.update({o[2:].replace("-", "_"): p for p in options(name) for o in p.opts[1:] if o.startswith("--")})
+    known = keys(name)
     for key, value in query.items():
-        p = known.get(key.replace("-", "_"))
-        if p is None or p.name in skip or value is None or str(value).strip() == "":
+        hit = known.get(key.replace("-", "_"))
+        if hit is None:
+            accepted = ", ".join(k for k, (p, _) in known.items() if p.name not in refuse)
+            raise InputError(f"{key}: not an option of kvcalc {name} on the web; expected one of {accepted}", key)
+        p, negated = hit
+        if value is None or str(value).strip() == "":
             continue
-        if p.name in refuse and (not p.is_flag or _truthy(str(value))):
-            raise InputError(f"{p.opts[0]}: not in kvcalc web; run kvcalc {name} {p.opts[0]} on the command line",
-                             p.opts[0])
         if p.is_flag:
+            on = _switch(p.opts[0] if not negated else p.secondary_opts[0], str(value)) != negated
             if p.secondary_opts:  # --convert/--no-convert
-                args.append(p.opts[0] if _truthy(str(value)) else p.secondary_opts[0])
-            elif _truthy(str(value)):
+                args.append(p.opts[0] if on else p.secondary_opts[0])
+            elif on:
                 args.append(p.opts[0])
         else:
             args.append(f"{p.opts[0]}={value}")  # one token: a value such as -1 stays a value
@@ -79,7 +103,13 @@ def parse(name: str, query: Mapping[str, str], skip: tuple[str, ...] = (), refus
         param = getattr(e, "param", None)
         message = e.format_message() if hasattr(e, "format_message") else str(e)
         raise InputError(message, param.opts[0] if param is not None and param.opts else None) from None
-    return dict(ctx.params)
+    params = dict(ctx.params)
+    for p in options(name):
+        if p.name in refuse and params[p.name] != p.default:
+            flag = p.opts[0]
+            raise InputError(f"{flag}: not in kvcalc web; run kvcalc {name} {refuse[p.name]}{flag} on the command line",
+                             flag)
+    return params
 
 
 _FLAG = re.compile(r"^(--[a-z0-9][a-z0-9-]*)")

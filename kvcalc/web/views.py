@@ -41,9 +41,21 @@ _CACHE_SIZE = 32
 _CACHE_LOCK = threading.Lock()
 
 
-def _run(name: str, query: Mapping[str, str], body, skip: tuple[str, ...] = (), cache: bool = False,
-         refuse: tuple[str, ...] = ()) -> View:
-    p = parse(name, query, skip, refuse)
+# What the web app does not offer, refused by name when given a value other than the default (params.parse), with
+# what the command line needs beside the flag: the files the CLI writes or reads, and serve's request-level simulation
+# with the options only it reads (kvcalc/cli/serve_cmd.py: each documented "--simulate: ..."), which the closed form
+# would otherwise take and quietly leave unused. Every other option of the CLI command reaches the library call.
+REFUSED = {
+    "serve": {"plot": "", "simulate": "", "trace": "--simulate --arrivals trace ",
+              **dict.fromkeys(("num_prompts", "range_ratio", "dataset", "seed", "percentile", "prefix_hit_rate",
+                               "max_num_seqs"), "--simulate ")},
+    "plan": {"emit": "", "plot": ""},
+    "roofline": {"measured": "", "out": ""},
+}
+
+
+def _run(name: str, query: Mapping[str, str], body, cache: bool = False) -> View:
+    p = parse(name, query, REFUSED.get(name))
     key = (name, tuple(sorted((k, str(v)) for k, v in p.items())))
     if cache:
         with _CACHE_LOCK:
@@ -164,12 +176,13 @@ def serve(query: Mapping[str, str]) -> View:
             raise KvcalcError("--tp: one degree unless --concurrency lists several (the frontier)")
         concurrency = parse_concurrency(concurrency)
         plan = serve_workload(p["model"], p["gpu"], input_len=p["input_len"], output_len=p["output_len"],
-                              concurrency=concurrency, request_rate=p["request_rate"], tp=tps[0], **common)
+                              concurrency=concurrency, request_rate=p["request_rate"], tp=tps[0],
+                              max_ttft_ms=p["max_ttft_ms"], max_tpot_ms=p["max_tpot_ms"], **common)
         flat = {k: v for k, v in plan.items() if k != "assumptions"}
         flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
         return View("serve", p, plan, [flat])
 
-    return _run("serve", query, body, skip=("plot",), refuse=("simulate", "trace"))
+    return _run("serve", query, body)
 
 
 def plan(query: Mapping[str, str]) -> View:
@@ -181,7 +194,8 @@ def plan(query: Mapping[str, str]) -> View:
         from kvcalc.report.formats import plan_row
 
         result = plan_search(p["model"], names("--gpu", p["gpu"]), input_len=p["input_len"],
-                             output_len=p["output_len"], request_rate=p["request_rate"],
+                             output_len=p["output_len"], range_ratio=p["range_ratio"], dataset=p["dataset"],
+                             request_rate=p["request_rate"],
                              concurrency=p["concurrency"], gpu_budget=p["gpu_budget"], max_ttft_ms=p["max_ttft_ms"],
                              max_tpot_ms=p["max_tpot_ms"], percentile=p["percentile"],
                              price_per_gpu_hour=parse_prices(p["price_per_gpu_hour"]),
@@ -195,7 +209,7 @@ def plan(query: Mapping[str, str]) -> View:
         csv_rows = plan_csv_rows(result)  # the CLI's CSV rows (audit A12)
         return View("plan", p, result, csv_rows, extra={"rows": rows})
 
-    return _run("plan", query, body, skip=("plot",), refuse=("emit",), cache=True)
+    return _run("plan", query, body, cache=True)
 
 
 def roofline(query: Mapping[str, str]) -> View:
@@ -211,7 +225,7 @@ def roofline(query: Mapping[str, str]) -> View:
                              speculate=p["speculate"])
         return View("roofline", p, data, data["points"])
 
-    return _run("roofline", query, body, skip=("out",), refuse=("measured",))
+    return _run("roofline", query, body)
 
 
 VIEWS = {"estimate": estimate, "compare": compare, "capacity": capacity, "serve": serve, "plan": plan,
