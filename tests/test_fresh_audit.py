@@ -141,3 +141,15 @@ def test_sweep_past_int64_flops_agrees_with_estimate():
         df = kvcalc.sweep(["llama-3.1-405b"], engine=["roofline"], batch=[107], context=[131072])
         e = kvcalc.estimate("llama-3.1-405b", engine="roofline", batch=107, context=131072)
     assert e.prefill.flops > 2**63 and df["prefill_ms"].iloc[0] == e.prefill.ms
+
+
+def test_an_fp8_kv_cache_leaves_the_mamba_state_in_the_models_dtype():
+    """`capacity -m nemotron-h-8b -g h200 -c 1024 --kv-dtype fp8` gave 3,453 sequences (bf16: 1,726): the fp8 cache
+    had halved the Mamba-2 state too, which engines keep in the model's dtype (vLLM's mamba_cache_dtype 'auto';
+    TensorRT-LLM's mamba_ssm_cache_dtype has no fp8). By hand, per sequence: 24 Mamba-2 layers x 1,079,296 state
+    elements x 2 B = 51.8 MB, and 4 attention layers x 2 x 8 KV heads x 128 x 1,024 tokens x 1 B = 8.4 MB."""
+    from kvcalc import capacity
+
+    state, kv = 24 * 1_079_296 * 2, 4 * 2 * 8 * 128 * 1024 * 1
+    c = capacity("nemotron-h-8b", "h200", context=1024, kv_dtype="fp8")
+    assert c["max_sequences_at_context"] == int(c["kv_budget_bytes_per_gpu"] // (state + kv))

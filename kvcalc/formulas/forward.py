@@ -15,6 +15,7 @@ from typing import Literal
 from kvcalc.formulas._array import clip, nonzero, where
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.kv import (
+    STATE_MIN_BYTES,
     cached_tokens,
     indexer_bytes_per_token_per_layer,
     kv_bytes_per_token_per_layer,
@@ -282,7 +283,7 @@ def linear_attention_ops(model: ModelSpec, batch, q, p: Precision, p_proj: Preci
     la, n = model.linear_attention, model.linear_layers
     tokens = batch * q
     linears = linear_attention_linears(model)
-    state = la.state_elements * p.b_kv
+    state = la.state_elements * max(p.b_kv, STATE_MIN_BYTES)  # in the model's dtype (formulas/kv.py)
     per_token = 4 * la.num_value_heads * la.key_head_dim * la.value_head_dim
     chunk = 2 * la.num_value_heads * LINEAR_CHUNK * (la.key_head_dim + la.value_head_dim)
     if la.kind == "mamba":  # a selective scan: no chunked matmul form, every token one recurrence step

@@ -5,8 +5,8 @@ Per token and layer (DeepSeek-V2 paper, Table 1):
     MLA:              (d_c + d_r) * b_kv          (one latent of d_c plus one shared RoPE key of d_r)
     + d_I + 4 with DeepSeek sparse attention (V3.2): the indexer's fp8 key and its fp32 scale
 Sliding-window layers hold min(S, window) tokens; global layers hold S. Linear-attention layers of a hybrid model
-hold a fixed state instead (LinearAttentionSpec.state_elements, at the KV cache's dtype), whatever the context:
-"cache and state per sequence".
+hold a fixed state instead (LinearAttentionSpec.state_elements, in the model's dtype: linear_state_bytes), whatever
+the context: "cache and state per sequence".
 """
 
 from __future__ import annotations
@@ -42,10 +42,19 @@ def kv_bytes_per_token(model: ModelSpec, kv_bytes: float) -> float:
     return model.attention_layers * kv_bytes_per_token_per_layer(model.attention, kv_bytes)
 
 
+# Engines keep the recurrent (Mamba, DeltaNet, linear-attention) state in the model's dtype whatever the KV cache's:
+# vLLM's mamba_cache_dtype 'auto' is the model dtype, set apart from kv_cache_dtype (vllm/config/cache.py); TensorRT-
+# LLM's mamba_ssm_cache_dtype offers no fp8. So a bf16 state under an fp8, int8, int4 or nvfp4 cache; an fp32 cache
+# (an fp32 model) keeps an fp32 state (the fresh audit: --kv-dtype fp8 had halved Nemotron-H's state, 3,453 requests
+# where vLLM's rule holds 1,944).
+STATE_MIN_BYTES = 2
+
+
 def linear_state_bytes(model: ModelSpec, kv_bytes: float) -> float:
-    """Bytes of one sequence's linear-attention state over all linear layers [B]; 0 without such layers."""
+    """Bytes of one sequence's linear-attention state over all linear layers [B], at max(b_kv, 2): the model's dtype
+    (STATE_MIN_BYTES); 0 without such layers."""
     la = model.linear_attention
-    return 0.0 if la is None else model.linear_layers * la.state_elements * kv_bytes
+    return 0.0 if la is None else model.linear_layers * la.state_elements * max(kv_bytes, STATE_MIN_BYTES)
 
 
 def cached_tokens(context, window: int | None):
