@@ -73,10 +73,18 @@ def test_W1_disaggregation_without_a_link_is_refused():
         serve("llama-3-8b", "gh200", disaggregate=(1, 1), input_len=4096, output_len=128, concurrency=8)
 
 
-@pytest.mark.parametrize("rate", [1e-300, 1e-9, 1e-6])
+@pytest.mark.parametrize("rate", [1e-6, 3e-6, 1e-3])
 def test_W2_tiny_request_rates_are_served_as_asked(rate):
     r = serve("llama-3-8b", "h100-sxm", input_len=100, output_len=10, request_rate=rate)
     assert r["requests_per_s"] == pytest.approx(rate, rel=1e-6)  # 1e-300 used to serve 1.54e-6
+
+
+@pytest.mark.parametrize("rate", [1e-300, 1e-9, 5e-324])
+def test_W2_rates_below_one_request_in_11_days_are_refused(rate):
+    """Below 1e-6 requests/s (the simulator's floor, checks.MIN_REQUEST_RATE) a rate is refused in one line: 5e-324
+    had divided by zero in the steady state (the fresh audit)."""
+    with pytest.raises(KvcalcError, match=r"--request-rate: expected a finite number in \[1e-06"):
+        serve("llama-3-8b", "h100-sxm", input_len=100, output_len=10, request_rate=rate)
 
 
 @pytest.mark.parametrize("c", [0.4, 7.5])

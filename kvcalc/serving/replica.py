@@ -361,7 +361,10 @@ def _prefill_pool(stepper, input_len: int, step_tokens: int, prefill_gpus: int, 
     if not link:  # audit W1, as _disaggregated says it
         raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
                           f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
-    transfer_s = transfer_seconds(kv_bytes_per_sequence(stepper.spec, input_len, stepper.p.b_kv), link)
+    from kvcalc.formulas.parallel import kv_shard_fraction
+
+    share = kv_shard_fraction(stepper.spec, stepper.tp)  # each GPU sends its share over its own link (_disaggregated)
+    transfer_s = transfer_seconds(kv_bytes_per_sequence(stepper.spec, input_len, stepper.p.b_kv) * share, link)
     return alone_s + transfer_s, prefill_rate
 
 

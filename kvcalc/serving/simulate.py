@@ -1043,7 +1043,10 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
                           f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
     n = len(work.input_len)
     mean_in = max(1, round(work.input_len.mean()))
-    per_token = kv_bytes_per_sequence(spec, mean_in, d["p"].b_kv) / mean_in
+    from kvcalc.formulas.parallel import kv_shard_fraction
+
+    # each GPU sends the share it holds over its own link (serving/closed_form.py _disaggregated)
+    per_token = kv_bytes_per_sequence(spec, mean_in, d["p"].b_kv) * kv_shard_fraction(spec, tp) / mean_in
     transfer = transfer_seconds(work.input_len * per_token, link)
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
