@@ -160,12 +160,20 @@ def _root(
     """Roofline and KV-cache calculator for transformer inference."""
 
 
+# The widest terminal kvcalc lays its tables out for. The tables are made for 80 columns and none is wider than a
+# few hundred; rich's layout time grows with COLUMNS (10,000,000 took ~10 s for `estimate`, 99,999,999 ~95 s,
+# fresh audit E), so a wider COLUMNS is taken as this.
+MAX_COLUMNS = 1000
+
+
 def main() -> None:
     """The console script: `kvcalc NAME ...` builds only NAME's command; anything else (help, a typo) the whole app."""
     import os
 
     if os.environ.get("COLUMNS", "").isdigit() and int(os.environ["COLUMNS"]) == 0:
         del os.environ["COLUMNS"]  # rich would lay every table out 0 wide and print nothing (fuzz 2); its default
+    elif os.environ.get("COLUMNS", "").isdigit() and int(os.environ["COLUMNS"]) > MAX_COLUMNS:
+        os.environ["COLUMNS"] = str(MAX_COLUMNS)  # fresh audit E: rich's layout time grows with the width
     import gc
 
     # Start-up allocates ~10^5 container objects (pydantic schemas, typer parameters, specs) and little cyclic garbage:

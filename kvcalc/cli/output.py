@@ -141,7 +141,7 @@ def save_figure(fig, path, flag: str) -> None:
     try:
         fig.savefig(path, dpi=120)
     except OSError as e:
-        raise KvcalcError(f"{flag}: cannot write {path} ({e.strerror})") from None
+        raise KvcalcError(f"{flag}: cannot write {path} ({e.strerror or e})") from None
 
 
 def fmt_number(v, spec: str = ",") -> str:

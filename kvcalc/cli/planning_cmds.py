@@ -125,12 +125,17 @@ def capacity_cli(
     engines do (--memory-utilization as mem_fraction_static, or as free_gpu_memory_fraction)."""
     from kvcalc.planning.capacity import capacity, gpu_count
 
-    plan = capacity(model, gpu, context=context, batch=batch, gpus=tp, target_tokens_per_s=target_tokens_per_s,
-                    price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
-                    prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
-                    max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
-                    vllm_runner=vllm_runner, vllm_version=vllm_version, cuda_graph_GiB=cuda_graph_memory,
-                    flashinfer_sampler=flashinfer_sampler, engine_version=engine_version)
+    try:
+        plan = capacity(model, gpu, context=context, batch=batch, gpus=tp, target_tokens_per_s=target_tokens_per_s,
+                        price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
+                        prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
+                        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
+                        vllm_runner=vllm_runner, vllm_version=vllm_version, cuda_graph_GiB=cuda_graph_memory,
+                        flashinfer_sampler=flashinfer_sampler, engine_version=engine_version)
+    except KvcalcError as e:  # the library names its keyword gpus; the flag is --tp (--gpus its old alias): audit F
+        if str(e).startswith("--gpus:"):
+            raise KvcalcError(f"--tp:{str(e)[len('--gpus:'):]}") from None
+        raise
     if format is not Format.table:
         from kvcalc.report.formats import capacity_csv_row  # the same columns whatever the rule (audit I2)
 

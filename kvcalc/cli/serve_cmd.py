@@ -41,8 +41,13 @@ from kvcalc.option_values import int_list as _split_ints
 from kvcalc.specs.files import check_writable
 
 
+# the request-level simulation's own flags (serve --simulate): the closed form reads none of them (fresh audit A)
+SIMULATE_ONLY = ("num_prompts", "range_ratio", "dataset", "seed", "percentile", "prefix_hit_rate", "max_num_seqs")
+
+
 @app.command("serve")
 def serve_cli(
+    ctx: typer.Context,
     model: Model,
     input_len: Annotated[Optional[int], typer.Option("--input-len", "-i", help="prompt tokens per request")] = None,
     output_len: Annotated[Optional[int], typer.Option(
@@ -124,6 +129,8 @@ def serve_cli(
         raise KvcalcError("--engine-version: not with --simulate yet (the simulator uses the profile's own release)")
     if trace is not None and not (simulate and arrivals == "trace"):
         raise KvcalcError("--trace: read only with --simulate --arrivals trace; add them, or leave out --trace")
+    if not simulate:
+        _refuse_simulate_only(ctx)
     if simulate:
         _check_simulate_lengths(arrivals, input_len, output_len, range_ratio, dataset)
         return _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, tp, pp, ep, engine,
@@ -206,6 +213,17 @@ def serve_cli(
         if v is not None:
             t.add_row(f"assumption: {k}", f"{v:,.1f}" if isinstance(v, float) else str(v))
     Console().print(t)
+
+
+def _refuse_simulate_only(ctx: typer.Context) -> None:
+    """A --simulate flag given without --simulate would be silently ignored (the closed form has no prompts, seed,
+    percentiles or scheduler cap): refuse the first one given on the command line, naming it."""
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name in SIMULATE_ONLY else None
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            flag = param.opts[0]
+            raise KvcalcError(f"{flag}: only with --simulate (the closed form does not read it); add --simulate or "
+                              f"leave out {flag}")
 
 
 def _percentile(text: str) -> float:

@@ -20,6 +20,7 @@ but not scored. No measurement may beat kvcalc's speed of light: one that does p
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from pathlib import Path
 
@@ -75,13 +76,17 @@ def read_points(path: Path) -> list[dict]:
 def _read_file(path: Path) -> list[dict]:
     raw = read_regular_file(path, "a CSV of published measurements", MAX_TABLE_BYTES)
     try:
-        rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+        reader = csv.DictReader(raw.decode("utf-8-sig").splitlines())
+        rows, lines = [], []
+        for row in reader:
+            rows.append(row)
+            lines.append(reader.line_num)  # the row's last line (a quoted cell may span several)
     except (UnicodeDecodeError, csv.Error) as e:
         raise KvcalcError(f"--published: cannot read {path} ({e})") from None
     if not rows or set(COLUMNS) - set(rows[0]):
         raise KvcalcError(f"--published: {path} needs the columns {', '.join(COLUMNS)}")
-    points = []
-    for row in rows:
+    points: list[dict] = []
+    for row, line in zip(rows, lines):
         where = f"{path}: row {row.get('id') or len(points) + 1}"
         if None in row.keys():  # fuzz 2: a row longer or shorter than the header was a traceback further on
             raise KvcalcError(f"{where}: more cells than the header's {len(row) - 1}")
@@ -96,7 +101,13 @@ def _read_file(path: Path) -> list[dict]:
                 point[field] = float(row[field]) if field == "measured" else int(row[field])
             except (TypeError, ValueError):
                 raise KvcalcError(f"{where}: field {field}: expected {'a number' if field == 'measured' else 'an integer'}"
-                                  f", got {row[field]!r}") from None
+                                  f", got {row[field]!r} (line {line})") from None
+            # fresh audit C: batch -1 was a TypeError traceback in the roofline, batch 0 and a negative measurement
+            # were scored; a batch, a length, a parallel degree and a measurement are all above zero
+            if not (math.isfinite(point[field]) and point[field] > 0):
+                raise KvcalcError(f"{where}: field {field}: expected a positive "
+                                  f"{'finite number' if field == 'measured' else 'integer'}, got {row[field]!r} "
+                                  f"(line {line})")
         if point["metric"] not in METRICS:
             raise KvcalcError(f"{where}: metric {point['metric']!r}; expected one of {', '.join(sorted(METRICS))}")
         if not (point["use"] in ("fit", "score") or point["use"].startswith("excluded")):

@@ -52,13 +52,16 @@ AMD = ("mi",)  # GPU names of AMD Instinct parts start with "mi" (hardware_specs
 
 
 def is_serving_sim_ledger(path: Path) -> bool:
-    """Whether a CSV has this ledger's header (its first line names every column above)."""
+    """Whether a CSV has this ledger's header (its first line names every column above). A FIFO or a device is not:
+    it is read through read_regular_file as every ledger reader does (fresh audit B: open() and readline() first
+    waited forever on a FIFO and filled the memory from /dev/zero), and the general reader then says what it is."""
+    from kvcalc.specs.files import MAX_TABLE_BYTES, read_regular_file
+
     try:
-        with Path(path).open() as f:
-            head = f.readline().strip().split(",")
-    except (OSError, UnicodeDecodeError, ValueError):  # not this ledger: the general reader says what it is
+        head = read_regular_file(Path(path), "a serving benchmark ledger CSV", MAX_TABLE_BYTES).split(b"\n", 1)[0]
+        return tuple(head.decode("utf-8").strip().split(",")) == COLUMNS
+    except (KvcalcError, UnicodeDecodeError, ValueError):  # not this ledger: the general reader says what it is
         return False
-    return tuple(head) == COLUMNS
 
 
 def server_kwargs(args: str) -> dict:

@@ -51,7 +51,8 @@ def read_regular_file(path: Path, what: str, limit: int = MAX_SPEC_BYTES) -> byt
 
 def check_writable(path: Path, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
     """Fail before any work when `path` cannot be written: a wrong suffix, a name too long, a missing folder,
-    a folder where the file should go, or a folder the user may not write to."""
+    a folder where the file should go, a FIFO, device or socket already at the path, or a folder the user may not
+    write to."""
     if suffixes and path.suffix.lower() not in suffixes:  # .TOML and .PNG are the same formats
         raise KvcalcError(f"{flag}: expected a {' or '.join(suffixes)} file, got {path}")
     if len(os.fsencode(path.name)) > NAME_MAX:
@@ -60,6 +61,11 @@ def check_writable(path: Path, flag: str, suffixes: tuple[str, ...] | None = Non
     try:
         if path.is_dir():
             raise KvcalcError(f"{flag}: {path} is a folder; expected a file to write")
+        # fresh audit D: writing to a FIFO waited forever for a reader (sweep -o, roofline -o, plan --plot), and a
+        # device or socket is no file to leave a result in either
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+            raise KvcalcError(f"{flag}: {path} is not a regular file (a FIFO, device or socket); expected a file to "
+                              f"write")
         if not parent.is_dir():
             what = "is not a folder" if parent.exists() else "does not exist"
             raise KvcalcError(f"{flag}: cannot write {path}: {parent} {what}")
