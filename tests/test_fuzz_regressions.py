@@ -93,8 +93,13 @@ def test_serve_in_waves_never_serves_fewer_requests_for_more_in_flight():
           "arrivals": "waves"}
     rates = [serve("chatglm2-6b", "rtx-pro-6000", concurrency=c, **kw)["requests_per_s"] for c in (100, 200, 400, 694)]
     assert rates == sorted(rates), rates
-    staggered = serve("chatglm2-6b", "rtx-pro-6000", concurrency=694, **{**kw, "arrivals": "staggered"})
-    assert rates[-1] <= staggered["requests_per_s"]  # a wave idles where the steady state refills: never faster
+    # where decodes run beside the prompts (vLLM's schedule), a wave idles where the steady state refills: never
+    # faster. Under SGLang's prefill-first schedule a fixed-length wave decodes all its requests together and none
+    # idles, so it may edge the engine-agnostic steady state (2.71 against 2.69 requests/s here)
+    mixed = {**kw, "engine": "vllm"}
+    wave = serve("chatglm2-6b", "rtx-pro-6000", concurrency=694, **mixed)
+    staggered = serve("chatglm2-6b", "rtx-pro-6000", concurrency=694, **{**mixed, "arrivals": "staggered"})
+    assert wave["requests_per_s"] <= staggered["requests_per_s"]
 
 
 @pytest.mark.parametrize("input_len", [1, 4, 24])

@@ -39,6 +39,9 @@ class SchedulerPolicy:
     min_new_token_ratio: float = 1.0
     new_token_ratio_decay: float = 0.0
     multi_step: int = 1
+    # the most tokens of one prompt a step takes: pooled data-parallel replicas (--ep) share a budget of dp x each
+    # replica's, but a prompt lives in one replica and takes at most that replica's budget (None: the whole budget)
+    max_piece: int | None = None
 
 
 def vllm_v1(budget: int = 8192, max_seqs: int = 1024, block_size: int = 16) -> SchedulerPolicy:

@@ -212,7 +212,7 @@ def wave_batches(concurrency: int, input_len: int, output_len: int, step_budget:
 
 def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, prefill_step_s: float,
           decode_step_s: float, gain: float = 1.0, last_prefill_step_s: float | None = None,
-          pipeline_stages: int = 1) -> dict:
+          pipeline_stages: int = 1, prefill_first: bool = False) -> dict:
     """Requests that run in waves of `concurrency` (module docstring): the median TTFT and TPOT [s], the wave's
     duration [s], and the prefill steps a wave takes. last_prefill_step_s: the last prefill step, which holds only
     what is left of the wave's prompts, C I - (n_p - 1) T tokens [default: a full step, prefill_step_s].
@@ -220,12 +220,18 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
     pipeline_stages (pp): a step's prompts and decodes run as m = min(decodes + prompts, pp) micro-batches, the step
     time being one micro-batch's whole depth; the k-th leaves the last stage k step / pp after the first, and the
     step's prompts, spread over them, get their first token and every later one the mean of those places later,
-    (m - 1) / 2 x step / pp (pipeline_lags; the simulator's rule, serving/simulate.py simulate_schedule)."""
+    (m - 1) / 2 x step / pp (pipeline_lags; the simulator's rule, serving/simulate.py simulate_schedule).
+
+    prefill_first (SGLang): no request decodes beside a prompt's chunk; the wave's prompts all run first, then every
+    request decodes, so request j waits from its first token to the end of the n_p prefill steps:
+    latency_j = at(n_p) + (O - 1) / g t_d."""
     import numpy as np
 
     n_p = math.ceil(concurrency * input_len / step_budget)
     s_j = np.ceil(np.arange(1, concurrency + 1) * input_len / step_budget)  # the step each prompt's prefill ends
     beside = np.minimum(n_p - s_j, (output_len - 1) / gain)  # steps decoding beside the other prompts' chunks
+    if prefill_first:
+        beside = np.zeros_like(s_j)
 
     def at(k):  # when the wave's first k prefill steps (k may be fractional) have run [s]; no array of n_p steps
         if last_prefill_step_s is None:
@@ -240,6 +246,8 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
         lag = pipeline_lags(concurrency, input_len, output_len, step_budget, pipeline_stages, gain) * step_s
     ttft = at(s_j) + lag
     done = at(s_j + beside) + lag  # after the steps decoding beside the chunks
+    if prefill_first:
+        done = at(np.full_like(s_j, n_p)) + lag  # after every prompt of the wave
     latency = done + (output_len - 1 - gain * beside) / gain * decode_step_s
     tpot = float(np.median((latency - ttft) / (output_len - 1))) if output_len > 1 else None
     median_ttft = float(np.median(ttft))

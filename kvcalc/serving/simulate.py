@@ -502,6 +502,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     # again only after m of them, so a request queued mid-block waits for the block to end
     phase = [0]
     m = max(policy.multi_step, 1)
+    piece_cap = policy.max_piece or policy.budget  # the most of one prompt a step takes
 
     def blocks_for(tokens):
         return np.ceil(tokens / bs).astype(np.int64)
@@ -514,7 +515,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         if policy.admission == "full_length":
             reserved = int(np.sum(np.ceil((ins[run_ids] + outs[run_ids]) / bs)))
             return reserved + full_blocks(i) <= pool_blocks
-        s = min(pre_left[i], budget_left)
+        s = min(pre_left[i], budget_left, piece_cap)
         need = math.ceil((kv[i] + s + hit[i] * (kv[i] == 0)) / bs) - blocks[i]
         if policy.admission == "token_ratio":
             outstanding = float(np.sum(np.maximum(outs[run_ids] - gen[run_ids], 0))) * ratio if len(run_ids) else 0.0
@@ -594,7 +595,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
 
         # one general step: the step_ids in order, then admissions
         left, kv_ids, held = pre_left[step_ids], kv[step_ids], blocks[step_ids]
-        need = np.where(left > 0, left, q)
+        need = np.where(left > 0, np.minimum(left, piece_cap), q)
         start = np.cumsum(need) - need
         sched = np.minimum(np.maximum(budget - start, 0), need)  # np.clip(budget - start, 0, need), without its wrapper
         new_blocks = np.maximum(blocks_for(kv_ids + sched + hit[step_ids] * (kv_ids == 0)), held)
@@ -631,7 +632,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 waiting.popleft()
                 if kv[i] == 0 and hit[i] > 0 and pre_left[i] == ins[i] - hit[i]:
                     kv[i] = hit[i]
-                s = min(pre_left[i], budget_left)
+                s = min(pre_left[i], budget_left, piece_cap)
                 nb = math.ceil((kv[i] + s) / bs)
                 used += nb - int(blocks[i])
                 blocks[i] = nb
@@ -974,7 +975,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     if dp > 1:  # data-parallel attention groups, pooled
         from dataclasses import replace
 
-        policy = replace(policy, budget=policy.budget * dp, max_seqs=policy.max_seqs * dp)
+        policy = replace(policy, budget=policy.budget * dp, max_seqs=policy.max_seqs * dp, max_piece=policy.budget)
         pool_tokens *= dp
     if work.concurrency is not None:
         work.arrival_s[:] = np.nan
