@@ -202,3 +202,22 @@ def test_simulated_ep_replicas_take_a_prompt_within_one_replicas_budget():
     sim = simulate("qwen3-30b-a3b", "h100-sxm", concurrency=1, num_prompts=1, **kw)
     closed = serve("qwen3-30b-a3b", "h100-sxm", concurrency=1, **kw)
     assert sim["steps"] == 17 and abs(sim["ttft_ms"]["p50"] / closed["ttft_ms"] - 1) < 0.10
+
+
+def test_disaggregated_launch_text_starts_the_router_and_the_kv_transceiver():
+    """The fresh audit (consistency, 11): `plan ... --disaggregate --emit vllm|sglang|trtllm` printed the two pools and
+    no front door that routes a request to a prefill instance and then a decode one, and TensorRT-LLM's options had
+    no cache_transceiver_config, which its disaggregated-serving docs set on both roles."""
+    args = ["plan", "-m", "llama-3.1-70b", "-g", "h200", "-i", "4000", "-o", "300", "--request-rate", "4",
+            "--max-ttft-ms", "2000", "--max-tpot-ms", "40", "--disaggregate"]
+    says = {"vllm": "toy_proxy_server.py", "sglang": "sglang_router.launch_router --pd-disaggregation",
+            "trtllm": "trtllm-serve disaggregated -c disagg_config.yaml"}
+    for engine, router in says.items():
+        out = CliRunner().invoke(app, args + ["--engines", engine, "--emit", engine])
+        assert out.exit_code == 0, out.output
+        text = out.output.replace("\n", " ")
+        if "P:" not in text.split("launch (")[1].split(")")[0]:
+            continue  # the plan chose a colocated layout: nothing to route
+        assert router in text, engine
+        if engine == "trtllm":
+            assert "cache_transceiver_config:   backend: DEFAULT   max_tokens_in_buffer: 4300" in text

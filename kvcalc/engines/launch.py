@@ -117,6 +117,10 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
         cmd += ["--server_role", "{role}"]
     yaml = [f"kv_cache_config:\n  dtype: {'fp8' if c['kv_dtype'] == 'fp8' else 'auto'}",
             f"enable_attention_dp: {'true' if ep > c['tensor_parallel'] else 'false'}"]
+    if c["disaggregate"]:  # TensorRT-LLM's disaggregated-serving docs: the KV cache transceiver on both roles, a buffer
+        # of the longest prompt, and the overlap scheduler off on context servers, which do not support it yet
+        yaml.append(f"cache_transceiver_config:\n  backend: DEFAULT\n  max_tokens_in_buffer: {max_model_len}")
+        yaml.append("disable_overlap_scheduler: true")
     if c.get("speculate"):  # the LLM API's MTP decoding config (TensorRT-LLM's DeepSeek-R1 guide)
         yaml.append(f"speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: {_draft_tokens(c['speculate'])}")
     return cmd, "\n".join(yaml) + "\n"
@@ -275,10 +279,30 @@ def emit(target: str, spec, c: dict, max_model_len: int) -> str:
                      (role, command, gpus, c["replicas"]) for role, command, gpus in pools]
         files = {"extra-llm-api-config.yml": yaml} if engine == "trtllm" else {}  # mounted from a ConfigMap
         notes = extra.split("\n# extra-llm-api-config.yml\n")[0] if engine == "trtllm" else extra
+        if c["disaggregate"]:  # the router is not in the manifest: say what to run in front of the two pools
+            notes = ROUTERS[engine] + notes
         config = "".join(f"{line}\n" if line.startswith("#") else f"# {line}\n" for line in notes.strip().splitlines())
         return config + k8s_manifest(engine, c["gpu"], instances, config=c, files=files)
     if not c["disaggregate"]:
         return " ".join(shlex.quote(a) for a in cmd) + "\n" + extra
     out = [f"# {role} pool: {gpus // c['tensor_parallel']} instance(s) of {c['tensor_parallel']} GPUs per replica\n"
            + " ".join(shlex.quote(a) for a in command) for role, command, gpus in pools]
-    return "\n".join(out) + "\n" + extra
+    return "\n".join(out) + "\n" + ROUTERS[engine] + extra
+
+
+# Disaggregated serving needs a front door that sends each request to a prefill instance and then a decode one; each
+# engine documents its own (the fresh audit: the emitted pools had none). vLLM: docs/features/nixl_connector_usage.md,
+# "Proxy Server"; SGLang: its PD disaggregation docs, sglang_router.launch_router --pd-disaggregation (the prefill URL
+# followed by its bootstrap port, 8998 by default); TensorRT-LLM: docs "Disaggregated serving", trtllm-serve
+# disaggregated with a YAML of context_servers and generation_servers URLs.
+ROUTERS = {
+    "vllm": "# route requests (each to a prefill instance, then a decode one): vLLM's proxy from its repository\n"
+            "# (PREFILL_PORT, DECODE_PORT: each vllm serve's --port, 8000 by default)\n"
+            "python tests/v1/kv_connector/nixl_integration/toy_proxy_server.py --port 9000 --prefiller-hosts "
+            "PREFILL_HOST --prefiller-ports PREFILL_PORT --decoder-hosts DECODE_HOST --decoder-ports DECODE_PORT\n",
+    "sglang": "# route requests (each to a prefill instance, then a decode one):\n"
+              "python -m sglang_router.launch_router --pd-disaggregation --prefill http://PREFILL_HOST:30000 8998 "
+              "--decode http://DECODE_HOST:30000 --host 0.0.0.0 --port 8000\n",
+    "trtllm": "# route requests (each to a context server, then a generation one), disagg_config.yaml listing their\n"
+              "# URLs under context_servers and generation_servers:\ntrtllm-serve disaggregated -c disagg_config.yaml\n",
+}
