@@ -800,6 +800,10 @@ def estimate_with_specs(
         warnings.append(
             f"does not fit: needs {fmt_bytes(mem['total'])}, {fmt_bytes(usable)} usable "
             f"({memory_utilization:.0%} of {fmt_bytes(hw.visible_memory_bytes)}); latencies are hypothetical"
+            # estimate's memory is kvcalc's rule whatever --engine times it (the fresh audit: `capacity -e sglang`
+            # held 2,202 sequences that estimate -e sglang said do not fit)
+            + (f". This is kvcalc's memory rule (one prefill chunk's activations reserved); `kvcalc capacity "
+               f"--engine {engine}` sizes the pool as {engine} does" if engine in ("vllm", "sglang", "trtllm") else "")
         )
         overflow = weights_overflow(spec, weight_dtype, usable, tp, pp, ep)
         if overflow:

@@ -221,3 +221,28 @@ def test_disaggregated_launch_text_starts_the_router_and_the_kv_transceiver():
         assert router in text, engine
         if engine == "trtllm":
             assert "cache_transceiver_config:   backend: DEFAULT   max_tokens_in_buffer: 4300" in text
+
+
+def test_estimate_says_its_memory_rule_when_an_engines_would_hold_more():
+    """`capacity -m llama-3.2-1b -g h100-sxm -e sglang -c 1024` holds 2,202 sequences; `estimate ... -e sglang -b 2202
+    -c 1024` said 'does not fit' without saying that its memory is kvcalc's own rule, not SGLang's."""
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.2-1b", "-g", "h100-sxm", "-e", "sglang", "-b", "2202",
+                                   "-c", "1024", "-f", "json"])
+    import json
+
+    warnings = " ".join(json.loads(out.stdout)["warnings"])
+    assert "kvcalc's memory rule" in warnings and "kvcalc capacity --engine sglang" in warnings
+
+
+def test_chunked_attention_never_decodes_faster_at_a_longer_context():
+    """`estimate -m llama-4-scout -g h200 --tp 4 -b 64 -e vllm`: 24.61 ms at -c 8191 and 22.37 at -c 8192, the exact
+    first chunk (8,191 cached tokens a chunked layer) beside the mean past it ((8,192 - 1) / 2). By hand, a chunked
+    layer's decode now reads min(S mod C, (C - 1) / 2) within the first chunk and (C - 1) / 2 past it."""
+    from kvcalc import estimate
+    from kvcalc.formulas.forward import chunked_cached
+
+    assert chunked_cached(100, 8192, decode=True) == 100 and chunked_cached(8191, 8192, decode=True) == 4095.5
+    assert chunked_cached(20_000, 8192, decode=True) == 4095.5 and chunked_cached(8191, 8192, decode=False) == 8191
+    times = [estimate("llama-4-scout", "h200", tp=4, batch=64, engine="vllm", context=c).decode.ms
+             for c in (4000, 4096, 8191, 8192, 10_000)]
+    assert times == sorted(times)
