@@ -1,4 +1,4 @@
-"""Fresh audit, part 1 (/tmp/audit-1/repro.sh): inputs that hung, crashed or went unnamed. One test per finding.
+"""Fresh audit of 2026-12-05 (docs/validation.md), inputs part: inputs that hung, crashed or went unnamed. One test per finding.
 
 Commands that used to hang or fill the memory run as the console script in a subprocess with a timeout, so that a
 regression fails the test instead of stopping the run.
@@ -17,6 +17,7 @@ from kvcalc.cli import app
 from kvcalc.errors import KvcalcError
 from kvcalc.ledgers.serving_sim import is_serving_sim_ledger
 from kvcalc.specs.files import check_writable
+from test_audit import one_line_error  # tests/ is on sys.path (pytest's rootdir-relative imports)
 
 ROOT = Path(__file__).parent.parent
 KVCALC = Path(sys.executable).parent / "kvcalc"  # the console script (kvcalc.console:main) of this environment
@@ -25,18 +26,6 @@ runner = CliRunner()
 
 def cli(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *needles):
-    """Exit 2, no traceback, one 'kvcalc: error:' line holding every needle."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    assert "Traceback" not in result.output
-    err = result.stderr if hasattr(result, "stderr") else result.output
-    lines = [x for x in err.splitlines() if x.startswith("kvcalc: error:")]
-    assert len(lines) == 1, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 def script(*args, timeout=60, env=None, memory_bytes=None):

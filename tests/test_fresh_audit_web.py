@@ -1,4 +1,4 @@
-"""Fresh audit, part 1 (/tmp/audit-1, repro.sh section D): kvcalc web answered another question than the CLI. Its
+"""Fresh audit of 2026-12-05 (docs/validation.md), inputs part: kvcalc web answered another question than the CLI. Its
 serve dropped the latency limits of a one-workload run, its plan dropped --range-ratio and --dataset, and a query key
 it did not know (no_convert=true) was dropped without a word. Each test calls the app as tests/web/test_api.py does
 (Starlette's TestClient, no server) and the CLI in-process (typer's CliRunner)."""
