@@ -1,4 +1,4 @@
-"""Fresh audit of 2026-12-05 (docs/validation.md), inputs part: inputs that hung, crashed or went unnamed. One test per finding.
+"""Fresh audit of 2026-12-05 (docs/validation.md): inputs that hung, crashed or went unnamed. One test a finding.
 
 Commands that used to hang or fill the memory run as the console script in a subprocess with a timeout, so that a
 regression fails the test instead of stopping the run.
