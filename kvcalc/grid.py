@@ -52,7 +52,7 @@ def sweep(
     attn: Sequence = (None,),
     batch: Sequence[int] = (1,),
     context: Sequence[int] = (4096,),
-    weight_dtype: Sequence[str] = ("bf16",),
+    weight_dtype: Sequence[str] = ("auto",),
     kv_dtype: Sequence[str] = ("bf16",),
     engine: Sequence[str] = ("auto",),
     tp: Sequence[int] = (1,),

@@ -158,6 +158,10 @@ def layouts(spec, hw, max_gpus: int, disaggregated: bool) -> list[dict]:
     """Replica layouts: TP within one scale-up domain (heads divisible), pipelines of them, expert-parallel groups for
     a MoE (ep a multiple of tp dividing the experts), and prefill/decode pools of TP replicas."""
     heads = spec.attention.num_heads
+    if not hw.interconnect_bandwidth_GBps:  # a part whose spec gives no GPU-to-GPU link (GH200's NVLink-C2C joins its
+        # own CPU; MI250X's Infinity Fabric varies by platform) runs one GPU a replica: every layout of several GPUs
+        # needs that link to be timed (the fresh audit: plan -g h100-sxm,gh200 had failed outright on GH200's PP 2)
+        return [dict(tp=1, pp=1)] if max_gpus >= 1 else []
     domain = min(8, hw.scale_up_gpus or 8)
     tps = [t for t in TP_CHOICES if t <= domain and heads % t == 0]
     out: list[dict] = [dict(tp=t, pp=p) for t in tps for p in PP_CHOICES

@@ -352,6 +352,12 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], d["notes"], d["pool"], d["request_bytes"]
     max_concurrency, full_length = d["max_concurrency"], input_len + output_len
+    if spec.max_position_embeddings and full_length > spec.max_position_embeddings:  # as estimate warns (the fresh
+        # audit: serve had answered for 9,002-token requests of a 4,096-token model without a word)
+        too_long = (f"requests of {full_length:,} tokens exceed {spec.name}'s max_position_embeddings "
+                    f"{spec.max_position_embeddings:,}: an engine refuses them (serve --simulate leaves them out)")
+        warnings.warn(too_long, CapacityWarning, stacklevel=2)
+        notes = [*notes, too_long]
 
     # SGLang's scheduler runs prompts first (the fresh audit: a wave's TPOT 170 ms where its simulation gives 602)
     batching = (partial(_in_waves, prefill_first=engine == "sglang") if arrivals == "waves" else _colocated)
