@@ -110,14 +110,15 @@ def test_readme_speculative_figures():
 
 def test_readme_waves_against_the_steady_state():
     """README: 'For Qwen3-32B on two RTX PRO 6000s, 32 requests of 1,024 + 256 tokens in waves give 4 % fewer
-    tokens/s than the steady state and a median TTFT 17 times longer' (14 % until the steady state's decode steps
-    carried the other prompts whole; earlier 17 % and 20 times)."""
+    tokens/s than the steady state and a median TTFT 20 times longer' (17 times until a wave's decodes took their
+    share of each prefill step; 14 % until the steady state's decode steps carried the other prompts whole; earlier
+    17 % and 20 times)."""
     kw = dict(tp=2, input_len=1024, output_len=256, concurrency=32, engine="vllm")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         wave, steady = serve("qwen3-32b", "rtx-pro-6000", arrivals="waves", **kw), serve("qwen3-32b", "rtx-pro-6000", **kw)
     assert round(100 * (1 - wave["output_tokens_per_s"] / steady["output_tokens_per_s"])) == 4
-    assert round(wave["ttft_ms"] / steady["ttft_ms"]) == 17
+    assert round(wave["ttft_ms"] / steady["ttft_ms"]) == 20
 
 
 def test_readme_sparse_attention_claim():

@@ -53,6 +53,7 @@ from kvcalc.formulas.parallel import check_ep, kv_shard_fraction, stage_layer_fr
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
     prefill_steps,
+    prompt_end_steps,
     request_latency,
     decode_step_chunk,
     steady_state,
@@ -142,11 +143,16 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     prefill_s = stepper.seconds(beside * busy, input_len, chunk * busy, max(input_len - budget, 0) / 2,
                                 prompt_len=piece)
     decode_s = stepper.seconds(decoding * busy, input_len + output_len / 2, 0, 0)
-    last = local * input_len - (math.ceil(local * input_len / budget) - 1) * budget  # what the last step holds
+    ends = None  # the prompts' end steps, where decodes take their tokens of each step first (not SGLang's)
+    if prefill_first or output_len == 1:
+        last = local * input_len - (math.ceil(local * input_len / budget) - 1) * budget  # what the last step holds
+    else:
+        ends, last = prompt_end_steps(local, input_len, output_len, budget, stepper.decode_gain, stepper.decode_q)
     last_s = prefill_s if last == chunk else stepper.seconds(beside * busy, input_len, last * busy,
                                                              max(input_len - budget, 0) / 2, prompt_len=piece)
     w = waves(local, input_len, output_len, budget, prefill_s, decode_s, stepper.decode_gain,
-              last_prefill_step_s=last_s, pipeline_stages=stepper.pp, prefill_first=prefill_first)
+              last_prefill_step_s=last_s, pipeline_stages=stepper.pp, prefill_first=prefill_first,
+              prompt_ends=ends)
     return {"ttft_s": w["ttft_s"], "tpot_s": w["tpot_s"], "latency_s": w["latency_s"], "requests_per_s": c / w["wave_s"],
             "decode_batch": float(c), "prefill_tokens_per_step": chunk * busy, "step_s": decode_s}
 
