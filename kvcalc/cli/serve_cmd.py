@@ -38,11 +38,8 @@ from kvcalc.cli.output import (
 from kvcalc.errors import KvcalcError
 from kvcalc.option_values import disaggregate_pair as _disaggregate
 from kvcalc.option_values import int_list as _split_ints
+from kvcalc.serving import SIMULATE_ONLY
 from kvcalc.specs.files import check_writable
-
-
-# the request-level simulation's own flags (serve --simulate): the closed form reads none of them (fresh audit A)
-SIMULATE_ONLY = ("num_prompts", "range_ratio", "dataset", "seed", "percentile", "prefix_hit_rate", "max_num_seqs")
 
 
 @app.command("serve")

@@ -186,6 +186,22 @@ def transfer_seconds(nbytes, link_bandwidth_GBps: float | None):
     return nbytes / (link_bandwidth_GBps * 1e9 / 2) if link_bandwidth_GBps else 0.0
 
 
+def kv_transfer_seconds(model, hw, tokens, b_kv: float, tp: int):
+    """A disaggregated request's KV cache moving from the prefill pool to the decode pool [s]: each GPU of the
+    prefill replica sends the share it holds (formulas/parallel.py kv_shard_fraction) over its own link, the spec's
+    scale-out network, else its interconnect (the fresh audit: the whole cache had crossed one link at every TP
+    degree). tokens: a number or an array of prompt lengths."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.formulas.kv import kv_bytes_per_sequence
+    from kvcalc.formulas.parallel import kv_shard_fraction
+
+    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
+    if not link:  # audit W1: no link is not a free transfer
+        raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
+                          f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
+    return transfer_seconds(kv_bytes_per_sequence(model, tokens, b_kv) * kv_shard_fraction(model, tp), link)
+
+
 def request_latency(ttft_s, tpot_s, output_len: int):
     """End-to-end latency of a request: its first token, then O - 1 more at the time per output token [s]."""
     return ttft_s + (output_len - 1) * (tpot_s or 0.0)

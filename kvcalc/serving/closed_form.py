@@ -56,8 +56,8 @@ from kvcalc.formulas.workload import (
     prompt_end_steps,
     request_latency,
     decode_step_chunk,
+    kv_transfer_seconds,
     steady_state,
-    transfer_seconds,
     wave_batches,
     waves,
     whole_prompt_mix,
@@ -164,14 +164,7 @@ def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, outpu
     per_batch = max(1, step_tokens // input_len)  # prompts one prefill step takes together
     batch_s = stepper.seconds(0, 0, per_batch * input_len, 0)
     prefill_rate = prefill_replicas * per_batch / batch_s
-    kv_bytes = kv_bytes_per_sequence(spec, input_len, stepper.p.b_kv)
-    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
-    if not link:  # audit W1: no link is not a free transfer
-        raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
-                          f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
-    # each GPU of the prefill replica sends the share it holds over its own link (the fresh audit: the whole cache had
-    # crossed one link at every TP degree, 26.8 ms for Llama-3.1-70B's 4,096-token prompt at TP 8 where it is 3.4)
-    transfer_s = transfer_seconds(kv_bytes * kv_shard_fraction(spec, tp), link)
+    transfer_s = kv_transfer_seconds(spec, hw, input_len, stepper.p.b_kv, tp)
     ttft = stepper.seconds(0, 0, input_len, 0) + transfer_s
     batch = concurrency / decode_replicas
     gain = stepper.decode_gain

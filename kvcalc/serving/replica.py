@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kvcalc.errors import KvcalcError
-
 
 @dataclass
 class Replica:
@@ -189,7 +187,6 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
 
     from kvcalc.formulas.workload import decode_step_chunk, whole_prompt_mix
 
-    n = len(cs)
     running = np.maximum(decode, 1.0)
     context = input_len + output_len / 2
     left = step_tokens - decode * stepper.decode_q
@@ -351,20 +348,12 @@ def _prefill_pool(stepper, input_len: int, step_tokens: int, prefill_gpus: int, 
                   alone_s: float) -> tuple[float, float]:
     """(TTFT [s], the prefill pool's requests/s) of serving/closed_form.py _disaggregated, from its two prefill step
     times: one step of per_batch prompts, one prompt alone; its KV cache crosses the link between the pools."""
-    from kvcalc.formulas.kv import kv_bytes_per_sequence
-    from kvcalc.formulas.workload import transfer_seconds
+    from kvcalc.formulas.workload import kv_transfer_seconds
 
     hw = stepper.hw
     per_batch = max(1, step_tokens // input_len)
     prefill_rate = prefill_gpus // stepper.tp * per_batch / batch_s
-    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
-    if not link:  # audit W1, as _disaggregated says it
-        raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
-                          f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
-    from kvcalc.formulas.parallel import kv_shard_fraction
-
-    share = kv_shard_fraction(stepper.spec, stepper.tp)  # each GPU sends its share over its own link (_disaggregated)
-    transfer_s = transfer_seconds(kv_bytes_per_sequence(stepper.spec, input_len, stepper.p.b_kv) * share, link)
+    transfer_s = kv_transfer_seconds(stepper.spec, hw, input_len, stepper.p.b_kv, stepper.tp)
     return alone_s + transfer_s, prefill_rate
 
 

@@ -1028,8 +1028,7 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
     """Prefill replicas (round-robin, one output token each), the KV transfer, then decode replicas (round-robin,
     prompts already cached); one SimResult of the whole path."""
     from kvcalc.checks import MAX_GPUS, check_int
-    from kvcalc.formulas.kv import kv_bytes_per_sequence
-    from kvcalc.formulas.workload import transfer_seconds
+    from kvcalc.formulas.workload import kv_transfer_seconds
 
     for flag, gpus in (("--disaggregate (prefill GPUs)", split[0]), ("--disaggregate (decode GPUs)", split[1])):
         check_int(flag, gpus, tp, MAX_GPUS)
@@ -1038,17 +1037,8 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
     if work.concurrency is not None:
         raise KvcalcError("--disaggregate: with --simulate, open-loop arrivals only (--request-rate or --trace)")
     hw, spec, stepper = d["hw"], d["spec"], d["stepper"]
-    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
-    if not link:
-        raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
-                          f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
     n = len(work.input_len)
-    mean_in = max(1, round(work.input_len.mean()))
-    from kvcalc.formulas.parallel import kv_shard_fraction
-
-    # each GPU sends the share it holds over its own link (serving/closed_form.py _disaggregated)
-    per_token = kv_bytes_per_sequence(spec, mean_in, d["p"].b_kv) * kv_shard_fraction(spec, tp) / mean_in
-    transfer = transfer_seconds(work.input_len * per_token, link)
+    transfer = kv_transfer_seconds(spec, hw, work.input_len.astype(float), d["p"].b_kv, tp)  # each request's own
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     itl_t, itl_w, tl = [], [], None

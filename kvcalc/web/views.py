@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvcalc.errors import KvcalcError
+from kvcalc.serving import SIMULATE_ONLY
 from kvcalc.web.params import from_kvcalc_error, parse
 
 # One library call at a time: warnings are caught with warnings.catch_warnings, which is process-wide.
@@ -47,8 +48,7 @@ _CACHE_LOCK = threading.Lock()
 # would otherwise take and quietly leave unused. Every other option of the CLI command reaches the library call.
 REFUSED = {
     "serve": {"plot": "", "simulate": "", "trace": "--simulate --arrivals trace ",
-              **dict.fromkeys(("num_prompts", "range_ratio", "dataset", "seed", "percentile", "prefix_hit_rate",
-                               "max_num_seqs"), "--simulate ")},
+              **dict.fromkeys(SIMULATE_ONLY, "--simulate ")},
     "plan": {"emit": "", "plot": ""},
     "roofline": {"measured": "", "out": ""},
 }
