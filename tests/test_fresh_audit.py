@@ -296,3 +296,56 @@ def test_a_waves_decodes_take_their_share_of_each_prefill_step():
         sim = simulate("llama-3.1-8b", "h100-sxm", concurrency=n, num_prompts=n, **kw)
         assert abs(closed["ttft_ms"] / sim["ttft_ms"]["p50"] - 1) < 0.01
         assert abs(closed["tpot_ms"] / sim["tpot_ms"]["p50"] - 1) < 0.01
+
+
+def test_wave_end_steps_are_counted_from_event_to_event():
+    """The last hour's review: prompt_end_steps counted step by step, and `serve -i 400000 --output-len 2 -n 1000000
+    --step-tokens 1024 --arrivals waves` ran for minutes (3.9e8 steps). Events now: 10,000 prompts of 400,000 tokens
+    in steps of 1,024, each request decoding its one token in the step after its prompt ends (1,023 prompt tokens
+    there): the last prompt ends at step ceil((C I + C - 1) / 1,024) = 3,906,260, in a few thousand turns."""
+    import math
+
+    from kvcalc.formulas.workload import prompt_end_steps
+
+    ends, _ = prompt_end_steps(10_000, 400_000, 2, 1024)
+    assert ends[-1] == math.ceil((10_000 * 400_000 + 9_999) / 1024) and ends[0] == math.ceil(400_000 / 1024)
+
+
+def test_speculation_never_shortens_a_waves_ttft():
+    """`serve -m llama-3.1-8b -i 8192 --output-len 2 -n 3 --engine vllm --arrivals waves --speculate eagle,k=4` gave
+    TTFT 377 ms against 554.5 without speculation: a request with one token left was dropped from the decodes before
+    the step it decodes in ((O - 1) / E = 1 / 3.3 of a step), so its 5 verify tokens never took the budget."""
+    from kvcalc import serve
+    from kvcalc.serving.simulate import simulate
+
+    kw = dict(input_len=8192, output_len=2, concurrency=3, engine="vllm")
+    plain = serve("llama-3.1-8b", "h100-sxm", arrivals="waves", **kw)
+    fast = serve("llama-3.1-8b", "h100-sxm", arrivals="waves", speculate="eagle,k=4", **kw)
+    sim = simulate("llama-3.1-8b", "h100-sxm", num_prompts=3, speculate="eagle,k=4", **kw)
+    assert fast["ttft_ms"] >= plain["ttft_ms"] and abs(fast["ttft_ms"] / sim["ttft_ms"]["p50"] - 1) < 0.02
+
+
+def test_ep_waves_take_the_median_over_every_replicas_requests():
+    """`serve -m qwen3-30b-a3b -i 8192 --output-len 2 -n 5 --ep 4 --engine vllm --arrivals waves` gave TTFT 350.6 ms,
+    8 requests' figure: every replica was timed as the fullest (2 requests). Four replicas hold one request each and
+    end their prompts in step 1, so 4 of the 5 TTFTs are one step and the median is one step (the simulator: 233.6).
+    With 1,000-token prompts a wave of 5 holds 5,000 prompt tokens, not 4 x 2,000."""
+    from kvcalc import serve
+    from kvcalc.serving.simulate import simulate
+
+    kw = dict(engine="vllm", ep=4, concurrency=5)
+    long = serve("qwen3-30b-a3b", "h100-sxm", input_len=8192, output_len=2, arrivals="waves", **kw)
+    sim = simulate("qwen3-30b-a3b", "h100-sxm", input_len=8192, output_len=2, num_prompts=5, **kw)
+    assert abs(long["ttft_ms"] / sim["ttft_ms"]["p50"] - 1) < 0.01
+    short = serve("qwen3-30b-a3b", "h100-sxm", input_len=1000, output_len=200, arrivals="waves", **kw)
+    assert short["assumptions"]["prefill_tokens_per_step"] == 5000
+
+
+def test_simulated_disaggregation_refuses_pp_and_ep_as_serve_does():
+    """`serve --simulate --disaggregate 4:4 --tp 2 --pp 2` served 300 requests/s (each pool counted as 2 replicas where
+    it holds 1) where `serve` refuses --pp with --disaggregate."""
+    for extra in (["--tp", "2", "--pp", "2"], ["-m", "qwen3-30b-a3b", "--ep", "4"]):
+        args = ["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "100", "--simulate", "--arrivals",
+                "poisson", "--request-rate", "10", "--num-prompts", "20", "--disaggregate", "4:4", *extra]
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 2 and "--disaggregate" in out.output.split("error:")[1] and "Traceback" not in out.output

@@ -115,6 +115,9 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
             "decode_batch": decode, "prefill_tokens_per_step": chunk, "step_s": tau}
 
 
+MAX_COUNTED_WAVE = 1_000_000  # requests whose prompt end steps are counted (prompt_end_steps: about 2 s at this size)
+
+
 def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int,
               prefill_first: bool = False) -> dict:
     """Requests that start together and run to the same length (formulas/workload.py waves): a prefill step carries
@@ -125,36 +128,51 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     then every request decodes together.
 
     Under --ep the wave is spread over the dp = ep / tp data-parallel attention replicas, each scheduling its own
-    share, ceil(C / dp) requests, within its own step budget (step_tokens / dp of the pooled budget serve passes):
-    the fullest replica's wave is timed, every replica stepping with it (the fresh audit's verification: the pooled
-    wave's TPOT had stepped 10.5, 20.1, 7.5 ms at 4, 5, 7 requests where the simulator's rises)."""
+    share within its own step budget (step_tokens / dp of the pooled budget serve passes): C mod dp of them hold
+    ceil(C / dp) requests, the others floor(C / dp). Each share's wave is timed with the group's steps (the experts
+    see every busy replica's tokens), and the medians are over all C requests (the fresh audit's verification: a
+    pooled wave's TPOT had stepped 10.5, 20.1, 7.5 ms at 4, 5, 7 requests where the simulator's rises, and then
+    every replica timed as the fullest put 5 requests at 8's TTFT)."""
+    import numpy as np
+
     c = int(concurrency)  # serve() refuses a fractional wave (audit I1)
     dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
-    local, budget = math.ceil(c / dp), step_tokens // dp  # the fullest replica's wave and step budget
-    chunk = min(budget, local * input_len)
-    # the decodes beside a chunk and in a decode step: early requests finish while later prompts are prefilled
-    beside, decoding = wave_batches(local, input_len, output_len, budget, stepper.decode_gain)
-    if prefill_first:
-        beside, decoding = 0.0, float(local)
-    # the step timer takes the group's decodes and chunk over the replicas with work (StepTimer spreads them over
-    # the dp replicas, the experts seeing all of them), each prompt's piece within its replica's budget
-    busy = min(c, dp)
+    budget = step_tokens // dp
+    lo, extra = divmod(c, dp)
+    shares = [(n, count) for n, count in ((lo + 1, extra), (lo, dp - extra)) if n > 0 and count > 0]
+
+    def loads(n):  # one replica's prefill chunk and its decodes beside a chunk and in a decode step
+        beside, decoding = wave_batches(n, input_len, output_len, budget, stepper.decode_gain)
+        return min(budget, n * input_len), *((0.0, float(n)) if prefill_first else (beside, decoding))
+
+    # the group's step: every busy replica's chunk and decodes (StepTimer spreads them over the dp replicas), each
+    # prompt's piece within its replica's budget
+    chunk, beside, decoding = (sum(count * loads(n)[k] for n, count in shares) for k in range(3))
     piece = input_len if dp == 1 else min(input_len, budget)
-    prefill_s = stepper.seconds(beside * busy, input_len, chunk * busy, max(input_len - budget, 0) / 2,
-                                prompt_len=piece)
-    decode_s = stepper.seconds(decoding * busy, input_len + output_len / 2, 0, 0)
-    ends = None  # the prompts' end steps, where decodes take their tokens of each step first (not SGLang's)
-    if prefill_first or output_len == 1:
-        last = local * input_len - (math.ceil(local * input_len / budget) - 1) * budget  # what the last step holds
-    else:
-        ends, last = prompt_end_steps(local, input_len, output_len, budget, stepper.decode_gain, stepper.decode_q)
-    last_s = prefill_s if last == chunk else stepper.seconds(beside * busy, input_len, last * busy,
-                                                             max(input_len - budget, 0) / 2, prompt_len=piece)
-    w = waves(local, input_len, output_len, budget, prefill_s, decode_s, stepper.decode_gain,
-              last_prefill_step_s=last_s, pipeline_stages=stepper.pp, prefill_first=prefill_first,
-              prompt_ends=ends)
-    return {"ttft_s": w["ttft_s"], "tpot_s": w["tpot_s"], "latency_s": w["latency_s"], "requests_per_s": c / w["wave_s"],
-            "decode_batch": float(c), "prefill_tokens_per_step": chunk * busy, "step_s": decode_s}
+    prefill_s = stepper.seconds(beside, input_len, chunk, max(input_len - budget, 0) / 2, prompt_len=piece)
+    decode_s = stepper.seconds(decoding, input_len + output_len / 2, 0, 0)
+    ttft, latency, wave_s = [], [], 0.0
+    for n, count in shares:
+        ends = None  # the prompts' end steps, where decodes take their tokens of each step first (not SGLang's)
+        if prefill_first or output_len == 1 or n > MAX_COUNTED_WAVE:  # (past it, the prompts take the whole budget)
+            last = n * input_len - (math.ceil(n * input_len / budget) - 1) * budget  # what the last step holds
+        else:
+            ends, last = prompt_end_steps(n, input_len, output_len, budget, stepper.decode_gain, stepper.decode_q)
+        own_chunk = loads(n)[0]
+        last_s = prefill_s if last == own_chunk else stepper.seconds(  # every busy replica at its last piece
+            beside, input_len, chunk * last / own_chunk, max(input_len - budget, 0) / 2, prompt_len=piece)
+        w = waves(n, input_len, output_len, budget, prefill_s, decode_s, stepper.decode_gain,
+                  last_prefill_step_s=last_s, pipeline_stages=stepper.pp, prefill_first=prefill_first,
+                  prompt_ends=ends)
+        ttft.append(np.repeat(w["ttft_each"], count))
+        latency.append(np.repeat(w["latency_each"], count))
+        wave_s = max(wave_s, w["wave_s"])
+    ttft_all, latency_all = np.concatenate(ttft), np.concatenate(latency)
+    median_ttft = float(np.median(ttft_all))
+    tpot = float(np.median((latency_all - ttft_all) / (output_len - 1))) if output_len > 1 else None
+    return {"ttft_s": median_ttft, "tpot_s": tpot, "latency_s": request_latency(median_ttft, tpot, output_len),
+            "requests_per_s": c / wave_s, "decode_batch": float(c), "prefill_tokens_per_step": chunk,
+            "step_s": decode_s}
 
 
 def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int,

@@ -964,7 +964,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     d = deployment(model, gpu, input_len=mean_in, output_len=max(mean_out, 1), tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                    step_tokens=policy.budget, speculate=speculate, vllm_runner=vllm_runner, version=version,
-                   cuda_graph_bytes=None, flashinfer_sampler=False)
+                   cuda_graph_bytes=None, flashinfer_sampler=False, disaggregate=disaggregate)
     spec, stepper = d["spec"], d["stepper"]
     full = mean_in + mean_out
     # the pool in tokens: what it holds of requests at the mean full length, times that length (exact for attention
