@@ -58,6 +58,7 @@ from kvcalc.formulas.workload import (
     decode_step_chunk,
     kv_transfer_seconds,
     steady_state,
+    step_yield,
     wave_batches,
     waves,
     whole_prompt_mix,
@@ -72,7 +73,7 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     """The steady state of C requests in flight (formulas/workload.py steady_state), timed per step. A request that
     runs is timed as a whole request: its step carries at least its own decode, and its prompt whole (up to the
     step budget), even where the mean decode batch or chunk is a fraction of one at low load (audit F5)."""
-    gain = stepper.decode_gain
+    gain = step_yield(stepper.decode_gain, output_len)
     decode, chunk, s_p = steady_state(concurrency, input_len, output_len, step_tokens, gain, stepper.decode_q)
     first = min(input_len, step_tokens)
     if output_len == 1:
@@ -142,7 +143,7 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     shares = [(n, count) for n, count in ((lo + 1, extra), (lo, dp - extra)) if n > 0 and count > 0]
 
     def loads(n):  # one replica's prefill chunk and its decodes beside a chunk and in a decode step
-        beside, decoding = wave_batches(n, input_len, output_len, budget, stepper.decode_gain)
+        beside, decoding = wave_batches(n, input_len, output_len, budget, step_yield(stepper.decode_gain, output_len))
         return min(budget, n * input_len), *((0.0, float(n)) if prefill_first else (beside, decoding))
 
     # the group's step: every busy replica's chunk and decodes (StepTimer spreads them over the dp replicas), each
@@ -157,11 +158,11 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
         if prefill_first or output_len == 1 or n > MAX_COUNTED_WAVE:  # (past it, the prompts take the whole budget)
             last = n * input_len - (math.ceil(n * input_len / budget) - 1) * budget  # what the last step holds
         else:
-            ends, last = prompt_end_steps(n, input_len, output_len, budget, stepper.decode_gain, stepper.decode_q)
+            ends, last = prompt_end_steps(n, input_len, output_len, budget, step_yield(stepper.decode_gain, output_len), stepper.decode_q)
         own_chunk = loads(n)[0]
         last_s = prefill_s if last == own_chunk else stepper.seconds(  # every busy replica at its last piece
             beside, input_len, chunk * last / own_chunk, max(input_len - budget, 0) / 2, prompt_len=piece)
-        w = waves(n, input_len, output_len, budget, prefill_s, decode_s, stepper.decode_gain,
+        w = waves(n, input_len, output_len, budget, prefill_s, decode_s, step_yield(stepper.decode_gain, output_len),
                   last_prefill_step_s=last_s, pipeline_stages=stepper.pp, prefill_first=prefill_first,
                   prompt_ends=ends)
         ttft.append(np.repeat(w["ttft_each"], count))
@@ -185,7 +186,7 @@ def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, outpu
     transfer_s = kv_transfer_seconds(spec, hw, input_len, stepper.p.b_kv, tp)
     ttft = stepper.seconds(0, 0, input_len, 0) + transfer_s
     batch = concurrency / decode_replicas
-    gain = stepper.decode_gain
+    gain = step_yield(stepper.decode_gain, output_len)
     # a decoding request's step holds at least its own decode (audit F5)
     step = stepper.seconds(max(batch, 1.0), input_len + output_len / 2, 0, 0) if output_len > 1 else None
     tpot = step / gain if step is not None else None

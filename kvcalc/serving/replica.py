@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kvcalc.formulas.workload import step_yield
+
 
 @dataclass
 class Replica:
@@ -111,7 +113,7 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
 
         def run_many(cs, state=None):
             return colocated_many(stepper, cs, input_len, output_len, step_tokens * groups, request_s, run, state)
-        steady = (step_tokens * groups, stepper.decode_gain, stepper.decode_q)
+        steady = (step_tokens * groups, step_yield(stepper.decode_gain, output_len), stepper.decode_q)
         colocated = (stepper, input_len, output_len, step_tokens * groups, request_s, run)
         decode_batches = decode_seconds = decode_key = decode_call = None
     name, version = engine_label(d["profile"])
@@ -155,7 +157,7 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
     from kvcalc.formulas.workload import prefill_steps, steady_state_many
 
     cs = np.asarray(cs, dtype=float)
-    gain, q = stepper.decode_gain, stepper.decode_q
+    gain, q = step_yield(stepper.decode_gain, output_len), stepper.decode_q
     decode, chunk, s_p = state if state is not None else steady_state_many(cs, input_len, output_len, step_tokens,
                                                                            gain, q)
     try:
@@ -190,7 +192,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     running = np.maximum(decode, 1.0)
     context = input_len + output_len / 2
     left = step_tokens - decode * stepper.decode_q
-    others = decode_step_chunk(chunk, cs, input_len, output_len, stepper.decode_gain)
+    others = decode_step_chunk(chunk, cs, input_len, output_len, step_yield(stepper.decode_gain, output_len))
     i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
     z = np.flatnonzero(others <= 0)  # own decode steps with no prompt
     m = np.flatnonzero((others > 0) & (others < left))  # own decode steps that carry whole prompts in some steps
@@ -340,7 +342,8 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
         stepper, _, output_len, _, request_s, run = runners[n].colocated
         both, lone = times[k], times[lone_at[k]] if lone_at[k] is not None else None
         out[n] = (_by_point(cs, run) if isinstance(both, ValueError) or isinstance(lone, ValueError) else
-                  _colocated_finish(both, lone, cs, where, state[2], stepper.decode_gain, output_len, request_s))
+                  _colocated_finish(both, lone, cs, where, state[2], step_yield(stepper.decode_gain, output_len),
+                                    output_len, request_s))
     return out
 
 
@@ -373,7 +376,7 @@ def disaggregated_many(stepper, cs, input_len: int, output_len: int, decode_gpus
                 step_s = stepper.seconds(np.maximum(batch, 1.0), input_len + output_len / 2, 0, 0)
         except ValueError:
             return _by_point(cs, run)
-        tpot = step_s / stepper.decode_gain
+        tpot = step_s / step_yield(stepper.decode_gain, output_len)
         latency = ttft + (output_len - 1) * tpot
     else:
         tpot, latency = None, np.full_like(cs, ttft)
