@@ -279,10 +279,18 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
     if prefill_first:
         done = at(np.full_like(s_j, n_p)) + lag  # after every prompt of the wave
     latency = done + (output_len - 1 - gain * beside) / gain * decode_step_s
+    return {**wave_medians(ttft, latency, output_len), "wave_s": float(latency.max()), "prefill_steps": n_p,
+            "ttft_each": ttft, "latency_each": latency}
+
+
+def wave_medians(ttft, latency, output_len: int) -> dict:
+    """What a benchmark prints of a wave's requests, from each one's TTFT and latency [s]: the median TTFT, the
+    median TPOT, (latency - TTFT) / (O - 1) (None at O = 1), and the latency of a request at those medians."""
+    import numpy as np
+
     tpot = float(np.median((latency - ttft) / (output_len - 1))) if output_len > 1 else None
     median_ttft = float(np.median(ttft))
-    return {"ttft_s": median_ttft, "tpot_s": tpot, "latency_s": request_latency(median_ttft, tpot, output_len),
-            "wave_s": float(latency.max()), "prefill_steps": n_p, "ttft_each": ttft, "latency_each": latency}
+    return {"ttft_s": median_ttft, "tpot_s": tpot, "latency_s": request_latency(median_ttft, tpot, output_len)}
 
 
 def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_budget: int, gain: float = 1.0,

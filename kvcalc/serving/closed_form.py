@@ -11,8 +11,8 @@ KV cache over the link between the pools, TPOT a pure decode step, and the pool 
 from __future__ import annotations
 
 import math
-from functools import partial
 import warnings
+from functools import partial
 
 from kvcalc.checks import (
     MAX_BATCH,
@@ -60,6 +60,7 @@ from kvcalc.formulas.workload import (
     steady_state,
     step_yield,
     wave_batches,
+    wave_medians,
     waves,
     whole_prompt_mix,
 )
@@ -139,11 +140,12 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     c = int(concurrency)  # serve() refuses a fractional wave (audit I1)
     dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
     budget = step_tokens // dp
+    gain = step_yield(stepper.decode_gain, output_len)
     lo, extra = divmod(c, dp)
     shares = [(n, count) for n, count in ((lo + 1, extra), (lo, dp - extra)) if n > 0 and count > 0]
 
     def loads(n):  # one replica's prefill chunk and its decodes beside a chunk and in a decode step
-        beside, decoding = wave_batches(n, input_len, output_len, budget, step_yield(stepper.decode_gain, output_len))
+        beside, decoding = wave_batches(n, input_len, output_len, budget, gain)
         return min(budget, n * input_len), *((0.0, float(n)) if prefill_first else (beside, decoding))
 
     # the group's step: every busy replica's chunk and decodes (StepTimer spreads them over the dp replicas), each
@@ -158,22 +160,18 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
         if prefill_first or output_len == 1 or n > MAX_COUNTED_WAVE:  # (past it, the prompts take the whole budget)
             last = n * input_len - (math.ceil(n * input_len / budget) - 1) * budget  # what the last step holds
         else:
-            ends, last = prompt_end_steps(n, input_len, output_len, budget, step_yield(stepper.decode_gain, output_len), stepper.decode_q)
+            ends, last = prompt_end_steps(n, input_len, output_len, budget, gain, stepper.decode_q)
         own_chunk = loads(n)[0]
         last_s = prefill_s if last == own_chunk else stepper.seconds(  # every busy replica at its last piece
             beside, input_len, chunk * last / own_chunk, max(input_len - budget, 0) / 2, prompt_len=piece)
-        w = waves(n, input_len, output_len, budget, prefill_s, decode_s, step_yield(stepper.decode_gain, output_len),
+        w = waves(n, input_len, output_len, budget, prefill_s, decode_s, gain,
                   last_prefill_step_s=last_s, pipeline_stages=stepper.pp, prefill_first=prefill_first,
                   prompt_ends=ends)
         ttft.append(np.repeat(w["ttft_each"], count))
         latency.append(np.repeat(w["latency_each"], count))
         wave_s = max(wave_s, w["wave_s"])
-    ttft_all, latency_all = np.concatenate(ttft), np.concatenate(latency)
-    median_ttft = float(np.median(ttft_all))
-    tpot = float(np.median((latency_all - ttft_all) / (output_len - 1))) if output_len > 1 else None
-    return {"ttft_s": median_ttft, "tpot_s": tpot, "latency_s": request_latency(median_ttft, tpot, output_len),
-            "requests_per_s": c / wave_s, "decode_batch": float(c), "prefill_tokens_per_step": chunk,
-            "step_s": decode_s}
+    return {**wave_medians(np.concatenate(ttft), np.concatenate(latency), output_len), "requests_per_s": c / wave_s,
+            "decode_batch": float(c), "prefill_tokens_per_step": chunk, "step_s": decode_s}
 
 
 def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int,
