@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.engines.overhead import describe, overhead_seconds, with_band
+from kvcalc.engines.kernel_eras import describe as describe_era
 from kvcalc.errors import AssumptionWarning, KvcalcError
 from kvcalc.formulas._array import maximum, minimum, nonzero
 from kvcalc.formulas.forward import (
@@ -251,9 +252,10 @@ def engine_label(profile: EngineProfile | None) -> tuple[str, str | None]:
     """(engine name, profile description) for the output."""
     if profile is None:
         return "roofline", None
-    overhead = describe(profile)
+    overhead, era = describe(profile), describe_era(profile)
     return profile.engine, (f"{profile.label} ({profile.engine} {profile.engine_version}; "  # label: provenance
-                            f"{profile.sources[0]})" + (f"; {overhead}" if overhead else ""))
+                            f"{profile.sources[0]})" + (f"; {overhead}" if overhead else "")
+                            + (f"; {era}" if era else ""))
 
 
 # Formats to suggest when the weights overflow, largest first: fp8 (Hopper and later natively, older GPUs as

@@ -212,8 +212,7 @@ def argv(draw):
         args += opt("--pp", st.sampled_from(["1", "2", "3", "4"])) if layout == "pp" or hostile else []
         args += ep_opt(["1", "2", "4", "8"]) if layout == "ep" or hostile else []
         args += opt("--speculate", st.sampled_from(SPECULATE))
-        if command == "serve" or hostile:  # not with --simulate yet (a tested refusal)
-            args += opt("--engine-version", st.sampled_from(ENGINE_VERSIONS))
+        args += opt("--engine-version", st.sampled_from(ENGINE_VERSIONS))
         args += opt("--step-tokens", ints(16, 65536))
         if layout == "disaggregate" or hostile:
             args += opt("--disaggregate", st.sampled_from(["1:1", "2:2", "1:3", "4:4", *(["0:1", "1:1:1"] if hostile else [])]))

@@ -122,8 +122,6 @@ def serve_cli(
                           f"{context_flag} requests in flight use -n/--concurrency {context_flag}")
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
-    if simulate and engine_version is not None:
-        raise KvcalcError("--engine-version: not with --simulate yet (the simulator uses the profile's own release)")
     if trace is not None and not (simulate and arrivals == "trace"):
         raise KvcalcError("--trace: read only with --simulate --arrivals trace; add them, or leave out --trace")
     if not simulate:
@@ -134,7 +132,7 @@ def serve_cli(
                              weight_dtype, kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace,
                              num_prompts, range_ratio, dataset, seed, _percentile(percentile), prefix_hit_rate,
                              max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner, vllm_version, plot, format,
-                             _disaggregate(disaggregate))
+                             _disaggregate(disaggregate), engine_version)
     if input_len is None or output_len is None:
         raise KvcalcError("--input-len / --output-len: both needed")
     tps = _split_ints("--tp", tp)
@@ -247,7 +245,7 @@ def _check_simulate_lengths(arrivals, input_len, output_len, range_ratio, datase
 def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, tp, pp, ep, engine, weight_dtype,
                   kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace, num_prompts, range_ratio,
                   dataset, seed, percentile, prefix_hit_rate, max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner,
-                  vllm_version, plot, format, split=None) -> None:
+                  vllm_version, plot, format, split=None, engine_version=None) -> None:
     from kvcalc.serving.simulate import simulate
 
     if arrivals == "staggered":  # the closed form's default: a closed loop with -n, Poisson with --request-rate
@@ -268,7 +266,8 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                  memory_utilization=memory_utilization, step_tokens=step_tokens, max_num_seqs=max_num_seqs,
                  speculate=speculate, prefix_hit_rate=prefix_hit_rate, percentile=percentile,
                  max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, vllm_runner=vllm_runner,
-                 vllm_version=vllm_version, keep_timeline=plot is not None, disaggregate=split, dataset=dataset)
+                 vllm_version=vllm_version, keep_timeline=plot is not None, disaggregate=split, dataset=dataset,
+                 engine_version=engine_version)
     timeline = r.pop("timeline", None)
     if plot is not None:
         from kvcalc.report.plot import simulation_timeline

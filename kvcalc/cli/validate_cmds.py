@@ -15,14 +15,16 @@ from kvcalc.specs.files import check_writable
 
 def published_cli(path: Path, format, engine: str) -> None:
     """Score the published end-to-end measurements (a CSV, or a folder of them): one row each, the summary per group
-    (leave-one-source-out errors, beside the datasheet roofline), and the engine overheads fitted on every row."""
+    (leave-one-source-out errors, beside the datasheet roofline), and the engine overheads and older releases' MoE
+    factors fitted on every row."""
     from kvcalc.cli.output import Format, print_rows
     from kvcalc.ledgers.published import ledger
 
     if engine not in ("profile", "roofline"):
         raise KvcalcError(f"--engine: with --published, expected profile (each row's engine) or roofline, got {engine!r}")
     out = ledger(path, roofline=engine == "roofline")
-    rows = [{"id": r["id"], "publisher": r["publisher"], "engine": r["engine"], "band": r.get("band"), "gpu": r["gpu"],
+    rows = [{"id": r["id"], "publisher": r["publisher"], "engine": r["engine"], "band": r.get("band"),
+             "era": r.get("era"), "moe_scale": r.get("moe_scale"), "gpu": r["gpu"],
              "model": r["model"], "tp": r["tp"], "metric": r["metric"], "measured": r["measured"],
              "predicted": r["predicted"], "error_pct": r["error_pct"], "in_sample_error_pct": r.get("in_sample_error_pct"),
              "provenance": r.get("provenance"), "use": r["use"] if len(r["use"]) < 12 else "excluded"}
@@ -39,10 +41,14 @@ def published_cli(path: Path, format, engine: str) -> None:
                    "in-sample and the datasheet roofline on the same rows; fit rows apart", format)
         if out["overheads"]:
             print_rows(out["overheads"], "engine overheads fitted on every row (kvcalc/engines/overhead.py)", format)
+        if out["kernel_eras"]:
+            print_rows(out["kernel_eras"], "older releases' MoE factors fitted on every row "
+                       "(kvcalc/engines/kernel_eras.py)", format)
     elif format is Format.csv:
         print_rows(rows, "", format)
     else:
-        print_rows({"rows": rows, "summary": out["summary"], "overheads": out["overheads"]}, "", format)
+        print_rows({"rows": rows, "summary": out["summary"], "overheads": out["overheads"],
+                    "kernel_eras": out["kernel_eras"]}, "", format)
 
 
 def print_ledger(rows: list[dict], table: list[dict], summary_rows: list[dict], format, title: str,
@@ -121,7 +127,8 @@ def serving_sim_ledger_cli(path: Path, format) -> None:
     """Score serve --simulate and the closed form against published serving benchmarks (ledgers/serving_sim.py)."""
     from kvcalc.ledgers.serving_sim import read_rows, score, summary
 
-    results = score(read_rows(path))
+    beside = path.resolve().parent.parent / "published"  # validation/published next to validation/serve
+    results = score(read_rows(path), published=beside if (beside / "README.md").is_file() else None)
     keys = ("id", "engine", "model", "gpu", "vendor", "time_model", "metric", "measured", "simulated", "closed_form",
             "sim_error_pct", "closed_error_pct", "skipped")
     rows = [{k: r.get(k) for k in keys} for r in results]
@@ -130,7 +137,8 @@ def serving_sim_ledger_cli(path: Path, format) -> None:
               "closed err %": r["closed_error_pct"], "skipped": (r["skipped"] or "")[:40]} for r in rows]
     print_ledger(rows, table, summary(results), format,
                  f"kvcalc serve --simulate against {len({r['id'] for r in rows})} published serving runs ({path})",
-                 "median |error| % (every row held out; nothing fitted)")
+                 "median |error| % (every row held out: an older release's MoE factor refitted without the row's "
+                 "organisation where the published ledger sits beside the file)")
 
 
 def bench_ledger_cli(path: Path, format, engine: str) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kvcalc.engines.kernel_eras import with_era
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.profile import EngineOverhead, EngineProfile
 
@@ -131,7 +132,8 @@ def band_of_ledger_row(engine: str, version_text: str) -> Band | None:
 
 def with_band(profile: EngineProfile | None, version: str | None) -> EngineProfile | None:
     """The profile with the overhead of the band --engine-version picks stated on it (a profile that states its own
-    overhead keeps it unless a version is asked for)."""
+    overhead keeps it unless a version is asked for), and the fused-MoE factor of the release's kernel era
+    (engines/kernel_eras.py; none for the default release)."""
     if profile is None:
         if version not in (None, "latest"):
             raise KvcalcError("--engine-version: the roofline has no engine; pick one with --engine")
@@ -141,7 +143,7 @@ def with_band(profile: EngineProfile | None, version: str | None) -> EngineProfi
     b = band(profile.engine, version, profile.engine_version)
     if b is None:
         return profile
-    return profile.model_copy(update={"overhead": overhead_of(b)})
+    return with_era(profile.model_copy(update={"overhead": overhead_of(b)}), version)
 
 
 def overhead_of(b: Band) -> EngineOverhead:

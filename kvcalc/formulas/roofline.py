@@ -139,12 +139,19 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
             flops, bytes_ = op.cost.flops / k, op.cost.bytes / k
             t_c, t_m = roof_terms(curve, flops, bytes_, peak, bw)  # the compute-bound test reuses them
             seconds = k * kernel_seconds(curve, flops, bytes_, peak, bw, op.items_per_kernel, terms=(t_c, t_m))
-            timed.append(OpTime(op, dtype, seconds, t_c > t_m, name))
+            timed.append(OpTime(op, dtype, seconds * moe_scale(op, profile), t_c > t_m, name))
             continue
         if profile is not None and not speed_of_light and op.engine != "vector":
             unprofiled.append(op.name)
         dtype = engine_dtype(op.engine, wd, hw)
         peak = peaks[dtype] if dtype in peaks else peaks.setdefault(dtype, hw.peak_flops(dtype))
         t, cb = roofline(op.cost.flops, op.cost.bytes, peak * eff_c, hw.bandwidth_Bps * eff_m)
-        timed.append(OpTime(op, dtype, t + op.kernels * launch_s, cb))
+        scale = 1.0 if speed_of_light else moe_scale(op, profile)
+        timed.append(OpTime(op, dtype, (t + op.kernels * launch_s) * scale, cb))
     return StepTime(timed, tuple(unprofiled))
+
+
+def moe_scale(op: Op, profile: EngineProfile | None) -> float:
+    """An older release's factor on the routed experts' time, however the profile times them (engines/kernel_eras.py);
+    1 for the default release and for every other operator."""
+    return profile.moe_time_scale if profile is not None and op.name == "moe/routed" else 1.0

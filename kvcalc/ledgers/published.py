@@ -12,7 +12,8 @@ it through the same evaluate() every command uses, with the row's engine profile
 Each step adds the engine's time outside its kernels and each TTFT its per-request cost (engines/overhead.py),
 fitted here per release band on the rows where the kernels are a small share (fit_overheads). Scoring is leave one
 source out: a publisher's rows are predicted with every fitted constant (those overheads, and the kernel-time scale
-of a profile fitted to end-to-end runs: ledgers/fit_e2e.py) refitted without that publisher's rows.
+of a profile fitted to end-to-end runs: ledgers/fit_e2e.py, and the fused-MoE factor of an older release's kernel
+era: engines/kernel_eras.py, fit_moe_scales) refitted without that publisher's rows.
 Rows marked `fit` fitted a profile and are reported apart from the `score` rows; `excluded: why` rows are kept
 but not scored. No measurement may beat kvcalc's speed of light: one that does points at a wrong spec or formula.
 """
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kvcalc.engines.kernel_eras import ERAS, era_of_ledger_row
+from kvcalc.engines.kernel_eras import MIN_PUBLISHERS as MIN_ERA_PUBLISHERS
 from kvcalc.engines.overhead import BANDS, band_of_ledger_row, bands, overhead_seconds
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_tp, evaluate, phase_metrics
@@ -137,7 +140,13 @@ def kernel_times(point: dict, profile: EngineProfile | None) -> dict:
     pre = phase_metrics(ev.prefill, ev.prefill_sol, b * p_len, hw, w, ev.prefill_comm_s, ev.prefill_comm_sol_s,
                         ev.prefill_pipeline_s, ev.prefill_pipeline_sol_s)
     return {"prefill_ms": pre["ms"], "decode_ms": dec["ms"], "prefill_sol_ms": pre["speed_of_light_ms"],
-            "decode_sol_ms": dec["speed_of_light_ms"]}
+            "decode_sol_ms": dec["speed_of_light_ms"],
+            # the fused-MoE kernels' share, which a kernel era's factor multiplies (engines/kernel_eras.py)
+            "moe_prefill_ms": _moe_ms(ev.prefill), "moe_decode_ms": _moe_ms(ev.decode)}
+
+
+def _moe_ms(step) -> float:
+    return float(sum(o.seconds for o in step.ops if o.op.name == "moe/routed")) * 1e3
 
 
 def gpus(point: dict) -> int:
@@ -198,6 +207,12 @@ def band_key(point: dict) -> str | None:
     """'engine band' of the row's release (engines/overhead.py), or None where the engine has no bands."""
     b = band_of_ledger_row(point["engine"], point["engine_version"])
     return f"{b.engine} {b.name}" if b else None
+
+
+def era_key(point: dict) -> str | None:
+    """'engine era' of the row's release (engines/kernel_eras.py), or None: the profile's own kernels."""
+    e = era_of_ledger_row(point["engine"], point["engine_version"])
+    return f"{e.engine} {e.name}" if e else None
 
 
 STEP_GRID_US = np.concatenate([[0.0], np.geomspace(10, 60_000, 200)])  # fixed part of the step cost [us]
@@ -302,6 +317,57 @@ def fit_overheads(rows: list[dict], wanted: set[str] | None = None) -> dict[str,
     return out
 
 
+SCALE_GRID = np.geomspace(0.25, 8.0, 241)  # the fused-MoE factor's candidates
+
+
+def moe_scale_rows(rows: list[dict]) -> list[dict]:
+    """The rows an era's MoE factor may be fitted on: in an era, a model with routed experts, a measured profile
+    (a transferred one would have the factor absorb its own kernel error)."""
+    return [r for r in rows if r.get("era") and r["provenance"] == "measured" and r.get("moe_decode_ms", 0) > 0]
+
+
+def fit_moe_scales(rows: list[dict], overheads: dict) -> dict[str, dict]:
+    """Per kernel era ('vllm 0.1-0.11'), the factor on the fused-MoE kernel time (SCALE_GRID) minimising the summed
+    |log(predicted / measured)| over the era's moe_scale_rows, each publisher weighing the same, the band overheads
+    `overheads` in place; 1 where fewer than MIN_ERA_PUBLISHERS publishers give rows. The kernel time is linear in
+    the factor (formulas/roofline.py step_time multiplies the moe.* curves' time), so the grid needs no re-evaluation."""
+    usable = moe_scale_rows(rows)
+    out = {}
+    for era in ERAS:
+        key = f"{era.engine} {era.name}"
+        chosen = [r for r in usable if r["era"] == key]
+        publishers = {r["publisher"] for r in chosen}
+        scale = 1.0
+        if len(publishers) >= MIN_ERA_PUBLISHERS:
+            w = _publisher_weights(chosen)
+            loss = sum(w[r["id"]] * np.abs(np.log(metric_value(
+                r, r["prefill_ms"] + (SCALE_GRID - 1) * r["moe_prefill_ms"],
+                r["decode_ms"] + (SCALE_GRID - 1) * r["moe_decode_ms"], *_band_overhead(r, overheads)) / r["measured"]))
+                for r in chosen)
+            scale = float(f"{SCALE_GRID[int(np.argmin(loss))]:.3g}")
+        out[key] = {"moe_scale": scale, "rows": [r["id"] for r in chosen], "publishers": len(publishers)}
+    return out
+
+
+ORGANISATION_ALIASES = {"sglang": "lmsys"}  # SGLang's own repository and LMSYS's blog: one organisation
+
+
+def organisation(publisher: str) -> str:
+    """The organisation behind a publisher's name, to hold a source out across ledgers: the name's first word
+    ('dstack-benchmarks' here and 'dstack' in validation/serve are one), SGLang's project counted with LMSYS."""
+    first = publisher.strip().lower().split("-")[0]
+    return ORGANISATION_ALIASES.get(first, first)
+
+
+def moe_scales_without(rows: list[dict], held_out: str | None) -> dict[str, float]:
+    """Each kernel era's MoE factor refitted on the prepared rows of every organisation but `held_out` (None: all),
+    with the band overheads refitted on the same rows: what another ledger's row of that organisation is scored
+    with."""
+    keep = [r for r in rows if held_out is None or organisation(r["publisher"]) != held_out]
+    overheads = fit_overheads(keep, {r["band"] for r in rows if r["band"]})
+    return {k: v["moe_scale"] for k, v in fit_moe_scales(keep, overheads).items()}
+
+
 def prepare(points: list[dict], roofline: bool = False) -> list[dict]:
     """The scored rows with their band, provenance and kernel times (each evaluated once)."""
     out = []
@@ -312,7 +378,8 @@ def prepare(points: list[dict], roofline: bool = False) -> list[dict]:
             times = kernel_times(point, profile)
         except KvcalcError as e:
             raise KvcalcError(f"--published: row {point['id']} ({point['publisher']}): {e}") from None
-        out.append({**point, "band": None if roofline else band_key(point), "provenance": str(prov), **times,
+        out.append({**point, "band": None if roofline else band_key(point), "era": None if roofline else era_key(point),
+                    "provenance": str(prov), **times,
                     "profile_fitted_on": list(getattr(profile, "fitted_on", None) or [])})
     return out
 
@@ -332,9 +399,9 @@ def score(points: list[dict], roofline: bool = False, loso: bool = True) -> list
         for publisher in sorted({r["publisher"] for r in rows}):
             held[publisher] = fit_overheads([r for r in rows if r["publisher"] != publisher], wanted)
     by_id = {r["id"]: r for r in rows}
+    refits: dict = {}
     if loso and not roofline:  # a profile fitted to end-to-end rows (AMD) is refitted without the scored source
         owner = {p["id"]: p["publisher"] for p in points}
-        refits: dict = {}
         for r in rows:
             if r["provenance"] == "fitted" and r["publisher"] in {owner.get(i) for i in r["profile_fitted_on"]}:
                 key = (r["publisher"], r["gpu"], r["engine"])
@@ -342,24 +409,41 @@ def score(points: list[dict], roofline: bool = False, loso: bool = True) -> list
                     refits[key] = refit_e2e(points, r, held[r["publisher"]])
                 k = kernel_times(r, refits[key])
                 by_id[r["id"]] = {**r, "held_out_prefill_ms": k["prefill_ms"], "held_out_decode_ms": k["decode_ms"]}
+    # an older release's fused-MoE factor (engines/kernel_eras.py): fitted on every row (in sample) and without each
+    # publisher (held out); a row whose era's factor is not 1 is re-timed with it
+    eras_all = fit_moe_scales(rows, everyone) if not roofline else {}
+    eras_held = {p: fit_moe_scales([r for r in rows if r["publisher"] != p], held[p]) for p in held}
+
+    def with_moe_scale(r: dict, scales: dict, profile: EngineProfile | None) -> tuple[float, float]:
+        s = scales.get(r["era"], {}).get("moe_scale", 1.0) if r.get("era") else 1.0
+        if s == 1.0 or profile is None or r.get("moe_decode_ms", 0) + r.get("moe_prefill_ms", 0) == 0:
+            return r.get("held_out_prefill_ms", r["prefill_ms"]), r.get("held_out_decode_ms", r["decode_ms"])
+        k = kernel_times(r, profile.model_copy(update={"moe_time_scale": s}))
+        return k["prefill_ms"], k["decode_ms"]
+
     out = []
     for point in points:
         if point["id"] not in by_id:
             out.append({**point, "predicted": None, "speed_of_light": None, "error_pct": None,
                         "in_sample_error_pct": None, "faster_than_speed_of_light": None, "band": None,
-                        "step_us": None, "request_ms": None, "provenance": None})
+                        "step_us": None, "request_ms": None, "moe_scale": None, "provenance": None})
             continue
         r = by_id[point["id"]]
         fits = held.get(r["publisher"], everyone)
         step, request_ms = _band_overhead(r, fits)
-        predicted = float(metric_value(r, r.get("held_out_prefill_ms", r["prefill_ms"]),
-                                       r.get("held_out_decode_ms", r["decode_ms"]), step, request_ms))
-        in_sample = float(metric_value(r, r["prefill_ms"], r["decode_ms"], *_band_overhead(r, everyone)))
+        profile = None if roofline else _profile_or_none(r)
+        held_profile = refits.get((r["publisher"], r["gpu"], r["engine"]), profile) if "held_out_decode_ms" in r else profile
+        moe_scale = (eras_held.get(r["publisher"], eras_all).get(r["era"], {}).get("moe_scale", 1.0)
+                     if r.get("era") else 1.0)
+        predicted = float(metric_value(r, *with_moe_scale(r, eras_held.get(r["publisher"], eras_all), held_profile),
+                                       step, request_ms))
+        in_sample = float(metric_value(r, *with_moe_scale({k: v for k, v in r.items() if not k.startswith("held_out")},
+                                                          eras_all, profile), *_band_overhead(r, everyone)))
         sol = float(metric_value(r, r["prefill_sol_ms"], r["decode_sol_ms"]))
         m = r["measured"]
         out.append({**r, "predicted": predicted, "speed_of_light": sol, "error_pct": (predicted - m) / m * 100,
                     "in_sample_error_pct": (in_sample - m) / m * 100, "step_us": step * 1000, "request_ms": request_ms,
-                    "faster_than_speed_of_light": faster_than_light(r, sol)})
+                    "moe_scale": moe_scale, "faster_than_speed_of_light": faster_than_light(r, sol)})
     return out
 
 
@@ -498,7 +582,11 @@ def ledger(path: Path, roofline: bool = False) -> dict:
     results = score(points, roofline=roofline)
     baseline = results if roofline else score(points, roofline=True)
     every_band = {f"{b.engine} {b.name}" for b in BANDS}
-    overheads = {} if roofline else fit_overheads(prepare(points), every_band)
+    rows = prepare(points)
+    overheads = {} if roofline else fit_overheads(rows, every_band)
+    eras = {} if roofline else fit_moe_scales(rows, overheads)
     return {"rows": results, "summary": summary(results, baseline), "overheads": [
         {"band": k, **{f: v for f, v in o.items() if f != "rows"}, "rows_fitted": len(o["rows"])}
-        for k, o in overheads.items()]}
+        for k, o in overheads.items()], "kernel_eras": [
+        {"era": k, "moe_scale": e["moe_scale"], "rows_fitted": len(e["rows"]), "publishers": e["publishers"]}
+        for k, e in eras.items()]}

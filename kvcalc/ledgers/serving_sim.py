@@ -202,7 +202,7 @@ def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> 
     common = {"input_len": kw["input_len"] or max(1, round(sim["mean_input_len"])),
               "output_len": kw["output_len"] or max(1, round(sim["mean_output_len"])), "tp": kw["tp"], "pp": kw["pp"],
               "ep": kw["ep"], "engine": time_model, "weight_dtype": kw["weight_dtype"], "kv_dtype": kw["kv_dtype"]}
-    common.update({k: kw[k] for k in ("memory_utilization", "step_tokens", "speculate") if k in kw})
+    common.update({k: kw[k] for k in ("memory_utilization", "step_tokens", "speculate", "moe_time_scale") if k in kw})
     if time_model == "vllm" and "vllm_version" in kw:
         common["vllm_version"] = kw["vllm_version"]
     try:
@@ -217,17 +217,40 @@ def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> 
         return None
 
 
-def score(rows: list[dict]) -> list[dict]:
+def score(rows: list[dict], published: Path | None = None) -> list[dict]:
     """One result per row and published metric: measured, simulated, closed form, errors [%]; rows that cannot run
-    give one result with `skipped` (the reason)."""
+    give one result with `skipped` (the reason).
+
+    A row of an older release runs with its kernel era's MoE factor (engines/kernel_eras.py): refitted without the
+    row's organisation on the published ledger in `published` (validation/published/) where given, so that no row is
+    scored by a constant its own source set; else the factors kvcalc ships."""
+    from kvcalc.engines.kernel_eras import ERAS, era_of_ledger_row
     from kvcalc.specs.catalog import load_gpu
 
+    held: dict[str, dict[str, float]] = {}
+    prepared = None
+    if published is not None:
+        from kvcalc.ledgers import published as pub
+
+        prepared = pub.prepare(pub.read_points(published))
     out = []
     for row in rows:
         base = {"id": row["id"], "engine": row["engine"], "model": row["model"], "gpu": row["gpu"]}
         try:
             vendor = "AMD" if load_gpu(row["gpu"]).name.startswith(AMD) else "NVIDIA"
             kw = row_kwargs(row)
+            era = era_of_ledger_row(row["engine"], row.get("engine_version", ""))
+            if era is not None:
+                if prepared is None:
+                    scale = next(e.moe_scale for e in ERAS if e == era)
+                else:
+                    from kvcalc.ledgers.published import moe_scales_without, organisation
+
+                    org = organisation(row.get("publisher", ""))
+                    if org not in held:
+                        held[org] = moe_scales_without(prepared, org)
+                    scale = held[org][f"{era.engine} {era.name}"]
+                kw["moe_time_scale"] = scale
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sim, time_model = _run(row["model"], row["gpu"], row["engine"], kw)

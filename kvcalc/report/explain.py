@@ -128,8 +128,14 @@ def explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> list[Step]:
     lines += _phase_lines("Prefill", e.prefill, hw, ("B * P", f"{i.batch} * {i.prompt:,}"), profile)
     if e.decode.overhead_ms:  # the release band's time outside the kernels (engines/overhead.py, --engine-version)
         lines.append(Step("Engine overhead", "per step: scheduler, sampler, Python between kernels; in the decode and "
-                          "prefill times above, never in the speed of light", (i.profile or "").split("; overhead ")[-1],
+                          "prefill times above, never in the speed of light",
+                          (i.profile or "").split("; overhead ")[-1].split("; MoE kernels x")[0],
                           fmt_ms(e.decode.overhead_ms)))
+    era = (i.profile or "").partition("; MoE kernels x")[2]  # an older release's kernel era (--engine-version)
+    if era:
+        factor, _, source = era.partition(" (")
+        lines.append(Step("MoE kernel era", "the fused-MoE kernel's time on the curves above times the factor of the "
+                          "release's kernel era; never in the speed of light", source.removesuffix(")"), f"x{factor}"))
     if e.speculative is not None:
         lines += _speculative_lines(e)
     return lines

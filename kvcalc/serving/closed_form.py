@@ -265,9 +265,11 @@ def _within_limits(run, rate_point, request_rate, concurrency: float, replicas: 
 def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int, ep: int, engine: str,
                weight_dtype: str, kv_dtype: str, memory_utilization: float, step_tokens: int, speculate: str | None,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
-               disaggregate: tuple[int, int] | None = None, engine_version: str | None = None) -> dict:
+               disaggregate: tuple[int, int] | None = None, engine_version: str | None = None,
+               moe_time_scale: float | None = None) -> dict:
     """One replica as serve and the simulator see it: specs, step timer, the KV pool per GPU as the engine's
-    memory rule sizes it, and how many full-length requests it holds."""
+    memory rule sizes it, and how many full-length requests it holds. moe_time_scale: the routed experts' time
+    factor instead of the release era's (engines/kernel_eras.py; the serving ledger's held-out refit)."""
     spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     check_tp(tp, spec)
     check_pp(pp, spec)
@@ -277,6 +279,10 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     if disaggregate is not None and pp > 1:
         raise KvcalcError("--pp: not with --disaggregate (each pool is tensor-parallel only)")
     profile = with_band(resolve_engine(engine, hw), engine_version)  # the release band's step overhead
+    if moe_time_scale is not None and profile is not None:
+        check_number("moe_time_scale", moe_time_scale, 0, 100, lo_open=True)
+        profile = profile.model_copy(update={"moe_time_scale": moe_time_scale,
+                                             "moe_time_scale_source": "given (moe_time_scale)"})
     timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
                               profile=profile) if speculate else None)
     stepper = StepTimer(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)
@@ -337,7 +343,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           speculate: str | None = None, vllm_runner: str = "auto", vllm_version: str = "latest",
           arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
           flashinfer_sampler: bool = False, engine_version: str | None = None, max_ttft_ms: float | None = None,
-          max_tpot_ms: float | None = None) -> dict:
+          max_tpot_ms: float | None = None, moe_time_scale: float | None = None) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     max_ttft_ms / max_tpot_ms: the load is spread over as many replicas as it takes for the steady state to meet
@@ -375,7 +381,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                    step_tokens=step_tokens, speculate=speculate, vllm_runner=vllm_runner, version=version,
                    cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler,
-                   disaggregate=disaggregate, engine_version=engine_version)
+                   disaggregate=disaggregate, engine_version=engine_version, moe_time_scale=moe_time_scale)
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], d["notes"], d["pool"], d["request_bytes"]
     max_concurrency, full_length = d["max_concurrency"], input_len + output_len

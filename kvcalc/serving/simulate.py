@@ -856,7 +856,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              vllm_runner: str = "auto", vllm_version: str = "latest", keep_timeline: bool = False,
              scheduler: str | None = None, length_client: str = "vllm",
              disaggregate: tuple[int, int] | None = None, dataset: str = "random",
-             num_scheduler_steps: int = 1) -> dict:
+             num_scheduler_steps: int = 1, engine_version: str | None = None,
+             moe_time_scale: float | None = None) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
     arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
@@ -870,7 +871,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     prefill plus the transfer. Open-loop arrivals only (a closed loop couples the pools). dataset: random (the
     lengths above) or sharegpt (length pairs drawn from the published ShareGPT V3 sample; input_len and output_len
     are not needed). num_scheduler_steps: vLLM's --num-scheduler-steps (multi-step scheduling, 0.6-0.7): decode
-    steps per scheduler call."""
+    steps per scheduler call. engine_version: the release whose overheads and kernel era time the steps
+    (engines/overhead.py, engines/kernel_eras.py; default the profile's own); moe_time_scale: the routed experts'
+    time factor instead of the era's (the serving ledger's held-out refit)."""
     from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
     from kvcalc.engines.memory import check_vllm_runner, check_vllm_version
     from kvcalc.engines.scheduler import scheduler_policy
@@ -964,7 +967,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     d = deployment(model, gpu, input_len=mean_in, output_len=max(mean_out, 1), tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                    step_tokens=policy.budget, speculate=speculate, vllm_runner=vllm_runner, version=version,
-                   cuda_graph_bytes=None, flashinfer_sampler=False, disaggregate=disaggregate)
+                   cuda_graph_bytes=None, flashinfer_sampler=False, disaggregate=disaggregate,
+                   engine_version=engine_version, moe_time_scale=moe_time_scale)
     spec, stepper = d["spec"], d["stepper"]
     full = mean_in + mean_out
     # the pool in tokens: what it holds of requests at the mean full length, times that length (exact for attention

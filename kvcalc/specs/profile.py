@@ -88,6 +88,10 @@ class EngineProfile(StrictModel):
         "roof efficiencies divided by it) that the published rows asked for")
     fitted_on: list[str] = Field(default_factory=list, description="fitted: ids of the published rows fitted")
     overhead: EngineOverhead | None = Field(None, description="time outside the kernels; None: not modelled")
+    moe_time_scale: float = Field(
+        1.0, gt=0, le=100, description="factor on the fused-MoE kernel's time (moe curves), never on the speed of "
+        "light: an older release's MoE layers against these tables (engines/kernel_eras.py)")
+    moe_time_scale_source: str = Field("", description="where moe_time_scale comes from, in words")
     gemm: dict[str, KernelCurve] = Field(default_factory=dict, description="by weight format: " + ", ".join(GEMM_KEYS))
     attention_decode: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")
     attention_prefill: dict[str, KernelCurve] = Field(default_factory=dict, description="by KV dtype: bf16, fp8")

@@ -1,0 +1,106 @@
+"""How much slower an older release's fused-MoE layers ran than the profile's own kernel tables time them.
+
+The bundled profiles time kernels from tables measured on one recent release per engine (vLLM 0.24, SGLang 0.5.14,
+TensorRT-LLM 1.3). Published runs of 2023-2025 releases are slower than those tables on mixture-of-experts models
+above all (DeepSeek-V3 on eight H200s under vLLM 0.7 and SGLang 0.4: decode steps 2-4x kvcalc's), where dense
+models of the same runs are within the overhead; the fused-MoE path (its kernels, their tuned configs, the routing
+around them) is what changed most between releases. An era is a range of releases run before the tables' releases;
+its factor multiplies the routed experts' time (the fused-MoE kernel, however the profile times it: its `moe.*`
+curve, or the datasheet roofline where the profile has no curve for the weight format), nothing else, and never the
+speed of light:
+
+    routed experts' time (release in the era) = kvcalc's time for the profile's release x moe_scale
+
+Each factor is fitted on the published ledger (validation/published/, kvcalc/ledgers/published.py fit_moe_scales):
+the rows of the era whose model has routed experts and whose GPU has a measured profile, each publisher weighing the
+same, minimising |log(predicted / measured)| with the release band's overheads in place; an era whose rows come
+from fewer than MIN_PUBLISHERS publishers keeps 1. The ledger scores every row with the factor refitted without
+its own publisher. `--engine-version` picks the era; the default (the profile's own release) is never scaled.
+
+Release boundaries: vLLM 0.11.x were the current releases until December 2025 (0.11.0 adopted by 2025-10-08,
+torch-spyre/sendnn-inference PR #513; 0.11.1 by 2025-11-19, IBM/ado PR #223; 0.12.0 current by 2025-12-11,
+vllm-project/vllm-ascend PR #4918). SGLang v0.5.5.post3 is AMD's CI image of 2025-11-21 (the ledger's amd-sglang-ci
+rows). TensorRT-LLM's TensorRT-engine back end ends with 0.21 (engines/overhead.py). Runs the ledger dates only by
+month are in the era when run before ERA_END.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kvcalc.specs.profile import EngineProfile
+
+ERA_END = (2025, 12)  # runs dated before this month, with no release given, are in their engine's era
+MIN_PUBLISHERS = 2  # an era's factor is fitted only where its MoE rows come from at least two publishers
+
+
+@dataclass(frozen=True)
+class KernelEra:
+    engine: str
+    name: str
+    first: tuple[int, int, int]
+    last: tuple[int, int, int]  # inclusive; patch 999: every patch release of that minor
+    moe_scale: float  # time factor on the fused-MoE kernel against the profile's tables
+    provenance: str  # the rows it was fitted on, or why it is 1
+
+
+LEDGER = "validation/published/ (kvcalc validate --published; kvcalc/ledgers/published.py fit_moe_scales)"
+
+ERAS: tuple[KernelEra, ...] = (
+    KernelEra("vllm", "0.1-0.11", (0, 1, 0), (0, 11, 999), 2.12,
+              f"fitted on 36 MoE rows from 3 publishers, {LEDGER}"),
+    KernelEra("sglang", "0.1-0.5.5", (0, 1, 0), (0, 5, 5), 3.13,
+              f"fitted on 17 MoE rows from 3 publishers, {LEDGER}"),
+    KernelEra("trtllm", "0.1-0.21", (0, 1, 0), (0, 21, 999), 1.0,
+              f"not fitted: its MoE rows (9) come from one publisher, {LEDGER}"),
+)
+
+
+def release3(text: str) -> tuple[int, int, int] | None:
+    """'0.5.5.post3' -> (0, 5, 5); 'v0.11' -> (0, 11, 0); None when the text names no release."""
+    m = re.match(r"\s*v?(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?", text)
+    return (int(m[1]), int(m[2]), int(m[3] or 0)) if m else None
+
+
+def era_of_release(engine: str, release: tuple[int, int, int]) -> KernelEra | None:
+    return next((e for e in ERAS if e.engine == engine and e.first <= release <= e.last), None)
+
+
+def era_of_version(engine: str, version: str | None) -> KernelEra | None:
+    """The era --engine-version names (a release number or an overhead band's name); None for the default (the
+    profile's own release), a band name, or a release past every era."""
+    if version in (None, "latest"):
+        return None
+    release = release3(version) if len(version) <= 40 else None
+    return era_of_release(engine, release) if release else None
+
+
+def era_of_ledger_row(engine: str, version_text: str) -> KernelEra | None:
+    """A published row's era from its engine_version as the source states it: a release, or the month of the run
+    ('unknown (2025-04)'), which is in the era when before ERA_END."""
+    release = release3(version_text)
+    if release is not None:
+        return era_of_release(engine, release)
+    month = re.search(r"\((\d{4})-(\d{2})\)", version_text)
+    if month is None or (int(month[1]), int(month[2])) >= ERA_END:
+        return None
+    return next((e for e in ERAS if e.engine == engine), None)
+
+
+def with_era(profile: EngineProfile, version: str | None) -> EngineProfile:
+    """The profile with the fused-MoE factor of the era --engine-version names stated on it (unchanged for the
+    default release, or an era whose factor is 1)."""
+    era = era_of_version(profile.engine, version)
+    if era is None or era.moe_scale == 1.0:
+        return profile
+    return profile.model_copy(update={
+        "moe_time_scale": era.moe_scale,
+        "moe_time_scale_source": f"{era.engine} {era.name} kernel era, {era.provenance} (kvcalc/engines/kernel_eras.py)"})
+
+
+def describe(profile: EngineProfile | None) -> str:
+    """The factor in words, for the time-model line and --explain; '' when there is none."""
+    if profile is None or profile.moe_time_scale == 1.0:
+        return ""
+    return f"MoE kernels x{profile.moe_time_scale:g} ({profile.moe_time_scale_source})"
