@@ -793,6 +793,15 @@ def estimate_with_specs(
             f"the {profile.engine if profile else engine} profile has no measured curve for {', '.join(unprofiled)} with "
             f"{weight_dtype} weights and {kv_dtype} KV: those operators use the datasheet efficiencies"
         )
+    chunks = -(-batch * prompt // prefill_chunk)
+    rereads_s = (chunks - 1) * mem["weights"] / hw.bandwidth_Bps  # the weights read again by every further chunk
+    if rereads_s > 0.05 * float(ev.prefill.seconds):  # the third audit: memory sized for 16-token chunks, time for
+        warnings.append(  # one pass (prefill 0.95 s where 2,048 chunks re-read 15 GB of weights each: 9.3 s)
+            f"--prefill-chunk {prefill_chunk:,}: the workspace is sized for chunks of {prefill_chunk:,} tokens, but the "
+            f"prefill is timed as one pass of {batch * prompt:,}; an engine that chunks it reads the weights once a "
+            f"chunk, {rereads_s * 1e3:,.4g} ms more at the speed of light, which this time leaves out: "
+            f"`serve --step-tokens {prefill_chunk}` times the chunks"
+        )
     if spec.max_position_embeddings and max(context, prompt) > spec.max_position_embeddings:
         warnings.append(
             f"context {max(context, prompt)} exceeds {spec.name}'s max_position_embeddings "

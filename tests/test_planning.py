@@ -94,7 +94,7 @@ def test_sweep_rows_equal_estimate_for_the_same_scenario():
     [
         (lambda: capacity("llama-3-8b", context=0), "--context: expected a whole number from 1 to 1,000,000,000, got 0"),
         (lambda: capacity("llama-3-8b", context=4096, price_per_gpu_hour=-1), "--price-per-gpu-hour: expected a finite number in"),
-        (lambda: capacity("llama-3-8b", context=4096, gpus=3), "--gpus: tensor parallelism over 3 GPUs needs it to divide"),
+        (lambda: capacity("llama-3-8b", context=4096, gpus=3), "--tp: tensor parallelism over 3 GPUs needs it to divide"),
         (lambda: compare("llama-3-8b", [], context=4096), "--attn: expected at least one variant"),
     ],
 )

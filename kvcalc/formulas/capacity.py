@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 
-from kvcalc.formulas.kv import (
-    kv_bytes_per_sequence,
-    kv_bytes_per_token_per_layer,
-    linear_state_bytes,
+from kvcalc.formulas.kv import kv_bytes_per_token_per_layer, linear_state_bytes
+from kvcalc.formulas.parallel import (
+    kv_shard_fraction,
+    sequence_bytes_per_gpu,
+    stage_layer_fraction,
+    state_shard_fraction,
 )
-from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.specs.model import ModelSpec
 
 
@@ -26,7 +27,7 @@ def kv_budget_bytes(usable_bytes: float, weight_bytes: float, activation_bytes: 
 
 def max_sequences(model: ModelSpec, context: int, budget_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
     """floor(budget / per-GPU KV of one sequence at S); 0 when nothing fits."""
-    per_seq = kv_bytes_per_sequence(model, context, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+    per_seq = sequence_bytes_per_gpu(model, context, b_kv, tp, pp)
     if budget_bytes <= 0:
         return 0
     return math.floor(budget_bytes / per_seq) if per_seq else 0
@@ -55,9 +56,9 @@ def max_context(model: ModelSpec, batch: int, budget_bytes: float, b_kv: float, 
     """Largest S with batch * per-GPU KV(S) <= budget; inf when only windowed layers grow and they are capped."""
     if budget_bytes <= 0:
         return 0
-    shard = kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
-    per_layer = kv_bytes_per_token_per_layer(model.attention, b_kv) * shard
-    state = linear_state_bytes(model, b_kv) * shard  # a hybrid's fixed state comes first
+    stage = stage_layer_fraction(model, pp)
+    per_layer = kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp) * stage
+    state = linear_state_bytes(model, b_kv) * state_shard_fraction(model, tp) * stage  # a hybrid's fixed state first
     if budget_bytes / batch <= state:
         return 0
     if model.attention_layers == 0:

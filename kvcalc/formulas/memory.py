@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 
 from kvcalc.formulas._array import maximum
-from kvcalc.formulas.kv import kv_bytes_per_sequence
-from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
+from kvcalc.formulas.parallel import sequence_bytes_per_gpu
 from kvcalc.formulas.params import attention_in_linears, weight_bytes_per_gpu
 from kvcalc.specs.model import ModelSpec
 
@@ -62,8 +61,7 @@ def memory_required(model: ModelSpec, batch, context, prompt, b_w: float, b_kv: 
     local = replica_batch(batch, ep, tp)
     out = {
         "weights": weight_bytes_per_gpu(model, b_w, tp, pp, ep),
-        "kv_cache": local * kv_bytes_per_sequence(model, maximum(context, prompt), b_kv) * kv_shard_fraction(model, tp)
-        * stage_layer_fraction(model, pp),
+        "kv_cache": local * sequence_bytes_per_gpu(model, maximum(context, prompt), b_kv, tp, pp),
         "activations": activation_reserve_bytes(model, prefill_chunk, b_a, tp),
     }
     out["total"] = out["weights"] + out["kv_cache"] + out["activations"]

@@ -69,11 +69,33 @@ def kv_shard_fraction(model: ModelSpec, tp: int) -> float:
     return max(g / tp, 1) / g
 
 
+def state_shard_fraction(model: ModelSpec, tp: int) -> float:
+    """Fraction of a sequence's linear-attention (or SSM) state one GPU holds: the engines split it by its value heads
+    over the group (Gated DeltaNet's, Mamba-2's heads, Mamba's channels), max(h_v / tp, 1) / h_v, whatever the
+    softmax layers' KV heads (the third audit: Qwen3-Next's state had been split as its 2 KV heads, 3.3x too much
+    a GPU at TP 8); the KV fraction for a model without such layers."""
+    la = model.linear_attention
+    if la is None:
+        return kv_shard_fraction(model, tp)
+    return max(la.num_value_heads / tp, 1) / la.num_value_heads
+
+
+def sequence_bytes_per_gpu(model: ModelSpec, context, b_kv: float, tp: int = 1, pp: int = 1):
+    """Bytes one sequence at `context` holds on one GPU of a tp x pp group (the heaviest stage's): its softmax KV by
+    kv_shard_fraction, its linear-attention state by state_shard_fraction. Works on numpy arrays of contexts."""
+    from kvcalc.formulas.kv import kv_bytes_per_sequence, linear_state_bytes
+
+    state = linear_state_bytes(model, b_kv)
+    return ((kv_bytes_per_sequence(model, context, b_kv) - state) * kv_shard_fraction(model, tp)
+            + state * state_shard_fraction(model, tp)) * stage_layer_fraction(model, pp)
+
+
 def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
     """One GPU's share of an operator: FLOPs, weights and activations / tp; KV by kv_shard_fraction."""
     if tp == 1:
         return op
-    c, kv = op.cost, kv_shard_fraction(model, tp)
+    c = op.cost
+    kv = state_shard_fraction(model, tp) if op.op_class == "linear_attention" else kv_shard_fraction(model, tp)
     shard = Cost(
         flops=c.flops / tp, weight_bytes=c.weight_bytes / tp, kv_read_bytes=c.kv_read_bytes * kv,
         kv_write_bytes=c.kv_write_bytes * kv, act_bytes=c.act_bytes / tp,

@@ -34,7 +34,7 @@ from kvcalc.formulas.forward import (
     lm_head_op,
 )
 from kvcalc.formulas.kv import kv_bytes_per_sequence
-from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
+from kvcalc.formulas.parallel import kv_shard_fraction, sequence_bytes_per_gpu
 from kvcalc.formulas.params import Linear, total_params
 from kvcalc.specs.model import ModelSpec
 
@@ -148,7 +148,7 @@ def draft_kv_bytes_per_sequence(model: ModelSpec, method: str, k: int, draft_mod
     layers = draft_kv_layers(model, method, k, draft_model)
     if method == "draft":
         assert draft_model is not None, "draft=MODEL: the draft's spec is needed"
-        return kv_bytes_per_sequence(draft_model, tokens, b_kv) * kv_shard_fraction(draft_model, tp)
+        return sequence_bytes_per_gpu(draft_model, tokens, b_kv, tp)
     return layers * kv_bytes_per_sequence(one_layer(model), tokens, b_kv) * kv_shard_fraction(model, tp)
 
 
@@ -158,7 +158,7 @@ def _keeps_no_cache(model: ModelSpec, method: str, k: int, draft_model: ModelSpe
 
 def _request_bytes(model, method, k, draft_model, tokens, b_kv, tp, pp):
     """One sequence's target cache on the binding GPU (formulas/capacity.py's shard) and its draft cache [B]."""
-    target = kv_bytes_per_sequence(model, tokens, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+    target = sequence_bytes_per_gpu(model, tokens, b_kv, tp, pp)
     return target + draft_kv_bytes_per_sequence(model, method, k, draft_model, tokens, b_kv, tp)
 
 

@@ -195,18 +195,17 @@ def transfer_seconds(nbytes, link_bandwidth_GBps: float | None):
 
 def kv_transfer_seconds(model, hw, tokens, b_kv: float, tp: int):
     """A disaggregated request's KV cache moving from the prefill pool to the decode pool [s]: each GPU of the
-    prefill replica sends the share it holds (formulas/parallel.py kv_shard_fraction) over its own link, the spec's
+    prefill replica sends the share it holds (formulas/parallel.py sequence_bytes_per_gpu) over its own link, the spec's
     scale-out network, else its interconnect (the fresh audit: the whole cache had crossed one link at every TP
     degree). tokens: a number or an array of prompt lengths."""
     from kvcalc.errors import KvcalcError
-    from kvcalc.formulas.kv import kv_bytes_per_sequence
-    from kvcalc.formulas.parallel import kv_shard_fraction
+    from kvcalc.formulas.parallel import sequence_bytes_per_gpu
 
     link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
     if not link:  # audit W1: no link is not a free transfer
         raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
                           f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")
-    return transfer_seconds(kv_bytes_per_sequence(model, tokens, b_kv) * kv_shard_fraction(model, tp), link)
+    return transfer_seconds(sequence_bytes_per_gpu(model, tokens, b_kv, tp), link)
 
 
 def request_latency(ttft_s, tpot_s, output_len: int):

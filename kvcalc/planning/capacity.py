@@ -219,7 +219,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     if batch is not None:
         check_int("--batch", batch, 1, MAX_BATCH)
     if gpus is not None:
-        check_int("--gpus", gpus, 1, MAX_GPUS)
+        check_int("--tp", gpus, 1, MAX_GPUS)  # the flag (--gpus its old alias); the keyword keeps gpus
     if target_tokens_per_s is not None:
         check_number("--target-tokens-per-s", target_tokens_per_s, 0, 1e12, lo_open=True)
     check_price(price_per_gpu_hour)
@@ -258,7 +258,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     candidates = [t for t in TP_DEGREES if heads % t == 0 and (ep == 1 or (t <= ep and ep % t == 0))]
     min_tp = next((t for t in candidates if fits_one_sequence(t)), None)
     if gpus is not None and heads % gpus:
-        raise KvcalcError(f"--gpus: tensor parallelism over {gpus} GPUs needs it to divide the {heads} query heads")
+        raise KvcalcError(f"--tp: tensor parallelism over {gpus} GPUs needs it to divide the {heads} query heads")
     if min_tp is None and gpus is not None and ep == 1:  # no power of two holds it; the degrees that divide the
         # heads up to the --gpus asked for (llama-2-13b's 40 heads: 5, 10, 20, 40) may
         min_tp = next((t for t in range(1, gpus + 1) if heads % t == 0 and fits_one_sequence(t)), None)
@@ -271,7 +271,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
             raise KvcalcError(f"--cuda-graph-memory: the {cuda_graph_GiB:g} GiB it sets aside on every GPU leave no "
                               f"room for the KV cache of one sequence of {context:,} tokens ({spec.name} on "
                               f"{most * pp} {hw.name} GPUs fits without it; more GPUs do not change it)")
-        raise KvcalcError(f"{spec.name} at context {context} does not fit on {most * pp} {hw.name} GPUs")
+        raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(most * pp, ep)} {hw.name} GPUs at "
+                          f"--memory-utilization {memory_utilization:g}"
+                          + (f" (--ep {ep}: each GPU holds 1/{ep} of the experts and its replica's sequences)"
+                             if ep > 1 else ""))
     budget, activations = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
     replicas_dp = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp) * replicas_dp
@@ -351,7 +354,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
             "memory_utilization": memory_utilization,
             "activation_reserve_bytes_per_gpu": activations,
             "prefill_chunk_tokens": vllm.get("max_num_batched_tokens", prefill_chunk) if vllm else prefill_chunk,
-            "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU; MLA latent replicated; two all-reduces "
+            "tensor_parallel": "weights / tp; KV heads max(g / tp, 1) per GPU, linear-attention state by its heads; MLA "
+                               "latent replicated; two all-reduces "
                                "per layer: the engine profile's measured curve where it has one for this group size, "
                                "else ring at half the bidirectional link bandwidth with NCCL's ring latency "
                                "(formulas/parallel.py, NCCL's tuning model)",

@@ -188,7 +188,14 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
                             for lay in layouts(spec, hw, max_gpus, disaggregated)]
     method = SPECULATION.get(spec.name) if speculate else None
-    return out + [replace(d, speculate=method) for d in out] if method else out
+    return out + [replace(d, speculate=method) for d in out if speculates_with(d)] if method else out
+
+
+def speculates_with(d: Deployment) -> bool:
+    """Whether the engine starts speculative decoding in this layout: vLLM does not with pipeline parallelism (MTP
+    under --pipeline-parallel-size > 1 fails at start-up or at run time through 0.26-0.29: vllm-project/vllm issues
+    #49355, #52069, recipes issue #875; the third audit found plan emitting it)."""
+    return not (d.engine == "vllm" and d.pp > 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -206,6 +213,23 @@ def batch_ladder(limit: int, concurrency: float | None = None) -> list[int]:
     if concurrency is not None:
         ladder |= {c for k in range(1, SHARES + 1) if (c := math.ceil(concurrency / k)) <= limit}
     return sorted(ladder)
+
+
+def rate_shares(ladder: list[int], rates: list[float], request_rate: float, limit: int) -> list[int]:
+    """Requests in flight, not on the ladder, at which one replica carries request_rate / k for k = 1 ... SHARES:
+    between the two budgets whose requests/s straddle it, rounded up (requests/s rises with the requests in flight
+    and flattens, so the chord's point carries at least the share). The third audit: at 20 requests/s a replica
+    timed at 512 (18.1/s) and 1,024 in flight (TPOT over the limit) lost to two replicas, where 682 carry 20/s within
+    the limit."""
+    out = set()
+    for k in range(1, SHARES + 1):
+        target = request_rate / k
+        i = next((j for j, rate in enumerate(rates) if rate >= target), None)
+        if i is None or i == 0 or rates[i] == rates[i - 1]:
+            continue
+        c = ladder[i - 1] + (target - rates[i - 1]) * (ladder[i] - ladder[i - 1]) / (rates[i] - rates[i - 1])
+        out.add(min(limit, math.ceil(c)))
+    return sorted(out - set(ladder))
 
 
 def _runner(spec, hw, d: Deployment, *, input_len: int, output_len: int, step_tokens: int,
@@ -488,12 +512,20 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
 
     states = steady_states(built, input_len, output_len)
     runs = run_many_all([runner for _, runner, _ in built], [ladder for _, _, ladder in built], states)
-    for (d, runner, ladder), state, r in zip(built, states, runs):
-        for p in _ladder_points(d, runner, ladder, output_len, step_tokens, memory_utilization, state, r):
-            size(p, output_len, request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
-                 price=prices[d.gpu])
-            judge(p, max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, gpu_budget=gpu_budget)
-            points.append(p)
+    passes = [(built, states, runs)]
+    if request_rate is not None:  # each replica also where it carries rate / k, between two budgets of its ladder
+        extra = [(d, runner, more) for (d, runner, ladder), r in zip(built, runs)
+                 if (more := rate_shares(ladder, r["requests_per_s"].tolist(), request_rate, runner.max_concurrency))]
+        if extra:
+            states2 = steady_states(extra, input_len, output_len)
+            passes.append((extra, states2, run_many_all([x[1] for x in extra], [x[2] for x in extra], states2)))
+    for group, group_states, group_runs in passes:
+        for (d, runner, ladder), state, r in zip(group, group_states, group_runs):
+            for p in _ladder_points(d, runner, ladder, output_len, step_tokens, memory_utilization, state, r):
+                size(p, output_len, request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
+                     price=prices[d.gpu])
+                judge(p, max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, gpu_budget=gpu_budget)
+                points.append(p)
     ok = sorted((p for p in points if not p.misses), key=lambda p: _rank_key(p, gpu_budget is not None))
     varied = bool(range_ratio) or dataset != "random"
     simulated = (percentile != "p50" or varied) and (max_ttft_ms is not None or max_tpot_ms is not None)

@@ -47,9 +47,8 @@ from kvcalc.estimator import (
     load_deployment,
 )
 from kvcalc.formulas.capacity import max_sequences
-from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
-from kvcalc.formulas.parallel import check_ep, kv_shard_fraction, stage_layer_fraction
+from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
     prefill_steps,
@@ -76,10 +75,12 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     step budget), even where the mean decode batch or chunk is a fraction of one at low load (audit F5)."""
     gain = step_yield(stepper.decode_gain, output_len)
     decode, chunk, s_p = steady_state(concurrency, input_len, output_len, step_tokens, gain, stepper.decode_q)
-    first = min(input_len, step_tokens)
     if output_len == 1:
         tau = stepper.seconds(0, 0, chunk, max(input_len - chunk, 0) / 2, prompt_len=input_len)
-        alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
+        # one prompt alone: s_p steps of input_len / s_p tokens on average (the third audit: two full 8,192-token
+        # steps for a 9,000-token prompt, TTFT 394 ms where its prefill takes 216)
+        piece = input_len / s_p
+        alone = s_p * stepper.seconds(0, 0, piece, max(input_len - piece, 0) / 2, prompt_len=input_len)
         latency = max(concurrency * input_len * tau / chunk, alone)  # Little's law; never faster than one prompt
         return {"ttft_s": latency, "tpot_s": None, "latency_s": latency, "requests_per_s": concurrency / latency,
                 "decode_batch": 0.0, "prefill_tokens_per_step": chunk, "step_s": tau}
@@ -162,8 +163,11 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
         else:
             ends, last = prompt_end_steps(n, input_len, output_len, budget, gain, stepper.decode_q)
         own_chunk = loads(n)[0]
-        last_s = prefill_s if last == own_chunk else stepper.seconds(  # every busy replica at its last piece
-            beside, input_len, chunk * last / own_chunk, max(input_len - budget, 0) / 2, prompt_len=piece)
+        last_s = prefill_s if last == own_chunk else stepper.seconds(  # every busy replica at its last piece, no
+            # piece larger than what the replica's last step holds (the third audit: under --ep a replica's 808-token
+            # tail had been timed as 6,464, the group's, TTFT 2,865 ms where the simulator gives 1,913)
+            # and the tail attending to the rest of its prompt, cached before it
+            beside, input_len, chunk * last / own_chunk, max(input_len - min(piece, last), 0), prompt_len=min(piece, last))
         w = waves(n, input_len, output_len, budget, prefill_s, decode_s, gain,
                   last_prefill_step_s=last_s, pipeline_stages=stepper.pp, prefill_first=prefill_first,
                   prompt_ends=ends)
@@ -226,6 +230,20 @@ def with_request_overhead(r: dict, request_s: float) -> dict:
     latency = r["latency_s"] + request_s
     return {**r, "ttft_s": r["ttft_s"] + request_s, "latency_s": latency,
             "requests_per_s": r["requests_per_s"] * r["latency_s"] / latency if latency else r["requests_per_s"]}
+
+
+def queued_beyond(run, held: float):
+    """run(C) where at most `held` requests run at once and the rest wait in the queue, (C - held) / (requests/s)
+    each on top of the TTFT (Little's law over the queue). The third audit: -n 128 where the pool holds 16 had been
+    timed as 128 decoding at once, 2.8x the throughput and a TTFT 550x short (the simulator: 17 running)."""
+    def point(c):
+        if c <= held:
+            return run(c)
+        r = run(held)
+        wait = (c - held) / r["requests_per_s"]
+        return {**r, "ttft_s": r["ttft_s"] + wait, "latency_s": r["latency_s"] + wait}
+
+    return point
 
 
 def _meets(r: dict, max_ttft_ms: float | None, max_tpot_ms: float | None) -> bool:
@@ -315,11 +333,10 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         budget -= timer.draft_weight_bytes()  # (audit 2026-12-05 A: the draft's KV had been left out)
         if engine_request:
             engine_request += draft_kv(full_length)
-    shard = kv_shard_fraction(spec, tp) * stage_layer_fraction(spec, pp)
     pool = max(budget, 0.0)  # bytes per GPU for cache and state
 
     def request_bytes(tokens):  # one request's cache and state per GPU at `tokens` tokens, the draft's with it
-        return kv_bytes_per_sequence(spec, tokens, p.b_kv) * shard + draft_kv(tokens)
+        return sequence_bytes_per_gpu(spec, tokens, p.b_kv, tp, pp) + draft_kv(tokens)
 
     # pool / (budget / N) is N to float order, and may land a hair below it: floor(1387006.9999999998) lost one
     max_concurrency = (math.floor(pool / engine_request * (1 + 1e-12)) if engine_request else
@@ -419,6 +436,11 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
             return with_request_overhead(batching(stepper, c, input_len, output_len, step_tokens), request_s)
 
     limit = max_concurrency * replicas_in_group
+    # what the engines run at once: the requests the pool holds at their average length (they admit a request whose
+    # prompt fits and preempt as the others grow: preemption "possible" below); past it the rest wait in the queue
+    held = max(limit, math.floor(limit * request_bytes(full_length) / request_bytes(input_len + output_len / 2)
+                                 * (1 + 1e-12)))
+    point = queued_beyond(run, held)
     replicas = 1
     if concurrency == "max":
         concurrency = limit
@@ -448,12 +470,22 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         concurrency = check_number("--concurrency", concurrency, MIN_CONCURRENCY, MAX_BATCH)  # the same number
         if arrivals == "waves" and concurrency != int(concurrency):  # audit I1: a wave is whole requests
             raise KvcalcError(f"--concurrency: --arrivals waves runs whole requests together, got {concurrency:g}")
-    r = run(concurrency)
+        if arrivals == "waves" and concurrency > held:
+            raise KvcalcError(f"--concurrency: {concurrency:g} requests in a wave exceed the {held:,} the KV pool holds "
+                              "at their average length; the engine would queue or preempt some, which only --simulate "
+                              f"follows (or -n {limit:,}, what it holds at full length)")
+    r = point(concurrency)
     if max_ttft_ms is not None or max_tpot_ms is not None:
-        concurrency, replicas, r = _within_limits(run, rate_point, request_rate, concurrency, replicas, r,
+        concurrency, replicas, r = _within_limits(point, rate_point, request_rate, concurrency, replicas, r,
                                                   max_ttft_ms, max_tpot_ms)
     out_rate = r["requests_per_s"] * output_len
-    in_flight = concurrency / replicas_in_group  # requests one pool holds
+    if concurrency > held:
+        queued = (f"{concurrency - held:,.4g} of the {concurrency:,.4g} requests in flight per replica wait in the "
+                  f"queue: the KV pool holds {held:,} at their average length ({limit:,} at full length); their TTFT "
+                  "includes the wait")
+        warnings.warn(queued, CapacityWarning, stacklevel=2)
+        notes = [*notes, queued]
+    in_flight = min(concurrency, held) / replicas_in_group  # requests one pool holds
     needed = in_flight * request_bytes(full_length)
     if needed <= pool:
         preemption = "none: every request in flight fits at full length"
