@@ -10,9 +10,11 @@ from kvcalc.errors import KvcalcError
 
 def split(flag: str, text: str, cast=str) -> list:
     """'a,b,c' -> [a, b, c]; an empty list or a value that does not parse is an error naming the flag."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
         raise KvcalcError(f"{flag}: empty list; expected comma-separated values")
+    if not all(items):  # the third audit: --tp 1,,2 had passed as 1,2
+        raise KvcalcError(f"{flag}: an empty item in {text!r}; expected comma-separated values")
     try:
         return [cast(t) for t in items]
     except ValueError:
@@ -43,9 +45,9 @@ def disaggregate_pair(text: str | None) -> tuple[int, int] | None:
 
 def names(flag: str, text: str) -> list[str]:
     """plan's --gpu and --engines: a comma-separated list of names."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise KvcalcError(f"{flag}: expected a comma-separated list, got {text!r}")
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):  # '' or 'a,,b' (the third audit: --engines '' had searched every engine)
+        raise KvcalcError(f"{flag}: expected a comma-separated list of names, got {text!r}")
     return items
 
 
@@ -56,8 +58,11 @@ def parse_prices(text: str | None) -> float | dict[str, float] | None:
     try:
         if "=" not in text:
             return float(text)
-        pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
-        return {k.strip(): float(v) for k, v in pairs}
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        prices = {k.strip(): float(v) for k, v in pairs}
     except ValueError:
         raise KvcalcError(f"--price-per-gpu-hour: expected a number or GPU=PRICE pairs such as h200=3.5,b200=5, "
                           f"got {text!r}") from None
+    if len(prices) < len(pairs):  # the third audit: h100-sxm=3,h100-sxm=4 had kept the last
+        raise KvcalcError(f"--price-per-gpu-hour: a GPU priced twice in {text!r}; give each one price")
+    return prices

@@ -81,8 +81,12 @@ def parse(text: str) -> Speculation:
     elif value:
         raise KvcalcError(f"--speculate: {head} takes no value; use {head},k=N")
     alpha = accepted = tree = None
+    seen: set[str] = set()
     for item in items[1:]:
         key, _, value = item.partition("=")
+        if key in seen:  # the third audit: eagle,k=4,k=5 had kept the last
+            raise KvcalcError(f"--speculate: {key} given twice; give each setting once")
+        seen.add(key)
         if key == "k":
             k = _number("k", value, 1, MAX_K, integer=True)
         elif key == "alpha":

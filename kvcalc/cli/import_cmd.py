@@ -36,4 +36,4 @@ def import_cli(
     write_text(target, header + spec_to_toml(spec), "--out")
     for a in assumptions:
         typer.echo(f"warning: {a}", err=True)
-    typer.echo(f"wrote {target}")
+    typer.echo(f"wrote {target}", err=True)  # a status line: the file is the output

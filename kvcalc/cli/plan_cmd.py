@@ -60,14 +60,16 @@ def plan_cli(
 
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
+    if emit is not None and format is Format.csv:  # the third audit: CSV had dropped the launch command unsaid
+        raise KvcalcError("--emit: with --format table or json (a launch command is not a CSV cell)")
     if emit is not None:  # before the search: a target that cannot be emitted is known from the flags alone
-        _check_emit(emit, _names("--gpu", gpu), _names("--engines", engines) if engines else None)
+        _check_emit(emit, _names("--gpu", gpu), _names("--engines", engines) if engines is not None else None)
     result = plan(model, _names("--gpu", gpu), input_len=input_len, output_len=output_len, range_ratio=range_ratio,
                   dataset=dataset,
                   request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
                   max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, percentile=percentile,
                   price_per_gpu_hour=parse_prices(price_per_gpu_hour),
-                  engines=_names("--engines", engines) if engines else None, convert=convert,
+                  engines=_names("--engines", engines) if engines is not None else None, convert=convert,
                   disaggregated=disaggregate, max_gpus_per_replica=max_gpus_per_replica, speculate=speculate)
     if emit is not None:
         from kvcalc.engines.launch import emit as emit_text

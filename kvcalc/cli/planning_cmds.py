@@ -125,17 +125,12 @@ def capacity_cli(
     engines do (--memory-utilization as mem_fraction_static, or as free_gpu_memory_fraction)."""
     from kvcalc.planning.capacity import capacity, gpu_count
 
-    try:
-        plan = capacity(model, gpu, context=context, batch=batch, gpus=tp, target_tokens_per_s=target_tokens_per_s,
-                        price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
-                        prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
-                        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
-                        vllm_runner=vllm_runner, vllm_version=vllm_version, cuda_graph_GiB=cuda_graph_memory,
-                        flashinfer_sampler=flashinfer_sampler, engine_version=engine_version)
-    except KvcalcError as e:  # the library names its keyword gpus; the flag is --tp (--gpus its old alias): audit F
-        if str(e).startswith("--gpus:"):
-            raise KvcalcError(f"--tp:{str(e)[len('--gpus:'):]}") from None
-        raise
+    plan = capacity(model, gpu, context=context, batch=batch, gpus=tp, target_tokens_per_s=target_tokens_per_s,
+                    price_per_gpu_hour=price_per_gpu_hour, memory_utilization=memory_utilization,
+                    prefill_chunk=prefill_chunk, weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine,
+                    max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
+                    vllm_runner=vllm_runner, vllm_version=vllm_version, cuda_graph_GiB=cuda_graph_memory,
+                    flashinfer_sampler=flashinfer_sampler, engine_version=engine_version)
     if format is not Format.table:
         from kvcalc.report.formats import capacity_csv_row  # the same columns whatever the rule (audit I2)
 
@@ -248,7 +243,7 @@ def sweep_cli(
         raise KvcalcError("--out: Parquet needs pyarrow (pip install pyarrow); use a .csv file") from None
     except OSError as e:
         raise KvcalcError(f"--out: cannot write {out} ({e.strerror})") from None
-    typer.echo(f"wrote {len(df):,} rows to {out}")
+    typer.echo(f"wrote {len(df):,} rows to {out}", err=True)  # a status line: the file is the output
 
 
 @app.command("roofline")
@@ -280,7 +275,7 @@ def roofline_cli(
     fig = roofline(split("--gpu", gpu), model, attn=_attn(attn), batch=batches, context=context,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points, engine=engine, speculate=speculate)
     save_figure(fig, out, "--out")
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {out}", err=True)  # a status line: the file is the output
 
 
 def _engine_weights(plan: dict) -> str:

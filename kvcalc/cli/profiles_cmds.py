@@ -77,6 +77,19 @@ def ledger_cli(
     print_rows(rows, "Engine profiles against measured kernels (|error| %, held-out shapes)", format)
 
 
+def _read_ledger(read_points, path: Path, flag: str) -> list[dict]:
+    """A published-measurements CSV for a fit, its errors naming this command's flag; the default paths are a
+    checkout's (validation/published/), which an installed package run elsewhere does not have."""
+    from kvcalc.errors import KvcalcError
+
+    try:
+        return read_points(path)
+    except KvcalcError as e:  # the reader names validate's --published (U4)
+        hint = ("; run from a kvcalc checkout's root or pass the file" if not path.is_absolute() and not path.exists()
+                else "")
+        raise KvcalcError(f"{flag}: {str(e).removeprefix('--published: ')}{hint}") from None
+
+
 @profiles_app.command("fit-published")
 def fit_published_cli(
     measurements: Annotated[Path, typer.Option(help="published measurements CSV")] = Path("validation/published/measurements.csv"),
@@ -99,11 +112,11 @@ def fit_published_cli(
     path = target / "a100-sxm-80gb.gpt-fast.toml"
     check_writable(path, "--out-dir")
     hw = load_gpu("a100-sxm-80gb")
+    points = _read_ledger(read_points, measurements, "--measurements")
     try:
-        points = read_points(measurements)
-    except KvcalcError as e:  # the reader names validate's --published; this command's flag is --measurements (U4)
+        profile = fit_gpt_fast(points, resolve_engine("trtllm", hw), resolve_engine("vllm", hw))
+    except KvcalcError as e:
         raise KvcalcError(f"--measurements: {str(e).removeprefix('--published: ')}") from None
-    profile = fit_gpt_fast(points, resolve_engine("trtllm", hw), resolve_engine("vllm", hw))
     path = target / f"{profile.gpu}.gpt-fast.toml"
     path.write_text(f"# Written by `kvcalc profiles fit-published`; re-run it rather than edit by hand.\n{spec_to_toml(profile)}")
     typer.echo(f"wrote {path}: {profile.notes}")
@@ -163,15 +176,22 @@ def fit_e2e_cli(
     """Fit a transferred profile's kernel-time scale to published end-to-end runs on the part (rows marked fit,
     else those with an even crc32 of their id); the other rows stay held out."""
     from kvcalc.cli.planning_cmds import split
+    from kvcalc.errors import KvcalcError
     from kvcalc.ledgers.fit_e2e import fit_bundled
     from kvcalc.ledgers.published import read_points
     from kvcalc.specs.catalog import spec_dir
     from kvcalc.specs.toml_out import spec_to_toml
 
-    points = read_points(published)
+    points = _read_ledger(read_points, published, "--published")
     for g in split("--gpu", gpu):
         for e in split("--engine", engine):
-            profile = fit_bundled(points, g, e)
+            try:
+                profile = fit_bundled(points, g, e)
+            except KvcalcError as err:  # transfer()'s flags are profiles transfer's (the third audit)
+                if not str(err).startswith("--to: "):
+                    raise
+                raise KvcalcError(f"--gpu: {str(err).removeprefix('--to: ').split(';')[0]}; fit-e2e scales a "
+                                  "transferred profile (kvcalc profiles transfer --to GPU --from SIBLING)") from None
             path = (out_dir or spec_dir("profile")) / f"{profile.gpu}.{e}.toml"
             path.write_text(f"# Written by `kvcalc profiles fit-e2e --gpu {profile.gpu} --engine {e} --published "
                             f"{published}`; re-run it rather than edit by hand.\n{spec_to_toml(profile)}")

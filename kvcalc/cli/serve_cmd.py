@@ -132,7 +132,7 @@ def serve_cli(
                              weight_dtype, kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace,
                              num_prompts, range_ratio, dataset, seed, _percentile(percentile), prefix_hit_rate,
                              max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner, vllm_version, plot, format,
-                             _disaggregate(disaggregate), engine_version)
+                             _disaggregate(disaggregate), engine_version, cuda_graph_memory, flashinfer_sampler)
     if input_len is None or output_len is None:
         raise KvcalcError("--input-len / --output-len: both needed")
     tps = _split_ints("--tp", tp)
@@ -245,7 +245,8 @@ def _check_simulate_lengths(arrivals, input_len, output_len, range_ratio, datase
 def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, tp, pp, ep, engine, weight_dtype,
                   kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace, num_prompts, range_ratio,
                   dataset, seed, percentile, prefix_hit_rate, max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner,
-                  vllm_version, plot, format, split=None, engine_version=None) -> None:
+                  vllm_version, plot, format, split=None, engine_version=None, cuda_graph_GiB=None,
+                  flashinfer_sampler=False) -> None:
     from kvcalc.serving.simulate import simulate
 
     if arrivals == "staggered":  # the closed form's default: a closed loop with -n, Poisson with --request-rate
@@ -267,7 +268,7 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                  speculate=speculate, prefix_hit_rate=prefix_hit_rate, percentile=percentile,
                  max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, vllm_runner=vllm_runner,
                  vllm_version=vllm_version, keep_timeline=plot is not None, disaggregate=split, dataset=dataset,
-                 engine_version=engine_version)
+                 engine_version=engine_version, cuda_graph_GiB=cuda_graph_GiB, flashinfer_sampler=flashinfer_sampler)
     timeline = r.pop("timeline", None)
     if plot is not None:
         from kvcalc.report.plot import simulation_timeline

@@ -63,7 +63,7 @@ WEIGHTS_TARGET_PCT = 2.0  # the issue's target: weights within 2 % on every row
 
 def _read_one(path: Path) -> list[dict]:
     """One ledger file's rows, each tagged with its engine (by the header's second column: vllm, sglang, trtllm)."""
-    head = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0].split(",") if path.is_file() else []
+    head = path.read_text(encoding="utf-8-sig", errors="replace").split("\n", 1)[0].split(",") if path.is_file() else []
     engine = head[1].strip() if len(head) > 1 else ""
     if engine == "sglang":
         rows = read_csv_ledger(path, "an SGLang memory ledger CSV", SGLANG_COLUMNS, numbers=("tp", "pp"),

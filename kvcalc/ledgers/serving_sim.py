@@ -59,7 +59,7 @@ def is_serving_sim_ledger(path: Path) -> bool:
 
     try:
         head = read_regular_file(Path(path), "a serving benchmark ledger CSV", MAX_TABLE_BYTES).split(b"\n", 1)[0]
-        return tuple(head.decode("utf-8").strip().split(",")) == COLUMNS
+        return tuple(head.decode("utf-8-sig").strip().split(",")) == COLUMNS
     except (KvcalcError, UnicodeDecodeError, ValueError):  # not this ledger: the general reader says what it is
         return False
 
@@ -85,7 +85,7 @@ def read_rows(path: Path) -> list[dict]:
 
     raw = read_regular_file(Path(path), "a serving benchmark ledger CSV", MAX_TABLE_BYTES)
     try:  # fuzz 2: a byte that is not UTF-8 was a UnicodeDecodeError traceback
-        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
     except (UnicodeDecodeError, csv.Error) as e:
         raise KvcalcError(f"--serve: {path}: not a CSV ledger ({e})") from None
     for n, row in enumerate(rows, 2):

@@ -95,7 +95,11 @@ class StepGrid:
         self.stepper = stepper
         self.b = _axis(max(max_decodes, 1), (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48))
         self.c = _axis(max(max_context, 1), (1, 128, 512, 1024, 2048))
-        self.k = _axis(max(max_chunk, 1), (16, 64, 256, 512, 1024, 2048, 4096))
+        # dense where few tokens touch few experts: a MoE step is concave there, and a chord too fast (the third
+        # audit: 8 one-token prompts of Mixtral between the 1- and 16-token points, TTFT 18.5 ms below the 21.1 ms
+        # speed of light)
+        self.k = _axis(max(max_chunk, 1), (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 2048,
+                                           4096))
         extra = [float(x) for x in chunks if 0 < x < self.k[-1]]
         if extra:
             self.k = np.unique(np.concatenate([self.k, extra]))
@@ -310,6 +314,7 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
 # 130 bytes.
 MAX_ARRIVAL_S = 1e10
 MAX_PROMPTS = 1_000_000
+MAX_STEPS = 2_000_000  # steps one simulation runs at most (about 40 us each: over a minute)
 MAX_TRACE_BYTES = 128 << 20
 
 
@@ -857,7 +862,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              scheduler: str | None = None, length_client: str = "vllm",
              disaggregate: tuple[int, int] | None = None, dataset: str = "random",
              num_scheduler_steps: int = 1, engine_version: str | None = None,
-             moe_time_scale: float | None = None) -> dict:
+             moe_time_scale: float | None = None, cuda_graph_GiB: float | None = None,
+             flashinfer_sampler: bool = False) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
     arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
@@ -873,9 +879,15 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     are not needed). num_scheduler_steps: vLLM's --num-scheduler-steps (multi-step scheduling, 0.6-0.7): decode
     steps per scheduler call. engine_version: the release whose overheads and kernel era time the steps
     (engines/overhead.py, engines/kernel_eras.py; default the profile's own); moe_time_scale: the routed experts'
-    time factor instead of the era's (the serving ledger's held-out refit)."""
+    time factor instead of the era's (the serving ledger's held-out refit). cuda_graph_GiB, flashinfer_sampler:
+    vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them)."""
     from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
-    from kvcalc.engines.memory import check_vllm_runner, check_vllm_version
+    from kvcalc.engines.memory import (
+        check_cuda_graph_memory,
+        check_flashinfer_sampler,
+        check_vllm_runner,
+        check_vllm_version,
+    )
     from kvcalc.engines.scheduler import scheduler_policy
     from kvcalc.serving.closed_form import deployment
 
@@ -924,6 +936,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                               f"--request-rate or lower --num-prompts")
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)
+    cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
+    check_flashinfer_sampler(flashinfer_sampler, engine)
     # flags named as the closed form names them (the fresh audit: --max-num-seqs 0 had been "the KV pool cannot hold
     # the next request", and --weight-dtype bogus "dtype: unknown dtype")
     from kvcalc.checks import MAX_BATCH
@@ -944,6 +958,14 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         step_tokens = step_tokens if step_tokens is not None else budget
         max_num_seqs = max_num_seqs if max_num_seqs is not None else seqs
     policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
+    # at least the prompts' tokens over the budget, and the outputs over the most decodes a step holds: refused past
+    # MAX_STEPS rather than run for minutes (the third audit: --step-tokens 1 on 20,000 prompts of 8,000 tokens)
+    fewest = (float(work.input_len.sum()) / policy.budget
+              + float(work.output_len.sum()) / max(min(policy.max_seqs, policy.budget), 1))
+    if fewest > MAX_STEPS:
+        raise KvcalcError(f"--step-tokens / --num-prompts: these {len(work.input_len):,} requests take at least "
+                          f"{fewest:,.0f} steps of at most {policy.budget:,} tokens; the simulator runs at most "
+                          f"{MAX_STEPS:,} (about a minute): raise --step-tokens or lower --num-prompts")
     check_int("--num-scheduler-steps", num_scheduler_steps, 1, 1024)
     if num_scheduler_steps > 1:
         from dataclasses import replace
@@ -959,7 +981,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     rejected = int(too_long.sum())
     if rejected:
         if rejected == len(too_long):
-            raise KvcalcError(f"every request is longer than {named.name}'s context of {limit:,} tokens")
+            raise KvcalcError(f"--input-len / --output-len / --trace: every request is longer than {named.name}'s "
+                              f"context of {limit:,} tokens")
         keep = ~too_long
         work = Workload(work.arrival_s[keep], work.input_len[keep], work.output_len[keep], work.concurrency,
                         work.description)
@@ -967,7 +990,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     d = deployment(model, gpu, input_len=mean_in, output_len=max(mean_out, 1), tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                    step_tokens=policy.budget, speculate=speculate, vllm_runner=vllm_runner, version=version,
-                   cuda_graph_bytes=None, flashinfer_sampler=False, disaggregate=disaggregate,
+                   cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler, disaggregate=disaggregate,
                    engine_version=engine_version, moe_time_scale=moe_time_scale)
     spec, stepper = d["spec"], d["stepper"]
     full = mean_in + mean_out
@@ -1021,6 +1044,11 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     if rejected:
         out["rejected_over_context_note"] = (f"{rejected} requests are longer than the model's context of {limit:,} "
                                              "tokens; the engine refuses them, so they are left out")
+        import warnings  # the table shows it too (the third audit: only JSON and CSV had carried it)
+
+        from kvcalc.errors import CapacityWarning
+
+        warnings.warn(out["rejected_over_context_note"], CapacityWarning, stacklevel=2)
     if keep_timeline:
         out["timeline"] = {"t_s": res.timeline_s, "waiting": res.waiting, "running": res.running,
                            "ttft_s": res.first_token_s - res.arrival_s, "e2e_s": res.finish_s - res.arrival_s}

@@ -96,7 +96,7 @@ def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tu
     raw = read_regular_file(path, what, MAX_TABLE_BYTES)
     rows = []
     try:
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))  # a BOM is no part of a column name
         missing = set(columns) - set(reader.fieldnames or ())
         if missing:
             raise KvcalcError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
