@@ -205,3 +205,9 @@ def test_the_gpt_fast_fit_names_the_row_it_cannot_read(tmp_path):
     out = runner.invoke(app, ["profiles", "fit-published", "--measurements", str(path), "--out-dir", str(tmp_path)])
     first = source[1].split(",")[0]
     assert out.exit_code == 2 and f"--measurements: row {first}" in out.output and "dtype" in out.output
+
+
+def test_the_frontier_drops_a_wave_past_the_pool():
+    rows = kvcalc.serve_frontier("qwen3-32b", "h100-sxm", input_len=2000, output_len=500, concurrencies=[1, 16, 128],
+                           tps=[1], engine="sglang", arrivals="waves")
+    assert [r["concurrency"] for r in rows] == [1, 16]

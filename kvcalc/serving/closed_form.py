@@ -553,8 +553,8 @@ def frontier(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurre
             try:
                 row = serve(model, gpu, input_len=input_len, output_len=output_len, concurrency=c, tp=tp, **kwargs)
             except KvcalcError as e:
-                if "does not hold one request" in str(e) or "divide" in str(e):
-                    continue
+                if any(why in str(e) for why in ("does not hold one request", "divide", "in a wave exceed")):
+                    continue  # past the pool (a wave larger than it holds is refused, and dropped here)
                 raise
             if c > row["max_concurrency"]:
                 continue
