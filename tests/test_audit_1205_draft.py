@@ -144,11 +144,15 @@ def test_a_serve_max_holds_43_requests_with_the_draft_kv():
     assert r["preemption_risk"].startswith("none")
 
 
-def test_a_serve_at_estimates_old_batch_warns_of_preemption():
+def test_a_serve_at_estimates_old_batch_queues_what_the_pool_cannot_hold():
     """54 requests in flight (what serve used to hold) need 54 x 1,310,720,000 = 70.78 GB at full length, past the
-    57.42 GB pool; at their average length (6,000 tokens, 54 x 983,040,000 = 53.08 GB) they fit: possible."""
+    57.42 GB pool: 43 run and 11 wait in the queue (the third audit: past the pool, serve had timed them all
+    decoding at once)."""
     r = serve("llama-3.1-8b", input_len=4000, output_len=4000, concurrency=54, speculate=DRAFT)
-    assert r["max_concurrency"] == 43 and r["preemption_risk"].startswith("possible")
+    held = serve("llama-3.1-8b", input_len=4000, output_len=4000, concurrency=43, speculate=DRAFT)
+    assert r["max_concurrency"] == 43 and r["preemption_risk"].startswith("none")
+    assert any(w.startswith("11 of the 54 requests in flight per replica wait in the queue") for w in r["warnings"])
+    assert r["requests_per_s"] == pytest.approx(held["requests_per_s"], rel=1e-12)
 
 
 def test_a_serve_vllm_rule_adds_the_draft_kv_to_each_request():

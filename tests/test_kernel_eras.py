@@ -163,3 +163,22 @@ def test_a_serving_row_is_scored_with_factors_fitted_without_its_organisation(mo
     assert seen and all("dstack-benchmarks" not in publishers and "tenstorrent-tt-inference-server" in publishers
                         for publishers in seen)
     assert result["sim_error_pct"] is not None
+
+
+@pytest.mark.parametrize("engine, version, era", [
+    ("vllm", "v0", "0.1-0.11"), ("vllm", "V0.6.3", "0.1-0.11"), ("vllm", " 0.7.3 ", "0.1-0.11"), ("vllm", "v1", None),
+    ("vllm", "v2", None), ("sglang", "0.4+", None), ("trtllm", "engine", "0.1-0.21"), ("trtllm", "pytorch", None)])
+def test_a_band_name_is_in_an_era_only_when_all_its_releases_are(engine, version, era):
+    # the verification pass: SGLang's 0.4+ (0.4-0.5, the profile's own band) had been read as release 0.4.0 and
+    # slowed MoE 3.13x; vLLM's v0 (0.1-0.7) and V0.6.3 had escaped the era 0.6.3 is in
+    found = era_of_version(engine, version)
+    assert (found.name if found else None) == era
+
+
+def test_another_release_asked_for_replaces_a_calibrated_profiles_factor():
+    from kvcalc.engines.overhead import with_band
+
+    calibrated = resolve_engine("vllm", load_gpu("h200")).model_copy(update={"moe_time_scale": 2.12})
+    assert with_band(calibrated, "0.12").moe_time_scale == 1.0
+    assert with_band(calibrated, "0.7.3").moe_time_scale == 2.12
+    assert with_band(calibrated, None).moe_time_scale == 2.12  # its own, where no release is asked for

@@ -68,11 +68,20 @@ def era_of_release(engine: str, release: tuple[int, int, int]) -> KernelEra | No
 
 
 def era_of_version(engine: str, version: str | None) -> KernelEra | None:
-    """The era --engine-version names (a release number or an overhead band's name); None for the default (the
-    profile's own release), a band name, or a release past every era."""
+    """The era --engine-version names: a release number (any case: V0.6.3), or an overhead band's name whose
+    releases all lie in one era (vLLM's v0, 0.1-0.7); None for the default (the profile's own release), a band that
+    reaches past an era (SGLang's 0.4+, 0.4-0.5, holds the profile's own release), or a release past every era. The
+    verification pass: 0.4+ had been read as release 0.4.0, and v0 as no release."""
     if version in (None, "latest"):
         return None
-    release = release3(version) if len(version) <= 40 else None
+    text = version.strip().lower()
+    from kvcalc.engines.overhead import bands
+
+    band = next((b for b in bands(engine) if b.name == text), None)
+    if band is not None:
+        return next((e for e in ERAS if e.engine == engine and e.first <= (*band.first, 0)
+                     and (*band.last, 999) <= e.last), None)
+    release = release3(text) if len(text) <= 40 else None
     return era_of_release(engine, release) if release else None
 
 
@@ -89,11 +98,15 @@ def era_of_ledger_row(engine: str, version_text: str) -> KernelEra | None:
 
 
 def with_era(profile: EngineProfile, version: str | None) -> EngineProfile:
-    """The profile with the fused-MoE factor of the era --engine-version names stated on it (unchanged for the
-    default release, or an era whose factor is 1)."""
+    """The profile with the routed experts' factor of the release --engine-version names: its era's, or 1 outside
+    every era (a profile calibrated on an older release carries that release's factor, and another release asked for
+    replaces it: the verification pass); unchanged where no version is asked for."""
+    if version in (None, "latest"):
+        return profile
     era = era_of_version(profile.engine, version)
     if era is None or era.moe_scale == 1.0:
-        return profile
+        return profile if profile.moe_time_scale == 1.0 else profile.model_copy(
+            update={"moe_time_scale": 1.0, "moe_time_scale_source": ""})
     return profile.model_copy(update={
         "moe_time_scale": era.moe_scale,
         "moe_time_scale_source": f"{era.engine} {era.name} kernel era, {era.provenance} (kvcalc/engines/kernel_eras.py)"})
