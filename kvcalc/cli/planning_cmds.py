@@ -230,7 +230,11 @@ def sweep_cli(
     from rich.progress import Progress
 
     n = combinations(**axes)
-    with Progress(transient=True, disable=n < 16) as progress:
+    from rich.console import Console
+
+    # the progress bar on stderr, as validate's: rich 13's stop() prints a newline to its console even disabled,
+    # which with stdout closed failed a sweep that had written its file (the third audit, at the floor versions)
+    with Progress(transient=True, disable=n < 16, console=Console(stderr=True)) as progress:
         task = progress.add_task("sweeping", total=n)
         df = sweep(**axes, **grid, memory_utilization=memory_utilization, prefill_chunk=prefill_chunk,
                    on_combination=lambda: progress.advance(task))
@@ -238,7 +242,10 @@ def sweep_cli(
         if parquet:
             df.to_parquet(out)
         else:
-            df.to_csv(out, index=False)
+            import numpy as np
+
+            with np.errstate(invalid="ignore"):  # pandas 2.0 on numpy 1.24 warns casting a NaN cell to text
+                df.to_csv(out, index=False)
     except ImportError:
         raise KvcalcError("--out: Parquet needs pyarrow (pip install pyarrow); use a .csv file") from None
     except OSError as e:
