@@ -163,11 +163,12 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
         else:
             ends, last = prompt_end_steps(n, input_len, output_len, budget, gain, stepper.decode_q)
         own_chunk = loads(n)[0]
-        last_s = prefill_s if last == own_chunk else stepper.seconds(  # every busy replica at its last piece, no
-            # piece larger than what the replica's last step holds (the third audit: under --ep a replica's 808-token
-            # tail had been timed as 6,464, the group's, TTFT 2,865 ms where the simulator gives 1,913)
-            # and the tail attending to the rest of its prompt, cached before it
-            beside, input_len, chunk * last / own_chunk, max(input_len - min(piece, last), 0), prompt_len=min(piece, last))
+        # every busy replica at its last piece: a piece no larger than what the replica's last step holds, attending
+        # to the rest of its prompt, cached before it (the third audit: under --ep a replica's 808-token tail had
+        # been timed as the group's 6,464, TTFT 2,865 ms where the simulator gives 1,913)
+        tail = min(piece, last)
+        last_s = prefill_s if last == own_chunk else stepper.seconds(
+            beside, input_len, chunk * last / own_chunk, max(input_len - tail, 0), prompt_len=tail)
         w = waves(n, input_len, output_len, budget, prefill_s, decode_s, gain,
                   last_prefill_step_s=last_s, pipeline_stages=stepper.pp, prefill_first=prefill_first,
                   prompt_ends=ends)
