@@ -793,6 +793,10 @@ def estimate_with_specs(
             f"the {profile.engine if profile else engine} profile has no measured curve for {', '.join(unprofiled)} with "
             f"{weight_dtype} weights and {kv_dtype} KV: those operators use the datasheet efficiencies"
         )
+    from kvcalc.speculation import unsupported_with
+
+    if speculate and (why := unsupported_with(profile.engine if profile else engine, pp)):
+        warnings.append(why)
     chunks = -(-batch * prompt // prefill_chunk)
     rereads_s = (chunks - 1) * mem["weights"] / hw.bandwidth_Bps  # the weights read again by every further chunk
     if rereads_s > 0.05 * float(ev.prefill.seconds):  # the third audit: memory sized for 16-token chunks, time for

@@ -52,6 +52,16 @@ class Speculation:
         return self.accepted if self.accepted is not None else expected_tokens(self.alpha, self.k)
 
 
+def unsupported_with(engine: str, pp: int) -> str | None:
+    """Why `engine` does not run speculative decoding in pipeline-parallel stages, or None where it does: vLLM's
+    draft and MTP modules fail at start-up or at run time under --pipeline-parallel-size > 1 through its 0.25-0.29
+    releases (vllm-project/vllm issues #49355 and #52069; vllm-project/recipes issue #875)."""
+    if engine == "vllm" and pp > 1:
+        return (f"--speculate with --pp {pp}: vLLM does not start speculative decoding under pipeline parallelism "
+                "(vllm-project/vllm #49355, #52069): these times are for a layout it does not run")
+    return None
+
+
 def _number(key: str, value: str, lo: float, hi: float, integer: bool = False):
     try:
         x = int(value) if integer else float(value)

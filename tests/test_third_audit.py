@@ -220,3 +220,15 @@ def test_the_frontier_drops_a_wave_past_the_pool():
     rows = kvcalc.serve_frontier("qwen3-32b", "h100-sxm", input_len=2000, output_len=500, concurrencies=[1, 16, 128],
                            tps=[1], engine="sglang", arrivals="waves")
     assert [r["concurrency"] for r in rows] == [1, 16]
+
+
+def test_vllm_speculation_under_pipeline_parallelism_is_said_to_be_a_layout_it_does_not_run():
+    """estimate and serve time what is asked, but say that vLLM does not start MTP or a draft with
+    --pipeline-parallel-size > 1 (vllm-project/vllm #49355, #52069); SGLang's --pp-size with MTP is not flagged."""
+    args = ["-m", "deepseek-v3", "-g", "h200", "--tp", "8", "--pp", "2", "--speculate", "mtp"]
+    vllm_est = kvcalc.estimate("deepseek-v3", "h200", tp=8, pp=2, speculate="mtp", engine="vllm")
+    assert any("vLLM does not start speculative decoding" in w for w in vllm_est.warnings)
+    sglang_est = kvcalc.estimate("deepseek-v3", "h200", tp=8, pp=2, speculate="mtp", engine="sglang")
+    assert not any("does not start speculative decoding" in w for w in sglang_est.warnings)
+    served = _json(["serve", *args, "--engine", "vllm", "-i", "1000", "--output-len", "100", "-n", "8"])
+    assert any("vLLM does not start speculative decoding" in w for w in served["warnings"])

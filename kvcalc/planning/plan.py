@@ -192,10 +192,11 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
 
 
 def speculates_with(d: Deployment) -> bool:
-    """Whether the engine starts speculative decoding in this layout: vLLM does not with pipeline parallelism (MTP
-    under --pipeline-parallel-size > 1 fails at start-up or at run time through 0.26-0.29: vllm-project/vllm issues
-    #49355, #52069, recipes issue #875; the third audit found plan emitting it)."""
-    return not (d.engine == "vllm" and d.pp > 1)
+    """Whether the engine starts speculative decoding in this layout (kvcalc/speculation.py unsupported_with: the
+    third audit found plan emitting vLLM's MTP with pipeline parallelism)."""
+    from kvcalc.speculation import unsupported_with
+
+    return unsupported_with(d.engine, d.pp) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------

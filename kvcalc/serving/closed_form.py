@@ -51,7 +51,6 @@ from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
 from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
-    prefill_steps,
     prompt_end_steps,
     request_latency,
     decode_step_chunk,
@@ -313,6 +312,11 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     memory_rule = engine if engine in ENGINE_MEMORY_RULES else None
     engine_request = None  # bytes the engine sets aside per full-length request (its blocks, its window rules)
     notes: list[str] = []
+    from kvcalc.speculation import unsupported_with
+
+    if speculate and (why := unsupported_with(engine, pp)):
+        warnings.warn(why, CapacityWarning, stacklevel=2)
+        notes.append(why)
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
                                 memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens, pp=pp,
