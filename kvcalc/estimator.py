@@ -53,7 +53,7 @@ from kvcalc.formulas.roofline import (
     ridge_point,
     step_time,
 )
-from kvcalc.formulas.workload import prompts_in
+from kvcalc.formulas.workload import chunk_weight_rereads, prompts_in
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
@@ -797,8 +797,7 @@ def estimate_with_specs(
 
     if speculate and (why := unsupported_with(profile.engine if profile else engine, pp)):
         warnings.append(why)
-    chunks = -(-batch * prompt // prefill_chunk)
-    rereads_s = (chunks - 1) * mem["weights"] / hw.bandwidth_Bps  # the weights read again by every further chunk
+    rereads_s = chunk_weight_rereads(batch * prompt, prefill_chunk, mem["weights"], hw.bandwidth_Bps)
     if rereads_s > 0.05 * float(ev.prefill.seconds):  # the third audit: memory sized for 16-token chunks, time for
         warnings.append(  # one pass (prefill 0.95 s where 2,048 chunks re-read 15 GB of weights each: 9.3 s)
             f"--prefill-chunk {prefill_chunk:,}: the workspace is sized for chunks of {prefill_chunk:,} tokens, but the "

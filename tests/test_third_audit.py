@@ -232,3 +232,12 @@ def test_vllm_speculation_under_pipeline_parallelism_is_said_to_be_a_layout_it_d
     assert not any("does not start speculative decoding" in w for w in sglang_est.warnings)
     served = _json(["serve", *args, "--engine", "vllm", "-i", "1000", "--output-len", "100", "-n", "8"])
     assert any("vLLM does not start speculative decoding" in w for w in served["warnings"])
+
+
+def test_the_queue_and_the_chunk_rereads_are_worked_by_hand():
+    from kvcalc.formulas.workload import chunk_weight_rereads, queue_wait
+
+    assert queue_wait(128, 16, 0.5) == 224.0 and queue_wait(8, 16, 0.5) == 0.0  # 112 ahead at 0.5 requests/s
+    # 32,768 tokens in 16-token chunks: 2,048 chunks, 2,047 re-reads of 15 GB at 3.35 TB/s = 9.166 s
+    assert chunk_weight_rereads(32_768, 16, 15e9, 3.35e12) == pytest.approx(2047 * 15e9 / 3.35e12, rel=1e-15)
+    assert chunk_weight_rereads(8_192, 8_192, 15e9, 3.35e12) == 0.0

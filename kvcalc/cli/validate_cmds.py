@@ -125,10 +125,9 @@ def serve_ledger_cli(path: Path, format, engine: str) -> None:
 
 def serving_sim_ledger_cli(path: Path, format) -> None:
     """Score serve --simulate and the closed form against published serving benchmarks (ledgers/serving_sim.py)."""
-    from kvcalc.ledgers.serving_sim import read_rows, score, summary
+    from kvcalc.ledgers.serving_sim import published_beside, read_rows, score, summary
 
-    beside = path.resolve().parent.parent / "published"  # validation/published next to validation/serve
-    results = score(read_rows(path), published=beside if (beside / "README.md").is_file() else None)
+    results = score(read_rows(path), published=published_beside(path))
     keys = ("id", "engine", "model", "gpu", "vendor", "time_model", "metric", "measured", "simulated", "closed_form",
             "sim_error_pct", "closed_error_pct", "skipped")
     rows = [{k: r.get(k) for k in keys} for r in results]

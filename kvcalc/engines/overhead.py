@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kvcalc.engines.kernel_eras import with_era
+from kvcalc.engines.kernel_eras import release3, with_era
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.profile import EngineOverhead, EngineProfile
 
@@ -78,9 +78,10 @@ def bands(engine: str) -> list[Band]:
 
 
 def release_tuple(text: str) -> tuple[int, int] | None:
-    """'0.6.3', 'v0.30.1', '1.3.0rc20', '0.7a (pre-release)' -> (major, minor); None when it names no release."""
-    m = re.match(r"\s*v?(\d{1,4})\.(\d{1,4})", text)
-    return (int(m[1]), int(m[2])) if m else None
+    """'0.6.3', 'v0.30.1', '1.3.0rc20', '0.7a (pre-release)' -> (major, minor); None when it names no release
+    (kernel_eras.release3's first two parts)."""
+    release = release3(text)
+    return release[:2] if release else None
 
 
 def band_of_release(engine: str, release: tuple[int, int]) -> Band | None:

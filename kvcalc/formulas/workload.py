@@ -208,6 +208,18 @@ def kv_transfer_seconds(model, hw, tokens, b_kv: float, tp: int):
     return transfer_seconds(sequence_bytes_per_gpu(model, tokens, b_kv, tp), link)
 
 
+def queue_wait(in_flight, held, requests_per_s):
+    """Time a request waits for a place when `in_flight` are in the system and `held` run at once, served at
+    requests_per_s [s]: (C - held) / X past the pool (Little's law over the queue), 0 within it."""
+    return max(in_flight - held, 0) / requests_per_s
+
+
+def chunk_weight_rereads(tokens: int, chunk: int, weight_bytes: float, bandwidth_Bps: float) -> float:
+    """Time the weights take to be read again by every chunk after the first when `tokens` prompt tokens are
+    prefilled in chunks of `chunk` [s], at the speed of light: (ceil(tokens / chunk) - 1) x weights / bandwidth."""
+    return (-(-tokens // chunk) - 1) * weight_bytes / bandwidth_Bps
+
+
 def request_latency(ttft_s, tpot_s, output_len: int):
     """End-to-end latency of a request: its first token, then O - 1 more at the time per output token [s]."""
     return ttft_s + (output_len - 1) * (tpot_s or 0.0)

@@ -217,6 +217,13 @@ def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> 
         return None
 
 
+def published_beside(path: Path) -> Path | None:
+    """The published end-to-end ledger next to a serving ledger (validation/published beside validation/serve), whose
+    rows each row's MoE factor is refitted on without its organisation (score); None where there is none."""
+    beside = Path(path).resolve().parent.parent / "published"
+    return beside if (beside / "README.md").is_file() else None
+
+
 def score(rows: list[dict], published: Path | None = None) -> list[dict]:
     """One result per row and published metric: measured, simulated, closed form, errors [%]; rows that cannot run
     give one result with `skipped` (the reason).

@@ -52,6 +52,7 @@ from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
     prompt_end_steps,
+    queue_wait,
     request_latency,
     decode_step_chunk,
     kv_transfer_seconds,
@@ -240,7 +241,7 @@ def queued_beyond(run, held: float):
         if c <= held:
             return run(c)
         r = run(held)
-        wait = (c - held) / r["requests_per_s"]
+        wait = queue_wait(c, held, r["requests_per_s"])
         return {**r, "ttft_s": r["ttft_s"] + wait, "latency_s": r["latency_s"] + wait}
 
     return point
