@@ -359,6 +359,8 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
     stand_in = _vllm_fp8_block(root, gpu, hw) if engine == "vllm" and "fp8_block" in fields["gemm"] else None
     if stand_in is not None:
         fields["gemm"]["fp8_block"] = stand_in
+    weight_only = _weight_only_stand_ins(root, gpu, engine, hw, fields["gemm"])
+    fields["gemm"].update(weight_only)
     for phase, filename in (("attention_decode", "generation_attention_perf.parquet"),
                             ("attention_prefill", "context_attention_perf.parquet")):
         path = newest_table(root, gpu, "attention", engine, filename)
@@ -420,7 +422,10 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
                  + ", ".join(f"{op} {v}" if op == "alltoall" else f"{op} {engine} {v}" for op, v in versions.items())
                  + ("; gemm.fp8_block: " + " ".join(Path(stand_in.fit.table.split(" (")[0]).parts[-3:-1])
                     + "'s table (FP8_BLOCK_STAND_INS in kvcalc/ledgers/kernel_tables.py)" if stand_in is not None
-                    else ""),
+                    else "")
+                 + "".join(f"; gemm.{key}: " + " ".join(Path(c.fit.table.split(" (")[0]).parts[-3:-1])
+                           + "'s table (WEIGHT_ONLY_DTYPES in kvcalc/ledgers/kernel_tables.py)"
+                           for key, c in weight_only.items()),
                  f"roofs: hardware_specs/{gpu}.toml (datasheet dense peaks and bandwidth)"],
         notes=("Fitted by `kvcalc profiles fit`: each curve on the shapes with an even crc32 of their key, scored on "
                "the odd ones (held out). Every row is costed by kvcalc's formulas. Where a table holds several kernels "
@@ -456,6 +461,43 @@ def _vllm_fp8_block(root: Path, gpu: str, hw) -> KernelCurve | None:
         return fitted(gemm_rows(table, "fp8_block"), hw, _relative(path, root) + " (gemm_dtype fp8_block; vLLM's own "
                       "fp8_block table is timed without a CUDA graph, so it holds launch time: see FP8_BLOCK_STAND_INS)")
     return None
+
+
+# Weight-only GEMMs (int8 or int4 weights, bf16 activations: AWQ, GPTQ, Marlin, TensorRT-LLM's fpA_intB) that an
+# engine's own table of a GPU does not time are taken from another table of the same GPU that does, newest first: on
+# the A100, TensorRT-LLM 1.0.0's int4_wo and int8_wo rows stand in for vLLM and SGLang (whose A100 tables hold bf16
+# only); on the H100, SGLang 0.5.6.post2's int8_wo rows for every engine. A kernel measured on the same silicon, launch
+# latency and all, is closer to the engine's own weight-only kernel than the datasheet efficiencies with no latency
+# that time these GEMMs otherwise: Qwen2-7B GPTQ-Int4 at batch 1 on an A100 under vLLM 0.6.3 decodes at 148 tokens/s
+# (qwen.readthedocs.io, "Speed Benchmark"; ledger row nv-130), which vLLM's A100 profile put at 227 tokens/s with the
+# datasheet efficiencies and puts at 153 with TensorRT-LLM's int4_wo table (validation/published/README.md).
+WEIGHT_ONLY_DTYPES = ("int8_wo", "int4_wo")
+
+
+def _weight_only_stand_ins(root: Path, gpu: str, engine: str, hw, have: dict) -> dict:
+    """{profile key: curve} for the weight-only GEMM dtypes `have` lacks, each fitted on the newest other table of the
+    same GPU (any engine, any release; this engine's own older releases first) that times it."""
+    import pandas as pd
+
+    base = root / TABLE_GPUS[gpu] / "gemm"
+    tables = sorted(base.glob("*/*/gemm_perf.parquet"), key=lambda p: (p.parent.parent.name == engine,
+                                                                        _version_key(p.parent.name)), reverse=True)
+    out = {}
+    for gemm_dtype in WEIGHT_ONLY_DTYPES:
+        key = GEMM_DTYPES[gemm_dtype][0]
+        if key in have:
+            continue
+        for path in tables:
+            table = pd.read_parquet(path, columns=["gemm_dtype"])
+            if gemm_dtype not in set(table["gemm_dtype"]):
+                continue
+            curve = fitted(gemm_rows(pd.read_parquet(path), gemm_dtype), hw,
+                           _relative(path, root) + f" (gemm_dtype {gemm_dtype}; {engine}'s own tables do not time it: "
+                           "see WEIGHT_ONLY_DTYPES)")
+            if curve is not None:
+                out[key] = curve
+                break
+    return out
 
 
 LINEAR_SHAPE = ["batch_size", "seq_len", "d_model", "d_conv", "num_k_heads", "head_k_dim", "num_v_heads", "head_v_dim"]
