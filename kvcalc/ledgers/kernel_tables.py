@@ -61,6 +61,8 @@ HI = [1e3, 1.0, 1e4, 1.0, 1e4, 1.0, 30.0, 1e5]  # a <= 1: time must not fall as 
 
 def tables_root(data: Path | None = None) -> Path:
     """The folder of measured tables: `data`, else the installed aiconfigurator-core's systems/data."""
+    if importlib.util.find_spec("pyarrow") is None:  # the tables are Parquet files
+        raise KvcalcError("profiles: reading the measured tables (Parquet) needs pyarrow: pip install 'kvcalc[profiles]'")
     if data is not None:
         if not is_existing_path(str(data)) or not data.is_dir():
             raise KvcalcError(f"--data: {data} is not a folder")
