@@ -31,6 +31,7 @@ from kvcalc.formulas.memory import (
 from kvcalc.formulas.params import active_params, total_params
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
+from kvcalc.speculation import unsupported_with
 
 
 def _nonempty(flag: str, values) -> list:
@@ -93,6 +94,7 @@ def sweep(
     labels: list[tuple] = []  # one (model, gpu, attention, weight_dtype, kv_dtype, engine) per combination
     columns: dict[str, list] = {}
     skipped: list[str] = []
+    unsupported: list[str] = []  # layouts an engine does not run (kvcalc/speculation.py), timed with a warning
     n = len(B)
     speculate = _nonempty("--speculate", speculate)
     for m, g, a, w, k, e, t, q, sv, x in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine, tp,
@@ -115,6 +117,8 @@ def sweep(
         labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline",
                        sv or "none"))
         required = ev.memory["total"]
+        if sv and (why := unsupported_with(profile.engine if profile else e, q)):
+            unsupported.append(why)
         if sv:
             timer = SpeculativeTimer(spec, hw, sv, weight_dtype=w, kv_dtype=k, tp=t, profile=profile)
             required = required + timer.draft_bytes(replica_batch(B, x, t), S)  # as estimate counts the draft
@@ -149,6 +153,8 @@ def sweep(
     if skipped:
         warnings.warn(f"sweep skipped {', '.join(skipped)} (tp must divide the query heads; pp at most the layers; "
                       "ep needs a MoE model, a multiple of tp dividing its experts, and no pp)", stacklevel=2)
+    for why in dict.fromkeys(unsupported):
+        warnings.warn(why, stacklevel=2)
     if not labels:
         raise KvcalcError("--tp/--pp: no combination applies to the models given")
     # Label columns become categoricals built from integer codes, once: per-row Python strings would cost more

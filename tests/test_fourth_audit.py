@@ -23,3 +23,101 @@ def test_profiles_fit_without_pyarrow_is_one_line(tmp_path, monkeypatch):
     assert out.exit_code == 2, out.output
     assert out.output.strip().splitlines() == [
         "kvcalc: error: profiles: reading the measured tables (Parquet) needs pyarrow: pip install 'kvcalc[profiles]'"]
+
+
+def test_plan_judges_a_replica_where_it_meets_the_limit_past_four_replicas():
+    """F1: `plan -m qwen3-30b-a3b -g l40s -i 1000 -o 500 --concurrency 2000 --max-tpot-ms 60` bought 32 GPUs (16 x TP 2
+    at 128 in flight: the ladder's shares of the concurrency stopped at SHARES = 4 replicas) where serve puts the same
+    deployment at 8 replicas of 250 in flight within the limit. The replica is now also timed where its TPOT reaches
+    the limit, at the concurrency's shares there (limit_shares)."""
+    import kvcalc
+
+    r = kvcalc.plan("qwen3-30b-a3b", ["l40s"], input_len=1000, output_len=500, concurrency=2000, max_tpot_ms=60,
+                    disaggregated=False)
+    c = r["choice"]
+    assert (c["gpus"], c["replicas"], c["in_flight_per_replica"]) == (16, 8, 250)
+    same = kvcalc.serve("qwen3-30b-a3b", "l40s", input_len=1000, output_len=500, concurrency=2000, max_tpot_ms=60,
+                        tp=c["tensor_parallel"], engine=c["engine"], weight_dtype=c["weight_dtype"],
+                        kv_dtype=c["kv_dtype"])
+    assert same["gpus"] == 16 and same["tpot_ms"] == pytest.approx(c["tpot_ms"], rel=1e-9) and c["tpot_ms"] <= 60
+    # by request rate: Gemma-2-9B at 50 requests/s under a 45 ms TPOT on L40S with SGLang took 7 GPUs; serve gives 6
+    g = kvcalc.plan("gemma-2-9b", ["l40s"], input_len=200, output_len=500, request_rate=50, max_tpot_ms=45,
+                    engines=["sglang"], disaggregated=False)["choice"]
+    served = kvcalc.serve("gemma-2-9b", "l40s", input_len=200, output_len=500, request_rate=50, max_tpot_ms=45,
+                          engine="sglang", weight_dtype=g["weight_dtype"], kv_dtype=g["kv_dtype"])
+    assert g["gpus"] == served["gpus"] == 6
+
+
+def test_engine_version_sizes_vllms_pool_by_that_release():
+    """F3: `capacity -m qwen3-30b-a3b -g h100 -c 4096 --engine vllm --engine-version 0.9` timed vLLM 0.9 but sized the
+    pool by 0.30's memory rule (36 sequences); --vllm-version 0.9 gives 22. Without --vllm-version the run's own
+    release, --engine-version's, now sizes it; a band's name (v1) keeps the newest rule."""
+    import kvcalc
+
+    def seqs(**kw):
+        with pytest.warns(Warning):
+            return kvcalc.capacity("qwen3-30b-a3b", "h100-sxm", context=4096, engine="vllm",
+                                   **kw)["max_sequences_at_context"]
+
+    assert seqs(engine_version="0.9") == seqs(vllm_version="0.9") == 22
+    assert seqs(engine_version="v1") == seqs() == 36
+
+
+def test_compare_refuses_a_tp_that_does_not_divide_the_heads():
+    """F4: `compare -m llama-3.1-8b --tp 3` printed a batch and a decode time where estimate, capacity and serve
+    refuse a TP that does not divide the 32 query heads."""
+    out = runner.invoke(app, ["compare", "-m", "llama-3.1-8b", "--tp", "3"])
+    assert out.exit_code == 2
+    assert out.output.strip() == ("kvcalc: error: --tp: tensor parallelism over 3 GPUs needs it to divide the 32 "
+                                  "query heads")
+
+
+def test_vllm_pipeline_speculation_is_named_with_engine_auto_everywhere():
+    """F5: with --engine auto (vLLM's profile), serve, serve --simulate, compare and sweep timed vLLM speculation
+    under pipeline parallelism without the warning estimate gives (vLLM does not start that layout)."""
+    import kvcalc
+    from kvcalc.serving.simulate import simulate
+
+    said = "vLLM does not start speculative decoding under pipeline parallelism"
+    kw = dict(pp=2, speculate="eagle,k=4")
+    with pytest.warns(Warning, match=said):
+        served = kvcalc.serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=100, concurrency=8, **kw)
+    assert any(said in w for w in served["warnings"])
+    with pytest.warns(Warning, match=said):
+        simulate("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=100, concurrency=8, num_prompts=16, **kw)
+    with pytest.warns(Warning, match=said):
+        kvcalc.compare("llama-3.1-8b", ["mqa"], "h100-sxm", **kw)
+    with pytest.warns(Warning, match=said):
+        kvcalc.sweep(["llama-3.1-8b"], ["h100-sxm"], batch=[1], context=[1024], pp=[2], speculate=["eagle,k=4"])
+
+
+def test_simulated_tensorrt_llm_pool_holds_what_capacity_says():
+    """F6: capacity --engine trtllm holds 167 requests of 2,000 tokens of Qwen3-32B on 2 H100s; the simulator ran 166,
+    padding each request to 32-token blocks again inside a pool counted at the unpadded length."""
+    import kvcalc
+    from kvcalc.serving.simulate import simulate
+
+    with pytest.warns(Warning):
+        held = kvcalc.capacity("qwen3-32b", "h100-sxm", context=2000, gpus=2, engine="trtllm")
+    assert held["max_sequences_at_context"] == 167
+    sim = simulate("qwen3-32b", "h100-sxm", tp=2, engine="trtllm", input_len=1000, output_len=1000, concurrency=167,
+                   num_prompts=167)
+    assert sim["max_running"] == 167 and sim["preemptions"] == 0
+
+
+def test_uneven_expert_parallel_waves_step_in_lockstep():
+    """F2: `serve -m jamba-v0.1 -g l40s --tp 2 --ep 4 --engine vllm --kv-dtype fp8 -i 4096 --output-len 64 -n 3
+    --arrivals waves`: 3 requests over 2 attention replicas, budget 2,048 tokens a replica. The replica with 2
+    prompts prefills 8,192 tokens in 4 steps; the other's request ends its prompt at step 2 and then decodes in steps 3
+    and 4 beside them, each as long as the group's prefill step (~343 ms), then 61 steps of ~22 ms: TPOT
+    (2 x 343 + 61 x 22) / 63 ~ 32 ms, the median. The closed form had it decode at the decode step's pace (22.2 ms) and
+    the latency at 2,092 ms; the simulator gives 31.7 ms and 2,695 ms."""
+    import kvcalc
+    from kvcalc.serving.simulate import simulate
+
+    kw = dict(input_len=4096, output_len=64, tp=2, ep=4, engine="vllm", kv_dtype="fp8")
+    closed = kvcalc.serve("jamba-v0.1", "l40s", concurrency=3, arrivals="waves", **kw)
+    sim = simulate("jamba-v0.1", "l40s", concurrency=3, num_prompts=3, **kw)
+    assert 30 < closed["tpot_ms"] < 34
+    for key, sim_key in (("ttft_ms", "ttft_ms"), ("tpot_ms", "tpot_ms"), ("latency_ms", "e2e_ms")):
+        assert closed[key] == pytest.approx(sim[sim_key]["p50"], rel=0.02), key

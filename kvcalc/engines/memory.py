@@ -185,6 +185,21 @@ def check_vllm_runner(runner: str, engine: str) -> None:
         raise KvcalcError("--vllm-runner: only vLLM's memory rule uses it; add --engine vllm")
 
 
+def vllm_version_of_run(vllm_version: str, engine: str, engine_version: str | None) -> str:
+    """The release whose vLLM memory rule applies: --vllm-version where given; else, with vLLM's rule, the release
+    --engine-version names, since the run's pool is sized by the release that times its steps (the fourth audit:
+    --engine-version 0.9 had timed 0.9's steps in 0.30's pool); a band's name (v0, v1, v2) or a release past the
+    newest the rule follows keeps the newest rule."""
+    from kvcalc.engines.kernel_eras import release3
+
+    if not isinstance(vllm_version, str) or vllm_version.strip().lower() != "latest" or engine != "vllm":
+        return vllm_version
+    release = release3(engine_version) if isinstance(engine_version, str) and len(engine_version) <= 40 else None
+    if release is None or not (0, 1) <= release[:2] <= em.VLLM_LATEST:
+        return vllm_version
+    return f"{release[0]}.{release[1]}"
+
+
 def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
     """--vllm-version: 'latest' or a release such as 0.11, 0.11.0, v0.30.1 or 0.6.5.dev, as (major, minor); only
     with vLLM's memory rule."""

@@ -35,6 +35,7 @@ from kvcalc.estimator import (
     check_memory_utilization,
     check_pp,
     check_prefill_chunk,
+    check_tp,
     evaluate,
     load_deployment,
     phase_metrics,
@@ -52,6 +53,7 @@ from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.workload import cost_per_million_tokens
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
 from kvcalc.specs.catalog import engine_refusal, resolve_engine
+from kvcalc.speculation import unsupported_with
 
 TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -124,12 +126,15 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     if not attn:
         raise KvcalcError("--attn: expected at least one variant")
     base, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
+    check_tp(tp, base)  # as estimate, capacity and serve refuse it
     check_pp(pp, base)
     check_ep(ep, base, tp)
     if ep > 1 and pp > 1:
         raise KvcalcError("--ep: not with --pp yet")
     groups = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     profile = resolve_engine(engine, hw)
+    if speculate and (why := unsupported_with(profile.engine if profile is not None else engine, pp)):
+        warnings.warn(why, CapacityWarning, stacklevel=2)
     rows: list[dict] = []
     seen: dict[tuple, str] = {}  # cache layout -> the first variant with it
     skipped: list[str] = []
@@ -204,6 +209,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     the longest request its own layout admits at that concurrency (engines/memory.py engine_longest_context).
     pp: pipeline stages, each a tensor-parallel group; a replica is tp x pp GPUs. ep: expert-parallel GPUs of a
     MoE model (a replica of ep GPUs, attention in ep / tp data-parallel groups of tp = gpus, default 1)."""
+    from kvcalc.engines.memory import vllm_version_of_run
+
+    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version)  # the run's own release
     _check(context, memory_utilization, prefill_chunk)
     for flag, value in (("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):
         if value is not None:

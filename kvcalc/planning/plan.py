@@ -233,6 +233,71 @@ def rate_shares(ladder: list[int], rates: list[float], request_rate: float, limi
     return sorted(out - set(ladder))
 
 
+def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: float | None,
+                 max_tpot_ms: float | None, concurrency: float | None, limit: int) -> list[int]:
+    """Requests in flight between the largest budget of the ladder that meets the latency limits and the next one,
+    which misses them, near where the binding metric reaches its limit (linear between the two budgets, as a step's
+    time is affine in its batch): that point and one a little below; with a concurrency C, instead C's shares
+    ceil(C / k) for the fewest replicas k whose share is at most that point, and for k + 1. The fourth audit: 2,000 in flight under a 60 ms TPOT limit were judged at 128 a
+    replica (16 x 2 GPUs) where 250 meet it (8 x 2 GPUs), the ladder's shares stopping at SHARES replicas."""
+    def meets(i: int) -> bool:
+        return ((max_ttft_ms is None or ttft_ms[i] <= max_ttft_ms)
+                and (max_tpot_ms is None or tpot_ms[i] is None or tpot_ms[i] <= max_tpot_ms))
+
+    good = [i for i in range(len(ladder)) if meets(i)]
+    if not good or good[-1] + 1 >= len(ladder):
+        return []
+    i = good[-1]
+    lo, hi, f = ladder[i], ladder[i + 1], 1.0
+    for value, most in ((ttft_ms, max_ttft_ms), (tpot_ms, max_tpot_ms)):
+        if most is not None and value[i + 1] is not None and value[i + 1] > most and value[i + 1] > value[i]:
+            f = min(f, (most - value[i]) / (value[i + 1] - value[i]))
+    star = lo + f * (hi - lo)
+    if concurrency is not None:  # the replicas share C: the fewest whose share is at most that point, and one more
+        k = math.ceil(concurrency / star)
+        out = {math.ceil(concurrency / k), math.ceil(concurrency / (k + 1))}
+    else:  # a rate or a GPU budget: that point, and a little below it where the metric rises faster than a line
+        out = {math.floor(star), math.floor(lo + 0.9 * (star - lo))}
+    return sorted(c for c in out if lo < c < hi and c <= limit)
+
+
+def _fewest_replicas(ladder: list[int], rates: list[float], near: list[int], request_rate: float | None,
+                     concurrency: float | None) -> int | None:
+    """The fewest replicas any of the points `near` (between two budgets of the ladder) could need: C over the most
+    in flight, or the rate over the requests/s of the next budget up (requests/s rises with the requests in flight);
+    None with a GPU budget (the replicas are fixed)."""
+    if concurrency is not None:
+        return math.ceil(concurrency / max(near) * (1 - 1e-12))
+    if request_rate is not None:
+        above = next(rate for c, rate in zip(ladder, rates) if c > max(near))
+        return math.ceil(request_rate / above * (1 - 1e-12)) if above > 0 else None
+    return None
+
+
+def worth_refining(points: list[Point], keep: int, budget_mode: bool):
+    """worth(deployment, fewest replicas, price): whether a deployment's refined points could rank among the first
+    `keep` distinct deployments of the points judged so far, or be the best of its engine: what they cost at the
+    fewest replicas they could need is at most the keep-th deployment's cost, or its engine's best. Everything is
+    worth it with a GPU budget, or where the fewest replicas are unknown."""
+    ok = sorted((p for p in points if not p.misses), key=lambda p: _rank_key(p, budget_mode))
+    firsts: dict = {}
+    for p in ok:
+        firsts.setdefault(p.deployment, p)
+    ranked = list(firsts.values())
+    cutoff = _rank_key(ranked[keep - 1], False)[:2] if len(ranked) >= keep else None
+    best: dict[str, tuple] = {}
+    for p in ranked:
+        best.setdefault(p.deployment.engine, _rank_key(p, False)[:2])
+
+    def worth(d: Deployment, replicas: int | None, price: float | None) -> bool:
+        if budget_mode or replicas is None or cutoff is None:
+            return True
+        gpus = replicas * d.gpus_per_replica
+        key = (d.engine == "roofline", price * gpus if price is not None else gpus)
+        return key <= max(cutoff, best.get(d.engine, cutoff))
+    return worth
+
+
 def _runner(spec, hw, d: Deployment, *, input_len: int, output_len: int, step_tokens: int,
             memory_utilization: float, memo: dict | None = None):
     from kvcalc.serving.replica import replica_runner
@@ -513,20 +578,37 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
 
     states = steady_states(built, input_len, output_len)
     runs = run_many_all([runner for _, runner, _ in built], [ladder for _, _, ladder in built], states)
-    passes = [(built, states, runs)]
-    if request_rate is not None:  # each replica also where it carries rate / k, between two budgets of its ladder
-        extra = [(d, runner, more) for (d, runner, ladder), r in zip(built, runs)
-                 if (more := rate_shares(ladder, r["requests_per_s"].tolist(), request_rate, runner.max_concurrency))]
-        if extra:
-            states2 = steady_states(extra, input_len, output_len)
-            passes.append((extra, states2, run_many_all([x[1] for x in extra], [x[2] for x in extra], states2)))
-    for group, group_states, group_runs in passes:
+
+    def judged(group, group_states, group_runs) -> list[Point]:
+        out = []
         for (d, runner, ladder), state, r in zip(group, group_states, group_runs):
             for p in _ladder_points(d, runner, ladder, output_len, step_tokens, memory_utilization, state, r):
                 size(p, output_len, request_rate=request_rate, concurrency=concurrency, gpu_budget=gpu_budget,
                      price=prices[d.gpu])
                 judge(p, max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, gpu_budget=gpu_budget)
-                points.append(p)
+                out.append(p)
+        return out
+
+    points += judged(built, states, runs)
+    # a second pass, between two budgets of each replica's ladder: where it carries the rate's share request_rate / k
+    # (rate_shares), and where it reaches the latency limits (limit_shares); the latter only for a deployment whose
+    # refined points could still rank among the runners-up or be its engine's best (worth_refining)
+    worth = worth_refining(points, runners_up + 1, gpu_budget is not None)
+    extra = []
+    for (d, runner, ladder), r in zip(built, runs):
+        rates = r["requests_per_s"].tolist()
+        more = set(rate_shares(ladder, rates, request_rate, runner.max_concurrency)) if request_rate else set()
+        if max_ttft_ms is not None or max_tpot_ms is not None:
+            tpot = (r["tpot_s"] * 1e3).tolist() if r["tpot_s"] is not None else [None] * len(ladder)
+            near = limit_shares(ladder, (r["ttft_s"] * 1e3).tolist(), tpot, max_ttft_ms, max_tpot_ms, concurrency,
+                                runner.max_concurrency)
+            if near and worth(d, _fewest_replicas(ladder, rates, near, request_rate, concurrency), prices[d.gpu]):
+                more |= set(near)
+        if more - set(ladder):
+            extra.append((d, runner, sorted(more - set(ladder))))
+    if extra:
+        states2 = steady_states(extra, input_len, output_len)
+        points += judged(extra, states2, run_many_all([x[1] for x in extra], [x[2] for x in extra], states2))
     ok = sorted((p for p in points if not p.misses), key=lambda p: _rank_key(p, gpu_budget is not None))
     varied = bool(range_ratio) or dataset != "random"
     simulated = (percentile != "p50" or varied) and (max_ttft_ms is not None or max_tpot_ms is not None)

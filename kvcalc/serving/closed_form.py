@@ -155,23 +155,41 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     piece = input_len if dp == 1 else min(input_len, budget)
     prefill_s = stepper.seconds(beside, input_len, chunk, max(input_len - budget, 0) / 2, prompt_len=piece)
     decode_s = stepper.seconds(decoding, input_len + output_len / 2, 0, 0)
-    ttft, latency, wave_s = [], [], 0.0
+    plans = []  # each share's prompt end steps, what its last prefill step holds, and its prefill steps
     for n, count in shares:
         ends = None  # the prompts' end steps, where decodes take their tokens of each step first (not SGLang's)
         if prefill_first or output_len == 1 or n > MAX_COUNTED_WAVE:  # (past it, the prompts take the whole budget)
             last = n * input_len - (math.ceil(n * input_len / budget) - 1) * budget  # what the last step holds
         else:
             ends, last = prompt_end_steps(n, input_len, output_len, budget, gain, stepper.decode_q)
-        own_chunk = loads(n)[0]
-        # every busy replica at its last piece: a piece no larger than what the replica's last step holds, attending
-        # to the rest of its prompt, cached before it (the third audit: under --ep a replica's 808-token tail had
-        # been timed as the group's 6,464, TTFT 2,865 ms where the simulator gives 1,913)
-        tail = min(piece, last)
-        last_s = prefill_s if last == own_chunk else stepper.seconds(
-            beside, input_len, chunk * last / own_chunk, max(input_len - tail, 0), prompt_len=tail)
-        w = waves(n, input_len, output_len, budget, prefill_s, decode_s, gain,
-                  last_prefill_step_s=last_s, pipeline_stages=stepper.pp, prefill_first=prefill_first,
-                  prompt_ends=ends)
+        plans.append((n, count, ends, last, int(ends[-1]) if ends is not None else math.ceil(n * input_len / budget)))
+    # the group's prefill steps, in lockstep: each holds every replica's piece, a full chunk while its prompts last, its
+    # last piece in its last step, then nothing (its requests decode beside the others' chunks). A last piece is no
+    # larger than what that step holds and attends to the rest of its prompt, cached before it (the third audit: under
+    # --ep a replica's 808-token tail had been timed as the group's 6,464, TTFT 2,865 ms where the simulator gives
+    # 1,913; the fourth: a replica's lone request had decoded at the decode step's pace beside another's prompts)
+    def step_s(mid: float, lasts: list) -> float:  # mid: the full chunks; lasts: [(replicas, last piece)]
+        tokens = mid + sum(count * last for count, last in lasts)
+        if tokens == chunk:
+            return prefill_s
+        if mid:
+            return stepper.seconds(beside, input_len, tokens, max(input_len - budget, 0) / 2, prompt_len=piece)
+        tail = min(piece, max(last for _, last in lasts))
+        return stepper.seconds(beside, input_len, tokens, max(input_len - tail, 0), prompt_len=tail)
+
+    group, done = [], 0
+    for end in sorted({n_p for *_, n_p in plans}):
+        mid = sum(count * loads(n)[0] for n, count, _, _, n_p in plans if n_p >= end)
+        if end - 1 > done:  # the steps before `end` hold the full chunks of the prompts that last to it
+            group.append((end - 1 - done, step_s(mid, [])))
+        group.append((1, step_s(sum(count * loads(n)[0] for n, count, _, _, n_p in plans if n_p > end),
+                                [(count, last) for _, count, _, last, n_p in plans if n_p == end])))
+        done = end
+    ttft, latency, wave_s = [], [], 0.0
+    for n, count, ends, _, _ in plans:
+        w = waves(n, input_len, output_len, budget, prefill_s, decode_s, gain, last_prefill_step_s=group[-1][1],
+                  pipeline_stages=stepper.pp, prefill_first=prefill_first, prompt_ends=ends,
+                  group_prefill_steps=group if len(plans) > 1 else None)  # one share: its own steps
         ttft.append(np.repeat(w["ttft_each"], count))
         latency.append(np.repeat(w["latency_each"], count))
         wave_s = max(wave_s, w["wave_s"])
@@ -315,8 +333,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     notes: list[str] = []
     from kvcalc.speculation import unsupported_with
 
-    if speculate and (why := unsupported_with(engine, pp)):
-        warnings.warn(why, CapacityWarning, stacklevel=2)
+    # the engine that runs it: --engine auto resolves to a profile's engine (vLLM's first), as estimate names it
+    if speculate and (why := unsupported_with(profile.engine if profile is not None else engine, pp)):
         notes.append(why)
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
@@ -324,8 +342,9 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                                 ep=ep, vllm_runner=vllm_runner, vllm_version=version, cuda_graph_bytes=cuda_graph_bytes,
                                 flashinfer_sampler=flashinfer_sampler)
         notes.extend(em.get("notes", ()))
-        for note in notes:
-            warnings.warn(note, CapacityWarning, stacklevel=2)
+    for note in notes:
+        warnings.warn(note, CapacityWarning, stacklevel=2)
+    if memory_rule is not None:
         budget = em["available_kv_bytes"]
         if em["max_concurrency"] > 0:
             engine_request = budget / em["max_concurrency"]
@@ -379,6 +398,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     its own KV pool, sequences and step budget. arrivals: "staggered" (requests enter as others finish: the
     steady state of a service) or "waves" (a fixed-length benchmark's requests start and finish together, as
     `vllm bench serve --max-concurrency C --ignore-eos` runs them; TTFT and TPOT are then medians over requests)."""
+    from kvcalc.engines.memory import vllm_version_of_run
+
+    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version)  # the run's own release
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)

@@ -881,6 +881,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     (engines/overhead.py, engines/kernel_eras.py; default the profile's own); moe_time_scale: the routed experts'
     time factor instead of the era's (the serving ledger's held-out refit). cuda_graph_GiB, flashinfer_sampler:
     vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them)."""
+    from kvcalc.engines.memory import vllm_version_of_run
+
+    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version)  # the run's own release
     from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
     from kvcalc.engines.memory import (
         check_cuda_graph_memory,
@@ -997,7 +1000,11 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     # the pool in tokens: what it holds of requests at the mean full length, times that length (exact for attention
     # whose cache grows linearly; sliding windows and linear layers make this the mean length's rate)
     per_request = d["engine_request"] or d["request_bytes"](full)
-    pool_tokens = d["pool"] / per_request * full
+    # TensorRT-LLM's rule counts a request in whole 32-token blocks (trtllm_request_bytes), as this simulator's blocks
+    # of policy.block_size pad it again: its pool is that many padded requests (the fourth audit: 166 against 167)
+    held = (math.ceil(full / policy.block_size) * policy.block_size
+            if d["memory_rule"] == "trtllm" and d["engine_request"] else full)
+    pool_tokens = d["pool"] / per_request * held
     dp = ep // tp if ep > tp else 1
     if dp > 1:  # data-parallel attention groups, pooled
         from dataclasses import replace
