@@ -121,3 +121,26 @@ def test_uneven_expert_parallel_waves_step_in_lockstep():
     assert 30 < closed["tpot_ms"] < 34
     for key, sim_key in (("ttft_ms", "ttft_ms"), ("tpot_ms", "tpot_ms"), ("latency_ms", "e2e_ms")):
         assert closed[key] == pytest.approx(sim[sim_key]["p50"], rel=0.02), key
+
+
+def test_simulator_refuses_runs_past_its_step_limit_while_running():
+    """Part 2 finding 4 and part 1 finding 3: the up-front count divides the output tokens by max_num_seqs, so one
+    request in flight (30,000 prompts of 4,000 output tokens: 1.2e8 steps) ran for 82 s, and a pool of two requests
+    on an L4 preempted for over 100 s. The run now stops past MAX_STEPS steps (or MAX_ROUNDS scheduler rounds) with a
+    one-line error. 500 requests of 4,000 tokens, one at a time, are 2,000,000 steps (a prefill step and 3,999
+    decode steps each): the 501st request's prefill passes the limit."""
+    out = runner.invoke(app, ["serve", "-m", "qwen3-0.6b", "-i", "10", "--output-len", "4000", "--simulate",
+                              "--num-prompts", "30000", "-n", "1"])
+    assert out.exit_code == 2
+    assert "passed 2,000,001 steps with 500 of 30,000 requests done" in out.output
+    assert len(out.output.strip().splitlines()) == 1
+
+
+def test_negative_infinite_request_rate_is_refused():
+    """Part 1 finding 2: `--request-rate -inf` passed the range check meant for inf (all at once) and ran as +inf
+    (poisson) or failed with numpy's `scale < 0` traceback (burst)."""
+    for arrivals in ("poisson", "burst"):
+        out = runner.invoke(app, ["serve", "-m", "llama-3.1-8b", "-i", "100", "--output-len", "10", "--simulate",
+                                  "--arrivals", arrivals, "--request-rate", "-inf"])
+        assert out.exit_code == 2, out.output
+        assert out.output.strip() == "kvcalc: error: --request-rate: expected a finite number in (0, 1e+09], got -inf"

@@ -314,7 +314,9 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
 # 130 bytes.
 MAX_ARRIVAL_S = 1e10
 MAX_PROMPTS = 1_000_000
-MAX_STEPS = 2_000_000  # steps one simulation runs at most (about 40 us each: over a minute)
+MAX_STEPS = 2_000_000  # steps one simulation runs at most (a block of decode steps runs as one)
+MAX_ROUNDS = 500_000  # scheduler rounds one simulation runs at most, or 4 a request (about 40 us each: some 20 s;
+# the fourth audit: a pool of two requests on an L4 preempted for over 100 s)
 MAX_TRACE_BYTES = 128 << 20
 
 
@@ -528,7 +530,15 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             return used + need + (outstanding + extra) / bs <= pool_blocks
         return used + need <= pool_blocks
 
+    rounds, most_rounds = 0, max(MAX_ROUNDS, 4 * n)  # a request's arrival, prompt and last decode: a few rounds each
     while done < n:
+        rounds += 1
+        if steps > MAX_STEPS or rounds > most_rounds:  # few requests in flight, or preemptions, make more steps than
+            # simulate()'s count of the fewest
+            passed = f"{steps:,} steps" if steps > MAX_STEPS else f"{rounds - 1:,} scheduler rounds"
+            raise KvcalcError(f"--num-prompts / --concurrency: the simulation passed {passed} with "
+                              f"{done:,} of {n:,} requests done (few requests in flight at a time, or preemptions, "
+                              "make many steps); lower --num-prompts or raise the requests in flight")
         # queue the arrivals up to now
         while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= t:
             waiting.append(nxt)
@@ -776,15 +786,18 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
 PERCENTILES = (50, 90, 99)
 
 
-def weighted_percentile(values: np.ndarray, weights: np.ndarray, pct: float) -> float | None:
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, pct) -> float | None | list:
     """The pct-th percentile of values each counted `weight` times (the lower value at a tie, as np.percentile's
-    'inverted_cdf')."""
+    'inverted_cdf'); with a list of pcts, one each, from one sort."""
+    many = isinstance(pct, (list, tuple))
     if len(values) == 0 or weights.sum() <= 0:
-        return None
+        return [None] * len(pct) if many else None
     order = np.argsort(values, kind="stable")
     cum = np.cumsum(weights[order])
-    k = int(np.searchsorted(cum, pct / 100 * cum[-1], side="left"))
-    return float(values[order][min(k, len(values) - 1)])
+    ranked = values[order]
+    out = [float(ranked[min(int(np.searchsorted(cum, q / 100 * cum[-1], side="left")), len(values) - 1)])
+           for q in (pct if many else [pct])]
+    return out if many else out[0]
 
 
 def _pcts(x: np.ndarray, percentile: float) -> dict:
@@ -823,7 +836,8 @@ def summarize(r: SimResult, *, gpus: int, request_overhead_s: float = 0.0, perce
         "ttft_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(ttft, percentile).items()},
         "tpot_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(tpot, percentile).items()},
         "e2e_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(e2e, percentile).items()},
-        "itl_ms": {f"p{p:g}": _ms(weighted_percentile(r.itl_s, r.itl_weight, p)) for p in (*PERCENTILES, percentile)},
+        "itl_ms": {f"p{p:g}": _ms(v) for p, v in zip((*PERCENTILES, percentile), weighted_percentile(
+            r.itl_s, r.itl_weight, [*PERCENTILES, percentile]))},
         "tokens_per_s_per_user": {"mean": float(np.mean(1 / tpot)) if len(tpot) else None},
         "max_waiting": int(r.waiting.max()) if len(r.waiting) else 0,
         "max_running": int(r.running.max()) if len(r.running) else 0,
@@ -924,7 +938,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         elif arrivals in ("poisson", "burst"):
             if request_rate is None:
                 raise KvcalcError(f"--arrivals {arrivals}: give --request-rate")
-            if not math.isinf(request_rate):
+            if request_rate != math.inf:  # inf: all at once; -inf is checked (and refused) as any other number
                 check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
                 if request_rate < MIN_REQUEST_RATE:  # MAX_ARRIVAL_S: slower, the arrivals outrun the clock
                     raise KvcalcError(f"--request-rate: at least {MIN_REQUEST_RATE:g} requests/s (one every 11.6 "
