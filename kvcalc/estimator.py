@@ -248,11 +248,13 @@ def deployment_profile(path, engine: str, hw: HardwareSpec) -> EngineProfile:
     return profile
 
 
-def engine_label(profile: EngineProfile | None) -> tuple[str, str | None]:
-    """(engine name, profile description) for the output."""
+def engine_label(profile: EngineProfile | None, spec: ModelSpec | None = None) -> tuple[str, str | None]:
+    """(engine name, profile description) for the output; an older release's MoE factor only for a model with routed
+    experts (the fourth audit: a dense model's time-model line named a factor that changes none of its numbers)."""
     if profile is None:
         return "roofline", None
-    overhead, era = describe(profile), describe_era(profile)
+    overhead = describe(profile)
+    era = describe_era(profile) if spec is None or spec.moe is not None else ""
     return profile.engine, (f"{profile.label} ({profile.engine} {profile.engine_version}; "  # label: provenance
                             f"{profile.sources[0]})" + (f"; {overhead}" if overhead else "")
                             + (f"; {era}" if era else ""))
@@ -658,8 +660,11 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
     breakeven = timer.breakeven_batch(context)
     if pp > 1 or ep > 1:
         plain_step, spec_step = layout_times(timer, tp, pp, ep)
-        dp = ep // tp if ep > 1 else 1
-        drafting = timer.draft_seconds(batch / dp, context)
+        # the draft's share of StepTimer's step: one micro-batch's sequences under pp (the step is one micro-batch's
+        # depth), the fullest replica's under ep (the fourth audit: the whole batch's draft, subtracted from a
+        # micro-batch's step, left a verify of -0.91 ms)
+        parts = ep // tp if ep > 1 else max(1, min(batch, pp))
+        drafting = timer.draft_seconds(max(batch / parts, min(batch, 1)), context)
         step = spec_step(batch, context)
         plain, verify, per_token = plain_step(batch, context), step - drafting, step / sp.tokens_per_step()
         breakeven = next((b for b in (2 ** i for i in range(13))
@@ -824,7 +829,7 @@ def estimate_with_specs(
             warnings.append(overflow)
 
     breakdown = params_breakdown(spec)
-    engine_name, profile_text = engine_label(profile)
+    engine_name, profile_text = engine_label(profile, spec)
     result = Estimate(
         inputs=Inputs(
             model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,

@@ -1,8 +1,9 @@
-"""Regression tests for the fourth hostile audit (2026-12-05, 19:10-20:40 UTC; docs/validation.md "Fourth hostile
+"""Regression tests for the fourth hostile audit (2026-12-05, 19:10-19:35 UTC; docs/validation.md "Fourth hostile
 audit") and the defects found beside it: each reproduces a finding with the numbers worked by hand or against another
 command."""
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 from kvcalc.cli import app
 
 runner = CliRunner()
+FIXTURES_BENCH = Path(__file__).parent / "fixtures" / "benchmarks"
 
 
 def test_profiles_fit_without_pyarrow_is_one_line(tmp_path, monkeypatch):
@@ -144,3 +146,122 @@ def test_negative_infinite_request_rate_is_refused():
                                   "--arrivals", arrivals, "--request-rate", "-inf"])
         assert out.exit_code == 2, out.output
         assert out.output.strip() == "kvcalc: error: --request-rate: expected a finite number in (0, 1e+09], got -inf"
+
+
+def test_speculative_verify_under_pipeline_stages_is_not_below_a_plain_step():
+    """Part 2 finding 1: under --pp the speculative step is one micro-batch's depth, its draft that micro-batch's,
+    but verify_ms subtracted the whole batch's draft: Qwen3-0.6B drafting for itself on a B200 at --pp 2, batch 32,
+    printed verify -0.907 ms, and Llama-3.1-8B at --pp 4 (draft Llama-3.2-1B) 2.16 ms where the plain decode step
+    is 6.42 ms: checking 5 tokens a sequence reads the same 15 GB of weights as checking 1 (4.48 ms at 3.35 TB/s)."""
+    import kvcalc
+
+    for model, draft, pp in (("qwen3-0.6b", "qwen3-0.6b,k=2,alpha=0.9", 2), ("llama-3.1-8b", "llama-3.2-1b,k=4,alpha=0.7", 4)):
+        verify = []
+        for batch in (8, 16, 32, 64):
+            e = kvcalc.estimate(model, "b200" if model == "qwen3-0.6b" else "h100-sxm", engine="roofline", pp=pp,
+                                batch=batch, context=4096, speculate=f"draft={draft}")
+            assert e.speculative.verify_ms >= e.decode.speed_of_light_ms > 0
+            verify.append(e.speculative.verify_ms)
+        assert verify == sorted(verify)
+    e = kvcalc.estimate("llama-3.1-8b", "h100-sxm", engine="roofline", pp=4, batch=32, context=4096,
+                        speculate="draft=llama-3.2-1b,k=4,alpha=0.7")
+    assert e.speculative.verify_ms >= 4.48
+
+
+def test_a_moe_factor_below_one_never_times_below_the_speed_of_light(tmp_path):
+    """Part 1 finding 5: a profile file with moe_time_scale = 0.01 (a value the schema takes) decoded Qwen3-30B-A3B
+    on an L40S at batch 8 in 17.3 ms against its 19.1 ms speed of light. The scaled routed experts now stop at their
+    own speed of light, so the step never goes below the step's."""
+    import kvcalc
+    from kvcalc.specs.catalog import load_gpu, resolve_engine
+    from kvcalc.specs.toml_out import spec_to_toml
+
+    profile = resolve_engine("vllm", load_gpu("l40s")).model_copy(update={"moe_time_scale": 0.01,
+                                                                        "moe_time_scale_source": "a hostile test"})
+    path = tmp_path / "l40s.vllm.toml"
+    path.write_text(spec_to_toml(profile))
+    e = kvcalc.estimate("qwen3-30b-a3b", "l40s", batch=8, context=2048, weight_dtype="fp8", engine="vllm",
+                        profile_file=str(path))
+    assert e.decode.ms >= e.decode.speed_of_light_ms
+    plain = kvcalc.estimate("qwen3-30b-a3b", "l40s", batch=8, context=2048, weight_dtype="fp8", engine="vllm")
+    assert e.decode.ms < plain.decode.ms  # the factor still shortens what lies above the speed of light
+
+
+@pytest.mark.parametrize("version, why", [
+    ("0.6.3garbage", "trailing text"), ("0.6 ; rm -rf", "a shell fragment"), ("\u0660.\u0665.\u0663", "Arabic-Indic digits"),
+])
+def test_engine_version_must_be_one_release_number(version, why):
+    """Part 1 finding 6: release3's prefix match read '0.6.3garbage', '0.6 ; rm -rf' and Arabic-Indic digits as
+    releases; --engine-version now takes a whole release number in ASCII digits, a band's name, or a band's range."""
+    out = runner.invoke(app, ["estimate", "-m", "deepseek-v3", "-g", "h200", "--tp", "8", "-e", "sglang",
+                              "--engine-version", version])
+    assert out.exit_code == 2, why
+    assert out.output.startswith(f"kvcalc: error: --engine-version: sglang has no release {version!r}")
+
+
+def test_a_bands_printed_range_names_the_band():
+    """Part 1 finding 6: '0.4-0.5', the range kvcalc prints for SGLang's 0.4+ band, was read as release 0.4 and
+    slowed DeepSeek-V3's experts x3.13 (11.49 ms a step on 8 H200s), where the band itself reaches past the era
+    (7.63 ms, the profile's own kernels)."""
+    import kvcalc
+    from kvcalc.engines.kernel_eras import flag_release
+
+    kw = dict(tp=8, engine="sglang", batch=1, context=4096)
+    by_range = kvcalc.estimate("deepseek-v3", "h200", engine_version="0.4-0.5", **kw).decode.ms
+    assert by_range == kvcalc.estimate("deepseek-v3", "h200", engine_version="0.4+", **kw).decode.ms
+    assert by_range < kvcalc.estimate("deepseek-v3", "h200", engine_version="0.5.5", **kw).decode.ms
+    assert [flag_release(v) for v in ("v0.5.5.post3", "1.3.0rc20", "0.7.4.dev181+gf35f8e22", "0.10.1.1")] == [
+        (0, 5, 5), (1, 3, 0), (0, 7, 4), (0, 10, 1)]
+
+
+def test_a_dense_models_time_model_names_no_moe_factor():
+    """Part 1 finding 11: `estimate -m llama-3.1-8b --engine vllm --engine-version 0.8.0` named 'MoE kernels x2.12'
+    in its time-model line though the model has no experts and no number changes."""
+    import kvcalc
+
+    dense = kvcalc.estimate("llama-3.1-8b", "h100-sxm", engine="vllm", engine_version="0.8.0")
+    assert "MoE kernels" not in (dense.inputs.profile or "")
+    moe = kvcalc.estimate("qwen3-30b-a3b", "h100-sxm", engine="vllm", engine_version="0.8.0")
+    assert "MoE kernels x2.12" in moe.inputs.profile
+
+
+def test_validate_ledgers_refuse_numbers_they_cannot_score(tmp_path):
+    """Part 1 finding 7: an engine-memory row with pp or max_num_batched_tokens of 1e308 was an OverflowError
+    traceback, and a serve ledger's measured throughput of 0 an IndexError in the table printer."""
+    root = Path(__file__).resolve().parents[1]
+    memory = (root / "validation" / "engine-memory" / "vllm.csv")
+    lines = memory.read_text().splitlines()
+    header = lines[0].split(",")
+    row = next(line for line in lines[1:] if line.count(",") == len(header) - 1 and '"' not in line).split(",")
+    row[header.index("pp")] = "1e308"
+    bad = tmp_path / "memory.csv"
+    bad.write_text("\n".join([lines[0], ",".join(row)]) + "\n")
+    out = runner.invoke(app, ["validate", "--engine-memory", str(bad)])
+    assert out.exit_code == 2 and len(out.output.strip().splitlines()) == 1, out.output
+    assert out.output.startswith("kvcalc: error: --engine-memory: row 2")
+    serve = tmp_path / "serve.csv"
+    serve.write_text("id,model,gpu,tp,weight_dtype,kv_dtype,input_len,output_len,total_output_tokens_per_s,source\n"
+                     "x-1,llama-3.1-8b,h200,1,fp8,fp8,128,128,0,a test\n")
+    out = runner.invoke(app, ["validate", "--serve", str(serve)])
+    assert out.exit_code == 2
+    assert out.output.strip() == (f"kvcalc: error: {serve}: line 2, column total_output_tokens_per_s: expected a number "
+                                  "above 0, got '0'")
+
+
+def test_calibrate_keeps_the_engines_request_cost_where_the_file_has_no_ttft(tmp_path):
+    """Part 1 finding 9: a result file whose mean_ttft_ms is 0 (a tool's 'not measured') fitted 0 ms a request, as if
+    measured; the request cost now stays the engine band's own (vLLM V1: 9.86 ms) and the profile says why."""
+    import json
+
+    from kvcalc.validate.calibrate import calibrate_from_benchmark
+
+    lines = (FIXTURES_BENCH / "nerdalert-llm-d-l40s-vllm-results.json").read_text().splitlines()
+    runs = [json.loads(line) for line in lines if line.strip()]
+    for run in runs:
+        run["mean_ttft_ms"] = 0
+    path = tmp_path / "no-ttft.json"
+    path.write_text("\n".join(json.dumps(r) for r in runs) + "\n")
+    profile, report = calibrate_from_benchmark(path, model="llama-3-8b", gpu="l40s", engine="vllm", replicas=4)
+    assert report["request_fitted"] is False and report["request_ms"] == 9.86
+    assert profile.overhead.request_ms == 9.86
+    assert "the engine band's own: the file reports no TTFT" in profile.overhead.sources[0]

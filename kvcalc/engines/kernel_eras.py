@@ -63,6 +63,20 @@ def release3(text: str) -> tuple[int, int, int] | None:
     return (int(m[1]), int(m[2]), int(m[3] or 0)) if m else None
 
 
+# --engine-version's release number, the whole of the flag in ASCII digits, with PEP 440's and the engines' own tags
+# (0.6.3, v0.30.1, 1.3.0rc20, 0.5.5.post3, 0.10.1.1, 0.7.4.dev181+gf35f8e22). The fourth audit: '0.6.3garbage',
+# '0.6 ; rm -rf' and Arabic-Indic digits had been read as releases by release3's prefix match, which the ledgers'
+# annotated versions ('v0.5.3.post1 (rocm630 image 2025-10-13)') need.
+FLAG_RELEASE = re.compile(r"v?([0-9]{1,4})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?(?:\.[0-9]{1,4})?"
+                          r"(?:[.-]?(?:post|rc|dev|a|b)[0-9]{0,6})*(?:\+[0-9a-z.]{1,40})?")
+
+
+def flag_release(text: str) -> tuple[int, int, int] | None:
+    """The release --engine-version names, or None when the text is not one release number (FLAG_RELEASE)."""
+    m = FLAG_RELEASE.fullmatch(text.strip().lower()) if len(text) <= 60 else None
+    return (int(m[1]), int(m[2]), int(m[3] or 0)) if m else None
+
+
 def era_of_release(engine: str, release: tuple[int, int, int]) -> KernelEra | None:
     return next((e for e in ERAS if e.engine == engine and e.first <= release <= e.last), None)
 
@@ -70,18 +84,18 @@ def era_of_release(engine: str, release: tuple[int, int, int]) -> KernelEra | No
 def era_of_version(engine: str, version: str | None) -> KernelEra | None:
     """The era --engine-version names: a release number (any case: V0.6.3), or an overhead band's name whose
     releases all lie in one era (vLLM's v0, 0.1-0.7); None for the default (the profile's own release), a band that
-    reaches past an era (SGLang's 0.4+, 0.4-0.5, holds the profile's own release), or a release past every era. The
-    verification pass: 0.4+ had been read as release 0.4.0, and v0 as no release."""
+    reaches past an era (SGLang's 0.4+, or its range 0.4-0.5, holds the profile's own release), or a release past every
+    era. The verification pass: 0.4+ had been read as release 0.4.0, and v0 as no release; the fourth audit: 0.4-0.5
+    as release 0.4."""
     if version in (None, "latest"):
         return None
-    text = version.strip().lower()
-    from kvcalc.engines.overhead import bands
+    from kvcalc.engines.overhead import band_named
 
-    band = next((b for b in bands(engine) if b.name == text), None)
+    band = band_named(engine, version)
     if band is not None:
         return next((e for e in ERAS if e.engine == engine and e.first <= (*band.first, 0)
                      and (*band.last, 999) <= e.last), None)
-    release = release3(text) if len(text) <= 40 else None
+    release = flag_release(version)
     return era_of_release(engine, release) if release else None
 
 

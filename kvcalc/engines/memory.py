@@ -190,11 +190,11 @@ def vllm_version_of_run(vllm_version: str, engine: str, engine_version: str | No
     --engine-version names, since the run's pool is sized by the release that times its steps (the fourth audit:
     --engine-version 0.9 had timed 0.9's steps in 0.30's pool); a band's name (v0, v1, v2) or a release past the
     newest the rule follows keeps the newest rule."""
-    from kvcalc.engines.kernel_eras import release3
+    from kvcalc.engines.kernel_eras import flag_release
 
     if not isinstance(vllm_version, str) or vllm_version.strip().lower() != "latest" or engine != "vllm":
         return vllm_version
-    release = release3(engine_version) if isinstance(engine_version, str) and len(engine_version) <= 40 else None
+    release = flag_release(engine_version) if isinstance(engine_version, str) else None
     if release is None or not (0, 1) <= release[:2] <= em.VLLM_LATEST:
         return vllm_version
     return f"{release[0]}.{release[1]}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kvcalc.engines.kernel_eras import release3, with_era
+from kvcalc.engines.kernel_eras import flag_release, release3, with_era
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.profile import EngineOverhead, EngineProfile
 
@@ -77,6 +77,13 @@ def bands(engine: str) -> list[Band]:
     return [b for b in BANDS if b.engine == engine]
 
 
+def band_named(engine: str, version: str) -> Band | None:
+    """The band --engine-version names by its name (v0, 0.4+) or by its releases as kvcalc prints them (0.1-0.7)."""
+    text = version.strip().lower()
+    return next((b for b in bands(engine) if text in (b.name, f"{b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}")),
+                None)
+
+
 def release_tuple(text: str) -> tuple[int, int] | None:
     """'0.6.3', 'v0.30.1', '1.3.0rc20', '0.7a (pre-release)' -> (major, minor); None when it names no release
     (kernel_eras.release3's first two parts)."""
@@ -100,12 +107,11 @@ def band(engine: str, version: str | None = None, default_release: str | None = 
     if version in (None, "latest"):
         found = band_of_release(engine, release_tuple(default_release or "") or known[-1].last)
         return found or known[-1]
-    text = version.strip().lower()
-    by_name = next((b for b in known if b.name == text), None)
+    by_name = band_named(engine, version)
     if by_name is not None:
         return by_name
-    release = release_tuple(text) if len(text) <= 40 else None
-    found = band_of_release(engine, release) if release else None
+    release = flag_release(version)
+    found = band_of_release(engine, release[:2]) if release else None
     if found is None:
         listing = "; ".join(f"{b.name}: {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}" for b in known)
         raise KvcalcError(f"--engine-version: {engine} has no release {version!r} kvcalc knows; expected a band or a "

@@ -353,7 +353,7 @@ def score(rows: list[dict]) -> list[dict]:
                     refits[source] = fit_constants(rows, exclude_source=source)
                 p, fallback = predict(row, refits[source]), refits[source]["fallback"]
                 in_sample = _errors(row, predict(row))["error_pct"]
-        except (KvcalcError, ValueError, TypeError, ZeroDivisionError) as e:
+        except (KvcalcError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
             raise _row_error(n, row, e) from None
         out.append({**row, **p, **_errors(row, p), "in_sample_error_pct": in_sample,
                     "fallback": " ".join(fallback)})

@@ -33,7 +33,8 @@ NUMBERS = ("tp", "input_len", "output_len", "total_output_tokens_per_s")
 
 
 def read_rows(path: Path) -> list[dict]:
-    return read_csv_ledger(path, "a serve ledger CSV", COLUMNS, numbers=NUMBERS, optional_numbers=("pp",))
+    return read_csv_ledger(path, "a serve ledger CSV", COLUMNS, numbers=NUMBERS, optional_numbers=("pp",),
+                           positive=NUMBERS)
 
 
 def score(rows: list[dict], engine: str = "trtllm") -> list[dict]:
@@ -96,7 +97,8 @@ BENCH_NUMBERS = ("tp", "pp", "memory_utilization", "input_len", "output_len", "c
 
 
 def read_bench_rows(path: Path) -> list[dict]:
-    return read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS, numbers=BENCH_NUMBERS)
+    return read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS, numbers=BENCH_NUMBERS,
+                           positive=BENCH_NUMBERS)
 
 
 def is_bench(path: Path) -> bool:

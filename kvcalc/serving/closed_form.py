@@ -521,7 +521,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     else:
         preemption = f"certain: even at their average length the requests exceed the {fmt_bytes(pool)} pool per GPU"
     total_gpus = gpus * replicas
-    name, label = engine_label(profile)
+    name, label = engine_label(profile, spec)
     return {
         "model": spec.name, "gpu": hw.name, "tensor_parallel": tp, "pipeline_parallel": pp, "expert_parallel": ep,
         "engine": name,

@@ -116,7 +116,7 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         steady = (step_tokens * groups, step_yield(stepper.decode_gain, output_len), stepper.decode_q)
         colocated = (stepper, input_len, output_len, step_tokens * groups, request_s, run)
         decode_batches = decode_seconds = decode_key = decode_call = None
-    name, version = engine_label(d["profile"])
+    name, version = engine_label(d["profile"], d["spec"])
     return Replica(max_concurrency=d["max_concurrency"] * groups, pool_bytes_per_gpu=d["pool"], run=run,
                    time_model=f"{name} profile ({version})" if version else "datasheet efficiencies (roofline)",
                    run_many=run_many, steady=steady, decode_batches=decode_batches,

@@ -786,18 +786,21 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
 PERCENTILES = (50, 90, 99)
 
 
-def weighted_percentile(values: np.ndarray, weights: np.ndarray, pct) -> float | None | list:
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, pct: float) -> float | None:
     """The pct-th percentile of values each counted `weight` times (the lower value at a tie, as np.percentile's
-    'inverted_cdf'); with a list of pcts, one each, from one sort."""
-    many = isinstance(pct, (list, tuple))
+    'inverted_cdf')."""
+    return weighted_percentiles(values, weights, [pct])[0]
+
+
+def weighted_percentiles(values: np.ndarray, weights: np.ndarray, pcts: list[float]) -> list[float | None]:
+    """weighted_percentile at each of pcts, from one sort."""
     if len(values) == 0 or weights.sum() <= 0:
-        return [None] * len(pct) if many else None
+        return [None] * len(pcts)
     order = np.argsort(values, kind="stable")
     cum = np.cumsum(weights[order])
     ranked = values[order]
-    out = [float(ranked[min(int(np.searchsorted(cum, q / 100 * cum[-1], side="left")), len(values) - 1)])
-           for q in (pct if many else [pct])]
-    return out if many else out[0]
+    return [float(ranked[min(int(np.searchsorted(cum, q / 100 * cum[-1], side="left")), len(values) - 1)])
+            for q in pcts]
 
 
 def _pcts(x: np.ndarray, percentile: float) -> dict:
@@ -836,7 +839,7 @@ def summarize(r: SimResult, *, gpus: int, request_overhead_s: float = 0.0, perce
         "ttft_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(ttft, percentile).items()},
         "tpot_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(tpot, percentile).items()},
         "e2e_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(e2e, percentile).items()},
-        "itl_ms": {f"p{p:g}": _ms(v) for p, v in zip((*PERCENTILES, percentile), weighted_percentile(
+        "itl_ms": {f"p{p:g}": _ms(v) for p, v in zip((*PERCENTILES, percentile), weighted_percentiles(
             r.itl_s, r.itl_weight, [*PERCENTILES, percentile]))},
         "tokens_per_s_per_user": {"mean": float(np.mean(1 / tpot)) if len(tpot) else None},
         "max_waiting": int(r.waiting.max()) if len(r.waiting) else 0,

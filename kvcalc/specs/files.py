@@ -85,11 +85,11 @@ def write_text(path: Path, text: str, flag: str) -> None:
 
 
 def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tuple[str, ...] = (),
-                    optional_numbers: tuple[str, ...] = ()) -> list[dict]:
+                    optional_numbers: tuple[str, ...] = (), positive: tuple[str, ...] = ()) -> list[dict]:
     """The rows of a CSV ledger (a regular file of at most MAX_TABLE_BYTES) that has every one of `columns`, every
-    row as long as the header, a finite number in each of `numbers` and an empty cell or a finite number in each of
-    `optional_numbers` (where the header has them); anything else is a one-line error naming the file, the line
-    and the column."""
+    row as long as the header, a finite number in each of `numbers` (above zero in each of `positive`: a measured
+    rate, time or length) and an empty cell or a finite number in each of `optional_numbers` (where the header has
+    them); anything else is a one-line error naming the file, the line and the column."""
     import csv
     import io
 
@@ -119,6 +119,8 @@ def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tu
                     ok = False
                 if not ok:
                     raise KvcalcError(f"{path}: line {line}, column {column}: expected a number, got {cell!r}")
+                if column in positive and float(cell) <= 0:  # the fourth audit: 0 was an IndexError, -1 was scored
+                    raise KvcalcError(f"{path}: line {line}, column {column}: expected a number above 0, got {cell!r}")
             rows.append(row)
     except (UnicodeDecodeError, csv.Error) as e:
         raise KvcalcError(f"{path}: not a CSV ledger ({e})") from None

@@ -346,11 +346,12 @@ def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dty
                                                ev1.prefill_comm_s)["ms"]
 
 
-def fit_benchmark(runs: list[dict]) -> dict:
+def fit_benchmark(runs: list[dict], request_ms_unmeasured: float = 0.0) -> dict:
     """(kernel-time scale s, step overhead [us], request overhead [ms]) minimising the summed |log error| of
     TPOT = s x decode kernels + step and TTFT = s x prefill kernels + step + request over the runs. s is fitted only
     where the runs span two concurrencies or more (one concurrency cannot tell a slower kernel from a longer step:
-    s stays 1)."""
+    s stays 1). Where no run reports a TTFT the request overhead is not fitted: request_ms_unmeasured, with
+    request_fitted False."""
     scales = SCALE_GRID if len({round(r["concurrency"]) for r in runs}) > 1 else np.array([1.0])
     steps = STEP_GRID_US
     for _ in range(3):  # a coarse grid, then two finer ones around its best point
@@ -362,13 +363,13 @@ def fit_benchmark(runs: list[dict]) -> dict:
             scales = np.linspace(scale * 0.95, scale * 1.05, 41)
         steps = np.linspace(step_us * 0.9, step_us * 1.1, 41) if step_us else steps
     timed = [r for r in runs if r["ttft_ms"]]
-    request_ms = 0.0
+    request_ms = request_ms_unmeasured
     if timed:
         loss = sum(np.abs(np.log((scale * r["prefill_kernel_ms"] + step_us / 1000 + REQUEST_GRID_MS) / r["ttft_ms"]))
                    for r in timed)
         request_ms = float(REQUEST_GRID_MS[int(np.argmin(loss))])
     return {"time_scale": float(f"{scale:.4g}"), "step_us": float(f"{step_us:.4g}"),
-            "request_ms": float(f"{request_ms:.4g}")}
+            "request_ms": float(f"{request_ms:.4g}"), "request_fitted": bool(timed)}
 
 
 def _errors(runs: list[dict], fit: dict) -> list[float]:
@@ -435,9 +436,14 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
             if r[metric] and not math.isfinite(r[kernel] / r[metric] * 100):
                 raise KvcalcError(f"{path}: line {r['line']}: {metric.split('_')[0].upper()} {r[metric]!r} ms is too "
                                   f"small to fit against (the kernels alone take {r[kernel]:.3g} ms)")
-    fit = fit_benchmark(runs)
+    from kvcalc.engines.overhead import overhead_seconds
+
+    # no TTFT in the file (a tool prints 0 for "not measured"): the request overhead stays the engine band's own
+    own_request_ms = overhead_seconds(profile)[1] * 1e3
+    fit = fit_benchmark(runs, own_request_ms)
     _check_fit(path, runs, fit)
-    held = ([e for i in range(len(runs)) for e in _errors([runs[i]], fit_benchmark(runs[:i] + runs[i + 1:]))]
+    held = ([e for i in range(len(runs)) for e in _errors([runs[i]], fit_benchmark(runs[:i] + runs[i + 1:],
+                                                                                   own_request_ms))]
             if len(runs) >= 3 else [])
     report = {"file": str(path), "runs": [{k: r[k] for k in ("source", "concurrency", "input_len", "output_len",
                                                             "tpot_ms", "ttft_ms")} for r in runs],
@@ -446,7 +452,9 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     what = (f"fitted by `kvcalc calibrate --from-benchmark {path.name}` on {len(runs)} runs "
             f"({', '.join(r['source'] for r in runs)}): {spec.name} on {tp} x {hw.name}, {weight_dtype} weights, "
             f"{kv_dtype} KV; kernel times x {fit['time_scale']:g}, {fit['step_us']:g} us a step, "
-            f"{fit['request_ms']:g} ms a request; median |error| {report['fit_median_abs_error_pct']} % fitted, "
+            f"{fit['request_ms']:g} ms a request"
+            + ("" if fit["request_fitted"] else " (the engine band's own: the file reports no TTFT)")
+            + f"; median |error| {report['fit_median_abs_error_pct']} % fitted, "
             + (f"{report['held_out_median_abs_error_pct']} % held out (leave one run out)" if held else
                "no held-out error (fewer than 3 runs)"))
     deployed = scale_kernels(profile, fit["time_scale"]).model_copy(update={
