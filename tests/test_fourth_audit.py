@@ -265,3 +265,44 @@ def test_calibrate_keeps_the_engines_request_cost_where_the_file_has_no_ttft(tmp
     assert report["request_fitted"] is False and report["request_ms"] == 9.86
     assert profile.overhead.request_ms == 9.86
     assert "the engine band's own: the file reports no TTFT" in profile.overhead.sources[0]
+
+
+def test_a_multimodal_checkpoints_top_level_quantization_is_read(tmp_path):
+    """Part 1 finding 1: MedGemma-27B's config.json with an FP8 block quantization_config at the top level (where a
+    multimodal checkpoint writes it, for the whole model) was sized as bf16, 51.10 GiB of weights; inside text_config
+    it gave fp8-block, 27.26 GiB. The top-level block is now read where text_config has none."""
+    import json
+
+    import kvcalc
+
+    data = json.loads((Path(__file__).parent / "fixtures" / "hf" / "medgemma-27b-it" / "config.json").read_text())
+    data["quantization_config"] = {"quant_method": "fp8", "weight_block_size": [128, 128]}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    top = kvcalc.estimate(str(path))
+    inner = dict(data, text_config=dict(data["text_config"], quantization_config=data.pop("quantization_config")))
+    path.write_text(json.dumps(inner))
+    assert top.inputs.weight_dtype == kvcalc.estimate(str(path)).inputs.weight_dtype == "fp8-block"
+    assert top.memory.weights_bytes / 2**30 == pytest.approx(27.26, abs=0.01)
+
+
+def test_a_llama_family_configs_layer_types_say_which_layers_slide(tmp_path):
+    """Part 1 finding 8: a Llama-3-8B-shaped config with sliding_window 4,096 and layer_types of 1 full and 31 sliding
+    layers held 512 MiB of KV cache at 32,768 tokens (every layer sliding). By hand, 8 KV heads x 128 x 2 (K, V) x 2 B
+    = 4,096 B a token a layer: 1 x 32,768 x 4,096 + 31 x 4,096 x 4,096 B = 624 MiB. An unknown kind is refused."""
+    import json
+
+    import kvcalc
+
+    base = {"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
+            "max_position_embeddings": 131072, "sliding_window": 4096}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(dict(base, layer_types=["full_attention"] + ["sliding_attention"] * 31)))
+    e = kvcalc.estimate(str(path), batch=1, context=32768)
+    assert e.memory.kv_cache_bytes == 32768 * 4096 + 31 * 4096 * 4096 == 624 * 2**20
+    path.write_text(json.dumps(dict(base, layer_types=["banana"] * 32)))
+    out = runner.invoke(app, ["estimate", "-m", str(path)])
+    assert out.exit_code == 2
+    assert out.output.strip().endswith("layer_types: 'banana' layers are not a kind kvcalc reads in this model_type "
+                                       "(it reads full_attention and sliding_attention)")

@@ -248,7 +248,7 @@ def test_layer_types_must_be_a_list(tmp_path):
     data = dict(json.loads((FIXTURES / "gemma-3-1b-pt" / "config.json").read_text()), layer_types=5)
     (tmp_path / "config.json").write_text(json.dumps(data))
     r = invoke(["estimate", "-m", str(tmp_path / "config.json")])
-    assert r.exit_code == 2 and "layer_types: expected a list of strings" in r.stderr
+    assert r.exit_code == 2 and "layer_types: expected a list of num_hidden_layers (26) strings" in r.stderr
 
 
 @pytest.mark.parametrize("name, text, message", [

@@ -73,34 +73,53 @@ def _check_heads(c: Config, heads: int, kv_heads: int, heads_key: str, kv_key: s
         raise KvcalcError(f"{c.source}: {heads_key} ({heads}) is not divisible by {kv_key} ({kv_heads})")
 
 
-def _windows(c: Config, model_type: str, layers: int) -> dict:
-    """sliding_window and global_every from the family's fields."""
+def _windows(c: Config, model_type: str, layers: int, hybrid: bool = False) -> dict:
+    """sliding_window and global_every from the family's fields; which layers slide from layer_types wherever a config
+    lists them (the fourth audit: a Llama-family config's layer_types had been ignored, every layer sliding). hybrid:
+    a reader that places its other layers from layer_types itself (Qwen3-Next, Jamba, Falcon-H1, MiniMax)."""
     if model_type == "llama4_text" and c.int("attention_chunk_size"):
         # chunked local attention on three layers of four (the fourth global, without RoPE)
         return {"sliding_window": c.int("attention_chunk_size"), "global_every": 4, "window_kind": "chunked"}
+    types = None if hybrid else _layer_types(c, layers)
     window = c.int("sliding_window")
     if window is None:
+        if types and "sliding_attention" in types:
+            raise KvcalcError(f"{c.source}: layer_types: sliding_attention layers need a sliding_window (absent)")
         return {}
     if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe") and not c.bool("use_sliding_window", False):
         return {}  # Qwen configs carry a sliding_window that is off unless use_sliding_window is set
+    if types:  # which layers slide, as Gemma 3, gpt-oss and newer configs of every family list them
+        full = [i for i, t in enumerate(types) if t == "full_attention"]
+        if not full:
+            return {"sliding_window": window}  # every layer slides
+        if len(full) == layers:
+            return {}  # no layer slides
+        every = full[0] + 1
+        if full == list(range(every - 1, layers, every)):
+            return {"sliding_window": window, "global_every": every}
+        return {"sliding_window": window, "global_count": len(full)}  # irregular: counted
     if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
         c.assumptions.append("use_sliding_window: every layer modelled as sliding (max_window_layers not modelled)")
     if model_type == "gemma2":
         return {"sliding_window": window, "global_every": 2}
     if model_type in ("gemma3", "gemma3_text", "gpt_oss"):
-        types = c.data.get("layer_types")
-        if types is not None and not (isinstance(types, list) and all(isinstance(t, str) for t in types)):
-            raise KvcalcError(f"{c.source}: layer_types: expected a list of strings, got {types!r:.60}")
-        if types:
-            full = [i for i, t in enumerate(types) if t == "full_attention"]
-            if not full:
-                return {"sliding_window": window}  # every layer slides
-            every = full[0] + 1
-            if full == list(range(every - 1, layers, every)):
-                return {"sliding_window": window, "global_every": every}
-            return {"sliding_window": window, "global_count": len(full)}  # irregular: counted
         return {"sliding_window": window, "global_every": c.int("sliding_window_pattern", 6, assume="6")}
     return {"sliding_window": window}
+
+
+def _layer_types(c: Config, layers: int) -> list[str] | None:
+    """layer_types where the config lists them: num_hidden_layers entries, each full_attention or sliding_attention
+    (a reader of softmax attention reads no other kind); anything else is a one-line error naming the field."""
+    types = c.data.get("layer_types")
+    if types is None:
+        return None
+    if not (isinstance(types, list) and len(types) == layers and all(isinstance(t, str) for t in types)):
+        raise KvcalcError(f"{c.source}: layer_types: expected a list of num_hidden_layers ({layers}) strings")
+    other = sorted(set(types) - set(SOFTMAX_LAYER_TYPES))
+    if other:
+        raise KvcalcError(f"{c.source}: layer_types: {other[0]!r} layers are not a kind kvcalc reads in this "
+                          f"model_type (it reads {' and '.join(SOFTMAX_LAYER_TYPES)})")
+    return types
 
 
 def _rotary(c: Config, head_dim: int, factor_key: str = "partial_rotary_factor") -> dict:
@@ -111,7 +130,7 @@ def _rotary(c: Config, head_dim: int, factor_key: str = "partial_rotary_factor")
     return {} if factor == 1 else {"rotary_dim": int(head_dim * factor)}
 
 
-def _llama_like(c: Config, model_type: str) -> dict:
+def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
     layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     kv = c.int("num_key_value_heads", heads)
     _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
@@ -127,7 +146,7 @@ def _llama_like(c: Config, model_type: str) -> dict:
             "kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
             "qkv_bias": qwen2 or c.bool("attention_bias", False), "out_bias": c.bool("attention_bias", False),
             "qk_norm": model_type in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text"),
-            **_rotary(c, head_dim), **_windows(c, model_type, layers),
+            **_rotary(c, head_dim), **_windows(c, model_type, layers, hybrid),
         },
         "mlp": {
             "kind": "gated", "bias": c.bool("mlp_bias", False),
@@ -168,7 +187,7 @@ def _qwen3_next(c: Config, moe: bool = True) -> dict:
     """Qwen3-Next and the Qwen3.5 hybrids: a Qwen3 body (MoE, or dense for Qwen3.5's dense models) whose
     full-attention layers keep gated softmax attention and whose other layers are Gated DeltaNet (linear attention
     with a fixed state). Which layers are which: layer_types where given, else every full_attention_interval-th."""
-    spec = _llama_like(c, "qwen3_moe" if moe else "qwen3")
+    spec = _llama_like(c, "qwen3_moe" if moe else "qwen3", hybrid=True)
     spec["attention"]["output_gate"] = c.bool("attn_output_gate", True)
     keys = ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim")
     nk, nv, dk, dv = c.need(*keys)
@@ -247,7 +266,7 @@ def _period_count(c: Config, layers: int, period_key: str, offset_key: str, peri
 def _jamba(c: Config) -> dict:
     """Jamba: Mamba (v1) layers with one attention layer every attn_layer_period, a MoE in place of the MLP every
     expert_layer_period."""
-    spec = _llama_like(c, "llama")
+    spec = _llama_like(c, "llama", hybrid=True)
     layers, d = spec["num_layers"], spec["hidden_size"]
     spec["max_position_embeddings"] = spec["max_position_embeddings"] or c.int("n_ctx")  # Jamba-v0.1's name for it
     spec["attention"]["rotary_dim"] = 0  # no positional encoding in its attention layers
@@ -279,7 +298,7 @@ def _jamba(c: Config) -> dict:
 def _falcon_h1(c: Config) -> dict:
     """Falcon-H1: every layer runs attention and a Mamba-2 mixer side by side on the same input (their outputs
     summed), then a gated MLP."""
-    spec = _llama_like(c, "llama")
+    spec = _llama_like(c, "llama", hybrid=True)
     spec["linear_attention"] = {**_mamba2(c, "mamba_n_heads", "mamba_d_head", "mamba_d_state", "mamba_n_groups",
                                           "mamba_d_conv"), "parallel": True}
     la = spec["linear_attention"]
@@ -298,7 +317,7 @@ def _minimax(c: Config) -> dict:
     """MiniMax-Text-01 / M1: lightning attention (linear attention with an output gate and a norm over all heads)
     in most layers, softmax attention in the others (attn_type_list 1 or layer_types full_attention); every layer
     MoE."""
-    spec = _llama_like(c, "mixtral")
+    spec = _llama_like(c, "mixtral", hybrid=True)
     layers, heads = spec["num_layers"], spec["attention"]["num_heads"]
     kinds = c.data.get("attn_type_list") or c.data.get("layer_types")
     if not isinstance(kinds, list) or len(kinds) != layers:
@@ -815,7 +834,12 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     """ModelSpec fields from a parsed config.json, and the assumptions made (empty for known families)."""
     vision = _vision_tower(data)
     if isinstance(data.get("text_config"), dict):  # multimodal wrappers (gemma3, llava...): the language model
+        outer = data
         data = {**data["text_config"], "model_type": data["text_config"].get("model_type", data.get("model_type"))}
+        # a quantised multimodal checkpoint writes its quantization_config at the top, for the whole model (the fourth
+        # audit: an FP8 MedGemma-27B was sized as bf16, 51.1 GiB against 27.3)
+        if "quantization_config" not in data and "quantization_config" in outer:
+            data["quantization_config"] = outer["quantization_config"]
     c = Config(data, source)
     model_type = str(data.get("model_type") or "")
     if model_type in ("RefinedWeb", "RefinedWebModel"):
