@@ -90,7 +90,16 @@ def sweep(
     Bf, Sf = B.astype(float), S.astype(float)
     specs = {m: load_model(m) for m in models}
     hws = {g: load_gpu(g) for g in gpus}
-    profiles = {(g, e): resolve_engine(e, hws[g]) for g in gpus for e in engine}
+    profiles, refused = {}, {}  # an engine that does not run on a part skips that pair, with its reason
+    for g, e in itertools.product(gpus, engine):
+        try:
+            profiles[g, e] = resolve_engine(e, hws[g])
+        except KvcalcError as why:
+            refused[g, e] = str(why)
+    if refused and len(refused) == len(gpus) * len(engine):
+        raise KvcalcError(next(iter(refused.values())))
+    for (g, e), why in refused.items():  # the fourth audit: one such pair refused the whole grid
+        warnings.warn(f"sweep skipped {g} x {e}: {why.removeprefix('--engine: ')}", stacklevel=2)
     labels: list[tuple] = []  # one (model, gpu, attention, weight_dtype, kv_dtype, engine) per combination
     columns: dict[str, list] = {}
     skipped: list[str] = []
@@ -99,6 +108,10 @@ def sweep(
     speculate = _nonempty("--speculate", speculate)
     for m, g, a, w, k, e, t, q, sv, x in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine, tp,
                                                            pp, speculate, ep):
+        if (g, e) in refused:
+            if on_combination:
+                on_combination()
+            continue
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
         w = resolve_weight_dtype(w, spec)  # auto: the checkpoint's own format, as estimate reads it (audit U1)
         bad_ep = x > 1 and (spec.moe is None or x % t or spec.moe.num_experts % x or q > 1)

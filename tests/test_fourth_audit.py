@@ -306,3 +306,28 @@ def test_a_llama_family_configs_layer_types_say_which_layers_slide(tmp_path):
     assert out.exit_code == 2
     assert out.output.strip().endswith("layer_types: 'banana' layers are not a kind kvcalc reads in this model_type "
                                        "(it reads full_attention and sliding_attention)")
+
+
+def test_serve_says_when_a_rate_loads_its_replicas_near_saturation():
+    """Part 2 finding 2: serve sizes replicas as ceil(rate / the most requests/s one carries); gpt-oss-20b on 4 L40S
+    (2,000 + 128 tokens) carries at most ~4.0 requests/s a replica, so 20 requests/s puts 5 replicas at 99.6 % of it,
+    TPOT 418 ms, between 30 ms at 10/s and 74 ms at 30/s. Under random arrivals a queue that loaded has no steady
+    state (M/D/1: a mean wait of load / (1 - load) service times); serve now says so and names the headroom."""
+    import kvcalc
+
+    kw = dict(tp=4, input_len=2000, output_len=128)
+    with pytest.warns(Warning, match=r"each of the 5 replicas carries 99\.\d% of the most requests/s it can"):
+        near = kvcalc.serve("gpt-oss-20b", "l40s", request_rate=20, **kw)
+    assert near["replicas"] == 5 and any("6 replicas, or --max-ttft-ms" in w for w in near["warnings"])
+    calm = kvcalc.serve("gpt-oss-20b", "l40s", request_rate=10, **kw)
+    assert not any("most requests/s it can" in w for w in calm["warnings"])
+
+
+def test_sweep_skips_a_pair_whose_engine_does_not_run_there():
+    """Part 2, minor: `sweep -g mi210,h100 --engine sglang` refused the whole grid because SGLang does not run on the
+    MI210 (gfx90a); the pair is now skipped with its reason and the H100's rows written."""
+    import kvcalc
+
+    with pytest.warns(Warning, match="sweep skipped mi210 x sglang: sglang does not run on mi210"):
+        df = kvcalc.sweep(["llama-3.1-8b"], ["mi210", "h100-sxm"], engine=["sglang"], batch=[1], context=[1024])
+    assert list(df["gpu"].astype(str)) == ["h100-sxm"]
