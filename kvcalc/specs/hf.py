@@ -516,14 +516,7 @@ def _check_layer_kinds(c: Config, layers: int) -> None:
     if hybrid:
         raise KvcalcError(f"{c.source}: {hybrid}: layers other than softmax attention (state-space or linear "
                           "attention) in a model_type kvcalc does not know; it cannot place them from the fields")
-    types = c.data.get("layer_types")
-    if types is not None:
-        if not (isinstance(types, list) and len(types) == layers and all(isinstance(t, str) for t in types)):
-            raise KvcalcError(f"{c.source}: layer_types: expected a list of num_hidden_layers ({layers}) strings")
-        other = sorted(set(types) - set(SOFTMAX_LAYER_TYPES))
-        if other:
-            raise KvcalcError(f"{c.source}: layer_types: {other[0]!r} layers are not a kind kvcalc reads in this "
-                              f"model_type (it reads {' and '.join(SOFTMAX_LAYER_TYPES)})")
+    _layer_types(c, layers)
     kinds = c.data.get("attn_type_list")
     if kinds is not None and not (isinstance(kinds, list) and all(k == 1 for k in kinds)):
         raise KvcalcError(f"{c.source}: attn_type_list: entries other than 1 (softmax attention) mark linear-attention "
