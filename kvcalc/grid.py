@@ -94,12 +94,12 @@ def sweep(
     for g, e in itertools.product(gpus, engine):
         try:
             profiles[g, e] = resolve_engine(e, hws[g])
-        except KvcalcError as why:
-            refused[g, e] = str(why)
+        except KvcalcError as e_refused:
+            refused[g, e] = str(e_refused)
     if refused and len(refused) == len(gpus) * len(engine):
         raise KvcalcError(next(iter(refused.values())))
-    for (g, e), why in refused.items():  # the fourth audit: one such pair refused the whole grid
-        warnings.warn(f"sweep skipped {g} x {e}: {why.removeprefix('--engine: ')}", stacklevel=2)
+    for (g, e), reason in refused.items():  # the fourth audit: one such pair refused the whole grid
+        warnings.warn(f"sweep skipped {g} x {e}: {reason.removeprefix('--engine: ')}", stacklevel=2)
     labels: list[tuple] = []  # one (model, gpu, attention, weight_dtype, kv_dtype, engine) per combination
     columns: dict[str, list] = {}
     skipped: list[str] = []

@@ -62,7 +62,10 @@ def test_engine_version_sizes_vllms_pool_by_that_release():
                                    **kw)["max_sequences_at_context"]
 
     assert seqs(engine_version="0.9") == seqs(vllm_version="0.9") == 22
-    assert seqs(engine_version="v1") == seqs() == 36
+    # a band's name: its newest release's rule (the verification pass: v0 had kept 0.30's while timing v0's steps)
+    assert seqs(engine_version="v2") == seqs() == 36
+    assert seqs(engine_version="v1") == seqs(vllm_version="0.28") == 31
+    assert seqs(engine_version="v0") == seqs(engine_version="0.1-0.7") == seqs(vllm_version="0.7") == 22
 
 
 def test_compare_refuses_a_tp_that_does_not_divide_the_heads():
@@ -125,17 +128,25 @@ def test_uneven_expert_parallel_waves_step_in_lockstep():
         assert closed[key] == pytest.approx(sim[sim_key]["p50"], rel=0.02), key
 
 
-def test_simulator_refuses_runs_past_its_step_limit_while_running():
-    """Part 2 finding 4 and part 1 finding 3: the up-front count divides the output tokens by max_num_seqs, so one
-    request in flight (30,000 prompts of 4,000 output tokens: 1.2e8 steps) ran for 82 s, and a pool of two requests
-    on an L4 preempted for over 100 s. The run now stops past MAX_STEPS steps (or MAX_ROUNDS scheduler rounds) with a
-    one-line error. 500 requests of 4,000 tokens, one at a time, are 2,000,000 steps (a prefill step and 3,999
-    decode steps each): the 501st request's prefill passes the limit."""
-    out = runner.invoke(app, ["serve", "-m", "qwen3-0.6b", "-i", "10", "--output-len", "4000", "--simulate",
-                              "--num-prompts", "30000", "-n", "1"])
+def test_simulator_runs_long_lone_requests_and_stops_a_run_that_only_preempts(monkeypatch):
+    """Part 2 finding 4 and part 1 finding 3: one request in flight over 30,000 prompts of 4,000 output tokens ran
+    82 s, keeping one inter-token latency for each of its 1.2e8 decode steps (1.9 GB); a pool of two requests on an
+    L4 preempted for over 100 s. A block of decode steps now keeps at most ITL_SAMPLES of its latencies, each weighing
+    its share, and a run stops past MAX_ROUNDS scheduler rounds (4 a request for larger runs) with one line. The
+    verification pass: a first cap on steps refused ordinary runs (1,000 prompts of 4,096 tokens, one in flight)."""
+    import kvcalc.serving.simulate as sim
+
+    r = sim.simulate("qwen3-0.6b", "h100-sxm", input_len=10, output_len=4000, concurrency=1, num_prompts=3000)
+    assert r["ttft_ms"]["p50"] < r["itl_ms"]["p50"] * 10
+    # a lone request's steps: its decode step grows with its context, so the ITL percentiles span the TPOT
+    assert r["itl_ms"]["p50"] <= r["itl_ms"]["p90"] <= r["itl_ms"]["p99"]
+    assert r["itl_ms"]["p50"] == pytest.approx(r["tpot_ms"]["p50"], rel=0.02)
+    monkeypatch.setattr(sim, "MAX_ROUNDS", 2_000)
+    out = runner.invoke(app, ["serve", "-m", "llama-3.1-8b", "-g", "l4", "-i", "8000", "--output-len", "8000",
+                              "--simulate", "--arrivals", "poisson", "--request-rate", "inf", "-e", "vllm",
+                              "--num-prompts", "300"])
     assert out.exit_code == 2
-    assert "passed 2,000,001 steps with 500 of 30,000 requests done" in out.output
-    assert len(out.output.strip().splitlines()) == 1
+    assert "the simulation passed 2,000 scheduler rounds with" in out.output.strip().splitlines()[-1]
 
 
 def test_negative_infinite_request_rate_is_refused():
@@ -331,3 +342,41 @@ def test_sweep_skips_a_pair_whose_engine_does_not_run_there():
     with pytest.warns(Warning, match="sweep skipped mi210 x sglang: sglang does not run on mi210"):
         df = kvcalc.sweep(["llama-3.1-8b"], ["mi210", "h100-sxm"], engine=["sglang"], batch=[1], context=[1024])
     assert list(df["gpu"].astype(str)) == ["h100-sxm"]
+
+
+def test_plan_times_the_point_where_the_limit_is_reached_not_a_share_past_it():
+    """The verification pass: Mistral-7B on L40S under TensorRT-LLM at TP 4 meets TPOT 8 ms at 5 in flight (7.96 ms)
+    and misses it at 8 (9.54); the replicas' share of 1,000 requests near the interpolated point was rounded up to 6,
+    and plan bought 250 replicas (1,000 GPUs) where 200 (800 GPUs) meet the limit."""
+    import kvcalc
+
+    c = kvcalc.plan("mistral-7b", ["l40s"], input_len=1024, output_len=512, concurrency=1000, max_tpot_ms=8,
+                    max_ttft_ms=3000, engines=["trtllm"], disaggregated=False, speculate=False, convert=False)["choice"]
+    assert (c["gpus"], c["in_flight_per_replica"]) == (800, 5) and c["tpot_ms"] <= 8
+    served = kvcalc.serve("mistral-7b", "l40s", input_len=1024, output_len=512, concurrency=5, tp=4, engine="trtllm",
+                          weight_dtype=c["weight_dtype"], kv_dtype=c["kv_dtype"])
+    assert served["tpot_ms"] == pytest.approx(c["tpot_ms"], rel=1e-9)
+
+
+def test_serve_sizes_replicas_for_whole_requests_under_a_tpot_limit():
+    """The verification pass: `serve -m llama-3.1-70b -g h200 --tp 8 -e trtllm -n 333 --max-tpot-ms 8` judged 243
+    replicas at 333 / 243 = 1.37 requests each (TPOT 7.99 ms); whole requests put 2 in 90 of them, 180 requests with
+    the median among them, at TPOT 9.6 ms. The limit is now judged at the fullest replicas' whole load: 333 replicas,
+    as plan says."""
+    import kvcalc
+
+    kw = dict(input_len=4096, output_len=64, engine="trtllm", tp=8, weight_dtype="bf16", kv_dtype="fp8")
+    two = kvcalc.serve("llama-3.1-70b", "h200", concurrency=2, **kw)
+    assert two["tpot_ms"] > 8
+    sized = kvcalc.serve("llama-3.1-70b", "h200", concurrency=333, max_tpot_ms=8, **kw)
+    assert (sized["replicas"], sized["gpus"]) == (333, 2664) and sized["tpot_ms"] <= 8
+
+
+@pytest.mark.parametrize("version", ["0.\u00b2", "\u0660.\u0661\u0661"])
+def test_vllm_version_takes_ascii_digits(version):
+    """The verification pass: `--vllm-version 0.\u00b2` was a ValueError traceback and Arabic-Indic digits were read as
+    0.11 (str.isdigit takes both)."""
+    out = runner.invoke(app, ["capacity", "-m", "llama-3.1-8b", "-c", "4096", "-e", "vllm", "--vllm-version", version])
+    assert out.exit_code == 2
+    assert out.output.strip() == ("kvcalc: error: --vllm-version: expected latest or a release such as 0.11 or 0.30.1, "
+                                  f"got {version!r}")

@@ -188,13 +188,18 @@ def check_vllm_runner(runner: str, engine: str) -> None:
 def vllm_version_of_run(vllm_version: str, engine: str, engine_version: str | None) -> str:
     """The release whose vLLM memory rule applies: --vllm-version where given; else, with vLLM's rule, the release
     --engine-version names, since the run's pool is sized by the release that times its steps (the fourth audit:
-    --engine-version 0.9 had timed 0.9's steps in 0.30's pool); a band's name (v0, v1, v2) or a release past the
-    newest the rule follows keeps the newest rule."""
+    --engine-version 0.9 had timed 0.9's steps in 0.30's pool); a band's name (v0, v1, v2) its newest release's; a
+    release past the newest the rule follows keeps the newest rule."""
     from kvcalc.engines.kernel_eras import flag_release
 
     if not isinstance(vllm_version, str) or vllm_version.strip().lower() != "latest" or engine != "vllm":
         return vllm_version
     release = flag_release(engine_version) if isinstance(engine_version, str) else None
+    if release is None and isinstance(engine_version, str):  # a band (v0, 0.1-0.7): the newest release in it
+        from kvcalc.engines.overhead import band_named
+
+        band = band_named("vllm", engine_version)
+        release = (*band.last, 0) if band is not None else None
     if release is None or not (0, 1) <= release[:2] <= em.VLLM_LATEST:
         return vllm_version
     return f"{release[0]}.{release[1]}"
@@ -209,7 +214,9 @@ def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
     if engine != "vllm":
         raise KvcalcError("--vllm-version: only vLLM's memory rule uses it; add --engine vllm")
     parts = text.split(".")  # major.minor, then a patch or a dev tag (0.6.5.dev), which the rule does not need
-    if not (len(text) <= 40 and len(parts) >= 2 and all(x.isdigit() and len(x) <= 4 for x in parts[:2])):
+    # ASCII digits (str.isdigit takes '²' and Arabic-Indic digits: the verification pass's traceback and misread)
+    if not (len(text) <= 40 and len(parts) >= 2 and all(x and x.isascii() and x.isdigit() and len(x) <= 4
+                                                        for x in parts[:2])):
         raise KvcalcError(f"--vllm-version: expected latest or a release such as 0.11 or 0.30.1, got {version!r}")
     release = int(parts[0]), int(parts[1])
     # releases that exist: 0.1 (v0.1.0, June 2023) to the newest the rule follows (em.VLLM_LATEST: v0.30.0,

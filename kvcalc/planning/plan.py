@@ -237,8 +237,8 @@ def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: f
                  max_tpot_ms: float | None, concurrency: float | None, limit: int) -> list[int]:
     """Requests in flight between the largest budget of the ladder that meets the latency limits and the next one,
     which misses them, near where the binding metric reaches its limit (linear between the two budgets, as a step's
-    time is affine in its batch): that point and one a little below; with a concurrency C, instead C's shares
-    ceil(C / k) for the fewest replicas k whose share is at most that point, and for k + 1. The fourth audit: 2,000 in flight under a 60 ms TPOT limit were judged at 128 a
+    time is affine in its batch): that point and two below it; with a concurrency C, also C's shares ceil(C / k)
+    for the replicas k that point needs, and for k + 1. The fourth audit: 2,000 in flight under a 60 ms TPOT limit were judged at 128 a
     replica (16 x 2 GPUs) where 250 meet it (8 x 2 GPUs), the ladder's shares stopping at SHARES replicas."""
     def meets(i: int) -> bool:
         return ((max_ttft_ms is None or ttft_ms[i] <= max_ttft_ms)
@@ -253,11 +253,14 @@ def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: f
         if most is not None and value[i + 1] is not None and value[i + 1] > most and value[i + 1] > value[i]:
             f = min(f, (most - value[i]) / (value[i + 1] - value[i]))
     star = lo + f * (hi - lo)
-    if concurrency is not None:  # the replicas share C: the fewest whose share is at most that point, and one more
+    # that point, and below it where the metric rises faster than a line (a TTFT that steps up where the prompts
+    # take one more chunk); with a concurrency C, also its shares near there: C over the replicas it needs at that
+    # point, and over one more (the verification pass: a share rounded up past the point, 6 where 5 meet the limit,
+    # bought 1,000 GPUs where 800 do)
+    out = {math.floor(lo + g * (star - lo)) for g in (1.0, 0.9, 0.6)}
+    if concurrency is not None:
         k = math.ceil(concurrency / star)
-        out = {math.ceil(concurrency / k), math.ceil(concurrency / (k + 1))}
-    else:  # a rate or a GPU budget: that point, and a little below it where the metric rises faster than a line
-        out = {math.floor(star), math.floor(lo + 0.9 * (star - lo))}
+        out |= {math.ceil(concurrency / k), math.ceil(concurrency / (k + 1))}
     return sorted(c for c in out if lo < c < hi and c <= limit)
 
 
