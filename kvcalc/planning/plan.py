@@ -238,8 +238,9 @@ def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: f
     """Requests in flight between the largest budget of the ladder that meets the latency limits and the next one,
     which misses them, near where the binding metric reaches its limit (linear between the two budgets, as a step's
     time is affine in its batch): that point and two below it; with a concurrency C, also C's shares ceil(C / k)
-    for the replicas k that point needs, and for k + 1. The fourth audit: 2,000 in flight under a 60 ms TPOT limit were judged at 128 a
-    replica (16 x 2 GPUs) where 250 meet it (8 x 2 GPUs), the ladder's shares stopping at SHARES replicas."""
+    for the replicas k that point needs, and for k + 1. The fourth audit: 2,000 in flight under a 60 ms TPOT limit
+    were judged at 128 a replica (16 x 2 GPUs) where 250 meet it (8 x 2 GPUs), the ladder's shares stopping at SHARES
+    replicas."""
     def meets(i: int) -> bool:
         return ((max_ttft_ms is None or ttft_ms[i] <= max_ttft_ms)
                 and (max_tpot_ms is None or tpot_ms[i] is None or tpot_ms[i] <= max_tpot_ms))
