@@ -4,6 +4,8 @@ this module composes them for one deployment."""
 
 from __future__ import annotations
 
+import re
+
 from kvcalc.checks import check_number
 from kvcalc.dtypes import BYTES_PER_ELEMENT
 from kvcalc.errors import KvcalcError
@@ -213,12 +215,16 @@ def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
         return em.VLLM_LATEST
     if engine != "vllm":
         raise KvcalcError("--vllm-version: only vLLM's memory rule uses it; add --engine vllm")
-    parts = text.split(".")  # major.minor, then a patch or a dev tag (0.6.5.dev), which the rule does not need
-    # ASCII digits (str.isdigit takes '²' and Arabic-Indic digits: the verification pass's traceback and misread)
-    if not (len(text) <= 40 and len(parts) >= 2 and all(x and x.isascii() and x.isdigit() and len(x) <= 4
-                                                        for x in parts[:2])):
+    # one whole release number as --engine-version takes it (kernel_eras.flag_release: ASCII digits, the engines' own
+    # tags; the verification pass: '0.²' was a traceback, Arabic-Indic digits and '0.11.3garbage' were read as
+    # releases), or a minor series (0.6.x, as the memory ledger's logs name some); the rule needs major.minor
+    from kvcalc.engines.kernel_eras import flag_release
+
+    series = re.fullmatch(r"([0-9]{1,4})\.([0-9]{1,4})\.x", text)
+    found = (int(series[1]), int(series[2]), 0) if series else flag_release(text)
+    if found is None:
         raise KvcalcError(f"--vllm-version: expected latest or a release such as 0.11 or 0.30.1, got {version!r}")
-    release = int(parts[0]), int(parts[1])
+    release = found[:2]
     # releases that exist: 0.1 (v0.1.0, June 2023) to the newest the rule follows (em.VLLM_LATEST: v0.30.0,
     # https://github.com/vllm-project/vllm/releases); there is no 1.x (audit O5)
     if not (0, 1) <= release <= em.VLLM_LATEST:
