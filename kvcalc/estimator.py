@@ -34,6 +34,7 @@ from kvcalc.formulas.memory import (
 )
 from kvcalc.formulas.parallel import (
     allreduce_seconds,
+    fullest_share,
     check_ep,
     expert_parallel_comm_seconds,
     group_link_bandwidth,
@@ -579,7 +580,7 @@ class StepTimer:
         whole = nonzero(prompt_len)
         prompts = prompts_in(chunk, prompt_len) if whole else (chunk > 0) * 1.0
         m = maximum(1.0, minimum(decode_batch + prompts, self.pp))
-        decode_batch = maximum(decode_batch / m, minimum(decode_batch, 1.0))  # a sequence is not split either
+        decode_batch = fullest_share(decode_batch, m)
         if whole:
             chunk = maximum(chunk / m, minimum(chunk, prompt_len))  # prompts not cut (F6)
             prompts = prompts_in(chunk, prompt_len)
@@ -618,7 +619,7 @@ class StepTimer:
         local_chunk = maximum(chunk / dp, minimum(chunk, prompt_len)) if nonzero(prompt_len) else chunk
         # the fullest replica holds at least one whole decode where there is one (the fresh audit: one request at
         # --ep 8 read an eighth of its own KV cache, TPOT 0.77 ms under a 1.27 ms speed of light)
-        local_decodes = maximum(decode_batch / dp, minimum(decode_batch, 1.0))
+        local_decodes = fullest_share(decode_batch, dp)
         prompts = maximum(prompts_in(local_chunk, prompt_len), 1.0) if nonzero(prompt_len) else 1
         local = [shard_op(o, self.spec, self.tp) for o in mixed_ops(
             self.spec, decode_batch=local_decodes, context=context, chunk=local_chunk, chunk_context=chunk_context,
@@ -663,8 +664,7 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
         # the draft's share of StepTimer's step: one micro-batch's sequences under pp (the step is one micro-batch's
         # depth), the fullest replica's under ep (the fourth audit: the whole batch's draft, subtracted from a
         # micro-batch's step, left a verify of -0.91 ms)
-        parts = ep // tp if ep > 1 else max(1, min(batch, pp))
-        drafting = timer.draft_seconds(max(batch / parts, min(batch, 1)), context)
+        drafting = timer.draft_seconds(fullest_share(batch, ep // tp if ep > 1 else microbatches(batch, pp)), context)
         step = spec_step(batch, context)
         plain, verify, per_token = plain_step(batch, context), step - drafting, step / sp.tokens_per_step()
         breakeven = next((b for b in (2 ** i for i in range(13))
@@ -800,7 +800,7 @@ def estimate_with_specs(
         )
     from kvcalc.speculation import unsupported_with
 
-    if speculate and (why := unsupported_with(profile.engine if profile else engine, pp)):
+    if speculate and (why := unsupported_with(engine, pp, profile)):
         warnings.append(why)
     rereads_s = chunk_weight_rereads(batch * prompt, prefill_chunk, mem["weights"], hw.bandwidth_Bps)
     if rereads_s > 0.05 * float(ev.prefill.seconds):  # the third audit: memory sized for 16-token chunks, time for

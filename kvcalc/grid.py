@@ -130,7 +130,7 @@ def sweep(
         labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline",
                        sv or "none"))
         required = ev.memory["total"]
-        if sv and (why := unsupported_with(profile.engine if profile else e, q)):
+        if sv and (why := unsupported_with(e, q, profile)):
             unsupported.append(why)
         if sv:
             timer = SpeculativeTimer(spec, hw, sv, weight_dtype=w, kv_dtype=k, tp=t, profile=profile)

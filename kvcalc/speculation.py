@@ -52,10 +52,13 @@ class Speculation:
         return self.accepted if self.accepted is not None else expected_tokens(self.alpha, self.k)
 
 
-def unsupported_with(engine: str, pp: int) -> str | None:
+def unsupported_with(engine: str, pp: int, profile=None) -> str | None:
     """Why `engine` does not run speculative decoding in pipeline-parallel stages, or None where it does: vLLM's
     draft and MTP modules fail at start-up or at run time under --pipeline-parallel-size > 1 through its 0.25-0.29
-    releases (vllm-project/vllm issues #49355 and #52069; vllm-project/recipes issue #875)."""
+    releases (vllm-project/vllm issues #49355 and #52069; vllm-project/recipes issue #875). profile: the engine
+    profile `engine` resolved to, whose engine is the one that runs (--engine auto: vLLM's where it has one)."""
+    if profile is not None:
+        engine = profile.engine
     if engine == "vllm" and pp > 1:
         return (f"--speculate with --pp {pp}: vLLM does not start speculative decoding under pipeline parallelism "
                 "(vllm-project/vllm #49355, #52069): these times are for a layout it does not run")

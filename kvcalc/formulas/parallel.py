@@ -54,6 +54,12 @@ def microbatches(batch, pp: int):
     return minimum(batch, pp)
 
 
+def fullest_share(batch, parts):
+    """The sequences of the fullest of `parts` micro-batches or data-parallel replicas a batch is spread over:
+    B / parts, and at least one whole sequence where there is one (a sequence is not split)."""
+    return maximum(batch / parts, minimum(batch, 1.0))
+
+
 def pipeline_send_seconds(model: ModelSpec, tokens, b_a: float, pp: int, link_bandwidth_Bps: float | None):
     """pp - 1 sends of the hidden states (tokens x d x b_a bytes) from stage to stage, one way over the link."""
     if pp == 1:

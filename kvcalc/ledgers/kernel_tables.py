@@ -466,19 +466,21 @@ def _vllm_fp8_block(root: Path, gpu: str, hw) -> KernelCurve | None:
 
 
 # Weight-only GEMMs (int8 or int4 weights, bf16 activations: AWQ, GPTQ, Marlin, TensorRT-LLM's fpA_intB) that an
-# engine's own table of a GPU does not time are taken from another table of the same GPU that does, newest first: on
-# the A100, TensorRT-LLM 1.0.0's int4_wo and int8_wo rows stand in for vLLM and SGLang (whose A100 tables hold bf16
-# only); on the H100, SGLang 0.5.6.post2's int8_wo rows for every engine. A kernel measured on the same silicon, launch
-# latency and all, is closer to the engine's own weight-only kernel than the datasheet efficiencies with no latency
-# that time these GEMMs otherwise: Qwen2-7B GPTQ-Int4 at batch 1 on an A100 under vLLM 0.6.3 decodes at 148 tokens/s
+# engine's own table of a GPU does not time are taken from another table of the same GPU that does (the engine's own
+# older releases first, then the other engines' tables by release number): on the A100, TensorRT-LLM 1.0.0's int4_wo
+# and int8_wo rows stand in for vLLM and SGLang (whose A100 tables hold bf16 only); on the H100, SGLang 0.5.6.post2's
+# int8_wo rows for every engine. A kernel measured on the same silicon is closer to the engine's own weight-only kernel
+# than the datasheet efficiencies that time these GEMMs otherwise (the A100 curves keep a launch latency, t0 6.6-8 us;
+# the H100 int8_wo fit has none, t0 ~0, its table holding 70 rows faster than the datasheet roofs): Qwen2-7B GPTQ-Int4 at batch 1 on an A100 under vLLM 0.6.3 decodes at 148 tokens/s
 # (qwen.readthedocs.io, "Speed Benchmark"; ledger row nv-130), which vLLM's A100 profile put at 227 tokens/s with the
 # datasheet efficiencies and puts at 153 with TensorRT-LLM's int4_wo table (validation/published/README.md).
 WEIGHT_ONLY_DTYPES = ("int8_wo", "int4_wo")
 
 
 def _weight_only_stand_ins(root: Path, gpu: str, engine: str, hw, have: dict) -> dict:
-    """{profile key: curve} for the weight-only GEMM dtypes `have` lacks, each fitted on the newest other table of the
-    same GPU (any engine, any release; this engine's own older releases first) that times it."""
+    """{profile key: curve} for the weight-only GEMM dtypes `have` lacks, each fitted on another table of the same
+    GPU that times it: this engine's own older releases first, then the other engines' tables, highest release
+    number first."""
     import pandas as pd
 
     base = root / TABLE_GPUS[gpu] / "gemm"

@@ -271,17 +271,18 @@ def _meets(r: dict, max_ttft_ms: float | None, max_tpot_ms: float | None) -> boo
 
 
 # A replica loaded past this share of the most requests/s it carries is near saturation: with random (Poisson)
-# arrivals a queue's mean wait grows as load / (1 - load) service times (M/D/1: 4.5 at 90 %, 500 at 99.9 %), so the
-# closed form's deterministic steady state there is no service level; serve says so (the fourth audit: replicas sized
-# at 99.9 % of saturation put TPOT at 418 ms where one more replica gives 30 ms).
+# arrivals a queue's mean wait grows as load / (2 (1 - load)) service times (M/D/1: 4.5 at 90 %, 500 at 99.9 %), so
+# the closed form's deterministic steady state there is far from what a benchmark sees; serve says so (the fourth
+# audit: replicas sized at 99.6 % of saturation put TPOT at 418 ms where one more replica gives 30 ms).
 NEAR_SATURATION = 0.9
 
 
 def _within_limits(run, rate_point, request_rate, concurrency: float, replicas: int, r: dict, max_ttft_ms,
                   max_tpot_ms) -> tuple[float, int, dict]:
     """(requests in flight per replica, replicas, the point) with the fewest replicas whose steady state meets the
-    limits: the rate (or the requests in flight, concurrency x replicas) shared evenly over more replicas. A limit
-    that even a lone request misses is a one-line error."""
+    limits: the rate shared evenly over more replicas, or the requests in flight (concurrency x replicas) as whole
+    requests, judged at the fullest replicas' load ceil(C / k). A limit that even a lone request misses is a one-line
+    error."""
     total = concurrency * replicas
 
     def at(k):  # requests in flight per replica; whole requests where the total is whole: the fullest replicas'
@@ -344,7 +345,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     from kvcalc.speculation import unsupported_with
 
     # the engine that runs it: --engine auto resolves to a profile's engine (vLLM's first), as estimate names it
-    if speculate and (why := unsupported_with(profile.engine if profile is not None else engine, pp)):
+    if speculate and (why := unsupported_with(engine, pp, profile)):
         notes.append(why)
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
@@ -399,7 +400,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     max_ttft_ms / max_tpot_ms: the load is spread over as many replicas as it takes for the steady state to meet
-    them (the rate, or the requests in flight, shared evenly); a limit no number of replicas meets is an error.
+    them (the rate shared evenly; the requests in flight as whole requests, judged at the fullest replicas'); a
+    limit no number of replicas meets is an error.
 
     concurrency: requests in flight (a closed loop, as benchmark clients run), or "max": as many as the KV pool
     holds at full length (an offline throughput run). request_rate: requests/s arriving (an open loop); the
@@ -507,7 +509,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         if load > NEAR_SATURATION and max_ttft_ms is None and max_tpot_ms is None:
             near = (f"each of the {replicas:,} replicas carries {load:.1%} of the most requests/s it can "
                     f"({request_rate / replicas:,.4g} of {top['requests_per_s']:,.4g}): this steady state is the "
-                    "deterministic one, and under random arrivals the queue grows without bound so near it; "
+                    "deterministic one, and under random arrivals the mean queue wait grows as load / (2 (1 - load)) "
+                    "service times; "
                     f"{replicas + 1:,} replicas, or --max-ttft-ms / --max-tpot-ms, size for headroom")
             warnings.warn(near, CapacityWarning, stacklevel=2)
             notes = [*notes, near]

@@ -795,14 +795,9 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
 PERCENTILES = (50, 90, 99)
 
 
-def weighted_percentile(values: np.ndarray, weights: np.ndarray, pct: float) -> float | None:
-    """The pct-th percentile of values each counted `weight` times (the lower value at a tie, as np.percentile's
-    'inverted_cdf')."""
-    return weighted_percentiles(values, weights, [pct])[0]
-
-
 def weighted_percentiles(values: np.ndarray, weights: np.ndarray, pcts: list[float]) -> list[float | None]:
-    """weighted_percentile at each of pcts, from one sort."""
+    """Each pct-th percentile of values each counted `weight` times (the lower value at a tie, as np.percentile's
+    'inverted_cdf'), from one sort."""
     if len(values) == 0 or weights.sum() <= 0:
         return [None] * len(pcts)
     order = np.argsort(values, kind="stable")
