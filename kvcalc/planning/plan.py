@@ -241,11 +241,7 @@ def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: f
     for the replicas k that point needs, and for k + 1. The fourth audit: 2,000 in flight under a 60 ms TPOT limit
     were judged at 128 a replica (16 x 2 GPUs) where 250 meet it (8 x 2 GPUs), the ladder's shares stopping at SHARES
     replicas."""
-    def meets(i: int) -> bool:
-        return ((max_ttft_ms is None or ttft_ms[i] <= max_ttft_ms)
-                and (max_tpot_ms is None or tpot_ms[i] is None or tpot_ms[i] <= max_tpot_ms))
-
-    good = [i for i in range(len(ladder)) if meets(i)]
+    good = [i for i in range(len(ladder)) if not missed_limits(ttft_ms[i], tpot_ms[i], max_ttft_ms, max_tpot_ms)]
     if not good or good[-1] + 1 >= len(ladder):
         return []
     i = good[-1]
@@ -284,10 +280,7 @@ def worth_refining(points: list[Point], keep: int, budget_mode: bool):
     fewest replicas they could need is at most the keep-th deployment's cost, or its engine's best. Everything is
     worth it with a GPU budget, or where the fewest replicas are unknown."""
     ok = sorted((p for p in points if not p.misses), key=lambda p: _rank_key(p, budget_mode))
-    firsts: dict = {}
-    for p in ok:
-        firsts.setdefault(p.deployment, p)
-    ranked = list(firsts.values())
+    ranked = _distinct(ok, len(ok))
     cutoff = _rank_key(ranked[keep - 1], False)[:2] if len(ranked) >= keep else None
     best: dict[str, tuple] = {}
     for p in ranked:
@@ -406,12 +399,20 @@ def size(point: Point, output_len: int, *, request_rate: float | None, concurren
         point.cost_per_million_output_tokens = cost_per_million_tokens(price, point.gpus, point.output_tokens_per_s)
 
 
+def missed_limits(ttft_ms: float, tpot_ms: float | None, max_ttft_ms: float | None,
+                  max_tpot_ms: float | None) -> list[str]:
+    """The latency limits a TTFT and TPOT [ms] miss ('TTFT', 'TPOT'); a TPOT of None (one output token) misses none."""
+    missed = []
+    if max_ttft_ms is not None and ttft_ms > max_ttft_ms:
+        missed.append("TTFT")
+    if max_tpot_ms is not None and tpot_ms is not None and tpot_ms > max_tpot_ms:
+        missed.append("TPOT")
+    return missed
+
+
 def judge(point: Point, *, max_ttft_ms: float | None, max_tpot_ms: float | None, gpu_budget: int | None) -> None:
     """What the point misses, in words (in place; empty when it meets every limit)."""
-    if max_ttft_ms is not None and point.ttft_ms > max_ttft_ms:
-        point.misses.append("TTFT")
-    if max_tpot_ms is not None and point.tpot_ms is not None and point.tpot_ms > max_tpot_ms:
-        point.misses.append("TPOT")
+    point.misses.extend(missed_limits(point.ttft_ms, point.tpot_ms, max_ttft_ms, max_tpot_ms))
     if gpu_budget is not None and point.deployment.gpus_per_replica > gpu_budget:
         point.misses.append("GPU budget")
     if point.replicas >= MAX_REPLICAS:
