@@ -11,6 +11,7 @@ from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_numb
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.engines.overhead import describe, overhead_seconds, with_band
 from kvcalc.engines.kernel_eras import describe as describe_era
+from kvcalc.engines.memory import ENGINE_MEMORY_RULES, engine_sequences_held
 from kvcalc.errors import AssumptionWarning, KvcalcError
 from kvcalc.formulas._array import maximum, minimum, nonzero
 from kvcalc.formulas.forward import (
@@ -815,18 +816,34 @@ def estimate_with_specs(
             f"context {max(context, prompt)} exceeds {spec.name}'s max_position_embeddings "
             f"{spec.max_position_embeddings}"
         )
+    # estimate's memory is kvcalc's rule whatever --engine times it; where --engine names an engine whose pool kvcalc
+    # sizes, its verdict is checked against that engine's (the fresh audit: `capacity -e sglang` held 2,202 sequences
+    # that estimate -e sglang said do not fit; the fifth: estimate said fits where capacity and serve queue)
+    held = (engine_sequences_held(engine, spec, hw, p, tp, length=max(context, prompt),
+                                  memory_utilization=memory_utilization, pp=pp, ep=ep, engine_version=engine_version,
+                                  draft_weight_bytes=timer.draft_weight_bytes() if timer else 0.0,
+                                  draft_kv_bytes=timer.draft_kv_bytes_per_sequence(max(context, prompt)) if timer
+                                  else 0.0)
+            if engine in ENGINE_MEMORY_RULES and engine not in hw.unsupported_engines else None)
+    per_group = replica_batch(batch, ep, tp)
+    by_engine = "" if held is None else (
+        f"; by {engine}'s own memory rule (`kvcalc capacity --engine {engine}`) one group of {tp} GPU"
+        f"{'s' if tp > 1 else ''}{f' x {pp} stages' if pp > 1 else ''} holds {held:,} sequence{'s' if held != 1 else ''}"
+        f" of {max(context, prompt):,} tokens")
     if not fits:
         warnings.append(
             f"does not fit: needs {fmt_bytes(mem['total'])}, {fmt_bytes(usable)} usable "
             f"({memory_utilization:.0%} of {fmt_bytes(hw.visible_memory_bytes)}); latencies are hypothetical"
-            # estimate's memory is kvcalc's rule whatever --engine times it (the fresh audit: `capacity -e sglang`
-            # held 2,202 sequences that estimate -e sglang said do not fit)
-            + (f". This is kvcalc's memory rule (one prefill chunk's activations reserved); `kvcalc capacity "
-               f"--engine {engine}` sizes the pool as {engine} does" if engine in ("vllm", "sglang", "trtllm") else "")
+            + (f". This is kvcalc's memory rule (one prefill chunk's activations reserved){by_engine}"
+               if held is not None else "")
         )
         overflow = weights_overflow(spec, weight_dtype, usable, tp, pp, ep)
         if overflow:
             warnings.append(overflow)
+    elif held is not None and per_group > held:
+        warnings.append(f"fits by kvcalc's memory rule, but not by {engine}'s{by_engine}, fewer than the "
+                        f"{per_group:,} asked for{' per data-parallel group' if ep > tp else ''}: {engine} would queue "
+                        "the rest (`kvcalc serve` times that)")
 
     breakdown = params_breakdown(spec)
     engine_name, profile_text = engine_label(profile, spec)

@@ -4,6 +4,7 @@ this module composes them for one deployment."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from kvcalc.checks import check_number
@@ -339,3 +340,21 @@ def engine_request_bytes(memory: dict, spec, hw, p, tp: int, pp: int, length: in
     if layout is None:  # as vllm_max_concurrency counts a state-only model: one state a request
         return linear_state_bytes(spec, em.STATE_BYTES) / tp * stage_layer_fraction(spec, pp)
     return per_request(length) * layout.block_bytes
+
+
+def engine_sequences_held(engine: str, spec, hw, p, tp: int, *, length: int, memory_utilization: float,
+                          pp: int = 1, ep: int = 1, engine_version: str | None = None,
+                          draft_weight_bytes: float = 0.0, draft_kv_bytes: float = 0.0) -> int:
+    """How many sequences of `length` tokens one data-parallel group of tp GPUs holds in the pool `engine` (one of
+    ENGINE_MEMORY_RULES) sizes with its defaults, as `capacity --engine X` and `serve --engine X` count them: the
+    engine's max_concurrency at max_model_len = length, floored; with speculation the draft's weights come out of
+    the pool and its KV joins each request's share, as serve counts them. estimate's cross-check of its own rule
+    (the fifth audit: estimate said a batch fits that capacity and serve under the same --engine queue)."""
+    rule = engine_memory_rule(engine, spec, hw, p, tp, context=length, memory_utilization=memory_utilization,
+                              pp=pp, ep=ep, vllm_version=check_vllm_version(
+                                  vllm_version_of_run("latest", engine, engine_version), engine))
+    held = rule["max_concurrency"]
+    if held > 0 and (draft_weight_bytes or draft_kv_bytes):
+        pool = max(rule["available_kv_bytes"] - draft_weight_bytes, 0.0)
+        held = pool / (rule["available_kv_bytes"] / held + draft_kv_bytes)
+    return math.floor(held * (1 + 1e-12))  # pool / (pool / N) is N to float order (serve's guard)

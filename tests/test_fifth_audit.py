@@ -1,0 +1,62 @@
+"""Regression tests for the fifth hostile audit (2026-12-05, from 21:30 UTC; docs/validation.md "Fifth hostile audit")
+and the inconsistency left open by the third and fourth: each reproduces a finding with the numbers worked by hand or
+against another command."""
+
+import warnings
+
+import pytest
+
+import kvcalc
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def test_estimate_checks_its_memory_rule_against_the_named_engines():
+    """Left by the third and fourth audits: `estimate --engine vllm` fits a batch by kvcalc's own memory rule, which
+    capacity and serve under the same --engine do not (Llama-3.1-70B on 2 H100s at 2,048 tokens: kvcalc's rule holds
+    16 sequences, vLLM's 7, SGLang's 11). estimate now says so, with capacity's own count."""
+    for engine in ("vllm", "sglang"):
+        held = kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=2048, gpus=2,
+                               engine=engine)["max_sequences_at_context"]
+        mine = kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=2048, gpus=2)["max_sequences_at_context"]
+        assert held < mine == 16
+        r = kvcalc.estimate("llama-3.1-70b", "h100-sxm", batch=mine, context=2048, tp=2, engine=engine)
+        assert r.memory.fits  # kvcalc's rule, as documented
+        [w] = [w for w in r.warnings if "would queue" in w]
+        assert f"one group of 2 GPUs holds {held} sequences of 2,048 tokens, fewer than the 16 asked for" in w
+        assert f"not by {engine}'s" in w
+        # at the engine's own count there is nothing to say
+        assert not any("would queue" in w for w in kvcalc.estimate(
+            "llama-3.1-70b", "h100-sxm", batch=held, context=2048, tp=2, engine=engine).warnings)
+    # the timing-only default (--engine auto) keeps kvcalc's rule, as serve's and capacity's defaults do
+    assert not any("memory rule" in w for w in kvcalc.estimate("llama-3.1-70b", "h100-sxm", batch=16, context=2048,
+                                                                tp=2).warnings)
+
+
+def test_estimate_names_the_engines_count_where_its_own_rule_refuses():
+    """TensorRT-LLM's rule holds 30 sequences of Llama-3.1-70B at 2,048 on 2 H100s where kvcalc's holds 16: estimate's
+    does-not-fit warning gives the engine's count beside its own verdict."""
+    held = kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=2048, gpus=2,
+                           engine="trtllm")["max_sequences_at_context"]
+    r = kvcalc.estimate("llama-3.1-70b", "h100-sxm", batch=held, context=2048, tp=2, engine="trtllm")
+    assert not r.memory.fits and held > 16
+    [w] = [w for w in r.warnings if w.startswith("does not fit")]
+    assert f"by trtllm's own memory rule (`kvcalc capacity --engine trtllm`) one group of 2 GPUs holds {held} " in w
+
+
+def test_estimate_counts_the_engines_pool_per_data_parallel_group():
+    """Under --ep each data-parallel group of tp GPUs has its own pool (capacity: max_concurrency x ep / tp):
+    DeepSeek-V3 fp8 on 8 H200s at 8,192 tokens, vLLM holds capacity's count and not one more."""
+    c = kvcalc.capacity("deepseek-v3", "h200", context=8192, ep=8, engine="vllm", weight_dtype="fp8")
+    n, groups = c["max_sequences_at_context"], 8 // c["tensor_parallel"]
+    def queues(batch):
+        return [w for w in kvcalc.estimate("deepseek-v3", "h200", batch=batch, context=8192, ep=8, tp=1,
+                                           engine="vllm", weight_dtype="fp8").warnings if "would queue" in w]
+    assert not queues(n)
+    [w] = queues(n + 1)
+    assert f"holds {n // groups} sequences of 8,192 tokens, fewer than the {n // groups + 1} asked for per data-parallel" in w
