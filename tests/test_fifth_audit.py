@@ -60,3 +60,28 @@ def test_estimate_counts_the_engines_pool_per_data_parallel_group():
     assert not queues(n)
     [w] = queues(n + 1)
     assert f"holds {n // groups} sequences of 8,192 tokens, fewer than the {n // groups + 1} asked for per data-parallel" in w
+
+
+def test_pcie_servers_own_profiles_time_nccl_all_reduce_where_vllm_and_sglang_run_it():
+    """F1: the L40S's and RTX PRO 6000's own vLLM and SGLang profiles timed TP 4 and 8 all-reduces with the custom
+    kernel's table, which those engines switch off on more than two PCIe-only GPUs (engines/links.py), so an L40S
+    at TP 4 was 32 % slower than the L4 beside it on the same PCIe 4.0 link, and 31 % faster at TP 8. They now take
+    NCCL's all-reduce measured on the same server (the figures links.py's NCCL_PCIE_ALLREDUCE holds).
+    Qwen3-32B prefill of 4,000 tokens: 64 layers x 2 all-reduces of 4,000 x 5,120 x 2 bytes, a ring moving
+    2 (n - 1) / n of it at NCCL's bus bandwidth (5.02 GB/s at TP 4, 1.419 at TP 8) after its t0."""
+    from kvcalc.engines.links import NCCL_PCIE_ALLREDUCE
+    from kvcalc.specs.catalog import resolve_engine, load_gpu
+
+    for gpu, key in (("l40s", "l40s"), ("rtx-pro-6000", "rtx-pro-6000")):
+        for engine in ("vllm", "sglang"):
+            curves = resolve_engine(engine, load_gpu(gpu)).allreduce
+            for tp in ("tp4", "tp8"):
+                assert (curves[tp].t0_us, curves[tp].bus_bandwidth_GBps) == NCCL_PCIE_ALLREDUCE[key][tp]
+                assert curves[tp].fit.kernels == "NCCL"
+            assert curves["tp2"].fit.kernels != "NCCL"  # two cards keep the engine's custom kernel
+    message = 4000 * 5120 * 2
+    for tp, (t0, bus) in ((4, (11.23, 5.02)), (8, (22.14, 1.419))):
+        hand_ms = 128 * (t0 * 1e-6 + 2 * (tp - 1) / tp * message / (bus * 1e9)) * 1e3
+        for gpu in ("l40s", "l4"):
+            got = kvcalc.estimate("qwen3-32b", gpu, tp=tp, context=4000, engine="vllm").prefill.allreduce_ms
+            assert got == pytest.approx(hand_ms, rel=2e-3)

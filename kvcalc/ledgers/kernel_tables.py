@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kvcalc.engines.links import CUSTOM_ALLREDUCE_NEEDS_NVLINK_BEYOND_2, group_link_kind
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.forward import (
     Precision,
@@ -287,6 +288,11 @@ def allreduce_rows(df, tp: int):
     return d["message_size"].to_numpy(float) * 2, d["latency"].to_numpy(float) * 1e-3
 
 
+def nccl_allreduce_rows(df, tp: int):
+    """(bytes, seconds) of NCCL's measured all-reduce over tp GPUs in half precision (2 bytes an element)."""
+    return allreduce_rows(df[(df["op_name"] == "all_reduce") & (df["nccl_dtype"] == "half")], tp)
+
+
 def alltoall_rows(df, n: int):
     """(bytes per GPU, seconds) of NCCL's measured all-to-all over n GPUs in half precision (2 bytes an element)."""
     d = df[(df["op_name"] == "alltoall") & (df["nccl_dtype"] == "half") & (df["num_gpus"] == n)]
@@ -302,14 +308,16 @@ def newest_nccl_table(root: Path, gpu: str) -> Path | None:
 
 
 def fit_allreduce(df, tp: int, table: str, collective: str = "allreduce") -> AllReduceCurve | None:
-    """t0 and bus bandwidth of one collective over tp GPUs: the engine's custom all-reduce, or NCCL's all-to-all."""
+    """t0 and bus bandwidth of one collective over tp GPUs: the engine's custom all-reduce (allreduce), NCCL's
+    all-reduce (nccl_allreduce) or NCCL's all-to-all (alltoall)."""
     from scipy.optimize import least_squares
 
-    size, t = allreduce_rows(df, tp) if collective == "allreduce" else alltoall_rows(df, tp)
+    rows = {"allreduce": allreduce_rows, "nccl_allreduce": nccl_allreduce_rows, "alltoall": alltoall_rows}
+    size, t = rows[collective](df, tp)
     if len(size) < 4:
         return None
     out = held_out(size.astype(int))
-    seconds = allreduce_curve_seconds if collective == "allreduce" else alltoall_curve_seconds
+    seconds = alltoall_curve_seconds if collective == "alltoall" else allreduce_curve_seconds
 
     def predict(x, s):
         return seconds(AllReduceCurve.model_construct(t0_us=x[0], bus_bandwidth_GBps=x[1]), s, tp)
@@ -408,6 +416,19 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
             if curve is not None:
                 fields["allreduce"][f"tp{tp}"] = curve
     path = newest_nccl_table(root, gpu)
+    if path is not None and engine in CUSTOM_ALLREDUCE_NEEDS_NVLINK_BEYOND_2:
+        # vLLM and SGLang switch their custom all-reduce off on more than two PCIe-only GPUs or without peer-to-peer
+        # and run NCCL there (engines/links.py), so those groups take NCCL's all-reduce measured on the same server,
+        # not the custom kernel's table (the fifth audit: L40S TP 4 prefill all-reduces 32 % slow, TP 8 31 % fast)
+        table, nccl_groups = pd.read_parquet(path), []
+        for key in list(fields["allreduce"]):
+            n = int(key.removeprefix("tp"))
+            if group_link_kind(hw, n) == "pcie" and (n > 2 or hw.pcie_p2p is False):
+                curve = fit_allreduce(table, n, _relative(path, root), collective="nccl_allreduce")
+                if curve is not None:
+                    fields["allreduce"][key], nccl_groups = curve, [*nccl_groups, key]
+        if nccl_groups:
+            versions["allreduce"] += f" ({', '.join(nccl_groups)}: nccl {path.parent.name}, the custom kernel is off)"
     if path is not None and fields["moe"]:  # expert parallelism: only where the engine's tables have MoE layers
         table = pd.read_parquet(path)
         versions["alltoall"] = f"nccl {path.parent.name}"
