@@ -85,3 +85,23 @@ def test_pcie_servers_own_profiles_time_nccl_all_reduce_where_vllm_and_sglang_ru
         for gpu in ("l40s", "l4"):
             got = kvcalc.estimate("qwen3-32b", gpu, tp=tp, context=4000, engine="vllm").prefill.allreduce_ms
             assert got == pytest.approx(hand_ms, rel=2e-3)
+
+
+@pytest.mark.parametrize("max_window_layers, full_layers", [(28, 28), (20, 20), (0, 0)])
+def test_qwen2_slides_only_from_max_window_layers(tmp_path, max_window_layers, full_layers):
+    """F2: a Qwen2 config with use_sliding_window true and no layer_types was read with every layer sliding, where
+    transformers' Qwen2Config makes layer i slide only when i >= max_window_layers: with 28 of 28 no layer slides,
+    and the KV cache at 32,768 tokens was 8x short. Qwen2-7B's shape (28 layers, 4 KV heads of 128), window 4,096:
+    full layers x 2 x 4 x 128 x 2 B x 32,768 + sliding layers x the same at 4,096."""
+    import json
+
+    config = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 3584,
+              "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+              "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768,
+              "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_sliding_window": True,
+              "sliding_window": 4096, "max_window_layers": max_window_layers}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    r = kvcalc.estimate(str(tmp_path / "config.json"), "h100-sxm", context=32768, engine="roofline")
+    per_token_layer = 2 * 4 * 128 * 2
+    hand = per_token_layer * (full_layers * 32768 + (28 - full_layers) * 4096)
+    assert r.kv_cache.bytes_per_sequence == hand  # 1,879,048,192 / 1,409,286,144 / 234,881,024

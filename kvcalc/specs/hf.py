@@ -86,8 +86,13 @@ def _windows(c: Config, model_type: str, layers: int, hybrid: bool = False) -> d
         if types and "sliding_attention" in types:
             raise KvcalcError(f"{c.source}: layer_types: sliding_attention layers need a sliding_window (absent)")
         return {}
-    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe") and not c.bool("use_sliding_window", False):
-        return {}  # Qwen configs carry a sliding_window that is off unless use_sliding_window is set
+    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
+        if not c.bool("use_sliding_window", False):
+            return {}  # Qwen configs carry a sliding_window that is off unless use_sliding_window is set
+        if not types:  # layer i slides when i >= max_window_layers (transformers' Qwen2Config and its Qwen siblings,
+            # default 28: the fifth audit: every layer had been taken as sliding, 8x short with 28 of 28 full)
+            first = 0 if c.data.get("max_window_layers") == 0 else c.int("max_window_layers", 28, assume="28")
+            types = ["full_attention" if i < first else "sliding_attention" for i in range(layers)]
     if types:  # which layers slide, as Gemma 3, gpt-oss and newer configs of every family list them
         full = [i for i, t in enumerate(types) if t == "full_attention"]
         if not full:
@@ -98,8 +103,6 @@ def _windows(c: Config, model_type: str, layers: int, hybrid: bool = False) -> d
         if full == list(range(every - 1, layers, every)):
             return {"sliding_window": window, "global_every": every}
         return {"sliding_window": window, "global_count": len(full)}  # irregular: counted
-    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
-        c.assumptions.append("use_sliding_window: every layer modelled as sliding (max_window_layers not modelled)")
     if model_type == "gemma2":
         return {"sliding_window": window, "global_every": 2}
     if model_type in ("gemma3", "gemma3_text", "gpt_oss"):
