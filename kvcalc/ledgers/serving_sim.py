@@ -81,6 +81,7 @@ def server_kwargs(args: str) -> dict:
 def read_rows(path: Path) -> list[dict]:
     import io
 
+    from kvcalc.checks import MAX_TOKENS
     from kvcalc.specs.files import MAX_TABLE_BYTES, read_regular_file
 
     raw = read_regular_file(Path(path), "a serving benchmark ledger CSV", MAX_TABLE_BYTES)
@@ -99,6 +100,11 @@ def read_rows(path: Path) -> list[dict]:
             if not (row.get(key) or "").strip().isdigit():
                 raise KvcalcError(f"--serve: {path} line {n}, column {key}: expected a whole number, got "
                                   f"{row.get(key)!r}")
+        for key in ("input_len", "output_len", "concurrency"):  # the fifth audit: 1e400 was an OverflowError
+            text = (row.get(key) or "").strip()
+            if text and not (_positive(text) and float(text) <= MAX_TOKENS):
+                raise KvcalcError(f"--serve: {path} line {n}, column {key}: expected a positive number up to "
+                                  f"{MAX_TOKENS:,} or blank, got {text[:40]!r}")
         for key in METRICS:  # long fuzz: 'x' in a measured column was a ValueError traceback while scoring
             text = (row.get(key) or "").strip()
             if text and not _positive(text):

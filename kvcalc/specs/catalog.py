@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from kvcalc.errors import KvcalcError
 from kvcalc.specs import HardwareSpec, ModelSpec
-from kvcalc.specs.files import is_existing_path, read_regular_file
+from kvcalc.specs.files import is_existing_path, parse_error, read_regular_file
 from kvcalc.specs.profile import EngineProfile
 
 Kind = Literal["model", "gpu", "profile"]
@@ -53,6 +53,8 @@ def read_spec_file(path: Path) -> dict:
         raise KvcalcError(f"{path}: not valid {kind}: nested too deeply") from None
     except tomllib.TOMLDecodeError as e:
         raise KvcalcError(f"{path}: not valid TOML: {e}") from None
+    except ValueError as e:  # the fifth audit: an integer of 5,000 digits ended in Python's ValueError traceback
+        raise KvcalcError(f"{path}: not valid {kind}: {parse_error(e)}") from None
     if not isinstance(data, dict):
         raise KvcalcError(f"{path}: expected a table of fields at the top level")
     return data

@@ -29,6 +29,8 @@ def is_existing_path(ref: str) -> bool:
 
 def read_regular_file(path: Path, what: str, limit: int = MAX_SPEC_BYTES) -> bytes:
     """The bytes of a regular file of at most `limit` bytes; anything else is a one-line error naming the file."""
+    if not str(path).strip():  # the fifth audit: a blank path printed as "kvcalc: error:  : cannot read"
+        raise KvcalcError(f"{str(path)!r}: an empty path; expected {what}")
     try:
         st = path.stat()
     except (OSError, ValueError) as e:
@@ -127,3 +129,12 @@ def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tu
     if not rows:  # a header alone scored nothing, and the table printers need a first row
         raise KvcalcError(f"{path}: holds no rows under its header (expected {what})")
     return rows
+
+
+def parse_error(e: Exception) -> str:
+    """A parser's error in one line: Python's own for integers past its 4,300-digit limit (a ValueError from
+    json, tomllib and yaml alike, whose text names sys.set_int_max_str_digits) reads as what it is."""
+    if isinstance(e, ValueError) and "digits" in str(e) and "int" in str(e):
+        return "an integer of more than 4,300 digits"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+

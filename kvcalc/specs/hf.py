@@ -12,6 +12,7 @@ weight bytes and a difference over 2 % is a warning naming both.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kvcalc.errors import AssumptionWarning, KvcalcError
-from kvcalc.specs.files import is_existing_path, read_regular_file
+from kvcalc.specs.files import is_existing_path, parse_error, read_regular_file
 from kvcalc.specs.model import ModelSpec
 
 LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3",
@@ -565,11 +566,8 @@ def _moe_fields(c: Config, spec: dict, *, known: bool) -> None:
 
 
 def _dense_family_fields(c: Config, spec: dict) -> None:
-    """A family kvcalc reads as dense whose config still names experts or a latent KV (a fine-tune that kept its
-    model_type): the experts are read from their fields, a latent KV is refused; never a silent dense guess."""
-    if c.has("kv_lora_rank"):
-        raise KvcalcError(f"{c.source}: kv_lora_rank: a latent (MLA) KV in a model_type kvcalc reads as standard "
-                          "attention; set model_type to the family it comes from (deepseek_v2, deepseek_v3)")
+    """A family kvcalc reads as dense whose config still names experts (a fine-tune that kept its model_type): the
+    experts are read from their fields; never a silent dense guess."""
     key = _first(c, EXPERT_COUNT)
     if key and c.int(key) > 1:
         c.assumptions.append(f"{key} {c.int(key)} in a dense model_type: read as a MoE from its fields")
@@ -844,6 +842,10 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     spec = reader(c, model_type) if reader is not None else _by_fields(c, model_type or "(none)")
     if model_type in LLAMA_LIKE and "moe" not in spec:
         _dense_family_fields(c, spec)
+    if c.has("kv_lora_rank") and (spec.get("attention") or {}).get("kind") != "mla":  # whatever the reader (the fifth
+        # audit: Mixtral, Qwen2-MoE, ChatGLM and GPT-2 configs with a latent KV had been sized as standard attention)
+        raise KvcalcError(f"{c.source}: kv_lora_rank: a latent (MLA) KV in a model_type kvcalc reads as standard "
+                          "attention; set model_type to the family it comes from (deepseek_v2, deepseek_v3)")
     spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
     if isinstance(vision, int):
         spec["vision_encoder_params"] = vision
@@ -902,6 +904,7 @@ def _settle_kept_layers(quantization: dict, spec: dict) -> None:
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")  # safetensors, else PyTorch's shards
 INDEX_TOLERANCE = 0.02  # more than 2 % apart is a warning
 INDEX_HEAD_BYTES = 1 << 16  # transformers and safetensors write "metadata" before "weight_map"
+MAX_CHECKPOINT_BYTES = 10**16  # 10 PB: a thousand times the largest published checkpoint
 INDEX_MAX_BYTES = 64 << 20  # the largest published indexes (DeepSeek-V3, AWQ'd MoEs) are about 12 MB
 STORED_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # config.json torch_dtype / dtype
 _TOTAL_SIZE = re.compile(rb'"metadata"\s*:\s*\{[^{}]*?"total_size"\s*:\s*(\d+)\s*[,}]')  # else: parsed whole
@@ -920,17 +923,24 @@ def checkpoint_total_size(folder: Path) -> tuple[Path, int] | None:
     except OSError as e:
         raise KvcalcError(f"{index}: cannot read ({e.strerror})") from None
     match = _TOTAL_SIZE.search(head)
-    if match:
-        return index, int(match.group(1))
+    if match:  # the fifth audit: a total_size of 0 or of 400 digits passed here and divided by zero or overflowed
+        return index, _total_size(index, int(match.group(1)) if len(match.group(1)) <= 20 else None)
     try:
         data = json.loads(read_regular_file(index, "a safetensors index", INDEX_MAX_BYTES).decode("utf-8-sig"))
     except (ValueError, RecursionError):
         raise KvcalcError(f"{index}: not valid JSON; remove it or fix it to compare the weights with it") from None
     total = data.get("metadata", {}).get("total_size") if isinstance(data, dict) and isinstance(
         data.get("metadata"), dict) else None
-    if isinstance(total, bool) or not isinstance(total, (int, float)) or total <= 0:
-        raise KvcalcError(f"{index}: metadata.total_size: expected a positive number of bytes, got {total!r:.40}")
-    return index, int(total)
+    return index, _total_size(index, total)
+
+
+def _total_size(index: Path, total) -> int:
+    """metadata.total_size as bytes: a positive number up to MAX_CHECKPOINT_BYTES, else a one-line error."""
+    if (isinstance(total, bool) or not isinstance(total, (int, float)) or not math.isfinite(total)
+            or not 0 < total <= MAX_CHECKPOINT_BYTES):
+        raise KvcalcError(f"{index}: metadata.total_size: expected a positive number of bytes up to "
+                          f"{MAX_CHECKPOINT_BYTES:.0e}, got {'a longer number' if total is None else repr(total)[:40]}")
+    return int(total)
 
 
 def stored_weight_bytes(spec: ModelSpec, data: dict) -> tuple[float, str, int]:
@@ -984,7 +994,7 @@ def read_config(path: Path) -> dict:
     except RecursionError:
         raise KvcalcError(f"{path}: not valid JSON: nested too deeply") from None
     except ValueError as e:  # JSONDecodeError, and integers past Python's 4300-digit limit
-        raise KvcalcError(f"{path}: not valid JSON: {str(e).splitlines()[0]}") from None
+        raise KvcalcError(f"{path}: not valid JSON: {parse_error(e)}") from None
     if not isinstance(data, dict):
         raise KvcalcError(f"{path}: expected a JSON object")
     return data

@@ -147,6 +147,8 @@ def read_benchmark(path: Path) -> list[dict]:
     text = read_regular_file(path, "a benchmark result file", MAX_TABLE_BYTES).decode("utf-8-sig", errors="replace")
     if path.suffix.lower() == ".csv":
         return _within_limits(path, _read_bench_csv(path, text))
+    from kvcalc.specs.files import parse_error
+
     try:
         whole = json.loads(text)
         objects = [(1, o) for o in (whole if isinstance(whole, list) else [whole])]
@@ -158,6 +160,12 @@ def read_benchmark(path: Path) -> list[dict]:
                     objects.append((n, json.loads(line)))
                 except json.JSONDecodeError as e:
                     raise KvcalcError(f"{path}: line {n}: not JSON ({e.msg})") from None
+                except (ValueError, RecursionError) as e:
+                    raise KvcalcError(f"{path}: line {n}: not JSON ({parse_error(e)})") from None
+    except RecursionError:  # the fifth audit: 50,000 nested brackets, and 5,000-digit integers, were tracebacks
+        raise KvcalcError(f"{path}: line 1: not JSON (nested too deeply)") from None
+    except ValueError as e:
+        raise KvcalcError(f"{path}: line 1: not JSON ({parse_error(e)})") from None
     if not objects:
         raise KvcalcError(f"{path}: line 1: no benchmark runs")
     return _within_limits(path, [_bench_run(path, n, o) for n, o in objects])
