@@ -108,7 +108,7 @@ def check_disaggregate_arg(arg: str, value):
         return None
     if isinstance(value, str):
         parts = value.split(":")
-        if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        if len(parts) == 2 and all(p.strip().isascii() and p.strip().isdigit() for p in parts):
             value = (int(parts[0]), int(parts[1]))
     if (isinstance(value, (tuple, list)) and len(value) == 2
             and all(isinstance(x, int) and not isinstance(x, bool) for x in value)):

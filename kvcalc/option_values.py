@@ -8,6 +8,14 @@ from __future__ import annotations
 from kvcalc.errors import KvcalcError
 
 
+def ascii_digits(flag: str, text: str) -> str:
+    """`text` where it is ASCII; a number written in other scripts' digits ('٣', full-width '２', which Python's int()
+    and float() take) is an error naming the flag, as the typer-parsed options refuse it (the fifth audit)."""
+    if not text.isascii():
+        raise KvcalcError(f"{flag}: expected ASCII digits, got {text!r}")
+    return text
+
+
 def split(flag: str, text: str, cast=str) -> list:
     """'a,b,c' -> [a, b, c]; an empty list or a value that does not parse is an error naming the flag."""
     items = [t.strip() for t in text.split(",")]
@@ -15,6 +23,8 @@ def split(flag: str, text: str, cast=str) -> list:
         raise KvcalcError(f"{flag}: empty list; expected comma-separated values")
     if not all(items):  # the third audit: --tp 1,,2 had passed as 1,2
         raise KvcalcError(f"{flag}: an empty item in {text!r}; expected comma-separated values")
+    if cast is not str:
+        ascii_digits(flag, text)
     try:
         return [cast(t) for t in items]
     except ValueError:
@@ -35,7 +45,7 @@ def disaggregate_pair(text: str | None) -> tuple[int, int] | None:
     """--disaggregate PREFILL_GPUS:DECODE_GPUS -> (prefill, decode); None where not given."""
     if text is None:
         return None
-    parts = text.split(":")
+    parts = ascii_digits("--disaggregate", text).split(":")
     try:
         prefill, decode = (int(x) for x in parts)
     except ValueError:
@@ -56,7 +66,7 @@ def parse_prices(text: str | None) -> float | dict[str, float] | None:
     if text is None:
         return None
     try:
-        if "=" not in text:
+        if "=" not in ascii_digits("--price-per-gpu-hour", text):
             return float(text)
         pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
         prices = {k.strip(): float(v) for k, v in pairs}

@@ -83,7 +83,7 @@ def rewrite_attention(
             new = _standard(a, a.num_heads)
         elif spec == "mqa":
             new = _standard(a, 1)
-        elif m := re.fullmatch(r"gqa-?(\d+)", spec):
+        elif m := re.fullmatch(r"gqa-?([0-9]+)", spec):  # ASCII digits (the fifth audit: gqa２ had been gqa2)
             new = _standard(a, int(m.group(1)))
         elif spec == "mla":
             new = _mla(a, kv_lora_rank, rope_dim)

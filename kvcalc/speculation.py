@@ -67,6 +67,8 @@ def unsupported_with(engine: str, pp: int, profile=None) -> str | None:
 
 def _number(key: str, value: str, lo: float, hi: float, integer: bool = False):
     try:
+        if not value.isascii():  # the fifth audit: k=٣ had been read as 3
+            raise ValueError(value)
         x = int(value) if integer else float(value)
     except ValueError:
         kind = "a whole number" if integer else "a number"

@@ -36,6 +36,7 @@ from kvcalc.cli.output import (
     write_json,
 )
 from kvcalc.errors import KvcalcError
+from kvcalc.option_values import ascii_digits
 from kvcalc.option_values import disaggregate_pair as _disaggregate
 from kvcalc.option_values import int_list as _split_ints
 from kvcalc.serving import SIMULATE_ONLY
@@ -223,6 +224,7 @@ def _refuse_simulate_only(ctx: typer.Context) -> None:
 
 def _percentile(text: str) -> float:
     """--percentile as serve and plan spell it: 90, p90 or P90 (any percentile in (0, 100], checked downstream)."""
+    ascii_digits("--percentile", text)
     try:
         return float(text[1:] if text[:1] in ("p", "P") else text)
     except ValueError:
@@ -250,12 +252,17 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
     from kvcalc.serving.simulate import simulate
 
     if arrivals == "staggered":  # the closed form's default: a closed loop with -n, Poisson with --request-rate
+        if concurrency is not None and request_rate is not None:  # the fifth audit: -n had been dropped silently
+            raise KvcalcError("-n/--concurrency and --request-rate: give one with --simulate (a closed loop at -n, "
+                              "or Poisson arrivals at --request-rate)")
         arrivals = "closed" if concurrency is not None else "poisson"
     elif arrivals == "waves":  # fixed-length requests from t = 0 in a closed loop run in waves by themselves
+        if request_rate is not None or concurrency is None:  # the fifth audit: the message named --arrivals closed
+            raise KvcalcError("--arrivals waves: give -n/--concurrency (requests from t = 0), not --request-rate")
         arrivals = "closed"
     if concurrency is not None:
         try:
-            concurrency = float(concurrency)
+            concurrency = float(ascii_digits("--concurrency", concurrency))
         except ValueError:
             raise KvcalcError(f"--concurrency: --simulate takes one number, got {concurrency!r}") from None
     tps = _split_ints("--tp", tp)

@@ -223,6 +223,8 @@ def parse_concurrency(text: str | None) -> float | str | None:
     if text is None or text == "max":
         return text
     try:
+        if not text.isascii():  # the fifth audit: '٣' had been read as 3
+            raise ValueError(text)
         return float(text)
     except ValueError:
         raise KvcalcError(f"--concurrency: expected a number, a list or max, got {text!r}") from None
@@ -381,8 +383,10 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     if max_concurrency < 1:  # the request as the pool counts it: the engine's blocks (its window groups), else bytes
         refused = (engine_request_bytes(em, spec, hw, p, tp, pp, full_length) + draft_kv(full_length)
                    if memory_rule is not None else request_bytes(full_length))
-        raise KvcalcError(f"{spec.name} on {tp * pp} {hw.name}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold "
-                          f"one request of {full_length:,} tokens ({fmt_bytes(refused)}); raise --tp")
+        gpus = f"{max(ep, tp * pp)} {hw.name}" + (f" (--ep {ep}: each GPU holds 1/{ep} of the experts)" if ep > 1 else "")
+        raise KvcalcError(f"{spec.name} on {gpus}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold one request "
+                          f"of {full_length:,} tokens ({fmt_bytes(refused)}); raise --tp"
+                          + (" or --ep, or use a smaller --weight-dtype" if ep > 1 else ""))
     return {"spec": spec, "hw": hw, "p": p, "profile": profile, "timer": timer, "stepper": stepper,
             "memory_rule": memory_rule, "notes": notes, "pool": pool, "request_bytes": request_bytes,
             "max_concurrency": max_concurrency, "engine_request": engine_request, "weight_dtype": weight_dtype}
@@ -412,7 +416,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     `vllm bench serve --max-concurrency C --ignore-eos` runs them; TTFT and TPOT are then medians over requests)."""
     from kvcalc.engines.memory import vllm_version_of_run
 
-    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version)  # the run's own release
+    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)

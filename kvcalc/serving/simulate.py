@@ -353,13 +353,16 @@ def _trace_rows(path, text: str):
     import io
     import json
 
+    from kvcalc.specs.files import parse_error
+
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         for n, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a JSON string
             if line.strip():
                 try:
                     yield n, json.loads(line)
-                except (json.JSONDecodeError, RecursionError):
-                    raise KvcalcError(f"--trace: {path} line {n}: not a JSON object") from None
+                except (ValueError, RecursionError) as e:  # JSONDecodeError, and 5,000-digit integers (fifth audit)
+                    raise KvcalcError(f"--trace: {path} line {n}: not a JSON object"
+                                      + ("" if isinstance(e, json.JSONDecodeError) else f" ({parse_error(e)})")) from None
         return
     reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": a quoted field keeps its line breaks
     try:
@@ -904,7 +907,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them)."""
     from kvcalc.engines.memory import vllm_version_of_run
 
-    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version)  # the run's own release
+    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
     from kvcalc.engines.memory import (
         check_cuda_graph_memory,
@@ -919,6 +922,20 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     check_number("--range-ratio", range_ratio, 0, 1 if length_client == "sglang" else 0.999)  # vLLM: 0 <= r < 1
     check_number("--prefix-hit-rate", prefix_hit_rate, 0, 1)
     check_number("--percentile", percentile, 0, 100, lo_open=True)
+    # a flag the arrival mode does not read is refused, not dropped (the fifth audit: --arrivals poisson with -n 1
+    # ran 46 requests at once, and burst took -n unchecked as its group size)
+    unread = {"trace": ("--concurrency", "--request-rate"), "closed": ("--request-rate",),
+              "poisson": ("--concurrency",)}.get(arrivals, ())
+    for flag in unread:
+        if {"--concurrency": concurrency, "--request-rate": request_rate}[flag] is not None:
+            raise KvcalcError(f"{flag}: not read with --arrivals {arrivals}; leave it out"
+                              + ("" if arrivals == "trace" else " or pick the arrivals that use it (closed: "
+                                 "--concurrency, poisson and burst: --request-rate)"))
+    if arrivals == "burst":
+        for flag, size in (("--concurrency (the burst size)", concurrency), ("burst_size", burst_size)):
+            if size is not None:  # the CLI passes -n as a float: 8.0 is 8
+                whole = isinstance(size, float) and math.isfinite(size) and size.is_integer()
+                check_int(flag, int(size) if whole else size, 1, MAX_PROMPTS)
     if arrivals == "trace":
         if trace is None:
             raise KvcalcError("--arrivals trace: give --trace FILE")
