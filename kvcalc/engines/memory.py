@@ -188,13 +188,15 @@ def check_vllm_runner(runner: str, engine: str) -> None:
         raise KvcalcError("--vllm-runner: only vLLM's memory rule uses it; add --engine vllm")
 
 
-def vllm_version_of_run(vllm_version: str, engine: str, engine_version: str | None) -> str:
+def vllm_version_of_run(vllm_version: str, engine: str, engine_version: str | None, runner: str = "auto") -> str:
     """The release whose vLLM memory rule applies: --vllm-version where given; else, with vLLM's rule, the release
     --engine-version names, since the run's pool is sized by the release that times its steps (the fourth audit:
     --engine-version 0.9 had timed 0.9's steps in 0.30's pool); a band's name (v0, v1, v2) its newest release's; a
-    release past the newest the rule follows keeps the newest rule."""
+    release past the newest the rule follows keeps the newest rule. Flags that name two releases, or a runner the
+    release named does not have, are refused (check_release_flags)."""
     from kvcalc.engines.kernel_eras import flag_release
 
+    check_release_flags(vllm_version, engine, engine_version, runner)
     if not isinstance(vllm_version, str) or vllm_version.strip().lower() != "latest" or engine != "vllm":
         return vllm_version
     release = flag_release(engine_version) if isinstance(engine_version, str) else None
@@ -206,6 +208,36 @@ def vllm_version_of_run(vllm_version: str, engine: str, engine_version: str | No
     if release is None or not (0, 1) <= release[:2] <= em.VLLM_LATEST:
         return vllm_version
     return f"{release[0]}.{release[1]}"
+
+
+# vLLM removed its V0 engine in 0.11.0 (vllm-project/vllm PR #25033 "[V0 Deprecation] Remove LLMEngine"; "the V0
+# engine has been completely removed from vLLM starting with version 0.11.0", huggingface/optimum-neuron PR #1027)
+VLLM_WITHOUT_V0 = (0, 11)
+
+
+def check_release_flags(vllm_version, engine: str, engine_version, runner: str = "auto") -> None:
+    """--vllm-version and --engine-version naming different vLLM releases (0.30.1 and 0.6.3: 0.6.3's step overhead in
+    0.30's pool), or --vllm-runner v0 with a release named from 0.11 on, are one-line errors (the fifth audit: both
+    had been taken silently)."""
+    if engine != "vllm":
+        return
+    from kvcalc.engines.kernel_eras import flag_release
+    from kvcalc.engines.overhead import band_named
+
+    named = isinstance(vllm_version, str) and vllm_version.strip().lower() != "latest"
+    asked = check_vllm_version(vllm_version, engine) if named else None
+    if isinstance(engine_version, str) and engine_version.strip().lower() not in ("", "latest"):
+        release, band = flag_release(engine_version), band_named("vllm", engine_version)
+        if asked is not None and ((release is not None and release[:2] != asked)
+                                  or (band is not None and not band.first <= asked <= band.last)):
+            raise KvcalcError(f"--vllm-version {vllm_version.strip()} and --engine-version {engine_version.strip()}: "
+                              "they name different vLLM releases; give one (--engine-version alone sets the step "
+                              "times and the memory rule)")
+        if asked is None:
+            asked = release[:2] if release is not None else band.first if band is not None else None
+    if runner == "v0" and asked is not None and asked >= VLLM_WITHOUT_V0:
+        raise KvcalcError(f"--vllm-runner v0: vLLM removed its V0 engine in 0.11.0, and the release named is "
+                          f"{asked[0]}.{asked[1]}; leave --vllm-runner out or name a release before 0.11")
 
 
 def check_vllm_version(version: str, engine: str) -> tuple[int, int]:

@@ -211,7 +211,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     MoE model (a replica of ep GPUs, attention in ep / tp data-parallel groups of tp = gpus, default 1)."""
     from kvcalc.engines.memory import vllm_version_of_run
 
-    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version)  # the run's own release
+    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     _check(context, memory_utilization, prefill_chunk)
     for flag, value in (("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):
         if value is not None:
