@@ -105,3 +105,177 @@ def test_qwen2_slides_only_from_max_window_layers(tmp_path, max_window_layers, f
     per_token_layer = 2 * 4 * 128 * 2
     hand = per_token_layer * (full_layers * 32768 + (28 - full_layers) * 4096)
     assert r.kv_cache.bytes_per_sequence == hand  # 1,879,048,192 / 1,409,286,144 / 234,881,024
+
+
+# ---- part 1 of the audit: inputs, messages and the process -----------------------------------------------------
+
+from typer.testing import CliRunner  # noqa: E402
+
+from kvcalc.cli import app  # noqa: E402
+
+runner = CliRunner()
+
+
+def one_line_error(args: list[str]) -> str:
+    out = runner.invoke(app, args)
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kvcalc: error: "), out.output
+    return lines[0]
+
+
+SIM = ["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "--simulate", "--num-prompts", "20"]
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--arrivals", "poisson", "--request-rate", "20", "-n", "1"], "--concurrency"),  # had run 46 at once
+    (["--arrivals", "closed", "-n", "4", "--request-rate", "nan"], "--request-rate"),
+    (["-n", "4", "--request-rate", "2"], "-n/--concurrency and --request-rate"),  # staggered, the default
+    (["--arrivals", "burst", "--request-rate", "10", "-n", "inf"], "--concurrency (the burst size)"),
+    (["--arrivals", "burst", "--request-rate", "10", "-n", "0.5"], "--concurrency (the burst size)"),  # ZeroDivision
+    (["--arrivals", "burst", "--request-rate", "10", "-n", "-5"], "--concurrency (the burst size)"),
+    (["--arrivals", "burst", "--request-rate", "10", "-n", "0"], "--concurrency (the burst size)"),  # had become 8
+    (["--arrivals", "waves", "--request-rate", "10"], "--arrivals waves"),  # had named --arrivals closed
+])
+def test_simulate_refuses_flags_its_arrivals_do_not_read(extra, flag):
+    """F1-F2 of part 1: `--simulate --arrivals poisson --request-rate 20 -n 1` dropped -n (TTFT p50 29 ms with 46
+    requests running, where one in flight makes the median request wait about 144 s); burst took -n unchecked as its
+    group size (inf, 0.5 and -5 were tracebacks, 1e9 an 8 GB array, 0 became 8)."""
+    assert one_line_error(SIM + extra).startswith(f"kvcalc: error: {flag}")
+
+
+def test_simulate_still_runs_bursts_of_n():
+    out = runner.invoke(app, SIM + ["--arrivals", "burst", "--request-rate", "10", "-n", "4", "-f", "json"])
+    assert out.exit_code == 0, out.output
+
+
+def test_numbers_past_pythons_digit_limit_are_one_line(tmp_path):
+    """F3: integers of more than 4,300 digits were Python's ValueError traceback in spec files, profiles, traces and
+    benchmark results, and config.json's message told the user to call sys.set_int_max_str_digits()."""
+    big = "9" * 5000
+    (tmp_path / "m.yaml").write_text(f"name: x\nnum_layers: {big}\n")
+    (tmp_path / "g.toml").write_text(f'name = "x"\nmemory_GiB = {big}\n')
+    (tmp_path / "t.jsonl").write_text(f'{{"arrival_s": 0, "input_len": {big}, "output_len": 5}}\n')
+    (tmp_path / "b.json").write_text(f'{{"max_concurrency": {big}}}')
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "config.json").write_text(f'{{"model_type": "llama", "hidden_size": {big}}}')
+    for args in (["estimate", "-m", str(tmp_path / "m.yaml")], ["show", "gpu", str(tmp_path / "g.toml")],
+                 ["serve", "-m", "llama-3-8b", "--simulate", "--arrivals", "trace", "--trace", str(tmp_path / "t.jsonl")],
+                 ["calibrate", "--from-benchmark", str(tmp_path / "b.json"), "-m", "llama-3.2-1b", "-g", "l40s", "-o",
+                  str(tmp_path / "o.toml")],
+                 ["estimate", "-m", str(tmp_path / "c" / "config.json")]):
+        line = one_line_error(args)
+        assert "an integer of more than 4,300 digits" in line and "set_int_max_str_digits" not in line
+
+
+def test_a_deeply_nested_benchmark_file_is_one_line(tmp_path):
+    """F5: 50,000 opening brackets were a RecursionError traceback."""
+    (tmp_path / "deep.json").write_text("[" * 50000)
+    line = one_line_error(["calibrate", "--from-benchmark", str(tmp_path / "deep.json"), "-m", "llama-3.2-1b", "-g",
+                           "l40s", "-o", str(tmp_path / "o.toml")])
+    assert "nested too deeply" in line
+
+
+@pytest.mark.parametrize("total", ["0", "9" * 400])
+def test_a_checkpoint_index_total_outside_reason_is_one_line(tmp_path, total):
+    """F4: metadata.total_size 0 or of 400 digits took the index's fast path unchecked: ZeroDivisionError and
+    OverflowError in estimate, import and serve."""
+    import json
+
+    config = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256, "torch_dtype": "bfloat16"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors.index.json").write_text(f'{{"metadata": {{"total_size": {total}}}, "weight_map": {{}}}}')
+    assert "metadata.total_size: expected a positive number of bytes" in one_line_error(
+        ["estimate", "-m", str(tmp_path)])
+
+
+def test_ledgers_with_nothing_to_score_or_overflowing_lengths(tmp_path):
+    """F6: a published ledger whose rows are all excluded was an IndexError in the table printer; F7: a serving
+    ledger's input_len of 1e400 an OverflowError."""
+    pub = tmp_path / "pub.csv"
+    pub.write_text("id,engine,engine_version,gpu,model,weight_dtype,kv_dtype,tp,metric,batch,input_len,output_len,"
+                   "measured,use,source\ngf-05,gpt-fast,2023-12,a100-sxm-80gb,llama-2-70b,int4,bf16,1,"
+                   "decode_tokens_per_s,1,5,200,25.25,excluded: group size 32,gpt-fast README\n")
+    out = runner.invoke(app, ["validate", "--published", str(pub)])
+    assert out.exit_code == 0 and "no rows" in out.output, out.output
+    header = ("id,engine,engine_version,model,gpu,tp,pp,ep,dp_attention,weight_dtype,kv_dtype,dataset,input_len,"
+              "output_len,range_ratio,num_prompts,concurrency,request_rate,output_tokens_per_s,request_throughput,"
+              "median_ttft_ms,p99_ttft_ms,median_tpot_ms,p99_tpot_ms,median_itl_ms,publisher,source,note,server_args")
+    serve = tmp_path / "serve.csv"
+    serve.write_text(header + "\nsv-1,vllm,0.11.0,llama-3-8b,h100-sxm,1,1,1,0,bf16,bf16,random,1e400,800,1,500,8,,"
+                     "164.1,0.2,3967.1,4018.3,43.4,46.3,43.4,x,https://example.org,,\n")
+    assert "line 2, column input_len: expected a positive number" in one_line_error(["validate", "--serve", str(serve)])
+
+
+def test_release_flags_that_contradict_are_refused():
+    """F8: `--engine-version 0.6.3 --vllm-version 0.30.1` timed 0.6.3's overhead in 0.30's pool, and
+    `--engine-version v2 --vllm-runner v0` ran a runner vLLM removed in 0.11.0, both silently."""
+    base = ["capacity", "-m", "llama-3.1-70b", "--tp", "2", "-c", "8192", "-e", "vllm"]
+    assert "they name different vLLM releases" in one_line_error(
+        base + ["--engine-version", "0.6.3", "--vllm-version", "0.30.1"])
+    assert "removed its V0 engine in 0.11.0" in one_line_error(base + ["--engine-version", "v2", "--vllm-runner", "v0"])
+    for agree in (["--engine-version", "v1", "--vllm-version", "0.19"], ["--engine-version", "0.6.3", "--vllm-runner",
+                                                                          "v0"]):
+        assert runner.invoke(app, base + agree + ["-f", "json"]).exit_code == 0
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "\u0663"], "--concurrency"),
+    (["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "8", "--tp", "\uff12"], "--tp"),
+    (["sweep", "-m", "llama-3-8b", "-b", "1,\u0663", "-c", "1024"], "--batch"),
+    (["estimate", "-m", "llama-3-8b", "--attn", "gqa\uff12"], "--attn"),
+    (["estimate", "-m", "llama-3-8b", "--speculate", "eagle,k=\u0663"], "--speculate"),
+    (["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "8", "--disaggregate", "\u0663:1"],
+     "--disaggregate"),
+    (["plan", "-m", "llama-3-8b", "-g", "h100-sxm", "-i", "100", "-o", "10", "--concurrency", "8",
+      "--price-per-gpu-hour", "h100-sxm=\u0663"], "--price-per-gpu-hour"),
+    (SIM + ["-n", "4", "--percentile", "\u06630"], "--percentile"),
+])
+def test_numbers_in_other_scripts_digits_are_refused(args, flag):
+    """F10: kvcalc's own option parsers took Arabic-Indic and full-width digits (Python's int() and float() do),
+    where the typer-parsed options and --engine-version refuse them."""
+    assert one_line_error(args).startswith(f"kvcalc: error: {flag}")
+
+
+def test_messages_name_the_flag_and_the_deployment(tmp_path):
+    """F9: serve --ep 8 named '1 h100-sxm' and --tp alone; roofline --measured and validate --rescore errors named
+    the file but not the flag, and a blank path printed 'kvcalc: error:  : cannot read'; F12: validate --published
+    --plot wrote nothing and said nothing."""
+    line = one_line_error(["serve", "-m", "deepseek-v3", "--ep", "8", "-i", "1000", "--output-len", "100", "-n", "8"])
+    assert "deepseek-v3 on 8 h100-sxm (--ep 8" in line
+    assert one_line_error(["roofline", "-m", "llama-3-8b", "--measured", " ", "-o", str(tmp_path / "x.png")]).startswith(
+        "kvcalc: error: --measured: ' ': an empty path")
+    assert one_line_error(["validate", "--rescore", str(tmp_path / "none.csv"), "-g", "h100-sxm"]).startswith(
+        "kvcalc: error: --rescore: ")
+    assert one_line_error(["validate", "--published", str(tmp_path / "x.csv"), "--plot", str(tmp_path / "p.png")]
+                          ).startswith("kvcalc: error: --plot: only when measuring")
+
+
+def test_web_names_a_taken_port():
+    """F11: a port in use ended in uvicorn's own ERROR line and exit 3."""
+    import socket
+
+    pytest.importorskip("uvicorn")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert one_line_error(["web", "--port", str(port)]).startswith(f"kvcalc: error: --port: cannot listen on "
+                                                                       f"127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("model_type", ["mixtral", "qwen2_moe", "chatglm", "gpt2"])
+def test_a_latent_kv_is_refused_in_every_family_read_as_standard_attention(tmp_path, model_type):
+    """F13: kv_lora_rank was refused for Llama but silently ignored for Mixtral, Qwen2-MoE, ChatGLM and GPT-2, which
+    were then sized as standard attention."""
+    import json
+
+    config = {"model_type": model_type, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000, "kv_lora_rank": 512,
+              "num_local_experts": 8, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 1408,
+              "n_embd": 4096, "n_layer": 32, "n_head": 32, "num_layers": 32, "ffn_hidden_size": 13696,
+              "multi_query_group_num": 2, "padded_vocab_size": 65024, "kv_channels": 128, "seq_length": 8192,
+              "n_positions": 1024}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert "kv_lora_rank: a latent (MLA) KV" in one_line_error(["estimate", "-m", str(tmp_path / "config.json")])

@@ -275,7 +275,10 @@ def roofline_cli(
     if measured is not None:
         from kvcalc.report.plot import read_measured
 
-        points = read_measured(measured)
+        try:
+            points = read_measured(measured)
+        except KvcalcError as e:  # the fifth audit: the error named the file, not the flag
+            raise KvcalcError(f"--measured: {e}") from None
     from kvcalc.report.plot import roofline
 
     batches = [check_int("--batch", b, 1, MAX_BATCH) for b in split("--batch", batch, int)]

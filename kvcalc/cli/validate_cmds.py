@@ -160,7 +160,11 @@ def rescore_cli(path: Path, gpu: str | None, model: str, engine: str, format) ->
 
     if gpu is None:
         raise KvcalcError("--gpu: required with --rescore (the spec whose predictions to score)")
-    rows = rescore(read_measured(path), gpu, model, engine, source=str(path))
+    try:
+        measured = read_measured(path)
+    except KvcalcError as e:  # the fifth audit: the error named the file, not the flag
+        raise KvcalcError(f"--rescore: {e}") from None
+    rows = rescore(measured, gpu, model, engine, source=str(path))
     summary = [{"kind of case": k, "n": s["n"], "median |error| %": s["median_abs_error_pct"],
                 "worst |error| %": s["worst_abs_error_pct"]} for k, s in summarise(rows).items()]
     table = [{"case": r["case"], "variant": r["variant"], "batch": r["batch"], "context": r["context"],
@@ -203,6 +207,9 @@ def validate_cli(
             raise KvcalcError(f"--format: expected table, json or csv, got {format!r}")
         if len(ledgers) > 1:
             raise KvcalcError("--published, --engine-memory, --serve, --rescore: pass one ledger at a time")
+        if plot is not None:  # the fifth audit: --published --plot x.png wrote nothing and said nothing
+            raise KvcalcError("--plot: only when measuring (a ledger is scored as a table); leave it out, or use "
+                              "`kvcalc roofline --measured` to plot measured rows")
         if rescore is not None:
             return rescore_cli(rescore, gpu, model, "auto" if engine == "profile" else engine, Format(format))
         if engine_memory is not None:

@@ -25,7 +25,27 @@ def web_cli(
         raise KvcalcError(f"{INSTALL_HINT}; missing: {', '.join(missing)}")
     if not 0 <= port <= 65535:
         raise KvcalcError(f"--port: expected 0 to 65535, got {port}")
+    _check_listen(host, port)
     from kvcalc.web.app import serve
 
     typer.echo(f"kvcalc web on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
     serve(host, port)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """A host that does not resolve or a port already taken is one line naming the flag (the fifth audit: uvicorn's
+    own ERROR line and exit 3). The probe socket closes at once; uvicorn binds the address again with SO_REUSEADDR."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, ValueError) as e:
+        raise KvcalcError(f"--host: cannot resolve {host!r} ({getattr(e, 'strerror', None) or e})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            flag = "--port" if e.errno in (98, 48, 10048, 13) else "--host"  # EADDRINUSE (Linux, macOS, Windows), EACCES
+            raise KvcalcError(f"{flag}: cannot listen on {host}:{port} ({e.strerror or e})") from None
