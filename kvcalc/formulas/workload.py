@@ -381,6 +381,21 @@ def pipeline_lags(concurrency: int, input_len: int, output_len: int, step_budget
     return (micro - 1) / 2 / stages
 
 
+def steady_pipeline_lag(decodes, prompts, stages: int):
+    """Under pp = `stages`, in the steady state: how far behind its step's first micro-batch a prompt's first token
+    leaves, in steps ((m - 1) / (2 pp), m = min(decodes + prompts, pp) micro-batches, the waves' and the simulator's
+    rule; pipeline_lags). The steady state's decodes are a mean, so m is too: a step with 0.4 decodes on average beside
+    its prompt runs as 2 micro-batches 40 % of the time. 0 without pipeline stages; elementwise over arrays (plan's
+    ladders)."""
+    import numpy as np
+
+    if stages <= 1:
+        return 0.0
+    m = np.minimum(np.asarray(decodes) + np.maximum(prompts, 1.0), stages)
+    lag = (m - 1) / 2 / stages
+    return float(lag) if np.ndim(lag) == 0 else lag
+
+
 def serving_tpot(decode_step, prefill_one, concurrency: int, output_len: int):
     """Mean time per output token of one of `concurrency` (C) requests a serving benchmark keeps in flight [the unit
     of the steps]. In steady state each of the other C - 1 requests finishes and is replaced once during this one's

@@ -57,6 +57,7 @@ from kvcalc.formulas.workload import (
     decode_step_chunk,
     kv_transfer_seconds,
     steady_state,
+    steady_pipeline_lag,
     step_yield,
     wave_batches,
     wave_medians,
@@ -97,6 +98,9 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
                                      prompt_len=input_len)  # whole prompts per micro-batch or replica, none cut
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
+    # under pp the prompt's micro-batch leaves the last stage (m - 1) / 2 stage-times after the step's first, as in
+    # waves and the simulator (the fifth audit: staggered TTFT at pp 4 fell below its own pp 1 figure)
+    ttft += steady_pipeline_lag(decode, chunk / input_len, stepper.pp) * ttft / s_p
     # TPOT, as a benchmark measures it (after the first token), spans a request's own D decode steps, whose chunks
     # are other requests' prompts only: at most the other C - 1 prompts over D steps, else the mean chunk (formulas/
     # workload.py decode_step_chunk). At C = 1 a request decodes alone (audit 2026-12-05 B: one 8,000-token prompt

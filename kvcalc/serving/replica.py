@@ -187,7 +187,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     point."""
     import numpy as np
 
-    from kvcalc.formulas.workload import decode_step_chunk, whole_prompt_mix
+    from kvcalc.formulas.workload import decode_step_chunk, steady_pipeline_lag, whole_prompt_mix
 
     running = np.maximum(decode, 1.0)
     context = input_len + output_len / 2
@@ -209,7 +209,8 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     bare = np.concatenate([running[z], running[m][m0]])
     alone = (bare, context, np.zeros(len(bare)), np.full(len(bare), input_len / 2), float(input_len)) if len(bare) \
         else None
-    where = {"i": i, "z": z, "m": m, "m0": m0, "m1": m1, "f": f, "ends": ends, "others": others, "left": left}
+    where = {"i": i, "z": z, "m": m, "m0": m0, "m1": m1, "f": f, "ends": ends, "others": others, "left": left,
+             "lag": steady_pipeline_lag(decode, chunk / input_len, stepper.pp)}  # under pp (closed_form._colocated)
     return ((joint[0], context, joint[1], joint[2], float(input_len)), where), alone
 
 
@@ -231,6 +232,7 @@ def _colocated_finish(both, lone, cs, where: dict, s_p, gain: float, output_len:
     if len(i):
         ttft = ttft.copy()
         ttft[i] = s_p[i] * step_i
+    ttft = ttft + where["lag"] * ttft / s_p
     tpot = own_decode / gain
     latency = ttft + (output_len - 1) * tpot  # formulas/workload.py request_latency
     return _overhead_many(ttft, tpot, latency, cs / latency, request_s)
