@@ -132,11 +132,15 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
     from kvcalc.cli.output import print_note  # prose wrapped at the terminal's width
 
     if rows:
-        print_rows(rows, title, Format.table)
+        shown = [k for k in rows[0] if any(r.get(k) is not None for r in rows)]  # sim columns only where simulated
+        print_rows([{k: r.get(k) for k in shown} for r in rows], title, Format.table)
     else:  # nothing runs at all, so there is no closest miss to show: why, from the rejected deployments
         for example in result["rejected"]["does_not_fit_examples"]:
             print_note(f"  {example['deployment']}: {example['reason']}")
 
+    if any(r.get("sim TTFT ms") is not None for r in rows):
+        print_note(f"TTFT and TPOT ms: the steady state at the replica's budget; sim: the simulator's "
+                   f"{result['limits']['percentile']} under the load asked for, which the limits are judged at")
     print_note("w/KV: weight/KV formats, * a format the checkpoint does not ship; layout: TP, xPP pipeline stages, "
                "+mtp speculative decoding with the checkpoint's own draft head, "
                "EP expert-parallel GPUs over TP attention groups, P:D prefill:decode GPUs")
