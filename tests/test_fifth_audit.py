@@ -279,3 +279,59 @@ def test_a_latent_kv_is_refused_in_every_family_read_as_standard_attention(tmp_p
               "n_positions": 1024}
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert "kv_lora_rank: a latent (MLA) KV" in one_line_error(["estimate", "-m", str(tmp_path / "config.json")])
+
+
+# ---- part 3 of the audit: commands against each other ----------------------------------------------------------
+
+
+def test_compare_times_speculation_under_ep_and_pp_as_estimate_does():
+    """Part 3, F3: compare --speculate timed speculation as if --ep and --pp were not set: Qwen3-30B-A3B on 4 L40S,
+    --ep 8, eagle k=4 at 32 x 32,768 printed 41.5 ms a token (x1.29), where estimate prints 116.4 ms (x0.62), and its
+    own decode_ms (72.1, the --ep figure) over 41.5 is not 1.29."""
+    kw = dict(speculate="eagle,k=4,alpha=0.6", batch=32, context=32768, weight_dtype="fp8")
+    for layout in (dict(tp=4, ep=8), dict(tp=2, pp=2)):
+        [row] = kvcalc.compare("qwen3-30b-a3b", attn=(None,), gpu="l40s", **kw, **layout)
+        e = kvcalc.estimate("qwen3-30b-a3b", "l40s", **kw, **layout).speculative
+        assert row["speculative_ms_per_token"] == pytest.approx(e.ms_per_token, rel=1e-12)
+        assert row["speculative_speedup"] == pytest.approx(e.speedup, rel=1e-12)
+        assert row["speculative_breakeven_batch"] == e.breakeven_batch
+    assert e.ms_per_token != pytest.approx(41.48, rel=0.05)  # the figure without the layout
+
+
+def test_the_steady_state_under_pp_waits_for_its_micro_batch():
+    """Part 3, F2: the staggered closed form left the pipeline lag out, so Qwen3-32B on H200s with 8 in flight
+    (1,000 in / 200 out, TensorRT-LLM) had a TTFT of 91.3 ms at --pp 4, below its own 92.5 ms at --pp 1. With 7
+    decodes and 1 prompt in a step, m = min(8, 4) = 4 micro-batches, and the prompt's leaves (m - 1) / 2 = 1.5
+    stage-times (3/8 of a step) after the first. A long closed loop of drawn lengths in the simulator gives p50
+    127.3 ms; the closed form 125.5."""
+    from kvcalc.formulas.workload import steady_pipeline_lag
+
+    assert steady_pipeline_lag(7, 1, 4) == 3 / 8 and steady_pipeline_lag(0.4, 0.2, 4) == pytest.approx(0.4 / 8)
+    assert steady_pipeline_lag(1, 1, 4) == 1 / 8 and steady_pipeline_lag(7, 1, 1) == 0.0
+    kw = dict(input_len=1000, output_len=200, concurrency=8, engine="trtllm")
+    ttft = [kvcalc.serve("qwen3-32b", "h200", pp=pp, **kw)["ttft_ms"] for pp in (1, 2, 4)]
+    assert ttft[0] < ttft[1] < ttft[2]
+    sim = kvcalc.simulate("qwen3-32b", "h200", pp=4, arrivals="closed", num_prompts=1500, range_ratio=0.3, **kw)
+    assert ttft[2] == pytest.approx(sim["ttft_ms"]["p50"], rel=0.03)
+
+
+def test_plan_shows_the_percentile_it_judged_the_limits_at(tmp_path):
+    """Part 3, F4: `plan --percentile p90` printed the steady state's 17.1 ms TTFT where the simulated p90 it judged
+    the limit at is 1,091 ms (4 sequences at 2 requests/s of 1.54 s each run 77 % busy); the table and CSV now carry
+    the simulator's figures beside the steady state's."""
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    args = ["plan", "-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "1000", "-o", "300", "--request-rate", "2",
+            "--max-ttft-ms", "2000", "--percentile", "p90", "--no-disaggregate"]
+    import json
+
+    result = json.loads(CliRunner().invoke(app, args + ["-f", "json"]).stdout)
+    simulated = result["choice"]["simulated"]["ttft_ms"]
+    assert simulated > 20 * result["choice"]["ttft_ms"]
+    import csv
+    import io
+
+    choice = next(csv.DictReader(io.StringIO(CliRunner().invoke(app, args + ["-f", "csv"]).stdout)))
+    assert choice["rank"] == "choice" and float(choice["sim TTFT ms"]) == pytest.approx(simulated)
