@@ -335,3 +335,13 @@ def test_plan_shows_the_percentile_it_judged_the_limits_at(tmp_path):
 
     choice = next(csv.DictReader(io.StringIO(CliRunner().invoke(app, args + ["-f", "csv"]).stdout)))
     assert choice["rank"] == "choice" and float(choice["sim TTFT ms"]) == pytest.approx(simulated)
+
+
+def test_simulated_json_carries_its_warnings():
+    """Part 3, minor: `serve --simulate --format json` had no warnings where serve's closed form carries them (the
+    vLLM pipeline-plus-speculation warning went to stderr only)."""
+    r = kvcalc.simulate("llama-3.1-8b", "h100-sxm", input_len=100, output_len=10, arrivals="closed", concurrency=4,
+                        num_prompts=8, pp=2, speculate="eagle,k=3", engine="vllm")
+    assert any("vLLM does not start speculative decoding under pipeline parallelism" in w for w in r["warnings"])
+    assert kvcalc.simulate("llama-3.1-8b", "h100-sxm", input_len=100, output_len=10, arrivals="closed",
+                           concurrency=4, num_prompts=8, engine="roofline")["warnings"] == []

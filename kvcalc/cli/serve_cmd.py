@@ -287,6 +287,8 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
     for k, v in r.items():
         if isinstance(v, dict):
             flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        elif isinstance(v, list):  # the warnings: one cell
+            flat[k] = "; ".join(map(str, v))
         else:
             flat[k] = v
     if format is Format.csv:

@@ -1082,6 +1082,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         **summarize(res, gpus=gpus, request_overhead_s=request_s, percentile=percentile,
                     max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms),
         "request_overhead_ms": request_s * 1e3,
+        # what the closed form's deployment warned of, in the output as serve's closed form carries it (the fifth
+        # audit: --format json had them on stderr only)
+        "warnings": list(d["notes"]),
     }
     if disaggregate is not None:
         out["disaggregate"] = f"{disaggregate[0]}:{disaggregate[1]}"
@@ -1094,6 +1097,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         from kvcalc.errors import CapacityWarning
 
         warnings.warn(out["rejected_over_context_note"], CapacityWarning, stacklevel=2)
+        out["warnings"].append(out["rejected_over_context_note"])
     if keep_timeline:
         out["timeline"] = {"t_s": res.timeline_s, "waiting": res.waiting, "running": res.running,
                            "ttft_s": res.first_token_s - res.arrival_s, "e2e_s": res.finish_s - res.arrival_s}
