@@ -345,3 +345,56 @@ def test_simulated_json_carries_its_warnings():
     assert any("vLLM does not start speculative decoding under pipeline parallelism" in w for w in r["warnings"])
     assert kvcalc.simulate("llama-3.1-8b", "h100-sxm", input_len=100, output_len=10, arrivals="closed",
                            concurrency=4, num_prompts=8, engine="roofline")["warnings"] == []
+
+
+# ---- the verification pass over these fixes ---------------------------------------------------------------------
+
+
+def test_one_request_in_flight_waits_for_no_micro_batch():
+    """The pipeline wait first counted a lone request's own decode as a second micro-batch: Gemma-3-27B, 8,000 tokens,
+    one in flight on H100s, TTFT 708.2 ms at pp 2 where pp 1 gives 568.9 and the simulator 567.9. Nothing shares a
+    lone prompt's step, so there is no wait (the pipeline sends only)."""
+    kw = dict(input_len=8000, output_len=200, concurrency=1, engine="vllm")
+    one = kvcalc.serve("gemma-3-27b", "h100-sxm", **kw)["ttft_ms"]
+    for pp in (2, 4):
+        assert kvcalc.serve("gemma-3-27b", "h100-sxm", pp=pp, **kw)["ttft_ms"] == pytest.approx(one, rel=0.005)
+
+
+def test_verification_pass_messages_and_release_bands(tmp_path):
+    """A band's runner check takes the release its pool is sized at (v1's newest, 0.28, has no V0 runner); a
+    simulation with neither -n nor --request-rate names both; a checkpoint index without total_size says so; an
+    empty --host is every interface, as uvicorn takes it; plan keeps its $/h column without prices."""
+    assert "the release named is 0.28" in one_line_error(
+        ["capacity", "-m", "llama-3.1-70b", "--tp", "2", "-c", "8192", "-e", "vllm", "--engine-version", "v1",
+         "--vllm-runner", "v0"])
+    assert one_line_error(SIM) == ("kvcalc: error: --simulate: give -n/--concurrency (a closed loop) or "
+                                   "--request-rate (Poisson arrivals)")
+    import json
+
+    config = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors.index.json").write_text('{"metadata": {}, "weight_map": {}}')
+    assert one_line_error(["estimate", "-m", str(tmp_path)]).endswith("got None")
+    from kvcalc.cli.web_cmd import _check_listen
+
+    _check_listen("", 0)  # no error
+    out = runner.invoke(app, ["plan", "-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "1000", "-o", "300",
+                              "--request-rate", "2", "--max-ttft-ms", "2000", "--no-disaggregate"],
+                        env={"COLUMNS": "200"})
+    assert "$/h" in out.output and "sim TTFT" not in out.output
+
+
+def test_qwen_vl_text_configs_slide_from_max_window_layers(tmp_path):
+    """The verification pass: qwen2_vl and qwen2_5_vl_text configs slid every layer under use_sliding_window, as the
+    Qwen2 rule had (transformers builds their layer_types from max_window_layers alike)."""
+    import json
+
+    for model_type in ("qwen2_vl", "qwen2_5_vl_text"):
+        config = {"model_type": model_type, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                  "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+                  "max_position_embeddings": 32768, "use_sliding_window": True, "sliding_window": 4096,
+                  "max_window_layers": 28}
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        r = kvcalc.estimate(str(tmp_path / "config.json"), "h100-sxm", context=32768, engine="roofline")
+        assert r.kv_cache.bytes_per_sequence == 28 * 2 * 4 * 128 * 2 * 32768  # 1,879,048,192: no layer slides

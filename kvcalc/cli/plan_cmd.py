@@ -132,7 +132,7 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
     from kvcalc.cli.output import print_note  # prose wrapped at the terminal's width
 
     if rows:
-        shown = [k for k in rows[0] if any(r.get(k) is not None for r in rows)]  # sim columns only where simulated
+        shown = [k for k in rows[0] if not k.startswith("sim ") or any(r.get(k) is not None for r in rows)]
         print_rows([{k: r.get(k) for k in shown} for r in rows], title, Format.table)
     else:  # nothing runs at all, so there is no closest miss to show: why, from the rejected deployments
         for example in result["rejected"]["does_not_fit_examples"]:

@@ -278,7 +278,7 @@ def roofline_cli(
         try:
             points = read_measured(measured)
         except KvcalcError as e:  # the fifth audit: the error named the file, not the flag
-            raise KvcalcError(f"--measured: {e}") from None
+            raise KvcalcError(str(e) if str(e).startswith("--measured") else f"--measured: {e}") from None
     from kvcalc.report.plot import roofline
 
     batches = [check_int("--batch", b, 1, MAX_BATCH) for b in split("--batch", batch, int)]

@@ -255,6 +255,8 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
         if concurrency is not None and request_rate is not None:  # the fifth audit: -n had been dropped silently
             raise KvcalcError("-n/--concurrency and --request-rate: give one with --simulate (a closed loop at -n, "
                               "or Poisson arrivals at --request-rate)")
+        if concurrency is None and request_rate is None:  # (the verification pass: the message named poisson)
+            raise KvcalcError("--simulate: give -n/--concurrency (a closed loop) or --request-rate (Poisson arrivals)")
         arrivals = "closed" if concurrency is not None else "poisson"
     elif arrivals == "waves":  # fixed-length requests from t = 0 in a closed loop run in waves by themselves
         if request_rate is not None or concurrency is None:  # the fifth audit: the message named --arrivals closed

@@ -163,7 +163,7 @@ def rescore_cli(path: Path, gpu: str | None, model: str, engine: str, format) ->
     try:
         measured = read_measured(path)
     except KvcalcError as e:  # the fifth audit: the error named the file, not the flag
-        raise KvcalcError(f"--rescore: {e}") from None
+        raise KvcalcError(str(e) if str(e).startswith("--rescore") else f"--rescore: {e}") from None
     rows = rescore(measured, gpu, model, engine, source=str(path))
     summary = [{"kind of case": k, "n": s["n"], "median |error| %": s["median_abs_error_pct"],
                 "worst |error| %": s["worst_abs_error_pct"]} for k, s in summarise(rows).items()]

@@ -37,8 +37,8 @@ def _check_listen(host: str, port: int) -> None:
     own ERROR line and exit 3). The probe socket closes at once; uvicorn binds the address again with SO_REUSEADDR."""
     import socket
 
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    try:  # '' is every interface, as uvicorn binds it
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError, ValueError) as e:
         raise KvcalcError(f"--host: cannot resolve {host!r} ({getattr(e, 'strerror', None) or e})") from None
     family, kind, proto, _, address = infos[0]

@@ -233,8 +233,8 @@ def check_release_flags(vllm_version, engine: str, engine_version, runner: str =
             raise KvcalcError(f"--vllm-version {vllm_version.strip()} and --engine-version {engine_version.strip()}: "
                               "they name different vLLM releases; give one (--engine-version alone sets the step "
                               "times and the memory rule)")
-        if asked is None:
-            asked = release[:2] if release is not None else band.first if band is not None else None
+        if asked is None:  # the release the pool is sized at: a band's newest (vllm_version_of_run)
+            asked = release[:2] if release is not None else band.last if band is not None else None
     if runner == "v0" and asked is not None and asked >= VLLM_WITHOUT_V0:
         raise KvcalcError(f"--vllm-runner v0: vLLM removed its V0 engine in 0.11.0, and the release named is "
                           f"{asked[0]}.{asked[1]}; leave --vllm-runner out or name a release before 0.11")

@@ -100,7 +100,9 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         ttft = s_p * tau
     # under pp the prompt's micro-batch leaves the last stage (m - 1) / 2 stage-times after the step's first, as in
     # waves and the simulator (the fifth audit: staggered TTFT at pp 4 fell below its own pp 1 figure)
-    ttft += steady_pipeline_lag(decode, chunk / input_len, stepper.pp) * ttft / s_p
+    # (its own decodes never share its prompt's step: at most the other C - 1 requests decode beside it; the
+    # verification pass: one request in flight had counted its own decode as a second micro-batch)
+    ttft += steady_pipeline_lag(min(decode, concurrency - 1), chunk / input_len, stepper.pp) * ttft / s_p
     # TPOT, as a benchmark measures it (after the first token), spans a request's own D decode steps, whose chunks
     # are other requests' prompts only: at most the other C - 1 prompts over D steps, else the mean chunk (formulas/
     # workload.py decode_step_chunk). At C = 1 a request decodes alone (audit 2026-12-05 B: one 8,000-token prompt

@@ -210,7 +210,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     alone = (bare, context, np.zeros(len(bare)), np.full(len(bare), input_len / 2), float(input_len)) if len(bare) \
         else None
     where = {"i": i, "z": z, "m": m, "m0": m0, "m1": m1, "f": f, "ends": ends, "others": others, "left": left,
-             "lag": steady_pipeline_lag(decode, chunk / input_len, stepper.pp)}  # under pp (closed_form._colocated)
+             "lag": steady_pipeline_lag(np.minimum(decode, cs - 1), chunk / input_len, stepper.pp)}  # closed_form's
     return ((joint[0], context, joint[1], joint[2], float(input_len)), where), alone
 
 

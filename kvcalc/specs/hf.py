@@ -74,6 +74,12 @@ def _check_heads(c: Config, heads: int, kv_heads: int, heads_key: str, kv_key: s
         raise KvcalcError(f"{c.source}: {heads_key} ({heads}) is not divisible by {kv_key} ({kv_heads})")
 
 
+# Qwen families whose configs carry use_sliding_window and max_window_layers (transformers' Qwen2Config, Qwen2MoeConfig,
+# Qwen3Config and Qwen3MoeConfig build layer_types from them; other types whose fields carry both, such as the Qwen2-VL
+# text configs, are read by the same rule from their fields, _by_fields)
+QWEN_WINDOWED = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
+
+
 def _windows(c: Config, model_type: str, layers: int, hybrid: bool = False) -> dict:
     """sliding_window and global_every from the family's fields; which layers slide from layer_types wherever a config
     lists them (the fourth audit: a Llama-family config's layer_types had been ignored, every layer sliding). hybrid:
@@ -87,7 +93,7 @@ def _windows(c: Config, model_type: str, layers: int, hybrid: bool = False) -> d
         if types and "sliding_attention" in types:
             raise KvcalcError(f"{c.source}: layer_types: sliding_attention layers need a sliding_window (absent)")
         return {}
-    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
+    if model_type in QWEN_WINDOWED:
         if not c.bool("use_sliding_window", False):
             return {}  # Qwen configs carry a sliding_window that is off unless use_sliding_window is set
         if not types:  # layer i slides when i >= max_window_layers (transformers' Qwen2Config and its Qwen siblings,
@@ -610,6 +616,10 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
             attn.pop(key, None)
     elif window and c.data.get("layer_types"):  # which layers slide, as Gemma 3 and gpt-oss list them
         attn.update(_windows(c, "gemma3", layers))
+    elif window and c.bool("use_sliding_window", False) and c.has("max_window_layers"):  # the Qwen rule, by its fields
+        for key in ("sliding_window", "global_every", "global_count"):  # (the verification pass: qwen2_vl had slid
+            attn.pop(key, None)  # every layer)
+        attn.update(_windows(c, "qwen2", layers))
     elif window and not known:
         c.assumptions.append("sliding_window without layer_types: every layer modelled as sliding")
     if c.int("rotary_dim"):  # MiniMax names the rotated width itself
@@ -924,7 +934,8 @@ def checkpoint_total_size(folder: Path) -> tuple[Path, int] | None:
         raise KvcalcError(f"{index}: cannot read ({e.strerror})") from None
     match = _TOTAL_SIZE.search(head)
     if match:  # the fifth audit: a total_size of 0 or of 400 digits passed here and divided by zero or overflowed
-        return index, _total_size(index, int(match.group(1)) if len(match.group(1)) <= 20 else None)
+        digits = match.group(1)
+        return index, _total_size(index, int(digits) if len(digits) <= 20 else f"a number of {len(digits)} digits")
     try:
         data = json.loads(read_regular_file(index, "a safetensors index", INDEX_MAX_BYTES).decode("utf-8-sig"))
     except (ValueError, RecursionError):
@@ -939,7 +950,7 @@ def _total_size(index: Path, total) -> int:
     if (isinstance(total, bool) or not isinstance(total, (int, float)) or not math.isfinite(total)
             or not 0 < total <= MAX_CHECKPOINT_BYTES):
         raise KvcalcError(f"{index}: metadata.total_size: expected a positive number of bytes up to "
-                          f"{MAX_CHECKPOINT_BYTES:.0e}, got {'a longer number' if total is None else repr(total)[:40]}")
+                          f"{MAX_CHECKPOINT_BYTES:.0e}, got {total if isinstance(total, str) else repr(total)[:40]}")
     return int(total)
 
 
