@@ -89,12 +89,15 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     tau = stepper.seconds(running, input_len + output_len / 2, chunk, max(input_len - chunk, 0) / 2,
                           prompt_len=input_len)
     left = step_tokens - decode * stepper.decode_q
+    # beside a request's own prompt decode at most the other C - 1 (its own decodes come after it: at one in flight
+    # the steady state's mean decode, ~1, had been timed beside its own prefill, TTFT above the simulator's)
+    beside_own = max(min(decode, concurrency - 1), 0.0)
     if chunk < left:  # prompts enter unqueued: a request's prefill runs in s_p steps (up to `left` tokens each), and
         # each carries input_len / s_p of it on average (so more load, which leaves less of the budget, never
         # shortens the steps: the long fuzz; an 8,192-token prompt in two steps is no longer timed as two full ones),
         # beside the other prompts entering (the mean chunk)
         piece = input_len / s_p
-        ttft = s_p * stepper.seconds(decode, input_len + output_len / 2, max(piece, chunk), max(input_len - piece, 0) / 2,
+        ttft = s_p * stepper.seconds(beside_own, input_len + output_len / 2, max(piece, chunk), max(input_len - piece, 0) / 2,
                                      prompt_len=input_len)  # whole prompts per micro-batch or replica, none cut
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
@@ -102,7 +105,7 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     # waves and the simulator (the fifth audit: staggered TTFT at pp 4 fell below its own pp 1 figure)
     # (its own decodes never share its prompt's step: at most the other C - 1 requests decode beside it; the
     # verification pass: one request in flight had counted its own decode as a second micro-batch)
-    ttft += steady_pipeline_lag(min(decode, concurrency - 1), chunk / input_len, stepper.pp) * ttft / s_p
+    ttft += steady_pipeline_lag(beside_own, chunk / input_len, stepper.pp) * ttft / s_p
     # TPOT, as a benchmark measures it (after the first token), spans a request's own D decode steps, whose chunks
     # are other requests' prompts only: at most the other C - 1 prompts over D steps, else the mean chunk (formulas/
     # workload.py decode_step_chunk). At C = 1 a request decodes alone (audit 2026-12-05 B: one 8,000-token prompt

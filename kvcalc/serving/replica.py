@@ -192,6 +192,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     running = np.maximum(decode, 1.0)
     context = input_len + output_len / 2
     left = step_tokens - decode * stepper.decode_q
+    beside_own = np.clip(np.minimum(decode, cs - 1), 0.0, None)  # as closed_form._colocated
     others = decode_step_chunk(chunk, cs, input_len, output_len, step_yield(stepper.decode_gain, output_len))
     i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
     z = np.flatnonzero(others <= 0)  # own decode steps with no prompt
@@ -201,7 +202,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     m1 = np.flatnonzero(lo > 0)  # (positions in m) mixes whose lighter step still carries prompts
     first = input_len / s_p[i]  # the prompt's mean piece over its s_p prefill steps
     parts = [(running, chunk, np.maximum(input_len - chunk, 0) / 2),
-             (decode[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2),
+             (beside_own[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2),
              (running[m], hi, pieces), (running[m][m1], lo[m1], pieces[m1])]
     joint = tuple(np.concatenate([part[k] for part in parts]) for k in range(3))
     ends = np.cumsum([0, *(len(part[0]) for part in parts)])
@@ -210,7 +211,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     alone = (bare, context, np.zeros(len(bare)), np.full(len(bare), input_len / 2), float(input_len)) if len(bare) \
         else None
     where = {"i": i, "z": z, "m": m, "m0": m0, "m1": m1, "f": f, "ends": ends, "others": others, "left": left,
-             "lag": steady_pipeline_lag(np.minimum(decode, cs - 1), chunk / input_len, stepper.pp)}  # closed_form's
+             "lag": steady_pipeline_lag(beside_own, chunk / input_len, stepper.pp)}  # as closed_form._colocated
     return ((joint[0], context, joint[1], joint[2], float(input_len)), where), alone
 
 
