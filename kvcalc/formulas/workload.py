@@ -381,6 +381,16 @@ def pipeline_lags(concurrency: int, input_len: int, output_len: int, step_budget
     return (micro - 1) / 2 / stages
 
 
+def decodes_beside_own_prompt(decodes, concurrency):
+    """The decodes that share a request's own prefill steps in the steady state of `concurrency` (C) in flight: the
+    mean decode batch, but at most the other C - 1 requests (its own decodes come after its prompt) and never below
+    0; elementwise over arrays (plan's ladders)."""
+    import numpy as np
+
+    beside = np.clip(np.minimum(decodes, np.asarray(concurrency) - 1), 0.0, None)
+    return float(beside) if np.ndim(beside) == 0 else beside
+
+
 def steady_pipeline_lag(decodes, prompts, stages: int):
     """Under pp = `stages`, in the steady state: how far behind its step's first micro-batch a prompt's first token
     leaves, in steps ((m - 1) / (2 pp), m = min(decodes + prompts, pp) micro-batches, the waves' and the simulator's

@@ -57,6 +57,7 @@ from kvcalc.formulas.workload import (
     decode_step_chunk,
     kv_transfer_seconds,
     steady_state,
+    decodes_beside_own_prompt,
     steady_pipeline_lag,
     step_yield,
     wave_batches,
@@ -89,9 +90,8 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     tau = stepper.seconds(running, input_len + output_len / 2, chunk, max(input_len - chunk, 0) / 2,
                           prompt_len=input_len)
     left = step_tokens - decode * stepper.decode_q
-    # beside a request's own prompt decode at most the other C - 1 (its own decodes come after it: at one in flight
-    # the steady state's mean decode, ~1, had been timed beside its own prefill, TTFT above the simulator's)
-    beside_own = max(min(decode, concurrency - 1), 0.0)
+    # at one in flight the steady state's mean decode, ~1 (its own), had been timed beside its own prefill
+    beside_own = decodes_beside_own_prompt(decode, concurrency)
     if chunk < left:  # prompts enter unqueued: a request's prefill runs in s_p steps (up to `left` tokens each), and
         # each carries input_len / s_p of it on average (so more load, which leaves less of the budget, never
         # shortens the steps: the long fuzz; an 8,192-token prompt in two steps is no longer timed as two full ones),

@@ -187,12 +187,17 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     point."""
     import numpy as np
 
-    from kvcalc.formulas.workload import decode_step_chunk, steady_pipeline_lag, whole_prompt_mix
+    from kvcalc.formulas.workload import (
+        decode_step_chunk,
+        decodes_beside_own_prompt,
+        steady_pipeline_lag,
+        whole_prompt_mix,
+    )
 
     running = np.maximum(decode, 1.0)
     context = input_len + output_len / 2
     left = step_tokens - decode * stepper.decode_q
-    beside_own = np.clip(np.minimum(decode, cs - 1), 0.0, None)  # as closed_form._colocated
+    beside_own = decodes_beside_own_prompt(decode, cs)
     others = decode_step_chunk(chunk, cs, input_len, output_len, step_yield(stepper.decode_gain, output_len))
     i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
     z = np.flatnonzero(others <= 0)  # own decode steps with no prompt
