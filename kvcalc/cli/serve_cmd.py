@@ -133,7 +133,8 @@ def serve_cli(
                              weight_dtype, kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace,
                              num_prompts, range_ratio, dataset, seed, _percentile(percentile), prefix_hit_rate,
                              max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner, vllm_version, plot, format,
-                             _disaggregate(disaggregate), engine_version, cuda_graph_memory, flashinfer_sampler)
+                             _disaggregate(disaggregate), engine_version, cuda_graph_memory, flashinfer_sampler,
+                             price_per_gpu_hour)
     if input_len is None or output_len is None:
         raise KvcalcError("--input-len / --output-len: both needed")
     tps = _split_ints("--tp", tp)
@@ -248,7 +249,7 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                   kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace, num_prompts, range_ratio,
                   dataset, seed, percentile, prefix_hit_rate, max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner,
                   vllm_version, plot, format, split=None, engine_version=None, cuda_graph_GiB=None,
-                  flashinfer_sampler=False) -> None:
+                  flashinfer_sampler=False, price_per_gpu_hour=None) -> None:
     from kvcalc.serving.simulate import simulate
 
     if arrivals == "staggered":  # the closed form's default: a closed loop with -n, Poisson with --request-rate
@@ -277,7 +278,8 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                  speculate=speculate, prefix_hit_rate=prefix_hit_rate, percentile=percentile,
                  max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, vllm_runner=vllm_runner,
                  vllm_version=vllm_version, keep_timeline=plot is not None, disaggregate=split, dataset=dataset,
-                 engine_version=engine_version, cuda_graph_GiB=cuda_graph_GiB, flashinfer_sampler=flashinfer_sampler)
+                 engine_version=engine_version, cuda_graph_GiB=cuda_graph_GiB, flashinfer_sampler=flashinfer_sampler,
+                 price_per_gpu_hour=price_per_gpu_hour)
     timeline = r.pop("timeline", None)
     if plot is not None:
         from kvcalc.report.plot import simulation_timeline
@@ -300,3 +302,17 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
     print_rows(rows, f"{r['model']} on {r['gpu']} ({r['engine']} scheduler): {r['arrivals']}, "
                f"{r['completed']:,} requests in {r['duration_s']:,.1f} s, {r['output_tokens_per_s']:,.0f} output tok/s "
                f"({r['output_tokens_per_s_per_gpu']:,.0f} per GPU), {r['preemptions']} preemptions", format)
+    # what the limits and the price are for, under the table (the sixth audit: the table, the default format, had
+    # shown neither)
+    lines = []
+    if "goodput_requests_per_s" in r:
+        limits = " and ".join(f"{name} <= {v:g} ms" for name, v in (("TTFT", max_ttft_ms), ("TPOT", max_tpot_ms))
+                              if v is not None)
+        lines.append(f"goodput {r['goodput_requests_per_s']:,.2f} requests/s within {limits}; at p{percentile:g} the "
+                     "limits are " + ("met" if r["slo_met_at_percentile"] else "missed"))
+    if r.get("cost_per_million_output_tokens") is not None:
+        lines.append(f"cost per million output tokens: {r['cost_per_million_output_tokens']:,.3f}")
+    if lines:
+        from rich.console import Console
+
+        Console().print("\n".join(lines), markup=False, highlight=False)

@@ -887,7 +887,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              disaggregate: tuple[int, int] | None = None, dataset: str = "random",
              num_scheduler_steps: int = 1, engine_version: str | None = None,
              moe_time_scale: float | None = None, cuda_graph_GiB: float | None = None,
-             flashinfer_sampler: bool = False) -> dict:
+             flashinfer_sampler: bool = False, price_per_gpu_hour: float | None = None) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
     arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
@@ -922,6 +922,14 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     check_number("--range-ratio", range_ratio, 0, 1 if length_client == "sglang" else 0.999)  # vLLM: 0 <= r < 1
     check_number("--prefix-hit-rate", prefix_hit_rate, 0, 1)
     check_number("--percentile", percentile, 0, 100, lo_open=True)
+    # the limits and the price as serve's closed form checks them (the sixth audit: nan, 0 and -1 had run, and made
+    # a goodput of 0; a price of -1 had been dropped without a word)
+    for flag, limit in (("--max-ttft-ms", max_ttft_ms), ("--max-tpot-ms", max_tpot_ms)):
+        if limit is not None:
+            check_number(flag, limit, 0, 1e9, lo_open=True)
+    from kvcalc.checks import check_price
+
+    check_price(price_per_gpu_hour)
     # a flag the arrival mode does not read is refused, not dropped (the fifth audit: --arrivals poisson with -n 1
     # ran 46 requests at once, and burst took -n unchecked as its group size)
     unread = {"trace": ("--concurrency", "--request-rate"), "closed": ("--request-rate",),
@@ -1082,10 +1090,17 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         **summarize(res, gpus=gpus, request_overhead_s=request_s, percentile=percentile,
                     max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms),
         "request_overhead_ms": request_s * 1e3,
+        "cost_per_million_output_tokens": None,
         # what the closed form's deployment warned of, in the output as serve's closed form carries it (the fifth
         # audit: --format json had them on stderr only)
         "warnings": list(d["notes"]),
     }
+    if price_per_gpu_hour is not None:
+        from kvcalc.formulas.workload import cost_per_million_tokens
+
+        if out["output_tokens_per_s"] > 0:
+            out["cost_per_million_output_tokens"] = cost_per_million_tokens(price_per_gpu_hour, gpus,
+                                                                            out["output_tokens_per_s"])
     if disaggregate is not None:
         out["disaggregate"] = f"{disaggregate[0]}:{disaggregate[1]}"
         out["kv_transfer_ms_mean"] = transfer_ms

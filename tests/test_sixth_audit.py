@@ -1,0 +1,63 @@
+"""Regression tests for the sixth hostile audit (2026-12-06, from 00:34 UTC; docs/validation.md "Sixth hostile
+audit"): each reproduces a finding, with the expected figures worked by hand or taken from another command."""
+
+import json
+import warnings
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def one_line_error(args: list[str]) -> str:
+    out = runner.invoke(app, args)
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kvcalc: error: "), out.output
+    return lines[0]
+
+
+SIM = ["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "--simulate", "--request-rate", "2",
+       "--num-prompts", "50"]
+
+
+@pytest.mark.parametrize("flag", ["--max-ttft-ms", "--max-tpot-ms"])
+@pytest.mark.parametrize("value", ["nan", "0", "-1", "inf"])
+def test_simulate_checks_the_latency_limits_as_the_closed_form_does(flag, value):
+    """A1: under --simulate a limit of nan, 0, -1 or inf ran and gave a goodput of 0 for a workload whose p99 TTFT is
+    24.6 ms; serve's closed form refuses them. Both now give the same one line."""
+    assert one_line_error([*SIM, flag, value]) == one_line_error(
+        ["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "--request-rate", "2", flag, value])
+
+
+def test_simulate_prices_its_own_throughput():
+    """A2: --price-per-gpu-hour was dropped under --simulate (and -1 accepted). The cost of a million output tokens is
+    the price of the GPU-hours they take: price x GPUs / (output tokens/s x 3,600 s) x 1e6."""
+    doc = json.loads(runner.invoke(app, [*SIM, "--price-per-gpu-hour", "2", "-f", "json"]).stdout)
+    expected = 2 * doc["gpus"] / (doc["output_tokens_per_s"] * 3600) * 1e6
+    assert doc["gpus"] == 1 and doc["cost_per_million_output_tokens"] == pytest.approx(expected, rel=1e-12)
+    doc = json.loads(runner.invoke(app, [*SIM, "-f", "json"]).stdout)
+    assert doc["cost_per_million_output_tokens"] is None and "price" in doc["cost_per_million_output_tokens_note"]
+    assert one_line_error([*SIM, "--price-per-gpu-hour", "-1"]).startswith("kvcalc: error: --price-per-gpu-hour: ")
+
+
+def test_simulate_table_shows_what_the_limits_and_the_price_are_for():
+    """A3: the table, the default format, looked the same with and without --max-ttft-ms and --percentile; it now
+    carries the goodput, whether the limits held at the percentile, and the cost."""
+    doc = json.loads(runner.invoke(app, [*SIM, "--max-ttft-ms", "20", "-f", "json"]).stdout)
+    assert doc["ttft_ms"]["p99"] > 20 and doc["slo_met_at_percentile"] is False  # p99 TTFT 24.6 ms on this run
+    out = runner.invoke(app, [*SIM, "--max-ttft-ms", "20", "--price-per-gpu-hour", "2"], terminal_width=400).output
+    assert (f"goodput {doc['goodput_requests_per_s']:,.2f} requests/s within TTFT <= 20 ms; at p99 the limits are "
+            "missed") in out
+    assert "cost per million output tokens: " in out
+    assert "goodput" not in runner.invoke(app, SIM, terminal_width=400).output
