@@ -43,6 +43,9 @@ INDEXES = [
     ("granite-3.1-1b-a400m-instruct", 5_338_513_408, 0, "fp32"),  # granitemoe, read from its fields; float32
     ("Qwen3.5-18B-REAP-A3B-Coding", 37_087_995_136, 0, "fp16"),  # hybrid Gated DeltaNet + MoE, float16
     ("DeepSeek-V3-AWQ", 364_589_799_936, 0, "int4-g64"),  # MLA + MoE, AWQ 4-bit; routers, embeddings bf16
+    # MXFP4 experts (17/32 B a weight: 4 bits and an e8m0 scale per 32) with their biases in bf16, the rest bf16
+    # (the sixth audit: the experts' 6,635,520 biases had been counted at 17/32 B, 9,745,920 B short)
+    ("gpt-oss-20b", 13_761_264_768, 0, "mxfp4"),
     # MiMo (Qwen2 fields, one MTP layer stored beside the 36): kvcalc reads attention_bias as biasing o_proj too,
     # which MiMo's (Qwen2's) o_proj is not: 4096 values in each of 37 layers, 2 B each
     ("MiMo-7B", 15_666_819_072, 4096 * 37 * 2, "bf16"),

@@ -61,3 +61,19 @@ def test_simulate_table_shows_what_the_limits_and_the_price_are_for():
             "missed") in out
     assert "cost per million output tokens: " in out
     assert "goodput" not in runner.invoke(app, SIM, terminal_width=400).output
+
+
+def test_quantised_checkpoints_keep_their_biases_in_bf16():
+    """B1: MXFP4 packs only the experts' matrices; gpt-oss's checkpoints store the experts' gate_up_proj_bias and
+    down_proj_bias in bf16. gpt-oss-120b by hand: 36 layers x 128 experts x (2880 x 5760 + 2880 x 2880) =
+    114,661,785,600 matrix weights at 17/32 B (4 bits and one e8m0 scale a 32-block), every other parameter at 2 B;
+    its checkpoint holds 65,248,815,744 B of tensors (gpt-oss-20b's index: tests/test_checkpoint_index.py)."""
+    import kvcalc
+    from kvcalc.formulas.params import total_params
+    from kvcalc.specs.catalog import load_model
+
+    params = total_params(load_model("gpt-oss-120b"))
+    matrices = 36 * 128 * (2880 * 5760 + 2880 * 2880)
+    assert params == 116_829_156_672  # openai/gpt-oss-120b's 116.8B
+    assert matrices * 17 / 32 + (params - matrices) * 2 == 65_248_815_744
+    assert kvcalc.estimate("gpt-oss-120b", "h200").weights.bytes == 65_248_815_744

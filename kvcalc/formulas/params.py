@@ -204,12 +204,36 @@ def weight_bytes(model: ModelSpec, b_w: float) -> float:
 
 def quantised_and_kept_params(model: ModelSpec) -> tuple[int, int]:
     """(parameters a sub-16-bit format quantises, parameters a quantised checkpoint keeps in bf16): the embeddings,
-    lm_head (unless the model's quantization spec quantises it), norms, routers and the layer classes it leaves
-    out."""
+    lm_head (unless the model's quantization spec quantises it), norms, routers, the layer classes it leaves out, and
+    the biases of the layers it quantises: every format kvcalc reads packs a linear layer's weight matrix only
+    (gpt-oss's MXFP4 checkpoint stores `*_blocks` and `*_scales` for the experts' matrices and their
+    `gate_up_proj_bias` / `down_proj_bias` in bf16; GPTQ and AWQ keep `bias` in fp16 beside `qweight`)."""
     parts = params_breakdown(model)
-    kept = sum(parts.get(k, 0) for k in _kept_parts(model))
-    kept += sum(_kept_layer_params(model, parts, cls, n) for cls, n in _kept_layers(model).items())
+    kept_parts, kept_layers = _kept_parts(model), _kept_layers(model)
+    kept = sum(parts.get(k, 0) for k in kept_parts)
+    kept += sum(_kept_layer_params(model, parts, cls, n) for cls, n in kept_layers.items())
+    biases = bias_params(model)  # those of kept parts and layers are counted above
+    kept += sum(b for k, b in biases.items() if k not in kept_parts)
+    kept -= sum(_kept_layer_params(model, biases, cls, n) for cls, n in kept_layers.items())
     return parts["total"] - kept, kept
+
+
+def bias_params(model: ModelSpec) -> dict[str, int]:
+    """The linear layers' biases in each params_breakdown part of CLASS_PARTS (included in its count)."""
+    d = model.hidden_size
+
+    def biases(linears) -> int:
+        return sum(x.out_features for x in linears if x.bias)
+
+    out = {"attention/qkv": model.attention_layers * biases(attention_in_linears(model.attention, d)),
+           "attention/o": model.attention_layers * biases([attention_out_linear(model.attention, d)]),
+           "mlp": model.dense_layers * biases(dense_mlp_linears(model.mlp, d))}
+    if model.linear_attention is not None:
+        out["linear_attention"] = model.linear_layers * biases(linear_attention_linears(model))
+    if model.moe is not None:
+        expert = mlp_linears(model.mlp.kind, d, model.moe.expert_intermediate_size, model.mlp.bias)
+        out["moe/routed"] = model.moe_layers * model.moe.num_experts * biases(expert)
+    return out
 
 
 def _kept_layers(model: ModelSpec) -> dict[str, int]:
@@ -234,8 +258,15 @@ def _kept_parts(model: ModelSpec) -> set[str]:
 
 
 def routed_expert_bytes(model: ModelSpec, b_w: float) -> float:
-    """Bytes of all routed experts (quantised with the linear layers) [B]; 0 for a dense model."""
-    return params_breakdown(model).get("moe/routed", 0) * b_w
+    """Bytes of all routed experts as weight_bytes counts them [B]: their matrices at b_w (2 B where the checkpoint
+    leaves the experts unquantised), their biases at 2 B under a quantised format; 0 for a dense model."""
+    routed = params_breakdown(model).get("moe/routed", 0)
+    if b_w >= UNQUANTISED_BYTES:
+        return routed * b_w
+    if "moe/routed" in _kept_parts(model):
+        return routed * UNQUANTISED_BYTES
+    bias = bias_params(model).get("moe/routed", 0)
+    return (routed - bias) * b_w + bias * UNQUANTISED_BYTES
 
 
 def weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int = 1, pp: int = 1, ep: int = 1) -> float:
