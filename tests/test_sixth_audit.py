@@ -77,3 +77,36 @@ def test_quantised_checkpoints_keep_their_biases_in_bf16():
     assert params == 116_829_156_672  # openai/gpt-oss-120b's 116.8B
     assert matrices * 17 / 32 + (params - matrices) * 2 == 65_248_815_744
     assert kvcalc.estimate("gpt-oss-120b", "h200").weights.bytes == 65_248_815_744
+
+
+TRACE = ["serve", "-m", "llama-3-8b", "--simulate", "--arrivals", "trace", "--trace"]
+
+
+@pytest.mark.parametrize("flag", [["--num-prompts", "1"], ["--seed", "5"]])
+def test_a_trace_run_refuses_the_flags_it_does_not_read(tmp_path, flag):
+    """A4: --num-prompts 1 ran both requests of a two-line trace, and --seed was echoed though nothing is drawn; the
+    same run refuses -n, --request-rate and the length flags."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"arrival_s":0,"input_len":100,"output_len":10}\n{"arrival_s":1,"input_len":100,"output_len":10}\n')
+    assert one_line_error([*TRACE, str(trace), *flag]).startswith(f"kvcalc: error: {flag[0]}: not read with --arrivals "
+                                                                  "trace")
+    assert json.loads(runner.invoke(app, [*TRACE, str(trace), "-f", "json"]).stdout)["completed"] == 2
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("dup.csv", "arrival_s,input_len,output_len,input_len\n0,100,10,5000\n",
+     "line 1, column 'input_len': named twice in the header"),
+    ("extra.csv", "arrival_s,input_len,output_len\n0,100,10,999\n", "line 2: 4 cells under a header of 3 columns"),
+    ("dup.jsonl", '{"arrival_s":0,"input_len":100,"output_len":10,"input_len":7000}\n',
+     "line 1, field input_len: given twice"),
+    ("us.csv", "arrival_s,input_len,output_len\n0,1_00,10\n", "line 2, field input_len: expected a number of tokens"),
+    ("fw.csv", "arrival_s,input_len,output_len\n0,\uff11\uff10\uff10,10\n",
+     "line 2, field input_len: expected a number of tokens"),
+    ("t.csv", "arrival_s,input_len,output_len\n\u0663,100,10\n", "line 2, field arrival_s: expected a number"),
+])
+def test_a_trace_that_says_two_things_is_refused_where_it_says_them(tmp_path, name, text, message):
+    """A5: a second input_len column (or JSON key) silently won (mean input 5,000 where the row says 100), a fourth
+    cell under three columns was dropped, and '1_00' and full-width digits were read as 100."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    assert one_line_error([*TRACE, str(path)]).startswith(f"kvcalc: error: --trace: {path} {message}")

@@ -324,9 +324,15 @@ MAX_ROUNDS = 500_000  # scheduler rounds one simulation runs at most, or 4 a req
 MAX_TRACE_BYTES = 128 << 20
 
 
+def _plain_number_text(raw) -> bool:
+    """Whether a string spells a number in ASCII without Python's digit separators: float() also reads '1_00' and
+    other scripts' digits ('１００'), which no trace writer means (the sixth audit)."""
+    return not isinstance(raw, str) or (raw.isascii() and "_" not in raw)
+
+
 def _trace_length(raw) -> int | None:
     """A trace's token count: a whole number (100, "100", 100.0 or "1e3"), or None where it is not a number."""
-    if isinstance(raw, bool):
+    if isinstance(raw, bool) or not _plain_number_text(raw):
         return None
     if isinstance(raw, int):
         return raw
@@ -338,12 +344,26 @@ def _trace_length(raw) -> int | None:
 
 
 def _trace_time(raw) -> float | None:
-    if isinstance(raw, bool) or raw is None:
+    if isinstance(raw, bool) or raw is None or not _plain_number_text(raw):
         return None
     try:
         return float(raw.strip() if isinstance(raw, str) else raw)
     except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond a double
         return None
+
+
+class _Repeated(ValueError):
+    """A JSON object that names a key twice (the key is the message)."""
+
+
+def _once_each(pairs: list) -> dict:
+    """json.loads' object_pairs_hook: the object, refusing a key given twice (json keeps the last silently)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Repeated(key)
+        out[key] = value
+    return out
 
 
 def _trace_rows(path, text: str):
@@ -359,7 +379,9 @@ def _trace_rows(path, text: str):
         for n, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a JSON string
             if line.strip():
                 try:
-                    yield n, json.loads(line)
+                    yield n, json.loads(line, object_pairs_hook=_once_each)
+                except _Repeated as e:  # the sixth audit: the last of two input_len keys had won silently
+                    raise KvcalcError(f"--trace: {path} line {n}, field {e}: given twice") from None
                 except (ValueError, RecursionError) as e:  # JSONDecodeError, and 5,000-digit integers (fifth audit)
                     raise KvcalcError(f"--trace: {path} line {n}: not a JSON object"
                                       + ("" if isinstance(e, json.JSONDecodeError) else f" ({parse_error(e)})")) from None
@@ -371,7 +393,15 @@ def _trace_rows(path, text: str):
         if not {"input_len", "output_len"} <= set(header) or not {"arrival_s", "timestamp"} & set(header):
             raise KvcalcError(f"--trace: {path} line 1: expected a header naming arrival_s (or timestamp), "
                               f"input_len and output_len, got {','.join(header)[:80]!r}")
+        # a column named twice, or a row longer than the header, had been read silently (the sixth audit: the
+        # second input_len column won, and a fourth cell under three columns was dropped)
+        twice = next((h for n, h in enumerate(header) if h in header[:n]), None)
+        if twice is not None:
+            raise KvcalcError(f"--trace: {path} line 1, column {twice!r}: named twice in the header")
         for row in reader:
+            if None in row:  # csv.DictReader's restkey: the cells beyond the header's columns
+                raise KvcalcError(f"--trace: {path} line {reader.line_num}: {len(header) + len(row[None])} cells "
+                                  f"under a header of {len(header)} columns")
             yield reader.line_num, row  # the row's last physical line (a quoted field may span several)
     except csv.Error as e:
         raise KvcalcError(f"--trace: {path} line {reader.line_num}: not CSV ({e})") from None
