@@ -110,3 +110,28 @@ def test_a_trace_that_says_two_things_is_refused_where_it_says_them(tmp_path, na
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     assert one_line_error([*TRACE, str(path)]).startswith(f"kvcalc: error: --trace: {path} {message}")
+
+
+@pytest.mark.parametrize("model, gpu, kw", [("llama-3-8b", "h100-sxm", {"tp": 1}), ("deepseek-v3", "h200", {"tp": 8}),
+                                            ("qwen3-32b", "h100-sxm", {"tp": 2, "pp": 2})])
+def test_the_serving_ladder_times_a_lone_prompt_in_its_own_call(monkeypatch, model, gpu, kw):
+    """C5: since a request's prefill is timed beside the other C - 1 requests' decodes (none at one in flight), the
+    ladder's one call mixed steps with and without decode operators, raised, and fell back to one call a point for
+    every replica: plan 7x slower (DeepSeek-V3 on H200 and B200: 0.9 -> 6.6 CPU s). Each kind of step now has its own
+    call, nothing falls back, and every rung equals its own closed form."""
+    import numpy as np
+
+    from kvcalc.serving import replica
+    from kvcalc.specs.catalog import load_gpu, load_model
+
+    r = replica.replica_runner(load_model(model), load_gpu(gpu), engine="vllm", weight_dtype="auto", kv_dtype="bf16",
+                               input_len=2000, output_len=300, **kw)
+    monkeypatch.setattr(replica, "_by_point", lambda cs, run: pytest.fail("fell back to one call a point"))
+    cs = np.array([1.0, 1.5, 2.0, 3.0, 8.0, 64.0])
+    many = r.run_many(cs)
+    for n, c in enumerate(cs):
+        one = r.run(c)
+        for k in ("ttft_s", "tpot_s", "requests_per_s"):
+            assert many[k][n] == pytest.approx(one[k], rel=1e-12, abs=0)
+    [both] = replica.run_many_all([r], [cs], [None])
+    assert all(np.array_equal(both[k], many[k]) for k in ("ttft_s", "tpot_s", "requests_per_s"))

@@ -169,7 +169,7 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
             return _overhead_many(latency, None, latency, cs / latency, request_s)
         (args, where), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         both = stepper.seconds(*args)
-        lone = stepper.seconds(*alone) if alone is not None else None
+        lone = [stepper.seconds(*a) for a in alone]
     except ValueError:  # an operator present at some concurrencies only
         return _by_point(cs, run)
     return _colocated_finish(both, lone, cs, where, s_p, gain, output_len, request_s)
@@ -199,45 +199,58 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     left = step_tokens - decode * stepper.decode_q
     beside_own = decodes_beside_own_prompt(decode, cs)
     others = decode_step_chunk(chunk, cs, input_len, output_len, step_yield(stepper.decode_gain, output_len))
-    i = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
+    entering = np.flatnonzero(chunk < left)  # prompts enter unqueued: their prefill steps are timed apart
+    i = entering[beside_own[entering] > 0]  # beside other requests' decodes
+    i0 = entering[beside_own[entering] <= 0]  # alone (one in flight): a step with no decode operators
     z = np.flatnonzero(others <= 0)  # own decode steps with no prompt
     m = np.flatnonzero((others > 0) & (others < left))  # own decode steps that carry whole prompts in some steps
     lo, hi, f, w = whole_prompt_mix(others[m], left[m], input_len)
     pieces = np.maximum(input_len - w, 0) / 2
     m1 = np.flatnonzero(lo > 0)  # (positions in m) mixes whose lighter step still carries prompts
-    first = input_len / s_p[i]  # the prompt's mean piece over its s_p prefill steps
+    first = input_len / s_p  # the prompt's mean piece over its s_p prefill steps
     parts = [(running, chunk, np.maximum(input_len - chunk, 0) / 2),
-             (beside_own[i], np.maximum(first, chunk[i]), np.maximum(input_len - first, 0) / 2),
+             (beside_own[i], np.maximum(first[i], chunk[i]), np.maximum(input_len - first[i], 0) / 2),
              (running[m], hi, pieces), (running[m][m1], lo[m1], pieces[m1])]
     joint = tuple(np.concatenate([part[k] for part in parts]) for k in range(3))
     ends = np.cumsum([0, *(len(part[0]) for part in parts)])
     m0 = np.flatnonzero(lo <= 0)
+    # the calls without prompt chunks (own decode steps: z and the mix's m0) and without decodes (a lone prompt's
+    # steps: i0) each have their own operators: joined to the first call they made it raise, and the search fell back
+    # to one call a point (the sixth audit: plan 7x slower once a lone prompt was timed without its own decode)
     bare = np.concatenate([running[z], running[m][m0]])
-    alone = (bare, context, np.zeros(len(bare)), np.full(len(bare), input_len / 2), float(input_len)) if len(bare) \
-        else None
-    where = {"i": i, "z": z, "m": m, "m0": m0, "m1": m1, "f": f, "ends": ends, "others": others, "left": left,
+    alone = [(bare, context, np.zeros(len(bare)), np.full(len(bare), input_len / 2), float(input_len))] if len(bare) \
+        else []
+    if len(i0):
+        alone.append((np.zeros(len(i0)), context, np.maximum(first[i0], chunk[i0]),
+                      np.maximum(input_len - first[i0], 0) / 2, float(input_len)))
+    where = {"i": i, "i0": i0, "z": z, "m": m, "m0": m0, "m1": m1, "f": f, "ends": ends, "others": others,
+             "left": left, "bare": len(bare),
              "lag": steady_pipeline_lag(beside_own, chunk / input_len, stepper.pp)}  # as closed_form._colocated
     return ((joint[0], context, joint[1], joint[2], float(input_len)), where), alone
 
 
 def _colocated_finish(both, lone, cs, where: dict, s_p, gain: float, output_len: int, request_s: float) -> dict:
-    """colocated_many's closed form from the step times of _colocated_call's two calls (lone: the second's, or
-    None)."""
+    """colocated_many's closed form from the step times of _colocated_call's calls (both: the first's; lone: the
+    others', in their order)."""
     import numpy as np
 
-    ends, i, z, m, m0, m1, f = (where[k] for k in ("ends", "i", "z", "m", "m0", "m1", "f"))
+    ends, i, i0, z, m, m0, m1, f = (where[k] for k in ("ends", "i", "i0", "z", "m", "m0", "m1", "f"))
     tau, step_i, t_hi, t_lo1 = (both[ends[k]:ends[k + 1]] for k in range(4))
     own_decode = tau.copy()  # where the other prompts fill every step (the budget binds), the steady step itself
     t_lo = np.empty(len(m))
     t_lo[m1] = t_lo1
-    if lone is not None:
-        own_decode[z] = lone[:len(z)]
-        t_lo[m0] = lone[len(z):]
+    lone = list(lone)
+    if where["bare"]:
+        bare = lone.pop(0)
+        own_decode[z] = bare[:len(z)]
+        t_lo[m0] = bare[len(z):]
     own_decode[m] = (1 - f) * t_lo + f * t_hi
     ttft = s_p * tau
-    if len(i):
+    if len(i) or len(i0):
         ttft = ttft.copy()
         ttft[i] = s_p[i] * step_i
+        if len(i0):
+            ttft[i0] = s_p[i0] * lone.pop(0)
     ttft = ttft + where["lag"] * ttft / s_p
     tpot = own_decode / gain
     latency = ttft + (output_len - 1) * tpot  # formulas/workload.py request_latency
@@ -339,17 +352,16 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
         (args, where), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
         calls.append((stepper, args))
         indices.append(where)
-        alones.append(None if alone is None else (stepper, alone))
-    lone_at = []  # where in calls each replica's decode-only call is (timed together across replicas too), or None
+        alones.append([(stepper, a) for a in alone])
+    lone_at = []  # where in calls each replica's other calls are (timed together across replicas too)
     for alone in alones:
-        lone_at.append(None if alone is None else len(calls))
-        if alone is not None:
-            calls.append(alone)
+        lone_at.append(range(len(calls), len(calls) + len(alone)))
+        calls.extend(alone)
     times = seconds_many(calls)
     for k, ((n, cs, state), where) in enumerate(zip(pending, indices)):
         stepper, _, output_len, _, request_s, run = runners[n].colocated
-        both, lone = times[k], times[lone_at[k]] if lone_at[k] is not None else None
-        out[n] = (_by_point(cs, run) if isinstance(both, ValueError) or isinstance(lone, ValueError) else
+        both, lone = times[k], [times[j] for j in lone_at[k]]
+        out[n] = (_by_point(cs, run) if any(isinstance(t, ValueError) for t in (both, *lone)) else
                   _colocated_finish(both, lone, cs, where, state[2], step_yield(stepper.decode_gain, output_len),
                                     output_len, request_s))
     return out
