@@ -135,3 +135,42 @@ def test_the_serving_ladder_times_a_lone_prompt_in_its_own_call(monkeypatch, mod
             assert many[k][n] == pytest.approx(one[k], rel=1e-12, abs=0)
     [both] = replica.run_many_all([r], [cs], [None])
     assert all(np.array_equal(both[k], many[k]) for k in ("ttft_s", "tpot_s", "requests_per_s"))
+
+
+BENCH = "batch,input_len,output_len,tpot_ms,ttft_ms\n1,100,10,10,50\n8,100,10,12,80\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "cpu", "-m", "no-such-model"], "--model: only with --from-benchmark"),
+    (["--tp", "3"], "--tp: only with --from-benchmark"),
+    (["--replicas", "7"], "--replicas: only with --from-benchmark"),
+    (["FROM", "--device", "cpu"], "--device: only when measuring this machine"),
+    (["FROM", "--base", "h200"], "--base: only when measuring this machine"),
+    (["FROM", "--name", "x y"], "--name: only when measuring this machine"),
+])
+def test_calibrate_refuses_the_other_modes_flags(tmp_path, args, message):
+    """A6: `calibrate --device cpu -m no-such-model --tp 3` measured this machine and dropped the benchmark flags; under
+    --from-benchmark, --device, --base and --name were dropped (two profiles identical but for a comment)."""
+    bench = tmp_path / "b.csv"
+    bench.write_text(BENCH)
+    args = [a for x in args for a in (["--from-benchmark", str(bench), "-m", "llama-3.2-1b"] if x == "FROM" else [x])]
+    line = one_line_error(["calibrate", "-o", str(tmp_path / "out.toml"), *args])
+    assert line.startswith(f"kvcalc: error: {message}")
+    assert not (tmp_path / "out.toml").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("batch,input_len,output_len,tpot_ms\n\n\n1,100,10,abc\n", "line 4: field tpot_ms: expected a number"),
+    ("batch,input_len,output_len,tpot_ms,tpot_ms\n1,100,10,10,99999\n", "line 1: field tpot_ms: named twice"),
+    ("batch,input_len,output_len,tpot_ms\n1,100,10,10,5\n", "line 2: 5 cells under a header of 4 columns"),
+    ("batch,input_len,output_len,tpot_ms\n1,0.001,10,10\n", "line 2: field input_len: expected at least 1 token"),
+    ("batch,input_len,output_len,tpot_ms\n1,100,0.5,10\n", "line 2: field output_len: expected at least 1 token"),
+])
+def test_a_benchmark_csv_is_read_line_by_line_as_written(tmp_path, text, message):
+    """A7: after two blank lines the bad row (line 4) was reported on line 2; a second tpot_ms column won silently (a
+    profile fitted to 99,999 ms); a mean of 0.001 input tokens was taken."""
+    bench = tmp_path / "b.csv"
+    bench.write_text(text)
+    line = one_line_error(["calibrate", "--from-benchmark", str(bench), "-m", "llama-3.2-1b", "-g", "l40s", "-o",
+                           str(tmp_path / "out.toml")])
+    assert line.startswith(f"kvcalc: error: {bench}: {message}")

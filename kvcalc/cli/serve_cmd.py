@@ -22,6 +22,7 @@ from kvcalc.cli.options import (
     Model,
     Pp,
     WeightDtype,
+    refuse_given,
 )
 from kvcalc.cli.output import (
     CudaGraphMemory,
@@ -126,7 +127,7 @@ def serve_cli(
     if trace is not None and not (simulate and arrivals == "trace"):
         raise KvcalcError("--trace: read only with --simulate --arrivals trace; add them, or leave out --trace")
     if simulate and arrivals == "trace":  # the trace gives the requests: nothing is counted or drawn (sixth audit)
-        _refuse_given(ctx, ("num_prompts", "seed"), "not read with --arrivals trace (the trace gives every request "
+        refuse_given(ctx, ("num_prompts", "seed"), "not read with --arrivals trace (the trace gives every request "
                                                     "and draws nothing); leave it out")
     if not simulate:
         _refuse_simulate_only(ctx)
@@ -218,16 +219,8 @@ def serve_cli(
 def _refuse_simulate_only(ctx: typer.Context) -> None:
     """A --simulate flag given without --simulate would be silently ignored (the closed form has no prompts, seed,
     percentiles or scheduler cap): refuse the first one given on the command line, naming it."""
-    _refuse_given(ctx, SIMULATE_ONLY, "only with --simulate (the closed form does not read it); add --simulate or "
+    refuse_given(ctx, SIMULATE_ONLY, "only with --simulate (the closed form does not read it); add --simulate or "
                                       "leave it out")
-
-
-def _refuse_given(ctx: typer.Context, names, why: str) -> None:
-    """Refuse the first of the parameters `names` given on the command line (not left at its default), naming it."""
-    for param in ctx.command.params:
-        source = ctx.get_parameter_source(param.name) if param.name in names else None
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            raise KvcalcError(f"{param.opts[0]}: {why}")
 
 
 def _percentile(text: str) -> float:

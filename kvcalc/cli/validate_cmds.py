@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
+from kvcalc.cli.options import refuse_given
 from kvcalc.cli.output import EngineVersion, save_figure
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.files import check_writable
@@ -255,8 +256,13 @@ def validate_cli(
         typer.echo(f"wrote {plot}")
 
 
+BENCHMARK_ONLY = ("model", "gpu", "engine", "tp", "replicas", "weight_dtype", "kv_dtype", "engine_version")
+MEASURE_ONLY = ("device", "base", "name")
+
+
 @app.command("calibrate")
 def calibrate_cli(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="the hardware spec to write (.toml)")],
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu [default: cuda when available]")] = None,
     base: Annotated[Optional[str], typer.Option(help="datasheet spec whose roofs to keep [default: h100-sxm on cuda]")] = None,
@@ -279,9 +285,14 @@ def calibrate_cli(
     check_writable(out, "--out", (".toml",))
     if out.exists():
         raise KvcalcError(f"--out: {out} exists; choose another file")
+    # each mode refuses the other's flags (the sixth audit: -m no-such-model ran the measurement, and --device,
+    # --base and --name were dropped under --from-benchmark)
     if from_benchmark is not None:
+        refuse_given(ctx, MEASURE_ONLY, "only when measuring this machine (without --from-benchmark); leave it out")
         return calibrate_benchmark_cli(from_benchmark, out, model, gpu, engine, tp, replicas, weight_dtype, kv_dtype,
                                        engine_version)
+    refuse_given(ctx, BENCHMARK_ONLY, "only with --from-benchmark (measuring this machine does not read it); add "
+                                      "--from-benchmark FILE or leave it out")
     from kvcalc.validate.calibrate import calibrate, write_spec
 
     spec, measured = calibrate(device, base=base, name=name or out.stem)

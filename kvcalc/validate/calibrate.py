@@ -302,14 +302,28 @@ def _bench_run(path: Path, line: int, obj) -> dict:
 
 def _read_bench_csv(path: Path, text: str) -> list[dict]:
     import csv
+    import io
 
-    rows = list(csv.DictReader(text.splitlines()))
-    missing = [c for c in BENCH_CSV_COLUMNS if not rows or c not in rows[0]]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:  # (line number, row): the reader's own count, which blank lines and quoted line breaks do not throw off
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as e:
+        raise KvcalcError(f"{path}: line {reader.line_num}: not CSV ({e})") from None
+    header = reader.fieldnames or []
+    missing = [c for c in BENCH_CSV_COLUMNS if not rows or c not in header]
     if missing:
         raise KvcalcError(f"{path}: line 1: field {missing[0]}: missing (expected the columns "
                           f"{', '.join(BENCH_CSV_COLUMNS)} and optionally ttft_ms)")
+    # a column named twice, or a row longer than the header, had been read silently (the sixth audit: the second
+    # tpot_ms column won)
+    twice = next((h for k, h in enumerate(header) if h in header[:k]), None)
+    if twice is not None:
+        raise KvcalcError(f"{path}: line 1: field {twice}: named twice in the header")
     out = []
-    for n, row in enumerate(rows, 2):
+    for n, row in rows:
+        if None in row:  # csv.DictReader's restkey: the cells beyond the header's columns
+            raise KvcalcError(f"{path}: line {n}: {len(header) + len(row[None])} cells under a header of "
+                              f"{len(header)} columns")
         values = {}
         for field in (*BENCH_CSV_COLUMNS, "ttft_ms"):
             raw = (row.get(field) or "").strip()
@@ -325,6 +339,10 @@ def _read_bench_csv(path: Path, text: str) -> list[dict]:
             if not math.isfinite(values[field]):
                 raise KvcalcError(f"{path}: line {n}: field {field}: expected a finite positive number, got {raw!r}")
         _count(path, n, "batch", values["batch"], "requests in flight")
+        for field in ("input_len", "output_len"):  # means may be fractional; under one token is no request
+            if values[field] < 1:
+                raise KvcalcError(f"{path}: line {n}: field {field}: expected at least 1 token, got "
+                                  f"{row[field].strip()!r}")
         _time_ms(path, n, "tpot_ms", values["tpot_ms"])
         _time_ms(path, n, "ttft_ms", values["ttft_ms"], MAX_REQUEST_MS)
         out.append({"line": n, "concurrency": values.pop("batch"), **values, "source": f"{path.name} line {n}"})
