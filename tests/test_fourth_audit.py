@@ -264,7 +264,7 @@ def test_validate_ledgers_refuse_numbers_they_cannot_score(tmp_path):
                      "x-1,llama-3.1-8b,h200,1,fp8,fp8,128,128,0,a test\n")
     out = runner.invoke(app, ["validate", "--serve", str(serve)])
     assert out.exit_code == 2
-    assert out.output.strip() == (f"kvcalc: error: {serve}: line 2, column total_output_tokens_per_s: expected a number "
+    assert out.output.strip() == (f"kvcalc: error: --serve: {serve}: line 2, column total_output_tokens_per_s: expected a number "
                                   "above 0, got '0'")
 
 

@@ -173,4 +173,4 @@ def test_a_benchmark_csv_is_read_line_by_line_as_written(tmp_path, text, message
     bench.write_text(text)
     line = one_line_error(["calibrate", "--from-benchmark", str(bench), "-m", "llama-3.2-1b", "-g", "l40s", "-o",
                            str(tmp_path / "out.toml")])
-    assert line.startswith(f"kvcalc: error: {bench}: {message}")
+    assert line.startswith(f"kvcalc: error: --from-benchmark: {bench}: {message}")

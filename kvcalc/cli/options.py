@@ -51,10 +51,10 @@ Concurrency = Annotated[Optional[float], typer.Option("--concurrency", "-n", hel
 
 def refuse_given(ctx: typer.Context, names, why: str) -> None:
     """Refuse the first of the parameters `names` given on the command line (not left at its default), naming its
-    flag: a flag the chosen mode does not read is an error, never dropped."""
+    flag (`why` may name it again as {flag}): a flag the chosen mode does not read is an error, never dropped."""
     from kvcalc.errors import KvcalcError
 
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name) if param.name in names else None
         if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            raise KvcalcError(f"{param.opts[0]}: {why}")
+            raise KvcalcError(f"{param.opts[0]}: " + why.format(flag=param.opts[0]))

@@ -220,7 +220,7 @@ def _refuse_simulate_only(ctx: typer.Context) -> None:
     """A --simulate flag given without --simulate would be silently ignored (the closed form has no prompts, seed,
     percentiles or scheduler cap): refuse the first one given on the command line, naming it."""
     refuse_given(ctx, SIMULATE_ONLY, "only with --simulate (the closed form does not read it); add --simulate or "
-                                      "leave it out")
+                                      "leave out {flag}")
 
 
 def _percentile(text: str) -> float:

@@ -66,6 +66,17 @@ def print_ledger(rows: list[dict], table: list[dict], summary_rows: list[dict], 
         print_rows({"rows": rows, "summary": summary_rows}, "", format)
 
 
+def naming_flag(flag: str, run, *args):
+    """run(*args), its errors naming `flag` where they name no flag of their own: a ledger's or a benchmark file's
+    reader names the file, the line and the field (the sixth audit: `validate --serve ''` named no flag)."""
+    try:
+        return run(*args)
+    except KvcalcError as e:
+        if str(e).startswith("--"):
+            raise
+        raise KvcalcError(f"{flag}: {e}") from None
+
+
 def _parallel(row: dict) -> str:
     """A ledger row's parallelism as the table shows it: tp, tp x pp, and the expert-parallel size if any."""
     tp = row["tp"] if row["pp"] == "1" else f"{row['tp']}x{row['pp']}"
@@ -214,10 +225,10 @@ def validate_cli(
         if rescore is not None:
             return rescore_cli(rescore, gpu, model, "auto" if engine == "profile" else engine, Format(format))
         if engine_memory is not None:
-            return engine_memory_cli(engine_memory, Format(format))
+            return naming_flag("--engine-memory", engine_memory_cli, engine_memory, Format(format))
         if serve is not None:
-            return serve_ledger_cli(serve, Format(format), engine)
-        return published_cli(published, Format(format), engine)
+            return naming_flag("--serve", serve_ledger_cli, serve, Format(format), engine)
+        return naming_flag("--published", published_cli, published, Format(format), engine)
     if gpu is None:
         raise KvcalcError("--gpu: required to measure (or pass --published FILE to score published measurements)")
     check_writable(out, "--out", (".csv",))
@@ -289,8 +300,8 @@ def calibrate_cli(
     # --base and --name were dropped under --from-benchmark)
     if from_benchmark is not None:
         refuse_given(ctx, MEASURE_ONLY, "only when measuring this machine (without --from-benchmark); leave it out")
-        return calibrate_benchmark_cli(from_benchmark, out, model, gpu, engine, tp, replicas, weight_dtype, kv_dtype,
-                                       engine_version)
+        return naming_flag("--from-benchmark", calibrate_benchmark_cli, from_benchmark, out, model, gpu, engine, tp,
+                           replicas, weight_dtype, kv_dtype, engine_version)
     refuse_given(ctx, BENCHMARK_ONLY, "only with --from-benchmark (measuring this machine does not read it); add "
                                       "--from-benchmark FILE or leave it out")
     from kvcalc.validate.calibrate import calibrate, write_spec

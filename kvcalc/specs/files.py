@@ -38,7 +38,7 @@ def read_regular_file(path: Path, what: str, limit: int = MAX_SPEC_BYTES) -> byt
         raise KvcalcError(f"{path}: cannot read ({reason})") from None
     if not stat.S_ISREG(st.st_mode):
         kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, device or socket)"
-        raise KvcalcError(f"{path}: {kind}; expected {what}")
+        raise KvcalcError(f"{_shown(path)}: {kind}; expected {what}")
     if st.st_size > limit:
         raise KvcalcError(f"{path}: {st.st_size:,} bytes; {what} is at most {limit:,}")
     try:
@@ -51,18 +51,24 @@ def read_regular_file(path: Path, what: str, limit: int = MAX_SPEC_BYTES) -> byt
     return data
 
 
+def _shown(path: Path) -> str:
+    """A path as a message names it: the command line's empty string arrives as '.' (Path('') is the current folder),
+    which the user never typed (the sixth audit)."""
+    return f"{path} (the current folder: an empty path reads as '.')" if str(path) == "." else str(path)
+
+
 def check_writable(path: Path, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
     """Fail before any work when `path` cannot be written: a wrong suffix, a name too long, a missing folder,
     a folder where the file should go, a FIFO, device or socket already at the path, or a folder the user may not
     write to."""
     if suffixes and path.suffix.lower() not in suffixes:  # .TOML and .PNG are the same formats
-        raise KvcalcError(f"{flag}: expected a {' or '.join(suffixes)} file, got {path}")
+        raise KvcalcError(f"{flag}: expected a {' or '.join(suffixes)} file, got {_shown(path)}")
     if len(os.fsencode(path.name)) > NAME_MAX:
         raise KvcalcError(f"{flag}: the file name is longer than {NAME_MAX} bytes")
     parent = path.parent if str(path.parent) else Path(".")
     try:
         if path.is_dir():
-            raise KvcalcError(f"{flag}: {path} is a folder; expected a file to write")
+            raise KvcalcError(f"{flag}: {_shown(path)} is a folder; expected a file to write")
         # fresh audit D: writing to a FIFO waited forever for a reader (sweep -o, roofline -o, plan --plot), and a
         # device or socket is no file to leave a result in either
         if path.exists() and not stat.S_ISREG(path.stat().st_mode):
