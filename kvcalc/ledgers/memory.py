@@ -67,13 +67,14 @@ def _read_one(path: Path) -> list[dict]:
     engine = head[1].strip() if len(head) > 1 else ""
     if engine == "sglang":
         rows = read_csv_ledger(path, "an SGLang memory ledger CSV", SGLANG_COLUMNS, numbers=("tp", "pp"),
-                               optional_numbers=SGLANG_LOGGED)
+                               optional_numbers=SGLANG_LOGGED, non_negative=SGLANG_LOGGED)
     elif engine == "trtllm":
         rows = read_csv_ledger(path, "a TensorRT-LLM memory ledger CSV", TRTLLM_COLUMNS, numbers=("tp", "pp"),
-                               optional_numbers=TRTLLM_LOGGED)
+                               optional_numbers=TRTLLM_LOGGED, non_negative=TRTLLM_LOGGED)
     else:
         engine = "vllm"
-        rows = read_csv_ledger(path, "a vLLM memory ledger CSV", COLUMNS, numbers=NUMBERS, optional_numbers=LOGGED)
+        rows = read_csv_ledger(path, "a vLLM memory ledger CSV", COLUMNS, numbers=NUMBERS, optional_numbers=LOGGED,
+                               non_negative=LOGGED)
     for row in rows:
         row["engine"] = engine
         if row["role"] not in ROLES:

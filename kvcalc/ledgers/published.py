@@ -99,7 +99,12 @@ def _read_file(path: Path) -> list[dict]:
         row = {**OPTIONAL, **{k: v for k, v in row.items() if v not in (None, "") or k not in OPTIONAL}}
         row["publisher"] = row["publisher"] or (row["source"].split() or ["unknown"])[0]
         point = dict(row)
+        if point["engine"] not in LEDGER_ENGINES:  # the sixth audit: 'GPT-Fast' had been scored on the roofline
+            raise KvcalcError(f"{where}: field engine: expected one of {', '.join(LEDGER_ENGINES)}, got "
+                              f"{point['engine']!r} (line {line})")
         for field in (*INTS, "measured"):
+            if not row[field].isascii():  # int() and float() read other scripts' digits ('٣' as 3): the sixth audit
+                raise KvcalcError(f"{where}: field {field}: expected ASCII digits, got {row[field]!r} (line {line})")
             try:
                 point[field] = float(row[field]) if field == "measured" else int(row[field])
             except (TypeError, ValueError):
@@ -117,6 +122,9 @@ def _read_file(path: Path) -> list[dict]:
             raise KvcalcError(f"{where}: use must be fit, score or 'excluded: reason'")
         points.append(point)
     return points
+
+
+LEDGER_ENGINES = ("vllm", "sglang", "trtllm", "gpt-fast")  # the engines a published row can be timed by
 
 
 def kernel_times(point: dict, profile: EngineProfile | None) -> dict:

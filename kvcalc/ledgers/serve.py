@@ -124,10 +124,15 @@ def score_bench(rows: list[dict], engine: str | None = None) -> list[dict]:
                       memory_utilization=float(row["memory_utilization"]), arrivals="waves", vllm_version=release)
             for column, key in BENCH_METRICS.items():
                 measured = float(row[column])
+                if s[key] is None and measured:  # the sixth audit: one output token has no TPOT (a TypeError here)
+                    raise KvcalcError(f"{column}: measured {measured:g}, but a run of {row['output_len']} output "
+                                      f"token has no {column.replace('median_', '').split('_')[0].upper()} to score "
+                                      "against it")
                 out.append({"id": row["id"], "model": row["model"], "gpu": row["gpu"], "tp": int(row["tp"]),
                             "pp": int(row["pp"]), "concurrency": int(float(row["concurrency"])), "metric": column,
                             "measured": measured, "predicted": s[key],
-                            "error_pct": (s[key] - measured) / measured * 100 if measured else None})
+                            "error_pct": (s[key] - measured) / measured * 100 if measured and s[key] is not None
+                            else None})
         except KvcalcError as e:
             raise KvcalcError(f"--serve: row {n} ({row.get('id')}): {e}") from None
         except (ValueError, ZeroDivisionError) as e:

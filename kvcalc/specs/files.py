@@ -93,11 +93,13 @@ def write_text(path: Path, text: str, flag: str) -> None:
 
 
 def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tuple[str, ...] = (),
-                    optional_numbers: tuple[str, ...] = (), positive: tuple[str, ...] = ()) -> list[dict]:
-    """The rows of a CSV ledger (a regular file of at most MAX_TABLE_BYTES) that has every one of `columns`, every
-    row as long as the header, a finite number in each of `numbers` (above zero in each of `positive`: a measured
-    rate, time or length) and an empty cell or a finite number in each of `optional_numbers` (where the header has
-    them); anything else is a one-line error naming the file, the line and the column."""
+                    optional_numbers: tuple[str, ...] = (), positive: tuple[str, ...] = (),
+                    non_negative: tuple[str, ...] = ()) -> list[dict]:
+    """The rows of a CSV ledger (a regular file of at most MAX_TABLE_BYTES) that has every one of `columns` once,
+    every row as long as the header, a finite number in ASCII digits in each of `numbers` (above zero in each of
+    `positive`: a measured rate, time or length; not below zero in each of `non_negative`: a logged size or count) and
+    an empty cell or such a number in each of `optional_numbers` (where the header has them); anything else is a
+    one-line error naming the file, the line and the column."""
     import csv
     import io
 
@@ -108,6 +110,10 @@ def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tu
         missing = set(columns) - set(reader.fieldnames or ())
         if missing:
             raise KvcalcError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
+        header = reader.fieldnames or []
+        twice = next((h for k, h in enumerate(header) if h in header[:k]), None)
+        if twice is not None:  # the sixth audit: the last of two columns of one name had won silently
+            raise KvcalcError(f"{path}: line 1, column {twice}: named twice in the header")
         for row in reader:
             line = reader.line_num
             if None in row:
@@ -121,14 +127,17 @@ def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tu
                 cell = row.get(column)
                 if cell is None or (column in optional_numbers and not cell.strip()):
                     continue
-                try:
-                    ok = math.isfinite(float(cell))
+                try:  # ASCII without '_': float() also reads '٣' and '1_0' (the sixth audit)
+                    ok = cell.isascii() and "_" not in cell and math.isfinite(float(cell))
                 except ValueError:
                     ok = False
                 if not ok:
                     raise KvcalcError(f"{path}: line {line}, column {column}: expected a number, got {cell!r}")
                 if column in positive and float(cell) <= 0:  # the fourth audit: 0 was an IndexError, -1 was scored
                     raise KvcalcError(f"{path}: line {line}, column {column}: expected a number above 0, got {cell!r}")
+                if column in non_negative and float(cell) < 0:  # the sixth audit: -1 GiB logged was scored
+                    raise KvcalcError(f"{path}: line {line}, column {column}: expected a number of at least 0, got "
+                                      f"{cell!r}")
             rows.append(row)
     except (UnicodeDecodeError, csv.Error) as e:
         raise KvcalcError(f"{path}: not a CSV ledger ({e})") from None
