@@ -37,8 +37,13 @@ def attn_variants(text: str) -> list:
 
 
 def int_list(flag: str, text: str) -> list[int]:
-    """'1,8,32' -> [1, 8, 32] (serve's --tp and --concurrency)."""
-    return split(flag, text, int)
+    """'1,8,32' -> [1, 8, 32] (serve's --tp and --concurrency); a value listed twice is an error (the sixth audit:
+    `-n 1,1` gave the same frontier row twice)."""
+    values = split(flag, text, int)
+    twice = next((v for n, v in enumerate(values) if v in values[:n]), None)
+    if twice is not None:
+        raise KvcalcError(f"{flag}: {twice} listed twice in {text!r}; give each value once")
+    return values
 
 
 def disaggregate_pair(text: str | None) -> tuple[int, int] | None:

@@ -358,8 +358,8 @@ def test_ep_waves_take_the_median_over_every_replicas_requests():
 def test_simulated_disaggregation_refuses_pp_and_ep_as_serve_does():
     """`serve --simulate --disaggregate 4:4 --tp 2 --pp 2` served 300 requests/s (each pool counted as 2 replicas where
     it holds 1) where `serve` refuses --pp with --disaggregate."""
-    for extra in (["--tp", "2", "--pp", "2"], ["-m", "qwen3-30b-a3b", "--ep", "4"]):
-        args = ["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "100", "--simulate", "--arrivals",
+    for model, extra in (("llama-3.1-8b", ["--tp", "2", "--pp", "2"]), ("qwen3-30b-a3b", ["--ep", "4"])):
+        args = ["serve", "-m", model, "-i", "1000", "--output-len", "100", "--simulate", "--arrivals",
                 "poisson", "--request-rate", "10", "--num-prompts", "20", "--disaggregate", "4:4", *extra]
         out = CliRunner().invoke(app, args)
         assert out.exit_code == 2 and "--disaggregate" in out.output.split("error:")[1] and "Traceback" not in out.output

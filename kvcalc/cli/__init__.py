@@ -26,7 +26,39 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
     typer.echo(f"warning: {message}", err=True)
 
 
+def refuse_repeated_options(command, args: list[str]) -> None:
+    """An option given twice on one command line is an error naming it (the sixth audit: `-b 1 -b 2` took the last
+    without a word, where kvcalc refuses a GPU priced twice and `k=` given twice in --speculate). Options declared to
+    repeat (multiple, count) are left alone; a value that looks like a flag is skipped with its option."""
+    opts = {}
+    for p in getattr(command, "params", []):
+        if p.param_type_name == "option" and not getattr(p, "multiple", False) and not getattr(p, "count", False):
+            opts.update(dict.fromkeys((*p.opts, *p.secondary_opts), p))
+    seen: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            break
+        key = token.split("=", 1)[0] if token.startswith("--") else token[:2] if token.startswith("-") else None
+        p = opts.get(key)
+        if p is not None:
+            if p.name in seen:
+                raise KvcalcError(f"{p.opts[0]}: given twice ({seen[p.name]} and {token}); give it once")
+            seen[p.name] = token
+            attached = "=" in token if token.startswith("--") else len(token) > 2
+            if not p.is_flag and not attached:
+                i += 1  # its value
+        i += 1
+
+
 class OneLineErrors(TyperGroup):
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not hasattr(command, "commands"):  # a command, not a group of them
+            refuse_repeated_options(command, rest)
+        return name, command, rest
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         from kvcalc.cli.output import GuardedStdout, StdoutError
 

@@ -36,7 +36,7 @@ def plan_cli(
     gpu_budget: Annotated[Optional[int], typer.Option(help="GPUs available: the most throughput within them")] = None,
     max_ttft_ms: Annotated[Optional[float], typer.Option(help="time to first token limit [ms]")] = None,
     max_tpot_ms: Annotated[Optional[float], typer.Option(help="time per output token limit [ms]")] = None,
-    percentile: Annotated[str, typer.Option(help="the percentile the limits hold at: p50, p90 or p99")] = "p50",
+    percentile: Annotated[str, typer.Option(help="the percentile the limits hold at: p50, p90 or p99 (or 50, 90, 99)")] = "p50",
     price_per_gpu_hour: Annotated[Optional[str], typer.Option(
         help="price of a GPU-hour: one number, or GPU=PRICE pairs (h200=3.5,b200=5)")] = None,
     engines: Annotated[Optional[str], typer.Option(

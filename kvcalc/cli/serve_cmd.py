@@ -107,8 +107,8 @@ def serve_cli(
         "sample's length pairs)")] = "random",
     seed: Annotated[int, typer.Option(help="--simulate: random seed (arrivals and lengths)")] = 0,
     percentile: Annotated[str, typer.Option(
-        help="--simulate: the percentile --max-ttft-ms/--max-tpot-ms must hold at (goodput): 90, p90 or P90, as "
-        "plan spells it")] = "99",
+        help="--simulate: the percentile --max-ttft-ms/--max-tpot-ms must hold at (goodput): 90, p90 or P90 (plan "
+        "takes these spellings of 50, 90 and 99)")] = "99",
     prefix_hit_rate: Annotated[float, typer.Option(
         help="--simulate: fraction of each prompt found in the prefix cache")] = 0.0,
     max_num_seqs: Annotated[Optional[int], typer.Option(

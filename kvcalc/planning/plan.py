@@ -476,6 +476,18 @@ def workload_lengths(input_len: int | None, output_len: int | None, range_ratio:
     return input_len, output_len, length_range(input_len, range_ratio)[1] + length_range(output_len, range_ratio)[1]
 
 
+def plan_percentile(text) -> str:
+    """--percentile as serve spells it too: 90, p90, P90 or 90.0 are p90 (the sixth audit: plan refused 90 and P90,
+    which serve's help said plan took); one of PERCENTILES, else the check below names the flag."""
+    raw = str(text).strip()
+    number = raw[1:] if raw[:1] in ("p", "P") else raw
+    try:
+        value = float(number) if number.isascii() else None
+    except ValueError:
+        value = None
+    return f"p{value:g}" if value is not None and f"p{value:g}" in PERCENTILES else raw
+
+
 def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile):
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
@@ -492,7 +504,8 @@ def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttf
         if v is not None:
             check_number(flag, v, 0, 1e9, lo_open=True)
     if percentile not in PERCENTILES:
-        raise KvcalcError(f"--percentile: expected one of {', '.join(PERCENTILES)}, got {percentile!r}")
+        raise KvcalcError(f"--percentile: expected one of {', '.join(PERCENTILES)} (or 50, 90, 99), got "
+                          f"{percentile!r}")
 
 
 def _as_flag(flag: str, fn, *args):
@@ -546,12 +559,20 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     if isinstance(engines, str):
         raise KvcalcError(f"engines: expected a list of engine names, got the string {engines!r}")
     input_len, output_len, longest = workload_lengths(input_len, output_len, range_ratio, dataset)
+    percentile = plan_percentile(percentile)
     _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile)
     check_int("--max-gpus-per-replica", max_gpus_per_replica, 1, MAX_GPUS)
     spec = load_model(model)
     hws = [load_gpu(g) for g in gpus]
     if not hws:
         raise KvcalcError("--gpu: give at least one GPU type")
+    # the same GPU or engine twice (an alias and its name) had been searched and listed twice (the sixth audit)
+    for n, hw in enumerate(hws):
+        if hw.name in [h.name for h in hws[:n]]:
+            raise KvcalcError(f"--gpu: {gpus[n]!r} is {hw.name}, already listed; give each GPU once")
+    for n, e in enumerate(engines or ()):
+        if e in (engines or [])[:n]:
+            raise KvcalcError(f"--engines: {e} listed twice; give each engine once")
     prices = _prices(price_per_gpu_hour, hws)
     for e in engines or ():
         for hw in hws:  # an unknown engine, or one that does not run there, is a one-line error naming --engines

@@ -23,6 +23,16 @@ def _query(request: Request) -> dict:
     return dict(request.query_params)
 
 
+def _once_each(request: Request) -> None:
+    """A query key given twice is an InputError naming it (the sixth audit: batch=1&batch=2 took the last)."""
+    seen: set[str] = set()
+    for key, _ in request.query_params.multi_items():
+        option = key.replace("-", "_")
+        if option in seen:
+            raise InputError(f"{key}: given twice; give each option once", key)
+        seen.add(option)
+
+
 def _openapi_parameters(command: str) -> list[dict]:
     """The CLI command's options as OpenAPI query parameters (names, defaults and help come from the CLI), less those
     the web app refuses (views.REFUSED: files, --simulate); any other key is a 422 naming it."""
@@ -71,6 +81,7 @@ def create_app() -> FastAPI:
 
         def api(request: Request):
             try:
+                _once_each(request)
                 view = view_of(_query(request))
             except InputError as e:
                 return JSONResponse({"error": e.message, "field": e.field}, status_code=422)
@@ -91,6 +102,7 @@ def create_app() -> FastAPI:
             if not query:
                 return HTMLResponse(pages.page(command, query, None, None))
             try:
+                _once_each(request)
                 return HTMLResponse(pages.page(command, query, view_of(query), None))
             except InputError as e:
                 return HTMLResponse(pages.page(command, query, None, e), status_code=422)

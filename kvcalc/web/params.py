@@ -67,6 +67,19 @@ def keys(name: str) -> dict:
     return out
 
 
+SPEC_REFERENCES = ("model", "gpu", "gpus")  # options that take a bundled name or, on the command line, a file
+
+
+def _names_a_file(value: str) -> bool:
+    """Whether a model or GPU reference is a path (a spec file, a config.json or a folder) rather than a name or an
+    ORG/NAME repo id: it exists on this host, or it is spelled as a file."""
+    from kvcalc.specs.files import is_existing_path
+
+    parts = [v.strip() for v in value.split(",")]
+    return any(is_existing_path(v) or v.startswith(("/", ".", "~", "\\")) or
+               v.lower().endswith((".toml", ".yaml", ".yml", ".json")) for v in parts if v)
+
+
 def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None = None) -> dict:
     """{option name: value} for `kvcalc NAME` given query parameters named as the options' Python names
     (kv_dtype=fp8) or long flags without dashes (kv-dtype=fp8, no_convert=true); empty values take the CLI's default.
@@ -79,6 +92,12 @@ def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None 
     cmd = command(name)
     args: list[str] = []
     known = keys(name)
+    seen: set[str] = set()
+    for key in query:  # batch and --batch's other spelling (kv-dtype, kv_dtype) are one option
+        option = key.replace("-", "_")
+        if option in seen:
+            raise InputError(f"{key}: given twice; give each option once", key)
+        seen.add(option)
     for key, value in query.items():
         hit = known.get(key.replace("-", "_"))
         if hit is None:
@@ -87,6 +106,11 @@ def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None 
         p, negated = hit
         if value is None or str(value).strip() == "":
             continue
+        if p.name in SPEC_REFERENCES and _names_a_file(str(value)):
+            # the web app reads bundled specs and the host's Hugging Face cache, never a path on the host's disk
+            raise InputError(f"{p.opts[0]}: {str(value)[:60]!r} is a file path; the web app takes bundled names (and "
+                             f"cached ORG/NAME repo ids for models): run kvcalc {name} {p.opts[0]} FILE on the "
+                             "command line", p.opts[0])
         if p.is_flag:
             on = _switch(p.opts[0] if not negated else p.secondary_opts[0], str(value)) != negated
             if p.secondary_opts:  # --convert/--no-convert

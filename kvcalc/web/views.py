@@ -51,6 +51,7 @@ REFUSED = {
               **dict.fromkeys(SIMULATE_ONLY, "--simulate ")},
     "plan": {"emit": "", "plot": ""},
     "roofline": {"measured": "", "out": ""},
+    "estimate": {"profile": ""},  # a profile file on the server's disk (the sixth audit: it had been read)
 }
 
 
