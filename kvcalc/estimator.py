@@ -242,12 +242,27 @@ def deployment_profile(path, engine: str, hw: HardwareSpec) -> EngineProfile:
 
     from kvcalc.specs.catalog import load_spec_file
 
-    profile = load_spec_file("profile", Path(path))
+    if not str(path).strip():  # the sixth audit: --profile '' had been taken as no profile, without a word
+        raise KvcalcError("--profile: empty; expected an engine profile file (kvcalc calibrate --from-benchmark "
+                          "writes one)")
+    try:
+        profile = load_spec_file("profile", Path(path))
+    except KvcalcError as e:  # named by the flag; a hardware or model spec passed here says what it is not
+        raise KvcalcError(f"--profile: {e}" + ("; expected an engine profile file (engine, gpu and curves), not a "
+                                               "hardware or model spec" if "unknown field" in str(e) else "")) from None
     if profile.gpu != hw.name:
         raise KvcalcError(f"--profile: {path} was fitted on {profile.gpu}, not {hw.name}; pass --gpu {profile.gpu}")
     if engine not in ("auto", profile.engine):
         raise KvcalcError(f"--profile: {path} is a {profile.engine} profile; drop --engine {engine}")
     return profile
+
+
+def time_model_text(profile: EngineProfile | None, spec: ModelSpec | None = None) -> str:
+    """What timed an answer, in words, for the assumptions of serve, capacity and the simulator alike: the profile
+    (measured, transferred or fitted, and from what), its release band's overheads and an older release's MoE
+    factor (engine_label), or the datasheet roofline."""
+    name, label = engine_label(profile, spec)
+    return f"{name} {label} measured kernel curves" if label else "datasheet efficiencies (roofline)"
 
 
 def engine_label(profile: EngineProfile | None, spec: ModelSpec | None = None) -> tuple[str, str | None]:
@@ -449,10 +464,10 @@ class SpeculativeTimer:
 
     def __init__(self, spec: ModelSpec, hw: HardwareSpec, speculate: str, *, weight_dtype: str, kv_dtype: str,
                  tp: int = 1, profile: EngineProfile | None = None):
-        from kvcalc.speculation import parse
+        from kvcalc.speculation import load_draft, parse
 
         self.sp = parse(speculate)
-        self.draft = load_model(self.sp.draft) if self.sp.method == "draft" and self.sp.draft else None
+        self.draft = load_draft(self.sp.draft) if self.sp.method == "draft" and self.sp.draft else None
         if self.draft is not None and self.draft.vocab_size != spec.vocab_size:
             raise KvcalcError(f"--speculate: the draft {self.draft.name} has a vocabulary of "
                               f"{self.draft.vocab_size:,}, the target {spec.vocab_size:,}: a draft must share the "
@@ -733,6 +748,18 @@ def load_recording_assumptions(model: str | ModelSpec, warnings_out: list[str]) 
     return spec
 
 
+def resolve_recording(engine: str, hw: HardwareSpec, warnings_out: list[str]) -> EngineProfile | None:
+    """resolve_engine, its ProfileWarnings recorded in the estimate's warnings (which the CLI prints once) rather
+    than printed: the sixth audit found `--format json` without the no-profile warning that stderr had."""
+    import warnings
+
+    from kvcalc.specs.catalog import ProfileWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProfileWarning)
+        return resolve_engine(engine, hw, warnings_out)
+
+
 def estimate_with_specs(
     model: str | ModelSpec,
     gpu: str | HardwareSpec = "h100-sxm",
@@ -772,7 +799,8 @@ def estimate_with_specs(
     spec = rewrite_attention(load_recording_assumptions(model, warnings), attn, kv_lora_rank=kv_lora_rank,
                              rope_dim=rope_dim)
     hw = load_gpu(gpu)
-    profile = with_band(deployment_profile(profile_file, engine, hw) if profile_file else resolve_engine(engine, hw),
+    profile = with_band(deployment_profile(profile_file, engine, hw) if profile_file is not None
+                        else resolve_recording(engine, hw, warnings),
                         engine_version)  # the overhead of the release asked for, or the deployment profile's own
     weight_dtype = resolve_weight_dtype(weight_dtype, spec)
     check_tp(tp, spec)

@@ -28,7 +28,7 @@ from kvcalc.formulas.memory import (
     DEFAULT_PREFILL_CHUNK,
     replica_batch,
 )
-from kvcalc.formulas.params import active_params, total_params
+from kvcalc.formulas.params import active_params, total_params, weight_bytes
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.speculation import unsupported_with
@@ -151,7 +151,9 @@ def sweep(
             "kv_bytes_per_token": kv_bytes_per_token(spec, ev.p.b_kv),
             "kv_bytes": B * kv_bytes_per_sequence(spec, S, ev.p.b_kv),
             "params": total_params(spec), "active_params": active_params(spec),
-            "weights_bytes": ev.memory["weights"],
+            # the whole deployment's, as estimate's weights.bytes (the sixth audit: one GPU's share under tp or pp,
+            # beside kv_bytes of the whole batch)
+            "weights_bytes": weight_bytes(spec, ev.p.b_w),
             "memory_required_bytes": required, "fits": required <= ev.usable_bytes,
             "decode_ms": dec["ms"], "decode_speed_of_light_ms": dec["speed_of_light_ms"],
             "decode_tokens_per_s": dec["tokens_per_s"], "decode_bound": dec["bound"] == "compute",

@@ -55,13 +55,20 @@ class Speculation:
 def unsupported_with(engine: str, pp: int, profile=None) -> str | None:
     """Why `engine` does not run speculative decoding in pipeline-parallel stages, or None where it does: vLLM's
     draft and MTP modules fail at start-up or at run time under --pipeline-parallel-size > 1 through its 0.25-0.29
-    releases (vllm-project/vllm issues #49355 and #52069; vllm-project/recipes issue #875). profile: the engine
+    releases (vllm-project/vllm issues #49355 and #52069; vllm-project/recipes issue #875); SGLang's server_args
+    check refuses pp_size > 1 with a speculative algorithm unless disaggregation_mode is prefill. profile: the engine
     profile `engine` resolved to, whose engine is the one that runs (--engine auto: vLLM's where it has one)."""
     if profile is not None:
         engine = profile.engine
     if engine == "vllm" and pp > 1:
         return (f"--speculate with --pp {pp}: vLLM does not start speculative decoding under pipeline parallelism "
                 "(vllm-project/vllm #49355, #52069): these times are for a layout it does not run")
+    if engine == "sglang" and pp > 1:  # the sixth audit: plan had chosen, and --emit launched, such a layout
+        return (f"--speculate with --pp {pp}: SGLang refuses speculative decoding under pipeline parallelism outside "
+                "its disaggregated prefill mode (python/sglang/srt/server_args.py check_server_args: \"PP + "
+                "speculative decoding is only supported in disaggregated prefill mode\"; earlier releases: "
+                "\"Pipeline parallelism is not compatible with overlap schedule, speculative decoding, mixed chunked "
+                "prefill\"): these times are for a layout it does not run")
     return None
 
 
@@ -117,6 +124,8 @@ def parse(text: str) -> Speculation:
                           "accepted length)")
     if tree is not None and tree < k + 1:
         raise KvcalcError(f"--speculate: tree={tree} has fewer nodes than a chain of depth k = {k} (k + 1 = {k + 1})")
+    if alpha is not None and accepted is not None:  # the sixth audit: alpha was reported, accepted was used
+        raise KvcalcError("--speculate: alpha= and accepted= both set the tokens a verify step yields; give one")
     if alpha is None and accepted is None:
         if head == "draft":
             raise KvcalcError("--speculate: a draft model needs alpha= (its per-token acceptance rate with this "
@@ -125,3 +134,16 @@ def parse(text: str) -> Speculation:
     if accepted is not None and accepted > k + 1:
         raise KvcalcError(f"--speculate: accepted={accepted:g} exceeds k + 1 = {k + 1}")
     return Speculation(head, k, alpha, accepted, draft, tree)
+
+
+def load_draft(ref: str):
+    """The draft model draft=MODEL names, its errors naming --speculate draft= (the sixth audit: they named --model,
+    which the user had given right, or no flag at all)."""
+    from kvcalc.specs.catalog import load_model
+
+    try:
+        return load_model(ref)
+    except KvcalcError as e:
+        text = str(e)
+        raise KvcalcError("--speculate draft=: " + (text[len("--model: "):] if text.startswith("--model: ") else text)
+                          ) from None

@@ -69,7 +69,7 @@ def test_sweep_and_serve_take_ep():
     assert set(df[df.model == "llama-3-8b"].expert_parallel) == {1}  # a dense model is skipped at ep 8
     row = df[(df.model == "deepseek-v3") & (df.expert_parallel == 8)]
     e = estimate("deepseek-v3", "h200", batch=256, context=4096, weight_dtype="fp8", ep=8, engine="roofline")
-    assert row.decode_ms.item() == pytest.approx(e.decode.ms) and row.weights_bytes.item() == e.memory.weights_bytes
+    assert row.decode_ms.item() == pytest.approx(e.decode.ms) and row.weights_bytes.item() == e.weights.bytes
     # serve's pool: each of the 8 data-parallel replicas holds its own sequences, as capacity counts them
     s = serve("deepseek-v3", "h200", input_len=2000, output_len=500, concurrency="max", weight_dtype="fp8", ep=8)
     plan = capacity("deepseek-v3", "h200", context=2500, weight_dtype="fp8", ep=8)

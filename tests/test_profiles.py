@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kvcalc import estimate
+from kvcalc import estimate, serve
 from kvcalc.cli import app
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.catalog import bundled_specs, load_gpu, load_model, resolve_engine
@@ -115,8 +115,10 @@ def test_auto_says_so_where_no_engine_runs_and_the_roofline_times_it():
     # V100 (sm70): vLLM needs 7.5+, SGLang's FlashInfer 8.0+, TensorRT-LLM lists Ampere and newer
     from kvcalc.specs.catalog import ProfileWarning
 
+    e = estimate("llama-3-8b", "v100-sxm2-32gb")  # estimate records it in its warnings (the CLI prints them once)
+    assert e.inputs.engine == "roofline" and any("no engine profile for v100-sxm2-32gb" in w for w in e.warnings)
     with pytest.warns(ProfileWarning, match="no engine profile for v100-sxm2-32gb"):
-        assert estimate("llama-3-8b", "v100-sxm2-32gb").inputs.engine == "roofline"
+        serve("llama-3-8b", "v100-sxm2-32gb", input_len=100, output_len=10, concurrency=1)
 
 
 ENGINE_RUNS = {  # which engines each vendor's docs say run on these parts (reasons in hardware_specs/*.toml)

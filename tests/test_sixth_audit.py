@@ -174,3 +174,240 @@ def test_a_benchmark_csv_is_read_line_by_line_as_written(tmp_path, text, message
     line = one_line_error(["calibrate", "--from-benchmark", str(bench), "-m", "llama-3.2-1b", "-g", "l40s", "-o",
                            str(tmp_path / "out.toml")])
     assert line.startswith(f"kvcalc: error: --from-benchmark: {bench}: {message}")
+
+
+def test_a_bench_ledger_row_of_one_output_token_says_it_has_no_tpot(tmp_path):
+    """A15: a vllm-bench ledger row with output_len 1 and a measured median TPOT was a TypeError traceback (serve
+    gives no TPOT for one output token)."""
+    ledger = tmp_path / "out1.csv"
+    ledger.write_text("id,model,gpu,tp,pp,engine,vllm_version,weight_dtype,kv_dtype,memory_utilization,input_len,"
+                      "output_len,concurrency,output_tokens_per_s,median_tpot_ms,median_ttft_ms,source\n"
+                      "tp2-c1,qwen3-32b,rtx-pro-6000,2,1,vllm,0.27.1,bf16,bf16,0.426,1024,1,1,36.41,26.38,296.37,x\n")
+    assert one_line_error(["validate", "--serve", str(ledger)]) == (
+        "kvcalc: error: --serve: row 2 (tp2-c1): median_tpot_ms: measured 26.38, but a run of 1 output token has no "
+        "TPOT to score against it")
+
+
+def _ledger_with(tmp_path, source, column, value, row=1):
+    import csv
+
+    rows = list(csv.reader(open(source, encoding="utf-8-sig")))
+    rows[row][rows[0].index(column)] = value
+    out = tmp_path / "ledger.csv"
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([rows[0], rows[row]])
+    return out
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("flag, source, column, value, message", [
+    ("--published", "validation/published/measurements.csv", "engine", "GPT-Fast",
+     "field engine: expected one of vllm, sglang, trtllm, gpt-fast, got 'GPT-Fast'"),
+    ("--published", "validation/published/measurements.csv", "batch", "\u0663", "field batch: expected ASCII digits"),
+    ("--engine-memory", "validation/engine-memory/vllm.csv", "logged_available_GiB", "-1",
+     "column logged_available_GiB: expected a number of at least 0, got '-1'"),
+    ("--engine-memory", "validation/engine-memory/vllm.csv", "tp", "\u0662", "column tp: expected a number"),
+])
+def test_a_ledger_row_kvcalc_cannot_read_as_written_is_refused(tmp_path, flag, source, column, value, message):
+    """A16, A17: a published row whose engine is spelled 'GPT-Fast' was scored on the datasheet roofline (138.2 where
+    its profile gives 95.5) without a word; Arabic-Indic digits were read as numbers; a logged -1 GiB was scored."""
+    ledger = _ledger_with(tmp_path, ROOT / source, column, value)
+    line = one_line_error(["validate", flag, str(ledger)])
+    assert line.startswith(f"kvcalc: error: {flag}: ") and message in line
+
+
+def test_speculation_takes_one_of_alpha_and_accepted():
+    """A19: `eagle,k=4,alpha=0.7,accepted=2` reported alpha 0.7 beside 2.0 tokens a step, where alpha 0.7 at k = 4
+    gives (1 - 0.7^5) / (1 - 0.7) = 2.7731."""
+    assert one_line_error(["estimate", "-m", "llama-3-8b", "--speculate", "eagle,k=4,alpha=0.7,accepted=2"]) == (
+        "kvcalc: error: --speculate: alpha= and accepted= both set the tokens a verify step yields; give one")
+    doc = json.loads(runner.invoke(app, ["estimate", "-m", "llama-3-8b", "--speculate", "eagle,k=4,alpha=0.7", "-f",
+                                         "json"]).stdout)
+    assert doc["speculative"]["tokens_per_step"] == pytest.approx((1 - 0.7 ** 5) / (1 - 0.7), abs=1e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["estimate", "-m", "llama-3-8b", "--speculate", "draft=gpt2,k=4,alpha=0.5"], "--speculate draft=: unknown model"),
+    (["estimate", "-m", "llama-3-8b", "-g", "/etc/hostname"],
+     "--gpu: /etc/hostname: spec files end in .toml, .yaml or .yml; got no suffix"),
+    (["estimate", "-m", "llama-3-8b", "--profile", ""], "--profile: empty; expected an engine profile file"),
+    (["estimate", "-m", "llama-3-8b", "--profile", str(ROOT / "hardware_specs" / "h100-sxm.toml")],
+     "expected an engine profile file (engine, gpu and curves), not a hardware or model spec"),
+    (["estimate", "-m", "llama-3-8b", "--profile", "nothere.toml"], "--profile: nothere.toml: cannot read"),
+    (["estimate", "-m", "llama-3-8b", "-b", "1", "-b", "2"], "--batch: given twice (-b and -b); give it once"),
+    (["estimate", "-m", "llama-3-8b", "-b", "1", "--batch=2"], "--batch: given twice (-b and --batch=2)"),
+    (["plan", "-m", "llama-3-8b", "-i", "100", "-o", "10", "--request-rate", "1", "-g", "h100-sxm,h100"],
+     "--gpu: 'h100' is h100-sxm, already listed; give each GPU once"),
+    (["plan", "-m", "llama-3-8b", "-i", "100", "-o", "10", "--request-rate", "1", "--engines", "vllm,vllm"],
+     "--engines: vllm listed twice"),
+    (["serve", "-m", "llama-3-8b", "-i", "10", "--output-len", "5", "-n", "1,1"], "--concurrency: 1 listed twice"),
+])
+def test_messages_name_the_flag_the_user_gave(args, message):
+    """A8, A10, A12, A14, A20: a draft model's errors named --model (given right), a GPU spec file's error named no
+    flag and spoke of models' config.json, --profile '' was ignored and its errors named no flag, a flag given twice
+    took the last, and plan listed an alias of a GPU (or an engine) twice."""
+    line = one_line_error(args)
+    assert message in line, line
+
+
+@pytest.mark.parametrize("spelling", ["90", "P90", "p90", "90.0"])
+def test_plan_takes_the_percentile_as_serve_spells_it(spelling):
+    """A13: serve's help said plan spelled --percentile as 90, p90 or P90; plan refused 90 and P90."""
+    doc = json.loads(runner.invoke(app, ["plan", "-m", "llama-3-8b", "-i", "100", "-o", "10", "--request-rate", "1",
+                                         "--max-ttft-ms", "50", "--percentile", spelling, "-f", "json"]).stdout)
+    assert doc["limits"]["percentile"] == "p90"
+
+
+def test_the_web_app_reads_no_file_of_its_host_and_takes_each_key_once():
+    """A11, A12: profile=, and a path in model= or gpu=, read files on the server's disk (and said whether /etc/passwd
+    exists); batch=1&batch=2 took the last."""
+    pytest.importorskip("fastapi")
+    from starlette.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    c = TestClient(create_app())
+    for query, field in (("model=llama-3-8b&profile=/etc/passwd", "--profile"), ("model=llama-3-8b&gpu=/etc/hostname",
+                         "--gpu"), (f"model={ROOT / 'model_specs' / 'llama-3-8b.toml'}", "--model"),
+                         ("model=llama-3-8b&batch=1&batch=2", "batch")):
+        r = c.get(f"/api/estimate?{query}")
+        assert r.status_code == 422 and r.json()["field"] == field, r.json()
+    assert c.get("/api/estimate?model=llama-3-8b&gpu=h100").status_code == 200
+
+
+@pytest.mark.parametrize("model, gpu, kw", [
+    ("llama-3.1-8b", "h100-sxm", {"input_len": 200, "output_len": 2, "concurrency": 1, "tp": 1}),
+    ("qwen3-30b-a3b", "b200", {"input_len": 50, "output_len": 1, "concurrency": 2, "tp": 4}),
+    ("llama-3.1-8b", "h100-sxm", {"input_len": 1000, "output_len": 10, "concurrency": 4, "tp": 1}),
+])
+def test_a_closed_loop_keeps_its_requests_in_flight_through_the_servers_overhead(model, gpu, kw):
+    """B2: the per-request overhead (API server, tokenisation; 9.86 ms in vLLM's V1 band) was added to each TTFT and
+    E2E but did not delay the client's next request: at -n 1, 62.6 requests/s at a mean E2E of 25.74 ms, 1.61 in
+    flight by Little's law. A closed loop of C holds C: rate x mean E2E = C."""
+    import kvcalc
+
+    r = kvcalc.simulate(model, gpu, engine="vllm", arrivals="closed", num_prompts=200, **kw)
+    assert r["request_overhead_ms"] > 5
+    in_flight = r["requests_per_s"] * r["e2e_ms"]["mean"] / 1e3
+    assert in_flight == pytest.approx(kw["concurrency"], rel=0.02)
+    if kw["concurrency"] == 1:  # one at a time: the closed form's 1 / latency
+        closed = kvcalc.serve(model, gpu, engine="vllm", **kw)
+        assert r["requests_per_s"] == pytest.approx(closed["requests_per_s"], rel=1e-3)
+
+
+@pytest.mark.parametrize("model, kw", [("llama-3.1-8b", {"tp": 2}), ("mixtral-8x7b", {"tp": 4, "pp": 2}),
+                                       ("deepseek-v2-lite", {"ep": 4})])
+def test_sweep_weights_are_the_deployments_as_estimates_are(model, kw):
+    """C2: sweep's weights_bytes was one GPU's share (8,030,527,488 of Llama-3.1-8B's 16,060,522,496 at TP 2) beside
+    kv_bytes of the whole batch, where estimate's weights.bytes is the deployment's."""
+    import kvcalc
+
+    df = kvcalc.sweep([model], ["h100-sxm"], batch=[1], context=[4096], tp=[kw.get("tp", 1)], pp=[kw.get("pp", 1)],
+                      ep=[kw.get("ep", 1)])
+    est = kvcalc.estimate(model, "h100-sxm", batch=1, context=4096, tp=kw.get("tp", 1), pp=kw.get("pp", 1),
+                          ep=kw.get("ep", 1))
+    assert float(df["weights_bytes"].iloc[0]) == est.weights.bytes
+    assert float(df["kv_bytes"].iloc[0]) == est.kv_cache.bytes
+
+
+def test_capacity_names_the_time_model_serve_names():
+    """C3, C8: capacity's throughput row said "vllm 0.24.0 measured kernel curves" for the L4's profile transferred
+    from the L40S and for a 0.7.3 band with its x2.12 MoE factor; its memory rule said "datasheet memory" where it
+    budgets from the visible 79.22 GiB."""
+    import kvcalc
+
+    c = kvcalc.capacity("llama-3.1-8b", "l4", context=2048)
+    s = kvcalc.serve("llama-3.1-8b", "l4", input_len=1024, output_len=1024, concurrency=1)
+    assert s["assumptions"]["time_model"] in c["assumptions"]["throughput"]
+    assert "transferred from l40s.vllm" in c["assumptions"]["throughput"]
+    c = kvcalc.capacity("deepseek-v3", "h200", context=4096, gpus=8, weight_dtype="fp8-block", engine="vllm",
+                        engine_version="0.7.3")
+    assert "MoE kernels x2.12" in c["assumptions"]["throughput"] and "v0 band" in c["assumptions"]["throughput"]
+    rule = kvcalc.capacity("llama-3.1-8b", "h100-sxm", context=2048)["assumptions"]["memory_rule"]
+    assert rule.startswith("kvcalc's: visible memory (the spec's visible_memory_GiB")
+
+
+def test_explain_shows_the_moe_factor_its_line_multiplies_by():
+    """C4: with --engine-version 0.7.3 the routed experts' line substituted to 58 x (27 us + 158 us) = 10.7 ms and
+    printed 22.8 ms: the era's x2.12 was left out of the line."""
+    args = ["estimate", "--model", "deepseek-v3", "--gpu", "h200", "--tp", "8", "-b", "16", "-c", "4096", "--engine",
+            "vllm", "--weight-dtype", "fp8-block", "--explain"]
+    old = " ".join(runner.invoke(app, [*args, "--engine-version", "0.7.3"], terminal_width=400).output.split())
+    new = " ".join(runner.invoke(app, args, terminal_width=400).output.split())
+    assert "536.06 MiB / (4800 GB/s * 0.740))) x 2.12 (MoE kernel era) = 22.8 ms" in old
+    assert "536.06 MiB / (4800 GB/s * 0.740))) = 10.7 ms" in new and "MoE kernel era) =" not in new
+
+
+def test_plan_launches_no_sglang_pipeline_with_speculation():
+    """C13: README's question 4 chose SGLang TP2xPP2+mtp, and --emit sglang printed --pp-size 2 with
+    --speculative-algorithm, which SGLang's server_args check refuses outside disaggregated prefill."""
+    from kvcalc.speculation import unsupported_with
+
+    assert "SGLang refuses speculative decoding under pipeline parallelism" in unsupported_with("sglang", 2)
+    assert unsupported_with("sglang", 1) is None
+    doc = json.loads(runner.invoke(app, ["plan", "-m", "deepseek-v3", "-g", "h200,b200", "-i", "2000", "-o", "500",
+                                         "--request-rate", "100", "--max-ttft-ms", "2000", "--max-tpot-ms", "50",
+                                         "--price-per-gpu-hour", "h200=3.5,b200=5", "--engines", "sglang", "-f",
+                                         "json"]).stdout)
+    for row in [doc["choice"], *doc["runners_up"]]:
+        assert not (row["speculate"] and row["pipeline_parallel"] > 1), row
+
+
+def test_the_simulation_names_what_timed_it_and_warns_of_a_v0_release():
+    """C15: serve --simulate named no profile, band or MoE factor, and ran a vLLM 0.7.3 (V0) release as "vllm-v1"
+    without a word."""
+    import kvcalc
+
+    kw = dict(tp=8, engine="vllm", weight_dtype="fp8-block", input_len=1000, output_len=100, arrivals="closed",
+              concurrency=4, num_prompts=8)
+    r = kvcalc.simulate("deepseek-v3", "h200", engine_version="0.7.3", **kw)
+    closed = kvcalc.serve("deepseek-v3", "h200", engine_version="0.7.3", tp=8, engine="vllm", weight_dtype="fp8-block",
+                          input_len=1000, output_len=100, concurrency=4)
+    assert r["time_model"] == closed["assumptions"]["time_model"] and "x2.12" in r["time_model"]
+    assert any("V0 engine" in w for w in r["warnings"])
+    assert not any("V0 engine" in w for w in kvcalc.simulate("deepseek-v3", "h200", **kw)["warnings"])
+
+
+def test_the_docs_table_of_the_measurements_file_is_what_its_command_prints():
+    """C1: docs/validation.md quoted 10.2 % / 97 % / 7.0 % for `validate --published measurements.csv`, which printed
+    11.2 % / 94.3 % / 25.0 % (the table predated the release bands' overheads)."""
+    import re
+
+    from kvcalc.ledgers.published import ledger
+
+    text = (ROOT / "docs" / "validation.md").read_text()
+    block = text[text.index("### End-to-end ledger"):text.index("The target, median <= 10 %")]
+    got = {(s["rows"], s["group"]): s for s in ledger(ROOT / "validation" / "published" / "measurements.csv")["summary"]}
+    groups = {"all": "all", "TensorRT-LLM": "engine trtllm", "gpt-fast (multi-GPU rows)": "engine gpt-fast",
+              "vLLM": "engine vllm", "gpt-fast (single-GPU rows)": "engine gpt-fast"}
+    rows = re.findall(r"^\| ([^|]+) \| ([^|]+) \| (\d+) \| ([\d.]+) % \| ([\d.]+) % \| 0 \|$", block, re.M)
+    assert len(rows) == 6
+    for kind, engine, n, median, worst in rows:
+        kind, engine = kind.strip(), engine.strip()
+        s = got[("fit" if kind.startswith("fitted") else "score", groups[engine])]
+        assert s["n"] == int(n)
+        if "roofline" in kind:
+            assert s["roofline_median_abs_error_pct"] == float(median)
+        else:
+            assert (s["median_abs_error_pct"], round(s["worst_abs_error_pct"], 1)) == (float(median), float(worst))
+
+
+@pytest.mark.parametrize("args", [
+    ["estimate", "-m", "llama-3.1-8b", "-g", "v100-sxm2-32gb"],
+    ["serve", "-m", "llama-3.1-8b", "-g", "v100-sxm2-32gb", "-i", "100", "--output-len", "100", "-n", "2"],
+    ["capacity", "-m", "llama-3.1-8b", "-g", "v100-sxm2-32gb", "-c", "2048"],
+])
+def test_the_no_profile_warning_is_in_the_json_and_on_stderr_once(args):
+    """C7: the V100's "no engine profile" warning reached stderr but not the JSON's warnings list (estimate's Python
+    API had it in neither)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "kvcalc", *args, "-f", "json"], capture_output=True, text=True,
+                         timeout=120)
+    doc = json.loads(out.stdout)
+    message = "--engine auto: no engine profile for v100-sxm2-32gb"
+    assert sum(message in w for w in doc["warnings"]) == 1
+    assert out.stderr.count(message) == 1

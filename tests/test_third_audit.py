@@ -117,15 +117,17 @@ def test_plan_times_a_replica_where_it_carries_the_rate():
 
 
 def test_plan_never_pairs_vllm_pipeline_parallelism_with_speculation():
-    """vLLM's MTP under --pipeline-parallel-size > 1 fails (vllm-project/vllm #49355, #52069; recipes #875)."""
+    """vLLM's MTP under --pipeline-parallel-size > 1 fails (vllm-project/vllm #49355, #52069; recipes #875); SGLang's
+    server_args refuses it outside disaggregated prefill (the sixth audit: plan had chosen SGLang TP2xPP2+mtp)."""
     from kvcalc.planning.plan import deployments
     from kvcalc.specs.catalog import load_gpu
 
     found = deployments(load_model("deepseek-v3"), [load_gpu("h100-sxm")], ["vllm", "sglang"], convert=False,
                         max_gpus=16, disaggregated=False, speculate=True)
-    assert any(d.speculate and d.pp > 1 and d.engine == "sglang" for d in found)
-    assert not any(d.speculate and d.pp > 1 and d.engine == "vllm" for d in found)
-    assert any(d.speculate and d.engine == "vllm" for d in found)
+    assert any(d.pp > 1 and d.engine == "sglang" for d in found)
+    assert not any(d.speculate and d.pp > 1 and d.engine in ("vllm", "sglang") for d in found)
+    assert any(d.speculate and d.engine == "vllm" for d in found) and any(d.speculate and d.engine == "sglang"
+                                                                          for d in found)
 
 
 def test_a_small_prefill_chunk_says_the_time_leaves_its_weight_reads_out():

@@ -82,8 +82,8 @@ def test_audit_f9_an_edited_link_never_decodes_below_its_own_speed_of_light(tmp_
     # The audit's reproducer: `kvcalc show gpu h100-sxm -f toml`, interconnect_bandwidth_GBps = 0.01, --tp 2
     # (before: decode 3.776 ms against a speed of light of 107.2 ms).
     g = _edited_h100(tmp_path, interconnect_bandwidth_GBps=0.01)
-    with pytest.warns(ProfileWarning, match="interconnect_bandwidth_GBps differ from hardware_specs/h100-sxm.toml"):
-        r = estimate("llama-3-8b", g, tp=2, engine="vllm")
+    r = estimate("llama-3-8b", g, tp=2, engine="vllm")  # its warnings list holds it (the CLI prints it once)
+    assert any("interconnect_bandwidth_GBps differ from hardware_specs/h100-sxm.toml" in w for w in r.warnings)
     assert r.decode.ms >= r.decode.speed_of_light_ms > 100
     # The all-reduce alone: 64 of 1 x 4096 x 2 B each, at least 2 (1/2) 8192 B / (0.01e9 / 2 B/s) = 0.8192 ms each.
     assert r.decode.allreduce_ms >= 64 * 0.8192 * (1 - 1e-9)
@@ -91,8 +91,8 @@ def test_audit_f9_an_edited_link_never_decodes_below_its_own_speed_of_light(tmp_
 
 def test_audit_f9_a_spec_borrowing_another_parts_name_gets_its_curves_on_its_own_roofs(tmp_path):
     g = _edited_h100(tmp_path, name="b200")
-    with pytest.warns(ProfileWarning, match="memory_bandwidth_GBps, peak_tflops"):
-        r = estimate("llama-3-8b", g, engine="vllm")
+    r = estimate("llama-3-8b", g, engine="vllm")
+    assert any("memory_bandwidth_GBps, peak_tflops" in w for w in r.warnings)
     assert "b200.vllm, transferred from b200.vllm" in r.inputs.profile
     own = estimate("llama-3-8b", "b200", engine="vllm")
     assert r.decode.ms > own.decode.ms * 1.5  # H100's 3350 GB/s against B200's 7700

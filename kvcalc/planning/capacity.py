@@ -40,6 +40,7 @@ from kvcalc.estimator import (
     load_deployment,
     phase_metrics,
     speculative_block,
+    time_model_text,
     weights_overflow,
 )
 from kvcalc.formulas.capacity import max_context, max_sequences
@@ -241,10 +242,11 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     if ep > 1 and pp > 1:
         raise KvcalcError("--ep: not with --pp yet")
     notes: list[str] = []
+    warned: list[str] = []
     if engine in hw.unsupported_engines:  # as estimate and serve refuse it (the fresh audit: capacity had answered)
         raise KvcalcError(engine_refusal(engine, hw))
     try:
-        profile = resolve_engine(engine, hw)
+        profile = resolve_engine(engine, hw, warned)  # warned there; in the output's list too (the sixth audit)
     except KvcalcError:
         if not engine_rule:
             raise
@@ -300,6 +302,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                          f"{hw.memory_GiB:g} GiB, which overstates what torch.cuda.mem_get_info reports")
     for note in notes:
         warnings.warn(note, CapacityWarning, stacklevel=2)
+    notes[:0] = warned
     if spec.max_position_embeddings and context > spec.max_position_embeddings:
         notes.append(f"context {context:,} exceeds {spec.name}'s max_position_embeddings {spec.max_position_embeddings:,}")
         warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
@@ -361,7 +364,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                             if vllm and vllm["engine"] == "trtllm" else
                             "vLLM's: visible memory x utilisation - weights - profiling peak - non-torch buffers "
                             "- CUDA-graph estimate where the version counts it (formulas/engine_memory.py)" if vllm else
-                            "kvcalc's: datasheet memory x utilisation - weights - one prefill chunk's activations"),
+                            "kvcalc's: visible memory (the spec's visible_memory_GiB, else its datasheet memory) x "
+                            "utilisation - weights - one prefill chunk's activations"),
             "memory_utilization": memory_utilization,
             "activation_reserve_bytes_per_gpu": activations,
             "prefill_chunk_tokens": vllm.get("max_num_batched_tokens", prefill_chunk) if vllm else prefill_chunk,
@@ -374,8 +378,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
             "pipeline": (f"{pp} stages of at most {math.ceil(spec.num_layers / pp)} layers (the first with the "
                          "embedding, the last with the lm_head); a decode step runs the batch as min(batch, pp) "
                          "micro-batches through the whole depth, plus pp - 1 activation sends" if pp > 1 else "none"),
-            "throughput": f"decode at batch {run_batch} and context {context}, "
-                          + (f"{profile.engine} {profile.engine_version} measured kernel curves" if profile
-                             else "datasheet efficiencies (roofline)"),
+            # the profile, its band and an older release's MoE factor, as serve names them (the sixth audit: this
+            # row had named "vllm 0.24.0 measured kernel curves" for transferred and fitted profiles and every band)
+            "throughput": f"decode at batch {run_batch} and context {context}, {time_model_text(profile, spec)}",
         },
     }

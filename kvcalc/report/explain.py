@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from kvcalc.dtypes import bytes_per_element
 from kvcalc.estimator import Estimate, Phase
-from kvcalc.formulas.kernel_time import efficiency
+from kvcalc.formulas.kernel_time import efficiency, kernel_seconds
 from kvcalc.formulas.kv import linear_state_bytes
 from kvcalc.specs import HardwareSpec, ModelSpec
 from kvcalc.specs.catalog import resolve_engine
@@ -66,13 +66,20 @@ def _measured_time_step(name: str, ph: Phase, op, hw: HardwareSpec, profile: Eng
     e_c = efficiency(f, c.compute_efficiency, c.compute_half_GFLOP * 1e9, c.size_exponent)
     e_m = efficiency(b, c.memory_efficiency, c.memory_half_MB * 1e6, c.size_exponent)
     items = f" + {op.work_items_per_kernel:,.0f} * {c.per_item_ns:g} ns" if c.per_item_ns else ""
+    # an older release's MoE factor multiplies the routed experts' time (the sixth audit: the line left it out, so its
+    # substitution gave 10.7 ms and printed 22.8): the operator's time over the curve's, which the profile rebuilt
+    # here (the release's default, without the era) times
+    curve_ms = k * kernel_seconds(c, f, b, hw.peak_flops(op.dtype), hw.memory_bandwidth_GBps * 1e9,
+                                  op.work_items_per_kernel) * 1e3
+    scale = op.ms / curve_ms if op.name == "moe/routed" and curve_ms > 0 else 1.0
+    factor = f" x {scale:.3g} (MoE kernel era)" if abs(scale - 1) > 5e-3 else ""
     return Step(
         f"{name} time", "sum over operators of kernels * (t0 + n * per_item + smoothmax(F / (peak * e_c(F)), "
         "B / (BW * e_m(B)))), e(x) = e_max x^a / (x^a + x_half^a), per kernel; measured curves of the "
         f"{profile.engine} {profile.engine_version} profile",
         f"{len(ph.operators)} operators; largest, {op.name} ({op.time_model}): {k} x ({c.t0_us:.3g} us{items} + "
         f"smoothmax_p={c.overlap_exponent:g}({fmt_flops(f)} / ({hw.peak_flops(op.dtype) / 1e12:g} TFLOPS * {e_c:.3f}), "
-        f"{fmt_bytes(b)} / ({hw.memory_bandwidth_GBps:g} GB/s * {e_m:.3f}))) = {fmt_ms(op.ms)}",
+        f"{fmt_bytes(b)} / ({hw.memory_bandwidth_GBps:g} GB/s * {e_m:.3f}))){factor} = {fmt_ms(op.ms)}",
         fmt_ms(ph.ms))
 
 

@@ -45,6 +45,7 @@ from kvcalc.estimator import (
     check_tp,
     engine_label,
     load_deployment,
+    time_model_text,
 )
 from kvcalc.formulas.capacity import max_sequences
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
@@ -337,7 +338,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         raise KvcalcError("--ep: not with --pp or --disaggregate")
     if disaggregate is not None and pp > 1:
         raise KvcalcError("--pp: not with --disaggregate (each pool is tensor-parallel only)")
-    profile = with_band(resolve_engine(engine, hw), engine_version)  # the release band's step overhead
+    warned: list[str] = []  # resolve_engine's warnings (warned there), for the output's list (the sixth audit)
+    profile = with_band(resolve_engine(engine, hw, warned), engine_version)  # the release band's step overhead
     if moe_time_scale is not None and profile is not None:
         check_number("moe_time_scale", moe_time_scale, 0, 100, lo_open=True)
         profile = profile.model_copy(update={"moe_time_scale": moe_time_scale,
@@ -366,6 +368,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         notes.extend(em.get("notes", ()))
     for note in notes:
         warnings.warn(note, CapacityWarning, stacklevel=2)
+    notes = [*warned, *notes]
     if memory_rule is not None:
         budget = em["available_kv_bytes"]
         if em["max_concurrency"] > 0:
@@ -596,7 +599,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
             "memory_rule": (f"{memory_rule}'s (formulas/engine_memory.py), --memory-utilization as its fraction and "
                             f"--step-tokens as its batched-token limit" if memory_rule else
                             "kvcalc's (formulas/memory.py), one step's activations reserved"),
-            "time_model": f"{name} {label} measured kernel curves" if label else "datasheet efficiencies (roofline)",
+            "time_model": time_model_text(profile, spec),
         },
     }
 

@@ -159,7 +159,12 @@ def resolve(kind: Kind, ref: str):
             return load_hf_model(path)
         if path.is_dir():
             raise KvcalcError(f"--{kind}: {ref} is a folder; expected a spec file")
-        return load_spec_file(kind, path)
+        try:
+            return load_spec_file(kind, path)
+        except KvcalcError as e:  # named by the flag (the sixth audit: a spec file's errors named none)
+            text = str(e) if str(e).startswith("--") else f"--{kind}: {e}"
+            raise KvcalcError(text if kind == "model" else text.replace(" (models also take a config.json)", "")
+                              ) from None
     if ref.endswith((*SPEC_SUFFIXES, ".json")):
         raise KvcalcError(f"--{kind}: no such file {ref}")
     found = bundled_path(kind, ref)
@@ -217,8 +222,9 @@ ROOF_AND_LINK_FIELDS = ("memory_bandwidth_GBps", "peak_tflops", "interconnect", 
                         "interconnect_peer_links", "scale_up_gpus", "scale_out_bandwidth_GBps", "topology", "pcie_p2p")
 
 
-def _onto_spec(profile: EngineProfile, hw: HardwareSpec) -> EngineProfile:
-    """The profile as fitted when hw has its reference spec's roofs and links; else transferred onto hw's, warning."""
+def _onto_spec(profile: EngineProfile, hw: HardwareSpec, notes: list[str] | None = None) -> EngineProfile:
+    """The profile as fitted when hw has its reference spec's roofs and links; else transferred onto hw's, warning
+    (and adding the warning to `notes`, the output's list, where given)."""
     ref_path = bundled_path("gpu", profile.gpu)
     reference = load_spec_file("gpu", ref_path) if ref_path is not None else None
     if reference is not None and all(getattr(reference, f) == getattr(hw, f) for f in ROOF_AND_LINK_FIELDS):
@@ -231,9 +237,12 @@ def _onto_spec(profile: EngineProfile, hw: HardwareSpec) -> EngineProfile:
         raise KvcalcError(f"--engine: the {profile.label} profile names no bundled spec ({profile.gpu}) to compare "
                           f"{hw.name}'s roofs with; --engine roofline uses the datasheet efficiencies")
     differ = [f for f in ROOF_AND_LINK_FIELDS if getattr(reference, f) != getattr(hw, f)]
-    warnings.warn(f"--gpu {hw.name}: its {', '.join(differ)} differ from hardware_specs/{reference.name}.toml, which "
-                  f"the {profile.label} profile was fitted against: its kernel curves are applied to this spec's roofs "
-                  "and its collectives re-derived for this spec's links", ProfileWarning, stacklevel=3)
+    message = (f"--gpu {hw.name}: its {', '.join(differ)} differ from hardware_specs/{reference.name}.toml, which the "
+               f"{profile.label} profile was fitted against: its kernel curves are applied to this spec's roofs and its "
+               "collectives re-derived for this spec's links")
+    warnings.warn(message, ProfileWarning, stacklevel=3)
+    if notes is not None:
+        notes.append(message)
     return retarget(profile, reference, hw, measured=measured_profile, load_gpu=load_gpu)
 
 
@@ -247,7 +256,7 @@ def engine_refusal(engine: str, hw: HardwareSpec) -> str:
             "efficiencies")
 
 
-def resolve_engine(engine: str, hw: HardwareSpec) -> EngineProfile | None:
+def resolve_engine(engine: str, hw: HardwareSpec, notes: list[str] | None = None) -> EngineProfile | None:
     """The engine profile `--engine` names for this accelerator; None for the datasheet-efficiency roofline.
 
     A part's own measured profile, else its transferred or fitted one (EngineProfile.provenance says which, and
@@ -271,13 +280,16 @@ def resolve_engine(engine: str, hw: HardwareSpec) -> EngineProfile | None:
         if found is None:
             import warnings
 
-            warnings.warn(f"--engine auto: no engine profile for {hw.name}; the datasheet-efficiency roofline times "
-                          "it (no fixed kernel latencies)", ProfileWarning, stacklevel=2)
+            message = (f"--engine auto: no engine profile for {hw.name}; the datasheet-efficiency roofline times it "
+                       "(no fixed kernel latencies)")
+            warnings.warn(message, ProfileWarning, stacklevel=2)
+            if notes is not None:
+                notes.append(message)
             return None
-        return _onto_spec(found, hw)
+        return _onto_spec(found, hw, notes)
     if engine in hw.unsupported_engines:
         raise KvcalcError(engine_refusal(engine, hw))
     profile = bundled_profile(hw.name, engine)
     if profile is None:
         raise KvcalcError(engine_refusal(engine, hw))
-    return _onto_spec(profile, hw)
+    return _onto_spec(profile, hw, notes)
