@@ -9,6 +9,8 @@ from kvcalc.errors import KvcalcError
 #   int4-gN       the same with groups of N (32, 64, 128) and a packed 4-bit zero point per group (AWQ's qzeros,
 #                 GPTQ's asymmetric): 0.5 + (2 + 0.5)/N
 #   int8-wo       8-bit weights, 16-bit activations (W8A16 weight-only); per-channel scales < 0.05 %, not counted
+#   int8-gN       the same with groups of N (32, 64, 128): GPTQ 8-bit's fp16 scale and 8-bit zero point (qzeros) per
+#                 group and output column: 1 + (2 + 1)/N (the sixth audit: read as int8-wo, 1.8 % short at N = 128)
 #   int8, fp8     W8A8 (SmoothQuant int8, fp8 per-tensor or per-channel): 1 byte; per-channel scales not counted
 #   fp8-block     fp8 with one fp32 scale per 128 x 128 block (DeepSeek-V3, Qwen3 FP8): 1 + 4/16384
 #   nvfp4         fp4 (e2m1) with one fp8 (e4m3) scale per 16 elements: 0.5 + 1/16 (NVIDIA's NVFP4)
@@ -23,6 +25,9 @@ BYTES_PER_ELEMENT: dict[str, float] = {
     "fp8-block": 1.0 + 4.0 / FP8_BLOCK,
     "int8": 1.0,
     "int8-wo": 1.0,
+    "int8-g32": 1.0 + 3.0 / 32,
+    "int8-g64": 1.0 + 3.0 / 64,
+    "int8-g128": 1.0 + 3.0 / 128,
     "int4": 0.5 + 2.0 / INT4_GROUP_SIZE,
     "int4-g32": 0.5 + 2.5 / 32,
     "int4-g64": 0.5 + 2.5 / 64,
@@ -36,7 +41,7 @@ WEIGHT_DTYPES = tuple(BYTES_PER_ELEMENT)
 # NVIDIA's fp4 KV cache stores it).
 KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "nvfp4")
 FP4_FORMATS = ("nvfp4", "mxfp4")
-WEIGHT_ONLY = ("int4", "int4-g32", "int4-g64", "int4-g128", "int8-wo")
+WEIGHT_ONLY = ("int4", "int4-g32", "int4-g64", "int4-g128", "int8-wo", "int8-g32", "int8-g64", "int8-g128")
 
 
 def bytes_per_element(dtype: str, *, flag: str = "dtype") -> float:

@@ -34,6 +34,22 @@ from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.speculation import unsupported_with
 
 
+
+def skip_reason(spec, tp: int, pp: int, ep: int) -> str:
+    """Why sweep leaves a layout out, naming the flag ('' where it applies): tp must divide the query heads, pp be at
+    most the layers, ep need a MoE model, a multiple of tp dividing its experts, and no pp."""
+    if spec.attention.num_heads % tp:
+        return f"--tp: {tp} does not divide the {spec.attention.num_heads} query heads"
+    if pp > spec.num_layers:
+        return f"--pp: {pp} stages exceed the {spec.num_layers} layers"
+    if ep > 1 and spec.moe is None:
+        return f"--ep: {spec.name} has no experts"
+    if ep > 1 and (ep % tp or spec.moe.num_experts % ep):
+        return f"--ep: {ep} must be a multiple of --tp {tp} dividing the {spec.moe.num_experts} experts"
+    if ep > 1 and pp > 1:
+        return "--ep: not with --pp"
+    return ""
+
 def _nonempty(flag: str, values) -> list:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):  # not read letter by letter (U5)
         raise KvcalcError(f"{flag}: expected a list of values, got {type(values).__name__} {values!r:.40}")
@@ -114,9 +130,9 @@ def sweep(
             continue
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
         w = resolve_weight_dtype(w, spec)  # auto: the checkpoint's own format, as estimate reads it (audit U1)
-        bad_ep = x > 1 and (spec.moe is None or x % t or spec.moe.num_experts % x or q > 1)
-        if spec.attention.num_heads % t or q > spec.num_layers or bad_ep:
-            skipped.append(f"{spec.name} at tp {t} x pp {q}" + (f" x ep {x}" if x > 1 else ""))
+        skip = skip_reason(spec, t, q, x)
+        if skip:
+            skipped.append(f"{spec.name} at tp {t} x pp {q}" + (f" x ep {x}" if x > 1 else "") + f" ({skip})")
             if on_combination:
                 on_combination()
             continue
@@ -165,13 +181,14 @@ def sweep(
             columns.setdefault(name, []).append(np.broadcast_to(value, n))
         if on_combination:
             on_combination()
+    if not labels:  # one line naming the flag at fault where one is (the sixth audit: an --ep blamed --tp/--pp)
+        flags = {flag for flag in ("--tp", "--pp", "--ep") if any(f"{flag}:" in s for s in skipped)}
+        flag = next(iter(flags)) if len(flags) == 1 else "--tp/--pp/--ep"
+        raise KvcalcError(f"{flag}: no combination applies to the models given: {'; '.join(skipped)[:300]}")
     if skipped:
-        warnings.warn(f"sweep skipped {', '.join(skipped)} (tp must divide the query heads; pp at most the layers; "
-                      "ep needs a MoE model, a multiple of tp dividing its experts, and no pp)", stacklevel=2)
+        warnings.warn(f"sweep skipped {', '.join(skipped)}", stacklevel=2)
     for why in dict.fromkeys(unsupported):
         warnings.warn(why, stacklevel=2)
-    if not labels:
-        raise KvcalcError("--tp/--pp: no combination applies to the models given")
     # Label columns become categoricals built from integer codes, once: per-row Python strings would cost more
     # than every formula of the sweep together.
     combination = np.repeat(np.arange(len(labels)), n)

@@ -354,7 +354,7 @@ def qc_spec(tmp_path, qc):
 
 @pytest.mark.parametrize("qc, fmt", [
     ({"quant_method": "gptq", "bits": "4", "group_size": 128}, "int4-g128"),  # audit U2: bits as a string
-    ({"quant_method": "gptq", "bits": 8.0, "group_size": "128"}, "int8-wo"),
+    ({"quant_method": "gptq", "bits": 8.0, "group_size": "128"}, "int8-g128"),
     ({"quant_method": "awq", "bits": 4, "group_size": 128.0}, "int4-g128"),  # audit U2: not int4-g128.0
     ({"quant_method": "awq", "w_bit": 4, "q_group_size": 64}, "int4-g64"),  # AutoAWQ's own names
     ({"quant_method": "fbgemm_fp8", "activation_scale_ub": 1200.0}, "fp8"),

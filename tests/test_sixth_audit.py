@@ -411,3 +411,82 @@ def test_the_no_profile_warning_is_in_the_json_and_on_stderr_once(args):
     message = "--engine auto: no engine profile for v100-sxm2-32gb"
     assert sum(message in w for w in doc["warnings"]) == 1
     assert out.stderr.count(message) == 1
+
+
+@pytest.mark.parametrize("kind, line, value, message", [
+    ("gpu", "memory_GiB = 80", 'memory_GiB = "8_0"', "memory_GiB: expected a number, got the string '8_0'"),
+    ("gpu", "memory_GiB = 80", 'memory_GiB = " 80 "', "memory_GiB: expected a number, got the string ' 80 '"),
+    ("model", "num_layers = 32", 'num_layers = "32"', "num_layers: expected a number, got the string '32'"),
+    ("model", "num_layers = 32", "num_layers = 32.0", "num_layers: expected a whole number, got 32.0"),
+    ("model", "tie_word_embeddings = false", 'tie_word_embeddings = "false"',
+     "tie_word_embeddings: expected true or false, got 'false'"),
+])
+def test_spec_files_take_numbers_and_switches_as_written(tmp_path, kind, line, value, message):
+    """A18: a hardware or model spec file's "8_0", " 80 " and "32" were read as numbers, 32.0 as 32 and "false" as
+    false (pydantic's lax mode), where the config.json reader refuses each."""
+    source = ROOT / ("hardware_specs/h100-sxm.toml" if kind == "gpu" else "model_specs/llama-3-8b.toml")
+    text = source.read_text()
+    assert f"\n{line}\n" in text
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text.replace(f"\n{line}\n", f"\n{value}\n", 1))
+    flag = "-g" if kind == "gpu" else "-m"
+    args = ["estimate", "-m", "llama-3-8b", "-g", str(spec)] if kind == "gpu" else ["estimate", "-m", str(spec)]
+    assert one_line_error(args) == f"kvcalc: error: --{kind}: {spec}: {message}", flag
+
+
+def test_deepseek_sparse_attention_in_fp8_is_flashmlas_record():
+    """B3: DeepSeek-V3.2 with an fp8 cache was 708 B a token and layer (576 fp8 + the indexer's 132); vLLM stores
+    FlashMLA's sparse fp8 record, 512 fp8 + 4 fp32 scales + 64 bf16 RoPE = 656 B (flashmla_sparse.py), + 132."""
+    import kvcalc
+
+    e = kvcalc.estimate("deepseek-v3.2", "h200", tp=8, kv_dtype="fp8")
+    assert e.kv_cache.bytes_per_token_per_layer == 512 + 4 * 4 + 64 * 2 + 128 + 4 == 788
+    assert kvcalc.estimate("deepseek-v3.2", "h200", tp=8).kv_cache.bytes_per_token_per_layer == 576 * 2 + 132
+    assert kvcalc.estimate("deepseek-v3", "h200", tp=8, kv_dtype="fp8").kv_cache.bytes_per_token_per_layer == 576
+
+
+def test_gptq_8_bit_groups_count_their_scales_and_zero_points(tmp_path):
+    """B4: a GPTQ 8-bit checkpoint with group_size 128 was read as per-channel int8 (int8-wo), its fp16 scale and
+    8-bit zero point per group and column dropped: 1.8 % short. Now 1 + 3/128 B a quantised weight."""
+    import kvcalc
+    from kvcalc.dtypes import bytes_per_element
+
+    config = json.loads((ROOT / "tests" / "fixtures" / "hf" / "Meta-Llama-3-8B" / "config.json").read_text())
+    sizes = {}
+    for group in (128, -1):
+        folder = tmp_path / f"g{group}"
+        folder.mkdir()
+        qc = {"quant_method": "gptq", "bits": 8, "group_size": group, "desc_act": False, "sym": True}
+        (folder / "config.json").write_text(json.dumps({**config, "quantization_config": qc}))
+        e = kvcalc.estimate(str(folder / "config.json"), "h100-sxm")
+        sizes[group] = (e.inputs.weight_dtype, e.weights.bytes)
+    assert sizes[128][0] == "int8-g128" and sizes[-1][0] == "int8-wo"
+    assert bytes_per_element("int8-g128") == 1 + 3 / 128
+    # per-channel int8 takes 1 B a quantised weight where bf16 takes 2 (the rest 2 B in both): the difference is
+    # the quantised weights' count, Llama-3-8B's 6,979,321,856 linear weights
+    quantised = kvcalc.estimate("llama-3-8b", "h100-sxm").weights.bytes - sizes[-1][1]
+    assert quantised == 6_979_321_856
+    assert sizes[128][1] - sizes[-1][1] == quantised * 3 / 128
+
+
+def test_the_simulators_vllm_pool_is_capacitys():
+    """B5: the simulator sized vLLM's pool from its printed max concurrency in raw tokens and padded each request to
+    blocks again: 35,125.6 tokens where capacity counts 35,248 (Qwen3-32B on an H100, 2,009-token requests)."""
+    import kvcalc
+
+    cap = kvcalc.capacity("qwen3-32b", "h100-sxm", context=2009, engine="vllm")
+    sim = kvcalc.simulate("qwen3-32b", "h100-sxm", input_len=1000, output_len=1009, engine="vllm", arrivals="closed",
+                          concurrency=2, num_prompts=2)
+    assert sim["kv_pool_tokens"] == cap["engine_memory"]["kv_tokens"] == 35_248
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "llama-3.1-8b", "--ep", "2"], "--ep: no combination applies to the models given: llama-3.1-8b at tp 1 x "
+                                          "pp 1 x ep 2 (--ep: llama-3.1-8b has no experts)"),
+    (["-m", "mixtral-8x7b", "--ep", "2", "--pp", "2"], "(--ep: not with --pp)"),
+    (["-m", "llama-3.1-8b", "--tp", "3"], "--tp: no combination applies"),
+])
+def test_sweep_names_the_flag_that_leaves_nothing_to_sweep(tmp_path, args, message):
+    """C14: a dense model's --ep 2 was blamed on --tp/--pp, in two lines listing every possible cause."""
+    line = one_line_error(["sweep", *args, "-o", str(tmp_path / "x.csv")])
+    assert message in line, line

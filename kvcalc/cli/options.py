@@ -16,7 +16,7 @@ from kvcalc.cli.output import ENGINE_HELP, Format
 MODEL_HELP = "bundled name, alias or Hugging Face id; a spec file, a config.json, or a cached ORG/NAME"
 GPU_HELP = "bundled name or alias, or a spec file"
 WEIGHT_HELP = ("weight format: auto (the checkpoint's own, else bf16), bf16, fp16, fp8, fp8-block, int8, int8-wo, "
-               "int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")
+               "int8-g32/g64/g128, int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")
 KV_HELP = "KV cache format: bf16, fp16, fp8, int8, int4, nvfp4, fp32"
 TP_HELP = "tensor-parallel GPUs (they must divide the query heads)"
 PP_HELP = "pipeline stages, each of --tp GPUs"

@@ -54,7 +54,7 @@ from kvcalc.specs.files import check_writable
 
 WeightDtypes = Annotated[str, typer.Option("--weight-dtype", help="weight formats, comma-separated: auto (the "
                                            "checkpoint's own, else bf16), bf16, fp16, fp8, fp8-block, int8, int8-wo, "
-                                           "int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")]
+                                           "int8-g32/g64/g128, int4, int4-g32/g64/g128, nvfp4, mxfp4, fp32")]
 KvDtypes = Annotated[str, typer.Option("--kv-dtype", help="KV cache formats, comma-separated: " + KV_HELP.split(": ")[1])]
 Batches = Annotated[str, typer.Option("--batch", "-b", help="batch sizes, comma-separated")]
 

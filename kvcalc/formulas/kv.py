@@ -3,13 +3,16 @@
 Per token and layer (DeepSeek-V2 paper, Table 1):
     MHA / GQA / MQA:  2 * g * d_h * b_kv          (K and V, g KV heads of d_h)
     MLA:              (d_c + d_r) * b_kv          (one latent of d_c plus one shared RoPE key of d_r)
-    + d_I + 4 with DeepSeek sparse attention (V3.2): the indexer's fp8 key and its fp32 scale
+    + d_I + 4 with DeepSeek sparse attention (V3.2): the indexer's fp8 key and its fp32 scale; an 8-bit cache of
+      it is FlashMLA's sparse fp8 record, d_c + 4 d_c / 128 + 2 d_r (kv_bytes_per_token_per_layer)
 Sliding-window layers hold min(S, window) tokens; global layers hold S. Linear-attention layers of a hybrid model
 hold a fixed state instead (LinearAttentionSpec.state_elements, in the model's dtype: linear_state_bytes), whatever
 the context: "cache and state per sequence".
 """
 
 from __future__ import annotations
+
+import math
 
 from kvcalc.formulas._array import minimum
 from kvcalc.specs.model import AttentionSpec, ModelSpec
@@ -31,8 +34,21 @@ def indexer_bytes_per_token_per_layer(attn: AttentionSpec) -> float:
     return 0.0 if attn.indexer_head_dim is None else attn.indexer_head_dim + INDEXER_SCALE_BYTES
 
 
+SPARSE_FP8_TILE = 128  # FlashMLA's sparse fp8 latent: one fp32 scale per 128 values (DeepSeek-V3.2)
+
+
 def kv_bytes_per_token_per_layer(attn: AttentionSpec, kv_bytes: float) -> float:
-    """Bytes one token leaves in one layer's cache [B] (with sparse attention, its indexer key too)."""
+    """Bytes one token leaves in one layer's cache [B] (with sparse attention, its indexer key too).
+
+    DeepSeek sparse attention with an 8-bit cache stores FlashMLA's sparse fp8 record, not d_c + d_r fp8 values: the
+    d_c latent in fp8, one fp32 scale per 128 of them, and the d_r RoPE key left in bf16, 512 + 16 + 128 = 656 B for
+    DeepSeek-V3.2 (vLLM v1/attention/backends/mla/flashmla_sparse.py get_kv_cache_shape, 'fp8_ds_mla': "custom
+    storage format is 656 bytes, see FlashMLA readme"; vLLM switches any fp8 cache of these models to it). The sixth
+    audit: 708 B a token and layer with the indexer where vLLM holds 788."""
+    if attn.kind == "mla" and attn.sparse_top_k is not None and kv_bytes == 1:
+        d_c = attn.kv_lora_rank
+        latent = d_c + math.ceil(d_c / SPARSE_FP8_TILE) * 4 + attn.qk_rope_head_dim * 2
+        return latent + indexer_bytes_per_token_per_layer(attn)
     return kv_elements_per_token_per_layer(attn) * kv_bytes + indexer_bytes_per_token_per_layer(attn)
 
 

@@ -83,6 +83,7 @@ GEMM_CURVES = {
     "bf16": (("bf16", None),), "fp16": (("bf16", None),), "fp8": (("fp8", "fp8"),),
     "int8": (("w8a8", "int8"), ("int8_wo", None)), "int4": (("int4_wo", None),),
     "fp8-block": (("fp8_block", "fp8"), ("fp8", "fp8")), "int8-wo": (("int8_wo", None),),
+    "int8-g32": (("int8_wo", None),), "int8-g64": (("int8_wo", None),), "int8-g128": (("int8_wo", None),),
     "int4-g32": (("int4_wo", None),), "int4-g64": (("int4_wo", None),), "int4-g128": (("int4_wo", None),),
     # fp4 at the fp4 peak (Blackwell): the tables measure NVFP4 GEMMs; MXFP4 (32-element blocks, e8m0 scales) runs on
     # the same fp4 tensor cores and is timed by that curve

@@ -221,8 +221,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         if value is not None:
             check_int(flag, value, 1, MAX_TOKENS)
             if engine != "vllm" and not (engine == "trtllm" and flag == "--max-num-batched-tokens"):
-                raise KvcalcError(f"{flag}: only vLLM's memory rule (and TensorRT-LLM's, for the batched tokens) "
-                                  "uses it; add --engine vllm")
+                users = ("vLLM's and TensorRT-LLM's memory rules use it (its max_num_tokens); add --engine vllm or "
+                         "trtllm" if flag == "--max-num-batched-tokens" else
+                         "only vLLM's memory rule uses it; add --engine vllm")
+                raise KvcalcError(f"{flag}: {users}")
     check_dtypes(weight_dtype, kv_dtype)
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)

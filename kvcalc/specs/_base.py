@@ -1,11 +1,36 @@
-from typing import Annotated, get_args
+import types
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-def _takes_bool(annotation) -> bool:
-    """Whether a field's type admits a boolean anywhere (bool, bool | None, Literal[True], ...)."""
-    return annotation is bool or isinstance(annotation, bool) or any(_takes_bool(a) for a in get_args(annotation))
+def _kinds(annotation) -> set:
+    """The plain types a field's value may be (int, float, bool, str, NoneType; a container's own type otherwise):
+    through Annotated, Optional and unions, a Literal's values' types."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _kinds(get_args(annotation)[0])
+    if origin is Literal:
+        return {type(a) for a in get_args(annotation)}
+    if origin in (Union, types.UnionType):
+        return set().union(*(_kinds(a) for a in get_args(annotation)))
+    return {origin or annotation}
+
+
+def _plain_value_error(name: str, value, kinds: set) -> str | None:
+    """Why a spec file's value cannot be the field's plain type as written, or None: pydantic's lax mode reads
+    "80", " 80 " and "8_0" as 80, 32.0 as 32 and "false" or 0 as False, guesses the config.json reader refuses (the
+    sixth audit); true/false is never a number."""
+    numeric = kinds & {int, float}
+    if isinstance(value, bool):
+        return None if bool in kinds else f"{name}: expected a number or text, got the boolean {str(value).lower()}"
+    if isinstance(value, str) and numeric and str not in kinds:
+        return f"{name}: expected a number, got the string {value!r}"
+    if isinstance(value, float) and int in kinds and float not in kinds:
+        return f"{name}: expected a whole number, got {value!r}"
+    if kinds <= {bool, type(None)} and bool in kinds and value is not None:
+        return f"{name}: expected true or false, got {value!r}"
+    return None
 
 
 class StrictModel(BaseModel):
@@ -16,13 +41,23 @@ class StrictModel(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_booleans_as_numbers(cls, data):
-        """pydantic's lax mode reads `memory_GiB = true` as 1; a spec file's true/false is never a number."""
+    def _plain_values_as_written(cls, data):
+        """Numbers are numbers, whole where the field is whole, and true/false is a switch (_plain_value_error); a
+        table of numbers (peak_tflops) likewise for each entry."""
         if isinstance(data, dict):
             for name, value in data.items():
                 field = cls.model_fields.get(name) if isinstance(name, str) else None
-                if isinstance(value, bool) and field is not None and not _takes_bool(field.annotation):
-                    raise ValueError(f"{name}: expected a number or text, got the boolean {str(value).lower()}")
+                if field is None:
+                    continue
+                kinds = _kinds(field.annotation)
+                entries = value.items() if isinstance(value, dict) and dict in kinds else [(None, value)]
+                if dict in kinds:
+                    args = [a for a in get_args(field.annotation) if get_origin(a) is dict or a is dict]
+                    kinds = _kinds(get_args(args[0])[1]) if args and get_args(args[0]) else set()
+                for key, item in entries:
+                    why = _plain_value_error(name if key is None else f"{name}.{key}", item, kinds)
+                    if why:
+                        raise ValueError(why)
         return data
 
     @model_validator(mode="before")

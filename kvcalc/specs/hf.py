@@ -707,8 +707,14 @@ def _gptq_awq_format(qc: dict, method: str, where: str) -> str:
         return _int4_format(_whole_number(qc.get(group_key), where, group_key), where, group_key)
     if method == "gptq" and bits == 4:
         return _int4_format(_whole_number(qc.get(group_key), where, group_key), where, group_key)
-    if method == "gptq" and bits == 8:
-        return "int8-wo"
+    if method == "gptq" and bits == 8:  # groups carry a scale and a zero point each; -1: per channel
+        group = _whole_number(qc.get(group_key), where, group_key)
+        if group in (None, -1):
+            return "int8-wo"
+        if group not in (32, 64, 128):
+            raise KvcalcError(f"{where}: quantization_config {group_key} {group}: kvcalc stores 8-bit groups of 32, "
+                              "64 or 128 (or -1, per channel)")
+        return f"int8-g{group}"
     kinds = "4-bit" if method == "awq" else "4- or 8-bit"
     shown = "absent" if bits is None else bits
     raise KvcalcError(f"{where}: quantization_config {bits_key} {shown}: kvcalc stores {kinds} {method} weights; "

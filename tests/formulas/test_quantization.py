@@ -38,7 +38,7 @@ def test_gpt_oss_120b_checkpoint_is_the_model_cards_60_8_gib():
 @pytest.mark.parametrize("qc, fmt, kept", [
     ({"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True}, "int4-g128", set()),
     ({"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False}, "int4-g32", set()),
-    ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "int8-wo", set()),
+    ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "int8-g128", set()),  # scales and zeros per group
     ({"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}, "fp8-block", set()),  # DeepSeek-V3
     ({"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
                                                            "model.embed_tokens", "lm_head"]}, "mxfp4",
