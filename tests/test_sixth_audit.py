@@ -490,3 +490,16 @@ def test_sweep_names_the_flag_that_leaves_nothing_to_sweep(tmp_path, args, messa
     """C14: a dense model's --ep 2 was blamed on --tp/--pp, in two lines listing every possible cause."""
     line = one_line_error(["sweep", *args, "-o", str(tmp_path / "x.csv")])
     assert message in line, line
+
+
+def test_compare_names_the_engines_own_count_as_estimate_does():
+    """C12: compare -e trtllm gave kvcalc's 63 sequences of Qwen3-32B at 4,096 tokens on an H200 with no word that
+    TensorRT-LLM's own rule holds 69 (capacity's count), where estimate now warns with it."""
+    import kvcalc
+
+    held = kvcalc.capacity("qwen3-32b", "h200", context=4096, engine="trtllm")["max_sequences_at_context"]
+    with pytest.warns(UserWarning) as caught:
+        rows = kvcalc.compare("qwen3-32b", ["mqa"], "h200", context=4096, engine="trtllm")
+    own = rows[0]["max_batch_at_context"]
+    assert (own, held) == (63, 69)
+    assert any(f"own {held} (kvcalc's {own})" in str(w.message) for w in caught)

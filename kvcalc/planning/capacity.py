@@ -25,6 +25,7 @@ from kvcalc.engines.memory import (
     check_vllm_version,
     engine_longest_context,
     engine_memory_rule,
+    engine_sequences_held,
     kvcalc_budget,
 )
 from kvcalc.engines.overhead import with_band
@@ -141,6 +142,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     seen: dict[tuple, str] = {}  # cache layout -> the first variant with it
     skipped: list[str] = []
     capped: list[str] = []  # capped_context's warnings
+    by_engine: list[str] = []  # variants whose count the named engine's own rule puts elsewhere (the sixth audit)
     for variant in (None, *attn):
         try:
             spec = rewrite_attention(base, variant)
@@ -166,6 +168,14 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             pool = budget - timer.draft_weight_bytes()
             longest, most = timer.longest_context(local, pool, pp), timer.sequences_held(context, pool, pp)
             fits = bool(ev.memory["total"] + timer.draft_bytes(local, context) <= ev.usable_bytes)
+        if engine in ENGINE_MEMORY_RULES and engine not in hw.unsupported_engines:
+            # estimate's cross-check of kvcalc's rule against the named engine's, per data-parallel group
+            held = engine_sequences_held(
+                engine, spec, hw, p, tp, length=context, memory_utilization=memory_utilization, pp=pp, ep=ep,
+                draft_weight_bytes=timer.draft_weight_bytes() if timer else 0.0,
+                draft_kv_bytes=timer.draft_kv_bytes_per_sequence(context) if timer else 0.0)
+            if held != most:
+                by_engine.append(f"{variant or 'own'} {held:,} (kvcalc's {most:,})")
         rows.append({
             "variant": variant or f"{base.attention.kind} (own)",
             "kv_bytes_per_token": kv_bytes_per_token(spec, p.b_kv),
@@ -183,6 +193,10 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
                                    kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp, ep=ep, timer=timer)
             rows[-1].update(speculative_ms_per_token=sb.ms_per_token, speculative_speedup=sb.speedup,
                             speculative_breakeven_batch=sb.breakeven_batch)
+    if by_engine:
+        warnings.warn(f"max_batch_at_context is kvcalc's memory rule; by {engine}'s own (`kvcalc capacity --engine "
+                      f"{engine}`) one group of {tp} GPU{'s' if tp > 1 else ''} holds, at {context:,} tokens: "
+                      f"{', '.join(by_engine)}", CapacityWarning, stacklevel=2)
     if skipped:
         warnings.warn(f"compare skipped {', '.join(dict.fromkeys(skipped))}", CapacityWarning, stacklevel=2)
     if capped:
