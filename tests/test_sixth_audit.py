@@ -503,3 +503,16 @@ def test_compare_names_the_engines_own_count_as_estimate_does():
     own = rows[0]["max_batch_at_context"]
     assert (own, held) == (63, 69)
     assert any(f"own {held} (kvcalc's {own})" in str(w.message) for w in caught)
+
+
+def test_estimate_csv_carries_the_notes_its_json_carries():
+    """Minor note of part C: estimate's CSV dropped the *_note keys its JSON has (README: the same scalar fields as
+    one row)."""
+    import csv
+    import io
+
+    args = ["estimate", "-m", "llama-3-8b"]
+    row = next(csv.DictReader(io.StringIO(runner.invoke(app, [*args, "-f", "csv"]).stdout)))
+    doc = json.loads(runner.invoke(app, [*args, "-f", "json"]).stdout)
+    assert row["speculative_note"] == doc["speculative_note"] and row["speculative"] == ""
+    assert int(row["kv_cache.bytes"]) == doc["kv_cache"]["bytes"]  # whole bytes, as the JSON prints them
