@@ -66,7 +66,10 @@ def _mla(attn: AttentionSpec, kv_lora_rank: int | None, rope_dim: int | None) ->
 def rewrite_attention(
     model: ModelSpec, attn: str | None, *, kv_lora_rank: int | None = None, rope_dim: int | None = None
 ) -> ModelSpec:
-    """The model with its attention replaced by `attn` (None: unchanged)."""
+    """The model with its attention replaced by `attn` (None, 'own' or 'none': unchanged, as the CLI's --attn lists
+    spell it; the sixth audit found the Python API refusing 'own')."""
+    if attn is not None and attn.strip().lower() in ("own", "none"):
+        attn = None
     if attn is None:
         if kv_lora_rank is not None or rope_dim is not None:
             raise KvcalcError("--kv-lora-rank and --rope-dim need --attn mla")
