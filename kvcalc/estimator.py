@@ -345,6 +345,28 @@ class Evaluation:
         return self.memory["total"] <= self.usable_bytes
 
 
+def unprofiled_note(ev: Evaluation, profile: EngineProfile | None, engine: str, weight_dtype: str,
+                    kv_dtype: str) -> str | None:
+    """The warning that operators of this evaluation fell back to the datasheet efficiencies (the profile has no
+    measured curve for them), or None."""
+    unprofiled = sorted(set(ev.decode.unprofiled) | set(ev.prefill.unprofiled))
+    if not unprofiled:
+        return None
+    return (f"the {profile.engine if profile else engine} profile has no measured curve for {', '.join(unprofiled)} "
+            f"with {weight_dtype} weights and {kv_dtype} KV: those operators use the datasheet efficiencies")
+
+
+def unprofiled_operators(spec: ModelSpec, hw: HardwareSpec, profile: EngineProfile | None, weight_dtype: str,
+                         kv_dtype: str, tp: int = 1, pp: int = 1, ep: int = 1) -> str | None:
+    """unprofiled_note for a deployment (serve, the simulator, capacity): its operators at one sequence, where they
+    are all present (the sixth audit: only estimate had said so)."""
+    if profile is None:
+        return None
+    ev = evaluate(spec, hw, batch=max(ep // tp, 1), context=1024, prompt=1024, weight_dtype=weight_dtype,
+                  kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp, ep=ep)
+    return unprofiled_note(ev, profile, profile.engine, weight_dtype, kv_dtype)
+
+
 def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weight_dtype: str, kv_dtype: str,
              memory_utilization: float = DEFAULT_MEMORY_UTILIZATION, tp: int = 1,
              profile: EngineProfile | None = None, prefill_chunk: int = DEFAULT_PREFILL_CHUNK, pp: int = 1,
@@ -821,12 +843,9 @@ def estimate_with_specs(
         mem["total"] += mem["draft"]
     fits = bool(mem["total"] <= usable)
 
-    unprofiled = sorted(set(ev.decode.unprofiled) | set(ev.prefill.unprofiled))
+    unprofiled = unprofiled_note(ev, profile, engine, weight_dtype, kv_dtype)
     if unprofiled:
-        warnings.append(
-            f"the {profile.engine if profile else engine} profile has no measured curve for {', '.join(unprofiled)} with "
-            f"{weight_dtype} weights and {kv_dtype} KV: those operators use the datasheet efficiencies"
-        )
+        warnings.append(unprofiled)
     from kvcalc.speculation import unsupported_with
 
     if speculate and (why := unsupported_with(engine, pp, profile)):

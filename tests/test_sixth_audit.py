@@ -516,3 +516,25 @@ def test_estimate_csv_carries_the_notes_its_json_carries():
     doc = json.loads(runner.invoke(app, [*args, "-f", "json"]).stdout)
     assert row["speculative_note"] == doc["speculative_note"] and row["speculative"] == ""
     assert int(row["kv_cache.bytes"]) == doc["kv_cache"]["bytes"]  # whole bytes, as the JSON prints them
+
+
+@pytest.mark.parametrize("command", ["serve", "simulate", "capacity", "compare"])
+def test_every_command_says_which_operators_the_profile_does_not_time(command):
+    """C7: estimate warned that Nemotron-H's linear-attention state has no measured curve in the vLLM profile (the
+    datasheet efficiencies time it); serve, the simulator, capacity and compare timed it the same way in silence."""
+    import kvcalc
+
+    expected = kvcalc.estimate("nemotron-h-8b", "h100-sxm").warnings
+    [note] = [w for w in expected if "has no measured curve" in w]
+    kw = dict(input_len=100, output_len=100, concurrency=2)
+    with pytest.warns(UserWarning) as caught:
+        if command == "serve":
+            out = kvcalc.serve("nemotron-h-8b", "h100-sxm", **kw)["warnings"]
+        elif command == "simulate":
+            out = kvcalc.simulate("nemotron-h-8b", "h100-sxm", arrivals="closed", num_prompts=4, **kw)["warnings"]
+        elif command == "capacity":
+            out = kvcalc.capacity("nemotron-h-8b", "h100-sxm", context=2048)["warnings"]
+        else:
+            kvcalc.compare("nemotron-h-8b", ["mqa"], "h100-sxm")
+            out = [note]
+    assert note in out and any(str(w.message) == note for w in caught)

@@ -42,6 +42,7 @@ from kvcalc.estimator import (
     phase_metrics,
     speculative_block,
     time_model_text,
+    unprofiled_note,
     weights_overflow,
 )
 from kvcalc.formulas.capacity import max_context, max_sequences
@@ -159,6 +160,8 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
                       memory_utilization=memory_utilization, profile=profile, prefill_chunk=prefill_chunk, tp=tp,
                       pp=pp, ep=ep)
         dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype, ev.comm_s, ev.comm_sol_s, ev.pipeline_s)
+        if not rows and (unprofiled := unprofiled_note(ev, profile, engine, weight_dtype, kv_dtype)):
+            warnings.warn(unprofiled, CapacityWarning, stacklevel=2)  # as estimate says it (the sixth audit)
         local = replica_batch(batch, ep, tp)
         longest, most, fits = (max_context(spec, local, budget, p.b_kv, tp, pp),
                                max_sequences(spec, context, budget, p.b_kv, tp, pp), bool(ev.fits))
@@ -331,6 +334,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     ev = evaluate(spec, hw, batch=run_batch, context=context, prompt=context, weight_dtype=weight_dtype,
                   kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp, ep=ep)
     dec = phase_metrics(ev.decode, ev.decode_sol, run_batch, hw, weight_dtype, ev.comm_s, None, ev.pipeline_s)
+    if (unprofiled := unprofiled_note(ev, profile, engine, weight_dtype, kv_dtype)):  # as estimate (sixth audit)
+        warnings.warn(unprofiled, CapacityWarning, stacklevel=2)
+        notes.append(unprofiled)
     group = ep if ep > 1 else tp * pp
     replicas = math.ceil(target_tokens_per_s / dec["tokens_per_s"]) if target_tokens_per_s else 1
     if seqs < 1:

@@ -46,6 +46,7 @@ from kvcalc.estimator import (
     engine_label,
     load_deployment,
     time_model_text,
+    unprofiled_operators,
 )
 from kvcalc.formulas.capacity import max_sequences
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
@@ -456,8 +457,11 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                    cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler,
                    disaggregate=disaggregate, engine_version=engine_version, moe_time_scale=moe_time_scale)
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
-    memory_rule, notes, pool, request_bytes = d["memory_rule"], d["notes"], d["pool"], d["request_bytes"]
+    memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
     max_concurrency, full_length = d["max_concurrency"], input_len + output_len
+    if (unprofiled := unprofiled_operators(spec, hw, profile, d["weight_dtype"], kv_dtype, tp, pp, ep)):
+        warnings.warn(unprofiled, CapacityWarning, stacklevel=2)  # as estimate says it (the sixth audit)
+        notes.append(unprofiled)
     if spec.max_position_embeddings and full_length > spec.max_position_embeddings:  # as estimate warns (the fresh
         # audit: serve had answered for 9,002-token requests of a 4,096-token model without a word)
         too_long = (f"requests of {full_length:,} tokens exceed {spec.name}'s max_position_embeddings "

@@ -1094,6 +1094,15 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         warnings.warn(v0_note, CapacityWarning, stacklevel=2)
     else:
         v0_note = None
+    from kvcalc.estimator import unprofiled_operators
+
+    unprofiled = unprofiled_operators(spec, d["hw"], d["profile"], d["weight_dtype"], kv_dtype, tp, pp, ep)
+    if unprofiled:  # as estimate and serve say it (the sixth audit)
+        import warnings
+
+        from kvcalc.errors import CapacityWarning
+
+        warnings.warn(unprofiled, CapacityWarning, stacklevel=2)
     full = mean_in + mean_out
     # the pool in tokens: what it holds of requests at the mean full length, times that length (exact for attention
     # whose cache grows linearly; sliding windows and linear layers make this the mean length's rate)
@@ -1148,7 +1157,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         "time_model": time_model_text(d["profile"], spec),
         # what the closed form's deployment warned of, in the output as serve's closed form carries it (the fifth
         # audit: --format json had them on stderr only)
-        "warnings": [*d["notes"], *([v0_note] if v0_note else [])],
+        "warnings": [*d["notes"], *([v0_note] if v0_note else []), *([unprofiled] if unprofiled else [])],
     }
     if price_per_gpu_hour is not None:
         from kvcalc.formulas.workload import cost_per_million_tokens
