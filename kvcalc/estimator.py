@@ -848,7 +848,7 @@ def estimate_with_specs(
         warnings.append(unprofiled)
     from kvcalc.speculation import unsupported_with
 
-    if speculate and (why := unsupported_with(engine, pp, profile)):
+    if speculate and (why := unsupported_with(engine, pp, profile, speculate)):
         warnings.append(why)
     rereads_s = chunk_weight_rereads(batch * prompt, prefill_chunk, mem["weights"], hw.bandwidth_Bps)
     if rereads_s > 0.05 * float(ev.prefill.seconds):  # the third audit: memory sized for 16-token chunks, time for

@@ -146,7 +146,7 @@ def sweep(
         labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline",
                        sv or "none"))
         required = ev.memory["total"]
-        if sv and (why := unsupported_with(e, q, profile)):
+        if sv and (why := unsupported_with(e, q, profile, sv)):
             unsupported.append(why)
         if sv:
             timer = SpeculativeTimer(spec, hw, sv, weight_dtype=w, kv_dtype=k, tp=t, profile=profile)

@@ -52,17 +52,25 @@ class Speculation:
         return self.accepted if self.accepted is not None else expected_tokens(self.alpha, self.k)
 
 
-def unsupported_with(engine: str, pp: int, profile=None) -> str | None:
+def unsupported_with(engine: str, pp: int, profile=None, speculate: str | None = None) -> str | None:
     """Why `engine` does not run speculative decoding in pipeline-parallel stages, or None where it does: vLLM's
     draft and MTP modules fail at start-up or at run time under --pipeline-parallel-size > 1 through its 0.25-0.29
     releases (vllm-project/vllm issues #49355 and #52069; vllm-project/recipes issue #875); SGLang's server_args
-    check refuses pp_size > 1 with a speculative algorithm unless disaggregation_mode is prefill. profile: the engine
+    check refuses pp_size > 1 with a speculative algorithm unless disaggregation_mode is prefill; TensorRT-LLM's PyTorch
+    executor refuses a separate draft model (its one-model MTP under pp is not established either way). speculate:
+    the --speculate text, whose method decides TensorRT-LLM's case. profile: the engine
     profile `engine` resolved to, whose engine is the one that runs (--engine auto: vLLM's where it has one)."""
     if profile is not None:
         engine = profile.engine
     if engine == "vllm" and pp > 1:
         return (f"--speculate with --pp {pp}: vLLM does not start speculative decoding under pipeline parallelism "
                 "(vllm-project/vllm #49355, #52069): these times are for a layout it does not run")
+    method = (speculate or "").split(",")[0].split("=")[0].strip().lower()
+    if engine == "trtllm" and pp > 1 and method == "draft":  # the sixth audit's verification (V15)
+        return (f"--speculate with --pp {pp}: TensorRT-LLM's PyTorch executor refuses a draft model under pipeline "
+                "parallelism (tensorrt_llm/_torch/pyexecutor/py_executor.py: \"Drafting is not supported for selected "
+                "executor loop. Please disable disagg/pipeline parallelism scheduler.\"; NVIDIA/TensorRT-LLM #9009): "
+                "these times are for a layout it does not run")
     if engine == "sglang" and pp > 1:  # the sixth audit: plan had chosen, and --emit launched, such a layout
         return (f"--speculate with --pp {pp}: SGLang refuses speculative decoding under pipeline parallelism outside "
                 "its disaggregated prefill mode (python/sglang/srt/server_args.py check_server_args: \"PP + "

@@ -271,7 +271,8 @@ def test_the_web_app_reads_no_file_of_its_host_and_takes_each_key_once():
     c = TestClient(create_app())
     for query, field in (("model=llama-3-8b&profile=/etc/passwd", "--profile"), ("model=llama-3-8b&gpu=/etc/hostname",
                          "--gpu"), (f"model={ROOT / 'model_specs' / 'llama-3-8b.toml'}", "--model"),
-                         ("model=llama-3-8b&batch=1&batch=2", "batch")):
+                         ("model=llama-3-8b&batch=1&batch=2", "--batch"),
+                         ("model=llama-3-8b&speculate=draft=/etc/passwd,k=4,alpha=0.5", "--speculate")):
         r = c.get(f"/api/estimate?{query}")
         assert r.status_code == 422 and r.json()["field"] == field, r.json()
     assert c.get("/api/estimate?model=llama-3-8b&gpu=h100").status_code == 200
@@ -538,3 +539,102 @@ def test_every_command_says_which_operators_the_profile_does_not_time(command):
             kvcalc.compare("nemotron-h-8b", ["mqa"], "h100-sxm")
             out = [note]
     assert note in out and any(str(w.message) == note for w in caught)
+
+
+
+def test_verification_of_the_fixes_found_seven_more(tmp_path):
+    """The verification pass (V1-V10): `show` took an option twice; the web read a draft model's path and let
+    convert=true&no_convert=true run as whichever came last; a trace with two columns it does not read was refused;
+    plan named its time model unlike serve."""
+    assert one_line_error(["show", "gpu", "h100-sxm", "-f", "toml", "-f", "json"]) == (
+        "kvcalc: error: --format: given twice (-f and -f); give it once")
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,input_len,output_len,note,note,,\n0,100,20,a,b,,\n0.5,120,30,c,d,,\n")
+    assert json.loads(runner.invoke(app, [*TRACE, str(trace), "-f", "json"]).stdout)["completed"] == 2
+    pytest.importorskip("fastapi")
+    from starlette.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    r = TestClient(create_app()).get("/api/plan?model=llama-3-8b&gpu=h100&input_len=512&output_len=128&"
+                                     "concurrency=8&convert=true&no_convert=true")
+    assert r.status_code == 422 and r.json()["field"] == "--convert"
+    plan = json.loads(runner.invoke(app, ["plan", "-m", "qwen3-30b-a3b", "-g", "h100", "-i", "512", "-o", "128", "-n",
+                                          "16", "--engines", "vllm", "-f", "json"]).stdout)
+    serve = json.loads(runner.invoke(app, ["serve", "-m", "qwen3-30b-a3b", "-g", "h100", "-e", "vllm", "-i", "512",
+                                           "--output-len", "128", "-n", "16", "-f", "json"]).stdout)
+    if plan["choice"]["layout"] == "TP1" and plan["choice"]["weight_dtype"] == "bf16":
+        assert plan["choice"]["time_model"].startswith(serve["assumptions"]["time_model"])
+    assert plan["choice"]["time_model"].startswith("vllm h100-sxm.vllm (vllm 0.24.0;")
+
+
+def test_yaml_spec_numbers_are_yaml_1_2s(tmp_path):
+    """V3, V4: after A18 a YAML spec's 3.35e3 (a string to YAML 1.1) was refused, while 8_0, 0x50 and 2:12 (numbers
+    to YAML 1.1) were read; specs now read YAML with the 1.2 core schema's numbers, as TOML and JSON do."""
+    yaml = pytest.importorskip("yaml")
+    import tomllib
+
+    data = tomllib.loads((ROOT / "hardware_specs" / "h100-sxm.toml").read_text())
+    for value, ok in (("3350", True), ("3.35e3", True), ("3_350", False), ("0xD16", False), ("55:50", False)):
+        text = yaml.safe_dump({**data, "memory_bandwidth_GBps": "PLACEHOLDER"}, sort_keys=False)
+        spec = tmp_path / "gpu.yaml"
+        spec.write_text(text.replace("'PLACEHOLDER'", value).replace("PLACEHOLDER", value))
+        out = runner.invoke(app, ["estimate", "-m", "llama-3-8b", "-g", str(spec), "-e", "roofline", "-f", "json"])
+        assert (out.exit_code == 0) == ok, (value, out.output)
+        if not ok:
+            assert "memory_bandwidth_GBps: expected a number, got the string" in out.output
+
+
+def test_sglang_budgets_deepseek_v32s_fp8_cache_by_its_cell_size():
+    """V6: SGLang sizes its pool with (kv_lora_rank + qk_rope_head_dim) x 1 B + the indexer's 132 B a token and layer
+    (model_runner.py profile_max_num_token), though it stores FlashMLA's 656-B record: 33 sequences of 32,768 tokens on
+    8 H200s where the record's 788 B give 30; vLLM's rule counts the record."""
+    import kvcalc
+
+    kw = dict(context=32768, gpus=8, kv_dtype="fp8")
+    s = kvcalc.capacity("deepseek-v3.2", "h200", engine="sglang", **kw)
+    pool = s["engine_memory"]["available_kv_bytes"]
+    assert s["engine_memory"]["kv_tokens"] == pool // ((512 + 64 + 128 + 4) * 61) == 1_105_812
+    assert s["max_sequences_at_context"] == 33
+    v = kvcalc.capacity("deepseek-v3.2", "h200", engine="vllm", **kw)["engine_memory"]
+    # vLLM's pages hold the record: whole 16-token blocks of 788 B a token and layer
+    assert v["kv_tokens"] == v["available_kv_bytes"] // (788 * 61 * 16) * 16 == 960_784
+
+
+def test_a_dict_of_numbers_in_a_spec_takes_numbers_as_written(tmp_path):
+    """V11: `kept_layers = { mlp = "3" }` (and 3.0) under [quantization] was still read as 3."""
+    text = runner.invoke(app, ["show", "model", "deepseek-v3", "-f", "toml"]).stdout
+    text = text.replace('name = "deepseek-v3"', 'name = "dsk"', 1)
+    text = "\n".join("aliases = []" if line.startswith("aliases = ") else line for line in text.splitlines())
+    for value, message in (('"3"', "expected a number, got the string '3'"), ("3.0", "expected a whole number, got 3.0")):
+        spec = tmp_path / "dsk.toml"
+        spec.write_text(text.replace("lm_head = false", f"lm_head = false\nkept_layers = {{ mlp = {value} }}", 1))
+        assert one_line_error(["show", "model", str(spec)]).endswith(f"quantization: kept_layers.mlp: {message}")
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_compressed_tensors_8_bit_groups_are_read_right_or_refused(tmp_path, symmetric):
+    """V13: llm-compressor's W8A16 group scheme was read as int8-wo, its group scales dropped (1.2 % short)."""
+    config = json.loads((ROOT / "tests" / "fixtures" / "hf" / "Meta-Llama-3-8B" / "config.json").read_text())
+    config["quantization_config"] = {
+        "quant_method": "compressed-tensors", "format": "pack-quantized", "ignore": ["lm_head"],
+        "config_groups": {"group_0": {"targets": ["Linear"], "input_activations": None, "weights": {
+            "num_bits": 8, "type": "int", "symmetric": symmetric, "strategy": "group", "group_size": 128}}}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    args = ["estimate", "-m", str(tmp_path), "-f", "json"]
+    if symmetric:
+        assert "symmetric 8-bit groups of 128 store a 16-bit scale a group and no zero point" in one_line_error(args)
+    else:
+        assert json.loads(runner.invoke(app, args).stdout)["inputs"]["weight_dtype"] == "int8-g128"
+
+
+def test_tensorrt_llm_with_a_draft_model_under_pipeline_stages_is_named():
+    """V15: TensorRT-LLM's PyTorch executor raises "Drafting is not supported for selected executor loop" with a
+    drafter under pp > 1; kvcalc timed it without the warning it gives for vLLM and SGLang."""
+    import kvcalc
+
+    warnings_ = kvcalc.estimate("llama-3-8b", engine="trtllm", pp=2,
+                                speculate="draft=llama-3.2-1b,k=4,alpha=0.7").warnings
+    assert any("TensorRT-LLM's PyTorch executor refuses a draft model under pipeline" in w for w in warnings_)
+    assert not any("refuses a draft" in w for w in kvcalc.estimate(
+        "llama-3-8b", engine="trtllm", pp=1, speculate="draft=llama-3.2-1b,k=4,alpha=0.7").warnings)

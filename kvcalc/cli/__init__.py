@@ -52,13 +52,18 @@ def refuse_repeated_options(command, args: list[str]) -> None:
         i += 1
 
 
-class OneLineErrors(TyperGroup):
+class RefusingRepeats(TyperGroup):
+    """A group whose commands refuse an option given twice (refuse_repeated_options); `show` and `profiles` are
+    such groups too (the sixth audit's verification: their subcommands had taken the last)."""
+
     def resolve_command(self, ctx, args):
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None and not hasattr(command, "commands"):  # a command, not a group of them
             refuse_repeated_options(command, rest)
         return name, command, rest
 
+
+class OneLineErrors(RefusingRepeats):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         from kvcalc.cli.output import GuardedStdout, StdoutError
 

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from kvcalc.cli import app
+from kvcalc.cli import RefusingRepeats, app
 from kvcalc.cli.options import FormatOpt
 from kvcalc.cli.output import Format, flatten, print_rows, write_csv, write_json
 
-show_app = typer.Typer(help="Print one spec with its sources.", no_args_is_help=True)
+show_app = typer.Typer(help="Print one spec with its sources.", no_args_is_help=True, cls=RefusingRepeats)
 app.add_typer(show_app, name="show")
 
 ShowFormat = Annotated[str, typer.Option("--format", "-f", help="table, json, csv, or toml (a spec file to copy and edit)")]

@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from kvcalc.cli import app
+from kvcalc.cli import RefusingRepeats, app
 from kvcalc.cli.output import Format, print_rows
 
 profiles_app = typer.Typer(help="Engine profiles: fit them to measured kernel tables, score them on held-out rows.",
-                           no_args_is_help=True)
+                           no_args_is_help=True, cls=RefusingRepeats)
 app.add_typer(profiles_app, name="profiles")
 
 Data = Annotated[Optional[Path], typer.Option(help="systems/data folder of aiconfigurator-core [default: the installed package's]")]

@@ -473,9 +473,10 @@ def vllm_available_kv_bytes(visible_bytes: float, utilization: float, weights_pe
     return visible_bytes * utilization - weights_per_gpu - peak - non_torch - cuda_graphs
 
 
-def kv_page_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> float:
-    """KV bytes of one block of BLOCK_TOKENS tokens across the layers one GPU holds [B] (the heaviest stage's)."""
-    return (BLOCK_TOKENS * model.attention_layers * kv_bytes_per_token_per_layer(model.attention, b_kv)
+def kv_page_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1, record: bool = True) -> float:
+    """KV bytes of one block of BLOCK_TOKENS tokens across the layers one GPU holds [B] (the heaviest stage's;
+    record: formulas/kv.py kv_bytes_per_token_per_layer's)."""
+    return (BLOCK_TOKENS * model.attention_layers * kv_bytes_per_token_per_layer(model.attention, b_kv, record)
             * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp))
 
 
@@ -573,14 +574,14 @@ def sglang_kv_tokens(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int =
     """'KV Cache is allocated. #tokens: N': whole tokens of the cache across the layers one GPU holds (0 without
     softmax attention)."""
     if pool_bytes <= 0 or model.attention_layers == 0:
-        return 0
-    return math.floor(pool_bytes / (kv_page_bytes(model, b_kv, tp, pp) / BLOCK_TOKENS))
+        return 0  # SGLang's cell size: DeepSeek sparse attention's plain count, not the fp8 record it stores
+    return math.floor(pool_bytes / (kv_page_bytes(model, b_kv, tp, pp, record=False) / BLOCK_TOKENS))
 
 
 def sglang_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1) -> float:
     """Bytes of SGLang's pool one request of max_model_len tokens takes per GPU: single tokens, no block rounding."""
     shard = kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
-    return kv_bytes_per_sequence(model, max_model_len, b_kv) * shard
+    return kv_bytes_per_sequence(model, max_model_len, b_kv, record=False) * shard
 
 
 def trtllm_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1) -> float:

@@ -37,15 +37,18 @@ def indexer_bytes_per_token_per_layer(attn: AttentionSpec) -> float:
 SPARSE_FP8_TILE = 128  # FlashMLA's sparse fp8 latent: one fp32 scale per 128 values (DeepSeek-V3.2)
 
 
-def kv_bytes_per_token_per_layer(attn: AttentionSpec, kv_bytes: float) -> float:
+def kv_bytes_per_token_per_layer(attn: AttentionSpec, kv_bytes: float, record: bool = True) -> float:
     """Bytes one token leaves in one layer's cache [B] (with sparse attention, its indexer key too).
 
     DeepSeek sparse attention with an 8-bit cache stores FlashMLA's sparse fp8 record, not d_c + d_r fp8 values: the
     d_c latent in fp8, one fp32 scale per 128 of them, and the d_r RoPE key left in bf16, 512 + 16 + 128 = 656 B for
     DeepSeek-V3.2 (vLLM v1/attention/backends/mla/flashmla_sparse.py get_kv_cache_shape, 'fp8_ds_mla': "custom
     storage format is 656 bytes, see FlashMLA readme"; vLLM switches any fp8 cache of these models to it). The sixth
-    audit: 708 B a token and layer with the indexer where vLLM holds 788."""
-    if attn.kind == "mla" and attn.sparse_top_k is not None and kv_bytes == 1:
+    audit: 708 B a token and layer with the indexer where vLLM holds 788. record=False: the plain d_c + d_r count,
+    which SGLang budgets its pool with though it stores the record (model_runner.py profile_max_num_token's cell
+    size: (kv_lora_rank + qk_rope_head_dim) x element size, plus the indexer's index_head_dim + index_head_dim / 128
+    x 4 for NSA models)."""
+    if record and attn.kind == "mla" and attn.sparse_top_k is not None and kv_bytes == 1:
         d_c = attn.kv_lora_rank
         latent = d_c + math.ceil(d_c / SPARSE_FP8_TILE) * 4 + attn.qk_rope_head_dim * 2
         return latent + indexer_bytes_per_token_per_layer(attn)
@@ -78,10 +81,10 @@ def cached_tokens(context, window: int | None):
     return context if window is None else minimum(context, window)
 
 
-def kv_bytes_per_sequence(model: ModelSpec, context, kv_bytes: float):
+def kv_bytes_per_sequence(model: ModelSpec, context, kv_bytes: float, record: bool = True):
     """Bytes one sequence at context S holds [B]: per-layer * (global_layers * S + window_layers * min(S, W)), plus
-    the linear layers' fixed state."""
-    per_layer = kv_bytes_per_token_per_layer(model.attention, kv_bytes)
+    the linear layers' fixed state (record: kv_bytes_per_token_per_layer's)."""
+    per_layer = kv_bytes_per_token_per_layer(model.attention, kv_bytes, record)
     window = model.attention.sliding_window
     tokens = model.global_layers * context + model.window_layers * cached_tokens(context, window)
     return per_layer * tokens + linear_state_bytes(model, kv_bytes)

@@ -137,7 +137,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         raise KvcalcError("--ep: not with --pp yet")
     groups = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     profile = resolve_engine(engine, hw)
-    if speculate and (why := unsupported_with(engine, pp, profile)):
+    if speculate and (why := unsupported_with(engine, pp, profile, speculate)):
         warnings.warn(why, CapacityWarning, stacklevel=2)
     rows: list[dict] = []
     seen: dict[tuple, str] = {}  # cache layout -> the first variant with it

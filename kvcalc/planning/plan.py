@@ -196,7 +196,7 @@ def speculates_with(d: Deployment) -> bool:
     third audit found plan emitting vLLM's MTP with pipeline parallelism)."""
     from kvcalc.speculation import unsupported_with
 
-    return unsupported_with(d.engine, d.pp) is None
+    return unsupported_with(d.engine, d.pp, speculate=d.speculate) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------

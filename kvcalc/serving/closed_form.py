@@ -359,7 +359,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     from kvcalc.speculation import unsupported_with
 
     # the engine that runs it: --engine auto resolves to a profile's engine (vLLM's first), as estimate names it
-    if speculate and (why := unsupported_with(engine, pp, profile)):
+    if speculate and (why := unsupported_with(engine, pp, profile, speculate)):
         notes.append(why)
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,

@@ -47,7 +47,7 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
     deployments of tp x 1 layouts and step times that do not depend on the layout's pool sizes are kept (a
     disaggregated replica's prefill steps)."""
     from kvcalc.engines.overhead import overhead_seconds
-    from kvcalc.estimator import engine_label
+    from kvcalc.estimator import time_model_text
     from kvcalc.formulas.engine_memory import VLLM_LATEST
     from kvcalc.serving.closed_form import (
         _colocated,
@@ -116,9 +116,8 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         steady = (step_tokens * groups, step_yield(stepper.decode_gain, output_len), stepper.decode_q)
         colocated = (stepper, input_len, output_len, step_tokens * groups, request_s, run)
         decode_batches = decode_seconds = decode_key = decode_call = None
-    name, version = engine_label(d["profile"], d["spec"])
     return Replica(max_concurrency=d["max_concurrency"] * groups, pool_bytes_per_gpu=d["pool"], run=run,
-                   time_model=f"{name} profile ({version})" if version else "datasheet efficiencies (roofline)",
+                   time_model=time_model_text(d["profile"], d["spec"]),  # as serve names it (the sixth audit)
                    run_many=run_many, steady=steady, decode_batches=decode_batches,
                    decode_seconds=decode_seconds, decode_key=decode_key, decode_call=decode_call,
                    colocated=colocated)

@@ -17,6 +17,19 @@ def _kinds(annotation) -> set:
     return {origin or annotation}
 
 
+def _dict_values(annotation):
+    """The value type of the dict[K, V] a field's type names (through Annotated and Optional), or None."""
+    origin = get_origin(annotation)
+    if origin is dict:
+        args = get_args(annotation)
+        return args[1] if len(args) == 2 else None
+    for arg in get_args(annotation) if origin in (Annotated, Union, types.UnionType) else ():
+        found = _dict_values(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _plain_value_error(name: str, value, kinds: set) -> str | None:
     """Why a spec file's value cannot be the field's plain type as written, or None: pydantic's lax mode reads
     "80", " 80 " and "8_0" as 80, 32.0 as 32 and "false" or 0 as False, guesses the config.json reader refuses (the
@@ -52,8 +65,7 @@ class StrictModel(BaseModel):
                 kinds = _kinds(field.annotation)
                 entries = value.items() if isinstance(value, dict) and dict in kinds else [(None, value)]
                 if dict in kinds:
-                    args = [a for a in get_args(field.annotation) if get_origin(a) is dict or a is dict]
-                    kinds = _kinds(get_args(args[0])[1]) if args and get_args(args[0]) else set()
+                    kinds = _kinds(_dict_values(field.annotation))
                 for key, item in entries:
                     why = _plain_value_error(name if key is None else f"{name}.{key}", item, kinds)
                     if why:

@@ -66,9 +66,30 @@ def _load_yaml(path: Path, text: str):
     except ImportError:
         raise KvcalcError(f"{path}: YAML spec files need PyYAML (pip install pyyaml); TOML needs nothing") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_core_schema_loader(yaml))  # noqa: S506 (a SafeLoader, YAML 1.2's numbers)
     except yaml.YAMLError as e:
         raise KvcalcError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def _core_schema_loader(yaml):
+    """PyYAML's SafeLoader with YAML 1.2's core schema for numbers, as TOML and JSON read them: 3.35e3 is a number
+    (YAML 1.1 left it a string), while 8_0, 0x50 and 2:12 (1.1's separators, hex and base 60) stay text, which the
+    spec models then refuse where a number belongs (the sixth audit's verification)."""
+    import re
+
+    class CoreLoader(yaml.SafeLoader):
+        pass
+
+    CoreLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:int",
+                                                                          "tag:yaml.org,2002:float")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    CoreLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+    CoreLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+        list("-+0123456789."))
+    return CoreLoader
 
 
 def validation_message(source: str, err: ValidationError) -> str:

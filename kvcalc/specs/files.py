@@ -111,7 +111,8 @@ def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tu
         if missing:
             raise KvcalcError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
         header = reader.fieldnames or []
-        twice = next((h for k, h in enumerate(header) if h in header[:k]), None)
+        read = {*columns, *numbers, *optional_numbers}  # columns no reader reads may repeat (blank names too)
+        twice = next((h for k, h in enumerate(header) if h in read and h in header[:k]), None)
         if twice is not None:  # the sixth audit: the last of two columns of one name had won silently
             raise KvcalcError(f"{path}: line 1, column {twice}: named twice in the header")
         for row in reader:

@@ -747,6 +747,15 @@ def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> st
     if kind == "float" and n == 4:
         return {16: "nvfp4", 32: "mxfp4"}.get(group) or _refuse(where, f"{key}: 4-bit floats in groups of {group}")
     if kind == "int" and n == 8:
+        if strategy == "group" and not first.get("input_activations"):  # W8A16 in groups (the sixth audit's V13)
+            if group not in (32, 64, 128):
+                return _refuse(where, f"{key}: 8-bit groups of {group}")
+            if w.get("symmetric") is False:  # a scale and a zero point a group: int8-gN, to the byte
+                return f"int8-g{group}"
+            raise KvcalcError(f"{where}: quantization_config {key}: symmetric 8-bit groups of {group} store a 16-bit "
+                              f"scale a group and no zero point (1 + 2/{group} B a weight), a format kvcalc does not "
+                              f"store; pass --weight-dtype int8-g{group} (a zero point too: 1/{group} B a weight over) "
+                              "or int8-wo (no scales)")
         return "int8" if first.get("input_activations") else "int8-wo"
     if kind == "int" and n == 4:
         return _int4_format(group, where, f"{key}.group_size", zero_point=w.get("symmetric") is False)

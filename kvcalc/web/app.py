@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from kvcalc import __version__
 from kvcalc.report.serialize import csv_text, json_text
 from kvcalc.web import pages
-from kvcalc.web.params import InputError, options
+from kvcalc.web.params import InputError, options, refuse_repeated_keys
 from kvcalc.web.views import REFUSED, VIEWS
 
 STATIC = Path(__file__).parent / "static"
@@ -23,14 +23,10 @@ def _query(request: Request) -> dict:
     return dict(request.query_params)
 
 
-def _once_each(request: Request) -> None:
-    """A query key given twice is an InputError naming it (the sixth audit: batch=1&batch=2 took the last)."""
-    seen: set[str] = set()
-    for key, _ in request.query_params.multi_items():
-        option = key.replace("-", "_")
-        if option in seen:
-            raise InputError(f"{key}: given twice; give each option once", key)
-        seen.add(option)
+def _once_each(request: Request, command: str) -> None:
+    """A query key given twice is an InputError naming its flag (the sixth audit: batch=1&batch=2 took the last);
+    params.parse sees the keys after the query string has kept one of each."""
+    refuse_repeated_keys(command, [key for key, _ in request.query_params.multi_items()])
 
 
 def _openapi_parameters(command: str) -> list[dict]:
@@ -81,7 +77,7 @@ def create_app() -> FastAPI:
 
         def api(request: Request):
             try:
-                _once_each(request)
+                _once_each(request, command)
                 view = view_of(_query(request))
             except InputError as e:
                 return JSONResponse({"error": e.message, "field": e.field}, status_code=422)
@@ -102,7 +98,7 @@ def create_app() -> FastAPI:
             if not query:
                 return HTMLResponse(pages.page(command, query, None, None))
             try:
-                _once_each(request)
+                _once_each(request, command)
                 return HTMLResponse(pages.page(command, query, view_of(query), None))
             except InputError as e:
                 return HTMLResponse(pages.page(command, query, None, e), status_code=422)

@@ -80,6 +80,19 @@ def _names_a_file(value: str) -> bool:
                v.lower().endswith((".toml", ".yaml", ".yml", ".json")) for v in parts if v)
 
 
+def refuse_repeated_keys(name: str, keys_given) -> None:
+    """One option given twice, under one key or two (batch twice; kv-dtype and kv_dtype; convert and no_convert) is
+    an InputError naming its flag, as the command line refuses it (the sixth audit and its verification)."""
+    known = keys(name)
+    seen: dict[str, str] = {}
+    for key in keys_given:
+        hit = known.get(key.replace("-", "_"))
+        option, flag = (hit[0].name, hit[0].opts[0]) if hit else (key, key)
+        if option in seen:
+            raise InputError(f"{flag}: given twice ({seen[option]} and {key}); give it once", flag)
+        seen[option] = key
+
+
 def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None = None) -> dict:
     """{option name: value} for `kvcalc NAME` given query parameters named as the options' Python names
     (kv_dtype=fp8) or long flags without dashes (kv-dtype=fp8, no_convert=true); empty values take the CLI's default.
@@ -92,12 +105,7 @@ def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None 
     cmd = command(name)
     args: list[str] = []
     known = keys(name)
-    seen: set[str] = set()
-    for key in query:  # batch and --batch's other spelling (kv-dtype, kv_dtype) are one option
-        option = key.replace("-", "_")
-        if option in seen:
-            raise InputError(f"{key}: given twice; give each option once", key)
-        seen.add(option)
+    refuse_repeated_keys(name, query)
     for key, value in query.items():
         hit = known.get(key.replace("-", "_"))
         if hit is None:
@@ -106,7 +114,10 @@ def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None 
         p, negated = hit
         if value is None or str(value).strip() == "":
             continue
-        if p.name in SPEC_REFERENCES and _names_a_file(str(value)):
+        named = str(value) if p.name in SPEC_REFERENCES else ",".join(
+            part.split("=", 1)[1] for part in str(value).split(",") if part.strip().startswith("draft=")
+        ) if p.name == "speculate" else ""
+        if named and _names_a_file(named):
             # the web app reads bundled specs and the host's Hugging Face cache, never a path on the host's disk
             raise InputError(f"{p.opts[0]}: {str(value)[:60]!r} is a file path; the web app takes bundled names (and "
                              f"cached ORG/NAME repo ids for models): run kvcalc {name} {p.opts[0]} FILE on the "
