@@ -638,3 +638,24 @@ def test_tensorrt_llm_with_a_draft_model_under_pipeline_stages_is_named():
     assert any("TensorRT-LLM's PyTorch executor refuses a draft model under pipeline" in w for w in warnings_)
     assert not any("refuses a draft" in w for w in kvcalc.estimate(
         "llama-3-8b", engine="trtllm", pp=1, speculate="draft=llama-3.2-1b,k=4,alpha=0.7").warnings)
+
+
+def test_every_link_a_page_offers_answers():
+    """V12: the roofline page offered a CSV link (and "--format json prints the same") for a command without
+    --format: the link answered 422."""
+    import re
+
+    pytest.importorskip("fastapi")
+    from starlette.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    c = TestClient(create_app())
+    queries = {"roofline": "model=llama-3-8b", "estimate": "model=llama-3-8b", "compare": "model=llama-3-8b",
+               "capacity": "model=llama-3-8b&context=8192",
+               "serve": "model=llama-3-8b&input_len=1000&output_len=200&concurrency=1,8",
+               "plan": "model=llama-3-8b&input_len=1000&output_len=200&concurrency=8"}
+    for page, query in queries.items():
+        html = c.get(f"/{page}?{query}").text
+        for link in re.findall(r'href="(/api/[^"]+)"', html):
+            assert c.get(link.replace("&amp;", "&")).status_code == 200, (page, link)

@@ -126,11 +126,15 @@ def layout(page: str, body: str) -> str:
 
 
 def links(page: str, query: dict) -> str:
+    """Share, JSON and (where the command has --format) CSV links, and the command line that prints the same: the
+    sixth audit's verification followed the roofline page's CSV link to a 422 (roofline has no --format)."""
     q = urlencode({k: v for k, v in query.items() if v != "" and k != "format"})
+    csv = any(p.name == "format" for p in options(page))
     return (f'<p class="links">Share: <a id="share" href="/{page}?{escape(q)}">this result</a> · '
             f'<a id="json" href="/api/{page}?{escape(q)}">JSON</a> · '
-            f'<a id="csv" href="/api/{page}?{escape(q + "&" if q else q)}format=csv" download="kvcalc-{page}.csv">CSV</a> · '
-            f'<code>kvcalc {page} …  --format json</code> prints the same</p>')
+            + (f'<a id="csv" href="/api/{page}?{escape(q + "&" if q else q)}format=csv" download="kvcalc-{page}.csv">'
+               f'CSV</a> · <code>kvcalc {page} …  --format json</code> prints the same</p>' if csv else
+               f'<code>kvcalc {page} …</code> draws the same</p>'))
 
 
 def _warnings(view: View) -> str:
