@@ -5,11 +5,9 @@ import json
 import warnings
 
 import pytest
-from typer.testing import CliRunner
+from test_fifth_audit import one_line_error, runner  # tests/ is on sys.path (pytest's rootdir-relative imports)
 
 from kvcalc.cli import app
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
@@ -17,14 +15,6 @@ def _quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
-
-
-def one_line_error(args: list[str]) -> str:
-    out = runner.invoke(app, args)
-    assert out.exit_code == 2, out.output
-    lines = out.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("kvcalc: error: "), out.output
-    return lines[0]
 
 
 SIM = ["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "--simulate", "--request-rate", "2",
