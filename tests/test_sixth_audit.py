@@ -649,3 +649,15 @@ def test_every_link_a_page_offers_answers():
         html = c.get(f"/{page}?{query}").text
         for link in re.findall(r'href="(/api/[^"]+)"', html):
             assert c.get(link.replace("&amp;", "&")).status_code == 200, (page, link)
+
+
+def test_serve_csv_holds_whole_bytes_as_its_json():
+    """The fifth audit's Left list: serve's CSV gave kv_pool_bytes_per_gpu as the rule's float where its JSON rounds
+    byte counts to integers; CLI and web now write json_safe's row."""
+    import csv
+    import io
+
+    args = ["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "2"]
+    row = next(csv.DictReader(io.StringIO(runner.invoke(app, [*args, "-f", "csv"]).stdout)))
+    doc = json.loads(runner.invoke(app, [*args, "-f", "json"]).stdout)
+    assert row["kv_pool_bytes_per_gpu"] == str(doc["kv_pool_bytes_per_gpu"]) and "." not in row["kv_pool_bytes_per_gpu"]

@@ -176,9 +176,9 @@ def serve_cli(
     if format is Format.json:
         return write_json(plan)
     if format is Format.csv:
-        flat = {k: v for k, v in plan.items() if k != "assumptions"}
-        flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
-        return write_csv([flat])
+        from kvcalc.report.formats import serve_csv_row
+
+        return write_csv([serve_csv_row(plan)])
     from rich.console import Console
     from rich.table import Table
 

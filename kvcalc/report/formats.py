@@ -21,6 +21,17 @@ def capacity_csv_row(plan: dict) -> dict:
     return flat
 
 
+def serve_csv_row(plan: dict) -> dict:
+    """`kvcalc serve --format csv`'s one row (one concurrency or rate): the JSON's scalars, whole byte counts and the
+    nulls' notes as the JSON prints them, then assumptions.*."""
+    from kvcalc.report.serialize import json_safe
+
+    doc = json_safe(plan)
+    flat = {k: v for k, v in doc.items() if k != "assumptions"}
+    flat.update({f"assumptions.{k}": v for k, v in doc["assumptions"].items()})
+    return flat
+
+
 PLAN_ROOFLINE_MARK = "roofline (datasheet)"  # plan's engine cell for a row timed on the datasheet roofline
 
 

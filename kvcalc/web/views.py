@@ -179,9 +179,9 @@ def serve(query: Mapping[str, str]) -> View:
         plan = serve_workload(p["model"], p["gpu"], input_len=p["input_len"], output_len=p["output_len"],
                               concurrency=concurrency, request_rate=p["request_rate"], tp=tps[0],
                               max_ttft_ms=p["max_ttft_ms"], max_tpot_ms=p["max_tpot_ms"], **common)
-        flat = {k: v for k, v in plan.items() if k != "assumptions"}
-        flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
-        return View("serve", p, plan, [flat])
+        from kvcalc.report.formats import serve_csv_row
+
+        return View("serve", p, plan, [serve_csv_row(plan)])
 
     return _run("serve", query, body)
 
