@@ -269,7 +269,8 @@ def test_c8_the_trtllm_manifest_mounts_its_llm_api_options():
     config, deployment = docs
     assert config["kind"] == "ConfigMap" and deployment["kind"] == "Deployment"
     options = yaml.safe_load(config["data"]["extra-llm-api-config.yml"])
-    assert options == {"kv_cache_config": {"dtype": "fp8"}, "enable_attention_dp": False}
+    assert options == {"kv_cache_config": {"dtype": "fp8"}, "enable_attention_dp": False,
+                       "enable_chunked_prefill": True}  # chunked context, as plan times it (the sixth audit)
     pod = deployment["spec"]["template"]["spec"]
     command = pod["containers"][0]["command"]
     assert command[command.index("--extra_llm_api_options") + 1] == "/etc/kvcalc/extra-llm-api-config.yml"

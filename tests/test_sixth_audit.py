@@ -661,3 +661,29 @@ def test_serve_csv_holds_whole_bytes_as_its_json():
     row = next(csv.DictReader(io.StringIO(runner.invoke(app, [*args, "-f", "csv"]).stdout)))
     doc = json.loads(runner.invoke(app, [*args, "-f", "json"]).stdout)
     assert row["kv_pool_bytes_per_gpu"] == str(doc["kv_pool_bytes_per_gpu"]) and "." not in row["kv_pool_bytes_per_gpu"]
+
+
+def test_launch_commands_run_what_was_planned():
+    """D1, D7, D8: a disaggregated replica's decode servers were each given the replica's whole budget (490 on each
+    of 3 where plan timed 164); TensorRT-LLM's EP8/TP2 (attention DP over TP-2 groups, which it cannot run) was
+    planned and launched as EP8/TP1; and TensorRT-LLM's chunked context stayed off, so prompts longer than
+    max_num_tokens, which plan timed in chunks, were refused."""
+    import math
+
+    from kvcalc.engines.launch import emit
+    from kvcalc.planning.plan import deployments, plan
+    from kvcalc.specs.catalog import load_gpu, load_model
+
+    r = plan("qwen3-235b-a22b", ["h200"], input_len=2000, output_len=500, request_rate=20, max_tpot_ms=50,
+             engines=["trtllm"])
+    c = r["choice"]
+    assert c["disaggregate"] == "4:6" and c["tensor_parallel"] == 2
+    text = emit("trtllm", load_model("qwen3-235b-a22b"), c, r["workload"]["max_model_len"])
+    share = math.ceil(c["max_num_seqs"] / (6 // 2))
+    assert text.count(f"--max_batch_size {share} ") == 2 and f"--max_batch_size {c['max_num_seqs']} " not in text
+    assert "enable_chunked_prefill: true" in text
+    found = deployments(load_model("deepseek-v3"), [load_gpu("h200")], ["trtllm", "sglang"], convert=False,
+                        max_gpus=16, disaggregated=False)
+    assert not any(d.engine == "trtllm" and d.ep > d.tp > 1 for d in found)
+    assert any(d.engine == "trtllm" and d.ep > 1 and d.tp == 1 for d in found)
+    assert any(d.engine == "sglang" and d.ep > d.tp > 1 for d in found)

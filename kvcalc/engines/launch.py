@@ -11,7 +11,7 @@ Flag names are those of the engine releases the profiles model, read from each e
 - TensorRT-LLM: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at 00209af1 (`trtllm-serve serve` click options:
   --backend, --tp_size, --pp_size, --ep_size, --max_batch_size, --max_num_tokens, --max_seq_len,
   --kv_cache_free_gpu_memory_fraction, --extra_llm_api_options; the KV dtype and attention data parallelism go in
-  that YAML as kv_cache_config.dtype and enable_attention_dp, which the LLM API reads).
+  that YAML as kv_cache_config.dtype, enable_attention_dp and enable_chunked_prefill, which the LLM API reads).
 """
 
 from __future__ import annotations
@@ -115,8 +115,12 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
             "--extra_llm_api_options", "extra-llm-api-config.yml"]
     if c["disaggregate"]:  # a context (prefill) server and a generation (decode) server
         cmd += ["--server_role", "{role}"]
+    # chunked context on: plan times prompts longer than max_num_tokens in chunks of it, which the LLM API refuses
+    # with enable_chunked_prefill at its default, false (tensorrt_llm/llmapi/llm_args.py; tests/unittest/llmapi/
+    # test_llm.py test_max_num_token_check; the sixth audit)
     yaml = [f"kv_cache_config:\n  dtype: {'fp8' if c['kv_dtype'] == 'fp8' else 'auto'}",
-            f"enable_attention_dp: {'true' if ep > c['tensor_parallel'] else 'false'}"]
+            f"enable_attention_dp: {'true' if ep > c['tensor_parallel'] else 'false'}",
+            "enable_chunked_prefill: true"]
     if c["disaggregate"]:  # TensorRT-LLM's disaggregated-serving docs: the KV cache transceiver on both roles, a buffer
         # of the longest prompt, and the overlap scheduler off on context servers, which do not support it yet
         yaml.append(f"cache_transceiver_config:\n  backend: DEFAULT\n  max_tokens_in_buffer: {max_model_len}")
@@ -138,9 +142,18 @@ def _groups(c: dict) -> int:
     return c["expert_parallel"] // c["tensor_parallel"] if c["expert_parallel"] > 1 else 1
 
 
+def _instances(c: dict) -> int:
+    """The servers a replica's batch budget is spread over: its decode pool's instances when disaggregated (plan
+    times each at budget / instances: serving/replica.py disaggregated_many), else 1."""
+    if not c["disaggregate"]:
+        return 1
+    return max(1, int(c["disaggregate"].split(":")[1]) // c["tensor_parallel"])
+
+
 def _per_group(c: dict) -> int:
-    """Requests one scheduler holds: the replica's batch budget over its data-parallel attention groups."""
-    return max(1, -(-c["max_num_seqs"] // _groups(c)))
+    """Requests one scheduler holds: the replica's batch budget over its servers and their data-parallel attention
+    groups (the sixth audit: each of a disaggregated replica's decode servers had been given the whole budget)."""
+    return max(1, -(-c["max_num_seqs"] // (_groups(c) * _instances(c))))
 
 
 def _sglang_max_running_requests(c: dict) -> int:

@@ -186,9 +186,19 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
             for weight_dtype, converted in weight_formats(spec, hw, convert):
                 for kv_dtype in kv_formats(hw):
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
-                            for lay in layouts(spec, hw, max_gpus, disaggregated)]
+                            for lay in layouts(spec, hw, max_gpus, disaggregated) if runs_layout(engine, lay)]
     method = SPECULATION.get(spec.name) if speculate else None
     return out + [replace(d, speculate=method) for d in out if speculates_with(d)] if method else out
+
+
+def runs_layout(engine: str, layout: dict) -> bool:
+    """Whether the engine can be launched in this layout. TensorRT-LLM's attention runs over all tp_size ranks as
+    TP (enable_attention_dp false) or as DP (true: every rank its own batch and the whole attention weights), never
+    DP groups of TP > 1 (NVIDIA/TensorRT-LLM docs, "Parallelism in TensorRT-LLM", Attention Module): expert-parallel
+    layouts over attention groups of 2 or more GPUs are left out for it (the sixth audit: plan ranked EP8/TP2 and
+    --emit launched it as EP8/TP1)."""
+    ep, tp = layout.get("ep", 1), layout.get("tp", 1)
+    return not (engine == "trtllm" and ep > tp > 1)
 
 
 def speculates_with(d: Deployment) -> bool:
