@@ -687,3 +687,43 @@ def test_launch_commands_run_what_was_planned():
     assert not any(d.engine == "trtllm" and d.ep > d.tp > 1 for d in found)
     assert any(d.engine == "trtllm" and d.ep > 1 and d.tp == 1 for d in found)
     assert any(d.engine == "sglang" and d.ep > d.tp > 1 for d in found)
+
+
+def test_breakeven_is_the_batch_from_which_speculation_stops_paying():
+    """E1: on a MoE the speed-up is not monotone (0.95x at batch 1, 1.66x at 64): breakeven_batch was 1 and --explain
+    printed "1.66x; 1x or less from batch 1". It is now the batch from which speculation stops paying up to 4,096."""
+    import kvcalc
+
+    kw = dict(context=1024, speculate="eagle,k=4,alpha=0.5")
+    at64 = kvcalc.estimate("qwen3-30b-a3b", "h100-sxm", batch=64, **kw).speculative
+    at1 = kvcalc.estimate("qwen3-30b-a3b", "h100-sxm", batch=1, **kw).speculative
+    assert at1.speedup < 1 < at64.speedup
+    b = at64.breakeven_batch
+    assert b is None or b > 64
+    if b is not None:
+        assert kvcalc.estimate("qwen3-30b-a3b", "h100-sxm", batch=b, **kw).speculative.speedup <= 1
+
+
+def test_capacity_names_the_weights_as_binding_at_a_low_utilisation():
+    """E7: at --memory-utilization 0.5 capacity said "the weights fit on 2 GPUs" for Llama-3.1-70B, whose 141 GB of
+    bf16 weights need 70.6 GB a GPU at TP 2 against 42.5 usable (0.5 x 79.22 GiB): its evaluate used 0.9."""
+    import kvcalc
+
+    c = kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=8192, memory_utilization=0.5)
+    assert c["min_gpus_for_weights"] == c["tensor_parallel"] == 4
+    assert c["binding"] == "weights: they need 4 GPUs' memory"
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("o.json", '{"max_concurrency": 8, "completed": 100, "total_input_tokens": 100000, "total_output_tokens": 50, '
+               '"mean_ttft_ms": 40.0, "mean_tpot_ms": 9.0}\n', "mean output tokens 0.5: under one token is no request"),
+    ("u.csv", "batch,input_len,output_len,tpot_ms\n1_6,1_000,2_00,9\n", "field batch: expected a number, got '1_6'"),
+])
+def test_benchmark_files_are_read_alike_and_as_written(tmp_path, name, text, message):
+    """D5, D6: a JSON benchmark's mean of 0.5 output tokens was fitted where the CSV refused it; the CSV read 1_6 as
+    16."""
+    bench = tmp_path / name
+    bench.write_text(text)
+    line = one_line_error(["calibrate", "--from-benchmark", str(bench), "-o", str(tmp_path / "out.toml"), "-m",
+                           "llama-3.1-8b", "-g", "h100-sxm"])
+    assert message in line

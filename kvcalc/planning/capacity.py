@@ -332,7 +332,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                max_context(spec, per_replica, budget, p.b_kv, tp, pp))
     run_batch = batch or max(seqs, 1)
     ev = evaluate(spec, hw, batch=run_batch, context=context, prompt=context, weight_dtype=weight_dtype,
-                  kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp, ep=ep)
+                  kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp, ep=ep,
+                  memory_utilization=memory_utilization)  # its usable bytes name the binding (the sixth audit)
     dec = phase_metrics(ev.decode, ev.decode_sol, run_batch, hw, weight_dtype, ev.comm_s, None, ev.pipeline_s)
     if (unprofiled := unprofiled_note(ev, profile, engine, weight_dtype, kv_dtype)):  # as estimate (sixth audit)
         warnings.warn(unprofiled, CapacityWarning, stacklevel=2)
