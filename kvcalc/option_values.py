@@ -36,6 +36,19 @@ def attn_variants(text: str) -> list:
     return [None if a in ("own", "none") else a for a in split("--attn", text)]
 
 
+def percentile_number(text) -> float | None:
+    """--percentile as serve and plan spell it: 90, p90, P90 or 90.0 -> 90.0; None where the text is not one (other
+    scripts' digits included). Its range is each command's to check."""
+    raw = str(text).strip()
+    number = raw[1:] if raw[:1] in ("p", "P") else raw
+    if not number.isascii():
+        return None
+    try:
+        return float(number)
+    except ValueError:
+        return None
+
+
 def int_list(flag: str, text: str) -> list[int]:
     """'1,8,32' -> [1, 8, 32] (serve's --tp and --concurrency); a value listed twice is an error (the sixth audit:
     `-n 1,1` gave the same frontier row twice)."""

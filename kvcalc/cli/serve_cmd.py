@@ -37,7 +37,7 @@ from kvcalc.cli.output import (
     write_json,
 )
 from kvcalc.errors import KvcalcError
-from kvcalc.option_values import ascii_digits
+from kvcalc.option_values import ascii_digits, percentile_number
 from kvcalc.option_values import disaggregate_pair as _disaggregate
 from kvcalc.option_values import int_list as _split_ints
 from kvcalc.serving import SIMULATE_ONLY
@@ -224,12 +224,11 @@ def _refuse_simulate_only(ctx: typer.Context) -> None:
 
 
 def _percentile(text: str) -> float:
-    """--percentile as serve and plan spell it: 90, p90 or P90 (any percentile in (0, 100], checked downstream)."""
-    ascii_digits("--percentile", text)
-    try:
-        return float(text[1:] if text[:1] in ("p", "P") else text)
-    except ValueError:
-        raise KvcalcError(f"--percentile: expected a number in (0, 100] such as 90 or p90, got {text!r}") from None
+    """--percentile: 90, p90 or P90 (option_values.percentile_number; its range is checked downstream)."""
+    value = percentile_number(text)
+    if value is None:
+        raise KvcalcError(f"--percentile: expected a number in (0, 100] such as 90 or p90, got {text!r}")
+    return value
 
 
 def _check_simulate_lengths(arrivals, input_len, output_len, range_ratio, dataset) -> None:

@@ -130,6 +130,16 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
     return cmd, "\n".join(yaml) + "\n"
 
 
+def launches_layout(engine: str, layout: dict) -> bool:
+    """Whether the engine can be launched in this layout. TensorRT-LLM's attention runs over all tp_size ranks as
+    TP (enable_attention_dp false) or as DP (true: every rank its own batch and the whole attention weights), never
+    DP groups of TP > 1 (NVIDIA/TensorRT-LLM docs, "Parallelism in TensorRT-LLM", Attention Module): expert-parallel
+    layouts over attention groups of 2 or more GPUs are left out for it (the sixth audit: plan ranked EP8/TP2 and
+    --emit launched it as EP8/TP1). layout: plan's layouts() dict (tp, ep)."""
+    ep, tp = layout.get("ep", 1), layout.get("tp", 1)
+    return not (engine == "trtllm" and ep > tp > 1)
+
+
 def _draft_tokens(speculate: str) -> int:
     """k of a plan's --speculate setting ('mtp=1', 'mtp,k=2'): the tokens drafted a step."""
     from kvcalc.speculation import parse

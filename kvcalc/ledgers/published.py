@@ -39,7 +39,7 @@ from kvcalc.formulas.workload import (
     static_batch_seconds,
 )
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
-from kvcalc.specs.files import MAX_TABLE_BYTES, read_regular_file
+from kvcalc.specs.files import MAX_TABLE_BYTES, plain_number_text, read_regular_file
 from kvcalc.specs.model import QuantizationSpec
 from kvcalc.specs.profile import EngineOverhead, EngineProfile, FitRecord
 
@@ -103,7 +103,7 @@ def _read_file(path: Path) -> list[dict]:
             raise KvcalcError(f"{where}: field engine: expected one of {', '.join(LEDGER_ENGINES)}, got "
                               f"{point['engine']!r} (line {line})")
         for field in (*INTS, "measured"):
-            if not row[field].isascii():  # int() and float() read other scripts' digits ('٣' as 3): the sixth audit
+            if not plain_number_text(row[field]):
                 raise KvcalcError(f"{where}: field {field}: expected ASCII digits, got {row[field]!r} (line {line})")
             try:
                 point[field] = float(row[field]) if field == "measured" else int(row[field])

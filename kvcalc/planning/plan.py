@@ -37,6 +37,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 
 from kvcalc.checks import MAX_GPUS, MAX_TOKENS, MIN_CONCURRENCY, MIN_REQUEST_RATE, check_int, check_number
+from kvcalc.engines.launch import launches_layout
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.specs.catalog import (
     ProfileWarning,
@@ -186,19 +187,9 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
             for weight_dtype, converted in weight_formats(spec, hw, convert):
                 for kv_dtype in kv_formats(hw):
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
-                            for lay in layouts(spec, hw, max_gpus, disaggregated) if runs_layout(engine, lay)]
+                            for lay in layouts(spec, hw, max_gpus, disaggregated) if launches_layout(engine, lay)]
     method = SPECULATION.get(spec.name) if speculate else None
     return out + [replace(d, speculate=method) for d in out if speculates_with(d)] if method else out
-
-
-def runs_layout(engine: str, layout: dict) -> bool:
-    """Whether the engine can be launched in this layout. TensorRT-LLM's attention runs over all tp_size ranks as
-    TP (enable_attention_dp false) or as DP (true: every rank its own batch and the whole attention weights), never
-    DP groups of TP > 1 (NVIDIA/TensorRT-LLM docs, "Parallelism in TensorRT-LLM", Attention Module): expert-parallel
-    layouts over attention groups of 2 or more GPUs are left out for it (the sixth audit: plan ranked EP8/TP2 and
-    --emit launched it as EP8/TP1)."""
-    ep, tp = layout.get("ep", 1), layout.get("tp", 1)
-    return not (engine == "trtllm" and ep > tp > 1)
 
 
 def speculates_with(d: Deployment) -> bool:
@@ -488,14 +479,11 @@ def workload_lengths(input_len: int | None, output_len: int | None, range_ratio:
 
 def plan_percentile(text) -> str:
     """--percentile as serve spells it too: 90, p90, P90 or 90.0 are p90 (the sixth audit: plan refused 90 and P90,
-    which serve's help said plan took); one of PERCENTILES, else the check below names the flag."""
-    raw = str(text).strip()
-    number = raw[1:] if raw[:1] in ("p", "P") else raw
-    try:
-        value = float(number) if number.isascii() else None
-    except ValueError:
-        value = None
-    return f"p{value:g}" if value is not None and f"p{value:g}" in PERCENTILES else raw
+    which serve's help said plan took); one of PERCENTILES, else the text as given, which _check refuses."""
+    from kvcalc.option_values import percentile_number
+
+    value = percentile_number(text)
+    return f"p{value:g}" if value is not None and f"p{value:g}" in PERCENTILES else str(text).strip()
 
 
 def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile):

@@ -27,6 +27,7 @@ import numpy as np
 from kvcalc.engines.scheduler import SchedulerPolicy
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.engine_memory import VLLM_V1_ENGINE
+from kvcalc.specs.files import plain_number_text
 
 # ----------------------------------------------------------------------------------------------------------------
 # The step-time grid
@@ -325,15 +326,9 @@ MAX_ROUNDS = 500_000  # scheduler rounds one simulation runs at most, or 4 a req
 MAX_TRACE_BYTES = 128 << 20
 
 
-def _plain_number_text(raw) -> bool:
-    """Whether a string spells a number in ASCII without Python's digit separators: float() also reads '1_00' and
-    other scripts' digits ('１００'), which no trace writer means (the sixth audit)."""
-    return not isinstance(raw, str) or (raw.isascii() and "_" not in raw)
-
-
 def _trace_length(raw) -> int | None:
     """A trace's token count: a whole number (100, "100", 100.0 or "1e3"), or None where it is not a number."""
-    if isinstance(raw, bool) or not _plain_number_text(raw):
+    if isinstance(raw, bool) or not plain_number_text(raw):
         return None
     if isinstance(raw, int):
         return raw
@@ -345,7 +340,7 @@ def _trace_length(raw) -> int | None:
 
 
 def _trace_time(raw) -> float | None:
-    if isinstance(raw, bool) or raw is None or not _plain_number_text(raw):
+    if isinstance(raw, bool) or raw is None or not plain_number_text(raw):
         return None
     try:
         return float(raw.strip() if isinstance(raw, str) else raw)

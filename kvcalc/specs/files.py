@@ -92,6 +92,13 @@ def write_text(path: Path, text: str, flag: str) -> None:
         raise KvcalcError(f"{flag}: cannot write {path} ({e.strerror}){hint}") from None
 
 
+def plain_number_text(text) -> bool:
+    """Whether a file's cell spells a number as its writer means it: in ASCII, without '_' digit separators (float()
+    and int() also read '1_00' and other scripts' digits, '٣' and '１００': the sixth audit). Anything but a string
+    (a JSON number) passes."""
+    return not isinstance(text, str) or (text.isascii() and "_" not in text)
+
+
 def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tuple[str, ...] = (),
                     optional_numbers: tuple[str, ...] = (), positive: tuple[str, ...] = (),
                     non_negative: tuple[str, ...] = ()) -> list[dict]:
@@ -128,8 +135,8 @@ def read_csv_ledger(path: Path, what: str, columns: tuple[str, ...], numbers: tu
                 cell = row.get(column)
                 if cell is None or (column in optional_numbers and not cell.strip()):
                     continue
-                try:  # ASCII without '_': float() also reads '٣' and '1_0' (the sixth audit)
-                    ok = cell.isascii() and "_" not in cell and math.isfinite(float(cell))
+                try:
+                    ok = plain_number_text(cell) and math.isfinite(float(cell))
                 except ValueError:
                     ok = False
                 if not ok:

@@ -18,7 +18,7 @@ import numpy as np
 
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.catalog import load_gpu
-from kvcalc.specs.files import write_text
+from kvcalc.specs.files import plain_number_text, write_text
 from kvcalc.specs.hardware import HardwareSpec
 from kvcalc.validate.run import import_torch, resolve_device
 from kvcalc.validate.timing import measure
@@ -333,8 +333,8 @@ def _read_bench_csv(path: Path, text: str) -> list[dict]:
             if field == "ttft_ms" and not raw:
                 values[field] = None
                 continue
-            try:  # ASCII without '_': float() also reads '1_6' and other scripts' digits (the sixth audit)
-                if not raw.isascii() or "_" in raw:
+            try:
+                if not plain_number_text(raw):
                     raise ValueError(raw)
                 values[field] = float(raw)
             except ValueError:
