@@ -185,11 +185,11 @@ class Estimate(BaseModel):
         return integer_bytes(out)
 
 
-def _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization) -> None:
+def _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization, engine=None) -> None:
     check_int("--batch", batch, 1, MAX_BATCH)
     check_int("--context", context, 0, MAX_TOKENS)
     check_int("--prompt", prompt, 1, MAX_TOKENS)
-    check_dtypes(weight_dtype, kv_dtype)
+    check_dtypes(weight_dtype, kv_dtype, engine)
     check_memory_utilization(memory_utilization)
 
 
@@ -201,12 +201,25 @@ def check_prefill_chunk(prefill_chunk) -> None:
     check_int("--prefill-chunk", prefill_chunk, 1, 10**7)
 
 
-def check_dtypes(weight_dtype: str, kv_dtype: str) -> None:
+# KV formats an engine cannot store, by engine: SGLang's --kv-cache-dtype takes auto, fp8_e5m2, fp8_e4m3, bf16,
+# bfloat16 and fp4_e2m1 (sgl-project/sglang python/sglang/srt/server_args.py, add_cli_args), so no integer cache.
+# (vLLM's CacheDType has grown per-token-head int8 and int4 caches by its 0.25 releases, and TensorRT-LLM stores
+# int8 and nvfp4, so neither refuses them here.)
+ENGINE_KV_REFUSED = {"sglang": {"int8": "fp8_e4m3, fp8_e5m2, bf16 or fp4_e2m1",
+                                "int4": "fp8_e4m3, fp8_e5m2, bf16 or fp4_e2m1"}}
+
+
+def check_dtypes(weight_dtype: str, kv_dtype: str, engine: str | None = None) -> None:
+    """Known formats; with `engine`, a KV format that engine stores (ENGINE_KV_REFUSED)."""
     if weight_dtype not in WEIGHT_DTYPES and weight_dtype != "auto":
         raise KvcalcError(f"--weight-dtype: unknown dtype {weight_dtype!r}; expected auto or one of "
                           f"{', '.join(WEIGHT_DTYPES)}")
     if kv_dtype not in KV_DTYPES:
         raise KvcalcError(f"--kv-dtype: unknown dtype {kv_dtype!r}; expected one of {', '.join(KV_DTYPES)}")
+    stores = ENGINE_KV_REFUSED.get(engine or "", {}).get(kv_dtype)
+    if stores is not None:
+        raise KvcalcError(f"--kv-dtype {kv_dtype}: {engine} stores no {kv_dtype} KV cache (its --kv-cache-dtype takes "
+                          f"{stores}); pick another --kv-dtype or --engine")
 
 
 def resolve_weight_dtype(weight_dtype: str, spec: ModelSpec) -> str:
@@ -816,7 +829,7 @@ def estimate_with_specs(
     prompt = context if prompt is None else prompt
     if prompt == 0 and context == 0:
         prompt = 1
-    _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization)
+    _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization, engine)
     check_prefill_chunk(prefill_chunk)
     warnings: list[str] = []
     spec = rewrite_attention(load_recording_assumptions(model, warnings), attn, kv_lora_rank=kv_lora_rank,

@@ -98,8 +98,8 @@ def sweep(
     weight_dtype, kv_dtype = _nonempty("--weight-dtype", weight_dtype), _nonempty("--kv-dtype", kv_dtype)
     engine = _nonempty("--engine", engine)
     tp, pp, ep = _ints("--tp", tp, 1, MAX_GPUS), _ints("--pp", pp, 1, MAX_GPUS), _ints("--ep", ep, 1, MAX_GPUS)
-    for w, k in itertools.product(weight_dtype, kv_dtype):
-        check_dtypes(w, k)
+    for w, k, e in itertools.product(weight_dtype, kv_dtype, engine):
+        check_dtypes(w, k, e)
     check_memory_utilization(memory_utilization)
     check_prefill_chunk(prefill_chunk)
     B, S = (a.ravel() for a in np.meshgrid(np.array(batch, dtype=np.int64), np.array(context, dtype=np.int64), indexing="ij"))

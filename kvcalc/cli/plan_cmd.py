@@ -73,7 +73,7 @@ def plan_cli(
                   disaggregated=disaggregate, max_gpus_per_replica=max_gpus_per_replica, speculate=speculate)
     if emit is not None:
         from kvcalc.engines.launch import emit as emit_text
-        from kvcalc.specs.catalog import load_model
+        from kvcalc.specs.catalog import load_gpu, load_model
 
         if result["choice"] is None:
             raise KvcalcError("--emit: no configuration meets the limits, so there is nothing to launch")
@@ -81,7 +81,8 @@ def plan_cli(
         if best is None:
             raise KvcalcError(f"--emit: no {emit} configuration meets the limits; the choice runs on "
                               f"{result['choice']['engine']}")
-        result["launch"] = emit_text(emit, load_model(model), best, result["workload"]["max_model_len"])
+        amd = any(hw.name == best["gpu"] and hw.vendor == "AMD" for hw in map(load_gpu, _names("--gpu", gpu)))
+        result["launch"] = emit_text(emit, load_model(model), best, result["workload"]["max_model_len"], amd=amd)
         result["launch_configuration"] = best["deployment"]
     if plot is not None:
         from kvcalc.report.plot import plan_frontier

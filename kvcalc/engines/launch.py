@@ -176,11 +176,38 @@ def _sglang_max_running_requests(c: dict) -> int:
     return _per_group(c) * _groups(c)
 
 
-IMAGES = {  # each engine's published server image
+IMAGES = {  # each engine's published server image for NVIDIA GPUs
     "vllm": "vllm/vllm-openai:latest",  # docs.vllm.ai, "Using Docker"
     "sglang": "lmsysorg/sglang:latest",  # docs.sglang.ai, "Install SGLang: Method 3, using docker"
     "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC, TensorRT-LLM release container
 }
+# ... and for AMD Instinct GPUs, whose ROCm builds are separate images:
+# vLLM: vllm/vllm-openai-rocm, official from 2026-01-20 (vLLM docs, getting_started/installation/gpu.rocm.inc.md,
+#   "pre-built-images": `vllm/vllm-openai-rocm:latest`; built for the MI200 and MI300 series and later);
+# SGLang: lmsysorg/sglang under release tags suffixed by the ROCm build and GPU family, with no `latest` for ROCm:
+#   -mi30x for gfx942 (MI300X, MI325X), -mi35x for gfx950 (MI350X, MI355X) (the pattern of SGLang's
+#   docs/basic_usage/deepseek_v32.md, `lmsysorg/sglang:v0.5.8-rocm700-mi30x` / `-mi35x`; v0.5.11 is the newest
+#   such tag found, Docker Hub 2026-05-05). SGLang builds for no other AMD part (hardware_specs/mi210.toml).
+ROCM_IMAGES = {
+    "vllm": {"": "vllm/vllm-openai-rocm:latest"},
+    "sglang": {"mi300x": "lmsysorg/sglang:v0.5.11-rocm700-mi30x", "mi325x": "lmsysorg/sglang:v0.5.11-rocm700-mi30x",
+               "mi355x": "lmsysorg/sglang:v0.5.11-rocm700-mi35x"},
+}
+
+
+def image(engine: str, gpu: str, amd: bool) -> str:
+    """The engine's published server image for the GPU: the ROCm build on an AMD part (ROCM_IMAGES), else the
+    CUDA one (IMAGES). An AMD part the engine publishes no image for is an error."""
+    if not amd:
+        return IMAGES[engine]
+    images = ROCM_IMAGES.get(engine, {})
+    found = images.get("") or images.get(gpu)
+    if found is None:
+        from kvcalc.errors import KvcalcError
+
+        raise KvcalcError(f"--emit k8s: {engine} publishes ROCm images for {', '.join(images) or 'no AMD part'}, "
+                          f"not for {gpu}")
+    return found
 
 
 NODE_GPUS = 8  # GPUs a pod (one node) of a manifest holds
@@ -217,15 +244,18 @@ CONFIG_DIR = "/etc/kvcalc"  # where a manifest mounts the files a command reads 
 
 
 def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int, int]],
-                 name: str = "kvcalc-plan", config: dict | None = None, files: dict[str, str] | None = None) -> str:
+                 name: str = "kvcalc-plan", config: dict | None = None, files: dict[str, str] | None = None,
+                 amd: bool = False) -> str:
     """Kubernetes manifests for (role, command, GPUs per instance, instances) (one per pool when disaggregated):
     a Deployment where a command's GPUs fit one 8-GPU node, a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) of
     8-GPU pods where they do not: a leader template (node rank 0, the API server) and a worker template (the other
     nodes, headless), each with the engine's multi-node flags (multinode_args; config: plan's point_dict). GPUs are
-    requested as nvidia.com/gpu, or amd.com/gpu on AMD parts. TensorRT-LLM across nodes runs under an MPI launcher
+    requested as nvidia.com/gpu, or amd.com/gpu on AMD parts (amd: the GPU spec's vendor), in the engine's image for
+    the part (image). TensorRT-LLM across nodes runs under an MPI launcher
     (trtllm-llmapi-launch with Slurm or mpirun), which is not written here: a comment says so instead. files: name ->
     text of the files the command reads by name, put in a ConfigMap mounted at CONFIG_DIR and named there by path."""
-    resource = "amd.com/gpu" if gpu.startswith("mi") else "nvidia.com/gpu"
+    resource = "amd.com/gpu" if amd else "nvidia.com/gpu"
+    server_image = image(engine, gpu, amd)
     docs = []
     files = files or {}
     if files:
@@ -241,7 +271,7 @@ def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int
         mounts = (f"{pad}  volumeMounts:\n{pad}  - name: config\n{pad}    mountPath: {CONFIG_DIR}\n"
                   f"{pad}volumes:\n{pad}- name: config\n{pad}  configMap:\n{pad}    name: {name}-config\n"
                   if files else "")
-        return (f"{pad}containers:\n{pad}- name: server\n{pad}  image: {IMAGES[engine]}\n"
+        return (f"{pad}containers:\n{pad}- name: server\n{pad}  image: {server_image}\n"
                 f"{pad}  command:{args}\n{pad}  resources:\n{pad}    limits:\n{pad}      {resource}: {per_pod}\n"
                 + mounts)
 
@@ -269,8 +299,9 @@ def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int
     return "---\n".join(docs)
 
 
-def emit(target: str, spec, c: dict, max_model_len: int) -> str:
-    """The launch text for `target` (vllm, sglang, trtllm or k8s: the configuration's own engine in a manifest)."""
+def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> str:
+    """The launch text for `target` (vllm, sglang, trtllm or k8s: the configuration's own engine in a manifest;
+    amd: the configuration's GPU is an AMD part, whose manifest takes the ROCm image and amd.com/gpu)."""
     from kvcalc.errors import KvcalcError
 
     if target not in EMIT_TARGETS:
@@ -305,7 +336,7 @@ def emit(target: str, spec, c: dict, max_model_len: int) -> str:
         if c["disaggregate"]:  # the router is not in the manifest: say what to run in front of the two pools
             notes = ROUTERS[engine] + notes
         config = "".join(f"{line}\n" if line.startswith("#") else f"# {line}\n" for line in notes.strip().splitlines())
-        return config + k8s_manifest(engine, c["gpu"], instances, config=c, files=files)
+        return config + k8s_manifest(engine, c["gpu"], instances, config=c, files=files, amd=amd)
     if not c["disaggregate"]:
         return " ".join(shlex.quote(a) for a in cmd) + "\n" + extra
     out = [f"# {role} pool: {gpus // c['tensor_parallel']} instance(s) of {c['tensor_parallel']} GPUs per replica\n"

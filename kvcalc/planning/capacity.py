@@ -126,7 +126,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     _check(context, memory_utilization, prefill_chunk)
     check_int("--batch", batch, 1, MAX_BATCH)
     check_int("--tp", tp, 1, MAX_GPUS)
-    check_dtypes(weight_dtype, kv_dtype)
+    check_dtypes(weight_dtype, kv_dtype, engine)
     if not attn:
         raise KvcalcError("--attn: expected at least one variant")
     base, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
@@ -242,7 +242,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                          "trtllm" if flag == "--max-num-batched-tokens" else
                          "only vLLM's memory rule uses it; add --engine vllm")
                 raise KvcalcError(f"{flag}: {users}")
-    check_dtypes(weight_dtype, kv_dtype)
+    check_dtypes(weight_dtype, kv_dtype, engine)
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)
     cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)

@@ -437,7 +437,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         step_tokens = default_step_tokens(engine, gpu, vllm_version)
     check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
     check_memory_utilization(memory_utilization)
-    check_dtypes(weight_dtype, kv_dtype)
+    check_dtypes(weight_dtype, kv_dtype, engine)
     check_vllm_runner(vllm_runner, engine)
     version = check_vllm_version(vllm_version, engine)
     cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)

@@ -1036,7 +1036,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     from kvcalc.checks import MAX_BATCH
     from kvcalc.estimator import check_dtypes
 
-    check_dtypes(weight_dtype, kv_dtype)
+    check_dtypes(weight_dtype, kv_dtype, engine)
     if step_tokens is not None:
         check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
     if max_num_seqs is not None:

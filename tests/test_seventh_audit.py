@@ -1,0 +1,65 @@
+"""Regression tests for the seventh round (2026-12-06, from 03:13 UTC; docs/validation.md "Seventh hostile audit"):
+the sixth audit's "Left" items taken up, and the seventh audit's findings, each reproduced, with the expected
+figures worked by hand or taken from a cited source or another command."""
+
+import json
+import warnings
+
+import pytest
+import yaml
+from test_fifth_audit import one_line_error, runner  # tests/ is on sys.path (pytest's rootdir-relative imports)
+
+from kvcalc.cli import app
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _manifest_images(args: list[str]) -> list[tuple[str, dict]]:
+    doc = json.loads(runner.invoke(app, [*args, "--emit", "k8s", "-f", "json"]).stdout)
+    out = []
+    for d in yaml.safe_load_all(doc["launch"]):
+        if d and d.get("kind") == "Deployment":
+            (container,) = d["spec"]["template"]["spec"]["containers"]
+            out.append((container["image"], container["resources"]["limits"]))
+    return out
+
+
+PLAN = ["plan", "-m", "llama-3.1-8b", "-i", "1000", "-o", "200", "--concurrency", "16"]
+
+
+@pytest.mark.parametrize(("gpu", "engine", "image"), [
+    # vLLM's docs (getting_started/installation/gpu.rocm.inc.md): the official ROCm image is vllm/vllm-openai-rocm
+    ("mi300x", "vllm", "vllm/vllm-openai-rocm:latest"),
+    # SGLang's ROCm builds are tagged by GPU family: mi30x for gfx942 (MI300X, MI325X), mi35x for gfx950 (MI355X)
+    ("mi325x", "sglang", "lmsysorg/sglang:v0.5.11-rocm700-mi30x"),
+    ("mi355x", "sglang", "lmsysorg/sglang:v0.5.11-rocm700-mi35x"),
+    ("h100-sxm", "sglang", "lmsysorg/sglang:latest"),
+])
+def test_k8s_manifests_on_amd_gpus_run_the_engines_rocm_image(gpu, engine, image):
+    """Sixth audit, left: `--emit k8s` on an AMD GPU named the CUDA image (vllm/vllm-openai, which cannot drive a
+    ROCm device) beside an amd.com/gpu request."""
+    (got,) = _manifest_images([*PLAN, "-g", gpu, "--engines", engine])
+    assert got == (image, {"amd.com/gpu" if gpu.startswith("mi") else "nvidia.com/gpu": 1})
+
+
+SGLANG_KV = "sglang stores no {0} KV cache (its --kv-cache-dtype takes fp8_e4m3, fp8_e5m2, bf16 or fp4_e2m1)"
+
+
+@pytest.mark.parametrize("kv", ["int8", "int4"])
+@pytest.mark.parametrize("args", [
+    ["estimate", "-m", "llama-3-8b"],
+    ["capacity", "-m", "llama-3-8b", "-c", "4096"],
+    ["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "4"],
+    ["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "4", "--simulate"],
+    ["compare", "-m", "llama-3-8b"],
+    ["sweep", "-m", "llama-3-8b", "-b", "1"],
+])
+def test_sglang_refuses_an_integer_kv_cache(args, kv):
+    """Sixth audit, left: `--kv-dtype int4` (and int8) was accepted under SGLang's memory rule and time model, though
+    SGLang's --kv-cache-dtype takes only auto, fp8_e5m2, fp8_e4m3, bf16/bfloat16 and fp4_e2m1 (server_args.py)."""
+    assert SGLANG_KV.format(kv) in one_line_error([*args, "--engine", "sglang", "--kv-dtype", kv])
