@@ -835,9 +835,15 @@ def estimate_with_specs(
     spec = rewrite_attention(load_recording_assumptions(model, warnings), attn, kv_lora_rank=kv_lora_rank,
                              rope_dim=rope_dim)
     hw = load_gpu(gpu)
-    profile = with_band(deployment_profile(profile_file, engine, hw) if profile_file is not None
-                        else resolve_recording(engine, hw, warnings),
-                        engine_version)  # the overhead of the release asked for, or the deployment profile's own
+    if profile_file is not None:
+        profile = deployment_profile(profile_file, engine, hw)
+        if profile.overhead is not None and engine_version not in (None, "latest"):
+            # the sixth audit: the release band's step cost had silently replaced the one fitted on the user's run
+            raise KvcalcError(f"--engine-version: {profile_file} states its own overheads (fitted on your benchmark, "
+                              "of the release you ran); drop --engine-version, or --profile to time another release")
+    else:
+        profile = resolve_recording(engine, hw, warnings)
+    profile = with_band(profile, engine_version)  # the overhead of the release asked for, or the deployment profile's own
     weight_dtype = resolve_weight_dtype(weight_dtype, spec)
     check_tp(tp, spec)
     check_pp(pp, spec)

@@ -63,3 +63,18 @@ def test_sglang_refuses_an_integer_kv_cache(args, kv):
     """Sixth audit, left: `--kv-dtype int4` (and int8) was accepted under SGLang's memory rule and time model, though
     SGLang's --kv-cache-dtype takes only auto, fp8_e5m2, fp8_e4m3, bf16/bfloat16 and fp4_e2m1 (server_args.py)."""
     assert SGLANG_KV.format(kv) in one_line_error([*args, "--engine", "sglang", "--kv-dtype", kv])
+
+
+def test_a_calibrated_profile_refuses_another_releases_overheads(tmp_path):
+    """Sixth audit, left: `estimate --profile deploy.toml --engine-version v0` replaced the step cost fitted on the
+    user's own benchmark (4 ms planted) with vLLM V0's band (1.9 ms), without a word."""
+    from test_calibrate_benchmark import _planted
+
+    out = tmp_path / "deploy.toml"
+    r = runner.invoke(app, ["calibrate", "--from-benchmark", str(_planted(tmp_path, 1.0, 4.0, 0.0)), "-m",
+                            "llama-3-8b", "-g", "h100-sxm", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    base = ["estimate", "-m", "llama-3-8b", "-g", "h100-sxm", "--profile", str(out)]
+    assert "states its own overheads" in one_line_error([*base, "--engine-version", "v0"])
+    doc = json.loads(runner.invoke(app, [*base, "--engine-version", "latest", "-f", "json"]).stdout)
+    assert doc["decode"]["overhead_ms"] == pytest.approx(4.0, rel=0.05)
