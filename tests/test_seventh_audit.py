@@ -78,3 +78,24 @@ def test_a_calibrated_profile_refuses_another_releases_overheads(tmp_path):
     assert "states its own overheads" in one_line_error([*base, "--engine-version", "v0"])
     doc = json.loads(runner.invoke(app, [*base, "--engine-version", "latest", "-f", "json"]).stdout)
     assert doc["decode"]["overhead_ms"] == pytest.approx(4.0, rel=0.05)
+
+
+@pytest.mark.parametrize(("model", "hybrid"), [("gemma-3-27b", False), ("mistral-7b", False), ("gpt-oss-20b", True)])
+def test_sglang_keeps_every_token_of_a_sliding_layer_outside_its_hybrid_families(model, hybrid):
+    """Sixth audit, left: SGLang's rule gave Gemma-3's sliding layers their window, as a hybrid pool would; SGLang
+    runs its hybrid sliding-window pool only for the architectures in model_config.py's is_hybrid_swa_model (Llama 4,
+    gpt-oss, MiMo-V2-Flash, Step-3.5, Gemma 4), and keeps every token of every layer in one pool for the rest, so a
+    request of C tokens takes layers x C cells: with the pool P from the output, P / (layers x cell x C) requests."""
+    from kvcalc.specs.catalog import load_model
+
+    spec = load_model(model)
+    a = spec.attention
+    cell = 2 * a.num_kv_heads * a.head_dim * 2  # K and V, bf16, one layer, one GPU
+    context = 32768
+    doc = json.loads(runner.invoke(app, ["capacity", "-m", model, "-g", "h200", "--tp", "1", "--engine", "sglang",
+                                         "-c", str(context), "-f", "json"]).stdout)
+    pool = doc["engine_memory"]["available_kv_bytes"]
+    assert doc["engine_memory"]["kv_tokens"] == pool // (spec.attention_layers * cell)
+    window_tokens = (spec.global_layers * context + spec.window_layers * min(context, a.sliding_window)
+                     if hybrid else spec.attention_layers * context)
+    assert doc["engine_memory"]["max_concurrency"] == pytest.approx(pool / (window_tokens * cell), rel=1e-9)  # the pool printed in whole bytes

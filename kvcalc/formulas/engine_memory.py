@@ -578,16 +578,34 @@ def sglang_kv_tokens(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int =
     return math.floor(pool_bytes / (kv_page_bytes(model, b_kv, tp, pp, record=False) / BLOCK_TOKENS))
 
 
+# The model families SGLang runs with its hybrid sliding-window pool (SWAKVPool: the sliding layers' tokens in a pool
+# of their own, freed past the window): model_config.py is_hybrid_swa_model's architectures, Llama4ForConditional-
+# Generation, GptOssForCausalLM, MiMoV2FlashForCausalLM, Step3p5ForCausalLM and Gemma4ForCausalLM (sgl-project/sglang
+# python/sglang/srt/configs/model_config.py). Every other model's sliding layers (Mistral, Gemma 2 and 3, Qwen's
+# windows) keep each token in the one pool, as full layers do: the window limits what attention reads, not what the
+# pool holds (the sixth audit: 19 sequences of Gemma-3-27B where SGLang's pool holds 5).
+SGLANG_HYBRID_SWA_FAMILIES = ("llama4", "llama4_text", "gpt_oss", "mimo_v2_flash", "step3p5", "gemma4", "gemma4_text")
+
+
 def sglang_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1) -> float:
-    """Bytes of SGLang's pool one request of max_model_len tokens takes per GPU: single tokens, no block rounding."""
+    """Bytes of SGLang's pool one request of max_model_len tokens takes per GPU: single tokens, no block rounding;
+    a sliding layer holds every token unless SGLang runs the family with its hybrid pool (SGLANG_HYBRID_SWA_FAMILIES)."""
+    if model.window_layers and model.family not in SGLANG_HYBRID_SWA_FAMILIES:
+        model = model.model_copy(update={"attention": model.attention.model_copy(update={"sliding_window": None})})
+    return _request_bytes(model, max_model_len, b_kv, tp, pp)
+
+
+def _request_bytes(model: ModelSpec, tokens: int, b_kv: float, tp: int, pp: int) -> float:
+    """Bytes one request of `tokens` holds per GPU, each sliding layer its window (kv_bytes_per_sequence)."""
     shard = kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
-    return kv_bytes_per_sequence(model, max_model_len, b_kv, record=False) * shard
+    return kv_bytes_per_sequence(model, tokens, b_kv, record=False) * shard
 
 
 def trtllm_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1) -> float:
-    """Bytes of TensorRT-LLM's cache one request of max_model_len tokens takes per GPU, in whole 32-token blocks."""
+    """Bytes of TensorRT-LLM's cache one request of max_model_len tokens takes per GPU, in whole 32-token blocks,
+    each sliding layer its window (TensorRT-LLM's variable sliding-window attention)."""
     tokens = math.ceil(max_model_len / TRTLLM_BLOCK_TOKENS) * TRTLLM_BLOCK_TOKENS
-    return sglang_request_bytes(model, tokens, b_kv, tp, pp)
+    return _request_bytes(model, tokens, b_kv, tp, pp)
 
 
 def trtllm_kv_bytes(visible_bytes: float, free_fraction: float, weights_per_gpu: float, activations: float,
