@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
 from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
-from kvcalc.engines.overhead import describe, overhead_seconds, with_band
+from kvcalc.engines.overhead import describe, overhead_seconds, synced_layers, with_band
 from kvcalc.engines.kernel_eras import describe as describe_era
 from kvcalc.engines.memory import ENGINE_MEMORY_RULES, engine_sequences_held
 from kvcalc.errors import AssumptionWarning, KvcalcError
@@ -412,7 +412,8 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         return step_time(ops, hw, weight_dtype, speed_of_light=speed_of_light, profile=profile, kv_dtype=kv_dtype)
 
     decode, decode_sol, prefill, prefill_sol = timed(dec, False), timed(dec, True), timed(pre, False), timed(pre, True)
-    step_overhead_s = overhead_seconds(profile, max(tp * pp, ep))[0]  # engines/overhead.py; never in the SOL
+    step_overhead_s = overhead_seconds(profile, max(tp * pp, ep),  # engines/overhead.py; never in the SOL
+                                       synced_layers(spec.num_layers, tp, ep))[0]
     decode, prefill = (replace(t, overhead_s=step_overhead_s) for t in (decode, prefill))
     ev = dict(
         comm_s=allreduce_seconds(spec, micro, p.b_a, tp, link, curve, ring),
@@ -510,7 +511,8 @@ class SpeculativeTimer:
         self.spec, self.hw, self.tp, self.profile = spec, hw, tp, profile
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.p = precision(weight_dtype, kv_dtype)
-        self.overhead_s = overhead_seconds(profile, tp)[0]  # once per plain or verify step; drafts run inside it
+        # once per plain or verify step (the target's layers synchronising its group); drafts run inside it
+        self.overhead_s = overhead_seconds(profile, tp, synced_layers(spec.num_layers, tp))[0]
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
         self.ring = nccl_ring(hw, tp) if tp > 1 else None
@@ -616,7 +618,8 @@ class StepTimer:
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
         self.ring = nccl_ring(hw, tp) if tp > 1 else None
         self.a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None
-        self.overhead_s = overhead_seconds(profile, max(tp * pp, ep))[0]  # the engine's time outside its kernels
+        self.overhead_s = overhead_seconds(profile, max(tp * pp, ep),  # the engine's time outside its kernels
+                                           synced_layers(spec.num_layers, tp, ep))[0]
 
     def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> float:
         if self.ep > 1:
@@ -835,6 +838,7 @@ def estimate_with_specs(
     spec = rewrite_attention(load_recording_assumptions(model, warnings), attn, kv_lora_rank=kv_lora_rank,
                              rope_dim=rope_dim)
     hw = load_gpu(gpu)
+    profile: EngineProfile | None
     if profile_file is not None:
         profile = deployment_profile(profile_file, engine, hw)
         if profile.overhead is not None and engine_version not in (None, "latest"):

@@ -55,7 +55,7 @@ def test_release_numbers_keep_their_patch_level():
 
 
 def test_the_factor_multiplies_the_routed_experts_and_nothing_else():
-    # DeepSeek-V3 on 8 H200s at batch 16: the routed experts' time on vLLM 0.7 is the default's x 2.12 exactly; every
+    # DeepSeek-V3 on 8 H200s at batch 16: the routed experts' time on vLLM 0.7 is the default's x its era's factor exactly; every
     # other operator, the all-reduces and the speed of light are the same
     old, new = _estimate(engine_version="0.7.3"), _estimate(engine_version="0.12")
     vllm = next(e for e in ERAS if e.engine == "vllm")
@@ -102,7 +102,7 @@ def test_engine_version_reaches_estimate_explain_serve_and_the_simulator():
     out = runner.invoke(app, ["estimate", *common, "-b", "16", "-c", "4096", "--engine-version", "0.7.3", "--explain"])
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.split())
-    assert "MoE kernels x2.12 (vllm 0.1-0.11 kernel era" in text and "MoE kernel era =" in text
+    assert f"MoE kernels x{next(e for e in ERAS if e.engine == 'vllm').moe_scale:g} (vllm 0.1-0.11 kernel era" in text and "MoE kernel era =" in text
     serve = {}
     for version in ("0.7.3", "0.12.0"):
         args = ["serve", *common, "--input-len", "1000", "--output-len", "200", "-n", "16", "--engine-version", version,
@@ -178,7 +178,9 @@ def test_a_band_name_is_in_an_era_only_when_all_its_releases_are(engine, version
 def test_another_release_asked_for_replaces_a_calibrated_profiles_factor():
     from kvcalc.engines.overhead import with_band
 
-    calibrated = resolve_engine("vllm", load_gpu("h200")).model_copy(update={"moe_time_scale": 2.12})
+    calibrated = resolve_engine("vllm", load_gpu("h200")).model_copy(update={"moe_time_scale": 1.7})
+    era = next(e for e in ERAS if e.engine == "vllm").moe_scale
+    assert era != 1.7
     assert with_band(calibrated, "0.12").moe_time_scale == 1.0
-    assert with_band(calibrated, "0.7.3").moe_time_scale == 2.12
-    assert with_band(calibrated, None).moe_time_scale == 2.12  # its own, where no release is asked for
+    assert with_band(calibrated, "0.7.3").moe_time_scale == era  # the release asked for: its era's factor
+    assert with_band(calibrated, None).moe_time_scale == 1.7  # its own, where no release is asked for

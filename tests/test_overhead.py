@@ -161,3 +161,26 @@ def test_serve_adds_the_per_request_cost_to_ttft_and_latency_only(monkeypatch):
     assert loaded["ttft_ms"] - without["ttft_ms"] == pytest.approx(25.0)
     assert loaded["latency_ms"] - without["latency_ms"] == pytest.approx(25.0)
     assert loaded["tpot_ms"] == without["tpot_ms"]
+
+
+def test_a_group_that_synchronises_adds_its_cost_a_layer():
+    # vLLM V1's band on Llama-3-8B (32 layers): 1 GPU, the fixed step alone; TP 2 and TP 4, the fixed step plus
+    # 32 x the synchronised-layer cost; a pipeline of 2 stages of 1 GPU each hands over once, syncing no layer
+    from kvcalc.engines.overhead import SYNCED_LAYER_US
+
+    v1 = band("vllm", "v1")
+    kw = {"batch": 1, "context": 1024, "engine": "vllm"}
+    assert estimate("llama-3-8b", "h100-sxm", **kw).decode.overhead_ms == pytest.approx(v1.step_us / 1000)
+    for tp in (2, 4):
+        e = estimate("llama-3-8b", "h100-sxm", tp=tp, **kw)
+        assert e.decode.overhead_ms == pytest.approx((v1.step_us + 32 * SYNCED_LAYER_US) / 1000)
+        assert e.prefill.overhead_ms == e.decode.overhead_ms
+    assert estimate("llama-3-8b", "h100-sxm", pp=2, **kw).decode.overhead_ms == pytest.approx(v1.step_us / 1000)
+    # expert parallelism alone (attention data-parallel, tp 1) synchronises every layer too: Qwen3-30B-A3B, 48 layers
+    e = estimate("qwen3-30b-a3b", "h100-sxm", ep=4, **kw)
+    assert e.decode.overhead_ms == pytest.approx((v1.step_us + 48 * SYNCED_LAYER_US) / 1000)
+    # TensorRT-LLM's PyTorch back end has no fitted overhead: no sync cost either
+    assert estimate("llama-3-8b", "h100-sxm", tp=4, batch=1, context=1024, engine="trtllm").decode.overhead_ms == 0
+    # a stated overhead (a calibrated profile) carries only what it states
+    assert overhead_seconds(_with(1000.0), 4, 32)[0] == pytest.approx(1e-3)
+    assert "34.5 us per layer where GPUs synchronise" in estimate("llama-3-8b", "h100-sxm", tp=2, **kw).inputs.profile

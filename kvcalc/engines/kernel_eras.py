@@ -48,7 +48,7 @@ class KernelEra:
 LEDGER = "validation/published/ (kvcalc validate --published; kvcalc/ledgers/published.py fit_moe_scales)"
 
 ERAS: tuple[KernelEra, ...] = (
-    KernelEra("vllm", "0.1-0.11", (0, 1, 0), (0, 11, 999), 2.12,
+    KernelEra("vllm", "0.1-0.11", (0, 1, 0), (0, 11, 999), 2.15,
               f"fitted on 36 MoE rows from 3 publishers, {LEDGER}"),
     KernelEra("sglang", "0.1-0.5.5", (0, 1, 0), (0, 5, 5), 3.13,
               f"fitted on 17 MoE rows from 3 publishers, {LEDGER}"),

@@ -8,8 +8,16 @@ come from, and the published rows they were fitted on (`kvcalc validate --publis
 them, and scores every source with the constants refitted without it: kvcalc/ledgers/published.py).
 
     step time      = kernels + step_us + step_us_per_extra_gpu * (GPUs - 1)
+                             + step_us_per_synced_layer * (layers, where a tensor- or expert-parallel group
+                                                           synchronises its GPUs in every layer; else 0)
                                                     (decode and prefill steps; never in the speed of light)
     TTFT           = prefill step + request_ms
+
+The synchronised-layer term is what a group of GPUs loses in each layer beyond its kernels and collectives as
+measured alone: every layer's all-reduce (or all-to-all) waits for the slowest GPU's kernels and launches, which
+kernel tables timed one GPU and one collective at a time do not show. It is one figure for every engine
+(SYNCED_LAYER_US), fitted with the bands' fixed costs on the rows of every band together, since each band's
+multi-GPU rows come from one publisher alone.
 
 A profile file may state its own `[overhead]` (a deployment profile from `kvcalc calibrate --from-benchmark`); it
 wins over the table. --engine-version picks a band where releases differ; the default is the band of the profile's
@@ -56,11 +64,11 @@ LEDGER = "validation/published/ (kvcalc validate --published; median |log error|
 #   lmsys.org/blog/2024-12-04-sglang-v0-4); latest known 0.5.14.
 BANDS: tuple[Band, ...] = (
     Band("vllm", "v0", (0, 1), (0, 7), "V0 engine (LLMEngine: Python scheduler and sampler in the step loop)",
-         1900, 0, 0, "fitted on its 8 rows", (LEDGER,)),
+         1820, 0, 0, "fitted on its 8 rows", (LEDGER,)),
     Band("vllm", "v1", (0, 8), (0, 28), "V1 engine (EngineCore in its own process, GPUModelRunner)",
-         1340, 0, 9.86, "fitted on its 32 rows", (LEDGER,)),
+         1280, 0, 9.04, "fitted on its 32 rows", (LEDGER,)),
     Band("vllm", "v2", (0, 29), (0, 30), "V1 engine with Model Runner V2",
-         1340, 0, 9.86, "transferred from v1", (LEDGER,)),
+         1280, 0, 9.04, "transferred from v1", (LEDGER,)),
     Band("trtllm", "engine", (0, 5), (0, 21), "TensorRT engine, C++ runtime (gptSession / gptManager)",
          2070, 0, 0, "fitted on its 10 rows", (LEDGER,)),
     # No published row of the PyTorch back end is in the ledger; its runtime is not the C++ engine's, so that band's
@@ -69,8 +77,20 @@ BANDS: tuple[Band, ...] = (
     Band("trtllm", "pytorch", (1, 0), (1, 3), "PyTorch back end (PyExecutor: Python scheduler and sampler)",
          0, 0, 0, "not modelled: no published rows of this band", (LEDGER,)),
     Band("sglang", "0.4+", (0, 4), (0, 5), "overlap scheduler (CPU scheduling hidden behind the GPU step)",
-         1400, 0, 0, "fitted on its 2 rows", (LEDGER,)),
+         171, 0, 0, "fitted on its 2 rows", (LEDGER,)),
 )
+
+
+# Per layer of a step whose GPUs synchronise [us]: fitted on the published ledger's overhead rows of every band
+# together (kvcalc/ledgers/published.py fit_overheads: 4 publishers' multi-GPU rows, lmsys-blog, TensorRT-LLM,
+# qwen-docs and tenstorrent-tt-inference-server, beside 4 publishers' one-GPU rows), leave-one-source-out scored
+SYNCED_LAYER_US = 34.5
+
+
+def synced_layers(layers: int, tp: int, ep: int = 1) -> int:
+    """Layers of a step whose GPUs synchronise in each: all of them in a tensor- or expert-parallel group, none on
+    one GPU (pipeline stages hand over once a stage, which the pipeline term times)."""
+    return layers if tp > 1 or ep > 1 else 0
 
 
 def bands(engine: str) -> list[Band]:
@@ -156,13 +176,16 @@ def with_band(profile: EngineProfile | None, version: str | None) -> EngineProfi
 def overhead_of(b: Band) -> EngineOverhead:
     name = (f"{b.engine} {b.name} band, releases {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}, {b.provenance} "
             "(kvcalc/engines/overhead.py)")
+    modelled = not b.provenance.startswith("not modelled")
     return EngineOverhead(step_us=b.step_us, step_us_per_extra_gpu=b.step_us_per_extra_gpu,
+                          step_us_per_synced_layer=SYNCED_LAYER_US if modelled else 0.0,
                           request_ms=b.request_ms, sources=[name, b.design, *b.sources])
 
 
-def overhead_seconds(profile: EngineProfile | None, gpus: int = 1) -> tuple[float, float]:
-    """(per step [s], per request [s]) of a deployment on `gpus` GPUs (tp x pp, or the expert-parallel group):
-    step = step_us + step_us_per_extra_gpu * (gpus - 1), from the profile's stated overhead, else its release's band;
+def overhead_seconds(profile: EngineProfile | None, gpus: int = 1, synced: int = 0) -> tuple[float, float]:
+    """(per step [s], per request [s]) of a deployment on `gpus` GPUs (tp x pp, or the expert-parallel group) whose
+    steps synchronise the GPUs in `synced` layers (synced_layers): step = step_us + step_us_per_extra_gpu *
+    (gpus - 1) + step_us_per_synced_layer * synced, from the profile's stated overhead, else its release's band;
     nothing for the roofline (datasheet efficiencies) or an engine without bands."""
     if profile is None:
         return 0.0, 0.0
@@ -172,7 +195,8 @@ def overhead_seconds(profile: EngineProfile | None, gpus: int = 1) -> tuple[floa
         if b is None:
             return 0.0, 0.0
         o = overhead_of(b)
-    return (o.step_us + o.step_us_per_extra_gpu * (gpus - 1)) * 1e-6, o.request_ms * 1e-3
+    step_us = o.step_us + o.step_us_per_extra_gpu * (gpus - 1) + o.step_us_per_synced_layer * synced
+    return step_us * 1e-6, o.request_ms * 1e-3
 
 
 def describe(profile: EngineProfile | None) -> str:
@@ -183,6 +207,8 @@ def describe(profile: EngineProfile | None) -> str:
     per_gpu = (profile.overhead or (overhead_of(band(profile.engine, None, profile.engine_version))
                                     if bands(profile.engine) else None))
     slope = f" + {per_gpu.step_us_per_extra_gpu:.0f} us per extra GPU" if per_gpu and per_gpu.step_us_per_extra_gpu else ""
+    if per_gpu and per_gpu.step_us_per_synced_layer:
+        slope += f" + {per_gpu.step_us_per_synced_layer:g} us per layer where GPUs synchronise"
     if profile.overhead is not None:
         where = profile.overhead.sources[0]
     else:

@@ -21,6 +21,7 @@ but not scored. No measurement may beat kvcalc's speed of light: one that does p
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import statistics
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 
 from kvcalc.engines.kernel_eras import ERAS, era_of_ledger_row
 from kvcalc.engines.kernel_eras import MIN_PUBLISHERS as MIN_ERA_PUBLISHERS
-from kvcalc.engines.overhead import BANDS, band_of_ledger_row, bands, overhead_seconds
+from kvcalc.engines.overhead import BANDS, band_of_ledger_row, bands, overhead_seconds, synced_layers
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_tp, evaluate, phase_metrics
 from kvcalc.formulas.workload import (
@@ -162,6 +163,16 @@ def gpus(point: dict) -> int:
     return max(point["tp"] * point.get("pp", 1), point.get("ep", 1))
 
 
+def synced(point: dict) -> int:
+    """Layers of the run's steps whose GPUs synchronise (engines/overhead.py synced_layers)."""
+    return synced_layers(_layers(point["model"]), point["tp"], point.get("ep", 1))
+
+
+@functools.lru_cache(maxsize=256)
+def _layers(model: str) -> int:
+    return load_model(model).num_layers
+
+
 def metric_value(point: dict, prefill_ms, decode_ms, step_ms=0.0, request_ms=0.0):
     """The row's metric from a prefill and a decode step [ms] plus the engine's overheads (a closed form; works on
     numpy arrays of overheads): each step, prefill and decode, adds step_ms; a request's TTFT adds request_ms."""
@@ -184,7 +195,7 @@ def predict(point: dict, profile: EngineProfile | None) -> tuple[float, float]:
     stated one, else its release band's: engines/overhead.py), as `kvcalc estimate` adds it; the speed of light
     never includes an overhead."""
     k = kernel_times(point, profile)
-    step_s, request_s = overhead_seconds(profile)
+    step_s, request_s = overhead_seconds(profile, gpus(point), synced(point))
     return (metric_value(point, k["prefill_ms"], k["decode_ms"], step_s * 1e3, request_s * 1e3),
             metric_value(point, k["prefill_sol_ms"], k["decode_sol_ms"]))
 
@@ -234,6 +245,8 @@ MIN_SLOPE_PUBLISHERS = 2  # a per-GPU term is fitted only where multi-GPU rows c
 # two GPUs than on one; the term fitted on old TensorRT-LLM engine rows put TensorRT-LLM's own perf-overview ledger
 # (validation/serve, 40 rows it was never fitted to) at 11.4 % against 9.9 % without it. It did lower the multi-GPU
 # rows' held-out median here (31 % against 40 %, 260 rows, 2026-12-05): what those rows miss is not yet explained.
+SYNC_GRID_US = np.concatenate([[0.0], np.geomspace(1, 500, 80)])  # per synchronised layer [us]
+MIN_SYNC_PUBLISHERS = 2  # the synchronised-layer cost is fitted where multi-GPU rows come from this many publishers
 MIN_PUBLISHERS = 1  # a band (or an engine) is fitted on its own rows where this many publishers give some (2 was
 # tried: it pools vLLM's Python overheads into TensorRT-LLM's C++ runtime, and scores worse held out)
 SMALL_BATCH = 1  # overheads are fitted where the kernels are a small share and no other request's prefill
@@ -249,8 +262,8 @@ def overhead_rows(rows: list[dict]) -> list[dict]:
             and not (gpus(r) > 1 and is_pcie(r)) and r["weight_dtype"] in OVERHEAD_WEIGHTS]
 
 
-def step_ms(point: dict, step_us, per_gpu_us):
-    return (step_us + per_gpu_us * (gpus(point) - 1)) / 1000
+def step_ms(point: dict, step_us, per_gpu_us, per_layer_us=0.0):
+    return (step_us + per_gpu_us * (gpus(point) - 1) + per_layer_us * synced(point)) / 1000
 
 
 def _publisher_weights(rows: list[dict]) -> dict[str, float]:
@@ -261,53 +274,57 @@ def _publisher_weights(rows: list[dict]) -> dict[str, float]:
     return {r["id"]: 1 / count[r["publisher"]] for r in rows}
 
 
-def fit_one(rows: list[dict], per_gpu_term: bool = True) -> tuple[float, float, float]:
+def fit_one(rows: list[dict], per_gpu_term: bool = True, per_layer_us: float = 0.0) -> tuple[float, float, float]:
     """(step [us], per extra GPU [us], request [ms]) minimising the summed |log(predicted / measured)| over rows,
     each source weighing the same (a row weighs 1 / its publisher's rows), on a grid (0, then log-spaced: 10 us -
-    60 ms, 10 us - 20 ms, 0.1 ms - 3 s). The step cost is fitted on the rows that are not TTFT (on the TTFT rows
-    where there are no others), its per-GPU term where multi-GPU rows exist (MIN_SLOPE_PUBLISHERS), the request
-    cost then on the TTFT rows. per_gpu_term False: no per-GPU term (a fit pooled over engines)."""
+    60 ms, 10 us - 20 ms, 0.1 ms - 3 s), with per_layer_us a synchronised layer (fit_overheads fits it over every
+    band). The step cost is fitted on the rows that are not TTFT (on the TTFT rows where there are no others), its
+    per-GPU term where multi-GPU rows exist (MIN_SLOPE_PUBLISHERS), the request cost then on the TTFT rows.
+    per_gpu_term False: no per-GPU term (a fit pooled over engines)."""
+    return _fit_one(rows, per_gpu_term, per_layer_us)[0]
+
+
+def _fit_one(rows: list[dict], per_gpu_term: bool, per_layer_us: float) -> tuple[tuple[float, float, float], float]:
+    """(fit_one's figures, the summed weighted |log error| of the step rows at them)."""
     steps = [r for r in rows if r["metric"] != "ttft_ms"] or rows
     several = {r["publisher"] for r in steps if gpus(r) > 1}
     per_gpu = PER_GPU_GRID_US if per_gpu_term and len(several) >= MIN_SLOPE_PUBLISHERS else np.array([0.0])
     fixed, slope = np.meshgrid(STEP_GRID_US, per_gpu, indexing="ij")
     w = _publisher_weights(steps)
-    loss = sum(w[r["id"]] * np.abs(np.log(metric_value(r, r["prefill_ms"], r["decode_ms"], step_ms(r, fixed, slope))
-                                          / r["measured"])) for r in steps)
+    loss = sum(w[r["id"]] * np.abs(np.log(metric_value(r, r["prefill_ms"], r["decode_ms"],
+                                                       step_ms(r, fixed, slope, per_layer_us)) / r["measured"]))
+               for r in steps)
     i = np.unravel_index(int(np.argmin(loss)), loss.shape)
     step_us, per_gpu_us = float(fixed[i]), float(slope[i])
     ttft = [r for r in rows if r["metric"] == "ttft_ms"] if steps is not rows else []
     request_ms = 0.0
     if ttft:
         w = _publisher_weights(ttft)
-        loss = sum(w[r["id"]] * np.abs(np.log(metric_value(r, r["prefill_ms"], r["decode_ms"], step_ms(
-            r, step_us, per_gpu_us), REQUEST_GRID_MS) / r["measured"])) for r in ttft)
-        request_ms = float(REQUEST_GRID_MS[int(np.argmin(loss))])
-    return tuple(float(f"{x:.3g}") for x in (step_us, per_gpu_us, request_ms))
+        loss_ttft = sum(w[r["id"]] * np.abs(np.log(metric_value(r, r["prefill_ms"], r["decode_ms"], step_ms(
+            r, step_us, per_gpu_us, per_layer_us), REQUEST_GRID_MS) / r["measured"])) for r in ttft)
+        request_ms = float(REQUEST_GRID_MS[int(np.argmin(loss_ttft))])
+    return tuple(float(f"{x:.3g}") for x in (step_us, per_gpu_us, request_ms)), float(loss[i])
 
 
 def fit_overheads(rows: list[dict], wanted: set[str] | None = None) -> dict[str, dict]:
     """Per release band ('vllm v1'), its overheads fitted on `rows` (overhead_rows of them): on the band's own rows
     where it has any (MIN_PUBLISHERS), else on its engine's, else on every engine's (pooled). A band the
-    table marks transferred takes the band it names. Each entry: step_us, step_us_per_extra_gpu, request_ms, level
-    (band, engine or all engines) and the ids of the rows fitted on."""
+    table marks transferred takes the band it names. One cost per synchronised layer is fitted over every band
+    together (SYNC_GRID_US; where multi-GPU rows come from MIN_SYNC_PUBLISHERS publishers): the one whose bands,
+    each refitted beside it, sum to the least loss. Each entry: step_us, step_us_per_extra_gpu,
+    step_us_per_synced_layer, request_ms, level (band, engine or all engines) and the ids of the rows fitted on."""
     usable = overhead_rows(rows)
     wanted = set(wanted or {r["band"] for r in rows if r["band"]})
 
     def level(chosen: list[dict]) -> list[dict] | None:
         return chosen if len({r["publisher"] for r in chosen}) >= MIN_PUBLISHERS else None
 
-    # pooled over engines: the fixed step cost only. A per-GPU term is one runtime's (its processes' launch and
-    # sync); pooled, TensorRT-LLM's and vLLM's TP 2-4 rows gave SGLang at TP 8 a 1.35 ms-a-GPU term (10.8 ms a step)
-    # that no engine's own band fits (MIN_SLOPE_PUBLISHERS)
-    pooled = fit_one(usable, per_gpu_term=False) if usable else (0.0, 0.0, 0.0)
-    out = {}
+    plan: dict[str, tuple[str, list[dict]] | None] = {}
     for key in sorted(wanted):
         engine, name = key.split(" ", 1)
         b = next(x for x in bands(engine) if x.name == name)
         if b.provenance.startswith("not modelled"):
-            out[key] = {"step_us": 0.0, "step_us_per_extra_gpu": 0.0, "request_ms": 0.0, "level": "not modelled",
-                        "rows": []}
+            plan[key] = None
             continue
         if b.provenance.startswith("transferred from "):
             key_from = f"{engine} {b.provenance.removeprefix('transferred from ')}"
@@ -318,10 +335,41 @@ def fit_overheads(rows: list[dict], wanted: set[str] | None = None) -> dict[str,
                               ("all engines", usable)):
             if chosen is not None:
                 break
-        fitted = fit_one(chosen) if chosen and where != "all engines" else pooled
-        out[key] = {"step_us": fitted[0], "step_us_per_extra_gpu": fitted[1], "request_ms": fitted[2],
-                    "level": where if key_from == key else f"{where} of {key_from}",
-                    "rows": [r["id"] for r in chosen or []]}
+        plan[key] = (where if key_from == key else f"{where} of {key_from}", chosen or [])
+
+    def fits_at(per_layer_us: float) -> tuple[dict, float]:
+        # pooled over engines: the fixed step cost only. A per-GPU term is one runtime's (its processes' launch and
+        # sync); pooled, TensorRT-LLM's and vLLM's TP 2-4 rows gave SGLang at TP 8 a 1.35 ms-a-GPU term (10.8 ms a
+        # step) that no engine's own band fits (MIN_SLOPE_PUBLISHERS)
+        pooled = _fit_one(usable, False, per_layer_us) if usable else ((0.0, 0.0, 0.0), 0.0)
+        out, total, counted = {}, 0.0, set()
+        for key, entry in plan.items():
+            if entry is None:
+                continue
+            where, chosen = entry
+            figures, loss = (_fit_one(chosen, True, per_layer_us) if chosen and not where.startswith("all engines")
+                             else pooled)
+            out[key] = figures
+            ids = frozenset(r["id"] for r in chosen)
+            if ids not in counted:  # a row set two bands share (v2 takes v1's) counts once
+                counted.add(ids)
+                total += loss
+        return out, total
+
+    synced_publishers = {r["publisher"] for r in usable if synced(r)}
+    grid = SYNC_GRID_US if len(synced_publishers) >= MIN_SYNC_PUBLISHERS else np.array([0.0])
+    best = min(((fits_at(float(u)), float(u)) for u in grid), key=lambda x: x[0][1])
+    (figures, _), per_layer_us = best
+    per_layer_us = float(f"{per_layer_us:.3g}")
+    out = {}
+    for key, entry in plan.items():
+        if entry is None:
+            out[key] = {"step_us": 0.0, "step_us_per_extra_gpu": 0.0, "step_us_per_synced_layer": 0.0,
+                        "request_ms": 0.0, "level": "not modelled", "rows": []}
+            continue
+        step_us, per_gpu_us, request_ms = figures[key]
+        out[key] = {"step_us": step_us, "step_us_per_extra_gpu": per_gpu_us, "step_us_per_synced_layer": per_layer_us,
+                    "request_ms": request_ms, "level": entry[0], "rows": [r["id"] for r in entry[1]]}
     return out
 
 
@@ -481,7 +529,8 @@ def _band_overhead(row: dict, fits: dict) -> tuple[float, float]:
     fit = fits.get(row["band"]) if row["band"] else None
     if fit is None:
         return 0.0, 0.0
-    return float(step_ms(row, fit["step_us"], fit["step_us_per_extra_gpu"])), fit["request_ms"]
+    return (float(step_ms(row, fit["step_us"], fit["step_us_per_extra_gpu"], fit["step_us_per_synced_layer"])),
+            fit["request_ms"])
 
 
 def gpu_family(gpu: str) -> str:

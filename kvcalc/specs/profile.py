@@ -67,6 +67,9 @@ class EngineOverhead(StrictModel):
     step_us: float = Field(0.0, ge=0, le=1e6, description="added to every forward step [us]")
     step_us_per_extra_gpu: float = Field(0.0, ge=0, le=1e6, description="added to every step per GPU beyond the first "
                                          "(more worker processes to drive and synchronise) [us]")
+    step_us_per_synced_layer: float = Field(0.0, ge=0, le=1e5, description="added to every step per layer whose "
+                                            "GPUs synchronise (a tensor- or expert-parallel group: each layer's "
+                                            "collective waits for the slowest GPU) [us]")
     request_ms: float = Field(0.0, ge=0, le=1e5, description="added once to each request's TTFT [ms]")
     sources: list[str] = Field(min_length=1, description="the published runs or code the figures come from")
 
