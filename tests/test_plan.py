@@ -30,9 +30,10 @@ ENGINE_PARSERS = {
     "sglang": {"--model-path", "--tp-size", "--pp-size", "--dp-size", "--ep-size", "--enable-dp-attention",
                "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
                "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
-               "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--disaggregation-mode"},
+               "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--disaggregation-mode", "--host"},
     "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
-               "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role"},
+               "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role",
+               "--host"},
 }
 
 

@@ -99,3 +99,18 @@ def test_sglang_keeps_every_token_of_a_sliding_layer_outside_its_hybrid_families
     window_tokens = (spec.global_layers * context + spec.window_layers * min(context, a.sliding_window)
                      if hybrid else spec.attention_layers * context)
     assert doc["engine_memory"]["max_concurrency"] == pytest.approx(pool / (window_tokens * cell), rel=1e-9)  # the pool printed in whole bytes
+
+
+@pytest.mark.parametrize("engine", ["sglang", "trtllm"])
+def test_sglang_and_tensorrt_llm_servers_listen_beyond_loopback(engine):
+    """C3: SGLang's server binds 127.0.0.1 by default (server_args.py host) and trtllm-serve localhost (serve.py
+    --host), so the emitted servers, and the k8s pods running them, were unreachable from any Service or router."""
+    from test_plan import _config, _flags
+
+    from kvcalc.engines.launch import emit
+    from kvcalc.specs.catalog import load_model
+
+    text = emit(engine, load_model("deepseek-v3"), _config(), 2500)
+    server = next(line for line in text.splitlines() if line.startswith(("python -m sglang.launch_server",
+                                                                          "trtllm-serve serve")))
+    assert _flags(server)["--host"] == "0.0.0.0"

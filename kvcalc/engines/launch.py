@@ -12,6 +12,10 @@ Flag names are those of the engine releases the profiles model, read from each e
   --backend, --tp_size, --pp_size, --ep_size, --max_batch_size, --max_num_tokens, --max_seq_len,
   --kv_cache_free_gpu_memory_fraction, --extra_llm_api_options; the KV dtype and attention data parallelism go in
   that YAML as kv_cache_config.dtype, enable_attention_dp and enable_chunked_prefill, which the LLM API reads).
+SGLang's and TensorRT-LLM's servers listen on loopback unless told otherwise (server_args.py `host: str =
+"127.0.0.1"`; serve.py `@click.option("--host", type=str, default="localhost")`), which no other pod, Service or router
+can reach, so their commands bind every interface (--host 0.0.0.0), as vLLM's server does by default (the seventh
+audit, C3).
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ FLAGS = {
     "sglang": {"--model-path", "--tp-size", "--pp-size", "--dp-size", "--ep-size", "--enable-dp-attention",
                "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
                "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
-               "--disaggregation-mode", "--speculative-eagle-topk", "--speculative-num-draft-tokens"},
+               "--disaggregation-mode", "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--host"},
     "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
-               "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role"},
+               "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role",
+               "--host"},
 }
 EMIT_TARGETS = ("vllm", "sglang", "trtllm", "k8s")
 
@@ -76,7 +81,7 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
 
 def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
     """`python -m sglang.launch_server` for a planned configuration."""
-    cmd = ["python", "-m", "sglang.launch_server", "--model-path", hf_repo_id(spec)]
+    cmd = ["python", "-m", "sglang.launch_server", "--model-path", hf_repo_id(spec), "--host", "0.0.0.0"]
     if c["expert_parallel"] > 1:
         cmd += ["--tp-size", str(c["expert_parallel"]), "--ep-size", str(c["expert_parallel"])]
         if c["expert_parallel"] > c["tensor_parallel"]:  # SGLang's --tp-size spans the group; DP attention splits it
@@ -104,7 +109,7 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
     """`trtllm-serve serve` and the YAML its --extra_llm_api_options names."""
     ep = c["expert_parallel"]
     tp = ep if ep > 1 else c["tensor_parallel"]  # TensorRT-LLM's attention DP runs inside a tp_size group
-    cmd = ["trtllm-serve", "serve", hf_repo_id(spec), "--backend", "pytorch", "--tp_size", str(tp)]
+    cmd = ["trtllm-serve", "serve", hf_repo_id(spec), "--host", "0.0.0.0", "--backend", "pytorch", "--tp_size", str(tp)]
     if c["pipeline_parallel"] > 1:
         cmd += ["--pp_size", str(c["pipeline_parallel"])]
     if ep > 1:
