@@ -114,3 +114,18 @@ def test_sglang_and_tensorrt_llm_servers_listen_beyond_loopback(engine):
     server = next(line for line in text.splitlines() if line.startswith(("python -m sglang.launch_server",
                                                                           "trtllm-serve serve")))
     assert _flags(server)["--host"] == "0.0.0.0"
+
+
+def test_plan_deploys_serving_engines_only():
+    """C2: plan chose gpt-fast (a batch-1 generate.py script: no server, no batching of requests) for Gemma-3-27B on
+    8 A100s at 980 requests in flight, and --emit k8s then had nothing to launch; serve ran it as a batching server."""
+    doc = json.loads(runner.invoke(app, ["plan", "-m", "gemma-3-27b", "-g", "a100-sxm-80gb", "-i", "1000", "-o",
+                                         "200", "--gpu-budget", "8", "-f", "json"]).stdout)
+    engines = {r["engine"] for r in [doc["choice"], *doc["runners_up"]]}
+    assert engines and engines <= {"vllm", "sglang", "trtllm"}
+    assert "batch-1 generation script" in one_line_error(
+        ["plan", "-m", "llama-2-7b", "-g", "a100-sxm-80gb", "-i", "100", "-o", "10", "-n", "4", "--engines", "gpt-fast"])
+    for extra in ([], ["--simulate"]):
+        assert "batch-1 generation script" in one_line_error(
+            ["serve", "-m", "llama-2-7b", "-g", "a100-sxm-80gb", "-e", "gpt-fast", "-i", "100", "--output-len", "10",
+             "-n", "4", *extra])

@@ -122,7 +122,9 @@ def scheduler_policy(engine: str, *, budget: int | None = None, max_seqs: int | 
     """The policy of `engine` (vllm, sglang, trtllm; auto and roofline run vLLM's), with its defaults unless given."""
     make = POLICIES.get(engine, vllm_v1 if engine in ("auto", "roofline") else None)
     if make is None:
-        raise KvcalcError(f"--engine: no scheduler policy for {engine!r}; expected one of vllm, sglang, trtllm")
+        why = (" is a batch-1 generation script (no server, no batching of requests), with no scheduler to simulate"
+               if engine == "gpt-fast" else f": no scheduler policy for {engine!r}")
+        raise KvcalcError(f"--engine {engine}{why}; expected one of vllm, sglang, trtllm")
     kwargs = {}
     if budget is not None:
         kwargs["budget"] = budget

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from kvcalc.checks import MAX_GPUS, MAX_TOKENS, MIN_CONCURRENCY, MIN_REQUEST_RATE, check_int, check_number
 from kvcalc.engines.launch import launches_layout
 from kvcalc.errors import CapacityWarning, KvcalcError
+from kvcalc.serving.closed_form import GPT_FAST_IS_NO_SERVER
 from kvcalc.specs.catalog import (
     ProfileWarning,
     available_engines,
@@ -176,13 +177,19 @@ def layouts(spec, hw, max_gpus: int, disaggregated: bool) -> list[dict]:
     return out
 
 
+# The engines plan deploys: servers with continuous batching and a launch command (engines/launch.py). gpt-fast's
+# profile (a batch-1 generate.py script: no server, no batching of requests, no pipeline stages) times its own
+# kernels, not a deployment (the seventh audit, C2: plan had chosen gpt-fast for 980 requests in flight)
+SERVING_ENGINES = ("vllm", "sglang", "trtllm")
+
+
 def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, max_gpus: int,
                 disaggregated: bool, speculate: bool = False) -> list[Deployment]:
     """Every deployment of the search, as data; where `speculate` and the model ships a draft head (SPECULATION),
     each again with speculative decoding."""
     out = []
     for hw in gpus:
-        names = engines or available_engines(hw.name) or ["roofline"]
+        names = engines or [e for e in available_engines(hw.name) if e in SERVING_ENGINES] or ["roofline"]
         for engine in names:
             for weight_dtype, converted in weight_formats(spec, hw, convert):
                 for kv_dtype in kv_formats(hw):
@@ -573,9 +580,13 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             raise KvcalcError(f"--engines: {e} listed twice; give each engine once")
     prices = _prices(price_per_gpu_hour, hws)
     for e in engines or ():
+        if e == "gpt-fast":
+            raise KvcalcError(f"--engines: gpt-fast is {GPT_FAST_IS_NO_SERVER}, not a deployment; plan searches "
+                              f"{', '.join(SERVING_ENGINES)} or roofline")
         for hw in hws:  # an unknown engine, or one that does not run there, is a one-line error naming --engines
             _as_flag("--engines", resolve_engine, e, hw)
-    unprofiled = [] if engines else [hw.name for hw in hws if not available_engines(hw.name)]
+    unprofiled = [] if engines else [hw.name for hw in hws
+                                     if not set(available_engines(hw.name)) & set(SERVING_ENGINES)]
     for name in unprofiled:
         warnings.warn(f"--gpu {name}: no engine profile exists for {name}, so its rows (engine roofline) are timed on "
                       "the datasheet roofline, which has no engine overhead and runs faster than engines do; plan "
