@@ -239,8 +239,36 @@ def load_deployment(model, gpu, weight_dtype: str, kv_dtype: str):
 
 def check_tp(tp, spec: ModelSpec) -> None:
     check_int("--tp", tp, 1, MAX_GPUS)
-    if spec.attention.num_heads % tp:
-        raise KvcalcError(f"--tp: tensor parallelism over {tp} GPUs needs it to divide the {spec.attention.num_heads} query heads")
+    why = tp_refusal(spec, tp)
+    if why:
+        raise KvcalcError(f"--tp: {why}")
+
+
+def tp_refusal(spec: ModelSpec, tp: int) -> str | None:
+    """Why tensor parallelism over tp GPUs cannot shard this model as the engines shard it, or None. vLLM's (and
+    SGLang's, adapted from it) linear layers divide exactly: QKVParallelLinear splits the KV heads evenly where
+    tp <= their number and otherwise replicates each over tp / heads GPUs (`divide` asserts both), and
+    MergedColumnParallelLinear divides the MLP's width (vllm/model_executor/layers/linear.py). The seventh audit, B6:
+    Qwen2-7B at --tp 7 (4 KV heads, width 18,944) and Phi-3-medium at --tp 4 (10 KV heads: 2.5 a GPU) were priced."""
+    a = spec.attention
+    if a.num_heads % tp:
+        return f"tensor parallelism over {tp} GPUs needs it to divide the {a.num_heads} query heads"
+    if a.kind != "mla" and spec.attention_layers:
+        g = a.kv_heads
+        if (g % tp if tp <= g else tp % g):
+            return (f"{tp} GPUs cannot share {spec.name}'s {g} KV heads: engines split them evenly (a --tp dividing "
+                    f"{g}) or replicate each over the same number of GPUs (a multiple of {g})")
+    widths = []
+    if spec.moe is None or spec.moe.first_dense_layers or spec.moe.every > 1:
+        widths.append(("MLP", spec.mlp.intermediate_size))
+    if spec.moe is not None:
+        widths.append(("experts'", spec.moe.expert_intermediate_size))
+        if spec.moe.num_shared_experts:
+            widths.append(("shared experts'", spec.moe.shared_width))
+    for what, width in widths:
+        if width % tp:
+            return f"tensor parallelism over {tp} GPUs needs it to divide the {what} width {width:,}"
+    return None
 
 
 def check_pp(pp, spec: ModelSpec) -> None:
@@ -313,7 +341,7 @@ def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp
     gpus = tp * pp if ep == 1 else ep
     fixes = []
     if ep == 1:
-        fewest = next((t for t in FEWEST_TP if t > tp and spec.attention.num_heads % t == 0
+        fewest = next((t for t in FEWEST_TP if t > tp and tp_refusal(spec, t) is None
                        and per_gpu(weight_dtype, t) <= usable_bytes), None)
         if fewest is not None:
             fixes.append(f"--tp {fewest} holds them at {weight_dtype}" + (f" ({fewest * pp} GPUs)" if pp > 1 else ""))

@@ -21,6 +21,7 @@ from kvcalc.estimator import (
     layout_times,
     phase_metrics,
     resolve_weight_dtype,
+    tp_refusal,
 )
 from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
 from kvcalc.formulas.memory import (
@@ -38,8 +39,9 @@ from kvcalc.speculation import unsupported_with
 def skip_reason(spec, tp: int, pp: int, ep: int) -> str:
     """Why sweep leaves a layout out, naming the flag ('' where it applies): tp must divide the query heads, pp be at
     most the layers, ep need a MoE model, a multiple of tp dividing its experts, and no pp."""
-    if spec.attention.num_heads % tp:
-        return f"--tp: {tp} does not divide the {spec.attention.num_heads} query heads"
+    why = tp_refusal(spec, tp)
+    if why:
+        return f"--tp: {why}"
     if pp > spec.num_layers:
         return f"--pp: {pp} stages exceed the {spec.num_layers} layers"
     if ep > 1 and spec.moe is None:

@@ -129,3 +129,33 @@ def test_plan_deploys_serving_engines_only():
         assert "batch-1 generation script" in one_line_error(
             ["serve", "-m", "llama-2-7b", "-g", "a100-sxm-80gb", "-e", "gpt-fast", "-i", "100", "--output-len", "10",
              "-n", "4", *extra])
+
+
+PHI3_MEDIUM = {  # microsoft/Phi-3-medium-4k-instruct config.json's structural fields
+    "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 5120, "intermediate_size": 17920,
+    "num_attention_heads": 40, "num_key_value_heads": 10, "num_hidden_layers": 40, "vocab_size": 32064,
+    "max_position_embeddings": 4096, "hidden_act": "silu", "rms_norm_eps": 1e-05, "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16"}
+
+
+def test_tensor_parallelism_must_shard_the_kv_heads_and_widths_as_engines_do(tmp_path):
+    """B6: Qwen2-7B (28 query heads, 4 KV heads, MLP width 18,944) at --tp 7 was priced (158 sequences on 7 L4s),
+    though vLLM's QKVParallelLinear asserts the KV heads divide by tp or tp by them, and Phi-3-medium at --tp 4 held
+    2.5 KV heads a GPU. Now refused in every command; tp 5 and 10 shard Phi-3-medium's 10 heads and 17,920 width."""
+    refusal = "7 GPUs cannot share qwen2-7b's 4 KV heads"
+    for args in (["capacity", "-m", "qwen2-7b", "-g", "l4", "-c", "8192", "--tp", "7", "--engine", "vllm"],
+                 ["serve", "-m", "qwen2-7b", "-g", "l4", "-i", "1000", "--output-len", "100", "-n", "8", "--tp", "7"],
+                 ["estimate", "-m", "qwen2-7b", "--tp", "7"]):
+        assert refusal in one_line_error(args)
+    config = tmp_path / "phi3m" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps(PHI3_MEDIUM))
+    assert "4 GPUs cannot share" in one_line_error(["estimate", "-m", str(config), "--tp", "4"])
+    for tp in (5, 10, 20):
+        doc = json.loads(runner.invoke(app, ["estimate", "-m", str(config), "--tp", str(tp), "-c", "2000", "-f",
+                                             "json"]).stdout)
+        # 40 layers x 2 (K, V) x 128 head_dim x 2 B x 2,000 tokens x the heads one GPU holds: 10 / tp, at least 1
+        assert doc["memory"]["kv_cache_bytes"] == 40 * 2 * 128 * 2 * 2000 * max(10 // tp, 1)
+    plan = json.loads(runner.invoke(app, ["plan", "-m", str(config), "-g", "h100-sxm", "-i", "1000", "-o", "100",
+                                          "-n", "16", "-f", "json"]).stdout)
+    assert all(not r["layout"].startswith(("TP4", "TP8")) for r in [plan["choice"], *plan["runners_up"]])

@@ -42,6 +42,7 @@ from kvcalc.estimator import (
     phase_metrics,
     speculative_block,
     time_model_text,
+    tp_refusal,
     unprofiled_note,
     weights_overflow,
 )
@@ -287,13 +288,13 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
         return max_sequences(spec, context, budget, p.b_kv, tp, pp) >= 1
 
-    candidates = [t for t in TP_DEGREES if heads % t == 0 and (ep == 1 or (t <= ep and ep % t == 0))]
+    candidates = [t for t in TP_DEGREES if tp_refusal(spec, t) is None and (ep == 1 or (t <= ep and ep % t == 0))]
     min_tp = next((t for t in candidates if fits_one_sequence(t)), None)
-    if gpus is not None and heads % gpus:
-        raise KvcalcError(f"--tp: tensor parallelism over {gpus} GPUs needs it to divide the {heads} query heads")
+    if gpus is not None and tp_refusal(spec, gpus):
+        raise KvcalcError(f"--tp: {tp_refusal(spec, gpus)}")
     if min_tp is None and gpus is not None and ep == 1:  # no power of two holds it; the degrees that divide the
         # heads up to the --gpus asked for (llama-2-13b's 40 heads: 5, 10, 20, 40) may
-        min_tp = next((t for t in range(1, gpus + 1) if heads % t == 0 and fits_one_sequence(t)), None)
+        min_tp = next((t for t in range(1, gpus + 1) if tp_refusal(spec, t) is None and fits_one_sequence(t)), None)
     tp = gpus or (1 if ep > 1 else min_tp)
     if ep > 1 and not fits_one_sequence(tp):
         tp = None

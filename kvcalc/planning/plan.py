@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from kvcalc.checks import MAX_GPUS, MAX_TOKENS, MIN_CONCURRENCY, MIN_REQUEST_RATE, check_int, check_number
 from kvcalc.engines.launch import launches_layout
 from kvcalc.errors import CapacityWarning, KvcalcError
+from kvcalc.estimator import tp_refusal
 from kvcalc.serving.closed_form import GPT_FAST_IS_NO_SERVER
 from kvcalc.specs.catalog import (
     ProfileWarning,
@@ -165,7 +166,7 @@ def layouts(spec, hw, max_gpus: int, disaggregated: bool) -> list[dict]:
         # needs that link to be timed (the fresh audit: plan -g h100-sxm,gh200 had failed outright on GH200's PP 2)
         return [dict(tp=1, pp=1)] if max_gpus >= 1 else []
     domain = min(8, hw.scale_up_gpus or 8)
-    tps = [t for t in TP_CHOICES if t <= domain and heads % t == 0]
+    tps = [t for t in TP_CHOICES if t <= domain and tp_refusal(spec, t) is None]
     out: list[dict] = [dict(tp=t, pp=p) for t in tps for p in PP_CHOICES
            if t * p <= max_gpus and p <= spec.num_layers and (p == 1 or t * p > 1)]
     if spec.moe is not None:
