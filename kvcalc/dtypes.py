@@ -57,17 +57,19 @@ def activation_dtype(weight_dtype: str) -> str:
     return "fp16" if weight_dtype == "fp16" else ("fp32" if weight_dtype == "fp32" else "bf16")
 
 
-def matmul_compute_dtype(weight_dtype: str, peak_tflops: dict[str, float]) -> str:
+def matmul_compute_dtype(weight_dtype: str, peak_tflops: dict[str, float], vendor: str = "NVIDIA") -> str:
     """Which tensor-core peak a matmul with these weights runs at.
 
-    fp8 (and fp8-block) and int8 weights run at the fp8/int8 peak where the part has one (W8A8); nvfp4 and mxfp4
-    at the fp4 peak where the part has one (Blackwell); otherwise, and always for the int4 and int8-wo formats,
-    the weights are dequantised and the product runs at the activation dtype's peak (weight-only, as Marlin or
-    AWQ kernels do).
+    fp8 (and fp8-block) and int8 weights run at the fp8/int8 peak where the part has one (W8A8); mxfp4 at the fp4
+    peak where the part has one (Blackwell, CDNA 4), nvfp4 only where that part is NVIDIA's: AMD's scaled MFMA
+    instructions read OCP MX blocks (an e8m0 scale per 32), not NVFP4's e4m3 scale per 16, so an NVFP4 checkpoint
+    there is dequantised (the seventh audit, B12: MI355X prefill had been 3x too fast); otherwise, and always for the
+    int4 and int8-wo formats, the weights are dequantised and the product runs at the activation dtype's peak
+    (weight-only, as Marlin or AWQ kernels do).
     """
     base = {"fp8-block": "fp8"}.get(weight_dtype, weight_dtype)
     if base in ("fp8", "int8") and base in peak_tflops:
         return base
-    if weight_dtype in FP4_FORMATS and "fp4" in peak_tflops:
+    if weight_dtype in FP4_FORMATS and "fp4" in peak_tflops and (weight_dtype == "mxfp4" or vendor == "NVIDIA"):
         return "fp4"
     return activation_dtype(weight_dtype)

@@ -159,3 +159,17 @@ def test_tensor_parallelism_must_shard_the_kv_heads_and_widths_as_engines_do(tmp
     plan = json.loads(runner.invoke(app, ["plan", "-m", str(config), "-g", "h100-sxm", "-i", "1000", "-o", "100",
                                           "-n", "16", "-f", "json"]).stdout)
     assert all(not r["layout"].startswith(("TP4", "TP8")) for r in [plan["choice"], *plan["runners_up"]])
+
+
+def test_nvfp4_weights_on_an_amd_part_run_at_the_16_bit_peak():
+    """B12: NVFP4 weights on the MI355X were computed at its fp4 peak, which its scaled MFMA instructions give only
+    to OCP MXFP4 blocks (hardware_specs/mi355x.toml: "fp4 (MXFP4)"); an NVFP4 checkpoint is dequantised there. The
+    prefill's speed of light is then bf16's: 2 x params x tokens / the bf16 peak, as for bf16 weights."""
+    import kvcalc
+
+    sol = {wd: kvcalc.estimate("llama-3.1-8b", "mi355x", weight_dtype=wd, context=4096, engine="roofline")
+           .prefill.speed_of_light_ms for wd in ("bf16", "nvfp4", "mxfp4")}
+    assert sol["nvfp4"] == pytest.approx(sol["bf16"], rel=1e-9) and sol["mxfp4"] < sol["bf16"] / 2
+    b200 = {wd: kvcalc.estimate("llama-3.1-8b", "b200", weight_dtype=wd, context=4096, engine="roofline")
+            .prefill.speed_of_light_ms for wd in ("bf16", "nvfp4")}
+    assert b200["nvfp4"] < b200["bf16"] / 2  # NVIDIA's own format keeps Blackwell's fp4 peak

@@ -44,7 +44,7 @@ def intensity(flops, bytes_):
 def engine_dtype(engine: str, weight_dtype: str, hw: HardwareSpec) -> str:
     """The dtype whose peak an operator runs at (vector ops have no FLOPs worth a roof: activation dtype)."""
     if engine == "matmul":
-        return matmul_compute_dtype(weight_dtype, hw.peak_tflops.available())
+        return matmul_compute_dtype(weight_dtype, hw.peak_tflops.available(), hw.vendor)
     return activation_dtype(weight_dtype)
 
 

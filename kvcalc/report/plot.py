@@ -68,7 +68,7 @@ def roof(hw, dtype: str, x_lo: float, x_hi: float):
 
 
 def compute_dtypes(hw, weight_dtype: str) -> list[str]:
-    return sorted({activation_dtype(weight_dtype), matmul_compute_dtype(weight_dtype, hw.peak_tflops.available())})
+    return sorted({activation_dtype(weight_dtype), matmul_compute_dtype(weight_dtype, hw.peak_tflops.available(), hw.vendor)})
 
 
 def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, speculate, *, flags: bool = False):
@@ -125,7 +125,7 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
             ax.plot(x, y, color=color, linestyle=("-", "--", ":")[di % 3],
                     label=f"{hw.name} {dtype} roof (ridge {ridge:.0f} FLOP/B)", gid=f"roof:{hw.name}:{dtype}")
             ax.plot([ridge], [y[1]], marker="D", color=color, gid=f"ridge:{hw.name}:{dtype}")
-        peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available()))
+        peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available(), hw.vendor))
         for variant, b, label, flops, bytes_, x, ops in points:
             y = min(peak, x * hw.bandwidth_Bps) / 1e12
             if profile is not None:  # where the engine's measured kernels land, below the roof

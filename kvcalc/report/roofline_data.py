@@ -33,7 +33,7 @@ def roofline_data(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: S
             _, y, ridge = roof(hw, dtype, x_lo, x_hi)
             roofs.append({"gpu": hw.name, "dtype": dtype, "ridge_flop_per_byte": ridge, "peak_tflops": y[1],
                           "bandwidth_GBps": hw.bandwidth_Bps / 1e9})
-        peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available()))
+        peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available(), hw.vendor))
         for variant, b, label, flops, bytes_, x, ops in points:
             tflops = min(peak, x * hw.bandwidth_Bps) / 1e12
             if profile is not None:
