@@ -953,9 +953,10 @@ def estimate_with_specs(
             memory_utilization=memory_utilization, prefill_chunk=prefill_chunk, engine=engine_name, profile=profile_text,
             tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=ep, allreduce_link=group_link_label(hw, tp),
         ),
-        kv_cache=KvCache(
-            elements_per_token_per_layer=kv_elements_per_token_per_layer(spec.attention),
-            bytes_per_token_per_layer=kv_bytes_per_token_per_layer(spec.attention, p.b_kv),
+        kv_cache=KvCache(  # per layer: a softmax-attention layer's; none where no layer keeps a per-token cache
+            # (--attn linear: the seventh audit, B11, had printed the rewritten model's old 4,096 B beside 0 a token)
+            elements_per_token_per_layer=kv_elements_per_token_per_layer(spec.attention) if spec.attention_layers else 0,
+            bytes_per_token_per_layer=kv_bytes_per_token_per_layer(spec.attention, p.b_kv) if spec.attention_layers else 0.0,
             bytes_per_token=kv_bytes_per_token(spec, p.b_kv),
             bytes_per_sequence=kv_bytes_per_sequence(spec, context, p.b_kv),
             bytes=batch * kv_bytes_per_sequence(spec, context, p.b_kv),

@@ -173,3 +173,16 @@ def test_nvfp4_weights_on_an_amd_part_run_at_the_16_bit_peak():
     b200 = {wd: kvcalc.estimate("llama-3.1-8b", "b200", weight_dtype=wd, context=4096, engine="roofline")
             .prefill.speed_of_light_ms for wd in ("bf16", "nvfp4")}
     assert b200["nvfp4"] < b200["bf16"] / 2  # NVIDIA's own format keeps Blackwell's fp4 peak
+
+
+def test_an_all_linear_model_prints_no_per_layer_cache():
+    """B11: `estimate --attn linear` printed 4,096 B (2,048 elements) a token a layer beside 0 B a token: every layer
+    rewritten to linear attention keeps no per-token cache, only its fixed state (32 layers x 32 heads x 128 x 128
+    x 2 B = 33,554,432 B a sequence)."""
+    doc = json.loads(runner.invoke(app, ["estimate", "-m", "llama-3.1-8b", "--attn", "linear", "-c", "1000", "-f",
+                                         "json"]).stdout)
+    kv = doc["kv_cache"]
+    assert (kv["elements_per_token_per_layer"], kv["bytes_per_token_per_layer"], kv["bytes_per_token"]) == (0, 0, 0)
+    assert kv["bytes_per_sequence"] == 32 * 32 * 128 * 128 * 2
+    text = runner.invoke(app, ["estimate", "-m", "llama-3.1-8b", "--attn", "linear", "--explain"]).output
+    assert "no layer keeps a per-token cache" in text

@@ -25,9 +25,11 @@ class Step(NamedTuple):
 
 
 def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
-    a, b_kv = m.attention, e.kv_cache.bytes_per_token_per_layer / e.kv_cache.elements_per_token_per_layer
-    L = m.attention_layers
-    if a.kind == "mla":
+    a, L = m.attention, m.attention_layers
+    b_kv = e.kv_cache.bytes_per_token_per_layer / e.kv_cache.elements_per_token_per_layer if L else 0.0
+    if not L:  # every layer linear: no per-token cache, only the fixed state below
+        per_layer = Step("KV per token per layer", "no layer keeps a per-token cache (all linear attention)", "0", "0 B")
+    elif a.kind == "mla":
         per_layer = Step("KV per token per layer", "(d_c + d_r) * b_kv",
                          f"({a.kv_lora_rank} + {a.qk_rope_head_dim}) * {b_kv:g} B", fmt_bytes(e.kv_cache.bytes_per_token_per_layer))
     else:
