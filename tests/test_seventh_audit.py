@@ -186,3 +186,19 @@ def test_an_all_linear_model_prints_no_per_layer_cache():
     assert kv["bytes_per_sequence"] == 32 * 32 * 128 * 128 * 2
     text = runner.invoke(app, ["estimate", "-m", "llama-3.1-8b", "--attn", "linear", "--explain"]).output
     assert "no layer keeps a per-token cache" in text
+
+
+def test_the_python_apis_capacity_takes_tp_as_every_other_call_does():
+    """B3/C9: kvcalc.capacity(..., tp=2) was a TypeError; only its older name gpus= worked. README question 2's
+    answer (Llama-3.1-70B at 8,192 tokens on two H100s) is the same both ways."""
+    import kvcalc
+
+    from kvcalc.errors import KvcalcError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_tp = kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=8192, tp=2)
+        by_gpus = kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=8192, gpus=2)
+    assert by_tp["tensor_parallel"] == 2 and by_tp["max_sequences_at_context"] == by_gpus["max_sequences_at_context"]
+    with pytest.raises(KvcalcError, match="give tp alone"):
+        kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=8192, tp=2, gpus=4)

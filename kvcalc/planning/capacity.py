@@ -221,18 +221,24 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
              ep: int = 1, vllm_runner: str = "auto", vllm_version: str = "latest",
              cuda_graph_GiB: float | None = None, flashinfer_sampler: bool = False,
-             engine_version: str | None = None) -> dict:
+             engine_version: str | None = None, tp: int | None = None) -> dict:
     """Size a tensor-parallel deployment: fewest GPUs for the weights, concurrency, context, throughput, cost.
 
+    tp: tensor-parallel GPUs, as the CLI's --tp and every other call name it (gpus: its older name; give one).
     engine="vllm" budgets memory as vLLM does (visible memory, its profiling peak for max_num_batched_tokens and
     max_num_seqs, non-torch buffers) and reports the KV tokens and maximum concurrency it would print at start-up
-    with max_model_len = context; engine="sglang" as SGLang does (memory_utilization as mem_fraction_static); every
-    other engine uses kvcalc's rule (formulas/memory.py). Under an engine's rule the longest context at the batch is
+    with max_model_len = context; engine="sglang" as SGLang does (memory_utilization as mem_fraction_static);
+    engine="trtllm" as TensorRT-LLM does (memory_utilization as free_gpu_memory_fraction); every other engine uses
+    kvcalc's rule (formulas/memory.py). Under an engine's rule the longest context at the batch is
     the longest request its own layout admits at that concurrency (engines/memory.py engine_longest_context).
     pp: pipeline stages, each a tensor-parallel group; a replica is tp x pp GPUs. ep: expert-parallel GPUs of a
     MoE model (a replica of ep GPUs, attention in ep / tp data-parallel groups of tp = gpus, default 1)."""
     from kvcalc.engines.memory import vllm_version_of_run
 
+    if tp is not None:  # the seventh audit, B3/C9: the API's capacity alone had no tp=
+        if gpus is not None and gpus != tp:
+            raise KvcalcError(f"tp: {tp} and gpus={gpus} name one figure twice; give tp alone")
+        gpus = tp
     vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     _check(context, memory_utilization, prefill_chunk)
     for flag, value in (("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):
