@@ -202,3 +202,22 @@ def test_the_python_apis_capacity_takes_tp_as_every_other_call_does():
     assert by_tp["tensor_parallel"] == 2 and by_tp["max_sequences_at_context"] == by_gpus["max_sequences_at_context"]
     with pytest.raises(KvcalcError, match="give tp alone"):
         kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=8192, tp=2, gpus=4)
+
+
+def test_yaml_spec_integers_are_decimal(tmp_path):
+    """V1: YAML spec files are read with 1.2's numbers (catalog._core_schema_loader), but the integers went through
+    PyYAML's 1.1 constructor: `num_layers: 040` was read as octal 32 layers, and 080 refused with int()'s text.
+    040 is now 40 layers (40 x 8 KV heads x 128 x 2 x 2 B = 163,840 B a token), and a hex integer one line."""
+    toml = runner.invoke(app, ["show", "model", "llama-3-8b", "-f", "toml"]).stdout
+    import tomllib
+
+    data = tomllib.loads(toml)
+    for text, layers in (("040", 40), ("080", 80)):
+        path = tmp_path / f"m{text}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False).replace("num_layers: 32", f"num_layers: {text}"))
+        doc = json.loads(runner.invoke(app, ["estimate", "-m", str(path), "-f", "json"]).stdout)
+        assert doc["kv_cache"]["bytes_per_token"] == layers * 8 * 128 * 2 * 2
+    path = tmp_path / "hex.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False).replace("num_layers: 32", "num_layers: !!int 0x20"))
+    assert one_line_error(["estimate", "-m", str(path)]) == (
+        f"kvcalc: error: --model: {path}: not valid YAML: expected a decimal integer, got '0x20'")

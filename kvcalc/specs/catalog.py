@@ -53,6 +53,8 @@ def read_spec_file(path: Path) -> dict:
         raise KvcalcError(f"{path}: not valid {kind}: nested too deeply") from None
     except tomllib.TOMLDecodeError as e:
         raise KvcalcError(f"{path}: not valid TOML: {e}") from None
+    except KvcalcError:  # _load_yaml's own one line (a KvcalcError is a ValueError: not to be prefixed again)
+        raise
     except ValueError as e:  # the fifth audit: an integer of 5,000 digits ended in Python's ValueError traceback
         raise KvcalcError(f"{path}: not valid {kind}: {parse_error(e)}") from None
     if not isinstance(data, dict):
@@ -89,6 +91,17 @@ def _core_schema_loader(yaml):
         "tag:yaml.org,2002:float",
         re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
         list("-+0123456789."))
+
+    def decimal(loader, node):  # 1.2's integers are decimal: 040 is 40 (PyYAML's 1.1 constructor read it as octal
+        # 32, and refused 080: the seventh audit, V1)
+        text = loader.construct_scalar(node)
+        try:
+            return int(text, 10)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(None, None, f"expected a decimal integer, got {text!r}",
+                                                    node.start_mark) from None
+
+    CoreLoader.add_constructor("tag:yaml.org,2002:int", decimal)
     return CoreLoader
 
 
