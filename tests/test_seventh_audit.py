@@ -221,3 +221,26 @@ def test_yaml_spec_integers_are_decimal(tmp_path):
     path.write_text(yaml.safe_dump(data, sort_keys=False).replace("num_layers: 32", "num_layers: !!int 0x20"))
     assert one_line_error(["estimate", "-m", str(path)]) == (
         f"kvcalc: error: --model: {path}: not valid YAML: expected a decimal integer, got '0x20'")
+
+
+def test_a_refused_quantization_config_names_a_way_past_it(tmp_path):
+    """V3: a refused compressed-tensors 8-bit group (symmetric: a scale and no zero point) told the user to pass
+    --weight-dtype int8-g128, which gave the same refusal: the config is read before the flag applies. The message
+    now names what works, and doing it works."""
+    from pathlib import Path
+
+    base = json.loads((Path(__file__).parent / "fixtures/hf/Meta-Llama-3-8B/config.json").read_text())
+    quantised = {**base, "quantization_config": {"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "targets": ["Linear"], "weights": {"num_bits": 8, "type": "int", "strategy": "group", "group_size": 128,
+                                           "symmetric": True}}}}}
+    folder = tmp_path / "ct8g128sym"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(quantised))
+    for extra in ([], ["--weight-dtype", "int8-g128"]):
+        message = one_line_error(["estimate", "-m", str(folder), *extra])
+        assert "drop quantization_config from a copy of config.json and pass --weight-dtype" in message
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.json").write_text(json.dumps(base))
+    r = runner.invoke(app, ["estimate", "-m", str(plain), "--weight-dtype", "int8-g128", "-f", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["inputs"]["weight_dtype"] == "int8-g128"

@@ -699,6 +699,12 @@ def _int4_format(group: int | None, where: str, key: str, *, zero_point: bool = 
     return f"int4-g{group}" if zero_point or group != 128 else "int4"
 
 
+# What a refused quantization_config leaves the user: the config is read before --weight-dtype applies, so that flag
+# alone does not get past the refusal (the seventh audit, V3, on the advice "pass --weight-dtype")
+OTHER_FORMAT = ("to size the model in a format kvcalc stores, drop quantization_config from a copy of config.json and "
+                "pass --weight-dtype")
+
+
 def _gptq_awq_format(qc: dict, method: str, where: str) -> str:
     bits_key = "bits" if "bits" in qc else "w_bit"
     bits = _whole_number(qc.get(bits_key), where, bits_key)
@@ -718,7 +724,7 @@ def _gptq_awq_format(qc: dict, method: str, where: str) -> str:
     kinds = "4-bit" if method == "awq" else "4- or 8-bit"
     shown = "absent" if bits is None else bits
     raise KvcalcError(f"{where}: quantization_config {bits_key} {shown}: kvcalc stores {kinds} {method} weights; "
-                      "pass --weight-dtype")
+                      f"{OTHER_FORMAT}")
 
 
 def _modelopt_format(qc: dict, where: str) -> tuple[str, object, str]:
@@ -730,7 +736,7 @@ def _modelopt_format(qc: dict, where: str) -> tuple[str, object, str]:
            "W4A16_AWQ": "int4-g128", "W4A8_AWQ": "int4-g128", "W8A8_SQ_PER_CHANNEL": "int8"}.get(algo)
     if fmt is None:
         raise KvcalcError(f"{where}: quantization_config quant_algo {algo or '(absent)'!r}: not a ModelOpt format "
-                          "kvcalc knows (FP8, NVFP4, W4A16_AWQ, W8A8_SQ_PER_CHANNEL); pass --weight-dtype")
+                          f"kvcalc knows (FP8, NVFP4, W4A16_AWQ, W8A8_SQ_PER_CHANNEL); {OTHER_FORMAT}")
     for key in ("exclude_modules", "ignore", "modules_to_not_convert"):
         for source in (inner, qc):
             if source.get(key) is not None:
@@ -754,8 +760,8 @@ def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> st
                 return f"int8-g{group}"
             raise KvcalcError(f"{where}: quantization_config {key}: symmetric 8-bit groups of {group} store a 16-bit "
                               f"scale a group and no zero point (1 + 2/{group} B a weight), a format kvcalc does not "
-                              f"store; pass --weight-dtype int8-g{group} (a zero point too: 1/{group} B a weight over) "
-                              "or int8-wo (no scales)")
+                              f"store (the nearest are int8-g{group}, a zero point too: 1/{group} B a weight over, and "
+                              f"int8-wo, no scales); {OTHER_FORMAT}")
         return "int8" if first.get("input_activations") else "int8-wo"
     if kind == "int" and n == 4:
         return _int4_format(group, where, f"{key}.group_size", zero_point=w.get("symmetric") is False)
@@ -763,7 +769,7 @@ def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> st
 
 
 def _refuse(where: str, what: str) -> str:
-    raise KvcalcError(f"{where}: quantization_config {what} are not a format kvcalc stores; pass --weight-dtype")
+    raise KvcalcError(f"{where}: quantization_config {what} are not a format kvcalc stores; {OTHER_FORMAT}")
 
 
 def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
@@ -794,7 +800,7 @@ def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
     if len(formats) > 1:
         shown = ", ".join(f"{f} for {'/'.join(sorted(c))}" for f, c in formats.items())
         raise KvcalcError(f"{where}: quantization_config config_groups store weights in {len(formats)} formats "
-                          f"({shown}); kvcalc models one weight format a model: pass --weight-dtype")
+                          f"({shown}); kvcalc models one weight format a model; {OTHER_FORMAT}")
     fmt, classes = next(iter(formats.items()))
     return fmt, [c for c in QUANT_CLASSES if c in classes]
 
@@ -823,7 +829,7 @@ def quantization_from_config(qc: object, where: str) -> dict | None:
         (fmt, classes), ignore, ignore_key = _compressed_tensors(qc, where), qc.get("ignore"), "ignore"
     else:
         raise KvcalcError(f"{where}: quantization_config quant_method {method or '(none)'!r} is not one kvcalc reads "
-                          "(awq, gptq, fp8, fbgemm_fp8, mxfp4, modelopt, compressed-tensors); pass --weight-dtype")
+                          f"(awq, gptq, fp8, fbgemm_fp8, mxfp4, modelopt, compressed-tensors); {OTHER_FORMAT}")
     if ignore is None and method not in ("compressed-tensors", "modelopt"):
         ignore_key, ignore = "ignore", qc.get("ignore")
     whole, by_layer = _left_in_bf16(ignore, where, ignore_key)
