@@ -244,3 +244,20 @@ def test_a_refused_quantization_config_names_a_way_past_it(tmp_path):
     (plain / "config.json").write_text(json.dumps(base))
     r = runner.invoke(app, ["estimate", "-m", str(plain), "--weight-dtype", "int8-g128", "-f", "json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["inputs"]["weight_dtype"] == "int8-g128"
+
+
+def test_a_benchmark_csv_header_may_be_spaced_as_a_trace_header_may(tmp_path):
+    """V9: `batch, input_len, output_len, tpot_ms` (a space after each comma, as spreadsheets write it) was refused by
+    calibrate as "field input_len: missing", where the trace reader read the same spacing."""
+    spaced, plain = tmp_path / "spaced.csv", tmp_path / "plain.csv"
+    rows = "1,1000,200,12.5\n8,1000,200,14.0\n32,1000,200,18.25\n"
+    spaced.write_text("batch, input_len, output_len, tpot_ms\n" + rows)
+    plain.write_text("batch,input_len,output_len,tpot_ms\n" + rows)
+    outs = []
+    for path in (spaced, plain):
+        out = tmp_path / f"{path.stem}.toml"
+        r = runner.invoke(app, ["calibrate", "--from-benchmark", str(path), "-m", "llama-3-8b", "-g", "h100-sxm",
+                                "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        outs.append(out.read_text().replace(path.name, "FILE"))
+    assert outs[0] == outs[1]
