@@ -261,3 +261,16 @@ def test_a_benchmark_csv_header_may_be_spaced_as_a_trace_header_may(tmp_path):
         assert r.exit_code == 0, r.output
         outs.append(out.read_text().replace(path.name, "FILE"))
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("args", [
+    ["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "4", "--simulate"],
+    ["plan", "-m", "llama-3-8b", "-i", "100", "-o", "10", "-n", "4"],
+])
+def test_a_percentile_without_a_latency_limit_is_refused(args):
+    """V12: --percentile says at which percentile --max-ttft-ms / --max-tpot-ms hold; without a limit serve's closed
+    form refused it, while serve --simulate and plan dropped it without a word."""
+    assert one_line_error([*args, "--percentile", "90"]) == (
+        "kvcalc: error: --percentile: only with --max-ttft-ms or --max-tpot-ms (the percentile they must hold at); "
+        "add one, or leave out --percentile")
+    assert runner.invoke(app, [*args, "--percentile", "90", "--max-tpot-ms", "500", "-f", "json"]).exit_code == 0

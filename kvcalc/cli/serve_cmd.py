@@ -132,6 +132,9 @@ def serve_cli(
     if not simulate:
         _refuse_simulate_only(ctx)
     if simulate:
+        if max_ttft_ms is None and max_tpot_ms is None:  # nothing reads it (the seventh audit, V12)
+            refuse_given(ctx, ("percentile",), "only with --max-ttft-ms or --max-tpot-ms (the percentile they must "
+                                               "hold at); add one, or leave out {flag}")
         _check_simulate_lengths(arrivals, input_len, output_len, range_ratio, dataset)
         return _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, tp, pp, ep, engine,
                              weight_dtype, kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace,

@@ -512,6 +512,9 @@ def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttf
     if percentile not in PERCENTILES:
         raise KvcalcError(f"--percentile: expected one of {', '.join(PERCENTILES)} (or 50, 90, 99), got "
                           f"{percentile!r}")
+    if percentile != "p50" and max_ttft_ms is None and max_tpot_ms is None:  # nothing reads it (seventh audit, V12)
+        raise KvcalcError("--percentile: only with --max-ttft-ms or --max-tpot-ms (the percentile they must hold "
+                          "at); add one, or leave out --percentile")
 
 
 def _as_flag(flag: str, fn, *args):
