@@ -274,3 +274,16 @@ def test_a_percentile_without_a_latency_limit_is_refused(args):
         "kvcalc: error: --percentile: only with --max-ttft-ms or --max-tpot-ms (the percentile they must hold at); "
         "add one, or leave out --percentile")
     assert runner.invoke(app, [*args, "--percentile", "90", "--max-tpot-ms", "500", "-f", "json"]).exit_code == 0
+
+
+def test_plans_aggregated_rows_say_so_without_claiming_disaggregation_was_not_asked():
+    """C5/V14: plan's aggregated rows said "not asked: ... (no --disaggregate)" (serve's note) though --disaggregate
+    is plan's default and its disaggregated layouts were searched and ranked."""
+    doc = json.loads(runner.invoke(app, ["plan", "-m", "deepseek-v3", "-g", "h200,b200", "-i", "2000", "-o", "500",
+                                         "--request-rate", "100", "--max-ttft-ms", "2000", "--max-tpot-ms", "50",
+                                         "-f", "json"]).stdout)
+    rows = [doc["choice"], *doc["runners_up"]]
+    assert any(r["disaggregate"] for r in rows)  # searched, and ranked
+    for r in rows:
+        note = r.get("disaggregate_note")
+        assert (note is None) == bool(r["disaggregate"]) and "not asked" not in (note or "")

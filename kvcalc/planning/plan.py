@@ -838,6 +838,9 @@ def point_dict(p: Point, versus: Point | None = None) -> dict:
         "kv_dtype": d.kv_dtype, "converted_weights": d.converted, "tensor_parallel": d.tp,
         "pipeline_parallel": d.pp, "expert_parallel": d.ep,
         "disaggregate": f"{d.disaggregate[0]}:{d.disaggregate[1]}" if d.disaggregate else None,
+        # serve's "not asked ... (no --disaggregate)" was false here, where disaggregation is plan's default search
+        # (the seventh audit, C5/V14)
+        **({} if d.disaggregate else {"disaggregate_note": "aggregated: prefill and decode share this layout's GPUs"}),
         "gpus_per_replica": d.gpus_per_replica, "replicas": p.replicas, "gpus": p.gpus,
         "max_num_seqs": int(math.ceil(p.in_flight)), "in_flight_per_replica": p.in_flight,
         "max_in_flight_per_replica": p.max_in_flight, "max_num_batched_tokens": p.step_tokens,
