@@ -287,3 +287,12 @@ def test_plans_aggregated_rows_say_so_without_claiming_disaggregation_was_not_as
     for r in rows:
         note = r.get("disaggregate_note")
         assert (note is None) == bool(r["disaggregate"]) and "not asked" not in (note or "")
+
+
+def test_a_sharegpt_plan_launches_for_the_benchmarks_longest_request():
+    """C10: plan --dataset sharegpt emitted --max-model-len 1391, the longest pair of the published 320-request sample;
+    the benchmark's sampler (vLLM benchmark_serving.py sample_sharegpt_requests) keeps any pair with
+    prompt <= 1,024 and prompt + reply <= 2,048, so the server must admit 2,048 tokens."""
+    doc = json.loads(runner.invoke(app, ["plan", "-m", "llama-3.1-8b", "--dataset", "sharegpt", "-n", "32",
+                                         "--max-tpot-ms", "50", "--emit", "vllm", "-f", "json"]).stdout)
+    assert doc["workload"]["max_model_len"] == 2048 and "--max-model-len 2048" in doc["launch"]

@@ -472,10 +472,13 @@ def workload_lengths(input_len: int | None, output_len: int | None, range_ratio:
         if input_len is not None or output_len is not None or range_ratio:
             raise KvcalcError("--dataset sharegpt: the prompt and output lengths come from the ShareGPT sample; "
                               "leave out --input-len, --output-len and --range-ratio")
-        from kvcalc.serving.simulate import sharegpt_pairs
+        from kvcalc.serving.simulate import SHAREGPT_LONGEST, sharegpt_pairs
 
         ins, outs = sharegpt_pairs()
-        return round(float(ins.mean())), round(float(outs.mean())), int((ins + outs).max())
+        # the longest request is the sampler's bound, not the published sample's (1,391): the benchmark draws from the
+        # whole dataset, keeping prompt + reply <= 2,048 (simulate.py SHAREGPT_LONGEST), so a server launched with
+        # --max-model-len 1391 would refuse some of its requests (the seventh audit, C10)
+        return round(float(ins.mean())), round(float(outs.mean())), max(int((ins + outs).max()), SHAREGPT_LONGEST)
     if input_len is None or output_len is None:
         raise KvcalcError("--input-len / --output-len: give both (or --dataset sharegpt)")
     check_int("--input-len", input_len, 1, MAX_TOKENS)

@@ -221,6 +221,7 @@ def lengths(n: int, mean: int, range_ratio: float, rng: np.random.Generator, cli
 # prompt and ~201,400 generated tokens: means 217 and 201. A log-normal does not fit these prompts (bimodal: many
 # under 30 tokens, many 300-800); the best log-normal truncated as the sampler truncates gives mean 175 at median 78
 # against the published 205 and 77, so requests are drawn from the published pairs themselves (with replacement).
+SHAREGPT_LONGEST = 2048  # the sampler's bound on prompt + reply (sample_sharegpt_requests: prompt_len + output_len > 2048 is pruned)
 SHAREGPT_INPUT_LENS = (
     13, 25, 27, 10, 329, 29, 399, 328, 4, 205, 16, 372, 403, 9, 12, 770, 227, 8, 14, 390, 659, 59, 76, 744, 619,
     279, 344, 9, 10, 45, 11, 4, 80, 768, 317, 40, 619, 8, 298, 16, 17, 696, 575, 11, 7, 281, 12, 147, 481, 770, 336,
