@@ -611,11 +611,19 @@ class SpeculativeTimer:
         pays at 4096). On a MoE the speed-up is not monotone (verifying k + 1 tokens wakes more experts at small
         batches): the sixth audit found 1 here, beside a 1.66x speed-up at batch 64, where it loses at 1-8 and pays
         from 16 on; the batch after the last one where it pays is the one that holds."""
-        batches = [2 ** n for n in range(13)]  # 1 ... 4096
-        pays = [b for b in batches if (t := self.times(b, context))[0] > t[3]]
-        if not pays:
-            return 1
-        return None if pays[-1] == batches[-1] else pays[-1] * 2
+        return breakeven_after(lambda b: (t := self.times(b, context))[0] > t[3])
+
+
+def breakeven_after(pays_at) -> int | None:
+    """The power-of-two batch (1 ... 4096) after the last one where speculation pays (pays_at(batch): the plain step
+    is longer than the speculative step per token), 1 where it never does, None where it still pays at 4096: the
+    rule of both timing paths, plain and under --pp / --ep (the seventh audit, V10: the latter had kept the first
+    batch where it loses, "1x or less from batch 1" beside a 1.55x speed-up)."""
+    batches = [2 ** n for n in range(13)]
+    pays = [b for b in batches if pays_at(b)]
+    if not pays:
+        return 1
+    return None if pays[-1] == batches[-1] else pays[-1] * 2
 
 
 class StepTimer:
@@ -750,8 +758,7 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
         drafting = timer.draft_seconds(fullest_share(batch, ep // tp if ep > 1 else microbatches(batch, pp)), context)
         step = spec_step(batch, context)
         plain, verify, per_token = plain_step(batch, context), step - drafting, step / sp.tokens_per_step()
-        breakeven = next((b for b in (2 ** i for i in range(13))
-                          if plain_step(b, context) <= spec_step(b, context) / sp.tokens_per_step()), None)
+        breakeven = breakeven_after(lambda b: plain_step(b, context) > spec_step(b, context) / sp.tokens_per_step())
     flops = sum(o.cost.flops for o in ops)
     bytes_ = sum(o.cost.bytes for o in ops)
     return Speculative(

@@ -296,3 +296,18 @@ def test_a_sharegpt_plan_launches_for_the_benchmarks_longest_request():
     doc = json.loads(runner.invoke(app, ["plan", "-m", "llama-3.1-8b", "--dataset", "sharegpt", "-n", "32",
                                          "--max-tpot-ms", "50", "--emit", "vllm", "-f", "json"]).stdout)
     assert doc["workload"]["max_model_len"] == 2048 and "--max-model-len 2048" in doc["launch"]
+
+
+def test_the_breakeven_batch_follows_one_rule_under_pp_and_ep():
+    """V10: the sixth audit's E1 rule (the batch after the last one where speculation pays) held on the plain path only;
+    under --ep or --pp the old rule (the first batch where it loses) said "1x or less from batch 1" beside a 1.55x
+    speed-up. Qwen3-30B-A3B's expert parallelism over 2 GPUs of TP 2 times as TP 2 does here, so the two agree; under
+    --pp 2 speculation pays at 64 and 256, so it cannot break even from batch 1."""
+    import kvcalc
+
+    kw = dict(context=1024, speculate="eagle,k=4,alpha=0.5")
+    tp = kvcalc.estimate("qwen3-30b-a3b", "h100-sxm", batch=64, tp=2, **kw).speculative
+    ep = kvcalc.estimate("qwen3-30b-a3b", "h100-sxm", batch=64, tp=2, ep=2, **kw).speculative
+    assert ep.breakeven_batch == tp.breakeven_batch and ep.speedup == pytest.approx(tp.speedup, rel=1e-9)
+    pp = {b: kvcalc.estimate("qwen3-30b-a3b", "h100-sxm", batch=b, pp=2, **kw).speculative for b in (64, 256)}
+    assert pp[64].speedup > 1 and pp[256].speedup > 1 and (pp[64].breakeven_batch or 8192) > 256
