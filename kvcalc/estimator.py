@@ -909,6 +909,10 @@ def estimate_with_specs(
 
     if speculate and (why := unsupported_with(engine, pp, profile, speculate)):
         warnings.append(why)
+    from kvcalc.engines.launch import layout_refusal
+
+    if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
+        warnings.append(why)
     rereads_s = chunk_weight_rereads(batch * prompt, prefill_chunk, mem["weights"], hw.bandwidth_Bps)
     if rereads_s > 0.05 * float(ev.prefill.seconds):  # the third audit: memory sized for 16-token chunks, time for
         warnings.append(  # one pass (prefill 0.95 s where 2,048 chunks re-read 15 GB of weights each: 9.3 s)

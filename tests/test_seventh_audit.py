@@ -311,3 +311,23 @@ def test_the_breakeven_batch_follows_one_rule_under_pp_and_ep():
     assert ep.breakeven_batch == tp.breakeven_batch and ep.speedup == pytest.approx(tp.speedup, rel=1e-9)
     pp = {b: kvcalc.estimate("qwen3-30b-a3b", "h100-sxm", batch=b, pp=2, **kw).speculative for b in (64, 256)}
     assert pp[64].speedup > 1 and pp[256].speedup > 1 and (pp[64].breakeven_batch or 8192) > 256
+
+
+def test_csv_and_json_carry_the_same_warnings_and_whole_byte_counts():
+    """V7, V8, V13: compare's JSON had no warnings (they went to stderr only); serve's CSV for a list of
+    concurrencies wrote 59890629271.552 bytes and Python's repr of its warnings; estimate's CSV had no warnings."""
+    import csv
+    import io
+
+    doc = json.loads(runner.invoke(app, ["compare", "-m", "qwen3-0.6b", "-g", "v100-sxm2-32gb", "--attn", "mla", "-c",
+                                         "4096", "-f", "json"]).stdout)
+    assert all(any("no engine profile for v100-sxm2-32gb" in w for w in row["warnings"]) for row in doc)
+    base = ["serve", "-m", "llama-3-8b", "-g", "v100-sxm2-32gb", "-i", "100", "--output-len", "10", "-n", "4,8"]
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, [*base, "-f", "csv"]).stdout)))
+    js = json.loads(runner.invoke(app, [*base, "-f", "json"]).stdout)
+    assert [r["kv_pool_bytes_per_gpu"] for r in rows] == [str(r["kv_pool_bytes_per_gpu"]) for r in js]
+    assert rows[0]["warnings"] == "; ".join(js[0]["warnings"]) and not rows[0]["warnings"].startswith("[")
+    est = ["estimate", "-m", "llama-3-8b", "--pp", "2", "--speculate", "eagle", "-e", "vllm"]
+    row = next(csv.DictReader(io.StringIO(runner.invoke(app, [*est, "-f", "csv"]).stdout)))
+    assert row["warnings"] == "; ".join(json.loads(runner.invoke(app, [*est, "-f", "json"]).stdout)["warnings"])
+    assert "does not start speculative decoding under pipeline parallelism" in row["warnings"]

@@ -20,7 +20,6 @@ from kvcalc.report.serialize import (  # noqa: F401
     flatten,
     json_safe,
 )
-from kvcalc.report.serialize import finite_or_blank as _finite_or_blank
 
 VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its profiling peak: v0 (the V0 worker) and "
                     "v1 (GPUModelRunner) profile the sampler with top-k/top-p (a sort; from vLLM 0.17 v1's Triton "
@@ -158,11 +157,10 @@ def write_json(obj) -> None:
 
 
 def write_csv(rows: list[dict]) -> None:
-    """CSV rows; a non-finite value is an empty cell (CSV's null), never nan or inf."""
-    fields = list(dict.fromkeys(k for row in rows for k in row))  # every row's keys: one may carry a note
-    writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: _finite_or_blank(v) for k, v in row.items()} for row in rows)
+    """CSV rows as serialize.csv_text writes them (the web's format=csv too)."""
+    from kvcalc.report.serialize import csv_text
+
+    sys.stdout.write(csv_text(rows))
 
 
 def is_duration_ms(column: str) -> bool:

@@ -135,6 +135,16 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
     return cmd, "\n".join(yaml) + "\n"
 
 
+def layout_refusal(engine: str, tp: int, ep: int) -> str | None:
+    """Why `engine` does not run this layout (launches_layout), in words for a command's warnings, or None: serve,
+    estimate, capacity, compare and sweep time it, saying so (the seventh audit, V6: they had answered in silence
+    for the layout plan leaves out)."""
+    if launches_layout(engine, {"tp": tp, "ep": ep}):
+        return None
+    return (f"--ep {ep} with --tp {tp} under {engine}: TensorRT-LLM runs attention as TP over all its ranks or as DP "
+            f"(TP 1), not data-parallel groups of TP {tp}; these times are for a layout it does not run")
+
+
 def launches_layout(engine: str, layout: dict) -> bool:
     """Whether the engine can be launched in this layout. TensorRT-LLM's attention runs over all tp_size ranks as
     TP (enable_attention_dp false) or as DP (true: every rank its own batch and the whole attention weights), never

@@ -137,9 +137,19 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     if ep > 1 and pp > 1:
         raise KvcalcError("--ep: not with --pp yet")
     groups = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
-    profile = resolve_engine(engine, hw)
+    said: list[str] = []  # every warning, also in each row's `warnings` (the seventh audit, V7: the JSON had none)
+
+    def say(message: str) -> None:
+        said.append(message)
+        warnings.warn(message, CapacityWarning, stacklevel=3)
+
+    profile = resolve_engine(engine, hw, said)  # its no-profile warning is warned there
     if speculate and (why := unsupported_with(engine, pp, profile, speculate)):
-        warnings.warn(why, CapacityWarning, stacklevel=2)
+        say(why)
+    from kvcalc.engines.launch import layout_refusal
+
+    if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
+        say(why)
     rows: list[dict] = []
     seen: dict[tuple, str] = {}  # cache layout -> the first variant with it
     skipped: list[str] = []
@@ -162,7 +172,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
                       pp=pp, ep=ep)
         dec = phase_metrics(ev.decode, ev.decode_sol, batch, hw, weight_dtype, ev.comm_s, ev.comm_sol_s, ev.pipeline_s)
         if not rows and (unprofiled := unprofiled_note(ev, profile, engine, weight_dtype, kv_dtype)):
-            warnings.warn(unprofiled, CapacityWarning, stacklevel=2)  # as estimate says it (the sixth audit)
+            say(unprofiled)  # as estimate says it (the sixth audit)
         local = replica_batch(batch, ep, tp)
         longest, most, fits = (max_context(spec, local, budget, p.b_kv, tp, pp),
                                max_sequences(spec, context, budget, p.b_kv, tp, pp), bool(ev.fits))
@@ -198,19 +208,19 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             rows[-1].update(speculative_ms_per_token=sb.ms_per_token, speculative_speedup=sb.speedup,
                             speculative_breakeven_batch=sb.breakeven_batch)
     if by_engine:
-        warnings.warn(f"max_batch_at_context is kvcalc's memory rule; by {engine}'s own (`kvcalc capacity --engine "
-                      f"{engine}`) one group of {tp} GPU{'s' if tp > 1 else ''} holds, at {context:,} tokens: "
-                      f"{', '.join(by_engine)}", CapacityWarning, stacklevel=2)
+        say(f"max_batch_at_context is kvcalc's memory rule; by {engine}'s own (`kvcalc capacity --engine "
+            f"{engine}`) one group of {tp} GPU{'s' if tp > 1 else ''} holds, at {context:,} tokens: "
+            f"{', '.join(by_engine)}")
     if skipped:
-        warnings.warn(f"compare skipped {', '.join(dict.fromkeys(skipped))}", CapacityWarning, stacklevel=2)
+        say(f"compare skipped {', '.join(dict.fromkeys(skipped))}")
     if capped:
-        warnings.warn(f"{len(capped)} of {len(rows)} variants would hold a longer context than {base.name}'s "
-                      f"max_position_embeddings {base.max_position_embeddings:,}; their longest context is reported "
-                      "as that", CapacityWarning, stacklevel=2)
+        say(f"{len(capped)} of {len(rows)} variants would hold a longer context than {base.name}'s "
+            f"max_position_embeddings {base.max_position_embeddings:,}; their longest context is reported as that")
     own = rows[0]
     for row in rows:
         for key in ("kv_bytes_per_token", "max_batch_at_context", "decode_ms", "tokens_per_s"):
             row[f"{key}_vs_own"] = row[key] / own[key] if own[key] else math.nan
+        row["warnings"] = list(said)
     return rows
 
 
@@ -326,6 +336,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         if hw.visible_memory_GiB is None:
             notes.append(f"{hw.name} has no visible_memory_GiB: {engine}'s budget starts from the datasheet "
                          f"{hw.memory_GiB:g} GiB, which overstates what torch.cuda.mem_get_info reports")
+    from kvcalc.engines.launch import layout_refusal
+
+    if tp is not None and (why := layout_refusal(profile.engine if profile else engine, tp, ep)):
+        notes.append(why)
     for note in notes:
         warnings.warn(note, CapacityWarning, stacklevel=2)
     notes[:0] = warned

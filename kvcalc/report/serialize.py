@@ -94,10 +94,34 @@ def json_text(obj) -> str:
 
 
 def csv_text(rows: list[dict]) -> str:
-    """Rows as `--format csv` prints them: a header of every row's keys (one may carry a note), then the rows."""
+    """Rows as `--format csv` prints them (the CLI and the web's format=csv alike): a header of every row's keys (one
+    may carry a note), then the rows: whole byte counts as the JSON gives them (units.integer_bytes), nested objects
+    as dotted columns and a list of plain values as one cell joined by '; ' (the seventh audit, V8: a list of
+    concurrencies had written 59890629271.552 bytes and Python's repr of the warnings; V13: estimate's CSV had
+    dropped its warnings); a non-finite value is an empty cell, never nan. The columns are the rows' own (a
+    command that wants the same columns whatever the answer, as capacity does, builds its rows so)."""
+    from kvcalc.units import integer_bytes
+
+    rows = [_csv_cells(row) for row in integer_bytes(rows)]
     buf = io.StringIO()
     fields = list(dict.fromkeys(k for row in rows for k in row))
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: finite_or_blank(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
+
+
+def _csv_cells(d: dict, prefix: str = "") -> dict:
+    """One CSV row: dotted keys for nested objects, a list of plain values as one cell joined by '; ' (warnings),
+    and lists of objects (estimate's operators) left to the JSON, as flatten leaves them."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_csv_cells(v, key + "."))
+        elif isinstance(v, list):
+            if not any(isinstance(x, (dict, list)) for x in v):
+                out[key] = "; ".join(map(str, v))
+        else:
+            out[key] = v
+    return out

@@ -95,11 +95,10 @@ def _core_schema_loader(yaml):
     def decimal(loader, node):  # 1.2's integers are decimal: 040 is 40 (PyYAML's 1.1 constructor read it as octal
         # 32, and refused 080: the seventh audit, V1)
         text = loader.construct_scalar(node)
-        try:
-            return int(text, 10)
-        except ValueError:
+        if not re.fullmatch(r"[-+]?[0-9]+", text):  # an explicit !!int of another base
             raise yaml.constructor.ConstructorError(None, None, f"expected a decimal integer, got {text!r}",
-                                                    node.start_mark) from None
+                                                    node.start_mark)
+        return int(text, 10)  # past Python's digit limit, a ValueError that the reader words (parse_error)
 
     CoreLoader.add_constructor("tag:yaml.org,2002:int", decimal)
     return CoreLoader

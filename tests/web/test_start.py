@@ -84,5 +84,11 @@ def test_cli_and_web_print_json_and_csv_with_the_same_functions():
     from kvcalc.web import app
 
     assert output.json_safe is serialize.json_safe and output.flatten is serialize.flatten
-    assert output._finite_or_blank is serialize.finite_or_blank
+    import contextlib
+    import io
+
+    rows = [{"kv_bytes": 1.5, "warnings": ["a", "b"], "nested": {"x": float("nan")}}]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        output.write_csv(rows)
+    assert out.getvalue() == serialize.csv_text(rows) == "kv_bytes,warnings,nested.x\n2,a; b,\n"
     assert app.json_text is serialize.json_text and app.csv_text is serialize.csv_text
