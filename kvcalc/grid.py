@@ -33,7 +33,7 @@ from kvcalc.formulas.params import active_params, total_params, weight_bytes
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.engines.launch import layout_refusal
-from kvcalc.speculation import unsupported_with
+from kvcalc.speculation import no_mtp_module, unsupported_with
 
 
 
@@ -150,6 +150,8 @@ def sweep(
                        sv or "none"))
         required = ev.memory["total"]
         if sv and (why := unsupported_with(e, q, profile, sv)):
+            unsupported.append(why)
+        if why := no_mtp_module(spec, sv):
             unsupported.append(why)
         if profile is not None and (why := layout_refusal(profile.engine, t, x)):
             unsupported.append(why)

@@ -52,6 +52,23 @@ class Speculation:
         return self.accepted if self.accepted is not None else expected_tokens(self.alpha, self.k)
 
 
+# Model families whose checkpoints ship multi-token-prediction layers (config.json num_nextn_predict_layers or
+# mtp_num_hidden_layers): DeepSeek-V3 / R1 / V3.2 (1 layer), GLM-4.5 (glm4_moe, 1), Qwen3-Next (1), MiMo-7B (mimo,
+# num_nextn_predict_layers 1). Kimi K2, though of DeepSeek-V3's structure, sets 0.
+MTP_FAMILIES = ("deepseek_v3", "deepseek_v32", "glm4_moe", "qwen3_next", "mimo")
+
+
+def no_mtp_module(spec, speculate: str | None) -> str | None:
+    """Why --speculate mtp times a module the model does not ship, or None (the seventh audit, B8/C7: Qwen3-32B's TPOT
+    had halved with a DeepSeek-V3 module and acceptance that no engine could run on it)."""
+    method = (speculate or "").split(",")[0].split("=")[0].strip().lower()
+    if method != "mtp" or spec.family in MTP_FAMILIES:
+        return None
+    return (f"--speculate mtp: {spec.name} ({spec.family or 'no family'}) ships no multi-token-prediction layers that "
+            "kvcalc knows of (DeepSeek-V3/V3.2, GLM-4.5, Qwen3-Next and MiMo do); this times a hypothetical module "
+            "of one decoder layer at DeepSeek-V3's acceptance (0.875), which no engine can load for it")
+
+
 def unsupported_with(engine: str, pp: int, profile=None, speculate: str | None = None) -> str | None:
     """Why `engine` does not run speculative decoding in pipeline-parallel stages, or None where it does: vLLM's
     draft and MTP modules fail at start-up or at run time under --pipeline-parallel-size > 1 through its 0.25-0.29

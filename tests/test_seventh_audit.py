@@ -331,3 +331,21 @@ def test_csv_and_json_carry_the_same_warnings_and_whole_byte_counts():
     row = next(csv.DictReader(io.StringIO(runner.invoke(app, [*est, "-f", "csv"]).stdout)))
     assert row["warnings"] == "; ".join(json.loads(runner.invoke(app, [*est, "-f", "json"]).stdout)["warnings"])
     assert "does not start speculative decoding under pipeline parallelism" in row["warnings"]
+
+
+def test_mtp_on_a_model_without_mtp_layers_is_named_a_hypothetical():
+    """B8/C7: `--speculate mtp=D` (DeepSeek-V3's multi-token-prediction module, at its 0.875 acceptance) halved
+    Qwen3-32B's TPOT and sped Llama-3.1-8B up 1.75x without a word; neither checkpoint has such layers, so no engine
+    can load one. Every command that times it now says so; DeepSeek-V3, which ships one, is timed as before."""
+    mark = "ships no multi-token-prediction layers that kvcalc knows of"
+    est = json.loads(runner.invoke(app, ["estimate", "-m", "llama-3.1-8b", "-b", "8", "--speculate", "mtp=1", "-f",
+                                         "json"]).stdout)
+    assert any(mark in w for w in est["warnings"])
+    srv = json.loads(runner.invoke(app, ["serve", "-m", "qwen3-32b", "-i", "1000", "--output-len", "200", "-n", "16",
+                                         "--speculate", "mtp=2", "-f", "json"]).stdout)
+    assert any(mark in w for w in srv["warnings"])
+    cmp = json.loads(runner.invoke(app, ["compare", "-m", "qwen3-32b", "--speculate", "mtp=1", "-f", "json"]).stdout)
+    assert any(mark in w for w in cmp[0]["warnings"])
+    ds = json.loads(runner.invoke(app, ["estimate", "-m", "deepseek-v3", "-g", "h200", "--tp", "8", "-b", "8",
+                                        "--speculate", "mtp=1", "-f", "json"]).stdout)
+    assert not any(mark in w for w in ds["warnings"])

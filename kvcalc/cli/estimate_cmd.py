@@ -27,6 +27,7 @@ from kvcalc.cli.options import (
     WeightDtype,
 )
 from kvcalc.cli.output import EngineVersion, Format, write_csv, write_json
+from kvcalc.report.serialize import json_safe
 
 
 @app.command("estimate")
@@ -68,7 +69,7 @@ def estimate_cli(
     if format is not Format.table:  # the warnings go to stderr as well, exactly as the JSON lists them
         for warning in e.warnings:
             typer.echo(f"warning: {warning}", err=True)
-        return write_json(e.to_json_dict()) if format is Format.json else write_csv([e.to_json_dict()])
+        return write_json(e.to_json_dict()) if format is Format.json else write_csv([json_safe(e.to_json_dict())])
     from kvcalc.cli.render import render_estimate, render_explain
 
     render_estimate(e, spec, hw)

@@ -58,7 +58,7 @@ from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.workload import cost_per_million_tokens
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
 from kvcalc.specs.catalog import engine_refusal, resolve_engine
-from kvcalc.speculation import unsupported_with
+from kvcalc.speculation import no_mtp_module, unsupported_with
 
 TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -145,6 +145,8 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
 
     profile = resolve_engine(engine, hw, said)  # its no-profile warning is warned there
     if speculate and (why := unsupported_with(engine, pp, profile, speculate)):
+        say(why)
+    if why := no_mtp_module(base, speculate):
         say(why)
     from kvcalc.engines.launch import layout_refusal
 

@@ -366,6 +366,10 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     # the engine that runs it: --engine auto resolves to a profile's engine (vLLM's first), as estimate names it
     if speculate and (why := unsupported_with(engine, pp, profile, speculate)):
         notes.append(why)
+    from kvcalc.speculation import no_mtp_module
+
+    if why := no_mtp_module(spec, speculate):
+        notes.append(why)
     from kvcalc.engines.launch import layout_refusal
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):

@@ -90,6 +90,7 @@ def estimate(query: Mapping[str, str]) -> View:
     def body(p):
         from kvcalc.estimator import estimate_with_specs
         from kvcalc.report.explain import explain
+        from kvcalc.report.serialize import json_safe
 
         e, spec, hw = estimate_with_specs(
             p["model"], p["gpu"], attn=p["attn"], kv_lora_rank=p["kv_lora_rank"], rope_dim=p["rope_dim"],
@@ -99,7 +100,7 @@ def estimate(query: Mapping[str, str]) -> View:
             engine_version=p["engine_version"], profile_file=p["profile"],
         )
         out = e.to_json_dict()
-        return View("estimate", p, out, [e.to_json_dict()], list(e.warnings),
+        return View("estimate", p, out, [json_safe(e.to_json_dict())], list(e.warnings),
                     {"explain": [s._asdict() for s in explain(e, spec, hw)], "display_gpu": hw.display_name})
 
     return _run("estimate", query, body)
