@@ -26,10 +26,10 @@ VLLM_RUNNER_HELP = ("with --engine vllm: vLLM's model runner, which sets its pro
                     "kernel, in place), v2 (Model Runner V2) without it; or auto, the one --vllm-version picks for the "
                     "model. Your start-up log says which: "
                     "'[model_runner.py] Model loading took' is v2, '[gpu_model_runner.py]' v1")
-VLLM_VERSION_HELP = ("with --engine vllm: the vLLM release whose memory rule to follow, e.g. 0.11 or 0.30.1; it picks the "
+VLLM_VERSION_HELP = ("with --engine vllm: the vLLM release the run used, e.g. 0.11 or 0.30.1: its memory rule (the "
                      "model runner, whether NCCL's start-up buffers count (before 0.11), whether the CUDA-graph "
-                     "estimate does (0.21 on) and whether sampling is sharded over TP (0.29 on) [default: latest, "
-                     "0.30's rule]")
+                     "estimate does (0.21 on) and whether sampling is sharded over TP (0.29 on)) and, as "
+                     "--engine-version, its step times [default: latest, 0.30's rule]")
 CUDA_GRAPH_HELP = ("with --engine vllm: the CUDA-graph estimate vLLM takes out of the KV pool from 0.21 (Model "
                    "Runner V2: from 0.29), in GiB per GPU, as its log prints it ('Estimated CUDA graph memory: X GiB'); "
                    "0 under --enforce-eager [default: not subtracted, and the pool is an upper bound]")

@@ -210,6 +210,17 @@ def vllm_version_of_run(vllm_version: str, engine: str, engine_version: str | No
     return f"{release[0]}.{release[1]}"
 
 
+def engine_version_of_run(vllm_version, engine: str, engine_version: str | None) -> str | None:
+    """The release whose step times apply: --engine-version where given; else, under --engine vllm, the release
+    --vllm-version names, as --engine-version alone sets the pool too (vllm_version_of_run): one question, asked
+    either way, gets one answer (the seventh audit, C8: --vllm-version 0.7.3 had timed 0.24's V1 steps in 0.7.3's
+    pool, TPOT 36.1 ms, where --engine-version 0.7.3 gave 62.4). Call it with the flag as given, before
+    vllm_version_of_run."""
+    if engine_version is not None or engine != "vllm" or not isinstance(vllm_version, str):
+        return engine_version
+    return None if vllm_version.strip().lower() == "latest" else vllm_version
+
+
 # vLLM removed its V0 engine in 0.11.0 (vllm-project/vllm PR #25033 "[V0 Deprecation] Remove LLMEngine"; "the V0
 # engine has been completely removed from vLLM starting with version 0.11.0", huggingface/optimum-neuron PR #1027)
 VLLM_WITHOUT_V0 = (0, 11)

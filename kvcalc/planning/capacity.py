@@ -245,12 +245,13 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     the longest request its own layout admits at that concurrency (engines/memory.py engine_longest_context).
     pp: pipeline stages, each a tensor-parallel group; a replica is tp x pp GPUs. ep: expert-parallel GPUs of a
     MoE model (a replica of ep GPUs, attention in ep / tp data-parallel groups of tp = gpus, default 1)."""
-    from kvcalc.engines.memory import vllm_version_of_run
+    from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
     if tp is not None:  # the seventh audit, B3/C9: the API's capacity alone had no tp=
         if gpus is not None and gpus != tp:
             raise KvcalcError(f"tp: {tp} and gpus={gpus} name one figure twice; give tp alone")
         gpus = tp
+    engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
     vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     _check(context, memory_utilization, prefill_chunk)
     for flag, value in (("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):

@@ -440,8 +440,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     its own KV pool, sequences and step budget. arrivals: "staggered" (requests enter as others finish: the
     steady state of a service) or "waves" (a fixed-length benchmark's requests start and finish together, as
     `vllm bench serve --max-concurrency C --ignore-eos` runs them; TTFT and TPOT are then medians over requests)."""
-    from kvcalc.engines.memory import vllm_version_of_run
+    from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
+    engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
     vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)

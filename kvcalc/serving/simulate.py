@@ -949,8 +949,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     (engines/overhead.py, engines/kernel_eras.py; default the profile's own); moe_time_scale: the routed experts'
     time factor instead of the era's (the serving ledger's held-out refit). cuda_graph_GiB, flashinfer_sampler:
     vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them)."""
-    from kvcalc.engines.memory import vllm_version_of_run
+    from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
+    engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
     vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
     from kvcalc.engines.memory import (
