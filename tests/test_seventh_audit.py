@@ -361,3 +361,15 @@ def test_a_vllm_release_asked_either_way_times_the_same():
         ["--vllm-version", "0.7.3"], ["--engine-version", "0.7.3"], ["--vllm-version", "0.7.3", "--engine-version", "0.7.3"])]
     assert len({(d["tpot_ms"], d["ttft_ms"], d["max_concurrency"]) for d in docs}) == 1
     assert "vllm v0 band" in docs[0]["assumptions"]["time_model"]
+
+
+def test_an_attention_free_config_is_refused_as_such(tmp_path):
+    """B5: state-spaces/mamba-2.8b-hf's config (model_type mamba) was refused as "missing num_attention_heads", a field
+    no value of which could make it right."""
+    folder = tmp_path / "mamba"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "mamba", "hidden_size": 2560, "num_hidden_layers": 64, "state_size": 16, "conv_kernel": 4,
+        "expand": 2, "intermediate_size": 5120, "vocab_size": 50280, "tie_word_embeddings": True}))
+    message = one_line_error(["estimate", "-m", str(folder)])
+    assert "model_type 'mamba' is a model without attention" in message and "num_attention_heads" not in message

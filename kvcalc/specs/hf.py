@@ -841,6 +841,10 @@ def quantization_from_config(qc: object, where: str) -> dict | None:
     return out
 
 
+# Attention-free families (transformers' MambaConfig, Mamba2Config, FalconMambaConfig, RwkvConfig): no layer keeps a
+# per-token cache, and kvcalc reads Mamba layers only inside hybrids
+ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
+
 # model_type -> the reader of its fields (called with the config and the model_type); LLAMA_LIKE ones read as Llama
 FAMILY_READERS = {
     **dict.fromkeys(("qwen3_next", "qwen3_5_moe_text", "qwen3_5_moe"), lambda c, t: _qwen3_next(c)),
@@ -869,6 +873,11 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     model_type = str(data.get("model_type") or "")
     if model_type in ("RefinedWeb", "RefinedWebModel"):
         model_type = "falcon"
+    if model_type in ATTENTION_FREE:  # the seventh audit, B5: refused as "missing num_attention_heads", a field that
+        # could only make the spec wrong
+        raise KvcalcError(f"{c.source}: model_type {model_type!r} is a model without attention (every layer a Mamba "
+                          "or RWKV block), which kvcalc does not read; it reads Mamba layers beside attention (Jamba, "
+                          "Nemotron-H, Falcon-H1)")
     reader = FAMILY_READERS.get(model_type, _llama_like if model_type in LLAMA_LIKE else None)
     spec = reader(c, model_type) if reader is not None else _by_fields(c, model_type or "(none)")
     if model_type in LLAMA_LIKE and "moe" not in spec:
