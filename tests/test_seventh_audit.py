@@ -373,3 +373,19 @@ def test_an_attention_free_config_is_refused_as_such(tmp_path):
         "expand": 2, "intermediate_size": 5120, "vocab_size": 50280, "tie_word_embeddings": True}))
     message = one_line_error(["estimate", "-m", str(folder)])
     assert "model_type 'mamba' is a model without attention" in message and "num_attention_heads" not in message
+
+
+def test_gptj_and_phi_count_their_lm_head_bias():
+    """B10: GPT-J's and Phi-2's lm_head is nn.Linear(hidden, vocab) with a bias (transformers GPTJForCausalLM,
+    PhiForCausalLM), V parameters that were left out without a word. Phi-2's own safetensors index (fp16) now equals
+    kvcalc's weight bytes to the byte: 5,559,367,680 B = 2 x 2,779,683,840 parameters; GPT-J gains its 50,400."""
+    from pathlib import Path
+
+    hf = Path(__file__).parent / "fixtures/hf"
+    index = json.loads((hf / "phi-2/model.safetensors.index.json").read_text())["metadata"]["total_size"]
+    phi = json.loads(runner.invoke(app, ["estimate", "-m", str(hf / "phi-2"), "-f", "json"]).stdout)
+    assert phi["weights"]["params"] * 2 == index == 5_559_367_680
+    gptj = json.loads(runner.invoke(app, ["estimate", "-m", str(hf / "gpt-j-6b/config.json"), "-f", "json"]).stdout)
+    d, V, L, f = 4096, 50400, 28, 16384  # n_embd, vocab_size, n_layer, n_inner (4 x n_embd)
+    per_layer = 4 * d * d + (d * f + f) + (f * d + d) + 2 * d  # q, k, v, out (no biases); fc_in, fc_out; one LayerNorm
+    assert gptj["weights"]["params"] == V * d + L * per_layer + 2 * d + (V * d + V)

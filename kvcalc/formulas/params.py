@@ -154,7 +154,7 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
         out["moe/router"] = n * (d + (1 if moe.router_bias else 0)) * moe.num_experts + (
             n * d if moe.shared_expert_gate else 0)
     out["norms"] = norm_params(model)
-    out["lm_head"] = 0 if model.tie_word_embeddings else V * d
+    out["lm_head"] = (0 if model.tie_word_embeddings else V * d) + (V if model.lm_head_bias else 0)
     if model.vision_encoder_params and not active:  # loaded with the checkpoint; no text token runs through it
         out["vision"] = model.vision_encoder_params
     out["total"] = sum(out.values())

@@ -468,16 +468,17 @@ def _opt(c: Config) -> dict:
 
 def _gptj(c: Config, *, qkv_bias: bool = False) -> dict:
     """GPT-J (and Phi-1.5's original phi-msft layout): GPT-2's field names, one LayerNorm feeding attention and MLP
-    side by side, RoPE on rotary_dim dims of each head, a plain biased MLP, an untied lm_head (whose bias, V
-    parameters, kvcalc does not count)."""
+    side by side, RoPE on rotary_dim dims of each head, a plain biased MLP, an untied lm_head with a bias (V
+    parameters: GPTJForCausalLM's nn.Linear(n_embd, vocab_size), phi-msft's CausalLMHead likewise; the seventh
+    audit, B10, found them left out)."""
     layers, d, heads, vocab, positions = c.need("n_layer", "n_embd", "n_head", "vocab_size", "n_positions")
     kv = c.int("n_head_kv") or heads
     _check_heads(c, heads, kv, "n_head", "n_head_kv")
     head_dim, rotary = d // heads, c.int("rotary_dim")
     return {
         "num_layers": layers, "hidden_size": d, "vocab_size": vocab, "max_position_embeddings": positions,
-        "tie_word_embeddings": c.bool("tie_word_embeddings", False), "norm": "layernorm", "norm_bias": True,
-        "norms_per_layer": 1,
+        "tie_word_embeddings": c.bool("tie_word_embeddings", False), "lm_head_bias": True, "norm": "layernorm",
+        "norm_bias": True, "norms_per_layer": 1,
         "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
                       "qkv_bias": qkv_bias, "out_bias": qkv_bias, **({"rotary_dim": rotary} if rotary else {})},
         "mlp": {"kind": "plain", "intermediate_size": c.int("n_inner") or 4 * d, "bias": True,
@@ -487,8 +488,8 @@ def _gptj(c: Config, *, qkv_bias: bool = False) -> dict:
 
 def _phi(c: Config) -> dict:
     """Phi-1, 1.5 and 2 (model_type phi): one LayerNorm feeding attention and MLP side by side, biased q, k, v and
-    dense, a plain two-matrix MLP (fc1, fc2) with biases, partial RoPE, an untied lm_head with a bias (V parameters,
-    not counted)."""
+    dense, a plain two-matrix MLP (fc1, fc2) with biases, partial RoPE, an untied lm_head with a bias (V parameters:
+    PhiForCausalLM's nn.Linear(hidden_size, vocab_size, bias=True))."""
     layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     kv = c.int("num_key_value_heads", heads)
     _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
@@ -496,8 +497,8 @@ def _phi(c: Config) -> dict:
     return {
         "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
         "max_position_embeddings": c.int("max_position_embeddings"),
-        "tie_word_embeddings": c.bool("tie_word_embeddings", False), "norm": "layernorm", "norm_bias": True,
-        "norms_per_layer": 1,
+        "tie_word_embeddings": c.bool("tie_word_embeddings", False), "lm_head_bias": True, "norm": "layernorm",
+        "norm_bias": True, "norms_per_layer": 1,
         "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
                       "qkv_bias": True, "out_bias": True, "qk_norm": c.bool("qk_layernorm", False),
                       **_rotary(c, head_dim)},

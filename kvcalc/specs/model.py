@@ -243,6 +243,7 @@ class ModelSpec(StrictModel):
     vocab_size: Width
     max_position_embeddings: Tokens | None = None
     tie_word_embeddings: bool = False
+    lm_head_bias: bool = Field(False, description="the lm_head has a bias per vocabulary entry (GPT-J, Phi-1/1.5/2)")
     learned_position_embeddings: bool = Field(False, description="GPT-2/3 style table of max_position_embeddings rows")
     learned_position_offset: int = Field(0, ge=0, le=10**6, description="extra rows in that table (OPT: 2)")
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
