@@ -241,22 +241,23 @@ def test_an_irregular_layer_types_list_is_counted(tmp_path):
 def test_phi_2_has_two_mlp_projections_with_biases():
     """Phi-2: fc1 2560 x 10240 and fc2 10240 x 2560, both biased (not three SwiGLU matrices), one LayerNorm a layer
     feeding attention and MLP side by side, partial RoPE 0.4 x 80 = 32 dims. HF PhiForCausalLM.num_parameters():
-    2,779,683,840 (= its index's 5,559,367,680 fp16 bytes / 2), of which kvcalc leaves out the lm_head bias (51,200)."""
+    2,779,683,840 (= its index's 5,559,367,680 fp16 bytes / 2), the lm_head bias (51,200) included (the seventh
+    audit, B10)."""
     spec, assumptions = load_hf_spec(HF / "phi-2")
     assert assumptions == []
     parts = params_breakdown(spec)
     assert parts["mlp"] == 32 * (2 * 2560 * 10240 + 10240 + 2560)
-    assert total_params(spec) == 2_779_683_840 - 51_200
+    assert total_params(spec) == 2_779_683_840
     assert (spec.rotary_width, spec.norms_per_layer, spec.norm) == (32, 1, "layernorm")
 
 
 def test_gpt_j_field_names_are_read_not_refused():
     """GPT-J-6B (n_layer / n_embd / n_head / rotary_dim): per layer ln_1 (w, b), q, k, v, out without bias, fc_in
-    4096 x 16384 and fc_out with biases; ln_f; untied lm_head (its bias, 50,400, not counted). Worked by hand:
-    206,438,400 + 28 x 201,355,264 + 8,192 + 206,438,400; the model card gives 6,053,381,344 parameters."""
+    4096 x 16384 and fc_out with biases; ln_f; untied lm_head with its bias (50,400). Worked by hand:
+    206,438,400 + 28 x 201,355,264 + 8,192 + 206,438,400 + 50,400; the model card gives 6,053,381,344 parameters."""
     spec, assumptions = load_hf_spec(HF / "gpt-j-6b")
     assert assumptions == []
-    assert total_params(spec) == 206_438_400 + 28 * 201_355_264 + 8_192 + 206_438_400
+    assert total_params(spec) == 206_438_400 + 28 * 201_355_264 + 8_192 + 206_438_400 + 50_400
     assert total_params(spec) == pytest.approx(6_053_381_344, rel=1e-3)
     assert spec.rotary_width == 64 and spec.attention.kind == "mha"
 
@@ -442,7 +443,7 @@ def test_a_whole_number_reads_the_same_however_it_is_written(group, spell, metho
 @pytest.mark.parametrize("folder, total", [
     ("gpt2", 124_439_808),  # HF GPT2LMHeadModel.num_parameters()
     ("falcon-7b", None),  # the bundled falcon-7b's count, from its own reader
-    ("gpt-j-6b", 206_438_400 + 28 * 201_355_264 + 8_192 + 206_438_400),  # worked by hand above
+    ("gpt-j-6b", 206_438_400 + 28 * 201_355_264 + 8_192 + 206_438_400 + 50_400),  # worked by hand above
 ])
 def test_gpt2_gptj_and_falcon_naming_is_recognised_under_any_model_type(tmp_path, folder, total):
     cfg = json.loads((HF / folder / "config.json").read_text())
