@@ -389,3 +389,19 @@ def test_gptj_and_phi_count_their_lm_head_bias():
     d, V, L, f = 4096, 50400, 28, 16384  # n_embd, vocab_size, n_layer, n_inner (4 x n_embd)
     per_layer = 4 * d * d + (d * f + f) + (f * d + d) + 2 * d  # q, k, v, out (no biases); fc_in, fc_out; one LayerNorm
     assert gptj["weights"]["params"] == V * d + L * per_layer + 2 * d + (V * d + V)
+
+
+def test_a_drafts_own_prefill_is_in_ttft():
+    """B4: a draft model keeps its own cache of the prompt, so the prompt goes through it too before the first
+    drafts; TTFT with an 8B draft of a 70B model on 4 H100s (8,000-token prompt) had been the plain 512.5 ms. It now
+    adds the draft's prefill as estimate times the 8B model's (less the engine's step overhead, paid once)."""
+    import kvcalc
+
+    kw = dict(concurrency=1, input_len=8000, output_len=100, engine="vllm", tp=4)
+    plain = kvcalc.serve("llama-3.1-70b", "h100-sxm", **kw)["ttft_ms"]
+    draft = kvcalc.serve("llama-3.1-70b", "h100-sxm", speculate="draft=llama-3.1-8b,k=4,alpha=0.7", **kw)["ttft_ms"]
+    sim = kvcalc.simulate("llama-3.1-70b", "h100-sxm", arrivals="closed", num_prompts=5,
+                          speculate="draft=llama-3.1-8b,k=4,alpha=0.7", **kw)["ttft_ms"]["p50"]
+    e = kvcalc.estimate("llama-3.1-8b", "h100-sxm", engine="vllm", context=8000, prompt=8000, tp=4)
+    assert draft - plain == pytest.approx(e.prefill.ms - e.prefill.overhead_ms, rel=0.02)
+    assert sim == pytest.approx(draft, rel=1e-6)
