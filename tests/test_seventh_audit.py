@@ -418,3 +418,24 @@ def test_a_simulation_that_preempts_more_than_it_completes_says_so():
     assert any(w.startswith(f"{doc['preemptions']:,} preemptions for 32 requests") for w in doc["warnings"])
     calm = json.loads(runner.invoke(app, [*args, "-e", "sglang"]).stdout)
     assert calm["preemptions"] <= calm["completed"] and not any("preemptions for" in w for w in calm["warnings"])
+
+
+@pytest.mark.parametrize(("args", "flag", "part"), [
+    (["estimate", "-m", "llama-3-8b", "-b", "1_6"], "--batch", "1_6"),
+    (["estimate", "-m", "llama-3-8b", "--context=4_096"], "--context", "4_096"),
+    (["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "-n", "4,8_0"], "--concurrency", "8_0"),
+])
+def test_numbers_with_separators_are_refused_on_the_command_line_as_in_files(args, flag, part):
+    """V11: '1_6' was refused in every file kvcalc reads but read as 16 from a flag, the web's query and
+    --percentile (which also took 'p 90', 'p+90' and 'p1e1')."""
+    assert one_line_error(args) == f"kvcalc: error: {flag}: {part!r}: write the number without '_' separators"
+
+
+def test_numbers_with_separators_and_odd_percentiles_are_refused_on_the_web_and_in_percentile():
+    from kvcalc.option_values import percentile_number
+    from kvcalc.web.params import InputError, parse
+
+    with pytest.raises(InputError, match="write the number without '_' separators"):
+        parse("estimate", {"model": "llama-3-8b", "batch": "1_6"})
+    assert [percentile_number(t) for t in ("90", "p90", "P99.9", "p9_0", "p 90", "p+90", "p1e1")] == [
+        90.0, 90.0, 99.9, None, None, None, None]

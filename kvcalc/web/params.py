@@ -129,6 +129,13 @@ def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None 
             elif on:
                 args.append(p.opts[0])
         else:
+            from kvcalc.cli import refuse_separated_number
+            from kvcalc.errors import KvcalcError
+
+            try:  # 1_6 as the command line refuses it (the seventh audit, V11)
+                refuse_separated_number(p.opts[0], str(value))
+            except KvcalcError as e:
+                raise InputError(str(e), p.opts[0]) from None
             args.append(f"{p.opts[0]}={value}")  # one token: a value such as -1 stays a value
     from kvcalc.cli import TyperException  # the same class on every typer the floor allows
 
