@@ -237,6 +237,24 @@ def load_deployment(model, gpu, weight_dtype: str, kv_dtype: str):
     return spec, hw, weight_dtype, precision(weight_dtype, kv_dtype)
 
 
+def alltoall_curve(profile: EngineProfile | None, hw: HardwareSpec, ep: int):
+    """The all-to-all an expert-parallel group of ep GPUs runs: the profile's measured NCCL curve for ep; where it has
+    none for ep (a group past its NVLink domain), the largest measured group's fixed latency with the transfer over
+    the spec's own link (half its bidirectional figure), so that crossing the scale-out network is never timed
+    faster than a measured in-node call (the seventh audit, B7: 16 H200s over InfiniBand had come out 5x faster
+    than 8 over NVLink, with no latency at all); None without measured curves (the bare transfer)."""
+    from kvcalc.specs.profile import AllReduceCurve
+
+    if profile is None or not profile.alltoall:
+        return None
+    exact = profile.alltoall.get(f"ep{ep}")
+    link = group_link_bandwidth(hw, ep)
+    if exact is not None or not link:
+        return exact
+    largest = profile.alltoall[max(profile.alltoall, key=lambda k: int(k.removeprefix("ep")))]
+    return AllReduceCurve(t0_us=largest.t0_us, bus_bandwidth_GBps=link / 2 / 1e9)
+
+
 def check_tp(tp, spec: ModelSpec) -> None:
     check_int("--tp", tp, 1, MAX_GPUS)
     why = tp_refusal(spec, tp)
@@ -452,7 +470,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
     if ep > tp:  # the attention's all-reduce stays within tp; the MoE's becomes a dispatch and a combine
         # (at ep = tp every GPU already holds every token: the experts' outputs are all-reduced as under TP)
         ep_link = group_link_bandwidth(hw, ep)
-        a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None  # NCCL's measured all-to-all
+        a2a = alltoall_curve(profile, hw, ep)  # NCCL's measured all-to-all
         for key, tokens in (("comm_s", micro), ("prefill_comm_s", micro * prompt)):
             ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, a2a)
         for key, tokens in (("comm_sol_s", micro), ("prefill_comm_sol_s", micro * prompt)):
@@ -671,7 +689,7 @@ class StepTimer:
         self.stage_link = group_link_bandwidth(hw, tp * pp) if pp > 1 else None
         self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
         self.ring = nccl_ring(hw, tp) if tp > 1 else None
-        self.a2a = profile.alltoall.get(f"ep{ep}") if profile is not None else None
+        self.a2a = alltoall_curve(profile, hw, ep) if ep > tp else None
         self.overhead_s = overhead_seconds(profile, max(tp * pp, ep),  # the engine's time outside its kernels
                                            synced_layers(spec.num_layers, tp, ep))[0]
 
@@ -984,7 +1002,8 @@ def estimate_with_specs(
             model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,
             prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
             memory_utilization=memory_utilization, prefill_chunk=prefill_chunk, engine=engine_name, profile=profile_text,
-            tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=ep, allreduce_link=group_link_label(hw, tp),
+            tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=ep,
+            allreduce_link=group_link_label(hw, tp) + (f"; all-to-all over {group_link_label(hw, ep)}" if ep > tp else ""),
         ),
         kv_cache=KvCache(  # per layer: a softmax-attention layer's; none where no layer keeps a per-token cache
             # (--attn linear: the seventh audit, B11, had printed the rewritten model's old 4,096 B beside 0 a token)

@@ -439,3 +439,13 @@ def test_numbers_with_separators_and_odd_percentiles_are_refused_on_the_web_and_
         parse("estimate", {"model": "llama-3-8b", "batch": "1_6"})
     assert [percentile_number(t) for t in ("90", "p90", "P99.9", "p9_0", "p 90", "p+90", "p1e1")] == [
         90.0, 90.0, 99.9, None, None, None, None]
+
+
+def test_expert_parallelism_past_nvlink_is_never_faster_than_within_it():
+    """B7: past one NVLink domain the all-to-all had no latency: --ep 16 over InfiniBand came out 5x faster than the
+    measured 8-GPU NVLink call (0.25 against 1.23 ms a step) and the output named the link "none (one GPU)". A group
+    without its own measured curve now takes the largest measured group's fixed latency and the spec's own link."""
+    docs = {ep: json.loads(runner.invoke(app, ["estimate", "-m", "deepseek-v3", "-g", "h200", "--ep", str(ep), "-b",
+                                               str(ep), "-c", "4096", "-f", "json"]).stdout) for ep in (8, 16)}
+    assert docs[16]["decode"]["allreduce_ms"] > docs[8]["decode"]["allreduce_ms"]
+    assert "all-to-all over 16 GPUs exceed the 8 that NVLink 4 joins" in docs[16]["inputs"]["allreduce_link"]
