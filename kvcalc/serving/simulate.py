@@ -1119,7 +1119,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     # padded requests (the fourth audit: 166 against 167 under TensorRT-LLM; the sixth: vLLM's pool 0.35-1.5 % short of
     # capacity's, 3.9 % with a sliding window, and preempting requests the pool holds)
     held = math.ceil(full / policy.block_size) * policy.block_size if d["engine_request"] else full
-    pool_tokens = d["pool"] / per_request * held
+    pool_tokens = math.floor(d["pool"] / per_request * held)  # whole tokens, as an engine's pool holds them
     dp = ep // tp if ep > tp else 1
     if dp > 1:  # data-parallel attention groups, pooled
         from dataclasses import replace
