@@ -15,6 +15,7 @@ from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
     check_dtypes,
+    engine_kv_refusal,
     check_memory_utilization,
     check_prefill_chunk,
     evaluate,
@@ -101,8 +102,8 @@ def sweep(
     weight_dtype, kv_dtype = _nonempty("--weight-dtype", weight_dtype), _nonempty("--kv-dtype", kv_dtype)
     engine = _nonempty("--engine", engine)
     tp, pp, ep = _ints("--tp", tp, 1, MAX_GPUS), _ints("--pp", pp, 1, MAX_GPUS), _ints("--ep", ep, 1, MAX_GPUS)
-    for w, k, e in itertools.product(weight_dtype, kv_dtype, engine):
-        check_dtypes(w, k, e)
+    for w, k in itertools.product(weight_dtype, kv_dtype):
+        check_dtypes(w, k)  # an engine that stores no such cache skips its own cells (below), not the grid
     check_memory_utilization(memory_utilization)
     check_prefill_chunk(prefill_chunk)
     B, S = (a.ravel() for a in np.meshgrid(np.array(batch, dtype=np.int64), np.array(context, dtype=np.int64), indexing="ij"))
@@ -133,7 +134,7 @@ def sweep(
             continue
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
         w = resolve_weight_dtype(w, spec)  # auto: the checkpoint's own format, as estimate reads it (audit U1)
-        skip = skip_reason(spec, t, q, x)
+        skip = skip_reason(spec, t, q, x) or engine_kv_refusal(e, k)
         if skip:
             skipped.append(f"{spec.name} at tp {t} x pp {q}" + (f" x ep {x}" if x > 1 else "") + f" ({skip})")
             if on_combination:

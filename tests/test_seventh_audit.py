@@ -449,3 +449,46 @@ def test_expert_parallelism_past_nvlink_is_never_faster_than_within_it():
                                                str(ep), "-c", "4096", "-f", "json"]).stdout) for ep in (8, 16)}
     assert docs[16]["decode"]["allreduce_ms"] > docs[8]["decode"]["allreduce_ms"]
     assert "all-to-all over 16 GPUs exceed the 8 that NVLink 4 joins" in docs[16]["inputs"]["allreduce_link"]
+
+
+def test_the_verification_passes_findings():
+    """The verification pass over this round's fixes (W1-W5): a draft's prefill was left out of TTFT under --ep; a
+    draft model's own layers paid no synchronisation cost at tp > 1; '_' numbers inside compound values were read;
+    capacity sized gpt-fast as a batching server without a word; sweep refused its whole grid over one engine's
+    KV format."""
+    import kvcalc
+
+    from kvcalc.engines.overhead import SYNCED_LAYER_US
+
+    kw = dict(concurrency=1, input_len=2000, output_len=100, engine="vllm")
+    for lay in (dict(tp=2), dict(tp=2, ep=2)):
+        plain = kvcalc.serve("qwen3-30b-a3b", "h100-sxm", **lay, **kw)["ttft_ms"]
+        draft = kvcalc.serve("qwen3-30b-a3b", "h100-sxm", speculate="draft=qwen3-0.6b,k=4,alpha=0.7", **lay,
+                             **kw)["ttft_ms"]
+        assert draft > plain
+    # a Llama-3.2-1B draft (16 layers) at tp 4: its 4 draft steps each synchronise 16 layers, as the target's do
+    from kvcalc.estimator import SpeculativeTimer
+    from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
+
+    spec, hw = load_model("llama-3.1-70b"), load_gpu("h100-sxm")
+    timers = {tp: SpeculativeTimer(spec, hw, "draft=llama-3.2-1b,k=4,alpha=0.7", weight_dtype="bf16", kv_dtype="bf16",
+                                   tp=tp, profile=resolve_engine("vllm", hw)) for tp in (1, 4)}
+    assert timers[1].draft_sync_s == 0 and timers[4].draft_sync_s == pytest.approx(16 * SYNCED_LAYER_US * 1e-6)
+    four = kvcalc.estimate("llama-3.1-70b", "h100-sxm", batch=1, context=2048, tp=4, engine="vllm",
+                           speculate="draft=llama-3.2-1b,k=4,alpha=0.7").speculative
+    assert four.draft_ms == pytest.approx(timers[4].draft_seconds(1, 2048) * 1e3, rel=1e-9)
+    for args, part in ((["estimate", "-m", "llama-3-8b", "--speculate", "eagle,k=1_0"], "1_0"),
+                       (["plan", "-m", "llama-3-8b", "-i", "100", "-o", "10", "-n", "4", "--price-per-gpu-hour",
+                         "h100-sxm=2_5"], "2_5")):
+        assert f"{part!r}: write the number without '_' separators" in one_line_error(args)
+    cap = json.loads(runner.invoke(app, ["capacity", "-m", "llama-2-7b", "-g", "a100-sxm-80gb", "-c", "2048",
+                                         "--engine", "gpt-fast", "-f", "json"]).stdout)
+    assert any("gpt-fast is a batch-1 generation script" in w for w in cap["warnings"])
+
+
+def test_sweep_skips_an_engines_unstorable_kv_cell_only(tmp_path):
+    out = tmp_path / "sw.csv"
+    r = runner.invoke(app, ["sweep", "-m", "llama-3-8b", "-e", "vllm,sglang", "--kv-dtype", "bf16,int8", "-b", "1,2",
+                            "-c", "1024", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert len(out.read_text().splitlines()) == 1 + 6  # 2 engines x 2 formats x 2 batches, less sglang's int8

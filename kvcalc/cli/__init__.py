@@ -64,7 +64,9 @@ _SEPARATED = re.compile(r"[+-]?[pP]?[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]
 
 
 def refuse_separated_number(flag: str, value: str) -> None:
-    for part in value.split(","):
+    """A flag's value, or any number inside it (lists, key=value pairs, P:D splits: --speculate k=1_0,
+    --price-per-gpu-hour h200=2_5, --disaggregate 1_0:1), written with '_' separators is an error naming the flag."""
+    for part in re.split(r"[,:=;]", value):
         part = part.strip()
         if "_" in part and _SEPARATED.fullmatch(part):
             raise KvcalcError(f"{flag}: {part!r}: write the number without '_' separators")

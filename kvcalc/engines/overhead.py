@@ -15,9 +15,10 @@ them, and scores every source with the constants refitted without it: kvcalc/led
 
 The synchronised-layer term is what a group of GPUs loses in each layer beyond its kernels and collectives as
 measured alone: every layer's all-reduce (or all-to-all) waits for the slowest GPU's kernels and launches, which
-kernel tables timed one GPU and one collective at a time do not show. It is one figure for every engine
-(SYNCED_LAYER_US), fitted with the bands' fixed costs on the rows of every band together, since each band's
-multi-GPU rows come from one publisher alone.
+kernel tables timed one GPU and one collective at a time do not show. It is one figure for every band with a
+fitted overhead (SYNCED_LAYER_US), fitted with the bands' fixed costs on the rows of every band together, since each
+band's multi-GPU rows come from one publisher alone; a band with no overhead modelled (TensorRT-LLM's PyTorch back
+end, which no published row covers) carries none of it either, nor does gpt-fast, which has no bands.
 
 A profile file may state its own `[overhead]` (a deployment profile from `kvcalc calibrate --from-benchmark`); it
 wins over the table. --engine-version picks a band where releases differ; the default is the band of the profile's
