@@ -633,8 +633,8 @@ class SpeculativeTimer:
         ops = mixed_ops(model, decode_batch=0, context=0, chunk=maximum(chunk, 1), chunk_context=0, p=self.p)
         if self.sp.method != "draft":
             ops = [*ops, Op("draft/fc", "projection", "matmul", fc_cost(self.spec, maximum(chunk, 1), self.p))]
-        passes = self.sp.k if self.sp.method == "mtp" else 1  # each MTP module builds its own cache of the prompt
-        return nonzero(chunk) * passes * (self._seconds(ops, model, maximum(chunk, 1))[0] + self.draft_sync_s)
+        # one pass: the one MTP module's (or EAGLE head's) cache of the prompt, however many draft steps reuse it
+        return nonzero(chunk) * (self._seconds(ops, model, maximum(chunk, 1))[0] + self.draft_sync_s)
 
     def draft_seconds(self, batch, context):
         """The drafts of one verify step for `batch` sequences: k sequential draft steps, or Medusa's heads once [s]."""

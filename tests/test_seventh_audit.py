@@ -492,3 +492,15 @@ def test_sweep_skips_an_engines_unstorable_kv_cell_only(tmp_path):
                             "-c", "1024", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert len(out.read_text().splitlines()) == 1 + 6  # 2 engines x 2 formats x 2 batches, less sglang's int8
+
+
+def test_mtp_depth_reuses_the_checkpoints_one_module():
+    """W7: --speculate mtp=2 on DeepSeek-V3 counted two MTP modules (weights and KV cache twice) where the checkpoint
+    ships one layer (num_nextn_predict_layers 1) that vLLM and SGLang run twice; the memory is one module's at any
+    depth, the draft time two steps'."""
+    import kvcalc
+
+    one, two = (kvcalc.estimate("deepseek-v3", "h200", tp=8, batch=8, context=4096, speculate=f"mtp={k}").speculative
+                for k in (1, 2))
+    assert two.draft_weights_bytes == one.draft_weights_bytes and two.draft_kv_bytes == one.draft_kv_bytes
+    assert two.draft_ms == pytest.approx(2 * one.draft_ms, rel=1e-9)

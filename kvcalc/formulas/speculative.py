@@ -11,7 +11,7 @@ One speculative step of B sequences costs
     draft:  draft=MODEL   k sequential decode steps of the draft model at batch B (and its own KV cache)
             eagle         k sequential steps of one decoder layer of the target's shape, an fc of 2d -> d, and the
                           target's lm_head (EAGLE, Li et al. 2024)
-            mtp=D         D sequential steps of DeepSeek-V3's MTP module: one transformer block, a 2d -> d
+            mtp=D         D sequential steps of DeepSeek-V3's one MTP module: one transformer block, a 2d -> d
                           projection and the shared lm_head (DeepSeek-V3 report, section 2.2); k = D
             medusa=N      N heads on the last hidden state, each a d x d residual block and a d x V head
                           (Medusa, Cai et al. 2024), run once; k = N
@@ -108,7 +108,9 @@ def draft_params(model: ModelSpec, method: str, k: int, draft_model: ModelSpec |
     layer = one_layer(model)
     shared = v * d * (1 if layer.tie_word_embeddings else 2)  # embedding and lm_head, reused from the target
     block = total_params(layer) - shared
-    return (1 if method == "eagle" else k) * (block + 2 * d * d)
+    # one module: DeepSeek-V3's checkpoint ships one MTP layer (num_nextn_predict_layers 1), which the engines run k
+    # times for k draft tokens (vLLM's deepseek_mtp, SGLang's NextN); the seventh audit's verification, W7, had k
+    return block + 2 * d * d
 
 
 def draft_kv_layers(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None = None) -> int:
@@ -117,7 +119,7 @@ def draft_kv_layers(model: ModelSpec, method: str, k: int, draft_model: ModelSpe
         return draft_model.num_layers
     if method == "medusa":
         return 0
-    return 1 if method == "eagle" else k
+    return 1  # EAGLE's one layer; MTP's one module, run k times (draft_params)
 
 
 # The draft's memory on one GPU, beside the target's (audit 2026-12-05 A: estimate and serve had left the draft's KV
@@ -141,7 +143,7 @@ def draft_kv_bytes_per_sequence(model: ModelSpec, method: str, k: int, draft_mod
     sizes its draft pool to the target's tokens):
         draft=MODEL  kv_bytes_per_sequence(draft, S) * kv_shard_fraction(draft, tp)   (its own layers and windows)
         eagle        1 x kv_bytes_per_sequence(one_layer(target), S) * kv_shard_fraction(target, tp)
-        mtp=D        D x the same (one layer a module)
+        mtp=D        1 x the same: the checkpoint's one MTP module, run D times
         medusa       0 (its heads read the last hidden state and keep no cache)
     one_layer is formulas/speculative.py's: a decoder layer of the target's shape, full (softmax) attention.
     Works on a number or a numpy array of tokens."""
