@@ -93,3 +93,17 @@ def parse_prices(text: str | None) -> float | dict[str, float] | None:
     if len(prices) < len(pairs):  # the third audit: h100-sxm=3,h100-sxm=4 had kept the last
         raise KvcalcError(f"--price-per-gpu-hour: a GPU priced twice in {text!r}; give each one price")
     return prices
+
+
+# A number written with '_' separators ("1_6", "p9_0", "4,8_0"): Python's int() and float(), which click's types
+# call, read it, where every file kvcalc reads refuses it (specs/files.plain_number_text; the seventh audit, V11)
+_SEPARATED = re.compile(r"[+-]?[pP]?[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?")
+
+
+def refuse_separated_number(flag: str, value: str) -> None:
+    """A flag's value, or any number inside it (lists, key=value pairs, P:D splits: --speculate k=1_0,
+    --price-per-gpu-hour h200=2_5, --disaggregate 1_0:1), written with '_' separators is an error naming the flag."""
+    for part in re.split(r"[,:=;]", value):
+        part = part.strip()
+        if "_" in part and _SEPARATED.fullmatch(part):
+            raise KvcalcError(f"{flag}: {part!r}: write the number without '_' separators")

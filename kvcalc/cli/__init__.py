@@ -5,7 +5,6 @@ Errors never end in a traceback: usage errors and KvcalcError become one line on
 
 from __future__ import annotations
 
-import re
 
 import sys
 import warnings
@@ -22,6 +21,7 @@ except ImportError:
         from click import ClickException as TyperException
 
 from kvcalc.errors import KvcalcError
+from kvcalc.option_values import refuse_separated_number
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
@@ -56,20 +56,6 @@ def refuse_repeated_options(command, args: list[str]) -> None:
             if not p.is_flag and not attached:
                 i += 1  # its value
         i += 1
-
-
-# A number written with '_' separators ("1_6", "p9_0", "4,8_0"): Python's int() and float(), which click's types
-# call, read it, where every file kvcalc reads refuses it (specs/files.plain_number_text; the seventh audit, V11)
-_SEPARATED = re.compile(r"[+-]?[pP]?[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?")
-
-
-def refuse_separated_number(flag: str, value: str) -> None:
-    """A flag's value, or any number inside it (lists, key=value pairs, P:D splits: --speculate k=1_0,
-    --price-per-gpu-hour h200=2_5, --disaggregate 1_0:1), written with '_' separators is an error naming the flag."""
-    for part in re.split(r"[,:=;]", value):
-        part = part.strip()
-        if "_" in part and _SEPARATED.fullmatch(part):
-            raise KvcalcError(f"{flag}: {part!r}: write the number without '_' separators")
 
 
 class RefusingRepeats(TyperGroup):

@@ -129,7 +129,7 @@ def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None 
             elif on:
                 args.append(p.opts[0])
         else:
-            from kvcalc.cli import refuse_separated_number
+            from kvcalc.option_values import refuse_separated_number
             from kvcalc.errors import KvcalcError
 
             try:  # 1_6 as the command line refuses it (the seventh audit, V11)
