@@ -453,11 +453,12 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
     dec = [shard_op(o, spec, tp) for o in decode_ops(spec, micro, context, p)]
     pre = [shard_op(o, spec, tp) for o in prefill_ops(spec, micro, prompt, p)]
     if ep > 1:
-        def experts(ops):
-            return shard_experts(next(o for o in ops if o.name == "moe/routed"), ep)
+        def experts(ops, tokens):  # the busiest GPU's share of the experts the step's tokens touch
+            return shard_experts(next(o for o in ops if o.name == "moe/routed"), ep, spec, tokens)
 
-        dec = [o for o in dec if o.name != "moe/routed"] + [experts(decode_ops(spec, batch, context, p))]
-        pre = [o for o in pre if o.name != "moe/routed"] + [experts(prefill_ops(spec, batch, prompt, p))]
+        dec = [o for o in dec if o.name != "moe/routed"] + [experts(decode_ops(spec, batch, context, p), batch)]
+        pre = [o for o in pre if o.name != "moe/routed"] + [experts(prefill_ops(spec, batch, prompt, p),
+                                                                    batch * prompt)]
     link = group_link_bandwidth(hw, tp) if tp > 1 else None
     curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
     ring = nccl_ring(hw, tp) if tp > 1 else None
@@ -770,7 +771,8 @@ class StepTimer:
         # the routed experts see every token of the step: mixed_ops' shared pass over decode_batch x q + chunk tokens
         routed = next(o for o in forward_ops(self.spec, batch=decode_batch * q + chunk, q=1, context=0, absorbed=True,
                                              p=self.p) if o.name == "moe/routed")
-        t = step_time([*local, shard_experts(routed, self.ep)], self.hw, self.weight_dtype, speed_of_light=False,
+        t = step_time([*local, shard_experts(routed, self.ep, self.spec, decode_batch * q + chunk)], self.hw,
+                      self.weight_dtype, speed_of_light=False,
                       profile=self.profile, kv_dtype=self.kv_dtype).seconds
         tokens = local_decodes * q + local_chunk  # the fullest replica's
         comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
