@@ -183,6 +183,12 @@ def overhead_of(b: Band) -> EngineOverhead:
                           request_ms=b.request_ms, sources=[name, b.design, *b.sources])
 
 
+def step_cost_us(step_us, per_gpu_us, per_layer_us, gpus: int, synced: int):
+    """The engine's time outside the kernels in one step [us]: step_us + per_gpu_us x (gpus - 1) + per_layer_us x
+    synced (the module docstring's formula; numbers or numpy arrays, as the ledger's fit grids them)."""
+    return step_us + per_gpu_us * (gpus - 1) + per_layer_us * synced
+
+
 def overhead_seconds(profile: EngineProfile | None, gpus: int = 1, synced: int = 0) -> tuple[float, float]:
     """(per step [s], per request [s]) of a deployment on `gpus` GPUs (tp x pp, or the expert-parallel group) whose
     steps synchronise the GPUs in `synced` layers (synced_layers): step = step_us + step_us_per_extra_gpu *
@@ -196,7 +202,7 @@ def overhead_seconds(profile: EngineProfile | None, gpus: int = 1, synced: int =
         if b is None:
             return 0.0, 0.0
         o = overhead_of(b)
-    step_us = o.step_us + o.step_us_per_extra_gpu * (gpus - 1) + o.step_us_per_synced_layer * synced
+    step_us = step_cost_us(o.step_us, o.step_us_per_extra_gpu, o.step_us_per_synced_layer, gpus, synced)
     return step_us * 1e-6, o.request_ms * 1e-3
 
 

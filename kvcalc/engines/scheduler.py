@@ -118,12 +118,16 @@ def vllm_server_defaults(gpu_name: str, visible_GiB: float, release: tuple[int, 
     return vllm_default_batching(visible_GiB, gpu_name, release)
 
 
+# gpt-fast's generate.py, in words (serve, the simulator, capacity and plan say why it is not a deployment)
+GPT_FAST_IS_NO_SERVER = "a batch-1 generation script (no server, no batching of requests)"
+
+
 def scheduler_policy(engine: str, *, budget: int | None = None, max_seqs: int | None = None) -> SchedulerPolicy:
     """The policy of `engine` (vllm, sglang, trtllm; auto and roofline run vLLM's), with its defaults unless given."""
     make = POLICIES.get(engine, vllm_v1 if engine in ("auto", "roofline") else None)
     if make is None:
-        why = (" is a batch-1 generation script (no server, no batching of requests), with no scheduler to simulate"
-               if engine == "gpt-fast" else f": no scheduler policy for {engine!r}")
+        why = (f" is {GPT_FAST_IS_NO_SERVER}, with no scheduler to simulate" if engine == "gpt-fast"
+               else f": no scheduler policy for {engine!r}")
         raise KvcalcError(f"--engine {engine}{why}; expected one of vllm, sglang, trtllm")
     kwargs = {}
     if budget is not None:

@@ -30,7 +30,14 @@ import numpy as np
 
 from kvcalc.engines.kernel_eras import ERAS, era_of_ledger_row
 from kvcalc.engines.kernel_eras import MIN_PUBLISHERS as MIN_ERA_PUBLISHERS
-from kvcalc.engines.overhead import BANDS, band_of_ledger_row, bands, overhead_seconds, synced_layers
+from kvcalc.engines.overhead import (
+    BANDS,
+    band_of_ledger_row,
+    bands,
+    overhead_seconds,
+    step_cost_us,
+    synced_layers,
+)
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_tp, evaluate, phase_metrics
 from kvcalc.formulas.workload import (
@@ -263,7 +270,7 @@ def overhead_rows(rows: list[dict]) -> list[dict]:
 
 
 def step_ms(point: dict, step_us, per_gpu_us, per_layer_us=0.0):
-    return (step_us + per_gpu_us * (gpus(point) - 1) + per_layer_us * synced(point)) / 1000
+    return step_cost_us(step_us, per_gpu_us, per_layer_us, gpus(point), synced(point)) / 1000
 
 
 def _publisher_weights(rows: list[dict]) -> dict[str, float]:

@@ -344,7 +344,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     if tp is not None and (why := layout_refusal(profile.engine if profile else engine, tp, ep)):
         notes.append(why)
     if (profile.engine if profile else engine) == "gpt-fast":  # the seventh audit's verification, W4
-        from kvcalc.serving.closed_form import GPT_FAST_IS_NO_SERVER
+        from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
 
         notes.append(f"gpt-fast is {GPT_FAST_IS_NO_SERVER}: the batch, throughput and replicas here time its "
                      "kernels at that batch, which gpt-fast itself does not serve")

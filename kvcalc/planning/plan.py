@@ -40,7 +40,7 @@ from kvcalc.checks import MAX_GPUS, MAX_TOKENS, MIN_CONCURRENCY, MIN_REQUEST_RAT
 from kvcalc.engines.launch import launches_layout
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import tp_refusal
-from kvcalc.serving.closed_form import GPT_FAST_IS_NO_SERVER
+from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
 from kvcalc.specs.catalog import (
     ProfileWarning,
     available_engines,

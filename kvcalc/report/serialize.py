@@ -9,15 +9,18 @@ import json
 import math
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    """Dotted keys for scalar leaves; lists and nested breakdowns are left to the JSON output."""
+def flatten(d: dict, prefix: str = "", lists: bool = False) -> dict:
+    """Dotted keys for scalar leaves; nested breakdowns and lists are left to the JSON output, except, with lists, a
+    list of plain values, which becomes one value joined by '; ' (a CSV cell: warnings)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
+            out.update(flatten(v, key + ".", lists))
         elif not isinstance(v, list):
             out[key] = v
+        elif lists and not any(isinstance(x, (dict, list)) for x in v):
+            out[key] = "; ".join(map(str, v))
     return out
 
 
@@ -102,7 +105,7 @@ def csv_text(rows: list[dict]) -> str:
     command that wants the same columns whatever the answer, as capacity does, builds its rows so)."""
     from kvcalc.units import integer_bytes
 
-    rows = [_csv_cells(row) for row in integer_bytes(rows)]
+    rows = [flatten(row, lists=True) for row in integer_bytes(rows)]
     buf = io.StringIO()
     fields = list(dict.fromkeys(k for row in rows for k in row))
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
@@ -111,17 +114,3 @@ def csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _csv_cells(d: dict, prefix: str = "") -> dict:
-    """One CSV row: dotted keys for nested objects, a list of plain values as one cell joined by '; ' (warnings),
-    and lists of objects (estimate's operators) left to the JSON, as flatten leaves them."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_csv_cells(v, key + "."))
-        elif isinstance(v, list):
-            if not any(isinstance(x, (dict, list)) for x in v):
-                out[key] = "; ".join(map(str, v))
-        else:
-            out[key] = v
-    return out

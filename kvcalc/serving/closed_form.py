@@ -323,9 +323,6 @@ def _within_limits(run, rate_point, request_rate, concurrency: float, replicas: 
     return c, hi, r
 
 
-GPT_FAST_IS_NO_SERVER = "a batch-1 generation script (no server, no batching of requests)"
-
-
 def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int, ep: int, engine: str,
                weight_dtype: str, kv_dtype: str, memory_utilization: float, step_tokens: int, speculate: str | None,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
@@ -335,6 +332,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     memory rule sizes it, and how many full-length requests it holds. moe_time_scale: the routed experts' time
     factor instead of the release era's (engines/kernel_eras.py; the serving ledger's held-out refit)."""
     if engine == "gpt-fast":  # the seventh audit, C2: its batch-1 profile had been run as a batching server
+        from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
+
         raise KvcalcError(f"--engine gpt-fast: {GPT_FAST_IS_NO_SERVER}; serve times vllm, sglang, trtllm or roofline")
     spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
     check_tp(tp, spec)
