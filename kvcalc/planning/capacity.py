@@ -293,7 +293,6 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         notes.append(f"no {engine} kernel profile for {hw.name}: memory as {engine} budgets it, decode timed on the "
                      "datasheet roofline")
     profile = with_band(profile, engine_version)  # the release band's step overhead (engines/overhead.py)
-    heads = spec.attention.num_heads
 
     def engine_memory(tp, graphs=cuda_graph_bytes):
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
@@ -312,7 +311,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     if gpus is not None and tp_refusal(spec, gpus):
         raise KvcalcError(f"--tp: {tp_refusal(spec, gpus)}")
     if min_tp is None and gpus is not None and ep == 1:  # no power of two holds it; the degrees that divide the
-        # heads up to the --gpus asked for (llama-2-13b's 40 heads: 5, 10, 20, 40) may
+        # model (tp_refusal) up to the --gpus asked for (GPT-3 175B's 96 heads and width 49,152: 3, 6, 12, ...) may
         min_tp = next((t for t in range(1, gpus + 1) if tp_refusal(spec, t) is None and fits_one_sequence(t)), None)
     tp = gpus or (1 if ep > 1 else min_tp)
     if ep > 1 and not fits_one_sequence(tp):

@@ -158,9 +158,8 @@ def kv_formats(hw) -> list[str]:
 
 
 def layouts(spec, hw, max_gpus: int, disaggregated: bool) -> list[dict]:
-    """Replica layouts: TP within one scale-up domain (heads divisible), pipelines of them, expert-parallel groups for
+    """Replica layouts: TP within one scale-up domain (degrees the engines can shard: tp_refusal), pipelines of them, expert-parallel groups for
     a MoE (ep a multiple of tp dividing the experts), and prefill/decode pools of TP replicas."""
-    heads = spec.attention.num_heads
     if not hw.interconnect_bandwidth_GBps:  # a part whose spec gives no GPU-to-GPU link (GH200's NVLink-C2C joins its
         # own CPU; MI250X's Infinity Fabric varies by platform) runs one GPU a replica: every layout of several GPUs
         # needs that link to be timed (the fresh audit: plan -g h100-sxm,gh200 had failed outright on GH200's PP 2)
