@@ -199,6 +199,23 @@ def _run(model: str, gpu: str, engine: str, kw: dict) -> tuple[dict, str]:
     return simulate(model, gpu, engine="roofline", **kw), "roofline"
 
 
+def _band_of_run(engine: str, gpu: str, kw: dict) -> str | None:
+    """'engine band' whose overheads time the row's run (engines/overhead.py with_band): the release its flags name,
+    else the band of the profile's own release; None where the engine has no profile on this GPU or no bands."""
+    from kvcalc.engines.memory import engine_version_of_run
+    from kvcalc.engines.overhead import band
+    from kvcalc.specs.catalog import load_gpu, resolve_engine
+
+    try:
+        profile = resolve_engine(engine, load_gpu(gpu), [])
+    except KvcalcError:
+        return None
+    if profile is None:
+        return None
+    b = band(engine, engine_version_of_run(kw.get("vllm_version", "latest"), engine, None), profile.engine_version)
+    return f"{b.engine} {b.name}" if b else None
+
+
 def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> dict | None:
     """serve() for the row: its concurrency; at request rate inf every prompt in flight at once (as many as the pool
     holds); at a finite rate that rate, or the pool's limit where one server cannot keep up (a benchmark runs one
@@ -208,7 +225,8 @@ def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> 
     common = {"input_len": kw["input_len"] or max(1, round(sim["mean_input_len"])),
               "output_len": kw["output_len"] or max(1, round(sim["mean_output_len"])), "tp": kw["tp"], "pp": kw["pp"],
               "ep": kw["ep"], "engine": time_model, "weight_dtype": kw["weight_dtype"], "kv_dtype": kw["kv_dtype"]}
-    common.update({k: kw[k] for k in ("memory_utilization", "step_tokens", "speculate", "moe_time_scale") if k in kw})
+    common.update({k: kw[k] for k in ("memory_utilization", "step_tokens", "speculate", "moe_time_scale", "overhead")
+                   if k in kw})
     if time_model == "vllm" and "vllm_version" in kw:
         common["vllm_version"] = kw["vllm_version"]
     try:
@@ -234,9 +252,10 @@ def score(rows: list[dict], published: Path | None = None) -> list[dict]:
     """One result per row and published metric: measured, simulated, closed form, errors [%]; rows that cannot run
     give one result with `skipped` (the reason).
 
-    A row of an older release runs with its kernel era's MoE factor (engines/kernel_eras.py): refitted without the
-    row's organisation on the published ledger in `published` (validation/published/) where given, so that no row is
-    scored by a constant its own source set; else the factors kvcalc ships."""
+    Each row runs with the constants fitted on the published ledger in `published` (validation/published/) refitted
+    without the row's organisation, so that no row is scored by a constant its own source set: its release band's
+    overheads (engines/overhead.py) and, for an older release, its kernel era's MoE factor (engines/kernel_eras.py).
+    Without `published`, the constants kvcalc ships."""
     from kvcalc.engines.kernel_eras import ERAS, era_of_ledger_row
     from kvcalc.specs.catalog import load_gpu
 
@@ -253,17 +272,19 @@ def score(rows: list[dict], published: Path | None = None) -> list[dict]:
             vendor = "AMD" if load_gpu(row["gpu"]).name.startswith(AMD) else "NVIDIA"
             kw = row_kwargs(row)
             era = era_of_ledger_row(row["engine"], row.get("engine_version", ""))
-            if era is not None:
-                if prepared is None:
-                    scale = next(e.moe_scale for e in ERAS if e == era)
-                else:
-                    from kvcalc.ledgers.published import moe_scales_without, organisation
+            if prepared is None:
+                if era is not None:
+                    kw["moe_time_scale"] = next(e.moe_scale for e in ERAS if e == era)
+            else:
+                from kvcalc.ledgers.published import constants_without, organisation
 
-                    org = organisation(row.get("publisher", ""))
-                    if org not in held:
-                        held[org] = moe_scales_without(prepared, org)
-                    scale = held[org][f"{era.engine} {era.name}"]
-                kw["moe_time_scale"] = scale
+                org = organisation(row.get("publisher", ""))
+                if org not in held:
+                    held[org] = constants_without(prepared, org)
+                if era is not None:
+                    kw["moe_time_scale"] = held[org]["moe_scales"][f"{era.engine} {era.name}"]
+                if (key := _band_of_run(row["engine"], row["gpu"], kw)) is not None:
+                    kw["overhead"] = held[org]["overheads"][key]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sim, time_model = _run(row["model"], row["gpu"], row["engine"], kw)

@@ -327,10 +327,11 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                weight_dtype: str, kv_dtype: str, memory_utilization: float, step_tokens: int, speculate: str | None,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
                disaggregate: tuple[int, int] | None = None, engine_version: str | None = None,
-               moe_time_scale: float | None = None) -> dict:
+               moe_time_scale: float | None = None, overhead=None) -> dict:
     """One replica as serve and the simulator see it: specs, step timer, the KV pool per GPU as the engine's
     memory rule sizes it, and how many full-length requests it holds. moe_time_scale: the routed experts' time
-    factor instead of the release era's (engines/kernel_eras.py; the serving ledger's held-out refit)."""
+    factor instead of the release era's (engines/kernel_eras.py); overhead: an EngineOverhead instead of the release
+    band's (engines/overhead.py). Both are the serving ledger's held-out refits."""
     if engine == "gpt-fast":  # the seventh audit, C2: its batch-1 profile had been run as a batching server
         from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
 
@@ -349,6 +350,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         check_number("moe_time_scale", moe_time_scale, 0, 100, lo_open=True)
         profile = profile.model_copy(update={"moe_time_scale": moe_time_scale,
                                              "moe_time_scale_source": "given (moe_time_scale)"})
+    if overhead is not None and profile is not None:
+        profile = profile.model_copy(update={"overhead": overhead})
     timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
                               profile=profile) if speculate else None)
     stepper = StepTimer(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)
@@ -425,7 +428,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           speculate: str | None = None, vllm_runner: str = "auto", vllm_version: str = "latest",
           arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
           flashinfer_sampler: bool = False, engine_version: str | None = None, max_ttft_ms: float | None = None,
-          max_tpot_ms: float | None = None, moe_time_scale: float | None = None) -> dict:
+          max_tpot_ms: float | None = None, moe_time_scale: float | None = None, overhead=None) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     max_ttft_ms / max_tpot_ms: the load is spread over as many replicas as it takes for the steady state to meet
@@ -468,7 +471,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                    step_tokens=step_tokens, speculate=speculate, vllm_runner=vllm_runner, version=version,
                    cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler,
-                   disaggregate=disaggregate, engine_version=engine_version, moe_time_scale=moe_time_scale)
+                   disaggregate=disaggregate, engine_version=engine_version, moe_time_scale=moe_time_scale,
+                   overhead=overhead)
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
     max_concurrency, full_length = d["max_concurrency"], input_len + output_len

@@ -931,7 +931,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              disaggregate: tuple[int, int] | None = None, dataset: str = "random",
              num_scheduler_steps: int = 1, engine_version: str | None = None,
              moe_time_scale: float | None = None, cuda_graph_GiB: float | None = None,
-             flashinfer_sampler: bool = False, price_per_gpu_hour: float | None = None) -> dict:
+             flashinfer_sampler: bool = False, price_per_gpu_hour: float | None = None, overhead=None) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
     arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
@@ -947,7 +947,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     are not needed). num_scheduler_steps: vLLM's --num-scheduler-steps (multi-step scheduling, 0.6-0.7): decode
     steps per scheduler call. engine_version: the release whose overheads and kernel era time the steps
     (engines/overhead.py, engines/kernel_eras.py; default the profile's own); moe_time_scale: the routed experts'
-    time factor instead of the era's (the serving ledger's held-out refit). cuda_graph_GiB, flashinfer_sampler:
+    time factor instead of the era's, overhead: an EngineOverhead instead of the band's (the serving ledger's held-out
+    refits). cuda_graph_GiB, flashinfer_sampler:
     vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them)."""
     from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
@@ -1086,7 +1087,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                    step_tokens=policy.budget, speculate=speculate, vllm_runner=vllm_runner, version=version,
                    cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler, disaggregate=disaggregate,
-                   engine_version=engine_version, moe_time_scale=moe_time_scale)
+                   engine_version=engine_version, moe_time_scale=moe_time_scale, overhead=overhead)
     spec, stepper = d["spec"], d["stepper"]
     if scheduler is None and policy.name == "vllm-v1" and isinstance(version, tuple) and version < VLLM_V1_ENGINE:
         # the release's overheads and MoE era are V0's, its scheduler is not modelled (the sixth audit: the output
