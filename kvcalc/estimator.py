@@ -263,11 +263,49 @@ def alltoall_curve(profile: EngineProfile | None, hw: HardwareSpec, ep: int):
     return AllReduceCurve(t0_us=largest.t0_us, bus_bandwidth_GBps=link / 2 / 1e9)
 
 
-def check_tp(tp, spec: ModelSpec) -> None:
+def check_tp(tp, spec: ModelSpec, weight_dtype: str | None = None, ep: int = 1) -> None:
+    """--tp as the engines shard the model (tp_refusal) and, given the resolved weight format, its fp8 scale blocks
+    (fp8_block_refusal)."""
     check_int("--tp", tp, 1, MAX_GPUS)
-    why = tp_refusal(spec, tp)
+    why = tp_refusal(spec, tp) or (fp8_block_refusal(spec, weight_dtype, tp, ep) if weight_dtype else None)
     if why:
         raise KvcalcError(f"--tp: {why}")
+
+
+FP8_BLOCK_SIDE = 128  # the fp8-block format's 128 x 128 scale blocks (dtypes.py FP8_BLOCK; weight_block_size [128, 128])
+
+
+def fp8_block_refusal(spec: ModelSpec, weight_dtype: str, tp: int, ep: int = 1) -> str | None:
+    """Why fp8-block weights cannot be split over tp GPUs, or None. Each GPU's slice of a block-quantised matrix must
+    hold whole 128-wide blocks: vLLM refuses to load a checkpoint whose slice does not, for the routed experts'
+    gate/up/down widths (Fp8MoEMethod.create_weights, vllm/model_executor/layers/quantization/fp8.py: "The output_size
+    of gate's and up's weight = 192 is not divisible by weight quantization block_n = 128") and for a row-parallel
+    layer's input (validate_fp8_block_shape, .../quantization/utils/fp8_utils.py at 364d019: the MLP's down_proj,
+    the attention's o_proj); SGLang prints the same error (its fp8 path is adapted from vLLM's). Expert parallelism
+    (ep > 1) keeps each expert whole. The seventh audit, W6: Qwen3-235B-A22B-FP8 at --tp 8 (1,536 / 8 = 192) was
+    priced, where users' logs show both engines refusing it and running --enable-expert-parallel instead."""
+    if tp == 1 or weight_dtype != "fp8-block":
+        return None
+    a, q = spec.attention, spec.quantization
+    classes = set(q.quantized) if q is not None and q.weight_format == "fp8-block" else {"attention", "mlp", "experts",
+                                                                                         "shared_experts"}
+    widths = []
+    if "attention" in classes and spec.attention_layers:
+        widths.append(("attention output projection's", a.num_heads * a.value_head_dim))
+    if "mlp" in classes and (spec.moe is None or spec.moe.first_dense_layers or spec.moe.every > 1):
+        widths.append(("MLP", spec.mlp.intermediate_size))
+    if spec.moe is not None:
+        if "experts" in classes and ep == 1:
+            widths.append(("experts'", spec.moe.expert_intermediate_size))
+        if "shared_experts" in classes and spec.moe.num_shared_experts:
+            widths.append(("shared experts'", spec.moe.shared_width))
+    for what, width in widths:
+        if width % tp == 0 and (width // tp) % FP8_BLOCK_SIDE:
+            fix = " (--ep keeps the experts whole)" if what == "experts'" else ""
+            return (f"fp8-block weights over {tp} GPUs: the {what} width {width:,} / {tp} = {width // tp:,} is not a "
+                    f"multiple of the {FP8_BLOCK_SIDE}-wide scale block, and vLLM and SGLang refuse to load such a "
+                    f"slice{fix}")
+    return None
 
 
 def tp_refusal(spec: ModelSpec, tp: int) -> str | None:
@@ -368,6 +406,7 @@ def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp
     fixes = []
     if ep == 1:
         fewest = next((t for t in FEWEST_TP if t > tp and tp_refusal(spec, t) is None
+                       and fp8_block_refusal(spec, weight_dtype, t) is None
                        and per_gpu(weight_dtype, t) <= usable_bytes), None)
         if fewest is not None:
             fixes.append(f"--tp {fewest} holds them at {weight_dtype}" + (f" ({fewest * pp} GPUs)" if pp > 1 else ""))
@@ -941,7 +980,7 @@ def estimate_with_specs(
         profile = resolve_recording(engine, hw, warnings)
     profile = with_band(profile, engine_version)  # the overhead of the release asked for, or the deployment profile's own
     weight_dtype = resolve_weight_dtype(weight_dtype, spec)
-    check_tp(tp, spec)
+    check_tp(tp, spec, weight_dtype, ep)
     check_pp(pp, spec)
     check_ep(ep, spec, tp)
     if ep > 1 and pp > 1:

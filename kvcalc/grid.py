@@ -19,6 +19,7 @@ from kvcalc.estimator import (
     check_memory_utilization,
     check_prefill_chunk,
     evaluate,
+    fp8_block_refusal,
     layout_times,
     phase_metrics,
     resolve_weight_dtype,
@@ -38,10 +39,11 @@ from kvcalc.speculation import no_mtp_module, unsupported_with
 
 
 
-def skip_reason(spec, tp: int, pp: int, ep: int) -> str:
-    """Why sweep leaves a layout out, naming the flag ('' where it applies): tp must divide the query heads, pp be at
-    most the layers, ep need a MoE model, a multiple of tp dividing its experts, and no pp."""
-    why = tp_refusal(spec, tp)
+def skip_reason(spec, tp: int, pp: int, ep: int, weight_dtype: str | None = None) -> str:
+    """Why sweep leaves a layout out, naming the flag ('' where it applies): tp must shard the model (tp_refusal)
+    and its fp8 scale blocks (fp8_block_refusal), pp be at most the layers, ep need a MoE model, a multiple of tp
+    dividing its experts, and no pp."""
+    why = tp_refusal(spec, tp) or (fp8_block_refusal(spec, weight_dtype, tp, ep) if weight_dtype else None)
     if why:
         return f"--tp: {why}"
     if pp > spec.num_layers:
@@ -134,7 +136,7 @@ def sweep(
             continue
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
         w = resolve_weight_dtype(w, spec)  # auto: the checkpoint's own format, as estimate reads it (audit U1)
-        skip = skip_reason(spec, t, q, x) or engine_kv_refusal(e, k)
+        skip = skip_reason(spec, t, q, x, w) or engine_kv_refusal(e, k)
         if skip:
             skipped.append(f"{spec.name} at tp {t} x pp {q}" + (f" x ep {x}" if x > 1 else "") + f" ({skip})")
             if on_combination:

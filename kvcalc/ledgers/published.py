@@ -147,7 +147,7 @@ def kernel_times(point: dict, profile: EngineProfile | None) -> dict:
             weight_format=point["weight_dtype"], lm_head=True, source="gpt-fast quantize.py: every nn.Linear")})
     b, p_len, o_len, tp = point["batch"], point["input_len"], point["output_len"], point["tp"]
     pp, ep = point.get("pp", 1), point.get("ep", 1)
-    check_tp(tp, spec)
+    check_tp(tp, spec, point["weight_dtype"], ep)
     context = 0 if point["metric"] == "ttft_ms" else mean_decode_context(p_len, o_len)
     ev = evaluate(spec, hw, batch=b, context=context, prompt=p_len, weight_dtype=point["weight_dtype"],
                   kv_dtype=point["kv_dtype"], tp=tp, profile=profile, pp=pp, ep=ep)

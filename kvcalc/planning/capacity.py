@@ -38,6 +38,7 @@ from kvcalc.estimator import (
     check_prefill_chunk,
     check_tp,
     evaluate,
+    fp8_block_refusal,
     load_deployment,
     phase_metrics,
     speculative_block,
@@ -131,7 +132,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     if not attn:
         raise KvcalcError("--attn: expected at least one variant")
     base, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
-    check_tp(tp, base)  # as estimate, capacity and serve refuse it
+    check_tp(tp, base, weight_dtype, ep)  # as estimate, capacity and serve refuse it
     check_pp(pp, base)
     check_ep(ep, base, tp)
     if ep > 1 and pp > 1:
@@ -306,13 +307,16 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
         return max_sequences(spec, context, budget, p.b_kv, tp, pp) >= 1
 
-    candidates = [t for t in TP_DEGREES if tp_refusal(spec, t) is None and (ep == 1 or (t <= ep and ep % t == 0))]
+    def refusal(t):  # as check_tp refuses a degree
+        return tp_refusal(spec, t) or fp8_block_refusal(spec, weight_dtype, t, ep)
+
+    candidates = [t for t in TP_DEGREES if refusal(t) is None and (ep == 1 or (t <= ep and ep % t == 0))]
     min_tp = next((t for t in candidates if fits_one_sequence(t)), None)
-    if gpus is not None and tp_refusal(spec, gpus):
-        raise KvcalcError(f"--tp: {tp_refusal(spec, gpus)}")
+    if gpus is not None and refusal(gpus):
+        raise KvcalcError(f"--tp: {refusal(gpus)}")
     if min_tp is None and gpus is not None and ep == 1:  # no power of two holds it; the degrees that divide the
         # model (tp_refusal) up to the --gpus asked for (GPT-3 175B's 96 heads and width 49,152: 3, 6, 12, ...) may
-        min_tp = next((t for t in range(1, gpus + 1) if tp_refusal(spec, t) is None and fits_one_sequence(t)), None)
+        min_tp = next((t for t in range(1, gpus + 1) if refusal(t) is None and fits_one_sequence(t)), None)
     tp = gpus or (1 if ep > 1 else min_tp)
     if ep > 1 and not fits_one_sequence(tp):
         tp = None

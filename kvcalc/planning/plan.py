@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from kvcalc.checks import MAX_GPUS, MAX_TOKENS, MIN_CONCURRENCY, MIN_REQUEST_RATE, check_int, check_number
 from kvcalc.engines.launch import launches_layout
 from kvcalc.errors import CapacityWarning, KvcalcError
-from kvcalc.estimator import tp_refusal
+from kvcalc.estimator import fp8_block_refusal, tp_refusal
 from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
 from kvcalc.specs.catalog import (
     ProfileWarning,
@@ -194,7 +194,8 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
             for weight_dtype, converted in weight_formats(spec, hw, convert):
                 for kv_dtype in kv_formats(hw):
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
-                            for lay in layouts(spec, hw, max_gpus, disaggregated) if launches_layout(engine, lay)]
+                            for lay in layouts(spec, hw, max_gpus, disaggregated) if launches_layout(engine, lay)
+                            and fp8_block_refusal(spec, weight_dtype, lay["tp"], lay.get("ep", 1)) is None]
     method = SPECULATION.get(spec.name) if speculate else None
     return out + [replace(d, speculate=method) for d in out if speculates_with(d)] if method else out
 

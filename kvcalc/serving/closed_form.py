@@ -337,7 +337,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
 
         raise KvcalcError(f"--engine gpt-fast: {GPT_FAST_IS_NO_SERVER}; serve times vllm, sglang, trtllm or roofline")
     spec, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)
-    check_tp(tp, spec)
+    check_tp(tp, spec, weight_dtype, ep)
     check_pp(pp, spec)
     check_ep(ep, spec, tp)
     if ep > 1 and (pp > 1 or disaggregate is not None):

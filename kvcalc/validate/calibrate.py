@@ -455,8 +455,8 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
 
     check_int("--replicas", replicas, 1, 100_000)
     spec, hw = load_model(model), load_gpu(gpu)
-    check_tp(tp, spec)
     weight_dtype = resolve_weight_dtype(weight_dtype, spec)
+    check_tp(tp, spec, weight_dtype)
     profile = with_band(resolve_engine(engine, hw), engine_version)
     if profile is None:
         raise KvcalcError("--engine: calibrating from a benchmark needs an engine profile (vllm, sglang or trtllm)")
