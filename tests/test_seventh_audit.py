@@ -508,7 +508,8 @@ def test_mtp_depth_reuses_the_checkpoints_one_module():
 def test_expert_parallelism_charges_the_busiest_gpus_experts(tokens, ep):
     """B2: --ep charged every GPU 1/ep of the experts a step touches, where each MoE layer's combine waits for the GPU
     holding the most of them. Qwen3-30B-A3B (8 of 128 experts a token): the busiest GPU's expected count, by direct
-    simulation of the draws here, is matched within 7 % by busiest_expert_share's normal approximation."""
+    simulation of the draws here, is matched within 2 % by busiest_expert_share (exact given the number touched, since
+    the eighth audit's V1; the normal approximation it replaced was within 7 % here)."""
     import numpy as np
 
     from kvcalc.formulas.parallel import busiest_expert_share
@@ -524,5 +525,5 @@ def test_expert_parallelism_charges_the_busiest_gpus_experts(tokens, ep):
             touched[rng.choice(E, k, replace=False)] = True
         most.append(touched.reshape(ep, E // ep).sum(axis=1).max())
     expected_touched = E * (1 - (1 - k / E) ** tokens)
-    assert busiest_expert_share(spec, tokens, ep) * expected_touched == pytest.approx(np.mean(most), rel=0.07)
+    assert busiest_expert_share(spec, tokens, ep) * expected_touched == pytest.approx(np.mean(most), rel=0.02)
     assert busiest_expert_share(spec, 4096, ep) == pytest.approx(1 / ep)  # every expert touched: balanced
