@@ -267,7 +267,7 @@ def check_tp(tp, spec: ModelSpec, weight_dtype: str | None = None, ep: int = 1) 
     """--tp as the engines shard the model (tp_refusal) and, given the resolved weight format, its fp8 scale blocks
     (fp8_block_refusal)."""
     check_int("--tp", tp, 1, MAX_GPUS)
-    why = tp_refusal(spec, tp) or (fp8_block_refusal(spec, weight_dtype, tp, ep) if weight_dtype else None)
+    why = tp_refusal(spec, tp, ep) or (fp8_block_refusal(spec, weight_dtype, tp, ep) if weight_dtype else None)
     if why:
         raise KvcalcError(f"--tp: {why}")
 
@@ -308,12 +308,14 @@ def fp8_block_refusal(spec: ModelSpec, weight_dtype: str, tp: int, ep: int = 1) 
     return None
 
 
-def tp_refusal(spec: ModelSpec, tp: int) -> str | None:
+def tp_refusal(spec: ModelSpec, tp: int, ep: int = 1) -> str | None:
     """Why tensor parallelism over tp GPUs cannot shard this model as the engines shard it, or None. vLLM's (and
     SGLang's, adapted from it) linear layers divide exactly: QKVParallelLinear splits the KV heads evenly where
     tp <= their number and otherwise replicates each over tp / heads GPUs (`divide` asserts both), and
     MergedColumnParallelLinear divides the MLP's width (vllm/model_executor/layers/linear.py). The seventh audit, B6:
-    Qwen2-7B at --tp 7 (4 KV heads, width 18,944) and Phi-3-medium at --tp 4 (10 KV heads: 2.5 a GPU) were priced."""
+    Qwen2-7B at --tp 7 (4 KV heads, width 18,944) and Phi-3-medium at --tp 4 (10 KV heads: 2.5 a GPU) were priced.
+    Under expert parallelism (ep > 1) the routed experts stay whole (vLLM's --enable-expert-parallel, SGLang's
+    --ep-size), so their width need not divide (the eighth audit, V5)."""
     a = spec.attention
     if a.num_heads % tp:
         return f"tensor parallelism over {tp} GPUs needs it to divide the {a.num_heads} query heads"
@@ -326,7 +328,8 @@ def tp_refusal(spec: ModelSpec, tp: int) -> str | None:
     if spec.moe is None or spec.moe.first_dense_layers or spec.moe.every > 1:
         widths.append(("MLP", spec.mlp.intermediate_size))
     if spec.moe is not None:
-        widths.append(("experts'", spec.moe.expert_intermediate_size))
+        if ep == 1:
+            widths.append(("experts'", spec.moe.expert_intermediate_size))
         if spec.moe.num_shared_experts:
             widths.append(("shared experts'", spec.moe.shared_width))
     for what, width in widths:

@@ -43,7 +43,7 @@ def skip_reason(spec, tp: int, pp: int, ep: int, weight_dtype: str | None = None
     """Why sweep leaves a layout out, naming the flag ('' where it applies): tp must shard the model (tp_refusal)
     and its fp8 scale blocks (fp8_block_refusal), pp be at most the layers, ep need a MoE model, a multiple of tp
     dividing its experts, and no pp."""
-    why = tp_refusal(spec, tp) or (fp8_block_refusal(spec, weight_dtype, tp, ep) if weight_dtype else None)
+    why = tp_refusal(spec, tp, ep) or (fp8_block_refusal(spec, weight_dtype, tp, ep) if weight_dtype else None)
     if why:
         return f"--tp: {why}"
     if pp > spec.num_layers:

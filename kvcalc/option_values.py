@@ -100,10 +100,24 @@ def parse_prices(text: str | None) -> float | dict[str, float] | None:
 _SEPARATED = re.compile(r"[+-]?[pP]?[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?")
 
 
+# Options whose values are names or paths, never numbers: a model directory or file named 3_2 is a path (the eighth
+# audit, V2: `--model 3_2` had been refused as a number); likewise `--speculate draft=PATH`
+NAME_OR_PATH_OPTIONS = frozenset({
+    "--model", "--gpu", "--profile", "--out", "--out-dir", "--plot", "--trace", "--published",
+    "--serve", "--engine-memory", "--rescore", "--from-benchmark", "--base", "--name", "--host", "--device",
+    "--data", "--measured", "--measurements", "--from", "--to"})
+
+
 def refuse_separated_number(flag: str, value: str) -> None:
     """A flag's value, or any number inside it (lists, key=value pairs, P:D splits: --speculate k=1_0,
-    --price-per-gpu-hour h200=2_5, --disaggregate 1_0:1), written with '_' separators is an error naming the flag."""
-    for part in re.split(r"[,:=;]", value):
-        part = part.strip()
-        if "_" in part and _SEPARATED.fullmatch(part):
-            raise KvcalcError(f"{flag}: {part!r}: write the number without '_' separators")
+    --price-per-gpu-hour h200=2_5, --disaggregate 1_0:1), written with '_' separators is an error naming the flag.
+    Names and paths (NAME_OR_PATH_OPTIONS, a draft= path) are not numbers, whatever they look like."""
+    if flag in NAME_OR_PATH_OPTIONS:
+        return
+    for item in re.split(r"[,;]", value):
+        if item.strip().lower().startswith("draft="):
+            continue
+        for part in re.split(r"[:=]", item):
+            part = part.strip()
+            if "_" in part and _SEPARATED.fullmatch(part):
+                raise KvcalcError(f"{flag}: {part!r}: write the number without '_' separators")

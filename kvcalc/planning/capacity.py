@@ -308,7 +308,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         return max_sequences(spec, context, budget, p.b_kv, tp, pp) >= 1
 
     def refusal(t):  # as check_tp refuses a degree
-        return tp_refusal(spec, t) or fp8_block_refusal(spec, weight_dtype, t, ep)
+        return tp_refusal(spec, t, ep) or fp8_block_refusal(spec, weight_dtype, t, ep)
 
     candidates = [t for t in TP_DEGREES if refusal(t) is None and (ep == 1 or (t <= ep and ep % t == 0))]
     min_tp = next((t for t in candidates if fits_one_sequence(t)), None)

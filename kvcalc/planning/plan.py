@@ -168,9 +168,9 @@ def layouts(spec, hw, max_gpus: int, disaggregated: bool) -> list[dict]:
     tps = [t for t in TP_CHOICES if t <= domain and tp_refusal(spec, t) is None]
     out: list[dict] = [dict(tp=t, pp=p) for t in tps for p in PP_CHOICES
            if t * p <= max_gpus and p <= spec.num_layers and (p == 1 or t * p > 1)]
-    if spec.moe is not None:
-        out += [dict(tp=t, ep=e) for e in EP_CHOICES for t in tps
-                if t < e <= max_gpus and spec.moe.num_experts % e == 0]
+    if spec.moe is not None:  # the experts stay whole under expert parallelism: tp_refusal with ep
+        out += [dict(tp=t, ep=e) for e in EP_CHOICES for t in TP_CHOICES
+                if t <= domain and t < e <= max_gpus and spec.moe.num_experts % e == 0 and tp_refusal(spec, t, e) is None]
     if disaggregated:
         out += [dict(tp=t, disaggregate=(a * t, b * t)) for t in tps for a, b in DISAGGREGATED_RATIOS
                 if (a + b) * t <= max_gpus]

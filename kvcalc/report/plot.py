@@ -71,7 +71,8 @@ def compute_dtypes(hw, weight_dtype: str) -> list[str]:
     return sorted({activation_dtype(weight_dtype), matmul_compute_dtype(weight_dtype, hw.peak_tflops.available(), hw.vendor)})
 
 
-def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, speculate, *, flags: bool = False):
+def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, speculate, *, flags: bool = False,
+                    engine: str | None = None):
     """The roofline's arguments checked before any work (one KvcalcError naming the argument, as the Python API
     spells it, or as the CLI flag with flags=True: audit U5), the weight format resolved as estimate resolves it
     (auto, U1), and the decode operating points with the x range that holds them:
@@ -87,7 +88,7 @@ def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, s
     batch = check_sequence(name("batch"), batch, lambda arg, b: check_int(arg, b, 1, MAX_BATCH))
     check_int(name("context"), context, 1, MAX_TOKENS)
     check_optional_str(name("speculate"), speculate)
-    check_dtypes(weight_dtype, kv_dtype)
+    check_dtypes(weight_dtype, kv_dtype, engine)  # a KV format the engine stores (the eighth audit, V4)
     weight_dtype = resolve_weight_dtype(weight_dtype, load_model(check_ref(name("model"), model)))
     points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype, speculate)
     xs = [pt[5] for pt in points]
@@ -107,7 +108,7 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
 
     # arguments checked before any work: one KvcalcError naming the argument (audit U5)
     gpus, weight_dtype, points, x_lo, x_hi = roofline_inputs(gpus, model, attn, batch, context, weight_dtype,
-                                                             kv_dtype, speculate)
+                                                             kv_dtype, speculate, engine=engine)
     fig = Figure(figsize=(10, 6.5))
     ax = fig.subplots()
     ax.set_xscale("log")

@@ -23,7 +23,7 @@ def roofline_data(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: S
 
     # checked as `kvcalc roofline` checks them: the flag named in the message
     gpus, weight_dtype, points, x_lo, x_hi = roofline_inputs(gpus, model, attn, batch, context, weight_dtype,
-                                                             kv_dtype, speculate, flags=True)
+                                                             kv_dtype, speculate, flags=True, engine=engine)
     spec = load_model(model)
     roofs, out = [], []
     for g in gpus:
