@@ -214,11 +214,12 @@ def engine_version_of_run(vllm_version, engine: str, engine_version: str | None)
     """The release whose step times apply: --engine-version where given; else, under --engine vllm, the release
     --vllm-version names, as --engine-version alone sets the pool too (vllm_version_of_run): one question, asked
     either way, gets one answer (the seventh audit, C8: --vllm-version 0.7.3 had timed 0.24's V1 steps in 0.7.3's
-    pool, TPOT 36.1 ms, where --engine-version 0.7.3 gave 62.4). Call it with the flag as given, before
-    vllm_version_of_run."""
+    pool, TPOT 36.1 ms, where --engine-version 0.7.3 gave 62.4); "latest" (the default, whose pool is the newest
+    release's) the newest band (the eighth audit, C1: the default run was sized as vLLM 0.30 under the name of the
+    band of 0.8-0.28). Call it with the flag as given, before vllm_version_of_run."""
     if engine_version is not None or engine != "vllm" or not isinstance(vllm_version, str):
         return engine_version
-    return None if vllm_version.strip().lower() == "latest" else vllm_version
+    return "latest" if vllm_version.strip().lower() == "latest" else vllm_version
 
 
 # vLLM removed its V0 engine in 0.11.0 (vllm-project/vllm PR #25033 "[V0 Deprecation] Remove LLMEngine"; "the V0

@@ -118,14 +118,17 @@ def band_of_release(engine: str, release: tuple[int, int]) -> Band | None:
 
 def band(engine: str, version: str | None = None, default_release: str | None = None) -> Band | None:
     """The band --engine-version names for `engine`: a band name (v0, v1, v2, engine, pytorch), a release
-    (0.6.3, v1.2.0rc1), or None/'latest': the band of default_release (the profile's own release). None where the
-    engine has no bands (gpt-fast, roofline). An unknown band or a release kvcalc does not know is an error."""
+    (0.6.3, v1.2.0rc1), 'latest' (the newest band: today's release, as --vllm-version's default sizes the pool), or
+    None: the band of default_release (the profile's own release). None where the engine has no bands (gpt-fast,
+    roofline). An unknown band or a release kvcalc does not know is an error."""
     known = bands(engine)
     if not known:
         if version not in (None, "latest"):
             raise KvcalcError(f"--engine-version: kvcalc models no release bands for {engine}; drop the flag")
         return None
-    if version in (None, "latest"):
+    if version == "latest":
+        return known[-1]
+    if version is None:
         found = band_of_release(engine, release_tuple(default_release or "") or known[-1].last)
         return found or known[-1]
     by_name = band_named(engine, version)

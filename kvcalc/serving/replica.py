@@ -46,6 +46,7 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
     one full-length request or the layout is invalid. memo: a dict shared by the replicas of one search, where the
     deployments of tp x 1 layouts and step times that do not depend on the layout's pool sizes are kept (a
     disaggregated replica's prefill steps)."""
+    from kvcalc.engines.memory import engine_version_of_run
     from kvcalc.engines.overhead import overhead_seconds
     from kvcalc.estimator import time_model_text
     from kvcalc.formulas.engine_memory import VLLM_LATEST
@@ -70,7 +71,8 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         d = deployment(spec, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
                        weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                        step_tokens=step_tokens, speculate=speculate, vllm_runner="auto", version=VLLM_LATEST,
-                       cuda_graph_bytes=0.0, flashinfer_sampler=False, disaggregate=disaggregate)
+                       cuda_graph_bytes=0.0, flashinfer_sampler=False, disaggregate=disaggregate,
+                       engine_version=engine_version_of_run("latest", engine, None))  # serve's default release
         if shared:
             memo[key] = d
     stepper, request_s = d["stepper"], overhead_seconds(d["profile"])[1]
