@@ -187,3 +187,47 @@ def test_v5_expert_parallelism_keeps_the_experts_width_whole(tmp_path):
     out = runner.invoke(app, ["estimate", "-m", str(spec), "--tp", "8", "--ep", "8", "-f", "json"])
     assert out.exit_code == 0, out.output
     assert "experts' width 900" in one_line_error(["estimate", "-m", str(spec), "--tp", "8"])
+
+
+def test_c1_the_default_run_names_the_release_it_sizes():
+    """C1: serve's and capacity's default (--vllm-version latest: vLLM 0.30's pool) named the overhead band of
+    releases 0.8-0.28; the default run is today's release throughout, as --vllm-version 0.30 names it. estimate,
+    which sizes no engine pool, times the profile's own release (0.24)."""
+    import re
+
+    def band(args):
+        out = runner.invoke(app, [*args, "-f", "json"])
+        assert out.exit_code == 0, out.output
+        return set(re.findall(r"vllm v\d band, releases [\d.-]+", out.stdout))
+
+    serve = ["serve", "-m", "qwen3-30b-a3b", "-g", "h100", "--tp", "2", "-e", "vllm", "-i", "2000", "--output-len",
+             "300", "-n", "32"]
+    assert band(serve) == band([*serve, "--vllm-version", "0.30"]) == {"vllm v2 band, releases 0.29-0.30"}
+    assert band(["capacity", "-m", "qwen3-30b-a3b", "-g", "h100", "--tp", "2", "-e", "vllm", "-c", "4096"]) == {
+        "vllm v2 band, releases 0.29-0.30"}
+    assert band([*serve, "--vllm-version", "0.24"]) == {"vllm v1 band, releases 0.8-0.28"}
+
+
+@pytest.mark.parametrize(("model", "gpu", "prompt", "extra"), [
+    ("qwen3-30b-a3b", "h100", 8192, []),  # exactly the budget: one step, not two
+    ("qwen3-30b-a3b", "h100", 8193, []),  # the budget, then one token
+    ("qwen3-30b-a3b", "h100", 2048, ["--step-tokens", "2048"]),
+    ("gpt-oss-120b", "a100-sxm-80gb", 2100, []),  # vLLM's A100 budget 2,048, then 52 tokens
+])
+def test_c4_one_request_in_flight_prefills_as_the_engine_schedules_it(model, gpu, prompt, extra):
+    """C4: at one request in flight the closed form counted the request's own decodes against its own prompt's
+    budget (an 8,192-token prompt at a budget of 8,192 took two steps: TTFT 172.7 ms against 153.7) and timed a prompt
+    past the budget as equal pieces (2,100 tokens on an A100 as two of 1,050: 11 % under the engine's 2,048 + 52).
+    Nothing shares a lone request's steps, so its TTFT is what a wave of one and the simulator give."""
+    base = ["serve", "-m", model, "-g", gpu, "-e", "vllm", "-i", str(prompt), "--output-len", "20", "-n", "1", *extra,
+            "-f", "json"]
+
+    def ttft(args):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)["ttft_ms"]
+
+    waves = ttft([*base, "--arrivals", "waves"])
+    assert ttft(base) == pytest.approx(waves, rel=1e-3)
+    simulated = ttft([*base, "--simulate", "--arrivals", "closed", "--num-prompts", "10"])["p50"]
+    assert simulated == pytest.approx(waves, rel=1e-3)

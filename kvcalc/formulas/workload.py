@@ -8,7 +8,8 @@ Static batch (TensorRT-LLM's gptSessionBenchmark): B sequences of P prompt and O
 
 Continuous batching with chunked prefill (vLLM, SGLang, TensorRT-LLM in-flight batching), C requests in flight,
 I input and O output tokens each, at most T tokens per step:
-    a request spends s_p = max(1, ceil(I / (T - B_d))) steps in prefill and O - 1 in decode, so
+    a request spends s_p = max(1, ceil(I / (T - min(B_d, C - 1)))) steps in prefill (the other requests' decodes
+    share its prompt's steps, never its own) and O - 1 in decode, so
     decoding sequences   B_d = C (O - 1) / (O - 1 + s_p)
     prefill tokens/step  p   = min(B_d I / (O - 1), T - B_d)   (new requests arrive as fast as others finish)
     the step budget binds past B_d = T (O - 1) / (I + O - 1): then p = T - B_d and the other C - B_d requests
@@ -81,8 +82,13 @@ def steady_state(concurrency: float, input_len: int, output_len: int, step_budge
         return 0.0, p, prefill_steps(input_len, step_budget)
     steps = (output_len - 1) / tokens_per_step  # decode steps per request, D
 
+    def own_left(b):  # the budget a request's own prompt steps have: the others' decodes, at most C - 1, take
+        # theirs (the eighth audit, C4: one request's own decodes had taken budget from its own 8,192-token prompt,
+        # two steps at a budget of 8,192)
+        return step_budget - min(b, max(concurrency - 1, 0.0)) * verify_tokens
+
     def excess(b):  # B_d - C D / (D + s_p(B_d)): rises with B_d, so its zero (the fixed point) is unique
-        return b - concurrency * steps / (steps + prefill_steps(input_len, step_budget - b * verify_tokens))
+        return b - concurrency * steps / (steps + prefill_steps(input_len, own_left(b)))
 
     # Bisect the fixed point rather than iterate it: with k + 1 verify tokens a decode the iteration oscillates
     # between two values (audit F1). s_p is a step function, so the zero may be a jump; take its upper end.
@@ -100,7 +106,7 @@ def steady_state(concurrency: float, input_len: int, output_len: int, step_budge
         decode = cap
         p = step_budget - decode * verify_tokens
         return decode, p, max(1.0, (concurrency - decode) * input_len / p)
-    s_p = prefill_steps(input_len, step_budget - decode * verify_tokens)
+    s_p = prefill_steps(input_len, own_left(decode))
     p = max(0.0, min(decode * input_len / steps, step_budget - decode * verify_tokens))
     return decode, p, s_p
 
@@ -125,10 +131,13 @@ def steady_state_many(concurrency, input_len: int, output_len: int, step_budget,
     def s_p(left):  # prefill_steps, elementwise
         return np.maximum(1.0, np.ceil(input_len / np.maximum(left, 1.0)))
 
+    def own_left(b):  # steady_state's own_left, elementwise
+        return budget - np.minimum(b, np.maximum(c - 1, 0.0)) * q
+
     lo, hi = np.zeros_like(c), c.copy()
     for _ in range(100):
         mid = (lo + hi) / 2
-        below = mid - c * steps / (steps + s_p(budget - mid * q)) < 0
+        below = mid - c * steps / (steps + s_p(own_left(mid))) < 0
         new_lo, new_hi = np.where(below, mid, lo), np.where(below, hi, mid)
         if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):  # converged to adjacent floats: the rest of
             break  # the 100 halvings would leave every element where it is (the same state gives the same step)
@@ -141,7 +150,7 @@ def steady_state_many(concurrency, input_len: int, output_len: int, step_budget,
     with np.errstate(divide="ignore", invalid="ignore"):
         queued = np.maximum(1.0, (c - decode) * input_len / left)
     p = np.where(binds, left, np.maximum(0.0, np.minimum(decode * input_len / steps, left)))
-    return decode, p, np.where(binds, queued, s_p(left))
+    return decode, p, np.where(binds, queued, s_p(own_left(decode)))
 
 
 def decode_step_chunk(chunk, concurrency, input_len: int, output_len: int, tokens_per_step=1.0):
