@@ -231,3 +231,20 @@ def test_c4_one_request_in_flight_prefills_as_the_engine_schedules_it(model, gpu
     assert ttft(base) == pytest.approx(waves, rel=1e-3)
     simulated = ttft([*base, "--simulate", "--arrivals", "closed", "--num-prompts", "10"])["p50"]
     assert simulated == pytest.approx(waves, rel=1e-3)
+
+
+def test_c5_a_profile_names_a_moe_table_only_where_it_holds_a_moe_curve():
+    """C5: TensorRT-LLM's profiles of seven GPUs (and vLLM's on the A100) named "moe trtllm 1.3.0rc23" among their
+    tables while holding no MoE curve, so --explain and the time model named a source the experts' time did not use
+    (they are timed as grouped GEMMs). Every bundled profile's sources now name a MoE table only beside its curves."""
+    import re
+    from pathlib import Path
+
+    from kvcalc.specs.catalog import load_spec_file
+
+    files = sorted((Path(__file__).parents[1] / "hardware_specs/profiles").glob("*.toml"))
+    assert len(files) > 50
+    for f in files:
+        profile = load_spec_file("profile", f)
+        names_moe = any(re.search(r"\bmoe [a-z-]+ \d", s) for s in profile.sources)
+        assert names_moe == bool(profile.moe), f.name

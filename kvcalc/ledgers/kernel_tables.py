@@ -383,12 +383,13 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
             fields[phase][KV_DTYPES[kv_dtype][0]] = fitted(rows, hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
     path = newest_table(root, gpu, "moe", engine, "moe_perf.parquet")
     if path is not None:
-        versions["moe"] = path.parent.name
         table = pd.read_parquet(path)
         for moe_dtype in sorted(set(table["moe_dtype"]) & set(MOE_DTYPES)):
             rows = moe_rows(table, moe_dtype)
             if not (rows.peak_dtype and rows.peak_dtype not in hw.peak_tflops.available()):
                 fields["moe"][MOE_DTYPES[moe_dtype][0]] = fitted(rows, hw, _relative(path, root) + f" (moe_dtype {moe_dtype})")
+        if fields["moe"]:  # a table none of whose rows fit a curve is no source (the eighth audit, C5: seven
+            versions["moe"] = path.parent.name  # TensorRT-LLM profiles named a MoE table and timed grouped GEMMs)
     for section, filename, rows_of in (("attention_decode_mla", "generation_mla_perf.parquet", mla_decode_rows),
                                        ("attention_prefill_mla", "context_mla_perf.parquet", mla_prefill_rows)):
         path = newest_table(root, gpu, "mla", engine, filename)
