@@ -248,3 +248,24 @@ def test_c5_a_profile_names_a_moe_table_only_where_it_holds_a_moe_curve():
         profile = load_spec_file("profile", f)
         names_moe = any(re.search(r"\bmoe [a-z-]+ \d", s) for s in profile.sources)
         assert names_moe == bool(profile.moe), f.name
+
+
+def test_c6_the_frontier_says_its_points_are_single_replicas():
+    """C6: the frontier marked TP4 best under --max-tpot-ms 40 while a single run of its TP2 point at 128 in flight
+    meets the limit on two replicas with more tokens/s per GPU. The frontier's points are one replica each (its title
+    and the README say so, with this example's figures); a single run spreads them."""
+    import re
+    from pathlib import Path
+
+    args = ["serve", "-m", "llama-3.1-70b", "-g", "h100", "-i", "1000", "--output-len", "500", "--weight-dtype", "fp8",
+            "--max-tpot-ms", "40"]
+    rows = json.loads(runner.invoke(app, [*args, "-n", "1,8,32,128", "--tp", "2,4,8", "-f", "json"]).stdout)
+    point = next(r for r in rows if r["tensor_parallel"] == 2 and r["concurrency"] == 128)
+    assert point["replicas"] == 1 and not point["within_limits"]
+    single = json.loads(runner.invoke(app, [*args, "-n", "128", "--tp", "2", "-f", "json"]).stdout)
+    assert single["replicas"] == 2 and single["tpot_ms"] <= 40
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    said = re.search(r"TP2 at 128 in flight above: TPOT (\d+) ms on one replica, (\d+) ms on two", readme)
+    assert said and (int(said[1]), int(said[2])) == (round(point["tpot_ms"]), round(single["tpot_ms"]))
+    table = runner.invoke(app, [*args, "-n", "1,8", "--tp", "2"]).stdout
+    assert "one replica a point" in " ".join(table.split())

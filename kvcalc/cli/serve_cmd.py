@@ -170,7 +170,8 @@ def serve_cli(
                   "TPOT ms": r["tpot_ms"], "tok/s/GPU": r["output_tokens_per_s_per_gpu"],
                   "tok/s/user": r["tokens_per_s_per_user"], "ok": "yes" if r["within_limits"] else "no",
                   "best": "*" if r["best"] else ""} for r in rows]
-        return print_rows(table, f"{model} on {gpu}, {input_len:,} in / {output_len:,} out", format)
+        return print_rows(table, f"{model} on {gpu}, {input_len:,} in / {output_len:,} out, one replica a point "
+                                 "(a single run spreads a point over replicas to meet the limits)", format)
     if len(tps) > 1:
         raise KvcalcError("--tp: one degree unless --concurrency lists several (the frontier)")
     concurrency = parse_concurrency(concurrency)

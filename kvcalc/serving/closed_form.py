@@ -643,8 +643,10 @@ def frontier(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurre
              tps: list[int], max_ttft_ms: float | None = None, max_tpot_ms: float | None = None, **kwargs) -> list[dict]:
     """serve() over concurrency x tensor parallelism: the throughput-per-GPU vs tokens/s-per-user frontier.
 
-    Points whose requests do not fit the KV pool are dropped; `best` marks the highest output tokens/s per GPU
-    within the TTFT and TPOT limits."""
+    Each point is one replica holding all its requests; points whose requests do not fit its KV pool are dropped;
+    `best` marks the highest output tokens/s per GPU within the TTFT and TPOT limits among them. serve() with the
+    limits spreads a point over replicas to meet them, which the frontier does not (the eighth audit, C6: TP2 at 128
+    in flight, over the limit here, meets it on two replicas with more tokens/s per GPU than the point marked)."""
     rows = []
     for tp in tps:
         for c in concurrencies:
