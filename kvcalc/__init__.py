@@ -92,7 +92,12 @@ def _checked(name: str, fn):
             if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:  # serve_frontier's **kwargs
                 value = check_api_arguments(value, frozenset(), labels)
             bound.arguments[key] = value
-        return fn(*bound.args, **bound.kwargs)
+        result = fn(*bound.args, **bound.kwargs)
+        if isinstance(result, (dict, list)):  # byte counts whole, as --format json prints them (the eighth audit, C2:
+            from kvcalc.units import integer_bytes  # kvcalc.capacity() had given 45876206487.552 bytes)
+
+            result = integer_bytes(result)
+        return result
 
     return call
 

@@ -269,3 +269,17 @@ def test_c6_the_frontier_says_its_points_are_single_replicas():
     assert said and (int(said[1]), int(said[2])) == (round(point["tpot_ms"]), round(single["tpot_ms"]))
     table = runner.invoke(app, [*args, "-n", "1,8", "--tp", "2"]).stdout
     assert "one replica a point" in " ".join(table.split())
+
+
+def test_c2_the_python_api_gives_whole_bytes_as_the_json_does():
+    """C2: kvcalc.capacity() gave a KV budget of 45876206487.552 bytes (79.22 GiB x 0.9 less the rest) where
+    `kvcalc capacity -f json` prints 45876206488; the API's dicts now hold the JSON's whole bytes."""
+    import kvcalc
+
+    api = kvcalc.capacity("qwen3-30b-a3b", "h100", context=4096, tp=2)
+    cli = json.loads(runner.invoke(app, ["capacity", "-m", "qwen3-30b-a3b", "-g", "h100", "-c", "4096", "--tp", "2",
+                                         "-f", "json"]).stdout)
+    assert api["kv_budget_bytes_per_gpu"] == cli["kv_budget_bytes_per_gpu"]
+    assert isinstance(api["kv_budget_bytes_per_gpu"], int)
+    served = kvcalc.serve("qwen3-30b-a3b", "h100", input_len=100, output_len=10, concurrency=4)
+    assert isinstance(served["kv_pool_bytes_per_gpu"], int)
