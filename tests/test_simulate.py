@@ -30,7 +30,7 @@ from kvcalc.serving.simulate import (
 class ToyStepper:
     """A step of B decodes beside a chunk of P prompt tokens takes a + b B + c P seconds (context plays no part)."""
 
-    decode_gain, decode_q, pp = 1.0, 1, 1  # StepTimer's attributes the closed forms read (one pipeline stage)
+    decode_gain, decode_q, pp, tp, ep = 1.0, 1, 1, 1, 1  # StepTimer's attributes the closed forms read (one GPU)
 
     def __init__(self, a=1.0, b=0.0, c=0.0):
         self.a, self.b, self.c = a, b, c

@@ -53,10 +53,12 @@ from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
 from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
+    prefill_steps,
     prompt_end_steps,
     queue_wait,
     request_latency,
     decode_step_chunk,
+    full_steps_cached,
     kv_transfer_seconds,
     steady_state,
     decodes_beside_own_prompt,
@@ -112,8 +114,13 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         # the engine fills each step's budget with it and runs the rest last (the eighth audit, C4: equal pieces
         # had timed 2,100 tokens at a budget of 2,048 as two of 1,050, 11 % under the engine's 2,048 + 52 on a MoE),
         # beside the other prompts entering (the mean chunk)
-        ttft = _own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, s_p,
-                                    step_tokens - beside_own * stepper.decode_q,
+        # Under --ep the pooled budget is dp = ep / tp data-parallel attention replicas' own, and a prompt runs in
+        # one of them, within its share (the eighth audit, B3: a lone 12,000-token prompt at --ep 2 had run in one
+        # step of the pooled 16,384, TTFT 280 ms where waves and the simulator give 297)
+        dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
+        own_budget = (step_tokens - beside_own * stepper.decode_q) / dp
+        s_p = prefill_steps(input_len, own_budget)
+        ttft = _own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, s_p, own_budget,
                                     decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
@@ -178,7 +185,8 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     # prompt's piece within its replica's budget
     chunk, beside, decoding = (sum(count * loads(n)[k] for n, count in shares) for k in range(3))
     piece = input_len if dp == 1 else min(input_len, budget)
-    prefill_s = stepper.seconds(beside, input_len, chunk, max(input_len - budget, 0) / 2, prompt_len=piece)
+    cached = full_steps_cached(shares[0][0], input_len, budget)  # before a full step's pieces, on average
+    prefill_s = stepper.seconds(beside, input_len, chunk, cached, prompt_len=piece)
     decode_s = stepper.seconds(decoding, input_len + output_len / 2, 0, 0)
     plans = []  # each share's prompt end steps, what its last prefill step holds, and its prefill steps
     for n, count in shares:
@@ -195,10 +203,8 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     # 1,913; the fourth: a replica's lone request had decoded at the decode step's pace beside another's prompts)
     def step_s(mid: float, lasts: list) -> float:  # mid: the full chunks; lasts: [(replicas, last piece)]
         tokens = mid + sum(count * last for count, last in lasts)
-        if tokens == chunk:
-            return prefill_s
         if mid:
-            return stepper.seconds(beside, input_len, tokens, max(input_len - budget, 0) / 2, prompt_len=piece)
+            return prefill_s if tokens == chunk else stepper.seconds(beside, input_len, tokens, cached, prompt_len=piece)
         tail = min(piece, max(last for _, last in lasts))
         return stepper.seconds(beside, input_len, tokens, max(input_len - tail, 0), prompt_len=tail)
 
