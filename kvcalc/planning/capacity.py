@@ -372,6 +372,13 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         notes.append(unprofiled)
     group = ep if ep > 1 else tp * pp
     replicas = math.ceil(target_tokens_per_s / dec["tokens_per_s"]) if target_tokens_per_s else 1
+    hypothetical = run_batch > seqs  # the eighth audit, B4: -b 1000 where 55 fit had sized GPUs and cost in silence
+    if hypothetical:
+        notes.append(f"the batch {run_batch:,} does not fit ({max(seqs, 0):,} sequences of {context:,} tokens do): its "
+                     "decode time and tokens/s" + (", the GPUs for the target" if target_tokens_per_s else "")
+                     + (" and the cost" if price_per_gpu_hour else "") + " are hypothetical"
+                     + ("; drop --batch to size them at the most that fits" if batch and seqs >= 1 else ""))
+        warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
     if seqs < 1:
         overflow = weights_overflow(spec, weight_dtype, ev.usable_bytes, tp, pp, ep)
         binding = f"weights: {overflow}" if overflow else "memory: not even one sequence fits at this context"
@@ -404,7 +411,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         **_context_fields(spec, capped_context(spec, longest, notes)),
         "batch": run_batch,
         "decode_ms": dec["ms"], "tokens_per_s": dec["tokens_per_s"],
-        "fits": bool(run_batch <= seqs),
+        "fits": not hypothetical, "hypothetical": hypothetical,
         "replicas_for_target": replicas, "gpus_for_target": replicas * group if target_tokens_per_s else None,
         "cost_per_million_tokens": (cost_per_million_tokens(price_per_gpu_hour, group, dec["tokens_per_s"])
                                     if price_per_gpu_hour else None),
