@@ -281,8 +281,22 @@ def weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int = 1, pp: int = 1,
     if pp == 1:
         return weight_bytes(model, b_w) / tp + whole
     embed, head, layers = _edges_and_layers(model, b_w)
-    stage = math.ceil(model.num_layers / pp) / model.num_layers
-    return (layers * stage + max(embed, head)) / tp + whole * stage
+    counts = pipeline_stage_layers(model.num_layers, pp)
+    heaviest = max(layers * n / model.num_layers + (embed if i == 0 else 0.0) + (head if i == pp - 1 else 0.0)
+                   for i, n in enumerate(counts))
+    return heaviest / tp + whole * max(counts) / model.num_layers
+
+
+def pipeline_stage_layers(layers: int, pp: int) -> list[int]:
+    """Layers of each of pp pipeline stages as vLLM splits them (vllm/distributed/utils.py get_pp_indices): L // pp
+    each, the L mod pp left over one each to the stages before the last, from the second-to-last back ([27, 27, 26]
+    for 80 over 3). The heaviest stage is the largest of these with the first stage's embedding and the last one's
+    lm_head and final norm (the eighth audit, B5: 27 layers with the lm_head had been charged, a stage no engine
+    runs)."""
+    counts = [layers // pp] * pp
+    for i in range(2, layers % pp + 2):
+        counts[-i] += 1
+    return counts
 
 
 def tp_whole_bytes(model: ModelSpec, b_w: float, tp: int) -> float:
