@@ -3,6 +3,7 @@ the seventh audit's "Left" items taken up, and the eighth audit's findings, each
 figures worked by hand or taken from a cited source or another command."""
 
 import json
+import math
 import warnings
 
 import pytest
@@ -283,3 +284,91 @@ def test_c2_the_python_api_gives_whole_bytes_as_the_json_does():
     assert isinstance(api["kv_budget_bytes_per_gpu"], int)
     served = kvcalc.serve("qwen3-30b-a3b", "h100", input_len=100, output_len=10, concurrency=4)
     assert isinstance(served["kv_pool_bytes_per_gpu"], int)
+
+
+@pytest.mark.parametrize(("model", "engine", "extra"), [("llama-3.1-8b", "vllm", []), ("qwen3-30b-a3b", "trtllm", []),
+                                                        ("deepseek-v2-lite", "sglang", []),
+                                                        ("qwen3-30b-a3b", "vllm", ["--ep", "2"])])
+def test_b2_b3_a_lone_chunked_prompt_gets_one_ttft_from_every_form(model, engine, extra):
+    """B2: in waves a lone 16,383-token prompt (two steps at vLLM's budget of 8,192) was timed with its first step at
+    4,095 tokens cached, where it has none: TTFT 453 ms, above 16,384 tokens' 426 and the simulator's 426. B3: under
+    --ep 2 the steady-state form ran a 12,000-token prompt in one step of the two replicas' pooled budget (280 ms)
+    where each replica schedules its own 8,192 (simulator 297). One request, nothing shares its steps: the staggered
+    form, waves and the simulator agree (0.2 % where the simulator's per-token attention differs), and a longer
+    prompt never starts sooner."""
+    def ttft(prompt, *more):
+        args = ["serve", "-m", model, "-g", "h100", "-e", engine, "-i", str(prompt), "--output-len", "20", "-n", "1",
+                *extra, *more, "-f", "json"]
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0, out.output
+        t = json.loads(out.stdout)["ttft_ms"]
+        return t["p50"] if isinstance(t, dict) else t
+
+    for prompt in (12_000, 16_383, 20_000):
+        simulated = ttft(prompt, "--simulate", "--arrivals", "closed", "--num-prompts", "4")
+        assert ttft(prompt) == pytest.approx(simulated, rel=0.002)
+        assert ttft(prompt, "--arrivals", "waves") == pytest.approx(simulated, rel=0.002)
+    assert ttft(16_383, "--arrivals", "waves") <= ttft(16_384, "--arrivals", "waves")
+
+
+def test_b2_full_steps_cached_by_brute_force():
+    """The mean of own-prompt tokens cached before each token's piece over a wave's full prefill steps, against a
+    token-by-token count of prompts laid end to end and cut every T tokens."""
+    import math
+
+    from kvcalc.formulas.workload import full_steps_cached
+
+    def brute(c, i, t):
+        full = (math.ceil(c * i / t) - 1) * t
+        return sum(max((k // i) * i, (k // t) * t) - (k // i) * i for k in range(full)) / full if full > 0 else 0.0
+
+    for c, i, t in [(1, 16383, 8192), (1, 20000, 8192), (2, 12000, 8192), (4, 8194, 8192), (7, 1000, 2048),
+                    (5, 3000, 1024), (3, 777, 100), (1, 100, 64)]:
+        assert full_steps_cached(c, i, t) == pytest.approx(brute(c, i, t))
+
+
+def test_b4_capacity_marks_a_batch_that_does_not_fit_as_hypothetical():
+    """B4: `capacity -b 1000` where 55 sequences of 8,192 tokens fit an H100 priced the target from the batch that
+    cannot run (4 GPUs, 0.210 $/M where 5 and 0.273 are needed at the most that fits) with no warning. It is now
+    hypothetical, in a warning and a field, and the default (the most that fits) is not."""
+    base = ["capacity", "-m", "llama-3.1-8b", "-g", "h100", "-c", "8192", "--target-tokens-per-s", "10000",
+            "--price-per-gpu-hour", "2", "-f", "json"]
+    over = json.loads(runner.invoke(app, [*base, "-b", "1000"]).stdout)
+    assert over["hypothetical"] is True and over["fits"] is False
+    assert any("does not fit (55 sequences" in w and "hypothetical" in w for w in over["warnings"])
+    most = json.loads(runner.invoke(app, base).stdout)
+    assert most["hypothetical"] is False and most["batch"] == 55
+    assert most["gpus_for_target"] == math.ceil(10_000 / most["tokens_per_s"]) == 5
+
+
+def test_b5_pipeline_stages_split_as_vllm_splits_them():
+    """B5: Llama-3.1-70B over 3 stages: vLLM's get_pp_indices gives [27, 27, 26] layers; the heaviest stage is the
+    first, embedding + 27 layers = 2,101,346,304 + 27 x 1,711,308,800 = 48,306,683,904 B (a layer 855,654,400
+    parameters in bf16; the embedding 128,256 x 8,192 x 2 B). kvcalc had charged 27 layers with the lm_head and the
+    final norm, 16,384 B more, a stage no engine runs. At pp 2 the last stage (40 layers, lm_head and norm) is."""
+    from kvcalc.formulas.params import pipeline_stage_layers
+
+    assert pipeline_stage_layers(80, 3) == [27, 27, 26]
+    assert pipeline_stage_layers(61, 2) == [31, 30]
+    assert pipeline_stage_layers(62, 4) == [15, 16, 16, 15]
+
+    def weights(pp):
+        out = runner.invoke(app, ["estimate", "-m", "llama-3.1-70b", "-g", "h200", "-c", "4096", "--pp", str(pp),
+                                  "-f", "json"])
+        return json.loads(out.stdout)["memory"]["weights_bytes"]
+
+    layer, embed = 1_711_308_800, 128_256 * 8_192 * 2
+    assert weights(3) == embed + 27 * layer == 48_306_683_904
+    assert weights(2) == 40 * layer + embed + 8_192 * 2 == 70_553_714_688
+
+
+def test_b1_plan_buys_no_second_gpu_for_a_prompt_of_exactly_the_budget():
+    """B1 (C4's other face): one 8,192-token request on an H100 prefills in one step, TTFT 153.7 ms (estimate's
+    prefill plus vLLM V1's 9.04 ms a request); the closed form had put it at 172.7 ms, so plan under a 160 ms TTFT
+    limit bought TP 2. One H100 meets it."""
+    out = runner.invoke(app, ["plan", "-m", "qwen3-30b-a3b", "-g", "h100", "-i", "8192", "-o", "20", "-n", "1",
+                              "--engines", "vllm", "--no-convert", "--no-disaggregate", "--no-speculate",
+                              "--max-ttft-ms", "160", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    choice = json.loads(out.stdout)["choice"]
+    assert choice["gpus"] == 1 and choice["ttft_ms"] < 160
