@@ -46,9 +46,9 @@ INDEXES = [
     # MXFP4 experts (17/32 B a weight: 4 bits and an e8m0 scale per 32) with their biases in bf16, the rest bf16
     # (the sixth audit: the experts' 6,635,520 biases had been counted at 17/32 B, 9,745,920 B short)
     ("gpt-oss-20b", 13_761_264_768, 0, "mxfp4"),
-    # MiMo (Qwen2 fields, one MTP layer stored beside the 36): kvcalc reads attention_bias as biasing o_proj too,
-    # which MiMo's (Qwen2's) o_proj is not: 4096 values in each of 37 layers, 2 B each
-    ("MiMo-7B", 15_666_819_072, 4096 * 37 * 2, "bf16"),
+    # MiMo (Qwen2 fields, one MTP layer stored beside the 36): its attention_bias biases q, k and v, as Qwen2's, not
+    # o_proj (until the eighth round kvcalc counted an o_proj bias too: 4096 values in each of 37 layers, 2 B each)
+    ("MiMo-7B", 15_666_819_072, 0, "bf16"),
 ]
 
 

@@ -311,8 +311,11 @@ def test_llama_3_1_405b_fp8_keeps_attention_and_two_mlps_in_bf16():
 
 
 def mimo_like(tmp_path, **changes):
+    """MiMo-7B's config under a model_type kvcalc does not know, read from its fields (MiMo itself is read as the
+    Qwen2 it is built on)."""
     config = json.loads((HF / "MiMo-7B" / "config.json").read_text())
     config.pop("num_nextn_predict_layers")
+    config["model_type"] = "qwen2_like_unknown"
     for k, v in changes.items():
         if v is None:
             config.pop(k, None)

@@ -24,7 +24,7 @@ from kvcalc.specs.files import is_existing_path, parse_error, read_regular_file
 from kvcalc.specs.model import ModelSpec
 
 LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3",
-              "gemma3_text", "gpt_oss", "llama4_text"}
+              "gemma3_text", "gpt_oss", "llama4_text", "mimo"}  # mimo: Qwen2's layers (modeling_mimo.py)
 MAX_SIZE = 10**8  # no real width, vocabulary or context (Llama 4 Scout: 10,485,760) comes near this
 
 
@@ -77,7 +77,7 @@ def _check_heads(c: Config, heads: int, kv_heads: int, heads_key: str, kv_key: s
 # Qwen families whose configs carry use_sliding_window and max_window_layers (transformers' Qwen2Config, Qwen2MoeConfig,
 # Qwen3Config and Qwen3MoeConfig build layer_types from them; other types whose fields carry both, such as the Qwen2-VL
 # text configs, are read by the same rule from their fields, _by_fields)
-QWEN_WINDOWED = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
+QWEN_WINDOWED = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "mimo")
 
 
 def _windows(c: Config, model_type: str, layers: int, hybrid: bool = False) -> dict:
@@ -146,7 +146,9 @@ def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
     _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
     head_dim = c.int("head_dim") or d // heads
     gemma = model_type.startswith("gemma")
-    qwen2 = model_type in ("qwen2", "qwen2_moe")
+    # Qwen2's attention biases q, k and v, never o_proj (Qwen2Attention); MiMo is Qwen2's (MiMoModel(Qwen2Model) in
+    # its modeling_mimo.py), whose config says attention_bias: its index holds no o_proj.bias (the eighth round)
+    qwen2 = model_type in ("qwen2", "qwen2_moe", "mimo")
     spec = {
         "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
         "max_position_embeddings": c.int("max_position_embeddings"),
@@ -154,7 +156,7 @@ def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
         "norms_per_layer": 4 if model_type in ("gemma2", "gemma3", "gemma3_text") else 2,
         "attention": {
             "kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
-            "qkv_bias": qwen2 or c.bool("attention_bias", False), "out_bias": c.bool("attention_bias", False),
+            "qkv_bias": qwen2 or c.bool("attention_bias", False), "out_bias": not qwen2 and c.bool("attention_bias", False),
             "qk_norm": model_type in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text"),
             **_rotary(c, head_dim), **_windows(c, model_type, layers, hybrid),
         },
