@@ -115,10 +115,13 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         # had timed 2,100 tokens at a budget of 2,048 as two of 1,050, 11 % under the engine's 2,048 + 52 on a MoE),
         # beside the other prompts entering (the mean chunk)
         # Under --ep the pooled budget is dp = ep / tp data-parallel attention replicas' own, and a prompt runs in
-        # one of them, within its share (the eighth audit, B3: a lone 12,000-token prompt at --ep 2 had run in one
-        # step of the pooled 16,384, TTFT 280 ms where waves and the simulator give 297)
+        # one of them, within its share less the decodes of the other requests in that replica, about C / dp - 1
+        # (the eighth audit, B3: a lone 12,000-token prompt at --ep 2 had run in one step of the pooled 16,384, TTFT
+        # 280 ms where waves and the simulator give 297; its verification, W6: the other replica's decodes had been
+        # charged to this one's budget, a 2,048-token prompt in two steps at 2 in flight)
         dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
-        own_budget = (step_tokens - beside_own * stepper.decode_q) / dp
+        in_replica = max(min(decode / dp, concurrency / dp - 1), 0.0) if dp > 1 else beside_own
+        own_budget = step_tokens / dp - in_replica * stepper.decode_q
         s_p = prefill_steps(input_len, own_budget)
         ttft = _own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, s_p, own_budget,
                                     decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
