@@ -124,7 +124,7 @@ from kvcalc.formulas.kv import (
     linear_state_bytes,
 )
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
-from kvcalc.formulas.params import quantised_and_kept_params
+from kvcalc.formulas.params import pipeline_stage_layers, quantised_and_kept_params
 from kvcalc.specs.model import ModelSpec
 
 GiB = 1024**3
@@ -387,14 +387,7 @@ def vllm_profile_peak_bytes(model: ModelSpec, max_num_batched_tokens: int, max_n
     return max(vllm_forward_peak_bytes(model, max_num_batched_tokens, b_a, tp, ep), sampler)
 
 
-def vllm_pipeline_layers(num_layers: int, pp: int) -> list[int]:
-    """Layers per pipeline stage as vLLM splits them (vllm/distributed/utils.py get_pp_indices): L // pp each, and
-    the remainder one each to the stages before the last, the second-last first. DeepSeek-V2-Lite's 27 over 2
-    stages: 14 and 13."""
-    parts = [num_layers // pp] * pp
-    for i in range(2, num_layers % pp + 2):
-        parts[-i] += 1
-    return parts
+vllm_pipeline_layers = pipeline_stage_layers  # vLLM's split of the layers over pipeline stages (get_pp_indices)
 
 
 def vllm_non_torch_band(version: tuple[int, int]) -> str:
