@@ -326,10 +326,16 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
             raise KvcalcError(f"--cuda-graph-memory: the {cuda_graph_GiB:g} GiB it sets aside on every GPU leave no "
                               f"room for the KV cache of one sequence of {context:,} tokens ({spec.name} on "
                               f"{most * pp} {hw.name} GPUs fits without it; more GPUs do not change it)")
+        # larger degrees the fp8 scale blocks refuse (the eighth audit's verification, W5: MiniMax-M2's fp8-block
+        # experts at TP 8 and 16 had gone unmentioned beside "does not fit on 4 GPUs")
+        blocked = [(t, why) for t in TP_DEGREES if gpus is None and t > most and tp_refusal(spec, t, ep) is None
+                   and (why := fp8_block_refusal(spec, weight_dtype, t, ep))]
         raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(most * pp, ep)} {hw.name} GPUs at "
                           f"--memory-utilization {memory_utilization:g}"
                           + (f" (--ep {ep}: each GPU holds 1/{ep} of the experts and its replica's sequences)"
-                             if ep > 1 else ""))
+                             if ep > 1 else "")
+                          + (f"; --tp {', '.join(str(t) for t, _ in blocked)} refused: "
+                             f"{blocked[0][1].split(': ', 1)[1]}; --ep or --pp spread it further" if blocked else ""))
     budget, activations = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
     replicas_dp = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp) * replicas_dp
