@@ -372,3 +372,53 @@ def test_b1_plan_buys_no_second_gpu_for_a_prompt_of_exactly_the_budget():
     assert out.exit_code == 0, out.output
     choice = json.loads(out.stdout)["choice"]
     assert choice["gpus"] == 1 and choice["ttft_ms"] < 160
+
+
+def test_w1_pipeline_stages_weigh_their_own_layers():
+    """The verification pass, W1: a stage was charged the mean layer's bytes, so DeepSeek-V3 at --tp 8 --pp 3 ([20,
+    21, 20] layers) printed 29.15 GB a GPU where its middle stage, 21 MoE layers and none of the three dense ones,
+    holds 30.56 GB. By hand from the per-layer bytes: the heaviest of the three stages, / 8, plus what TP keeps whole."""
+    from kvcalc.dtypes import bytes_per_element
+    from kvcalc.formulas.params import layer_weight_bytes, pipeline_stage_layers, tp_whole_bytes
+
+    spec = load_model("deepseek-v3")
+    b_w = bytes_per_element("fp8-block")
+    per_layer = layer_weight_bytes(spec, b_w)
+    assert per_layer[0] < per_layer[3]  # a dense layer is lighter than a MoE one
+    assert pipeline_stage_layers(61, 3) == [20, 21, 20]
+    middle = sum(per_layer[20:41]) / 8 + tp_whole_bytes(spec, b_w, 8) * 21 / 61
+    out = runner.invoke(app, ["estimate", "-m", "deepseek-v3", "-g", "h200", "--tp", "8", "--pp", "3", "-f", "json"])
+    assert json.loads(out.stdout)["memory"]["weights_bytes"] == round(middle)
+
+
+def test_w4_the_sweep_dataframe_holds_whole_bytes():
+    """W4: kvcalc.sweep()'s DataFrame kept fractional byte columns (float64) where its CSV and every JSON give whole
+    bytes. Llama-3-8B's KV a token, 131,072 B by hand, is an integer in the frame too."""
+    import numpy as np
+
+    from kvcalc.grid import sweep
+
+    df = sweep(["llama-3-8b"], ["h100-sxm"], batch=[1, 3], context=[1000])
+    for column in ("kv_bytes_per_token", "kv_bytes", "weights_bytes", "memory_required_bytes"):
+        assert np.issubdtype(df[column].dtype, np.integer), column
+    assert list(df["kv_bytes"]) == [131_072 * 1000, 3 * 131_072 * 1000]
+
+
+def test_w5_capacity_names_the_degrees_the_fp8_blocks_refuse():
+    """W5: MiniMax-M2 (fp8-block experts 1,536 wide) on A100 40GBs: capacity's search stopped at TP 4 and said it
+    "does not fit on 4 GPUs", with no word that TP 8 and 16 are refused for the scale blocks or that --ep holds it."""
+    line = one_line_error(["capacity", "-m", "tests/fixtures/hf/MiniMax-M2", "-g", "a100-sxm-40gb", "-c", "4096"])
+    assert "does not fit on 4" in line and "--tp 8, 16 refused" in line and "1,536 / 8 = 192" in line
+    assert "--ep" in line
+
+
+def test_w6_another_replicas_decodes_leave_this_replicas_budget_alone():
+    """W6 (a regression of B3's fix): at --ep 2 with 2 in flight the other request decodes on the other data-parallel
+    replica, so a 2,048-token prompt still fits its own replica's 2,048-token budget in one step; it had been charged
+    the other replica's decode (TTFT 55.6 ms at 2,047 tokens, 75.4 at 2,048)."""
+    def ttft(prompt):
+        out = runner.invoke(app, ["serve", "-m", "qwen3-30b-a3b", "-g", "h100-sxm", "-e", "vllm", "--ep", "2", "-i",
+                                  str(prompt), "--output-len", "20", "-n", "2", "--step-tokens", "2048", "-f", "json"])
+        return json.loads(out.stdout)["ttft_ms"]
+
+    assert ttft(2048) == pytest.approx(ttft(2047), rel=0.01)
