@@ -8,17 +8,11 @@ import warnings
 
 import pytest
 from test_fifth_audit import one_line_error, runner  # tests/ is on sys.path (pytest's rootdir-relative imports)
+from test_seventh_audit import _quiet  # noqa: F401  (warnings off in every test here, as there)
 
 from kvcalc.cli import app
 from kvcalc.estimator import fp8_block_refusal
 from kvcalc.specs.catalog import load_model
-
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 # --- W6 (left by the seventh audit): fp8-block slices that are not whole 128-wide blocks --------------------------
@@ -114,21 +108,13 @@ def test_v1_the_busiest_gpu_holds_whole_experts(model, ep, share):
 def test_v1_busiest_share_matches_a_simulation_of_the_draws(model, ep, tokens):
     """V1: where the normal approximation was 13-29 % low (DeepSeek-V3, Qwen3-Next at ep 32, batch 1), the share now
     matches a direct simulation of the tokens' draws within 2 %."""
-    import numpy as np
+    from test_seventh_audit import busiest_by_draws
 
     from kvcalc.formulas.parallel import busiest_expert_share
 
     spec = load_model(model)
-    E, k = spec.moe.num_experts, spec.moe.top_k
-    rng = np.random.default_rng(0)
-    most = []
-    for _ in range(3000):
-        touched = np.zeros(E, bool)
-        for _ in range(tokens):
-            touched[rng.choice(E, k, replace=False)] = True
-        most.append(touched.reshape(ep, E // ep).sum(axis=1).max())
-    expected_touched = E * (1 - (1 - k / E) ** tokens)
-    assert busiest_expert_share(spec, tokens, ep) * expected_touched == pytest.approx(np.mean(most), rel=0.02)
+    expected_touched, most = busiest_by_draws(spec, tokens, ep, 3000)
+    assert busiest_expert_share(spec, tokens, ep) * expected_touched == pytest.approx(most, rel=0.02)
 
 
 def test_v2_a_path_that_looks_like_a_separated_number_is_a_path(tmp_path, monkeypatch):
