@@ -163,6 +163,7 @@ class Speculative(BaseModel):
     breakeven_batch: int | None  # smallest power-of-two batch where speedup <= 1 (None: not up to 4096)
     draft_weights_bytes: float  # per GPU
     draft_kv_bytes: float  # per GPU, for the batch at this context
+    draft_prefill_ms: float | None = None  # the draft's own pass over the batch's prompts, beside the prefill step
 
 
 class Estimate(BaseModel):
@@ -838,7 +839,7 @@ def layout_times(timer: SpeculativeTimer, tp: int, pp: int, ep: int):
 
 def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batch: int, context: int,
                       weight_dtype: str, kv_dtype: str, tp: int, profile: EngineProfile | None, pp: int = 1,
-                      ep: int = 1, timer: SpeculativeTimer | None = None) -> Speculative:
+                      ep: int = 1, timer: SpeculativeTimer | None = None, prompt: int | None = None) -> Speculative:
     """Time one speculative step (verify + draft) against a plain decode step, and find where it stops paying.
     Under pp or ep both steps are timed as serve times them (micro-batches through the stages; data-parallel
     attention replicas each drafting for their own sequences, experts over ep GPUs); the verify intensity is then
@@ -869,6 +870,10 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
         draft_weights_bytes=timer.draft_weight_bytes(),
         # the sequences one GPU holds (an --ep replica's share, as memory.kv_cache_bytes counts them) at this context
         draft_kv_bytes=replica_batch(batch, ep, tp) * timer.draft_kv_bytes_per_sequence(context),
+        # the draft's pass over the prompts, which serve and the simulator add to TTFT (SpeculativeTimer.
+        # draft_chunk_seconds; the fullest data-parallel replica's under --ep; the eighth round: estimate had none)
+        draft_prefill_ms=(timer.draft_chunk_seconds(fullest_share(batch, ep // tp if ep > 1 else 1) * prompt) * 1e3
+                          if prompt else None),
     )
 
 
@@ -1095,5 +1100,5 @@ def estimate_with_specs(
     if speculate:
         result.speculative = speculative_block(spec, hw, speculate, batch=batch, context=context,
                                                weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp, profile=profile,
-                                               pp=pp, ep=ep, timer=timer)
+                                               pp=pp, ep=ep, timer=timer, prompt=prompt)
     return result, spec, hw

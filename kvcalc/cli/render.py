@@ -60,6 +60,9 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
         t.add_row("Speculative decoding", fmt_ms(sp.ms_per_token) + "/tok",
                   f"{what}: {sp.tokens_per_step:.2f} tokens per verify step, {sp.speedup:.2f}x plain decode"
                   + (f", 1x or less from batch {sp.breakeven_batch}" if sp.breakeven_batch else ""))
+        if sp.draft_prefill_ms:  # the draft's own pass over the prompts, beside the prefill step (TTFT has both)
+            t.add_row("Draft prefill", fmt_ms(sp.draft_prefill_ms), "the draft's pass over the prompts: TTFT adds it "
+                      "to the prefill")
     print_table(t, console)
     console.print(f"time model: {i.profile or 'roofline at the datasheet efficiencies (--engine roofline)'}",
                   style="dim")
