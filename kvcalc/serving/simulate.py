@@ -626,11 +626,18 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     run = run[~np.isin(run, drop)]
                     ratio = policy.init_new_token_ratio
                     continue
-                ratio = max(ratio - policy.new_token_ratio_decay, policy.min_new_token_ratio)
+                limit = None
+                if policy.admission == "token_ratio" and waiting and len(run) < policy.max_seqs:
+                    limit = _steps_until_admitted(ratio, policy, waiting[0], run, used, pool_blocks, budget, piece_cap,
+                                                  pre_left, kv, gen, outs, blocks, hit, gain)
+                before = steps
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                     pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                    phase=phase)
+                    phase=phase, limit=limit)
+                # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth audit,
+                # S1: once a block of thousands had held a waiting request until a completion)
+                ratio = max(ratio - policy.new_token_ratio_decay * (steps - before), policy.min_new_token_ratio)
                 continue
             step_ids = run[prefilling]
         else:
@@ -781,17 +788,38 @@ def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released
     return run, done, used
 
 
+def _steps_until_admitted(ratio, policy, i, run, used, pool_blocks, budget, piece_cap, pre_left, kv, gen, outs,
+                          blocks, hit, gain):
+    """Decode steps after which SGLang's token-ratio admission takes the head of the queue, i, with new_token_ratio
+    lowered by its decay each step (admissible()'s rule: blocks held + i's first chunk + ratio x every request's
+    outputs still to come, within the pool; the running requests' held blocks grow a block per block_size tokens
+    they decode); None where none within the running requests' shortest remaining output."""
+    bs = policy.block_size
+    left = np.maximum(outs[run] - gen[run], 0)
+    horizon = max(1, math.ceil(float(left.min()) / gain - 1e-9))
+    k = np.arange(1, horizon + 1)
+    r = np.maximum(ratio - policy.new_token_ratio_decay * k, policy.min_new_token_ratio)
+    grown = np.ceil((kv[run][None, :] + gain * k[:, None]) / bs).sum(axis=1) - blocks[run].sum()
+    need = math.ceil((kv[i] + min(pre_left[i], budget, piece_cap) + hit[i] * (kv[i] == 0)) / bs) - blocks[i]
+    outstanding = np.maximum(left.sum() - len(run) * gain * k, 0) + (outs[i] - gen[i])
+    ok = used + grown + need + r * outstanding / bs <= pool_blocks
+    return int(k[np.argmax(ok)]) if ok.any() else None
+
+
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                   pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                  phase=None):
+                  phase=None, limit=None):
     """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
     that could be admitted, in one vectorised block. phase ([decode steps since the scheduler ran], with
-    policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m."""
+    policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m. limit: at most
+    that many steps (SGLang's queue head admitted once its new_token_ratio has decayed enough)."""
     m = max(policy.multi_step, 1) if phase is not None else 1
     d = len(run)
     kv_run, gen_run, outs_run = kv[run], gen[run], outs[run]  # copies, written back below
     kv_sum = float(kv_run.sum())  # (np.mean is this sum over d)
     n_steps = max(1, math.ceil(float((outs_run - gen_run).min()) / gain - 1e-9))
+    if limit is not None:
+        n_steps = min(n_steps, limit)
     if policy.preempt is not None:  # stop before a decode could find no free block
         bs = policy.block_size
         room = pool_blocks * bs - kv_sum - d * (bs + q)
