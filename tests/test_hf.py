@@ -382,7 +382,8 @@ def test_ignore_lists_and_targets_decide_what_stays_bf16(tmp_path):
     vision = {**ct, "ignore": ["lm_head", "re:visual.*", "model.vision_tower.blocks.0.attn.qkv"]}  # a VLM's tower
     assert qc_spec(tmp_path, vision).quantized == ["attention", "mlp", "experts", "shared_experts"]
     experts_only = {"quant_method": "compressed-tensors", "config_groups": {"g": {
-        "targets": ["re:.*mlp.experts.*"], "weights": {"type": "int", "num_bits": 4, "group_size": 32}}}}
+        "targets": ["re:.*mlp.experts.*"], "weights": {"type": "int", "num_bits": 4, "group_size": 32,
+                                                                  "symmetric": False}}}}
     assert qc_spec(tmp_path, experts_only).quantized == ["experts"]
     modelopt = {"quant_method": "modelopt", "quantization": {"quant_algo": "NVFP4", "group_size": 16,
                                                              "exclude_modules": ["lm_head", "model.layers.*.self_attn*"]}}

@@ -92,7 +92,7 @@ def test_every_bundled_measured_profile_is_fitted_and_scored_on_held_out_shapes(
 
 def test_profile_schema_rejects_unknown_formats_naming_them():
     with pytest.raises(ValueError, match="gemm: unknown key"):
-        EngineProfile.model_validate({"gpu": "x", "engine": "y", "engine_version": "1", "sources": ["s"],
+        EngineProfile.model_validate({"gpu": "x", "engine": "vllm", "engine_version": "0.24.0", "sources": ["s"],
                                       "gemm": {"fp6": {"t0_us": 1, "memory_efficiency": 0.5, "memory_half_MB": 1,
                                                        "compute_efficiency": 0.5, "compute_half_GFLOP": 1}}})
 

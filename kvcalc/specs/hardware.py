@@ -52,7 +52,9 @@ class HardwareSpec(StrictModel):
     name: str
     aliases: list[str] = []
     display_name: str
-    vendor: str
+    vendor: Literal["NVIDIA", "AMD"] = Field(description="picks vendor-specific formats and kernels (NVFP4's fp4 "
+                                             "peak, ROCm images); the ninth round, H19: 'nvidia' had dequantised "
+                                             "NVFP4 on a B200 in silence")
     sources: list[str] = Field(min_length=1)
     notes: str = ""
     memory_GiB: float = Field(ge=1e-3, le=1e6, description="HBM/GDDR capacity; vendors' 'GB' for these parts is binary GiB")

@@ -112,7 +112,10 @@ def _windows(c: Config, model_type: str, layers: int, hybrid: bool = False) -> d
         return {"sliding_window": window, "global_count": len(full)}  # irregular: counted
     if model_type == "gemma2":
         return {"sliding_window": window, "global_every": 2}
-    if model_type in ("gemma3", "gemma3_text", "gpt_oss"):
+    if model_type == "gpt_oss":  # GptOssConfig's layer_types default alternates, sliding first (the ninth round, H20:
+        # Gemma 3's one global layer in six had been taken, the KV 3x short at 128K)
+        return {"sliding_window": window, "global_every": 2}
+    if model_type in ("gemma3", "gemma3_text"):
         return {"sliding_window": window, "global_every": c.int("sliding_window_pattern", 6, assume="6")}
     return {"sliding_window": window}
 
@@ -623,6 +626,10 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         for key in ("sliding_window", "global_every", "global_count"):  # (the verification pass: qwen2_vl had slid
             attn.pop(key, None)  # every layer)
         attn.update(_windows(c, "qwen2", layers))
+    elif window and c.int("sliding_window_pattern"):  # every n-th layer global, as Cohere2Config and Gemma 3 build
+        # layer_types from it ((i + 1) % n: the ninth round, H15: Command R7B's had been read as every layer sliding)
+        attn.pop("global_count", None)
+        attn.update({"sliding_window": window, "global_every": c.int("sliding_window_pattern")})
     elif window and not known:
         c.assumptions.append("sliding_window without layer_types: every layer modelled as sliding")
     if c.int("rotary_dim"):  # MiniMax names the rotated width itself
@@ -699,7 +706,11 @@ def _int4_format(group: int | None, where: str, key: str, *, zero_point: bool = 
         raise KvcalcError(f"{where}: quantization_config {key} is missing; kvcalc needs the 4-bit group size")
     if group not in (32, 64, 128):
         raise KvcalcError(f"{where}: quantization_config {key} {group}: kvcalc stores 4-bit groups of 32, 64 or 128")
-    return f"int4-g{group}" if zero_point or group != 128 else "int4"
+    if not zero_point and group != 128:  # the ninth round, H1: sized with a zero point it does not store (+1.8 %)
+        raise KvcalcError(f"{where}: quantization_config {key} {group}: symmetric 4-bit groups of {group} (a scale, "
+                          "no zero point) are not a format kvcalc stores (int4: symmetric groups of 128; int4-g32, "
+                          f"-g64, -g128: with a zero point); {OTHER_FORMAT}")
+    return f"int4-g{group}" if zero_point else "int4"
 
 
 # What a refused quantization_config leaves the user: the config is read before --weight-dtype applies, so that flag
@@ -823,12 +834,24 @@ def quantization_from_config(qc: object, where: str) -> dict | None:
     if method in ("awq", "gptq"):
         fmt = _gptq_awq_format(qc, method, where)
     elif method in ("fp8", "fbgemm_fp8"):  # fbgemm_fp8: row-wise scales, one fp32 per output row, not counted
-        fmt = "fp8-block" if method == "fp8" and qc.get("weight_block_size") else "fp8"
+        block = qc.get("weight_block_size")
+        if method == "fp8" and block is not None and block != [128, 128]:  # the ninth round, H2: never read before
+            raise KvcalcError(f"{where}: quantization_config weight_block_size {block!r:.40}: kvcalc stores fp8 "
+                              f"weights in 128 x 128 blocks ([128, 128]); {OTHER_FORMAT}")
+        fmt = "fp8-block" if method == "fp8" and block else "fp8"
+        if method == "fp8" and qc.get("ignored_layers") is not None and qc.get("modules_to_not_convert") is None:
+            ignore_key, ignore = "ignored_layers", qc.get("ignored_layers")  # vLLM's Fp8Config reads both (H18)
     elif method == "mxfp4":
         fmt = "mxfp4"
     elif method == "modelopt":
         fmt, ignore, ignore_key = _modelopt_format(qc, where)
     elif method == "compressed-tensors":
+        sparsity = qc.get("sparsity_config")
+        if isinstance(sparsity, dict) and sparsity.get("format") not in (None, "dense"):
+            # the ninth round, H13: a 2:4 checkpoint stores half its weights and a bitmask; it had been sized dense
+            raise KvcalcError(f"{where}: quantization_config sparsity_config format "
+                              f"{str(sparsity.get('format'))[:40]!r}: sparse weights are not a layout kvcalc stores; "
+                              f"{OTHER_FORMAT}")
         (fmt, classes), ignore, ignore_key = _compressed_tensors(qc, where), qc.get("ignore"), "ignore"
     else:
         raise KvcalcError(f"{where}: quantization_config quant_method {method or '(none)'!r} is not one kvcalc reads "
@@ -848,8 +871,30 @@ def quantization_from_config(qc: object, where: str) -> dict | None:
 # per-token cache, and kvcalc reads Mamba layers only inside hybrids
 ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
 
+def _starcoder2(c: Config) -> dict:
+    """StarCoder2 (transformers modeling_starcoder2.py): Llama's attention with biases on q, k, v and o (use_bias), a
+    plain MLP c_fc / c_proj with biases and GELU, LayerNorms with biases, a sliding window on every layer (the ninth
+    round, H6: read by its fields as a gated MLP without biases, +37 % parameters)."""
+    spec = _llama_like(c, "starcoder2")
+    bias = c.bool("use_bias", True)
+    spec["attention"].update(qkv_bias=bias, out_bias=bias)
+    spec["mlp"] = {"kind": "plain", "intermediate_size": c.need("intermediate_size")[0], "bias": bias,
+                   "activation": str(c.data.get("hidden_act") or "gelu_pytorch_tanh")}
+    spec["norm_bias"] = str(c.data.get("norm_type") or "layer_norm") == "layer_norm"
+    return spec
+
+
+def _cross_attention_refused(c: Config, t: str) -> dict:
+    """Llama 3.2 Vision's text model (mllama) interleaves cross-attention layers over the image's tokens, which keep
+    no per-text-token cache: a reader of self-attention layers would count them as such (the ninth round, H14)."""
+    raise KvcalcError(f"{c.source}: cross_attention_layers: model_type {t!r} has cross-attention layers (over the "
+                      "image's tokens), which kvcalc does not model; it reads self-attention layers only")
+
+
 # model_type -> the reader of its fields (called with the config and the model_type); LLAMA_LIKE ones read as Llama
 FAMILY_READERS = {
+    "starcoder2": lambda c, t: _starcoder2(c),
+    **dict.fromkeys(("mllama", "mllama_text_model"), _cross_attention_refused),
     **dict.fromkeys(("qwen3_next", "qwen3_5_moe_text", "qwen3_5_moe"), lambda c, t: _qwen3_next(c)),
     **dict.fromkeys(("qwen3_5_text", "qwen3_5"), lambda c, t: _qwen3_next(c, moe=False)),  # the dense Qwen3.5 hybrids
     "nemotron_h": lambda c, t: _nemotron_h(c), "jamba": lambda c, t: _jamba(c), "falcon_h1": lambda c, t: _falcon_h1(c),
@@ -894,7 +939,13 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         spec["vision_encoder_params"] = vision
     elif vision:
         c.notes.append(vision)
-    quantization = quantization_from_config(data.get("quantization_config"), source)
+    qc = data.get("quantization_config")
+    if qc is None and data.get("compression_config") is not None:
+        # compressed-tensors' older key, which vLLM reads in its place (the ninth round, H17: sized as bf16)
+        qc = data["compression_config"]
+        if isinstance(qc, dict) and "quant_method" not in qc:
+            qc = {**qc, "quant_method": "compressed-tensors"}
+    quantization = quantization_from_config(qc, source)
     if quantization is not None:
         _settle_kept_layers(quantization, spec)
         spec["quantization"] = quantization
@@ -1094,6 +1145,12 @@ def load_hf_spec(ref: str | Path, name: str | None = None) -> tuple[ModelSpec, l
     config, default_name = locate_config(ref)
     source = str(config)
     data = read_config(config)
+    beside = config.parent / "hf_quant_config.json"
+    if "quantization_config" not in data and beside.is_file():
+        # ModelOpt's quantisation beside config.json, as vLLM and SGLang read it (SGLang's model_config.py: "modelopt
+        # doesn't have corresponding field in hf config.json but has a standalone hf_quant_config.json"; the ninth
+        # round, H17: sized as bf16)
+        data = {**data, "quantization_config": {"quant_method": "modelopt", **read_config(beside)}}
     fields, assumptions = config_to_spec_dict(data, name=name or default_name, source=source)
     try:
         spec = ModelSpec.model_validate(fields)

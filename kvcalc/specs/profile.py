@@ -76,8 +76,10 @@ class EngineOverhead(StrictModel):
 
 class EngineProfile(StrictModel):
     gpu: str = Field(description="the bundled hardware spec whose roofs the curves were fitted against")
-    engine: str
-    engine_version: str
+    engine: Literal["vllm", "sglang", "trtllm", "gpt-fast"] = Field(
+        description="the engine whose kernels the curves time (the ninth round, H4: 'foo' had run with no overhead)")
+    engine_version: str = Field(description="the release the kernels were measured on (a release number for vllm, "
+                                "sglang and trtllm: it picks the overhead band; the ninth round, H5)")
     sources: list[str] = Field(min_length=1)
     notes: str = ""
     provenance: Literal["measured", "transferred", "fitted"] = Field(
@@ -116,6 +118,11 @@ class EngineProfile(StrictModel):
 
     @model_validator(mode="after")
     def _check_keys(self) -> EngineProfile:
+        import re
+
+        if self.engine != "gpt-fast" and not re.match(r"\s*v?\d{1,4}\.\d{1,4}", self.engine_version):
+            raise ValueError(f"engine_version: expected the {self.engine} release the kernels were measured on "
+                             f"(such as 0.24.0), got {self.engine_version[:40]!r}")
         for table, allowed in (("gemm", GEMM_KEYS), ("attention_decode", ATTENTION_KEYS),
                                ("attention_prefill", ATTENTION_KEYS), ("attention_decode_mla", ATTENTION_KEYS),
                                ("attention_prefill_mla", ATTENTION_KEYS),

@@ -1,0 +1,143 @@
+"""Regression tests for the ninth round (2026-12-06, from 07:00 UTC; docs/validation.md "Ninth hostile audit"):
+config.json files read right or refused, spec and profile files validated, the simulator's and plan's findings;
+each expected figure worked by hand from the published architecture or a cited source."""
+
+import json
+
+import pytest
+from test_fifth_audit import one_line_error, runner  # tests/ is on sys.path (pytest's rootdir-relative imports)
+from test_seventh_audit import _quiet  # noqa: F401  (warnings off in every test here)
+
+from kvcalc.cli import app
+
+# Llama-3.1-8B's shape: its linear layers hold 32 x (4096 x 6144 + 3 x 4096 x 14336) = 6,979,321,856 weights; the
+# embedding, lm_head and norms 1,050,939,392 parameters, 2,101,878,784 B in bf16
+LLAMA = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+         "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False,
+         "max_position_embeddings": 131072}
+LINEAR, KEPT_BYTES = 6_979_321_856, 2_101_878_784
+
+
+def write(tmp_path, config: dict, name: str = "m"):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def estimate_json(*args) -> dict:
+    out = runner.invoke(app, ["estimate", *map(str, args), "-f", "json"])
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)
+
+
+def test_h1_symmetric_int4_groups_other_than_128_are_refused(tmp_path):
+    """H1: compressed-tensors' symmetric int4 in groups of 32 (a bf16 scale, no zero point) was sized as int4-g32,
+    which counts a zero point too (+1.8 %). kvcalc stores no such format: refused, naming the field."""
+    qc = {"quant_method": "compressed-tensors", "format": "pack-quantized", "ignore": ["lm_head"], "config_groups": {
+        "g": {"targets": ["Linear"], "weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group",
+                                                 "group_size": 32}}}}
+    line = one_line_error(["estimate", "-m", write(tmp_path, {**LLAMA, "quantization_config": qc})])
+    assert "group_size 32" in line and "symmetric" in line
+
+
+@pytest.mark.parametrize("block", [[64, 64], "abc", [-5, 0]])
+def test_h2_fp8_blocks_other_than_128_are_refused(tmp_path, block):
+    """H2: weight_block_size was never read, so [64, 64] (four times the scales) or "abc" sized as 128 x 128."""
+    line = one_line_error(["estimate", "-m", write(tmp_path, {**LLAMA, "quantization_config": {
+        "quant_method": "fp8", "weight_block_size": block}})])
+    assert "weight_block_size" in line
+
+
+def test_h2_128_blocks_are_read(tmp_path):
+    """[128, 128]: 6,979,321,856 x (1 + 4 / 16,384) + 2,101,878,784 = 9,082,904,576 B."""
+    doc = estimate_json("-m", write(tmp_path, {**LLAMA, "quantization_config": {
+        "quant_method": "fp8", "weight_block_size": [128, 128]}}))
+    assert doc["weights"]["bytes"] == round(LINEAR * (1 + 4 / 16384)) + KEPT_BYTES == 9_082_904_576
+
+
+def test_h4_h5_h19_spec_and_profile_fields_are_validated(tmp_path):
+    """H4, H5: a profile's engine "foo" ran with no overhead and engine_version "banana" took vLLM's newest band; H19:
+    a GPU spec's vendor "nvidia" dequantised NVFP4 on a B200. Each is now a one-line error naming the field."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    profile = (root / "hardware_specs/profiles/h100-sxm.vllm.toml").read_text()
+    for field, bad in (("engine", "foo"), ("engine_version", "banana")):
+        f = tmp_path / f"{field}.toml"
+        f.write_text(profile.replace(f'\n{field} = "{"vllm" if field == "engine" else "0.24.0"}"',
+                                     f'\n{field} = "{bad}"'))
+        line = one_line_error(["estimate", "-m", "llama-3-8b", "-g", "h100-sxm", "--profile", f])
+        assert f"{field}:" in line and "--profile" in line
+    gpu = tmp_path / "b200.toml"
+    gpu.write_text((root / "hardware_specs/b200.toml").read_text().replace('vendor = "NVIDIA"', 'vendor = "nvidia"'))
+    assert "vendor" in one_line_error(["estimate", "-m", "llama-3-8b", "-g", gpu])
+
+
+def test_h6_starcoder2_is_read_as_its_family(tmp_path):
+    """H6: StarCoder2 was read by its fields as Llama-like, a gated MLP without biases (+37 %). By hand from
+    transformers' modeling_starcoder2.py (q, k, v, o and c_fc, c_proj with use_bias; LayerNorms with biases; tied
+    embeddings): StarCoder2-3B = 49,152 x 3,072 + 30 x 95,979,008 + 6,144 = 3,030,371,328 parameters."""
+    cfg = {"model_type": "starcoder2", "hidden_size": 3072, "intermediate_size": 12288, "num_hidden_layers": 30,
+           "num_attention_heads": 24, "num_key_value_heads": 2, "vocab_size": 49152, "use_bias": True,
+           "norm_type": "layer_norm", "hidden_act": "gelu_pytorch_tanh", "sliding_window": 4096,
+           "max_position_embeddings": 16384, "tie_word_embeddings": True}
+    d, kv = 3072, 2 * 128
+    layer = (d * d + d) * 2 + 2 * (d * kv + kv) + (d * 12288 + 12288) + (12288 * d + d) + 4 * d
+    assert layer == 95_979_008
+    doc = estimate_json("-m", write(tmp_path, cfg), "-c", "1")
+    assert doc["weights"]["params"] == 49152 * d + 30 * layer + 2 * d == 3_030_371_328
+
+
+def test_h13_h14_what_kvcalc_does_not_model_is_refused(tmp_path):
+    """H13: a compressed-tensors 2:4 sparse checkpoint was sized dense (+40 %); H14: Llama 3.2 Vision's
+    cross-attention layers were counted as self-attention caching every text token (+25 % KV)."""
+    qc = {"quant_method": "compressed-tensors", "sparsity_config": {"format": "sparse-24-bitmask"},
+          "config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float"}}}}
+    assert "sparsity_config" in one_line_error(["estimate", "-m", write(tmp_path, {**LLAMA, "quantization_config": qc},
+                                                                          "sparse")])
+    text = {**LLAMA, "model_type": "mllama_text_model", "num_hidden_layers": 40,
+            "cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38]}
+    mllama = write(tmp_path, {"model_type": "mllama", "text_config": text}, "mllama")
+    assert "cross_attention_layers" in one_line_error(["estimate", "-m", mllama])
+
+
+def test_h15_h20_sliding_layers_as_the_configs_build_them(tmp_path):
+    """H15: Cohere2's sliding_window_pattern (every 4th layer global, Cohere2Config's layer_types) was read as every
+    layer sliding, the KV at 128K 8.75x short; by hand, 64 layers, 16 global, 8 KV heads of 128 in bf16 (4,096 B a
+    layer a token): 16 x 131,072 x 4,096 + 48 x 4,096 x 4,096 B. H20: a gpt-oss config without layer_types took
+    Gemma 3's one global layer in six where GptOssConfig alternates: the same KV as the published config's list."""
+    cohere = {"model_type": "cohere2", "hidden_size": 12288, "intermediate_size": 36864, "num_hidden_layers": 64,
+              "num_attention_heads": 96, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 256000,
+              "tie_word_embeddings": True, "max_position_embeddings": 131072, "sliding_window": 4096,
+              "sliding_window_pattern": 4}
+    doc = estimate_json("-m", write(tmp_path, cohere, "cohere"), "-c", 131072, "-g", "b200")
+    assert doc["kv_cache"]["bytes"] == 16 * 131072 * 4096 + 48 * 4096 * 4096
+    from pathlib import Path
+
+    published = Path(__file__).parent / "fixtures/hf/gpt-oss-20b"
+    config = json.loads((published / "config.json").read_text())
+    config.pop("layer_types")
+    bare = write(tmp_path, config, "gptoss")
+    assert (estimate_json("-m", bare, "-c", 131072)["kv_cache"]["bytes"]
+            == estimate_json("-m", published, "-c", 131072)["kv_cache"]["bytes"])
+
+
+def test_h17_h18_quantisation_where_the_engines_read_it(tmp_path):
+    """H17: compressed-tensors' older key compression_config (vLLM's _parse_quant_hf_config falls back to it) and
+    ModelOpt's hf_quant_config.json beside config.json (SGLang's model_config.py reads it) were sized as bf16; H18:
+    fp8's ignored_layers (vLLM's Fp8Config) was not read. FP8 linears with the lm_head in bf16: 6,979,321,856 x 1 B +
+    2,101,878,784 = 9,081,200,640 B; attention kept bf16 too: + 32 x 4096 x 6144 B = 10,423,377,920 B."""
+    fp8 = {"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ["lm_head"], "config_groups": {
+        "g": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "symmetric": True,
+                                                 "strategy": "channel"}}}}
+    assert LINEAR + KEPT_BYTES == 9_081_200_640
+    assert estimate_json("-m", write(tmp_path, {**LLAMA, "compression_config": fp8}, "ct"))["weights"]["bytes"] == (
+        9_081_200_640)
+    modelopt = write(tmp_path, LLAMA, "modelopt")
+    (modelopt / "hf_quant_config.json").write_text(json.dumps({"producer": {"name": "modelopt"}, "quantization": {
+        "quant_algo": "FP8", "exclude_modules": ["lm_head"]}}))
+    assert estimate_json("-m", modelopt)["weights"]["bytes"] == 9_081_200_640
+    ignored = {"quant_method": "fp8", "ignored_layers": ["lm_head", "model.layers.*.self_attn"]}
+    assert estimate_json("-m", write(tmp_path, {**LLAMA, "quantization_config": ignored}, "ign"))["weights"][
+        "bytes"] == 9_081_200_640 + 32 * 4096 * 6144 == 10_423_377_920
