@@ -127,7 +127,7 @@ def test_h17_h18_quantisation_where_the_engines_read_it(tmp_path):
     """H17: compressed-tensors' older key compression_config (vLLM's _parse_quant_hf_config falls back to it) and
     ModelOpt's hf_quant_config.json beside config.json (SGLang's model_config.py reads it) were sized as bf16; H18:
     fp8's ignored_layers (vLLM's Fp8Config) was not read. FP8 linears with the lm_head in bf16: 6,979,321,856 x 1 B +
-    2,101,878,784 = 9,081,200,640 B; attention kept bf16 too: + 32 x 4096 x 6144 B = 10,423,377,920 B."""
+    2,101,878,784 = 9,081,200,640 B; attention kept bf16 too: + 32 x (4096 x 6144 + 4096 x 4096) B = 10,423,377,920 B."""
     fp8 = {"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ["lm_head"], "config_groups": {
         "g": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "symmetric": True,
                                                  "strategy": "channel"}}}}
@@ -140,4 +140,4 @@ def test_h17_h18_quantisation_where_the_engines_read_it(tmp_path):
     assert estimate_json("-m", modelopt)["weights"]["bytes"] == 9_081_200_640
     ignored = {"quant_method": "fp8", "ignored_layers": ["lm_head", "model.layers.*.self_attn"]}
     assert estimate_json("-m", write(tmp_path, {**LLAMA, "quantization_config": ignored}, "ign"))["weights"][
-        "bytes"] == 9_081_200_640 + 32 * 4096 * 6144 == 10_423_377_920
+        "bytes"] == 9_081_200_640 + 32 * (4096 * 6144 + 4096 * 4096)  # q, k, v and o, +1 B a weight
