@@ -249,7 +249,7 @@ def frontier_chart(points: list[dict], y_key: str, group_key: str, tpot_ms, ttft
                      key=lambda p: p["tokens_per_s_per_user"])
         series.append({"name": f"{group_key} {g}", "kind": "line", "color": _color(gi),
                        "points": [(p["tokens_per_s_per_user"], p[y_key], _tip(p)) for p in pts]})
-    if choice:
+    if choice and choice.get("tokens_per_s_per_user"):  # none at one output token (the ninth round, P8: a 500)
         series.append({"name": f"choice: {choice['deployment']}", "kind": "points", "ring": True, "color": "#000",
                        "points": [(choice["tokens_per_s_per_user"], choice[y_key], _tip(choice))]})
     vlines = []
