@@ -26,6 +26,7 @@ from kvcalc.cli.options import (
     Tp,
     WeightDtype,
 )
+from kvcalc.errors import KvcalcError
 from kvcalc.cli.output import EngineVersion, Format, write_csv, write_json
 from kvcalc.report.serialize import json_safe
 
@@ -59,6 +60,9 @@ def estimate_cli(
 ) -> None:
     """KV cache, weights, memory fit, and decode and prefill time (measured engine kernels, or the roofline)."""
     from kvcalc.estimator import estimate_with_specs
+
+    if explain and format is not Format.table:  # the ninth round, P7: dropped in silence
+        raise KvcalcError("--explain: with --format table (the derivations are printed, not a JSON or CSV field)")
 
     e, spec, hw = estimate_with_specs(
         model, gpu, attn=attn, kv_lora_rank=kv_lora_rank, rope_dim=rope_dim, batch=batch, context=context,

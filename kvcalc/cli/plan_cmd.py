@@ -60,6 +60,8 @@ def plan_cli(
 
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
+    if explain and format is not Format.table:  # the ninth round, P7: dropped in silence
+        raise KvcalcError("--explain: with --format table (the derivations are printed, not a JSON or CSV field)")
     if emit is not None and format is Format.csv:  # the third audit: CSV had dropped the launch command unsaid
         raise KvcalcError("--emit: with --format table or json (a launch command is not a CSV cell)")
     if emit is not None:  # before the search: a target that cannot be emitted is known from the flags alone
