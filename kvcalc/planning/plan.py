@@ -791,7 +791,8 @@ def _distinct(ok: list[Point], n: int) -> list[Point]:
 
 
 def _closest(points: list[Point], max_ttft_ms, max_tpot_ms) -> list[Point]:
-    """When nothing meets the limits: the points that miss them by the least (the worse of the two ratios)."""
+    """When nothing meets the limits: the points that miss them by the least (the worse of the two ratios), then
+    the fewest GPUs (where no latency limit was given, the GPU budget or the replica cap is what they miss)."""
     def excess(p):
         r = [p.ttft_ms / max_ttft_ms if max_ttft_ms else 0.0,
              (p.tpot_ms or 0) / max_tpot_ms if max_tpot_ms else 0.0]
@@ -802,6 +803,15 @@ def _closest(points: list[Point], max_ttft_ms, max_tpot_ms) -> list[Point]:
 def _infeasible_note(points, no_fit, simulated: bool = False) -> str:
     if not points:
         return "no deployment holds one full-length request; see rejected"
+    misses = {m for p in points for m in p.misses}
+    if not misses & {"TTFT", "TPOT"} and not any(m.startswith(("TTFT ", "TPOT ")) for m in misses):
+        # no latency limit is missed (none given): the GPU budget or the replica cap is (the ninth round, P4: "the
+        # limits" had been blamed where none were given)
+        fewest = min(p.gpus for p in points)
+        what = " and ".join(w for w, m in (("--gpu-budget", "GPU budget"), ("the replica cap", "replicas"))
+                            if m in misses) or "the search"
+        return (f"no configuration serves the load within {what}; the fewest GPUs that would is {fewest:,}; "
+                "closest lists the smallest")
     if simulated and any(p.simulated for p in points):
         return ("no configuration the simulator checked meets the limits at the percentile; closest lists the ones "
                 "that miss them by the least, simulated_misses the ones it turned down")
