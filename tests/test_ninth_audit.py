@@ -141,3 +141,53 @@ def test_h17_h18_quantisation_where_the_engines_read_it(tmp_path):
     ignored = {"quant_method": "fp8", "ignored_layers": ["lm_head", "model.layers.*.self_attn"]}
     assert estimate_json("-m", write(tmp_path, {**LLAMA, "quantization_config": ignored}, "ign"))["weights"][
         "bytes"] == 9_081_200_640 + 32 * (4096 * 6144 + 4096 * 4096)  # q, k, v and o, +1 B a weight
+
+
+def test_p4_an_infeasible_plan_without_limits_names_what_binds():
+    """P4: Mixtral-8x7B on A10Gs within --gpu-budget 4 (bf16 weights 93.4 GB; no deployment under 8 GPUs holds a
+    request) was answered "no configuration meets the limits" where no limit was given."""
+    out = runner.invoke(app, ["plan", "-m", "mixtral-8x7b", "-g", "a10g", "-i", "2000", "-o", "1", "--gpu-budget", "4",
+                              "-f", "json"])
+    doc = json.loads(out.stdout)
+    assert doc["choice"] is None and "limits" not in doc["choice_note"]
+    assert "--gpu-budget" in doc["choice_note"] and "8" in doc["choice_note"]
+
+
+def test_p6_launch_commands_trust_the_code_a_checkpoint_ships(tmp_path):
+    """P6: Kimi-K2's tokenizer and ChatGLM2's model are the repositories' own code; their launch commands lacked
+    --trust-remote-code and the servers would not start. A config.json with auto_map sets it too; Llama needs none."""
+    def launch(model, engine):
+        out = runner.invoke(app, ["plan", "-m", str(model), "-g", "h200", "-i", "1000", "-o", "200", "--request-rate",
+                                  "2", "--emit", engine, "-f", "json"])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)["launch"]
+
+    assert "--trust-remote-code" in launch("kimi-k2", "sglang")
+    assert "--trust-remote-code" in launch("chatglm2-6b", "vllm")
+    assert "trust_remote_code: true" in launch("chatglm2-6b", "trtllm")
+    assert "trust" not in launch("llama-3.1-8b", "vllm")
+    from pathlib import Path
+
+    assert "--trust-remote-code" in launch(Path(__file__).parent / "fixtures/hf/chatglm2-6b", "vllm")
+
+
+@pytest.mark.parametrize("command", [["estimate", "-m", "llama-3-8b"],
+                                     ["plan", "-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "1000", "-o", "200",
+                                      "--request-rate", "1"]])
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_p7_explain_is_refused_where_it_would_be_dropped(command, fmt):
+    """P7: --explain with -f json or csv printed the same bytes as without it, exit 0."""
+    assert "--explain" in one_line_error([*command, "-f", fmt, "--explain"])
+
+
+def test_p8_the_plan_page_renders_at_one_output_token():
+    """P8: the web's /plan page was a 500 at --output-len 1 (the frontier chart compared a null tokens/s per user)."""
+    pytest.importorskip("fastapi")
+    from starlette.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    client = TestClient(create_app(), raise_server_exceptions=False)
+    q = {"model": "llama-3.1-8b", "input_len": "1000", "output_len": "1", "request_rate": "1"}
+    assert client.get("/plan", params=q).status_code == 200
+    assert client.get("/api/plan", params=q).status_code == 200

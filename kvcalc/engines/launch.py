@@ -28,11 +28,13 @@ import shlex
 FLAGS = {
     "vllm": {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--enable-expert-parallel",
              "--max-num-seqs", "--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype",
-             "--max-model-len", "--quantization", "--speculative-config", "--kv-transfer-config"},
+             "--max-model-len", "--quantization", "--speculative-config", "--kv-transfer-config",
+             "--trust-remote-code"},
     "sglang": {"--model-path", "--tp-size", "--pp-size", "--dp-size", "--ep-size", "--enable-dp-attention",
                "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
                "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
-               "--disaggregation-mode", "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--host"},
+               "--disaggregation-mode", "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--host",
+               "--trust-remote-code"},
     "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
                "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role",
                "--host"},
@@ -46,6 +48,13 @@ _SGLANG_QUANT = {"fp8": "fp8"}
 _SGLANG_KV = {"fp8": "fp8_e4m3", "bf16": "auto"}  # server_args.py: kv_cache_dtype choices auto, fp8_e5m2, fp8_e4m3
 
 
+# A checkpoint that ships its own code (ModelSpec.trust_remote_code: config.json's auto_map; Kimi-K2's tokenizer,
+# ChatGLM2's model and tokenizer) loads only with it: vLLM's get_tokenizer fails "If the tokenizer is a custom
+# tokenizer ... using the `--trust-remote-code` flag"; SGLang's DeepSeek-V3 and Moonshot's Kimi-K2 guides pass it;
+# TensorRT-LLM takes trust_remote_code in the LLM API's YAML (its Kimi-K2 deployment guide). The ninth round, P6.
+REMOTE_CODE_FLAG = ["--trust-remote-code"]
+
+
 def hf_repo_id(spec) -> str:
     """The Hugging Face repository a bundled spec cites for its config.json, else the spec's name."""
     for source in spec.sources:
@@ -57,7 +66,7 @@ def hf_repo_id(spec) -> str:
 
 def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
     """`vllm serve` for a planned configuration (c: plan's point_dict)."""
-    cmd = ["vllm", "serve", hf_repo_id(spec)]
+    cmd = ["vllm", "serve", hf_repo_id(spec)] + REMOTE_CODE_FLAG * spec.trust_remote_code
     if c["expert_parallel"] > 1:  # attention data-parallel over ep / tp groups, experts over all ep GPUs
         cmd += ["--tensor-parallel-size", str(c["tensor_parallel"]),
                 "--data-parallel-size", str(c["expert_parallel"] // c["tensor_parallel"]), "--enable-expert-parallel"]
@@ -81,7 +90,8 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
 
 def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
     """`python -m sglang.launch_server` for a planned configuration."""
-    cmd = ["python", "-m", "sglang.launch_server", "--model-path", hf_repo_id(spec), "--host", "0.0.0.0"]
+    cmd = ["python", "-m", "sglang.launch_server", "--model-path", hf_repo_id(spec), "--host", "0.0.0.0",
+           *REMOTE_CODE_FLAG * spec.trust_remote_code]
     if c["expert_parallel"] > 1:
         cmd += ["--tp-size", str(c["expert_parallel"]), "--ep-size", str(c["expert_parallel"])]
         if c["expert_parallel"] > c["tensor_parallel"]:  # SGLang's --tp-size spans the group; DP attention splits it
@@ -124,6 +134,7 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
     # with enable_chunked_prefill at its default, false (tensorrt_llm/llmapi/llm_args.py; tests/unittest/llmapi/
     # test_llm.py test_max_num_token_check; the sixth audit)
     yaml = [f"kv_cache_config:\n  dtype: {'fp8' if c['kv_dtype'] == 'fp8' else 'auto'}",
+            *(["trust_remote_code: true"] if spec.trust_remote_code else []),
             f"enable_attention_dp: {'true' if ep > c['tensor_parallel'] else 'false'}",
             "enable_chunked_prefill: true"]
     if c["disaggregate"]:  # TensorRT-LLM's disaggregated-serving docs: the KV cache transceiver on both roles, a buffer

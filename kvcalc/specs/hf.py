@@ -910,6 +910,7 @@ FAMILY_READERS = {
 def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, list[str]]:
     """ModelSpec fields from a parsed config.json, and the assumptions made (empty for known families)."""
     vision = _vision_tower(data)
+    outer = None
     if isinstance(data.get("text_config"), dict):  # multimodal wrappers (gemma3, llava...): the language model
         outer = data
         data = {**data["text_config"], "model_type": data["text_config"].get("model_type", data.get("model_type"))}
@@ -935,6 +936,8 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         raise KvcalcError(f"{c.source}: kv_lora_rank: a latent (MLA) KV in a model_type kvcalc reads as standard "
                           "attention; set model_type to the family it comes from (deepseek_v2, deepseek_v3)")
     spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
+    if data.get("auto_map") or (outer or {}).get("auto_map"):  # the repository's own code (the ninth round, P6)
+        spec["trust_remote_code"] = True
     if isinstance(vision, int):
         spec["vision_encoder_params"] = vision
     elif vision:

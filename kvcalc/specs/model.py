@@ -244,6 +244,9 @@ class ModelSpec(StrictModel):
     max_position_embeddings: Tokens | None = None
     tie_word_embeddings: bool = False
     lm_head_bias: bool = Field(False, description="the lm_head has a bias per vocabulary entry (GPT-J, Phi-1/1.5/2)")
+    trust_remote_code: bool = Field(False, description="the checkpoint ships its own configuration, modelling or "
+                                    "tokenizer code (config.json's auto_map), which engines load only with "
+                                    "--trust-remote-code: plan's launch commands pass it")
     learned_position_embeddings: bool = Field(False, description="GPT-2/3 style table of max_position_embeddings rows")
     learned_position_offset: int = Field(0, ge=0, le=10**6, description="extra rows in that table (OPT: 2)")
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
