@@ -26,11 +26,13 @@ RUNNER = CliRunner()
 ENGINE_PARSERS = {
     "vllm": {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--enable-expert-parallel",
              "--max-num-seqs", "--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype",
-             "--max-model-len", "--quantization", "--speculative-config", "--kv-transfer-config"},
+             "--max-model-len", "--quantization", "--speculative-config", "--kv-transfer-config",
+             "--trust-remote-code"},  # vllm/engine/arg_utils.py EngineArgs.trust_remote_code
     "sglang": {"--model-path", "--tp-size", "--pp-size", "--dp-size", "--ep-size", "--enable-dp-attention",
                "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
                "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
-               "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--disaggregation-mode", "--host"},
+               "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--disaggregation-mode", "--host",
+               "--trust-remote-code"},  # python/sglang/srt/server_args.py
     "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
                "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role",
                "--host"},
@@ -402,7 +404,7 @@ def test_an_array_the_step_timer_refuses_falls_back_to_the_scalar_closed_form():
     from kvcalc.serving.replica import colocated_many
 
     class Refusing:
-        decode_gain, decode_q, pp, ep = 1.0, 1, 1, 1
+        decode_gain, decode_q, pp, tp, ep = 1.0, 1, 1, 1, 1
 
         def seconds(self, *args, **kwargs):
             raise ValueError("nonzero: an array mixing zeros and nonzeros")

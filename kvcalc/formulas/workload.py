@@ -70,6 +70,34 @@ def prefill_steps(input_len: int, budget_left: float) -> int:
     return max(1, math.ceil(input_len / max(budget_left, 1.0)))
 
 
+def own_prefill_pieces(input_len: int, own_budget):
+    """(steps, full, n_full, rest) of one request's prompt as the engine schedules it within the budget its own prompt
+    has a step (own_budget): n_full = steps - 1 steps of `full` tokens, then the `rest` (the eighth audit, C4: equal
+    pieces had timed 2,100 tokens at a budget of 2,048 as two of 1,050). Numbers or numpy arrays."""
+    import numpy as np
+
+    own = np.maximum(own_budget, 1.0)
+    steps = np.maximum(1.0, np.ceil(input_len / own))
+    full = np.minimum(own, input_len)
+    n_full = steps - 1
+    rest = np.maximum(input_len - n_full * full, 0.0)
+    if np.ndim(steps) == 0:
+        return float(steps), float(full), float(n_full), float(rest)
+    return steps, full, n_full, rest
+
+
+def own_budget_per_replica(step_tokens, decode, concurrency, dp: int, beside_own, verify_tokens):
+    """The tokens a request's own prompt has in each of its prefill steps: the step budget less the decodes of the
+    other requests beside it; under expert parallelism's dp data-parallel attention replicas, its replica's share
+    less the other requests' decodes in that replica, about C / dp - 1 (the eighth audit's B3 and W6)."""
+    import numpy as np
+
+    if dp <= 1:
+        return step_tokens - beside_own * verify_tokens
+    in_replica = np.maximum(np.minimum(decode / dp, concurrency / dp - 1), 0.0)
+    return step_tokens / dp - in_replica * verify_tokens
+
+
 def steady_state(concurrency: float, input_len: int, output_len: int, step_budget: int,
                  tokens_per_step: float = 1.0, verify_tokens: int = 1) -> tuple[float, float, float]:
     """(decoding sequences B_d, prefill tokens per step p, prefill steps per request s_p) of C requests in flight.

@@ -53,7 +53,8 @@ from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
 from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
-    prefill_steps,
+    own_budget_per_replica,
+    own_prefill_pieces,
     prompt_end_steps,
     queue_wait,
     request_latency,
@@ -75,19 +76,17 @@ from kvcalc.units import fmt_bytes
 DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batched_tokens on an H100)
 
 
-def _own_prefill_seconds(stepper: StepTimer, decodes: float, context: float, input_len: int, s_p: float,
-                         own_budget: float, chunk: float) -> float:
-    """A request's prompt over its s_p prefill steps as the engine schedules it: s_p - 1 steps of the budget its
-    own prompt has (own_budget, the step's tokens less the other requests' decodes), then the rest, each beside
+def _own_prefill_seconds(stepper: StepTimer, decodes: float, context: float, input_len: int, own_budget: float,
+                         chunk: float) -> tuple[float, float]:
+    """(a request's prompt over its prefill steps as the engine schedules it [s], those steps): full steps of the
+    budget its own prompt has (own_budget), then the rest (formulas/workload.py own_prefill_pieces), each beside
     `decodes` decodes and carrying at least `chunk` prompt tokens (the other requests' mean: whole prompts per
     micro-batch or replica, none cut; none at one request in flight)."""
-    full = min(max(own_budget, 1.0), input_len)
-    n_full = max(s_p - 1, 0)
-    rest = max(input_len - n_full * full, 0.0)
+    steps, full, n_full, rest = own_prefill_pieces(input_len, own_budget)
     t = stepper.seconds(decodes, context, max(rest, chunk), n_full * full, prompt_len=input_len)
     if n_full:  # the full steps, at the mean context cached before each
         t += n_full * stepper.seconds(decodes, context, max(full, chunk), full * (n_full - 1) / 2, prompt_len=input_len)
-    return t
+    return t, steps
 
 
 def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
@@ -100,7 +99,7 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         tau = stepper.seconds(0, 0, chunk, max(input_len - chunk, 0) / 2, prompt_len=input_len)
         # one prompt alone: full steps of the budget, then the rest (the third audit: two full 8,192-token steps for
         # a 9,000-token prompt, TTFT 394 ms where its prefill takes 216)
-        alone = _own_prefill_seconds(stepper, 0.0, 0, input_len, s_p, step_tokens, 0.0)
+        alone, _ = _own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)
         latency = max(concurrency * input_len * tau / chunk, alone)  # Little's law; never faster than one prompt
         return {"ttft_s": latency, "tpot_s": None, "latency_s": latency, "requests_per_s": concurrency / latency,
                 "decode_batch": 0.0, "prefill_tokens_per_step": chunk, "step_s": tau}
@@ -120,11 +119,9 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         # 280 ms where waves and the simulator give 297; its verification, W6: the other replica's decodes had been
         # charged to this one's budget, a 2,048-token prompt in two steps at 2 in flight)
         dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
-        in_replica = max(min(decode / dp, concurrency / dp - 1), 0.0) if dp > 1 else beside_own
-        own_budget = step_tokens / dp - in_replica * stepper.decode_q
-        s_p = prefill_steps(input_len, own_budget)
-        ttft = _own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, s_p, own_budget,
-                                    decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
+        own_budget = float(own_budget_per_replica(step_tokens, decode, concurrency, dp, beside_own, stepper.decode_q))
+        ttft, s_p = _own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, own_budget,
+                                         decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
     # under pp the prompt's micro-batch leaves the last stage (m - 1) / 2 stage-times after the step's first, as in

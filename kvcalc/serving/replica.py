@@ -155,7 +155,7 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
     equals run(c). state: steady_state_many's (B_d, p, s_p) for cs, when the caller bisected many replicas at once."""
     import numpy as np
 
-    from kvcalc.formulas.workload import prefill_steps, steady_state_many
+    from kvcalc.formulas.workload import steady_state_many
 
     cs = np.asarray(cs, dtype=float)
     gain, q = step_yield(stepper.decode_gain, output_len), stepper.decode_q
@@ -163,9 +163,10 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
                                                                            gain, q)
     try:
         if output_len == 1:
+            from kvcalc.serving.closed_form import _own_prefill_seconds
+
             tau = stepper.seconds(0, 0, chunk, np.maximum(input_len - chunk, 0) / 2, prompt_len=input_len)
-            first = min(input_len, step_tokens)
-            alone = prefill_steps(input_len, step_tokens) * stepper.seconds(0, 0, first, max(input_len - first, 0) / 2)
+            alone, _ = _own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)  # as _colocated times it
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
         (args, where), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
@@ -191,6 +192,8 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     from kvcalc.formulas.workload import (
         decode_step_chunk,
         decodes_beside_own_prompt,
+        own_budget_per_replica,
+        own_prefill_pieces,
         steady_pipeline_lag,
         whole_prompt_mix,
     )
@@ -208,10 +211,16 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     lo, hi, f, w = whole_prompt_mix(others[m], left[m], input_len)
     pieces = np.maximum(input_len - w, 0) / 2
     m1 = np.flatnonzero(lo > 0)  # (positions in m) mixes whose lighter step still carries prompts
-    first = input_len / s_p  # the prompt's mean piece over its s_p prefill steps
+    # an unqueued prompt's own steps as _colocated times them (closed_form._own_prefill_seconds): full steps of its
+    # own budget, then the rest (the ninth round, P1: equal pieces here had put plan's TTFT 20 % under serve's)
+    dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
+    steps, full, n_full, rest = own_prefill_pieces(
+        input_len, np.asarray(own_budget_per_replica(step_tokens, decode, cs, dp, beside_own, stepper.decode_q)))
+    ii = i[n_full[i] > 0]  # (those entering beside decodes) with full steps before the rest
     parts = [(running, chunk, np.maximum(input_len - chunk, 0) / 2),
-             (beside_own[i], np.maximum(first[i], chunk[i]), np.maximum(input_len - first[i], 0) / 2),
-             (running[m], hi, pieces), (running[m][m1], lo[m1], pieces[m1])]
+             (beside_own[i], np.maximum(rest[i], others[i]), n_full[i] * full[i]),
+             (running[m], hi, pieces), (running[m][m1], lo[m1], pieces[m1]),
+             (beside_own[ii], np.maximum(full[ii], others[ii]), full[ii] * (n_full[ii] - 1) / 2)]
     joint = tuple(np.concatenate([part[k] for part in parts]) for k in range(3))
     ends = np.cumsum([0, *(len(part[0]) for part in parts)])
     m0 = np.flatnonzero(lo <= 0)
@@ -221,11 +230,15 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     bare = np.concatenate([running[z], running[m][m0]])
     alone = [(bare, context, np.zeros(len(bare)), np.full(len(bare), input_len / 2), float(input_len))] if len(bare) \
         else []
+    i00 = i0[n_full[i0] > 0]
     if len(i0):
-        alone.append((np.zeros(len(i0)), context, np.maximum(first[i0], chunk[i0]),
-                      np.maximum(input_len - first[i0], 0) / 2, float(input_len)))
-    where = {"i": i, "i0": i0, "z": z, "m": m, "m0": m0, "m1": m1, "f": f, "ends": ends, "others": others,
-             "left": left, "bare": len(bare),
+        alone.append((np.zeros(len(i0)), context, np.maximum(rest[i0], others[i0]), n_full[i0] * full[i0],
+                      float(input_len)))
+    if len(i00):
+        alone.append((np.zeros(len(i00)), context, np.maximum(full[i00], others[i00]),
+                      full[i00] * (n_full[i00] - 1) / 2, float(input_len)))
+    where = {"i": i, "i0": i0, "ii": ii, "i00": i00, "n_full": n_full, "steps": steps, "z": z, "m": m, "m0": m0,
+             "m1": m1, "f": f, "ends": ends, "others": others, "left": left, "bare": len(bare),
              "lag": steady_pipeline_lag(beside_own, chunk / input_len, stepper.pp)}  # as closed_form._colocated
     return ((joint[0], context, joint[1], joint[2], float(input_len)), where), alone
 
@@ -236,7 +249,8 @@ def _colocated_finish(both, lone, cs, where: dict, s_p, gain: float, output_len:
     import numpy as np
 
     ends, i, i0, z, m, m0, m1, f = (where[k] for k in ("ends", "i", "i0", "z", "m", "m0", "m1", "f"))
-    tau, step_i, t_hi, t_lo1 = (both[ends[k]:ends[k + 1]] for k in range(4))
+    ii, i00, n_full = where["ii"], where["i00"], where["n_full"]
+    tau, rest_i, t_hi, t_lo1, full_ii = (both[ends[k]:ends[k + 1]] for k in range(5))
     own_decode = tau.copy()  # where the other prompts fill every step (the budget binds), the steady step itself
     t_lo = np.empty(len(m))
     t_lo[m1] = t_lo1
@@ -247,12 +261,17 @@ def _colocated_finish(both, lone, cs, where: dict, s_p, gain: float, output_len:
         t_lo[m0] = bare[len(z):]
     own_decode[m] = (1 - f) * t_lo + f * t_hi
     ttft = s_p * tau
-    if len(i) or len(i0):
-        ttft = ttft.copy()
-        ttft[i] = s_p[i] * step_i
+    steps = s_p
+    if len(i) or len(i0):  # the unqueued prompts: the rest's step, plus the full steps before it
+        ttft, steps = ttft.copy(), np.asarray(s_p, dtype=float).copy()
+        ttft[i] = rest_i
+        ttft[ii] += n_full[ii] * full_ii
         if len(i0):
-            ttft[i0] = s_p[i0] * lone.pop(0)
-    ttft = ttft + where["lag"] * ttft / s_p
+            ttft[i0] = lone.pop(0)
+        if len(i00):
+            ttft[i00] += n_full[i00] * lone.pop(0)
+        steps[i], steps[i0] = where["steps"][i], where["steps"][i0]
+    ttft = ttft + where["lag"] * ttft / steps
     tpot = own_decode / gain
     latency = ttft + (output_len - 1) * tpot  # formulas/workload.py request_latency
     return _overhead_many(ttft, tpot, latency, cs / latency, request_s)
