@@ -105,7 +105,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message):
 
 def test_a_malformed_spec_file_names_the_file_and_field(tmp_path):
     bad = tmp_path / "bad-gpu.toml"
-    bad.write_text('name = "x"\ndisplay_name = "x"\nvendor = "x"\nsources = ["s"]\nmemory_GiB = -1\n')
+    bad.write_text('name = "x"\ndisplay_name = "x"\nvendor = "NVIDIA"\nsources = ["s"]\nmemory_GiB = -1\n')
     r = run("estimate", "-m", "llama-2-7b", "--gpu", str(bad))
     assert r.exit_code == 2
     assert f"{bad}: memory_GiB: Input should be greater than or equal to 0.001" in r.stderr

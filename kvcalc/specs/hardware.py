@@ -52,9 +52,10 @@ class HardwareSpec(StrictModel):
     name: str
     aliases: list[str] = []
     display_name: str
-    vendor: Literal["NVIDIA", "AMD"] = Field(description="picks vendor-specific formats and kernels (NVFP4's fp4 "
-                                             "peak, ROCm images); the ninth round, H19: 'nvidia' had dequantised "
-                                             "NVFP4 on a B200 in silence")
+    vendor: Literal["NVIDIA", "AMD", "other"] = Field(
+        description="picks vendor-specific formats and kernels (NVFP4's fp4 peak, ROCm images); 'other' for a part "
+        "of neither (a CPU calibrated by kvcalc calibrate). The ninth round, H19: 'nvidia' had dequantised NVFP4 on a "
+        "B200 in silence")
     sources: list[str] = Field(min_length=1)
     notes: str = ""
     memory_GiB: float = Field(ge=1e-3, le=1e6, description="HBM/GDDR capacity; vendors' 'GB' for these parts is binary GiB")

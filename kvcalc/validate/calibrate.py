@@ -91,7 +91,8 @@ def calibrate(device: str | None = None, *, base: str | None = None, name: str |
     else:
         data = {
             "name": name or f"{dev.type}-calibrated", "display_name": f"{where} ({dev.type}, calibrated)",
-            "vendor": platform.system(), "sources": [stamp],
+            "vendor": ("other" if dev.type == "cpu" else "AMD" if getattr(torch.version, "hip", None) else "NVIDIA"),
+            "sources": [stamp],
             "notes": "No datasheet: the measured copy bandwidth and matmul throughput are the roofs.",
             "memory_GiB": host_memory_GiB() if dev.type == "cpu" else torch.cuda.get_device_properties(dev).total_memory / 2**30,
             "memory_bandwidth_GBps": measured["bandwidth_GBps"],
