@@ -213,3 +213,17 @@ def test_p1_plans_ladder_times_a_long_prompt_as_serve_does(engine, tp, in_flight
     assert r.run_many is not None  # the ladder plan searches: every element its own serve
     many = r.run_many(np.array([1.0, 8.0, float(in_flight)]))
     assert many["ttft_s"][-1] * 1e3 == pytest.approx(s["ttft_ms"], rel=1e-9)
+
+
+def test_p2_p3_each_engines_best_at_a_percentile_is_one_the_simulator_checked():
+    """P2, P3: at p99 best_by_engine listed 1-GPU replicas the simulator never checked as meeting the limits, where the
+    same JSON's simulated_misses showed them 2.5x over the TTFT limit, and --emit launched one. Each engine's best is
+    now simulated and meets the limits, and a frontier row left unsimulated says so."""
+    out = runner.invoke(app, ["plan", "-m", "qwen3-0.6b", "-g", "a100-sxm-80gb", "-i", "2000", "-o", "1000", "-n", "64",
+                              "--max-ttft-ms", "300", "--max-tpot-ms", "100", "--percentile", "p99", "-f", "json"])
+    doc = json.loads(out.stdout)
+    assert doc["best_by_engine"]
+    for row in doc["best_by_engine"].values():
+        assert row["simulated"] and row["simulated"]["met"] and not row["misses"]
+        assert row["simulated"]["ttft_ms"] <= 300
+    assert all(r["simulated"] or "not simulated" in r.get("simulated_note", "") for r in doc["frontier"])
