@@ -605,8 +605,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 need = blocks_for(kv[run] + q) - blocks[run]
                 over = used + int(need.sum()) - pool_blocks
                 if over > 0:
-                    # ScheduleBatch.retract_decode: drop requests (the longest outputs left go last) until it fits
-                    order = np.argsort(-(outs[run] - gen[run]), kind="stable")
+                    # ScheduleBatch.retract_decode (schedule_batch.py) sorts by (output tokens generated, -prompt
+                    # length) and retracts from the end: the fewest generated first, the longest prompt first among
+                    # equals (the ninth round, S7: the most output left had gone first, the same only at fixed lengths)
+                    order = np.lexsort((-ins[run], gen[run]))
                     freed, k = 0, 0
                     while freed < over and k < len(run) - 1:
                         j = run[order[k]]
@@ -1081,7 +1083,18 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         budget, seqs = vllm_server_defaults(hw.name, hw.visible_memory_bytes / 2**30, version)
         step_tokens = step_tokens if step_tokens is not None else budget
         max_num_seqs = max_num_seqs if max_num_seqs is not None else seqs
+    if scheduler == "vllm-v0" and step_tokens is None:
+        # V0's SchedulerConfig: max_num_batched_tokens = max(max_model_len, 2048) with chunked prefill off, so a prompt
+        # runs whole (the ninth round, S4: the policy's 2,048 had split a 6,000-token prompt in three)
+        from kvcalc.specs.catalog import load_model as _load_model
+
+        longest = (model if hasattr(model, "max_position_embeddings") else _load_model(model)).max_position_embeddings
+        step_tokens = max(longest or 0, int(work.input_len.max()) + 1, 2048)
     policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
+    if policy.name == "vllm-v1" and engine == "vllm" and policy.budget < policy.max_seqs:
+        # vllm/config/scheduler.py SchedulerConfig._verify_args refuses it at start-up (the ninth round, S8)
+        raise KvcalcError(f"--step-tokens {policy.budget:,}: vLLM refuses a max_num_batched_tokens below its "
+                          f"max_num_seqs ({policy.max_seqs:,}; SchedulerConfig); raise it or lower --max-num-seqs")
     # at least the prompts' tokens over the budget, and the outputs over the most decodes a step holds: refused past
     # MAX_STEPS rather than run for minutes (the third audit: --step-tokens 1 on 20,000 prompts of 8,000 tokens)
     fewest = (float(work.input_len.sum()) / policy.budget
