@@ -227,3 +227,45 @@ def test_p2_p3_each_engines_best_at_a_percentile_is_one_the_simulator_checked():
         assert row["simulated"] and row["simulated"]["met"] and not row["misses"]
         assert row["simulated"]["ttft_ms"] <= 300
     assert all(r["simulated"] or "not simulated" in r.get("simulated_note", "") for r in doc["frontier"])
+
+
+def test_s7_sglang_retracts_the_request_with_the_fewest_tokens_generated():
+    """S7: SGLang's ScheduleBatch.retract_decode sorts by (len(output_ids), -len(origin_input_ids)) and retracts from
+    the end, the fewest generated first; the simulator retracted the one with the most output left (the same only at
+    fixed lengths). A (10 + 1,000, at 0 s) and B (10 + 400, at 0.3 s), 1 ms steps, a pool of 1,100 tokens, the ratio
+    pinned at 0.1: when the pool fills A has 690 generated, B 390: B goes, A finishes without a recompute."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from kvcalc.engines.scheduler import sglang_prefill_first
+    from kvcalc.serving.simulate import Workload, simulate_schedule
+
+    class Toy:
+        def seconds(self, d, c, k, kc, pl=None):
+            return 1e-3
+
+        def decode_seconds(self, d, ctxs):
+            return np.full(len(ctxs), 1e-3)
+
+    policy = replace(sglang_prefill_first(), init_new_token_ratio=0.1, min_new_token_ratio=0.1,
+                     new_token_ratio_decay=0.0)
+    r = simulate_schedule(policy, Toy(), Workload(np.array([0.0, 0.3]), np.array([10, 10]), np.array([1000, 400])),
+                          pool_tokens=1100, log_steps=True)
+    assert r.preemptions == 1
+    assert r.finish_s[0] == pytest.approx(1.001)  # A: its prefill and 1,000 decode steps, never recomputed
+    assert any(step["ids"] == [1] and step["chunk"] == 401 for step in r.log)  # B re-prefilled: 10 + 390 + 1
+
+
+def test_s4_s8_vllm_schedules_as_its_configs_allow():
+    """S4: scheduler='vllm-v0' split a 6,000-token prompt at the policy's 2,048 where V0's SchedulerConfig takes
+    max_num_batched_tokens = max(max_model_len, 2048) with chunked prefill off: one prefill step, not three. S8: vLLM
+    refuses max_num_batched_tokens below max_num_seqs at start-up (SchedulerConfig._verify_args); it was simulated."""
+    import kvcalc
+
+    d = kvcalc.simulate("llama-3.1-8b", "h100-sxm", input_len=6000, output_len=10, arrivals="closed", concurrency=1,
+                        num_prompts=1, scheduler="vllm-v0", engine="vllm", vllm_version="0.6.3")
+    assert d["steps"] == 10  # one prefill step, nine decodes
+    assert "--step-tokens 512" in one_line_error(["serve", "-m", "llama-3.1-8b", "-e", "vllm", "-i", "100",
+                                                  "--output-len", "10", "--simulate", "-n", "4", "--num-prompts",
+                                                  "10", "--step-tokens", "512"])

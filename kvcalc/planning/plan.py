@@ -682,6 +682,8 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     else:
         chosen = _distinct(ok, runners_up + 1)
         best = {e: next(p for p in ok if p.deployment.engine == e) for e in sorted({p.deployment.engine for p in ok})}
+    closest_rows = [] if chosen else [point_dict(p) for p in _closest(points, max_ttft_ms, max_tpot_ms)]
+    frontier_rows = [point_dict(p) for p in pareto([p for p in points if "GPU budget" not in p.misses])]
     result = {
         "model": spec.name,
         "gpus": [hw.name for hw in hws],
@@ -696,8 +698,8 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         "choice_note": None if chosen else _infeasible_note(points, no_fit, simulated),
         "runners_up": [point_dict(p, chosen[0]) for p in chosen[1:]],
         "best_by_engine": {e: point_dict(p) for e, p in best.items()},
-        "closest": [] if chosen else [point_dict(p) for p in _closest(points, max_ttft_ms, max_tpot_ms)],
-        "frontier": [point_dict(p) for p in pareto([p for p in points if "GPU budget" not in p.misses])],
+        "closest": closest_rows,
+        "frontier": frontier_rows,
         "rejected": _rejected(candidates, points, no_fit, chosen),
         "time_model": ("serve's closed-form steady state (kvcalc/serving/closed_form.py) over StepTimer's step "
                        "times, the engine profile named per configuration; TTFT and TPOT are the typical "
@@ -709,7 +711,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         "simulated_misses": [point_dict(p) for p in points if p.simulated and not p.simulated["met"]],
     }
     if simulated:  # the points the simulator did not check say so (P2: "not applicable to this run" on a p99 run)
-        for row in (*result["frontier"], *result["closest"]):
+        for row in [*frontier_rows, *closest_rows]:
             if row["simulated"] is None:
                 row["simulated_note"] = (f"not simulated: its {percentile} was not checked (only the finalists' "
                                          "are), and its misses are the closed form's, the median's")
