@@ -375,7 +375,7 @@ def test_verification_pass_messages_and_release_bands(tmp_path):
               "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256}
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "model.safetensors.index.json").write_text('{"metadata": {}, "weight_map": {}}')
-    assert one_line_error(["estimate", "-m", str(tmp_path)]).endswith("got None")
+    assert "metadata.total_size: absent" in one_line_error(["estimate", "-m", str(tmp_path)])  # (H10: "got None")
     from kvcalc.cli.web_cmd import _check_listen
 
     _check_listen("", 0)  # no error

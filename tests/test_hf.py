@@ -384,7 +384,9 @@ def test_ignore_lists_and_targets_decide_what_stays_bf16(tmp_path):
     experts_only = {"quant_method": "compressed-tensors", "config_groups": {"g": {
         "targets": ["re:.*mlp.experts.*"], "weights": {"type": "int", "num_bits": 4, "group_size": 32,
                                                                   "symmetric": False}}}}
-    assert qc_spec(tmp_path, experts_only).quantized == ["experts"]
+    moe = json.loads((HF / "Qwen3-30B-A3B" / "config.json").read_text())  # (a dense model has no experts to hold
+    (tmp_path / "config.json").write_text(json.dumps({**moe, "quantization_config": experts_only}))  # them: refused)
+    assert load_hf_spec(tmp_path)[0].quantization.quantized == ["experts"]
     modelopt = {"quant_method": "modelopt", "quantization": {"quant_algo": "NVFP4", "group_size": 16,
                                                              "exclude_modules": ["lm_head", "model.layers.*.self_attn*"]}}
     q = qc_spec(tmp_path, modelopt)

@@ -269,3 +269,29 @@ def test_s4_s8_vllm_schedules_as_its_configs_allow():
     assert "--step-tokens 512" in one_line_error(["serve", "-m", "llama-3.1-8b", "-e", "vllm", "-i", "100",
                                                   "--output-len", "10", "--simulate", "-n", "4", "--num-prompts",
                                                   "10", "--step-tokens", "512"])
+
+
+def test_h10_h11_h12_spec_files_say_what_is_wrong(tmp_path):
+    """H10: a string total_size was printed unquoted ("expected a positive number ... got 13476839424") and an absent
+    one as None; H11: attention.global_count above num_layers was clamped in silence, and a quantised class the model
+    lacks printed "fp8" beside bf16 bytes; H12: a YAML spec with a key given twice took the last value (16 of 32
+    layers), where TOML refuses it."""
+    from pathlib import Path
+
+    import yaml
+
+    folder = write(tmp_path, LLAMA, "index")
+    (folder / "model.safetensors.index.json").write_text('{"metadata": {"total_size": "13476839424"}, "weight_map": {}}')
+    assert "the string '13476839424'" in one_line_error(["estimate", "-m", folder])
+    spec = (Path(__file__).parents[1] / "model_specs/llama-3.1-8b.toml").read_text()
+    windowed = tmp_path / "g.toml"
+    windowed.write_text(spec.replace("head_dim = 128", "head_dim = 128\nsliding_window = 4096\nglobal_count = 64", 1))
+    assert "attention.global_count (64) exceeds num_layers (32)" in one_line_error(["estimate", "-m", windowed])
+    quantised = tmp_path / "q.toml"
+    quantised.write_text(spec + '\n[quantization]\nweight_format = "fp8"\nquantized = ["experts"]\n')
+    assert "quantization.quantized" in one_line_error(["estimate", "-m", quantised])
+    import tomllib
+
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(yaml.safe_dump(tomllib.loads(spec)) + "num_layers: 16\n")
+    assert "'num_layers' given twice" in one_line_error(["estimate", "-m", twice])

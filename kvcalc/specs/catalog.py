@@ -101,6 +101,18 @@ def _core_schema_loader(yaml):
         return int(text, 10)  # past Python's digit limit, a ValueError that the reader words (parse_error)
 
     CoreLoader.add_constructor("tag:yaml.org,2002:int", decimal)
+
+    def unique_keys(loader, node, deep=False):  # YAML 1.2 (3.2.1.1): a mapping's keys are unique, as TOML's are;
+        # PyYAML takes the last (the ninth round, H12: a repeated num_layers halved a model in silence)
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    CoreLoader.construct_mapping = unique_keys
     return CoreLoader
 
 

@@ -1022,7 +1022,8 @@ def checkpoint_total_size(folder: Path) -> tuple[Path, int] | None:
     match = _TOTAL_SIZE.search(head)
     if match:  # the fifth audit: a total_size of 0 or of 400 digits passed here and divided by zero or overflowed
         digits = match.group(1)
-        return index, _total_size(index, int(digits) if len(digits) <= 20 else f"a number of {len(digits)} digits")
+        return index, _total_size(index, int(digits) if len(digits) <= 20 else _Described(f"a number of {len(digits)} "
+                                                                                         "digits"))
     try:
         data = json.loads(read_regular_file(index, "a safetensors index", INDEX_MAX_BYTES).decode("utf-8-sig"))
     except (ValueError, RecursionError):
@@ -1032,12 +1033,22 @@ def checkpoint_total_size(folder: Path) -> tuple[Path, int] | None:
     return index, _total_size(index, total)
 
 
+class _Described(str):
+    """What a total_size was, in words, where printing it would be too long (a number of 400 digits)."""
+
+
 def _total_size(index: Path, total) -> int:
-    """metadata.total_size as bytes: a positive number up to MAX_CHECKPOINT_BYTES, else a one-line error."""
+    """metadata.total_size as bytes: a positive number up to MAX_CHECKPOINT_BYTES, else a one-line error naming what
+    it was (a string quoted, an absent one as absent: the ninth round, H10)."""
     if (isinstance(total, bool) or not isinstance(total, (int, float)) or not math.isfinite(total)
             or not 0 < total <= MAX_CHECKPOINT_BYTES):
+        if total is None:
+            raise KvcalcError(f"{index}: metadata.total_size: absent; expected a positive number of bytes (remove the "
+                              "index, or fix it, to compare the weights with it)")
+        got = (str(total) if isinstance(total, _Described) else f"the string {total[:40]!r}" if isinstance(total, str)
+               else repr(total)[:40])
         raise KvcalcError(f"{index}: metadata.total_size: expected a positive number of bytes up to "
-                          f"{MAX_CHECKPOINT_BYTES:.0e}, got {total if isinstance(total, str) else repr(total)[:40]}")
+                          f"{MAX_CHECKPOINT_BYTES:.0e}, got {got}")
     return int(total)
 
 

@@ -287,6 +287,16 @@ class ModelSpec(StrictModel):
                 "and moe_layer_freq); lower them, or drop the moe table for a dense model")
         if self.learned_position_embeddings and self.max_position_embeddings is None:
             raise ValueError("learned_position_embeddings needs max_position_embeddings")
+        g = self.attention.global_count  # the ninth round, H11: clamped to num_layers in silence
+        if g is not None and g > self.num_layers:
+            raise ValueError(f"attention.global_count ({g}) exceeds num_layers ({self.num_layers})")
+        q = self.quantization
+        if q is not None:  # a quantised class the model has, or its weight format names nothing it stores (H11)
+            has = {"attention": bool(self.attention_layers), "mlp": bool(self.dense_layers),
+                   "experts": self.moe is not None, "shared_experts": bool(self.moe and self.moe.num_shared_experts)}
+            if not any(has.get(c) for c in q.quantized):
+                raise ValueError(f"quantization.quantized {q.quantized}: {self.name} has none of these layer classes, "
+                                 f"so no weight is stored as {q.weight_format}")
         la = self.linear_attention
         if la is not None and la.layers is not None and la.layers > self.num_layers:
             raise ValueError(f"linear_attention.layers ({la.layers}) exceeds num_layers ({self.num_layers})")
