@@ -295,3 +295,27 @@ def test_h10_h11_h12_spec_files_say_what_is_wrong(tmp_path):
     twice = tmp_path / "twice.yaml"
     twice.write_text(yaml.safe_dump(tomllib.loads(spec)) + "num_layers: 16\n")
     assert "'num_layers' given twice" in one_line_error(["estimate", "-m", twice])
+
+
+def test_h16_hybrid_layer_kinds_are_read_or_refused(tmp_path):
+    """H16: in Qwen3-Next's layer_types, 'banana' or 'sliding_attention' was read as a Gated DeltaNet layer, and a
+    full_attention_interval past the layers (or Nemotron-H's pattern without '*') left a model of 0 KV bytes a token;
+    Jamba and the attention-free families are refused in one line."""
+    from pathlib import Path
+
+    q = {"model_type": "qwen3_next", "hidden_size": 2048, "intermediate_size": 5120, "num_hidden_layers": 48,
+         "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256, "num_experts": 512,
+         "num_experts_per_tok": 10, "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512,
+         "linear_num_key_heads": 16, "linear_num_value_heads": 32, "linear_key_head_dim": 128,
+         "linear_value_head_dim": 128, "vocab_size": 151936, "max_position_embeddings": 262144}
+    kinds = ["linear_attention"] * 3 + ["full_attention"]
+    ok = estimate_json("-m", write(tmp_path, {**q, "layer_types": kinds * 12}, "ok"), "-c", 1)
+    assert ok["kv_cache"]["bytes_per_token"] == 12 * 2 * 2 * 256 * 2  # 12 full layers, 2 KV heads of 256, K and V
+    for n, bad in enumerate(("banana", "sliding_attention")):
+        folder = write(tmp_path, {**q, "layer_types": [t if t == "full_attention" else bad for t in kinds * 12]}, bad)
+        assert f"'{bad}'" in one_line_error(["estimate", "-m", folder])
+    assert "full_attention_interval" in one_line_error(["estimate", "-m", write(tmp_path, {
+        **q, "full_attention_interval": 100}, "interval")])
+    nemotron = json.loads((Path(__file__).parent / "fixtures/hf/Nemotron-H-8B-Base-8K/config.json").read_text())
+    nemotron["hybrid_override_pattern"] = nemotron["hybrid_override_pattern"].replace("*", "M")
+    assert "hybrid_override_pattern" in one_line_error(["estimate", "-m", write(tmp_path, nemotron, "nemotron")])

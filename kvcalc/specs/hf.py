@@ -218,12 +218,21 @@ def _linear_layers(c: Config, layers: int) -> dict:
     layer_types, full_attention_interval (4 by default)."""
     types = c.data.get("layer_types")
     if types is None:
-        return {"full_every": c.int("full_attention_interval", 4)}
+        every = c.int("full_attention_interval", 4)
+        if every > layers:  # the ninth round, H16: no attention layer, a model of 0 KV bytes, accepted in silence
+            raise KvcalcError(f"{c.source}: full_attention_interval {every} leaves no full-attention layer of "
+                              f"num_hidden_layers {layers}, which kvcalc does not model")
+        return {"full_every": every}
     if not (isinstance(types, list) and len(types) == layers and all(isinstance(t, str) for t in types)):
         raise KvcalcError(f"{c.source}: layer_types: expected a list of num_hidden_layers ({layers}) strings")
+    other = sorted(set(types) - {"full_attention", "linear_attention"})
+    if other:  # H16: 'banana', or a sliding softmax layer, had been read as a linear-attention layer
+        raise KvcalcError(f"{c.source}: layer_types: {other[0]!r} layers are not a kind kvcalc reads in this "
+                          "model_type (it reads full_attention and linear_attention)")
     full = [i for i, t in enumerate(types) if t == "full_attention"]
     if not full:
-        return {"layers": layers}
+        raise KvcalcError(f"{c.source}: layer_types: no full_attention layer, which kvcalc does not model (it reads "
+                          "linear-attention layers beside attention)")
     every = full[0] + 1
     if full == list(range(every - 1, layers, every)):
         return {"full_every": every}
@@ -246,6 +255,9 @@ def _nemotron_h(c: Config) -> dict:
     if not isinstance(pattern, str) or len(pattern) != layers:
         raise KvcalcError(f"{c.source}: hybrid_override_pattern: expected a string of num_hidden_layers ({layers}) "
                           f"blocks, got {pattern!r:.60}")
+    if "*" not in pattern:  # the ninth round, H16: every block a Mamba mixer, 0 KV bytes, accepted
+        raise KvcalcError(f"{c.source}: hybrid_override_pattern: no attention block (*), which kvcalc does not model "
+                          "(it reads Mamba layers beside attention)")
     kv = c.int("num_key_value_heads", heads)
     _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
     spec = {
