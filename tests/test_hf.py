@@ -391,9 +391,9 @@ def test_ignore_lists_and_targets_decide_what_stays_bf16(tmp_path):
                                                              "exclude_modules": ["lm_head", "model.layers.*.self_attn*"]}}
     q = qc_spec(tmp_path, modelopt)
     assert (q.weight_format, q.quantized) == ("nvfp4", ["mlp", "experts", "shared_experts"])
-    per_layer = {"quant_method": "fbgemm_fp8", "modules_to_not_convert": [
-        "lm_head", "model.layers.0.mlp.down_proj", "model.layers.0.mlp.up_proj", "model.layers.27.mlp.gate_proj"]}
-    assert qc_spec(tmp_path, per_layer).kept_layers == {"mlp": 2}
+    per_layer = {"quant_method": "fbgemm_fp8", "modules_to_not_convert": ["lm_head"] + [
+        f"model.layers.{i}.mlp.{proj}" for i in (0, 27) for proj in ("down_proj", "up_proj", "gate_proj")]}
+    assert qc_spec(tmp_path, per_layer).kept_layers == {"mlp": 2}  # (part of a layer's MLP is refused: H9)
 
 
 @pytest.mark.parametrize("qc, message", [

@@ -319,3 +319,25 @@ def test_h16_hybrid_layer_kinds_are_read_or_refused(tmp_path):
     nemotron = json.loads((Path(__file__).parent / "fixtures/hf/Nemotron-H-8B-Base-8K/config.json").read_text())
     nemotron["hybrid_override_pattern"] = nemotron["hybrid_override_pattern"].replace("*", "M")
     assert "hybrid_override_pattern" in one_line_error(["estimate", "-m", write(tmp_path, nemotron, "nemotron")])
+
+
+@pytest.mark.parametrize(("ignore", "expected"), [
+    # layer 0's MLP in bf16: 9,081,200,640 + 3 x 4,096 x 14,336 B (one more byte a weight)
+    (["lm_head", "re:model.layers.0.mlp.*"], 9_081_200_640 + 3 * 4096 * 14336),
+    (["lm_head", "re:.*layers\\.0\\.mlp\\..*"], 9_081_200_640 + 3 * 4096 * 14336),  # H8: escaped dots, the same
+    (["lm_head", "model.layers.0.mlp.down_proj", "model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj"],
+     9_081_200_640 + 3 * 4096 * 14336),
+    (["lm_head", "re:.*down_proj"], None),  # H9: one projection of a class: refused, not dropped or widened
+    (["lm_head", "model.layers.*.mlp.down_proj"], None),
+])
+def test_h8_h9_ignore_lists_keep_whole_classes_or_are_refused(tmp_path, ignore, expected):
+    """H8: an ignore regex with escaped dots kept every layer's MLP in bf16 (+59 %); H9: an entry naming one
+    projection counted 0, 1 or 3 of its class's matrices depending on its spelling. kvcalc keeps whole classes."""
+    qc = {"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ignore, "config_groups": {
+        "g": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "symmetric": True,
+                                                 "strategy": "channel"}}}}
+    folder = write(tmp_path, {**LLAMA, "quantization_config": qc})
+    if expected is None:
+        assert "down_proj" in one_line_error(["estimate", "-m", folder])
+    else:
+        assert estimate_json("-m", folder)["weights"]["bytes"] == expected

@@ -660,11 +660,28 @@ NOT_LANGUAGE = ("visual", "vision", "audio", "mm_projector", "multi_modal")  # t
 LAYER_INDEX = re.compile(r"layers\.(\d+)\.")
 
 
+def _unescaped(entry: str) -> str:
+    """A module name or pattern as a name: a regex's escaped dots as dots (the ninth round, H8: 're:.*layers\\.0\\.mlp'
+    had not matched layer 0 and kept every layer's MLP in bf16)."""
+    return entry.replace("\\.", ".")
+
+
+def _projection(entry: str) -> str:
+    """The last component an entry names ('re:.*down_proj' -> 'down_proj', 'model.layers.0.mlp' -> 'mlp')."""
+    return entry.lower().removeprefix("re:").rstrip("$*.").rsplit(".", 1)[-1].lstrip("*+?^(")
+
+
+# Each class's projections, in the layouts checkpoints name them (Llama's; fused qkv or gate_up): an ignore list that
+# names some of one layout's but not all keeps part of a class, which kvcalc cannot size (the ninth round, H9)
+PROJECTIONS = {"attention": ({"q_proj", "k_proj", "v_proj", "o_proj"}, {"qkv_proj", "o_proj"}),
+               "mlp": ({"gate_proj", "up_proj", "down_proj"}, {"gate_up_proj", "down_proj"})}
+
+
 def _module_class(entry: str) -> str | None:
     """The layer class a module name (or a compressed-tensors 're:' pattern, or a ModelOpt glob) names, or None
     for what kvcalc keeps in bf16 anyway (lm_head, embeddings, norms, routers) or does not recognise."""
-    text = entry.lower().removeprefix("re:")
-    last = text.rstrip("$*.").rsplit(".", 1)[-1]
+    text = _unescaped(entry).lower().removeprefix("re:")
+    last = _projection(text)
     if any(k in text for k in ALWAYS_KEPT + NOT_LANGUAGE) or last in ("gate", "router"):
         return None
     if "attn" in text or "attention" in text or last in ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj"):
@@ -687,15 +704,31 @@ def _left_in_bf16(entries: object, where: str, key: str) -> tuple[set[str], dict
     if not isinstance(entries, list):
         raise KvcalcError(f"{where}: quantization_config {key}: expected a list of module names, got {entries!r:.60}")
     whole, by_layer = set(), {}
+    parts: dict[tuple, set] = {}  # (class, layer or None) -> the projections named one by one
     for entry in entries:
-        cls = _module_class(str(entry))
+        text = _unescaped(str(entry))
+        cls = _module_class(text)
         if cls is None:
             continue
-        index = LAYER_INDEX.search(str(entry))
-        if index is None:
+        index = LAYER_INDEX.search(text)
+        layer = int(index.group(1)) if index else None
+        if cls in PROJECTIONS and _projection(text) in set().union(*PROJECTIONS[cls]):
+            parts.setdefault((cls, layer), set()).add(_projection(text))
+            continue
+        if layer is None:
             whole.add(cls)
         else:
-            by_layer.setdefault(cls, set()).add(int(index.group(1)))
+            by_layer.setdefault(cls, set()).add(layer)
+    for (cls, layer), named in parts.items():
+        if not any(layout <= named for layout in PROJECTIONS[cls]):
+            where_in = "every layer's" if layer is None else f"layer {layer}'s"
+            raise KvcalcError(f"{where}: quantization_config {key}: keeps {', '.join(sorted(named))} of {where_in} "
+                              f"{cls} in bf16 and quantises the rest; kvcalc keeps whole layer classes; "
+                              f"{OTHER_FORMAT}")
+        if layer is None:
+            whole.add(cls)
+        else:
+            by_layer.setdefault(cls, set()).add(layer)
     return whole, {c: len(ids) for c, ids in by_layer.items() if c not in whole}
 
 
