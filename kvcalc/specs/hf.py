@@ -255,9 +255,6 @@ def _nemotron_h(c: Config) -> dict:
     if not isinstance(pattern, str) or len(pattern) != layers:
         raise KvcalcError(f"{c.source}: hybrid_override_pattern: expected a string of num_hidden_layers ({layers}) "
                           f"blocks, got {pattern!r:.60}")
-    if "*" not in pattern:  # the ninth round, H16: every block a Mamba mixer, 0 KV bytes, accepted
-        raise KvcalcError(f"{c.source}: hybrid_override_pattern: no attention block (*), which kvcalc does not model "
-                          "(it reads Mamba layers beside attention)")
     kv = c.int("num_key_value_heads", heads)
     _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
     spec = {
