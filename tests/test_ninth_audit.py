@@ -350,3 +350,15 @@ def test_p5_a_replica_at_a_rate_is_simulated_with_its_pools_seats():
     choice = doc["choice"]
     assert choice is not None and choice["gpus"] == 1
     assert choice["simulated"]["met"] and choice["max_num_seqs"] == choice["simulated"]["max_num_seqs"]
+
+
+def test_s9_a_disaggregated_simulation_reports_the_whole_deployments_queue():
+    """S9: with 300 requests arriving within 0.3 s at one prefill GPU, the disaggregated simulation reported
+    max_waiting 0 (the first decode replica's queue) while requests waited 12 s for prefill; max_running was one
+    decode replica's. The queue now sums the prefill replicas', the running requests every decode replica's."""
+    base = ["serve", "-m", "llama-3.1-8b", "-e", "vllm", "-i", "4000", "--output-len", "50", "--simulate",
+            "--arrivals", "poisson", "--request-rate", "1000", "--num-prompts", "300", "-f", "json"]
+    one = json.loads(runner.invoke(app, [*base, "--disaggregate", "1:1"]).stdout)
+    three = json.loads(runner.invoke(app, [*base, "--disaggregate", "1:3"]).stdout)
+    assert one["max_waiting"] > 250 and three["max_waiting"] == one["max_waiting"]  # the same prefill queue
+    assert three["max_running"] > 3  # three decode replicas' requests, not the first one's

@@ -1264,7 +1264,7 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
     transfer = kv_transfer_seconds(spec, hw, work.input_len.astype(float), d["p"].b_kv, tp)  # each request's own
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
-    itl_t, itl_w, tl = [], [], None
+    itl_t, itl_w, prefills, decodes = [], [], [], []
     preemptions = steps = 0
     p_rep, d_rep = split[0] // tp, split[1] // tp
     ones = np.ones(n, dtype=np.int64)
@@ -1275,6 +1275,7 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         first[idx] = res.first_token_s + transfer[idx]
         preemptions += res.preemptions
         steps += res.steps
+        prefills.append(res)
     for r in range(d_rep):
         idx = np.arange(r, n, d_rep)
         idx = idx[np.argsort(first[idx], kind="stable")]
@@ -1286,8 +1287,20 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         steps += res.steps
         itl_t.append(res.itl_s)
         itl_w.append(res.itl_weight)
-        tl = tl or res
-    assert tl is not None  # d_rep >= 1: check_int above holds the decode GPUs to at least --tp
+        decodes.append(res)
+    # the deployment's timeline: requests waiting in every prefill replica's queue, running in every decode replica
+    # (the ninth round, S9: the first decode replica's alone, max_waiting 0 while requests waited 12 s for prefill)
+    times = np.unique(np.concatenate([r.timeline_s for r in prefills + decodes]))
+
+    def total(results, field):
+        out = np.zeros(len(times))
+        for r in results:
+            if len(r.timeline_s):
+                at = np.searchsorted(r.timeline_s, times, side="right") - 1
+                out += np.where(at >= 0, getattr(r, field)[np.maximum(at, 0)], 0)
+        return out
+
     out = SimResult(work.arrival_s, first, finish, work.input_len, work.output_len, preemptions,
-                    np.concatenate(itl_t), np.concatenate(itl_w), tl.timeline_s, tl.waiting, tl.running, steps)
+                    np.concatenate(itl_t), np.concatenate(itl_w), times, total(prefills, "waiting"),
+                    total(decodes, "running"), steps)
     return out, float(transfer.mean() * 1e3)
