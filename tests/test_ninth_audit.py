@@ -362,3 +362,13 @@ def test_s9_a_disaggregated_simulation_reports_the_whole_deployments_queue():
     three = json.loads(runner.invoke(app, [*base, "--disaggregate", "1:3"]).stdout)
     assert one["max_waiting"] > 250 and three["max_waiting"] == one["max_waiting"]  # the same prefill queue
     assert three["max_running"] > 3  # three decode replicas' requests, not the first one's
+
+
+@pytest.mark.parametrize("model", ["jamba-v0.1", "falcon-7b", "chatglm2-6b", "gemma-2-9b", "command-r"])
+def test_p9_plan_leaves_tensorrt_llm_out_for_architectures_it_cannot_load(model):
+    """P9: plan chose and --emit trtllm launched TensorRT-LLM's PyTorch back end for Jamba, Falcon, ChatGLM2, Gemma 2
+    and Command-R, none of which is in its supported-models table (1.3.0rc20): the server would not start."""
+    args = ["plan", "-m", model, "-g", "h200", "-i", "1000", "-o", "200", "--request-rate", "2"]
+    doc = json.loads(runner.invoke(app, [*args, "-f", "json"]).stdout)
+    assert "trtllm" not in doc["best_by_engine"] and (doc["choice"] is None or doc["choice"]["engine"] != "trtllm")
+    assert "supported-models" in one_line_error([*args, "--emit", "trtllm"])

@@ -80,6 +80,10 @@ def plan_cli(
         if result["choice"] is None:
             raise KvcalcError("--emit: no configuration meets the limits, so there is nothing to launch")
         best = result["choice"] if emit == "k8s" else result["best_by_engine"].get(emit)
+        from kvcalc.engines.launch import engine_model_refusal
+
+        if best is None and (why := engine_model_refusal(emit, load_model(model))):
+            raise KvcalcError(f"--emit {emit}: {why}")
         if best is None:
             raise KvcalcError(f"--emit: no {emit} configuration meets the limits; the choice runs on "
                               f"{result['choice']['engine']}")

@@ -48,6 +48,21 @@ _SGLANG_QUANT = {"fp8": "fp8"}
 _SGLANG_KV = {"fp8": "fp8_e4m3", "bf16": "auto"}  # server_args.py: kv_cache_dtype choices auto, fp8_e5m2, fp8_e4m3
 
 
+# Families whose architectures TensorRT-LLM's PyTorch back end (the one trtllm-serve launches) has no model class for:
+# none of them is in its supported-models table (nvidia.github.io/TensorRT-LLM/1.3.0rc20/models/supported-models.html,
+# the bundled profiles' release), and its loader raises "Unknown architecture for AutoModelForCausalLM"
+# (tensorrt_llm/_torch/models/modeling_auto.py). plan leaves TensorRT-LLM out for them (the ninth round, P9).
+TRTLLM_UNSUPPORTED_FAMILIES = ("jamba", "falcon", "chatglm", "gemma2", "cohere")
+
+
+def engine_model_refusal(engine: str, spec) -> str | None:
+    """Why `engine` cannot serve this model (an architecture its server has no class for), or None."""
+    if engine == "trtllm" and spec.family in TRTLLM_UNSUPPORTED_FAMILIES:
+        return (f"TensorRT-LLM's PyTorch back end has no model class for {spec.family} ({spec.name}): it is not in "
+                "its supported-models table")
+    return None
+
+
 # A checkpoint that ships its own code (ModelSpec.trust_remote_code: config.json's auto_map; Kimi-K2's tokenizer,
 # ChatGLM2's model and tokenizer) loads only with it: vLLM's get_tokenizer fails "If the tokenizer is a custom
 # tokenizer ... using the `--trust-remote-code` flag"; SGLang's DeepSeek-V3 and Moonshot's Kimi-K2 guides pass it;

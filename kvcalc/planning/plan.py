@@ -37,7 +37,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 
 from kvcalc.checks import MAX_GPUS, MAX_TOKENS, MIN_CONCURRENCY, MIN_REQUEST_RATE, check_int, check_number
-from kvcalc.engines.launch import launches_layout
+from kvcalc.engines.launch import engine_model_refusal, launches_layout
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import fp8_block_refusal, tp_refusal
 from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
@@ -191,6 +191,8 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
     for hw in gpus:
         names = engines or [e for e in available_engines(hw.name) if e in SERVING_ENGINES] or ["roofline"]
         for engine in names:
+            if engine_model_refusal(engine, spec):  # an architecture the engine's server cannot load (P9)
+                continue
             for weight_dtype, converted in weight_formats(spec, hw, convert):
                 for kv_dtype in kv_formats(hw):
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
