@@ -16,7 +16,8 @@ from kvcalc.errors import KvcalcError
 #   nvfp4         fp4 (e2m1) with one fp8 (e4m3) scale per 16 elements: 0.5 + 1/16 (NVIDIA's NVFP4)
 #   mxfp4         fp4 (e2m1) with one e8m0 scale per 32 elements: 0.5 + 1/32 (OCP microscaling; gpt-oss)
 INT4_GROUP_SIZE = 128
-FP8_BLOCK = 128 * 128
+FP8_BLOCK_SIDE = 128  # weight_block_size [128, 128]: a slice of a split matrix holds whole blocks of this side
+FP8_BLOCK = FP8_BLOCK_SIDE * FP8_BLOCK_SIDE
 BYTES_PER_ELEMENT: dict[str, float] = {
     "fp32": 4.0,
     "bf16": 2.0,

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
-from kvcalc.dtypes import KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
+from kvcalc.dtypes import FP8_BLOCK_SIDE, KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.engines.overhead import describe, overhead_seconds, synced_layers, with_band
 from kvcalc.engines.kernel_eras import describe as describe_era
 from kvcalc.engines.memory import ENGINE_MEMORY_RULES, engine_sequences_held
@@ -271,9 +271,6 @@ def check_tp(tp, spec: ModelSpec, weight_dtype: str | None = None, ep: int = 1) 
     why = tp_refusal(spec, tp, ep) or (fp8_block_refusal(spec, weight_dtype, tp, ep) if weight_dtype else None)
     if why:
         raise KvcalcError(f"--tp: {why}")
-
-
-FP8_BLOCK_SIDE = 128  # the fp8-block format's 128 x 128 scale blocks (dtypes.py FP8_BLOCK; weight_block_size [128, 128])
 
 
 def fp8_block_refusal(spec: ModelSpec, weight_dtype: str, tp: int, ep: int = 1) -> str | None:

@@ -5,7 +5,6 @@ Errors never end in a traceback: usage errors and KvcalcError become one line on
 
 from __future__ import annotations
 
-
 import sys
 import warnings
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from kvcalc.dtypes import FP8_BLOCK_SIDE
 from kvcalc.errors import AssumptionWarning, KvcalcError
 from kvcalc.specs.files import is_existing_path, parse_error, read_regular_file
 from kvcalc.specs.model import ModelSpec
@@ -877,9 +878,10 @@ def quantization_from_config(qc: object, where: str) -> dict | None:
         fmt = _gptq_awq_format(qc, method, where)
     elif method in ("fp8", "fbgemm_fp8"):  # fbgemm_fp8: row-wise scales, one fp32 per output row, not counted
         block = qc.get("weight_block_size")
-        if method == "fp8" and block is not None and block != [128, 128]:  # the ninth round, H2: never read before
+        side = FP8_BLOCK_SIDE
+        if method == "fp8" and block is not None and block != [side, side]:  # the ninth round, H2: never read before
             raise KvcalcError(f"{where}: quantization_config weight_block_size {block!r:.40}: kvcalc stores fp8 "
-                              f"weights in 128 x 128 blocks ([128, 128]); {OTHER_FORMAT}")
+                              f"weights in {side} x {side} blocks ([{side}, {side}]); {OTHER_FORMAT}")
         fmt = "fp8-block" if method == "fp8" and block else "fp8"
         if method == "fp8" and qc.get("ignored_layers") is not None and qc.get("modules_to_not_convert") is None:
             ignore_key, ignore = "ignored_layers", qc.get("ignored_layers")  # vLLM's Fp8Config reads both (H18)
