@@ -658,11 +658,15 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     simulated = (percentile != "p50" or varied) and (max_ttft_ms is not None or max_tpot_ms is not None)
     if simulated:
         check_int("simulated_prompts", simulated_prompts, 100, 1_000_000)
-        chosen = verify_at_percentile(spec, ok, runners_up + 1, percentile=percentile, input_len=input_len,
-                                      output_len=output_len, request_rate=request_rate, concurrency=concurrency,
-                                      step_tokens=step_tokens, memory_utilization=memory_utilization,
-                                      max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms,
-                                      num_prompts=simulated_prompts, range_ratio=range_ratio, dataset=dataset)
+
+        def verify(candidates, n):  # the simulator's check of this question's limits (verify_at_percentile)
+            return verify_at_percentile(spec, candidates, n, percentile=percentile, input_len=input_len,
+                                        output_len=output_len, request_rate=request_rate, concurrency=concurrency,
+                                        step_tokens=step_tokens, memory_utilization=memory_utilization,
+                                        max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms,
+                                        num_prompts=simulated_prompts, range_ratio=range_ratio, dataset=dataset)
+
+        chosen = verify(ok, runners_up + 1)
         ok = [p for p in ok if not p.misses]
         # each engine's best as the simulator checked it, as the choice is (the ninth round, P2 and P3: best_by_engine
         # had listed points never simulated as meeting the percentile, and --emit launched one that misses it)
@@ -671,12 +675,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             mine = [p for p in ok if p.deployment.engine == engine]
             met = next((p for p in mine if p.simulated and p.simulated["met"]), None)
             if met is None:
-                found = verify_at_percentile(spec, mine, 1, percentile=percentile, input_len=input_len,
-                                             output_len=output_len, request_rate=request_rate,
-                                             concurrency=concurrency, step_tokens=step_tokens,
-                                             memory_utilization=memory_utilization, max_ttft_ms=max_ttft_ms,
-                                             max_tpot_ms=max_tpot_ms, num_prompts=simulated_prompts,
-                                             range_ratio=range_ratio, dataset=dataset)
+                found = verify(mine, 1)
                 met = found[0] if found else None
             if met is not None:
                 best[engine] = met

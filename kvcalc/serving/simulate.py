@@ -564,9 +564,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         s = min(pre_left[i], budget_left, piece_cap)
         need = math.ceil((kv[i] + s + hit[i] * (kv[i] == 0)) / bs) - blocks[i]
         if policy.admission == "token_ratio":
-            outstanding = float(np.sum(np.maximum(outs[run_ids] - gen[run_ids], 0))) * ratio if len(run_ids) else 0.0
-            extra = (outs[i] - gen[i]) * ratio
-            return used + need + (outstanding + extra) / bs <= pool_blocks
+            outstanding = float(np.sum(np.maximum(outs[run_ids] - gen[run_ids], 0))) if len(run_ids) else 0.0
+            return _token_ratio_fits(used, need, outstanding + (outs[i] - gen[i]), ratio, bs, pool_blocks)
         return used + need <= pool_blocks
 
     rounds, most_rounds = 0, max(MAX_ROUNDS, 4 * n)  # a request's arrival, prompt and last decode: a few rounds each
@@ -804,8 +803,14 @@ def _steps_until_admitted(ratio, policy, i, run, used, pool_blocks, budget, piec
     grown = np.ceil((kv[run][None, :] + gain * k[:, None]) / bs).sum(axis=1) - blocks[run].sum()
     need = math.ceil((kv[i] + min(pre_left[i], budget, piece_cap) + hit[i] * (kv[i] == 0)) / bs) - blocks[i]
     outstanding = np.maximum(left.sum() - len(run) * gain * k, 0) + (outs[i] - gen[i])
-    ok = used + grown + need + r * outstanding / bs <= pool_blocks
+    ok = _token_ratio_fits(used + grown, need, outstanding, r, bs, pool_blocks)
     return int(k[np.argmax(ok)]) if ok.any() else None
+
+
+def _token_ratio_fits(held, need, outputs_to_come, ratio, block_size, pool_blocks):
+    """SGLang's admission (PrefillAdder): the blocks held, the head's first chunk, and new_token_ratio x the output
+    tokens still to come (the running requests' and the head's), within the pool; numbers or numpy arrays."""
+    return held + need + ratio * outputs_to_come / block_size <= pool_blocks
 
 
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
