@@ -76,7 +76,7 @@ from kvcalc.units import fmt_bytes
 DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batched_tokens on an H100)
 
 
-def _own_prefill_seconds(stepper: StepTimer, decodes: float, context: float, input_len: int, own_budget: float,
+def own_prefill_seconds(stepper: StepTimer, decodes: float, context: float, input_len: int, own_budget: float,
                          chunk: float) -> tuple[float, float]:
     """(a request's prompt over its prefill steps as the engine schedules it [s], those steps): full steps of the
     budget its own prompt has (own_budget), then the rest (formulas/workload.py own_prefill_pieces), each beside
@@ -99,7 +99,7 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         tau = stepper.seconds(0, 0, chunk, max(input_len - chunk, 0) / 2, prompt_len=input_len)
         # one prompt alone: full steps of the budget, then the rest (the third audit: two full 8,192-token steps for
         # a 9,000-token prompt, TTFT 394 ms where its prefill takes 216)
-        alone, _ = _own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)
+        alone, _ = own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)
         latency = max(concurrency * input_len * tau / chunk, alone)  # Little's law; never faster than one prompt
         return {"ttft_s": latency, "tpot_s": None, "latency_s": latency, "requests_per_s": concurrency / latency,
                 "decode_batch": 0.0, "prefill_tokens_per_step": chunk, "step_s": tau}
@@ -120,7 +120,7 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         # charged to this one's budget, a 2,048-token prompt in two steps at 2 in flight)
         dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
         own_budget = float(own_budget_per_replica(step_tokens, decode, concurrency, dp, beside_own, stepper.decode_q))
-        ttft, s_p = _own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, own_budget,
+        ttft, s_p = own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, own_budget,
                                          decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau

@@ -163,10 +163,10 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
                                                                            gain, q)
     try:
         if output_len == 1:
-            from kvcalc.serving.closed_form import _own_prefill_seconds
+            from kvcalc.serving.closed_form import own_prefill_seconds
 
             tau = stepper.seconds(0, 0, chunk, np.maximum(input_len - chunk, 0) / 2, prompt_len=input_len)
-            alone, _ = _own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)  # as _colocated times it
+            alone, _ = own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)  # as _colocated times it
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
         (args, where), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
@@ -211,7 +211,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     lo, hi, f, w = whole_prompt_mix(others[m], left[m], input_len)
     pieces = np.maximum(input_len - w, 0) / 2
     m1 = np.flatnonzero(lo > 0)  # (positions in m) mixes whose lighter step still carries prompts
-    # an unqueued prompt's own steps as _colocated times them (closed_form._own_prefill_seconds): full steps of its
+    # an unqueued prompt's own steps as _colocated times them (closed_form.own_prefill_seconds): full steps of its
     # own budget, then the rest (the ninth round, P1: equal pieces here had put plan's TTFT 20 % under serve's)
     dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
     steps, full, n_full, rest = own_prefill_pieces(
