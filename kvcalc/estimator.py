@@ -738,6 +738,8 @@ class StepTimer:
         self.speculative = speculative  # a SpeculativeTimer: each decode is a verify step of k + 1 (or tree) tokens
         self.decode_q = speculative.sp.verify_tokens if speculative else 1
         self.decode_gain = speculative.sp.tokens_per_step() if speculative else 1.0  # tokens a decode step yields
+        # ... and by how many of its decode_q tokens a step's budget let through (0 to decode_q)
+        self.decode_yields = speculative.sp.yields() if speculative else (0.0, 1.0)
         self.ep_link = group_link_bandwidth(hw, ep) if ep > tp else None
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None

@@ -20,7 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvcalc.errors import KvcalcError
-from kvcalc.formulas.speculative import METHODS, eagle_draft_width, expected_tokens
+from kvcalc.formulas.speculative import (
+    METHODS,
+    cut_verify_tokens,
+    eagle_draft_width,
+    expected_tokens,
+    implied_alpha,
+)
 
 DEFAULT_ALPHA = {"eagle": 0.8, "medusa": 0.6, "mtp": 0.875}
 DEFAULT_K = {"draft": 4, "eagle": 4, "medusa": 4, "mtp": 1}
@@ -50,6 +56,16 @@ class Speculation:
 
     def tokens_per_step(self) -> float:
         return self.accepted if self.accepted is not None else expected_tokens(self.alpha, self.k)
+
+    def yields(self) -> tuple[float, ...]:
+        """Tokens a verify step yields by how many of its verify_tokens a step budget let through (index 0 to
+        verify_tokens; the last is tokens_per_step): a cut chain keeps its first drafts (formulas/speculative.py
+        cut_verify_tokens) at alpha, or at the alpha implied by accepted=; a cut tree as a chain of its depth's
+        drafts at that alpha, capped at its full yield (which nodes survive a cut is not modelled)."""
+        full = self.tokens_per_step()
+        alpha = self.alpha if self.alpha is not None else implied_alpha(full, self.k)
+        return tuple(full if s == self.verify_tokens else min(cut_verify_tokens(alpha, min(s, self.k + 1)), full)
+                     for s in range(self.verify_tokens + 1))
 
 
 # Model families whose checkpoints ship multi-token-prediction layers (config.json num_nextn_predict_layers or

@@ -48,6 +48,25 @@ def expected_tokens(alpha: float, k: int) -> float:
     return (1 - alpha ** (k + 1)) / (1 - alpha)
 
 
+def implied_alpha(tokens: float, k: int) -> float:
+    """The i.i.d. acceptance alpha under which k drafts yield `tokens` a verify step (expected_tokens inverted, by
+    bisection: E rises with alpha from 1 at 0 to k + 1 at 1)."""
+    if tokens >= k + 1:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if expected_tokens(mid, k) < tokens else (lo, mid)
+    return (lo + hi) / 2
+
+
+def cut_verify_tokens(alpha: float, verified: int) -> float:
+    """Tokens a verify step yields when the step's token budget cuts it to `verified` of its tokens: the last
+    accepted token and verified - 1 drafts (vLLM V1's Scheduler.schedule trims request.spec_token_ids to the
+    tokens scheduled), so expected_tokens(alpha, verified - 1); 0 when nothing was scheduled."""
+    return expected_tokens(alpha, verified - 1) if verified >= 1 else 0.0
+
+
 def eagle_draft_width(tree_nodes: int, depth: int) -> int:
     """Tokens each of EAGLE's draft steps adds per sequence when it grows a tree of tree_nodes (its root among them)
     a level a step over `depth` levels: ceil((N - 1) / k)."""

@@ -492,10 +492,13 @@ class SimResult:
 
 def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *, pool_tokens: float,
                       verify_tokens: int = 1, tokens_per_step: float = 1.0, prefix_hit_rate: float = 0.0,
-                      pipeline_stages: int = 1, log_steps: bool = False, client_overhead_s: float = 0.0) -> SimResult:
+                      pipeline_stages: int = 1, log_steps: bool = False, client_overhead_s: float = 0.0,
+                      cut_yields: tuple[float, ...] | None = None) -> SimResult:
     """Run `workload` through `policy` with step times from step_time (a StepGrid, or anything with
     seconds(decodes, context, chunk, chunk_context) and decode_seconds(decodes, contexts)). pool_tokens: the KV pool
-    in tokens. Speculative decoding: each decode puts verify_tokens into the step and yields tokens_per_step.
+    in tokens. Speculative decoding: each decode puts verify_tokens into the step and yields tokens_per_step; one
+    that the step's token budget cuts to s < verify_tokens tokens (vLLM V1 trims its drafts to fit) yields
+    cut_yields[s] (Speculation.yields; the tenth audit, S2: a cut verify had been credited the full yield).
     prefix_hit_rate: the fraction of each prompt found in the prefix cache (not prefilled; its blocks still held).
 
     pipeline_stages (pp): a step runs as m = min(decodes + prompts, pp) micro-batches, and step_time gives the whole
@@ -515,6 +518,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     bs = policy.block_size
     pool_blocks = int(pool_tokens // bs)
     q, gain = verify_tokens, tokens_per_step
+    yields = np.array(cut_yields if cut_yields is not None else [0.0] + [gain] * q, dtype=float)
+    if len(yields) != q + 1 or yields[q] != gain:
+        raise ValueError("cut_yields: expected verify_tokens + 1 yields ending in tokens_per_step")
     hit = np.floor(ins * prefix_hit_rate / bs) * bs
     hit = np.minimum(hit, ins - 1)
     kv = np.zeros(n)                         # tokens cached
@@ -745,8 +751,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             first[newly] += lag[newly]
         # advance the decodes
         did = ids[dec]
-        kv[did] += gain
-        gen[did] += gain
+        got = yields[all_sched[dec].astype(np.int64)]  # gain, or less where the budget cut the verify
+        kv[did] += got
+        gen[did] += got
         if n_dec:
             itl_t.append(np.array([dt]))
             itl_w.append(np.array([n_dec], dtype=float))
@@ -1191,7 +1198,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         res, transfer_ms = _disaggregated(policy, grid, work, d, disaggregate, tp, pool_tokens, prefix_hit_rate)
     else:
         res = simulate_schedule(policy, grid, work, pool_tokens=pool_tokens, verify_tokens=stepper.decode_q,
-                                tokens_per_step=stepper.decode_gain, prefix_hit_rate=prefix_hit_rate,
+                                tokens_per_step=stepper.decode_gain, cut_yields=stepper.decode_yields,
+                                prefix_hit_rate=prefix_hit_rate,
                                 pipeline_stages=pp, client_overhead_s=request_s)
     gpus = tp * pp if ep == 1 else ep
     if disaggregate is not None:
@@ -1286,7 +1294,7 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         idx = idx[np.argsort(first[idx], kind="stable")]
         sub = Workload(first[idx], work.input_len[idx], work.output_len[idx], prefilled=True)
         res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, verify_tokens=stepper.decode_q,
-                                tokens_per_step=stepper.decode_gain)
+                                tokens_per_step=stepper.decode_gain, cut_yields=stepper.decode_yields)
         finish[idx] = np.where(work.output_len[idx] > 1, res.finish_s, first[idx])
         preemptions += res.preemptions
         steps += res.steps

@@ -1,0 +1,34 @@
+"""Regression tests for the tenth hostile audit (docs/validation.md, "Tenth hostile audit"), each named after its
+finding, and for the ninth audit's items left then and closed in this round."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvcalc.engines.scheduler import vllm_v1
+from kvcalc.formulas.speculative import cut_verify_tokens, expected_tokens, implied_alpha
+from kvcalc.speculation import parse
+from tests.test_simulate import run
+
+
+def test_s2_a_verify_the_budget_cuts_yields_only_its_drafts_left():
+    """vLLM V1 trims a running request's drafts to the tokens the budget lets through (Scheduler.schedule:
+    num_scheduled_spec_tokens = num_new_tokens + num_computed_tokens - num_tokens; del spec_token_ids[...]).
+    Budget 4, every step 1 s, k = 2 drafts at alpha 0.5: a full verify of 3 yields 1 + 0.5 + 0.25 = 1.75 tokens, one
+    cut to 1 token (no draft left) yields 1. A and B (2 in; 3 and 4 out) prefill together in step 1 (first tokens
+    at 1 s). Step 2: A verifies 3 (2.75 tokens so far), B gets the 1 token left (2). Step 3: A 3 more (4.5: done at
+    3 s), B 1 (3). Step 4: B alone verifies 3 (4.75: done at 4 s). Crediting the cut verify 1.75 had B done at 3 s."""
+    sp = parse("draft=llama-3.2-1b,k=2,alpha=0.5")
+    assert sp.yields() == (0.0, 1.0, 1.5, 1.75)
+    r = run(vllm_v1(budget=4, max_seqs=8, block_size=1), [0, 0], [2, 2], [3, 4], verify_tokens=3,
+            tokens_per_step=1.75, cut_yields=sp.yields())
+    assert list(r.first_token_s) == [1.0, 1.0] and list(r.finish_s) == [3.0, 4.0]
+
+
+def test_s2_a_measured_acceptance_is_cut_at_its_implied_alpha():
+    """accepted=2.2 with k = 3: the i.i.d. alpha with 1 + a + a^2 + a^3 = 2.2 (a = 0.6 gives 2.176, 0.61 gives 2.2079),
+    and a verify cut to 2 tokens yields 1 + a."""
+    a = implied_alpha(2.2, 3)
+    assert 0.60 < a < 0.61 and expected_tokens(a, 3) == pytest.approx(2.2, abs=1e-9)
+    assert parse("eagle,k=3,accepted=2.2").yields()[2] == pytest.approx(1 + a)
+    assert cut_verify_tokens(0.5, 0) == 0.0
