@@ -32,3 +32,24 @@ def test_s2_a_measured_acceptance_is_cut_at_its_implied_alpha():
     assert 0.60 < a < 0.61 and expected_tokens(a, 3) == pytest.approx(2.2, abs=1e-9)
     assert parse("eagle,k=3,accepted=2.2").yields()[2] == pytest.approx(1 + a)
     assert cut_verify_tokens(0.5, 0) == 0.0
+
+
+def test_s5_kv_transfers_queue_on_the_prefill_replicas_links():
+    """Ready at 0, 0 and 5 s, each 2 s on the link, sent first in, first out: done at 2, 4 and 7 s; one ready after
+    the link is free starts at once (ready 10: done 12)."""
+    from kvcalc.serving.simulate import link_queue
+
+    assert list(link_queue([0.0, 0.0, 5.0, 10.0], [2.0, 2.0, 2.0, 2.0])) == [2.0, 4.0, 7.0, 12.0]
+    assert list(link_queue([3.0, 1.0], [1.0, 4.0])) == [6.0, 5.0]  # in the order they are ready
+
+
+def test_s5_two_prompts_prefilled_together_reach_decode_one_transfer_apart(tmp_path):
+    """Two 512-token prompts at t = 0 prefill in one step on the prefill GPU; their caches then cross its link one
+    after the other, so the TTFTs differ by one transfer T (kv_transfer_ms_mean): over the two, p50 = a + T / 2 and
+    p99 = a + 0.99 T (linear interpolation), p99 - p50 = 0.49 T. Both had arrived together, p99 = p50."""
+    from kvcalc.serving.simulate import simulate
+
+    trace = tmp_path / "two.csv"
+    trace.write_text("arrival_s,input_len,output_len\n0,512,16\n0,512,16\n")
+    r = simulate("llama-3-8b", "h100-sxm", arrivals="trace", trace=str(trace), disaggregate=(1, 1), engine="roofline")
+    assert r["ttft_ms"]["p99"] - r["ttft_ms"]["p50"] == pytest.approx(0.49 * r["kv_transfer_ms_mean"], rel=1e-6)

@@ -1259,9 +1259,23 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     return out
 
 
+def link_queue(ready_s, transfer_s):
+    """When each KV cache has crossed one prefill replica's links, sent one at a time in the order they are ready
+    (first in, first out): a transfer starts when its prompt's prefill ends and the previous transfer is done (the
+    ninth audit's S5: prompts prefilled in one step had each crossed the links in one transfer's time, as if each
+    had them to itself)."""
+    ready_s, transfer_s = np.asarray(ready_s, dtype=float), np.asarray(transfer_s, dtype=float)
+    done = np.empty(len(ready_s))
+    free = -np.inf
+    for i in np.argsort(ready_s, kind="stable"):
+        free = done[i] = max(ready_s[i], free) + transfer_s[i]
+    return done
+
+
 def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int], tp: int, pool_tokens: float,
                    prefix_hit_rate: float):
-    """Prefill replicas (round-robin, one output token each), the KV transfer, then decode replicas (round-robin,
+    """Prefill replicas (round-robin, one output token each), the KV transfers (queued on each prefill replica's
+    links: link_queue), then decode replicas (round-robin,
     prompts already cached); one SimResult of the whole path."""
     from kvcalc.checks import MAX_GPUS, check_int
     from kvcalc.formulas.workload import kv_transfer_seconds
@@ -1285,7 +1299,7 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         idx = np.arange(r, n, p_rep)
         sub = Workload(work.arrival_s[idx], work.input_len[idx], ones[idx])
         res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, prefix_hit_rate=prefix_hit_rate)
-        first[idx] = res.first_token_s + transfer[idx]
+        first[idx] = link_queue(res.first_token_s, transfer[idx])
         preemptions += res.preemptions
         steps += res.steps
         prefills.append(res)
