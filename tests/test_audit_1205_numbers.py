@@ -79,14 +79,15 @@ def test_readme_waves_are_one_wave():
 
 def test_readme_speculative_serving_claim():
     """README, serve --speculate: 'Llama 3.1 8B on an H100 at 64 requests of 1000 in and 500 out goes from about 4,800
-    to 8,700 output tokens/s with --speculate eagle,k=4' (8,800 until the EAGLE head's pass over each prompt was
+    to 8,600 output tokens/s with --speculate eagle,k=4' (8,700 until a request's 499 decoded tokens took whole
+    verify steps, ceil(499 / 3.36) = 149, the tenth audit's S6; 8,800 until the EAGLE head's pass over each prompt was
     timed, the seventh audit's B4; 5,000 until the other prompts entered a request's decode steps whole; before that
     5,600 and 9,300, stale)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plain = serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=500, concurrency=64)
         eagle = serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=500, concurrency=64, speculate="eagle,k=4")
-    assert round(plain["output_tokens_per_s"], -2) == 4800 and round(eagle["output_tokens_per_s"], -2) == 8700
+    assert round(plain["output_tokens_per_s"], -2) == 4800 and round(eagle["output_tokens_per_s"], -2) == 8600
 
 
 def test_readme_speculative_figures():

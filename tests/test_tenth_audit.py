@@ -53,3 +53,25 @@ def test_s5_two_prompts_prefilled_together_reach_decode_one_transfer_apart(tmp_p
     trace.write_text("arrival_s,input_len,output_len\n0,512,16\n0,512,16\n")
     r = simulate("llama-3-8b", "h100-sxm", arrivals="trace", trace=str(trace), disaggregate=(1, 1), engine="roofline")
     assert r["ttft_ms"]["p99"] - r["ttft_ms"]["p50"] == pytest.approx(0.49 * r["kv_transfer_ms_mean"], rel=1e-6)
+
+
+def test_s6_the_closed_form_charges_whole_verify_steps_as_the_simulator_does():
+    """One request of 100 in / 20 out with EAGLE k = 5 at alpha 0.8: a verify yields E = (1 - 0.8^6) / 0.2 = 3.6893
+    tokens, so the 19 after the first take ceil(19 / 3.6893) = 6 whole steps, TPOT = 6 / 19 of a step (the closed
+    form had charged 19 / E = 5.15 steps, 14 % under the simulator's TPOT)."""
+    import math
+    import warnings
+
+    from kvcalc.formulas.workload import step_yield
+    from kvcalc.serving.closed_form import serve
+    from kvcalc.serving.simulate import simulate
+
+    e = (1 - 0.8 ** 6) / 0.2
+    assert step_yield(e, 20) == pytest.approx(19 / 6) and math.ceil(19 / e) == 6
+    assert step_yield(1.0, 20) == 1.0 and step_yield(3.3, 2) == 1.0  # no speculation; one token left, one step
+    kw = dict(input_len=100, output_len=20, engine="vllm", speculate="eagle,k=5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        closed = serve("llama-3.1-8b", "a100-80gb", concurrency=1, **kw)
+        sim = simulate("llama-3.1-8b", "a100-80gb", concurrency=1, num_prompts=5, **kw)
+    assert closed["tpot_ms"] == pytest.approx(sim["tpot_ms"]["p50"], rel=1e-3)

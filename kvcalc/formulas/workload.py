@@ -38,10 +38,14 @@ from kvcalc.formulas._array import maximum
 
 
 def step_yield(tokens_per_step, output_len: int):
-    """Tokens one decode step yields a request: E with speculative decoding (1 without), but never more than the
-    O - 1 it has left, so a request with a token or two left still takes a whole step (the last review: with
-    --output-len 2 and EAGLE's E = 3.3 the closed forms' TPOT was 2.98 ms, a third of the 10.0 ms verify step)."""
-    return min(tokens_per_step, max(output_len - 1, 1))
+    """Tokens one decode step yields a request over its output: E with speculative decoding (1 without) a step, in
+    ceil((O - 1) / E) whole steps, (O - 1) / ceil((O - 1) / E), as the simulator advances a request E tokens a step
+    (the seventh audit's C6 and the ninth's S6: the last tokens had been charged a fraction of a verify step, up to
+    14 % under the simulator at one request). Never more than the O - 1 it has left, so a request with a token or
+    two left still takes a whole step (the last review: with --output-len 2 and EAGLE's E = 3.3 the closed forms'
+    TPOT was 2.98 ms, a third of the 10.0 ms verify step)."""
+    left = max(output_len - 1, 1)
+    return left / math.ceil(left / tokens_per_step - 1e-9)
 
 
 def mean_decode_context(prompt_len: int, output_len: int) -> int:
