@@ -75,3 +75,109 @@ def test_s6_the_closed_form_charges_whole_verify_steps_as_the_simulator_does():
         closed = serve("llama-3.1-8b", "a100-80gb", concurrency=1, **kw)
         sim = simulate("llama-3.1-8b", "a100-80gb", concurrency=1, num_prompts=5, **kw)
     assert closed["tpot_ms"] == pytest.approx(sim["tpot_ms"]["p50"], rel=1e-3)
+
+
+# --- config.json read right or refused (part H) ---
+
+LLAMA3_8B = "tests/fixtures/hf/Meta-Llama-3-8B/config.json"
+
+
+def _hf(tmp_path, config: dict, beside: dict | None = None):
+    import json
+
+    from kvcalc.specs.hf import load_hf_spec
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    if beside is not None:
+        (tmp_path / "hf_quant_config.json").write_text(json.dumps(beside))
+    return load_hf_spec(tmp_path)
+
+
+def _llama3(**extra) -> dict:
+    import json
+    from pathlib import Path
+
+    return {**json.loads((Path(__file__).resolve().parents[1] / LLAMA3_8B).read_text()), **extra}
+
+
+def test_h1_cohere_ties_its_lm_head_when_the_config_leaves_it_out(tmp_path):
+    """Aya-23-8B's config (no tie_word_embeddings; CohereConfig's default is True): embedding 256,000 x 4,096 =
+    1,048,576,000 once; 32 layers of q, o 4096^2, k, v 4096 x 1024 and a gated MLP 3 x 4096 x 14336 =
+    6,979,321,856; norms 2 a layer as kvcalc counts them (Cohere's parallel block has one: 131,072 over) and the final
+    one: 8,028,164,096. Untied it had been 9,076,740,096."""
+    from kvcalc.formulas.params import total_params
+
+    spec, warned = _hf(tmp_path, {"model_type": "cohere", "hidden_act": "silu", "hidden_size": 4096,
+                                  "intermediate_size": 14336, "max_position_embeddings": 8192,
+                                  "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+                                  "vocab_size": 256000})
+    assert spec.tie_word_embeddings and any("assumed true" in w for w in warned)
+    assert total_params(spec) == 1_048_576_000 + 32 * (2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336) + 65 * 4096
+
+
+def test_h1_starcoder2_ties_its_lm_head_when_the_config_leaves_it_out(tmp_path):
+    spec, _ = _hf(tmp_path, {"model_type": "starcoder2", "hidden_act": "gelu_pytorch_tanh", "hidden_size": 3072,
+                             "intermediate_size": 12288, "max_position_embeddings": 16384, "num_attention_heads": 24,
+                             "num_hidden_layers": 30, "num_key_value_heads": 2, "sliding_window": 4096,
+                             "use_bias": True, "vocab_size": 49152})
+    assert spec.tie_word_embeddings
+
+
+def test_h3_relu2_is_a_plain_mlp_and_gpt2_names_with_swiglu_are_refused(tmp_path):
+    """Nemotron-Mini-4B (relu2: up and down only): embedding and lm_head 2 x 256,000 x 3,072; a layer's attention
+    2 x 3072^2 + 2 x 3072 x 1024 and MLP 2 x 3072 x 9216 (not the gated 3 x); 2 norms a layer and the final one:
+    4,190,309,376 (published "4.19B"; gated, it had been 5,096,279,040). Jais (GPT-2 names, swiglu: c_fc, c_fc2,
+    c_proj) is refused."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.formulas.params import total_params
+
+    spec, _ = _hf(tmp_path, {"model_type": "nemotron", "hidden_act": "relu2", "hidden_size": 3072,
+                             "intermediate_size": 9216, "max_position_embeddings": 4096, "num_attention_heads": 24,
+                             "num_hidden_layers": 32, "num_key_value_heads": 8, "head_dim": 128,
+                             "vocab_size": 256000})
+    layer = 2 * 3072**2 + 2 * 3072 * 1024 + 2 * 3072 * 9216
+    assert spec.mlp.kind == "plain" and total_params(spec) == 2 * 256_000 * 3072 + 32 * layer + 65 * 3072 == 4_190_309_376
+    with pytest.raises(KvcalcError, match="activation_function 'swiglu'"):
+        _hf(tmp_path, {"model_type": "jais", "activation_function": "swiglu", "n_embd": 5120, "n_layer": 40,
+                       "n_head": 40, "n_inner": 13653, "n_positions": 2048, "vocab_size": 84992})
+
+
+def test_h2_modelopt_awq_reads_its_group_size_and_zero_point(tmp_path):
+    """ModelOpt's W4A16_AWQ export (group_size, has_zero_point false): groups of 128 are kvcalc's symmetric int4
+    (0.5 + 2/128 B a weight); groups of 64 without zero points are a format kvcalc does not store: refused, naming
+    hf_quant_config.json and how to get past it."""
+    from kvcalc.errors import KvcalcError
+
+    awq = {"quant_algo": "W4A16_AWQ", "has_zero_point": False, "exclude_modules": ["lm_head"]}
+    spec, _ = _hf(tmp_path, _llama3(), {"quantization": {**awq, "group_size": 128}})
+    assert spec.quantization.weight_format == "int4"
+    with pytest.raises(KvcalcError, match=r"hf_quant_config.json: .*groups of 64.*move hf_quant_config.json aside"):
+        _hf(tmp_path, _llama3(), {"quantization": {**awq, "group_size": 64}})
+    with pytest.raises(KvcalcError, match="NVFP4 scales groups of 16"):
+        _hf(tmp_path, _llama3(), {"quantization": {"quant_algo": "NVFP4", "group_size": 32}})
+
+
+def test_h7_a_null_quantization_config_leaves_hf_quant_config_json_in_force(tmp_path):
+    spec, _ = _hf(tmp_path, _llama3(quantization_config=None), {"quantization": {"quant_algo": "NVFP4",
+                                                                                 "group_size": 16}})
+    assert spec.quantization.weight_format == "nvfp4"
+
+
+def test_h9_a_checkpoints_fp8_kv_cache_is_warned_of(tmp_path):
+    """kv_cache_quant_algo FP8 (NVIDIA's ModelOpt checkpoints): vLLM's --kv-cache-dtype auto stores fp8 (vLLM's
+    resolve_kv_cache_dtype_string); kvcalc warns and says which flag sizes it. A KV-only ModelOpt file: bf16 weights."""
+    spec, warned = _hf(tmp_path, _llama3(), {"quantization": {"quant_algo": "NVFP4", "group_size": 16,
+                                                              "kv_cache_quant_algo": "FP8"}})
+    assert any("KV cache in fp8" in w and "--kv-dtype fp8" in w for w in warned)
+    spec, warned = _hf(tmp_path, _llama3(), {"quantization": {"quant_algo": None, "kv_cache_quant_algo": "FP8"}})
+    assert spec.quantization is None and any("KV cache in fp8" in w for w in warned)
+
+
+@pytest.mark.parametrize("value", ["false", 0, "no"])
+def test_h10_a_symmetric_that_is_not_a_boolean_is_refused(tmp_path, value):
+    from kvcalc.errors import KvcalcError
+
+    qc = {"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "targets": ["Linear"], "weights": {"type": "int", "num_bits": 4, "group_size": 128, "symmetric": value}}}}
+    with pytest.raises(KvcalcError, match="weights.symmetric: expected true or false"):
+        _hf(tmp_path, _llama3(quantization_config=qc))

@@ -26,6 +26,13 @@ from kvcalc.specs.model import ModelSpec
 
 LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3",
               "gemma3_text", "gpt_oss", "llama4_text", "mimo"}  # mimo: Qwen2's layers (modeling_mimo.py)
+# model_types whose transformers config ties the lm_head to the embedding when config.json leaves
+# tie_word_embeddings out (Starcoder2Config, CohereConfig, Cohere2Config: tie_word_embeddings=True; the tenth audit,
+# H1: read untied, +5 % and +13 % parameters); Gemma's likewise (handled with its family)
+TIED_BY_DEFAULT = ("starcoder2", "cohere", "cohere2")
+# activations of a plain two-matrix MLP (up, down; no gate) in the families read by their fields: squared ReLU
+# (transformers' NemotronMLP, ArceeMLP, PersimmonMLP; the tenth audit, H3: read as gated, +22 % to +37 %)
+PLAIN_MLP_ACTIVATIONS = ("relu2",)
 MAX_SIZE = 10**8  # no real width, vocabulary or context (Llama 4 Scout: 10,485,760) comes near this
 
 
@@ -36,6 +43,7 @@ class Config:
         self.data, self.source = data, source
         self.assumptions: list[str] = []  # values kvcalc chose because the config left them out
         self.notes: list[str] = []  # what the spec leaves out on purpose
+        self.warnings: list[str] = []  # what the user should act on (issued as warnings, and kept in the notes)
 
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None
@@ -156,7 +164,7 @@ def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
     spec = {
         "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
         "max_position_embeddings": c.int("max_position_embeddings"),
-        "tie_word_embeddings": c.bool("tie_word_embeddings", gemma),
+        "tie_word_embeddings": c.bool("tie_word_embeddings", gemma or model_type in TIED_BY_DEFAULT),
         "norms_per_layer": 4 if model_type in ("gemma2", "gemma3", "gemma3_text") else 2,
         "attention": {
             "kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
@@ -603,6 +611,10 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
     if not known:
         c.assumptions.append(f"model_type {model_type!r} is not a known family: structure read from its fields")
     if c.has("n_embd") or c.has("n_layer"):  # GPT-2 naming
+        act = str(c.data.get("activation_function") or "")
+        if "glu" in act.lower():  # Jais: a gated MLP (c_fc, c_fc2) under GPT-2's names (the tenth audit, H3)
+            raise KvcalcError(f"{c.source}: activation_function {act[:40]!r}: a gated MLP under GPT-2 field names, "
+                              "which kvcalc does not read (it reads GPT-2's plain MLP)")
         if c.has("rotary_dim") or c.bool("rotary", False):
             c.assumptions.append("GPT-2 field names with rotary_dim: read as GPT-J (parallel attention and MLP)")
             return _gptj(c)
@@ -622,9 +634,15 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         if not c.has("head_dim"):
             c.assumptions.append(f"head_dim absent: assumed hidden_size / num_attention_heads = {d // heads}")
         if not c.has("tie_word_embeddings"):
-            c.assumptions.append("tie_word_embeddings absent: assumed false")
-        c.assumptions.append("MLP assumed gated (SwiGLU: gate, up and down projections); no biases")
-    spec = _llama_like(c, "llama")
+            tied = "true, as its transformers config" if model_type in TIED_BY_DEFAULT else "false"
+            c.assumptions.append(f"tie_word_embeddings absent: assumed {tied}")
+    plain = str(c.data.get("hidden_act") or "").lower() in PLAIN_MLP_ACTIVATIONS
+    if not known:
+        c.assumptions.append("hidden_act relu2: a plain MLP (up and down projections, no gate); no biases" if plain else
+                             "MLP assumed gated (SwiGLU: gate, up and down projections); no biases")
+    spec = _llama_like(c, model_type if model_type in TIED_BY_DEFAULT else "llama")
+    if plain:
+        spec["mlp"]["kind"] = "plain"
     attn = spec["attention"]
     window = c.int("sliding_window")
     if window and c.has("use_sliding_window") and not c.bool("use_sliding_window", False):  # Qwen2-style: off
@@ -784,16 +802,51 @@ def _gptq_awq_format(qc: dict, method: str, where: str) -> str:
                       f"{OTHER_FORMAT}")
 
 
+def _modelopt_algo(qc: dict) -> str:
+    """ModelOpt's quant_algo, flat (config.json) or under "quantization" (hf_quant_config.json's layout); '' if none."""
+    inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else qc
+    return str(inner.get("quant_algo") or qc.get("quant_algo") or "").upper()
+
+
+KV_FORMAT_KEYS = "kv_cache_quant_algo / kv_cache_scheme"
+BESIDE_KEY = "__read_from__"  # set on the quantization_config kvcalc takes from hf_quant_config.json: that file's path
+
+
+def _checkpoint_kv_format(qc: object) -> str | None:
+    """The KV-cache format a quantised checkpoint declares: ModelOpt's kv_cache_quant_algo FP8, compressed-tensors'
+    kv_cache_scheme of 8-bit floats (vLLM's resolve_kv_cache_dtype_string reads them for --kv-cache-dtype auto)."""
+    if not isinstance(qc, dict):
+        return None
+    inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else qc
+    algo = inner.get("kv_cache_quant_algo", qc.get("kv_cache_quant_algo"))
+    if isinstance(algo, str) and algo.upper() == "FP8":
+        return "fp8"
+    scheme = qc.get("kv_cache_scheme")
+    if isinstance(scheme, dict) and scheme.get("type") == "float" and str(scheme.get("num_bits")) == "8":
+        return "fp8"
+    return None
+
+
 def _modelopt_format(qc: dict, where: str) -> tuple[str, object, str]:
     """ModelOpt's quant_algo, flat (config.json) or under "quantization" (hf_quant_config.json's layout), and its
     exclude list."""
     inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else qc
-    algo = str(inner.get("quant_algo") or qc.get("quant_algo") or "").upper()
+    algo = _modelopt_algo(qc)
     fmt = {"FP8": "fp8", "FP8_PER_CHANNEL_PER_TOKEN": "fp8", "FP8_BLOCK_WISE": "fp8-block", "NVFP4": "nvfp4",
-           "W4A16_AWQ": "int4-g128", "W4A8_AWQ": "int4-g128", "W8A8_SQ_PER_CHANNEL": "int8"}.get(algo)
+           "W4A16_AWQ": "int4", "W4A8_AWQ": "int4", "W8A8_SQ_PER_CHANNEL": "int8"}.get(algo)
     if fmt is None:
         raise KvcalcError(f"{where}: quantization_config quant_algo {algo or '(absent)'!r}: not a ModelOpt format "
                           f"kvcalc knows (FP8, NVFP4, W4A16_AWQ, W8A8_SQ_PER_CHANNEL); {OTHER_FORMAT}")
+    group = _whole_number(inner.get("group_size", qc.get("group_size")), where, "group_size")
+    if fmt == "int4":  # the tenth audit, H2: every AWQ export had been int4-g128 whatever its groups. ModelOpt writes
+        # its AWQ block as group_size and has_zero_point false (symmetric; TensorRT-LLM's QuantConfig default)
+        zero = inner.get("has_zero_point", qc.get("has_zero_point", False))
+        if not isinstance(zero, bool):
+            raise KvcalcError(f"{where}: quantization_config has_zero_point: expected true or false, got {zero!r:.40}")
+        fmt = _int4_format(group, where, "group_size", zero_point=zero)
+    elif fmt == "nvfp4" and group not in (None, 16):
+        raise KvcalcError(f"{where}: quantization_config group_size {group}: NVFP4 scales groups of 16 weights; "
+                          f"{OTHER_FORMAT}")
     for key in ("exclude_modules", "ignore", "modules_to_not_convert"):
         for source in (inner, qc):
             if source.get(key) is not None:
@@ -803,6 +856,10 @@ def _modelopt_format(qc: dict, where: str) -> tuple[str, object, str]:
 
 def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> str:
     """One compressed-tensors weights scheme as a kvcalc format."""
+    if w.get("symmetric") is not None and not isinstance(w["symmetric"], bool):  # the tenth audit, H10: "false" and 0
+        # had been read as symmetric (no zero points) in silence
+        raise KvcalcError(f"{where}: quantization_config {key}.symmetric: expected true or false, got "
+                          f"{w['symmetric']!r:.40}")
     kind, n = w.get("type"), _whole_number(w.get("num_bits"), where, f"{key}.num_bits")
     group, strategy = _whole_number(w.get("group_size"), where, f"{key}.group_size"), w.get("strategy")
     if kind == "float" and n == 8:
@@ -871,6 +928,16 @@ def quantization_from_config(qc: object, where: str) -> dict | None:
         return None
     if not isinstance(qc, dict):
         raise KvcalcError(f"{where}: quantization_config: expected an object, got {qc!r:.40}")
+    if BESIDE_KEY not in qc:
+        return _quantization(qc, where)
+    try:  # read from hf_quant_config.json: its refusals name that file, and the way past is moving it aside (H7)
+        return _quantization({k: v for k, v in qc.items() if k != BESIDE_KEY}, where)
+    except KvcalcError as e:
+        raise KvcalcError(str(e).replace(OTHER_FORMAT, "to size the model in a format kvcalc stores, move "
+                                         "hf_quant_config.json aside in a copy of the folder and pass --weight-dtype"))
+
+
+def _quantization(qc: dict, where: str) -> dict:
     method = str(qc.get("quant_method", "")).lower()
     classes, ignore_key = list(QUANT_CLASSES), "modules_to_not_convert"
     ignore = qc.get("modules_to_not_convert")
@@ -952,7 +1019,8 @@ FAMILY_READERS = {
 
 
 def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, list[str]]:
-    """ModelSpec fields from a parsed config.json, and the assumptions made (empty for known families)."""
+    """ModelSpec fields from a parsed config.json, and what to warn of: the assumptions made (none for known
+    families) and what the user should act on (a checkpoint's own KV format)."""
     vision = _vision_tower(data)
     outer = None
     if isinstance(data.get("text_config"), dict):  # multimodal wrappers (gemma3, llava...): the language model
@@ -992,14 +1060,22 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         qc = data["compression_config"]
         if isinstance(qc, dict) and "quant_method" not in qc:
             qc = {**qc, "quant_method": "compressed-tensors"}
-    quantization = quantization_from_config(qc, source)
+    where = qc.get(BESIDE_KEY, source) if isinstance(qc, dict) else source  # hf_quant_config.json, where read
+    kv_format = _checkpoint_kv_format(qc)
+    if kv_format:  # the tenth audit, H9: the checkpoint's own KV format had been ignored without a word
+        c.warnings.append(f"{KV_FORMAT_KEYS}: the checkpoint stores its KV cache in {kv_format}, as vLLM "
+                       "(--kv-cache-dtype auto) and TensorRT-LLM run it unless told otherwise; kvcalc sizes the KV "
+                       f"cache at --kv-dtype (bf16 unless given): pass --kv-dtype {kv_format} for the engine's default")
+    if isinstance(qc, dict) and qc.get("quant_method") == "modelopt" and not _modelopt_algo(qc) and kv_format:
+        qc = None  # a ModelOpt checkpoint that quantises its KV cache only: bf16 weights
+    quantization = quantization_from_config(qc, where)
     if quantization is not None:
         _settle_kept_layers(quantization, spec)
         spec["quantization"] = quantization
-    notes = c.notes + [f"assumed: {a}" for a in c.assumptions]
+    notes = c.notes + c.warnings + [f"assumed: {a}" for a in c.assumptions]
     if notes:
         spec["notes"] = "; ".join(notes)
-    return spec, c.assumptions
+    return spec, c.assumptions + c.warnings
 
 
 def _vision_tower(data: dict) -> int | str | None:
@@ -1204,11 +1280,12 @@ def load_hf_spec(ref: str | Path, name: str | None = None) -> tuple[ModelSpec, l
     source = str(config)
     data = read_config(config)
     beside = config.parent / "hf_quant_config.json"
-    if "quantization_config" not in data and beside.is_file():
+    if data.get("quantization_config") is None and beside.is_file():
         # ModelOpt's quantisation beside config.json, as vLLM and SGLang read it (SGLang's model_config.py: "modelopt
         # doesn't have corresponding field in hf config.json but has a standalone hf_quant_config.json"; the ninth
-        # round, H17: sized as bf16)
-        data = {**data, "quantization_config": {"quant_method": "modelopt", **read_config(beside)}}
+        # round, H17: sized as bf16; the tenth, H7: a "quantization_config": null had turned it off)
+        data = {**data, "quantization_config": {"quant_method": "modelopt", **read_config(beside),
+                                                BESIDE_KEY: str(beside)}}
     fields, assumptions = config_to_spec_dict(data, name=name or default_name, source=source)
     try:
         spec = ModelSpec.model_validate(fields)
