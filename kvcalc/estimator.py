@@ -594,7 +594,7 @@ class SpeculativeTimer:
     batch and context that may be numpy arrays (sweep)."""
 
     def __init__(self, spec: ModelSpec, hw: HardwareSpec, speculate: str, *, weight_dtype: str, kv_dtype: str,
-                 tp: int = 1, profile: EngineProfile | None = None):
+                 tp: int = 1, profile: EngineProfile | None = None, ep: int = 1):
         from kvcalc.speculation import load_draft, parse
 
         self.sp = parse(speculate)
@@ -603,7 +603,7 @@ class SpeculativeTimer:
             raise KvcalcError(f"--speculate: the draft {self.draft.name} has a vocabulary of "
                               f"{self.draft.vocab_size:,}, the target {spec.vocab_size:,}: a draft must share the "
                               "target's tokenizer")
-        self.spec, self.hw, self.tp, self.profile = spec, hw, tp, profile
+        self.spec, self.hw, self.tp, self.profile, self.ep = spec, hw, tp, profile, ep
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.p = precision(weight_dtype, kv_dtype)
         # once per plain or verify step (the target's layers synchronising its group); drafts run inside it
@@ -629,7 +629,8 @@ class SpeculativeTimer:
         """The draft's own weights on one GPU [B] (formulas/speculative.py draft_weight_bytes_per_gpu)."""
         from kvcalc.formulas.speculative import draft_weight_bytes_per_gpu
 
-        return draft_weight_bytes_per_gpu(self.spec, self.sp.method, self.sp.k, self.draft, self.p.b_w, self.tp)
+        return draft_weight_bytes_per_gpu(self.spec, self.sp.method, self.sp.k, self.draft, self.p.b_w, self.tp,
+                                          self.ep)
 
     def draft_kv_bytes_per_sequence(self, tokens):
         """The draft's KV cache for one sequence of `tokens` on one GPU [B] (formulas/speculative.py; 0 for Medusa)."""
@@ -845,7 +846,7 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
     the tensor-parallel verify pass's. timer: the SpeculativeTimer of these settings, if one was built already."""
     if timer is None:
         timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
-                                 profile=profile)
+                                 profile=profile, ep=ep)
     sp, draft = timer.sp, timer.draft
     plain, verify, drafting, per_token, ops = timer.times(batch, context)
     breakeven = timer.breakeven_batch(context)
@@ -1000,7 +1001,7 @@ def estimate_with_specs(
     mem["draft"] = 0.0
     if speculate:  # the draft's weights and KV cache share the GPU (audit 2026-12-05 A: they were left out of fits)
         timer = SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
-                                 profile=profile)
+                                 profile=profile, ep=ep)
         mem["draft"] = timer.draft_bytes(replica_batch(batch, ep, tp), max(context, prompt))
         mem["total"] += mem["draft"]
     fits = bool(mem["total"] <= usable)

@@ -181,3 +181,30 @@ def test_h10_a_symmetric_that_is_not_a_boolean_is_refused(tmp_path, value):
         "targets": ["Linear"], "weights": {"type": "int", "num_bits": 4, "group_size": 128, "symmetric": value}}}}
     with pytest.raises(KvcalcError, match="weights.symmetric: expected true or false"):
         _hf(tmp_path, _llama3(quantization_config=qc))
+
+
+def test_e8_an_mtp_layer_spreads_its_routed_experts_over_the_expert_parallel_gpus():
+    """DeepSeek-V3's MTP module is a full decoder layer with the model's MoE: 256 experts x 3 x 7,168 x 2,048 =
+    11,274,289,152 routed parameters. At --ep 8 each GPU holds an eighth of them (vLLM's DeepSeekMTP and SGLang's
+    NextN build the layer with the model's FusedMoE under the server's expert parallelism), so the draft's weights
+    on a GPU are 7/8 of those experts' bytes (fp8-block: 1 B a weight and a 4-B scale a 128 x 128 block) lighter."""
+    import warnings
+
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one, eight = (kvcalc.estimate("deepseek-v3", "h200", batch=64, context=8192, speculate="mtp=1", ep=ep)
+                      for ep in (1, 8))
+    routed = 256 * 3 * 7168 * 2048
+    assert routed == 11_274_289_152
+    drop = one.speculative.draft_weights_bytes - eight.speculative.draft_weights_bytes
+    assert drop == pytest.approx(routed * 7 / 8 * (1 + 4 / 128**2), abs=2)
+
+
+def test_e4_the_python_roofline_defaults_to_the_checkpoints_own_weight_format():
+    """kvcalc roofline, and every other command, sizes weights at the checkpoint's format by default (DeepSeek-V3:
+    fp8-block); the Python roofline_data and plot.roofline had defaulted to bf16 (1.94x the bytes)."""
+    from kvcalc.report.roofline_data import roofline_data
+
+    assert roofline_data(["h200"], "deepseek-v3", batch=[1])["weight_dtype"] == "fp8-block"

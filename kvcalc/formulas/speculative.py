@@ -35,7 +35,7 @@ from kvcalc.formulas.forward import (
 )
 from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.parallel import kv_shard_fraction, sequence_bytes_per_gpu
-from kvcalc.formulas.params import Linear, total_params
+from kvcalc.formulas.params import Linear, params_breakdown, total_params
 from kvcalc.specs.model import ModelSpec
 
 METHODS = ("draft", "eagle", "mtp", "medusa")
@@ -148,11 +148,15 @@ def draft_kv_layers(model: ModelSpec, method: str, k: int, draft_model: ModelSpe
 # parallelism each data-parallel attention group keeps its own copy for its own sequences.
 
 def draft_weight_bytes_per_gpu(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None, b_w: float,
-                               tp: int = 1) -> float:
+                               tp: int = 1, ep: int = 1) -> float:
     """Bytes of the draft's own weights one GPU holds [B]: draft_params * b_w / tp (formulas/speculative.py: a draft
     model's parameters; EAGLE's and MTP's layers without the embedding and lm_head they share with the target;
-    Medusa's heads)."""
-    return draft_params(model, method, k, draft_model) * b_w / tp
+    Medusa's heads). Under expert parallelism an MTP or EAGLE layer of a MoE target spreads its routed experts over
+    the ep GPUs as the target's are (vLLM's DeepSeekMTP and SGLang's NextN build the layer with the model's FusedMoE
+    under the server's expert-parallel setting; the tenth audit, E8: held whole, 9.2 GiB a GPU too many at --ep 8)."""
+    total = draft_params(model, method, k, draft_model)
+    routed = params_breakdown(one_layer(model)).get("moe/routed", 0) if ep > 1 and method in ("mtp", "eagle") else 0
+    return (total - routed) * b_w / tp + routed * b_w / ep
 
 
 def draft_kv_bytes_per_sequence(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None, tokens,

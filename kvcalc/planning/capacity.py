@@ -180,7 +180,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         longest, most, fits = (max_context(spec, local, budget, p.b_kv, tp, pp),
                                max_sequences(spec, context, budget, p.b_kv, tp, pp), bool(ev.fits))
         timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
-                                  profile=profile) if speculate else None)
+                                  profile=profile, ep=ep) if speculate else None)
         if timer is not None:  # the draft's weights and KV cache share the GPU, as estimate and serve count them
             pool = budget - timer.draft_weight_bytes()
             longest, most = timer.longest_context(local, pool, pp), timer.sequences_held(context, pool, pp)

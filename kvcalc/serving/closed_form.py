@@ -373,7 +373,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     if overhead is not None and profile is not None:
         profile = profile.model_copy(update={"overhead": overhead})
     timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
-                              profile=profile) if speculate else None)
+                              profile=profile, ep=ep) if speculate else None)
     stepper = StepTimer(spec, hw, p, tp, profile, weight_dtype, kv_dtype, pp, ep, timer)
 
     # The KV pool of one replica and how many full-length requests it holds: as the engine named by --engine sizes it
