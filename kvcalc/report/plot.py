@@ -96,7 +96,7 @@ def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, s
 
 
 def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequence = (None,),
-             batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "bf16",
+             batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "auto",
              kv_dtype: str = "bf16", measured=None, engine: str = "roofline", speculate: str | None = None):
     """A Figure with the roofs of each GPU and the decode operating points; `measured` is a DataFrame with
     arithmetic_intensity and achieved_tflops columns (kvcalc validate's CSV). speculate (estimate's --speculate

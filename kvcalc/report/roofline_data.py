@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 
 def roofline_data(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequence = (None,),
-                  batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "bf16",
+                  batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "auto",
                   kv_dtype: str = "bf16", engine: str = "roofline", speculate: str | None = None) -> dict:
     """{"model", "context", ..., "roofs": [...], "points": [...]}.
 
