@@ -208,3 +208,18 @@ def test_e4_the_python_roofline_defaults_to_the_checkpoints_own_weight_format():
     from kvcalc.report.roofline_data import roofline_data
 
     assert roofline_data(["h200"], "deepseek-v3", batch=[1])["weight_dtype"] == "fp8-block"
+
+
+def test_s6_simulated_waves_are_one_wave_of_the_concurrency_unless_num_prompts_is_given():
+    """--arrivals waves -n 8 --simulate: 8 requests from t = 0 (a wave), not the default 1,000 in a closed loop,
+    which breaks the waves up; --num-prompts given is kept."""
+    import json
+
+    from tests.test_fifth_audit import runner
+    from kvcalc.cli import app
+
+    base = ["serve", "-m", "llama-3.1-8b", "-i", "100", "--output-len", "20", "-n", "8", "--arrivals", "waves",
+            "--simulate", "-f", "json"]
+    one = json.loads(runner.invoke(app, base).stdout)
+    assert one["num_prompts"] == 8 and one["completed"] == 8
+    assert json.loads(runner.invoke(app, base + ["--num-prompts", "24"]).stdout)["num_prompts"] == 24

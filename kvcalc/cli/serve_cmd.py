@@ -136,6 +136,14 @@ def serve_cli(
             refuse_given(ctx, ("percentile",), "only with --max-ttft-ms or --max-tpot-ms (the percentile they must "
                                                "hold at); add one, or leave out {flag}")
         _check_simulate_lengths(arrivals, input_len, output_len, range_ratio, dataset)
+        source = ctx.get_parameter_source("num_prompts")
+        if arrivals == "waves" and concurrency is not None and (source is None or source.name.startswith("DEFAULT")):
+            # one wave of -n requests, the fixed-length benchmark --arrivals waves describes (the tenth audit, S6:
+            # 1,000 prompts in a closed loop had broken the waves up, median TTFT 4x below the waves asked for)
+            try:
+                num_prompts = max(1, min(int(float(ascii_digits("--concurrency", concurrency))), 1_000_000))
+            except (ValueError, OverflowError):
+                pass  # not one number: refused below with the flag named
         return _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, tp, pp, ep, engine,
                              weight_dtype, kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace,
                              num_prompts, range_ratio, dataset, seed, _percentile(percentile), prefix_hit_rate,
