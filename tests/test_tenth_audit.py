@@ -223,3 +223,44 @@ def test_s6_simulated_waves_are_one_wave_of_the_concurrency_unless_num_prompts_i
     one = json.loads(runner.invoke(app, base).stdout)
     assert one["num_prompts"] == 8 and one["completed"] == 8
     assert json.loads(runner.invoke(app, base + ["--num-prompts", "24"]).stdout)["num_prompts"] == 24
+
+
+# --- plan (part P) ---
+
+def _plan_json(args):
+    import json
+
+    from kvcalc.cli import app
+    from tests.test_fifth_audit import runner
+
+    out = runner.invoke(app, ["plan", *args, "-f", "json"])
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)
+
+
+def test_p1_a_replica_is_judged_at_no_more_requests_than_the_workload_holds():
+    """-n 1 at --output-len 1: one request in flight on one replica (its TTFT is one prompt's, as serve -n 1 gives),
+    not the ladder's top budget of 448 that the tie-breaks on requests/s had picked (TTFT 8.5 s)."""
+    import warnings
+
+    from kvcalc.serving.closed_form import serve
+
+    args = ["-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "1000", "--engines", "vllm", "--no-convert",
+            "--no-disaggregate"]
+    c = _plan_json([*args, "-o", "1", "-n", "1"])["choice"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = serve("llama-3.1-8b", "h100-sxm", engine="vllm", input_len=1000, output_len=1, concurrency=1)
+    assert c["in_flight_per_replica"] == 1 and c["replicas"] == 1
+    assert c["ttft_ms"] == pytest.approx(one["ttft_ms"], rel=0.01)
+
+
+def test_p4_p5_more_budget_never_serves_less_and_the_budget_is_named_when_it_binds():
+    """--gpu-budget 10,000 had dropped every 1-GPU layout at the 10,000-replica cap (8 % less than at 9,999); and
+    Kimi-K2 on 8 H100s, whose layouts meet the limits only on 16 or more GPUs, is infeasible for the budget."""
+    args = ["-m", "qwen3-32b", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--max-tpot-ms", "60"]
+    a, b = (_plan_json([*args, "--gpu-budget", n])["choice"] for n in ("9999", "10000"))
+    assert b["output_tokens_per_s"] >= a["output_tokens_per_s"]
+    d = _plan_json(["-m", "kimi-k2", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--gpu-budget", "8",
+                    "--max-tpot-ms", "30", "--max-ttft-ms", "1000"])
+    assert d["choice"] is None and d["choice_note"].startswith("no configuration serves the load within --gpu-budget")
