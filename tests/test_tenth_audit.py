@@ -264,3 +264,17 @@ def test_p4_p5_more_budget_never_serves_less_and_the_budget_is_named_when_it_bin
     d = _plan_json(["-m", "kimi-k2", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--gpu-budget", "8",
                     "--max-tpot-ms", "30", "--max-ttft-ms", "1000"])
     assert d["choice"] is None and d["choice_note"].startswith("no configuration serves the load within --gpu-budget")
+
+
+def test_p3_the_web_api_refuses_explain_with_json_or_csv_as_the_cli_does():
+    from starlette.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    c = TestClient(create_app())
+    for fmt in ("json", "csv"):
+        r = c.get(f"/api/estimate?model=qwen3-32b&gpu=h100-sxm&explain=true&format={fmt}")
+        assert r.status_code == 422 and r.json()["field"] == "--explain"
+    r = c.get("/api/plan?model=qwen3-32b&gpu=h100-sxm&input_len=1000&output_len=200&concurrency=64&explain=true")
+    assert r.status_code == 422 and r.json()["field"] == "--explain"
+    assert c.get("/estimate?model=qwen3-32b&gpu=h100-sxm&explain=true").status_code == 200  # the page draws them

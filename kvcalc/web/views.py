@@ -49,7 +49,7 @@ _CACHE_LOCK = threading.Lock()
 REFUSED = {
     "serve": {"plot": "", "simulate": "", "trace": "--simulate --arrivals trace ",
               **dict.fromkeys(SIMULATE_ONLY, "--simulate ")},
-    "plan": {"emit": "", "plot": ""},
+    "plan": {"emit": "", "plot": "", "explain": ""},  # plan's --explain lines are printed, not drawn (the tenth, P3)
     "roofline": {"measured": "", "out": ""},
     "estimate": {"profile": ""},  # a profile file on the server's disk (the sixth audit: it had been read)
 }
