@@ -278,3 +278,16 @@ def test_p3_the_web_api_refuses_explain_with_json_or_csv_as_the_cli_does():
     r = c.get("/api/plan?model=qwen3-32b&gpu=h100-sxm&input_len=1000&output_len=200&concurrency=64&explain=true")
     assert r.status_code == 422 and r.json()["field"] == "--explain"
     assert c.get("/estimate?model=qwen3-32b&gpu=h100-sxm&explain=true").status_code == 200  # the page draws them
+
+
+def test_s7_under_ep_a_request_must_fit_one_data_parallel_replicas_pool(tmp_path):
+    """--ep 4 at tp 1: four attention replicas, each with its own pool (Qwen3-30B-A3B at 98,304 B a token); a
+    30,100-token request that no replica holds is refused, as serve's closed form refuses it, where the four pools
+    added together had held it."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.serving.simulate import simulate
+
+    trace = tmp_path / "big.csv"
+    trace.write_text("arrival_s,input_len,output_len\n" + "0,100,100\n" * 9 + "0,30000,100\n")
+    with pytest.raises(KvcalcError, match="one data-parallel replica's KV pool"):
+        simulate("qwen3-30b-a3b", "h100-sxm", ep=4, arrivals="trace", trace=str(trace), memory_utilization=0.23)

@@ -1175,6 +1175,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     held = math.ceil(full / policy.block_size) * policy.block_size if d["engine_request"] else full
     pool_tokens = math.floor(d["pool"] / per_request * held)  # whole tokens, as an engine's pool holds them
     dp = ep // tp if ep > tp else 1
+    replica_tokens = pool_tokens  # one data-parallel replica's pool: a request lives in one replica's
     if dp > 1:  # data-parallel attention groups, pooled
         from dataclasses import replace
 
@@ -1184,8 +1185,11 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         work.arrival_s[:] = np.nan
         work.arrival_s[:min(work.concurrency, len(work.arrival_s))] = 0.0
     longest = int((work.input_len + work.output_len).max())
-    if math.ceil(longest / policy.block_size) > pool_tokens // policy.block_size:
-        raise KvcalcError(f"{spec.name}: the KV pool ({pool_tokens:,.0f} tokens) does not hold one request of "
+    if math.ceil(longest / policy.block_size) > replica_tokens // policy.block_size:
+        # against one replica's pool under --ep (the tenth audit, S7: the replicas' pools added together had held a
+        # request that no replica can, which the closed form refuses)
+        whose = "one data-parallel replica's KV pool" if dp > 1 else "the KV pool"
+        raise KvcalcError(f"{spec.name}: {whose} ({replica_tokens:,.0f} tokens) does not hold one request of "
                           f"{longest:,} tokens; raise --tp")
     pieces = np.unique(np.concatenate([np.minimum(work.input_len, policy.budget), work.input_len % policy.budget]))
     grid = StepGrid(stepper, min(policy.max_seqs, len(work.input_len)), longest, policy.budget,
