@@ -291,3 +291,13 @@ def test_s7_under_ep_a_request_must_fit_one_data_parallel_replicas_pool(tmp_path
     trace.write_text("arrival_s,input_len,output_len\n" + "0,100,100\n" * 9 + "0,30000,100\n")
     with pytest.raises(KvcalcError, match="one data-parallel replica's KV pool"):
         simulate("qwen3-30b-a3b", "h100-sxm", ep=4, arrivals="trace", trace=str(trace), memory_utilization=0.23)
+
+
+def test_s9_sglang_takes_retract_decodes_estimate_as_its_ratio():
+    """After a retraction SGLang's scheduler sets new_token_ratio to ScheduleBatch.retract_decode's estimate over
+    the kept requests: two kept with 30 and 50 tokens decoded of 200 and 400: (80 + 20 x 2) / 600 = 0.2; with 390 of
+    400 decoded, min(1, 410 / 400) = 1 (the simulator had reset it to the initial 0.7)."""
+    from kvcalc.engines.scheduler import sglang_ratio_after_retraction
+
+    assert sglang_ratio_after_retraction([30, 50], [200, 400]) == pytest.approx(0.2)
+    assert sglang_ratio_after_retraction([390], [400]) == 1.0

@@ -78,7 +78,9 @@ def sglang_prefill_first(budget: int = 8192, max_seqs: int = 4096, block_size: i
     outputs at the same ratio; new_token_ratio starts at 0.7 (SGLANG_INIT_NEW_TOKEN_RATIO), decays by
     (0.7 - 0.7 x 0.14) / 600 a decode step to 0.7 x 0.14 (global_config: default_min_new_token_ratio_factor 0.14,
     default_new_token_ratio_decay_steps 600); a decode that finds the pool full retracts requests
-    (ScheduleBatch.retract_decode: their KV is freed, they go back to the queue) and the ratio goes back up.
+    (ScheduleBatch.retract_decode: their KV is freed, they go back to the queue) and the ratio becomes
+    retract_decode's estimate, (the kept requests' tokens decoded + 20 x their count) / their max_new_tokens, at
+    most 1 (global_config.retract_decode_steps 20).
     page_size 1 (server_args.py default); chunked_prefill_size 8192 on an 80 GB GPU (server_args.py
     _handle_gpu_memory_settings); max_running_requests: the pool's request slots (4096 here)."""
     init = 0.7
@@ -98,6 +100,18 @@ def trtllm_guaranteed_no_evict(budget: int = 8192, max_seqs: int = 2048, block_s
     max_num_tokens 8192; tokens_per_block 32 (KvCacheConfig)."""
     return SchedulerPolicy("trtllm", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
                            admission="full_length", preempt=None)
+
+
+# SGLang's global_config.retract_decode_steps: the decode steps a retraction's new ratio reserves for each request
+# kept (python/sglang/global_config.py, read by ScheduleBatch.retract_decode)
+SGLANG_RETRACT_DECODE_STEPS = 20
+
+
+def sglang_ratio_after_retraction(decoded, max_new) -> float:
+    """SGLang's new_token_ratio after a retraction: ScheduleBatch.retract_decode's estimate over the requests kept,
+    min(1, (their tokens decoded + retract_decode_steps x their count) / their max_new_tokens), which the scheduler
+    takes as its ratio (update_running_batch). decoded, max_new: the kept requests' numbers (arrays or lists)."""
+    return min(1.0, (float(sum(decoded)) + SGLANG_RETRACT_DECODE_STEPS * len(decoded)) / max(float(sum(max_new)), 1.0))
 
 
 POLICIES = {"vllm": vllm_v1, "sglang": sglang_prefill_first, "trtllm": trtllm_guaranteed_no_evict,

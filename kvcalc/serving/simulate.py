@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kvcalc.engines.scheduler import SchedulerPolicy
+from kvcalc.engines.scheduler import SchedulerPolicy, sglang_ratio_after_retraction
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.engine_memory import VLLM_V1_ENGINE
 from kvcalc.specs.files import plain_number_text
@@ -631,7 +631,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                         waiting.appendleft(j)
                     preemptions += len(drop)
                     run = run[~np.isin(run, drop)]
-                    ratio = policy.init_new_token_ratio
+                    # retract_decode's estimate from the requests kept (schedule_batch.py: (their tokens decoded +
+                    # retract_decode_steps x their count) / their max_new_tokens, at most 1), which the scheduler
+                    # takes as its new_token_ratio (the tenth audit, S9: reset to the initial 0.7)
+                    ratio = sglang_ratio_after_retraction(gen[run], outs[run])
                     continue
                 limit = None
                 if policy.admission == "token_ratio" and waiting and len(run) < policy.max_seqs:
