@@ -386,13 +386,14 @@ def engine_label(profile: EngineProfile | None, spec: ModelSpec | None = None) -
 # Formats to suggest when the weights overflow, largest first: fp8 (Hopper and later natively, older GPUs as
 # weight-only Marlin kernels in vLLM) and 4-bit AWQ/GPTQ with group 128, which every engine kvcalc models runs.
 SMALLER_WEIGHT_FORMATS = ("fp8", "int4-g128")
-FEWEST_TP = (1, 2, 4, 8, 16, 32, 64)
+MOST_TP = 64  # the largest tensor-parallel degree the overflow hint tries ("up to 64" in its message)
 
 
 def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp: int = 1, pp: int = 1,
                      ep: int = 1) -> str | None:
     """When the weights alone overflow one GPU's usable memory: one line saying by how much, the fewest
-    tensor-parallel GPUs (a power of two dividing the query heads) that hold them at this format, and the largest
+    tensor-parallel GPUs (a degree the model divides by, tp_refusal: GPT-3 175B's 24, not only powers of two, the tenth
+    audit's E7) that hold them at this format, and the largest
     smaller format that holds them on these GPUs; None when they fit. Weights per GPU: formulas/params.py
     weight_bytes_per_gpu; "hold" counts the weights only (the KV cache and activations need room on top)."""
     from kvcalc.formulas.params import weight_bytes_per_gpu
@@ -406,7 +407,7 @@ def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp
     gpus = tp * pp if ep == 1 else ep
     fixes = []
     if ep == 1:
-        fewest = next((t for t in FEWEST_TP if t > tp and tp_refusal(spec, t) is None
+        fewest = next((t for t in range(tp + 1, MOST_TP + 1) if tp_refusal(spec, t) is None
                        and fp8_block_refusal(spec, weight_dtype, t) is None
                        and per_gpu(weight_dtype, t) <= usable_bytes), None)
         if fewest is not None:

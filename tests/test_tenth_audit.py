@@ -301,3 +301,17 @@ def test_s9_sglang_takes_retract_decodes_estimate_as_its_ratio():
 
     assert sglang_ratio_after_retraction([30, 50], [200, 400]) == pytest.approx(0.2)
     assert sglang_ratio_after_retraction([390], [400]) == 1.0
+
+
+def test_e7_the_fewest_gpus_need_not_be_a_power_of_two():
+    """GPT-3 175B (96 heads, d_ff 49,152: 24 divides both) on L4s: 350 GB of bf16 weights over 24 GPUs is 14.56 GB a
+    GPU, within the 19.84 GiB usable; over 16, 21.9 GB is not. capacity's fewest GPUs and the overflow hint at --tp 12
+    say 24 (they had said 32, the next power of two)."""
+    import json
+
+    from kvcalc.cli import app
+    from tests.test_fifth_audit import runner
+
+    base = ["capacity", "-m", "gpt-3-175b", "-g", "l4", "-c", "2048", "-f", "json"]
+    assert json.loads(runner.invoke(app, base).stdout)["min_gpus_for_weights"] == 24
+    assert "--tp 24 holds them" in json.loads(runner.invoke(app, base + ["--tp", "12"]).stdout)["binding"]
