@@ -315,3 +315,18 @@ def test_e7_the_fewest_gpus_need_not_be_a_power_of_two():
     base = ["capacity", "-m", "gpt-3-175b", "-g", "l4", "-c", "2048", "-f", "json"]
     assert json.loads(runner.invoke(app, base).stdout)["min_gpus_for_weights"] == 24
     assert "--tp 24 holds them" in json.loads(runner.invoke(app, base + ["--tp", "12"]).stdout)["binding"]
+
+
+def test_e11_capacity_runs_no_more_sequences_than_max_num_seqs():
+    """vLLM's scheduler runs at most max_num_seqs sequences a step: with --max-num-seqs 4 capacity decodes at batch
+    4 (about 500 tokens/s, as serve --simulate gives), not at the pool's 110; vLLM's own log line (max_concurrency)
+    stays the pool's."""
+    import json
+
+    from kvcalc.cli import app
+    from tests.test_fifth_audit import runner
+
+    d = json.loads(runner.invoke(app, ["capacity", "-m", "llama-3.1-8b", "-c", "4096", "-e", "vllm",
+                                       "--max-num-seqs", "4", "-f", "json"]).stdout)
+    assert d["batch"] == d["max_sequences_at_context"] == 4 and d["engine_memory"]["max_concurrency"] > 100
+    assert 400 < d["tokens_per_s"] < 600

@@ -346,6 +346,14 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         vllm = engine_memory(tp)
         budget, activations = vllm["available_kv_bytes"], vllm["profile_peak_bytes"]
         seqs = math.floor(vllm["max_concurrency"]) * replicas_dp
+        cap = vllm.get("max_num_seqs")
+        if cap and seqs > cap * replicas_dp:  # the scheduler runs at most max_num_seqs at once (vLLM's
+            # SchedulerConfig; the tenth audit, E11: --max-num-seqs 4 had decoded at the pool's 110)
+            notes.append(f"max_num_seqs {cap:,} caps the sequences running at once"
+                         + (" in each data-parallel replica" if replicas_dp > 1 else "")
+                         + f" (the KV pool holds {seqs:,}): the batch, its tokens/s and the replicas for a target are "
+                         f"at {cap * replicas_dp:,}")
+            seqs = cap * replicas_dp
         notes.extend(vllm.get("notes", ()))
         if hw.visible_memory_GiB is None:
             notes.append(f"{hw.name} has no visible_memory_GiB: {engine}'s budget starts from the datasheet "
