@@ -981,6 +981,8 @@ def estimate_with_specs(
     profile: EngineProfile | None
     if profile_file is not None:
         profile = deployment_profile(profile_file, engine, hw)
+        check_dtypes(weight_dtype, kv_dtype, profile.engine)  # the profile's engine stores the cache (the tenth
+        # audit, E6: an SGLang profile had priced an int4 cache that -e sglang refuses)
         if profile.overhead is not None and engine_version not in (None, "latest"):
             # the sixth audit: the release band's step cost had silently replaced the one fitted on the user's run
             raise KvcalcError(f"--engine-version: {profile_file} states its own overheads (fitted on your benchmark, "

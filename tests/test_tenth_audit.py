@@ -3,6 +3,8 @@ finding, and for the ninth audit's items left then and closed in this round."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kvcalc.engines.scheduler import vllm_v1
@@ -330,3 +332,29 @@ def test_e11_capacity_runs_no_more_sequences_than_max_num_seqs():
                                        "--max-num-seqs", "4", "-f", "json"]).stdout)
     assert d["batch"] == d["max_sequences_at_context"] == 4 and d["engine_memory"]["max_concurrency"] > 100
     assert 400 < d["tokens_per_s"] < 600
+
+
+def test_e5_e9_calibrate_from_a_benchmark_checks_its_formats_and_the_speed_of_light(tmp_path):
+    """A TPOT of 3.0 ms for Llama-3.1-8B on one H100 SXM at batch 1: its step reads about 16 GB of weights, 4.8 ms at
+    3.35 TB/s, so the run is not this deployment: refused, naming the line (it had been fitted, and the profile then
+    timed the run at 5.27 ms). A KV format estimate refuses (fp8-block, a weight format; SGLang's int4) is refused."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.validate.calibrate import calibrate_from_benchmark
+
+    path = tmp_path / "fast.csv"
+    path.write_text("batch,input_len,output_len,tpot_ms\n1,1000,200,3.0\n16,1000,200,3.6\n64,1000,200,5.2\n")
+    with pytest.raises(KvcalcError, match=r"line 2: TPOT 3 ms is below the speed of light"):
+        calibrate_from_benchmark(path, model="llama-3.1-8b", gpu="h100-sxm")
+    with pytest.raises(KvcalcError, match="--kv-dtype: unknown dtype 'fp8-block'"):
+        calibrate_from_benchmark(path, model="llama-3.1-8b", gpu="h100-sxm", kv_dtype="fp8-block")
+    with pytest.raises(KvcalcError, match="sglang stores no int4 KV cache"):
+        calibrate_from_benchmark(path, model="llama-3.1-8b", gpu="h100-sxm", engine="sglang", kv_dtype="int4")
+
+
+def test_e6_a_profile_files_engine_refuses_the_kv_formats_it_does_not_store():
+    from kvcalc.errors import KvcalcError
+    from kvcalc.estimator import estimate
+
+    with pytest.raises(KvcalcError, match="sglang stores no int4 KV cache"):
+        estimate("llama-3.1-8b", "h100-sxm", kv_dtype="int4",
+                 profile_file=str(Path(__file__).resolve().parents[1] / "hardware_specs/profiles/h100-sxm.sglang.toml"))

@@ -373,7 +373,8 @@ def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dty
         p_len, context = max(1, round(r["input_len"])), round(r["input_len"] + r["output_len"] / 2)
         ev = evaluate(spec, hw, batch=b, context=context, prompt=p_len, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                       tp=tp, profile=bare)
-        r["decode_kernel_ms"] = phase_metrics(ev.decode, ev.decode_sol, b, hw, weight_dtype, ev.comm_s)["ms"]
+        decode = phase_metrics(ev.decode, ev.decode_sol, b, hw, weight_dtype, ev.comm_s)
+        r["decode_kernel_ms"], r["decode_sol_ms"] = decode["ms"], decode["speed_of_light_ms"]
         ev1 = evaluate(spec, hw, batch=1, context=0, prompt=p_len, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                        tp=tp, profile=bare)
         r["prefill_kernel_ms"] = phase_metrics(ev1.prefill, ev1.prefill_sol, p_len, hw, weight_dtype,
@@ -449,12 +450,14 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
 
     from kvcalc.checks import check_int
     from kvcalc.engines.overhead import with_band
-    from kvcalc.estimator import check_tp, resolve_weight_dtype
+    from kvcalc.estimator import check_dtypes, check_tp, resolve_weight_dtype
     from kvcalc.ledgers.fit_e2e import scale_kernels
     from kvcalc.specs.catalog import load_model, resolve_engine
     from kvcalc.specs.profile import EngineOverhead
 
     check_int("--replicas", replicas, 1, 100_000)
+    check_dtypes(weight_dtype, kv_dtype, engine)  # as estimate checks them (the tenth audit, E5: a weight format and
+    # SGLang's absent integer caches had been fitted as KV formats)
     spec, hw = load_model(model), load_gpu(gpu)
     weight_dtype = resolve_weight_dtype(weight_dtype, spec)
     check_tp(tp, spec, weight_dtype)
@@ -465,6 +468,13 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     for r in runs:
         r["concurrency"] = r["concurrency"] / replicas
     _kernel_times(runs, spec, hw, profile, weight_dtype, kv_dtype, tp)
+    for r in runs:  # a TPOT below its step's speed of light is not this deployment (the tenth audit, E9: fitted, and
+        # the profile written then timed those runs 76 % slower than the file)
+        if r["tpot_ms"] < r["decode_sol_ms"] * (1 - 1e-9):
+            raise KvcalcError(f"{path}: line {r['line']}: TPOT {r['tpot_ms']:g} ms is below the speed of light of its "
+                              f"decode step ({r['decode_sol_ms']:.3g} ms for {spec.name} on {tp} x {hw.name} at "
+                              f"{r['concurrency']:g} in flight); check --model, --gpu, --tp, --replicas, "
+                              "--weight-dtype, speculative decoding and that the times are in ms")
     for r in runs:  # a subnormal time (5e-324 ms) overflows the fit's ratios: refused, not fitted to inf
         for metric, kernel in (("tpot_ms", "decode_kernel_ms"), ("ttft_ms", "prefill_kernel_ms")):
             if r[metric] and not math.isfinite(r[kernel] / r[metric] * 100):
