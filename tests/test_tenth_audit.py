@@ -358,3 +358,43 @@ def test_e6_a_profile_files_engine_refuses_the_kv_formats_it_does_not_store():
     with pytest.raises(KvcalcError, match="sglang stores no int4 KV cache"):
         estimate("llama-3.1-8b", "h100-sxm", kv_dtype="int4",
                  profile_file=str(Path(__file__).resolve().parents[1] / "hardware_specs/profiles/h100-sxm.sglang.toml"))
+
+
+def _fp8_ignoring(base: str, ignore: list):
+    """A compressed-tensors fp8 checkpoint of the fixture `base` whose ignore list is `ignore`: its ModelSpec."""
+    import json
+
+    from kvcalc.specs.hf import config_to_spec_dict
+    from kvcalc.specs.model import ModelSpec
+
+    cfg = json.loads((Path(__file__).resolve().parent / "fixtures" / "hf" / base / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "compressed-tensors", "ignore": ignore, "config_groups": {"group_0": {
+        "targets": ["Linear"], "weights": {"type": "float", "num_bits": 8, "strategy": "channel"}}}}
+    return ModelSpec.model_validate(config_to_spec_dict(cfg, name=base, source=base)[0])
+
+
+@pytest.mark.parametrize("base, entry", [
+    ("DeepSeek-V2-Lite", "re:.*kv_a_proj_with_mqa$"),  # H4: MLA's projection had been dropped in silence
+    ("DeepSeek-V2-Lite", "model.layers.0.self_attn.kv_b_proj"),  # H4: counted as layer 0's whole attention
+    ("gpt2", "re:.*attn.c_proj$"),  # H4: counted as the whole attention (c_attn too)
+    ("gpt2", "re:.*c_proj$"),  # attention's and the MLP's alike
+    ("Qwen3-30B-A3B", "re:.*mlp.experts.*down_proj$"),  # H5: counted as all three expert matrices
+    ("Qwen3-30B-A3B", "model.layers.0.mlp.experts.5"),  # H5: one expert counted as all 128 of layer 0's
+])
+def test_h4_h5_an_ignore_list_naming_part_of_a_class_is_refused(base, entry):
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError, match="quantization_config ignore"):
+        _fp8_ignoring(base, ["lm_head", entry])
+
+
+def test_h6_a_container_regex_keeps_every_class_it_matches():
+    """Qwen3-30B-A3B (48 layers of 128 experts of 3 x 2,048 x 768): 're:.*mlp.*' matches every expert's modules, so
+    they stay bf16 as 're:.*mlp.experts.*' keeps them; 're:.*layers.*' matches every decoder Linear: nothing is
+    quantised. Both had been dropped in silence (sized at fp8, -48 %)."""
+    from kvcalc.formulas.params import params_breakdown
+
+    experts = _fp8_ignoring("Qwen3-30B-A3B", ["lm_head", "re:.*mlp.*"])
+    assert "experts" not in experts.quantization.quantized
+    assert params_breakdown(experts)["moe/routed"] == 48 * 128 * 3 * 2048 * 768
+    assert _fp8_ignoring("Qwen3-30B-A3B", ["lm_head", "re:.*layers.*"]).quantization is None

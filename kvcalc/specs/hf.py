@@ -687,10 +687,49 @@ def _projection(entry: str) -> str:
     return entry.lower().removeprefix("re:").rstrip("$*.").rsplit(".", 1)[-1].lstrip("*+?^(")
 
 
-# Each class's projections, in the layouts checkpoints name them (Llama's; fused qkv or gate_up): an ignore list that
-# names some of one layout's but not all keeps part of a class, which kvcalc cannot size (the ninth round, H9)
-PROJECTIONS = {"attention": ({"q_proj", "k_proj", "v_proj", "o_proj"}, {"qkv_proj", "o_proj"}),
-               "mlp": ({"gate_proj", "up_proj", "down_proj"}, {"gate_up_proj", "down_proj"})}
+# Each class's projections, in the layouts checkpoints name them: an ignore list that names some of one layout's but
+# not all keeps part of a class, which kvcalc cannot size (the ninth round, H9, Llama's names; the tenth, H4 and H5:
+# MLA's, GPT-2's, GPT-NeoX's and Falcon's, and the experts', had been counted as the whole class or dropped)
+_MLP_LAYOUTS = ({"gate_proj", "up_proj", "down_proj"}, {"gate_up_proj", "down_proj"}, {"c_fc", "c_proj"},
+                {"dense_h_to_4h", "dense_4h_to_h"}, {"fc1", "fc2"}, {"w1", "w2", "w3"})  # w1-w3: Mixtral's experts
+PROJECTIONS = {"attention": ({"q_proj", "k_proj", "v_proj", "o_proj"}, {"qkv_proj", "o_proj"},
+                             {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"},  # MLA
+                             {"q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"},  # MLA without q_lora_rank
+                             {"c_attn", "c_proj"}, {"query_key_value", "dense"}),  # GPT-2; GPT-NeoX, Falcon
+               "mlp": _MLP_LAYOUTS, "experts": _MLP_LAYOUTS, "shared_experts": _MLP_LAYOUTS}
+ATTENTION_NAMES = {"q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa",
+                   "kv_b_proj", "c_attn", "query_key_value"}
+MLP_NAMES = {"gate_proj", "up_proj", "down_proj", "gate_up_proj", "fc1", "fc2", "c_fc", "dense_h_to_4h",
+             "dense_4h_to_h"}
+AMBIGUOUS_NAMES = {"c_proj", "dense"}  # GPT-2's and GPT-NeoX's: an attention and an MLP projection alike
+# One module of each class by its usual names, what a compressed-tensors 're:' entry is matched against (re.match, as
+# vLLM's should_ignore_layer does) to see which classes it names: a container pattern ('re:.*mlp.*' on a MoE,
+# 're:.*layers.*') names several (the tenth audit, H6: dropped, and a checkpoint with its experts in bf16 sized at fp8)
+CANONICAL = {"attention": [f"model.layers.0.self_attn.{n}" for n in ("q_proj", "k_proj", "v_proj", "o_proj")],
+             "mlp": [f"model.layers.0.mlp.{n}" for n in ("gate_proj", "up_proj", "down_proj")],
+             "experts": [f"model.layers.0.mlp.experts.0.{n}" for n in ("gate_proj", "up_proj", "down_proj")],
+             "shared_experts": [f"model.layers.0.mlp.shared_experts.{n}" for n in ("gate_proj", "up_proj",
+                                                                                    "down_proj")]}
+
+
+def _regex_classes(entry: str, where: str, key: str) -> set[str] | None:
+    """The classes whose every module (CANONICAL) a 're:' entry matches, where it matches modules of two classes or
+    more; None where it matches one class or none (the entry is read by its text: _module_class). Matching some but
+    not all of a class's modules, beside another class, is a one-line error (part of a class)."""
+    try:
+        pattern = re.compile(entry[3:])
+    except re.error as e:
+        raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} is not a regular expression ({e})")
+    hit = {c: sum(bool(pattern.match(n)) for n in names) for c, names in CANONICAL.items()}
+    named = {c for c, k in hit.items() if k}
+    if len(named) < 2:
+        return None
+    partial = sorted(c for c in named if hit[c] < len(CANONICAL[c]))
+    if partial:
+        raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} keeps part of the {partial[0]} (and "
+                          f"modules of {len(named) - 1} other class{'es' if len(named) > 2 else ''}) in bf16; kvcalc "
+                          f"keeps whole layer classes; {OTHER_FORMAT}")
+    return named
 
 
 def _module_class(entry: str) -> str | None:
@@ -700,13 +739,13 @@ def _module_class(entry: str) -> str | None:
     last = _projection(text)
     if any(k in text for k in ALWAYS_KEPT + NOT_LANGUAGE) or last in ("gate", "router"):
         return None
-    if "attn" in text or "attention" in text or last in ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj"):
-        return "attention"
     if "shared_expert" in text:
         return "shared_experts"
     if "experts" in text:
         return "experts"
-    if "mlp" in text or "feed_forward" in text or last in ("gate_proj", "up_proj", "down_proj", "fc1", "fc2"):
+    if "attn" in text or "attention" in text or last in ATTENTION_NAMES:
+        return "attention"
+    if "mlp" in text or "feed_forward" in text or last in MLP_NAMES:
         return "mlp"
     return None
 
@@ -723,11 +762,22 @@ def _left_in_bf16(entries: object, where: str, key: str) -> tuple[set[str], dict
     parts: dict[tuple, set] = {}  # (class, layer or None) -> the projections named one by one
     for entry in entries:
         text = _unescaped(str(entry))
-        cls = _module_class(text)
-        if cls is None:
-            continue
         index = LAYER_INDEX.search(text)
         layer = int(index.group(1)) if index else None
+        several = _regex_classes(str(entry), where, key) if str(entry).startswith("re:") else None
+        if several is not None:
+            for cls in several:
+                (whole.add(cls) if layer is None else by_layer.setdefault(cls, set()).add(layer))
+            continue
+        cls = _module_class(text)
+        if cls is None:
+            if _projection(text) in AMBIGUOUS_NAMES:
+                raise KvcalcError(f"{where}: quantization_config {key}: {str(entry)[:60]!r} names a projection of the "
+                                  "attention and of the MLP alike; name its class (attn. or mlp.)")
+            continue
+        if cls in ("experts", "shared_experts") and re.search(r"experts\.\d+", text):
+            raise KvcalcError(f"{where}: quantization_config {key}: {str(entry)[:60]!r} keeps one expert in bf16 and "
+                              f"quantises the rest; kvcalc keeps whole layer classes; {OTHER_FORMAT}")
         if cls in PROJECTIONS and _projection(text) in set().union(*PROJECTIONS[cls]):
             parts.setdefault((cls, layer), set()).add(_projection(text))
             continue
@@ -971,6 +1021,8 @@ def _quantization(qc: dict, where: str) -> dict:
         ignore_key, ignore = "ignore", qc.get("ignore")
     whole, by_layer = _left_in_bf16(ignore, where, ignore_key)
     quantized = [c for c in classes if c not in whole]
+    if not quantized:  # the ignore list keeps every layer class in bf16 ('re:.*layers.*'): nothing is quantised
+        return None
     out = {"weight_format": fmt, "quantized": quantized, "source": f"{where}: quantization_config ({method})"}
     kept = {c: n for c, n in by_layer.items() if c in quantized}
     if kept:
