@@ -357,6 +357,11 @@ def deployment_profile(path, engine: str, hw: HardwareSpec) -> EngineProfile:
         raise KvcalcError(f"--profile: {e}" + ("; expected an engine profile file (engine, gpu and curves), not a "
                                                "hardware or model spec" if "unknown field" in str(e) else "")) from None
     if profile.gpu != hw.name:
+        from kvcalc.specs.catalog import bundled_path
+
+        if bundled_path("gpu", profile.gpu) is None:  # the tenth audit, H8: "pass --gpu zz" for a GPU that is none
+            raise KvcalcError(f"--profile: {path} names the GPU {profile.gpu!r}, which is not a bundled GPU; fix its "
+                              f"gpu field (this run's is {hw.name})")
         raise KvcalcError(f"--profile: {path} was fitted on {profile.gpu}, not {hw.name}; pass --gpu {profile.gpu}")
     if engine not in ("auto", profile.engine):
         raise KvcalcError(f"--profile: {path} is a {profile.engine} profile; drop --engine {engine}")

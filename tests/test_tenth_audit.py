@@ -398,3 +398,20 @@ def test_h6_a_container_regex_keeps_every_class_it_matches():
     assert "experts" not in experts.quantization.quantized
     assert params_breakdown(experts)["moe/routed"] == 48 * 128 * 3 * 2048 * 768
     assert _fp8_ignoring("Qwen3-30B-A3B", ["lm_head", "re:.*layers.*"]).quantization is None
+
+
+def test_h8_e10_paths_profiles_engines_and_import_are_named_right(tmp_path, monkeypatch):
+    from tests.test_fifth_audit import one_line_error
+
+    monkeypatch.chdir(tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    assert "--model: ./my-model: no such file or folder" in one_line_error(["estimate", "-m", "./my-model"])
+    (tmp_path / "p.toml").write_text((root / "hardware_specs/profiles/h100-sxm.vllm.toml").read_text()
+                                     .replace('gpu = "h100-sxm"', 'gpu = "zz"'))
+    assert "names the GPU 'zz', which is not a bundled GPU" in one_line_error(
+        ["estimate", "-m", "llama-3.1-8b", "--profile", "p.toml"])
+    (tmp_path / "g.toml").write_text((root / "hardware_specs/h100-sxm.toml").read_text()
+                                     + '\n[unsupported_engines]\nvLLM = "does not run here"\n')
+    assert "unsupported_engines: 'vLLM' is not an engine" in one_line_error(
+        ["estimate", "-m", "llama-3.1-8b", "-g", "g.toml"])
+    assert "CONFIG: 'llama-3.1-8b' is neither a config.json" in one_line_error(["import", "llama-3.1-8b", "-n", "q"])

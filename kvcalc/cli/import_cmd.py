@@ -31,7 +31,13 @@ def import_cli(
     check_writable(target, "--out" if out else "--name", (".toml",))
     if target.exists():
         raise KvcalcError(f"--out: {target} exists; choose another file")
-    spec, assumptions = load_hf_spec(config, name=name)
+    try:
+        spec, assumptions = load_hf_spec(config, name=name)
+    except KvcalcError as e:  # named by import's own argument, CONFIG: import has no --model (the tenth audit, E10)
+        message = str(e).replace("is neither a bundled name, a spec file nor an ORG/NAME repo id",
+                                 "is neither a config.json, a folder holding one nor an ORG/NAME repo id (import reads "
+                                 "a config; `kvcalc show model NAME --format toml` writes a bundled spec)")
+        raise KvcalcError("CONFIG: " + message.removeprefix("--model: ")) from None
     header = toml_comment(f"Written by `kvcalc import` from {spec.sources[0]}") + "\n"
     write_text(target, header + spec_to_toml(spec), "--out")
     for a in assumptions:

@@ -97,6 +97,10 @@ class HardwareSpec(StrictModel):
     def _visible_within_capacity(self):
         if self.visible_memory_GiB is not None and self.visible_memory_GiB > self.memory_GiB:
             raise ValueError(f"visible_memory_GiB {self.visible_memory_GiB} exceeds memory_GiB {self.memory_GiB}")
+        engines = ("vllm", "sglang", "trtllm", "gpt-fast")  # the profiles' engines (specs/profile.py)
+        unknown = sorted(set(self.unsupported_engines) - set(engines))
+        if unknown:  # the tenth audit, H8: a misspelt 'vLLM' key had been taken, and vLLM still ran
+            raise ValueError(f"unsupported_engines: {unknown[0]!r} is not an engine; expected {', '.join(engines)}")
         return self
 
     @property

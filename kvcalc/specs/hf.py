@@ -1291,6 +1291,9 @@ def hf_cache_dir() -> Path:
 
 def cached_config(repo_id: str) -> Path:
     """config.json of a cached repo: the snapshot refs/main names, else the newest snapshot that has one."""
+    if repo_id.startswith(("./", "../", "/", "~")) or repo_id.split("/")[0] in (".", ".."):
+        # a path, not a repo id (the tenth audit, H8: './my-model' had been looked up in the cache)
+        raise KvcalcError(f"--model: {repo_id}: no such file or folder")
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
         raise KvcalcError(f"--model: {repo_id!r} is neither a bundled name, a spec file nor an ORG/NAME repo id")
     cache = hf_cache_dir()
