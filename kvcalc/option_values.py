@@ -33,6 +33,20 @@ def split(flag: str, text: str, cast=str) -> list:
         raise KvcalcError(f"{flag}: expected comma-separated {cast.__name__} values, got {text!r}") from None
 
 
+def speculate_forms(text: str | None) -> list:
+    """sweep's --speculate: forms separated by ';', none (or no flag) for plain decoding (None); an empty item or an
+    empty list is an error naming the flag, and a form given twice is one column value (the tenth audit, E1: ';;'
+    had added a plain row, a repeated form two identical rows, and ' ' had meant none)."""
+    if text is None:
+        return [None]
+    items = [t.strip() for t in text.split(";")]
+    if not any(items):
+        raise KvcalcError(f"--speculate: empty list in {text!r}; expected forms separated by ';' (none for plain)")
+    if not all(items):
+        raise KvcalcError(f"--speculate: an empty item in {text!r}; expected forms separated by ';' (none for plain)")
+    return list(dict.fromkeys(None if t == "none" else t for t in items))
+
+
 def attn_variants(text: str) -> list:
     """--attn of compare and roofline: the variants, own or none standing for the model's own attention (None)."""
     return [None if a in ("own", "none") else a for a in split("--attn", text)]

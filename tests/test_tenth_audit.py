@@ -415,3 +415,31 @@ def test_h8_e10_paths_profiles_engines_and_import_are_named_right(tmp_path, monk
     assert "unsupported_engines: 'vLLM' is not an engine" in one_line_error(
         ["estimate", "-m", "llama-3.1-8b", "-g", "g.toml"])
     assert "CONFIG: 'llama-3.1-8b' is neither a config.json" in one_line_error(["import", "llama-3.1-8b", "-n", "q"])
+
+
+def test_e1_sweep_refuses_empty_speculate_items_and_runs_a_repeated_form_once(tmp_path):
+    from kvcalc.cli import app
+    from tests.test_fifth_audit import one_line_error, runner
+
+    base = ["sweep", "-m", "llama-3.1-8b", "-o", str(tmp_path / "s.csv"), "-b", "1", "-c", "4096", "--speculate"]
+    assert "--speculate: an empty item" in one_line_error(base + ["eagle,k=2;;medusa=2"])
+    assert "--speculate: empty list" in one_line_error(base + [" "])
+    assert runner.invoke(app, base + ["eagle,k=2;eagle,k=2"]).exit_code == 0
+    assert len((tmp_path / "s.csv").read_text().strip().splitlines()) == 2  # the header and one row
+
+
+def test_e3_runs_of_a_json_array_are_named_by_their_own_line(tmp_path):
+    """A vllm bench JSON array of three runs, indented, the third's TPOT negative: the error names the line the
+    third run starts on (and the run), where every run had been "line 1"."""
+    import json
+
+    from kvcalc.errors import KvcalcError
+    from kvcalc.validate.calibrate import read_benchmark
+
+    run = {"max_concurrency": 16, "total_input_tokens": 16000, "total_output_tokens": 3200, "completed": 16,
+           "mean_tpot_ms": 8.0, "mean_ttft_ms": 40.0}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps([run, run, {**run, "mean_tpot_ms": -3}], indent=1))
+    third = [i + 1 for i, line in enumerate(path.read_text().splitlines()) if line == " {"][2]
+    with pytest.raises(KvcalcError, match=rf"line {third} \(run 3\): field mean_tpot_ms: expected a positive number"):
+        read_benchmark(path)

@@ -49,7 +49,7 @@ from kvcalc.cli.output import (
 )
 from kvcalc.errors import KvcalcError
 from kvcalc.option_values import attn_variants as _attn
-from kvcalc.option_values import split
+from kvcalc.option_values import speculate_forms, split
 from kvcalc.specs.files import check_writable
 
 WeightDtypes = Annotated[str, typer.Option("--weight-dtype", help="weight formats, comma-separated: auto (the "
@@ -217,7 +217,7 @@ def sweep_cli(
     axes = dict(models=split("--model", model), gpus=split("--gpu", gpu), attn=_attn(attn),
                 weight_dtype=split("--weight-dtype", weight_dtype), kv_dtype=split("--kv-dtype", kv_dtype),
                 engine=split("--engine", engine), tp=split("--tp", tp, int), pp=split("--pp", pp, int),
-                speculate=[None if v.strip() in ("", "none") else v.strip() for v in (speculate or "none").split(";")],
+                speculate=speculate_forms(speculate),
                 ep=split("--ep", ep, int))
     grid = dict(batch=split("--batch", batch, int), context=split("--context", context, int))
     check_writable(out, "--out", (".csv", ".parquet"))

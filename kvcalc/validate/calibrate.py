@@ -152,7 +152,8 @@ def read_benchmark(path: Path) -> list[dict]:
 
     try:
         whole = json.loads(text)
-        objects = [(1, o) for o in (whole if isinstance(whole, list) else [whole])]
+        objects = ([(f"{line} (run {k})", o) for k, (line, o) in enumerate(zip(_element_lines(text), whole), 1)]
+                   if isinstance(whole, list) else [(1, whole)])
     except json.JSONDecodeError:
         objects = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -170,6 +171,22 @@ def read_benchmark(path: Path) -> list[dict]:
     if not objects:
         raise KvcalcError(f"{path}: line 1: no benchmark runs")
     return _within_limits(path, [_bench_run(path, n, o) for n, o in objects])
+
+
+def _element_lines(text: str) -> list[int]:
+    """The line each element of a top-level JSON array starts on (text is valid JSON), so that a run of an array is
+    named by its own line (the tenth audit, E3: every run had been "line 1")."""
+    import json
+
+    decoder, lines = json.JSONDecoder(), []
+    i = text.index("[") + 1
+    while True:
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] == "]":
+            return lines
+        lines.append(text.count("\n", 0, i) + 1)
+        i = decoder.raw_decode(text, i)[1]
 
 
 def _within_limits(path: Path, runs: list[dict]) -> list[dict]:
@@ -193,7 +210,8 @@ def _number(path: Path, line: int, obj: dict, field: str, required: bool = True,
     if value is None and not required:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise KvcalcError(f"{path}: line {line}: field {field}: expected a non-negative number, got {value!r}")
+        raise KvcalcError(f"{path}: line {line}: field {field}: expected a {'positive' if positive else 'non-negative'} "
+                          f"number, got {value!r}")
     if positive and value == 0:  # a TPOT of 0 ms: the fit divides by it (and no decode step takes no time)
         raise KvcalcError(f"{path}: line {line}: field {field}: expected a positive number, got {value!r}")
     return float(value)
