@@ -443,3 +443,18 @@ def test_e3_runs_of_a_json_array_are_named_by_their_own_line(tmp_path):
     third = [i + 1 for i, line in enumerate(path.read_text().splitlines()) if line == " {"][2]
     with pytest.raises(KvcalcError, match=rf"line {third} \(run 3\): field mean_tpot_ms: expected a positive number"):
         read_benchmark(path)
+
+
+def test_s2_a_json_trace_of_json_lines_is_read_as_such_and_an_array_is_named(tmp_path):
+    from kvcalc.errors import KvcalcError
+    from kvcalc.serving.simulate import read_trace
+
+    lines = tmp_path / "t.json"
+    lines.write_text('{"arrival_s": 0, "input_len": 100, "output_len": 10}\n'
+                     '{"arrival_s": 0.5, "input_len": 200, "output_len": 20}\n')
+    w = read_trace(lines)
+    assert list(w.input_len) == [100, 200] and list(w.arrival_s) == [0.0, 0.5]
+    array = tmp_path / "a.json"
+    array.write_text('[{"arrival_s": 0, "input_len": 100, "output_len": 10}]')
+    with pytest.raises(KvcalcError, match="a JSON array; a trace is JSON lines"):
+        read_trace(array)

@@ -364,15 +364,21 @@ def _once_each(pairs: list) -> dict:
 
 
 def _trace_rows(path, text: str):
-    """(line number, row) of a trace's text: JSON lines where the name ends in .jsonl or .ndjson (any case), else
-    CSV whose header names the columns."""
+    """(line number, row) of a trace's text: JSON lines where the name ends in .jsonl or .ndjson (any case), or in .json
+    with an object on its first line; else CSV whose header names the columns."""
     import csv
     import io
     import json
 
     from kvcalc.specs.files import parse_error
 
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
+    # JSON lines by the name, or, under a .json name, by a first line that opens an object (the tenth audit, S2: a .json
+    # trace of JSON lines had been read as CSV, and the error quoted a mangled header)
+    first = text.lstrip()[:1]
+    if first == "[":
+        raise KvcalcError(f"--trace: {path} line 1: a JSON array; a trace is JSON lines (one object a line, .jsonl) "
+                          "or CSV")
+    if path.suffix.lower() in (".jsonl", ".ndjson") or (path.suffix.lower() == ".json" and first == "{"):
         for n, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a JSON string
             if line.strip():
                 try:
