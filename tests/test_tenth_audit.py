@@ -458,3 +458,11 @@ def test_s2_a_json_trace_of_json_lines_is_read_as_such_and_an_array_is_named(tmp
     array.write_text('[{"arrival_s": 0, "input_len": 100, "output_len": 10}]')
     with pytest.raises(KvcalcError, match="a JSON array; a trace is JSON lines"):
         read_trace(array)
+
+
+def test_s5_a_step_budget_that_empties_the_pool_is_named():
+    from tests.test_fifth_audit import one_line_error
+
+    line = one_line_error(["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "100", "-n", "16",
+                           "--step-tokens", "1000000"])
+    assert "one step of 1,000,000 tokens (--step-tokens) reserves" in line and "lower it" in line

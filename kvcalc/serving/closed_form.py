@@ -406,11 +406,11 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         warnings.warn(note, CapacityWarning, stacklevel=2)
     notes = [*warned, *notes]
     if memory_rule is not None:
-        budget = em["available_kv_bytes"]
+        budget, reserve = em["available_kv_bytes"], em.get("profile_peak_bytes", 0.0)
         if em["max_concurrency"] > 0:
             engine_request = budget / em["max_concurrency"]
     else:
-        budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, step_tokens, tp, pp, ep)
+        budget, reserve = kvcalc_budget(spec, hw, p, memory_utilization, step_tokens, tp, pp, ep)
 
     def draft_kv(tokens):  # the draft's cache of one request per GPU, beside the target's in the pool (speculation.py)
         return timer.draft_kv_bytes_per_sequence(tokens) if timer is not None else 0.0
@@ -432,8 +432,10 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         refused = (engine_request_bytes(em, spec, hw, p, tp, pp, full_length) + draft_kv(full_length)
                    if memory_rule is not None else request_bytes(full_length))
         gpus = f"{max(ep, tp * pp)} {hw.name}" + (f" (--ep {ep}: each GPU holds 1/{ep} of the experts)" if ep > 1 else "")
+        step = (f"; one step of {step_tokens:,} tokens (--step-tokens) reserves {fmt_bytes(reserve)} a GPU for its "
+                "activations: lower it, or" if step_tokens and step_tokens > 8192 and reserve >= refused else ";")
         raise KvcalcError(f"{spec.name} on {gpus}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold one request "
-                          f"of {full_length:,} tokens ({fmt_bytes(refused)}); raise --tp"
+                          f"of {full_length:,} tokens ({fmt_bytes(refused)}){step} raise --tp"
                           + (" or --ep, or use a smaller --weight-dtype" if ep > 1 else ""))
     return {"spec": spec, "hw": hw, "p": p, "profile": profile, "timer": timer, "stepper": stepper,
             "memory_rule": memory_rule, "notes": notes, "pool": pool, "request_bytes": request_bytes,
