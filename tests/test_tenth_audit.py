@@ -466,3 +466,19 @@ def test_s5_a_step_budget_that_empties_the_pool_is_named():
     line = one_line_error(["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "100", "-n", "16",
                            "--step-tokens", "1000000"])
     assert "one step of 1,000,000 tokens (--step-tokens) reserves" in line and "lower it" in line
+
+
+def test_s8_a_rate_one_deployment_cannot_serve_is_warned_of():
+    """100 requests/s of 1,000 + 200 tokens on one H100 (which serves about 27/s): the simulator runs the one
+    deployment it is given, and says the queue grows; at 5/s it says nothing."""
+    import warnings
+
+    from kvcalc.serving.simulate import simulate
+
+    kw = dict(input_len=1000, output_len=200, arrivals="poisson", num_prompts=400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        over = simulate("llama-3.1-8b", "h100-sxm", request_rate=100.0, **kw)
+        calm = simulate("llama-3.1-8b", "h100-sxm", request_rate=5.0, **kw)
+    assert any("requests/s arrive where this deployment serves" in w for w in over["warnings"])
+    assert not any("arrive where" in w for w in calm["warnings"])

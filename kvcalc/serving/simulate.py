@@ -1266,6 +1266,19 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                   "--max-num-seqs, or more GPUs, avoid it")
         warnings.warn(thrash, CapacityWarning, stacklevel=2)
         out["warnings"].append(thrash)
+    served = out["requests_per_s"]
+    if (request_rate is not None and arrivals in ("poisson", "burst") and served < 0.9 * request_rate
+            and out["max_waiting"] >= max(2, 0.1 * out["completed"])):  # the tenth audit, S8: no word where one
+        # deployment was given a rate several need (TTFT 23 s where serve's 4 replicas give 40 ms)
+        import warnings
+
+        from kvcalc.errors import CapacityWarning
+
+        over = (f"{request_rate:g} requests/s arrive where this deployment serves {float(served):.3g}/s: the queue "
+                f"grows through the run (up to {out['max_waiting']:,} waiting) and TTFT with it; the simulation runs "
+                "one deployment, where serve without --simulate adds the replicas the rate needs")
+        warnings.warn(over, CapacityWarning, stacklevel=2)
+        out["warnings"].append(over)
     if keep_timeline:
         out["timeline"] = {"t_s": res.timeline_s, "waiting": res.waiting, "running": res.running,
                            "ttft_s": res.first_token_s - res.arrival_s, "e2e_s": res.finish_s - res.arrival_s}
