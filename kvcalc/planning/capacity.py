@@ -314,10 +314,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     min_tp = next((t for t in candidates if fits_one_sequence(t)), None)
     if gpus is not None and refusal(gpus):
         raise KvcalcError(f"--tp: {refusal(gpus)}")
-    if ep == 1 and (min_tp or gpus):  # the degrees that divide the model (tp_refusal) below the smallest power of two
-        # that holds it, or up to the --gpus asked for (GPT-3 175B's 96 heads and width 49,152: 3, 6, 12, 24; the
-        # tenth audit, E7: 32 L4s had been the fewest where 24 hold it)
-        upto = min_tp or gpus
+    upto = min_tp or gpus  # the degrees that divide the model (tp_refusal) below the smallest power of two that
+    # holds it, or up to the --gpus asked for (GPT-3 175B's 96 heads and width 49,152: 3, 6, 12, 24; the tenth audit,
+    # E7: 32 L4s had been the fewest where 24 hold it)
+    if ep == 1 and upto:
         min_tp = next((t for t in range(1, upto + 1) if refusal(t) is None and fits_one_sequence(t)), min_tp)
     tp = gpus or (1 if ep > 1 else min_tp)
     if ep > 1 and not fits_one_sequence(tp):
