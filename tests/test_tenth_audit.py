@@ -482,3 +482,18 @@ def test_s8_a_rate_one_deployment_cannot_serve_is_warned_of():
         calm = simulate("llama-3.1-8b", "h100-sxm", request_rate=5.0, **kw)
     assert any("requests/s arrive where this deployment serves" in w for w in over["warnings"])
     assert not any("arrive where" in w for w in calm["warnings"])
+
+
+def test_e12_explain_substitutes_the_bytes_each_line_counts():
+    """Qwen3-Next at an fp8 cache: its linear state is kept at 2 B, 36 x (32 x 128 x 128 + 3 x 8,192) x 2 B =
+    37.69 MiB (the line had shown x 1 B); DeepSeek-V3.2's fp8 record and indexer key: 512 + 4 x 4 + 2 x 64 + 132 =
+    788 B (it had shown (512 + 64) x 1.36806 B)."""
+    from tests.test_fifth_audit import runner
+    from kvcalc.cli import app
+
+    out = runner.invoke(app, ["estimate", "-m", "qwen3-next-80b-a3b", "-c", "4096", "-b", "2", "--kv-dtype", "fp8",
+                              "--explain"]).output
+    assert "= 36 * (32 * 128 * 128 + 3 * 8,192) * 2 B" in out and 36 * (32 * 128 * 128 + 3 * 8192) * 2 == 39_518_208
+    out = runner.invoke(app, ["estimate", "-m", "deepseek-v3.2", "-g", "h200", "--tp", "8", "-c", "4096",
+                              "--kv-dtype", "fp8", "--explain"]).output
+    assert "= 512 + 4 * 4 + 2 * 64 B + 132 B" in out and "= 788 B" in out

@@ -25,13 +25,25 @@ class Step(NamedTuple):
 
 
 def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
+    from kvcalc.dtypes import bytes_per_element
+    from kvcalc.formulas.kv import SPARSE_FP8_TILE, STATE_MIN_BYTES, indexer_bytes_per_token_per_layer
+
     a, L = m.attention, m.attention_layers
-    b_kv = e.kv_cache.bytes_per_token_per_layer / e.kv_cache.elements_per_token_per_layer if L else 0.0
+    # the KV format's bytes an element (the tenth audit, E12: a ratio of the layer's bytes to its elements had shown
+    # 2.22917 B for DeepSeek-V3.2's latent beside its indexer key, and 0 B for an all-linear model's state)
+    b_kv = bytes_per_element(e.inputs.kv_dtype)
+    index = indexer_bytes_per_token_per_layer(a) if L else 0.0
+    plus_index = (" + d_I + 4 (the indexer's fp8 key and fp32 scale)", f" + {index:g} B") if index else ("", "")
     if not L:  # every layer linear: no per-token cache, only the fixed state below
         per_layer = Step("KV per token per layer", "no layer keeps a per-token cache (all linear attention)", "0", "0 B")
+    elif a.kind == "mla" and a.sparse_top_k is not None and b_kv == 1:  # FlashMLA's sparse fp8 record (formulas/kv.py)
+        per_layer = Step("KV per token per layer", "d_c + 4 * ceil(d_c / 128) + 2 * d_r (FlashMLA's fp8 record)"
+                         + plus_index[0], f"{a.kv_lora_rank} + 4 * {-(-a.kv_lora_rank // SPARSE_FP8_TILE)} + 2 * "
+                         f"{a.qk_rope_head_dim} B" + plus_index[1], fmt_bytes(e.kv_cache.bytes_per_token_per_layer))
     elif a.kind == "mla":
-        per_layer = Step("KV per token per layer", "(d_c + d_r) * b_kv",
-                         f"({a.kv_lora_rank} + {a.qk_rope_head_dim}) * {b_kv:g} B", fmt_bytes(e.kv_cache.bytes_per_token_per_layer))
+        per_layer = Step("KV per token per layer", "(d_c + d_r) * b_kv" + plus_index[0],
+                         f"({a.kv_lora_rank} + {a.qk_rope_head_dim}) * {b_kv:g} B" + plus_index[1],
+                         fmt_bytes(e.kv_cache.bytes_per_token_per_layer))
     else:
         per_layer = Step("KV per token per layer", "2 * g * d_h * b_kv",
                          f"2 * {a.num_kv_heads} * {a.head_dim} * {b_kv:g} B", fmt_bytes(e.kv_cache.bytes_per_token_per_layer))
@@ -44,9 +56,10 @@ def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
     if la is not None:
         state = linear_state_bytes(m, b_kv)
         lines.append(Step(
-            "state per sequence", "L_lin * (n_v * d_k * d_v + (K - 1) * conv channels) * b_kv (constant in context)",
+            "state per sequence", "L_lin * (n_v * d_k * d_v + (K - 1) * conv channels) * max(b_kv, 2) (constant in "
+            "context; the state stays in 16 bits under an 8-bit cache)",
             f"{m.linear_layers} * ({la.num_value_heads} * {la.key_head_dim} * {la.value_head_dim} + "
-            f"{max(la.conv_kernel - 1, 0)} * {la.conv_channels:,}) * {b_kv:g} B", fmt_bytes(state)))
+            f"{max(la.conv_kernel - 1, 0)} * {la.conv_channels:,}) * {max(b_kv, STATE_MIN_BYTES):g} B", fmt_bytes(state)))
         plus, plus_value = " + B * state", f" + {B} * {state:,.0f} B"
     if a.sliding_window is None:
         cache = Step("KV cache", "B * S * per token" + plus, f"{B} * {S:,} * {e.kv_cache.bytes_per_token:,.0f} B"
