@@ -497,3 +497,11 @@ def test_e12_explain_substitutes_the_bytes_each_line_counts():
     out = runner.invoke(app, ["estimate", "-m", "deepseek-v3.2", "-g", "h200", "--tp", "8", "-c", "4096",
                               "--kv-dtype", "fp8", "--explain"]).output
     assert "= 512 + 4 * 4 + 2 * 64 B + 132 B" in out and "= 788 B" in out
+
+
+def test_p6_plans_nulls_say_what_was_not_asked():
+    d = _plan_json(["-m", "qwen3-32b", "-g", "h100-sxm", "-i", "1000", "-o", "200", "-n", "64", "--max-tpot-ms",
+                    "60"])
+    assert d["limits"]["max_ttft_ms_note"] == "not asked: no --max-ttft-ms"
+    assert d["workload"]["gpu_budget_note"] == "not asked: no --gpu-budget"
+    assert d["choice"]["cost_per_hour_note"] == d["choice"]["cost_per_million_output_tokens_note"]

@@ -42,6 +42,15 @@ NULL_NOTES = {
     "kv_transfer_ms": "no transfer: prefill and decode share the GPUs (no --disaggregate)",
     "tpot_ms": _ONE_TOKEN,
     "tokens_per_s_per_user": _ONE_TOKEN,
+    # plan's (the tenth audit, P6: the generic fallback beside sibling notes that said "not asked")
+    "cost_per_hour": "not asked: no --price-per-gpu-hour",
+    "max_ttft_ms": "not asked: no --max-ttft-ms",
+    "max_tpot_ms": "not asked: no --max-tpot-ms",
+    "gpu_budget": "not asked: no --gpu-budget",
+    "concurrency": "not asked: the load is a --request-rate or a --gpu-budget",
+    "speculate": "none: this deployment decodes without speculation",
+    "simulated": "not simulated: the closed form judged this row (plan simulates its finalists where the limits are "
+                 "at p90 or p99 or the lengths vary)",
 }
 
 
