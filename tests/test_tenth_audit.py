@@ -505,3 +505,15 @@ def test_p6_plans_nulls_say_what_was_not_asked():
     assert d["limits"]["max_ttft_ms_note"] == "not asked: no --max-ttft-ms"
     assert d["workload"]["gpu_budget_note"] == "not asked: no --gpu-budget"
     assert d["choice"]["cost_per_hour_note"] == d["choice"]["cost_per_million_output_tokens_note"]
+
+
+def test_e2_capacity_says_which_batch_its_longest_context_is_at():
+    import json
+
+    from kvcalc.cli import app
+    from tests.test_fifth_audit import runner
+
+    base = ["capacity", "-m", "llama-3.1-8b", "-c", "8192", "-f", "json"]
+    d = json.loads(runner.invoke(app, base).stdout)
+    assert d["max_context_batch"] == 1 and d["batch"] > 1
+    assert json.loads(runner.invoke(app, base + ["-b", "4"]).stdout)["max_context_batch"] == 4

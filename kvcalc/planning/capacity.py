@@ -425,6 +425,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         "kv_budget_bytes_per_gpu": budget,
         "max_sequences_at_context": seqs,
         **_context_fields(spec, capped_context(spec, longest, notes)),
+        # the batch that longest context is at: -b, else 1 (the tenth audit, E2: beside "batch", the most that fit)
+        "max_context_batch": batch or 1,
         "batch": run_batch,
         "decode_ms": dec["ms"], "tokens_per_s": dec["tokens_per_s"],
         "fits": not hypothetical, "hypothetical": hypothetical,
