@@ -517,3 +517,18 @@ def test_e2_capacity_says_which_batch_its_longest_context_is_at():
     d = json.loads(runner.invoke(app, base).stdout)
     assert d["max_context_batch"] == 1 and d["batch"] > 1
     assert json.loads(runner.invoke(app, base + ["-b", "4"]).stdout)["max_context_batch"] == 4
+
+
+def test_e13_the_estimate_objects_exact_bytes_round_to_the_jsons():
+    """README: the Estimate object keeps the formulas' exact bytes and to_json_dict() is the JSON, whole bytes
+    rounded half up (the tenth audit's E13 had found the two differ without a word): an H200's usable bytes at 0.9
+    are fractional in the object and whole in the JSON."""
+    import warnings
+
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        e = kvcalc.estimate("llama-3.1-8b", "h200", weight_dtype="int4-g32", kv_dtype="int4")
+    exact, doc = e.memory.usable_bytes, e.to_json_dict()["memory"]["usable_bytes"]
+    assert isinstance(doc, int) and doc == int(exact + 0.5) and exact != doc
