@@ -266,9 +266,9 @@ def test_s4_s8_vllm_schedules_as_its_configs_allow():
     d = kvcalc.simulate("llama-3.1-8b", "h100-sxm", input_len=6000, output_len=10, arrivals="closed", concurrency=1,
                         num_prompts=1, scheduler="vllm-v0", engine="vllm", vllm_version="0.6.3")
     assert d["steps"] == 10  # one prefill step, nine decodes
-    assert "--step-tokens 512" in one_line_error(["serve", "-m", "llama-3.1-8b", "-e", "vllm", "-i", "100",
-                                                  "--output-len", "10", "--simulate", "-n", "4", "--num-prompts",
-                                                  "10", "--step-tokens", "512"])
+    assert "--step-tokens / --max-num-batched-tokens 512: vLLM refuses" in one_line_error(
+        ["serve", "-m", "llama-3.1-8b", "-e", "vllm", "-i", "100", "--output-len", "10", "--simulate", "-n", "4",
+         "--num-prompts", "10", "--step-tokens", "512"])
 
 
 def test_h10_h11_h12_spec_files_say_what_is_wrong(tmp_path):

@@ -532,3 +532,14 @@ def test_e13_the_estimate_objects_exact_bytes_round_to_the_jsons():
         e = kvcalc.estimate("llama-3.1-8b", "h200", weight_dtype="int4-g32", kv_dtype="int4")
     exact, doc = e.memory.usable_bytes, e.to_json_dict()["memory"]["usable_bytes"]
     assert isinstance(doc, int) and doc == int(exact + 0.5) and exact != doc
+
+
+def test_s1_every_command_that_sizes_a_vllm_server_refuses_a_budget_below_max_num_seqs():
+    """vLLM's SchedulerConfig._verify_args refuses max_num_batched_tokens below max_num_seqs (1,024 by default on an
+    H100): serve's closed form and capacity answered for it where the simulator refused it."""
+    from tests.test_fifth_audit import one_line_error
+
+    for args in (["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "200", "-n", "1", "--step-tokens",
+                  "256", "-e", "vllm"],
+                 ["capacity", "-m", "llama-3.1-8b", "-c", "1200", "--max-num-batched-tokens", "256", "-e", "vllm"]):
+        assert "256: vLLM refuses a max_num_batched_tokens below its max_num_seqs (1,024" in one_line_error(args)

@@ -1112,10 +1112,10 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         longest = (model if hasattr(model, "max_position_embeddings") else _load_model(model)).max_position_embeddings
         step_tokens = max(longest or 0, int(work.input_len.max()) + 1, 2048)
     policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
-    if policy.name == "vllm-v1" and engine == "vllm" and policy.budget < policy.max_seqs:
-        # vllm/config/scheduler.py SchedulerConfig._verify_args refuses it at start-up (the ninth round, S8)
-        raise KvcalcError(f"--step-tokens {policy.budget:,}: vLLM refuses a max_num_batched_tokens below its "
-                          f"max_num_seqs ({policy.max_seqs:,}; SchedulerConfig); raise it or lower --max-num-seqs")
+    if policy.name == "vllm-v1" and engine == "vllm":
+        from kvcalc.engines.memory import check_vllm_batching
+
+        check_vllm_batching(policy.budget, policy.max_seqs)
     # at least the prompts' tokens over the budget, and the outputs over the most decodes a step holds: refused past
     # MAX_STEPS rather than run for minutes (the third audit: --step-tokens 1 on 20,000 prompts of 8,000 tokens)
     fewest = (float(work.input_len.sum()) / policy.budget
