@@ -321,8 +321,8 @@ def test_e7_the_fewest_gpus_need_not_be_a_power_of_two():
 
 def test_e11_capacity_runs_no_more_sequences_than_max_num_seqs():
     """vLLM's scheduler runs at most max_num_seqs sequences a step: with --max-num-seqs 4 capacity decodes at batch
-    4 (about 500 tokens/s, as serve --simulate gives), not at the pool's 110; vLLM's own log line (max_concurrency)
-    stays the pool's."""
+    4 (about 500 tokens/s, as serve --simulate gives), not at the pool's 110; what the pool holds (vLLM's log line,
+    max_concurrency, and max_sequences_at_context, which serve's pool matches) stays 110."""
     import json
 
     from kvcalc.cli import app
@@ -330,7 +330,7 @@ def test_e11_capacity_runs_no_more_sequences_than_max_num_seqs():
 
     d = json.loads(runner.invoke(app, ["capacity", "-m", "llama-3.1-8b", "-c", "4096", "-e", "vllm",
                                        "--max-num-seqs", "4", "-f", "json"]).stdout)
-    assert d["batch"] == d["max_sequences_at_context"] == 4 and d["engine_memory"]["max_concurrency"] > 100
+    assert d["batch"] == 4 and d["max_sequences_at_context"] == 110 == int(d["engine_memory"]["max_concurrency"])
     assert 400 < d["tokens_per_s"] < 600
 
 
@@ -543,3 +543,41 @@ def test_s1_every_command_that_sizes_a_vllm_server_refuses_a_budget_below_max_nu
                   "256", "-e", "vllm"],
                  ["capacity", "-m", "llama-3.1-8b", "-c", "1200", "--max-num-batched-tokens", "256", "-e", "vllm"]):
         assert "256: vLLM refuses a max_num_batched_tokens below its max_num_seqs (1,024" in one_line_error(args)
+
+
+def test_s10_a_full_prefix_hit_leaves_the_last_block_to_prefill():
+    """vLLM hits whole blocks of at most the prompt less one token: 16 tokens in blocks of 4 at a hit rate of 1 cache
+    12 and prefill 4 (a step of 1 + 0.1 x 4 = 1.4 s with this toy timer); 15 cached (one token prefilled, 1.1 s) had
+    been faster than any hit vLLM has."""
+    from kvcalc.engines.scheduler import vllm_v1
+    from tests.test_simulate import ToyStepper
+
+    r = run(vllm_v1(budget=8, block_size=4), [0], [16], [2], stepper=ToyStepper(a=1.0, c=0.1), prefix_hit_rate=1.0)
+    assert r.first_token_s[0] == pytest.approx(1.4)
+
+
+def test_s11_a_preempted_request_is_readmitted_for_the_tokens_it_recomputes():
+    """Pool 30 tokens (blocks of 1), budget 100, steps 1 s; A, B, C of 10 tokens (5 cached) and 20, 20, 3 out at 0.
+    They prefill together; decodes preempt C, then B. When A finishes (t = 20), B recomputes 16 tokens and C 11:
+    27 fit the pool, and both enter the next step (C done at 22). The admission check had asked for C's 5 cached
+    tokens on top of its recompute (16 of the 14 left beside B's), so C waited for B (done at 36)."""
+    from kvcalc.engines.scheduler import vllm_v1
+
+    r = run(vllm_v1(budget=100, block_size=1), [0, 0, 0], [10, 10, 10], [20, 20, 3], pool_tokens=30,
+            prefix_hit_rate=0.5)
+    assert r.preemptions == 2 and list(r.finish_s) == [20.0, 34.0, 22.0]
+    assert any(step["ids"] == [1, 2] and step["chunk"] == 27 for step in r.log)
+
+
+def test_s12_past_the_pool_an_on_demand_engine_is_said_to_preempt():
+    import warnings
+
+    from kvcalc.serving.closed_form import serve
+
+    kw = dict(input_len=1000, output_len=500, concurrency=64, memory_utilization=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vllm = serve("llama-3.1-8b", "h100-sxm", engine="vllm", **kw)
+        trt = serve("llama-3.1-8b", "h100-sxm", engine="trtllm", **kw)
+    assert vllm["preemption_risk"].startswith("likely: vllm allocates KV blocks as requests grow")
+    assert trt["preemption_risk"].startswith("none")

@@ -593,7 +593,12 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         notes = [*notes, queued]
     in_flight = min(concurrency, limit) / replicas_in_group  # requests one pool holds
     needed = in_flight * request_bytes(full_length)
-    if needed <= pool:
+    scheduler = profile.engine if profile is not None else "vllm"  # auto and the roofline run vLLM's scheduler
+    if concurrency > limit and scheduler != "trtllm":  # the tenth audit, S12: "none" beside a queue vLLM never forms
+        preemption = (f"likely: {scheduler} allocates KV blocks as requests grow, so it admits more than the "
+                      f"{limit:,} the pool holds at full length and preempts as they grow; this closed form queues "
+                      "them instead (TensorRT-LLM's rule); --simulate follows the preemptions")
+    elif needed <= pool:
         preemption = "none: every request in flight fits at full length"
     elif in_flight * request_bytes(input_len + output_len / 2) <= pool:
         preemption = (f"possible: {fmt_bytes(needed)} at full length exceed the {fmt_bytes(pool)} pool per GPU; "

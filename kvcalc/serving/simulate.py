@@ -527,8 +527,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     yields = np.array(cut_yields if cut_yields is not None else [0.0] + [gain] * q, dtype=float)
     if len(yields) != q + 1 or yields[q] != gain:
         raise ValueError("cut_yields: expected verify_tokens + 1 yields ending in tokens_per_step")
-    hit = np.floor(ins * prefix_hit_rate / bs) * bs
-    hit = np.minimum(hit, ins - 1)
+    # whole blocks of at most the prompt less its last token, the longest hit vLLM's KVCacheManager.get_computed_blocks
+    # takes (max_cache_hit_length = num_tokens - 1, then whole blocks; the tenth audit, S10: capped after the
+    # rounding, a full hit had left one token to prefill, below any hit vLLM has)
+    hit = np.floor(np.minimum(ins * prefix_hit_rate, ins - 1) / bs) * bs
     kv = np.zeros(n)                         # tokens cached
     pre_left = (ins - hit).astype(float)     # tokens still to prefill
     gen = np.zeros(n)                        # tokens generated
@@ -574,7 +576,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             reserved = int(np.sum(np.ceil((ins[run_ids] + outs[run_ids]) / bs)))
             return reserved + full_blocks(i) <= pool_blocks
         s = min(pre_left[i], budget_left, piece_cap)
-        need = math.ceil((kv[i] + s + hit[i] * (kv[i] == 0)) / bs) - blocks[i]
+        # its cached prefix only while it is fresh: a preempted request recomputes its whole prompt, as its admission
+        # allocates it (the tenth audit, S11: the check had asked for the hit's blocks on top)
+        fresh = kv[i] == 0 and pre_left[i] == ins[i] - hit[i]
+        need = math.ceil((kv[i] + s + hit[i] * fresh) / bs) - blocks[i]
         if policy.admission == "token_ratio":
             outstanding = float(np.sum(np.maximum(outs[run_ids] - gen[run_ids], 0))) if len(run_ids) else 0.0
             return _token_ratio_fits(used, need, outstanding + (outs[i] - gen[i]), ratio, bs, pool_blocks)
