@@ -342,18 +342,19 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     replicas_dp = ep // tp if ep > 1 else 1  # data-parallel attention groups, each with its own sequences
     seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp) * replicas_dp
     vllm = None
+    running = seqs  # the sequences the scheduler runs at once: those the pool holds, or fewer (max_num_seqs)
     if engine_rule:
         vllm = engine_memory(tp)
         budget, activations = vllm["available_kv_bytes"], vllm["profile_peak_bytes"]
-        seqs = math.floor(vllm["max_concurrency"]) * replicas_dp
+        seqs = running = math.floor(vllm["max_concurrency"]) * replicas_dp
         cap = vllm.get("max_num_seqs")
         if cap and seqs > cap * replicas_dp:  # the scheduler runs at most max_num_seqs at once (vLLM's
             # SchedulerConfig; the tenth audit, E11: --max-num-seqs 4 had decoded at the pool's 110)
+            running = cap * replicas_dp
             notes.append(f"max_num_seqs {cap:,} caps the sequences running at once"
                          + (" in each data-parallel replica" if replicas_dp > 1 else "")
                          + f" (the KV pool holds {seqs:,}): the batch, its tokens/s and the replicas for a target are "
-                         f"at {cap * replicas_dp:,}")
-            seqs = cap * replicas_dp
+                         f"at {running:,}" + (" unless --batch is given" if batch else ""))
         notes.extend(vllm.get("notes", ()))
         if hw.visible_memory_GiB is None:
             notes.append(f"{hw.name} has no visible_memory_GiB: {engine}'s budget starts from the datasheet "
@@ -378,7 +379,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     per_replica = replica_batch(batch or 1, ep, tp)
     longest = (engine_longest_context(vllm, spec, hw, p, tp, pp, per_replica) if vllm else
                max_context(spec, per_replica, budget, p.b_kv, tp, pp))
-    run_batch = batch or max(seqs, 1)
+    run_batch = batch or max(min(seqs, running), 1)
     ev = evaluate(spec, hw, batch=run_batch, context=context, prompt=context, weight_dtype=weight_dtype,
                   kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp, ep=ep,
                   memory_utilization=memory_utilization)  # its usable bytes name the binding (the sixth audit)
