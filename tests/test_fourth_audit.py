@@ -284,7 +284,7 @@ def test_calibrate_keeps_the_engines_request_cost_where_the_file_has_no_ttft(tmp
         run["mean_ttft_ms"] = 0
     path = tmp_path / "no-ttft.json"
     path.write_text("\n".join(json.dumps(r) for r in runs) + "\n")
-    profile, report = calibrate_from_benchmark(path, model="llama-3-8b", gpu="l40s", engine="vllm", replicas=4)
+    profile, report = calibrate_from_benchmark(path, model="llama-3.2-3b", gpu="l40s", engine="vllm", replicas=4)
     from kvcalc.engines.overhead import band
 
     v1 = band("vllm", "v1").request_ms

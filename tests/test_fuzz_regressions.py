@@ -31,11 +31,11 @@ def _one_error_line(r, *needles):
     (5e-324, "TPOT 5e-324 ms is too small to fit against"),  # was "median |error| inf %" and an overflow warning
 ])
 def test_calibrate_refuses_a_benchmark_tpot_it_cannot_divide_by(tmp_path, tpot_ms, message):
-    # kvcalc calibrate --from-benchmark b.json -m llama-3-8b -g l40s -e vllm -o p.toml, b.json's mean_tpot_ms = 0
+    # kvcalc calibrate --from-benchmark b.json -m llama-3.2-3b -g l40s -e vllm -o p.toml, b.json's mean_tpot_ms = 0
     run = json.loads(NERDALERT.read_text().splitlines()[0])
     run["mean_tpot_ms"] = tpot_ms
     (tmp_path / "b.json").write_text(json.dumps(run))
-    r = runner.invoke(app, ["calibrate", "--from-benchmark", str(tmp_path / "b.json"), "-m", "llama-3-8b", "-g", "l40s",
+    r = runner.invoke(app, ["calibrate", "--from-benchmark", str(tmp_path / "b.json"), "-m", "llama-3.2-3b", "-g", "l40s",
                             "-e", "vllm", "-o", str(tmp_path / "p.toml")])
     _one_error_line(r, "b.json: line 1", message)
     assert not (tmp_path / "p.toml").exists()
@@ -46,7 +46,7 @@ def test_calibrate_refuses_a_benchmark_past_kvcalcs_limits(tmp_path):
     run = json.loads(NERDALERT.read_text().splitlines()[0])
     run["max_concurrency"] = 1e308
     (tmp_path / "b.json").write_text(json.dumps(run))
-    r = runner.invoke(app, ["calibrate", "--from-benchmark", str(tmp_path / "b.json"), "-m", "llama-3-8b", "-g", "l40s",
+    r = runner.invoke(app, ["calibrate", "--from-benchmark", str(tmp_path / "b.json"), "-m", "llama-3.2-3b", "-g", "l40s",
                             "-e", "vllm", "-o", str(tmp_path / "p.toml")])
     _one_error_line(r, "b.json: line 1: requests in flight 1e+308 past kvcalc's limit of 10,000,000")
 
