@@ -581,3 +581,22 @@ def test_s12_past_the_pool_an_on_demand_engine_is_said_to_preempt():
         trt = serve("llama-3.1-8b", "h100-sxm", engine="trtllm", **kw)
     assert vllm["preemption_risk"].startswith("likely: vllm allocates KV blocks as requests grow")
     assert trt["preemption_risk"].startswith("none")
+
+
+def test_s3_s4_charts_show_idle_time_and_refuse_an_undefined_axis(tmp_path):
+    """S3: after a step's completions the timeline drops to what runs on, so a 2 s gap between Poisson arrivals is
+    drawn idle (it had held 1 running); S4: serve's frontier at --output-len 1 has no x axis (1 / TPOT): refused."""
+    import warnings
+
+    from kvcalc.serving.simulate import simulate
+    from tests.test_fifth_audit import one_line_error
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = simulate("llama-3.1-8b", input_len=100, output_len=10, arrivals="poisson", request_rate=0.5,
+                     num_prompts=5, keep_timeline=True)
+    tl = r["timeline"]
+    assert 0 in list(tl["running"]) and r["max_running"] == max(tl["running"])
+    assert "--plot: the frontier's x axis" in one_line_error(
+        ["serve", "-m", "llama-3.1-8b", "-i", "100", "--output-len", "1", "-n", "1,4", "--plot",
+         str(tmp_path / "p.png")])

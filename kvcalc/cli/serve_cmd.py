@@ -124,6 +124,9 @@ def serve_cli(
                           f"{context_flag} requests in flight use -n/--concurrency {context_flag}")
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
+        if not simulate and output_len == 1:  # the tenth audit, S4: an empty chart, exit 0
+            raise KvcalcError("--plot: the frontier's x axis is tokens/s per user, 1 / TPOT, which --output-len 1 "
+                              "leaves undefined (no token follows the first); leave out --plot")
     if trace is not None and not (simulate and arrivals == "trace"):
         raise KvcalcError("--trace: read only with --simulate --arrivals trace; add them, or leave out --trace")
     if simulate and arrivals == "trace":  # the trace gives the requests: nothing is counted or drawn (sixth audit)

@@ -778,6 +778,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         fin = ids[(gen[ids] >= outs[ids] - 1e-9) & (all_sched > 0)]
         if len(fin):
             run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released)
+            _after_completions(t, waiting, run, tl_t, tl_wait, tl_run)
     finish += lag  # a request keeps its micro-batch's place in the pipeline to its last token
     return SimResult(workload.arrival_s if not closed else arrive, first, finish, ins, outs, preemptions,
                      np.concatenate(itl_t) if itl_t else np.empty(0),
@@ -888,7 +889,17 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     fin = run[gen_run >= outs_run - 1e-9]
     if len(fin):
         run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released)
+        _after_completions(t, waiting, run, tl_t, tl_wait, tl_run)
     return run, t, done, used, steps
+
+
+def _after_completions(t, waiting, run, tl_t, tl_wait, tl_run) -> None:
+    """A second timeline point at a step's end, after its completions: the step's own point counts the requests it
+    ran (max_running), this one what runs on, so a drawn timeline drops to 0 where the engine goes idle (the tenth
+    audit, S3: it had drawn a request running through a 2 s gap)."""
+    tl_t.append(t)
+    tl_wait.append(len(waiting))
+    tl_run.append(len(run))
 
 
 # ----------------------------------------------------------------------------------------------------------------
