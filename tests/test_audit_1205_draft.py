@@ -151,7 +151,8 @@ def test_a_serve_at_estimates_old_batch_queues_what_the_pool_cannot_hold():
     decoding at once)."""
     r = serve("llama-3.1-8b", input_len=4000, output_len=4000, concurrency=54, speculate=DRAFT)
     held = serve("llama-3.1-8b", input_len=4000, output_len=4000, concurrency=43, speculate=DRAFT)
-    assert r["max_concurrency"] == 43 and r["preemption_risk"].startswith("none")
+    # the closed form queues the 11; vLLM's scheduler (auto's) would admit them and preempt (the tenth audit, S12)
+    assert r["max_concurrency"] == 43 and r["preemption_risk"].startswith("likely")
     assert any(w.startswith("11 of the 54 requests in flight per replica wait in the queue") for w in r["warnings"])
     assert r["requests_per_s"] == pytest.approx(held["requests_per_s"], rel=1e-12)
 

@@ -18,7 +18,8 @@ LEDGER_MODELS = {"qwen3-235b-a22b", "deepseek-r1-distill-qwen-14b",  # models of
                  "kimi-k2", "gemma-3-27b", "llama-4-scout", "deepseek-v3.2",  # today's models
                  "qwen3-0.6b", "qwen3-32b", "gpt-oss-20b",  # llm-d's vLLM 0.11 memory runs
                  "qwen3-30b-a3b",  # a vLLM 0.10.2 run on L40Ss
-                 "qwen3-235b-a22b-2507", "qwen3-30b-a3b-2507"}  # the 2507 releases those runs served
+                 "qwen3-235b-a22b-2507", "qwen3-30b-a3b-2507",  # the 2507 releases those runs served
+                 "llama-3.2-3b"}  # the model of the llm-d L40S benchmark file (tests/fixtures/benchmarks/)
 REFERENCE_GPUS = {
     "h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "l40s",
     "rtx-4090", "b200", "mi300x", "mi325x",
