@@ -600,3 +600,23 @@ def test_s3_s4_charts_show_idle_time_and_refuse_an_undefined_axis(tmp_path):
     assert "--plot: the frontier's x axis" in one_line_error(
         ["serve", "-m", "llama-3.1-8b", "-i", "100", "--output-len", "1", "-n", "1,4", "--plot",
          str(tmp_path / "p.png")])
+
+
+def test_s13_a_hybrids_state_is_held_per_request_not_charged_per_token(tmp_path):
+    """Qwen3-Next keeps a fixed Gated DeltaNet state (36 x (32 x 128 x 128 + 3 x 8,192) x 2 B = 39,518,208 B) beside
+    12 full-attention layers' cache of 24,576 B a token: a request of 60,010 tokens needs 39.5 MB + 1.475 GB =
+    1,514,323,968 B, which a 1.98 GB pool holds (serve and capacity say so). The simulator had converted the pool to
+    tokens at the trace's mean request, charging the state to every token (4.8 GB for this one), and refused it; it
+    now holds each request's state as blocks of its own beside its tokens."""
+    import warnings
+
+    from kvcalc.serving.simulate import simulate
+
+    assert 36 * (32 * 128 * 128 + 3 * 8192) * 2 + 60_010 * 12 * 2 * 2 * 256 * 2 == 1_514_323_968
+    trace = tmp_path / "hyb.csv"
+    trace.write_text("arrival_s,input_len,output_len\n" + "0,100,10\n" * 99 + "0,60000,10\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = simulate("qwen3-next-80b-a3b", "h200", weight_dtype="fp8", arrivals="trace", trace=str(trace),
+                     memory_utilization=0.55)
+    assert r["completed"] == 100

@@ -499,7 +499,7 @@ class SimResult:
 def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *, pool_tokens: float,
                       verify_tokens: int = 1, tokens_per_step: float = 1.0, prefix_hit_rate: float = 0.0,
                       pipeline_stages: int = 1, log_steps: bool = False, client_overhead_s: float = 0.0,
-                      cut_yields: tuple[float, ...] | None = None) -> SimResult:
+                      cut_yields: tuple[float, ...] | None = None, state_blocks: int = 0) -> SimResult:
     """Run `workload` through `policy` with step times from step_time (a StepGrid, or anything with
     seconds(decodes, context, chunk, chunk_context) and decode_seconds(decodes, contexts)). pool_tokens: the KV pool
     in tokens. Speculative decoding: each decode puts verify_tokens into the step and yields tokens_per_step; one
@@ -514,6 +514,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     prompts at pp 2 had all come out with one prompt's TTFT, below the speed of light of P prompts' prefill). The
     mean place, rather than each prompt's own, keeps the mean TTFT and latency and keeps them from falling when one
     more prompt joins a step (the fresh audit: placing prompts in order made the median dip as a prompt moved up).
+
+    state_blocks: blocks every request holds beside its tokens' (a hybrid model's fixed linear-attention or Mamba
+    state, in the pool's token units: simulate() sizes it), from its admission to its end.
 
     client_overhead_s: the engine's per-request overhead (API server, tokenisation), which summarize adds to each
     TTFT; in a closed loop the client waits through it too, so a completion's replacement reaches the engine that
@@ -564,22 +567,22 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     m = max(policy.multi_step, 1)
     piece_cap = policy.max_piece or policy.budget  # the most of one prompt a step takes
 
-    def blocks_for(tokens):
-        return np.ceil(tokens / bs).astype(np.int64)
+    def blocks_for(tokens):  # a running request's blocks at `tokens` tokens, its state's with them
+        return np.ceil(tokens / bs).astype(np.int64) + state_blocks
 
     def full_blocks(i):  # blocks a request needs at its full length (TensorRT-LLM's guarantee)
-        return math.ceil((ins[i] + outs[i]) / bs)
+        return math.ceil((ins[i] + outs[i]) / bs) + state_blocks
 
     def admissible(i, budget_left, run_ids) -> bool:
         """Whether the head of the queue may enter now (memory only)."""
         if policy.admission == "full_length":
-            reserved = int(np.sum(np.ceil((ins[run_ids] + outs[run_ids]) / bs)))
+            reserved = int(np.sum(np.ceil((ins[run_ids] + outs[run_ids]) / bs))) + state_blocks * len(run_ids)
             return reserved + full_blocks(i) <= pool_blocks
         s = min(pre_left[i], budget_left, piece_cap)
         # its cached prefix only while it is fresh: a preempted request recomputes its whole prompt, as its admission
         # allocates it (the tenth audit, S11: the check had asked for the hit's blocks on top)
         fresh = kv[i] == 0 and pre_left[i] == ins[i] - hit[i]
-        need = math.ceil((kv[i] + s + hit[i] * fresh) / bs) - blocks[i]
+        need = math.ceil((kv[i] + s + hit[i] * fresh) / bs) + (state_blocks if blocks[i] == 0 else 0) - blocks[i]
         if policy.admission == "token_ratio":
             outstanding = float(np.sum(np.maximum(outs[run_ids] - gen[run_ids], 0))) if len(run_ids) else 0.0
             return _token_ratio_fits(used, need, outstanding + (outs[i] - gen[i]), ratio, bs, pool_blocks)
@@ -650,12 +653,12 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 limit = None
                 if policy.admission == "token_ratio" and waiting and len(run) < policy.max_seqs:
                     limit = _steps_until_admitted(ratio, policy, waiting[0], run, used, pool_blocks, budget, piece_cap,
-                                                  pre_left, kv, gen, outs, blocks, hit, gain)
+                                                  pre_left, kv, gen, outs, blocks, hit, gain, state_blocks)
                 before = steps
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                     pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                    phase=phase, limit=limit)
+                    phase=phase, limit=limit, state_blocks=state_blocks)
                 # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth audit,
                 # S1: once a block of thousands had held a waiting request until a completion)
                 ratio = max(ratio - policy.new_token_ratio_decay * (steps - before), policy.min_new_token_ratio)
@@ -672,7 +675,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
                     policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
-                    released, n, phase=phase)
+                    released, n, phase=phase, state_blocks=state_blocks)
                 continue
 
         # one general step: the step_ids in order, then admissions
@@ -715,7 +718,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 if kv[i] == 0 and hit[i] > 0 and pre_left[i] == ins[i] - hit[i]:
                     kv[i] = hit[i]
                 s = min(pre_left[i], budget_left, piece_cap)
-                nb = math.ceil((kv[i] + s) / bs)
+                nb = math.ceil((kv[i] + s) / bs) + state_blocks
                 used += nb - int(blocks[i])
                 blocks[i] = nb
                 admitted.append(i)
@@ -812,7 +815,7 @@ def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released
 
 
 def _steps_until_admitted(ratio, policy, i, run, used, pool_blocks, budget, piece_cap, pre_left, kv, gen, outs,
-                          blocks, hit, gain):
+                          blocks, hit, gain, state_blocks: int = 0):
     """Decode steps after which SGLang's token-ratio admission takes the head of the queue, i, with new_token_ratio
     lowered by its decay each step (admissible()'s rule: blocks held + i's first chunk + ratio x every request's
     outputs still to come, within the pool; the running requests' held blocks grow a block per block_size tokens
@@ -822,8 +825,10 @@ def _steps_until_admitted(ratio, policy, i, run, used, pool_blocks, budget, piec
     horizon = max(1, math.ceil(float(left.min()) / gain - 1e-9))
     k = np.arange(1, horizon + 1)
     r = np.maximum(ratio - policy.new_token_ratio_decay * k, policy.min_new_token_ratio)
-    grown = np.ceil((kv[run][None, :] + gain * k[:, None]) / bs).sum(axis=1) - blocks[run].sum()
-    need = math.ceil((kv[i] + min(pre_left[i], budget, piece_cap) + hit[i] * (kv[i] == 0)) / bs) - blocks[i]
+    grown = (np.ceil((kv[run][None, :] + gain * k[:, None]) / bs).sum(axis=1) + state_blocks * len(run)
+             - blocks[run].sum())
+    need = (math.ceil((kv[i] + min(pre_left[i], budget, piece_cap) + hit[i] * (kv[i] == 0)) / bs)
+            + (state_blocks if blocks[i] == 0 else 0) - blocks[i])
     outstanding = np.maximum(left.sum() - len(run) * gain * k, 0) + (outs[i] - gen[i])
     ok = _token_ratio_fits(used + grown, need, outstanding, r, bs, pool_blocks)
     return int(k[np.argmax(ok)]) if ok.any() else None
@@ -837,7 +842,7 @@ def _token_ratio_fits(held, need, outputs_to_come, ratio, block_size, pool_block
 
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                   pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                  phase=None, limit=None):
+                  phase=None, limit=None, state_blocks: int = 0):
     """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
     that could be admitted, in one vectorised block. phase ([decode steps since the scheduler ran], with
     policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m. limit: at most
@@ -851,7 +856,7 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
         n_steps = min(n_steps, limit)
     if policy.preempt is not None:  # stop before a decode could find no free block
         bs = policy.block_size
-        room = pool_blocks * bs - kv_sum - d * (bs + q)
+        room = pool_blocks * bs - kv_sum - d * (bs + q + state_blocks * bs)
         n_steps = max(1, min(n_steps, int(room // (d * gain)) if room > 0 else 1))
     ctx0 = kv_sum / d
     times = step_time.decode_seconds(d, ctx0 + gain * np.arange(n_steps))
@@ -873,7 +878,7 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     kv[run], gen[run] = kv_run, gen_run  # (what kv[run] += ... does, without reading kv[run] again)
     if policy.preempt is not None:
         held = blocks[run]
-        nb = np.maximum(np.ceil(kv_run / policy.block_size).astype(np.int64), held)
+        nb = np.maximum(np.ceil(kv_run / policy.block_size).astype(np.int64) + state_blocks, held)
         used += int((nb - held).sum())
         blocks[run] = nb
     if n_steps > ITL_SAMPLES:  # a long block's steps as ITL_SAMPLES evenly spaced ones, each weighing its share
@@ -1199,6 +1204,18 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     # capacity's, 3.9 % with a sliding window, and preempting requests the pool holds)
     held = math.ceil(full / policy.block_size) * policy.block_size if d["engine_request"] else full
     pool_tokens = math.floor(d["pool"] / per_request * held)  # whole tokens, as an engine's pool holds them
+    # a fixed state beside a cache that grows a token at a time (Qwen3-Next's Gated DeltaNet, Jamba's and Nemotron-H's
+    # Mamba layers): the pool in the growing cache's tokens, and each request holds its state as state_blocks more
+    # (the tenth audit, S13: at the mean request's rate a 60,010-token request the pool holds had been refused, and
+    # short requests beside long ones charged too little); the state's share of a request as kvcalc counts it
+    state_blocks = 0
+    rb = d["request_bytes"]
+    fixed = rb(0)
+    if fixed > 0 and math.isclose(rb(2 * full) - rb(full), rb(full) - fixed, rel_tol=1e-9):
+        share = fixed / rb(full)
+        per_token = per_request * (1 - share) / held
+        state_blocks = math.ceil(per_request * share / per_token / policy.block_size)
+        pool_tokens = math.floor(d["pool"] / per_token)
     dp = ep // tp if ep > tp else 1
     replica_tokens = pool_tokens  # one data-parallel replica's pool: a request lives in one replica's
     if dp > 1:  # data-parallel attention groups, pooled
@@ -1210,12 +1227,13 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         work.arrival_s[:] = np.nan
         work.arrival_s[:min(work.concurrency, len(work.arrival_s))] = 0.0
     longest = int((work.input_len + work.output_len).max())
-    if math.ceil(longest / policy.block_size) > replica_tokens // policy.block_size:
+    if math.ceil(longest / policy.block_size) + state_blocks > replica_tokens // policy.block_size:
         # against one replica's pool under --ep (the tenth audit, S7: the replicas' pools added together had held a
         # request that no replica can, which the closed form refuses)
         whose = "one data-parallel replica's KV pool" if dp > 1 else "the KV pool"
+        state = f" and its {state_blocks * policy.block_size:,}-token state" if state_blocks else ""
         raise KvcalcError(f"{spec.name}: {whose} ({replica_tokens:,.0f} tokens) does not hold one request of "
-                          f"{longest:,} tokens; raise --tp")
+                          f"{longest:,} tokens{state}; raise --tp")
     pieces = np.unique(np.concatenate([np.minimum(work.input_len, policy.budget), work.input_len % policy.budget]))
     grid = StepGrid(stepper, min(policy.max_seqs, len(work.input_len)), longest, policy.budget,
                     prompt_len=policy.budget // dp if dp > 1 else None,
@@ -1224,11 +1242,12 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
 
     request_s = overhead_seconds(d["profile"])[1]  # once per request, in its TTFT (the step overhead is in the grid)
     if disaggregate is not None:
-        res, transfer_ms = _disaggregated(policy, grid, work, d, disaggregate, tp, pool_tokens, prefix_hit_rate)
+        res, transfer_ms = _disaggregated(policy, grid, work, d, disaggregate, tp, pool_tokens, prefix_hit_rate,
+                                          state_blocks)
     else:
         res = simulate_schedule(policy, grid, work, pool_tokens=pool_tokens, verify_tokens=stepper.decode_q,
                                 tokens_per_step=stepper.decode_gain, cut_yields=stepper.decode_yields,
-                                prefix_hit_rate=prefix_hit_rate,
+                                prefix_hit_rate=prefix_hit_rate, state_blocks=state_blocks,
                                 pipeline_stages=pp, client_overhead_s=request_s)
     gpus = tp * pp if ep == 1 else ep
     if disaggregate is not None:
@@ -1315,7 +1334,7 @@ def link_queue(ready_s, transfer_s):
 
 
 def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int], tp: int, pool_tokens: float,
-                   prefix_hit_rate: float):
+                   prefix_hit_rate: float, state_blocks: int = 0):
     """Prefill replicas (round-robin, one output token each), the KV transfers (queued on each prefill replica's
     links: link_queue), then decode replicas (round-robin,
     prompts already cached); one SimResult of the whole path."""
@@ -1340,7 +1359,8 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
     for r in range(p_rep):
         idx = np.arange(r, n, p_rep)
         sub = Workload(work.arrival_s[idx], work.input_len[idx], ones[idx])
-        res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, prefix_hit_rate=prefix_hit_rate)
+        res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, prefix_hit_rate=prefix_hit_rate,
+                                state_blocks=state_blocks)
         first[idx] = link_queue(res.first_token_s, transfer[idx])
         preemptions += res.preemptions
         steps += res.steps
@@ -1350,7 +1370,8 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         idx = idx[np.argsort(first[idx], kind="stable")]
         sub = Workload(first[idx], work.input_len[idx], work.output_len[idx], prefilled=True)
         res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, verify_tokens=stepper.decode_q,
-                                tokens_per_step=stepper.decode_gain, cut_yields=stepper.decode_yields)
+                                tokens_per_step=stepper.decode_gain, cut_yields=stepper.decode_yields,
+                                state_blocks=state_blocks)
         finish[idx] = np.where(work.output_len[idx] > 1, res.finish_s, first[idx])
         preemptions += res.preemptions
         steps += res.steps
