@@ -94,10 +94,11 @@ def serve_cli(
     format: FormatOpt = Format.table,
     simulate: Annotated[bool, typer.Option(
         "--simulate", help="run the request-level simulation of the engine's scheduler (percentiles) instead of "
-        "the closed-form steady state; --arrivals then takes closed, poisson, burst or trace")] = False,
+        "the closed-form steady state; --arrivals then takes closed, poisson, burst or trace (waves: one wave of "
+        "-n requests)")] = False,
     trace: Annotated[Optional[Path], typer.Option(
-        help="--simulate --arrivals trace: UTF-8 CSV (header arrival_s,input_len,output_len) or JSON lines (.jsonl) "
-        "of requests, arrival times from 0 to 1e10 s")] = None,
+        help="--simulate --arrivals trace: UTF-8 CSV (header arrival_s,input_len,output_len) or JSON lines (.jsonl, or "
+        ".json with one object a line) of requests, arrival times from 0 to 1e10 s")] = None,
     num_prompts: Annotated[int, typer.Option(
         help="--simulate: requests to run, at most 1,000,000 (100,000 take about 17 s and 250 MB)")] = 1000,
     range_ratio: Annotated[float, typer.Option(
