@@ -245,7 +245,8 @@ def rate_shares(ladder: list[int], rates: list[float], request_rate: float, limi
 
 
 def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: float | None,
-                 max_tpot_ms: float | None, concurrency: float | None, limit: int) -> list[int]:
+                 max_tpot_ms: float | None, concurrency: float | None, limit: int, rates: list | None = None,
+                 request_rate: float | None = None) -> list:
     """Requests in flight between the largest budget of the ladder that meets the latency limits and the next one,
     which misses them, near where the binding metric reaches its limit (linear between the two budgets, as a step's
     time is affine in its batch): that point and two below it; with a concurrency C, also C's shares ceil(C / k)
@@ -269,6 +270,19 @@ def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: f
     if concurrency is not None:
         k = math.ceil(concurrency / star)
         out |= {math.ceil(concurrency / k), math.ceil(concurrency / (k + 1))}
+    if request_rate is not None and rates is not None and rates[i] > 0 and rates[i + 1] > 0:
+        # at a rate a replica's load is the fraction of a request its share keeps in flight, as serve takes it: the
+        # fewest replicas k whose share request_rate / k the point star carries (and k - 2, k - 1, k + 1), each at the
+        # requests in flight C that carry it, C = share x latency(C), the latency C / requests/s taken affine in C
+        # between the two budgets (a step is affine in its batch). The tenth audit, P2: judged at whole requests (2
+        # where 2.95 meet the limit) plan had bought 28 % more GPUs than serve for the same deployment
+        b = (hi / rates[i + 1] - lo / rates[i]) / (hi - lo)
+        a = lo / rates[i] - b * lo
+        k = math.ceil(request_rate * (a + b * star) / star * (1 - 1e-12))
+        # (and a little more, so that the requests/s timed there carry the share despite the affine latency's error,
+        # 0.3 % on Qwen3-235B over 16 L4s between 2 and 4 in flight)
+        out |= {share * a / (1 - share * b) * bump for m in range(k - 2, k + 2) for bump in (1.001, 1.005)
+                if m >= 1 and (share := request_rate / m) * b < 1}
     return sorted(c for c in out if lo < c < hi and c <= limit)
 
 
@@ -647,7 +661,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         if max_ttft_ms is not None or max_tpot_ms is not None:
             tpot = (r["tpot_s"] * 1e3).tolist() if r["tpot_s"] is not None else [None] * len(ladder)
             near = limit_shares(ladder, (r["ttft_s"] * 1e3).tolist(), tpot, max_ttft_ms, max_tpot_ms, concurrency,
-                                runner.max_concurrency)
+                                runner.max_concurrency, rates, request_rate)
             if near and worth(d, _fewest_replicas(ladder, rates, near, request_rate, concurrency), prices[d.gpu]):
                 more |= set(near)
         if more - set(ladder):
