@@ -542,7 +542,23 @@ def test_s1_every_command_that_sizes_a_vllm_server_refuses_a_budget_below_max_nu
     for args in (["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "200", "-n", "1", "--step-tokens",
                   "256", "-e", "vllm"],
                  ["capacity", "-m", "llama-3.1-8b", "-c", "1200", "--max-num-batched-tokens", "256", "-e", "vllm"]):
-        assert "256: vLLM refuses a max_num_batched_tokens below its max_num_seqs (1,024" in one_line_error(args)
+        line = one_line_error(args)
+        assert "256: vLLM refuses a max_num_batched_tokens below its default max_num_seqs (1,024" in line
+        assert "give --max-num-seqs 256 or fewer (serve --simulate, capacity)" in line
+
+
+def test_v2_a_given_max_num_seqs_sizes_and_checks_vllms_pool():
+    """--simulate --max-num-seqs 64 --step-tokens 128: vLLM accepts it (128 >= 64); the pool had been sized and checked
+    at vLLM's default 1,024 and the run refused."""
+    import warnings
+
+    from kvcalc.serving.simulate import simulate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = simulate("llama-3.1-8b", "h100-sxm", engine="vllm", input_len=500, output_len=100, concurrency=64,
+                     num_prompts=128, max_num_seqs=64, step_tokens=128)
+    assert r["max_num_seqs"] == 64 and r["completed"] == 128
 
 
 def test_s10_a_full_prefix_hit_leaves_the_last_block_to_prefill():

@@ -46,14 +46,17 @@ def _vllm_mxfp4_layout_bytes(spec, hw, p, tp: int, pp: int, ep: int, version: tu
     return em.vllm_mxfp4_expert_bytes(spec, tp, backend) - routed_expert_bytes(spec, p.b_w) / tp
 
 
-def check_vllm_batching(max_num_batched_tokens: int, max_num_seqs: int) -> None:
+def check_vllm_batching(max_num_batched_tokens: int, max_num_seqs: int, default: bool = False) -> None:
     """vLLM refuses to start with max_num_batched_tokens below max_num_seqs (vllm/config/scheduler.py
     SchedulerConfig._verify_args): a one-line error naming the flags, from every command that sizes a vLLM server
-    (the ninth round's S8 in the simulator; the tenth, S1: serve's closed form and capacity had answered)."""
+    (the ninth round's S8 in the simulator; the tenth, S1: serve's closed form and capacity had answered). default:
+    max_num_seqs is vLLM's default (no --max-num-seqs given), which the message says, with both ways past it."""
     if max_num_batched_tokens < max_num_seqs:
+        whose = "its default max_num_seqs" if default else "max_num_seqs"
         raise KvcalcError(f"--step-tokens / --max-num-batched-tokens {max_num_batched_tokens:,}: vLLM refuses a "
-                          f"max_num_batched_tokens below its max_num_seqs ({max_num_seqs:,}; SchedulerConfig); raise "
-                          "it or lower --max-num-seqs")
+                          f"max_num_batched_tokens below {whose} ({max_num_seqs:,}; SchedulerConfig); raise it to "
+                          f"{max_num_seqs:,}, or give --max-num-seqs {max_num_batched_tokens:,} or fewer (serve "
+                          "--simulate, capacity)")
 
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
@@ -69,7 +72,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     where the version counts it; None where unknown (the pool is then an upper bound, and `notes` says so)."""
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, version)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
-    check_vllm_batching(t, r)
+    check_vllm_batching(t, r, default=max_num_seqs is None)
     runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
     refit = refit or {}
     group = max(tp, ep)

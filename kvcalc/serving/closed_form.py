@@ -347,10 +347,11 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                weight_dtype: str, kv_dtype: str, memory_utilization: float, step_tokens: int, speculate: str | None,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
                disaggregate: tuple[int, int] | None = None, engine_version: str | None = None,
-               moe_time_scale: float | None = None, overhead=None) -> dict:
+               moe_time_scale: float | None = None, overhead=None, max_num_seqs: int | None = None) -> dict:
     """One replica as serve and the simulator see it: specs, step timer, the KV pool per GPU as the engine's
     memory rule sizes it, and how many full-length requests it holds. moe_time_scale: the routed experts' time
-    factor instead of the release era's (engines/kernel_eras.py); overhead: an EngineOverhead instead of the release
+    factor instead of the release era's (engines/kernel_eras.py); max_num_seqs: vLLM's, where given (the simulator's
+    --max-num-seqs), for its memory rule; overhead: an EngineOverhead instead of the release
     band's (engines/overhead.py). Both are the serving ledger's held-out refits."""
     if engine == "gpt-fast":  # the seventh audit, C2: its batch-1 profile had been run as a batching server
         from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
@@ -398,7 +399,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         notes.append(why)
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
-                                memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens, pp=pp,
+                                memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens,
+                                max_num_seqs=max_num_seqs, pp=pp,
                                 ep=ep, vllm_runner=vllm_runner, vllm_version=version, cuda_graph_bytes=cuda_graph_bytes,
                                 flashinfer_sampler=flashinfer_sampler)
         notes.extend(em.get("notes", ()))
