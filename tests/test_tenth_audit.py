@@ -658,3 +658,33 @@ def test_p2_at_a_rate_plan_buys_the_gpus_serve_needs_for_its_choice(model, gpu, 
         s = serve(model, gpu, engine=c["engine"], tp=tp, pp=pp, weight_dtype=weight, kv_dtype=kv, input_len=128,
                   output_len=200, request_rate=float(rate), max_tpot_ms=30)
     assert c["gpus"] == s["gpus"] and c["tpot_ms"] <= 30
+
+
+def test_v4_an_ignore_regex_names_one_layer_or_is_refused_and_a_dense_layer_has_no_experts():
+    """Llama-3-8B's layer is 2 x 4096^2 + 2 x 4096 x 1024 + 3 x 4096 x 14336 = 218,103,808 weights, 1 B more each in
+    bf16 than fp8: 're:model.layers.0.*' keeps layer 0 (it had been dropped); a pattern over several layers
+    ('re:model.layers.[0-3]\\..*', and 're:model.layers.1.*', whose dots also match layers 10-19 and 100-127) is
+    refused (the first had kept the whole model in bf16). DeepSeek-V2-Lite's layer 0 is dense (first_k_dense_replace
+    1): attention 13,762,560 + MLP 3 x 2048 x 10944 = 81,002,496 weights more, no experts (it had been charged a MoE
+    layer's)."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.formulas.params import weight_bytes
+
+    base = weight_bytes(_fp8_ignoring("Meta-Llama-3-8B", ["lm_head"]), 1.0)
+    layer = 2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336
+    assert weight_bytes(_fp8_ignoring("Meta-Llama-3-8B", ["re:model.layers.0.*"]), 1.0) == base + layer
+    for entry in ("re:model.layers.[0-3]\\..*", "re:model.layers.1.*"):
+        with pytest.raises(KvcalcError, match="names some layers by a pattern"):
+            _fp8_ignoring("Meta-Llama-3-8B", [entry])
+    ds = weight_bytes(_fp8_ignoring("DeepSeek-V2-Lite", ["lm_head"]), 1.0)
+    assert weight_bytes(_fp8_ignoring("DeepSeek-V2-Lite", ["re:model.layers.0.*"]), 1.0) == ds + 13_762_560 + 3 * 2048 * 10944
+
+
+@pytest.mark.parametrize("entry", ["re:.*query_key_value$", "re:.*dense$", "re:.*c_attn$"])
+def test_v5_an_ignore_entry_naming_another_familys_module_names_nothing(entry):
+    """vLLM matches ignore entries against the model's own modules: GPT-NeoX's query_key_value and dense, or GPT-2's
+    c_attn, name nothing in Llama 3 8B, which stays fp8 throughout (they had been refused as part of a class)."""
+    from kvcalc.formulas.params import weight_bytes
+
+    plain = weight_bytes(_fp8_ignoring("Meta-Llama-3-8B", ["lm_head"]), 1.0)
+    assert weight_bytes(_fp8_ignoring("Meta-Llama-3-8B", ["lm_head", entry]), 1.0) == plain

@@ -695,7 +695,9 @@ _MLP_LAYOUTS = ({"gate_proj", "up_proj", "down_proj"}, {"gate_up_proj", "down_pr
 PROJECTIONS = {"attention": ({"q_proj", "k_proj", "v_proj", "o_proj"}, {"qkv_proj", "o_proj"},
                              {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"},  # MLA
                              {"q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"},  # MLA without q_lora_rank
-                             {"c_attn", "c_proj"}, {"query_key_value", "dense"}),  # GPT-2; GPT-NeoX, Falcon
+                             {"c_attn", "c_proj"}, {"query_key_value", "dense"},  # GPT-2; GPT-NeoX, Falcon
+                             {"q_proj", "k_proj", "v_proj", "dense"},  # Phi
+                             {"q_proj", "k_proj", "v_proj", "out_proj"}),  # OPT
                "mlp": _MLP_LAYOUTS, "experts": _MLP_LAYOUTS, "shared_experts": _MLP_LAYOUTS}
 ATTENTION_NAMES = {"q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa",
                    "kv_b_proj", "c_attn", "query_key_value"}
@@ -705,31 +707,74 @@ AMBIGUOUS_NAMES = {"c_proj", "dense"}  # GPT-2's and GPT-NeoX's: an attention an
 # One module of each class by its usual names, what a compressed-tensors 're:' entry is matched against (re.match, as
 # vLLM's should_ignore_layer does) to see which classes it names: a container pattern ('re:.*mlp.*' on a MoE,
 # 're:.*layers.*') names several (the tenth audit, H6: dropped, and a checkpoint with its experts in bf16 sized at fp8)
-CANONICAL = {"attention": [f"model.layers.0.self_attn.{n}" for n in ("q_proj", "k_proj", "v_proj", "o_proj")],
-             "mlp": [f"model.layers.0.mlp.{n}" for n in ("gate_proj", "up_proj", "down_proj")],
-             "experts": [f"model.layers.0.mlp.experts.0.{n}" for n in ("gate_proj", "up_proj", "down_proj")],
-             "shared_experts": [f"model.layers.0.mlp.shared_experts.{n}" for n in ("gate_proj", "up_proj",
-                                                                                    "down_proj")]}
+# The projection names each layout's modules have, by family: an ignore entry naming one the model lacks names nothing
+LLAMA_NAMES = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "gate_proj", "up_proj", "down_proj",
+                         "gate_up_proj", "w1", "w2", "w3"})
+FAMILY_NAMES = {
+    "mla": LLAMA_NAMES | {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"},
+    **dict.fromkeys(("gpt2", "gpt_bigcode"), frozenset({"c_attn", "c_proj", "c_fc"})),
+    **dict.fromkeys(("gpt_neox", "falcon", "chatglm"), frozenset({"query_key_value", "dense", "dense_h_to_4h",
+                                                                  "dense_4h_to_h"})),
+    **dict.fromkeys(("phi", "phi-msft"), frozenset({"q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"})),
+    "opt": frozenset({"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"}),
+}
+ALL_PROJECTION_NAMES = frozenset().union(LLAMA_NAMES, *FAMILY_NAMES.values())
 
 
-def _regex_classes(entry: str, where: str, key: str) -> set[str] | None:
-    """The classes whose every module (CANONICAL) a 're:' entry matches, where it matches modules of two classes or
-    more; None where it matches one class or none (the entry is read by its text: _module_class). Matching some but
-    not all of a class's modules, beside another class, is a one-line error (part of a class)."""
+def model_projection_names(spec: dict) -> frozenset[str] | None:
+    """The projection names a model's modules have: FAMILY_NAMES by its family or latent attention, Llama's for the
+    families read as Llama; None where kvcalc does not know them (a family read by its fields)."""
+    if (spec.get("attention") or {}).get("kind") == "mla":
+        return FAMILY_NAMES["mla"]
+    family = spec.get("family", "")
+    return FAMILY_NAMES.get(family, LLAMA_NAMES if family in LLAMA_LIKE else None)
+
+
+PROBE_LAYERS = (0, 1, 2, 3, 7, 31, 60, 127)  # layers a 're:' entry is tried on, to see whether it names some only
+
+
+def _canonical(cls: str, layer: int) -> list[str]:
+    """One layer's modules of a class by their usual names, what a compressed-tensors 're:' entry is matched against
+    (re.match, as vLLM's should_ignore_layer does) to see which classes and layers it names: a container pattern
+    ('re:.*mlp.*' on a MoE, 're:.*layers.*') names several classes (the tenth audit, H6: dropped, and a checkpoint with
+    its experts in bf16 sized at fp8), 're:model.layers.1.*' one layer (its verification, V4: dropped)."""
+    where = {"attention": "self_attn", "mlp": "mlp", "experts": "mlp.experts.0", "shared_experts": "mlp.shared_experts"}
+    names = ("q_proj", "k_proj", "v_proj", "o_proj") if cls == "attention" else ("gate_proj", "up_proj", "down_proj")
+    return [f"model.layers.{layer}.{where[cls]}.{n}" for n in names]
+
+
+def _regex_classes(entry: str, where: str, key: str) -> tuple[int | None, set[str]] | None:
+    """(the one layer a 're:' entry names, or None for every layer; the classes whose every module there it
+    matches), where it names two classes or more, or one layer only; None where it names one class in every layer,
+    or nothing of _canonical's (the entry is then read by its text: _module_class). Part of a class beside another,
+    or some layers by a pattern ('re:model.layers.[0-3]\\..*'), is a one-line error."""
     try:
         pattern = re.compile(entry[3:])
     except re.error as e:
         raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} is not a regular expression ({e})")
-    hit = {c: sum(bool(pattern.match(n)) for n in names) for c, names in CANONICAL.items()}
-    named = {c for c, k in hit.items() if k}
-    if len(named) < 2:
+    hits = {layer: {c: sum(bool(pattern.match(n)) for n in _canonical(c, layer)) for c in QUANT_CLASSES}
+            for layer in PROBE_LAYERS}
+    named = {layer: {c for c, k in h.items() if k} for layer, h in hits.items()}
+    at = [layer for layer in PROBE_LAYERS if named[layer]]
+    if not at:
         return None
-    partial = sorted(c for c in named if hit[c] < len(CANONICAL[c]))
+    if len(at) == len(PROBE_LAYERS) and all(hits[layer] == hits[0] for layer in PROBE_LAYERS):
+        layer = None  # every layer alike
+        if len(named[0]) < 2:
+            return None
+    else:
+        index = LAYER_INDEX.search(_unescaped(entry))
+        if not (len(at) == 1 and index and int(index.group(1)) == at[0]):
+            raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} names some layers by a pattern; "
+                              f"kvcalc reads the layers an ignore list keeps by their names (model.layers.N...); "
+                              f"{OTHER_FORMAT}")
+        layer = at[0]
+    probe = 0 if layer is None else layer
+    partial = sorted(c for c in named[probe] if hits[probe][c] < len(_canonical(c, probe)))
     if partial:
-        raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} keeps part of the {partial[0]} (and "
-                          f"modules of {len(named) - 1} other class{'es' if len(named) > 2 else ''}) in bf16; kvcalc "
-                          f"keeps whole layer classes; {OTHER_FORMAT}")
-    return named
+        raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} keeps part of the {partial[0]} in bf16 "
+                          f"and quantises the rest; kvcalc keeps whole layer classes; {OTHER_FORMAT}")
+    return layer, named[probe]
 
 
 def _module_class(entry: str) -> str | None:
@@ -750,10 +795,13 @@ def _module_class(entry: str) -> str | None:
     return None
 
 
-def _left_in_bf16(entries: object, where: str, key: str) -> tuple[set[str], dict[str, int]]:
-    """(layer classes a quantization_config's ignore list leaves in bf16 in every layer, {class: how many layers it
+def _left_in_bf16(entries: object, where: str, key: str,
+                  own: frozenset[str] | None = None) -> tuple[set[str], dict[str, set[int]]]:
+    """(layer classes a quantization_config's ignore list leaves in bf16 in every layer, {class: the layers it
     leaves in bf16 by name} for the classes it names layer by layer: Llama-3.1-405B-FP8 lists every layer's attention
-    and the MLPs of layers 0 and 125)."""
+    and the MLPs of layers 0 and 125). own: the projection names the model's modules have (model_projection_names);
+    an entry naming another family's projection names nothing here, as vLLM's should_ignore_layer matches it against
+    the model's own modules (the tenth audit's verification, V5: 're:.*query_key_value$' on Llama had been refused)."""
     if entries is None:
         return set(), {}
     if not isinstance(entries, list):
@@ -764,14 +812,19 @@ def _left_in_bf16(entries: object, where: str, key: str) -> tuple[set[str], dict
         text = _unescaped(str(entry))
         index = LAYER_INDEX.search(text)
         layer = int(index.group(1)) if index else None
+        if own is not None and _projection(text) in ALL_PROJECTION_NAMES - own:
+            continue  # another family's projection: nothing of this model's
         several = _regex_classes(str(entry), where, key) if str(entry).startswith("re:") else None
         if several is not None:
-            for cls in several:
+            layer, classes = several
+            for cls in classes:
                 (whole.add(cls) if layer is None else by_layer.setdefault(cls, set()).add(layer))
             continue
         cls = _module_class(text)
+        if cls is None and _projection(text) == "dense" and own is not None and "dense" in own:
+            cls = "attention"  # Falcon's, GPT-NeoX's, ChatGLM's and Phi's dense is the attention's output only
         if cls is None:
-            if _projection(text) in AMBIGUOUS_NAMES:
+            if _projection(text) in AMBIGUOUS_NAMES and (own is None or _projection(text) in own):
                 raise KvcalcError(f"{where}: quantization_config {key}: {str(entry)[:60]!r} names a projection of the "
                                   "attention and of the MLP alike; name its class (attn. or mlp.)")
             continue
@@ -795,7 +848,7 @@ def _left_in_bf16(entries: object, where: str, key: str) -> tuple[set[str], dict
             whole.add(cls)
         else:
             by_layer.setdefault(cls, set()).add(layer)
-    return whole, {c: len(ids) for c, ids in by_layer.items() if c not in whole}
+    return whole, {c: ids for c, ids in by_layer.items() if c not in whole}
 
 
 def _whole_number(value: object, where: str, key: str) -> int | None:
@@ -969,7 +1022,7 @@ def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
     return fmt, [c for c in QUANT_CLASSES if c in classes]
 
 
-def quantization_from_config(qc: object, where: str) -> dict | None:
+def quantization_from_config(qc: object, where: str, own: frozenset[str] | None = None) -> dict | None:
     """kvcalc's quantization spec from config.json's quantization_config, as each quantiser writes it: the weight
     format (with its group or block scales), the layer classes it quantises, and what its ignore list leaves in bf16
     (a whole class, or some layers of one by name). None when absent; anything kvcalc cannot store exactly is a
@@ -979,15 +1032,15 @@ def quantization_from_config(qc: object, where: str) -> dict | None:
     if not isinstance(qc, dict):
         raise KvcalcError(f"{where}: quantization_config: expected an object, got {qc!r:.40}")
     if BESIDE_KEY not in qc:
-        return _quantization(qc, where)
+        return _quantization(qc, where, own)
     try:  # read from hf_quant_config.json: its refusals name that file, and the way past is moving it aside (H7)
-        return _quantization({k: v for k, v in qc.items() if k != BESIDE_KEY}, where)
+        return _quantization({k: v for k, v in qc.items() if k != BESIDE_KEY}, where, own)
     except KvcalcError as e:
         raise KvcalcError(str(e).replace(OTHER_FORMAT, "to size the model in a format kvcalc stores, move "
                                          "hf_quant_config.json aside in a copy of the folder and pass --weight-dtype"))
 
 
-def _quantization(qc: dict, where: str) -> dict:
+def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> dict:
     method = str(qc.get("quant_method", "")).lower()
     classes, ignore_key = list(QUANT_CLASSES), "modules_to_not_convert"
     ignore = qc.get("modules_to_not_convert")
@@ -1019,7 +1072,7 @@ def _quantization(qc: dict, where: str) -> dict:
                           f"(awq, gptq, fp8, fbgemm_fp8, mxfp4, modelopt, compressed-tensors); {OTHER_FORMAT}")
     if ignore is None and method not in ("compressed-tensors", "modelopt"):
         ignore_key, ignore = "ignore", qc.get("ignore")
-    whole, by_layer = _left_in_bf16(ignore, where, ignore_key)
+    whole, by_layer = _left_in_bf16(ignore, where, ignore_key, own)
     quantized = [c for c in classes if c not in whole]
     if not quantized:  # the ignore list keeps every layer class in bf16 ('re:.*layers.*'): nothing is quantised
         return None
@@ -1120,7 +1173,7 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
                        f"cache at --kv-dtype (bf16 unless given): pass --kv-dtype {kv_format} for the engine's default")
     if isinstance(qc, dict) and qc.get("quant_method") == "modelopt" and not _modelopt_algo(qc) and kv_format:
         qc = None  # a ModelOpt checkpoint that quantises its KV cache only: bf16 weights
-    quantization = quantization_from_config(qc, where)
+    quantization = quantization_from_config(qc, where, model_projection_names({**spec, "family": model_type}))
     if quantization is not None:
         _settle_kept_layers(quantization, spec)
         spec["quantization"] = quantization
@@ -1158,8 +1211,18 @@ def _vision_tower(data: dict) -> int | str | None:
 
 
 def _settle_kept_layers(quantization: dict, spec: dict) -> None:
-    """A class the ignore list names in every layer, one by one (Llama-3.1-405B-FP8's attention), is unquantised."""
-    kept = quantization.get("kept_layers", {})
+    """The layers the ignore list names one by one, counted per class where the class is (a DeepSeek model's first
+    first_dense_layers have a dense MLP and no experts: the tenth audit's verification, V4, had charged layer 0 a
+    MoE layer's experts); a class named in every layer (Llama-3.1-405B-FP8's attention) is unquantised."""
+    moe = spec.get("moe") or {}
+    dense = moe.get("first_dense_layers", 0) or 0 if moe else spec["num_layers"]
+    kept = {}
+    for cls, ids in quantization.get("kept_layers", {}).items():
+        where = ({i for i in ids if i < dense} if cls == "mlp" and moe else
+                 {i for i in ids if i >= dense} if cls in ("experts", "shared_experts") and moe else ids)
+        if where:
+            kept[cls] = len(where)
+    quantization["kept_layers"] = kept
     for cls in [c for c, n in kept.items() if c == "attention" or (c == "mlp" and "moe" not in spec)]:
         if kept[cls] >= spec["num_layers"]:
             del kept[cls]
