@@ -688,3 +688,34 @@ def test_v5_an_ignore_entry_naming_another_familys_module_names_nothing(entry):
 
     plain = weight_bytes(_fp8_ignoring("Meta-Llama-3-8B", ["lm_head"]), 1.0)
     assert weight_bytes(_fp8_ignoring("Meta-Llama-3-8B", ["lm_head", entry]), 1.0) == plain
+
+
+def test_v1_at_one_output_token_each_replica_is_judged_at_its_share():
+    """-n 8 at -o 1 under a 100 ms TTFT on H100s: two replicas of 4 in flight (serve: TTFT 57.1 ms, 140 requests/s),
+    not two of 7 (TTFT 97.7 ms, 143 requests/s, the rate of 14 in flight)."""
+    import warnings
+
+    from kvcalc.serving.closed_form import serve
+
+    c = _plan_json(["-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "1000", "-o", "1", "-n", "8", "--max-ttft-ms",
+                    "100"])["choice"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = serve("llama-3.1-8b", "h100-sxm", engine=c["engine"], weight_dtype=c["weight_dtype"],
+                  kv_dtype=c["kv_dtype"], tp=c["tensor_parallel"], input_len=1000, output_len=1, concurrency=8,
+                  max_ttft_ms=100)
+    assert c["in_flight_per_replica"] * c["replicas"] == 8 and c["replicas"] == s["replicas"]
+    assert c["ttft_ms"] == pytest.approx(s["ttft_ms"], rel=1e-3)
+
+
+def test_v6_v8_messages_name_the_file_and_the_cap(tmp_path):
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError, match=r"hf_quant_config.json: quantization.quant_algo 'W4A8_FP8'"):
+        _hf(tmp_path, _llama3(), {"quantization": {"quant_algo": "W4A8_FP8"}})
+    _, warned = _hf(tmp_path, _llama3(), {"quantization": {"quant_algo": "NVFP4", "group_size": 16,
+                                                           "kv_cache_quant_algo": "FP8"}})
+    assert any("hf_quant_config.json quantization.kv_cache_quant_algo" in w for w in warned)
+    d = _plan_json(["-m", "llama-3.1-70b", "-g", "l4", "-i", "1000", "-o", "200", "--request-rate", "200000",
+                    "--max-tpot-ms", "100"])
+    assert d["choice_note"].startswith("no configuration serves the load within 10,000 replicas")
