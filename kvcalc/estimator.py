@@ -1073,7 +1073,10 @@ def estimate_with_specs(
     engine_name, profile_text = engine_label(profile, spec)
     result = Estimate(
         inputs=Inputs(
-            model=spec.name, gpu=hw.name, attention=spec.attention.kind, batch=batch, context=context,
+            # every layer linear (--attn linear): no softmax attention is left to name (the tenth audit, E12)
+            model=spec.name, gpu=hw.name, batch=batch, context=context,
+            attention="linear" if spec.linear_attention is not None and not spec.attention_layers
+            else spec.attention.kind,
             prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
             memory_utilization=memory_utilization, prefill_chunk=prefill_chunk, engine=engine_name, profile=profile_text,
             tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=ep,

@@ -105,8 +105,8 @@ def _llama3(**extra) -> dict:
 def test_h1_cohere_ties_its_lm_head_when_the_config_leaves_it_out(tmp_path):
     """Aya-23-8B's config (no tie_word_embeddings; CohereConfig's default is True): embedding 256,000 x 4,096 =
     1,048,576,000 once; 32 layers of q, o 4096^2, k, v 4096 x 1024 and a gated MLP 3 x 4096 x 14336 =
-    6,979,321,856; norms 2 a layer as kvcalc counts them (Cohere's parallel block has one: 131,072 over) and the final
-    one: 8,028,164,096. Untied it had been 9,076,740,096."""
+    6,979,321,856; one norm a layer (Cohere's parallel block) and the final one: 8,028,033,024 (the published "8B").
+    Untied it had been 9,076,740,096."""
     from kvcalc.formulas.params import total_params
 
     spec, warned = _hf(tmp_path, {"model_type": "cohere", "hidden_act": "silu", "hidden_size": 4096,
@@ -114,7 +114,8 @@ def test_h1_cohere_ties_its_lm_head_when_the_config_leaves_it_out(tmp_path):
                                   "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
                                   "vocab_size": 256000})
     assert spec.tie_word_embeddings and any("assumed true" in w for w in warned)
-    assert total_params(spec) == 1_048_576_000 + 32 * (2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336) + 65 * 4096
+    assert total_params(spec) == 1_048_576_000 + 32 * (2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336) + 33 * 4096
+    assert total_params(spec) == 8_028_033_024
 
 
 def test_h1_starcoder2_ties_its_lm_head_when_the_config_leaves_it_out(tmp_path):
@@ -719,3 +720,14 @@ def test_v6_v8_messages_name_the_file_and_the_cap(tmp_path):
     d = _plan_json(["-m", "llama-3.1-70b", "-g", "l4", "-i", "1000", "-o", "200", "--request-rate", "200000",
                     "--max-tpot-ms", "100"])
     assert d["choice_note"].startswith("no configuration serves the load within 10,000 replicas")
+
+
+def test_e12_an_all_linear_rewrite_names_its_attention_linear():
+    import warnings
+
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert kvcalc.estimate("llama-3.1-8b", attn="linear").inputs.attention == "linear"
+        assert kvcalc.estimate("qwen3-next-80b-a3b").inputs.attention == "gqa"  # a hybrid keeps its softmax layers'

@@ -165,7 +165,10 @@ def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
         "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
         "max_position_embeddings": c.int("max_position_embeddings"),
         "tie_word_embeddings": c.bool("tie_word_embeddings", gemma or model_type in TIED_BY_DEFAULT),
-        "norms_per_layer": 4 if model_type in ("gemma2", "gemma3", "gemma3_text") else 2,
+        # Gemma 2/3's four norms a layer; Cohere's parallel block one (CohereDecoderLayer: input_layernorm only; the
+        # tenth audit's verification: two had been counted, 131,072 parameters over on Aya-23-8B)
+        "norms_per_layer": 4 if model_type in ("gemma2", "gemma3", "gemma3_text") else 1 if model_type in (
+            "cohere", "cohere2") else 2,
         "attention": {
             "kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
             "qkv_bias": qwen2 or c.bool("attention_bias", False), "out_bias": not qwen2 and c.bool("attention_bias", False),
