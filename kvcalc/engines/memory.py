@@ -239,6 +239,9 @@ def engine_version_of_run(vllm_version, engine: str, engine_version: str | None)
 # vLLM removed its V0 engine in 0.11.0 (vllm-project/vllm PR #25033 "[V0 Deprecation] Remove LLMEngine"; "the V0
 # engine has been completely removed from vLLM starting with version 0.11.0", huggingface/optimum-neuron PR #1027)
 VLLM_WITHOUT_V0 = (0, 11)
+# vLLM V1's alpha, opt-in with VLLM_USE_V1=1, shipped in 0.7.0 (blog.vllm.ai/2025/01/27/v1-alpha-release.html, the
+# release's day): no release before it has a V1 model runner
+VLLM_V1_ALPHA = (0, 7)
 
 
 def check_release_flags(vllm_version, engine: str, engine_version, runner: str = "auto") -> None:
@@ -264,6 +267,10 @@ def check_release_flags(vllm_version, engine: str, engine_version, runner: str =
     if runner == "v0" and asked is not None and asked >= VLLM_WITHOUT_V0:
         raise KvcalcError(f"--vllm-runner v0: vLLM removed its V0 engine in 0.11.0, and the release named is "
                           f"{asked[0]}.{asked[1]}; leave --vllm-runner out or name a release before 0.11")
+    if runner in ("v1", "v2") and asked is not None and asked < VLLM_V1_ALPHA:  # the eleventh audit, E1
+        raise KvcalcError(f"--vllm-runner {runner}: vLLM's V1 engine, and its model runners, came with 0.7.0 (the V1 "
+                          f"alpha, 2025-01-27), and the release named is {asked[0]}.{asked[1]}; leave --vllm-runner "
+                          "out or name a release from 0.7")
 
 
 def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
