@@ -389,6 +389,12 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         notes.append(unprofiled)
     group = ep if ep > 1 else tp * pp
     replicas = math.ceil(target_tokens_per_s / dec["tokens_per_s"]) if target_tokens_per_s else 1
+    if target_tokens_per_s and gpus is None and replicas > 1:  # the eleventh audit, E3: 326 GPUs at TP 2 where 40
+        # at TP 8 serve the same target, without a word
+        notes.append(f"the target is met with replicas of the fewest GPUs that hold the model ({gpu_count(group)}); a "
+                     "larger --tp holds more sequences a GPU and may need fewer GPUs in all (kvcalc plan searches "
+                     "the layouts for the cheapest)")
+        warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
     hypothetical = run_batch > seqs  # the eighth audit, B4: -b 1000 where 55 fit had sized GPUs and cost in silence
     if hypothetical:
         notes.append(f"the batch {run_batch:,} does not fit ({max(seqs, 0):,} sequences of {context:,} tokens do): its "
