@@ -3,6 +3,8 @@ its finding."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.test_fifth_audit import one_line_error
 
 
@@ -25,3 +27,102 @@ def test_e3_capacity_says_its_target_is_met_at_the_fewest_gpus_a_replica():
                                        "--target-tokens-per-s", "20000", "-f", "json"]).stdout)
     assert d["gpus_for_target"] > d["gpus_per_replica"]
     assert any("the target is met with replicas of the fewest GPUs" in n for n in d["warnings"])
+
+
+# --- config.json (part H) ---
+
+def _hf(tmp_path, config: dict, beside: dict | None = None):
+    from tests.test_tenth_audit import _hf as hf
+
+    return hf(tmp_path, config, beside)
+
+
+def _llama3(**extra) -> dict:
+    from tests.test_tenth_audit import _llama3 as llama3
+
+    return llama3(**extra)
+
+
+def test_h1_absent_heads_take_the_familys_defaults(tmp_path):
+    """MistralConfig's num_key_value_heads default is 8 (Mistral-7B: 7,241,732,096 parameters, KV 131,072 B a token)
+    and Gemma's head_dim 256; Llama's MHA and hidden / heads had been taken in silence (KV 4x, and 25 % short)."""
+    from kvcalc.formulas.params import total_params
+
+    spec, warned = _hf(tmp_path, {"model_type": "mistral", "hidden_size": 4096, "num_hidden_layers": 32,
+                                  "num_attention_heads": 32, "intermediate_size": 14336, "vocab_size": 32000})
+    assert spec.attention.num_kv_heads == 8 and total_params(spec) == 7_241_732_096
+    assert any("mistral's transformers default" in w for w in warned)
+    spec, _ = _hf(tmp_path, {"model_type": "gemma3_text", "hidden_size": 2560, "num_hidden_layers": 34,
+                             "num_attention_heads": 8, "num_key_value_heads": 4, "intermediate_size": 10240,
+                             "vocab_size": 262208, "sliding_window": 1024, "sliding_window_pattern": 6})
+    assert spec.attention.head_dim == 256
+
+
+def _ct(groups: dict) -> dict:
+    return {"quant_method": "compressed-tensors", "config_groups": groups}
+
+
+def test_h2_h3_compressed_tensors_targets_and_blocks_are_read_or_refused(tmp_path):
+    """A group whose targets name down_proj alone quantises it alone (vLLM matches targets to module names): kvcalc
+    cannot size part of a class and refuses it (it had quantised the whole MLP, weights 26 % short); an fp8
+    block_structure other than 128 x 128 is refused as the fp8 method's weight_block_size is."""
+    from kvcalc.errors import KvcalcError
+
+    fp8 = {"type": "float", "num_bits": 8, "strategy": "channel"}
+    with pytest.raises(KvcalcError, match=r"targets: quantise down_proj of their layers"):
+        _hf(tmp_path, _llama3(quantization_config=_ct({"g": {"targets": ["re:.*down_proj$"], "weights": fp8}})))
+    block = {"type": "float", "num_bits": 8, "strategy": "block", "block_structure": [64, 64]}
+    with pytest.raises(KvcalcError, match=r"block_structure \[64, 64\]: kvcalc stores fp8 weights in 128 x 128"):
+        _hf(tmp_path, _llama3(quantization_config=_ct({"g": {"targets": ["Linear"], "weights": block}})))
+
+
+def test_h4_a_layer_count_past_kvcalcs_cap_is_refused_at_once(tmp_path):
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError, match="num_hidden_layers: expected at most 10,000,000 layers"):
+        _hf(tmp_path, {"model_type": "qwen2", "hidden_size": 64, "num_hidden_layers": 100_000_000,
+                       "num_attention_heads": 1, "intermediate_size": 64, "vocab_size": 10, "use_sliding_window": True,
+                       "sliding_window": 4, "max_window_layers": 2})
+
+
+def test_h6_modelopt_wildcards_keep_the_layers_they_name(tmp_path):
+    """vLLM's is_layer_excluded matches ModelOpt's exclude_modules as regexes ('*' any run) against whole module
+    names: 'model.layers.5.*' keeps layer 5 in bf16 (Llama-3-8B: 218,103,808 weights at 2 B instead of 0.5625, NVFP4's
+    bytes); 'model.layers.1*' names layers 1, 10-19 and 100+ by a pattern, refused. Both had been dropped."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.formulas.params import weight_bytes
+
+    nvfp4 = {"quant_algo": "NVFP4", "group_size": 16}
+    base, _ = _hf(tmp_path, _llama3(), {"quantization": {**nvfp4, "exclude_modules": ["lm_head"]}})
+    five, _ = _hf(tmp_path, _llama3(), {"quantization": {**nvfp4, "exclude_modules": ["lm_head", "model.layers.5.*"]}})
+    layer = 2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336
+    assert weight_bytes(five, 0.5625) - weight_bytes(base, 0.5625) == pytest.approx(layer * (2 - 0.5625))
+    with pytest.raises(KvcalcError, match="'model.layers.1\\*' names some layers by a pattern"):
+        _hf(tmp_path, _llama3(), {"quantization": {**nvfp4, "exclude_modules": ["model.layers.1*"]}})
+
+
+def test_h8_kept_layers_counts_are_checked(tmp_path):
+    from pathlib import Path
+
+    from tests.test_fifth_audit import one_line_error
+
+    spec = (Path(__file__).resolve().parents[1] / "model_specs/llama-3.1-8b.toml").read_text()
+    for n, want in ((-1, "expected 0 to 32"), (500, "expected 0 to 32")):
+        path = tmp_path / f"k{n}.toml"
+        path.write_text(spec + f'\n[quantization]\nweight_format = "fp8"\nkept_layers = {{mlp = {n}}}\n')
+        assert f"quantization.kept_layers.mlp {n}: {want}" in one_line_error(["estimate", "-m", str(path)])
+
+
+def test_h9_gptq_overrides_are_refused_and_a_quantised_head_read(tmp_path):
+    """GPTQ's lm_head: true stores the 525,336,576-parameter head at int4-g128 (0.51953125 B a weight, not 2): the
+    weights 777,744,384 B lighter than with a bf16 head; dynamic and modules_in_block_to_quantize are refused."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.formulas.params import weight_bytes
+
+    gptq = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}
+    plain, _ = _hf(tmp_path, _llama3(quantization_config=gptq))
+    head, _ = _hf(tmp_path, _llama3(quantization_config={**gptq, "lm_head": True}))
+    assert weight_bytes(plain, 0.51953125) - weight_bytes(head, 0.51953125) == pytest.approx(777_744_384)
+    for key, value in (("dynamic", {"-:.*mlp.*": {}}), ("modules_in_block_to_quantize", [["self_attn.q_proj"]])):
+        with pytest.raises(KvcalcError, match=f"quantization_config {key}: per-module overrides"):
+            _hf(tmp_path, _llama3(quantization_config={**gptq, key: value}))

@@ -34,6 +34,7 @@ TIED_BY_DEFAULT = ("starcoder2", "cohere", "cohere2")
 # (transformers' NemotronMLP, ArceeMLP, PersimmonMLP; the tenth audit, H3: read as gated, +22 % to +37 %)
 PLAIN_MLP_ACTIVATIONS = ("relu2",)
 MAX_SIZE = 10**8  # no real width, vocabulary or context (Llama 4 Scout: 10,485,760) comes near this
+MAX_LAYERS = 10**7  # ModelSpec's num_layers cap
 
 
 class Config:
@@ -154,10 +155,19 @@ def _rotary(c: Config, head_dim: int, factor_key: str = "partial_rotary_factor")
 
 def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
     layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
-    kv = c.int("num_key_value_heads", heads)
-    _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
-    head_dim = c.int("head_dim") or d // heads
     gemma = model_type.startswith("gemma")
+    # the family's transformers defaults where config.json leaves these out (the eleventh audit, H1: Llama's had been
+    # taken in silence): MistralConfig and MixtralConfig num_key_value_heads=8; GemmaConfig, Gemma2Config and
+    # Gemma3TextConfig head_dim=256; elsewhere MHA and hidden_size / num_attention_heads, said where assumed
+    kv_default = 8 if model_type in ("mistral", "mixtral") else None
+    if kv_default is not None and not c.has("num_key_value_heads"):
+        c.assumptions.append(f"num_key_value_heads absent: {kv_default}, {model_type}'s transformers default")
+    kv = c.int("num_key_value_heads", kv_default or heads,
+               assume=None if kv_default else "MHA (num_attention_heads), as LlamaConfig")
+    _check_heads(c, heads, kv, "num_attention_heads", "num_key_value_heads")
+    if gemma and not c.has("head_dim"):
+        c.assumptions.append("head_dim absent: 256, Gemma's transformers default")
+    head_dim = c.int("head_dim") or (256 if gemma else d // heads)
     # Qwen2's attention biases q, k and v, never o_proj (Qwen2Attention); MiMo is Qwen2's (MiMoModel(Qwen2Model) in
     # its modeling_mimo.py), whose config says attention_bias: its index holds no o_proj.bias (the eighth round)
     qwen2 = model_type in ("qwen2", "qwen2_moe", "mimo")
@@ -632,8 +642,6 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
     layers, d, heads, _ = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     _check_layer_kinds(c, layers)
     if not known:
-        if not c.has("num_key_value_heads"):
-            c.assumptions.append("num_key_value_heads absent: assumed MHA (one KV head per query head)")
         if not c.has("head_dim"):
             c.assumptions.append(f"head_dim absent: assumed hidden_size / num_attention_heads = {d // heads}")
         if not c.has("tie_word_embeddings"):
@@ -746,7 +754,7 @@ def _canonical(cls: str, layer: int) -> list[str]:
     return [f"model.layers.{layer}.{where[cls]}.{n}" for n in names]
 
 
-def _regex_classes(entry: str, where: str, key: str) -> tuple[int | None, set[str]] | None:
+def _regex_classes(entry: str, where: str, key: str, shown: str | None = None) -> tuple[int | None, set[str]] | None:
     """(the one layer a 're:' entry names, or None for every layer; the classes whose every module there it
     matches), where it names two classes or more, or one layer only; None where it names one class in every layer,
     or nothing of _canonical's (the entry is then read by its text: _module_class). Part of a class beside another,
@@ -755,28 +763,30 @@ def _regex_classes(entry: str, where: str, key: str) -> tuple[int | None, set[st
         pattern = re.compile(entry[3:])
     except re.error as e:
         raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} is not a regular expression ({e})")
+    literal = LAYER_INDEX.search(_unescaped(entry))
+    probes = tuple(sorted({*PROBE_LAYERS, *([int(literal.group(1))] if literal else [])}))  # and the layer it names
     hits = {layer: {c: sum(bool(pattern.match(n)) for n in _canonical(c, layer)) for c in QUANT_CLASSES}
-            for layer in PROBE_LAYERS}
+            for layer in probes}
     named = {layer: {c for c, k in h.items() if k} for layer, h in hits.items()}
-    at = [layer for layer in PROBE_LAYERS if named[layer]]
-    if not at:
+    if not any(named.values()):
         return None
-    if len(at) == len(PROBE_LAYERS) and all(hits[layer] == hits[0] for layer in PROBE_LAYERS):
+    at = [layer for layer in probes if named[layer]]
+    if len(at) == len(probes) and all(hits[layer] == hits[0] for layer in probes):
         layer = None  # every layer alike
         if len(named[0]) < 2:
             return None
     else:
-        index = LAYER_INDEX.search(_unescaped(entry))
-        if not (len(at) == 1 and index and int(index.group(1)) == at[0]):
-            raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} names some layers by a pattern; "
+        if not (len(at) == 1 and literal and int(literal.group(1)) == at[0]):
+            raise KvcalcError(f"{where}: quantization_config {key}: {(shown or entry)[:60]!r} names some layers by a "
+                              "pattern; "
                               f"kvcalc reads the layers an ignore list keeps by their names (model.layers.N...); "
                               f"{OTHER_FORMAT}")
         layer = at[0]
     probe = 0 if layer is None else layer
     partial = sorted(c for c in named[probe] if hits[probe][c] < len(_canonical(c, probe)))
     if partial:
-        raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} keeps part of the {partial[0]} in bf16 "
-                          f"and quantises the rest; kvcalc keeps whole layer classes; {OTHER_FORMAT}")
+        raise KvcalcError(f"{where}: quantization_config {key}: {(shown or entry)[:60]!r} keeps part of the "
+                          f"{partial[0]} in bf16 and quantises the rest; kvcalc keeps whole layer classes; {OTHER_FORMAT}")
     return layer, named[probe]
 
 
@@ -812,12 +822,17 @@ def _left_in_bf16(entries: object, where: str, key: str,
     whole, by_layer = set(), {}
     parts: dict[tuple, set] = {}  # (class, layer or None) -> the projections named one by one
     for entry in entries:
+        shown = str(entry)
+        if key == "exclude_modules" and "*" in str(entry):  # a ModelOpt wildcard: vLLM's is_layer_excluded matches it
+            # as a regex ('.' literal, '*' any run) against the whole module name (the eleventh audit, H6: a layer's
+            # wildcard, 'model.layers.5.*', had been dropped)
+            entry = "re:" + re.escape(str(entry)).replace("\\*", ".*") + "$"
         text = _unescaped(str(entry))
         index = LAYER_INDEX.search(text)
         layer = int(index.group(1)) if index else None
         if own is not None and _projection(text) in ALL_PROJECTION_NAMES - own:
             continue  # another family's projection: nothing of this model's
-        several = _regex_classes(str(entry), where, key) if str(entry).startswith("re:") else None
+        several = _regex_classes(str(entry), where, key, shown) if str(entry).startswith("re:") else None
         if several is not None:
             layer, classes = several
             for cls in classes:
@@ -969,6 +984,12 @@ def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> st
     kind, n = w.get("type"), _whole_number(w.get("num_bits"), where, f"{key}.num_bits")
     group, strategy = _whole_number(w.get("group_size"), where, f"{key}.group_size"), w.get("strategy")
     if kind == "float" and n == 8:
+        block = w.get("block_structure")
+        side = FP8_BLOCK_SIDE
+        if strategy == "block" and block is not None and list(block) != [side, side]:  # the eleventh audit, H3: never
+            # read, as the fp8 method's weight_block_size is
+            raise KvcalcError(f"{where}: quantization_config {key}.block_structure {block!r:.40}: kvcalc stores fp8 "
+                              f"weights in {side} x {side} blocks; {OTHER_FORMAT}")
         return "fp8-block" if strategy == "block" else "fp8"
     if kind == "float" and n == 4:
         return {16: "nvfp4", 32: "mxfp4"}.get(group) or _refuse(where, f"{key}: 4-bit floats in groups of {group}")
@@ -1013,6 +1034,15 @@ def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
             raise KvcalcError(f"{where}: quantization_config {key}.targets: expected a list, got {targets!r:.40}")
         classes = set(QUANT_CLASSES) if any(str(t).lower().endswith("linear") for t in targets) else {
             c for c in map(_module_class, map(str, targets)) if c}
+        named = {_projection(_unescaped(str(t))) for t in targets} & ALL_PROJECTION_NAMES
+        partial = [cls for cls in classes if (mine := named & set().union(*PROJECTIONS[cls]))
+                   and not any(layout <= mine for layout in PROJECTIONS[cls])]
+        if partial:
+            # targets naming some projections of a class quantise those only (the eleventh audit, H2: taken as the
+            # whole class, weights 26 % short), which kvcalc cannot size; as an ignore list naming part of a class
+            raise KvcalcError(f"{where}: quantization_config {key}.targets: quantise {', '.join(sorted(named))} of "
+                              f"their layers and leave the rest in bf16; kvcalc quantises whole layer classes; "
+                              f"{OTHER_FORMAT}")
         fmt = _compressed_weights_format(w, group, where, f"{key}.weights")
         formats.setdefault(fmt, set()).update(classes)
     if not formats:
@@ -1050,6 +1080,12 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
     classes, ignore_key = list(QUANT_CLASSES), "modules_to_not_convert"
     ignore = qc.get("modules_to_not_convert")
     if method in ("awq", "gptq"):
+        # GPTQModel's per-module overrides and AutoRound's partial blocks, which vLLM's GPTQ configs read (the eleventh
+        # audit, H9: ignored in silence, -59 % to +16 %): refused by name
+        for key in ("dynamic", "modules_in_block_to_quantize"):
+            if qc.get(key) not in (None, {}, []):
+                raise KvcalcError(f"{where}: quantization_config {key}: per-module overrides kvcalc does not read "
+                                  f"(it quantises whole layer classes at one format); {OTHER_FORMAT}")
         fmt = _gptq_awq_format(qc, method, where)
     elif method in ("fp8", "fbgemm_fp8"):  # fbgemm_fp8: row-wise scales, one fp32 per output row, not counted
         block = qc.get("weight_block_size")
@@ -1082,6 +1118,10 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
     if not quantized:  # the ignore list keeps every layer class in bf16 ('re:.*layers.*'): nothing is quantised
         return None
     out = {"weight_format": fmt, "quantized": quantized, "source": f"{where}: quantization_config ({method})"}
+    if method in ("awq", "gptq") and qc.get("lm_head") is not None:  # a quantised head (GPTQ's lm_head: true, H9)
+        if not isinstance(qc["lm_head"], bool):
+            raise KvcalcError(f"{where}: quantization_config lm_head: expected true or false, got {qc['lm_head']!r:.40}")
+        out["lm_head"] = qc["lm_head"]
     kept = {c: n for c, n in by_layer.items() if c in quantized}
     if kept:
         out["kept_layers"] = kept
@@ -1141,6 +1181,11 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         if "quantization_config" not in data and "quantization_config" in outer:
             data["quantization_config"] = outer["quantization_config"]
     c = Config(data, source)
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):  # ModelSpec's cap, before a reader builds a list a
+        # layer (the eleventh audit, H4: a Qwen config of 10^8 layers took 27 s and 4.7 GB before its refusal)
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and MAX_LAYERS < value <= MAX_SIZE:
+            raise KvcalcError(f"{source}: {key}: expected at most {MAX_LAYERS:,} layers, got {value:,}")
     model_type = str(data.get("model_type") or "")
     if model_type in ("RefinedWeb", "RefinedWebModel"):
         model_type = "falcon"
@@ -1225,8 +1270,10 @@ def _settle_kept_layers(quantization: dict, spec: dict) -> None:
     dense = moe.get("first_dense_layers", 0) or 0 if moe else spec["num_layers"]
     kept = {}
     for cls, ids in quantization.get("kept_layers", {}).items():
+        if cls in ("experts", "shared_experts") and not moe:
+            continue  # a dense model has none (a regex over a whole layer names them too)
         where = ({i for i in ids if i < dense} if cls == "mlp" and moe else
-                 {i for i in ids if i >= dense} if cls in ("experts", "shared_experts") and moe else ids)
+                 {i for i in ids if i >= dense} if cls in ("experts", "shared_experts") else ids)
         if where:
             kept[cls] = len(where)
     quantization["kept_layers"] = kept

@@ -297,6 +297,17 @@ class ModelSpec(StrictModel):
             if not any(has.get(c) for c in q.quantized):
                 raise ValueError(f"quantization.quantized {q.quantized}: {self.name} has none of these layer classes, "
                                  f"so no weight is stored as {q.weight_format}")
+            # the eleventh audit, H8: negative counts had shrunk the weights below the fully quantised model's, and
+            # counts past the layers were clamped in silence
+            layers = {"attention": self.attention_layers, "mlp": self.dense_layers}
+            for cls, n in q.kept_layers.items():
+                most = layers.get(cls, self.moe_layers)
+                if cls not in q.quantized:
+                    raise ValueError(f"quantization.kept_layers.{cls}: the class is not in quantization.quantized, "
+                                     "so none of its layers is quantised to keep in bf16")
+                if not 0 <= n <= most:
+                    raise ValueError(f"quantization.kept_layers.{cls} {n}: expected 0 to {most}, the layers that hold "
+                                     f"the class")
         la = self.linear_attention
         if la is not None and la.layers is not None and la.layers > self.num_layers:
             raise ValueError(f"linear_attention.layers ({la.layers}) exceeds num_layers ({self.num_layers})")
