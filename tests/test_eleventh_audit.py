@@ -126,3 +126,37 @@ def test_h9_gptq_overrides_are_refused_and_a_quantised_head_read(tmp_path):
     for key, value in (("dynamic", {"-:.*mlp.*": {}}), ("modules_in_block_to_quantize", [["self_attn.q_proj"]])):
         with pytest.raises(KvcalcError, match=f"quantization_config {key}: per-module overrides"):
             _hf(tmp_path, _llama3(quantization_config={**gptq, key: value}))
+
+
+# --- serving (part S) ---
+
+def test_s1_the_overload_warning_compares_the_rate_with_what_the_engine_serves_while_busy():
+    """10 Poisson requests at 5/s on a deployment of one request at a time that serves about 12/s (82 ms each): no
+    warning (it had said 3.59/s, the 10 requests over the run's 2.8 s, idle gaps included); 100/s on one H100, which
+    serves about 27/s, still warns."""
+    import warnings
+
+    from kvcalc.serving.simulate import simulate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calm = simulate("llama-3.1-8b", "h100-sxm", input_len=100, output_len=10, max_num_seqs=1, arrivals="poisson",
+                        request_rate=5.0, num_prompts=10, seed=0)
+        over = simulate("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=200, arrivals="poisson",
+                        request_rate=100.0, num_prompts=400)
+    assert not any("arrive where" in w for w in calm["warnings"])
+    assert any("arrive where this deployment serves" in w for w in over["warnings"])
+
+
+def test_s2_s6_messages_say_what_burst_takes_and_name_the_trace(tmp_path):
+    trace = tmp_path / "b20.csv"
+    trace.write_text("arrival_s,input_len,output_len\n0,200000,10\n")
+    line = one_line_error(["serve", "-m", "llama-3.1-8b", "--simulate", "--arrivals", "trace", "--trace", str(trace)])
+    assert f"--trace {trace}: every request (1) is longer than" in line
+    line = one_line_error(["serve", "-m", "llama-3.1-8b", "--simulate", "-i", "100", "--output-len", "10",
+                           "--arrivals", "poisson", "-n", "4", "--request-rate", "5", "--num-prompts", "10"])
+    assert "burst takes -n as its burst size" in line
+    line = one_line_error(["serve", "-m", "llama-3.1-8b", "-i", "100", "--output-len", "10", "--simulate",
+                           "--arrivals", "poisson", "--request-rate", "5", "--num-prompts", "5", "--max-ttft-ms", "100",
+                           "--percentile=5e1"])
+    assert "plain decimal" in line and "no exponent" in line

@@ -54,7 +54,7 @@ def serve_cli(
     gpu: Gpu = DEFAULT_GPU,
     concurrency: Annotated[Optional[str], typer.Option(
         "--concurrency", "-n", help="requests in flight: a number, a comma-separated list (the frontier), or max "
-        "(as many as the KV pool holds)")] = None,
+        "(as many as the KV pool holds); with --simulate --arrivals burst, the burst size")] = None,
     context_flag: Annotated[Optional[str], typer.Option("-c", hidden=True, help="not serve's: -c is --context on "
                                                           "every command; concurrency is -n")] = None,
     request_rate: Annotated[Optional[float], typer.Option(
@@ -243,7 +243,8 @@ def _percentile(text: str) -> float:
     """--percentile: 90, p90 or P90 (option_values.percentile_number; its range is checked downstream)."""
     value = percentile_number(text)
     if value is None:
-        raise KvcalcError(f"--percentile: expected a number in (0, 100] such as 90 or p90, got {text!r}")
+        raise KvcalcError(f"--percentile: expected a plain decimal in (0, 100] such as 90, 99.9 or p90 (no exponent), "
+                          f"got {text!r}")
     return value
 
 
