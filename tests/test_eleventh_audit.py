@@ -160,3 +160,20 @@ def test_s2_s6_messages_say_what_burst_takes_and_name_the_trace(tmp_path):
                            "--arrivals", "poisson", "--request-rate", "5", "--num-prompts", "5", "--max-ttft-ms", "100",
                            "--percentile=5e1"])
     assert "plain decimal" in line and "no exponent" in line
+
+
+# --- plan and launch (part P) ---
+
+def test_p2_each_data_parallel_rank_gets_its_share_of_the_step_budget():
+    """Under --ep plan pools the step budget over the ep / tp attention groups (each times budget / groups), and vLLM
+    runs each DP rank as its own engine core with its own max_num_batched_tokens: 4 ranks of a pooled 8,192 get
+    2,048 each (they had been given 8,192 each, 4x the activations plan reserved)."""
+    from kvcalc.engines.launch import _tokens_per_group, vllm_command
+    from kvcalc.specs.catalog import load_model
+
+    c = {"expert_parallel": 8, "tensor_parallel": 2, "pipeline_parallel": 1, "max_num_seqs": 1024,
+         "max_num_batched_tokens": 8192, "gpu_memory_utilization": 0.9, "kv_dtype": "bf16", "converted_weights": False,
+         "weight_dtype": "fp8-block", "speculate": None, "disaggregate": None}
+    assert _tokens_per_group(c) == 2048
+    cmd = vllm_command(load_model("deepseek-v3"), c, 2000)
+    assert cmd[cmd.index("--max-num-batched-tokens") + 1] == "2048" and cmd[cmd.index("--max-num-seqs") + 1] == "256"

@@ -89,7 +89,7 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
         cmd += ["--tensor-parallel-size", str(c["tensor_parallel"])]
         if c["pipeline_parallel"] > 1:
             cmd += ["--pipeline-parallel-size", str(c["pipeline_parallel"])]
-    cmd += ["--max-num-seqs", str(_per_group(c)), "--max-num-batched-tokens", str(c["max_num_batched_tokens"]),
+    cmd += ["--max-num-seqs", str(_per_group(c)), "--max-num-batched-tokens", str(_tokens_per_group(c)),
             "--gpu-memory-utilization", f"{c['gpu_memory_utilization']:g}", "--max-model-len", str(max_model_len)]
     if c["kv_dtype"] == "fp8":
         cmd += ["--kv-cache-dtype", "fp8"]
@@ -139,7 +139,7 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
         cmd += ["--pp_size", str(c["pipeline_parallel"])]
     if ep > 1:
         cmd += ["--ep_size", str(ep)]
-    cmd += ["--max_batch_size", str(_per_group(c)), "--max_num_tokens", str(c["max_num_batched_tokens"]),
+    cmd += ["--max_batch_size", str(_per_group(c)), "--max_num_tokens", str(_tokens_per_group(c)),
             "--max_seq_len", str(max_model_len),
             "--kv_cache_free_gpu_memory_fraction", f"{c['gpu_memory_utilization']:g}",
             "--extra_llm_api_options", "extra-llm-api-config.yml"]
@@ -205,6 +205,16 @@ def _per_group(c: dict) -> int:
     """Requests one scheduler holds: the replica's batch budget over its servers and their data-parallel attention
     groups (the sixth audit: each of a disaggregated replica's decode servers had been given the whole budget)."""
     return max(1, -(-c["max_num_seqs"] // (_groups(c) * _instances(c))))
+
+
+def _tokens_per_group(c: dict) -> int:
+    """Tokens one scheduler's step takes: plan's step budget is the replica's, pooled over its data-parallel attention
+    groups (serving/simulate.py, closed_form.py: each group gets budget / (ep / tp)), and vLLM runs each DP rank as its
+    own engine core with its own max_num_batched_tokens (docs.vllm.ai, data parallel deployment: "each DP rank is
+    deployed as a separate 'core engine' process"); TensorRT-LLM's attention-DP ranks schedule their own batches
+    likewise. The eleventh audit, P2: every rank had been given the whole replica's budget, 4x the activations plan
+    reserved. (SGLang divides --chunked-prefill-size by dp_size itself.)"""
+    return max(1, c["max_num_batched_tokens"] // _groups(c))
 
 
 def _sglang_max_running_requests(c: dict) -> int:
