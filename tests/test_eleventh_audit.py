@@ -177,3 +177,20 @@ def test_p2_each_data_parallel_rank_gets_its_share_of_the_step_budget():
     assert _tokens_per_group(c) == 2048
     cmd = vllm_command(load_model("deepseek-v3"), c, 2000)
     assert cmd[cmd.index("--max-num-batched-tokens") + 1] == "2048" and cmd[cmd.index("--max-num-seqs") + 1] == "256"
+
+
+def test_s5_the_simulated_pool_holds_as_many_hybrid_requests_as_capacity_counts():
+    """Nemotron-H under TensorRT-LLM: capacity and serve -n max hold 557 requests of 3,000 + 500 tokens; a wave of 557
+    all runs at once in the simulator (it had held 555: each request's Mamba state rounded up to whole 32-token
+    blocks beside a pool counted in exact tokens)."""
+    import warnings
+
+    from kvcalc.serving.closed_form import serve
+    from kvcalc.serving.simulate import simulate
+
+    kw = dict(input_len=3000, output_len=500, engine="trtllm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        held = serve("nemotron-h-8b", "h100-sxm", concurrency="max", **kw)["max_concurrency"]
+        r = simulate("nemotron-h-8b", "h100-sxm", concurrency=held, num_prompts=held, **kw)
+    assert held == 557 and r["max_running"] == held and r["preemptions"] == 0

@@ -1228,7 +1228,10 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         share = fixed / rb(full)
         per_token = per_request * (1 - share) / held
         state_blocks = math.ceil(per_request * share / per_token / policy.block_size)
-        pool_tokens = math.floor(d["pool"] / per_token)
+        # the pool in tokens, its state blocks rounded up as each request's are, so that it holds as many requests of
+        # the mean length as the engine's rule counts (the eleventh audit, S5: 555 of Nemotron-H's 557 under
+        # TensorRT-LLM's 32-token blocks)
+        pool_tokens = math.floor(d["pool"] / per_request * (held + state_blocks * policy.block_size))
     dp = ep // tp if ep > tp else 1
     replica_tokens = pool_tokens  # one data-parallel replica's pool: a request lives in one replica's
     if dp > 1:  # data-parallel attention groups, pooled
