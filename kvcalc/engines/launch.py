@@ -190,7 +190,9 @@ def _draft_tokens(speculate: str) -> int:
 
 def _groups(c: dict) -> int:
     """The replica's data-parallel attention groups: ep / tp under expert parallelism, else 1."""
-    return c["expert_parallel"] // c["tensor_parallel"] if c["expert_parallel"] > 1 else 1
+    from kvcalc.formulas.parallel import attention_groups
+
+    return attention_groups(c["expert_parallel"], c["tensor_parallel"])
 
 
 def _instances(c: dict) -> int:
@@ -214,7 +216,9 @@ def _tokens_per_group(c: dict) -> int:
     deployed as a separate 'core engine' process"); TensorRT-LLM's attention-DP ranks schedule their own batches
     likewise. The eleventh audit, P2: every rank had been given the whole replica's budget, 4x the activations plan
     reserved. (SGLang divides --chunked-prefill-size by dp_size itself.)"""
-    return max(1, c["max_num_batched_tokens"] // _groups(c))
+    from kvcalc.formulas.parallel import group_step_budget
+
+    return max(1, group_step_budget(c["max_num_batched_tokens"], c["expert_parallel"], c["tensor_parallel"]))
 
 
 def _sglang_max_running_requests(c: dict) -> int:

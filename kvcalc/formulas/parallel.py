@@ -45,6 +45,17 @@ from kvcalc.specs.model import ModelSpec
 from kvcalc.specs.profile import AllReduceCurve
 
 
+def attention_groups(ep: int, tp: int) -> int:
+    """Data-parallel attention groups of an expert-parallel replica, ep / tp, each with its own sequences, KV pool and
+    scheduler; 1 without expert parallelism beyond the tensor-parallel group."""
+    return ep // tp if ep > tp else 1
+
+
+def group_step_budget(pooled: int, ep: int, tp: int) -> int:
+    """Tokens one attention group's scheduler takes a step: the replica's pooled step budget over its groups."""
+    return pooled // attention_groups(ep, tp)
+
+
 def stage_layer_fraction(model: ModelSpec, pp: int) -> float:
     """Fraction of the layers (and of the KV cache) the heaviest of pp pipeline stages holds: ceil(L / pp) / L."""
     return math.ceil(model.num_layers / pp) / model.num_layers

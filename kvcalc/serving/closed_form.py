@@ -35,6 +35,7 @@ from kvcalc.engines.memory import (
     kvcalc_budget,
 )
 from kvcalc.engines.overhead import overhead_seconds, with_band
+from kvcalc.formulas.parallel import attention_groups, group_step_budget
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
@@ -118,7 +119,7 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         # (the eighth audit, B3: a lone 12,000-token prompt at --ep 2 had run in one step of the pooled 16,384, TTFT
         # 280 ms where waves and the simulator give 297; its verification, W6: the other replica's decodes had been
         # charged to this one's budget, a 2,048-token prompt in two steps at 2 in flight)
-        dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
+        dp = attention_groups(stepper.ep, stepper.tp)
         own_budget = float(own_budget_per_replica(step_tokens, decode, concurrency, dp, beside_own, stepper.decode_q))
         ttft, s_p = own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, own_budget,
                                          decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
@@ -171,8 +172,8 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     import numpy as np
 
     c = int(concurrency)  # serve() refuses a fractional wave (audit I1)
-    dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
-    budget = step_tokens // dp
+    dp = attention_groups(stepper.ep, stepper.tp)
+    budget = group_step_budget(step_tokens, stepper.ep, stepper.tp)
     gain = step_yield(stepper.decode_gain, output_len)
     lo, extra = divmod(c, dp)
     shares = [(n, count) for n, count in ((lo + 1, extra), (lo, dp - extra)) if n > 0 and count > 0]

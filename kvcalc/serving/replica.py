@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kvcalc.formulas.parallel import attention_groups
 from kvcalc.formulas.workload import step_yield
 
 
@@ -213,7 +214,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     m1 = np.flatnonzero(lo > 0)  # (positions in m) mixes whose lighter step still carries prompts
     # an unqueued prompt's own steps as _colocated times them (closed_form.own_prefill_seconds): full steps of its
     # own budget, then the rest (the ninth round, P1: equal pieces here had put plan's TTFT 20 % under serve's)
-    dp = stepper.ep // stepper.tp if stepper.ep > stepper.tp else 1
+    dp = attention_groups(stepper.ep, stepper.tp)
     steps, full, n_full, rest = own_prefill_pieces(
         input_len, np.asarray(own_budget_per_replica(step_tokens, decode, cs, dp, beside_own, stepper.decode_q)))
     ii = i[n_full[i] > 0]  # (those entering beside decodes) with full steps before the rest

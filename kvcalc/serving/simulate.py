@@ -27,6 +27,7 @@ import numpy as np
 from kvcalc.engines.scheduler import SchedulerPolicy, sglang_ratio_after_retraction
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.engine_memory import VLLM_V1_ENGINE
+from kvcalc.formulas.parallel import attention_groups, group_step_budget
 from kvcalc.specs.files import plain_number_text
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1232,7 +1233,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         # the mean length as the engine's rule counts (the eleventh audit, S5: 555 of Nemotron-H's 557 under
         # TensorRT-LLM's 32-token blocks)
         pool_tokens = math.floor(d["pool"] / per_request * (held + state_blocks * policy.block_size))
-    dp = ep // tp if ep > tp else 1
+    dp = attention_groups(ep, tp)
     replica_tokens = pool_tokens  # one data-parallel replica's pool: a request lives in one replica's
     if dp > 1:  # data-parallel attention groups, pooled
         from dataclasses import replace
@@ -1252,7 +1253,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                           f"{longest:,} tokens{state}; raise --tp")
     pieces = np.unique(np.concatenate([np.minimum(work.input_len, policy.budget), work.input_len % policy.budget]))
     grid = StepGrid(stepper, min(policy.max_seqs, len(work.input_len)), longest, policy.budget,
-                    prompt_len=policy.budget // dp if dp > 1 else None,
+                    prompt_len=group_step_budget(policy.budget, ep, tp) if dp > 1 else None,
                     chunks=pieces if len(pieces) <= 32 else ())  # fixed lengths (and few): their steps exact
     from kvcalc.engines.overhead import overhead_seconds
 
@@ -1320,8 +1321,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     # what the deployment serves while it runs: completions over the time it spent in steps (a run's duration holds its
     # idle gaps and the arrivals' own pace: the eleventh audit, S1, had warned of 3.59/s, 10 requests over 2.8 s, for a
     # deployment that serves 12/s)
-    busy = getattr(res, "busy_s", 0.0)
-    served = out["completed"] / busy if busy > 0 else math.inf
+    served = out["completed"] / res.busy_s if res.busy_s > 0 else math.inf
     if (request_rate is not None and arrivals in ("poisson", "burst") and served < 0.9 * request_rate
             and out["max_waiting"] >= max(2, 0.1 * out["completed"])):  # the tenth audit, S8: no word where one
         # deployment was given a rate several need (TTFT 23 s where serve's 4 replicas give 40 ms)
