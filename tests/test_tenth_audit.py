@@ -731,3 +731,12 @@ def test_e12_an_all_linear_rewrite_names_its_attention_linear():
         warnings.simplefilter("ignore")
         assert kvcalc.estimate("llama-3.1-8b", attn="linear").inputs.attention == "linear"
         assert kvcalc.estimate("qwen3-next-80b-a3b").inputs.attention == "gqa"  # a hybrid keeps its softmax layers'
+
+
+def test_p2_littles_law_with_an_affine_latency():
+    """C = rate x (a + b C): at 0.25 requests/s with a latency of 2 s + 0.5 s a request in flight, C = 0.5 / 0.875 =
+    0.5714...; at 2/s each request added lengthens the others by 1 s a second: no steady state (None)."""
+    from kvcalc.formulas.workload import in_flight_at_rate
+
+    assert in_flight_at_rate(0.25, 2.0, 0.5) == pytest.approx(4 / 7)
+    assert in_flight_at_rate(2.0, 1.0, 0.5) is None

@@ -249,6 +249,15 @@ def kv_transfer_seconds(model, hw, tokens, b_kv: float, tp: int):
     return transfer_seconds(sequence_bytes_per_gpu(model, tokens, b_kv, tp), link)
 
 
+def in_flight_at_rate(rate: float, latency_at_zero: float, latency_slope: float) -> float | None:
+    """Requests in flight C that a replica carrying `rate` requests/s keeps, by Little's law C = rate x latency(C)
+    with the latency affine in C, latency(C) = a + b C: C = rate a / (1 - rate b); None where rate b >= 1 (no
+    steady state: each request added lengthens the others past the rate)."""
+    if rate * latency_slope >= 1:
+        return None
+    return rate * latency_at_zero / (1 - rate * latency_slope)
+
+
 def queue_wait(in_flight, held, requests_per_s):
     """Time a request waits for a place when `in_flight` are in the system and `held` run at once, served at
     requests_per_s [s]: (C - held) / X past the pool (Little's law over the queue), 0 within it."""

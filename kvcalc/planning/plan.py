@@ -284,8 +284,10 @@ def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: f
         k = math.ceil(request_rate * (a + b * star) / star * (1 - 1e-12))
         # (and a little more, so that the requests/s timed there carry the share despite the affine latency's error,
         # 0.3 % on Qwen3-235B over 16 L4s between 2 and 4 in flight)
-        out |= {share * a / (1 - share * b) * bump for m in range(k - 2, k + 2) for bump in (1.001, 1.005)
-                if m >= 1 and (share := request_rate / m) * b < 1}
+        from kvcalc.formulas.workload import in_flight_at_rate
+
+        out |= {c * bump for m in range(k - 2, k + 2) if m >= 1
+                and (c := in_flight_at_rate(request_rate / m, a, b)) is not None for bump in (1.001, 1.005)}
     return sorted(c for c in out if lo < c < hi and c <= limit)
 
 
