@@ -269,7 +269,7 @@ def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: f
     # take one more chunk); with a concurrency C, also its shares near there: C over the replicas it needs at that
     # point, and over one more (the verification pass: a share rounded up past the point, 6 where 5 meet the limit,
     # bought 1,000 GPUs where 800 do)
-    out = {math.floor(lo + g * (star - lo)) for g in (1.0, 0.9, 0.6)}
+    out: set[float] = {math.floor(lo + g * (star - lo)) for g in (1.0, 0.9, 0.6)}
     if concurrency is not None:
         k = math.ceil(concurrency / star)
         out |= {math.ceil(concurrency / k), math.ceil(concurrency / (k + 1))}
