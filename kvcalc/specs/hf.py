@@ -1180,12 +1180,14 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         # audit: an FP8 MedGemma-27B was sized as bf16, 51.1 GiB against 27.3)
         if "quantization_config" not in data and "quantization_config" in outer:
             data["quantization_config"] = outer["quantization_config"]
-    c = Config(data, source)
+    # a field of the wrapped language model is named as text_config's (the eleventh audit, H7: reported as missing
+    # from the file)
+    c = Config(data, source if outer is None else f"{source}: text_config")
     for key in ("num_hidden_layers", "n_layer", "num_layers"):  # ModelSpec's cap, before a reader builds a list a
         # layer (the eleventh audit, H4: a Qwen config of 10^8 layers took 27 s and 4.7 GB before its refusal)
         value = data.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and MAX_LAYERS < value <= MAX_SIZE:
-            raise KvcalcError(f"{source}: {key}: expected at most {MAX_LAYERS:,} layers, got {value:,}")
+            raise KvcalcError(f"{c.source}: {key}: expected at most {MAX_LAYERS:,} layers, got {value:,}")
     model_type = str(data.get("model_type") or "")
     if model_type in ("RefinedWeb", "RefinedWebModel"):
         model_type = "falcon"
@@ -1382,11 +1384,23 @@ def index_check(spec: ModelSpec, data: dict, config: Path) -> str | None:
             "does not describe these weights; check the fields it reads" + towers)
 
 
-def read_config(path: Path) -> dict:
-    """A config.json (a regular file of at most 1 MiB) as a dict; malformed JSON is a one-line error."""
+def read_config(path: Path, duplicates: list[str] | None = None) -> dict:
+    """A config.json (a regular file of at most 1 MiB) as a dict; malformed JSON is a one-line error. A key given
+    twice with different values keeps the last, as Python's json (so transformers and the engines) does, and is
+    named in `duplicates` when a list is passed (the eleventh audit's left list: it had been taken in silence)."""
     raw = read_regular_file(path, "a config.json")
+
+    def last_wins(pairs: list[tuple[str, object]]) -> dict:
+        obj: dict = {}
+        for key, value in pairs:
+            if key in obj and obj[key] != value and duplicates is not None:
+                duplicates.append(f"key {key!r} is given twice ({_short(obj[key])}, then {_short(value)}); "
+                                  "read as transformers and the engines read it, the last")
+            obj[key] = value
+        return obj
+
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
+        data = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=last_wins)
     except UnicodeDecodeError as e:
         raise KvcalcError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except RecursionError:
@@ -1396,6 +1410,11 @@ def read_config(path: Path) -> dict:
     if not isinstance(data, dict):
         raise KvcalcError(f"{path}: expected a JSON object")
     return data
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def hf_cache_dir() -> Path:
@@ -1450,7 +1469,8 @@ def locate_config(ref: str | Path) -> tuple[Path, str]:
 def load_hf_spec(ref: str | Path, name: str | None = None) -> tuple[ModelSpec, list[str]]:
     config, default_name = locate_config(ref)
     source = str(config)
-    data = read_config(config)
+    duplicates: list[str] = []
+    data = read_config(config, duplicates)
     beside = config.parent / "hf_quant_config.json"
     if data.get("quantization_config") is None and beside.is_file():
         # ModelOpt's quantisation beside config.json, as vLLM and SGLang read it (SGLang's model_config.py: "modelopt
@@ -1467,7 +1487,7 @@ def load_hf_spec(ref: str | Path, name: str | None = None) -> tuple[ModelSpec, l
         raise KvcalcError(validation_message(source, e)) from None
     text = data.get("text_config")
     mismatch = index_check(spec, {**data, **text} if isinstance(text, dict) else data, config)
-    return spec, assumptions + ([mismatch] if mismatch else [])
+    return spec, duplicates + assumptions + ([mismatch] if mismatch else [])
 
 
 def load_hf_model(ref: str | Path) -> ModelSpec:
