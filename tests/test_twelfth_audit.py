@@ -36,3 +36,76 @@ def test_h7_a_field_missing_from_text_config_is_named_as_text_configs(tmp_path):
                                                       "vision_config": {"hidden_size": 1024}}))
     line = one_line_error(["estimate", "-m", str(tmp_path), "-g", "h100"])
     assert "config.json: text_config: missing essential field(s): num_hidden_layers" in line
+
+
+def _load(tmp_path, config: dict):
+    from kvcalc.specs.hf import load_hf_spec
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return load_hf_spec(tmp_path)
+
+
+def test_h5_phi_3_5_moe_counts_its_layernorm_biases_and_lm_head_bias(tmp_path):
+    """Phi-3.5-MoE-instruct's published config (microsoft/Phi-3.5-MoE-instruct): PhimoeForCausalLM's norms are
+    nn.LayerNorm with a bias, its lm_head has bias=config.lm_head_bias, and LlamaAttention biases q, k, v and o with
+    attention_bias. By hand: 41,873,153,344 (the card's "41.9B"); 298,304 had been missing."""
+    from kvcalc.formulas.params import total_params
+
+    spec, _ = _load(tmp_path, {
+        "attention_bias": True, "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 6400,
+        "lm_head_bias": True, "max_position_embeddings": 131072, "model_type": "phimoe", "num_attention_heads": 32,
+        "num_experts_per_tok": 2, "num_hidden_layers": 32, "num_key_value_heads": 8, "num_local_experts": 16,
+        "rms_norm_eps": 1e-05, "sliding_window": 131072, "tie_word_embeddings": False, "vocab_size": 32064})
+    d, layers, vocab, f, experts = 4096, 32, 32064, 6400, 16
+    attention = (d * 4096 + 4096) + 2 * (d * 1024 + 1024) + (4096 * d + 4096)
+    by_hand = 2 * vocab * d + vocab + layers * (attention + d * experts + experts * 3 * d * f) + (2 * layers + 1) * 2 * d
+    assert total_params(spec) == by_hand == 41_873_153_344
+
+
+def test_h5_glm_4_0414_has_four_norms_a_layer_and_no_o_proj_bias(tmp_path):
+    """GLM-4-9B-0414's published config: Glm4DecoderLayer's four RMSNorms, Glm4Attention's o_proj bias=False.
+    By hand: 9,400,279,040 (163,840 had been missing: two norms short, an o_proj bias over)."""
+    from kvcalc.formulas.params import total_params
+
+    spec, warned = _load(tmp_path, {
+        "attention_bias": True, "head_dim": 128, "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 13696,
+        "max_position_embeddings": 32768, "model_type": "glm4", "num_attention_heads": 32, "num_hidden_layers": 40,
+        "num_key_value_heads": 2, "partial_rotary_factor": 0.5, "rms_norm_eps": 1e-05, "tie_word_embeddings": False,
+        "vocab_size": 151552})
+    d, layers, vocab, f = 4096, 40, 151552, 13696
+    by_hand = 2 * vocab * d + layers * ((d * 4096 + 4096) + 2 * (d * 256 + 256) + 4096 * d + 3 * d * f + 4 * d) + d
+    assert total_params(spec) == by_hand == 9_400_279_040
+    assert not [w for w in warned if "not a known family" in w]
+
+
+def test_h5_glm_4_5_air_has_no_o_proj_bias_and_keeps_its_router_bias(tmp_path):
+    """GLM-4.5-Air's published config, without topk_method (Glm4MoeTopkRouter keeps e_score_correction_bias
+    regardless): 106,852,251,264 by hand (the card's "106B total"; the multi-token-prediction layer apart)."""
+    from kvcalc.formulas.params import total_params
+
+    spec, _ = _load(tmp_path, {
+        "attention_bias": True, "head_dim": 128, "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 10944,
+        "max_position_embeddings": 131072, "model_type": "glm4_moe", "moe_intermediate_size": 1408,
+        "norm_topk_prob": True, "num_attention_heads": 96, "n_group": 1, "topk_group": 1, "n_routed_experts": 128,
+        "n_shared_experts": 1, "routed_scaling_factor": 1.0, "num_experts_per_tok": 8, "first_k_dense_replace": 1,
+        "num_hidden_layers": 46, "num_key_value_heads": 8, "partial_rotary_factor": 0.5, "rms_norm_eps": 1e-05,
+        "tie_word_embeddings": False, "vocab_size": 151552, "num_nextn_predict_layers": 1, "use_qk_norm": False})
+    d, layers, vocab, experts, width, f = 4096, 46, 151552, 128, 1408, 10944
+    attention = (d * 96 * 128 + 96 * 128) + 2 * (d * 8 * 128 + 8 * 128) + 96 * 128 * d
+    moe_layer = d * experts + experts + experts * 3 * d * width + 3 * d * width  # router, its bias, experts, shared
+    by_hand = 2 * vocab * d + layers * (attention + 2 * d) + d + 3 * d * f + (layers - 1) * moe_layer
+    assert total_params(spec) == by_hand == 106_852_251_264
+
+
+def test_h5_deepseek_v3_2_counts_its_indexers_key_norm(tmp_path):
+    """DeepSeek-V3.2's lightning indexer a layer (DeepSeek-V3.2-Exp inference/model.py, Indexer): wq_b q_lora_rank x
+    heads x head_dim, wk d x head_dim, weights_proj d x heads, and k_norm, a LayerNorm of head_dim with its bias."""
+    from pathlib import Path
+
+    from kvcalc.formulas.params import total_params
+
+    v3 = json.loads((Path(__file__).resolve().parent / "fixtures/hf/DeepSeek-V3/config.json").read_text())
+    base, _ = _load(tmp_path, v3)
+    v32, _ = _load(tmp_path, {**v3, "model_type": "deepseek_v32", "index_topk": 2048, "index_n_heads": 64,
+                              "index_head_dim": 128})
+    assert total_params(v32) - total_params(base) == 61 * (1536 * 64 * 128 + 7168 * 128 + 7168 * 64 + 2 * 128)

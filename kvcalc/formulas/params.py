@@ -119,13 +119,17 @@ def shared_experts_params(model: ModelSpec) -> int:
 def norm_params(model: ModelSpec) -> int:
     """All norm weights: norms_per_layer layer norms a layer (one a block with a layer_pattern) and the final norm,
     d each (2d with a bias); MLA's norms on the query and KV latents and per-head q/k norms in the attention layers;
-    the linear layers' own norms."""
+    the linear layers' own norms; DeepSeek-V3.2 indexer's key LayerNorm."""
     width = 2 if model.norm_bias else 1
     attn, d = model.attention, model.hidden_size
     mla = (attn.kv_lora_rank + (attn.q_lora_rank or 0)) if attn.kind == "mla" else 0
     qk = 2 * attn.qk_head_dim if attn.qk_norm else 0
+    # DeepSeek-V3.2's lightning indexer normalises its key with a LayerNorm, weight and bias (Indexer.k_norm in
+    # DeepSeek-V3.2-Exp's inference/model.py; the eleventh audit, H5: 15,616 short)
+    indexer = 2 * attn.indexer_head_dim if attn.sparse_top_k is not None else 0
     linear = model.linear_layers * linear_attention_norm_params(model) if model.linear_attention is not None else 0
-    return (model.num_layers * model.norms_per_layer + 1) * d * width + model.attention_layers * (mla + qk) + linear
+    return ((model.num_layers * model.norms_per_layer + 1) * d * width + model.attention_layers * (mla + qk + indexer)
+            + linear)
 
 
 def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int]:

@@ -1152,6 +1152,31 @@ def _cross_attention_refused(c: Config, t: str) -> dict:
                       "image's tokens), which kvcalc does not model; it reads self-attention layers only")
 
 
+def _glm(c: Config, model_type: str) -> dict:
+    """GLM (4-9B-chat-hf), GLM-4-0414 and GLM-4.5: Llama's fields, but attention_bias biases q, k and v only (the
+    o_proj of GlmAttention, Glm4Attention and Glm4MoeAttention is bias=False); GLM-4-0414's layer has four RMSNorms
+    (Glm4DecoderLayer: input, post_self_attn, post_attention, post_mlp); GLM-4.5's router keeps e_score_correction_bias
+    (Glm4MoeTopkRouter, with or without topk_method in the config). transformers' models/glm*/modeling_glm*.py; the
+    eleventh audit, H5: o_proj biased and two norms, GLM-4-9B-0414 163,840 parameters short."""
+    spec = _by_fields(c, model_type, known=True)
+    if "out_bias" in spec["attention"]:
+        spec["attention"]["out_bias"] = False
+    if model_type == "glm4":
+        spec["norms_per_layer"] = 4
+    if model_type == "glm4_moe" and "moe" in spec:
+        spec["moe"]["router_bias"] = True
+    return spec
+
+
+def _phimoe(c: Config) -> dict:
+    """Phi-3.5-MoE: Mixtral's layout with LayerNorms that carry a bias (input, post-attention and final: nn.LayerNorm,
+    elementwise_affine) and the lm_head bias its config names (PhimoeForCausalLM: bias=config.lm_head_bias; vLLM's
+    phimoe.py builds both). The eleventh audit, H5: read as RMSNorms without the lm_head bias, 298,304 short."""
+    spec = _by_fields(c, "phimoe", known=True)
+    spec.update(norm="layernorm", norm_bias=True, lm_head_bias=c.bool("lm_head_bias", False))
+    return spec
+
+
 # model_type -> the reader of its fields (called with the config and the model_type); LLAMA_LIKE ones read as Llama
 FAMILY_READERS = {
     "starcoder2": lambda c, t: _starcoder2(c),
@@ -1165,6 +1190,7 @@ FAMILY_READERS = {
     "gpt_neox": lambda c, t: _gpt_neox(c), "opt": lambda c, t: _opt(c), "gpt_bigcode": lambda c, t: _gpt2(c),
     "gptj": lambda c, t: _gptj(c), "phi-msft": lambda c, t: _gptj(c, qkv_bias=True), "phi": lambda c, t: _phi(c),
     "minimax_m2": lambda c, t: _by_fields(c, t, known=True),  # MiniMax-M2: a Llama-style MoE, named by its fields
+    **dict.fromkeys(("glm", "glm4", "glm4_moe"), _glm), "phimoe": lambda c, t: _phimoe(c),
 }
 
 

@@ -15,8 +15,9 @@ def test_indexer_key_joins_the_cache_and_its_parameters_the_model():
     v3, v32 = load_model("deepseek-v3"), load_model("deepseek-v3.2")
     # MLA latent (512 + 64) in bf16, plus the indexer's 128 fp8 values and one fp32 scale
     assert kv_bytes_per_token_per_layer(v32.attention, 2.0) == 576 * 2 + 128 + 4
-    # per layer: indexer queries 1536 -> 64 x 128, key 7168 -> 128, head weights 7168 -> 64
-    assert total_params(v32) - total_params(v3) == 61 * (1536 * 64 * 128 + 7168 * 128 + 7168 * 64)
+    # per layer: indexer queries 1536 -> 64 x 128, key 7168 -> 128, head weights 7168 -> 64, and the key's LayerNorm,
+    # weight and bias of 128 (Indexer.k_norm in DeepSeek-V3.2-Exp's inference/model.py)
+    assert total_params(v32) - total_params(v3) == 61 * (1536 * 64 * 128 + 7168 * 128 + 7168 * 64 + 2 * 128)
 
 
 def test_decode_reads_the_top_k_latents_and_every_indexer_key():
