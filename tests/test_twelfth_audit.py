@@ -109,3 +109,17 @@ def test_h5_deepseek_v3_2_counts_its_indexers_key_norm(tmp_path):
     v32, _ = _load(tmp_path, {**v3, "model_type": "deepseek_v32", "index_topk": 2048, "index_n_heads": 64,
                               "index_head_dim": 128})
     assert total_params(v32) - total_params(base) == 61 * (1536 * 64 * 128 + 7168 * 128 + 7168 * 64 + 2 * 128)
+
+
+# --- plan ---
+
+def test_p4_replicas_held_at_the_cap_under_a_gpu_budget_are_named():
+    """--gpu-budget 10,000 with a 1-GPU layout: 9,999 replicas (plan's cap, MAX_REPLICAS - 1) and a note saying the
+    budget holds more; at 100 GPUs nothing binds and nothing is said (the eleventh audit, P4)."""
+    from tests.test_tenth_audit import _plan_json
+
+    args = ["-m", "qwen3-32b", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--max-tpot-ms", "60", "--gpu-budget"]
+    capped = _plan_json([*args, "10000"])["choice"]
+    assert capped["gpus_per_replica"] == 1 and capped["replicas"] == 9_999
+    assert capped["replicas_note"].startswith("held at plan's cap of 9,999 replicas")
+    assert _plan_json([*args, "100"])["choice"]["replicas_note"] is None

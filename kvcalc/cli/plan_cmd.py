@@ -156,6 +156,8 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
                else "--engines roofline")
         print_note(f"{PLAN_ROOFLINE_MARK}: {why}: timed on the datasheet roofline, with no engine overhead and faster than "
                    "engines run, so ranked after every engine-profile row")
+    if result["choice"] and result["choice"]["replicas_note"]:
+        print_note(f"replicas: {result['choice']['replicas_note']}")
     for i, r in enumerate(result["runners_up"], 1):
         print_note(f"  {i}: {r['trade']}")
     counts = {k: v for k, v in result["rejected"]["counts"].items() if v}

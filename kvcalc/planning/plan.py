@@ -124,6 +124,9 @@ class Point:
     # with a concurrency C, requests in flight above the fullest replica's share ceil(C / replicas): the budget's
     # latency and requests/s are of more requests than the replica holds (0 at the share, and without C)
     over_share: float = 0.0
+    # under a GPU budget, replicas held at the cap (MAX_REPLICAS - 1) where the budget holds more (the eleventh audit,
+    # P4: --gpu-budget 10,000 used 9,999 GPUs without a word)
+    capped: bool = False
 
     @property
     def output_tokens_per_s_per_gpu(self) -> float:
@@ -419,6 +422,7 @@ def size(point: Point, output_len: int, *, request_rate: float | None, concurren
         # as many replicas as the budget holds, short of the cap (the tenth audit, P4: at --gpu-budget 10,000 every
         # 1-GPU layout reached the cap and was dropped, so one more GPU of budget served 8 % less)
         replicas = min(gpu_budget // per_replica, MAX_REPLICAS - 1)
+        point.capped = gpu_budget // per_replica > replicas
     point.replicas = min(max(replicas, 1), MAX_REPLICAS)
     point.gpus = point.replicas * per_replica
     served = point.replicas * point.requests_per_s
@@ -921,6 +925,8 @@ def point_dict(p: Point, versus: Point | None = None) -> dict:
         # (the seventh audit, C5/V14)
         **({} if d.disaggregate else {"disaggregate_note": "aggregated: prefill and decode share this layout's GPUs"}),
         "gpus_per_replica": d.gpus_per_replica, "replicas": p.replicas, "gpus": p.gpus,
+        "replicas_note": (f"held at plan's cap of {p.replicas:,} replicas: the GPU budget holds more of this layout"
+                          if p.capped else None),
         "max_num_seqs": (p.simulated["max_num_seqs"] if p.simulated and "max_num_seqs" in p.simulated
                          else int(math.ceil(p.in_flight))), "in_flight_per_replica": p.in_flight,
         "max_in_flight_per_replica": p.max_in_flight, "max_num_batched_tokens": p.step_tokens,
