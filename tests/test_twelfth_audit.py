@@ -123,3 +123,18 @@ def test_p4_replicas_held_at_the_cap_under_a_gpu_budget_are_named():
     assert capped["gpus_per_replica"] == 1 and capped["replicas"] == 9_999
     assert capped["replicas_note"].startswith("held at plan's cap of 9,999 replicas")
     assert _plan_json([*args, "100"])["choice"]["replicas_note"] is None
+
+
+def test_p1_at_a_request_rate_plan_times_a_replica_at_the_load_serve_finds():
+    """Llama-3.1-8B on H100s at 40 requests/s: plan had timed its one replica at the chord's 226 in flight (TPOT
+    27.9 ms) where serve carries 40/s at 207 (25.9 ms); both commands now agree within 0.5 % (the eleventh audit, P1)."""
+    from kvcalc.serving.closed_form import serve
+    from tests.test_tenth_audit import _plan_json
+
+    c = _plan_json(["-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--request-rate", "40"])["choice"]
+    s = serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=200, request_rate=40, tp=c["tensor_parallel"],
+              pp=c["pipeline_parallel"], engine=c["engine"], weight_dtype=c["weight_dtype"], kv_dtype=c["kv_dtype"],
+              step_tokens=c["max_num_batched_tokens"])
+    assert c["replicas"] == s["replicas"]
+    assert c["in_flight_per_replica"] == pytest.approx(s["concurrency"] / s["replicas"], rel=5e-3)
+    assert c["tpot_ms"] == pytest.approx(s["tpot_ms"], rel=5e-3) and c["ttft_ms"] == pytest.approx(s["ttft_ms"], rel=5e-3)

@@ -233,21 +233,30 @@ def batch_ladder(limit: int, concurrency: float | None = None) -> list[int]:
     return sorted(ladder)
 
 
-def rate_shares(ladder: list[int], rates: list[float], request_rate: float, limit: int) -> list[int]:
-    """Requests in flight, not on the ladder, at which one replica carries request_rate / k for k = 1 ... SHARES:
-    between the two budgets whose requests/s straddle it, rounded up (requests/s rises with the requests in flight
-    and flattens, so the chord's point carries at least the share). The third audit: at 20 requests/s a replica
-    timed at 512 (18.1/s) and 1,024 in flight (TPOT over the limit) lost to two replicas, where 682 carry 20/s within
-    the limit."""
-    out = set()
+def rate_shares(ladder: list[int], rates: list[float], request_rate: float, limit: int) -> list[float]:
+    """Requests in flight, not on the ladder, at which one replica carries request_rate / k for k = 1 ... SHARES,
+    between the two budgets whose requests/s straddle it: the fraction of requests serve finds there, Little's law
+    with the latency C / requests/s affine in C between the two (in_flight_at_rate; a little over it, so that the
+    requests/s timed there carry the share despite the affine latency's error), and the chord's point rounded up
+    (requests/s rises with the requests in flight and flattens, so it carries at least the share). The third audit:
+    at 20 requests/s a replica timed at 512 (18.1/s) and 1,024 in flight (TPOT over the limit) lost to two replicas,
+    where 682 carry 20/s within the limit; the eleventh, P1: at 40/s Llama-3.1-8B's replica was timed at the chord's
+    226 in flight (TPOT 27.9 ms) where serve carries the rate at 207 (25.9 ms)."""
+    from kvcalc.formulas.workload import in_flight_at_rate
+
+    out: set[float] = set()
     for k in range(1, SHARES + 1):
         target = request_rate / k
         i = next((j for j, rate in enumerate(rates) if rate >= target), None)
-        if i is None or i == 0 or rates[i] == rates[i - 1]:
+        if i is None or i == 0 or rates[i] == rates[i - 1] or rates[i - 1] <= 0:
             continue
-        c = ladder[i - 1] + (target - rates[i - 1]) * (ladder[i] - ladder[i - 1]) / (rates[i] - rates[i - 1])
+        lo, hi = ladder[i - 1], ladder[i]
+        c = lo + (target - rates[i - 1]) * (hi - lo) / (rates[i] - rates[i - 1])
         out.add(min(limit, math.ceil(c)))
-    return sorted(out - set(ladder))
+        b = (hi / rates[i] - lo / rates[i - 1]) / (hi - lo)
+        if (carried := in_flight_at_rate(target, lo / rates[i - 1] - b * lo, b)) is not None:
+            out |= {min(limit, carried * bump) for bump in (1.001, 1.005)}
+    return sorted(c for c in out - set(ladder) if c > 0)
 
 
 def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: float | None,
@@ -682,6 +691,24 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     if extra:
         states2 = steady_states(extra, input_len, output_len)
         points += judged(extra, states2, run_many_all([x[1] for x in extra], [x[2] for x in extra], states2))
+    if request_rate is not None:  # a third pass: the rate's shares again, between the two nearest points timed, where
+        # the latency's affine is near exact, so a replica's TTFT and TPOT are those at the load serve finds for it
+        # (the eleventh audit, P1), for the deployments that could still rank (worth_refining)
+        worth = worth_refining(points, runners_up + 1, False)
+        timed: dict[int, list[Point]] = {}
+        for p in points:
+            timed.setdefault(id(p.deployment), []).append(p)
+        third = []
+        for d, runner, _ in built:
+            mine = sorted(timed.get(id(d), []), key=lambda p: p.in_flight)
+            cs, rates = [p.in_flight for p in mine], [p.requests_per_s for p in mine]
+            more = set(rate_shares(cs, rates, request_rate, runner.max_concurrency)) - set(cs)
+            if more and max(rates) > 0 and worth(d, math.ceil(request_rate / max(rates) * (1 - 1e-12)),
+                                                 prices[d.gpu]):
+                third.append((d, runner, sorted(more)))
+        if third:
+            states3 = steady_states(third, input_len, output_len)
+            points += judged(third, states3, run_many_all([x[1] for x in third], [x[2] for x in third], states3))
     # with a concurrency C, a replica never holds more than C requests: budgets above C are not operating points of
     # this workload (the tenth audit, P1: at --output-len 1, where the tie-breaks favour the most requests/s, the
     # choice was a budget of 448 for -n 1, TTFT 8.5 s where one request takes 31 ms)
