@@ -138,3 +138,57 @@ def test_p1_at_a_request_rate_plan_times_a_replica_at_the_load_serve_finds():
     assert c["replicas"] == s["replicas"]
     assert c["in_flight_per_replica"] == pytest.approx(s["concurrency"] / s["replicas"], rel=5e-3)
     assert c["tpot_ms"] == pytest.approx(s["tpot_ms"], rel=5e-3) and c["ttft_ms"] == pytest.approx(s["ttft_ms"], rel=5e-3)
+
+
+def _quantised(tmp_path, qc: dict) -> str:
+    (tmp_path / "config.json").write_text(json.dumps(_llama3(quantization_config=qc)))
+    return str(tmp_path)
+
+
+FP8_GROUP = {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel"}}
+
+
+def test_h8_an_ignore_pattern_that_backtracks_exponentially_is_refused_at_once(tmp_path):
+    """'re:(.+)+X' against a 31-character module name tries 2^31 ways: every command had hung; vLLM's own patterns
+    (a few '.*', alternatives side by side) still read."""
+    qc = {"quant_method": "compressed-tensors", "config_groups": {"g": FP8_GROUP}, "ignore": ["lm_head", "re:(.+)+X"]}
+    line = one_line_error(["estimate", "-m", _quantised(tmp_path, qc), "-e", "roofline"])
+    assert "'re:(.+)+X': a repeat inside a repeat" in line
+    from kvcalc.specs.hf import _backtracking_risk
+
+    assert _backtracking_risk(".*self_attn.(q|k|v)_proj$") is None and _backtracking_risk(".*mlp.*") is None
+    assert _backtracking_risk("(a|ab)*c") == "alternatives inside a repeat"
+    assert "unbounded repeats" in _backtracking_risk(".*a" * 12)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("block_structure", 128, "block_structure: expected a list of two sizes ([128, 128]), got 128"),
+    ("targets", [{"x": 1}], "g.targets: expected a list of module names"),
+    ("ignore", ["lm_head", 5], "ignore: expected a list of module names"),
+    ("sparsity_config", "2:4", "sparsity_config: expected an object, got '2:4'"),
+])
+def test_h10_wrong_types_in_a_compressed_tensors_config_are_one_line_errors(tmp_path, field, value, message):
+    """A number for block_structure had ended in a TypeError traceback; object targets had quantised nothing (an fp8
+    checkpoint sized as bf16); non-string ignore entries were dropped; a string sparsity_config was ignored."""
+    group = {**FP8_GROUP, "weights": {**FP8_GROUP["weights"], "strategy": "block"}}
+    if field == "block_structure":
+        group["weights"]["block_structure"] = value
+    elif field == "targets":
+        group["targets"] = value
+    qc = {"quant_method": "compressed-tensors", "config_groups": {"g": group}}
+    if field in ("ignore", "sparsity_config"):
+        qc[field] = value
+    assert message in one_line_error(["estimate", "-m", _quantised(tmp_path, qc), "-e", "roofline"])
+
+
+def test_h6_a_modelopt_kv_format_other_than_fp8_is_warned_of_and_an_unknown_one_refused(tmp_path):
+    """TensorRT-LLM's QuantConfig reads kv_cache_quant_algo FP8, INT8 and NVFP4; NVFP4 and INT8 had been ignored in
+    silence (the KV sized at bf16, 3.6x nvfp4's), and an unknown value accepted."""
+    from kvcalc.specs.hf import load_hf_spec
+
+    qc = {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16, "exclude_modules": ["lm_head"]}
+    for algo, fmt in (("NVFP4", "nvfp4"), ("INT8", "int8"), ("FP8", "fp8")):
+        _, warned = load_hf_spec(_quantised(tmp_path, {**qc, "kv_cache_quant_algo": algo}))
+        assert any(f"stores its KV cache in {fmt}" in w and f"--kv-dtype {fmt}" in w for w in warned)
+    line = one_line_error(["estimate", "-m", _quantised(tmp_path, {**qc, "kv_cache_quant_algo": "BANANA"})])
+    assert "kv_cache_quant_algo 'BANANA': expected one of FP8, INT8, NVFP4" in line

@@ -754,6 +754,48 @@ def _canonical(cls: str, layer: int) -> list[str]:
     return [f"model.layers.{layer}.{where[cls]}.{n}" for n in names]
 
 
+MAX_UNBOUNDED_REPEATS = 8  # '.*' runs in one pattern: each multiplies the ways a failing match is tried
+
+
+def _backtracking_risk(text: str) -> str | None:
+    """Why matching a regular expression could backtrack exponentially (a repeat inside a repeat, alternatives
+    inside a repeat) or polynomially past any use (more than MAX_UNBOUNDED_REPEATS unbounded repeats), or None. Ignore
+    lists name modules with a few '.*' and alternatives side by side (vLLM's and llm-compressor's examples)."""
+    from re import _parser  # type: ignore[attr-defined]  # the stdlib's own parse of the pattern (3.11+)
+
+    repeats = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+    unbounded = 0
+
+    def walk(items, inside_repeat: bool) -> str | None:
+        nonlocal unbounded
+        for op, arg in items:
+            name = str(op)
+            if name in repeats:
+                low, high, body = arg
+                if high > 1 and inside_repeat:
+                    return "a repeat inside a repeat"
+                unbounded += high == _parser.MAXREPEAT
+                found = walk(body, inside_repeat or high > 1)
+            elif name == "BRANCH":
+                if inside_repeat:
+                    return "alternatives inside a repeat"
+                found = next((r for b in arg[1] if (r := walk(b, inside_repeat))), None)
+            elif name == "SUBPATTERN":
+                found = walk(arg[3], inside_repeat)
+            elif name in ("ASSERT", "ASSERT_NOT"):
+                found = walk(arg[1], inside_repeat)
+            else:
+                found = None
+            if found:
+                return found
+        return None
+
+    risk = walk(_parser.parse(text), False)
+    if risk is None and unbounded > MAX_UNBOUNDED_REPEATS:
+        risk = f"{unbounded} unbounded repeats (at most {MAX_UNBOUNDED_REPEATS})"
+    return risk
+
+
 def _regex_classes(entry: str, where: str, key: str, shown: str | None = None) -> tuple[int | None, set[str]] | None:
     """(the one layer a 're:' entry names, or None for every layer; the classes whose every module there it
     matches), where it names two classes or more, or one layer only; None where it names one class in every layer,
@@ -763,6 +805,10 @@ def _regex_classes(entry: str, where: str, key: str, shown: str | None = None) -
         pattern = re.compile(entry[3:])
     except re.error as e:
         raise KvcalcError(f"{where}: quantization_config {key}: {entry[:60]!r} is not a regular expression ({e})")
+    if (risk := _backtracking_risk(entry[3:])) is not None:  # matched against module names below: a pattern whose
+        # backtracking grows exponentially with the name had hung every command (the twelfth audit, H8: 're:(.+)+X')
+        raise KvcalcError(f"{where}: quantization_config {key}: {(shown or entry)[:60]!r}: {risk}, which kvcalc does "
+                          f"not match (its backtracking can take hours); {OTHER_FORMAT}")
     literal = LAYER_INDEX.search(_unescaped(entry))
     probes = tuple(sorted({*PROBE_LAYERS, *([int(literal.group(1))] if literal else [])}))  # and the layer it names
     hits = {layer: {c: sum(bool(pattern.match(n)) for n in _canonical(c, layer)) for c in QUANT_CLASSES}
@@ -817,7 +863,8 @@ def _left_in_bf16(entries: object, where: str, key: str,
     the model's own modules (the tenth audit's verification, V5: 're:.*query_key_value$' on Llama had been refused)."""
     if entries is None:
         return set(), {}
-    if not isinstance(entries, list):
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):  # the twelfth audit, H10:
+        # numbers and objects in the list had been dropped in silence
         raise KvcalcError(f"{where}: quantization_config {key}: expected a list of module names, got {entries!r:.60}")
     whole, by_layer = set(), {}
     parts: dict[tuple, set] = {}  # (class, layer or None) -> the projections named one by one
@@ -933,15 +980,23 @@ KV_FORMAT_KEYS = "kv_cache_quant_algo / kv_cache_scheme"
 BESIDE_KEY = "__read_from__"  # set on the quantization_config kvcalc takes from hf_quant_config.json: that file's path
 
 
-def _checkpoint_kv_format(qc: object) -> str | None:
-    """The KV-cache format a quantised checkpoint declares: ModelOpt's kv_cache_quant_algo FP8, compressed-tensors'
-    kv_cache_scheme of 8-bit floats (vLLM's resolve_kv_cache_dtype_string reads them for --kv-cache-dtype auto)."""
+MODELOPT_KV_FORMATS = {"FP8": "fp8", "INT8": "int8", "NVFP4": "nvfp4"}  # TensorRT-LLM's QuantConfig kv_cache_quant_algo
+
+
+def _checkpoint_kv_format(qc: object, where: str) -> str | None:
+    """The KV-cache format a quantised checkpoint declares: ModelOpt's kv_cache_quant_algo (FP8, INT8 or NVFP4, as
+    TensorRT-LLM's QuantConfig reads it; FP8 also vLLM's resolve_kv_cache_dtype_string for --kv-cache-dtype auto),
+    compressed-tensors' kv_cache_scheme of 8-bit floats. Another kv_cache_quant_algo is a one-line error (the twelfth
+    audit, H6: NVFP4, INT8 and unknown values had been ignored in silence)."""
     if not isinstance(qc, dict):
         return None
     inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else qc
     algo = inner.get("kv_cache_quant_algo", qc.get("kv_cache_quant_algo"))
-    if isinstance(algo, str) and algo.upper() == "FP8":
-        return "fp8"
+    if algo is not None:
+        if not isinstance(algo, str) or algo.upper() not in MODELOPT_KV_FORMATS:
+            raise KvcalcError(f"{where}: quantization_config kv_cache_quant_algo {algo!r:.40}: expected one of "
+                              f"{', '.join(MODELOPT_KV_FORMATS)} (TensorRT-LLM's KV formats), or null")
+        return MODELOPT_KV_FORMATS[algo.upper()]
     scheme = qc.get("kv_cache_scheme")
     if isinstance(scheme, dict) and scheme.get("type") == "float" and str(scheme.get("num_bits")) == "8":
         return "fp8"
@@ -986,6 +1041,11 @@ def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> st
     if kind == "float" and n == 8:
         block = w.get("block_structure")
         side = FP8_BLOCK_SIDE
+        if block is not None and (not isinstance(block, list) or len(block) != 2 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in block)):  # the twelfth audit, H10: a
+            # number here ended in a TypeError traceback
+            raise KvcalcError(f"{where}: quantization_config {key}.block_structure: expected a list of two sizes "
+                              f"([{side}, {side}]), got {block!r:.40}")
         if strategy == "block" and block is not None and list(block) != [side, side]:  # the eleventh audit, H3: never
             # read, as the fp8 method's weight_block_size is
             raise KvcalcError(f"{where}: quantization_config {key}.block_structure {block!r:.40}: kvcalc stores fp8 "
@@ -1030,8 +1090,10 @@ def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
         if not isinstance(w, dict):
             raise KvcalcError(f"{where}: quantization_config {key}.weights: expected an object, got {w!r:.40}")
         targets = group.get("targets", ["Linear"])
-        if not isinstance(targets, list):
-            raise KvcalcError(f"{where}: quantization_config {key}.targets: expected a list, got {targets!r:.40}")
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):  # the twelfth audit, H10:
+            # [{"x": 1}] had quantised nothing, and an fp8 checkpoint was sized as bf16
+            raise KvcalcError(f"{where}: quantization_config {key}.targets: expected a list of module names, got "
+                              f"{targets!r:.40}")
         classes = set(QUANT_CLASSES) if any(str(t).lower().endswith("linear") for t in targets) else {
             c for c in map(_module_class, map(str, targets)) if c}
         named = {_projection(_unescaped(str(t))) for t in targets} & ALL_PROJECTION_NAMES
@@ -1102,6 +1164,8 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
         fmt, ignore, ignore_key = _modelopt_format(qc, where)
     elif method == "compressed-tensors":
         sparsity = qc.get("sparsity_config")
+        if sparsity is not None and not isinstance(sparsity, dict):  # the twelfth audit, H10: "2:4" had been ignored
+            raise KvcalcError(f"{where}: quantization_config sparsity_config: expected an object, got {sparsity!r:.40}")
         if isinstance(sparsity, dict) and sparsity.get("format") not in (None, "dense"):
             # the ninth round, H13: a 2:4 checkpoint stores half its weights and a bitmask; it had been sized dense
             raise KvcalcError(f"{where}: quantization_config sparsity_config format "
@@ -1244,13 +1308,14 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         if isinstance(qc, dict) and "quant_method" not in qc:
             qc = {**qc, "quant_method": "compressed-tensors"}
     where = qc.get(BESIDE_KEY, source) if isinstance(qc, dict) else source  # hf_quant_config.json, where read
-    kv_format = _checkpoint_kv_format(qc)
+    kv_format = _checkpoint_kv_format(qc, where)
     if kv_format:  # the tenth audit, H9: the checkpoint's own KV format had been ignored without a word
         key = (f"{where} quantization.kv_cache_quant_algo" if isinstance(qc, dict) and BESIDE_KEY in qc
                else KV_FORMAT_KEYS)  # the file the field is in (the tenth audit's verification, V6)
-        c.warnings.append(f"{key}: the checkpoint stores its KV cache in {kv_format}, as vLLM "
-                       "(--kv-cache-dtype auto) and TensorRT-LLM run it unless told otherwise; kvcalc sizes the KV "
-                       f"cache at --kv-dtype (bf16 unless given): pass --kv-dtype {kv_format} for the engine's default")
+        engines = "vLLM (--kv-cache-dtype auto) and TensorRT-LLM run" if kv_format == "fp8" else "TensorRT-LLM runs"
+        c.warnings.append(f"{key}: the checkpoint stores its KV cache in {kv_format}, as {engines} it unless told "
+                          "otherwise; kvcalc sizes the KV cache at --kv-dtype (bf16 unless given): pass --kv-dtype "
+                          f"{kv_format} for the engine's default")
     if isinstance(qc, dict) and qc.get("quant_method") == "modelopt" and not _modelopt_algo(qc) and kv_format:
         qc = None  # a ModelOpt checkpoint that quantises its KV cache only: bf16 weights
     quantization = quantization_from_config(qc, where, model_projection_names({**spec, "family": model_type}))
