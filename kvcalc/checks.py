@@ -13,10 +13,11 @@ MAX_GPUS = 1024
 MAX_PRICE = 1e6  # per GPU-hour, any currency
 
 
-def check_int(flag: str, value, lo: int, hi: int) -> int:
-    """A whole number in [lo, hi] (booleans are not numbers here)."""
+def check_int(flag: str, value, lo: int, hi: int, hint: str = "") -> int:
+    """A whole number in [lo, hi] (booleans are not numbers here); hint: said after the value refused."""
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise KvcalcError(f"{flag}: expected a whole number from {lo:,} to {hi:,}, got {_show(value)}")
+        raise KvcalcError(f"{flag}: expected a whole number from {lo:,} to {hi:,}, got {_show(value)}"
+                          + (f" {hint}" if hint else ""))
     return value
 
 

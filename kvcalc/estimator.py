@@ -322,6 +322,12 @@ def tp_refusal(spec: ModelSpec, tp: int, ep: int = 1) -> str | None:
         if (g % tp if tp <= g else tp % g):
             return (f"{tp} GPUs cannot share {spec.name}'s {g} KV heads: engines split them evenly (a --tp dividing "
                     f"{g}) or replicate each over the same number of GPUs (a multiple of {g})")
+    la = spec.linear_attention
+    if la is not None and la.kind == "mamba2" and la.num_key_heads > 1 and la.num_key_heads % tp:
+        # vLLM's MambaMixer2 asserts n_groups % tp == 0 or n_groups == 1 (model_executor/layers/mamba/mamba_mixer2.py;
+        # the twelfth audit, E4: Nemotron-H-8B's 8 groups had been priced at --tp 16)
+        return (f"tensor parallelism over {tp} GPUs needs it to divide the {la.num_key_heads} Mamba-2 groups "
+                "(n_groups), as vLLM's MambaMixer2 asserts")
     widths = []
     if spec.moe is None or spec.moe.first_dense_layers or spec.moe.every > 1:
         widths.append(("MLP", spec.mlp.intermediate_size))
@@ -974,9 +980,10 @@ def estimate_with_specs(
     efficiencies), or auto (vLLM's profile where the accelerator has one, else the roofline). engine_version: the
     release band whose per-step overhead to add (engines/overhead.py); default: the profile's own release's.
     """
-    prompt = context if prompt is None else prompt
-    if prompt == 0 and context == 0:
-        prompt = 1
+    if prompt is None:  # a context of 0 alone had been answered for a 1-token prompt nobody asked for, where every
+        # other command refuses it (the twelfth audit, E5); with --prompt it times that prefill on an empty cache
+        check_int("--context", context, 1, MAX_TOKENS, hint="(0 only with --prompt, a prefill on an empty cache)")
+        prompt = context
     _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization, engine)
     check_prefill_chunk(prefill_chunk)
     warnings: list[str] = []

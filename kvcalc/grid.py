@@ -110,10 +110,11 @@ def sweep(
     check_prefill_chunk(prefill_chunk)
     B, S = (a.ravel() for a in np.meshgrid(np.array(batch, dtype=np.int64), np.array(context, dtype=np.int64), indexing="ij"))
     Bf, Sf = B.astype(float), S.astype(float)
-    specs = {m: load_model(m) for m in models}
-    hws = {g: load_gpu(g) for g in gpus}
+    # by position: a loaded spec (as estimate and capacity take) is no dict key (the twelfth audit, E9: a TypeError)
+    specs = [load_model(m) for m in models]
+    hws = [load_gpu(g) for g in gpus]
     profiles, refused = {}, {}  # an engine that does not run on a part skips that pair, with its reason
-    for g, e in itertools.product(gpus, engine):
+    for g, e in itertools.product(range(len(gpus)), engine):
         try:
             profiles[g, e] = resolve_engine(e, hws[g])
         except KvcalcError as e_refused:
@@ -121,14 +122,14 @@ def sweep(
     if refused and len(refused) == len(gpus) * len(engine):
         raise KvcalcError(next(iter(refused.values())))
     for (g, e), reason in refused.items():  # the fourth audit: one such pair refused the whole grid
-        warnings.warn(f"sweep skipped {g} x {e}: {reason.removeprefix('--engine: ')}", stacklevel=2)
+        warnings.warn(f"sweep skipped {hws[g].name} x {e}: {reason.removeprefix('--engine: ')}", stacklevel=2)
     labels: list[tuple] = []  # one (model, gpu, attention, weight_dtype, kv_dtype, engine) per combination
     columns: dict[str, list] = {}
     skipped: list[str] = []
     unsupported: list[str] = []  # layouts an engine does not run (kvcalc/speculation.py), timed with a warning
     n = len(B)
     speculate = _nonempty("--speculate", speculate)
-    for m, g, a, w, k, e, t, q, sv, x in itertools.product(models, gpus, attn, weight_dtype, kv_dtype, engine, tp,
+    for m, g, a, w, k, e, t, q, sv, x in itertools.product(range(len(models)), range(len(gpus)), attn, weight_dtype, kv_dtype, engine, tp,
                                                            pp, speculate, ep):
         if (g, e) in refused:
             if on_combination:

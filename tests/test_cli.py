@@ -87,7 +87,7 @@ def test_a_context_beyond_max_positions_is_a_warning_not_a_failure():
         (["--model", "chatglm3-6b"], "--model: unknown model 'chatglm3-6b'; closest: chatglm2-6b"),
         (["--model", "llama-2-7b", "--gpu", "h10"], "--gpu: unknown gpu 'h10'; closest: h100"),
         (["--model", "llama-2-7b", "--batch", "0"], "--batch: expected a whole number from 1 to 10,000,000, got 0"),
-        (["--model", "llama-2-7b", "--context", "-1"], "--context: expected a whole number from 0 to 1,000,000,000"),
+        (["--model", "llama-2-7b", "--context", "-1"], "--context: expected a whole number from 1 to 1,000,000,000"),
         (["--model", "chatglm2-6b", "--attn", "gqa5"], "--attn: gqa5 needs N to divide the 32 query heads"),
         (["--model", "llama-2-7b", "--kv-dtype", "fp9"], "--kv-dtype: unknown dtype 'fp9'"),
         (["--model", "llama-2-7b", "--weight-dtype", "int3"], "--weight-dtype: unknown dtype 'int3'"),

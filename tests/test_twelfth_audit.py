@@ -192,3 +192,98 @@ def test_h6_a_modelopt_kv_format_other_than_fp8_is_warned_of_and_an_unknown_one_
         assert any(f"stores its KV cache in {fmt}" in w and f"--kv-dtype {fmt}" in w for w in warned)
     line = one_line_error(["estimate", "-m", _quantised(tmp_path, {**qc, "kv_cache_quant_algo": "BANANA"})])
     assert "kv_cache_quant_algo 'BANANA': expected one of FP8, INT8, NVFP4" in line
+
+
+def test_h2_qwen_v1_reads_each_mlp_matrix_as_half_its_intermediate_size(tmp_path):
+    """Qwen/Qwen-7B's config (modeling_qwen.py: w1, w2 d x intermediate_size / 2, c_attn biased): by hand
+    2 x 151,936 x 4,096 + 32 x (4,096 x 12,288 + 12,288 + 4,096^2 + 3 x 4,096 x 11,008 + 2 x 4,096) + 4,096 =
+    7,721,324,544 (the card's 7.7B); 12,049,453,056 had been read."""
+    from kvcalc.formulas.params import total_params
+
+    spec, warned = _load(tmp_path, {
+        "hidden_size": 4096, "intermediate_size": 22016, "kv_channels": 128, "max_position_embeddings": 8192,
+        "model_type": "qwen", "no_bias": True, "num_attention_heads": 32, "num_hidden_layers": 32, "rotary_pct": 1.0,
+        "seq_length": 8192, "tie_word_embeddings": False, "vocab_size": 151936})
+    layer = 4096 * 12288 + 12288 + 4096 ** 2 + 3 * 4096 * 11008 + 2 * 4096
+    assert total_params(spec) == 2 * 151936 * 4096 + 32 * layer + 4096 == 7_721_324_544
+    assert not warned
+
+
+def test_h3_internlm_and_stablelm_read_the_biases_their_configs_name(tmp_path):
+    """internlm-7b (bias: true on q, k, v and o): 7,321,423,872 + 32 x 4 x 4,096 = 7,321,948,160; stablelm-2-1.6b
+    (use_qkv_bias, LayerNorms with a bias): + 24 x 3 x 2,048 + (2 x 24 + 1) x 2,048 = 1,644,515,328."""
+    from kvcalc.formulas.params import total_params
+
+    internlm, _ = _load(tmp_path, {"model_type": "internlm", "bias": True, "hidden_act": "silu", "hidden_size": 4096,
+                                   "intermediate_size": 11008, "max_position_embeddings": 2048,
+                                   "num_attention_heads": 32, "num_hidden_layers": 32, "tie_word_embeddings": False,
+                                   "vocab_size": 103168})
+    assert total_params(internlm) == 7_321_423_872 + 32 * 4 * 4096 == 7_321_948_160
+    stablelm, _ = _load(tmp_path, {"model_type": "stablelm", "hidden_act": "silu", "hidden_size": 2048,
+                                   "intermediate_size": 5632, "max_position_embeddings": 4096,
+                                   "num_attention_heads": 32, "num_hidden_layers": 24, "num_key_value_heads": 32,
+                                   "partial_rotary_factor": 0.25, "qk_layernorm": False, "tie_word_embeddings": False,
+                                   "use_parallel_residual": False, "use_qkv_bias": True, "vocab_size": 100352})
+    d = 2048
+    by_hand = 2 * 100352 * d + 24 * (4 * d * d + 3 * d + 3 * d * 5632) + (2 * 24 + 1) * 2 * d
+    assert total_params(stablelm) == by_hand == 1_644_515_328
+
+
+def test_h4_gemma_3_4b_it_takes_gemma3textconfigs_defaults(tmp_path):
+    """google/gemma-3-4b-it's text_config names six fields; Gemma3TextConfig supplies vocab_size 262,208, 8 heads,
+    4 KV heads, head_dim 256 and one global layer in 6. Its text model by hand: 262,208 x 2,560 (tied) + 34 x
+    (2 x 2,560 x 2,048 + 2 x 2,560 x 1,024 + 2 x 256 + 3 x 2,560 x 10,240 + 4 x 2,560) + 2,560 = 3,880,263,168."""
+    from kvcalc.formulas.params import params_breakdown
+
+    spec, warned = _load(tmp_path, {
+        "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+        "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                        "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                        "sliding_window": 1024},
+        "vision_config": {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304,
+                          "model_type": "siglip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 27,
+                          "patch_size": 14, "vision_use_head": False}})
+    parts = params_breakdown(spec)
+    assert parts["total"] - parts.get("vision", 0) == 3_880_263_168
+    assert "num_attention_heads absent: 8, gemma3_text's transformers default" in warned
+
+
+def test_h9_llama_4_layer_lists_other_than_the_defaults_are_refused(tmp_path):
+    maverick = {"model_type": "llama4_text", "hidden_size": 5120, "intermediate_size": 8192,
+                "intermediate_size_mlp": 16384, "num_hidden_layers": 48, "num_attention_heads": 40,
+                "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 202048, "num_local_experts": 128,
+                "num_experts_per_tok": 1, "interleave_moe_layer_step": 2, "tie_word_embeddings": False,
+                "attention_chunk_size": 8192, "use_qk_norm": True, "max_position_embeddings": 1048576}
+    from kvcalc.formulas.params import total_params
+
+    spec, _ = _load(tmp_path, {**maverick, "moe_layers": list(range(1, 48, 2)), "no_rope_layers": []})
+    assert total_params(spec) == 400_711_848_960  # the defaults, spelt out, read as before
+    (tmp_path / "config.json").write_text(json.dumps({**maverick, "moe_layers": [1, 3]}))
+    assert "moe_layers [1, 3]: kvcalc places a MoE layer every" in one_line_error(["estimate", "-m", str(tmp_path)])
+    (tmp_path / "config.json").write_text(json.dumps({**maverick, "no_rope_layers": [1] * 48}))
+    assert "no_rope_layers" in one_line_error(["estimate", "-m", str(tmp_path)])
+
+
+# --- the core commands (part E) ---
+
+def test_e4_a_mamba2_hybrid_refuses_a_tp_that_does_not_divide_its_groups():
+    """vLLM's MambaMixer2 asserts n_groups % tp == 0 (or one group): Nemotron-H-8B's 8 groups run at TP 1-8."""
+    line = one_line_error(["estimate", "-m", "nemotron-h-8b", "-g", "h200", "--tp", "16"])
+    assert "needs it to divide the 8 Mamba-2 groups" in line
+
+
+def test_e5_estimate_refuses_context_0_without_a_prompt_as_its_siblings_do():
+    line = one_line_error(["estimate", "-m", "llama-3-8b", "-c", "0"])
+    assert line.startswith("kvcalc: error: --context: expected a whole number from 1")
+    import kvcalc
+
+    assert kvcalc.estimate("llama-3-8b", "h100-sxm", context=0, prompt=100).prefill.ms > 0  # a prefill alone
+
+
+def test_e9_sweep_takes_loaded_specs_as_estimate_does():
+    import kvcalc
+
+    model, gpu = kvcalc.load_model("llama-3-8b"), kvcalc.load_gpu("h200")
+    row = kvcalc.sweep([model], [gpu]).iloc[0]
+    assert (row["model"], row["gpu"]) == ("llama-3-8b", gpu.name)
+    assert row["decode_ms"] == pytest.approx(kvcalc.estimate(model, gpu).decode.ms)

@@ -233,7 +233,7 @@ def batch_ladder(limit: int, concurrency: float | None = None) -> list[int]:
     return sorted(ladder)
 
 
-def rate_shares(ladder: list[int], rates: list[float], request_rate: float, limit: int) -> list[float]:
+def rate_shares(ladder: list[int] | list[float], rates: list[float], request_rate: float, limit: int) -> list[float]:
     """Requests in flight, not on the ladder, at which one replica carries request_rate / k for k = 1 ... SHARES,
     between the two budgets whose requests/s straddle it: the fraction of requests serve finds there, Little's law
     with the latency C / requests/s affine in C between the two (in_flight_at_rate; a little over it, so that the

@@ -33,6 +33,11 @@ TIED_BY_DEFAULT = ("starcoder2", "cohere", "cohere2")
 # activations of a plain two-matrix MLP (up, down; no gate) in the families read by their fields: squared ReLU
 # (transformers' NemotronMLP, ArceeMLP, PersimmonMLP; the tenth audit, H3: read as gated, +22 % to +37 %)
 PLAIN_MLP_ACTIVATIONS = ("relu2",)
+# Defaults of a family's transformers config class for fields its published configs leave out: Gemma3TextConfig's
+# (configuration_gemma3.py; the twelfth audit, H4: google/gemma-3-4b-it's text_config names neither its heads nor its
+# vocabulary, and was refused)
+FAMILY_DEFAULTS = {"gemma3_text": {"vocab_size": 262_208, "num_attention_heads": 8, "num_key_value_heads": 4,
+                                   "head_dim": 256, "max_position_embeddings": 131_072, "sliding_window_pattern": 6}}
 MAX_SIZE = 10**8  # no real width, vocabulary or context (Llama 4 Scout: 10,485,760) comes near this
 MAX_LAYERS = 10**7  # ModelSpec's num_layers cap
 
@@ -96,7 +101,8 @@ def _windows(c: Config, model_type: str, layers: int, hybrid: bool = False) -> d
     a reader that places its other layers from layer_types itself (Qwen3-Next, Jamba, Falcon-H1, MiniMax)."""
     if model_type == "llama4_text" and c.int("attention_chunk_size"):
         # chunked local attention on three layers of four (the fourth global, without RoPE)
-        return {"sliding_window": c.int("attention_chunk_size"), "global_every": 4, "window_kind": "chunked"}
+        return {"sliding_window": c.int("attention_chunk_size"), "global_every": c.int("no_rope_layer_interval", 4),
+                "window_kind": "chunked"}
     types = None if hybrid else _layer_types(c, layers)
     window = c.int("sliding_window")
     if window is None:
@@ -204,6 +210,7 @@ def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
         spec["moe"] = {"num_experts": experts, "top_k": top_k, "router_bias": True,
                        "expert_intermediate_size": spec["mlp"]["intermediate_size"]}
     elif model_type == "llama4_text":  # routed experts and one shared expert, intermediate_size wide
+        _llama4_default_layers(c, layers)
         experts, top_k, width = c.need("num_local_experts", "num_experts_per_tok", "intermediate_size")
         spec["mlp"]["intermediate_size"] = c.int("intermediate_size_mlp") or width  # the dense layers' MLP
         spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": width,
@@ -218,6 +225,23 @@ def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
         if shared:
             spec["moe"].update(num_shared_experts=1, shared_expert_intermediate_size=shared, shared_expert_gate=True)
     return spec
+
+
+def _llama4_default_layers(c: Config, layers: int) -> None:
+    """Llama 4's MoE layers and RoPE (chunked) layers as kvcalc places them, every interleave_moe_layer_step-th and
+    three of four: Llama4TextConfig's defaults for moe_layers and no_rope_layers (transformers'
+    configuration_llama4.py). A config listing others is refused (the twelfth audit, H9: two MoE layers had been read
+    as 24, 400.7 B parameters for 49.1 B)."""
+    step = c.int("interleave_moe_layer_step", 1)
+    given = c.data.get("moe_layers")
+    if given is not None and list(given) != list(range(step - 1, layers, step)):
+        raise KvcalcError(f"{c.source}: moe_layers {str(given)[:40]}: kvcalc places a MoE layer every "
+                          f"interleave_moe_layer_step ({step}) layers, transformers' default; other lists are not modelled")
+    rope = c.data.get("no_rope_layers")
+    interval = c.int("no_rope_layer_interval", 4)
+    if rope and list(rope) != [int((i + 1) % interval != 0) for i in range(layers)]:
+        raise KvcalcError(f"{c.source}: no_rope_layers {str(rope)[:40]}: kvcalc places a global (no-RoPE) layer every "
+                          f"{interval}th, transformers' default; other lists are not modelled")
 
 
 def _qwen3_next(c: Config, moe: bool = True) -> dict:
@@ -454,6 +478,24 @@ def _chatglm(c: Config) -> dict:
                       "head_dim": c.int("kv_channels", d // heads), "qkv_bias": c.bool("add_qkv_bias", False),
                       "out_bias": bias, "rotary_dim": c.int("kv_channels", d // heads) // 2},  # RoPE turns half a head
         "mlp": {"kind": "gated", "intermediate_size": f, "bias": bias},
+    }
+
+
+def _qwen_v1(c: Config) -> dict:
+    """Qwen (v1: Qwen-1.8B/7B/14B/72B, model_type "qwen", its modeling_qwen.py): c_attn d x 3 h d_h with a bias,
+    c_proj without (no_bias), an MLP of w1, w2 d x intermediate_size / 2 and c_proj back: intermediate_size is twice
+    each matrix's width there (the twelfth audit, H2: read as the width, Qwen-7B 12.05 B for its 7,721,324,544)."""
+    layers, d, heads, vocab, f = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size",
+                                        "intermediate_size")
+    bias = not c.bool("no_bias", True)
+    return {
+        "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
+        "max_position_embeddings": c.int("max_position_embeddings") or c.int("seq_length"),
+        "tie_word_embeddings": c.bool("tie_word_embeddings", False),
+        "attention": {"kind": "mha", "num_heads": heads, "num_kv_heads": heads,
+                      "head_dim": c.int("kv_channels", d // heads), "qkv_bias": True, "out_bias": bias,
+                      **_rotary(c, c.int("kv_channels", d // heads), "rotary_pct")},
+        "mlp": {"kind": "gated", "intermediate_size": f // 2, "bias": bias},
     }
 
 
@@ -1232,6 +1274,26 @@ def _glm(c: Config, model_type: str) -> dict:
     return spec
 
 
+def _biased_llama(c: Config, model_type: str) -> dict:
+    """Llama's layout with the biases its family's config names (the twelfth audit, H3: read as "no biases"):
+    InternLM (modeling_internlm.py: q, k, v and o_proj bias=config.bias); StableLM (transformers' StableLmAttention:
+    q, k, v bias=config.use_qkv_bias, o_proj none; nn.LayerNorm with a bias; one norm a layer with
+    use_parallel_residual); Qwen2-VL and Qwen2.5-VL, whose text model is Qwen2's (q, k, v biased)."""
+    spec = _by_fields(c, model_type, known=True)
+    attn = spec["attention"]
+    if model_type == "internlm":
+        attn["qkv_bias"] = attn["out_bias"] = c.bool("bias", True)
+    elif model_type == "stablelm":
+        if c.bool("qk_layernorm", False):
+            raise KvcalcError(f"{c.source}: qk_layernorm: StableLM's per-head LayerNorms are not modelled")
+        attn.update(qkv_bias=c.bool("use_qkv_bias", False), out_bias=False)
+        spec.update(norm="layernorm", norm_bias=True,
+                    norms_per_layer=1 if c.bool("use_parallel_residual", False) else 2)
+    else:  # qwen2_vl, qwen2_5_vl
+        attn.update(qkv_bias=True, out_bias=False)
+    return spec
+
+
 def _phimoe(c: Config) -> dict:
     """Phi-3.5-MoE: Mixtral's layout with LayerNorms that carry a bias (input, post-attention and final: nn.LayerNorm,
     elementwise_affine) and the lm_head bias its config names (PhimoeForCausalLM: bias=config.lm_head_bias; vLLM's
@@ -1254,7 +1316,8 @@ FAMILY_READERS = {
     "gpt_neox": lambda c, t: _gpt_neox(c), "opt": lambda c, t: _opt(c), "gpt_bigcode": lambda c, t: _gpt2(c),
     "gptj": lambda c, t: _gptj(c), "phi-msft": lambda c, t: _gptj(c, qkv_bias=True), "phi": lambda c, t: _phi(c),
     "minimax_m2": lambda c, t: _by_fields(c, t, known=True),  # MiniMax-M2: a Llama-style MoE, named by its fields
-    **dict.fromkeys(("glm", "glm4", "glm4_moe"), _glm), "phimoe": lambda c, t: _phimoe(c),
+    **dict.fromkeys(("glm", "glm4", "glm4_moe"), _glm), "phimoe": lambda c, t: _phimoe(c), "qwen": lambda c, t: _qwen_v1(c),
+    **dict.fromkeys(("internlm", "stablelm", "qwen2_vl", "qwen2_5_vl"), _biased_llama),
 }
 
 
@@ -1273,6 +1336,11 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     # a field of the wrapped language model is named as text_config's (the eleventh audit, H7: reported as missing
     # from the file)
     c = Config(data, source if outer is None else f"{source}: text_config")
+    defaults = FAMILY_DEFAULTS.get(str(data.get("model_type") or ""), {})
+    for key, value in defaults.items():  # what transformers' config class supplies where the file is silent
+        if data.get(key) is None and not (key == "sliding_window_pattern" and data.get("layer_types")):
+            data[key] = value
+            c.assumptions.append(f"{key} absent: {value:,}, {data['model_type']}'s transformers default")
     for key in ("num_hidden_layers", "n_layer", "num_layers"):  # ModelSpec's cap, before a reader builds a list a
         # layer (the eleventh audit, H4: a Qwen config of 10^8 layers took 27 s and 4.7 GB before its refusal)
         value = data.get(key)
