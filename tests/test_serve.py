@@ -375,7 +375,7 @@ def test_serve_honours_tpot_and_ttft_limits_by_spreading_the_load_or_refuses():
     lone = serve("deepseek-v3", "h200", concurrency=1, **kw)["tpot_ms"]
     from kvcalc.errors import KvcalcError
 
-    with pytest.raises(KvcalcError, match="no number of replicas meets them"):
+    with pytest.raises(KvcalcError, match="--max-tpot-ms: no number of replicas meets it"):
         serve("deepseek-v3", "h200", request_rate=100, max_tpot_ms=lone * 0.9, **kw)
 
 

@@ -287,3 +287,63 @@ def test_e9_sweep_takes_loaded_specs_as_estimate_does():
     row = kvcalc.sweep([model], [gpu]).iloc[0]
     assert (row["model"], row["gpu"]) == ("llama-3-8b", gpu.name)
     assert row["decode_ms"] == pytest.approx(kvcalc.estimate(model, gpu).decode.ms)
+
+
+# --- serve and plan messages ---
+
+def test_p1_a_frontier_with_a_request_rate_names_the_rate_and_a_tp_list_needs_any_concurrency():
+    args = ["serve", "-m", "llama-3.1-8b", "-i", "100", "--output-len", "10"]
+    assert "--request-rate: a frontier (a list of --concurrency or --tp) runs at fixed concurrencies" in (
+        one_line_error([*args, "-n", "1,2", "--request-rate", "3"]))
+    assert "--tp: several degrees make a frontier, which needs --concurrency" in one_line_error([*args, "--tp", "1,2"])
+    from starlette.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    r = TestClient(create_app()).get("/api/serve", params=dict(model="llama-3.1-8b", input_len=100, output_len=10,
+                                                                concurrency="1,2", request_rate=3))
+    assert r.status_code == 422 and r.json()["field"] == "--request-rate"
+
+
+def test_p3_an_unmeetable_tpot_limit_is_named_as_max_tpot_ms():
+    line = one_line_error(["serve", "-m", "llama-3.1-8b", "-i", "100", "--output-len", "10", "-n", "max",
+                           "--max-tpot-ms", "1"])
+    assert line.startswith("kvcalc: error: --max-tpot-ms: no number of replicas meets it: one request alone takes TPOT")
+
+
+def test_p7_plan_with_only_engines_that_cannot_load_the_model_says_why():
+    line = one_line_error(["plan", "-m", "gemma-2-9b", "--engines", "trtllm", "--request-rate", "1", "-i", "100",
+                           "-o", "100"])
+    assert "--engines: TensorRT-LLM's PyTorch back end has no model class for gemma2" in line
+
+
+def test_p8_a_gpu_priced_under_two_names_or_not_searched_is_refused():
+    args = ["plan", "-m", "llama-3.2-3b", "-i", "100", "-o", "10", "--request-rate", "1", "-g", "h100-sxm",
+            "--price-per-gpu-hour"]
+    assert "h100 is h100-sxm, already priced as h100-sxm" in one_line_error([*args, "h100-sxm=2,h100=3"])
+    assert "h200 is not among the GPUs searched" in one_line_error([*args, "h100-sxm=2,h200=7"])
+
+
+def test_s12_arrival_modes_of_the_simulation_ask_for_simulate():
+    args = ["serve", "-m", "llama-3.1-8b", "-i", "100", "--output-len", "10", "-n", "4", "--arrivals"]
+    assert "'poisson' is an arrival mode of the simulation: add --simulate" in one_line_error([*args, "poisson"])
+    assert "(the CLI's staggered and waves too)" in one_line_error([*args, "bogus", "--simulate"])
+
+
+def test_s5_prompt_steps_past_the_simulators_rounds_are_refused_at_once():
+    """1,000 prompts of 1,000 tokens at --step-tokens 1 are 1,000,000 one-token steps, each a scheduler round: past
+    the 500,000 the simulator runs, it had failed after 30-50 s."""
+    line = one_line_error(["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "20", "-n", "1", "--engine",
+                           "sglang", "--step-tokens", "1", "--simulate"])
+    assert "take at least 1,000,000 steps of at most 1 tokens, each a scheduler round" in line
+
+
+def test_s1_a_disaggregated_simulation_warns_of_a_rate_it_cannot_keep_up_with():
+    from kvcalc.cli import app
+    from tests.test_fifth_audit import runner
+
+    out = runner.invoke(app, ["serve", "-m", "llama-3.1-8b", "-g", "h100", "-i", "4000", "--output-len", "200",
+                              "--simulate", "--request-rate", "200", "--num-prompts", "400", "--disaggregate", "1:1",
+                              "-f", "json"])
+    d = json.loads(out.stdout)
+    assert any(w.startswith("200 requests/s arrive where this deployment serves") for w in d["warnings"])

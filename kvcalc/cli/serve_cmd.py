@@ -118,7 +118,7 @@ def serve_cli(
     """TTFT, TPOT, latency, tokens/s per GPU and per user, KV pool and cost of a workload under continuous
     batching; with several concurrencies or TP degrees, the throughput-per-GPU vs tokens/s-per-user frontier;
     with --simulate, the request-level simulation's p50/p90/p99 TTFT, TPOT, ITL and end-to-end latency."""
-    from kvcalc.serving.closed_form import frontier, parse_concurrency, serve
+    from kvcalc.serving.closed_form import frontier, frontier_wanted, parse_concurrency, serve
 
     if context_flag is not None:  # serve's concurrency was -c until issue 21 gave -c one meaning (--context)
         raise KvcalcError(f"-c: serve has no --context (the context is --input-len + --output-len); for "
@@ -162,10 +162,7 @@ def serve_cli(
                   step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep, speculate=speculate,
                   vllm_runner=vllm_runner, vllm_version=vllm_version, arrivals=arrivals,
                   cuda_graph_GiB=cuda_graph_memory, flashinfer_sampler=flashinfer_sampler, engine_version=engine_version)
-    many = concurrency is not None and ("," in concurrency or len(tps) > 1)
-    if many or plot is not None:
-        if request_rate is not None or concurrency in (None, "max"):
-            raise KvcalcError("--concurrency: the frontier needs a list of concurrencies (e.g. 1,8,32,128)")
+    if frontier_wanted(concurrency, tps, request_rate, plot is not None):
         rows = frontier(model, gpu, input_len=input_len, output_len=output_len,
                         concurrencies=_split_ints("--concurrency", concurrency), tps=tps,
                         max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, **common)
@@ -184,8 +181,6 @@ def serve_cli(
                   "best": "*" if r["best"] else ""} for r in rows]
         return print_rows(table, f"{model} on {gpu}, {input_len:,} in / {output_len:,} out, one replica a point "
                                  "(a single run spreads a point over replicas to meet the limits)", format)
-    if len(tps) > 1:
-        raise KvcalcError("--tp: one degree unless --concurrency lists several (the frontier)")
     concurrency = parse_concurrency(concurrency)
     plan = serve(model, gpu, input_len=input_len, output_len=output_len, concurrency=concurrency,
                  request_rate=request_rate, tp=tps[0], max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, **common)

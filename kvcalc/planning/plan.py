@@ -581,6 +581,18 @@ def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
             raise KvcalcError("--price-per-gpu-hour: a GPU=PRICE pair has no GPU name; expected GPU=PRICE pairs "
                               "such as h200=3.5,b200=5")
         names[k] = _as_flag("--price-per-gpu-hour", load_gpu, k).name
+    # names resolved before they are compared: an alias priced beside its GPU, or a GPU not searched, is an error (the
+    # twelfth audit, P8: h100-sxm=2,h100=3 took the first pair; h200=7 without --gpu h200 vanished)
+    seen: dict[str, str] = {}
+    searched = {hw.name for hw in gpus}
+    for k, name in names.items():
+        if name in seen:
+            raise KvcalcError(f"--price-per-gpu-hour: {k} is {name}, already priced as {seen[name]}; give each GPU "
+                              "one price")
+        if name not in searched:
+            raise KvcalcError(f"--price-per-gpu-hour: {k} is not among the GPUs searched (--gpu "
+                              f"{','.join(sorted(searched))})")
+        seen[name] = k
     out: dict[str, float | None] = {}
     for hw in gpus:
         match = next((v for k, v in price_per_gpu_hour.items() if names[k] == hw.name), None)
@@ -643,6 +655,9 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         raise KvcalcError(f"--input-len + --output-len: the longest request (with --range-ratio or --dataset), "
                           f"{longest:,} tokens, exceeds {spec.name}'s "
                           f"context of {spec.max_position_embeddings:,}")
+    if engines and all(engine_model_refusal(e, spec) for e in engines):  # nothing to search, said as the reason (the
+        # twelfth audit, P7: "no deployment holds one full-length request" after searching none, exit 0)
+        raise KvcalcError(f"--engines: {engine_model_refusal(engines[0], spec)}")
     candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
                              disaggregated=disaggregated, speculate=speculate)
     by_name = {hw.name: hw for hw in hws}

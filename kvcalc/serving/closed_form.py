@@ -330,10 +330,13 @@ def _within_limits(run, rate_point, request_rate, concurrency: float, replicas: 
         return concurrency, replicas, r
     lone = run(1.0)
     if not _meets(lone, max_ttft_ms, max_tpot_ms):
-        what = (f"TTFT {lone['ttft_s'] * 1e3:,.1f} ms" if max_ttft_ms is not None and lone["ttft_s"] * 1e3 > max_ttft_ms
-                else f"TPOT {lone['tpot_s'] * 1e3:,.2f} ms")
-        raise KvcalcError(f"--max-ttft-ms / --max-tpot-ms: no number of replicas meets them: one request alone takes "
-                          f"{what} here (a faster GPU, a larger --tp or a smaller format might; kvcalc plan searches)")
+        ttft = max_ttft_ms is not None and lone["ttft_s"] * 1e3 > max_ttft_ms
+        what = f"TTFT {lone['ttft_s'] * 1e3:,.1f} ms" if ttft else f"TPOT {lone['tpot_s'] * 1e3:,.2f} ms"
+        # the flag that binds leads (the twelfth audit, P3: a TPOT limit alone had been named as --max-ttft-ms, the
+        # web form's field with it)
+        raise KvcalcError(f"{'--max-ttft-ms' if ttft else '--max-tpot-ms'}: no number of replicas meets it: one "
+                          f"request alone takes {what} here (a faster GPU, a larger --tp or a smaller format might; "
+                          "kvcalc plan searches)")
     lo, hi = replicas, replicas * 2  # lo misses; grow hi until it meets, then bisect the fewest replicas
     while not _meets(at(hi)[1], max_ttft_ms, max_tpot_ms) and hi < 10**7:
         lo, hi = hi, hi * 2
@@ -484,7 +487,11 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
     check_flashinfer_sampler(flashinfer_sampler, engine)
     if arrivals not in ("staggered", "waves"):
-        raise KvcalcError(f"--arrivals: expected staggered or waves, got {arrivals!r}")
+        simulated = arrivals in ("closed", "poisson", "burst", "trace")  # the twelfth audit, S12: each error listed
+        # half the values
+        raise KvcalcError(f"--arrivals: {arrivals!r} is an arrival mode of the simulation: add --simulate" if simulated
+                          else f"--arrivals: expected staggered or waves (with --simulate also closed, poisson, burst "
+                          f"or trace), got {arrivals!r}")
     if arrivals == "waves" and (disaggregate is not None or request_rate is not None):
         raise KvcalcError("--arrivals waves: with --concurrency, not with --request-rate or --disaggregate")
     if (concurrency is None) == (request_rate is None):
@@ -653,6 +660,24 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
             "time_model": time_model_text(profile, spec),
         },
     }
+
+
+def frontier_wanted(concurrency: str | None, tps: list[int], request_rate: float | None, plot: bool = False) -> bool:
+    """Whether serve's flags ask for the frontier (a list of concurrencies or of TP degrees, or a plot) rather than
+    one run; a combination neither runs is a one-line error naming what is wrong (the twelfth audit, P1: a list with
+    --request-rate was told to give a list)."""
+    many = concurrency is not None and ("," in concurrency or len(tps) > 1)
+    if many or plot:
+        if request_rate is not None and many:
+            raise KvcalcError("--request-rate: a frontier (a list of --concurrency or --tp) runs at fixed "
+                              "concurrencies; leave out --request-rate, or give one concurrency and one --tp")
+        if request_rate is not None or concurrency in (None, "max"):
+            raise KvcalcError("--concurrency: the frontier (and --plot) needs a list of concurrencies "
+                              "(e.g. 1,8,32,128)")
+        return True
+    if len(tps) > 1:
+        raise KvcalcError("--tp: several degrees make a frontier, which needs --concurrency (a number or a list)")
+    return False
 
 
 def frontier(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrencies: list[int],

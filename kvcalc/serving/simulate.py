@@ -306,7 +306,8 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
         starts -= starts[0]
         return Workload(np.repeat(starts, size)[:num_prompts], ins, outs,
                         description=f"bursts of {size}, {request_rate:g} requests/s on average")
-    raise KvcalcError(f"--arrivals: expected closed, poisson, burst or trace, got {arrivals!r}")
+    raise KvcalcError(f"--arrivals: expected closed, poisson, burst or trace (the CLI's staggered and waves too), got "
+                      f"{arrivals!r}")
 
 
 # Bounds on what a simulation takes in, so that its clock and its arrays stay exact (audit of 2026-12-05, A9/A14):
@@ -1155,6 +1156,13 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         raise KvcalcError(f"--step-tokens / --num-prompts: these {len(work.input_len):,} requests take at least "
                           f"{fewest:,.0f} steps of at most {policy.budget:,} tokens; the simulator runs at most "
                           f"{MAX_STEPS:,} (about a minute): raise --step-tokens or lower --num-prompts")
+    prompt_steps = float(work.input_len.sum()) / policy.budget  # each a scheduler round of its own: past the rounds
+    # the run may take, refused now rather than after a minute (the twelfth audit, S5: -n 1 --step-tokens 1)
+    if prompt_steps > max(MAX_ROUNDS, 4 * len(work.input_len)):
+        raise KvcalcError(f"--step-tokens / --num-prompts: these {len(work.input_len):,} prompts take at least "
+                          f"{prompt_steps:,.0f} steps of at most {policy.budget:,} tokens, each a scheduler round; the "
+                          f"simulator runs at most {max(MAX_ROUNDS, 4 * len(work.input_len)):,}: raise --step-tokens "
+                          "or lower --num-prompts")
     check_int("--num-scheduler-steps", num_scheduler_steps, 1, 1024)
     if num_scheduler_steps > 1:
         from dataclasses import replace
@@ -1410,7 +1418,14 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
                 out += np.where(at >= 0, getattr(r, field)[np.maximum(at, 0)], 0)
         return out
 
+    # what the deployment serves while busy: the slower pool's completions over its replicas' busy time, so simulate()
+    # warns of a rate it cannot keep up with (the twelfth audit, S1: no busy time, and no warning with 369 waiting)
+    def pool_rate(results) -> float:
+        rates = [len(r.input_len) / r.busy_s for r in results if r.busy_s > 0]
+        return sum(rates) if rates else math.inf
+
+    slowest = min(pool_rate(prefills), pool_rate(decodes))
     out = SimResult(work.arrival_s, first, finish, work.input_len, work.output_len, preemptions,
                     np.concatenate(itl_t), np.concatenate(itl_w), times, total(prefills, "waiting"),
-                    total(decodes, "running"), steps)
+                    total(decodes, "running"), steps, busy_s=n / slowest if math.isfinite(slowest) else 0.0)
     return out, float(transfer.mean() * 1e3)

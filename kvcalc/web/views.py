@@ -150,7 +150,7 @@ def serve(query: Mapping[str, str]) -> View:
 
     def body(p):
         from kvcalc.option_values import disaggregate_pair, int_list
-        from kvcalc.serving.closed_form import frontier, parse_concurrency
+        from kvcalc.serving.closed_form import frontier, frontier_wanted, parse_concurrency
         from kvcalc.serving.closed_form import serve as serve_workload
 
         if p["input_len"] is None or p["output_len"] is None:
@@ -163,9 +163,7 @@ def serve(query: Mapping[str, str]) -> View:
                       vllm_version=p["vllm_version"], arrivals=p["arrivals"], cuda_graph_GiB=p["cuda_graph_memory"],
                       flashinfer_sampler=p["flashinfer_sampler"], engine_version=p["engine_version"])
         concurrency = p["concurrency"]
-        if concurrency is not None and ("," in concurrency or len(tps) > 1):
-            if p["request_rate"] is not None or concurrency == "max":
-                raise KvcalcError("--concurrency: the frontier needs a list of concurrencies (e.g. 1,8,32,128)")
+        if frontier_wanted(concurrency, tps, p["request_rate"]):
             rows = frontier(p["model"], p["gpu"], input_len=p["input_len"], output_len=p["output_len"],
                             concurrencies=int_list("--concurrency", concurrency), tps=tps,
                             max_ttft_ms=p["max_ttft_ms"], max_tpot_ms=p["max_tpot_ms"], **common)
@@ -173,8 +171,6 @@ def serve(query: Mapping[str, str]) -> View:
                 raise KvcalcError("--concurrency: no point of the frontier fits the KV pool; raise --tp")
             flat = [{k: v for k, v in r.items() if k != "assumptions"} for r in rows]
             return View("serve", p, flat, flat, extra={"frontier": rows})
-        if len(tps) > 1:
-            raise KvcalcError("--tp: one degree unless --concurrency lists several (the frontier)")
         concurrency = parse_concurrency(concurrency)
         plan = serve_workload(p["model"], p["gpu"], input_len=p["input_len"], output_len=p["output_len"],
                               concurrency=concurrency, request_rate=p["request_rate"], tp=tps[0],
