@@ -149,3 +149,12 @@ def check_api_arguments(arguments: dict, sequences: frozenset = frozenset(), lab
         elif label in _SCALAR_ARGS:
             out[name] = _SCALAR_ARGS[label](label, value)
     return out
+
+
+def past_positions(spec, tokens: int) -> str | None:
+    """The warning for a context past the model's max_position_embeddings, or None: the engines refuse such a request
+    (vLLM's max_model_len), so an answer for it is said to be one (capacity and sweep word it so)."""
+    limit = spec.max_position_embeddings
+    if limit and tokens > limit:
+        return f"context {tokens:,} exceeds {spec.name}'s max_position_embeddings {limit:,}"
+    return None

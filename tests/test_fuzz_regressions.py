@@ -42,13 +42,15 @@ def test_calibrate_refuses_a_benchmark_tpot_it_cannot_divide_by(tmp_path, tpot_m
 
 
 def test_calibrate_refuses_a_benchmark_past_kvcalcs_limits(tmp_path):
-    # the same with max_concurrency = 1e308: OverflowError (int too large to convert to float) timing a batch of 1e308
+    # the same with max_concurrency = 1e308: OverflowError (int too large to convert to float) timing a batch of 1e308.
+    # A run has no more in flight than it sent (the twelfth audit, E1), so as many requests are sent here too
     run = json.loads(NERDALERT.read_text().splitlines()[0])
-    run["max_concurrency"] = 1e308
+    run["max_concurrency"], run["completed"], run["request_rate"] = 1e308, 1e300, "inf"
+    run["total_input_tokens"], run["total_output_tokens"] = 999e300, 270e300
     (tmp_path / "b.json").write_text(json.dumps(run))
     r = runner.invoke(app, ["calibrate", "--from-benchmark", str(tmp_path / "b.json"), "-m", "llama-3.2-3b", "-g", "l40s",
                             "-e", "vllm", "-o", str(tmp_path / "p.toml")])
-    _one_error_line(r, "b.json: line 1: requests in flight 1e+308 past kvcalc's limit of 10,000,000")
+    _one_error_line(r, "b.json: line 1: requests in flight 1e+300 past kvcalc's limit of 10,000,000")
 
 
 def test_serve_holds_as_many_requests_as_capacity_to_the_last_one():

@@ -347,3 +347,49 @@ def test_s1_a_disaggregated_simulation_warns_of_a_rate_it_cannot_keep_up_with():
                               "-f", "json"])
     d = json.loads(out.stdout)
     assert any(w.startswith("200 requests/s arrive where this deployment serves") for w in d["warnings"])
+
+
+# --- calibrate (part E) ---
+
+def _bench(max_concurrency, completed, **extra) -> dict:
+    return {"backend": "vllm", "num_prompts": completed, "request_rate": "inf", "max_concurrency": max_concurrency,
+            "completed": completed, "total_input_tokens": 1000 * completed, "total_output_tokens": 200 * completed,
+            "request_throughput": 1.0, "mean_ttft_ms": 80.0, "mean_tpot_ms": 12.0, **extra}
+
+
+def test_e1_a_benchmark_runs_no_more_requests_in_flight_than_it_sent_or_its_rate_keeps(tmp_path):
+    """vllm bench serve gates num_prompts requests through asyncio.Semaphore(max_concurrency): 16 requests under a
+    cap of 1,024 are 16 in flight (they had been timed at 1,024 and refused as faster than light); with a finite
+    --request-rate, Little's law: 1 request/s x 1.632 s = 1.632 in flight under a cap of 256."""
+    from kvcalc.validate.calibrate import read_benchmark
+
+    path = tmp_path / "b.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (
+        _bench(1024, 16), _bench(256, 100, request_rate=1.0, mean_e2el_ms=1632.0), _bench(8, 100))))
+    runs = read_benchmark(path)
+    assert [r["concurrency"] for r in runs] == [16, pytest.approx(1.632), 8]
+
+
+def test_e7_a_draft_models_weights_a_gpu_are_what_kvcalc_sizes_that_model_at():
+    """Llama-3.2-1B as the draft of Llama-3.1-70B at TP 8: every GPU keeps its 67,584 norm weights whole, as the same
+    model served alone at TP 8: 309,071,872 B a GPU, not its total / 8 (118,272 B short)."""
+    import kvcalc
+
+    d = kvcalc.estimate("llama-3.1-70b", "h100-sxm", tp=8, batch=4, context=2048,
+                        speculate="draft=llama-3.2-1b,k=4,alpha=0.7").to_json_dict()
+    alone = kvcalc.estimate("llama-3.2-1b", "h100-sxm", tp=8).to_json_dict()
+    assert d["speculative"]["draft_weights_bytes"] == alone["memory"]["weights_bytes"] == 309_071_872
+
+
+def test_e3_compare_and_roofline_warn_of_a_context_past_the_models_positions():
+    import warnings
+
+    import kvcalc
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = kvcalc.compare("llama-3-8b", context=200_000)
+        kvcalc.plot.roofline(["h100-sxm"], "llama-3-8b", context=200_000)
+    said = "context 200,000 exceeds llama-3-8b's max_position_embeddings 8,192"
+    assert said in rows[0]["warnings"]
+    assert sum(said in str(w.message) for w in caught) >= 2

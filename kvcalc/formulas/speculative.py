@@ -149,11 +149,18 @@ def draft_kv_layers(model: ModelSpec, method: str, k: int, draft_model: ModelSpe
 
 def draft_weight_bytes_per_gpu(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None, b_w: float,
                                tp: int = 1, ep: int = 1) -> float:
-    """Bytes of the draft's own weights one GPU holds [B]: draft_params * b_w / tp (formulas/speculative.py: a draft
-    model's parameters; EAGLE's and MTP's layers without the embedding and lm_head they share with the target;
-    Medusa's heads). Under expert parallelism an MTP or EAGLE layer of a MoE target spreads its routed experts over
+    """Bytes of the draft's own weights one GPU holds [B]: a draft model's as weight_bytes_per_gpu splits any model;
+    else draft_params * b_w / tp (EAGLE's and MTP's layers without the embedding and lm_head they share with the
+    target; Medusa's heads). Under expert parallelism an MTP or EAGLE layer of a MoE target spreads its routed experts over
     the ep GPUs as the target's are (vLLM's DeepSeekMTP and SGLang's NextN build the layer with the model's FusedMoE
     under the server's expert-parallel setting; the tenth audit, E8: held whole, 9.2 GiB a GPU too many at --ep 8)."""
+    if method == "draft":  # a model of its own, split as the target is: its norms (and any KV heads the group
+        # outnumbers) whole on every GPU, its embeddings at 2 B under a quantised format (weight_bytes_per_gpu; the
+        # twelfth audit, E7: its total / tp had been 118,272 B a GPU short of what kvcalc sizes the same model at)
+        from kvcalc.formulas.params import weight_bytes_per_gpu
+
+        assert draft_model is not None, "draft=MODEL: the draft's spec is needed"
+        return weight_bytes_per_gpu(draft_model, b_w, tp)
     total = draft_params(model, method, k, draft_model)
     routed = params_breakdown(one_layer(model)).get("moe/routed", 0) if ep > 1 and method in ("mtp", "eagle") else 0
     return (total - routed) * b_w / tp + routed * b_w / ep

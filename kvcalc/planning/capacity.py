@@ -145,6 +145,10 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         warnings.warn(message, CapacityWarning, stacklevel=3)
 
     profile = resolve_engine(engine, hw, said)  # its no-profile warning is warned there
+    from kvcalc.checks import past_positions
+
+    if why := past_positions(base, context):  # as estimate, capacity and sweep warn (the twelfth audit, E3)
+        say(why)
     if speculate and (why := unsupported_with(engine, pp, profile, speculate)):
         say(why)
     if why := no_mtp_module(base, speculate):
