@@ -393,3 +393,31 @@ def test_e3_compare_and_roofline_warn_of_a_context_past_the_models_positions():
     said = "context 200,000 exceeds llama-3-8b's max_position_embeddings 8,192"
     assert said in rows[0]["warnings"]
     assert sum(said in str(w.message) for w in caught) >= 2
+
+
+# --- serving (part S) ---
+
+def test_s3_a_lone_request_at_a_one_token_budget_prefills_without_its_own_decode():
+    """One request alone at --step-tokens 1 prefills 1,000 one-token steps with nothing beside them, the sum the
+    simulator takes step by step (6,395 ms); the closed form had timed each beside its own decode, 6,775 ms."""
+    from kvcalc.serving.closed_form import serve
+    from kvcalc.serving.simulate import simulate
+
+    kw = dict(input_len=1000, output_len=20, engine="sglang", step_tokens=1)
+    closed = serve("llama-3.1-8b", "h100-sxm", concurrency=1, **kw)["ttft_ms"]
+    simulated = simulate("llama-3.1-8b", "h100-sxm", concurrency=1, num_prompts=5, **kw)["ttft_ms"]["p50"]
+    assert closed == pytest.approx(simulated, rel=2e-3)
+
+
+def test_h5_refusals_name_the_layout_and_the_way_past(tmp_path):
+    """BLOOM had been asked for GPT-2's n_embd and n_positions; per-channel int4 (compressed-tensors strategy
+    "channel", GPTQ group_size -1) was told its group size "is missing", with no way past."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bloom", "hidden_size": 1024, "n_head": 16,
+                                                      "n_layer": 24, "vocab_size": 250880}))
+    assert "model_type 'bloom': BLOOM's layout (ALiBi" in one_line_error(["estimate", "-m", str(tmp_path)])
+    channel = {"quant_method": "compressed-tensors", "config_groups": {"g": {"targets": ["Linear"], "weights": {
+        "num_bits": 4, "type": "int", "symmetric": True, "strategy": "channel", "group_size": None}}}}
+    for qc in (channel, {"quant_method": "gptq", "bits": 4, "group_size": -1}):
+        line = one_line_error(["estimate", "-m", _quantised(tmp_path, qc)])
+        assert "int4 with one scale per output channel (no groups) is not a format kvcalc stores" in line
+        assert line.endswith("drop quantization_config from a copy of config.json and pass --weight-dtype")

@@ -110,7 +110,8 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     left = step_tokens - decode * stepper.decode_q
     # at one in flight the steady state's mean decode, ~1 (its own), had been timed beside its own prefill
     beside_own = decodes_beside_own_prompt(decode, concurrency)
-    if chunk < left:  # prompts enter unqueued: a request's prefill runs in s_p steps (up to `left` tokens each), and
+    if chunk < left or beside_own == 0:  # prompts enter unqueued (a lone request's always: the twelfth audit, S3, at
+        # --step-tokens 1 its chunk filled the budget, and its prompt had been timed beside its own decode): a request's prefill runs in s_p steps (up to `left` tokens each), and
         # the engine fills each step's budget with it and runs the rest last (the eighth audit, C4: equal pieces
         # had timed 2,100 tokens at a budget of 2,048 as two of 1,050, 11 % under the engine's 2,048 + 52 on a MoE),
         # beside the other prompts entering (the mean chunk)

@@ -971,12 +971,19 @@ def _whole_number(value: object, where: str, key: str) -> int | None:
     raise KvcalcError(f"{where}: quantization_config {key}: expected a whole number, got {value!r:.40}")
 
 
-def _int4_format(group: int | None, where: str, key: str, *, zero_point: bool = True) -> str:
+def _int4_format(group: int | None, where: str, key: str, *, zero_point: bool = True, strategy: object = None) -> str:
     """int4 with a bf16 scale per group (and a packed 4-bit zero point where the layout stores one)."""
+    # each refusal says what the layout is and the way past (the twelfth audit, H5: per-channel int4, a strategy
+    # "channel" with no group or GPTQ's group_size -1, was told its group size "is missing", with no way past)
+    if group == -1 or strategy == "channel":
+        raise KvcalcError(f"{where}: quantization_config {key} {group}: int4 with one scale per output channel (no "
+                          f"groups) is not a format kvcalc stores (4-bit groups of 32, 64 or 128); {OTHER_FORMAT}")
     if group is None:
-        raise KvcalcError(f"{where}: quantization_config {key} is missing; kvcalc needs the 4-bit group size")
+        raise KvcalcError(f"{where}: quantization_config {key} is missing; kvcalc needs the 4-bit group size (32, 64 "
+                          f"or 128); {OTHER_FORMAT}")
     if group not in (32, 64, 128):
-        raise KvcalcError(f"{where}: quantization_config {key} {group}: kvcalc stores 4-bit groups of 32, 64 or 128")
+        raise KvcalcError(f"{where}: quantization_config {key} {group}: kvcalc stores 4-bit groups of 32, 64 or 128; "
+                          f"{OTHER_FORMAT}")
     if not zero_point and group != 128:  # the ninth round, H1: sized with a zero point it does not store (+1.8 %)
         raise KvcalcError(f"{where}: quantization_config {key} {group}: symmetric 4-bit groups of {group} (a scale, "
                           "no zero point) are not a format kvcalc stores (int4: symmetric groups of 128; int4-g32, "
@@ -1107,7 +1114,8 @@ def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> st
                               f"int8-wo, no scales); {OTHER_FORMAT}")
         return "int8" if first.get("input_activations") else "int8-wo"
     if kind == "int" and n == 4:
-        return _int4_format(group, where, f"{key}.group_size", zero_point=w.get("symmetric") is False)
+        return _int4_format(group, where, f"{key}.group_size", zero_point=w.get("symmetric") is False,
+                            strategy=strategy)
     return _refuse(where, f"{key}: {kind!r} weights of {n!r} bits")
 
 
@@ -1236,6 +1244,8 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
 
 # Attention-free families (transformers' MambaConfig, Mamba2Config, FalconMambaConfig, RwkvConfig): no layer keeps a
 # per-token cache, and kvcalc reads Mamba layers only inside hybrids
+NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on the embeddings, biased fused QKV and "
+                     "MLP)"}
 ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
 
 def _starcoder2(c: Config) -> dict:
@@ -1354,6 +1364,10 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         raise KvcalcError(f"{c.source}: model_type {model_type!r} is a model without attention (every layer a Mamba "
                           "or RWKV block), which kvcalc does not read; it reads Mamba layers beside attention (Jamba, "
                           "Nemotron-H, Falcon-H1)")
+    if model_type in NOT_READ:  # named with its reason, not asked for another family's fields (the twelfth audit,
+        # H5: BLOOM had been asked for GPT-2's n_embd and n_positions, and read as GPT-2 with them)
+        raise KvcalcError(f"{c.source}: model_type {model_type!r}: {NOT_READ[model_type]}, which kvcalc does not "
+                          "model")
     reader = FAMILY_READERS.get(model_type, _llama_like if model_type in LLAMA_LIKE else None)
     spec = reader(c, model_type) if reader is not None else _by_fields(c, model_type or "(none)")
     if model_type in LLAMA_LIKE and "moe" not in spec:
