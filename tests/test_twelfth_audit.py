@@ -421,3 +421,24 @@ def test_h5_refusals_name_the_layout_and_the_way_past(tmp_path):
         line = one_line_error(["estimate", "-m", _quantised(tmp_path, qc)])
         assert "int4 with one scale per output channel (no groups) is not a format kvcalc stores" in line
         assert line.endswith("drop quantization_config from a copy of config.json and pass --weight-dtype")
+
+
+def test_p5_p6_a_concurrency_is_served_as_asked_by_plan_and_serve_alike():
+    """-n 13 over two replicas judged at the fuller one's 7: 13 requests at its latency (Little's law), 13 x
+    1.16125 / 7 = 2.1566 requests/s, not two full replicas' 2.3225 for 14 in flight; -n 0.5 half of one request's
+    rate, not a whole one's. plan and serve give the same figure."""
+    from kvcalc.serving.closed_form import serve
+    from tests.test_tenth_audit import _plan_json
+
+    common = ["-m", "llama-3.1-8b", "-g", "rtx-4090", "-i", "3000", "-o", "300", "--max-tpot-ms", "20",
+              "--no-disaggregate", "--max-gpus-per-replica", "1"]
+    for n in (0.5, 13):
+        c = _plan_json([*common, "-n", str(n)])["choice"]
+        s = serve("llama-3.1-8b", "rtx-4090", input_len=3000, output_len=300, concurrency=n, max_tpot_ms=20,
+                  engine=c["engine"], weight_dtype=c["weight_dtype"], kv_dtype=c["kv_dtype"])
+        one = serve("llama-3.1-8b", "rtx-4090", input_len=3000, output_len=300, engine=c["engine"],
+                    weight_dtype=c["weight_dtype"], kv_dtype=c["kv_dtype"],
+                    concurrency=c["in_flight_per_replica"])  # one replica at the fullest share
+        assert s["concurrency"] == n and s["replicas"] == c["replicas"]
+        by_hand = n * one["requests_per_s"] / c["in_flight_per_replica"]
+        assert c["requests_per_s"] == pytest.approx(by_hand) and s["requests_per_s"] == pytest.approx(by_hand)

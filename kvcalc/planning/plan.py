@@ -437,6 +437,9 @@ def size(point: Point, output_len: int, *, request_rate: float | None, concurren
     served = point.replicas * point.requests_per_s
     if request_rate is not None:
         served = min(served, request_rate)
+    elif concurrency is not None:  # C requests at the replica's latency, as serve takes them (the twelfth audit, P5
+        # and P6: -n 0.5 had been answered for a whole request, 2x; -n 13 over two replicas of 7 for 14)
+        served = min(served, concurrency * point.requests_per_s / point.in_flight)
     point.output_tokens_per_s = served * output_len
     if price is not None:
         from kvcalc.formulas.workload import cost_per_million_tokens
@@ -974,7 +977,7 @@ def point_dict(p: Point, versus: Point | None = None) -> dict:
         "max_in_flight_per_replica": p.max_in_flight, "max_num_batched_tokens": p.step_tokens,
         "gpu_memory_utilization": p.memory_utilization,
         "ttft_ms": p.ttft_ms, "tpot_ms": p.tpot_ms,
-        "requests_per_s": p.requests_per_s * p.replicas, "output_tokens_per_s": p.output_tokens_per_s,
+        "requests_per_s": p.output_tokens_per_s / p.output_len, "output_tokens_per_s": p.output_tokens_per_s,
         "output_tokens_per_s_per_gpu": p.output_tokens_per_s_per_gpu,
         "replica_output_tokens_per_s_per_gpu": p.requests_per_s * p.output_len / d.gpus_per_replica,
         "tokens_per_s_per_user": p.tokens_per_s_per_user,
