@@ -6,6 +6,14 @@ no convolution), whose state per sequence is h x d_h x d_h a layer, whatever the
 A rewrite replaces the attention spec, so the K/V projections, the cache, parameters, traffic and time all
 follow. MLA defaults to the DeepSeek-V2 proportions: d_c = 4 * d_h (512 = 4 * 128), d_r = d_h / 2 (64),
 d_n = d_v = d_h, queries projected directly (no q_lora).
+
+Every other feature of the model's attention that the new layout can carry stays (the twelfth audit, E6: a rewrite
+to the model's own layout had changed its numbers): the windows (sliding_window, global_every, global_count,
+window_kind), the sinks and the output bias always; under standard attention also the QK-norm (over the new
+head_dim), the output gate, rotary_dim and the QKV bias; under MLA DeepSeek-V3.2's sparse indexer. Dropped, because
+kvcalc's formulas model them only under one of the two: the sparse indexer going to standard attention (its queries
+come from MLA's query latent), and the QK-norm, output gate, rotary_dim and QKV bias going to MLA (MLA normalises its
+latents instead, gates nothing, rotates its own qk_rope_head_dim, and has no projection biases).
 """
 
 from __future__ import annotations
@@ -32,16 +40,24 @@ def cache_layout(attn: AttentionSpec, linear=None) -> tuple:
             None if linear is None else (linear.kind, linear.full_every, linear.state_elements))
 
 
+# features a rewrite keeps from the model's attention (the module docstring says why the others go)
+CARRIED = ("sliding_window", "global_every", "global_count", "window_kind", "sinks", "out_bias")
+CARRIED_STANDARD = (*CARRIED, "qk_norm", "output_gate", "rotary_dim", "qkv_bias")
+CARRIED_MLA = (*CARRIED, "sparse_top_k", "indexer_heads", "indexer_head_dim")
+
+
+def _carried(attn: AttentionSpec, fields: tuple[str, ...]) -> dict:
+    return {f: getattr(attn, f) for f in fields}
+
+
 def _standard(attn: AttentionSpec, kv_heads: int) -> AttentionSpec:
     h = attn.num_heads
     if kv_heads < 1 or h % kv_heads:
         raise NotDivisible(f"--attn: gqa{kv_heads} needs N to divide the {h} query heads")
     kind = "mha" if kv_heads == h else ("mqa" if kv_heads == 1 else "gqa")
     head_dim = attn.value_head_dim  # MLA -> standard: the per-head width it decodes to
-    return AttentionSpec(
-        kind=kind, num_heads=h, num_kv_heads=kv_heads, head_dim=head_dim, qkv_bias=attn.qkv_bias,
-        out_bias=attn.out_bias, sliding_window=attn.sliding_window, global_every=attn.global_every,
-    )
+    return AttentionSpec(kind=kind, num_heads=h, num_kv_heads=kv_heads, head_dim=head_dim,
+                         **_carried(attn, CARRIED_STANDARD))
 
 
 def _mla(attn: AttentionSpec, kv_lora_rank: int | None, rope_dim: int | None) -> AttentionSpec:
@@ -57,9 +73,7 @@ def _mla(attn: AttentionSpec, kv_lora_rank: int | None, rope_dim: int | None) ->
         qk_nope_head_dim=base.qk_nope_head_dim if base else d_h,
         v_head_dim=d_h,
         q_lora_rank=base.q_lora_rank if base else None,
-        out_bias=attn.out_bias,
-        sliding_window=attn.sliding_window,
-        global_every=attn.global_every,
+        **_carried(attn, CARRIED_MLA),
     )
 
 
@@ -67,7 +81,8 @@ def rewrite_attention(
     model: ModelSpec, attn: str | None, *, kv_lora_rank: int | None = None, rope_dim: int | None = None
 ) -> ModelSpec:
     """The model with its attention replaced by `attn` (None, 'own' or 'none': unchanged, as the CLI's --attn lists
-    spell it; the sixth audit found the Python API refusing 'own')."""
+    spell it; the sixth audit found the Python API refusing 'own'). The model's other attention features go along
+    where the new layout can carry them; the module docstring lists those dropped and why (the twelfth audit, E6)."""
     if attn is not None and attn.strip().lower() in ("own", "none"):
         attn = None
     if attn is None:

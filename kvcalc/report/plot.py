@@ -3,9 +3,11 @@
 roofline() draws, log-log, each accelerator's memory roof (bandwidth x intensity) up to each compute roof
 (the dense peak of each relevant dtype), marks the ridge points, and places the decode operating points of
 each operator class (attention, projections and MLP, lm_head) for every attention variant and batch.
-A point sits at its arithmetic intensity, at the throughput the roofs allow there; with a measured engine
-(--engine vllm|sglang|trtllm, or auto where the GPU has a profile) at the throughput its kernels are expected to
-reach, FLOPs / expected time, which shows how far below the roof real kernels run.
+A point sits at its arithmetic intensity, at its FLOPs over its operators' speed-of-light time, each operator at
+the roofs of the dtype it runs at (the one estimate reports: an fp8 checkpoint's attention runs at the bf16 peak), so
+no point sits above its own roof; a class whose operators are bound differently sits below it. With a measured
+engine (--engine vllm|sglang|trtllm, or auto where the GPU has a profile) at the throughput its kernels are expected
+to reach, FLOPs / expected time, which shows how far below the roof real kernels run.
 """
 
 from __future__ import annotations
@@ -71,6 +73,15 @@ def compute_dtypes(hw, weight_dtype: str) -> list[str]:
     return sorted({activation_dtype(weight_dtype), matmul_compute_dtype(weight_dtype, hw.peak_tflops.available(), hw.vendor)})
 
 
+def point_tflops(ops, flops, hw, weight_dtype: str, kv_dtype: str, profile) -> float:
+    """Attainable TFLOP/s of one operating point: flops / the time step_time gives its operators, at 100 % of the
+    roofs of each operator's own compute dtype without a profile, else as the engine's kernels are expected to run.
+    (the twelfth audit, E2: one peak, the weights' matmul dtype, had put an fp8 checkpoint's bf16 attention at
+    1,448 TFLOP/s on an H100 whose bf16 peak is 989.5, faster than its speed of light)"""
+    step = step_time(ops, hw, weight_dtype, speed_of_light=profile is None, profile=profile, kv_dtype=kv_dtype)
+    return flops / step.seconds / 1e12
+
+
 def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, speculate, *, flags: bool = False,
                     engine: str | None = None):
     """The roofline's arguments checked before any work (one KvcalcError naming the argument, as the Python API
@@ -134,12 +145,8 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
             ax.plot(x, y, color=color, linestyle=("-", "--", ":")[di % 3],
                     label=f"{hw.name} {dtype} roof (ridge {ridge:.0f} FLOP/B)", gid=f"roof:{hw.name}:{dtype}")
             ax.plot([ridge], [y[1]], marker="D", color=color, gid=f"ridge:{hw.name}:{dtype}")
-        peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available(), hw.vendor))
         for variant, b, label, flops, bytes_, x, ops in points:
-            y = min(peak, x * hw.bandwidth_Bps) / 1e12
-            if profile is not None:  # where the engine's measured kernels land, below the roof
-                y = flops / step_time(ops, hw, weight_dtype, speed_of_light=False, profile=profile,
-                                      kv_dtype=kv_dtype).seconds / 1e12
+            y = point_tflops(ops, flops, hw, weight_dtype, kv_dtype, profile)  # with a profile: below the roof
             ax.plot([x], [y], marker=variant_marker[variant], fillstyle=FILLS[label], color=color, linestyle="none",
                     alpha=0.75, markersize=7, gid=f"point:{hw.name}:{variant}:{b}:{label}")
             # Columns within 12 % of intensity (0.05 in log10) share a label; it sits at the column's first x.

@@ -13,12 +13,11 @@ def roofline_data(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: S
     """{"model", "context", ..., "roofs": [...], "points": [...]}.
 
     A roof: gpu, dtype, ridge_flop_per_byte, peak_tflops, bandwidth_GBps. A point: gpu, variant, batch, operator
-    (attention, projections+MLP, lm_head, ...), flops, bytes, intensity_flop_per_byte, tflops (at the roofs:
-    min(peak, intensity x bandwidth); with a measured engine, flops / its expected time) and time_ms = flops /
-    (tflops x 1e12) in ms."""
-    from kvcalc.dtypes import matmul_compute_dtype
-    from kvcalc.formulas.roofline import step_time
-    from kvcalc.report.plot import compute_dtypes, roof, roofline_inputs
+    (attention, projections+MLP, lm_head, ...), flops, bytes, intensity_flop_per_byte, tflops (at the roofs: flops /
+    its operators' speed-of-light time, each at the peak of the dtype it runs at, never above min(that peak,
+    intensity x bandwidth); with a measured engine, flops / its expected time) and time_ms = flops / (tflops x 1e12)
+    in ms."""
+    from kvcalc.report.plot import compute_dtypes, point_tflops, roof, roofline_inputs
     from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 
     # checked as `kvcalc roofline` checks them: the flag named in the message
@@ -33,12 +32,8 @@ def roofline_data(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: S
             _, y, ridge = roof(hw, dtype, x_lo, x_hi)
             roofs.append({"gpu": hw.name, "dtype": dtype, "ridge_flop_per_byte": ridge, "peak_tflops": y[1],
                           "bandwidth_GBps": hw.bandwidth_Bps / 1e9})
-        peak = hw.peak_flops(matmul_compute_dtype(weight_dtype, hw.peak_tflops.available(), hw.vendor))
         for variant, b, label, flops, bytes_, x, ops in points:
-            tflops = min(peak, x * hw.bandwidth_Bps) / 1e12
-            if profile is not None:
-                tflops = flops / step_time(ops, hw, weight_dtype, speed_of_light=False, profile=profile,
-                                           kv_dtype=kv_dtype).seconds / 1e12
+            tflops = point_tflops(ops, flops, hw, weight_dtype, kv_dtype, profile)  # the twelfth audit, E2
             out.append({"gpu": hw.name, "variant": variant, "batch": b, "operator": label, "flops": flops,
                         "bytes": bytes_, "intensity_flop_per_byte": x, "tflops": tflops,
                         "time_ms": flops / (tflops * 1e12) * 1e3})
