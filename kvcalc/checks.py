@@ -158,3 +158,11 @@ def past_positions(spec, tokens: int) -> str | None:
     if limit and tokens > limit:
         return f"context {tokens:,} exceeds {spec.name}'s max_position_embeddings {limit:,}"
     return None
+
+
+def unused_tpot_limit(output_len: int, max_tpot_ms) -> str | None:
+    """The warning for a TPOT limit on one-token outputs, which have no TPOT (the twelfth audit, P11: counted as met
+    without a word), or None."""
+    if max_tpot_ms is not None and output_len == 1:
+        return "--max-tpot-ms: no effect with --output-len 1: no token follows the first, so there is no TPOT to limit"
+    return None

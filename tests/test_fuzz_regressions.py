@@ -223,7 +223,7 @@ def test_plan_table_where_nothing_fits_says_why_instead_of_a_traceback():
                             "--max-gpus-per-replica", "1", "--request-rate", "1", "-f", "table"])
     assert r.exit_code == 0 and r.exception is None, r.output
     assert "no deployment holds one full-length request" in r.output
-    assert "1 x l40s, vllm, TP1, bf16/bf16: mixtral-8x7b on 1 l40s: the KV pool (0 B per" in r.output
+    assert "1 x l40s, vllm, TP1, bf16/bf16: mixtral-8x7b on 1 l40s: the weights and the" in r.output
 
 
 def test_serve_under_pp_never_splits_one_decode_below_its_speed_of_light():

@@ -442,3 +442,66 @@ def test_p5_p6_a_concurrency_is_served_as_asked_by_plan_and_serve_alike():
         assert s["concurrency"] == n and s["replicas"] == c["replicas"]
         by_hand = n * one["requests_per_s"] / c["in_flight_per_replica"]
         assert c["requests_per_s"] == pytest.approx(by_hand) and s["requests_per_s"] == pytest.approx(by_hand)
+
+
+def test_p2_plan_searches_mtp_for_every_family_that_ships_it_and_launches_its_method():
+    """DeepSeek-V3.2 ships DeepSeek's MTP layer (speculation.MTP_FAMILIES): plan had searched it for the bundled name
+    deepseek-v3 only, and chose 16 H200s where serve --speculate mtp meets the same TPOT limit with 8. Qwen3-Next's
+    launches with vLLM's qwen3_next_mtp method; TensorRT-LLM's MTP runs DeepSeek's only."""
+    from tests.test_tenth_audit import _plan_json
+
+    d = _plan_json(["-m", "deepseek-v3.2", "-g", "h200", "--request-rate", "5", "-i", "2000", "-o", "500",
+                    "--max-tpot-ms", "50", "--engines", "vllm", "--no-disaggregate"])
+    assert d["choice"]["speculate"] == "mtp" and d["choice"]["gpus"] == 8
+    q = _plan_json(["-m", "qwen3-next-80b-a3b", "-g", "h200", "--request-rate", "5", "-i", "2000", "-o", "500",
+                    "--max-tpot-ms", "50", "--engines", "vllm,trtllm", "--no-disaggregate", "--emit", "vllm"])
+    rows = [q["choice"], *q["runners_up"], *q["frontier"]]
+    assert any(r["speculate"] == "mtp" for r in rows)
+    assert not any(r["speculate"] and r["engine"] == "trtllm" for r in rows)
+    if q["choice"]["speculate"]:
+        assert '"method": "qwen3_next_mtp"' in q["launch"]
+
+
+def test_p4_weights_that_fill_the_gpus_are_said_so():
+    line = one_line_error(["serve", "-m", "deepseek-v3", "-g", "l4", "--tp", "4", "-n", "1", "-i", "100",
+                           "--output-len", "100"])
+    assert "the weights and the engine's reserves exceed the memory a GPU can use by" in line
+    assert "KV pool (0 B" not in line
+
+
+def test_p9_a_local_config_launches_its_folder_and_a_spec_without_a_checkpoint_says_so(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from kvcalc.cli import app
+    from tests.test_fifth_audit import runner
+
+    folder = tmp_path / "phi2"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parent / "fixtures/hf/phi-2/config.json", folder / "config.json")
+    out = runner.invoke(app, ["plan", "-m", str(folder), "-g", "l4", "--request-rate", "2", "-i", "500", "-o", "100",
+                              "--emit", "vllm", "-f", "json"])
+    assert json.loads(out.stdout)["launch"].startswith(f"vllm serve {folder.resolve()} ")
+    out = runner.invoke(app, ["plan", "-m", "gpt-3-175b", "-g", "h200", "--request-rate", "2", "-i", "1000", "-o",
+                              "200", "--max-tpot-ms", "60", "--emit", "vllm", "-f", "json"])
+    assert "# model: gpt-3-175b cites no published checkpoint" in json.loads(out.stdout)["launch"]
+
+
+def test_p11_a_tpot_limit_on_one_token_outputs_is_warned_of():
+    from kvcalc.cli import app
+    from tests.test_fifth_audit import runner
+
+    for args in (["plan", "-m", "llama-3.2-3b", "-g", "l4", "-i", "500", "-o", "1", "-n", "4", "--max-tpot-ms", "10"],
+                 ["serve", "-m", "llama-3.2-3b", "-g", "l4", "-i", "500", "--output-len", "1", "-n", "4",
+                  "--max-tpot-ms", "10"]):
+        out = runner.invoke(app, [*args, "-f", "json"])
+        assert out.exit_code == 0 and "--max-tpot-ms: no effect with --output-len 1" in out.stderr
+
+
+def test_p10_a_simulated_finalist_says_which_arrivals_it_ran():
+    from tests.test_tenth_audit import _plan_json
+
+    c = _plan_json(["-m", "llama-3.2-3b", "-g", "l40s", "--percentile", "p90", "-i", "4000", "-o", "64", "-n", "64",
+                    "--max-ttft-ms", "1000", "--max-tpot-ms", "40"])["choice"]
+    expected = ("Poisson" if c["disaggregate"] else "closed loop, 64 in flight")
+    assert c["simulated"]["arrivals"].startswith(expected)

@@ -71,12 +71,42 @@ REMOTE_CODE_FLAG = ["--trust-remote-code"]
 
 
 def hf_repo_id(spec) -> str:
-    """The Hugging Face repository a bundled spec cites for its config.json, else the spec's name."""
+    """The model argument of a launch command: the Hugging Face repository a bundled spec cites for its config.json;
+    the folder of a config.json read from disk, which the engines load as a local model (the twelfth audit, P9: its
+    folder's name had been launched as a Hub id); else the spec's name (checkpoint_note says so)."""
+    from pathlib import Path
+
     for source in spec.sources:
         m = re.search(r"huggingface\.co/([\w.-]+/[\w.-]+)", source)
         if m:
             return m.group(1)
+    local = Path(spec.sources[0]) if spec.sources else None
+    if local is not None and local.name.endswith(".json") and local.is_file():
+        return str(local.resolve().parent)
     return spec.name
+
+
+def checkpoint_note(spec) -> str:
+    """A launch note where the model argument names no checkpoint (hf_repo_id fell back to the spec's name)."""
+    if hf_repo_id(spec) != spec.name:
+        return ""
+    return (f"# model: {spec.name} cites no published checkpoint; replace it with the Hugging Face id or local path "
+            "of your weights\n")
+
+
+# vLLM's --speculative-config method for each family's multi-token-prediction head (SpeculativeConfig.method in
+# vllm/config/speculative.py: deepseek_mtp, glm4_moe_mtp, qwen3_next_mtp, mimo_mtp)
+VLLM_MTP_METHOD = {"deepseek_v3": "deepseek_mtp", "deepseek_v32": "deepseek_mtp", "glm4_moe": "glm4_moe_mtp",
+                   "qwen3_next": "qwen3_next_mtp", "mimo": "mimo_mtp"}
+TRTLLM_MTP_FAMILIES = ("deepseek_v3", "deepseek_v32")  # its LLM API's MTP decoding: DeepSeek's (its DeepSeek-R1 guide)
+
+
+def mtp_launch_refusal(engine: str, spec) -> str | None:
+    """Why `engine` cannot launch this model's MTP head, or None."""
+    if engine == "trtllm" and spec.family not in TRTLLM_MTP_FAMILIES:
+        return (f"TensorRT-LLM's MTP decoding runs DeepSeek-V3's layers; {spec.name}'s ({spec.family}) is not among "
+                "them")
+    return None
 
 
 def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
@@ -95,8 +125,8 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
         cmd += ["--kv-cache-dtype", "fp8"]
     if c["converted_weights"] and c["weight_dtype"] in _VLLM_QUANT:
         cmd += ["--quantization", _VLLM_QUANT[c["weight_dtype"]]]
-    if c.get("speculate"):  # the checkpoint's own MTP head (vLLM's DeepSeek recipes: method deepseek_mtp)
-        cmd += ["--speculative-config", json.dumps({"method": "deepseek_mtp",
+    if c.get("speculate"):  # the checkpoint's own MTP head, by its family's method (vLLM's DeepSeek recipes: deepseek_mtp)
+        cmd += ["--speculative-config", json.dumps({"method": VLLM_MTP_METHOD.get(spec.family, "mtp"),
                                                     "num_speculative_tokens": _draft_tokens(c["speculate"])})]
     if c["disaggregate"]:  # vLLM's disaggregated prefill: both pools load a KV connector (NIXL moves the blocks)
         cmd += ["--kv-transfer-config", '{"kv_connector":"NixlConnector","kv_role":"kv_both"}']
@@ -371,6 +401,7 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> s
         extra = f"\n# extra-llm-api-config.yml\n{yaml}"
     else:
         raise KvcalcError(f"--emit: the plan runs on {engine!r}, which has no launch command; choose vllm, sglang or trtllm")
+    extra = checkpoint_note(spec) + extra
     if c["converted_weights"] and c["weight_dtype"] not in {"vllm": _VLLM_QUANT, "sglang": _SGLANG_QUANT}.get(engine, {}):
         extra = (f"# weights: {c['weight_dtype']} is a format {hf_repo_id(spec)} does not ship and {engine} does not "
                  "convert at load time: quantise the checkpoint first (NVIDIA ModelOpt, llm-compressor) and serve "

@@ -36,7 +36,15 @@ import re
 import warnings
 from dataclasses import dataclass, field, replace
 
-from kvcalc.checks import MAX_GPUS, MAX_TOKENS, MIN_CONCURRENCY, MIN_REQUEST_RATE, check_int, check_number
+from kvcalc.checks import (
+    MAX_GPUS,
+    MAX_TOKENS,
+    MIN_CONCURRENCY,
+    MIN_REQUEST_RATE,
+    check_int,
+    check_number,
+    unused_tpot_limit,
+)
 from kvcalc.engines.launch import engine_model_refusal, launches_layout
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import fp8_block_refusal, tp_refusal
@@ -58,7 +66,7 @@ MAX_REPLICAS = 10_000
 # Models whose checkpoints ship a draft head plan may speculate with (kvcalc/speculation.py's syntax, its default
 # acceptance): DeepSeek-V3's one multi-token-prediction module, "num_nextn_predict_layers": 1 in its config.json and
 # "the open-sourced V3 weights include 1 MTP Module" (huggingface.co/deepseek-ai/DeepSeek-V3, README_WEIGHTS.md).
-SPECULATION = {"deepseek-v3": "mtp"}
+SPECULATION = "mtp"  # the checkpoint's own draft head, searched for the families that ship one (MTP_FAMILIES)
 SIMULATED_PROMPTS = 1000  # requests per finalist's simulation when a limit is at p90 or p99
 
 
@@ -204,16 +212,23 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
                             for lay in layouts(spec, hw, max_gpus, disaggregated) if launches_layout(engine, lay)
                             and fp8_block_refusal(spec, weight_dtype, lay["tp"], lay.get("ep", 1)) is None]
-    method = SPECULATION.get(spec.name) if speculate else None
-    return out + [replace(d, speculate=method) for d in out if speculates_with(d)] if method else out
+    # every family that ships multi-token-prediction layers (speculation.MTP_FAMILIES; the twelfth audit, P2: keyed by
+    # the bundled name deepseek-v3, DeepSeek-V3.2 and Qwen3-Next had been searched without it, 16 GPUs where 8 do)
+    from kvcalc.speculation import MTP_FAMILIES
+
+    method = SPECULATION if speculate and spec.family in MTP_FAMILIES else None
+    return out + [replace(d, speculate=method) for d in out if speculates_with(d, spec)] if method else out
 
 
-def speculates_with(d: Deployment) -> bool:
+def speculates_with(d: Deployment, spec) -> bool:
     """Whether the engine starts speculative decoding in this layout (kvcalc/speculation.py unsupported_with: the
-    third audit found plan emitting vLLM's MTP with pipeline parallelism)."""
+    third audit found plan emitting vLLM's MTP with pipeline parallelism) for this model's MTP head (engines/launch.py
+    mtp_launch_refusal: TensorRT-LLM's MTP runs DeepSeek's only)."""
+    from kvcalc.engines.launch import mtp_launch_refusal
     from kvcalc.speculation import unsupported_with
 
-    return unsupported_with(d.engine, d.pp, speculate=d.speculate) is None
+    return (unsupported_with(d.engine, d.pp, speculate=d.speculate) is None
+            and mtp_launch_refusal(d.engine, spec) is None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -628,6 +643,8 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     input_len, output_len, longest = workload_lengths(input_len, output_len, range_ratio, dataset)
     percentile = plan_percentile(percentile)
     _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile)
+    if unused := unused_tpot_limit(output_len, max_tpot_ms):
+        warnings.warn(unused, CapacityWarning, stacklevel=2)
     check_int("--max-gpus-per-replica", max_gpus_per_replica, 1, MAX_GPUS)
     spec = load_model(model)
     hws = [load_gpu(g) for g in gpus]
@@ -851,8 +868,14 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
             p.misses.append(f"{percentile} not simulated")
             return False
         ttft, tpot = s["ttft_ms"][key], s["tpot_ms"][key]
+        # the arrivals it ran, so a replay can run the same (the twelfth audit, P10: a closed loop's disaggregated
+        # finalist had been checked under Poisson arrivals without a word)
+        ran = (f"closed loop, {share} in flight" if load["arrivals"] == "closed" else
+               f"Poisson, {load['request_rate']:.4g} requests/s" + (
+                   " (the closed loop's Little's-law rate: the simulator runs disaggregated pools open-loop only)"
+                   if concurrency is not None else ""))
         p.simulated = {"percentile": percentile, "ttft_ms": ttft, "tpot_ms": tpot, "num_prompts": num_prompts,
-                       "max_num_seqs": seats * groups, "met": True}
+                       "max_num_seqs": seats * groups, "arrivals": ran, "met": True}
         if max_ttft_ms is not None and ttft > max_ttft_ms:
             p.misses.append(f"TTFT {percentile}")
         if max_tpot_ms is not None and tpot is not None and tpot > max_tpot_ms:
@@ -910,8 +933,9 @@ def _closest(points: list[Point], max_ttft_ms, max_tpot_ms) -> list[Point]:
 
 
 def _infeasible_note(points, no_fit, simulated: bool = False) -> str:
-    if not points:
-        return "no deployment holds one full-length request; see rejected"
+    if not points:  # plan's own way past, not serve's --tp (the twelfth audit, P4)
+        return ("no deployment holds one full-length request; see rejected; a larger --max-gpus-per-replica, or "
+                "more --gpu types, may")
     # points that meet every latency limit and miss only the GPU budget or the replica cap: those are what no
     # configuration meets (the ninth round, P4: "the limits" had been blamed where none were given; the tenth, P5:
     # where some budgets of each layout meet them)

@@ -23,6 +23,7 @@ from kvcalc.checks import (
     check_int,
     check_number,
     check_price,
+    unused_tpot_limit,
 )
 from kvcalc.engines.memory import (
     ENGINE_MEMORY_RULES,
@@ -441,6 +442,11 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         gpus = f"{max(ep, tp * pp)} {hw.name}" + (f" (--ep {ep}: each GPU holds 1/{ep} of the experts)" if ep > 1 else "")
         step = (f"; one step of {step_tokens:,} tokens (--step-tokens) reserves {fmt_bytes(reserve)} a GPU for its "
                 "activations: lower it, or" if step_tokens and step_tokens > 8192 and reserve >= refused else ";")
+        if budget <= 0:  # the weights (and the engine's reserves) alone fill the GPUs: said so, not as a pool of
+            # 0 B that holds no request (the twelfth audit, P4)
+            raise KvcalcError(f"{spec.name} on {gpus}: the weights and the engine's reserves exceed the memory a GPU "
+                              f"can use by {fmt_bytes(-budget)}, leaving no KV pool{step} raise --tp"
+                              + (" or --ep" if ep > 1 else "") + ", or use a smaller --weight-dtype")
         raise KvcalcError(f"{spec.name} on {gpus}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold one request "
                           f"of {full_length:,} tokens ({fmt_bytes(refused)}){step} raise --tp"
                           + (" or --ep, or use a smaller --weight-dtype" if ep > 1 else ""))
@@ -500,6 +506,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if request_rate is not None:
         check_number("--request-rate", request_rate, MIN_REQUEST_RATE, 1e9)
     check_price(price_per_gpu_hour)
+    unused = unused_tpot_limit(output_len, max_tpot_ms)
+    if unused:
+        warnings.warn(unused, CapacityWarning, stacklevel=2)
     d = deployment(model, gpu, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                    step_tokens=step_tokens, speculate=speculate, vllm_runner=vllm_runner, version=version,
@@ -508,6 +517,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                    overhead=overhead)
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
+    notes += [unused] if unused else []
     max_concurrency, full_length = d["max_concurrency"], input_len + output_len
     if (unprofiled := unprofiled_operators(spec, hw, profile, d["weight_dtype"], kv_dtype, tp, pp, ep)):
         warnings.warn(unprofiled, CapacityWarning, stacklevel=2)  # as estimate says it (the sixth audit)
