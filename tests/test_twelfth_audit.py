@@ -505,3 +505,16 @@ def test_p10_a_simulated_finalist_says_which_arrivals_it_ran():
                     "--max-ttft-ms", "1000", "--max-tpot-ms", "40"])["choice"]
     expected = ("Poisson" if c["disaggregate"] else "closed loop, 64 in flight")
     assert c["simulated"]["arrivals"].startswith(expected)
+
+
+def test_h7_minimax_m2s_per_layer_qk_norms_span_every_head():
+    """MiniMax-M2 (qk_norm_type per_layer; MiniMaxM2Attention's q_norm over head_dim x 48 heads, k_norm over head_dim
+    x 8): norms (2 x 62 + 1) x 3,072 + 62 x (48 + 8) x 128 = 828,416, where 62 x 2 x 128 had been counted."""
+    from pathlib import Path
+
+    from kvcalc.formulas.params import params_breakdown
+    from kvcalc.specs.hf import load_hf_spec
+
+    spec, _ = load_hf_spec(Path(__file__).parent / "fixtures/hf/MiniMax-M2")
+    assert spec.attention.qk_norm_scope == "layer"
+    assert params_breakdown(spec)["norms"] == (2 * 62 + 1) * 3072 + 62 * (48 + 8) * 128 == 828_416

@@ -123,7 +123,8 @@ def norm_params(model: ModelSpec) -> int:
     width = 2 if model.norm_bias else 1
     attn, d = model.attention, model.hidden_size
     mla = (attn.kv_lora_rank + (attn.q_lora_rank or 0)) if attn.kind == "mla" else 0
-    qk = 2 * attn.qk_head_dim if attn.qk_norm else 0
+    qk = 0 if not attn.qk_norm else (2 * attn.qk_head_dim if attn.qk_norm_scope == "head" else
+                                     (attn.num_heads + attn.kv_heads) * attn.qk_head_dim)
     # DeepSeek-V3.2's lightning indexer normalises its key with a LayerNorm, weight and bias (Indexer.k_norm in
     # DeepSeek-V3.2-Exp's inference/model.py; the eleventh audit, H5: 15,616 short)
     indexer = 2 * attn.indexer_head_dim if attn.sparse_top_k is not None else 0

@@ -717,6 +717,11 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         attn["rotary_dim"] = c.int("rotary_dim")
     if c.bool("use_qk_norm", False) or c.bool("qk_norm", False):
         attn["qk_norm"] = True
+        scope = c.data.get("qk_norm_type", "per_head")  # MiniMax-M2's per_layer: one norm over all heads
+        # (MiniMaxM2Attention's q_norm of head_dim x heads; the twelfth audit, H7: counted per head, 428,544 short)
+        if scope not in ("per_head", "per_layer"):
+            raise KvcalcError(f"{c.source}: qk_norm_type: expected per_head or per_layer, got {scope!r:.40}")
+        attn["qk_norm_scope"] = "layer" if scope == "per_layer" else "head"
     _moe_fields(c, spec, known=known)
     if c.data.get("num_mtp_modules") or c.data.get("num_nextn_predict_layers"):
         c.notes.append("the multi-token-prediction modules are not counted")

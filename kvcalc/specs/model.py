@@ -47,6 +47,10 @@ class AttentionSpec(StrictModel):
     output_gate: bool = Field(False, description="a sigmoid gate on the attention output, computed by the query "
                               "projection at twice the width (Qwen3-Next's attn_output_gate)")
     qk_norm: bool = Field(False, description="RMSNorm over each query and key head (Qwen3, Gemma 3): 2 * head_dim weights")
+    qk_norm_scope: Literal["head", "layer"] = Field(
+        "head", description="with qk_norm: head, one norm of head_dim shared by the heads (2 * head_dim weights); "
+        "layer, one over all query heads and one over all KV heads ((h + g) * head_dim: MiniMax-M2's qk_norm_type "
+        "per_layer)")
     sliding_window: Tokens | None = Field(None, description="tokens a sliding-window layer attends to")
     global_every: Count | None = Field(
         None, description="with sliding_window: every n-th layer attends globally (gemma-2: 2); None: all layers slide"
