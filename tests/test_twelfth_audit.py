@@ -518,3 +518,23 @@ def test_h7_minimax_m2s_per_layer_qk_norms_span_every_head():
     spec, _ = load_hf_spec(Path(__file__).parent / "fixtures/hf/MiniMax-M2")
     assert spec.attention.qk_norm_scope == "layer"
     assert params_breakdown(spec)["norms"] == (2 * 62 + 1) * 3072 + 62 * (48 + 8) * 128 == 828_416
+
+
+def test_h1_rope_scaling_extends_the_context_as_vllm_derives_max_model_len(tmp_path):
+    """vLLM's _get_and_verify_max_len: max_position_embeddings x rope_scaling.factor (YaRN from its
+    original_max_position_embeddings; not llama3, longrope or Gemma 3, already extended). vicuna-7b-v1.5-16k (4,096 x
+    4, linear) serves 16,384 tokens; a Qwen2.5 config with the card's YaRN (32,768 x 4) 131,072; Llama 3.1's llama3
+    scaling keeps its 131,072."""
+    llama2 = {"hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 11008, "max_position_embeddings": 4096,
+              "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32,
+              "rope_scaling": {"factor": 4.0, "type": "linear"}, "tie_word_embeddings": False, "vocab_size": 32000}
+    assert _load(tmp_path, llama2)[0].max_position_embeddings == 4096 * 4
+    yarn = {"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}
+    qwen = {"hidden_size": 3584, "intermediate_size": 18944, "max_position_embeddings": 32768, "model_type": "qwen2",
+            "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+            "tie_word_embeddings": False, "rope_scaling": yarn}
+    assert _load(tmp_path, qwen)[0].max_position_embeddings == 32768 * 4
+    llama31 = {**llama2, "max_position_embeddings": 131072, "rope_scaling": {
+        "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192,
+        "rope_type": "llama3"}}
+    assert _load(tmp_path, llama31)[0].max_position_embeddings == 131072

@@ -1336,6 +1336,35 @@ FAMILY_READERS = {
 }
 
 
+def _scaled_context(c: Config, spec: dict, model_type: str) -> None:
+    """The context a rope_scaling extends max_position_embeddings to, as vLLM derives max_model_len from it
+    (_get_and_verify_max_len in vllm/config/model.py): times the factor, from original_max_position_embeddings for
+    YaRN; not for llama3, longrope and su, whose max_position_embeddings is already the extended length, nor Gemma 3,
+    whose is too (the twelfth audit, H1: vicuna-7b-v1.5-16k, 4,096 x 4 linear, had been capped at 4,096 and its
+    16,384-token requests refused). Said in the notes."""
+    scaling = c.data.get("rope_scaling")
+    base = spec.get("max_position_embeddings")
+    if not isinstance(scaling, dict) or not base or model_type.startswith("gemma3"):
+        return
+    kind = str(scaling.get("rope_type") or scaling.get("type") or "")
+    factor = scaling.get("factor")
+    if kind in ("su", "longrope", "llama3", "default", "") or factor is None:
+        return
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 <= factor <= 1e4:
+        raise KvcalcError(f"{c.source}: rope_scaling.factor: expected a number from 1 to 10,000, got {factor!r:.40}")
+    start = base
+    if kind == "yarn":
+        start = scaling.get("original_max_position_embeddings") or base
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 < start <= MAX_SIZE:
+            raise KvcalcError(f"{c.source}: rope_scaling.original_max_position_embeddings: expected a positive "
+                              f"integer, got {start!r:.40}")
+    scaled = int(start * factor)
+    if scaled != base:
+        c.notes.append(f"context {scaled:,}: rope_scaling {kind} x {factor:g} from {start:,} positions, as vLLM "
+                       "derives max_model_len")
+        spec["max_position_embeddings"] = scaled
+
+
 def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, list[str]]:
     """ModelSpec fields from a parsed config.json, and what to warn of: the assumptions made (none for known
     families) and what the user should act on (a checkpoint's own KV format)."""
@@ -1381,6 +1410,7 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         # audit: Mixtral, Qwen2-MoE, ChatGLM and GPT-2 configs with a latent KV had been sized as standard attention)
         raise KvcalcError(f"{c.source}: kv_lora_rank: a latent (MLA) KV in a model_type kvcalc reads as standard "
                           "attention; set model_type to the family it comes from (deepseek_v2, deepseek_v3)")
+    _scaled_context(c, spec, model_type)
     spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
     if data.get("auto_map") or (outer or {}).get("auto_map"):  # the repository's own code (the ninth round, P6)
         spec["trust_remote_code"] = True
