@@ -538,3 +538,17 @@ def test_h1_rope_scaling_extends_the_context_as_vllm_derives_max_model_len(tmp_p
         "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192,
         "rope_type": "llama3"}}
     assert _load(tmp_path, llama31)[0].max_position_embeddings == 131072
+
+
+def test_e8_a_pipeline_stage_holds_its_own_layers_caches():
+    """vLLM's split of Gemma-3-27B's 62 layers over 8 stages puts two global layers (every 6th) on a stage of 8: at
+    131,072 tokens 2 x 131,072 x 8,192 + 6 x 1,024 x 8,192 = 2,197,815,296 B, where the mean layer gave 1.44 GB;
+    Qwen3-Next's 48 over 8: a stage of 6 with two full-attention layers (every 4th), 2 x 131,072 x 2,048 + 4 x
+    1,097,728 B of DeltaNet state = 541,261,824."""
+    import kvcalc
+
+    def kv(model, pp):
+        return kvcalc.estimate(model, "h200", pp=pp, context=131072).to_json_dict()["memory"]["kv_cache_bytes"]
+
+    assert kv("gemma-3-27b", 8) == 2 * 131072 * 8192 + 6 * 1024 * 8192 == 2_197_815_296
+    assert kv("qwen3-next-80b-a3b", 8) == 2 * 131072 * 2048 + 4 * 1_097_728 == 541_261_824

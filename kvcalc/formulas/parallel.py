@@ -98,14 +98,57 @@ def state_shard_fraction(model: ModelSpec, tp: int) -> float:
     return max(la.num_value_heads / tp, 1) / la.num_value_heads
 
 
+def layer_kinds(model: ModelSpec) -> list[str] | None:
+    """Each layer's cache in order: 'global' (the whole context), 'window' (sliding_window tokens), 'linear' (a fixed
+    state) or 'none' (a layer_pattern's MLP block); None where the spec gives counts but not places (global_count,
+    linear_attention.layers or parallel). Places as the specs define them: a layer_pattern's blocks; full attention
+    every linear_attention.full_every-th layer; a global layer every attention.global_every-th attention layer."""
+    a, la = model.attention, model.linear_attention
+    if model.layer_pattern is not None:
+        if a.sliding_window is not None:
+            return None
+        return [{"*": "global", "M": "linear"}.get(block, "none") for block in model.layer_pattern]
+    if la is not None and (la.parallel or la.full_every is None):
+        return None
+    if a.sliding_window is not None and a.global_count is not None:
+        return None
+    kinds, attention = [], 0
+    for i in range(model.num_layers):
+        if la is not None and (i + 1) % la.full_every:
+            kinds.append("linear")
+            continue
+        attention += 1
+        windowed = a.sliding_window is not None and (a.global_every is None or attention % a.global_every)
+        kinds.append("window" if windowed else "global")
+    return kinds
+
+
 def sequence_bytes_per_gpu(model: ModelSpec, context, b_kv: float, tp: int = 1, pp: int = 1):
     """Bytes one sequence at `context` holds on one GPU of a tp x pp group (the heaviest stage's): its softmax KV by
-    kv_shard_fraction, its linear-attention state by state_shard_fraction. Works on numpy arrays of contexts."""
-    from kvcalc.formulas.kv import kv_bytes_per_sequence, linear_state_bytes
+    kv_shard_fraction, its linear-attention state by state_shard_fraction. Under pipeline stages, the stage whose own
+    layers hold the most at this context (vLLM's split, params.pipeline_stage_layers; layer_kinds): Gemma 3's global
+    layers or Qwen3-Next's full-attention ones fall unevenly on the stages (the twelfth audit, E8: the mean layer had
+    put Gemma-3-27B's heaviest stage at PP 8 1.52x short); the mean layer's share where the places are unknown.
+    Works on numpy arrays of contexts."""
+    from kvcalc.formulas.kv import cached_tokens, kv_bytes_per_sequence, kv_bytes_per_token_per_layer, linear_state_bytes
+    from kvcalc.formulas.params import pipeline_stage_layers
 
     state = linear_state_bytes(model, b_kv)
-    return ((kv_bytes_per_sequence(model, context, b_kv) - state) * kv_shard_fraction(model, tp)
-            + state * state_shard_fraction(model, tp)) * stage_layer_fraction(model, pp)
+    kinds = layer_kinds(model) if pp > 1 else None
+    if kinds is None or kinds.count("global") != model.global_layers or kinds.count("linear") != model.linear_layers:
+        return ((kv_bytes_per_sequence(model, context, b_kv) - state) * kv_shard_fraction(model, tp)
+                + state * state_shard_fraction(model, tp)) * stage_layer_fraction(model, pp)
+    token = kv_bytes_per_token_per_layer(model.attention, b_kv, record=False) * kv_shard_fraction(model, tp)
+    windowed = cached_tokens(context, model.attention.sliding_window)
+    one_state = state / model.linear_layers * state_shard_fraction(model, tp) if model.linear_layers else 0.0
+    heaviest, start = None, 0
+    for n in pipeline_stage_layers(len(kinds), pp):
+        stage = kinds[start:start + n]
+        start += n
+        held = (token * (stage.count("global") * context + stage.count("window") * windowed)
+                + stage.count("linear") * one_state)
+        heaviest = held if heaviest is None else maximum(heaviest, held)
+    return heaviest
 
 
 def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
