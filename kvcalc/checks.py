@@ -166,3 +166,11 @@ def unused_tpot_limit(output_len: int, max_tpot_ms) -> str | None:
     if max_tpot_ms is not None and output_len == 1:
         return "--max-tpot-ms: no effect with --output-len 1: no token follows the first, so there is no TPOT to limit"
     return None
+
+
+def case_hint(value: object, options) -> str:
+    """' (did you mean x?)' where a value differs from one of the options by letter case only, else '': -m and -g
+    fold case, engine and format names do not (the twelfth audit, E10: refused with no word of why)."""
+    folded = str(value).lower()
+    match = next((o for o in options if str(o).lower() == folded and o != value), None)
+    return f" (did you mean {match}?)" if match else ""

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, check_number
+from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, case_hint, check_int, check_number
 from kvcalc.dtypes import FP8_BLOCK_SIDE, KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.engines.overhead import describe, overhead_seconds, synced_layers, with_band
 from kvcalc.engines.kernel_eras import describe as describe_era
@@ -213,10 +213,11 @@ ENGINE_KV_REFUSED = {"sglang": {"int8": "fp8_e4m3, fp8_e5m2, bf16 or fp4_e2m1",
 def check_dtypes(weight_dtype: str, kv_dtype: str, engine: str | None = None) -> None:
     """Known formats; with `engine`, a KV format that engine stores (ENGINE_KV_REFUSED)."""
     if weight_dtype not in WEIGHT_DTYPES and weight_dtype != "auto":
-        raise KvcalcError(f"--weight-dtype: unknown dtype {weight_dtype!r}; expected auto or one of "
-                          f"{', '.join(WEIGHT_DTYPES)}")
+        raise KvcalcError(f"--weight-dtype: unknown dtype {weight_dtype!r}{case_hint(weight_dtype, WEIGHT_DTYPES)}; "
+                          f"expected auto or one of {', '.join(WEIGHT_DTYPES)}")
     if kv_dtype not in KV_DTYPES:
-        raise KvcalcError(f"--kv-dtype: unknown dtype {kv_dtype!r}; expected one of {', '.join(KV_DTYPES)}")
+        raise KvcalcError(f"--kv-dtype: unknown dtype {kv_dtype!r}{case_hint(kv_dtype, KV_DTYPES)}; expected one of "
+                          f"{', '.join(KV_DTYPES)}")
     why = engine_kv_refusal(engine, kv_dtype)
     if why is not None:
         raise KvcalcError(why)

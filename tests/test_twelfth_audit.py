@@ -552,3 +552,10 @@ def test_e8_a_pipeline_stage_holds_its_own_layers_caches():
 
     assert kv("gemma-3-27b", 8) == 2 * 131072 * 8192 + 6 * 1024 * 8192 == 2_197_815_296
     assert kv("qwen3-next-80b-a3b", 8) == 2 * 131072 * 2048 + 4 * 1_097_728 == 541_261_824
+
+
+@pytest.mark.parametrize("flag, value, hint", [("-e", "VLLM", "vllm"), ("--kv-dtype", "FP8", "fp8"),
+                                               ("--weight-dtype", "FP8", "fp8")])
+def test_e10_a_name_refused_for_its_letter_case_says_the_name_it_means(flag, value, hint):
+    line = one_line_error(["estimate", "-m", "llama-3-8b", flag, value])
+    assert f"{value!r} (did you mean {hint}?)" in line

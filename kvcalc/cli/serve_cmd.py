@@ -111,7 +111,8 @@ def serve_cli(
         help="--simulate: the percentile --max-ttft-ms/--max-tpot-ms must hold at (goodput): 90, p90 or P90 (plan "
         "takes these spellings of 50, 90 and 99)")] = "99",
     prefix_hit_rate: Annotated[float, typer.Option(
-        help="--simulate: fraction of each prompt found in the prefix cache")] = 0.0,
+        help="--simulate: fraction of each prompt found in the prefix cache: not prefilled again, but held by each "
+        "request as its own blocks (its own earlier turns), so a prefix shared by many requests frees no pool here")] = 0.0,
     max_num_seqs: Annotated[Optional[int], typer.Option(
         help="--simulate: requests running at once (the engine's default otherwise)")] = None,
 ) -> None:

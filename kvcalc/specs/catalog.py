@@ -309,7 +309,10 @@ def resolve_engine(engine: str, hw: HardwareSpec, notes: list[str] | None = None
     before a transferred one; the roofline, with a warning, only where no engine has a profile. A spec whose roofs or
     links differ from the profile's reference spec gets the profile transferred onto them, with a warning."""
     if engine not in ENGINES:
-        raise KvcalcError(f"--engine: unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+        from kvcalc.checks import case_hint
+
+        raise KvcalcError(f"--engine: unknown engine {engine!r}{case_hint(engine, ENGINES)}; expected one of "
+                          f"{', '.join(ENGINES)}")
     if engine == "roofline":
         return None
     if engine == "auto":
