@@ -332,19 +332,22 @@ def test_a_request_larger_than_the_pool_is_an_error_not_a_hang(policy):
 
 
 def test_sglang_retracts_when_decodes_outgrow_the_pool():
-    """Pool 12 tokens (page 1), budget 8, steps 1 s; A and B (4 in / 6 out) at 0; new_token_ratio held at 0.1.
-    step 1: A enters (4 + 6 x 0.1 reserved <= 12), B too (4 + 4 + 0.6 + 0.6 = 9.2 <= 12): both prompts, first
-            tokens at 1, 8 tokens held.
-    steps 2-3: both decode (10, then 12 tokens held: the pool is full).
-    step 4: each needs a 13th and 14th token: SGLang retracts A (ties go in queue order), freeing its 6; B decodes.
-            A cannot re-enter (6 + 7 + (3 + 3) x 0.1 > 12) until B is done: B decodes at 4, 5, 6 (done at 6).
-    step 7: A recomputes its 4 + 3 tokens and samples its 4th; 8, 9: its 5th and 6th (done at 9)."""
+    """Pool 16 tokens (page 1), budget 8, steps 1 s; A (4 in / 6 out) and B (5 in / 6 out) at 0; new_token_ratio
+    held at 0.1. PrefillAdder.add_one_req reserves an admitted request's prompt and output in full, a running one's
+    output at the ratio (the twelfth audit, S2; this test had let B in beside A at 0.1 x its own output):
+    step 1: A enters (4 + 6 = 10 < 16); B does not (4 + 6 + 5 + 6 = 21): A's first token at 1.
+    step 2: B enters beside A running (4 held + 0.1 x 5 + 5 + 6 = 15.5 < 16): its prompt alone, first token at 2.
+    steps 3-5: both decode (11, 13, 15 tokens held).
+    step 6: each needs one more (17 > 16): with 4 tokens generated each, SGLang retracts the longer prompt, B,
+            freeing its 8; the ratio becomes (4 + 20) / 6 -> 1. A decodes at 6 and 7 (done at 7); B (5 + 4 to
+            recompute, 2 to come: 8 + 1 + 9 + 2 >= 16) waits for it.
+    steps 8-9: B recomputes its 9 tokens in chunks of 8 and 1 and samples its 5th; 10: its 6th (done at 10)."""
     from dataclasses import replace
 
     policy = replace(sglang_prefill_first(budget=8, block_size=1), init_new_token_ratio=0.1,
                      min_new_token_ratio=0.1, new_token_ratio_decay=0.0)
-    r = run(policy, [0, 0], [4, 4], [6, 6], pool_tokens=12)
-    assert r.preemptions == 1 and list(r.first_token_s) == [1.0, 1.0] and list(r.finish_s) == [9.0, 6.0]
+    r = run(policy, [0, 0], [4, 5], [6, 6], pool_tokens=16)
+    assert r.preemptions == 1 and list(r.first_token_s) == [1.0, 2.0] and list(r.finish_s) == [7.0, 10.0]
 
 
 def test_vllm_multi_step_scheduling_makes_a_new_request_wait_for_the_block():

@@ -9,9 +9,9 @@ One small class per engine, named after the policy it copies, each citing the so
   block_size   tokens per KV block (page)
   admission    "on_demand": blocks for the tokens scheduled this step (vLLM's KVCacheManager.allocate_slots);
                "full_length": a request enters only if its prompt and all its output fit (TensorRT-LLM's
-               GUARANTEED_NO_EVICT capacity scheduler); "token_ratio": its prompt plus new_token_ratio x its
-               output, with the running requests' outstanding outputs reserved at the same ratio (SGLang's
-               PrefillAdder)
+               GUARANTEED_NO_EVICT capacity scheduler); "token_ratio": its prompt plus its output clipped at
+               4,096 tokens, in full, beside the running requests' outstanding outputs (clipped the same way)
+               reserved at new_token_ratio (SGLang's PrefillAdder)
   multi_step   decode steps run per scheduler call (vLLM --num-scheduler-steps, 0.6-0.7): a queued request waits
                for the block to end; 1 elsewhere
   preempt      what happens when a decode finds no free block: "recompute" (vLLM: the last request in the
@@ -73,12 +73,15 @@ def sglang_prefill_first(budget: int = 8192, max_seqs: int = 4096, block_size: i
     """SGLang's Scheduler.get_next_batch_to_run (python/sglang/srt/managers/scheduler.py): a prefill (extend) batch
     whenever get_new_batch_prefill finds a waiting request that fits, else one decode step of every running request
     (prefill priority; prefill and decode mix only with --enable-mixed-chunk). PrefillAdder
-    (python/sglang/srt/managers/schedule_policy.py) admits a request while its prompt (chunked at
-    chunked_prefill_size) plus new_token_ratio x its max_new_tokens fit beside the running requests' outstanding
-    outputs at the same ratio; new_token_ratio starts at 0.7 (SGLANG_INIT_NEW_TOKEN_RATIO), decays by
+    (python/sglang/srt/managers/schedule_policy.py) admits a request while its prompt plus min(max_new_tokens,
+    CLIP_MAX_NEW_TOKENS = 4,096), in full, fit beside the running requests' outstanding outputs, each clipped at
+    4,096 and reserved at new_token_ratio (add_one_req, _get_running_request_total_token_offset; a prompt cut at
+    chunked_prefill_size holds only its chunk until its last, add_chunked_req); the ratio starts at 0.7
+    (SGLANG_INIT_NEW_TOKEN_RATIO) and returns there whenever the scheduler idles (self_check_during_idle), decays by
     (0.7 - 0.7 x 0.14) / 600 a decode step to 0.7 x 0.14 (global_config: default_min_new_token_ratio_factor 0.14,
     default_new_token_ratio_decay_steps 600); a decode that finds the pool full retracts requests
-    (ScheduleBatch.retract_decode: their KV is freed, they go back to the queue) and the ratio becomes
+    (ScheduleBatch.retract_decode: the fewest tokens generated first, until the kept requests' next token fits,
+    check_decode_mem; their KV is freed, they go back to the queue) and the ratio becomes
     retract_decode's estimate, (the kept requests' tokens decoded + 20 x their count) / their max_new_tokens, at
     most 1 (global_config.retract_decode_steps 20).
     page_size 1 (server_args.py default); chunked_prefill_size 8192 on an 80 GB GPU (server_args.py
@@ -101,6 +104,11 @@ def trtllm_guaranteed_no_evict(budget: int = 8192, max_seqs: int = 2048, block_s
     return SchedulerPolicy("trtllm", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
                            admission="full_length", preempt=None)
 
+
+# SGLang's CLIP_MAX_NEW_TOKENS (python/sglang/srt/managers/schedule_policy.py, environment variable
+# SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION): the most output tokens PrefillAdder reserves for one request, admitted or
+# running (the twelfth audit, S2)
+SGLANG_CLIP_MAX_NEW_TOKENS = 4096
 
 # SGLang's global_config.retract_decode_steps: the decode steps a retraction's new ratio reserves for each request
 # kept (python/sglang/global_config.py, read by ScheduleBatch.retract_decode)

@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kvcalc.engines.scheduler import SchedulerPolicy, sglang_ratio_after_retraction
+from kvcalc.engines.scheduler import (
+    SGLANG_CLIP_MAX_NEW_TOKENS,
+    SchedulerPolicy,
+    sglang_ratio_after_retraction,
+)
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.engine_memory import VLLM_V1_ENGINE
 from kvcalc.formulas.parallel import attention_groups, group_step_budget
@@ -491,7 +495,7 @@ class SimResult:
     preemptions: int
     itl_s: np.ndarray            # one entry per decode step (or block of steps): the step's duration
     itl_weight: np.ndarray       # tokens that step streamed (the decodes in it)
-    timeline_s: np.ndarray       # time of each logged step
+    timeline_s: np.ndarray       # each step's start and end (and its end again after completions: what runs on)
     waiting: np.ndarray          # requests queued then
     running: np.ndarray          # requests running then
     steps: int = 0
@@ -570,6 +574,13 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     phase = [0]
     m = max(policy.multi_step, 1)
     piece_cap = policy.max_piece or policy.budget  # the most of one prompt a step takes
+    # under pp a closed loop's next request arrives at its predecessor's lagged finish (_finish), mid-step; an engine
+    # takes it into the next micro-batch to enter the pipeline, a stage-time away, not the next whole step: it joins
+    # the step under way if it arrives before that step's last micro-batch enters, (pp - 1) / pp of the last step
+    # (held here) after its start, and an idle engine starts a step at its arrival (the twelfth audit, S4: released at
+    # the lagged finish, it would otherwise wait up to a whole step, 12 % on the fifth audit's Qwen3-32B TTFT)
+    slot = [0.0]
+    stagger = (pipeline_stages - 1) / pipeline_stages if closed and pipeline_stages > 1 else 0.0
 
     def blocks_for(tokens):  # a running request's blocks at `tokens` tokens, its state's with them
         return np.ceil(tokens / bs).astype(np.int64) + state_blocks
@@ -577,8 +588,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     def full_blocks(i):  # blocks a request needs at its full length (TensorRT-LLM's guarantee)
         return math.ceil((ins[i] + outs[i]) / bs) + state_blocks
 
-    def admissible(i, budget_left, run_ids) -> bool:
-        """Whether the head of the queue may enter now (memory only)."""
+    def admissible(i, budget_left, run_ids, reserved_full: float = 0.0) -> bool:
+        """Whether the head of the queue may enter now (memory only). reserved_full: under SGLang's token-ratio rule,
+        the output tokens this step's prefill batch has reserved in full so far (its admitted requests')."""
         if policy.admission == "full_length":
             reserved = int(np.sum(np.ceil((ins[run_ids] + outs[run_ids]) / bs))) + state_blocks * len(run_ids)
             return reserved + full_blocks(i) <= pool_blocks
@@ -588,9 +600,21 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         fresh = kv[i] == 0 and pre_left[i] == ins[i] - hit[i]
         need = math.ceil((kv[i] + s + hit[i] * fresh) / bs) + (state_blocks if blocks[i] == 0 else 0) - blocks[i]
         if policy.admission == "token_ratio":
-            outstanding = float(np.sum(np.maximum(outs[run_ids] - gen[run_ids], 0))) if len(run_ids) else 0.0
-            return _token_ratio_fits(used, need, outstanding + (outs[i] - gen[i]), ratio, bs, pool_blocks)
+            # SGLang's PrefillAdder.add_one_req (schedule_policy.py): the head's whole prompt (a chunked one too: it
+            # holds its chunk, but the check is on extend_input_len) and its output clipped at CLIP_MAX_NEW_TOKENS,
+            # in full, beside the outputs this batch reserved in full and the running requests' clipped outputs to
+            # come at new_token_ratio (_get_running_request_total_token_offset; the twelfth audit, S2: the ratio had
+            # been applied to the head's own whole output, and nothing clipped: 13 admitted where SGLang takes 9)
+            whole = (math.ceil((kv[i] + pre_left[i] + hit[i] * fresh) / bs) + (state_blocks if blocks[i] == 0 else 0)
+                     - blocks[i])
+            decoding = run_ids[pre_left[run_ids] <= 0]  # the running batch (a chunked prompt in flight is not in it)
+            to_come = float(sglang_outputs(decoding).sum()) if len(decoding) else 0.0
+            return _token_ratio_fits(used + reserved_full / bs, whole, to_come, ratio, bs, pool_blocks,
+                                     float(sglang_outputs(i)))
         return used + need <= pool_blocks
+
+    def sglang_outputs(ids):  # PrefillAdder's output reserve: min(max_new_tokens - generated, CLIP_MAX_NEW_TOKENS)
+        return np.minimum(np.maximum(outs[ids] - gen[ids], 0), SGLANG_CLIP_MAX_NEW_TOKENS)
 
     rounds, most_rounds = 0, max(MAX_ROUNDS, 4 * n)  # a request's arrival, prompt and last decode: a few rounds each
     while done < n:
@@ -609,7 +633,15 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             if nxt >= n or np.isnan(arrive[nxt]):
                 raise KvcalcError("simulation: no request can run (internal: closed loop ran dry)")
             t = float(arrive[nxt])
+            # an idle engine: SGLang's scheduler puts new_token_ratio back to its initial value whenever it has no
+            # batch to run (scheduler.py self_check_during_idle: `self.new_token_ratio = self.init_new_token_ratio`;
+            # the twelfth audit, S13: a burst after a quiet spell had been admitted at the decayed 0.098, 20 where
+            # SGLang takes 12)
+            ratio = policy.init_new_token_ratio
             continue
+        while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= t + slot[0]:  # joins the step under way
+            waiting.append(nxt)
+            nxt += 1
         budget = policy.budget
         prefilling = pre_left[run] > 0
         step_ids = run
@@ -632,6 +664,11 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     # length) and retracts from the end: the fewest generated first, the longest prompt first among
                     # equals (the ninth round, S7: the most output left had gone first, the same only at fixed lengths)
                     order = np.lexsort((-ins[run], gen[run]))
+                    # until the kept requests' next token fits: retract_decode's loop `while first_iter or not
+                    # self.check_decode_mem(selected_indices=sorted_indices)` (schedule_batch.py at sgl-project/sglang
+                    # 000eaff, since PR #9989). Before it, `available_size() < len(sorted_indices) x
+                    # retract_decode_steps` (20 tokens a request kept), the rule the twelfth audit's S11 cited:
+                    # those releases retracted more at once, which is not modelled here
                     freed, k = 0, 0
                     while freed < over and k < len(run) - 1:
                         j = run[order[k]]
@@ -656,15 +693,16 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     continue
                 limit = None
                 if policy.admission == "token_ratio" and waiting and len(run) < policy.max_seqs:
-                    limit = _steps_until_admitted(ratio, policy, waiting[0], run, used, pool_blocks, budget, piece_cap,
-                                                  pre_left, kv, gen, outs, blocks, hit, gain, state_blocks)
+                    limit = _steps_until_admitted(ratio, policy, waiting[0], run, used, pool_blocks, pre_left, kv, gen,
+                                                  outs, blocks, hit, gain, state_blocks)
                 before = steps
                 t0 = t
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                     pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                    phase=phase, limit=limit, state_blocks=state_blocks)
+                    phase=phase, limit=limit, state_blocks=state_blocks, lag=lag, window=slot[0])
                 busy += t - t0
+                slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth audit,
                 # S1: once a block of thousands had held a waiting request until a completion)
                 ratio = max(ratio - policy.new_token_ratio_decay * (steps - before), policy.min_new_token_ratio)
@@ -678,12 +716,13 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             fits = pure_decode and (policy.preempt is None or used + int(
                 (blocks_for(kv[run] + q) - blocks[run]).sum()) <= pool_blocks)
             if fits:  # the same requests decode until the next event: advance them in one block
-                t0 = t
+                t0, before = t, steps
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
                     policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
-                    released, n, phase=phase, state_blocks=state_blocks)
+                    released, n, phase=phase, state_blocks=state_blocks, lag=lag, window=slot[0])
                 busy += t - t0
+                slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 continue
 
         # one general step: the step_ids in order, then admissions
@@ -714,13 +753,17 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         budget_left = budget - int(sched.sum())
         admitted: list[int] = []  # the requests admitted this step, and their chunks' tokens
         admitted_s: list[int] = []
+        reserved_full = 0.0  # SGLang: outputs this prefill batch reserves in full (admissible)
+        if policy.admission == "token_ratio":  # a chunked prompt in flight, with its last chunk (add_chunked_req)
+            ends = step_ids[(pre_left[step_ids] > 0) & (sched >= pre_left[step_ids])]
+            reserved_full = float(sglang_outputs(ends).sum()) if len(ends) else 0.0
         if not preempted_now:
             n_run = len(run)
             while waiting and budget_left > 0 and n_run < policy.max_seqs:
                 i = waiting[0]
                 run_ids = run if not admitted or policy.admission == "on_demand" else (  # (on_demand: unused)
                     np.concatenate([run, np.array(admitted, dtype=np.int64)]))
-                if not admissible(i, budget_left, run_ids):
+                if not admissible(i, budget_left, run_ids, reserved_full):
                     break
                 waiting.popleft()
                 if kv[i] == 0 and hit[i] > 0 and pre_left[i] == ins[i] - hit[i]:
@@ -729,6 +772,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 nb = math.ceil((kv[i] + s) / bs) + state_blocks
                 used += nb - int(blocks[i])
                 blocks[i] = nb
+                if policy.admission == "token_ratio" and s >= pre_left[i]:  # its whole prompt: output in full
+                    reserved_full += float(sglang_outputs(i))
                 admitted.append(i)
                 admitted_s.append(s)
                 budget_left -= s
@@ -756,8 +801,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             raise KvcalcError("simulation: the KV pool cannot hold the next request (its prompt, or its tokens so "
                               "far); raise --tp or lower the lengths")
         dt = step_time.seconds(n_dec, ctx, chunk, chunk_ctx, piece)
+        _step_starts(t, waiting, len(run), tl_t, tl_wait, tl_run)
         t += dt
         busy += dt
+        slot[0] = stagger * dt
         steps += 1
         phase[0] = 0  # a step with prompts is scheduled on its own: the scheduler runs again after it
         if log_steps:
@@ -789,7 +836,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         # completions
         fin = ids[(gen[ids] >= outs[ids] - 1e-9) & (all_sched > 0)]
         if len(fin):
-            run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released)
+            run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released, lag)
             _after_completions(t, waiting, run, tl_t, tl_wait, tl_run)
     finish += lag  # a request keeps its micro-batch's place in the pipeline to its last token
     return SimResult(workload.arrival_s if not closed else arrive, first, finish, ins, outs, preemptions,
@@ -806,7 +853,7 @@ class ClosedLoop:
     delay_s: float
 
 
-def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released: ClosedLoop):
+def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released: ClosedLoop, lag=None):
     finish[fin] = t
     used -= int(blocks[fin].sum())
     blocks[fin] = 0
@@ -814,21 +861,25 @@ def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released
     done += len(fin)
     if closed:  # each completion releases the next request of the closed loop
         # after the server's per-request work, which the client waits through (the sixth audit: rate x E2E had been
-        # 1.61 in flight at -n 1). Under --pp the answer comes a micro-batch's place later than the step (lag), which
-        # the release leaves out: released then, the request would wait for the next whole step, where an engine's
-        # next micro-batch slot is a stage-time away (rate x E2E is 0.5-1 % above C there instead)
+        # 1.61 in flight at -n 1). Under --pp the answer comes a micro-batch's place later than the step (lag), the
+        # finish the run reports, and the client sends its next request only then (the twelfth audit, S4: released at
+        # the step's end, rate x E2E had been 3.70 in flight for 3 clients); never before a request released earlier
         k = min(len(fin), n - released.count)
-        arrive[released.count:released.count + k] = t + released.delay_s
+        when = t + (np.sort(lag[fin])[:k] if lag is not None else np.zeros(k)) + released.delay_s
+        if released.count:
+            when = np.maximum(when, arrive[released.count - 1])
+        arrive[released.count:released.count + k] = when
         released.count += k
     return run, done, used
 
 
-def _steps_until_admitted(ratio, policy, i, run, used, pool_blocks, budget, piece_cap, pre_left, kv, gen, outs,
-                          blocks, hit, gain, state_blocks: int = 0):
+def _steps_until_admitted(ratio, policy, i, run, used, pool_blocks, pre_left, kv, gen, outs, blocks, hit, gain,
+                          state_blocks: int = 0):
     """Decode steps after which SGLang's token-ratio admission takes the head of the queue, i, with new_token_ratio
-    lowered by its decay each step (admissible()'s rule: blocks held + i's first chunk + ratio x every request's
-    outputs still to come, within the pool; the running requests' held blocks grow a block per block_size tokens
-    they decode); None where none within the running requests' shortest remaining output."""
+    lowered by its decay each step (admissible()'s rule: blocks held + i's whole prompt + its output clipped at
+    CLIP_MAX_NEW_TOKENS in full + ratio x the running requests' clipped outputs still to come, within the pool; the
+    running requests' held blocks grow a block per block_size tokens they decode); None where none within the running
+    requests' shortest remaining output."""
     bs = policy.block_size
     left = np.maximum(outs[run] - gen[run], 0)
     horizon = max(1, math.ceil(float(left.min()) / gain - 1e-9))
@@ -836,22 +887,25 @@ def _steps_until_admitted(ratio, policy, i, run, used, pool_blocks, budget, piec
     r = np.maximum(ratio - policy.new_token_ratio_decay * k, policy.min_new_token_ratio)
     grown = (np.ceil((kv[run][None, :] + gain * k[:, None]) / bs).sum(axis=1) + state_blocks * len(run)
              - blocks[run].sum())
-    need = (math.ceil((kv[i] + min(pre_left[i], budget, piece_cap) + hit[i] * (kv[i] == 0)) / bs)
-            + (state_blocks if blocks[i] == 0 else 0) - blocks[i])
-    outstanding = np.maximum(left.sum() - len(run) * gain * k, 0) + (outs[i] - gen[i])
-    ok = _token_ratio_fits(used + grown, need, outstanding, r, bs, pool_blocks)
+    whole = (math.ceil((kv[i] + pre_left[i] + hit[i] * (kv[i] == 0)) / bs) + (state_blocks if blocks[i] == 0 else 0)
+             - blocks[i])
+    to_come = np.minimum(np.maximum(left[None, :] - gain * k[:, None], 0), SGLANG_CLIP_MAX_NEW_TOKENS).sum(axis=1)
+    own = min(max(float(outs[i] - gen[i]), 0.0), SGLANG_CLIP_MAX_NEW_TOKENS)
+    ok = _token_ratio_fits(used + grown, whole, to_come, r, bs, pool_blocks, own)
     return int(k[np.argmax(ok)]) if ok.any() else None
 
 
-def _token_ratio_fits(held, need, outputs_to_come, ratio, block_size, pool_blocks):
-    """SGLang's admission (PrefillAdder): the blocks held, the head's first chunk, and new_token_ratio x the output
-    tokens still to come (the running requests' and the head's), within the pool; numbers or numpy arrays."""
-    return held + need + ratio * outputs_to_come / block_size <= pool_blocks
+def _token_ratio_fits(held, need, outputs_to_come, ratio, block_size, pool_blocks, own_outputs=0.0):
+    """SGLang's admission (PrefillAdder.add_one_req): the blocks held (with the outputs reserved in full for requests
+    admitted beside it), the head's prompt (need), its own clipped output in full (own_outputs) and new_token_ratio x
+    the running requests' clipped outputs still to come, strictly within the pool (`total_tokens >=
+    rem_total_tokens` refuses); numbers or numpy arrays."""
+    return held + need + (ratio * outputs_to_come + own_outputs) / block_size < pool_blocks
 
 
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                   pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                  phase=None, limit=None, state_blocks: int = 0):
+                  phase=None, limit=None, state_blocks: int = 0, lag=None, window: float = 0.0):
     """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
     that could be admitted, in one vectorised block. phase ([decode steps since the scheduler ran], with
     policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m. limit: at most
@@ -873,13 +927,16 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     if m > 1 and waiting and d < policy.max_seqs:  # queued requests are taken when this block of m steps ends
         n_steps = min(n_steps, m - phase[0] % m)
     if nxt < n and not np.isnan(arrive[nxt]) and d < policy.max_seqs:
-        k = int(np.searchsorted(cum, arrive[nxt] - t, side="left")) + 1
+        # the step after which it is queued: the first to end no earlier than its arrival less the window in which
+        # it may still join a step under way (simulate_schedule's slot: 0 but in a closed loop under pp)
+        k = int(np.searchsorted(cum, arrive[nxt] - t - window, side="left")) + 1
         if m > 1:
             k += -(phase[0] + k) % m
         n_steps = min(n_steps, k)
     if phase is not None:
         phase[0] += n_steps
     dt = float(cum[n_steps - 1])
+    _step_starts(t, waiting, d, tl_t, tl_wait, tl_run)
     t += dt
     steps += n_steps
     kv_run += gain * n_steps
@@ -902,9 +959,19 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     tl_run.append(d)
     fin = run[gen_run >= outs_run - 1e-9]
     if len(fin):
-        run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released)
+        run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released, lag)
         _after_completions(t, waiting, run, tl_t, tl_wait, tl_run)
     return run, t, done, used, steps
+
+
+def _step_starts(t, waiting, running: int, tl_t, tl_wait, tl_run) -> None:
+    """A timeline point at a step's (or a block of steps') start with the requests it runs, beside the one at its end:
+    drawn forward (plot.py simulation_timeline, where="post"), a step's own count covers the step (the twelfth audit,
+    S6: with points at the ends only, each step's count had lasted no time and the count after its completions was
+    drawn across the next step: a closed loop of 4 prompt-only requests, busy 200 of 236 ms, drawn idle throughout)."""
+    tl_t.append(t)
+    tl_wait.append(len(waiting))
+    tl_run.append(running)
 
 
 def _after_completions(t, waiting, run, tl_t, tl_wait, tl_run) -> None:
@@ -1243,6 +1310,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         pool_tokens = math.floor(d["pool"] / per_request * (held + state_blocks * policy.block_size))
     dp = attention_groups(ep, tp)
     replica_tokens = pool_tokens  # one data-parallel replica's pool: a request lives in one replica's
+    flags = policy  # the scheduler each replica runs, as its flags set it (the output reports these)
     if dp > 1:  # data-parallel attention groups, pooled
         from dataclasses import replace
 
@@ -1283,7 +1351,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         "arrivals": work.description, "num_prompts": len(work.input_len), "seed": seed,
         "mean_input_len": float(work.input_len.mean()), "mean_output_len": float(work.output_len.mean()),
         "rejected_over_context": rejected,
-        "step_tokens": policy.budget, "max_num_seqs": policy.max_seqs, "kv_pool_tokens": pool_tokens,
+        # each replica's, as the flags name them, where --ep pools dp replicas into one scheduler of dp times each
+        # (the twelfth audit, S10: the pooled 16,384 and 32 had been reported for --step-tokens 4096 --max-num-seqs 8)
+        "step_tokens": flags.budget, "max_num_seqs": flags.max_seqs, "kv_pool_tokens": pool_tokens,
         **summarize(res, gpus=gpus, request_overhead_s=request_s, percentile=percentile,
                     max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms),
         "request_overhead_ms": request_s * 1e3,
@@ -1300,6 +1370,13 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         if out["output_tokens_per_s"] > 0:
             out["cost_per_million_output_tokens"] = cost_per_million_tokens(price_per_gpu_hour, gpus,
                                                                             out["output_tokens_per_s"])
+    if dp > 1:
+        out["data_parallel_replicas"] = dp
+        out["data_parallel_note"] = (
+            f"--ep {ep} over --tp {tp}: {dp} data-parallel attention replicas, simulated as one scheduler pooling "
+            f"them: {policy.budget:,} tokens a step, {policy.max_seqs:,} requests and a KV pool of {pool_tokens:,} "
+            f"tokens in all (step_tokens and max_num_seqs are each replica's; kv_pool_tokens and max_running are the "
+            f"pooled replicas')")
     if disaggregate is not None:
         out["disaggregate"] = f"{disaggregate[0]}:{disaggregate[1]}"
         out["kv_transfer_ms_mean"] = transfer_ms
@@ -1395,19 +1472,27 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         prefills.append(res)
     for r in range(d_rep):
         idx = np.arange(r, n, d_rep)
+        # a request done at its first token leaves at the prefill pool: no decode-pool admission, step or ITL (the
+        # twelfth audit, S8: 50 one-token requests had run 50 decode steps and reported a 7.32 ms ITL)
+        idx = idx[work.output_len[idx] > 1]
+        if not len(idx):
+            continue
         idx = idx[np.argsort(first[idx], kind="stable")]
         sub = Workload(first[idx], work.input_len[idx], work.output_len[idx], prefilled=True)
         res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, verify_tokens=stepper.decode_q,
                                 tokens_per_step=stepper.decode_gain, cut_yields=stepper.decode_yields,
                                 state_blocks=state_blocks)
-        finish[idx] = np.where(work.output_len[idx] > 1, res.finish_s, first[idx])
+        finish[idx] = res.finish_s
         preemptions += res.preemptions
         steps += res.steps
         itl_t.append(res.itl_s)
         itl_w.append(res.itl_weight)
         decodes.append(res)
-    # the deployment's timeline: requests waiting in every prefill replica's queue, running in every decode replica
-    # (the ninth round, S9: the first decode replica's alone, max_waiting 0 while requests waited 12 s for prefill)
+    one_token = work.output_len <= 1
+    finish[one_token] = first[one_token]  # its answer once its KV (and first token) has left the prefill replica
+    # the deployment's timeline: requests waiting in every prefill replica's queue, running in every replica of
+    # either pool (the ninth round, S9: the first decode replica's alone, max_waiting 0 while requests waited 12 s
+    # for prefill; the twelfth audit, S8: the prefill replicas' left out, max_running 0 for 50 one-token requests)
     times = np.unique(np.concatenate([r.timeline_s for r in prefills + decodes]))
 
     def total(results, field):
@@ -1426,6 +1511,7 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
 
     slowest = min(pool_rate(prefills), pool_rate(decodes))
     out = SimResult(work.arrival_s, first, finish, work.input_len, work.output_len, preemptions,
-                    np.concatenate(itl_t), np.concatenate(itl_w), times, total(prefills, "waiting"),
-                    total(decodes, "running"), steps, busy_s=n / slowest if math.isfinite(slowest) else 0.0)
+                    np.concatenate(itl_t) if itl_t else np.empty(0), np.concatenate(itl_w) if itl_w else np.empty(0),
+                    times, total(prefills, "waiting"), total(prefills + decodes, "running"), steps,
+                    busy_s=n / slowest if math.isfinite(slowest) else 0.0)
     return out, float(transfer.mean() * 1e3)
