@@ -62,6 +62,7 @@ from kvcalc.formulas.workload import (
     request_latency,
     decode_step_chunk,
     full_steps_cached,
+    full_steps_piece,
     kv_transfer_seconds,
     steady_state,
     decodes_beside_own_prompt,
@@ -187,7 +188,10 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     # the group's step: every busy replica's chunk and decodes (StepTimer spreads them over the dp replicas), each
     # prompt's piece within its replica's budget
     chunk, beside, decoding = (sum(count * loads(n)[k] for n, count in shares) for k in range(3))
-    piece = input_len if dp == 1 else min(input_len, budget)
+    # the pieces a full step holds (full_steps_piece: a prompt longer than the budget is cut, and the step carries
+    # the tail of one and the head of the next); under --ep one replica's own, at most its budget
+    piece = full_steps_piece(shares[0][0], input_len, budget) if input_len > budget else (
+        input_len if dp == 1 else min(input_len, budget))
     cached = full_steps_cached(shares[0][0], input_len, budget)  # before a full step's pieces, on average
     prefill_s = stepper.seconds(beside, input_len, chunk, cached, prompt_len=piece)
     decode_s = stepper.seconds(decoding, input_len + output_len / 2, 0, 0)
