@@ -283,11 +283,12 @@ def test_c8_the_trtllm_manifest_mounts_its_llm_api_options():
 def test_c2_a_replica_is_judged_at_the_share_of_the_concurrency_it_serves():
     """Third review, C2: `plan -m qwen3-32b -g h200 -i 3000 -o 500 -n 100 --max-tpot-ms 30` chose 3 GPUs (1P:2D):
     a 1P:1D replica was judged at its budget of 128 in flight (TPOT 31.7 ms) though the 100 in flight it would serve
-    give 27.3 ms. The ladder now holds the concurrency's shares ceil(C / k), k = 1..4 (100, 50, 34, 25 here)."""
+    give 27.3 ms. The ladder now holds the concurrency's shares ceil(C / k), k = 1..4 (100, 50, 34, 25 here), and
+    one fewer, what the emptier replicas of an uneven split carry (99, 49, 33, 24: the twelfth audit's V2)."""
     from kvcalc.planning.plan import batch_ladder
 
-    assert batch_ladder(128, 100) == [1, 2, 4, 8, 16, 25, 32, 34, 50, 64, 100, 128]
-    assert batch_ladder(40, 100) == [1, 2, 4, 8, 16, 25, 32, 34, 40]  # shares past the pool's limit are left out
+    assert batch_ladder(128, 100) == [1, 2, 4, 8, 16, 24, 25, 32, 33, 34, 49, 50, 64, 99, 100, 128]
+    assert batch_ladder(40, 100) == [1, 2, 4, 8, 16, 24, 25, 32, 33, 34, 40]  # shares past the pool's limit left out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = plan("qwen3-32b", ["h200"], input_len=3000, output_len=500, concurrency=100, max_tpot_ms=30)

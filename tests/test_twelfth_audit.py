@@ -335,7 +335,7 @@ def test_s5_prompt_steps_past_the_simulators_rounds_are_refused_at_once():
     the 500,000 the simulator runs, it had failed after 30-50 s."""
     line = one_line_error(["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "20", "-n", "1", "--engine",
                            "sglang", "--step-tokens", "1", "--simulate"])
-    assert "take at least 1,000,000 steps of at most 1 tokens, each a scheduler round" in line
+    assert "take at least 1,000,000 steps of at most 1 token, each a scheduler round" in line
 
 
 def test_s1_a_disaggregated_simulation_warns_of_a_rate_it_cannot_keep_up_with():
@@ -424,23 +424,26 @@ def test_h5_refusals_name_the_layout_and_the_way_past(tmp_path):
 
 
 def test_p5_p6_a_concurrency_is_served_as_asked_by_plan_and_serve_alike():
-    """-n 13 over two replicas judged at the fuller one's 7: 13 requests at its latency (Little's law), 13 x
-    1.16125 / 7 = 2.1566 requests/s, not two full replicas' 2.3225 for 14 in flight; -n 0.5 half of one request's
-    rate, not a whole one's. plan and serve give the same figure."""
+    """-n 13 over two replicas judged at the fuller one's 7: each replica at its own rate, rate(7) + rate(6), not two
+    full replicas' 2 x rate(7) for 14 in flight (+4.4 %; the verification's V2: nor 13 at the fuller one's latency,
+    -3 %); -n 0.5 (a time average) at 0.5's rate, not a whole request's; -n 13.5 over two, 6.75 each (V1: plan had
+    rounded its share up). plan and serve give the same figure."""
     from kvcalc.serving.closed_form import serve
     from tests.test_tenth_audit import _plan_json
 
     common = ["-m", "llama-3.1-8b", "-g", "rtx-4090", "-i", "3000", "-o", "300", "--max-tpot-ms", "20",
-              "--no-disaggregate", "--max-gpus-per-replica", "1"]
-    for n in (0.5, 13):
+              "--no-disaggregate", "--max-gpus-per-replica", "1", "--engines", "sglang"]
+    for n in (0.5, 13, 13.5):
         c = _plan_json([*common, "-n", str(n)])["choice"]
-        s = serve("llama-3.1-8b", "rtx-4090", input_len=3000, output_len=300, concurrency=n, max_tpot_ms=20,
-                  engine=c["engine"], weight_dtype=c["weight_dtype"], kv_dtype=c["kv_dtype"])
-        one = serve("llama-3.1-8b", "rtx-4090", input_len=3000, output_len=300, engine=c["engine"],
-                    weight_dtype=c["weight_dtype"], kv_dtype=c["kv_dtype"],
-                    concurrency=c["in_flight_per_replica"])  # one replica at the fullest share
-        assert s["concurrency"] == n and s["replicas"] == c["replicas"]
-        by_hand = n * one["requests_per_s"] / c["in_flight_per_replica"]
+        kw = dict(input_len=3000, output_len=300, engine="sglang", weight_dtype=c["weight_dtype"],
+                  kv_dtype=c["kv_dtype"])
+        s = serve("llama-3.1-8b", "rtx-4090", concurrency=n, max_tpot_ms=20, **kw)
+
+        def rate(k: float) -> float:  # one replica at k in flight
+            return serve("llama-3.1-8b", "rtx-4090", concurrency=k, **kw)["requests_per_s"]
+
+        by_hand = {0.5: rate(0.5), 13: rate(7) + rate(6), 13.5: 2 * rate(6.75)}[n]
+        assert s["concurrency"] == n and s["replicas"] == c["replicas"] == (1 if n < 1 else 2)
         assert c["requests_per_s"] == pytest.approx(by_hand) and s["requests_per_s"] == pytest.approx(by_hand)
 
 
@@ -575,3 +578,22 @@ def test_s7_a_wave_of_prompts_longer_than_the_budget_carries_their_pieces():
     wave = serve("llama-3.1-8b", "h100-sxm", input_len=9000, output_len=20, concurrency=8, engine="vllm",
                  arrivals="waves")
     assert wave["ttft_ms"] == pytest.approx(1016.1, rel=0.015)
+
+
+def test_v3_a_llama_4_layer_list_of_the_wrong_type_is_one_line(tmp_path):
+    maverick = {"model_type": "llama4_text", "hidden_size": 5120, "intermediate_size": 8192,
+                "intermediate_size_mlp": 16384, "num_hidden_layers": 48, "num_attention_heads": 40,
+                "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 202048, "num_local_experts": 128,
+                "num_experts_per_tok": 1, "interleave_moe_layer_step": 2, "attention_chunk_size": 8192}
+    for key, value in (("moe_layers", 5), ("no_rope_layers", 7), ("moe_layers", 1.5)):
+        (tmp_path / "config.json").write_text(json.dumps({**maverick, key: value}))
+        assert f"{key}: expected a list of whole numbers" in one_line_error(["estimate", "-m", str(tmp_path)])
+
+
+def test_v4_v5_plan_json_carries_its_warnings_and_an_engine_it_did_not_search():
+    from tests.test_tenth_audit import _plan_json
+
+    d = _plan_json(["-m", "gemma-2-9b", "--engines", "trtllm,vllm", "--request-rate", "1", "-i", "100", "-o", "100"])
+    assert any(w.startswith("--engines: trtllm not searched: TensorRT-LLM's PyTorch back end") for w in d["warnings"])
+    d = _plan_json(["-m", "llama-3.2-3b", "-g", "l4", "-i", "500", "-o", "1", "-n", "4", "--max-tpot-ms", "10"])
+    assert any("--max-tpot-ms: no effect with --output-len 1" in w for w in d["warnings"])

@@ -249,6 +249,25 @@ def kv_transfer_seconds(model, hw, tokens, b_kv: float, tp: int):
     return transfer_seconds(sequence_bytes_per_gpu(model, tokens, b_kv, tp), link)
 
 
+def replica_share(concurrency: float, replicas: int) -> float:
+    """Requests in flight the fullest of `replicas` replicas carries of C: whole requests, ceil(C / k), where C is a
+    whole number of requests (13 over 2: 7 and 6); C / k where C is fractional, a time average (serve -n 2.5)."""
+    if concurrency >= 1 and concurrency == int(concurrency):
+        return float(math.ceil(concurrency / replicas - 1e-9))
+    return concurrency / replicas
+
+
+def split_rate(concurrency: float, replicas: int, rate_at) -> float:
+    """Requests/s of C requests in flight over k replicas, each at its own rate (Little's law per replica): C mod k
+    replicas at ceil(C / k), the others at one fewer, where C is whole; k replicas at C / k where it is fractional.
+    rate_at(c): one replica's requests/s at c in flight (0 at none). -n 13 over 2 replicas: rate(7) + rate(6)."""
+    share = replica_share(concurrency, replicas)
+    if share != int(share) or concurrency != int(concurrency):
+        return replicas * rate_at(share)
+    fuller = int(concurrency) - replicas * (int(share) - 1)  # the replicas at the share; the rest hold one fewer
+    return fuller * rate_at(share) + (replicas - fuller) * (rate_at(share - 1) if share > 1 else 0.0)
+
+
 def in_flight_at_rate(rate: float, latency_at_zero: float, latency_slope: float) -> float | None:
     """Requests in flight C that a replica carrying `rate` requests/s keeps, by Little's law C = rate x latency(C)
     with the latency affine in C, latency(C) = a + b C: C = rate a / (1 - rate b); None where rate b >= 1 (no

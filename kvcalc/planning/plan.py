@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from kvcalc.checks import (
@@ -48,6 +49,7 @@ from kvcalc.checks import (
 from kvcalc.engines.launch import engine_model_refusal, launches_layout
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import fp8_block_refusal, tp_refusal
+from kvcalc.formulas.workload import replica_share, split_rate
 from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
 from kvcalc.specs.catalog import (
     ProfileWarning,
@@ -238,17 +240,22 @@ def speculates_with(d: Deployment, spec) -> bool:
 SHARES = 4  # with a concurrency to serve, the ladder also holds its share over 1 to this many replicas
 
 
-def batch_ladder(limit: int, concurrency: float | None = None) -> list[int]:
-    """1, 2, 4, ... below the pool's limit, then the limit itself; with a concurrency C to serve, also ceil(C / k)
-    for k = 1 ... SHARES replicas within the limit, so a replica is judged at the load it would carry (third review:
+def batch_ladder(limit: int, concurrency: float | None = None) -> list[float]:
+    """1, 2, 4, ... below the pool's limit, then the limit itself; with a concurrency C to serve, also its share over
+    k = 1 ... SHARES replicas within the limit (replica_share: ceil(C / k) of whole requests, and one fewer, what the
+    emptier replicas carry, for split_served), so a replica is judged at the load it would carry (third review:
     100 in flight were judged at a budget of 128, and a 2-GPU deployment that meets the limit at 100 lost to 3 GPUs)."""
     ladder = {2 ** i for i in range(32) if 2 ** i < limit} | {limit}
     if concurrency is not None:
-        ladder |= {c for k in range(1, SHARES + 1) if (c := math.ceil(concurrency / k)) <= limit}
+        # each replica's share (formulas/workload.py replica_share), and one fewer, the emptier replicas' load
+        shares = {replica_share(concurrency, k) for k in range(1, SHARES + 1)}
+        whole = concurrency == int(concurrency)
+        ladder |= {int(c) if c == int(c) else c for share in shares for c in ((share, share - 1) if whole else (share,))
+                   if 0 < c <= limit}
     return sorted(ladder)
 
 
-def rate_shares(ladder: list[int] | list[float], rates: list[float], request_rate: float, limit: int) -> list[float]:
+def rate_shares(ladder: Sequence[float], rates: list[float], request_rate: float, limit: int) -> list[float]:
     """Requests in flight, not on the ladder, at which one replica carries request_rate / k for k = 1 ... SHARES,
     between the two budgets whose requests/s straddle it: the fraction of requests serve finds there, Little's law
     with the latency C / requests/s affine in C between the two (in_flight_at_rate; a little over it, so that the
@@ -274,7 +281,7 @@ def rate_shares(ladder: list[int] | list[float], rates: list[float], request_rat
     return sorted(c for c in out - set(ladder) if c > 0)
 
 
-def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: float | None,
+def limit_shares(ladder: Sequence[float], ttft_ms: list, tpot_ms: list, max_ttft_ms: float | None,
                  max_tpot_ms: float | None, concurrency: float | None, limit: int, rates: list | None = None,
                  request_rate: float | None = None) -> list:
     """Requests in flight between the largest budget of the ladder that meets the latency limits and the next one,
@@ -299,7 +306,7 @@ def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: f
     out: set[float] = {math.floor(lo + g * (star - lo)) for g in (1.0, 0.9, 0.6)}
     if concurrency is not None:
         k = math.ceil(concurrency / star)
-        out |= {math.ceil(concurrency / k), math.ceil(concurrency / (k + 1))}
+        out |= {replica_share(concurrency, k), replica_share(concurrency, k + 1)}
     if request_rate is not None and rates is not None and rates[i] > 0 and rates[i + 1] > 0:
         # at a rate a replica's load is the fraction of a request its share keeps in flight, as serve takes it: the
         # fewest replicas k whose share request_rate / k the point star carries (and k - 2, k - 1, k + 1), each at the
@@ -318,7 +325,7 @@ def limit_shares(ladder: list[int], ttft_ms: list, tpot_ms: list, max_ttft_ms: f
     return sorted(c for c in out if lo < c < hi and c <= limit)
 
 
-def _fewest_replicas(ladder: list[int], rates: list[float], near: list[int], request_rate: float | None,
+def _fewest_replicas(ladder: Sequence[float], rates: list[float], near: list[float], request_rate: float | None,
                      concurrency: float | None) -> int | None:
     """The fewest replicas any of the points `near` (between two budgets of the ladder) could need: C over the most
     in flight, or the rate over the requests/s of the next budget up (requests/s rises with the requests in flight);
@@ -362,7 +369,7 @@ def _runner(spec, hw, d: Deployment, *, input_len: int, output_len: int, step_to
                           speculate=d.speculate)
 
 
-def _ladder_points(d: Deployment, runner, ladder: list[int], output_len: int, step_tokens: int,
+def _ladder_points(d: Deployment, runner, ladder: Sequence[float], output_len: int, step_tokens: int,
                    memory_utilization: float, state=None, r: dict | None = None) -> list[Point]:
     """The replica at every batch budget of the ladder, timed in one array run (serving/replica.py run_many), or
     from r, that run's result."""
@@ -440,7 +447,7 @@ def size(point: Point, output_len: int, *, request_rate: float | None, concurren
         replicas = math.ceil(request_rate / point.requests_per_s * (1 - 1e-12))
     elif concurrency is not None:
         replicas = math.ceil(concurrency / point.in_flight * (1 - 1e-12))
-        point.over_share = max(point.in_flight - math.ceil(concurrency / max(replicas, 1) - 1e-9), 0)
+        point.over_share = max(point.in_flight - replica_share(concurrency, max(replicas, 1)), 0)
     else:
         assert gpu_budget is not None  # _check: exactly one of the three
         # as many replicas as the budget holds, short of the cap (the tenth audit, P4: at --gpu-budget 10,000 every
@@ -453,7 +460,8 @@ def size(point: Point, output_len: int, *, request_rate: float | None, concurren
     if request_rate is not None:
         served = min(served, request_rate)
     elif concurrency is not None:  # C requests at the replica's latency, as serve takes them (the twelfth audit, P5
-        # and P6: -n 0.5 had been answered for a whole request, 2x; -n 13 over two replicas of 7 for 14)
+        # and P6: -n 0.5 had been answered for a whole request, 2x; -n 13 over two replicas of 7 for 14); each
+        # replica at its own rate where the emptier replicas' load was timed too (split_served, after the search)
         served = min(served, concurrency * point.requests_per_s / point.in_flight)
     point.output_tokens_per_s = served * output_len
     if price is not None:
@@ -461,6 +469,26 @@ def size(point: Point, output_len: int, *, request_rate: float | None, concurren
 
         point.cost_per_hour = price * point.gpus
         point.cost_per_million_output_tokens = cost_per_million_tokens(price, point.gpus, point.output_tokens_per_s)
+
+
+def split_served(points: list[Point], concurrency: float, output_len: int, price: dict) -> None:
+    """With a concurrency C over k replicas judged at the fullest one's share, each replica's own rate (split_rate:
+    -n 13 over 2, rate(7) + rate(6), as serve gives it) where the same deployment was timed at one request fewer (the
+    ladder holds both); the fullest replica's latency for all C where it was not (in place)."""
+    rates = {(id(p.deployment), p.in_flight): p.requests_per_s for p in points}
+    for p in points:
+        if p.in_flight != replica_share(concurrency, p.replicas):
+            continue
+        lookup = {c: rates.get((id(p.deployment), c)) for c in (p.in_flight, p.in_flight - 1)}
+        if any(v is None for c, v in lookup.items() if c > 0):
+            continue
+        served = split_rate(concurrency, p.replicas, lambda c: lookup.get(c) or 0.0)
+        p.output_tokens_per_s = served * output_len
+        if price.get(p.deployment.gpu) is not None:
+            from kvcalc.formulas.workload import cost_per_million_tokens
+
+            p.cost_per_million_output_tokens = cost_per_million_tokens(price[p.deployment.gpu], p.gpus,
+                                                                       p.output_tokens_per_s)
 
 
 def missed_limits(ttft_ms: float, tpot_ms: float | None, max_ttft_ms: float | None,
@@ -605,8 +633,8 @@ def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
     searched = {hw.name for hw in gpus}
     for k, name in names.items():
         if name in seen:
-            raise KvcalcError(f"--price-per-gpu-hour: {k} is {name}, already priced as {seen[name]}; give each GPU "
-                              "one price")
+            raise KvcalcError(f"--price-per-gpu-hour: {k if k == name else f'{k} is {name},'} already priced as "
+                              f"{seen[name]}; give each GPU one price")
         if name not in searched:
             raise KvcalcError(f"--price-per-gpu-hour: {k} is not among the GPUs searched (--gpu "
                               f"{','.join(sorted(searched))})")
@@ -643,8 +671,15 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     input_len, output_len, longest = workload_lengths(input_len, output_len, range_ratio, dataset)
     percentile = plan_percentile(percentile)
     _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile)
+    said: list[str] = []  # every warning, also in the JSON's warnings (the verification of the twelfth audit, V4:
+    # the web app's plan user, who sees no stderr, had not been told)
+
+    def say(message: str, category=CapacityWarning) -> None:
+        said.append(message)
+        warnings.warn(message, category, stacklevel=3)
+
     if unused := unused_tpot_limit(output_len, max_tpot_ms):
-        warnings.warn(unused, CapacityWarning, stacklevel=2)
+        say(unused)
     check_int("--max-gpus-per-replica", max_gpus_per_replica, 1, MAX_GPUS)
     spec = load_model(model)
     hws = [load_gpu(g) for g in gpus]
@@ -667,10 +702,9 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     unprofiled = [] if engines else [hw.name for hw in hws
                                      if not set(available_engines(hw.name)) & set(SERVING_ENGINES)]
     for name in unprofiled:
-        warnings.warn(f"--gpu {name}: no engine profile exists for {name}, so its rows (engine roofline) are timed on "
-                      "the datasheet roofline, which has no engine overhead and runs faster than engines do; plan "
-                      "ranks them after every engine-profile row and chooses one only where no profiled row meets "
-                      "the limits", ProfileWarning, stacklevel=2)
+        say(f"--gpu {name}: no engine profile exists for {name}, so its rows (engine roofline) are timed on the "
+            "datasheet roofline, which has no engine overhead and runs faster than engines do; plan ranks them after "
+            "every engine-profile row and chooses one only where no profiled row meets the limits", ProfileWarning)
     if spec.max_position_embeddings and longest > spec.max_position_embeddings:
         raise KvcalcError(f"--input-len + --output-len: the longest request (with --range-ratio or --dataset), "
                           f"{longest:,} tokens, exceeds {spec.name}'s "
@@ -678,6 +712,9 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     if engines and all(engine_model_refusal(e, spec) for e in engines):  # nothing to search, said as the reason (the
         # twelfth audit, P7: "no deployment holds one full-length request" after searching none, exit 0)
         raise KvcalcError(f"--engines: {engine_model_refusal(engines[0], spec)}")
+    for e in engines or ():  # one of several that cannot load it is said, not dropped (the verification, V5)
+        if why := engine_model_refusal(e, spec):
+            say(f"--engines: {e} not searched: {why}")
     candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
                              disaggregated=disaggregated, speculate=speculate)
     by_name = {hw.name: hw for hw in hws}
@@ -744,6 +781,8 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         if third:
             states3 = steady_states(third, input_len, output_len)
             points += judged(third, states3, run_many_all([x[1] for x in third], [x[2] for x in third], states3))
+    if concurrency is not None:
+        split_served(points, concurrency, output_len, prices)
     # with a concurrency C, a replica never holds more than C requests: budgets above C are not operating points of
     # this workload (the tenth audit, P1: at --output-len 1, where the tie-breaks favour the most requests/s, the
     # choice was a budget of 448 for -n 1, TTFT 8.5 s where one request takes 31 ms)
@@ -806,6 +845,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                                                    f"{simulated_prompts:,} requests each), those that miss "
                                                    "replaced by the next")),
         "simulated_misses": [point_dict(p) for p in points if p.simulated and not p.simulated["met"]],
+        "warnings": said,
     }
     if simulated:  # the points the simulator did not check say so (P2: "not applicable to this run" on a p99 run)
         for row in [*frontier_rows, *closest_rows]:
@@ -842,7 +882,7 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
         nonlocal checks
         d, checks = p.deployment, checks + 1
         groups = (d.disaggregate[1] // d.tp if d.disaggregate else d.ep // d.tp if d.ep > 1 else 1)
-        share = (math.ceil(concurrency / p.replicas) if concurrency is not None else int(p.in_flight))
+        share = (math.ceil(replica_share(concurrency, p.replicas)) if concurrency is not None else int(p.in_flight))
         seats = max(1, math.ceil(p.in_flight / groups))
         if request_rate is not None:
             load: dict = dict(arrivals="poisson", request_rate=request_rate / p.replicas)

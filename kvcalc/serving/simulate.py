@@ -1227,7 +1227,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     # the run may take, refused now rather than after a minute (the twelfth audit, S5: -n 1 --step-tokens 1)
     if prompt_steps > max(MAX_ROUNDS, 4 * len(work.input_len)):
         raise KvcalcError(f"--step-tokens / --num-prompts: these {len(work.input_len):,} prompts take at least "
-                          f"{prompt_steps:,.0f} steps of at most {policy.budget:,} tokens, each a scheduler round; the "
+                          f"{prompt_steps:,.0f} steps of at most {policy.budget:,} token{'s' * (policy.budget != 1)}, "
+                          "each a scheduler round; the "
                           f"simulator runs at most {max(MAX_ROUNDS, 4 * len(work.input_len)):,}: raise --step-tokens "
                           "or lower --num-prompts")
     check_int("--num-scheduler-steps", num_scheduler_steps, 1, 1024)

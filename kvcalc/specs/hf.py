@@ -233,6 +233,13 @@ def _llama4_default_layers(c: Config, layers: int) -> None:
     configuration_llama4.py). A config listing others is refused (the twelfth audit, H9: two MoE layers had been read
     as 24, 400.7 B parameters for 49.1 B)."""
     step = c.int("interleave_moe_layer_step", 1)
+    for key in ("moe_layers", "no_rope_layers"):  # the verification of the twelfth audit, V3: a number here had ended
+        # in a TypeError traceback
+        value = c.data.get(key)
+        if value is not None and (not isinstance(value, list) or not all(
+                isinstance(x, int) and not isinstance(x, bool) for x in value)):
+            raise KvcalcError(f"{c.source}: {key}: expected a list of whole numbers (layer indices or flags), got "
+                              f"{value!r:.40}")
     given = c.data.get("moe_layers")
     if given is not None and list(given) != list(range(step - 1, layers, step)):
         raise KvcalcError(f"{c.source}: moe_layers {str(given)[:40]}: kvcalc places a MoE layer every "
@@ -240,7 +247,8 @@ def _llama4_default_layers(c: Config, layers: int) -> None:
     rope = c.data.get("no_rope_layers")
     interval = c.int("no_rope_layer_interval", 4)
     if rope and list(rope) != [int((i + 1) % interval != 0) for i in range(layers)]:
-        raise KvcalcError(f"{c.source}: no_rope_layers {str(rope)[:40]}: kvcalc places a global (no-RoPE) layer every "
+        raise KvcalcError(f"{c.source}: no_rope_layers (a list of {len(rope)}, {rope.count(0)} global): kvcalc places a "
+                          f"global (no-RoPE) layer every "
                           f"{interval}th, transformers' default; other lists are not modelled")
 
 
