@@ -597,3 +597,19 @@ def test_v4_v5_plan_json_carries_its_warnings_and_an_engine_it_did_not_search():
     assert any(w.startswith("--engines: trtllm not searched: TensorRT-LLM's PyTorch back end") for w in d["warnings"])
     d = _plan_json(["-m", "llama-3.2-3b", "-g", "l4", "-i", "500", "-o", "1", "-n", "4", "--max-tpot-ms", "10"])
     assert any("--max-tpot-ms: no effect with --output-len 1" in w for w in d["warnings"])
+
+
+def test_stablelm_2_12bs_per_head_qk_layernorms_are_counted(tmp_path):
+    """stabilityai/stablelm-2-12b (qk_layernorm, use_parallel_residual): StableLmLayerNormPerHead is a LayerNorm of
+    head_dim without a bias for each of the 32 query and 8 KV heads, (32 + 8) x 160 weights a layer; the verification
+    pass found it refused. By hand: 2 x 100,352 x 5,120 + 40 x (5,120 x 5,120 + 2 x 5,120 x 1,280 + 5,120 x 5,120
+    + 3 x 5,120 x 13,824 + 40 x 160 + 2 x 5,120) + 2 x 5,120 = 12,143,185,920 (the card's "12.1B")."""
+    from kvcalc.formulas.params import total_params
+
+    spec, _ = _load(tmp_path, {
+        "model_type": "stablelm", "hidden_act": "silu", "hidden_size": 5120, "intermediate_size": 13824,
+        "max_position_embeddings": 4096, "num_attention_heads": 32, "num_hidden_layers": 40,
+        "num_key_value_heads": 8, "partial_rotary_factor": 0.25, "qk_layernorm": True, "tie_word_embeddings": False,
+        "use_parallel_residual": True, "use_qkv_bias": False, "vocab_size": 100352})
+    d, layer = 5120, 2 * 5120 * 5120 + 2 * 5120 * 1280 + 3 * 5120 * 13824 + 40 * 160 + 2 * 5120
+    assert total_params(spec) == 2 * 100352 * d + 40 * layer + 2 * d == 12_143_185_920

@@ -1301,14 +1301,16 @@ def _biased_llama(c: Config, model_type: str) -> dict:
     """Llama's layout with the biases its family's config names (the twelfth audit, H3: read as "no biases"):
     InternLM (modeling_internlm.py: q, k, v and o_proj bias=config.bias); StableLM (transformers' StableLmAttention:
     q, k, v bias=config.use_qkv_bias, o_proj none; nn.LayerNorm with a bias; one norm a layer with
-    use_parallel_residual); Qwen2-VL and Qwen2.5-VL, whose text model is Qwen2's (q, k, v biased)."""
+    use_parallel_residual; qk_layernorm's per-head LayerNorms); Qwen2-VL and Qwen2.5-VL, whose text model is Qwen2's
+    (q, k, v biased)."""
     spec = _by_fields(c, model_type, known=True)
     attn = spec["attention"]
     if model_type == "internlm":
         attn["qkv_bias"] = attn["out_bias"] = c.bool("bias", True)
     elif model_type == "stablelm":
-        if c.bool("qk_layernorm", False):
-            raise KvcalcError(f"{c.source}: qk_layernorm: StableLM's per-head LayerNorms are not modelled")
+        if c.bool("qk_layernorm", False):  # StableLmLayerNormPerHead: a LayerNorm of head_dim (no bias) for each
+            # query head and each KV head, (h + g) x head_dim weights a layer (StableLM-2-12B)
+            attn.update(qk_norm=True, qk_norm_scope="layer")
         attn.update(qkv_bias=c.bool("use_qkv_bias", False), out_bias=False)
         spec.update(norm="layernorm", norm_bias=True,
                     norms_per_layer=1 if c.bool("use_parallel_residual", False) else 2)
