@@ -617,6 +617,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     # 13 at the fuller replica's latency, -3 %): rate(7) + rate(6)
     served = (r["requests_per_s"] * replicas if request_rate is not None or concurrency * replicas <= asked
               else split_rate(asked, replicas, lambda c: point(c)["requests_per_s"] if c > 0 else 0.0))
+    if request_rate is not None:  # no more than arrives, as plan takes it (the eleventh audit's S4/S8: where a
+        # replica's requests/s is not monotone in its requests in flight, the bisection's point had carried 5.27/s of 5)
+        served = min(served, request_rate)
     out_rate = served / replicas * output_len
     if concurrency > limit:
         queued = (f"{concurrency - limit:,.4g} of the {concurrency:,.4g} requests in flight per replica wait in the "
