@@ -362,7 +362,6 @@ def qc_spec(tmp_path, qc):
     ({"quant_method": "awq", "bits": 4, "group_size": 128.0}, "int4-g128"),  # audit U2: not int4-g128.0
     ({"quant_method": "awq", "w_bit": 4, "q_group_size": 64}, "int4-g64"),  # AutoAWQ's own names
     ({"quant_method": "fbgemm_fp8", "activation_scale_ub": 1200.0}, "fp8"),
-    ({"quant_method": "mxfp4"}, "mxfp4"),
     ({"quant_method": "modelopt", "quantization": {"quant_algo": "FP8"}}, "fp8"),  # hf_quant_config.json layout
     ({"quant_method": "compressed-tensors", "config_groups": {"g": {"targets": ["Linear"], "weights": {
         "type": "int", "num_bits": 4, "group_size": 128, "symmetric": True}}}}, "int4"),  # no zero points stored

@@ -613,3 +613,47 @@ def test_stablelm_2_12bs_per_head_qk_layernorms_are_counted(tmp_path):
         "use_parallel_residual": True, "use_qkv_bias": False, "vocab_size": 100352})
     d, layer = 5120, 2 * 5120 * 5120 + 2 * 5120 * 1280 + 3 * 5120 * 13824 + 40 * 160 + 2 * 5120
     assert total_params(spec) == 2 * 100352 * d + 40 * layer + 2 * d == 12_143_185_920
+
+
+# --- the thirteenth audit ---
+
+def test_13_h1_mxfp4_quantises_the_routed_experts_only(tmp_path):
+    """vLLM's Mxfp4Config.get_quant_method gives every LinearBase UnquantizedLinearMethod and FusedMoE Mxfp4MoEMethod
+    (model_executor/layers/quantization/mxfp4.py): gpt-oss-20b without modules_to_not_convert is 13,761,264,768 B,
+    as with it; a dense model under mxfp4 has nothing MXFP4 stores and is refused."""
+    from pathlib import Path
+
+    import kvcalc
+
+    fixtures = Path(__file__).parent / "fixtures/hf"
+    oss = json.loads((fixtures / "gpt-oss-20b/config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**oss, "quantization_config": {"quant_method": "mxfp4"}}))
+    bare = kvcalc.estimate(str(tmp_path), "h100-sxm", context=1, engine="roofline").to_json_dict()
+    shipped = kvcalc.estimate(str(fixtures / "gpt-oss-20b"), "h100-sxm", context=1, engine="roofline").to_json_dict()
+    assert bare["weights"]["bytes"] == shipped["weights"]["bytes"] == 13_761_264_768
+    line = one_line_error(["estimate", "-m", _quantised(tmp_path, {"quant_method": "mxfp4"})])
+    assert "has none of these layer classes, so no weight is stored as mxfp4" in line
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": "marlin-24"}, "format 'marlin-24': 2:4-sparse weights are not a layout kvcalc stores"),
+    ({"strategy": "foo"}, "weights.strategy: expected one of tensor, channel, group, block"),
+])
+def test_13_h4_h5_marlin_24_and_unknown_strategies_are_refused(tmp_path, change, message):
+    group = {"targets": ["Linear"], "weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group",
+                                                 "group_size": 128}}
+    qc = {"quant_method": "compressed-tensors", "config_groups": {"g": group}}
+    if "format" in change:
+        qc.update(change)
+    else:
+        group["weights"].update(change)
+    assert message in one_line_error(["estimate", "-m", _quantised(tmp_path, qc)])
+
+
+@pytest.mark.parametrize("scaling, message", [
+    ("x", "rope_scaling: expected an object or null, got 'x'"),
+    ({"type": "banana", "factor": 2}, "rope_scaling.rope_type: expected one of linear, dynamic, yarn"),
+])
+def test_13_h8_a_rope_scaling_kvcalc_cannot_read_is_refused(tmp_path, scaling, message):
+    (tmp_path / "config.json").write_text(json.dumps(_llama3(rope_scaling=scaling)))
+    assert message in one_line_error(["estimate", "-m", str(tmp_path)])

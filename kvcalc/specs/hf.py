@@ -1092,6 +1092,10 @@ def _modelopt_format(qc: dict, where: str) -> tuple[str, object, str]:
     return fmt, None, "exclude_modules"
 
 
+# compressed-tensors' QuantizationStrategy values (compressed_tensors/quantization/quant_args.py)
+CT_STRATEGIES = ("tensor", "channel", "group", "block", "token", "tensor_group", "attn_head")
+
+
 def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> str:
     """One compressed-tensors weights scheme as a kvcalc format."""
     if w.get("symmetric") is not None and not isinstance(w["symmetric"], bool):  # the tenth audit, H10: "false" and 0
@@ -1100,6 +1104,9 @@ def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> st
                           f"{w['symmetric']!r:.40}")
     kind, n = w.get("type"), _whole_number(w.get("num_bits"), where, f"{key}.num_bits")
     group, strategy = _whole_number(w.get("group_size"), where, f"{key}.group_size"), w.get("strategy")
+    if strategy is not None and strategy not in CT_STRATEGIES:  # the thirteenth audit, H5: any value had been taken
+        raise KvcalcError(f"{where}: quantization_config {key}.strategy: expected one of {', '.join(CT_STRATEGIES)}, "
+                          f"got {strategy!r:.40}")
     if kind == "float" and n == 8:
         block = w.get("block_structure")
         side = FP8_BLOCK_SIDE
@@ -1221,8 +1228,10 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
         fmt = "fp8-block" if method == "fp8" and block else "fp8"
         if method == "fp8" and qc.get("ignored_layers") is not None and qc.get("modules_to_not_convert") is None:
             ignore_key, ignore = "ignored_layers", qc.get("ignored_layers")  # vLLM's Fp8Config reads both (H18)
-    elif method == "mxfp4":
-        fmt = "mxfp4"
+    elif method == "mxfp4":  # the routed experts only: vLLM's Mxfp4Config.get_quant_method gives every LinearBase
+        # UnquantizedLinearMethod and FusedMoE Mxfp4MoEMethod (quantization/mxfp4.py), as transformers' quantizer
+        # replaces only the experts (the thirteenth audit, H1: attention and dense MLPs had been sized at MXFP4)
+        fmt, classes = "mxfp4", ["experts"]
     elif method == "modelopt":
         fmt, ignore, ignore_key = _modelopt_format(qc, where)
     elif method == "compressed-tensors":
@@ -1234,6 +1243,9 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
             raise KvcalcError(f"{where}: quantization_config sparsity_config format "
                               f"{str(sparsity.get('format'))[:40]!r}: sparse weights are not a layout kvcalc stores; "
                               f"{OTHER_FORMAT}")
+        if str(qc.get("format") or "").startswith("marlin-24"):  # 2:4-sparse int4 (the thirteenth audit, H4)
+            raise KvcalcError(f"{where}: quantization_config format {qc['format']!r}: 2:4-sparse weights are not a "
+                              f"layout kvcalc stores; {OTHER_FORMAT}")
         (fmt, classes), ignore, ignore_key = _compressed_tensors(qc, where), qc.get("ignore"), "ignore"
     else:
         raise KvcalcError(f"{where}: quantization_config quant_method {method or '(none)'!r} is not one kvcalc reads "
@@ -1346,6 +1358,12 @@ FAMILY_READERS = {
 }
 
 
+# rope_scaling types (transformers' ROPE_INIT_FUNCTIONS, and Qwen2-VL's mrope): those vLLM extends the context by
+# (factor; YaRN from its original length), and those whose max_position_embeddings is already the extended one
+ROPE_EXTENDS = ("linear", "dynamic", "yarn")
+ROPE_KEEPS = ("", "default", "llama3", "longrope", "su", "mrope")
+
+
 def _scaled_context(c: Config, spec: dict, model_type: str) -> None:
     """The context a rope_scaling extends max_position_embeddings to, as vLLM derives max_model_len from it
     (_get_and_verify_max_len in vllm/config/model.py): times the factor, from original_max_position_embeddings for
@@ -1354,11 +1372,16 @@ def _scaled_context(c: Config, spec: dict, model_type: str) -> None:
     16,384-token requests refused). Said in the notes."""
     scaling = c.data.get("rope_scaling")
     base = spec.get("max_position_embeddings")
+    if scaling is not None and not isinstance(scaling, dict):  # the thirteenth audit, H8: read in silence
+        raise KvcalcError(f"{c.source}: rope_scaling: expected an object or null, got {scaling!r:.40}")
     if not isinstance(scaling, dict) or not base or model_type.startswith("gemma3"):
         return
-    kind = str(scaling.get("rope_type") or scaling.get("type") or "")
+    kind = scaling.get("rope_type") or scaling.get("type") or ""
+    if kind not in ROPE_EXTENDS + ROPE_KEEPS:  # an unknown rope_type had been taken as a context multiplier
+        raise KvcalcError(f"{c.source}: rope_scaling.rope_type: expected one of {', '.join(ROPE_EXTENDS + ROPE_KEEPS[1:])},"
+                          f" got {kind!r:.40}")
     factor = scaling.get("factor")
-    if kind in ("su", "longrope", "llama3", "default", "") or factor is None:
+    if kind in ROPE_KEEPS or factor is None:
         return
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 <= factor <= 1e4:
         raise KvcalcError(f"{c.source}: rope_scaling.factor: expected a number from 1 to 10,000, got {factor!r:.40}")

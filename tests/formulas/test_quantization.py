@@ -42,7 +42,8 @@ def test_gpt_oss_120b_checkpoint_is_the_model_cards_60_8_gib():
     ({"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}, "fp8-block", set()),  # DeepSeek-V3
     ({"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
                                                            "model.embed_tokens", "lm_head"]}, "mxfp4",
-     {"attention"}),  # gpt-oss
+     {"attention", "mlp", "shared_experts"}),  # gpt-oss: MXFP4 quantises the routed experts only (vLLM's
+    # Mxfp4Config.get_quant_method: UnquantizedLinearMethod for every LinearBase; the thirteenth audit, H1)
     ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
         "weights": {"type": "float", "num_bits": 8, "strategy": "channel"}, "input_activations": {}}},
       "ignore": ["lm_head"]}, "fp8", set()),
@@ -118,7 +119,7 @@ def test_gpt_oss_and_llama4_config_json_read_as_the_bundled_specs():
         assert imported.global_layers == bundled.global_layers and imported.window_layers == bundled.window_layers
     assert imported.quantization is None
     oss = ModelSpec.model_validate(config_to_spec_dict(gpt_oss, name="x", source="config.json")[0])
-    assert oss.quantization.weight_format == "mxfp4" and oss.quantization.quantized == ["mlp", "experts", "shared_experts"]
+    assert oss.quantization.weight_format == "mxfp4" and oss.quantization.quantized == ["experts"]
 
 
 # Llama-3.1-8B-Instruct's config.json, with each quantised checkpoint's quantization_config as published
