@@ -657,3 +657,24 @@ def test_13_h4_h5_marlin_24_and_unknown_strategies_are_refused(tmp_path, change,
 def test_13_h8_a_rope_scaling_kvcalc_cannot_read_is_refused(tmp_path, scaling, message):
     (tmp_path / "config.json").write_text(json.dumps(_llama3(rope_scaling=scaling)))
     assert message in one_line_error(["estimate", "-m", str(tmp_path)])
+
+
+def test_13_s4_to_s8_the_simulators_inputs_are_checked_as_serves(tmp_path):
+    """--memory-utilization nan had ended in a traceback under --simulate and 1.5 had been taken (S5, S6); a
+    near-whole -n was echoed rounded to a whole number (S4); length_client and overhead were unchecked (S7); a trace
+    with arrival_s and timestamp disagreeing had taken arrival_s in silence (S8)."""
+    import kvcalc
+    from kvcalc.errors import KvcalcError
+
+    base = ["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "50", "--simulate"]
+    for value in ("nan", "inf", "1.5"):
+        assert "--memory-utilization" in one_line_error([*base, "-n", "4", "--memory-utilization", value])
+    assert "got 63.9999999" in one_line_error([*base, "-n", "63.9999999"])
+    for kw, message in ((dict(length_client="nonsense"), "length_client: expected vllm or sglang"),
+                        (dict(overhead=0), "overhead: expected an EngineOverhead")):
+        with pytest.raises(KvcalcError, match=message):
+            kvcalc.simulate("llama-3.1-8b", input_len=1000, output_len=50, concurrency=4, num_prompts=20, **kw)
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp,arrival_s,input_len,output_len\n0,0,100,10\n5,1,100,10\n")
+    line = one_line_error(["serve", "-m", "llama-3.1-8b", "--simulate", "--arrivals", "trace", "--trace", str(trace)])
+    assert "line 3: arrival_s 1 and timestamp 5 disagree; give one" in line

@@ -383,6 +383,10 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         profile = profile.model_copy(update={"moe_time_scale": moe_time_scale,
                                              "moe_time_scale_source": "given (moe_time_scale)"})
     if overhead is not None and profile is not None:
+        from kvcalc.specs.profile import EngineOverhead
+
+        if not isinstance(overhead, EngineOverhead):  # the thirteenth audit, S7: 0 had ended in an AttributeError
+            raise KvcalcError(f"overhead: expected an EngineOverhead (kvcalc.specs.profile), got {overhead!r:.40}")
         profile = profile.model_copy(update={"overhead": overhead})
     timer = (SpeculativeTimer(spec, hw, speculate, weight_dtype=weight_dtype, kv_dtype=kv_dtype, tp=tp,
                               profile=profile, ep=ep) if speculate else None)

@@ -450,6 +450,11 @@ def read_trace(path) -> Workload:
             raise KvcalcError(f"--trace: {path} has more than {MAX_PROMPTS:,} requests, the most one simulation "
                               f"runs (about 3 minutes and 2.5 GB); split the trace")
         key = "timestamp" if "arrival_s" not in row and "timestamp" in row else "arrival_s"
+        if ("arrival_s" in row and "timestamp" in row
+                and _trace_time(row["arrival_s"]) != _trace_time(row["timestamp"])):  # two names of one field with
+            # two values (the thirteenth audit, S8: arrival_s had been taken in silence)
+            raise KvcalcError(f"--trace: {path} line {n}: arrival_s {str(row['arrival_s'])[:20]} and timestamp "
+                              f"{str(row['timestamp'])[:20]} disagree; give one")
         raw = row.get(key)
         arrival = _trace_time(raw)
         if arrival is None:
@@ -1114,6 +1119,12 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     from kvcalc.serving.closed_form import deployment
 
     check_int("--seed", seed, 0, 2**63 - 1)
+    from kvcalc.estimator import check_memory_utilization
+
+    check_memory_utilization(memory_utilization)  # as serve checks it (the thirteenth audit, S5, S6: 1.5 had been
+    # taken, nan and inf had ended in a traceback)
+    if length_client not in ("vllm", "sglang"):  # the thirteenth audit, S7
+        raise KvcalcError(f"length_client: expected vllm or sglang, got {length_client!r:.40}")
     check_number("--range-ratio", range_ratio, 0, 1 if length_client == "sglang" else 0.999)  # vLLM: 0 <= r < 1
     check_number("--prefix-hit-rate", prefix_hit_rate, 0, 1)
     check_number("--percentile", percentile, 0, 100, lo_open=True)
@@ -1162,7 +1173,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                 raise KvcalcError("--arrivals closed: give --concurrency (requests in flight)")
             check_number("--concurrency", concurrency, 1, 10_000_000)
             if concurrency != int(concurrency):
-                raise KvcalcError(f"--concurrency: a closed loop keeps whole requests in flight, got {concurrency:g}")
+                raise KvcalcError(f"--concurrency: a closed loop keeps whole requests in flight, got {concurrency!r}")
         elif arrivals in ("poisson", "burst"):
             if request_rate is None:
                 raise KvcalcError(f"--arrivals {arrivals}: give --request-rate")
