@@ -113,6 +113,12 @@ def sweep(
     # by position: a loaded spec (as estimate and capacity take) is no dict key (the twelfth audit, E9: a TypeError)
     specs = [load_model(m) for m in models]
     hws = [load_gpu(g) for g in gpus]
+    from kvcalc.specs.catalog import ENGINES
+
+    for e in engine:  # a name that is no engine at all is refused, as `-e NAME` alone is (the thirteenth audit, E7:
+        # skipped with a warning in a list)
+        if e not in ENGINES:
+            resolve_engine(e, hws[0])
     profiles, refused = {}, {}  # an engine that does not run on a part skips that pair, with its reason
     for g, e in itertools.product(range(len(gpus)), engine):
         try:

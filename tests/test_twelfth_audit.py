@@ -678,3 +678,56 @@ def test_13_s4_to_s8_the_simulators_inputs_are_checked_as_serves(tmp_path):
     trace.write_text("timestamp,arrival_s,input_len,output_len\n0,0,100,10\n5,1,100,10\n")
     line = one_line_error(["serve", "-m", "llama-3.1-8b", "--simulate", "--arrivals", "trace", "--trace", str(trace)])
     assert "line 3: arrival_s 1 and timestamp 5 disagree; give one" in line
+
+
+def test_13_p1_p3_p5_p6_plan_launches_what_the_gpu_runs_and_speaks_its_own_flags():
+    """MI355X gets no NVFP4 (NVIDIA's format; P1); a T4, which has no bf16, launches vLLM with --dtype half (P3); a
+    p90 plan of a small model on vLLM simulates its finalists within vLLM's max_num_seqs <= max_num_batched_tokens
+    (P5: every one had gone unsimulated); plan's reasons name --max-gpus-per-replica, not serve's --tp (P6)."""
+    from tests.test_tenth_audit import _plan_json
+
+    d = _plan_json(["-m", "llama-3.1-8b", "-g", "mi355x", "--request-rate", "5", "-i", "1000", "-o", "100"])
+    assert not any(r["weight_dtype"] == "nvfp4" for r in [d["choice"], *d["runners_up"], *d["frontier"]])
+    t4 = _plan_json(["-m", "llama-3.2-3b", "-g", "t4", "--request-rate", "1", "-i", "500", "-o", "100", "--emit",
+                     "vllm"])
+    assert t4["launch"].rstrip().endswith("--dtype half")
+    p90 = _plan_json(["-m", "llama-3.2-1b", "-g", "b200", "-i", "64", "-o", "64", "--request-rate", "50",
+                      "--max-tpot-ms", "30", "--percentile", "p90", "--engines", "vllm", "--no-disaggregate"])
+    assert p90["choice"]["simulated"]["met"] and p90["choice"]["simulated"]["max_num_seqs"] <= 8192
+    ds = _plan_json(["-m", "deepseek-v3", "-g", "l4", "--max-gpus-per-replica", "4", "--request-rate", "1", "-i",
+                     "100", "-o", "100"])
+    reason = ds["rejected"]["does_not_fit_examples"][0]["reason"]
+    assert "--max-gpus-per-replica" in reason and "--tp" not in reason
+
+
+def test_13_e1_e7_a_benchmarks_request_rate_is_checked_and_sweep_refuses_an_unknown_engine(tmp_path):
+    from kvcalc.validate.calibrate import read_benchmark
+
+    path = tmp_path / "b.json"
+    for rate in ("abc", -5, 0, True):
+        path.write_text(json.dumps(_bench(8, 100, request_rate=rate)))
+        from kvcalc.errors import KvcalcError
+
+        with pytest.raises(KvcalcError, match="field request_rate: expected a positive number"):
+            read_benchmark(path)
+    line = one_line_error(["sweep", "-m", "llama-3-8b", "-e", "vllm,sglnag", "-o", str(tmp_path / "s.csv")])
+    assert "unknown engine 'sglnag'" in line
+
+
+def test_13_h2_h3_h7_dbrx_a_malformed_vision_tower_and_an_unknown_context_are_said(tmp_path):
+    from pathlib import Path
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "dbrx", "d_model": 6144, "n_layers": 40}))
+    assert "model_type 'dbrx': DBRX's layout" in one_line_error(["estimate", "-m", str(tmp_path)])
+    gemma = json.loads((Path(__file__).parent / "fixtures/hf/medgemma-27b-it/config.json").read_text())
+    for vision, message in (({**gemma["vision_config"], "hidden_size": -1}, "vision_config hidden_size: expected"),
+                            ("x", "vision_config: expected an object"),
+                            ({**gemma["vision_config"], "vision_use_head": True}, "vision_config vision_use_head")):
+        (tmp_path / "config.json").write_text(json.dumps({**gemma, "vision_config": vision}))
+        assert message in one_line_error(["estimate", "-m", str(tmp_path)])
+    llama = _llama3()
+    del llama["max_position_embeddings"]
+    (tmp_path / "config.json").write_text(json.dumps(llama))
+    from kvcalc.specs.hf import load_hf_spec
+
+    assert any("max_position_embeddings absent" in w for w in load_hf_spec(tmp_path)[1])

@@ -3,11 +3,11 @@
 Flag names are those of the engine releases the profiles model, read from each engine's own argument parser:
 - vLLM: vllm-project/vllm vllm/engine/arg_utils.py at 99d7eb5d (EngineArgs.add_cli_args: --tensor-parallel-size,
   --pipeline-parallel-size, --data-parallel-size, --enable-expert-parallel, --max-num-seqs, --max-num-batched-tokens,
-  --gpu-memory-utilization, --kv-cache-dtype, --max-model-len, --quantization, --speculative-config).
+  --gpu-memory-utilization, --kv-cache-dtype, --max-model-len, --quantization, --speculative-config, --dtype).
 - SGLang: sgl-project/sglang python/sglang/srt/server_args.py at 469c63e5 (--tp-size, --pp-size, --dp-size, --ep-size,
   --enable-dp-attention, --max-running-requests, --chunked-prefill-size, --mem-fraction-static, --kv-cache-dtype,
   --context-length, --quantization, --speculative-algorithm, --speculative-num-steps, --speculative-eagle-topk,
-  --speculative-num-draft-tokens, --disaggregation-mode).
+  --speculative-num-draft-tokens, --disaggregation-mode, --dtype).
 - TensorRT-LLM: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at 00209af1 (`trtllm-serve serve` click options:
   --backend, --tp_size, --pp_size, --ep_size, --max_batch_size, --max_num_tokens, --max_seq_len,
   --kv_cache_free_gpu_memory_fraction, --extra_llm_api_options; the KV dtype and attention data parallelism go in
@@ -29,12 +29,12 @@ FLAGS = {
     "vllm": {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--enable-expert-parallel",
              "--max-num-seqs", "--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype",
              "--max-model-len", "--quantization", "--speculative-config", "--kv-transfer-config",
-             "--trust-remote-code"},
+             "--trust-remote-code", "--dtype"},
     "sglang": {"--model-path", "--tp-size", "--pp-size", "--dp-size", "--ep-size", "--enable-dp-attention",
                "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
                "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
                "--disaggregation-mode", "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--host",
-               "--trust-remote-code"},
+               "--trust-remote-code", "--dtype"},
     "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
                "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role",
                "--host"},
@@ -109,6 +109,16 @@ def mtp_launch_refusal(engine: str, spec) -> str | None:
     return None
 
 
+def _half_dtype(c: dict) -> list[str]:
+    """["--dtype", "half"] on a GPU without bf16 (Turing and older: vLLM refuses a bf16 checkpoint there, "Bfloat16 is
+    only supported on GPUs with compute capability of at least 8.0"; the thirteenth audit, P3), else []."""
+    from kvcalc.specs.catalog import load_gpu
+
+    if c.get("gpu") is None:
+        return []
+    return [] if "bf16" in load_gpu(c["gpu"]).peak_tflops.available() else ["--dtype", "half"]
+
+
 def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
     """`vllm serve` for a planned configuration (c: plan's point_dict)."""
     cmd = ["vllm", "serve", hf_repo_id(spec)] + REMOTE_CODE_FLAG * spec.trust_remote_code
@@ -123,6 +133,7 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
             "--gpu-memory-utilization", f"{c['gpu_memory_utilization']:g}", "--max-model-len", str(max_model_len)]
     if c["kv_dtype"] == "fp8":
         cmd += ["--kv-cache-dtype", "fp8"]
+    cmd += _half_dtype(c)
     if c["converted_weights"] and c["weight_dtype"] in _VLLM_QUANT:
         cmd += ["--quantization", _VLLM_QUANT[c["weight_dtype"]]]
     if c.get("speculate"):  # the checkpoint's own MTP head, by its family's method (vLLM's DeepSeek recipes: deepseek_mtp)
@@ -148,7 +159,7 @@ def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
     cmd += ["--max-running-requests", str(_sglang_max_running_requests(c)),
             "--chunked-prefill-size", str(c["max_num_batched_tokens"]),
             "--mem-fraction-static", f"{c['gpu_memory_utilization']:g}", "--context-length", str(max_model_len),
-            "--kv-cache-dtype", _SGLANG_KV.get(c["kv_dtype"], "auto")]
+            "--kv-cache-dtype", _SGLANG_KV.get(c["kv_dtype"], "auto"), *_half_dtype(c)]
     if c["converted_weights"] and c["weight_dtype"] in _SGLANG_QUANT:
         cmd += ["--quantization", _SGLANG_QUANT[c["weight_dtype"]]]
     if c.get("speculate"):  # SGLang runs DeepSeek's MTP head as its EAGLE algorithm (NextN), a chain of k drafts

@@ -163,7 +163,9 @@ def weight_formats(spec, hw, convert: bool) -> list[tuple[str, bool]]:
     peaks = hw.peak_tflops.available()
     if native in ("bf16", "fp16") and "fp8" in peaks:
         out.append(("fp8", True))
-    if native in ("bf16", "fp16", "fp8", "fp8-block") and "fp4" in peaks:
+    if native in ("bf16", "fp16", "fp8", "fp8-block") and "fp4" in peaks and hw.vendor == "NVIDIA":
+        # NVFP4 is NVIDIA's format: an AMD part's fp4 peak is MXFP4's, and SGLang on ROCm refuses NVFP4 checkpoints
+        # (the thirteenth audit, P1: MI355X had been given NVFP4 and NVIDIA's quantiser)
         out.append(("nvfp4", True))
     return out
 
@@ -725,7 +727,10 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             runner = _runner(spec, by_name[d.gpu], d, input_len=input_len, output_len=output_len,
                              step_tokens=step_tokens, memory_utilization=memory_utilization, memo=memo)
         except KvcalcError as e:
-            no_fit.append({"deployment": d.label(), "reason": str(e)})
+            # serve's way past in plan's words (the thirteenth audit, P6: "raise --tp", a flag plan does not have)
+            no_fit.append({"deployment": d.label(), "reason": str(e).replace(
+                "raise --tp", "allow more GPUs a replica (--max-gpus-per-replica)").replace(
+                ", or use a smaller --weight-dtype", "")})
             continue
         built.append((d, runner, batch_ladder(runner.max_concurrency, concurrency)))
     from kvcalc.serving.replica import run_many_all
@@ -894,6 +899,12 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
             load = dict(arrivals="poisson", request_rate=p.requests_per_s * share / p.in_flight)
         else:
             load = dict(arrivals="closed", concurrency=share)
+        if d.engine == "vllm":  # vLLM refuses max_num_seqs above max_num_batched_tokens (check_vllm_batching; the
+            # thirteenth audit, P5: a small model's pool had asked 40,689 seats of an 8,192-token budget, and every
+            # finalist went unsimulated)
+            from kvcalc.formulas.parallel import group_step_budget
+
+            seats = min(seats, group_step_budget(step_tokens, d.ep, d.tp))
         try:
             with warnings.catch_warnings():  # the pool caveats the simulator prints for one run are noise here
                 warnings.simplefilter("ignore", CapacityWarning)

@@ -1270,7 +1270,9 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
 # Attention-free families (transformers' MambaConfig, Mamba2Config, FalconMambaConfig, RwkvConfig): no layer keeps a
 # per-token cache, and kvcalc reads Mamba layers only inside hybrids
 NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on the embeddings, biased fused QKV and "
-                     "MLP)"}
+                     "MLP)",
+            # the thirteenth audit, H2: refused for GPT-2's field names, and read as a dense MHA model with them
+            "dbrx": "DBRX's layout (its heads, KV heads and experts under nested attn_config and ffn_config)"}
 ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
 
 def _starcoder2(c: Config) -> dict:
@@ -1401,7 +1403,7 @@ def _scaled_context(c: Config, spec: dict, model_type: str) -> None:
 def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, list[str]]:
     """ModelSpec fields from a parsed config.json, and what to warn of: the assumptions made (none for known
     families) and what the user should act on (a checkpoint's own KV format)."""
-    vision = _vision_tower(data)
+    vision = _vision_tower(data, source)
     outer = None
     if isinstance(data.get("text_config"), dict):  # multimodal wrappers (gemma3, llava...): the language model
         outer = data
@@ -1444,6 +1446,10 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         raise KvcalcError(f"{c.source}: kv_lora_rank: a latent (MLA) KV in a model_type kvcalc reads as standard "
                           "attention; set model_type to the family it comes from (deepseek_v2, deepseek_v3)")
     _scaled_context(c, spec, model_type)
+    if not spec.get("max_position_embeddings"):  # the thirteenth audit, H7: no limit and no word, where the engines
+        # take the config class's default (LlamaConfig's 2,048) and refuse longer requests
+        c.assumptions.append("max_position_embeddings absent: no context limit is checked, where an engine takes "
+                             "its config class's default (LlamaConfig: 2,048)")
     spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
     if data.get("auto_map") or (outer or {}).get("auto_map"):  # the repository's own code (the ninth round, P6)
         spec["trust_remote_code"] = True
@@ -1478,7 +1484,7 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     return spec, c.assumptions + c.warnings
 
 
-def _vision_tower(data: dict) -> int | str | None:
+def _vision_tower(data: dict, source: str) -> int | str | None:
     """The parameters of a multimodal checkpoint's vision tower and projector where kvcalc knows their layout
     (Gemma 3: a SigLIP tower, then Gemma3MultiModalProjector's vision_hidden x text_hidden input projection and its
     RMSNorm of vision_hidden, transformers modeling_gemma3.py), a note saying it is not counted for other towers,
@@ -1486,6 +1492,8 @@ def _vision_tower(data: dict) -> int | str | None:
     from kvcalc.formulas.params import siglip_vision_params
 
     v, text = data.get("vision_config"), data.get("text_config")
+    if v is not None and not isinstance(v, dict):  # the thirteenth audit, H3: dropped in silence
+        raise KvcalcError(f"{source}: vision_config: expected an object, got {v!r:.40}")
     if not isinstance(v, dict):
         return None
     kind = v.get("model_type")
@@ -1496,9 +1504,11 @@ def _vision_tower(data: dict) -> int | str | None:
     fields["num_channels"] = v.get("num_channels", 3)
     fields["text hidden_size"] = text.get("hidden_size") if isinstance(text, dict) else None
     bad = [f for f, x in fields.items() if type(x) is not int or x <= 0]
-    if bad or v.get("vision_use_head"):
-        why = f"{', '.join(bad)} not a positive integer" if bad else "vision_use_head (a pooling head) is set"
-        return f"the SigLIP vision tower is not counted: vision_config's {why}"
+    if bad:  # a malformed tower is an error, not a tower dropped in silence (the thirteenth audit, H3)
+        raise KvcalcError(f"{source}: vision_config {bad[0]}: expected a positive integer, got {fields[bad[0]]!r:.40}")
+    if v.get("vision_use_head"):
+        raise KvcalcError(f"{source}: vision_config vision_use_head: a pooling head on Gemma 3's SigLIP tower, which "
+                          "kvcalc does not count")
     hidden = fields["hidden_size"]
     tower = siglip_vision_params(hidden, fields["intermediate_size"], fields["num_hidden_layers"],
                                  fields["patch_size"], fields["image_size"], fields["num_channels"])

@@ -322,6 +322,10 @@ def _bench_run(path: Path, line: int, obj) -> dict:
         # rate keeps in flight (the twelfth audit, E1: max_concurrency 1,024 over 16 requests had been timed at 1,024)
         cap = _count(path, line, "max_concurrency", _number(path, line, obj, "max_concurrency"), "requests in flight")
         rate = obj.get("request_rate")
+        if rate not in (None, "inf") and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                                          or not rate > 0):  # the thirteenth audit, E1: "abc", -5, 0 had been taken
+            raise KvcalcError(f"{path}: line {line}: field request_rate: expected a positive number or \"inf\", got "
+                              f"{rate!r:.40}")
         paced = rate not in (None, "inf") and not (isinstance(rate, float) and math.isinf(rate))
         run["concurrency"] = min(cap, completed, littles_law() if paced else math.inf)
     else:  # open loop: Little's law
