@@ -731,3 +731,11 @@ def test_13_h2_h3_h7_dbrx_a_malformed_vision_tower_and_an_unknown_context_are_sa
     from kvcalc.specs.hf import load_hf_spec
 
     assert any("max_position_embeddings absent" in w for w in load_hf_spec(tmp_path)[1])
+
+
+def test_13_h6_a_dangling_symlink_is_named_as_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org").mkdir()
+    (tmp_path / "org" / "name").symlink_to(tmp_path / "nowhere")
+    assert one_line_error(["estimate", "-m", "org/name"]).endswith("org/name: a symbolic link to nothing (dangling or "
+                                                                   "looping)")

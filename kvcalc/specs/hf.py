@@ -1708,6 +1708,8 @@ def locate_config(ref: str | Path) -> tuple[Path, str]:
     """(config.json path, a default name) for a file, a folder or a cached repo id."""
     path = Path(ref)
     if not is_existing_path(str(ref)):
+        if os.path.islink(str(ref)):  # a path, not a repo id (the thirteenth audit, H6: sent to the cache)
+            raise KvcalcError(f"--model: {ref}: a symbolic link to nothing (dangling or looping)")
         return cached_config(str(ref)), str(ref).split("/")[-1]
     if path.is_dir():
         config = path / "config.json"
