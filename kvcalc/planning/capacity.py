@@ -375,9 +375,11 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     for note in notes:
         warnings.warn(note, CapacityWarning, stacklevel=2)
     notes[:0] = warned
-    if spec.max_position_embeddings and context > spec.max_position_embeddings:
-        notes.append(f"context {context:,} exceeds {spec.name}'s max_position_embeddings {spec.max_position_embeddings:,}")
-        warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
+    from kvcalc.checks import past_positions
+
+    if why := past_positions(spec, context):
+        notes.append(why)
+        warnings.warn(why, CapacityWarning, stacklevel=2)
     # the longest context at the batch: under an engine's rule, its own request size (whole blocks, per-group window
     # blocks) in its pool, so it agrees with the max_concurrency beside it; else kvcalc's byte count (audit 12-05 D)
     per_replica = replica_batch(batch or 1, ep, tp)

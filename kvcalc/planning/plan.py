@@ -477,6 +477,8 @@ def split_served(points: list[Point], concurrency: float, output_len: int, price
     """With a concurrency C over k replicas judged at the fullest one's share, each replica's own rate (split_rate:
     -n 13 over 2, rate(7) + rate(6), as serve gives it) where the same deployment was timed at one request fewer (the
     ladder holds both); the fullest replica's latency for all C where it was not (in place)."""
+    from kvcalc.formulas.workload import cost_per_million_tokens
+
     rates = {(id(p.deployment), p.in_flight): p.requests_per_s for p in points}
     for p in points:
         if p.in_flight != replica_share(concurrency, p.replicas):
@@ -487,8 +489,6 @@ def split_served(points: list[Point], concurrency: float, output_len: int, price
         served = split_rate(concurrency, p.replicas, lambda c: lookup.get(c) or 0.0)
         p.output_tokens_per_s = served * output_len
         if price.get(p.deployment.gpu) is not None:
-            from kvcalc.formulas.workload import cost_per_million_tokens
-
             p.cost_per_million_output_tokens = cost_per_million_tokens(price[p.deployment.gpu], p.gpus,
                                                                        p.output_tokens_per_s)
 
