@@ -36,8 +36,13 @@ PLAIN_MLP_ACTIVATIONS = ("relu2",)
 # Defaults of a family's transformers config class for fields its published configs leave out: Gemma3TextConfig's
 # (configuration_gemma3.py; the twelfth audit, H4: google/gemma-3-4b-it's text_config names neither its heads nor its
 # vocabulary, and was refused)
+# Qwen3Config's head_dim 128 (configuration_qwen3.py) and GptOssConfig's head_dim 64, num_key_value_heads 8 and
+# attention_bias true (configuration_gpt_oss.py): the fourteenth audit, H8, hidden_size / heads had halved Qwen3's KV
+# cache and gpt-oss had been read as MHA without biases. (Qwen3MoeConfig has no head_dim: hidden / heads is its own.)
 FAMILY_DEFAULTS = {"gemma3_text": {"vocab_size": 262_208, "num_attention_heads": 8, "num_key_value_heads": 4,
-                                   "head_dim": 256, "max_position_embeddings": 131_072, "sliding_window_pattern": 6}}
+                                   "head_dim": 256, "max_position_embeddings": 131_072, "sliding_window_pattern": 6},
+                   "qwen3": {"head_dim": 128},
+                   "gpt_oss": {"head_dim": 64, "num_key_value_heads": 8, "attention_bias": True}}
 MAX_SIZE = 10**8  # no real width, vocabulary or context (Llama 4 Scout: 10,485,760) comes near this
 MAX_LAYERS = 10**7  # ModelSpec's num_layers cap
 
@@ -723,9 +728,13 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         c.assumptions.append("sliding_window without layer_types: every layer modelled as sliding")
     if c.int("rotary_dim"):  # MiniMax names the rotated width itself
         attn["rotary_dim"] = c.int("rotary_dim")
-    if c.bool("use_qk_norm", False) or c.bool("qk_norm", False):
+    if model_type in FULL_WIDTH_QK_NORM:
+        attn.update(qk_norm=True, qk_norm_scope="layer")
+    elif c.bool("use_qk_norm", False) or c.bool("qk_norm", False):
         attn["qk_norm"] = True
-        scope = c.data.get("qk_norm_type", "per_head")  # MiniMax-M2's per_layer: one norm over all heads
+        # MiniMax-M2's per_layer: one norm over all heads; Cohere's CohereLayerNorm((heads, head_dim)) a weight for
+        # each head's channels, the same count (the fourteenth audit, H1: Command R+ 835,584 short)
+        scope = c.data.get("qk_norm_type", "per_layer" if model_type == "cohere" else "per_head")
         # (MiniMaxM2Attention's q_norm of head_dim x heads; the twelfth audit, H7: counted per head, 428,544 short)
         if scope not in ("per_head", "per_layer"):
             raise KvcalcError(f"{c.source}: qk_norm_type: expected per_head or per_layer, got {scope!r:.40}")
@@ -1065,16 +1074,21 @@ def _checkpoint_kv_format(qc: object, where: str) -> str | None:
     return None
 
 
+# ModelOpt's quant_algo values kvcalc reads, and the weight format each stores (the fourteenth audit, H4: the refusal
+# had listed four of the seven)
+MODELOPT_FORMATS = {"FP8": "fp8", "FP8_PER_CHANNEL_PER_TOKEN": "fp8", "FP8_BLOCK_WISE": "fp8-block", "NVFP4": "nvfp4",
+                    "W4A16_AWQ": "int4", "W4A8_AWQ": "int4", "W8A8_SQ_PER_CHANNEL": "int8"}
+
+
 def _modelopt_format(qc: dict, where: str) -> tuple[str, object, str]:
     """ModelOpt's quant_algo, flat (config.json) or under "quantization" (hf_quant_config.json's layout), and its
     exclude list."""
     inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else qc
     algo = _modelopt_algo(qc)
-    fmt = {"FP8": "fp8", "FP8_PER_CHANNEL_PER_TOKEN": "fp8", "FP8_BLOCK_WISE": "fp8-block", "NVFP4": "nvfp4",
-           "W4A16_AWQ": "int4", "W4A8_AWQ": "int4", "W8A8_SQ_PER_CHANNEL": "int8"}.get(algo)
+    fmt = MODELOPT_FORMATS.get(algo)
     if fmt is None:
         raise KvcalcError(f"{where}: quantization_config quant_algo {algo or '(absent)'!r}: not a ModelOpt format "
-                          f"kvcalc knows (FP8, NVFP4, W4A16_AWQ, W8A8_SQ_PER_CHANNEL); {OTHER_FORMAT}")
+                          f"kvcalc knows ({', '.join(MODELOPT_FORMATS)}); {OTHER_FORMAT}")
     group = _whole_number(inner.get("group_size", qc.get("group_size")), where, "group_size")
     if fmt == "int4":  # the tenth audit, H2: every AWQ export had been int4-g128 whatever its groups. ModelOpt writes
         # its AWQ block as group_size and has_zero_point false (symmetric; TensorRT-LLM's QuantConfig default)
@@ -1269,10 +1283,16 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
 
 # Attention-free families (transformers' MambaConfig, Mamba2Config, FalconMambaConfig, RwkvConfig): no layer keeps a
 # per-token cache, and kvcalc reads Mamba layers only inside hybrids
+# families whose attention always normalises q and k over all heads' channels, with no config field saying so:
+# Olmo2Attention and Olmo3Attention's q_norm(heads x head_dim) and k_norm(kv_heads x head_dim), OlmoeAttention's
+# likewise (transformers' modeling_olmo2.py, modeling_olmo3.py, modeling_olmoe.py; the fourteenth audit, H5)
+FULL_WIDTH_QK_NORM = ("olmo2", "olmo3", "olmoe")
 NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on the embeddings, biased fused QKV and "
                      "MLP)",
             # the thirteenth audit, H2: refused for GPT-2's field names, and read as a dense MHA model with them
-            "dbrx": "DBRX's layout (its heads, KV heads and experts under nested attn_config and ffn_config)"}
+            "dbrx": "DBRX's layout (its heads, KV heads and experts under nested attn_config and ffn_config)",
+            # OlmoLayerNorm has neither weight nor bias (modeling_olmo.py): the fourteenth audit, H5, 67,584 counted
+            "olmo": "OLMo's non-parametric LayerNorms (no weight or bias)"}
 ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
 
 def _starcoder2(c: Config) -> dict:
@@ -1405,9 +1425,15 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     families) and what the user should act on (a checkpoint's own KV format)."""
     vision = _vision_tower(data, source)
     outer = None
+    for key, kind, want in (("text_config", dict, "an object"), ("model_type", str, "a string")):
+        if data.get(key) is not None and not isinstance(data[key], kind):  # the fourteenth audit, H2 and H3: a
+            # text_config of text had been dropped, a model_type of ["llama"] read as an unknown family
+            raise KvcalcError(f"{source}: {key}: expected {want}, got {data[key]!r:.40}")
     if isinstance(data.get("text_config"), dict):  # multimodal wrappers (gemma3, llava...): the language model
         outer = data
         data = {**data["text_config"], "model_type": data["text_config"].get("model_type", data.get("model_type"))}
+        if data["model_type"] is not None and not isinstance(data["model_type"], str):
+            raise KvcalcError(f"{source}: text_config: model_type: expected a string, got {data['model_type']!r:.40}")
         # a quantised multimodal checkpoint writes its quantization_config at the top, for the whole model (the fourth
         # audit: an FP8 MedGemma-27B was sized as bf16, 51.1 GiB against 27.3)
         if "quantization_config" not in data and "quantization_config" in outer:
@@ -1419,7 +1445,8 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
     for key, value in defaults.items():  # what transformers' config class supplies where the file is silent
         if data.get(key) is None and not (key == "sliding_window_pattern" and data.get("layer_types")):
             data[key] = value
-            c.assumptions.append(f"{key} absent: {value:,}, {data['model_type']}'s transformers default")
+            shown = str(value).lower() if isinstance(value, bool) else f"{value:,}"
+            c.assumptions.append(f"{key} absent: {shown}, {data['model_type']}'s transformers default")
     for key in ("num_hidden_layers", "n_layer", "num_layers"):  # ModelSpec's cap, before a reader builds a list a
         # layer (the eleventh audit, H4: a Qwen config of 10^8 layers took 27 s and 4.7 GB before its refusal)
         value = data.get(key)
@@ -1706,6 +1733,8 @@ def cached_config(repo_id: str) -> Path:
 
 def locate_config(ref: str | Path) -> tuple[Path, str]:
     """(config.json path, a default name) for a file, a folder or a cached repo id."""
+    if not str(ref).strip():  # the fourteenth audit, H6: Path("") is ".", and import read the working folder's
+        raise KvcalcError("--model: empty; expected a config.json, a folder holding one or an ORG/NAME repo id")
     path = Path(ref)
     if not is_existing_path(str(ref)):
         if os.path.islink(str(ref)):  # a path, not a repo id (the thirteenth audit, H6: sent to the cache)
@@ -1716,6 +1745,8 @@ def locate_config(ref: str | Path) -> tuple[Path, str]:
         if not config.is_file():
             raise KvcalcError(f"--model: {path} holds no config.json")
         return config, path.resolve().name
+    if not path.is_file():  # named by its flag, as --gpu's twin is (the fourteenth audit, H7)
+        raise KvcalcError(f"--model: {path}: not a regular file (a FIFO, device or socket); expected a config.json")
     return path, path.resolve().parent.name if path.name == "config.json" else path.stem
 
 
