@@ -83,6 +83,7 @@ def _checked(name: str, fn):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         from kvcalc.checks import check_api_arguments
+        from kvcalc.errors import KvcalcError
 
         bound = signature.bind(*args, **kwargs)
         labels = {"ref": "gpu" if name == "load_gpu" else "model"}
@@ -92,7 +93,15 @@ def _checked(name: str, fn):
             if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:  # serve_frontier's **kwargs
                 value = check_api_arguments(value, frozenset(), labels)
             bound.arguments[key] = value
-        result = fn(*bound.args, **bound.kwargs)
+        try:
+            result = fn(*bound.args, **bound.kwargs)
+        except KvcalcError as e:  # the keyword the caller wrote, not the CLI's flag (the thirteenth audit, E3)
+            from kvcalc.checks import api_label
+
+            named = api_label(str(e), signature.parameters)
+            if named == str(e):
+                raise
+            raise KvcalcError(named) from None
         if isinstance(result, (dict, list)):  # byte counts whole, as --format json prints them (the eighth audit, C2:
             from kvcalc.units import integer_bytes  # kvcalc.capacity() had given 45876206487.552 bytes)
 

@@ -87,7 +87,7 @@ def check_sequence(arg: str, value, element=None) -> list:
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
         raise KvcalcError(f"{arg}: expected a list (e.g. [{_show(value)}]), got {type(value).__name__} "
                           f"{_show(value)}")
-    items = list(value)
+    items = [plain_scalar(x) for x in value]
     if not items:
         raise KvcalcError(f"{arg}: empty list; expected at least one value")
     return [element(arg, x) for x in items] if element else items
@@ -137,12 +137,42 @@ _SEQUENCE_ELEMENTS = {  # a list argument's name -> the check of each element
 }
 
 
+def plain_scalar(value):
+    """A NumPy scalar as the Python number it holds (np.int64(4) -> 4, np.float32(0.9) -> its float), anything else
+    as given: the API takes what pandas and NumPy hand back (the thirteenth audit, E3: a value read from sweep's own
+    DataFrame had been "expected a whole number ..., got np.int64(4)"), and the results stay plain JSON."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def api_label(message: str, parameters) -> str:
+    """A checker's message with the CLI flags it opens with (`--batch:`, `--concurrency / --request-rate:`) named as
+    the API's keywords where the function has them (batch=, ...): the API caller wrote those (the thirteenth audit,
+    E3)."""
+    head, sep, rest = message.partition(": ")
+    if not sep or not head.startswith("--"):
+        return message
+    names = []
+    for flag in head.split(" / "):
+        word = flag.split(" ", 1)[0]
+        keyword = API_KEYWORDS.get(word, word[2:].replace("-", "_"))
+        if not word.startswith("--") or keyword not in parameters:
+            return message
+        names.append(keyword + flag[len(word):])
+    return " / ".join(names) + sep + rest
+
+
+# CLI flags whose API keyword is not the flag's own name with '_' for '-'
+API_KEYWORDS = {"--cuda-graph-memory": "cuda_graph_GiB", "--tp": "tp", "--pp": "pp", "--ep": "ep"}
+
+
 def check_api_arguments(arguments: dict, sequences: frozenset = frozenset(), labels: dict | None = None) -> dict:
     """The bound arguments of a public API call, each of a known name checked for its type (`sequences`: the names
     that take a list in this function; `labels`: a parameter's name as the checks know it, e.g. load_gpu's ref as
     gpu); returns them with vllm_version and disaggregate normalised."""
-    out = dict(arguments)
-    for name, value in arguments.items():
+    out = {name: plain_scalar(value) for name, value in arguments.items()}
+    for name, value in list(out.items()):
         label = (labels or {}).get(name, name)
         if name in sequences:
             out[name] = check_sequence(label, value, _SEQUENCE_ELEMENTS.get(label))
@@ -157,6 +187,16 @@ def past_positions(spec, tokens: int) -> str | None:
     limit = spec.max_position_embeddings
     if limit and tokens > limit:
         return f"context {tokens:,} exceeds {spec.name}'s max_position_embeddings {limit:,}"
+    return None
+
+
+def foreign_format(hw, weight_dtype: str) -> str | None:
+    """The warning for a weight format the part's vendor does not run, or None: NVFP4 is NVIDIA's (ModelOpt's) format;
+    an AMD part's fp4 peak is MXFP4's, and plan gives AMD no NVFP4 (the thirteenth audit, P1). The fourteenth, E4:
+    estimate had timed NVFP4 on an MI300X without a word."""
+    if weight_dtype == "nvfp4" and hw.vendor != "NVIDIA":
+        return (f"--weight-dtype nvfp4: NVIDIA's 4-bit format, which {hw.name} ({hw.vendor}) engines do not load "
+                "(AMD's 4-bit format is mxfp4); these times are of a deployment that does not run")
     return None
 
 

@@ -38,7 +38,8 @@ BYTES_PER_ELEMENT: dict[str, float] = {
 }
 WEIGHT_DTYPES = tuple(BYTES_PER_ELEMENT)
 # KV caches: 16-bit; fp8 (e4m3; per-tensor or per-head scales are a few floats a layer, not per token: not counted);
-# int8 (TensorRT-LLM's, one per-tensor scale); int4 with a bf16 scale per 128; nvfp4 (an fp8 scale per 16, as
+# int8 (TensorRT-LLM's, one per-tensor scale); int4 with a bf16 scale per started 128 of each head vector
+# (formulas/kv.py int4_kv_bytes_per_token_per_layer); nvfp4 (an fp8 scale per 16, as
 # NVIDIA's fp4 KV cache stores it).
 KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "nvfp4")
 FP4_FORMATS = ("nvfp4", "mxfp4")

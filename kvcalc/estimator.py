@@ -7,7 +7,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, case_hint, check_int, check_number
+from kvcalc.checks import (
+    MAX_BATCH,
+    MAX_GPUS,
+    MAX_TOKENS,
+    case_hint,
+    check_int,
+    check_number,
+    foreign_format,
+    past_positions,
+)
 from kvcalc.dtypes import FP8_BLOCK_SIDE, KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
 from kvcalc.engines.overhead import describe, overhead_seconds, synced_layers, with_band
 from kvcalc.engines.kernel_eras import describe as describe_era
@@ -202,12 +211,21 @@ def check_prefill_chunk(prefill_chunk) -> None:
     check_int("--prefill-chunk", prefill_chunk, 1, 10**7)
 
 
-# KV formats an engine cannot store, by engine: SGLang's --kv-cache-dtype takes auto, fp8_e5m2, fp8_e4m3, bf16,
-# bfloat16 and fp4_e2m1 (sgl-project/sglang python/sglang/srt/server_args.py, add_cli_args), so no integer cache.
-# (vLLM's CacheDType has grown per-token-head int8 and int4 caches by its 0.25 releases, and TensorRT-LLM stores
-# int8 and nvfp4, so neither refuses them here.)
-ENGINE_KV_REFUSED = {"sglang": {"int8": "fp8_e4m3, fp8_e5m2, bf16 or fp4_e2m1",
-                                "int4": "fp8_e4m3, fp8_e5m2, bf16 or fp4_e2m1"}}
+# KV formats an engine cannot store (or stores in a layout kvcalc does not count), by engine: the formats it takes.
+# - SGLang's --kv-cache-dtype takes auto, fp8_e5m2, fp8_e4m3, bf16, bfloat16 and fp4_e2m1 (sgl-project/sglang
+#   python/sglang/srt/server_args.py, add_cli_args), so no integer cache.
+# - vLLM's integer caches are int8_per_token_head and int4_per_token_head (KVQuantMode, vllm/v1/kv_cache_interface.py):
+#   each token's K and V head carries its own fp32 scale, carved from the pool (AttentionSpec.page_size_bytes adds
+#   2 x block_size x num_kv_heads x 4 B), which kvcalc's int8 (no scale) and int4 (a bf16 scale per 128 elements) do
+#   not count (the thirteenth audit, E4).
+# - TensorRT-LLM's KV cache quantisation is FP8, INT8 (one per-tensor scale, as kvcalc's int8) or NVFP4
+#   (https://nvidia.github.io/TensorRT-LLM/features/quantization.html): no int4.
+_SGLANG_KV = "sglang stores no {kv} KV cache (its --kv-cache-dtype takes fp8_e4m3, fp8_e5m2, bf16 or fp4_e2m1)"
+_VLLM_KV = ("vllm's {kv}_per_token_head cache adds an fp32 scale per token and KV head, which kvcalc's {kv} does not "
+            "count (vLLM's fp8, nvfp4 and bf16 caches it does)")
+ENGINE_KV_REFUSED = {"sglang": {"int8": _SGLANG_KV, "int4": _SGLANG_KV},
+                     "vllm": {"int8": _VLLM_KV, "int4": _VLLM_KV},
+                     "trtllm": {"int4": "trtllm stores no int4 KV cache (its KV formats are fp8, int8 and nvfp4)"}}
 
 
 def check_dtypes(weight_dtype: str, kv_dtype: str, engine: str | None = None) -> None:
@@ -225,11 +243,10 @@ def check_dtypes(weight_dtype: str, kv_dtype: str, engine: str | None = None) ->
 
 def engine_kv_refusal(engine: str | None, kv_dtype: str) -> str | None:
     """Why `engine` cannot store a `kv_dtype` KV cache (ENGINE_KV_REFUSED), or None."""
-    stores = ENGINE_KV_REFUSED.get(engine or "", {}).get(kv_dtype)
-    if stores is None:
+    why = ENGINE_KV_REFUSED.get(engine or "", {}).get(kv_dtype)
+    if why is None:
         return None
-    return (f"--kv-dtype {kv_dtype}: {engine} stores no {kv_dtype} KV cache (its --kv-cache-dtype takes {stores}); "
-            "pick another --kv-dtype or --engine")
+    return f"--kv-dtype {kv_dtype}: {why.format(kv=kv_dtype)}; pick another --kv-dtype or --engine"
 
 
 def resolve_weight_dtype(weight_dtype: str, spec: ModelSpec) -> str:
@@ -673,19 +690,22 @@ class SpeculativeTimer:
         return longest_context(self.spec, self.sp.method, self.sp.k, self.draft, batch, pool_bytes, self.p.b_kv,
                                self.tp, pp)
 
-    def draft_chunk_seconds(self, chunk):
-        """The draft's own pass over a step's prompt tokens [s] (0 without any): a draft model prefills them into its
-        own cache, and an EAGLE head or the MTP modules (one layer and its fc each) run over them, as vLLM's drafter
-        proposes from the step's new tokens, prompts included; Medusa's heads read the target's last hidden state
-        only. Attention over each prompt's earlier chunks is left out (the draft's is small beside its linears).
-        The seventh audit, B4: TTFT with an 8B draft of a 70B model had left out its 47 ms prefill."""
+    def draft_chunk_seconds(self, chunk, prompts=1.0):
+        """The draft's own pass over a step's prompt tokens [s] (0 without any), `prompts` prompts' pieces of
+        chunk / prompts tokens each: a draft model prefills them into its own cache, and an EAGLE head or the MTP
+        modules (one layer and its fc each) run over them, as vLLM's drafter proposes from the step's new tokens,
+        prompts included; Medusa's heads read the target's last hidden state only. Attention over each prompt's
+        earlier chunks is left out (the draft's is small beside its linears). The seventh audit, B4: TTFT with an 8B
+        draft of a 70B model had left out its 47 ms prefill; the fourteenth, E3: 32 prompts had been one causal
+        sequence of 32 x 8,192 tokens, a 1B draft's prefill slower than its 8B target's."""
         from kvcalc.formulas.forward import Op
         from kvcalc.formulas.speculative import fc_cost, one_layer
 
         if self.sp.method == "medusa":
             return 0.0 * chunk
         model = self.draft if self.sp.method == "draft" else one_layer(self.spec)
-        ops = mixed_ops(model, decode_batch=0, context=0, chunk=maximum(chunk, 1), chunk_context=0, p=self.p)
+        ops = mixed_ops(model, decode_batch=0, context=0, chunk=maximum(chunk, 1), chunk_context=0, p=self.p,
+                        chunk_prompts=maximum(prompts, 1.0))
         if self.sp.method != "draft":
             ops = [*ops, Op("draft/fc", "projection", "matmul", fc_cost(self.spec, maximum(chunk, 1), self.p))]
         # one pass: the one MTP module's (or EAGLE head's) cache of the prompt, however many draft steps reuse it
@@ -767,13 +787,14 @@ class StepTimer:
     def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> float:
         if self.ep > 1:
             return self._expert_parallel_seconds(decode_batch, context, chunk, chunk_context, prompt_len)
-        ops, decode_batch, chunk = self.step_ops(decode_batch, context, chunk, chunk_context, prompt_len)
-        return self.time_ops(ops, decode_batch, chunk, context)
+        ops, decode_batch, chunk, prompts = self.step_ops(decode_batch, context, chunk, chunk_context, prompt_len)
+        return self.time_ops(ops, decode_batch, chunk, context, prompts=prompts)
 
     def step_ops(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> tuple:
-        """(the step's operators before sharding, one micro-batch's decodes, its chunk): the part of `seconds` that
-        depends only on the model, the precision, pp and decode_q (not on tp, the GPU or the engine profile), so a
-        search can build it once for many StepTimers (serving/replica.py seconds_many). Not under ep > 1."""
+        """(the step's operators before sharding, one micro-batch's decodes, its chunk, the prompts whose pieces share
+        it): the part of `seconds` that depends only on the model, the precision, pp and decode_q (not on tp, the GPU
+        or the engine profile), so a search can build it once for many StepTimers (serving/replica.py seconds_many).
+        Not under ep > 1."""
         # formulas/_array.py: numbers or numpy arrays alike
         whole = nonzero(prompt_len)
         prompts = prompts_in(chunk, prompt_len) if whole else (chunk > 0) * 1.0
@@ -782,11 +803,12 @@ class StepTimer:
         if whole:
             chunk = maximum(chunk / m, minimum(chunk, prompt_len))  # prompts not cut (F6)
             prompts = prompts_in(chunk, prompt_len)
+        prompts = maximum(prompts, 1.0)
         return mixed_ops(self.spec, decode_batch=decode_batch, context=context, chunk=chunk,
                          chunk_context=chunk_context, p=self.p, decode_q=self.decode_q,
-                         chunk_prompts=maximum(prompts, 1.0)), decode_batch, chunk
+                         chunk_prompts=prompts), decode_batch, chunk, prompts
 
-    def time_ops(self, ops, decode_batch, chunk, context, shards: dict | None = None) -> float:
+    def time_ops(self, ops, decode_batch, chunk, context, shards: dict | None = None, prompts=1.0) -> float:
         """The step's time from step_ops' operators, decodes and chunk: the operators sharded over tp and timed by
         the profile, plus drafting, the all-reduces, the pipeline sends and the engine's overhead [s]. shards: a dict
         the caller keeps for these operators (of this model), where each tp's sharded operators are kept for the next
@@ -803,7 +825,7 @@ class StepTimer:
         drafting = (self.speculative.draft_seconds(decode_batch, context) if self.speculative and nonzero(decode_batch)
                     else 0.0)
         if self.speculative is not None:  # the draft's own pass over the step's prompt tokens (B4)
-            drafting = drafting + self.speculative.draft_chunk_seconds(chunk)
+            drafting = drafting + self.speculative.draft_chunk_seconds(chunk, prompts)
         comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
         return (t + drafting + comm + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link)
                 + self.overhead_s)
@@ -839,7 +861,7 @@ class StepTimer:
         drafting = (self.speculative.draft_seconds(local_decodes, context)
                     if self.speculative and nonzero(decode_batch) else 0.0)
         if self.speculative is not None:
-            drafting = drafting + self.speculative.draft_chunk_seconds(local_chunk)
+            drafting = drafting + self.speculative.draft_chunk_seconds(local_chunk, prompts)
         return t + comm + drafting + self.overhead_s
 
 
@@ -885,7 +907,8 @@ def speculative_block(spec: ModelSpec, hw: HardwareSpec, speculate: str, *, batc
         draft_kv_bytes=replica_batch(batch, ep, tp) * timer.draft_kv_bytes_per_sequence(context),
         # the draft's pass over the prompts, which serve and the simulator add to TTFT (SpeculativeTimer.
         # draft_chunk_seconds; the fullest data-parallel replica's under --ep; the eighth round: estimate had none)
-        draft_prefill_ms=(timer.draft_chunk_seconds(fullest_share(batch, ep // tp if ep > 1 else 1) * prompt) * 1e3
+        draft_prefill_ms=(timer.draft_chunk_seconds(fullest_share(batch, ep // tp if ep > 1 else 1) * prompt,
+                                                    fullest_share(batch, ep // tp if ep > 1 else 1)) * 1e3
                           if prompt else None),
     )
 
@@ -1043,11 +1066,10 @@ def estimate_with_specs(
             f"chunk, {rereads_s * 1e3:,.4g} ms more at the speed of light, which this time leaves out: "
             f"`serve --step-tokens {prefill_chunk}` times the chunks"
         )
-    if spec.max_position_embeddings and max(context, prompt) > spec.max_position_embeddings:
-        warnings.append(
-            f"context {max(context, prompt)} exceeds {spec.name}'s max_position_embeddings "
-            f"{spec.max_position_embeddings}"
-        )
+    if why := past_positions(spec, max(context, prompt)):  # the words compare, roofline and capacity print
+        warnings.append(why)
+    if why := foreign_format(hw, weight_dtype):
+        warnings.append(why)
     # estimate's memory is kvcalc's rule whatever --engine times it; where --engine names an engine whose pool kvcalc
     # sizes, its verdict is checked against that engine's (the fresh audit: `capacity -e sglang` held 2,202 sequences
     # that estimate -e sglang said do not fit; the fifth: estimate said fits where capacity and serve queue)

@@ -78,7 +78,7 @@ def test_a_workload_that_does_not_fit_is_reported_with_hypothetical_latency():
 def test_a_context_beyond_max_positions_is_a_warning_not_a_failure():
     r = run("estimate", "-m", "llama-2-7b", "--context", "8192")
     assert r.exit_code == 0
-    assert "exceeds llama-2-7b's max_position_embeddings 4096" in r.stderr
+    assert "context 8,192 exceeds llama-2-7b's max_position_embeddings 4,096" in r.stderr
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,12 @@ def test_engine_version_sizes_vllms_pool_by_that_release():
     # a band's name: its newest release's rule (the verification pass: v0 had kept 0.30's while timing v0's steps)
     assert seqs(engine_version="v2") == seqs() == 36
     assert seqs(engine_version="v1") == seqs(vllm_version="0.28") == 31
-    assert seqs(engine_version="v0") == seqs(engine_version="0.1-0.7") == seqs(vllm_version="0.7") == 22
+    # V0 (up to 0.7) profiles with its own 256 sequences and max(max_model_len, 2,048) tokens (the fourteenth audit,
+    # E2): the same pool as V1's rule given those two flags, which had been the 1,024 and 8,192 of 0.9 (22)
+    v0 = seqs(engine_version="v0")
+    assert v0 == seqs(engine_version="0.1-0.7") == seqs(vllm_version="0.7") == seqs(
+        vllm_version="0.7", max_num_seqs=256, max_num_batched_tokens=4096) > seqs(
+        vllm_version="0.7", max_num_seqs=1024, max_num_batched_tokens=8192) == 22
 
 
 def test_compare_refuses_a_tp_that_does_not_divide_the_heads():

@@ -161,7 +161,8 @@ def test_tensor_parallel_halves_weights_per_gpu_and_adds_allreduces():
 
 
 def test_tp_must_divide_the_query_heads():
-    with pytest.raises(KvcalcError, match="--tp: .* 32 query heads"):
+    # the API names its own keyword, tp= (the thirteenth audit, E3), where the CLI says --tp
+    with pytest.raises(KvcalcError, match="^tp: .* 32 query heads"):
         estimate("llama-3-8b", tp=3)
 
 

@@ -59,6 +59,11 @@ def check_vllm_batching(max_num_batched_tokens: int, max_num_seqs: int, default:
                           "--simulate, capacity)")
 
 
+# V0's EngineArgs turned chunked prefill on by default for models with a context over 32K ("enable chunked prefill by
+# default for long context (> 32K) models", vllm/engine/arg_utils.py, 0.5-0.7)
+V0_CHUNKED_ABOVE = 32768
+
+
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
                 ep: int = 1, runner: str = "auto", version: tuple[int, int] = em.VLLM_LATEST,
@@ -70,7 +75,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     flashinfer_sampler: GPUModelRunner samples with FlashInfer's top-k/top-p kernel (its log says so).
     cuda_graph_bytes: vLLM's CUDA-graph estimate per GPU (its log's 'Estimated CUDA graph memory'), subtracted
     where the version counts it; None where unknown (the pool is then an upper bound, and `notes` says so)."""
-    default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, version)
+    default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, version, context)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
     check_vllm_batching(t, r, default=max_num_seqs is None)
     runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
@@ -86,6 +91,10 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     graphs = (cuda_graph_bytes or 0.0) if counted else 0.0
     notes = []
     release = ".".join(map(str, version))
+    if version < em.VLLM_V1_ENGINE and max_num_batched_tokens is None and context > V0_CHUNKED_ABOVE:
+        notes.append(f"vLLM {release} turned chunked prefill on by default past {V0_CHUNKED_ABOVE:,} tokens of "
+                     f"context, with a smaller step budget than the {t:,} tokens kvcalc profiles here (V0 without "
+                     "it): pass --max-num-batched-tokens with the one its log prints")
     if counted and cuda_graph_bytes is None:
         notes.append(f"vLLM {release} (model runner {runner}) also takes its CUDA-graph estimate out of the KV pool "
                      "('Estimated CUDA graph memory' in its log), which kvcalc does not predict: the pool is an upper "

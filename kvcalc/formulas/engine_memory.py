@@ -205,6 +205,8 @@ VLLM_MRV2_ALL = (0, 29)  # v0.29.0: Model Runner V2 for every model (PR #53183),
 VLLM_CUDA_GRAPH_ESTIMATE = (0, 21)  # GPUModelRunner takes its CUDA-graph estimate out of the budget by default
 LARGE_GPU_GIB = 70  # get_batch_defaults' threshold for the larger defaults
 HUGE_GPU_GIB = 160  # and, from 0.28, for 16384 batched tokens
+V0_MAX_NUM_SEQS = 256  # vLLM V0's EngineArgs.max_num_seqs (vllm/engine/arg_utils.py, 0.1 to 0.7)
+V0_MIN_BATCHED_TOKENS = 2048  # V0's SchedulerConfig without chunked prefill: max(max_model_len, 2048)
 VLLM_A100_SMALL_DEFAULTS = (0, 9)  # PR #17885: A100s take the small defaults whatever their memory
 VLLM_BIGGER_BATCH = (0, 28)  # v0.28.0: PR #51726, 16384 batched tokens on GPUs showing >= 160 GiB
 BLACKWELL_SM100 = ("b200", "b300", "gb200", "gb300")  # vLLM's is_device_capability_family(100)
@@ -240,14 +242,19 @@ TRTLLM_BENCH_MAX_TOKENS = 32768
 TRTLLM_BENCH_FORMATS = {"nvfp4": (1 / 2 + 1 / 16, 0.5), "fp8": (1.0, 1.0)}
 
 
-def vllm_default_batching(visible_GiB: float, gpu_name: str,
-                          version: tuple[int, int] = VLLM_LATEST) -> tuple[int, int]:
-    """(max_num_batched_tokens, max_num_seqs) that `vllm serve` of `version` (V1, 0.8 on) picks for this GPU:
+def vllm_default_batching(visible_GiB: float, gpu_name: str, version: tuple[int, int] = VLLM_LATEST,
+                          max_model_len: int | None = None) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) that `vllm serve` of `version` picks for this GPU. Before 0.8 (the V0
+    engine) 256 sequences (EngineArgs' max_num_seqs) and, with chunked prefill off, max(max_model_len, 2048) tokens
+    (SchedulerConfig), whatever the GPU (the fourteenth audit, E2: V1's 1,024 had sized V0's sampler peak, 3.8 GiB
+    over). From 0.8 (V1):
     vllm/engine/arg_utils.py EngineArgs._set_default_args (https://github.com/vllm-project/vllm/blob/
     6a1acac3fe2924ca221fdf048b74f9a020dabddd/vllm/engine/arg_utils.py#L2478-L2483): a GPU showing >= 70 GiB that is
     not an A100 gets 8192 tokens and 1024 sequences for the OpenAI server, any other 2048 and 256; the A100 carve-out
     came with PR #17885 (May 2025, v0.9), so 0.8 gives the 80 GB A100 the large defaults; from 0.28 a GPU showing
     >= 160 GiB gets 16384 tokens (VLLM_BIGGER_BATCH)."""
+    if version < VLLM_V1_ENGINE:
+        return max(max_model_len or 0, V0_MIN_BATCHED_TOKENS), V0_MAX_NUM_SEQS
     if version >= VLLM_BIGGER_BATCH and visible_GiB >= HUGE_GPU_GIB:
         return 16384, 1024
     if visible_GiB >= LARGE_GPU_GIB and not (version >= VLLM_A100_SMALL_DEFAULTS and "a100" in gpu_name.lower()):

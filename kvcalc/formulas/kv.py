@@ -3,6 +3,7 @@
 Per token and layer (DeepSeek-V2 paper, Table 1):
     MHA / GQA / MQA:  2 * g * d_h * b_kv          (K and V, g KV heads of d_h)
     MLA:              (d_c + d_r) * b_kv          (one latent of d_c plus one shared RoPE key of d_r)
+    int4: 0.5 B a value and a bf16 scale per started 128 values of each K or V head vector (or MLA latent)
     + d_I + 4 with DeepSeek sparse attention (V3.2): the indexer's fp8 key and its fp32 scale; an 8-bit cache of
       it is FlashMLA's sparse fp8 record, d_c + 4 d_c / 128 + 2 d_r (kv_bytes_per_token_per_layer)
 Sliding-window layers hold min(S, window) tokens; global layers hold S. Linear-attention layers of a hybrid model
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from kvcalc.dtypes import BYTES_PER_ELEMENT, INT4_GROUP_SIZE
 from kvcalc.formulas._array import minimum
 from kvcalc.specs.model import AttentionSpec, ModelSpec
 
@@ -52,7 +54,21 @@ def kv_bytes_per_token_per_layer(attn: AttentionSpec, kv_bytes: float, record: b
         d_c = attn.kv_lora_rank
         latent = d_c + math.ceil(d_c / SPARSE_FP8_TILE) * 4 + attn.qk_rope_head_dim * 2
         return latent + indexer_bytes_per_token_per_layer(attn)
+    if kv_bytes == BYTES_PER_ELEMENT["int4"]:
+        return int4_kv_bytes_per_token_per_layer(attn) + indexer_bytes_per_token_per_layer(attn)
     return kv_elements_per_token_per_layer(attn) * kv_bytes + indexer_bytes_per_token_per_layer(attn)
+
+
+def int4_kv_bytes_per_token_per_layer(attn: AttentionSpec) -> float:
+    """An int4 cache [B]: packed 4-bit values and one bf16 scale per started group of INT4_GROUP_SIZE values of each
+    vector it quantises, K and V head by head (2 g vectors of d_h) or MLA's one latent of d_c + d_r. The thirteenth
+    audit, E6: a scale per 128 elements had been priced pro rata, half a scale for a 64-wide head and 4.5 for
+    DeepSeek-V3's 576-wide latent (297 B a layer where its five scales make 298)."""
+    if attn.kind == "mla":
+        vectors, width = 1, attn.kv_lora_rank + attn.qk_rope_head_dim
+    else:
+        vectors, width = 2 * attn.num_kv_heads, attn.head_dim
+    return vectors * (width * 0.5 + math.ceil(width / INT4_GROUP_SIZE) * 2)
 
 
 def kv_bytes_per_token(model: ModelSpec, kv_bytes: float) -> float:

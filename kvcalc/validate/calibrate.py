@@ -12,6 +12,7 @@ import datetime
 import math
 import os
 import platform
+import re
 from pathlib import Path
 
 import numpy as np
@@ -308,7 +309,10 @@ def _bench_run(path: Path, line: int, obj) -> dict:
            # a TTFT of 0 is a tool's "not measured" (as absent); any other value must be a measured time
            "ttft_ms": _time_ms(path, line, "mean_ttft_ms", _number(path, line, obj, "mean_ttft_ms", False) or None,
                                MAX_REQUEST_MS),
-           "source": f"{path.name} line {line}"}
+           "source": f"{path.name} line {line}",
+           # what the benchmark says it served, checked against --model and --engine (the thirteenth audit, E2)
+           **{k: obj[k] for k in ("model_id", "backend") if isinstance(obj.get(k), str)}}
+
     def littles_law() -> float:  # requests in flight of an open loop: throughput x mean end-to-end latency
         e2e_ms = _time_ms(path, line, "mean_e2el_ms", _number(path, line, obj, "mean_e2el_ms", False, positive=True),
                           MAX_REQUEST_MS)
@@ -468,6 +472,47 @@ def _check_fit(path: Path, runs: list[dict], fit: dict) -> None:
             "--model, --gpu, --tp, --replicas, --weight-dtype and that the times are in ms")
 
 
+# a fitted step cost past this many times the engine band's own is warned of. A judgement, not a fit: the bands
+# fitted on the published runs (validation/published/README.md) run from 171 us (SGLang) to 2,070 us (TensorRT-LLM's
+# engine), and a run 10x slower outside its kernels than its engine's band is more likely another deployment
+SLOW_STEP_FACTOR = 10
+
+# the model sizes a checkpoint's name carries: 8B, 70b, 0.5B, 1.5b (an active size such as A3B is left out)
+_SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])")
+# the engine a benchmark client's backend names (vllm bench serve's --backend, SGLang bench_serving's --backend)
+_BACKEND_ENGINE = {"vllm": "vllm", "vllm-chat": "vllm", "sglang": "sglang", "sglang-native": "sglang",
+                   "sglang-oai": "sglang", "sglang-oai-chat": "sglang", "tensorrt-llm": "trtllm", "trt": "trtllm"}
+
+
+def _sizes(name: str) -> set[str]:
+    return {m.rstrip("0").rstrip(".") if "." in m else m for m in _SIZE.findall(name.lower())}
+
+
+def served_elsewhere(path: Path, runs: list[dict], spec, engine: str) -> None:
+    """Warn where the file says it served another model (its model_id names a size that --model's does not, e.g.
+    Llama-3.1-70B against llama-3.1-8b) or ran another engine (its client backend): the fit would take the
+    difference for engine overhead (the thirteenth audit, E2: a 70B run fitted as the 8B gave 23 ms a step)."""
+    import warnings
+
+    from kvcalc.engines.launch import hf_repo_id
+
+    ours = _sizes(spec.name) | _sizes(hf_repo_id(spec).rsplit("/", 1)[-1])
+    for run in runs:
+        model_id = run.get("model_id")
+        theirs = _sizes(model_id.rsplit("/", 1)[-1]) if model_id else set()
+        if ours and theirs and not ours & theirs:
+            warnings.warn(f"{path}: line {run['line']}: model_id {model_id!r:.80} is not --model {spec.name} (a "
+                          "different size): the fit takes the difference for engine overhead; pass the model the "
+                          "benchmark served", stacklevel=2)
+            break
+    for run in runs:
+        backend = _BACKEND_ENGINE.get(str(run.get("backend", "")).lower())
+        if backend is not None and backend != engine:
+            warnings.warn(f"{path}: line {run['line']}: backend {run['backend']!r:.40} is not --engine {engine}: "
+                          f"the fit starts from {engine}'s profile; pass --engine {backend}", stacklevel=2)
+            break
+
+
 def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = "vllm", tp: int = 1,
                              weight_dtype: str = "auto", kv_dtype: str = "bf16", replicas: int = 1,
                              engine_version: str | None = None):
@@ -491,10 +536,17 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     spec, hw = load_model(model), load_gpu(gpu)
     weight_dtype = resolve_weight_dtype(weight_dtype, spec)
     check_tp(tp, spec, weight_dtype)
+    from kvcalc.estimator import weights_overflow
+
+    if overflow := weights_overflow(spec, weight_dtype, hw.visible_memory_bytes, tp):  # the fourteenth audit, E1: a
+        # deployment that cannot hold the model had been fitted, its "overhead" the difference
+        raise KvcalcError(f"{path}: the runs cannot be {spec.name} at {weight_dtype} on {tp} x {hw.name}: {overflow}; "
+                          "pass the --tp, --weight-dtype and --gpu the benchmark ran")
     profile = with_band(resolve_engine(engine, hw), engine_version)
     if profile is None:
         raise KvcalcError("--engine: calibrating from a benchmark needs an engine profile (vllm, sglang or trtllm)")
     runs = read_benchmark(path)
+    served_elsewhere(path, runs, spec, profile.engine)
     for r in runs:
         r["concurrency"] = r["concurrency"] / replicas
     _kernel_times(runs, spec, hw, profile, weight_dtype, kv_dtype, tp)
@@ -516,6 +568,14 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     own_request_ms = overhead_seconds(profile)[1] * 1e3
     fit = fit_benchmark(runs, own_request_ms)
     _check_fit(path, runs, fit)
+    own_step_us = overhead_seconds(profile, tp)[0] * 1e6
+    if own_step_us and fit["step_us"] > SLOW_STEP_FACTOR * own_step_us:  # the thirteenth audit, E5
+        import warnings
+
+        warnings.warn(f"{path}: the fitted {fit['step_us']:g} us a step outside the kernels is "
+                      f"{fit['step_us'] / own_step_us:.0f}x {profile.engine}'s own {own_step_us:.0f} us: a run that "
+                      "much slower than its kernels is rarely engine overhead; check --model, --gpu, --tp and "
+                      "--replicas against the run", stacklevel=2)
     held = ([e for i in range(len(runs)) for e in _errors([runs[i]], fit_benchmark(runs[:i] + runs[i + 1:],
                                                                                    own_request_ms))]
             if len(runs) >= 3 else [])
