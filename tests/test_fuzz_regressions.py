@@ -91,15 +91,16 @@ def test_serve_in_waves_never_serves_fewer_requests_for_more_in_flight():
     # and the last 228 decode steps with all 694, when most had finished (their decode counted twice).
     from kvcalc.serving.closed_form import serve
 
+    # (SGLang runs 48 at once under EAGLE unless --max-running-requests says more: the fourteenth audit, S7)
     kw = {"tp": 4, "engine": "sglang", "input_len": 8093, "output_len": 768, "speculate": "eagle,k=4",
-          "arrivals": "waves"}
+          "arrivals": "waves", "max_num_seqs": 1024}
     # (694 itself is now refused: a wave's requests reach full length together, and the pools hold 667-670)
     rates = [serve("chatglm2-6b", "rtx-pro-6000", concurrency=c, **kw)["requests_per_s"] for c in (100, 200, 400, 660)]
     assert rates == sorted(rates), rates
     # where decodes run beside the prompts (vLLM's schedule), a wave idles where the steady state refills: never
     # faster. Under SGLang's prefill-first schedule a fixed-length wave decodes all its requests together and none
     # idles, so it may edge the engine-agnostic steady state (2.71 against 2.69 requests/s here)
-    mixed = {**kw, "engine": "vllm"}
+    mixed = {**kw, "engine": "vllm", "max_num_seqs": None}
     wave = serve("chatglm2-6b", "rtx-pro-6000", concurrency=660, **mixed)
     staggered = serve("chatglm2-6b", "rtx-pro-6000", concurrency=660, **{**mixed, "arrivals": "staggered"})
     assert wave["requests_per_s"] <= staggered["requests_per_s"]

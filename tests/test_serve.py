@@ -78,7 +78,7 @@ def test_pipeline_micro_batches_count_the_chunks_prompts():
 
     spec, hw, _, _ = load_deployment("llama-3-8b", "h100-sxm", "bf16", "bf16")
     timer = StepTimer(spec, hw, precision("bf16", "bf16"), 1, None, "bf16", "bf16", pp=2)
-    ops, decodes, chunk = timer.step_ops(0, 0, 64 * 65, 0, prompt_len=65)
+    ops, decodes, chunk, _ = timer.step_ops(0, 0, 64 * 65, 0, prompt_len=65)
     assert (decodes, chunk) == (0, 32 * 65)
     assert ops == mixed_ops(spec, decode_batch=0, context=0, chunk=32 * 65, chunk_context=0, p=timer.p,
                             chunk_prompts=32)

@@ -114,7 +114,8 @@ def serve_cli(
         help="--simulate: fraction of each prompt found in the prefix cache: not prefilled again, but held by each "
         "request as its own blocks (its own earlier turns), so a prefix shared by many requests frees no pool here")] = 0.0,
     max_num_seqs: Annotated[Optional[int], typer.Option(
-        help="--simulate: requests running at once (the engine's default otherwise)")] = None,
+        help="requests the engine runs at once: vLLM's max_num_seqs, SGLang's max_running_requests, TensorRT-LLM's "
+        "max_batch_size (the engine's default otherwise); the rest wait in its queue")] = None,
 ) -> None:
     """TTFT, TPOT, latency, tokens/s per GPU and per user, KV pool and cost of a workload under continuous
     batching; with several concurrencies or TP degrees, the throughput-per-GPU vs tokens/s-per-user frontier;
@@ -162,7 +163,8 @@ def serve_cli(
     common = dict(engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                   step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep, speculate=speculate,
                   vllm_runner=vllm_runner, vllm_version=vllm_version, arrivals=arrivals,
-                  cuda_graph_GiB=cuda_graph_memory, flashinfer_sampler=flashinfer_sampler, engine_version=engine_version)
+                  cuda_graph_GiB=cuda_graph_memory, flashinfer_sampler=flashinfer_sampler, engine_version=engine_version,
+                  max_num_seqs=max_num_seqs)
     if frontier_wanted(concurrency, tps, request_rate, plot is not None):
         rows = frontier(model, gpu, input_len=input_len, output_len=output_len,
                         concurrencies=_split_ints("--concurrency", concurrency), tps=tps,

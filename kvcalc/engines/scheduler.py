@@ -85,7 +85,7 @@ def sglang_prefill_first(budget: int = 8192, max_seqs: int = 4096, block_size: i
     retract_decode's estimate, (the kept requests' tokens decoded + 20 x their count) / their max_new_tokens, at
     most 1 (global_config.retract_decode_steps 20).
     page_size 1 (server_args.py default); chunked_prefill_size 8192 on an 80 GB GPU (server_args.py
-    _handle_gpu_memory_settings); max_running_requests: the pool's request slots (4096 here)."""
+    _handle_gpu_memory_settings); max_running_requests: sglang_max_running (the simulator passes it)."""
     init = 0.7
     floor = init * 0.14
     return SchedulerPolicy("sglang", mixed=False, budget=budget, max_seqs=max_seqs, block_size=block_size,
@@ -140,13 +140,57 @@ def vllm_server_defaults(gpu_name: str, visible_GiB: float, release: tuple[int, 
     return vllm_default_batching(visible_GiB, gpu_name, release)
 
 
+# SGLang's max_running_requests under EAGLE-family speculation (EAGLE, EAGLE3, STANDALONE; NEXTN is renamed EAGLE)
+# where --max-running-requests is not given: server_args.py _handle_speculative_decoding, "Max running requests is
+# reset to 48 for speculative decoding" (the fourteenth audit, S7)
+SGLANG_SPECULATIVE_RUNNING = 48
+SGLANG_SPECULATIVE = ("eagle", "mtp", "draft")  # kvcalc's methods SGLang runs as EAGLE, EAGLE (NEXTN), STANDALONE
+
+
+def sglang_max_running(pool_tokens: float, context_len: int, speculate_method: str | None = None) -> int:
+    """The requests one SGLang scheduler (one data-parallel attention rank) runs at once without
+    --max-running-requests: ModelRunner's resolve_max_num_reqs, max(min(int(pool / context_len x 512), 4096), 2048)
+    and at most pool // 2 (mem_cache/kv_cache_configurator.py; the fourteenth audit, S8: 4,096 had been taken for
+    every model), or 48 under EAGLE-family speculation (SGLANG_SPECULATIVE_RUNNING)."""
+    if speculate_method in SGLANG_SPECULATIVE:
+        return SGLANG_SPECULATIVE_RUNNING
+    estimated = max(min(int(pool_tokens / max(context_len, 1) * 512), 4096), 2048)
+    return max(1, min(estimated, int(pool_tokens) // 2))
+
+
+def running_cap(engine: str, gpu_name: str, visible_GiB: float, release: tuple[int, int], *, pool_tokens: float,
+                context_len: int, speculate_method: str | None = None, given: int | None = None) -> int:
+    """The requests one replica's scheduler (one data-parallel group's) runs at once by the engine's own defaults
+    (or `given`, its max_num_seqs / max_running_requests / max_batch_size): vLLM's max_num_seqs for the GPU and release
+    (vllm_server_defaults; auto runs vLLM's scheduler), SGLang's sglang_max_running, TensorRT-LLM's max_batch_size
+    2,048; none for the roofline. The rest wait in its queue (the fourteenth audit, S9: serve's closed form had decoded 507 a
+    step where vLLM on an L40S runs 256)."""
+    if given is not None:
+        return given
+    if engine not in (*VLLM_SCHEDULED, "sglang", "trtllm"):  # the roofline: no engine's scheduler limits it
+        from kvcalc.checks import MAX_BATCH
+
+        return MAX_BATCH
+    if engine == "sglang":
+        return sglang_max_running(pool_tokens, context_len, speculate_method)
+    if engine == "trtllm":
+        return trtllm_guaranteed_no_evict().max_seqs
+    return vllm_server_defaults(gpu_name, visible_GiB, release)[1]
+
+
 # gpt-fast's generate.py, in words (serve, the simulator, capacity and plan say why it is not a deployment)
 GPT_FAST_IS_NO_SERVER = "a batch-1 generation script (no server, no batching of requests)"
 
 
+# the engines whose steps the simulator and serve's closed form schedule as vLLM V1 does, with `vllm serve`'s default
+# step budget and max_num_seqs for the GPU. The roofline runs vLLM's scheduler too, but with no engine's limits: it is
+# the datasheet's bound (the ledgers' baseline column), so it keeps the policy's own defaults and no running cap
+VLLM_SCHEDULED = ("vllm", "auto")
+
+
 def scheduler_policy(engine: str, *, budget: int | None = None, max_seqs: int | None = None) -> SchedulerPolicy:
     """The policy of `engine` (vllm, sglang, trtllm; auto and roofline run vLLM's), with its defaults unless given."""
-    make = POLICIES.get(engine, vllm_v1 if engine in ("auto", "roofline") else None)
+    make = POLICIES.get(engine, vllm_v1 if engine in (*VLLM_SCHEDULED, "roofline") else None)
     if make is None:
         why = (f" is {GPT_FAST_IS_NO_SERVER}, with no scheduler to simulate" if engine == "gpt-fast"
                else f": no scheduler policy for {engine!r}")

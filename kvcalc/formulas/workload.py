@@ -429,7 +429,7 @@ def wave_medians(ttft, latency, output_len: int) -> dict:
 
 
 def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_budget: int, gain: float = 1.0,
-                     verify_tokens: int = 1):
+                     verify_tokens: int = 1, segments: list | None = None):
     """(the step each of a wave's C prompts ends in [steps], the prompt tokens its last prefill step holds) when the
     requests decoding take their verify_tokens of each step's budget T first, as vLLM V1 schedules the running
     requests before the waiting ones: step s leaves T - q d_s tokens to the prompts, d_s the requests whose prompts
@@ -440,7 +440,10 @@ def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_bud
 
     Counted from event to event (a prompt ending, a request's decodes ending), between which the budget is the
     same, so a wave of C requests takes at most 2 C turns however many steps its prompts span (a step-by-step count
-    had run for minutes on 1,000,000 prompts of 400,000 tokens in steps of 1,024)."""
+    had run for minutes on 1,000,000 prompts of 400,000 tokens in steps of 1,024).
+
+    segments: where a list is given, the prefill steps are appended to it as (steps, requests decoding beside each,
+    prompt tokens each), in order; the last step, which holds only what is left, as a segment of its own."""
     import math
 
     import numpy as np
@@ -458,13 +461,19 @@ def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_bud
         to_end = math.ceil(((n + 1) * input_len - done) / budget) if budget > 0 else math.inf
         to_change = math.floor(running[0] + decode_steps - step) if running else math.inf  # the same budget till then
         k = max(1, min(to_end, to_change))
+        if segments is not None:
+            segments.append((k, len(running), budget))
         step += k
         done += k * budget
         while n < concurrency and done >= (n + 1) * input_len:
             ends[n] = step
             n += 1
             running.append(step)
-    return ends, concurrency * input_len - (done - budget)
+    last = concurrency * input_len - (done - budget)
+    if segments is not None:  # the last step holds what is left
+        k, decoding, full = segments.pop()
+        segments += [(k - 1, decoding, full)] * (k > 1) + [(1, decoding, last)]
+    return ends, last
 
 
 def pipeline_lags(concurrency: int, input_len: int, output_len: int, step_budget: int, stages: int,

@@ -351,11 +351,18 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         vllm = engine_memory(tp)
         budget, activations = vllm["available_kv_bytes"], vllm["profile_peak_bytes"]
         seqs = running = math.floor(vllm["max_concurrency"]) * replicas_dp
-        cap = vllm.get("max_num_seqs")
-        if cap and seqs > cap * replicas_dp:  # the scheduler runs at most max_num_seqs at once (vLLM's
-            # SchedulerConfig; the tenth audit, E11: --max-num-seqs 4 had decoded at the pool's 110)
+        from kvcalc.engines.scheduler import running_cap
+
+        # the scheduler runs at most its max_num_seqs (vLLM's SchedulerConfig; the tenth audit, E11: --max-num-seqs 4
+        # had decoded at the pool's 110), max_running_requests (SGLang) or max_batch_size (TensorRT-LLM) at once
+        # (the fourteenth audit, S9: SGLang at 4,602 and TensorRT-LLM at 3,643)
+        cap = running_cap(engine, hw.name, hw.visible_memory_bytes / 2**30, version,
+                          pool_tokens=vllm.get("kv_tokens", 0.0), context_len=spec.max_position_embeddings or context,
+                          given=vllm.get("max_num_seqs") or max_num_seqs)
+        flag = {"sglang": "max_running_requests", "trtllm": "max_batch_size"}.get(engine, "max_num_seqs")
+        if cap and seqs > cap * replicas_dp:
             running = cap * replicas_dp
-            notes.append(f"max_num_seqs {cap:,} caps the sequences running at once"
+            notes.append(f"{flag} {cap:,} caps the sequences running at once"
                          + (" in each data-parallel replica" if replicas_dp > 1 else "")
                          + f" (the KV pool holds {seqs:,}): the batch, its tokens/s and the replicas for a target are "
                          f"at {running:,}" + (" unless --batch is given" if batch else ""))

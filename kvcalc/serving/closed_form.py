@@ -225,11 +225,28 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
         group.append((1, step_s(sum(count * loads(n)[0] for n, count, _, _, n_p in plans if n_p > end),
                                 [(count, last) for _, count, _, last, n_p in plans if n_p == end])))
         done = end
+    if dp == 1 and plans[0][2] is not None:  # one replica whose prompts end step by step: each prefill step
+        # with the requests decoding beside it by then (prompt_end_steps' segments), none before the first prompt
+        # ends (the fourteenth audit, S1: every step had carried the wave's mean decodes, and with speculation each
+        # costs a verify and its drafts: TTFT 6-28 % over the hand schedule and the simulator)
+        segments: list = []
+        prompt_end_steps(c, input_len, output_len, budget, gain, stepper.decode_q, segments)
+        steps, decodes, tokens = (np.array(column, dtype=float) for column in zip(*segments))
+        times = np.zeros_like(steps)
+        for kind in ((True, True), (True, False), (False, True)):  # the step timer takes arrays all zero or none
+            at = ((decodes > 0) == kind[0]) & ((tokens > 0) == kind[1])
+            if at.any():
+                times[at] = stepper.seconds(decodes[at] if kind[0] else 0, input_len, tokens[at] if kind[1] else 0,
+                                            cached if kind[1] else 0, prompt_len=piece if kind[1] else None)
+        # the last step holds what is left, the tail of the last prompt, which attends to the rest of it (step_s)
+        tail = min(piece, tokens[-1])
+        times[-1] = stepper.seconds(decodes[-1], input_len, tokens[-1], max(input_len - tail, 0), prompt_len=tail)
+        group = list(zip(steps, times))
     ttft, latency, wave_s = [], [], 0.0
     for n, count, ends, _, _ in plans:
         w = waves(n, input_len, output_len, budget, prefill_s, decode_s, gain, last_prefill_step_s=group[-1][1],
                   pipeline_stages=stepper.pp, prefill_first=prefill_first, prompt_ends=ends,
-                  group_prefill_steps=group if len(plans) > 1 else None)  # one share: its own steps
+                  group_prefill_steps=group if len(plans) > 1 or (dp == 1 and ends is not None) else None)
         ttft.append(np.repeat(w["ttft_each"], count))
         latency.append(np.repeat(w["latency_each"], count))
         wave_s = max(wave_s, w["wave_s"])
@@ -237,15 +254,26 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
             "decode_batch": float(c), "prefill_tokens_per_step": chunk, "step_s": decode_s}
 
 
+def prefill_pool_seconds(stepper: StepTimer, input_len: int, step_tokens: int) -> tuple[float, float]:
+    """(one step of the prompts a prefill replica takes together, one prompt alone) [s]: max(1, budget // prompt)
+    prompts a step; a prompt past the budget runs in its chunks, each attending to the ones before
+    (own_prefill_seconds), as the prefill pool's engine schedules it (the fourteenth audit, S2: one unchunked pass
+    whatever --step-tokens)."""
+    per_batch = max(1, step_tokens // input_len)
+    alone_s = own_prefill_seconds(stepper, 0.0, 0.0, input_len, step_tokens, 0.0)[0]
+    batch_s = stepper.seconds(0, 0, per_batch * input_len, 0, prompt_len=input_len) if per_batch > 1 else alone_s
+    return batch_s, alone_s
+
+
 def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int,
                    prefill_gpus: int, decode_gpus: int) -> dict:
     spec, hw, tp = stepper.spec, stepper.hw, stepper.tp
     prefill_replicas, decode_replicas = prefill_gpus // tp, decode_gpus // tp
     per_batch = max(1, step_tokens // input_len)  # prompts one prefill step takes together
-    batch_s = stepper.seconds(0, 0, per_batch * input_len, 0)
+    batch_s, alone_s = prefill_pool_seconds(stepper, input_len, step_tokens)
     prefill_rate = prefill_replicas * per_batch / batch_s
     transfer_s = kv_transfer_seconds(spec, hw, input_len, stepper.p.b_kv, tp)
-    ttft = stepper.seconds(0, 0, input_len, 0) + transfer_s
+    ttft = alone_s + transfer_s
     batch = concurrency / decode_replicas
     gain = step_yield(stepper.decode_gain, output_len)
     # a decoding request's step holds at least its own decode (audit F5)
@@ -272,16 +300,19 @@ def parse_concurrency(text: str | None) -> float | str | None:
 
 def default_step_tokens(engine: str, gpu, vllm_version: str = "latest") -> int:
     """Tokens one step may schedule when --step-tokens is not given: vLLM's own max_num_batched_tokens for the GPU
-    and release (formulas/engine_memory.py vllm_default_batching, the default capacity --engine vllm uses), else
-    DEFAULT_STEP_TOKENS."""
-    if engine != "vllm":
+    and release (formulas/engine_memory.py vllm_default_batching, the default capacity --engine vllm uses) for the
+    engines scheduled as vLLM's (auto too, as the simulator takes it), else DEFAULT_STEP_TOKENS."""
+    from kvcalc.engines.scheduler import VLLM_SCHEDULED
+
+    if engine not in VLLM_SCHEDULED:
         return DEFAULT_STEP_TOKENS
     from kvcalc.formulas import engine_memory as em
     from kvcalc.specs.catalog import load_gpu
 
     hw = load_gpu(gpu)
-    return em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, check_vllm_version(vllm_version,
-                                                                                                   engine))[0]
+    # V0 (before 0.8) ran a prompt whole, which the closed form does not model: it keeps V1's budget for the GPU
+    release = max(check_vllm_version(vllm_version, engine), em.VLLM_V1_ENGINE)
+    return em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, release)[0]
 
 
 def with_request_overhead(r: dict, request_s: float) -> dict:
@@ -361,8 +392,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                moe_time_scale: float | None = None, overhead=None, max_num_seqs: int | None = None) -> dict:
     """One replica as serve and the simulator see it: specs, step timer, the KV pool per GPU as the engine's
     memory rule sizes it, and how many full-length requests it holds. moe_time_scale: the routed experts' time
-    factor instead of the release era's (engines/kernel_eras.py); max_num_seqs: vLLM's, where given (the simulator's
-    --max-num-seqs), for its memory rule; overhead: an EngineOverhead instead of the release
+    factor instead of the release era's (engines/kernel_eras.py); max_num_seqs: the requests the engine runs at once
+    (--max-num-seqs), for vLLM's memory rule and max_running (engines/scheduler.py running_cap); overhead: an EngineOverhead instead of the release
     band's (engines/overhead.py). Both are the serving ledger's held-out refits."""
     if engine == "gpt-fast":  # the seventh audit, C2: its batch-1 profile had been run as a batching server
         from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
@@ -459,9 +490,16 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         raise KvcalcError(f"{spec.name} on {gpus}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold one request "
                           f"of {full_length:,} tokens ({fmt_bytes(refused)}){step} raise --tp"
                           + (" or --ep, or use a smaller --weight-dtype" if ep > 1 else ""))
+    from kvcalc.engines.scheduler import running_cap
+
+    max_running = running_cap(engine, hw.name, hw.visible_memory_bytes / 2**30, version,
+                              pool_tokens=em.get("kv_tokens", 0.0) if memory_rule is not None else 0.0,
+                              context_len=spec.max_position_embeddings or full_length,
+                              speculate_method=timer.sp.method if timer is not None else None, given=max_num_seqs)
     return {"spec": spec, "hw": hw, "p": p, "profile": profile, "timer": timer, "stepper": stepper,
             "memory_rule": memory_rule, "notes": notes, "pool": pool, "request_bytes": request_bytes,
-            "max_concurrency": max_concurrency, "engine_request": engine_request, "weight_dtype": weight_dtype}
+            "max_concurrency": max_concurrency, "max_running": max_running, "engine_request": engine_request,
+            "weight_dtype": weight_dtype}
 
 
 def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency: float | str | None = None,
@@ -472,7 +510,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           speculate: str | None = None, vllm_runner: str = "auto", vllm_version: str = "latest",
           arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
           flashinfer_sampler: bool = False, engine_version: str | None = None, max_ttft_ms: float | None = None,
-          max_tpot_ms: float | None = None, moe_time_scale: float | None = None, overhead=None) -> dict:
+          max_tpot_ms: float | None = None, moe_time_scale: float | None = None, overhead=None,
+          max_num_seqs: int | None = None) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     max_ttft_ms / max_tpot_ms: the load is spread over as many replicas as it takes for the steady state to meet
@@ -518,12 +557,14 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     unused = unused_tpot_limit(output_len, max_tpot_ms)
     if unused:
         warnings.warn(unused, CapacityWarning, stacklevel=2)
+    if max_num_seqs is not None:
+        check_int("--max-num-seqs", max_num_seqs, 1, MAX_BATCH)
     d = deployment(model, gpu, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
                    step_tokens=step_tokens, speculate=speculate, vllm_runner=vllm_runner, version=version,
                    cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler,
                    disaggregate=disaggregate, engine_version=engine_version, moe_time_scale=moe_time_scale,
-                   overhead=overhead)
+                   overhead=overhead, max_num_seqs=max_num_seqs)
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
     notes += [unused] if unused else []
@@ -564,10 +605,15 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         def run(c):
             return with_request_overhead(batching(stepper, c, input_len, output_len, step_tokens), request_s)
 
-    limit = max_concurrency * replicas_in_group
+    held = max_concurrency * replicas_in_group
     # past what the pool holds at full length the rest wait in the queue: an engine that admits more (vLLM and SGLang
     # admit a request whose prompt fits) preempts them as they grow, and the simulator's throughput then falls, not
-    # rises (Llama-3.1-8B on an L40S, 8,192 + 8,192 tokens: 0.029 requests/s at 12 in flight, 0.017 at 16)
+    # rises (Llama-3.1-8B on an L40S, 8,192 + 8,192 tokens: 0.029 requests/s at 12 in flight, 0.017 at 16); and past
+    # the requests the engine's scheduler runs at once (its max_num_seqs, max_running_requests or max_batch_size) the
+    # rest wait too (the fourteenth audit, S9: 507 decoded a step where vLLM on an L40S runs 256)
+    limit = min(max_concurrency, d["max_running"]) * replicas_in_group
+    capped = limit < held  # the scheduler's cap binds, not the pool
+    cap_flag = {"sglang": "max_running_requests", "trtllm": "max_batch_size"}.get(engine, "max_num_seqs")
     point = queued_beyond(run, limit)
     replicas = 1
     if concurrency == "max":
@@ -608,9 +654,10 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         if arrivals == "waves" and concurrency != int(concurrency):  # audit I1: a wave is whole requests
             raise KvcalcError(f"--concurrency: --arrivals waves runs whole requests together, got {concurrency:g}")
         if arrivals == "waves" and concurrency > limit:  # a wave's requests reach full length together
-            raise KvcalcError(f"--concurrency: {concurrency:g} requests in a wave exceed the {limit:,} the KV pool holds "
-                              "at full length; the engine would queue or preempt some, which only --simulate follows "
-                              f"(or -n {limit:,})")
+            held_by = (f"the {limit:,} {engine}'s scheduler runs at once ({cap_flag})" if capped else
+                       f"the {limit:,} the KV pool holds at full length")
+            raise KvcalcError(f"--concurrency: {concurrency:g} requests in a wave exceed {held_by}; the engine would "
+                              f"queue or preempt some, which only --simulate follows (or -n {limit:,})")
     r = point(concurrency)
     asked = concurrency * replicas  # requests in flight over the deployment (with -n: as asked)
     if max_ttft_ms is not None or max_tpot_ms is not None:
@@ -627,13 +674,16 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     out_rate = served / replicas * output_len
     if concurrency > limit:
         queued = (f"{concurrency - limit:,.4g} of the {concurrency:,.4g} requests in flight per replica wait in the "
-                  f"queue: the KV pool holds {limit:,} at full length; their TTFT includes the wait")
+                  "queue: " + (f"{engine}'s scheduler runs {limit:,} at once ("
+                               + ("--max-num-seqs" if max_num_seqs else f"its default {cap_flag}") + ")" if capped else
+                               f"the KV pool holds {limit:,} at full length") + "; their TTFT includes the wait")
         warnings.warn(queued, CapacityWarning, stacklevel=2)
         notes = [*notes, queued]
     in_flight = min(concurrency, limit) / replicas_in_group  # requests one pool holds
     needed = in_flight * request_bytes(full_length)
     scheduler = profile.engine if profile is not None else "vllm"  # auto and the roofline run vLLM's scheduler
-    if concurrency > limit and scheduler != "trtllm":  # the tenth audit, S12: "none" beside a queue vLLM never forms
+    if concurrency > limit and not capped and scheduler != "trtllm":  # the tenth audit, S12: "none" beside a queue
+        # vLLM never forms
         preemption = (f"likely: {scheduler} allocates KV blocks as requests grow, so it admits more than the "
                       f"{limit:,} the pool holds at full length and preempts as they grow; this closed form queues "
                       "them instead (TensorRT-LLM's rule); --simulate follows the preemptions")
@@ -665,7 +715,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         "tokens_per_s_per_user": 1 / r["tpot_s"] if r["tpot_s"] else None,
         "kv_pool_bytes_per_gpu": pool,
         "kv_bytes_needed_per_gpu": needed,
-        "max_concurrency": limit,
+        "max_concurrency": held,
+        "max_running": limit,
         "preemption_risk": preemption,
         "cost_per_million_output_tokens": (cost_per_million_tokens(price_per_gpu_hour, gpus, out_rate)
                                            if price_per_gpu_hour else None),

@@ -55,6 +55,7 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         _colocated,
         _disaggregated,
         deployment,
+        prefill_pool_seconds,
         with_request_overhead,
     )
 
@@ -87,9 +88,7 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
 
         key = ("prefill", hw.name, engine, weight_dtype, kv_dtype, tp, input_len, step_tokens, speculate)
         if key not in memo:  # one pool replica's prefill steps, whatever the pools' sizes (closed_form.py)
-            per_batch = max(1, step_tokens // input_len)
-            memo[key] = (memo_seconds(stepper, (0, 0, per_batch * input_len, 0, None), memo),
-                         memo_seconds(stepper, (0, 0, input_len, 0, None), memo))
+            memo[key] = prefill_pool_seconds(stepper, input_len, step_tokens)
         prefill = _prefill_pool(stepper, input_len, step_tokens, prefill_gpus, *memo[key])
 
         def run_many(cs, state=None):
@@ -310,8 +309,8 @@ def memo_seconds(stepper, args: tuple, memo: dict):
     key = ("ops", *key)
     if key not in memo:
         memo[key] = (*stepper.step_ops(*args[:4], args[4]), {})
-    ops, decode_batch, chunk, shards = memo[key]
-    return stepper.time_ops(ops, decode_batch, chunk, args[1], shards)
+    ops, decode_batch, chunk, prompts, shards = memo[key]
+    return stepper.time_ops(ops, decode_batch, chunk, args[1], shards, prompts)
 
 
 def seconds_many(calls: list) -> list:
@@ -337,10 +336,11 @@ def seconds_many(calls: list) -> list:
                       for k in (0, 2, 3)]
             starts = np.cumsum([0, *sizes])
             try:
-                ops, decode_batch, chunk = first.step_ops(joined[0], context, joined[1], joined[2], prompt_len)
+                ops, decode_batch, chunk, prompts = first.step_ops(joined[0], context, joined[1], joined[2],
+                                                                   prompt_len)
                 shards: dict = {}  # each tp's share of the operators, sharded once for the group
                 for m, n in enumerate(members):
-                    t = calls[n][0].time_ops(ops, decode_batch, chunk, context, shards)
+                    t = calls[n][0].time_ops(ops, decode_batch, chunk, context, shards, prompts)
                     out[n] = t[starts[m]:starts[m + 1]] if arrays else t
                 continue
             except ValueError:  # an operator present for some elements only: each call on its own, as it would be

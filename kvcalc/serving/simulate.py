@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -668,7 +668,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     # ScheduleBatch.retract_decode (schedule_batch.py) sorts by (output tokens generated, -prompt
                     # length) and retracts from the end: the fewest generated first, the longest prompt first among
                     # equals (the ninth round, S7: the most output left had gone first, the same only at fixed lengths)
-                    order = np.lexsort((-ins[run], gen[run]))
+                    # Among equal keys Python's stable sort keeps the batch's order and pop() takes the last, the
+                    # request merged last (the fourteenth audit, S5: the first had been taken)
+                    order = np.lexsort((-np.arange(len(run)), -ins[run], gen[run]))
                     # until the kept requests' next token fits: retract_decode's loop `while first_iter or not
                     # self.check_decode_mem(selected_indices=sorted_indices)` (schedule_batch.py at sgl-project/sglang
                     # 000eaff, since PR #9989). Before it, `available_size() < len(sorted_indices) x
@@ -688,7 +690,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                         blocks[j] = 0
                         pre_left[j] = ins[j] + gen[j]
                         kv[j] = 0
-                        waiting.appendleft(j)
+                        # back to the queue's tail: Scheduler._add_request_to_queue(req, is_retracted=True) appends,
+                        # and FCFS does not re-sort (the fourteenth audit, S6: put first, as vLLM's preempted are)
+                        waiting.append(j)
                     preemptions += len(drop)
                     run = run[~np.isin(run, drop)]
                     # retract_decode's estimate from the requests kept (schedule_batch.py: (their tokens decoded +
@@ -1114,7 +1118,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         check_vllm_runner,
         check_vllm_version,
     )
-    from kvcalc.engines.scheduler import scheduler_policy
+    from kvcalc.engines.scheduler import VLLM_SCHEDULED, scheduler_policy
     from kvcalc.estimator import time_model_text
     from kvcalc.serving.closed_form import deployment
 
@@ -1168,6 +1172,13 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
             raise KvcalcError(f"--num-prompts: at most {MAX_PROMPTS:,}, the most one simulation runs (about 3 minutes "
                               f"and 2.5 GB), got {num_prompts:,}")
         check_int("--num-prompts", num_prompts, 1, MAX_PROMPTS)
+        group = concurrency if arrivals == "closed" else burst_size if arrivals == "burst" and burst_size else (
+            concurrency if arrivals == "burst" else None)
+        if isinstance(group, (int, float)) and math.isfinite(group) and group > num_prompts:  # the fourteenth audit,
+            # S4: "closed loop, 100 in flight" where 10 ever ran
+            what = "in flight" if arrivals == "closed" else "in a burst"
+            raise KvcalcError(f"--concurrency: {group:g} {what} with --num-prompts {num_prompts:,}: at most "
+                              f"{num_prompts:,} ever run at once; raise --num-prompts or lower -n")
         if arrivals == "closed":
             if concurrency is None:
                 raise KvcalcError("--arrivals closed: give --concurrency (requests in flight)")
@@ -1205,8 +1216,10 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     if max_num_seqs is not None:
         check_int("--max-num-seqs", max_num_seqs, 1, MAX_BATCH)
     seqs_given = max_num_seqs is not None
-    if (scheduler or engine) == "vllm" and (step_tokens is None or max_num_seqs is None):
-        # vllm serve's defaults depend on the GPU and the release (engines/scheduler.py vllm_server_defaults)
+    if (scheduler or engine) in VLLM_SCHEDULED and (step_tokens is None or max_num_seqs is None):
+        # vllm serve's defaults depend on the GPU and the release (engines/scheduler.py vllm_server_defaults); auto
+        # runs vLLM's scheduler, so it takes them too (the thirteenth audit, S2: an A10G had been given the H100's
+        # 8,192 tokens and 1,024 sequences)
         from kvcalc.engines.scheduler import vllm_server_defaults
         from kvcalc.specs.catalog import load_gpu
 
@@ -1244,8 +1257,6 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                           "or lower --num-prompts")
     check_int("--num-scheduler-steps", num_scheduler_steps, 1, 1024)
     if num_scheduler_steps > 1:
-        from dataclasses import replace
-
         policy = replace(policy, multi_step=num_scheduler_steps)
     # requests longer than the model's context are refused, as the engine refuses them (reported, not truncated),
     # before the pool is sized on the mean length (one 1e8-token request must not make the pool look too small)
@@ -1273,6 +1284,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                    # its step budget checked, at vLLM's default 1,024 where --max-num-seqs 64 was given)
                    max_num_seqs=policy.max_seqs if policy.name.startswith("vllm") else None)
     spec, stepper = d["spec"], d["stepper"]
+    if policy.name == "sglang" and not seqs_given:  # SGLang's own max_running_requests for this pool and model, 48
+        # under EAGLE-family speculation (engines/scheduler.py sglang_max_running; the fourteenth audit, S7 and S8)
+        policy = replace(policy, max_seqs=d["max_running"])
     if scheduler is None and policy.name == "vllm-v1" and isinstance(version, tuple) and version < VLLM_V1_ENGINE:
         # the release's overheads and MoE era are V0's, its scheduler is not modelled (the sixth audit: the output
         # called such a run "vllm-v1 scheduler" without a word)
@@ -1324,8 +1338,6 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     replica_tokens = pool_tokens  # one data-parallel replica's pool: a request lives in one replica's
     flags = policy  # the scheduler each replica runs, as its flags set it (the output reports these)
     if dp > 1:  # data-parallel attention groups, pooled
-        from dataclasses import replace
-
         policy = replace(policy, budget=policy.budget * dp, max_seqs=policy.max_seqs * dp, max_piece=policy.budget)
         pool_tokens *= dp
     if work.concurrency is not None:
@@ -1432,8 +1444,11 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         warnings.warn(over, CapacityWarning, stacklevel=2)
         out["warnings"].append(over)
     if keep_timeline:
+        # each request's TTFT and end-to-end latency as the percentiles count them, the engine's per-request
+        # overhead included (the fourteenth audit, S3: the plotted CDFs had sat 9 ms left of the printed table)
         out["timeline"] = {"t_s": res.timeline_s, "waiting": res.waiting, "running": res.running,
-                           "ttft_s": res.first_token_s - res.arrival_s, "e2e_s": res.finish_s - res.arrival_s}
+                           "ttft_s": res.first_token_s - res.arrival_s + request_s,
+                           "e2e_s": res.finish_s - res.arrival_s + request_s}
     return out
 
 

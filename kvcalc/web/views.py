@@ -161,7 +161,8 @@ def serve(query: Mapping[str, str]) -> View:
                       price_per_gpu_hour=p["price_per_gpu_hour"], disaggregate=disaggregate_pair(p["disaggregate"]),
                       pp=p["pp"], ep=p["ep"], speculate=p["speculate"], vllm_runner=p["vllm_runner"],
                       vllm_version=p["vllm_version"], arrivals=p["arrivals"], cuda_graph_GiB=p["cuda_graph_memory"],
-                      flashinfer_sampler=p["flashinfer_sampler"], engine_version=p["engine_version"])
+                      flashinfer_sampler=p["flashinfer_sampler"], engine_version=p["engine_version"],
+                      max_num_seqs=p["max_num_seqs"])
         concurrency = p["concurrency"]
         if frontier_wanted(concurrency, tps, p["request_rate"]):
             rows = frontier(p["model"], p["gpu"], input_len=p["input_len"], output_len=p["output_len"],
