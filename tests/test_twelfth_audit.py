@@ -118,7 +118,8 @@ def test_p4_replicas_held_at_the_cap_under_a_gpu_budget_are_named():
     budget holds more; at 100 GPUs nothing binds and nothing is said (the eleventh audit, P4)."""
     from tests.test_tenth_audit import _plan_json
 
-    args = ["-m", "qwen3-32b", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--max-tpot-ms", "60", "--gpu-budget"]
+    args = ["-m", "qwen3-32b", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--max-tpot-ms", "60", "--no-disaggregate",
+            "--gpu-budget"]  # (a 2P:1D replica of 3 GPUs serves more since the fourteenth audit's S2; the cap is 1-GPU)
     capped = _plan_json([*args, "10000"])["choice"]
     assert capped["gpus_per_replica"] == 1 and capped["replicas"] == 9_999
     assert capped["replicas_note"].startswith("held at plan's cap of 9,999 replicas")

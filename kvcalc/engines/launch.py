@@ -395,6 +395,13 @@ def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int
     return "---\n".join(docs)
 
 
+# the engines kvcalc writes launch commands for
+LAUNCHED = ("vllm", "sglang", "trtllm")
+# packages whose driver shows each die as a GPU of its own, and that GPU's spec: ROCm shows an MI250X as two GCDs
+# (hardware_specs/mi250x.toml, mi250x-gcd.toml), and --tensor-parallel-size and amd.com/gpu count GCDs
+PACKAGES = {"mi250x": ("mi250x-gcd", 2)}
+
+
 def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> str:
     """The launch text for `target` (vllm, sglang, trtllm or k8s: the configuration's own engine in a manifest;
     amd: the configuration's GPU is an AMD part, whose manifest takes the ROCm image and amd.com/gpu)."""
@@ -411,7 +418,19 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> s
         cmd, yaml = trtllm_command(spec, c, max_model_len)
         extra = f"\n# extra-llm-api-config.yml\n{yaml}"
     else:
-        raise KvcalcError(f"--emit: the plan runs on {engine!r}, which has no launch command; choose vllm, sglang or trtllm")
+        from kvcalc.specs.catalog import load_gpu
+
+        runs = [e for e in LAUNCHED if e not in load_gpu(c["gpu"]).unsupported_engines]
+        if not runs:  # the fourteenth audit, P4: the advice had led to three refusals
+            raise KvcalcError(f"--emit: the plan runs on {engine!r}, and no engine kvcalc launches (vllm, sglang, "
+                              f"trtllm) runs on {c['gpu']}: the plan is a datasheet-roofline bound, with no launch "
+                              "command")
+        choices = ", ".join(runs[:-1]) + " or " * (len(runs) > 1) + runs[-1]
+        raise KvcalcError(f"--emit: the plan runs on {engine!r}, which has no launch command; choose {choices}")
+    if c["gpu"] in PACKAGES:  # the fourteenth audit, P1: TP 1 on one 64 GB GCD for a replica sized on 128 GB
+        device, n = PACKAGES[c["gpu"]]
+        raise KvcalcError(f"--emit: {c['gpu']} is a package its driver shows as {n} GPUs ({device} each), and an "
+                          f"engine's flags count those: plan with -g {device} for a launch command")
     extra = checkpoint_note(spec) + extra
     if c["converted_weights"] and c["weight_dtype"] not in {"vllm": _VLLM_QUANT, "sglang": _SGLANG_QUANT}.get(engine, {}):
         extra = (f"# weights: {c['weight_dtype']} is a format {hf_repo_id(spec)} does not ship and {engine} does not "
@@ -434,11 +453,13 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> s
             notes = ROUTERS[engine] + notes
         config = "".join(f"{line}\n" if line.startswith("#") else f"# {line}\n" for line in notes.strip().splitlines())
         return config + k8s_manifest(engine, c["gpu"], instances, config=c, files=files, amd=amd)
+    many = (f"# {c['replicas']} replicas of this deployment (each on its own {c['gpus_per_replica']} GPUs), behind a "
+            "load balancer\n" if c.get("replicas", 1) > 1 else "")  # the fourteenth audit, P6: said only in the manifest
     if not c["disaggregate"]:
-        return " ".join(shlex.quote(a) for a in cmd) + "\n" + extra
+        return many + " ".join(shlex.quote(a) for a in cmd) + "\n" + extra
     out = [f"# {role} pool: {gpus // c['tensor_parallel']} instance(s) of {c['tensor_parallel']} GPUs per replica\n"
            + " ".join(shlex.quote(a) for a in command) for role, command, gpus in pools]
-    return "\n".join(out) + "\n" + ROUTERS[engine] + extra
+    return many + "\n".join(out) + "\n" + ROUTERS[engine] + extra
 
 
 # Disaggregated serving needs a front door that sends each request to a prefill instance and then a decode one; each

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from kvcalc.checks import (
@@ -202,12 +202,14 @@ SERVING_ENGINES = ("vllm", "sglang", "trtllm")
 
 
 def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, max_gpus: int,
-                disaggregated: bool, speculate: bool = False) -> list[Deployment]:
+                disaggregated: bool, speculate: bool = False,
+                skipped: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()) -> list[Deployment]:
     """Every deployment of the search, as data; where `speculate` and the model ships a draft head (SPECULATION),
-    each again with speculative decoding."""
+    each again with speculative decoding. skipped: (engine, GPU) pairs of `engines` that do not run there."""
     out = []
     for hw in gpus:
-        names = engines or [e for e in available_engines(hw.name) if e in SERVING_ENGINES] or ["roofline"]
+        names = ([e for e in engines if (e, hw.name) not in skipped] if engines else
+                 [e for e in available_engines(hw.name) if e in SERVING_ENGINES] or ["roofline"])
         for engine in names:
             if engine_model_refusal(engine, spec):  # an architecture the engine's server cannot load (P9)
                 continue
@@ -257,7 +259,8 @@ def batch_ladder(limit: int, concurrency: float | None = None) -> list[float]:
     return sorted(ladder)
 
 
-def rate_shares(ladder: Sequence[float], rates: list[float], request_rate: float, limit: int) -> list[float]:
+def rate_shares(ladder: Sequence[float], rates: list[float], request_rate: float, limit: int,
+                replicas: Iterable[int] = ()) -> list[float]:
     """Requests in flight, not on the ladder, at which one replica carries request_rate / k for k = 1 ... SHARES,
     between the two budgets whose requests/s straddle it: the fraction of requests serve finds there, Little's law
     with the latency C / requests/s affine in C between the two (in_flight_at_rate; a little over it, so that the
@@ -265,11 +268,12 @@ def rate_shares(ladder: Sequence[float], rates: list[float], request_rate: float
     (requests/s rises with the requests in flight and flattens, so it carries at least the share). The third audit:
     at 20 requests/s a replica timed at 512 (18.1/s) and 1,024 in flight (TPOT over the limit) lost to two replicas,
     where 682 carry 20/s within the limit; the eleventh, P1: at 40/s Llama-3.1-8B's replica was timed at the chord's
-    226 in flight (TPOT 27.9 ms) where serve carries the rate at 207 (25.9 ms)."""
+    226 in flight (TPOT 27.9 ms) where serve carries the rate at 207 (25.9 ms). replicas: more k to take the share
+    of (besides 1 ... SHARES)."""
     from kvcalc.formulas.workload import in_flight_at_rate
 
     out: set[float] = set()
-    for k in range(1, SHARES + 1):
+    for k in sorted(set(range(1, SHARES + 1)) | {k for k in replicas if k >= 1}):
         target = request_rate / k
         i = next((j for j, rate in enumerate(rates) if rate >= target), None)
         if i is None or i == 0 or rates[i] == rates[i - 1] or rates[i - 1] <= 0:
@@ -695,12 +699,33 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         if e in (engines or [])[:n]:
             raise KvcalcError(f"--engines: {e} listed twice; give each engine once")
     prices = _prices(price_per_gpu_hour, hws)
+    skipped: set[tuple[str, str]] = set()  # (engine, GPU) pairs of --engines that do not run
     for e in engines or ():
+        if e == "auto":  # the fourteenth audit, P5: a choice named "auto" (vLLM's times) that --emit could not launch
+            raise KvcalcError("--engines: auto is not an engine of its own (estimate and serve resolve it to the "
+                              "profile they pick); name the engines to search, or leave --engines out to search every "
+                              "engine with a profile")
         if e == "gpt-fast":
             raise KvcalcError(f"--engines: gpt-fast is {GPT_FAST_IS_NO_SERVER}, not a deployment; plan searches "
                               f"{', '.join(SERVING_ENGINES)} or roofline")
-        for hw in hws:  # an unknown engine, or one that does not run there, is a one-line error naming --engines
-            _as_flag("--engines", resolve_engine, e, hw)
+        # an unknown engine, or one that runs on none of the GPUs, is a one-line error naming --engines; one that runs
+        # on some is searched there and the rest said (the thirteenth audit, P4: "trtllm and sglang over H100 and
+        # MI300X", a mix the default search takes, had been refused whole)
+        why_not = {}
+        for hw in hws:
+            try:
+                _as_flag("--engines", resolve_engine, e, hw)
+            except KvcalcError as refused:
+                if "unknown engine" in str(refused) or len(hws) == 1:
+                    raise
+                why_not[hw.name] = str(refused).removeprefix("--engines: ")
+        if len(why_not) == len(hws):
+            first, *rest = why_not.values()
+            raise KvcalcError(f"--engines: {e} runs on none of the GPUs: {first}"
+                              + (f" (likewise on {', '.join(list(why_not)[1:])})" if rest else ""))
+        for name, reason in why_not.items():
+            say(f"--engines: {e} not searched on {name}: {reason}")
+            skipped.add((e, name))
     unprofiled = [] if engines else [hw.name for hw in hws
                                      if not set(available_engines(hw.name)) & set(SERVING_ENGINES)]
     for name in unprofiled:
@@ -718,7 +743,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         if why := engine_model_refusal(e, spec):
             say(f"--engines: {e} not searched: {why}")
     candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
-                             disaggregated=disaggregated, speculate=speculate)
+                             disaggregated=disaggregated, speculate=speculate, skipped=skipped)
     by_name = {hw.name: hw for hw in hws}
     points, no_fit, built = [], [], []
     memo: dict = {}
@@ -779,7 +804,12 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         for d, runner, _ in built:
             mine = sorted(timed.get(id(d), []), key=lambda p: p.in_flight)
             cs, rates = [p.in_flight for p in mine], [p.requests_per_s for p in mine]
-            more = set(rate_shares(cs, rates, request_rate, runner.max_concurrency)) - set(cs)
+            # and the shares of one and two replicas fewer than its fewest that meet the limits: the second pass found
+            # where the limit falls from an affine between ladder budgets, which can be a replica off (the thirteenth
+            # audit, P2: 35 replicas of DeepSeek-V3 where serve's 34 carry 40 requests/s within a 10 ms TPOT)
+            fewest = min((p.replicas for p in mine if not p.misses), default=None)
+            fewer = (fewest - 1, fewest - 2) if fewest else ()
+            more = set(rate_shares(cs, rates, request_rate, runner.max_concurrency, fewer)) - set(cs)
             if more and max(rates) > 0 and worth(d, math.ceil(request_rate / max(rates) * (1 - 1e-12)),
                                                  prices[d.gpu]):
                 third.append((d, runner, sorted(more)))
@@ -813,7 +843,10 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         best = {}
         for engine in sorted({p.deployment.engine for p in ok}):
             mine = [p for p in ok if p.deployment.engine == engine]
-            met = next((p for p in mine if p.simulated and p.simulated["met"]), None)
+            # the verified finalists first, in the choice's order: the choice is its engine's best (the fourteenth
+            # audit, P6: a TP1 point had been SGLang's best beside a TP2 SGLang choice, and --emit sglang launched it)
+            met = next((p for p in chosen if p.deployment.engine == engine), None) or next(
+                (p for p in mine if p.simulated and p.simulated["met"]), None)
             if met is None:
                 found = verify(mine, 1)
                 met = found[0] if found else None
@@ -831,6 +864,10 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         "unprofiled_gpus": unprofiled,
         "workload": {"input_len": input_len, "output_len": output_len, "range_ratio": range_ratio,
                      "dataset": dataset, "max_model_len": longest, "request_rate": request_rate,
+                     # plan's load is one of three (the fourteenth audit, P3: serve's note had said "a fixed
+                     # concurrency" under --gpu-budget)
+                     **({"request_rate_note": "not asked: the load is a --concurrency or a --gpu-budget"}
+                        if request_rate is None else {}),
                      "concurrency": concurrency, "gpu_budget": gpu_budget},
         "limits": {"max_ttft_ms": max_ttft_ms, "max_tpot_ms": max_tpot_ms, "percentile": percentile},
         "searched": {"deployments": len(candidates), "configurations": len(points) + len(no_fit),

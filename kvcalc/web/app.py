@@ -83,9 +83,13 @@ def create_app() -> FastAPI:
                     # audit, P3: taken and dropped with a 200)
                     raise InputError("--explain: with --format table (the derivations are printed, not a JSON or "
                                      "CSV field)", "--explain")
+                fmt = view.params.get("format")  # typer >= 0.29 gives the Format member, older typer its value
+                if "format" in request.query_params and getattr(fmt, "value", fmt) not in ("json", "csv"):  # the
+                    # fourteenth audit, P2: a table asked for had been answered with JSON and a 200
+                    raise InputError(f"--format: the API answers json or csv, got {getattr(fmt, 'value', fmt)!r} (the "
+                                     "table is the page's)", "--format")
             except InputError as e:
                 return JSONResponse({"error": e.message, "field": e.field}, status_code=422)
-            fmt = view.params.get("format")  # typer >= 0.29 gives the Format member, older typer its value
             if getattr(fmt, "value", fmt) == "csv":
                 return Response(csv_text(view.csv_rows), media_type="text/csv",
                                 headers={"Content-Disposition": f'attachment; filename="kvcalc-{command}.csv"'})
