@@ -578,3 +578,14 @@ def test_s9_max_num_seqs_caps_the_closed_form_as_the_simulator():
                                           "100", "-n", "4", "-f", "json"]).stdout)
     assert out["requests_per_s"] == pytest.approx(four["requests_per_s"], rel=1e-9)  # the same 4 run; more wait
     assert out["ttft_ms"] > four["ttft_ms"]
+
+
+def test_s10_trtllms_chunked_context_is_said_as_an_assumption():
+    """TensorRT-LLM's llm_args.py leaves enable_chunked_prefill off by default; kvcalc's TensorRT-LLM schedule chunks
+    prompts, as plan's launch configures it, and serve says so."""
+    import kvcalc
+
+    out = _quiet(kvcalc.serve, "llama-3.1-8b", engine="trtllm", concurrency=4, input_len=100, output_len=10)
+    assert "TensorRT-LLM's enable_chunked_prefill on, as plan's launch sets it" in out["assumptions"]["batching"]
+    vllm = _quiet(kvcalc.serve, "llama-3.1-8b", engine="vllm", concurrency=4, input_len=100, output_len=10)
+    assert "TensorRT-LLM" not in vllm["assumptions"]["batching"]

@@ -100,7 +100,9 @@ def trtllm_guaranteed_no_evict(budget: int = 8192, max_seqs: int = 2048, block_s
     blocks for its prompt and its whole max_tokens output are free, so nothing is ever evicted; each step the
     micro-batch scheduler takes the generation requests (one token each) and context chunks up to max_num_tokens
     (context chunking), at most max_batch_size requests. Defaults: llmapi/llm_args.py max_batch_size 2048,
-    max_num_tokens 8192; tokens_per_block 32 (KvCacheConfig)."""
+    max_num_tokens 8192; tokens_per_block 32 (KvCacheConfig). Context chunking is llm_args.py's
+    enable_chunked_prefill, off by default (a prompt past max_num_tokens is then refused): this policy assumes it on,
+    as plan's launch sets it, and serve's output says so (the fourteenth audit, S10)."""
     return SchedulerPolicy("trtllm", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
                            admission="full_length", preempt=None)
 

@@ -725,6 +725,11 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
             "speculative": (f"{timer.sp.method}, k {timer.sp.k}: {timer.sp.tokens_per_step():.2f} tokens per verify "
                             "step" if timer else None),
             "batching": (f"continuous, chunked prefill of at most {step_tokens:,} tokens a step"
+                         # TensorRT-LLM's LLM API leaves enable_chunked_prefill off by default (llm_args.py), and
+                         # then refuses a prompt past max_num_tokens; plan's launch turns it on (the fourteenth
+                         # audit, S10, said as an assumption)
+                         + ("; TensorRT-LLM's enable_chunked_prefill on, as plan's launch sets it (its default is "
+                            "off, where a prompt past max_num_tokens is refused)" if engine == "trtllm" else "")
                          + ("; requests in waves that start and finish together (medians over requests)"
                             if arrivals == "waves" else "") if not disaggregate else
                          f"disaggregated: {disaggregate[0]} prefill GPUs, {disaggregate[1]} decode GPUs"),
