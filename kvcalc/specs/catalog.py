@@ -220,6 +220,9 @@ def resolve(kind: Kind, ref: str):
         from kvcalc.specs.hf import load_hf_model
 
         return load_hf_model(ref)
+    if "," in ref:  # a list where one is taken (the fifteenth audit, P4: "closest: mi300x" for l40s,mi300x,t4)
+        many = "plan, sweep and roofline take several" if kind == "gpu" else "sweep takes several"
+        raise KvcalcError(f"--{kind}: one {kind} here, got the list {ref[:60]!r}; {many}")
     close = difflib.get_close_matches(ref.lower(), list(names), n=3, cutoff=0.5)
     hint = f"; closest: {', '.join(close)}" if close else ""
     listing = "kvcalc models" if kind == "model" else "kvcalc gpus"

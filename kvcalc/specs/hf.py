@@ -483,10 +483,16 @@ def _chatglm(c: Config) -> dict:
     kv = c.int("multi_query_group_num", heads) if c.bool("multi_query_attention", False) else heads
     _check_heads(c, heads, kv, "num_attention_heads", "multi_query_group_num")
     bias = c.bool("add_bias_linear", False)
+    if not c.bool("post_layer_norm", True):  # GLMTransformer builds final_layernorm only with it (the fifteenth
+        # audit, H4: a final norm had been counted that the model does not have)
+        raise KvcalcError(f"{c.source}: post_layer_norm false: ChatGLM without its final LayerNorm, a layout kvcalc "
+                          "does not count (every published ChatGLM and GLM-4 sets it true)")
+    rms = c.bool("rmsnorm", True)
     return {
         "num_layers": layers, "hidden_size": d, "vocab_size": vocab,
         "max_position_embeddings": c.int("seq_length"), "tie_word_embeddings": False,
-        "norm": "rmsnorm" if c.bool("rmsnorm", True) else "layernorm",
+        # torch's LayerNorm carries a bias where rmsnorm is false (modeling_chatglm.py LayerNormFunc; H4)
+        "norm": "rmsnorm" if rms else "layernorm", "norm_bias": not rms,
         "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv,
                       "head_dim": c.int("kv_channels", d // heads), "qkv_bias": c.bool("add_qkv_bias", False),
                       "out_bias": bias, "rotary_dim": c.int("kv_channels", d // heads) // 2},  # RoPE turns half a head
@@ -905,7 +911,9 @@ def _module_class(entry: str) -> str | None:
     for what kvcalc keeps in bf16 anyway (lm_head, embeddings, norms, routers) or does not recognise."""
     text = _unescaped(entry).lower().removeprefix("re:")
     last = _projection(text)
-    if any(k in text for k in ALWAYS_KEPT + NOT_LANGUAGE) or last in ("gate", "router"):
+    if any(k in text for k in ALWAYS_KEPT + NOT_LANGUAGE) or last in ("gate", "router", "shared_expert_gate"):
+        # (shared_expert_gate: Qwen2-MoE's scalar gate on its shared expert, Linear(hidden, 1), kept as a router is;
+        # the fifteenth audit, H10: it had kept the whole shared expert in bf16)
         return None
     if "shared_expert" in text:
         return "shared_experts"
@@ -918,8 +926,13 @@ def _module_class(entry: str) -> str | None:
     return None
 
 
-def _left_in_bf16(entries: object, where: str, key: str,
-                  own: frozenset[str] | None = None) -> tuple[set[str], dict[str, set[int]]]:
+# names of a hybrid's mixers (Gated DeltaNet's linear_attn, Mamba's mamba and Nemotron-H's mixer) and of its softmax
+# attention, which kvcalc's one attention class covers together
+HYBRID_MIXER_NAMES = ("linear_attn", "mamba", "mixer", "self_attn", "attention", "attn")
+
+
+def _left_in_bf16(entries: object, where: str, key: str, own: frozenset[str] | None = None,
+                  hybrid: bool = False) -> tuple[set[str], dict[str, set[int]]]:
     """(layer classes a quantization_config's ignore list leaves in bf16 in every layer, {class: the layers it
     leaves in bf16 by name} for the classes it names layer by layer: Llama-3.1-405B-FP8 lists every layer's attention
     and the MLPs of layers 0 and 125). own: the projection names the model's modules have (model_projection_names);
@@ -939,6 +952,12 @@ def _left_in_bf16(entries: object, where: str, key: str,
             # wildcard, 'model.layers.5.*', had been dropped)
             entry = "re:" + re.escape(str(entry)).replace("\\*", ".*") + "$"
         text = _unescaped(str(entry))
+        if hybrid and (any(k in text.lower() for k in HYBRID_MIXER_NAMES) or _module_class(text) == "attention"):
+            # one class holds a hybrid's softmax and linear (or Mamba) layers: an entry naming either kind would keep
+            # both in bf16, and one naming the Mamba mixer had been dropped (the fifteenth audit, H11, H12)
+            raise KvcalcError(f"{where}: quantization_config {key}: {shown[:60]!r} keeps one kind of this hybrid's "
+                              "mixers (softmax attention, or its linear-attention or Mamba layers) in bf16; kvcalc's "
+                              f"attention class holds both kinds; {OTHER_FORMAT}")
         index = LAYER_INDEX.search(text)
         layer = int(index.group(1)) if index else None
         if own is not None and _projection(text) in ALL_PROJECTION_NAMES - own:
@@ -984,7 +1003,8 @@ def _whole_number(value: object, where: str, key: str) -> int | None:
     """An integer as quantisers write it: 4, 4.0 or "4"; None when absent."""
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):  # ASCII digits only (the fifteenth
+        # audit, H1: '²' passed isdigit() and ended in int()'s ValueError; Arabic-Indic '٤' had been read as 4)
         return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -1201,7 +1221,8 @@ def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
     return fmt, [c for c in QUANT_CLASSES if c in classes]
 
 
-def quantization_from_config(qc: object, where: str, own: frozenset[str] | None = None) -> dict | None:
+def quantization_from_config(qc: object, where: str, own: frozenset[str] | None = None,
+                             hybrid: bool = False) -> dict | None:
     """kvcalc's quantization spec from config.json's quantization_config, as each quantiser writes it: the weight
     format (with its group or block scales), the layer classes it quantises, and what its ignore list leaves in bf16
     (a whole class, or some layers of one by name). None when absent; anything kvcalc cannot store exactly is a
@@ -1211,17 +1232,17 @@ def quantization_from_config(qc: object, where: str, own: frozenset[str] | None 
     if not isinstance(qc, dict):
         raise KvcalcError(f"{where}: quantization_config: expected an object, got {qc!r:.40}")
     if BESIDE_KEY not in qc:
-        return _quantization(qc, where, own)
+        return _quantization(qc, where, own, hybrid)
     try:  # read from hf_quant_config.json: its refusals name that file and its fields (under "quantization"), and
         # the way past is moving it aside (H7; the verification, V6: they had named config.json's quantization_config)
-        return _quantization({k: v for k, v in qc.items() if k != BESIDE_KEY}, where, own)
+        return _quantization({k: v for k, v in qc.items() if k != BESIDE_KEY}, where, own, hybrid)
     except KvcalcError as e:
         raise KvcalcError(str(e).replace(OTHER_FORMAT, "to size the model in a format kvcalc stores, move "
                                          "hf_quant_config.json aside in a copy of the folder and pass --weight-dtype")
                           .replace("quantization_config ", "quantization.", 1))
 
 
-def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> dict:
+def _quantization(qc: dict, where: str, own: frozenset[str] | None = None, hybrid: bool = False) -> dict:
     method = str(qc.get("quant_method", "")).lower()
     classes, ignore_key = list(QUANT_CLASSES), "modules_to_not_convert"
     ignore = qc.get("modules_to_not_convert")
@@ -1266,7 +1287,7 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
                           f"(awq, gptq, fp8, fbgemm_fp8, mxfp4, modelopt, compressed-tensors); {OTHER_FORMAT}")
     if ignore is None and method not in ("compressed-tensors", "modelopt"):
         ignore_key, ignore = "ignore", qc.get("ignore")
-    whole, by_layer = _left_in_bf16(ignore, where, ignore_key, own)
+    whole, by_layer = _left_in_bf16(ignore, where, ignore_key, own, hybrid)
     quantized = [c for c in classes if c not in whole]
     if not quantized:  # the ignore list keeps every layer class in bf16 ('re:.*layers.*'): nothing is quantised
         return None
@@ -1283,6 +1304,11 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None) -> di
 
 # Attention-free families (transformers' MambaConfig, Mamba2Config, FalconMambaConfig, RwkvConfig): no layer keeps a
 # per-token cache, and kvcalc reads Mamba layers only inside hybrids
+# the model_type of a multimodal checkpoint's text_config, as transformers names its text config class, and the
+# family whose layers it has: Qwen2VLTextConfig and Qwen2_5_VLTextConfig are Qwen2's (biased q, k, v), Qwen3VLTextConfig
+# Qwen3's (q and k RMSNorms), Glm4vTextConfig GLM-4-0414's (four norms a layer, o_proj unbiased)
+TEXT_MODEL_FAMILIES = {"qwen2_vl_text": "qwen2_vl", "qwen2_5_vl_text": "qwen2_5_vl", "qwen3_vl_text": "qwen3",
+                       "glm4v_text": "glm4"}
 # families whose attention always normalises q and k over all heads' channels, with no config field saying so:
 # Olmo2Attention and Olmo3Attention's q_norm(heads x head_dim) and k_norm(kv_heads x head_dim), OlmoeAttention's
 # likewise (transformers' modeling_olmo2.py, modeling_olmo3.py, modeling_olmoe.py; the fourteenth audit, H5)
@@ -1386,36 +1412,50 @@ ROPE_EXTENDS = ("linear", "dynamic", "yarn")
 ROPE_KEEPS = ("", "default", "llama3", "longrope", "su", "mrope")
 
 
+def rope_block(c: Config) -> tuple[str, dict | None]:
+    """(its key, the RoPE settings): rope_scaling, else transformers 5's rope_parameters (the fifteenth audit, H9: a
+    YaRN context had been capped and a malformed block taken), whose per-layer-type form ({"full_attention": {...},
+    "sliding_attention": {...}}) gives the full-attention layers' block; None where neither is given."""
+    key = "rope_scaling" if c.data.get("rope_scaling") is not None else "rope_parameters"
+    block = c.data.get(key)
+    if block is not None and not isinstance(block, dict):  # the thirteenth audit, H8: read in silence
+        raise KvcalcError(f"{c.source}: {key}: expected an object or null, got {block!r:.40}")
+    if isinstance(block, dict) and block and all(isinstance(v, dict) for v in block.values()):
+        if "full_attention" not in block:
+            raise KvcalcError(f"{c.source}: {key}: per-layer-type settings without full_attention's "
+                              f"({', '.join(map(str, block))[:60]})")
+        key, block = f"{key}.full_attention", block["full_attention"]
+    return key, block
+
+
 def _scaled_context(c: Config, spec: dict, model_type: str) -> None:
     """The context a rope_scaling extends max_position_embeddings to, as vLLM derives max_model_len from it
     (_get_and_verify_max_len in vllm/config/model.py): times the factor, from original_max_position_embeddings for
     YaRN; not for llama3, longrope and su, whose max_position_embeddings is already the extended length, nor Gemma 3,
     whose is too (the twelfth audit, H1: vicuna-7b-v1.5-16k, 4,096 x 4 linear, had been capped at 4,096 and its
     16,384-token requests refused). Said in the notes."""
-    scaling = c.data.get("rope_scaling")
+    key, scaling = rope_block(c)
     base = spec.get("max_position_embeddings")
-    if scaling is not None and not isinstance(scaling, dict):  # the thirteenth audit, H8: read in silence
-        raise KvcalcError(f"{c.source}: rope_scaling: expected an object or null, got {scaling!r:.40}")
     if not isinstance(scaling, dict) or not base or model_type.startswith("gemma3"):
         return
     kind = scaling.get("rope_type") or scaling.get("type") or ""
     if kind not in ROPE_EXTENDS + ROPE_KEEPS:  # an unknown rope_type had been taken as a context multiplier
-        raise KvcalcError(f"{c.source}: rope_scaling.rope_type: expected one of {', '.join(ROPE_EXTENDS + ROPE_KEEPS[1:])},"
+        raise KvcalcError(f"{c.source}: {key}.rope_type: expected one of {', '.join(ROPE_EXTENDS + ROPE_KEEPS[1:])},"
                           f" got {kind!r:.40}")
     factor = scaling.get("factor")
     if kind in ROPE_KEEPS or factor is None:
         return
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 <= factor <= 1e4:
-        raise KvcalcError(f"{c.source}: rope_scaling.factor: expected a number from 1 to 10,000, got {factor!r:.40}")
+        raise KvcalcError(f"{c.source}: {key}.factor: expected a number from 1 to 10,000, got {factor!r:.40}")
     start = base
     if kind == "yarn":
         start = scaling.get("original_max_position_embeddings") or base
         if isinstance(start, bool) or not isinstance(start, int) or not 0 < start <= MAX_SIZE:
-            raise KvcalcError(f"{c.source}: rope_scaling.original_max_position_embeddings: expected a positive "
+            raise KvcalcError(f"{c.source}: {key}.original_max_position_embeddings: expected a positive "
                               f"integer, got {start!r:.40}")
     scaled = int(start * factor)
     if scaled != base:
-        c.notes.append(f"context {scaled:,}: rope_scaling {kind} x {factor:g} from {start:,} positions, as vLLM "
+        c.notes.append(f"context {scaled:,}: {key} {kind} x {factor:g} from {start:,} positions, as vLLM "
                        "derives max_model_len")
         spec["max_position_embeddings"] = scaled
 
@@ -1434,10 +1474,18 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         data = {**data["text_config"], "model_type": data["text_config"].get("model_type", data.get("model_type"))}
         if data["model_type"] is not None and not isinstance(data["model_type"], str):
             raise KvcalcError(f"{source}: text_config: model_type: expected a string, got {data['model_type']!r:.40}")
-        # a quantised multimodal checkpoint writes its quantization_config at the top, for the whole model (the fourth
-        # audit: an FP8 MedGemma-27B was sized as bf16, 51.1 GiB against 27.3)
-        if "quantization_config" not in data and "quantization_config" in outer:
-            data["quantization_config"] = outer["quantization_config"]
+        # a text model's own type read as the family it is the text model of (the fifteenth audit, H6-H8: Qwen2-VL's
+        # biases, Qwen3-VL's QK norms and GLM-4.1V's four norms had been lost to an unknown family)
+        data["model_type"] = TEXT_MODEL_FAMILIES.get(data["model_type"], data["model_type"])
+        # a quantised multimodal checkpoint writes its quantization_config (or compressed-tensors' older
+        # compression_config) at the top, for the whole model (the fourth audit: an FP8 MedGemma-27B was sized as
+        # bf16, 51.1 GiB against 27.3; the fifteenth, H5: the older key had been dropped, +77 %)
+        for key in ("quantization_config", "compression_config"):
+            if key not in data and key in outer:
+                data[key] = outer[key]
+    rope = data.get("rope_parameters")  # transformers 5 keeps partial_rotary_factor there (the fifteenth audit, H9)
+    if isinstance(rope, dict) and "partial_rotary_factor" in rope and "partial_rotary_factor" not in data:
+        data = {**data, "partial_rotary_factor": rope["partial_rotary_factor"]}
     # a field of the wrapped language model is named as text_config's (the eleventh audit, H7: reported as missing
     # from the file)
     c = Config(data, source if outer is None else f"{source}: text_config")
@@ -1501,7 +1549,8 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
                           f"{kv_format} for the engine's default")
     if isinstance(qc, dict) and qc.get("quant_method") == "modelopt" and not _modelopt_algo(qc) and kv_format:
         qc = None  # a ModelOpt checkpoint that quantises its KV cache only: bf16 weights
-    quantization = quantization_from_config(qc, where, model_projection_names({**spec, "family": model_type}))
+    quantization = quantization_from_config(qc, where, model_projection_names({**spec, "family": model_type}),
+                                            hybrid=bool(spec.get("linear_attention")))
     if quantization is not None:
         _settle_kept_layers(quantization, spec)
         spec["quantization"] = quantization
@@ -1597,6 +1646,9 @@ def checkpoint_total_size(folder: Path) -> tuple[Path, int] | None:
         data = json.loads(read_regular_file(index, "a safetensors index", INDEX_MAX_BYTES).decode("utf-8-sig"))
     except (ValueError, RecursionError):
         raise KvcalcError(f"{index}: not valid JSON; remove it or fix it to compare the weights with it") from None
+    if not isinstance(data, dict):  # the fifteenth audit, H2: said to lack metadata.total_size
+        raise KvcalcError(f"{index}: expected a JSON object (with metadata.total_size), got {type(data).__name__}; "
+                          "remove it or fix it to compare the weights with it")
     total = data.get("metadata", {}).get("total_size") if isinstance(data, dict) and isinstance(
         data.get("metadata"), dict) else None
     return index, _total_size(index, total)
@@ -1742,8 +1794,9 @@ def locate_config(ref: str | Path) -> tuple[Path, str]:
         return cached_config(str(ref)), str(ref).split("/")[-1]
     if path.is_dir():
         config = path / "config.json"
-        if not config.is_file():
-            raise KvcalcError(f"--model: {path} holds no config.json")
+        if not config.is_file():  # a config.json that is a folder or a device is named so (the fifteenth audit, H3)
+            raise KvcalcError(f"--model: {config}: not a regular file; expected a config.json" if os.path.lexists(config)
+                              else f"--model: {path} holds no config.json")
         return config, path.resolve().name
     if not path.is_file():  # named by its flag, as --gpu's twin is (the fourteenth audit, H7)
         raise KvcalcError(f"--model: {path}: not a regular file (a FIFO, device or socket); expected a config.json")
