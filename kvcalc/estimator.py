@@ -14,6 +14,7 @@ from kvcalc.checks import (
     case_hint,
     check_int,
     check_number,
+    check_speculate,
     foreign_format,
     past_positions,
 )
@@ -1010,6 +1011,7 @@ def estimate_with_specs(
         prompt = context
     _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization, engine)
     check_prefill_chunk(prefill_chunk)
+    check_speculate(speculate)
     warnings: list[str] = []
     spec = rewrite_attention(load_recording_assumptions(model, warnings), attn, kv_lora_rank=kv_lora_rank,
                              rope_dim=rope_dim)

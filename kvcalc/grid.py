@@ -166,7 +166,9 @@ def sweep(
         if profile is not None and (why := layout_refusal(profile.engine, t, x)):
             unsupported.append(why)
         if sv:
-            timer = SpeculativeTimer(spec, hw, sv, weight_dtype=w, kv_dtype=k, tp=t, profile=profile)
+            # its layer's routed experts spread over the expert-parallel GPUs, as estimate holds them (the fifteenth
+            # audit, E2: whole on every GPU, 9.2 GiB a GPU over estimate for DeepSeek-V3 at --ep 8)
+            timer = SpeculativeTimer(spec, hw, sv, weight_dtype=w, kv_dtype=k, tp=t, profile=profile, ep=x)
             required = required + timer.draft_bytes(replica_batch(B, x, t), S)  # as estimate counts the draft
             if q == 1 and x == 1:
                 plain, _, _, per_token, _ = timer.times(B, S)

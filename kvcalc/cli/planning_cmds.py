@@ -281,6 +281,9 @@ def roofline_cli(
     from kvcalc.report.plot import roofline
 
     batches = [check_int("--batch", b, 1, MAX_BATCH) for b in split("--batch", batch, int)]
+    from kvcalc.checks import check_speculate
+
+    check_speculate(speculate)  # named as the flag (the API names its keyword)
     fig = roofline(split("--gpu", gpu), model, attn=_attn(attn), batch=batches, context=context,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points, engine=engine, speculate=speculate)
     save_figure(fig, out, "--out")

@@ -192,19 +192,25 @@ def step_cost_us(step_us, per_gpu_us, per_layer_us, gpus: int, synced: int):
     return step_us + per_gpu_us * (gpus - 1) + per_layer_us * synced
 
 
+def stated_overhead(profile: EngineProfile | None) -> EngineOverhead | None:
+    """The overhead terms a profile times its steps with: its own, else its release's band's; None for the roofline
+    or an engine without bands."""
+    if profile is None:
+        return None
+    if profile.overhead is not None:
+        return profile.overhead
+    b = band(profile.engine, None, profile.engine_version)
+    return overhead_of(b) if b is not None else None
+
+
 def overhead_seconds(profile: EngineProfile | None, gpus: int = 1, synced: int = 0) -> tuple[float, float]:
     """(per step [s], per request [s]) of a deployment on `gpus` GPUs (tp x pp, or the expert-parallel group) whose
     steps synchronise the GPUs in `synced` layers (synced_layers): step = step_us + step_us_per_extra_gpu *
     (gpus - 1) + step_us_per_synced_layer * synced, from the profile's stated overhead, else its release's band;
     nothing for the roofline (datasheet efficiencies) or an engine without bands."""
-    if profile is None:
-        return 0.0, 0.0
-    o = profile.overhead
+    o = stated_overhead(profile)
     if o is None:
-        b = band(profile.engine, None, profile.engine_version)
-        if b is None:
-            return 0.0, 0.0
-        o = overhead_of(b)
+        return 0.0, 0.0
     step_us = step_cost_us(o.step_us, o.step_us_per_extra_gpu, o.step_us_per_synced_layer, gpus, synced)
     return step_us * 1e-6, o.request_ms * 1e-3
 

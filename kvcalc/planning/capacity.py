@@ -129,6 +129,9 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     check_int("--batch", batch, 1, MAX_BATCH)
     check_int("--tp", tp, 1, MAX_GPUS)
     check_dtypes(weight_dtype, kv_dtype, engine)
+    from kvcalc.checks import check_speculate
+
+    check_speculate(speculate)  # '' is not "none" (the fifteenth audit, E4)
     if not attn:
         raise KvcalcError("--attn: expected at least one variant")
     base, hw, weight_dtype, p = load_deployment(model, gpu, weight_dtype, kv_dtype)

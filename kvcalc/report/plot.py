@@ -89,7 +89,7 @@ def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, s
     (auto, U1), and the decode operating points with the x range that holds them:
     (gpus, weight_dtype, points, x_lo, x_hi). roofline() draws them; report/roofline_data.py returns them as data."""
     from kvcalc.checks import (MAX_BATCH, MAX_TOKENS, check_int, check_optional_str, check_ref, check_sequence,
-                               past_positions)
+                               check_speculate, past_positions)
     from kvcalc.estimator import check_dtypes, resolve_weight_dtype
 
     def name(arg):
@@ -100,15 +100,20 @@ def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, s
     batch = check_sequence(name("batch"), batch, lambda arg, b: check_int(arg, b, 1, MAX_BATCH))
     check_int(name("context"), context, 1, MAX_TOKENS)
     check_optional_str(name("speculate"), speculate)
+    check_speculate(speculate, name("speculate"))
     check_dtypes(weight_dtype, kv_dtype, engine)  # a KV format the engine stores (the eighth audit, V4)
     spec = load_model(check_ref(name("model"), model))
     weight_dtype = resolve_weight_dtype(weight_dtype, spec)
-    if why := past_positions(spec, context):  # as estimate, capacity and sweep warn (the twelfth audit, E3)
-        import warnings
+    import warnings
 
-        from kvcalc.errors import CapacityWarning
+    from kvcalc.errors import CapacityWarning
+    from kvcalc.speculation import no_mtp_module
 
-        warnings.warn(why, CapacityWarning, stacklevel=3)
+    # as estimate, capacity and sweep warn: a context past the model's positions (the twelfth audit, E3), and a
+    # hypothetical MTP module (the fifteenth, E1)
+    for why in (past_positions(spec, context), no_mtp_module(spec, speculate)):
+        if why:
+            warnings.warn(why, CapacityWarning, stacklevel=3)
     points = operating_points(model, attn, batch, context, weight_dtype, kv_dtype, speculate)
     xs = [pt[5] for pt in points]
     return gpus, weight_dtype, points, min(xs + [1.0]) / 4, max(xs + [1e3]) * 4

@@ -407,6 +407,7 @@ def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dty
         p_len, context = max(1, round(r["input_len"])), round(r["input_len"] + r["output_len"] / 2)
         ev = evaluate(spec, hw, batch=b, context=context, prompt=p_len, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                       tp=tp, profile=bare)
+        r["fits"] = bool(ev.memory["total"] <= ev.usable_bytes)  # its requests' KV cache beside the weights
         decode = phase_metrics(ev.decode, ev.decode_sol, b, hw, weight_dtype, ev.comm_s)
         r["decode_kernel_ms"], r["decode_sol_ms"] = decode["ms"], decode["speed_of_light_ms"]
         ev1 = evaluate(spec, hw, batch=1, context=0, prompt=p_len, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
@@ -513,6 +514,25 @@ def served_elsewhere(path: Path, runs: list[dict], spec, engine: str) -> None:
             break
 
 
+def _fitted_overhead(fit: dict, band, tp: int, synced: int, what: str):
+    """The fitted step cost as a profile states it: the band's terms per extra GPU and per synchronised layer kept,
+    the fixed part fitted, so the profile times another --tp or model as the band scales (the fifteenth audit, E6:
+    the TP 2 run's 34.5 us x 32 synchronised layers had been frozen into one flat cost, 14 % over at TP 1). Where the
+    fit is below those terms at its own TP, they are scaled down to it."""
+    from kvcalc.specs.profile import EngineOverhead
+
+    per_gpu = band.step_us_per_extra_gpu if band is not None else 0.0
+    per_layer = band.step_us_per_synced_layer if band is not None else 0.0
+    scaling = per_gpu * (tp - 1) + per_layer * synced
+    if scaling > fit["step_us"]:
+        shrink = fit["step_us"] / scaling
+        per_gpu, per_layer, scaling = per_gpu * shrink, per_layer * shrink, fit["step_us"]
+    return EngineOverhead(step_us=fit["step_us"] - scaling, step_us_per_extra_gpu=per_gpu,
+                          step_us_per_synced_layer=per_layer, request_ms=fit["request_ms"],
+                          sources=[what + f"; fitted at --tp {tp}: {fit['step_us']:g} us a step there, of which "
+                                   f"{scaling:g} us are the band's terms per extra GPU and per synchronised layer"])
+
+
 def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = "vllm", tp: int = 1,
                              weight_dtype: str = "auto", kv_dtype: str = "bf16", replicas: int = 1,
                              engine_version: str | None = None):
@@ -528,7 +548,6 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     from kvcalc.estimator import check_dtypes, check_tp, resolve_weight_dtype
     from kvcalc.ledgers.fit_e2e import scale_kernels
     from kvcalc.specs.catalog import load_model, resolve_engine
-    from kvcalc.specs.profile import EngineOverhead
 
     check_int("--replicas", replicas, 1, 100_000)
     check_dtypes(weight_dtype, kv_dtype, engine)  # as estimate checks them (the tenth audit, E5: a weight format and
@@ -557,18 +576,34 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
                               f"decode step ({r['decode_sol_ms']:.3g} ms for {spec.name} on {tp} x {hw.name} at "
                               f"{r['concurrency']:g} in flight); check --model, --gpu, --tp, --replicas, "
                               "--weight-dtype, speculative decoding and that the times are in ms")
+    from kvcalc.checks import past_positions
+
+    for r in runs:  # a run the deployment cannot hold at once, or past the model's positions, is not what the
+        # engine ran: it queued part of its requests, or refused them (the fifteenth audit, E3: a kernel scale of
+        # x1.557 had been fitted on 16 sequences of 100,100 tokens where one H100 holds 4)
+        length = round(r["input_len"] + r["output_len"])
+        if why := past_positions(spec, length):
+            raise KvcalcError(f"{path}: line {r['line']}: {why}: an engine refuses such requests; check --model")
+        if not r["fits"]:
+            raise KvcalcError(f"{path}: line {r['line']}: {r['concurrency']:g} requests of {length:,} tokens in "
+                              f"flight do not fit the KV cache of {spec.name} on {tp} x {hw.name}: the engine "
+                              "queued part of them, which this fit cannot tell; check --tp and --replicas, or leave "
+                              "the run out")
     for r in runs:  # a subnormal time (5e-324 ms) overflows the fit's ratios: refused, not fitted to inf
         for metric, kernel in (("tpot_ms", "decode_kernel_ms"), ("ttft_ms", "prefill_kernel_ms")):
             if r[metric] and not math.isfinite(r[kernel] / r[metric] * 100):
                 raise KvcalcError(f"{path}: line {r['line']}: {metric.split('_')[0].upper()} {r[metric]!r} ms is too "
                                   f"small to fit against (the kernels alone take {r[kernel]:.3g} ms)")
-    from kvcalc.engines.overhead import overhead_seconds
+    from kvcalc.engines.overhead import overhead_seconds, stated_overhead
 
     # no TTFT in the file (a tool prints 0 for "not measured"): the request overhead stays the engine band's own
     own_request_ms = overhead_seconds(profile)[1] * 1e3
     fit = fit_benchmark(runs, own_request_ms)
     _check_fit(path, runs, fit)
-    own_step_us = overhead_seconds(profile, tp)[0] * 1e6
+    from kvcalc.engines.overhead import synced_layers
+
+    synced = synced_layers(spec.num_layers, tp)
+    own_step_us = overhead_seconds(profile, tp, synced)[0] * 1e6
     if own_step_us and fit["step_us"] > SLOW_STEP_FACTOR * own_step_us:  # the thirteenth audit, E5
         import warnings
 
@@ -595,6 +630,6 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
         "provenance": "fitted", "transferred_from": f"{profile.gpu}.{profile.engine}",
         "method": (profile.method + " " if getattr(profile, "method", "") else "") + "Then " + what,
         "time_scale": fit["time_scale"], "fitted_on": [r["source"] for r in runs],
-        "overhead": EngineOverhead(step_us=fit["step_us"], request_ms=fit["request_ms"], sources=[what]),
+        "overhead": _fitted_overhead(fit, stated_overhead(profile), tp, synced, what),
         "sources": [*profile.sources, f"benchmark results: {path.name}"]})
     return deployed, report
