@@ -241,6 +241,7 @@ def speculates_with(d: Deployment, spec) -> bool:
 # One deployment's replica, timed at a ladder of batch budgets
 # ---------------------------------------------------------------------------------------------------------------
 
+LOAD_PASSES = 2  # passes timing each replica count at the load its share of a request rate puts on it (at_load)
 SHARES = 4  # with a concurrency to serve, the ladder also holds its share over 1 to this many replicas
 
 
@@ -529,6 +530,21 @@ def pareto(points: list[Point]) -> list[Point]:
     return front
 
 
+def at_load(points: list[Point]) -> list[Point]:
+    """At a request rate, the point of each deployment and replica count with the fewest requests in flight: k
+    replicas carrying the rate run where their share puts them, the least load the ladder timed that carries it (the
+    third pass times it, rate_shares); a point of the same k at a larger budget is the same deployment judged at a
+    load it never sees (the fifteenth audit, P1, P2: 461 in flight and a TTFT of 2.2 s printed and ranked where 390
+    and 82 ms are serve's)."""
+    best: dict[tuple, Point] = {}
+    for p in points:
+        key = (id(p.deployment), p.replicas)
+        if key not in best or p.in_flight < best[key].in_flight:
+            best[key] = p
+    kept = set(map(id, best.values()))
+    return [p for p in points if id(p) in kept]
+
+
 def _rank_key(p: Point, budget_mode: bool):
     """Best first. A row timed on the datasheet roofline (a GPU with no engine profile, or --engines roofline) ranks
     after every engine-profile row: the roofline has no engine overhead and runs faster than any engine does, so its
@@ -793,9 +809,11 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     if extra:
         states2 = steady_states(extra, input_len, output_len)
         points += judged(extra, states2, run_many_all([x[1] for x in extra], [x[2] for x in extra], states2))
-    if request_rate is not None:  # a third pass: the rate's shares again, between the two nearest points timed, where
-        # the latency's affine is near exact, so a replica's TTFT and TPOT are those at the load serve finds for it
-        # (the eleventh audit, P1), for the deployments that could still rank (worth_refining)
+    for _ in range(LOAD_PASSES if request_rate is not None else 0):  # a third pass (and a fourth): the rate's shares
+        # again, between the two nearest points timed, where the latency's affine is near exact, so a replica's TTFT
+        # and TPOT are those at the load serve finds for it (the eleventh audit, P1), for the deployments that could
+        # still rank (worth_refining); the fourth closes in where latency bends near saturation (the fifteenth, P2)
+        assert request_rate is not None
         worth = worth_refining(points, runners_up + 1, False)
         timed: dict[int, list[Point]] = {}
         for p in points:
@@ -808,7 +826,9 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             # where the limit falls from an affine between ladder budgets, which can be a replica off (the thirteenth
             # audit, P2: 35 replicas of DeepSeek-V3 where serve's 34 carry 40 requests/s within a 10 ms TPOT)
             fewest = min((p.replicas for p in mine if not p.misses), default=None)
-            fewer = (fewest - 1, fewest - 2) if fewest else ()
+            # and the share of every replica count a point meeting the limits needs, so that each has its point at
+            # the load serve finds (the fifteenth audit, P1, P2: a replica had been ranked at its budget's TTFT)
+            fewer = ({fewest - 1, fewest - 2} | {p.replicas for p in mine if not p.misses}) if fewest else ()
             more = set(rate_shares(cs, rates, request_rate, runner.max_concurrency, fewer)) - set(cs)
             if more and max(rates) > 0 and worth(d, math.ceil(request_rate / max(rates) * (1 - 1e-12)),
                                                  prices[d.gpu]):
@@ -822,8 +842,10 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     # this workload (the tenth audit, P1: at --output-len 1, where the tie-breaks favour the most requests/s, the
     # choice was a budget of 448 for -n 1, TTFT 8.5 s where one request takes 31 ms)
     most = math.ceil(concurrency - 1e-9) if concurrency is not None else None
-    ok = sorted((p for p in points if not p.misses and (most is None or p.in_flight <= most)),
-                key=lambda p: _rank_key(p, gpu_budget is not None))
+    meeting = [p for p in points if not p.misses and (most is None or p.in_flight <= most)]
+    if request_rate is not None:
+        meeting = at_load(meeting)
+    ok = sorted(meeting, key=lambda p: _rank_key(p, gpu_budget is not None))
     varied = bool(range_ratio) or dataset != "random"
     simulated = (percentile != "p50" or varied) and (max_ttft_ms is not None or max_tpot_ms is not None)
     if simulated:
@@ -1103,6 +1125,12 @@ def point_dict(p: Point, versus: Point | None = None) -> dict:
                           f"timed on {d.gpu}'s datasheet roofline, not an engine profile: no engine overhead, faster "
                           "than engines run; ranked after every engine-profile row"),
     }
+    # what each engine instance's scheduler takes, as --emit launches it and serve's --max-num-seqs counts it: the
+    # replica's budget over its decode servers and data-parallel groups (the fifteenth audit, P3: the replica's total
+    # alone had been given, 256 where each of two servers is launched with 128)
+    from kvcalc.engines.launch import _per_group
+
+    out["max_num_seqs_per_instance"] = _per_group(out)
     if versus is not None:
         out["trade"] = _trade(p, versus)
     return out

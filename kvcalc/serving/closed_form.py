@@ -395,6 +395,9 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     factor instead of the release era's (engines/kernel_eras.py); max_num_seqs: the requests the engine runs at once
     (--max-num-seqs), for vLLM's memory rule and max_running (engines/scheduler.py running_cap); overhead: an EngineOverhead instead of the release
     band's (engines/overhead.py). Both are the serving ledger's held-out refits."""
+    from kvcalc.checks import check_speculate
+
+    check_speculate(speculate)  # '' is not "none" (the fifteenth audit, E4)
     if engine == "gpt-fast":  # the seventh audit, C2: its batch-1 profile had been run as a batching server
         from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
 
@@ -569,6 +572,11 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
     notes += [unused] if unused else []
     max_concurrency, full_length = d["max_concurrency"], input_len + output_len
+    if timer is not None and step_tokens < stepper.decode_q:  # the fifteenth audit, S4: timed whole, faster than the
+        # drafts the budget lets through allow
+        raise KvcalcError(f"--step-tokens {step_tokens:,}: below the {stepper.decode_q} tokens a verify step schedules "
+                          f"for each request (--speculate {speculate}); the engine cuts the verify to the budget, which "
+                          f"only --simulate follows: raise --step-tokens to {stepper.decode_q} or more")
     if (unprofiled := unprofiled_operators(spec, hw, profile, d["weight_dtype"], kv_dtype, tp, pp, ep)):
         warnings.warn(unprofiled, CapacityWarning, stacklevel=2)  # as estimate says it (the sixth audit)
         notes.append(unprofiled)

@@ -83,6 +83,9 @@ def _sampler(stepper, s):
     return grouped
 
 
+MAX_WHOLE_PROMPTS = 16  # a fixed-length workload's steps of 1 to this many whole prompts are sampled exactly
+
+
 class StepGrid:
     """Step time [s] of `decodes` decoding sequences at mean cached context `context` beside a prefill chunk of
     `chunk` tokens: stepper.seconds sampled on a (decodes x context x chunk) grid, multilinear in between; the
@@ -778,6 +781,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 if kv[i] == 0 and hit[i] > 0 and pre_left[i] == ins[i] - hit[i]:
                     kv[i] = hit[i]
                 s = min(pre_left[i], budget_left, piece_cap)
+                if workload.prefilled and pre_left[i] <= 0:  # its KV in place: it decodes in this step, beside the
+                    # running ones (the fifteenth audit, S3: it had sat out a step wherever the replica was busy)
+                    s = min(q, budget_left)
                 nb = math.ceil((kv[i] + s) / bs) + state_blocks
                 used += nb - int(blocks[i])
                 blocks[i] = nb
@@ -1352,9 +1358,14 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         raise KvcalcError(f"{spec.name}: {whose} ({replica_tokens:,.0f} tokens) does not hold one request of "
                           f"{longest:,} tokens{state}; raise --tp")
     pieces = np.unique(np.concatenate([np.minimum(work.input_len, policy.budget), work.input_len % policy.budget]))
+    # fixed lengths (and few): their steps exact, and the steps of several whole prompts too, n x a piece (a MoE
+    # step is concave in its tokens, and under --ep StepTimer spreads whole prompts over the replicas: the fifteenth
+    # audit, S2, a chord 5-14 % slow between the grid's points)
+    totals = (np.unique([n * x for x in pieces if x > 0 for n in range(1, MAX_WHOLE_PROMPTS + 1)
+                         if n * x <= policy.budget]) if len(pieces) <= 4 else np.array([]))
+    exact = np.unique(np.concatenate([pieces, totals])) if len(pieces) <= 32 else ()
     grid = StepGrid(stepper, min(policy.max_seqs, len(work.input_len)), longest, policy.budget,
-                    prompt_len=group_step_budget(policy.budget, ep, tp) if dp > 1 else None,
-                    chunks=pieces if len(pieces) <= 32 else ())  # fixed lengths (and few): their steps exact
+                    prompt_len=group_step_budget(policy.budget, ep, tp) if dp > 1 else None, chunks=exact)
     from kvcalc.engines.overhead import overhead_seconds
 
     request_s = overhead_seconds(d["profile"])[1]  # once per request, in its TTFT (the step overhead is in the grid)
