@@ -1,0 +1,359 @@
+"""Regression tests for the fifteenth hostile audit (docs/validation.md, "Fifteenth hostile audit"), each named after
+its finding."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tests.test_fifth_audit import one_line_error, runner
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+LLAMA3 = json.loads((FIXTURES / "Meta-Llama-3-8B" / "config.json").read_text())
+
+
+def _spec(tmp_path, config: dict):
+    from kvcalc.specs.hf import load_hf_spec
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_hf_spec(tmp_path)
+
+
+def _refused(tmp_path, config: dict) -> str:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return one_line_error(["estimate", "-m", str(tmp_path)])
+
+
+# --- config.json ---
+
+@pytest.mark.parametrize("bits", ["\u00b2", "\u0664"])  # a superscript two; Arabic-Indic four
+def test_h1_a_quantisation_number_in_non_ascii_digits_is_refused(tmp_path, bits):
+    """'²'.isdigit() is true and int('²') raises (a traceback); int('٤') is 4, which vLLM's GPTQConfig refuses."""
+    config = LLAMA3 | {"quantization_config": {"quant_method": "gptq", "bits": bits, "group_size": 128}}
+    assert f"quantization_config bits: expected a whole number, got {bits!r}" in _refused(tmp_path, config)
+
+
+def test_h2_h3_an_index_or_config_of_the_wrong_kind_is_named_so(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA3))
+    (tmp_path / "model.safetensors.index.json").write_text("[1]")
+    assert "model.safetensors.index.json: expected a JSON object (with metadata.total_size), got list" in (
+        one_line_error(["estimate", "-m", str(tmp_path)]))
+    folder = tmp_path / "f"
+    (folder / "config.json").mkdir(parents=True)
+    assert one_line_error(["estimate", "-m", str(folder)]) == (
+        f"kvcalc: error: --model: {folder / 'config.json'}: not a regular file; expected a config.json")
+
+
+GLM4_9B = dict(model_type="chatglm", num_layers=40, hidden_size=4096, num_attention_heads=32, padded_vocab_size=151552,
+               ffn_hidden_size=13696, kv_channels=128, multi_query_attention=True, multi_query_group_num=2,
+               add_qkv_bias=True, add_bias_linear=False, rmsnorm=True, post_layer_norm=True, seq_length=131072)
+
+
+def test_h4_chatglms_layer_norms_carry_biases_and_its_final_norm_is_not_guessed(tmp_path):
+    """modeling_chatglm.py: LayerNormFunc = RMSNorm if config.rmsnorm else LayerNorm (torch's carries a bias), and
+    final_layernorm exists only if post_layer_norm: (40 x 2 + 1) x 4,096 x 2 = 663,552 norm weights with LayerNorm."""
+    from kvcalc.formulas.params import norm_params
+
+    rms, _ = _spec(tmp_path, GLM4_9B)
+    assert norm_params(rms) == (40 * 2 + 1) * 4096 == 331_776
+    layer, _ = _spec(tmp_path, GLM4_9B | {"rmsnorm": False})
+    assert norm_params(layer) == (40 * 2 + 1) * 4096 * 2 == 663_552
+    assert "post_layer_norm false: ChatGLM without its final LayerNorm" in _refused(
+        tmp_path, GLM4_9B | {"post_layer_norm": False})
+
+
+COMPRESSED_FP8 = {"config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float",
+                                                                                 "strategy": "channel"}}},
+                  "ignore": ["lm_head"], "format": "float-quantized"}
+
+
+def test_h5_a_wrappers_compression_config_is_read(tmp_path):
+    """6,979,321,856 linear weights at 1 B and the embedding, head and norms (1,050,673,152 + 266,240) at 2 B:
+    9,081,200,640 B, flat or as a llava text_config (the wrapper's older key had been dropped: 16,060,522,496)."""
+    from kvcalc.formulas.params import weight_bytes
+
+    flat, _ = _spec(tmp_path, LLAMA3 | {"compression_config": COMPRESSED_FP8})
+    wrapped, _ = _spec(tmp_path, {"model_type": "llava", "text_config": LLAMA3, "compression_config": COMPRESSED_FP8,
+                                  "vision_config": {"model_type": "clip_vision_model"}})
+    for spec in (flat, wrapped):
+        assert weight_bytes(spec, 1.0) == 6_979_321_856 + (1_050_673_152 + 266_240) * 2 == 9_081_200_640
+
+
+QWEN25_VL_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                      num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False,
+                      max_position_embeddings=128000, rms_norm_eps=1e-6)
+
+
+@pytest.mark.parametrize("wrapper, text_type, params", [
+    # Qwen2.5-7B's body: 152,064 x 3,584 x 2 + 28 x 233,057,792 + 3,584 (q, k and v biased)
+    ("qwen2_5_vl", "qwen2_5_vl_text", 7_615_616_512),
+    ("qwen2_vl", "qwen2_vl_text", 7_615_616_512),
+])
+def test_h6_a_text_models_own_type_is_read_as_its_family(tmp_path, wrapper, text_type, params):
+    from kvcalc.formulas.params import total_params
+
+    flat, _ = _spec(tmp_path, QWEN25_VL_TEXT | {"model_type": wrapper})
+    nested, said = _spec(tmp_path, {"model_type": wrapper, "text_config": QWEN25_VL_TEXT | {"model_type": text_type}})
+    assert total_params(flat) == total_params(nested) == params
+    assert not any("not a known family" in s for s in said)
+
+
+def test_h7_qwen3_vl_text_has_qwen3s_qk_norms(tmp_path):
+    """Qwen3VLTextAttention's q_norm and k_norm, RMSNorm(head_dim) each: 36 x 2 x 128 = 9,216 norm weights more than
+    the by-fields read gave (8,190,735,360 parameters)."""
+    from kvcalc.formulas.params import norm_params, total_params
+
+    text = dict(model_type="qwen3_vl_text", hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151936,
+                tie_word_embeddings=False, max_position_embeddings=262144, attention_bias=False)
+    spec, _ = _spec(tmp_path, {"model_type": "qwen3_vl", "text_config": text})
+    assert norm_params(spec) == (36 * 2 + 1) * 4096 + 36 * 2 * 128 == 308_224
+    assert total_params(spec) == 8_190_735_360
+
+
+def test_h8_glm4v_text_is_glm_4_0414s_layout(tmp_path):
+    """Glm4vTextAttention biases q, k and v only, and Glm4vTextDecoderLayer has GLM-4-0414's four norms: the same
+    9,400,279,040 parameters as model_type glm4 (the twelfth audit's hand count of GLM-4-9B-0414)."""
+    from kvcalc.formulas.params import total_params
+
+    text = dict(hidden_size=4096, num_hidden_layers=40, num_attention_heads=32, num_key_value_heads=2, head_dim=128,
+                intermediate_size=13696, vocab_size=151552, attention_bias=True, partial_rotary_factor=0.5,
+                max_position_embeddings=65536, tie_word_embeddings=False)
+    glm4, _ = _spec(tmp_path, text | {"model_type": "glm4"})
+    glm4v, _ = _spec(tmp_path, {"model_type": "glm4v", "text_config": text | {"model_type": "glm4v_text"}})
+    assert total_params(glm4) == total_params(glm4v) == 9_400_279_040
+
+
+QWEN3_8B_40K = dict(model_type="qwen3", hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                    num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151936,
+                    tie_word_embeddings=False, max_position_embeddings=40960)
+YARN_4X = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+
+
+def test_h9_transformers_5s_rope_parameters_extend_the_context_as_rope_scaling_does(tmp_path):
+    """vLLM's max_model_len: 4 x 32,768 = 131,072 under YaRN, whichever key carries it; a malformed block is refused
+    under either key; a per-layer-type block gives the full-attention layers'; partial_rotary_factor inside it is
+    read."""
+    old, _ = _spec(tmp_path, QWEN3_8B_40K | {"rope_scaling": YARN_4X})
+    new, _ = _spec(tmp_path, QWEN3_8B_40K | {"rope_parameters": YARN_4X | {"rope_theta": 1_000_000}})
+    typed, _ = _spec(tmp_path, QWEN3_8B_40K | {"rope_parameters": {"full_attention": YARN_4X,
+                                                                   "sliding_attention": {"rope_type": "default"}}})
+    assert old.max_position_embeddings == new.max_position_embeddings == typed.max_position_embeddings == 131_072
+    line = _refused(tmp_path, QWEN3_8B_40K | {"rope_parameters": {"rope_type": "banana", "factor": "x"}})
+    assert "rope_parameters.rope_type: expected one of" in line and "got 'banana'" in line
+    partial, _ = _spec(tmp_path, QWEN3_8B_40K | {"rope_parameters": {"rope_type": "default",
+                                                                     "partial_rotary_factor": 0.5}})
+    assert partial.attention.rotary_dim == 64
+
+
+def _ct_fp8(ignore: list[str]) -> dict:
+    return {"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ignore,
+            "config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float",
+                                                                       "strategy": "channel"}}}}
+
+
+def test_h10_a_shared_expert_gate_in_the_ignore_list_is_a_router_not_the_shared_expert(tmp_path):
+    """Qwen2MoeSparseMoeBlock's shared_expert_gate is Linear(hidden, 1), kept in bf16 as a router is; naming it had
+    kept the shared expert's 24 x 3 x 2,048 x 5,632 = 830,472,192 weights in bf16."""
+    from kvcalc.formulas.params import weight_bytes
+
+    base = json.loads((FIXTURES / "Qwen1.5-MoE-A2.7B" / "config.json").read_text())
+    plain, _ = _spec(tmp_path, base | {"quantization_config": _ct_fp8(["lm_head"])})
+    for ignore in (["lm_head", "re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"],
+                   ["lm_head", "model.layers.0.mlp.shared_expert_gate"]):
+        named, _ = _spec(tmp_path, base | {"quantization_config": _ct_fp8(ignore)})
+        assert weight_bytes(named, 1.0) == weight_bytes(plain, 1.0)
+
+
+@pytest.mark.parametrize("fixture, entry", [
+    ("Qwen3.5-18B-REAP-A3B-Coding", "re:.*linear_attn.*"),
+    ("Qwen3.5-18B-REAP-A3B-Coding", "re:.*self_attn.*"),
+    ("Jamba-v0.1", "re:.*mamba.*"),
+    ("Nemotron-H-8B-Base-8K", "re:.*mixer.in_proj.*"),
+])
+def test_h11_h12_a_hybrids_ignore_list_naming_one_kind_of_mixer_is_refused(tmp_path, fixture, entry):
+    """kvcalc's attention class holds a hybrid's softmax and linear (or Mamba) layers together: naming one kind had
+    kept both in bf16 (Qwen3.5: +1.01 GB), and naming the Mamba mixer had been dropped in silence."""
+    base = json.loads((FIXTURES / fixture / "config.json").read_text())
+    base.pop("quantization_config", None)
+    line = _refused(tmp_path, base | {"quantization_config": _ct_fp8(["lm_head", entry])})
+    assert f"quantization_config ignore: {entry!r} keeps one kind of this hybrid's mixers" in line
+
+
+# --- core commands ---
+
+def test_e1_roofline_warns_of_a_hypothetical_mtp_module():
+    r = runner.invoke(__import__("kvcalc.cli", fromlist=["app"]).app,
+                      ["roofline", "-m", "llama-3.1-8b", "-g", "h200", "--speculate", "mtp=1", "-o", "/dev/null.png"])
+    assert "--speculate mtp: llama-3.1-8b (llama) ships no multi-token-prediction layers" in r.output
+
+
+def test_e2_sweep_spreads_a_draft_layers_experts_over_the_ep_gpus_as_estimate_does():
+    """Mixtral's EAGLE layer: its routed experts 1 / ep a GPU under --ep 2, as estimate holds them; sweep had kept
+    them whole, 1,409,286,144 B a GPU more."""
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = kvcalc.sweep(["mixtral-8x7b"], ["h200"], ["own"], [8], [4096], tp=[1], ep=[2],
+                             speculate=["eagle,k=3"])
+        est = kvcalc.estimate("mixtral-8x7b", "h200", batch=8, context=4096, tp=1, ep=2, speculate="eagle,k=3")
+    assert frame["memory_required_bytes"].iloc[0] == pytest.approx(est.memory.required_bytes, rel=1e-9)
+
+
+def _bench_csv(tmp_path, rows: str):
+    path = tmp_path / "b.csv"
+    path.write_text("batch,input_len,output_len,tpot_ms\n" + rows)
+    return path
+
+
+def test_e3_calibrate_refuses_runs_the_deployment_cannot_hold_or_the_model_cannot_take(tmp_path):
+    """One H100 holds 4 sequences of 100,100 tokens of Llama-3.1-8B (capacity), not 16; and 200,200 tokens pass its
+    131,072 positions."""
+    line = one_line_error(["calibrate", "--from-benchmark", str(_bench_csv(tmp_path, "1,100000,200,20\n4,100000,200,40\n"
+                                                                          "16,100000,200,120\n")),
+                           "-m", "llama-3.1-8b", "-o", str(tmp_path / "p.toml")])
+    assert "line 4: 16 requests of 100,200 tokens in flight do not fit the KV cache of llama-3.1-8b on 1 x" in line
+    line = one_line_error(["calibrate", "--from-benchmark", str(_bench_csv(tmp_path, "1,200000,200,30\n")),
+                           "-m", "llama-3.1-8b", "-o", str(tmp_path / "q.toml")])
+    assert "line 2: context 200,200 exceeds llama-3.1-8b's max_position_embeddings 131,072" in line
+
+
+@pytest.mark.parametrize("command", [["estimate"], ["compare"], ["serve", "-i", "10", "--output-len", "10", "-n", "1"],
+                                     ["roofline", "-o", "/tmp/never.png"]])
+def test_e4_an_empty_speculate_is_refused_as_every_empty_flag_is(command):
+    line = one_line_error([command[0], "-m", "llama-3.1-8b", *command[1:], "--speculate", ""])
+    assert line == "kvcalc: error: --speculate: empty; expected a method (draft, eagle, mtp or medusa), or leave it out"
+
+
+def test_e6_a_calibrated_profile_keeps_the_bands_terms_per_gpu_and_synchronised_layer(tmp_path):
+    """Runs made by kvcalc's own vLLM profile at TP 2 (so the truth at every TP is known): the profile written from
+    them times TP 1 as the engine's profile does (within 0.5 %), where the TP 2 run's 34.5 us x 32 synchronised layers
+    had been frozen into a flat step cost (+14 %)."""
+    import kvcalc
+    from kvcalc.validate.calibrate import calibrate_from_benchmark
+
+    runs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for c in (1, 8, 32, 64):
+            e = kvcalc.estimate("llama-3.1-8b", "h100-sxm", batch=c, context=1100, prompt=1000, tp=2, engine="vllm")
+            runs.append({"completed": 100, "total_input_tokens": 100_000, "total_output_tokens": 20_000,
+                         "mean_tpot_ms": e.decode.ms, "mean_ttft_ms": 0, "max_concurrency": c,
+                         "request_throughput": 1.0, "request_rate": "inf"})
+        path = tmp_path / "runs.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in runs))
+        profile, _ = calibrate_from_benchmark(path, model="llama-3.1-8b", gpu="h100-sxm", tp=2)
+        (tmp_path / "p.toml").write_text(__import__("kvcalc.specs.toml_out", fromlist=["x"]).spec_to_toml(profile))
+        for tp in (1, 2):
+            own = kvcalc.estimate("llama-3.1-8b", "h100-sxm", batch=8, context=1100, prompt=1000, tp=tp,
+                                  engine="vllm").decode.ms
+            fitted = kvcalc.estimate("llama-3.1-8b", "h100-sxm", batch=8, context=1100, prompt=1000, tp=tp,
+                                     profile_file=str(tmp_path / "p.toml")).decode.ms
+            assert fitted == pytest.approx(own, rel=0.005), tp
+
+
+# --- serving ---
+
+def test_s1_past_the_pool_the_closed_form_says_it_queues_where_the_engine_preempts():
+    """Stated, not changed: vLLM and SGLang take KV blocks as tokens arrive, so past what the pool holds at full length
+    they admit more and preempt; the closed form queues them as TensorRT-LLM's rule does, and says so, pointing at
+    --simulate."""
+    import kvcalc
+
+    out = _quiet(kvcalc.serve, "llama-3-8b", engine="vllm", input_len=500, output_len=3000, concurrency=16,
+                 memory_utilization=0.25)
+    assert out["max_concurrency"] < 16
+    assert out["preemption_risk"].startswith("likely: vllm allocates KV blocks as requests grow")
+    assert "--simulate follows the preemptions" in out["preemption_risk"]
+
+
+def _quiet(fn, *args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kw)
+
+
+@pytest.mark.parametrize("model, args", [
+    ("qwen3-30b-a3b", dict(ep=2, input_len=3000, concurrency=2)),  # 42.57 ms simulated where the step is 37.55
+    ("qwen3-30b-a3b", dict(ep=4, input_len=1500, concurrency=4)),
+    ("mixtral-8x7b", dict(tp=2, input_len=300, concurrency=4)),
+])
+def test_s2_the_simulators_step_of_several_whole_prompts_is_the_step_timers(model, args):
+    """A wave's first step holds n whole prompts; the simulator's grid had interpolated between chunk points where a
+    MoE step (and StepTimer's spread of whole prompts over --ep replicas) is far from linear."""
+    import kvcalc
+
+    common = dict(engine="roofline", output_len=64, **args)
+    closed = _quiet(kvcalc.serve, model, arrivals="waves", **common)
+    sim = _quiet(kvcalc.simulate, model, arrivals="closed", num_prompts=args["concurrency"], **common)
+    assert sim["ttft_ms"]["p50"] == pytest.approx(closed["ttft_ms"], rel=1e-6)
+
+
+def test_s3_a_request_reaching_a_busy_decode_pool_decodes_in_the_next_step(tmp_path):
+    """Hand schedule (the audit's, StepTimer on an H100's roofline): both prompts prefill together (55.82 ms), their KV
+    crosses one after the other (3.93 ms each), so request 1 reaches the decode pool at 63.68 ms while request 0
+    decodes; it joins the running step and finishes at 74.95 ms, not a step later (79.93)."""
+    import kvcalc
+
+    (tmp_path / "t.csv").write_text("arrival_s,input_len,output_len\n0,1500,3\n0,1500,3\n")
+    d = _quiet(kvcalc.simulate, "llama-3-8b", engine="roofline", arrivals="trace", trace=str(tmp_path / "t.csv"),
+               disaggregate=(1, 1))
+    assert d["duration_s"] * 1e3 == pytest.approx(74.95, abs=0.01)
+    assert d["tpot_ms"]["p99"] < 6.0  # neither request sits out a step (had been 8.10)
+
+
+def test_s4_the_closed_form_refuses_a_budget_below_one_verify():
+    line = one_line_error(["serve", "-m", "llama-3-8b", "-e", "roofline", "-i", "300", "--output-len", "50",
+                           "--step-tokens", "4", "-n", "1", "--speculate", "eagle,k=5"])
+    assert "--step-tokens 4: below the 6 tokens a verify step schedules for each request" in line
+    assert "only --simulate follows" in line
+
+
+# --- plan and the web app ---
+
+def test_p1_p2_plan_at_a_rate_judges_each_replica_count_at_its_load():
+    """DeepSeek-V2-Lite on MI300X at 100 requests/s (TTFT 3 s, TPOT 80 ms): the choice had been printed at its batch
+    budget, 461 in flight and TTFT 2.2 s, where serve's replicas run 390 at 82 ms; each replica count is now judged at
+    the fewest requests in flight that carry its share, serve's point."""
+    import kvcalc
+
+    ask = dict(input_len=4000, output_len=200, request_rate=100, max_ttft_ms=3000, max_tpot_ms=80)
+    out = _quiet(kvcalc.plan, "deepseek-v2-lite", gpus=["mi300x"], engines=["vllm"], convert=False,
+                 disaggregated=False, **ask)
+    c = out["choice"]
+    served = _quiet(kvcalc.serve, "deepseek-v2-lite", "mi300x", engine="vllm", tp=c["tensor_parallel"],
+                    pp=c["pipeline_parallel"], kv_dtype=c["kv_dtype"], weight_dtype=c["weight_dtype"],
+                    max_num_seqs=c["max_num_seqs"], **ask)
+    assert c["replicas"] == served["replicas"]
+    assert c["in_flight_per_replica"] == pytest.approx(served["concurrency"] / served["replicas"], rel=0.01)
+    assert c["ttft_ms"] == pytest.approx(served["ttft_ms"], rel=0.01)
+    one = _quiet(kvcalc.plan, "gemma-3-27b", gpus=["a100-80gb"], engines=["vllm"], convert=False, disaggregated=False,
+                 input_len=1000, output_len=1, request_rate=3, max_ttft_ms=3000)["choice"]
+    assert one["in_flight_per_replica"] == 1 and one["max_num_seqs"] == 1  # had been 15, TTFT 2.8 s for 217 ms
+
+
+def test_p3_plans_json_gives_what_each_instance_is_launched_with():
+    r = runner.invoke(__import__("kvcalc.cli", fromlist=["app"]).app,
+                      ["plan", "-m", "deepseek-v3", "-i", "4000", "-o", "500", "-n", "256", "--max-ttft-ms", "5000",
+                       "--max-tpot-ms", "25", "-g", "h200", "--engines", "vllm", "--emit", "vllm", "-f", "json"])
+    out = json.loads(r.stdout)
+    launched = out["best_by_engine"]["vllm"]
+    import re
+
+    assert {int(n) for n in re.findall(r"--max-num-seqs (\d+)", out["launch"])} == {
+        launched["max_num_seqs_per_instance"]}
+
+
+@pytest.mark.parametrize("args, said", [
+    (["capacity", "-m", "llama-3.1-8b", "-c", "100", "-g", "l40s,mi300x,t4"],
+     "--gpu: one gpu here, got the list 'l40s,mi300x,t4'; plan, sweep and roofline take several"),
+    (["estimate", "-m", "llama-3.1-8b,qwen3-32b"], "--model: one model here, got the list 'llama-3.1-8b,qwen3-32b'"),
+])
+def test_p4_a_list_where_one_is_taken_is_said_to_be_one(args, said):
+    assert said in one_line_error(args)
