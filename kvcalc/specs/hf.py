@@ -69,6 +69,15 @@ class Config:
             raise KvcalcError(f"{self.source}: {key}: expected a positive integer up to {MAX_SIZE:,}, got {value!r}")
         return value
 
+    def count(self, key: str, default: int = 0) -> int:
+        """A whole number of 0 or more (experts, layers), the default where absent."""
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
+            raise KvcalcError(f"{self.source}: {key}: expected a whole number from 0 to {MAX_SIZE:,}, got {value!r:.40}")
+        return value
+
     def need(self, *keys: str) -> list[int]:
         """The first present key of each alternative group ('a|b'); missing ones are one error naming them all."""
         missing = [k for k in keys if not any(self.has(alt) for alt in k.split("|"))]
@@ -171,6 +180,10 @@ def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
     # taken in silence): MistralConfig and MixtralConfig num_key_value_heads=8; GemmaConfig, Gemma2Config and
     # Gemma3TextConfig head_dim=256; elsewhere MHA and hidden_size / num_attention_heads, said where assumed
     kv_default = 8 if model_type in ("mistral", "mixtral") else None
+    if model_type in KV_HEADS_NOT_GUESSED and not c.has("num_key_value_heads"):  # the sixteenth audit, H4
+        raise KvcalcError(f"{c.source}: num_key_value_heads: missing; {model_type}'s transformers config sets its own "
+                          "default, not the number of query heads (and it has changed between releases), so kvcalc "
+                          "does not guess it")
     if kv_default is not None and not c.has("num_key_value_heads"):
         c.assumptions.append(f"num_key_value_heads absent: {kv_default}, {model_type}'s transformers default")
     kv = c.int("num_key_value_heads", kv_default or heads,
@@ -437,8 +450,9 @@ def _deepseek(c: Config, model_type: str) -> dict:
         experts, top_k, width = c.need("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size")
         spec["moe"] = {
             "num_experts": experts, "top_k": top_k, "expert_intermediate_size": width,
-            "num_shared_experts": c.data.get("n_shared_experts") or 0,
-            "first_dense_layers": c.data.get("first_k_dense_replace") or 0,
+            # named as config.json's fields, and false is not 0 (the sixteenth audit, H2)
+            "num_shared_experts": c.count("n_shared_experts"),
+            "first_dense_layers": c.count("first_k_dense_replace"),
         }
         if c.data.get("topk_method") == "noaux_tc":  # the gate's e_score_correction_bias, one per routed expert
             # (MoEGate.__init__ in https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/modeling_deepseek.py)
@@ -518,10 +532,14 @@ def _qwen_v1(c: Config) -> dict:
     }
 
 
-def _gpt2(c: Config) -> dict:
-    """GPT-2, and GPT-BigCode (StarCoder) whose multi_query keeps one KV head."""
+def _gpt2(c: Config, bigcode: bool = False) -> dict:
+    """GPT-2, and GPT-BigCode (StarCoder) whose multi_query keeps one KV head: GPTBigCodeConfig's default is
+    multi_query true (configuration_gpt_bigcode.py; the sixteenth audit, H1: read as MHA, KV 48x), said where
+    assumed."""
     layers, d, heads, vocab, positions = c.need("n_layer", "n_embd", "n_head", "vocab_size", "n_positions")
-    kv = 1 if c.bool("multi_query", False) else heads
+    if bigcode and not c.has("multi_query"):
+        c.assumptions.append("multi_query absent: true, gpt_bigcode's transformers default (one KV head)")
+    kv = 1 if c.bool("multi_query", bigcode) else heads
     return {
         "num_layers": layers, "hidden_size": d, "vocab_size": vocab, "max_position_embeddings": positions,
         "tie_word_embeddings": c.bool("tie_word_embeddings", True), "learned_position_embeddings": True,
@@ -1141,6 +1159,10 @@ def _compressed_weights_format(w: dict, first: dict, where: str, key: str) -> st
     if strategy is not None and strategy not in CT_STRATEGIES:  # the thirteenth audit, H5: any value had been taken
         raise KvcalcError(f"{where}: quantization_config {key}.strategy: expected one of {', '.join(CT_STRATEGIES)}, "
                           f"got {strategy!r:.40}")
+    if n == 8 and strategy == "group" and (kind == "float" or first.get("input_activations")):  # the sixteenth
+        # audit, H3: vLLM's CompressedTensorsConfig matches W8A8 fp8 and int8 for tensor, channel (and fp8 block)
+        # weights only, so such a checkpoint does not load there; kvcalc had sized it without its group scales
+        return _refuse(where, f"{key}: 8-bit {kind} weights in groups of {group} with 8-bit activations")
     if kind == "float" and n == 8:
         block = w.get("block_structure")
         side = FP8_BLOCK_SIDE
@@ -1304,6 +1326,10 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None, hybri
 
 # Attention-free families (transformers' MambaConfig, Mamba2Config, FalconMambaConfig, RwkvConfig): no layer keeps a
 # per-token cache, and kvcalc reads Mamba layers only inside hybrids
+# families whose transformers config defaults num_key_value_heads to a figure of its own (Gemma2Config 4, Qwen2Config
+# 32, Starcoder2Config 2; Gemma2Config's was 16 in its first releases), not LlamaConfig's "as many as the heads": an
+# absent one is refused, not guessed (the sixteenth audit, H4: Gemma 2's KV 4x)
+KV_HEADS_NOT_GUESSED = ("gemma2", "qwen2", "starcoder2")
 # the model_type of a multimodal checkpoint's text_config, as transformers names its text config class, and the
 # family whose layers it has: Qwen2VLTextConfig and Qwen2_5_VLTextConfig are Qwen2's (biased q, k, v), Qwen3VLTextConfig
 # Qwen3's (q and k RMSNorms), Glm4vTextConfig GLM-4-0414's (four norms a layer, o_proj unbiased)
@@ -1398,7 +1424,7 @@ FAMILY_READERS = {
     **dict.fromkeys(("minimax", "minimax_text_01", "minimax_m1"), lambda c, t: _minimax(c)),
     **dict.fromkeys(("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"), _deepseek),  # Kimi K2: V3's layout
     "falcon": lambda c, t: _falcon(c), "chatglm": lambda c, t: _chatglm(c), "gpt2": lambda c, t: _gpt2(c),
-    "gpt_neox": lambda c, t: _gpt_neox(c), "opt": lambda c, t: _opt(c), "gpt_bigcode": lambda c, t: _gpt2(c),
+    "gpt_neox": lambda c, t: _gpt_neox(c), "opt": lambda c, t: _opt(c), "gpt_bigcode": lambda c, t: _gpt2(c, bigcode=True),
     "gptj": lambda c, t: _gptj(c), "phi-msft": lambda c, t: _gptj(c, qkv_bias=True), "phi": lambda c, t: _phi(c),
     "minimax_m2": lambda c, t: _by_fields(c, t, known=True),  # MiniMax-M2: a Llama-style MoE, named by its fields
     **dict.fromkeys(("glm", "glm4", "glm4_moe"), _glm), "phimoe": lambda c, t: _phimoe(c), "qwen": lambda c, t: _qwen_v1(c),
