@@ -16,12 +16,15 @@ V, D = 128256, 4096  # Llama-3-8B config.json: vocab_size, hidden_size; 32 layer
 def test_stage_holds_its_layers_and_the_larger_edge():
     """Llama-3-8B bf16 in 2 stages: each stage 16 of the 32 layers; the last also the lm_head and final norm,
     the first the embedding (the same size), so the heaviest stage is the last. Under tensor parallelism each GPU
-    keeps the norms (65 of 4096) whole, a stage its half of them."""
+    keeps the norms (65 of 4096) whole: a stage its layers' half of the 64 layer norms, the last the final norm too
+    (the sixteenth audit, E1: its copy had been spread over both stages)."""
     m = load_model("llama-3-8b")
     layers = total_params(m) - 2 * V * D - D
     norms = 65 * D * 2
     assert weight_bytes_per_gpu(m, 2.0, 1, 2) == (layers / 2 + V * D + D) * 2
-    assert weight_bytes_per_gpu(m, 2.0, 2, 2) == (layers / 2 + V * D + D) * 2 / 2 + norms * (1 - 1 / 2) / 2
+    final = D * 2
+    assert weight_bytes_per_gpu(m, 2.0, 2, 2) == ((layers / 2 + V * D + D) * 2 / 2 + (norms - final) * (1 - 1 / 2) / 2
+                                                  + final * (1 - 1 / 2))
     assert weight_bytes_per_gpu(m, 2.0, 4, 1) == total_params(m) * 2 / 4 + norms * (1 - 1 / 4)
     assert stage_layer_fraction(load_model("llama-3.1-70b"), 3) == 27 / 80  # ceil(80 / 3) layers on the heaviest
 
@@ -57,11 +60,11 @@ def test_capacity_splits_weights_and_kv_over_stages():
     # Per GPU: tp 4 holds (layers + embedding + lm_head + final norm) / 4; 2 stages of tp 2 hold (layers / 2 +
     # lm_head + final norm) / 2 on the last stage. The embedding equals the lm_head, so they differ by a quarter of
     # the final norm (8192 x 2 bytes), and by the norms (161 x 8192 x 2 bytes) tensor parallelism keeps whole: 3/4
-    # of them on each of 4 GPUs, 1/2 of a stage's half on each of 2. A stage holds 40 layers' KV for 4 of the 8 KV
-    # heads, as tp 4 holds 80 x 2.
-    norms = 161 * 8192 * 2
+    # of them on each of 4 GPUs; on each of 2, 1/2 of the last stage's half of the 160 layer norms and 1/2 of the final
+    # norm, whole on that stage. A stage holds 40 layers' KV for 4 of the 8 KV heads, as tp 4 holds 80 x 2.
+    norms, final = 161 * 8192 * 2, 8192 * 2
     assert pp2["weights_bytes_per_gpu"] == pytest.approx(
-        tp4["weights_bytes_per_gpu"] + 8192 * 2 / 4 + norms / 2 / 2 - norms * 3 / 4, rel=1e-12)
+        tp4["weights_bytes_per_gpu"] + final / 4 + (norms - final) / 2 / 2 + final / 2 - norms * 3 / 4, rel=1e-12)
     assert pp2["max_sequences_at_context"] == pytest.approx(tp4["max_sequences_at_context"], abs=1)
 
 

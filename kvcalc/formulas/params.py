@@ -326,13 +326,18 @@ def tp_whole_bytes(model: ModelSpec, b_w: float, tp: int) -> float:
     return whole * (1 - 1 / tp) + layers * per_head * heads * attention_b
 
 
+def _final_norm_bytes(model: ModelSpec, b_w: float) -> float:
+    """The final norm's bytes (a weight, and a bias with LayerNorm), in bf16 under a quantised format [B]."""
+    return model.hidden_size * (2 if model.norm_bias else 1) * (b_w if b_w >= UNQUANTISED_BYTES else UNQUANTISED_BYTES)
+
+
 def _edges_and_layers(model: ModelSpec, b_w: float) -> tuple[float, float, float]:
     """Bytes of the first stage's edge (the embedding, and a vision tower: vLLM builds it on the first stage), the
     last stage's (the lm_head, or a copy of a tied embedding, and the final norm) and all the layers between [B]."""
     parts = params_breakdown(model)
     edge_b = b_w if b_w >= UNQUANTISED_BYTES else UNQUANTISED_BYTES
     embed = (parts["embedding"] + parts.get("position_embedding", 0) + parts.get("vision", 0)) * edge_b
-    final_norm = model.hidden_size * (2 if model.norm_bias else 1) * edge_b
+    final_norm = _final_norm_bytes(model, b_w)
     head = (parts["lm_head"] or parts["embedding"]) * edge_b + final_norm
     layers = weight_bytes(model, b_w) - embed - parts["lm_head"] * edge_b - final_norm
     return embed, head, layers
@@ -372,9 +377,14 @@ def stage_weight_bytes(model: ModelSpec, b_w: float, stage_layers: list[int], tp
     stage's layers."""
     embed, head, _ = _edges_and_layers(model, b_w)
     per_layer = layer_weight_bytes(model, b_w)
-    whole = tp_whole_bytes(model, b_w, tp) / model.num_layers
+    # what tensor parallelism keeps whole: the final norm's copy on the last stage, the rest with the layers (the
+    # sixteenth audit, E1: the final norm's had been spread over every layer, Llama-3.1-70B's last stage 6,144 B short)
+    final_norm = _final_norm_bytes(model, b_w) * (1 - 1 / tp) if tp > 1 else 0.0
+    whole = (tp_whole_bytes(model, b_w, tp) - final_norm) / model.num_layers
     starts = [sum(stage_layers[:i]) for i in range(len(stage_layers))]
     out = [sum(per_layer[a:a + n]) for a, n in zip(starts, stage_layers)]
     out[0] += embed
     out[-1] += head
-    return [w / tp + whole * n for w, n in zip(out, stage_layers)]
+    stages = [w / tp + whole * n for w, n in zip(out, stage_layers)]
+    stages[-1] += final_norm
+    return stages
