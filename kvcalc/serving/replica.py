@@ -422,4 +422,5 @@ def disaggregated_many(stepper, cs, input_len: int, output_len: int, decode_gpus
     else:
         tpot, latency = None, np.full_like(cs, ttft)
     rate = np.minimum(cs / latency, prefill_rate)
-    return _overhead_many(np.full_like(cs, ttft), tpot, latency, rate, request_s)
+    wait = np.maximum(cs / rate - latency, 0.0)  # the prefill pool's queue, as _disaggregated takes it
+    return _overhead_many(ttft + wait, tpot, latency + wait, rate, request_s)
