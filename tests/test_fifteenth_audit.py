@@ -357,3 +357,109 @@ def test_p3_plans_json_gives_what_each_instance_is_launched_with():
 ])
 def test_p4_a_list_where_one_is_taken_is_said_to_be_one(args, said):
     assert said in one_line_error(args)
+
+
+def test_13_s1_itl_counts_the_prefill_step_a_running_request_sits_out():
+    """SGLang runs a waiting prompt in a step of its own: A (5 tokens out) decodes from t = 1; B arrives at 1.5 and is
+    prefilled in the step 2-3, which A sits out, so A's third token comes 2 s after its second. One-second steps, by
+    hand: A's gaps 1, 2, 1, 1; B's 1, 1, 1, 1 after its first token at 3. The ITL had been each step's own second."""
+    import numpy as np
+
+    from kvcalc.engines.scheduler import sglang_prefill_first
+    from kvcalc.serving.simulate import Workload, simulate_schedule
+
+    class OneSecondSteps:
+        def seconds(self, *a, **k):
+            return 1.0
+
+        def decode_seconds(self, d, ctx):
+            return np.ones(len(ctx))
+
+    work = Workload(np.array([0.0, 1.5]), np.array([10, 10]), np.array([5, 5]))
+    r = simulate_schedule(sglang_prefill_first(budget=8192, max_seqs=64, block_size=1), OneSecondSteps(), work,
+                          pool_tokens=10_000)
+    assert list(r.first_token_s) == [1.0, 3.0]
+    total: dict[float, float] = {}
+    for v, w in zip(r.itl_s, r.itl_weight):
+        total[float(v)] = total.get(float(v), 0.0) + float(w)
+    assert total == {1.0: 7.0, 2.0: 1.0}
+
+
+# --- the sixteenth audit ---
+
+def test_16_e1_the_final_norms_whole_copy_is_the_last_stages():
+    """Llama-3.1-70B at TP 4 x PP 2 (vLLM's 40 + 40 layers): a layer's linears 83,886,080 + 67,108,864 + 704,643,072
+    = 855,638,016 parameters, a quarter a GPU, its two RMSNorms of 8,192 whole; the embedding and the lm_head
+    1,050,673,152 each, a quarter a GPU; the final norm whole on the last stage: in bf16, by hand."""
+    from kvcalc.formulas.params import stage_weight_bytes
+    from kvcalc.specs.catalog import load_model
+
+    first = (40 * 855_638_016 / 4 + 40 * 2 * 8192 + 1_050_673_152 / 4) * 2
+    last = first + 8192 * 2
+    assert stage_weight_bytes(load_model("llama-3.1-70b"), 2.0, [40, 40], 4) == [first, last]
+    assert (first, last) == (17_639_407_616, 17_639_424_000)
+
+
+STARCODER = dict(model_type="gpt_bigcode", n_layer=40, n_embd=6144, n_head=48, n_inner=24576, vocab_size=49152,
+                 n_positions=8192, activation_function="gelu_pytorch_tanh")
+
+
+def test_16_h1_gpt_bigcode_without_multi_query_takes_its_transformers_default(tmp_path):
+    """GPTBigCodeConfig's multi_query defaults to true: StarCoder's 40 layers x 2 x 1 KV head x 128 x 2 B = 20,480 B a
+    token (had been read as MHA, 983,040 B), said as an assumption."""
+    from kvcalc.formulas.kv import kv_bytes_per_token
+
+    spec, said = _spec(tmp_path, STARCODER)
+    assert kv_bytes_per_token(spec, 2) == 40 * 2 * 1 * 128 * 2 == 20_480
+    assert any("multi_query absent: true, gpt_bigcode's transformers default" in s for s in said)
+    gpt2, _ = _spec(tmp_path, STARCODER | {"model_type": "gpt2"})  # GPT-2 has no such default: MHA
+    assert kv_bytes_per_token(gpt2, 2) == 40 * 2 * 48 * 128 * 2
+
+
+@pytest.mark.parametrize("field, value", [("n_shared_experts", "2"), ("n_shared_experts", -1),
+                                          ("first_k_dense_replace", 2.5), ("first_k_dense_replace", False)])
+def test_16_h2_deepseeks_counts_are_checked_under_their_own_names(tmp_path, field, value):
+    config = json.loads((FIXTURES / "DeepSeek-V3" / "config.json").read_text()) | {field: value}
+    assert f"config.json: {field}: expected a whole number from 0 to 100,000,000, got {value!r}" in _refused(
+        tmp_path, config)
+
+
+@pytest.mark.parametrize("kind", ["float", "int"])
+def test_16_h3_eight_bit_weights_in_groups_with_eight_bit_activations_are_refused(tmp_path, kind):
+    """vLLM's CompressedTensorsConfig takes W8A8 fp8 and int8 weights per tensor or channel (or fp8 blocks) only;
+    kvcalc had sized such a checkpoint without its group scales."""
+    config = LLAMA3 | {"quantization_config": {
+        "quant_method": "compressed-tensors", "format": f"{kind}-quantized", "ignore": ["lm_head"],
+        "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+            "type": kind, "num_bits": 8, "strategy": "group", "group_size": 128, "symmetric": True},
+            "input_activations": {"type": kind, "num_bits": 8, "strategy": "token", "dynamic": True}}}}}
+    assert f"8-bit {kind} weights in groups of 128 with 8-bit activations are not a format kvcalc stores" in _refused(
+        tmp_path, config)
+
+
+def test_16_s1_serve_says_an_arrival_waits_for_the_step_in_progress():
+    import kvcalc
+
+    out = _quiet(kvcalc.serve, "llama-3.1-8b", engine="vllm", input_len=2000, output_len=200, request_rate=5)
+    half = out["assumptions"]["step_ms"] / 2
+    assert f"half a step ({half:.3g} ms) on average, which TTFT leaves out" in out["assumptions"]["arrivals"]
+
+
+@pytest.mark.parametrize("fixture", ["gemma-2-9b", "Qwen2-7B"])
+def test_16_h4_an_absent_kv_head_count_of_a_family_with_its_own_default_is_refused(tmp_path, fixture):
+    """Gemma2Config's num_key_value_heads defaults to 4 (16 in its first releases), Qwen2Config's to 32 (which
+    Qwen2-7B's 28 heads do not divide): LlamaConfig's rule, MHA, had been taken (Gemma 2's KV 4x)."""
+    config = json.loads((FIXTURES / fixture / "config.json").read_text())
+    del config["num_key_value_heads"]
+    assert "num_key_value_heads: missing; " in _refused(tmp_path, config)
+
+
+def test_16_p1_a_disaggregated_replica_past_its_prefill_pool_queues_the_rest():
+    """Little's law: 64 requests in flight at the prefill pool's 4 requests/s last 16 s each; the closed form had
+    answered one prompt's TTFT (525 ms), a latency that keeps 4.6 in flight."""
+    import kvcalc
+
+    out = _quiet(kvcalc.serve, "mixtral-8x7b", "a100-sxm-80gb", engine="vllm", tp=2, disaggregate=(4, 6),
+                 input_len=8000, output_len=16, concurrency=64)
+    assert out["requests_per_s"] * out["latency_ms"] / 1e3 == pytest.approx(64, rel=0.01)
+    assert out["ttft_ms"] > 10_000
