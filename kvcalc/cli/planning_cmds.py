@@ -214,7 +214,11 @@ def sweep_cli(
     """Every combination of the axes into one table (CSV or Parquet)."""
     from kvcalc.grid import combinations, sweep
 
-    axes = dict(models=split("--model", model), gpus=split("--gpu", gpu), attn=_attn(attn),
+    from kvcalc.specs.files import is_existing_path
+
+    # a path holding a comma is one model, not a list (the seventeenth audit, H3: split at its comma)
+    models = [model] if "," in model and is_existing_path(model) else split("--model", model)
+    axes = dict(models=models, gpus=split("--gpu", gpu), attn=_attn(attn),
                 weight_dtype=split("--weight-dtype", weight_dtype), kv_dtype=split("--kv-dtype", kv_dtype),
                 engine=split("--engine", engine), tp=split("--tp", tp, int), pp=split("--pp", pp, int),
                 speculate=speculate_forms(speculate),

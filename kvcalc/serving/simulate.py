@@ -1353,6 +1353,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     # capacity's, 3.9 % with a sliding window, and preempting requests the pool holds)
     held = math.ceil(full / policy.block_size) * policy.block_size if d["engine_request"] else full
     pool_tokens = math.floor(d["pool"] / per_request * held)  # whole tokens, as an engine's pool holds them
+    if d["engine_request"]:  # in whole blocks, as the engine counts them and capacity reports them (the
+        # seventeenth audit, S1: TensorRT-LLM's 129,553 tokens where its 4,048 blocks of 32 hold 129,536)
+        pool_tokens = pool_tokens // policy.block_size * policy.block_size
     # a fixed state beside a cache that grows a token at a time (Qwen3-Next's Gated DeltaNet, Jamba's and Nemotron-H's
     # Mamba layers): the pool in the growing cache's tokens, and each request holds its state as state_blocks more
     # (the tenth audit, S13: at the mean request's rate a 60,010-token request the pool holds had been refused, and
@@ -1444,7 +1447,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         out["disaggregate"] = f"{disaggregate[0]}:{disaggregate[1]}"
         out["kv_transfer_ms_mean"] = transfer_ms
     if rejected:
-        out["rejected_over_context_note"] = (f"{rejected} requests are longer than the model's context of {limit:,} "
+        many = "requests are" if rejected != 1 else "request is"
+        out["rejected_over_context_note"] = (f"{rejected:,} {many} longer than the model's context of {limit:,} "
                                              "tokens; the engine refuses them, so they are left out")
         import warnings  # the table shows it too (the third audit: only JSON and CSV had carried it)
 

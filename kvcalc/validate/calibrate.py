@@ -614,9 +614,25 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     held = ([e for i in range(len(runs)) for e in _errors([runs[i]], fit_benchmark(runs[:i] + runs[i + 1:],
                                                                                    own_request_ms))]
             if len(runs) >= 3 else [])
+    fitted = statistics.median(_errors(runs, fit))
+    if fit["time_scale"] < 1:  # the profile written cannot run a kernel past the datasheet's roofs (scale_curve caps
+        # its efficiencies at 1): its own error on these runs is what is said, and the gap warned of (the seventeenth
+        # audit, E1: "2.76 % fitted" for a profile 10-12 % slow on the same runs)
+        import copy
+
+        written = copy.deepcopy(runs)
+        _kernel_times(written, spec, hw, scale_kernels(profile, fit["time_scale"]), weight_dtype, kv_dtype, tp)
+        rescored = statistics.median(_errors(written, {**fit, "time_scale": 1.0}))
+        if rescored > fitted + 0.5:
+            import warnings
+
+            warnings.warn(f"{path}: the runs are faster than kernels x {fit['time_scale']:g} can be where the "
+                          f"datasheet roofline binds: the profile written misses them by a median {rescored:.3g} % "
+                          "(said as its fit error); check --gpu and --weight-dtype against the run", stacklevel=2)
+        fitted = max(fitted, rescored)
     report = {"file": str(path), "runs": [{k: r[k] for k in ("source", "concurrency", "input_len", "output_len",
                                                             "tpot_ms", "ttft_ms")} for r in runs],
-              **fit, "fit_median_abs_error_pct": round(statistics.median(_errors(runs, fit)), 2),
+              **fit, "fit_median_abs_error_pct": round(fitted, 2),
               "held_out_median_abs_error_pct": round(statistics.median(held), 2) if held else None}
     what = (f"fitted by `kvcalc calibrate --from-benchmark {path.name}` on {len(runs)} runs "
             f"({', '.join(r['source'] for r in runs)}): {spec.name} on {tp} x {hw.name}, {weight_dtype} weights, "
