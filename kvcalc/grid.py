@@ -10,7 +10,7 @@ import itertools
 import warnings
 from collections.abc import Callable, Sequence
 
-from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int
+from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, foreign_format, past_positions
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
@@ -165,6 +165,11 @@ def sweep(
             unsupported.append(why)
         if profile is not None and (why := layout_refusal(profile.engine, t, x)):
             unsupported.append(why)
+        # as estimate warns: a context past the model's positions, and a weight format the part's vendor does not
+        # run (the eighteenth audit, E1, E2)
+        for why in (past_positions(spec, max(context)), foreign_format(hw, w)):
+            if why:
+                unsupported.append(why)
         if sv:
             # its layer's routed experts spread over the expert-parallel GPUs, as estimate holds them (the fifteenth
             # audit, E2: whole on every GPU, 9.2 GiB a GPU over estimate for DeepSeek-V3 at --ep 8)

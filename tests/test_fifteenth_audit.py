@@ -524,3 +524,41 @@ def test_17_s2_one_request_refused_for_its_length_is_said_in_the_singular(tmp_pa
     (tmp_path / "t.csv").write_text("arrival_s,input_len,output_len\n0,100,10\n0,9000,10\n")
     out = _quiet(kvcalc.simulate, "llama-3-8b", arrivals="trace", trace=str(tmp_path / "t.csv"), engine="vllm")
     assert out["rejected_over_context_note"].startswith("1 request is longer than the model's context of 8,192")
+
+
+# --- the eighteenth audit ---
+
+def test_18_e1_e2_sweep_warns_as_estimate_does(tmp_path):
+    app = __import__("kvcalc.cli", fromlist=["app"]).app
+    r = runner.invoke(app, ["sweep", "-m", "gemma-2-9b", "-c", "200000", "-o", str(tmp_path / "a.csv")])
+    assert r.exit_code == 0 and "context 200,000 exceeds gemma-2-9b's max_position_embeddings 8,192" in r.output
+    r = runner.invoke(app, ["sweep", "-m", "llama-3.1-8b", "-g", "mi300x", "--weight-dtype", "nvfp4", "-o",
+                            str(tmp_path / "b.csv")])
+    assert r.exit_code == 0 and "--weight-dtype nvfp4: NVIDIA's 4-bit format, which mi300x (AMD)" in r.output
+
+
+def _ct_int4(layout_top=None, layout_group=None) -> dict:
+    group = {"targets": ["Linear"], "weights": {"num_bits": 4, "type": "int", "strategy": "group", "group_size": 128,
+                                                "symmetric": True}}
+    if layout_group:
+        group["format"] = layout_group
+    qc = {"quant_method": "compressed-tensors", "ignore": ["lm_head"], "config_groups": {"group_0": group}}
+    if layout_top:
+        qc["format"] = layout_top
+    return qc
+
+
+@pytest.mark.parametrize("top, group, said", [
+    ("pack-quantized", "marlin-24", "config_groups.group_0.format 'marlin-24': 2:4-sparse weights"),
+    ("naive-quantized", None, "naive-quantized 4-bit weights are stored a byte each, unpacked"),
+])
+def test_18_h1_h2_a_groups_own_layout_is_read(tmp_path, top, group, said):
+    assert said in _refused(tmp_path, LLAMA3 | {"quantization_config": _ct_int4(top, group)})
+
+
+def test_18_h3_errors_show_a_value_short_and_gemma_3n_is_refused_by_name(tmp_path):
+    line = _refused(tmp_path, LLAMA3 | {"head_dim": "x" * 100_000})
+    assert len(line) < 300 and "head_dim: expected a positive integer" in line
+    text = dict(model_type="gemma3n_text", hidden_size=2048, num_hidden_layers=35, num_attention_heads=8,
+                num_key_value_heads=2, head_dim=256, intermediate_size=16384, vocab_size=262400)
+    assert "model_type 'gemma3n_text': Gemma 3n's layout" in _refused(tmp_path, text)

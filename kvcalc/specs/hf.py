@@ -65,8 +65,9 @@ class Config:
             if assume is not None:
                 self.assumptions.append(f"{key} absent: assumed {assume}")
             return default
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
-            raise KvcalcError(f"{self.source}: {key}: expected a positive integer up to {MAX_SIZE:,}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:  # shown short (the
+            # eighteenth audit, H3: a 1 MB string had made a 1 MB error line)
+            raise KvcalcError(f"{self.source}: {key}: expected a positive integer up to {MAX_SIZE:,}, got {value!r:.40}")
         return value
 
     def count(self, key: str, default: int = 0) -> int:
@@ -90,7 +91,7 @@ class Config:
         if value is None:
             return default
         if not isinstance(value, bool):  # "false" is a string, and truthy: never guess
-            raise KvcalcError(f"{self.source}: {key}: expected true or false, got {value!r}")
+            raise KvcalcError(f"{self.source}: {key}: expected true or false, got {value!r:.40}")
         return value
 
 
@@ -1210,7 +1211,17 @@ def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
         key = f"config_groups.{name}"
         if not isinstance(group, dict):
             raise KvcalcError(f"{where}: quantization_config {key}: expected an object, got {group!r:.40}")
+        layout = str(group.get("format") or qc.get("format") or "")  # a group's own format first, as vLLM's
+        # _get_scheme_from_parts takes it (the eighteenth audit, H1)
+        if layout.startswith("marlin-24"):
+            raise KvcalcError(f"{where}: quantization_config {key}.format {layout!r:.40}: 2:4-sparse weights are not a "
+                              f"layout kvcalc stores; {OTHER_FORMAT}")
         w = group.get("weights")
+        if (layout == "naive-quantized" and isinstance(w, dict) and isinstance(w.get("num_bits"), (int, str))
+                and str(w.get("num_bits")).strip() in ("2", "3", "4")):  # a byte a weight, unpacked, which vLLM
+            # loads no scheme for (the eighteenth audit, H2: sized as packed int4)
+            raise KvcalcError(f"{where}: quantization_config {key}: naive-quantized {w.get('num_bits')}-bit weights "
+                              f"are stored a byte each, unpacked, a layout kvcalc does not store; {OTHER_FORMAT}")
         if w is None:
             continue  # a group that quantises activations or the KV cache only
         if not isinstance(w, dict):
@@ -1344,7 +1355,10 @@ NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on t
             # the thirteenth audit, H2: refused for GPT-2's field names, and read as a dense MHA model with them
             "dbrx": "DBRX's layout (its heads, KV heads and experts under nested attn_config and ffn_config)",
             # OlmoLayerNorm has neither weight nor bias (modeling_olmo.py): the fourteenth audit, H5, 67,584 counted
-            "olmo": "OLMo's non-parametric LayerNorms (no weight or bias)"}
+            "olmo": "OLMo's non-parametric LayerNorms (no weight or bias)",
+            # the eighteenth audit, H3: read as a Llama, KV +75 % and 2.35 B parameters left out
+            **dict.fromkeys(("gemma3n", "gemma3n_text"), "Gemma 3n's layout (AltUp, LAuReL, per-layer embeddings, "
+                            "and a KV cache its last layers share)")}
 ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
 
 def _starcoder2(c: Config) -> dict:
