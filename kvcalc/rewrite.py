@@ -37,7 +37,8 @@ class NotDivisible(KvcalcError):
 def cache_layout(attn: AttentionSpec, linear=None) -> tuple:
     """What a KV cache stores per layer: two rewrites with the same layout are the same variant."""
     return (attn.kind, attn.num_kv_heads, attn.head_dim, attn.kv_lora_rank, attn.qk_rope_head_dim,
-            None if linear is None else (linear.kind, linear.full_every, linear.state_elements))
+            None if linear is None else (linear.kind, linear.full_every, linear.state_elements,
+                                                 linear.recurrent_state_bytes))
 
 
 # features a rewrite keeps from the model's attention (the module docstring says why the others go)

@@ -148,10 +148,11 @@ def test_an_fp8_kv_cache_leaves_the_mamba_state_in_the_models_dtype():
     """`capacity -m nemotron-h-8b -g h200 -c 1024 --kv-dtype fp8` gave 3,453 sequences (bf16: 1,726): the fp8 cache
     had halved the Mamba-2 state too, which engines keep in the model's dtype (vLLM's mamba_cache_dtype 'auto';
     TensorRT-LLM's mamba_ssm_cache_dtype has no fp8). By hand, per sequence: 24 Mamba-2 layers x 1,079,296 state
-    elements x 2 B = 51.8 MB, and 4 attention layers x 2 x 8 KV heads x 128 x 1,024 tokens x 1 B = 8.4 MB."""
+    elements (30,720 of the conv in bf16, 1,048,576 of SSM state in float32, as vLLM and SGLang keep Nemotron-H's:
+    the nineteenth audit, E2) = 102.1 MB, and 4 attention layers x 2 x 8 KV heads x 128 x 1,024 tokens x 1 B = 8.4 MB."""
     from kvcalc import capacity
 
-    state, kv = 24 * 1_079_296 * 2, 4 * 2 * 8 * 128 * 1024 * 1
+    state, kv = 24 * (30_720 * 2 + 1_048_576 * 4), 4 * 2 * 8 * 128 * 1024 * 1
     c = capacity("nemotron-h-8b", "h200", context=1024, kv_dtype="fp8")
     assert c["max_sequences_at_context"] == int(c["kv_budget_bytes_per_gpu"] // (state + kv))
 

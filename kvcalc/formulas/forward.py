@@ -287,7 +287,7 @@ def linear_attention_ops(model: ModelSpec, batch, q, p: Precision, p_proj: Preci
     la, n = model.linear_attention, model.linear_layers
     tokens = batch * q
     linears = linear_attention_linears(model)
-    state = la.state_elements * max(p.b_kv, STATE_MIN_BYTES)  # in the model's dtype (formulas/kv.py)
+    state = la.state_bytes(max(p.b_kv, STATE_MIN_BYTES))  # in the model's dtype (formulas/kv.py)
     per_token = 4 * la.num_value_heads * la.key_head_dim * la.value_head_dim
     chunk = 2 * la.num_value_heads * LINEAR_CHUNK * (la.key_head_dim + la.value_head_dim)
     if la.kind == "mamba":  # a selective scan: no chunked matmul form, every token one recurrence step

@@ -77,7 +77,8 @@ def kv_bytes_per_token(model: ModelSpec, kv_bytes: float) -> float:
     return model.attention_layers * kv_bytes_per_token_per_layer(model.attention, kv_bytes)
 
 
-# Engines keep the recurrent (Mamba, DeltaNet, linear-attention) state in the model's dtype whatever the KV cache's:
+# Engines keep the recurrent (Mamba, DeltaNet, linear-attention) state in the model's dtype whatever the KV cache's
+# (Nemotron-H's recurrent matrices in float32: LinearAttentionSpec.recurrent_state_bytes):
 # vLLM's mamba_cache_dtype 'auto' is the model dtype, set apart from kv_cache_dtype (vllm/config/cache.py); TensorRT-
 # LLM's mamba_ssm_cache_dtype offers no fp8. So a bf16 state under an fp8, int8, int4 or nvfp4 cache; an fp32 cache
 # (an fp32 model) keeps an fp32 state (the fresh audit: --kv-dtype fp8 had halved Nemotron-H's state, 3,453 requests
@@ -89,7 +90,7 @@ def linear_state_bytes(model: ModelSpec, kv_bytes: float) -> float:
     """Bytes of one sequence's linear-attention state over all linear layers [B], at max(b_kv, 2): the model's dtype
     (STATE_MIN_BYTES); 0 without such layers."""
     la = model.linear_attention
-    return 0.0 if la is None else model.linear_layers * la.state_elements * max(kv_bytes, STATE_MIN_BYTES)
+    return 0.0 if la is None else model.linear_layers * la.state_bytes(max(kv_bytes, STATE_MIN_BYTES))
 
 
 def cached_tokens(context, window: int | None):

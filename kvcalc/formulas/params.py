@@ -133,6 +133,11 @@ def norm_params(model: ModelSpec) -> int:
             + linear)
 
 
+# learned parameters of an activation, per MLP: xIELU's alpha_p and alpha_n, one each (transformers' activations.py
+# XIELUActivation; its beta and eps are buffers). Apertus-8B's published 8,053,338,176 holds its 32 layers' 64.
+ACTIVATION_PARAMS = {"xielu": 2}
+
+
 def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int]:
     """Parameters keyed by component (nanoGPT style), with 'total' last.
 
@@ -151,6 +156,8 @@ def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int
     if model.linear_attention is not None:
         out["linear_attention"] = model.linear_layers * linear_attention_params(model)
     out["mlp"] = model.dense_layers * sum(x.params for x in dense_mlp_linears(model.mlp, d))
+    if model.mlp.activation in ACTIVATION_PARAMS:
+        out["mlp/activation"] = model.dense_layers * ACTIVATION_PARAMS[model.mlp.activation]
     if model.moe is not None:
         moe, n = model.moe, model.moe_layers
         experts = moe.top_k if active else moe.num_experts
@@ -188,7 +195,8 @@ def active_params(model: ModelSpec) -> int:
 
 
 UNQUANTISED_BYTES = 2.0  # what quantised checkpoints keep their embeddings, lm_head, norms and routers in (bf16)
-UNQUANTISED = ("embedding", "position_embedding", "lm_head", "norms", "moe/router", "attention/sinks", "vision")
+UNQUANTISED = ("embedding", "position_embedding", "lm_head", "norms", "moe/router", "attention/sinks", "vision",
+               "mlp/activation")
 # params_breakdown keys of each layer class a checkpoint may leave unquantised (quantization.quantized)
 CLASS_PARTS = {"attention": ("attention/qkv", "attention/o", "linear_attention"), "mlp": ("mlp",), "experts": ("moe/routed",),
                "shared_experts": ("moe/shared",)}
@@ -220,6 +228,9 @@ def quantised_and_kept_params(model: ModelSpec) -> tuple[int, int]:
     biases = bias_params(model)  # those of kept parts and layers are counted above
     kept += sum(b for k, b in biases.items() if k not in kept_parts)
     kept -= sum(_kept_layer_params(model, biases, cls, n) for cls, n in kept_layers.items())
+    q = model.quantization
+    if q is not None and q.kept_linears and "attention" in q.quantized and model.linear_attention is not None:
+        kept += model.linear_layers * sum(x.params for x in linear_attention_linears(model) if x.name in q.kept_linears)
     return parts["total"] - kept, kept
 
 

@@ -55,11 +55,19 @@ def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
     la = m.linear_attention
     if la is not None:
         state = linear_state_bytes(m, b_kv)
-        lines.append(Step(
-            "state per sequence", "L_lin * (n_v * d_k * d_v + (K - 1) * conv channels) * max(b_kv, 2) (constant in "
-            "context; the state stays in 16 bits under an 8-bit cache)",
-            f"{m.linear_layers} * ({la.num_value_heads} * {la.key_head_dim} * {la.value_head_dim} + "
-            f"{max(la.conv_kernel - 1, 0)} * {la.conv_channels:,}) * {max(b_kv, STATE_MIN_BYTES):g} B", fmt_bytes(state)))
+        b_state = max(b_kv, STATE_MIN_BYTES)
+        if la.recurrent_state_bytes is None:
+            formula = ("L_lin * (n_v * d_k * d_v + (K - 1) * conv channels) * max(b_kv, 2) (constant in context; the "
+                       "state stays in 16 bits under an 8-bit cache)")
+            value = (f"{m.linear_layers} * ({la.num_value_heads} * {la.key_head_dim} * {la.value_head_dim} + "
+                     f"{max(la.conv_kernel - 1, 0)} * {la.conv_channels:,}) * {b_state:g} B")
+        else:  # the recurrent matrices in their own dtype (Nemotron-H's float32 SSM state)
+            formula = ("L_lin * (n_v * d_k * d_v * b_ssm + (K - 1) * conv channels * max(b_kv, 2)) (constant in "
+                       "context; the SSM state in the engines' float32, the conv's inputs in 16 bits)")
+            value = (f"{m.linear_layers} * ({la.num_value_heads} * {la.key_head_dim} * {la.value_head_dim} * "
+                     f"{la.recurrent_state_bytes:g} B + {max(la.conv_kernel - 1, 0)} * {la.conv_channels:,} * "
+                     f"{b_state:g} B)")
+        lines.append(Step("state per sequence", formula, value, fmt_bytes(state)))
         plus, plus_value = " + B * state", f" + {B} * {state:,.0f} B"
     if a.sliding_window is None:
         cache = Step("KV cache", "B * S * per token" + plus, f"{B} * {S:,} * {e.kv_cache.bytes_per_token:,.0f} B"

@@ -32,7 +32,9 @@ LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwe
 TIED_BY_DEFAULT = ("starcoder2", "cohere", "cohere2")
 # activations of a plain two-matrix MLP (up, down; no gate) in the families read by their fields: squared ReLU
 # (transformers' NemotronMLP, ArceeMLP, PersimmonMLP; the tenth audit, H3: read as gated, +22 % to +37 %)
-PLAIN_MLP_ACTIVATIONS = ("relu2",)
+# activations of a two-matrix MLP (up, down; no gate): Nemotron's relu2, and Apertus's xIELU (ApertusMLP's up_proj
+# and down_proj in transformers' modeling_apertus.py; the nineteenth audit, H3: counted gated, +35 %)
+PLAIN_MLP_ACTIVATIONS = ("relu2", "xielu")
 # Defaults of a family's transformers config class for fields its published configs leave out: Gemma3TextConfig's
 # (configuration_gemma3.py; the twelfth audit, H4: google/gemma-3-4b-it's text_config names neither its heads nor its
 # vocabulary, and was refused)
@@ -320,6 +322,9 @@ def _mamba2(c: Config, heads: str, head_dim: str, state: str, groups: str, kerne
             "value_head_dim": dv, "conv_kernel": c.int(kernel, 4), "norm": "full"}
 
 
+SSM_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # vLLM's MambaDType values past 'auto'
+
+
 def _nemotron_h(c: Config) -> dict:
     """Nemotron-H: blocks that each hold one part, as hybrid_override_pattern lists them (M Mamba-2, * attention,
     - a squared-ReLU MLP, E a MoE), one RMSNorm a block."""
@@ -344,6 +349,14 @@ def _nemotron_h(c: Config) -> dict:
     if "M" in pattern:
         spec["linear_attention"] = _mamba2(c, "mamba_num_heads", "mamba_head_dim", "ssm_state_size", "n_groups",
                                            "conv_kernel")
+        # the SSM state's dtype: the config's mamba_ssm_cache_dtype, else float32, as vLLM's
+        # NemotronHForCausalLMConfig.update_mamba_ssm_cache_dtype resolves 'auto' ("Only float32 is known to have no
+        # accuracy issues by default") and SGLang's mamba_ssm_dtype defaults (the nineteenth audit, E2: bf16, 27 % short)
+        ssm = c.data.get("mamba_ssm_cache_dtype", "float32")
+        if ssm not in SSM_DTYPE_BYTES:
+            raise KvcalcError(f"{c.source}: mamba_ssm_cache_dtype: expected one of {', '.join(SSM_DTYPE_BYTES)}, "
+                              f"got {ssm!r:.40}")
+        spec["linear_attention"]["recurrent_state_bytes"] = SSM_DTYPE_BYTES[ssm]
     if "E" in pattern:  # Nemotron 3: squared-ReLU routed experts and one shared expert
         experts, top_k, width = c.need("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size")
         shared = c.int("moe_shared_expert_intermediate_size")
@@ -458,6 +471,8 @@ def _deepseek(c: Config, model_type: str) -> dict:
         if c.data.get("topk_method") == "noaux_tc":  # the gate's e_score_correction_bias, one per routed expert
             # (MoEGate.__init__ in https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/modeling_deepseek.py)
             spec["moe"]["router_bias"] = True
+    elif _first(c, EXPERT_COUNT):  # experts under another of the common names (the nineteenth audit, H1: Kimi-Linear's
+        _moe_fields(c, spec, known=False)  # num_experts had been dropped, a 48 B MoE read as 3.3 B dense)
     if c.data.get("num_nextn_predict_layers"):  # 0 where a conversion dropped it
         c.notes.append("the multi-token-prediction module (num_nextn_predict_layers) is not counted")
     if model_type == "deepseek_v32" or c.has("index_topk"):  # DeepSeek sparse attention's lightning indexer
@@ -717,6 +732,9 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         c.assumptions.append("Falcon field names (new_decoder_architecture / multi_query): read as Falcon")
         return _falcon(c)
     if c.has("kv_lora_rank"):
+        # a hybrid's layers are refused here too (the nineteenth audit, H1: Kimi-Linear's 20 KDA layers had been read
+        # as latent attention, KV 3.9x)
+        _check_layer_kinds(c, c.need("num_hidden_layers")[0])
         c.assumptions.append("kv_lora_rank: read as DeepSeek's multi-head latent attention")
         return _deepseek(c, model_type)
     layers, d, heads, _ = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
@@ -729,11 +747,12 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
             c.assumptions.append(f"tie_word_embeddings absent: assumed {tied}")
     plain = str(c.data.get("hidden_act") or "").lower() in PLAIN_MLP_ACTIVATIONS
     if not known:
-        c.assumptions.append("hidden_act relu2: a plain MLP (up and down projections, no gate); no biases" if plain else
-                             "MLP assumed gated (SwiGLU: gate, up and down projections); no biases")
+        act = str(c.data.get("hidden_act")).lower()
+        c.assumptions.append(f"hidden_act {act}: a plain MLP (up and down projections, no gate); no biases" if plain
+                             else "MLP assumed gated (SwiGLU: gate, up and down projections); no biases")
     spec = _llama_like(c, model_type if model_type in TIED_BY_DEFAULT else "llama")
     if plain:
-        spec["mlp"]["kind"] = "plain"
+        spec["mlp"].update(kind="plain", activation=str(c.data.get("hidden_act")).lower())
     attn = spec["attention"]
     window = c.int("sliding_window")
     if window and c.has("use_sliding_window") and not c.bool("use_sliding_window", False):  # Qwen2-style: off
@@ -945,6 +964,8 @@ def _module_class(entry: str) -> str | None:
     return None
 
 
+# a Gated DeltaNet's per-head beta and decay projection (Qwen3-Next's in_proj_ba; Qwen3.5 splits it in two)
+GATED_DELTANET_GATES = ("in_proj_ba", "in_proj_a", "in_proj_b")
 # names of a hybrid's mixers (Gated DeltaNet's linear_attn, Mamba's mamba and Nemotron-H's mixer) and of its softmax
 # attention, which kvcalc's one attention class covers together
 HYBRID_MIXER_NAMES = ("linear_attn", "mamba", "mixer", "self_attn", "attention", "attn")
@@ -964,6 +985,7 @@ def _left_in_bf16(entries: object, where: str, key: str, own: frozenset[str] | N
         raise KvcalcError(f"{where}: quantization_config {key}: expected a list of module names, got {entries!r:.60}")
     whole, by_layer = set(), {}
     parts: dict[tuple, set] = {}  # (class, layer or None) -> the projections named one by one
+    gates: dict[int | None, set] = {}  # layer (None: every layer) -> the Gated DeltaNet gate projections named
     for entry in entries:
         shown = str(entry)
         if key == "exclude_modules" and "*" in str(entry):  # a ModelOpt wildcard: vLLM's is_layer_excluded matches it
@@ -971,6 +993,12 @@ def _left_in_bf16(entries: object, where: str, key: str, own: frozenset[str] | N
             # wildcard, 'model.layers.5.*', had been dropped)
             entry = "re:" + re.escape(str(entry)).replace("\\*", ".*") + "$"
         text = _unescaped(str(entry))
+        if hybrid and "linear_attn" in text.lower() and _projection(text) in GATED_DELTANET_GATES:
+            # Qwen3-Next's FP8 release keeps each Gated DeltaNet's beta and decay projection in bf16 (the nineteenth
+            # audit, H2: refused as keeping a whole mixer); counted exactly (QuantizationSpec.kept_linears)
+            index = LAYER_INDEX.search(text)
+            gates.setdefault(int(index.group(1)) if index else None, set()).add(_projection(text))
+            continue
         if hybrid and (any(k in text.lower() for k in HYBRID_MIXER_NAMES) or _module_class(text) == "attention"):
             # one class holds a hybrid's softmax and linear (or Mamba) layers: an entry naming either kind would keep
             # both in bf16, and one naming the Mamba mixer had been dropped (the fifteenth audit, H11, H12)
@@ -1015,6 +1043,13 @@ def _left_in_bf16(entries: object, where: str, key: str, own: frozenset[str] | N
             whole.add(cls)
         else:
             by_layer.setdefault(cls, set()).add(layer)
+    for layer, named in gates.items():  # in_proj_ba, or Qwen3.5's in_proj_a and in_proj_b: the whole of in_ba
+        if named != {"in_proj_ba"} and not {"in_proj_a", "in_proj_b"} <= named:
+            where_in = "every layer's" if layer is None else f"layer {layer}'s"
+            raise KvcalcError(f"{where}: quantization_config {key}: keeps {', '.join(sorted(named))} of {where_in} "
+                              "Gated DeltaNet in bf16 and quantises the rest; kvcalc keeps its beta and decay "
+                              f"projections whole; {OTHER_FORMAT}")
+        (whole.add("in_ba") if layer is None else by_layer.setdefault("in_ba", set()).add(layer))
     return whole, {c: ids for c, ids in by_layer.items() if c not in whole}
 
 
@@ -1329,7 +1364,9 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None, hybri
         if not isinstance(qc["lm_head"], bool):
             raise KvcalcError(f"{where}: quantization_config lm_head: expected true or false, got {qc['lm_head']!r:.40}")
         out["lm_head"] = qc["lm_head"]
-    kept = {c: n for c, n in by_layer.items() if c in quantized}
+    kept = {c: n for c, n in by_layer.items() if c in quantized or c == "in_ba"}  # in_ba's layers: checked
+    if ("in_ba" in whole or "in_ba" in kept) and "attention" in quantized:  # against the model's own in
+        out["kept_linears"] = ["in_ba"]  # _settle_kept_layers
     if kept:
         out["kept_layers"] = kept
     return out
@@ -1641,6 +1678,13 @@ def _settle_kept_layers(quantization: dict, spec: dict) -> None:
     MoE layer's experts); a class named in every layer (Llama-3.1-405B-FP8's attention) is unquantised."""
     moe = spec.get("moe") or {}
     dense = moe.get("first_dense_layers", 0) or 0 if moe else spec["num_layers"]
+    gates = quantization.get("kept_layers", {}).pop("in_ba", None)
+    if gates is not None:  # named layer by layer: every linear-attention layer's, or kvcalc cannot place them
+        linear = ModelSpec.model_validate({"name": "-", "family": "-", "sources": ["-"], **spec}).linear_layers
+        if len(gates) != linear:
+            raise KvcalcError(f"quantization_config: keeps the Gated DeltaNet's in_proj_ba of {len(gates)} layers in "
+                              f"bf16, of the model's {linear} linear-attention layers; kvcalc keeps it in all of them "
+                              f"or none; {OTHER_FORMAT}")
     kept = {}
     for cls, ids in quantization.get("kept_layers", {}).items():
         if cls in ("experts", "shared_experts") and not moe:

@@ -192,6 +192,11 @@ class LinearAttentionSpec(StrictModel):
         "DeltaNet), one over all n_v d_v channels (Mamba-2's gated RMSNorm, MiniMax), or none (Mamba)")
     dt_rank: Count | None = Field(None, description="Mamba (v1): rank of the time-step projection")
     inner_norms: bool = Field(False, description="Mamba (v1): norms on dt, B and C (Jamba's mamba_inner_layernorms)")
+    recurrent_state_bytes: float | None = Field(
+        None, ge=1, le=8, description="bytes an element of the recurrent matrices is kept in where engines keep them "
+        "apart from the model's dtype: Nemotron-H's mamba_ssm_cache_dtype, float32 (4) unless its config.json says "
+        "otherwise (vLLM's NemotronHForCausalLMConfig.update_mamba_ssm_cache_dtype, SGLang's mamba_ssm_dtype); "
+        "unset: the model's dtype, as the conv's past inputs always are")
 
     @model_validator(mode="after")
     def _check(self) -> LinearAttentionSpec:
@@ -208,10 +213,21 @@ class LinearAttentionSpec(StrictModel):
         return v if self.kind == "mamba" else 2 * self.num_key_heads * self.key_head_dim + v
 
     @property
+    def recurrent_elements(self) -> int:
+        """Elements of one layer's recurrent matrices for one sequence (n_v x d_k x d_v)."""
+        return self.num_value_heads * self.key_head_dim * self.value_head_dim
+
+    @property
     def state_elements(self) -> int:
         """Elements of one layer's state for one sequence: the recurrent matrices and the conv's past inputs."""
-        return (self.num_value_heads * self.key_head_dim * self.value_head_dim
-                + max(self.conv_kernel - 1, 0) * self.conv_channels)
+        return self.recurrent_elements + max(self.conv_kernel - 1, 0) * self.conv_channels
+
+    def state_bytes(self, element_bytes: float) -> float:
+        """Bytes of one layer's state for one sequence, its conv's past inputs at element_bytes (the model's dtype)
+        and its recurrent matrices at recurrent_state_bytes where set."""
+        recurrent = self.recurrent_elements
+        return ((self.state_elements - recurrent) * element_bytes
+                + recurrent * (self.recurrent_state_bytes or element_bytes))
 
 
 PATTERN_BLOCKS = ("M", "*", "-", "E")
@@ -232,6 +248,10 @@ class QuantizationSpec(StrictModel):
     kept_layers: dict[QuantClass, int] = Field(
         default_factory=dict, description="of a class in `quantized`, how many layers the checkpoint still leaves "
         "in bf16 by name (Llama-3.1-405B-FP8: the MLPs of its first and last layers)")
+    kept_linears: list[Literal["in_ba"]] = Field(
+        default_factory=list, description="projections of every linear-attention layer the checkpoint leaves in bf16 "
+        "while it quantises the rest of the mixer, by their formulas/params.py names (Qwen3-Next-80B-A3B-FP8: the "
+        "Gated DeltaNet's in_ba, whose 2 x 32 output rows fill no 128 x 128 fp8 block)")
     source: str = ""
 
 

@@ -91,11 +91,12 @@ def test_nemotron_h_parameters_by_hand():
 
 
 def test_nemotron_h_cache_and_state_and_tp_all_reduces():
-    """4 attention blocks x 8 KV heads x 128 x 2 x 2 B = 16 KiB a token; 24 blocks of 128 x 128 x 64 SSM state plus
-    3 x (8192 + 2 x 8 x 128) conv inputs. One all-reduce a block (52), not two a layer."""
+    """4 attention blocks x 8 KV heads x 128 x 2 x 2 B = 16 KiB a token; 24 blocks of 128 x 128 x 64 SSM state in
+    float32 (vLLM's and SGLang's default for Nemotron-H: the nineteenth audit, E2) plus 3 x (8192 + 2 x 8 x 128) conv
+    inputs in bf16. One all-reduce a block (52), not two a layer."""
     m = spec(NEMOTRON_H)
     assert kv_bytes_per_token(m, 2.0) == 16384
-    assert kv_bytes_per_sequence(m, 8192, 2.0) == 16384 * 8192 + 24 * (128 * 128 * 64 + 3 * 10240) * 2
+    assert kv_bytes_per_sequence(m, 8192, 2.0) == 16384 * 8192 + 24 * (128 * 128 * 64 * 4 + 3 * 10240 * 2)
     assert m.residual_blocks == 52
     one, two = (estimate(m, "h100", batch=1, context=1024, tp=t) for t in (1, 2))
     # the GPU's share of the work halves; the engine's own per-step cost (engines/overhead.py) is not the model's
@@ -172,7 +173,7 @@ def test_a_model_of_mamba_blocks_only_sizes_its_pool_in_whole_states():
     from kvcalc.formulas import engine_memory as em
 
     m = spec({**NEMOTRON_H, "num_hidden_layers": 4, "hybrid_override_pattern": "M-M-"})
-    request = 2 * (128 * 128 * 64 + 3 * 10240) * 2  # two layers' state in the model's 2-byte dtype
+    request = 2 * (128 * 128 * 64 * 4 + 3 * 10240 * 2)  # two layers' state: SSM in float32, conv in bf16
     assert em.vllm_layout(m, 2.0) is None
     assert em.vllm_kv_tokens(m, 10 * request + 1, 2.0) == 0
     assert em.vllm_max_concurrency(m, 10 * request + 1, 4096, 8192, 2.0) == 10
