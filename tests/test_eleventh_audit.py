@@ -164,19 +164,19 @@ def test_s2_s6_messages_say_what_burst_takes_and_name_the_trace(tmp_path):
 
 # --- plan and launch (part P) ---
 
-def test_p2_each_data_parallel_rank_gets_its_share_of_the_step_budget():
-    """Under --ep plan pools the step budget over the ep / tp attention groups (each times budget / groups), and vLLM
-    runs each DP rank as its own engine core with its own max_num_batched_tokens: 4 ranks of a pooled 8,192 get
-    2,048 each (they had been given 8,192 each, 4x the activations plan reserved)."""
+def test_p2_each_data_parallel_rank_gets_its_share_of_the_requests():
+    """Under --ep each data-parallel rank runs its own scheduler: 4 ranks of a 1,024-request replica take 256 each.
+    Its step budget is the plan's own, which each rank's scheduler takes whole (the nineteenth audit, P1, corrected
+    this test's 2,048: plan times each group at the whole --step-tokens)."""
     from kvcalc.engines.launch import _tokens_per_group, vllm_command
     from kvcalc.specs.catalog import load_model
 
     c = {"expert_parallel": 8, "tensor_parallel": 2, "pipeline_parallel": 1, "max_num_seqs": 1024,
          "max_num_batched_tokens": 8192, "gpu_memory_utilization": 0.9, "kv_dtype": "bf16", "converted_weights": False,
          "weight_dtype": "fp8-block", "speculate": None, "disaggregate": None}
-    assert _tokens_per_group(c) == 2048
+    assert _tokens_per_group(c) == 8192
     cmd = vllm_command(load_model("deepseek-v3"), c, 2000)
-    assert cmd[cmd.index("--max-num-batched-tokens") + 1] == "2048" and cmd[cmd.index("--max-num-seqs") + 1] == "256"
+    assert cmd[cmd.index("--max-num-batched-tokens") + 1] == "8192" and cmd[cmd.index("--max-num-seqs") + 1] == "256"
 
 
 def test_s5_the_simulated_pool_holds_as_many_hybrid_requests_as_capacity_counts():

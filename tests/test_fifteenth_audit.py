@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.test_fifth_audit import one_line_error, runner
 
@@ -335,7 +337,9 @@ def test_p1_p2_plan_at_a_rate_judges_each_replica_count_at_its_load():
     assert c["ttft_ms"] == pytest.approx(served["ttft_ms"], rel=0.01)
     one = _quiet(kvcalc.plan, "gemma-3-27b", gpus=["a100-80gb"], engines=["vllm"], convert=False, disaggregated=False,
                  input_len=1000, output_len=1, request_rate=3, max_ttft_ms=3000)["choice"]
-    assert one["in_flight_per_replica"] == 1 and one["max_num_seqs"] == 1  # had been 15, TTFT 2.8 s for 217 ms
+    assert one["in_flight_per_replica"] == 1  # had been judged at 15, TTFT 2.8 s for 217 ms
+    # launched with the pool's seats, which Poisson bursts need (the nineteenth audit, P3)
+    assert one["max_num_seqs"] == one["max_in_flight_per_replica"] > 1
 
 
 def test_p3_plans_json_gives_what_each_instance_is_launched_with():
@@ -562,3 +566,18 @@ def test_18_h3_errors_show_a_value_short_and_gemma_3n_is_refused_by_name(tmp_pat
     text = dict(model_type="gemma3n_text", hidden_size=2048, num_hidden_layers=35, num_attention_heads=8,
                 num_key_value_heads=2, head_dim=256, intermediate_size=16384, vocab_size=262400)
     assert "model_type 'gemma3n_text': Gemma 3n's layout" in _refused(tmp_path, text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1, allow_nan=False), st.integers(1, 6)), min_size=1, max_size=8),
+       st.floats(0, 100))
+def test_18_s2_itl_percentiles_interpolate_as_vllm_bench_serve_does(steps, pct):
+    """`vllm bench serve` reports np.percentile (linear) of every inter-token gap; the simulator's ITL, which counts
+    each step's gap once per token it streamed, must give the same as that over the gaps repeated."""
+    import numpy as np
+
+    from kvcalc.serving.simulate import weighted_percentiles
+    values = np.array([v for v, _ in steps])
+    weights = np.array([float(w) for _, w in steps])
+    expected = np.percentile(np.repeat(values, weights.astype(int)), pct)
+    assert weighted_percentiles(values, weights, [pct])[0] == pytest.approx(expected, rel=1e-9, abs=1e-12)

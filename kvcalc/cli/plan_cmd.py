@@ -77,8 +77,13 @@ def plan_cli(
         from kvcalc.engines.launch import emit as emit_text
         from kvcalc.specs.catalog import load_gpu, load_model
 
-        if result["choice"] is None:
-            raise KvcalcError("--emit: no configuration meets the limits, so there is nothing to launch")
+        if result["choice"] is None:  # why, as the rejections count it (the nineteenth audit, P6: "meets the
+            # limits" where none were given and no configuration fitted)
+            counts = {k: n for k, n in result["rejected"]["counts"].items() if n}
+            why = ("none fits in memory (" + result["rejected"]["does_not_fit_examples"][0]["reason"] + ")"
+                   if set(counts) == {"does not fit"} and result["rejected"]["does_not_fit_examples"] else
+                   "none meets the limits")
+            raise KvcalcError(f"--emit: of the configurations searched {why}, so there is nothing to launch")
         best = result["choice"] if emit == "k8s" else result["best_by_engine"].get(emit)
         from kvcalc.engines.launch import engine_model_refusal
 

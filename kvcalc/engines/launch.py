@@ -157,7 +157,7 @@ def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
         if c["pipeline_parallel"] > 1:
             cmd += ["--pp-size", str(c["pipeline_parallel"])]
     cmd += ["--max-running-requests", str(_sglang_max_running_requests(c)),
-            "--chunked-prefill-size", str(c["max_num_batched_tokens"]),
+            "--chunked-prefill-size", str(_sglang_chunked_prefill(c)),
             "--mem-fraction-static", f"{c['gpu_memory_utilization']:g}", "--context-length", str(max_model_len),
             "--kv-cache-dtype", _SGLANG_KV.get(c["kv_dtype"], "auto"), *_half_dtype(c)]
     if c["converted_weights"] and c["weight_dtype"] in _SGLANG_QUANT:
@@ -251,15 +251,23 @@ def _per_group(c: dict) -> int:
 
 
 def _tokens_per_group(c: dict) -> int:
-    """Tokens one scheduler's step takes: plan's step budget is the replica's, pooled over its data-parallel attention
-    groups (serving/simulate.py, closed_form.py: each group gets budget / (ep / tp)), and vLLM runs each DP rank as its
-    own engine core with its own max_num_batched_tokens (docs.vllm.ai, data parallel deployment: "each DP rank is
-    deployed as a separate 'core engine' process"); TensorRT-LLM's attention-DP ranks schedule their own batches
-    likewise. The eleventh audit, P2: every rank had been given the whole replica's budget, 4x the activations plan
-    reserved. (SGLang divides --chunked-prefill-size by dp_size itself.)"""
-    from kvcalc.formulas.parallel import group_step_budget
+    """Tokens one scheduler's step takes: plan's step budget (its max_num_batched_tokens, --step-tokens) is each
+    data-parallel attention group's own, as plan, serve and the simulator time it (serving/replica.py and
+    closed_form.py run a replica at budget x (ep / tp), pooled; serving/simulate.py multiplies the budget by the
+    groups), and vLLM runs each DP rank as its own engine core with its own max_num_batched_tokens (docs.vllm.ai, data
+    parallel deployment: "each DP rank is deployed as a separate 'core engine' process"); TensorRT-LLM's attention-DP
+    ranks schedule their own batches likewise. So each rank gets the whole of it (the nineteenth audit, P1: it had
+    been divided by the groups again, a DeepSeek-V3 EP8 rank launched with 1,024 tokens a step where plan timed
+    8,192). SGLang's --chunked-prefill-size is the server's, which it divides by dp_size (_sglang_chunked_prefill)."""
+    return max(1, int(c["max_num_batched_tokens"]))
 
-    return max(1, group_step_budget(c["max_num_batched_tokens"], c["expert_parallel"], c["tensor_parallel"]))
+
+def _sglang_chunked_prefill(c: dict) -> int:
+    """SGLang's --chunked-prefill-size for each DP attention rank to take plan's step budget: the server's value is
+    divided by dp_size under --enable-dp-attention (sgl-project/sglang python/sglang/srt/server_args.py,
+    _handle_data_parallelism: `self.chunked_prefill_size = self.chunked_prefill_size // self.dp_size`), so the flag
+    carries the budget times the groups."""
+    return _tokens_per_group(c) * _groups(c)
 
 
 def _sglang_max_running_requests(c: dict) -> int:
@@ -306,14 +314,14 @@ def image(engine: str, gpu: str, amd: bool) -> str:
     return found
 
 
-NODE_GPUS = 8  # GPUs a pod (one node) of a manifest holds
+NODE_GPUS = 8  # GPUs a pod (one node) of a manifest holds, unless the GPU's spec says otherwise (node_gpus)
 # LeaderWorkerSet sets these in every pod of a group (the LWS docs; vLLM's and SGLang's LWS examples use them), and
 # Kubernetes expands $(NAME) in a container's command from its environment
 LWS_LEADER, LWS_SIZE, LWS_INDEX = "$(LWS_LEADER_ADDRESS)", "$(LWS_GROUP_SIZE)", "$(LWS_WORKER_INDEX)"
 DP_RPC_PORT = "13345"  # the port vLLM's data-parallel deployment docs use in their multi-node example
 
 
-def multinode_args(engine: str, c: dict, pods: int, leader: bool) -> list[str]:
+def multinode_args(engine: str, c: dict, pods: int, leader: bool, node_gpus: int = NODE_GPUS) -> list[str]:
     """What an instance spread over `pods` nodes adds to each node's command, as each engine's multi-node docs run it:
     vLLM  tensor / pipeline parallel: --nnodes, --node-rank, --master-addr, and --headless on the other nodes (the
           multiprocessing executor; docs.vllm.ai deployment/frameworks/lws); data parallel (expert parallelism with
@@ -322,7 +330,7 @@ def multinode_args(engine: str, c: dict, pods: int, leader: bool) -> list[str]:
     SGLang --nnodes, --node-rank, --dist-init-addr (docs.sglang.io references/multi_node_deployment)."""
     if engine == "vllm":
         if c["expert_parallel"] > 1 and c["expert_parallel"] > c["tensor_parallel"]:
-            local = max(1, NODE_GPUS // c["tensor_parallel"])  # data-parallel ranks a node holds
+            local = max(1, node_gpus // c["tensor_parallel"])  # data-parallel ranks a node holds
             args = ["--data-parallel-size-local", str(local), "--data-parallel-address", LWS_LEADER,
                     "--data-parallel-rpc-port", DP_RPC_PORT]
             # the node's first rank, by the shell's arithmetic on the pod index (Kubernetes leaves $((...)) alone)
@@ -341,10 +349,11 @@ CONFIG_DIR = "/etc/kvcalc"  # where a manifest mounts the files a command reads 
 
 def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int, int]],
                  name: str = "kvcalc-plan", config: dict | None = None, files: dict[str, str] | None = None,
-                 amd: bool = False) -> str:
+                 amd: bool = False, node_gpus: int = NODE_GPUS) -> str:
     """Kubernetes manifests for (role, command, GPUs per instance, instances) (one per pool when disaggregated):
-    a Deployment where a command's GPUs fit one 8-GPU node, a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) of
-    8-GPU pods where they do not: a leader template (node rank 0, the API server) and a worker template (the other
+    a Deployment where a command's GPUs fit one node of node_gpus (the GPU spec's: 4 on a GB200 NVL72 compute tray,
+    where 8-GPU pods could never be scheduled; the nineteenth audit, P4), a LeaderWorkerSet
+    (leaderworkerset.x-k8s.io/v1) of such pods where they do not: a leader template (node rank 0, the API server) and a worker template (the other
     nodes, headless), each with the engine's multi-node flags (multinode_args; config: plan's point_dict). GPUs are
     requested as nvidia.com/gpu, or amd.com/gpu on AMD parts (amd: the GPU spec's vendor), in the engine's image for
     the part (image). TensorRT-LLM across nodes runs under an MPI launcher
@@ -364,16 +373,21 @@ def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int
         if shell:  # one shell line, so the LWS variables expand and $((...)) evaluates
             cmd = ["sh", "-c", " ".join(shlex.quote(a) if "$(" not in a else a for a in cmd)]
         args = "".join(f"\n{pad}    - {json.dumps(a)}" for a in cmd)
-        mounts = (f"{pad}  volumeMounts:\n{pad}  - name: config\n{pad}    mountPath: {CONFIG_DIR}\n"
-                  f"{pad}volumes:\n{pad}- name: config\n{pad}  configMap:\n{pad}    name: {name}-config\n"
-                  if files else "")
+        # /dev/shm as a memory-backed volume: a container's default 64 MiB is too small for the NCCL and
+        # multiprocessing buffers of a tensor-parallel server (vLLM's Kubernetes docs mount an emptyDir of medium
+        # Memory there; vllm-project/production-stack PR #994: "too small for TP and leads to crashes / Bus error";
+        # the nineteenth audit, P5)
+        mounts = (f"{pad}  volumeMounts:\n{pad}  - name: shm\n{pad}    mountPath: /dev/shm\n"
+                  + (f"{pad}  - name: config\n{pad}    mountPath: {CONFIG_DIR}\n" if files else "")
+                  + f"{pad}volumes:\n{pad}- name: shm\n{pad}  emptyDir:\n{pad}    medium: Memory\n"
+                  + (f"{pad}- name: config\n{pad}  configMap:\n{pad}    name: {name}-config\n" if files else ""))
         return (f"{pad}containers:\n{pad}- name: server\n{pad}  image: {server_image}\n"
                 f"{pad}  command:{args}\n{pad}  resources:\n{pad}    limits:\n{pad}      {resource}: {per_pod}\n"
                 + mounts)
 
     for role, cmd, gpus, replicas in commands:
         app_name = f"{name}-{role}" if role else name
-        per_pod, pods = min(gpus, NODE_GPUS), -(-gpus // NODE_GPUS)
+        per_pod, pods = min(gpus, node_gpus), -(-gpus // node_gpus)
         if pods == 1:
             docs.append(f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app_name}\nspec:\n"
                         f"  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {app_name}\n"
@@ -385,8 +399,8 @@ def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int
                         "--emit trtllm prints the serve command each rank runs\n")
         else:
             c = config or {}
-            leader = container(cmd + multinode_args(engine, c, pods, True), per_pod, 8, shell=True)
-            worker = container(cmd + multinode_args(engine, c, pods, False), per_pod, 8, shell=True)
+            leader = container(cmd + multinode_args(engine, c, pods, True, node_gpus), per_pod, 8, shell=True)
+            worker = container(cmd + multinode_args(engine, c, pods, False, node_gpus), per_pod, 8, shell=True)
             docs.append(f"apiVersion: leaderworkerset.x-k8s.io/v1\nkind: LeaderWorkerSet\nmetadata:\n"
                         f"  name: {app_name}\nspec:\n  replicas: {replicas}\n  leaderWorkerTemplate:\n"
                         f"    size: {pods}\n    restartPolicy: RecreateGroupOnPodRestart\n"
@@ -452,7 +466,10 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> s
         if c["disaggregate"]:  # the router is not in the manifest: say what to run in front of the two pools
             notes = ROUTERS[engine] + notes
         config = "".join(f"{line}\n" if line.startswith("#") else f"# {line}\n" for line in notes.strip().splitlines())
-        return config + k8s_manifest(engine, c["gpu"], instances, config=c, files=files, amd=amd)
+        from kvcalc.specs.catalog import load_gpu
+
+        return config + k8s_manifest(engine, c["gpu"], instances, config=c, files=files, amd=amd,
+                                     node_gpus=load_gpu(c["gpu"]).node_gpus)
     many = (f"# {c['replicas']} replicas of this deployment (each on its own {c['gpus_per_replica']} GPUs), behind a "
             "load balancer\n" if c.get("replicas", 1) > 1 else "")  # the fourteenth audit, P6: said only in the manifest
     if not c["disaggregate"]:

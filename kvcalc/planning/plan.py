@@ -137,6 +137,7 @@ class Point:
     # under a GPU budget, replicas held at the cap (MAX_REPLICAS - 1) where the budget holds more (the eleventh audit,
     # P4: --gpu-budget 10,000 used 9,999 GPUs without a word)
     capped: bool = False
+    open_loop: bool = False  # sized for a request rate: requests arrive at random, not one as another finishes
 
     @property
     def output_tokens_per_s_per_gpu(self) -> float:
@@ -450,6 +451,7 @@ def size(point: Point, output_len: int, *, request_rate: float | None, concurren
          gpu_budget: int | None, price: float | None) -> None:
     """Replicas, GPUs, output tokens/s and cost of the workload at this point (in place)."""
     per_replica = point.deployment.gpus_per_replica
+    point.open_loop = request_rate is not None
     if request_rate is not None:
         replicas = math.ceil(request_rate / point.requests_per_s * (1 - 1e-12))
     elif concurrency is not None:
@@ -963,7 +965,7 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
             # finalist went unsimulated)
             from kvcalc.formulas.parallel import group_step_budget
 
-            seats = min(seats, group_step_budget(step_tokens, d.ep, d.tp))
+            seats = min(seats, step_tokens)  # each group's own budget (the nineteenth audit, P1)
         try:
             with warnings.catch_warnings():  # the pool caveats the simulator prints for one run are noise here
                 warnings.simplefilter("ignore", CapacityWarning)
@@ -1093,6 +1095,29 @@ def _rejected(candidates, points, no_fit, chosen) -> dict:
     return {"counts": groups, "does_not_fit_examples": no_fit[:5]}
 
 
+def _launch_seats(p: Point) -> int:
+    """The replica's max_num_seqs as --emit launches it: the simulated finalist's, else the requests in flight, and at
+    a request rate the pool's seats, as the simulated finalists take them (_simulated): a server capped at the mean in
+    flight queues every Poisson burst (the nineteenth audit, P3: TTFT p50 701 ms, where plan gave 33 ms and the pool's
+    seats give 37). vLLM refuses more sequences than its step's tokens (check_vllm_batching): at most the step budget
+    of each of its schedulers (the nineteenth audit, P2: 36,182 seats beside 8,192 tokens, a command vLLM refuses)."""
+    from kvcalc.engines.launch import _groups, _instances
+
+    d = p.deployment
+    c = {"expert_parallel": d.ep, "tensor_parallel": d.tp,
+         "disaggregate": f"{d.disaggregate[0]}:{d.disaggregate[1]}" if d.disaggregate else None}
+    schedulers = _groups(c) * _instances(c)  # as _simulated spreads the seats
+    if p.simulated and "max_num_seqs" in p.simulated:
+        seats = p.simulated["max_num_seqs"]
+    else:
+        seats = int(math.ceil(p.in_flight))
+        if p.open_loop:
+            seats = max(seats, math.floor(p.max_in_flight / schedulers) * schedulers)
+    if d.engine == "vllm":
+        seats = min(seats, p.step_tokens * schedulers)
+    return seats
+
+
 def point_dict(p: Point, versus: Point | None = None) -> dict:
     d = p.deployment
     out = {
@@ -1106,8 +1131,7 @@ def point_dict(p: Point, versus: Point | None = None) -> dict:
         "gpus_per_replica": d.gpus_per_replica, "replicas": p.replicas, "gpus": p.gpus,
         "replicas_note": (f"held at plan's cap of {p.replicas:,} replicas: the GPU budget holds more of this layout"
                           if p.capped else None),
-        "max_num_seqs": (p.simulated["max_num_seqs"] if p.simulated and "max_num_seqs" in p.simulated
-                         else int(math.ceil(p.in_flight))), "in_flight_per_replica": p.in_flight,
+        "max_num_seqs": _launch_seats(p), "in_flight_per_replica": p.in_flight,
         "max_in_flight_per_replica": p.max_in_flight, "max_num_batched_tokens": p.step_tokens,
         "gpu_memory_utilization": p.memory_utilization,
         "ttft_ms": p.ttft_ms, "tpot_ms": p.tpot_ms,

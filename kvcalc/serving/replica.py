@@ -7,6 +7,8 @@ times is what keeps the search fast (the memory rule and the specs are not recom
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,11 +72,14 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
     if shared and key in memo:
         d = memo[key]
     else:
-        d = deployment(spec, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
-                       weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
-                       step_tokens=step_tokens, speculate=speculate, vllm_runner="auto", version=VLLM_LATEST,
-                       cuda_graph_bytes=0.0, flashinfer_sampler=False, disaggregate=disaggregate,
-                       engine_version=engine_version_of_run("latest", engine, None))  # serve's default release
+        with warnings.catch_warnings():  # plan's launch passes --mem-fraction-static itself (engines/launch.py), so
+            # SGLang's own default, which serve and capacity point at, is not the one it runs
+            warnings.filterwarnings("ignore", message="SGLang derives mem_fraction_static")
+            d = deployment(spec, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep, engine=engine,
+                           weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
+                           step_tokens=step_tokens, speculate=speculate, vllm_runner="auto", version=VLLM_LATEST,
+                           cuda_graph_bytes=0.0, flashinfer_sampler=False, disaggregate=disaggregate,
+                           engine_version=engine_version_of_run("latest", engine, None))  # serve's default release
         if shared:
             memo[key] = d
     stepper, request_s = d["stepper"], overhead_seconds(d["profile"])[1]

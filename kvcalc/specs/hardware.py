@@ -72,6 +72,9 @@ class HardwareSpec(StrictModel):
     scale_up_gpus: int | None = Field(
         None, ge=1, le=1_000_000, description="GPUs the interconnect joins (2 for an NVLink bridge pair); a "
         "tensor-parallel group beyond them crosses scale_out_bandwidth_GBps; unset: no limit")
+    node_gpus: int = Field(
+        8, ge=1, le=1024, description="GPUs one node holds (a server, or a rack's compute tray), the most a "
+        "Kubernetes pod of plan's manifests asks for; 8 (an HGX or MI300X platform board) unless the spec says")
     scale_out_bandwidth_GBps: Bandwidth | None = Field(
         None, description="bidirectional bandwidth per GPU beyond scale_up_gpus (PCIe for bridged cards)")
     topology: Topology | None = Field(
