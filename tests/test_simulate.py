@@ -154,10 +154,11 @@ def test_waves_with_decodes_lag_the_closed_form_by_the_decodes_budget_share():
 
 
 def test_weighted_percentile_by_hand():
-    """Steps of 10 ms streaming 3 tokens and of 40 ms streaming 1: of 4 tokens, 3 came 10 ms apart: p50 = 10 ms,
-    p90 = 40 ms."""
+    """Steps of 10 ms streaming 3 tokens and of 40 ms streaming 1: the gaps are 10, 10, 10 and 40 ms, and
+    `vllm bench serve` takes np.percentile of them (linear): p50 at rank 1.5 = 10 ms, p90 at rank 2.7 =
+    10 + 0.7 x 30 = 31 ms, p100 = 40 ms."""
     v, w = np.array([0.04, 0.01]), np.array([1.0, 3.0])
-    assert weighted_percentiles(v, w, [50, 90]) == [0.01, 0.04]
+    assert weighted_percentiles(v, w, [50, 90, 100]) == pytest.approx([0.01, 0.031, 0.04], rel=1e-12)
 
 
 def test_seed_makes_runs_repeatable_and_different_seeds_differ():

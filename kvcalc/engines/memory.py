@@ -160,7 +160,15 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
     tokens = em.sglang_kv_tokens(spec, pool, p.b_kv, tp, pp)
-    per_request = em.sglang_request_bytes(spec, context, p.b_kv, tp, pp)
+    per_request = em.sglang_request_bytes(spec, context, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.name))
+    # the fraction SGLang takes when --mem-fraction-static is not given, by its own rule on the GPU's memory (the
+    # datasheet's, where SGLang reads nvidia-smi's total: 81,920 MiB for an H100's 81,559, 0.836 for its 0.835); said
+    # where --memory-utilization differs (the nineteenth audit, E3: 0.9 had been taken without a word, 10 % more pool)
+    own = em.sglang_derived_mem_fraction(hw.memory_GiB * 1024, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1)
+    notes = ([f"SGLang derives mem_fraction_static {own:g} for this GPU and layout when it is not given "
+              f"(server_args.py _handle_gpu_memory_settings); kvcalc takes --memory-utilization "
+              f"({memory_utilization:g}) as it: pass --memory-utilization {own:g} for SGLang's default"]
+             if abs(own - memory_utilization) > 5e-4 else [])
     return {
         "engine": "sglang",
         **_visible_memory(hw),
@@ -172,6 +180,7 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
         "kv_tokens": tokens,
         "max_concurrency": max(pool, 0.0) / per_request,
         "max_model_len": context,
+        "notes": notes,
     }
 
 
@@ -386,7 +395,9 @@ def _request_size(memory: dict, spec, hw, p, tp: int, pp: int):
     """(pool, size of one request of L tokens as a function of L) in the units the engine's max_concurrency divides:
     vLLM's blocks (or, without softmax attention, whole states: one a request), else bytes per GPU."""
     if memory["engine"] == "sglang":
-        return max(memory["available_kv_bytes"], 0.0), lambda n: em.sglang_request_bytes(spec, n, p.b_kv, tp, pp)
+        hybrid = em.sglang_hybrid_swa(spec, hw.name)
+        return max(memory["available_kv_bytes"], 0.0), lambda n: em.sglang_request_bytes(spec, n, p.b_kv, tp, pp,
+                                                                                           hybrid)
     if memory["engine"] == "trtllm":
         return max(memory["available_kv_bytes"], 0.0), lambda n: em.trtllm_request_bytes(spec, n, p.b_kv, tp, pp)
     layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name))

@@ -119,6 +119,7 @@ from dataclasses import dataclass
 
 from kvcalc.dtypes import BYTES_PER_ELEMENT
 from kvcalc.formulas.kv import (
+    cached_tokens,
     kv_bytes_per_sequence,
     kv_bytes_per_token_per_layer,
     linear_state_bytes,
@@ -512,7 +513,7 @@ def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1,
     per_token = kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
     block = BLOCK_TOKENS
     if "state" in layers:
-        state = model.linear_attention.state_elements * STATE_BYTES / tp
+        state = model.linear_attention.state_bytes(STATE_BYTES) / tp
         block = alignment * math.ceil(state / (alignment * per_token))
     fewest, most = min(layers.values()), max(layers.values())
     size = most if most < GROUP_SIZE_SLACK * fewest else fewest
@@ -564,6 +565,29 @@ def sglang_default_mem_fraction(tp: int) -> float:
     return 0.88
 
 
+# SGLang's own defaults by the GPU's memory in MiB (server_args.py _handle_gpu_memory_settings, from PR #10975):
+# (below this much memory: chunked_prefill_size, cuda_graph_max_bs under TP 4, from TP 4)
+SGLANG_MEMORY_TIERS = ((20 * 1024, 2048, 8, 8), (35 * 1024, 2048, 24, 80), (60 * 1024, 4096, 32, 160),
+                       (90 * 1024, 8192, 256, 512), (160 * 1024, 8192, 256, 512), (math.inf, 16384, 512, 512))
+
+
+def sglang_derived_mem_fraction(gpu_mem_mib: float, tp: int, pp: int = 1, dp: int = 1) -> float:
+    """The mem_fraction_static SGLang derives when none is given (sgl-project/sglang python/sglang/srt/
+    server_args.py, _handle_gpu_memory_settings): (memory - reserved) / memory, rounded to 3 places, reserved [MiB] =
+    512 + 1.5 max(chunked_prefill_size, 2048) + 2 cuda_graph_max_bs + tp pp / 8 x 1024, with data-parallel attention
+    (dp > 1) 3 cuda_graph_max_bs dp more (and 1.5 more a rank past 300 graphs), at least 10 GiB on parts over 60 GiB;
+    without speculative decoding (EAGLE reserves 2 GiB more) or piecewise CUDA graphs. An H100 (81,559 MiB) at TP 1:
+    13,440 MiB, 0.835."""
+    chunk, small, large = next((c, a, b) for below, c, a, b in SGLANG_MEMORY_TIERS if gpu_mem_mib < below)
+    graphs = small if tp < 4 else large
+    reserved = 512 + max(chunk, 2048) * 1.5 + graphs * 2 + tp * pp / 8 * 1024
+    if dp > 1:
+        reserved += graphs * dp * 3 + (graphs * dp * 1.5 if graphs > 300 else 0)
+    if gpu_mem_mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((gpu_mem_mib - reserved) / gpu_mem_mib, 3)
+
+
 def sglang_kv_bytes(visible_bytes: float, mem_fraction_static: float, weights_per_gpu: float,
                     non_torch: float) -> float:
     """SGLang's KV pool per GPU [B] (negative when nothing is left)."""
@@ -587,12 +611,44 @@ def sglang_kv_tokens(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int =
 SGLANG_HYBRID_SWA_FAMILIES = ("llama4", "llama4_text", "gpt_oss", "mimo_v2_flash", "step3p5", "gemma4", "gemma4_text")
 
 
-def sglang_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1) -> float:
-    """Bytes of SGLang's pool one request of max_model_len tokens takes per GPU: single tokens, no block rounding;
-    a sliding layer holds every token unless SGLang runs the family with its hybrid pool (SGLANG_HYBRID_SWA_FAMILIES)."""
-    if model.window_layers and model.family not in SGLANG_HYBRID_SWA_FAMILIES:
+# SGLang's hybrid pool splits the KV bytes between a full-attention pool of N tokens and a sliding pool of r N
+# (server_args.py swa_full_tokens_ratio, default 0.8; model_runner_kv_cache_mixin.py _resolve_hybrid_swa_tokens:
+# full_tokens = total_memory / (F n_full + r S n_swa)). A request of L tokens holds L in the first and its window's
+# tokens in the second, so one request takes (F + r S) max(L, min(L, W) / r) of the bytes (the nineteenth audit, E1:
+# the window alone had been charged, 2.3 gpt-oss-120b requests of 131,072 tokens on an H100 where SGLang holds 1).
+SGLANG_SWA_FULL_TOKENS_RATIO = 0.8
+# GPUs on which SGLang disables the hybrid pool for gpt-oss: its default attention backend there is trtllm_mha
+# (server_args.py _handle_model_specific_adjustments, GptOssForCausalLM: is_sm100_supported() -> "trtllm_mha", then
+# "Disable hybrid SWA memory for GPT-OSS model with trtllm_mha attention backend")
+SGLANG_NO_HYBRID_SWA = {"gpt_oss": BLACKWELL_SM100}
+
+
+def sglang_hybrid_swa(model: ModelSpec, gpu_name: str) -> bool:
+    """Whether SGLang runs this model's sliding layers in its hybrid pool on this GPU."""
+    return (bool(model.window_layers) and model.family in SGLANG_HYBRID_SWA_FAMILIES
+            and gpu_name not in SGLANG_NO_HYBRID_SWA.get(model.family, ()))
+
+
+def sglang_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1,
+                         hybrid: bool | None = None) -> float:
+    """Bytes of SGLang's pool one request of max_model_len tokens takes per GPU: single tokens, no block rounding; a
+    sliding layer holds every token unless SGLang runs the model with its hybrid pool (hybrid: sglang_hybrid_swa for
+    the GPU; None: the family's default, SGLANG_HYBRID_SWA_FAMILIES), where the pool's split between full and sliding
+    tokens decides (SGLANG_SWA_FULL_TOKENS_RATIO)."""
+    if hybrid is None:
+        hybrid = model.family in SGLANG_HYBRID_SWA_FAMILIES
+    if not model.window_layers:
+        return _request_bytes(model, max_model_len, b_kv, tp, pp)
+    if not hybrid:
         model = model.model_copy(update={"attention": model.attention.model_copy(update={"sliding_window": None})})
-    return _request_bytes(model, max_model_len, b_kv, tp, pp)
+        return _request_bytes(model, max_model_len, b_kv, tp, pp)
+    r = SGLANG_SWA_FULL_TOKENS_RATIO
+    per_token = (kv_bytes_per_token_per_layer(model.attention, b_kv, record=False) * kv_shard_fraction(model, tp)
+                 * stage_layer_fraction(model, pp))
+    full, sliding = per_token * model.global_layers, per_token * model.window_layers
+    held = cached_tokens(max_model_len, model.attention.sliding_window)
+    state = linear_state_bytes(model, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+    return (full + r * sliding) * max(max_model_len, held / r) + state
 
 
 def _request_bytes(model: ModelSpec, tokens: int, b_kv: float, tp: int, pp: int) -> float:
@@ -605,6 +661,10 @@ def trtllm_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: 
     """Bytes of TensorRT-LLM's cache one request of max_model_len tokens takes per GPU, in whole 32-token blocks,
     each sliding layer its window (TensorRT-LLM's variable sliding-window attention)."""
     tokens = math.ceil(max_model_len / TRTLLM_BLOCK_TOKENS) * TRTLLM_BLOCK_TOKENS
+    la = model.linear_attention
+    if la is not None and la.recurrent_state_bytes is not None:  # TensorRT-LLM keeps the SSM state in the model's
+        # dtype unless told (NemotronHybridConfig.mamba_ssm_cache_dtype "auto"), where vLLM and SGLang take float32
+        model = model.model_copy(update={"linear_attention": la.model_copy(update={"recurrent_state_bytes": None})})
     return _request_bytes(model, tokens, b_kv, tp, pp)
 
 

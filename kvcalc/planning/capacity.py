@@ -350,18 +350,21 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     seqs = max_sequences(spec, context, budget, p.b_kv, tp, pp) * replicas_dp
     vllm = None
     running = seqs  # the sequences the scheduler runs at once: those the pool holds, or fewer (max_num_seqs)
-    if engine_rule:
-        vllm = engine_memory(tp)
-        budget, activations = vllm["available_kv_bytes"], vllm["profile_peak_bytes"]
-        seqs = running = math.floor(vllm["max_concurrency"]) * replicas_dp
-        from kvcalc.engines.scheduler import running_cap
+    from kvcalc.engines.scheduler import VLLM_SCHEDULED, running_cap
 
+    if engine_rule or engine in VLLM_SCHEDULED:
+        if engine_rule:
+            vllm = engine_memory(tp)
+            budget, activations = vllm["available_kv_bytes"], vllm["profile_peak_bytes"]
+            seqs = running = math.floor(vllm["max_concurrency"]) * replicas_dp
         # the scheduler runs at most its max_num_seqs (vLLM's SchedulerConfig; the tenth audit, E11: --max-num-seqs 4
         # had decoded at the pool's 110), max_running_requests (SGLang) or max_batch_size (TensorRT-LLM) at once
-        # (the fourteenth audit, S9: SGLang at 4,602 and TensorRT-LLM at 3,643)
+        # (the fourteenth audit, S9: SGLang at 4,602 and TensorRT-LLM at 3,643); --engine auto runs vLLM's scheduler
+        # with its defaults, as serve takes it (the nineteenth audit, S1: an L40S at the pool's 782, not vLLM's 256)
         cap = running_cap(engine, hw.name, hw.visible_memory_bytes / 2**30, version,
-                          pool_tokens=vllm.get("kv_tokens", 0.0), context_len=spec.max_position_embeddings or context,
-                          given=vllm.get("max_num_seqs") or max_num_seqs)
+                          pool_tokens=(vllm or {}).get("kv_tokens", 0.0),
+                          context_len=spec.max_position_embeddings or context,
+                          given=(vllm or {}).get("max_num_seqs") or max_num_seqs)
         flag = {"sglang": "max_running_requests", "trtllm": "max_batch_size"}.get(engine, "max_num_seqs")
         if cap and seqs > cap * replicas_dp:
             running = cap * replicas_dp
@@ -369,6 +372,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                          + (" in each data-parallel replica" if replicas_dp > 1 else "")
                          + f" (the KV pool holds {seqs:,}): the batch, its tokens/s and the replicas for a target are "
                          f"at {running:,}" + (" unless --batch is given" if batch else ""))
+    if vllm is not None:
         notes.extend(vllm.get("notes", ()))
         if hw.visible_memory_GiB is None:
             notes.append(f"{hw.name} has no visible_memory_GiB: {engine}'s budget starts from the datasheet "

@@ -504,6 +504,11 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                               pool_tokens=em.get("kv_tokens", 0.0) if memory_rule is not None else 0.0,
                               context_len=spec.max_position_embeddings or full_length,
                               speculate_method=timer.sp.method if timer is not None else None, given=max_num_seqs)
+    if engine == "auto":  # vLLM's scheduler with its defaults (engines/scheduler.py VLLM_SCHEDULED), which refuses a
+        # step budget below its max_num_seqs as -e vllm does (the nineteenth audit, S4: --step-tokens 100 had run)
+        from kvcalc.engines.memory import check_vllm_batching
+
+        check_vllm_batching(step_tokens, max_running, default=max_num_seqs is None)
     return {"spec": spec, "hw": hw, "p": p, "profile": profile, "timer": timer, "stepper": stepper,
             "memory_rule": memory_rule, "notes": notes, "pool": pool, "request_bytes": request_bytes,
             "max_concurrency": max_concurrency, "max_running": max_running, "engine_request": engine_request,
@@ -576,6 +581,16 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
     notes += [unused] if unused else []
+    from kvcalc.formulas.engine_memory import VLLM_V1_ENGINE
+
+    if engine == "vllm" and version < VLLM_V1_ENGINE:  # as simulate says it (the nineteenth audit, S5: V1's
+        # mixed chunked steps had been modelled for a V0 release without a word, TPOT 12 % under its own scheduler's)
+        v0 = (f"vLLM {'.'.join(map(str, version))} runs the V0 engine, whose scheduler (whole prompts in steps of "
+              "their own, prefill first, unless chunked prefill is on: by default only above a 32K context) is not "
+              "V1's decode-first token budget this closed form takes; the Python API's simulate(..., "
+              "scheduler='vllm-v0') runs it")
+        warnings.warn(v0, CapacityWarning, stacklevel=2)
+        notes.append(v0)
     max_concurrency, full_length = d["max_concurrency"], input_len + output_len
     if timer is not None and step_tokens < stepper.decode_q:  # the fifteenth audit, S4: timed whole, faster than the
         # drafts the budget lets through allow
@@ -789,20 +804,35 @@ def frontier(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurre
     `best` marks the highest output tokens/s per GPU within the TTFT and TPOT limits among them. serve() with the
     limits spreads a point over replicas to meet them, which the frontier does not (the eighth audit, C6: TP2 at 128
     in flight, over the limit here, meets it on two replicas with more tokens/s per GPU than the point marked)."""
-    rows = []
+    rows, dropped, passed_on = [], [], set()
     for tp in tps:
         for c in concurrencies:
-            try:
-                row = serve(model, gpu, input_len=input_len, output_len=output_len, concurrency=c, tp=tp, **kwargs)
-            except KvcalcError as e:
-                if any(why in str(e) for why in ("does not hold one request", "divide", "in a wave exceed")):
-                    continue  # past the pool (a wave larger than it holds is refused, and dropped here)
-                raise
+            with warnings.catch_warnings(record=True) as said:  # a dropped point's warnings are not the output's
+                warnings.simplefilter("always")  # (the nineteenth audit, S6: a queue warned of for a dropped row)
+                try:
+                    row = serve(model, gpu, input_len=input_len, output_len=output_len, concurrency=c, tp=tp,
+                                **kwargs)
+                except KvcalcError as e:
+                    if any(why in str(e) for why in ("does not hold one request", "divide", "in a wave exceed")):
+                        # past the pool (a wave larger than it holds is refused), or a degree the heads refuse
+                        dropped.append(f"--tp {tp}: {str(e).split(': ', 1)[-1][:120]}" if "divide" in str(e)
+                                       else f"tp {tp} at {c:,} in flight: past the KV pool")
+                        continue
+                    raise
             if c > row["max_concurrency"]:
+                dropped.append(f"tp {tp} at {c:,} in flight: past the KV pool's {row['max_concurrency']:,.0f}")
                 continue
+            for w in said:  # once each, as the default filter had said them
+                if (str(w.message), w.category) not in passed_on:
+                    passed_on.add((str(w.message), w.category))
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             ok = ((max_ttft_ms is None or row["ttft_ms"] <= max_ttft_ms)
                   and (max_tpot_ms is None or (row["tpot_ms"] or 0) <= max_tpot_ms))
             rows.append({**row, "within_limits": ok, "best": False})
+    if dropped:  # said, not left out in silence (the nineteenth audit, S6: --tp 3 of a 64-head model had vanished)
+        unique = list(dict.fromkeys(dropped))
+        warnings.warn(f"frontier: {len(dropped):,} point{'s' * (len(dropped) != 1)} left out: "
+                      + "; ".join(unique[:4]) + ("; ..." if len(unique) > 4 else ""), CapacityWarning, stacklevel=2)
     eligible = [r for r in rows if r["within_limits"]]
     if eligible:
         max(eligible, key=lambda r: r["output_tokens_per_s_per_gpu"])["best"] = True

@@ -632,9 +632,16 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         if rounds > most_rounds:  # preemptions, or steps that schedule few tokens, make more rounds than simulate()'s
             # count of the fewest steps; a block of decode steps is one round
             passed = f"{rounds - 1:,} scheduler rounds"
+            if preemptions > n:  # the pool holds fewer of these requests than run at once: they evict each other
+                # (the nineteenth audit, S3: "lower --num-prompts" had been the advice where it equalled -n)
+                raise KvcalcError(f"--num-prompts / --concurrency: the simulation passed {passed} with {done:,} of "
+                                  f"{n:,} requests done and {preemptions:,} preemptions: the KV pool holds fewer of "
+                                  "these requests at full length than run at once; lower --concurrency or "
+                                  "--request-rate, shorten the requests, or give the pool more room (--tp, "
+                                  "--kv-dtype fp8)")
             raise KvcalcError(f"--num-prompts / --concurrency: the simulation passed {passed} with "
-                              f"{done:,} of {n:,} requests done (preemptions, or steps of few tokens, make many "
-                              "rounds); lower --num-prompts, raise --step-tokens or give the pool more room")
+                              f"{done:,} of {n:,} requests done (steps of few tokens make many rounds); lower "
+                              "--num-prompts, raise --step-tokens or give the pool more room")
         # queue the arrivals up to now
         while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= t:
             waiting.append(nxt)
@@ -1034,15 +1041,26 @@ PERCENTILES = (50, 90, 99)
 
 
 def weighted_percentiles(values: np.ndarray, weights: np.ndarray, pcts: list[float]) -> list[float | None]:
-    """Each pct-th percentile of values each counted `weight` times (the lower value at a tie, as np.percentile's
-    'inverted_cdf'), from one sort."""
+    """Each pct-th percentile of values each counted `weight` times, interpolated between neighbouring ranks as
+    np.percentile's default 'linear' (what `vllm bench serve` reports, and what the TTFT and TPOT percentiles use),
+    from one sort. With whole-number weights it equals np.percentile(np.repeat(values, weights), pct)."""
     if len(values) == 0 or weights.sum() <= 0:
         return [None] * len(pcts)
     order = np.argsort(values, kind="stable")
     cum = np.cumsum(weights[order])
     ranked = values[order]
-    return [float(ranked[min(int(np.searchsorted(cum, q / 100 * cum[-1], side="left")), len(values) - 1)])
-            for q in pcts]
+    last = len(values) - 1
+
+    def at(rank: float) -> float:  # the value at 0-based rank `rank` of the values repeated
+        return float(ranked[min(int(np.searchsorted(cum, rank, side="right")), last)])
+
+    out = []
+    for q in pcts:
+        h = max(float(cum[-1]) - 1, 0.0) * q / 100
+        k = np.floor(h)
+        lo, hi = at(k), at(k + 1)
+        out.append(lo + (h - k) * (hi - lo))
+    return out
 
 
 def _pcts(x: np.ndarray, percentile: float) -> dict:
@@ -1269,7 +1287,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         longest = (model if hasattr(model, "max_position_embeddings") else _load_model(model)).max_position_embeddings
         step_tokens = max(longest or 0, int(work.input_len.max()) + 1, 2048)
     policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
-    if policy.name == "vllm-v1" and engine == "vllm":
+    if policy.name == "vllm-v1" and engine in VLLM_SCHEDULED:  # -e auto runs vLLM's (the nineteenth audit, S4)
         from kvcalc.engines.memory import check_vllm_batching
 
         check_vllm_batching(policy.budget, policy.max_seqs, default=not seqs_given)
@@ -1306,8 +1324,12 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
             raise KvcalcError(f"{given}: every request ({rejected:,}) is longer than {named.name}'s context of "
                               f"{limit:,} tokens")
         keep = ~too_long
-        work = Workload(work.arrival_s[keep], work.input_len[keep], work.output_len[keep], work.concurrency,
-                        work.description)
+        concurrency, description = work.concurrency, work.description
+        if arrivals == "closed" and concurrency is not None and concurrency > int(keep.sum()):  # what can run at
+            # once of those kept (the nineteenth audit, S7: "closed loop, 20 in flight" where 7 requests were left)
+            concurrency = int(keep.sum())
+            description = f"closed loop, {concurrency} in flight"
+        work = Workload(work.arrival_s[keep], work.input_len[keep], work.output_len[keep], concurrency, description)
     mean_in, mean_out = round(work.input_len.mean()), round(work.output_len.mean())
     d = deployment(model, gpu, input_len=mean_in, output_len=max(mean_out, 1), tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
