@@ -42,6 +42,13 @@ class SchedulerPolicy:
     # the most tokens of one prompt a step takes: pooled data-parallel replicas (--ep) share a budget of dp x each
     # replica's, but a prompt lives in one replica and takes at most that replica's budget (None: the whole budget)
     max_piece: int | None = None
+    # vLLM from 0.19 (PR #37307, scheduler_reserve_full_isl on by default): a waiting request enters only where its
+    # whole sequence fits (KVCacheManager.allocate_slots(..., full_sequence_must_fit=True)), not its first chunk
+    full_sequence_admission: bool = False
+
+
+VLLM_FULL_SEQUENCE_ADMISSION = (0, 19)  # v0.19.0's release notes: "Schedule requests based on full input sequence
+# length (#37307)"; vllm/config/scheduler.py scheduler_reserve_full_isl: bool = True
 
 
 def vllm_v1(budget: int = 8192, max_seqs: int = 1024, block_size: int = 16) -> SchedulerPolicy:

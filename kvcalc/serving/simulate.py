@@ -605,6 +605,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             reserved = int(np.sum(np.ceil((ins[run_ids] + outs[run_ids]) / bs))) + state_blocks * len(run_ids)
             return reserved + full_blocks(i) <= pool_blocks
         s = min(pre_left[i], budget_left, piece_cap)
+        if policy.full_sequence_admission:  # vLLM 0.19+: the whole sequence (a preempted one's outputs too)
+            s = pre_left[i]
         # its cached prefix only while it is fresh: a preempted request recomputes its whole prompt, as its admission
         # allocates it (the tenth audit, S11: the check had asked for the hit's blocks on top)
         fresh = kv[i] == 0 and pre_left[i] == ins[i] - hit[i]
@@ -1170,7 +1172,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         check_vllm_runner,
         check_vllm_version,
     )
-    from kvcalc.engines.scheduler import VLLM_SCHEDULED, scheduler_policy
+    from kvcalc.engines.scheduler import VLLM_FULL_SEQUENCE_ADMISSION, VLLM_SCHEDULED, scheduler_policy
     from kvcalc.estimator import time_model_text
     from kvcalc.serving.closed_form import deployment
 
@@ -1287,6 +1289,10 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         longest = (model if hasattr(model, "max_position_embeddings") else _load_model(model)).max_position_embeddings
         step_tokens = max(longest or 0, int(work.input_len.max()) + 1, 2048)
     policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
+    if (policy.name == "vllm-v1" and engine in VLLM_SCHEDULED and isinstance(version, tuple)
+            and version >= VLLM_FULL_SEQUENCE_ADMISSION):  # a waiting request's whole sequence must fit (the
+        # twentieth audit, R1: its first chunk had been enough, and 22 long prompts thrashed where vLLM runs 21)
+        policy = replace(policy, full_sequence_admission=True)
     if policy.name == "vllm-v1" and engine in VLLM_SCHEDULED:  # -e auto runs vLLM's (the nineteenth audit, S4)
         from kvcalc.engines.memory import check_vllm_batching
 
