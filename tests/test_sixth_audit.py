@@ -590,11 +590,12 @@ def test_sglang_budgets_deepseek_v32s_fp8_cache_by_its_cell_size():
     kw = dict(context=32768, gpus=8, kv_dtype="fp8")
     s = kvcalc.capacity("deepseek-v3.2", "h200", engine="sglang", **kw)
     pool = s["engine_memory"]["available_kv_bytes"]
-    assert s["engine_memory"]["kv_tokens"] == pool // ((512 + 64 + 128 + 4) * 61) == 1_105_812
+    # (the pools' token counts moved 1.6 % once each GPU held the indexer's projections whole: the twentieth audit, N2)
+    assert s["engine_memory"]["kv_tokens"] == pool // ((512 + 64 + 128 + 4) * 61) == 1_088_556
     assert s["max_sequences_at_context"] == 33
     v = kvcalc.capacity("deepseek-v3.2", "h200", engine="vllm", **kw)["engine_memory"]
     # vLLM's pages hold the record: whole 16-token blocks of 788 B a token and layer
-    assert v["kv_tokens"] == v["available_kv_bytes"] // (788 * 61 * 16) * 16 == 960_784
+    assert v["kv_tokens"] == v["available_kv_bytes"] // (788 * 61 * 16) * 16 == 945_280
 
 
 def test_a_dict_of_numbers_in_a_spec_takes_numbers_as_written(tmp_path):

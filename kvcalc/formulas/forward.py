@@ -50,6 +50,11 @@ class Op:
     unquantised: bool = False  # a matmul the checkpoint keeps in 16 bit whatever the weight format
     layers: int = 1  # layers the cost is summed over (a fused MoE is one module per layer)
     items_per_kernel: object = 0  # work items of one kernel: attention (sequence, KV head) pairs; GEMM input elements
+    # the part of `cost` every GPU of a tensor-parallel group computes whole (formulas/parallel.py shard_op):
+    # DeepSeek-V3.2's lightning indexer, whose projections engines build as ReplicatedLinear and whose 64 heads score
+    # every key on every GPU
+    whole: Cost | None = None
+    compute_dtype: str | None = None  # the dtype whose peak it runs at where not its engine's (the indexer's fp8)
 
 
 @dataclass(frozen=True)
@@ -204,9 +209,11 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
     ]
     if La:
         qkv = attention_in_linears(attn, d)
+        indexer = [x for x in qkv if x.name.startswith("indexer_")]
         ops.append(Op("attention/qkv", "projection", "matmul", La * linear_cost(qkv, tokens, p_attn),
                       kernels=La * qkv_kernels_per_layer(model), unquantised=p_attn is not p,
-                      items_per_kernel=input_elements_per_kernel(qkv, tokens, qkv_kernels_per_layer(model))))
+                      items_per_kernel=input_elements_per_kernel(qkv, tokens, qkv_kernels_per_layer(model)),
+                      whole=La * linear_cost(indexer, tokens, p_attn) if indexer else None))
     ops += attention_core_ops(model, batch=batch, q=q, context=context, absorbed=absorbed, p=p)
     if La:
         ops.append(Op("attention/o", "projection", "matmul",
@@ -255,8 +262,18 @@ def attention_core_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p
         ("window", model.window_layers, attn.sliding_window),
     ):
         if n_layers:
-            core = attention_core_cost(model, batch, q, context, window, absorbed, p)
-            ops.append(Op(f"attention/core ({label})", "attention", "attention", n_layers * core, kernels=n_layers,
+            core = n_layers * attention_core_cost(model, batch, q, context, window, absorbed, p)
+            if attn.sparse_top_k is not None:  # DeepSeek sparse attention: the lightning indexer's scores, an fp8
+                # MQA over every cached key (fp8_mqa_logits), its 64 heads on every GPU of a tensor-parallel group
+                # (the engines build the indexer replicated: the twentieth audit, N2), apart from the attention over
+                # the top k keys, which attention_core_cost counts with them
+                scores = Cost(flops=n_layers * batch * 2 * attn.indexer_heads * attn.indexer_head_dim
+                              * attended_positions(q, context, window))
+                core = Cost(core.flops - scores.flops, core.weight_bytes, core.kv_read_bytes, core.kv_write_bytes,
+                            core.act_bytes)
+                ops.append(Op(f"attention/indexer ({label})", "attention", "attention", scores, kernels=n_layers,
+                              whole=scores, compute_dtype="fp8"))
+            ops.append(Op(f"attention/core ({label})", "attention", "attention", core, kernels=n_layers,
                           kernel_class=attention_class, items_per_kernel=batch * attention_kernel_kv_heads(attn, absorbed)))
     return ops
 

@@ -157,9 +157,12 @@ def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
         return op
     c = op.cost
     kv = state_shard_fraction(model, tp) if op.op_class == "linear_attention" else kv_shard_fraction(model, tp)
+    w = op.whole or Cost()  # what every GPU computes whole (DeepSeek-V3.2's indexer: the twentieth audit, N2, where
+    # dividing it had put a 65,536-token prefill at TP 8 under its speed of light)
     shard = Cost(
-        flops=c.flops / tp, weight_bytes=c.weight_bytes / tp, kv_read_bytes=c.kv_read_bytes * kv,
-        kv_write_bytes=c.kv_write_bytes * kv, act_bytes=c.act_bytes / tp,
+        flops=(c.flops - w.flops) / tp + w.flops, weight_bytes=(c.weight_bytes - w.weight_bytes) / tp + w.weight_bytes,
+        kv_read_bytes=c.kv_read_bytes * kv, kv_write_bytes=c.kv_write_bytes * kv,
+        act_bytes=(c.act_bytes - w.act_bytes) / tp + w.act_bytes,
     )
     # Attention work items are (sequence, KV head) pairs: a GPU keeps its share of the KV heads. GEMM input elements
     # are left whole (column-parallel layers read the whole input on every GPU).
@@ -380,10 +383,14 @@ def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_b
 
 
 def expert_parallel_comm_seconds(model: ModelSpec, allreduce_s, local_tokens, b_a: float, ep: int,
-                                 link_bandwidth_Bps: float | None, curve: AllReduceCurve | None = None):
+                                 link_bandwidth_Bps: float | None, curve: AllReduceCurve | None = None, tp: int = 1):
     """A step's communication when the experts span more GPUs than the tensor-parallel group: the attention's
-    all-reduce (half of a layer's two) stays within the group, the MoE's becomes a dispatch and a combine."""
-    return allreduce_s / 2 + alltoall_seconds(model, local_tokens, b_a, ep, link_bandwidth_Bps, curve)
+    all-reduce (half of a layer's two) stays within the group, the MoE's becomes a dispatch and a combine. A
+    replica of tp > 1 GPUs splits its tokens over them before the dispatch (vLLM's ParallelConfig.
+    use_sequence_parallel_moe, on with expert parallelism, tp > 1 and data parallelism: "replicated tokens results in
+    useless duplicate computation and communication"), so each GPU sends local_tokens / tp (the twentieth audit, N3:
+    each had sent the whole replica's, tp times the bytes)."""
+    return allreduce_s / 2 + alltoall_seconds(model, local_tokens / tp, b_a, ep, link_bandwidth_Bps, curve)
 
 
 def pipeline_fill_fraction(microbatches, pp: int):

@@ -317,7 +317,8 @@ def tp_whole_bytes(model: ModelSpec, b_w: float, tp: int) -> float:
     """Bytes each GPU of a tensor-parallel group holds beyond its 1 / tp share of the weights [B] (0 at tp = 1).
 
     vLLM splits the projections over the group but keeps some weights whole on every GPU: the RMSNorm weights, the
-    MoE router (a ReplicatedLinear) and MLA's q_a and kv_a projections (built with disable_tp); and its
+    MoE router (a ReplicatedLinear) and MLA's q_a and kv_a projections (built with disable_tp), and DeepSeek-V3.2's
+    indexer projections; and its
     QKVParallelLinear gives each GPU one whole KV head when the group outnumbers the g KV heads
     (num_kv_head_replicas = tp / g): the k and v projections of one head, not g / tp of them. kvcalc takes the
     same split for every engine. On the public vLLM 0.10.2 log of Qwen3-235B-A22B-FP8 at TP 8 on L40S GPUs this is
@@ -329,7 +330,10 @@ def tp_whole_bytes(model: ModelSpec, b_w: float, tp: int) -> float:
     in_linears, attention_b = attention_in_linears(attn, d), _stored_bytes(model, b_w, "attention/qkv")
     whole = _parts_bytes(model, b_w, ("norms", "moe/router"))
     if attn.kind == "mla":
-        whole += layers * sum(x.params for x in in_linears if x.name in ("q_a", "kv_a")) * attention_b
+        # and DeepSeek-V3.2's lightning indexer, wq_b, wk and weights_proj all ReplicatedLinear (vLLM's and SGLang's
+        # Indexer; the twentieth audit, N2)
+        kept = ("q_a", "kv_a", "indexer_q", "indexer_k", "indexer_w")
+        whole += layers * sum(x.params for x in in_linears if x.name in kept) * attention_b
         return whole * (1 - 1 / tp)
     g = attn.num_kv_heads or attn.num_heads
     heads = max(g / tp, 1) - g / tp  # KV heads a GPU holds beyond its share

@@ -144,7 +144,8 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
             continue
         if profile is not None and not speed_of_light and op.engine != "vector":
             unprofiled.append(op.name)
-        dtype = engine_dtype(op.engine, wd, hw)
+        dtype = (op.compute_dtype if op.compute_dtype in hw.peak_tflops.available() else
+                 engine_dtype(op.engine, wd, hw))
         peak = peaks[dtype] if dtype in peaks else peaks.setdefault(dtype, hw.peak_flops(dtype))
         t, cb = roofline(op.cost.flops, op.cost.bytes, peak * eff_c, hw.bandwidth_Bps * eff_m)
         t = t + op.kernels * launch_s
