@@ -69,6 +69,7 @@ _CHECKED = {
     "estimate": frozenset(), "capacity": frozenset(), "serve": frozenset(), "load_model": frozenset(),
     "load_gpu": frozenset(), "compare": frozenset({"attn"}),
     "serve_frontier": frozenset({"concurrencies", "tps"}), "plan": frozenset({"gpus", "engines"}),
+    "simulate": frozenset(),  # the twentieth audit, W4: a list for gpu had ended in a TypeError
     "sweep": frozenset({"models", "gpus", "attn", "batch", "context", "weight_dtype", "kv_dtype", "engine", "tp", "pp",
                         "speculate", "ep"}),
 }

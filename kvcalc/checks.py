@@ -124,11 +124,20 @@ def check_bool_arg(arg: str, value):
     return value
 
 
+def check_optional_path(arg: str, value):
+    """simulate's trace=: a path (a str or a pathlib.Path), or None."""
+    import os
+
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise KvcalcError(f"{arg}: expected a file path or None, got {type(value).__name__} {_show(value)}")
+    return value
+
+
 _SCALAR_ARGS = {
     "model": check_ref, "gpu": check_ref, "attn": check_optional_str, "search_speculation": lambda _, v: check_bool_arg("speculate", v),  # plan's switch
     "speculate": check_optional_str, "engine": check_str, "weight_dtype": check_str, "kv_dtype": check_str,
     "vllm_runner": check_str, "arrivals": check_str, "vllm_version": check_vllm_version_arg,
-    "disaggregate": check_disaggregate_arg,
+    "disaggregate": check_disaggregate_arg, "keep_timeline": check_bool_arg, "trace": check_optional_path,
 }
 _SEQUENCE_ELEMENTS = {  # a list argument's name -> the check of each element
     "models": check_ref, "gpus": check_ref, "attn": check_optional_str, "speculate": check_optional_str,

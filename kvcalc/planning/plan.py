@@ -692,6 +692,15 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         raise KvcalcError(f"gpus: expected a list of GPU names, got the string {gpus!r}")
     if isinstance(engines, str):
         raise KvcalcError(f"engines: expected a list of engine names, got the string {engines!r}")
+    # the Python API's own arguments (the CLI's flags check theirs; the twentieth audit, W1: memory_utilization=2.0
+    # had planned on 200 % of each GPU, step_tokens=0 ended in a ValueError and convert="no" searched as True)
+    from kvcalc.checks import check_bool_arg
+
+    check_number("--memory-utilization", memory_utilization, 0, 1, lo_open=True)
+    check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
+    check_int("runners_up", runners_up, 0, 1000)
+    check_bool_arg("convert", convert)
+    check_bool_arg("disaggregated", disaggregated)
     input_len, output_len, longest = workload_lengths(input_len, output_len, range_ratio, dataset)
     percentile = plan_percentile(percentile)
     _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttft_ms, max_tpot_ms, percentile)

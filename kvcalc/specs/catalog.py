@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -193,6 +194,8 @@ def bundled_specs(kind: Kind) -> list:
 def resolve(kind: Kind, ref: str):
     """A spec from a path (spec file; for models also a config.json or a folder holding one), a bundled name or
     alias (case-insensitive), or, for models, an ORG/NAME repo id in the local Hugging Face cache."""
+    if isinstance(ref, os.PathLike):  # a pathlib.Path from the Python API, read as the path it names (the twentieth
+        ref = os.fspath(ref)  # audit, W3: one to a missing file had ended in an AttributeError)
     if isinstance(ref, str) and not ref.strip():  # Path("") is the working folder (audit U7)
         raise KvcalcError(f"--{kind}: empty; expected a bundled name, a spec file"
                           + (", a config.json or an ORG/NAME repo id" if kind == "model" else ""))

@@ -253,7 +253,8 @@ def frontier_chart(points: list[dict], y_key: str, group_key: str, tpot_ms, ttft
         series.append({"name": f"choice: {choice['deployment']}", "kind": "points", "ring": True, "color": "#000",
                        "points": [(choice["tokens_per_s_per_user"], choice[y_key], _tip(choice))]})
     vlines = []
-    if tpot_ms:
+    if tpot_ms and math.isfinite(1e3 / tpot_ms):  # a limit of 1e-306 ms sits at no finite x: said, not drawn (the
+        # twentieth audit, W2: the chart's ticks had met infinity, an HTTP 500)
         vlines.append({"x": 1e3 / tpot_ms, "label": f"TPOT limit {tpot_ms:g} ms (points left of it miss it)"})
     note = f'<p class="sla">TTFT limit {ttft_ms:g} ms: points past it are marked no in the table.</p>' if ttft_ms else ""
     return chart(series, x_label="output tokens/s per user (1 / TPOT)", y_label="output tokens/s per GPU",
