@@ -628,6 +628,11 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     def sglang_outputs(ids):  # PrefillAdder's output reserve: min(max_new_tokens - generated, CLIP_MAX_NEW_TOKENS)
         return np.minimum(np.maximum(outs[ids] - gen[ids], 0), SGLANG_CLIP_MAX_NEW_TOKENS)
 
+    # SGLang's running_batch.batch_is_full: the batch size at which the head of the queue last failed for memory
+    # (AddReqResult.NO_TOKEN), 0 where it has not. get_new_batch_prefill then admits nothing until the batch shrinks
+    # (update_running_batch clears it when a request finishes or is retracted, or the batch empties), however
+    # new_token_ratio decays meanwhile (the twentieth audit, R2: the head had entered as soon as the ratio allowed it)
+    full_bs = 0
     rounds, most_rounds = 0, max(MAX_ROUNDS, 4 * n)  # a request's arrival, prompt and last decode: a few rounds each
     while done < n:
         rounds += 1
@@ -669,8 +674,13 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         # SGLang: a prefill batch whenever a waiting request (or a chunked prompt in flight) can go
         if not policy.mixed:
             prefill_step = bool(prefilling.any())
-            if not prefill_step and waiting and len(run) < policy.max_seqs and (phase[0] % m == 0 or not len(run)):
+            if full_bs and len(run) < full_bs:  # a request finished or was retracted since (or the batch emptied)
+                full_bs = 0
+            if (not prefill_step and waiting and len(run) < policy.max_seqs and (phase[0] % m == 0 or not len(run))
+                    and not full_bs):
                 prefill_step = admissible(waiting[0], budget, run)
+                if not prefill_step and len(run) and policy.admission == "token_ratio":
+                    full_bs = len(run)
             if not prefill_step and not len(run):
                 raise KvcalcError("simulation: the KV pool cannot admit the next request even with nothing running; "
                                   "raise --tp or lower the lengths")
@@ -715,7 +725,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     ratio = sglang_ratio_after_retraction(gen[run], outs[run])
                     continue
                 limit = None
-                if policy.admission == "token_ratio" and waiting and len(run) < policy.max_seqs:
+                if policy.admission == "token_ratio" and waiting and len(run) < policy.max_seqs and not full_bs:
                     limit = _steps_until_admitted(ratio, policy, waiting[0], run, used, pool_blocks, pre_left, kv, gen,
                                                   outs, blocks, hit, gain, state_blocks)
                 before = steps
