@@ -28,9 +28,15 @@ def split(flag: str, text: str, cast=str) -> list:
     if cast is not str:
         ascii_digits(flag, text)
     try:
-        return [cast(t) for t in items]
+        values = [cast(t) for t in items]
     except ValueError:
         raise KvcalcError(f"{flag}: expected comma-separated {cast.__name__} values, got {text!r}") from None
+    # a value listed twice, as serve's lists refuse it (the twentieth audit, W6: roofline --batch 1,1,... had drawn
+    # every point again, and --gpu h100-sxm,h100-sxm made duplicate rows)
+    twice = next((v for n, v in enumerate(values) if v in values[:n]), None)
+    if twice is not None:
+        raise KvcalcError(f"{flag}: {twice} listed twice in {text[:80]!r}; give each value once")
+    return values
 
 
 def speculate_forms(text: str | None) -> list:

@@ -501,9 +501,11 @@ def test_u8_compare_own_twice_says_own():
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        r = cli("compare", "-m", "llama-3-8b", "--attn", "own,own")
+        r = cli("compare", "-m", "llama-3-8b", "--attn", "own,gqa8")  # own,own is refused as listed twice (the
+        # twentieth audit, W6); gqa8 is Llama-3-8B's own layout
     assert r.exit_code == 0
     assert "compare skipped own (the same cache as the model's own attention)" in r.stderr and "None" not in r.stderr
+    one_line_error(cli("compare", "-m", "llama-3-8b", "--attn", "own,own"), "--attn: own listed twice")
 
 
 # ---------------------------------------------------------------------------------------------------------- O2

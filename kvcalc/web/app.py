@@ -37,9 +37,14 @@ def _openapi_parameters(command: str) -> list[dict]:
         if p.name in REFUSED.get(command, ()):
             continue
         d = getattr(p.default, "value", p.default)
+        if p.name == "format":  # the API answers json (or csv); the table is the page's (the twentieth audit, W7: a
+            # client that sent the advertised default "table" was refused)
+            d = "json"
         kind = ("boolean" if p.is_flag else "integer" if isinstance(d, int) and not isinstance(d, bool)
                 else "number" if isinstance(d, float) else "string")
         schema = {"type": kind} if d is None or callable(d) else {"type": kind, "default": d}
+        if p.name == "format":
+            schema["enum"] = ["json", "csv"]
         params.append({"name": p.name, "in": "query", "required": bool(p.required), "schema": schema,
                        "description": f"{p.opts[0]}: {p.help or ''}"})
     return params

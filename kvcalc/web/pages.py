@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 
 from kvcalc.report.svg import chart
 from kvcalc.units import fmt_bytes
-from kvcalc.web.params import InputError, options
+from kvcalc.web.params import _FALSE, _TRUE, InputError, options
+from kvcalc.web.params import keys as option_keys
 from kvcalc.web.views import View
 
 PAGES = {  # page -> (title, the options its form shows; any other option still works in the URL)
@@ -87,7 +88,19 @@ def form(page: str, query: dict, error: InputError | None) -> str:
     shown = PAGES[page][1]
     by_name = {p.name: p for p in options(page)}
     values = dict(EXAMPLES[page]) if not query else {}
-    values.update({k.replace("-", "_"): v for k, v in query.items()})
+    # each key as the option it sets: a long flag's other name (capacity's gpus is --tp) and an on/off option's
+    # negative (plan's no_convert=true is --convert false), so the form shows what the result used (the twentieth
+    # audit, W5: --convert had shown true beside a result searched without it)
+    known = option_keys(page)
+    for key, value in query.items():
+        hit = known.get(key.replace("-", "_"))
+        if hit is None:
+            values[key.replace("-", "_")] = value
+            continue
+        option, negated = hit
+        if negated and str(value).strip().lower() in (*_TRUE, *_FALSE):
+            value = "false" if str(value).strip().lower() in _TRUE else "true"
+        values[option.name] = value
     rows = []
     error_placed = False
     for name in shown:
@@ -108,6 +121,9 @@ def form(page: str, query: dict, error: InputError | None) -> str:
             error_placed = True
         rows.append(f'<div class="field{" bad" if message else ""}"><label for="f-{name}">{flag}</label>{field}'
                     f'{message}</div>')
+    # options given in the URL that the form does not show, kept for the next Calculate (W5: dropped)
+    rows += [f'<input type="hidden" name="{escape(name)}" value="{escape(str(v))}">' for name, v in values.items()
+             if name in by_name and name not in shown and str(v) != ""]
     top = ""
     if error is not None and not error_placed:  # a flag not on the form, or none named: above the fields
         top = f'<p class="error" id="error-form" role="alert">{escape(error.message)}</p>'
