@@ -134,3 +134,56 @@ def test_w4_simulate_checks_its_arguments_as_the_other_functions_do(bad, said):
     with pytest.raises(kvcalc.KvcalcError) as e:
         kvcalc.simulate("llama-3-8b", **kw)
     assert str(e.value).startswith(said)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["roofline", "-m", "llama-3-8b", "-b", "1,1"], "--batch"),
+    (["compare", "-m", "llama-3-8b", "--attn", "mha,mha"], "--attn"),
+    (["sweep", "-m", "llama-3-8b", "--gpu", "h100-sxm,h100-sxm"], "--gpu"),
+])
+def test_w6_a_value_listed_twice_is_refused_as_serve_refuses_it(args, flag):
+    from tests.test_fifth_audit import one_line_error
+
+    line = one_line_error(args)
+    assert f"{flag}: " in line and "listed twice" in line
+
+
+def test_w7_the_openapi_schema_advertises_the_formats_the_api_answers():
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx2")
+    from fastapi.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    client = TestClient(create_app())
+    schema = client.get("/openapi.json").json()
+    for path, item in schema["paths"].items():
+        if path.startswith("/api/"):
+            fmt = next((p for p in item["get"]["parameters"] if p["name"] == "format"), None)  # roofline: json only
+            assert fmt is None or (fmt["schema"]["default"] == "json" and fmt["schema"]["enum"] == ["json", "csv"]), path
+    assert sum("format" in [p["name"] for p in i["get"]["parameters"]] for i in schema["paths"].values() if "get" in i
+               and "parameters" in i["get"]) == 5
+    # the default it advertises is one the API takes
+    assert client.get("/api/estimate", params={"format": "json", "model": "llama-3-8b"}).status_code == 200
+
+
+def test_w5_the_form_shows_what_the_result_used_and_keeps_url_only_options():
+    """/plan?...&no_convert=true had searched without conversion while the form showed --convert true (so Calculate
+    changed the result); capacity's gpus= is --tp; an option the form does not show is kept for the next submit."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx2")
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    client = TestClient(create_app())
+    page = client.get("/plan", params={"model": "llama-3-8b", "input_len": "1000", "output_len": "200",
+                                       "request_rate": "5", "no_convert": "true"}).text
+    select = re.search(r'<select id="f-convert".*?</select>', page)[0]
+    assert '<option value="false" selected>' in select and '<option value="true" selected>' not in select
+    page = client.get("/capacity", params={"model": "llama-3-8b", "context": "8192", "gpus": "4",
+                                           "prefill_chunk": "512"}).text
+    assert re.search(r'id="f-tp" name="tp" value="4"', page)
+    assert '<input type="hidden" name="prefill_chunk" value="512">' in page
