@@ -121,7 +121,11 @@ def test_server_flags_the_ledger_follows():
         "max_num_seqs": 512, "step_tokens": 16384}
     assert server_kwargs("--mem-frac 0.87") == {"memory_utilization": 0.87}
     assert server_kwargs("--speculative-config.num_speculative_tokens 2") == {"speculate": "mtp=2"}
-    assert server_kwargs("") == {} and server_kwargs("--async-scheduling --block-size 1") == {}
+    assert server_kwargs("") == {} and server_kwargs("--block-size 1") == {}
+    # the scheduler a step ahead of the GPU, as the run was launched (sv-022: vLLM 0.10.2 with --async-scheduling)
+    assert server_kwargs("--async-scheduling --block-size 1") == {"schedules_ahead": True}
+    assert server_kwargs("--disable-overlap-schedule") == server_kwargs("--no-async-scheduling") == {
+        "schedules_ahead": False}
 
 
 @pytest.mark.parametrize("utilization, logged_GiB, rel", [(0.25, 5.01, 0.25), (0.5, 24.83, 0.05)])

@@ -313,7 +313,8 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
         return write_csv([flat])
     rows = [{"metric": m, **{p: r[m][p] for p in ("p50", "p90", "p99")}} for m in ("ttft_ms", "tpot_ms", "itl_ms",
                                                                                   "e2e_ms")]
-    print_rows(rows, f"{r['model']} on {r['gpu']} ({r['engine']} scheduler): {r['arrivals']}, "
+    ahead = ", a step ahead" if r.get("schedules_ahead") else ""  # vLLM's async, SGLang's overlap scheduling
+    print_rows(rows, f"{r['model']} on {r['gpu']} ({r['engine']} scheduler{ahead}): {r['arrivals']}, "
                f"{r['completed']:,} requests in {r['duration_s']:,.1f} s, {r['output_tokens_per_s']:,.0f} output tok/s "
                f"({r['output_tokens_per_s_per_gpu']:,.0f} per GPU), {r['preemptions']} preemptions", format)
     # what the limits and the price are for, under the table (the sixth audit: the table, the default format, had

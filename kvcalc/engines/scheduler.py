@@ -14,6 +14,9 @@ One small class per engine, named after the policy it copies, each citing the so
                reserved at new_token_ratio (SGLang's PrefillAdder)
   multi_step   decode steps run per scheduler call (vLLM --num-scheduler-steps, 0.6-0.7): a queued request waits
                for the block to end; 1 elsewhere
+  ahead        the scheduler runs one step ahead of the GPU (vLLM's async scheduling, SGLang's overlap scheduler,
+               TensorRT-LLM's overlap scheduler): it fills step n + 1 while step n runs, so a request that arrives
+               during step n enters step n + 2, unless the scheduler had nothing to run (schedules_ahead)
   preempt      what happens when a decode finds no free block: "recompute" (vLLM: the last request in the
                running list loses its blocks and goes to the front of the queue), "retract" (SGLang: the same,
                and new_token_ratio is raised), or None (cannot happen under full-length admission)
@@ -45,6 +48,8 @@ class SchedulerPolicy:
     # vLLM from 0.19 (PR #37307, scheduler_reserve_full_isl on by default): a waiting request enters only where its
     # whole sequence fits (KVCacheManager.allocate_slots(..., full_sequence_must_fit=True)), not its first chunk
     full_sequence_admission: bool = False
+    # the scheduler fills step n + 1 while step n runs (schedules_ahead): an arrival during step n waits for n + 2
+    ahead: bool = False
 
 
 VLLM_FULL_SEQUENCE_ADMISSION = (0, 19)  # v0.19.0's release notes: "Schedule requests based on full input sequence
@@ -195,6 +200,69 @@ GPT_FAST_IS_NO_SERVER = "a batch-1 generation script (no server, no batching of 
 # step budget and max_num_seqs for the GPU. The roofline runs vLLM's scheduler too, but with no engine's limits: it is
 # the datasheet's bound (the ledgers' baseline column), so it keeps the policy's own defaults and no running cap
 VLLM_SCHEDULED = ("vllm", "auto")
+
+
+# vLLM's async scheduling (vllm/v1/core/sched/async_scheduler.py, PR #19970; EngineCore.step_with_batch_queue with
+# two batches in flight schedules step n + 1 as soon as step n is submitted) is on by default from v0.14.0: PR #27614
+# "[Core] Enable async scheduling by default", merged 2025-12-29, after v0.13.0 (SchedulerConfig.async_scheduling None,
+# resolved to True by VllmConfig unless an option is incompatible). With EAGLE or MTP speculation (PR #31998) and
+# under pipeline parallelism (PR #32359), both merged in January 2026, kvcalc takes it from the release after.
+VLLM_ASYNC_SCHEDULING = (0, 14)
+VLLM_ASYNC_WITH_SPECULATION = (0, 15)
+# The first release, and the first month of releases, whose scheduler runs a step ahead by default, for runs named by
+# a release or only by a date (the serving ledger's rows): vLLM above; SGLang's overlap scheduler, PR #2067 "Enable
+# overlap by default" (merged 2024-11-19; its author: "Median TTFT becomes higher ... because we delayed the processing
+# of the first batch in favor of launching the kernels for the next batch first"), the default of v0.4.0
+# (engines/overhead.py's 0.4+ band); TensorRT-LLM's PyTorch back end, PR #4174 "Enable scheduling overlap by default"
+# (May 2025; enable_overlap_scheduler renamed disable_overlap_scheduler), first in 0.20.0.
+AHEAD_SINCE = {"vllm": (VLLM_ASYNC_SCHEDULING, "2026-01"), "sglang": ((0, 4), "2024-12"),
+               "trtllm": ((0, 20), "2025-06")}
+
+
+def schedules_ahead(engine: str, *, release: tuple[int, int] | None = None, band: str | None = None, pp: int = 1,
+                    speculation: str | None = None) -> bool:
+    """Whether `engine`'s scheduler runs one step ahead of the GPU by default, so that a request arriving during
+    step n enters step n + 2 (SchedulerPolicy.ahead). engine: vllm, sglang or trtllm (the profile's); release: vLLM's
+    (major, minor); band: TensorRT-LLM's release band (engines/overhead.py: engine or pytorch); speculation: the
+    --speculate method (draft, eagle, medusa, mtp) or None. Not under pipeline parallelism: the simulator's pipeline
+    takes an arrival into the next micro-batch instead (SGLang and TensorRT-LLM turn overlap off there).
+      vLLM     from 0.14 (VLLM_ASYNC_SCHEDULING); with EAGLE or MTP speculation from 0.15; never with a draft model
+               or Medusa, which VllmConfig's default resolution leaves off (a draft model's only from PR #48341, July
+               2026, in no release kvcalc pins)
+      SGLang   the overlap scheduler, the default from v0.4 (Scheduler.event_loop_overlap); server_args.py turns it
+               off under speculative decoding (unless SGLANG_ENABLE_SPEC_V2 is set) and pipeline parallelism
+      TensorRT-LLM  the PyTorch back end's overlap scheduler (llm_args.py TorchLlmArgs.disable_overlap_scheduler
+               False; PyExecutor._executor_loop_overlap), with MTP, EAGLE-3 and draft models
+               (_torch/speculative/interface.py support_overlap_scheduler); not the TensorRT engine's C++ runtime"""
+    if pp > 1:
+        return False
+    if engine == "vllm":
+        if release is None or speculation in ("draft", "medusa"):
+            return False
+        return release >= (VLLM_ASYNC_WITH_SPECULATION if speculation else VLLM_ASYNC_SCHEDULING)
+    if engine == "sglang":
+        return speculation is None
+    if engine == "trtllm":
+        return band == "pytorch" and speculation != "medusa"
+    return False
+
+
+def ahead_before_default(engine: str, release_text: str) -> bool | None:
+    """False where a run's release ('0.3.0', '0.17.post1.dev') or, failing one, its date ('unknown (2025-09)')
+    comes before `engine` scheduled a step ahead by default (AHEAD_SINCE); None otherwise (the engine's own rule,
+    schedules_ahead, decides)."""
+    import re
+
+    since = AHEAD_SINCE.get(engine)
+    if since is None:
+        return None
+    release = re.match(r"\s*v?(\d+)\.(\d+)", release_text or "")
+    if release:
+        return False if (int(release[1]), int(release[2])) < since[0] else None
+    date = re.search(r"(\d{4})-(\d{2})", release_text or "")
+    if date:
+        return False if f"{date[1]}-{date[2]}" < since[1] else None
+    return None
 
 
 def scheduler_policy(engine: str, *, budget: int | None = None, max_seqs: int | None = None) -> SchedulerPolicy:

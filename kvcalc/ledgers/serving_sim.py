@@ -64,11 +64,19 @@ def is_serving_sim_ledger(path: Path) -> bool:
         return False
 
 
+# switches without a value: simulate()'s keyword and the value each sets (the scheduler a step ahead of the GPU or not)
+SWITCHES = {"--async-scheduling": ("schedules_ahead", True), "--no-async-scheduling": ("schedules_ahead", False),
+            "--disable-overlap-schedule": ("schedules_ahead", False)}
+
+
 def server_kwargs(args: str) -> dict:
     """simulate()'s keywords for the server flags in `args` that it models (SERVER_FLAGS); others are ignored.
     "--max-num-seqs 1024 --gpu-memory-utilization=0.5" -> {"max_num_seqs": 1024, "memory_utilization": 0.5}."""
     out: dict = {}
     for flag, value in re.findall(r"(--[\w.-]+)(?:[ =]([^\s-][^\s]*))?", args or ""):
+        if flag in SWITCHES and not value:  # a switch the run was launched with (vLLM's --async-scheduling)
+            key, on = SWITCHES[flag]
+            out[key] = on
         if flag in SERVER_FLAGS and value:
             key, kind = SERVER_FLAGS[flag]
             try:
@@ -169,6 +177,11 @@ def row_kwargs(row: dict) -> dict:
               "num_prompts": int(row["num_prompts"]), "tp": tp, "pp": pp, "ep": ep, "weight_dtype": row["weight_dtype"],
               "kv_dtype": row["kv_dtype"] or "bf16", "range_ratio": rr, "length_client": client, "seed": 0,
               **server_kwargs(row.get("server_args", ""))}
+    from kvcalc.engines.scheduler import ahead_before_default
+
+    if "schedules_ahead" not in kw and ahead_before_default(row["engine"], row.get("engine_version", "")) is False:  # a release (or a date) before
+        # the engine's scheduler ran a step ahead by default
+        kw["schedules_ahead"] = False
     release = re.match(r"v?(\d+)\.(\d+)", row.get("engine_version", "").strip())
     if row["engine"] == "vllm" and release:  # the memory rule of the run's release (engines/memory.py)
         kw["vllm_version"] = f"{release[1]}.{release[2]}"

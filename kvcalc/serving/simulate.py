@@ -591,6 +591,14 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     # the lagged finish, it would otherwise wait up to a whole step, 12 % on the fifth audit's Qwen3-32B TTFT)
     slot = [0.0]
     stagger = (pipeline_stages - 1) / pipeline_stages if closed and pipeline_stages > 1 else 0.0
+    # policy.ahead (vLLM's async scheduling, SGLang's and TensorRT-LLM's overlap schedulers): the scheduler filled
+    # this step while the last one ran, at that step's start, so only requests that had arrived by then are queued
+    # now; a later one waits a step more, unless the scheduler had nothing to run (the idle branch below; the
+    # twentieth audit, R3)
+    last_start = [0.0]
+
+    def seen() -> float:  # the latest arrival the scheduler has taken in by this round
+        return last_start[0] if policy.ahead else t
 
     def blocks_for(tokens):  # a running request's blocks at `tokens` tokens, its state's with them
         return np.ceil(tokens / bs).astype(np.int64) + state_blocks
@@ -650,20 +658,23 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                               f"{done:,} of {n:,} requests done (steps of few tokens make many rounds); lower "
                               "--num-prompts, raise --step-tokens or give the pool more room")
         # queue the arrivals up to now
-        while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= t:
+        while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= seen():
             waiting.append(nxt)
             nxt += 1
         if len(run) == 0 and not waiting:
             if nxt >= n or np.isnan(arrive[nxt]):
                 raise KvcalcError("simulation: no request can run (internal: closed loop ran dry)")
-            t = float(arrive[nxt])
+            # an idle scheduler takes the next request as it comes (one that came during the last step, which it
+            # had scheduled nothing after, as that step ends)
+            t = max(t, float(arrive[nxt]))
+            last_start[0] = t
             # an idle engine: SGLang's scheduler puts new_token_ratio back to its initial value whenever it has no
             # batch to run (scheduler.py self_check_during_idle: `self.new_token_ratio = self.init_new_token_ratio`;
             # the twelfth audit, S13: a burst after a quiet spell had been admitted at the decayed 0.098, 20 where
             # SGLang takes 12)
             ratio = policy.init_new_token_ratio
             continue
-        while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= t + slot[0]:  # joins the step under way
+        while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= seen() + slot[0]:  # joins the step under way
             waiting.append(nxt)
             nxt += 1
         budget = policy.budget
@@ -733,7 +744,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                     pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                    phase=phase, limit=limit, state_blocks=state_blocks, lag=lag, window=slot[0], last_tok=last_tok)
+                    phase=phase, limit=limit, state_blocks=state_blocks, lag=lag, window=slot[0], last_tok=last_tok,
+                    last_start=last_start)
                 busy += t - t0
                 slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth audit,
@@ -753,7 +765,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
                     policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
-                    released, n, phase=phase, state_blocks=state_blocks, lag=lag, window=slot[0], last_tok=last_tok)
+                    released, n, phase=phase, state_blocks=state_blocks, lag=lag, window=slot[0], last_tok=last_tok,
+                    last_start=last_start)
                 busy += t - t0
                 slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 continue
@@ -838,6 +851,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                               "far); raise --tp or lower the lengths")
         dt = step_time.seconds(n_dec, ctx, chunk, chunk_ctx, piece)
         _step_starts(t, waiting, len(run), tl_t, tl_wait, tl_run)
+        last_start[0] = t
         t += dt
         busy += dt
         slot[0] = stagger * dt
@@ -959,11 +973,14 @@ def _itl_gaps(gaps, itl_t: list, itl_w: list) -> None:
 
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                   pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                  phase=None, limit=None, state_blocks: int = 0, lag=None, window: float = 0.0, last_tok=None):
+                  phase=None, limit=None, state_blocks: int = 0, lag=None, window: float = 0.0, last_tok=None,
+                  last_start=None):
     """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
     that could be admitted, in one vectorised block. phase ([decode steps since the scheduler ran], with
     policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m. limit: at most
-    that many steps (SGLang's queue head admitted once its new_token_ratio has decayed enough)."""
+    that many steps (SGLang's queue head admitted once its new_token_ratio has decayed enough). last_start: [the start
+    of the block's last step], set here; under policy.ahead an arrival is queued after the first step that starts no
+    earlier than it (the scheduler filled that step's successor at its start), not after the step it lands in."""
     m = max(policy.multi_step, 1) if phase is not None else 1
     d = len(run)
     kv_run, gen_run, outs_run = kv[run], gen[run], outs[run]  # copies, written back below
@@ -983,13 +1000,16 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     if nxt < n and not np.isnan(arrive[nxt]) and d < policy.max_seqs:
         # the step after which it is queued: the first to end no earlier than its arrival less the window in which
         # it may still join a step under way (simulate_schedule's slot: 0 but in a closed loop under pp)
-        k = int(np.searchsorted(cum, arrive[nxt] - t - window, side="left")) + 1
+        marks = cum - times if policy.ahead else cum  # the steps' ends (ahead: their starts)
+        k = int(np.searchsorted(marks, arrive[nxt] - t - window, side="left")) + 1
         if m > 1:
             k += -(phase[0] + k) % m
         n_steps = min(n_steps, k)
     if phase is not None:
         phase[0] += n_steps
     dt = float(cum[n_steps - 1])
+    if last_start is not None:
+        last_start[0] = t + dt - float(times[n_steps - 1])
     _step_starts(t, waiting, d, tl_t, tl_wait, tl_run)
     # the block's first token of each request comes after its gap since its last one: the step, and a prefill step
     # it sat out before the block (SGLang's prompts run first: the thirteenth audit, S1)
@@ -1152,7 +1172,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              disaggregate: tuple[int, int] | None = None, dataset: str = "random",
              num_scheduler_steps: int = 1, engine_version: str | None = None,
              moe_time_scale: float | None = None, cuda_graph_GiB: float | None = None,
-             flashinfer_sampler: bool = False, price_per_gpu_hour: float | None = None, overhead=None) -> dict:
+             flashinfer_sampler: bool = False, price_per_gpu_hour: float | None = None, overhead=None,
+             schedules_ahead: bool | None = None) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
     arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
@@ -1170,7 +1191,10 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     (engines/overhead.py, engines/kernel_eras.py; default the profile's own); moe_time_scale: the routed experts'
     time factor instead of the era's, overhead: an EngineOverhead instead of the band's (the serving ledger's held-out
     refits). cuda_graph_GiB, flashinfer_sampler:
-    vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them)."""
+    vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them). schedules_ahead: whether
+    the scheduler runs a step ahead of the GPU (vLLM --async-scheduling / --no-async-scheduling, SGLang
+    --disable-overlap-schedule, TensorRT-LLM disable_overlap_scheduler); None: the engine's default for its release
+    (engines/scheduler.py schedules_ahead); never under pp > 1."""
     from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
     engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
@@ -1359,6 +1383,23 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     if policy.name == "sglang" and not seqs_given:  # SGLang's own max_running_requests for this pool and model, 48
         # under EAGLE-family speculation (engines/scheduler.py sglang_max_running; the fourteenth audit, S7 and S8)
         policy = replace(policy, max_seqs=d["max_running"])
+    # the engine's scheduler runs a step ahead of the GPU where its release does so by default (the twentieth
+    # audit, R3: an arrival had entered the step after the one it came in, where the engines take it a step later)
+    profile = d["profile"]
+    runs = {"vllm-v1": "vllm", "sglang": "sglang", "trtllm": "trtllm"}.get(policy.name)
+    if schedules_ahead is not None:
+        if not isinstance(schedules_ahead, bool):
+            raise KvcalcError(f"schedules_ahead: expected True, False or None, got {schedules_ahead!r:.40}")
+        policy = replace(policy, ahead=schedules_ahead and pp == 1)
+    elif profile is not None and runs == profile.engine:
+        from kvcalc.engines.overhead import band as release_band
+        from kvcalc.engines.scheduler import schedules_ahead as default_ahead
+        from kvcalc.speculation import parse as parse_speculation
+
+        trt_band = release_band(runs, engine_version, profile.engine_version) if runs == "trtllm" else None
+        policy = replace(policy, ahead=default_ahead(
+            runs, release=version if isinstance(version, tuple) else None, band=trt_band.name if trt_band else None,
+            pp=pp, speculation=parse_speculation(speculate).method if speculate else None))
     if scheduler is None and policy.name == "vllm-v1" and isinstance(version, tuple) and version < VLLM_V1_ENGINE:
         # the release's overheads and MoE era are V0's, its scheduler is not modelled (the sixth audit: the output
         # called such a run "vllm-v1 scheduler" without a word)
@@ -1458,6 +1499,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         # each replica's, as the flags name them, where --ep pools dp replicas into one scheduler of dp times each
         # (the twelfth audit, S10: the pooled 16,384 and 32 had been reported for --step-tokens 4096 --max-num-seqs 8)
         "step_tokens": flags.budget, "max_num_seqs": flags.max_seqs, "kv_pool_tokens": pool_tokens,
+        "schedules_ahead": policy.ahead,
         **summarize(res, gpus=gpus, request_overhead_s=request_s, percentile=percentile,
                     max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms),
         "request_overhead_ms": request_s * 1e3,
@@ -1572,7 +1614,8 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
     for r in range(p_rep):
         idx = np.arange(r, n, p_rep)
         sub = Workload(work.arrival_s[idx], work.input_len[idx], ones[idx])
-        res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, prefix_hit_rate=prefix_hit_rate,
+        # TensorRT-LLM's context servers run without the overlap scheduler (engines/launch.py writes it off)
+        res = simulate_schedule(replace(policy, ahead=policy.ahead and policy.name != "trtllm"), grid, sub, pool_tokens=pool_tokens, prefix_hit_rate=prefix_hit_rate,
                                 state_blocks=state_blocks)
         first[idx] = link_queue(res.first_token_s, transfer[idx])
         preemptions += res.preemptions

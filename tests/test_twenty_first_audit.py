@@ -1,0 +1,98 @@
+"""The twentieth audit's left list taken up, and the twenty-first hostile audit (docs/validation.md, "Twenty-first
+hostile audit"): each test is named after its finding."""
+
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from kvcalc.engines.scheduler import (
+    ahead_before_default,
+    schedules_ahead,
+    sglang_prefill_first,
+    vllm_v1,
+)
+from kvcalc.serving.simulate import StepGrid, Workload, simulate, simulate_schedule
+
+
+class OneSecondSteps:
+    """Every step takes 1 s, whatever it holds."""
+
+    decode_gain, decode_q, pp, tp, ep = 1.0, 1, 1, 1, 1
+
+    def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None):
+        return 1.0
+
+
+def _run(policy, arrivals, ins, outs):
+    grid = StepGrid(OneSecondSteps(), 64, 4096, policy.budget)
+    w = Workload(np.array(arrivals, dtype=float), np.array(ins), np.array(outs))
+    return simulate_schedule(policy, grid, w, pool_tokens=10_000, log_steps=True)
+
+
+def test_20_r3_a_scheduler_a_step_ahead_takes_an_arrival_two_steps_on():
+    """A (2 in, 4 out) at 0, B (2 in, 2 out) at 1.5 s; steps of 1 s (the hand schedule of tests/test_simulate.py's
+    SGLang/vLLM comparison, which holds for engines that schedule a step at a time: B's first token at 3).
+    vLLM with async scheduling fills step n + 1 when step n starts (EngineCore.step_with_batch_queue):
+      step 1 (0-1) A's prompt; step 2 (1-2) A decodes, and step 3 is filled at t = 1, before B arrives at 1.5;
+      step 3 (2-3) A decodes; step 4 (3-4) A's last token beside B's prompt: A done at 4, B's first token at 4;
+      step 5 (4-5) B's second token: done at 5.
+    SGLang's overlap scheduler the same, but B's prompt runs alone (prefill first), so A's last token comes at 5."""
+    args = ([0, 1.5], [2, 2], [4, 2])
+    sync = _run(vllm_v1(budget=8, max_seqs=8, block_size=1), *args)
+    v = _run(replace(vllm_v1(budget=8, max_seqs=8, block_size=1), ahead=True), *args)
+    s = _run(replace(sglang_prefill_first(budget=8, max_seqs=8, block_size=1), ahead=True), *args)
+    assert list(sync.first_token_s) == [1.0, 3.0] and list(sync.finish_s) == [4.0, 4.0]
+    assert list(v.first_token_s) == [1.0, 4.0] and list(v.finish_s) == [4.0, 5.0]
+    assert list(s.first_token_s) == [1.0, 4.0] and list(s.finish_s) == [5.0, 5.0]
+
+
+def test_20_r3_an_idle_scheduler_takes_an_arrival_as_the_running_step_ends():
+    """A (2 in, 1 out) at 0 is done with its prompt's step (0-1); at t = 0 the scheduler had nothing to put after it,
+    so B, arriving at 0.5, is scheduled as that step ends: its prompt in step 2 (1-2), first token at 2, as a
+    scheduler a step at a time runs it. B arriving at 5 finds the engine idle and starts at 5."""
+    for ahead in (False, True):
+        policy = replace(vllm_v1(budget=8, max_seqs=8, block_size=1), ahead=ahead)
+        r = _run(policy, [0, 0.5], [2, 2], [1, 2])
+        assert list(r.first_token_s) == [1.0, 2.0] and list(r.finish_s) == [1.0, 3.0]
+        r = _run(policy, [0, 5.0], [2, 2], [1, 2])
+        assert list(r.first_token_s) == [1.0, 6.0] and list(r.finish_s) == [1.0, 7.0]
+
+
+def test_20_r3_which_releases_schedule_a_step_ahead():
+    """vLLM from 0.14 (PR #27614), with EAGLE or MTP from 0.15 (PR #31998), never with a draft model or Medusa;
+    SGLang's overlap scheduler unless speculating; TensorRT-LLM's PyTorch back end, not its TensorRT engine; none
+    under pipeline parallelism."""
+    assert not schedules_ahead("vllm", release=(0, 13)) and schedules_ahead("vllm", release=(0, 14))
+    assert not schedules_ahead("vllm", release=(0, 14), speculation="eagle")
+    assert schedules_ahead("vllm", release=(0, 15), speculation="mtp")
+    assert not schedules_ahead("vllm", release=(0, 30), speculation="draft")
+    assert not schedules_ahead("vllm", release=(0, 30), pp=2)
+    assert schedules_ahead("sglang") and not schedules_ahead("sglang", speculation="eagle")
+    assert schedules_ahead("trtllm", band="pytorch") and not schedules_ahead("trtllm", band="engine")
+    # the serving ledger's rows by release or date: SGLang 0.3.0 (LMSYS) and TensorRT-LLM 0.17 (dstack) ran a step
+    # at a time, SGLang of 2024-12 (DataCrunch) and vLLM 0.19.1 by their engines' rule
+    assert ahead_before_default("sglang", "0.3.0") is False
+    assert ahead_before_default("sglang", "unknown (2024-12)") is None
+    assert ahead_before_default("trtllm", "0.17.post1.dev") is False
+    assert ahead_before_default("vllm", "unknown (2025-11)") is False
+    assert ahead_before_default("vllm", "0.19.1") is None and ahead_before_default("gpt-fast", "0.1") is None
+
+
+def test_20_r3_serve_simulate_says_it_and_takes_the_switch():
+    """Poisson arrivals at 10 requests/s of 1,000 + 200 tokens for Llama-3.1-8B on an H100: vLLM's default release
+    schedules a step ahead, and each arrival waits for the step after the one under way, so the median TTFT is
+    longer than with the switch off (vllm serve --no-async-scheduling), by less than the longest step; 0.13 is a
+    step at a time."""
+    kw = dict(input_len=1000, output_len=200, arrivals="poisson", request_rate=10, num_prompts=300, engine="vllm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ahead = simulate("llama-3.1-8b", "h100-sxm", **kw)
+        sync = simulate("llama-3.1-8b", "h100-sxm", schedules_ahead=False, **kw)
+        old = simulate("llama-3.1-8b", "h100-sxm", vllm_version="0.13", **kw)
+    assert ahead["schedules_ahead"] and not sync["schedules_ahead"] and not old["schedules_ahead"]
+    longest_step_ms = ahead["itl_ms"]["p99"] * 2
+    assert 0 < ahead["ttft_ms"]["p50"] - sync["ttft_ms"]["p50"] < longest_step_ms
+    with pytest.raises(Exception, match="schedules_ahead: expected True, False or None"):
+        simulate("llama-3.1-8b", "h100-sxm", schedules_ahead="yes", **kw)
