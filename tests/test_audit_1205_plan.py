@@ -274,7 +274,8 @@ def test_c8_the_trtllm_manifest_mounts_its_llm_api_options():
     config, deployment = docs
     assert config["kind"] == "ConfigMap" and deployment["kind"] == "Deployment"
     options = yaml.safe_load(config["data"]["extra-llm-api-config.yml"])
-    assert options == {"kv_cache_config": {"dtype": "fp8"}, "enable_attention_dp": False,
+    assert options == {"kv_cache_config": {"dtype": "fp8", "free_gpu_memory_fraction": 0.9},  # (the 21st audit, L2)
+                       "enable_attention_dp": False,
                        "enable_chunked_prefill": True}  # chunked context, as plan times it (the sixth audit)
     pod = deployment["spec"]["template"]["spec"]
     command = pod["containers"][0]["command"]

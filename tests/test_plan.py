@@ -418,12 +418,12 @@ def test_an_array_the_step_timer_refuses_falls_back_to_the_scalar_closed_form():
 
 
 @pytest.mark.parametrize("engine, expected", [
-    ("vllm", {"--speculative-config": '{"method": "deepseek_mtp", "num_speculative_tokens": 1}'}),
+    ("vllm", {"--speculative-config": '{"method": "mtp", "num_speculative_tokens": 1}'}),
     ("sglang", {"--speculative-algorithm": "EAGLE", "--speculative-num-steps": "1", "--speculative-eagle-topk": "1",
                 "--speculative-num-draft-tokens": "2"}),
 ])
 def test_a_speculative_plan_launches_with_the_checkpoints_mtp_head(engine, expected):
-    """DeepSeek-V3's one MTP module (k = 1): vLLM's method deepseek_mtp with one speculative token; SGLang's EAGLE
+    """DeepSeek-V3's one MTP module (k = 1): vLLM's method mtp (deepseek_mtp its deprecated alias) with one speculative token; SGLang's EAGLE
     (NextN) chain of one step and two draft tokens (the root and the draft)."""
     flags = _flags(emit(engine, load_model("deepseek-v3"), _config(speculate="mtp"), 2500))
     assert set(flags) <= ENGINE_PARSERS[engine]

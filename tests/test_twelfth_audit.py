@@ -451,7 +451,7 @@ def test_p5_p6_a_concurrency_is_served_as_asked_by_plan_and_serve_alike():
 def test_p2_plan_searches_mtp_for_every_family_that_ships_it_and_launches_its_method():
     """DeepSeek-V3.2 ships DeepSeek's MTP layer (speculation.MTP_FAMILIES): plan had searched it for the bundled name
     deepseek-v3 only, and chose 16 H200s where serve --speculate mtp meets the same TPOT limit with 8. Qwen3-Next's
-    launches with vLLM's qwen3_next_mtp method; TensorRT-LLM's MTP runs DeepSeek's only."""
+    launches with vLLM's mtp method (qwen3_next_mtp is its deprecated alias); TensorRT-LLM's MTP runs DeepSeek's only."""
     from tests.test_tenth_audit import _plan_json
 
     d = _plan_json(["-m", "deepseek-v3.2", "-g", "h200", "--request-rate", "5", "-i", "2000", "-o", "500",
@@ -463,7 +463,7 @@ def test_p2_plan_searches_mtp_for_every_family_that_ships_it_and_launches_its_me
     assert any(r["speculate"] == "mtp" for r in rows)
     assert not any(r["speculate"] and r["engine"] == "trtllm" for r in rows)
     if q["choice"]["speculate"]:
-        assert '"method": "qwen3_next_mtp"' in q["launch"]
+        assert '"method": "mtp"' in q["launch"]  # qwen3_next_mtp, a deprecated alias (the 21st audit, L5)
 
 
 def test_p4_weights_that_fill_the_gpus_are_said_so():

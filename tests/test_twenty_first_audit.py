@@ -96,3 +96,82 @@ def test_20_r3_serve_simulate_says_it_and_takes_the_switch():
     assert 0 < ahead["ttft_ms"]["p50"] - sync["ttft_ms"]["p50"] < longest_step_ms
     with pytest.raises(Exception, match="schedules_ahead: expected True, False or None"):
         simulate("llama-3.1-8b", "h100-sxm", schedules_ahead="yes", **kw)
+
+
+def _trtllm_config(**over):
+    c = {"engine": "trtllm", "gpu": "b200", "tensor_parallel": 4, "pipeline_parallel": 1, "expert_parallel": 1,
+         "disaggregate": "8:4", "max_num_seqs": 919, "max_num_batched_tokens": 8192, "gpu_memory_utilization": 0.9,
+         "kv_dtype": "fp8", "weight_dtype": "fp8-block", "converted_weights": False, "gpus_per_replica": 12,
+         "replicas": 1}
+    return {**c, **over}
+
+
+def test_21_l1_trtllm_generation_servers_keep_the_overlap_scheduler():
+    """TensorRT-LLM's disaggregated-serving example (examples/disaggregated/README.md) turns the overlap scheduler
+    off on the context servers only; kvcalc had given both roles one YAML with `disable_overlap_scheduler: true`,
+    so the decode pool lost the scheduler its TPOT assumes. Each role now names its own file, in --emit trtllm and
+    in the k8s ConfigMap."""
+    yaml = pytest.importorskip("yaml")
+    from kvcalc.engines.launch import emit
+    from kvcalc.specs.catalog import load_model
+
+    text = emit("trtllm", load_model("deepseek-v3"), _trtllm_config(), 2500)
+    context, generation = (line for line in text.splitlines() if line.startswith("trtllm-serve serve"))
+    assert "extra-llm-api-config-context.yml --server_role CONTEXT" in context
+    assert "extra-llm-api-config-generation.yml --server_role GENERATION" in generation
+    docs = [d for d in yaml.safe_load_all(emit("k8s", load_model("deepseek-v3"), _trtllm_config(), 2500)) if d]
+    data = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    ctx = yaml.safe_load(data["extra-llm-api-config-context.yml"])
+    gen = yaml.safe_load(data["extra-llm-api-config-generation.yml"])
+    assert ctx["disable_overlap_scheduler"] is True and "disable_overlap_scheduler" not in gen
+    assert ctx["cache_transceiver_config"] == gen["cache_transceiver_config"]
+    pods = [d for d in docs if d["kind"] != "ConfigMap"]
+    commands = [" ".join(d["spec"]["template"]["spec"]["containers"][0]["command"]) for d in pods]
+    assert any("/etc/kvcalc/extra-llm-api-config-context.yml" in c and "CONTEXT" in c for c in commands)
+    assert any("/etc/kvcalc/extra-llm-api-config-generation.yml" in c and "GENERATION" in c for c in commands)
+
+
+def test_21_l2_trtllm_yaml_carries_the_memory_fraction():
+    """trtllm-serve builds KvCacheConfig(free_gpu_memory_fraction=...) from --kv_cache_free_gpu_memory_fraction, then
+    the --extra_llm_api_options YAML's kv_cache_config replaces it whole (tensorrt_llm/commands/serve.py,
+    update_llm_args_with_extra_dict): a block with only the dtype took KvCacheConfig's default 0.9 where the plan was
+    sized at 0.6. The YAML states the fraction itself."""
+    yaml = pytest.importorskip("yaml")
+    from kvcalc.engines.launch import trtllm_command
+    from kvcalc.specs.catalog import load_model
+
+    cmd, files = trtllm_command(load_model("llama-3.1-8b"), _trtllm_config(
+        disaggregate=None, tensor_parallel=1, gpus_per_replica=1, gpu_memory_utilization=0.6), 1200)
+    assert cmd[cmd.index("--kv_cache_free_gpu_memory_fraction") + 1] == "0.6"
+    assert yaml.safe_load(files["extra-llm-api-config.yml"])["kv_cache_config"] == {
+        "dtype": "fp8", "free_gpu_memory_fraction": 0.6}
+
+
+def test_21_l4_emit_says_why_nothing_is_left():
+    """`plan -m deepseek-v3 -g h200 --gpu-budget 1 --emit vllm` said "none meets the limits" where no limit was given:
+    276 configurations did not fit and 260 were over the budget. The message counts the reasons."""
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    r = CliRunner().invoke(app, ["plan", "-m", "deepseek-v3", "-g", "h200", "-i", "2000", "-o", "500",
+                                 "--gpu-budget", "1", "--emit", "vllm"])
+    assert r.exit_code == 2 and "meets the limits" not in r.output
+    assert "none is left (does not fit: 276; over the GPU budget: 260)" in r.output
+
+
+def test_21_l5_vllm_mtp_launches_as_mtp():
+    """vLLM rewrites its family MTP names (deepseek_mtp, qwen3_next_mtp) to "mtp" with a deprecation warning
+    (vllm/config/speculative.py SpeculativeConfig.__post_init__): the launch says "mtp" for every family."""
+    import json
+
+    from kvcalc.engines.launch import vllm_command
+    from kvcalc.specs.catalog import load_model
+
+    c = {"engine": "vllm", "gpu": "h200", "tensor_parallel": 8, "pipeline_parallel": 1, "expert_parallel": 1,
+         "disaggregate": None, "max_num_seqs": 64, "max_num_batched_tokens": 8192, "gpu_memory_utilization": 0.9,
+         "kv_dtype": "bf16", "weight_dtype": "fp8-block", "converted_weights": False, "gpus_per_replica": 8,
+         "replicas": 1, "speculate": "mtp=1"}
+    for model in ("deepseek-v3", "qwen3-next-80b-a3b"):
+        cmd = vllm_command(load_model(model), c, 2500)
+        assert json.loads(cmd[cmd.index("--speculative-config") + 1]) == {"method": "mtp", "num_speculative_tokens": 1}

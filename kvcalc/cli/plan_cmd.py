@@ -80,9 +80,11 @@ def plan_cli(
         if result["choice"] is None:  # why, as the rejections count it (the nineteenth audit, P6: "meets the
             # limits" where none were given and no configuration fitted)
             counts = {k: n for k, n in result["rejected"]["counts"].items() if n}
-            why = ("none fits in memory (" + result["rejected"]["does_not_fit_examples"][0]["reason"] + ")"
-                   if set(counts) == {"does not fit"} and result["rejected"]["does_not_fit_examples"] else
-                   "none meets the limits")
+            if set(counts) == {"does not fit"} and result["rejected"]["does_not_fit_examples"]:
+                why = "none fits in memory (" + result["rejected"]["does_not_fit_examples"][0]["reason"] + ")"
+            else:  # the reasons as counted (the twenty-first audit, L4: "none meets the limits" where no limit was
+                # given and --gpu-budget had left none that fits)
+                why = "none is left (" + "; ".join(f"{k}: {n:,}" for k, n in counts.items()) + ")"
             raise KvcalcError(f"--emit: of the configurations searched {why}, so there is nothing to launch")
         best = result["choice"] if emit == "k8s" else result["best_by_engine"].get(emit)
         from kvcalc.engines.launch import engine_model_refusal

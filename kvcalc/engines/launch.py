@@ -94,10 +94,11 @@ def checkpoint_note(spec) -> str:
             "of your weights\n")
 
 
-# vLLM's --speculative-config method for each family's multi-token-prediction head (SpeculativeConfig.method in
-# vllm/config/speculative.py: deepseek_mtp, glm4_moe_mtp, qwen3_next_mtp, mimo_mtp)
-VLLM_MTP_METHOD = {"deepseek_v3": "deepseek_mtp", "deepseek_v32": "deepseek_mtp", "glm4_moe": "glm4_moe_mtp",
-                   "qwen3_next": "qwen3_next_mtp", "mimo": "mimo_mtp"}
+# vLLM's --speculative-config method for every family's multi-token-prediction head: "mtp". The family names
+# (deepseek_mtp, glm4_moe_mtp, qwen3_next_mtp, mimo_mtp; MTPModelTypes in vllm/config/speculative.py) are deprecated
+# aliases that SpeculativeConfig.__post_init__ rewrites, logging "method `deepseek_mtp` is deprecated and replaced
+# with mtp." (in vLLM 0.19.0's and 0.24.0's logs; the twenty-first audit, L5)
+VLLM_MTP_METHOD = "mtp"
 TRTLLM_MTP_FAMILIES = ("deepseek_v3", "deepseek_v32")  # its LLM API's MTP decoding: DeepSeek's (its DeepSeek-R1 guide)
 
 
@@ -136,8 +137,8 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
     cmd += _half_dtype(c)
     if c["converted_weights"] and c["weight_dtype"] in _VLLM_QUANT:
         cmd += ["--quantization", _VLLM_QUANT[c["weight_dtype"]]]
-    if c.get("speculate"):  # the checkpoint's own MTP head, by its family's method (vLLM's DeepSeek recipes: deepseek_mtp)
-        cmd += ["--speculative-config", json.dumps({"method": VLLM_MTP_METHOD.get(spec.family, "mtp"),
+    if c.get("speculate"):  # the checkpoint's own MTP head
+        cmd += ["--speculative-config", json.dumps({"method": VLLM_MTP_METHOD,
                                                     "num_speculative_tokens": _draft_tokens(c["speculate"])})]
     if c["disaggregate"]:  # vLLM's disaggregated prefill: both pools load a KV connector (NIXL moves the blocks)
         cmd += ["--kv-transfer-config", '{"kv_connector":"NixlConnector","kv_role":"kv_both"}']
@@ -171,8 +172,13 @@ def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
     return cmd
 
 
-def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
-    """`trtllm-serve serve` and the YAML its --extra_llm_api_options names."""
+TRTLLM_OPTIONS = "extra-llm-api-config.yml"  # the YAML a command's --extra_llm_api_options names
+TRTLLM_ROLE_OPTIONS = "extra-llm-api-config-{file_role}.yml"  # one a pool when disaggregated (emit fills the role)
+
+
+def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], dict[str, str]]:
+    """`trtllm-serve serve` and the YAML files its --extra_llm_api_options names (name -> text): one, or when
+    disaggregated one for the context servers and one for the generation servers (the twenty-first audit, L1)."""
     ep = c["expert_parallel"]
     tp = ep if ep > 1 else c["tensor_parallel"]  # TensorRT-LLM's attention DP runs inside a tp_size group
     cmd = ["trtllm-serve", "serve", hf_repo_id(spec), "--host", "0.0.0.0", "--backend", "pytorch", "--tp_size", str(tp)]
@@ -183,23 +189,32 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], str]:
     cmd += ["--max_batch_size", str(_per_group(c)), "--max_num_tokens", str(_tokens_per_group(c)),
             "--max_seq_len", str(max_model_len),
             "--kv_cache_free_gpu_memory_fraction", f"{c['gpu_memory_utilization']:g}",
-            "--extra_llm_api_options", "extra-llm-api-config.yml"]
+            "--extra_llm_api_options", TRTLLM_ROLE_OPTIONS if c["disaggregate"] else TRTLLM_OPTIONS]
     if c["disaggregate"]:  # a context (prefill) server and a generation (decode) server
         cmd += ["--server_role", "{role}"]
     # chunked context on: plan times prompts longer than max_num_tokens in chunks of it, which the LLM API refuses
     # with enable_chunked_prefill at its default, false (tensorrt_llm/llmapi/llm_args.py; tests/unittest/llmapi/
     # test_llm.py test_max_num_token_check; the sixth audit)
-    yaml = [f"kv_cache_config:\n  dtype: {'fp8' if c['kv_dtype'] == 'fp8' else 'auto'}",
+    # the memory fraction inside kv_cache_config too: trtllm-serve builds KvCacheConfig from its flag, then the YAML's
+    # kv_cache_config replaces that object whole (update_llm_args_with_extra_dict), and a block without the fraction
+    # took KvCacheConfig's default 0.9 (the twenty-first audit, L2: a plan sized at 0.6 had launched at 0.9)
+    yaml = [f"kv_cache_config:\n  dtype: {'fp8' if c['kv_dtype'] == 'fp8' else 'auto'}\n"
+            f"  free_gpu_memory_fraction: {c['gpu_memory_utilization']:g}",
             *(["trust_remote_code: true"] if spec.trust_remote_code else []),
             f"enable_attention_dp: {'true' if ep > c['tensor_parallel'] else 'false'}",
             "enable_chunked_prefill: true"]
-    if c["disaggregate"]:  # TensorRT-LLM's disaggregated-serving docs: the KV cache transceiver on both roles, a buffer
-        # of the longest prompt, and the overlap scheduler off on context servers, which do not support it yet
-        yaml.append(f"cache_transceiver_config:\n  backend: DEFAULT\n  max_tokens_in_buffer: {max_model_len}")
-        yaml.append("disable_overlap_scheduler: true")
     if c.get("speculate"):  # the LLM API's MTP decoding config (TensorRT-LLM's DeepSeek-R1 guide)
         yaml.append(f"speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: {_draft_tokens(c['speculate'])}")
-    return cmd, "\n".join(yaml) + "\n"
+    if not c["disaggregate"]:
+        return cmd, {TRTLLM_OPTIONS: "\n".join(yaml) + "\n"}
+    # TensorRT-LLM's disaggregated-serving docs (examples/disaggregated/README.md): the KV cache transceiver on both
+    # roles, a buffer of the longest prompt, and the overlap scheduler off on the context servers alone, which do not
+    # support it yet; the generation servers keep it, as plan's decode times assume (the twenty-first audit, L1: one
+    # file had turned it off on both)
+    yaml.append(f"cache_transceiver_config:\n  backend: DEFAULT\n  max_tokens_in_buffer: {max_model_len}")
+    name = TRTLLM_ROLE_OPTIONS.format
+    return cmd, {name(file_role="context"): "\n".join([*yaml, "disable_overlap_scheduler: true"]) + "\n",
+                 name(file_role="generation"): "\n".join(yaml) + "\n"}
 
 
 def layout_refusal(engine: str, tp: int, ep: int) -> str | None:
@@ -429,8 +444,8 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> s
     elif engine == "sglang":
         cmd, extra = sglang_command(spec, c, max_model_len), ""
     elif engine == "trtllm":
-        cmd, yaml = trtllm_command(spec, c, max_model_len)
-        extra = f"\n# extra-llm-api-config.yml\n{yaml}"
+        cmd, options = trtllm_command(spec, c, max_model_len)
+        extra = "".join(f"\n# {name}\n{text}" for name, text in options.items())
     else:
         from kvcalc.specs.catalog import load_gpu
 
@@ -453,7 +468,8 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> s
     roles = {"vllm": ("prefill", "decode"), "sglang": ("prefill", "decode"), "trtllm": ("CONTEXT", "GENERATION")}
     if c["disaggregate"]:
         prefill_gpus, decode_gpus = (int(x) for x in c["disaggregate"].split(":"))
-        pools = [(role, [a.replace("{role}", role.lower() if engine == "sglang" else role) for a in cmd], gpus)
+        pools = [(role, [a.replace("{role}", role.lower() if engine == "sglang" else role)
+                         .replace("{file_role}", role.lower()) for a in cmd], gpus)
                  for role, gpus in zip(roles[engine], (prefill_gpus, decode_gpus))]
     else:
         pools = [("", cmd, c["gpus_per_replica"])]
@@ -461,8 +477,8 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> s
         tp = c["tensor_parallel"]
         instances = [(role.lower(), command, tp, c["replicas"] * gpus // tp) if c["disaggregate"] else
                      (role, command, gpus, c["replicas"]) for role, command, gpus in pools]
-        files = {"extra-llm-api-config.yml": yaml} if engine == "trtllm" else {}  # mounted from a ConfigMap
-        notes = extra.split("\n# extra-llm-api-config.yml\n")[0] if engine == "trtllm" else extra
+        files = options if engine == "trtllm" else {}  # mounted from a ConfigMap
+        notes = extra.split(f"\n# {next(iter(options))}\n")[0] if engine == "trtllm" else extra
         if c["disaggregate"]:  # the router is not in the manifest: say what to run in front of the two pools
             notes = ROUTERS[engine] + notes
         config = "".join(f"{line}\n" if line.startswith("#") else f"# {line}\n" for line in notes.strip().splitlines())
