@@ -175,3 +175,18 @@ def test_21_l5_vllm_mtp_launches_as_mtp():
     for model in ("deepseek-v3", "qwen3-next-80b-a3b"):
         cmd = vllm_command(load_model(model), c, 2500)
         assert json.loads(cmd[cmd.index("--speculative-config") + 1]) == {"method": "mtp", "num_speculative_tokens": 1}
+
+
+def test_21_l3_plan_says_the_vllm_pool_is_an_upper_bound():
+    """serve warns that vLLM 0.30 also takes its CUDA-graph estimate out of the KV pool, so its pool is an upper
+    bound; plan, which sizes the same deployment with the estimate at 0 and launches --max-num-seqs at the pool's
+    seats, said nothing. Its warnings (JSON and stderr) now say it where a vLLM configuration is chosen or best."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from kvcalc.planning.plan import plan
+
+        r = plan("qwen3-32b", ["h100-sxm"], input_len=1000, output_len=200, concurrency=64, engines=["vllm"])
+        t = plan("qwen3-32b", ["h100-sxm"], input_len=1000, output_len=200, concurrency=64, engines=["trtllm"])
+    assert r["choice"]["engine"] == "vllm"
+    assert any("CUDA-graph estimate" in w and "upper bounds" in w for w in r["warnings"])
+    assert not any("CUDA-graph estimate" in w for w in t["warnings"])

@@ -889,6 +889,15 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     else:
         chosen = _distinct(ok, runners_up + 1)
         best = {e: next(p for p in ok if p.deployment.engine == e) for e in sorted({p.deployment.engine for p in ok})}
+    if any(p.deployment.engine == "vllm" for p in [*chosen, *best.values()]):  # as serve says it of the same
+        # deployment (the twenty-first audit, L3: plan had launched --max-num-seqs at the pool's seats in silence)
+        from kvcalc.formulas.engine_memory import VLLM_LATEST, vllm_counts_cuda_graphs
+
+        if vllm_counts_cuda_graphs("v2", VLLM_LATEST):
+            say(f"vLLM {'.'.join(map(str, VLLM_LATEST))} also takes its CUDA-graph estimate out of the KV pool "
+                "('Estimated CUDA graph memory' in its log), which plan counts as 0: the vLLM configurations' pools, "
+                "and the --max-num-seqs their launch sets from them, are upper bounds; the server's 'Maximum "
+                "concurrency' log line says what it holds")
     closest_rows = [] if chosen else [point_dict(p) for p in _closest(points, max_ttft_ms, max_tpot_ms)]
     frontier_rows = [point_dict(p) for p in pareto([p for p in points if "GPU budget" not in p.misses])]
     result = {
