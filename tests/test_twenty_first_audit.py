@@ -190,3 +190,20 @@ def test_21_l3_plan_says_the_vllm_pool_is_an_upper_bound():
     assert r["choice"]["engine"] == "vllm"
     assert any("CUDA-graph estimate" in w and "upper bounds" in w for w in r["warnings"])
     assert not any("CUDA-graph estimate" in w for w in t["warnings"])
+
+
+def test_21_m1_vllm_hybrid_pool_is_prefix_caching_off_and_says_so():
+    """A reviewer read vLLM's MambaModelConfig (mamba_cache_mode 'align' or 'all' under prefix caching: two state
+    pages a request, or one a block) as the default. vLLM keeps prefix caching opt-in for hybrid models
+    (engine/arg_utils.py, 0.27.1: default_prefix_caching = is_prefix_caching_supported and not is_hybrid), so the
+    default pool holds one state a request, as kvcalc sizes it; capacity now says what --enable-prefix-caching would
+    change, and a model without recurrent layers is not told."""
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    hybrid = CliRunner().invoke(app, ["capacity", "-m", "nemotron-h-8b", "-g", "h200", "-c", "8192", "-e", "vllm"])
+    dense = CliRunner().invoke(app, ["capacity", "-m", "llama-3.1-8b", "-g", "h200", "-c", "8192", "-e", "vllm"])
+    assert hybrid.exit_code == dense.exit_code == 0
+    assert "mamba_cache_mode 'align'" in hybrid.output and "opt-in" in hybrid.output
+    assert "mamba_cache_mode" not in dense.output

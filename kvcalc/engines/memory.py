@@ -62,6 +62,13 @@ def check_vllm_batching(max_num_batched_tokens: int, max_num_seqs: int, default:
 # V0's EngineArgs turned chunked prefill on by default for models with a context over 32K ("enable chunked prefill by
 # default for long context (> 32K) models", vllm/engine/arg_utils.py, 0.5-0.7)
 V0_CHUNKED_ABOVE = 32768
+# vLLM's mamba_cache_mode 'align' and 'all' under prefix caching (model_executor/models/config.py MambaModelConfig;
+# MambaSpec.max_memory_usage_bytes: 2 state pages a request in 'align', cdiv(max_model_len, block) in 'all'), from
+# PR #30877 (merged 2026-01-19, in 0.15.0's notes as "block-aligned prefix caching for hybrid models"); before it a
+# hybrid model without Mamba prefix caching turned prefix caching off ("Hybrid or mamba-based model detected without
+# support for prefix caching: disabling", 0.11.2). Hybrids' prefix caching stays opt-in (engine/arg_utils.py, 0.27.1:
+# default_prefix_caching = is_prefix_caching_supported and not is_hybrid), so the default pool is 'none''s
+VLLM_MAMBA_CACHE_MODES = (0, 15)
 
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
@@ -95,6 +102,11 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         notes.append(f"vLLM {release} turned chunked prefill on by default past {V0_CHUNKED_ABOVE:,} tokens of "
                      f"context, with a smaller step budget than the {t:,} tokens kvcalc profiles here (V0 without "
                      "it): pass --max-num-batched-tokens with the one its log prints")
+    if spec.linear_attention is not None and version >= VLLM_MAMBA_CACHE_MODES:  # the twenty-first audit, M1
+        notes.append("vLLM keeps prefix caching off for hybrid models unless --enable-prefix-caching is given "
+                     "(engine/arg_utils.py: 'keep it opt-in for now'), as sized here: one recurrent state a request. "
+                     "With it on, vLLM keeps two a request (mamba_cache_mode 'align') or one every block ('all', "
+                     "for models that support Mamba prefix caching), and holds fewer requests than this pool")
     if counted and cuda_graph_bytes is None:
         notes.append(f"vLLM {release} (model runner {runner}) also takes its CUDA-graph estimate out of the KV pool "
                      "('Estimated CUDA graph memory' in its log), which kvcalc does not predict: the pool is an upper "
