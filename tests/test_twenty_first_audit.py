@@ -207,3 +207,25 @@ def test_21_m1_vllm_hybrid_pool_is_prefix_caching_off_and_says_so():
     assert hybrid.exit_code == dense.exit_code == 0
     assert "mamba_cache_mode 'align'" in hybrid.output and "opt-in" in hybrid.output
     assert "mamba_cache_mode" not in dense.output
+
+
+def test_20_w10_the_api_answers_the_warnings_the_cli_prints_on_stderr():
+    """/api/serve with a list of concurrencies answers the frontier's rows, as `kvcalc serve --format json` prints
+    them; the warnings the command line prints on stderr (here: vLLM 0.30's pool is an upper bound, its CUDA-graph
+    estimate unknown) had been dropped. They come in the X-Kvcalc-Warnings header as a JSON list, the body unchanged;
+    an answer without warnings has no header."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (the dev extra)")
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    client = TestClient(create_app())
+    r = client.get("/api/serve?model=llama-3-8b&input_len=1000&output_len=200&concurrency=1,8&engine=vllm")
+    assert r.status_code == 200 and isinstance(r.json(), list)
+    said = json.loads(r.headers["x-kvcalc-warnings"])
+    assert any("CUDA-graph estimate" in w for w in said)
+    quiet = client.get("/api/estimate?model=llama-3-8b")
+    assert quiet.status_code == 200 and "x-kvcalc-warnings" not in quiet.headers

@@ -3,6 +3,7 @@ its JSON, its CSV or its page. No logic here beyond choosing the representation.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from kvcalc.web.params import InputError, options, refuse_repeated_keys
 from kvcalc.web.views import REFUSED, VIEWS
 
 STATIC = Path(__file__).parent / "static"
+WARNINGS_HEADER = "X-Kvcalc-Warnings"  # an /api answer's warnings (what the CLI prints on stderr), a JSON list
 COMMANDS = tuple(VIEWS)
 
 
@@ -95,13 +97,18 @@ def create_app() -> FastAPI:
                                      "table is the page's)", "--format")
             except InputError as e:
                 return JSONResponse({"error": e.message, "field": e.field}, status_code=422)
+            # what the command line prints on stderr, which the body (stdout's) does not hold for every command (a
+            # frontier's rows, csv), as a JSON list in a header (the twentieth audit, W10: the API had dropped them)
+            said = {WARNINGS_HEADER: json.dumps(view.warnings)} if view.warnings else {}
             if getattr(fmt, "value", fmt) == "csv":
                 return Response(csv_text(view.csv_rows), media_type="text/csv",
-                                headers={"Content-Disposition": f'attachment; filename="kvcalc-{command}.csv"'})
-            return Response(json_text(view.json), media_type="application/json")
+                                headers={"Content-Disposition": f'attachment; filename="kvcalc-{command}.csv"',
+                                         **said})
+            return Response(json_text(view.json), media_type="application/json", headers=said)
 
         app.get(f"/api/{command}", name=f"api_{command}", summary=f"kvcalc {command} --format json",
-                description=f"What `kvcalc {command} --format json` prints (format=csv: --format csv).")(api)
+                description=f"What `kvcalc {command} --format json` prints (format=csv: --format csv); the warnings "
+                            f"it prints on stderr, as a JSON list of strings, in the {WARNINGS_HEADER} header.")(api)
 
     def page_route(command: str):
         view_of = VIEWS[command]
