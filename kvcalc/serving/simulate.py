@@ -1391,7 +1391,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         if not isinstance(schedules_ahead, bool):
             raise KvcalcError(f"schedules_ahead: expected True, False or None, got {schedules_ahead!r:.40}")
         policy = replace(policy, ahead=schedules_ahead and pp == 1)
-    elif profile is not None and runs == profile.engine:
+    elif profile is not None and runs is not None and runs == profile.engine:
         from kvcalc.engines.overhead import band as release_band
         from kvcalc.engines.scheduler import schedules_ahead as default_ahead
         from kvcalc.speculation import parse as parse_speculation
