@@ -229,3 +229,102 @@ def test_20_w10_the_api_answers_the_warnings_the_cli_prints_on_stderr():
     assert any("CUDA-graph estimate" in w for w in said)
     quiet = client.get("/api/estimate?model=llama-3-8b")
     assert quiet.status_code == 200 and "x-kvcalc-warnings" not in quiet.headers
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kvcalc: error: "), result.stderr
+    return lines[0]
+
+
+def test_21_c1_calibrate_refuses_an_integer_past_a_float(tmp_path):
+    """A 401-digit `completed` in a vllm bench serve result had been an OverflowError traceback (math.isfinite of an
+    int past a float's range): one line naming the file, line and field, the value cut short."""
+    f = tmp_path / "bench.json"
+    f.write_text('{"completed": 1' + "0" * 400 + ', "total_input_tokens": 100000, "total_output_tokens": 20000, '
+                 '"mean_tpot_ms": 10.0, "max_concurrency": 8}')
+    line = _error_line(_cli("calibrate", "--from-benchmark", str(f), "-m", "llama-3.1-8b", "-o",
+                            str(tmp_path / "p.toml")))
+    assert "line 1: field completed: expected a non-negative number" in line and len(line) < 300
+    assert not (tmp_path / "p.toml").exists()
+
+
+def _published_row(**cells) -> tuple[str, str]:
+    from pathlib import Path
+
+    lines = (Path(__file__).parent.parent / "validation/published/measurements.csv").read_text().splitlines()
+    header, row = lines[0].split(","), lines[1].split(",")
+    assert row[header.index("id")] == "gf-01"
+    for k, v in cells.items():
+        row[header.index(k)] = v
+    return lines[0], ",".join(row)
+
+
+@pytest.mark.parametrize("field", ["batch", "tp", "input_len"])
+def test_21_c2_the_published_ledger_refuses_integers_past_kvcalcs_limits(tmp_path, field):
+    """profiles fit-published with a 401-digit batch (or tp, input_len) had been an OverflowError traceback, and a
+    batch of 1e20 had been fitted: each integer is held to kvcalc's own limits (10,000,000 sequences, 1,024 GPUs,
+    1e9 tokens)."""
+    header, row = _published_row(**{field: "1" + "0" * 400})
+    f = tmp_path / "m.csv"
+    f.write_text(header + "\n" + row + "\n")
+    line = _error_line(_cli("profiles", "fit-published", "--measurements", str(f), "--out-dir", str(tmp_path)))
+    assert f"row gf-01: field {field}: 1000" in line and "past kvcalc's limit" in line and len(line) < 300
+
+
+def test_21_c3_the_published_ledger_refuses_a_column_named_twice(tmp_path):
+    """A second `measured` column (5) had been read over gf-01's own 104.9 tokens/s, and fitted, in silence."""
+    header, row = _published_row()
+    f = tmp_path / "m.csv"
+    f.write_text(header + ",measured\n" + row + ",5\n")
+    line = _error_line(_cli("profiles", "fit-published", "--measurements", str(f), "--out-dir", str(tmp_path)))
+    assert "line 1: field measured: named twice in the header" in line
+    f.write_text(header + "\n" + row + "\n" + row + "\n")
+    assert "row id 'gf-01' appears twice" in _error_line(
+        _cli("profiles", "fit-published", "--measurements", str(f), "--out-dir", str(tmp_path)))
+
+
+def test_21_c4_calibrate_says_what_it_wrote_on_stderr(tmp_path):
+    """calibrate --from-benchmark printed its summary on stdout after writing the profile, so with stdout closed it
+    wrote the file and failed (a retry then met '--out exists'). Its summary is a status line on stderr, as
+    import's: stdout stays empty."""
+    f = tmp_path / "bench.json"
+    f.write_text('{"completed": 100, "total_input_tokens": 100000, "total_output_tokens": 20000, '
+                 '"mean_tpot_ms": 10.0, "mean_ttft_ms": 80.0, "max_concurrency": 8}')
+    r = _cli("calibrate", "--from-benchmark", str(f), "-m", "llama-3.1-8b", "-o", str(tmp_path / "p.toml"))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "" and r.stderr.startswith(f"wrote {tmp_path / 'p.toml'}: ")
+    assert (tmp_path / "p.toml").exists()
+
+
+def test_21_c5_import_names_are_printable_labels(tmp_path):
+    """import -n took a newline (which broke every table's title), a 5,000-character name, and a bundled model's
+    name (whose results then read as the bundled model's) without a word."""
+    from pathlib import Path
+
+    cfg = str(Path(__file__).parent / "fixtures/hf/Meta-Llama-3-8B")
+    for bad in ("a\nb", "x" * 5000, "tab\there"):
+        line = _error_line(_cli("import", cfg, "-n", bad, "-o", str(tmp_path / "z.toml")))
+        assert "printable characters" in line and len(line) < 200
+    r = _cli("import", cfg, "-n", "llama-3-8b", "-o", str(tmp_path / "z.toml"))
+    assert r.exit_code == 0 and "is also a bundled model's name" in r.stderr
+
+
+def test_21_c7_engine_version_takes_latest_as_vllm_version_does():
+    """--vllm-version LATEST ran where --engine-version LATEST was refused; both take it in any case and spacing,
+    and a long unknown release is quoted cut short."""
+    base = ("serve", "-m", "llama-3.1-8b", "-e", "vllm", "-i", "100", "--output-len", "10", "-n", "4", "-f", "json")
+    outs = {v: _cli(*base, "--engine-version", v) for v in ("latest", "LATEST", " Latest ")}
+    assert all(r.exit_code == 0 for r in outs.values())
+    assert len({r.stdout for r in outs.values()}) == 1
+    line = _error_line(_cli(*base, "--engine-version", "9" * 300))
+    assert "has no release" in line and len(line) < 300

@@ -9,6 +9,8 @@ import typer
 
 from kvcalc.cli import app
 
+MAX_NAME = 128  # characters of an imported spec's name
+
 
 @app.command("import")
 def import_cli(
@@ -27,6 +29,16 @@ def import_cli(
     if "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
         raise KvcalcError(f"--name: {name!r} holds a path separator; give a plain name (and --out PATH for where "
                           "to write it)")
+    # a name is a label in every table and JSON: printable, at most MAX_NAME characters (the twenty-first audit, C5:
+    # a newline had broken the table's title, and a 5,000-character name had passed)
+    if len(name) > MAX_NAME or not name.isprintable():
+        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+        raise KvcalcError(f"--name: {shown}: expected at most {MAX_NAME} printable characters, e.g. my-model")
+    from kvcalc.specs.catalog import bundled_path
+
+    if bundled_path("model", name) is not None:  # its results would read as the bundled model's (C5)
+        typer.echo(f"warning: --name {name} is also a bundled model's name: results from this file will be labelled "
+                   "as the bundled model's; a name of its own tells them apart", err=True)
     target = out or Path(f"{name}.toml")
     check_writable(target, "--out" if out else "--name", (".toml",))
     if target.exists():

@@ -71,6 +71,12 @@ FLAG_RELEASE = re.compile(r"v?([0-9]{1,4})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?(?:\.
                           r"(?:[.-]?(?:post|rc|dev|a|b)[0-9]{0,6})*(?:\+[0-9a-z.]{1,40})?")
 
 
+def asks_latest(version) -> bool:
+    """Whether --engine-version names 'latest', in any case and spacing, as --vllm-version takes it (the twenty-first
+    audit, C7: LATEST had been refused by one flag and taken by the other)."""
+    return isinstance(version, str) and version.strip().lower() == "latest"
+
+
 def flag_release(text: str) -> tuple[int, int, int] | None:
     """The release --engine-version names, or None when the text is not one release number (FLAG_RELEASE)."""
     m = FLAG_RELEASE.fullmatch(text.strip().lower()) if len(text) <= 60 else None
@@ -87,7 +93,7 @@ def era_of_version(engine: str, version: str | None) -> KernelEra | None:
     reaches past an era (SGLang's 0.4+, or its range 0.4-0.5, holds the profile's own release), or a release past every
     era. The verification pass: 0.4+ had been read as release 0.4.0, and v0 as no release; the fourth audit: 0.4-0.5
     as release 0.4."""
-    if version in (None, "latest"):
+    if version is None or asks_latest(version):
         return None
     from kvcalc.engines.overhead import band_named
 
@@ -115,7 +121,7 @@ def with_era(profile: EngineProfile, version: str | None) -> EngineProfile:
     """The profile with the routed experts' factor of the release --engine-version names: its era's, or 1 outside
     every era (a profile calibrated on an older release carries that release's factor, and another release asked for
     replaces it: the verification pass); unchanged where no version is asked for."""
-    if version in (None, "latest"):
+    if version is None or asks_latest(version):
         return profile
     era = era_of_version(profile.engine, version)
     if era is None or era.moe_scale == 1.0:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kvcalc.engines.kernel_eras import flag_release, release3, with_era
+from kvcalc.engines.kernel_eras import asks_latest, flag_release, release3, with_era
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.profile import EngineOverhead, EngineProfile
 
@@ -123,10 +123,10 @@ def band(engine: str, version: str | None = None, default_release: str | None = 
     roofline). An unknown band or a release kvcalc does not know is an error."""
     known = bands(engine)
     if not known:
-        if version not in (None, "latest"):
+        if version is not None and not asks_latest(version):
             raise KvcalcError(f"--engine-version: kvcalc models no release bands for {engine}; drop the flag")
         return None
-    if version == "latest":
+    if asks_latest(version):
         return known[-1]
     if version is None:
         found = band_of_release(engine, release_tuple(default_release or "") or known[-1].last)
@@ -138,7 +138,8 @@ def band(engine: str, version: str | None = None, default_release: str | None = 
     found = band_of_release(engine, release[:2]) if release else None
     if found is None:
         listing = "; ".join(f"{b.name}: {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}" for b in known)
-        raise KvcalcError(f"--engine-version: {engine} has no release {version!r} kvcalc knows; expected a band or a "
+        shown = repr(version) if len(repr(version)) <= 40 else repr(version)[:37] + "..."
+        raise KvcalcError(f"--engine-version: {engine} has no release {shown} kvcalc knows; expected a band or a "
                           f"release within one ({listing})")
     return found
 
@@ -169,7 +170,7 @@ def with_band(profile: EngineProfile | None, version: str | None) -> EngineProfi
         if version not in (None, "latest"):
             raise KvcalcError("--engine-version: the roofline has no engine; pick one with --engine")
         return None
-    if profile.overhead is not None and version in (None, "latest"):
+    if profile.overhead is not None and (version is None or asks_latest(version)):
         return profile
     b = band(profile.engine, version, profile.engine_version)
     if b is None:

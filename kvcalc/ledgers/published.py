@@ -38,6 +38,7 @@ from kvcalc.engines.overhead import (
     step_cost_us,
     synced_layers,
 )
+from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_tp, evaluate, phase_metrics
 from kvcalc.formulas.workload import (
@@ -57,6 +58,9 @@ COLUMNS = ["id", "engine", "engine_version", "gpu", "model", "weight_dtype", "kv
            "input_len", "output_len", "measured", "use", "source"]
 OPTIONAL = {"pp": "1", "ep": "1", "publisher": "", "link": "", "note": ""}  # the newer files' columns
 INTS = ("tp", "pp", "ep", "batch", "input_len", "output_len")
+# each integer's most, kvcalc's own (kvcalc/checks.py): GPUs, sequences, tokens
+INT_LIMITS = {"tp": MAX_GPUS, "pp": MAX_GPUS, "ep": MAX_GPUS, "batch": MAX_BATCH, "input_len": MAX_TOKENS,
+              "output_len": MAX_TOKENS}
 RATES = {"decode_tokens_per_s", "throughput_out_tokens_per_s_per_gpu"}  # higher is faster
 METRICS = RATES | {"tpot_ms", "ttft_ms", "itl_median_ms"}
 
@@ -96,6 +100,17 @@ def _read_file(path: Path) -> list[dict]:
         raise KvcalcError(f"--published: cannot read {path} ({e})") from None
     if not rows or set(COLUMNS) - set(rows[0]):
         raise KvcalcError(f"--published: {path} needs the columns {', '.join(COLUMNS)}")
+    # a column named twice had been read as its last copy (the twenty-first audit, C3: a second `measured` column
+    # of 5 fitted row gf-01 at 5 tokens/s where its own cell says 104.9), as the benchmark and trace readers refuse it
+    header = reader.fieldnames or []
+    twice = next((h for k, h in enumerate(header) if h in header[:k]), None)
+    if twice is not None:
+        raise KvcalcError(f"--published: {path}: line 1: field {twice}: named twice in the header")
+    seen: set[str] = set()
+    for row in rows:
+        if row.get("id") in seen:
+            raise KvcalcError(f"--published: {path}: row id {row['id']!r} appears twice")
+        seen.add(row.get("id"))
     points: list[dict] = []
     for row, line in zip(rows, lines):
         where = f"{path}: row {row.get('id') or len(points) + 1}"
@@ -113,16 +128,21 @@ def _read_file(path: Path) -> list[dict]:
         for field in (*INTS, "measured"):
             if not plain_number_text(row[field]):
                 raise KvcalcError(f"{where}: field {field}: expected ASCII digits, got {row[field]!r} (line {line})")
+            shown = row[field] if len(row[field]) <= 40 else row[field][:37] + "..."
             try:
                 point[field] = float(row[field]) if field == "measured" else int(row[field])
             except (TypeError, ValueError):
                 raise KvcalcError(f"{where}: field {field}: expected {'a number' if field == 'measured' else 'an integer'}"
-                                  f", got {row[field]!r} (line {line})") from None
+                                  f", got {shown!r} (line {line})") from None
             # fresh audit C: batch -1 was a TypeError traceback in the roofline, batch 0 and a negative measurement
-            # were scored; a batch, a length, a parallel degree and a measurement are all above zero
+            # were scored; a batch, a length, a parallel degree and a measurement are all above zero; an integer is
+            # within kvcalc's own limits (the twenty-first audit, C2: 10**400 overflowed math.isfinite, 1e20 was fitted)
+            limit = INT_LIMITS.get(field)
+            if limit is not None and point[field] > limit:
+                raise KvcalcError(f"{where}: field {field}: {shown} is past kvcalc's limit of {limit:,} (line {line})")
             if not (math.isfinite(point[field]) and point[field] > 0):
                 raise KvcalcError(f"{where}: field {field}: expected a positive "
-                                  f"{'finite number' if field == 'measured' else 'integer'}, got {row[field]!r} "
+                                  f"{'finite number' if field == 'measured' else 'integer'}, got {shown!r} "
                                   f"(line {line})")
         if point["metric"] not in METRICS:
             raise KvcalcError(f"{where}: metric {point['metric']!r}; expected one of {', '.join(sorted(METRICS))}")

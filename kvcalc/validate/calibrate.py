@@ -211,9 +211,14 @@ def _number(path: Path, line: int, obj: dict, field: str, required: bool = True,
     value = obj.get(field)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    try:  # an integer past a float's range (10**400) overflows math.isfinite (the twenty-first audit, C1)
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not finite or value < 0:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise KvcalcError(f"{path}: line {line}: field {field}: expected a {'positive' if positive else 'non-negative'} "
-                          f"number, got {value!r}")
+                          f"number, got {shown}")
     if positive and value == 0:  # a TPOT of 0 ms: the fit divides by it (and no decode step takes no time)
         raise KvcalcError(f"{path}: line {line}: field {field}: expected a positive number, got {value!r}")
     return float(value)
