@@ -328,3 +328,11 @@ def test_21_c7_engine_version_takes_latest_as_vllm_version_does():
     assert len({r.stdout for r in outs.values()}) == 1
     line = _error_line(_cli(*base, "--engine-version", "9" * 300))
     assert "has no release" in line and len(line) < 300
+
+
+def test_21_c6_a_bad_limit_is_the_one_line():
+    """serve of gpt-oss-20b on an A100 warned of its MXFP4 kernels before refusing --max-tpot-ms 0: two lines where
+    bad input gets one. The limits are checked before the deployment is built."""
+    line = _error_line(_cli("serve", "-m", "gpt-oss-20b", "-g", "a100-sxm-80gb", "-i", "4096", "--output-len",
+                            "1000", "-n", "8", "--max-tpot-ms", "0"))
+    assert "--max-tpot-ms" in line

@@ -567,6 +567,10 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if request_rate is not None:
         check_number("--request-rate", request_rate, MIN_REQUEST_RATE, 1e9)
     check_price(price_per_gpu_hour)
+    for flag, v in (("--max-ttft-ms", max_ttft_ms), ("--max-tpot-ms", max_tpot_ms)):  # before the deployment's
+        # warnings, so a bad limit is the one line (the twenty-first audit, C6)
+        if v is not None:
+            check_number(flag, v, 0, 1e9, lo_open=True)
     unused = unused_tpot_limit(output_len, max_tpot_ms)
     if unused:
         warnings.warn(unused, CapacityWarning, stacklevel=2)
