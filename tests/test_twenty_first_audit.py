@@ -336,3 +336,22 @@ def test_21_c6_a_bad_limit_is_the_one_line():
     line = _error_line(_cli("serve", "-m", "gpt-oss-20b", "-g", "a100-sxm-80gb", "-i", "4096", "--output-len",
                             "1000", "-n", "8", "--max-tpot-ms", "0"))
     assert "--max-tpot-ms" in line
+
+
+def test_20_w9_a_page_asked_for_json_or_csv_answers_the_apis():
+    """/serve?...&format=json drew the page's table and ignored format; the page now sends such a request to the
+    API's route with the same query (307), which answers JSON or CSV; format=table stays the page."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (the dev extra)")
+    from fastapi.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    client = TestClient(create_app())
+    query = "model=llama-3-8b&input_len=1000&output_len=200&concurrency=8"
+    r = client.get(f"/serve?{query}&format=json", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == f"/api/serve?{query}&format=json"
+    followed = client.get(f"/serve?{query}&format=csv")
+    assert followed.status_code == 200 and followed.headers["content-type"].startswith("text/csv")
+    page = client.get(f"/serve?{query}&format=table")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

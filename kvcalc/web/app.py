@@ -115,6 +115,9 @@ def create_app() -> FastAPI:
 
         def page(request: Request):
             query = _query(request)
+            if request.query_params.get("format", "").strip().lower() in ("json", "csv"):  # the API's answer, which
+                # the page had ignored for its table (the twentieth audit, W9)
+                return RedirectResponse(f"/api/{command}?{request.url.query}", status_code=307)
             if not query:
                 return HTMLResponse(pages.page(command, query, None, None))
             try:
