@@ -355,3 +355,24 @@ def test_20_w9_a_page_asked_for_json_or_csv_answers_the_apis():
     assert followed.status_code == 200 and followed.headers["content-type"].startswith("text/csv")
     page = client.get(f"/serve?{query}&format=table")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+
+
+def test_20_w8_the_web_app_does_not_tell_its_paths(tmp_path, monkeypatch):
+    """A repo id not in the Hugging Face cache answered with the cache's absolute path on the server; the web app names
+    the folder instead (the command line, run by the server's own user, still prints it). File paths are refused
+    whether or not they exist, with one message (no file-existence oracle)."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (the dev extra)")
+    from fastapi.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    cache = tmp_path / "secret-cache-dir"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    client = TestClient(create_app())
+    r = client.get("/api/estimate?model=Qwen/Qwen3-8B")
+    assert r.status_code == 422 and "secret-cache-dir" not in r.text and "its folder on the server" in r.text
+    there = client.get(f"/api/estimate?model={tmp_path}").json()["error"]
+    absent = client.get(f"/api/estimate?model={tmp_path / 'nothing'}").json()["error"]
+    assert there.replace(str(tmp_path), "X") == absent.replace(str(tmp_path / "nothing"), "X")

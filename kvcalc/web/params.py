@@ -158,7 +158,16 @@ _FLAG = re.compile(r"^(--[a-z0-9][a-z0-9-]*)")
 
 
 def from_kvcalc_error(e: KvcalcError) -> InputError:
-    """A library error as an InputError: its message starts with the flag it is about ("--tp: ...")."""
+    """A library error as an InputError: its message starts with the flag it is about ("--tp: ..."). The server's
+    own paths are not told to a browser: the Hugging Face cache and the home folder are named, not spelt out (the
+    twentieth audit, W8: a repo id not in the cache had answered with the cache's absolute path)."""
+    from pathlib import Path
+
+    from kvcalc.specs.hf import hf_cache_dir
+
     message = str(e)
+    for path, name in ((str(hf_cache_dir()), "its folder on the server"), (str(Path.home()), "~")):
+        if len(path) > 1:
+            message = message.replace(path, name)
     m = _FLAG.match(message)
     return InputError(message, m.group(1) if m else None)
