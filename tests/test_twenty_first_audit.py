@@ -376,3 +376,22 @@ def test_20_w8_the_web_app_does_not_tell_its_paths(tmp_path, monkeypatch):
     there = client.get(f"/api/estimate?model={tmp_path}").json()["error"]
     absent = client.get(f"/api/estimate?model={tmp_path / 'nothing'}").json()["error"]
     assert there.replace(str(tmp_path), "X") == absent.replace(str(tmp_path / "nothing"), "X")
+
+
+def test_20_w6_a_roofline_draws_at_most_a_thousand_points(tmp_path):
+    """6 GPUs x 5 attention variants x 200 batches made 6,000 points: 6.6 MB of SVG in 15 s from one command line,
+    a chart no one can read. A roofline draws at most 1,000 (the chart, its data in the Python API and the web);
+    1,000 exactly is drawn."""
+    from kvcalc.report.roofline_data import roofline_data
+
+    many = ",".join(str(b) for b in range(1, 201))
+    line = _error_line(_cli("roofline", "-m", "llama-3-8b", "-g", "h100-sxm,h200,b200,a100-sxm-80gb,l4,mi300x",
+                            "--attn", "mha,gqa8,gqa4,mqa,mla", "--batch", many, "-o", str(tmp_path / "r.svg")))
+    assert "6 GPUs x 5 attention variants x 200 batches are 6,000 points" in line and "at most 1,000" in line
+    assert not (tmp_path / "r.svg").exists()
+    with pytest.raises(Exception, match="at most 1,000"):
+        roofline_data(["h100-sxm", "h200"], "llama-3-8b", attn=["mha"], batch=list(range(1, 502)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = roofline_data(["h100-sxm", "h200"], "llama-3-8b", attn=["mha"], batch=list(range(1, 501)))
+    assert data is not None

@@ -289,7 +289,8 @@ def roofline_cli(
 
     check_speculate(speculate)  # named as the flag (the API names its keyword)
     fig = roofline(split("--gpu", gpu), model, attn=_attn(attn), batch=batches, context=context,
-                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points, engine=engine, speculate=speculate)
+                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, measured=points, engine=engine, speculate=speculate,
+                   flags=True)
     save_figure(fig, out, "--out")
     typer.echo(f"wrote {out}", err=True)  # a status line: the file is the output
 

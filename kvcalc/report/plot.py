@@ -82,6 +82,9 @@ def point_tflops(ops, flops, hw, weight_dtype: str, kv_dtype: str, profile) -> f
     return flops / step.seconds / 1e12
 
 
+MAX_ROOFLINE_POINTS = 1000  # decode operating points one roofline chart draws
+
+
 def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, speculate, *, flags: bool = False,
                     engine: str | None = None):
     """The roofline's arguments checked before any work (one KvcalcError naming the argument, as the Python API
@@ -99,6 +102,14 @@ def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, s
     attn = check_sequence(name("attn"), attn, check_optional_str)
     batch = check_sequence(name("batch"), batch, lambda arg, b: check_int(arg, b, 1, MAX_BATCH))
     check_int(name("context"), context, 1, MAX_TOKENS)
+    from kvcalc.errors import KvcalcError
+
+    drawn = len(gpus) * len(attn) * len(batch)
+    if drawn > MAX_ROOFLINE_POINTS:  # a chart of more is unreadable, and its file grows past what it shows (the
+        # twentieth audit, W6: 6,000 points, 6.6 MB of SVG in 15 s from one command line)
+        raise KvcalcError(f"{name('batch')}: {len(gpus)} GPUs x {len(attn)} attention variants x {len(batch)} batches "
+                          f"are {drawn:,} points; a roofline draws at most {MAX_ROOFLINE_POINTS:,} (kvcalc sweep "
+                          "tabulates more)")
     check_optional_str(name("speculate"), speculate)
     check_speculate(speculate, name("speculate"))
     check_dtypes(weight_dtype, kv_dtype, engine)  # a KV format the engine stores (the eighth audit, V4)
@@ -121,18 +132,19 @@ def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, s
 
 def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequence = (None,),
              batch: Sequence[int] = (1, 8, 64, 256), context: int = 4096, weight_dtype: str = "auto",
-             kv_dtype: str = "bf16", measured=None, engine: str = "roofline", speculate: str | None = None):
+             kv_dtype: str = "bf16", measured=None, engine: str = "roofline", speculate: str | None = None,
+             flags: bool = False):
     """A Figure with the roofs of each GPU and the decode operating points; `measured` is a DataFrame with
     arithmetic_intensity and achieved_tflops columns (kvcalc validate's CSV). speculate (estimate's --speculate
     forms) plots the whole plain decode step and the whole verify step instead, whose intensity is up to k + 1
-    times higher."""
+    times higher. flags: errors name the CLI's flags (--batch), else the keywords (batch)."""
     from matplotlib.figure import (
         Figure,  # no pyplot: no global backend to switch, in a script or a notebook
     )
 
     # arguments checked before any work: one KvcalcError naming the argument (audit U5)
     gpus, weight_dtype, points, x_lo, x_hi = roofline_inputs(gpus, model, attn, batch, context, weight_dtype,
-                                                             kv_dtype, speculate, engine=engine)
+                                                             kv_dtype, speculate, engine=engine, flags=flags)
     fig = Figure(figsize=(10, 6.5))
     ax = fig.subplots()
     ax.set_xscale("log")
