@@ -395,3 +395,91 @@ def test_20_w6_a_roofline_draws_at_most_a_thousand_points(tmp_path):
         warnings.simplefilter("ignore")
         data = roofline_data(["h100-sxm", "h200"], "llama-3-8b", attn=["mha"], batch=list(range(1, 501)))
     assert data is not None
+
+
+def _read_config(tmp_path, data: dict, name: str = "m"):
+    import json
+
+    from kvcalc.specs.catalog import load_model
+
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(str(folder / "config.json"))
+
+
+# Arcee's Trinity-Mini (model_type afmoe): the fields kvcalc reads
+TRINITY_MINI = {"model_type": "afmoe", "num_hidden_layers": 32, "hidden_size": 2048, "intermediate_size": 6144,
+                "moe_intermediate_size": 1024, "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128,
+                "num_experts": 128, "num_experts_per_tok": 8, "num_shared_experts": 1, "num_dense_layers": 2,
+                "global_attn_every_n_layers": 4, "sliding_window": 2048, "vocab_size": 200192,
+                "max_position_embeddings": 131072, "tie_word_embeddings": False, "hidden_act": "silu"}
+
+
+def test_21_h1_a_bailing_linear_hybrid_is_refused(tmp_path):
+    """inclusionAI's Ring-mini-linear-2.0 (model_type bailing_moe_linear) makes every layer_group_size-th layer softmax
+    attention and the rest linear attention (vLLM's bailing_moe_linear.py); read as all softmax attention, its KV had
+    been 5x high with only "not a known family" said. layer_group_size now refuses it by name."""
+    from kvcalc.errors import KvcalcError
+
+    data = {"model_type": "bailing_moe_linear", "num_hidden_layers": 20, "hidden_size": 2048,
+            "intermediate_size": 5120, "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 128,
+            "vocab_size": 157184, "layer_group_size": 5, "num_experts": 256, "num_experts_per_tok": 8,
+            "moe_intermediate_size": 512}
+    with pytest.raises(KvcalcError, match="layer_group_size: layers other than softmax attention"):
+        _read_config(tmp_path, data)
+
+
+def test_21_h2_afmoe_dense_layers_and_global_layers_are_read(tmp_path):
+    """AfmoeConfig (transformers' configuration_afmoe.py): num_dense_layers leading dense layers ("Layers with index
+    < num_dense_layers will use standard dense MLPs"), and layer_types built as "sliding_attention" if (i + 1) %
+    global_attn_every_n_layers else "full_attention", as Gemma 3's from sliding_window_pattern. Trinity-Mini's
+    num_dense_layers had been ignored (two MoE layers too many, 1.28 B over) and every layer read as sliding (KV 16.7x
+    low). By hand at 131,072 tokens: 8 full layers x 131,072 tokens + 24 sliding x 2,048 window, each token 2 (K, V)
+    x 4 heads x 128 x 2 B = 2,048 B a layer: 2,248,146,944 B a sequence."""
+    from kvcalc.formulas.kv import kv_bytes_per_sequence
+    from kvcalc.formulas.params import total_params
+
+    spec = _read_config(tmp_path, TRINITY_MINI, "afmoe")
+    same = _read_config(tmp_path, {**{k: v for k, v in TRINITY_MINI.items()
+                                      if k not in ("num_dense_layers", "global_attn_every_n_layers")},
+                                   "first_k_dense_replace": 2, "sliding_window_pattern": 4}, "pattern")
+    assert spec.moe.first_dense_layers == 2 == same.moe.first_dense_layers
+    assert total_params(spec) == total_params(same)
+    assert kv_bytes_per_sequence(spec, 131_072, 2) == 2_248_146_944 == kv_bytes_per_sequence(same, 131_072, 2)
+
+
+def test_21_h3_seed_oss_output_projection_has_no_bias(tmp_path):
+    """SeedOssAttention biases q, k and v (attention_bias) and o_proj only by attention_out_bias, false in
+    ByteDance-Seed/Seed-OSS-36B's config. By hand (d 5,120, 64 layers, 80 heads, 8 KV heads of 128, MLP 27,648,
+    vocabulary 155,136, untied): embeddings and head 2 x 155,136 x 5,120 = 1,588,592,640; a layer's attention
+    2 x 5,120 x 10,240 + 2 x 5,120 x 1,024 + the q, k, v biases 12,288 = 115,355,648, its MLP 3 x 5,120 x 27,648 =
+    424,673,280, its two norms 10,240; 64 layers and the final norm: 36,151,104,512 (327,680 had been added)."""
+    data = {"model_type": "seed_oss", "attention_bias": True, "attention_out_bias": False, "head_dim": 128,
+            "hidden_act": "silu", "hidden_size": 5120, "intermediate_size": 27648, "max_position_embeddings": 524288,
+            "num_attention_heads": 80, "num_hidden_layers": 64, "num_key_value_heads": 8,
+            "tie_word_embeddings": False, "vocab_size": 155136}
+    from kvcalc.formulas.params import total_params
+
+    assert total_params(_read_config(tmp_path, data)) == 36_151_104_512
+
+
+def test_21_h4_qwen3_vl_moe_text_is_qwen3_moe(tmp_path):
+    """Qwen3-VL-30B-A3B's text_config (model_type qwen3_vl_moe_text) had been read as an unknown family: its q/k norms
+    lost (12,288 short) and tie_word_embeddings, written at the top, "assumed false". It is now read as the Qwen3-MoE
+    config it is, the wrapper's tie_word_embeddings with it. By hand: embeddings and head 2 x 151,936 x 2,048 =
+    622,329,856; a layer's attention 2 x 2,048 x 4,096 + 2 x 2,048 x 512 + q/k norms 256 = 18,874,624, its 128 experts
+    3 x 2,048 x 768 each and router 2,048 x 128 = 604,241,920, two norms 4,096; 48 layers and the final norm:
+    30,532,122,624."""
+    text = {"attention_bias": False, "head_dim": 128, "hidden_size": 2048, "intermediate_size": 6144,
+            "max_position_embeddings": 262144, "moe_intermediate_size": 768, "num_attention_heads": 32,
+            "num_experts": 128, "num_experts_per_tok": 8, "num_hidden_layers": 48, "num_key_value_heads": 4,
+            "vocab_size": 151936, "decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": True}
+    wrapped = _read_config(tmp_path, {"model_type": "qwen3_vl_moe", "tie_word_embeddings": False,
+                                      "text_config": {**text, "model_type": "qwen3_vl_moe_text"}}, "vl")
+    plain = _read_config(tmp_path, {**text, "model_type": "qwen3_moe", "tie_word_embeddings": False}, "plain")
+    from kvcalc.formulas.params import total_params
+
+    assert wrapped.attention.qk_norm and total_params(wrapped) == total_params(plain) == 30_532_122_624

@@ -208,7 +208,11 @@ def _llama_like(c: Config, model_type: str, hybrid: bool = False) -> dict:
             "cohere", "cohere2") else 2,
         "attention": {
             "kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
-            "qkv_bias": qwen2 or c.bool("attention_bias", False), "out_bias": not qwen2 and c.bool("attention_bias", False),
+            "qkv_bias": qwen2 or c.bool("attention_bias", False),
+            # Seed-OSS names o_proj's bias apart (SeedOssAttention: bias=config.attention_out_bias; the twenty-first
+            # audit, H3: attention_bias had biased it too, 327,680 over on Seed-OSS-36B)
+            "out_bias": (c.bool("attention_out_bias", False) if c.has("attention_out_bias")
+                         else not qwen2 and c.bool("attention_bias", False)),
             "qk_norm": model_type in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text"),
             **_rotary(c, head_dim), **_windows(c, model_type, layers, hybrid),
         },
@@ -641,7 +645,11 @@ def _phi(c: Config) -> dict:
 # Fields that say a layer holds something other than softmax attention and an MLP (state-space, linear attention)
 HYBRID_FIELDS = ("hybrid_override_pattern", "layers_block_type", "attn_layer_period", "linear_num_key_heads",
                  "linear_attn_config", "full_attention_interval", "mamba_d_state", "mamba_n_heads", "mamba_num_heads",
-                 "ssm_state_size", "ssm_cfg", "block_types")
+                 "ssm_state_size", "ssm_cfg", "block_types",
+                 # Ring-linear's bailing_moe_linear: every layer_group_size-th layer softmax attention, the others
+                 # linear (vLLM's bailing_moe_linear.py); read as all softmax, its KV had been 5x high (the
+                 # twenty-first audit, H1)
+                 "layer_group_size")
 EXPERT_COUNT = "num_local_experts|n_routed_experts|num_experts|moe_num_experts"
 TOP_K = "num_experts_per_tok|moe_top_k|experts_per_token|num_experts_per_token"
 SOFTMAX_LAYER_TYPES = ("full_attention", "sliding_attention")
@@ -687,7 +695,9 @@ def _moe_fields(c: Config, spec: dict, *, known: bool) -> None:
         moe.update(num_shared_experts=count or 1, shared_expert_intermediate_size=c.int(shared_key))
     elif count:  # DeepSeek: n shared experts of the routed width
         moe["num_shared_experts"] = count
-    first = _first(c, "first_k_dense_replace|first_dense_layers|moe_layer_start_index")
+    # num_dense_layers: AFMoE's and LFM2-MoE's ("Number of initial dense layers before MoE layers begin", their
+    # transformers configs; the twenty-first audit, H2: Trinity's had been ignored, 1.28 B over)
+    first = _first(c, "first_k_dense_replace|first_dense_layers|moe_layer_start_index|num_dense_layers")
     if first:
         moe["first_dense_layers"] = c.data[first] if c.data[first] == 0 else c.int(first)
     period = _first(c, "moe_layer_freq|decoder_sparse_step|interleave_moe_layer_step|expert_layer_period")
@@ -764,10 +774,12 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         for key in ("sliding_window", "global_every", "global_count"):  # (the verification pass: qwen2_vl had slid
             attn.pop(key, None)  # every layer)
         attn.update(_windows(c, "qwen2", layers))
-    elif window and c.int("sliding_window_pattern"):  # every n-th layer global, as Cohere2Config and Gemma 3 build
-        # layer_types from it ((i + 1) % n: the ninth round, H15: Command R7B's had been read as every layer sliding)
+    elif window and (every := _first(c, "sliding_window_pattern|global_attn_every_n_layers")) and c.int(every):
+        # every n-th layer global, as Cohere2Config and Gemma 3 build layer_types from sliding_window_pattern, and
+        # AfmoeConfig from global_attn_every_n_layers ((i + 1) % n: the ninth round, H15: Command R7B's had been read
+        # as every layer sliding; the twenty-first audit, H2: Arcee Trinity's, its KV 16.7x low)
         attn.pop("global_count", None)
-        attn.update({"sliding_window": window, "global_every": c.int("sliding_window_pattern")})
+        attn.update({"sliding_window": window, "global_every": c.int(every)})
     elif window and not known:
         c.assumptions.append("sliding_window without layer_types: every layer modelled as sliding")
     if c.int("rotary_dim"):  # MiniMax names the rotated width itself
@@ -1382,7 +1394,9 @@ KV_HEADS_NOT_GUESSED = ("gemma2", "qwen2", "starcoder2")
 # family whose layers it has: Qwen2VLTextConfig and Qwen2_5_VLTextConfig are Qwen2's (biased q, k, v), Qwen3VLTextConfig
 # Qwen3's (q and k RMSNorms), Glm4vTextConfig GLM-4-0414's (four norms a layer, o_proj unbiased)
 TEXT_MODEL_FAMILIES = {"qwen2_vl_text": "qwen2_vl", "qwen2_5_vl_text": "qwen2_5_vl", "qwen3_vl_text": "qwen3",
-                       "glm4v_text": "glm4"}
+                       # Qwen3-VL-MoE's text model is Qwen3-MoE's (Qwen3VLMoeTextAttention's q/k norms; the
+                       # twenty-first audit, H4: read as an unknown family, 12,288 norms short)
+                       "qwen3_vl_moe_text": "qwen3_moe", "glm4v_text": "glm4"}
 # families whose attention always normalises q and k over all heads' channels, with no config field saying so:
 # Olmo2Attention and Olmo3Attention's q_norm(heads x head_dim) and k_norm(kv_heads x head_dim), OlmoeAttention's
 # likewise (transformers' modeling_olmo2.py, modeling_olmo3.py, modeling_olmoe.py; the fourteenth audit, H5)
@@ -1560,6 +1574,10 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         for key in ("quantization_config", "compression_config"):
             if key not in data and key in outer:
                 data[key] = outer[key]
+        # tied or not is the whole model's, which Qwen3-VL writes at the top (the twenty-first audit, H4: "absent:
+        # assumed false" beside the wrapper's own tie_word_embeddings)
+        if "tie_word_embeddings" not in data and "tie_word_embeddings" in outer:
+            data["tie_word_embeddings"] = outer["tie_word_embeddings"]
     rope = data.get("rope_parameters")  # transformers 5 keeps partial_rotary_factor there (the fifteenth audit, H9)
     if isinstance(rope, dict) and "partial_rotary_factor" in rope and "partial_rotary_factor" not in data:
         data = {**data, "partial_rotary_factor": rope["partial_rotary_factor"]}
