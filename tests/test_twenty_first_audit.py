@@ -483,3 +483,34 @@ def test_21_h4_qwen3_vl_moe_text_is_qwen3_moe(tmp_path):
     from kvcalc.formulas.params import total_params
 
     assert wrapped.attention.qk_norm and total_params(wrapped) == total_params(plain) == 30_532_122_624
+
+
+def test_22_s1_a_finished_requests_seat_is_free_a_step_later_when_scheduling_ahead():
+    """vLLM, two seats (max_num_seqs 2), steps of 1 s; A (2 in, 2 out), C (2 in, 10 out) and B (2 in, 2 out) at 0.
+    Step 1 (0-1): A's and C's prompts (first tokens), B waits for a seat. Step 2 (1-2): A's second token, A done.
+    A step at a time, step 3 is filled at t = 2 with A gone: B's prompt, first token at 3. A step ahead, step 3 was
+    filled at t = 1, while A still held its seat (vLLM's update_from_output frees it when step 2's output is in):
+    B's prompt runs in step 4, first token at 4 (the twenty-second audit, S1)."""
+    args = ([0, 0, 0], [2, 2, 2], [2, 10, 2])
+    policy = vllm_v1(budget=8, max_seqs=2, block_size=1)
+    sync = _run(policy, *args)
+    ahead = _run(replace(policy, ahead=True), *args)
+    assert list(sync.first_token_s) == [1.0, 1.0, 3.0]
+    assert list(ahead.first_token_s) == [1.0, 1.0, 4.0] and list(ahead.finish_s) == [2.0, 10.0, 5.0]
+
+
+def test_22_s5_serve_simulate_takes_the_scheduler_switch():
+    """A server launched with --no-async-scheduling (vLLM) or --disable-overlap-schedule (SGLang) could be simulated
+    from the Python API only; serve --simulate takes --async-scheduling / --no-async-scheduling, and the closed form,
+    which does not read it, refuses it."""
+    import json
+
+    base = ("serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "200", "--simulate", "--arrivals",
+            "poisson", "--request-rate", "10", "--num-prompts", "200", "-f", "json")
+    on, off = _cli(*base), _cli(*base, "--no-async-scheduling")
+    assert on.exit_code == off.exit_code == 0, (on.output, off.output)
+    assert json.loads(on.stdout)["schedules_ahead"] and not json.loads(off.stdout)["schedules_ahead"]
+    assert json.loads(on.stdout)["ttft_ms"]["p50"] > json.loads(off.stdout)["ttft_ms"]["p50"]
+    line = _error_line(_cli("serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "200", "-n", "8",
+                            "--async-scheduling"))
+    assert "--async-scheduling: only with --simulate" in line

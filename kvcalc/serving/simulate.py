@@ -596,9 +596,17 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     # now; a later one waits a step more, unless the scheduler had nothing to run (the idle branch below; the
     # twentieth audit, R3)
     last_start = [0.0]
+    # policy.ahead: the blocks and seats of the requests that finished in the last step, which the scheduler still saw
+    # held when it filled this step (the engines free them as they process that step's output, after filling the
+    # next: vLLM's update_from_output, SGLang's process_batch_result, TensorRT-LLM's _process_previous_batch; the
+    # twenty-second audit, S1: a seat had been reused a step early)
+    unfreed = [0, 0]
 
     def seen() -> float:  # the latest arrival the scheduler has taken in by this round
         return last_start[0] if policy.ahead else t
+
+    def seats() -> int:  # requests the scheduler may run at once this round
+        return policy.max_seqs - unfreed[1]
 
     def blocks_for(tokens):  # a running request's blocks at `tokens` tokens, its state's with them
         return np.ceil(tokens / bs).astype(np.int64) + state_blocks
@@ -611,7 +619,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         the output tokens this step's prefill batch has reserved in full so far (its admitted requests')."""
         if policy.admission == "full_length":
             reserved = int(np.sum(np.ceil((ins[run_ids] + outs[run_ids]) / bs))) + state_blocks * len(run_ids)
-            return reserved + full_blocks(i) <= pool_blocks
+            return reserved + full_blocks(i) <= pool_blocks - unfreed[0]
         s = min(pre_left[i], budget_left, piece_cap)
         if policy.full_sequence_admission:  # vLLM 0.19+: the whole sequence (a preempted one's outputs too)
             s = pre_left[i]
@@ -629,9 +637,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                      - blocks[i])
             decoding = run_ids[pre_left[run_ids] <= 0]  # the running batch (a chunked prompt in flight is not in it)
             to_come = float(sglang_outputs(decoding).sum()) if len(decoding) else 0.0
-            return _token_ratio_fits(used + reserved_full / bs, whole, to_come, ratio, bs, pool_blocks,
+            return _token_ratio_fits(used + reserved_full / bs, whole, to_come, ratio, bs, pool_blocks - unfreed[0],
                                      float(sglang_outputs(i)))
-        return used + need <= pool_blocks
+        return used + need <= pool_blocks - unfreed[0]
 
     def sglang_outputs(ids):  # PrefillAdder's output reserve: min(max_new_tokens - generated, CLIP_MAX_NEW_TOKENS)
         return np.minimum(np.maximum(outs[ids] - gen[ids], 0), SGLANG_CLIP_MAX_NEW_TOKENS)
@@ -661,6 +669,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= seen():
             waiting.append(nxt)
             nxt += 1
+        if len(run) == 0:  # nothing else runs: the scheduler had processed the last step's output before this one
+            unfreed[:] = [0, 0]
         if len(run) == 0 and not waiting:
             if nxt >= n or np.isnan(arrive[nxt]):
                 raise KvcalcError("simulation: no request can run (internal: closed loop ran dry)")
@@ -687,7 +697,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             prefill_step = bool(prefilling.any())
             if full_bs and len(run) < full_bs:  # a request finished or was retracted since (or the batch emptied)
                 full_bs = 0
-            if (not prefill_step and waiting and len(run) < policy.max_seqs and (phase[0] % m == 0 or not len(run))
+            if (not prefill_step and waiting and len(run) < seats() and (phase[0] % m == 0 or not len(run))
                     and not full_bs):
                 prefill_step = admissible(waiting[0], budget, run)
                 if not prefill_step and len(run) and policy.admission == "token_ratio":
@@ -739,13 +749,16 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 if policy.admission == "token_ratio" and waiting and len(run) < policy.max_seqs and not full_bs:
                     limit = _steps_until_admitted(ratio, policy, waiting[0], run, used, pool_blocks, pre_left, kv, gen,
                                                   outs, blocks, hit, gain, state_blocks)
+                if waiting and any(unfreed):  # what the last step's completions free comes back after one step
+                    limit = 1
                 before = steps
                 t0 = t
+                unfreed[:] = [0, 0]  # this round's admission is decided; the block's completions set them anew
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                     pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
                     phase=phase, limit=limit, state_blocks=state_blocks, lag=lag, window=slot[0], last_tok=last_tok,
-                    last_start=last_start)
+                    last_start=last_start, unfreed=unfreed)
                 busy += t - t0
                 slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth audit,
@@ -757,16 +770,18 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             # mixed step (vLLM V1, TensorRT-LLM): the running requests first, in order, within the token budget
             boundary = phase[0] % m == 0
             pure_decode = len(run) and not prefilling.any() and len(run) * q <= budget and not (boundary and
-                waiting and len(run) < policy.max_seqs and admissible(waiting[0], budget - len(run) * q, run))
+                waiting and len(run) < seats() and admissible(waiting[0], budget - len(run) * q, run))
             fits = pure_decode and (policy.preempt is None or used + int(
                 (blocks_for(kv[run] + q) - blocks[run]).sum()) <= pool_blocks)
             if fits:  # the same requests decode until the next event: advance them in one block
                 t0, before = t, steps
+                one = 1 if waiting and any(unfreed) else None  # what the last step freed comes back a step later
+                unfreed[:] = [0, 0]  # this round's admission is decided; the block's completions set them anew
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
                     policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
-                    released, n, phase=phase, state_blocks=state_blocks, lag=lag, window=slot[0], last_tok=last_tok,
-                    last_start=last_start)
+                    released, n, phase=phase, limit=one, state_blocks=state_blocks, lag=lag, window=slot[0],
+                    last_tok=last_tok, last_start=last_start, unfreed=unfreed)
                 busy += t - t0
                 slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 continue
@@ -805,7 +820,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             reserved_full = float(sglang_outputs(ends).sum()) if len(ends) else 0.0
         if not preempted_now:
             n_run = len(run)
-            while waiting and budget_left > 0 and n_run < policy.max_seqs:
+            while waiting and budget_left > 0 and n_run < seats():
                 i = waiting[0]
                 run_ids = run if not admitted or policy.admission == "on_demand" else (  # (on_demand: unused)
                     np.concatenate([run, np.array(admitted, dtype=np.int64)]))
@@ -850,6 +865,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             raise KvcalcError("simulation: the KV pool cannot hold the next request (its prompt, or its tokens so "
                               "far); raise --tp or lower the lengths")
         dt = step_time.seconds(n_dec, ctx, chunk, chunk_ctx, piece)
+        unfreed[:] = [0, 0]
         _step_starts(t, waiting, len(run), tl_t, tl_wait, tl_run)
         last_start[0] = t
         t += dt
@@ -891,7 +907,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         # completions
         fin = ids[(gen[ids] >= outs[ids] - 1e-9) & (all_sched > 0)]
         if len(fin):
-            run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released, lag)
+            run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released, lag,
+                                      unfreed if policy.ahead else None)
             _after_completions(t, waiting, run, tl_t, tl_wait, tl_run)
     finish += lag  # a request keeps its micro-batch's place in the pipeline to its last token
     return SimResult(workload.arrival_s if not closed else arrive, first, finish, ins, outs, preemptions,
@@ -908,7 +925,12 @@ class ClosedLoop:
     delay_s: float
 
 
-def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released: ClosedLoop, lag=None):
+def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released: ClosedLoop, lag=None, unfreed=None):
+    """The requests `fin` done at t: their blocks back to the pool, a closed loop's next requests released. unfreed
+    (policy.ahead): [blocks, seats] the scheduler filling the next step still saw held, counted here."""
+    if unfreed is not None:
+        unfreed[0] += int(blocks[fin].sum())
+        unfreed[1] += len(fin)
     finish[fin] = t
     used -= int(blocks[fin].sum())
     blocks[fin] = 0
@@ -974,7 +996,7 @@ def _itl_gaps(gaps, itl_t: list, itl_w: list) -> None:
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                   pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
                   phase=None, limit=None, state_blocks: int = 0, lag=None, window: float = 0.0, last_tok=None,
-                  last_start=None):
+                  last_start=None, unfreed=None):
     """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
     that could be admitted, in one vectorised block. phase ([decode steps since the scheduler ran], with
     policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m. limit: at most
@@ -1041,7 +1063,8 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     tl_run.append(d)
     fin = run[gen_run >= outs_run - 1e-9]
     if len(fin):
-        run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released, lag)
+        run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released, lag,
+                                  unfreed if policy.ahead else None)
         _after_completions(t, waiting, run, tl_t, tl_wait, tl_run)
     return run, t, done, used, steps
 
