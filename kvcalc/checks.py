@@ -209,6 +209,28 @@ def foreign_format(hw, weight_dtype: str) -> str | None:
     return None
 
 
+def engine_format_refusal(engine: str | None, hw, weight_dtype: str) -> str | None:
+    """Why `engine` does not load `weight_dtype` weights on `hw`, or None (the twenty-second audit, Q1 and Q2: plan had
+    chosen, and --emit launched, deployments that cannot start):
+      nvfp4 under TensorRT-LLM or SGLang needs Blackwell's fp4 tensor cores: TensorRT-LLM's hardware support matrix
+        (docs/source/features/quantization.md) lists NVFP4 on Blackwell only, and SGLang's
+        ModelOptFp4Config.get_min_capability() is 100 (python/sglang/srt/layers/quantization/modelopt_quant.py);
+        vLLM runs it on older parts weight-only (Marlin FP4);
+      fp8 and fp8-block under TensorRT-LLM need an fp8 peak (the same matrix: FP8 not on Ampere); vLLM runs them
+        weight-only there (FP8 Marlin).
+    The part's fp4 and fp8 peaks stand for the architecture (hardware_specs/*.toml)."""
+    peaks = hw.peak_tflops.available()
+    if weight_dtype == "nvfp4" and engine in ("trtllm", "sglang") and "fp4" not in peaks and hw.vendor == "NVIDIA":
+        name = {"trtllm": "TensorRT-LLM", "sglang": "SGLang"}[engine]
+        return (f"--weight-dtype nvfp4: {name} loads NVFP4 weights on Blackwell only (fp4 tensor cores), not on "
+                f"{hw.name}; vLLM runs them there weight-only: these times are of a deployment that does not start")
+    if weight_dtype in ("fp8", "fp8-block") and engine == "trtllm" and "fp8" not in peaks:
+        return (f"--weight-dtype {weight_dtype}: TensorRT-LLM loads FP8 weights on parts with fp8 tensor cores (Ada, "
+                f"Hopper, Blackwell), not on {hw.name}; vLLM runs them there weight-only: these times are of a "
+                "deployment that does not start")
+    return None
+
+
 def check_speculate(speculate, flag: str = "--speculate") -> None:
     """--speculate, where given: not empty (the fifteenth audit, E4: '' had been taken as no speculation by estimate,
     compare, roofline and serve, where sweep and ' ' refuse it)."""

@@ -15,6 +15,7 @@ from kvcalc.checks import (
     check_int,
     check_number,
     check_speculate,
+    engine_format_refusal,
     foreign_format,
     past_positions,
 )
@@ -1102,6 +1103,8 @@ def estimate_with_specs(
     if why := past_positions(spec, max(context, prompt)):  # the words compare, roofline and capacity print
         warnings.append(why)
     if why := foreign_format(hw, weight_dtype):
+        warnings.append(why)
+    if profile is not None and (why := engine_format_refusal(profile.engine, hw, weight_dtype)):
         warnings.append(why)
     # estimate's memory is kvcalc's rule whatever --engine times it; where --engine names an engine whose pool kvcalc
     # sizes, its verdict is checked against that engine's (the fresh audit: `capacity -e sglang` held 2,202 sequences

@@ -10,7 +10,15 @@ import itertools
 import warnings
 from collections.abc import Callable, Sequence
 
-from kvcalc.checks import MAX_BATCH, MAX_GPUS, MAX_TOKENS, check_int, foreign_format, past_positions
+from kvcalc.checks import (
+    MAX_BATCH,
+    MAX_GPUS,
+    MAX_TOKENS,
+    check_int,
+    engine_format_refusal,
+    foreign_format,
+    past_positions,
+)
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
@@ -167,7 +175,8 @@ def sweep(
             unsupported.append(why)
         # as estimate warns: a context past the model's positions, and a weight format the part's vendor does not
         # run (the eighteenth audit, E1, E2)
-        for why in (past_positions(spec, max(context)), foreign_format(hw, w)):
+        for why in (past_positions(spec, max(context)), foreign_format(hw, w),
+                    engine_format_refusal(profile.engine if profile is not None else None, hw, w)):
             if why:
                 unsupported.append(why)
         if sv:

@@ -514,3 +514,42 @@ def test_22_s5_serve_simulate_takes_the_scheduler_switch():
     line = _error_line(_cli("serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "200", "-n", "8",
                             "--async-scheduling"))
     assert "--async-scheduling: only with --simulate" in line
+
+
+LLAMA3_8B = {"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 14336,
+             "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+             "max_position_embeddings": 8192, "tie_word_embeddings": False, "rope_theta": 500000.0}
+
+
+def test_22_q1_q2_plan_leaves_out_weights_the_engine_does_not_load(tmp_path):
+    """An NVFP4 checkpoint on an H100 had been planned (and launched) under TensorRT-LLM, and an FP8 one on an A100:
+    TensorRT-LLM's hardware support matrix (docs/source/features/quantization.md) lists NVFP4 on Blackwell only and
+    FP8 not on Ampere, and SGLang's ModelOptFp4Config needs compute capability 10.0. plan now searches those formats
+    under vLLM alone there (weight-only Marlin), and estimate says the refused pairs do not start."""
+    import json
+
+    from kvcalc.checks import engine_format_refusal
+    from kvcalc.planning.plan import plan
+    from kvcalc.specs.catalog import load_gpu
+
+    nvfp4 = {**LLAMA3_8B, "quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4",
+                                                  "group_size": 16, "exclude_modules": ["lm_head"]}}
+    fp8 = {**LLAMA3_8B, "quantization_config": {"quant_method": "fp8", "activation_scheme": "static"}}
+    paths = {}
+    for name, data in (("nvfp4", nvfp4), ("fp8", fp8)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(data))
+        paths[name] = str(tmp_path / name / "config.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h100 = plan(paths["nvfp4"], ["h100-sxm"], input_len=1024, output_len=256, concurrency=16, convert=False)
+        a100 = plan(paths["fp8"], ["a100-sxm-80gb"], input_len=1024, output_len=256, concurrency=16, convert=False)
+    assert set(h100["best_by_engine"]) == {"vllm"} and h100["choice"]["weight_dtype"] == "nvfp4"
+    assert "trtllm" not in a100["best_by_engine"] and a100["choice"]["weight_dtype"] == "fp8"
+    h100_hw, b200, a100_hw = (load_gpu(g) for g in ("h100-sxm", "b200", "a100-sxm-80gb"))
+    assert engine_format_refusal("trtllm", h100_hw, "nvfp4") and engine_format_refusal("sglang", h100_hw, "nvfp4")
+    assert engine_format_refusal("vllm", h100_hw, "nvfp4") is None
+    assert engine_format_refusal("trtllm", b200, "nvfp4") is None and engine_format_refusal("sglang", b200, "nvfp4") is None
+    assert engine_format_refusal("trtllm", a100_hw, "fp8") and engine_format_refusal("trtllm", h100_hw, "fp8") is None
+    r = _cli("estimate", "-m", paths["nvfp4"], "-g", "h100-sxm", "-e", "trtllm")
+    assert r.exit_code == 0 and "TensorRT-LLM loads NVFP4 weights on Blackwell only" in " ".join(r.stderr.split())

@@ -44,6 +44,7 @@ from kvcalc.checks import (
     MIN_REQUEST_RATE,
     check_int,
     check_number,
+    engine_format_refusal,
     unused_tpot_limit,
 )
 from kvcalc.engines.launch import engine_model_refusal, launches_layout
@@ -215,6 +216,8 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
             if engine_model_refusal(engine, spec):  # an architecture the engine's server cannot load (P9)
                 continue
             for weight_dtype, converted in weight_formats(spec, hw, convert):
+                if engine_format_refusal(engine, hw, weight_dtype):  # weights the engine does not load on this
+                    continue  # part (the twenty-second audit, Q1, Q2: NVFP4 under TensorRT-LLM on an H100)
                 for kv_dtype in kv_formats(hw):
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
                             for lay in layouts(spec, hw, max_gpus, disaggregated) if launches_layout(engine, lay)

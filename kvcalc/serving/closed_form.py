@@ -451,6 +451,10 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
         notes.append(why)
+    from kvcalc.checks import engine_format_refusal
+
+    if profile is not None and (why := engine_format_refusal(profile.engine, hw, weight_dtype)):
+        notes.append(why)
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
                                 memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens,
