@@ -553,3 +553,25 @@ def test_22_q1_q2_plan_leaves_out_weights_the_engine_does_not_load(tmp_path):
     assert engine_format_refusal("trtllm", a100_hw, "fp8") and engine_format_refusal("trtllm", h100_hw, "fp8") is None
     r = _cli("estimate", "-m", paths["nvfp4"], "-g", "h100-sxm", "-e", "trtllm")
     assert r.exit_code == 0 and "TensorRT-LLM loads NVFP4 weights on Blackwell only" in " ".join(r.stderr.split())
+
+
+def test_20_w7_the_openapi_schema_types_options_without_a_default():
+    """Options with no default (--max-ttft-ms, --input-len, --step-tokens) were advertised as strings, so a generated
+    client sent them quoted; they are numbers and integers, as the CLI parses them. --explain, which the API answers
+    with a 422 (the derivations are the page's), is not advertised."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (the dev extra)")
+    from fastapi.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    spec = TestClient(create_app()).get("/openapi.json").json()
+
+    def types(path):
+        return {p["name"]: p["schema"]["type"] for p in spec["paths"][path]["get"]["parameters"]}
+
+    serve, estimate = types("/api/serve"), types("/api/estimate")
+    assert (serve["max_ttft_ms"], serve["request_rate"], serve["cuda_graph_memory"]) == ("number",) * 3
+    assert (serve["input_len"], serve["step_tokens"], serve["max_num_seqs"]) == ("integer",) * 3
+    assert serve["concurrency"] == "string" and serve["model"] == "string"  # a list or "max"; a name
+    assert "explain" not in estimate and estimate["kv_lora_rank"] == "integer"
