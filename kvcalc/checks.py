@@ -235,7 +235,7 @@ def check_speculate(speculate, flag: str = "--speculate") -> None:
     """--speculate, where given: not empty (the fifteenth audit, E4: '' had been taken as no speculation by estimate,
     compare, roofline and serve, where sweep and ' ' refuse it)."""
     if isinstance(speculate, str) and not speculate:
-        raise KvcalcError(f"{flag}: empty; expected a method (draft, eagle, mtp or medusa), or leave it out")
+        raise KvcalcError(f"{flag}: empty; expected a method (draft, eagle, mtp, medusa or ngram), or leave it out")
 
 
 def unused_tpot_limit(output_len: int, max_tpot_ms) -> str | None:

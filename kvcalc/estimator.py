@@ -703,7 +703,7 @@ class SpeculativeTimer:
         from kvcalc.formulas.forward import Op
         from kvcalc.formulas.speculative import fc_cost, one_layer
 
-        if self.sp.method == "medusa":
+        if self.sp.method in ("medusa", "ngram"):  # no draft model or layer runs over the prompt
             return 0.0 * chunk
         model = self.draft if self.sp.method == "draft" else one_layer(self.spec)
         ops = mixed_ops(model, decode_batch=0, context=0, chunk=maximum(chunk, 1), chunk_context=0, p=self.p,
@@ -721,6 +721,8 @@ class SpeculativeTimer:
 
         w = self.sp.draft_width
         d_ops, steps = draft_ops(self.spec, self.sp.method, batch, context, self.sp.k, self.p, self.draft, w)
+        if not steps:  # n-gram lookup: no draft runs on the GPU
+            return 0.0 * batch
         # a draft model's all-reduces are its own layers'; an EAGLE head's, an MTP module's or Medusa's heads' those of
         # the one layer they run, as draft_chunk_seconds takes them (the twentieth audit, N1: every draft step had
         # been charged the target's 122 all-reduces, DeepSeek-V3's MTP at TP 8 1.34 ms where its layer takes 0.1)

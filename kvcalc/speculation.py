@@ -8,6 +8,8 @@
     mtp=1[,alpha=0.875]         DeepSeek-V3's multi-token prediction modules (depth D = k); alpha 0.875 by default,
                                 the middle of the 85-90 % acceptance of the second token in the DeepSeek-V3 report
                                 (section 5.4.3)
+    ngram=4,alpha=0.5           k tokens looked up in the request's own tokens (vLLM's ngram method, prompt lookup):
+                                no draft weights, cache or GPU work; alpha required, as it is the data's
     accepted=TAU                a tree's measured mean accepted tokens per verify step, replacing the i.i.d. formula
     tree=N                      a tree of candidates (Medusa, EAGLE): the verify pass runs N tokens a sequence (the
                                 tree's nodes with its root) instead of k + 1; k stays its depth. Give accepted= with
@@ -29,7 +31,7 @@ from kvcalc.formulas.speculative import (
 )
 
 DEFAULT_ALPHA = {"eagle": 0.8, "medusa": 0.6, "mtp": 0.875}
-DEFAULT_K = {"draft": 4, "eagle": 4, "medusa": 4, "mtp": 1}
+DEFAULT_K = {"draft": 4, "eagle": 4, "medusa": 4, "mtp": 1, "ngram": 4}
 MAX_K = 64
 MAX_TREE = 1024  # candidate tokens a tree verifies per sequence (Medusa's and EAGLE's trees hold 26 to 64)
 
@@ -139,7 +141,7 @@ def parse(text: str) -> Speculation:
         if not value:
             raise KvcalcError("--speculate: draft=MODEL names the draft model, e.g. draft=llama-3.2-1b,k=4,alpha=0.7")
         draft = value
-    elif head in ("medusa", "mtp") and value:
+    elif head in ("medusa", "mtp", "ngram") and value:
         k = _number(head, value, 1, MAX_K, integer=True)
     elif value:
         raise KvcalcError(f"--speculate: {head} takes no value; use {head},k=N")
@@ -171,6 +173,9 @@ def parse(text: str) -> Speculation:
         if head == "draft":
             raise KvcalcError("--speculate: a draft model needs alpha= (its per-token acceptance rate with this "
                               "target) or accepted=")
+        if head == "ngram":  # how often the request repeats itself: the data's, not the method's
+            raise KvcalcError("--speculate: ngram needs alpha= (how often a looked-up token is accepted on your "
+                              "data: high for code edits and RAG, low for open chat) or accepted=")
         alpha = DEFAULT_ALPHA[head]
     if accepted is not None and accepted > k + 1:
         raise KvcalcError(f"--speculate: accepted={accepted:g} exceeds k + 1 = {k + 1}")

@@ -230,7 +230,7 @@ def test_e3_calibrate_refuses_runs_the_deployment_cannot_hold_or_the_model_canno
                                      ["roofline", "-o", "/tmp/never.png"]])
 def test_e4_an_empty_speculate_is_refused_as_every_empty_flag_is(command):
     line = one_line_error([command[0], "-m", "llama-3.1-8b", *command[1:], "--speculate", ""])
-    assert line == "kvcalc: error: --speculate: empty; expected a method (draft, eagle, mtp or medusa), or leave it out"
+    assert line == "kvcalc: error: --speculate: empty; expected a method (draft, eagle, mtp, medusa or ngram), or leave it out"
 
 
 def test_e6_a_calibrated_profile_keeps_the_bands_terms_per_gpu_and_synchronised_layer(tmp_path):

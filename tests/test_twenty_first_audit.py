@@ -575,3 +575,23 @@ def test_20_w7_the_openapi_schema_types_options_without_a_default():
     assert (serve["input_len"], serve["step_tokens"], serve["max_num_seqs"]) == ("integer",) * 3
     assert serve["concurrency"] == "string" and serve["model"] == "string"  # a list or "max"; a name
     assert "explain" not in estimate and estimate["kv_lora_rank"] == "integer"
+
+
+def test_20_n7_ngram_speculation_costs_no_draft():
+    """vLLM's ngram method (prompt lookup) drafts k tokens from the request's own tokens on the host: no weights, no
+    cache, no draft step on the GPU, so a verify step of k + 1 tokens is the whole cost. Llama-3.1-8B at batch 8,
+    k = 4, alpha 0.6: tokens a step (1 - 0.6^5) / (1 - 0.6) = 2.3056, the decode time per token the verify step over
+    that (draft 0). Its acceptance is the data's, so alpha (or accepted) is required; vLLM, SGLang and TensorRT-LLM
+    run it without scheduling ahead (vLLM's default resolution turns async scheduling off for it)."""
+    import json
+
+    r = _cli("estimate", "-m", "llama-3.1-8b", "-b", "8", "--speculate", "ngram=4,alpha=0.6", "-f", "json")
+    assert r.exit_code == 0, r.output
+    sp = json.loads(r.stdout)["speculative"]
+    assert sp["method"] == "ngram" and sp["k"] == 4 and sp["verify_tokens"] == 5
+    assert sp["tokens_per_step"] == pytest.approx((1 - 0.6 ** 5) / (1 - 0.6), abs=1e-4)
+    assert sp["draft_ms"] == 0 and sp["draft_weights_bytes"] == 0 and sp["draft_kv_bytes"] == 0
+    assert sp["ms_per_token"] == pytest.approx(sp["verify_ms"] / sp["tokens_per_step"], rel=1e-6)
+    assert "ngram needs alpha=" in _error_line(_cli("estimate", "-m", "llama-3.1-8b", "--speculate", "ngram"))
+    assert not schedules_ahead("vllm", release=(0, 30), speculation="ngram")
+    assert not schedules_ahead("trtllm", band="pytorch", speculation="ngram")

@@ -51,8 +51,8 @@ def estimate_cli(
     tp: Tp = 1,
     pp: Pp = 1,
     speculate: Annotated[Optional[str], typer.Option(
-        help="speculative decoding: draft=MODEL,k=4,alpha=0.7 | eagle,k=4 | medusa=4 | mtp=1 (alpha= and accepted= "
-             "override the defaults)")] = None,
+        help="speculative decoding: draft=MODEL,k=4,alpha=0.7 | eagle,k=4 | medusa=4 | mtp=1 | ngram=4,alpha=0.5 "
+             "(alpha= and accepted= override the defaults)")] = None,
     ep: Ep = 1,
     prefill_chunk: PrefillChunk = 8192,
     format: FormatOpt = Format.table,

@@ -226,24 +226,24 @@ def schedules_ahead(engine: str, *, release: tuple[int, int] | None = None, band
     (major, minor); band: TensorRT-LLM's release band (engines/overhead.py: engine or pytorch); speculation: the
     --speculate method (draft, eagle, medusa, mtp) or None. Not under pipeline parallelism: the simulator's pipeline
     takes an arrival into the next micro-batch instead (SGLang and TensorRT-LLM turn overlap off there).
-      vLLM     from 0.14 (VLLM_ASYNC_SCHEDULING); with EAGLE or MTP speculation from 0.15; never with a draft model
-               or Medusa, which VllmConfig's default resolution leaves off (a draft model's only from PR #48341, July
-               2026, in no release kvcalc pins)
+      vLLM     from 0.14 (VLLM_ASYNC_SCHEDULING); with EAGLE or MTP speculation from 0.15; never with a draft model,
+               Medusa or the host's n-gram lookup, which VllmConfig's default resolution leaves off (a draft model's
+               only from PR #48341, July 2026, in no release kvcalc pins)
       SGLang   the overlap scheduler, the default from v0.4 (Scheduler.event_loop_overlap); server_args.py turns it
                off under speculative decoding (unless SGLANG_ENABLE_SPEC_V2 is set) and pipeline parallelism
       TensorRT-LLM  the PyTorch back end's overlap scheduler (llm_args.py TorchLlmArgs.disable_overlap_scheduler
-               False; PyExecutor._executor_loop_overlap), with MTP, EAGLE-3 and draft models
+               False; PyExecutor._executor_loop_overlap), with MTP, EAGLE-3 and draft models, not n-gram
                (_torch/speculative/interface.py support_overlap_scheduler); not the TensorRT engine's C++ runtime"""
     if pp > 1:
         return False
     if engine == "vllm":
-        if release is None or speculation in ("draft", "medusa"):
+        if release is None or speculation in ("draft", "medusa", "ngram"):
             return False
         return release >= (VLLM_ASYNC_WITH_SPECULATION if speculation else VLLM_ASYNC_SCHEDULING)
     if engine == "sglang":
         return speculation is None
     if engine == "trtllm":
-        return band == "pytorch" and speculation != "medusa"
+        return band == "pytorch" and speculation not in ("medusa", "ngram")
     return False
 
 

@@ -14,6 +14,8 @@ One speculative step of B sequences costs
             mtp=D         D sequential steps of DeepSeek-V3's one MTP module: one transformer block, a 2d -> d
                           projection and the shared lm_head (DeepSeek-V3 report, section 2.2); k = D
             medusa=N      N heads on the last hidden state, each a d x d residual block and a d x V head
+            ngram         k tokens looked up in the request's own prompt and output (vLLM's ngram proposer,
+                          prompt_lookup_max/min): no weights, no cache, no GPU work; its acceptance is the data's
                           (Medusa, Cai et al. 2024), run once; k = N
 and yields E tokens per sequence: time per token = (verify + draft) / E. The speed-up over plain decoding falls as
 the batch grows and the verify step turns compute-bound; the batch where it reaches 1 is where speculation stops
@@ -38,7 +40,7 @@ from kvcalc.formulas.parallel import kv_shard_fraction, sequence_bytes_per_gpu
 from kvcalc.formulas.params import Linear, params_breakdown, total_params
 from kvcalc.specs.model import ModelSpec
 
-METHODS = ("draft", "eagle", "mtp", "medusa")
+METHODS = ("draft", "eagle", "mtp", "medusa", "ngram")
 
 
 def expected_tokens(alpha: float, k: int) -> float:
@@ -108,6 +110,8 @@ def draft_ops(model: ModelSpec, method: str, batch, context, k: int, p: Precisio
     sequence when it grows a tree level by level (1 for a chain)."""
     if method == "draft":
         return decode_ops(draft_model, batch, context, p), k
+    if method == "ngram":  # prompt lookup on the host: no GPU operator, no draft step (the twentieth audit, N7)
+        return [], 0
     if method in ("eagle", "mtp"):
         layer = one_layer(model)
         ops = decode_ops(layer, batch, context, p) if width == 1 else verify_ops(layer, batch, context, width, p)
@@ -124,6 +128,8 @@ def draft_params(model: ModelSpec, method: str, k: int, draft_model: ModelSpec |
         return total_params(draft_model)
     if method == "medusa":
         return k * (d * d + d + d * v)
+    if method == "ngram":  # no weights: the drafts are looked up in the request's own tokens
+        return 0
     layer = one_layer(model)
     shared = v * d * (1 if layer.tie_word_embeddings else 2)  # embedding and lm_head, reused from the target
     block = total_params(layer) - shared
@@ -136,7 +142,7 @@ def draft_kv_layers(model: ModelSpec, method: str, k: int, draft_model: ModelSpe
     """Layers of KV cache the draft keeps per token (MTP keeps one per module; Medusa none)."""
     if method == "draft":
         return draft_model.num_layers
-    if method == "medusa":
+    if method in ("medusa", "ngram"):
         return 0
     return 1  # EAGLE's one layer; MTP's one module, run k times (draft_params)
 

@@ -29,7 +29,8 @@ _ONE_TOKEN = "undefined: with --output-len 1 no token follows the first"
 # Why a field is null where its producer gave no KEY_note of its own (audit N2: every JSON null carries a reason).
 NULL_NOTES = {
     "speculative": "not asked: no --speculate",
-    "draft_model": "no separate draft model: the method drafts with the model's own heads or layers",
+    "draft_model": "no separate draft model: the method drafts with the model's own heads or layers, or looks the "
+                   "tokens up in the request's own (ngram)",
     "breakeven_batch": _NO_SPECULATION,
     "speculative_breakeven_batch": _NO_SPECULATION,
     "engine_memory": "kvcalc's memory rule (--engine vllm, sglang or trtllm budgets memory as that engine does)",
