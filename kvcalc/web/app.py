@@ -45,10 +45,12 @@ def _openapi_parameters(command: str) -> list[dict]:
             d = "json"
         kind = ("boolean" if p.is_flag else "integer" if isinstance(d, int) and not isinstance(d, bool)
                 else "number" if isinstance(d, float) else "string")
-        if d is None:  # an option without a default (--max-ttft-ms) by the type it parses, where the option says it
-            # (typer's bare_type: 'int', 'float'); it had been advertised as a string (the twentieth audit, W7's rest)
+        if d is None:  # an option without a default (--max-ttft-ms) by the type it parses: typer's bare_type ('int',
+            # 'float'), or, in releases without it, click's ParamType name ('integer', 'float'); it had been advertised
+            # as a string (the twentieth audit, W7's rest)
             bare = getattr(p, "bare_type", None)
-            kind = {"int": "integer", "float": "number"}.get(bare() if callable(bare) else "", kind)
+            parsed = bare() if callable(bare) else getattr(getattr(p, "type", None), "name", "")
+            kind = {"int": "integer", "integer": "integer", "float": "number"}.get(parsed, kind)
         schema = {"type": kind} if d is None or callable(d) else {"type": kind, "default": d}
         if p.name == "format":
             schema["enum"] = ["json", "csv"]
