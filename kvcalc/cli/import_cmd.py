@@ -32,8 +32,7 @@ def import_cli(
     # a name is a label in every table and JSON: printable, at most MAX_NAME characters (the twenty-first audit, C5:
     # a newline had broken the table's title, and a 5,000-character name had passed)
     if len(name) > MAX_NAME or not name.isprintable():
-        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
-        raise KvcalcError(f"--name: {shown}: expected at most {MAX_NAME} printable characters, e.g. my-model")
+        raise KvcalcError(f"--name: {name!r:.40}: expected at most {MAX_NAME} printable characters, e.g. my-model")
     from kvcalc.specs.catalog import bundled_path
 
     if bundled_path("model", name) is not None:  # its results would read as the bundled model's (C5)

@@ -113,16 +113,14 @@ def plan_cli(
 def _check_emit(emit: str, gpus: list[str], engines: list[str] | None) -> None:
     """--emit's target, checked before the search: one of EMIT_TARGETS, in --engines where that is given, and an
     engine that runs on (and, without --engines, has a profile for) at least one --gpu."""
-    from kvcalc.engines.launch import EMIT_TARGETS, PACKAGES
+    from kvcalc.engines.launch import EMIT_TARGETS, package_refusal
     from kvcalc.specs.catalog import available_engines, load_gpu
 
     if emit not in EMIT_TARGETS:
         raise KvcalcError(f"--emit: expected one of {', '.join(EMIT_TARGETS)}, got {emit!r}")
-    packaged = [g for g in gpus if load_gpu(g).name in PACKAGES]
-    if packaged and len(packaged) == len(gpus):  # launch.emit's refusal, before the search's warnings
-        device, n = PACKAGES[load_gpu(packaged[0]).name]
-        raise KvcalcError(f"--emit: {packaged[0]} is a package its driver shows as {n} GPUs ({device} each), and an "
-                          f"engine's flags count those: plan with -g {device} for a launch command")
+    refusals = [package_refusal(load_gpu(g).name) for g in gpus]
+    if refusals and all(refusals):  # launch.emit's refusal, before the search's warnings
+        raise KvcalcError(refusals[0])
     if emit == "k8s":  # the choice's own engine, whichever it is
         return
     if engines is not None and emit not in engines:

@@ -63,6 +63,12 @@ def release3(text: str) -> tuple[int, int, int] | None:
     return (int(m[1]), int(m[2]), int(m[3] or 0)) if m else None
 
 
+def run_month(text: str) -> tuple[int, int] | None:
+    """The month a ledger row's engine_version gives where it names no release: 'unknown (2025-04)' -> (2025, 4)."""
+    m = re.search(r"\((\d{4})-(\d{2})\)", text or "")
+    return (int(m[1]), int(m[2])) if m else None
+
+
 # --engine-version's release number, the whole of the flag in ASCII digits, with PEP 440's and the engines' own tags
 # (0.6.3, v0.30.1, 1.3.0rc20, 0.5.5.post3, 0.10.1.1, 0.7.4.dev181+gf35f8e22). The fourth audit: '0.6.3garbage',
 # '0.6 ; rm -rf' and Arabic-Indic digits had been read as releases by release3's prefix match, which the ledgers'
@@ -111,8 +117,8 @@ def era_of_ledger_row(engine: str, version_text: str) -> KernelEra | None:
     release = release3(version_text)
     if release is not None:
         return era_of_release(engine, release)
-    month = re.search(r"\((\d{4})-(\d{2})\)", version_text)
-    if month is None or (int(month[1]), int(month[2])) >= ERA_END:
+    month = run_month(version_text)
+    if month is None or month >= ERA_END:
         return None
     return next((e for e in ERAS if e.engine == engine), None)
 

@@ -431,6 +431,17 @@ LAUNCHED = ("vllm", "sglang", "trtllm")
 PACKAGES = {"mi250x": ("mi250x-gcd", 2)}
 
 
+def package_refusal(gpu: str) -> str | None:
+    """Why --emit has no launch command for a GPU that is a package of several devices (PACKAGES), or None: an
+    engine's flags count the devices the driver shows (the fourteenth audit, P1: TP 1 on one 64 GB GCD for a replica
+    sized on 128 GB)."""
+    if gpu not in PACKAGES:
+        return None
+    device, n = PACKAGES[gpu]
+    return (f"--emit: {gpu} is a package its driver shows as {n} GPUs ({device} each), and an engine's flags count "
+            f"those: plan with -g {device} for a launch command")
+
+
 def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> str:
     """The launch text for `target` (vllm, sglang, trtllm or k8s: the configuration's own engine in a manifest;
     amd: the configuration's GPU is an AMD part, whose manifest takes the ROCm image and amd.com/gpu)."""
@@ -456,10 +467,8 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> s
                               "command")
         choices = ", ".join(runs[:-1]) + " or " * (len(runs) > 1) + runs[-1]
         raise KvcalcError(f"--emit: the plan runs on {engine!r}, which has no launch command; choose {choices}")
-    if c["gpu"] in PACKAGES:  # the fourteenth audit, P1: TP 1 on one 64 GB GCD for a replica sized on 128 GB
-        device, n = PACKAGES[c["gpu"]]
-        raise KvcalcError(f"--emit: {c['gpu']} is a package its driver shows as {n} GPUs ({device} each), and an "
-                          f"engine's flags count those: plan with -g {device} for a launch command")
+    if why := package_refusal(c["gpu"]):
+        raise KvcalcError(why)
     extra = checkpoint_note(spec) + extra
     if c["converted_weights"] and c["weight_dtype"] not in {"vllm": _VLLM_QUANT, "sglang": _SGLANG_QUANT}.get(engine, {}):
         extra = (f"# weights: {c['weight_dtype']} is a format {hf_repo_id(spec)} does not ship and {engine} does not "

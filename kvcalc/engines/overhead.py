@@ -27,10 +27,9 @@ own release (the one its kernels were measured on).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from kvcalc.engines.kernel_eras import asks_latest, flag_release, release3, with_era
+from kvcalc.engines.kernel_eras import asks_latest, flag_release, release3, run_month, with_era
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.profile import EngineOverhead, EngineProfile
 
@@ -138,9 +137,8 @@ def band(engine: str, version: str | None = None, default_release: str | None = 
     found = band_of_release(engine, release[:2]) if release else None
     if found is None:
         listing = "; ".join(f"{b.name}: {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}" for b in known)
-        shown = repr(version) if len(repr(version)) <= 40 else repr(version)[:37] + "..."
-        raise KvcalcError(f"--engine-version: {engine} has no release {shown} kvcalc knows; expected a band or a "
-                          f"release within one ({listing})")
+        raise KvcalcError(f"--engine-version: {engine} has no release {version!r:.40} kvcalc knows; expected a band "
+                          f"or a release within one ({listing})")
     return found
 
 
@@ -151,10 +149,9 @@ def band_of_ledger_row(engine: str, version_text: str) -> Band | None:
     release = release_tuple(version_text)
     if release is not None:
         return band_of_release(engine, release)
-    month = re.search(r"\((\d{4})-(\d{2})\)", version_text)
-    if month is None:
+    when = run_month(version_text)
+    if when is None:
         return None
-    when = (int(month[1]), int(month[2]))
     switch = {"vllm": ((2025, 3), "v0", "v1"), "trtllm": ((2025, 9), "engine", "pytorch")}.get(engine)
     if switch is None:
         return bands(engine)[-1] if bands(engine) else None

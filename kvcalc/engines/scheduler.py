@@ -215,8 +215,8 @@ VLLM_ASYNC_WITH_SPECULATION = (0, 15)
 # of the first batch in favor of launching the kernels for the next batch first"), the default of v0.4.0
 # (engines/overhead.py's 0.4+ band); TensorRT-LLM's PyTorch back end, PR #4174 "Enable scheduling overlap by default"
 # (May 2025; enable_overlap_scheduler renamed disable_overlap_scheduler), first in 0.20.0.
-AHEAD_SINCE = {"vllm": (VLLM_ASYNC_SCHEDULING, "2026-01"), "sglang": ((0, 4), "2024-12"),
-               "trtllm": ((0, 20), "2025-06")}
+AHEAD_SINCE = {"vllm": (VLLM_ASYNC_SCHEDULING, (2026, 1)), "sglang": ((0, 4), (2024, 12)),
+               "trtllm": ((0, 20), (2025, 6))}
 
 
 def schedules_ahead(engine: str, *, release: tuple[int, int] | None = None, band: str | None = None, pp: int = 1,
@@ -251,18 +251,15 @@ def ahead_before_default(engine: str, release_text: str) -> bool | None:
     """False where a run's release ('0.3.0', '0.17.post1.dev') or, failing one, its date ('unknown (2025-09)')
     comes before `engine` scheduled a step ahead by default (AHEAD_SINCE); None otherwise (the engine's own rule,
     schedules_ahead, decides)."""
-    import re
+    from kvcalc.engines.kernel_eras import release3, run_month
 
     since = AHEAD_SINCE.get(engine)
     if since is None:
         return None
-    release = re.match(r"\s*v?(\d+)\.(\d+)", release_text or "")
-    if release:
-        return False if (int(release[1]), int(release[2])) < since[0] else None
-    date = re.search(r"(\d{4})-(\d{2})", release_text or "")
-    if date:
-        return False if f"{date[1]}-{date[2]}" < since[1] else None
-    return None
+    release, month = release3(release_text or ""), run_month(release_text)
+    if release is not None:
+        return False if release[:2] < since[0] else None
+    return False if month is not None and month < since[1] else None
 
 
 def scheduler_policy(engine: str, *, budget: int | None = None, max_seqs: int | None = None) -> SchedulerPolicy:

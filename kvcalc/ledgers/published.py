@@ -128,21 +128,21 @@ def _read_file(path: Path) -> list[dict]:
         for field in (*INTS, "measured"):
             if not plain_number_text(row[field]):
                 raise KvcalcError(f"{where}: field {field}: expected ASCII digits, got {row[field]!r} (line {line})")
-            shown = row[field] if len(row[field]) <= 40 else row[field][:37] + "..."
             try:
                 point[field] = float(row[field]) if field == "measured" else int(row[field])
             except (TypeError, ValueError):
                 raise KvcalcError(f"{where}: field {field}: expected {'a number' if field == 'measured' else 'an integer'}"
-                                  f", got {shown!r} (line {line})") from None
+                                  f", got {row[field]!r:.40} (line {line})") from None
             # fresh audit C: batch -1 was a TypeError traceback in the roofline, batch 0 and a negative measurement
             # were scored; a batch, a length, a parallel degree and a measurement are all above zero; an integer is
             # within kvcalc's own limits (the twenty-first audit, C2: 10**400 overflowed math.isfinite, 1e20 was fitted)
             limit = INT_LIMITS.get(field)
             if limit is not None and point[field] > limit:
-                raise KvcalcError(f"{where}: field {field}: {shown} is past kvcalc's limit of {limit:,} (line {line})")
+                raise KvcalcError(f"{where}: field {field}: {row[field]:.40} is past kvcalc's limit of {limit:,} "
+                                  f"(line {line})")
             if not (math.isfinite(point[field]) and point[field] > 0):
                 raise KvcalcError(f"{where}: field {field}: expected a positive "
-                                  f"{'finite number' if field == 'measured' else 'integer'}, got {shown!r} "
+                                  f"{'finite number' if field == 'measured' else 'integer'}, got {row[field]!r:.40} "
                                   f"(line {line})")
         if point["metric"] not in METRICS:
             raise KvcalcError(f"{where}: metric {point['metric']!r}; expected one of {', '.join(sorted(METRICS))}")

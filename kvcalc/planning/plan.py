@@ -984,8 +984,6 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
         if d.engine == "vllm":  # vLLM refuses max_num_seqs above max_num_batched_tokens (check_vllm_batching; the
             # thirteenth audit, P5: a small model's pool had asked 40,689 seats of an 8,192-token budget, and every
             # finalist went unsimulated)
-            from kvcalc.formulas.parallel import group_step_budget
-
             seats = min(seats, step_tokens)  # each group's own budget (the nineteenth audit, P1)
         try:
             with warnings.catch_warnings():  # the pool caveats the simulator prints for one run are noise here

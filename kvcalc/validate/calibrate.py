@@ -216,9 +216,8 @@ def _number(path: Path, line: int, obj: dict, field: str, required: bool = True,
     except OverflowError:
         finite = False
     if not finite or value < 0:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise KvcalcError(f"{path}: line {line}: field {field}: expected a {'positive' if positive else 'non-negative'} "
-                          f"number, got {shown}")
+                          f"number, got {value!r:.40}")
     if positive and value == 0:  # a TPOT of 0 ms: the fit divides by it (and no decode step takes no time)
         raise KvcalcError(f"{path}: line {line}: field {field}: expected a positive number, got {value!r}")
     return float(value)
