@@ -154,6 +154,52 @@ def vllm_server_defaults(gpu_name: str, visible_GiB: float, release: tuple[int, 
     return vllm_default_batching(visible_GiB, gpu_name, release)
 
 
+# SGLang's chunked_prefill_size by the GPU's memory (formulas/engine_memory.py sglang_memory_tier) is the rule of
+# server_args.py _handle_gpu_memory_settings from PR #10975 (merged 2025-09-27), first released in v0.5.3 (bumped
+# 2025-10-06): the first release, and the first month of releases, that take it. Earlier releases sized it by other
+# thresholds (PR #2044, 2024-11: 2,048 on small GPUs, 8,192 otherwise), which kvcalc does not pin: it gives them 8,192.
+SGLANG_CHUNK_BY_MEMORY_SINCE = ((0, 5, 3), (2025, 10))
+# Under --enable-dp-attention each rank's scheduler takes chunked_prefill_size // dp_size (server_args.py
+# _handle_data_parallelism, after _handle_gpu_memory_settings has set it), from PR #4390 (merged 2025-03-13, "Support
+# TP != DP"), taken here as first released in v0.4.4; before it, dp_size was tp_size and the size was halved
+# (`self.chunked_prefill_size // 2`).
+SGLANG_DP_CHUNK_SPLIT_SINCE = ((0, 4, 4), (2025, 4))
+
+
+def release_before(release_text: str | None, since: tuple[tuple[int, int, int], tuple[int, int]]) -> bool:
+    """Whether a run's release ('0.4.3.post2') or, failing one, its date ('unknown (2025-09)') comes before `since`,
+    (the first release, the first month); False for None, 'latest' or a text naming neither."""
+    from kvcalc.engines.kernel_eras import release3, run_month
+
+    release, month = release3(release_text or ""), run_month(release_text or "")
+    if release is not None:
+        return release < since[0]
+    return month is not None and month < since[1]
+
+
+def sglang_rank_chunk(server_chunk: int, dp: int, release_text: str | None = None) -> int:
+    """The prefill tokens one of SGLang's dp data-parallel attention ranks schedules a step, from the server's
+    chunked_prefill_size: divided by dp (halved before SGLANG_DP_CHUNK_SPLIT_SINCE); the whole of it without data-
+    parallel attention."""
+    if dp <= 1:
+        return server_chunk
+    return max(1, server_chunk // (2 if release_before(release_text, SGLANG_DP_CHUNK_SPLIT_SINCE) else dp))
+
+
+def sglang_server_budget(memory_GiB: float, release_text: str | None = None, dp: int = 1) -> int:
+    """The prefill tokens one SGLang scheduler (one of dp data-parallel attention ranks) takes a step when
+    --chunked-prefill-size is not given: the server's size by the GPU's memory (sglang_memory_tier: 2,048 on a 24 GB
+    card, 4,096 on an L40S, 8,192 on an H100 or H200, 16,384 on a B200 or an MI300X; 8,192 for a release before
+    SGLANG_CHUNK_BY_MEMORY_SINCE), shared by the ranks (sglang_rank_chunk). release_text: '0.5.14', 'v0.5.3.post1', a
+    ledger row's 'unknown (2025-11)'; None or 'latest': today's. The twentieth audit, R4: every GPU had been given the
+    H100's 8,192, and each of 8 ranks 8,192 where SGLang gives it 1,024."""
+    from kvcalc.formulas.engine_memory import sglang_memory_tier
+
+    server = 8192 if release_before(release_text, SGLANG_CHUNK_BY_MEMORY_SINCE) else sglang_memory_tier(
+        memory_GiB * 1024)[0]
+    return sglang_rank_chunk(server, dp, release_text)
+
+
 # SGLang's max_running_requests under EAGLE-family speculation (EAGLE, EAGLE3, STANDALONE; NEXTN is renamed EAGLE)
 # where --max-running-requests is not given: server_args.py _handle_speculative_decoding, "Max running requests is
 # reset to 48 for speculative decoding" (the fourteenth audit, S7)
@@ -251,15 +297,10 @@ def ahead_before_default(engine: str, release_text: str) -> bool | None:
     """False where a run's release ('0.3.0', '0.17.post1.dev') or, failing one, its date ('unknown (2025-09)')
     comes before `engine` scheduled a step ahead by default (AHEAD_SINCE); None otherwise (the engine's own rule,
     schedules_ahead, decides)."""
-    from kvcalc.engines.kernel_eras import release3, run_month
-
     since = AHEAD_SINCE.get(engine)
     if since is None:
         return None
-    release, month = release3(release_text or ""), run_month(release_text)
-    if release is not None:
-        return False if release[:2] < since[0] else None
-    return False if month is not None and month < since[1] else None
+    return False if release_before(release_text, ((*since[0], 0), since[1])) else None
 
 
 def scheduler_policy(engine: str, *, budget: int | None = None, max_seqs: int | None = None) -> SchedulerPolicy:

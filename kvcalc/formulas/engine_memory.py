@@ -571,6 +571,14 @@ SGLANG_MEMORY_TIERS = ((20 * 1024, 2048, 8, 8), (35 * 1024, 2048, 24, 80), (60 *
                        (90 * 1024, 8192, 256, 512), (160 * 1024, 8192, 256, 512), (math.inf, 16384, 512, 512))
 
 
+def sglang_memory_tier(gpu_mem_mib: float) -> tuple[int, int, int]:
+    """(chunked_prefill_size, cuda_graph_max_bs under TP 4, from TP 4) SGLang takes for a GPU of gpu_mem_mib MiB where
+    the flags are not given (SGLANG_MEMORY_TIERS): a step of 2,048 tokens below 35 GiB (T4, L4, A10, RTX 4090 and
+    5090), 4,096 below 60 (A100 40GB, L40S), 8,192 below 160 (H100, H200, RTX PRO 6000), 16,384 from 160 (B200,
+    MI300X)."""
+    return next((c, a, b) for below, c, a, b in SGLANG_MEMORY_TIERS if gpu_mem_mib < below)
+
+
 def sglang_derived_mem_fraction(gpu_mem_mib: float, tp: int, pp: int = 1, dp: int = 1) -> float:
     """The mem_fraction_static SGLang derives when none is given (sgl-project/sglang python/sglang/srt/
     server_args.py, _handle_gpu_memory_settings): (memory - reserved) / memory, rounded to 3 places, reserved [MiB] =
@@ -578,7 +586,7 @@ def sglang_derived_mem_fraction(gpu_mem_mib: float, tp: int, pp: int = 1, dp: in
     (dp > 1) 3 cuda_graph_max_bs dp more (and 1.5 more a rank past 300 graphs), at least 10 GiB on parts over 60 GiB;
     without speculative decoding (EAGLE reserves 2 GiB more) or piecewise CUDA graphs. An H100 (81,559 MiB) at TP 1:
     13,440 MiB, 0.835."""
-    chunk, small, large = next((c, a, b) for below, c, a, b in SGLANG_MEMORY_TIERS if gpu_mem_mib < below)
+    chunk, small, large = sglang_memory_tier(gpu_mem_mib)
     graphs = small if tp < 4 else large
     reserved = 512 + max(chunk, 2048) * 1.5 + graphs * 2 + tp * pp / 8 * 1024
     if dp > 1:

@@ -177,6 +177,18 @@ def row_kwargs(row: dict) -> dict:
               "num_prompts": int(row["num_prompts"]), "tp": tp, "pp": pp, "ep": ep, "weight_dtype": row["weight_dtype"],
               "kv_dtype": row["kv_dtype"] or "bf16", "range_ratio": rr, "length_client": client, "seed": 0,
               **server_kwargs(row.get("server_args", ""))}
+    if row["engine"] == "sglang":  # SGLang's chunk and running requests are the server's, shared by its data-parallel
+        # attention ranks; its default chunk follows the GPU's memory (engines/scheduler.py sglang_server_budget)
+        from kvcalc.engines.scheduler import sglang_rank_chunk, sglang_server_budget
+        from kvcalc.formulas.parallel import attention_groups
+        from kvcalc.specs.catalog import load_gpu
+
+        dp, release = attention_groups(ep, tp), row.get("engine_version", "")
+        kw["step_tokens"] = (sglang_rank_chunk(kw["step_tokens"], dp, release) if "step_tokens" in kw
+                             else sglang_server_budget(load_gpu(row["gpu"]).memory_GiB, release, dp))
+        if "max_num_seqs" in kw:  # --max-running-requests // dp_size a rank (engines/launch.py
+            # _sglang_max_running_requests)
+            kw["max_num_seqs"] = max(1, kw["max_num_seqs"] // dp)
     from kvcalc.engines.scheduler import ahead_before_default
 
     if "schedules_ahead" not in kw and ahead_before_default(row["engine"], row.get("engine_version", "")) is False:  # a release (or a date) before

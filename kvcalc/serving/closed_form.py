@@ -303,16 +303,21 @@ def parse_concurrency(text: str | None) -> float | str | None:
         raise KvcalcError(f"--concurrency: expected a number, a list or max, got {text!r}") from None
 
 
-def default_step_tokens(engine: str, gpu, vllm_version: str = "latest") -> int:
-    """Tokens one step may schedule when --step-tokens is not given: vLLM's own max_num_batched_tokens for the GPU
-    and release (formulas/engine_memory.py vllm_default_batching, the default capacity --engine vllm uses) for the
-    engines scheduled as vLLM's (auto too, as the simulator takes it), else DEFAULT_STEP_TOKENS."""
-    from kvcalc.engines.scheduler import VLLM_SCHEDULED
+def default_step_tokens(engine: str, gpu, vllm_version: str = "latest", engine_version: str | None = None,
+                        groups: int = 1) -> int:
+    """Tokens one step (of one of `groups` data-parallel attention groups) may schedule when --step-tokens is not
+    given: vLLM's own max_num_batched_tokens for the GPU and release (formulas/engine_memory.py vllm_default_batching,
+    the default capacity --engine vllm uses) for the engines scheduled as vLLM's (auto too, as the simulator takes
+    it), SGLang's chunked_prefill_size for the GPU and release, shared by its data-parallel attention ranks
+    (engines/scheduler.py sglang_server_budget), else DEFAULT_STEP_TOKENS."""
+    from kvcalc.engines.scheduler import VLLM_SCHEDULED, sglang_server_budget
+    from kvcalc.specs.catalog import load_gpu
 
+    if engine == "sglang":
+        return sglang_server_budget(load_gpu(gpu).memory_GiB, engine_version, groups)
     if engine not in VLLM_SCHEDULED:
         return DEFAULT_STEP_TOKENS
     from kvcalc.formulas import engine_memory as em
-    from kvcalc.specs.catalog import load_gpu
 
     hw = load_gpu(gpu)
     # V0 (before 0.8) ran a prompt whole, which the closed form does not model: it keeps V1's budget for the GPU
@@ -549,8 +554,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)
+    check_int("--ep", ep, 1, MAX_GPUS)  # before the default step budget, which SGLang shares among ep / tp ranks
     if step_tokens is None:  # the engine's own default budget, as capacity --engine vllm takes it
-        step_tokens = default_step_tokens(engine, gpu, vllm_version)
+        step_tokens = default_step_tokens(engine, gpu, vllm_version, engine_version, attention_groups(ep, tp))
     check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
     check_memory_utilization(memory_utilization)
     check_dtypes(weight_dtype, kv_dtype, engine)

@@ -1338,6 +1338,15 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         budget, seqs = vllm_server_defaults(hw.name, hw.visible_memory_bytes / 2**30, version)
         step_tokens = step_tokens if step_tokens is not None else budget
         max_num_seqs = max_num_seqs if max_num_seqs is not None else seqs
+    if (scheduler or engine) == "sglang" and step_tokens is None:  # by the GPU's memory and the release, shared by the
+        # data-parallel attention ranks (the twentieth audit, R4)
+        from kvcalc.checks import MAX_GPUS
+        from kvcalc.serving.closed_form import default_step_tokens
+
+        for flag, v in (("--tp", tp), ("--ep", ep)):
+            check_int(flag, v, 1, MAX_GPUS)
+        step_tokens = default_step_tokens("sglang", gpu, engine_version=engine_version,
+                                          groups=attention_groups(ep, tp))
     if scheduler == "vllm-v0" and step_tokens is None:
         # V0's SchedulerConfig: max_num_batched_tokens = max(max_model_len, 2048) with chunked prefill off, so a prompt
         # runs whole (the ninth round, S4: the policy's 2,048 had split a 6,000-token prompt in three)
