@@ -505,6 +505,9 @@ def _falcon(c: Config) -> dict:
         "max_position_embeddings": c.int("max_position_embeddings") or _falcon_context(c),
         "tie_word_embeddings": c.bool("tie_word_embeddings", True),
         "norm": "layernorm", "norm_bias": True, "norms_per_layer": norms,
+        # one all-reduce a layer where attention and MLP run in parallel (vLLM's falcon.py: reduce_row_parallel_results
+        # = not (new_decoder_architecture or parallel_attn))
+        "single_reduce": c.bool("new_decoder_architecture", False) or c.bool("parallel_attn", True),
         "attention": {"kind": _kind(heads, kv), "num_heads": heads, "num_kv_heads": kv, "head_dim": d // heads,
                       "qkv_bias": bias, "out_bias": bias,
                       **({"rotary_dim": 0} if c.bool("alibi", False) else {})},  # ALiBi Falcons have no RoPE
@@ -649,7 +652,11 @@ HYBRID_FIELDS = ("hybrid_override_pattern", "layers_block_type", "attn_layer_per
                  # Ring-linear's bailing_moe_linear: every layer_group_size-th layer softmax attention, the others
                  # linear (vLLM's bailing_moe_linear.py); read as all softmax, its KV had been 5x high (the
                  # twenty-first audit, H1)
-                 "layer_group_size")
+                 "layer_group_size",
+                 # LFM2: the layers listed in full_attn_idxs attention, the others short convolutions of conv_L_cache
+                 # (transformers' Lfm2Config, vLLM's lfm2.py); read as all attention, KV 2.67x high (the twenty-third
+                 # audit, H1)
+                 "full_attn_idxs", "conv_L_cache")
 EXPERT_COUNT = "num_local_experts|n_routed_experts|num_experts|moe_num_experts"
 TOP_K = "num_experts_per_tok|moe_top_k|experts_per_token|num_experts_per_token"
 SOFTMAX_LAYER_TYPES = ("full_attention", "sliding_attention")
@@ -689,7 +696,7 @@ def _moe_fields(c: Config, spec: dict, *, known: bool) -> None:
         c.assumptions.append("expert width: intermediate_size (no moe_intermediate_size; as Mixtral)")
     moe = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": c.need(width_key)[0]}
     shared_key, count_key = (_first(c, k) for k in ("shared_expert_intermediate_size|shared_intermediate_size",
-                                                    "n_shared_experts|num_shared_experts"))
+                                                    "n_shared_experts|num_shared_experts|moe_num_shared_experts"))
     count = c.int(count_key) if count_key and c.data[count_key] else 0
     if shared_key and c.data[shared_key]:  # Qwen-MoE: a shared expert of its own width (MiniMax-M2 writes 0: none)
         moe.update(num_shared_experts=count or 1, shared_expert_intermediate_size=c.int(shared_key))
@@ -1409,7 +1416,32 @@ NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on t
             "olmo": "OLMo's non-parametric LayerNorms (no weight or bias)",
             # the eighteenth audit, H3: read as a Llama, KV +75 % and 2.35 B parameters left out
             **dict.fromkeys(("gemma3n", "gemma3n_text"), "Gemma 3n's layout (AltUp, LAuReL, per-layer embeddings, "
-                            "and a KV cache its last layers share)")}
+                            "and a KV cache its last layers share)"),
+            # the twenty-third audit (H1-H4), each refused for another field where its own is the reason, and read
+            # wrong once that field is added:
+            # Gemma 4's full-attention layers take num_global_key_value_heads x global_head_dim with K = V
+            # (attention_k_eq_v), its smaller models share KV across layers and embed per layer: read as Gemma 3,
+            # KV of a full layer >= 1.9x and 550 M attention weights short on gemma-4-31B
+            **dict.fromkeys(("gemma4", "gemma4_text"), "Gemma 4's layout (full-attention layers of their own KV heads "
+                            "and head size with K = V: num_global_key_value_heads, global_head_dim, attention_k_eq_v; "
+                            "a KV cache layers share: num_kv_shared_layers; per-layer embeddings)"),
+            **dict.fromkeys(("lfm2", "lfm2_moe"), "LFM2's short-convolution layers beside attention (full_attn_idxs, "
+                            "conv_L_cache)"),
+            # Llama-Nemotron NAS (DeciLM): block_configs gives each layer its KV heads (n_heads_in_group), no-op
+            # attention and FFN width; read uniform, KV 8x high
+            "nemotron-nas": "Llama-Nemotron NAS's per-layer blocks (block_configs: each layer's KV heads, no-op "
+                            "attention and FFN width)",
+            "deci": "DeciLM's per-layer KV heads (num_key_value_heads_per_layer)",
+            # ERNIE 4.5's MoE layers run from moe_layer_start_index to moe_layer_end_index every moe_layer_interval,
+            # top-k moe_k; Hunyuan's MoE fields are per-layer lists (moe_topk, moe_intermediate_size) beside
+            # cross-layer attention (use_cla)
+            "ernie4_5_moe": "ERNIE 4.5's MoE fields (moe_k, moe_layer_start_index to moe_layer_end_index, "
+                            "moe_layer_interval)",
+            "hunyuan_v1_moe": "Hunyuan's per-layer MoE lists (moe_topk, moe_intermediate_size) and cross-layer "
+                              "attention (use_cla, cla_share_factor)",
+            # Step-3.5: KV heads in num_attention_groups and each layer type's heads in attention_other_setting
+            "step3p5": "Step-3.5's attention groups (num_attention_groups) and per-layer-type heads "
+                       "(attention_other_setting)"}
 ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
 
 def _starcoder2(c: Config) -> dict:

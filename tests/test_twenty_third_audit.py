@@ -1,0 +1,168 @@
+"""The left lists of the twentieth and twenty-second audits taken up, and the twenty-third hostile audit
+(docs/validation.md, "Twenty-third hostile audit"): each test is named after its finding."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from kvcalc.engines.scheduler import ahead_before_default, sglang_rank_chunk, sglang_server_budget
+from kvcalc.serving.closed_form import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("gpu_GiB", "chunk"), [
+    # sgl-project/sglang python/sglang/srt/server_args.py _handle_gpu_memory_settings (PR #10975), gpu_mem in MiB:
+    # < 20 GiB 2048 (T4), < 35 GiB 2048 (A10, 4090, 5090), < 60 GiB 4096 (A100 40GB, L40), < 90 GiB 8192 (H100),
+    # < 160 GiB 8192 (H200), else 16384 (B200, MI300)
+    (16, 2048), (24, 2048), (32, 2048), (40, 4096), (48, 4096), (80, 8192), (94, 8192), (141, 8192), (180, 16384),
+    (192, 16384), (288, 16384)])
+def test_20_r4_sglang_chunk_by_the_gpus_memory(gpu_GiB, chunk):
+    assert sglang_server_budget(gpu_GiB) == chunk
+    assert sglang_server_budget(gpu_GiB, "0.5.3") == chunk  # the first release with PR #10975 (bumped 2025-10-06)
+    assert sglang_server_budget(gpu_GiB, "0.5.2") == 8192  # before it, not pinned: the H100's 8,192
+    assert sglang_server_budget(gpu_GiB, "unknown (2025-09)") == 8192
+    assert sglang_server_budget(gpu_GiB, "unknown (2025-11)") == chunk
+
+
+def test_20_r4_sglang_dp_attention_ranks_share_the_chunk():
+    """server_args.py _handle_data_parallelism, after _handle_gpu_memory_settings: `self.chunked_prefill_size =
+    self.chunked_prefill_size // self.dp_size` under --enable-dp-attention (PR #4390, 2025-03); before it,
+    `self.chunked_prefill_size // 2` with dp_size = tp_size."""
+    assert sglang_server_budget(141, "0.5.3", dp=8) == 1024
+    assert sglang_server_budget(192, None, dp=8) == 2048
+    assert sglang_server_budget(141, "0.4.3.post2", dp=8) == 4096
+    assert sglang_rank_chunk(65536, 8, "0.5.14") == 8192
+    assert sglang_rank_chunk(8192, 1, "0.5.14") == 8192
+
+
+def test_20_r4_serve_and_simulate_take_sglangs_chunk():
+    from kvcalc.serving.simulate import simulate
+
+    b200 = serve("llama-3-8b", "b200", engine="sglang", input_len=4000, output_len=200, concurrency=16)
+    l40s = serve("llama-3-8b", "l40s", engine="sglang", input_len=4000, output_len=200, concurrency=16)
+    assert "at most 16,384 tokens a step" in b200["assumptions"]["batching"]
+    assert "at most 4,096 tokens a step" in l40s["assumptions"]["batching"]
+    sim = simulate("llama-3-8b", "b200", engine="sglang", input_len=4000, output_len=20, concurrency=4,
+                   num_prompts=8)
+    assert sim["step_tokens"] == 16384
+    # DeepSeek-V2-Lite over 8 H200s as 8 data-parallel attention ranks: 8,192 // 8 a rank
+    dp = simulate("deepseek-v2-lite", "h200", engine="sglang", ep=8, input_len=2000, output_len=8, concurrency=8,
+                  num_prompts=8)
+    assert dp["step_tokens"] == 1024
+
+
+def test_20_r4_ledger_rows_take_the_ranks_chunk():
+    from kvcalc.ledgers.serving_sim import row_kwargs
+
+    rows = {r["id"]: r for r in csv.DictReader(open(ROOT / "validation/serve/unseen-serving.csv"))}
+    assert row_kwargs(rows["sv-016"])["step_tokens"] == 1024  # SGLang 0.5.3, DeepSeek-R1 on 8 H200s, DP attention
+    assert row_kwargs(rows["sv-045"])["step_tokens"] == 4096  # SGLang 0.4.3.post2, the same: halved
+    assert row_kwargs(rows["sv-014"])["step_tokens"] == 8192  # 0.5.3 without DP attention
+
+
+def test_release_before_keeps_the_ahead_rule():
+    """ahead_before_default now reads releases through release_before (behaviour unchanged)."""
+    assert ahead_before_default("vllm", "0.13.1") is False
+    assert ahead_before_default("vllm", "0.14.0") is None
+    assert ahead_before_default("vllm", "unknown (2025-12)") is False
+    assert ahead_before_default("vllm", "unknown (2026-01)") is None
+    assert ahead_before_default("sglang", "0.3.0") is False
+
+
+def _estimate_config(tmp_path, config: dict):
+    import json
+
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return CliRunner().invoke(app, ["estimate", "-m", str(path), "-f", "json"])
+
+
+# LiquidAI LFM2-1.2B's config.json, its structural fields (as vendored verbatim in a public test of an NPU port;
+# transformers' Lfm2Config: layers in full_attn_idxs attention, the others short convolutions)
+LFM2 = {"architectures": ["Lfm2ForCausalLM"], "model_type": "lfm2", "hidden_size": 2048, "intermediate_size": 8192,
+        "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
+        "vocab_size": 65536, "max_position_embeddings": 128000, "full_attn_idxs": [2, 5, 8, 10, 12, 14],
+        "conv_L_cache": 3, "conv_dim": 2048, "torch_dtype": "bfloat16"}
+
+
+def test_23_h1_lfm2_is_refused_by_its_convolution_layers(tmp_path):
+    """Read as 16 attention layers its KV had been 32,768 B a token where LFM2-1.2B's 6 attention layers keep
+    6 x 2 x 8 x 64 x 2 = 12,288."""
+    out = _estimate_config(tmp_path, LFM2)
+    assert out.exit_code == 2 and "LFM2's short-convolution layers" in out.output
+    out = _estimate_config(tmp_path, {**LFM2, "model_type": "lfm_fork"})  # by its fields, whatever the name
+    assert out.exit_code == 2 and "full_attn_idxs: layers other than softmax attention" in out.output
+
+
+def test_23_h2_h3_h4_families_refused_for_their_own_fields(tmp_path):
+    """Gemma 4, Llama-Nemotron NAS, ERNIE 4.5 MoE, Hunyuan MoE and Step-3.5 had been refused for another field (a rope
+    type, intermediate_size, a top-k name, layer_types' length) and read wrong once it was supplied."""
+    base = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 4, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "vocab_size": 32000}
+    for model_type, field in (("gemma4_text", "attention_k_eq_v"), ("nemotron-nas", "block_configs"),
+                              ("ernie4_5_moe", "moe_k"), ("hunyuan_v1_moe", "moe_topk"),
+                              ("step3p5", "num_attention_groups"), ("deci", "num_key_value_heads_per_layer")):
+        out = _estimate_config(tmp_path, {**base, "model_type": model_type})
+        assert out.exit_code == 2 and field in out.output, (model_type, out.output)
+
+
+def test_23_h4_moe_num_shared_experts_is_read(tmp_path):
+    """ERNIE-4.5-21B-A3B's fields under a model_type kvcalc reads by its fields (baidu's config.json as vendored in
+    a public mlx-swift test, num_experts_per_tok added as a user would): transformers' Ernie4_5_MoeSparseMoeBlock
+    builds shared_experts of moe_intermediate_size x moe_num_shared_experts, so its 27 MoE layers hold
+    27 x 3 x 2560 x (1536 x 2) = 637,009,920 shared-expert weights (they had been left out: 0)."""
+    ernie = {"architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie_fork", "hidden_size": 2560,
+             "intermediate_size": 12288, "max_position_embeddings": 131072, "num_attention_heads": 20,
+             "num_key_value_heads": 4, "num_hidden_layers": 28, "vocab_size": 103424, "use_bias": False,
+             "tie_word_embeddings": True, "moe_num_experts": 64, "moe_layer_start_index": 1,
+             "moe_intermediate_size": 1536, "moe_k": 6, "moe_layer_interval": 1, "moe_num_shared_experts": 2,
+             "num_experts_per_tok": 6, "torch_dtype": "bfloat16"}
+    import json
+
+    out = _estimate_config(tmp_path, ernie)
+    assert out.exit_code == 0, out.output
+    weights = json.loads(out.stdout)["weights"]["breakdown"]
+    assert weights["moe/shared"] == 27 * 3 * 2560 * 1536 * 2
+
+
+def test_23_s2_falcon_sums_attention_and_mlp_into_one_all_reduce():
+    """vLLM's falcon.py: reduce_row_parallel_results = not (new_decoder_architecture or parallel_attn), and
+    FalconDecoderLayer adds the MLP's and attention's outputs before one tensor_model_parallel_all_reduce. Falcon-40B
+    (both set) runs 60 all-reduces a step at TP 8, not 120: the same spec with two a layer takes twice the time."""
+    from kvcalc.estimator import estimate
+    from kvcalc.specs.catalog import load_model
+
+    falcon = load_model("falcon-40b")
+    assert falcon.single_reduce and falcon.residual_blocks == 60
+    one = estimate(falcon, "h100-sxm", batch=1, context=2048, tp=8)
+    two = estimate(falcon.model_copy(update={"single_reduce": False}), "h100-sxm", batch=1, context=2048, tp=8)
+    assert two.decode.allreduce_ms == pytest.approx(2 * one.decode.allreduce_ms, rel=1e-9)
+
+
+def test_23_s2_falcon_configs_say_so(tmp_path):
+    import json
+
+    from kvcalc.specs.hf import load_hf_spec
+
+    base = {"model_type": "falcon", "hidden_size": 4544, "num_attention_heads": 71, "num_hidden_layers": 32,
+            "vocab_size": 65024, "multi_query": True, "bias": False}
+    for parallel, one in ((True, True), (False, False)):
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps({**base, "parallel_attn": parallel}))
+        assert load_hf_spec(path)[0].single_reduce is one
+
+
+def test_23_s4_ep_that_does_not_divide_the_experts_says_why():
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    out = CliRunner().invoke(app, ["estimate", "-m", "deepseek-v3", "-g", "h200", "--ep", "24"])
+    assert out.exit_code == 2 and "as SGLang and TensorRT-LLM require" in out.output
+    assert "determine_expert_map" in out.output
