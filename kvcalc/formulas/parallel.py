@@ -293,7 +293,9 @@ def check_ep(ep: int, model: ModelSpec, tp: int) -> None:
     if ep % tp:
         raise KvcalcError(f"--ep: {ep} GPUs must be a multiple of --tp {tp} (data-parallel attention replicas of tp)")
     if model.moe.num_experts % ep:
-        raise KvcalcError(f"--ep: {ep} GPUs must divide {model.name}'s {model.moe.num_experts} routed experts")
+        raise KvcalcError(f"--ep: {ep} GPUs must divide {model.name}'s {model.moe.num_experts} routed experts: kvcalc "
+                          "models an even split, as SGLang and TensorRT-LLM require (vLLM places a remainder on some ranks, "
+                          "fused_moe determine_expert_map, which kvcalc does not model)")
 
 
 def shard_experts(op: Op, ep: int, model: ModelSpec | None = None, tokens=None) -> Op:
