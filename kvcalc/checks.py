@@ -209,25 +209,54 @@ def foreign_format(hw, weight_dtype: str) -> str | None:
     return None
 
 
+def nvidia_capability(hw) -> tuple[int, int] | None:
+    """(major, minor) of an NVIDIA part's compute capability (hardware_specs' compute_capability), None otherwise."""
+    cc = getattr(hw, "compute_capability", None)
+    if hw.vendor != "NVIDIA" or not cc or cc.startswith("gfx"):
+        return None
+    major, minor = cc.split(".")
+    return int(major), int(minor)
+
+
 def engine_format_refusal(engine: str | None, hw, weight_dtype: str) -> str | None:
-    """Why `engine` does not load `weight_dtype` weights on `hw`, or None (the twenty-second audit, Q1 and Q2: plan had
-    chosen, and --emit launched, deployments that cannot start):
+    """Why `engine` does not load `weight_dtype` weights on `hw`, or None (the twenty-second audit, Q1 and Q2, and the
+    twenty-third, G1-G4: plan had chosen, and --emit launched, deployments that cannot start):
       nvfp4 under TensorRT-LLM or SGLang needs Blackwell's fp4 tensor cores: TensorRT-LLM's hardware support matrix
         (docs/source/features/quantization.md) lists NVFP4 on Blackwell only, and SGLang's
         ModelOptFp4Config.get_min_capability() is 100 (python/sglang/srt/layers/quantization/modelopt_quant.py);
         vLLM runs it on older parts weight-only (Marlin FP4);
       fp8 and fp8-block under TensorRT-LLM need an fp8 peak (the same matrix: FP8 not on Ampere); vLLM runs them
-        weight-only there (FP8 Marlin).
-    The part's fp4 and fp8 peaks stand for the architecture (hardware_specs/*.toml)."""
+        weight-only there (FP8 Marlin), on NVIDIA parts only: on AMD, vLLM's FP8 kernels need MI300 or later
+        (ROCmFP8ScaledMMLinearKernel.is_supported: 'requires MI3xx'; Marlin is CUDA-only), so a part without an fp8
+        peak (CDNA 2: MI210, MI250X) has none;
+      fp8-block under TensorRT-LLM: the matrix's FP8 (block scaling) column lists Hopper and Blackwell sm100/103 only,
+        not Ada or sm120 (L4, L40S, RTX 4090, RTX 5090, RTX PRO 6000);
+      mxfp4 under vLLM needs compute capability 8.0 (vllm/model_executor/layers/quantization/mxfp4.py
+        Mxfp4Config.get_min_capability() 80: not a T4 or V100); under TensorRT-LLM Hopper or Blackwell (the matrix's
+        MXFP4 column and examples/models/core/gpt_oss/README.md's MoE support matrix).
+    The part's fp4 and fp8 peaks and its compute_capability stand for the architecture (hardware_specs/*.toml)."""
     peaks = hw.peak_tflops.available()
+    cc = nvidia_capability(hw)
+    names = {"trtllm": "TensorRT-LLM", "sglang": "SGLang", "vllm": "vLLM"}
+    does_not_start = "these times are of a deployment that does not start"
     if weight_dtype == "nvfp4" and engine in ("trtllm", "sglang") and "fp4" not in peaks and hw.vendor == "NVIDIA":
-        name = {"trtllm": "TensorRT-LLM", "sglang": "SGLang"}[engine]
-        return (f"--weight-dtype nvfp4: {name} loads NVFP4 weights on Blackwell only (fp4 tensor cores), not on "
-                f"{hw.name}; vLLM runs them there weight-only: these times are of a deployment that does not start")
+        return (f"--weight-dtype nvfp4: {names[engine]} loads NVFP4 weights on Blackwell only (fp4 tensor cores), not "
+                f"on {hw.name}; vLLM runs them there weight-only: {does_not_start}")
     if weight_dtype in ("fp8", "fp8-block") and engine == "trtllm" and "fp8" not in peaks:
         return (f"--weight-dtype {weight_dtype}: TensorRT-LLM loads FP8 weights on parts with fp8 tensor cores (Ada, "
-                f"Hopper, Blackwell), not on {hw.name}; vLLM runs them there weight-only: these times are of a "
-                "deployment that does not start")
+                f"Hopper, Blackwell), not on {hw.name}; vLLM runs them there weight-only: {does_not_start}")
+    if weight_dtype == "fp8-block" and engine == "trtllm" and cc is not None and cc[0] not in (9, 10):
+        return (f"--weight-dtype fp8-block: TensorRT-LLM runs block-scaled FP8 on Hopper and datacenter Blackwell "
+                f"(sm90, sm100/103) only, not on {hw.name} (sm{cc[0]}{cc[1]}): {does_not_start}")
+    if weight_dtype in ("fp8", "fp8-block") and engine == "vllm" and hw.vendor == "AMD" and "fp8" not in peaks:
+        return (f"--weight-dtype {weight_dtype}: vLLM's FP8 kernels on ROCm need MI300 or later (fp8 tensor cores), "
+                f"and its weight-only FP8 (Marlin) runs on NVIDIA only; {hw.name} has neither: {does_not_start}")
+    if weight_dtype == "mxfp4" and engine == "vllm" and cc is not None and cc < (8, 0):
+        return (f"--weight-dtype mxfp4: vLLM loads MXFP4 weights from compute capability 8.0 (Mxfp4Config), not on "
+                f"{hw.name} ({cc[0]}.{cc[1]}): {does_not_start}")
+    if weight_dtype == "mxfp4" and engine == "trtllm" and cc is not None and cc < (9, 0):
+        return (f"--weight-dtype mxfp4: TensorRT-LLM runs MXFP4 on Hopper and Blackwell only, not on {hw.name} "
+                f"({cc[0]}.{cc[1]}); vLLM and SGLang run it there: {does_not_start}")
     return None
 
 

@@ -166,3 +166,56 @@ def test_23_s4_ep_that_does_not_divide_the_experts_says_why():
     out = CliRunner().invoke(app, ["estimate", "-m", "deepseek-v3", "-g", "h200", "--ep", "24"])
     assert out.exit_code == 2 and "as SGLang and TensorRT-LLM require" in out.output
     assert "determine_expert_map" in out.output
+
+
+@pytest.mark.parametrize(("engine", "gpu", "weight_dtype", "says"), [
+    # vLLM's Mxfp4Config.get_min_capability() is 80: a T4 is 7.5 (NVIDIA's compute capability table)
+    ("vllm", "t4", "mxfp4", "compute capability 8.0"),
+    # TensorRT-LLM's hardware support matrix (docs/source/features/quantization.md): MXFP4 on Hopper and Blackwell
+    ("trtllm", "a100-sxm-80gb", "mxfp4", "Hopper and Blackwell only"),
+    ("trtllm", "l40s", "mxfp4", "Hopper and Blackwell only"),
+    # vLLM's ROCm FP8 kernels require MI3xx; its weight-only FP8 Marlin is CUDA-only: CDNA 2 has neither
+    ("vllm", "mi250x-gcd", "fp8", "MI300 or later"),
+    ("vllm", "mi210", "fp8-block", "MI300 or later"),
+    # the same matrix's FP8 (block scaling): Hopper and Blackwell sm100/103, not Ada or sm120
+    ("trtllm", "l40s", "fp8-block", "sm89"),
+    ("trtllm", "rtx-5090", "fp8-block", "sm120"),
+])
+def test_23_g1_g4_formats_an_engine_does_not_load_on_the_part(engine, gpu, weight_dtype, says):
+    from kvcalc.checks import engine_format_refusal
+    from kvcalc.specs.catalog import load_gpu
+
+    why = engine_format_refusal(engine, load_gpu(gpu), weight_dtype)
+    assert why is not None and says in why and "does not start" in why
+
+
+@pytest.mark.parametrize(("engine", "gpu", "weight_dtype"), [
+    ("vllm", "a100-sxm-80gb", "mxfp4"), ("trtllm", "h100-sxm", "mxfp4"), ("vllm", "mi300x", "fp8"),
+    ("trtllm", "h100-sxm", "fp8-block"), ("trtllm", "b200", "fp8-block"), ("trtllm", "l40s", "fp8"),
+    ("vllm", "a100-sxm-80gb", "fp8")])  # vLLM's FP8 Marlin on Ampere, weight-only
+def test_23_g1_g4_formats_that_start(engine, gpu, weight_dtype):
+    from kvcalc.checks import engine_format_refusal
+    from kvcalc.specs.catalog import load_gpu
+
+    assert engine_format_refusal(engine, load_gpu(gpu), weight_dtype) is None
+
+
+def test_23_g1_plan_says_why_nothing_starts():
+    """gpt-oss-20b (MXFP4) on a T4: SGLang and TensorRT-LLM do not run there, and vLLM refuses MXFP4 below 8.0: plan
+    had chosen vLLM, and then said 'no deployment holds one full-length request' once vLLM was left out."""
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    out = CliRunner().invoke(app, ["plan", "-m", "gpt-oss-20b", "-g", "t4", "-i", "500", "-o", "100", "-n", "4"])
+    assert out.exit_code == 2 and "no deployment of gpt-oss-20b starts on t4" in out.output
+    assert "compute capability 8.0" in out.output
+
+
+def test_23_g_every_bundled_gpu_states_its_compute_capability():
+    from kvcalc.specs.catalog import bundled_specs
+
+    for hw in bundled_specs("gpu"):
+        name = hw.name
+        assert hw.compute_capability, name
+        assert hw.compute_capability.startswith("gfx") == (hw.vendor == "AMD"), name

@@ -205,9 +205,11 @@ SERVING_ENGINES = ("vllm", "sglang", "trtllm")
 
 def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, max_gpus: int,
                 disaggregated: bool, speculate: bool = False,
-                skipped: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()) -> list[Deployment]:
+                skipped: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+                refused: list[str] | None = None) -> list[Deployment]:
     """Every deployment of the search, as data; where `speculate` and the model ships a draft head (SPECULATION),
-    each again with speculative decoding. skipped: (engine, GPU) pairs of `engines` that do not run there."""
+    each again with speculative decoding. skipped: (engine, GPU) pairs of `engines` that do not run there. refused:
+    where given, gets why each engine and weight format left out does not start (checks.engine_format_refusal)."""
     out = []
     for hw in gpus:
         names = ([e for e in engines if (e, hw.name) not in skipped] if engines else
@@ -216,8 +218,11 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
             if engine_model_refusal(engine, spec):  # an architecture the engine's server cannot load (P9)
                 continue
             for weight_dtype, converted in weight_formats(spec, hw, convert):
-                if engine_format_refusal(engine, hw, weight_dtype):  # weights the engine does not load on this
-                    continue  # part (the twenty-second audit, Q1, Q2: NVFP4 under TensorRT-LLM on an H100)
+                if why := engine_format_refusal(engine, hw, weight_dtype):  # weights the engine does not load on
+                    # this part (the twenty-second audit, Q1, Q2: NVFP4 under TensorRT-LLM on an H100)
+                    if refused is not None:
+                        refused.append(why)
+                    continue
                 for kv_dtype in kv_formats(hw):
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
                             for lay in layouts(spec, hw, max_gpus, disaggregated) if launches_layout(engine, lay)
@@ -772,8 +777,13 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     for e in engines or ():  # one of several that cannot load it is said, not dropped (the verification, V5)
         if why := engine_model_refusal(e, spec):
             say(f"--engines: {e} not searched: {why}")
+    not_starting: list[str] = []
     candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
-                             disaggregated=disaggregated, speculate=speculate, skipped=skipped)
+                             disaggregated=disaggregated, speculate=speculate, skipped=skipped, refused=not_starting)
+    if not candidates and not_starting:  # every engine and format left out as one that does not start: said, not "no
+        # deployment holds one full-length request" (the twenty-third audit, G1: gpt-oss on a T4)
+        raise KvcalcError(f"no deployment of {spec.name} starts on {', '.join(hw.name for hw in hws)}: "
+                          + "; ".join(dict.fromkeys(r.split(": these times")[0] for r in not_starting)))
     by_name = {hw.name: hw for hw in hws}
     points, no_fit, built = [], [], []
     memo: dict = {}

@@ -58,6 +58,10 @@ class HardwareSpec(StrictModel):
         "B200 in silence")
     sources: list[str] = Field(min_length=1)
     notes: str = ""
+    compute_capability: str | None = Field(
+        None, pattern=r"^(\d{1,2}\.\d|gfx[0-9a-f]{2,4})$", description="NVIDIA's compute capability (8.9) or AMD's LLVM "
+        "target (gfx942): what the engines gate their kernels and number formats by (checks.engine_format_refusal); "
+        "unset: not stated, nothing refused by it")
     memory_GiB: float = Field(ge=1e-3, le=1e6, description="HBM/GDDR capacity; vendors' 'GB' for these parts is binary GiB")
     visible_memory_GiB: float | None = Field(
         None, ge=1e-3, le=1e6, description="total that torch.cuda.mem_get_info reports (what engines budget from); "
