@@ -299,14 +299,19 @@ def test_s2_the_simulators_step_of_several_whole_prompts_is_the_step_timers(mode
 
 def test_s3_a_request_reaching_a_busy_decode_pool_decodes_in_the_next_step(tmp_path):
     """Hand schedule (the audit's, StepTimer on an H100's roofline): both prompts prefill together (55.82 ms), their KV
-    crosses one after the other (3.93 ms each), so request 1 reaches the decode pool at 63.68 ms while request 0
-    decodes; it joins the running step and finishes at 74.95 ms, not a step later (79.93)."""
+    crosses one after the other (3.93 ms each), so request 0 reaches the decode pool at 59.75 ms and request 1 at
+    63.68, while request 0's first decode step runs (59.75-64.79: vLLM's decode instance computes the prompt's last
+    token again, and that step's token is the first the client sees: the twenty-third audit, D4); request 1 joins the
+    next step (64.79-69.91, its first token) beside request 0's second token, not a step later; 69.91-75.02 request 0's
+    last token and request 1's second; 75.02-80.07 request 1's last. (Before D4 the transferred token had been taken
+    as the first: 74.95 ms, and 79.93 where request 1 had sat out a step.)"""
     import kvcalc
 
     (tmp_path / "t.csv").write_text("arrival_s,input_len,output_len\n0,1500,3\n0,1500,3\n")
     d = _quiet(kvcalc.simulate, "llama-3-8b", engine="roofline", arrivals="trace", trace=str(tmp_path / "t.csv"),
-               disaggregate=(1, 1))
-    assert d["duration_s"] * 1e3 == pytest.approx(74.95, abs=0.01)
+               disaggregate=(1, 1), keep_timeline=True)
+    assert sorted(d["timeline"]["ttft_s"] * 1e3) == pytest.approx([64.79, 69.91], abs=0.01)
+    assert d["duration_s"] * 1e3 == pytest.approx(80.07, abs=0.01)
     assert d["tpot_ms"]["p99"] < 6.0  # neither request sits out a step (had been 8.10)
 
 

@@ -219,3 +219,74 @@ def test_23_g_every_bundled_gpu_states_its_compute_capability():
         name = hw.name
         assert hw.compute_capability, name
         assert hw.compute_capability.startswith("gfx") == (hw.vendor == "AMD"), name
+
+
+def _quiet(f, *a, **k):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return f(*a, **k)
+
+
+# Llama-2-7B (MHA: 32 layers x 32 KV heads x 128) keeps 2 x 32 x 32 x 128 x 2 B = 524,288 B a token: a 512-token
+# prompt's cache is 268,435,456 B, 5.369 ms over a B200's 50 GB/s each way (scale_out_bandwidth_GBps 100, both ways)
+LLAMA2_512_TRANSFER_S = 512 * 524_288 / 50e9
+
+
+def test_23_d1_the_prefill_pool_hands_on_no_more_caches_than_its_link_carries():
+    r = _quiet(serve, "llama-2-7b", "b200", input_len=512, output_len=64, disaggregate=(1, 1), concurrency="max",
+               engine="vllm", weight_dtype="fp8")
+    assert r["assumptions"]["kv_transfer_ms"] == pytest.approx(LLAMA2_512_TRANSFER_S * 1e3, rel=1e-9)
+    # 186.3/s, not 252.7; vLLM's per-request cost (engines/overhead.py) takes it to C / (latency + 9 ms) of that
+    assert r["requests_per_s"] <= 1 / LLAMA2_512_TRANSFER_S
+    assert r["requests_per_s"] == pytest.approx(1 / LLAMA2_512_TRANSFER_S, rel=0.01)
+
+
+def test_23_d2_a_decode_replica_receives_one_cache_at_a_time():
+    """Two prefill replicas send at t = 0 to one decode replica, 2 s a transfer: the second waits for the receiving
+    link (done at 2 and 4, where each sender's link alone had allowed 2 and 2); to two decode replicas, 2 and 2."""
+    from kvcalc.serving.simulate import link_queue
+
+    assert list(link_queue([0.0, 0.0], [2.0, 2.0], [0, 1], [0, 0])) == [2.0, 4.0]
+    assert list(link_queue([0.0, 0.0], [2.0, 2.0], [0, 1], [0, 1])) == [2.0, 2.0]
+    assert list(link_queue([0.0, 0.0], [2.0, 2.0], [0, 1], [-1, -1])) == [2.0, 2.0]  # one-token requests: no receiver
+
+
+def test_23_d2_four_prefill_replicas_into_one_decode_gpu(tmp_path):
+    """4:1 at 240 requests/s evenly spaced: one decode GPU's link takes at most 1 / 5.369 ms = 186 caches a second;
+    the simulator had served 228 (61 GB/s through a 50 GB/s link)."""
+    trace = tmp_path / "ev.csv"
+    trace.write_text("arrival_s,input_len,output_len\n" + "".join(f"{i / 240},512,64\n" for i in range(1200)))
+    from kvcalc.serving.simulate import simulate
+
+    r = _quiet(simulate, "llama-2-7b", "b200", engine="vllm", weight_dtype="fp8", arrivals="trace",
+               trace=str(trace), disaggregate=(4, 1))
+    assert r["requests_per_s"] <= 1 / LLAMA2_512_TRANSFER_S
+
+
+def test_23_d3_a_decode_pool_that_cannot_keep_up_is_said():
+    """Llama-3.1-8B on L40S, 2,000 + 4,000 tokens, 1 request/s into a 1:1 split that serves about 0.17/s: the decode
+    pool's queue grows; it had shown none waiting and no warning (TTFT taken as the transfer ended)."""
+    from kvcalc.serving.simulate import simulate
+
+    r = _quiet(simulate, "llama-3.1-8b", "l40s", engine="vllm", input_len=2000, output_len=4000, arrivals="poisson",
+               request_rate=1, num_prompts=100, disaggregate=(1, 1))
+    assert r["max_waiting"] > 10
+    assert any("requests/s arrive where this deployment serves" in w for w in r["warnings"])
+    assert r["ttft_ms"]["p99"] > 10_000  # the last ones wait for the decode pool's seats
+
+
+def test_23_d4_vllms_first_token_comes_from_a_decode_step_sglangs_is_handed_on():
+    """vLLM's decode instance sets num_computed_tokens one short of the prompt (Scheduler.
+    _update_waiting_for_remote_kv) and streams the token its first step computes; SGLang's decode server streams the
+    prefill's token as it takes the request in. The closed form: vLLM's TTFT holds one decode step more."""
+    ask = dict(input_len=1000, output_len=200, disaggregate=(1, 1), request_rate=10)
+    v = _quiet(serve, "llama-3.1-8b", "h100-sxm", engine="vllm", **ask)
+    s = _quiet(serve, "llama-3.1-8b", "h100-sxm", engine="sglang", **ask)
+    v_alone = _quiet(serve, "llama-3.1-8b", "h100-sxm", engine="vllm", input_len=1000, output_len=200, concurrency=1)
+    s_alone = _quiet(serve, "llama-3.1-8b", "h100-sxm", engine="sglang", input_len=1000, output_len=200,
+                     concurrency=1)
+    a = v["assumptions"]
+    assert v["ttft_ms"] == pytest.approx(v_alone["ttft_ms"] + a["kv_transfer_ms"] + a["step_ms"], rel=1e-9)
+    assert s["ttft_ms"] == pytest.approx(s_alone["ttft_ms"] + s["assumptions"]["kv_transfer_ms"], rel=1e-9)

@@ -265,20 +265,40 @@ def prefill_pool_seconds(stepper: StepTimer, input_len: int, step_tokens: int) -
     return batch_s, alone_s
 
 
+def prefill_pool_rate(per_batch: int, batch_s: float, prefill_replicas: int, decode_replicas: int,
+                      transfer_s: float) -> float:
+    """Requests/s a prefill pool hands its decode pool: its replicas' steps of per_batch prompts, and no more KV caches
+    than cross the links one at a time, each prefill replica's out and each decode replica's in, transfer_s apiece
+    (the twenty-third audit, D1 and D2: Llama-2-7B's 268 MB a request over a B200's 50 GB/s had been handed on at 253
+    a second, where the link carries 186 and the simulator serves 181)."""
+    rate = prefill_replicas * per_batch / batch_s
+    if transfer_s > 0:
+        rate = min(rate, min(prefill_replicas, decode_replicas) / transfer_s)
+    return rate
+
+
+def first_token_on_decode(stepper: StepTimer) -> bool:
+    """Whether a disaggregated request's first token reaches the client from a decode-pool step: vLLM's decode
+    instance computes the prompt's last token again (Scheduler._update_waiting_for_remote_kv sets num_computed_tokens
+    one short), so TTFT holds one decode step (the twenty-third audit, D4: 8.2 ms short for Llama-3.1-8B on an H100);
+    the roofline runs vLLM's scheduler. SGLang and TensorRT-LLM hand on the prefill's token."""
+    return stepper.profile is None or stepper.profile.engine == "vllm"
+
+
 def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int,
                    prefill_gpus: int, decode_gpus: int) -> dict:
     spec, hw, tp = stepper.spec, stepper.hw, stepper.tp
     prefill_replicas, decode_replicas = prefill_gpus // tp, decode_gpus // tp
     per_batch = max(1, step_tokens // input_len)  # prompts one prefill step takes together
     batch_s, alone_s = prefill_pool_seconds(stepper, input_len, step_tokens)
-    prefill_rate = prefill_replicas * per_batch / batch_s
     transfer_s = kv_transfer_seconds(spec, hw, input_len, stepper.p.b_kv, tp)
-    ttft = alone_s + transfer_s
+    prefill_rate = prefill_pool_rate(per_batch, batch_s, prefill_replicas, decode_replicas, transfer_s)
     batch = concurrency / decode_replicas
     gain = step_yield(stepper.decode_gain, output_len)
     # a decoding request's step holds at least its own decode (audit F5)
     step = stepper.seconds(max(batch, 1.0), input_len + output_len / 2, 0, 0) if output_len > 1 else None
     tpot = step / gain if step is not None else None
+    ttft = alone_s + transfer_s + (step if step is not None and first_token_on_decode(stepper) else 0.0)
     latency = request_latency(ttft, tpot, output_len)
     rate = min(concurrency / latency, prefill_rate)
     # where the prefill pool binds, the other requests wait in its queue: their TTFT holds the wait, C / rate - latency

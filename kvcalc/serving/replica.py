@@ -94,7 +94,7 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         key = ("prefill", hw.name, engine, weight_dtype, kv_dtype, tp, input_len, step_tokens, speculate)
         if key not in memo:  # one pool replica's prefill steps, whatever the pools' sizes (closed_form.py)
             memo[key] = prefill_pool_seconds(stepper, input_len, step_tokens)
-        prefill = _prefill_pool(stepper, input_len, step_tokens, prefill_gpus, *memo[key])
+        prefill = _prefill_pool(stepper, input_len, step_tokens, prefill_gpus, decode_gpus, *memo[key])
 
         def run_many(cs, state=None):
             return disaggregated_many(stepper, cs, input_len, output_len, decode_gpus, request_s, run, prefill, state)
@@ -393,17 +393,17 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
     return out
 
 
-def _prefill_pool(stepper, input_len: int, step_tokens: int, prefill_gpus: int, batch_s: float,
+def _prefill_pool(stepper, input_len: int, step_tokens: int, prefill_gpus: int, decode_gpus: int, batch_s: float,
                   alone_s: float) -> tuple[float, float]:
     """(TTFT [s], the prefill pool's requests/s) of serving/closed_form.py _disaggregated, from its two prefill step
     times: one step of per_batch prompts, one prompt alone; its KV cache crosses the link between the pools."""
     from kvcalc.formulas.workload import kv_transfer_seconds
+    from kvcalc.serving.closed_form import prefill_pool_rate
 
-    hw = stepper.hw
     per_batch = max(1, step_tokens // input_len)
-    prefill_rate = prefill_gpus // stepper.tp * per_batch / batch_s
-    transfer_s = kv_transfer_seconds(stepper.spec, hw, input_len, stepper.p.b_kv, stepper.tp)
-    return alone_s + transfer_s, prefill_rate
+    transfer_s = kv_transfer_seconds(stepper.spec, stepper.hw, input_len, stepper.p.b_kv, stepper.tp)
+    rate = prefill_pool_rate(per_batch, batch_s, prefill_gpus // stepper.tp, decode_gpus // stepper.tp, transfer_s)
+    return alone_s + transfer_s, rate
 
 
 def disaggregated_many(stepper, cs, input_len: int, output_len: int, decode_gpus: int, request_s: float, run,
@@ -412,6 +412,8 @@ def disaggregated_many(stepper, cs, input_len: int, output_len: int, decode_gpus
     pool and the KV transfer do not depend on the concurrency (`prefill`: _prefill_pool's TTFT and rate), the decode
     step is one StepTimer call for the whole array (or step_s, its times at max(C / decode replicas, 1))."""
     import numpy as np
+
+    from kvcalc.serving.closed_form import first_token_on_decode
 
     cs = np.asarray(cs, dtype=float)
     ttft, prefill_rate = prefill
@@ -423,6 +425,8 @@ def disaggregated_many(stepper, cs, input_len: int, output_len: int, decode_gpus
         except ValueError:
             return _by_point(cs, run)
         tpot = step_s / step_yield(stepper.decode_gain, output_len)
+        if first_token_on_decode(stepper):  # vLLM's first token from a decode step (closed_form._disaggregated)
+            ttft = ttft + step_s
         latency = ttft + (output_len - 1) * tpot
     else:
         tpot, latency = None, np.full_like(cs, ttft)

@@ -194,6 +194,12 @@ class Workload:
     concurrency: int | None = None  # closed loop: requests in flight
     description: str = ""
     prefilled: bool = False  # requests arrive with their prompt cached and first token out (a decode pool's)
+    # with prefilled, where the decode pool's first token comes from (the twenty-third audit, D3 and D4): "arrival",
+    # handed over with the KV (TensorRT-LLM's context server returns it); "admission", streamed when the decode
+    # scheduler takes the request in (SGLang's process_prebuilt); "step", computed again: vLLM's decode instance sets
+    # num_computed_tokens one short of the prompt (Scheduler._update_waiting_for_remote_kv) and its first step's
+    # token is the first the client sees
+    first_token: str = "arrival"
 
 
 def length_range(mean: int, range_ratio: float) -> tuple[int, int]:
@@ -555,10 +561,13 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     blocks = np.zeros(n, dtype=np.int64)     # KV blocks held
     first = np.full(n, np.nan)
     last_tok = np.full(n, np.nan)            # when each request last streamed a token (ITL: the gaps between them)
-    if workload.prefilled:  # KV received from a prefill pool: decode from the first step
+    if workload.prefilled and workload.first_token == "step":  # KV received, the prompt's last token to compute
+        kv[:], pre_left[:], hit[:] = ins - 1, 1.0, 0.0
+    elif workload.prefilled:  # KV received from a prefill pool: decode from the first step
         kv[:], pre_left[:], gen[:], hit[:] = ins, 0.0, 1.0, 0.0
-        first[:] = arrive
-        last_tok[:] = arrive
+        if workload.first_token == "arrival":
+            first[:] = arrive
+            last_tok[:] = arrive
     finish = np.full(n, np.nan)
     lag = np.zeros(n)                        # under pp: how far behind the step's first micro-batch a request runs
     closed = workload.concurrency is not None
@@ -833,6 +842,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 if workload.prefilled and pre_left[i] <= 0:  # its KV in place: it decodes in this step, beside the
                     # running ones (the fifteenth audit, S3: it had sat out a step wherever the replica was busy)
                     s = min(q, budget_left)
+                    if np.isnan(first[i]):  # its first token streamed as the scheduler takes it in
+                        first[i] = last_tok[i] = t
                 nb = math.ceil((kv[i] + s) / bs) + state_blocks
                 used += nb - int(blocks[i])
                 blocks[i] = nb
@@ -1607,23 +1618,33 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     return out
 
 
-def link_queue(ready_s, transfer_s):
-    """When each KV cache has crossed one prefill replica's links, sent one at a time in the order they are ready
-    (first in, first out): a transfer starts when its prompt's prefill ends and the previous transfer is done (the
-    ninth audit's S5: prompts prefilled in one step had each crossed the links in one transfer's time, as if each
-    had them to itself)."""
+def link_queue(ready_s, transfer_s, sender=None, receiver=None):
+    """When each KV cache has crossed the links, sent one at a time in the order they are ready (first in, first
+    out): a transfer starts when its prompt's prefill ends and both its prefill replica's links (sender) and its
+    decode replica's (receiver; -1: none, a request that ends at the prefill pool) are free of the transfers before
+    it. sender, receiver: replica indices, by default one sender and no receiver (the ninth audit's S5: prompts
+    prefilled in one step had each crossed the links in one transfer's time, as if each had them to itself; the
+    twenty-third audit, D2: four prefill replicas had sent one decode GPU 61 GB/s through a 50 GB/s link)."""
     ready_s, transfer_s = np.asarray(ready_s, dtype=float), np.asarray(transfer_s, dtype=float)
-    done = np.empty(len(ready_s))
-    free = -np.inf
+    n = len(ready_s)
+    sender = np.zeros(n, dtype=np.int64) if sender is None else np.asarray(sender, dtype=np.int64)
+    receiver = np.full(n, -1, dtype=np.int64) if receiver is None else np.asarray(receiver, dtype=np.int64)
+    sent_free = np.full(int(sender.max()) + 1 if n else 1, -np.inf)
+    got_free = np.full(int(receiver.max()) + 1 if n and receiver.max() >= 0 else 1, -np.inf)
+    done = np.empty(n)
     for i in np.argsort(ready_s, kind="stable"):
-        free = done[i] = max(ready_s[i], free) + transfer_s[i]
+        s, r = sender[i], receiver[i]
+        start = max(ready_s[i], sent_free[s], got_free[r] if r >= 0 else -np.inf)
+        done[i] = sent_free[s] = start + transfer_s[i]
+        if r >= 0:
+            got_free[r] = done[i]
     return done
 
 
 def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int], tp: int, pool_tokens: float,
                    prefix_hit_rate: float, state_blocks: int = 0):
     """Prefill replicas (round-robin, one output token each), the KV transfers (queued on each prefill replica's
-    links: link_queue), then decode replicas (round-robin,
+    links and each decode replica's: link_queue), then decode replicas (round-robin,
     prompts already cached); one SimResult of the whole path."""
     from kvcalc.checks import MAX_GPUS, check_int
     from kvcalc.formulas.workload import kv_transfer_seconds
@@ -1637,22 +1658,25 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
     hw, spec, stepper = d["hw"], d["spec"], d["stepper"]
     n = len(work.input_len)
     transfer = kv_transfer_seconds(spec, hw, work.input_len.astype(float), d["p"].b_kv, tp)  # each request's own
-    first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     itl_t, itl_w, prefills, decodes = [], [], [], []
     preemptions = steps = 0
     p_rep, d_rep = split[0] // tp, split[1] // tp
     ones = np.ones(n, dtype=np.int64)
+    prefilled = np.full(n, np.nan)  # when each prompt's prefill (its first token) ends
     for r in range(p_rep):
         idx = np.arange(r, n, p_rep)
         sub = Workload(work.arrival_s[idx], work.input_len[idx], ones[idx])
         # TensorRT-LLM's context servers run without the overlap scheduler (engines/launch.py writes it off)
         res = simulate_schedule(replace(policy, ahead=policy.ahead and policy.name != "trtllm"), grid, sub, pool_tokens=pool_tokens, prefix_hit_rate=prefix_hit_rate,
                                 state_blocks=state_blocks)
-        first[idx] = link_queue(res.first_token_s, transfer[idx])
+        prefilled[idx] = res.first_token_s
         preemptions += res.preemptions
         steps += res.steps
         prefills.append(res)
+    index = np.arange(n)
+    first = link_queue(prefilled, transfer, index % p_rep, np.where(work.output_len > 1, index % d_rep, -1))
+    handed = "step" if policy.name.startswith("vllm") else "admission" if policy.name == "sglang" else "arrival"
     for r in range(d_rep):
         idx = np.arange(r, n, d_rep)
         # a request done at its first token leaves at the prefill pool: no decode-pool admission, step or ITL (the
@@ -1661,11 +1685,13 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         if not len(idx):
             continue
         idx = idx[np.argsort(first[idx], kind="stable")]
-        sub = Workload(first[idx], work.input_len[idx], work.output_len[idx], prefilled=True)
+        sub = Workload(first[idx], work.input_len[idx], work.output_len[idx], prefilled=True, first_token=handed)
         res = simulate_schedule(policy, grid, sub, pool_tokens=pool_tokens, verify_tokens=stepper.decode_q,
                                 tokens_per_step=stepper.decode_gain, cut_yields=stepper.decode_yields,
                                 state_blocks=state_blocks)
         finish[idx] = res.finish_s
+        if handed != "arrival":  # the client's first token comes from the decode replica
+            first[idx] = res.first_token_s
         preemptions += res.preemptions
         steps += res.steps
         itl_t.append(res.itl_s)
@@ -1673,8 +1699,9 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         decodes.append(res)
     one_token = work.output_len <= 1
     finish[one_token] = first[one_token]  # its answer once its KV (and first token) has left the prefill replica
-    # the deployment's timeline: requests waiting in every prefill replica's queue, running in every replica of
-    # either pool (the ninth round, S9: the first decode replica's alone, max_waiting 0 while requests waited 12 s
+    # the deployment's timeline: requests waiting in every replica's queue (the twenty-third audit, D3: a decode pool
+    # that cannot keep up had shown none waiting, and no warning), running in every replica of either pool (the ninth
+    # round, S9: the first decode replica's alone, max_waiting 0 while requests waited 12 s
     # for prefill; the twelfth audit, S8: the prefill replicas' left out, max_running 0 for 50 one-token requests)
     times = np.unique(np.concatenate([r.timeline_s for r in prefills + decodes]))
 
@@ -1695,6 +1722,6 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
     slowest = min(pool_rate(prefills), pool_rate(decodes))
     out = SimResult(work.arrival_s, first, finish, work.input_len, work.output_len, preemptions,
                     np.concatenate(itl_t) if itl_t else np.empty(0), np.concatenate(itl_w) if itl_w else np.empty(0),
-                    times, total(prefills, "waiting"), total(prefills + decodes, "running"), steps,
+                    times, total(prefills + decodes, "waiting"), total(prefills + decodes, "running"), steps,
                     busy_s=n / slowest if math.isfinite(slowest) else 0.0)
     return out, float(transfer.mean() * 1e3)
