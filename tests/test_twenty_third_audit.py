@@ -290,3 +290,18 @@ def test_23_d4_vllms_first_token_comes_from_a_decode_step_sglangs_is_handed_on()
     a = v["assumptions"]
     assert v["ttft_ms"] == pytest.approx(v_alone["ttft_ms"] + a["kv_transfer_ms"] + a["step_ms"], rel=1e-9)
     assert s["ttft_ms"] == pytest.approx(s_alone["ttft_ms"] + s["assumptions"]["kv_transfer_ms"], rel=1e-9)
+
+
+def test_23_d6_a_kv_transfer_takes_the_link_it_can():
+    """MI300X (no scale-out figure in its spec): 4:4 at TP 4 stays on one 8-GPU board, each prefill GPU sending its
+    quarter of Llama-3.1-70B's 4,000-token cache (4,000 x 327,680 B / 4 = 327.68 MB) over the one Infinity Fabric
+    link to its decode GPU, 64 GB/s each way (the CDNA 3 white paper's x16 at 32 Gbps; the spec's 896 GB/s over 7
+    peer links): 5.12 ms (had been 0.73, all seven links); 8:8 at TP 8 spans two boards, which needs the spec's
+    scale-out figure, as tensor parallelism over 16 does."""
+    from kvcalc.errors import KvcalcError
+
+    ask = dict(input_len=4000, output_len=300, request_rate=1, engine="vllm")
+    r = _quiet(serve, "llama-3.1-70b", "mi300x", tp=4, disaggregate=(4, 4), **ask)
+    assert r["assumptions"]["kv_transfer_ms"] == pytest.approx(4000 * 327_680 / 4 / 64e9 * 1e3, rel=1e-9)
+    with pytest.raises(KvcalcError, match="pools of 16 move their KV caches between boxes"):
+        _quiet(serve, "llama-3.1-70b", "mi300x", tp=8, disaggregate=(8, 8), **ask)

@@ -234,15 +234,27 @@ def transfer_seconds(nbytes, link_bandwidth_GBps: float | None):
     return nbytes / (link_bandwidth_GBps * 1e9 / 2) if link_bandwidth_GBps else 0.0
 
 
-def kv_transfer_seconds(model, hw, tokens, b_kv: float, tp: int):
+def kv_transfer_seconds(model, hw, tokens, b_kv: float, tp: int, gpus: int | None = None):
     """A disaggregated request's KV cache moving from the prefill pool to the decode pool [s]: each GPU of the
     prefill replica sends the share it holds (formulas/parallel.py sequence_bytes_per_gpu) over its own link, the spec's
     scale-out network, else its interconnect (the fresh audit: the whole cache had crossed one link at every TP
-    degree). tokens: a number or an array of prompt lengths."""
+    degree): in a mesh of peer links (interconnect_peer_links) the one link to the GPU it sends to. gpus: the pools'
+    GPUs together; more than the interconnect joins (scale_up_gpus) cross boxes, which needs the scale-out figure, as
+    tensor parallelism that wide does (the twenty-third audit, D6: 8:8 MI300Xs at TP 8 had crossed two boards over
+    Infinity Fabric, and each GPU's cache had taken all seven of its links). tokens: a number or an array of prompt
+    lengths."""
     from kvcalc.errors import KvcalcError
     from kvcalc.formulas.parallel import sequence_bytes_per_gpu
 
-    link = hw.scale_out_bandwidth_GBps or hw.interconnect_bandwidth_GBps
+    link = hw.scale_out_bandwidth_GBps
+    if not link:
+        if gpus is not None and hw.scale_up_gpus is not None and gpus > hw.scale_up_gpus:
+            raise KvcalcError(f"--disaggregate: {hw.name}'s interconnect joins {hw.scale_up_gpus} GPUs; pools of "
+                              f"{gpus} move their KV caches between boxes, which needs the spec's "
+                              "scale_out_bandwidth_GBps, which it does not list")
+        link = hw.interconnect_bandwidth_GBps
+        if link and hw.interconnect_peer_links:  # one peer link of the mesh to the decode GPU it sends to
+            link = link / hw.interconnect_peer_links
     if not link:  # audit W1: no link is not a free transfer
         raise KvcalcError(f"--disaggregate: moving the KV cache between the pools needs the spec's "
                           f"interconnect_bandwidth_GBps or scale_out_bandwidth_GBps; {hw.name} gives neither")

@@ -291,7 +291,7 @@ def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, outpu
     prefill_replicas, decode_replicas = prefill_gpus // tp, decode_gpus // tp
     per_batch = max(1, step_tokens // input_len)  # prompts one prefill step takes together
     batch_s, alone_s = prefill_pool_seconds(stepper, input_len, step_tokens)
-    transfer_s = kv_transfer_seconds(spec, hw, input_len, stepper.p.b_kv, tp)
+    transfer_s = kv_transfer_seconds(spec, hw, input_len, stepper.p.b_kv, tp, prefill_gpus + decode_gpus)
     prefill_rate = prefill_pool_rate(per_batch, batch_s, prefill_replicas, decode_replicas, transfer_s)
     batch = concurrency / decode_replicas
     gain = step_yield(stepper.decode_gain, output_len)

@@ -401,7 +401,8 @@ def _prefill_pool(stepper, input_len: int, step_tokens: int, prefill_gpus: int, 
     from kvcalc.serving.closed_form import prefill_pool_rate
 
     per_batch = max(1, step_tokens // input_len)
-    transfer_s = kv_transfer_seconds(stepper.spec, stepper.hw, input_len, stepper.p.b_kv, stepper.tp)
+    transfer_s = kv_transfer_seconds(stepper.spec, stepper.hw, input_len, stepper.p.b_kv, stepper.tp,
+                                     prefill_gpus + decode_gpus)
     rate = prefill_pool_rate(per_batch, batch_s, prefill_gpus // stepper.tp, decode_gpus // stepper.tp, transfer_s)
     return alone_s + transfer_s, rate
 

@@ -1657,7 +1657,8 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         raise KvcalcError("--disaggregate: with --simulate, open-loop arrivals only (--request-rate or --trace)")
     hw, spec, stepper = d["hw"], d["spec"], d["stepper"]
     n = len(work.input_len)
-    transfer = kv_transfer_seconds(spec, hw, work.input_len.astype(float), d["p"].b_kv, tp)  # each request's own
+    transfer = kv_transfer_seconds(spec, hw, work.input_len.astype(float), d["p"].b_kv, tp,  # each request's own
+                                   split[0] + split[1])
     finish = np.full(n, np.nan)
     itl_t, itl_w, prefills, decodes = [], [], [], []
     preemptions = steps = 0
