@@ -305,3 +305,22 @@ def test_23_d6_a_kv_transfer_takes_the_link_it_can():
     assert r["assumptions"]["kv_transfer_ms"] == pytest.approx(4000 * 327_680 / 4 / 64e9 * 1e3, rel=1e-9)
     with pytest.raises(KvcalcError, match="pools of 16 move their KV caches between boxes"):
         _quiet(serve, "llama-3.1-70b", "mi300x", tp=8, disaggregate=(8, 8), **ask)
+
+
+def test_23_s1_sglang_splits_lm_head_dense_layers_and_shared_experts_over_the_ep_group():
+    """DeepSeek-V3 (config.json: vocab 129,280, hidden 7,168, 3 dense layers of 18,432, 58 MoE layers with one shared
+    expert of 2,048) in block FP8 at --tp 1 --ep 8 under SGLang's data-parallel attention: its lm_head (bf16,
+    129,280 x 7,168), dense MLPs (3 x 3 x 7,168 x 18,432) and shared experts (58 x 3 x 7,168 x 2,048, at 1 + 4 / 128^2
+    bytes a weight) are split over the 8 GPUs (deepseek_v2.py), where vLLM's layout keeps them whole on each: 7 / 8 of
+    them, 4,897,977,280 B a GPU, less weight and that much more pool."""
+    from kvcalc.engines.memory import sglang_memory
+    from kvcalc.estimator import precision
+    from kvcalc.specs.catalog import load_gpu, load_model
+
+    spec, hw = load_model("deepseek-v3"), load_gpu("h200")
+    p = precision("fp8-block", "bf16")
+    s = sglang_memory(spec, hw, p, 1, context=4096, memory_utilization=0.9, ep=8)
+    from kvcalc.formulas.params import weight_bytes_per_gpu
+
+    split = 7 / 8 * (129_280 * 7_168 * 2 + (3 * 3 * 7_168 * 18_432 + 58 * 3 * 7_168 * 2_048) * (1 + 4 / 128**2))
+    assert weight_bytes_per_gpu(spec, p.b_w, 1, 1, 8) - s["weights_bytes_per_gpu"] == pytest.approx(split, rel=1e-12)

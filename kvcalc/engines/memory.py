@@ -168,7 +168,7 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
                   ep: int = 1) -> dict:
     """The KV pool SGLang would allocate per GPU (memory_utilization as mem_fraction_static), by
     formulas/engine_memory.py's rule."""
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
+    weights = em.sglang_weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
     tokens = em.sglang_kv_tokens(spec, pool, p.b_kv, tp, pp)

@@ -596,6 +596,29 @@ def sglang_derived_mem_fraction(gpu_mem_mib: float, tp: int, pp: int = 1, dp: in
     return round((gpu_mem_mib - reserved) / gpu_mem_mib, 3)
 
 
+# SGLang's weights under data-parallel attention (plan launches --tp-size ep --enable-dp-attention --dp-size ep / tp,
+# without --enable-dp-lm-head, --moe-dense-tp-size 1 or DeepEP): every model's ParallelLMHead(use_attn_tp_group=
+# enable_dp_lm_head) splits the lm_head over all ep GPUs, and deepseek_v2.py's dense layers (mlp_tp_size None) and
+# shared experts (DeepseekV2MLP, whole only under DeepEP or Mooncake's all-to-all) likewise; the embedding is whole
+# on each GPU (VocabParallelEmbedding(enable_tp=not is_dp_attention_enabled())), attention per its group (sgl-project/
+# sglang python/sglang/srt/models/deepseek_v2.py; the twenty-third audit, S1: DeepSeek-V3 at --ep 8 had been given
+# vLLM's layout, 4.9 GB a GPU more weights and a 15 % smaller pool)
+SGLANG_DP_SPLIT_FAMILIES = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2")
+
+
+def sglang_weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int, pp: int = 1, ep: int = 1) -> float:
+    """Weight bytes on one GPU as SGLang lays them out [B]: formulas/params.py weight_bytes_per_gpu, but with the
+    parts SGLang splits over the whole expert-parallel group under data-parallel attention (above) / ep, not / tp."""
+    from kvcalc.formulas.params import _parts_bytes, weight_bytes_per_gpu
+
+    weights = weight_bytes_per_gpu(model, b_w, tp, pp, ep)
+    if ep <= tp:
+        return weights
+    parts = ("lm_head", "mlp", "moe/shared") if model.family in SGLANG_DP_SPLIT_FAMILIES else ("lm_head",)
+    split = _parts_bytes(model, b_w, parts)
+    return weights - split / tp + split / ep
+
+
 def sglang_kv_bytes(visible_bytes: float, mem_fraction_static: float, weights_per_gpu: float,
                     non_torch: float) -> float:
     """SGLang's KV pool per GPU [B] (negative when nothing is left)."""
