@@ -204,13 +204,14 @@ def test_18_s1_rate_mode_matches_evenly_spaced_arrivals():
 def test_e1_sglang_hybrid_pool_splits_its_tokens_by_swa_full_tokens_ratio():
     """SGLang's hybrid pool holds F full tokens and 0.8 F sliding ones in the same bytes (server_args.py
     swa_full_tokens_ratio; model_runner_kv_cache_mixin.py _resolve_hybrid_swa_tokens): gpt-oss-120b's 18 full and 18
-    sliding layers on an H100 hold 151,028 tokens of all 36 layers, so F = 151,028 x 36 / (18 + 0.8 x 18) = 167,809
-    tokens, one request of 131,072 (2.3 had been given). On a B200 SGLang runs gpt-oss with trtllm_mha and no hybrid
-    pool, every layer holding every token: 1,471,972 / 131,072 = 11.2."""
+    sliding layers on an H100 hold in the bytes of 151,028 tokens of all 36 layers F = 151,028 x 36 / (18 + 0.8 x 18)
+    = 167,809 full-layer tokens (SGLang's #tokens; the twenty-third audit, M3: the 151,028 had been reported as it),
+    one request of 131,072 (2.3 had been given). On a B200 SGLang runs gpt-oss with trtllm_mha and no hybrid pool,
+    every layer holding every token: 1,471,972 / 131,072 = 11.2."""
     from kvcalc.planning.capacity import capacity
 
     h100 = capacity("gpt-oss-120b", "h100-sxm", context=131072, engine="sglang")["engine_memory"]
-    assert h100["kv_tokens"] == 151_028
+    assert h100["kv_tokens"] == 167_809
     assert h100["max_concurrency"] == pytest.approx(151_028 * 36 / (18 + 0.8 * 18) / 131072, rel=1e-4)
     b200 = capacity("gpt-oss-120b", "b200", context=131072, engine="sglang")["engine_memory"]
     assert b200["max_concurrency"] == pytest.approx(b200["kv_tokens"] / 131072, rel=1e-6)  # tokens are whole

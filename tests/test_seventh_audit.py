@@ -95,7 +95,10 @@ def test_sglang_keeps_every_token_of_a_sliding_layer_outside_its_hybrid_families
     doc = json.loads(runner.invoke(app, ["capacity", "-m", model, "-g", "h200", "--tp", "1", "--engine", "sglang",
                                          "-c", str(context), "-f", "json"]).stdout)
     pool = doc["engine_memory"]["available_kv_bytes"]
-    assert doc["engine_memory"]["kv_tokens"] == pool // (spec.attention_layers * cell)
+    # SGLang's #tokens: every layer's tokens, or under its hybrid pool the full layers' (full_tokens = R / (F n_full +
+    # r S n_swa): the twenty-third audit, M3)
+    per_token = (spec.global_layers + 0.8 * spec.window_layers if hybrid else spec.attention_layers) * cell
+    assert doc["engine_memory"]["kv_tokens"] == int(pool // per_token)
     # the hybrid pool splits its bytes between full tokens F and r F sliding ones (r = swa_full_tokens_ratio, 0.8:
     # model_runner_kv_cache_mixin.py _resolve_hybrid_swa_tokens), so a request of C tokens takes
     # (full layers + r x sliding layers) x max(C, min(C, window) / r) cells (the nineteenth audit, E1)

@@ -324,3 +324,52 @@ def test_23_s1_sglang_splits_lm_head_dense_layers_and_shared_experts_over_the_ep
 
     split = 7 / 8 * (129_280 * 7_168 * 2 + (3 * 3 * 7_168 * 18_432 + 58 * 3 * 7_168 * 2_048) * (1 + 4 / 128**2))
     assert weight_bytes_per_gpu(spec, p.b_w, 1, 1, 8) - s["weights_bytes_per_gpu"] == pytest.approx(split, rel=1e-12)
+
+
+def test_23_s3_each_engine_splits_pipeline_stages_its_own_way():
+    """Layers left over go to the stages before the last in vLLM (get_pp_indices), to the last in SGLang
+    (python/sglang/srt/distributed/utils.py get_pp_indices: `if pp_rank >= pp_size - remainder`) and to the first in
+    TensorRT-LLM (mapping.py pp_layers: torch.tensor_split); each engine's pool is sized at its own heaviest stage."""
+    from kvcalc.engines.memory import sglang_memory, trtllm_memory
+    from kvcalc.estimator import precision
+    from kvcalc.formulas.params import pipeline_stage_layers, stage_weight_bytes
+    from kvcalc.specs.catalog import load_gpu, load_model
+
+    assert pipeline_stage_layers(64, 3) == [21, 22, 21]
+    assert pipeline_stage_layers(64, 3, "last") == [21, 21, 22]
+    assert pipeline_stage_layers(64, 3, "first") == [22, 21, 21]
+    assert pipeline_stage_layers(61, 4, "last") == [15, 15, 15, 16]
+    spec, hw, p = load_model("qwen3-32b"), load_gpu("h100-sxm"), precision("bf16", "bf16")
+    s = sglang_memory(spec, hw, p, 1, context=8192, memory_utilization=0.9, pp=3)
+    t = trtllm_memory(spec, hw, p, 1, context=8192, memory_utilization=0.9, pp=3)
+    assert s["weights_bytes_per_gpu"] == max(stage_weight_bytes(spec, p.b_w, [21, 21, 22]))
+    assert t["weights_bytes_per_gpu"] == max(stage_weight_bytes(spec, p.b_w, [22, 21, 21]))
+
+
+def test_23_m1_sglang_sets_a_pool_of_states_apart_for_linear_attention_models():
+    """Qwen3-Next-80B-A3B on two H200s under SGLang (model_runner_kv_cache_mixin.py handle_max_mamba_cache): of the
+    pool, 0.9 / 1.9 goes to whole per-request states, each on one GPU 36 Gated DeltaNet layers x (the conv's 3 past
+    inputs of 4,096 channels in bf16 + 16 heads' 128 x 128 SSM matrices in float32) = 36 x (24,576 + 1,048,576) =
+    38,633,472 B; the rest holds KV tokens of 12,288 B (12 attention layers, one KV head of 256 a GPU, K and V in
+    bf16); max_running_requests at most the states // 3."""
+    from kvcalc.planning.capacity import capacity
+
+    c = _quiet(capacity, "qwen3-next-80b-a3b", "h200", tp=2, context=32768, engine="sglang", memory_utilization=0.85)
+    e = c["engine_memory"]
+    state = 36 * (3 * 4_096 * 2 + 16 * 128 * 128 * 4)
+    slots = int(e["available_kv_bytes"] * 0.9 / 1.9 // state)
+    assert e["state_slots"] == slots
+    assert e["kv_tokens"] == (e["available_kv_bytes"] - slots * state) // 12_288
+    short = _quiet(capacity, "qwen3-next-80b-a3b", "h200", tp=2, context=1024, engine="sglang",
+                   memory_utilization=0.85)
+    assert any(f"max_running_requests {slots // 3:,} caps" in n for n in short["warnings"])
+
+
+def test_23_m3_sglangs_token_count_of_a_hybrid_sliding_pool_is_its_full_layers():
+    """gpt-oss-120b on an H100 under SGLang's hybrid pool (model_runner_kv_cache_mixin.py, full_tokens = R / (F n_full
+    + r S n_swa), r = 0.8): 18 full and 18 sliding layers of 8 KV heads x 64 x 2 x 2 B = 2,048 B a token."""
+    from kvcalc.planning.capacity import capacity
+
+    c = _quiet(capacity, "gpt-oss-120b", "h100-sxm", tp=1, context=131072, engine="sglang", memory_utilization=0.85)
+    e = c["engine_memory"]
+    assert e["kv_tokens"] == int(e["available_kv_bytes"] // (2_048 * (18 + 0.8 * 18)))

@@ -171,8 +171,13 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     weights = em.sglang_weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
-    tokens = em.sglang_kv_tokens(spec, pool, p.b_kv, tp, pp)
     per_request = em.sglang_request_bytes(spec, context, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.name))
+    slots = None
+    if spec.linear_attention is not None:  # a pool of whole states beside the KV tokens (em.sglang_mamba_split)
+        kv_pool, slots, held = em.sglang_mamba_held(spec, pool, per_request, p.b_kv, tp, pp)
+    else:
+        kv_pool, held = pool, max(pool, 0.0) / per_request
+    tokens = em.sglang_kv_tokens(spec, kv_pool, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.name))
     # the fraction SGLang takes when --mem-fraction-static is not given, by its own rule on the GPU's memory (the
     # datasheet's, where SGLang reads nvidia-smi's total: 81,920 MiB for an H100's 81,559, 0.836 for its 0.835); said
     # where --memory-utilization differs (the nineteenth audit, E3: 0.9 had been taken without a word, 10 % more pool)
@@ -190,8 +195,9 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
         "non_torch_bytes": non_torch,
         "available_kv_bytes": pool,
         "kv_tokens": tokens,
-        "max_concurrency": max(pool, 0.0) / per_request,
+        "max_concurrency": held,
         "max_model_len": context,
+        "state_slots": slots,
         "notes": notes,
     }
 
@@ -201,7 +207,7 @@ def trtllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     """The KV cache TensorRT-LLM would allocate per GPU (memory_utilization as free_gpu_memory_fraction), by
     formulas/engine_memory.py's rule."""
     t = max_num_tokens or em.TRTLLM_MAX_NUM_TOKENS
-    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
+    weights = weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep, extra_layers="first")  # TensorRT-LLM's stages
     activations = em.vllm_forward_peak_bytes(spec, t, p.b_a, tp, ep)
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     kv = em.trtllm_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, activations, non_torch)

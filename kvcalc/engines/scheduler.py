@@ -207,19 +207,26 @@ SGLANG_SPECULATIVE_RUNNING = 48
 SGLANG_SPECULATIVE = ("eagle", "mtp", "draft")  # kvcalc's methods SGLang runs as EAGLE, EAGLE (NEXTN), STANDALONE
 
 
-def sglang_max_running(pool_tokens: float, context_len: int, speculate_method: str | None = None) -> int:
+def sglang_max_running(pool_tokens: float, context_len: int, speculate_method: str | None = None,
+                       state_slots: int | None = None) -> int:
     """The requests one SGLang scheduler (one data-parallel attention rank) runs at once without
     --max-running-requests: ModelRunner's resolve_max_num_reqs, max(min(int(pool / context_len x 512), 4096), 2048)
     and at most pool // 2 (mem_cache/kv_cache_configurator.py; the fourteenth audit, S8: 4,096 had been taken for
-    every model), or 48 under EAGLE-family speculation (SGLANG_SPECULATIVE_RUNNING)."""
+    every model), or 48 under EAGLE-family speculation (SGLANG_SPECULATIVE_RUNNING); with linear-attention layers at
+    most state_slots // 3 (formulas/engine_memory.py SGLANG_MAMBA_SLOTS_PER_RUNNING; the twenty-third audit, M1)."""
+    from kvcalc.formulas.engine_memory import SGLANG_MAMBA_SLOTS_PER_RUNNING
+
     if speculate_method in SGLANG_SPECULATIVE:
         return SGLANG_SPECULATIVE_RUNNING
     estimated = max(min(int(pool_tokens / max(context_len, 1) * 512), 4096), 2048)
+    if state_slots is not None:
+        estimated = min(estimated, state_slots // SGLANG_MAMBA_SLOTS_PER_RUNNING)
     return max(1, min(estimated, int(pool_tokens) // 2))
 
 
 def running_cap(engine: str, gpu_name: str, visible_GiB: float, release: tuple[int, int], *, pool_tokens: float,
-                context_len: int, speculate_method: str | None = None, given: int | None = None) -> int:
+                context_len: int, speculate_method: str | None = None, given: int | None = None,
+                state_slots: int | None = None) -> int:
     """The requests one replica's scheduler (one data-parallel group's) runs at once by the engine's own defaults
     (or `given`, its max_num_seqs / max_running_requests / max_batch_size): vLLM's max_num_seqs for the GPU and release
     (vllm_server_defaults; auto runs vLLM's scheduler), SGLang's sglang_max_running, TensorRT-LLM's max_batch_size
@@ -232,7 +239,7 @@ def running_cap(engine: str, gpu_name: str, visible_GiB: float, release: tuple[i
 
         return MAX_BATCH
     if engine == "sglang":
-        return sglang_max_running(pool_tokens, context_len, speculate_method)
+        return sglang_max_running(pool_tokens, context_len, speculate_method, state_slots)
     if engine == "trtllm":
         return trtllm_guaranteed_no_evict().max_seqs
     return vllm_server_defaults(gpu_name, visible_GiB, release)[1]

@@ -608,10 +608,11 @@ SGLANG_DP_SPLIT_FAMILIES = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_
 
 def sglang_weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int, pp: int = 1, ep: int = 1) -> float:
     """Weight bytes on one GPU as SGLang lays them out [B]: formulas/params.py weight_bytes_per_gpu, but with the
-    parts SGLang splits over the whole expert-parallel group under data-parallel attention (above) / ep, not / tp."""
+    parts SGLang splits over the whole expert-parallel group under data-parallel attention (above) / ep, not / tp, and
+    pipeline stages split as SGLang's get_pp_indices does (the layers left over on the last stages)."""
     from kvcalc.formulas.params import _parts_bytes, weight_bytes_per_gpu
 
-    weights = weight_bytes_per_gpu(model, b_w, tp, pp, ep)
+    weights = weight_bytes_per_gpu(model, b_w, tp, pp, ep, extra_layers="last")
     if ep <= tp:
         return weights
     parts = ("lm_head", "mlp", "moe/shared") if model.family in SGLANG_DP_SPLIT_FAMILIES else ("lm_head",)
@@ -625,12 +626,64 @@ def sglang_kv_bytes(visible_bytes: float, mem_fraction_static: float, weights_pe
     return visible_bytes * mem_fraction_static - weights_per_gpu - non_torch
 
 
-def sglang_kv_tokens(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int = 1, pp: int = 1) -> int:
+# SGLang's pool for models with Mamba or linear-attention layers (python/sglang/srt/model_executor/
+# model_runner_kv_cache_mixin.py, handle_max_mamba_cache): of the memory left for the cache, r / (1 + r) is a pool of
+# per-request states (--mamba-full-memory-ratio r, 0.9 by default), max_mamba_cache_size = that / one request's state,
+# the rest KV tokens; the states' SSM matrices in float32 (configs/mamba_utils.py mamba2_state_dtype: "Default
+# float32"), the conv's past inputs in the model's dtype; and max_running_requests at most max_mamba_cache_size //
+# MAMBA_CACHE_SIZE_MAX_RUNNING_REQUESTS_RATIO, 3 with the radix cache on (the default). The twenty-third audit, M1: the
+# whole pool had been counted as KV, Qwen3-Next-80B on two H200s 3.7 M tokens where SGLang's rule gives 2.0 M, and
+# 1,415 requests at 1K tokens where it runs 187.
+SGLANG_MAMBA_FULL_MEMORY_RATIO = 0.9
+SGLANG_MAMBA_SLOTS_PER_RUNNING = 3
+SGLANG_SSM_STATE_BYTES = 4
+
+
+def sglang_state_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> float:
+    """One request's linear-attention state on one GPU as SGLang keeps it [B]: its SSM matrices in float32, its conv's
+    past inputs in the model's dtype (kv.linear_state_bytes at SGLANG_SSM_STATE_BYTES), this GPU's share; 0 without
+    such layers."""
+    la = model.linear_attention
+    if la is None:
+        return 0.0
+    fp32 = model.model_copy(update={"linear_attention": la.model_copy(
+        update={"recurrent_state_bytes": SGLANG_SSM_STATE_BYTES})})
+    return linear_state_bytes(fp32, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+
+
+def sglang_mamba_split(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int = 1,
+                       pp: int = 1) -> tuple[float, int, float]:
+    """(KV bytes, state slots, one state's bytes) of SGLang's pool of pool_bytes per GPU for a model with linear-
+    attention layers: SGLANG_MAMBA_FULL_MEMORY_RATIO of it over 1 + that ratio to whole states, the rest KV."""
+    state = sglang_state_bytes(model, b_kv, tp, pp)
+    r = SGLANG_MAMBA_FULL_MEMORY_RATIO
+    slots = int(max(pool_bytes, 0.0) * r / (1 + r) // state) if state > 0 else 0
+    return pool_bytes - slots * state, slots, state
+
+
+def sglang_mamba_held(model: ModelSpec, pool_bytes: float, request_bytes: float, b_kv: float, tp: int = 1,
+                      pp: int = 1) -> tuple[float, int, float]:
+    """(KV bytes, state slots, requests held) of SGLang's split pool: requests of request_bytes (sglang_request_bytes,
+    their state at the model's dtype) hold their KV in the KV part, their state in one of the slots."""
+    kv_pool, slots, _ = sglang_mamba_split(model, pool_bytes, b_kv, tp, pp)
+    own_state = linear_state_bytes(model, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+    kv_request = request_bytes - own_state
+    return kv_pool, slots, (min(max(kv_pool, 0.0) / kv_request, slots) if kv_request > 0 else float(slots))
+
+
+def sglang_kv_tokens(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int = 1, pp: int = 1,
+                     hybrid: bool = False) -> int:
     """'KV Cache is allocated. #tokens: N': whole tokens of the cache across the layers one GPU holds (0 without
-    softmax attention)."""
+    softmax attention); with the hybrid sliding-window pool (hybrid: sglang_hybrid_swa), its full layers' tokens,
+    pool / (F n_full + r S n_swa) (SGLANG_SWA_FULL_TOKENS_RATIO; the twenty-third audit, M3: the pool over every layer
+    at the full size had been given, gpt-oss-120b's 93,342 on an H100 where SGLang holds 103,713 full-layer tokens
+    and 82,970 sliding ones)."""
     if pool_bytes <= 0 or model.attention_layers == 0:
         return 0  # SGLang's cell size: DeepSeek sparse attention's plain count, not the fp8 record it stores
-    return math.floor(pool_bytes / (kv_page_bytes(model, b_kv, tp, pp, record=False) / BLOCK_TOKENS))
+    per_token = kv_page_bytes(model, b_kv, tp, pp, record=False) / BLOCK_TOKENS
+    if hybrid and model.window_layers:
+        per_token *= (model.global_layers + SGLANG_SWA_FULL_TOKENS_RATIO * model.window_layers) / model.attention_layers
+    return math.floor(pool_bytes / per_token)
 
 
 # The model families SGLang runs with its hybrid sliding-window pool (SWAKVPool: the sliding layers' tokens in a pool

@@ -285,31 +285,42 @@ def routed_expert_bytes(model: ModelSpec, b_w: float) -> float:
     return (routed - bias) * b_w + bias * UNQUANTISED_BYTES
 
 
-def weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int = 1, pp: int = 1, ep: int = 1) -> float:
+def weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int = 1, pp: int = 1, ep: int = 1,
+                         extra_layers: str = "before_last") -> float:
     """Weight bytes on one GPU of a tp x pp deployment [B]: everything / tp at pp = 1, plus what tensor parallelism
     keeps whole on every GPU (tp_whole_bytes); with pipeline stages, the heaviest of the stages vLLM builds
     (pipeline_stage_layers, stage_weight_bytes: each layer at its own bytes, the embedding on the first stage, the
-    lm_head, a tied one a copy of the embedding, on the last). With ep > 1 (expert parallel, pp = 1): the routed
-    experts / ep, the rest / tp."""
+    lm_head, a tied one a copy of the embedding, on the last; extra_layers: which stages take the layers left over,
+    pipeline_stage_layers). With ep > 1 (expert parallel, pp = 1): the routed experts / ep, the rest / tp."""
     whole = tp_whole_bytes(model, b_w, tp)
     if ep > 1:  # experts spread over ep GPUs; everything else replicated in each tp group (pipeline stages aside)
         routed = routed_expert_bytes(model, b_w)
         return (weight_bytes(model, b_w) - routed) / tp + routed / ep + whole
     if pp == 1:
         return weight_bytes(model, b_w) / tp + whole
-    return max(stage_weight_bytes(model, b_w, pipeline_stage_layers(model.num_layers, pp), tp))
+    return max(stage_weight_bytes(model, b_w, pipeline_stage_layers(model.num_layers, pp, extra_layers), tp))
 
 
-def pipeline_stage_layers(layers: int, pp: int) -> list[int]:
+def pipeline_stage_layers(layers: int, pp: int, extra_layers: str = "before_last") -> list[int]:
     """Layers of each of pp pipeline stages as vLLM splits them (vllm/distributed/utils.py get_pp_indices): L // pp
     each, the L mod pp left over one each to the stages before the last, from the second-to-last back ([27, 27, 26]
     for 80 over 3). The heaviest stage is the largest of these with the first stage's embedding and the last one's
     lm_head and final norm, each layer at its own bytes (stage_weight_bytes; the eighth audit, B5: 27 layers with
     the lm_head had been charged, a stage no engine runs; its verification, W1: DeepSeek-V3's stages at the mean
-    layer, 4.6 % under the heaviest, which holds 21 MoE layers and none of the three dense ones)."""
+    layer, 4.6 % under the heaviest, which holds 21 MoE layers and none of the three dense ones).
+    extra_layers: "before_last" (vLLM), "last" (SGLang's get_pp_indices, python/sglang/srt/distributed/utils.py: the
+    last `remainder` stages, [21, 21, 22] for 64 over 3) or "first" (TensorRT-LLM's Mapping.pp_layers, torch.tensor_split:
+    the first stages, [22, 21, 21]); the twenty-third audit, S3: both had been given vLLM's split."""
     counts = [layers // pp] * pp
-    for i in range(2, layers % pp + 2):
-        counts[-i] += 1
+    extra = layers % pp
+    if extra_layers == "last":
+        stages = range(pp - extra, pp)
+    elif extra_layers == "first":
+        stages = range(extra)
+    else:
+        stages = range(pp - 1 - extra, pp - 1)
+    for i in stages:
+        counts[i] += 1
     return counts
 
 

@@ -91,7 +91,8 @@ ENGINE_MEMORY_KEYS = ("engine", "visible_memory_bytes", "visible_memory_source",
                       "weights_bytes_per_gpu", "rope_cache_bytes", "profile_peak_bytes", "non_torch_bytes",
                       "fusion_workspace_bytes", "cuda_graph_bytes", "cuda_graphs_counted", "available_kv_bytes",
                       "kv_tokens", "max_concurrency", "binding_pipeline_stage", "max_model_len",
-                      "max_num_batched_tokens", "max_num_seqs", "model_runner", "sampler", "vllm_version", "notes")
+                      "max_num_batched_tokens", "max_num_seqs", "model_runner", "sampler", "vllm_version",
+                      "state_slots", "notes")
 
 
 def unbounded_context_note(spec) -> str:
@@ -364,7 +365,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         cap = running_cap(engine, hw.name, hw.visible_memory_bytes / 2**30, version,
                           pool_tokens=(vllm or {}).get("kv_tokens", 0.0),
                           context_len=spec.max_position_embeddings or context,
-                          given=(vllm or {}).get("max_num_seqs") or max_num_seqs)
+                          given=(vllm or {}).get("max_num_seqs") or max_num_seqs,
+                          state_slots=(vllm or {}).get("state_slots"))
         flag = {"sglang": "max_running_requests", "trtllm": "max_batch_size"}.get(engine, "max_num_seqs")
         if cap and seqs > cap * replicas_dp:
             running = cap * replicas_dp

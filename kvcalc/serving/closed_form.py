@@ -532,7 +532,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     max_running = running_cap(engine, hw.name, hw.visible_memory_bytes / 2**30, version,
                               pool_tokens=em.get("kv_tokens", 0.0) if memory_rule is not None else 0.0,
                               context_len=spec.max_position_embeddings or full_length,
-                              speculate_method=timer.sp.method if timer is not None else None, given=max_num_seqs)
+                              speculate_method=timer.sp.method if timer is not None else None, given=max_num_seqs,
+                              state_slots=em.get("state_slots") if memory_rule is not None else None)
     if engine == "auto":  # vLLM's scheduler with its defaults (engines/scheduler.py VLLM_SCHEDULED), which refuses a
         # step budget below its max_num_seqs as -e vllm does (the nineteenth audit, S4: --step-tokens 100 had run)
         from kvcalc.engines.memory import check_vllm_batching
