@@ -487,12 +487,20 @@ class Evaluation:
 def unprofiled_note(ev: Evaluation, profile: EngineProfile | None, engine: str, weight_dtype: str,
                     kv_dtype: str) -> str | None:
     """The warning that operators of this evaluation fell back to the datasheet efficiencies (the profile has no
-    measured curve for them), or None."""
+    measured curve for them), or None; W8A8 int8 timed by a weight-only table is said too (formulas/roofline.py
+    GEMM_CURVES; the twenty-third audit, G6: vLLM's int8 prefill on an H100 1.9x bf16's, with no word)."""
     unprofiled = sorted(set(ev.decode.unprofiled) | set(ev.prefill.unprofiled))
+    name = profile.engine if profile else engine
+    stand_in = (f"--weight-dtype int8 (W8A8): the {name} profile has no measured W8A8 kernel, so its GEMMs are timed "
+                "by the weight-only int8 table (W8A16 at the 16-bit peak), slower than int8 tensor cores run (twice "
+                "the bf16 peak on most parts); --engine roofline gives the int8 bound"
+                if weight_dtype == "int8" and profile is not None and "w8a8" not in profile.gemm
+                and "int8_wo" in profile.gemm else None)
     if not unprofiled:
-        return None
-    return (f"the {profile.engine if profile else engine} profile has no measured curve for {', '.join(unprofiled)} "
+        return stand_in
+    note = (f"the {name} profile has no measured curve for {', '.join(unprofiled)} "
             f"with {weight_dtype} weights and {kv_dtype} KV: those operators use the datasheet efficiencies")
+    return f"{note}; {stand_in}" if stand_in else note
 
 
 def unprofiled_operators(spec: ModelSpec, hw: HardwareSpec, profile: EngineProfile | None, weight_dtype: str,

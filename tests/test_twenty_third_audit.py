@@ -373,3 +373,18 @@ def test_23_m3_sglangs_token_count_of_a_hybrid_sliding_pool_is_its_full_layers()
     c = _quiet(capacity, "gpt-oss-120b", "h100-sxm", tp=1, context=131072, engine="sglang", memory_utilization=0.85)
     e = c["engine_memory"]
     assert e["kv_tokens"] == int(e["available_kv_bytes"] // (2_048 * (18 + 0.8 * 18)))
+
+
+def test_23_g6_w8a8_timed_by_a_weight_only_table_is_said():
+    """kvcalc's int8 is W8A8 (dtypes.py); a profile without a measured W8A8 kernel times it by the weight-only int8
+    table (W8A16), which runs slower than int8 tensor cores do (vLLM's int8 prefill on an H100 had been 1.9x bf16's,
+    with no word). TensorRT-LLM's A100 tables measure W8A8 (gemm.w8a8), and int8-wo asks for weight-only."""
+    from kvcalc.estimator import estimate
+
+    said = "no measured W8A8 kernel"
+    assert any(said in w for w in _quiet(estimate, "llama-3.1-8b", "h100-sxm", weight_dtype="int8",
+                                         engine="vllm").warnings)
+    assert not any(said in w for w in _quiet(estimate, "llama-3.1-8b", "a100-sxm-80gb", weight_dtype="int8",
+                                             engine="trtllm").warnings)
+    assert not any(said in w for w in _quiet(estimate, "llama-3.1-8b", "h100-sxm", weight_dtype="int8-wo",
+                                             engine="vllm").warnings)
