@@ -21,8 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_20_r4_sglang_chunk_by_the_gpus_memory(gpu_GiB, chunk):
     assert sglang_server_budget(gpu_GiB) == chunk
     assert sglang_server_budget(gpu_GiB, "0.5.3") == chunk  # the first release with PR #10975 (bumped 2025-10-06)
-    assert sglang_server_budget(gpu_GiB, "0.5.2") == 8192  # before it, not pinned: the H100's 8,192
-    assert sglang_server_budget(gpu_GiB, "unknown (2025-09)") == 8192
+    # before it, from PR #2268 (v0.4.0): `if gpu_mem < 25_000: 2048` else 8192 (the twenty-third audit, F2)
+    before = 2048 if gpu_GiB * 1024 < 25_000 else 8192
+    assert sglang_server_budget(gpu_GiB, "0.5.2") == before
+    assert sglang_server_budget(gpu_GiB, "unknown (2025-09)") == before
+    assert sglang_server_budget(gpu_GiB, "0.3.0") == 8192
     assert sglang_server_budget(gpu_GiB, "unknown (2025-11)") == chunk
 
 
@@ -297,7 +300,7 @@ def test_23_d6_a_kv_transfer_takes_the_link_it_can():
     quarter of Llama-3.1-70B's 4,000-token cache (4,000 x 327,680 B / 4 = 327.68 MB) over the one Infinity Fabric
     link to its decode GPU, 64 GB/s each way (the CDNA 3 white paper's x16 at 32 Gbps; the spec's 896 GB/s over 7
     peer links): 5.12 ms (had been 0.73, all seven links); 8:8 at TP 8 spans two boards, which needs the spec's
-    scale-out figure, as tensor parallelism over 16 does."""
+    scale-out figure, as a tensor-parallel group of 16 does."""
     from kvcalc.errors import KvcalcError
 
     ask = dict(input_len=4000, output_len=300, request_rate=1, engine="vllm")
@@ -388,3 +391,45 @@ def test_23_g6_w8a8_timed_by_a_weight_only_table_is_said():
                                              engine="trtllm").warnings)
     assert not any(said in w for w in _quiet(estimate, "llama-3.1-8b", "h100-sxm", weight_dtype="int8-wo",
                                              engine="vllm").warnings)
+
+
+def test_23_f4_a_non_text_engine_version_is_refused_by_name():
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError, match="--engine-version: expected a release"):
+        serve("llama-3-8b", "h100-sxm", engine="sglang", input_len=100, output_len=10, concurrency=1, engine_version=5)
+
+
+def test_23_f1_one_token_requests_cross_no_decode_link(tmp_path):
+    """A request done at its first token leaves at the prefill pool (the simulator's link_queue gives it no receiver):
+    with one-token outputs the decode replicas' links do not bound the rate, so 4:1 serves what 4:4 does. On an H100
+    copy whose scale-out link is 1 GB/s, where the links bind."""
+    spec = (ROOT / "hardware_specs/h100-sxm.toml").read_text()
+    path = tmp_path / "slow.toml"
+    path.write_text(spec.replace("scale_out_bandwidth_GBps = 100", "scale_out_bandwidth_GBps = 1"))
+    ask = dict(engine="vllm", input_len=2000, output_len=1, concurrency=256)
+    one = _quiet(serve, "llama-3.1-8b", str(path), disaggregate=(4, 1), **ask)
+    four = _quiet(serve, "llama-3.1-8b", str(path), disaggregate=(4, 4), **ask)
+    assert one["requests_per_s"] == pytest.approx(four["requests_per_s"], rel=1e-3)
+    assert one["requests_per_s"] > 3 / (one["assumptions"]["kv_transfer_ms"] / 1e3)  # four senders, not one receiver
+
+
+@pytest.mark.parametrize(("vendor_name", "cc", "says"), [
+    ("mi300x", "9.0", "on an AMD part; expected an LLVM target"),
+    ("h100-sxm", "gfx942", "on an NVIDIA part; expected a compute capability"),
+    ("h100-sxm", "\u0669.0", "should match pattern"),  # an Arabic-Indic nine
+    ("h100-sxm", "99.9", "should match pattern")])
+def test_23_f7_compute_capability_is_checked(tmp_path, vendor_name, cc, says):
+    import re
+
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    text = (ROOT / f"hardware_specs/{vendor_name}.toml").read_text()
+    text = re.sub(r'^compute_capability = .*$', lambda _: f'compute_capability = "{cc}"', text, flags=re.M)
+    text = re.sub(r'^name = ".*"$', 'name = "my-part"', text, count=1, flags=re.M)
+    path = tmp_path / "part.toml"
+    path.write_text(text, encoding="utf-8")
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", str(path)])
+    assert out.exit_code == 2 and says in out.output, out.output

@@ -157,8 +157,12 @@ def vllm_server_defaults(gpu_name: str, visible_GiB: float, release: tuple[int, 
 # SGLang's chunked_prefill_size by the GPU's memory (formulas/engine_memory.py sglang_memory_tier) is the rule of
 # server_args.py _handle_gpu_memory_settings from PR #10975 (merged 2025-09-27), first released in v0.5.3 (bumped
 # 2025-10-06): the first release, and the first month of releases, that take it. Earlier releases sized it by other
-# thresholds (PR #2044, 2024-11: 2,048 on small GPUs, 8,192 otherwise), which kvcalc does not pin: it gives them 8,192.
+# thresholds (below).
 SGLANG_CHUNK_BY_MEMORY_SINCE = ((0, 5, 3), (2025, 10))
+# Before it, from PR #2268 (2024-11-29, in v0.4.0): 2,048 on a GPU showing under 25,000 MiB, else 8,192 (server_args.py
+# __post_init__: `if gpu_mem is not None and gpu_mem < 25_000: self.chunked_prefill_size = 2048`); earlier, 8,192
+SGLANG_SMALL_GPU_CHUNK_SINCE = ((0, 4, 0), (2024, 12))
+SGLANG_SMALL_GPU_MIB = 25_000
 # Under --enable-dp-attention each rank's scheduler takes chunked_prefill_size // dp_size (server_args.py
 # _handle_data_parallelism, after _handle_gpu_memory_settings has set it), from PR #4390 (merged 2025-03-13, "Support
 # TP != DP"), taken here as first released in v0.4.4; before it, dp_size was tp_size and the size was halved
@@ -189,14 +193,23 @@ def sglang_rank_chunk(server_chunk: int, dp: int, release_text: str | None = Non
 def sglang_server_budget(memory_GiB: float, release_text: str | None = None, dp: int = 1) -> int:
     """The prefill tokens one SGLang scheduler (one of dp data-parallel attention ranks) takes a step when
     --chunked-prefill-size is not given: the server's size by the GPU's memory (sglang_memory_tier: 2,048 on a 24 GB
-    card, 4,096 on an L40S, 8,192 on an H100 or H200, 16,384 on a B200 or an MI300X; 8,192 for a release before
-    SGLANG_CHUNK_BY_MEMORY_SINCE), shared by the ranks (sglang_rank_chunk). release_text: '0.5.14', 'v0.5.3.post1', a
-    ledger row's 'unknown (2025-11)'; None or 'latest': today's. The twentieth audit, R4: every GPU had been given the
-    H100's 8,192, and each of 8 ranks 8,192 where SGLang gives it 1,024."""
+    card, 4,096 on an L40S, 8,192 on an H100 or H200, 16,384 on a B200 or an MI300X; before
+    SGLANG_CHUNK_BY_MEMORY_SINCE 2,048 under 25,000 MiB and 8,192 above, and before SGLANG_SMALL_GPU_CHUNK_SINCE
+    8,192), shared by the ranks (sglang_rank_chunk). release_text: '0.5.14', 'v0.5.3.post1', a ledger row's 'unknown
+    (2025-11)'; None or 'latest': today's. The twentieth audit, R4: every GPU had been given the H100's 8,192, and
+    each of 8 ranks 8,192 where SGLang gives it 1,024."""
     from kvcalc.formulas.engine_memory import sglang_memory_tier
 
-    server = 8192 if release_before(release_text, SGLANG_CHUNK_BY_MEMORY_SINCE) else sglang_memory_tier(
-        memory_GiB * 1024)[0]
+    if release_text is not None and not isinstance(release_text, str):  # the API's engine_version (the twenty-third
+        # audit, F4: 5 or 0.4 had raised a TypeError here, before anything checked it)
+        raise KvcalcError(f"--engine-version: expected a release such as 0.5.3, or latest, got {release_text!r}")
+    mib = memory_GiB * 1024
+    if release_before(release_text, SGLANG_SMALL_GPU_CHUNK_SINCE):
+        server = 8192
+    elif release_before(release_text, SGLANG_CHUNK_BY_MEMORY_SINCE):
+        server = 2048 if mib < SGLANG_SMALL_GPU_MIB else 8192
+    else:
+        server = sglang_memory_tier(mib)[0]
     return sglang_rank_chunk(server, dp, release_text)
 
 

@@ -178,8 +178,11 @@ def group_link_bandwidth(hw: HardwareSpec, tp: int) -> float | None:
     runs its ring over the slower scale-out link (PCIe), which then bounds the all-reduce."""
     if hw.scale_up_gpus is not None and tp > hw.scale_up_gpus:
         if hw.scale_out_bandwidth_GBps is None:
-            raise KvcalcError(f"--gpu: {hw.name}'s interconnect joins {hw.scale_up_gpus} GPUs; tensor parallelism over "
-                              f"{tp} needs the spec's scale_out_bandwidth_GBps, which it does not list")
+            # a group of tp GPUs: a tensor-parallel group, an expert-parallel one or a pipeline's stages (the
+            # twenty-third audit, F8: --tp 1 --ep 16 had been blamed on tensor parallelism)
+            raise KvcalcError(f"--gpu: {hw.name}'s interconnect joins {hw.scale_up_gpus} GPUs; a group of {tp} (tensor, "
+                              "expert or pipeline parallel) needs the spec's scale_out_bandwidth_GBps, which it does "
+                              "not list")
         return hw.scale_out_bandwidth_GBps * 1e9
     if not hw.interconnect_bandwidth_GBps:
         return None

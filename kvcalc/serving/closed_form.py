@@ -265,15 +265,16 @@ def prefill_pool_seconds(stepper: StepTimer, input_len: int, step_tokens: int) -
     return batch_s, alone_s
 
 
-def prefill_pool_rate(per_batch: int, batch_s: float, prefill_replicas: int, decode_replicas: int,
+def prefill_pool_rate(per_batch: int, batch_s: float, prefill_replicas: int, decode_replicas: int | None,
                       transfer_s: float) -> float:
     """Requests/s a prefill pool hands its decode pool: its replicas' steps of per_batch prompts, and no more KV caches
-    than cross the links one at a time, each prefill replica's out and each decode replica's in, transfer_s apiece
-    (the twenty-third audit, D1 and D2: Llama-2-7B's 268 MB a request over a B200's 50 GB/s had been handed on at 253
-    a second, where the link carries 186 and the simulator serves 181)."""
+    than cross the links one at a time, each prefill replica's out and each decode replica's in (None: requests that
+    end at the prefill pool, one-token outputs, cross no decode link), transfer_s apiece (the twenty-third audit, D1
+    and D2: Llama-2-7B's 268 MB a request over a B200's 50 GB/s had been handed on at 253 a second, where the link
+    carries 186 and the simulator serves 181)."""
     rate = prefill_replicas * per_batch / batch_s
     if transfer_s > 0:
-        rate = min(rate, min(prefill_replicas, decode_replicas) / transfer_s)
+        rate = min(rate, min(prefill_replicas, decode_replicas or prefill_replicas) / transfer_s)
     return rate
 
 
@@ -292,7 +293,8 @@ def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, outpu
     per_batch = max(1, step_tokens // input_len)  # prompts one prefill step takes together
     batch_s, alone_s = prefill_pool_seconds(stepper, input_len, step_tokens)
     transfer_s = kv_transfer_seconds(spec, hw, input_len, stepper.p.b_kv, tp, prefill_gpus + decode_gpus)
-    prefill_rate = prefill_pool_rate(per_batch, batch_s, prefill_replicas, decode_replicas, transfer_s)
+    prefill_rate = prefill_pool_rate(per_batch, batch_s, prefill_replicas, decode_replicas if output_len > 1 else None,
+                                     transfer_s)
     batch = concurrency / decode_replicas
     gain = step_yield(stepper.decode_gain, output_len)
     # a decoding request's step holds at least its own decode (audit F5)

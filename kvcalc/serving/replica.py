@@ -94,7 +94,7 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         key = ("prefill", hw.name, engine, weight_dtype, kv_dtype, tp, input_len, step_tokens, speculate)
         if key not in memo:  # one pool replica's prefill steps, whatever the pools' sizes (closed_form.py)
             memo[key] = prefill_pool_seconds(stepper, input_len, step_tokens)
-        prefill = _prefill_pool(stepper, input_len, step_tokens, prefill_gpus, decode_gpus, *memo[key])
+        prefill = _prefill_pool(stepper, input_len, step_tokens, prefill_gpus, decode_gpus, *memo[key], output_len)
 
         def run_many(cs, state=None):
             return disaggregated_many(stepper, cs, input_len, output_len, decode_gpus, request_s, run, prefill, state)
@@ -394,7 +394,7 @@ def run_many_all(runners: list, ladders: list, states: list) -> list:
 
 
 def _prefill_pool(stepper, input_len: int, step_tokens: int, prefill_gpus: int, decode_gpus: int, batch_s: float,
-                  alone_s: float) -> tuple[float, float]:
+                  alone_s: float, output_len: int = 2) -> tuple[float, float]:
     """(TTFT [s], the prefill pool's requests/s) of serving/closed_form.py _disaggregated, from its two prefill step
     times: one step of per_batch prompts, one prompt alone; its KV cache crosses the link between the pools."""
     from kvcalc.formulas.workload import kv_transfer_seconds
@@ -403,7 +403,8 @@ def _prefill_pool(stepper, input_len: int, step_tokens: int, prefill_gpus: int, 
     per_batch = max(1, step_tokens // input_len)
     transfer_s = kv_transfer_seconds(stepper.spec, stepper.hw, input_len, stepper.p.b_kv, stepper.tp,
                                      prefill_gpus + decode_gpus)
-    rate = prefill_pool_rate(per_batch, batch_s, prefill_gpus // stepper.tp, decode_gpus // stepper.tp, transfer_s)
+    rate = prefill_pool_rate(per_batch, batch_s, prefill_gpus // stepper.tp,
+                             decode_gpus // stepper.tp if output_len > 1 else None, transfer_s)
     return alone_s + transfer_s, rate
 
 

@@ -59,7 +59,7 @@ class HardwareSpec(StrictModel):
     sources: list[str] = Field(min_length=1)
     notes: str = ""
     compute_capability: str | None = Field(
-        None, pattern=r"^(\d{1,2}\.\d|gfx[0-9a-f]{2,4})$", description="NVIDIA's compute capability (8.9) or AMD's LLVM "
+        None, pattern=r"^([1-9]|1[0-9])\.[0-9]$|^gfx[0-9a-f]{3,4}$", description="NVIDIA's compute capability (8.9) or AMD's LLVM "
         "target (gfx942): what the engines gate their kernels and number formats by (checks.engine_format_refusal); "
         "unset: not stated, nothing refused by it")
     memory_GiB: float = Field(ge=1e-3, le=1e6, description="HBM/GDDR capacity; vendors' 'GB' for these parts is binary GiB")
@@ -108,6 +108,11 @@ class HardwareSpec(StrictModel):
         unknown = sorted(set(self.unsupported_engines) - set(engines))
         if unknown:  # the tenth audit, H8: a misspelt 'vLLM' key had been taken, and vLLM still ran
             raise ValueError(f"unsupported_engines: {unknown[0]!r} is not an engine; expected {', '.join(engines)}")
+        cc = self.compute_capability
+        if cc is not None and self.vendor != "other" and cc.startswith("gfx") != (self.vendor == "AMD"):
+            # the twenty-third audit, F7: an AMD part with "9.0" had been taken as Hopper
+            want = "an LLVM target such as gfx942" if self.vendor == "AMD" else "a compute capability such as 9.0"
+            raise ValueError(f"compute_capability: {cc!r} on an {self.vendor} part; expected {want}")
         return self
 
     @property
