@@ -260,6 +260,12 @@ def engine_format_refusal(engine: str | None, hw, weight_dtype: str) -> str | No
     return None
 
 
+def format_warnings(hw, weight_dtype: str, engine: str | None) -> list[str]:
+    """What estimate, serve, sweep and the simulator say of a weight format on a part: one its vendor does not run
+    (foreign_format) and one the engine does not load there (engine_format_refusal); engine None: the roofline."""
+    return [why for why in (foreign_format(hw, weight_dtype), engine_format_refusal(engine, hw, weight_dtype)) if why]
+
+
 def check_speculate(speculate, flag: str = "--speculate") -> None:
     """--speculate, where given: not empty (the fifteenth audit, E4: '' had been taken as no speculation by estimate,
     compare, roofline and serve, where sweep and ' ' refuse it)."""

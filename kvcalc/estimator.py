@@ -15,8 +15,7 @@ from kvcalc.checks import (
     check_int,
     check_number,
     check_speculate,
-    engine_format_refusal,
-    foreign_format,
+    format_warnings,
     past_positions,
 )
 from kvcalc.dtypes import FP8_BLOCK_SIDE, KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
@@ -1112,10 +1111,7 @@ def estimate_with_specs(
         )
     if why := past_positions(spec, max(context, prompt)):  # the words compare, roofline and capacity print
         warnings.append(why)
-    if why := foreign_format(hw, weight_dtype):
-        warnings.append(why)
-    if profile is not None and (why := engine_format_refusal(profile.engine, hw, weight_dtype)):
-        warnings.append(why)
+    warnings.extend(format_warnings(hw, weight_dtype, profile.engine if profile is not None else None))
     # estimate's memory is kvcalc's rule whatever --engine times it; where --engine names an engine whose pool kvcalc
     # sizes, its verdict is checked against that engine's (the fresh audit: `capacity -e sglang` held 2,202 sequences
     # that estimate -e sglang said do not fit; the fifth: estimate said fits where capacity and serve queue)

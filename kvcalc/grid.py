@@ -15,8 +15,7 @@ from kvcalc.checks import (
     MAX_GPUS,
     MAX_TOKENS,
     check_int,
-    engine_format_refusal,
-    foreign_format,
+    format_warnings,
     past_positions,
 )
 from kvcalc.errors import KvcalcError
@@ -175,8 +174,8 @@ def sweep(
             unsupported.append(why)
         # as estimate warns: a context past the model's positions, and a weight format the part's vendor does not
         # run (the eighteenth audit, E1, E2)
-        for why in (past_positions(spec, max(context)), foreign_format(hw, w),
-                    engine_format_refusal(profile.engine if profile is not None else None, hw, w)):
+        for why in (past_positions(spec, max(context)),
+                    *format_warnings(hw, w, profile.engine if profile is not None else None)):
             if why:
                 unsupported.append(why)
         if sv:

@@ -433,3 +433,13 @@ def test_23_f7_compute_capability_is_checked(tmp_path, vendor_name, cc, says):
     path.write_text(text, encoding="utf-8")
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", str(path)])
     assert out.exit_code == 2 and says in out.output, out.output
+
+
+def test_23_d5_the_disaggregated_arrivals_note_names_the_prefill_step_and_the_decode_wait():
+    """The note had quoted half the decode pool's step as the wait for a prefill step. Under vLLM the first token also
+    waits for the decode pool's step in progress; TensorRT-LLM's context server hands its token on."""
+    ask = dict(input_len=500, output_len=100, disaggregate=(1, 1), request_rate=50)
+    v = _quiet(serve, "llama-3.1-8b", "h100-sxm", engine="vllm", **ask)["assumptions"]["arrivals"]
+    t = _quiet(serve, "llama-3.1-8b", "h100-sxm", engine="trtllm", **ask)["assumptions"]["arrivals"]
+    assert "further apart than one prompt's prefill" in v and "prefill step in progress" in v
+    assert "decode pool's step in progress" in v and "decode pool's step in progress" not in t

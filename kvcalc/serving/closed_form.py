@@ -309,7 +309,7 @@ def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, outpu
     wait = max(concurrency / rate - latency, 0.0)
     ttft, latency = ttft + wait, latency + wait
     return {"ttft_s": ttft, "tpot_s": tpot, "latency_s": latency, "requests_per_s": rate, "decode_batch": batch,
-            "prefill_tokens_per_step": per_batch * input_len, "step_s": step or batch_s,
+            "prefill_tokens_per_step": per_batch * input_len, "step_s": step or batch_s, "prefill_step_s": alone_s,
             "kv_transfer_s": transfer_s, "prefill_pool_requests_per_s": prefill_rate}
 
 
@@ -478,10 +478,9 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
         notes.append(why)
-    from kvcalc.checks import engine_format_refusal
+    from kvcalc.checks import format_warnings
 
-    if profile is not None and (why := engine_format_refusal(profile.engine, hw, weight_dtype)):
-        notes.append(why)
+    notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None)
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
                                 memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens,
@@ -761,6 +760,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         preemption = f"certain: even at their average length the requests exceed the {fmt_bytes(pool)} pool per GPU"
     total_gpus = gpus * replicas
     name, label = engine_label(profile, spec)
+    # where a disaggregated request's first token comes from the decode pool (vLLM computes it again; SGLang streams
+    # it as its decode scheduler takes the request in), which the arrivals note says it waits for
+    first_on_decode = bool(disaggregate) and (stepper.profile is None or stepper.profile.engine in ("vllm", "sglang"))
     return {
         "model": spec.name, "gpu": hw.name, "tensor_parallel": tp, "pipeline_parallel": pp, "expert_parallel": ep,
         "engine": name,
@@ -798,10 +800,21 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                          + ("; requests in waves that start and finish together (medians over requests)"
                             if arrivals == "waves" else "") if not disaggregate else
                          f"disaggregated: {disaggregate[0]} prefill GPUs, {disaggregate[1]} decode GPUs"),
-            "arrivals": ("a steady stream at the rate, evenly spaced: no request waits for another's prefill, and "
-                         "each prompt starts at a step's start, where an arrival mid-step waits for the step in "
-                         f"progress, half a step ({r['step_s'] * 1e3 / 2:.3g} ms) on average, which TTFT leaves out. "
-                         "Poisson arrivals queue as the load nears capacity, and TTFT and "
+            "arrivals": (("a steady stream at the rate, evenly spaced: no request waits for another's prefill, and "
+                          "each prompt starts at a step's start, where an arrival mid-step waits for the step in "
+                          f"progress, half a step ({r['step_s'] * 1e3 / 2:.3g} ms) on average, which TTFT leaves out. "
+                          if not disaggregate else
+                          # the prefill pool's step, and the decode pool's where the first token comes from it (the
+                          # twenty-third audit, D5: the decode step had been quoted as the one a prompt waits for)
+                          "a steady stream at the rate, evenly spaced, no request waiting for another's prefill "
+                          f"while they arrive further apart than one prompt's prefill "
+                          f"({r.get('prefill_step_s', 0.0) * 1e3:.3g} ms; closer, they batch up and wait longer, "
+                          "which --simulate times); an arrival mid-step waits for the prefill step in progress, half "
+                          "of one on average"
+                          + (", and its first token for the decode pool's step in progress, half a step "
+                             f"({r['step_s'] * 1e3 / 2:.3g} ms)" if first_on_decode else "")
+                          + ", which TTFT leaves out. ")
+                         + "Poisson arrivals queue as the load nears capacity, and TTFT and "
                          "TPOT grow past these: --simulate runs them" if request_rate is not None else None),
             "decode_batch_per_replica": r["decode_batch"],
             "prefill_tokens_per_step": r["prefill_tokens_per_step"],
