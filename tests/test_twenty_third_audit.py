@@ -443,3 +443,20 @@ def test_23_d5_the_disaggregated_arrivals_note_names_the_prefill_step_and_the_de
     t = _quiet(serve, "llama-3.1-8b", "h100-sxm", engine="trtllm", **ask)["assumptions"]["arrivals"]
     assert "further apart than one prompt's prefill" in v and "prefill step in progress" in v
     assert "decode pool's step in progress" in v and "decode pool's step in progress" not in t
+
+
+def test_20_n4_llama4_with_eagle_under_vllm_keeps_every_token_in_its_chunked_layers():
+    """vllm/config/vllm.py: with chunked local attention (attention_chunk_size) and EAGLE-family speculation,
+    need_disable_hybrid_kv_cache_manager ('not yet supported with chunked local attention + eagle'): every layer then
+    holds every token, as a model without chunked layers does. Llama 4 Scout at TP 4 on H200s, 32,000 + 1,000 tokens."""
+    from kvcalc.specs.catalog import load_model
+
+    ask = dict(engine="vllm", tp=4, input_len=32000, output_len=1000, concurrency="max",
+               speculate="eagle,k=3,alpha=0.7")
+    scout = load_model("llama-4-scout")
+    eagle = _quiet(serve, scout, "h200", **ask)
+    whole = scout.model_copy(update={"attention": scout.attention.model_copy(update={"sliding_window": None})})
+    assert eagle["max_concurrency"] == _quiet(serve, whole, "h200", **ask)["max_concurrency"]
+    plain = _quiet(serve, scout, "h200", **{**ask, "speculate": None})
+    assert plain["max_concurrency"] > eagle["max_concurrency"]  # without EAGLE the chunked layers keep their chunk
+    assert any("hybrid KV cache manager off" in w for w in eagle["warnings"])

@@ -62,6 +62,12 @@ def check_vllm_batching(max_num_batched_tokens: int, max_num_seqs: int, default:
 # V0's EngineArgs turned chunked prefill on by default for models with a context over 32K ("enable chunked prefill by
 # default for long context (> 32K) models", vllm/engine/arg_utils.py, 0.5-0.7)
 V0_CHUNKED_ABOVE = 32768
+# kvcalc's --speculate methods vLLM runs as EAGLE (SpeculativeConfig.use_eagle(): eagle, eagle3, mtp), with which
+# VllmConfig turns the hybrid KV cache manager off for a model with chunked local attention (Llama 4: "Hybrid KV cache
+# manager is not yet supported with chunked local attention + eagle", vllm/config/vllm.py, every release since the
+# manager took chunked layers, PR #19351): each chunked layer then holds every token (the twentieth audit, N4)
+VLLM_EAGLE_METHODS = ("eagle", "mtp")
+
 # vLLM's mamba_cache_mode 'align' and 'all' under prefix caching (model_executor/models/config.py MambaModelConfig;
 # MambaSpec.max_memory_usage_bytes: 2 state pages a request in 'align', cdiv(max_model_len, block) in 'all'), from
 # PR #30877 (merged 2026-01-19, in 0.15.0's notes as "block-aligned prefix caching for hybrid models"); before it a
@@ -75,13 +81,16 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
                 ep: int = 1, runner: str = "auto", version: tuple[int, int] = em.VLLM_LATEST,
                 cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False,
-                refit: dict | None = None) -> dict:
+                refit: dict | None = None, speculate_method: str | None = None) -> dict:
     """The KV cache vLLM `version` would allocate per GPU, and what it would print, by formulas/engine_memory.py's
     rule. refit: the release band's constants refitted, {'sampler_bytes_per_logit': x, 'non_torch_GiB': (TP 1,
     NVLink addition)} (either may be absent), for the memory ledger's leave-one-source-out scoring. runner: vLLM's model runner, 'v0', 'v1' or 'v2'; 'auto' is the one that version gives the model.
     flashinfer_sampler: GPUModelRunner samples with FlashInfer's top-k/top-p kernel (its log says so).
     cuda_graph_bytes: vLLM's CUDA-graph estimate per GPU (its log's 'Estimated CUDA graph memory'), subtracted
     where the version counts it; None where unknown (the pool is then an upper bound, and `notes` says so)."""
+    chunked_whole = speculate_method in VLLM_EAGLE_METHODS and spec.attention.window_kind == "chunked"
+    if chunked_whole:  # no hybrid KV cache manager: every layer keeps every token (VLLM_EAGLE_METHODS)
+        spec = spec.model_copy(update={"attention": spec.attention.model_copy(update={"sliding_window": None})})
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / em.GiB, hw.name, version, context)
     t, r = max_num_batched_tokens or default_t, max_num_seqs or default_r
     check_vllm_batching(t, r, default=max_num_seqs is None)
@@ -102,6 +111,10 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         notes.append(f"vLLM {release} turned chunked prefill on by default past {V0_CHUNKED_ABOVE:,} tokens of "
                      f"context, with a smaller step budget than the {t:,} tokens kvcalc profiles here (V0 without "
                      "it): pass --max-num-batched-tokens with the one its log prints")
+    if chunked_whole:
+        notes.append(f"vLLM turns its hybrid KV cache manager off for chunked local attention with {speculate_method} "
+                     "speculation (vllm/config/vllm.py: 'not yet supported with chunked local attention + eagle'), so "
+                     "the chunked layers keep every token, as sized here")
     if spec.linear_attention is not None and version >= VLLM_MAMBA_CACHE_MODES:  # the twenty-first audit, M1
         notes.append("vLLM keeps prefix caching off for hybrid models unless --enable-prefix-caching is given "
                      "(engine/arg_utils.py: 'keep it opt-in for now'), as sized here: one recurrent state a request. "
@@ -339,7 +352,8 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
                        max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
                        pp: int = 1, ep: int = 1, vllm_runner: str = "auto",
                        vllm_version: tuple[int, int] = em.VLLM_LATEST,
-                       cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False) -> dict:
+                       cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False,
+                       speculate_method: str | None = None) -> dict:
     """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print. With ep > 1
     each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
     group's sequences, so the concurrency is per group of tp GPUs."""
@@ -351,7 +365,7 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
     return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
                        runner=vllm_runner, version=vllm_version, cuda_graph_bytes=cuda_graph_bytes,
-                       flashinfer_sampler=flashinfer_sampler)
+                       flashinfer_sampler=flashinfer_sampler, speculate_method=speculate_method)
 
 
 def check_flashinfer_sampler(on: bool, engine: str) -> None:
