@@ -260,10 +260,31 @@ def engine_format_refusal(engine: str | None, hw, weight_dtype: str) -> str | No
     return None
 
 
-def format_warnings(hw, weight_dtype: str, engine: str | None) -> list[str]:
-    """What estimate, serve, sweep and the simulator say of a weight format on a part: one its vendor does not run
-    (foreign_format) and one the engine does not load there (engine_format_refusal); engine None: the roofline."""
-    return [why for why in (foreign_format(hw, weight_dtype), engine_format_refusal(engine, hw, weight_dtype)) if why]
+def kv_format_refusal(engine: str | None, hw, kv_dtype: str) -> str | None:
+    """Why `engine` does not keep a `kv_dtype` cache on `hw`, or None (the twenty-fourth audit, K1, K3):
+      nvfp4 is NVIDIA's format, and its cache runs on datacenter Blackwell only (compute capability 10.x): vLLM's
+        through FlashInfer's trtllm-gen path (PR #40177; 'is_device_capability_family(100)', issue #49011),
+        TensorRT-LLM's 'only available for SM10X in trtllm-gen' (issue #10241); none on AMD;
+      int8 and int4 caches under --engine auto, whose profile is vLLM's, which stores neither (estimator.py
+        ENGINE_KV_REFUSED; -e vllm refuses them outright)."""
+    if kv_dtype == "nvfp4" and engine is not None:
+        cc = nvidia_capability(hw)
+        if hw.vendor == "AMD" or (cc is not None and cc[0] != 10):
+            return (f"--kv-dtype nvfp4: an NVFP4 KV cache runs on datacenter Blackwell only (compute capability 10.x), "
+                    f"not on {hw.name}: these times and pools are of a deployment that does not start")
+    return None
+
+
+def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | None = None) -> list[str]:
+    """What estimate, serve, sweep and the simulator say of a weight or KV format on a part: a weight format its
+    vendor does not run (foreign_format), one the engine does not load there (engine_format_refusal), a KV format
+    the engine does not keep there (kv_format_refusal, and the engine's own ENGINE_KV_REFUSED where the profile was
+    reached through --engine auto); engine None: the roofline."""
+    from kvcalc.estimator import engine_kv_refusal
+
+    kv = (kv_format_refusal(engine, hw, kv_dtype), engine_kv_refusal(engine, kv_dtype)) if kv_dtype else ()
+    return [why for why in (foreign_format(hw, weight_dtype), engine_format_refusal(engine, hw, weight_dtype), *kv)
+            if why]
 
 
 def check_speculate(speculate, flag: str = "--speculate") -> None:

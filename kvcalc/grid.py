@@ -175,7 +175,7 @@ def sweep(
         # as estimate warns: a context past the model's positions, and a weight format the part's vendor does not
         # run (the eighteenth audit, E1, E2)
         for why in (past_positions(spec, max(context)),
-                    *format_warnings(hw, w, profile.engine if profile is not None else None)):
+                    *format_warnings(hw, w, profile.engine if profile is not None else None, k)):
             if why:
                 unsupported.append(why)
         if sv:

@@ -460,3 +460,24 @@ def test_20_n4_llama4_with_eagle_under_vllm_keeps_every_token_in_its_chunked_lay
     plain = _quiet(serve, scout, "h200", **{**ask, "speculate": None})
     assert plain["max_concurrency"] > eagle["max_concurrency"]  # without EAGLE the chunked layers keep their chunk
     assert any("hybrid KV cache manager off" in w for w in eagle["warnings"])
+
+
+@pytest.mark.parametrize(("engine", "gpu", "refused"), [
+    ("vllm", "h100-sxm", True), ("trtllm", "h100-sxm", True), ("vllm", "rtx-5090", True), ("vllm", "mi300x", True),
+    ("vllm", "a100-sxm-80gb", True), ("vllm", "b200", False), ("trtllm", "gb200", False), ("trtllm", "b300", False)])
+def test_24_k1_an_nvfp4_cache_runs_on_datacenter_blackwell_only(engine, gpu, refused):
+    """vLLM's NVFP4 KV cache runs through FlashInfer's trtllm-gen path on compute capability 10.x only (PR #40177,
+    issue #49011: 'SM120 was excluded outright'); TensorRT-LLM's 'only available for SM10X in trtllm-gen' (issue
+    #10241); NVFP4 is NVIDIA's format. capacity, estimate and serve say so (an H100's pool had held 3.6x bf16's)."""
+    from kvcalc.planning.capacity import capacity
+
+    c = _quiet(capacity, "llama-3.1-8b", gpu, context=8192, engine=engine, kv_dtype="nvfp4")
+    said = any("an NVFP4 KV cache runs on datacenter Blackwell only" in w for w in c["warnings"])
+    assert said is refused
+
+
+def test_24_k3_engine_auto_says_the_kv_formats_its_vllm_profile_does_not_store():
+    from kvcalc.estimator import estimate
+
+    w = _quiet(estimate, "llama-3.1-8b", "h100-sxm", kv_dtype="int8").warnings
+    assert any(x.startswith("--kv-dtype int8: vllm's int8_per_token_head cache") for x in w)

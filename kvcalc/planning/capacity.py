@@ -302,6 +302,11 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         notes.append(f"no {engine} kernel profile for {hw.name}: memory as {engine} budgets it, decode timed on the "
                      "datasheet roofline")
     profile = with_band(profile, engine_version)  # the release band's step overhead (engines/overhead.py)
+    from kvcalc.checks import format_warnings
+
+    # a weight or KV format the part or the engine does not run, as estimate and serve say it (the twenty-fourth
+    # audit, K1: an NVFP4 cache on an H100 had held 3.6x bf16's requests without a word)
+    notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype)
 
     def engine_memory(tp, graphs=cuda_graph_bytes):
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,

@@ -480,7 +480,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         notes.append(why)
     from kvcalc.checks import format_warnings
 
-    notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None)
+    notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype)
     if memory_rule is not None:
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
                                 memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens,
