@@ -481,3 +481,22 @@ def test_24_k3_engine_auto_says_the_kv_formats_its_vllm_profile_does_not_store()
 
     w = _quiet(estimate, "llama-3.1-8b", "h100-sxm", kv_dtype="int8").warnings
     assert any(x.startswith("--kv-dtype int8: vllm's int8_per_token_head cache") for x in w)
+
+
+def test_24_r5_plan_says_which_engine_carries_no_overhead():
+    """TensorRT-LLM's PyTorch back end (1.0-1.3) has no published run in the ledger, so kvcalc models no per-step or
+    per-request cost for it (engines/overhead.py) and its rows rank too well: plan says so where it searches it."""
+    import warnings
+
+    import kvcalc
+
+    ask = dict(input_len=1000, output_len=200, concurrency=64)
+    with warnings.catch_warnings(record=True) as both:
+        warnings.simplefilter("always")
+        kvcalc.plan("llama-3.1-8b", ["h100-sxm"], **ask)
+    with warnings.catch_warnings(record=True) as vllm_only:
+        warnings.simplefilter("always")
+        kvcalc.plan("llama-3.1-8b", ["h100-sxm"], engines=["vllm"], **ask)
+    said = "carries no engine overhead in kvcalc"
+    assert any(said in str(w.message) and str(w.message).startswith("trtllm") for w in both)
+    assert not any(said in str(w.message) for w in vllm_only)

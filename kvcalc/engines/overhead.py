@@ -97,6 +97,12 @@ def bands(engine: str) -> list[Band]:
     return [b for b in BANDS if b.engine == engine]
 
 
+def unmodelled_latest(engine: str) -> Band | None:
+    """The engine's newest band where its overheads are not modelled (no published run of it), or None."""
+    newest = max(bands(engine), key=lambda b: b.last, default=None)
+    return newest if newest is not None and newest.provenance.startswith("not modelled") else None
+
+
 def band_named(engine: str, version: str) -> Band | None:
     """The band --engine-version names by its name (v0, 0.4+) or by its releases as kvcalc prints them (0.1-0.7)."""
     text = version.strip().lower()
