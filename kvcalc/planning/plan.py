@@ -913,11 +913,11 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                 "concurrency' log line says what it holds")
     from kvcalc.engines.overhead import unmodelled_latest
 
-    for e in sorted({p.deployment.engine for p in [*chosen, *best.values()]}):  # an engine whose step costs kvcalc
+    for name in sorted({p.deployment.engine for p in [*chosen, *best.values()]}):  # an engine whose step costs kvcalc
         # does not model ranks too well (the twenty-fourth audit, R5: TensorRT-LLM's rows, with no per-step cost, had
         # ranked first without a word)
-        if (b := unmodelled_latest(e)) is not None:
-            say(f"{e}: its {b.design} ({'.'.join(map(str, b.first))}-{'.'.join(map(str, b.last))}) carries no "
+        if (b := unmodelled_latest(name)) is not None:
+            say(f"{name}: its {b.design} ({'.'.join(map(str, b.first))}-{'.'.join(map(str, b.last))}) carries no "
                 "engine overhead in kvcalc, as no published run of it is in the ledger: its rows are faster than it "
                 "runs, and rank above engines whose overheads are counted", ProfileWarning)
     closest_rows = [] if chosen else [point_dict(p) for p in _closest(points, max_ttft_ms, max_tpot_ms)]
