@@ -260,13 +260,37 @@ def engine_format_refusal(engine: str | None, hw, weight_dtype: str) -> str | No
     return None
 
 
+# KV formats an engine cannot store (or stores in a layout kvcalc does not count), by engine: the formats it takes.
+# - SGLang's --kv-cache-dtype takes auto, fp8_e5m2, fp8_e4m3, bf16, bfloat16 and fp4_e2m1 (sgl-project/sglang
+#   python/sglang/srt/server_args.py, add_cli_args), so no integer cache.
+# - vLLM's integer caches are int8_per_token_head and int4_per_token_head (KVQuantMode, vllm/v1/kv_cache_interface.py):
+#   each token's K and V head carries its own fp32 scale, carved from the pool (AttentionSpec.page_size_bytes adds
+#   2 x block_size x num_kv_heads x 4 B), which kvcalc's int8 (no scale) and int4 (a bf16 scale per 128 elements) do
+#   not count (the thirteenth audit, E4).
+# - TensorRT-LLM's KV cache quantisation is FP8, INT8 (one per-tensor scale, as kvcalc's int8) or NVFP4
+#   (https://nvidia.github.io/TensorRT-LLM/features/quantization.html): no int4.
+_SGLANG_KV = "sglang stores no {kv} KV cache (its --kv-cache-dtype takes fp8_e4m3, fp8_e5m2, bf16 or fp4_e2m1)"
+_VLLM_KV = ("vllm's {kv}_per_token_head cache adds an fp32 scale per token and KV head, which kvcalc's {kv} does not "
+            "count (vLLM's fp8, nvfp4 and bf16 caches it does)")
+ENGINE_KV_REFUSED = {"sglang": {"int8": _SGLANG_KV, "int4": _SGLANG_KV},
+                     "vllm": {"int8": _VLLM_KV, "int4": _VLLM_KV},
+                     "trtllm": {"int4": "trtllm stores no int4 KV cache (its KV formats are fp8, int8 and nvfp4)"}}
+
+
+def engine_kv_refusal(engine: str | None, kv_dtype: str) -> str | None:
+    """Why `engine` cannot store a `kv_dtype` KV cache (ENGINE_KV_REFUSED), or None."""
+    why = ENGINE_KV_REFUSED.get(engine or "", {}).get(kv_dtype)
+    if why is None:
+        return None
+    return f"--kv-dtype {kv_dtype}: {why.format(kv=kv_dtype)}; pick another --kv-dtype or --engine"
+
+
 def kv_format_refusal(engine: str | None, hw, kv_dtype: str) -> str | None:
-    """Why `engine` does not keep a `kv_dtype` cache on `hw`, or None (the twenty-fourth audit, K1, K3):
-      nvfp4 is NVIDIA's format, and its cache runs on datacenter Blackwell only (compute capability 10.x): vLLM's
-        through FlashInfer's trtllm-gen path (PR #40177; 'is_device_capability_family(100)', issue #49011),
-        TensorRT-LLM's 'only available for SM10X in trtllm-gen' (issue #10241); none on AMD;
-      int8 and int4 caches under --engine auto, whose profile is vLLM's, which stores neither (estimator.py
-        ENGINE_KV_REFUSED; -e vllm refuses them outright)."""
+    """Why `engine` does not keep a `kv_dtype` cache on `hw`, or None (the twenty-fourth audit, K1):
+    nvfp4 is NVIDIA's format, and its cache runs on datacenter Blackwell only (compute capability 10.x): vLLM's
+    through FlashInfer's trtllm-gen path (PR #40177; 'is_device_capability_family(100)', issue #49011), TensorRT-LLM's
+    'only available for SM10X in trtllm-gen' (issue #10241); none on AMD. What an engine stores on no GPU is
+    ENGINE_KV_REFUSED's (engine_kv_refusal)."""
     if kv_dtype == "nvfp4" and engine is not None:
         cc = nvidia_capability(hw)
         if hw.vendor == "AMD" or (cc is not None and cc[0] != 10):
@@ -280,8 +304,6 @@ def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | N
     vendor does not run (foreign_format), one the engine does not load there (engine_format_refusal), a KV format
     the engine does not keep there (kv_format_refusal, and the engine's own ENGINE_KV_REFUSED where the profile was
     reached through --engine auto); engine None: the roofline."""
-    from kvcalc.estimator import engine_kv_refusal
-
     kv = (kv_format_refusal(engine, hw, kv_dtype), engine_kv_refusal(engine, kv_dtype)) if kv_dtype else ()
     return [why for why in (foreign_format(hw, weight_dtype), engine_format_refusal(engine, hw, weight_dtype), *kv)
             if why]

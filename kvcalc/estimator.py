@@ -15,6 +15,7 @@ from kvcalc.checks import (
     check_int,
     check_number,
     check_speculate,
+    engine_kv_refusal,
     format_warnings,
     past_positions,
 )
@@ -212,23 +213,6 @@ def check_prefill_chunk(prefill_chunk) -> None:
     check_int("--prefill-chunk", prefill_chunk, 1, 10**7)
 
 
-# KV formats an engine cannot store (or stores in a layout kvcalc does not count), by engine: the formats it takes.
-# - SGLang's --kv-cache-dtype takes auto, fp8_e5m2, fp8_e4m3, bf16, bfloat16 and fp4_e2m1 (sgl-project/sglang
-#   python/sglang/srt/server_args.py, add_cli_args), so no integer cache.
-# - vLLM's integer caches are int8_per_token_head and int4_per_token_head (KVQuantMode, vllm/v1/kv_cache_interface.py):
-#   each token's K and V head carries its own fp32 scale, carved from the pool (AttentionSpec.page_size_bytes adds
-#   2 x block_size x num_kv_heads x 4 B), which kvcalc's int8 (no scale) and int4 (a bf16 scale per 128 elements) do
-#   not count (the thirteenth audit, E4).
-# - TensorRT-LLM's KV cache quantisation is FP8, INT8 (one per-tensor scale, as kvcalc's int8) or NVFP4
-#   (https://nvidia.github.io/TensorRT-LLM/features/quantization.html): no int4.
-_SGLANG_KV = "sglang stores no {kv} KV cache (its --kv-cache-dtype takes fp8_e4m3, fp8_e5m2, bf16 or fp4_e2m1)"
-_VLLM_KV = ("vllm's {kv}_per_token_head cache adds an fp32 scale per token and KV head, which kvcalc's {kv} does not "
-            "count (vLLM's fp8, nvfp4 and bf16 caches it does)")
-ENGINE_KV_REFUSED = {"sglang": {"int8": _SGLANG_KV, "int4": _SGLANG_KV},
-                     "vllm": {"int8": _VLLM_KV, "int4": _VLLM_KV},
-                     "trtllm": {"int4": "trtllm stores no int4 KV cache (its KV formats are fp8, int8 and nvfp4)"}}
-
-
 def check_dtypes(weight_dtype: str, kv_dtype: str, engine: str | None = None) -> None:
     """Known formats; with `engine`, a KV format that engine stores (ENGINE_KV_REFUSED)."""
     if weight_dtype not in WEIGHT_DTYPES and weight_dtype != "auto":
@@ -240,14 +224,6 @@ def check_dtypes(weight_dtype: str, kv_dtype: str, engine: str | None = None) ->
     why = engine_kv_refusal(engine, kv_dtype)
     if why is not None:
         raise KvcalcError(why)
-
-
-def engine_kv_refusal(engine: str | None, kv_dtype: str) -> str | None:
-    """Why `engine` cannot store a `kv_dtype` KV cache (ENGINE_KV_REFUSED), or None."""
-    why = ENGINE_KV_REFUSED.get(engine or "", {}).get(kv_dtype)
-    if why is None:
-        return None
-    return f"--kv-dtype {kv_dtype}: {why.format(kv=kv_dtype)}; pick another --kv-dtype or --engine"
 
 
 def resolve_weight_dtype(weight_dtype: str, spec: ModelSpec) -> str:

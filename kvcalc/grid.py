@@ -15,6 +15,7 @@ from kvcalc.checks import (
     MAX_GPUS,
     MAX_TOKENS,
     check_int,
+    engine_kv_refusal,
     format_warnings,
     past_positions,
 )
@@ -22,7 +23,6 @@ from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
     check_dtypes,
-    engine_kv_refusal,
     check_memory_utilization,
     check_prefill_chunk,
     evaluate,

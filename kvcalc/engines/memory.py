@@ -186,7 +186,7 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
     per_request = em.sglang_request_bytes(spec, context, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.name))
     slots = None
-    if spec.linear_attention is not None:  # a pool of whole states beside the KV tokens (em.sglang_mamba_split)
+    if spec.linear_attention is not None:  # a pool of whole states beside the KV tokens (em.sglang_mamba_held)
         kv_pool, slots, held = em.sglang_mamba_held(spec, pool, per_request, p.b_kv, tp, pp)
     else:
         kv_pool, held = pool, max(pool, 0.0) / per_request

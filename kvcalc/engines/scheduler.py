@@ -213,6 +213,21 @@ def sglang_server_budget(memory_GiB: float, release_text: str | None = None, dp:
     return sglang_rank_chunk(server, dp, release_text)
 
 
+# Where a disaggregated request's first token reaches the client from (serving/simulate.py Workload.first_token; the
+# twenty-third audit, D3 and D4): "step", vLLM's decode instance computes the prompt's last token again
+# (Scheduler._update_waiting_for_remote_kv sets num_computed_tokens one short) and streams its first step's token;
+# "admission", SGLang's decode server streams the prefill's token as its scheduler takes the request in
+# (process_prebuilt); "arrival", TensorRT-LLM's context server hands its token on with the KV. The roofline (engine
+# None) runs vLLM's scheduler.
+DISAGGREGATED_FIRST_TOKEN = {"vllm": "step", "sglang": "admission", "trtllm": "arrival"}
+
+
+def disaggregated_first_token(engine: str | None) -> str:
+    """DISAGGREGATED_FIRST_TOKEN's entry for `engine` (vllm, sglang, trtllm, or a scheduler policy's name such as
+    vllm-v1); vLLM's for the roofline and anything else."""
+    return DISAGGREGATED_FIRST_TOKEN.get((engine or "vllm").split("-")[0], "step")
+
+
 # SGLang's max_running_requests under EAGLE-family speculation (EAGLE, EAGLE3, STANDALONE; NEXTN is renamed EAGLE)
 # where --max-running-requests is not given: server_args.py _handle_speculative_decoding, "Max running requests is
 # reset to 48 for speculative decoding" (the fourteenth audit, S7)

@@ -125,7 +125,12 @@ from kvcalc.formulas.kv import (
     linear_state_bytes,
 )
 from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
-from kvcalc.formulas.params import pipeline_stage_layers, quantised_and_kept_params
+from kvcalc.formulas.params import (
+    parts_bytes,
+    pipeline_stage_layers,
+    quantised_and_kept_params,
+    weight_bytes_per_gpu,
+)
 from kvcalc.specs.model import ModelSpec
 
 GiB = 1024**3
@@ -610,13 +615,11 @@ def sglang_weight_bytes_per_gpu(model: ModelSpec, b_w: float, tp: int, pp: int =
     """Weight bytes on one GPU as SGLang lays them out [B]: formulas/params.py weight_bytes_per_gpu, but with the
     parts SGLang splits over the whole expert-parallel group under data-parallel attention (above) / ep, not / tp, and
     pipeline stages split as SGLang's get_pp_indices does (the layers left over on the last stages)."""
-    from kvcalc.formulas.params import _parts_bytes, weight_bytes_per_gpu
-
     weights = weight_bytes_per_gpu(model, b_w, tp, pp, ep, extra_layers="last")
     if ep <= tp:
         return weights
     parts = ("lm_head", "mlp", "moe/shared") if model.family in SGLANG_DP_SPLIT_FAMILIES else ("lm_head",)
-    split = _parts_bytes(model, b_w, parts)
+    split = parts_bytes(model, b_w, parts)
     return weights - split / tp + split / ep
 
 
@@ -639,35 +642,34 @@ SGLANG_MAMBA_SLOTS_PER_RUNNING = 3
 SGLANG_SSM_STATE_BYTES = 4
 
 
+def _state_share(model: ModelSpec, b_kv: float, tp: int, pp: int) -> float:
+    """One request's linear-attention state on one GPU [B] (kv.linear_state_bytes): its shard of the heads, its
+    stage's layers; 0 without such layers."""
+    return linear_state_bytes(model, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+
+
 def sglang_state_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> float:
     """One request's linear-attention state on one GPU as SGLang keeps it [B]: its SSM matrices in float32, its conv's
-    past inputs in the model's dtype (kv.linear_state_bytes at SGLANG_SSM_STATE_BYTES), this GPU's share; 0 without
-    such layers."""
+    past inputs in the model's dtype (SGLANG_SSM_STATE_BYTES); 0 without such layers."""
     la = model.linear_attention
     if la is None:
         return 0.0
     fp32 = model.model_copy(update={"linear_attention": la.model_copy(
         update={"recurrent_state_bytes": SGLANG_SSM_STATE_BYTES})})
-    return linear_state_bytes(fp32, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
-
-
-def sglang_mamba_split(model: ModelSpec, pool_bytes: float, b_kv: float, tp: int = 1,
-                       pp: int = 1) -> tuple[float, int, float]:
-    """(KV bytes, state slots, one state's bytes) of SGLang's pool of pool_bytes per GPU for a model with linear-
-    attention layers: SGLANG_MAMBA_FULL_MEMORY_RATIO of it over 1 + that ratio to whole states, the rest KV."""
-    state = sglang_state_bytes(model, b_kv, tp, pp)
-    r = SGLANG_MAMBA_FULL_MEMORY_RATIO
-    slots = int(max(pool_bytes, 0.0) * r / (1 + r) // state) if state > 0 else 0
-    return pool_bytes - slots * state, slots, state
+    return _state_share(fp32, b_kv, tp, pp)
 
 
 def sglang_mamba_held(model: ModelSpec, pool_bytes: float, request_bytes: float, b_kv: float, tp: int = 1,
                       pp: int = 1) -> tuple[float, int, float]:
-    """(KV bytes, state slots, requests held) of SGLang's split pool: requests of request_bytes (sglang_request_bytes,
-    their state at the model's dtype) hold their KV in the KV part, their state in one of the slots."""
-    kv_pool, slots, _ = sglang_mamba_split(model, pool_bytes, b_kv, tp, pp)
-    own_state = linear_state_bytes(model, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
-    kv_request = request_bytes - own_state
+    """(KV bytes, state slots, requests held) of SGLang's pool of pool_bytes per GPU for a model with linear-attention
+    layers: SGLANG_MAMBA_FULL_MEMORY_RATIO of it over 1 + that ratio to whole states (sglang_state_bytes), the rest
+    KV; requests of request_bytes (sglang_request_bytes, their state at the model's dtype) hold their KV in the KV
+    part, their state in one of the slots."""
+    state = sglang_state_bytes(model, b_kv, tp, pp)
+    r = SGLANG_MAMBA_FULL_MEMORY_RATIO
+    slots = int(max(pool_bytes, 0.0) * r / (1 + r) // state) if state > 0 else 0
+    kv_pool = pool_bytes - slots * state
+    kv_request = request_bytes - _state_share(model, b_kv, tp, pp)
     return kv_pool, slots, (min(max(kv_pool, 0.0) / kv_request, slots) if kv_request > 0 else float(slots))
 
 
@@ -731,8 +733,7 @@ def sglang_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: 
                  * stage_layer_fraction(model, pp))
     full, sliding = per_token * model.global_layers, per_token * model.window_layers
     held = cached_tokens(max_model_len, model.attention.sliding_window)
-    state = linear_state_bytes(model, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
-    return (full + r * sliding) * max(max_model_len, held / r) + state
+    return (full + r * sliding) * max(max_model_len, held / r) + _state_share(model, b_kv, tp, pp)
 
 
 def _request_bytes(model: ModelSpec, tokens: int, b_kv: float, tp: int, pp: int) -> float:

@@ -339,7 +339,7 @@ def tp_whole_bytes(model: ModelSpec, b_w: float, tp: int) -> float:
         return 0.0
     attn, d, layers = model.attention, model.hidden_size, model.attention_layers
     in_linears, attention_b = attention_in_linears(attn, d), _stored_bytes(model, b_w, "attention/qkv")
-    whole = _parts_bytes(model, b_w, ("norms", "moe/router"))
+    whole = parts_bytes(model, b_w, ("norms", "moe/router"))
     if attn.kind == "mla":
         # and DeepSeek-V3.2's lightning indexer, wq_b, wk and weights_proj all ReplicatedLinear (vLLM's and SGLang's
         # Indexer; the twentieth audit, N2)
@@ -375,7 +375,7 @@ def _stored_bytes(model: ModelSpec, b_w: float, part: str) -> float:
     return UNQUANTISED_BYTES if b_w < UNQUANTISED_BYTES and part in _kept_parts(model) else b_w
 
 
-def _parts_bytes(model: ModelSpec, b_w: float, keys: tuple[str, ...]) -> float:
+def parts_bytes(model: ModelSpec, b_w: float, keys: tuple[str, ...]) -> float:
     """Bytes of the params_breakdown parts `keys` as weight_bytes stores them [B]."""
     parts = params_breakdown(model)
     return sum(parts.get(k, 0) * _stored_bytes(model, b_w, k) for k in keys)
@@ -390,8 +390,8 @@ def layer_weight_bytes(model: ModelSpec, b_w: float) -> list[float]:
     if (moe is None or moe.every != 1 or not moe.first_dense_layers or model.layer_pattern is not None
             or model.linear_attention is not None):
         return [layers / n] * n
-    mlp = _parts_bytes(model, b_w, ("mlp",))
-    experts = _parts_bytes(model, b_w, ("moe/routed", "moe/shared", "moe/router"))
+    mlp = parts_bytes(model, b_w, ("mlp",))
+    experts = parts_bytes(model, b_w, ("moe/routed", "moe/shared", "moe/router"))
     common, k = (layers - mlp - experts) / n, moe.first_dense_layers
     return [common + (mlp / k if i < k else experts / (n - k)) for i in range(n)]
 

@@ -14,9 +14,9 @@ One speculative step of B sequences costs
             mtp=D         D sequential steps of DeepSeek-V3's one MTP module: one transformer block, a 2d -> d
                           projection and the shared lm_head (DeepSeek-V3 report, section 2.2); k = D
             medusa=N      N heads on the last hidden state, each a d x d residual block and a d x V head
+                          (Medusa, Cai et al. 2024), run once; k = N
             ngram         k tokens looked up in the request's own prompt and output (vLLM's ngram proposer,
                           prompt_lookup_max/min): no weights, no cache, no GPU work; its acceptance is the data's
-                          (Medusa, Cai et al. 2024), run once; k = N
 and yields E tokens per sequence: time per token = (verify + draft) / E. The speed-up over plain decoding falls as
 the batch grows and the verify step turns compute-bound; the batch where it reaches 1 is where speculation stops
 paying.

@@ -278,12 +278,18 @@ def prefill_pool_rate(per_batch: int, batch_s: float, prefill_replicas: int, dec
     return rate
 
 
+def first_token_source(stepper: StepTimer) -> str:
+    """Where a disaggregated request's first token comes from under the stepper's engine (engines/scheduler.py
+    disaggregated_first_token): 'step' (vLLM: TTFT holds one decode step; the twenty-third audit, D4, 8.2 ms short for
+    Llama-3.1-8B on an H100), 'admission' (SGLang) or 'arrival' (TensorRT-LLM)."""
+    from kvcalc.engines.scheduler import disaggregated_first_token
+
+    return disaggregated_first_token(stepper.profile.engine if stepper.profile is not None else None)
+
+
 def first_token_on_decode(stepper: StepTimer) -> bool:
-    """Whether a disaggregated request's first token reaches the client from a decode-pool step: vLLM's decode
-    instance computes the prompt's last token again (Scheduler._update_waiting_for_remote_kv sets num_computed_tokens
-    one short), so TTFT holds one decode step (the twenty-third audit, D4: 8.2 ms short for Llama-3.1-8B on an H100);
-    the roofline runs vLLM's scheduler. SGLang and TensorRT-LLM hand on the prefill's token."""
-    return stepper.profile is None or stepper.profile.engine == "vllm"
+    """Whether a disaggregated request's first token is computed in a decode-pool step (first_token_source 'step')."""
+    return first_token_source(stepper) == "step"
 
 
 def _disaggregated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int,
@@ -763,7 +769,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     name, label = engine_label(profile, spec)
     # where a disaggregated request's first token comes from the decode pool (vLLM computes it again; SGLang streams
     # it as its decode scheduler takes the request in), which the arrivals note says it waits for
-    first_on_decode = bool(disaggregate) and (stepper.profile is None or stepper.profile.engine in ("vllm", "sglang"))
+    first_on_decode = bool(disaggregate) and first_token_source(stepper) != "arrival"
     return {
         "model": spec.name, "gpu": hw.name, "tensor_parallel": tp, "pipeline_parallel": pp, "expert_parallel": ep,
         "engine": name,

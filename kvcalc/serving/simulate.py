@@ -27,6 +27,7 @@ import numpy as np
 from kvcalc.engines.scheduler import (
     SGLANG_CLIP_MAX_NEW_TOKENS,
     SchedulerPolicy,
+    disaggregated_first_token,
     sglang_ratio_after_retraction,
 )
 from kvcalc.errors import KvcalcError
@@ -194,11 +195,9 @@ class Workload:
     concurrency: int | None = None  # closed loop: requests in flight
     description: str = ""
     prefilled: bool = False  # requests arrive with their prompt cached and first token out (a decode pool's)
-    # with prefilled, where the decode pool's first token comes from (the twenty-third audit, D3 and D4): "arrival",
-    # handed over with the KV (TensorRT-LLM's context server returns it); "admission", streamed when the decode
-    # scheduler takes the request in (SGLang's process_prebuilt); "step", computed again: vLLM's decode instance sets
-    # num_computed_tokens one short of the prompt (Scheduler._update_waiting_for_remote_kv) and its first step's
-    # token is the first the client sees
+    # with prefilled, where the decode pool's first token comes from (engines/scheduler.py DISAGGREGATED_FIRST_TOKEN):
+    # "arrival", handed over with the KV; "admission", streamed as the decode scheduler takes the request in; "step",
+    # computed again in the request's first decode step
     first_token: str = "arrival"
 
 
@@ -1677,7 +1676,7 @@ def _disaggregated(policy, grid, work: Workload, d: dict, split: tuple[int, int]
         prefills.append(res)
     index = np.arange(n)
     first = link_queue(prefilled, transfer, index % p_rep, np.where(work.output_len > 1, index % d_rep, -1))
-    handed = "step" if policy.name.startswith("vllm") else "admission" if policy.name == "sglang" else "arrival"
+    handed = disaggregated_first_token(policy.name)
     for r in range(d_rep):
         idx = np.arange(r, n, d_rep)
         # a request done at its first token leaves at the prefill pool: no decode-pool admission, step or ITL (the
