@@ -170,6 +170,12 @@ def shard_op(op: Op, model: ModelSpec, tp: int) -> Op:
     return replace(op, cost=shard, items_per_kernel=items)
 
 
+def scale_out_missing(hw: HardwareSpec, flag: str, what: str) -> KvcalcError:
+    """The error for GPUs beyond what the interconnect joins on a spec that gives no scale-out link."""
+    return KvcalcError(f"{flag}: {hw.name}'s interconnect joins {hw.scale_up_gpus} GPUs; {what}, which needs the "
+                       "spec's scale_out_bandwidth_GBps, which it does not list")
+
+
 def group_link_bandwidth(hw: HardwareSpec, tp: int) -> float | None:
     """Bidirectional bandwidth one GPU has to the rest of its tp-GPU group [B/s], None where the spec lists none.
 
@@ -180,9 +186,7 @@ def group_link_bandwidth(hw: HardwareSpec, tp: int) -> float | None:
         if hw.scale_out_bandwidth_GBps is None:
             # a group of tp GPUs: a tensor-parallel group, an expert-parallel one or a pipeline's stages (the
             # twenty-third audit, F8: --tp 1 --ep 16 had been blamed on tensor parallelism)
-            raise KvcalcError(f"--gpu: {hw.name}'s interconnect joins {hw.scale_up_gpus} GPUs; a group of {tp} (tensor, "
-                              "expert or pipeline parallel) needs the spec's scale_out_bandwidth_GBps, which it does "
-                              "not list")
+            raise scale_out_missing(hw, "--gpu", f"a group of {tp} (tensor, expert or pipeline parallel) crosses it")
         return hw.scale_out_bandwidth_GBps * 1e9
     if not hw.interconnect_bandwidth_GBps:
         return None

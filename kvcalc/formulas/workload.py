@@ -244,14 +244,12 @@ def kv_transfer_seconds(model, hw, tokens, b_kv: float, tp: int, gpus: int | Non
     Infinity Fabric, and each GPU's cache had taken all seven of its links). tokens: a number or an array of prompt
     lengths."""
     from kvcalc.errors import KvcalcError
-    from kvcalc.formulas.parallel import sequence_bytes_per_gpu
+    from kvcalc.formulas.parallel import scale_out_missing, sequence_bytes_per_gpu
 
     link = hw.scale_out_bandwidth_GBps
     if not link:
         if gpus is not None and hw.scale_up_gpus is not None and gpus > hw.scale_up_gpus:
-            raise KvcalcError(f"--disaggregate: {hw.name}'s interconnect joins {hw.scale_up_gpus} GPUs; pools of "
-                              f"{gpus} move their KV caches between boxes, which needs the spec's "
-                              "scale_out_bandwidth_GBps, which it does not list")
+            raise scale_out_missing(hw, "--disaggregate", f"pools of {gpus} move their KV caches between boxes")
         link = hw.interconnect_bandwidth_GBps
         if link and hw.interconnect_peer_links:  # one peer link of the mesh to the decode GPU it sends to
             link = link / hw.interconnect_peer_links
