@@ -29,7 +29,9 @@ LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwe
 # model_types whose transformers config ties the lm_head to the embedding when config.json leaves
 # tie_word_embeddings out (Starcoder2Config, CohereConfig, Cohere2Config: tie_word_embeddings=True; the tenth audit,
 # H1: read untied, +5 % and +13 % parameters); Gemma's likewise (handled with its family)
-TIED_BY_DEFAULT = ("starcoder2", "cohere", "cohere2")
+# SmolLM3Config's tie_word_embeddings defaults to True, and SmolLM3-3B's config.json leaves it out (the twenty-fifth
+# audit, H1: read untied, 262,668,288 weights too many; its two shards hold 6,150,235,008 B)
+TIED_BY_DEFAULT = ("starcoder2", "cohere", "cohere2", "smollm3")
 # activations of a plain two-matrix MLP (up, down; no gate) in the families read by their fields: squared ReLU
 # (transformers' NemotronMLP, ArceeMLP, PersimmonMLP; the tenth audit, H3: read as gated, +22 % to +37 %)
 # activations of a two-matrix MLP (up, down; no gate): Nemotron's relu2, and Apertus's xIELU (ApertusMLP's up_proj
@@ -85,7 +87,11 @@ class Config:
         """The first present key of each alternative group ('a|b'); missing ones are one error naming them all."""
         missing = [k for k in keys if not any(self.has(alt) for alt in k.split("|"))]
         if missing:
-            raise KvcalcError(f"{self.source}: missing essential field(s): {', '.join(missing)}")
+            nested = sorted(k for k, v in self.data.items() if k.endswith("_config") and isinstance(v, dict)
+                            and k != "quantization_config")
+            where = (f"; this config nests its models under {', '.join(nested)}, which kvcalc does not read (it reads "
+                     "a text_config wrapper)") if nested else ""  # the twenty-fifth audit, H6: Qwen3-Omni's thinker
+            raise KvcalcError(f"{self.source}: missing essential field(s): {', '.join(missing)}{where}")
         return [self.int(next(alt for alt in k.split("|") if self.has(alt))) for k in keys]
 
     def bool(self, key: str, default: bool) -> bool:
@@ -759,6 +765,10 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
     if not known:
         if not c.has("head_dim"):
             c.assumptions.append(f"head_dim absent: assumed hidden_size / num_attention_heads = {d // heads}")
+        v_dim, k_dim = c.int("v_head_dim"), c.int("head_dim") or d // heads
+        if v_dim and v_dim != k_dim:  # the twenty-fifth audit, H3: values narrower than keys had been read as K = V
+            raise KvcalcError(f"{c.source}: v_head_dim: {v_dim} where keys are {k_dim} wide; kvcalc reads keys and "
+                              "values of one width outside latent attention (kv_lora_rank)")
         if not c.has("tie_word_embeddings"):
             tied = "true, as its transformers config" if model_type in TIED_BY_DEFAULT else "false"
             c.assumptions.append(f"tie_word_embeddings absent: assumed {tied}")
@@ -991,12 +1001,13 @@ HYBRID_MIXER_NAMES = ("linear_attn", "mamba", "mixer", "self_attn", "attention",
 
 
 def _left_in_bf16(entries: object, where: str, key: str, own: frozenset[str] | None = None,
-                  hybrid: bool = False) -> tuple[set[str], dict[str, set[int]]]:
+                  hybrid: bool = False, modelopt: bool = False) -> tuple[set[str], dict[str, set[int]]]:
     """(layer classes a quantization_config's ignore list leaves in bf16 in every layer, {class: the layers it
     leaves in bf16 by name} for the classes it names layer by layer: Llama-3.1-405B-FP8 lists every layer's attention
     and the MLPs of layers 0 and 125). own: the projection names the model's modules have (model_projection_names);
     an entry naming another family's projection names nothing here, as vLLM's should_ignore_layer matches it against
-    the model's own modules (the tenth audit's verification, V5: 're:.*query_key_value$' on Llama had been refused)."""
+    the model's own modules (the tenth audit's verification, V5: 're:.*query_key_value$' on Llama had been refused).
+    modelopt: the list is ModelOpt's, whose '*' is a wildcard."""
     if entries is None:
         return set(), {}
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):  # the twelfth audit, H10:
@@ -1007,9 +1018,11 @@ def _left_in_bf16(entries: object, where: str, key: str, own: frozenset[str] | N
     gates: dict[int | None, set] = {}  # layer (None: every layer) -> the Gated DeltaNet gate projections named
     for entry in entries:
         shown = str(entry)
-        if key == "exclude_modules" and "*" in str(entry):  # a ModelOpt wildcard: vLLM's is_layer_excluded matches it
+        if modelopt and "*" in str(entry):  # a ModelOpt wildcard: vLLM's is_layer_excluded matches it
             # as a regex ('.' literal, '*' any run) against the whole module name (the eleventh audit, H6: a layer's
             # wildcard, 'model.layers.5.*', had been dropped)
+            # under either key ModelOpt writes it (config.json's 'ignore', hf_quant_config.json's 'exclude_modules':
+            # the twenty-fifth audit, H4, 'model.layers.1*' under ignore had been dropped, 11 layers sized as NVFP4)
             entry = "re:" + re.escape(str(entry)).replace("\\*", ".*") + "$"
         text = _unescaped(str(entry))
         if hybrid and "linear_attn" in text.lower() and _projection(text) in GATED_DELTANET_GATES:
@@ -1374,7 +1387,7 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None, hybri
                           f"(awq, gptq, fp8, fbgemm_fp8, mxfp4, modelopt, compressed-tensors); {OTHER_FORMAT}")
     if ignore is None and method not in ("compressed-tensors", "modelopt"):
         ignore_key, ignore = "ignore", qc.get("ignore")
-    whole, by_layer = _left_in_bf16(ignore, where, ignore_key, own, hybrid)
+    whole, by_layer = _left_in_bf16(ignore, where, ignore_key, own, hybrid, modelopt=method == "modelopt")
     quantized = [c for c in classes if c not in whole]
     if not quantized:  # the ignore list keeps every layer class in bf16 ('re:.*layers.*'): nothing is quantised
         return None
@@ -1427,6 +1440,11 @@ NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on t
                             "a KV cache layers share: num_kv_shared_layers; per-layer embeddings)"),
             **dict.fromkeys(("lfm2", "lfm2_moe"), "LFM2's short-convolution layers beside attention (full_attn_idxs, "
                             "conv_L_cache)"),
+            # Granite 4.0's layers are 'attention' or 'mamba' in layer_types, its MLP a shared one
+            # (shared_intermediate_size) beside optional experts: the twenty-fifth audit, H5, an all-attention
+            # granite-4.0-micro had been refused as if 'attention' were a kind kvcalc does not read
+            "granitemoehybrid": "Granite 4.0's layout (layer_types 'attention' and 'mamba', a shared MLP: "
+                                "shared_intermediate_size, embedding and residual multipliers)",
             # Llama-Nemotron NAS (DeciLM): block_configs gives each layer its KV heads (n_heads_in_group), no-op
             # attention and FFN width; read uniform, KV 8x high
             "nemotron-nas": "Llama-Nemotron NAS's per-layer blocks (block_configs: each layer's KV heads, no-op "
@@ -1441,7 +1459,16 @@ NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on t
                               "attention (use_cla, cla_share_factor)",
             # Step-3.5: KV heads in num_attention_groups and each layer type's heads in attention_other_setting
             "step3p5": "Step-3.5's attention groups (num_attention_groups) and per-layer-type heads "
-                       "(attention_other_setting)"}
+                       "(attention_other_setting)",
+            # the twenty-fifth audit, H2, H3: each refused for another field, then read wrong once it was supplied.
+            # LongCat-Flash's layer holds two latent-attention blocks and two dense MLPs beside its MoE
+            # (transformers' modeling_longcat_flash.py: self_attn.0/1, mlps.0/1): read as DeepSeek-V3, KV half
+            "longcat_flash": "LongCat-Flash's layout (two attention blocks and two dense MLPs in each layer, "
+                             "zero-computation experts: zero_expert_num)",
+            # MiMo-V2-Flash: full-attention layers by hybrid_layer_pattern, its sliding layers of their own KV heads
+            # (swa_num_key_value_heads), V narrower than K (v_head_dim): read with every layer sliding, KV ~80x low
+            "mimo_v2_flash": "MiMo-V2-Flash's layout (full and sliding layers by hybrid_layer_pattern, each kind "
+                             "with its own KV heads: swa_num_key_value_heads; values narrower than keys: v_head_dim)"}
 ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
 
 def _starcoder2(c: Config) -> dict:

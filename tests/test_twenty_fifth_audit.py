@@ -1,0 +1,103 @@
+"""The twenty-fifth hostile audit (docs/validation.md, "Twenty-fifth hostile audit"): each test is named after its
+finding."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc.cli import app
+from kvcalc.specs.hf import load_hf_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "hf"
+# Meta-Llama-3-8B's shape, a config.json to give quantization_config lists to
+LLAMA3_8B = json.loads((FIXTURES / "Meta-Llama-3-8B" / "config.json").read_text())
+
+
+def _config(tmp_path, config: dict, name: str = "config.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _estimate(path: Path, *extra: str):
+    return CliRunner().invoke(app, ["estimate", "-m", str(path), "-f", "json", *extra])
+
+
+# --- config.json ------------------------------------------------------------------------------------------------
+
+def test_25_h1_smollm3_ties_its_embeddings_as_its_config_class_does():
+    """SmolLM3-3B's config.json leaves tie_word_embeddings out and SmolLM3Config defaults it to true (transformers
+    configuration_smollm3.py); its two shards hold 4,966,315,264 + 1,183,919,744 = 6,150,235,008 B. By hand: 36 layers
+    of q 2048x2048, k and v 2048x512, o 2048x2048, MLP 3 x 2048 x 11008 and two norms, the embedding 128,256 x 2,048
+    once, the final norm."""
+    layer = 2048 * 2048 * 2 + 2 * 2048 * 512 + 3 * 2048 * 11008 + 2 * 2048
+    params = 36 * layer + 128_256 * 2048 + 2048
+    assert params == 3_075_098_624
+    spec, _ = load_hf_spec(FIXTURES / "SmolLM3-3B" / "config.json")
+    assert spec.tie_word_embeddings
+    out = json.loads(_estimate(FIXTURES / "SmolLM3-3B" / "config.json").stdout)
+    assert out["weights"]["params"] == params
+    shards = 4_966_315_264 + 1_183_919_744
+    assert abs(out["weights"]["bytes"] - shards) / shards < 1e-4  # the rest is the shards' JSON headers
+    assert out["kv_cache"]["bytes_per_token"] == 36 * 2 * 4 * 128 * 2
+
+
+@pytest.mark.parametrize(("model_type", "reason"), [
+    # LongCat-Flash-Chat's fields (num_layers 28, MLA, 512 routed and 256 zero-computation experts): each layer has
+    # two attention blocks and two dense MLPs (transformers modeling_longcat_flash.py), KV 56 x 576 x 2 B a token
+    ("longcat_flash", "two attention blocks"),
+    # MiMo-V2-Flash: hybrid_layer_pattern, swa_num_key_value_heads, v_head_dim 128 beside head_dim 192
+    ("mimo_v2_flash", "hybrid_layer_pattern"),
+    # Granite 4.0: layer_types of 'attention' and 'mamba', a shared MLP
+    ("granitemoehybrid", "shared_intermediate_size"),
+])
+def test_25_h2_h3_h5_families_refused_by_name(tmp_path, model_type, reason):
+    """Each had been refused for another field than its own (num_hidden_layers, moe_layer_freq, an 'attention' layer
+    kind), and LongCat and MiMo read wrong once that field was supplied (KV half, and ~80x low)."""
+    config = {**LLAMA3_8B, "model_type": model_type, "kv_lora_rank": 512} if model_type == "longcat_flash" else \
+        {**LLAMA3_8B, "model_type": model_type}
+    out = _estimate(_config(tmp_path, config))
+    assert out.exit_code == 2 and reason in out.output and "Traceback" not in out.output
+
+
+def test_25_h3_values_narrower_than_keys_are_refused_in_an_unknown_family(tmp_path):
+    """MiMo-V2-Flash's K is 192 wide and V 128 (head_dim, v_head_dim): read by its fields as K = V, the full layers'
+    9 x 4 x 320 x 2 = 23,040 B a token came out 27,648."""
+    out = _estimate(_config(tmp_path, {**LLAMA3_8B, "model_type": "new_family", "head_dim": 192,
+                                       "v_head_dim": 128}))
+    assert out.exit_code == 2 and "v_head_dim: 128 where keys are 192 wide" in out.output
+    same = _estimate(_config(tmp_path, {**LLAMA3_8B, "model_type": "new_family", "v_head_dim": 128}, "same.json"))
+    assert same.exit_code == 0  # 4096 / 32 = 128: one width
+
+
+MODELOPT_NVFP4 = {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16, "kv_cache_quant_algo": None}
+
+
+def test_25_h4_modelopt_wildcards_under_ignore_are_matched_as_under_exclude_modules(tmp_path):
+    """ModelOpt's config.json writes its exclusions under 'ignore' (MiniMax-M2's NVFP4 export:
+    "model.layers.*.self_attn*"); vLLM's ModelOpt is_layer_excluded matches '*' as any run under either key. A glob
+    naming some layers ('model.layers.1*': 1 and 10-19) is refused under both, where 'ignore' had dropped it, 11
+    layers sized as NVFP4; '*mlp*' keeps the MLPs in bf16 under both."""
+    for key in ("ignore", "exclude_modules"):
+        some = {**LLAMA3_8B, "quantization_config": {**MODELOPT_NVFP4, key: ["lm_head", "model.layers.1*"]}}
+        out = _estimate(_config(tmp_path, some, f"{key}.json"))
+        assert out.exit_code == 2 and "'model.layers.1*' names some layers by a pattern" in out.output, key
+    sizes = []
+    for key in ("ignore", "exclude_modules"):
+        mlp = {**LLAMA3_8B, "quantization_config": {**MODELOPT_NVFP4, key: ["lm_head", "*mlp*"]}}
+        sizes.append(json.loads(_estimate(_config(tmp_path, mlp, f"mlp-{key}.json")).stdout)["weights"]["bytes"])
+    # by hand: 32 layers' MLPs 3 x 4096 x 14336 and the lm_head and embedding in bf16, attention (q, o 4096 x 4096;
+    # k, v 4096 x 1024) in NVFP4 at 0.5625 B a weight, 65 norms of 4096 in bf16
+    mlp_params, attn_params = 32 * 3 * 4096 * 14336, 32 * (2 * 4096 * 4096 + 2 * 4096 * 1024)
+    by_hand = 2 * (mlp_params + 2 * 128_256 * 4096 + 65 * 4096) + 0.5625 * attn_params
+    assert sizes[0] == sizes[1] == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_25_h6_a_config_nesting_its_models_says_where_they_are(tmp_path):
+    """Qwen3-Omni's language model sits under thinker_config.text_config: the missing fields' error says so."""
+    out = _estimate(_config(tmp_path, {"model_type": "qwen3_omni_moe", "thinker_config": {"text_config": {}},
+                                       "talker_config": {}}))
+    assert out.exit_code == 2 and "nests its models under talker_config, thinker_config" in out.output
