@@ -101,3 +101,35 @@ def test_25_h6_a_config_nesting_its_models_says_where_they_are(tmp_path):
     out = _estimate(_config(tmp_path, {"model_type": "qwen3_omni_moe", "thinker_config": {"text_config": {}},
                                        "talker_config": {}}))
     assert out.exit_code == 2 and "nests its models under talker_config, thinker_config" in out.output
+
+
+# --- accelerators and their profiles ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gpu", ["mi300x", "mi325x"])
+def test_25_g1_a_fitted_profile_is_what_its_fit_gives_today(gpu):
+    """The bundled fitted profiles are what `kvcalc profiles fit-e2e` writes now (MI300X's had been fitted before the
+    overhead bands and the synchronised-layer cost, x 1.490, where its fit gives x 1.234 today); the MI325X, with no
+    published runs of its own, carries the MI300X's scale (fit_e2e.SCALE_SIBLINGS)."""
+    from kvcalc.ledgers.fit_e2e import fit_bundled
+    from kvcalc.ledgers.published import read_points
+    from kvcalc.specs.catalog import bundled_profile
+
+    fitted = fit_bundled(read_points(ROOT / "validation/published/unseen-amd-pcie.csv"), gpu, "vllm")
+    shipped = bundled_profile(gpu, "vllm")
+    assert shipped.provenance == "fitted" and shipped.time_scale == pytest.approx(fitted.time_scale, rel=1e-9)
+    assert shipped.fitted_on == fitted.fitted_on == ["amd-001", "amd-002", "amd-003", "amd-008", "amd-009"]
+
+
+def test_25_g1_mi325x_times_as_the_mi300x_die_it_has():
+    """Same compute die and peaks (bf16 1,307.4 TFLOPS dense both), HBM3e 6.0 TB/s against 5.3: a compute-bound
+    prefill takes the same time on both (it had been 1.45x faster on the MI325X) and a batch-1 decode at most
+    6.0 / 5.3 = 1.13x faster (it had been 1.39x)."""
+    from kvcalc import estimate
+
+    def run(gpu):
+        out = estimate("llama-3.1-8b", gpu, engine="vllm", batch=1, context=4096)
+        return out.prefill.ms, out.decode.ms
+
+    (p300, d300), (p325, d325) = run("mi300x"), run("mi325x")
+    assert p325 == pytest.approx(p300, rel=0.02)
+    assert 1.0 < d300 / d325 <= 6.0 / 5.3

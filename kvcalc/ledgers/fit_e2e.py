@@ -86,11 +86,32 @@ def fit_scale(rows: list[dict], base: EngineProfile, *, predict=None, rounds: in
 SCALE_BOUNDS = (1 / 3, 3.0)
 
 
+# A part with no published runs of its own whose kernels are another fitted part's: it takes that part's fitted
+# scale on its own transferred profile (the twenty-fifth audit, G1: the MI325X, MI300X's compute die under the same
+# ROCm engines, had been timed unscaled, its prefill 1.45x the MI300X's where their compute peaks are equal).
+SCALE_SIBLINGS = {"mi325x": ("mi300x", "the MI325X has the MI300X's compute die (CDNA 3, the same peaks) and runs the "
+                             "same ROCm engines; only its HBM3e differs")}
+
+
+def carry_scale(base: EngineProfile, fitted: EngineProfile, why: str) -> EngineProfile:
+    """`base` (the part's transferred profile) with the kernel-time scale of `fitted`, another part's fit."""
+    s = fitted.time_scale or 1.0
+    method = (f"{base.method} Then every kernel's time x {s:.3f}, the scale fitted on {fitted.gpu}'s published rows "
+              f"({', '.join(fitted.fitted_on)}; kvcalc/ledgers/fit_e2e.py), carried over: {why}.")
+    return scale_kernels(base, s).model_copy(update={
+        "provenance": "fitted", "time_scale": s, "fitted_on": list(fitted.fitted_on), "method": method,
+        "sources": [*base.sources, f"kernel-time scale: {fitted.gpu}.{fitted.engine}'s fit",
+                    *(x for x in fitted.sources if x.startswith("fitted to: "))]})
+
+
 def fit_bundled(points: list[dict], gpu: str, engine: str) -> EngineProfile:
     """The fitted GPU.ENGINE profile: the part's transferred profile (engines/transfer.transfer), scaled on the
-    documented fit subset of `points` (fit_rows)."""
+    documented fit subset of `points` (fit_rows), or with its SCALE_SIBLINGS part's scale."""
     from kvcalc.engines.transfer import transfer
 
+    if gpu in SCALE_SIBLINGS:
+        sibling, why = SCALE_SIBLINGS[gpu]
+        return carry_scale(transfer(gpu, engine), fit_bundled(points, sibling, engine), why)
     base = transfer(gpu, engine)
     fitted = fit_scale(fit_rows(points, base.gpu, engine), base)
     lo, hi = SCALE_BOUNDS

@@ -541,12 +541,14 @@ def refit_e2e(points: list[dict], row: dict, fits: dict) -> EngineProfile:
     row's publisher, predicting with the overheads `fits` (themselves fitted without it); where nothing is left to
     fit on, the transferred profile unscaled."""
     from kvcalc.engines.transfer import transfer
-    from kvcalc.ledgers.fit_e2e import fit_rows, fit_scale
+    from kvcalc.ledgers.fit_e2e import SCALE_SIBLINGS, carry_scale, fit_rows, fit_scale
 
-    base = transfer(row["gpu"], row["engine"])
+    own = transfer(row["gpu"], row["engine"])
+    sibling, why = SCALE_SIBLINGS.get(own.gpu, (own.gpu, ""))  # a part fitted on another's rows (the MI325X)
+    base = own if sibling == own.gpu else transfer(sibling, row["engine"])
     train = [p for p in fit_rows(scored(points), base.gpu, row["engine"]) if p["publisher"] != row["publisher"]]
     if not train:
-        return base
+        return own
 
     def predict_with(point: dict, profile: EngineProfile) -> tuple[float, float]:
         k = kernel_times(point, profile)
@@ -554,7 +556,8 @@ def refit_e2e(points: list[dict], row: dict, fits: dict) -> EngineProfile:
         return (float(metric_value(point, k["prefill_ms"], k["decode_ms"], step, request_ms)),
                 float(metric_value(point, k["prefill_sol_ms"], k["decode_sol_ms"])))
 
-    return fit_scale(train, base, predict=predict_with)
+    fitted = fit_scale(train, base, predict=predict_with)
+    return fitted if base is own else carry_scale(own, fitted, why)
 
 
 def _band_overhead(row: dict, fits: dict) -> tuple[float, float]:
