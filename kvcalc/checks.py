@@ -211,11 +211,9 @@ def foreign_format(hw, weight_dtype: str) -> str | None:
 
 def nvidia_capability(hw) -> tuple[int, int] | None:
     """(major, minor) of an NVIDIA part's compute capability (hardware_specs' compute_capability), None otherwise."""
-    cc = getattr(hw, "compute_capability", None)
-    if hw.vendor != "NVIDIA" or not cc or cc.startswith("gfx"):
-        return None
-    major, minor = cc.split(".")
-    return int(major), int(minor)
+    from kvcalc.formulas.engine_memory import capability
+
+    return capability(getattr(hw, "compute_capability", None)) if hw.vendor == "NVIDIA" else None
 
 
 def engine_format_refusal(engine: str | None, hw, weight_dtype: str) -> str | None:

@@ -133,3 +133,27 @@ def test_25_g1_mi325x_times_as_the_mi300x_die_it_has():
     (p300, d300), (p325, d325) = run("mi300x"), run("mi325x")
     assert p325 == pytest.approx(p300, rel=0.02)
     assert 1.0 < d300 / d325 <= 6.0 / 5.3
+
+
+def test_25_g2_engine_memory_follows_the_parts_capability_not_its_name(tmp_path):
+    """A renamed copy of h100-sxm.toml (a user's H800 or H20 starts so) keeps vLLM's Hopper rules: FlashInfer's
+    1.5 GiB all-reduce fusion workspace at TP 2 on NVSwitch and the triton_kernels MXFP4 layout. gpt-oss-120b at TP 2
+    had held 141 sequences of 8,192 tokens on the copy where the bundled spec holds 124, its weights 32.67 GB a GPU
+    where they are 36.20."""
+    from kvcalc.formulas import engine_memory as em
+    from kvcalc.planning.capacity import capacity
+
+    text = (ROOT / "hardware_specs" / "h100-sxm.toml").read_text()
+    lines = [("name = \"my-hopper\"" if line.startswith("name =") else "aliases = []" if line.startswith("aliases =")
+              else line) for line in text.splitlines()]
+    copy = tmp_path / "my-hopper.toml"
+    copy.write_text("\n".join(lines) + "\n")
+    bundled = capacity("gpt-oss-120b", "h100-sxm", context=8192, tp=2, engine="vllm")
+    renamed = capacity("gpt-oss-120b", str(copy), context=8192, tp=2, engine="vllm")
+    assert renamed["max_sequences_at_context"] == bundled["max_sequences_at_context"]
+    assert renamed["engine_memory"]["weights_bytes_per_gpu"] == bundled["engine_memory"]["weights_bytes_per_gpu"]
+    # the rules themselves, by capability: Hopper 9.0 and datacenter Blackwell 10.x build the fusion workspace
+    assert em.vllm_fusion_workspace_bytes("9.0", "nvswitch", (0, 19), 2) == 1.5 * 1024**3
+    assert em.vllm_fusion_workspace_bytes("10.3", "nvswitch", (0, 19), 2) == 1.5 * 1024**3
+    assert em.vllm_fusion_workspace_bytes("12.0", "nvswitch", (0, 19), 2) == 0
+    assert em.vllm_mxfp4_backend("8.6", (0, 19)) == "marlin" and em.vllm_mxfp4_backend("7.5", (0, 19)) is None

@@ -40,7 +40,7 @@ def _vllm_mxfp4_layout_bytes(spec, hw, p, tp: int, pp: int, ep: int, version: tu
     if (q is None or q.weight_format != "mxfp4" or "experts" not in spec.quantized_classes or spec.moe is None
             or p.b_w != BYTES_PER_ELEMENT["mxfp4"] or pp > 1 or ep > 1 or spec.moe.expert_intermediate_size % tp):
         return 0.0
-    backend = em.vllm_mxfp4_backend(hw.name, version)
+    backend = em.vllm_mxfp4_backend(hw.compute_capability, version)
     if backend is None:
         return 0.0
     return em.vllm_mxfp4_expert_bytes(spec, tp, backend) - routed_expert_bytes(spec, p.b_w) / tp
@@ -97,10 +97,10 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     runner = em.vllm_model_runner(spec, version) if runner == "auto" else runner
     refit = refit or {}
     group = max(tp, ep)
-    fusion = em.vllm_fusion_workspace_bytes(hw.name, hw.topology, version, group, pp, data_parallel=group // tp)
+    fusion = em.vllm_fusion_workspace_bytes(hw.compute_capability, hw.topology, version, group, pp, data_parallel=group // tp)
     non_torch = _non_torch_bytes(hw, group, band=em.vllm_non_torch_band(version),
                                  figures_GiB=refit.get("non_torch_GiB"), fusion_workspace=fusion)
-    sampler_args = dict(compute_units=hw.compute_units, cublas_bytes=em.cublas_workspace_bytes(hw.name, hw.vendor))
+    sampler_args = dict(compute_units=hw.compute_units, cublas_bytes=em.cublas_workspace_bytes(hw.compute_capability, hw.vendor))
     peak = em.vllm_profile_peak_bytes(spec, t, r, p.b_a, tp, ep, runner, version, flashinfer_sampler,
                                       refit.get("sampler_bytes_per_logit"), last_of_stages=pp > 1, **sampler_args)
     counted = em.vllm_counts_cuda_graphs(runner, version)
@@ -161,9 +161,9 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "cuda_graph_bytes": graphs,
         "cuda_graphs_counted": counted,
         "available_kv_bytes": available,
-        "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name)),
+        "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability)),
         "max_concurrency": em.vllm_max_concurrency(spec, pool, context, t, p.b_kv, tp, pp,
-                                                   em.vllm_block_alignment(spec, hw.name)),
+                                                   em.vllm_block_alignment(spec, hw.compute_capability)),
         "binding_pipeline_stage": stage,
         "max_model_len": context,
         "max_num_batched_tokens": t,
@@ -184,13 +184,13 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     weights = em.sglang_weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
-    per_request = em.sglang_request_bytes(spec, context, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.name))
+    per_request = em.sglang_request_bytes(spec, context, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.compute_capability))
     slots = None
     if spec.linear_attention is not None:  # a pool of whole states beside the KV tokens (em.sglang_mamba_held)
         kv_pool, slots, held = em.sglang_mamba_held(spec, pool, per_request, p.b_kv, tp, pp)
     else:
         kv_pool, held = pool, max(pool, 0.0) / per_request
-    tokens = em.sglang_kv_tokens(spec, kv_pool, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.name))
+    tokens = em.sglang_kv_tokens(spec, kv_pool, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.compute_capability))
     # the fraction SGLang takes when --mem-fraction-static is not given, by its own rule on the GPU's memory (the
     # datasheet's, where SGLang reads nvidia-smi's total: 81,920 MiB for an H100's 81,559, 0.836 for its 0.835); said
     # where --memory-utilization differs (the nineteenth audit, E3: 0.9 had been taken without a word, 10 % more pool)
@@ -427,12 +427,12 @@ def _request_size(memory: dict, spec, hw, p, tp: int, pp: int):
     """(pool, size of one request of L tokens as a function of L) in the units the engine's max_concurrency divides:
     vLLM's blocks (or, without softmax attention, whole states: one a request), else bytes per GPU."""
     if memory["engine"] == "sglang":
-        hybrid = em.sglang_hybrid_swa(spec, hw.name)
+        hybrid = em.sglang_hybrid_swa(spec, hw.compute_capability)
         return max(memory["available_kv_bytes"], 0.0), lambda n: em.sglang_request_bytes(spec, n, p.b_kv, tp, pp,
                                                                                            hybrid)
     if memory["engine"] == "trtllm":
         return max(memory["available_kv_bytes"], 0.0), lambda n: em.trtllm_request_bytes(spec, n, p.b_kv, tp, pp)
-    layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name))
+    layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability))
     if layout is None:  # state only: the concurrency is whole states, one a request at any length
         return memory["max_concurrency"], lambda n: 1
     steps = memory["max_num_batched_tokens"]
@@ -453,7 +453,7 @@ def engine_request_bytes(memory: dict, spec, hw, p, tp: int, pp: int, length: in
     _, per_request = _request_size(memory, spec, hw, p, tp, pp)
     if memory["engine"] != "vllm":
         return per_request(length)
-    layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.name))
+    layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability))
     if layout is None:  # as vllm_max_concurrency counts a state-only model: one state a request
         return linear_state_bytes(spec, em.STATE_BYTES) / tp * stage_layer_fraction(spec, pp)
     return per_request(length) * layout.block_bytes

@@ -215,8 +215,28 @@ V0_MAX_NUM_SEQS = 256  # vLLM V0's EngineArgs.max_num_seqs (vllm/engine/arg_util
 V0_MIN_BATCHED_TOKENS = 2048  # V0's SchedulerConfig without chunked prefill: max(max_model_len, 2048)
 VLLM_A100_SMALL_DEFAULTS = (0, 9)  # PR #17885: A100s take the small defaults whatever their memory
 VLLM_BIGGER_BATCH = (0, 28)  # v0.28.0: PR #51726, 16384 batched tokens on GPUs showing >= 160 GiB
-BLACKWELL_SM100 = ("b200", "b300", "gb200", "gb300")  # vLLM's is_device_capability_family(100)
-SM120 = ("rtx-5090", "rtx-pro-6000")  # compute capability 12.0 (the consumer and workstation Blackwell parts)
+# The rules below go by the part's compute capability (hardware_specs' compute_capability: '9.0', '10.0', 'gfx942'), as
+# the engines' own checks do, never by a spec's name (the twenty-fifth audit, G2: a renamed copy of h100-sxm.toml had
+# lost FlashInfer's fusion workspace and the MXFP4 layout, gpt-oss-120b's pool 14 % larger)
+
+
+def capability(cc: str | None) -> tuple[int, int] | None:
+    """(major, minor) of an NVIDIA compute capability ('9.0' -> (9, 0)); None for an AMD target or none given."""
+    if not cc or cc.startswith("gfx"):
+        return None
+    major, minor = cc.split(".")
+    return int(major), int(minor)
+
+
+def hopper(cc: str | None) -> bool:
+    return capability(cc) == (9, 0)
+
+
+def datacenter_blackwell(cc: str | None) -> bool:
+    """Compute capability 10.x (B200, B300, GB200, GB300): vLLM's is_device_capability_family(100), SGLang's
+    is_sm100_supported."""
+    return (capability(cc) or (0, 0))[0] == 10
+
 STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
 ROPE_CACHE_BYTES = 2  # RotaryEmbedding casts its cos/sin table to the model dtype
 ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rope for float32 (gpt_oss.py: dtype=torch.float32)
@@ -230,9 +250,6 @@ ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rop
 # `triton_kernels` package", and neither requirements/ nor docker/Dockerfile installs it (vLLM at 9360d34fa,
 # 2025-09-30, days before the 0.11.0 release): so Marlin on Hopper for 0.11.
 VLLM_STOCK_MARLIN_ON_HOPPER = (0, 11)
-MARLIN_MXFP4_GPUS = ("a100-sxm-80gb", "a100-sxm-40gb", "a100-pcie-80gb", "a10", "a10g", "l4", "l40s", "rtx-3090",
-                     "rtx-4090")
-HOPPER_SM90 = ("h100-sxm", "h100-pcie", "h100-nvl", "h200", "gh200", "gh200-144gb")
 VLLM_TRITON_KERNELS_BUNDLED = (0, 12)
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
 TRTLLM_BLOCK_TOKENS = 32  # TensorRT-LLM's default tokens_per_block
@@ -281,14 +298,15 @@ def vllm_rope_cache_bytes(model: ModelSpec) -> float:
     return model.max_position_embeddings * model.rotary_width * ROPE_CACHE_BYTES_FP32.get(model.family, ROPE_CACHE_BYTES)
 
 
-def vllm_mxfp4_backend(gpu_name: str, version: tuple[int, int]) -> str | None:
-    """The MXFP4 MoE backend vLLM `version` picks on `gpu_name`: 'marlin', 'triton-hopper', or None where kvcalc does
-    not follow its layout (Blackwell's TensorRT-LLM and FlashInfer kernels, ROCm, older parts)."""
-    if gpu_name in HOPPER_SM90:
+def vllm_mxfp4_backend(cc: str | None, version: tuple[int, int]) -> str | None:
+    """The MXFP4 MoE backend vLLM `version` picks on a part of compute capability `cc`: 'marlin' (8.0-8.9),
+    'triton-hopper' (9.0), or None where kvcalc does not follow its layout (Blackwell's TensorRT-LLM and FlashInfer
+    kernels, ROCm, older parts)."""
+    if hopper(cc):
         if version >= VLLM_TRITON_KERNELS_BUNDLED:
             return "triton-hopper"
         return "marlin" if version >= VLLM_STOCK_MARLIN_ON_HOPPER else None
-    return "marlin" if gpu_name in MARLIN_MXFP4_GPUS else None
+    return "marlin" if (8, 0) <= (capability(cc) or (0, 0)) < (9, 0) else None
 
 
 def _multiple(x: int, m: int) -> int:
@@ -411,7 +429,7 @@ def vllm_non_torch_band(version: tuple[int, int]) -> str:
     return "0.17" if version >= VLLM_NON_TORCH_0_17 else "0.11"
 
 
-def vllm_fusion_workspace_bytes(gpu_name: str, topology: str | None, version: tuple[int, int], gpus: int,
+def vllm_fusion_workspace_bytes(cc: str | None, topology: str | None, version: tuple[int, int], gpus: int,
                                 pp: int = 1, data_parallel: int = 1) -> float:
     """FlashInfer's all-reduce + RMSNorm fusion workspace that vLLM `version` counts in non-torch memory per GPU [B]:
     FUSION_WORKSPACE_BUFFERS x MULTICAST_GRANULARITY_BYTES (1.5 GiB) for a tensor-parallel group of 2, 4 or 8
@@ -419,18 +437,18 @@ def vllm_fusion_workspace_bytes(gpu_name: str, topology: str | None, version: tu
     parallelism, from vLLM 0.17; else 0. Under --enforce-eager the pass does not run (not a kvcalc input: the figure
     then overstates non-torch memory)."""
     if (version < VLLM_NON_TORCH_0_17 or gpus not in FUSION_WORLD_SIZES or pp > 1 or data_parallel > 1
-            or topology != "nvswitch" or gpu_name not in HOPPER_SM90 + BLACKWELL_SM100):
+            or topology != "nvswitch" or not (hopper(cc) or datacenter_blackwell(cc))):
         return 0.0
     return FUSION_WORKSPACE_BUFFERS * MULTICAST_GRANULARITY_BYTES
 
 
-def cublas_workspace_bytes(gpu_name: str, vendor: str = "NVIDIA") -> float:
+def cublas_workspace_bytes(cc: str | None, vendor: str = "NVIDIA") -> float:
     """PyTorch's cuBLAS (hipBLAS) workspace, allocated by its caching allocator with the first GEMM [B]
     (aten/src/ATen/cuda/CublasHandlePool.cpp parseChosenWorkspaceSize): 32 MiB on compute capability 9.x-12.x,
     else ':4096:2:16:8', 8.125 MiB; on ROCm 128 MiB for gfx94x/gfx95x (MI300X, MI325X, MI355X), else 32 MiB."""
     if vendor == "AMD":
-        return 128 * 1024**2 if gpu_name in ("mi300x", "mi325x", "mi355x") else 32 * 1024**2
-    return 32 * 1024**2 if gpu_name in HOPPER_SM90 + BLACKWELL_SM100 + SM120 else 4096 * 1024 * 2 + 16 * 1024 * 8
+        return 128 * 1024**2 if (cc or "").startswith(("gfx94", "gfx95")) else 32 * 1024**2
+    return 32 * 1024**2 if (capability(cc) or (0, 0))[0] >= 9 else 4096 * 1024 * 2 + 16 * 1024 * 8
 
 
 def vllm_triton_sampler_peak_bytes(model: ModelSpec, rows: int, tokens: int, b_model: float,
@@ -500,10 +518,10 @@ class VllmLayout:
         return self.group_layers * self.page_bytes
 
 
-def vllm_block_alignment(model: ModelSpec, gpu_name: str) -> int:
+def vllm_block_alignment(model: ModelSpec, cc: str | None) -> int:
     """Tokens an attention block is a multiple of beside linear layers: 16, or 32 for head size 256 on the
     datacenter Blackwell parts (compute capability 10.x), where FlashInfer has no 16-token blocks for it."""
-    return 32 if gpu_name in BLACKWELL_SM100 and model.attention.head_dim == 256 else BLOCK_TOKENS
+    return 32 if datacenter_blackwell(cc) and model.attention.head_dim == 256 else BLOCK_TOKENS
 
 
 def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1,
@@ -706,13 +724,14 @@ SGLANG_SWA_FULL_TOKENS_RATIO = 0.8
 # GPUs on which SGLang disables the hybrid pool for gpt-oss: its default attention backend there is trtllm_mha
 # (server_args.py _handle_model_specific_adjustments, GptOssForCausalLM: is_sm100_supported() -> "trtllm_mha", then
 # "Disable hybrid SWA memory for GPT-OSS model with trtllm_mha attention backend")
-SGLANG_NO_HYBRID_SWA = {"gpt_oss": BLACKWELL_SM100}
+SGLANG_NO_HYBRID_SWA = {"gpt_oss": datacenter_blackwell}
 
 
-def sglang_hybrid_swa(model: ModelSpec, gpu_name: str) -> bool:
-    """Whether SGLang runs this model's sliding layers in its hybrid pool on this GPU."""
+def sglang_hybrid_swa(model: ModelSpec, cc: str | None) -> bool:
+    """Whether SGLang runs this model's sliding layers in its hybrid pool on a part of compute capability `cc`."""
+    off = SGLANG_NO_HYBRID_SWA.get(model.family)
     return (bool(model.window_layers) and model.family in SGLANG_HYBRID_SWA_FAMILIES
-            and gpu_name not in SGLANG_NO_HYBRID_SWA.get(model.family, ()))
+            and not (off is not None and off(cc)))
 
 
 def sglang_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1,

@@ -182,7 +182,7 @@ def _evidence(rows: list[dict]) -> list[tuple[str, str, str, float]]:
                 tp1_rows.append((band, source_of(row["source"]), non_torch))
                 out.append(("non_torch_tp1", band, source_of(row["source"]), non_torch))
             elif nvlink:  # less FlashInfer's fusion workspace, a closed form where the release builds it
-                fusion = em.vllm_fusion_workspace_bytes(s["hw"].name, s["hw"].topology, s["version"], group,
+                fusion = em.vllm_fusion_workspace_bytes(s["hw"].compute_capability, s["hw"].topology, s["version"], group,
                                                         s["pp"], group // s["tp"]) / GiB
                 out.append(("nvlink_total", band, source_of(row["source"]), non_torch - fusion))
     added = []

@@ -64,7 +64,7 @@ def test_non_torch_memory_by_link_and_by_whether_nccl_counts():
     # from vLLM 0.17 (llm-d-planner's 0.19.0 logs on H100s): 0.25 GiB at TP 1, 2.07 at TP 2 and 2.13 at TP 4: the
     # band's fit, 0.25, plus FlashInfer's fusion workspace (3 x 512 MiB = 1.5 GiB) and the median of 2.07 - 0.25 - 1.5
     # and 2.13 - 0.25 - 1.5 = 0.35 more; over PCIe still the 0.09 GiB of issue #13061, and no workspace
-    workspace = em.vllm_fusion_workspace_bytes("h100-sxm", "nvswitch", (0, 19), 4)
+    workspace = em.vllm_fusion_workspace_bytes("9.0", "nvswitch", (0, 19), 4)
     assert workspace == 3 * 512 * 1024**2 == 1.5 * GiB
     assert em.vllm_non_torch_bytes(1, nvlink=True, band="0.17") == pytest.approx(0.25 * GiB)
     assert em.vllm_non_torch_bytes(4, nvlink=True, band="0.17", fusion_workspace=workspace) == pytest.approx(2.10 * GiB)
@@ -77,22 +77,22 @@ def test_flashinfer_fusion_workspace_only_where_vllm_builds_it():
     """vLLM's all-reduce + RMSNorm fusion pass (on by default from 0.17, PR #34299) runs for TP > 1 on compute
     capability 9.0 / 10.x with pp = dp = 1, and needs NVLink multicast (an NVSwitch system, PR #35085)."""
     f = em.vllm_fusion_workspace_bytes
-    assert f("h100-sxm", "nvswitch", (0, 17), 2) == f("b200", "nvswitch", (0, 30), 8) == 1.5 * GiB
-    assert f("h100-sxm", "nvswitch", (0, 16), 2) == 0  # before the pass was on by default
-    assert f("h100-sxm", "nvswitch", (0, 19), 1) == 0  # one GPU: no all-reduce
-    assert f("h100-sxm", "nvswitch", (0, 19), 4, pp=2) == f("h100-sxm", "nvswitch", (0, 19), 4, data_parallel=2) == 0
-    assert f("h100-pcie", "pcie", (0, 19), 2) == f("a100-sxm-80gb", "nvswitch", (0, 19), 8) == 0  # no multicast; SM80
+    assert f("9.0", "nvswitch", (0, 17), 2) == f("10.0", "nvswitch", (0, 30), 8) == 1.5 * GiB
+    assert f("9.0", "nvswitch", (0, 16), 2) == 0  # before the pass was on by default
+    assert f("9.0", "nvswitch", (0, 19), 1) == 0  # one GPU: no all-reduce
+    assert f("9.0", "nvswitch", (0, 19), 4, pp=2) == f("9.0", "nvswitch", (0, 19), 4, data_parallel=2) == 0
+    assert f("9.0", "pcie", (0, 19), 2) == f("8.0", "nvswitch", (0, 19), 8) == 0  # no multicast; SM80
     # FlashInfer's fusion supports world sizes 2, 4 and 8 only (vllm/config/compilation.py FI_SUPPORTED_WORLD_SIZES)
-    assert f("h100-sxm", "nvswitch", (0, 19), 16) == f("b200", "nvswitch", (0, 19), 6) == 0
+    assert f("9.0", "nvswitch", (0, 19), 16) == f("10.0", "nvswitch", (0, 19), 6) == 0
 
 
 def test_cublas_workspace_follows_pytorchs_default():
     """aten/src/ATen/cuda/CublasHandlePool.cpp parseChosenWorkspaceSize: ':4096:8' (32 MiB) on compute capability 9-12,
     else ':4096:2:16:8' = (4096 x 2 + 16 x 8) KiB; ROCm 128 MiB on gfx94x/gfx95x, else 32 MiB."""
-    assert em.cublas_workspace_bytes("h100-sxm") == em.cublas_workspace_bytes("rtx-pro-6000") == 32 * 1024**2
-    assert em.cublas_workspace_bytes("a100-sxm-80gb") == em.cublas_workspace_bytes("l40s") == (4096 * 2 + 16 * 8) * 1024
-    assert em.cublas_workspace_bytes("mi300x", "AMD") == 128 * 1024**2
-    assert em.cublas_workspace_bytes("mi250x", "AMD") == 32 * 1024**2
+    assert em.cublas_workspace_bytes("9.0") == em.cublas_workspace_bytes("12.0") == 32 * 1024**2
+    assert em.cublas_workspace_bytes("8.0") == em.cublas_workspace_bytes("8.9") == (4096 * 2 + 16 * 8) * 1024
+    assert em.cublas_workspace_bytes("gfx942", "AMD") == 128 * 1024**2
+    assert em.cublas_workspace_bytes("gfx90a", "AMD") == 32 * 1024**2
 
 
 def test_sliding_window_layers_hold_the_window_plus_one_chunk_and_a_block():
@@ -702,9 +702,9 @@ def test_blackwell_aligns_a_256_wide_head_to_32_token_blocks_beside_linear_layer
     size 256, so the block is a multiple of 32: Qwen3-Next at TP 2 with fp8 KV grows to 32 x ceil(548,864 / (32 x
     512)) = 1,088 tokens on a B200, where an H100 takes 1,072."""
     m = load_model("qwen3-next-80b-a3b")
-    assert em.vllm_block_alignment(m, "b200") == 32 and em.vllm_block_alignment(m, "h100-sxm") == 16
+    assert em.vllm_block_alignment(m, "10.0") == 32 and em.vllm_block_alignment(m, "9.0") == 16
     assert em.vllm_layout(m, 1.0, tp=2, alignment=32).block_tokens == 1088
-    assert em.vllm_block_alignment(load_model("llama-3.1-8b"), "b200") == 16  # head size 128
+    assert em.vllm_block_alignment(load_model("llama-3.1-8b"), "10.0") == 16  # head size 128
 
 
 def test_cuda_graph_estimate_counts_from_0_21_under_gpu_model_runner_and_from_0_29_under_model_runner_v2():
@@ -812,9 +812,9 @@ def test_vllm_mxfp4_experts_as_marlin_and_triton_kernels_lay_them_out():
     assert 209_453_056 + 13_369_344 + 12_718_080 + 745_472 == 236_285_952
     # vLLM 0.11 on Hopper without the optional triton_kernels package (a stock install has none) takes Marlin;
     # 0.10.x needs triton_kernels there and is not followed
-    assert [em.vllm_mxfp4_backend(g, v) for g, v in (("a100-sxm-80gb", (0, 10)), ("h100-sxm", (0, 11)),
-                                                     ("h100-sxm", (0, 10)), ("h100-sxm", (0, 19)), ("b200", (0, 19)),
-                                                     ("mi300x", (0, 19)))] \
+    assert [em.vllm_mxfp4_backend(g, v) for g, v in (("8.0", (0, 10)), ("9.0", (0, 11)),
+                                                     ("9.0", (0, 10)), ("9.0", (0, 19)), ("10.0", (0, 19)),
+                                                     ("gfx942", (0, 19)))] \
         == ["marlin", "marlin", None, "triton-hopper", None, None]
     # gpt_oss.py asks get_rope for float32: its YaRN table of 131,072 x 64 is 32 MiB
     assert em.vllm_rope_cache_bytes(m) == 131_072 * 64 * 4
