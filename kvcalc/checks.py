@@ -297,14 +297,32 @@ def kv_format_refusal(engine: str | None, hw, kv_dtype: str) -> str | None:
     return None
 
 
+# packages whose driver shows each die as a GPU of its own, and that GPU's spec: ROCm shows an MI250X as two GCDs
+# (hardware_specs/mi250x.toml, mi250x-gcd.toml), and --tensor-parallel-size and amd.com/gpu count GCDs
+PACKAGES = {"mi250x": ("mi250x-gcd", 2)}
+
+
+def package_refusal(hw, engine: str | None) -> str | None:
+    """Why an engine's times on a package of several devices (PACKAGES) are of a deployment no engine launches, or
+    None: an engine runs the package's dies as GPUs of their own (the twenty-fifth audit, G3: plan had chosen vLLM at
+    TP 1 on a whole MI250X, one 128 GB device, and timed it without the all-reduces between its two dies)."""
+    if engine is None or hw.name not in PACKAGES:
+        return None
+    device, n = PACKAGES[hw.name]
+    return (f"--gpu: {hw.name} is a package its driver shows as {n} GPUs ({device} each), which an engine runs as "
+            f"GPUs of their own (use -g {device}, with --tp {n} for the whole package): these times are of one device "
+            "no engine launches")
+
+
 def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | None = None) -> list[str]:
     """What estimate, serve, sweep and the simulator say of a weight or KV format on a part: a weight format its
     vendor does not run (foreign_format), one the engine does not load there (engine_format_refusal), a KV format
     the engine does not keep there (kv_format_refusal, and the engine's own ENGINE_KV_REFUSED where the profile was
-    reached through --engine auto); engine None: the roofline."""
+    reached through --engine auto), and a package timed as one device (package_refusal); engine None: the
+    roofline."""
     kv = (kv_format_refusal(engine, hw, kv_dtype), engine_kv_refusal(engine, kv_dtype)) if kv_dtype else ()
-    return [why for why in (foreign_format(hw, weight_dtype), engine_format_refusal(engine, hw, weight_dtype), *kv)
-            if why]
+    return [why for why in (package_refusal(hw, engine), foreign_format(hw, weight_dtype),
+                            engine_format_refusal(engine, hw, weight_dtype), *kv) if why]
 
 
 def check_speculate(speculate, flag: str = "--speculate") -> None:

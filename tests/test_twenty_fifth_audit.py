@@ -157,3 +157,30 @@ def test_25_g2_engine_memory_follows_the_parts_capability_not_its_name(tmp_path)
     assert em.vllm_fusion_workspace_bytes("10.3", "nvswitch", (0, 19), 2) == 1.5 * 1024**3
     assert em.vllm_fusion_workspace_bytes("12.0", "nvswitch", (0, 19), 2) == 0
     assert em.vllm_mxfp4_backend("8.6", (0, 19)) == "marlin" and em.vllm_mxfp4_backend("7.5", (0, 19)) is None
+
+
+def test_25_g3_a_package_is_planned_as_the_gpus_its_driver_shows():
+    """ROCm shows an MI250X as two 64 GB GCDs, each a GPU to an engine: plan had chosen vLLM at TP 1 on the whole
+    128 GB package for Mixtral-8x7B (93 GB in bf16), a deployment that does not exist, timed without the all-reduces
+    between the dies. Now the package is left out with the reason, and the GCDs run TP 2 over the package's four
+    in-package Infinity Fabric links (50 GB/s each way each: 400 GB/s both ways; ROCm's MI250 microarchitecture page,
+    Pearson 2023)."""
+    from kvcalc import estimate
+    from kvcalc.specs.catalog import load_gpu
+
+    gcd = load_gpu("mi250x-gcd")
+    assert (gcd.interconnect_bandwidth_GBps, gcd.scale_up_gpus) == (400, 2)
+    args = ["plan", "-m", "mixtral-8x7b", "--request-rate", "1", "--input-len", "1024", "--output-len", "256",
+            "-f", "json"]
+    only = CliRunner().invoke(app, [*args, "-g", "mi250x"])
+    assert only.exit_code == 2 and "mi250x is a package its driver shows as 2 GPUs" in only.output
+    assert "use -g mi250x-gcd" in only.output
+    both = CliRunner().invoke(app, [*args, "-g", "mi250x,mi250x-gcd"])
+    assert both.exit_code == 0, both.output
+    choice = json.loads(both.stdout)["choice"]
+    assert choice["gpu"] == "mi250x-gcd" and choice["gpus"] == 2
+    out = estimate("llama-3.1-8b", "mi250x", engine="vllm")
+    assert any("is a package its driver shows as 2 GPUs" in w for w in out.warnings)
+    assert not any("package" in w for w in estimate("llama-3.1-8b", "mi250x", engine="roofline").warnings)
+    two = estimate("mixtral-8x7b", "mi250x-gcd", engine="vllm", tp=2)
+    assert two.decode.allreduce_ms > 0

@@ -426,15 +426,12 @@ def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int
 
 # the engines kvcalc writes launch commands for
 LAUNCHED = ("vllm", "sglang", "trtllm")
-# packages whose driver shows each die as a GPU of its own, and that GPU's spec: ROCm shows an MI250X as two GCDs
-# (hardware_specs/mi250x.toml, mi250x-gcd.toml), and --tensor-parallel-size and amd.com/gpu count GCDs
-PACKAGES = {"mi250x": ("mi250x-gcd", 2)}
-
-
 def package_refusal(gpu: str) -> str | None:
-    """Why --emit has no launch command for a GPU that is a package of several devices (PACKAGES), or None: an
-    engine's flags count the devices the driver shows (the fourteenth audit, P1: TP 1 on one 64 GB GCD for a replica
-    sized on 128 GB)."""
+    """Why --emit has no launch command for a GPU that is a package of several devices (checks.PACKAGES), or None:
+    an engine's flags count the devices the driver shows (the fourteenth audit, P1: TP 1 on one 64 GB GCD for a
+    replica sized on 128 GB)."""
+    from kvcalc.checks import PACKAGES
+
     if gpu not in PACKAGES:
         return None
     device, n = PACKAGES[gpu]

@@ -42,9 +42,11 @@ from kvcalc.checks import (
     MAX_TOKENS,
     MIN_CONCURRENCY,
     MIN_REQUEST_RATE,
+    PACKAGES,
     check_int,
     check_number,
     engine_format_refusal,
+    package_refusal,
     unused_tpot_limit,
 )
 from kvcalc.engines.launch import engine_model_refusal, launches_layout
@@ -214,6 +216,10 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
     for hw in gpus:
         names = ([e for e in engines if (e, hw.name) not in skipped] if engines else
                  [e for e in available_engines(hw.name) if e in SERVING_ENGINES] or ["roofline"])
+        if hw.name in PACKAGES and names != ["roofline"]:  # an engine runs the package's dies as GPUs of their own
+            if refused is not None:  # (the twenty-fifth audit, G3)
+                refused.append(package_refusal(hw, names[0]))
+            continue
         for engine in names:
             if engine_model_refusal(engine, spec):  # an architecture the engine's server cannot load (P9)
                 continue
