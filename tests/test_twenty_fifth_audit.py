@@ -184,3 +184,16 @@ def test_25_g3_a_package_is_planned_as_the_gpus_its_driver_shows():
     assert not any("package" in w for w in estimate("llama-3.1-8b", "mi250x", engine="roofline").warnings)
     two = estimate("mixtral-8x7b", "mi250x-gcd", engine="vllm", tp=2)
     assert two.decode.allreduce_ms > 0
+
+
+@pytest.mark.parametrize(("gpu", "mib"), [
+    ("gb200", 189_471),  # aiconfigurator-core 0.12.0 systems/gb200.yaml: '189471MiB reported by nvidia-smi'
+    ("rtx-5090", 32_607),  # aiconfigurator systems/rtx_5090.yaml @603ba74: 'Observed on this node ... 32607 MiB VRAM'
+])
+def test_25_g4_memory_rules_start_from_what_the_device_shows(gpu, mib):
+    """The GB200 had budgeted 186 GiB and the RTX 5090 32 GiB, where nvidia-smi shows 185.03 and 31.84."""
+    from kvcalc.specs.catalog import load_gpu
+
+    hw = load_gpu(gpu)
+    assert hw.visible_memory_GiB == round(mib / 1024, 2)
+    assert hw.visible_memory_bytes == pytest.approx(mib * 1024**2, rel=1e-4)
