@@ -236,7 +236,8 @@ def test_e4_an_empty_speculate_is_refused_as_every_empty_flag_is(command):
 def test_e6_a_calibrated_profile_keeps_the_bands_terms_per_gpu_and_synchronised_layer(tmp_path):
     """Runs made by kvcalc's own vLLM profile at TP 2 (so the truth at every TP is known): the profile written from
     them times TP 1 as the engine's profile does (within 0.5 %), where the TP 2 run's 34.5 us x 32 synchronised layers
-    had been frozen into a flat step cost (+14 %)."""
+    had been frozen into a flat step cost (+14 %). A serving run's TPOT carries the other requests' prompts (serve's
+    closed form of the loop; the twenty-fifth audit, C1)."""
     import kvcalc
     from kvcalc.validate.calibrate import calibrate_from_benchmark
 
@@ -244,9 +245,10 @@ def test_e6_a_calibrated_profile_keeps_the_bands_terms_per_gpu_and_synchronised_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for c in (1, 8, 32, 64):
-            e = kvcalc.estimate("llama-3.1-8b", "h100-sxm", batch=c, context=1100, prompt=1000, tp=2, engine="vllm")
+            tpot = kvcalc.serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=200, concurrency=c, tp=2,
+                                engine="vllm")["tpot_ms"]
             runs.append({"completed": 100, "total_input_tokens": 100_000, "total_output_tokens": 20_000,
-                         "mean_tpot_ms": e.decode.ms, "mean_ttft_ms": 0, "max_concurrency": c,
+                         "mean_tpot_ms": tpot, "mean_ttft_ms": 0, "max_concurrency": c,
                          "request_throughput": 1.0, "request_rate": "inf"})
         path = tmp_path / "runs.jsonl"
         path.write_text("\n".join(json.dumps(r) for r in runs))

@@ -197,3 +197,29 @@ def test_25_g4_memory_rules_start_from_what_the_device_shows(gpu, mib):
     hw = load_gpu(gpu)
     assert hw.visible_memory_GiB == round(mib / 1024, 2)
     assert hw.visible_memory_bytes == pytest.approx(mib * 1024**2, rel=1e-4)
+
+
+# --- calibrate --------------------------------------------------------------------------------------------------
+
+def test_25_c1_calibrate_recovers_the_profile_from_a_serving_benchmark_of_it(tmp_path):
+    """A `vllm bench serve --save-result` record per concurrency, its TPOT and TTFT what kvcalc's own serve gives for
+    the bundled vLLM profile on an H100 (1,000 + 200 tokens): the truth is that profile, kernels x 1 and the band's
+    1,280 us a step. Fitted as plain decode steps (each request's TPOT also carries the other requests' prompts), the
+    kernels had come out x 1.37 with no step cost."""
+    import kvcalc
+    from kvcalc.validate.calibrate import calibrate_from_benchmark
+
+    records = []
+    for c in (1, 8, 32, 64):
+        out = kvcalc.serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=200, concurrency=c, engine="vllm")
+        n = max(10 * c, 100)
+        records.append({"backend": "vllm", "completed": n, "total_input_tokens": 1000 * n,
+                        "total_output_tokens": 200 * n, "request_rate": "inf", "max_concurrency": c,
+                        "request_throughput": out["requests_per_s"], "mean_ttft_ms": out["ttft_ms"],
+                        "mean_tpot_ms": out["tpot_ms"]})
+    path = tmp_path / "bench.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    profile, report = calibrate_from_benchmark(path, model="llama-3.1-8b", gpu="h100-sxm", engine="vllm")
+    assert report["time_scale"] == pytest.approx(1.0, abs=0.02)
+    assert report["step_us"] == pytest.approx(1280, rel=0.03)
+    assert report["held_out_median_abs_error_pct"] < 1

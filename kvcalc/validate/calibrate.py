@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,8 @@ def read_benchmark(path: Path) -> list[dict]:
     Formats: `vllm bench serve --save-result` JSON (one object; or JSON lines, as --append-result and SGLang's
     bench_serving --output-file write them: the same keys); genai-perf's and AIPerf's JSON export (TPOT is their
     inter_token_latency, which excludes the first token as vLLM's TPOT does); a CSV with the columns batch, input_len, output_len,
-    tpot_ms and optionally ttft_ms. A closed-loop run names max_concurrency; an open-loop one (a request rate)
+    tpot_ms and optionally ttft_ms, each row a static batch (batch requests that start and decode together: its TPOT
+    is the decode step; a serving benchmark's also carries the other requests' prompts, _kernel_times). A closed-loop run names max_concurrency; an open-loop one (a request rate)
     has its mean requests in flight from Little's law: request_throughput x mean end-to-end latency (mean_e2el_ms,
     else TTFT + TPOT x (output - 1)). Bad input is one line naming the file, line and field: a time must be a
     measurement (MIN_TIME_MS to MAX_TPOT_MS, MAX_REQUEST_MS for a whole request), a count of requests, tokens or
@@ -392,7 +394,8 @@ def _read_bench_csv(path: Path, text: str) -> list[dict]:
                                   f"{row[field].strip()!r}")
         _time_ms(path, n, "tpot_ms", values["tpot_ms"])
         _time_ms(path, n, "ttft_ms", values["ttft_ms"], MAX_REQUEST_MS)
-        out.append({"line": n, "concurrency": values.pop("batch"), **values, "source": f"{path.name} line {n}"})
+        out.append({"line": n, "concurrency": values.pop("batch"), **values, "source": f"{path.name} line {n}",
+                    "static": True})
     return out
 
 
@@ -401,15 +404,24 @@ STEP_GRID_US = np.concatenate([[0.0], np.geomspace(10, 100_000, 300)])
 REQUEST_GRID_MS = np.concatenate([[0.0], np.geomspace(0.1, 10_000, 200)])
 
 
-def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dtype: str, tp: int) -> None:
-    """Each run's kernel-only decode step at its concurrency and mean context, and its prefill of one prompt [ms]."""
+def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dtype: str, tp: int,
+                  engine_version: str | None = None) -> None:
+    """Each run's kernel-only decode step at its concurrency and mean context and its prefill of one prompt [ms], and
+    its TPOT and TTFT as serve's closed form times the run's closed loop, kernels alone (tpot_kernel_ms,
+    ttft_kernel_ms) and the steps each takes (tpot_steps, ttft_steps: what a step overhead adds, in steps): a
+    benchmark's TPOT also carries the other requests' prompts, prefilled during this one's decode steps (the
+    twenty-fifth audit, C1: fitted as the plain decode step, kernels came out 1.37-1.85x slow from a file kvcalc's own
+    serve wrote). Where serve cannot time the run, the first-order form (formulas/workload.py serving_tpot)."""
     from kvcalc.estimator import evaluate, phase_metrics
+    from kvcalc.formulas.workload import serving_tpot
+    from kvcalc.serving.closed_form import serve
     from kvcalc.specs.profile import EngineOverhead
 
     bare = profile.model_copy(update={"overhead": EngineOverhead(sources=["kernels alone"])}) if profile else None
     for r in runs:
         b = max(1, round(r["concurrency"]))
         p_len, context = max(1, round(r["input_len"])), round(r["input_len"] + r["output_len"] / 2)
+        o_len = max(1, round(r["output_len"]))
         ev = evaluate(spec, hw, batch=b, context=context, prompt=p_len, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                       tp=tp, profile=bare)
         r["fits"] = bool(ev.memory["total"] <= ev.usable_bytes)  # its requests' KV cache beside the weights
@@ -419,11 +431,32 @@ def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dty
                        tp=tp, profile=bare)
         r["prefill_kernel_ms"] = phase_metrics(ev1.prefill, ev1.prefill_sol, p_len, hw, weight_dtype,
                                                ev1.prefill_comm_s)["ms"]
+        r["tpot_kernel_ms"] = serving_tpot(r["decode_kernel_ms"], r["prefill_kernel_ms"], b, o_len)
+        r["ttft_kernel_ms"], r["tpot_steps"], r["ttft_steps"] = r["prefill_kernel_ms"], 1.0, 1.0
+        if profile is None or not r["fits"] or r.get("static"):  # a static batch: TPOT is the decode step
+            r["tpot_kernel_ms"] = r["decode_kernel_ms"] if r.get("static") else r["tpot_kernel_ms"]
+            continue
+        timed = []
+        for step_us in (0.0, 1000.0):  # serve is linear in the step overhead: two runs give its count of steps
+            try:
+                with warnings.catch_warnings():  # serve's notes on its own pool: calibrate says what it fits
+                    warnings.simplefilter("ignore")
+                    timed.append(serve(spec, hw, input_len=p_len, output_len=o_len, concurrency=b, tp=tp,
+                                       engine=profile.engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                                       engine_version=engine_version,
+                                       overhead=EngineOverhead(step_us=step_us, sources=["calibrate"])))
+            except KvcalcError:
+                break
+        if len(timed) == 2 and timed[0]["tpot_ms"] and timed[0]["ttft_ms"]:
+            r["tpot_kernel_ms"], r["ttft_kernel_ms"] = timed[0]["tpot_ms"], timed[0]["ttft_ms"]
+            r["tpot_steps"] = timed[1]["tpot_ms"] - timed[0]["tpot_ms"]
+            r["ttft_steps"] = timed[1]["ttft_ms"] - timed[0]["ttft_ms"]
 
 
 def fit_benchmark(runs: list[dict], request_ms_unmeasured: float = 0.0) -> dict:
     """(kernel-time scale s, step overhead [us], request overhead [ms]) minimising the summed |log error| of
-    TPOT = s x decode kernels + step and TTFT = s x prefill kernels + step + request over the runs. s is fitted only
+    TPOT = s x tpot_kernel_ms + step x tpot_steps and TTFT = s x ttft_kernel_ms + step x ttft_steps + request
+    over the runs (_kernel_times: serve's closed form of the run's loop, kernels alone). s is fitted only
     where the runs span two concurrencies or more (one concurrency cannot tell a slower kernel from a longer step:
     s stays 1). Where no run reports a TTFT the request overhead is not fitted: request_ms_unmeasured, with
     request_fitted False."""
@@ -431,7 +464,8 @@ def fit_benchmark(runs: list[dict], request_ms_unmeasured: float = 0.0) -> dict:
     steps = STEP_GRID_US
     for _ in range(3):  # a coarse grid, then two finer ones around its best point
         s, step = np.meshgrid(scales, steps, indexing="ij")
-        loss = sum(np.abs(np.log((s * r["decode_kernel_ms"] + step / 1000) / r["tpot_ms"])) for r in runs)
+        loss = sum(np.abs(np.log((s * r["tpot_kernel_ms"] + r["tpot_steps"] * step / 1000) / r["tpot_ms"]))
+                   for r in runs)
         i = np.unravel_index(int(np.argmin(loss)), loss.shape)
         scale, step_us = float(s[i]), float(step[i])
         if len(scales) > 1:
@@ -440,8 +474,8 @@ def fit_benchmark(runs: list[dict], request_ms_unmeasured: float = 0.0) -> dict:
     timed = [r for r in runs if r["ttft_ms"]]
     request_ms = request_ms_unmeasured
     if timed:
-        loss = sum(np.abs(np.log((scale * r["prefill_kernel_ms"] + step_us / 1000 + REQUEST_GRID_MS) / r["ttft_ms"]))
-                   for r in timed)
+        loss = sum(np.abs(np.log((scale * r["ttft_kernel_ms"] + r["ttft_steps"] * step_us / 1000 + REQUEST_GRID_MS)
+                                 / r["ttft_ms"])) for r in timed)
         request_ms = float(REQUEST_GRID_MS[int(np.argmin(loss))])
     return {"time_scale": float(f"{scale:.4g}"), "step_us": float(f"{step_us:.4g}"),
             "request_ms": float(f"{request_ms:.4g}"), "request_fitted": bool(timed)}
@@ -451,10 +485,10 @@ def _ratios(runs: list[dict], fit: dict) -> list[float]:
     """predicted / measured of each run's TPOT (and TTFT, where reported) under a fit."""
     out = []
     for r in runs:
-        tpot = fit["time_scale"] * r["decode_kernel_ms"] + fit["step_us"] / 1000
+        tpot = fit["time_scale"] * r["tpot_kernel_ms"] + r["tpot_steps"] * fit["step_us"] / 1000
         out.append(tpot / r["tpot_ms"])
         if r["ttft_ms"]:
-            ttft = fit["time_scale"] * r["prefill_kernel_ms"] + fit["step_us"] / 1000 + fit["request_ms"]
+            ttft = fit["time_scale"] * r["ttft_kernel_ms"] + r["ttft_steps"] * fit["step_us"] / 1000 + fit["request_ms"]
             out.append(ttft / r["ttft_ms"])
     return out
 
@@ -482,7 +516,7 @@ def _check_fit(path: Path, runs: list[dict], fit: dict) -> None:
         raise KvcalcError(
             f"{path}: the best fit still misses the measured times by a median factor of {median:.3g} (over "
             f"{MAX_FIT_FACTOR:g}; worst {worst['source']}: TPOT {worst['tpot_ms']:g} ms measured, kernels alone "
-            f"{worst['decode_kernel_ms']:.3g} ms at {worst['concurrency']:g} in flight): no profile written; check "
+            f"{worst['tpot_kernel_ms']:.3g} ms at {worst['concurrency']:g} in flight): no profile written; check "
             "--model, --gpu, --tp, --replicas, --weight-dtype and that the times are in ms")
 
 
@@ -581,7 +615,7 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     served_elsewhere(path, runs, spec, profile.engine)
     for r in runs:
         r["concurrency"] = r["concurrency"] / replicas
-    _kernel_times(runs, spec, hw, profile, weight_dtype, kv_dtype, tp)
+    _kernel_times(runs, spec, hw, profile, weight_dtype, kv_dtype, tp, engine_version)
     for r in runs:  # a TPOT below its step's speed of light is not this deployment (the tenth audit, E9: fitted, and
         # the profile written then timed those runs 76 % slower than the file)
         if r["tpot_ms"] < r["decode_sol_ms"] * (1 - 1e-9):
@@ -603,7 +637,7 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
                               "queued part of them, which this fit cannot tell; check --tp and --replicas, or leave "
                               "the run out")
     for r in runs:  # a subnormal time (5e-324 ms) overflows the fit's ratios: refused, not fitted to inf
-        for metric, kernel in (("tpot_ms", "decode_kernel_ms"), ("ttft_ms", "prefill_kernel_ms")):
+        for metric, kernel in (("tpot_ms", "tpot_kernel_ms"), ("ttft_ms", "ttft_kernel_ms")):
             if r[metric] and not math.isfinite(r[kernel] / r[metric] * 100):
                 raise KvcalcError(f"{path}: line {r['line']}: {metric.split('_')[0].upper()} {r[metric]!r} ms is too "
                                   f"small to fit against (the kernels alone take {r[kernel]:.3g} ms)")
@@ -618,7 +652,6 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     synced = synced_layers(spec.num_layers, tp)
     own_step_us = overhead_seconds(profile, tp, synced)[0] * 1e6
     if own_step_us and fit["step_us"] > SLOW_STEP_FACTOR * own_step_us:  # the thirteenth audit, E5
-        import warnings
 
         warnings.warn(f"{path}: the fitted {fit['step_us']:g} us a step outside the kernels is "
                       f"{fit['step_us'] / own_step_us:.0f}x {profile.engine}'s own {own_step_us:.0f} us: a run that "
