@@ -316,9 +316,14 @@ def test_speculative_decoding_yields_E_tokens_a_step():
 def test_poisson_arrivals_follow_the_rate_and_bursts_arrive_together():
     from kvcalc.serving.simulate import make_workload
 
-    w = make_workload("poisson", 20_000, 10, 10, request_rate=50.0, seed=3)
+    w = make_workload("poisson", 20_000, 10, 10, request_rate=50.0, seed=3, client="sglang")
     assert w.arrival_s[0] == 0 and np.all(np.diff(w.arrival_s) >= 0)
     assert (len(w.arrival_s) - 1) / w.arrival_s[-1] == pytest.approx(50.0, rel=0.03)  # 20,000 gaps: 1 / sqrt(n)
+    # vllm bench serve's client (benchmarks/serve.py get_request): the cumulative delays rescaled so that the last
+    # request goes out at exactly N / rate, its clock started before the first gap (the twenty-fifth audit, S1)
+    v = make_workload("poisson", 20_000, 10, 10, request_rate=50.0, seed=3)
+    assert v.arrival_s[-1] == pytest.approx(20_000 / 50.0, rel=1e-12) and v.start_s == 0.0
+    assert 0 < v.arrival_s[0] and np.all(np.diff(v.arrival_s) >= 0)
     b = make_workload("burst", 40, 10, 10, request_rate=4.0, burst_size=8, seed=3)
     assert len(np.unique(b.arrival_s)) == 5 and np.all(np.bincount(np.unique(b.arrival_s, return_inverse=True)[1]) == 8)
 

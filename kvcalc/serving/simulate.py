@@ -199,6 +199,9 @@ class Workload:
     # "arrival", handed over with the KV; "admission", streamed as the decode scheduler takes the request in; "step",
     # computed again in the request's first decode step
     first_token: str = "arrival"
+    # where the benchmark's clock starts [s]: vllm bench serve starts it before the first request's gap (0); None: at
+    # the first arrival, as SGLang's bench_serving sends its first request at once
+    start_s: float | None = None
 
 
 def length_range(mean: int, range_ratio: float) -> tuple[int, int]:
@@ -287,12 +290,17 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
                   request_rate=None, range_ratio: float = 0.0, seed: int = 0, burst_size: int | None = None,
                   client: str = "vllm", dataset: str = "random") -> Workload:
     """closed: `concurrency` in flight from t = 0, each completion releasing the next (vllm bench serve
-    --max-concurrency C --request-rate inf); poisson: exponential gaps at `request_rate` requests/s (vllm bench
-    serve --request-rate R, burstiness 1); burst: groups of `burst_size` (default: concurrency or 8) arriving
+    --max-concurrency C --request-rate inf); poisson: exponential gaps at `request_rate` requests/s, burstiness 1:
+    with client "vllm" as vllm bench serve draws them (benchmarks/serve.py get_request, from PR #21108: the cumulative
+    delays rescaled so the last request goes out at exactly N / rate, the clock started before the first gap), with
+    client "sglang" as sglang.bench_serving does (the first request at once, the gaps as drawn); burst: groups of `burst_size` (default: concurrency or 8) arriving
     together, the groups at Poisson times of rate request_rate / burst_size. dataset: random (input_len, output_len
     and range_ratio) or sharegpt (pairs drawn from the published ShareGPT sample, sharegpt_lengths; the lengths given
     are ignored)."""
     rng = np.random.default_rng(seed)
+    # arrival times from a stream of their own, so that one seed's arrivals stay the same whatever the lengths drawn
+    # (--range-ratio, --dataset), as vllm bench serve draws them apart (the twenty-fifth audit, S2)
+    arrivals_rng = np.random.default_rng([1, seed])
     if dataset == "sharegpt":
         ins, outs = sharegpt_lengths(num_prompts, rng)
     elif dataset == "random":
@@ -308,13 +316,18 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
     if arrivals == "poisson":
         if math.isinf(request_rate):
             return Workload(np.zeros(num_prompts), ins, outs, description="all at t = 0 (request rate inf)")
-        gaps = rng.exponential(1.0 / request_rate, size=num_prompts)
+        gaps = arrivals_rng.exponential(1.0 / request_rate, size=num_prompts)
+        if client == "vllm":  # the twenty-fifth audit, S1: seeds 0-5 had spread 9.64-10.60 requests/s at 10
+            times = np.cumsum(gaps)
+            return Workload(times * (num_prompts / request_rate / times[-1]), ins, outs, start_s=0.0,
+                            description=f"Poisson, {request_rate:g} requests/s (vllm bench serve's: the last at "
+                            f"N / rate)")
         gaps[0] = 0.0
         return Workload(np.cumsum(gaps), ins, outs, description=f"Poisson, {request_rate:g} requests/s")
     if arrivals == "burst":
         size = int(burst_size or concurrency or 8)
         groups = math.ceil(num_prompts / size)
-        starts = np.cumsum(rng.exponential(size / request_rate, size=groups))
+        starts = np.cumsum(arrivals_rng.exponential(size / request_rate, size=groups))
         starts -= starts[0]
         return Workload(np.repeat(starts, size)[:num_prompts], ins, outs,
                         description=f"bursts of {size}, {request_rate:g} requests/s on average")
@@ -1141,19 +1154,22 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def summarize(r: SimResult, *, gpus: int, request_overhead_s: float = 0.0, percentile: float = 99,
-              max_ttft_ms: float | None = None, max_tpot_ms: float | None = None) -> dict:
+              max_ttft_ms: float | None = None, max_tpot_ms: float | None = None,
+              start_s: float | None = None) -> dict:
     """TTFT, TPOT, ITL and end-to-end percentiles [ms], throughput, goodput and preemptions of a simulated run.
 
     TTFT = first token - arrival (+ the engine's per-request overhead); TPOT = (finish - first token) / (O - 1);
-    ITL: every streamed decode step's duration, weighted by the tokens it streamed; duration = last finish - first
-    arrival, as `vllm bench serve` measures its benchmark duration."""
+    ITL: every streamed decode step's duration, weighted by the tokens it streamed; duration = last finish - the
+    benchmark's start (start_s: vllm bench serve's clock starts before the first request's gap; None: the first
+    arrival)."""
     ok = ~np.isnan(r.finish_s)
     ttft = (r.first_token_s - r.arrival_s + request_overhead_s)[ok]
     e2e = (r.finish_s - r.arrival_s + request_overhead_s)[ok]
     outs, ins = r.output_len[ok], r.input_len[ok]
     multi = outs > 1
     tpot = ((r.finish_s[ok] - r.first_token_s[ok])[multi] / (outs[multi] - 1))
-    duration = float(np.nanmax(r.finish_s) - np.nanmin(r.arrival_s) + request_overhead_s)
+    start = float(np.nanmin(r.arrival_s)) if start_s is None else min(start_s, float(np.nanmin(r.arrival_s)))
+    duration = float(np.nanmax(r.finish_s) - start + request_overhead_s)
     out_tok, all_tok = float(outs.sum()), float(outs.sum() + ins.sum())
     res = {
         "completed": int(ok.sum()), "duration_s": duration, "steps": r.steps, "preemptions": r.preemptions,
@@ -1543,7 +1559,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         "step_tokens": flags.budget, "max_num_seqs": flags.max_seqs, "kv_pool_tokens": pool_tokens,
         "schedules_ahead": policy.ahead,
         **summarize(res, gpus=gpus, request_overhead_s=request_s, percentile=percentile,
-                    max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms),
+                    max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, start_s=work.start_s),
         "request_overhead_ms": request_s * 1e3,
         "cost_per_million_output_tokens": None,
         # what timed the steps, as serve's closed form names it (the sixth audit: no profile, band or MoE factor)
