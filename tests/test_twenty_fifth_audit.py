@@ -244,3 +244,42 @@ def test_25_s1_s2_a_vllm_clients_poisson_run_is_timed_as_vllm_bench_serve_times_
     ranged = make_workload("poisson", 500, 1000, 200, request_rate=4.0, seed=7, range_ratio=0.5)
     assert list(fixed.arrival_s) == list(ranged.arrival_s)
     assert list(fixed.input_len) != list(ranged.input_len)
+
+
+# --- commands agreeing ------------------------------------------------------------------------------------------
+
+def test_25_f1_serve_under_auto_reserves_the_prefill_chunk_capacity_reserves():
+    """Under --engine auto serve had reserved the activations of vLLM's default step for the GPU (2,048 tokens on a
+    24 GB card) where capacity and estimate reserve --prefill-chunk's 8,192: Qwen3-32B over 3 RTX 3090s, which
+    capacity says holds no sequence (its KV budget 255 MB below zero), had served 5 requests."""
+    import warnings
+
+    import kvcalc
+    from kvcalc.errors import KvcalcError
+    from kvcalc.planning.capacity import capacity
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = capacity("qwen3-32b", "rtx-3090", context=1024, tp=1, pp=3)
+        assert c["max_sequences_at_context"] == 0
+        with pytest.raises(KvcalcError, match="leaving no KV pool"):
+            kvcalc.serve("qwen3-32b", "rtx-3090", pp=3, input_len=1000, output_len=24, concurrency=8)
+        s = kvcalc.serve("llama-3.1-8b", "l4", input_len=1000, output_len=1000, concurrency="max")
+        assert s["concurrency"] == capacity("llama-3.1-8b", "l4", context=2000)["max_sequences_at_context"]
+
+
+def test_25_f2_vllm_v0_profiles_its_own_batch_in_serve_as_in_capacity():
+    """vLLM's V0 SchedulerConfig takes max(max_model_len, 2,048) batched tokens without chunked prefill; serve had
+    profiled Mixtral's MoE workspace at the closed form's 8,192 (a pool 1.3 GB smaller than capacity's)."""
+    import warnings
+
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = kvcalc.capacity("mixtral-8x7b", "h100-sxm", engine="vllm", engine_version="0.7", pp=2, context=104)
+        s = kvcalc.serve("mixtral-8x7b", "h100-sxm", engine="vllm", engine_version="0.7", pp=2, input_len=100,
+                         output_len=4, concurrency=1)
+    assert c["engine_memory"]["max_num_batched_tokens"] == 2048
+    assert s["kv_pool_bytes_per_gpu"] == c["kv_budget_bytes_per_gpu"]
+    assert "V0 engine prefills a prompt whole" in s["assumptions"]["batching"]

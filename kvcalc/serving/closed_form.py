@@ -51,7 +51,7 @@ from kvcalc.estimator import (
     unprofiled_operators,
 )
 from kvcalc.formulas.capacity import max_sequences
-from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION
+from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
 from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
@@ -488,8 +488,14 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
 
     notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype)
     if memory_rule is not None:
+        from kvcalc.formulas.engine_memory import VLLM_V1_ENGINE
+
+        # vLLM's V0 engine (before 0.8) profiles max(max_model_len, 2,048) tokens, its own default, whatever budget
+        # the closed form schedules (the twenty-fifth audit, F2: a MoE's profiled workspace had been sized at 8,192)
+        v0 = memory_rule == "vllm" and version < VLLM_V1_ENGINE
         em = engine_memory_rule(memory_rule, spec, hw, p, tp, context=full_length,
-                                memory_utilization=memory_utilization, max_num_batched_tokens=step_tokens,
+                                memory_utilization=memory_utilization,
+                                max_num_batched_tokens=None if v0 else step_tokens,
                                 max_num_seqs=max_num_seqs, pp=pp,
                                 ep=ep, vllm_runner=vllm_runner, vllm_version=version, cuda_graph_bytes=cuda_graph_bytes,
                                 flashinfer_sampler=flashinfer_sampler,
@@ -503,7 +509,11 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         if em["max_concurrency"] > 0:
             engine_request = budget / em["max_concurrency"]
     else:
-        budget, reserve = kvcalc_budget(spec, hw, p, memory_utilization, step_tokens, tp, pp, ep)
+        # kvcalc's rule reserves a prefill chunk's activations as capacity and estimate do (--prefill-chunk's 8,192
+        # tokens), or a larger step's (the twenty-fifth audit, F1: under --engine auto vLLM's 2,048-token step on a
+        # small GPU had reserved a quarter of it, and a model capacity says does not fit had served 5 requests)
+        budget, reserve = kvcalc_budget(spec, hw, p, memory_utilization, max(step_tokens, DEFAULT_PREFILL_CHUNK),
+                                        tp, pp, ep)
 
     def draft_kv(tokens):  # the draft's cache of one request per GPU, beside the target's in the pool (speculation.py)
         return timer.draft_kv_bytes_per_sequence(tokens) if timer is not None else 0.0
@@ -798,7 +808,10 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         "assumptions": {
             "speculative": (f"{timer.sp.method}, k {timer.sp.k}: {timer.sp.tokens_per_step():.2f} tokens per verify "
                             "step" if timer else None),
-            "batching": (f"continuous, chunked prefill of at most {step_tokens:,} tokens a step"
+            "batching": ((f"continuous, chunked prefill of at most {step_tokens:,} tokens a step" if not (
+                engine == "vllm" and version < VLLM_V1_ENGINE) else f"continuous, timed as V1's chunked prefill of "
+                f"at most {step_tokens:,} tokens a step (vLLM {'.'.join(map(str, version))}'s V0 engine prefills a "
+                "prompt whole in a step of its own)")
                          # TensorRT-LLM's LLM API leaves enable_chunked_prefill off by default (llm_args.py), and
                          # then refuses a prompt past max_num_tokens; plan's launch turns it on (the fourteenth
                          # audit, S10, said as an assumption)
