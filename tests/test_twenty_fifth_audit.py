@@ -283,3 +283,27 @@ def test_25_f2_vllm_v0_profiles_its_own_batch_in_serve_as_in_capacity():
     assert c["engine_memory"]["max_num_batched_tokens"] == 2048
     assert s["kv_pool_bytes_per_gpu"] == c["kv_budget_bytes_per_gpu"]
     assert "V0 engine prefills a prompt whole" in s["assumptions"]["batching"]
+
+
+def test_25_c6_the_published_ledger_holds_out_an_organisation_as_the_serving_ledger_does(tmp_path, monkeypatch):
+    """Scored by publisher, NVIDIA's documentation ("TensorRT-LLM") stayed in the fit that scored its blogs. Toy
+    ledger (tests/test_published.py's: every row's kernels take 10 ms, each publisher weighs 1 in the fit of the
+    step overhead): publisher a's row implies 2 ms, NVIDIA's three names' 10 ms each. Holding out the organisation
+    leaves a's 2 ms: 12 ms for each NVIDIA row; holding out one name had left two of NVIDIA's, 10 ms: 20."""
+    from kvcalc.ledgers import published
+    from kvcalc.ledgers.published import read_points, score
+
+    assert published.organisation("TensorRT-LLM") == published.organisation("nvidia-trtllm-blogs") == "nvidia"
+    head = ("id,engine,engine_version,gpu,model,weight_dtype,kv_dtype,tp,pp,ep,metric,batch,input_len,output_len,"
+            "measured,use,publisher,link,source,note\n")
+    rows = [("a1", "a", 12), ("t1", "TensorRT-LLM", 20), ("n1", "nvidia-trtllm-blogs", 20),
+            ("m1", "nvidia-nim-docs", 20)]
+    body = "".join(f"{i},vllm,0.10.0,h100-sxm,llama-3-8b,bf16,bf16,1,1,1,tpot_ms,1,128,128,{m},score,{p},single,s,\n"
+                   for i, p, m in rows)
+    path = tmp_path / "toy.csv"
+    path.write_text(head + body)
+    monkeypatch.setattr(published, "kernel_times", lambda point, profile: {
+        "prefill_ms": 10.0, "decode_ms": 10.0, "prefill_sol_ms": 1.0, "decode_sol_ms": 1.0})
+    results = {r["id"]: r for r in score(read_points(path))}
+    for i in ("t1", "n1", "m1"):
+        assert results[i]["predicted"] == pytest.approx(12.0, abs=0.2), i

@@ -11,9 +11,10 @@ it through the same evaluate() every command uses, with the row's engine profile
                           a static batch: B * output / (prefill of B x input + (output - 1) decode steps) / GPUs
 Each step adds the engine's time outside its kernels and each TTFT its per-request cost (engines/overhead.py),
 fitted here per release band on the rows where the kernels are a small share (fit_overheads). Scoring is leave one
-source out: a publisher's rows are predicted with every fitted constant (those overheads, and the kernel-time scale
-of a profile fitted to end-to-end runs: ledgers/fit_e2e.py, and the fused-MoE factor of an older release's kernel
-era: engines/kernel_eras.py, fit_moe_scales) refitted without that publisher's rows.
+source out: an organisation's rows (organisation(): NVIDIA's documentation and blogs are one, as the serving ledger
+holds them) are predicted with every fitted constant (those overheads, and the kernel-time scale of a profile
+fitted to end-to-end runs: ledgers/fit_e2e.py, and the fused-MoE factor of an older release's kernel era:
+engines/kernel_eras.py, fit_moe_scales) refitted without that organisation's rows.
 Rows marked `fit` fitted a profile and are reported apart from the `score` rows; `excluded: why` rows are kept
 but not scored. No measurement may beat kvcalc's speed of light: one that does points at a wrong spec or formula.
 """
@@ -432,7 +433,8 @@ def fit_moe_scales(rows: list[dict], overheads: dict) -> dict[str, dict]:
     return out
 
 
-ORGANISATION_ALIASES = {"sglang": "lmsys"}  # SGLang's own repository and LMSYS's blog: one organisation
+# SGLang's own repository and LMSYS's blog: one organisation; TensorRT-LLM's documentation is NVIDIA's, as its blogs
+ORGANISATION_ALIASES = {"sglang": "lmsys", "tensorrt": "nvidia"}
 
 
 def organisation(publisher: str) -> str:
@@ -477,31 +479,34 @@ def score(points: list[dict], roofline: bool = False, loso: bool = True) -> list
     """One result per row: predicted, speed of light, error % = (predicted - measured) / measured.
 
     Overheads (per step and per request, by release band) are fitted on the ledger's rows: with loso (leave one
-    source out) each publisher's rows are predicted with the overheads refitted on every other publisher's rows
-    only, so no row is scored by a constant its own source set; `in_sample_error_pct` uses the fit on all rows.
+    source out) each organisation's rows (organisation(): NVIDIA's documentation and blogs are one source, as the
+    serving ledger holds them out; the twenty-fifth audit, C6) are predicted with the overheads refitted on every
+    other organisation's rows only, so no row is scored by a constant its own source set; `in_sample_error_pct`
+    uses the fit on all rows.
     roofline: every row on the datasheet-efficiency roofline, no overhead (the baseline)."""
     rows = prepare(points, roofline)
     wanted = {r["band"] for r in rows if r["band"]}
     everyone = fit_overheads(rows, wanted) if not roofline else {}
     held = {}
     if loso and not roofline:
-        for publisher in sorted({r["publisher"] for r in rows}):
-            held[publisher] = fit_overheads([r for r in rows if r["publisher"] != publisher], wanted)
+        for org in sorted({organisation(r["publisher"]) for r in rows}):
+            held[org] = fit_overheads([r for r in rows if organisation(r["publisher"]) != org], wanted)
     by_id = {r["id"]: r for r in rows}
     refits: dict = {}
     if loso and not roofline:  # a profile fitted to end-to-end rows (AMD) is refitted without the scored source
-        owner = {p["id"]: p["publisher"] for p in points}
+        owner = {p["id"]: organisation(p["publisher"]) for p in points}
         for r in rows:
-            if r["provenance"] == "fitted" and r["publisher"] in {owner.get(i) for i in r["profile_fitted_on"]}:
-                key = (r["publisher"], r["gpu"], r["engine"])
+            org = organisation(r["publisher"])
+            if r["provenance"] == "fitted" and org in {owner.get(i) for i in r["profile_fitted_on"]}:
+                key = (org, r["gpu"], r["engine"])
                 if key not in refits:
-                    refits[key] = refit_e2e(points, r, held[r["publisher"]])
+                    refits[key] = refit_e2e(points, r, held[org])
                 k = kernel_times(r, refits[key])
                 by_id[r["id"]] = {**r, "held_out_prefill_ms": k["prefill_ms"], "held_out_decode_ms": k["decode_ms"]}
     # an older release's fused-MoE factor (engines/kernel_eras.py): fitted on every row (in sample) and without each
     # publisher (held out); a row whose era's factor is not 1 is re-timed with it
     eras_all = fit_moe_scales(rows, everyone) if not roofline else {}
-    eras_held = {p: fit_moe_scales([r for r in rows if r["publisher"] != p], held[p]) for p in held}
+    eras_held = {o: fit_moe_scales([r for r in rows if organisation(r["publisher"]) != o], held[o]) for o in held}
 
     def with_moe_scale(r: dict, scales: dict, profile: EngineProfile | None) -> tuple[float, float]:
         s = scales.get(r["era"], {}).get("moe_scale", 1.0) if r.get("era") else 1.0
@@ -518,13 +523,14 @@ def score(points: list[dict], roofline: bool = False, loso: bool = True) -> list
                         "step_us": None, "request_ms": None, "moe_scale": None, "provenance": None})
             continue
         r = by_id[point["id"]]
-        fits = held.get(r["publisher"], everyone)
+        org = organisation(r["publisher"])
+        fits = held.get(org, everyone)
         step, request_ms = _band_overhead(r, fits)
         profile = None if roofline else _profile_or_none(r)
-        held_profile = refits.get((r["publisher"], r["gpu"], r["engine"]), profile) if "held_out_decode_ms" in r else profile
-        moe_scale = (eras_held.get(r["publisher"], eras_all).get(r["era"], {}).get("moe_scale", 1.0)
+        held_profile = refits.get((org, r["gpu"], r["engine"]), profile) if "held_out_decode_ms" in r else profile
+        moe_scale = (eras_held.get(org, eras_all).get(r["era"], {}).get("moe_scale", 1.0)
                      if r.get("era") else 1.0)
-        predicted = float(metric_value(r, *with_moe_scale(r, eras_held.get(r["publisher"], eras_all), held_profile),
+        predicted = float(metric_value(r, *with_moe_scale(r, eras_held.get(org, eras_all), held_profile),
                                        step, request_ms))
         in_sample = float(metric_value(r, *with_moe_scale({k: v for k, v in r.items() if not k.startswith("held_out")},
                                                           eras_all, profile), *_band_overhead(r, everyone)))
@@ -546,7 +552,8 @@ def refit_e2e(points: list[dict], row: dict, fits: dict) -> EngineProfile:
     own = transfer(row["gpu"], row["engine"])
     sibling, why = SCALE_SIBLINGS.get(own.gpu, (own.gpu, ""))  # a part fitted on another's rows (the MI325X)
     base = own if sibling == own.gpu else transfer(sibling, row["engine"])
-    train = [p for p in fit_rows(scored(points), base.gpu, row["engine"]) if p["publisher"] != row["publisher"]]
+    train = [p for p in fit_rows(scored(points), base.gpu, row["engine"])
+             if organisation(p["publisher"]) != organisation(row["publisher"])]
     if not train:
         return own
 
