@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kvcalc.cli import app
+from kvcalc.errors import KvcalcError
 from kvcalc.specs.hf import load_hf_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,3 +308,37 @@ def test_25_c6_the_published_ledger_holds_out_an_organisation_as_the_serving_led
     results = {r["id"]: r for r in score(read_points(path))}
     for i in ("t1", "n1", "m1"):
         assert results[i]["predicted"] == pytest.approx(12.0, abs=0.2), i
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    # C3: an open loop's request rate is checked as a closed loop's is
+    ({"max_concurrency": None, "request_rate": "fast"}, 'field request_rate: expected a positive number or "inf"'),
+    ({"max_concurrency": None, "request_rate": -3}, 'field request_rate: expected a positive number or "inf"'),
+    # C5: a required field that is absent is said to be missing
+    ({"completed": None}, "field completed: missing"),
+    ({"total_input_tokens": None}, "field total_input_tokens: missing"),
+])
+def test_25_c3_c5_calibrate_checks_every_field_it_reads(tmp_path, record, message):
+    from kvcalc.validate.calibrate import read_benchmark
+
+    base = {"completed": 100, "total_input_tokens": 100_000, "total_output_tokens": 20_000, "mean_tpot_ms": 9.5,
+            "mean_ttft_ms": 40.0, "request_throughput": 2.0, "max_concurrency": 8, "request_rate": "inf"}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({k: v for k, v in {**base, **record}.items() if v is not None or k in (
+        "max_concurrency",)}))
+    with pytest.raises(KvcalcError, match=message):
+        read_benchmark(path)
+
+
+def test_25_c4_a_json_key_given_twice_is_refused(tmp_path):
+    """As the CSV and trace readers refuse a column named twice: the last of two mean_tpot_ms had been fitted."""
+    from kvcalc.validate.calibrate import read_benchmark
+
+    path = tmp_path / "run.json"
+    path.write_text('{"completed": 100, "total_input_tokens": 100000, "total_output_tokens": 20000, '
+                    '"mean_tpot_ms": 7.33, "mean_tpot_ms": 9.5, "max_concurrency": 8}')
+    with pytest.raises(KvcalcError, match="line 1: field mean_tpot_ms: given twice"):
+        read_benchmark(path)
+    path.write_text(path.read_text() + "\n" + path.read_text())  # JSON lines, as --append-result writes them
+    with pytest.raises(KvcalcError, match="line 1: field mean_tpot_ms: given twice"):
+        read_benchmark(path)

@@ -376,20 +376,6 @@ def _trace_time(raw) -> float | None:
         return None
 
 
-class _Repeated(ValueError):
-    """A JSON object that names a key twice (the key is the message)."""
-
-
-def _once_each(pairs: list) -> dict:
-    """json.loads' object_pairs_hook: the object, refusing a key given twice (json keeps the last silently)."""
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Repeated(key)
-        out[key] = value
-    return out
-
-
 def _trace_rows(path, text: str):
     """(line number, row) of a trace's text: JSON lines where the name ends in .jsonl or .ndjson (any case), or in .json
     with an object on its first line; else CSV whose header names the columns."""
@@ -397,7 +383,7 @@ def _trace_rows(path, text: str):
     import io
     import json
 
-    from kvcalc.specs.files import parse_error
+    from kvcalc.specs.files import RepeatedKey, once_each, parse_error
 
     # JSON lines by the name, or, under a .json name, by a first line that opens an object (the tenth audit, S2: a .json
     # trace of JSON lines had been read as CSV, and the error quoted a mangled header)
@@ -409,8 +395,8 @@ def _trace_rows(path, text: str):
         for n, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a JSON string
             if line.strip():
                 try:
-                    yield n, json.loads(line, object_pairs_hook=_once_each)
-                except _Repeated as e:  # the sixth audit: the last of two input_len keys had won silently
+                    yield n, json.loads(line, object_pairs_hook=once_each)
+                except RepeatedKey as e:  # the sixth audit: the last of two input_len keys had won silently
                     raise KvcalcError(f"--trace: {path} line {n}, field {e}: given twice") from None
                 except (ValueError, RecursionError) as e:  # JSONDecodeError, and 5,000-digit integers (fifth audit)
                     raise KvcalcError(f"--trace: {path} line {n}: not a JSON object"

@@ -163,3 +163,16 @@ def parse_error(e: Exception) -> str:
         return "an integer of more than 4,300 digits"
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
+
+class RepeatedKey(ValueError):
+    """A JSON object that names a key twice (the key is the message)."""
+
+
+def once_each(pairs: list) -> dict:
+    """json.loads' object_pairs_hook: the object, refusing a key given twice (json keeps the last silently)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKey(key)
+        out[key] = value
+    return out

@@ -152,10 +152,11 @@ def read_benchmark(path: Path) -> list[dict]:
     text = read_regular_file(path, "a benchmark result file", MAX_TABLE_BYTES).decode("utf-8-sig", errors="replace")
     if path.suffix.lower() == ".csv":
         return _within_limits(path, _read_bench_csv(path, text))
-    from kvcalc.specs.files import parse_error
+    from kvcalc.specs.files import RepeatedKey, once_each, parse_error
 
-    try:
-        whole = json.loads(text)
+    try:  # a key given twice is refused, as the CSV and trace readers refuse a column named twice (the twenty-fifth
+        # audit, C4: the last of two mean_tpot_ms had been fitted)
+        whole = json.loads(text, object_pairs_hook=once_each)
         objects = ([(f"{line} (run {k})", o) for k, (line, o) in enumerate(zip(_element_lines(text), whole), 1)]
                    if isinstance(whole, list) else [(1, whole)])
     except json.JSONDecodeError:
@@ -163,11 +164,15 @@ def read_benchmark(path: Path) -> list[dict]:
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
-                    objects.append((n, json.loads(line)))
+                    objects.append((n, json.loads(line, object_pairs_hook=once_each)))
+                except RepeatedKey as e:
+                    raise KvcalcError(f"{path}: line {n}: field {e}: given twice") from None
                 except json.JSONDecodeError as e:
                     raise KvcalcError(f"{path}: line {n}: not JSON ({e.msg})") from None
                 except (ValueError, RecursionError) as e:
                     raise KvcalcError(f"{path}: line {n}: not JSON ({parse_error(e)})") from None
+    except RepeatedKey as e:
+        raise KvcalcError(f"{path}: line 1: field {e}: given twice") from None
     except RecursionError:  # the fifth audit: 50,000 nested brackets, and 5,000-digit integers, were tracebacks
         raise KvcalcError(f"{path}: line 1: not JSON (nested too deeply)") from None
     except ValueError as e:
@@ -213,6 +218,8 @@ def _number(path: Path, line: int, obj: dict, field: str, required: bool = True,
     value = obj.get(field)
     if value is None and not required:
         return None
+    if value is None:  # the twenty-fifth audit, C5: had read "expected a non-negative number, got None"
+        raise KvcalcError(f"{path}: line {line}: field {field}: missing")
     try:  # an integer past a float's range (10**400) overflows math.isfinite (the twenty-first audit, C1)
         finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     except OverflowError:
@@ -327,16 +334,17 @@ def _bench_run(path: Path, line: int, obj) -> dict:
             e2e_ms = (run["ttft_ms"] or 0.0) + run["tpot_ms"] * max(run["output_len"] - 1, 0)
         return _number(path, line, obj, "request_throughput", positive=True) * e2e_ms / 1000
 
+    rate = obj.get("request_rate")  # checked whatever the loop (the twenty-fifth audit, C3: "fast" and -3 had been
+    # fitted where max_concurrency was null)
+    if rate not in (None, "inf") and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                                      or not rate > 0):  # the thirteenth audit, E1: "abc", -5, 0 had been taken
+        raise KvcalcError(f"{path}: line {line}: field request_rate: expected a positive number or \"inf\", got "
+                          f"{rate!r:.40}")
     if obj.get("max_concurrency") is not None:
         # vllm bench serve gates its requests through asyncio.Semaphore(max_concurrency) (vllm/benchmarks/serve.py):
         # at most that many, never more than the requests it sent, and with a finite --request-rate as many as the
         # rate keeps in flight (the twelfth audit, E1: max_concurrency 1,024 over 16 requests had been timed at 1,024)
         cap = _count(path, line, "max_concurrency", _number(path, line, obj, "max_concurrency"), "requests in flight")
-        rate = obj.get("request_rate")
-        if rate not in (None, "inf") and (isinstance(rate, bool) or not isinstance(rate, (int, float))
-                                          or not rate > 0):  # the thirteenth audit, E1: "abc", -5, 0 had been taken
-            raise KvcalcError(f"{path}: line {line}: field request_rate: expected a positive number or \"inf\", got "
-                              f"{rate!r:.40}")
         paced = rate not in (None, "inf") and not (isinstance(rate, float) and math.isinf(rate))
         run["concurrency"] = min(cap, completed, littles_law() if paced else math.inf)
     else:  # open loop: Little's law
