@@ -342,3 +342,31 @@ def test_25_c4_a_json_key_given_twice_is_refused(tmp_path):
     path.write_text(path.read_text() + "\n" + path.read_text())  # JSON lines, as --append-result writes them
     with pytest.raises(KvcalcError, match="line 1: field mean_tpot_ms: given twice"):
         read_benchmark(path)
+
+
+# --- plan -------------------------------------------------------------------------------------------------------
+
+def test_25_p1_plans_unknown_engine_lists_the_engines_it_searches():
+    args = ["plan", "-m", "llama-3.1-8b", "-g", "h100-sxm", "--concurrency", "8", "-i", "100", "-o", "10"]
+    out = CliRunner().invoke(app, [*args, "--engines", "VLLM"])
+    assert out.exit_code == 2
+    assert "unknown engine 'VLLM' (did you mean vllm?); expected one of vllm, sglang, trtllm, roofline" in out.output
+
+
+def test_25_p2_plan_says_where_sglang_runs_above_its_own_memory_fraction():
+    """SGLang derives mem_fraction_static 0.836 for one H100 (server_args.py _handle_gpu_memory_settings; the
+    nineteenth audit's E3 test checks the rule by hand): plan sizes and launches 0.9 unless told, and now says so."""
+    import warnings
+
+    from kvcalc.planning.plan import plan
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = plan("qwen3-32b", ["h100-sxm"], engines=["sglang"], concurrency=16, input_len=1000, output_len=200)
+    assert r["choice"]["engine"] == "sglang"
+    assert any("above the 0.836 SGLang derives for itself" in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan("qwen3-32b", ["h100-sxm"], engines=["sglang"], concurrency=16, input_len=1000, output_len=200,
+             memory_utilization=0.836)
+    assert not any("SGLang derives for itself" in str(w.message) for w in caught)

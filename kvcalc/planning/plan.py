@@ -43,6 +43,7 @@ from kvcalc.checks import (
     MIN_CONCURRENCY,
     MIN_REQUEST_RATE,
     PACKAGES,
+    case_hint,
     check_int,
     check_number,
     engine_format_refusal,
@@ -757,7 +758,12 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             try:
                 _as_flag("--engines", resolve_engine, e, hw)
             except KvcalcError as refused:
-                if "unknown engine" in str(refused) or len(hws) == 1:
+                if "unknown engine" in str(refused):  # the engines plan searches, not every engine kvcalc knows (the
+                    # twenty-fifth audit, P1: the list had offered auto and gpt-fast, which plan refuses)
+                    searched = (*SERVING_ENGINES, "roofline")
+                    raise KvcalcError(f"--engines: unknown engine {e!r:.40}{case_hint(e, searched)}; expected one of "
+                                      f"{', '.join(searched)}") from None
+                if len(hws) == 1:
                     raise
                 why_not[hw.name] = str(refused).removeprefix("--engines: ")
         if len(why_not) == len(hws):
@@ -926,6 +932,17 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             say(f"{name}: its {b.design} ({'.'.join(map(str, b.first))}-{'.'.join(map(str, b.last))}) carries no "
                 "engine overhead in kvcalc, as no published run of it is in the ledger: its rows are faster than it "
                 "runs, and rank above engines whose overheads are counted", ProfileWarning)
+    for d in dict.fromkeys(p.deployment for p in chosen[:1] if p.deployment.engine == "sglang"):  # the twenty-fifth
+        # audit, P2: SGLang launched at --mem-fraction-static 0.9 on every GPU, above what it derives for itself
+        from kvcalc.formulas.engine_memory import sglang_derived_mem_fraction
+
+        own = sglang_derived_mem_fraction(by_name[d.gpu].memory_GiB * 1024, d.tp if d.ep <= 1 else d.ep, d.pp,
+                                          d.ep // d.tp if d.ep > d.tp else 1)  # as engines/memory.py derives it
+        if memory_utilization > own + 5e-4:
+            say(f"sglang on {d.gpu}: the choice is sized and launched at --mem-fraction-static "
+                f"{memory_utilization:g} (--memory-utilization), above the {own:g} SGLang derives for itself on this "
+                "GPU and layout, which keeps more memory for activations and CUDA graphs: plan with "
+                f"--memory-utilization {own:g} for SGLang's own headroom", CapacityWarning)
     closest_rows = [] if chosen else [point_dict(p) for p in _closest(points, max_ttft_ms, max_tpot_ms)]
     frontier_rows = [point_dict(p) for p in pareto([p for p in points if "GPU budget" not in p.misses])]
     result = {
