@@ -166,18 +166,15 @@ def sweep(
         labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline",
                        sv or "none"))
         required = ev.memory["total"]
-        if sv and (why := unsupported_with(e, q, profile, sv)):
+        # what does not start as asked, said once on stderr and, row by row, in the starts / start_note columns (the
+        # twenty-fifth audit, F3: every row had read fits=True, TensorRT-LLM's block fp8 on an L40S among them)
+        refusals = [why for why in (unsupported_with(e, q, profile, sv) if sv else None, no_mtp_module(spec, sv),
+                                    layout_refusal(profile.engine, t, x) if profile is not None else None,
+                                    *format_warnings(hw, w, profile.engine if profile is not None else None, k))
+                    if why]
+        unsupported.extend(refusals)
+        if why := past_positions(spec, max(context)):  # as estimate warns (the eighteenth audit, E1)
             unsupported.append(why)
-        if why := no_mtp_module(spec, sv):
-            unsupported.append(why)
-        if profile is not None and (why := layout_refusal(profile.engine, t, x)):
-            unsupported.append(why)
-        # as estimate warns: a context past the model's positions, and a weight format the part's vendor does not
-        # run (the eighteenth audit, E1, E2)
-        for why in (past_positions(spec, max(context)),
-                    *format_warnings(hw, w, profile.engine if profile is not None else None, k)):
-            if why:
-                unsupported.append(why)
         if sv:
             # its layer's routed experts spread over the expert-parallel GPUs, as estimate holds them (the fifteenth
             # audit, E2: whole on every GPU, 9.2 GiB a GPU over estimate for DeepSeek-V3 at --ep 8)
@@ -203,6 +200,7 @@ def sweep(
             # beside kv_bytes of the whole batch)
             "weights_bytes": weight_bytes(spec, ev.p.b_w),
             "memory_required_bytes": required, "fits": required <= ev.usable_bytes,
+            "starts": not refusals, "start_note": "; ".join(refusals),
             "decode_ms": dec["ms"], "decode_speed_of_light_ms": dec["speed_of_light_ms"],
             "decode_tokens_per_s": dec["tokens_per_s"], "decode_bound": dec["bound"] == "compute",
             "decode_arithmetic_intensity": dec["arithmetic_intensity"],

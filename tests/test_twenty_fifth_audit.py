@@ -370,3 +370,21 @@ def test_25_p2_plan_says_where_sglang_runs_above_its_own_memory_fraction():
         plan("qwen3-32b", ["h100-sxm"], engines=["sglang"], concurrency=16, input_len=1000, output_len=200,
              memory_utilization=0.836)
     assert not any("SGLang derives for itself" in str(w.message) for w in caught)
+
+
+def test_25_f3_sweep_marks_the_rows_that_do_not_start():
+    """TensorRT-LLM does not load block-scaled FP8 on Ada (the twenty-third audit's G4) and no engine keeps an NVFP4
+    cache off datacenter Blackwell (the twenty-fourth's K1): sweep had written fits=True on every such row."""
+    import warnings
+
+    from kvcalc import sweep
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = sweep(["llama-3.1-8b"], ["l40s"], engine=["trtllm", "vllm"], weight_dtype=["fp8-block", "fp8"],
+                   kv_dtype=["nvfp4", "bf16"], batch=[1], context=[1024])
+    rows = {(r.engine, r.weight_dtype, r.kv_dtype): r for r in df.itertuples()}
+    assert not rows["trtllm", "fp8-block", "bf16"].starts
+    assert "block-scaled FP8" in rows["trtllm", "fp8-block", "bf16"].start_note
+    assert not rows["vllm", "fp8", "nvfp4"].starts and "NVFP4 KV cache" in rows["vllm", "fp8", "nvfp4"].start_note
+    assert rows["vllm", "fp8", "bf16"].starts and rows["vllm", "fp8", "bf16"].start_note == ""

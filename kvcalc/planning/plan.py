@@ -42,7 +42,6 @@ from kvcalc.checks import (
     MAX_TOKENS,
     MIN_CONCURRENCY,
     MIN_REQUEST_RATE,
-    PACKAGES,
     case_hint,
     check_int,
     check_number,
@@ -217,9 +216,10 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
     for hw in gpus:
         names = ([e for e in engines if (e, hw.name) not in skipped] if engines else
                  [e for e in available_engines(hw.name) if e in SERVING_ENGINES] or ["roofline"])
-        if hw.name in PACKAGES and names != ["roofline"]:  # an engine runs the package's dies as GPUs of their own
-            if refused is not None:  # (the twenty-fifth audit, G3)
-                refused.append(package_refusal(hw, names[0]))
+        package = package_refusal(hw, names[0]) if names != ["roofline"] else None
+        if package is not None:  # an engine runs the package's dies as GPUs of their own (the twenty-fifth audit, G3)
+            if refused is not None:
+                refused.append(package)
             continue
         for engine in names:
             if engine_model_refusal(engine, spec):  # an architecture the engine's server cannot load (P9)
