@@ -388,3 +388,15 @@ def test_25_f3_sweep_marks_the_rows_that_do_not_start():
     assert "block-scaled FP8" in rows["trtllm", "fp8-block", "bf16"].start_note
     assert not rows["vllm", "fp8", "nvfp4"].starts and "NVFP4 KV cache" in rows["vllm", "fp8", "nvfp4"].start_note
     assert rows["vllm", "fp8", "bf16"].starts and rows["vllm", "fp8", "bf16"].start_note == ""
+
+
+@pytest.mark.parametrize("version", ["0.5", "v0.5", "0.4"])
+def test_25_f4_a_series_is_not_an_sglang_release(version):
+    """SGLang's '0.5' had been read as 0.5.0: the older MoE kernel era and the pre-0.5.3 chunk rule, TTFT 2x what
+    '0.5.14' gives. A series is refused, a release taken."""
+    out = CliRunner().invoke(app, ["estimate", "-m", "qwen3-30b-a3b", "-g", "h200", "-e", "sglang",
+                                   "--engine-version", version])
+    assert out.exit_code == 2 and "names a series" in out.output and "Traceback" not in out.output
+    for release in ("0.5.3", "0.5.3rc1", "0.4+", "latest"):
+        assert CliRunner().invoke(app, ["estimate", "-m", "qwen3-30b-a3b", "-g", "h200", "-e", "sglang",
+                                        "--engine-version", release]).exit_code == 0, release

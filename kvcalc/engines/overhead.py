@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvcalc.engines.kernel_eras import asks_latest, flag_release, release3, run_month, with_era
+from kvcalc.engines.kernel_eras import FLAG_RELEASE, asks_latest, flag_release, release3, run_month, with_era
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.profile import EngineOverhead, EngineProfile
 
@@ -117,6 +117,17 @@ def release_tuple(text: str) -> tuple[int, int] | None:
     return release[:2] if release else None
 
 
+# engines whose rules kvcalc follows change within a minor series, so a release must name its patch number
+PATCH_RELEASED = {"sglang": "0.4.4 splits the step budget over data-parallel ranks, 0.5.3 sizes it by the GPU's "
+                            "memory, 0.5.6 ends the older MoE kernel era"}
+
+
+def has_patch(version: str) -> bool:
+    """Whether a release number names its patch release ('0.5.3', '0.5.3rc1'), not only a series ('0.5', 'v0.5')."""
+    m = FLAG_RELEASE.fullmatch(version.strip().lower())
+    return bool(m and m[3] is not None)
+
+
 def band_of_release(engine: str, release: tuple[int, int]) -> Band | None:
     return next((b for b in bands(engine) if b.first <= release <= b.last), None)
 
@@ -140,6 +151,12 @@ def band(engine: str, version: str | None = None, default_release: str | None = 
     if by_name is not None:
         return by_name
     release = flag_release(version)
+    if release is not None and engine in PATCH_RELEASED and not has_patch(version):
+        # the twenty-fifth audit, F4: SGLang's '0.5' had been read as 0.5.0 (the older MoE era, the pre-0.5.3 chunk
+        # rule), where a user may mean the 0.5 series: TTFT 2x latest's
+        raise KvcalcError(f"--engine-version: {version.strip()!r:.40} names a series, and {engine}'s kernels and "
+                          f"scheduler change within one ({PATCH_RELEASED[engine]}); give the release, as "
+                          f"{release[0]}.{release[1]}.0 or {release[0]}.{release[1]}.14, or latest")
     found = band_of_release(engine, release[:2]) if release else None
     if found is None:
         listing = "; ".join(f"{b.name}: {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}" for b in known)
