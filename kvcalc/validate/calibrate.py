@@ -678,8 +678,6 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
         _kernel_times(written, spec, hw, scale_kernels(profile, fit["time_scale"]), weight_dtype, kv_dtype, tp)
         rescored = statistics.median(_errors(written, {**fit, "time_scale": 1.0}))
         if rescored > fitted + 0.5:
-            import warnings
-
             warnings.warn(f"{path}: the runs are faster than kernels x {fit['time_scale']:g} can be where the "
                           f"datasheet roofline binds: the profile written misses them by a median {rescored:.3g} % "
                           "(said as its fit error); check --gpu and --weight-dtype against the run", stacklevel=2)
