@@ -400,3 +400,20 @@ def test_25_f4_a_series_is_not_an_sglang_release(version):
     for release in ("0.5.3", "0.5.3rc1", "0.4+", "latest"):
         assert CliRunner().invoke(app, ["estimate", "-m", "qwen3-30b-a3b", "-g", "h200", "-e", "sglang",
                                         "--engine-version", release]).exit_code == 0, release
+
+
+def test_25_h5_exaone4s_letter_pattern_is_its_period(tmp_path):
+    """Exaone4Config documents sliding_window_pattern 'LLLG' as the integer 4 (layers 0-2 local, 3 global,
+    repeated). EXAONE 4.0 32B's shape (64 layers, 40 heads, 8 KV heads of 128, window 4,096): at 131,072 tokens
+    16 global layers keep every token and 48 local ones 4,096: 2 x 8 x 128 x 2 B x (16 x 131,072 + 48 x 4,096)."""
+    base = {"model_type": "exaone4", "hidden_size": 5120, "intermediate_size": 27392, "num_hidden_layers": 64,
+            "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 102400,
+            "max_position_embeddings": 131072, "sliding_window": 4096, "tie_word_embeddings": False}
+    want = 2 * 8 * 128 * 2 * (16 * 131_072 + 48 * 4_096)
+    for pattern in ("LLLG", 4):
+        path = _config(tmp_path, {**base, "sliding_window_pattern": pattern}, f"{pattern}.json")
+        out = _estimate(path, "-c", "131072")
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout)["kv_cache"]["bytes"] == want
+    bad = _estimate(_config(tmp_path, {**base, "sliding_window_pattern": "LGLG"}, "bad.json"))
+    assert bad.exit_code == 2 and "sliding_window_pattern: 'LGLG'" in bad.output

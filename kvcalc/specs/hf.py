@@ -668,6 +668,17 @@ TOP_K = "num_experts_per_tok|moe_top_k|experts_per_token|num_experts_per_token"
 SOFTMAX_LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
+def _letter_pattern(c: Config, layers: int) -> int:
+    """Exaone4Config's sliding_window_pattern as letters, 'L' local and 'G' global, repeating from layer 0 ('LLLG' is
+    global every 4th layer, as the integer 4; the last layer is global, which that period keeps where it divides the
+    layers): the period, or a one-line error for a pattern that is not L's then one G."""
+    text = c.data["sliding_window_pattern"]
+    if not re.fullmatch(r"L*G", text) or layers % len(text):
+        raise KvcalcError(f"{c.source}: sliding_window_pattern: {text[:20]!r}: kvcalc reads a pattern of L's ending in "
+                          f"one G whose length divides num_hidden_layers ({layers}), or layer_types")
+    return len(text)
+
+
 def _first(c: Config, alternatives: str) -> str | None:
     return next((k for k in alternatives.split("|") if c.has(k)), None)
 
@@ -791,6 +802,9 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         for key in ("sliding_window", "global_every", "global_count"):  # (the verification pass: qwen2_vl had slid
             attn.pop(key, None)  # every layer)
         attn.update(_windows(c, "qwen2", layers))
+    elif window and isinstance(c.data.get("sliding_window_pattern"), str) and not c.data.get("layer_types"):
+        attn.pop("global_count", None)  # EXAONE 4's 'LLLG' (the twenty-fifth audit, H5)
+        attn.update({"sliding_window": window, "global_every": _letter_pattern(c, layers)})
     elif window and (every := _first(c, "sliding_window_pattern|global_attn_every_n_layers")) and c.int(every):
         # every n-th layer global, as Cohere2Config and Gemma 3 build layer_types from sliding_window_pattern, and
         # AfmoeConfig from global_attn_every_n_layers ((i + 1) % n: the ninth round, H15: Command R7B's had been read
