@@ -417,3 +417,32 @@ def test_25_h5_exaone4s_letter_pattern_is_its_period(tmp_path):
         assert json.loads(out.stdout)["kv_cache"]["bytes"] == want
     bad = _estimate(_config(tmp_path, {**base, "sliding_window_pattern": "LGLG"}, "bad.json"))
     assert bad.exit_code == 2 and "sliding_window_pattern: 'LGLG'" in bad.output
+
+
+def test_25_s4_the_judged_percentile_is_a_column_of_the_table():
+    out = CliRunner().invoke(app, ["serve", "-m", "llama-3.1-8b", "-g", "h100", "-i", "1000", "--output-len", "200",
+                                   "--simulate", "--request-rate", "10", "--num-prompts", "200", "--max-ttft-ms",
+                                   "100", "--percentile", "95"])
+    assert out.exit_code == 0, out.output
+    header = next(line for line in out.stdout.splitlines() if "metric" in line)
+    assert header.split() == ["metric", "p50", "p90", "p95", "p99"]
+    assert "at p95 the limits are" in out.stdout
+
+
+def test_25_s5_s6_the_simulator_refuses_what_it_would_read_wrong_or_drop(tmp_path):
+    """S5: a Mooncake trace (input_length, output_length, timestamp in ms) is named, not read after a rename as
+    seconds. S6: the Python API refuses a seed with a trace (reported, and unused) and two burst sizes that differ
+    (concurrency had been dropped), as the CLI does."""
+    from kvcalc.serving.simulate import read_trace, simulate
+
+    mooncake = tmp_path / "mooncake.jsonl"
+    mooncake.write_text('{"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47]}\n')
+    with pytest.raises(KvcalcError, match="Mooncake's trace"):
+        read_trace(mooncake)
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,input_len,output_len\n0,100,10\n1,100,10\n")
+    with pytest.raises(KvcalcError, match="seed: not read with arrivals='trace'"):
+        simulate("llama-3.1-8b", arrivals="trace", trace=str(trace), seed=5, engine="roofline")
+    with pytest.raises(KvcalcError, match="both name the burst size"):
+        simulate("llama-3.1-8b", input_len=100, output_len=10, arrivals="burst", request_rate=4, concurrency=4,
+                 burst_size=8, num_prompts=16, engine="roofline")

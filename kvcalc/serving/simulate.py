@@ -427,6 +427,7 @@ def _trace_rows(path, text: str):
 def read_trace(path) -> Workload:
     """A trace file: CSV with a header naming arrival_s (or timestamp), input_len, output_len, or JSON lines
     (.jsonl, .ndjson) with those keys; UTF-8, with or without the byte-order mark Excel writes. Times are seconds
+    (a Mooncake trace, whose timestamps are milliseconds, is refused by its input_length field)
     from 0 to MAX_ARRIVAL_S that never go backwards; lengths whole numbers from 1 to MAX_TOKENS (100.0 is 100); at
     most MAX_PROMPTS requests. Every bad line is one error naming the file, the line and the field."""
     from pathlib import Path
@@ -456,6 +457,11 @@ def read_trace(path) -> Workload:
         if len(t) == MAX_PROMPTS:
             raise KvcalcError(f"--trace: {path} has more than {MAX_PROMPTS:,} requests, the most one simulation "
                               f"runs (about 3 minutes and 2.5 GB); split the trace")
+        if "input_length" in row and "input_len" not in row:  # the twenty-fifth audit, S5: Mooncake's and AIPerf's
+            # traces time their requests in milliseconds under the name this reader takes in seconds
+            raise KvcalcError(f"--trace: {path} line {n}: input_length, output_length and a timestamp in milliseconds "
+                              "are Mooncake's trace (and AIPerf's); kvcalc reads input_len, output_len and arrival_s "
+                              "(or timestamp) in seconds: convert the times and rename the fields")
         key = "timestamp" if "arrival_s" not in row and "timestamp" in row else "arrival_s"
         if ("arrival_s" in row and "timestamp" in row
                 and _trace_time(row["arrival_s"]) != _trace_time(row["timestamp"])):  # two names of one field with
@@ -1273,6 +1279,11 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                               + ("" if arrivals == "trace" else " or pick the arrivals that use it (closed: "
                                  "--concurrency, poisson and burst: --request-rate; burst takes -n as its burst "
                                  "size)"))
+    if arrivals == "trace" and seed != 0:  # the twenty-fifth audit, S6: reported as the run's seed, and unused
+        raise KvcalcError("seed: not read with arrivals='trace' (the trace gives every arrival and length)")
+    if arrivals == "burst" and concurrency is not None and burst_size is not None and concurrency != burst_size:
+        raise KvcalcError(f"burst_size: {burst_size} and concurrency {concurrency:g} both name the burst size; give "
+                          "one")  # the twenty-fifth audit, S6: concurrency had been dropped
     if arrivals == "burst":
         for flag, size in (("--concurrency (the burst size)", concurrency), ("burst_size", burst_size)):
             if size is not None:  # the CLI passes -n as a float: 8.0 is 8
