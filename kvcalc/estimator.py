@@ -369,6 +369,17 @@ def deployment_profile(path, engine: str, hw: HardwareSpec) -> EngineProfile:
     return profile
 
 
+def file_profile(path, engine: str, hw: HardwareSpec, engine_version: str | None) -> EngineProfile:
+    """--profile FILE for estimate, serve and the simulator (deployment_profile), refusing an --engine-version
+    beside a profile that states its own overheads (the sixth audit: the release band's step cost had silently
+    replaced the one fitted on the user's run)."""
+    profile = deployment_profile(path, engine, hw)
+    if profile.overhead is not None and engine_version not in (None, "latest"):
+        raise KvcalcError(f"--engine-version: {path} states its own overheads (fitted on your benchmark, of the "
+                          "release you ran); drop --engine-version, or --profile to time another release")
+    return profile
+
+
 def time_model_text(profile: EngineProfile | None, spec: ModelSpec | None = None) -> str:
     """What timed an answer, in words, for the assumptions of serve, capacity and the simulator alike: the profile
     (measured, transferred or fitted, and from what), its release band's overheads and an older release's MoE
@@ -1035,13 +1046,9 @@ def estimate_with_specs(
     hw = load_gpu(gpu)
     profile: EngineProfile | None
     if profile_file is not None:
-        profile = deployment_profile(profile_file, engine, hw)
+        profile = file_profile(profile_file, engine, hw, engine_version)
         check_dtypes(weight_dtype, kv_dtype, profile.engine)  # the profile's engine stores the cache (the tenth
         # audit, E6: an SGLang profile had priced an int4 cache that -e sglang refuses)
-        if profile.overhead is not None and engine_version not in (None, "latest"):
-            # the sixth audit: the release band's step cost had silently replaced the one fitted on the user's run
-            raise KvcalcError(f"--engine-version: {profile_file} states its own overheads (fitted on your benchmark, "
-                              "of the release you ran); drop --engine-version, or --profile to time another release")
     else:
         profile = resolve_recording(engine, hw, warnings)
     profile = with_band(profile, engine_version)  # the overhead of the release asked for, or the deployment profile's own

@@ -446,3 +446,35 @@ def test_25_s5_s6_the_simulator_refuses_what_it_would_read_wrong_or_drop(tmp_pat
     with pytest.raises(KvcalcError, match="both name the burst size"):
         simulate("llama-3.1-8b", input_len=100, output_len=10, arrivals="burst", request_rate=4, concurrency=4,
                  burst_size=8, num_prompts=16, engine="roofline")
+
+
+def test_25_c2_serve_and_the_simulator_take_a_calibrated_profile(tmp_path):
+    """Only estimate had taken calibrate's --profile. A profile whose fitted step costs 10 ms (the bundled vLLM band:
+    1.28 ms) adds 8.72 ms to every decode step, so to the TPOT of a batch-1 closed loop, in serve's closed form and in
+    the simulator alike; a profile of another GPU, or --engine-version beside a fitted overhead, is refused."""
+    import kvcalc
+    from kvcalc.serving.simulate import simulate
+    from kvcalc.specs.catalog import bundled_profile
+    from kvcalc.specs.profile import EngineOverhead
+    from kvcalc.specs.toml_out import spec_to_toml
+
+    shipped = bundled_profile("h100-sxm", "vllm")
+    slow = shipped.model_copy(update={"overhead": EngineOverhead(step_us=10_000, request_ms=9.04,
+                                                                 sources=["a test's own"])})
+    path = tmp_path / "slow.toml"
+    path.write_text(spec_to_toml(slow))
+    args = dict(input_len=1000, output_len=200, concurrency=1)
+    base = kvcalc.serve("llama-3.1-8b", "h100-sxm", engine="vllm", engine_version="0.24.0", **args)
+    mine = kvcalc.serve("llama-3.1-8b", "h100-sxm", profile_file=str(path), **args)
+    assert mine["tpot_ms"] - base["tpot_ms"] == pytest.approx(10.0 - 1.28, rel=0.01)
+    sim = dict(input_len=1000, output_len=200, arrivals="closed", concurrency=1, num_prompts=20)
+    sim_base = simulate("llama-3.1-8b", "h100-sxm", engine="vllm", engine_version="0.24.0", **sim)
+    sim_mine = simulate("llama-3.1-8b", "h100-sxm", profile_file=str(path), **sim)
+    assert sim_mine["tpot_ms"]["p50"] - sim_base["tpot_ms"]["p50"] == pytest.approx(10.0 - 1.28, rel=0.01)
+    with pytest.raises(KvcalcError, match="fitted on h100-sxm, not h200"):
+        kvcalc.serve("llama-3.1-8b", "h200", profile_file=str(path), **args)
+    with pytest.raises(KvcalcError, match="states its own overheads"):
+        kvcalc.serve("llama-3.1-8b", "h100-sxm", profile_file=str(path), engine_version="0.10.0", **args)
+    out = CliRunner().invoke(app, ["serve", "-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "1000", "--output-len",
+                                   "200", "-n", "1", "--profile", str(path), "-f", "json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["tpot_ms"] == pytest.approx(mine["tpot_ms"])

@@ -116,6 +116,9 @@ def serve_cli(
     max_num_seqs: Annotated[Optional[int], typer.Option(
         help="requests the engine runs at once: vLLM's max_num_seqs, SGLang's max_running_requests, TensorRT-LLM's "
         "max_batch_size (the engine's default otherwise); the rest wait in its queue")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="an engine profile file for this GPU (e.g. kvcalc calibrate "
+                                                   "--from-benchmark's), instead of the bundled one; its engine "
+                                                   "schedules the steps and sizes the pool")] = None,
     async_scheduling: Annotated[Optional[bool], typer.Option(
         "--async-scheduling/--no-async-scheduling",
         help="--simulate: the scheduler fills the next step while this one runs (vLLM's --async-scheduling, "
@@ -160,7 +163,7 @@ def serve_cli(
                              num_prompts, range_ratio, dataset, seed, _percentile(percentile), prefix_hit_rate,
                              max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner, vllm_version, plot, format,
                              _disaggregate(disaggregate), engine_version, cuda_graph_memory, flashinfer_sampler,
-                             price_per_gpu_hour, async_scheduling)
+                             price_per_gpu_hour, async_scheduling, profile)
     if input_len is None or output_len is None:
         raise KvcalcError("--input-len / --output-len: both needed")
     tps = _split_ints("--tp", tp)
@@ -169,7 +172,7 @@ def serve_cli(
                   step_tokens=step_tokens, price_per_gpu_hour=price_per_gpu_hour, disaggregate=split, pp=pp, ep=ep, speculate=speculate,
                   vllm_runner=vllm_runner, vllm_version=vllm_version, arrivals=arrivals,
                   cuda_graph_GiB=cuda_graph_memory, flashinfer_sampler=flashinfer_sampler, engine_version=engine_version,
-                  max_num_seqs=max_num_seqs)
+                  max_num_seqs=max_num_seqs, profile_file=profile)
     if frontier_wanted(concurrency, tps, request_rate, plot is not None):
         rows = frontier(model, gpu, input_len=input_len, output_len=output_len,
                         concurrencies=_split_ints("--concurrency", concurrency), tps=tps,
@@ -268,7 +271,7 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                   kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace, num_prompts, range_ratio,
                   dataset, seed, percentile, prefix_hit_rate, max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner,
                   vllm_version, plot, format, split=None, engine_version=None, cuda_graph_GiB=None,
-                  flashinfer_sampler=False, price_per_gpu_hour=None, async_scheduling=None) -> None:
+                  flashinfer_sampler=False, price_per_gpu_hour=None, async_scheduling=None, profile=None) -> None:
     from kvcalc.serving.simulate import simulate
 
     if arrivals == "staggered":  # the closed form's default: a closed loop with -n, Poisson with --request-rate
@@ -298,7 +301,7 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                  max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, vllm_runner=vllm_runner,
                  vllm_version=vllm_version, keep_timeline=plot is not None, disaggregate=split, dataset=dataset,
                  engine_version=engine_version, cuda_graph_GiB=cuda_graph_GiB, flashinfer_sampler=flashinfer_sampler,
-                 price_per_gpu_hour=price_per_gpu_hour, schedules_ahead=async_scheduling)
+                 price_per_gpu_hour=price_per_gpu_hour, schedules_ahead=async_scheduling, profile_file=profile)
     timeline = r.pop("timeline", None)
     if plot is not None:
         from kvcalc.report.plot import simulation_timeline

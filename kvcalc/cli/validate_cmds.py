@@ -281,7 +281,8 @@ def calibrate_cli(
     from_benchmark: Annotated[Optional[Path], typer.Option(
         help="instead: fit a deployment profile (engine overhead and a kernel-time scale on the engine's profile) to "
              "your own serving benchmark: vllm bench serve --save-result JSON, sglang bench_serving JSONL, or a CSV "
-             "of batch,input_len,output_len,tpot_ms[,ttft_ms]; use it with estimate --profile")] = None,
+             "of batch,input_len,output_len,tpot_ms[,ttft_ms]; use it with estimate --profile or serve "
+             "--profile")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="with --from-benchmark: the model served")] = None,
     gpu: Annotated[str, typer.Option("--gpu", "-g", help="with --from-benchmark: the GPU")] = "h100-sxm",
     engine: Annotated[str, typer.Option("--engine", "-e", help="with --from-benchmark: vllm, sglang or trtllm")] = "vllm",
@@ -329,5 +330,6 @@ def calibrate_benchmark_cli(path: Path, out: Path, model, gpu, engine, tp, repli
                f"{report['request_ms']:g} ms a request, fitted on {len(report['runs'])} runs of {path}; median "
                f"|error| {report['fit_median_abs_error_pct']} % fitted, "
                + (f"{held} % held out (leave one run out)" if held is not None else "none held out (under 3 runs)")
-               + f"; use it with `kvcalc estimate --profile {out}`", err=True)  # a status line, as import's: the
+               + f"; use it with `kvcalc estimate --profile {out}` (or serve --profile)",
+               err=True)  # a status line, as import's: the
     # file is the output, and a closed stdout had failed the command after writing it (the twenty-first audit, C4)

@@ -423,16 +423,28 @@ def _within_limits(run, rate_point, request_rate, concurrency: float, replicas: 
     return c, hi, r
 
 
+def profile_engine(profile_file: str | None, engine: str, gpu) -> str:
+    """The engine a --profile file times (its scheduler and memory rule follow it), or `engine` without one."""
+    if profile_file is None:
+        return engine
+    from kvcalc.estimator import deployment_profile
+    from kvcalc.specs.catalog import load_gpu
+
+    return deployment_profile(profile_file, engine, load_gpu(gpu)).engine
+
+
 def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int, ep: int, engine: str,
                weight_dtype: str, kv_dtype: str, memory_utilization: float, step_tokens: int, speculate: str | None,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
                disaggregate: tuple[int, int] | None = None, engine_version: str | None = None,
-               moe_time_scale: float | None = None, overhead=None, max_num_seqs: int | None = None) -> dict:
+               moe_time_scale: float | None = None, overhead=None, max_num_seqs: int | None = None,
+               profile_file: str | None = None) -> dict:
     """One replica as serve and the simulator see it: specs, step timer, the KV pool per GPU as the engine's
     memory rule sizes it, and how many full-length requests it holds. moe_time_scale: the routed experts' time
     factor instead of the release era's (engines/kernel_eras.py); max_num_seqs: the requests the engine runs at once
     (--max-num-seqs), for vLLM's memory rule and max_running (engines/scheduler.py running_cap); overhead: an EngineOverhead instead of the release
-    band's (engines/overhead.py). Both are the serving ledger's held-out refits."""
+    band's (engines/overhead.py). Both are the serving ledger's held-out refits. profile_file: an engine profile
+    file (kvcalc calibrate --from-benchmark writes one) in place of the bundled profile, as estimate --profile."""
     from kvcalc.checks import check_speculate
 
     check_speculate(speculate)  # '' is not "none" (the fifteenth audit, E4)
@@ -449,7 +461,12 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     if disaggregate is not None and pp > 1:
         raise KvcalcError("--pp: not with --disaggregate (each pool is tensor-parallel only)")
     warned: list[str] = []  # resolve_engine's warnings (warned there), for the output's list (the sixth audit)
-    profile = with_band(resolve_engine(engine, hw, warned), engine_version)  # the release band's step overhead
+    if profile_file is not None:  # the twenty-fifth audit, C2: only estimate had taken a calibrated profile
+        from kvcalc.estimator import file_profile
+
+        profile = with_band(file_profile(profile_file, engine, hw, engine_version), engine_version)
+    else:
+        profile = with_band(resolve_engine(engine, hw, warned), engine_version)  # the release band's step overhead
     if moe_time_scale is not None and profile is not None:
         check_number("moe_time_scale", moe_time_scale, 0, 100, lo_open=True)
         profile = profile.model_copy(update={"moe_time_scale": moe_time_scale,
@@ -572,7 +589,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
           flashinfer_sampler: bool = False, engine_version: str | None = None, max_ttft_ms: float | None = None,
           max_tpot_ms: float | None = None, moe_time_scale: float | None = None, overhead=None,
-          max_num_seqs: int | None = None) -> dict:
+          max_num_seqs: int | None = None, profile_file: str | None = None) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     max_ttft_ms / max_tpot_ms: the load is spread over as many replicas as it takes for the steady state to meet
@@ -588,6 +605,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     `vllm bench serve --max-concurrency C --ignore-eos` runs them; TTFT and TPOT are then medians over requests)."""
     from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
+    engine = profile_engine(profile_file, engine, gpu)
     engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
     vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     check_int("--input-len", input_len, 1, MAX_TOKENS)
@@ -630,7 +648,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                    step_tokens=step_tokens, speculate=speculate, vllm_runner=vllm_runner, version=version,
                    cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler,
                    disaggregate=disaggregate, engine_version=engine_version, moe_time_scale=moe_time_scale,
-                   overhead=overhead, max_num_seqs=max_num_seqs)
+                   overhead=overhead, max_num_seqs=max_num_seqs, profile_file=profile_file)
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
     notes += [unused] if unused else []

@@ -1214,7 +1214,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              num_scheduler_steps: int = 1, engine_version: str | None = None,
              moe_time_scale: float | None = None, cuda_graph_GiB: float | None = None,
              flashinfer_sampler: bool = False, price_per_gpu_hour: float | None = None, overhead=None,
-             schedules_ahead: bool | None = None) -> dict:
+             schedules_ahead: bool | None = None, profile_file: str | None = None) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
     arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
@@ -1231,13 +1231,17 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     steps per scheduler call. engine_version: the release whose overheads and kernel era time the steps
     (engines/overhead.py, engines/kernel_eras.py; default the profile's own); moe_time_scale: the routed experts'
     time factor instead of the era's, overhead: an EngineOverhead instead of the band's (the serving ledger's held-out
-    refits). cuda_graph_GiB, flashinfer_sampler:
+    refits). profile_file: an engine profile file in place of the bundled one (calibrate --from-benchmark writes
+    one). cuda_graph_GiB, flashinfer_sampler:
     vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them). schedules_ahead: whether
     the scheduler runs a step ahead of the GPU (vLLM --async-scheduling / --no-async-scheduling, SGLang
     --disable-overlap-schedule, TensorRT-LLM disable_overlap_scheduler); None: the engine's default for its release
     (engines/scheduler.py schedules_ahead); never under pp > 1."""
     from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
+    from kvcalc.serving.closed_form import profile_engine
+
+    engine = profile_engine(profile_file, engine, gpu)  # a --profile file's engine schedules and sizes the pool
     engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
     vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
@@ -1433,7 +1437,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                    engine_version=engine_version, moe_time_scale=moe_time_scale, overhead=overhead,
                    # vLLM's memory rule with the run's max_num_seqs (the tenth audit's verification, V2: sized, and
                    # its step budget checked, at vLLM's default 1,024 where --max-num-seqs 64 was given)
-                   max_num_seqs=policy.max_seqs if policy.name.startswith("vllm") else None)
+                   max_num_seqs=policy.max_seqs if policy.name.startswith("vllm") else None,
+                   profile_file=profile_file)
     spec, stepper = d["spec"], d["stepper"]
     if policy.name == "sglang" and not seqs_given:  # SGLang's own max_running_requests for this pool and model, 48
         # under EAGLE-family speculation (engines/scheduler.py sglang_max_running; the fourteenth audit, S7 and S8)
