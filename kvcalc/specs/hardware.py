@@ -11,8 +11,10 @@ from kvcalc.errors import KvcalcError
 from kvcalc.specs._base import StrictModel
 
 GiB = 1024**3
-# Physical ranges (a 5e-324 bandwidth or a 1e308 peak is a broken spec, not a machine).
-Tflops = Annotated[float, Field(ge=1e-3, le=1e6)]
+# Physical ranges (a 5e-324 bandwidth or a 1e308 peak is a broken spec, not a machine). A peak down to a MFLOP/s: a CPU
+# without bf16 instructions (AVX2 only) emulates bf16 matmuls at about 1 GFLOP/s, which `kvcalc calibrate --device
+# cpu` measures (the twenty-fifth session: 0.00095 TFLOPS on an AVX2 EPYC had been refused as an invalid spec)
+Tflops = Annotated[float, Field(ge=1e-6, le=1e6)]
 Bandwidth = Annotated[float, Field(ge=1e-2, le=1e7, description="decimal GB/s")]
 
 
@@ -38,10 +40,10 @@ class PeakTflops(StrictModel):
 class Efficiency(StrictModel):
     """Fractions of the datasheet roofs that real kernels reach; `kvcalc calibrate` measures them."""
 
-    # Down to 1e-6: a slow device calibrated against a fast one's datasheet (a CPU against an H100: ~1e-3 compute)
-    # is a real measurement, while 5e-324 or 0 is a broken spec.
-    memory: float = Field(ge=1e-6, le=1)
-    compute: float = Field(ge=1e-6, le=1)
+    # Down to 1e-9: a slow device calibrated against a fast one's datasheet (a CPU against an H100: ~1e-3 compute, and
+    # 1e-6 where the CPU emulates bf16) is a real measurement, while 5e-324 or 0 is a broken spec.
+    memory: float = Field(ge=1e-9, le=1)
+    compute: float = Field(ge=1e-9, le=1)
     source: str
 
 

@@ -47,11 +47,11 @@ _CACHE_LOCK = threading.Lock()
 # with the options only it reads (kvcalc/cli/serve_cmd.py: each documented "--simulate: ..."), which the closed form
 # would otherwise take and quietly leave unused. Every other option of the CLI command reaches the library call.
 REFUSED = {
-    "serve": {"plot": "", "simulate": "", "trace": "--simulate --arrivals trace ",
+    "serve": {"plot": "", "simulate": "", "trace": "--simulate --arrivals trace ", "profile": "",
               **dict.fromkeys(SIMULATE_ONLY, "--simulate ")},
     "plan": {"emit": "", "plot": "", "explain": ""},  # plan's --explain lines are printed, not drawn (the tenth, P3)
     "roofline": {"measured": "", "out": ""},
-    "estimate": {"profile": ""},  # a profile file on the server's disk (the sixth audit: it had been read)
+    "estimate": {"profile": ""},  # a profile file on the server's disk (the sixth audit: it had been read; serve's too)
 }
 
 
