@@ -314,14 +314,22 @@ def package_refusal(hw, engine: str | None) -> str | None:
             "no engine launches")
 
 
-def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | None = None) -> list[str]:
+def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | None = None,
+                    spec=None) -> list[str]:
     """What estimate, serve, sweep and the simulator say of a weight or KV format on a part: a weight format its
     vendor does not run (foreign_format), one the engine does not load there (engine_format_refusal), a KV format
     the engine does not keep there (kv_format_refusal, and the engine's own ENGINE_KV_REFUSED where the profile was
-    reached through --engine auto), and a package timed as one device (package_refusal); engine None: the
-    roofline."""
+    reached through --engine auto), a package timed as one device (package_refusal), and with spec a model the
+    engine's server has no class for (engines/launch.py engine_model_refusal); engine None: the roofline."""
     kv = (kv_format_refusal(engine, hw, kv_dtype), engine_kv_refusal(engine, kv_dtype)) if kv_dtype else ()
-    return [why for why in (package_refusal(hw, engine), foreign_format(hw, weight_dtype),
+    model = None
+    if spec is not None and engine is not None:  # an architecture the engine's server has no class for, as plan
+        # refuses it (the twenty-sixth audit, R4: sweep and estimate had timed Jamba under TensorRT-LLM in silence)
+        from kvcalc.engines.launch import engine_model_refusal
+
+        if why := engine_model_refusal(engine, spec):
+            model = f"--engine {engine}: {why}: these times are of a deployment that does not start"
+    return [why for why in (package_refusal(hw, engine), model, foreign_format(hw, weight_dtype),
                             engine_format_refusal(engine, hw, weight_dtype), *kv) if why]
 
 

@@ -1094,7 +1094,8 @@ def estimate_with_specs(
         )
     if why := past_positions(spec, max(context, prompt)):  # the words compare, roofline and capacity print
         warnings.append(why)
-    warnings.extend(format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype))
+    warnings.extend(format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype,
+                                    spec))
     # estimate's memory is kvcalc's rule whatever --engine times it; where --engine names an engine whose pool kvcalc
     # sizes, its verdict is checked against that engine's (the fresh audit: `capacity -e sglang` held 2,202 sequences
     # that estimate -e sglang said do not fit; the fifth: estimate said fits where capacity and serve queue)

@@ -170,7 +170,7 @@ def sweep(
         # twenty-fifth audit, F3: every row had read fits=True, TensorRT-LLM's block fp8 on an L40S among them)
         refusals = [why for why in (unsupported_with(e, q, profile, sv) if sv else None, no_mtp_module(spec, sv),
                                     layout_refusal(profile.engine, t, x) if profile is not None else None,
-                                    *format_warnings(hw, w, profile.engine if profile is not None else None, k))
+                                    *format_warnings(hw, w, profile.engine if profile is not None else None, k, spec))
                     if why]
         unsupported.extend(refusals)
         if why := past_positions(spec, max(context)):  # as estimate warns (the eighteenth audit, E1)

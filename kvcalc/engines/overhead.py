@@ -151,12 +151,13 @@ def band(engine: str, version: str | None = None, default_release: str | None = 
     if by_name is not None:
         return by_name
     release = flag_release(version)
-    if release is not None and engine in PATCH_RELEASED and not has_patch(version):
+    if (release is not None and engine in PATCH_RELEASED and not has_patch(version)
+            and band_of_release(engine, release[:2]) is not None):  # a series past every band: refused below
         # the twenty-fifth audit, F4: SGLang's '0.5' had been read as 0.5.0 (the older MoE era, the pre-0.5.3 chunk
         # rule), where a user may mean the 0.5 series: TTFT 2x latest's
         raise KvcalcError(f"--engine-version: {version.strip()!r:.40} names a series, and {engine}'s kernels and "
-                          f"scheduler change within one ({PATCH_RELEASED[engine]}); give the release, as "
-                          f"{release[0]}.{release[1]}.0 or {release[0]}.{release[1]}.14, or latest")
+                          f"scheduler change within one ({PATCH_RELEASED[engine]}); give the release you run "
+                          f"({release[0]}.{release[1]}.0 or a later patch) or latest")
     found = band_of_release(engine, release[:2]) if release else None
     if found is None:
         listing = "; ".join(f"{b.name}: {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}" for b in known)

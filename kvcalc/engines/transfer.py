@@ -44,8 +44,7 @@ SIBLINGS = {
     "v100-sxm2-32gb": ("a100-sxm-80gb", "ACROSS generations (Volta, sm70) from the oldest measured one (Ampere)"),
     "mi300x": ("h100-sxm", "ACROSS vendors: Hopper's kernel efficiencies on CDNA 3 roofs, then fitted to published runs"),
     # the MI300X's sibling, whose compute die it has: the two differ by their roofs only (the twenty-fifth audit, G1)
-    "mi325x": ("h100-sxm", "ACROSS vendors: Hopper's kernel efficiencies on CDNA 3 roofs, as the MI300X's, then its "
-                           "fitted scale"),
+    "mi325x": ("h100-sxm", "ACROSS vendors: Hopper's kernel efficiencies on CDNA 3 roofs, as the MI300X's"),
     "mi355x": ("h200", "ACROSS vendors: Hopper's kernel efficiencies on CDNA 4 roofs (fp4 GEMMs: no Hopper fp4 curve; MXFP4 MoE: Hopper's w4a16 curve)"),
     "mi250x": ("h100-sxm", "ACROSS vendors and generations: Hopper's kernel efficiencies on CDNA 2 roofs"),
     "mi250x-gcd": ("h100-sxm", "ACROSS vendors and generations: Hopper's kernel efficiencies on CDNA 2 roofs"),

@@ -444,11 +444,12 @@ def vllm_fusion_workspace_bytes(cc: str | None, topology: str | None, version: t
 
 def cublas_workspace_bytes(cc: str | None, vendor: str = "NVIDIA") -> float:
     """PyTorch's cuBLAS (hipBLAS) workspace, allocated by its caching allocator with the first GEMM [B]
-    (aten/src/ATen/cuda/CublasHandlePool.cpp parseChosenWorkspaceSize): 32 MiB on compute capability 9.x-12.x,
+    (aten/src/ATen/cuda/CublasHandlePool.cpp parseChosenWorkspaceSize): 32 MiB on compute capability 9.x, 10.x, 12.x,
     else ':4096:2:16:8', 8.125 MiB; on ROCm 128 MiB for gfx94x/gfx95x (MI300X, MI325X, MI355X), else 32 MiB."""
     if vendor == "AMD":
         return 128 * 1024**2 if (cc or "").startswith(("gfx94", "gfx95")) else 32 * 1024**2
-    return 32 * 1024**2 if (capability(cc) or (0, 0))[0] >= 9 else 4096 * 1024 * 2 + 16 * 1024 * 8
+    # CublasHandlePool.cpp: major 9, 10 and 12 only (the twenty-sixth audit, R7: 11.x, Thor, had been given 32 MiB)
+    return 32 * 1024**2 if (capability(cc) or (0, 0))[0] in (9, 10, 12) else 4096 * 1024 * 2 + 16 * 1024 * 8
 
 
 def vllm_triton_sampler_peak_bytes(model: ModelSpec, rows: int, tokens: int, b_model: float,

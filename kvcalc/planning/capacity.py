@@ -306,7 +306,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
 
     # a weight or KV format the part or the engine does not run, as estimate and serve say it (the twenty-fourth
     # audit, K1: an NVFP4 cache on an H100 had held 3.6x bf16's requests without a word)
-    notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype)
+    notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype, spec)
 
     def engine_memory(tp, graphs=cuda_graph_bytes):
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,

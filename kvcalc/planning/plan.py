@@ -792,6 +792,9 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     not_starting: list[str] = []
     candidates = deployments(spec, hws, engines, convert=convert, max_gpus=max_gpus_per_replica,
                              disaggregated=disaggregated, speculate=speculate, skipped=skipped, refused=not_starting)
+    for why in dict.fromkeys(r for r in not_starting if "is a package" in r):  # a GPU left out whole is said, even
+        # where others are searched (the twenty-sixth audit, R2)
+        say(why.split(": these times")[0] + ": left out of the search")
     if not candidates and not_starting:  # every engine and format left out as one that does not start: said, not "no
         # deployment holds one full-length request" (the twenty-third audit, G1: gpt-oss on a T4)
         raise KvcalcError(f"no deployment of {spec.name} starts on {', '.join(hw.name for hw in hws)}: "

@@ -438,13 +438,14 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
                disaggregate: tuple[int, int] | None = None, engine_version: str | None = None,
                moe_time_scale: float | None = None, overhead=None, max_num_seqs: int | None = None,
-               profile_file: str | None = None) -> dict:
+               profile_file: str | None = None, profile=None) -> dict:
     """One replica as serve and the simulator see it: specs, step timer, the KV pool per GPU as the engine's
     memory rule sizes it, and how many full-length requests it holds. moe_time_scale: the routed experts' time
     factor instead of the release era's (engines/kernel_eras.py); max_num_seqs: the requests the engine runs at once
     (--max-num-seqs), for vLLM's memory rule and max_running (engines/scheduler.py running_cap); overhead: an EngineOverhead instead of the release
     band's (engines/overhead.py). Both are the serving ledger's held-out refits. profile_file: an engine profile
-    file (kvcalc calibrate --from-benchmark writes one) in place of the bundled profile, as estimate --profile."""
+    file (kvcalc calibrate --from-benchmark writes one) in place of the bundled profile, as estimate --profile;
+    profile: an EngineProfile object in place of both (calibrate times its candidate profiles with it)."""
     from kvcalc.checks import check_speculate
 
     check_speculate(speculate)  # '' is not "none" (the fifteenth audit, E4)
@@ -461,7 +462,9 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     if disaggregate is not None and pp > 1:
         raise KvcalcError("--pp: not with --disaggregate (each pool is tensor-parallel only)")
     warned: list[str] = []  # resolve_engine's warnings (warned there), for the output's list (the sixth audit)
-    if profile_file is not None:  # the twenty-fifth audit, C2: only estimate had taken a calibrated profile
+    if profile is not None:  # calibrate's candidate (the twenty-sixth audit, R1: timed with the bundled one)
+        profile = with_band(profile, engine_version)
+    elif profile_file is not None:  # the twenty-fifth audit, C2: only estimate had taken a calibrated profile
         from kvcalc.estimator import file_profile
 
         profile = with_band(file_profile(profile_file, engine, hw, engine_version), engine_version)
@@ -503,7 +506,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         notes.append(why)
     from kvcalc.checks import format_warnings
 
-    notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype)
+    notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype, spec)
     if memory_rule is not None:
         from kvcalc.formulas.engine_memory import VLLM_V1_ENGINE
 
@@ -589,7 +592,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
           arrivals: str = "staggered", cuda_graph_GiB: float | None = None,
           flashinfer_sampler: bool = False, engine_version: str | None = None, max_ttft_ms: float | None = None,
           max_tpot_ms: float | None = None, moe_time_scale: float | None = None, overhead=None,
-          max_num_seqs: int | None = None, profile_file: str | None = None) -> dict:
+          max_num_seqs: int | None = None, profile_file: str | None = None, profile=None) -> dict:
     """Serve requests of input_len prompt and output_len output tokens on replicas of a tp-GPU group.
 
     max_ttft_ms / max_tpot_ms: the load is spread over as many replicas as it takes for the steady state to meet
@@ -648,7 +651,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                    step_tokens=step_tokens, speculate=speculate, vllm_runner=vllm_runner, version=version,
                    cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler,
                    disaggregate=disaggregate, engine_version=engine_version, moe_time_scale=moe_time_scale,
-                   overhead=overhead, max_num_seqs=max_num_seqs, profile_file=profile_file)
+                   overhead=overhead, max_num_seqs=max_num_seqs, profile_file=profile_file, profile=profile)
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
     notes += [unused] if unused else []

@@ -286,14 +286,18 @@ def sharegpt_lengths(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return ins[pick], outs[pick]
 
 
+VLLM_RESCALED_ARRIVALS = (0, 10)  # vllm bench serve's rescaled Poisson gaps (PR #21108)
+
+
 def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: int, *, concurrency=None,
                   request_rate=None, range_ratio: float = 0.0, seed: int = 0, burst_size: int | None = None,
-                  client: str = "vllm", dataset: str = "random") -> Workload:
+                  client: str = "vllm", dataset: str = "random", rescaled: bool = True) -> Workload:
     """closed: `concurrency` in flight from t = 0, each completion releasing the next (vllm bench serve
     --max-concurrency C --request-rate inf); poisson: exponential gaps at `request_rate` requests/s, burstiness 1:
     with client "vllm" as vllm bench serve draws them (benchmarks/serve.py get_request, from PR #21108: the cumulative
     delays rescaled so the last request goes out at exactly N / rate, the clock started before the first gap), with
-    client "sglang" as sglang.bench_serving does (the first request at once, the gaps as drawn); burst: groups of `burst_size` (default: concurrency or 8) arriving
+    client "sglang" (or a vLLM client older than the rescaling: rescaled False) as sglang.bench_serving does (the
+    first request at once, the gaps as drawn); burst: groups of `burst_size` (default: concurrency or 8) arriving
     together, the groups at Poisson times of rate request_rate / burst_size. dataset: random (input_len, output_len
     and range_ratio) or sharegpt (pairs drawn from the published ShareGPT sample, sharegpt_lengths; the lengths given
     are ignored)."""
@@ -317,7 +321,7 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
         if math.isinf(request_rate):
             return Workload(np.zeros(num_prompts), ins, outs, description="all at t = 0 (request rate inf)")
         gaps = arrivals_rng.exponential(1.0 / request_rate, size=num_prompts)
-        if client == "vllm":  # the twenty-fifth audit, S1: seeds 0-5 had spread 9.64-10.60 requests/s at 10
+        if client == "vllm" and rescaled:  # the twenty-fifth audit, S1: seeds 0-5 had spread 9.64-10.60 requests/s
             times = np.cumsum(gaps)
             return Workload(times * (num_prompts / request_rate / times[-1]), ins, outs, start_s=0.0,
                             description=f"Poisson, {request_rate:g} requests/s (vllm bench serve's: the last at "
@@ -1331,9 +1335,13 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                 if request_rate < MIN_REQUEST_RATE:  # MAX_ARRIVAL_S: slower, the arrivals outrun the clock
                     raise KvcalcError(f"--request-rate: at least {MIN_REQUEST_RATE:g} requests/s (one every 11.6 "
                                       f"days) with --simulate, got {request_rate:g}")
+        # vllm bench serve rescales its gaps from PR #21108 (merged 2025-07, taken as first released in 0.10); an
+        # older vLLM run's client sent its first request at once and the gaps as drawn (the twenty-sixth audit, R5)
+        old_client = (length_client == "vllm" and engine == "vllm" and vllm_version.strip().lower() != "latest"
+                      and check_vllm_version(vllm_version, engine) < VLLM_RESCALED_ARRIVALS)
         work = make_workload(arrivals, num_prompts, input_len, output_len, concurrency=concurrency,
                              request_rate=request_rate, range_ratio=range_ratio, seed=seed, burst_size=burst_size,
-                             client=length_client, dataset=dataset)
+                             client=length_client, dataset=dataset, rescaled=not old_client)
         span = float(np.nanmax(work.arrival_s))
         if span > MAX_ARRIVAL_S:
             raise KvcalcError(f"--request-rate: {num_prompts:,} requests at {request_rate:g}/s arrive over "

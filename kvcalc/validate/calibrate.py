@@ -451,7 +451,7 @@ def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dty
                     warnings.simplefilter("ignore")
                     timed.append(serve(spec, hw, input_len=p_len, output_len=o_len, concurrency=b, tp=tp,
                                        engine=profile.engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                                       engine_version=engine_version,
+                                       engine_version=engine_version, profile=profile,
                                        overhead=EngineOverhead(step_us=step_us, sources=["calibrate"])))
             except KvcalcError:
                 break
@@ -675,7 +675,8 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
         import copy
 
         written = copy.deepcopy(runs)
-        _kernel_times(written, spec, hw, scale_kernels(profile, fit["time_scale"]), weight_dtype, kv_dtype, tp)
+        _kernel_times(written, spec, hw, scale_kernels(profile, fit["time_scale"]), weight_dtype, kv_dtype, tp,
+                      engine_version)
         rescored = statistics.median(_errors(written, {**fit, "time_scale": 1.0}))
         if rescored > fitted + 0.5:
             warnings.warn(f"{path}: the runs are faster than kernels x {fit['time_scale']:g} can be where the "
