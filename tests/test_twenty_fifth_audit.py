@@ -525,3 +525,53 @@ def test_26_r3_r6_r7_r8_small_fixes(tmp_path):
     assert em.cublas_workspace_bytes("10.3") == em.cublas_workspace_bytes("12.1") == 32 * 1024**2
     sglang = bundled_profile("mi325x", "sglang")
     assert sglang.provenance == "transferred" and "fitted scale" not in sglang.method
+
+
+def test_26_h1_a_published_hybrid_fp8_list_of_norms_and_state_parameters_is_read(tmp_path):
+    """Qwen3-Next-80B-A3B-Instruct-FP8's modules_to_not_convert names, besides its Linear layers kept in bf16 (the
+    Gated DeltaNets' in_proj_ba, the routers, shared_expert_gate, lm_head), every layer's norms, A_log, dt_bias and
+    conv1d and its MTP module: parameters no format quantises. They had been refused as keeping a mixer in bf16."""
+    base = {"model_type": "qwen3_next", "hidden_size": 2048, "intermediate_size": 5120, "num_hidden_layers": 4,
+            "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256, "vocab_size": 151936,
+            "max_position_embeddings": 262144, "num_experts": 512, "num_experts_per_tok": 10,
+            "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512, "linear_num_key_heads": 16,
+            "linear_num_value_heads": 32, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+            "full_attention_interval": 4, "tie_word_embeddings": False}
+    kept = ["lm_head", "mtp.fc", "mtp.norm"]
+    for i in range(4):
+        kept += [f"model.layers.{i}.input_layernorm", f"model.layers.{i}.post_attention_layernorm",
+                 f"model.layers.{i}.mlp.gate", f"model.layers.{i}.mlp.shared_expert_gate"]
+        kept += ([f"model.layers.{i}.self_attn.q_norm", f"model.layers.{i}.self_attn.k_norm"] if i == 3 else
+                 [f"model.layers.{i}.linear_attn.{n}" for n in ("A_log", "conv1d", "dt_bias", "in_proj_ba", "norm")])
+    fp8 = {**base, "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128],
+                                           "modules_to_not_convert": kept}}
+    out = _estimate(_config(tmp_path, fp8))
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["inputs"]["weight_dtype"] == "fp8-block"
+
+
+def test_26_h2_qwen35s_stated_ssm_dtype_sizes_its_state():
+    """Qwen3.5's config.json states mamba_ssm_dtype float32 (the REAP fixture, as published): each of its 30 Gated
+    DeltaNet layers keeps 32 x 128 x 128 recurrent elements a sequence at 4 B (they had been sized at 2 B)."""
+    spec, _ = load_hf_spec(FIXTURES / "Qwen3.5-18B-REAP-A3B-Coding" / "config.json")
+    la = spec.linear_attention
+    assert la.recurrent_state_bytes == 4
+    assert la.recurrent_elements == 32 * 128 * 128
+    conv = la.state_elements - la.recurrent_elements
+    assert la.state_bytes(2) == conv * 2 + 32 * 128 * 128 * 4
+
+
+def test_26_h3_glm5s_shared_indexer_layers_are_refused(tmp_path):
+    """GLM-5.3's indexer_types marks 57 of 78 layers "shared" (no indexer of their own): counted on every layer, KV
+    had been 78 x 1,284 B a token where it is 78 x 1,152 + 21 x 132."""
+    # GLM-5's fields (its published config.json, trimmed to 4 layers), with GLM-5.3's IndexShare list
+    glm = {"model_type": "glm_moe_dsa", "hidden_size": 6144, "intermediate_size": 12288, "num_hidden_layers": 4,
+           "num_attention_heads": 64, "num_key_value_heads": 64, "vocab_size": 154880, "kv_lora_rank": 512,
+           "q_lora_rank": 2048, "qk_rope_head_dim": 64, "qk_nope_head_dim": 192, "v_head_dim": 256,
+           "first_k_dense_replace": 3, "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1,
+           "num_experts_per_tok": 8, "index_topk": 2048, "index_n_heads": 32, "index_head_dim": 128,
+           "max_position_embeddings": 202752, "tie_word_embeddings": False}
+    assert _estimate(_config(tmp_path, glm, "glm5.json")).exit_code == 0
+    glm["indexer_types"] = ["full", "shared", "shared", "full"]
+    out = _estimate(_config(tmp_path, glm))
+    assert out.exit_code == 2 and "indexer_types" in out.output and "share another's indexer" in out.output

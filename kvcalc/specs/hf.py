@@ -295,6 +295,13 @@ def _qwen3_next(c: Config, moe: bool = True) -> dict:
         "kind": "gated_deltanet", "num_key_heads": nk, "num_value_heads": nv, "key_head_dim": dk, "value_head_dim": dv,
         "conv_kernel": c.int("linear_conv_kernel_dim", 4), **_linear_layers(c, spec["num_layers"]),
     }
+    ssm = c.data.get("mamba_ssm_dtype")
+    if ssm is not None:  # Qwen3.5's configs state their Gated DeltaNet state's dtype ("float32"), which vLLM takes as
+        # its mamba_ssm_cache_dtype (the twenty-sixth audit, H2: sized at bf16, the state half its bytes)
+        if ssm not in SSM_DTYPE_BYTES:
+            raise KvcalcError(f"{c.source}: mamba_ssm_dtype: expected one of {', '.join(SSM_DTYPE_BYTES)}, got "
+                              f"{ssm!r:.40}")
+        spec["linear_attention"]["recurrent_state_bytes"] = SSM_DTYPE_BYTES[ssm]
     return spec
 
 
@@ -486,6 +493,12 @@ def _deepseek(c: Config, model_type: str) -> dict:
     if c.data.get("num_nextn_predict_layers"):  # 0 where a conversion dropped it
         c.notes.append("the multi-token-prediction module (num_nextn_predict_layers) is not counted")
     if model_type == "deepseek_v32" or c.has("index_topk"):  # DeepSeek sparse attention's lightning indexer
+        types = c.data.get("indexer_types")
+        if types is not None and (not isinstance(types, list) or set(types) != {"full"}):
+            # GLM-5.x's IndexShare: a "shared" layer owns no indexer and reuses another's (the twenty-sixth audit, H3:
+            # an indexer had been counted on every layer, KV 8 % high)
+            raise KvcalcError(f"{c.source}: indexer_types: {str(types)[:60]}: layers that share another's indexer "
+                              "are not a layout kvcalc reads (it reads an indexer on every layer)")
         top_k, heads_i, dim_i = c.need("index_topk", "index_n_heads", "index_head_dim")
         spec["attention"].update(sparse_top_k=top_k, indexer_heads=heads_i, indexer_head_dim=dim_i)
     return spec
@@ -1007,6 +1020,8 @@ def _module_class(entry: str) -> str | None:
     return None
 
 
+# parameters that are not a Linear's weight, which no format quantises (Mamba's and Gated DeltaNet's)
+NOT_LINEAR = ("a_log", "dt_bias", "conv1d", "d")
 # a Gated DeltaNet's per-head beta and decay projection (Qwen3-Next's in_proj_ba; Qwen3.5 splits it in two)
 GATED_DELTANET_GATES = ("in_proj_ba", "in_proj_a", "in_proj_b")
 # names of a hybrid's mixers (Gated DeltaNet's linear_attn, Mamba's mamba and Nemotron-H's mixer) and of its softmax
@@ -1045,7 +1060,14 @@ def _left_in_bf16(entries: object, where: str, key: str, own: frozenset[str] | N
             index = LAYER_INDEX.search(text)
             gates.setdefault(int(index.group(1)) if index else None, set()).add(_projection(text))
             continue
-        if hybrid and (any(k in text.lower() for k in HYBRID_MIXER_NAMES) or _module_class(text) == "attention"):
+        lowered = text.lower()
+        if (_projection(text) in NOT_LINEAR or any(k in lowered for k in ALWAYS_KEPT + NOT_LANGUAGE)
+                or lowered.removeprefix("re:").lstrip(".*^").startswith("mtp.")):
+            # a parameter no format quantises (norms, Mamba's and Gated DeltaNet's A_log, dt_bias and conv1d), or the
+            # MTP module kvcalc leaves out of the weights: nothing of a class (the twenty-sixth audit, H1: Qwen3-Next-
+            # 80B-A3B-Instruct-FP8's published list names them, and had been refused as keeping a mixer in bf16)
+            continue
+        if hybrid and (any(k in lowered for k in HYBRID_MIXER_NAMES) or _module_class(text) == "attention"):
             # one class holds a hybrid's softmax and linear (or Mamba) layers: an entry naming either kind would keep
             # both in bf16, and one naming the Mamba mixer had been dropped (the fifteenth audit, H11, H12)
             raise KvcalcError(f"{where}: quantization_config {key}: {shown[:60]!r} keeps one kind of this hybrid's "
