@@ -575,3 +575,18 @@ def test_26_h3_glm5s_shared_indexer_layers_are_refused(tmp_path):
     glm["indexer_types"] = ["full", "shared", "shared", "full"]
     out = _estimate(_config(tmp_path, glm))
     assert out.exit_code == 2 and "indexer_types" in out.output and "share another's indexer" in out.output
+
+
+def test_26_m1_vllm_011_on_hopper_lays_out_gpt_oss_experts_as_its_logs_show():
+    """llm-d's vLLM 0.11.0 sweep on one H100 (79.18 GiB) logs 'Model loading took' 13.47 GiB for gpt-oss-20b and
+    64.38 for gpt-oss-120b: Marlin's layout, which kvcalc had taken for 0.11 on Hopper, gives 13.70 and 65.93."""
+    import warnings
+
+    from kvcalc.planning.capacity import capacity
+
+    GiB = 1024**3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for model, logged in (("gpt-oss-20b", 13.47), ("gpt-oss-120b", 64.38)):
+            c = capacity(model, "h100-sxm", context=16000, tp=1, engine="vllm", vllm_version="0.11.0")
+            assert c["engine_memory"]["weights_bytes_per_gpu"] / GiB == pytest.approx(logged, rel=0.005), model

@@ -184,8 +184,6 @@ def fit_e2e_cli(
 
     points = _read_ledger(read_points, published, "--published")
     target = out_dir or spec_dir("profile")
-    if not target.is_dir():  # as the other profiles commands refuse it (the twenty-sixth audit, R6: a traceback)
-        raise KvcalcError(f"--out-dir: {target} is not a folder")
     for g in split("--gpu", gpu):
         for e in split("--engine", engine):
             try:
@@ -195,6 +193,9 @@ def fit_e2e_cli(
                     raise
                 raise KvcalcError(f"--gpu: {str(err).removeprefix('--to: ').split(';')[0]}; fit-e2e scales a "
                                   "transferred profile (kvcalc profiles transfer --to GPU --from SIBLING)") from None
+            if not target.is_dir():  # as the other profiles commands refuse it (the twenty-sixth audit, R6: a
+                # traceback), once the --gpu and --engine are known good
+                raise KvcalcError(f"--out-dir: {target} is not a folder")
             path = target / f"{profile.gpu}.{e}.toml"
             path.write_text(f"# Written by `kvcalc profiles fit-e2e --gpu {profile.gpu} --engine {e} --published "
                             f"{published}`; re-run it rather than edit by hand.\n{spec_to_toml(profile)}")

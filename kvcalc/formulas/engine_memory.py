@@ -248,7 +248,13 @@ ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rop
 # checkpoint's bytes stand). 0.11 falls back to Marlin without it (quantization/mxfp4.py get_mxfp4_backend: "not
 # has_triton_kernels()"), and a stock 0.11 install has none: vllm/utils has_triton_kernels calls it "the optional
 # `triton_kernels` package", and neither requirements/ nor docker/Dockerfile installs it (vLLM at 9360d34fa,
-# 2025-09-30, days before the 0.11.0 release): so Marlin on Hopper for 0.11.
+# 2025-09-30, days before the 0.11.0 release). Yet the only 0.11.0 Hopper weights found, llm-d's sweep on one H100
+# (github.com/llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md @259334868c: gpt-oss-20b 13.47
+# GiB, gpt-oss-120b 64.38), are not Marlin-sized (13.70, 65.93) but triton_kernels' without the 64-byte padding of
+# the packed values that 0.19.0's swizzle adds (13.44, 64.33): so 0.11 on Hopper takes that layout,
+# "triton-hopper-0.11", inferred from those two figures (the twenty-sixth audit, M1). The 120b row's other figures
+# do not add up (its 3.33 GiB of KV cache is not 0.9 x 79.18 - 64.38 - 7.38 - 0.13 = -0.63, and its peak and
+# non-torch memory are the 20b row's), so it is not a memory-ledger row.
 VLLM_STOCK_MARLIN_ON_HOPPER = (0, 11)
 VLLM_TRITON_KERNELS_BUNDLED = (0, 12)
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
@@ -300,12 +306,12 @@ def vllm_rope_cache_bytes(model: ModelSpec) -> float:
 
 def vllm_mxfp4_backend(cc: str | None, version: tuple[int, int]) -> str | None:
     """The MXFP4 MoE backend vLLM `version` picks on a part of compute capability `cc`: 'marlin' (8.0-8.9),
-    'triton-hopper' (9.0), or None where kvcalc does not follow its layout (Blackwell's TensorRT-LLM and FlashInfer
-    kernels, ROCm, older parts)."""
+    'triton-hopper' (9.0; 'triton-hopper-0.11' for 0.11, VLLM_STOCK_MARLIN_ON_HOPPER's comment), or None where kvcalc
+    does not follow its layout (Blackwell's TensorRT-LLM and FlashInfer kernels, ROCm, older parts)."""
     if hopper(cc):
         if version >= VLLM_TRITON_KERNELS_BUNDLED:
             return "triton-hopper"
-        return "marlin" if version >= VLLM_STOCK_MARLIN_ON_HOPPER else None
+        return "triton-hopper-0.11" if version >= VLLM_STOCK_MARLIN_ON_HOPPER else None
     return "marlin" if (8, 0) <= (capability(cc) or (0, 0)) < (9, 0) else None
 
 
@@ -335,9 +341,10 @@ def vllm_mxfp4_expert_bytes(model: ModelSpec, tp: int, backend: str) -> float:
         h, i = _multiple(H, 256), _multiple(i, 128)
         values_and_scales = E * (2 * i * h + h * i) * BYTES_PER_ELEMENT["mxfp4"]  # 1/2 + 1/32
         return layers * (values_and_scales + bias * E * (2 * i + h) * 2)
-    if backend == "triton-hopper":
+    if backend in ("triton-hopper", "triton-hopper-0.11"):
         i = _multiple(i, 64)
-        values = E * (_multiple(2 * i, 64) * _multiple(H // 2, 64) + _multiple(H, 64) * _multiple(i // 2, 64))
+        pack = 64 if backend == "triton-hopper" else 1  # 0.11's layout: the packed values unpadded (llm-d's logs)
+        values = E * (_multiple(2 * i, 64) * _multiple(H // 2, pack) + _multiple(H, 64) * _multiple(i // 2, pack))
         swizzled_scales = E * (_multiple(2 * i, 256) * _multiple(H // 32, 2) + _multiple(H, 256) * _multiple(i // 32, 2))
         checkpoint_scales = E * (2 * i * H + H * i) // 32
         return layers * (values + swizzled_scales + checkpoint_scales + bias * E * (2 * i + H) * 4)

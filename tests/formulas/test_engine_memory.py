@@ -810,12 +810,17 @@ def test_vllm_mxfp4_experts_as_marlin_and_triton_kernels_lay_them_out():
     assert em.vllm_mxfp4_expert_bytes(m, 1, "marlin") == 24 * (461_242_368 + 573_440) == 11_083_579_392
     assert em.vllm_mxfp4_expert_bytes(m, 2, "triton-hopper") == 24 * 236_285_952 == 5_670_862_848
     assert 209_453_056 + 13_369_344 + 12_718_080 + 745_472 == 236_285_952
-    # vLLM 0.11 on Hopper without the optional triton_kernels package (a stock install has none) takes Marlin;
-    # 0.10.x needs triton_kernels there and is not followed
+    # vLLM 0.11 on Hopper: triton_kernels' layout without the packed values' 64-byte padding, as llm-d's 0.11.0 H100
+    # weights show it (13.47 GiB for gpt-oss-20b, 64.38 for 120b; Marlin's would be 13.70 and 65.93: the
+    # twenty-sixth audit, M1); 0.10.x needs triton_kernels there and is not followed. By hand, gpt-oss-20b at TP 1:
+    # 24 x 32 x ((5,760 x 1,440 + 2,880 x 1,440) values + (5,888 x 90 + 3,072 x 90) swizzled scales + 3 x 2,880 x
+    # 2,880 / 32 kept scales + (5,760 + 2,880) x 4 fp32 biases)
+    assert em.vllm_mxfp4_expert_bytes(m, 1, "triton-hopper-0.11") == 24 * 32 * (
+        5_760 * 1_440 + 2_880 * 1_440 + 5_888 * 90 + 3_072 * 90 + 3 * 2_880 * 2_880 // 32 + 8_640 * 4)
     assert [em.vllm_mxfp4_backend(g, v) for g, v in (("8.0", (0, 10)), ("9.0", (0, 11)),
                                                      ("9.0", (0, 10)), ("9.0", (0, 19)), ("10.0", (0, 19)),
                                                      ("gfx942", (0, 19)))] \
-        == ["marlin", "marlin", None, "triton-hopper", None, None]
+        == ["marlin", "triton-hopper-0.11", None, "triton-hopper", None, None]
     # gpt_oss.py asks get_rope for float32: its YaRN table of 131,072 x 64 is 32 MiB
     assert em.vllm_rope_cache_bytes(m) == 131_072 * 64 * 4
     rows = {(r["model"], r["gpu"], r["tp"]): r for r in score(read_rows(FOLDER))
