@@ -590,3 +590,28 @@ def test_26_m1_vllm_011_on_hopper_lays_out_gpt_oss_experts_as_its_logs_show():
         for model, logged in (("gpt-oss-20b", 13.47), ("gpt-oss-120b", 64.38)):
             c = capacity(model, "h100-sxm", context=16000, tp=1, engine="vllm", vllm_version="0.11.0")
             assert c["engine_memory"]["weights_bytes_per_gpu"] / GiB == pytest.approx(logged, rel=0.005), model
+
+
+def test_25_s3_burstiness_shapes_the_gaps_as_vllm_bench_serves_does():
+    """vllm bench serve --burstiness b draws gaps from gamma(shape b, scale 1 / (rate b)): mean 1 / rate, coefficient
+    of variation 1 / sqrt(b) (1 for Poisson). It could only be simulated with a trace."""
+    import numpy as np
+
+    from kvcalc.serving.simulate import make_workload, simulate
+
+    for b in (0.25, 1.0, 4.0):
+        w = make_workload("poisson", 20_000, 10, 10, request_rate=50.0, seed=3, client="sglang", burstiness=b)
+        gaps = np.diff(w.arrival_s)
+        assert gaps.mean() == pytest.approx(1 / 50, rel=0.05)
+        assert gaps.std() / gaps.mean() == pytest.approx(1 / b**0.5, rel=0.05), b
+    with pytest.raises(KvcalcError, match="--burstiness: shapes Poisson arrivals' gaps"):
+        simulate("llama-3.1-8b", input_len=100, output_len=10, arrivals="closed", concurrency=4, burstiness=0.5,
+                 engine="roofline")
+    out = CliRunner().invoke(app, ["serve", "-m", "llama-3.1-8b", "-g", "h100", "-i", "1000", "--output-len", "200",
+                                   "--simulate", "--request-rate", "10", "--num-prompts", "200", "--burstiness",
+                                   "0.5", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    assert "gamma gaps of burstiness 0.5" in json.loads(out.stdout)["arrivals"]
+    closed = CliRunner().invoke(app, ["serve", "-m", "llama-3.1-8b", "-g", "h100", "-i", "1000", "--output-len",
+                                      "200", "-n", "8", "--burstiness", "0.5"])
+    assert closed.exit_code == 2 and "--burstiness" in closed.output

@@ -119,6 +119,9 @@ def serve_cli(
     profile: Annotated[Optional[str], typer.Option(help="an engine profile file for this GPU (e.g. kvcalc calibrate "
                                                    "--from-benchmark's), instead of the bundled one; its engine "
                                                    "schedules the steps and sizes the pool")] = None,
+    burstiness: Annotated[float, typer.Option(
+        help="--simulate with Poisson arrivals: vllm bench serve's --burstiness, gaps gamma-distributed of this shape "
+        "at the same mean (1: Poisson; below 1 burstier, above steadier)")] = 1.0,
     async_scheduling: Annotated[Optional[bool], typer.Option(
         "--async-scheduling/--no-async-scheduling",
         help="--simulate: the scheduler fills the next step while this one runs (vLLM's --async-scheduling, "
@@ -163,7 +166,7 @@ def serve_cli(
                              num_prompts, range_ratio, dataset, seed, _percentile(percentile), prefix_hit_rate,
                              max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner, vllm_version, plot, format,
                              _disaggregate(disaggregate), engine_version, cuda_graph_memory, flashinfer_sampler,
-                             price_per_gpu_hour, async_scheduling, profile)
+                             price_per_gpu_hour, async_scheduling, profile, burstiness)
     if input_len is None or output_len is None:
         raise KvcalcError("--input-len / --output-len: both needed")
     tps = _split_ints("--tp", tp)
@@ -271,7 +274,8 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                   kv_dtype, memory_utilization, step_tokens, speculate, arrivals, trace, num_prompts, range_ratio,
                   dataset, seed, percentile, prefix_hit_rate, max_num_seqs, max_ttft_ms, max_tpot_ms, vllm_runner,
                   vllm_version, plot, format, split=None, engine_version=None, cuda_graph_GiB=None,
-                  flashinfer_sampler=False, price_per_gpu_hour=None, async_scheduling=None, profile=None) -> None:
+                  flashinfer_sampler=False, price_per_gpu_hour=None, async_scheduling=None, profile=None,
+                  burstiness=1.0) -> None:
     from kvcalc.serving.simulate import simulate
 
     if arrivals == "staggered":  # the closed form's default: a closed loop with -n, Poisson with --request-rate
@@ -301,7 +305,8 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                  max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, vllm_runner=vllm_runner,
                  vllm_version=vllm_version, keep_timeline=plot is not None, disaggregate=split, dataset=dataset,
                  engine_version=engine_version, cuda_graph_GiB=cuda_graph_GiB, flashinfer_sampler=flashinfer_sampler,
-                 price_per_gpu_hour=price_per_gpu_hour, schedules_ahead=async_scheduling, profile_file=profile)
+                 price_per_gpu_hour=price_per_gpu_hour, schedules_ahead=async_scheduling, profile_file=profile,
+                 burstiness=burstiness)
     timeline = r.pop("timeline", None)
     if plot is not None:
         from kvcalc.report.plot import simulation_timeline

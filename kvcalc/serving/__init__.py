@@ -8,4 +8,5 @@ __all__ = ["frontier", "serve"]
 # The options only the request-level simulation reads (serve --simulate): the closed form has no prompts to draw, no
 # seed, no percentiles and no scheduler cap, so the CLI and the web app refuse them without --simulate (the fresh
 # audit: they had been taken and ignored).
-SIMULATE_ONLY = ("num_prompts", "range_ratio", "dataset", "seed", "percentile", "prefix_hit_rate", "async_scheduling")
+SIMULATE_ONLY = ("num_prompts", "range_ratio", "dataset", "seed", "percentile", "prefix_hit_rate", "async_scheduling",
+                 "burstiness")

@@ -291,7 +291,8 @@ VLLM_RESCALED_ARRIVALS = (0, 10)  # vllm bench serve's rescaled Poisson gaps (PR
 
 def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: int, *, concurrency=None,
                   request_rate=None, range_ratio: float = 0.0, seed: int = 0, burst_size: int | None = None,
-                  client: str = "vllm", dataset: str = "random", rescaled: bool = True) -> Workload:
+                  client: str = "vllm", dataset: str = "random", rescaled: bool = True,
+                  burstiness: float = 1.0) -> Workload:
     """closed: `concurrency` in flight from t = 0, each completion releasing the next (vllm bench serve
     --max-concurrency C --request-rate inf); poisson: exponential gaps at `request_rate` requests/s, burstiness 1:
     with client "vllm" as vllm bench serve draws them (benchmarks/serve.py get_request, from PR #21108: the cumulative
@@ -320,14 +321,17 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
     if arrivals == "poisson":
         if math.isinf(request_rate):
             return Workload(np.zeros(num_prompts), ins, outs, description="all at t = 0 (request rate inf)")
-        gaps = arrivals_rng.exponential(1.0 / request_rate, size=num_prompts)
+        # vllm bench serve's get_request: gamma(shape=burstiness, scale=1 / (rate x burstiness)), the exponential at 1
+        gaps = (arrivals_rng.exponential(1.0 / request_rate, size=num_prompts) if burstiness == 1.0 else
+                arrivals_rng.gamma(burstiness, 1.0 / (request_rate * burstiness), size=num_prompts))
+        kind = "Poisson" if burstiness == 1.0 else f"gamma gaps of burstiness {burstiness:g}"
         if client == "vllm" and rescaled:  # the twenty-fifth audit, S1: seeds 0-5 had spread 9.64-10.60 requests/s
             times = np.cumsum(gaps)
             return Workload(times * (num_prompts / request_rate / times[-1]), ins, outs, start_s=0.0,
-                            description=f"Poisson, {request_rate:g} requests/s (vllm bench serve's: the last at "
+                            description=f"{kind}, {request_rate:g} requests/s (vllm bench serve's: the last at "
                             f"N / rate)")
         gaps[0] = 0.0
-        return Workload(np.cumsum(gaps), ins, outs, description=f"Poisson, {request_rate:g} requests/s")
+        return Workload(np.cumsum(gaps), ins, outs, description=f"{kind}, {request_rate:g} requests/s")
     if arrivals == "burst":
         size = int(burst_size or concurrency or 8)
         groups = math.ceil(num_prompts / size)
@@ -1218,7 +1222,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              num_scheduler_steps: int = 1, engine_version: str | None = None,
              moe_time_scale: float | None = None, cuda_graph_GiB: float | None = None,
              flashinfer_sampler: bool = False, price_per_gpu_hour: float | None = None, overhead=None,
-             schedules_ahead: bool | None = None, profile_file: str | None = None) -> dict:
+             schedules_ahead: bool | None = None, profile_file: str | None = None,
+             burstiness: float = 1.0) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
     arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
@@ -1236,7 +1241,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     (engines/overhead.py, engines/kernel_eras.py; default the profile's own); moe_time_scale: the routed experts'
     time factor instead of the era's, overhead: an EngineOverhead instead of the band's (the serving ledger's held-out
     refits). profile_file: an engine profile file in place of the bundled one (calibrate --from-benchmark writes
-    one). cuda_graph_GiB, flashinfer_sampler:
+    one). burstiness: vllm bench serve's --burstiness for Poisson arrivals (gamma gaps of that shape, the same mean;
+    the twenty-fifth audit, S3). cuda_graph_GiB, flashinfer_sampler:
     vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them). schedules_ahead: whether
     the scheduler runs a step ahead of the GPU (vLLM --async-scheduling / --no-async-scheduling, SGLang
     --disable-overlap-schedule, TensorRT-LLM disable_overlap_scheduler); None: the engine's default for its release
@@ -1287,6 +1293,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                               + ("" if arrivals == "trace" else " or pick the arrivals that use it (closed: "
                                  "--concurrency, poisson and burst: --request-rate; burst takes -n as its burst "
                                  "size)"))
+    check_number("--burstiness", burstiness, 1e-3, 1e3)
+    if burstiness != 1.0 and arrivals != "poisson":
+        raise KvcalcError(f"--burstiness: shapes Poisson arrivals' gaps (--request-rate), not --arrivals {arrivals}")
     if arrivals == "trace" and seed != 0:  # the twenty-fifth audit, S6: reported as the run's seed, and unused
         raise KvcalcError("seed: not read with arrivals='trace' (the trace gives every arrival and length)")
     if arrivals == "burst" and concurrency is not None and burst_size is not None and concurrency != burst_size:
@@ -1341,7 +1350,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                       and check_vllm_version(vllm_version, engine) < VLLM_RESCALED_ARRIVALS)
         work = make_workload(arrivals, num_prompts, input_len, output_len, concurrency=concurrency,
                              request_rate=request_rate, range_ratio=range_ratio, seed=seed, burst_size=burst_size,
-                             client=length_client, dataset=dataset, rescaled=not old_client)
+                             client=length_client, dataset=dataset, rescaled=not old_client,
+                             burstiness=burstiness)
         span = float(np.nanmax(work.arrival_s))
         if span > MAX_ARRIVAL_S:
             raise KvcalcError(f"--request-rate: {num_prompts:,} requests at {request_rate:g}/s arrive over "
