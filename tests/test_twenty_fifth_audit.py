@@ -277,8 +277,13 @@ def test_25_f1_serve_under_auto_reserves_the_prefill_chunk_capacity_reserves():
         assert c["max_sequences_at_context"] == 0
         with pytest.raises(KvcalcError, match="leaving no KV pool"):
             kvcalc.serve("qwen3-32b", "rtx-3090", pp=3, input_len=1000, output_len=24, concurrency=8)
-        s = kvcalc.serve("llama-3.1-8b", "l4", input_len=1000, output_len=1000, concurrency="max")
-        assert s["concurrency"] == capacity("llama-3.1-8b", "l4", context=2000)["max_sequences_at_context"]
+        # and on the GPUs of 160 GiB or more, whose default vLLM step is 16,384 tokens (the twenty-seventh audit,
+        # F1: serve had reserved that step's activations, capacity the 8,192-token chunk)
+        for gpu in ("l4", "mi325x", "gb200"):
+            s = kvcalc.serve("llama-3.1-8b", gpu, input_len=1000, output_len=1000, concurrency="max")
+            c = capacity("llama-3.1-8b", gpu, context=2000)
+            assert s["kv_pool_bytes_per_gpu"] == pytest.approx(c["kv_budget_bytes_per_gpu"], abs=1), gpu
+            assert s["concurrency"] == c["max_sequences_at_context"], gpu
 
 
 def test_25_f2_vllm_v0_profiles_its_own_batch_in_serve_as_in_capacity():
@@ -615,3 +620,7 @@ def test_25_s3_burstiness_shapes_the_gaps_as_vllm_bench_serves_does():
     closed = CliRunner().invoke(app, ["serve", "-m", "llama-3.1-8b", "-g", "h100", "-i", "1000", "--output-len",
                                       "200", "-n", "8", "--burstiness", "0.5"])
     assert closed.exit_code == 2 and "--burstiness" in closed.output
+    # vllm bench serve had no --burstiness before 0.6.4 (PR #10105; the twenty-seventh audit, F4)
+    with pytest.raises(KvcalcError, match="has no --burstiness"):
+        simulate("llama-3.1-8b", input_len=100, output_len=10, arrivals="poisson", request_rate=5, engine="vllm",
+                 vllm_version="0.6.3", burstiness=0.3, num_prompts=20)

@@ -438,14 +438,16 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
                disaggregate: tuple[int, int] | None = None, engine_version: str | None = None,
                moe_time_scale: float | None = None, overhead=None, max_num_seqs: int | None = None,
-               profile_file: str | None = None, profile=None) -> dict:
+               profile_file: str | None = None, profile=None, activation_tokens: int | None = None) -> dict:
     """One replica as serve and the simulator see it: specs, step timer, the KV pool per GPU as the engine's
     memory rule sizes it, and how many full-length requests it holds. moe_time_scale: the routed experts' time
     factor instead of the release era's (engines/kernel_eras.py); max_num_seqs: the requests the engine runs at once
     (--max-num-seqs), for vLLM's memory rule and max_running (engines/scheduler.py running_cap); overhead: an EngineOverhead instead of the release
     band's (engines/overhead.py). Both are the serving ledger's held-out refits. profile_file: an engine profile
     file (kvcalc calibrate --from-benchmark writes one) in place of the bundled profile, as estimate --profile;
-    profile: an EngineProfile object in place of both (calibrate times its candidate profiles with it)."""
+    profile: an EngineProfile object in place of both (calibrate times its candidate profiles with it).
+    activation_tokens: the tokens whose activations kvcalc's own memory rule reserves (a --step-tokens given, where it
+    passes the prefill chunk capacity reserves); None: that chunk, 8,192."""
     from kvcalc.checks import check_speculate
 
     check_speculate(speculate)  # '' is not "none" (the fifteenth audit, E4)
@@ -532,8 +534,10 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         # kvcalc's rule reserves a prefill chunk's activations as capacity and estimate do (--prefill-chunk's 8,192
         # tokens), or a larger step's (the twenty-fifth audit, F1: under --engine auto vLLM's 2,048-token step on a
         # small GPU had reserved a quarter of it, and a model capacity says does not fit had served 5 requests)
-        budget, reserve = kvcalc_budget(spec, hw, p, memory_utilization, max(step_tokens, DEFAULT_PREFILL_CHUNK),
-                                        tp, pp, ep)
+        # (and the twenty-seventh, F1: not the engine's default step where it is larger, 16,384 on a GPU of 160 GiB
+        # or more, which capacity does not reserve: only a --step-tokens given)
+        reserve_tokens = DEFAULT_PREFILL_CHUNK if activation_tokens is None else activation_tokens
+        budget, reserve = kvcalc_budget(spec, hw, p, memory_utilization, reserve_tokens, tp, pp, ep)
 
     def draft_kv(tokens):  # the draft's cache of one request per GPU, beside the target's in the pool (speculation.py)
         return timer.draft_kv_bytes_per_sequence(tokens) if timer is not None else 0.0
@@ -615,6 +619,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)
     check_int("--ep", ep, 1, MAX_GPUS)  # before the default step budget, which SGLang shares among ep / tp ranks
+    step_given = step_tokens is not None
     if step_tokens is None:  # the engine's own default budget, as capacity --engine vllm takes it
         step_tokens = default_step_tokens(engine, gpu, vllm_version, engine_version, attention_groups(ep, tp))
     check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
@@ -651,7 +656,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                    step_tokens=step_tokens, speculate=speculate, vllm_runner=vllm_runner, version=version,
                    cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler,
                    disaggregate=disaggregate, engine_version=engine_version, moe_time_scale=moe_time_scale,
-                   overhead=overhead, max_num_seqs=max_num_seqs, profile_file=profile_file, profile=profile)
+                   overhead=overhead, max_num_seqs=max_num_seqs, profile_file=profile_file, profile=profile,
+                   activation_tokens=max(step_tokens, DEFAULT_PREFILL_CHUNK) if step_given else None)
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
     notes += [unused] if unused else []

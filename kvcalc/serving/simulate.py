@@ -1266,6 +1266,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     from kvcalc.serving.closed_form import deployment
 
     check_int("--seed", seed, 0, 2**63 - 1)
+    step_tokens_given = step_tokens  # what kvcalc's own memory rule reserves activations for, as serve's closed form
+    from kvcalc.formulas.memory import DEFAULT_PREFILL_CHUNK
     from kvcalc.estimator import check_memory_utilization
 
     check_memory_utilization(memory_utilization)  # as serve checks it (the thirteenth audit, S5, S6: 1.5 had been
@@ -1296,6 +1298,13 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     check_number("--burstiness", burstiness, 1e-3, 1e3)
     if burstiness != 1.0 and arrivals != "poisson":
         raise KvcalcError(f"--burstiness: shapes Poisson arrivals' gaps (--request-rate), not --arrivals {arrivals}")
+    from kvcalc.engines.kernel_eras import asks_latest, flag_release
+
+    if burstiness != 1.0 and length_client == "vllm" and engine == "vllm" and not asks_latest(vllm_version):
+        release = flag_release(vllm_version)  # the twenty-seventh audit, F4: vllm bench serve's --burstiness came
+        if release is not None and release < (0, 6, 4):  # with PR #10105 (merged 2024-11-07, first in 0.6.4)
+            raise KvcalcError(f"--burstiness: vllm bench serve of {vllm_version} has no --burstiness (it came in "
+                              "0.6.4, PR #10105); its arrivals are Poisson")
     if arrivals == "trace" and seed != 0:  # the twenty-fifth audit, S6: reported as the run's seed, and unused
         raise KvcalcError("seed: not read with arrivals='trace' (the trace gives every arrival and length)")
     if arrivals == "burst" and concurrency is not None and burst_size is not None and concurrency != burst_size:
@@ -1456,7 +1465,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                    # vLLM's memory rule with the run's max_num_seqs (the tenth audit's verification, V2: sized, and
                    # its step budget checked, at vLLM's default 1,024 where --max-num-seqs 64 was given)
                    max_num_seqs=policy.max_seqs if policy.name.startswith("vllm") else None,
-                   profile_file=profile_file)
+                   profile_file=profile_file,
+                   activation_tokens=max(step_tokens_given, DEFAULT_PREFILL_CHUNK) if step_tokens_given else None)
     spec, stepper = d["spec"], d["stepper"]
     if policy.name == "sglang" and not seqs_given:  # SGLang's own max_running_requests for this pool and model, 48
         # under EAGLE-family speculation (engines/scheduler.py sglang_max_running; the fourteenth audit, S7 and S8)
