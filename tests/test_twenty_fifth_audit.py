@@ -580,6 +580,12 @@ def test_26_h3_glm5s_shared_indexer_layers_are_refused(tmp_path):
     glm["indexer_types"] = ["full", "shared", "shared", "full"]
     out = _estimate(_config(tmp_path, glm))
     assert out.exit_code == 2 and "indexer_types" in out.output and "share another's indexer" in out.output
+    # the same written as a period, as vLLM reads it (the twenty-seventh audit, R4: read silently)
+    del glm["indexer_types"]
+    out = _estimate(_config(tmp_path, {**glm, "index_topk_freq": 4, "index_skip_topk_offset": 3}, "freq.json"))
+    assert out.exit_code == 2 and "index_topk_freq: 4" in out.output
+    out = _estimate(_config(tmp_path, {**glm, "indexer_types": []}, "empty.json"))
+    assert out.exit_code == 2 and "indexer_types: expected a list" in out.output
 
 
 def test_26_m1_vllm_011_on_hopper_lays_out_gpt_oss_experts_as_its_logs_show():
@@ -624,3 +630,56 @@ def test_25_s3_burstiness_shapes_the_gaps_as_vllm_bench_serves_does():
     with pytest.raises(KvcalcError, match="has no --burstiness"):
         simulate("llama-3.1-8b", input_len=100, output_len=10, arrivals="poisson", request_rate=5, engine="vllm",
                  vllm_version="0.6.3", burstiness=0.3, num_prompts=20)
+
+
+def test_27_r5_the_untested_fixes():
+    """The twenty-seventh audit's R5: a vLLM release before 0.10 keeps its client's unrescaled Poisson arrivals (the
+    first request at once), and a spec may hold what calibrate measures on a CPU that emulates bf16 (0.00095 TFLOPS,
+    an efficiency of 9.6e-7 against an H100's datasheet), while 0 stays refused."""
+    from pydantic import ValidationError
+
+    from kvcalc.serving.simulate import simulate
+    from kvcalc.specs.catalog import load_gpu
+    from kvcalc.specs.hardware import HardwareSpec
+
+    args = dict(input_len=100, output_len=10, arrivals="poisson", request_rate=5, engine="vllm", num_prompts=50)
+    old = simulate("llama-3.1-8b", vllm_version="0.6.3", **args)
+    new = simulate("llama-3.1-8b", vllm_version="0.10.0", **args)
+    assert "N / rate" in new["arrivals"] and "N / rate" not in old["arrivals"]
+    data = load_gpu("h100-sxm").model_dump()
+    data["peak_tflops"]["bf16"] = 0.00095
+    data["efficiency"]["compute"] = 9.6e-7
+    assert HardwareSpec.model_validate(data).peak_tflops.bf16 == 0.00095
+    data["peak_tflops"]["bf16"] = 0.0
+    with pytest.raises(ValidationError):
+        HardwareSpec.model_validate(data)
+
+
+def test_27_r1_compare_says_what_the_other_commands_say_of_a_deployment_that_does_not_start():
+    """compare had never called format_warnings: no word of TensorRT-LLM having no class for Jamba, or of an MI250X
+    package, where estimate, capacity, serve and sweep say them."""
+    import warnings
+
+    from kvcalc.planning.capacity import compare
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = compare("jamba-v0.1", ["gqa8"], "h100-sxm", engine="trtllm", tp=2)
+        assert any("no model class for jamba" in w for w in rows[0]["warnings"])
+        rows = compare("llama-3.1-8b", ["gqa4"], "mi250x", engine="vllm")
+        assert any("is a package" in w for w in rows[0]["warnings"])
+
+
+def test_27_r3_a_pattern_that_names_a_class_is_not_skipped_as_a_norm(tmp_path):
+    """'re:.*visual.*|.*mlp.*' keeps the MLPs in bf16 (it had been dropped whole, as a vision-tower entry)."""
+    q = {"quant_method": "compressed-tensors", "format": "float-quantized",
+         "config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float",
+                                                                    "strategy": "channel", "symmetric": True},
+                                 "input_activations": {"num_bits": 8, "type": "float", "strategy": "token",
+                                                       "dynamic": True, "symmetric": True}}},
+         "ignore": ["lm_head", "re:.*visual.*|.*mlp.*"]}
+    plain = json.loads(_estimate(_config(tmp_path, {**LLAMA3_8B, "quantization_config": {**q, "ignore": ["lm_head"]}},
+                                         "plain.json")).stdout)["weights"]["bytes"]
+    out = _estimate(_config(tmp_path, {**LLAMA3_8B, "quantization_config": q}))
+    assert out.exit_code == 0, out.output  # the MLPs (32 x 3 x 4096 x 14336 weights) kept in bf16, a byte more each
+    assert json.loads(out.stdout)["weights"]["bytes"] == plain + 32 * 3 * 4096 * 14336

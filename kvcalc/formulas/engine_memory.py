@@ -254,7 +254,8 @@ ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rop
 # the packed values that 0.19.0's swizzle adds (13.44, 64.33): so 0.11 on Hopper takes that layout,
 # "triton-hopper-0.11", inferred from those two figures (the twenty-sixth audit, M1). The 120b row's other figures
 # do not add up (its 3.33 GiB of KV cache is not 0.9 x 79.18 - 64.38 - 7.38 - 0.13 = -0.63, and its peak and
-# non-torch memory are the 20b row's), so it is not a memory-ledger row.
+# non-torch memory are the 20b row's), so it is not a memory-ledger row. A stock pip install of 0.11 without
+# triton_kernels still takes Marlin (13.70 GiB for the 20b): kvcalc follows the logs, 1.9 % low for such an install.
 VLLM_STOCK_MARLIN_ON_HOPPER = (0, 11)
 VLLM_TRITON_KERNELS_BUNDLED = (0, 12)
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest

@@ -16,6 +16,7 @@ from kvcalc.checks import (
     check_int,
     check_number,
     check_price,
+    format_warnings,
 )
 from kvcalc.engines.memory import (
     ENGINE_MEMORY_RULES,
@@ -161,6 +162,8 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
         say(why)
+    for why in format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype, base):
+        say(why)  # as estimate, capacity, serve and sweep say them (the twenty-seventh audit, R1: compare had not)
     rows: list[dict] = []
     seen: dict[tuple, str] = {}  # cache layout -> the first variant with it
     skipped: list[str] = []
@@ -302,8 +305,6 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         notes.append(f"no {engine} kernel profile for {hw.name}: memory as {engine} budgets it, decode timed on the "
                      "datasheet roofline")
     profile = with_band(profile, engine_version)  # the release band's step overhead (engines/overhead.py)
-    from kvcalc.checks import format_warnings
-
     # a weight or KV format the part or the engine does not run, as estimate and serve say it (the twenty-fourth
     # audit, K1: an NVFP4 cache on an H100 had held 3.6x bf16's requests without a word)
     notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype, spec)

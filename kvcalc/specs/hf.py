@@ -494,7 +494,15 @@ def _deepseek(c: Config, model_type: str) -> dict:
         c.notes.append("the multi-token-prediction module (num_nextn_predict_layers) is not counted")
     if model_type == "deepseek_v32" or c.has("index_topk"):  # DeepSeek sparse attention's lightning indexer
         types = c.data.get("indexer_types")
-        if types is not None and (not isinstance(types, list) or set(types) != {"full"}):
+        freq = c.data.get("index_topk_freq")
+        if freq not in (None, 1):  # the same IndexShare written as a period (vLLM reads index_topk_freq; the
+            # twenty-seventh audit, R4)
+            raise KvcalcError(f"{c.source}: index_topk_freq: {str(freq)[:20]}: layers that share another's indexer "
+                              "are not a layout kvcalc reads (it reads an indexer on every layer)")
+        if types is not None and (not isinstance(types, list) or not types):
+            raise KvcalcError(f"{c.source}: indexer_types: expected a list of each layer's indexer kind, got "
+                              f"{str(types)[:40]}")
+        if types is not None and set(types) != {"full"}:
             # GLM-5.x's IndexShare: a "shared" layer owns no indexer and reuses another's (the twenty-sixth audit, H3:
             # an indexer had been counted on every layer, KV 8 % high)
             raise KvcalcError(f"{c.source}: indexer_types: {str(types)[:60]}: layers that share another's indexer "
@@ -1022,6 +1030,8 @@ def _module_class(entry: str) -> str | None:
 
 # parameters that are not a Linear's weight, which no format quantises (Mamba's and Gated DeltaNet's)
 NOT_LINEAR = ("a_log", "dt_bias", "conv1d", "d")
+# modules kvcalc keeps in bf16 whatever the list says, by their own name (the last component)
+KEPT_MODULES = ("lm_head", "embed_tokens", "gate", "router", "shared_expert_gate", "e_score_correction_bias")
 # a Gated DeltaNet's per-head beta and decay projection (Qwen3-Next's in_proj_ba; Qwen3.5 splits it in two)
 GATED_DELTANET_GATES = ("in_proj_ba", "in_proj_a", "in_proj_b")
 # names of a hybrid's mixers (Gated DeltaNet's linear_attn, Mamba's mamba and Nemotron-H's mixer) and of its softmax
@@ -1060,9 +1070,11 @@ def _left_in_bf16(entries: object, where: str, key: str, own: frozenset[str] | N
             index = LAYER_INDEX.search(text)
             gates.setdefault(int(index.group(1)) if index else None, set()).add(_projection(text))
             continue
-        lowered = text.lower()
-        if (_projection(text) in NOT_LINEAR or any(k in lowered for k in ALWAYS_KEPT + NOT_LANGUAGE)
-                or lowered.removeprefix("re:").lstrip(".*^").startswith("mtp.")):
+        lowered, last = text.lower(), _projection(text)
+        if not lowered.startswith("re:") and (  # a module's name, not a pattern that may name a class too (the
+                # twenty-seventh audit, R3: 're:.*visual.*|.*mlp.*' had been dropped whole)
+                last in NOT_LINEAR or "norm" in last or last in KEPT_MODULES or lowered.startswith("mtp.")
+                or any(lowered.startswith(k) or f".{k}." in lowered for k in NOT_LANGUAGE)):
             # a parameter no format quantises (norms, Mamba's and Gated DeltaNet's A_log, dt_bias and conv1d), or the
             # MTP module kvcalc leaves out of the weights: nothing of a class (the twenty-sixth audit, H1: Qwen3-Next-
             # 80B-A3B-Instruct-FP8's published list names them, and had been refused as keeping a mixer in bf16)

@@ -174,7 +174,13 @@ def test_an_error_about_an_option_off_the_form_goes_above_the_fields(client, kvc
 
 @pytest.mark.parametrize("path, flag", [("/api/serve?model=llama-3-8b&input_len=10&output_len=10&simulate=true",
                                          "--simulate"),
-                                        ("/api/plan?model=llama-3-8b&input_len=10&output_len=10&emit=vllm", "--emit")])
+                                        ("/api/plan?model=llama-3-8b&input_len=10&output_len=10&emit=vllm", "--emit"),
+                                        # a profile file on the server's disk, as estimate's (the twenty-seventh
+                                        # audit, R5: serve's had no test)
+                                        ("/api/serve?model=llama-3-8b&input_len=10&output_len=10&concurrency=1"
+                                         "&profile=p.toml", "--profile"),
+                                        ("/api/serve?model=llama-3-8b&input_len=10&output_len=10&concurrency=1"
+                                         "&burstiness=0.5", "--burstiness")])
 def test_what_the_web_app_does_not_offer_is_refused_by_name(client, path, flag):
     r = client.get(path)
     assert r.status_code == 422 and r.json()["field"] == flag
