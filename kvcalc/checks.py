@@ -211,7 +211,7 @@ def foreign_format(hw, weight_dtype: str) -> str | None:
 
 def nvidia_capability(hw) -> tuple[int, int] | None:
     """(major, minor) of an NVIDIA part's compute capability (hardware_specs' compute_capability), None otherwise."""
-    from kvcalc.formulas.engine_memory import capability
+    from kvcalc.specs.hardware import capability
 
     return capability(getattr(hw, "compute_capability", None)) if hw.vendor == "NVIDIA" else None
 
@@ -295,42 +295,6 @@ def kv_format_refusal(engine: str | None, hw, kv_dtype: str) -> str | None:
             return (f"--kv-dtype nvfp4: an NVFP4 KV cache runs on datacenter Blackwell only (compute capability 10.x), "
                     f"not on {hw.name}: these times and pools are of a deployment that does not start")
     return None
-
-
-# packages whose driver shows each die as a GPU of its own, and that GPU's spec: ROCm shows an MI250X as two GCDs
-# (hardware_specs/mi250x.toml, mi250x-gcd.toml), and --tensor-parallel-size and amd.com/gpu count GCDs
-PACKAGES = {"mi250x": ("mi250x-gcd", 2)}
-
-
-def package_refusal(hw, engine: str | None) -> str | None:
-    """Why an engine's times on a package of several devices (PACKAGES) are of a deployment no engine launches, or
-    None: an engine runs the package's dies as GPUs of their own (the twenty-fifth audit, G3: plan had chosen vLLM at
-    TP 1 on a whole MI250X, one 128 GB device, and timed it without the all-reduces between its two dies)."""
-    if engine is None or hw.name not in PACKAGES:
-        return None
-    device, n = PACKAGES[hw.name]
-    return (f"--gpu: {hw.name} is a package its driver shows as {n} GPUs ({device} each), which an engine runs as "
-            f"GPUs of their own (use -g {device}, with --tp {n} for the whole package): these times are of one device "
-            "no engine launches")
-
-
-def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | None = None,
-                    spec=None) -> list[str]:
-    """What estimate, serve, sweep and the simulator say of a weight or KV format on a part: a weight format its
-    vendor does not run (foreign_format), one the engine does not load there (engine_format_refusal), a KV format
-    the engine does not keep there (kv_format_refusal, and the engine's own ENGINE_KV_REFUSED where the profile was
-    reached through --engine auto), a package timed as one device (package_refusal), and with spec a model the
-    engine's server has no class for (engines/launch.py engine_model_refusal); engine None: the roofline."""
-    kv = (kv_format_refusal(engine, hw, kv_dtype), engine_kv_refusal(engine, kv_dtype)) if kv_dtype else ()
-    model = None
-    if spec is not None and engine is not None:  # an architecture the engine's server has no class for, as plan
-        # refuses it (the twenty-sixth audit, R4: sweep and estimate had timed Jamba under TensorRT-LLM in silence)
-        from kvcalc.engines.launch import engine_model_refusal
-
-        if why := engine_model_refusal(engine, spec):
-            model = f"--engine {engine}: {why}: these times are of a deployment that does not start"
-    return [why for why in (package_refusal(hw, engine), model, foreign_format(hw, weight_dtype),
-                            engine_format_refusal(engine, hw, weight_dtype), *kv) if why]
 
 
 def check_speculate(speculate, flag: str = "--speculate") -> None:

@@ -16,7 +16,6 @@ from kvcalc.checks import (
     check_number,
     check_speculate,
     engine_kv_refusal,
-    format_warnings,
     past_positions,
 )
 from kvcalc.dtypes import FP8_BLOCK_SIDE, KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
@@ -1080,7 +1079,7 @@ def estimate_with_specs(
         warnings.append(why)
     if why := no_mtp_module(spec, speculate):
         warnings.append(why)
-    from kvcalc.engines.launch import layout_refusal
+    from kvcalc.engines.launch import format_warnings, layout_refusal
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
         warnings.append(why)

@@ -16,7 +16,6 @@ from kvcalc.checks import (
     MAX_TOKENS,
     check_int,
     engine_kv_refusal,
-    format_warnings,
     past_positions,
 )
 from kvcalc.errors import KvcalcError
@@ -41,7 +40,7 @@ from kvcalc.formulas.memory import (
 from kvcalc.formulas.params import active_params, total_params, weight_bytes
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
-from kvcalc.engines.launch import layout_refusal
+from kvcalc.engines.launch import format_warnings, layout_refusal
 from kvcalc.speculation import no_mtp_module, unsupported_with
 
 

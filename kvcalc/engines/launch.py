@@ -426,12 +426,47 @@ def k8s_manifest(engine: str, gpu: str, commands: list[tuple[str, list[str], int
 
 # the engines kvcalc writes launch commands for
 LAUNCHED = ("vllm", "sglang", "trtllm")
-def package_refusal(gpu: str) -> str | None:
-    """Why --emit has no launch command for a GPU that is a package of several devices (checks.PACKAGES), or None:
-    an engine's flags count the devices the driver shows (the fourteenth audit, P1: TP 1 on one 64 GB GCD for a
-    replica sized on 128 GB)."""
-    from kvcalc.checks import PACKAGES
+# packages whose driver shows each die as a GPU of its own, and that GPU's spec: ROCm shows an MI250X as two GCDs
+# (hardware_specs/mi250x.toml, mi250x-gcd.toml), and --tensor-parallel-size and amd.com/gpu count GCDs
+PACKAGES = {"mi250x": ("mi250x-gcd", 2)}
 
+
+def package_warning(hw, engine: str | None) -> str | None:
+    """Why an engine's times on a package of several devices (PACKAGES) are of a deployment no engine launches, or
+    None: an engine runs the package's dies as GPUs of their own (the twenty-fifth audit, G3: plan had chosen vLLM at
+    TP 1 on a whole MI250X, one 128 GB device, and timed it without the all-reduces between its two dies)."""
+    if engine is None or hw.name not in PACKAGES:
+        return None
+    device, n = PACKAGES[hw.name]
+    return (f"--gpu: {hw.name} is a package its driver shows as {n} GPUs ({device} each), which an engine runs as "
+            f"GPUs of their own (use -g {device}, with --tp {n} for the whole package): these times are of one device "
+            "no engine launches")
+
+
+def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | None = None,
+                    spec=None) -> list[str]:
+    """What estimate, compare, capacity, serve, sweep and the simulator say of a deployment that does not start as
+    asked (the checks in kvcalc/checks.py and this module's): a weight format its
+    vendor does not run (foreign_format), one the engine does not load there (engine_format_refusal), a KV format
+    the engine does not keep there (kv_format_refusal, and the engine's own ENGINE_KV_REFUSED where the profile was
+    reached through --engine auto), a package timed as one device (package_warning), and with spec a model the
+    engine's server has no class for (engines/launch.py engine_model_refusal); engine None: the roofline."""
+    from kvcalc.checks import engine_format_refusal, engine_kv_refusal, foreign_format, kv_format_refusal
+
+    kv = (kv_format_refusal(engine, hw, kv_dtype), engine_kv_refusal(engine, kv_dtype)) if kv_dtype else ()
+    model = None
+    if spec is not None and engine is not None:  # an architecture the engine's server has no class for, as plan
+        # refuses it (the twenty-sixth audit, R4: sweep and estimate had timed Jamba under TensorRT-LLM in silence)
+        if why := engine_model_refusal(engine, spec):
+            model = f"--engine {engine}: {why}: these times are of a deployment that does not start"
+    return [why for why in (package_warning(hw, engine), model, foreign_format(hw, weight_dtype),
+                            engine_format_refusal(engine, hw, weight_dtype), *kv) if why]
+
+
+def package_refusal(gpu: str) -> str | None:
+    """Why --emit has no launch command for a GPU that is a package of several devices (PACKAGES), or None: an
+    engine's flags count the devices the driver shows (the fourteenth audit, P1: TP 1 on one 64 GB GCD for a replica
+    sized on 128 GB)."""
     if gpu not in PACKAGES:
         return None
     device, n = PACKAGES[gpu]

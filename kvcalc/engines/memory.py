@@ -194,7 +194,7 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     # the fraction SGLang takes when --mem-fraction-static is not given, by its own rule on the GPU's memory (the
     # datasheet's, where SGLang reads nvidia-smi's total: 81,920 MiB for an H100's 81,559, 0.836 for its 0.835); said
     # where --memory-utilization differs (the nineteenth audit, E3: 0.9 had been taken without a word, 10 % more pool)
-    own = em.sglang_derived_mem_fraction(hw.memory_GiB * 1024, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1)
+    own = sglang_own_fraction(hw, tp, pp, ep)
     notes = ([f"SGLang derives mem_fraction_static {own:g} for this GPU and layout when it is not given "
               f"(server_args.py _handle_gpu_memory_settings); kvcalc takes --memory-utilization "
               f"({memory_utilization:g}) as it: pass --memory-utilization {own:g} for SGLang's default"]
@@ -385,6 +385,13 @@ def check_cuda_graph_memory(GiB: float | None, engine: str) -> float | None:
     if engine != "vllm":
         raise KvcalcError("--cuda-graph-memory: only vLLM's memory rule uses it; add --engine vllm")
     return GiB * em.GiB
+
+
+def sglang_own_fraction(hw, tp: int, pp: int = 1, ep: int = 1) -> float:
+    """The mem_fraction_static SGLang derives for this GPU and layout when it is not given
+    (formulas/engine_memory.py sglang_derived_mem_fraction), from the datasheet's memory, as SGLang reads nvidia-smi's
+    total; under expert parallelism its ep GPUs and ep / tp data-parallel attention ranks."""
+    return em.sglang_derived_mem_fraction(hw.memory_GiB * 1024, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1)
 
 
 def kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):

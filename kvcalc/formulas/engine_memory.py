@@ -131,6 +131,7 @@ from kvcalc.formulas.params import (
     quantised_and_kept_params,
     weight_bytes_per_gpu,
 )
+from kvcalc.specs.hardware import capability, datacenter_blackwell, hopper
 from kvcalc.specs.model import ModelSpec
 
 GiB = 1024**3
@@ -217,25 +218,8 @@ VLLM_A100_SMALL_DEFAULTS = (0, 9)  # PR #17885: A100s take the small defaults wh
 VLLM_BIGGER_BATCH = (0, 28)  # v0.28.0: PR #51726, 16384 batched tokens on GPUs showing >= 160 GiB
 # The rules below go by the part's compute capability (hardware_specs' compute_capability: '9.0', '10.0', 'gfx942'), as
 # the engines' own checks do, never by a spec's name (the twenty-fifth audit, G2: a renamed copy of h100-sxm.toml had
-# lost FlashInfer's fusion workspace and the MXFP4 layout, gpt-oss-120b's pool 14 % larger)
-
-
-def capability(cc: str | None) -> tuple[int, int] | None:
-    """(major, minor) of an NVIDIA compute capability ('9.0' -> (9, 0)); None for an AMD target or none given."""
-    if not cc or cc.startswith("gfx"):
-        return None
-    major, minor = cc.split(".")
-    return int(major), int(minor)
-
-
-def hopper(cc: str | None) -> bool:
-    return capability(cc) == (9, 0)
-
-
-def datacenter_blackwell(cc: str | None) -> bool:
-    """Compute capability 10.x (B200, B300, GB200, GB300): vLLM's is_device_capability_family(100), SGLang's
-    is_sm100_supported."""
-    return (capability(cc) or (0, 0))[0] == 10
+# lost FlashInfer's fusion workspace and the MXFP4 layout, gpt-oss-120b's pool 14 % larger): specs/hardware.py
+# capability, hopper, datacenter_blackwell
 
 STATE_BYTES = 2  # vLLM keeps Mamba and linear-attention state in the model dtype (mamba_cache_dtype 'auto')
 ROPE_CACHE_BYTES = 2  # RotaryEmbedding casts its cos/sin table to the model dtype

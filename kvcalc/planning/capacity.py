@@ -16,7 +16,6 @@ from kvcalc.checks import (
     check_int,
     check_number,
     check_price,
-    format_warnings,
 )
 from kvcalc.engines.memory import (
     ENGINE_MEMORY_RULES,
@@ -162,6 +161,8 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
         say(why)
+    from kvcalc.engines.launch import format_warnings
+
     for why in format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype, base):
         say(why)  # as estimate, capacity, serve and sweep say them (the twenty-seventh audit, R1: compare had not)
     rows: list[dict] = []
@@ -307,6 +308,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     profile = with_band(profile, engine_version)  # the release band's step overhead (engines/overhead.py)
     # a weight or KV format the part or the engine does not run, as estimate and serve say it (the twenty-fourth
     # audit, K1: an NVFP4 cache on an H100 had held 3.6x bf16's requests without a word)
+    from kvcalc.engines.launch import format_warnings
+
     notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype, spec)
 
     def engine_memory(tp, graphs=cuda_graph_bytes):

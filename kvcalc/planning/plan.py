@@ -46,10 +46,9 @@ from kvcalc.checks import (
     check_int,
     check_number,
     engine_format_refusal,
-    package_refusal,
     unused_tpot_limit,
 )
-from kvcalc.engines.launch import engine_model_refusal, launches_layout
+from kvcalc.engines.launch import engine_model_refusal, launches_layout, package_warning
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import fp8_block_refusal, tp_refusal
 from kvcalc.formulas.workload import replica_share, split_rate
@@ -216,7 +215,7 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
     for hw in gpus:
         names = ([e for e in engines if (e, hw.name) not in skipped] if engines else
                  [e for e in available_engines(hw.name) if e in SERVING_ENGINES] or ["roofline"])
-        package = package_refusal(hw, names[0]) if names != ["roofline"] else None
+        package = package_warning(hw, names[0]) if names != ["roofline"] else None
         if package is not None:  # an engine runs the package's dies as GPUs of their own (the twenty-fifth audit, G3)
             if refused is not None:
                 refused.append(package)
@@ -937,10 +936,9 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                 "runs, and rank above engines whose overheads are counted", ProfileWarning)
     for d in dict.fromkeys(p.deployment for p in chosen[:1] if p.deployment.engine == "sglang"):  # the twenty-fifth
         # audit, P2: SGLang launched at --mem-fraction-static 0.9 on every GPU, above what it derives for itself
-        from kvcalc.formulas.engine_memory import sglang_derived_mem_fraction
+        from kvcalc.engines.memory import sglang_own_fraction
 
-        own = sglang_derived_mem_fraction(by_name[d.gpu].memory_GiB * 1024, d.tp if d.ep <= 1 else d.ep, d.pp,
-                                          d.ep // d.tp if d.ep > d.tp else 1)  # as engines/memory.py derives it
+        own = sglang_own_fraction(by_name[d.gpu], d.tp, d.pp, d.ep)
         if memory_utilization > own + 5e-4:
             say(f"sglang on {d.gpu}: the choice is sized and launched at --mem-fraction-static "
                 f"{memory_utilization:g} (--memory-utilization), above the {own:g} SGLang derives for itself on this "

@@ -438,7 +438,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
                disaggregate: tuple[int, int] | None = None, engine_version: str | None = None,
                moe_time_scale: float | None = None, overhead=None, max_num_seqs: int | None = None,
-               profile_file: str | None = None, profile=None, activation_tokens: int | None = None) -> dict:
+               profile_file: str | None = None, profile=None, step_given: bool = False) -> dict:
     """One replica as serve and the simulator see it: specs, step timer, the KV pool per GPU as the engine's
     memory rule sizes it, and how many full-length requests it holds. moe_time_scale: the routed experts' time
     factor instead of the release era's (engines/kernel_eras.py); max_num_seqs: the requests the engine runs at once
@@ -446,8 +446,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     band's (engines/overhead.py). Both are the serving ledger's held-out refits. profile_file: an engine profile
     file (kvcalc calibrate --from-benchmark writes one) in place of the bundled profile, as estimate --profile;
     profile: an EngineProfile object in place of both (calibrate times its candidate profiles with it).
-    activation_tokens: the tokens whose activations kvcalc's own memory rule reserves (a --step-tokens given, where it
-    passes the prefill chunk capacity reserves); None: that chunk, 8,192."""
+    step_given: step_tokens is a --step-tokens given, whose activations kvcalc's own memory rule reserves where it
+    passes the prefill chunk capacity reserves (8,192 tokens); else that chunk, not the engine's default step."""
     from kvcalc.checks import check_speculate
 
     check_speculate(speculate)  # '' is not "none" (the fifteenth audit, E4)
@@ -506,7 +506,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
         notes.append(why)
-    from kvcalc.checks import format_warnings
+    from kvcalc.engines.launch import format_warnings
 
     notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype, spec)
     if memory_rule is not None:
@@ -536,7 +536,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         # small GPU had reserved a quarter of it, and a model capacity says does not fit had served 5 requests)
         # (and the twenty-seventh, F1: not the engine's default step where it is larger, 16,384 on a GPU of 160 GiB
         # or more, which capacity does not reserve: only a --step-tokens given)
-        reserve_tokens = DEFAULT_PREFILL_CHUNK if activation_tokens is None else activation_tokens
+        reserve_tokens = max(step_tokens, DEFAULT_PREFILL_CHUNK) if step_given else DEFAULT_PREFILL_CHUNK
         budget, reserve = kvcalc_budget(spec, hw, p, memory_utilization, reserve_tokens, tp, pp, ep)
 
     def draft_kv(tokens):  # the draft's cache of one request per GPU, beside the target's in the pool (speculation.py)
@@ -657,7 +657,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                    cuda_graph_bytes=cuda_graph_bytes, flashinfer_sampler=flashinfer_sampler,
                    disaggregate=disaggregate, engine_version=engine_version, moe_time_scale=moe_time_scale,
                    overhead=overhead, max_num_seqs=max_num_seqs, profile_file=profile_file, profile=profile,
-                   activation_tokens=max(step_tokens, DEFAULT_PREFILL_CHUNK) if step_given else None)
+                   step_given=step_given)
     spec, hw, profile, timer, stepper = d["spec"], d["hw"], d["profile"], d["timer"], d["stepper"]
     memory_rule, notes, pool, request_bytes = d["memory_rule"], list(d["notes"]), d["pool"], d["request_bytes"]
     notes += [unused] if unused else []

@@ -1266,8 +1266,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     from kvcalc.serving.closed_form import deployment
 
     check_int("--seed", seed, 0, 2**63 - 1)
-    step_tokens_given = step_tokens  # what kvcalc's own memory rule reserves activations for, as serve's closed form
-    from kvcalc.formulas.memory import DEFAULT_PREFILL_CHUNK
+    step_given = step_tokens is not None  # kvcalc's own memory rule reserves a given step's activations (deployment)
     from kvcalc.estimator import check_memory_utilization
 
     check_memory_utilization(memory_utilization)  # as serve checks it (the thirteenth audit, S5, S6: 1.5 had been
@@ -1466,7 +1465,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                    # its step budget checked, at vLLM's default 1,024 where --max-num-seqs 64 was given)
                    max_num_seqs=policy.max_seqs if policy.name.startswith("vllm") else None,
                    profile_file=profile_file,
-                   activation_tokens=max(step_tokens_given, DEFAULT_PREFILL_CHUNK) if step_tokens_given else None)
+                   step_given=step_given)
     spec, stepper = d["spec"], d["stepper"]
     if policy.name == "sglang" and not seqs_given:  # SGLang's own max_running_requests for this pool and model, 48
         # under EAGLE-family speculation (engines/scheduler.py sglang_max_running; the fourteenth audit, S7 and S8)

@@ -18,6 +18,24 @@ Tflops = Annotated[float, Field(ge=1e-6, le=1e6)]
 Bandwidth = Annotated[float, Field(ge=1e-2, le=1e7, description="decimal GB/s")]
 
 
+def capability(cc: str | None) -> tuple[int, int] | None:
+    """(major, minor) of an NVIDIA compute capability ('9.0' -> (9, 0)); None for an AMD target or none given."""
+    if not cc or cc.startswith("gfx"):
+        return None
+    major, minor = cc.split(".")
+    return int(major), int(minor)
+
+
+def hopper(cc: str | None) -> bool:
+    return capability(cc) == (9, 0)
+
+
+def datacenter_blackwell(cc: str | None) -> bool:
+    """Compute capability 10.x (B200, B300, GB200, GB300): vLLM's is_device_capability_family(100), SGLang's
+    is_sm100_supported."""
+    return (capability(cc) or (0, 0))[0] == 10
+
+
 class PeakTflops(StrictModel):
     """Dense tensor-core peaks in TFLOPS (TOPS for int8). Vendors often print 2:4-sparse figures, twice these."""
 
