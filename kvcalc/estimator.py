@@ -15,10 +15,10 @@ from kvcalc.checks import (
     check_int,
     check_number,
     check_speculate,
-    engine_kv_refusal,
     past_positions,
 )
 from kvcalc.dtypes import FP8_BLOCK_SIDE, KV_DTYPES, WEIGHT_DTYPES, activation_dtype, bytes_per_element
+from kvcalc.engines.formats import engine_kv_refusal
 from kvcalc.engines.overhead import describe, overhead_seconds, synced_layers, with_band
 from kvcalc.engines.kernel_eras import describe as describe_era
 from kvcalc.engines.memory import ENGINE_MEMORY_RULES, engine_sequences_held

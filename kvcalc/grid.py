@@ -15,9 +15,9 @@ from kvcalc.checks import (
     MAX_GPUS,
     MAX_TOKENS,
     check_int,
-    engine_kv_refusal,
     past_positions,
 )
+from kvcalc.engines.formats import engine_kv_refusal
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,

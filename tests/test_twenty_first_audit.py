@@ -528,7 +528,7 @@ def test_22_q1_q2_plan_leaves_out_weights_the_engine_does_not_load(tmp_path):
     under vLLM alone there (weight-only Marlin), and estimate says the refused pairs do not start."""
     import json
 
-    from kvcalc.checks import engine_format_refusal
+    from kvcalc.engines.formats import engine_format_refusal
     from kvcalc.planning.plan import plan
     from kvcalc.specs.catalog import load_gpu
 

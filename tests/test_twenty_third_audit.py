@@ -185,7 +185,7 @@ def test_23_s4_ep_that_does_not_divide_the_experts_says_why():
     ("trtllm", "rtx-5090", "fp8-block", "sm120"),
 ])
 def test_23_g1_g4_formats_an_engine_does_not_load_on_the_part(engine, gpu, weight_dtype, says):
-    from kvcalc.checks import engine_format_refusal
+    from kvcalc.engines.formats import engine_format_refusal
     from kvcalc.specs.catalog import load_gpu
 
     why = engine_format_refusal(engine, load_gpu(gpu), weight_dtype)
@@ -197,7 +197,7 @@ def test_23_g1_g4_formats_an_engine_does_not_load_on_the_part(engine, gpu, weigh
     ("trtllm", "h100-sxm", "fp8-block"), ("trtllm", "b200", "fp8-block"), ("trtllm", "l40s", "fp8"),
     ("vllm", "a100-sxm-80gb", "fp8")])  # vLLM's FP8 Marlin on Ampere, weight-only
 def test_23_g1_g4_formats_that_start(engine, gpu, weight_dtype):
-    from kvcalc.checks import engine_format_refusal
+    from kvcalc.engines.formats import engine_format_refusal
     from kvcalc.specs.catalog import load_gpu
 
     assert engine_format_refusal(engine, load_gpu(gpu), weight_dtype) is None

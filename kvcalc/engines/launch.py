@@ -24,6 +24,8 @@ import json
 import re
 import shlex
 
+from kvcalc.engines.formats import engine_format_refusal, engine_kv_refusal, foreign_format, kv_format_refusal
+
 # Every flag an emitted command may use, per engine, as that release's parser spells it (module docstring).
 FLAGS = {
     "vllm": {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--enable-expert-parallel",
@@ -446,13 +448,10 @@ def package_warning(hw, engine: str | None) -> str | None:
 def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | None = None,
                     spec=None) -> list[str]:
     """What estimate, compare, capacity, serve, sweep and the simulator say of a deployment that does not start as
-    asked (the checks in kvcalc/checks.py and this module's): a weight format its
-    vendor does not run (foreign_format), one the engine does not load there (engine_format_refusal), a KV format
+    asked (engines/formats.py's checks and this module's): a weight format its vendor does not run (foreign_format), one the engine does not load there (engine_format_refusal), a KV format
     the engine does not keep there (kv_format_refusal, and the engine's own ENGINE_KV_REFUSED where the profile was
     reached through --engine auto), a package timed as one device (package_warning), and with spec a model the
-    engine's server has no class for (engines/launch.py engine_model_refusal); engine None: the roofline."""
-    from kvcalc.checks import engine_format_refusal, engine_kv_refusal, foreign_format, kv_format_refusal
-
+    engine's server has no class for (engine_model_refusal); engine None: the roofline."""
     kv = (kv_format_refusal(engine, hw, kv_dtype), engine_kv_refusal(engine, kv_dtype)) if kv_dtype else ()
     model = None
     if spec is not None and engine is not None:  # an architecture the engine's server has no class for, as plan

@@ -45,9 +45,9 @@ from kvcalc.checks import (
     case_hint,
     check_int,
     check_number,
-    engine_format_refusal,
     unused_tpot_limit,
 )
+from kvcalc.engines.formats import engine_format_refusal
 from kvcalc.engines.launch import engine_model_refusal, launches_layout, package_warning
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.estimator import fp8_block_refusal, tp_refusal
@@ -210,7 +210,7 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
                 refused: list[str] | None = None) -> list[Deployment]:
     """Every deployment of the search, as data; where `speculate` and the model ships a draft head (SPECULATION),
     each again with speculative decoding. skipped: (engine, GPU) pairs of `engines` that do not run there. refused:
-    where given, gets why each engine and weight format left out does not start (checks.engine_format_refusal)."""
+    where given, gets why each engine and weight format left out does not start (engines/formats.py engine_format_refusal)."""
     out = []
     for hw in gpus:
         names = ([e for e in engines if (e, hw.name) not in skipped] if engines else

@@ -80,7 +80,7 @@ class HardwareSpec(StrictModel):
     notes: str = ""
     compute_capability: str | None = Field(
         None, pattern=r"^([1-9]|1[0-9])\.[0-9]$|^gfx[0-9a-f]{3,4}$", description="NVIDIA's compute capability (8.9) or AMD's LLVM "
-        "target (gfx942): what the engines gate their kernels and number formats by (checks.engine_format_refusal); "
+        "target (gfx942): what the engines gate their kernels and number formats by (engines/formats.py engine_format_refusal); "
         "unset: not stated, nothing refused by it")
     memory_GiB: float = Field(ge=1e-3, le=1e6, description="HBM/GDDR capacity; vendors' 'GB' for these parts is binary GiB")
     visible_memory_GiB: float | None = Field(
