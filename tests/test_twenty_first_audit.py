@@ -1,6 +1,7 @@
 """The twentieth audit's left list taken up, and the twenty-first hostile audit (docs/validation.md, "Twenty-first
 hostile audit"): each test is named after its finding."""
 
+import re
 import warnings
 from dataclasses import replace
 
@@ -375,7 +376,8 @@ def test_20_w8_the_web_app_does_not_tell_its_paths(tmp_path, monkeypatch):
     assert r.status_code == 422 and "secret-cache-dir" not in r.text and "its folder on the server" in r.text
     there = client.get(f"/api/estimate?model={tmp_path}").json()["error"]
     absent = client.get(f"/api/estimate?model={tmp_path / 'nothing'}").json()["error"]
-    assert there.replace(str(tmp_path), "X") == absent.replace(str(tmp_path / "nothing"), "X")
+    # the path as the message quotes it (cut to 40 characters past 60) aside, one message for both
+    assert re.sub(r"--model: '[^']*'", "--model: X", there) == re.sub(r"--model: '[^']*'", "--model: X", absent)
 
 
 def test_20_w6_a_roofline_draws_at_most_a_thousand_points(tmp_path):
