@@ -406,12 +406,15 @@ MOST_TP = 64  # the largest tensor-parallel degree the overflow hint tries ("up 
 
 
 def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp: int = 1, pp: int = 1,
-                     ep: int = 1) -> str | None:
+                     ep: int = 1, *, hw: HardwareSpec | None = None, engine: str | None = None) -> str | None:
     """When the weights alone overflow one GPU's usable memory: one line saying by how much, the fewest
     tensor-parallel GPUs (a degree the model divides by, tp_refusal: GPT-3 175B's 24, not only powers of two, the tenth
     audit's E7) that hold them at this format, and the largest
     smaller format that holds them on these GPUs; None when they fit. Weights per GPU: formulas/params.py
-    weight_bytes_per_gpu; "hold" counts the weights only (the KV cache and activations need room on top)."""
+    weight_bytes_per_gpu; "hold" counts the weights only (the KV cache and activations need room on top). With hw, a
+    format the engine (vLLM, the widest, for the roofline) does not load on that part is not offered (the twenty-eighth
+    audit, H1: fp8 had been offered on an MI210, where it does not start)."""
+    from kvcalc.engines.formats import engine_format_refusal
     from kvcalc.formulas.params import weight_bytes_per_gpu
 
     def per_gpu(dtype: str, t: int) -> float:
@@ -429,7 +432,8 @@ def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp
         if fewest is not None:
             fixes.append(f"--tp {fewest} holds them at {weight_dtype}" + (f" ({fewest * pp} GPUs)" if pp > 1 else ""))
     smaller = next((f for f in SMALLER_WEIGHT_FORMATS if bytes_per_element(f) < bytes_per_element(weight_dtype)
-                    and per_gpu(f, tp) <= usable_bytes), None)
+                    and per_gpu(f, tp) <= usable_bytes
+                    and (hw is None or engine_format_refusal(engine or "vllm", hw, f) is None)), None)
     if smaller is not None:
         fixes.append(f"--weight-dtype {smaller} holds them on {gpus} GPU{'s' if gpus > 1 else ''}")
     hint = "; ".join(fixes) if fixes else "no tensor-parallel degree up to 64 or smaller format holds them"
@@ -1116,7 +1120,8 @@ def estimate_with_specs(
             + (f". This is kvcalc's memory rule (one prefill chunk's activations reserved){by_engine}"
                if held is not None else "")
         )
-        overflow = weights_overflow(spec, weight_dtype, usable, tp, pp, ep)
+        overflow = weights_overflow(spec, weight_dtype, usable, tp, pp, ep, hw=hw,
+                                    engine=profile.engine if profile is not None else None)
         if overflow:
             warnings.append(overflow)
     elif held is not None and per_group > held:

@@ -35,6 +35,8 @@ def engine_format_refusal(engine: str | None, hw, weight_dtype: str) -> str | No
         peak (CDNA 2: MI210, MI250X) has none;
       fp8-block under TensorRT-LLM: the matrix's FP8 (block scaling) column lists Hopper and Blackwell sm100/103 only,
         not Ada or sm120 (L4, L40S, RTX 4090, RTX 5090, RTX PRO 6000);
+      fp8 and fp8-block under vLLM need compute capability 8.0 (vllm/model_executor/layers/quantization/fp8.py
+        Fp8Config.get_min_capability() 80 at 0071b24: not a T4 or V100; the twenty-eighth audit, H2);
       mxfp4 under vLLM needs compute capability 8.0 (vllm/model_executor/layers/quantization/mxfp4.py
         Mxfp4Config.get_min_capability() 80: not a T4 or V100); under TensorRT-LLM Hopper or Blackwell (the matrix's
         MXFP4 column and examples/models/core/gpt_oss/README.md's MoE support matrix).
@@ -55,6 +57,9 @@ def engine_format_refusal(engine: str | None, hw, weight_dtype: str) -> str | No
     if weight_dtype in ("fp8", "fp8-block") and engine == "vllm" and hw.vendor == "AMD" and "fp8" not in peaks:
         return (f"--weight-dtype {weight_dtype}: vLLM's FP8 kernels on ROCm need MI300 or later (fp8 tensor cores), "
                 f"and its weight-only FP8 (Marlin) runs on NVIDIA only; {hw.name} has neither: {does_not_start}")
+    if weight_dtype in ("fp8", "fp8-block") and engine == "vllm" and cc is not None and cc < (8, 0):
+        return (f"--weight-dtype {weight_dtype}: vLLM loads FP8 weights from compute capability 8.0 (Fp8Config), not "
+                f"on {hw.name} ({cc[0]}.{cc[1]}): {does_not_start}")
     if weight_dtype == "mxfp4" and engine == "vllm" and cc is not None and cc < (8, 0):
         return (f"--weight-dtype mxfp4: vLLM loads MXFP4 weights from compute capability 8.0 (Mxfp4Config), not on "
                 f"{hw.name} ({cc[0]}.{cc[1]}): {does_not_start}")

@@ -434,7 +434,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                      + ("; drop --batch to size them at the most that fits" if batch and seqs >= 1 else ""))
         warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
     if seqs < 1:
-        overflow = weights_overflow(spec, weight_dtype, ev.usable_bytes, tp, pp, ep)
+        overflow = weights_overflow(spec, weight_dtype, ev.usable_bytes, tp, pp, ep, hw=hw,
+                                    engine=profile.engine if profile else engine)
         binding = f"weights: {overflow}" if overflow else "memory: not even one sequence fits at this context"
     elif batch and batch > seqs:
         binding = f"KV cache: only {seqs} sequences fit at context {context}, fewer than the batch {batch}"

@@ -612,7 +612,7 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     check_tp(tp, spec, weight_dtype)
     from kvcalc.estimator import weights_overflow
 
-    if overflow := weights_overflow(spec, weight_dtype, hw.visible_memory_bytes, tp):  # the fourteenth audit, E1: a
+    if overflow := weights_overflow(spec, weight_dtype, hw.visible_memory_bytes, tp, hw=hw, engine=engine):  # the fourteenth audit, E1: a
         # deployment that cannot hold the model had been fitted, its "overhead" the difference
         raise KvcalcError(f"{path}: the runs cannot be {spec.name} at {weight_dtype} on {tp} x {hw.name}: {overflow}; "
                           "pass the --tp, --weight-dtype and --gpu the benchmark ran")
