@@ -376,9 +376,11 @@ def _nemotron_h(c: Config) -> dict:
         spec["linear_attention"]["recurrent_state_bytes"] = SSM_DTYPE_BYTES[ssm]
     if "E" in pattern:  # Nemotron 3: squared-ReLU routed experts and one shared expert
         experts, top_k, width = c.need("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size")
+        # n_shared_experts of moe_shared_expert_intermediate_size each (vLLM's nemotron_h.py NemotronHMoE: width x count)
         shared = c.int("moe_shared_expert_intermediate_size")
+        count = (c.int("n_shared_experts") if c.data.get("n_shared_experts") is not None else 1) if shared else 0
         spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": width,
-                       "num_shared_experts": 1 if shared else 0, "shared_expert_intermediate_size": shared}
+                       "num_shared_experts": count, "shared_expert_intermediate_size": shared if count else 0}
     return spec
 
 
@@ -684,6 +686,15 @@ HYBRID_FIELDS = ("hybrid_override_pattern", "layers_block_type", "attn_layer_per
                  # (transformers' Lfm2Config, vLLM's lfm2.py); read as all attention, KV 2.67x high (the twenty-third
                  # audit, H1)
                  "full_attn_idxs", "conv_L_cache")
+# fields that place heads or experts in a way the common fields do not say, so an unknown family naming one is refused
+# (the twenty-eighth audit, H1: Step3's text model, KV heads in num_attention_groups, had been read as MHA, KV 64x high)
+UNREAD_LAYOUT_FIELDS = {
+    # Step3TextConfig / Step1Config (vLLM's vllm/transformers_utils/configs/step3_vl.py; step3_text.py asserts one KV
+    # head): the KV heads, a low-rank query (share_q_dim then wq) and MoE on the listed layers only
+    "num_attention_groups": "KV heads as attention groups (Step's num_attention_groups)",
+    "share_q_dim": "a low-rank query projection (Step's share_q_dim)",
+    "moe_layers_enum": "MoE on the listed layers only (Step's moe_layers_enum)",
+}
 EXPERT_COUNT = "num_local_experts|n_routed_experts|num_experts|moe_num_experts"
 TOP_K = "num_experts_per_tok|moe_top_k|experts_per_token|num_experts_per_token"
 SOFTMAX_LAYER_TYPES = ("full_attention", "sliding_attention")
@@ -733,7 +744,10 @@ def _moe_fields(c: Config, spec: dict, *, known: bool) -> None:
     if width_key == "intermediate_size" and not known:
         c.assumptions.append("expert width: intermediate_size (no moe_intermediate_size; as Mixtral)")
     moe = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": c.need(width_key)[0]}
-    shared_key, count_key = (_first(c, k) for k in ("shared_expert_intermediate_size|shared_intermediate_size",
+    # moe_shared_expert_intermediate_size: BailingMoE v2's (Ling 2.0) width of each shared expert, as vLLM's and
+    # SGLang's bailing_moe read it (times num_shared_experts; the twenty-eighth audit, H3: it had been dropped)
+    shared_key, count_key = (_first(c, k) for k in ("shared_expert_intermediate_size|shared_intermediate_size|"
+                                                    "moe_shared_expert_intermediate_size",
                                                     "n_shared_experts|num_shared_experts|moe_num_shared_experts"))
     count = c.int(count_key) if count_key and c.data[count_key] else 0
     if shared_key and c.data[shared_key]:  # Qwen-MoE: a shared expert of its own width (MiniMax-M2 writes 0: none)
@@ -794,6 +808,9 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         return _deepseek(c, model_type)
     layers, d, heads, _ = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     _check_layer_kinds(c, layers)
+    if unread := next((k for k in UNREAD_LAYOUT_FIELDS if c.has(k)), None):
+        raise KvcalcError(f"{c.source}: {unread}: {UNREAD_LAYOUT_FIELDS[unread]}, which kvcalc does not read outside "
+                          "the families it knows; it would be read wrong from the common fields")
     if not known:
         if not c.has("head_dim"):
             c.assumptions.append(f"head_dim absent: assumed hidden_size / num_attention_heads = {d // heads}")
@@ -1464,7 +1481,11 @@ KV_HEADS_NOT_GUESSED = ("gemma2", "qwen2", "starcoder2")
 TEXT_MODEL_FAMILIES = {"qwen2_vl_text": "qwen2_vl", "qwen2_5_vl_text": "qwen2_5_vl", "qwen3_vl_text": "qwen3",
                        # Qwen3-VL-MoE's text model is Qwen3-MoE's (Qwen3VLMoeTextAttention's q/k norms; the
                        # twenty-first audit, H4: read as an unknown family, 12,288 norms short)
-                       "qwen3_vl_moe_text": "qwen3_moe", "glm4v_text": "glm4"}
+                       "qwen3_vl_moe_text": "qwen3_moe", "glm4v_text": "glm4",
+                       # GLM-4.5V/4.6V's text model is GLM-4.5's (Glm4vMoeTextAttention(Glm4Attention): o_proj unbiased;
+                       # Glm4vMoeTextTopkRouter keeps e_score_correction_bias; transformers' modular_glm4v_moe.py; the
+                       # twenty-eighth audit, H2: read as an unknown family, 182,656 parameters over)
+                       "glm4v_moe_text": "glm4_moe"}
 # families whose attention always normalises q and k over all heads' channels, with no config field saying so:
 # Olmo2Attention and Olmo3Attention's q_norm(heads x head_dim) and k_norm(kv_heads x head_dim), OlmoeAttention's
 # likewise (transformers' modeling_olmo2.py, modeling_olmo3.py, modeling_olmoe.py; the fourteenth audit, H5)
