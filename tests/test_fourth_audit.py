@@ -295,7 +295,7 @@ def test_calibrate_keeps_the_engines_request_cost_where_the_file_has_no_ttft(tmp
     v1 = band("vllm", "v1").request_ms
     assert report["request_fitted"] is False and report["request_ms"] == v1
     assert profile.overhead.request_ms == v1
-    assert "the engine band's own: the file reports no TTFT" in profile.overhead.sources[0]
+    assert "the engine band's own: no paced run in the file reports a TTFT" in profile.overhead.sources[0]
 
 
 def test_a_multimodal_checkpoints_top_level_quantization_is_read(tmp_path):

@@ -329,7 +329,8 @@ def calibrate_benchmark_cli(path: Path, out: Path, model, gpu, engine, tp, repli
     typer.echo(f"wrote {out}: kernel times x {report['time_scale']:g}, {report['step_us']:g} us a step, "
                f"{report['request_ms']:g} ms a request, fitted on {len(report['runs'])} runs of {path}; median "
                f"|error| {report['fit_median_abs_error_pct']} % fitted, "
-               + (f"{held} % held out (leave one run out)" if held is not None else "none held out (under 3 runs)")
+               + (f"{held} % held out (each run fitted without it and its copies)" if held is not None
+                  else "none held out (under 3 distinct runs)")
                + f"; use it with `kvcalc estimate --profile {out}` (or serve --profile)",
                err=True)  # a status line, as import's: the
     # file is the output, and a closed stdout had failed the command after writing it (the twenty-first audit, C4)

@@ -311,6 +311,12 @@ def _bench_run(path: Path, line: int, obj) -> dict:
     if "mean_tpot_ms" not in obj:
         raise KvcalcError(f"{path}: line {line}: field mean_tpot_ms: missing (expected a vllm bench serve "
                           "--save-result, sglang bench_serving, genai-perf or AIPerf JSON result)")
+    for field in SPECULATION_FIELDS:  # the twenty-eighth audit, calibrate 4: fitted as faster kernels
+        value = obj.get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1:
+            raise KvcalcError(f"{path}: line {line}: field {field}: {value!r}: the run decoded speculatively (more "
+                              "than one token a step), which calibrate does not fit; pass a run without speculative "
+                              "decoding")
     completed = _number(path, line, obj, "completed")
     if completed <= 0:
         raise KvcalcError(f"{path}: line {line}: field completed: no request completed")
@@ -349,6 +355,14 @@ def _bench_run(path: Path, line: int, obj) -> dict:
         run["concurrency"] = min(cap, completed, littles_law() if paced else math.inf)
     else:  # open loop: Little's law
         run["concurrency"] = littles_law()
+        unpaced = rate in (None, "inf") or (isinstance(rate, float) and math.isinf(rate))
+        if unpaced or obj.get("ramp_up_strategy"):
+            # every request sent at once (vllm bench serve's default --request-rate inf, sglang.bench_serving's too)
+            # or at a rate that ramps (--ramp-up-strategy): its mean TTFT is mostly queueing behind the others'
+            # prompts, which serve's steady closed form does not time; its TPOT is still fitted (the twenty-eighth
+            # audit, calibrate 1: three such runs had fitted 1,176 ms a request)
+            run["unsteady"] = "a ramped request rate" if obj.get("ramp_up_strategy") else \
+                "every request sent at once (request_rate inf, no max_concurrency)"
     return run
 
 
@@ -407,6 +421,12 @@ def _read_bench_csv(path: Path, text: str) -> list[dict]:
     return out
 
 
+# what a benchmark writes of a speculative run: vllm bench serve's spec_decode_acceptance_length (SpecDecodeStats,
+# vllm/benchmarks/serve.py), sglang.bench_serving's accept_length: accepted tokens a step, 1 without speculation
+SPECULATION_FIELDS = ("spec_decode_acceptance_length", "accept_length")
+# held-out error: leave one group of identical runs out, or with more groups than this, this many folds (each a fit)
+HELD_OUT_FOLDS = 10
+
 SCALE_GRID = np.geomspace(0.5, 3.0, 60)  # kernel-time factors tried (as fit_e2e's bounds: 1/3 to 3, slower side)
 STEP_GRID_US = np.concatenate([[0.0], np.geomspace(10, 100_000, 300)])
 REQUEST_GRID_MS = np.concatenate([[0.0], np.geomspace(0.1, 10_000, 200)])
@@ -441,8 +461,14 @@ def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dty
                                                ev1.prefill_comm_s)["ms"]
         r["tpot_kernel_ms"] = serving_tpot(r["decode_kernel_ms"], r["prefill_kernel_ms"], b, o_len)
         r["ttft_kernel_ms"], r["tpot_steps"], r["ttft_steps"] = r["prefill_kernel_ms"], 1.0, 1.0
-        if profile is None or not r["fits"] or r.get("static"):  # a static batch: TPOT is the decode step
-            r["tpot_kernel_ms"] = r["decode_kernel_ms"] if r.get("static") else r["tpot_kernel_ms"]
+        if r.get("static"):  # a static batch, as estimate times it: TPOT is the decode step, TTFT the prefill of all
+            # b prompts together (the twenty-eighth audit, calibrate 3: one prompt's, 138 ms a request fitted where
+            # estimate's own times held none)
+            r["tpot_kernel_ms"] = r["decode_kernel_ms"]
+            r["ttft_kernel_ms"] = phase_metrics(ev.prefill, ev.prefill_sol, b * p_len, hw, weight_dtype,
+                                                ev.prefill_comm_s)["ms"]
+            continue
+        if profile is None or not r["fits"]:
             continue
         timed = []
         for step_us in (0.0, 1000.0):  # serve is linear in the step overhead: two runs give its count of steps
@@ -588,13 +614,31 @@ def _fitted_overhead(fit: dict, band, tp: int, synced: int, what: str):
                                    f"{scaling:g} us are the band's terms per extra GPU and per synchronised layer"])
 
 
+def _held_out_errors(runs: list[dict], own_request_ms: float) -> list[float]:
+    """Each run's |error| under a fit on the other runs: runs of one concurrency and lengths form a group, left out
+    together (a copied run is not held out from itself); past HELD_OUT_FOLDS groups, group k goes to fold
+    k % HELD_OUT_FOLDS, so a file of thousands of runs takes that many fits, not one a run (the twenty-eighth audit,
+    calibrate 5: 400 runs took 84 s, and 3 copies of one run scored 0.11 % held out). Empty under 3 groups."""
+    keys = list(dict.fromkeys((r["concurrency"], r["input_len"], r["output_len"]) for r in runs))
+    if len(keys) < 3:
+        return []
+    folds = min(len(keys), HELD_OUT_FOLDS)
+    fold_of = {key: k % folds for k, key in enumerate(keys)}
+    errors = []
+    for fold in range(folds):
+        out = [r for r in runs if fold_of[(r["concurrency"], r["input_len"], r["output_len"])] == fold]
+        kept = [r for r in runs if fold_of[(r["concurrency"], r["input_len"], r["output_len"])] != fold]
+        errors += _errors(out, fit_benchmark(kept, own_request_ms))
+    return errors
+
+
 def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = "vllm", tp: int = 1,
                              weight_dtype: str = "auto", kv_dtype: str = "bf16", replicas: int = 1,
                              engine_version: str | None = None):
     """(the deployment profile, the report) fitted to a benchmark result file: the engine's profile for the GPU
     with every kernel's time x s (ledgers/fit_e2e.scale_kernels) and its overhead replaced by the fitted step and
-    request costs. The report names the runs fitted and the held-out error (each run predicted by a fit on the
-    others: leave one run out; None with fewer than 3 runs). replicas: data-parallel copies the benchmark's load
+    request costs. The report names the runs fitted and the held-out error (each run predicted by a fit without it
+    and its copies: _held_out_errors; None with fewer than 3 distinct runs). replicas: data-parallel copies the benchmark's load
     was spread over (each runs concurrency / replicas)."""
     import statistics
 
@@ -612,8 +656,8 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     check_tp(tp, spec, weight_dtype)
     from kvcalc.estimator import weights_overflow
 
-    if overflow := weights_overflow(spec, weight_dtype, hw.visible_memory_bytes, tp, hw=hw, engine=engine):  # the fourteenth audit, E1: a
-        # deployment that cannot hold the model had been fitted, its "overhead" the difference
+    # the fourteenth audit, E1: a deployment that cannot hold the model had been fitted, its "overhead" the difference
+    if overflow := weights_overflow(spec, weight_dtype, hw.visible_memory_bytes, tp, hw=hw, engine=engine):
         raise KvcalcError(f"{path}: the runs cannot be {spec.name} at {weight_dtype} on {tp} x {hw.name}: {overflow}; "
                           "pass the --tp, --weight-dtype and --gpu the benchmark ran")
     profile = with_band(resolve_engine(engine, hw), engine_version)
@@ -621,6 +665,15 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
         raise KvcalcError("--engine: calibrating from a benchmark needs an engine profile (vllm, sglang or trtllm)")
     runs = read_benchmark(path)
     served_elsewhere(path, runs, spec, profile.engine)
+    unsteady = [r for r in runs if r.get("unsteady") and r["ttft_ms"] is not None]
+    for r in unsteady:  # TPOT fitted, TTFT not (_bench_run)
+        r["ttft_ms"] = None
+    if unsteady:
+        which = ", ".join(r["source"] for r in unsteady)
+        warnings.warn(f"{path}: {len(unsteady)} run{'s' if len(unsteady) > 1 else ''} ({which}) had "
+                      f"{unsteady[0]['unsteady']}: their TTFT is mostly queueing, which the fit cannot tell from a "
+                      "request cost, so only their TPOT is fitted; pass --request-rate or --max-concurrency runs to "
+                      "fit the request cost", stacklevel=2)
     for r in runs:
         r["concurrency"] = r["concurrency"] / replicas
     _kernel_times(runs, spec, hw, profile, weight_dtype, kv_dtype, tp, engine_version)
@@ -665,9 +718,7 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
                       f"{fit['step_us'] / own_step_us:.0f}x {profile.engine}'s own {own_step_us:.0f} us: a run that "
                       "much slower than its kernels is rarely engine overhead; check --model, --gpu, --tp and "
                       "--replicas against the run", stacklevel=2)
-    held = ([e for i in range(len(runs)) for e in _errors([runs[i]], fit_benchmark(runs[:i] + runs[i + 1:],
-                                                                                   own_request_ms))]
-            if len(runs) >= 3 else [])
+    held = _held_out_errors(runs, own_request_ms)
     fitted = statistics.median(_errors(runs, fit))
     if fit["time_scale"] < 1:  # the profile written cannot run a kernel past the datasheet's roofs (scale_curve caps
         # its efficiencies at 1): its own error on these runs is what is said, and the gap warned of (the seventeenth
@@ -691,10 +742,10 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
             f"({', '.join(r['source'] for r in runs)}): {spec.name} on {tp} x {hw.name}, {weight_dtype} weights, "
             f"{kv_dtype} KV; kernel times x {fit['time_scale']:g}, {fit['step_us']:g} us a step, "
             f"{fit['request_ms']:g} ms a request"
-            + ("" if fit["request_fitted"] else " (the engine band's own: the file reports no TTFT)")
+            + ("" if fit["request_fitted"] else " (the engine band's own: no paced run in the file reports a TTFT)")
             + f"; median |error| {report['fit_median_abs_error_pct']} % fitted, "
-            + (f"{report['held_out_median_abs_error_pct']} % held out (leave one run out)" if held else
-               "no held-out error (fewer than 3 runs)"))
+            + (f"{report['held_out_median_abs_error_pct']} % held out (each run fitted without it and its copies)"
+               if held else "no held-out error (fewer than 3 distinct runs)"))
     deployed = scale_kernels(profile, fit["time_scale"]).model_copy(update={
         "provenance": "fitted", "transferred_from": f"{profile.gpu}.{profile.engine}",
         "method": (profile.method + " " if getattr(profile, "method", "") else "") + "Then " + what,
