@@ -236,3 +236,23 @@ def test_28_c5_held_out_leaves_out_copies_and_takes_at_most_ten_fits(tmp_path, m
     cal.calibrate_from_benchmark(_write_lines(tmp_path, copies, "copies.json"), model="llama-3.2-3b", gpu="l40s",
                                  engine="vllm", replicas=4)
     assert calls[0] == 6 and sorted(calls[1:]) == [3, 5, 5, 5]  # the three copies are left out together
+
+
+# --- serving ------------------------------------------------------------------------------------------------------
+
+def test_28_s1_the_roofline_admits_as_todays_vllm_scheduler_does():
+    """-e roofline runs vLLM V1's scheduler (its JSON says vllm-v1) but had admitted a waiting request on its first
+    chunk, where vLLM from 0.19 needs its whole sequence to fit (KVCacheManager.allocate_slots' full_sequence_must_fit,
+    PR #37307): 100 requests of 6,096 tokens on an L4 preempted 4,108 times (-e vllm: 34), 2,000 ran past the round
+    limit after 73,122. Each preemption here evicts a request that had been admitted; full-sequence admission evicts
+    only when decodes outgrow the pool, fewer times than there are requests."""
+    args = ["serve", "-m", "llama-3-8b", "-g", "l4", "-i", "4096", "--output-len", "2000", "--simulate",
+            "--arrivals", "burst", "--request-rate", "100", "-n", "16", "--step-tokens", "256", "--num-prompts", "100",
+            "-f", "json"]
+    out = {}
+    for engine in ("roofline", "vllm"):
+        result = CliRunner().invoke(app, [*args, "-e", engine])
+        assert result.exit_code == 0, result.output
+        out[engine] = json.loads(result.stdout)
+    assert out["roofline"]["engine"] == out["vllm"]["engine"] == "vllm-v1"
+    assert out["roofline"]["preemptions"] < 100 and out["vllm"]["preemptions"] < 100

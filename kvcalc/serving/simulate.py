@@ -357,8 +357,9 @@ MAX_STEPS = 2_000_000  # the fewest steps a run's tokens need (simulate()'s coun
 # share: within a block the batch is fixed and the step time grows smoothly with the context, and without it one
 # request in flight over 30,000 prompts of 4,000 tokens kept 1.2e8 of them (1.9 GB; the fourth audit).
 ITL_SAMPLES = 64
-MAX_ROUNDS = 500_000  # scheduler rounds one simulation runs at most, or 4 a request (about 40 us each: some 20 s;
-# the fourth audit: a pool of two requests on an L4 preempted for over 100 s)
+MAX_ROUNDS = 500_000  # scheduler rounds one simulation runs at most, or 4 a request: 40 us a round of decode
+# blocks, up to some 150 us of small mixed steps (20-75 s on a 2-CPU machine; the fourth audit: a pool of two requests
+# on an L4 preempted for over 100 s)
 MAX_TRACE_BYTES = 128 << 20
 
 
@@ -1408,9 +1409,11 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         longest = (model if hasattr(model, "max_position_embeddings") else _load_model(model)).max_position_embeddings
         step_tokens = max(longest or 0, int(work.input_len.max()) + 1, 2048)
     policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
-    if (policy.name == "vllm-v1" and engine in VLLM_SCHEDULED and isinstance(version, tuple)
-            and version >= VLLM_FULL_SEQUENCE_ADMISSION):  # a waiting request's whole sequence must fit (the
-        # twentieth audit, R1: its first chunk had been enough, and 22 long prompts thrashed where vLLM runs 21)
+    if policy.name == "vllm-v1" and (engine not in VLLM_SCHEDULED or (
+            isinstance(version, tuple) and version >= VLLM_FULL_SEQUENCE_ADMISSION)):
+        # a waiting request's whole sequence must fit (the twentieth audit, R1: its first chunk had been enough, and
+        # 22 long prompts thrashed where vLLM runs 21); the roofline runs today's vLLM scheduler too (the
+        # twenty-eighth audit, serving 1: it had thrashed, 73,122 preemptions, where -e vllm completes)
         policy = replace(policy, full_sequence_admission=True)
     if policy.name == "vllm-v1" and engine in VLLM_SCHEDULED:  # -e auto runs vLLM's (the nineteenth audit, S4)
         from kvcalc.engines.memory import check_vllm_batching
