@@ -70,6 +70,7 @@ _CHECKED = {
     "load_gpu": frozenset(), "compare": frozenset({"attn"}),
     "serve_frontier": frozenset({"concurrencies", "tps"}), "plan": frozenset({"gpus", "engines"}),
     "simulate": frozenset(),  # the twentieth audit, W4: a list for gpu had ended in a TypeError
+    "rewrite_attention": frozenset(),  # the twenty-eighth audit, F6: a name or a number had ended in AttributeErrors
     "sweep": frozenset({"models", "gpus", "attn", "batch", "context", "weight_dtype", "kv_dtype", "engine", "tp", "pp",
                         "speculate", "ep"}),
 }

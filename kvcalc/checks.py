@@ -133,11 +133,28 @@ def check_optional_path(arg: str, value):
     return value
 
 
+def check_release_arg(arg: str, value):
+    """engine_version=: None (today's release), or a release or band as vllm_version= takes one (the twenty-eighth
+    audit, F4: 0.11 had ended in an AttributeError)."""
+    return None if value is None else check_vllm_version_arg(arg, value)
+
+
+def check_profile_arg(arg: str, value):
+    """serve's profile=: an EngineProfile object (calibrate's), or None (the twenty-eighth audit, F5)."""
+    from kvcalc.specs.profile import EngineProfile
+
+    if value is not None and not isinstance(value, EngineProfile):
+        raise KvcalcError(f"{arg}: expected an EngineProfile or None (profile_file= takes a file), got "
+                          f"{type(value).__name__} {_show(value)}")
+    return value
+
+
 _SCALAR_ARGS = {
     "model": check_ref, "gpu": check_ref, "attn": check_optional_str, "search_speculation": lambda _, v: check_bool_arg("speculate", v),  # plan's switch
     "speculate": check_optional_str, "engine": check_str, "weight_dtype": check_str, "kv_dtype": check_str,
     "vllm_runner": check_str, "arrivals": check_str, "vllm_version": check_vllm_version_arg,
     "disaggregate": check_disaggregate_arg, "keep_timeline": check_bool_arg, "trace": check_optional_path,
+    "engine_version": check_release_arg, "profile_file": check_optional_path, "profile": check_profile_arg,
 }
 _SEQUENCE_ELEMENTS = {  # a list argument's name -> the check of each element
     "models": check_ref, "gpus": check_ref, "attn": check_optional_str, "speculate": check_optional_str,

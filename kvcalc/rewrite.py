@@ -83,7 +83,12 @@ def rewrite_attention(
 ) -> ModelSpec:
     """The model with its attention replaced by `attn` (None, 'own' or 'none': unchanged, as the CLI's --attn lists
     spell it; the sixth audit found the Python API refusing 'own'). The model's other attention features go along
-    where the new layout can carry them; the module docstring lists those dropped and why (the twelfth audit, E6)."""
+    where the new layout can carry them; the module docstring lists those dropped and why (the twelfth audit, E6).
+    model: a loaded ModelSpec, or a name or spec file as every API function takes one."""
+    if not isinstance(model, ModelSpec):
+        from kvcalc.specs.catalog import load_model
+
+        model = load_model(model)  # a name or a path; anything else is refused as model= (kvcalc.checks.check_ref)
     if attn is not None and attn.strip().lower() in ("own", "none"):
         attn = None
     if attn is None:

@@ -1,3 +1,4 @@
+import reprlib
 import types
 from typing import Annotated, Literal, Union, get_args, get_origin
 
@@ -30,6 +31,10 @@ def _dict_values(annotation):
     return None
 
 
+_SHORT = reprlib.Repr()  # a value in a one-line message: two levels, four entries a list (Python 3.11 takes no
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 40, 40  # arguments)
+
+
 def _plain_value_error(name: str, value, kinds: set) -> str | None:
     """Why a spec file's value cannot be the field's plain type as written, or None: pydantic's lax mode reads
     "80", " 80 " and "8_0" as 80, 32.0 as 32 and "false" or 0 as False, guesses the config.json reader refuses (the
@@ -42,7 +47,9 @@ def _plain_value_error(name: str, value, kinds: set) -> str | None:
     if isinstance(value, float) and int in kinds and float not in kinds:
         return f"{name}: expected a whole number, got {value!r}"
     if kinds <= {bool, type(None)} and bool in kinds and value is not None:
-        return f"{name}: expected true or false, got {value!r}"
+        # reprlib: a few entries and levels of a list, whatever YAML aliases expand it to (the twenty-eighth audit, F3:
+        # a 641-byte alias bomb's full repr had run out of memory)
+        return f"{name}: expected true or false, got {_SHORT.repr(value)}"
     return None
 
 

@@ -108,6 +108,12 @@ def _core_schema_loader(yaml):
         seen = set()
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # '? [a, b]': PyYAML's own "found unhashable key", not a TypeError from the set (the
+                # twenty-eighth audit, F2)
+                raise yaml.constructor.ConstructorError(None, None, "found unhashable key", key_node.start_mark) \
+                    from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
             seen.add(key)
