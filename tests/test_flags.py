@@ -66,7 +66,7 @@ ABSENT_OK = {
     ("plan", "--tp"): "it chooses TP, PP and EP", ("plan", "--pp"): "it chooses", ("plan", "--ep"): "it chooses",
     ("plan", "--weight-dtype"): "it chooses the formats (--convert)", ("plan", "--kv-dtype"): "it chooses",
     ("plan", "--engine"): "--engines: the engines it may choose from", ("plan", "--engine-version"): "it chooses",
-    ("plan", "--memory-utilization"): "each engine's default", ("plan", "--prefill-chunk"): "each engine's",
+    ("plan", "--prefill-chunk"): "each engine's",
     ("serve", "--prefill-chunk"): "--step-tokens: the tokens a step schedules",
 }
 # Short flags used outside the deployment commands for something else, and why they are left.

@@ -256,3 +256,126 @@ def test_28_s1_the_roofline_admits_as_todays_vllm_scheduler_does():
         out[engine] = json.loads(result.stdout)
     assert out["roofline"]["engine"] == out["vllm"]["engine"] == "vllm-v1"
     assert out["roofline"]["preemptions"] < 100 and out["vllm"]["preemptions"] < 100
+
+
+# --- plan ---------------------------------------------------------------------------------------------------------
+
+def test_28_p1_a_median_plan_at_a_rate_holds_under_poisson_arrivals():
+    """At p50 plan had judged a request rate by the closed form, which spaces arrivals evenly: it chose 1P:2D/TP1 of
+    TensorRT-LLM on 3 H100s at TTFT 501 ms against a 600 ms limit, whose prefill GPU is 98 % busy; under vllm bench
+    serve's Poisson arrivals, as `serve --simulate` runs them, that deployment's median TTFT is 4.6 s. The median is
+    now checked in the simulator, and the choice holds there."""
+    from kvcalc.planning.plan import plan
+    from kvcalc.serving.simulate import simulate
+
+    result = plan("llama-3-70b", ["h100-sxm"], input_len=4000, output_len=200, request_rate=2, max_ttft_ms=600,
+                  max_tpot_ms=40, runners_up=1)
+    choice = result["choice"]
+    assert choice["simulated"]["met"] and choice["simulated"]["ttft_ms"] <= 600
+    assert "Poisson" in choice["simulated"]["arrivals"] and "under Poisson arrivals" in result["time_model"]
+    old = simulate("llama-3-70b", "h100-sxm", input_len=4000, output_len=200, num_prompts=500, tp=1, engine="trtllm",
+                   weight_dtype="fp8", kv_dtype="fp8", disaggregate=(1, 2), arrivals="poisson", request_rate=2)
+    assert old["ttft_ms"]["p50"] > 600  # the old choice misses its limit where it is run as the benchmark runs it
+    assert not (choice["engine"] == "trtllm" and choice["gpus"] == 3 and choice["tp"] == 1)
+
+
+def test_28_p2_plan_takes_the_memory_utilization_its_warning_names():
+    """Plan's SGLang warning said 'plan with --memory-utilization 0.836', a flag kvcalc plan did not have."""
+    args = ["plan", "-m", "qwen3-32b", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--concurrency", "64",
+            "--max-tpot-ms", "60", "--engines", "sglang", "--emit", "sglang"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0 and "plan with --memory-utilization 0.836" in first.output
+    again = CliRunner().invoke(app, [*args, "--memory-utilization", "0.836"])
+    assert again.exit_code == 0, again.output
+    assert "--mem-fraction-static 0.836" in again.output and "plan with --memory-utilization" not in again.output
+    bad = CliRunner().invoke(app, [*args, "--memory-utilization", "1.5"])
+    assert bad.exit_code == 2 and "--memory-utilization" in bad.output
+
+
+def test_28_p3_a_percentile_search_never_simulates_one_run_twice(monkeypatch):
+    """Each engine's best had re-run the choice's own simulation (the same 2 x H100 row twice in one p90 plan)."""
+    import kvcalc.serving.simulate as sim
+    from kvcalc.planning.plan import plan
+
+    seen, real = [], sim.simulate
+
+    def record(*args, **kwargs):
+        seen.append((kwargs["engine"], kwargs["tp"], kwargs["disaggregate"], kwargs["max_num_seqs"],
+                     kwargs.get("request_rate"), kwargs.get("concurrency"), kwargs["weight_dtype"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sim, "simulate", record)
+    plan("llama-3.1-8b", ["h100-sxm"], input_len=1000, output_len=200, request_rate=4, max_ttft_ms=300,
+         max_tpot_ms=30, percentile="p90", runners_up=1, simulated_prompts=200)
+    assert seen and len(seen) == len(set(seen))
+
+
+# --- fuzz ---------------------------------------------------------------------------------------------------------
+
+def test_28_f1_plan_skips_a_gpu_no_asked_engine_runs_on():
+    """--engines trtllm over an MI300X and an H100 had ended in an IndexError (exit 1, and a 500 from the web app):
+    TensorRT-LLM runs on NVIDIA only, so the MI300X is skipped, said, and the H100 planned."""
+    result = CliRunner().invoke(app, ["plan", "-m", "llama-3-8b", "-g", "mi300x,h100-sxm", "--engines", "trtllm",
+                                      "-i", "128", "-o", "64", "--request-rate", "1", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["choice"]["gpu"] == "h100-sxm" and out["choice"]["engine"] == "trtllm"
+    assert any("trtllm not searched on mi300x" in w for w in out["warnings"])
+
+
+def test_28_f2_f3_hostile_yaml_keys_and_aliases_are_one_line(tmp_path):
+    """A list as a mapping key had been a TypeError (unhashable) from the duplicate-key check; a boolean field holding
+    nested YAML aliases (10 wide, 8 deep: 10^8 leaves from 641 bytes) had been repr'd whole into the message, out of
+    memory. Both are one line naming the file, exit 2."""
+    unhashable = tmp_path / "key.yaml"
+    unhashable.write_text("? [a, b]\n: 1\n")
+    r = CliRunner().invoke(app, ["estimate", "-m", str(unhashable)])
+    assert r.exit_code == 2 and "found unhashable key" in r.output and "Traceback" not in r.output
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for k in range(1, 9):
+        levels.append(f"&a{k} [" + ", ".join([f"*a{k - 1}"] * 10) + "]")
+    bomb = tmp_path / "bomb.yaml"  # a llama spec but for its switch
+    bomb.write_text("name: bomb\nfamily: llama\nnum_layers: 32\nhidden_size: 4096\nvocab_size: 128256\n"
+                    f"tie_word_embeddings: [{', '.join(levels)}]\n"
+                    "attention: {kind: gqa, num_heads: 32, num_kv_heads: 8, head_dim: 128}\n"
+                    "mlp: {kind: gated, intermediate_size: 14336}\n")
+    assert len(bomb.read_bytes()) < 4000
+    r = CliRunner().invoke(app, ["estimate", "-m", str(bomb)])
+    assert r.exit_code == 2 and "tie_word_embeddings: expected true or false" in r.output
+    assert len(r.output) < 2000
+
+
+def test_28_f4_to_f6_api_arguments_of_the_wrong_type_are_named():
+    """engine_version=0.11 (AttributeError), profile_file=1 (TypeError), serve's profile='x' (AttributeError) and
+    rewrite_attention's model and attn (AttributeErrors): each one KvcalcError naming the argument; a release given
+    as the number it prints as is read as that text, as vllm_version= is."""
+    import kvcalc
+    from kvcalc.errors import KvcalcError
+
+    for call, named in ((lambda: kvcalc.estimate("llama-3-8b", profile_file=1), "profile_file: expected a file path"),
+                        (lambda: kvcalc.serve("llama-3-8b", input_len=128, output_len=16, concurrency=2, profile="x"),
+                         "profile: expected an EngineProfile"),
+                        (lambda: kvcalc.rewrite_attention(None, "mha"), "model: expected a name"),
+                        (lambda: kvcalc.rewrite_attention("llama-3-8b", 8), "attn: expected a string"),
+                        (lambda: kvcalc.estimate("llama-3-8b", engine_version=[1]), "engine_version: expected a release")):
+        with pytest.raises(KvcalcError, match=named):
+            call()
+    assert kvcalc.rewrite_attention("llama-3-8b", "mqa").attention.num_kv_heads == 1  # a name, as every API takes
+    by_number = kvcalc.estimate("llama-3-8b", engine="vllm", engine_version=0.11)
+    by_text = kvcalc.estimate("llama-3-8b", engine="vllm", engine_version="0.11")
+    assert by_number.decode.ms == by_text.decode.ms
+
+
+def test_28_f7_compare_rows_dump_as_strict_json():
+    """Kimi-K2's own MLA holds no 8 sequences on one MI250X die: max_batch_at_context 0, and compare's ratio to it had
+    been NaN, which json.dumps(allow_nan=False) refuses; it is None with a note, as the CLI's JSON words it."""
+    import warnings
+
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = kvcalc.compare("kimi-k2", ["mha"], "mi250x-gcd", batch=8)
+    json.dumps(rows, allow_nan=False)
+    assert rows[0]["max_batch_at_context"] == 0 and rows[0]["max_batch_at_context_vs_own"] is None
+    assert "no ratio" in rows[0]["max_batch_at_context_vs_own_note"]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli import app
-from kvcalc.cli.options import CONCURRENCY_HELP, FormatOpt, Model
+from kvcalc.cli.options import CONCURRENCY_HELP, FormatOpt, MemoryUtilization, Model
 from kvcalc.cli.output import Format, print_rows, save_figure, write_csv, write_json
 from kvcalc.errors import KvcalcError
 from kvcalc.option_values import names as _names
@@ -47,6 +47,9 @@ def plan_cli(
     speculate: Annotated[bool, typer.Option(
         help="also consider speculative decoding with the checkpoint's own draft head (DeepSeek-V3's MTP)")] = True,
     max_gpus_per_replica: Annotated[int, typer.Option(help="largest replica to consider")] = 64,
+    memory_utilization: MemoryUtilization = 0.9,
+    step_tokens: Annotated[int, typer.Option(
+        help="tokens one step may schedule (the prefill chunk the search sizes memory and times steps with)")] = 8192,
     emit: Annotated[Optional[str], typer.Option(
         help="print the launch command of the choice: vllm, sglang, trtllm, or k8s (a manifest)")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="the frontier with the limits (.png, .svg or .pdf)")] = None,
@@ -72,7 +75,8 @@ def plan_cli(
                   max_ttft_ms=max_ttft_ms, max_tpot_ms=max_tpot_ms, percentile=percentile,
                   price_per_gpu_hour=parse_prices(price_per_gpu_hour),
                   engines=_names("--engines", engines) if engines is not None else None, convert=convert,
-                  disaggregated=disaggregate, max_gpus_per_replica=max_gpus_per_replica, speculate=speculate)
+                  disaggregated=disaggregate, max_gpus_per_replica=max_gpus_per_replica, speculate=speculate,
+                  memory_utilization=memory_utilization, step_tokens=step_tokens)
     if emit is not None:
         from kvcalc.engines.launch import emit as emit_text
         from kvcalc.specs.catalog import load_gpu, load_model

@@ -199,7 +199,8 @@ def plan(query: Mapping[str, str]) -> View:
                              price_per_gpu_hour=parse_prices(p["price_per_gpu_hour"]),
                              engines=names("--engines", p["engines"]) if p["engines"] else None,
                              convert=p["convert"], disaggregated=p["disaggregate"],
-                             max_gpus_per_replica=p["max_gpus_per_replica"], speculate=p["speculate"])
+                             max_gpus_per_replica=p["max_gpus_per_replica"], speculate=p["speculate"],
+                             memory_utilization=p["memory_utilization"], step_tokens=p["step_tokens"])
         rows = [{"rank": "choice" if i == 0 else str(i), **plan_row(r)}
                 for i, r in enumerate(([result["choice"]] if result["choice"] else []) + result["runners_up"])]
         from kvcalc.report.formats import plan_csv_rows
