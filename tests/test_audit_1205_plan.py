@@ -172,6 +172,7 @@ def test_a13_errors_name_the_flag_given_and_emit_is_checked_before_the_search(ar
     assert list(tmp_path.iterdir()) == []  # profiles transfer wrote nothing
 
 
+@pytest.mark.slow
 def test_a4_a_percentile_limit_met_only_at_a_lower_load_per_replica_is_found():
     """A4: `plan -m qwen3-32b -i 1000 -o 200 -n 64 --range-ratio 0.5 --percentile p99 --max-ttft-ms 500` said no
     configuration meets the limits: the simulator checked only each deployment's cheapest batch budget (one replica
@@ -246,6 +247,7 @@ def test_plan_api_takes_its_speculate_switch():
         kvcalc.plan("qwen3-32b", ["h100-sxm"], input_len=1000, output_len=200, concurrency=64, speculate="mtp=1")
 
 
+@pytest.mark.slow
 def test_c1_the_percentile_search_does_not_stop_at_the_display_count(monkeypatch):
     """Third review, C1: `plan -m qwen3-32b -i 2000 -o 300 -n 64 --max-ttft-ms 300 --percentile p99` chose 32 GPUs
     (TP 1 x 32, 2 requests each): the six TP 1 deployments, each bisected down to 2 requests a replica, filled the

@@ -117,6 +117,7 @@ def planning_argv(draw):
     return args
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=250)
 @given(planning_argv())
 def test_estimate_compare_and_capacity_survive_hostile_flags(args):
@@ -184,6 +185,7 @@ def _toml(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=250)
 @given(st.sampled_from(SPEC_CASES), st.sampled_from(HOSTILE_VALUES), st.sampled_from(["estimate", "compare", "capacity", "sweep"]))
 def test_every_spec_field_survives_hostile_values(tmp_path_factory, case, value, command):
@@ -210,6 +212,7 @@ DIGITS_5000 = "9" * 5000  # written as a JSON number: past Python's 4300-digit i
 CONFIG_VALUES = [*HOSTILE_VALUES, None, "false", {"a": 1}, 5, DIGITS_5000]
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=250)
 @given(st.sampled_from(CONFIG_CASES), st.sampled_from(CONFIG_VALUES))
 def test_every_config_field_survives_hostile_values(tmp_path_factory, case, value):

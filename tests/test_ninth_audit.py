@@ -153,6 +153,7 @@ def test_p4_an_infeasible_plan_without_limits_names_what_binds():
     assert "--gpu-budget" in doc["choice_note"] and "8" in doc["choice_note"]
 
 
+@pytest.mark.slow
 def test_p6_launch_commands_trust_the_code_a_checkpoint_ships(tmp_path):
     """P6: Kimi-K2's tokenizer and ChatGLM2's model are the repositories' own code; their launch commands lacked
     --trust-remote-code and the servers would not start. A config.json with auto_map sets it too; Llama needs none."""
@@ -215,6 +216,7 @@ def test_p1_plans_ladder_times_a_long_prompt_as_serve_does(engine, tp, in_flight
     assert many["ttft_s"][-1] * 1e3 == pytest.approx(s["ttft_ms"], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_p2_p3_each_engines_best_at_a_percentile_is_one_the_simulator_checked():
     """P2, P3: at p99 best_by_engine listed 1-GPU replicas the simulator never checked as meeting the limits, where the
     same JSON's simulated_misses showed them 2.5x over the TTFT limit, and --emit launched one. Each engine's best is
@@ -338,6 +340,7 @@ def test_h8_h9_ignore_lists_keep_whole_classes_or_are_refused(tmp_path, ignore, 
         assert estimate_json("-m", folder)["weights"]["bytes"] == expected
 
 
+@pytest.mark.slow
 def test_p5_a_replica_at_a_rate_is_simulated_with_its_pools_seats():
     """P5: at a request rate plan simulated each replica with max_num_seqs at the closed form's mean in flight (1-4
     seats), so Poisson bursts queued and Llama-3.1-8B on one H100 at 10 ShareGPT requests/s was called infeasible at

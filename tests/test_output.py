@@ -299,6 +299,7 @@ def test_estimate_has_an_explicit_keyword_signature():
     assert kvcalc.estimate("llama-3.1-8b", batch=8).inputs.batch == 8
 
 
+@pytest.mark.slow
 def test_mypy_passes_on_the_public_api_and_sees_its_signatures(tmp_path):
     """mypy as pyproject.toml's [tool.mypy] configures it (kvcalc/__init__.py and the modules checked so far), and a
     user's script: the API's types reach it (an Estimate, not Any), and a misspelt keyword is an error."""

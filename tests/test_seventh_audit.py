@@ -283,6 +283,7 @@ def test_a_percentile_without_a_latency_limit_is_refused(args):
     assert runner.invoke(app, [*args, "--percentile", "90", "--max-tpot-ms", "500", "-f", "json"]).exit_code == 0
 
 
+@pytest.mark.slow
 def test_plans_aggregated_rows_say_so_without_claiming_disaggregation_was_not_asked():
     """C5/V14: plan's aggregated rows said "not asked: ... (no --disaggregate)" (serve's note) though --disaggregate
     is plan's default and its disaggregated layouts were searched and ranked."""

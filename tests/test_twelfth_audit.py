@@ -504,6 +504,7 @@ def test_p11_a_tpot_limit_on_one_token_outputs_is_warned_of():
         assert out.exit_code == 0 and "--max-tpot-ms: no effect with --output-len 1" in out.stderr
 
 
+@pytest.mark.slow
 def test_p10_a_simulated_finalist_says_which_arrivals_it_ran():
     from tests.test_tenth_audit import _plan_json
 

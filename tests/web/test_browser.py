@@ -37,6 +37,9 @@ if _missing():
         raise RuntimeError(f"KVCALC_REQUIRE_BROWSER=1 but {_missing()}")
     pytest.skip(_missing(), allow_module_level=True)
 
+# one worker for the module under pytest-xdist (pyproject's --dist loadgroup): one browser for its pages
+pytestmark = pytest.mark.xdist_group("browser")
+
 
 @pytest.fixture(scope="module")
 def browser():
