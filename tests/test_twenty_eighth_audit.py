@@ -379,3 +379,36 @@ def test_28_f7_compare_rows_dump_as_strict_json():
     json.dumps(rows, allow_nan=False)
     assert rows[0]["max_batch_at_context"] == 0 and rows[0]["max_batch_at_context_vs_own"] is None
     assert "no ratio" in rows[0]["max_batch_at_context_vs_own_note"]
+
+
+def test_28_c6_a_trtllm_bench_report_is_read():
+    """trtllm-bench --report_json (tensorrt_llm/bench/dataclasses/reporting.py get_statistics_dict) had been refused as
+    a missing mean_tpot_ms. Its request_info holds the measured mean requests in flight and lengths, its
+    streaming_metrics (under --streaming) the mean TTFT and TPOT [ms]; decoding_stats marks a speculative run."""
+    import tempfile
+
+    from kvcalc.errors import KvcalcError
+    from kvcalc.validate.calibrate import read_benchmark
+
+    report = {"engine": {"model": "meta-llama/Llama-3.1-8B", "backend": "pytorch", "version": "1.0.0"},
+              "world_info": {"tp_size": 1, "pp_size": 1, "ep_size": 1, "world_size": 1},
+              "request_info": {"num_requests": 512, "avg_num_concurrent_requests": 63.7, "avg_input_length": 1024.0,
+                               "avg_output_length": 256.0},
+              "performance": {"avg_request_latency_ms": 5123.0, "request_throughput_req_s": 12.4},
+              "streaming_metrics": {"avg_ttft_ms": 180.5, "avg_tpot_ms": 19.4}}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "report.json"
+        path.write_text(json.dumps(report))
+        (run,) = read_benchmark(path)
+        assert (run["concurrency"], run["input_len"], run["output_len"], run["ttft_ms"], run["tpot_ms"]) == \
+            (63.7, 1024.0, 256.0, 180.5, 19.4)
+        assert run["backend"] == "tensorrt-llm" and run["model_id"] == "meta-llama/Llama-3.1-8B"
+        path.write_text(json.dumps({k: v for k, v in report.items() if k != "streaming_metrics"}))
+        with pytest.raises(KvcalcError, match="field streaming_metrics: missing .* --streaming"):
+            read_benchmark(path)
+        path.write_text(json.dumps({**report, "decoding_stats": {"mode": "mtp"}}))
+        with pytest.raises(KvcalcError, match="field decoding_stats: the run decoded speculatively"):
+            read_benchmark(path)
+        path.write_text(json.dumps({**report, "streaming_metrics": {"avg_ttft_ms": 180.5, "avg_tpot_ms": "fast"}}))
+        with pytest.raises(KvcalcError, match="field streaming_metrics.avg_tpot_ms: expected a positive number"):
+            read_benchmark(path)

@@ -280,7 +280,8 @@ def calibrate_cli(
     name: Annotated[Optional[str], typer.Option(help="name of the new spec")] = None,
     from_benchmark: Annotated[Optional[Path], typer.Option(
         help="instead: fit a deployment profile (engine overhead and a kernel-time scale on the engine's profile) to "
-             "your own serving benchmark: vllm bench serve --save-result JSON, sglang bench_serving JSONL, or a CSV "
+             "your own serving benchmark: vllm bench serve --save-result JSON, sglang bench_serving JSONL, "
+             "genai-perf or AIPerf JSON exports, trtllm-bench --streaming --report_json, or a CSV "
              "of batch,input_len,output_len,tpot_ms[,ttft_ms]; use it with estimate --profile or serve "
              "--profile")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="with --from-benchmark: the model served")] = None,

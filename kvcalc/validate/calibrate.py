@@ -137,7 +137,8 @@ def read_benchmark(path: Path) -> list[dict]:
     output_len (means per request), tpot_ms, ttft_ms (means; None where not reported) and source.
 
     Formats: `vllm bench serve --save-result` JSON (one object; or JSON lines, as --append-result and SGLang's
-    bench_serving --output-file write them: the same keys); genai-perf's and AIPerf's JSON export (TPOT is their
+    bench_serving --output-file write them: the same keys); trtllm-bench's --report_json (_trtllm_bench_run);
+    genai-perf's and AIPerf's JSON export (TPOT is their
     inter_token_latency, which excludes the first token as vLLM's TPOT does); a CSV with the columns batch, input_len, output_len,
     tpot_ms and optionally ttft_ms, each row a static batch (batch requests that start and decode together: its TPOT
     is the decode step; a serving benchmark's also carries the other requests' prompts, _kernel_times). A closed-loop run names max_concurrency; an open-loop one (a request rate)
@@ -293,6 +294,35 @@ def _genai_perf_run(path: Path, line: int, obj: dict) -> dict:
     return run
 
 
+def _trtllm_bench_run(path: Path, line: int, obj: dict) -> dict:
+    """trtllm-bench's --report_json (tensorrt_llm/bench/dataclasses/reporting.py get_statistics_dict): request_info's
+    avg_num_concurrent_requests, avg_input_length and avg_output_length; streaming_metrics' avg_ttft_ms and
+    avg_tpot_ms, written under --streaming only; decoding_stats for a speculative run, refused as the other tools'
+    acceptance lengths are (the twenty-eighth audit, calibrate 6: such a report had been refused as a missing
+    mean_tpot_ms)."""
+    if obj.get("decoding_stats") is not None:
+        raise KvcalcError(f"{path}: line {line}: field decoding_stats: the run decoded speculatively, which calibrate "
+                          "does not fit; pass a run without speculative decoding")
+    info = _object(path, line, obj, "request_info")
+    streaming = _object(path, line, obj, "streaming_metrics")
+    if not streaming:
+        raise KvcalcError(f"{path}: line {line}: field streaming_metrics: missing (trtllm-bench writes TTFT and TPOT "
+                          "with --streaming only); rerun it with --streaming")
+    fields = {f"request_info.{k}": info.get(k) for k in ("avg_num_concurrent_requests", "avg_input_length",
+                                                         "avg_output_length")}
+    fields.update({f"streaming_metrics.{k}": streaming.get(k) for k in ("avg_tpot_ms", "avg_ttft_ms")})
+    value = {k: _number(path, line, fields, k, positive=True) for k in fields}
+    engine = _object(path, line, obj, "engine")
+    return {"line": line, "input_len": value["request_info.avg_input_length"],
+            "output_len": value["request_info.avg_output_length"],
+            "tpot_ms": _time_ms(path, line, "streaming_metrics.avg_tpot_ms", value["streaming_metrics.avg_tpot_ms"]),
+            "ttft_ms": _time_ms(path, line, "streaming_metrics.avg_ttft_ms", value["streaming_metrics.avg_ttft_ms"],
+                                MAX_REQUEST_MS),
+            "concurrency": value["request_info.avg_num_concurrent_requests"],  # measured, as Little's law's
+            "source": f"{path.name} line {line}", "backend": "tensorrt-llm",
+            **({"model_id": engine["model"]} if isinstance(engine.get("model"), str) else {})}
+
+
 def _object(path: Path, line: int, obj: dict, field: str, prefix: str = "") -> dict:
     """An optional nested JSON object ({} where absent): a list or a number there is one line naming the field."""
     value = obj.get(field)
@@ -308,9 +338,12 @@ def _bench_run(path: Path, line: int, obj) -> dict:
         raise KvcalcError(f"{path}: line {line}: expected a JSON object of one benchmark run")
     if isinstance(obj.get("inter_token_latency"), dict):
         return _genai_perf_run(path, line, obj)
+    if isinstance(obj.get("request_info"), dict) and "mean_tpot_ms" not in obj:
+        return _trtllm_bench_run(path, line, obj)
     if "mean_tpot_ms" not in obj:
         raise KvcalcError(f"{path}: line {line}: field mean_tpot_ms: missing (expected a vllm bench serve "
-                          "--save-result, sglang bench_serving, genai-perf or AIPerf JSON result)")
+                          "--save-result, sglang bench_serving, genai-perf, AIPerf or trtllm-bench --report_json "
+                          "JSON result)")
     for field in SPECULATION_FIELDS:  # the twenty-eighth audit, calibrate 4: fitted as faster kernels
         value = obj.get(field)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1:
