@@ -412,3 +412,30 @@ def test_28_c6_a_trtllm_bench_report_is_read():
         path.write_text(json.dumps({**report, "streaming_metrics": {"avg_ttft_ms": 180.5, "avg_tpot_ms": "fast"}}))
         with pytest.raises(KvcalcError, match="field streaming_metrics.avg_tpot_ms: expected a positive number"):
             read_benchmark(path)
+
+
+def test_28_c7_genai_perf_nested_concurrency_and_time_units_are_read(tmp_path):
+    """Newer genai-perf writes the concurrency as input_config.perf_analyzer.stimulus.concurrency (its own tests'
+    export), which had been missed for Little's law; AIPerf's schema makes a metric's unit the authority, and a
+    request_latency in seconds had been read as milliseconds (1000x fewer requests in flight)."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.validate.calibrate import read_benchmark
+
+    base = {"time_to_first_token": {"unit": "ms", "avg": 45.2}, "inter_token_latency": {"unit": "ms", "avg": 9.5},
+            "input_sequence_length": {"unit": "tokens", "avg": 512.0},
+            "output_sequence_length": {"unit": "tokens", "avg": 128.0},
+            "request_throughput": {"unit": "requests/sec", "avg": 20.0},
+            "request_latency": {"unit": "s", "avg": 1.25}}
+    nested = tmp_path / "nested.json"
+    nested.write_text(json.dumps({**base, "input_config": {"perf_analyzer": {"stimulus": {"concurrency": 32}}}}))
+    assert read_benchmark(nested)[0]["concurrency"] == 32
+    little = tmp_path / "little.json"
+    little.write_text(json.dumps({**base, "input_config": {}}))
+    assert read_benchmark(little)[0]["concurrency"] == pytest.approx(20.0 * 1.25)  # requests/s x s in flight
+    seconds = tmp_path / "seconds.json"
+    seconds.write_text(json.dumps({**base, "inter_token_latency": {"unit": "s", "avg": 0.0095}, "input_config": {}}))
+    assert read_benchmark(seconds)[0]["tpot_ms"] == pytest.approx(9.5)
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({**base, "inter_token_latency": {"unit": "fortnights", "avg": 1}, "input_config": {}}))
+    with pytest.raises(KvcalcError, match="field inter_token_latency.unit: expected one of ms, s"):
+        read_benchmark(odd)

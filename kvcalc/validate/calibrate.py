@@ -268,6 +268,21 @@ def _stat(path: Path, line: int, obj: dict, field: str, required: bool = True, p
     return _number(path, line, {f"{field}.avg": value["avg"]}, f"{field}.avg", positive=positive)
 
 
+# a genai-perf / AIPerf time metric's unit, which AIPerf's export schema makes the authority, in ms
+TIME_UNITS_MS = {"ms": 1.0, "s": 1e3, "sec": 1e3, "us": 1e-3, "ns": 1e-6}
+
+
+def _stat_ms(path: Path, line: int, obj: dict, field: str, required: bool = True, positive: bool = False):
+    """_stat of a time metric, in ms by its unit (absent: ms, as genai-perf writes them; the twenty-eighth audit,
+    calibrate 7: a request_latency in seconds had been read as ms)."""
+    value = _stat(path, line, obj, field, required, positive)
+    unit = obj[field].get("unit", "ms") if isinstance(obj.get(field), dict) else "ms"
+    if unit not in TIME_UNITS_MS:
+        raise KvcalcError(f"{path}: line {line}: field {field}.unit: expected one of {', '.join(TIME_UNITS_MS)}, got "
+                          f"{unit!r:.40}")
+    return None if value is None else value * TIME_UNITS_MS[unit]
+
+
 def _genai_perf_run(path: Path, line: int, obj: dict) -> dict:
     """genai-perf's profile_export_genai_perf.json or AIPerf's profile_export_aiperf.json: per-metric objects
     (time_to_first_token, inter_token_latency, input/output_sequence_length, request_throughput and
@@ -275,21 +290,27 @@ def _genai_perf_run(path: Path, line: int, obj: dict) -> dict:
     loadgen.concurrency), else Little's law."""
     config = _object(path, line, obj, "input_config")
     loadgen = _object(path, line, config, "loadgen", "input_config.")
-    field = "input_config.concurrency" if config.get("concurrency") is not None else "input_config.loadgen.concurrency"
-    concurrency = config.get("concurrency") if config.get("concurrency") is not None else loadgen.get("concurrency")
+    # newer genai-perf nests it as input_config.perf_analyzer.stimulus.concurrency (its own tests' export)
+    stimulus = _object(path, line, _object(path, line, config, "perf_analyzer", "input_config."), "stimulus",
+                       "input_config.perf_analyzer.")
+    field, concurrency = next(((f, v) for f, v in (("input_config.concurrency", config.get("concurrency")),
+                                                   ("input_config.loadgen.concurrency", loadgen.get("concurrency")),
+                                                   ("input_config.perf_analyzer.stimulus.concurrency",
+                                                    stimulus.get("concurrency"))) if v is not None),
+                              ("input_config.concurrency", None))
     run = {"line": line, "input_len": _stat(path, line, obj, "input_sequence_length", positive=True),
            "output_len": _stat(path, line, obj, "output_sequence_length", positive=True),
            "tpot_ms": _time_ms(path, line, "inter_token_latency.avg",
-                               _stat(path, line, obj, "inter_token_latency", positive=True)),
+                               _stat_ms(path, line, obj, "inter_token_latency", positive=True)),
            "ttft_ms": _time_ms(path, line, "time_to_first_token.avg",
-                               _stat(path, line, obj, "time_to_first_token", False) or None, MAX_REQUEST_MS),
+                               _stat_ms(path, line, obj, "time_to_first_token", False) or None, MAX_REQUEST_MS),
            "source": f"{path.name} line {line}"}
     if concurrency is not None:
         run["concurrency"] = _count(path, line, field, _number(path, line, {field: concurrency}, field),
                                     "requests in flight")
     else:
         latency_ms = _time_ms(path, line, "request_latency.avg",
-                              _stat(path, line, obj, "request_latency", positive=True), MAX_REQUEST_MS)
+                              _stat_ms(path, line, obj, "request_latency", positive=True), MAX_REQUEST_MS)
         run["concurrency"] = _stat(path, line, obj, "request_throughput", positive=True) * latency_ms / 1000
     return run
 
