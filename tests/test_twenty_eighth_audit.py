@@ -439,3 +439,29 @@ def test_28_c7_genai_perf_nested_concurrency_and_time_units_are_read(tmp_path):
     odd.write_text(json.dumps({**base, "inter_token_latency": {"unit": "fortnights", "avg": 1}, "input_config": {}}))
     with pytest.raises(KvcalcError, match="field inter_token_latency.unit: expected one of ms, s"):
         read_benchmark(odd)
+
+
+def test_28_f8_small_wordings():
+    """simulate takes 'p99' as serve and plan spell a percentile; a scheduler it has no policy for is named as
+    scheduler=, not as an engine; the web API answers an empty format= with its default, JSON."""
+    import warnings
+
+    import kvcalc
+    from kvcalc.errors import KvcalcError
+
+    ask = dict(input_len=100, output_len=10, concurrency=4, num_prompts=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert kvcalc.simulate("llama-3-8b", percentile="p90", **ask)["ttft_ms"] == \
+            kvcalc.simulate("llama-3-8b", percentile=90, **ask)["ttft_ms"]
+        with pytest.raises(KvcalcError, match="^scheduler: expected one of vllm, sglang, trtllm, vllm-v0"):
+            kvcalc.simulate("llama-3-8b", scheduler="x", **ask)
+    pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (the dev extra)")
+    from fastapi.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    client = TestClient(create_app())
+    empty = client.get("/api/estimate?model=llama-3-8b&format=")
+    assert empty.status_code == 200 and empty.json() == client.get("/api/estimate?model=llama-3-8b").json()
+    assert client.get("/api/estimate?model=llama-3-8b&format=table").status_code == 422

@@ -1262,7 +1262,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         check_vllm_runner,
         check_vllm_version,
     )
-    from kvcalc.engines.scheduler import VLLM_FULL_SEQUENCE_ADMISSION, VLLM_SCHEDULED, scheduler_policy
+    from kvcalc.engines.scheduler import POLICIES, VLLM_FULL_SEQUENCE_ADMISSION, VLLM_SCHEDULED, scheduler_policy
     from kvcalc.estimator import time_model_text
     from kvcalc.serving.closed_form import deployment
 
@@ -1276,6 +1276,12 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         raise KvcalcError(f"length_client: expected vllm or sglang, got {length_client!r:.40}")
     check_number("--range-ratio", range_ratio, 0, 1 if length_client == "sglang" else 0.999)  # vLLM: 0 <= r < 1
     check_number("--prefix-hit-rate", prefix_hit_rate, 0, 1)
+    if isinstance(percentile, str):  # 'p99' as serve's --percentile and plan spell it (the twenty-eighth audit, F8)
+        from kvcalc.option_values import percentile_number
+
+        if (number := percentile_number(percentile)) is None:
+            raise KvcalcError(f"--percentile: expected a number such as 99 or p99, got {percentile!r:.40}")
+        percentile = number
     check_number("--percentile", percentile, 0, 100, lo_open=True)
     # the limits and the price as serve's closed form checks them (the sixth audit: nan, 0 and -1 had run, and made
     # a goodput of 0; a price of -1 had been dropped without a word)
@@ -1408,6 +1414,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
 
         longest = (model if hasattr(model, "max_position_embeddings") else _load_model(model)).max_position_embeddings
         step_tokens = max(longest or 0, int(work.input_len.max()) + 1, 2048)
+    if scheduler is not None and scheduler not in POLICIES:  # named as the argument given (the twenty-eighth
+        # audit, F8: it had been "engine x: no scheduler policy")
+        raise KvcalcError(f"scheduler: expected one of {', '.join(POLICIES)} or None, got {scheduler!r:.40}")
     policy = scheduler_policy(scheduler or engine, budget=step_tokens, max_seqs=max_num_seqs)
     if policy.name == "vllm-v1" and (engine not in VLLM_SCHEDULED or (
             isinstance(version, tuple) and version >= VLLM_FULL_SEQUENCE_ADMISSION)):

@@ -98,8 +98,10 @@ def create_app() -> FastAPI:
                     raise InputError("--explain: with --format table (the derivations are printed, not a JSON or "
                                      "CSV field)", "--explain")
                 fmt = view.params.get("format")  # typer >= 0.29 gives the Format member, older typer its value
-                if "format" in request.query_params and getattr(fmt, "value", fmt) not in ("json", "csv"):  # the
-                    # fourteenth audit, P2: a table asked for had been answered with JSON and a 200
+                if request.query_params.get("format", "").strip() and getattr(fmt, "value", fmt) not in ("json",
+                                                                                                "csv"):
+                    # the fourteenth audit, P2: a table asked for had been answered with JSON and a 200; an empty
+                    # format= is the API's default, json, as no format is (the twenty-eighth audit, F8)
                     raise InputError(f"--format: the API answers json or csv, got {getattr(fmt, 'value', fmt)!r} (the "
                                      "table is the page's)", "--format")
             except InputError as e:
