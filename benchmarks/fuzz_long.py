@@ -30,7 +30,8 @@ TESTS = "tests/test_fuzz_long.py"
 
 
 def collect(select: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", TESTS, "--collect-only", "-q", "-p", "no:cacheprovider"]
+    # -n 0: one process, whatever pyproject's addopts ask of pytest-xdist (a round is one test)
+    cmd = [sys.executable, "-m", "pytest", TESTS, "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider"]
     if select:
         cmd += ["-k", select]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False).stdout
@@ -42,7 +43,7 @@ def run_round(node: str, seed: int, examples: int, seconds: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", node, "--hypothesis-profile=long", f"--hypothesis-seed={seed}", "-q",
-               "-p", "no:cacheprovider", f"--junitxml={xml}", f"--basetemp={tmp}/t"]
+               "-n", "0", "-p", "no:cacheprovider", f"--junitxml={xml}", f"--basetemp={tmp}/t"]
         calls = Path(tmp) / "calls"  # tests/test_fuzz_long.py writes a byte per kvcalc call into it
         env = {**os.environ, "KVCALC_FUZZ_EXAMPLES": str(examples), "KVCALC_FUZZ_CALLS": str(calls)}
 
