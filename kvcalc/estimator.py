@@ -402,6 +402,8 @@ def engine_label(profile: EngineProfile | None, spec: ModelSpec | None = None) -
 # Formats to suggest when the weights overflow, largest first: fp8 (Hopper and later natively, older GPUs as
 # weight-only Marlin kernels in vLLM) and 4-bit AWQ/GPTQ with group 128, which every engine kvcalc models runs.
 SMALLER_WEIGHT_FORMATS = ("fp8", "int4-g128")
+# the engines whose format rules the overflow hint follows; any other time model (the roofline, gpt-fast) gets vLLM's
+SERVING_FORMAT_RULES = ("vllm", "sglang", "trtllm")
 MOST_TP = 64  # the largest tensor-parallel degree the overflow hint tries ("up to 64" in its message)
 
 
@@ -433,7 +435,8 @@ def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp
             fixes.append(f"--tp {fewest} holds them at {weight_dtype}" + (f" ({fewest * pp} GPUs)" if pp > 1 else ""))
     smaller = next((f for f in SMALLER_WEIGHT_FORMATS if bytes_per_element(f) < bytes_per_element(weight_dtype)
                     and per_gpu(f, tp) <= usable_bytes
-                    and (hw is None or engine_format_refusal(engine or "vllm", hw, f) is None)), None)
+                    and (hw is None or engine_format_refusal(engine if engine in SERVING_FORMAT_RULES else "vllm",
+                                                             hw, f) is None)), None)
     if smaller is not None:
         fixes.append(f"--weight-dtype {smaller} holds them on {gpus} GPU{'s' if gpus > 1 else ''}")
     hint = "; ".join(fixes) if fixes else "no tensor-parallel degree up to 64 or smaller format holds them"

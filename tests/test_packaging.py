@@ -1,6 +1,7 @@
 """The source distribution carries what its tests read (issue 22: an sdist without validation/'s CSVs gave 11
-failures and 6 errors when its tests ran from the unpacked folder). .ci/run also runs the suite from the unpacked
-sdist; this test names the missing file in a second."""
+failures and 6 errors when its tests ran from the unpacked folder). .ci/run also checks that the unpacked sdist holds
+every tracked file and runs the tests that read the data folders from it; this test names the missing file in a
+second."""
 
 from __future__ import annotations
 

@@ -465,3 +465,39 @@ def test_28_f8_small_wordings():
     empty = client.get("/api/estimate?model=llama-3-8b&format=")
     assert empty.status_code == 200 and empty.json() == client.get("/api/estimate?model=llama-3-8b").json()
     assert client.get("/api/estimate?model=llama-3-8b&format=table").status_code == 422
+
+
+# --- the review of this round's fixes -----------------------------------------------------------------------------
+
+def test_28_review_1_a_median_plan_keeps_a_confirmed_choice():
+    """With a 230 ms TTFT limit at 2 requests/s, the cheap deployments miss in the simulator; a budget of two checks a
+    finalist had run out and said 'no configuration meets the limits' beside two engines' confirmed bests."""
+    import warnings
+
+    from kvcalc.planning.plan import plan
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = plan("llama-3-70b", ["h100-sxm"], input_len=4000, output_len=200, request_rate=2, max_ttft_ms=230,
+                      runners_up=1)
+    choice = result["choice"]
+    assert choice is not None and choice["simulated"]["met"] and choice["simulated"]["ttft_ms"] <= 230
+
+
+@pytest.mark.parametrize("engine", ["roofline", "vllm"])
+def test_28_review_5_capacity_offers_what_vllm_loads_for_the_roofline(engine):
+    """capacity -e roofline on a T4 had offered fp8, which vLLM loads from compute capability 8.0 only: the roofline
+    follows vLLM's format rules, as estimate's hint does."""
+    result = CliRunner().invoke(app, ["capacity", "-m", "llama-3.1-8b", "-g", "t4", "-c", "4096", "-e", engine,
+                                      "--tp", "1", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    binding = json.loads(result.stdout)["binding"]
+    assert "--weight-dtype int4-g128 holds them" in binding and "fp8" not in binding
+
+
+def test_28_review_6_a_known_familys_reader_is_not_refused_for_steps_fields(tmp_path):
+    """The Step-field refusal is for families kvcalc does not know: GLM-4.5's reader, which passes through the same
+    field reading, had refused a config naming num_attention_groups as a family 'kvcalc does not know'."""
+    plain = _params(tmp_path, {**GLM45_AIR_TEXT, "model_type": "glm4_moe"}, "air.json")
+    named = _params(tmp_path, {**GLM45_AIR_TEXT, "model_type": "glm4_moe", "num_attention_groups": 8}, "named.json")
+    assert named == plain

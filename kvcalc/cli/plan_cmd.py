@@ -160,8 +160,11 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
             print_note(f"  {example['deployment']}: {example['reason']}")
 
     if any(r.get("sim TTFT ms") is not None for r in rows):
+        median_ttft = result["limits"]["percentile"] == "p50"  # plan's Poisson check of a TTFT limit at the median
         print_note(f"TTFT and TPOT ms: the steady state at the replica's budget; sim: the simulator's "
-                   f"{result['limits']['percentile']} under the load asked for, which the limits are judged at")
+                   f"{result['limits']['percentile']} under the load asked for, which "
+                   + ("the TTFT limit is judged at (the TPOT limit: the steady state's, as serve's)" if median_ttft
+                      else "the limits are judged at"))
     print_note("w/KV: weight/KV formats, * a format the checkpoint does not ship; layout: TP, xPP pipeline stages, "
                "+mtp speculative decoding with the checkpoint's own draft head, "
                "EP expert-parallel GPUs over TP attention groups, P:D prefill:decode GPUs")

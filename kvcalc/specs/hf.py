@@ -808,7 +808,7 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         return _deepseek(c, model_type)
     layers, d, heads, _ = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     _check_layer_kinds(c, layers)
-    if unread := next((k for k in UNREAD_LAYOUT_FIELDS if c.has(k)), None):
+    if not known and (unread := next((k for k in UNREAD_LAYOUT_FIELDS if c.has(k)), None)):
         raise KvcalcError(f"{c.source}: {unread}: {UNREAD_LAYOUT_FIELDS[unread]}, which kvcalc does not read outside "
                           "the families it knows; it would be read wrong from the common fields")
     if not known:

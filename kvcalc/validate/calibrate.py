@@ -409,14 +409,15 @@ def _bench_run(path: Path, line: int, obj) -> dict:
         run["concurrency"] = min(cap, completed, littles_law() if paced else math.inf)
     else:  # open loop: Little's law
         run["concurrency"] = littles_law()
-        unpaced = rate in (None, "inf") or (isinstance(rate, float) and math.isinf(rate))
-        if unpaced or obj.get("ramp_up_strategy"):
-            # every request sent at once (vllm bench serve's default --request-rate inf, sglang.bench_serving's too)
-            # or at a rate that ramps (--ramp-up-strategy): its mean TTFT is mostly queueing behind the others'
-            # prompts, which serve's steady closed form does not time; its TPOT is still fitted (the twenty-eighth
-            # audit, calibrate 1: three such runs had fitted 1,176 ms a request)
-            run["unsteady"] = "a ramped request rate" if obj.get("ramp_up_strategy") else \
-                "every request sent at once (request_rate inf, no max_concurrency)"
+        if rate in (None, "inf") or (isinstance(rate, float) and math.isinf(rate)):
+            # every request sent at once (vllm bench serve's default --request-rate inf, sglang.bench_serving's too):
+            # its mean TTFT is mostly queueing behind the others' prompts, which serve's steady closed form does not
+            # time; its TPOT is still fitted (the twenty-eighth audit, calibrate 1: three such runs had fitted
+            # 1,176 ms a request)
+            run["unsteady"] = ("every request sent at once (request_rate "
+                               + ("inf" if rate is not None else "not given") + ", no max_concurrency)")
+    if obj.get("ramp_up_strategy"):  # a rate that ramps (--ramp-up-strategy), capped or not: not one steady load
+        run["unsteady"] = "a ramped request rate"
     return run
 
 
@@ -488,7 +489,8 @@ REQUEST_GRID_MS = np.concatenate([[0.0], np.geomspace(0.1, 10_000, 200)])
 
 def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dtype: str, tp: int,
                   engine_version: str | None = None) -> None:
-    """Each run's kernel-only decode step at its concurrency and mean context and its prefill of one prompt [ms], and
+    """Each run's kernel-only decode step at its concurrency and mean context and its prefill of one prompt [ms] (of
+    the whole batch's prompts for a static-batch CSV row, as estimate times it), and
     its TPOT and TTFT as serve's closed form times the run's closed loop, kernels alone (tpot_kernel_ms,
     ttft_kernel_ms) and the steps each takes (tpot_steps, ttft_steps: what a step overhead adds, in steps): a
     benchmark's TPOT also carries the other requests' prompts, prefilled during this one's decode steps (the
@@ -669,19 +671,22 @@ def _fitted_overhead(fit: dict, band, tp: int, synced: int, what: str):
 
 
 def _held_out_errors(runs: list[dict], own_request_ms: float) -> list[float]:
-    """Each run's |error| under a fit on the other runs: runs of one concurrency and lengths form a group, left out
-    together (a copied run is not held out from itself); past HELD_OUT_FOLDS groups, group k goes to fold
+    """Each run's |error| under a fit on the other runs: runs of one setting (requests in flight and lengths, to the
+    whole request and token) form a group, left out together (a repeated run is not held out from itself); past HELD_OUT_FOLDS groups, group k goes to fold
     k % HELD_OUT_FOLDS, so a file of thousands of runs takes that many fits, not one a run (the twenty-eighth audit,
     calibrate 5: 400 runs took 84 s, and 3 copies of one run scored 0.11 % held out). Empty under 3 groups."""
-    keys = list(dict.fromkeys((r["concurrency"], r["input_len"], r["output_len"]) for r in runs))
+    def setting(r: dict) -> tuple:  # whole requests in flight and tokens: a repeat of a setting is a copy too
+        return round(r["concurrency"]), round(r["input_len"]), round(r["output_len"])
+
+    keys = list(dict.fromkeys(setting(r) for r in runs))
     if len(keys) < 3:
         return []
     folds = min(len(keys), HELD_OUT_FOLDS)
     fold_of = {key: k % folds for k, key in enumerate(keys)}
     errors = []
     for fold in range(folds):
-        out = [r for r in runs if fold_of[(r["concurrency"], r["input_len"], r["output_len"])] == fold]
-        kept = [r for r in runs if fold_of[(r["concurrency"], r["input_len"], r["output_len"])] != fold]
+        out = [r for r in runs if fold_of[setting(r)] == fold]
+        kept = [r for r in runs if fold_of[setting(r)] != fold]
         errors += _errors(out, fit_benchmark(kept, own_request_ms))
     return errors
 

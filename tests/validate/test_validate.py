@@ -18,7 +18,8 @@ from kvcalc.specs.catalog import load_gpu  # noqa: E402
 from kvcalc.validate.run import COLUMNS  # noqa: E402
 
 # one worker for the module under pytest-xdist (pyproject's --dist loadgroup): the calibration and the timings judged
-# against it run on the same core, one after the other
+# against it run in one process, one after the other, under the same load from the other workers (the bound is a
+# factor of 8 for that reason)
 pytestmark = pytest.mark.xdist_group("cpu-timed")
 runner = CliRunner()
 SMALL_MODEL = str(Path(__file__).parents[1] / "fixtures" / "hf" / "Qwen3-0.6B")  # d 1024: quick on two cores
