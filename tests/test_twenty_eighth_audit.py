@@ -501,3 +501,35 @@ def test_28_review_6_a_known_familys_reader_is_not_refused_for_steps_fields(tmp_
     plain = _params(tmp_path, {**GLM45_AIR_TEXT, "model_type": "glm4_moe"}, "air.json")
     named = _params(tmp_path, {**GLM45_AIR_TEXT, "model_type": "glm4_moe", "num_attention_groups": 8}, "named.json")
     assert named == plain
+
+
+# --- a request rate under a concurrency cap (vllm bench serve --request-rate R --max-concurrency C) -----------------
+
+def test_28_s3_a_rate_under_a_concurrency_cap_is_simulated_as_vllm_bench_serve_sends_it():
+    """vllm bench serve keeps the rate's schedule and gates each request on asyncio.Semaphore(C), its TTFT timed from
+    when it holds a slot: with C at or above the most ever in flight the run is the uncapped one, request for request;
+    at rate inf it is the closed loop of C; in between, the cap holds the requests in flight to C and the throughput
+    below the rate. The simulator had refused -n with --request-rate."""
+    import warnings
+
+    from kvcalc.serving.simulate import simulate
+
+    ask = dict(input_len=1000, output_len=200, num_prompts=400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        free = simulate("llama-3-8b", "h100-sxm", arrivals="poisson", request_rate=2.0, **ask)
+        roomy = simulate("llama-3-8b", "h100-sxm", arrivals="poisson", request_rate=2.0,
+                         concurrency=free["max_running"], **ask)
+        tight = simulate("llama-3-8b", "h100-sxm", arrivals="poisson", request_rate=2.0, concurrency=2, **ask)
+        burst = simulate("llama-3-8b", "h100-sxm", arrivals="poisson", request_rate=float("inf"), concurrency=8, **ask)
+        closed = simulate("llama-3-8b", "h100-sxm", arrivals="closed", concurrency=8, **ask)
+    assert (roomy["ttft_ms"], roomy["tpot_ms"], roomy["duration_s"]) == \
+        (free["ttft_ms"], free["tpot_ms"], free["duration_s"])
+    assert (burst["ttft_ms"], burst["tpot_ms"], burst["duration_s"]) == \
+        (closed["ttft_ms"], closed["tpot_ms"], closed["duration_s"])
+    assert tight["max_running"] == 2 and tight["requests_per_s"] < 0.9 * 2.0
+    assert "at most 2 in flight" in tight["arrivals"]
+    result = CliRunner().invoke(app, ["serve", "-m", "llama-3-8b", "-i", "1000", "--output-len", "200", "--simulate",
+                                      "--request-rate", "2", "-n", "2", "--num-prompts", "200", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert "at most 2 in flight" in json.loads(result.stdout)["arrivals"]

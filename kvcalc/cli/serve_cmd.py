@@ -54,7 +54,8 @@ def serve_cli(
     gpu: Gpu = DEFAULT_GPU,
     concurrency: Annotated[Optional[str], typer.Option(
         "--concurrency", "-n", help="requests in flight: a number, a comma-separated list (the frontier), or max "
-        "(as many as the KV pool holds); with --simulate --arrivals burst, the burst size")] = None,
+        "(as many as the KV pool holds); with --simulate --arrivals burst, the burst size; with --simulate and "
+        "--request-rate, the most in flight (vllm bench serve's --max-concurrency)")] = None,
     context_flag: Annotated[Optional[str], typer.Option("-c", hidden=True, help="not serve's: -c is --context on "
                                                           "every command; concurrency is -n")] = None,
     request_rate: Annotated[Optional[float], typer.Option(
@@ -278,13 +279,11 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
                   burstiness=1.0) -> None:
     from kvcalc.serving.simulate import simulate
 
-    if arrivals == "staggered":  # the closed form's default: a closed loop with -n, Poisson with --request-rate
-        if concurrency is not None and request_rate is not None:  # the fifth audit: -n had been dropped silently
-            raise KvcalcError("-n/--concurrency and --request-rate: give one with --simulate (a closed loop at -n, "
-                              "or Poisson arrivals at --request-rate)")
+    if arrivals == "staggered":  # the closed form's default: a closed loop with -n, Poisson with --request-rate, and
+        # both: Poisson arrivals at most -n in flight, as vllm bench serve --request-rate R --max-concurrency C
         if concurrency is None and request_rate is None:  # (the verification pass: the message named poisson)
             raise KvcalcError("--simulate: give -n/--concurrency (a closed loop) or --request-rate (Poisson arrivals)")
-        arrivals = "closed" if concurrency is not None else "poisson"
+        arrivals = "poisson" if request_rate is not None else "closed"
     elif arrivals == "waves":  # fixed-length requests from t = 0 in a closed loop run in waves by themselves
         if request_rate is not None or concurrency is None:  # the fifth audit: the message named --arrivals closed
             raise KvcalcError("--arrivals waves: give -n/--concurrency (requests from t = 0), not --request-rate")

@@ -202,6 +202,9 @@ class Workload:
     # where the benchmark's clock starts [s]: vllm bench serve starts it before the first request's gap (0); None: at
     # the first arrival, as SGLang's bench_serving sends its first request at once
     start_s: float | None = None
+    # a request rate under a concurrency cap (vllm bench serve --request-rate R --max-concurrency C): each request's
+    # time on the rate's schedule; it goes out then, or when one of the C in flight completes, whichever is later
+    schedule: np.ndarray | None = None
 
 
 def length_range(mean: int, range_ratio: float) -> tuple[int, int]:
@@ -318,6 +321,18 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
         arrive = np.full(num_prompts, np.nan)
         arrive[:min(c, num_prompts)] = 0.0
         return Workload(arrive, ins, outs, concurrency=c, description=f"closed loop, {c} in flight")
+    if arrivals == "poisson" and concurrency is not None:
+        # --request-rate R --max-concurrency C: vllm bench serve's get_request keeps the rate's schedule and each
+        # request then waits on asyncio.Semaphore(C) (vllm/benchmarks/serve.py benchmark: limited_request_func), its
+        # TTFT timed from when it holds a slot (the twenty-second audit's S3, left until the twenty-eighth)
+        c = int(concurrency)
+        rated = make_workload("poisson", num_prompts, input_len, output_len, request_rate=request_rate,
+                              range_ratio=range_ratio, seed=seed, client=client, dataset=dataset, rescaled=rescaled,
+                              burstiness=burstiness)
+        arrive = np.full(num_prompts, np.nan)
+        arrive[:min(c, num_prompts)] = rated.arrival_s[:c]
+        return Workload(arrive, rated.input_len, rated.output_len, concurrency=c, start_s=rated.start_s,
+                        schedule=rated.arrival_s, description=f"{rated.description}, at most {c} in flight")
     if arrivals == "poisson":
         if math.isinf(request_rate):
             return Workload(np.zeros(num_prompts), ins, outs, description="all at t = 0 (request rate inf)")
@@ -584,7 +599,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     finish = np.full(n, np.nan)
     lag = np.zeros(n)                        # under pp: how far behind the step's first micro-batch a request runs
     closed = workload.concurrency is not None
-    released = ClosedLoop(int(np.sum(~np.isnan(arrive))), client_overhead_s)
+    released = ClosedLoop(int(np.sum(~np.isnan(arrive))), client_overhead_s, workload.schedule)
     nxt = 0                                  # next request not yet queued (requests are in arrival order)
     waiting: deque = deque()
     run = np.empty(0, dtype=np.int64)
@@ -944,9 +959,11 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
 @dataclass
 class ClosedLoop:
     """A closed loop's clients: requests released so far, and the delay from a client's answer to its next request's
-    arrival at the engine (the server's per-request work)."""
+    arrival at the engine (the server's per-request work); under a request rate (Workload.schedule), no request goes
+    out before its time on the rate's schedule."""
     count: int
     delay_s: float
+    schedule: np.ndarray | None = None
 
 
 def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released: ClosedLoop, lag=None, unfreed=None):
@@ -967,6 +984,8 @@ def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released
         # the step's end, rate x E2E had been 3.70 in flight for 3 clients); never before a request released earlier
         k = min(len(fin), n - released.count)
         when = t + (np.sort(lag[fin])[:k] if lag is not None else np.zeros(k)) + released.delay_s
+        if released.schedule is not None:  # a capped rate: not before the request's time on the schedule
+            when = np.maximum(when, released.schedule[released.count:released.count + k])
         if released.count:
             when = np.maximum(when, arrive[released.count - 1])
         arrive[released.count:released.count + k] = when
@@ -1293,8 +1312,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     check_price(price_per_gpu_hour)
     # a flag the arrival mode does not read is refused, not dropped (the fifth audit: --arrivals poisson with -n 1
     # ran 46 requests at once, and burst took -n unchecked as its group size)
-    unread = {"trace": ("--concurrency", "--request-rate"), "closed": ("--request-rate",),
-              "poisson": ("--concurrency",)}.get(arrivals, ())
+    unread = {"trace": ("--concurrency", "--request-rate"), "closed": ("--request-rate",)}.get(arrivals, ())
     for flag in unread:
         if {"--concurrency": concurrency, "--request-rate": request_rate}[flag] is not None:
             raise KvcalcError(f"{flag}: not read with --arrivals {arrivals}; leave it out"
@@ -1354,6 +1372,11 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         elif arrivals in ("poisson", "burst"):
             if request_rate is None:
                 raise KvcalcError(f"--arrivals {arrivals}: give --request-rate")
+            if arrivals == "poisson" and concurrency is not None:  # the cap on requests in flight (make_workload)
+                check_number("--concurrency", concurrency, 1, 10_000_000)
+                if concurrency != int(concurrency):
+                    raise KvcalcError(f"--concurrency: a cap on requests in flight is a whole number, got "
+                                      f"{concurrency!r}")
             if request_rate != math.inf:  # inf: all at once; -inf is checked (and refused) as any other number
                 check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
                 if request_rate < MIN_REQUEST_RATE:  # MAX_ARRIVAL_S: slower, the arrivals outrun the clock
@@ -1367,7 +1390,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                              request_rate=request_rate, range_ratio=range_ratio, seed=seed, burst_size=burst_size,
                              client=length_client, dataset=dataset, rescaled=not old_client,
                              burstiness=burstiness)
-        span = float(np.nanmax(work.arrival_s))
+        span = float(np.nanmax(work.arrival_s if work.schedule is None else work.schedule))
         if span > MAX_ARRIVAL_S:
             raise KvcalcError(f"--request-rate: {num_prompts:,} requests at {request_rate:g}/s arrive over "
                               f"{span:.3g} s; the simulator's clock times a step only to {MAX_ARRIVAL_S:g} s: raise "
@@ -1466,7 +1489,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
             # once of those kept (the nineteenth audit, S7: "closed loop, 20 in flight" where 7 requests were left)
             concurrency = int(keep.sum())
             description = f"closed loop, {concurrency} in flight"
-        work = Workload(work.arrival_s[keep], work.input_len[keep], work.output_len[keep], concurrency, description)
+        work = Workload(work.arrival_s[keep], work.input_len[keep], work.output_len[keep], concurrency, description,
+                        start_s=work.start_s, schedule=None if work.schedule is None else work.schedule[keep])
     mean_in, mean_out = round(work.input_len.mean()), round(work.output_len.mean())
     d = deployment(model, gpu, input_len=mean_in, output_len=max(mean_out, 1), tp=tp, pp=pp, ep=ep, engine=engine,
                    weight_dtype=weight_dtype, kv_dtype=kv_dtype, memory_utilization=memory_utilization,
@@ -1555,9 +1579,10 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     if dp > 1:  # data-parallel attention groups, pooled
         policy = replace(policy, budget=policy.budget * dp, max_seqs=policy.max_seqs * dp, max_piece=policy.budget)
         pool_tokens *= dp
-    if work.concurrency is not None:
+    if work.concurrency is not None:  # the first C go out at once, or under a rate at their times on its schedule
+        first_c = min(work.concurrency, len(work.arrival_s))
         work.arrival_s[:] = np.nan
-        work.arrival_s[:min(work.concurrency, len(work.arrival_s))] = 0.0
+        work.arrival_s[:first_c] = 0.0 if work.schedule is None else work.schedule[:first_c]
     longest = int((work.input_len + work.output_len).max())
     if math.ceil(longest / policy.block_size) + state_blocks > replica_tokens // policy.block_size:
         # against one replica's pool under --ep (the tenth audit, S7: the replicas' pools added together had held a
