@@ -128,9 +128,8 @@ SIM = ["serve", "-m", "llama-3-8b", "-i", "100", "--output-len", "10", "--simula
 
 
 @pytest.mark.parametrize("extra, flag", [
-    (["--arrivals", "poisson", "--request-rate", "20", "-n", "1"], "--concurrency"),  # had run 46 at once
     (["--arrivals", "closed", "-n", "4", "--request-rate", "nan"], "--request-rate"),
-    (["-n", "4", "--request-rate", "2"], "-n/--concurrency and --request-rate"),  # staggered, the default
+    (["--arrivals", "poisson", "--request-rate", "20", "-n", "0.5"], "--concurrency"),  # a cap is whole requests
     (["--arrivals", "burst", "--request-rate", "10", "-n", "inf"], "--concurrency (the burst size)"),
     (["--arrivals", "burst", "--request-rate", "10", "-n", "0.5"], "--concurrency (the burst size)"),  # ZeroDivision
     (["--arrivals", "burst", "--request-rate", "10", "-n", "-5"], "--concurrency (the burst size)"),
@@ -142,6 +141,18 @@ def test_simulate_refuses_flags_its_arrivals_do_not_read(extra, flag):
     requests running, where one in flight makes the median request wait about 144 s); burst took -n unchecked as its
     group size (inf, 0.5 and -5 were tracebacks, 1e9 an 8 GB array, 0 became 8)."""
     assert one_line_error(SIM + extra).startswith(f"kvcalc: error: {flag}")
+
+
+def test_simulate_holds_a_poisson_run_to_n_in_flight():
+    """-n with --request-rate had been dropped (46 running where one was asked), then refused; it is now the cap on
+    requests in flight, as vllm bench serve --max-concurrency (the twenty-eighth audit, S3)."""
+    import json
+
+    for extra in (["--arrivals", "poisson", "--request-rate", "20", "-n", "1"], ["-n", "4", "--request-rate", "2"]):
+        out = runner.invoke(app, SIM + extra + ["-f", "json"])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout)["max_running"] <= int(extra[extra.index("-n") + 1])
+        assert "in flight" in json.loads(out.stdout)["arrivals"]
 
 
 def test_simulate_still_runs_bursts_of_n():
