@@ -10,19 +10,10 @@ from typer.testing import CliRunner
 from kvcalc.cli import app
 from kvcalc.engines.formats import engine_format_refusal
 from kvcalc.specs.catalog import load_gpu
+from test_twenty_fifth_audit import _config, _estimate  # a config.json written to tmp_path; estimate's JSON run
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "hf"
-
-
-def _config(tmp_path, config: dict, name: str = "config.json") -> Path:
-    path = tmp_path / name
-    path.write_text(json.dumps(config))
-    return path
-
-
-def _estimate(path: Path, *extra: str):
-    return CliRunner().invoke(app, ["estimate", "-m", str(path), "-f", "json", *extra])
 
 
 def _params(tmp_path, config: dict, name: str) -> int:
