@@ -1246,7 +1246,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              burstiness: float = 1.0) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
-    arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once), burst, or trace (a file).
+    arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once; with concurrency, at most that
+    many in flight, as vllm bench serve's --max-concurrency gates them), burst, or trace (a file).
     engine picks the scheduler policy (kvcalc/engines/scheduler.py; auto and roofline run vLLM V1's) as well as the
     step-time profile and the KV pool's memory rule (scheduler, if given, picks the policy alone); step_tokens and
     max_num_seqs override the policy's defaults. length_client: whose --random-range-ratio convention (vllm or sglang
