@@ -153,9 +153,10 @@ def test_s2_s6_messages_say_what_burst_takes_and_name_the_trace(tmp_path):
     trace.write_text("arrival_s,input_len,output_len\n0,200000,10\n")
     line = one_line_error(["serve", "-m", "llama-3.1-8b", "--simulate", "--arrivals", "trace", "--trace", str(trace)])
     assert f"--trace {trace}: every request (1) is longer than" in line
+    # (poisson takes -n as the most in flight since the twenty-eighth audit's S3: the message is closed's)
     line = one_line_error(["serve", "-m", "llama-3.1-8b", "--simulate", "-i", "100", "--output-len", "10",
-                           "--arrivals", "poisson", "-n", "4", "--request-rate", "5", "--num-prompts", "10"])
-    assert "burst takes -n as its burst size" in line
+                           "--arrivals", "closed", "-n", "4", "--request-rate", "5", "--num-prompts", "10"])
+    assert "burst: --request-rate, and -n as its burst size" in line and "-n as the most in flight" in line
     line = one_line_error(["serve", "-m", "llama-3.1-8b", "-i", "100", "--output-len", "10", "--simulate",
                            "--arrivals", "poisson", "--request-rate", "5", "--num-prompts", "5", "--max-ttft-ms", "100",
                            "--percentile=5e1"])

@@ -1318,8 +1318,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         if {"--concurrency": concurrency, "--request-rate": request_rate}[flag] is not None:
             raise KvcalcError(f"{flag}: not read with --arrivals {arrivals}; leave it out"
                               + ("" if arrivals == "trace" else " or pick the arrivals that use it (closed: "
-                                 "--concurrency, poisson and burst: --request-rate; burst takes -n as its burst "
-                                 "size)"))
+                                 "--concurrency; poisson: --request-rate, and -n as the most in flight; burst: "
+                                 "--request-rate, and -n as its burst size)"))
     check_number("--burstiness", burstiness, 1e-3, 1e3)
     if burstiness != 1.0 and arrivals != "poisson":
         raise KvcalcError(f"--burstiness: shapes Poisson arrivals' gaps (--request-rate), not --arrivals {arrivals}")
