@@ -14,6 +14,7 @@ from kvcalc.formulas import engine_memory as em
 from kvcalc.formulas.capacity import kv_budget_bytes, longest_fitting
 from kvcalc.formulas.memory import activation_workspace_bytes
 from kvcalc.formulas.params import routed_expert_bytes, stage_weight_bytes, weight_bytes_per_gpu
+from kvcalc.specs.hardware import capability
 
 
 def _visible_memory(hw) -> dict:
@@ -199,6 +200,13 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
               f"(server_args.py _handle_gpu_memory_settings); kvcalc takes --memory-utilization "
               f"({memory_utilization:g}) as it: pass --memory-utilization {own:g} for SGLang's default"]
              if abs(own - memory_utilization) > 5e-4 else [])
+    if getattr(spec.attention, "sparse_top_k", None) and (capability(hw.compute_capability) or (0, 0))[0] >= 10 \
+            and p.b_kv > 1:
+        # SGLang stores a DeepSeek Sparse Attention model's KV cache in fp8 on Blackwell unless told otherwise
+        # (server_args.py _set_default_nsa_kv_cache_dtype: "fp8_e4m3" if major >= 10 else "bfloat16", at 469c63e5;
+        # the twenty-ninth audit, M3: its default pool on a B200 holds 1.81x the bf16 tokens sized here)
+        notes.append(f"SGLang's default KV cache for {spec.name}'s sparse attention on {hw.name} is fp8_e4m3, not the "
+                     "bf16 sized here: pass --kv-dtype fp8 for SGLang's default")
     return {
         "engine": "sglang",
         **_visible_memory(hw),

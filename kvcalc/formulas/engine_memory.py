@@ -118,6 +118,7 @@ import math
 from dataclasses import dataclass
 
 from kvcalc.dtypes import BYTES_PER_ELEMENT
+from kvcalc.errors import KvcalcError
 from kvcalc.formulas.kv import (
     cached_tokens,
     kv_bytes_per_sequence,
@@ -253,7 +254,9 @@ TRTLLM_BENCH_KV_FRACTION = 0.95
 TRTLLM_BENCH_MAX_TOKENS = 32768
 # per weight format: safetensors elements per quantised weight in a ModelOpt checkpoint (NVFP4: two 4-bit values
 # packed in a byte and an fp8 scale per 16) and the bytes trtllm-bench counts every element at
-TRTLLM_BENCH_FORMATS = {"nvfp4": (1 / 2 + 1 / 16, 0.5), "fp8": (1.0, 1.0)}
+# (fp8-block: tuning.py's BYTES_PER_ELEM[FP8_BLOCK_SCALES] 1.0 at 04cba882; the twenty-ninth audit, M4: it had been
+# counted at bf16's 2 bytes, and DeepSeek-V3 on 8 H200s clamped to 64 requests where trtllm-bench takes 384)
+TRTLLM_BENCH_FORMATS = {"nvfp4": (1 / 2 + 1 / 16, 0.5), "fp8": (1.0, 1.0), "fp8-block": (1.0, 1.0)}
 
 
 def vllm_default_batching(visible_GiB: float, gpu_name: str, version: tuple[int, int] = VLLM_LATEST,
@@ -792,6 +795,9 @@ def trtllm_bench_settings(model: ModelSpec, device_GiB: float, weight_dtype: str
     head = model.attention.head_dim or model.hidden_size // model.attention.num_heads
     token_GiB = 2 * model.attention_layers * kv_heads * head * b_kv / GiB
     requests = (device_GiB * tp * pp - engine_GiB) * TRTLLM_BENCH_KV_FRACTION / (token_GiB * (input_len + output_len))
+    if requests <= 0:  # trtllm-bench refuses an engine its GPUs cannot hold; it had clamped to 64 requests here
+        raise KvcalcError(f"trtllm-bench: {model.name}'s engine ({engine_GiB:.1f} GiB at {weight_dtype}) leaves no "
+                          f"room for a KV cache on {tp * pp} GPUs of {device_GiB:.1f} GiB")
     batch = min(requests, TRTLLM_BENCH_MAX_REQUESTS) / pp
     tokens = min(batch * (1 + input_len / output_len), TRTLLM_BENCH_MAX_TOKENS)
     return (_round_up(batch, 64, ((256, 32), (1024, 128), (math.inf, 256))),

@@ -1,0 +1,37 @@
+"""The twenty-ninth hostile audit (docs/validation.md, "Twenty-ninth hostile audit"): each test is named after its
+finding."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc.cli import app
+from kvcalc.errors import KvcalcError
+from kvcalc.formulas import engine_memory as em
+from kvcalc.specs.catalog import load_gpu, load_model
+
+
+def test_29_m4_trtllm_bench_counts_block_fp8_at_one_byte():
+    """tensorrt_llm/bench/build/tuning.py BYTES_PER_ELEM[FP8_BLOCK_SCALES] = 1.0: DeepSeek-V3's block-FP8 engine on 8
+    H200s leaves room for as many requests as per-tensor FP8 does (384 at 1,024 + 1,024 tokens); counted at bf16's 2
+    bytes, the engine (1,250 GiB) outgrew the GPUs and the negative count had been clamped to 64. An engine the GPUs
+    cannot hold is refused, as trtllm-bench refuses it."""
+    h200, v3 = load_gpu("h200"), load_model("deepseek-v3")
+    block = em.trtllm_bench_settings(v3, h200.visible_memory_GiB, "fp8-block", 1.0, 8, 1, 1024, 1024)
+    assert block == em.trtllm_bench_settings(v3, h200.visible_memory_GiB, "fp8", 1.0, 8, 1, 1024, 1024)
+    assert block[0] == 384
+    with pytest.raises(KvcalcError, match="leaves no room for a KV cache on 8 GPUs"):
+        em.trtllm_bench_settings(v3, h200.visible_memory_GiB, "bf16", 1.0, 8, 1, 1024, 1024)
+
+
+@pytest.mark.parametrize("gpu, kv, said", [("b200", "bf16", True), ("b200", "fp8", False), ("h200", "bf16", False)])
+def test_29_m3_sglang_stores_sparse_attention_kv_in_fp8_on_blackwell(gpu, kv, said):
+    """SGLang's server_args.py _set_default_nsa_kv_cache_dtype: "fp8_e4m3" if the compute capability's major is 10 or
+    more, else bfloat16 (at 469c63e5). kvcalc sizes the cache asked for and says that SGLang's default differs."""
+    result = CliRunner().invoke(app, ["capacity", "-m", "deepseek-v3.2", "-c", "8192", "-g", gpu, "--tp", "8",
+                                      "--engine", "sglang", "--kv-dtype", kv, "-f", "json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    notes = [w for w in out.get("warnings", []) + out.get("notes", []) if "fp8_e4m3" in w]
+    assert bool(notes) == said
