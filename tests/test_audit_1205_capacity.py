@@ -41,28 +41,31 @@ def _gemma_blocks(row):
 def test_d_gemma_3_27b_vllm_longest_context_is_the_block_layouts_not_the_window_flat_byte_count():
     """`kvcalc capacity -m gemma-3-27b -g h100 -c 8192 -e vllm --memory-utilization 0.75` printed "longest context at
     batch 1: 83,888" beside "GPU KV cache size 12,736 tokens". By hand: the pool holds 5,575 blocks (7,308,361,545 B
-    / 1,310,720; 12,736 = floor(5,575 / 7) x 16 confirms it). A request past W - 1 + T = 1,023 + 8,192 = 9,215
-    tokens takes ceil(9,215 / 16) + 1 = 577 blocks in each of the 6 sliding groups, 3,462 in all, leaving 2,113 for
-    the full group: 2,113 x 16 = 33,808 tokens. (The brief's 33,856 used the table's rounded 6.81 GiB, 5,578 blocks;
-    at -c 33856 the rule's own concurrency is 5,575 / 5,578 = 0.9995.)"""
+    / 1,310,720; 12,736 = floor(5,575 / 7) x 16 confirms it). vLLM 0.30 extends a window by the tokens in flight,
+    two steps under async scheduling (the twenty-ninth audit, M1): a request past W - 1 + 2 T = 1,023 + 16,384 =
+    17,407 tokens would take ceil(17,407 / 16) + 1 = 1,089 blocks in each of the 6 sliding groups, 6,534 in all, more
+    than the pool. Below that a request of L tokens takes c = ceil(L / 16) full blocks and c + 1 in each sliding
+    group: 7 c + 6 <= 5,575 gives c = 795, 12,720 tokens. (One step's 9,215 tokens, 577 blocks a group, had given
+    33,808.)"""
     row = _gemma(8192)
     blocks = _gemma_blocks(row)  # 5,575
     assert row["engine_memory"]["kv_tokens"] == blocks // 7 * 16  # 12,736
-    assert math.ceil(9215 / 16) + 1 == 577
-    assert row["max_context_at_batch"] == (blocks - 6 * 577) * 16  # 33,808
+    assert 6 * (math.ceil(17407 / 16) + 1) == 6534 > blocks
+    assert row["max_context_at_batch"] == (blocks - 6) // 7 * 16  # 12,720
     assert row["max_context_at_batch"] < 40_000  # the byte count said 83,888
 
 
 def test_d_gemma_3_27b_longest_context_is_the_last_length_with_concurrency_at_least_one():
     """`kvcalc capacity -m gemma-3-27b -g h100 -c 33856 --gpus 1 -e vllm --memory-utilization 0.75` gave 0 sequences
-    (max_concurrency 0.9995) where the same table called 83,888 tokens the longest context. At 33,808 the request
-    takes 2,113 + 3,462 = 5,575 blocks, all of them (concurrency exactly 1); 33,809 needs a 2,114th full block."""
+    (max_concurrency 0.9995) where the same table called 83,888 tokens the longest context. Under vLLM 0.30's window
+    reservation (the test above) 12,720 tokens take 795 full and 6 x 796 sliding blocks, 5,571 of the 5,575; 12,721
+    takes 796 + 6 x 797 = 5,578."""
     blocks = _gemma_blocks(_gemma(8192))  # 5,575
-    longest = (blocks - 6 * 577) * 16  # 33,808
+    longest = (blocks - 6) // 7 * 16  # 12,720
     fits, over = _gemma(longest, gpus=1), _gemma(longest + 1, gpus=1)
-    assert fits["engine_memory"]["max_concurrency"] == blocks / blocks
+    assert fits["engine_memory"]["max_concurrency"] == blocks / (7 * 795 + 6)
     assert fits["max_sequences_at_context"] == 1 and fits["max_context_at_batch"] == longest
-    assert over["engine_memory"]["max_concurrency"] == blocks / (blocks + 1)
+    assert over["engine_memory"]["max_concurrency"] == blocks / (7 * 796 + 6)
     assert over["max_sequences_at_context"] == 0 and over["max_context_at_batch"] == longest
 
 
@@ -99,12 +102,14 @@ def test_d_chunked_llama_4_scout_at_tp4_vllm_longest_context_counts_chunked_grou
     """`kvcalc capacity -m llama-4-scout -g h100 -c 8192 --gpus 4 -e vllm` printed 1,382,378. Its 12 full and 36
     chunked-attention layers (C = 8,192) page in groups of 12 (36 >= 1.5 x 12): one full, three chunked. At TP 4 a
     GPU holds 2 of the 8 KV heads: 2 x 2 x 128 x 2 = 1,024 B a token a layer, a block 12 x 16 x 1,024 = 196,608 B,
-    87,934 blocks in the pool. Past C + T = 16,384 tokens a chunked group holds 16,384 / 16 = 1,024 blocks, 3,072 in
-    all, so the full group gets 84,862 blocks: 1,357,792 tokens."""
+    87,934 blocks in the pool. Past C + 2 T = 8,192 + 16,384 = 24,576 tokens (vLLM 0.30 adds the two steps in flight
+    under async scheduling: the twenty-ninth audit, M1) a chunked group holds 24,576 / 16 = 1,536 blocks, 4,608 in
+    all, so the full group gets 83,326 blocks: 1,333,216 tokens (one step's 1,024 blocks a group had given
+    1,357,792)."""
     row = _capacity("llama-4-scout", "h100", context=8192, gpus=4, engine="vllm")
     blocks = math.floor(row["engine_memory"]["available_kv_bytes"] / 196_608)  # 87,934
     assert row["engine_memory"]["kv_tokens"] == blocks // 4 * 16  # 351,728: four groups share the pool
-    assert row["max_context_at_batch"] == (blocks - 3 * 1024) * 16  # 1,357,792
+    assert row["max_context_at_batch"] == (blocks - 3 * 1536) * 16  # 1,333,216
 
 
 def test_d_generic_rule_keeps_its_byte_count():
@@ -117,13 +122,13 @@ def test_d_generic_rule_keeps_its_byte_count():
 
 def test_d_capacity_table_prints_the_engines_longest_context():
     """The reproducer's table itself: `kvcalc capacity -m gemma-3-27b -g h100 -c 8192 -e vllm --memory-utilization
-    0.75` prints 33,808 (the 5,575 blocks' figure) where it printed 83,888."""
+    0.75` prints 12,720 (the 5,575 blocks' figure, vLLM 0.30's window reservation) where it printed 83,888."""
     result = runner.invoke(app, ["capacity", "-m", "gemma-3-27b", "-g", "h100", "-c", "8192", "-e", "vllm",
                                  "--memory-utilization", "0.75"])
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if "longest context at batch 1" in x)
     blocks = _gemma_blocks(_gemma(8192))
-    assert f"{(blocks - 6 * 577) * 16:,}" in line and "83,888" not in result.output
+    assert f"{(blocks - 6) // 7 * 16:,}" in line and "83,888" not in result.output
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
@@ -142,21 +147,23 @@ def test_d_longest_context_fits_and_one_token_more_does_not_under_each_engine(en
 def test_d_serve_refusal_figure_is_the_engines_request_size():
     """`kvcalc serve -m gemma-3-27b -g h100 --input-len 40000 --output-len 945 -e vllm --memory-utilization 0.75
     --concurrency 1` says "the KV pool (6.81 GiB per GPU) does not hold one request of 40,945 tokens (3.53 GiB)":
-    3.53 GiB is kvcalc's window-flat count (10 x 40,945 + 52 x 1,024 layer-tokens x 8,192 B). vLLM's request takes
-    ceil(40,945 / 16) = 2,560 full blocks and 6 x 577 sliding ones, 6,022 blocks of 1,310,720 B (7.35 GiB); the
-    helper serve can quote gives that."""
+    3.53 GiB is kvcalc's window-flat count (10 x 40,945 + 52 x 1,024 layer-tokens x 8,192 B). vLLM 0.30's request
+    takes ceil(40,945 / 16) = 2,560 full blocks and 6 x 1,089 sliding ones (a window of 1,023 + 2 x 8,192 tokens in
+    flight: the twenty-ninth audit, M1), 9,094 blocks of 1,310,720 B (11.1 GiB); the helper serve can quote gives
+    that."""
     from kvcalc.engines.memory import engine_request_bytes
     from kvcalc.estimator import load_deployment
 
     spec, hw, _, p = load_deployment("gemma-3-27b", "h100", "auto", "bf16")
     memory = _gemma(8192)["engine_memory"]
-    assert engine_request_bytes(memory, spec, hw, p, 1, 1, 40_945) == (2560 + 6 * 577) * 1_310_720
+    assert engine_request_bytes(memory, spec, hw, p, 1, 1, 40_945) == (2560 + 6 * 1089) * 1_310_720
 
 
 def test_c7_the_binding_constraint_names_the_kv_cache_when_the_weights_fit():
     """Third review, C7: `capacity -m gemma-3-27b -c 33809 -e vllm --memory-utilization 0.75` said 'weights: they
     need 2 GPUs' memory' where Gemma-3-27B's weights (about 51 GiB) fit in one H100's 59.4 usable GiB: what needs
-    the second GPU is one request's KV cache at 33,809 tokens beside them (vLLM's pool on one GPU admits 33,808)."""
+    the second GPU is one request's KV cache at 33,809 tokens beside them (vLLM 0.30's pool on one GPU admits 12,720:
+    test_d_gemma_3_27b_vllm_longest_context_is_the_block_layouts_not_the_window_flat_byte_count)."""
     import warnings
 
     from kvcalc.planning.capacity import capacity

@@ -2,6 +2,7 @@
 finding."""
 
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
@@ -35,3 +36,30 @@ def test_29_m3_sglang_stores_sparse_attention_kv_in_fp8_on_blackwell(gpu, kv, sa
     out = json.loads(result.stdout)
     notes = [w for w in out.get("warnings", []) + out.get("notes", []) if "fp8_e4m3" in w]
     assert bool(notes) == said
+
+
+def test_29_m1_vllm_extends_a_window_by_the_tokens_in_flight():
+    """vLLM from 0.27 (PR #47728; VllmConfig.max_in_flight_tokens = max_concurrent_batches x max_num_batched_tokens)
+    reserves W - 1 + 2 T tokens a sliding group under async scheduling. Gemma-3-27B on one H100 at 32,768 tokens, 8,192
+    tokens a step: 6 sliding groups of ceil((1,023 + 16,384) / 16) + 1 = 1,089 blocks and 2,048 full ones, 8,582
+    blocks a request (one step's window gave 5,510: 56 % more requests than vLLM admits). Before 0.27, one step."""
+    import warnings
+
+    from kvcalc.engines.memory import vllm_memory
+    from kvcalc.estimator import precision
+
+    spec, hw = load_model("gemma-3-27b"), load_gpu("h100-sxm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        new = vllm_memory(spec, hw, precision("bf16", "bf16"), 1, context=32768, memory_utilization=0.9,
+                          cuda_graph_bytes=0.0)
+        old = vllm_memory(spec, hw, precision("bf16", "bf16"), 1, context=32768, memory_utilization=0.9,
+                          cuda_graph_bytes=0.0, version=(0, 26))
+    assert (new["window_tokens"], old["window_tokens"]) == (16_384, 8_192)
+    # a block: 10 layers (a group) x 16 tokens x 2 (K and V) x 16 KV heads x 128 x 2 B = 1,310,720 B
+    pool_blocks = math.floor(new["available_kv_bytes"] / 1_310_720)
+    assert 2048 + 6 * 1089 == 8582 and 2048 + 6 * (math.ceil((1023 + 8192) / 16) + 1) == 5510
+    assert new["max_concurrency"] == pool_blocks / 8582
+    assert old["max_concurrency"] == math.floor(old["available_kv_bytes"] / 1_310_720) / 5510
+    assert em.vllm_window_tokens(8192, (0, 30), "v2", 2, ahead=False) == 16_384  # two stages in flight
+    assert em.vllm_window_tokens(8192, (0, 30), "v1", 1, ahead=False) == 8_192  # no async scheduling

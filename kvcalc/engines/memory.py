@@ -132,6 +132,10 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     if flashinfer_sampler and runner != "v1":
         notes.append(f"--flashinfer-sampler: model runner {runner} does not profile FlashInfer's sampler "
                      "(only GPUModelRunner, v1, does), so it changes nothing")
+    from kvcalc.engines.scheduler import schedules_ahead
+
+    window = em.vllm_window_tokens(t, version, runner, pp,
+                                   schedules_ahead("vllm", release=version, pp=pp, speculation=speculate_method))
     rope = em.vllm_rope_cache_bytes(spec)  # loaded with the weights, on every GPU of every stage
     if pp == 1:
         weights = (weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) + rope
@@ -163,8 +167,9 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "cuda_graphs_counted": counted,
         "available_kv_bytes": available,
         "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability)),
-        "max_concurrency": em.vllm_max_concurrency(spec, pool, context, t, p.b_kv, tp, pp,
+        "max_concurrency": em.vllm_max_concurrency(spec, pool, context, window, p.b_kv, tp, pp,
                                                    em.vllm_block_alignment(spec, hw.compute_capability)),
+        "window_tokens": window,  # what a sliding or chunked window is extended by (em.vllm_window_tokens)
         "binding_pipeline_stage": stage,
         "max_model_len": context,
         "max_num_batched_tokens": t,
@@ -421,13 +426,15 @@ def engine_longest_context(memory: dict, spec, hw, p, tp: int, pp: int = 1, batc
     [tokens], so every figure the table prints comes from one rule (audit 12-05 D). Per engine, one request of L
     tokens takes:
       vllm    vllm_request_blocks: whole blocks in every group of the layout, a sliding group
-              ceil(min(W - 1 + T, L) / block) + 1 and a chunked one ceil(min(C + T, L) / block) blocks, from the
+              ceil(min(W - 1 + T, L) / block) + 1 and a chunked one ceil(min(C + T, L) / block) blocks (T: the
+              tokens in flight, em.vllm_window_tokens: two steps' from vLLM 0.27 under async scheduling), from the
               num_blocks behind the printed concurrency (num_blocks = concurrency x the blocks of one request of
               max_model_len, so the two agree whatever the pool);
       trtllm  trtllm_request_bytes: whole 32-token blocks;
       sglang  sglang_request_bytes: single tokens.
-    Gemma-3-27B on an H100 at utilisation 0.75 (vLLM 0.30, 5,575 blocks of 10 pages, 7 groups): six sliding groups
-    take 6 x (ceil(9,215 / 16) + 1) = 3,462 blocks, the full group the other 2,113, so 33,808 tokens.
+    Gemma-3-27B on an H100 at utilisation 0.75 (vLLM 0.30, 5,575 blocks of 10 pages, 7 groups): past 1,023 + 2 x
+    8,192 tokens six sliding groups would take 6 x 1,089 blocks, more than the pool, so below it a request of c full
+    blocks takes 7 c + 6: c = 795, 12,720 tokens.
     inf where no length outgrows the pool (only windowed layers or fixed states grow); 0 where not even one token
     fits."""
     pool, per_request = _request_size(memory, spec, hw, p, tp, pp)
@@ -450,7 +457,7 @@ def _request_size(memory: dict, spec, hw, p, tp: int, pp: int):
     layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability))
     if layout is None:  # state only: the concurrency is whole states, one a request at any length
         return memory["max_concurrency"], lambda n: 1
-    steps = memory["max_num_batched_tokens"]
+    steps = memory.get("window_tokens", memory["max_num_batched_tokens"])
     blocks = round(memory["max_concurrency"]
                    * em.vllm_request_blocks(spec, layout, memory["max_model_len"], steps))
     return blocks, lambda n: em.vllm_request_blocks(spec, layout, n, steps)

@@ -549,8 +549,27 @@ def vllm_kv_tokens(model: ModelSpec, available_bytes: float, b_kv: float, tp: in
     return blocks // sum(layout.groups.values()) * layout.block_tokens
 
 
+# vLLM's window reservation counts the tokens in flight, not one step's: VllmConfig.max_in_flight_tokens =
+# max_concurrent_batches x max_num_batched_tokens, which SlidingWindowSpec (and the chunked-local spec) add to the
+# window (PR #47728, "Free out-of-window blocks on the processed-token basis under async scheduling", merged
+# 2026-07-06; vllm/config/vllm.py in v0.27.1 as the twenty-ninth audit read it, M1; vLLM issue #54703: "With async
+# scheduling, max_in_flight_tokens = 2 * max_num_batched_tokens"). max_concurrent_batches: pp + 1 under model runner
+# v2 with async scheduling, 2 under GPUModelRunner at pp 1 with it, else pp.
+VLLM_IN_FLIGHT_WINDOW = (0, 27)
+
+
+def vllm_window_tokens(max_num_batched_tokens: int, version: tuple[int, int], runner: str, pp: int,
+                       ahead: bool) -> int:
+    """The tokens vLLM `version` adds to a sliding or chunked window when it sizes a request's blocks (above)."""
+    if version < VLLM_IN_FLIGHT_WINDOW:
+        return max_num_batched_tokens
+    batches = (pp + 1 if runner == "v2" else 2 if pp == 1 else pp) if ahead else pp
+    return batches * max_num_batched_tokens
+
+
 def vllm_request_blocks(model: ModelSpec, layout: VllmLayout, max_model_len: int, max_num_batched_tokens: int) -> int:
-    """Blocks one request of max_model_len tokens takes from the pool, over every group."""
+    """Blocks one request of max_model_len tokens takes from the pool, over every group. max_num_batched_tokens: the
+    tokens a window is extended by (vllm_window_tokens: one step's before vLLM 0.27, the tokens in flight after)."""
     b, length = layout.block_tokens, max_model_len
     held = {"full": math.ceil(length / b), "state": 1}
     if "window" in layout.groups:

@@ -91,7 +91,8 @@ ENGINE_MEMORY_KEYS = ("engine", "visible_memory_bytes", "visible_memory_source",
                       "weights_bytes_per_gpu", "rope_cache_bytes", "profile_peak_bytes", "non_torch_bytes",
                       "fusion_workspace_bytes", "cuda_graph_bytes", "cuda_graphs_counted", "available_kv_bytes",
                       "kv_tokens", "max_concurrency", "binding_pipeline_stage", "max_model_len",
-                      "max_num_batched_tokens", "max_num_seqs", "model_runner", "sampler", "vllm_version",
+                      "max_num_batched_tokens", "window_tokens", "max_num_seqs", "model_runner", "sampler",
+                      "vllm_version",
                       "state_slots", "notes")
 
 
