@@ -63,3 +63,18 @@ def test_29_m1_vllm_extends_a_window_by_the_tokens_in_flight():
     assert old["max_concurrency"] == math.floor(old["available_kv_bytes"] / 1_310_720) / 5510
     assert em.vllm_window_tokens(8192, (0, 30), "v2", 2, ahead=False) == 16_384  # two stages in flight
     assert em.vllm_window_tokens(8192, (0, 30), "v1", 1, ahead=False) == 8_192  # no async scheduling
+
+
+@pytest.mark.parametrize("speculation, reserved", [(None, 26_624), ("mtp", 28_672), ("eagle", 28_672),
+                                                    ("draft", 32_768), ("ngram", 26_624)])
+def test_29_r2_sglang_reserves_memory_for_a_draft(speculation, reserved):
+    """SGLang's _handle_gpu_memory_settings (server_args.py at 469c63e5), past its 10 GiB floor: STANDALONE (a draft
+    model) 6 GiB more, the EAGLE family (EAGLE, EAGLE3, NEXTN: kvcalc's eagle and mtp) 2 GiB, NGRAM none. A B200 (180
+    GiB, 184,320 MiB) at TP 4: 512 + 1.5 x 16,384 (its chunk) + 2 x 512 (CUDA-graph batch) + 4 / 8 x 1,024 = 26,624
+    MiB reserved. Plan's launch advice for SGLang with MTP had kept 2 GiB a GPU too few (0.856 for 0.844)."""
+    from kvcalc.engines.memory import sglang_own_fraction
+
+    assert 512 + 1.5 * 16_384 + 2 * 512 + 4 / 8 * 1024 == 26_624
+    expected = round((184_320 - reserved) / 184_320, 3)
+    assert sglang_own_fraction(load_gpu("b200"), 4, speculation=speculation) == expected
+    assert em.sglang_derived_mem_fraction(184_320, 4, speculation=speculation) == expected

@@ -400,11 +400,13 @@ def check_cuda_graph_memory(GiB: float | None, engine: str) -> float | None:
     return GiB * em.GiB
 
 
-def sglang_own_fraction(hw, tp: int, pp: int = 1, ep: int = 1) -> float:
+def sglang_own_fraction(hw, tp: int, pp: int = 1, ep: int = 1, speculation: str | None = None) -> float:
     """The mem_fraction_static SGLang derives for this GPU and layout when it is not given
-    (formulas/engine_memory.py sglang_derived_mem_fraction), from the datasheet's memory, as SGLang reads nvidia-smi's
-    total; under expert parallelism its ep GPUs and ep / tp data-parallel attention ranks."""
-    return em.sglang_derived_mem_fraction(hw.memory_GiB * 1024, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1)
+    (formulas/engine_memory.py sglang_derived_mem_fraction), from the datasheet's memory (SGLang reads nvidia-smi's
+    total, 81,559 MiB on an H100 where this takes 81,920: 0.001 high); under expert parallelism its ep GPUs and ep / tp
+    data-parallel attention ranks; with speculation (draft, eagle, mtp) its reserve for the draft."""
+    return em.sglang_derived_mem_fraction(hw.memory_GiB * 1024, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1,
+                                          speculation)
 
 
 def kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):

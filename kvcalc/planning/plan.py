@@ -958,7 +958,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         # audit, P2: SGLang launched at --mem-fraction-static 0.9 on every GPU, above what it derives for itself
         from kvcalc.engines.memory import sglang_own_fraction
 
-        own = sglang_own_fraction(by_name[d.gpu], d.tp, d.pp, d.ep)
+        own = sglang_own_fraction(by_name[d.gpu], d.tp, d.pp, d.ep, d.speculate)
         if memory_utilization > own + 5e-4:
             say(f"sglang on {d.gpu}: the choice is sized and launched at --mem-fraction-static "
                 f"{memory_utilization:g} (--memory-utilization), above the {own:g} SGLang derives for itself on this "
