@@ -402,8 +402,6 @@ def engine_label(profile: EngineProfile | None, spec: ModelSpec | None = None) -
 # Formats to suggest when the weights overflow, largest first: fp8 (Hopper and later natively, older GPUs as
 # weight-only Marlin kernels in vLLM) and 4-bit AWQ/GPTQ with group 128, which every engine kvcalc models runs.
 SMALLER_WEIGHT_FORMATS = ("fp8", "int4-g128")
-# the engines whose format rules the overflow hint follows; any other time model (the roofline, gpt-fast) gets vLLM's
-SERVING_FORMAT_RULES = ("vllm", "sglang", "trtllm")
 MOST_TP = 64  # the largest tensor-parallel degree the overflow hint tries ("up to 64" in its message)
 
 
@@ -417,6 +415,7 @@ def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp
     format the engine (vLLM, the widest, for the roofline) does not load on that part is not offered (the twenty-eighth
     audit, H1: fp8 had been offered on an MI210, where it does not start)."""
     from kvcalc.engines.formats import engine_format_refusal
+    from kvcalc.engines.launch import LAUNCHED
     from kvcalc.formulas.params import weight_bytes_per_gpu
 
     def per_gpu(dtype: str, t: int) -> float:
@@ -435,7 +434,7 @@ def weights_overflow(spec: ModelSpec, weight_dtype: str, usable_bytes: float, tp
             fixes.append(f"--tp {fewest} holds them at {weight_dtype}" + (f" ({fewest * pp} GPUs)" if pp > 1 else ""))
     smaller = next((f for f in SMALLER_WEIGHT_FORMATS if bytes_per_element(f) < bytes_per_element(weight_dtype)
                     and per_gpu(f, tp) <= usable_bytes
-                    and (hw is None or engine_format_refusal(engine if engine in SERVING_FORMAT_RULES else "vllm",
+                    and (hw is None or engine_format_refusal(engine if engine in LAUNCHED else "vllm",
                                                              hw, f) is None)), None)
     if smaller is not None:
         fixes.append(f"--weight-dtype {smaller} holds them on {gpus} GPU{'s' if gpus > 1 else ''}")

@@ -14,6 +14,7 @@ from kvcalc.formulas import engine_memory as em
 from kvcalc.formulas.capacity import kv_budget_bytes, longest_fitting
 from kvcalc.formulas.memory import activation_workspace_bytes
 from kvcalc.formulas.params import routed_expert_bytes, stage_weight_bytes, weight_bytes_per_gpu
+from kvcalc.engines.scheduler import schedules_ahead
 from kvcalc.specs.hardware import capability
 
 
@@ -132,8 +133,6 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     if flashinfer_sampler and runner != "v1":
         notes.append(f"--flashinfer-sampler: model runner {runner} does not profile FlashInfer's sampler "
                      "(only GPUModelRunner, v1, does), so it changes nothing")
-    from kvcalc.engines.scheduler import schedules_ahead
-
     window = em.vllm_window_tokens(t, version, runner, pp,
                                    schedules_ahead("vllm", release=version, pp=pp, speculation=speculate_method))
     rope = em.vllm_rope_cache_bytes(spec)  # loaded with the weights, on every GPU of every stage

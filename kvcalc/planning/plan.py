@@ -211,7 +211,8 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
                 refused: list[str] | None = None) -> list[Deployment]:
     """Every deployment of the search, as data; where `speculate` and the model ships a draft head (SPECULATION),
     each again with speculative decoding. skipped: (engine, GPU) pairs of `engines` that do not run there. refused:
-    where given, gets why each engine and weight format left out does not start (engines/formats.py engine_format_refusal)."""
+    where given, gets why each engine and weight format left out does not start (engines/formats.py
+    engine_format_refusal)."""
     out = []
     for hw in gpus:
         names = ([e for e in engines if (e, hw.name) not in skipped] if engines else

@@ -292,6 +292,15 @@ def sharegpt_lengths(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
 VLLM_RESCALED_ARRIVALS = (0, 10)  # vllm bench serve's rescaled Poisson gaps (PR #21108)
 
 
+def _whole_in_flight(concurrency, why: str) -> None:
+    """--concurrency as a closed loop or a rate's cap takes it: from 1 to 10,000,000, whole."""
+    from kvcalc.checks import check_number
+
+    check_number("--concurrency", concurrency, 1, 10_000_000)
+    if concurrency != int(concurrency):
+        raise KvcalcError(f"--concurrency: {why}, got {concurrency!r}")
+
+
 def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: int, *, concurrency=None,
                   request_rate=None, range_ratio: float = 0.0, seed: int = 0, burst_size: int | None = None,
                   client: str = "vllm", dataset: str = "random", rescaled: bool = True,
@@ -1367,17 +1376,12 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         if arrivals == "closed":
             if concurrency is None:
                 raise KvcalcError("--arrivals closed: give --concurrency (requests in flight)")
-            check_number("--concurrency", concurrency, 1, 10_000_000)
-            if concurrency != int(concurrency):
-                raise KvcalcError(f"--concurrency: a closed loop keeps whole requests in flight, got {concurrency!r}")
+            _whole_in_flight(concurrency, "a closed loop keeps whole requests in flight")
         elif arrivals in ("poisson", "burst"):
             if request_rate is None:
                 raise KvcalcError(f"--arrivals {arrivals}: give --request-rate")
             if arrivals == "poisson" and concurrency is not None:  # the cap on requests in flight (make_workload)
-                check_number("--concurrency", concurrency, 1, 10_000_000)
-                if concurrency != int(concurrency):
-                    raise KvcalcError(f"--concurrency: a cap on requests in flight is a whole number, got "
-                                      f"{concurrency!r}")
+                _whole_in_flight(concurrency, "a cap on requests in flight is a whole number")
             if request_rate != math.inf:  # inf: all at once; -inf is checked (and refused) as any other number
                 check_number("--request-rate", request_rate, 0, 1e9, lo_open=True)
                 if request_rate < MIN_REQUEST_RATE:  # MAX_ARRIVAL_S: slower, the arrivals outrun the clock

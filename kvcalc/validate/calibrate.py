@@ -322,8 +322,7 @@ def _trtllm_bench_run(path: Path, line: int, obj: dict) -> dict:
     acceptance lengths are (the twenty-eighth audit, calibrate 6: such a report had been refused as a missing
     mean_tpot_ms)."""
     if obj.get("decoding_stats") is not None:
-        raise KvcalcError(f"{path}: line {line}: field decoding_stats: the run decoded speculatively, which calibrate "
-                          "does not fit; pass a run without speculative decoding")
+        raise _speculative(path, line, "decoding_stats")
     info = _object(path, line, obj, "request_info")
     streaming = _object(path, line, obj, "streaming_metrics")
     if not streaming:
@@ -342,6 +341,12 @@ def _trtllm_bench_run(path: Path, line: int, obj: dict) -> dict:
             "concurrency": value["request_info.avg_num_concurrent_requests"],  # measured, as Little's law's
             "source": f"{path.name} line {line}", "backend": "tensorrt-llm",
             **({"model_id": engine["model"]} if isinstance(engine.get("model"), str) else {})}
+
+
+def _speculative(path: Path, line: int, field: str, how: str = "") -> KvcalcError:
+    """The one-line refusal of a speculative run (the twenty-eighth audit, calibrate 4 and 6)."""
+    return KvcalcError(f"{path}: line {line}: field {field}: the run decoded speculatively{how}, which calibrate does "
+                       "not fit; pass a run without speculative decoding")
 
 
 def _object(path: Path, line: int, obj: dict, field: str, prefix: str = "") -> dict:
@@ -368,9 +373,7 @@ def _bench_run(path: Path, line: int, obj) -> dict:
     for field in SPECULATION_FIELDS:  # the twenty-eighth audit, calibrate 4: fitted as faster kernels
         value = obj.get(field)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1:
-            raise KvcalcError(f"{path}: line {line}: field {field}: {value!r}: the run decoded speculatively (more "
-                              "than one token a step), which calibrate does not fit; pass a run without speculative "
-                              "decoding")
+            raise _speculative(path, line, f"{field}: {value!r}", " (more than one token a step)")
     completed = _number(path, line, obj, "completed")
     if completed <= 0:
         raise KvcalcError(f"{path}: line {line}: field completed: no request completed")
@@ -672,9 +675,10 @@ def _fitted_overhead(fit: dict, band, tp: int, synced: int, what: str):
 
 def _held_out_errors(runs: list[dict], own_request_ms: float) -> list[float]:
     """Each run's |error| under a fit on the other runs: runs of one setting (requests in flight and lengths, to the
-    whole request and token) form a group, left out together (a repeated run is not held out from itself); past HELD_OUT_FOLDS groups, group k goes to fold
-    k % HELD_OUT_FOLDS, so a file of thousands of runs takes that many fits, not one a run (the twenty-eighth audit,
-    calibrate 5: 400 runs took 84 s, and 3 copies of one run scored 0.11 % held out). Empty under 3 groups."""
+    whole request and token) form a group, left out together (a repeated run is not held out from itself); past
+    HELD_OUT_FOLDS groups, group k goes to fold k % HELD_OUT_FOLDS, so a file of thousands of runs takes that many
+    fits, not one a run (the twenty-eighth audit, calibrate 5: 400 runs took 84 s, and 3 copies of one run scored
+    0.11 % held out). Empty under 3 groups."""
     def setting(r: dict) -> tuple:  # whole requests in flight and tokens: a repeat of a setting is a copy too
         return round(r["concurrency"]), round(r["input_len"]), round(r["output_len"])
 
@@ -697,8 +701,8 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     """(the deployment profile, the report) fitted to a benchmark result file: the engine's profile for the GPU
     with every kernel's time x s (ledgers/fit_e2e.scale_kernels) and its overhead replaced by the fitted step and
     request costs. The report names the runs fitted and the held-out error (each run predicted by a fit without it
-    and its copies: _held_out_errors; None with fewer than 3 distinct runs). replicas: data-parallel copies the benchmark's load
-    was spread over (each runs concurrency / replicas)."""
+    and its copies: _held_out_errors; None with fewer than 3 distinct runs). replicas: data-parallel copies the
+    benchmark's load was spread over (each runs concurrency / replicas)."""
     import statistics
 
     from kvcalc.checks import check_int
