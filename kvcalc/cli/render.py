@@ -43,9 +43,12 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
     t.add_row(f"Weights{total}", fmt_bytes(w.bytes), f"{fmt_count(w.params)} params, {fmt_count(w.active_params)} active"
               + (f"; {fmt_bytes(mem.weights_bytes)} per GPU" if gpus > 1 else ""))
     fit = "[green]fits[/green]" if mem.fits else "[red]does not fit[/red]"
+    # a spec without visible_memory_GiB counts the datasheet's figure, which the driver does not all show
+    datasheet = "" if hw.visible_memory_GiB is not None else ", the datasheet's: the spec has no visible_memory_GiB"
     t.add_row(f"Memory required{per_gpu}", fmt_bytes(mem.required_bytes),
               f"{fit}: {fmt_bytes(abs(mem.headroom_bytes))} {'spare' if mem.fits else 'short'} of "
-              f"{fmt_bytes(mem.usable_bytes)} usable ({i.memory_utilization:.0%} of {fmt_bytes(mem.capacity_bytes)})")
+              f"{fmt_bytes(mem.usable_bytes)} usable ({i.memory_utilization:.0%} of {fmt_bytes(mem.capacity_bytes)}"
+              f"{datasheet})")
     comm = f", all-reduce {fmt_ms(dec.allreduce_ms)}" if i.tensor_parallel > 1 else ""
     comm += f", pipeline sends {fmt_ms(dec.pipeline_ms)}" if i.pipeline_parallel > 1 else ""
     t.add_row("Decode step", fmt_ms(dec.ms), f"speed of light {fmt_ms(dec.speed_of_light_ms)}{comm}{hypothetical}")
