@@ -175,9 +175,19 @@ def _cell(v, column: str = "") -> str:
         from kvcalc.units import fmt_ms
 
         return fmt_ms(v)  # seconds from 10 s on, with the unit written: '56.9 s'
-    if isinstance(v, float):
-        return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, float):  # three significant digits, or whole numbers from 1,000; halves round up
+        return f"{_half_up(v, 3):,.3g}" if abs(v) < 1000 else f"{_half_up(v, 0, whole=True):,.0f}"
     return "" if v is None else str(v)
+
+
+def _half_up(v: float, digits: int, whole: bool = False) -> float:
+    """v rounded half away from zero, to `digits` significant digits (or to a whole number): Python's own rounding
+    is half to even, which printed one GPU's 242.5 TFLOPS as 242 and another's 989.5 as 990 (audit 28, H5)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    d = Decimal(repr(float(v)))  # repr: the shortest digits that read back as v (numpy floats included)
+    exponent = 0 if whole else d.adjusted() - digits + 1
+    return float(d.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP))
 
 
 def compact_table(title: str | None = None, **kwargs):
@@ -286,7 +296,12 @@ def print_rows(rows: list[dict], title: str, format: Format) -> None:
 
     cells = [[_cell(v, "ms" if durations(r) and i else k) for i, (k, v) in enumerate(r.items())] for r in rows]
     columns = list(rows[0])
-    numeric = [isinstance(rows[0][c], (int, float)) and not isinstance(rows[0][c], bool) for c in columns]
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    # a column of numbers with gaps (a GPU with no fp8 peak) is still a number column: the first row may be a gap
+    numeric = [any(number(r.get(c)) for r in rows) and all(number(r.get(c)) or r.get(c) is None for r in rows)
+               for c in columns]
     natural = [max([len(row[i]) for row in cells] + [len(w) for w in col.split()]) for i, col in enumerate(columns)]
     available = console.width - 2 * len(columns) - 4
     widths = fit_widths(natural, numeric, available)
