@@ -849,8 +849,11 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         # as every layer sliding; the twenty-first audit, H2: Arcee Trinity's, its KV 16.7x low)
         attn.pop("global_count", None)
         attn.update({"sliding_window": window, "global_every": c.int(every)})
-    elif window and not known:
-        c.assumptions.append("sliding_window without layer_types: every layer modelled as sliding")
+    elif window and not known:  # the thirtieth audit, C1: CWM's config class makes one layer in four full when
+        # layer_types is absent, where every layer had been read as sliding (KV 4.75x low at 131,072 tokens)
+        raise KvcalcError(f"{c.source}: sliding_window: {window} with neither layer_types nor sliding_window_pattern "
+                          "to say which layers slide; outside the families kvcalc knows it does not guess (all "
+                          "sliding, or one layer in n full): write the config class's layer_types into the config")
     if c.int("rotary_dim"):  # MiniMax names the rotated width itself
         attn["rotary_dim"] = c.int("rotary_dim")
     if model_type in FULL_WIDTH_QK_NORM:

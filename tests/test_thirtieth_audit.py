@@ -1,0 +1,80 @@
+"""The thirtieth hostile audit (docs/validation.md, "Thirtieth hostile audit"), with the twenty-eighth audit's
+hardware findings H4-H6 that it had left: each test is named after its finding."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc.cli import app
+from kvcalc.specs.catalog import load_gpu
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize("gpu, total_bytes", [
+    ("h100-nvl", 99_960_750_080),  # cudaDeviceProp.totalGlobalMem in a public H100 NVL micro-benchmark report
+    ("gh200-144gb", 153_008_209_920),  # cuDeviceTotalMem asserted for an 'NVIDIA GH200 144G HBM3e'
+])
+def test_28_h4_the_driver_total_is_the_memory_engines_budget_from(gpu, total_bytes):
+    """vLLM and SGLang budget a fraction of what the driver reports, not the datasheet's GB: an H100 NVL's 94 had
+    given 0.9 GiB more pool than the card has, a GH200's 144 1.5 GiB."""
+    assert load_gpu(gpu).visible_memory_GiB == round(total_bytes / GiB, 2)
+
+
+def test_28_h4_twin_parts_get_one_pool():
+    """nvidia-smi shows an H100 PCIe's 81,559 MiB as it shows the SXM's: the same total, not 80 GiB on one and
+    79.22 on the other."""
+    assert load_gpu("h100-pcie").visible_memory_GiB == load_gpu("h100-sxm").visible_memory_GiB == 79.22
+
+
+def test_28_h4_estimate_says_when_it_counts_the_datasheet_figure():
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", "b200"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    assert "90% of 180.00 GiB, the datasheet's: the spec has no visible_memory_GiB" in out.output
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", "h100-nvl"], env={"COLUMNS": "250"})
+    assert "(90% of 93.10 GiB)" in out.output and "datasheet" not in out.output
+
+
+@pytest.mark.parametrize("value, shown", [(242.5, "243"), (989.5, "990"), (1670.5, "1,671"), (2.675, "2.68"),
+                                          (-0.125, "-0.125"), (12.0, "12"), (123_456.5, "123,457")])
+def test_28_h5_tables_round_halves_up(value, shown):
+    """Python's half-to-even printed L4's 242.5 TFLOPS as 242 beside GH200's 989.5 as 990."""
+    from kvcalc.cli.output import _cell
+
+    assert _cell(value) == shown
+
+
+def test_28_h5_a_number_column_with_a_gap_in_its_first_row_is_right_aligned():
+    out = CliRunner().invoke(app, ["gpus"], env={"COLUMNS": "200"})
+    l4 = next(line for line in out.output.splitlines() if line.startswith(" l4 "))
+    assert "    243  " in l4  # fp8 right-aligned under its header, though a10 (the first row) has none
+
+
+def test_28_h6_mi355x_runs_int8_at_the_fp8_rate():
+    """AMD's MI350 launch figures: MI355X INT8 5 POPS dense (10.1 with sparsity), the fp8 rate."""
+    peaks = load_gpu("mi355x").peak_tflops
+    assert peaks.int8 == peaks.fp8 == 5033.2
+
+
+CWM = {"architectures": ["CwmForCausalLM"], "model_type": "cwm", "vocab_size": 128256, "hidden_size": 6144,
+       "intermediate_size": 21504, "num_hidden_layers": 64, "num_attention_heads": 48, "num_key_value_heads": 8,
+       "head_dim": 128, "hidden_act": "silu", "max_position_embeddings": 131072, "tie_word_embeddings": False,
+       "sliding_window": 8192, "torch_dtype": "bfloat16"}
+
+
+def test_30_c1_an_unknown_family_that_slides_without_saying_which_layers_is_refused(tmp_path):
+    """transformers' CwmConfig makes layer i full where i % 4 == 0 when layer_types is absent; every layer had been
+    read as sliding (KV 4.75x low at 131,072 tokens)."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(CWM))
+    out = CliRunner().invoke(app, ["estimate", "-m", str(path)])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert "sliding_window: 8192 with neither layer_types nor sliding_window_pattern" in out.output
+    # written out, as the config class builds them, the layers are read: 16 full layers at 131,072 tokens and 48
+    # sliding at 8,192, each token 8 KV heads x 128 x 2 (K and V) x 2 B = 4,096 B a layer
+    path.write_text(json.dumps(CWM | {"layer_types": ["full_attention" if i % 4 == 0 else "sliding_attention"
+                                                      for i in range(64)]}))
+    out = CliRunner().invoke(app, ["estimate", "-m", str(path), "-c", "131072", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["kv_cache"]["bytes_per_sequence"] == 16 * 131072 * 4096 + 48 * 8192 * 4096
