@@ -17,6 +17,16 @@ def foreign_format(hw, weight_dtype: str) -> str | None:
     return None
 
 
+def unset_int8_peak(hw, weight_dtype: str) -> str | None:
+    """The warning for int8 (W8A8) weights on a part whose spec has no int8 peak, or None: their GEMMs then run at the
+    16-bit peak, as weight-only int8 (dtypes.matmul_compute_dtype). The thirtieth audit, H4: GB200 and RTX 3090 W8A8
+    prefill had been timed 1.7x and 2.8x slow, without a word, though their datasheets print the int8 rate."""
+    if weight_dtype != "int8" or "int8" in hw.peak_tflops.available():
+        return None
+    return (f"--weight-dtype int8: {hw.name}'s spec has no peak_tflops.int8, so its W8A8 GEMMs are timed at the "
+            "16-bit peak, as weight-only int8; set peak_tflops.int8 in the spec where the part has int8 tensor cores")
+
+
 def nvidia_capability(hw) -> tuple[int, int] | None:
     """(major, minor) of an NVIDIA part's compute capability (hardware_specs' compute_capability), None otherwise."""
     return capability(getattr(hw, "compute_capability", None)) if hw.vendor == "NVIDIA" else None

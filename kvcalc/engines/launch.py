@@ -24,7 +24,13 @@ import json
 import re
 import shlex
 
-from kvcalc.engines.formats import engine_format_refusal, engine_kv_refusal, foreign_format, kv_format_refusal
+from kvcalc.engines.formats import (
+    engine_format_refusal,
+    engine_kv_refusal,
+    foreign_format,
+    kv_format_refusal,
+    unset_int8_peak,
+)
 
 # Every flag an emitted command may use, per engine, as that release's parser spells it (module docstring).
 FLAGS = {
@@ -448,7 +454,9 @@ def package_warning(hw, engine: str | None) -> str | None:
 def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | None = None,
                     spec=None) -> list[str]:
     """What estimate, compare, capacity, serve, sweep and the simulator say of a deployment that does not start as
-    asked (engines/formats.py's checks and this module's): a weight format its vendor does not run (foreign_format), one the engine does not load there (engine_format_refusal), a KV format
+    asked (engines/formats.py's checks and this module's): a weight format its vendor does not run (foreign_format),
+    one the engine does not load there (engine_format_refusal), int8 weights on a spec with no int8 peak
+    (unset_int8_peak), a KV format
     the engine does not keep there (kv_format_refusal, and the engine's own ENGINE_KV_REFUSED where the profile was
     reached through --engine auto), a package timed as one device (package_warning), and with spec a model the
     engine's server has no class for (engine_model_refusal); engine None: the roofline."""
@@ -459,7 +467,8 @@ def format_warnings(hw, weight_dtype: str, engine: str | None, kv_dtype: str | N
         if why := engine_model_refusal(engine, spec):
             model = f"--engine {engine}: {why}: these times are of a deployment that does not start"
     return [why for why in (package_warning(hw, engine), model, foreign_format(hw, weight_dtype),
-                            engine_format_refusal(engine, hw, weight_dtype), *kv) if why]
+                            engine_format_refusal(engine, hw, weight_dtype), unset_int8_peak(hw, weight_dtype), *kv)
+            if why]
 
 
 def package_refusal(gpu: str) -> str | None:
