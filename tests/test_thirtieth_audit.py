@@ -78,3 +78,35 @@ def test_30_c1_an_unknown_family_that_slides_without_saying_which_layers_is_refu
     out = CliRunner().invoke(app, ["estimate", "-m", str(path), "-c", "131072", "-f", "json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["kv_cache"]["bytes_per_sequence"] == 16 * 131072 * 4096 + 48 * 8192 * 4096
+
+
+@pytest.mark.parametrize("gpu, int8", [
+    ("gb200", 720_000 / 2 / 72),  # GB200 NVL72: INT8 720 POPS per rack with sparsity, 72 GPUs
+    ("rtx-3090", 568 / 2),  # GA102 whitepaper, Appendix A: Peak INT8 Tensor TOPS 284/568
+    ("rtx-5090", 1676 / 2),  # RTX Blackwell whitepaper, Table 3: Peak INT8 Tensor TOPS 838/1676
+])
+def test_30_h1_h3_int8_peaks_the_datasheets_print(gpu, int8):
+    assert load_gpu(gpu).peak_tflops.int8 == int8
+
+
+def test_30_h1_gb200_w8a8_prefill_is_not_slower_than_on_a_b200():
+    """Same die, higher clocks: without an int8 peak GB200's W8A8 GEMMs had run at the bf16 peak, 611 ms where the
+    B200 took 367."""
+    def prefill(gpu):
+        out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-70b", "-g", gpu, "-e", "roofline", "--weight-dtype",
+                                       "int8", "--prompt", "8192", "-c", "8192", "-f", "json"])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)["prefill"]["ms"]
+
+    assert prefill("gb200") < prefill("b200")
+
+
+def test_30_h4_int8_weights_on_a_spec_without_an_int8_peak_are_said():
+    """A10G's spec has no int8 peak: W8A8 is timed at the bf16 peak, and estimate says so where it had said nothing."""
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", "a10g", "-e", "roofline", "--weight-dtype",
+                                   "int8", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    assert any("a10g's spec has no peak_tflops.int8" in w for w in json.loads(out.stdout)["warnings"])
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", "rtx-3090", "-e", "roofline",
+                                   "--weight-dtype", "int8", "-f", "json"])
+    assert not any("peak_tflops.int8" in w for w in json.loads(out.stdout)["warnings"])
