@@ -54,6 +54,12 @@ def kv_bytes_per_token_per_layer(attn: AttentionSpec, kv_bytes: float, record: b
         d_c = attn.kv_lora_rank
         latent = d_c + math.ceil(d_c / SPARSE_FP8_TILE) * 4 + attn.qk_rope_head_dim * 2
         return latent + indexer_bytes_per_token_per_layer(attn)
+    if record and attn.kind == "mla" and attn.sparse_top_k is not None and kv_bytes == BYTES_PER_ELEMENT["nvfp4"]:
+        # vLLM's 'nvfp4_ds_mla' record (flashmla_sparse.py, SM100 only): the d_c latent in e2m1, two a byte, one fp8
+        # scale per 16 of them, and the d_r RoPE key in fp8 with no scale: 256 + 32 + 64 = 352 B for DeepSeek-V3.2.
+        # The thirtieth audit, F2: all 576 values had been priced at 0.5 + 1/16 B (324 B)
+        d_c = attn.kv_lora_rank
+        return d_c / 2 + d_c / 16 + attn.qk_rope_head_dim + indexer_bytes_per_token_per_layer(attn)
     if kv_bytes == BYTES_PER_ELEMENT["int4"]:
         return int4_kv_bytes_per_token_per_layer(attn) + indexer_bytes_per_token_per_layer(attn)
     return kv_elements_per_token_per_layer(attn) * kv_bytes + indexer_bytes_per_token_per_layer(attn)
