@@ -110,3 +110,27 @@ def test_30_h4_int8_weights_on_a_spec_without_an_int8_peak_are_said():
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", "rtx-3090", "-e", "roofline",
                                    "--weight-dtype", "int8", "-f", "json"])
     assert not any("peak_tflops.int8" in w for w in json.loads(out.stdout)["warnings"])
+
+
+def test_30_f2_deepseek_v32_nvfp4_cache_is_vllms_352_byte_record():
+    """vLLM's 'nvfp4_ds_mla' (flashmla_sparse.py): 512 e2m1 NoPE values two a byte (256 B), 64 fp8 RoPE values (64 B)
+    and an fp8 scale per 16 NoPE values (32 B): 352 B, plus the indexer's 128 fp8 values and one fp32 scale (132 B),
+    in each of the 61 layers. All 576 values at 0.5 + 1/16 B had given 324 + 132."""
+    out = CliRunner().invoke(app, ["estimate", "-m", "deepseek-v3.2", "-g", "b200", "--tp", "8", "--kv-dtype", "nvfp4",
+                                   "-e", "vllm", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    kv = json.loads(out.stdout)["kv_cache"]
+    assert kv["bytes_per_token_per_layer"] == 256 + 64 + 32 + 132
+    assert kv["bytes_per_token"] == 61 * (256 + 64 + 32 + 132)
+
+
+def test_30_f3_sparse_attention_prefill_runs_over_the_latent():
+    """DSA is MLA in its MQA mode (the DeepSeek-V3.2-Exp paper, 2.1), prefill included: 2 x 128 heads x (576 + 512)
+    per attended position, each query attending min(i, 2,048) keys, 61 layers over 8 GPUs. The expanded form (192 +
+    128) had given 3.4x fewer FLOPs."""
+    out = CliRunner().invoke(app, ["estimate", "-m", "deepseek-v3.2", "-g", "h200", "--tp", "8", "-c", "65536",
+                                   "--prompt", "65536", "-e", "roofline", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    core = next(o for o in json.loads(out.stdout)["prefill"]["operators"] if o["name"] == "attention/core (global)")
+    positions = sum(min(i, 2048) for i in range(1, 65537))
+    assert core["flops"] == 2 * 128 * (576 + 512) * positions * 61 / 8

@@ -126,7 +126,10 @@ def attention_core_cost(model: ModelSpec, batch, q, context, window, absorbed: b
     """
     attn = model.attention
     h = attn.num_heads
-    if attn.kind == "mla" and absorbed:
+    # DeepSeek sparse attention runs MLA in its MQA (absorbed) form in prefill too: the top k keys are latents, not
+    # expanded heads (the DeepSeek-V3.2-Exp paper, 2.1; vLLM's flashmla_sparse.py flash_mla_sparse_fwd on the 576-wide
+    # latent with 512-wide values). The thirtieth audit, F3 (the twentieth's N5): prefill had used d_n + d_r and d_v
+    if attn.kind == "mla" and (absorbed or attn.sparse_top_k is not None):
         d_qk, d_v = attn.kv_lora_rank + attn.qk_rope_head_dim, attn.kv_lora_rank
         fresh_kv = attn.kv_lora_rank + attn.qk_rope_head_dim
     else:
