@@ -134,3 +134,39 @@ def test_30_f3_sparse_attention_prefill_runs_over_the_latent():
     core = next(o for o in json.loads(out.stdout)["prefill"]["operators"] if o["name"] == "attention/core (global)")
     positions = sum(min(i, 2048) for i in range(1, 65537))
     assert core["flops"] == 2 * 128 * (576 + 512) * positions * 61 / 8
+
+
+class _Toy:
+    """A step of 10 ms, 1 ms a decode and 0.01 ms a prefill token: each step's time written out below."""
+
+    def seconds(self, decodes, context, chunk, chunk_context, piece=None):
+        return 0.010 + 0.001 * decodes + 0.00001 * chunk
+
+    def decode_seconds(self, decodes, contexts):
+        import numpy as np
+
+        return np.full(len(contexts), 0.010 + 0.001 * decodes)
+
+
+def test_30_s1_trtllm_rounds_a_cut_context_chunk_down_to_whole_blocks():
+    """microBatchScheduler.cpp setCtxRequestsChunkSize<kFIRST_COME_FIRST_SERVED>: a chunk the token budget cuts is
+    actualChunkSize / chunkUnitSize * chunkUnitSize, the unit tokens_per_block (32). Budget 100, prompts of 40 and
+    150 tokens, both at t = 0:
+      step 1: A's 40 and B's 60 cut to 32: 72 tokens, 10.72 ms (A's first token);
+      step 2: A's decode and B's 99 cut to 96: 11.96 ms, ends at 22.68 ms;
+      step 3: A's decode and B's last 22 tokens: 11.22 ms, ends at 33.90 ms (B's first token).
+    The exact remainder (60, then 90) had given B its first token at the end of step 2."""
+    import numpy as np
+
+    from kvcalc.engines.scheduler import trtllm_guaranteed_no_evict
+    from kvcalc.serving.simulate import Workload, simulate_schedule
+
+    work = Workload(np.array([0.0, 0.0]), np.array([40, 150]), np.array([50, 2]))
+    r = simulate_schedule(trtllm_guaranteed_no_evict(budget=100), _Toy(), work, pool_tokens=1e9, log_steps=True)
+    assert [s["chunk"] for s in r.log[:3]] == [72, 96, 22]
+    assert r.first_token_s == pytest.approx([0.01072, 0.0339])
+    # vLLM V1 takes the exact remainder: B's 60 and then its last 90 with A's decode
+    from kvcalc.engines.scheduler import vllm_v1
+
+    r = simulate_schedule(vllm_v1(budget=100), _Toy(), work, pool_tokens=1e9, log_steps=True)
+    assert [s["chunk"] for s in r.log[:2]] == [100, 90]

@@ -50,6 +50,9 @@ class SchedulerPolicy:
     full_sequence_admission: bool = False
     # the scheduler fills step n + 1 while step n runs (schedules_ahead): an arrival during step n waits for n + 2
     ahead: bool = False
+    # a prompt piece the token budget cuts is rounded down to a multiple of this (TensorRT-LLM: tokens_per_block);
+    # 1: the exact remainder, as vLLM V1 and SGLang take it
+    chunk_unit: int = 1
 
 
 VLLM_FULL_SEQUENCE_ADMISSION = (0, 19)  # v0.19.0's release notes: "Schedule requests based on full input sequence
@@ -114,9 +117,11 @@ def trtllm_guaranteed_no_evict(budget: int = 8192, max_seqs: int = 2048, block_s
     (context chunking), at most max_batch_size requests. Defaults: llmapi/llm_args.py max_batch_size 2048,
     max_num_tokens 8192; tokens_per_block 32 (KvCacheConfig). Context chunking is llm_args.py's
     enable_chunked_prefill, off by default (a prompt past max_num_tokens is then refused): this policy assumes it on,
-    as plan's launch sets it, and serve's output says so (the fourteenth audit, S10)."""
+    as plan's launch sets it, and serve's output says so (the fourteenth audit, S10). A context chunk the budget cuts
+    is rounded down to whole KV blocks (microBatchScheduler.cpp setCtxRequestsChunkSize<kFIRST_COME_FIRST_SERVED>:
+    actualChunkSize / chunkUnitSize * chunkUnitSize, the unit tokens_per_block; the thirtieth audit, S1)."""
     return SchedulerPolicy("trtllm", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
-                           admission="full_length", preempt=None)
+                           admission="full_length", preempt=None, chunk_unit=block_size)
 
 
 # SGLang's CLIP_MAX_NEW_TOKENS (python/sglang/srt/managers/schedule_policy.py, environment variable

@@ -630,6 +630,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     phase = [0]
     m = max(policy.multi_step, 1)
     piece_cap = policy.max_piece or policy.budget  # the most of one prompt a step takes
+    unit = policy.chunk_unit
     # under pp a closed loop's next request arrives at its predecessor's lagged finish (_finish), mid-step; an engine
     # takes it into the next micro-batch to enter the pipeline, a stage-time away, not the next whole step: it joins
     # the step under way if it arrives before that step's last micro-batch enters, (pp - 1) / pp of the last step
@@ -837,6 +838,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         need = np.where(left > 0, np.minimum(left, piece_cap), q)
         start = np.cumsum(need) - need
         sched = np.minimum(np.maximum(budget - start, 0), need)  # np.clip(budget - start, 0, need), without its wrapper
+        if unit > 1:  # a prompt piece the budget cut, rounded down to whole units (TensorRT-LLM's blocks)
+            sched = np.where((left > 0) & (sched < need), sched // unit * unit, sched)
         new_blocks = np.maximum(blocks_for(kv_ids + sched + hit[step_ids] * (kv_ids == 0)), held)
         if policy.preempt is not None and step_ids is run:
             total = used - int(held.sum()) + np.cumsum(new_blocks)
@@ -870,12 +873,14 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 i = waiting[0]
                 run_ids = run if not admitted or policy.admission == "on_demand" else (  # (on_demand: unused)
                     np.concatenate([run, np.array(admitted, dtype=np.int64)]))
-                if not admissible(i, budget_left, run_ids, reserved_full):
+                s = min(pre_left[i], budget_left, piece_cap)
+                if s < pre_left[i]:  # cut by the budget: whole units (TensorRT-LLM's blocks), or the next step
+                    s = s // unit * unit
+                if s <= 0 < pre_left[i] or not admissible(i, budget_left, run_ids, reserved_full):
                     break
                 waiting.popleft()
                 if kv[i] == 0 and hit[i] > 0 and pre_left[i] == ins[i] - hit[i]:
                     kv[i] = hit[i]
-                s = min(pre_left[i], budget_left, piece_cap)
                 if workload.prefilled and pre_left[i] <= 0:  # its KV in place: it decodes in this step, beside the
                     # running ones (the fifteenth audit, S3: it had sat out a step wherever the replica was busy)
                     s = min(q, budget_left)
