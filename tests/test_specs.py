@@ -170,12 +170,13 @@ def test_mi210_holds_anandtechs_table_figures():
 
 def test_b300_and_rtx_pro_6000_hold_nvidias_figures():
     """aiconfigurator-core's systems/b300_sxm.yaml (Blackwell Ultra datasheet): 62 TB/s over 8 GPUs, 4.5 PF bf16 and
-    9 PF fp8 sparse, 14 PF fp4 dense, 307 TOPS int8 sparse; rtx_pro_6000_server.yaml: 1.792 TB/s, 467.8 TF bf16."""
+    9 PF fp8 sparse, 14 PF fp4 dense, 307 TOPS int8 sparse; rtx_pro_6000_server.yaml: 467.8 TF bf16. The Server
+    Edition's datasheet: 1,597 GB/s (the yaml's 1.792 TB/s is the Workstation Edition's; the thirtieth audit, H2)."""
     b300, pro = load_gpu("b300"), load_gpu("rtx-pro-6000")
     assert b300.memory_bandwidth_GBps == 62_000 / 8
     assert (b300.peak_tflops.bf16, b300.peak_tflops.fp8, b300.peak_tflops.fp4, b300.peak_tflops.int8) == (
         4500 / 2, 9000 / 2, 14000, 307 / 2)
-    assert (pro.memory_bandwidth_GBps, pro.peak_tflops.bf16, pro.peak_tflops.fp4) == (1792, 467.8, 1871.2)
+    assert (pro.memory_bandwidth_GBps, pro.peak_tflops.bf16, pro.peak_tflops.fp4) == (1597, 467.8, 1871.2)
     assert pro.interconnect_bandwidth_GBps == 2 * 64  # PCIe Gen5 x16, each way 64 GB/s
 
 
