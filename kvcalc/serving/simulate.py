@@ -1429,6 +1429,11 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
 
         hw = load_gpu(gpu)
         budget, seqs = vllm_server_defaults(hw.name, hw.visible_memory_bytes / 2**30, version)
+        if budget is None:  # before 0.8: the budget serve's closed form takes for the GPU (the thirtieth audit, fuzz
+            # 2: the policy's 8,192 had stepped where the closed form, and V0 with chunked prefill, take 2,048)
+            from kvcalc.serving.closed_form import default_step_tokens
+
+            budget = default_step_tokens(engine, gpu, vllm_version=vllm_version, engine_version=engine_version)
         step_tokens = step_tokens if step_tokens is not None else budget
         max_num_seqs = max_num_seqs if max_num_seqs is not None else seqs
     if (scheduler or engine) == "sglang" and step_tokens is None:  # by the GPU's memory and the release, shared by the
