@@ -895,7 +895,11 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     # 98 % prefill load had a median TTFT of 4.6 s simulated against 501 ms planned, past its 600 ms limit); the
     # median settles on fewer requests (MEDIAN_PROMPTS). Only the TTFT is judged there: the TPOT limit stays the
     # closed form's, as serve's (the tenth audit's P2: plan buys the GPUs serve finds for its choice)
-    poisson_median = percentile == "p50" and not varied and request_rate is not None and max_ttft_ms is not None
+    # so under a concurrency too: fixed lengths start and finish together, and each wave's prompts queue for prefill
+    # (the thirtieth audit, plan 1: a choice at 64 in flight planned at a TTFT of 87.5 ms simulated at 1,176, where
+    # the same question at p90 bought twice the GPUs)
+    poisson_median = (percentile == "p50" and not varied and (request_rate is not None or concurrency is not None)
+                      and max_ttft_ms is not None)
     simulated = (percentile != "p50" or varied or poisson_median) and (max_ttft_ms is not None or
                                                                       max_tpot_ms is not None)
     if simulated:
@@ -955,13 +959,17 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             say(f"{name}: its {b.design} ({'.'.join(map(str, b.first))}-{'.'.join(map(str, b.last))}) carries no "
                 "engine overhead in kvcalc, as no published run of it is in the ledger: its rows are faster than it "
                 "runs, and rank above engines whose overheads are counted", ProfileWarning)
-    for d in dict.fromkeys(p.deployment for p in chosen[:1] if p.deployment.engine == "sglang"):  # the twenty-fifth
-        # audit, P2: SGLang launched at --mem-fraction-static 0.9 on every GPU, above what it derives for itself
+    # the choice and SGLang's best, which --emit sglang launches (the twenty-fifth audit, P2: SGLang launched at
+    # --mem-fraction-static 0.9 on every GPU, above what it derives for itself; the thirtieth, plan 2: said of the
+    # choice only, where --emit sglang launched SGLang's best beside a TensorRT-LLM choice in silence)
+    sglang = [p.deployment for p in [*chosen[:1], *best.values()] if p.deployment.engine == "sglang"]
+    for d in dict.fromkeys(sglang):
         from kvcalc.engines.memory import sglang_own_fraction
 
         own = sglang_own_fraction(by_name[d.gpu], d.tp, d.pp, d.ep, d.speculate)
+        which = "the choice" if chosen and d == chosen[0].deployment else "SGLang's best (what --emit sglang launches)"
         if memory_utilization > own + 5e-4:
-            say(f"sglang on {d.gpu}: the choice is sized and launched at --mem-fraction-static "
+            say(f"sglang on {d.gpu}: {which} is sized and launched at --mem-fraction-static "
                 f"{memory_utilization:g} (--memory-utilization), above the {own:g} SGLang derives for itself on this "
                 "GPU and layout, which keeps more memory for activations and CUDA graphs: plan with "
                 f"--memory-utilization {own:g} for SGLang's own headroom", CapacityWarning)
