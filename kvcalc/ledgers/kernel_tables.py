@@ -586,9 +586,11 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
                     raise KvcalcError(f"--data: {root} lacks {path.relative_to(root)}, which {prof.gpu}.{prof.engine} "
                                       "was fitted to")
                 df = pd.read_parquet(path)
-                if section in ("gemm", "moe"):
-                    dtype = next(d for d, spec in GEMM_DTYPES.items() if spec[0] == key)
-                    rows = gemm_rows(df, dtype) if section == "gemm" else moe_rows(df, dtype)
+                if section == "gemm":
+                    rows = gemm_rows(df, next(d for d, spec in GEMM_DTYPES.items() if spec[0] == key))
+                elif section == "moe":  # the MoE tables' own dtypes (MOE_DTYPES: mxfp4 experts too; the thirtieth
+                    # audit: `profiles ledger` had stopped at the first mxfp4 curve with a StopIteration traceback)
+                    rows = moe_rows(df, next(d for d, spec in MOE_DTYPES.items() if spec[0] == key))
                 elif section.startswith("linear_attention"):
                     rows = linear_attention_rows(df, decode=section == "linear_attention_decode")
                 elif section == "attention_decode_mla":
