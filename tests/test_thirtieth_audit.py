@@ -242,3 +242,18 @@ def test_30_f4_nemotron_h_stages_hold_the_blocks_their_pattern_places(pp, heavie
                                    "-f", "json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["memory"]["weights_bytes"] == pytest.approx(heaviest, rel=1e-5)
+
+
+def test_30_c3_mxfp4_on_a_model_without_experts_names_the_config_field(tmp_path):
+    """vLLM's Mxfp4Config quantises routed experts only: a dense config with quant_method mxfp4 stores nothing in it,
+    and the refusal had named kvcalc's own spec field ('quantization.quantized') and the folder."""
+    config = {"model_type": "qwen3", "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
+              "max_position_embeddings": 40960, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+              "quantization_config": {"quant_method": "mxfp4"}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    out = CliRunner().invoke(app, ["estimate", "-m", str(path)])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert "quantization_config quant_method 'mxfp4': it quantises routed experts only" in out.output
+    assert "quantization.quantized" not in out.output

@@ -1781,6 +1781,12 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         qc = None  # a ModelOpt checkpoint that quantises its KV cache only: bf16 weights
     quantization = quantization_from_config(qc, where, model_projection_names({**spec, "family": model_type}),
                                             hybrid=bool(spec.get("linear_attention")))
+    if quantization is not None and quantization["quantized"] == ["experts"] and not spec.get("moe"):
+        # MXFP4 quantises routed experts only (vLLM's Mxfp4Config leaves every linear layer unquantised); the
+        # thirtieth audit, C3: a dense model's refusal had named kvcalc's own spec field
+        raise KvcalcError(f"{where}: quantization_config quant_method {qc.get('quant_method')!r}: it quantises routed "
+                          f"experts only, and this {model_type or 'model'} has none, so no weight would be stored as "
+                          f"{quantization['weight_format']}; {OTHER_FORMAT}")
     if quantization is not None:
         _settle_kept_layers(quantization, spec)
         spec["quantization"] = quantization
