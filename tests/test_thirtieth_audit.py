@@ -2,6 +2,7 @@
 hardware findings H4-H6 that it had left: each test is named after its finding."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -257,3 +258,18 @@ def test_30_c3_mxfp4_on_a_model_without_experts_names_the_config_field(tmp_path)
     assert out.exit_code == 2 and "Traceback" not in out.output
     assert "quantization_config quant_method 'mxfp4': it quantises routed experts only" in out.output
     assert "quantization.quantized" not in out.output
+
+
+def test_30_every_fitted_moe_curve_names_a_dtype_the_ledger_can_score():
+    """`kvcalc profiles ledger` re-reads each curve's table by the curve's dtype; the MoE curves' mxfp4 (the tables'
+    w4a16_mxfp4) had been looked up among the GEMM dtypes, and the ledger stopped with a StopIteration traceback."""
+    from kvcalc.ledgers.kernel_tables import PACKAGE, table_dtype
+    from kvcalc.specs.catalog import bundled_specs
+
+    fitted = [(section, key, curve.fit.table) for p in bundled_specs("profile") for section in ("gemm", "moe")
+              for key, curve in getattr(p, section).items()
+              if curve.fit is not None and curve.fit.table.startswith(PACKAGE)]
+    assert ("moe", "mxfp4") in {f[:2] for f in fitted}
+    for section, key, table in fitted:  # the dtype the curve was fitted on, as its fit record names it
+        dtype = table_dtype(section, key)
+        assert re.search(rf"\({section}_dtype {dtype}[);]", table), (key, table)

@@ -566,6 +566,14 @@ def linear_attention_rows(df, decode: bool) -> Rows:
                 None, kernels, items)
 
 
+def table_dtype(section: str, key: str) -> str:
+    """The table's dtype name of a GEMM or MoE curve's key: the MoE tables' own (MOE_DTYPES, mxfp4 experts too; the
+    thirtieth audit: `profiles ledger` had looked MoE keys up among the GEMM dtypes and stopped at the first mxfp4
+    curve with a StopIteration traceback)."""
+    table = MOE_DTYPES if section == "moe" else GEMM_DTYPES
+    return next(d for d, spec in table.items() if spec[0] == key)
+
+
 def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
     """Each curve fitted to these tables re-scored against them: |error| on the held-out shapes (and on the fitted
     ones). Profiles of engines the tables lack (gpt-fast) are scored by `kvcalc validate --published` instead."""
@@ -587,10 +595,9 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
                                       "was fitted to")
                 df = pd.read_parquet(path)
                 if section == "gemm":
-                    rows = gemm_rows(df, next(d for d, spec in GEMM_DTYPES.items() if spec[0] == key))
-                elif section == "moe":  # the MoE tables' own dtypes (MOE_DTYPES: mxfp4 experts too; the thirtieth
-                    # audit: `profiles ledger` had stopped at the first mxfp4 curve with a StopIteration traceback)
-                    rows = moe_rows(df, next(d for d, spec in MOE_DTYPES.items() if spec[0] == key))
+                    rows = gemm_rows(df, table_dtype(section, key))
+                elif section == "moe":
+                    rows = moe_rows(df, table_dtype(section, key))
                 elif section.startswith("linear_attention"):
                     rows = linear_attention_rows(df, decode=section == "linear_attention_decode")
                 elif section == "attention_decode_mla":
