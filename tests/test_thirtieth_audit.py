@@ -273,3 +273,17 @@ def test_30_every_fitted_moe_curve_names_a_dtype_the_ledger_can_score():
     for section, key, table in fitted:  # the dtype the curve was fitted on, as its fit record names it
         dtype = table_dtype(section, key)
         assert re.search(rf"\({section}_dtype {dtype}[);]", table), (key, table)
+
+
+def test_29_r2_serve_says_sglangs_own_fraction_with_its_speculation_reserve():
+    """SGLang's _handle_gpu_memory_settings keeps 2 GiB more for EAGLE or MTP (test_29_r2 checks the rule against the
+    source): on 8 B200s DeepSeek-V3's own fraction falls from 0.853 to 0.842 with MTP, 2,048 MiB of 184,320 more;
+    serve's note had given 0.853 either way."""
+    def fraction(*speculate):
+        r = _serve("-m", "deepseek-v3", "-g", "b200", "--tp", "8", "-e", "sglang", "-i", "1000", "--output-len", "200",
+                   "-n", "32", *speculate)
+        note = next(w for w in r["warnings"] if "derives mem_fraction_static" in w)
+        return float(re.search(r"derives mem_fraction_static ([0-9.]+)", note)[1])
+
+    plain, mtp = fraction(), fraction("--speculate", "mtp")
+    assert plain == 0.853 and mtp == pytest.approx(plain - 2048 / (180 * 1024), abs=0.0015)

@@ -183,9 +183,10 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
 
 
 def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float, pp: int = 1,
-                  ep: int = 1) -> dict:
+                  ep: int = 1, speculate_method: str | None = None) -> dict:
     """The KV pool SGLang would allocate per GPU (memory_utilization as mem_fraction_static), by
-    formulas/engine_memory.py's rule."""
+    formulas/engine_memory.py's rule; with speculate_method, the fraction SGLang would derive keeps its reserve for
+    the draft (the note)."""
     weights = em.sglang_weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
@@ -199,7 +200,9 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     # the fraction SGLang takes when --mem-fraction-static is not given, by its own rule on the GPU's memory (the
     # datasheet's, where SGLang reads nvidia-smi's total: 81,920 MiB for an H100's 81,559, 0.836 for its 0.835); said
     # where --memory-utilization differs (the nineteenth audit, E3: 0.9 had been taken without a word, 10 % more pool)
-    own = sglang_own_fraction(hw, tp, pp, ep)
+    # (the twenty-ninth audit's R2, the rest: with speculation SGLang keeps 2 GiB more for EAGLE or MTP, 6 GiB for a
+    # draft model, which serve's note had not known)
+    own = sglang_own_fraction(hw, tp, pp, ep, speculate_method)
     notes = ([f"SGLang derives mem_fraction_static {own:g} for this GPU and layout when it is not given "
               f"(server_args.py _handle_gpu_memory_settings); kvcalc takes --memory-utilization "
               f"({memory_utilization:g}) as it: pass --memory-utilization {own:g} for SGLang's default"]
@@ -370,7 +373,8 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
     each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
     group's sequences, so the concurrency is per group of tp GPUs."""
     if engine == "sglang":
-        return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp, ep=ep)
+        return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp, ep=ep,
+                             speculate_method=speculate_method)
     if engine == "trtllm":
         return trtllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                              max_num_tokens=max_num_batched_tokens, pp=pp, ep=ep)
