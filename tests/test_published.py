@@ -129,8 +129,9 @@ def _toy_ledger(tmp_path, rows):
     """A ledger of TPOT rows on one H100 (vLLM 0.10, the V1 band): (id, publisher, measured ms) each."""
     head = ("id,engine,engine_version,gpu,model,weight_dtype,kv_dtype,tp,pp,ep,metric,batch,input_len,output_len,"
             "measured,use,publisher,link,source,note\n")
-    body = "".join(f"{i},vllm,0.10.0,h100-sxm,llama-3-8b,bf16,bf16,1,1,1,tpot_ms,1,128,128,{m},score,{p},single,s,\n"
-                   for i, p, m in rows)
+    # each row its own prompt length (the kernels are stubbed): rows of one measurement are refused (_once)
+    body = "".join(f"{i},vllm,0.10.0,h100-sxm,llama-3-8b,bf16,bf16,1,1,1,tpot_ms,1,{128 + k},128,{m},score,{p},single,"
+                   "s,\n" for k, (i, p, m) in enumerate(rows))
     path = tmp_path / "toy.csv"
     path.write_text(head + body)
     return path

@@ -85,8 +85,32 @@ def read_points(path: Path) -> list[dict]:
             if p["id"] in seen:
                 raise KvcalcError(f"--published: {path}: row id {p['id']!r} appears twice")
             seen.add(p["id"])
-        return points
-    return _read_file(path)
+        return _once(points, path)
+    return _once(_read_file(path), path)
+
+
+# what makes two rows one measurement: the same publisher's figure for the same question
+SAME_MEASUREMENT = ("publisher", "source", "engine", "gpu", "model", "metric", "tp", "pp", "ep", "batch", "input_len",
+                    "output_len", "measured")
+
+
+def _once(points: list[dict], path: Path) -> list[dict]:
+    """The points, each scored measurement once: a second scored row of the same measurement is an error (the
+    thirty-first audit, L1: Millstone AI's two RTX PRO 6000 figures had been scored twice, from two files, moving the
+    RTX group's median from 43.1 % to 23.5 %); and a scored row of an engine with overhead bands must name its
+    release or month (L3: NIM's 'unknown (NIM 1.8.0)' had been scored with no engine overhead at all)."""
+    first: dict[tuple, str] = {}
+    for p in scored(points):
+        key = tuple(p[k] for k in SAME_MEASUREMENT)
+        if key in first:
+            raise KvcalcError(f"--published: {path}: rows {first[key]} and {p['id']} are the same measurement; "
+                              "exclude one of them ('excluded: the same measurement as ...')")
+        first[key] = p["id"]
+        if bands(p["engine"]) and band_of_ledger_row(p["engine"], p["engine_version"]) is None:
+            raise KvcalcError(f"--published: {path}: row {p['id']}: field engine_version: {p['engine_version']!r:.60} "
+                              "names neither a release nor a month ('unknown (2025-04)'), so no engine-overhead band "
+                              "applies; name one, or exclude the row")
+    return points
 
 
 def _read_file(path: Path) -> list[dict]:
