@@ -287,3 +287,42 @@ def test_29_r2_serve_says_sglangs_own_fraction_with_its_speculation_reserve():
 
     plain, mtp = fraction(), fraction("--speculate", "mtp")
     assert plain == 0.853 and mtp == pytest.approx(plain - 2048 / (180 * 1024), abs=0.0015)
+
+
+_HEAD = ("id,engine,engine_version,gpu,model,weight_dtype,kv_dtype,tp,pp,ep,metric,batch,input_len,output_len,"
+         "measured,use,publisher,link,source,note\n")
+
+
+def test_31_l1_one_measurement_is_scored_once(tmp_path):
+    """Millstone AI's RTX PRO 6000 figures had been scored twice, from two files (pc-028 and nv-118), moving the RTX
+    group's held-out median from 43.1 % to 23.5 %; a second scored row of the same measurement is refused, and the
+    folder scores each once."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.ledgers.published import read_points, scored
+
+    row = "vllm,0.10.0,h100-sxm,llama-3-8b,bf16,bf16,1,1,1,tpot_ms,1,128,128,12.5,{use},p,single,s,\n"
+    (tmp_path / "a.csv").write_text(_HEAD + "a1," + row.format(use="score"))
+    (tmp_path / "b.csv").write_text(_HEAD + "b1," + row.format(use="score"))
+    with pytest.raises(KvcalcError, match="rows a1 and b1 are the same measurement"):
+        read_points(tmp_path)
+    (tmp_path / "b.csv").write_text(_HEAD + "b1," + row.format(use='"excluded: the same measurement as a1"'))
+    assert [p["id"] for p in scored(read_points(tmp_path))] == ["a1"]
+    from pathlib import Path
+
+    ids = {p["id"] for p in scored(read_points(Path(__file__).parents[1] / "validation/published"))}
+    assert {"nv-118", "nv-120"} <= ids and not {"pc-028", "pc-029"} & ids
+
+
+def test_31_l3_a_row_of_an_engine_with_bands_names_its_release_or_month(tmp_path):
+    """NIM's 'unknown (NIM 1.8.0)' names neither, so no engine-overhead band applied and seven TensorRT-LLM rows had
+    been scored with no step cost at all."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.ledgers.published import read_points
+
+    path = tmp_path / "a.csv"
+    path.write_text(_HEAD + "n1,trtllm,unknown (NIM 1.8.0),h100-sxm,llama-3-8b,bf16,bf16,1,1,1,tpot_ms,1,128,128,12.5,"
+                    "score,p,single,s,\n")
+    with pytest.raises(KvcalcError, match="row n1: field engine_version: 'unknown \\(NIM 1.8.0\\)' names neither"):
+        read_points(path)
+    path.write_text(path.read_text().replace("unknown (NIM 1.8.0)", "unknown (2025-04)"))
+    assert read_points(path)[0]["id"] == "n1"

@@ -48,12 +48,12 @@ class KernelEra:
 LEDGER = "validation/published/ (kvcalc validate --published; kvcalc/ledgers/published.py fit_moe_scales)"
 
 ERAS: tuple[KernelEra, ...] = (
-    KernelEra("vllm", "0.1-0.11", (0, 1, 0), (0, 11, 999), 2.15,
-              f"fitted on 36 MoE rows from 3 publishers, {LEDGER}"),
+    KernelEra("vllm", "0.1-0.11", (0, 1, 0), (0, 11, 999), 2.18,
+              f"fitted on 34 MoE rows from 3 publishers, {LEDGER}"),
     KernelEra("sglang", "0.1-0.5.5", (0, 1, 0), (0, 5, 5), 3.13,
               f"fitted on 17 MoE rows from 3 publishers, {LEDGER}"),
     KernelEra("trtllm", "0.1-0.21", (0, 1, 0), (0, 21, 999), 1.0,
-              f"not fitted: its MoE rows (9) come from one publisher, {LEDGER}"),
+              f"not fitted: no scored MoE row of the era, {LEDGER}"),
 )
 
 
