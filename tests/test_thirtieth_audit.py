@@ -326,3 +326,21 @@ def test_31_l3_a_row_of_an_engine_with_bands_names_its_release_or_month(tmp_path
         read_points(path)
     path.write_text(path.read_text().replace("unknown (NIM 1.8.0)", "unknown (2025-04)"))
     assert read_points(path)[0]["id"] == "n1"
+
+
+def _capacity(*args):
+    out = CliRunner().invoke(app, ["capacity", *args, "-f", "json"])
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)
+
+
+def test_31_m1_sglangs_longest_context_is_its_kv_part_and_its_slots():
+    """SGLang gives 0.9 / 1.9 of a hybrid model's pool to whole Mamba states (handle_max_mamba_cache,
+    --mamba-full-memory-ratio 0.9) and the rest to KV: one request at batch 1 holds at most the KV part's tokens
+    (the 'KV Cache is allocated' count), where the whole pool had given 178,455; and a batch past the state slots has
+    no context at all (2,893 had been given at 40 with 27 slots)."""
+    args = ["-m", "qwen3-next-80b-a3b", "-e", "sglang", "--tp", "4", "--memory-utilization", "0.52"]
+    one = _capacity(*args, "-c", "32768")
+    assert one["max_context_at_batch"] == one["engine_memory"]["kv_tokens"] == 95_175
+    forty = _capacity(*args, "-c", "1024", "-b", "40")
+    assert forty["engine_memory"]["state_slots"] == 27 and forty["max_context_at_batch"] == 0

@@ -443,6 +443,16 @@ def engine_longest_context(memory: dict, spec, hw, p, tp: int, pp: int = 1, batc
     inf where no length outgrows the pool (only windowed layers or fixed states grow); 0 where not even one token
     fits."""
     pool, per_request = _request_size(memory, spec, hw, p, tp, pp)
+    if memory["engine"] == "sglang" and spec.linear_attention is not None:
+        # SGLang's hybrid pool: whole states in their slots (at most one request a slot, at any length) and the KV
+        # part beside them (em.sglang_mamba_held; the thirty-first audit, M1: the whole pool over a request's KV and
+        # state had put Qwen3-Next's longest context 1.9x past what its KV part holds, and a context at batches the
+        # slots cannot seat)
+        if batch > memory["state_slots"]:
+            return 0
+        pool, _, _ = em.sglang_mamba_held(spec, pool, per_request(0), p.b_kv, tp, pp)
+        share = per_request(0)  # a request's state, by sglang_request_bytes at no tokens
+        per_request = (lambda whole: lambda n: whole(n) - share)(per_request)
 
     def fits(length: int) -> bool:  # the engine's max_concurrency at this length is at least batch
         return pool > 0 and pool / per_request(length) >= batch
