@@ -152,7 +152,9 @@ def read_benchmark(path: Path) -> list[dict]:
 
     text = read_regular_file(path, "a benchmark result file", MAX_TABLE_BYTES).decode("utf-8-sig", errors="replace")
     if path.suffix.lower() == ".csv":
-        return _within_limits(path, _read_bench_csv(path, text))
+        runs = _read_bench_csv(path, text)
+        _not_too_many(path, len(runs))
+        return _within_limits(path, runs)
     from kvcalc.specs.files import RepeatedKey, once_each, parse_error
 
     try:  # a key given twice is refused, as the CSV and trace readers refuse a column named twice (the twenty-fifth
@@ -180,7 +182,20 @@ def read_benchmark(path: Path) -> list[dict]:
         raise KvcalcError(f"{path}: line 1: not JSON ({parse_error(e)})") from None
     if not objects:
         raise KvcalcError(f"{path}: line 1: no benchmark runs")
+    _not_too_many(path, len(objects))
     return _within_limits(path, [_bench_run(path, n, o) for n, o in objects])
+
+
+# the most runs one calibration fits: each is timed by the closed form (about 13 ms on one core) and named in the
+# profile written, which a spec file's 1 MiB must hold (the thirty-first audit, calibrate 2 and 3: 1,500 runs wrote
+# a profile --profile refused, and a file of 300,000 would have taken an hour with no word)
+MAX_BENCH_RUNS = 2_000
+
+
+def _not_too_many(path: Path, n: int) -> None:
+    if n > MAX_BENCH_RUNS:
+        raise KvcalcError(f"{path}: {n:,} runs; calibrate fits at most {MAX_BENCH_RUNS:,}: pass a file of the "
+                          "deployment's distinct settings")
 
 
 def _element_lines(text: str) -> list[int]:
@@ -305,13 +320,26 @@ def _genai_perf_run(path: Path, line: int, obj: dict) -> dict:
            "ttft_ms": _time_ms(path, line, "time_to_first_token.avg",
                                _stat_ms(path, line, obj, "time_to_first_token", False) or None, MAX_REQUEST_MS),
            "source": f"{path.name} line {line}"}
+    def littles_law() -> float:  # requests in flight: throughput x mean request latency
+        latency_ms = _time_ms(path, line, "request_latency.avg",
+                              _stat_ms(path, line, obj, "request_latency", positive=True), MAX_REQUEST_MS)
+        return _stat(path, line, obj, "request_throughput", positive=True) * latency_ms / 1000
+
     if concurrency is not None:
         run["concurrency"] = _count(path, line, field, _number(path, line, {field: concurrency}, field),
                                     "requests in flight")
+        if loadgen.get("request_rate") is not None:  # a rate under a concurrency cap: the cap is a ceiling (AIPerf's
+            # "Request Rate with Max Concurrency"), the rate keeps fewer in flight (the thirty-first audit, calibrate
+            # 1: such runs at 1, 4 and 16 in flight had all been timed at the cap of 16)
+            run["concurrency"] = min(run["concurrency"], littles_law())
     else:
-        latency_ms = _time_ms(path, line, "request_latency.avg",
-                              _stat_ms(path, line, obj, "request_latency", positive=True), MAX_REQUEST_MS)
-        run["concurrency"] = _stat(path, line, obj, "request_throughput", positive=True) * latency_ms / 1000
+        run["concurrency"] = littles_law()
+    # the model it served, checked against --model (the thirty-first audit, calibrate 5): AIPerf's
+    # input_config.endpoint.model_names, genai-perf's input_config.model
+    names = _object(path, line, config, "endpoint", "input_config.").get("model_names") or config.get("model")
+    name = names[0] if isinstance(names, list) and names else names
+    if isinstance(name, str):
+        run["model_id"] = name
     return run
 
 
@@ -340,7 +368,13 @@ def _trtllm_bench_run(path: Path, line: int, obj: dict) -> dict:
                                 MAX_REQUEST_MS),
             "concurrency": value["request_info.avg_num_concurrent_requests"],  # measured, as Little's law's
             "source": f"{path.name} line {line}", "backend": "tensorrt-llm",
-            **({"model_id": engine["model"]} if isinstance(engine.get("model"), str) else {})}
+            **({"model_id": engine["model"]} if isinstance(engine.get("model"), str) else {}),
+            # the GPU and TP it ran on (reporting.py _query_gpu_info's machine.name, world_info.tp_size), checked
+            # against --gpu and --tp (the thirty-first audit, calibrate 4: an A100's report had been fitted as an H100)
+            **({"gpu_name": machine["name"]} if isinstance((machine := _object(path, line, obj, "machine"))
+                                                            .get("name"), str) else {}),
+            **({"tp_size": world["tp_size"]} if isinstance((world := _object(path, line, obj, "world_info"))
+                                                           .get("tp_size"), int) else {})}
 
 
 def _speculative(path: Path, line: int, field: str, how: str = "") -> KvcalcError:
@@ -436,6 +470,9 @@ def _read_bench_csv(path: Path, text: str) -> list[dict]:
     except csv.Error as e:
         raise KvcalcError(f"{path}: line {reader.line_num}: not CSV ({e})") from None
     header = reader.fieldnames or []
+    if header[:1] == ["Metric"]:  # genai-perf's and AIPerf's CSV export (the thirty-first audit, calibrate 9)
+        raise KvcalcError(f"{path}: line 1: a genai-perf or AIPerf CSV export, which calibrate does not read: pass its "
+                          "JSON export (profile_export_genai_perf.json or profile_export_aiperf.json)")
     missing = [c for c in BENCH_CSV_COLUMNS if not rows or c not in header]
     if missing:
         raise KvcalcError(f"{path}: line 1: field {missing[0]}: missing (expected the columns "
@@ -567,9 +604,13 @@ def fit_benchmark(runs: list[dict], request_ms_unmeasured: float = 0.0) -> dict:
     timed = [r for r in runs if r["ttft_ms"]]
     request_ms = request_ms_unmeasured
     if timed:
-        loss = sum(np.abs(np.log((scale * r["ttft_kernel_ms"] + r["ttft_steps"] * step_us / 1000 + REQUEST_GRID_MS)
-                                 / r["ttft_ms"])) for r in timed)
-        request_ms = float(REQUEST_GRID_MS[int(np.argmin(loss))])
+        grid = REQUEST_GRID_MS
+        for _ in range(2):  # the coarse grid (6 % apart), then finer around its best point, as the step cost is (the
+            # thirty-first audit, calibrate 8: 30 ms had come back as 30.72)
+            loss = sum(np.abs(np.log((scale * r["ttft_kernel_ms"] + r["ttft_steps"] * step_us / 1000 + grid)
+                                     / r["ttft_ms"])) for r in timed)
+            request_ms = float(grid[int(np.argmin(loss))])
+            grid = np.linspace(request_ms * 0.94, request_ms * 1.06, 61) if request_ms else grid
     return {"time_scale": float(f"{scale:.4g}"), "step_us": float(f"{step_us:.4g}"),
             "request_ms": float(f"{request_ms:.4g}"), "request_fitted": bool(timed)}
 
@@ -625,26 +666,72 @@ _BACKEND_ENGINE = {"vllm": "vllm", "vllm-chat": "vllm", "sglang": "sglang", "sgl
                    "sglang-oai": "sglang", "sglang-oai-chat": "sglang", "tensorrt-llm": "trtllm", "trt": "trtllm"}
 
 
+def _gpu_key(gpu: str) -> str:
+    """The part of a GPU spec's name a driver's device name holds: its first word, up to its first number for the
+    RTX parts ('h100-sxm': h100, 'rtx-pro-6000': rtxpro6000, 'mi300x': mi300x)."""
+    words = gpu.lower().split("-")
+    key = words[0]
+    for w in words[1:]:
+        if any(ch.isdigit() for ch in key):
+            break
+        key += w
+    return key
+
+
 def _sizes(name: str) -> set[str]:
     return {m.rstrip("0").rstrip(".") if "." in m else m for m in _SIZE.findall(name.lower())}
 
 
-def served_elsewhere(path: Path, runs: list[dict], spec, engine: str) -> None:
-    """Warn where the file says it served another model (its model_id names a size that --model's does not, e.g.
-    Llama-3.1-70B against llama-3.1-8b) or ran another engine (its client backend): the fit would take the
-    difference for engine overhead (the thirteenth audit, E2: a 70B run fitted as the 8B gave 23 ms a step)."""
+def served_elsewhere(path: Path, runs: list[dict], spec, engine: str, hw=None, tp: int | None = None) -> None:
+    """Refuse a file whose runs served several models or engines (no one --model and --engine fits them all), or ran
+    another --tp than asked (trtllm-bench's world_info.tp_size); warn where it says it served another model (its
+    model_id names a size or family that --model's does not, e.g. Llama-3.1-70B or Qwen3-8B against llama-3.1-8b),
+    ran another engine (its client backend) or another GPU (trtllm-bench's machine.name): the fit would take the
+    difference for engine overhead (the thirteenth audit, E2: a 70B run fitted as the 8B gave 23 ms a step; the
+    thirty-first, calibrate 4-6: another GPU's, family's and three engines' runs had been fitted in silence)."""
+    import re
     import warnings
 
     from kvcalc.engines.launch import hf_repo_id
 
-    ours = _sizes(spec.name) | _sizes(hf_repo_id(spec).rsplit("/", 1)[-1])
+    for key, what in (("model_id", "models"), ("backend", "engines")):
+        named = {}
+        for run in runs:
+            value = run.get(key)
+            name = _BACKEND_ENGINE.get(str(value).lower(), value) if key == "backend" and value else value
+            if name is not None:
+                named.setdefault(name, run["line"])
+        if len(named) > 1:
+            shown = ", ".join(f"{v!r:.60} (line {line})" for v, line in list(named.items())[:3])
+            raise KvcalcError(f"{path}: the runs served {len(named)} {what} ({shown}); one profile fits one "
+                              "deployment: pass a file of one model's runs on one engine")
+    repo = hf_repo_id(spec).rsplit("/", 1)[-1]
+    ours = _sizes(spec.name) | _sizes(repo)
+    # the family words of --model's names ('llama' of llama-3.1-8b and of meta-llama/Llama-3.1-8B)
+    families = {m[0] for m in (re.match(r"[a-z]+", spec.name.lower()), re.match(r"[a-z]+", repo.lower())) if m}
     for run in runs:
         model_id = run.get("model_id")
-        theirs = _sizes(model_id.rsplit("/", 1)[-1]) if model_id else set()
+        if not model_id:
+            continue
+        theirs = _sizes(model_id.rsplit("/", 1)[-1])
         if ours and theirs and not ours & theirs:
             warnings.warn(f"{path}: line {run['line']}: model_id {model_id!r:.80} is not --model {spec.name} (a "
                           "different size): the fit takes the difference for engine overhead; pass the model the "
                           "benchmark served", stacklevel=2)
+        elif families and not any(f in model_id.lower() for f in families):
+            warnings.warn(f"{path}: line {run['line']}: model_id {model_id!r:.80} is not --model {spec.name} (another "
+                          "family): the fit takes the difference for engine overhead; pass the model the benchmark "
+                          "served", stacklevel=2)
+        break
+    for run in runs:
+        if tp is not None and run.get("tp_size") is not None and run["tp_size"] != tp:
+            raise KvcalcError(f"{path}: line {run['line']}: world_info.tp_size {run['tp_size']} is not --tp {tp}: "
+                              f"pass --tp {run['tp_size']}, the tensor parallelism the benchmark ran")
+        if hw is not None and run.get("gpu_name") and _gpu_key(hw.name) not in re.sub(r"[^a-z0-9]", "",
+                                                                                      run["gpu_name"].lower()):
+            warnings.warn(f"{path}: line {run['line']}: machine.name {run['gpu_name']!r:.60} is not --gpu {hw.name}: "
+                          "the fit takes the difference for engine overhead; pass the GPU the benchmark ran",
+                          stacklevel=2)
             break
     for run in runs:
         backend = _BACKEND_ENGINE.get(str(run.get("backend", "")).lower())
@@ -727,7 +814,7 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     if profile is None:
         raise KvcalcError("--engine: calibrating from a benchmark needs an engine profile (vllm, sglang or trtllm)")
     runs = read_benchmark(path)
-    served_elsewhere(path, runs, spec, profile.engine)
+    served_elsewhere(path, runs, spec, profile.engine, hw, tp)
     unsteady = [r for r in runs if r.get("unsteady") and r["ttft_ms"] is not None]
     for r in unsteady:  # TPOT fitted, TTFT not (_bench_run)
         r["ttft_ms"] = None
@@ -801,15 +888,23 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
                                                             "tpot_ms", "ttft_ms")} for r in runs],
               **fit, "fit_median_abs_error_pct": round(fitted, 2),
               "held_out_median_abs_error_pct": round(statistics.median(held), 2) if held else None}
+    named = (", ".join(r["source"] for r in runs) if len(runs) <= 10 else
+             f"{runs[0]['source']} to {runs[-1]['source']}; every run in fitted_on")
     what = (f"fitted by `kvcalc calibrate --from-benchmark {path.name}` on {len(runs)} runs "
-            f"({', '.join(r['source'] for r in runs)}): {spec.name} on {tp} x {hw.name}, {weight_dtype} weights, "
+            f"({named}): {spec.name} on {tp} x {hw.name}, {weight_dtype} weights, "
             f"{kv_dtype} KV; kernel times x {fit['time_scale']:g}, {fit['step_us']:g} us a step, "
             f"{fit['request_ms']:g} ms a request"
             + ("" if fit["request_fitted"] else " (the engine band's own: no paced run in the file reports a TTFT)")
             + f"; median |error| {report['fit_median_abs_error_pct']} % fitted, "
             + (f"{report['held_out_median_abs_error_pct']} % held out (each run fitted without it and its copies)"
                if held else "no held-out error (fewer than 3 distinct runs)"))
-    deployed = scale_kernels(profile, fit["time_scale"]).model_copy(update={
+    from kvcalc.engines.overhead import release_tuple
+
+    # the release the runs were timed as (--engine-version 0.11.0), which the profile's later use then schedules as
+    # (async scheduling from vLLM 0.14, the memory rule by release): the thirty-first audit, calibrate 7, a profile
+    # calibrated as 0.11 had been simulated as the tables' 0.24, its TTFT 18 % apart
+    release = {"engine_version": engine_version.strip()} if engine_version and release_tuple(engine_version) else {}
+    deployed = scale_kernels(profile, fit["time_scale"]).model_copy(update={**release,
         "provenance": "fitted", "transferred_from": f"{profile.gpu}.{profile.engine}",
         "method": (profile.method + " " if getattr(profile, "method", "") else "") + "Then " + what,
         "time_scale": fit["time_scale"], "fitted_on": [r["source"] for r in runs],
