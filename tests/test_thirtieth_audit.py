@@ -344,3 +344,124 @@ def test_31_m1_sglangs_longest_context_is_its_kv_part_and_its_slots():
     assert one["max_context_at_batch"] == one["engine_memory"]["kv_tokens"] == 95_175
     forty = _capacity(*args, "-c", "1024", "-b", "40")
     assert forty["engine_memory"]["state_slots"] == 27 and forty["max_context_at_batch"] == 0
+
+
+_AIPERF = ('{"time_to_first_token": {"unit": "ms", "avg": 58.7}, "inter_token_latency": {"unit": "ms", "avg": 10.6},'
+           ' "input_sequence_length": {"unit": "tokens", "avg": 1000}, "output_sequence_length": {"unit": "tokens",'
+           ' "avg": 200}, "request_throughput": {"unit": "requests/sec", "avg": 0.5}, "request_latency": {"unit": "ms",'
+           ' "avg": 2160.0}, "input_config": {"loadgen": %s, "endpoint": {"model_names": ["%s"]}}}')
+
+
+def test_31_calibrate1_an_aiperf_rate_under_a_concurrency_cap_keeps_the_rates_requests_in_flight(tmp_path):
+    """AIPerf's 'Request Rate with Max Concurrency': the concurrency is a ceiling. 0.5 requests/s of 2.16 s each keep
+    1.08 in flight (Little's law), not the cap of 16; without a rate the concurrency is the run's."""
+    from kvcalc.validate.calibrate import read_benchmark
+
+    path = tmp_path / "profile_export_aiperf.json"
+    path.write_text(_AIPERF % ('{"request_rate": 0.5, "concurrency": 16}', "meta-llama/Llama-3.1-8B-Instruct"))
+    run = read_benchmark(path)[0]
+    assert run["concurrency"] == pytest.approx(0.5 * 2.16) and run["model_id"] == "meta-llama/Llama-3.1-8B-Instruct"
+    path.write_text(_AIPERF % ('{"concurrency": 16}', "meta-llama/Llama-3.1-8B-Instruct"))
+    assert read_benchmark(path)[0]["concurrency"] == 16
+
+
+def test_31_calibrate2_3_a_file_of_more_runs_than_a_profile_can_name_is_refused(tmp_path):
+    from kvcalc.errors import KvcalcError
+    from kvcalc.validate.calibrate import MAX_BENCH_RUNS, read_benchmark
+
+    path = tmp_path / "runs.jsonl"
+    path.write_text("{}\n" * (MAX_BENCH_RUNS + 1))
+    with pytest.raises(KvcalcError, match=f"{MAX_BENCH_RUNS + 1:,} runs; calibrate fits at most"):
+        read_benchmark(path)
+
+
+def _trtllm_report(gpu_name: str, tp: int) -> str:
+    return json.dumps({"engine": {"model": "meta-llama/Llama-3.1-8B", "backend": "Pytorch", "version": "1.0.0"},
+                       "machine": {"name": gpu_name}, "world_info": {"tp_size": tp, "pp_size": 1},
+                       "request_info": {"num_requests": 512, "avg_num_concurrent_requests": 8,
+                                        "avg_input_length": 1000, "avg_output_length": 200},
+                       "streaming_metrics": {"avg_ttft_ms": 63.2, "avg_tpot_ms": 13.1}}) + "\n"
+
+
+def test_31_calibrate4_a_trtllm_bench_report_of_another_gpu_or_tp_is_said(tmp_path):
+    """reporting.py writes machine.name (_query_gpu_info) and world_info.tp_size: an A100's report had been fitted
+    as an H100's in silence; another TP is refused."""
+    import warnings
+
+    from kvcalc.errors import KvcalcError
+    from kvcalc.specs.catalog import load_model
+    from kvcalc.validate.calibrate import read_benchmark, served_elsewhere
+
+    spec, h100 = load_model("llama-3.1-8b"), load_gpu("h100-sxm")
+    path = tmp_path / "report.jsonl"
+    path.write_text(_trtllm_report("NVIDIA A100-SXM4-80GB", 1))
+    with pytest.warns(UserWarning, match="machine.name 'NVIDIA A100-SXM4-80GB' is not --gpu h100-sxm"):
+        served_elsewhere(path, read_benchmark(path), spec, "trtllm", h100, 1)
+    path.write_text(_trtllm_report("NVIDIA H100 80GB HBM3", 2))
+    with pytest.raises(KvcalcError, match="world_info.tp_size 2 is not --tp 1: pass --tp 2"):
+        served_elsewhere(path, read_benchmark(path), spec, "trtllm", h100, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        served_elsewhere(path, read_benchmark(path), spec, "trtllm", h100, 2)  # its own GPU and TP: nothing said
+
+
+def test_31_calibrate5_6_one_file_one_model_on_one_engine(tmp_path):
+    """Runs of Llama-3.1-8B and Qwen3-8B, or of three engines, had been fitted as one deployment; a model of the same
+    size but another family had been taken for --model."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.specs.catalog import load_model
+    from kvcalc.validate.calibrate import read_benchmark, served_elsewhere
+
+    spec = load_model("llama-3.1-8b")
+    path = tmp_path / "runs.jsonl"
+    path.write_text(_AIPERF % ('{"concurrency": 4}', "meta-llama/Llama-3.1-8B-Instruct") + "\n"
+                    + _AIPERF % ('{"concurrency": 8}', "Qwen/Qwen3-8B") + "\n")
+    with pytest.raises(KvcalcError, match="the runs served 2 models"):
+        served_elsewhere(path, read_benchmark(path), spec, "vllm")
+    path.write_text(_AIPERF % ('{"concurrency": 4}', "Qwen/Qwen3-8B") + "\n")
+    with pytest.warns(UserWarning, match="'Qwen/Qwen3-8B' is not --model llama-3.1-8b \\(another family\\)"):
+        served_elsewhere(path, read_benchmark(path), spec, "vllm")
+
+
+def test_31_calibrate9_a_genai_perf_csv_export_names_the_json_to_pass(tmp_path):
+    from kvcalc.errors import KvcalcError
+    from kvcalc.validate.calibrate import read_benchmark
+
+    path = tmp_path / "profile_export_genai_perf.csv"
+    path.write_text("Metric,avg,min,max\nTime To First Token (ms),45.2,30.1,84.1\n")
+    with pytest.raises(KvcalcError, match="a genai-perf or AIPerf CSV export, which calibrate does not read"):
+        read_benchmark(path)
+
+
+def test_31_calibrate7_a_profile_calibrated_as_an_older_release_is_simulated_as_it(tmp_path):
+    """calibrate --engine-version 0.11.0 writes engine_version 0.11.0, and serve and the simulator take vLLM's rules
+    of that release: no async scheduling before 0.14 (engines/scheduler.py VLLM_ASYNC_SCHEDULING). It had been
+    simulated as the tables' 0.24 and then the newest release, a step ahead, its TTFT 18 % apart."""
+    from kvcalc.serving.closed_form import profile_release
+    from kvcalc.specs.catalog import resolve_engine
+    from kvcalc.specs.toml_out import spec_to_toml
+
+    tables = resolve_engine("vllm", load_gpu("h100-sxm"))
+    path = tmp_path / "calibrated.toml"
+    for version, expected in (("0.11.0", "0.11"), (tables.engine_version, "latest")):
+        fitted = tables.model_copy(update={"provenance": "fitted", "engine_version": version,
+                                           "transferred_from": "h100-sxm.vllm", "method": "calibrated"})
+        path.write_text(spec_to_toml(fitted))
+        assert profile_release(str(path), "vllm", "h100-sxm", "latest") == expected
+    path.write_text(spec_to_toml(tables.model_copy(update={"provenance": "fitted", "engine_version": "0.11.0",
+                                                           "transferred_from": "h100-sxm.vllm", "method": "calibrated"})))
+    r = _serve("-m", "llama-3.1-8b", "-i", "1000", "--output-len", "200", "--simulate", "--request-rate", "4",
+               "--num-prompts", "100", "--profile", str(path))
+    assert r["schedules_ahead"] is False
+
+
+def test_31_calibrate8_the_request_cost_is_refined_past_the_coarse_grid():
+    """A TTFT of kernels + steps + exactly 30 ms a request had come back as 30.72 ms (the grid is 6 % apart)."""
+    from kvcalc.validate.calibrate import fit_benchmark
+
+    runs = [{"concurrency": c, "tpot_kernel_ms": 5.0 + c, "tpot_steps": 1.0, "tpot_ms": 5.0 + c + 1.0,
+             "ttft_kernel_ms": 40.0 + 3 * c, "ttft_steps": 2.0, "ttft_ms": 40.0 + 3 * c + 2.0 + 30.0}
+            for c in (1, 4, 16)]
+    fit = fit_benchmark(runs)
+    assert fit["time_scale"] == pytest.approx(1.0, abs=0.01) and fit["step_us"] == pytest.approx(1000, rel=0.01)
+    assert fit["request_ms"] == pytest.approx(30.0, rel=0.002)

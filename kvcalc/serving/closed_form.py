@@ -435,6 +435,26 @@ def profile_engine(profile_file: str | None, engine: str, gpu) -> str:
     return deployment_profile(profile_file, engine, load_gpu(gpu)).engine
 
 
+def profile_release(profile_file: str | None, engine: str, gpu, vllm_version: str) -> str:
+    """The vLLM release a run takes its memory rule and scheduler from: --vllm-version as given, unless it is the
+    default and the --profile file was calibrated as another release than its tables' (calibrate --from-benchmark
+    --engine-version 0.11.0 writes engine_version 0.11.0): that release (the thirty-first audit, calibrate 7: such a
+    profile had been simulated with 0.30's async scheduling, its TTFT 18 % apart)."""
+    if profile_file is None or engine != "vllm" or not isinstance(vllm_version, str) or vllm_version != "latest":
+        return vllm_version
+    from kvcalc.engines.overhead import release_tuple
+    from kvcalc.estimator import deployment_profile
+    from kvcalc.specs.catalog import load_gpu, resolve_engine
+
+    hw = load_gpu(gpu)
+    profile, tables = deployment_profile(profile_file, engine, hw), resolve_engine(engine, hw)
+    release = release_tuple(profile.engine_version)
+    if profile.provenance != "fitted" or tables is None or release is None or (
+            profile.engine_version == tables.engine_version):
+        return vllm_version
+    return f"{release[0]}.{release[1]}"
+
+
 def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int, ep: int, engine: str,
                weight_dtype: str, kv_dtype: str, memory_utilization: float, step_tokens: int, speculate: str | None,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
@@ -617,6 +637,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     engine = profile_engine(profile_file, engine, gpu)
     engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
     vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
+    vllm_version = profile_release(profile_file, engine, gpu, vllm_version)  # or a calibrated profile's
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)

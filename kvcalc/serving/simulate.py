@@ -1284,11 +1284,12 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     (engines/scheduler.py schedules_ahead); never under pp > 1."""
     from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
-    from kvcalc.serving.closed_form import profile_engine
+    from kvcalc.serving.closed_form import profile_engine, profile_release
 
     engine = profile_engine(profile_file, engine, gpu)  # a --profile file's engine schedules and sizes the pool
     engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
     vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
+    vllm_version = profile_release(profile_file, engine, gpu, vllm_version)  # or a calibrated profile's
     from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
     from kvcalc.engines.memory import (
         check_cuda_graph_memory,
