@@ -465,3 +465,13 @@ def test_31_calibrate8_the_request_cost_is_refined_past_the_coarse_grid():
     fit = fit_benchmark(runs)
     assert fit["time_scale"] == pytest.approx(1.0, abs=0.01) and fit["step_us"] == pytest.approx(1000, rel=0.01)
     assert fit["request_ms"] == pytest.approx(30.0, rel=0.002)
+
+
+def test_31_readme2_auto_takes_the_release_rules_of_the_engine_it_times_with():
+    """On an H100 auto times vLLM: --engine-version 0.13 (before async scheduling, 0.14) drops the step ahead under
+    auto as under --engine vllm; auto had kept the newest scheduler (median TTFT 481 ms against 322)."""
+    args = ["-m", "llama-3.1-8b", "-i", "1000", "--output-len", "200", "-n", "32", "--simulate", "--arrivals",
+            "closed", "--num-prompts", "128", "--engine-version", "0.13"]
+    auto, vllm = _serve(*args), _serve(*args, "--engine", "vllm")
+    assert auto["schedules_ahead"] is vllm["schedules_ahead"] is False
+    assert auto["ttft_ms"]["p50"] == vllm["ttft_ms"]["p50"]

@@ -435,6 +435,22 @@ def profile_engine(profile_file: str | None, engine: str, gpu) -> str:
     return deployment_profile(profile_file, engine, load_gpu(gpu)).engine
 
 
+def rule_engine(engine: str, gpu) -> str:
+    """The engine whose release rules (--engine-version, --vllm-version) a run takes: `engine`, or under auto the
+    engine auto times the GPU with (the thirty-first audit, readme 2: `serve --simulate --engine-version 0.13` under
+    auto had kept the newest vLLM's async scheduler where --engine vllm drops it)."""
+    if engine != "auto":
+        return engine
+    from kvcalc.specs.catalog import load_gpu, resolve_engine
+
+    import warnings
+
+    with warnings.catch_warnings():  # auto's own words are said where the run resolves it
+        warnings.simplefilter("ignore")
+        profile = resolve_engine("auto", load_gpu(gpu))
+    return profile.engine if profile is not None else engine
+
+
 def profile_release(profile_file: str | None, engine: str, gpu, vllm_version: str) -> str:
     """The vLLM release a run takes its memory rule and scheduler from: --vllm-version as given, unless it is the
     default and the --profile file was calibrated as another release than its tables' (calibrate --from-benchmark
@@ -635,9 +651,10 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
     engine = profile_engine(profile_file, engine, gpu)
-    engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
-    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
-    vllm_version = profile_release(profile_file, engine, gpu, vllm_version)  # or a calibrated profile's
+    rules = rule_engine(engine, gpu)
+    engine_version = engine_version_of_run(vllm_version, rules, engine_version)  # the run's own step times
+    vllm_version = vllm_version_of_run(vllm_version, rules, engine_version, vllm_runner)  # the run's own release
+    vllm_version = profile_release(profile_file, rules, gpu, vllm_version)  # or a calibrated profile's
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)
@@ -648,8 +665,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
     check_memory_utilization(memory_utilization)
     check_dtypes(weight_dtype, kv_dtype, engine)
-    check_vllm_runner(vllm_runner, engine)
-    version = check_vllm_version(vllm_version, engine)
+    check_vllm_runner(vllm_runner, rules)
+    version = check_vllm_version(vllm_version, rules)
     cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
     check_flashinfer_sampler(flashinfer_sampler, engine)
     if arrivals not in ("staggered", "waves"):

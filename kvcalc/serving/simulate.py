@@ -1284,12 +1284,13 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     (engines/scheduler.py schedules_ahead); never under pp > 1."""
     from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
-    from kvcalc.serving.closed_form import profile_engine, profile_release
+    from kvcalc.serving.closed_form import profile_engine, profile_release, rule_engine
 
     engine = profile_engine(profile_file, engine, gpu)  # a --profile file's engine schedules and sizes the pool
-    engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
-    vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
-    vllm_version = profile_release(profile_file, engine, gpu, vllm_version)  # or a calibrated profile's
+    rules = rule_engine(engine, gpu)  # auto: the engine it times the GPU with
+    engine_version = engine_version_of_run(vllm_version, rules, engine_version)  # the run's own step times
+    vllm_version = vllm_version_of_run(vllm_version, rules, engine_version, vllm_runner)  # the run's own release
+    vllm_version = profile_release(profile_file, rules, gpu, vllm_version)  # or a calibrated profile's
     from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
     from kvcalc.engines.memory import (
         check_cuda_graph_memory,
@@ -1406,8 +1407,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
             raise KvcalcError(f"--request-rate: {num_prompts:,} requests at {request_rate:g}/s arrive over "
                               f"{span:.3g} s; the simulator's clock times a step only to {MAX_ARRIVAL_S:g} s: raise "
                               f"--request-rate or lower --num-prompts")
-    check_vllm_runner(vllm_runner, engine)
-    version = check_vllm_version(vllm_version, engine)
+    check_vllm_runner(vllm_runner, rules)
+    version = check_vllm_version(vllm_version, rules)
     cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
     check_flashinfer_sampler(flashinfer_sampler, engine)
     # flags named as the closed form names them (the fresh audit: --max-num-seqs 0 had been "the KV pool cannot hold
