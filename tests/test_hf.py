@@ -129,7 +129,7 @@ def test_an_uncached_repo_id_says_how_to_fetch_only_the_config(tmp_path, monkeyp
     r = runner.invoke(app, ["estimate", "--model", "Qwen/Qwen3-8B"])
     assert r.exit_code == 2
     assert "not in the local Hugging Face cache" in r.stderr
-    assert "huggingface-cli download Qwen/Qwen3-8B config.json" in r.stderr
+    assert "hf download Qwen/Qwen3-8B config.json" in r.stderr
 
 
 @pytest.mark.parametrize("folder", sorted(p.name for p in HF.iterdir() if p.is_dir()))

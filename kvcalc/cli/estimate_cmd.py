@@ -35,7 +35,7 @@ from kvcalc.report.serialize import json_safe
 def estimate_cli(
     model: Model,
     gpu: Gpu = DEFAULT_GPU,
-    attn: Annotated[Optional[str], typer.Option(help="what-if attention: mha, mqa, gqaN, mla")] = None,
+    attn: Annotated[Optional[str], typer.Option(help="what-if attention: mha, mqa, gqaN, mla, linear")] = None,
     kv_lora_rank: Annotated[Optional[int], typer.Option(help="MLA latent width d_c (with --attn mla)")] = None,
     rope_dim: Annotated[Optional[int], typer.Option(help="MLA shared RoPE key width d_r (with --attn mla)")] = None,
     batch: Batch = 1,

@@ -2022,7 +2022,7 @@ def cached_config(repo_id: str) -> Path:
         raise KvcalcError(f"--model: cannot read the Hugging Face cache for {repo_id} under {cache} ({reason})") from None
     raise KvcalcError(
         f"--model: {repo_id} is not in the local Hugging Face cache ({cache}); nothing is downloaded. "
-        f"Fetch just its config with: huggingface-cli download {repo_id} config.json"
+        f"Fetch just its config with: hf download {repo_id} config.json"
     )
 
 
