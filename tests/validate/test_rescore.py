@@ -45,10 +45,11 @@ def summary(engine: str, gpu: str = "h200") -> dict[str, dict]:
     return summarise([r for model in MODELS for r in rescore(measured(model), gpu, model, engine)])
 
 
-# The GPU ledger (docs/validation.md, "Ledger: an H200, measured"): median / worst |error| % per kind of case under each time model,
-# from rows measured on an H200 (validation/h200/ENVIRONMENT.txt). Nothing in these rows was fitted: the profiles
-# come from NVIDIA's tables of vLLM, SGLang and TensorRT-LLM kernels, the calibrated spec from calibrate's copy and
-# matmul on the same GPU, which is scored against the time as launched (it measured the launch overhead).
+# The GPU ledger (docs/validation.md, "Ledger: an H200, measured"): median / worst |error| % per kind of case under
+# each time model, from rows measured on an H200 (validation/h200/ENVIRONMENT.txt). Nothing in these rows was fitted:
+# the profiles come from NVIDIA's tables of vLLM, SGLang and TensorRT-LLM kernels, the calibrated spec from
+# calibrate's copy and matmul on the same GPU, which is scored against the time as launched (it measured the launch
+# overhead).
 TIME_MODELS = [("h200", "roofline"), (str(H200 / "h200-calibrated.toml"), "roofline"), ("h200", "vllm"),
                ("h200", "sglang"), ("h200", "trtllm")]
 README_ROWS = {
