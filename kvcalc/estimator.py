@@ -1079,11 +1079,13 @@ def estimate_with_specs(
     unprofiled = unprofiled_note(ev, profile, engine, weight_dtype, kv_dtype)
     if unprofiled:
         warnings.append(unprofiled)
-    from kvcalc.speculation import no_mtp_module, unsupported_with
+    from kvcalc.speculation import draft_past_context, no_mtp_module, unsupported_with
 
     if speculate and (why := unsupported_with(engine, pp, profile, speculate)):
         warnings.append(why)
     if why := no_mtp_module(spec, speculate):
+        warnings.append(why)
+    if timer is not None and (why := draft_past_context(timer.draft, max(context, prompt))):
         warnings.append(why)
     from kvcalc.engines.launch import format_warnings, layout_refusal
 

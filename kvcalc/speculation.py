@@ -87,8 +87,21 @@ def no_mtp_module(spec, speculate: str | None) -> str | None:
             "of one decoder layer at DeepSeek-V3's acceptance (0.875), which no engine can load for it")
 
 
+def draft_past_context(draft, context: int) -> str | None:
+    """Why a draft model's acceptance does not hold at this context, or None: vLLM caps the draft's max_model_len at
+    the draft's own (SpeculativeConfig._maybe_override_draft_max_model_len), so past its max_position_embeddings the
+    draft is out of its range (the thirty-first audit, speculate 4: llama-3-8b drafting at 32K, with no word)."""
+    longest = getattr(draft, "max_position_embeddings", None) if draft is not None else None
+    if not longest or context <= longest:
+        return None
+    return (f"--speculate draft={draft.name}: the draft's context ends at {longest:,} tokens "
+            f"(max_position_embeddings), before this run's {context:,}: engines cap the draft there, and the "
+            "acceptance given does not hold past it")
+
+
 def unsupported_with(engine: str, pp: int, profile=None, speculate: str | None = None) -> str | None:
-    """Why `engine` does not run speculative decoding in pipeline-parallel stages, or None where it does: vLLM's
+    """Why `engine` does not run this speculative decoding (SGLang: Medusa) or any in pipeline-parallel stages, or None
+    where it does: vLLM's
     draft and MTP modules fail at start-up or at run time under --pipeline-parallel-size > 1 through its 0.25-0.29
     releases (vllm-project/vllm issues #49355 and #52069; vllm-project/recipes issue #875); SGLang's server_args
     check refuses pp_size > 1 with a speculative algorithm unless disaggregation_mode is prefill; TensorRT-LLM's PyTorch
@@ -97,6 +110,11 @@ def unsupported_with(engine: str, pp: int, profile=None, speculate: str | None =
     profile `engine` resolved to, whose engine is the one that runs (--engine auto: vLLM's where it has one)."""
     if profile is not None:
         engine = profile.engine
+    if engine == "sglang" and (speculate or "").split(",")[0].split("=")[0].strip().lower() == "medusa":
+        # the thirty-first audit, speculate 3: SGLang's SpeculativeAlgorithm (python/sglang/srt/speculative/
+        # spec_info.py at ee567f18) is DFLASH, EAGLE, EAGLE3, FROZEN_KV_MTP, STANDALONE or NGRAM: no Medusa heads
+        return ("--speculate medusa: SGLang has no Medusa decoding (its speculative algorithms: EAGLE, EAGLE3, "
+                "STANDALONE draft models, NGRAM, FROZEN_KV_MTP, DFLASH): these times are for a method it does not run")
     if engine == "vllm" and pp > 1:
         return (f"--speculate with --pp {pp}: vLLM does not start speculative decoding under pipeline parallelism "
                 "(vllm-project/vllm #49355, #52069): these times are for a layout it does not run")

@@ -475,3 +475,26 @@ def test_31_readme2_auto_takes_the_release_rules_of_the_engine_it_times_with():
     auto, vllm = _serve(*args), _serve(*args, "--engine", "vllm")
     assert auto["schedules_ahead"] is vllm["schedules_ahead"] is False
     assert auto["ttft_ms"]["p50"] == vllm["ttft_ms"]["p50"]
+
+
+def test_31_speculate3_sglang_has_no_medusa():
+    """SGLang's SpeculativeAlgorithm (python/sglang/srt/speculative/spec_info.py): DFLASH, EAGLE, EAGLE3,
+    FROZEN_KV_MTP, STANDALONE, NGRAM; Medusa under SGLang had been timed without a word."""
+    r = _serve("-m", "llama-3.1-8b", "-e", "sglang", "-i", "2000", "--output-len", "200", "-n", "16", "--speculate",
+               "medusa=4")
+    assert any("SGLang has no Medusa decoding" in w for w in r["warnings"])
+    r = _serve("-m", "llama-3.1-8b", "-e", "vllm", "-i", "2000", "--output-len", "200", "-n", "16", "--speculate",
+               "medusa=4")
+    assert not any("Medusa" in w for w in r["warnings"])
+
+
+def test_31_speculate4_a_draft_past_its_own_context_is_said():
+    """Llama-3-8B's max_position_embeddings is 8,192: vLLM caps the draft there
+    (SpeculativeConfig._maybe_override_draft_max_model_len)."""
+    def warned(context):
+        out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-70b", "--tp", "4", "-c", str(context),
+                                       "--speculate", "draft=llama-3-8b,k=4,alpha=0.6", "-f", "json"])
+        assert out.exit_code == 0, out.output
+        return any("the draft's context ends at 8,192 tokens" in w for w in json.loads(out.stdout)["warnings"])
+
+    assert warned(32768) and not warned(8192)
