@@ -498,3 +498,20 @@ def test_31_speculate4_a_draft_past_its_own_context_is_said():
         return any("the draft's context ends at 8,192 tokens" in w for w in json.loads(out.stdout)["warnings"])
 
     assert warned(32768) and not warned(8192)
+
+
+def test_31_speculate1_vllm_keeps_1_plus_k_state_blocks_a_request_under_speculation():
+    """vllm/v1/kv_cache_interface.py MambaSpec.max_memory_usage_bytes: page_size_bytes * (1 + num_speculative_blocks),
+    num_speculative_blocks = num_speculative_tokens: every recurrent-state group keeps k more blocks a request.
+    Nemotron-H-8B at 8,192 tokens with n-gram speculation of 8: 248 requests had been held, as without it."""
+    from kvcalc.estimator import precision
+    from kvcalc.formulas import engine_memory as em
+    from kvcalc.specs.catalog import load_model
+
+    spec = load_model("nemotron-h-8b")
+    layout = em.vllm_layout(spec, precision("bf16", "bf16").b_kv, 1, 1, em.BLOCK_TOKENS)
+    plain, spec8 = (em.vllm_request_blocks(spec, layout, 8192, 8192, k) for k in (0, 8))
+    assert spec8 - plain == 8 * layout.groups["state"]
+    args = ["-m", "nemotron-h-8b", "-e", "vllm", "-i", "8000", "--output-len", "192", "-n", "4"]
+    held, held8 = _serve(*args)["max_concurrency"], _serve(*args, "--speculate", "ngram=8,alpha=0.5")["max_concurrency"]
+    assert held8 / held == pytest.approx(plain / spec8, rel=0.02)

@@ -83,7 +83,7 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
                 max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None, pp: int = 1,
                 ep: int = 1, runner: str = "auto", version: tuple[int, int] = em.VLLM_LATEST,
                 cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False,
-                refit: dict | None = None, speculate_method: str | None = None) -> dict:
+                refit: dict | None = None, speculate_method: str | None = None, speculative_tokens: int = 0) -> dict:
     """The KV cache vLLM `version` would allocate per GPU, and what it would print, by formulas/engine_memory.py's
     rule. refit: the release band's constants refitted, {'sampler_bytes_per_logit': x, 'non_torch_GiB': (TP 1,
     NVLink addition)} (either may be absent), for the memory ledger's leave-one-source-out scoring. runner: vLLM's model runner, 'v0', 'v1' or 'v2'; 'auto' is the one that version gives the model.
@@ -167,7 +167,9 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "available_kv_bytes": available,
         "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability)),
         "max_concurrency": em.vllm_max_concurrency(spec, pool, context, window, p.b_kv, tp, pp,
-                                                   em.vllm_block_alignment(spec, hw.compute_capability)),
+                                                   em.vllm_block_alignment(spec, hw.compute_capability),
+                                                   speculative_tokens),
+        "speculative_tokens": speculative_tokens,  # a recurrent state's 1 + k blocks a request
         "window_tokens": window,  # what a sliding or chunked window is extended by (em.vllm_window_tokens)
         "binding_pipeline_stage": stage,
         "max_model_len": context,
@@ -368,7 +370,7 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
                        pp: int = 1, ep: int = 1, vllm_runner: str = "auto",
                        vllm_version: tuple[int, int] = em.VLLM_LATEST,
                        cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False,
-                       speculate_method: str | None = None) -> dict:
+                       speculate_method: str | None = None, speculative_tokens: int = 0) -> dict:
     """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print. With ep > 1
     each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
     group's sequences, so the concurrency is per group of tp GPUs."""
@@ -381,7 +383,8 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
     return vllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                        max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp, ep=ep,
                        runner=vllm_runner, version=vllm_version, cuda_graph_bytes=cuda_graph_bytes,
-                       flashinfer_sampler=flashinfer_sampler, speculate_method=speculate_method)
+                       flashinfer_sampler=flashinfer_sampler, speculate_method=speculate_method,
+                       speculative_tokens=speculative_tokens)
 
 
 def check_flashinfer_sampler(on: bool, engine: str) -> None:
@@ -473,9 +476,10 @@ def _request_size(memory: dict, spec, hw, p, tp: int, pp: int):
     if layout is None:  # state only: the concurrency is whole states, one a request at any length
         return memory["max_concurrency"], lambda n: 1
     steps = memory.get("window_tokens", memory["max_num_batched_tokens"])
+    k = memory.get("speculative_tokens", 0)
     blocks = round(memory["max_concurrency"]
-                   * em.vllm_request_blocks(spec, layout, memory["max_model_len"], steps))
-    return blocks, lambda n: em.vllm_request_blocks(spec, layout, n, steps)
+                   * em.vllm_request_blocks(spec, layout, memory["max_model_len"], steps, k))
+    return blocks, lambda n: em.vllm_request_blocks(spec, layout, n, steps, k)
 
 
 def engine_request_bytes(memory: dict, spec, hw, p, tp: int, pp: int, length: int) -> float:

@@ -567,11 +567,15 @@ def vllm_window_tokens(max_num_batched_tokens: int, version: tuple[int, int], ru
     return batches * max_num_batched_tokens
 
 
-def vllm_request_blocks(model: ModelSpec, layout: VllmLayout, max_model_len: int, max_num_batched_tokens: int) -> int:
+def vllm_request_blocks(model: ModelSpec, layout: VllmLayout, max_model_len: int, max_num_batched_tokens: int,
+                        speculative_tokens: int = 0) -> int:
     """Blocks one request of max_model_len tokens takes from the pool, over every group. max_num_batched_tokens: the
-    tokens a window is extended by (vllm_window_tokens: one step's before vLLM 0.27, the tokens in flight after)."""
+    tokens a window is extended by (vllm_window_tokens: one step's before vLLM 0.27, the tokens in flight after).
+    speculative_tokens: under speculative decoding a recurrent state group keeps 1 + k state blocks a request
+    (vllm/v1/kv_cache_interface.py MambaSpec.max_memory_usage_bytes: page_size_bytes * (1 + num_speculative_blocks),
+    num_speculative_blocks = num_speculative_tokens; the thirty-first audit, speculate 1: one had been counted)."""
     b, length = layout.block_tokens, max_model_len
-    held = {"full": math.ceil(length / b), "state": 1}
+    held = {"full": math.ceil(length / b), "state": 1 + speculative_tokens}
     if "window" in layout.groups:
         held["window"] = math.ceil(min(model.attention.sliding_window - 1 + max_num_batched_tokens, length) / b) + 1
     if "chunked" in layout.groups:
@@ -580,16 +584,17 @@ def vllm_request_blocks(model: ModelSpec, layout: VllmLayout, max_model_len: int
 
 
 def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len: int, max_num_batched_tokens: int,
-                         b_kv: float, tp: int = 1, pp: int = 1, alignment: int = BLOCK_TOKENS) -> float:
-    """'Maximum concurrency for L tokens per request: Nx'."""
+                         b_kv: float, tp: int = 1, pp: int = 1, alignment: int = BLOCK_TOKENS,
+                         speculative_tokens: int = 0) -> float:
+    """'Maximum concurrency for L tokens per request: Nx' (speculative_tokens: vllm_request_blocks)."""
     if available_bytes <= 0:
         return 0.0
     layout = vllm_layout(model, b_kv, tp, pp, alignment)
-    if layout is None:  # state only: one state a request, whole ones
+    if layout is None:  # state only: 1 + k states a request, whole ones
         state = linear_state_bytes(model, STATE_BYTES) / tp * stage_layer_fraction(model, pp)
-        return float(math.floor(available_bytes / state))
+        return float(math.floor(available_bytes / (state * (1 + speculative_tokens))))
     blocks = math.floor(available_bytes / layout.block_bytes)
-    return blocks / vllm_request_blocks(model, layout, max_model_len, max_num_batched_tokens)
+    return blocks / vllm_request_blocks(model, layout, max_model_len, max_num_batched_tokens, speculative_tokens)
 
 
 def sglang_default_mem_fraction(tp: int) -> float:
