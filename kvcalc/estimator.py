@@ -700,11 +700,11 @@ class SpeculativeTimer:
         draft of a 70B model had left out its 47 ms prefill; the fourteenth, E3: 32 prompts had been one causal
         sequence of 32 x 8,192 tokens, a 1B draft's prefill slower than its 8B target's."""
         from kvcalc.formulas.forward import Op
-        from kvcalc.formulas.speculative import fc_cost, one_layer
+        from kvcalc.formulas.speculative import draft_layer, fc_cost
 
         if self.sp.method in ("medusa", "ngram"):  # no draft model or layer runs over the prompt
             return 0.0 * chunk
-        model = self.draft if self.sp.method == "draft" else one_layer(self.spec)
+        model = self.draft if self.sp.method == "draft" else draft_layer(self.spec, self.sp.method)
         ops = mixed_ops(model, decode_batch=0, context=0, chunk=maximum(chunk, 1), chunk_context=0, p=self.p,
                         chunk_prompts=maximum(prompts, 1.0))
         if self.sp.method != "draft":
@@ -716,7 +716,7 @@ class SpeculativeTimer:
         """The drafts of one verify step for `batch` sequences: k sequential draft steps, or Medusa's heads once [s].
         group_batch: under expert parallelism, the sequences of the whole expert-parallel group, whose draft tokens an
         EAGLE or MTP layer of a MoE target sends to the experts spread over the ep GPUs, as the target's are."""
-        from kvcalc.formulas.speculative import draft_ops, one_layer
+        from kvcalc.formulas.speculative import draft_layer, draft_ops
 
         w = self.sp.draft_width
         d_ops, steps = draft_ops(self.spec, self.sp.method, batch, context, self.sp.k, self.p, self.draft, w)
@@ -725,9 +725,8 @@ class SpeculativeTimer:
         # a draft model's all-reduces are its own layers'; an EAGLE head's, an MTP module's or Medusa's heads' those of
         # the one layer they run, as draft_chunk_seconds takes them (the twentieth audit, N1: every draft step had
         # been charged the target's 122 all-reduces, DeepSeek-V3's MTP at TP 8 1.34 ms where its layer takes 0.1)
-        synced = self.draft if self.sp.method == "draft" else one_layer(self.spec)
-        if (group_batch is not None and self.ep > 1 and self.sp.method in ("eagle", "mtp")
-                and self.spec.moe is not None):
+        synced = self.draft if self.sp.method == "draft" else draft_layer(self.spec, self.sp.method)
+        if group_batch is not None and self.ep > 1 and synced.moe is not None and self.sp.method == "mtp":
             return (self._expert_parallel_draft(d_ops, synced, batch * w, group_batch * w) + self.draft_sync_s) * steps
         return (self._seconds(d_ops, synced, batch * w)[0] + self.draft_sync_s) * steps
 

@@ -515,3 +515,22 @@ def test_31_speculate1_vllm_keeps_1_plus_k_state_blocks_a_request_under_speculat
     args = ["-m", "nemotron-h-8b", "-e", "vllm", "-i", "8000", "--output-len", "192", "-n", "4"]
     held, held8 = _serve(*args)["max_concurrency"], _serve(*args, "--speculate", "ngram=8,alpha=0.5")["max_concurrency"]
     assert held8 / held == pytest.approx(plain / spec8, rel=0.02)
+
+
+def test_31_speculate2_an_eagle_head_of_a_moe_target_is_one_dense_layer():
+    """EAGLE-3 heads of MoE targets are one dense Llama layer (SGLang-EAGLE3-Qwen3-Coder-30B-A3B: '~350MB (single
+    transformer layer)'); Qwen3-30B-A3B's had been sized with all 128 experts, 1.26 GB. A dense layer of d 2,048 and
+    intermediate 6,144 (Qwen3-30B-A3B's config): q 32 x 128, k and v 4 x 128 each, o, three MLP projections, three
+    norms of d (two in the layer, the head's final one), two q/k norms of 128, and EAGLE's 2d -> d fc, in bf16; and
+    its cache, one layer of 4 KV heads x 128 x 2 x 2 B a token, at 4,096 tokens. MTP keeps the target's experts."""
+    from kvcalc.formulas.speculative import draft_layer
+    from kvcalc.specs.catalog import load_model
+
+    spec = load_model("qwen3-30b-a3b")
+    assert draft_layer(spec, "eagle").moe is None and draft_layer(spec, "mtp").moe is not None
+    d, q, kv, f = 2048, 32 * 128, 4 * 128, 6144
+    layer = d * q + 2 * d * kv + q * d + 3 * d * f + 3 * d + 2 * 128
+    out = CliRunner().invoke(app, ["estimate", "-m", "qwen3-30b-a3b", "--speculate", "eagle", "-b", "1", "-c", "4096",
+                                   "-f", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["memory"]["draft_bytes"] == (layer + 2 * d * d) * 2 + 4096 * 4 * 128 * 2 * 2

@@ -88,15 +88,25 @@ def verify_ops(model: ModelSpec, batch, context, tokens: int, p: Precision) -> l
     return [*ops, lm_head_op(model, batch * tokens, p)]
 
 
-def one_layer(model: ModelSpec) -> ModelSpec:
+def one_layer(model: ModelSpec, dense: bool = False) -> ModelSpec:
     """A single decoder layer of the model's own shape (EAGLE's draft, an MTP module): softmax attention (as
-    Qwen3-Next's and Nemotron's MTP layers are), MoE if the model's last layers are; no vision tower."""
+    Qwen3-Next's and Nemotron's MTP layers are), MoE if the model's last layers are unless dense (its dense MLP of
+    mlp.intermediate_size); no vision tower."""
     update: dict = {"num_layers": 1, "linear_attention": None, "layer_pattern": None, "vision_encoder_params": 0}
     if model.moe is not None:
-        update["moe"] = model.moe.model_copy(update={"first_dense_layers": 0, "every": 1})
+        update["moe"] = None if dense else model.moe.model_copy(update={"first_dense_layers": 0, "every": 1})
     if model.attention.sliding_window is not None:
         update["attention"] = model.attention.model_copy(update={"sliding_window": None, "global_every": None})
     return model.model_copy(update=update)
+
+
+def draft_layer(model: ModelSpec, method: str) -> ModelSpec:
+    """The one layer an EAGLE head or an MTP module runs: an MTP module is the target's own layer, experts included
+    (DeepSeek-V3's num_nextn_predict_layers); an EAGLE head is one dense Llama layer whatever the target (EAGLE-3
+    heads of MoE targets: SGLang-EAGLE3-Qwen3-Coder-30B-A3B '~350MB (single transformer layer)', nebius/EAGLE3-gpt-oss-
+    120b 0.4 B parameters; the thirty-first audit, speculate 2: Qwen3-30B-A3B's had been sized with all 128 experts,
+    1.26 GB)."""
+    return one_layer(model, dense=method == "eagle")
 
 
 def fc_cost(model: ModelSpec, batch, p: Precision):
@@ -113,7 +123,7 @@ def draft_ops(model: ModelSpec, method: str, batch, context, k: int, p: Precisio
     if method == "ngram":  # prompt lookup on the host: no GPU operator, no draft step (the twentieth audit, N7)
         return [], 0
     if method in ("eagle", "mtp"):
-        layer = one_layer(model)
+        layer = draft_layer(model, method)
         ops = decode_ops(layer, batch, context, p) if width == 1 else verify_ops(layer, batch, context, width, p)
         return [*ops, Op("draft/fc", "projection", "matmul", fc_cost(model, batch * width, p))], k
     d, v = model.hidden_size, model.vocab_size
@@ -130,7 +140,7 @@ def draft_params(model: ModelSpec, method: str, k: int, draft_model: ModelSpec |
         return k * (d * d + d + d * v)
     if method == "ngram":  # no weights: the drafts are looked up in the request's own tokens
         return 0
-    layer = one_layer(model)
+    layer = draft_layer(model, method)
     shared = v * d * (1 if layer.tie_word_embeddings else 2)  # embedding and lm_head, reused from the target
     block = total_params(layer) - shared
     # one module: DeepSeek-V3's checkpoint ships one MTP layer (num_nextn_predict_layers 1), which the engines run k
@@ -168,7 +178,8 @@ def draft_weight_bytes_per_gpu(model: ModelSpec, method: str, k: int, draft_mode
         assert draft_model is not None, "draft=MODEL: the draft's spec is needed"
         return weight_bytes_per_gpu(draft_model, b_w, tp)
     total = draft_params(model, method, k, draft_model)
-    routed = params_breakdown(one_layer(model)).get("moe/routed", 0) if ep > 1 and method in ("mtp", "eagle") else 0
+    routed = params_breakdown(draft_layer(model, method)).get("moe/routed", 0) if ep > 1 and method in ("mtp", "eagle") \
+        else 0
     return (total - routed) * b_w / tp + routed * b_w / ep
 
 
