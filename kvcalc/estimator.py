@@ -1055,7 +1055,12 @@ def estimate_with_specs(
         # audit, E6: an SGLang profile had priced an int4 cache that -e sglang refuses)
     else:
         profile = resolve_recording(engine, hw, warnings)
-    profile = with_band(profile, engine_version)  # the overhead of the release asked for, or the deployment profile's own
+    # the overhead of the release asked for, or the deployment profile's own; vLLM's default is its newest release, as
+    # serve and capacity take it (engine_version_of_run; the thirty-first audit, M4: estimate had named the v1 band
+    # where they name v2, the same figures)
+    if engine_version is None and profile_file is None and profile is not None and profile.engine == "vllm":
+        engine_version = "latest"
+    profile = with_band(profile, engine_version)
     weight_dtype = resolve_weight_dtype(weight_dtype, spec)
     check_tp(tp, spec, weight_dtype, ep)
     check_pp(pp, spec)

@@ -91,7 +91,8 @@ ENGINE_MEMORY_KEYS = ("engine", "visible_memory_bytes", "visible_memory_source",
                       "weights_bytes_per_gpu", "rope_cache_bytes", "profile_peak_bytes", "non_torch_bytes",
                       "fusion_workspace_bytes", "cuda_graph_bytes", "cuda_graphs_counted", "available_kv_bytes",
                       "kv_tokens", "max_concurrency", "binding_pipeline_stage", "max_model_len",
-                      "max_num_batched_tokens", "window_tokens", "max_num_seqs", "model_runner", "sampler",
+                      "max_num_batched_tokens", "window_tokens", "speculative_tokens", "max_num_seqs", "model_runner",
+                      "sampler",
                       "vllm_version",
                       "state_slots", "notes")
 
@@ -268,7 +269,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         if gpus is not None and gpus != tp:
             raise KvcalcError(f"tp: {tp} and gpus={gpus} name one figure twice; give tp alone")
         gpus = tp
-    engine_version = engine_version_of_run(vllm_version, engine, engine_version)  # the run's own step times
+    from kvcalc.serving.closed_form import rule_engine
+
+    # the run's own step times; under auto those of the engine auto times the GPU with, as serve names them
+    engine_version = engine_version_of_run(vllm_version, rule_engine(engine, gpu), engine_version)
     vllm_version = vllm_version_of_run(vllm_version, engine, engine_version, vllm_runner)  # the run's own release
     _check(context, memory_utilization, prefill_chunk)
     for flag, value in (("--max-num-batched-tokens", max_num_batched_tokens), ("--max-num-seqs", max_num_seqs)):
