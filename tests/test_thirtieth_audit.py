@@ -534,3 +534,12 @@ def test_31_speculate2_an_eagle_head_of_a_moe_target_is_one_dense_layer():
                                    "-f", "json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["memory"]["draft_bytes"] == (layer + 2 * d * d) * 2 + 4096 * 4 * 128 * 2 * 2
+
+
+def test_31_m2_sglangs_own_fraction_for_a_model_with_a_vision_tower_is_said_to_be_lower():
+    """SGLang's adjust_mem_fraction_for_vlm (server_args.py) lowers mem_fraction_static further for a model with a
+    vision_config; kvcalc had advised its text-model figure as 'SGLang's default' for Gemma-3-27B."""
+    notes = _capacity("-m", "gemma-3-27b", "-c", "8192", "-e", "sglang")["engine_memory"]["notes"]
+    assert any("has a vision tower: SGLang lowers its own mem_fraction_static further" in n for n in notes)
+    notes = _capacity("-m", "llama-3.1-8b", "-c", "8192", "-e", "sglang")["engine_memory"]["notes"]
+    assert not any("vision tower" in n for n in notes)

@@ -209,6 +209,10 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
               f"(server_args.py _handle_gpu_memory_settings); kvcalc takes --memory-utilization "
               f"({memory_utilization:g}) as it: pass --memory-utilization {own:g} for SGLang's default"]
              if abs(own - memory_utilization) > 5e-4 else [])
+    if getattr(spec, "vision_encoder_params", 0):  # the thirty-first audit, M2
+        notes.append(f"{spec.name} has a vision tower: SGLang lowers its own mem_fraction_static further for it "
+                     "(server_args.py adjust_mem_fraction_for_vlm: x 0.95 and a factor of the tower's depth and "
+                     f"width), which kvcalc does not model, so SGLang's default is below {own:g}")
     if getattr(spec.attention, "sparse_top_k", None) and (capability(hw.compute_capability) or (0, 0))[0] >= 10 \
             and p.b_kv > 1:
         # SGLang stores a DeepSeek Sparse Attention model's KV cache in fp8 on Blackwell unless told otherwise
