@@ -196,3 +196,19 @@ def test_vllm_v0_rows_run_prompts_whole_below_a_32k_context():
     assert _vllm_v0_schedule(row("--enable-chunked-prefill=False", "llama-3.1-405b")) == {
         "scheduler": "vllm-v0", "step_tokens": 131_072}
     assert _vllm_v0_schedule(row("--max-model-len 4096 --max-num-batched-tokens 8192")) == {"scheduler": "vllm-v0"}
+
+
+def test_the_readme_quotes_the_ledgers_overall_figures(scored):
+    """The README's Accuracy line is the table's 'all' row, recomputed (the thirty-first audit, readme 1: it had kept
+    44.5 % and 28.2 % after the ledger moved to 44.2 % and 28.4 %)."""
+    _, summ = scored
+    got = {s["metric"]: s for s in summ if s["rows"] == "all"}
+    readme = " ".join((ROOT / "README.md").read_text().split())
+
+    def pct(metric, key="sim_median_abs_error_pct"):
+        return f"{got[metric][key]} %"
+
+    assert (f"{pct('output_tokens_per_s')} (closed form {pct('output_tokens_per_s', 'closed_median_abs_error_pct')}), "
+            f"median TTFT {pct('median_ttft_ms')} ({pct('median_ttft_ms', 'closed_median_abs_error_pct')}), median "
+            f"TPOT {pct('median_tpot_ms')} ({pct('median_tpot_ms', 'closed_median_abs_error_pct')}), p99 TTFT "
+            f"{pct('p99_ttft_ms')}") in readme
