@@ -439,7 +439,7 @@ def wave_medians(ttft, latency, output_len: int) -> dict:
 
 
 def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_budget: int, gain: float = 1.0,
-                     verify_tokens: int = 1, segments: list | None = None):
+                     verify_tokens: int = 1, segments: list | None = None, unit: int = 1):
     """(the step each of a wave's C prompts ends in [steps], the prompt tokens its last prefill step holds) when the
     requests decoding take their verify_tokens of each step's budget T first, as vLLM V1 schedules the running
     requests before the waiting ones: step s leaves T - q d_s tokens to the prompts, d_s the requests whose prompts
@@ -453,7 +453,9 @@ def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_bud
     had run for minutes on 1,000,000 prompts of 400,000 tokens in steps of 1,024).
 
     segments: where a list is given, the prefill steps are appended to it as (steps, requests decoding beside each,
-    prompt tokens each), in order; the last step, which holds only what is left, as a segment of its own."""
+    prompt tokens each), in order; the last step, which holds only what is left, as a segment of its own. unit: the
+    prompt tokens a step takes are whole multiples of it (TensorRT-LLM rounds a cut chunk down to whole KV blocks,
+    microBatchScheduler.cpp; the thirtieth audit, S1)."""
     import math
 
     import numpy as np
@@ -467,7 +469,7 @@ def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_bud
     while n < concurrency:
         while running and step + 1 - running[0] > decode_steps:  # its decodes are over before the next step
             running.popleft()
-        budget = max(step_budget - verify_tokens * len(running), 0)
+        budget = max(step_budget - verify_tokens * len(running), 0) // unit * unit
         to_end = math.ceil(((n + 1) * input_len - done) / budget) if budget > 0 else math.inf
         to_change = math.floor(running[0] + decode_steps - step) if running else math.inf  # the same budget till then
         k = max(1, min(to_end, to_change))

@@ -53,6 +53,7 @@ from kvcalc.estimator import (
 from kvcalc.formulas.capacity import max_sequences
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
 from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
+from kvcalc.formulas.engine_memory import TRTLLM_BLOCK_TOKENS
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
     own_budget_per_replica,
@@ -160,13 +161,14 @@ MAX_COUNTED_WAVE = 1_000_000  # requests whose prompt end steps are counted (pro
 
 
 def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int,
-              prefill_first: bool = False) -> dict:
+              prefill_first: bool = False, chunk_unit: int = 1) -> dict:
     """Requests that start together and run to the same length (formulas/workload.py waves): a prefill step carries
     a full chunk (the last one what is left) beside the requests decoding by then, a decode step those still decoding
     (formulas/workload.py wave_batches: half the rest of the wave, and the whole wave, while the prompts take fewer
     steps than a request decodes). prefill_first (SGLang's scheduler, engines/scheduler.py sglang_prefill_first): a
     prefill batch runs whenever a prompt waits, with no decodes beside it, so the wave's prompts all go first and
-    then every request decodes together.
+    then every request decodes together. chunk_unit: a cut chunk's tokens are whole multiples of it (TensorRT-LLM's
+    KV blocks, as the simulator cuts them: engines/scheduler.py trtllm_guaranteed_no_evict).
 
     Under --ep the wave is spread over the dp = ep / tp data-parallel attention replicas, each scheduling its own
     share within its own step budget (step_tokens / dp of the pooled budget serve passes): C mod dp of them hold
@@ -185,7 +187,8 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
 
     def loads(n):  # one replica's prefill chunk and its decodes beside a chunk and in a decode step
         beside, decoding = wave_batches(n, input_len, output_len, budget, gain)
-        return min(budget, n * input_len), *((0.0, float(n)) if prefill_first else (beside, decoding))
+        return min(budget // chunk_unit * chunk_unit, n * input_len), *((0.0, float(n)) if prefill_first else
+                                                                         (beside, decoding))
 
     # the group's step: every busy replica's chunk and decodes (StepTimer spreads them over the dp replicas), each
     # prompt's piece within its replica's budget
@@ -205,7 +208,7 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
         if prefill_first or output_len == 1 or n > MAX_COUNTED_WAVE:  # (past it, the prompts take the whole budget)
             last = n * input_len - (math.ceil(n * input_len / budget) - 1) * budget  # what the last step holds
         else:
-            ends, last = prompt_end_steps(n, input_len, output_len, budget, gain, stepper.decode_q)
+            ends, last = prompt_end_steps(n, input_len, output_len, budget, gain, stepper.decode_q, unit=chunk_unit)
         plans.append((n, count, ends, last, int(ends[-1]) if ends is not None else math.ceil(n * input_len / budget)))
     # the group's prefill steps, in lockstep: each holds every replica's piece, a full chunk while its prompts last, its
     # last piece in its last step, then nothing (its requests decode beside the others' chunks). A last piece is no
@@ -232,7 +235,7 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
         # ends (the fourteenth audit, S1: every step had carried the wave's mean decodes, and with speculation each
         # costs a verify and its drafts: TTFT 6-28 % over the hand schedule and the simulator)
         segments: list = []
-        prompt_end_steps(c, input_len, output_len, budget, gain, stepper.decode_q, segments)
+        prompt_end_steps(c, input_len, output_len, budget, gain, stepper.decode_q, segments, chunk_unit)
         steps, decodes, tokens = (np.array(column, dtype=float) for column in zip(*segments))
         times = np.zeros_like(steps)
         for kind in ((True, True), (True, False), (False, True)):  # the step timer takes arrays all zero or none
@@ -652,6 +655,7 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
 
     engine = profile_engine(profile_file, engine, gpu)
+    given_vllm_version = vllm_version  # checked as given: a vLLM flag under auto is still refused
     rules = rule_engine(engine, gpu)
     engine_version = engine_version_of_run(vllm_version, rules, engine_version)  # the run's own step times
     vllm_version = vllm_version_of_run(vllm_version, rules, engine_version, vllm_runner)  # the run's own release
@@ -666,8 +670,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
     check_memory_utilization(memory_utilization)
     check_dtypes(weight_dtype, kv_dtype, engine)
-    check_vllm_runner(vllm_runner, rules)
-    version = check_vllm_version(vllm_version, rules)
+    check_vllm_runner(vllm_runner, engine)  # the flags as given: auto's memory rule is kvcalc's, not vLLM's
+    check_vllm_version(given_vllm_version, engine)
+    version = check_vllm_version(vllm_version, rules)  # the release the run's rules follow (rule_engine)
     cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
     check_flashinfer_sampler(flashinfer_sampler, engine)
     if arrivals not in ("staggered", "waves"):
@@ -729,7 +734,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
         notes = [*notes, too_long]
 
     # SGLang's scheduler runs prompts first (the fresh audit: a wave's TPOT 170 ms where its simulation gives 602)
-    batching = (partial(_in_waves, prefill_first=engine == "sglang") if arrivals == "waves" else _colocated)
+    batching = (partial(_in_waves, prefill_first=engine == "sglang",
+                        chunk_unit=TRTLLM_BLOCK_TOKENS if engine == "trtllm" else 1)
+                if arrivals == "waves" else _colocated)
     request_s = overhead_seconds(profile)[1]
     if disaggregate is not None:
         prefill_gpus, decode_gpus = disaggregate

@@ -1287,6 +1287,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     from kvcalc.serving.closed_form import profile_engine, profile_release, rule_engine
 
     engine = profile_engine(profile_file, engine, gpu)  # a --profile file's engine schedules and sizes the pool
+    given_vllm_version = vllm_version  # checked as given: a vLLM flag under auto is still refused
     rules = rule_engine(engine, gpu)  # auto: the engine it times the GPU with
     engine_version = engine_version_of_run(vllm_version, rules, engine_version)  # the run's own step times
     vllm_version = vllm_version_of_run(vllm_version, rules, engine_version, vllm_runner)  # the run's own release
@@ -1407,8 +1408,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
             raise KvcalcError(f"--request-rate: {num_prompts:,} requests at {request_rate:g}/s arrive over "
                               f"{span:.3g} s; the simulator's clock times a step only to {MAX_ARRIVAL_S:g} s: raise "
                               f"--request-rate or lower --num-prompts")
-    check_vllm_runner(vllm_runner, rules)
-    version = check_vllm_version(vllm_version, rules)
+    check_vllm_runner(vllm_runner, engine)  # the flags as given: auto's memory rule is kvcalc's, not vLLM's
+    check_vllm_version(given_vllm_version, engine)
+    version = check_vllm_version(vllm_version, rules)  # the release the run's rules follow (rule_engine)
     cuda_graph_bytes = check_cuda_graph_memory(cuda_graph_GiB, engine)
     check_flashinfer_sampler(flashinfer_sampler, engine)
     # flags named as the closed form names them (the fresh audit: --max-num-seqs 0 had been "the KV pool cannot hold
