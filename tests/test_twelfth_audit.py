@@ -637,7 +637,7 @@ def test_13_h1_mxfp4_quantises_the_routed_experts_only(tmp_path):
     shipped = kvcalc.estimate(str(fixtures / "gpt-oss-20b"), "h100-sxm", context=1, engine="roofline").to_json_dict()
     assert bare["weights"]["bytes"] == shipped["weights"]["bytes"] == 13_761_264_768
     line = one_line_error(["estimate", "-m", _quantised(tmp_path, {"quant_method": "mxfp4"})])
-    assert "has none of these layer classes, so no weight is stored as mxfp4" in line
+    assert "quant_method 'mxfp4': it quantises routed experts only" in line  # named by the config's field (audit 30, C3)
 
 
 @pytest.mark.parametrize("change, message", [
