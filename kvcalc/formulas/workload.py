@@ -461,6 +461,8 @@ def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_bud
     import numpy as np
     from collections import deque
 
+    if unit > 1:
+        return _whole_unit_steps(concurrency, input_len, output_len, step_budget, gain, verify_tokens, segments, unit)
     decode_steps = max((output_len - 1) / gain, 1.0)
     ends = np.empty(concurrency)
     n = 0
@@ -469,7 +471,7 @@ def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_bud
     while n < concurrency:
         while running and step + 1 - running[0] > decode_steps:  # its decodes are over before the next step
             running.popleft()
-        budget = max(step_budget - verify_tokens * len(running), 0) // unit * unit
+        budget = max(step_budget - verify_tokens * len(running), 0)
         to_end = math.ceil(((n + 1) * input_len - done) / budget) if budget > 0 else math.inf
         to_change = math.floor(running[0] + decode_steps - step) if running else math.inf  # the same budget till then
         k = max(1, min(to_end, to_change))
@@ -485,6 +487,53 @@ def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_bud
     if segments is not None:  # the last step holds what is left
         k, decoding, full = segments.pop()
         segments += [(k - 1, decoding, full)] * (k > 1) + [(1, decoding, last)]
+    return ends, last
+
+
+def _whole_unit_steps(concurrency: int, input_len: int, output_len: int, step_budget: int, gain: float,
+                      verify_tokens: int, segments: list | None, unit: int):
+    """prompt_end_steps step by step for a scheduler that takes a prompt whole where it fits the step and cuts the
+    one it does not fit to whole units (TensorRT-LLM's setCtxRequestsChunkSize<kFIRST_COME_FIRST_SERVED>: the
+    remaining context, or what is left of max_num_tokens rounded down to tokens_per_block), as the simulator
+    schedules it: the cut depends on where each step ends in its prompt, so steps cannot be counted event to event.
+    A wave holds at most MAX_COUNTED_WAVE prompts (the caller's bound), so the steps are C I / T at most."""
+    from collections import deque
+
+    import numpy as np
+
+    from kvcalc.errors import KvcalcError
+
+    decode_steps = max((output_len - 1) / gain, 1.0) if output_len > 1 else 0.0
+    ends = np.empty(concurrency)
+    n, progress, step, last = 0, 0, 0, 0
+    running: deque = deque()
+    while n < concurrency:
+        while running and step + 1 - running[0] > decode_steps:
+            running.popleft()
+        cap, decoding, taken, ended = max(step_budget - verify_tokens * len(running), 0), len(running), 0, 0
+        while n + ended < concurrency:
+            remaining = input_len - progress
+            if remaining <= cap:  # its whole remaining context
+                cap, taken, progress, ended = cap - remaining, taken + remaining, 0, ended + 1
+                continue
+            piece = cap // unit * unit  # cut: whole units, or none this step
+            taken, progress = taken + piece, progress + piece
+            break
+        if taken == 0 and not running:
+            raise KvcalcError(f"--step-tokens: {step_budget:,} tokens a step is under one {unit}-token block, so a "
+                              "prompt it cuts never starts; give at least one block")
+        step += 1
+        for _ in range(ended):
+            ends[n] = step
+            running.append(step)
+            n += 1
+        if segments is not None:
+            if segments and segments[-1][1:] == (decoding, taken):
+                segments[-1] = (segments[-1][0] + 1, decoding, taken)
+            else:
+                segments.append((1, decoding, taken))
+        if taken:
+            last = taken
     return ends, last
 
 

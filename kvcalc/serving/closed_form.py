@@ -53,7 +53,7 @@ from kvcalc.estimator import (
 from kvcalc.formulas.capacity import max_sequences
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
 from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
-from kvcalc.formulas.engine_memory import TRTLLM_BLOCK_TOKENS
+from kvcalc.formulas.engine_memory import TRTLLM_BLOCK_TOKENS, check_trtllm_step
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
     own_budget_per_replica,
@@ -205,9 +205,10 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     plans = []  # each share's prompt end steps, what its last prefill step holds, and its prefill steps
     for n, count in shares:
         ends = None  # the prompts' end steps, where decodes take their tokens of each step first (not SGLang's)
-        if prefill_first or output_len == 1 or n > MAX_COUNTED_WAVE:  # (past it, the prompts take the whole budget)
+        if prefill_first or (output_len == 1 and chunk_unit == 1) or n > MAX_COUNTED_WAVE:  # (past it, the prompts
+            # take the whole budget)
             last = n * input_len - (math.ceil(n * input_len / budget) - 1) * budget  # what the last step holds
-        else:
+        else:  # TensorRT-LLM's whole-block chunks step by step, a lone token a request too
             ends, last = prompt_end_steps(n, input_len, output_len, budget, gain, stepper.decode_q, unit=chunk_unit)
         plans.append((n, count, ends, last, int(ends[-1]) if ends is not None else math.ceil(n * input_len / budget)))
     # the group's prefill steps, in lockstep: each holds every replica's piece, a full chunk while its prompts last, its
@@ -666,8 +667,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     check_int("--ep", ep, 1, MAX_GPUS)  # before the default step budget, which SGLang shares among ep / tp ranks
     step_given = step_tokens is not None
     if step_tokens is None:  # the engine's own default budget, as capacity --engine vllm takes it
-        step_tokens = default_step_tokens(engine, gpu, vllm_version, engine_version, attention_groups(ep, tp))
+        step_tokens = default_step_tokens(rules, gpu, vllm_version, engine_version, attention_groups(ep, tp))
     check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
+    check_trtllm_step(rules, step_tokens)
     check_memory_utilization(memory_utilization)
     check_dtypes(weight_dtype, kv_dtype, engine)
     check_vllm_runner(vllm_runner, engine)  # the flags as given: auto's memory rule is kvcalc's, not vLLM's

@@ -838,8 +838,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         need = np.where(left > 0, np.minimum(left, piece_cap), q)
         start = np.cumsum(need) - need
         sched = np.minimum(np.maximum(budget - start, 0), need)  # np.clip(budget - start, 0, need), without its wrapper
-        if unit > 1:  # a prompt piece the budget cut, rounded down to whole units (TensorRT-LLM's blocks)
-            sched = np.where((left > 0) & (sched < need), sched // unit * unit, sched)
+        if unit > 1:  # a piece short of its prompt's remaining context: whole units (TensorRT-LLM's blocks)
+            sched = np.where((left > 0) & (sched < left), sched // unit * unit, sched)
         new_blocks = np.maximum(blocks_for(kv_ids + sched + hit[step_ids] * (kv_ids == 0)), held)
         if policy.preempt is not None and step_ids is run:
             total = used - int(held.sum()) + np.cumsum(new_blocks)
@@ -1421,6 +1421,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     check_dtypes(weight_dtype, kv_dtype, engine)
     if step_tokens is not None:
         check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
+        from kvcalc.formulas.engine_memory import check_trtllm_step
+
+        check_trtllm_step(rules, step_tokens)
     if max_num_seqs is not None:
         check_int("--max-num-seqs", max_num_seqs, 1, MAX_BATCH)
     seqs_given = max_num_seqs is not None
@@ -1437,7 +1440,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
             # 2: the policy's 8,192 had stepped where the closed form, and V0 with chunked prefill, take 2,048)
             from kvcalc.serving.closed_form import default_step_tokens
 
-            budget = default_step_tokens(engine, gpu, vllm_version=vllm_version, engine_version=engine_version)
+            budget = default_step_tokens(rules, gpu, vllm_version=vllm_version, engine_version=engine_version)
         step_tokens = step_tokens if step_tokens is not None else budget
         max_num_seqs = max_num_seqs if max_num_seqs is not None else seqs
     if (scheduler or engine) == "sglang" and step_tokens is None:  # by the GPU's memory and the release, shared by the
