@@ -110,7 +110,8 @@ def unsupported_with(engine: str, pp: int, profile=None, speculate: str | None =
     profile `engine` resolved to, whose engine is the one that runs (--engine auto: vLLM's where it has one)."""
     if profile is not None:
         engine = profile.engine
-    if engine == "sglang" and (speculate or "").split(",")[0].split("=")[0].strip().lower() == "medusa":
+    method = (speculate or "").split(",")[0].split("=")[0].strip().lower()
+    if engine == "sglang" and method == "medusa":
         # the thirty-first audit, speculate 3: SGLang's SpeculativeAlgorithm (python/sglang/srt/speculative/
         # spec_info.py at ee567f18) is DFLASH, EAGLE, EAGLE3, FROZEN_KV_MTP, STANDALONE or NGRAM: no Medusa heads
         return ("--speculate medusa: SGLang has no Medusa decoding (its speculative algorithms: EAGLE, EAGLE3, "
@@ -118,7 +119,6 @@ def unsupported_with(engine: str, pp: int, profile=None, speculate: str | None =
     if engine == "vllm" and pp > 1:
         return (f"--speculate with --pp {pp}: vLLM does not start speculative decoding under pipeline parallelism "
                 "(vllm-project/vllm #49355, #52069): these times are for a layout it does not run")
-    method = (speculate or "").split(",")[0].split("=")[0].strip().lower()
     if engine == "trtllm" and pp > 1 and method == "draft":  # the sixth audit's verification (V15)
         return (f"--speculate with --pp {pp}: TensorRT-LLM's PyTorch executor refuses a draft model under pipeline "
                 "parallelism (tensorrt_llm/_torch/pyexecutor/py_executor.py: \"Drafting is not supported for selected "

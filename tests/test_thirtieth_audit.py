@@ -514,6 +514,7 @@ def test_31_speculate1_vllm_keeps_1_plus_k_state_blocks_a_request_under_speculat
     assert spec8 - plain == 8 * layout.groups["state"]
     args = ["-m", "nemotron-h-8b", "-e", "vllm", "-i", "8000", "--output-len", "192", "-n", "4"]
     held, held8 = _serve(*args)["max_concurrency"], _serve(*args, "--speculate", "ngram=8,alpha=0.5")["max_concurrency"]
+    assert (held, held8) == (248, 56)  # the pool's blocks over 14 blocks a request, then over 14 + 8 x 6 = 62
     assert held8 / held == pytest.approx(plain / spec8, rel=0.02)
 
 
@@ -540,7 +541,8 @@ def test_31_m2_sglangs_own_fraction_for_a_model_with_a_vision_tower_is_said_to_b
     """SGLang's adjust_mem_fraction_for_vlm (server_args.py) lowers mem_fraction_static further for a model with a
     vision_config; kvcalc had advised its text-model figure as 'SGLang's default' for Gemma-3-27B."""
     notes = _capacity("-m", "gemma-3-27b", "-c", "8192", "-e", "sglang")["engine_memory"]["notes"]
-    assert any("has a vision tower: SGLang lowers its own mem_fraction_static further" in n for n in notes)
+    assert any("has a vision tower: SGLang's own mem_fraction_static is below the 0.836" in n for n in notes)
+    assert not any("for SGLang's default" in n for n in notes)  # the text rule's figure is not advised as it
     notes = _capacity("-m", "llama-3.1-8b", "-c", "8192", "-e", "sglang")["engine_memory"]["notes"]
     assert not any("vision tower" in n for n in notes)
 
@@ -578,3 +580,14 @@ def test_31_review2_a_trtllm_step_under_one_block_is_refused_not_looped():
         out = CliRunner().invoke(app, ["serve", "-m", "llama-3.1-8b", "-e", "trtllm", "-i", "100", "--output-len", "10",
                                        "-n", "2", "--arrivals", "waves", "--step-tokens", "16", *extra])
         assert out.exit_code == 2 and "under TensorRT-LLM's 32-token KV block" in out.output
+
+
+@pytest.mark.parametrize("device, gpu, named", [
+    ("NVIDIA L40S", "l4", False), ("NVIDIA A100-SXM4-80GB", "a10", False), ("NVIDIA GH200 480GB", "h200", False),
+    ("NVIDIA GB200", "b200", False), ("NVIDIA H100 80GB HBM3", "h100-sxm", True),
+    ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "rtx-pro-6000", True), ("AMD Instinct MI300X", "mi300x", True)])
+def test_31_review8_a_device_name_names_a_gpu_by_whole_words(device, gpu, named):
+    """trtllm-bench's machine.name against --gpu: an L40S's report had passed for an L4's, a GH200's for an H200's."""
+    from kvcalc.validate.calibrate import _names_gpu
+
+    assert _names_gpu(device, gpu) is named

@@ -205,14 +205,13 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     # (the twenty-ninth audit's R2, the rest: with speculation SGLang keeps 2 GiB more for EAGLE or MTP, 6 GiB for a
     # draft model, which serve's note had not known)
     own = sglang_own_fraction(hw, tp, pp, ep, speculate_method)
-    notes = ([f"SGLang derives mem_fraction_static {own:g} for this GPU and layout when it is not given "
-              f"(server_args.py _handle_gpu_memory_settings); kvcalc takes --memory-utilization "
-              f"({memory_utilization:g}) as it: pass --memory-utilization {own:g} for SGLang's default"]
-             if abs(own - memory_utilization) > 5e-4 else [])
-    if getattr(spec, "vision_encoder_params", 0):  # the thirty-first audit, M2
-        notes.append(f"{spec.name} has a vision tower: SGLang lowers its own mem_fraction_static further for it "
-                     "(server_args.py adjust_mem_fraction_for_vlm: x 0.95 and a factor of the tower's depth and "
-                     f"width), which kvcalc does not model, so SGLang's default is below {own:g}")
+    if getattr(spec, "vision_encoder_params", 0):  # the thirty-first audit, M2, and the review's 7
+        notes = [sglang_vision_note(spec, own)]
+    else:
+        notes = ([f"SGLang derives mem_fraction_static {own:g} for this GPU and layout when it is not given "
+                  f"(server_args.py _handle_gpu_memory_settings); kvcalc takes --memory-utilization "
+                  f"({memory_utilization:g}) as it: pass --memory-utilization {own:g} for SGLang's default"]
+                 if abs(own - memory_utilization) > 5e-4 else [])
     if getattr(spec.attention, "sparse_top_k", None) and (capability(hw.compute_capability) or (0, 0))[0] >= 10 \
             and p.b_kv > 1:
         # SGLang stores a DeepSeek Sparse Attention model's KV cache in fp8 on Blackwell unless told otherwise
@@ -410,6 +409,15 @@ def check_cuda_graph_memory(GiB: float | None, engine: str) -> float | None:
     return GiB * em.GiB
 
 
+def sglang_vision_note(spec, own: float) -> str:
+    """What SGLang's own mem_fraction_static is for a model with a vision tower: below its text rule's `own`, by
+    server_args.py adjust_mem_fraction_for_vlm (x 0.95 and a factor of the tower's depth and width), which kvcalc does
+    not model as the spec has no tower shape."""
+    return (f"{spec.name} has a vision tower: SGLang's own mem_fraction_static is below the {own:g} its text rule "
+            "gives this GPU and layout (server_args.py adjust_mem_fraction_for_vlm: x 0.95 and a factor of the "
+            "tower's depth and width), which kvcalc does not model; it takes --memory-utilization as given")
+
+
 def sglang_own_fraction(hw, tp: int, pp: int = 1, ep: int = 1, speculation: str | None = None) -> float:
     """The mem_fraction_static SGLang derives for this GPU and layout when it is not given
     (formulas/engine_memory.py sglang_derived_mem_fraction), from the datasheet's memory (SGLang reads nvidia-smi's
@@ -506,7 +514,8 @@ def engine_request_bytes(memory: dict, spec, hw, p, tp: int, pp: int, length: in
 
 def engine_sequences_held(engine: str, spec, hw, p, tp: int, *, length: int, memory_utilization: float,
                           pp: int = 1, ep: int = 1, engine_version: str | None = None,
-                          draft_weight_bytes: float = 0.0, draft_kv_bytes: float = 0.0) -> int:
+                          draft_weight_bytes: float = 0.0, draft_kv_bytes: float = 0.0,
+                          speculative_tokens: int = 0) -> int:
     """How many sequences of `length` tokens one data-parallel group of tp GPUs holds in the pool `engine` (one of
     ENGINE_MEMORY_RULES) sizes with its defaults, as `capacity --engine X` and `serve --engine X` count them: the
     engine's max_concurrency at max_model_len = length, floored; with speculation the draft's weights come out of
@@ -514,7 +523,8 @@ def engine_sequences_held(engine: str, spec, hw, p, tp: int, *, length: int, mem
     (the fifth audit: estimate said a batch fits that capacity and serve under the same --engine queue)."""
     rule = engine_memory_rule(engine, spec, hw, p, tp, context=length, memory_utilization=memory_utilization,
                               pp=pp, ep=ep, vllm_version=check_vllm_version(
-                                  vllm_version_of_run("latest", engine, engine_version), engine))
+                                  vllm_version_of_run("latest", engine, engine_version), engine),
+                              speculative_tokens=speculative_tokens)
     held = rule["max_concurrency"]
     if held > 0 and (draft_weight_bytes or draft_kv_bytes):
         pool = max(rule["available_kv_bytes"] - draft_weight_bytes, 0.0)

@@ -88,7 +88,7 @@ def verify_ops(model: ModelSpec, batch, context, tokens: int, p: Precision) -> l
     return [*ops, lm_head_op(model, batch * tokens, p)]
 
 
-def one_layer(model: ModelSpec, dense: bool = False) -> ModelSpec:
+def one_layer(model: ModelSpec, *, dense: bool = False) -> ModelSpec:
     """A single decoder layer of the model's own shape (EAGLE's draft, an MTP module): softmax attention (as
     Qwen3-Next's and Nemotron's MTP layers are), MoE if the model's last layers are unless dense (its dense MLP of
     mlp.intermediate_size); no vision tower."""
@@ -178,8 +178,7 @@ def draft_weight_bytes_per_gpu(model: ModelSpec, method: str, k: int, draft_mode
         assert draft_model is not None, "draft=MODEL: the draft's spec is needed"
         return weight_bytes_per_gpu(draft_model, b_w, tp)
     total = draft_params(model, method, k, draft_model)
-    routed = params_breakdown(draft_layer(model, method)).get("moe/routed", 0) if ep > 1 and method in ("mtp", "eagle") \
-        else 0
+    routed = params_breakdown(draft_layer(model, method)).get("moe/routed", 0) if ep > 1 and method == "mtp" else 0
     return (total - routed) * b_w / tp + routed * b_w / ep
 
 

@@ -571,7 +571,11 @@ def table_dtype(section: str, key: str) -> str:
     thirtieth audit: `profiles ledger` had looked MoE keys up among the GEMM dtypes and stopped at the first mxfp4
     curve with a StopIteration traceback)."""
     table = MOE_DTYPES if section == "moe" else GEMM_DTYPES
-    return next(d for d, spec in table.items() if spec[0] == key)
+    found = next((d for d, spec in table.items() if spec[0] == key), None)
+    if found is None:  # a curve of a dtype no table reader knows (the review of the change, 11): said, not a traceback
+        raise KvcalcError(f"profiles ledger: no {section} table dtype for the curve {key!r}; expected one of "
+                          f"{', '.join(spec[0] for spec in table.values())}")
+    return found
 
 
 def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:

@@ -898,21 +898,21 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     # so under a concurrency too: fixed lengths start and finish together, and each wave's prompts queue for prefill
     # (the thirtieth audit, plan 1: a choice at 64 in flight planned at a TTFT of 87.5 ms simulated at 1,176, where
     # the same question at p90 bought twice the GPUs)
-    poisson_median = (percentile == "p50" and not varied and (request_rate is not None or concurrency is not None)
+    median_simulated = (percentile == "p50" and not varied and (request_rate is not None or concurrency is not None)
                       and max_ttft_ms is not None)
-    simulated = (percentile != "p50" or varied or poisson_median) and (max_ttft_ms is not None or
+    simulated = (percentile != "p50" or varied or median_simulated) and (max_ttft_ms is not None or
                                                                       max_tpot_ms is not None)
     if simulated:
         check_int("simulated_prompts", simulated_prompts, 100, 1_000_000)
 
         simulations: dict = {}
-        prompts = min(simulated_prompts, MEDIAN_PROMPTS) if poisson_median else simulated_prompts
+        prompts = min(simulated_prompts, MEDIAN_PROMPTS) if median_simulated else simulated_prompts
 
         def verify(candidates, n):  # the simulator's check of this question's limits (verify_at_percentile)
             return verify_at_percentile(spec, candidates, n, percentile=percentile, input_len=input_len,
                                         output_len=output_len, request_rate=request_rate, concurrency=concurrency,
                                         step_tokens=step_tokens, memory_utilization=memory_utilization,
-                                        max_ttft_ms=max_ttft_ms, max_tpot_ms=None if poisson_median else max_tpot_ms,
+                                        max_ttft_ms=max_ttft_ms, max_tpot_ms=None if median_simulated else max_tpot_ms,
                                         num_prompts=prompts, range_ratio=range_ratio, dataset=dataset,
                                         memo=simulations)
 
@@ -964,7 +964,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     # choice only, where --emit sglang launched SGLang's best beside a TensorRT-LLM choice in silence)
     sglang = [p.deployment for p in [*chosen[:1], *best.values()] if p.deployment.engine == "sglang"]
     for d in dict.fromkeys(sglang):
-        from kvcalc.engines.memory import sglang_own_fraction
+        from kvcalc.engines.memory import sglang_own_fraction, sglang_vision_note
 
         own = sglang_own_fraction(by_name[d.gpu], d.tp, d.pp, d.ep, d.speculate)
         which = "the choice" if chosen and d == chosen[0].deployment else "SGLang's best (what --emit sglang launches)"
@@ -972,7 +972,9 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             say(f"sglang on {d.gpu}: {which} is sized and launched at --mem-fraction-static "
                 f"{memory_utilization:g} (--memory-utilization), above the {own:g} SGLang derives for itself on this "
                 "GPU and layout, which keeps more memory for activations and CUDA graphs: plan with "
-                f"--memory-utilization {own:g} for SGLang's own headroom", CapacityWarning)
+                f"--memory-utilization {own:g} for SGLang's own headroom"
+                + (f"; {sglang_vision_note(spec, own)}" if getattr(spec, "vision_encoder_params", 0) else ""),
+                CapacityWarning)
     closest_rows = [] if chosen else [point_dict(p) for p in _closest(points, max_ttft_ms, max_tpot_ms)]
     frontier_rows = [point_dict(p) for p in pareto([p for p in points if "GPU budget" not in p.misses])]
     result = {
@@ -1000,7 +1002,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                        "times, the engine profile named per configuration; TTFT and TPOT are the typical "
                        "request's (the median)" + ("" if not simulated else
                                                    f"; the finalists' {percentile} TTFT"
-                                                   + ("" if poisson_median else " and TPOT")
+                                                   + ("" if median_simulated else " and TPOT")
                                                    + (" under Poisson arrivals" if request_rate is not None else "")
                                                    + " re-checked by the "
                                                    f"request-level simulator (kvcalc/serving/simulate.py, "

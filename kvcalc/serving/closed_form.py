@@ -544,6 +544,10 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
 
     if why := no_mtp_module(spec, speculate):
         notes.append(why)
+    from kvcalc.speculation import draft_past_context
+
+    if timer is not None and (why := draft_past_context(timer.draft, full_length)):  # as estimate says it
+        notes.append(why)
     from kvcalc.engines.launch import layout_refusal
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):

@@ -1935,7 +1935,11 @@ def stored_weight_bytes(spec: ModelSpec, data: dict) -> tuple[float, str, int]:
         edge_b = 2.0 if spec.quantization is not None else b_w  # quantised checkpoints keep these in bf16
         d, V = spec.hidden_size, spec.vocab_size
         copies = 2 * V * d if str(data.get("model_type", "")).startswith(("deepseek", "kimi")) else 0
-        total += mtp * (layer_weight_bytes(spec, b_w)[-1] + 2 * d * d * b_w + (copies + 3 * d) * edge_b)
+        # a module is one decoder layer of the model's last kind; a layer_pattern's last block is part of a layer
+        # only (the review of the change, 12: a Nemotron-H-style pattern would have sized its MTP layer as one block)
+        per_layer = layer_weight_bytes(spec, b_w)
+        layer = sum(per_layer) / len(per_layer) if spec.layer_pattern is not None else per_layer[-1]
+        total += mtp * (layer + 2 * d * d * b_w + (copies + 3 * d) * edge_b)
     return total, fmt, max(mtp, 0)
 
 

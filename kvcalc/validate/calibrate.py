@@ -678,6 +678,17 @@ def _gpu_key(gpu: str) -> str:
     return key
 
 
+def _names_gpu(device_name: str, gpu: str) -> bool:
+    """Whether a driver's device name names this GPU spec: its key (_gpu_key) as whole words of the name, run
+    together ('NVIDIA RTX PRO 6000 Blackwell' names rtx-pro-6000; 'NVIDIA L40S' does not name l4, nor 'NVIDIA GH200
+    480GB' h200: the review of the thirty-first audit's change, 8, had found substrings passing)."""
+    import re
+
+    words = re.findall(r"[a-z0-9]+", device_name.lower())
+    key = _gpu_key(gpu)
+    return any("".join(words[i:j]) == key for i in range(len(words)) for j in range(i + 1, len(words) + 1))
+
+
 def _sizes(name: str) -> set[str]:
     return {m.rstrip("0").rstrip(".") if "." in m else m for m in _SIZE.findall(name.lower())}
 
@@ -727,8 +738,7 @@ def served_elsewhere(path: Path, runs: list[dict], spec, engine: str, hw=None, t
         if tp is not None and run.get("tp_size") is not None and run["tp_size"] != tp:
             raise KvcalcError(f"{path}: line {run['line']}: world_info.tp_size {run['tp_size']} is not --tp {tp}: "
                               f"pass --tp {run['tp_size']}, the tensor parallelism the benchmark ran")
-        if hw is not None and run.get("gpu_name") and _gpu_key(hw.name) not in re.sub(r"[^a-z0-9]", "",
-                                                                                      run["gpu_name"].lower()):
+        if hw is not None and run.get("gpu_name") and not _names_gpu(run["gpu_name"], hw.name):
             warnings.warn(f"{path}: line {run['line']}: machine.name {run['gpu_name']!r:.60} is not --gpu {hw.name}: "
                           "the fit takes the difference for engine overhead; pass the GPU the benchmark ran",
                           stacklevel=2)
