@@ -591,3 +591,13 @@ def test_31_review8_a_device_name_names_a_gpu_by_whole_words(device, gpu, named)
     from kvcalc.validate.calibrate import _names_gpu
 
     assert _names_gpu(device, gpu) is named
+
+
+def test_32_serve5_a_limit_the_most_replicas_still_miss_is_refused():
+    """--request-rate 1e8 --max-tpot-ms 8: 10^7 replicas and more still miss 8 ms, and serve had answered with a TPOT
+    of 8.90 ms as if they met it; at 100 requests/s 27 replicas meet it."""
+    args = ["serve", "-m", "llama-3.1-8b", "-i", "1000", "--output-len", "200", "-e", "vllm", "--max-tpot-ms", "8"]
+    out = CliRunner().invoke(app, [*args, "--request-rate", "1e8"])
+    assert out.exit_code == 2 and "replicas still miss it at this load" in out.output
+    r = _serve(*args[1:], "--request-rate", "100")
+    assert r["tpot_ms"] <= 8

@@ -394,6 +394,9 @@ def _meets(r: dict, max_ttft_ms: float | None, max_tpot_ms: float | None) -> boo
 NEAR_SATURATION = 0.9
 
 
+MAX_LIMIT_REPLICAS = 10**7  # the most replicas serve's limits add
+
+
 def _within_limits(run, rate_point, request_rate, concurrency: float, replicas: int, r: dict, max_ttft_ms,
                   max_tpot_ms) -> tuple[float, int, dict]:
     """(requests in flight per replica, replicas, the point) with the fewest replicas whose steady state meets the
@@ -420,8 +423,14 @@ def _within_limits(run, rate_point, request_rate, concurrency: float, replicas: 
                           f"request alone takes {what} here (a faster GPU, a larger --tp or a smaller format might; "
                           "kvcalc plan searches)")
     lo, hi = replicas, replicas * 2  # lo misses; grow hi until it meets, then bisect the fewest replicas
-    while not _meets(at(hi)[1], max_ttft_ms, max_tpot_ms) and hi < 10**7:
+    while not _meets(at(hi)[1], max_ttft_ms, max_tpot_ms) and hi < MAX_LIMIT_REPLICAS:
         lo, hi = hi, hi * 2
+    if not _meets(at(hi)[1], max_ttft_ms, max_tpot_ms):  # the thirty-second audit, serve 5: 10^7 replicas that
+        # still missed the limit had been bisected as if they met it (--request-rate 1e8 --max-tpot-ms 8: 8.90 ms)
+        flag = "--max-ttft-ms" if max_ttft_ms is not None and not _meets(at(hi)[1], max_ttft_ms, None) else (
+            "--max-tpot-ms")
+        raise KvcalcError(f"{flag}: {hi:,} replicas still miss it at this load; lower --request-rate or the "
+                          "concurrency, or loosen the limit")
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if _meets(at(mid)[1], max_ttft_ms, max_tpot_ms) else (mid, hi)
