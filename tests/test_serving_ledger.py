@@ -56,11 +56,15 @@ def _doc_table() -> dict[str, dict[str, tuple]]:
 
 
 def test_every_ledger_row_runs(scored):
-    """All 124 published rows run: the ShareGPT ones with the published length sample, none skipped."""
+    """All 124 published rows run, the ShareGPT ones with the published length sample, but dstack's nine TensorRT-LLM
+    runs at --tp_size 8 --ep_size 4 (MoE TP 2 x EP 4), a layout kvcalc does not model, which the published ledger
+    excludes too (the thirty-second audit, validate 1: they had run as plain TP 8, 50-85 % fast)."""
     res, _ = scored
     rows = read_rows(LEDGER)
     assert len(rows) == 124
-    assert not [r for r in res if "skipped" in r]
+    skipped = {r["id"] for r in res if "skipped" in r}
+    assert skipped == {r["id"] for r in rows if r["engine"] == "trtllm" and 1 < int(r["ep"] or 1) < int(r["tp"])}
+    assert len(skipped) == 9 and all("a layout kvcalc does not model" in r["skipped"] for r in res if "skipped" in r)
     assert {r["id"] for r in res} == {r["id"] for r in rows}
 
 

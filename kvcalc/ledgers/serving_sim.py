@@ -166,7 +166,12 @@ def row_kwargs(row: dict) -> dict:
     ep = int(row.get("ep") or 1)
     if row.get("dp_attention", "0").strip() == "1":  # attention data-parallel over the GPUs, experts over all
         tp, ep = 1, tp * max(ep, 1) if ep > tp else tp
-    elif ep < tp:  # experts within the tensor-parallel group: kvcalc runs them tensor-parallel
+    elif 1 < ep < tp:  # experts split over TP within EP (TensorRT-LLM's --tp_size 8 --ep_size 4: MoE TP 2 x EP 4)
+        # (the thirty-second audit, validate 1: run as plain TP 8, 50-85 % fast, where the published ledger excludes
+        # the same runs and `serve --tp 8 --ep 4` refuses the layout)
+        raise KvcalcError(f"--tp {tp} --ep {ep}: experts split {tp // ep} ways within {ep}-way expert parallelism, "
+                          "a layout kvcalc does not model (its --ep is a multiple of --tp)")
+    elif ep < tp:  # ep 1: experts within the tensor-parallel group, run tensor-parallel
         ep = 1
     note = row.get("note", "")
     client = "sglang" if "bench_serving" in note and "vllm bench" not in note else "vllm"
