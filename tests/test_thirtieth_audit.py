@@ -601,3 +601,27 @@ def test_32_serve5_a_limit_the_most_replicas_still_miss_is_refused():
     assert out.exit_code == 2 and "replicas still miss it at this load" in out.output
     r = _serve(*args[1:], "--request-rate", "100")
     assert r["tpot_ms"] <= 8
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("pp", "1000000000", "pp: expected a whole number of GPUs from 1 to"),  # had hung, a list entry a stage
+    ("pp", "100", "--pp: 100 pipeline stages exceed qwen3-235b-a22b's 94 layers"),  # had been scored at +40,344 %
+    ("tp", "2.5", "tp: expected a whole number of GPUs"), ("tp", "-1", "tp: expected a whole number of GPUs"),
+    ("mem_fraction_static", "7", "mem_fraction_static: expected a fraction in (0, 1], got 7"),
+    ("mem_fraction_static", "0", "mem_fraction_static: expected a fraction in (0, 1], got 0")])
+def test_32_validate2_an_engine_memory_row_is_checked_as_capacity_checks_its_flags(tmp_path, field, value, message):
+    """The SGLang memory ledger's rows: a layout capacity refuses had been scored (or, at pp 10^9, hung)."""
+    import csv
+    import io
+    from pathlib import Path
+
+    source = Path(__file__).parents[1] / "validation/engine-memory/sglang.csv"
+    rows = list(csv.DictReader(io.StringIO(source.read_text())))
+    row = next(r for r in rows if r["model"] == "qwen3-235b-a22b")
+    path = tmp_path / "sglang.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerow({**row, field: value})
+    out = CliRunner().invoke(app, ["validate", "--engine-memory", str(path)])
+    assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output

@@ -117,6 +117,44 @@ def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
+def _layout(row: dict, spec) -> tuple[int, int, int]:
+    """(tp, pp, ep) of a ledger row, checked as capacity checks its flags: whole numbers of GPUs from 1 to MAX_GPUS,
+    no more pipeline stages than the model has layers (the thirty-second audit, validate 2: pp 1e9 had hung, pp 100
+    on a 94-layer model had been scored at +40,344 %, tp -1 and 2.5 scored too)."""
+    from kvcalc.checks import MAX_GPUS
+    from kvcalc.estimator import check_pp
+
+    counts = []
+    for key, given in (("tp", _num(row, "tp")), ("pp", _num(row, "pp")), ("ep", _num(row, "ep"))):
+        x = 1.0 if given is None and key == "ep" else given
+        if x is None or x != int(x) or not 1 <= x <= MAX_GPUS:
+            raise KvcalcError(f"{key}: expected a whole number of GPUs from 1 to {MAX_GPUS}, got {row.get(key)!r:.20}")
+        counts.append(int(x))
+    check_pp(counts[1], spec)
+    return counts[0], counts[1], counts[2]
+
+
+def _fraction(row: dict, key: str, default: float) -> float:
+    """A logged memory fraction in (0, 1], or the engine's default where the cell is empty (a 0 is refused, not taken
+    for the default: the thirty-second audit, validate 2)."""
+    x = _num(row, key)
+    if x is None:
+        return default
+    if not 0 < x <= 1:
+        raise KvcalcError(f"{key}: expected a fraction in (0, 1], got {x:g}")
+    return x
+
+
+def _visible(row: dict, hw):
+    """The GPU with the row's logged visible memory, where given (positive, under 10^6 GiB)."""
+    visible = _num(row, "visible_GiB")
+    if visible is None:
+        return hw
+    if not 0 < visible < 1e6:
+        raise KvcalcError(f"visible_GiB: expected a positive number of GiB, got {visible:g}")
+    return hw.model_copy(update={"visible_memory_GiB": visible})
+
+
 def _version(row: dict) -> tuple[int, int]:
     return check_vllm_version((row["vllm"].split() or [""])[0], "vllm")
 
@@ -134,7 +172,7 @@ def _vllm_settings(row: dict) -> dict:
         raise ValueError("link must be empty, nvlink or pcie")
     hw = hw.model_copy(update=update)
     version = _version(row)
-    tp, pp, ep = int(float(row["tp"])), int(float(row["pp"])), int(_or(_num(row, "ep"), 1))
+    tp, pp, ep = _layout(row, spec)
     length = int(_or(_num(row, "max_model_len"), spec.max_position_embeddings or 0))
     default_t, default_r = em.vllm_default_batching(hw.visible_memory_bytes / GiB, hw.name, version, length)
     t = int(_or(_num(row, "max_num_batched_tokens"), default_t))
@@ -260,10 +298,9 @@ def predict(row: dict, refit: dict | None = None) -> dict:
 def predict_sglang(row: dict) -> dict:
     """kvcalc's SGLang rule for one logged start-up: the pool and the memory free after loading."""
     spec, hw = load_model(row["model"]), load_gpu(row["gpu"])
-    visible = _num(row, "visible_GiB")
-    hw = hw.model_copy(update={"visible_memory_GiB": visible}) if visible else hw
-    tp, pp, ep = int(float(row["tp"])), int(float(row["pp"])), int(_num(row, "ep") or 1)
-    fraction = _num(row, "mem_fraction_static") or em.sglang_default_mem_fraction(tp)
+    hw = _visible(row, hw)
+    tp, pp, ep = _layout(row, spec)
+    fraction = _fraction(row, "mem_fraction_static", em.sglang_default_mem_fraction(tp))
     check_dtypes(row["weight_dtype"], row["kv_dtype"])
     p = precision(row["weight_dtype"], row["kv_dtype"])
     length = int(_num(row, "context_length") or spec.max_position_embeddings)
@@ -279,10 +316,9 @@ def predict_sglang(row: dict) -> dict:
 def predict_trtllm(row: dict) -> dict:
     """kvcalc's TensorRT-LLM rule for one logged start-up: the memory free after loading and the KV cache."""
     spec, hw = load_model(row["model"]), load_gpu(row["gpu"])
-    visible = _num(row, "visible_GiB")
-    hw = hw.model_copy(update={"visible_memory_GiB": visible}) if visible else hw
-    tp, pp, ep = int(float(row["tp"])), int(float(row["pp"])), int(_num(row, "ep") or 1)
-    fraction = _num(row, "free_gpu_memory_fraction") or 0.9
+    hw = _visible(row, hw)
+    tp, pp, ep = _layout(row, spec)
+    fraction = _fraction(row, "free_gpu_memory_fraction", 0.9)
     check_dtypes(row["weight_dtype"], row["kv_dtype"])
     p = precision(row["weight_dtype"], row["kv_dtype"])
     t = int(_num(row, "max_num_tokens") or em.TRTLLM_MAX_NUM_TOKENS)
