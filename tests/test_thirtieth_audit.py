@@ -625,3 +625,22 @@ def test_32_validate2_an_engine_memory_row_is_checked_as_capacity_checks_its_fla
         w.writerow({**row, field: value})
     out = CliRunner().invoke(app, ["validate", "--engine-memory", str(path)])
     assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
+
+
+def test_32_validate8_a_kernel_table_kvcalc_cannot_read_is_one_line(tmp_path):
+    """`profiles ledger --data` and `profiles fit --data` had stopped with ArrowInvalid, KeyError and IndexError
+    tracebacks on a table that is not Parquet, lacks a column or has no rows."""
+    import numpy as np
+
+    from kvcalc.errors import KvcalcError
+    from kvcalc.ledgers.kernel_tables import unreadable_table
+
+    path = tmp_path / "gemm_perf.parquet"
+    for failure in (lambda: np.load(path), lambda: {}["gemm_dtype"], lambda: [][0]):
+        path.write_text("not parquet")
+        with pytest.raises(KvcalcError, match="gemm_perf.parquet: not a kernel table as aiconfigurator-core writes"):
+            with unreadable_table(path):
+                failure()
+    with pytest.raises(KvcalcError, match="^own words$"):  # kvcalc's own refusals pass through as they are
+        with unreadable_table(path):
+            raise KvcalcError("own words")

@@ -42,6 +42,7 @@ def fit_cli(
         TABLE_GPUS,
         fit_profile,
         tables_root,
+        unreadable_table,
     )
     from kvcalc.specs.catalog import spec_dir
     from kvcalc.specs.toml_out import spec_to_toml
@@ -52,7 +53,8 @@ def fit_cli(
         raise KvcalcError(f"--out-dir: {target} is not a folder")
     for g in _names("--gpu", gpu, TABLE_GPUS):
         for e in _names("--engine", engine, TABLE_ENGINES):
-            profile = fit_profile(root, g, e)
+            with unreadable_table(root / TABLE_GPUS[g]):  # a table not as aiconfigurator-core writes it: one line
+                profile = fit_profile(root, g, e)
             if profile is None:
                 typer.echo(f"{g} x {e}: no GEMM table, skipped", err=True)
                 continue

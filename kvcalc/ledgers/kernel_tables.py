@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -566,6 +567,20 @@ def linear_attention_rows(df, decode: bool) -> Rows:
                 None, kernels, items)
 
 
+@contextmanager
+def unreadable_table(path: Path):
+    """A kernel table that is not as aiconfigurator-core writes it (not Parquet, a column missing, no rows) as one line
+    naming it (the thirty-second audit, validate 8: `profiles ledger --data` had stopped with ArrowInvalid, KeyError
+    and IndexError tracebacks)."""
+    try:
+        yield
+    except KvcalcError:
+        raise
+    except (ValueError, KeyError, IndexError, OSError) as e:
+        raise KvcalcError(f"--data: {path}: not a kernel table as aiconfigurator-core writes it ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:100] if str(e) else 'no detail'})") from None
+
+
 def table_dtype(section: str, key: str) -> str:
     """The table's dtype name of a GEMM or MoE curve's key: the MoE tables' own (MOE_DTYPES, mxfp4 experts too; the
     thirtieth audit: `profiles ledger` had looked MoE keys up among the GEMM dtypes and stopped at the first mxfp4
@@ -597,22 +612,23 @@ def ledger(root: Path, profiles: list[EngineProfile]) -> list[dict]:
                 if not path.is_file():
                     raise KvcalcError(f"--data: {root} lacks {path.relative_to(root)}, which {prof.gpu}.{prof.engine} "
                                       "was fitted to")
-                df = pd.read_parquet(path)
-                if section == "gemm":
-                    rows = gemm_rows(df, table_dtype(section, key))
-                elif section == "moe":
-                    rows = moe_rows(df, table_dtype(section, key))
-                elif section.startswith("linear_attention"):
-                    rows = linear_attention_rows(df, decode=section == "linear_attention_decode")
-                elif section == "attention_decode_mla":
-                    rows = mla_decode_rows(df, next(d for d, spec in KV_DTYPES.items() if spec[0] == key))
-                elif section == "attention_prefill_mla":
-                    rows = mla_prefill_rows(df, next(d for d, spec in KV_DTYPES.items() if spec[0] == key))
-                else:
-                    dtype = next(d for d, spec in KV_DTYPES.items() if spec[0] == key)
-                    rows = attention_rows(df, dtype, decode=section == "attention_decode")
-                peak, bw = hw.peak_flops(rows.peak_dtype or "bf16"), hw.bandwidth_Bps
-                held, fit = score(curve, rows, peak, bw, rows.held_out), score(curve, rows, peak, bw, ~rows.held_out)
+                with unreadable_table(path):
+                    df = pd.read_parquet(path)
+                    if section == "gemm":
+                        rows = gemm_rows(df, table_dtype(section, key))
+                    elif section == "moe":
+                        rows = moe_rows(df, table_dtype(section, key))
+                    elif section.startswith("linear_attention"):
+                        rows = linear_attention_rows(df, decode=section == "linear_attention_decode")
+                    elif section == "attention_decode_mla":
+                        rows = mla_decode_rows(df, next(d for d, spec in KV_DTYPES.items() if spec[0] == key))
+                    elif section == "attention_prefill_mla":
+                        rows = mla_prefill_rows(df, next(d for d, spec in KV_DTYPES.items() if spec[0] == key))
+                    else:
+                        dtype = next(d for d, spec in KV_DTYPES.items() if spec[0] == key)
+                        rows = attention_rows(df, dtype, decode=section == "attention_decode")
+                    peak, bw = hw.peak_flops(rows.peak_dtype or "bf16"), hw.bandwidth_Bps
+                    held, fit = score(curve, rows, peak, bw, rows.held_out), score(curve, rows, peak, bw, ~rows.held_out)
                 out.append({
                     "gpu": prof.gpu, "engine": f"{prof.engine} {path.parent.name}", "operator": section, "dtype": key,
                     "held_out_rows": int(len(held)), "held_out_median_pct": round(float(np.median(held)), 1),
