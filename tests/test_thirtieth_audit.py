@@ -644,3 +644,13 @@ def test_32_validate8_a_kernel_table_kvcalc_cannot_read_is_one_line(tmp_path):
     with pytest.raises(KvcalcError, match="^own words$"):  # kvcalc's own refusals pass through as they are
         with unreadable_table(path):
             raise KvcalcError("own words")
+
+
+def test_31_review5_waves_under_ep_cut_each_replicas_prompts_where_its_steps_end():
+    """Sixteen 6,000-token prompts over two data-parallel replicas (--ep 2), 8 each in its own budget: each replica's
+    steps cut its prompts as one replica's do; whole pieces had put the closed form 5 % over the simulator."""
+    args = ["-m", "qwen3-30b-a3b", "-g", "h100-sxm", "-e", "roofline", "-i", "6000", "--output-len", "1", "-n", "16",
+            "--arrivals", "waves", "--ep", "2"]
+    closed = _serve(*args)["ttft_ms"]
+    simulated = _serve(*args, "--simulate", "--num-prompts", "16")["ttft_ms"]["p50"]
+    assert closed == pytest.approx(simulated, rel=0.01)

@@ -196,9 +196,9 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     # the pieces a full step holds (full_steps_piece: prompts laid end to end are cut at every step's end, and a step
     # carries the tail of one and the head of the next, whether or not a prompt is longer than the budget: the
     # thirtieth audit, fuzz 1: eight 6,000-token prompts in 8,192-token steps had been timed as whole 6,000-token
-    # pieces, TTFT 7.6 % over the simulator's); under --ep one replica's own, at most its budget
-    piece = full_steps_piece(shares[0][0], input_len, budget) if input_len > budget or dp == 1 else (
-        min(input_len, budget))
+    # pieces, TTFT 7.6 % over the simulator's); under --ep one replica's own share in its own budget (the review of
+    # the change, 5: it had kept whole pieces there, 5 % over)
+    piece = full_steps_piece(shares[0][0], input_len, budget)
     cached = full_steps_cached(shares[0][0], input_len, budget)  # before a full step's pieces, on average
     prefill_s = stepper.seconds(beside, input_len, chunk, cached, prompt_len=piece)
     decode_s = stepper.seconds(decoding, input_len + output_len / 2, 0, 0)
