@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvcalc.errors import KvcalcError
+from kvcalc.formulas.engine_memory import TRTLLM_BLOCK_TOKENS
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def sglang_prefill_first(budget: int = 8192, max_seqs: int = 4096, block_size: i
                            min_new_token_ratio=floor, new_token_ratio_decay=(init - floor) / 600)
 
 
-def trtllm_guaranteed_no_evict(budget: int = 8192, max_seqs: int = 2048, block_size: int = 32) -> SchedulerPolicy:
+def trtllm_guaranteed_no_evict(budget: int = 8192, max_seqs: int = 2048,
+                               block_size: int = TRTLLM_BLOCK_TOKENS) -> SchedulerPolicy:
     """TensorRT-LLM's in-flight batching (cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp
     GuaranteedNoEvictScheduler, and the PyTorch executor's tensorrt_llm/_torch/pyexecutor/scheduler.py
     SimpleScheduler = BindCapacityScheduler + BindMicroBatchScheduler): a request is admitted only when the KV
@@ -123,6 +125,15 @@ def trtllm_guaranteed_no_evict(budget: int = 8192, max_seqs: int = 2048, block_s
     return SchedulerPolicy("trtllm", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
                            admission="full_length", preempt=None, chunk_unit=block_size)
 
+
+
+def check_trtllm_step(engine: str, step_tokens: int) -> None:
+    """A TensorRT-LLM step budget under one KV block: a prompt it cuts is rounded down to whole blocks
+    (trtllm_guaranteed_no_evict), so nothing of it would ever run (the thirty-first audit's review, 2: serve's waves
+    had looped for ever at --step-tokens 16)."""
+    if engine == "trtllm" and step_tokens < TRTLLM_BLOCK_TOKENS:
+        raise KvcalcError(f"--step-tokens: {step_tokens:,} is under TensorRT-LLM's {TRTLLM_BLOCK_TOKENS}-token KV block, "
+                          f"the least it cuts a prompt to: give at least {TRTLLM_BLOCK_TOKENS}")
 
 # SGLang's CLIP_MAX_NEW_TOKENS (python/sglang/srt/managers/schedule_policy.py, environment variable
 # SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION): the most output tokens PrefillAdder reserves for one request, admitted or

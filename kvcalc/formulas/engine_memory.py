@@ -245,17 +245,6 @@ VLLM_STOCK_MARLIN_ON_HOPPER = (0, 11)
 VLLM_TRITON_KERNELS_BUNDLED = (0, 12)
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
 TRTLLM_BLOCK_TOKENS = 32  # TensorRT-LLM's default tokens_per_block
-
-
-def check_trtllm_step(engine: str, step_tokens: int) -> None:
-    """A TensorRT-LLM step budget under one KV block: a prompt it cuts is rounded down to whole blocks
-    (microBatchScheduler.cpp setCtxRequestsChunkSize), so nothing of it would ever run (the thirty-first audit's
-    review, 2: serve's waves had looped for ever at --step-tokens 16)."""
-    from kvcalc.errors import KvcalcError
-
-    if engine == "trtllm" and step_tokens < TRTLLM_BLOCK_TOKENS:
-        raise KvcalcError(f"--step-tokens: {step_tokens:,} is under TensorRT-LLM's {TRTLLM_BLOCK_TOKENS}-token KV block, "
-                          f"the least it cuts a prompt to: give at least {TRTLLM_BLOCK_TOKENS}")
 TRTLLM_MAX_NUM_TOKENS = 8192  # TensorRT-LLM's default max_num_tokens
 # trtllm-bench throughput's own settings (tensorrt_llm/bench/build/tuning.py): it sizes the KV cache from the
 # checkpoint's safetensors element count at the format's bytes, keeps 0.95 of the rest for it, caps the whole batch at

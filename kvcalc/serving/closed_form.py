@@ -51,9 +51,9 @@ from kvcalc.estimator import (
     unprofiled_operators,
 )
 from kvcalc.formulas.capacity import max_sequences
+from kvcalc.formulas.engine_memory import TRTLLM_BLOCK_TOKENS
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
 from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
-from kvcalc.formulas.engine_memory import TRTLLM_BLOCK_TOKENS, check_trtllm_step
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
     own_budget_per_replica,
@@ -484,6 +484,22 @@ def profile_release(profile_file: str | None, engine: str, gpu, vllm_version: st
     return f"{release[0]}.{release[1]}"
 
 
+def run_releases(profile_file: str | None, engine: str, gpu, vllm_version: str, engine_version: str | None,
+                 vllm_runner: str) -> tuple[str, str, str | None, str]:
+    """(engine, rules, engine_version, vllm_version) of a serve or simulate run: the --profile file's engine, the
+    engine whose release rules apply (rule_engine: under auto, the one auto times the GPU with), the release whose
+    step times apply (engine_version_of_run) and the vLLM release of its memory rule and scheduler
+    (vllm_version_of_run, or a calibrated profile's: profile_release). The flags as given are checked by the caller
+    against `engine` (auto's memory rule is kvcalc's, not vLLM's), the derived release against `rules`."""
+    from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
+
+    engine = profile_engine(profile_file, engine, gpu)
+    rules = rule_engine(engine, gpu)
+    engine_version = engine_version_of_run(vllm_version, rules, engine_version)  # the run's own step times
+    vllm_version = vllm_version_of_run(vllm_version, rules, engine_version, vllm_runner)  # the run's own release
+    return engine, rules, engine_version, profile_release(profile_file, rules, gpu, vllm_version)
+
+
 def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int, ep: int, engine: str,
                weight_dtype: str, kv_dtype: str, memory_utilization: float, step_tokens: int, speculate: str | None,
                vllm_runner: str, version, cuda_graph_bytes, flashinfer_sampler: bool,
@@ -666,14 +682,9 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     its own KV pool, sequences and step budget. arrivals: "staggered" (requests enter as others finish: the
     steady state of a service) or "waves" (a fixed-length benchmark's requests start and finish together, as
     `vllm bench serve --max-concurrency C --ignore-eos` runs them; TTFT and TPOT are then medians over requests)."""
-    from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
-
-    engine = profile_engine(profile_file, engine, gpu)
     given_vllm_version = vllm_version  # checked as given: a vLLM flag under auto is still refused
-    rules = rule_engine(engine, gpu)
-    engine_version = engine_version_of_run(vllm_version, rules, engine_version)  # the run's own step times
-    vllm_version = vllm_version_of_run(vllm_version, rules, engine_version, vllm_runner)  # the run's own release
-    vllm_version = profile_release(profile_file, rules, gpu, vllm_version)  # or a calibrated profile's
+    engine, rules, engine_version, vllm_version = run_releases(profile_file, engine, gpu, vllm_version, engine_version,
+                                                               vllm_runner)
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     check_int("--tp", tp, 1, MAX_GPUS)
@@ -682,6 +693,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if step_tokens is None:  # the engine's own default budget, as capacity --engine vllm takes it
         step_tokens = default_step_tokens(rules, gpu, vllm_version, engine_version, attention_groups(ep, tp))
     check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
+    from kvcalc.engines.scheduler import check_trtllm_step
+
     check_trtllm_step(rules, step_tokens)
     check_memory_utilization(memory_utilization)
     check_dtypes(weight_dtype, kv_dtype, engine)

@@ -1282,16 +1282,12 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     the scheduler runs a step ahead of the GPU (vLLM --async-scheduling / --no-async-scheduling, SGLang
     --disable-overlap-schedule, TensorRT-LLM disable_overlap_scheduler); None: the engine's default for its release
     (engines/scheduler.py schedules_ahead); never under pp > 1."""
-    from kvcalc.engines.memory import engine_version_of_run, vllm_version_of_run
+    from kvcalc.serving.closed_form import run_releases
 
-    from kvcalc.serving.closed_form import profile_engine, profile_release, rule_engine
-
-    engine = profile_engine(profile_file, engine, gpu)  # a --profile file's engine schedules and sizes the pool
     given_vllm_version = vllm_version  # checked as given: a vLLM flag under auto is still refused
-    rules = rule_engine(engine, gpu)  # auto: the engine it times the GPU with
-    engine_version = engine_version_of_run(vllm_version, rules, engine_version)  # the run's own step times
-    vllm_version = vllm_version_of_run(vllm_version, rules, engine_version, vllm_runner)  # the run's own release
-    vllm_version = profile_release(profile_file, rules, gpu, vllm_version)  # or a calibrated profile's
+    # a --profile file's engine schedules and sizes the pool; rules: under auto, the engine it times the GPU with
+    engine, rules, engine_version, vllm_version = run_releases(profile_file, engine, gpu, vllm_version, engine_version,
+                                                               vllm_runner)
     from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
     from kvcalc.engines.memory import (
         check_cuda_graph_memory,
@@ -1421,7 +1417,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     check_dtypes(weight_dtype, kv_dtype, engine)
     if step_tokens is not None:
         check_int("--step-tokens", step_tokens, 1, MAX_TOKENS)
-        from kvcalc.formulas.engine_memory import check_trtllm_step
+        from kvcalc.engines.scheduler import check_trtllm_step
 
         check_trtllm_step(rules, step_tokens)
     if max_num_seqs is not None:
