@@ -205,8 +205,8 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     # (the twenty-ninth audit's R2, the rest: with speculation SGLang keeps 2 GiB more for EAGLE or MTP, 6 GiB for a
     # draft model, which serve's note had not known)
     own = sglang_own_fraction(hw, tp, pp, ep, speculate_method)
-    if getattr(spec, "vision_encoder_params", 0):  # the thirty-first audit, M2, and the review's 7
-        notes = [sglang_vision_note(spec, own)]
+    if vision := sglang_vision_note(spec, own):  # the thirty-first audit, M2, and the review's 7
+        notes = [vision]
     else:
         notes = ([f"SGLang derives mem_fraction_static {own:g} for this GPU and layout when it is not given "
                   f"(server_args.py _handle_gpu_memory_settings); kvcalc takes --memory-utilization "
@@ -409,10 +409,12 @@ def check_cuda_graph_memory(GiB: float | None, engine: str) -> float | None:
     return GiB * em.GiB
 
 
-def sglang_vision_note(spec, own: float) -> str:
+def sglang_vision_note(spec, own: float) -> str | None:
     """What SGLang's own mem_fraction_static is for a model with a vision tower: below its text rule's `own`, by
     server_args.py adjust_mem_fraction_for_vlm (x 0.95 and a factor of the tower's depth and width), which kvcalc does
-    not model as the spec has no tower shape."""
+    not model as the spec has no tower shape; None for a model without one."""
+    if not getattr(spec, "vision_encoder_params", 0):
+        return None
     return (f"{spec.name} has a vision tower: SGLang's own mem_fraction_static is below the {own:g} its text rule "
             "gives this GPU and layout (server_args.py adjust_mem_fraction_for_vlm: x 0.95 and a factor of the "
             "tower's depth and width), which kvcalc does not model; it takes --memory-utilization as given")
@@ -465,9 +467,11 @@ def engine_longest_context(memory: dict, spec, hw, p, tp: int, pp: int = 1, batc
         # slots cannot seat)
         if batch > memory["state_slots"]:
             return 0
-        pool, _, _ = em.sglang_mamba_held(spec, pool, per_request(0), p.b_kv, tp, pp)
-        share = per_request(0)  # a request's state, by sglang_request_bytes at no tokens
-        per_request = (lambda whole: lambda n: whole(n) - share)(per_request)
+        whole, share = per_request, per_request(0)  # share: a request's state, sglang_request_bytes at no tokens
+        pool = em.sglang_mamba_held(spec, pool, share, p.b_kv, tp, pp)[0]
+
+        def per_request(n):  # its KV alone
+            return whole(n) - share
 
     def fits(length: int) -> bool:  # the engine's max_concurrency at this length is at least batch
         return pool > 0 and pool / per_request(length) >= batch

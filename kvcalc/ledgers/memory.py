@@ -161,16 +161,11 @@ def _version(row: dict) -> tuple[int, int]:
 
 def _vllm_settings(row: dict) -> dict:
     """A vLLM row's settings, the engine's defaults where the log does not print one."""
-    spec, hw = load_model(row["model"]), load_gpu(row["gpu"])
-    visible = _num(row, "visible_GiB")
-    if visible is not None and not 0 < visible < 1e6:
-        raise ValueError("visible_GiB must be positive")
-    update = {"visible_memory_GiB": visible} if visible is not None else {}
+    spec, hw = load_model(row["model"]), _visible(row, load_gpu(row["gpu"]))
     if (row.get("link") or "").strip() == "pcie":
-        update["interconnect"] = "PCIe (vLLM's custom all-reduce off)"
+        hw = hw.model_copy(update={"interconnect": "PCIe (vLLM's custom all-reduce off)"})
     elif (row.get("link") or "").strip() not in ("", "nvlink"):
         raise ValueError("link must be empty, nvlink or pcie")
-    hw = hw.model_copy(update=update)
     version = _version(row)
     tp, pp, ep = _layout(row, spec)
     length = int(_or(_num(row, "max_model_len"), spec.max_position_embeddings or 0))

@@ -899,7 +899,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
     # (the thirtieth audit, plan 1: a choice at 64 in flight planned at a TTFT of 87.5 ms simulated at 1,176, where
     # the same question at p90 bought twice the GPUs)
     median_simulated = (percentile == "p50" and not varied and (request_rate is not None or concurrency is not None)
-                      and max_ttft_ms is not None)
+                        and max_ttft_ms is not None)
     simulated = (percentile != "p50" or varied or median_simulated) and (max_ttft_ms is not None or
                                                                       max_tpot_ms is not None)
     if simulated:
@@ -973,7 +973,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                 f"{memory_utilization:g} (--memory-utilization), above the {own:g} SGLang derives for itself on this "
                 "GPU and layout, which keeps more memory for activations and CUDA graphs: plan with "
                 f"--memory-utilization {own:g} for SGLang's own headroom"
-                + (f"; {sglang_vision_note(spec, own)}" if getattr(spec, "vision_encoder_params", 0) else ""),
+                + (f"; {vision}" if (vision := sglang_vision_note(spec, own)) else ""),
                 CapacityWarning)
     closest_rows = [] if chosen else [point_dict(p) for p in _closest(points, max_ttft_ms, max_tpot_ms)]
     frontier_rows = [point_dict(p) for p in pareto([p for p in points if "GPU budget" not in p.misses])]
