@@ -228,10 +228,23 @@ def test_30_plan4_cheapest_without_prices_says_what_it_ranks_by():
             "--max-tpot-ms", "50", "-g", "h100-sxm,h200"]
     out = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
-    assert "cheapest: with no --price-per-gpu-hour, the fewest GPUs" in out.output
+    assert "cheapest: the fewest GPUs (no --price-per-gpu-hour" in out.output
     out = CliRunner().invoke(app, [*args, "--price-per-gpu-hour", "h100-sxm=2,h200=3"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
-    assert "cheapest: with no --price-per-gpu-hour" not in out.output
+    assert "no --price-per-gpu-hour" not in out.output
+
+
+def test_33_plan_json_says_what_it_ranks_by():
+    """The JSON carried no word of the ranking the table's note gives (the thirty-second audit's leftover): a script
+    reading `choice` could not tell that, unpriced, an H200 and an H100 of the same count tie on cost."""
+    args = ["plan", "-m", "llama-3.1-8b", "-i", "1000", "-o", "200", "-n", "16", "--max-ttft-ms", "2000",
+            "--max-tpot-ms", "50", "-g", "h100-sxm,h200", "-f", "json"]
+    unpriced = json.loads(CliRunner().invoke(app, args).stdout)["ranked_by"]
+    priced = json.loads(CliRunner().invoke(app, [*args, "--price-per-gpu-hour", "2"]).stdout)["ranked_by"]
+    budget = json.loads(CliRunner().invoke(app, [*args[:7], "--gpu-budget", "8", *args[9:]]).stdout)["ranked_by"]
+    assert unpriced.startswith("the fewest GPUs (no --price-per-gpu-hour")
+    assert priced.startswith("the lowest cost per hour")
+    assert budget.startswith("the most output tokens/s within --gpu-budget")
 
 
 @pytest.mark.parametrize("pp, heaviest", [(7, 3_140_909_312), (5, 3_931_799_296), (8, 2_788_579_584)])

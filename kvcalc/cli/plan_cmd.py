@@ -177,8 +177,7 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
         print_note(f"replicas: {result['choice']['replicas_note']}")
     if result["choice"] and result["choice"]["cost_per_hour"] is None and result["workload"]["gpu_budget"] is None:
         # the thirtieth audit, plan 4: "cheapest" had gone unexplained where no price was given
-        print_note("cheapest: with no --price-per-gpu-hour, the fewest GPUs (then the most tokens/s per user); give "
-                   "prices to rank GPU types by cost")
+        print_note(f"cheapest: {result['ranked_by']}")
     for i, r in enumerate(result["runners_up"], 1):
         print_note(f"  {i}: {r['trade']}")
     counts = {k: v for k, v in result["rejected"]["counts"].items() if v}

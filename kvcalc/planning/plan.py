@@ -584,6 +584,17 @@ def _rank_key(p: Point, budget_mode: bool):
     return (roofline, cost, p.gpus, *ties)
 
 
+def ranked_by(budget_mode: bool, priced: bool) -> str:
+    """_rank_key's order in words, for the output (the thirty-second audit's leftover: the table said what "cheapest"
+    means with no --price-per-gpu-hour, the JSON did not)."""
+    if budget_mode:
+        return "the most output tokens/s within --gpu-budget, then the fewest GPUs"
+    if priced:
+        return "the lowest cost per hour (--price-per-gpu-hour), then the fewest GPUs, then the most tokens/s per user"
+    return ("the fewest GPUs (no --price-per-gpu-hour: give prices to rank GPU types by cost), then the most tokens/s "
+            "per user")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------------------------
@@ -989,6 +1000,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                         if request_rate is None else {}),
                      "concurrency": concurrency, "gpu_budget": gpu_budget},
         "limits": {"max_ttft_ms": max_ttft_ms, "max_tpot_ms": max_tpot_ms, "percentile": percentile},
+        "ranked_by": ranked_by(gpu_budget is not None, priced=all(v is not None for v in prices.values())),
         "searched": {"deployments": len(candidates), "configurations": len(points) + len(no_fit),
                      "fit": len(candidates) - len(no_fit)},
         "choice": point_dict(chosen[0]) if chosen else None,
