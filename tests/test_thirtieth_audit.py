@@ -675,3 +675,31 @@ def test_31_review5_waves_under_ep_cut_each_replicas_prompts_where_its_steps_end
     closed = _serve(*args)["ttft_ms"]
     simulated = _serve(*args, "--simulate", "--num-prompts", "16")["ttft_ms"]["p50"]
     assert closed == pytest.approx(simulated, rel=0.01)
+
+
+# the thirty-second stop's leftover: thirteen specs had no visible_memory_GiB, so every engine memory rule started
+# from the datasheet's nominal figure (an MI300X's 192 GiB where the device shows 191.98; a T4's 16 where torch sees
+# 14.75, 8 % more pool than exists). Each figure is the cited total in bytes or MiB, converted here by hand.
+@pytest.mark.parametrize("gpu, total_bytes", [
+    ("mi300x", 201_310_208 * 1024),        # rocminfo Pool 1: 201310208 KB
+    ("mi355x", 309_220_868_096),           # rocm-smi VRAM Total Memory (B)
+    ("mi210", 68_702_699_520),             # rocm-smi VRAM Total Memory (B)
+    ("mi250x-gcd", 68_702_699_520),
+    ("mi250x", 2 * 68_702_699_520),        # two GCDs
+    ("b200", 182_642 * 2**20),             # torch total_memory=182642MB (MiB)
+    ("a100-sxm-40gb", 42_505_273_344),     # deviceQuery
+    ("t4", 15_102 * 2**20),                # torch total_memory=15102MB, driver 535
+    ("v100", 34_089_730_048),              # cudaGetDeviceProperties
+    ("gh200", 97_280 * 2**20),             # OpenCL global memory, 97280 MB
+])
+def test_33_visible_memory_is_the_cited_device_total(gpu, total_bytes):
+    from kvcalc.specs.catalog import load_gpu
+
+    assert load_gpu(gpu).visible_memory_GiB == round(total_bytes / 2**30, 2)
+
+
+def test_33_every_bundled_gpu_says_what_memory_the_device_shows():
+    from kvcalc.specs.catalog import bundled_specs
+
+    missing = [hw.name for hw in bundled_specs("gpu") if hw.visible_memory_GiB is None]
+    assert missing == []
