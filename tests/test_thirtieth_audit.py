@@ -703,3 +703,16 @@ def test_33_every_bundled_gpu_says_what_memory_the_device_shows():
 
     missing = [hw.name for hw in bundled_specs("gpu") if hw.visible_memory_GiB is None]
     assert missing == []
+
+
+@pytest.mark.parametrize("tp", [2, 4, 8, 16])
+def test_33_attention1_sglang_state_splits_by_value_heads(tp):
+    """SGLang shapes a Gated DeltaNet layer's state (linear_num_value_heads / tp, head_k_dim, head_v_dim) in float32
+    and its conv state by the TP size too (python/sglang/srt/configs/mamba_utils.py Mamba2StateShape.create). By hand,
+    Qwen3-Next-80B-A3B (36 linear layers, 32 value heads and 16 key heads of 128, conv kernel 4): per layer
+    32 * 128 * 128 * 4 B + (2 * 16 * 128 + 32 * 128) * 3 * 2 B = 2,146,304 B; 36 layers 77,266,944 B, over tp GPUs.
+    It had been split by the 2 KV heads of the softmax layers: the same 36.84 MiB at TP 2, 4, 8 and 16."""
+    from kvcalc.formulas.engine_memory import sglang_state_bytes
+    from kvcalc.specs.catalog import load_model
+
+    assert sglang_state_bytes(load_model("qwen3-next-80b-a3b"), 2, tp=tp) == pytest.approx(77_266_944 / tp, rel=1e-12)

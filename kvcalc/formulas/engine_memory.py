@@ -125,7 +125,7 @@ from kvcalc.formulas.kv import (
     kv_bytes_per_token_per_layer,
     linear_state_bytes,
 )
-from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
+from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction, state_shard_fraction
 from kvcalc.formulas.params import (
     parts_bytes,
     pipeline_stage_layers,
@@ -689,9 +689,12 @@ SGLANG_SSM_STATE_BYTES = 4
 
 
 def _state_share(model: ModelSpec, b_kv: float, tp: int, pp: int) -> float:
-    """One request's linear-attention state on one GPU [B] (kv.linear_state_bytes): its shard of the heads, its
-    stage's layers; 0 without such layers."""
-    return linear_state_bytes(model, b_kv) * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+    """One request's linear-attention state on one GPU [B] (kv.linear_state_bytes): its shard of the value heads
+    (parallel.state_shard_fraction: SGLang's Mamba2StateShape.create divides linear_num_value_heads by the TP size),
+    its stage's layers; 0 without such layers. (The thirty-third audit, attention 1: it had been split by the softmax
+    layers' KV heads, which stop dividing at TP 2 for Qwen3-Next's 2, so SGLang's pool held its state 4x too large a
+    GPU at TP 8: 667 requests at 1K tokens where the rule holds 2,277.)"""
+    return linear_state_bytes(model, b_kv) * state_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
 
 
 def sglang_state_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> float:
@@ -785,8 +788,8 @@ def sglang_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: 
 
 def _request_bytes(model: ModelSpec, tokens: int, b_kv: float, tp: int, pp: int) -> float:
     """Bytes one request of `tokens` holds per GPU, each sliding layer its window (kv_bytes_per_sequence)."""
-    shard = kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
-    return kv_bytes_per_sequence(model, tokens, b_kv, record=False) * shard
+    kv = kv_bytes_per_sequence(model, tokens, b_kv, record=False) - linear_state_bytes(model, b_kv)
+    return kv * kv_shard_fraction(model, tp) * stage_layer_fraction(model, pp) + _state_share(model, b_kv, tp, pp)
 
 
 def trtllm_request_bytes(model: ModelSpec, max_model_len: int, b_kv: float, tp: int = 1, pp: int = 1) -> float:
