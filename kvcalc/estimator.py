@@ -44,6 +44,7 @@ from kvcalc.formulas.memory import (
     replica_batch,
 )
 from kvcalc.formulas.parallel import (
+    allreduce_curves,
     allreduce_seconds,
     fullest_share,
     check_ep,
@@ -243,9 +244,10 @@ def load_deployment(model, gpu, weight_dtype: str, kv_dtype: str):
 def alltoall_curve(profile: EngineProfile | None, hw: HardwareSpec, ep: int):
     """The all-to-all an expert-parallel group of ep GPUs runs: the profile's measured NCCL curve for ep; where it has
     none for ep (a group past its NVLink domain), the largest measured group's fixed latency with the transfer over
-    the spec's own link (half its bidirectional figure), so that crossing the scale-out network is never timed
-    faster than a measured in-node call (the seventh audit, B7: 16 H200s over InfiniBand had come out 5x faster
-    than 8 over NVLink, with no latency at all); None without measured curves (the bare transfer)."""
+    the spec's own link (half its bidirectional figure) or at the largest group's bus bandwidth, the slower, so that
+    a larger group is never timed faster than a measured smaller one (the seventh audit, B7: 16 H200s over InfiniBand
+    had come out 5x faster than 8 over NVLink, with no latency at all); None without measured curves (the bare
+    transfer)."""
     from kvcalc.specs.profile import AllReduceCurve
 
     if profile is None or not profile.alltoall:
@@ -255,7 +257,9 @@ def alltoall_curve(profile: EngineProfile | None, hw: HardwareSpec, ep: int):
     if exact is not None or not link:
         return exact
     largest = profile.alltoall[max(profile.alltoall, key=lambda k: int(k.removeprefix("ep")))]
-    return AllReduceCurve(t0_us=largest.t0_us, bus_bandwidth_GBps=link / 2 / 1e9)
+    # nor at more than the largest group's measured bus bandwidth (the thirty-third audit, links 1: eight L40S over
+    # PCIe measure 1.0 GB/s, and sixteen had been timed at the datasheet's 32, 60x faster)
+    return AllReduceCurve(t0_us=largest.t0_us, bus_bandwidth_GBps=min(link / 2 / 1e9, largest.bus_bandwidth_GBps))
 
 
 def check_tp(tp, spec: ModelSpec, weight_dtype: str | None = None, ep: int = 1) -> None:
@@ -531,7 +535,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         pre = [o for o in pre if o.name != "moe/routed"] + [experts(prefill_ops(spec, batch, prompt, p),
                                                                     batch * prompt)]
     link = group_link_bandwidth(hw, tp) if tp > 1 else None
-    curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+    curve, floor = allreduce_curves(profile.allreduce if profile is not None else {}, tp)
     ring = nccl_ring(hw, tp) if tp > 1 else None
 
     def timed(ops, speed_of_light):
@@ -542,8 +546,8 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
                                        synced_layers(spec.num_layers, tp, ep))[0]
     decode, prefill = (replace(t, overhead_s=step_overhead_s) for t in (decode, prefill))
     ev = dict(
-        comm_s=allreduce_seconds(spec, micro, p.b_a, tp, link, curve, ring),
-        prefill_comm_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link, curve, ring),
+        comm_s=allreduce_seconds(spec, micro, p.b_a, tp, link, curve, ring, floor),
+        prefill_comm_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link, curve, ring, floor),
         comm_sol_s=allreduce_seconds(spec, micro, p.b_a, tp, link) if link or tp == 1 else 0.0,
         prefill_comm_sol_s=allreduce_seconds(spec, micro * prompt, p.b_a, tp, link) if link or tp == 1 else 0.0,
     )
@@ -646,14 +650,15 @@ class SpeculativeTimer:
             self.sp.method, 0)
         self.draft_sync_s = per_layer * synced_layers(draft_layers, tp)
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
-        self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+        self.curve, self.floor = allreduce_curves(profile.allreduce if profile is not None else {}, tp)
         self.ring = nccl_ring(hw, tp) if tp > 1 else None
 
     def _seconds(self, ops, model, tokens):
         sharded = [shard_op(o, model, self.tp) for o in ops]
         t = step_time(sharded, self.hw, self.weight_dtype, speed_of_light=False, profile=self.profile,
                       kv_dtype=self.kv_dtype)
-        return (t.seconds + allreduce_seconds(model, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring),
+        return (t.seconds + allreduce_seconds(model, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring,
+                                              self.floor),
                 sharded)
 
     def draft_weight_bytes(self) -> float:
@@ -743,7 +748,8 @@ class SpeculativeTimer:
         local = [shard_op(o, layer, self.tp) for o in ops if o.name != "moe/routed"]
         t = step_time([*local, shard_experts(routed, self.ep, layer, group_tokens)], self.hw, self.weight_dtype,
                       speed_of_light=False, profile=self.profile, kv_dtype=self.kv_dtype).seconds
-        comm = allreduce_seconds(layer, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
+        comm = allreduce_seconds(layer, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring,
+                                 self.floor)
         if self.ep > self.tp:
             comm = expert_parallel_comm_seconds(layer, comm, tokens, self.p.b_a, self.ep,
                                                 group_link_bandwidth(self.hw, self.ep),
@@ -809,7 +815,7 @@ class StepTimer:
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
         self.stage_link = group_link_bandwidth(hw, tp * pp) if pp > 1 else None
-        self.curve = profile.allreduce.get(f"tp{tp}") if profile is not None else None
+        self.curve, self.floor = allreduce_curves(profile.allreduce if profile is not None else {}, tp)
         self.ring = nccl_ring(hw, tp) if tp > 1 else None
         self.a2a = alltoall_curve(profile, hw, ep) if ep > tp else None
         self.overhead_s = overhead_seconds(profile, max(tp * pp, ep),  # the engine's time outside its kernels
@@ -857,7 +863,8 @@ class StepTimer:
                     else 0.0)
         if self.speculative is not None:  # the draft's own pass over the step's prompt tokens (B4)
             drafting = drafting + self.speculative.draft_chunk_seconds(chunk, prompts)
-        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
+        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring,
+                                 self.floor)
         return (t + drafting + comm + pipeline_send_seconds(self.spec, tokens, self.p.b_a, self.pp, self.stage_link)
                 + self.overhead_s)
 
@@ -884,7 +891,8 @@ class StepTimer:
                       self.weight_dtype, speed_of_light=False,
                       profile=self.profile, kv_dtype=self.kv_dtype).seconds
         tokens = local_decodes * q + local_chunk  # the fullest replica's
-        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring)
+        comm = allreduce_seconds(self.spec, tokens, self.p.b_a, self.tp, self.link, self.curve, self.ring,
+                                 self.floor)
         if self.ep > self.tp:
             comm = expert_parallel_comm_seconds(self.spec, comm, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a,
                                                 self.tp)

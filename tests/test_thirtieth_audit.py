@@ -716,3 +716,29 @@ def test_33_attention1_sglang_state_splits_by_value_heads(tp):
     from kvcalc.specs.catalog import load_model
 
     assert sglang_state_bytes(load_model("qwen3-next-80b-a3b"), 2, tp=tp) == pytest.approx(77_266_944 / tp, rel=1e-12)
+
+
+@pytest.mark.parametrize("gpu, engine, small, large", [("l40s", "vllm", 8, 16), ("rtx-4090", "vllm", 8, 16),
+                                                       ("h100-pcie", "vllm", 8, 16), ("gb300", "vllm", 16, 32),
+                                                       ("gb200", "sglang", 4, 8)])
+def test_33_links1_a_group_past_the_measured_curves_is_no_faster_than_the_largest_measured(gpu, engine, small, large):
+    """The profiles measure all-reduces up to 8 GPUs (4 on GB200, 16 on GB300); a larger group had been timed by the
+    ring model over the datasheet link: eight L40S over PCIe run NCCL at 1.4 GB/s, sixteen at the PCIe datasheet's 32,
+    so the decode all-reduce fell from 29.4 ms at TP 8 to 10.3 ms at TP 16 (a larger ring moves more bytes a GPU over
+    more steps); GB300's TP 32 had beaten its measured TP 16."""
+    from kvcalc import estimate
+
+    def allreduce_ms(tp):
+        return estimate("llama-3.1-70b", gpu, tp=tp, batch=8, context=2048, engine=engine).decode.allreduce_ms
+
+    assert allreduce_ms(large) >= allreduce_ms(small) * (1 - 1e-9)
+
+
+def test_33_links1_expert_parallel_past_the_measured_curves_is_no_faster():
+    """Eight L40S measure NCCL's all-to-all at 1.0 GB/s; sixteen had been timed at the PCIe datasheet's 32 GB/s:
+    prefill communication 45 s at EP 8 and 0.76 s at EP 16."""
+    from kvcalc.estimator import alltoall_curve
+    from kvcalc.specs.catalog import bundled_profile, load_gpu
+
+    profile, hw = bundled_profile("l40s", "vllm"), load_gpu("l40s")
+    assert alltoall_curve(profile, hw, 16).bus_bandwidth_GBps <= profile.alltoall["ep8"].bus_bandwidth_GBps

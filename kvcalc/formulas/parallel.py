@@ -243,13 +243,15 @@ def nccl_ring(hw: HardwareSpec, gpus: int) -> NcclRing:
 
 
 def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwidth_Bps: float | None,
-                      curve: AllReduceCurve | None = None, ring: NcclRing | None = None):
+                      curve: AllReduceCurve | None = None, ring: NcclRing | None = None,
+                      floor: tuple[AllReduceCurve, int] | None = None):
     """One all-reduce of tokens * d * b_a bytes per residual block (two a layer: attention and MLP), n of them: with a
     measured curve n (t0 + 2 (tp-1)/tp * bytes / bus bandwidth), never below the bare transfer over the spec's link
     (a curve measured on a faster link than the spec in use lists cannot beat that spec's speed of light); else the
     ring's transfer 2 (tp-1)/tp * bytes / (link / 2), link the datasheet's bidirectional total, and with a ring its
-    NCCL latency: n * min(LL latency + 4 x the transfer, Simple latency + the transfer). Without either: the bare
-    transfer (the speed of light)."""
+    NCCL latency: n * min(LL latency + 4 x the transfer, Simple latency + the transfer), and with a floor (the
+    largest measured group smaller than tp, its curve and size: allreduce_curves) never below what that group takes
+    for the same bytes. Without either: the bare transfer (the speed of light)."""
     if tp == 1:
         return 0.0
     per_allreduce = tokens * model.hidden_size * b_a
@@ -264,7 +266,24 @@ def allreduce_seconds(model: ModelSpec, tokens, b_a: float, tp: int, link_bandwi
     if ring is None:
         return model.residual_blocks * transfer
     ll = ring.latency_s("LL") + transfer / NCCL_LL_BANDWIDTH
-    return model.residual_blocks * minimum(ll, ring.latency_s("Simple") + transfer)
+    modelled = minimum(ll, ring.latency_s("Simple") + transfer)
+    if floor is not None:
+        modelled = maximum(modelled, allreduce_curve_seconds(floor[0], per_allreduce, floor[1]))
+    return model.residual_blocks * modelled
+
+
+def allreduce_curves(curves: dict[str, AllReduceCurve], tp: int) -> tuple[AllReduceCurve | None,
+                                                                         tuple[AllReduceCurve, int] | None]:
+    """(a profile's measured all-reduce curve for tp GPUs, else None; and where it has none, the largest measured
+    group smaller than tp with its size, the floor allreduce_seconds keeps the ring model above). A larger group
+    moves more bytes a GPU over more steps, never fewer: the thirty-third audit, links 1 and 2, found L40S groups of
+    16 timed from the datasheet's PCIe at 32 GB/s where NCCL's measured TP 8 runs at 1.4 GB/s (decode all-reduce
+    10 ms at TP 16, 29 ms at TP 8), and GB300 TP 32 faster than its measured TP 16."""
+    exact = curves.get(f"tp{tp}")
+    if exact is not None or tp <= 1:
+        return exact, None
+    smaller = [int(k.removeprefix("tp")) for k in curves if int(k.removeprefix("tp")) < tp]
+    return None, ((curves[f"tp{max(smaller)}"], max(smaller)) if smaller else None)
 
 
 # PCIe x16 bidirectional bandwidth by generation [GB/s]: 8, 16, 32 GT/s per lane (PCI-SIG, PCIe 3.0/4.0/5.0 base
