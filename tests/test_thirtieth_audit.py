@@ -3,6 +3,7 @@ hardware findings H4-H6 that it had left: each test is named after its finding."
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -742,3 +743,16 @@ def test_33_links1_expert_parallel_past_the_measured_curves_is_no_faster():
 
     profile, hw = bundled_profile("l40s", "vllm"), load_gpu("l40s")
     assert alltoall_curve(profile, hw, 16).bus_bandwidth_GBps <= profile.alltoall["ep8"].bus_bandwidth_GBps
+
+
+@pytest.mark.parametrize("field, tp", [("interconnect_bandwidth_GBps", 8), ("scale_out_bandwidth_GBps", 4)])
+def test_33_links3_a_link_the_schema_takes_does_not_crash(tmp_path, field, tp):
+    """A link of 1e7 GB/s, the schema's bound, carried the measured curves past AllReduceCurve's 1e5 GB/s: every
+    command on such a spec was a 68-line pydantic traceback, exit 1."""
+    base = {"interconnect_bandwidth_GBps": "h100-sxm", "scale_out_bandwidth_GBps": "h100-pcie"}[field]
+    text = (Path(__file__).parents[1] / "hardware_specs" / f"{base}.toml").read_text()
+    spec = tmp_path / "fast.toml"
+    spec.write_text(re.sub(rf"(?m)^{field} = .*$", f"{field} = 1e7", text))
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", str(spec), "--tp", str(tp), "-f", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["decode"]["allreduce_ms"] > 0

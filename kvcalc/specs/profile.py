@@ -55,8 +55,10 @@ class AllReduceCurve(StrictModel):
     """One all-reduce over tp GPUs: t = t0 + 2 (tp - 1) / tp * bytes / bus bandwidth."""
 
     t0_us: float = Field(ge=0, le=1e5)
-    # 1 kB/s at the least: a spec's slowest link (0.01 GB/s) carries curves below it, a denormal made times infinite
-    bus_bandwidth_GBps: float = Field(ge=1e-6, le=1e5)
+    # 1 kB/s at the least: a spec's slowest link (0.01 GB/s) carries curves below it, a denormal made times infinite;
+    # at most a spec's fastest link (1e7 GB/s, specs/hardware.py Bandwidth), onto which links.carry_collectives scales
+    # a curve (the thirty-third audit, links 3: 1e5 here had made a 300,000 GB/s NVLink spec a pydantic traceback)
+    bus_bandwidth_GBps: float = Field(ge=1e-6, le=1e7)
     fit: FitRecord | None = None
 
 
