@@ -756,3 +756,9 @@ def test_33_links3_a_link_the_schema_takes_does_not_crash(tmp_path, field, tp):
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", str(spec), "--tp", str(tp), "-f", "json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["decode"]["allreduce_ms"] > 0
+
+
+def test_33_links5_v100_groups_past_one_dgx1_need_a_network():
+    """The DGX-1's hybrid cube-mesh joins 8 V100s (NVIDIA WP-08437-002); TP 16 had run over NVLink 2 as one node."""
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", "v100", "--tp", "16", "-e", "roofline"])
+    assert out.exit_code == 2 and "joins 8 GPUs" in out.output and "scale_out_bandwidth_GBps" in out.output
