@@ -55,6 +55,7 @@ from kvcalc.formulas.parallel import (
     nccl_ring,
     pipeline_fill_fraction,
     pipeline_send_seconds,
+    stage_link_bandwidth,
     shard_experts,
     shard_op,
 )
@@ -560,7 +561,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         for key, tokens in (("comm_sol_s", micro), ("prefill_comm_sol_s", micro * prompt)):
             ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, tp=tp)
     if pp > 1:
-        stage_link = group_link_bandwidth(hw, tp * pp)
+        stage_link = stage_link_bandwidth(hw, tp * pp)
         fill = pipeline_fill_fraction(m, pp)
         pre_send = pipeline_send_seconds(spec, micro * prompt, p.b_a, pp, stage_link)
         ev.update(
@@ -814,7 +815,7 @@ class StepTimer:
         self.ep_link = group_link_bandwidth(hw, ep) if ep > tp else None
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
-        self.stage_link = group_link_bandwidth(hw, tp * pp) if pp > 1 else None
+        self.stage_link = stage_link_bandwidth(hw, tp * pp) if pp > 1 else None
         self.curve, self.floor = allreduce_curves(profile.allreduce if profile is not None else {}, tp)
         self.ring = nccl_ring(hw, tp) if tp > 1 else None
         self.a2a = alltoall_curve(profile, hw, ep) if ep > tp else None

@@ -762,3 +762,14 @@ def test_33_links5_v100_groups_past_one_dgx1_need_a_network():
     """The DGX-1's hybrid cube-mesh joins 8 V100s (NVIDIA WP-08437-002); TP 16 had run over NVLink 2 as one node."""
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", "v100", "--tp", "16", "-e", "roofline"])
     assert out.exit_code == 2 and "joins 8 GPUs" in out.output and "scale_out_bandwidth_GBps" in out.output
+
+
+def test_33_links8_geforce_pipeline_sends_cross_pcie_twice():
+    """Without PCIe peer-to-peer NCCL stages every chunk through host memory (its SHM transport), as kvcalc already
+    halves the GeForce cards' all-reduce bandwidth; the stage-to-stage sends had used the whole link. By hand, Llama-3.1-
+    8B at PP 2 on RTX 4090s, batch 8 in two micro-batches of 4: one send of 4 x 4,096 x 2 B over 64 GB/s / 2 (one way)
+    / 2 (twice) = 2.048 us."""
+    from kvcalc import estimate
+
+    e = estimate("llama-3.1-8b", "rtx-4090", pp=2, batch=8, context=1024, engine="roofline")
+    assert e.decode.pipeline_ms == pytest.approx(4 * 4096 * 2 / (64e9 / 4) * 1e3, rel=1e-9)

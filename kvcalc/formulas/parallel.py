@@ -194,6 +194,15 @@ def group_link_bandwidth(hw: HardwareSpec, tp: int) -> float | None:
     return total if links is None else total * min(tp - 1, links) / links
 
 
+def stage_link_bandwidth(hw: HardwareSpec, gpus: int) -> float | None:
+    """The link a pipeline's stages send their hidden states over [B/s, bidirectional]: group_link_bandwidth, halved
+    on PCIe cards without peer-to-peer (pcie_p2p false: GeForce), whose sends NCCL's shared-memory transport copies
+    through host memory, each byte crossing PCIe twice, as pcie_allreduce_curve halves their all-reduces (the
+    thirty-third audit, links 8: a GeForce pipeline's sends had been 2x fast)."""
+    bw = group_link_bandwidth(hw, gpus)
+    return bw / 2 if bw and hw.topology == "pcie" and hw.pcie_p2p is False else bw
+
+
 def group_link_label(hw: HardwareSpec, tp: int) -> str:
     """Which link the all-reduces of a tp-GPU group run over, in words."""
     if tp == 1:
