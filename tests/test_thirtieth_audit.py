@@ -773,3 +773,27 @@ def test_33_links8_geforce_pipeline_sends_cross_pcie_twice():
 
     e = estimate("llama-3.1-8b", "rtx-4090", pp=2, batch=8, context=1024, engine="roofline")
     assert e.decode.pipeline_ms == pytest.approx(4 * 4096 * 2 / (64e9 / 4) * 1e3, rel=1e-9)
+
+
+def test_33_quant_f2_f3_who_runs_a_checkpoints_kv_format(tmp_path):
+    """vLLM's --kv-cache-dtype auto reads a ModelOpt checkpoint's KV format only, and maps fp8 only
+    (vllm/utils/torch_utils.py get_kv_cache_quant_algo_string, MODELOPT_TO_VLLM_KV_CACHE_DTYPE_MAP = {"fp8": ...}).
+    A compressed-tensors fp8 kv_cache_scheme had been said to run under vLLM's auto; a ModelOpt 4-bit float
+    kv_cache_scheme (NVFP4) had gone without a word."""
+    from tests.test_tenth_audit import _hf, _llama3
+
+    ct = {"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": {"group_0": {
+        "targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "strategy": "channel", "symmetric": True},
+        "input_activations": {"num_bits": 8, "type": "float", "strategy": "token", "dynamic": True}}},
+        "ignore": ["lm_head"], "kv_cache_scheme": {"num_bits": 8, "type": "float", "strategy": "tensor",
+                                                   "dynamic": False, "symmetric": True}}
+    _, warned = _hf(tmp_path, _llama3(quantization_config=ct))
+    kv = [w for w in warned if "KV cache in fp8" in w]
+    assert kv and "vLLM runs with --kv-cache-dtype fp8" in kv[0] and "--kv-cache-dtype auto)" not in kv[0]
+    mo = {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16, "ignore": ["lm_head"],
+          "kv_cache_scheme": {"dynamic": False, "num_bits": 4, "type": "float"}}
+    _, warned = _hf(tmp_path, _llama3(quantization_config=mo))
+    assert any("KV cache in nvfp4" in w and "--kv-dtype nvfp4" in w and "maps fp8 only" in w for w in warned)
+    mo["kv_cache_scheme"]["num_bits"] = 8
+    _, warned = _hf(tmp_path, _llama3(quantization_config=mo))
+    assert any("KV cache in fp8, as vLLM (--kv-cache-dtype auto) and TensorRT-LLM run it" in w for w in warned)
