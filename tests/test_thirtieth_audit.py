@@ -797,3 +797,32 @@ def test_33_quant_f2_f3_who_runs_a_checkpoints_kv_format(tmp_path):
     mo["kv_cache_scheme"]["num_bits"] = 8
     _, warned = _hf(tmp_path, _llama3(quantization_config=mo))
     assert any("KV cache in fp8, as vLLM (--kv-cache-dtype auto) and TensorRT-LLM run it" in w for w in warned)
+
+
+@pytest.mark.parametrize("glob", ["model.layers.61*", "model.layers.61.*"])
+def test_33_quant_f1_an_excluded_mtp_layer_is_not_a_served_layer(tmp_path, glob):
+    """NVIDIA's FP4 DeepSeek checkpoints exclude every layer's self_attn and the appended MTP layer,
+    'model.layers.61*' (SGLang's DeepseekV3ForCausalLMNextN maps model.layers.<num_hidden_layers> to its draft
+    decoder). The entry had been read as one of the 61 served layers kept in bf16: its 256 experts and shared expert,
+    3 x 7,168 x 2,048 x 257 = 11,318,329,344 weights, at 2 B not 0.5625 (NVFP4: 4 bits and an fp8 scale per 16),
+    +16,270,098,432 B. The checkpoint does store the MTP layer in bf16, and with it its eh_proj (2 x 7,168 x 7,168
+    weights): the index check counts both so."""
+    from kvcalc.specs.hf import load_hf_spec, stored_weight_bytes, read_config
+    from kvcalc.formulas.params import weight_bytes
+
+    config = json.loads((Path(__file__).parent / "fixtures/hf/DeepSeek-V3/config.json").read_text())
+    config.pop("quantization_config")
+    excluded = ["lm_head", *(f"model.layers.{i}.self_attn*" for i in range(61))]
+    sizes = {}
+    for name, extra in (("with", [glob]), ("without", [])):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "hf_quant_config.json").write_text(json.dumps({"producer": {"name": "modelopt"}, "quantization": {
+            "quant_algo": "NVFP4", "group_size": 16, "exclude_modules": excluded + extra}}))
+        spec, _ = load_hf_spec(folder)
+        data = {**read_config(folder / "config.json"), "quantization_config": {
+            "quant_method": "modelopt", **json.loads((folder / "hf_quant_config.json").read_text())}}
+        sizes[name] = weight_bytes(spec, 0.5625), stored_weight_bytes(spec, data)[0]
+    assert sizes["with"][0] == sizes["without"][0]  # the served layers alike
+    assert sizes["with"][1] - sizes["without"][1] == pytest.approx((11_318_329_344 + 2 * 7168**2) * (2 - 0.5625), abs=1)

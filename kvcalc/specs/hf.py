@@ -1857,6 +1857,11 @@ def _settle_kept_layers(quantization: dict, spec: dict) -> None:
                               f"or none; {OTHER_FORMAT}")
     kept = {}
     for cls, ids in quantization.get("kept_layers", {}).items():
+        # a layer past the model's own names the multi-token-prediction layer a DeepSeek-style checkpoint appends
+        # (model.layers.<num_hidden_layers>: SGLang maps it to its draft decoder; NVIDIA's FP4 checkpoints exclude
+        # 'model.layers.61*'), which stored_weight_bytes sizes, not a served layer (the thirty-third audit, quant F1:
+        # one of DeepSeek-R1's 61 layers had been sized in bf16, +16.3 GB, 4.1 %)
+        ids = {i for i in ids if i < spec["num_layers"]}
         if cls in ("experts", "shared_experts") and not moe:
             continue  # a dense model has none (a regex over a whole layer names them too)
         where = ({i for i in ids if i < dense} if cls == "mlp" and moe else
@@ -1931,6 +1936,20 @@ def _total_size(index: Path, total) -> int:
     return int(total)
 
 
+_ANY_LAYER_INDEX = re.compile(r"layers\\?\.(\d+)(?!\d)")  # model.layers.61.*, model.layers.61* (a ModelOpt glob)
+
+
+def _names_a_layer_past(qc: object, num_layers: int) -> bool:
+    """Whether a quantization_config's ignore list (under any of the keys the formats write it) names a layer past
+    the model's num_layers: the multi-token-prediction layer DeepSeek-style checkpoints append."""
+    if not isinstance(qc, dict):
+        return False
+    inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else {}
+    entries = [e for source in (inner, qc) for key in ("exclude_modules", "ignore", "modules_to_not_convert")
+               if isinstance(source.get(key), list) for e in source[key] if isinstance(e, str)]
+    return any(int(m.group(1)) >= num_layers for e in entries if (m := _ANY_LAYER_INDEX.search(e)))
+
+
 def stored_weight_bytes(spec: ModelSpec, data: dict) -> tuple[float, str, int]:
     """(bytes the checkpoint should hold, its weight format, multi-token-prediction layers included): kvcalc's weight
     bytes in the checkpoint's own format (its quantization spec, else config.json's torch_dtype), plus the
@@ -1948,6 +1967,9 @@ def stored_weight_bytes(spec: ModelSpec, data: dict) -> tuple[float, str, int]:
     mtp = data.get("num_nextn_predict_layers") if isinstance(data.get("num_nextn_predict_layers"), int) else 0
     if mtp > 0:
         edge_b = 2.0 if spec.quantization is not None else b_w  # quantised checkpoints keep these in bf16
+        if spec.quantization is not None and _names_a_layer_past(data.get("quantization_config"), spec.num_layers):
+            b_w = 2.0  # its ignore list keeps the appended layer in bf16 (_settle_kept_layers leaves it out of the
+            # served layers' kept_layers)
         d, V = spec.hidden_size, spec.vocab_size
         copies = 2 * V * d if str(data.get("model_type", "")).startswith(("deepseek", "kimi")) else 0
         # a module is one decoder layer of the model's last kind; a layer_pattern's last block is part of a layer
