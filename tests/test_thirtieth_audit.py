@@ -826,3 +826,15 @@ def test_33_quant_f1_an_excluded_mtp_layer_is_not_a_served_layer(tmp_path, glob)
         sizes[name] = weight_bytes(spec, 0.5625), stored_weight_bytes(spec, data)[0]
     assert sizes["with"][0] == sizes["without"][0]  # the served layers alike
     assert sizes["with"][1] - sizes["without"][1] == pytest.approx((11_318_329_344 + 2 * 7168**2) * (2 - 0.5625), abs=1)
+
+
+@pytest.mark.parametrize("algo, words", [("FP8_PB_WO", "weight-only"), ("MXFP8", "MXFP8 weights")])
+def test_33_quant_f4_modelopt_formats_vllm_loads_are_refused_for_what_they_are(tmp_path, algo, words):
+    """vLLM's ModelOpt support lists FP8_PB_WO (block-scaled fp8, weight-only) and MXFP8
+    (docs/features/quantization/modelopt.md); kvcalc had refused them as formats it does not know."""
+    from kvcalc.errors import KvcalcError
+    from tests.test_tenth_audit import _hf, _llama3
+
+    with pytest.raises(KvcalcError) as e:
+        _hf(tmp_path, _llama3(), {"producer": {"name": "modelopt"}, "quantization": {"quant_algo": algo}})
+    assert words in str(e.value) and "not a ModelOpt format kvcalc knows" not in str(e.value)
