@@ -838,3 +838,20 @@ def test_33_quant_f4_modelopt_formats_vllm_loads_are_refused_for_what_they_are(t
     with pytest.raises(KvcalcError) as e:
         _hf(tmp_path, _llama3(), {"producer": {"name": "modelopt"}, "quantization": {"quant_algo": algo}})
     assert words in str(e.value) and "not a ModelOpt format kvcalc knows" not in str(e.value)
+
+
+def test_33_attention4_cross_layer_attention_is_refused(tmp_path):
+    """Hunyuan's use_cla shares one KV cache between cla_share_factor layers (vLLM's hunyuan_v1.py,
+    kv_sharing_target_layer_name); read from its fields, every layer's cache had been counted, 131,072 B a token
+    where the model keeps 65,536. With use_cla false the config reads as before."""
+    from kvcalc.errors import KvcalcError
+    from tests.test_tenth_audit import _hf
+
+    config = {"architectures": ["HunYuanDenseV1ForCausalLM"], "model_type": "hunyuan_v1_dense", "head_dim": 128,
+              "cla_share_factor": 2, "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 14336,
+              "max_position_embeddings": 32768, "num_attention_heads": 32, "num_hidden_layers": 32,
+              "num_key_value_heads": 8, "tie_word_embeddings": True, "use_cla": True, "vocab_size": 128256}
+    with pytest.raises(KvcalcError, match="use_cla: layers share their KV cache"):
+        _hf(tmp_path, config)
+    spec, _ = _hf(tmp_path, {**config, "use_cla": False})
+    assert spec.num_layers == 32

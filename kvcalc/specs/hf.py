@@ -808,6 +808,14 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
         return _deepseek(c, model_type)
     layers, d, heads, _ = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     _check_layer_kinds(c, layers)
+    if c.data.get("use_cla") is True or (isinstance(c.data.get("num_kv_shared_layers"), int)
+                                          and c.data["num_kv_shared_layers"] > 0):
+        # cross-layer attention: Hunyuan's use_cla (cla_share_factor layers share one KV cache; vLLM's hunyuan_v1.py
+        # kv_sharing_target_layer_name), Gemma 3n's num_kv_shared_layers; every layer's cache had been counted (the
+        # thirty-third audit, attention 4: KV 2x)
+        key = "use_cla" if c.data.get("use_cla") is True else "num_kv_shared_layers"
+        raise KvcalcError(f"{c.source}: {key}: layers share their KV cache (cross-layer attention), which kvcalc "
+                          "does not read; it would count every layer's cache")
     if not known and (unread := next((k for k in UNREAD_LAYOUT_FIELDS if c.has(k)), None)):
         raise KvcalcError(f"{c.source}: {unread}: {UNREAD_LAYOUT_FIELDS[unread]}, which kvcalc does not read outside "
                           "the families it knows; it would be read wrong from the common fields")
