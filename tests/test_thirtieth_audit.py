@@ -855,3 +855,20 @@ def test_33_attention4_cross_layer_attention_is_refused(tmp_path):
         _hf(tmp_path, config)
     spec, _ = _hf(tmp_path, {**config, "use_cla": False})
     assert spec.num_layers == 32
+
+
+def test_33_attention5_explain_shows_no_conv_term_for_a_mixer_without_one(tmp_path):
+    """MiniMax-Text-01's lightning attention has no convolution; --explain had printed '0 * 24,576' conv channels.
+    By hand: 70 linear layers x 64 heads x 128 x 128 x 2 B = 146,800,640 B = 140.00 MiB a sequence."""
+    config = {"architectures": ["MiniMaxText01ForCausalLM"], "model_type": "minimax_text_01", "head_dim": 128,
+              "hidden_size": 6144, "intermediate_size": 9216, "max_position_embeddings": 10240000,
+              "num_attention_heads": 64, "num_experts_per_tok": 2, "num_hidden_layers": 80, "num_key_value_heads": 8,
+              "num_local_experts": 32, "rotary_dim": 64, "vocab_size": 200064, "tie_word_embeddings": False,
+              "shared_intermediate_size": 0, "torch_dtype": "bfloat16",
+              "attn_type_list": [1 if (i + 1) % 8 == 0 else 0 for i in range(80)]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    out = CliRunner().invoke(app, ["estimate", "-m", str(tmp_path / "config.json"), "-g", "h200", "--tp", "8",
+                                   "-c", "100000", "--explain"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    assert "= 70 * 64 * 128 * 128 * 2 B" in out.output and "140.00 MiB" in out.output
+    assert "conv channels" not in out.output

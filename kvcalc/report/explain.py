@@ -56,7 +56,13 @@ def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
     if la is not None:
         state = linear_state_bytes(m, b_kv)
         b_state = max(b_kv, STATE_MIN_BYTES)
-        if la.recurrent_state_bytes is None:
+        if la.recurrent_state_bytes is None and la.conv_kernel <= 1:  # no convolution (MiniMax's lightning
+            # attention): no conv term (the thirty-third audit, attention 5: "0 * 24,576" channels had been shown)
+            formula = ("L_lin * n_v * d_k * d_v * max(b_kv, 2) (constant in context; the state stays in 16 bits "
+                       "under an 8-bit cache)")
+            value = (f"{m.linear_layers} * {la.num_value_heads} * {la.key_head_dim} * {la.value_head_dim} * "
+                     f"{b_state:g} B")
+        elif la.recurrent_state_bytes is None:
             formula = ("L_lin * (n_v * d_k * d_v + (K - 1) * conv channels) * max(b_kv, 2) (constant in context; the "
                        "state stays in 16 bits under an 8-bit cache)")
             value = (f"{m.linear_layers} * ({la.num_value_heads} * {la.key_head_dim} * {la.value_head_dim} + "
