@@ -80,6 +80,10 @@ def no_mtp_module(spec, speculate: str | None) -> str | None:
     """Why --speculate mtp times a module the model does not ship, or None (the seventh audit, B8/C7: Qwen3-32B's TPOT
     had halved with a DeepSeek-V3 module and acceptance that no engine could run on it)."""
     method = (speculate or "").split(",")[0].split("=")[0].strip().lower()
+    if method == "mtp" and getattr(spec, "mtp_layers", None) == 0:
+        return (f"--speculate mtp: {spec.name}'s checkpoint ships no multi-token-prediction layers "
+                "(num_nextn_predict_layers 0), which no engine can run; this times a hypothetical module of one "
+                "decoder layer at DeepSeek-V3's acceptance (0.875)")
     if method != "mtp" or spec.family in MTP_FAMILIES:
         return None
     return (f"--speculate mtp: {spec.name} ({spec.family or 'no family'}) ships no multi-token-prediction layers that "

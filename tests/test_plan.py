@@ -22,7 +22,7 @@ RUNNER = CliRunner()
 
 # The flags each engine's own parser defines, for the releases the profiles model (engines/launch.py cites them):
 # vllm/engine/arg_utils.py (vllm-project/vllm at 99d7eb5d), python/sglang/srt/server_args.py (sgl-project/sglang at
-# 469c63e5), tensorrt_llm/commands/serve.py (NVIDIA/TensorRT-LLM at 00209af1, `trtllm-serve serve`'s click options).
+# release 0.5.14), tensorrt_llm/commands/serve.py (NVIDIA/TensorRT-LLM at 00209af1, `trtllm-serve serve`'s click options).
 ENGINE_PARSERS = {
     "vllm": {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--enable-expert-parallel",
              "--max-num-seqs", "--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype",

@@ -766,8 +766,8 @@ def test_33_links5_v100_groups_past_one_dgx1_need_a_network():
 
 def test_33_links8_geforce_pipeline_sends_cross_pcie_twice():
     """Without PCIe peer-to-peer NCCL stages every chunk through host memory (its SHM transport), as kvcalc already
-    halves the GeForce cards' all-reduce bandwidth; the stage-to-stage sends had used the whole link. By hand, Llama-3.1-
-    8B at PP 2 on RTX 4090s, batch 8 in two micro-batches of 4: one send of 4 x 4,096 x 2 B over 64 GB/s / 2 (one way)
+    halves the GeForce cards' all-reduce bandwidth; the stage-to-stage sends had used the whole link. By hand,
+    Llama-3.1-8B at PP 2 on RTX 4090s, batch 8 in two micro-batches of 4: one send of 4 x 4,096 x 2 B over 64 GB/s / 2 (one way)
     / 2 (twice) = 2.048 us."""
     from kvcalc import estimate
 
@@ -872,3 +872,47 @@ def test_33_attention5_explain_shows_no_conv_term_for_a_mixer_without_one(tmp_pa
     assert out.exit_code == 0, out.output
     assert "= 70 * 64 * 128 * 128 * 2 B" in out.output and "140.00 MiB" in out.output
     assert "conv channels" not in out.output
+
+
+def test_33_launch_l3_a_checkpoint_without_mtp_layers_is_not_planned_with_mtp(tmp_path):
+    """A DeepSeek-V3-architecture checkpoint with num_nextn_predict_layers 0 (Moonlight's, or a conversion that dropped
+    the module): plan had searched and launched MTP by the family alone, and vLLM 0.24 divides by the 0 draft layers
+    at start-up (config/speculative.py: n_predict 0, then 1 % 0)."""
+    config = json.loads((Path(__file__).parent / "fixtures/hf/DeepSeek-V3/config.json").read_text())
+    config.update(num_nextn_predict_layers=0, num_hidden_layers=8)
+    config.pop("quantization_config")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    args = ["plan", "-m", str(tmp_path / "config.json"), "-g", "h200", "-i", "2000", "-o", "300", "-n", "64",
+            "--engines", "vllm"]
+    out = CliRunner().invoke(app, [*args, "--emit", "vllm"])
+    assert out.exit_code == 0, out.output
+    assert "--speculative-config" not in out.output
+    doc = json.loads(CliRunner().invoke(app, [*args, "-f", "json"]).stdout)
+    assert {r["speculate"] for r in [doc["choice"], *doc["frontier"]]} == {None}
+    out = CliRunner().invoke(app, ["estimate", "-m", str(tmp_path / "config.json"), "-g", "h200", "--speculate", "mtp",
+                                   "-f", "json"])
+    assert "num_nextn_predict_layers 0" in out.output
+
+
+def test_33_launch_l2_trtllm_pipeline_stages_split_the_batch_budget():
+    """TensorRT-LLM's capacity scheduler holds max_batch_size x pp_size requests (_torch/pyexecutor/_util.py
+    create_py_executor_instance): a TP 8 x PP 2 replica planned for 32 requests had launched --max_batch_size 32,
+    admitting 64."""
+    args = ["plan", "-m", "llama-3.1-405b", "-g", "a100-sxm-80gb", "-i", "1000", "-o", "200", "-n", "32",
+            "--max-tpot-ms", "300", "--engines", "trtllm", "--no-convert", "--no-disaggregate"]
+    choice = json.loads(CliRunner().invoke(app, [*args, "-f", "json"]).stdout)["choice"]
+    out = CliRunner().invoke(app, [*args, "--emit", "trtllm"])
+    pp, seqs = choice["pipeline_parallel"], choice["max_num_seqs"]
+    assert pp == 2 and f"--pp_size {pp}" in out.output
+    assert f"--max_batch_size {-(-seqs // pp)} " in out.output
+
+
+@pytest.mark.parametrize("engine, flag", [("vllm", "--kv-cache-dtype bfloat16"), ("sglang", "--kv-cache-dtype bf16")])
+def test_33_launch_l1_a_bf16_cache_is_named_not_left_to_auto(engine, flag):
+    """vLLM's and SGLang's auto takes a ModelOpt checkpoint's declared fp8 cache (vLLM's resolve_kv_cache_dtype_string,
+    SGLang's configure_kv_cache_dtype) and SGLang's DeepSeek-V3.2 default on Blackwell: a pool sized in bf16 had
+    launched in fp8."""
+    out = CliRunner().invoke(app, ["plan", "-m", "llama-3.1-8b", "-g", "a100-sxm-80gb", "-i", "2000", "-o", "300", "-n",
+                                   "16", "--engines", engine, "--no-convert", "--emit", engine])
+    assert out.exit_code == 0, out.output
+    assert flag in out.output

@@ -28,8 +28,8 @@ def test_29_m4_trtllm_bench_counts_block_fp8_at_one_byte():
 
 @pytest.mark.parametrize("gpu, kv, said", [("b200", "bf16", True), ("b200", "fp8", False), ("h200", "bf16", False)])
 def test_29_m3_sglang_stores_sparse_attention_kv_in_fp8_on_blackwell(gpu, kv, said):
-    """SGLang's server_args.py _set_default_nsa_kv_cache_dtype: "fp8_e4m3" if the compute capability's major is 10 or
-    more, else bfloat16 (at 469c63e5). kvcalc sizes the cache asked for and says that SGLang's default differs."""
+    """SGLang's server_args.py _set_default_dsa_kv_cache_dtype (0.5.14): "fp8_e4m3" if the compute capability's major
+    is 10 or more, else bfloat16. kvcalc sizes the cache asked for and says that SGLang's default differs."""
     result = CliRunner().invoke(app, ["capacity", "-m", "deepseek-v3.2", "-c", "8192", "-g", gpu, "--tp", "8",
                                       "--engine", "sglang", "--kv-dtype", kv, "-f", "json"])
     assert result.exit_code == 0, result.output
@@ -68,10 +68,11 @@ def test_29_m1_vllm_extends_a_window_by_the_tokens_in_flight():
 @pytest.mark.parametrize("speculation, reserved", [(None, 26_624), ("mtp", 28_672), ("eagle", 28_672),
                                                     ("draft", 32_768), ("ngram", 26_624)])
 def test_29_r2_sglang_reserves_memory_for_a_draft(speculation, reserved):
-    """SGLang's _handle_gpu_memory_settings (server_args.py at 469c63e5), past its 10 GiB floor: STANDALONE (a draft
-    model) 6 GiB more, the EAGLE family (EAGLE, EAGLE3, NEXTN: kvcalc's eagle and mtp) 2 GiB, NGRAM none. A B200 (180
-    GiB, 184,320 MiB) at TP 4: 512 + 1.5 x 16,384 (its chunk) + 2 x 512 (CUDA-graph batch) + 4 / 8 x 1,024 = 26,624
-    MiB reserved. Plan's launch advice for SGLang with MTP had kept 2 GiB a GPU too few (0.856 for 0.844)."""
+    """SGLang's _handle_gpu_memory_settings (server_args.py of the 0.5 releases before 0.5.14), past its 10 GiB
+    floor: STANDALONE (a draft model) 6 GiB more, the EAGLE family (EAGLE, EAGLE3, NEXTN: kvcalc's eagle and mtp)
+    2 GiB, NGRAM none. A B200 (180 GiB, 184,320 MiB) at TP 4: 512 + 1.5 x 16,384 (its chunk) + 2 x 512 (CUDA-graph
+    batch) + 4 / 8 x 1,024 = 26,624 MiB reserved. Plan's launch advice for SGLang with MTP had kept 2 GiB a GPU
+    too few (0.856 for 0.844)."""
     from kvcalc.engines.memory import sglang_own_fraction
 
     assert 512 + 1.5 * 16_384 + 2 * 512 + 4 / 8 * 1024 == 26_624

@@ -4,8 +4,8 @@ Flag names are those of the engine releases the profiles model, read from each e
 - vLLM: vllm-project/vllm vllm/engine/arg_utils.py at 99d7eb5d (EngineArgs.add_cli_args: --tensor-parallel-size,
   --pipeline-parallel-size, --data-parallel-size, --enable-expert-parallel, --max-num-seqs, --max-num-batched-tokens,
   --gpu-memory-utilization, --kv-cache-dtype, --max-model-len, --quantization, --speculative-config, --dtype).
-- SGLang: sgl-project/sglang python/sglang/srt/server_args.py at 469c63e5 (--tp-size, --pp-size, --dp-size, --ep-size,
-  --enable-dp-attention, --max-running-requests, --chunked-prefill-size, --mem-fraction-static, --kv-cache-dtype,
+- SGLang: sgl-project/sglang python/sglang/srt/server_args.py of release 0.5.14 (--tp-size, --pp-size, --dp-size,
+  --ep-size, --enable-dp-attention, --max-running-requests, --chunked-prefill-size, --mem-fraction-static, --kv-cache-dtype,
   --context-length, --quantization, --speculative-algorithm, --speculative-num-steps, --speculative-eagle-topk,
   --speculative-num-draft-tokens, --disaggregation-mode, --dtype).
 - TensorRT-LLM: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at 00209af1 (`trtllm-serve serve` click options:
@@ -53,7 +53,10 @@ EMIT_TARGETS = ("vllm", "sglang", "trtllm", "k8s")
 # engines read it), so only a conversion the plan proposes is named.
 _VLLM_QUANT = {"fp8": "fp8"}  # vLLM quantises a bf16 checkpoint to fp8 at load time (--quantization fp8)
 _SGLANG_QUANT = {"fp8": "fp8"}
-_SGLANG_KV = {"fp8": "fp8_e4m3", "bf16": "auto"}  # server_args.py: kv_cache_dtype choices auto, fp8_e5m2, fp8_e4m3
+# server_args.py (0.5.14): kv_cache_dtype choices auto, fp8_e5m2, fp8_e4m3, bf16, bfloat16, fp4_e2m1. bf16 named, not
+# auto, which takes a ModelOpt checkpoint's fp8 (model_runner.py configure_kv_cache_dtype) and DeepSeek-V3.2's fp8 on
+# Blackwell (_set_default_dsa_kv_cache_dtype); the TensorRT-LLM MLA backend takes bf16 (the thirty-third audit, L1)
+_SGLANG_KV = {"fp8": "fp8_e4m3", "bf16": "bf16"}
 
 
 # Families whose architectures TensorRT-LLM's PyTorch back end (the one trtllm-serve launches) has no model class for:
@@ -142,6 +145,10 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
             "--gpu-memory-utilization", f"{c['gpu_memory_utilization']:g}", "--max-model-len", str(max_model_len)]
     if c["kv_dtype"] == "fp8":
         cmd += ["--kv-cache-dtype", "fp8"]
+    elif c["kv_dtype"] == "bf16":  # named, not left at auto, which takes a ModelOpt checkpoint's declared fp8 cache
+        # (vllm/utils/torch_utils.py resolve_kv_cache_dtype_string; the thirty-third audit, launch L1: a pool sized in
+        # bf16 had launched in fp8, twice the tokens); every 0.24 attention backend lists bfloat16 and float16
+        cmd += ["--kv-cache-dtype", "float16" if _half_dtype(c) else "bfloat16"]
     cmd += _half_dtype(c)
     if c["converted_weights"] and c["weight_dtype"] in _VLLM_QUANT:
         cmd += ["--quantization", _VLLM_QUANT[c["weight_dtype"]]]
@@ -168,7 +175,9 @@ def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
     cmd += ["--max-running-requests", str(_sglang_max_running_requests(c)),
             "--chunked-prefill-size", str(_sglang_chunked_prefill(c)),
             "--mem-fraction-static", f"{c['gpu_memory_utilization']:g}", "--context-length", str(max_model_len),
-            "--kv-cache-dtype", _SGLANG_KV.get(c["kv_dtype"], "auto"), *_half_dtype(c)]
+            "--kv-cache-dtype",
+            "auto" if _half_dtype(c) and c["kv_dtype"] == "bf16" else _SGLANG_KV.get(c["kv_dtype"], "auto"),
+            *_half_dtype(c)]
     if c["converted_weights"] and c["weight_dtype"] in _SGLANG_QUANT:
         cmd += ["--quantization", _SGLANG_QUANT[c["weight_dtype"]]]
     if c.get("speculate"):  # SGLang runs DeepSeek's MTP head as its EAGLE algorithm (NextN), a chain of k drafts
@@ -194,7 +203,12 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], dict[s
         cmd += ["--pp_size", str(c["pipeline_parallel"])]
     if ep > 1:
         cmd += ["--ep_size", str(ep)]
-    cmd += ["--max_batch_size", str(_per_group(c)), "--max_num_tokens", str(_tokens_per_group(c)),
+    # --max_batch_size bounds one micro-batch: TensorRT-LLM's capacity scheduler holds max_batch_size x pp_size
+    # requests (tensorrt_llm/_torch/pyexecutor/_util.py create_py_executor_instance; formulas/engine_memory.py
+    # trtllm_bench_settings), so a pipeline's budget is split over its stages (the thirty-third audit, launch L2: TP 8 x
+    # PP 2 sized for 32 had launched admitting 64)
+    batch = -(-_per_group(c) // c["pipeline_parallel"])
+    cmd += ["--max_batch_size", str(batch), "--max_num_tokens", str(_tokens_per_group(c)),
             "--max_seq_len", str(max_model_len),
             "--kv_cache_free_gpu_memory_fraction", f"{c['gpu_memory_utilization']:g}",
             "--extra_llm_api_options", TRTLLM_ROLE_OPTIONS if c["disaggregate"] else TRTLLM_OPTIONS]

@@ -215,7 +215,7 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     if getattr(spec.attention, "sparse_top_k", None) and (capability(hw.compute_capability) or (0, 0))[0] >= 10 \
             and p.b_kv > 1:
         # SGLang stores a DeepSeek Sparse Attention model's KV cache in fp8 on Blackwell unless told otherwise
-        # (server_args.py _set_default_nsa_kv_cache_dtype: "fp8_e4m3" if major >= 10 else "bfloat16", at 469c63e5;
+        # (server_args.py _set_default_dsa_kv_cache_dtype in release 0.5.14: "fp8_e4m3" if major >= 10 else "bfloat16";
         # the twenty-ninth audit, M3: its default pool on a B200 holds 1.81x the bf16 tokens sized here)
         notes.append(f"SGLang's default KV cache for {spec.name}'s sparse attention on {hw.name} is fp8_e4m3, not the "
                      "bf16 sized here: pass --kv-dtype fp8 for SGLang's default")

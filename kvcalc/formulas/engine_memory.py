@@ -624,7 +624,9 @@ def sglang_memory_tier(gpu_mem_mib: float) -> tuple[int, int, int]:
 
 # what SGLang's _handle_gpu_memory_settings reserves beside, past the 10 GiB floor, for a speculative algorithm [MiB]:
 # STANDALONE (a draft model: kvcalc's "draft") 6 GiB, the EAGLE family (EAGLE, EAGLE3, NEXTN: kvcalc's eagle and mtp)
-# 2 GiB, NGRAM none (sgl-project/sglang python/sglang/srt/server_args.py at 469c63e5; the twenty-ninth audit, R2)
+# 2 GiB, NGRAM none (sgl-project/sglang python/sglang/srt/server_args.py of the 0.5 releases before 0.5.14; the
+# twenty-ninth audit, R2). 0.5.14's no longer reserves it: it scales the KV pool's bytes a token by (1 + the draft's
+# layers / the model's) instead (model_executor/pool_configurator.py DefaultPoolConfigurator), not modelled here
 SGLANG_SPECULATION_RESERVE_MIB = {"draft": 6 * 1024, "eagle": 2 * 1024, "mtp": 2 * 1024}
 
 

@@ -242,7 +242,7 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
     # the bundled name deepseek-v3, DeepSeek-V3.2 and Qwen3-Next had been searched without it, 16 GPUs where 8 do)
     from kvcalc.speculation import MTP_FAMILIES
 
-    method = SPECULATION if speculate and spec.family in MTP_FAMILIES else None
+    method = SPECULATION if speculate and spec.family in MTP_FAMILIES and spec.mtp_layers != 0 else None
     return out + [replace(d, speculate=method) for d in out if speculates_with(d, spec)] if method else out
 
 

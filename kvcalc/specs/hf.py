@@ -494,6 +494,11 @@ def _deepseek(c: Config, model_type: str) -> dict:
         _moe_fields(c, spec, known=False)  # num_experts had been dropped, a 48 B MoE read as 3.3 B dense)
     if c.data.get("num_nextn_predict_layers"):  # 0 where a conversion dropped it
         c.notes.append("the multi-token-prediction module (num_nextn_predict_layers) is not counted")
+    nextn = c.data.get("num_nextn_predict_layers")
+    if isinstance(nextn, int) and not isinstance(nextn, bool):
+        # 0: a DeepSeek-V3-architecture checkpoint that ships no MTP layer (Moonlight's, or a conversion's), on which
+        # plan had launched MTP and vLLM divides by its 0 draft layers at start-up (the thirty-third audit, launch L3)
+        spec["mtp_layers"] = max(0, nextn)
     if model_type == "deepseek_v32" or c.has("index_topk"):  # DeepSeek sparse attention's lightning indexer
         types = c.data.get("indexer_types")
         freq = c.data.get("index_topk_freq")

@@ -271,6 +271,9 @@ class ModelSpec(StrictModel):
     trust_remote_code: bool = Field(False, description="the checkpoint ships its own configuration, modelling or "
                                     "tokenizer code (config.json's auto_map), which engines load only with "
                                     "--trust-remote-code: plan's launch commands pass it")
+    mtp_layers: int | None = Field(None, ge=0, le=64, description="multi-token-prediction layers the checkpoint ships "
+                                   "(config.json's num_nextn_predict_layers); 0: none, whatever its family; unset: "
+                                   "its family's (speculation.MTP_FAMILIES)")
     learned_position_embeddings: bool = Field(False, description="GPT-2/3 style table of max_position_embeddings rows")
     learned_position_offset: int = Field(0, ge=0, le=10**6, description="extra rows in that table (OPT: 2)")
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
