@@ -916,3 +916,18 @@ def test_33_launch_l1_a_bf16_cache_is_named_not_left_to_auto(engine, flag):
                                    "16", "--engines", engine, "--no-convert", "--emit", engine])
     assert out.exit_code == 0, out.output
     assert flag in out.output
+
+
+@pytest.mark.parametrize("release, blocks_a_request", [("0.27", 8 + 3 * 1), ("0.30", 8 + 3 * 2)])
+def test_33_attention2_vllm_0_28_keeps_two_state_pages_a_hybrid_request(release, blocks_a_request):
+    """vLLM 0.28 turns prefix caching on for hybrid models by default in mamba_cache_mode 'align' (PR #50991; 0.28.0's
+    bump in vllm-project/vllm-metal PR #645), which holds two state pages a request (MambaSpec.max_memory_usage_bytes).
+    Qwen3-Next-80B at TP 2 lays out 544-token pages in four groups of 12 layers, one full-attention and three Gated
+    DeltaNet (vLLM's 'Setting attention block size to 544 tokens'): a 4,096-token request takes ceil(4,096 / 544) = 8
+    pages of the full group and one (0.27) or two (0.30) of each state group. The pool's pages are kv_tokens / 544 in
+    each of the four groups."""
+    out = CliRunner().invoke(app, ["capacity", "-m", "qwen3-next-80b-a3b", "-c", "4096", "-g", "h200", "--tp", "2",
+                                   "-e", "vllm", "--vllm-version", release, "--cuda-graph-memory", "0", "-f", "json"])
+    memory = json.loads(out.stdout)["engine_memory"]
+    pages = memory["kv_tokens"] / 544 * 4
+    assert memory["max_concurrency"] == pytest.approx(pages / blocks_a_request, rel=2e-3)

@@ -77,6 +77,19 @@ VLLM_EAGLE_METHODS = ("eagle", "mtp")
 # support for prefix caching: disabling", 0.11.2). Hybrids' prefix caching stays opt-in (engine/arg_utils.py, 0.27.1:
 # default_prefix_caching = is_prefix_caching_supported and not is_hybrid), so the default pool is 'none''s
 VLLM_MAMBA_CACHE_MODES = (0, 15)
+# ... until 0.28.0, which turns prefix caching on for hybrid models by default and makes 'align' the default mode
+# (PR #50991 "[Mamba] enable prefix cache by default", merged 2026-08-04: default_prefix_caching =
+# is_prefix_caching_supported; 0.28.0 ships it, as vllm-project/vllm-metal PR #645 "Bump vLLM to 0.28.0" records):
+# a request then holds two state pages (2 + k under speculation: MambaSpec.max_memory_usage_bytes). The thirty-third
+# audit, attention 2: Qwen3-Next at TP 2 on H200s, 4K tokens, had been sized at 714 requests where 0.30 holds 561.
+# Not for MiniMax's lightning attention (kind "linear"), whose prefix caching vLLM's tracking issue #26201 leaves open.
+VLLM_HYBRID_PREFIX_CACHING = (0, 28)
+
+
+def vllm_align_state_pages(spec, version: tuple[int, int]) -> bool:
+    """Whether vLLM `version`'s default keeps two recurrent state pages a request (mamba_cache_mode 'align')."""
+    la = spec.linear_attention
+    return la is not None and la.kind != "linear" and version >= VLLM_HYBRID_PREFIX_CACHING
 
 
 def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float,
@@ -117,7 +130,13 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         notes.append(f"vLLM turns its hybrid KV cache manager off for chunked local attention with {speculate_method} "
                      "speculation (vllm/config/vllm.py: 'not yet supported with chunked local attention + eagle'), so "
                      "the chunked layers keep every token, as sized here")
-    if spec.linear_attention is not None and version >= VLLM_MAMBA_CACHE_MODES:  # the twenty-first audit, M1
+    align = vllm_align_state_pages(spec, version)
+    if align:
+        notes.append(f"vLLM {release} turns prefix caching on for hybrid models by default, in mamba_cache_mode "
+                     "'align' (PR #50991, from 0.28): two recurrent state pages a request, as sized here; "
+                     "--no-enable-prefix-caching gives back one a request (pass --vllm-version 0.27 to size that). "
+                     "'align' also cuts prompt chunks at the attention block's boundaries, which serve does not")
+    elif spec.linear_attention is not None and version >= VLLM_MAMBA_CACHE_MODES:  # the twenty-first audit, M1
         notes.append("vLLM keeps prefix caching off for hybrid models unless --enable-prefix-caching is given "
                      "(engine/arg_utils.py: 'keep it opt-in for now'), as sized here: one recurrent state a request. "
                      "With it on, vLLM keeps two a request (mamba_cache_mode 'align') or one every block ('all', "
@@ -168,8 +187,9 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability)),
         "max_concurrency": em.vllm_max_concurrency(spec, pool, context, window, p.b_kv, tp, pp,
                                                    em.vllm_block_alignment(spec, hw.compute_capability),
-                                                   speculative_tokens),
-        "speculative_tokens": speculative_tokens,  # a recurrent state's 1 + k blocks a request
+                                                   speculative_tokens + align),
+        "speculative_tokens": speculative_tokens,  # a recurrent state's 1 + k blocks a request ...
+        "mamba_cache_mode": "align" if align else "none",  # ... 2 + k in 'align' (vllm_align_state_pages)
         "window_tokens": window,  # what a sliding or chunked window is extended by (em.vllm_window_tokens)
         "binding_pipeline_stage": stage,
         "max_model_len": context,
@@ -492,7 +512,7 @@ def _request_size(memory: dict, spec, hw, p, tp: int, pp: int):
     if layout is None:  # state only: the concurrency is whole states, one a request at any length
         return memory["max_concurrency"], lambda n: 1
     steps = memory.get("window_tokens", memory["max_num_batched_tokens"])
-    k = memory.get("speculative_tokens", 0)
+    k = memory.get("speculative_tokens", 0) + (memory.get("mamba_cache_mode") == "align")
     blocks = round(memory["max_concurrency"]
                    * em.vllm_request_blocks(spec, layout, memory["max_model_len"], steps, k))
     return blocks, lambda n: em.vllm_request_blocks(spec, layout, n, steps, k)
