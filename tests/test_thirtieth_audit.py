@@ -940,3 +940,21 @@ def test_33_attention2_vllm_0_28_keeps_two_state_pages_a_hybrid_request(release,
     memory = json.loads(out.stdout)["engine_memory"]
     pages = memory["kv_tokens"] / 544 * 4
     assert memory["max_concurrency"] == pytest.approx(pages / blocks_a_request, rel=2e-3)
+
+
+def test_33_attention3_mla_prefill_over_a_cached_context_expands_the_latents():
+    """vLLM's MLA prefill gathers a later chunk's cached latents and runs kv_b_proj over them before attention
+    (MLACommonImpl._compute_prefill_context). By hand, DeepSeek-V3 (128 heads, d_c 512, d_n 128, d_r 64, d_v 128), one
+    layer, a 2,048-token piece after 6,144 cached: attention 2 x 128 x (192 + 128) x (2,048 x 6,144 + 2,048 x 2,049 / 2)
+    = 1,202,674,728,960 FLOPs, the expansion 2 x 512 x 128 x (128 + 128) x 6,144 = 206,158,430,208 more; its
+    expanded keys and values, 128 x 256 x 6,144 x 2 B, written and read back. A first piece has none."""
+    from kvcalc.estimator import precision
+    from kvcalc.formulas.forward import attention_core_cost
+    from kvcalc.specs.catalog import load_model
+
+    model, p = load_model("deepseek-v3"), precision("fp8-block", "bf16")
+    later = attention_core_cost(model, 1, 2048, 6144, None, False, p)
+    first = attention_core_cost(model, 1, 2048, 0, None, False, p)
+    assert later.flops == 1_202_674_728_960 + 206_158_430_208
+    assert first.flops == 2 * 128 * 320 * 2048 * 2049 / 2
+    assert later.act_bytes - first.act_bytes == 2 * 128 * 256 * 6144 * 2
