@@ -958,3 +958,18 @@ def test_33_attention3_mla_prefill_over_a_cached_context_expands_the_latents():
     assert later.flops == 1_202_674_728_960 + 206_158_430_208
     assert first.flops == 2 * 128 * 320 * 2048 * 2049 / 2
     assert later.act_bytes - first.act_bytes == 2 * 128 * 256 * 6144 * 2
+
+
+@pytest.mark.parametrize("base, edit, says", [
+    ("mi300x", lambda t: re.sub(r"(?m)^interconnect_peer_links = .*$", "interconnect_peer_links = 1024", t),
+     "interconnect_peer_links: 1024 links to peers where scale_up_gpus joins 8 GPUs"),
+    ("h100-pcie", lambda t: re.sub(r"(?m)^scale_up_gpus = .*\n", "", t),
+     "topology: nvlink-bridge joins pairs of cards; expected scale_up_gpus"),
+])
+def test_33_links7_link_fields_that_contradict_each_other_are_refused(tmp_path, base, edit, says):
+    """1,024 peer links on the 8-GPU MI300X board had split its Infinity Fabric to 0.875 GB/s a pair (an all-reduce
+    of 50 ms at TP 2); an NVLink bridge with no pair size had carried TP 16 over one bridge."""
+    spec = tmp_path / f"{base}.toml"
+    spec.write_text(edit((Path(__file__).parents[1] / "hardware_specs" / f"{base}.toml").read_text()))
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", str(spec), "--tp", "2"])
+    assert out.exit_code == 2 and says in out.output and "Traceback" not in out.output

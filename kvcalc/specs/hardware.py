@@ -128,6 +128,15 @@ class HardwareSpec(StrictModel):
         unknown = sorted(set(self.unsupported_engines) - set(engines))
         if unknown:  # the tenth audit, H8: a misspelt 'vLLM' key had been taken, and vLLM still ran
             raise ValueError(f"unsupported_engines: {unknown[0]!r} is not an engine; expected {', '.join(engines)}")
+        # link fields that contradict each other (the thirty-third audit, links 7): a mesh's peer links past the
+        # peers it joins had split the bandwidth (1,024 links on an 8-GPU board: 0.875 GB/s a pair); a bridge with no
+        # pair size had carried TP 16 over one bridge
+        if (self.interconnect_peer_links is not None and self.scale_up_gpus is not None
+                and self.interconnect_peer_links > self.scale_up_gpus - 1):
+            raise ValueError(f"interconnect_peer_links: {self.interconnect_peer_links} links to peers where "
+                             f"scale_up_gpus joins {self.scale_up_gpus} GPUs; expected at most {self.scale_up_gpus - 1}")
+        if self.topology == "nvlink-bridge" and self.scale_up_gpus is None:
+            raise ValueError("topology: nvlink-bridge joins pairs of cards; expected scale_up_gpus (2) with it")
         cc = self.compute_capability
         if cc is not None and self.vendor != "other" and cc.startswith("gfx") != (self.vendor == "AMD"):
             # the twenty-third audit, F7: an AMD part with "9.0" had been taken as Hopper
