@@ -218,7 +218,10 @@ def group_link_label(hw: HardwareSpec, tp: int) -> str:
 # NCCL's ring all-reduce cost model (src/graph/tuning.cc at github.com/NVIDIA/nccl commit 01afd20a): latencies in us,
 # a base per protocol and a hardware latency per ring step, by link class; the LL protocol runs at 1/4 of the bus
 # bandwidth for an all-reduce. Ring steps: 2 (n - 1), of which 2 (nodes - 1) cross the network; LL's intra-node step
-# latency is 1.8x when the ring spans nodes.
+# latency is 1.8x when the ring spans nodes. These are NCCL 2.7's constants (2020); the NCCL 2.27-2.29 the profiles'
+# tables were measured with has retuned them (a ring LL base of 6.6 us, a network Simple step of 14 us, an LL128
+# protocol this leaves out), so a ring no measured curve covers (a group past the NVLink domain) runs on 2020's
+# latencies: a cross-node TP 16 LL all-reduce 32.7 us where today's give about 42 (the thirty-third audit, links 6).
 NCCL_RING_BASE_US = {"LL": 3.6, "Simple": 8.4}
 NCCL_RING_STEP_US = {"nvlink": {"LL": 0.47, "Simple": 3.4}, "pci": {"LL": 1.0, "Simple": 5.7},
                      "net": {"LL": 2.7, "Simple": 9.6}}
