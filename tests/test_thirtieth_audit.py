@@ -545,8 +545,10 @@ def test_31_speculate1_vllm_keeps_1_plus_k_state_blocks_a_request_under_speculat
     assert spec8 - plain == 8 * layout.groups["state"]
     args = ["-m", "nemotron-h-8b", "-e", "vllm", "-i", "8000", "--output-len", "192", "-n", "4"]
     held, held8 = _serve(*args)["max_concurrency"], _serve(*args, "--speculate", "ngram=8,alpha=0.5")["max_concurrency"]
-    assert (held, held8) == (248, 56)  # the pool's blocks over 14 blocks a request, then over 14 + 8 x 6 = 62
-    assert held8 / held == pytest.approx(plain / spec8, rel=0.02)
+    # vLLM 0.30 (the default) keeps two state pages a request in 'align' (test_33_attention2): the pool's 3,472 to
+    # 3,479 blocks over 14 + 6 = 20 blocks a request, then over 14 + 6 + 8 x 6 = 68 (248 and 56 before 'align')
+    assert (held, held8) == (173, 51)
+    assert held8 / held == pytest.approx((plain + 6) / (spec8 + 6), rel=0.02)
 
 
 def test_31_speculate2_an_eagle_head_of_a_moe_target_is_one_dense_layer():
@@ -973,3 +975,28 @@ def test_33_links7_link_fields_that_contradict_each_other_are_refused(tmp_path, 
     spec.write_text(edit((Path(__file__).parents[1] / "hardware_specs" / f"{base}.toml").read_text()))
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", str(spec), "--tp", "2"])
     assert out.exit_code == 2 and says in out.output and "Traceback" not in out.output
+
+
+def test_33_agree_f1_a_geforce_part_is_no_slower_than_the_same_die_at_a_small_kernel():
+    """The RTX 4090's bf16 peak (165 TFLOPS, GeForce's fp32-accumulate rate) is half the L40S's on the same AD102; the
+    L40S curves carried onto it had doubled every small kernel's compute term with it, and SGLang's fused MoE at batch
+    1 (18.9 MFLOP a kernel) took 12.0 ms a step, where the L40S takes 5.5 and the RTX 3090, worse on every datasheet
+    figure, 4.4: Qwen3-30B-A3B at TP 4 decoded in 17.1 ms on the 4090, 10.2 on the 3090. On one die a small kernel's
+    compute term now takes what it takes on the source: F^(1-a) half^a / (peak e_max) is kept by half x (peak ratio)^(1/a),
+    while a large kernel still runs at the target's peak."""
+    from kvcalc import estimate
+    from kvcalc.formulas.kernel_time import roof_terms
+    from kvcalc.specs.catalog import bundled_profile, load_gpu
+
+    def decode_ms(gpu):
+        return estimate("qwen3-30b-a3b", gpu, tp=4, batch=1, context=1024, engine="sglang").decode.ms
+
+    assert decode_ms("rtx-4090") <= min(decode_ms("rtx-3090"), decode_ms("l40s"))
+    source, target = bundled_profile("l40s", "sglang").moe["bf16"], bundled_profile("rtx-4090", "sglang").moe["bf16"]
+    l40s, rtx = load_gpu("l40s").peak_flops("bf16"), load_gpu("rtx-4090").peak_flops("bf16")
+    small, large = 18.9e6, 1e15
+    # within the saturated part F / (peak e_max), still the target's, here 0.2 % of the term
+    assert roof_terms(target, small, 0, rtx, 1e12)[0] == pytest.approx(roof_terms(source, small, 0, l40s, 1e12)[0],
+                                                                      rel=5e-3)
+    assert roof_terms(target, large, 0, rtx, 1e12)[0] == pytest.approx(
+        roof_terms(source, large, 0, l40s, 1e12)[0] * l40s / rtx, rel=1e-3)

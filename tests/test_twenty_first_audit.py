@@ -203,11 +203,15 @@ def test_21_m1_vllm_hybrid_pool_is_prefix_caching_off_and_says_so():
 
     from kvcalc.cli import app
 
-    hybrid = CliRunner().invoke(app, ["capacity", "-m", "nemotron-h-8b", "-g", "h200", "-c", "8192", "-e", "vllm"])
-    dense = CliRunner().invoke(app, ["capacity", "-m", "llama-3.1-8b", "-g", "h200", "-c", "8192", "-e", "vllm"])
+    args = ["capacity", "-g", "h200", "-c", "8192", "-e", "vllm"]
+    hybrid = CliRunner().invoke(app, [*args, "-m", "nemotron-h-8b", "--vllm-version", "0.27"])
+    dense = CliRunner().invoke(app, [*args, "-m", "llama-3.1-8b", "--vllm-version", "0.27"])
     assert hybrid.exit_code == dense.exit_code == 0
     assert "mamba_cache_mode 'align'" in hybrid.output and "opt-in" in hybrid.output
     assert "mamba_cache_mode" not in dense.output
+    # from 0.28 vLLM turns it on for hybrids, in 'align' (PR #50991; the thirty-third audit, attention 2)
+    newer = CliRunner().invoke(app, [*args, "-m", "nemotron-h-8b"])
+    assert "turns prefix caching on for hybrid models by default" in newer.output and "opt-in" not in newer.output
 
 
 def test_20_w10_the_api_answers_the_warnings_the_cli_prints_on_stderr():

@@ -5,7 +5,8 @@ fractions of the roofs (e_max, x_half): t = t0 + n per_item + smoothmax(F / (pea
 roofs are always the spec in use (formulas/roofline.step_time reads peak and BW from it), so a carried curve already
 runs at the target's datasheet bandwidth and peaks; what carries over is how close the engine's kernels get to them.
 Within a die or a generation (same SM, same libraries: cuBLAS/CUTLASS, FlashAttention/FlashInfer builds for that
-architecture) those fractions and the fixed latencies are the kernels', not the memory's, and are kept. Across
+architecture) those fractions and the fixed latencies are the kernels', not the memory's, and are kept; on one die so
+is the time a small kernel's compute term takes, its tiles' and waves', not the peak's (_small_kernel_latency_kept). Across
 generations no public figure scales them that we could cite; t0 (launch, prologue, tail) is set mostly by the
 driver and the host, and is kept, and the method says the transfer crosses a generation. The collectives follow the
 target's links, never the source's (engines/links.py). Fit records stay with the source: the kernel ledger
@@ -51,17 +52,46 @@ SIBLINGS = {
     "mi210": ("h100-sxm", "ACROSS vendors and generations: Hopper's kernel efficiencies on CDNA 2 roofs"),
 }
 
+# the siblings of one die (SIBLINGS' "same die"), whose kernels are the same and whose peaks differ by product tier only
+# (GeForce's fp32-accumulate rate): across dies a peak also counts SMs and tensor cores, and the curves' fractions of it
+# are kept as they are
+SAME_DIE = frozenset(t for t, (_, why) in SIBLINGS.items() if why.startswith("same die"))
+
 
 def _runs_on(key: str, hw: HardwareSpec) -> bool:
     return key not in KEY_PEAK or KEY_PEAK[key] in hw.peak_tflops.available()
 
 
+def _peak_dtype(section: str, key: str) -> str:
+    """The dtype whose peak a curve is evaluated against (formulas/roofline.profile_curve): a GEMM or MoE key's own
+    (fp8, int8, fp4), else the 16-bit activations' (bf16)."""
+    return KEY_PEAK.get(key, "bf16") if section in ("gemm", "moe") else "bf16"
+
+
+def _small_kernel_latency_kept(curve, section: str, key: str, source_hw: HardwareSpec, target_hw: HardwareSpec):
+    """The curve with compute_half_GFLOP moved so that a small kernel's compute term takes on the target what it takes
+    on the source. That term, F / (peak e_max) x (1 + (half / F)^a), is F^(1-a) half^a / (peak e_max) for small F: a
+    fixed cost of the kernel (its tiles, waves and tail), not of the datasheet peak, which only the saturated term
+    F / (peak e_max) follows. Kept at the source's, half x (target peak / source peak)^(1/a). The thirty-third audit,
+    agree F1: the RTX 4090's bf16 peak is the GeForce fp32-accumulate rate, 165 TFLOPS against the L40S's 362 on
+    the same AD102, and SGLang's fused MoE at batch 1 (18.9 MFLOP a kernel, 0.1 % of the L40S curve's half) had
+    doubled with it: 12.0 ms where the L40S takes 5.5 and the RTX 3090 4.4."""
+    dtype = _peak_dtype(section, key)
+    available = source_hw.peak_tflops.available()
+    if dtype not in available or dtype not in target_hw.peak_tflops.available() or not curve.compute_half_GFLOP:
+        return curve
+    ratio = target_hw.peak_flops(dtype) / source_hw.peak_flops(dtype)
+    half = curve.compute_half_GFLOP * ratio ** (1 / curve.size_exponent)
+    return curve.model_copy(update={"compute_half_GFLOP": float(f"{min(half, 1e6):.6g}")})
+
+
 def transfer_profile(source: EngineProfile, source_hw: HardwareSpec, target_hw: HardwareSpec, *, why: str,
-                     measured, load_gpu) -> EngineProfile:
+                     measured, load_gpu, same_die: bool = False) -> EngineProfile:
     """`source`'s curves on `target_hw`: kernel curves kept (they are fractions of whichever roofs are in use; GEMM
     formats the target has no peak for dropped), fit records left with the source, collectives re-derived for the
     target's links (engines/links.carry_collectives). measured(gpu, engine) -> bundled measured profile or None;
-    load_gpu(name) -> bundled spec."""
+    load_gpu(name) -> bundled spec. same_die: the target is the source's die (SAME_DIE, or an edited copy of the
+    source's spec), whose small kernels' compute time is kept where the peaks differ (_small_kernel_latency_kept)."""
     kernels = {}
     dropped = []
     for section in KERNEL_SECTIONS:
@@ -70,12 +100,18 @@ def transfer_profile(source: EngineProfile, source_hw: HardwareSpec, target_hw: 
             if section in ("gemm", "moe") and not _runs_on(key, target_hw):
                 dropped.append(f"{section}.{key}")
                 continue
+            if same_die:
+                curve = _small_kernel_latency_kept(curve, section, key, source_hw, target_hw)
             curves[key] = curve.model_copy(update={"fit": None})
         kernels[section] = curves
     allreduce, alltoall, links = carry_collectives(source, source_hw, target_hw, measured, load_gpu)
     method = (f"Transferred by `kvcalc profiles transfer --from {source.gpu} --to {target_hw.name} --engine "
               f"{source.engine}`: {why}. Kernel curves (t0, per-item times, fractions of the roofs) carried over "
-              f"unchanged and evaluated against {target_hw.name}'s own datasheet roofs"
+              f"and evaluated against {target_hw.name}'s own datasheet roofs"
+              + (", each compute half-size moved by (peak ratio)^(1/a) so that a small kernel's compute time on the "
+                 "same die stays the source's" if same_die and any(
+                     target_hw.peak_flops(d) != source_hw.peak_flops(d)
+                     for d in set(source_hw.peak_tflops.available()) & set(target_hw.peak_tflops.available())) else "")
               + (f"; dropped (no such peak on {target_hw.name}): {', '.join(dropped)}" if dropped else "")
               + ". Collectives follow " + target_hw.name + "'s links: " + ("; ".join(links) or "none") + ".")
     return EngineProfile(
@@ -92,7 +128,7 @@ def retarget(profile: EngineProfile, reference_hw: HardwareSpec, hw: HardwareSpe
     """A bundled profile applied to a spec that is not the one it was fitted against (an edited copy, or a spec
     borrowing another part's name): the same transfer, onto the spec in use."""
     base = profile if profile.provenance == "measured" else profile.model_copy(update={"provenance": "measured"})
-    out = transfer_profile(base, reference_hw, hw, measured=measured, load_gpu=load_gpu,
+    out = transfer_profile(base, reference_hw, hw, measured=measured, load_gpu=load_gpu, same_die=True,
                            why=f"the spec in use differs from hardware_specs/{reference_hw.name}.toml in its roofs "
                            "or links")
     return out.model_copy(update={"transferred_from": profile.label, "time_scale": profile.time_scale})
@@ -119,7 +155,8 @@ def transfer(target: str, engine: str, source: str | None = None) -> EngineProfi
     profile = measured_profile(source_hw.name, engine)
     if profile is None:
         raise KvcalcError(f"--from: {source_hw.name} has no measured {engine} profile to transfer")
-    return transfer_profile(profile, source_hw, target_hw, why=why, measured=measured_profile, load_gpu=load_gpu)
+    return transfer_profile(profile, source_hw, target_hw, why=why, measured=measured_profile, load_gpu=load_gpu,
+                            same_die=target_hw.name in SAME_DIE and SIBLINGS[target_hw.name][0] == source_hw.name)
 
 
 def missing_pairs() -> list[tuple[str, str]]:
