@@ -6,6 +6,8 @@ exists(); an --out in a missing folder would fail only after minutes of work. Ev
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import math
 import os
@@ -19,8 +21,34 @@ MAX_TABLE_BYTES = 64 << 20  # CSVs of measurements
 NAME_MAX = 255  # bytes in one path component on every common file system
 
 
+# Whether a model or GPU reference may name a file on this host (contextvars: per request where a server runs several).
+# The web app turns it off around each library call (web/views._call): its references are bundled names and cached
+# repo ids only, and whether a file of that name exists where the server runs must change neither what it reads nor
+# what it answers (the thirty-third audit, web 2 and 3: 'model=fuzz.py' had answered "a file path" where the file
+# existed and "unknown model" where not, and a folder named llama-3-8b in the server's folder had hidden the bundled
+# spec).
+_LOCAL_PATHS = contextvars.ContextVar("kvcalc_local_paths", default=True)
+
+
+@contextlib.contextmanager
+def no_local_paths():
+    """References resolve as names only (bundled specs, the Hugging Face cache) inside this block."""
+    token = _LOCAL_PATHS.set(False)
+    try:
+        yield
+    finally:
+        _LOCAL_PATHS.reset(token)
+
+
+def local_paths_allowed() -> bool:
+    return _LOCAL_PATHS.get()
+
+
 def is_existing_path(ref: str) -> bool:
-    """Whether `ref` names something on disk; False for names no file system accepts (too long, NUL bytes)."""
+    """Whether `ref` names something on disk; False for names no file system accepts (too long, NUL bytes), and
+    inside no_local_paths()."""
+    if not _LOCAL_PATHS.get():
+        return False
     try:
         return Path(ref).exists()
     except (OSError, ValueError):

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from kvcalc.dtypes import FP8_BLOCK_SIDE
 from kvcalc.errors import AssumptionWarning, KvcalcError
-from kvcalc.specs.files import is_existing_path, parse_error, read_regular_file
+from kvcalc.specs.files import is_existing_path, local_paths_allowed, parse_error, read_regular_file
 from kvcalc.specs.model import ModelSpec
 
 LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3",
@@ -2097,7 +2097,7 @@ def locate_config(ref: str | Path) -> tuple[Path, str]:
         raise KvcalcError("--model: empty; expected a config.json, a folder holding one or an ORG/NAME repo id")
     path = Path(ref)
     if not is_existing_path(str(ref)):
-        if os.path.islink(str(ref)):  # a path, not a repo id (the thirteenth audit, H6: sent to the cache)
+        if local_paths_allowed() and os.path.islink(str(ref)):  # a path, not a repo id (the thirteenth audit, H6)
             raise KvcalcError(f"--model: {ref}: a symbolic link to nothing (dangling or looping)")
         return cached_config(str(ref)), str(ref).split("/")[-1]
     if path.is_dir():

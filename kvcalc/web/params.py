@@ -72,11 +72,11 @@ SPEC_REFERENCES = ("model", "gpu", "gpus")  # options that take a bundled name o
 
 def _names_a_file(value: str) -> bool:
     """Whether a model or GPU reference is a path (a spec file, a config.json or a folder) rather than a name or an
-    ORG/NAME repo id: it exists on this host, or it is spelled as a file."""
-    from kvcalc.specs.files import is_existing_path
-
+    ORG/NAME repo id: it is spelled as a file. By spelling only: whether such a file exists on this host must not
+    change the answer (the thirty-third audit, web 2), and the library resolves names only inside the web app's calls
+    (specs/files.no_local_paths)."""
     parts = [v.strip() for v in value.split(",")]
-    return any(is_existing_path(v) or v.startswith(("/", ".", "~", "\\")) or
+    return any(v.startswith(("/", ".", "~", "\\")) or
                v.lower().endswith((".toml", ".yaml", ".yml", ".json")) for v in parts if v)
 
 

@@ -73,7 +73,9 @@ def _run(name: str, query: Mapping[str, str], body, cache: bool = False) -> View
 
 
 def _call(name: str, p: dict, body) -> View:
-    with _LOCK, warnings.catch_warnings(record=True) as caught:
+    from kvcalc.specs.files import no_local_paths
+
+    with _LOCK, no_local_paths(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             view = body(p)

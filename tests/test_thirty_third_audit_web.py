@@ -1,0 +1,46 @@
+"""The thirty-third hostile audit's web findings (docs/validation.md, "Thirty-third hostile audit"): each test calls
+the app as tests/web/test_api.py does (Starlette's TestClient, no server)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("fastapi", reason="kvcalc web needs the web extra: pip install -e '.[web]'")
+pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (the dev extra)")
+
+
+@pytest.fixture(scope="module")
+def client():
+    from fastapi.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    return TestClient(create_app())
+
+
+def _detail(response) -> str:
+    return json.dumps(response.json())
+
+
+def test_33_web2_whether_a_file_exists_where_the_server_runs_changes_no_answer(client, tmp_path, monkeypatch):
+    """'model=fuzz.py' had answered "is a file path" where such a file lay in the server's folder and "unknown model"
+    where not, and 'd/m' "a file path" beside 'd/zz' "not in the local Hugging Face cache": a probe of the host's
+    files. Names resolve as names only: bundled specs and cached repo ids."""
+    (tmp_path / "fuzz.py").write_text("")
+    (tmp_path / "d" / "m").mkdir(parents=True)
+    (tmp_path / "d" / "m" / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    for here, absent in (("fuzz.py", "nofile.py"), ("d/m", "d/zz")):
+        a, b = (client.get("/api/estimate", params={"model": m}) for m in (here, absent))
+        assert a.status_code == b.status_code == 422
+        assert _detail(a).replace(here, "X") == _detail(b).replace(absent, "X")
+
+
+def test_33_web3_a_folder_named_as_a_bundled_model_does_not_hide_it(client, tmp_path, monkeypatch):
+    (tmp_path / "llama-3-8b").mkdir()
+    monkeypatch.chdir(tmp_path)
+    r = client.get("/api/estimate", params={"model": "llama-3-8b"})
+    assert r.status_code == 200, r.text
+    assert r.json()["inputs"]["model"] == "llama-3-8b"
