@@ -44,3 +44,12 @@ def test_33_web3_a_folder_named_as_a_bundled_model_does_not_hide_it(client, tmp_
     r = client.get("/api/estimate", params={"model": "llama-3-8b"})
     assert r.status_code == 200, r.text
     assert r.json()["inputs"]["model"] == "llama-3-8b"
+
+
+def test_33_web1_a_frontier_of_thousands_of_points_is_refused_not_run(client):
+    """5,000 concurrencies x 6 TP degrees had run 30,000 serve() points (84 s, 70 MB of HTML) under the app's one lock,
+    every other request waiting; the command line took 90 s. Refused at once, naming --concurrency."""
+    many = ",".join(str(c) for c in range(1, 5001))
+    r = client.get("/api/serve", params={"model": "llama-3-8b", "input_len": 1000, "output_len": 200,
+                                         "tp": "1,2,4,8,16,32", "concurrency": many})
+    assert r.status_code == 422 and "30,000 points" in r.text and "--concurrency" in r.text

@@ -969,6 +969,9 @@ def frontier_wanted(concurrency: str | None, tps: list[int], request_rate: float
     return False
 
 
+MAX_FRONTIER_POINTS = 1000  # concurrency x TP points one frontier runs (as a roofline chart draws at most 1,000)
+
+
 def frontier(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrencies: list[int],
              tps: list[int], max_ttft_ms: float | None = None, max_tpot_ms: float | None = None, **kwargs) -> list[dict]:
     """serve() over concurrency x tensor parallelism: the throughput-per-GPU vs tokens/s-per-user frontier.
@@ -977,6 +980,10 @@ def frontier(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurre
     `best` marks the highest output tokens/s per GPU within the TTFT and TPOT limits among them. serve() with the
     limits spreads a point over replicas to meet them, which the frontier does not (the eighth audit, C6: TP2 at 128
     in flight, over the limit here, meets it on two replicas with more tokens/s per GPU than the point marked)."""
+    if len(tps) * len(concurrencies) > MAX_FRONTIER_POINTS:  # each point is a serve() run: 30,000 had taken 90 s
+        # and 30 MB of JSON, and held the web app's lock for every other user (the thirty-third audit, web 1)
+        raise KvcalcError(f"--concurrency: {len(concurrencies):,} concurrencies x {len(tps)} --tp degrees are "
+                          f"{len(tps) * len(concurrencies):,} points; a frontier runs at most {MAX_FRONTIER_POINTS:,}")
     rows, dropped, passed_on = [], [], set()
     for tp in tps:
         for c in concurrencies:
