@@ -1000,3 +1000,13 @@ def test_33_agree_f1_a_geforce_part_is_no_slower_than_the_same_die_at_a_small_ke
                                                                       rel=5e-3)
     assert roof_terms(target, large, 0, rtx, 1e12)[0] == pytest.approx(
         roof_terms(source, large, 0, l40s, 1e12)[0] * l40s / rtx, rel=1e-3)
+
+
+def test_33_web5_the_command_line_says_each_warning_once():
+    """plan had printed SGLang's vision-tower note 8 times on stderr (one per configuration that raised it), where the
+    web app's X-Kvcalc-Warnings header carries it once."""
+    out = CliRunner().invoke(app, ["plan", "-m", "gemma-3-27b", "-i", "1", "-o", "1000", "--request-rate", "0.5",
+                                   "--max-gpus-per-replica", "2", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.stderr.splitlines() if line.startswith("warning: ")]
+    assert lines and len(lines) == len(set(lines))

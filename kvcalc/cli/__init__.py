@@ -23,8 +23,17 @@ from kvcalc.errors import KvcalcError
 from kvcalc.option_values import refuse_separated_number
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    typer.echo(f"warning: {message}", err=True)
+def _warning_lines():
+    """warnings.showwarning for one command: each distinct warning once, as `warning: ...` on stderr (the thirty-third
+    audit, web 5: plan had printed one SGLang note 8 times, where the web app's header carries it once)."""
+    said: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if str(message) not in said:
+            said.add(str(message))
+            typer.echo(f"warning: {message}", err=True)
+
+    return show
 
 
 def refuse_repeated_options(command, args: list[str]) -> None:
@@ -76,7 +85,7 @@ class OneLineErrors(RefusingRepeats):
         sys.stdout = GuardedStdout(stdout)  # a full or closed stdout: one line, exit 2 (audit F7)
         try:
             with warnings.catch_warnings():
-                warnings.showwarning = _warning_line
+                warnings.showwarning = _warning_lines()
                 rv = super().main(args, prog_name or "kvcalc", complete_var, standalone_mode=False, **extra)
             sys.stdout.flush()
         except StdoutError as e:
