@@ -53,3 +53,13 @@ def test_33_web1_a_frontier_of_thousands_of_points_is_refused_not_run(client):
     r = client.get("/api/serve", params={"model": "llama-3-8b", "input_len": 1000, "output_len": 200,
                                          "tp": "1,2,4,8,16,32", "concurrency": many})
     assert r.status_code == 422 and "30,000 points" in r.text and "--concurrency" in r.text
+
+
+def test_33_web7_port_0_is_refused_rather_than_printed_as_the_address():
+    """--port 0 had printed 'http://127.0.0.1:0/', the port the system then picked never shown."""
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    out = CliRunner().invoke(app, ["web", "--port", "0"])
+    assert out.exit_code == 2 and "--port: expected 1 to 65535, got 0" in out.output

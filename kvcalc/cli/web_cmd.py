@@ -23,12 +23,14 @@ def web_cli(
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         raise KvcalcError(f"{INSTALL_HINT}; missing: {', '.join(missing)}")
-    if not 0 <= port <= 65535:
-        raise KvcalcError(f"--port: expected 0 to 65535, got {port}")
+    if not 1 <= port <= 65535:  # 0 would let the system pick a port this line could not print (the thirty-third
+        # audit, web 7: 'http://127.0.0.1:0/')
+        raise KvcalcError(f"--port: expected 1 to 65535, got {port}")
     _check_listen(host, port)
     from kvcalc.web.app import serve
 
-    typer.echo(f"kvcalc web on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed in a URL (RFC 3986, 3.2.2)
+    typer.echo(f"kvcalc web on http://{shown}:{port}/ (Ctrl-C stops it)", err=True)
     serve(host, port)
 
 
