@@ -63,3 +63,13 @@ def test_33_web7_port_0_is_refused_rather_than_printed_as_the_address():
 
     out = CliRunner().invoke(app, ["web", "--port", "0"])
     assert out.exit_code == 2 and "--port: expected 1 to 65535, got 0" in out.output
+
+
+@pytest.mark.parametrize("path, fmt", [("/estimate", "JSON"), ("/roofline", "json")])
+def test_33_web6_the_page_redirects_only_a_format_the_api_takes(client, path, fmt):
+    """format=JSON (the API's values are lower case) and roofline's format=json (roofline has no --format) had been
+    redirected to an API refusal; the page answers them itself."""
+    r = client.get(path, params={"model": "llama-3-8b", "format": fmt}, follow_redirects=False)
+    assert r.status_code != 307
+    assert client.get("/estimate", params={"model": "llama-3-8b", "format": "json"},
+                      follow_redirects=False).status_code == 307

@@ -124,8 +124,11 @@ def create_app() -> FastAPI:
 
         def page(request: Request):
             query = _query(request)
-            if request.query_params.get("format", "").strip().lower() in ("json", "csv"):  # the API's answer, which
-                # the page had ignored for its table (the twentieth audit, W9)
+            if request.query_params.get("format", "").strip() in ("json", "csv") and any(
+                    p.name == "format" for p in options(command)):  # the API's answer, which the page had ignored
+                # for its table (the twentieth audit, W9); only a value the API takes, of a command with --format,
+                # else the page's own error (the thirty-third audit, web 6: format=JSON, and roofline's format=json,
+                # had been redirected to a refusal)
                 return RedirectResponse(f"/api/{command}?{request.url.query}", status_code=307)
             if not query:
                 return HTMLResponse(pages.page(command, query, None, None))
