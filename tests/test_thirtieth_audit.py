@@ -1010,3 +1010,20 @@ def test_33_web5_the_command_line_says_each_warning_once():
     assert out.exit_code == 0, out.output
     lines = [line for line in out.stderr.splitlines() if line.startswith("warning: ")]
     assert lines and len(lines) == len(set(lines))
+
+
+def test_33_links4_vllm_dispatches_experts_by_all_gather():
+    """vLLM's default all2all backend is allgather_reducescatter (vllm/config/parallel.py ParallelConfig, 0.24): every
+    token's hidden state goes to every GPU of the expert-parallel group and comes back by a reduce-scatter. By hand,
+    Llama 4 Scout (d 5,120, top 1) at EP 8 over H100 NVLink (450 GB/s one way), 1,000 tokens a GPU in bf16: a top-k
+    all-to-all sends 1,000 x 1 x 5,120 x 2 x 7 / 8 B a way, an all-gather 1,000 x 8 x 5,120 x 2 x 7 / 8: 8x the
+    bytes. SGLang's and the roofline's stay the top-k all-to-all."""
+    from kvcalc.formulas.parallel import alltoall_seconds, dispatch_copies
+    from kvcalc.specs.catalog import load_model
+
+    scout = load_model("llama-4-scout")
+    top_k = alltoall_seconds(scout, 1000, 2, 8, 900e9)
+    gather = alltoall_seconds(scout, 1000, 2, 8, 900e9, copies=dispatch_copies("vllm", 8))
+    assert top_k == pytest.approx(2 * scout.moe_layers * 1000 * 1 * 5120 * 2 * 7 / 8 / 450e9, rel=1e-12)
+    assert gather == pytest.approx(8 * top_k, rel=1e-12)
+    assert dispatch_copies("sglang", 8) is None and dispatch_copies(None, 8) is None

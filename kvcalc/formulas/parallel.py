@@ -403,14 +403,16 @@ def _busiest_given_touched(E: int, ep: int):
 
 
 def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_bandwidth_Bps: float | None,
-                     curve: AllReduceCurve | None = None):
+                     curve: AllReduceCurve | None = None, copies: float | None = None):
     """Dispatch and combine of every MoE layer, each an all-to-all of local tokens x top_k x d x b_a bytes per GPU:
     with a measured NCCL curve 2 n_moe (t0 + (ep - 1) / ep * bytes / bus bandwidth); else 2 n_moe x (ep - 1) / ep
-    x bytes one way over the link (half its bidirectional figure), latency not modelled."""
+    x bytes one way over the link (half its bidirectional figure), latency not modelled. copies: what each token is
+    sent as in place of top_k: ep for an all-gather of every token to every GPU and a reduce-scatter back (vLLM's
+    default, dispatch_copies), under the same bus-bandwidth convention."""
     if ep == 1:
         return 0.0
     if curve is not None:
-        message = local_tokens * model.moe.top_k * model.hidden_size * b_a
+        message = local_tokens * (copies or model.moe.top_k) * model.hidden_size * b_a
         measured = alltoall_curve_seconds(curve, message, ep)
         if link_bandwidth_Bps:  # never below the bare transfer over the spec's own link (its speed of light)
             measured = maximum(measured, message * (ep - 1) / ep / (link_bandwidth_Bps / 2))
@@ -418,19 +420,29 @@ def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_b
     if not link_bandwidth_Bps:
         raise KvcalcError("--gpu: expert parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
     moe = model.moe
-    per_layer = local_tokens * moe.top_k * model.hidden_size * b_a * (ep - 1) / ep
+    per_layer = local_tokens * (copies or moe.top_k) * model.hidden_size * b_a * (ep - 1) / ep
     return 2 * model.moe_layers * per_layer / (link_bandwidth_Bps / 2)
 
 
+def dispatch_copies(engine: str | None, ep: int) -> float | None:
+    """How many GPUs' worth of each token an engine's expert-parallel dispatch moves, where it is not an all-to-all
+    of the top_k copies (None): vLLM's default all2all backend, allgather_reducescatter (vllm/config/parallel.py
+    ParallelConfig.all2all_backend, 0.24; AgRsAll2AllManager: all_gatherv to dispatch, reduce_scatterv to combine),
+    gathers every token to every one of the ep GPUs, ep / top_k times the bytes (the thirty-third audit, links 4:
+    Llama 4 Scout at EP 8 had moved 147 MB a GPU and MoE layer where vLLM moves 1,174)."""
+    return float(ep) if engine == "vllm" else None
+
+
 def expert_parallel_comm_seconds(model: ModelSpec, allreduce_s, local_tokens, b_a: float, ep: int,
-                                 link_bandwidth_Bps: float | None, curve: AllReduceCurve | None = None, tp: int = 1):
+                                 link_bandwidth_Bps: float | None, curve: AllReduceCurve | None = None, tp: int = 1,
+                                 copies: float | None = None):
     """A step's communication when the experts span more GPUs than the tensor-parallel group: the attention's
     all-reduce (half of a layer's two) stays within the group, the MoE's becomes a dispatch and a combine. A
     replica of tp > 1 GPUs splits its tokens over them before the dispatch (vLLM's ParallelConfig.
     use_sequence_parallel_moe, on with expert parallelism, tp > 1 and data parallelism: "replicated tokens results in
     useless duplicate computation and communication"), so each GPU sends local_tokens / tp (the twentieth audit, N3:
     each had sent the whole replica's, tp times the bytes)."""
-    return allreduce_s / 2 + alltoall_seconds(model, local_tokens / tp, b_a, ep, link_bandwidth_Bps, curve)
+    return allreduce_s / 2 + alltoall_seconds(model, local_tokens / tp, b_a, ep, link_bandwidth_Bps, curve, copies)
 
 
 def pipeline_fill_fraction(microbatches, pp: int):
