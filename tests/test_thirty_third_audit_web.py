@@ -73,3 +73,14 @@ def test_33_web6_the_page_redirects_only_a_format_the_api_takes(client, path, fm
     assert r.status_code != 307
     assert client.get("/estimate", params={"model": "llama-3-8b", "format": "json"},
                       follow_redirects=False).status_code == 307
+
+
+@pytest.mark.parametrize("path, params, field", [
+    ("/api/capacity", {"model": "llama-3-8b", "context": 1000000000}, "--context"),
+    ("/api/serve", {"model": "llama-3-8b", "input_len": 1, "output_len": 1000000, "concurrency": 1}, "--tp"),
+])
+def test_33_web4_a_refusal_names_the_field_the_form_shows_it_beside(client, path, params, field):
+    """A context past every GPU, and a request past the pool, had come back with "field": null, shown above the form
+    rather than beside a field, where /docs promises the flag."""
+    r = client.get(path, params=params)
+    assert r.status_code == 422 and r.json()["field"] == field, r.text

@@ -358,8 +358,9 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         # experts at TP 8 and 16 had gone unmentioned beside "does not fit on 4 GPUs")
         blocked = [(t, why) for t in TP_DEGREES if gpus is None and t > most and tp_refusal(spec, t, ep) is None
                    and (why := fp8_block_refusal(spec, weight_dtype, t, ep))]
-        raise KvcalcError(f"{spec.name} at context {context} does not fit on {max(most * pp, ep)} {hw.name} GPUs at "
-                          f"--memory-utilization {memory_utilization:g}"
+        # named by --context, the flag the web app's form shows it beside (the thirty-third audit, web 4)
+        raise KvcalcError(f"--context: {spec.name} at context {context} does not fit on {max(most * pp, ep)} "
+                          f"{hw.name} GPUs at --memory-utilization {memory_utilization:g}"
                           + (f" (--ep {ep}: each GPU holds 1/{ep} of the experts and its replica's sequences)"
                              if ep > 1 else "")
                           + (f"; --tp {', '.join(str(t) for t, _ in blocked)} refused: "

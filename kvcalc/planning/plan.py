@@ -823,7 +823,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                              step_tokens=step_tokens, memory_utilization=memory_utilization, memo=memo)
         except KvcalcError as e:
             # serve's way past in plan's words (the thirteenth audit, P6: "raise --tp", a flag plan does not have)
-            no_fit.append({"deployment": d.label(), "reason": str(e).replace(
+            no_fit.append({"deployment": d.label(), "reason": str(e).removeprefix("--tp: ").replace(
                 "raise --tp", "allow more GPUs a replica (--max-gpus-per-replica)").replace(
                 ", or use a smaller --weight-dtype", "")})
             continue

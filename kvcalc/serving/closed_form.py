@@ -635,11 +635,12 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                 "activations: lower it, or" if step_tokens and step_tokens > 8192 and reserve >= refused else ";")
         if budget <= 0:  # the weights (and the engine's reserves) alone fill the GPUs: said so, not as a pool of
             # 0 B that holds no request (the twelfth audit, P4)
-            raise KvcalcError(f"{spec.name} on {gpus}: the weights and the engine's reserves exceed the memory a GPU "
-                              f"can use by {fmt_bytes(-budget)}, leaving no KV pool{step} raise --tp"
+            raise KvcalcError(f"--tp: {spec.name} on {gpus}: the weights and the engine's reserves exceed the memory a "
+                              f"GPU can use by {fmt_bytes(-budget)}, leaving no KV pool{step} raise --tp"
                               + (" or --ep" if ep > 1 else "") + ", or use a smaller --weight-dtype")
-        raise KvcalcError(f"{spec.name} on {gpus}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold one request "
-                          f"of {full_length:,} tokens ({fmt_bytes(refused)}){step} raise --tp"
+        # named by --tp, the flag the advice is of and the web app's form shows it beside (the thirty-third audit, web 4)
+        raise KvcalcError(f"--tp: {spec.name} on {gpus}: the KV pool ({fmt_bytes(pool)} per GPU) does not hold one "
+                          f"request of {full_length:,} tokens ({fmt_bytes(refused)}){step} raise --tp"
                           + (" or --ep, or use a smaller --weight-dtype" if ep > 1 else ""))
     from kvcalc.engines.scheduler import running_cap
 
