@@ -295,9 +295,9 @@ def test_30_every_fitted_moe_curve_names_a_dtype_the_ledger_can_score():
 
 
 def test_29_r2_serve_says_sglangs_own_fraction_with_its_speculation_reserve():
-    """SGLang's _handle_gpu_memory_settings keeps 2 GiB more for EAGLE or MTP (test_29_r2 checks the rule against the
-    source): on 8 B200s DeepSeek-V3's own fraction falls from 0.853 to 0.842 with MTP, 2,048 MiB of 184,320 more;
-    serve's note had given 0.853 either way."""
+    """SGLang's _handle_gpu_memory_settings before 0.5.14 kept 2 GiB more for EAGLE or MTP; 0.5.14, the release the
+    profiles time, keeps none (test_29_r2 checks the rule against the source): on 8 B200s DeepSeek-V3's own fraction
+    is 0.853 with MTP or without. (0.842 with MTP from the twenty-ninth audit until the thirty-third.)"""
     def fraction(*speculate):
         r = _serve("-m", "deepseek-v3", "-g", "b200", "--tp", "8", "-e", "sglang", "-i", "1000", "--output-len", "200",
                    "-n", "32", *speculate)
@@ -305,10 +305,9 @@ def test_29_r2_serve_says_sglangs_own_fraction_with_its_speculation_reserve():
         return float(re.search(r"derives mem_fraction_static ([0-9.]+)", note)[1])
 
     # server_args.py on a 184,320 MiB GPU at TP 8: chunked_prefill_size 16,384, cuda_graph_max_bs 512, so 512 +
-    # 1.5 x 16,384 + 2 x 512 + 8 / 8 x 1,024 = 27,136 MiB reserved; MTP (NEXTN, the EAGLE family) 2,048 more
+    # 1.5 x 16,384 + 2 x 512 + 8 / 8 x 1,024 = 27,136 MiB reserved; nothing for MTP in 0.5.14
     memory = 180 * 1024
-    assert fraction() == round((memory - 27_136) / memory, 3) == 0.853
-    assert fraction("--speculate", "mtp") == round((memory - 27_136 - 2_048) / memory, 3) == 0.842
+    assert fraction() == fraction("--speculate", "mtp") == round((memory - 27_136) / memory, 3) == 0.853
 
 
 _HEAD = ("id,engine,engine_version,gpu,model,weight_dtype,kv_dtype,tp,pp,ep,metric,batch,input_len,output_len,"

@@ -222,8 +222,8 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     # the fraction SGLang takes when --mem-fraction-static is not given, by its own rule on the GPU's memory (the
     # datasheet's, where SGLang reads nvidia-smi's total: 81,920 MiB for an H100's 81,559, 0.836 for its 0.835); said
     # where --memory-utilization differs (the nineteenth audit, E3: 0.9 had been taken without a word, 10 % more pool)
-    # (the twenty-ninth audit's R2, the rest: with speculation SGLang keeps 2 GiB more for EAGLE or MTP, 6 GiB for a
-    # draft model, which serve's note had not known)
+    # (the twenty-ninth audit's R2, the rest: with speculation SGLang before 0.5.14 kept 2 GiB more for EAGLE or MTP,
+    # 6 GiB for a draft model; 0.5.14, the profiled release, keeps none: em.SGLANG_NO_SPECULATION_RESERVE)
     own = sglang_own_fraction(hw, tp, pp, ep, speculate_method)
     if vision := sglang_vision_note(spec, own):  # the thirty-first audit, M2, and the review's 7
         notes = [vision]

@@ -622,22 +622,26 @@ def sglang_memory_tier(gpu_mem_mib: float) -> tuple[int, int, int]:
     return next((c, a, b) for below, c, a, b in SGLANG_MEMORY_TIERS if gpu_mem_mib < below)
 
 
-# what SGLang's _handle_gpu_memory_settings reserves beside, past the 10 GiB floor, for a speculative algorithm [MiB]:
+# what SGLang's _handle_gpu_memory_settings reserved beside, past the 10 GiB floor, for a speculative algorithm [MiB]:
 # STANDALONE (a draft model: kvcalc's "draft") 6 GiB, the EAGLE family (EAGLE, EAGLE3, NEXTN: kvcalc's eagle and mtp)
 # 2 GiB, NGRAM none (sgl-project/sglang python/sglang/srt/server_args.py of the 0.5 releases before 0.5.14; the
-# twenty-ninth audit, R2). 0.5.14's no longer reserves it: it scales the KV pool's bytes a token by (1 + the draft's
-# layers / the model's) instead (model_executor/pool_configurator.py DefaultPoolConfigurator), not modelled here
+# twenty-ninth audit, R2). 0.5.14, the release the SGLang profiles time, reserves nothing for the draft (its
+# _handle_gpu_memory_settings has no speculative term) and counts the draft's KV in the pool's bytes a token instead,
+# (1 + the draft's layers / the model's) (model_executor/pool_configurator.py DefaultPoolConfigurator), which serve's
+# draft KV a request already is (the thirty-third audit, launch L4's reading of the 0.5.14 wheel)
 SGLANG_SPECULATION_RESERVE_MIB = {"draft": 6 * 1024, "eagle": 2 * 1024, "mtp": 2 * 1024}
+SGLANG_NO_SPECULATION_RESERVE = (0, 5, 14)
 
 
 def sglang_derived_mem_fraction(gpu_mem_mib: float, tp: int, pp: int = 1, dp: int = 1,
-                                speculation: str | None = None) -> float:
+                                speculation: str | None = None, release: tuple[int, ...] | None = None) -> float:
     """The mem_fraction_static SGLang derives when none is given (sgl-project/sglang python/sglang/srt/
     server_args.py, _handle_gpu_memory_settings): (memory - reserved) / memory, rounded to 3 places, reserved [MiB] =
     512 + 1.5 max(chunked_prefill_size, 2048) + 2 cuda_graph_max_bs + tp pp / 8 x 1024, with data-parallel attention
     (dp > 1) 3 cuda_graph_max_bs dp more (and 1.5 more a rank past 300 graphs), at least 10 GiB on parts over 60 GiB;
-    with speculation (the method: draft, eagle, mtp) SGLANG_SPECULATION_RESERVE_MIB more; without piecewise CUDA
-    graphs. An H100 (81,559 MiB) at TP 1: 13,440 MiB, 0.835."""
+    with speculation (the method: draft, eagle, mtp) SGLANG_SPECULATION_RESERVE_MIB more in a release before
+    0.5.14 (release; None: 0.5.14's rule, the profiled one); without piecewise CUDA graphs. An H100 (81,559 MiB) at
+    TP 1: 13,440 MiB, 0.835."""
     chunk, small, large = sglang_memory_tier(gpu_mem_mib)
     graphs = small if tp < 4 else large
     reserved = 512 + max(chunk, 2048) * 1.5 + graphs * 2 + tp * pp / 8 * 1024
@@ -645,7 +649,8 @@ def sglang_derived_mem_fraction(gpu_mem_mib: float, tp: int, pp: int = 1, dp: in
         reserved += graphs * dp * 3 + (graphs * dp * 1.5 if graphs > 300 else 0)
     if gpu_mem_mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
-    reserved += SGLANG_SPECULATION_RESERVE_MIB.get((speculation or "").split("=")[0], 0)
+    if release is not None and tuple(release) < SGLANG_NO_SPECULATION_RESERVE:
+        reserved += SGLANG_SPECULATION_RESERVE_MIB.get((speculation or "").split("=")[0], 0)
     return round((gpu_mem_mib - reserved) / gpu_mem_mib, 3)
 
 
