@@ -26,9 +26,9 @@ from kvcalc.specs.toml_out import spec_to_toml
 T0_US, E_M, HALF_MB, E_C, HALF_GFLOP, A, P = 2.636, 0.8783, 1.171, 0.8159, 0.337, 0.7306, 2.775
 
 
-def _gemm_seconds_by_hand(flops, bytes_, peak_flops, bandwidth_Bps, half_gflop=HALF_GFLOP):
+def _gemm_seconds_by_hand(flops, bytes_, peak_flops, bandwidth_Bps):
     """kvcalc/formulas/kernel_time.py worked out: t0 + (t_c^p + t_m^p)^(1/p), t = x / (roof e_max) (1 + (half/x)^a)."""
-    t_c = flops / (peak_flops * E_C) * (1 + (half_gflop * 1e9 / flops) ** A)
+    t_c = flops / (peak_flops * E_C) * (1 + (HALF_GFLOP * 1e9 / flops) ** A)
     t_m = bytes_ / (bandwidth_Bps * E_M) * (1 + (HALF_MB * 1e6 / bytes_) ** A)
     return T0_US * 1e-6 + (t_c**P + t_m**P) ** (1 / P)
 
@@ -40,10 +40,7 @@ def test_a_transferred_gemm_runs_the_siblings_curve_on_the_targets_own_roofs():
     profile = resolve_engine("vllm", pcie)
     assert profile.provenance == "transferred" and profile.transferred_from == "h100-sxm.vllm"
     got = step_time([op], pcie, "bf16", speed_of_light=False, profile=profile).seconds
-    # one die (GH100): a small kernel's compute term is kept at the SXM's, its half size moved by the peak ratio^(1/a)
-    # (engines/transfer._small_kernel_latency_kept), stored to 6 significant figures
-    half = float(f"{HALF_GFLOP * (756.5 / 989.4) ** (1 / A):.6g}")
-    want = _gemm_seconds_by_hand(op.cost.flops, op.cost.bytes, 756.5e12, 2000e9, half)
+    want = _gemm_seconds_by_hand(op.cost.flops, op.cost.bytes, 756.5e12, 2000e9)
     assert got == pytest.approx(want, rel=1e-9)
     sxm = step_time([op], load_gpu("h100-sxm"), "bf16", speed_of_light=False,
                     profile=resolve_engine("vllm", load_gpu("h100-sxm"))).seconds

@@ -5,8 +5,9 @@ fractions of the roofs (e_max, x_half): t = t0 + n per_item + smoothmax(F / (pea
 roofs are always the spec in use (formulas/roofline.step_time reads peak and BW from it), so a carried curve already
 runs at the target's datasheet bandwidth and peaks; what carries over is how close the engine's kernels get to them.
 Within a die or a generation (same SM, same libraries: cuBLAS/CUTLASS, FlashAttention/FlashInfer builds for that
-architecture) those fractions and the fixed latencies are the kernels', not the memory's, and are kept; on one die so
-is the time a small kernel's compute term takes, its tiles' and waves', not the peak's (_small_kernel_latency_kept). Across
+architecture) those fractions and the fixed latencies are the kernels', not the memory's, and are kept; on a GeForce
+part of a professional sibling's die, whose bf16 rate is a product tier, so is the time a small kernel's compute term
+takes (_small_kernel_latency_kept). Across
 generations no public figure scales them that we could cite; t0 (launch, prologue, tail) is set mostly by the
 driver and the host, and is kept, and the method says the transfer crosses a generation. The collectives follow the
 target's links, never the source's (engines/links.py). Fit records stay with the source: the kernel ledger
@@ -52,10 +53,12 @@ SIBLINGS = {
     "mi210": ("h100-sxm", "ACROSS vendors and generations: Hopper's kernel efficiencies on CDNA 2 roofs"),
 }
 
-# the siblings of one die (SIBLINGS' "same die"), whose kernels are the same and whose peaks differ by product tier only
-# (GeForce's fp32-accumulate rate): across dies a peak also counts SMs and tensor cores, and the curves' fractions of it
-# are kept as they are
-SAME_DIE = frozenset(t for t, (_, why) in SIBLINGS.items() if why.startswith("same die"))
+# GeForce parts on their professional sibling's die, whose bf16 tensor peak is the fp32-accumulate rate, half the
+# sibling's per SM (RTX 4090: 165.2 against the L40S's 362; RTX 5090 against the RTX PRO 6000): a product-tier limit
+# the kernels' small sizes do not feel. Elsewhere a lower peak is fewer SMs or a lower clock (H100 PCIe: 114 SMs
+# against 132), which small kernels do feel, and the curves' fractions of the peak are kept as they are (the
+# thirty-third audit's review, 2).
+TIER_SIBLINGS = frozenset({"rtx-4090", "rtx-5090"})
 
 
 def _runs_on(key: str, hw: HardwareSpec) -> bool:
@@ -90,8 +93,8 @@ def transfer_profile(source: EngineProfile, source_hw: HardwareSpec, target_hw: 
     """`source`'s curves on `target_hw`: kernel curves kept (they are fractions of whichever roofs are in use; GEMM
     formats the target has no peak for dropped), fit records left with the source, collectives re-derived for the
     target's links (engines/links.carry_collectives). measured(gpu, engine) -> bundled measured profile or None;
-    load_gpu(name) -> bundled spec. same_die: the target is the source's die (SAME_DIE, or an edited copy of the
-    source's spec), whose small kernels' compute time is kept where the peaks differ (_small_kernel_latency_kept)."""
+    load_gpu(name) -> bundled spec. same_die: the target is a GeForce part on the source's die (TIER_SIBLINGS), whose
+    small kernels' compute time is kept where the peaks differ (_small_kernel_latency_kept)."""
     kernels = {}
     dropped = []
     for section in KERNEL_SECTIONS:
@@ -107,11 +110,10 @@ def transfer_profile(source: EngineProfile, source_hw: HardwareSpec, target_hw: 
     allreduce, alltoall, links = carry_collectives(source, source_hw, target_hw, measured, load_gpu)
     method = (f"Transferred by `kvcalc profiles transfer --from {source.gpu} --to {target_hw.name} --engine "
               f"{source.engine}`: {why}. Kernel curves (t0, per-item times, fractions of the roofs) carried over "
-              f"and evaluated against {target_hw.name}'s own datasheet roofs"
-              + (", each compute half-size moved by (peak ratio)^(1/a) so that a small kernel's compute time on the "
-                 "same die stays the source's" if same_die and any(
-                     target_hw.peak_flops(d) != source_hw.peak_flops(d)
-                     for d in set(source_hw.peak_tflops.available()) & set(target_hw.peak_tflops.available())) else "")
+              + ("and evaluated against " if same_die else "unchanged and evaluated against ")
+              + f"{target_hw.name}'s own datasheet roofs"
+              + (", each compute half-size moved by (peak ratio)^(1/a) so that a small kernel's compute time stays "
+                 "the source's (a GeForce bf16 rate is a product tier, not fewer SMs)" if same_die else "")
               + (f"; dropped (no such peak on {target_hw.name}): {', '.join(dropped)}" if dropped else "")
               + ". Collectives follow " + target_hw.name + "'s links: " + ("; ".join(links) or "none") + ".")
     return EngineProfile(
@@ -128,7 +130,7 @@ def retarget(profile: EngineProfile, reference_hw: HardwareSpec, hw: HardwareSpe
     """A bundled profile applied to a spec that is not the one it was fitted against (an edited copy, or a spec
     borrowing another part's name): the same transfer, onto the spec in use."""
     base = profile if profile.provenance == "measured" else profile.model_copy(update={"provenance": "measured"})
-    out = transfer_profile(base, reference_hw, hw, measured=measured, load_gpu=load_gpu, same_die=True,
+    out = transfer_profile(base, reference_hw, hw, measured=measured, load_gpu=load_gpu,
                            why=f"the spec in use differs from hardware_specs/{reference_hw.name}.toml in its roofs "
                            "or links")
     return out.model_copy(update={"transferred_from": profile.label, "time_scale": profile.time_scale})
@@ -156,7 +158,7 @@ def transfer(target: str, engine: str, source: str | None = None) -> EngineProfi
     if profile is None:
         raise KvcalcError(f"--from: {source_hw.name} has no measured {engine} profile to transfer")
     return transfer_profile(profile, source_hw, target_hw, why=why, measured=measured_profile, load_gpu=load_gpu,
-                            same_die=target_hw.name in SAME_DIE and SIBLINGS[target_hw.name][0] == source_hw.name)
+                            same_die=target_hw.name in TIER_SIBLINGS and SIBLINGS[target_hw.name][0] == source_hw.name)
 
 
 def missing_pairs() -> list[tuple[str, str]]:
