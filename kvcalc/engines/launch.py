@@ -54,8 +54,8 @@ EMIT_TARGETS = ("vllm", "sglang", "trtllm", "k8s")
 _VLLM_QUANT = {"fp8": "fp8"}  # vLLM quantises a bf16 checkpoint to fp8 at load time (--quantization fp8)
 _SGLANG_QUANT = {"fp8": "fp8"}
 # server_args.py (0.5.14): kv_cache_dtype choices auto, fp8_e5m2, fp8_e4m3, bf16, bfloat16, fp4_e2m1. bf16 named, not
-# auto, which takes a ModelOpt checkpoint's fp8 (model_runner.py configure_kv_cache_dtype) and DeepSeek-V3.2's fp8 on
-# Blackwell (_set_default_dsa_kv_cache_dtype); the TensorRT-LLM MLA backend takes bf16 (the thirty-third audit, L1)
+# auto, where auto takes a ModelOpt checkpoint's fp8 (model_runner.py configure_kv_cache_dtype) or DeepSeek-V3.2's fp8
+# on Blackwell (_set_default_dsa_kv_cache_dtype); the TensorRT-LLM MLA backend takes bf16 (the thirty-third audit, L1)
 _SGLANG_KV = {"fp8": "fp8_e4m3", "bf16": "bf16"}
 
 
@@ -131,6 +131,13 @@ def _half_dtype(c: dict) -> list[str]:
     return [] if "bf16" in load_gpu(c["gpu"]).peak_tflops.available() else ["--dtype", "half"]
 
 
+def _declares_kv_format(spec) -> bool:
+    """Whether the checkpoint's quantisation config can declare a KV format the engines' auto takes (ModelOpt's
+    kv_cache_quant_algo or kv_cache_scheme: specs/hf._checkpoint_kv_format), so a bf16 cache must be named."""
+    q = spec.quantization
+    return q is not None and "(modelopt)" in q.source
+
+
 def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
     """`vllm serve` for a planned configuration (c: plan's point_dict)."""
     cmd = ["vllm", "serve", hf_repo_id(spec)] + REMOTE_CODE_FLAG * spec.trust_remote_code
@@ -145,9 +152,10 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
             "--gpu-memory-utilization", f"{c['gpu_memory_utilization']:g}", "--max-model-len", str(max_model_len)]
     if c["kv_dtype"] == "fp8":
         cmd += ["--kv-cache-dtype", "fp8"]
-    elif c["kv_dtype"] == "bf16":  # named, not left at auto, which takes a ModelOpt checkpoint's declared fp8 cache
-        # (vllm/utils/torch_utils.py resolve_kv_cache_dtype_string; the thirty-third audit, launch L1: a pool sized in
-        # bf16 had launched in fp8, twice the tokens); every 0.24 attention backend lists bfloat16 and float16
+    elif c["kv_dtype"] == "bf16" and _declares_kv_format(spec):  # named, not left at auto, which takes a ModelOpt
+        # checkpoint's declared fp8 cache (vllm/utils/torch_utils.py resolve_kv_cache_dtype_string; the thirty-third
+        # audit, launch L1: a pool sized in bf16 had launched in fp8, twice the tokens); elsewhere auto is the model's
+        # own 16-bit dtype, which a float16 checkpoint needs (its review, 1: bfloat16 named for chatglm2-6b)
         cmd += ["--kv-cache-dtype", "float16" if _half_dtype(c) else "bfloat16"]
     cmd += _half_dtype(c)
     if c["converted_weights"] and c["weight_dtype"] in _VLLM_QUANT:
@@ -175,9 +183,10 @@ def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
     cmd += ["--max-running-requests", str(_sglang_max_running_requests(c)),
             "--chunked-prefill-size", str(_sglang_chunked_prefill(c)),
             "--mem-fraction-static", f"{c['gpu_memory_utilization']:g}", "--context-length", str(max_model_len),
-            "--kv-cache-dtype",
-            "auto" if _half_dtype(c) and c["kv_dtype"] == "bf16" else _SGLANG_KV.get(c["kv_dtype"], "auto"),
-            *_half_dtype(c)]
+            "--kv-cache-dtype", _SGLANG_KV[c["kv_dtype"]] if c["kv_dtype"] == "fp8" or (
+                c["kv_dtype"] == "bf16" and not _half_dtype(c) and (_declares_kv_format(spec)
+                                                                  or getattr(spec.attention, "sparse_top_k", None)))
+            else "auto", *_half_dtype(c)]
     if c["converted_weights"] and c["weight_dtype"] in _SGLANG_QUANT:
         cmd += ["--quantization", _SGLANG_QUANT[c["weight_dtype"]]]
     if c.get("speculate"):  # SGLang runs DeepSeek's MTP head as its EAGLE algorithm (NextN), a chain of k drafts
