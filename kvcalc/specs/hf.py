@@ -494,11 +494,6 @@ def _deepseek(c: Config, model_type: str) -> dict:
         _moe_fields(c, spec, known=False)  # num_experts had been dropped, a 48 B MoE read as 3.3 B dense)
     if c.data.get("num_nextn_predict_layers"):  # 0 where a conversion dropped it
         c.notes.append("the multi-token-prediction module (num_nextn_predict_layers) is not counted")
-    nextn = c.data.get("num_nextn_predict_layers")
-    if isinstance(nextn, int) and not isinstance(nextn, bool):
-        # 0: a DeepSeek-V3-architecture checkpoint that ships no MTP layer (Moonlight's, or a conversion's), on which
-        # plan had launched MTP and vLLM divides by its 0 draft layers at start-up (the thirty-third audit, launch L3)
-        spec["mtp_layers"] = max(0, nextn)
     if model_type == "deepseek_v32" or c.has("index_topk"):  # DeepSeek sparse attention's lightning indexer
         types = c.data.get("indexer_types")
         freq = c.data.get("index_topk_freq")
@@ -1722,6 +1717,9 @@ def _scaled_context(c: Config, spec: dict, model_type: str) -> None:
         spec["max_position_embeddings"] = scaled
 
 
+MTP_LAYER_KEYS = ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_modules")
+
+
 def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, list[str]]:
     """ModelSpec fields from a parsed config.json, and what to warn of: the assumptions made (none for known
     families) and what the user should act on (a checkpoint's own KV format)."""
@@ -1792,6 +1790,14 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         c.assumptions.append("max_position_embeddings absent: no context limit is checked, where an engine takes "
                              "its config class's default (LlamaConfig: 2,048)")
     spec = {"name": name, "family": model_type or "unknown", "sources": [source], **spec}
+    # the multi-token-prediction layers the checkpoint ships, under any family's key (DeepSeek's, GLM-4.5's and MiMo's
+    # num_nextn_predict_layers, Qwen3-Next's mtp_num_hidden_layers): 0 is a checkpoint of an MTP family without them
+    # (Moonlight's, or a conversion's), on which plan had launched MTP and vLLM divides by its 0 draft layers at
+    # start-up (the thirty-third audit, launch L3 and the review's 4)
+    nextn = next((c.data[k] for k in MTP_LAYER_KEYS if isinstance(c.data.get(k), int)
+                  and not isinstance(c.data[k], bool)), None)
+    if nextn is not None:
+        spec["mtp_layers"] = max(0, nextn)
     if data.get("auto_map") or (outer or {}).get("auto_map"):  # the repository's own code (the ninth round, P6)
         spec["trust_remote_code"] = True
     if isinstance(vision, int):
