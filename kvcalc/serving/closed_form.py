@@ -620,8 +620,16 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
             engine_request += draft_kv(full_length)
     pool = max(budget, 0.0)  # bytes per GPU for cache and state
 
+    # vLLM's rule keeps more than one recurrent state a request: k more under speculation, one more in 'align'
+    # (engines/memory.py: em["max_concurrency"] counts them); the request's own bytes carry them too, so that the
+    # simulator's state blocks are the engine's, not one state's with the rest spread over every token (the
+    # thirty-third audit's review, 3)
+    extra_states = (em.get("speculative_tokens", 0) + (em.get("mamba_cache_mode") == "align")
+                    if memory_rule is not None and em.get("engine") == "vllm" else 0)
+    one_state = sequence_bytes_per_gpu(spec, 0, p.b_kv, tp, pp) if extra_states else 0.0
+
     def request_bytes(tokens):  # one request's cache and state per GPU at `tokens` tokens, the draft's with it
-        return sequence_bytes_per_gpu(spec, tokens, p.b_kv, tp, pp) + draft_kv(tokens)
+        return sequence_bytes_per_gpu(spec, tokens, p.b_kv, tp, pp) + extra_states * one_state + draft_kv(tokens)
 
     # pool / (budget / N) is N to float order, and may land a hair below it: floor(1387006.9999999998) lost one
     max_concurrency = (math.floor(pool / engine_request * (1 + 1e-12)) if engine_request else
