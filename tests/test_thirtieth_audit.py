@@ -917,15 +917,27 @@ def test_33_launch_l2_trtllm_pipeline_stages_split_the_batch_budget():
     assert f"--max_batch_size {-(-seqs // pp)} " in out.output
 
 
-@pytest.mark.parametrize("engine, flag", [("vllm", "--kv-cache-dtype bfloat16"), ("sglang", "--kv-cache-dtype bf16")])
-def test_33_launch_l1_a_bf16_cache_is_named_not_left_to_auto(engine, flag):
+@pytest.mark.parametrize("engine, named, auto", [("vllm", "--kv-cache-dtype bfloat16", None),
+                                                 ("sglang", "--kv-cache-dtype bf16", "--kv-cache-dtype auto")])
+def test_33_launch_l1_a_bf16_cache_is_named_where_auto_would_take_the_checkpoints_fp8(tmp_path, engine, named, auto):
     """vLLM's and SGLang's auto takes a ModelOpt checkpoint's declared fp8 cache (vLLM's resolve_kv_cache_dtype_string,
-    SGLang's configure_kv_cache_dtype) and SGLang's DeepSeek-V3.2 default on Blackwell: a pool sized in bf16 had
-    launched in fp8."""
-    out = CliRunner().invoke(app, ["plan", "-m", "llama-3.1-8b", "-g", "a100-sxm-80gb", "-i", "2000", "-o", "300", "-n",
-                                   "16", "--engines", engine, "--no-convert", "--emit", engine])
-    assert out.exit_code == 0, out.output
-    assert flag in out.output
+    SGLang's configure_kv_cache_dtype): a pool sized in bf16 had launched in fp8. Elsewhere auto, the model's own
+    16-bit dtype, stays: a float16 checkpoint (chatglm2-6b) with a bfloat16 cache reads its bits wrong (the review's
+    1)."""
+    from kvcalc.engines.launch import sglang_command, vllm_command
+    from kvcalc.specs.catalog import load_model
+    from tests.test_tenth_audit import _hf, _llama3
+
+    choice = json.loads(CliRunner().invoke(app, [
+        "plan", "-m", "llama-3.1-8b", "-g", "a100-sxm-80gb", "-i", "2000", "-o", "300", "-n", "16", "--engines", engine,
+        "--no-convert", "-f", "json"]).stdout)["choice"]
+    assert choice["kv_dtype"] == "bf16"
+    modelopt, _ = _hf(tmp_path, _llama3(), {"producer": {"name": "modelopt"}, "quantization": {
+        "quant_algo": "FP8", "kv_cache_quant_algo": "FP8", "exclude_modules": ["lm_head"]}})
+    command = {"vllm": vllm_command, "sglang": sglang_command}[engine]
+    assert named in " ".join(command(modelopt, choice, 2300))
+    plain = " ".join(command(load_model("chatglm2-6b"), choice, 2300))
+    assert named not in plain and (auto is None or auto in plain)
 
 
 @pytest.mark.parametrize("release, blocks_a_request", [("0.27", 8 + 3 * 1), ("0.30", 8 + 3 * 2)])
@@ -1026,3 +1038,35 @@ def test_33_links4_vllm_dispatches_experts_by_all_gather():
     assert top_k == pytest.approx(2 * scout.moe_layers * 1000 * 1 * 5120 * 2 * 7 / 8 / 450e9, rel=1e-12)
     assert gather == pytest.approx(8 * top_k, rel=1e-12)
     assert dispatch_copies("sglang", 8) is None and dispatch_copies(None, 8) is None
+
+
+def test_33_review3_a_vllm_request_carries_both_of_its_align_state_pages():
+    """serve's request bytes had counted one recurrent state where vLLM 0.30's pool keeps two ('align'), so at the
+    561 requests that pool holds it reported 39.3 GB needed of a 52.5 GB pool, and the simulator spread the second
+    state over every token. By hand, Qwen3-Next-80B at TP 2, 4,000 + 96 tokens: its 12 full-attention layers' 2 KV
+    heads of 256, K and V in bf16, one head a GPU: 12 x 1,024 B a token, x 4,096 = 50,331,648 B; a state of 36 Gated
+    DeltaNet layers, (32 x 128 x 128 + 8,192 x 3) x 2 B over 2 GPUs = 19,759,104 B, twice."""
+    r = _serve("-m", "qwen3-next-80b-a3b", "-g", "h200", "--tp", "2", "-e", "vllm", "-i", "4000", "--output-len", "96",
+               "-n", "600")
+    assert r["max_concurrency"] == 561
+    assert r["kv_bytes_needed_per_gpu"] == 561 * (4096 * 12 * 1024 + 2 * 19_759_104)
+
+
+def test_33_review8_every_step_timer_takes_vllms_expert_dispatch(monkeypatch):
+    """estimate's evaluate and serve's StepTimer both pass vLLM's dispatch (formulas/parallel.dispatch_copies): with
+    the all-gather's ep copies taken away, Llama 4 Scout's prefill communication at EP 8 and serve's TPOT under vLLM
+    both fall (test_33_links4 checks the formula)."""
+    import kvcalc.estimator as estimator
+    from kvcalc import estimate
+
+    args = ["-m", "llama-4-scout", "-g", "h100-sxm", "-e", "vllm", "--ep", "8", "-i", "2000", "--output-len", "200",
+            "-n", "64"]
+
+    def measured():
+        comm = estimate("llama-4-scout", "h100-sxm", ep=8, batch=64, context=2048, engine="vllm").prefill.allreduce_ms
+        return comm, _serve(*args)["tpot_ms"]
+
+    gathered = measured()
+    monkeypatch.setattr(estimator, "dispatch_copies", lambda engine, ep: None)
+    top_k = measured()
+    assert gathered[0] > 4 * top_k[0] and gathered[1] > top_k[1]

@@ -134,7 +134,8 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
     if align:
         notes.append(f"vLLM {release} turns prefix caching on for hybrid models by default, in mamba_cache_mode "
                      "'align' (PR #50991, from 0.28): two recurrent state pages a request, as sized here; "
-                     "--no-enable-prefix-caching gives back one a request (pass --vllm-version 0.27 to size that). "
+                     "--no-enable-prefix-caching gives back one a request (capacity and serve size that with "
+                     "--vllm-version 0.27). "
                      "'align' also cuts prompt chunks at the attention block's boundaries, which serve does not")
     elif spec.linear_attention is not None and version >= VLLM_MAMBA_CACHE_MODES:  # the twenty-first audit, M1
         notes.append("vLLM keeps prefix caching off for hybrid models unless --enable-prefix-caching is given "
