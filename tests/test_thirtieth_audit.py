@@ -1070,3 +1070,16 @@ def test_33_review8_every_step_timer_takes_vllms_expert_dispatch(monkeypatch):
     monkeypatch.setattr(estimator, "dispatch_copies", lambda engine, ep: None)
     top_k = measured()
     assert gathered[0] > 4 * top_k[0] and gathered[1] > top_k[1]
+
+
+@pytest.mark.parametrize("fixture, key", [("MiMo-7B", "num_nextn_predict_layers"),
+                                          ("DeepSeek-V3", "num_nextn_predict_layers")])
+def test_33_review4_every_mtp_family_reads_its_mtp_layers(tmp_path, fixture, key):
+    """mtp_layers had been set in DeepSeek's reader only: a MiMo checkpoint with num_nextn_predict_layers 0 was timed
+    with an MTP head at DeepSeek-V3's acceptance, with no word."""
+    config = json.loads((Path(__file__).parent / "fixtures/hf" / fixture / "config.json").read_text())
+    config.pop("quantization_config", None)
+    config[key] = 0
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    out = CliRunner().invoke(app, ["estimate", "-m", str(tmp_path), "--speculate", "mtp=1", "-f", "json"])
+    assert "ships no multi-token-prediction layers" in out.output
