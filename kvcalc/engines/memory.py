@@ -238,8 +238,11 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
         # SGLang stores a DeepSeek Sparse Attention model's KV cache in fp8 on Blackwell unless told otherwise
         # (server_args.py _set_default_dsa_kv_cache_dtype in release 0.5.14: "fp8_e4m3" if major >= 10 else "bfloat16";
         # the twenty-ninth audit, M3: its default pool on a B200 holds 1.81x the bf16 tokens sized here)
+        # (in words every command can act on: plan has no --kv-dtype, and its launch names bf16; the thirty-third
+        # audit, launch L5)
         notes.append(f"SGLang's default KV cache for {spec.name}'s sparse attention on {hw.name} is fp8_e4m3, not the "
-                     "bf16 sized here: pass --kv-dtype fp8 for SGLang's default")
+                     "bf16 sized here, unless --kv-cache-dtype names bf16 (plan's launch does): estimate, capacity and "
+                     "serve size SGLang's default with --kv-dtype fp8")
     return {
         "engine": "sglang",
         **_visible_memory(hw),

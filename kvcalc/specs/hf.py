@@ -1821,7 +1821,8 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
                else KV_FORMAT_KEYS)  # the file the field is in (the tenth audit's verification, V6)
         c.warnings.append(f"{key}: the checkpoint stores its KV cache in {kv_format}, "
                           f"{_kv_format_readers(qc, kv_format)}; kvcalc sizes the KV cache at --kv-dtype (bf16 unless "
-                          f"given): pass --kv-dtype {kv_format} to size it so")
+                          f"given; plan searches both and its launch names the one it sized): pass --kv-dtype "
+                          f"{kv_format} to estimate, capacity or serve to size it so")
     if isinstance(qc, dict) and qc.get("quant_method") == "modelopt" and not _modelopt_algo(qc) and kv_format:
         qc = None  # a ModelOpt checkpoint that quantises its KV cache only: bf16 weights
     quantization = quantization_from_config(qc, where, model_projection_names({**spec, "family": model_type}),
