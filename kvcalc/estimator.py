@@ -22,6 +22,7 @@ from kvcalc.engines.formats import engine_kv_refusal
 from kvcalc.engines.overhead import describe, overhead_seconds, synced_layers, with_band
 from kvcalc.engines.kernel_eras import describe as describe_era
 from kvcalc.engines.memory import ENGINE_MEMORY_RULES, engine_sequences_held
+from kvcalc.engines.links import dispatch_copies
 from kvcalc.errors import AssumptionWarning, KvcalcError
 from kvcalc.formulas._array import maximum, minimum, nonzero
 from kvcalc.formulas.forward import (
@@ -48,7 +49,6 @@ from kvcalc.formulas.parallel import (
     allreduce_seconds,
     fullest_share,
     check_ep,
-    dispatch_copies,
     expert_parallel_comm_seconds,
     group_link_bandwidth,
     group_link_label,
@@ -559,7 +559,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         a2a = alltoall_curve(profile, hw, ep)  # NCCL's measured all-to-all
         for key, tokens in (("comm_s", micro), ("prefill_comm_s", micro * prompt)):
             ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, a2a, tp,
-                                                   dispatch_copies(profile.engine if profile else None, ep))
+                                                   dispatch_copies(profile, ep))
         for key, tokens in (("comm_sol_s", micro), ("prefill_comm_sol_s", micro * prompt)):
             ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, tp=tp)
     if pp > 1:
@@ -757,8 +757,7 @@ class SpeculativeTimer:
             comm = expert_parallel_comm_seconds(layer, comm, tokens, self.p.b_a, self.ep,
                                                 group_link_bandwidth(self.hw, self.ep),
                                                 alltoall_curve(self.profile, self.hw, self.ep), self.tp,
-                                                dispatch_copies(self.profile.engine if self.profile else None,
-                                                                self.ep))
+                                                dispatch_copies(self.profile, self.ep))
         return t + comm
 
     def times(self, batch, context):
@@ -900,8 +899,7 @@ class StepTimer:
                                  self.floor)
         if self.ep > self.tp:
             comm = expert_parallel_comm_seconds(self.spec, comm, tokens, self.p.b_a, self.ep, self.ep_link, self.a2a,
-                                                self.tp, dispatch_copies(self.profile.engine if self.profile else None,
-                                                                         self.ep))
+                                                self.tp, dispatch_copies(self.profile, self.ep))
         # each replica drafts for its own sequences, an EAGLE or MTP layer's experts spread over the group as the
         # target's are (N6), and passes its own prompts through the draft (the seventh audit's verification, W1)
         drafting = (self.speculative.draft_seconds(local_decodes, context, group_batch=decode_batch)

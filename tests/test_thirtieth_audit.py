@@ -1029,15 +1029,17 @@ def test_33_links4_vllm_dispatches_experts_by_all_gather():
     Llama 4 Scout (d 5,120, top 1) at EP 8 over H100 NVLink (450 GB/s one way), 1,000 tokens a GPU in bf16: a top-k
     all-to-all sends 1,000 x 1 x 5,120 x 2 x 7 / 8 B a way, an all-gather 1,000 x 8 x 5,120 x 2 x 7 / 8: 8x the
     bytes. SGLang's and the roofline's stay the top-k all-to-all."""
-    from kvcalc.formulas.parallel import alltoall_seconds, dispatch_copies
-    from kvcalc.specs.catalog import load_model
+    from kvcalc.engines.links import dispatch_copies
+    from kvcalc.formulas.parallel import alltoall_seconds
+    from kvcalc.specs.catalog import bundled_profile, load_model
 
     scout = load_model("llama-4-scout")
     top_k = alltoall_seconds(scout, 1000, 2, 8, 900e9)
-    gather = alltoall_seconds(scout, 1000, 2, 8, 900e9, copies=dispatch_copies("vllm", 8))
+    vllm = bundled_profile("h100-sxm", "vllm")
+    gather = alltoall_seconds(scout, 1000, 2, 8, 900e9, copies=dispatch_copies(vllm, 8))
     assert top_k == pytest.approx(2 * scout.moe_layers * 1000 * 1 * 5120 * 2 * 7 / 8 / 450e9, rel=1e-12)
     assert gather == pytest.approx(8 * top_k, rel=1e-12)
-    assert dispatch_copies("sglang", 8) is None and dispatch_copies(None, 8) is None
+    assert dispatch_copies(bundled_profile("h100-sxm", "sglang"), 8) is None and dispatch_copies(None, 8) is None
 
 
 def test_33_review3_a_vllm_request_carries_both_of_its_align_state_pages():
@@ -1053,7 +1055,7 @@ def test_33_review3_a_vllm_request_carries_both_of_its_align_state_pages():
 
 
 def test_33_review8_every_step_timer_takes_vllms_expert_dispatch(monkeypatch):
-    """estimate's evaluate and serve's StepTimer both pass vLLM's dispatch (formulas/parallel.dispatch_copies): with
+    """estimate's evaluate and serve's StepTimer both pass vLLM's dispatch (engines/links.dispatch_copies): with
     the all-gather's ep copies taken away, Llama 4 Scout's prefill communication at EP 8 and serve's TPOT under vLLM
     both fall (test_33_links4 checks the formula)."""
     import kvcalc.estimator as estimator
@@ -1067,7 +1069,7 @@ def test_33_review8_every_step_timer_takes_vllms_expert_dispatch(monkeypatch):
         return comm, _serve(*args)["tpot_ms"]
 
     gathered = measured()
-    monkeypatch.setattr(estimator, "dispatch_copies", lambda engine, ep: None)
+    monkeypatch.setattr(estimator, "dispatch_copies", lambda profile, ep: None)
     top_k = measured()
     assert gathered[0] > 4 * top_k[0] and gathered[1] > top_k[1]
 

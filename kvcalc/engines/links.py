@@ -138,3 +138,13 @@ def _pcie_curve(engine: str, table: str, key: str, hw: HardwareSpec, n: int, mea
 def _kernels(curve: AllReduceCurve) -> str:
     """Which collective implementation the curve measured (its fit record's kernels), in brackets."""
     return f" ({curve.fit.kernels})" if curve.fit is not None else ""
+
+
+def dispatch_copies(profile: EngineProfile | None, ep: int) -> float | None:
+    """How many GPUs' worth of each token the profile's engine moves in an expert-parallel dispatch, where it is not
+    an all-to-all of the top_k copies (None: SGLang, TensorRT-LLM, the roofline): vLLM's default all2all backend,
+    allgather_reducescatter (vllm/config/parallel.py ParallelConfig.all2all_backend, 0.24; AgRsAll2AllManager:
+    all_gatherv to dispatch, reduce_scatterv to combine), gathers every token to every one of the ep GPUs, ep / top_k
+    times the bytes (the thirty-third audit, links 4: Llama 4 Scout at EP 8 had moved 147 MB a GPU and MoE layer
+    where vLLM moves 1,174). An engine's rule, so here and not in formulas/parallel.py, which takes the copies."""
+    return float(ep) if profile is not None and profile.engine == "vllm" else None

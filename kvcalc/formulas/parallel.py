@@ -408,7 +408,7 @@ def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_b
     with a measured NCCL curve 2 n_moe (t0 + (ep - 1) / ep * bytes / bus bandwidth); else 2 n_moe x (ep - 1) / ep
     x bytes one way over the link (half its bidirectional figure), latency not modelled. copies: what each token is
     sent as in place of top_k: ep for an all-gather of every token to every GPU and a reduce-scatter back (vLLM's
-    default, dispatch_copies), under the same bus-bandwidth convention."""
+    default: engines/links.dispatch_copies), under the same bus-bandwidth convention."""
     if ep == 1:
         return 0.0
     if curve is not None:
@@ -422,15 +422,6 @@ def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_b
     moe = model.moe
     per_layer = local_tokens * (copies or moe.top_k) * model.hidden_size * b_a * (ep - 1) / ep
     return 2 * model.moe_layers * per_layer / (link_bandwidth_Bps / 2)
-
-
-def dispatch_copies(engine: str | None, ep: int) -> float | None:
-    """How many GPUs' worth of each token an engine's expert-parallel dispatch moves, where it is not an all-to-all
-    of the top_k copies (None): vLLM's default all2all backend, allgather_reducescatter (vllm/config/parallel.py
-    ParallelConfig.all2all_backend, 0.24; AgRsAll2AllManager: all_gatherv to dispatch, reduce_scatterv to combine),
-    gathers every token to every one of the ep GPUs, ep / top_k times the bytes (the thirty-third audit, links 4:
-    Llama 4 Scout at EP 8 had moved 147 MB a GPU and MoE layer where vLLM moves 1,174)."""
-    return float(ep) if engine == "vllm" else None
 
 
 def expert_parallel_comm_seconds(model: ModelSpec, allreduce_s, local_tokens, b_a: float, ep: int,
