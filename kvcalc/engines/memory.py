@@ -86,6 +86,14 @@ VLLM_MAMBA_CACHE_MODES = (0, 15)
 VLLM_HYBRID_PREFIX_CACHING = (0, 28)
 
 
+def vllm_extra_state_blocks(memory: dict) -> int:
+    """The recurrent state blocks a request keeps beyond one under the rule `memory` describes (engine_memory_rule's
+    dict): vLLM's k under speculation and one more in 'align' (vllm_align_state_pages); 0 for other engines."""
+    if memory.get("engine") != "vllm":
+        return 0
+    return memory.get("speculative_tokens", 0) + (memory.get("mamba_cache_mode") == "align")
+
+
 def vllm_align_state_pages(spec, version: tuple[int, int]) -> bool:
     """Whether vLLM `version`'s default keeps two recurrent state pages a request (mamba_cache_mode 'align')."""
     la = spec.linear_attention
@@ -516,7 +524,7 @@ def _request_size(memory: dict, spec, hw, p, tp: int, pp: int):
     if layout is None:  # state only: the concurrency is whole states, one a request at any length
         return memory["max_concurrency"], lambda n: 1
     steps = memory.get("window_tokens", memory["max_num_batched_tokens"])
-    k = memory.get("speculative_tokens", 0) + (memory.get("mamba_cache_mode") == "align")
+    k = vllm_extra_state_blocks(memory)
     blocks = round(memory["max_concurrency"]
                    * em.vllm_request_blocks(spec, layout, memory["max_model_len"], steps, k))
     return blocks, lambda n: em.vllm_request_blocks(spec, layout, n, steps, k)

@@ -34,6 +34,7 @@ from kvcalc.engines.memory import (
     engine_memory_rule,
     engine_request_bytes,
     kvcalc_budget,
+    vllm_extra_state_blocks,
 )
 from kvcalc.engines.overhead import overhead_seconds, with_band
 from kvcalc.formulas.parallel import attention_groups, group_step_budget
@@ -624,8 +625,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     # (engines/memory.py: em["max_concurrency"] counts them); the request's own bytes carry them too, so that the
     # simulator's state blocks are the engine's, not one state's with the rest spread over every token (the
     # thirty-third audit's review, 3)
-    extra_states = (em.get("speculative_tokens", 0) + (em.get("mamba_cache_mode") == "align")
-                    if memory_rule is not None and em.get("engine") == "vllm" else 0)
+    extra_states = vllm_extra_state_blocks(em) if memory_rule is not None else 0
     one_state = sequence_bytes_per_gpu(spec, 0, p.b_kv, tp, pp) if extra_states else 0.0
 
     def request_bytes(tokens):  # one request's cache and state per GPU at `tokens` tokens, the draft's with it
