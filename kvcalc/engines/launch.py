@@ -326,20 +326,24 @@ def _sglang_max_running_requests(c: dict) -> int:
     return _per_group(c) * _groups(c)
 
 
-IMAGES = {  # each engine's published server image for NVIDIA GPUs
-    "vllm": "vllm/vllm-openai:latest",  # docs.vllm.ai, "Using Docker"
-    "sglang": "lmsysorg/sglang:latest",  # docs.sglang.ai, "Install SGLang: Method 3, using docker"
-    "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC, TensorRT-LLM release container
+IMAGES = {  # each engine's published server image for NVIDIA GPUs, at the release whose flags are emitted
+    # (a `latest` tag moves to releases whose flags and defaults were not checked): Docker Hub tags v0.24.0 (pinned by
+    # digest in public compose files), v0.5.14 (`docker pull lmsysorg/sglang:v0.5.14` in public scripts); NGC release
+    # 1.3.0rc20, the release of the bundled TensorRT-LLM tables (its tag in NVIDIA's MLPerf submitters' build notes)
+    "vllm": "vllm/vllm-openai:v0.24.0",  # docs.vllm.ai, "Using Docker"
+    "sglang": "lmsysorg/sglang:v0.5.14",  # docs.sglang.ai, "Install SGLang: Method 3, using docker"
+    "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc20",  # NGC, TensorRT-LLM release container
 }
 # ... and for AMD Instinct GPUs, whose ROCm builds are separate images:
 # vLLM: vllm/vllm-openai-rocm, official from 2026-01-20 (vLLM docs, getting_started/installation/gpu.rocm.inc.md,
-#   "pre-built-images": `vllm/vllm-openai-rocm:latest`; built for the MI200 and MI300 series and later);
+#   "pre-built-images": `vllm/vllm-openai-rocm:latest`; built for the MI200 and MI300 series and later; release tags
+#   as v0.24.0, pinned by digest in public deployment notes);
 # SGLang: lmsysorg/sglang under release tags suffixed by the ROCm build and GPU family, with no `latest` for ROCm:
 #   -mi30x for gfx942 (MI300X, MI325X), -mi35x for gfx950 (MI350X, MI355X) (the pattern of SGLang's
 #   docs/basic_usage/deepseek_v32.md, `lmsysorg/sglang:v0.5.8-rocm700-mi30x` / `-mi35x`; v0.5.11 is the newest
 #   such tag found, Docker Hub 2026-05-05). SGLang builds for no other AMD part (hardware_specs/mi210.toml).
 ROCM_IMAGES = {
-    "vllm": {"": "vllm/vllm-openai-rocm:latest"},
+    "vllm": {"": "vllm/vllm-openai-rocm:v0.24.0"},
     "sglang": {"mi300x": "lmsysorg/sglang:v0.5.11-rocm700-mi30x", "mi325x": "lmsysorg/sglang:v0.5.11-rocm700-mi30x",
                "mi355x": "lmsysorg/sglang:v0.5.11-rocm700-mi35x"},
 }
