@@ -47,6 +47,7 @@ from kvcalc.formulas.memory import (
 from kvcalc.formulas.parallel import (
     allreduce_curves,
     allreduce_seconds,
+    beyond_node,
     fullest_share,
     check_ep,
     expert_parallel_comm_seconds,
@@ -1106,6 +1107,8 @@ def estimate_with_specs(
     from kvcalc.engines.launch import format_warnings, layout_refusal
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
+        warnings.append(why)
+    if why := beyond_node(hw, tp, ep):
         warnings.append(why)
     rereads_s = chunk_weight_rereads(batch * prompt, prefill_chunk, mem["weights"], hw.bandwidth_Bps)
     if rereads_s > 0.05 * float(ev.prefill.seconds):  # the third audit: memory sized for 16-token chunks, time for

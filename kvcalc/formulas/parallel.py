@@ -194,6 +194,20 @@ def group_link_bandwidth(hw: HardwareSpec, tp: int) -> float | None:
     return total if links is None else total * min(tp - 1, links) / links
 
 
+def beyond_node(hw: HardwareSpec, tp: int, ep: int = 1) -> str | None:
+    """The warning for a tensor- or expert-parallel group of PCIe cards larger than one node: a server holds
+    node_gpus of them, so the group's collectives cross the network between servers, which a PCIe card's spec does not
+    state (it has no scale_up_gpus to bound the link). Such a group is timed over PCIe, no faster than the largest
+    measured group (engines/links.py), which the network may not reach (the thirty-third audit, links 1's rest)."""
+    group = max(tp, ep)
+    if hw.topology != "pcie" or hw.scale_up_gpus is not None or group <= hw.node_gpus:
+        return None
+    nodes = -(-group // hw.node_gpus)
+    return (f"--tp/--ep: a group of {group} {hw.name} GPUs spans {nodes} servers of {hw.node_gpus} (node_gpus), so "
+            "its collectives cross the network between them, which the spec does not give: they are timed over "
+            "PCIe, no faster than the largest measured group, and may be optimistic")
+
+
 def stage_link_bandwidth(hw: HardwareSpec, gpus: int) -> float | None:
     """The link a pipeline's stages send their hidden states over [B/s, bidirectional]: group_link_bandwidth, halved
     on PCIe cards without peer-to-peer (pcie_p2p false: GeForce), whose sends NCCL's shared-memory transport copies

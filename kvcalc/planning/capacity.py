@@ -54,7 +54,7 @@ from kvcalc.formulas.memory import (
     DEFAULT_PREFILL_CHUNK,
     replica_batch,
 )
-from kvcalc.formulas.parallel import check_ep, group_link_label
+from kvcalc.formulas.parallel import beyond_node, check_ep, group_link_label
 from kvcalc.formulas.params import weight_bytes_per_gpu
 from kvcalc.formulas.workload import cost_per_million_tokens
 from kvcalc.rewrite import NotDivisible, cache_layout, rewrite_attention
@@ -163,6 +163,8 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     from kvcalc.engines.launch import layout_refusal
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
+        say(why)
+    if why := beyond_node(hw, tp, ep):
         say(why)
     from kvcalc.engines.launch import format_warnings
 
@@ -401,6 +403,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     from kvcalc.engines.launch import layout_refusal
 
     if tp is not None and (why := layout_refusal(profile.engine if profile else engine, tp, ep)):
+        notes.append(why)
+    if tp is not None and (why := beyond_node(hw, tp, ep)):
         notes.append(why)
     if (profile.engine if profile else engine) == "gpt-fast":  # the seventh audit's verification, W4
         from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER

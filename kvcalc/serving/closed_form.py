@@ -54,7 +54,7 @@ from kvcalc.estimator import (
 from kvcalc.formulas.capacity import max_sequences
 from kvcalc.formulas.engine_memory import TRTLLM_BLOCK_TOKENS
 from kvcalc.formulas.memory import DEFAULT_MEMORY_UTILIZATION, DEFAULT_PREFILL_CHUNK
-from kvcalc.formulas.parallel import check_ep, sequence_bytes_per_gpu
+from kvcalc.formulas.parallel import beyond_node, check_ep, sequence_bytes_per_gpu
 from kvcalc.formulas.workload import (
     cost_per_million_tokens,
     own_budget_per_replica,
@@ -577,6 +577,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     from kvcalc.engines.launch import layout_refusal
 
     if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
+        notes.append(why)
+    if why := beyond_node(hw, tp, ep):
         notes.append(why)
     from kvcalc.engines.launch import format_warnings
 
