@@ -104,8 +104,9 @@ def _measured_time_step(name: str, ph: Phase, op, hw: HardwareSpec, profile: Eng
     factor = f" x {scale:.3g} (MoE kernel era)" if abs(scale - 1) > 5e-3 else ""
     return Step(
         f"{name} time", "sum over operators of kernels * (t0 + n * per_item + smoothmax(F / (peak * e_c(F)), "
-        "B / (BW * e_m(B)))), e(x) = e_max x^a / (x^a + x_half^a), per kernel; measured curves of the "
-        f"{profile.engine} {profile.engine_version} profile",
+        "B / (BW * e_m(B)))), e(x) = e_max x^a / (x^a + x_half^a), per kernel; "
+        + ("measured" if profile.provenance == "measured" else f"{profile.provenance} (from {profile.transferred_from})")
+        + f" curves of the {profile.engine} {profile.engine_version} profile {profile.gpu}.{profile.engine}",
         f"{len(ph.operators)} operators; largest, {op.name} ({op.time_model}): {k} x ({c.t0_us:.3g} us{items} + "
         f"smoothmax_p={c.overlap_exponent:g}({fmt_flops(f)} / ({hw.peak_flops(op.dtype) / 1e12:g} TFLOPS * {e_c:.3f}), "
         f"{fmt_bytes(b)} / ({hw.memory_bandwidth_GBps:g} GB/s * {e_m:.3f}))){factor} = {fmt_ms(op.ms)}",
