@@ -200,6 +200,11 @@ def row_kwargs(row: dict) -> dict:
         # the engine's scheduler ran a step ahead by default
         kw["schedules_ahead"] = False
     release = re.match(r"v?(\d+)\.(\d+)", row.get("engine_version", "").strip())
+    if row["engine"] == "vllm" and not release and (b := _band_of_row(row)) is not None and b.name == "v0":
+        # a run dated by month before V1 became the default ('unknown (2024-09)'): V0's scheduler and the memory rule
+        # of the band's last release, as the published ledger bands it (the thirty-fourth audit, overhead 1: run as
+        # 0.30, V1's scheduler and Model Runner V2's overheads)
+        release = re.match(r"(\d+)\.(\d+)", "{}.{}".format(*b.last))
     if row["engine"] == "vllm" and release:  # the memory rule of the run's release (engines/memory.py)
         kw["vllm_version"] = f"{release[1]}.{release[2]}"
         if (int(release[1]), int(release[2])) < (0, 8):
@@ -229,21 +234,34 @@ def _run(model: str, gpu: str, engine: str, kw: dict) -> tuple[dict, str]:
     return simulate(model, gpu, engine="roofline", **kw), "roofline"
 
 
-def _band_of_run(engine: str, gpu: str, kw: dict) -> str | None:
-    """'engine band' whose overheads time the row's run (engines/overhead.py with_band): the release its flags name,
-    else the band of the profile's own release; None where the engine has no profile on this GPU or no bands."""
-    from kvcalc.engines.memory import engine_version_of_run
-    from kvcalc.engines.overhead import band
+def _band_of_row(row: dict):
+    """The release band of the row's run as the published ledger bands it (engines/overhead.py band_of_ledger_row:
+    its release, or the month of a run that names none); None where the row states neither."""
+    from kvcalc.engines.overhead import band_of_ledger_row
+
+    return band_of_ledger_row(row["engine"], row.get("engine_version", "").strip())
+
+
+def _band_of_run(row: dict) -> str | None:
+    """'engine band' whose overheads time the row's run (engines/overhead.py with_band): the band of the release or
+    month the row states, as the published ledger takes it, else the band of the profile's own release; None where
+    the engine has no profile on this GPU or no bands. A stated release outside every band is refused, as the
+    published ledger and --engine-version refuse it (the thirty-fourth audit, overhead 2: SGLang 0.3.0 had been run
+    with the 0.4+ band's overheads)."""
+    from kvcalc.engines.overhead import band, bands
     from kvcalc.specs.catalog import load_gpu, resolve_engine
 
     try:
-        profile = resolve_engine(engine, load_gpu(gpu), [])
+        profile = resolve_engine(row["engine"], load_gpu(row["gpu"]), [])
     except KvcalcError:
         return None
-    if profile is None:
+    if profile is None or not bands(row["engine"]):
         return None
-    b = band(engine, engine_version_of_run(kw.get("vllm_version", "latest"), engine, None), profile.engine_version)
-    return f"{b.engine} {b.name}" if b else None
+    stated = row.get("engine_version", "").strip()
+    b = _band_of_row(row) if stated else band(row["engine"], None, profile.engine_version)
+    if b is None:
+        raise KvcalcError(f"engine_version {stated!r}: no {row['engine']} release band of kvcalc's holds it")
+    return f"{b.engine} {b.name}"
 
 
 def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> dict | None:
@@ -302,6 +320,7 @@ def score(rows: list[dict], published: Path | None = None) -> list[dict]:
             vendor = "AMD" if load_gpu(row["gpu"]).name.startswith(AMD) else "NVIDIA"
             kw = row_kwargs(row)
             era = era_of_ledger_row(row["engine"], row.get("engine_version", ""))
+            key = _band_of_run(row)
             if prepared is None:
                 if era is not None:
                     kw["moe_time_scale"] = next(e.moe_scale for e in ERAS if e == era)
@@ -313,7 +332,7 @@ def score(rows: list[dict], published: Path | None = None) -> list[dict]:
                     held[org] = constants_without(prepared, org)
                 if era is not None:
                     kw["moe_time_scale"] = held[org]["moe_scales"][f"{era.engine} {era.name}"]
-                if (key := _band_of_run(row["engine"], row["gpu"], kw)) is not None:
+                if key is not None:
                     kw["overhead"] = held[org]["overheads"][key]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
