@@ -54,6 +54,10 @@ class SchedulerPolicy:
     # a prompt piece the token budget cuts is rounded down to a multiple of this (TensorRT-LLM: tokens_per_block);
     # 1: the exact remainder, as vLLM V1 and SGLang take it
     chunk_unit: int = 1
+    # a preempted request's full blocks stay in the prefix cache until reused (vLLM V1, prefix caching on by default:
+    # KVCacheManager.free puts them back tail-first, BlockPool keeps their hashes until get_new_blocks evicts them,
+    # and get_computed_blocks finds them when the request is scheduled again): it recomputes only what was evicted
+    preempted_prefix_cached: bool = False
 
 
 VLLM_FULL_SEQUENCE_ADMISSION = (0, 19)  # v0.19.0's release notes: "Schedule requests based on full input sequence
@@ -65,12 +69,12 @@ def vllm_v1(budget: int = 8192, max_seqs: int = 1024, block_size: int = 16) -> S
     taking min(its new tokens, what is left of max_num_batched_tokens) (decodes 1, or 1 + k with speculation; a
     partly prefilled prompt its remainder: chunked prefill); when KVCacheManager.allocate_slots fails, the last
     running request is preempted (`self.running.pop()`, num_computed_tokens = 0, prepended to the waiting queue) and
-    recomputed later; then, if nothing was preempted, waiting requests in FCFS order while the budget lasts and
+    recomputed later, less the full blocks the prefix cache still holds of it (preempted_prefix_cached); then, if nothing was preempted, waiting requests in FCFS order while the budget lasts and
     len(running) < max_num_seqs. Defaults: vllm/engine/arg_utils.py get_batch_defaults, OPENAI_API_SERVER on a GPU
     with >= 70 GiB that is not an A100: max_num_batched_tokens 8192, max_num_seqs 1024 (2048 / 256 otherwise);
     block_size 16 (vllm/config/cache.py)."""
     return SchedulerPolicy("vllm-v1", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
-                           admission="on_demand", preempt="recompute")
+                           admission="on_demand", preempt="recompute", preempted_prefix_cached=True)
 
 
 def vllm_v0(budget: int = 2048, max_seqs: int = 256, block_size: int = 16) -> SchedulerPolicy:

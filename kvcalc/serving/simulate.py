@@ -616,6 +616,12 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     t = 0.0
     done = 0
     preemptions = 0
+    # a preempted request's cached prefix (policy.preempted_prefix_cached): its full blocks' tokens when it was
+    # preempted, the count of blocks taken from the free queue after which its blocks start to be evicted (the free
+    # blocks ahead of them, and its own uncached last block, which it freed first), and the blocks it took back
+    cached_prefix, evicted_from, reclaimed = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+    taken = [0]  # blocks taken from the free queue so far (not those a preempted request took back from the cache)
+    keeps_prefix = policy.preempted_prefix_cached and state_blocks == 0  # a hybrid's state is not in the blocks
     ratio = policy.init_new_token_ratio
     itl_t: list = []
     itl_w: list = []
@@ -670,8 +676,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         s = min(pre_left[i], budget_left, piece_cap)
         if policy.full_sequence_admission:  # vLLM 0.19+: the whole sequence (a preempted one's outputs too)
             s = pre_left[i]
-        # its cached prefix only while it is fresh: a preempted request recomputes its whole prompt, as its admission
-        # allocates it (the tenth audit, S11: the check had asked for the hit's blocks on top)
+        # its cached prefix only while it is fresh: a preempted request recomputes its whole prompt (vLLM: less what
+        # the cache kept of it, already in kv: recover_prefix), as its admission allocates it (the tenth audit, S11:
+        # the check had asked for the hit's blocks on top)
         fresh = kv[i] == 0 and pre_left[i] == ins[i] - hit[i]
         need = math.ceil((kv[i] + s + hit[i] * fresh) / bs) + (state_blocks if blocks[i] == 0 else 0) - blocks[i]
         if policy.admission == "token_ratio":
@@ -687,6 +694,15 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             return _token_ratio_fits(used + reserved_full / bs, whole, to_come, ratio, bs, pool_blocks - unfreed[0],
                                      float(sglang_outputs(i)))
         return used + need <= pool_blocks - unfreed[0]
+
+    def recover_prefix(i) -> None:
+        """A preempted request at the head of the queue finds what is left of its cached prefix (vLLM's
+        get_computed_blocks), checked anew each time until it is admitted: the blocks taken from the free queue since
+        its preemption evicted its blocks from its last one back. It takes the rest back when admitted."""
+        if cached_prefix[i] and blocks[i] == 0:
+            back = max(0, int(cached_prefix[i] // bs) - max(0, int(taken[0] - evicted_from[i])))
+            pre_left[i] += kv[i] - back * bs  # (kv: the tokens found at the last check)
+            kv[i], reclaimed[i] = back * bs, back
 
     def sglang_outputs(ids):  # PrefillAdder's output reserve: min(max_new_tokens - generated, CLIP_MAX_NEW_TOKENS)
         return np.minimum(np.maximum(outs[ids] - gen[ids], 0), SGLANG_CLIP_MAX_NEW_TOKENS)
@@ -805,7 +821,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                     pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
                     phase=phase, limit=limit, state_blocks=state_blocks, lag=lag, window=slot[0], last_tok=last_tok,
-                    last_start=last_start, unfreed=unfreed)
+                    last_start=last_start, unfreed=unfreed, taken=taken)
                 busy += t - t0
                 slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth audit,
@@ -816,6 +832,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         else:
             # mixed step (vLLM V1, TensorRT-LLM): the running requests first, in order, within the token budget
             boundary = phase[0] % m == 0
+            if waiting:
+                recover_prefix(waiting[0])
             pure_decode = len(run) and not prefilling.any() and len(run) * q <= budget and not (boundary and
                 waiting and len(run) < seats() and admissible(waiting[0], budget - len(run) * q, run))
             fits = pure_decode and (policy.preempt is None or used + int(
@@ -828,7 +846,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
                     policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
                     released, n, phase=phase, limit=one, state_blocks=state_blocks, lag=lag, window=slot[0],
-                    last_tok=last_tok, last_start=last_start, unfreed=unfreed)
+                    last_tok=last_tok, last_start=last_start, unfreed=unfreed, taken=taken)
                 busy += t - t0
                 slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 continue
@@ -848,6 +866,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 keep = max(keep, 1) if total[0] <= pool_blocks else 0
                 victims = run[keep:][::-1]
                 for j in victims:  # vLLM: self.running.pop() until it fits; each prepended to waiting
+                    if keeps_prefix:  # its full blocks stay cached behind the free ones (the thirty-fourth audit,
+                        # simulate 1: it had recomputed its whole prompt and outputs, 5 s at 18K tokens on an L4)
+                        cached_prefix[j] = kv[j] // bs * bs
+                        evicted_from[j] = taken[0] + (pool_blocks - used) + (blocks[j] - kv[j] // bs)
                     used -= int(blocks[j])
                     blocks[j] = 0
                     kv[j] = 0
@@ -859,6 +881,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 step_ids = run
                 need, start, sched, new_blocks = need[:keep], start[:keep], sched[:keep], new_blocks[:keep]
         used += int((new_blocks - blocks[step_ids]).sum())
+        taken[0] += int((new_blocks - blocks[step_ids]).sum())
         blocks[step_ids] = new_blocks
         budget_left = budget - int(sched.sum())
         admitted: list[int] = []  # the requests admitted this step, and their chunks' tokens
@@ -871,6 +894,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             n_run = len(run)
             while waiting and budget_left > 0 and n_run < seats():
                 i = waiting[0]
+                recover_prefix(i)
                 run_ids = run if not admitted or policy.admission == "on_demand" else (  # (on_demand: unused)
                     np.concatenate([run, np.array(admitted, dtype=np.int64)]))
                 s = min(pre_left[i], budget_left, piece_cap)
@@ -888,6 +912,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                         first[i] = last_tok[i] = t
                 nb = math.ceil((kv[i] + s) / bs) + state_blocks
                 used += nb - int(blocks[i])
+                taken[0] += nb - int(blocks[i]) - int(reclaimed[i])
+                reclaimed[i], cached_prefix[i] = 0, 0
                 blocks[i] = nb
                 if policy.admission == "token_ratio" and s >= pre_left[i]:  # its whole prompt: output in full
                     reserved_full += float(sglang_outputs(i))
@@ -1053,7 +1079,7 @@ def _itl_gaps(gaps, itl_t: list, itl_w: list) -> None:
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                   pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
                   phase=None, limit=None, state_blocks: int = 0, lag=None, window: float = 0.0, last_tok=None,
-                  last_start=None, unfreed=None):
+                  last_start=None, unfreed=None, taken=None):
     """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
     that could be admitted, in one vectorised block. phase ([decode steps since the scheduler ran], with
     policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m. limit: at most
@@ -1103,6 +1129,8 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
         held = blocks[run]
         nb = np.maximum(np.ceil(kv_run / policy.block_size).astype(np.int64) + state_blocks, held)
         used += int((nb - held).sum())
+        if taken is not None:
+            taken[0] += int((nb - held).sum())
         blocks[run] = nb
     _itl_gaps(times[0] + sat_out, itl_t, itl_w)
     rest = n_steps - 1
@@ -1686,7 +1714,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         from kvcalc.errors import CapacityWarning
 
         thrash = (f"{out['preemptions']:,} preemptions for {out['completed']:,} requests: the KV pool holds fewer of "
-                  "these requests than run at once, and each preemption recomputes a request's cache; the engine's "
+                  "these requests than run at once, and each preemption recomputes a request's cache (vLLM: what its "
+                  "prefix cache lost of it); the engine's "
                   "own admission control (SGLang's reserve for decode tokens, vLLM's watermark) may preempt less "
                   "than this scheduler does, so its latencies are an upper bound; a smaller --concurrency or "
                   "--max-num-seqs, or more GPUs, avoid it")
