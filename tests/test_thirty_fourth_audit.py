@@ -2,6 +2,7 @@
 it took: each test is named after its finding."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -70,3 +71,90 @@ def test_34_simulate1_a_preempted_vllm_request_recomputes_only_what_the_prefix_c
                           pool_tokens=10, log_steps=True)
     assert r.preemptions == 1 and list(r.first_token_s) == [9.0, 9.0] and list(r.finish_s) == [12.0, 17.0]
     assert r.log[-1]["chunk"] == 3 and r.log[-1]["ids"] == [1]
+
+
+def test_34_config1_glm_4_7_flash_stores_its_mtp_layers_own_embedding_and_head():
+    """GLM-4.7-Flash's published tensor list (tests/fixtures/hf/README.md) gives 31,221,488,576 parameters: by hand,
+    embed_tokens and lm_head 2 x 154,880 x 2,048; 48 layers (47 and the MTP layer 47) of MLA (q_a 768 x 2,048,
+    q_b 5,120 x 768, kv_a 576 x 2,048, kv_b 8,960 x 512, o 2,048 x 5,120, norms 2 x 2,048 + 768 + 512); layer 0's
+    dense MLP 3 x 10,240 x 2,048; 47 MoE layers of 64 experts 3 x 2,048 x 1,536, a shared expert of the same, a
+    64 x 2,048 router and 64 router biases; the MTP layer's eh_proj 2,048 x 4,096, enorm, hnorm, shared_head.norm and
+    its own embed_tokens and shared_head.head; the final norm. All bf16 but the router biases (fp32). kvcalc had left the two copies
+    out (1.27 GB, -2.0 %) and warned that config.json did not describe the weights."""
+    from kvcalc.specs.hf import load_hf_spec, read_config, stored_weight_bytes
+
+    V, d = 154_880, 2_048
+    mla = 768 * d + 5_120 * 768 + 576 * d + 8_960 * 512 + d * 5_120 + 2 * d + 768 + 512
+    params = (2 * V * d + 48 * mla + 3 * 10_240 * d + 47 * (65 * 3 * d * 1_536 + 64 * d + 64)
+              + d * 4_096 + 3 * d + 2 * V * d + d)
+    assert params == 31_221_488_576
+    folder = Path(__file__).parent / "fixtures" / "hf" / "GLM-4.7-Flash"
+    spec, notes = load_hf_spec(folder)
+    ours, fmt, mtp = stored_weight_bytes(spec, read_config(folder / "config.json"))
+    assert (fmt, mtp) == ("bf16", 1)
+    assert ours == 2 * params  # the checkpoint's 47 x 64 fp32 router biases are 2 B more each: 6,016 B
+
+
+@pytest.mark.parametrize("key", ["mtp_num_hidden_layers", "num_nextn_predict_layers"])
+def test_34_config2_the_index_check_counts_mtp_layers_under_any_key(tmp_path, key):
+    """Qwen3-Next names its MTP module mtp_num_hidden_layers; the index check had read num_nextn_predict_layers
+    only, so the 1.65 billion parameters of Qwen3-Next-80B's MTP module were not in the bytes it compared."""
+    from kvcalc.specs.hf import load_hf_spec, read_config, stored_weight_bytes
+
+    base = json.loads((Path(__file__).parents[1] / "tests/fixtures/hf/Qwen3-30B-A3B/config.json").read_text())
+    counts = []
+    for extra in ({}, {key: 1}):
+        folder = tmp_path / f"m{len(counts)}"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({**base, **extra}))
+        spec, _ = load_hf_spec(folder)
+        counts.append(stored_weight_bytes(spec, read_config(folder / "config.json"))[0])
+    spec, _ = load_hf_spec(folder)
+    from kvcalc.formulas.params import layer_weight_bytes
+
+    d = spec.hidden_size
+    assert counts[1] - counts[0] == layer_weight_bytes(spec, 2.0)[-1] + (2 * d * d + 3 * d) * 2
+
+
+def test_34_config3_a_bare_bias_of_an_unknown_family_biases_q_k_v_and_o(tmp_path):
+    """openPangu-Embedded-7B's config (as mirrored in IDLEOAK/openpangu-lightweight-methods at bc3cf2c) says
+    "bias": true, model_type PanguEmbedded, and its index holds q, k, v and o_proj biases on each of the 34 layers:
+    34 x (4,096 + 1,024 + 1,024 + 4,096) = 348,160 parameters, which had been dropped without a word."""
+    from kvcalc.formulas.params import total_params
+    from kvcalc.specs.hf import load_hf_spec
+
+    config = {"architectures": ["PanguEmbeddedForCausalLM"], "bias": True, "hidden_act": "silu", "hidden_size": 4096,
+              "intermediate_size": 12800, "max_position_embeddings": 32768, "model_type": "PanguEmbedded",
+              "num_attention_heads": 32, "num_hidden_layers": 34, "num_key_value_heads": 8, "rms_norm_eps": 1e-05,
+              "tie_word_embeddings": False, "torch_dtype": "bfloat16", "vocab_size": 153376}
+    counts, said = [], []
+    for bias in (True, False):
+        folder = tmp_path / str(bias)
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({**config, "bias": bias}))
+        spec, notes = load_hf_spec(folder)
+        counts.append(total_params(spec))
+        said.append(any("bias true: read as biases on q, k, v and o_proj" in n for n in notes))
+    assert counts[0] - counts[1] == 34 * (4096 + 1024 + 1024 + 4096) and said == [True, False]
+
+
+@pytest.mark.parametrize("key", ["mm_vision_tower", "siglip_config"])
+def test_34_config4_an_index_past_the_text_model_names_a_llava_style_tower(tmp_path, key):
+    """alibaba/Logics-Thinking names its tower mm_vision_tower and siglip_config: its index's 13.5 % more than the
+    text model had been blamed on config.json alone."""
+    from kvcalc.specs.hf import load_hf_spec
+
+    base = json.loads((Path(__file__).parent / "fixtures/hf/Meta-Llama-3-8B/config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**base, key: "google/siglip-so400m-patch14-384"}))
+    (tmp_path / "model.safetensors.index.json").write_text('{"metadata": {"total_size": 18000000000}}')
+    _, notes = load_hf_spec(tmp_path)
+    assert any("total_size" in n and "vision or audio towers" in n for n in notes)
+
+
+def test_34_config6_an_mlx_checkpoint_is_refused_as_mlx(tmp_path):
+    """mlx-lm writes {bits, group_size} with no quant_method (root-hypercube/qwen3-mlx, Qwen3-14B-MLX-4bit): the
+    refusal had called it quant_method '(none)'."""
+    base = json.loads((Path(__file__).parent / "fixtures/hf/Qwen3-0.6B/config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**base, "quantization_config": {"bits": 4, "group_size": 64}}))
+    out = CliRunner().invoke(app, ["estimate", "-m", str(tmp_path)])
+    assert out.exit_code == 2 and "mlx-lm's format" in out.output and "Traceback" not in out.output

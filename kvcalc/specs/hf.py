@@ -837,6 +837,11 @@ def _by_fields(c: Config, model_type: str, *, known: bool = False) -> dict:
     spec = _llama_like(c, model_type if model_type in TIED_BY_DEFAULT else "llama")
     if plain:
         spec["mlp"].update(kind="plain", activation=str(c.data.get("hidden_act")).lower())
+    if not known and c.bool("bias", False) and not c.has("attention_bias"):  # a bare `bias`, as InternLM's config
+        # names its q, k, v and o_proj biases (the thirty-fourth audit, config 3: openPangu-Embedded's, whose index
+        # holds those four biases a layer, had been dropped: 348,160 parameters short)
+        spec["attention"].update(qkv_bias=True, out_bias=True)
+        c.assumptions.append("bias true: read as biases on q, k, v and o_proj (InternLM's meaning), none in the MLP")
     attn = spec["attention"]
     window = c.int("sliding_window")
     if window and c.has("use_sliding_window") and not c.bool("use_sliding_window", False):  # Qwen2-style: off
@@ -1485,6 +1490,9 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None, hybri
             raise KvcalcError(f"{where}: quantization_config format {qc['format']!r}: 2:4-sparse weights are not a "
                               f"layout kvcalc stores; {OTHER_FORMAT}")
         (fmt, classes), ignore, ignore_key = _compressed_tensors(qc, where), qc.get("ignore"), "ignore"
+    elif not method and {"bits", "group_size"} <= set(qc):  # the thirty-fourth audit, config 6
+        raise KvcalcError(f"{where}: quantization_config {{bits, group_size}} without a quant_method: mlx-lm's "
+                          f"format (Apple's MLX), which vLLM, SGLang and TensorRT-LLM do not load; {OTHER_FORMAT}")
     else:
         raise KvcalcError(f"{where}: quantization_config quant_method {method or '(none)'!r} is not one kvcalc reads "
                           f"(awq, gptq, fp8, fbgemm_fp8, mxfp4, modelopt, compressed-tensors); {OTHER_FORMAT}")
@@ -1981,13 +1989,24 @@ def _names_a_layer_past(qc: object, num_layers: int) -> bool:
     return any(int(m.group(1)) >= num_layers for e in entries if (m := _ANY_LAYER_INDEX.search(e)))
 
 
-def stored_weight_bytes(spec: ModelSpec, data: dict) -> tuple[float, str, int]:
+# The copies of the embedding and the lm_head a checkpoint's multi-token-prediction layer stores for itself, by
+# model_type prefix: DeepSeek's layout has both (model.layers.61.embed_tokens and shared_head.head, as the AWQ index in
+# github.com/kvcache-ai/sglang_awq maps them), as GLM-4.7-Flash's (glm4_moe_lite: model.layers.47.embed_tokens and
+# shared_head.head, each [154880, 2048], in its published tensor list); GLM-4.5 and 4.6 (glm4_moe) store the head only
+# (model.layers.92.shared_head.head, which vLLM's GLM-4.6 MTP loader asked for beside the main model's embed_tokens:
+# vllm-project/vllm issue "support GLM-4.6 MTP"); MiMo's and Qwen3-Next's MTP modules share the main ones. The
+# thirty-fourth audit, config 1: GLM-4.7-Flash's two copies, 1.27 GB, had been left out and its index warned of.
+MTP_OWN_COPIES = (("deepseek", 2), ("kimi", 2), ("glm4_moe_lite", 2), ("glm4_moe", 1))
+
+
+def stored_weight_bytes(spec: ModelSpec, data: dict, mtp_layers: int | None = None) -> tuple[float, str, int]:
     """(bytes the checkpoint should hold, its weight format, multi-token-prediction layers included): kvcalc's weight
     bytes in the checkpoint's own format (its quantization spec, else config.json's torch_dtype), plus the
-    multi-token-prediction layers checkpoints store but kvcalc does not run (num_nextn_predict_layers): each one
-    more decoder layer, the projection of the two normed inputs (2d x d) and three norms, and in DeepSeek's layout
-    its own copies of the embedding and lm_head (model.layers.61.embed_tokens and shared_head.head, as the AWQ
-    index in github.com/kvcache-ai/sglang_awq maps them; MiMo's mtp_layers share the main ones)."""
+    multi-token-prediction layers checkpoints store but kvcalc does not run (the spec's mtp_layers, read from any of
+    MTP_LAYER_KEYS: the thirty-fourth audit, config 2, Qwen3-Next's mtp_num_hidden_layers had been left out): each one
+    more decoder layer, the projection of the two normed inputs (2d x d) and three norms, and the copies of the
+    embedding and lm_head the family's layout stores for it (MTP_OWN_COPIES). mtp_layers: that many instead (0: a
+    checkpoint that leaves them out)."""
     from kvcalc.dtypes import bytes_per_element
     from kvcalc.formulas.params import layer_weight_bytes, weight_bytes
 
@@ -1995,20 +2014,27 @@ def stored_weight_bytes(spec: ModelSpec, data: dict) -> tuple[float, str, int]:
     fmt = spec.quantization.weight_format if spec.quantization is not None else STORED_DTYPES.get(dtype, "bf16")
     b_w = bytes_per_element(fmt)
     total = weight_bytes(spec, b_w)
-    mtp = data.get("num_nextn_predict_layers") if isinstance(data.get("num_nextn_predict_layers"), int) else 0
+    mtp = spec.mtp_layers or 0 if mtp_layers is None else mtp_layers
     if mtp > 0:
         edge_b = 2.0 if spec.quantization is not None else b_w  # quantised checkpoints keep these in bf16
         if spec.quantization is not None and _names_a_layer_past(data.get("quantization_config"), spec.num_layers):
             b_w = 2.0  # its ignore list keeps the appended layer in bf16 (_settle_kept_layers leaves it out of the
             # served layers' kept_layers)
         d, V = spec.hidden_size, spec.vocab_size
-        copies = 2 * V * d if str(data.get("model_type", "")).startswith(("deepseek", "kimi")) else 0
+        model_type = str(data.get("model_type", ""))
+        copies = V * d * next((k for prefix, k in MTP_OWN_COPIES if model_type.startswith(prefix)), 0)
         # a module is one decoder layer of the model's last kind; a layer_pattern's last block is part of a layer
         # only (the review of the change, 12: a Nemotron-H-style pattern would have sized its MTP layer as one block)
         per_layer = layer_weight_bytes(spec, b_w)
         layer = sum(per_layer) / len(per_layer) if spec.layer_pattern is not None else per_layer[-1]
         total += mtp * (layer + 2 * d * d * b_w + (copies + 3 * d) * edge_b)
     return total, fmt, max(mtp, 0)
+
+
+# config keys that say a checkpoint holds a vision or audio tower beside the text model: transformers' own, and the
+# LLaVA-style names (mm_vision_tower; alibaba/Logics-Thinking's siglip_config: the thirty-fourth audit, config 4, whose
+# -13.5 % had been blamed on config.json alone)
+TOWER_KEYS = ("vision_config", "audio_config", "mm_vision_tower", "vision_tower", "siglip_config")
 
 
 def index_check(spec: ModelSpec, data: dict, config: Path) -> str | None:
@@ -2019,11 +2045,14 @@ def index_check(spec: ModelSpec, data: dict, config: Path) -> str | None:
         return None
     index, total = found
     ours, fmt, mtp = stored_weight_bytes(spec, data)
-    if abs(ours - total) <= INDEX_TOLERANCE * total:
+    # a checkpoint may leave out the multi-token-prediction layers its config names (a REAP-pruned Qwen3.5 keeps
+    # mtp_num_hidden_layers 1 and stores no mtp.* weights: tests/fixtures/hf/Qwen3.5-18B-REAP-A3B-Coding)
+    if any(abs(stored_weight_bytes(spec, data, layers)[0] - total) <= INDEX_TOLERANCE * total
+           for layers in {mtp, 0}):
         return None
     with_mtp = f" with its {mtp} multi-token-prediction layer(s)" if mtp else ""
     towers = " (the checkpoint also holds the vision or audio towers, which kvcalc does not count)" if any(
-        k in data for k in ("vision_config", "audio_config")) else ""
+        k in data for k in TOWER_KEYS) else ""
     return (f"{index}: the checkpoint stores {total:,} bytes (metadata.total_size) but kvcalc counts "
             f"{ours:,.0f} bytes of {fmt} weights{with_mtp} ({ours / total - 1:+.1%}): the spec read from config.json "
             "does not describe these weights; check the fields it reads" + towers)
