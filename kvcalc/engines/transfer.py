@@ -88,6 +88,30 @@ def _small_kernel_latency_kept(curve, section: str, key: str, source_hw: Hardwar
     return curve.model_copy(update={"compute_half_GFLOP": float(f"{min(half, 1e6):.6g}")})
 
 
+# Curves fitted on a kernel only NVIDIA's builds run, and the source's curve of the kernel the engine runs instead on
+# another vendor's part: vLLM on ROCm runs fp8 MoE through AITER or its Triton fused_experts
+# (vllm/model_executor/layers/fused_moe/rocm_aiter_fused_moe.py, use_fp8_w8a8), never FlashInfer's CUTLASS MoE that
+# Hopper's moe.fp8 table times (ModelOptFp8MoE, FlashInfer: CUDA only), so the source's Triton fp8 MoE curve (its
+# fp8_block table's vllm_fp8moe_triton kernel) stands in. The thirty-fourth audit, AMD 2: the CUTLASS curve had
+# decoded fp8 MoE on an MI300X 2x slower than bf16 (Mixtral-8x7B 20.3 ms against 10.1).
+ACROSS_VENDOR_STAND_INS = {("moe", "fp8"): ("fp8_block", ("flashinfer", "cutlass"), "triton")}
+
+
+def _stand_in(source: EngineProfile, section: str, key: str, curve):
+    """The curve another vendor's part runs in place of `curve` (ACROSS_VENDOR_STAND_INS), and what was done in
+    words; (curve, None) where it is kept."""
+    rule = ACROSS_VENDOR_STAND_INS.get((section, key))
+    kernels = (curve.fit.kernels if curve.fit is not None else "") or ""
+    if rule is None or not any(k in kernels for k in rule[1]):
+        return curve, None
+    other = getattr(source, section).get(rule[0])
+    if other is None or other.fit is None or rule[2] not in (other.fit.kernels or ""):
+        return curve, None
+    return other, (f"{section}.{key} from {source.gpu}'s {section}.{rule[0]} curve ({other.fit.kernels}: the "
+                   f"{rule[2].title()} kernel the engine runs here; its {section}.{key} table times {kernels}, which "
+                   "only NVIDIA's builds have)")
+
+
 def transfer_profile(source: EngineProfile, source_hw: HardwareSpec, target_hw: HardwareSpec, *, why: str,
                      measured, load_gpu, same_die: bool = False) -> EngineProfile:
     """`source`'s curves on `target_hw`: kernel curves kept (they are fractions of whichever roofs are in use; GEMM
@@ -96,13 +120,16 @@ def transfer_profile(source: EngineProfile, source_hw: HardwareSpec, target_hw: 
     load_gpu(name) -> bundled spec. same_die: the target is a GeForce part on the source's die (TIER_SIBLINGS), whose
     small kernels' compute time is kept where the peaks differ (_small_kernel_latency_kept)."""
     kernels = {}
-    dropped = []
+    dropped, stood_in = [], []
     for section in KERNEL_SECTIONS:
         curves = {}
         for key, curve in getattr(source, section).items():
             if section in ("gemm", "moe") and not _runs_on(key, target_hw):
                 dropped.append(f"{section}.{key}")
                 continue
+            if target_hw.vendor != source_hw.vendor:
+                curve, said = _stand_in(source, section, key, curve)
+                stood_in += [said] if said else []
             if same_die:
                 curve = _small_kernel_latency_kept(curve, section, key, source_hw, target_hw)
             curves[key] = curve.model_copy(update={"fit": None})
@@ -115,6 +142,7 @@ def transfer_profile(source: EngineProfile, source_hw: HardwareSpec, target_hw: 
               + (", each compute half-size moved by (peak ratio)^(1/a) so that a small kernel's compute time stays "
                  "the source's (a GeForce bf16 rate is a product tier, not fewer SMs)" if same_die else "")
               + (f"; dropped (no such peak on {target_hw.name}): {', '.join(dropped)}" if dropped else "")
+              + (f"; {'; '.join(stood_in)}" if stood_in else "")
               + ". Collectives follow " + target_hw.name + "'s links: " + ("; ".join(links) or "none") + ".")
     return EngineProfile(
         gpu=target_hw.name, engine=source.engine, engine_version=source.engine_version,
