@@ -75,6 +75,11 @@ def _ints(flag: str, values, minimum: int, maximum: int) -> list[int]:
     return [check_int(flag, v, minimum, maximum) for v in _nonempty(flag, values)]
 
 
+# rows one sweep computes: 200,000 take about 20 s and 1.3 GB here; a grid of 2,000 x 2,000 (26 GB) had run until
+# numpy's MemoryError (the thirty-fourth audit, API 1)
+MAX_SWEEP_ROWS = 500_000
+
+
 def sweep(
     models: Sequence,
     gpus: Sequence = ("h100-sxm",),
@@ -114,11 +119,24 @@ def sweep(
         check_dtypes(w, k)  # an engine that stores no such cache skips its own cells (below), not the grid
     check_memory_utilization(memory_utilization)
     check_prefill_chunk(prefill_chunk)
+    rows = 1
+    for axis in (models, gpus, attn, batch, context, weight_dtype, kv_dtype, engine, tp, pp, speculate, ep):
+        rows *= len(axis)
+    if rows > MAX_SWEEP_ROWS:
+        raise KvcalcError(f"--batch / --context / ...: the axes make {rows:,} combinations; a sweep computes at most "
+                          f"{MAX_SWEEP_ROWS:,} (split it into several)")
     B, S = (a.ravel() for a in np.meshgrid(np.array(batch, dtype=np.int64), np.array(context, dtype=np.int64), indexing="ij"))
     Bf, Sf = B.astype(float), S.astype(float)
     # by position: a loaded spec (as estimate and capacity take) is no dict key (the twelfth audit, E9: a TypeError)
     specs = [load_model(m) for m in models]
     hws = [load_gpu(g) for g in gpus]
+    for flag, loaded, given in (("--model", specs, models), ("--gpu", hws, gpus)):  # one spec under two names (an
+        # alias, a Hugging Face id) had made identical rows (the thirty-fourth audit, API 6)
+        names = [spec.name for spec in loaded]
+        twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if twice is not None:
+            as_given = ", ".join(str(g) for g, n in zip(given, names) if n == twice)
+            raise KvcalcError(f"{flag}: {twice} listed twice ({as_given}); give each once")
     from kvcalc.specs.catalog import ENGINES
 
     for e in engine:  # a name that is no engine at all is refused, as `-e NAME` alone is (the thirteenth audit, E7:
@@ -233,9 +251,10 @@ def sweep(
         if is_byte_count(name) and np.issubdtype(data[name].dtype, np.floating):  # whole bytes, as the JSON and the
             # CSV give them, halves up (units.round_half_up; the eighth audit's verification, W4)
             finite = np.isfinite(data[name])
-            if finite.all():
+            if finite.all() and np.abs(data[name]).max(initial=0.0) < 2.0**63:  # past int64, whole floats (the
+                # thirty-fourth audit, API 2: 9.4e18 bytes had wrapped to -9,223,372,036,854,775,808)
                 data[name] = np.floor(data[name] + 0.5).astype(np.int64)
-            else:  # a byte count past every bound stays a float, inf, as the formulas give it
+            else:  # a byte count past every bound stays a float, inf, as the formulas give it, or past int64
                 data[name] = np.where(finite, np.floor(np.where(finite, data[name], 0) + 0.5), data[name])
     for name in ("decode_bound", "prefill_bound"):
         data[name] = pd.Categorical.from_codes(data[name].astype(np.int8), ["memory", "compute"])

@@ -175,3 +175,64 @@ def test_34_amd2_fp8_moe_on_rocm_is_not_timed_by_flashinfers_cutlass_kernel(gpu)
         return estimate("mixtral-8x7b", gpu, engine="vllm", weight_dtype=weights, batch=1, context=1024).decode.ms
 
     assert decode_ms("fp8") < decode_ms("bf16")
+
+
+def test_34_api1_a_sweep_past_its_row_cap_is_refused_before_any_work():
+    """1,000 batches x 1,000 contexts had run until numpy's MemoryError (a grid of 2,000 x 2,000 needs ~26 GB)."""
+    import kvcalc
+    from kvcalc.errors import KvcalcError
+    from kvcalc.grid import MAX_SWEEP_ROWS
+
+    with pytest.raises(KvcalcError, match=f"1,000,000 combinations; a sweep computes at most {MAX_SWEEP_ROWS:,}"):
+        kvcalc.sweep(["llama-3-8b"], batch=list(range(1, 1001)), context=list(range(1, 1001)))
+
+
+def test_34_api2_a_byte_count_past_int64_is_not_wrapped():
+    """Llama 3 8B caches 32 layers x 8 KV heads x 128 x 2 x 2 B = 131,072 B a token: 10,000,000 sequences of
+    1,000,000,000 tokens are 1.31072e21 B, which int64 had wrapped to -9,223,372,036,854,775,808."""
+    import warnings
+
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = kvcalc.sweep(["llama-3-8b"], batch=[10_000_000], context=[1_000_000_000])
+    assert df["kv_bytes"].iloc[0] == 131_072 * 10_000_000 * 1_000_000_000
+
+
+def test_34_api3_plan_plot_at_one_output_token_is_refused_as_serve_refuses_it():
+    out = CliRunner().invoke(app, ["plan", "-m", "llama-3-8b", "-g", "h100-sxm", "-i", "100", "-o", "1",
+                                   "--concurrency", "8", "--plot", "frontier.png"])
+    assert out.exit_code == 2 and "--output-len 1" in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("measured", [[1, 2], "validate.csv"])
+def test_34_api4_a_roofline_given_no_measured_frame_says_so(measured):
+    import kvcalc
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError, match="measured: expected a DataFrame with arithmetic_intensity"):
+        kvcalc.plot.roofline(measured=measured)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["sweep", "-m", "llama-3-8b,meta-llama/Meta-Llama-3-8B", "-o", "rows.csv"], "--model: llama-3-8b listed twice"),
+    (["sweep", "-m", "llama-3-8b", "-g", "h100-sxm,h100", "-o", "rows.csv"], "--gpu: h100-sxm listed twice"),
+    (["roofline", "-m", "llama-3-8b", "-g", "h100,h100-sxm", "-o", "r.svg"], "--gpu: h100-sxm listed twice"),
+])
+def test_34_api6_one_spec_under_two_names_is_listed_twice(args, says):
+    """An alias or a Hugging Face id beside the spec's own name had made identical rows and points."""
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 2 and says in out.output
+
+
+def test_34_api7_a_long_list_is_checked_for_repeats_in_one_pass():
+    """option_values.split had compared each value with every one before it: 20,000 batches took 8 s to refuse.
+    200,000 distinct values must split, and a repeat at the end still be found."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.option_values import split
+
+    text = ",".join(map(str, range(1, 200_001)))
+    assert len(split("--batch", text, int)) == 200_000
+    with pytest.raises(KvcalcError, match="--batch: 7 listed twice"):
+        split("--batch", text + ",7", int)

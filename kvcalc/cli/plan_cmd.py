@@ -63,6 +63,9 @@ def plan_cli(
 
     if plot is not None:
         check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
+        if output_len == 1:  # as serve refuses it (the thirty-fourth audit, API 3: an empty chart, exit 0)
+            raise KvcalcError("--plot: the frontier's x axis is tokens/s per user, 1 / TPOT, which --output-len 1 "
+                              "leaves undefined (no token follows the first); leave out --plot")
     if explain and format is not Format.table:  # the ninth round, P7: dropped in silence
         raise KvcalcError("--explain: with --format table (the derivations are printed, not a JSON or CSV field)")
     if emit is not None and format is Format.csv:  # the third audit: CSV had dropped the launch command unsaid

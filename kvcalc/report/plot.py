@@ -110,6 +110,10 @@ def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, s
         raise KvcalcError(f"{name('batch')}: {len(gpus)} GPUs x {len(attn)} attention variants x {len(batch)} batches "
                           f"are {drawn:,} points; a roofline draws at most {MAX_ROOFLINE_POINTS:,} (kvcalc sweep "
                           "tabulates more)")
+    names = [load_gpu(g).name for g in gpus]  # one GPU under two names had drawn every point twice (the
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)  # thirty-fourth audit, API 6)
+    if twice is not None:
+        raise KvcalcError(f"{name('gpus')}: {twice} listed twice; give each GPU once")
     check_optional_str(name("speculate"), speculate)
     check_speculate(speculate, name("speculate"))
     check_dtypes(weight_dtype, kv_dtype, engine)  # a KV format the engine stores (the eighth audit, V4)
@@ -145,6 +149,14 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
     # arguments checked before any work: one KvcalcError naming the argument (audit U5)
     gpus, weight_dtype, points, x_lo, x_hi = roofline_inputs(gpus, model, attn, batch, context, weight_dtype,
                                                              kv_dtype, speculate, engine=engine, flags=flags)
+    wanted = ("arithmetic_intensity", "achieved_tflops")
+    if measured is not None and not all(c in getattr(measured, "columns", ()) for c in wanted):
+        # a list or a frame without the columns had been a TypeError or a pandas KeyError mid-drawing (the
+        # thirty-fourth audit, API 4)
+        from kvcalc.errors import KvcalcError
+
+        raise KvcalcError("measured: expected a DataFrame with arithmetic_intensity and achieved_tflops columns "
+                          "(kvcalc validate's CSV)")
     fig = Figure(figsize=(10, 6.5))
     ax = fig.subplots()
     ax.set_xscale("log")
