@@ -125,7 +125,7 @@ def test_the_shipped_factors_are_the_ledgers_fit():
         fit = fits[f"{era.engine} {era.name}"]
         assert era.moe_scale == fit["moe_scale"]
         if era.moe_scale != 1.0:
-            assert f"fitted on {fit['rows_fitted']} MoE rows from {fit['publishers']} publishers" in era.provenance
+            assert f"fitted on {fit['rows_fitted']} MoE rows from {fit['publishers']} organisations" in era.provenance
         else:
             assert fit["publishers"] < 2 and "not fitted" in era.provenance
 

@@ -65,12 +65,15 @@ LEDGER = "validation/published/ (kvcalc validate --published; median |log error|
 BANDS: tuple[Band, ...] = (
     Band("vllm", "v0", (0, 1), (0, 7), "V0 engine (LLMEngine: Python scheduler and sampler in the step loop)",
          1820, 0, 0, "fitted on its 8 rows", (LEDGER,)),
-    Band("vllm", "v1", (0, 8), (0, 28), "V1 engine (EngineCore in its own process, GPUModelRunner)",
+    Band("vllm", "v1", (0, 8), (0, 28), "V1 engine (EngineCore in its own process, GPUModelRunner; Model Runner V2 "
+         "for dense models from 0.25, vLLM PR #44443)",
          1280, 0, 9.04, "fitted on its 32 rows", (LEDGER,)),
     Band("vllm", "v2", (0, 29), (0, 30), "V1 engine with Model Runner V2",
          1280, 0, 9.04, "transferred from v1", (LEDGER,)),
+    # its 10 rows are NVIDIA's batch-1 first-token times: the gap they fit is a request's (the thirty-fourth audit,
+    # overhead 3: fitted as a step's, 2,070 us had been added to every decode step)
     Band("trtllm", "engine", (0, 5), (0, 21), "TensorRT engine, C++ runtime (gptSession / gptManager)",
-         2070, 0, 0, "fitted on its 10 rows", (LEDGER,)),
+         0, 0, 2.07, "fitted on its 10 rows (first-token times: the per-request cost only)", (LEDGER,)),
     # No published row of the PyTorch back end is in the ledger; its runtime is not the C++ engine's, so that band's
     # fit is not transferred to it (the engine band's constants made TensorRT-LLM 1.x's own perf-overview ledger,
     # validation/serve, worse: 11.4 % against 6.5 % median without them)
@@ -83,7 +86,7 @@ BANDS: tuple[Band, ...] = (
 
 # Per layer of a step whose GPUs synchronise [us]: fitted on the published ledger's overhead rows of every band
 # together (kvcalc/ledgers/published.py fit_overheads: 4 publishers' multi-GPU rows, lmsys-blog, TensorRT-LLM,
-# qwen-docs and tenstorrent-tt-inference-server, beside 4 publishers' one-GPU rows), leave-one-source-out scored
+# qwen-docs and tenstorrent-tt-inference-server, beside 5 publishers' one-GPU rows), leave-one-source-out scored
 SYNCED_LAYER_US = 34.5
 
 
