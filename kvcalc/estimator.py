@@ -363,16 +363,22 @@ def deployment_profile(path, engine: str, hw: HardwareSpec) -> EngineProfile:
     except KvcalcError as e:  # named by the flag; a hardware or model spec passed here says what it is not
         raise KvcalcError(f"--profile: {e}" + ("; expected an engine profile file (engine, gpu and curves), not a "
                                                "hardware or model spec" if "unknown field" in str(e) else "")) from None
-    if profile.gpu != hw.name:
-        from kvcalc.specs.catalog import bundled_path
+    from kvcalc.specs.catalog import _onto_spec, bundled_path
 
-        if bundled_path("gpu", profile.gpu) is None:  # the tenth audit, H8: "pass --gpu zz" for a GPU that is none
+    reference = bundled_path("gpu", profile.gpu)
+    if profile.gpu != hw.name:
+        if reference is None:  # the tenth audit, H8: "pass --gpu zz" for a GPU that is none
             raise KvcalcError(f"--profile: {path} names the GPU {profile.gpu!r}, which is not a bundled GPU; fix its "
                               f"gpu field (this run's is {hw.name})")
-        raise KvcalcError(f"--profile: {path} was fitted on {profile.gpu}, not {hw.name}; pass --gpu {profile.gpu}")
+        if reference != bundled_path("gpu", hw.name):  # an alias of the same part is that part (the thirty-fourth
+            # audit, specs 6: gpu = "h100" had been refused beside -g h100)
+            raise KvcalcError(f"--profile: {path} was fitted on {profile.gpu}, not {hw.name}; pass --gpu "
+                              f"{profile.gpu}")
     if engine not in ("auto", profile.engine):
         raise KvcalcError(f"--profile: {path} is a {profile.engine} profile; drop --engine {engine}")
-    return profile
+    # onto the spec in use, as a bundled profile is: an edited copy's roofs and links, not the reference's (the
+    # thirty-fourth audit, specs 1: an H800 copy of the H100 spec had all-reduced on the H100's 900 GB/s curve)
+    return _onto_spec(profile, hw) if reference is not None else profile
 
 
 def file_profile(path, engine: str, hw: HardwareSpec, engine_version: str | None) -> EngineProfile:

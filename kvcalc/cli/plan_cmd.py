@@ -101,8 +101,9 @@ def plan_cli(
         if best is None:
             raise KvcalcError(f"--emit: no {emit} configuration meets the limits; the choice runs on "
                               f"{result['choice']['engine']}")
-        amd = any(hw.name == best["gpu"] and hw.vendor == "AMD" for hw in map(load_gpu, _names("--gpu", gpu)))
-        result["launch"] = emit_text(emit, load_model(model), best, result["workload"]["max_model_len"], amd=amd)
+        planned = next(hw for hw in map(load_gpu, _names("--gpu", gpu)) if hw.name == best["gpu"])
+        result["launch"] = emit_text(emit, load_model(model), best, result["workload"]["max_model_len"],
+                                     amd=planned.vendor == "AMD", hw=planned)
         result["launch_configuration"] = best["deployment"]
     if plot is not None:
         from kvcalc.report.plot import plan_frontier

@@ -121,14 +121,15 @@ def mtp_launch_refusal(engine: str, spec) -> str | None:
     return None
 
 
-def _half_dtype(c: dict) -> list[str]:
+def _half_dtype(c: dict, hw=None) -> list[str]:
     """["--dtype", "half"] on a GPU without bf16 (Turing and older: vLLM refuses a bf16 checkpoint there, "Bfloat16 is
-    only supported on GPUs with compute capability of at least 8.0"; the thirteenth audit, P3), else []."""
+    only supported on GPUs with compute capability of at least 8.0"; the thirteenth audit, P3), else []. hw: the spec
+    planned on (a file's, which its name does not find again: the thirty-fourth audit, specs 3), else c's GPU."""
     from kvcalc.specs.catalog import load_gpu
 
-    if c.get("gpu") is None:
+    if hw is None and c.get("gpu") is None:
         return []
-    return [] if "bf16" in load_gpu(c["gpu"]).peak_tflops.available() else ["--dtype", "half"]
+    return [] if "bf16" in (hw or load_gpu(c["gpu"])).peak_tflops.available() else ["--dtype", "half"]
 
 
 def _declares_kv_format(spec) -> bool:
@@ -138,7 +139,7 @@ def _declares_kv_format(spec) -> bool:
     return q is not None and "(modelopt)" in q.source
 
 
-def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
+def vllm_command(spec, c: dict, max_model_len: int, hw=None) -> list[str]:
     """`vllm serve` for a planned configuration (c: plan's point_dict)."""
     cmd = ["vllm", "serve", hf_repo_id(spec)] + REMOTE_CODE_FLAG * spec.trust_remote_code
     if c["expert_parallel"] > 1:  # attention data-parallel over ep / tp groups, experts over all ep GPUs
@@ -156,8 +157,8 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
         # checkpoint's declared fp8 cache (vllm/utils/torch_utils.py resolve_kv_cache_dtype_string; the thirty-third
         # audit, launch L1: a pool sized in bf16 had launched in fp8, twice the tokens); elsewhere auto is the model's
         # own 16-bit dtype, which a float16 checkpoint needs (its review, 1: bfloat16 named for chatglm2-6b)
-        cmd += ["--kv-cache-dtype", "float16" if _half_dtype(c) else "bfloat16"]
-    cmd += _half_dtype(c)
+        cmd += ["--kv-cache-dtype", "float16" if _half_dtype(c, hw) else "bfloat16"]
+    cmd += _half_dtype(c, hw)
     if c["converted_weights"] and c["weight_dtype"] in _VLLM_QUANT:
         cmd += ["--quantization", _VLLM_QUANT[c["weight_dtype"]]]
     if c.get("speculate"):  # the checkpoint's own MTP head
@@ -168,7 +169,7 @@ def vllm_command(spec, c: dict, max_model_len: int) -> list[str]:
     return cmd
 
 
-def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
+def sglang_command(spec, c: dict, max_model_len: int, hw=None) -> list[str]:
     """`python -m sglang.launch_server` for a planned configuration."""
     cmd = ["python", "-m", "sglang.launch_server", "--model-path", hf_repo_id(spec), "--host", "0.0.0.0",
            *REMOTE_CODE_FLAG * spec.trust_remote_code]
@@ -184,9 +185,9 @@ def sglang_command(spec, c: dict, max_model_len: int) -> list[str]:
             "--chunked-prefill-size", str(_sglang_chunked_prefill(c)),
             "--mem-fraction-static", f"{c['gpu_memory_utilization']:g}", "--context-length", str(max_model_len),
             "--kv-cache-dtype", _SGLANG_KV[c["kv_dtype"]] if c["kv_dtype"] == "fp8" or (
-                c["kv_dtype"] == "bf16" and not _half_dtype(c) and (_declares_kv_format(spec)
+                c["kv_dtype"] == "bf16" and not _half_dtype(c, hw) and (_declares_kv_format(spec)
                                                                   or getattr(spec.attention, "sparse_top_k", None)))
-            else "auto", *_half_dtype(c)]
+            else "auto", *_half_dtype(c, hw)]
     if c["converted_weights"] and c["weight_dtype"] in _SGLANG_QUANT:
         cmd += ["--quantization", _SGLANG_QUANT[c["weight_dtype"]]]
     if c.get("speculate"):  # SGLang runs DeepSeek's MTP head as its EAGLE algorithm (NextN), a chain of k drafts
@@ -509,25 +510,28 @@ def package_refusal(gpu: str) -> str | None:
             f"those: plan with -g {device} for a launch command")
 
 
-def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> str:
+def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False, hw=None) -> str:
     """The launch text for `target` (vllm, sglang, trtllm or k8s: the configuration's own engine in a manifest;
-    amd: the configuration's GPU is an AMD part, whose manifest takes the ROCm image and amd.com/gpu)."""
+    amd: the configuration's GPU is an AMD part, whose manifest takes the ROCm image and amd.com/gpu). hw: the GPU spec
+    planned on, else the bundled one c names (a spec file's own name finds no file again, and its node_gpus and
+    engines are its own: the thirty-fourth audit, specs 3)."""
     from kvcalc.errors import KvcalcError
+    from kvcalc.specs.catalog import load_gpu
+
+    hw = hw or load_gpu(c["gpu"])
 
     if target not in EMIT_TARGETS:
         raise KvcalcError(f"--emit: expected one of {', '.join(EMIT_TARGETS)}, got {target!r}")
     engine = c["engine"] if target == "k8s" else target
     if engine == "vllm":
-        cmd, extra = vllm_command(spec, c, max_model_len), ""
+        cmd, extra = vllm_command(spec, c, max_model_len, hw), ""
     elif engine == "sglang":
-        cmd, extra = sglang_command(spec, c, max_model_len), ""
+        cmd, extra = sglang_command(spec, c, max_model_len, hw), ""
     elif engine == "trtllm":
         cmd, options = trtllm_command(spec, c, max_model_len)
         extra = "".join(f"\n# {name}\n{text}" for name, text in options.items())
     else:
-        from kvcalc.specs.catalog import load_gpu
-
-        runs = [e for e in LAUNCHED if e not in load_gpu(c["gpu"]).unsupported_engines]
+        runs = [e for e in LAUNCHED if e not in hw.unsupported_engines]
         if not runs:  # the fourteenth audit, P4: the advice had led to three refusals
             raise KvcalcError(f"--emit: the plan runs on {engine!r}, and no engine kvcalc launches (vllm, sglang, "
                               f"trtllm) runs on {c['gpu']}: the plan is a datasheet-roofline bound, with no launch "
@@ -558,10 +562,8 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False) -> s
         if c["disaggregate"]:  # the router is not in the manifest: say what to run in front of the two pools
             notes = ROUTERS[engine] + notes
         config = "".join(f"{line}\n" if line.startswith("#") else f"# {line}\n" for line in notes.strip().splitlines())
-        from kvcalc.specs.catalog import load_gpu
-
         return config + k8s_manifest(engine, c["gpu"], instances, config=c, files=files, amd=amd,
-                                     node_gpus=load_gpu(c["gpu"]).node_gpus)
+                                     node_gpus=hw.node_gpus)
     many = (f"# {c['replicas']} replicas of this deployment (each on its own {c['gpus_per_replica']} GPUs), behind a "
             "load balancer\n" if c.get("replicas", 1) > 1 else "")  # the fourteenth audit, P6: said only in the manifest
     if not c["disaggregate"]:
