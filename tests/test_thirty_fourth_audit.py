@@ -2,6 +2,7 @@
 it took: each test is named after its finding."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -307,3 +308,17 @@ def test_34_specs6_a_profile_naming_its_gpu_by_an_alias_is_that_gpu(tmp_path):
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", "h100", "--profile", str(profile), "-f",
                                    "json"])
     assert out.exit_code == 0, out.output
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda t: re.sub(r'(?m)^name = .*$', 'name = "../profiles/h100-sxm"', t, count=1), "name: String should match"),
+    (lambda t: re.sub(r"(?ms)^\[peak_tflops\]\n.*?\n\n", "[peak_tflops]\n\n", t), "peak_tflops: no peak given"),
+    (lambda t: re.sub(r"(?m)^interconnect_bandwidth_GBps = .*$", "interconnect_bandwidth_GBps = 1e6", t),
+     "interconnect_bandwidth_GBps: 1e+06 exceeds memory_bandwidth_GBps 3350"),
+])
+def test_34_specs4_7_8_a_hardware_spec_that_cannot_be_right_is_refused(tmp_path, edit, says):
+    """A name holding a path had found a profile file anywhere (specs 4); an empty [peak_tflops] had loaded and failed
+    later unnamed (7); an NVLink of 1e6 GB/s beside 3,350 GB/s of HBM had run (8)."""
+    spec = _h100_copy(tmp_path, edit)
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", str(spec)])
+    assert out.exit_code == 2 and says in out.output and str(spec) in out.output and "Traceback" not in out.output

@@ -47,6 +47,13 @@ class PeakTflops(StrictModel):
     fp4: Tflops | None = None  # Blackwell's fp4 tensor cores (NVFP4, MXFP4)
     int8: Tflops | None = None
 
+    @model_validator(mode="after")
+    def _at_least_one(self):  # an empty table had loaded and failed later, unnamed, and `show -f toml` had written a
+        # file it could not read back (the thirty-fourth audit, specs 7)
+        if not self._available:
+            raise ValueError("no peak given; expected at least one of fp32, tf32, bf16, fp16, fp8, fp4, int8")
+        return self
+
     def available(self) -> dict[str, float]:
         return self._available
 
@@ -69,7 +76,9 @@ Topology = Literal["nvswitch", "nvlink-bridge", "nvlink-mesh", "infinity-fabric-
 
 
 class HardwareSpec(StrictModel):
-    name: str
+    # a slug: the name finds the part's engine profiles (hardware_specs/profiles/NAME.ENGINE.toml), so a path in it had
+    # loaded a profile from anywhere, and a newline had split the one-line warnings (the thirty-fourth audit, specs 4)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
     aliases: list[str] = []
     display_name: str
     vendor: Literal["NVIDIA", "AMD", "other"] = Field(
@@ -135,6 +144,14 @@ class HardwareSpec(StrictModel):
                 and self.interconnect_peer_links > self.scale_up_gpus - 1):
             raise ValueError(f"interconnect_peer_links: {self.interconnect_peer_links} links to peers where "
                              f"scale_up_gpus joins {self.scale_up_gpus} GPUs; expected at most {self.scale_up_gpus - 1}")
+        link, out = self.interconnect_bandwidth_GBps, self.scale_out_bandwidth_GBps
+        if link is not None and out is not None and out > link:  # the thirty-fourth audit, specs 8: TP 16 across
+            # two nodes at a 5,000 GB/s scale-out had beaten one node's NVLink
+            raise ValueError(f"scale_out_bandwidth_GBps: {out:g} exceeds interconnect_bandwidth_GBps {link:g}; the "
+                             "link beyond scale_up_gpus is the slower one")
+        if link is not None and link > self.memory_bandwidth_GBps:  # a GPU cannot feed a link faster than its memory
+            raise ValueError(f"interconnect_bandwidth_GBps: {link:g} exceeds memory_bandwidth_GBps "
+                             f"{self.memory_bandwidth_GBps:g}; expected a link no faster than the memory it reads")
         if self.topology == "nvlink-bridge" and self.scale_up_gpus is None:
             raise ValueError("topology: nvlink-bridge joins pairs of cards; expected scale_up_gpus (2) with it")
         cc = self.compute_capability
