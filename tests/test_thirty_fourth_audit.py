@@ -322,3 +322,47 @@ def test_34_specs4_7_8_a_hardware_spec_that_cannot_be_right_is_refused(tmp_path,
     spec = _h100_copy(tmp_path, edit)
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", str(spec)])
     assert out.exit_code == 2 and says in out.output and str(spec) in out.output and "Traceback" not in out.output
+
+
+def _capacity(*args):
+    out = CliRunner().invoke(app, ["capacity", *args, "-f", "json"])
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("args", [["-m", "llama-3.1-8b", "-c", "8192", "--pp", "4"],
+                                  ["-m", "qwen3-30b-a3b", "-c", "4096", "--ep", "4"]])
+def test_34_capacity1_a_layout_wider_than_needed_is_not_blamed_on_the_weights(args):
+    """Llama 3.1 8B (16 GB of bf16 weights) fits one H100 (`capacity -m llama-3.1-8b -c 8192`: one GPU holds it); at
+    --pp 4 the binding had read "weights: they need 4 GPUs' memory", as at --ep 4 for Qwen3-30B-A3B."""
+    assert _capacity("-m", args[1], "-c", args[3])["binding"] == "none: one GPU holds it"
+    binding = _capacity(*args)["binding"]
+    assert binding.startswith("none: the 4 GPUs asked for hold it (1 GPU would hold")
+
+
+def test_34_capacity2_under_ep_the_fewest_tensor_parallel_gpus_that_hold_a_sequence_are_taken():
+    """Llama 4 Scout at 32K on 8 L40S: --ep 8 had taken --tp 1 and said it does not fit, where --ep 8 --tp 2 holds
+    sequences."""
+    given = _capacity("-m", "llama-4-scout", "-g", "l40s", "-c", "32768", "--ep", "8", "--tp", "2")
+    assert given["max_sequences_at_context"] >= 1
+    chosen = _capacity("-m", "llama-4-scout", "-g", "l40s", "-c", "32768", "--ep", "8")
+    assert chosen["tensor_parallel"] == 2 and chosen["max_sequences_at_context"] == given["max_sequences_at_context"]
+
+
+def test_34_capacity3_4_the_cost_says_it_counts_decode_only_and_a_batch_past_the_cap_is_hypothetical():
+    """capacity times decode steps at --context (prefill not counted), which its cost had not said; -b 3,000 under
+    vLLM's max_num_seqs of 1,024 had been costed as a batch vLLM runs."""
+    out = _capacity("-m", "llama-3.2-1b", "-c", "512", "-b", "3000", "-e", "vllm", "--price-per-gpu-hour", "2")
+    assert "prefill not counted" in out["assumptions"]["throughput"]
+    assert out["hypothetical"] is True
+    assert any("more than the engine runs at once (1,024" in w for w in out["warnings"])
+
+
+def test_34_capacity5_6_the_table_says_whose_tokens_and_prints_a_small_cost():
+    out = CliRunner().invoke(app, ["capacity", "-m", "llama-3.1-8b", "-c", "1024", "--price-per-gpu-hour", "0.05",
+                                   "--tp", "2"])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.stdout.replace("│", " ").split())  # the table's cells, unwrapped
+    assert "per replica of 2 GPUs" in text
+    cost = _capacity("-m", "llama-3.1-8b", "-c", "1024", "--price-per-gpu-hour", "0.05", "--tp", "2")
+    assert f"cost per million output tokens {cost['cost_per_million_tokens']:.3g}" in text

@@ -151,9 +151,12 @@ def capacity_cli(
         "KV budget per GPU": fmt_bytes(plan["kv_budget_bytes_per_gpu"]),
         "max concurrent sequences at context": plan["max_sequences_at_context"],
         f"longest context at batch {batch or 1}": fmt_number(plan["max_context_at_batch"]),
-        f"decode at batch {plan['batch']}": f"{plan['decode_ms']:.2f} ms/step, {plan['tokens_per_s']:,.0f} tokens/s",
+        # tokens/s of one replica, its GPUs named (the thirty-fourth audit, capacity 5: read as one GPU's)
+        f"decode at batch {plan['batch']}": (f"{plan['decode_ms']:.2f} ms/step, {plan['tokens_per_s']:,.0f} tokens/s "
+                                             f"per replica of {gpu_count(plan['gpus_per_replica'])}"),
         "GPUs for the target": plan["gpus_for_target"],
-        "cost per million output tokens": (f"{plan['cost_per_million_tokens']:.3f}"
+        # three significant figures, as the JSON's value holds them (capacity 6: 0.001055 had printed 0.001)
+        "cost per million output tokens": (f"{plan['cost_per_million_tokens']:.3g}"
                                            if plan["cost_per_million_tokens"] is not None else None),
         "binding constraint": plan["binding"],
     }

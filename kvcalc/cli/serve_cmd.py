@@ -230,7 +230,7 @@ def serve_cli(
         "output tokens/s per user": (f"{plan['tokens_per_s_per_user']:,.1f}" if plan["tokens_per_s_per_user"] else "-"),
         "KV pool / needed per GPU": f"{fmt_bytes(plan['kv_pool_bytes_per_gpu'])} / {fmt_bytes(plan['kv_bytes_needed_per_gpu'])}",
         "preemption risk": plan["preemption_risk"],
-        "cost per million output tokens": (f"{plan['cost_per_million_output_tokens']:.3f}"
+        "cost per million output tokens": (f"{plan['cost_per_million_output_tokens']:.3g}"
                                            if plan["cost_per_million_output_tokens"] is not None else None),
     }
     for k, v in show.items():
@@ -340,7 +340,7 @@ def _simulate_cli(model, gpu, input_len, output_len, concurrency, request_rate, 
         lines.append(f"goodput {r['goodput_requests_per_s']:,.2f} requests/s within {limits}; at p{percentile:g} the "
                      "limits are " + ("met" if r["slo_met_at_percentile"] else "missed"))
     if r.get("cost_per_million_output_tokens") is not None:
-        lines.append(f"cost per million output tokens: {r['cost_per_million_output_tokens']:,.3f}")
+        lines.append(f"cost per million output tokens: {r['cost_per_million_output_tokens']:,.3g}")
     if lines:
         from rich.console import Console
 

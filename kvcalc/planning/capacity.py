@@ -323,17 +323,17 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
 
     notes += format_warnings(hw, weight_dtype, profile.engine if profile is not None else None, kv_dtype, spec)
 
-    def engine_memory(tp, graphs=cuda_graph_bytes):
+    def engine_memory(tp, graphs=cuda_graph_bytes, stages=pp, experts=ep):
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
-                                  max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=pp,
-                                  ep=ep, vllm_runner=vllm_runner, vllm_version=version,
+                                  max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=stages,
+                                  ep=experts, vllm_runner=vllm_runner, vllm_version=version,
                                   cuda_graph_bytes=graphs, flashinfer_sampler=flashinfer_sampler)
 
-    def fits_one_sequence(tp):
+    def fits_one_sequence(tp, stages=pp, experts=ep):
         if engine_rule:
-            return engine_memory(tp)["max_concurrency"] >= 1
-        budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp, ep)
-        return max_sequences(spec, context, budget, p.b_kv, tp, pp) >= 1
+            return engine_memory(tp, stages=stages, experts=experts)["max_concurrency"] >= 1
+        budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, stages, experts)
+        return max_sequences(spec, context, budget, p.b_kv, tp, stages) >= 1
 
     def refusal(t):  # as check_tp refuses a degree
         return tp_refusal(spec, t, ep) or fp8_block_refusal(spec, weight_dtype, t, ep)
@@ -347,7 +347,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     # E7: 32 L4s had been the fewest where 24 hold it)
     if ep == 1 and upto:
         min_tp = next((t for t in range(1, upto + 1) if refusal(t) is None and fits_one_sequence(t)), min_tp)
-    tp = gpus or (1 if ep > 1 else min_tp)
+    # under --ep the fewest tensor-parallel GPUs of a group that hold a sequence (candidates: those dividing --ep), as
+    # without it (the thirty-fourth audit, capacity 2: --tp 1 had been taken, and the model said not to fit on GPUs
+    # that hold it at --tp 2)
+    tp = gpus or min_tp
     if ep > 1 and not fits_one_sequence(tp):
         tp = None
     if tp is None:
@@ -441,7 +444,16 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                      "the layouts for the cheapest)")
         warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
     hypothetical = run_batch > seqs  # the eighth audit, B4: -b 1000 where 55 fit had sized GPUs and cost in silence
-    if hypothetical:
+    if not hypothetical and run_batch > running:  # more than the scheduler runs at once (the thirty-fourth audit,
+        # capacity 4: -b 3,000 under vLLM's 1,024 had been timed and costed as a real batch)
+        hypothetical = True
+        notes.append(f"the batch {run_batch:,} is more than the engine runs at once ({running:,}: its max_num_seqs, "
+                     "max_running_requests or max_batch_size): its decode time and tokens/s"
+                     + (", the GPUs for the target" if target_tokens_per_s else "")
+                     + (" and the cost" if price_per_gpu_hour else "") + " are hypothetical; raise the engine's cap "
+                     "(--max-num-seqs) to run it")
+        warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
+    elif hypothetical:
         notes.append(f"the batch {run_batch:,} does not fit ({max(seqs, 0):,} sequences of {context:,} tokens do): its "
                      "decode time and tokens/s" + (", the GPUs for the target" if target_tokens_per_s else "")
                      + (" and the cost" if price_per_gpu_hour else "") + " are hypothetical"
@@ -457,6 +469,12 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         binding = f"throughput: {replicas} replicas of {gpu_count(group)} for {target_tokens_per_s:,.0f} tokens/s"
     elif ep == 1 and min_tp is not None and tp > min_tp:  # ep == 1: min_tp is None only where seqs < 1
         binding = f"none: the {gpu_count(group)} asked for hold it ({gpu_count(min_tp * pp)} would hold the weights)"
+    elif group > 1 and (ep > 1 or pp > 1) and (plain := next(
+            (t for t in TP_DEGREES if t < group and tp_refusal(spec, t, 1) is None
+             and fp8_block_refusal(spec, weight_dtype, t, 1) is None and fits_one_sequence(t, 1, 1)), None)):
+        # the thirty-fourth audit, capacity 1: "weights: they need 4 GPUs' memory" for an 8B model at --pp 4
+        binding = (f"none: the {gpu_count(group)} asked for hold it ({gpu_count(plain)} would hold the weights and a "
+                   "sequence without --pp or --ep)")
     elif group > 1:
         weights_tp = next((t for t in candidates if t <= tp
                            and not weights_overflow(spec, weight_dtype, ev.usable_bytes, t, pp, ep)), tp)
@@ -513,6 +531,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                          "micro-batches through the whole depth, plus pp - 1 activation sends" if pp > 1 else "none"),
             # the profile, its band and an older release's MoE factor, as serve names them (the sixth audit: this
             # row had named "vllm 0.24.0 measured kernel curves" for transferred and fitted profiles and every band)
-            "throughput": f"decode at batch {run_batch} and context {context}, {time_model_text(profile, spec)}",
+            "throughput": f"decode at batch {run_batch} and context {context}, {time_model_text(profile, spec)}; "
+                          "every sequence decoding at --context, prefill not counted (the cost and the GPUs for a "
+                          "target too: kvcalc serve and plan cost a workload's prompts as well)",
         },
     }
