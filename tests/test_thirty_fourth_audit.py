@@ -366,3 +366,19 @@ def test_34_capacity5_6_the_table_says_whose_tokens_and_prints_a_small_cost():
     assert "per replica of 2 GPUs" in text
     cost = _capacity("-m", "llama-3.1-8b", "-c", "1024", "--price-per-gpu-hour", "0.05", "--tp", "2")
     assert f"cost per million output tokens {cost['cost_per_million_tokens']:.3g}" in text
+
+
+@pytest.mark.parametrize("line, says", [("pcie_p2p: yes", "pcie_p2p: expected true or false, got 'yes'"),
+                                        ("on: 1", "on: unknown field")])
+def test_34_specs9_yaml_booleans_are_yaml_1_2s(tmp_path, line, says):
+    """YAML 1.1 reads yes/no/on/off as booleans, which 1.2 (and TOML) do not: `pcie_p2p: yes` had read true, and a
+    key `on:` had been reported as `True: unknown field`."""
+    import tomllib
+
+    import yaml
+
+    spec = tomllib.loads((Path(__file__).parents[1] / "hardware_specs" / "l40s.toml").read_text())
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "pcie_p2p"}) + line + "\n")
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", str(path)])
+    assert out.exit_code == 2 and says in out.output

@@ -85,8 +85,13 @@ def _core_schema_loader(yaml):
 
     CoreLoader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:int",
-                                                                          "tag:yaml.org,2002:float")]
+                                                                          "tag:yaml.org,2002:float",
+                                                                          "tag:yaml.org,2002:bool")]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    # 1.2's booleans too: true and false only; 1.1's yes, no, on and off stay text, which a boolean field refuses
+    # (the thirty-fourth audit, specs 9: `pcie_p2p: yes` had read true, and a key `on:` had been named True)
+    CoreLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                     list("tTfF"))
     CoreLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
     CoreLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
