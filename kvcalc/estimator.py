@@ -349,8 +349,9 @@ def check_pp(pp, spec: ModelSpec) -> None:
         raise KvcalcError(f"--pp: {pp} pipeline stages exceed {spec.name}'s {spec.num_layers} layers")
 
 
-def deployment_profile(path, engine: str, hw: HardwareSpec) -> EngineProfile:
-    """--profile FILE: an engine profile file (kvcalc calibrate --from-benchmark writes one) for this GPU."""
+def deployment_profile(path, engine: str, hw: HardwareSpec, notes: list[str] | None = None) -> EngineProfile:
+    """--profile FILE: an engine profile file (kvcalc calibrate --from-benchmark writes one) for this GPU; notes: the
+    output's warnings, which get the notice of a profile moved onto an edited spec."""
     from pathlib import Path
 
     from kvcalc.specs.catalog import load_spec_file
@@ -378,14 +379,15 @@ def deployment_profile(path, engine: str, hw: HardwareSpec) -> EngineProfile:
         raise KvcalcError(f"--profile: {path} is a {profile.engine} profile; drop --engine {engine}")
     # onto the spec in use, as a bundled profile is: an edited copy's roofs and links, not the reference's (the
     # thirty-fourth audit, specs 1: an H800 copy of the H100 spec had all-reduced on the H100's 900 GB/s curve)
-    return _onto_spec(profile, hw) if reference is not None else profile
+    return _onto_spec(profile, hw, notes) if reference is not None else profile
 
 
-def file_profile(path, engine: str, hw: HardwareSpec, engine_version: str | None) -> EngineProfile:
+def file_profile(path, engine: str, hw: HardwareSpec, engine_version: str | None,
+                 notes: list[str] | None = None) -> EngineProfile:
     """--profile FILE for estimate, serve and the simulator (deployment_profile), refusing an --engine-version
     beside a profile that states its own overheads (the sixth audit: the release band's step cost had silently
     replaced the one fitted on the user's run)."""
-    profile = deployment_profile(path, engine, hw)
+    profile = deployment_profile(path, engine, hw, notes)
     if profile.overhead is not None and engine_version not in (None, "latest"):
         raise KvcalcError(f"--engine-version: {path} states its own overheads (fitted on your benchmark, of the "
                           "release you ran); drop --engine-version, or --profile to time another release")
@@ -1069,7 +1071,7 @@ def estimate_with_specs(
     hw = load_gpu(gpu)
     profile: EngineProfile | None
     if profile_file is not None:
-        profile = file_profile(profile_file, engine, hw, engine_version)
+        profile = file_profile(profile_file, engine, hw, engine_version, warnings)
         check_dtypes(weight_dtype, kv_dtype, profile.engine)  # the profile's engine stores the cache (the tenth
         # audit, E6: an SGLang profile had priced an int4 cache that -e sglang refuses)
     else:

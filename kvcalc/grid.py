@@ -38,6 +38,7 @@ from kvcalc.formulas.memory import (
     replica_batch,
 )
 from kvcalc.formulas.params import active_params, total_params, weight_bytes
+from kvcalc.option_values import first_repeat
 from kvcalc.rewrite import rewrite_attention
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
 from kvcalc.engines.launch import format_warnings, layout_refusal
@@ -133,7 +134,7 @@ def sweep(
     for flag, loaded, given in (("--model", specs, models), ("--gpu", hws, gpus)):  # one spec under two names (an
         # alias, a Hugging Face id) had made identical rows (the thirty-fourth audit, API 6)
         names = [spec.name for spec in loaded]
-        twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        twice = first_repeat(names)
         if twice is not None:
             as_given = ", ".join(str(g) for g, n in zip(given, names) if n == twice)
             raise KvcalcError(f"{flag}: {twice} listed twice ({as_given}); give each once")

@@ -596,8 +596,13 @@ def test_audit_reproducers_of_part_1_end_in_numbers_or_one_line(tmp_path):
     e = json.loads(cli("estimate", "-m", "llama-4-scout", "-g", "rtx-pro-6000", "--ep", 4, "-b", 1, "-c", 1_500_000,
                        "-f", "json").stdout)
     assert e["memory"]["fits"] is False and e["memory"]["kv_cache_bytes"] == pytest.approx(e["kv_cache"]["bytes"])
-    one_line_error(cli("capacity", "-m", "llama-4-scout", "-g", "rtx-pro-6000", "--ep", 4, "-c", 1_500_000),
-                   "does not fit on 4 rtx-pro-6000 GPUs")
+    one_line_error(cli("capacity", "-m", "llama-4-scout", "-g", "rtx-pro-6000", "--ep", 4, "--tp", 1, "-c",
+                       1_500_000), "does not fit on 4 rtx-pro-6000 GPUs")
+    # without --tp, capacity takes the fewest tensor-parallel GPUs of the group that hold a sequence (the thirty-fourth
+    # audit, capacity 2): at --tp 4 the 1.5M-token cache is sharded four ways, and two sequences fit
+    c = json.loads(cli("capacity", "-m", "llama-4-scout", "-g", "rtx-pro-6000", "--ep", 4, "-c", 1_500_000,
+                       "-f", "json").stdout)
+    assert c["tensor_parallel"] == 4 and c["max_sequences_at_context"] >= 1
     one_line_error(cli("capacity", "-m", "llama-2-13b", "-g", "t4", "-c", 300_000, "--gpus", 40),
                    "divide the MLP width 13,824")  # F3's 40 GPUs do not shard llama-2-13b (the seventh audit, B6)
     path, _ = _deepseek_v2_lite_config(tmp_path, first_k_dense_replace=27)

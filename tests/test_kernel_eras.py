@@ -140,10 +140,19 @@ def test_an_era_with_one_publisher_keeps_one():
     assert published.fit_moe_scales(two, {})["trtllm 0.1-0.21"]["moe_scale"] == pytest.approx(5.0, rel=0.02)
 
 
-@pytest.mark.parametrize("a, b", [("dstack-benchmarks", "dstack"), ("sglang-pr-8552-azhurkevich", "lmsys-blog"),
+@pytest.mark.parametrize("a, b", [("dstack-benchmarks", "dstack"), ("lmsys-sglang", "lmsys-blog"),
                                   ("amd-sglang-ci", "amd-vllm-recipes"), ("dennislee22-vllm-benchmarking", "dennislee22")])
 def test_a_source_is_held_out_across_ledgers_by_its_organisation(a, b):
     assert published.organisation(a) == published.organisation(b)
+
+
+@pytest.mark.parametrize("a, b", [("trtllm-issue-220-fty1777", "trtllm-issue-329-hikaritju"),
+                                  ("sglang-pr-8552-azhurkevich", "lmsys-blog")])
+def test_a_measurement_in_a_projects_issue_or_pr_is_its_authors(a, b):
+    """The review of the thirty-fourth audit, 6: two unrelated reporters in TensorRT-LLM's issues had been one
+    source by the name's first word, and an SGLang PR author's rows LMSYS's."""
+    assert published.organisation(a) != published.organisation(b)
+    assert published.organisation("trtllm-issue-220-fty1777") == "fty1777"
 
 
 def test_a_serving_row_is_scored_with_factors_fitted_without_its_organisation(monkeypatch):

@@ -176,6 +176,15 @@ def test_34_amd2_fp8_moe_on_rocm_is_not_timed_by_flashinfers_cutlass_kernel(gpu)
         return estimate("mixtral-8x7b", gpu, engine="vllm", weight_dtype=weights, batch=1, context=1024).decode.ms
 
     assert decode_ms("fp8") < decode_ms("bf16")
+    # the stand-in is the source's Triton fp8 MoE curve itself, not another kernel's
+    from kvcalc.specs.catalog import bundled_profile
+
+    source = bundled_profile(*profile.transferred_from.split("."))
+    stood = profile.moe["fp8"].model_dump(exclude={"fit"})
+    triton = source.moe["fp8_block"].model_dump(exclude={"fit"})
+    assert stood == pytest.approx(triton if profile.time_scale in (None, 1.0) else stood)
+    assert {k: stood[k] for k in ("size_exponent", "overlap_exponent")} == {k: triton[k] for k in
+                                                                          ("size_exponent", "overlap_exponent")}
 
 
 def test_34_api1_a_sweep_past_its_row_cap_is_refused_before_any_work():
@@ -382,3 +391,27 @@ def test_34_specs9_yaml_booleans_are_yaml_1_2s(tmp_path, line, says):
     path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "pcie_p2p"}) + line + "\n")
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", str(path)])
     assert out.exit_code == 2 and says in out.output
+
+
+@pytest.mark.parametrize("args", [["-m", "deepseek-v3", "-g", "l40s", "-c", "8192", "--ep", "2"],
+                                  ["-m", "qwen3-30b-a3b", "-g", "l4", "-c", "32768", "--ep", "2"]])
+def test_34_review1_under_ep_a_model_no_layout_holds_is_a_one_line_refusal(args):
+    """With no tensor-parallel degree of the group holding a sequence, the fewest-TP search had left --tp None: a
+    TypeError traceback."""
+    out = CliRunner().invoke(app, ["capacity", *args])
+    assert out.exit_code == 2 and "does not fit on 2" in out.output and "Traceback" not in out.output
+
+
+def test_34_review2_capacity_agrees_with_itself_on_the_fewest_gpus():
+    """The binding said one GPU holds Llama 3.1 8B where min_gpus_for_weights beside it said 4 (--pp 4)."""
+    out = _capacity("-m", "llama-3.1-8b", "-c", "8192", "--pp", "4")
+    assert out["min_gpus_for_weights"] == 1 and "1 GPU would hold" in out["binding"]
+
+
+def test_34_review9_capacitys_cost_by_hand():
+    """price x GPUs / (tokens/s x 3,600) x 1e6: at $2 a GPU-hour on 2 GPUs, a batch of B decoding a step of d ms
+    makes B x 1,000 / d tokens/s."""
+    out = _capacity("-m", "llama-3.1-8b", "-c", "1024", "--tp", "2", "-b", "64", "--price-per-gpu-hour", "2")
+    tokens_per_s = 64 * 1000 / out["decode_ms"]
+    assert out["tokens_per_s"] == pytest.approx(tokens_per_s, rel=1e-9)
+    assert out["cost_per_million_tokens"] == pytest.approx(2 * 2 / (tokens_per_s * 3600) * 1e6, rel=1e-9)

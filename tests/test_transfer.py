@@ -81,9 +81,11 @@ def _edited_h100(tmp_path, **changes):
 def test_audit_f9_an_edited_link_never_decodes_below_its_own_speed_of_light(tmp_path):
     # The audit's reproducer: `kvcalc show gpu h100-sxm -f toml`, interconnect_bandwidth_GBps = 0.01, --tp 2
     # (before: decode 3.776 ms against a speed of light of 107.2 ms).
-    g = _edited_h100(tmp_path, interconnect_bandwidth_GBps=0.01)
+    # (the scale-out link with it: one faster than the scale-up link is refused since the thirty-fourth audit)
+    g = _edited_h100(tmp_path, interconnect_bandwidth_GBps=0.01, scale_out_bandwidth_GBps=0.01)
     r = estimate("llama-3-8b", g, tp=2, engine="vllm")  # its warnings list holds it (the CLI prints it once)
-    assert any("interconnect_bandwidth_GBps differ from hardware_specs/h100-sxm.toml" in w for w in r.warnings)
+    assert any("interconnect_bandwidth_GBps, scale_out_bandwidth_GBps differ from hardware_specs/h100-sxm.toml" in w
+               for w in r.warnings)
     assert r.decode.ms >= r.decode.speed_of_light_ms > 100
     # The all-reduce alone: 64 of 1 x 4096 x 2 B each, at least 2 (1/2) 8192 B / (0.01e9 / 2 B/s) = 0.8192 ms each.
     assert r.decode.allreduce_ms >= 64 * 0.8192 * (1 - 1e-9)

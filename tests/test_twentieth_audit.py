@@ -23,14 +23,16 @@ def test_r1_vllm_from_0_19_admits_a_request_only_where_its_whole_sequence_fits()
     """vLLM 0.19 (PR #37307, scheduler_reserve_full_isl on by default) admits a waiting request only where its whole
     sequence fits (KVCacheManager.allocate_slots(..., full_sequence_must_fit=True)); before it, the first chunk was
     enough, and 22 Llama-3.1-8B requests of 20,000 + 1,000 tokens on an H100, one more than the pool holds at full
-    length, preempted one another over and over."""
+    length, preempted one another over and over. Since the thirty-fourth audit a preempted request finds what vLLM's
+    prefix cache kept of it and waits for room to take it back, which calms that churn (2,390 preemptions had been
+    16): 0.18 still preempts more than 0.19, at about the same throughput."""
     from kvcalc.serving.simulate import simulate
 
     kw = dict(input_len=20000, output_len=1000, arrivals="closed", concurrency=22, num_prompts=200, engine="vllm")
     new = _quiet(simulate, "llama-3.1-8b", "h100-sxm", **kw)
     old = _quiet(simulate, "llama-3.1-8b", "h100-sxm", vllm_version="0.18", **kw)
-    assert old["preemptions"] > 10 * max(new["preemptions"], 1)
-    assert new["output_tokens_per_s"] > 1.5 * old["output_tokens_per_s"]
+    assert old["preemptions"] > new["preemptions"]
+    assert new["output_tokens_per_s"] >= old["output_tokens_per_s"]
     one_less = _quiet(simulate, "llama-3.1-8b", "h100-sxm", **{**kw, "concurrency": 21})
     assert new["output_tokens_per_s"] == pytest.approx(one_less["output_tokens_per_s"], rel=0.03)
 

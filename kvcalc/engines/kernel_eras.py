@@ -51,8 +51,7 @@ ERAS: tuple[KernelEra, ...] = (
     KernelEra("vllm", "0.1-0.11", (0, 1, 0), (0, 11, 999), 2.18,
               f"fitted on 34 MoE rows from 3 organisations, {LEDGER}"),
     KernelEra("sglang", "0.1-0.5.5", (0, 1, 0), (0, 5, 5), 3.13,
-              "fitted on 17 MoE rows from 2 organisations (dstack; LMSYS, its blog and SGLang's repository), "
-              f"{LEDGER}"),
+              f"fitted on 17 MoE rows from 3 organisations, {LEDGER}"),
     KernelEra("trtllm", "0.1-0.21", (0, 1, 0), (0, 21, 999), 1.0,
               f"not fitted: no scored MoE row of the era, {LEDGER}"),
 )

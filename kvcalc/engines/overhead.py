@@ -179,10 +179,15 @@ def band_of_ledger_row(engine: str, version_text: str) -> Band | None:
     when = run_month(version_text)
     if when is None:
         return None
-    switch = {"vllm": ((2025, 3), "v0", "v1"), "trtllm": ((2025, 9), "engine", "pytorch")}.get(engine)
+    # SGLang: its one band begins with 0.4.0 (2024-12, the v0.4 blog): a run dated before it has none, as a stated
+    # 0.3 has none (the review of the thirty-fourth audit, 8)
+    switch = {"vllm": ((2025, 3), "v0", "v1"), "trtllm": ((2025, 9), "engine", "pytorch"),
+              "sglang": ((2024, 12), None, "0.4+")}.get(engine)
     if switch is None:
         return bands(engine)[-1] if bands(engine) else None
     name = switch[1] if when < switch[0] else switch[2]
+    if name is None:
+        return None
     return next(b for b in bands(engine) if b.name == name)
 
 

@@ -128,9 +128,10 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
     profile, or the roofline at the spec's efficiencies."""
     eff_m = 1.0 if speed_of_light else hw.efficiency.memory
     eff_c = 1.0 if speed_of_light else hw.efficiency.compute
-    # an engine replays its kernels in CUDA graphs, which a profile's curves time, so a calibrated launch overhead
-    # (eager kernels) is not added to the operators the curves leave out (the thirty-fourth audit, specs 2: 14.2 us
-    # on each of 65 norm kernels, TPOT 16 % long)
+    # an engine replays its decode steps in CUDA graphs, which a profile's curves time, so a calibrated launch
+    # overhead (eager kernels) is not added to the operators the curves leave out (the thirty-fourth audit, specs 2:
+    # 14.2 us on each of 65 norm kernels, TPOT 16 % long); a prefill past the captured sizes launches those
+    # operators eagerly, which is left out too, small beside its GEMMs
     launch_s = (0.0 if speed_of_light or profile is not None or not hw.launch_overhead_us
                 else hw.launch_overhead_us * 1e-6)
     timed, unprofiled = [], []

@@ -475,9 +475,14 @@ ORGANISATION_ALIASES = {"sglang": "lmsys", "tensorrt": "nvidia"}
 
 def organisation(publisher: str) -> str:
     """The organisation behind a publisher's name, to hold a source out across ledgers: the name's first word
-    ('dstack-benchmarks' here and 'dstack' in validation/serve are one), SGLang's project counted with LMSYS."""
-    first = publisher.strip().lower().split("-")[0]
-    return ORGANISATION_ALIASES.get(first, first)
+    ('dstack-benchmarks' here and 'dstack' in validation/serve are one), SGLang's project counted with LMSYS; a
+    measurement posted in a project's issue or pull request ('trtllm-issue-220-fty1777') is its author's, not the
+    project's (the review of the thirty-fourth audit, 6: two unrelated TensorRT-LLM issue reporters had counted as one
+    source, and an SGLang PR author's rows as LMSYS's)."""
+    words = publisher.strip().lower().split("-")
+    if len(words) >= 4 and words[1] in ("issue", "pr") and words[2].isdigit():
+        return "-".join(words[3:])
+    return ORGANISATION_ALIASES.get(words[0], words[0])
 
 
 def constants_without(rows: list[dict], held_out: str | None) -> dict[str, dict]:

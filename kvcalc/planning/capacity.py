@@ -351,7 +351,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     # without it (the thirty-fourth audit, capacity 2: --tp 1 had been taken, and the model said not to fit on GPUs
     # that hold it at --tp 2)
     tp = gpus or min_tp
-    if ep > 1 and not fits_one_sequence(tp):
+    if ep > 1 and tp is not None and not fits_one_sequence(tp):
         tp = None
     if tp is None:
         most = gpus or max(candidates)
@@ -459,6 +459,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                      + (" and the cost" if price_per_gpu_hour else "") + " are hypothetical"
                      + ("; drop --batch to size them at the most that fits" if batch and seqs >= 1 else ""))
         warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
+    # the fewest GPUs that hold the weights and a sequence with neither --pp nor --ep, where those were asked for
+    plain = next((t for t in TP_DEGREES if t < group and tp_refusal(spec, t, 1) is None
+                  and fp8_block_refusal(spec, weight_dtype, t, 1) is None and fits_one_sequence(t, 1, 1)),
+                 None) if group > 1 and (ep > 1 or pp > 1) else None
     if seqs < 1:
         overflow = weights_overflow(spec, weight_dtype, ev.usable_bytes, tp, pp, ep, hw=hw,
                                     engine=profile.engine if profile else engine)
@@ -467,14 +471,12 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         binding = f"KV cache: only {seqs} sequences fit at context {context}, fewer than the batch {batch}"
     elif replicas > 1:
         binding = f"throughput: {replicas} replicas of {gpu_count(group)} for {target_tokens_per_s:,.0f} tokens/s"
-    elif ep == 1 and min_tp is not None and tp > min_tp:  # ep == 1: min_tp is None only where seqs < 1
-        binding = f"none: the {gpu_count(group)} asked for hold it ({gpu_count(min_tp * pp)} would hold the weights)"
-    elif group > 1 and (ep > 1 or pp > 1) and (plain := next(
-            (t for t in TP_DEGREES if t < group and tp_refusal(spec, t, 1) is None
-             and fp8_block_refusal(spec, weight_dtype, t, 1) is None and fits_one_sequence(t, 1, 1)), None)):
+    elif plain is not None and plain < min(group, min_tp * pp if ep == 1 and min_tp else group):
         # the thirty-fourth audit, capacity 1: "weights: they need 4 GPUs' memory" for an 8B model at --pp 4
         binding = (f"none: the {gpu_count(group)} asked for hold it ({gpu_count(plain)} would hold the weights and a "
                    "sequence without --pp or --ep)")
+    elif ep == 1 and min_tp is not None and tp > min_tp:  # ep == 1: min_tp is None only where seqs < 1
+        binding = f"none: the {gpu_count(group)} asked for hold it ({gpu_count(min_tp * pp)} would hold the weights)"
     elif group > 1:
         weights_tp = next((t for t in candidates if t <= tp
                            and not weights_overflow(spec, weight_dtype, ev.usable_bytes, t, pp, ep)), tp)
@@ -485,7 +487,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         binding = "none: one GPU holds it"
     return {
         "model": spec.name, "gpu": hw.name, "context": context, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
-        "min_gpus_for_weights": ep if ep > 1 else (min_tp * pp if min_tp else None),
+        # the fewest in any layout, --pp and --ep dropped where fewer hold it then (the review of the thirty-fourth
+        # audit, 2: 4 beside a binding that said 1 holds it)
+        "min_gpus_for_weights": min((x for x in (ep if ep > 1 else (min_tp * pp if min_tp else None), plain) if x),
+                                    default=None),
         **({} if ep > 1 or min_tp else {"min_gpus_for_weights_note": (
             f"no tensor-parallel degree up to {gpu_count((gpus or max(candidates)) * pp)} holds one sequence of "
             f"{context:,} tokens")}),

@@ -110,8 +110,10 @@ def roofline_inputs(gpus, model, attn, batch, context, weight_dtype, kv_dtype, s
         raise KvcalcError(f"{name('batch')}: {len(gpus)} GPUs x {len(attn)} attention variants x {len(batch)} batches "
                           f"are {drawn:,} points; a roofline draws at most {MAX_ROOFLINE_POINTS:,} (kvcalc sweep "
                           "tabulates more)")
-    names = [load_gpu(g).name for g in gpus]  # one GPU under two names had drawn every point twice (the
-    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)  # thirty-fourth audit, API 6)
+    from kvcalc.option_values import first_repeat
+
+    # one GPU under two names had drawn every point twice (the thirty-fourth audit, API 6)
+    twice = first_repeat(load_gpu(g).name for g in gpus)
     if twice is not None:
         raise KvcalcError(f"{name('gpus')}: {twice} listed twice; give each GPU once")
     check_optional_str(name("speculate"), speculate)

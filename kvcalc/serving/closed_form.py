@@ -537,7 +537,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     elif profile_file is not None:  # the twenty-fifth audit, C2: only estimate had taken a calibrated profile
         from kvcalc.estimator import file_profile
 
-        profile = with_band(file_profile(profile_file, engine, hw, engine_version), engine_version)
+        profile = with_band(file_profile(profile_file, engine, hw, engine_version, warned), engine_version)
     else:
         profile = with_band(resolve_engine(engine, hw, warned), engine_version)  # the release band's step overhead
     if moe_time_scale is not None and profile is not None:

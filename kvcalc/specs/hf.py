@@ -1992,9 +1992,10 @@ def _names_a_layer_past(qc: object, num_layers: int) -> bool:
 # The copies of the embedding and the lm_head a checkpoint's multi-token-prediction layer stores for itself, by
 # model_type prefix: DeepSeek's layout has both (model.layers.61.embed_tokens and shared_head.head, as the AWQ index in
 # github.com/kvcache-ai/sglang_awq maps them), as GLM-4.7-Flash's (glm4_moe_lite: model.layers.47.embed_tokens and
-# shared_head.head, each [154880, 2048], in its published tensor list); GLM-4.5 and 4.6 (glm4_moe) store the head only
-# (model.layers.92.shared_head.head, which vLLM's GLM-4.6 MTP loader asked for beside the main model's embed_tokens:
-# vllm-project/vllm issue "support GLM-4.6 MTP"); MiMo's and Qwen3-Next's MTP modules share the main ones. The
+# shared_head.head, each [154880, 2048], in its published tensor list); GLM-4.5 (glm4_moe) stores the head only
+# (model.layers.92.shared_head.head, which vLLM's GLM MTP loader reads: a vLLM issue reports it loading for GLM-4.5
+# and missing from GLM-4.6's checkpoint, 0.2 % of that model, inside INDEX_TOLERANCE); MiMo's and Qwen3-Next's MTP
+# modules share the main ones. The
 # thirty-fourth audit, config 1: GLM-4.7-Flash's two copies, 1.27 GB, had been left out and its index warned of.
 MTP_OWN_COPIES = (("deepseek", 2), ("kimi", 2), ("glm4_moe_lite", 2), ("glm4_moe", 1))
 
