@@ -187,10 +187,11 @@ def test_a_deeply_nested_benchmark_file_is_one_line(tmp_path):
     assert "nested too deeply" in line
 
 
-@pytest.mark.parametrize("total", ["0", "9" * 400])
+@pytest.mark.parametrize("total", ["-1", "9" * 400])
 def test_a_checkpoint_index_total_outside_reason_is_one_line(tmp_path, total):
     """F4: metadata.total_size 0 or of 400 digits took the index's fast path unchecked: ZeroDivisionError and
-    OverflowError in estimate, import and serve."""
+    OverflowError in estimate, import and serve. (0 is a placeholder some repositories write: since the thirty-fourth
+    audit it is said and not compared, test_34_config5.)"""
     import json
 
     config = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,

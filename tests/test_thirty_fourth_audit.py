@@ -415,3 +415,23 @@ def test_34_review9_capacitys_cost_by_hand():
     tokens_per_s = 64 * 1000 / out["decode_ms"]
     assert out["tokens_per_s"] == pytest.approx(tokens_per_s, rel=1e-9)
     assert out["cost_per_million_tokens"] == pytest.approx(2 * 2 / (tokens_per_s * 3600) * 1e6, rel=1e-9)
+
+
+@pytest.mark.parametrize("index", ['{"metadata": {"total_size": 0}, "weight_map": {}}',
+                                   '{"weight_map": {}, "metadata": {"total_size": 0}}'])
+def test_34_config5_a_placeholder_total_size_is_said_not_refused(tmp_path, index):
+    """sarcascoder/nvidia-reason2 ships a Qwen3-VL index whose total_size is 0: estimate and import had refused the
+    model, which sizes cleanly without it."""
+    base = json.loads((Path(__file__).parent / "fixtures/hf/Meta-Llama-3-8B/config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(base))
+    (tmp_path / "model.safetensors.index.json").write_text(index)
+    out = CliRunner().invoke(app, ["estimate", "-m", str(tmp_path), "-f", "json"])
+    assert out.exit_code == 0, out.output
+    assert any("metadata.total_size is 0, a placeholder" in w for w in json.loads(out.stdout)["warnings"])
+
+
+def test_34_specs10_a_symlink_loop_is_named_as_one(tmp_path):
+    (tmp_path / "a.toml").symlink_to(tmp_path / "b.toml")
+    (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", str(tmp_path / "a.toml")])
+    assert out.exit_code == 2 and "is a symbolic link that leads to no file" in out.output

@@ -1940,6 +1940,8 @@ def checkpoint_total_size(folder: Path) -> tuple[Path, int] | None:
     except OSError as e:
         raise KvcalcError(f"{index}: cannot read ({e.strerror})") from None
     match = _TOTAL_SIZE.search(head)
+    if match and match.group(1).strip(b"0") == b"":  # 0: a placeholder some repositories write, which says nothing of
+        return index, 0  # the weights (index_check says so; the thirty-fourth audit, config 5: it had refused the model)
     if match:  # the fifth audit: a total_size of 0 or of 400 digits passed here and divided by zero or overflowed
         digits = match.group(1)
         return index, _total_size(index, int(digits) if len(digits) <= 20 else _Described(f"a number of {len(digits)} "
@@ -1953,6 +1955,8 @@ def checkpoint_total_size(folder: Path) -> tuple[Path, int] | None:
                           "remove it or fix it to compare the weights with it")
     total = data.get("metadata", {}).get("total_size") if isinstance(data, dict) and isinstance(
         data.get("metadata"), dict) else None
+    if total == 0 and not isinstance(total, bool):  # the placeholder, as above
+        return index, 0
     return index, _total_size(index, total)
 
 
@@ -2045,6 +2049,8 @@ def index_check(spec: ModelSpec, data: dict, config: Path) -> str | None:
     if found is None:
         return None
     index, total = found
+    if total == 0:
+        return f"{index}: metadata.total_size is 0, a placeholder: the weights are not compared with the checkpoint"
     ours, fmt, mtp = stored_weight_bytes(spec, data)
     # a checkpoint may leave out the multi-token-prediction layers its config names (a REAP-pruned Qwen3.5 keeps
     # mtp_num_hidden_layers 1 and stores no mtp.* weights: tests/fixtures/hf/Qwen3.5-18B-REAP-A3B-Coding)
