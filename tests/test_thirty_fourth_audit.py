@@ -435,3 +435,20 @@ def test_34_specs10_a_symlink_loop_is_named_as_one(tmp_path):
     (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3-8b", "-g", str(tmp_path / "a.toml")])
     assert out.exit_code == 2 and "is a symbolic link that leads to no file" in out.output
+
+
+def test_34_api9_estimate_csv_has_one_set_of_columns_for_every_model():
+    """The parameter breakdown's parts had been columns only where the model has them: 78 for Llama 3 8B, 81 for
+    DeepSeek-V3 (MoE), 82 for Qwen3-Next (hybrid), so rows of several models shifted under one header."""
+    import csv
+    import io
+
+    headers = []
+    for model in ("llama-3-8b", "deepseek-v3", "qwen3-next-80b-a3b"):
+        out = CliRunner().invoke(app, ["estimate", "-m", model, "-g", "h200", "--tp", "8", "-f", "csv"])
+        assert out.exit_code == 0, out.output
+        header, row = list(csv.reader(io.StringIO(out.stdout)))
+        headers.append(header)
+        if model == "llama-3-8b":
+            assert row[header.index("weights.breakdown.moe/routed")] == "0"
+    assert headers[0] == headers[1] == headers[2]

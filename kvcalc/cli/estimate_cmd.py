@@ -73,7 +73,11 @@ def estimate_cli(
     if format is not Format.table:  # the warnings go to stderr as well, exactly as the JSON lists them
         for warning in e.warnings:
             typer.echo(f"warning: {warning}", err=True)
-        return write_json(e.to_json_dict()) if format is Format.json else write_csv([json_safe(e.to_json_dict())])
+        if format is Format.json:
+            return write_json(e.to_json_dict())
+        from kvcalc.report.formats import estimate_csv_row
+
+        return write_csv([json_safe(estimate_csv_row(e.to_json_dict()))])
     from kvcalc.cli.render import render_estimate, render_explain
 
     render_estimate(e, spec, hw)

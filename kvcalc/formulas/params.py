@@ -138,6 +138,12 @@ def norm_params(model: ModelSpec) -> int:
 ACTIVATION_PARAMS = {"xielu": 2}
 
 
+# every part params_breakdown may give, in its order: the one set of columns a table of several models takes
+BREAKDOWN_PARTS = ("embedding", "position_embedding", "attention/qkv", "attention/o", "attention/sinks",
+                   "linear_attention", "mlp", "mlp/activation", "moe/routed", "moe/shared", "moe/router", "norms",
+                   "lm_head", "vision", "total")
+
+
 def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int]:
     """Parameters keyed by component (nanoGPT style), with 'total' last.
 

@@ -21,6 +21,20 @@ def capacity_csv_row(plan: dict) -> dict:
     return flat
 
 
+def estimate_csv_row(doc: dict) -> dict:
+    """`kvcalc estimate --format csv`'s row: its JSON, with every part of the parameter breakdown a column (0 where
+    the model has none), so rows of several models line up (the thirty-fourth audit, API 9: 78 columns for a dense
+    model, 81 for a MoE one, 82 for a hybrid)."""
+    from kvcalc.formulas.params import BREAKDOWN_PARTS
+
+    weights = doc.get("weights")
+    if isinstance(weights, dict) and isinstance(weights.get("breakdown"), dict):
+        got = weights["breakdown"]
+        unknown = [k for k in got if k not in BREAKDOWN_PARTS]
+        doc = {**doc, "weights": {**weights, "breakdown": {k: got.get(k, 0) for k in (*BREAKDOWN_PARTS, *unknown)}}}
+    return doc
+
+
 def serve_csv_row(plan: dict) -> dict:
     """`kvcalc serve --format csv`'s one row (one concurrency or rate): the JSON's scalars, whole byte counts and the
     nulls' notes as the JSON prints them, then assumptions.*."""

@@ -102,7 +102,9 @@ def estimate(query: Mapping[str, str]) -> View:
             engine_version=p["engine_version"], profile_file=p["profile"],
         )
         out = e.to_json_dict()
-        return View("estimate", p, out, [json_safe(e.to_json_dict())], list(e.warnings),
+        from kvcalc.report.formats import estimate_csv_row
+
+        return View("estimate", p, out, [json_safe(estimate_csv_row(e.to_json_dict()))], list(e.warnings),
                     {"explain": [s._asdict() for s in explain(e, spec, hw)], "display_gpu": hw.display_name})
 
     return _run("estimate", query, body)
