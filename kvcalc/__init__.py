@@ -113,6 +113,38 @@ def _checked(name: str, fn):
     return call
 
 
+def _plot_module(module):
+    """kvcalc.plot: the module, its charts' errors naming the keywords the caller wrote (gpus=, weight_dtype=) rather
+    than the CLI's flags, as the other public functions' do (the thirty-fourth audit, API 5)."""
+    import functools
+    import inspect
+    import types
+
+    from kvcalc.checks import api_label
+    from kvcalc.errors import KvcalcError
+
+    def relabelled(fn):
+        parameters = inspect.signature(fn).parameters
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except KvcalcError as e:
+                named = api_label(str(e), parameters, {"--gpu": "gpus"})
+                if named == str(e):
+                    raise
+                raise KvcalcError(named) from None
+
+        return call
+
+    proxy = types.ModuleType(module.__name__, module.__doc__)
+    proxy.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    for fn in ("roofline", "roofline_inputs"):
+        setattr(proxy, fn, relabelled(getattr(module, fn)))
+    return proxy
+
+
 def __getattr__(name: str):
     if name in _API:
         import importlib
@@ -120,6 +152,9 @@ def __getattr__(name: str):
         module, attr = _API[name]
         imported = importlib.import_module(module)
         value = imported if attr is None else getattr(imported, attr)
+        if name == "plot":
+            value = _plot_module(imported)
+            globals()[name] = value
         if name in _CHECKED:
             value = _checked(name, value)
             globals()[name] = value  # resolved once

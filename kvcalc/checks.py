@@ -172,7 +172,7 @@ def plain_scalar(value):
     return value
 
 
-def api_label(message: str, parameters) -> str:
+def api_label(message: str, parameters, keywords: dict[str, str] | None = None) -> str:
     """A checker's message with the CLI flags it opens with (`--batch:`, `--concurrency / --request-rate:`) named as
     the API's keywords where the function has them (batch=, ...): the API caller wrote those (the thirteenth audit,
     E3)."""
@@ -182,7 +182,7 @@ def api_label(message: str, parameters) -> str:
     names = []
     for flag in head.split(" / "):
         word = flag.split(" ", 1)[0]
-        keyword = API_KEYWORDS.get(word, word[2:].replace("-", "_"))
+        keyword = {**API_KEYWORDS, **(keywords or {})}.get(word, word[2:].replace("-", "_"))
         if not word.startswith("--") or keyword not in parameters:
             return message
         names.append(keyword + flag[len(word):])

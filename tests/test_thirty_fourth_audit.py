@@ -452,3 +452,16 @@ def test_34_api9_estimate_csv_has_one_set_of_columns_for_every_model():
         if model == "llama-3-8b":
             assert row[header.index("weights.breakdown.moe/routed")] == "0"
     assert headers[0] == headers[1] == headers[2]
+
+
+@pytest.mark.parametrize("kw, says", [({"weight_dtype": "int3"}, "weight_dtype: unknown dtype 'int3'"),
+                                      ({"gpus": ["nope-gpu"]}, "gpus: unknown gpu 'nope-gpu'")])
+def test_34_api5_kvcalc_plot_names_the_keywords_the_caller_wrote(kw, says):
+    """kvcalc.plot.roofline's refusals had named the CLI's --weight-dtype and --gpu, where the caller wrote
+    weight_dtype= and gpus=."""
+    import kvcalc
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError) as e:
+        kvcalc.plot.roofline(**kw)
+    assert str(e.value).startswith(says) and "--" not in str(e.value).split(":")[0]
