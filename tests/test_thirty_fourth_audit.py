@@ -465,3 +465,14 @@ def test_34_api5_kvcalc_plot_names_the_keywords_the_caller_wrote(kw, says):
     with pytest.raises(KvcalcError) as e:
         kvcalc.plot.roofline(**kw)
     assert str(e.value).startswith(says) and "--" not in str(e.value).split(":")[0]
+
+
+def test_35_plan1_a_median_ttft_limit_under_a_gpu_budget_is_checked_in_the_simulation():
+    """Under --gpu-budget the median TTFT limit had been the closed form's only: 4 replicas of TP 2 chosen at a
+    planned 166 ms simulated (serve --simulate, their 84 in flight) at 1,199 ms, past a 300 ms limit."""
+    out = CliRunner().invoke(app, ["plan", "-m", "llama-3.1-70b", "-g", "h100-sxm", "--gpu-budget", "8", "-i", "2000",
+                                   "-o", "500", "--max-tpot-ms", "50", "--max-ttft-ms", "300", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    choice = json.loads(out.stdout)["choice"]
+    assert choice["simulated"] is not None and choice["simulated"]["met"] is True
+    assert choice["simulated"]["ttft_ms"] <= 300
