@@ -476,3 +476,21 @@ def test_35_plan1_a_median_ttft_limit_under_a_gpu_budget_is_checked_in_the_simul
     choice = json.loads(out.stdout)["choice"]
     assert choice["simulated"] is not None and choice["simulated"]["met"] is True
     assert choice["simulated"]["ttft_ms"] <= 300
+
+
+def test_35_readme1_the_plan_example_is_what_plan_prints():
+    """README's fourth common question had shown 835 requests a replica and 20,569 configurations searched where plan
+    prints 817 and 19,780: its choice row, its search line and its launch's budget are checked against the command."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme[readme.index("**4. How many GPUs"):readme.index("**5. What would MLA")]
+    out = CliRunner().invoke(app, ["plan", "-m", "deepseek-v3", "-g", "h200,b200", "-i", "2000", "-o", "500",
+                                   "--request-rate", "100", "--max-ttft-ms", "2000", "--max-tpot-ms", "50",
+                                   "--price-per-gpu-hour", "h200=3.5,b200=5", "--emit", "sglang", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    choice = doc["choice"]
+    shown = next(line for line in block.splitlines() if line.startswith("choice"))
+    assert shown.split()[1:4] == [choice["gpu"], choice["engine"], "TP4+mtp"]
+    assert f" {choice['gpus']} " in shown and f" {choice['max_num_seqs']:,} " in shown
+    assert f"--max-running-requests {choice['max_num_seqs']}" in block
+    assert f"searched {doc['searched']['configurations']:,} configurations" in block
