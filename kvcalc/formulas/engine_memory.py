@@ -229,7 +229,7 @@ ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rop
 # get_mxfp4_backend; v0.19.0 fused_moe/oracle/mxfp4.py select_mxfp4_moe_backend): Marlin below compute capability 9.0
 # (these parts: 8.0 and 8.6-8.9); on Hopper the OpenAI triton_kernels matmul, which a stock install has from PR #28788
 # (merged 2025-11-15, bundled into vllm/third_party; first release 0.12). Before that a Hopper install's layout
-# depended on how triton_kernels and torch were installed (0.10.x: Marlin, below). 0.11 falls back to Marlin without it (quantization/mxfp4.py get_mxfp4_backend: "not
+# depended on how triton_kernels and torch were installed (0.10.x: below, not followed). 0.11 falls back to Marlin without it (quantization/mxfp4.py get_mxfp4_backend: "not
 # has_triton_kernels()"), and a stock 0.11 install has none: vllm/utils has_triton_kernels calls it "the optional
 # `triton_kernels` package", and neither requirements/ nor docker/Dockerfile installs it (vLLM at 9360d34fa,
 # 2025-09-30, days before the 0.11.0 release). Yet the only 0.11.0 Hopper weights found, llm-d's sweep on one H100
@@ -240,12 +240,13 @@ ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rop
 # do not add up (its 3.33 GiB of KV cache is not 0.9 x 79.18 - 64.38 - 7.38 - 0.13 = -0.63, and its peak and
 # non-torch memory are the 20b row's), so it is not a memory-ledger row. A stock pip install of 0.11 without
 # triton_kernels still takes Marlin (13.70 GiB for the 20b): kvcalc follows the logs, 1.9 % low for such an install.
-# The thirty-fifth audit, memory 1 and 2: a stock 0.10.1 on an H100 takes Marlin (vllm-project/vllm issue #23278:
-# "[marlin_utils_fp4.py:196] ... leveraging the Marlin kernel", gpt-oss-120b "Model loading took 65.9651 GiB", Marlin's
-# 65.93 here), so Hopper before 0.11 is Marlin's, not the checkpoint's bytes; and 0.14.1 still loads the unpadded
-# triton_kernels layout (issue #33155: "Using Triton backend", "Model loading took 64.38 GiB", the unpadded 64.33), so
-# the 64-byte padding arrives with 0.19.0's triton_kernels (v3.6.0; llm-d-planner's 0.19.0 gpt-oss-20b TP 2 row wants
-# it), not with the bundling in 0.12. 0.15-0.18 are taken unpadded (not established).
+# The thirty-fifth audit, memory 2: 0.14.1 still loads the unpadded triton_kernels layout (vllm-project/vllm issue
+# #33155: "Using Triton backend", "Model loading took 64.38 GiB", the unpadded 64.33), so the 64-byte padding arrives
+# with 0.19.0's triton_kernels (v3.6.0; llm-d-planner's 0.19.0 gpt-oss-20b TP 2 row wants it), not with the bundling
+# in 0.12; 0.15-0.18 are taken unpadded (not established). Memory 1, left: a stock pip 0.10.1 on an H100 takes Marlin
+# (issue #23278: "leveraging the Marlin kernel", gpt-oss-120b "Model loading took 65.9651 GiB", Marlin's 65.93 here,
+# and no KV pool), yet gpustack's 0.10.2 ran the same model on one H100 at a 32K context (validation/serve sv-019),
+# which Marlin's layout leaves no room for: the 0.10 layout depends on the install, and the checkpoint's bytes stand.
 VLLM_STOCK_MARLIN_ON_HOPPER = (0, 11)
 VLLM_TRITON_KERNELS_PADDED = (0, 19)
 GROUP_SIZE_SLACK = 1.5  # _get_kv_cache_groups_uniform_page_size: the most layers as group size below 1.5 x the fewest
@@ -298,14 +299,14 @@ def vllm_rope_cache_bytes(model: ModelSpec) -> float:
 
 
 def vllm_mxfp4_backend(cc: str | None, version: tuple[int, int]) -> str | None:
-    """The MXFP4 MoE backend vLLM `version` picks on a part of compute capability `cc`: 'marlin' (8.0-8.9, and Hopper
-    before 0.11), 'triton-hopper' (9.0 from 0.19; 'triton-hopper-0.11', unpadded, from 0.11: the comments above
-    VLLM_STOCK_MARLIN_ON_HOPPER), or None where kvcalc does not follow its layout (Blackwell's TensorRT-LLM and
-    FlashInfer kernels, ROCm, older parts)."""
+    """The MXFP4 MoE backend vLLM `version` picks on a part of compute capability `cc`: 'marlin' (8.0-8.9),
+    'triton-hopper' (9.0 from 0.19; 'triton-hopper-0.11', unpadded, from 0.11: the comments above
+    VLLM_STOCK_MARLIN_ON_HOPPER), or None where kvcalc does not follow its layout (Hopper before 0.11, whose layout
+    depends on the install; Blackwell's TensorRT-LLM and FlashInfer kernels, ROCm, older parts)."""
     if hopper(cc):
         if version >= VLLM_TRITON_KERNELS_PADDED:
             return "triton-hopper"
-        return "triton-hopper-0.11" if version >= VLLM_STOCK_MARLIN_ON_HOPPER else "marlin"
+        return "triton-hopper-0.11" if version >= VLLM_STOCK_MARLIN_ON_HOPPER else None
     return "marlin" if (8, 0) <= (capability(cc) or (0, 0)) < (9, 0) else None
 
 

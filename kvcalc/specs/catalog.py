@@ -225,8 +225,12 @@ def resolve(kind: Kind, ref: str):
             raise KvcalcError(text if kind == "model" else text.replace(" (models also take a config.json)", "")
                               ) from None
     if ref.endswith((*SPEC_SUFFIXES, ".json")):
-        if path.is_symlink():  # a link loop or a dangling link exists as a link, not as a file (the thirty-fourth
-            # audit, specs 10: "no such file" beside a file listed in its folder)
+        try:  # (a name past the file system's length is no link: OSError)
+            link = path.is_symlink()
+        except OSError:
+            link = False
+        if link:  # a link loop or a dangling link exists as a link, not as a file (the thirty-fourth audit, specs
+            # 10: "no such file" beside a file listed in its folder)
             raise KvcalcError(f"--{kind}: {ref} is a symbolic link that leads to no file (a loop, or a missing "
                               "target)")
         raise KvcalcError(f"--{kind}: no such file {ref}")
