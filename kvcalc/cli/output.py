@@ -328,3 +328,16 @@ def fit_widths(natural: list[int], numeric: list[bool], available: int) -> list[
         widest = max(text, key=lambda i: widths[i])
         widths[widest] -= 1
     return widths
+
+
+def check_frontier_plot(plot, output_len: int | None) -> None:
+    """--plot of a serving frontier (serve, plan): a writable .png, .svg or .pdf, and an x axis that exists: tokens/s
+    per user, 1 / TPOT, which --output-len 1 leaves undefined (the tenth audit, S4, and the thirty-fourth, API 3: an
+    empty chart, exit 0)."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.specs.files import check_writable
+
+    check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
+    if output_len == 1:
+        raise KvcalcError("--plot: the frontier's x axis is tokens/s per user, 1 / TPOT, which --output-len 1 "
+                          "leaves undefined (no token follows the first); leave out --plot")

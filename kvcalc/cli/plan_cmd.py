@@ -9,13 +9,12 @@ import typer
 
 from kvcalc.cli import app
 from kvcalc.cli.options import CONCURRENCY_HELP, FormatOpt, MemoryUtilization, Model
-from kvcalc.cli.output import Format, print_rows, save_figure, write_csv, write_json
+from kvcalc.cli.output import Format, check_frontier_plot, print_rows, save_figure, write_csv, write_json
 from kvcalc.errors import KvcalcError
 from kvcalc.option_values import names as _names
 from kvcalc.option_values import parse_prices
 from kvcalc.report.formats import PLAN_ROOFLINE_MARK, plan_csv_rows
 from kvcalc.report.formats import plan_row as _row
-from kvcalc.specs.files import check_writable
 
 
 @app.command("plan")
@@ -62,10 +61,7 @@ def plan_cli(
     from kvcalc.planning.plan import plan
 
     if plot is not None:
-        check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
-        if output_len == 1:  # as serve refuses it (the thirty-fourth audit, API 3: an empty chart, exit 0)
-            raise KvcalcError("--plot: the frontier's x axis is tokens/s per user, 1 / TPOT, which --output-len 1 "
-                              "leaves undefined (no token follows the first); leave out --plot")
+        check_frontier_plot(plot, output_len)
     if explain and format is not Format.table:  # the ninth round, P7: dropped in silence
         raise KvcalcError("--explain: with --format table (the derivations are printed, not a JSON or CSV field)")
     if emit is not None and format is Format.csv:  # the third audit: CSV had dropped the launch command unsaid

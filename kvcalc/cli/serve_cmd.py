@@ -31,6 +31,7 @@ from kvcalc.cli.output import (
     Format,
     VllmRunner,
     VllmVersion,
+    check_frontier_plot,
     print_rows,
     save_figure,
     write_csv,
@@ -41,7 +42,6 @@ from kvcalc.option_values import ascii_digits, percentile_number
 from kvcalc.option_values import disaggregate_pair as _disaggregate
 from kvcalc.option_values import int_list as _split_ints
 from kvcalc.serving import SIMULATE_ONLY
-from kvcalc.specs.files import check_writable
 
 
 @app.command("serve")
@@ -138,10 +138,7 @@ def serve_cli(
         raise KvcalcError(f"-c: serve has no --context (the context is --input-len + --output-len); for "
                           f"{context_flag} requests in flight use -n/--concurrency {context_flag}")
     if plot is not None:
-        check_writable(plot, "--plot", (".png", ".svg", ".pdf"))
-        if not simulate and output_len == 1:  # the tenth audit, S4: an empty chart, exit 0
-            raise KvcalcError("--plot: the frontier's x axis is tokens/s per user, 1 / TPOT, which --output-len 1 "
-                              "leaves undefined (no token follows the first); leave out --plot")
+        check_frontier_plot(plot, None if simulate else output_len)  # (the simulation draws its timeline)
     if trace is not None and not (simulate and arrivals == "trace"):
         raise KvcalcError("--trace: read only with --simulate --arrivals trace; add them, or leave out --trace")
     if simulate and arrivals == "trace":  # the trace gives the requests: nothing is counted or drawn (sixth audit)

@@ -199,15 +199,16 @@ def row_kwargs(row: dict) -> dict:
     if "schedules_ahead" not in kw and ahead_before_default(row["engine"], row.get("engine_version", "")) is False:  # a release (or a date) before
         # the engine's scheduler ran a step ahead by default
         kw["schedules_ahead"] = False
-    release = re.match(r"v?(\d+)\.(\d+)", row.get("engine_version", "").strip())
+    stated = re.match(r"v?(\d+)\.(\d+)", row.get("engine_version", "").strip())
+    release = (int(stated[1]), int(stated[2])) if stated else None
     if row["engine"] == "vllm" and not release and (b := _band_of_row(row)) is not None and b.name == "v0":
         # a run dated by month before V1 became the default ('unknown (2024-09)'): V0's scheduler and the memory rule
         # of the band's last release, as the published ledger bands it (the thirty-fourth audit, overhead 1: run as
         # 0.30, V1's scheduler and Model Runner V2's overheads)
-        release = re.match(r"(\d+)\.(\d+)", "{}.{}".format(*b.last))
+        release = b.last
     if row["engine"] == "vllm" and release:  # the memory rule of the run's release (engines/memory.py)
-        kw["vllm_version"] = f"{release[1]}.{release[2]}"
-        if (int(release[1]), int(release[2])) < (0, 8):
+        kw["vllm_version"] = f"{release[0]}.{release[1]}"
+        if release < (0, 8):
             kw.update(_vllm_v0_schedule(row))
     conc, rate = _number(row["concurrency"]), _number(row["request_rate"])
     if conc is not None:
@@ -248,7 +249,7 @@ def _band_of_run(row: dict) -> str | None:
     the engine has no profile on this GPU or no bands. A stated release outside every band is refused, as the
     published ledger and --engine-version refuse it (the thirty-fourth audit, overhead 2: SGLang 0.3.0 had been run
     with the 0.4+ band's overheads)."""
-    from kvcalc.engines.overhead import band, bands
+    from kvcalc.engines.overhead import band, bands, release_tuple
     from kvcalc.specs.catalog import load_gpu, resolve_engine
 
     try:
@@ -257,8 +258,6 @@ def _band_of_run(row: dict) -> str | None:
         return None
     if profile is None or not bands(row["engine"]):
         return None
-    from kvcalc.engines.overhead import release_tuple
-
     stated = row.get("engine_version", "").strip()
     b = _band_of_row(row) if stated else None
     if b is None and stated and release_tuple(stated) is not None:  # a release no band holds; text that names no

@@ -1999,8 +1999,8 @@ def _names_a_layer_past(qc: object, num_layers: int) -> bool:
 # shared_head.head, each [154880, 2048], in its published tensor list); GLM-4.5 (glm4_moe) stores the head only
 # (model.layers.92.shared_head.head, which vLLM's GLM MTP loader reads: a vLLM issue reports it loading for GLM-4.5
 # and missing from GLM-4.6's checkpoint, 0.2 % of that model, inside INDEX_TOLERANCE); MiMo's and Qwen3-Next's MTP
-# modules share the main ones. The
-# thirty-fourth audit, config 1: GLM-4.7-Flash's two copies, 1.27 GB, had been left out and its index warned of.
+# modules share the main ones. The thirty-fourth audit, config 1: GLM-4.7-Flash's two copies, 1.27 GB, had been left
+# out and its index warned of. (Order matters: a prefix is tried before a shorter one it starts with.)
 MTP_OWN_COPIES = (("deepseek", 2), ("kimi", 2), ("glm4_moe_lite", 2), ("glm4_moe", 1))
 
 
@@ -2019,7 +2019,7 @@ def stored_weight_bytes(spec: ModelSpec, data: dict, mtp_layers: int | None = No
     fmt = spec.quantization.weight_format if spec.quantization is not None else STORED_DTYPES.get(dtype, "bf16")
     b_w = bytes_per_element(fmt)
     total = weight_bytes(spec, b_w)
-    mtp = spec.mtp_layers or 0 if mtp_layers is None else mtp_layers
+    mtp = (spec.mtp_layers or 0) if mtp_layers is None else mtp_layers
     if mtp > 0:
         edge_b = 2.0 if spec.quantization is not None else b_w  # quantised checkpoints keep these in bf16
         if spec.quantization is not None and _names_a_layer_past(data.get("quantization_config"), spec.num_layers):

@@ -104,7 +104,7 @@ def estimate(query: Mapping[str, str]) -> View:
         out = e.to_json_dict()
         from kvcalc.report.formats import estimate_csv_row
 
-        return View("estimate", p, out, [json_safe(estimate_csv_row(e.to_json_dict()))], list(e.warnings),
+        return View("estimate", p, out, [json_safe(estimate_csv_row(out))], list(e.warnings),
                     {"explain": [s._asdict() for s in explain(e, spec, hw)], "display_gpu": hw.display_name})
 
     return _run("estimate", query, body)
