@@ -224,3 +224,35 @@ def test_the_readme_quotes_the_ledgers_overall_figures(scored):
             f"median TTFT {pct('median_ttft_ms')} ({pct('median_ttft_ms', 'closed_median_abs_error_pct')}), median "
             f"TPOT {pct('median_tpot_ms')} ({pct('median_tpot_ms', 'closed_median_abs_error_pct')}), p99 TTFT "
             f"{pct('p99_ttft_ms')}") in readme
+
+
+def test_a_profile_fitted_on_the_rows_organisation_is_refitted_without_it(monkeypatch):
+    """The thirty-fifth audit's leak, left in its note: the MI300X's vLLM profile is scaled (x 1.219) on end-to-end
+    rows that include AMD's own latency table (amd-041..043), and AMD's vLLM recipe rows of the serving ledger
+    (sv-112, sv-113, publisher amd-vllm-recipes) were scored with it. Held out, they are timed with the scale refitted
+    on the other organisation's fit rows only (published.refit_e2e), as the published ledger scores its own rows; a
+    dstack MI300X row, whose organisation set no part of the scale, keeps the bundled profile."""
+    from kvcalc.ledgers import published as pub
+    from kvcalc.ledgers import serving_sim
+    from kvcalc.specs.catalog import load_gpu, resolve_engine
+
+    points = pub.read_points(ROOT / "validation/published")
+    owner = {p["id"]: pub.organisation(p["publisher"]) for p in points}
+    bundled = resolve_engine("vllm", load_gpu("mi300x"), [])
+    assert bundled.provenance == "fitted" and "amd" in {owner[i] for i in bundled.fitted_on}
+    prepared = pub.prepare(points)
+    rows = {r["id"]: r for r in read_rows(LEDGER)}
+    amd = rows["sv-112"]
+    assert pub.organisation(amd["publisher"]) == "amd"
+    held = serving_sim._held_out_profile(amd, "amd", points, pub.constants_without(prepared, "amd")["fits"], {})
+    assert held is not None and held.fitted_on and "amd" not in {owner[i] for i in held.fitted_on}
+    assert set(held.fitted_on) < set(bundled.fitted_on)
+    assert held.time_scale != pytest.approx(bundled.time_scale, rel=1e-3)
+    dstack = next(r for r in rows.values() if r["gpu"] == "mi300x" and r["engine"] == "vllm"
+                  and pub.organisation(r["publisher"]) == "dstack")
+    assert serving_sim._held_out_profile(dstack, "dstack", points, {}, {}) is None
+    # and the refit reaches the simulation: the row's TPOT differs from the one scored with the bundled scale
+    loso = {r["metric"]: r for r in score([amd], published=ROOT / "validation/published") if "metric" in r}
+    monkeypatch.setattr(serving_sim, "_held_out_profile", lambda *a: None)
+    leaky = {r["metric"]: r for r in score([amd], published=ROOT / "validation/published") if "metric" in r}
+    assert loso["median_tpot_ms"]["simulated"] != pytest.approx(leaky["median_tpot_ms"]["simulated"], rel=1e-3)

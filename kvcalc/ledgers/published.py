@@ -488,7 +488,8 @@ def organisation(publisher: str) -> str:
 def constants_without(rows: list[dict], held_out: str | None) -> dict[str, dict]:
     """Every constant this ledger fits, refitted on the prepared rows of every organisation but `held_out` (None:
     all): what another ledger's row of that organisation is scored with. {"overheads": {'vllm v1': EngineOverhead},
-    "moe_scales": {'vllm 0.1-0.11': factor}}; each era's MoE factor is fitted beside the refitted overheads."""
+    "moe_scales": {'vllm 0.1-0.11': factor}, "fits": fit_overheads' own dicts (refit_e2e's `fits`)}; each era's MoE
+    factor is fitted beside the refitted overheads."""
     keep = [r for r in rows if held_out is None or organisation(r["publisher"]) != held_out]
     overheads = fit_overheads(keep, {r["band"] for r in rows if r["band"]} | {f"{b.engine} {b.name}" for b in BANDS})
     held = f"refitted on validation/published/ without {held_out}'s rows" if held_out else "fitted on validation/published/"
@@ -497,7 +498,8 @@ def constants_without(rows: list[dict], held_out: str | None) -> dict[str, dict]
                 step_us_per_synced_layer=o["step_us_per_synced_layer"], request_ms=o["request_ms"],
                 sources=[f"{key} band, {o['level']}, {held} (kvcalc/ledgers/published.py constants_without)"])
                 for key, o in overheads.items()},
-            "moe_scales": {k: v["moe_scale"] for k, v in fit_moe_scales(keep, overheads).items()}}
+            "moe_scales": {k: v["moe_scale"] for k, v in fit_moe_scales(keep, overheads).items()},
+            "fits": overheads}
 
 
 def prepare(points: list[dict], roofline: bool = False) -> list[dict]:

@@ -276,8 +276,8 @@ def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> 
     common = {"input_len": kw["input_len"] or max(1, round(sim["mean_input_len"])),
               "output_len": kw["output_len"] or max(1, round(sim["mean_output_len"])), "tp": kw["tp"], "pp": kw["pp"],
               "ep": kw["ep"], "engine": time_model, "weight_dtype": kw["weight_dtype"], "kv_dtype": kw["kv_dtype"]}
-    common.update({k: kw[k] for k in ("memory_utilization", "step_tokens", "speculate", "moe_time_scale", "overhead")
-                   if k in kw})
+    common.update({k: kw[k] for k in ("memory_utilization", "step_tokens", "speculate", "moe_time_scale", "overhead",
+                                      "profile") if k in kw})
     if time_model == "vllm" and "vllm_version" in kw:
         common["vllm_version"] = kw["vllm_version"]
     try:
@@ -290,6 +290,29 @@ def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> 
         return full if r["replicas"] > 1 else r
     except KvcalcError:
         return None
+
+
+def _held_out_profile(row: dict, org: str, points: list[dict], fits: dict, refits: dict):
+    """The row's GPU-engine profile refitted without its organisation where the bundled one was fitted to end-to-end
+    rows of that organisation (published.refit_e2e, with the overheads `fits` fitted without it); None where the
+    bundled profile is measured, transferred, or fitted on other organisations' rows only. Cached in refits."""
+    from kvcalc.ledgers.published import organisation, refit_e2e
+    from kvcalc.specs.catalog import load_gpu, resolve_engine
+
+    try:
+        profile = resolve_engine(row["engine"], load_gpu(row["gpu"]), [])
+    except KvcalcError:
+        return None
+    if profile is None or getattr(profile, "provenance", None) != "fitted":
+        return None
+    owner = {p["id"]: organisation(p["publisher"]) for p in points}
+    if org not in {owner.get(i) for i in profile.fitted_on}:
+        return None
+    key = (org, row["gpu"], row["engine"])
+    if key not in refits:
+        refits[key] = refit_e2e(points, {"gpu": row["gpu"], "engine": row["engine"], "publisher": row["publisher"]},
+                                fits)
+    return refits[key]
 
 
 def published_beside(path: Path) -> Path | None:
@@ -305,17 +328,21 @@ def score(rows: list[dict], published: Path | None = None) -> list[dict]:
 
     Each row runs with the constants fitted on the published ledger in `published` (validation/published/) refitted
     without the row's organisation, so that no row is scored by a constant its own source set: its release band's
-    overheads (engines/overhead.py) and, for an older release, its kernel era's MoE factor (engines/kernel_eras.py).
-    Without `published`, the constants kvcalc ships."""
+    overheads (engines/overhead.py), for an older release its kernel era's MoE factor (engines/kernel_eras.py), and
+    where its GPU's profile was fitted to end-to-end rows of that organisation (ledgers/fit_e2e.py: AMD's MI300X rows
+    set the MI300X's vLLM scale), that profile refitted without them (published.refit_e2e), as the published ledger
+    scores its own rows. Without `published`, the constants kvcalc ships."""
     from kvcalc.engines.kernel_eras import ERAS, era_of_ledger_row
     from kvcalc.specs.catalog import load_gpu
 
     held: dict[str, dict[str, float]] = {}
-    prepared = None
+    prepared = points = None
+    refits: dict[tuple, object] = {}
     if published is not None:
         from kvcalc.ledgers import published as pub
 
-        prepared = pub.prepare(pub.read_points(published))
+        points = pub.read_points(published)
+        prepared = pub.prepare(points)
     out = []
     for row in rows:
         base = {"id": row["id"], "engine": row["engine"], "model": row["model"], "gpu": row["gpu"]}
@@ -337,6 +364,8 @@ def score(rows: list[dict], published: Path | None = None) -> list[dict]:
                     kw["moe_time_scale"] = held[org]["moe_scales"][f"{era.engine} {era.name}"]
                 if key is not None:
                     kw["overhead"] = held[org]["overheads"][key]
+                if (profile := _held_out_profile(row, org, points, held[org]["fits"], refits)) is not None:
+                    kw["profile"] = profile
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sim, time_model = _run(row["model"], row["gpu"], row["engine"], kw)

@@ -1285,7 +1285,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
              moe_time_scale: float | None = None, cuda_graph_GiB: float | None = None,
              flashinfer_sampler: bool = False, price_per_gpu_hour: float | None = None, overhead=None,
              schedules_ahead: bool | None = None, profile_file: str | None = None,
-             burstiness: float = 1.0) -> dict:
+             burstiness: float = 1.0, profile=None) -> dict:
     """Simulate num_prompts requests through one replica's scheduler (module docstring) and summarise them.
 
     arrivals: closed (concurrency in flight), poisson (request_rate; inf: all at once; with concurrency, at most that
@@ -1304,7 +1304,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     (engines/overhead.py, engines/kernel_eras.py; default the profile's own); moe_time_scale: the routed experts'
     time factor instead of the era's, overhead: an EngineOverhead instead of the band's (the serving ledger's held-out
     refits). profile_file: an engine profile file in place of the bundled one (calibrate --from-benchmark writes
-    one). burstiness: vllm bench serve's --burstiness for Poisson arrivals (gamma gaps of that shape, the same mean;
+    one); profile: an EngineProfile object in place of both (the serving ledger's profile refitted without the row's
+    organisation), as serve takes it. burstiness: vllm bench serve's --burstiness for Poisson arrivals (gamma gaps of that shape, the same mean;
     the twenty-fifth audit, S3). cuda_graph_GiB, flashinfer_sampler:
     vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them). schedules_ahead: whether
     the scheduler runs a step ahead of the GPU (vLLM --async-scheduling / --no-async-scheduling, SGLang
@@ -1546,7 +1547,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                    # vLLM's memory rule with the run's max_num_seqs (the tenth audit's verification, V2: sized, and
                    # its step budget checked, at vLLM's default 1,024 where --max-num-seqs 64 was given)
                    max_num_seqs=policy.max_seqs if policy.name.startswith("vllm") else None,
-                   profile_file=profile_file,
+                   profile_file=profile_file, profile=profile,
                    step_given=step_given)
     spec, stepper = d["spec"], d["stepper"]
     if policy.name == "sglang" and not seqs_given:  # SGLang's own max_running_requests for this pool and model, 48
