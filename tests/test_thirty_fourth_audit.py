@@ -507,3 +507,39 @@ def test_34_api9_every_part_a_bundled_model_breaks_into_has_its_column():
         parts = list(params_breakdown(spec))
         assert set(parts) <= set(BREAKDOWN_PARTS), (spec.name, set(parts) - set(BREAKDOWN_PARTS))
         assert parts == [p for p in BREAKDOWN_PARTS if p in parts], spec.name
+
+
+def test_36_hwspecs1_sglangs_own_fraction_reads_nvidia_smis_total():
+    """SGLang sizes its default mem_fraction_static and prefill chunk by nvidia-smi's memory.total (sgl-project/
+    sglang python/sglang/srt/utils/common.py get_nvgpu_memory_capacity), which kvcalc had taken as the datasheet's
+    memory: an A10's 24 GiB where nvidia-smi prints 23,028 MiB. By hand, SGLang's rule on 23,028 MiB at TP 1 (below
+    35 GiB: chunk 2,048, 24 CUDA graphs): reserved = 512 + 2,048 x 1.5 + 24 x 2 + 1,024 / 8 = 3,760 MiB, so
+    (23,028 - 3,760) / 23,028 = 0.837, not the 0.847 of 24,576 MiB; an H100's 81,559 MiB gives 0.835 (13,440 MiB
+    reserved), not 0.836. AMD parts keep torch's total, as SGLang's get_amdgpu_memory_capacity reads it."""
+    from kvcalc.engines.memory import sglang_own_fraction
+    from kvcalc.specs.catalog import load_gpu
+
+    assert load_gpu("a10").device_total_MiB == 23_028
+    assert sglang_own_fraction(load_gpu("a10"), 1) == round((23_028 - 3_760) / 23_028, 3) == 0.837
+    assert sglang_own_fraction(load_gpu("h100-sxm"), 1) == round((81_559 - 13_440) / 81_559, 3) == 0.835
+    assert load_gpu("mi300x").device_total_MiB == pytest.approx(191.98 * 1024)
+    out = CliRunner().invoke(app, ["capacity", "-m", "llama-3.1-8b", "-c", "8192", "-g", "a10", "-e", "sglang"])
+    assert out.exit_code == 0 and "--memory-utilization 0.837" in out.output
+
+
+def test_36_hwspecs1_smi_total_past_the_datasheet_is_refused(tmp_path):
+    """A spec's nvidia-smi total above its datasheet memory is a contradiction, refused naming both fields."""
+    text = (Path(__file__).resolve().parents[1] / "hardware_specs/h100-sxm.toml").read_text().replace("smi_memory_MiB = 81559", "smi_memory_MiB = 90000")
+    (tmp_path / "big.toml").write_text(text)
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", str(tmp_path / "big.toml")])
+    assert out.exit_code == 2 and "smi_memory_MiB 90000 exceeds memory_GiB 80" in out.output
+
+
+def test_36_hwspecs2_every_nvidia_part_states_its_sms():
+    """vLLM sizes its sampler's top-k/top-p buffer by the SM count; T4, A10, A10G, L4, V100 and B200 had fallen back
+    to the H100's 132 where their own count is published (T4 40 and B200 148 from torch's multi_processor_count, A10
+    72 and L4 58 from their datasheets' CUDA cores at 128 an SM, V100 80 from its whitepaper, A10G 80 from torch)."""
+    from kvcalc.specs.catalog import load_gpu
+
+    got = {g: load_gpu(g).compute_units for g in ("t4", "a10", "a10g", "l4", "v100-sxm2-32gb", "b200")}
+    assert got == {"t4": 40, "a10": 72, "a10g": 80, "l4": 58, "v100-sxm2-32gb": 80, "b200": 148}

@@ -271,14 +271,14 @@ def test_28_p1_a_median_plan_at_a_rate_holds_under_poisson_arrivals():
 
 
 def test_28_p2_plan_takes_the_memory_utilization_its_warning_names():
-    """Plan's SGLang warning said 'plan with --memory-utilization 0.836', a flag kvcalc plan did not have."""
+    """Plan's SGLang warning said 'plan with --memory-utilization 0.835', a flag kvcalc plan did not have."""
     args = ["plan", "-m", "qwen3-32b", "-g", "h100-sxm", "-i", "1000", "-o", "200", "--concurrency", "64",
             "--max-tpot-ms", "60", "--engines", "sglang", "--emit", "sglang"]
     first = CliRunner().invoke(app, args)
-    assert first.exit_code == 0 and "plan with --memory-utilization 0.836" in first.output
-    again = CliRunner().invoke(app, [*args, "--memory-utilization", "0.836"])
+    assert first.exit_code == 0 and "plan with --memory-utilization 0.835" in first.output
+    again = CliRunner().invoke(app, [*args, "--memory-utilization", "0.835"])
     assert again.exit_code == 0, again.output
-    assert "--mem-fraction-static 0.836" in again.output and "plan with --memory-utilization" not in again.output
+    assert "--mem-fraction-static 0.835" in again.output and "plan with --memory-utilization" not in again.output
     bad = CliRunner().invoke(app, [*args, "--memory-utilization", "1.5"])
     assert bad.exit_code == 2 and "--memory-utilization" in bad.output
 

@@ -81,5 +81,7 @@ def test_29_r2_sglang_reserves_memory_for_a_draft(speculation, reserved):
     # 0.5.14, the release kvcalc's SGLang profiles time, reserves nothing for a draft (its _handle_gpu_memory_settings
     # has no speculative term; the thirty-third audit): every method's fraction is the plain one
     plain = round((184_320 - 26_624) / 184_320, 3)
-    assert sglang_own_fraction(load_gpu("b200"), 4, speculation=speculation) == plain
     assert em.sglang_derived_mem_fraction(184_320, 4, speculation=speculation) == plain
+    # a B200 as SGLang reads it: nvidia-smi's 183,359 MiB (the thirty-sixth audit, hwspecs 1), the same 26,624 reserved
+    smi = round((183_359 - 26_624) / 183_359, 3)
+    assert sglang_own_fraction(load_gpu("b200"), 4, speculation=speculation) == smi

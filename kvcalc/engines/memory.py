@@ -228,8 +228,8 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     else:
         kv_pool, held = pool, max(pool, 0.0) / per_request
     tokens = em.sglang_kv_tokens(spec, kv_pool, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.compute_capability))
-    # the fraction SGLang takes when --mem-fraction-static is not given, by its own rule on the GPU's memory (the
-    # datasheet's, where SGLang reads nvidia-smi's total: 81,920 MiB for an H100's 81,559, 0.836 for its 0.835); said
+    # the fraction SGLang takes when --mem-fraction-static is not given, by its own rule on the GPU's memory as it
+    # reads it (nvidia-smi's total: 81,559 MiB on an H100, 0.835; HardwareSpec.device_total_MiB); said
     # where --memory-utilization differs (the nineteenth audit, E3: 0.9 had been taken without a word, 10 % more pool)
     # (the twenty-ninth audit's R2, the rest: with speculation SGLang before 0.5.14 kept 2 GiB more for EAGLE or MTP,
     # 6 GiB for a draft model; 0.5.14, the profiled release, keeps none: em.SGLANG_NO_SPECULATION_RESERVE)
@@ -454,10 +454,12 @@ def sglang_vision_note(spec, own: float) -> str | None:
 
 def sglang_own_fraction(hw, tp: int, pp: int = 1, ep: int = 1, speculation: str | None = None) -> float:
     """The mem_fraction_static SGLang derives for this GPU and layout when it is not given
-    (formulas/engine_memory.py sglang_derived_mem_fraction), from the datasheet's memory (SGLang reads nvidia-smi's
-    total, 81,559 MiB on an H100 where this takes 81,920: 0.001 high); under expert parallelism its ep GPUs and ep / tp
-    data-parallel attention ranks; with speculation (draft, eagle, mtp) its reserve for the draft."""
-    return em.sglang_derived_mem_fraction(hw.memory_GiB * 1024, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1,
+    (formulas/engine_memory.py sglang_derived_mem_fraction), from the device's total as SGLang reads it
+    (HardwareSpec.device_total_MiB: nvidia-smi's, 81,559 MiB on an H100; the thirty-sixth audit, hwspecs 1: the
+    datasheet's 24 GiB on an A10 had given 0.847 where nvidia-smi's 23,028 MiB gives 0.837); under expert parallelism
+    its ep GPUs and ep / tp data-parallel attention ranks; with speculation (draft, eagle, mtp) its reserve for the
+    draft."""
+    return em.sglang_derived_mem_fraction(hw.device_total_MiB, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1,
                                           speculation)
 
 

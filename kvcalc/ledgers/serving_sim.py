@@ -190,7 +190,7 @@ def row_kwargs(row: dict) -> dict:
 
         dp, release = attention_groups(ep, tp), row.get("engine_version", "")
         kw["step_tokens"] = (sglang_rank_chunk(kw["step_tokens"], dp, release) if "step_tokens" in kw
-                             else sglang_server_budget(load_gpu(row["gpu"]).memory_GiB, release, dp))
+                             else sglang_server_budget(load_gpu(row["gpu"]).device_total_MiB / 1024, release, dp))
         if "max_num_seqs" in kw:  # --max-running-requests // dp_size a rank (engines/launch.py
             # _sglang_max_running_requests)
             kw["max_num_seqs"] = max(1, kw["max_num_seqs"] // dp)

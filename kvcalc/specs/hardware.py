@@ -95,6 +95,10 @@ class HardwareSpec(StrictModel):
     visible_memory_GiB: float | None = Field(
         None, ge=1e-3, le=1e6, description="total that torch.cuda.mem_get_info reports (what engines budget from); "
         "below memory_GiB by what the driver and ECC reserve. Unset: memory_GiB is used")
+    smi_memory_MiB: float | None = Field(
+        None, ge=1, le=1e9, description="the total nvidia-smi prints (memory.total) [MiB], above what torch reports "
+        "and below the datasheet's: what SGLang sizes its own memory fraction and prefill chunk by (get_nvgpu_memory_"
+        "capacity). Unset: memory_GiB x 1024; AMD parts use visible_memory_GiB (SGLang reads torch's total there)")
     memory_bandwidth_GBps: Bandwidth
     peak_tflops: PeakTflops
     interconnect: str | None = None
@@ -133,6 +137,9 @@ class HardwareSpec(StrictModel):
     def _visible_within_capacity(self):
         if self.visible_memory_GiB is not None and self.visible_memory_GiB > self.memory_GiB:
             raise ValueError(f"visible_memory_GiB {self.visible_memory_GiB} exceeds memory_GiB {self.memory_GiB}")
+        if self.smi_memory_MiB is not None and self.smi_memory_MiB > self.memory_GiB * 1024:
+            raise ValueError(f"smi_memory_MiB {self.smi_memory_MiB:g} exceeds memory_GiB {self.memory_GiB:g} "
+                             f"({self.memory_GiB * 1024:g} MiB)")
         engines = ("vllm", "sglang", "trtllm", "gpt-fast")  # the profiles' engines (specs/profile.py)
         unknown = sorted(set(self.unsupported_engines) - set(engines))
         if unknown:  # the tenth audit, H8: a misspelt 'vLLM' key had been taken, and vLLM still ran
@@ -168,6 +175,15 @@ class HardwareSpec(StrictModel):
     @property
     def visible_memory_bytes(self) -> float:
         return (self.visible_memory_GiB or self.memory_GiB) * GiB
+
+    @property
+    def device_total_MiB(self) -> float:
+        """The device's total as SGLang reads it [MiB] (sgl-project/sglang python/sglang/srt/utils/common.py
+        get_device_memory_capacity): nvidia-smi's memory.total on NVIDIA parts (smi_memory_MiB, else the datasheet's
+        memory_GiB x 1024), torch's total_memory on AMD ones (get_amdgpu_memory_capacity; visible_memory_GiB)."""
+        if self.vendor == "AMD":
+            return self.visible_memory_bytes / 2**20
+        return self.smi_memory_MiB if self.smi_memory_MiB is not None else self.memory_GiB * 1024
 
     @property
     def bandwidth_Bps(self) -> float:
