@@ -1,6 +1,8 @@
 """kvcalc calibrate --from-benchmark: a deployment profile (overhead and kernel-time scale on the engine's profile)
 fitted to a user's own benchmark results, then used by estimate --profile."""
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,87 @@ def test_a_genai_perf_export_reads_its_means_and_concurrency(tmp_path):
     assert run["concurrency"] == pytest.approx(2.0 * 1.25)  # requests/s x seconds in flight
     path.write_text(path.read_text()[:-1] + ', "input_config": {"loadgen": {"concurrency": 4}}}')
     assert read_benchmark(path)[0]["concurrency"] == 4
+
+
+def _vllm_line(concurrency: int, tpot_ms: float, ttft_ms: float) -> str:
+    """One `vllm bench serve --save-result` record (vllm/benchmarks/serve.py's result fields): 200 requests of 1,000
+    prompt and 200 output tokens on Llama-3.1-8B under a cap of `concurrency`; throughput from the times given."""
+    e2e_ms = ttft_ms + tpot_ms * 199
+    rate = concurrency / (e2e_ms / 1000)
+    return json.dumps({"backend": "vllm", "model_id": "meta-llama/Llama-3.1-8B-Instruct", "num_prompts": 200,
+                       "request_rate": "inf", "max_concurrency": concurrency, "duration": 200 / rate,
+                       "completed": 200, "total_input_tokens": 200_000, "total_output_tokens": 40_000,
+                       "request_throughput": rate, "mean_ttft_ms": ttft_ms, "mean_tpot_ms": tpot_ms,
+                       "mean_e2el_ms": e2e_ms})
+
+
+def test_36_calibrate1_aiperf_runs_no_more_in_flight_than_requests_sent(tmp_path):
+    """AIPerf takes a --concurrency above its --request-count (ai-dynamo/aiperf aiperf/common/config/
+    loadgen_config.py leaves it unchecked): 8 requests under a cap of 64 ran 8 at a time, and had been timed at 64
+    (a 0 us step fitted, the written profile's TPOT 35 % short). Its export carries the count as request_count.avg and
+    input_config.loadgen.request_count."""
+    base = {"time_to_first_token": {"unit": "ms", "avg": 61.3}, "inter_token_latency": {"unit": "ms", "avg": 10.7},
+            "input_sequence_length": {"avg": 1000.0}, "output_sequence_length": {"avg": 200.0},
+            "request_throughput": {"avg": 3.65}, "request_latency": {"unit": "ms", "avg": 2193.2},
+            "input_config": {"loadgen": {"concurrency": 64, "request_count": 8}}}
+    path = tmp_path / "profile_export_aiperf.json"
+    path.write_text(json.dumps(base))
+    assert read_benchmark(path)[0]["concurrency"] == 8
+    path.write_text(json.dumps({**base, "request_count": {"unit": "requests", "avg": 8.0},
+                                "input_config": {"loadgen": {"concurrency": 64}}}))
+    assert read_benchmark(path)[0]["concurrency"] == 8
+    path.write_text(json.dumps({**base, "input_config": {"loadgen": {"concurrency": 4, "request_count": 100}}}))
+    assert read_benchmark(path)[0]["concurrency"] == 4
+
+
+def test_36_calibrate2_a_ttft_below_its_prefills_speed_of_light_is_refused(tmp_path):
+    """A TPOT below its decode step's speed of light was refused, a TTFT below its prefill's was fitted: 2 ms for
+    1,000-token prompts of Llama-3.1-8B on an H100 (its prefill alone moves 16 GB of weights: at least 4.8 ms at
+    3.35 TB/s) had come out "0.03 % fitted"."""
+    path = tmp_path / "bench.jsonl"
+    path.write_text("\n".join(_vllm_line(c, tpot, 2.0) for c, tpot in ((1, 9.52), (4, 10.03), (16, 12.09))) + "\n")
+    out = CliRunner().invoke(app, ["calibrate", "--from-benchmark", str(path), "-m", "llama-3.1-8b", "-g", "h100-sxm",
+                                   "-o", str(tmp_path / "p.toml")])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert "line 1: TTFT 2 ms is below the speed of light of its prefill" in out.output
+    assert not (tmp_path / "p.toml").exists()
+
+
+def test_36_calibrate3_a_refused_fit_names_the_metric_that_misses():
+    """A fit refused for missing by a median factor past MAX_FIT_FACTOR named the worst run's TPOT even where the
+    TPOTs were met and the TTFTs 15x off; it names the worst run and metric, measured beside predicted."""
+    from kvcalc.validate.calibrate import MAX_FIT_FACTOR, _check_fit
+
+    runs = [{"source": f"b.jsonl line {i}", "concurrency": c, "tpot_ms": 10.0, "tpot_kernel_ms": 10.0,
+             "tpot_steps": 1.0, "ttft_ms": 60.0, "ttft_kernel_ms": 60.0 * ratio, "ttft_steps": 1.0}
+            for i, (c, ratio) in enumerate(((1, 14.2), (4, 15.2), (16, 14.8)), 1)]
+    fit = {"time_scale": 1.0, "step_us": 0.0, "request_ms": 0.0}
+    assert MAX_FIT_FACTOR < 14.2
+    with pytest.raises(KvcalcError, match=r"worst b.jsonl line 2: TTFT 60 ms measured, 912 ms predicted at 4 in "):
+        _check_fit(Path("b.jsonl"), runs * 2, fit)
+
+
+def test_36_calibrate4_a_constant_not_fitted_is_said_to_be_so(tmp_path):
+    """One concurrency cannot tell slower kernels from a longer step, so the kernel scale stays 1: the report had
+    printed 'kernel times x 1' as if fitted; it says it was not, in the command's line and the profile's method."""
+    path = tmp_path / "one.jsonl"
+    path.write_text(_vllm_line(4, 10.03, 61.0) + "\n")
+    out_file = tmp_path / "p.toml"
+    out = CliRunner().invoke(app, ["calibrate", "--from-benchmark", str(path), "-m", "llama-3.1-8b", "-g", "h100-sxm",
+                                   "-o", str(out_file)])
+    assert out.exit_code == 0, out.output
+    assert "kernel times x 1 (not fitted: the runs span one concurrency" in out.output
+    assert "kernel times x 1 (not fitted: the runs span one concurrency" in out_file.read_text()
+
+
+def test_36_calibrate5_an_indented_export_cut_short_names_where_it_breaks(tmp_path):
+    """genai-perf and AIPerf indent their exports; one cut off mid-file had been reported at line 1 (the JSON-lines
+    fallback's lone brace) where the whole file's parser names the line it breaks at."""
+    text = json.dumps({"time_to_first_token": {"unit": "ms", "avg": 61.3},
+                       "inter_token_latency": {"unit": "ms", "avg": 10.7},
+                       "input_sequence_length": {"avg": 1000.0}, "output_sequence_length": {"avg": 200.0}}, indent=2)
+    path = tmp_path / "profile_export_aiperf.json"
+    path.write_text(text[: int(len(text) * 0.8)])
+    with pytest.raises(KvcalcError, match=r"line (\d+): not JSON") as e:
+        read_benchmark(path)
+    assert int(re.search(r"line (\d+)", str(e.value))[1]) > 10

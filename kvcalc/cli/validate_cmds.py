@@ -318,7 +318,7 @@ def calibrate_benchmark_cli(path: Path, out: Path, model, gpu, engine, tp, repli
     """Fit, write the deployment profile, and say what was fitted on which runs and how well it holds out."""
     from kvcalc.specs.files import write_text
     from kvcalc.specs.toml_out import spec_to_toml
-    from kvcalc.validate.calibrate import calibrate_from_benchmark
+    from kvcalc.validate.calibrate import NOT_FITTED, calibrate_from_benchmark
 
     if model is None:
         raise KvcalcError("--model: required with --from-benchmark (the model the benchmark served)")
@@ -327,8 +327,10 @@ def calibrate_benchmark_cli(path: Path, out: Path, model, gpu, engine, tp, repli
                                                engine_version=engine_version)
     write_text(out, f"# Written by `kvcalc calibrate --from-benchmark {path}`\n{spec_to_toml(profile)}", "--out")
     held = report["held_out_median_abs_error_pct"]
-    typer.echo(f"wrote {out}: kernel times x {report['time_scale']:g}, {report['step_us']:g} us a step, "
-               f"{report['request_ms']:g} ms a request, fitted on {len(report['runs'])} runs of {path}; median "
+    scale = "" if report["scale_fitted"] else f" ({NOT_FITTED['scale']})"
+    request = "" if report["request_fitted"] else f" ({NOT_FITTED['request']})"
+    typer.echo(f"wrote {out}: kernel times x {report['time_scale']:g}{scale}, {report['step_us']:g} us a step, "
+               f"{report['request_ms']:g} ms a request{request}, fitted on {len(report['runs'])} runs of {path}; median "
                f"|error| {report['fit_median_abs_error_pct']} % fitted, "
                + (f"{held} % held out (each run fitted without it and its copies)" if held is not None
                   else "none held out (under 3 distinct runs)")

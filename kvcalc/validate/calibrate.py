@@ -162,7 +162,7 @@ def read_benchmark(path: Path) -> list[dict]:
         whole = json.loads(text, object_pairs_hook=once_each)
         objects = ([(f"{line} (run {k})", o) for k, (line, o) in enumerate(zip(_element_lines(text), whole), 1)]
                    if isinstance(whole, list) else [(1, whole)])
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as whole_error:
         objects = []
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -171,6 +171,10 @@ def read_benchmark(path: Path) -> list[dict]:
                 except RepeatedKey as e:
                     raise KvcalcError(f"{path}: line {n}: field {e}: given twice") from None
                 except json.JSONDecodeError as e:
+                    if not objects:  # not JSON lines either: one JSON document (genai-perf and AIPerf indent
+                        # theirs), where the whole file's parser says (the thirty-sixth audit, calibrate 5: a
+                        # half-copied export had been reported at its line 1's lone brace)
+                        raise KvcalcError(f"{path}: line {whole_error.lineno}: not JSON ({whole_error.msg})") from None
                     raise KvcalcError(f"{path}: line {n}: not JSON ({e.msg})") from None
                 except (ValueError, RecursionError) as e:
                     raise KvcalcError(f"{path}: line {n}: not JSON ({parse_error(e)})") from None
@@ -334,6 +338,16 @@ def _genai_perf_run(path: Path, line: int, obj: dict) -> dict:
             run["concurrency"] = min(run["concurrency"], littles_law())
     else:
         run["concurrency"] = littles_law()
+    # never more in flight than the requests sent: AIPerf takes a --concurrency above --request-count (aiperf/common/
+    # config/loadgen_config.py leaves it unchecked), as vllm bench serve's reader caps max_concurrency (the thirty-
+    # sixth audit, calibrate 1: 8 requests under a cap of 64 had been timed at 64); request_count.avg, else the
+    # loadgen's request_count
+    sent = _stat(path, line, obj, "request_count", required=False, positive=True)
+    if sent is None and loadgen.get("request_count") is not None:
+        sent = _number(path, line, {"input_config.loadgen.request_count": loadgen["request_count"]},
+                       "input_config.loadgen.request_count", positive=True)
+    if sent is not None:
+        run["concurrency"] = min(run["concurrency"], sent)
     # the model it served, checked against --model (the thirty-first audit, calibrate 5): AIPerf's
     # input_config.endpoint.model_names, genai-perf's input_config.model
     names = _object(path, line, config, "endpoint", "input_config.").get("model_names") or config.get("model")
@@ -553,16 +567,16 @@ def _kernel_times(runs: list[dict], spec, hw, profile, weight_dtype: str, kv_dty
         r["decode_kernel_ms"], r["decode_sol_ms"] = decode["ms"], decode["speed_of_light_ms"]
         ev1 = evaluate(spec, hw, batch=1, context=0, prompt=p_len, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                        tp=tp, profile=bare)
-        r["prefill_kernel_ms"] = phase_metrics(ev1.prefill, ev1.prefill_sol, p_len, hw, weight_dtype,
-                                               ev1.prefill_comm_s)["ms"]
+        prefill = phase_metrics(ev1.prefill, ev1.prefill_sol, p_len, hw, weight_dtype, ev1.prefill_comm_s)
+        r["prefill_kernel_ms"], r["prefill_sol_ms"] = prefill["ms"], prefill["speed_of_light_ms"]
         r["tpot_kernel_ms"] = serving_tpot(r["decode_kernel_ms"], r["prefill_kernel_ms"], b, o_len)
         r["ttft_kernel_ms"], r["tpot_steps"], r["ttft_steps"] = r["prefill_kernel_ms"], 1.0, 1.0
         if r.get("static"):  # a static batch, as estimate times it: TPOT is the decode step, TTFT the prefill of all
             # b prompts together (the twenty-eighth audit, calibrate 3: one prompt's, 138 ms a request fitted where
             # estimate's own times held none)
             r["tpot_kernel_ms"] = r["decode_kernel_ms"]
-            r["ttft_kernel_ms"] = phase_metrics(ev.prefill, ev.prefill_sol, b * p_len, hw, weight_dtype,
-                                                ev.prefill_comm_s)["ms"]
+            batch_prefill = phase_metrics(ev.prefill, ev.prefill_sol, b * p_len, hw, weight_dtype, ev.prefill_comm_s)
+            r["ttft_kernel_ms"], r["prefill_sol_ms"] = batch_prefill["ms"], batch_prefill["speed_of_light_ms"]
             continue
         if profile is None or not r["fits"]:
             continue
@@ -612,7 +626,13 @@ def fit_benchmark(runs: list[dict], request_ms_unmeasured: float = 0.0) -> dict:
             request_ms = float(grid[int(np.argmin(loss))])
             grid = np.linspace(request_ms * 0.94, request_ms * 1.06, 61) if request_ms else grid
     return {"time_scale": float(f"{scale:.4g}"), "step_us": float(f"{step_us:.4g}"),
-            "request_ms": float(f"{request_ms:.4g}"), "request_fitted": bool(timed)}
+            "request_ms": float(f"{request_ms:.4g}"), "request_fitted": bool(timed),
+            "scale_fitted": len(scales) > 1}
+
+
+# why a constant calibrate reports was not fitted (the thirty-sixth audit, calibrate 4: printed as if fitted)
+NOT_FITTED = {"scale": "not fitted: the runs span one concurrency, which cannot tell slower kernels from a longer step",
+              "request": "the engine band's own: no paced run in the file reports a TTFT"}
 
 
 def _ratios(runs: list[dict], fit: dict) -> list[float]:
@@ -646,11 +666,15 @@ def _check_fit(path: Path, runs: list[dict], fit: dict) -> None:
     factors = [factor(x) for x in _ratios(runs, fit)]
     median = statistics.median(factors) if factors else math.inf
     if median > MAX_FIT_FACTOR:
-        worst = max(runs, key=lambda r: factor(_ratios([r], fit)[0]))
+        # the worst run and metric over TPOT and TTFT (the thirty-sixth audit, calibrate 3: TTFTs 15x off had been
+        # reported as the run's TPOT, which the fit met)
+        worst, metric, ratio = max(((r, m, x) for r in runs for m, x in zip(("TPOT", "TTFT"), _ratios([r], fit))),
+                                   key=lambda t: factor(t[2]))
+        measured = worst[f"{metric.lower()}_ms"]
         raise KvcalcError(
             f"{path}: the best fit still misses the measured times by a median factor of {median:.3g} (over "
-            f"{MAX_FIT_FACTOR:g}; worst {worst['source']}: TPOT {worst['tpot_ms']:g} ms measured, kernels alone "
-            f"{worst['tpot_kernel_ms']:.3g} ms at {worst['concurrency']:g} in flight): no profile written; check "
+            f"{MAX_FIT_FACTOR:g}; worst {worst['source']}: {metric} {measured:g} ms measured, {measured * ratio:.3g} "
+            f"ms predicted at {worst['concurrency']:g} in flight): no profile written; check "
             "--model, --gpu, --tp, --replicas, --weight-dtype and that the times are in ms")
 
 
@@ -844,6 +868,12 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
                               f"decode step ({r['decode_sol_ms']:.3g} ms for {spec.name} on {tp} x {hw.name} at "
                               f"{r['concurrency']:g} in flight); check --model, --gpu, --tp, --replicas, "
                               "--weight-dtype, speculative decoding and that the times are in ms")
+        if r["ttft_ms"] and r["ttft_ms"] < r["prefill_sol_ms"] * (1 - 1e-9):  # the thirty-sixth audit, calibrate 2:
+            # a TTFT of 1 ms for 64 prompts of 1,000 tokens had been fitted at "0.0 %", the row silently missed
+            raise KvcalcError(f"{path}: line {r['line']}: TTFT {r['ttft_ms']:g} ms is below the speed of light of "
+                              f"its prefill ({r['prefill_sol_ms']:.3g} ms for {round(r['input_len']):,} prompt tokens "
+                              f"of {spec.name} on {tp} x {hw.name}); check --model, --gpu, --tp, a prefix cache "
+                              "and that the times are in ms")
     from kvcalc.checks import past_positions
 
     for r in runs:  # a run the deployment cannot hold at once, or past the model's positions, is not what the
@@ -902,9 +932,10 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
              f"{runs[0]['source']} to {runs[-1]['source']}; every run in fitted_on")
     what = (f"fitted by `kvcalc calibrate --from-benchmark {path.name}` on {len(runs)} runs "
             f"({named}): {spec.name} on {tp} x {hw.name}, {weight_dtype} weights, "
-            f"{kv_dtype} KV; kernel times x {fit['time_scale']:g}, {fit['step_us']:g} us a step, "
-            f"{fit['request_ms']:g} ms a request"
-            + ("" if fit["request_fitted"] else " (the engine band's own: no paced run in the file reports a TTFT)")
+            f"{kv_dtype} KV; kernel times x {fit['time_scale']:g}"
+            + ("" if fit["scale_fitted"] else f" ({NOT_FITTED['scale']})")
+            + f", {fit['step_us']:g} us a step, {fit['request_ms']:g} ms a request"
+            + ("" if fit["request_fitted"] else f" ({NOT_FITTED['request']})")
             + f"; median |error| {report['fit_median_abs_error_pct']} % fitted, "
             + (f"{report['held_out_median_abs_error_pct']} % held out (each run fitted without it and its copies)"
                if held else "no held-out error (fewer than 3 distinct runs)"))
