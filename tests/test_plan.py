@@ -21,7 +21,7 @@ from kvcalc.specs.catalog import load_gpu, load_model
 RUNNER = CliRunner()
 
 # The flags each engine's own parser defines, for the releases the profiles model (engines/launch.py cites them):
-# vllm/engine/arg_utils.py (vllm-project/vllm at 99d7eb5d), python/sglang/srt/server_args.py (sgl-project/sglang at
+# vllm/engine/arg_utils.py (the vllm 0.30.0 wheel, lines 883-1713), python/sglang/srt/server_args.py (sgl-project/sglang at
 # release 0.5.14), tensorrt_llm/commands/serve.py (NVIDIA/TensorRT-LLM at 00209af1, `trtllm-serve serve`'s click options).
 ENGINE_PARSERS = {
     "vllm": {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--enable-expert-parallel",
@@ -32,7 +32,7 @@ ENGINE_PARSERS = {
                "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
                "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
                "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--disaggregation-mode", "--host",
-               "--trust-remote-code"},  # python/sglang/srt/server_args.py
+               "--trust-remote-code", "--max-prefill-tokens"},  # python/sglang/srt/server_args.py
     "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
                "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role",
                "--host"},

@@ -34,13 +34,14 @@ PLAN = ["plan", "-m", "llama-3.1-8b", "-i", "1000", "-o", "200", "--concurrency"
 
 @pytest.mark.parametrize(("gpu", "engine", "image"), [
     # vLLM's docs (getting_started/installation/gpu.rocm.inc.md): the official ROCm image is vllm/vllm-openai-rocm
-    ("mi300x", "vllm", "vllm/vllm-openai-rocm:v0.24.0"),
+    ("mi300x", "vllm", "vllm/vllm-openai-rocm:v0.30.0"),
     # SGLang's ROCm builds are tagged by GPU family: mi30x for gfx942 (MI300X, MI325X), mi35x for gfx950 (MI355X)
     ("mi325x", "sglang", "lmsysorg/sglang:v0.5.11-rocm700-mi30x"),
     ("mi355x", "sglang", "lmsysorg/sglang:v0.5.11-rocm700-mi35x"),
     ("h100-sxm", "sglang", "lmsysorg/sglang:v0.5.14"),
-    # the thirty-fourth audit (the thirty-third's L6): images at the release whose flags are emitted, not `latest`
-    ("h100-sxm", "vllm", "vllm/vllm-openai:v0.24.0"),
+    # the thirty-fourth audit (the thirty-third's L6): images at the release whose flags are emitted, not `latest`;
+    # vLLM's at 0.30.0, whose memory rule plan sizes with (the thirty-sixth audit, launch 1)
+    ("h100-sxm", "vllm", "vllm/vllm-openai:v0.30.0"),
     ("h200", "trtllm", "nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc20"),
 ])
 def test_k8s_manifests_on_amd_gpus_run_the_engines_rocm_image(gpu, engine, image):

@@ -481,7 +481,8 @@ def test_35_plan1_a_median_ttft_limit_under_a_gpu_budget_is_checked_in_the_simul
 
 def test_35_readme1_the_plan_example_is_what_plan_prints():
     """README's fourth common question had shown 835 requests a replica and 20,569 configurations searched where plan
-    prints 817 and 19,780: its choice row, its search line and its launch's budget are checked against the command."""
+    prints 817 and 19,780 (19,154 since the thirty-sixth audit timed SGLang's expert dispatch as it gathers): its
+    choice row, its search line and its launch's budget are checked against the command."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = readme[readme.index("**4. How many GPUs"):readme.index("**5. What would MLA")]
     out = CliRunner().invoke(app, ["plan", "-m", "deepseek-v3", "-g", "h200,b200", "-i", "2000", "-o", "500",
@@ -543,3 +544,46 @@ def test_36_hwspecs2_every_nvidia_part_states_its_sms():
 
     got = {g: load_gpu(g).compute_units for g in ("t4", "a10", "a10g", "l4", "v100-sxm2-32gb", "b200")}
     assert got == {"t4": 40, "a10": 72, "a10g": 80, "l4": 58, "v100-sxm2-32gb": 80, "b200": 148}
+
+
+def test_36_launch1_the_vllm_image_runs_the_release_plan_sizes_with():
+    """plan sizes vLLM's pool with the memory rule of formulas/engine_memory.py VLLM_LATEST (0.30) and launched
+    vllm/vllm-openai:v0.24.0, whose rule holds fewer requests (Gemma-3-27B on an H200: 104 where plan launched 108):
+    the images run the release the rule is."""
+    from kvcalc.engines.launch import IMAGES, ROCM_IMAGES
+    from kvcalc.formulas.engine_memory import VLLM_LATEST
+
+    release = "v" + ".".join(map(str, VLLM_LATEST)) + ".0"
+    assert IMAGES["vllm"] == f"vllm/vllm-openai:{release}" and ROCM_IMAGES["vllm"][""].endswith(f":{release}")
+
+
+def test_36_launch2_sglangs_expert_dispatch_gathers_every_token_as_its_default_backend_does():
+    """SGLang 0.5.14's --moe-a2a-backend defaults to none (server_args.py), whose StandardDispatcher leaves the
+    tokens where DP attention's communicator gathered them: every group's tokens on every rank, reduce-scattered after
+    the MoE. Timed as a top-k all-to-all, Llama 4 Scout (top_k 1) at EP 8 had moved 1/8 of the bytes; plan launches no
+    other backend."""
+    from kvcalc.engines.links import dispatch_copies
+    from kvcalc.specs.catalog import load_gpu, resolve_engine
+
+    sglang = resolve_engine("sglang", load_gpu("h100-sxm"), [])
+    assert dispatch_copies(sglang, 8) == 8.0
+    args = ["-m", "llama-4-scout", "-g", "h100-sxm", "--tp", "4", "--ep", "8", "-b", "512", "-c", "2500", "-f", "json"]
+    comm = {e: json.loads(CliRunner().invoke(app, ["estimate", *args, "--engine", e]).stdout)["decode"]["allreduce_ms"]
+            for e in ("vllm", "sglang")}
+    assert comm["sglang"] == pytest.approx(comm["vllm"], rel=0.25)  # the same bytes, each engine's measured curve
+    plan_args = ["plan", "-m", "llama-4-scout", "-g", "h100-sxm", "-i", "2000", "-o", "500", "--concurrency", "1024",
+                 "--max-tpot-ms", "80", "--engines", "sglang", "--emit", "sglang"]
+    assert "--moe-a2a-backend" not in CliRunner().invoke(app, plan_args).output
+
+
+def test_36_launch3_sglang_is_asked_for_the_prefill_batch_plan_times():
+    """SGLang stops adding requests to a prefill batch past --max-prefill-tokens, 16,384 by default (server_args.py
+    0.5.14; schedule_policy.py PrefillAdder), so a --step-tokens 32768 plan had launched 32,768-token chunks that ran
+    as about 24K-token batches; the command now asks for the budget, and leaves the default alone within it."""
+    base = ["plan", "-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "8000", "-o", "200", "--concurrency", "32",
+            "--max-tpot-ms", "50", "--engines", "sglang", "--emit", "sglang"]
+    big = CliRunner().invoke(app, [*base, "--step-tokens", "32768"])
+    assert big.exit_code == 0, big.output
+    assert "--chunked-prefill-size 32768" in big.output and "--max-prefill-tokens 32768" in big.output
+    small = CliRunner().invoke(app, base)
+    assert small.exit_code == 0 and "--max-prefill-tokens" not in small.output

@@ -1,13 +1,14 @@
 """Launch commands for a planned deployment: the flags of each engine's server that decide what was planned.
 
 Flag names are those of the engine releases the profiles model, read from each engine's own argument parser:
-- vLLM: vllm-project/vllm vllm/engine/arg_utils.py at 99d7eb5d (EngineArgs.add_cli_args: --tensor-parallel-size,
+- vLLM: vllm/engine/arg_utils.py of the vllm 0.30.0 wheel on PyPI, lines 883-1713 (EngineArgs.add_cli_args:
+  --tensor-parallel-size,
   --pipeline-parallel-size, --data-parallel-size, --enable-expert-parallel, --max-num-seqs, --max-num-batched-tokens,
   --gpu-memory-utilization, --kv-cache-dtype, --max-model-len, --quantization, --speculative-config, --dtype).
 - SGLang: sgl-project/sglang python/sglang/srt/server_args.py of release 0.5.14 (--tp-size, --pp-size, --dp-size,
   --ep-size, --enable-dp-attention, --max-running-requests, --chunked-prefill-size, --mem-fraction-static, --kv-cache-dtype,
   --context-length, --quantization, --speculative-algorithm, --speculative-num-steps, --speculative-eagle-topk,
-  --speculative-num-draft-tokens, --disaggregation-mode, --dtype).
+  --speculative-num-draft-tokens, --disaggregation-mode, --dtype, --max-prefill-tokens).
 - TensorRT-LLM: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at 00209af1 (`trtllm-serve serve` click options:
   --backend, --tp_size, --pp_size, --ep_size, --max_batch_size, --max_num_tokens, --max_seq_len,
   --kv_cache_free_gpu_memory_fraction, --extra_llm_api_options; the KV dtype and attention data parallelism go in
@@ -42,7 +43,7 @@ FLAGS = {
                "--max-running-requests", "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype",
                "--context-length", "--quantization", "--speculative-algorithm", "--speculative-num-steps",
                "--disaggregation-mode", "--speculative-eagle-topk", "--speculative-num-draft-tokens", "--host",
-               "--trust-remote-code", "--dtype"},
+               "--trust-remote-code", "--dtype", "--max-prefill-tokens"},
     "trtllm": {"--backend", "--tp_size", "--pp_size", "--ep_size", "--max_batch_size", "--max_num_tokens",
                "--max_seq_len", "--kv_cache_free_gpu_memory_fraction", "--extra_llm_api_options", "--server_role",
                "--host"},
@@ -57,6 +58,9 @@ _SGLANG_QUANT = {"fp8": "fp8"}
 # auto, where auto takes a ModelOpt checkpoint's fp8 (model_runner.py configure_kv_cache_dtype) or DeepSeek-V3.2's fp8
 # on Blackwell (_set_default_dsa_kv_cache_dtype); the TensorRT-LLM MLA backend takes bf16 (the thirty-third audit, L1)
 _SGLANG_KV = {"fp8": "fp8_e4m3", "bf16": "bf16"}
+# SGLang's max_prefill_tokens default (server_args.py of 0.5.14): a prefill batch stops taking requests past it
+# (managers/schedule_policy.py PrefillAdder: rem_input_tokens), whatever --chunked-prefill-size says
+SGLANG_MAX_PREFILL_TOKENS = 16384
 
 
 # Families whose architectures TensorRT-LLM's PyTorch back end (the one trtllm-serve launches) has no model class for:
@@ -183,6 +187,10 @@ def sglang_command(spec, c: dict, max_model_len: int, hw=None) -> list[str]:
             cmd += ["--pp-size", str(c["pipeline_parallel"])]
     cmd += ["--max-running-requests", str(_sglang_max_running_requests(c)),
             "--chunked-prefill-size", str(_sglang_chunked_prefill(c)),
+            # a rank's step past SGLang's default prefill batch is asked for too, else it stops near 16,384 tokens
+            # (the thirty-sixth audit, launch 3: --step-tokens 32768 had been timed and launched as 24K steps)
+            *(["--max-prefill-tokens", str(_tokens_per_group(c))]
+              if _tokens_per_group(c) > SGLANG_MAX_PREFILL_TOKENS else []),
             "--mem-fraction-static", f"{c['gpu_memory_utilization']:g}", "--context-length", str(max_model_len),
             "--kv-cache-dtype", _SGLANG_KV[c["kv_dtype"]] if c["kv_dtype"] == "fp8" or (
                 c["kv_dtype"] == "bf16" and not _half_dtype(c, hw) and (_declares_kv_format(spec)
@@ -328,23 +336,24 @@ def _sglang_max_running_requests(c: dict) -> int:
 
 
 IMAGES = {  # each engine's published server image for NVIDIA GPUs, at the release whose flags are emitted
-    # (a `latest` tag moves to releases whose flags and defaults were not checked): Docker Hub tags v0.24.0 (pinned by
-    # digest in public compose files), v0.5.14 (`docker pull lmsysorg/sglang:v0.5.14` in public scripts); NGC release
-    # 1.3.0rc20, the release of the bundled TensorRT-LLM tables (its tag in NVIDIA's MLPerf submitters' build notes)
-    "vllm": "vllm/vllm-openai:v0.24.0",  # docs.vllm.ai, "Using Docker"
+    # (a `latest` tag moves to releases whose flags and defaults were not checked): Docker Hub tags v0.30.0, the
+    # release whose memory rule and overheads plan sizes vLLM with (formulas/engine_memory.py VLLM_LATEST; the
+    # thirty-sixth audit, launch 1: v0.24.0's pool had held 104 requests where plan launched 108; its flags are
+    # 0.30.0's parser's), v0.5.14 (`docker pull lmsysorg/sglang:v0.5.14` in public scripts); NGC release 1.3.0rc20, the release of the bundled TensorRT-LLM tables (its tag in NVIDIA's MLPerf submitters' build notes)
+    "vllm": "vllm/vllm-openai:v0.30.0",  # docs.vllm.ai, "Using Docker"
     "sglang": "lmsysorg/sglang:v0.5.14",  # docs.sglang.ai, "Install SGLang: Method 3, using docker"
     "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc20",  # NGC, TensorRT-LLM release container
 }
 # ... and for AMD Instinct GPUs, whose ROCm builds are separate images:
 # vLLM: vllm/vllm-openai-rocm, official from 2026-01-20 (vLLM docs, getting_started/installation/gpu.rocm.inc.md,
 #   "pre-built-images": `vllm/vllm-openai-rocm:latest`; built for the MI200 and MI300 series and later; release tags
-#   as v0.24.0, pinned by digest in public deployment notes);
+#   as v0.30.0, pinned by digest in public deployment notes);
 # SGLang: lmsysorg/sglang under release tags suffixed by the ROCm build and GPU family, with no `latest` for ROCm:
 #   -mi30x for gfx942 (MI300X, MI325X), -mi35x for gfx950 (MI350X, MI355X) (the pattern of SGLang's
 #   docs/basic_usage/deepseek_v32.md, `lmsysorg/sglang:v0.5.8-rocm700-mi30x` / `-mi35x`; v0.5.11 is the newest
 #   such tag found, Docker Hub 2026-05-05). SGLang builds for no other AMD part (hardware_specs/mi210.toml).
 ROCM_IMAGES = {
-    "vllm": {"": "vllm/vllm-openai-rocm:v0.24.0"},
+    "vllm": {"": "vllm/vllm-openai-rocm:v0.30.0"},
     "sglang": {"mi300x": "lmsysorg/sglang:v0.5.11-rocm700-mi30x", "mi325x": "lmsysorg/sglang:v0.5.11-rocm700-mi30x",
                "mi355x": "lmsysorg/sglang:v0.5.11-rocm700-mi35x"},
 }

@@ -146,5 +146,10 @@ def dispatch_copies(profile: EngineProfile | None, ep: int) -> float | None:
     allgather_reducescatter (vllm/config/parallel.py ParallelConfig.all2all_backend, 0.24; AgRsAll2AllManager:
     all_gatherv to dispatch, reduce_scatterv to combine), gathers every token to every one of the ep GPUs, ep / top_k
     times the bytes (the thirty-third audit, links 4: Llama 4 Scout at EP 8 had moved 147 MB a GPU and MoE layer
-    where vLLM moves 1,174). An engine's rule, so here and not in formulas/parallel.py, which takes the copies."""
-    return float(ep) if profile is not None and profile.engine == "vllm" else None
+    where vLLM moves 1,174). SGLang likewise under data-parallel attention with its default --moe-a2a-backend none
+    (python/sglang/srt/server_args.py of 0.5.14; plan launches no other): the StandardDispatcher sends nothing
+    to all, the layer communicator gathers every group's tokens onto every rank before the MoE (layers/communicator.py
+    dp_gather_partial) and reduce-scatters them after (the thirty-sixth audit, launch 2: Scout at EP 8 had been timed
+    as a top-1 all-to-all, 1/8 of the bytes). An engine's rule, so here and not in formulas/parallel.py, which takes
+    the copies."""
+    return float(ep) if profile is not None and profile.engine in ("vllm", "sglang") else None
