@@ -20,6 +20,8 @@ from kvcalc.serving.simulate import (
     simulate,
 )
 
+# one xdist worker scores the ledger once for the whole file (the module fixture below takes about 30 s a worker)
+pytestmark = pytest.mark.xdist_group("serving-ledger")
 ROOT = Path(__file__).resolve().parents[1]
 LEDGER = ROOT / "validation/serve/unseen-serving.csv"
 DOC = ROOT / "docs/validation.md"

@@ -587,3 +587,30 @@ def test_36_launch3_sglang_is_asked_for_the_prefill_batch_plan_times():
     assert "--chunked-prefill-size 32768" in big.output and "--max-prefill-tokens 32768" in big.output
     small = CliRunner().invoke(app, base)
     assert small.exit_code == 0 and "--max-prefill-tokens" not in small.output
+
+
+def test_36_models1_qwen2_5_72b_is_the_instruct_checkpoint_its_limit_is():
+    """The bundled qwen2.5-72b carried max_position_embeddings 32,768, the value of Qwen2.5-72B-Instruct's config.json,
+    cited to the base Qwen2.5-72B's, whose config says 131,072 (litgpt's entry annotated with that URL: block_size
+    131072), and answered to both names: it now answers to the Instruct's and cites it; the base name is looked up
+    as any other repo id (its config.json imported from the cache)."""
+    from kvcalc.specs.catalog import bundled_path, load_model
+
+    spec = load_model("Qwen/Qwen2.5-72B-Instruct")
+    assert spec.name == "qwen2.5-72b" and spec.max_position_embeddings == 32_768
+    assert "Qwen2.5-72B-Instruct/blob/main/config.json: max_position_embeddings 32768" in spec.sources[0]
+    assert bundled_path("model", "Qwen/Qwen2.5-72B") is None
+
+
+def test_36_models2_llama_4_scouts_vision_tower_is_counted():
+    """vLLM loads Llama 4 Scout's vision tower (Llama4ForConditionalGeneration); kvcalc had left it out, 0.8 % short of
+    the checkpoint and of the card's 109B. The tower's parts as transformers counts them from the config's
+    vision_config: 809,467,648 (34 layers) + 39,845,888 (adapter) + 1,647,360 (embeddings, norms) + 20,971,520
+    (projector) = 871,932,416, beside the text model's 107,769,861,120 (that part unchanged)."""
+    from kvcalc import estimate
+
+    tower = 809_467_648 + 39_845_888 + 1_647_360 + 20_971_520
+    assert tower == 871_932_416
+    w = estimate("llama-4-scout", "h200").weights
+    assert w.params == 107_769_861_120 + tower == 108_641_793_536
+    assert abs(w.params / 109e9 - 1) < 0.005

@@ -1863,8 +1863,11 @@ def _vision_tower(data: dict, source: str) -> int | str | None:
     if not isinstance(v, dict):
         return None
     kind = v.get("model_type")
+    if data.get("model_type") == "llama4" and kind == "llama4_vision_model":
+        return _llama4_vision_tower(data, v, text, source)
     if data.get("model_type") != "gemma3" or kind != "siglip_vision_model":
-        return f"the vision tower (vision_config model_type {kind!r}) is not counted: kvcalc knows Gemma 3's only"
+        return (f"the vision tower (vision_config model_type {kind!r}) is not counted: kvcalc knows Gemma 3's and "
+                "Llama 4's only")
     fields = {f: v.get(f) for f in ("hidden_size", "intermediate_size", "num_hidden_layers", "patch_size",
                                     "image_size")}
     fields["num_channels"] = v.get("num_channels", 3)
@@ -1879,6 +1882,27 @@ def _vision_tower(data: dict, source: str) -> int | str | None:
     tower = siglip_vision_params(hidden, fields["intermediate_size"], fields["num_hidden_layers"],
                                  fields["patch_size"], fields["image_size"], fields["num_channels"])
     return tower + hidden * fields["text hidden_size"] + hidden
+
+
+def _llama4_vision_tower(data: dict, v: dict, text, source: str) -> int:
+    """Llama 4's vision tower and projector (formulas/params.py llama4_vision_params) from its vision_config; a field
+    missing or malformed is an error naming it (the thirty-sixth audit, models 2: the tower had been left out)."""
+    from kvcalc.formulas.params import llama4_vision_params
+
+    fields = {f: v.get(f) for f in ("hidden_size", "intermediate_size", "num_hidden_layers", "patch_size", "image_size",
+                                    "projector_input_dim", "projector_output_dim", "vision_output_dim")}
+    fields["num_channels"] = v.get("num_channels", 3)
+    fields["text hidden_size"] = text.get("hidden_size") if isinstance(text, dict) else None
+    bad = [f for f, x in fields.items() if type(x) is not int or x <= 0]
+    if bad:
+        raise KvcalcError(f"{source}: vision_config {bad[0]}: expected a positive integer, got {fields[bad[0]]!r:.40}")
+    bias = data.get("multi_modal_projector_bias", False)
+    if not isinstance(bias, bool):
+        raise KvcalcError(f"{source}: multi_modal_projector_bias: expected true or false, got {bias!r:.40}")
+    f = fields
+    return llama4_vision_params(f["hidden_size"], f["intermediate_size"], f["num_hidden_layers"], f["patch_size"],
+                                f["image_size"], f["projector_input_dim"], f["projector_output_dim"],
+                                f["vision_output_dim"], f["text hidden_size"], f["num_channels"], bias)
 
 
 def _settle_kept_layers(quantization: dict, spec: dict) -> None:
