@@ -614,3 +614,34 @@ def test_36_models2_llama_4_scouts_vision_tower_is_counted():
     w = estimate("llama-4-scout", "h200").weights
     assert w.params == 107_769_861_120 + tower == 108_641_793_536
     assert abs(w.params / 109e9 - 1) < 0.005
+
+
+def test_36_hwspecs6_a_release_for_an_engine_without_a_kernel_profile_picks_its_memory_rule(tmp_path):
+    """capacity -e vllm --engine-version 0.19.0 on a spec file no profile names had said 'the roofline has no engine;
+    pick one with --engine', though --engine vllm was given (without the release it warns and sizes vLLM's pool):
+    the release picks vLLM's memory rule, the decode is timed on the roofline as the note says; the roofline itself
+    still takes no release."""
+    text = (Path(__file__).resolve().parents[1] / "hardware_specs/a10.toml").read_text()
+    spec = tmp_path / "a10-copy.toml"
+    spec.write_text(text.replace('name = "a10"', 'name = "a10-copy"', 1))
+    args = ["capacity", "-m", "llama-3.1-8b", "-c", "8192", "-g", str(spec), "--engine-version", "0.19.0"]
+    out = CliRunner().invoke(app, [*args, "-e", "vllm", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["engine_memory"]["vllm_version"] == "0.19"
+    assert any("no vllm kernel profile for a10-copy" in w for w in doc["warnings"])
+    roofline = CliRunner().invoke(app, [*args, "-e", "roofline"])
+    assert roofline.exit_code == 2 and "the roofline has no engine" in roofline.output
+
+
+def test_36_hwspecs3_explain_says_where_the_gpus_figures_come_from():
+    """--explain derived every number but named no source for the GPU's own figures, nor that an A10's efficiencies
+    are the H100's measured fractions assumed for it: it names the spec's first source and its efficiencies' source."""
+    from kvcalc.specs.catalog import load_gpu
+
+    hw = load_gpu("a10")
+    out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", "a10", "-e", "roofline", "--explain"],
+                             env={"COLUMNS": "2000"})
+    assert out.exit_code == 0, out.output
+    line = next(x for x in out.output.splitlines() if x.startswith("GPU figures (a10): "))
+    assert hw.sources[0] in line and hw.efficiency.source in line and "kvcalc show gpu a10" in line

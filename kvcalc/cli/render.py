@@ -79,6 +79,11 @@ def render_explain(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
 
     console = Console()
     console.print("\n[bold]How each number is computed[/bold]")
+    # where the GPU's figures come from (the thirty-sixth audit, hwspecs 3: --explain had named none)
+    more = f" (and {len(hw.sources) - 1} more: kvcalc show gpu {hw.name})" if len(hw.sources) > 1 else ""
+    console.print(Text.assemble(("GPU figures", "bold"), f" ({hw.name}): {hw.sources[0]}{more}; efficiencies "
+                                f"{hw.efficiency.compute:g} compute, {hw.efficiency.memory:g} memory: "
+                                f"{hw.efficiency.source}"))
     for step in explain(e, model, hw):
         pad = " " * (len(step.quantity) + 1)
         lines = [Text.assemble((step.quantity, "bold"), " = ", step.formula)]

@@ -73,7 +73,9 @@ def serve_cli(
     cuda_graph_memory: CudaGraphMemory = None,
     flashinfer_sampler: FlashinferSampler = False,
     arrivals: Annotated[str, typer.Option(
-        help="staggered: requests enter as others finish (a service's steady state); waves: they start and finish "
+        help="staggered: requests enter as others finish, evenly spaced (a service's steady state; under --ep, whose "
+        "step waits for its slowest attention group, random arrivals serve more than this: --simulate runs them); "
+        "waves: they start and finish "
         "together, as a fixed-length benchmark runs them (vllm bench serve --max-concurrency C --ignore-eos); "
         "TTFT and TPOT are then medians over requests")] = "staggered",
     weight_dtype: WeightDtype = DEFAULT_WEIGHT_DTYPE,
