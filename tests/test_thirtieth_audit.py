@@ -1032,7 +1032,8 @@ def test_33_links4_vllm_dispatches_experts_by_all_gather():
     token's hidden state goes to every GPU of the expert-parallel group and comes back by a reduce-scatter. By hand,
     Llama 4 Scout (d 5,120, top 1) at EP 8 over H100 NVLink (450 GB/s one way), 1,000 tokens a GPU in bf16: a top-k
     all-to-all sends 1,000 x 1 x 5,120 x 2 x 7 / 8 B a way, an all-gather 1,000 x 8 x 5,120 x 2 x 7 / 8: 8x the
-    bytes. SGLang's and the roofline's stay the top-k all-to-all."""
+    bytes. The roofline's stays the top-k all-to-all; SGLang's default (--moe-a2a-backend none) gathers too (the
+    thirty-sixth audit, launch 2: test_36_launch2)."""
     from kvcalc.engines.links import dispatch_copies
     from kvcalc.formulas.parallel import alltoall_seconds
     from kvcalc.specs.catalog import bundled_profile, load_model
@@ -1043,7 +1044,7 @@ def test_33_links4_vllm_dispatches_experts_by_all_gather():
     gather = alltoall_seconds(scout, 1000, 2, 8, 900e9, copies=dispatch_copies(vllm, 8))
     assert top_k == pytest.approx(2 * scout.moe_layers * 1000 * 1 * 5120 * 2 * 7 / 8 / 450e9, rel=1e-12)
     assert gather == pytest.approx(8 * top_k, rel=1e-12)
-    assert dispatch_copies(bundled_profile("h100-sxm", "sglang"), 8) is None and dispatch_copies(None, 8) is None
+    assert dispatch_copies(bundled_profile("h100-sxm", "sglang"), 8) == 8 and dispatch_copies(None, 8) is None
 
 
 def test_33_review3_a_vllm_request_carries_both_of_its_align_state_pages():
