@@ -157,7 +157,10 @@ def _vllm_v0_schedule(row: dict) -> dict:
 
 
 def row_kwargs(row: dict) -> dict:
-    """simulate()'s keywords for a ledger row (KvcalcError when the row cannot be run as published)."""
+    """simulate()'s keywords for a ledger row (KvcalcError when the row cannot be run as published, or its note
+    excludes it: 'excluded: why; ...', a run kept with its figures that does not measure the workload it states)."""
+    if (why := row.get("note", "").strip()).lower().startswith("excluded:"):
+        raise KvcalcError(why.split(";")[0])
     dataset = row["dataset"].strip().lower()
     if not dataset.startswith(("random", "sharegpt")):
         raise KvcalcError(f"dataset {row['dataset']!r}: only random and sharegpt lengths are modelled")
