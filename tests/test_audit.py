@@ -559,15 +559,15 @@ def test_o4_a_narrow_terminal_gets_key_value_lines_and_loses_no_number():
 
 
 # ---------------------------------------------------------------------------------------------------------- O5
-@pytest.mark.parametrize("version", ["9999.1", "0.0", "1.0", "0.31"])
+@pytest.mark.parametrize("version", ["9999.1", "0.0", "1.0", "0.35"])
 def test_o5_releases_that_do_not_exist_are_refused(version):
-    # vLLM's releases run from v0.1.0 (June 2023) to v0.30.0 (2026-09-22), the newest kvcalc's rule follows
-    # (formulas/engine_memory.py VLLM_LATEST; https://github.com/vllm-project/vllm/releases); there is no 1.x
-    from kvcalc.formulas.engine_memory import VLLM_LATEST
+    # vLLM's releases run from v0.1.0 (June 2023) to v0.34.0 (`pip index versions vllm`, 2026-12-07; formulas/
+    # engine_memory.py VLLM_RELEASED), those past v0.30.0 on its rule (VLLM_LATEST); there is no 1.x
+    from kvcalc.formulas.engine_memory import VLLM_LATEST, VLLM_RELEASED
 
-    assert VLLM_LATEST == (0, 30)
+    assert VLLM_LATEST == (0, 30) and VLLM_RELEASED == (0, 34)
     one_line_error(cli("capacity", "-m", "llama-3-8b", "-c", 4096, "-e", "vllm", "--vllm-version", version),
-                   f"--vllm-version: no vLLM release '{version}'; expected 0.1 to 0.30")
+                   f"--vllm-version: no vLLM release '{version}'; expected 0.1 to 0.34")
 
 
 @pytest.mark.parametrize("version", ["0.30.1", "v0.6.5.dev", "0.1", "latest"])

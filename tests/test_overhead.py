@@ -77,7 +77,7 @@ def test_the_default_band_is_the_profiles_own_release():
     assert band("trtllm", None, resolve_engine("trtllm", H100).engine_version).name == "pytorch"
 
 
-@pytest.mark.parametrize("engine, version", [("vllm", "0.31.0"), ("vllm", "banana"), ("trtllm", "0.4"),
+@pytest.mark.parametrize("engine, version", [("vllm", "0.35.0"), ("vllm", "banana"), ("trtllm", "0.4"),
                                              ("gpt-fast", "0.1")])
 def test_a_release_kvcalc_does_not_know_is_refused(engine, version):
     with pytest.raises(KvcalcError, match="--engine-version"):

@@ -645,3 +645,56 @@ def test_36_hwspecs3_explain_says_where_the_gpus_figures_come_from():
     assert out.exit_code == 0, out.output
     line = next(x for x in out.output.splitlines() if x.startswith("GPU figures (a10): "))
     assert hw.sources[0] in line and hw.efficiency.source in line and "kvcalc show gpu a10" in line
+
+
+def test_36_releases1_a_band_name_stands_for_the_bands_newest_release():
+    """SGLang's one band, '0.4+' (0.4-0.5), holds the profiled 0.5.14, yet the scheduler read the name as release
+    0.4.0: the pre-0.5.3 chunk rule and the pre-0.4.4 DP split, DeepSeek-V3's TTFT at EP 8 a third of 0.5.14's. A band
+    name now stands for its newest release, as its overheads and kernel era do."""
+    from kvcalc.engines.scheduler import (
+        SGLANG_CHUNK_BY_MEMORY_SINCE,
+        release_before,
+        sglang_rank_chunk,
+        sglang_server_budget,
+    )
+
+    for name in ("0.4+", "0.4-0.5"):
+        assert not release_before(name, SGLANG_CHUNK_BY_MEMORY_SINCE)
+        assert sglang_server_budget(141, name, dp=8) == sglang_server_budget(141, "0.5.14", dp=8)
+        assert sglang_rank_chunk(16384, 8, name) == sglang_rank_chunk(16384, 8, "0.5.14") == 2048
+    assert release_before("0.1-0.7", ((0, 14, 0), (2026, 1)))  # vLLM's v0 band: its newest, 0.7, is before 0.14
+    args = ["serve", "-m", "deepseek-v3", "-g", "h200", "--tp", "1", "--ep", "8", "--weight-dtype", "fp8-block", "-i",
+            "8000", "--output-len", "200", "-n", "64", "-e", "sglang", "-f", "json"]
+    ttft = {v: json.loads(CliRunner().invoke(app, [*args, "--engine-version", v]).stdout)["ttft_ms"]
+            for v in ("0.5.14", "0.4+")}
+    assert ttft["0.4+"] == ttft["0.5.14"]
+
+
+def test_36_releases2_published_releases_past_kvcalcs_rules_run_the_newest_rule_and_say_so():
+    """vLLM 0.31-0.34 and TensorRT-LLM 1.4.0rc0/rc1 are on PyPI (`pip index versions`, 2026-12-07) and had been
+    refused as releases that do not exist; they run the newest rule and band kvcalc follows, with a warning. A release
+    past any published one is still refused."""
+    from kvcalc.engines.overhead import band
+
+    out = CliRunner().invoke(app, ["capacity", "-m", "llama-3.1-8b", "-c", "4096", "-e", "vllm", "--vllm-version",
+                                   "0.33.0"])
+    assert out.exit_code == 0, out.output
+    assert "vLLM 0.33.0: newer than the vLLM memory rule kvcalc follows (0.30's" in out.output
+    with pytest.warns(UserWarning, match="trtllm 1.4.0rc1: newer than the releases kvcalc's overheads follow"):
+        assert band("trtllm", "1.4.0rc1").name == "pytorch"
+    with pytest.warns(UserWarning, match="vllm 0.34.0: newer"):
+        assert band("vllm", "0.34.0").name == "v2"
+    bad = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-e", "vllm", "--engine-version", "0.35.0"])
+    assert bad.exit_code == 2 and "vllm has no release '0.35.0'" in bad.output
+    bad = CliRunner().invoke(app, ["capacity", "-m", "llama-3.1-8b", "-c", "4096", "-e", "vllm", "--vllm-version",
+                                   "0.35"])
+    assert bad.exit_code == 2 and "expected 0.1 to 0.34" in bad.output
+
+
+def test_36_releases3_a_vllm_series_runs_as_its_first_release():
+    """--vllm-version takes a minor series (0.11.x, as logs name some) and then handed the text to the release bands,
+    which refused it under --engine-version, a flag not given: the series runs as its first release."""
+    args = ["capacity", "-m", "qwen3-30b-a3b", "-c", "4096", "-e", "vllm", "-f", "json", "--vllm-version"]
+    series, first = (CliRunner().invoke(app, [*args, v]) for v in ("0.11.x", "0.11.0"))
+    assert series.exit_code == 0, series.output
+    assert json.loads(series.stdout)["engine_memory"] == json.loads(first.stdout)["engine_memory"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 from kvcalc.checks import check_number
 from kvcalc.dtypes import BYTES_PER_ELEMENT
-from kvcalc.errors import KvcalcError
+from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.formulas import engine_memory as em
 from kvcalc.formulas.capacity import kv_budget_bytes, longest_fitting
 from kvcalc.formulas.memory import activation_workspace_bytes
@@ -320,9 +321,9 @@ def vllm_version_of_run(vllm_version: str, engine: str, engine_version: str | No
 
         band = band_named("vllm", engine_version)
         release = (*band.last, 0) if band is not None else None
-    if release is None or not (0, 1) <= release[:2] <= em.VLLM_LATEST:
+    if release is None or not (0, 1) <= release[:2] <= em.VLLM_RELEASED:
         return vllm_version
-    return f"{release[0]}.{release[1]}"
+    return f"{min(release[:2], em.VLLM_LATEST)[0]}.{min(release[:2], em.VLLM_LATEST)[1]}"
 
 
 def engine_version_of_run(vllm_version, engine: str, engine_version: str | None) -> str | None:
@@ -334,7 +335,12 @@ def engine_version_of_run(vllm_version, engine: str, engine_version: str | None)
     band of 0.8-0.28). Call it with the flag as given, before vllm_version_of_run."""
     if engine_version is not None or engine != "vllm" or not isinstance(vllm_version, str):
         return engine_version
-    return "latest" if vllm_version.strip().lower() == "latest" else vllm_version
+    if vllm_version.strip().lower() == "latest":
+        return "latest"
+    # a minor series as --vllm-version takes it (0.11.x): its first release, as the pool reads it (the thirty-sixth
+    # audit, releases 3: passed on as given, it had been refused under --engine-version, a flag not given)
+    series = re.fullmatch(r"\s*v?([0-9]{1,4})\.([0-9]{1,4})\.x\s*", vllm_version, re.IGNORECASE)
+    return f"{series[1]}.{series[2]}.0" if series else vllm_version
 
 
 # vLLM removed its V0 engine in 0.11.0 (vllm-project/vllm PR #25033 "[V0 Deprecation] Remove LLMEngine"; "the V0
@@ -358,7 +364,7 @@ def check_release_flags(vllm_version, engine: str, engine_version, runner: str =
     asked = check_vllm_version(vllm_version, engine) if named else None
     if isinstance(engine_version, str) and engine_version.strip().lower() not in ("", "latest"):
         release, band = flag_release(engine_version), band_named("vllm", engine_version)
-        if asked is not None and ((release is not None and release[:2] != asked)
+        if asked is not None and ((release is not None and min(release[:2], em.VLLM_LATEST) != asked)
                                   or (band is not None and not band.first <= asked <= band.last)):
             raise KvcalcError(f"--vllm-version {vllm_version.strip()} and --engine-version {engine_version.strip()}: "
                               "they name different vLLM releases; give one (--engine-version alone sets the step "
@@ -392,11 +398,16 @@ def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
     if found is None:
         raise KvcalcError(f"--vllm-version: expected latest or a release such as 0.11 or 0.30.1, got {version!r}")
     release = found[:2]
-    # releases that exist: 0.1 (v0.1.0, June 2023) to the newest the rule follows (em.VLLM_LATEST: v0.30.0,
-    # https://github.com/vllm-project/vllm/releases); there is no 1.x (audit O5)
-    if not (0, 1) <= release <= em.VLLM_LATEST:
-        newest = ".".join(map(str, em.VLLM_LATEST))
-        raise KvcalcError(f"--vllm-version: no vLLM release {version!r}; expected 0.1 to {newest} (or latest)")
+    # releases that exist: 0.1 (v0.1.0, June 2023) to the newest published (em.VLLM_RELEASED); there is no 1.x (audit
+    # O5). Those past the newest the rule follows (em.VLLM_LATEST) run its rule, said (the thirty-sixth audit,
+    # releases 2: 0.31-0.34, the releases pip installs today, had been refused as releases that do not exist)
+    newest, published = (".".join(map(str, v)) for v in (em.VLLM_LATEST, em.VLLM_RELEASED))
+    if not (0, 1) <= release <= em.VLLM_RELEASED:
+        raise KvcalcError(f"--vllm-version: no vLLM release {version!r}; expected 0.1 to {published} (or latest)")
+    if release > em.VLLM_LATEST:
+        warnings.warn(f"vLLM {version.strip()}: newer than the vLLM memory rule kvcalc follows ({newest}'s, read from "
+                      f"its source); sized by {newest}'s rule", CapacityWarning, stacklevel=2)
+        return em.VLLM_LATEST
     return release
 
 

@@ -96,6 +96,11 @@ def synced_layers(layers: int, tp: int, ep: int = 1) -> int:
     return layers if tp > 1 or ep > 1 else 0
 
 
+# the newest series each engine has published (`pip index versions [--pre]`, 2026-12-07: vllm 0.34.0, tensorrt-llm
+# 1.4.0rc1, sglang 0.5.x): a release past its newest band up to this one is timed as that band, with a warning (band)
+RELEASED = {"vllm": (0, 34), "trtllm": (1, 4), "sglang": (0, 5)}
+
+
 def bands(engine: str) -> list[Band]:
     return [b for b in BANDS if b.engine == engine]
 
@@ -106,11 +111,12 @@ def unmodelled_latest(engine: str) -> Band | None:
     return newest if newest is not None and newest.provenance.startswith("not modelled") else None
 
 
-def band_named(engine: str, version: str) -> Band | None:
-    """The band --engine-version names by its name (v0, 0.4+) or by its releases as kvcalc prints them (0.1-0.7)."""
+def band_named(engine: str | None, version: str) -> Band | None:
+    """The band --engine-version names by its name (v0, 0.4+) or by its releases as kvcalc prints them (0.1-0.7);
+    engine None: any engine's."""
     text = version.strip().lower()
-    return next((b for b in bands(engine) if text in (b.name, f"{b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}")),
-                None)
+    return next((b for b in (bands(engine) if engine else BANDS)
+                 if text in (b.name, f"{b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}")), None)
 
 
 def release_tuple(text: str) -> tuple[int, int] | None:
@@ -162,6 +168,18 @@ def band(engine: str, version: str | None = None, default_release: str | None = 
                           f"scheduler change within one ({PATCH_RELEASED[engine]}); give the release you run "
                           f"({release[0]}.{release[1]}.0 or a later patch) or latest")
     found = band_of_release(engine, release[:2]) if release else None
+    if found is None and release and known[-1].last < release[:2] <= RELEASED.get(engine, (0, 0)):
+        # a published release past the newest band kvcalc knows: that band's figures, said (the thirty-sixth audit,
+        # releases 2: vLLM 0.31-0.34 and TensorRT-LLM 1.4.0rc had been refused as releases that do not exist)
+        import warnings
+
+        from kvcalc.errors import CapacityWarning
+
+        newest = known[-1]
+        warnings.warn(f"{engine} {version.strip()}: newer than the releases kvcalc's overheads follow "
+                      f"(its {newest.name} band, {newest.first[0]}.{newest.first[1]}-{newest.last[0]}."
+                      f"{newest.last[1]}); timed as that band", CapacityWarning, stacklevel=2)
+        return newest
     if found is None:
         listing = "; ".join(f"{b.name}: {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}" for b in known)
         raise KvcalcError(f"--engine-version: {engine} has no release {version!r:.40} kvcalc knows; expected a band "

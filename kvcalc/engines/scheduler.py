@@ -192,9 +192,15 @@ SGLANG_DP_CHUNK_SPLIT_SINCE = ((0, 4, 4), (2025, 4))
 
 def release_before(release_text: str | None, since: tuple[tuple[int, int, int], tuple[int, int]]) -> bool:
     """Whether a run's release ('0.4.3.post2') or, failing one, its date ('unknown (2025-09)') comes before `since`,
-    (the first release, the first month); False for None, 'latest' or a text naming neither."""
+    (the first release, the first month); False for None, 'latest' or a text naming neither. A release band's name
+    (engines/overhead.py: '0.4+', '0.1-0.7') stands for the band's newest release, as its overheads and kernel era
+    do (the thirty-sixth audit, releases 1: SGLang's '0.4+' had been read as release 0.4.0, so a step's prefill chunk
+    was 0.4's, TTFT 3x the band's own release)."""
     from kvcalc.engines.kernel_eras import release3, run_month
+    from kvcalc.engines.overhead import band_named
 
+    if named := band_named(None, release_text or ""):
+        return (*named.last, 999) < since[0]
     release, month = release3(release_text or ""), run_month(release_text or "")
     if release is not None:
         return release < since[0]

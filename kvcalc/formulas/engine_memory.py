@@ -205,6 +205,9 @@ FUSION_WORLD_SIZES = (2, 4, 8)
 NON_TORCH_TP_PCIE = 0.09 * GiB  # issue #13061: 0.25 GiB at TP 2 on RTX 4090s, less the TP 1 figure
 # vLLM releases whose memory rule differs (version tuples (major, minor))
 VLLM_LATEST = (0, 30)  # the newest release the rule follows: v0.30.0, 2026-09-22
+# the newest vLLM release published (`pip index versions vllm`, 2026-12-07: 0.31.0 to 0.34.0 after 0.30.0): releases
+# past VLLM_LATEST up to it are run with VLLM_LATEST's rule and a warning (engines/memory.py check_vllm_version)
+VLLM_RELEASED = (0, 34)
 VLLM_V1_ENGINE = (0, 8)  # the V1 engine, GPUModelRunner, is the default (vLLM 0.8.2's docs say so)
 VLLM_NCCL_BEFORE_SNAPSHOT = (0, 11)  # PR #25359: NCCL set up before the memory snapshot, its buffers outside
 VLLM_MRV2_DENSE = (0, 25)  # v0.25.0: Model Runner V2 the default for dense models (PR #44443)
