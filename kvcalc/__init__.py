@@ -87,7 +87,15 @@ def _checked(name: str, fn):
         from kvcalc.checks import check_api_arguments
         from kvcalc.errors import KvcalcError
 
-        bound = signature.bind(*args, **kwargs)
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:  # the thirty-sixth audit, web 3: Python's own binding error, not a KvcalcError
+            raise _argument_error(name, signature.parameters, kwargs, e) from None
+        passed_on = _passed_on(name)
+        if passed_on is not None:  # serve_frontier's **kwargs go to serve (web 3: a typo named serve())
+            for key in set(kwargs) - set(signature.parameters):
+                if key not in passed_on:
+                    raise _argument_error(name, {**signature.parameters, **passed_on}, {key: None}, None)
         labels = {"ref": "gpu" if name == "load_gpu" else "model"}
         if name == "plan":  # plan's speculate= switches the search of draft heads on or off; elsewhere it names one
             labels["speculate"] = "search_speculation"
@@ -100,7 +108,10 @@ def _checked(name: str, fn):
         except KvcalcError as e:  # the keyword the caller wrote, not the CLI's flag (the thirteenth audit, E3)
             from kvcalc.checks import api_label
 
-            named = api_label(str(e), signature.parameters)
+            # the keyword the caller used: capacity's older gpus= for --tp where given so, serve's own keywords for
+            # what serve_frontier passes on (web 5: 'tp:' for gpus=0, '--max-num-seqs:' for max_num_seqs=0)
+            keywords = {"--tp": "gpus"} if name == "capacity" and "gpus" in bound.arguments else None
+            named = api_label(str(e), {**signature.parameters, **(passed_on or {})}, keywords)
             if named == str(e):
                 raise
             raise KvcalcError(named) from None
@@ -111,6 +122,37 @@ def _checked(name: str, fn):
         return result
 
     return call
+
+
+def _passed_on(name: str):
+    """The parameters a public function passes its **kwargs on to (serve_frontier: serve's), or None."""
+    if name != "serve_frontier":
+        return None
+    import inspect
+
+    from kvcalc.serving.closed_form import serve
+
+    return inspect.signature(serve).parameters
+
+
+def _argument_error(name: str, params, kwargs: dict, error: TypeError | None):
+    """kvcalc.errors.ArgumentError for a call binding refused: the keyword not taken, with the closest one it takes;
+    a required argument not given; else Python's own words, naming the function."""
+    import difflib
+    import inspect
+
+    from kvcalc.errors import ArgumentError
+
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in kwargs if k not in params] if not takes_any or error is None else []
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], [p for p in params if not p.startswith("_")], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return ArgumentError(f"{unknown[0]}: not an argument of kvcalc.{name}{hint}")
+    message = str(error).removeprefix("missing a required argument: ")
+    if message != str(error):
+        return ArgumentError(f"{message.strip(chr(39))}: required by kvcalc.{name}")
+    return ArgumentError(f"kvcalc.{name}: {error}")
 
 
 def _plot_module(module):

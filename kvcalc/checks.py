@@ -68,6 +68,10 @@ def check_ref(arg: str, value):
     return value
 
 
+def _not_callable(arg: str, value):
+    raise KvcalcError(f"{arg}: expected a function to call (or None), got {type(value).__name__} {value!r:.40}")
+
+
 def check_optional_str(arg: str, value):
     """attn= / speculate= and the like: a string, or None for 'none'."""
     if value is not None and not isinstance(value, str):
@@ -155,6 +159,10 @@ _SCALAR_ARGS = {
     "vllm_runner": check_str, "arrivals": check_str, "vllm_version": check_vllm_version_arg,
     "disaggregate": check_disaggregate_arg, "keep_timeline": check_bool_arg, "trace": check_optional_path,
     "engine_version": check_release_arg, "profile_file": check_optional_path, "profile": check_profile_arg,
+    # the thirty-sixth audit, web 1 and 4: a list for simulate's scheduler was an unhashable-type TypeError, an int
+    # for sweep's callback a TypeError after the first cell
+    "scheduler": check_optional_str, "length_client": check_str, "dataset": check_str,
+    "on_combination": lambda arg, v: v if v is None or callable(v) else _not_callable(arg, v),
 }
 _SEQUENCE_ELEMENTS = {  # a list argument's name -> the check of each element
     "models": check_ref, "gpus": check_ref, "attn": check_optional_str, "speculate": check_optional_str,

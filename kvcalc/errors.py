@@ -11,3 +11,8 @@ class AssumptionWarning(UserWarning):
 
 class CapacityWarning(UserWarning):
     """A reported figure was capped or assumed (the CLI prints these on stderr; capacity's JSON lists them)."""
+
+
+class ArgumentError(KvcalcError, TypeError):
+    """A public function called with arguments it does not take (a keyword misspelt, one missing, too many given): a
+    KvcalcError naming the argument, and a TypeError as Python's own binding error is."""

@@ -698,3 +698,45 @@ def test_36_releases3_a_vllm_series_runs_as_its_first_release():
     series, first = (CliRunner().invoke(app, [*args, v]) for v in ("0.11.x", "0.11.0"))
     assert series.exit_code == 0, series.output
     assert json.loads(series.stdout)["engine_memory"] == json.loads(first.stdout)["engine_memory"]
+
+
+def test_36_web3_a_call_with_arguments_a_function_does_not_take_is_a_kvcalc_error():
+    """A misspelt keyword, a missing required one or too many positional arguments had been Python's own TypeError
+    from signature binding, which `except kvcalc.KvcalcError` does not catch; serve_frontier's misspelt pass-through
+    keyword named serve(). They are kvcalc.errors.ArgumentError, a KvcalcError and a TypeError, naming the argument
+    and the closest one the function takes."""
+    import kvcalc
+    from kvcalc.errors import ArgumentError
+
+    cases = [(lambda: kvcalc.estimate("llama-3-8b", "h100-sxm", bacth=8),
+              "bacth: not an argument of kvcalc.estimate (did you mean batch?)"),
+             (lambda: kvcalc.capacity("llama-3-8b", "h100-sxm"), "context: required by kvcalc.capacity"),
+             (lambda: kvcalc.estimate("llama-3-8b", "h100-sxm", 8), "kvcalc.estimate: too many positional arguments"),
+             (lambda: kvcalc.serve_frontier("llama-3-8b", "h100-sxm", input_len=100, output_len=10, concurrencies=[1],
+                                            tps=[1], enigne="vllm"),
+              "enigne: not an argument of kvcalc.serve_frontier (did you mean engine?)")]
+    for call, message in cases:
+        with pytest.raises(ArgumentError) as e:
+            call()
+        assert str(e.value) == message and isinstance(e.value, (TypeError, kvcalc.KvcalcError))
+
+
+def test_36_web1_2_4_5_api_arguments_of_the_wrong_kind_are_named():
+    """simulate's scheduler as a list (unhashable: a TypeError), plan's price keyed by a number (a TypeError from
+    pathlib), sweep's on_combination not callable (a TypeError after the first cell) are KvcalcErrors naming the
+    argument; capacity's gpus= and serve_frontier's max_num_seqs= are named as the caller wrote them, not as tp or
+    --max-num-seqs."""
+    import kvcalc
+
+    cases = [(lambda: kvcalc.simulate("llama-3-8b", "h100-sxm", input_len=100, output_len=10, concurrency=1,
+                                      num_prompts=5, scheduler=["vllm-v1"]), "scheduler: expected a string or None"),
+             (lambda: kvcalc.plan("llama-3-8b", ["l4"], input_len=100, output_len=10, concurrency=1,
+                                  price_per_gpu_hour={1: 2}), "price_per_gpu_hour: a key must be a GPU name, got int 1"),
+             (lambda: kvcalc.sweep(["llama-3-8b"], on_combination=1), "on_combination: expected a function to call"),
+             (lambda: kvcalc.capacity("llama-3-8b", "h100-sxm", context=4096, gpus=0), "gpus: expected a whole number"),
+             (lambda: kvcalc.serve_frontier("llama-3-8b", "h100-sxm", input_len=100, output_len=10, concurrencies=[1],
+                                            tps=[1], max_num_seqs=0), "max_num_seqs: expected a whole number")]
+    for call, start in cases:
+        with pytest.raises(kvcalc.KvcalcError) as e:
+            call()
+        assert str(e.value).startswith(start), str(e.value)

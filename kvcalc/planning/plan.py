@@ -677,7 +677,9 @@ def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
         return {hw.name: float(price_per_gpu_hour) for hw in gpus}
     names = {}
     for k in price_per_gpu_hour:
-        if not str(k).strip():
+        if not isinstance(k, str):  # the thirty-sixth audit, web 2: 1 or None had been a TypeError from pathlib
+            raise KvcalcError(f"--price-per-gpu-hour: a key must be a GPU name, got {type(k).__name__} {k!r:.40}")
+        if not k.strip():
             raise KvcalcError("--price-per-gpu-hour: a GPU=PRICE pair has no GPU name; expected GPU=PRICE pairs "
                               "such as h200=3.5,b200=5")
         names[k] = _as_flag("--price-per-gpu-hour", load_gpu, k).name

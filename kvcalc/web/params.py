@@ -93,6 +93,10 @@ def refuse_repeated_keys(name: str, keys_given) -> None:
         seen[option] = key
 
 
+# what an error sent to a browser echoes of a query at most: a key's name, a whole message [characters]
+MAX_ECHO, MAX_MESSAGE = 60, 600
+
+
 def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None = None) -> dict:
     """{option name: value} for `kvcalc NAME` given query parameters named as the options' Python names
     (kv_dtype=fp8) or long flags without dashes (kv-dtype=fp8, no_convert=true); empty values take the CLI's default.
@@ -110,7 +114,8 @@ def parse(name: str, query: Mapping[str, str], refuse: Mapping[str, str] | None 
         hit = known.get(key.replace("-", "_"))
         if hit is None:
             accepted = ", ".join(k for k, (p, _) in known.items() if p.name not in refuse)
-            raise InputError(f"{key}: not an option of kvcalc {name} on the web; expected one of {accepted}", key)
+            shown = key if len(key) <= MAX_ECHO else key[:MAX_ECHO] + "..."
+            raise InputError(f"{shown}: not an option of kvcalc {name} on the web; expected one of {accepted}", shown)
         p, negated = hit
         if value is None or str(value).strip() == "":
             continue
@@ -170,4 +175,6 @@ def from_kvcalc_error(e: KvcalcError) -> InputError:
         if len(path) > 1:
             message = message.replace(path, name)
     m = _FLAG.match(message)
+    if len(message) > MAX_MESSAGE:  # a hostile value echoed whole (the thirty-sixth audit, web 6: 5,000 characters)
+        message = message[:MAX_MESSAGE] + "... (cut)"
     return InputError(message, m.group(1) if m else None)
