@@ -740,3 +740,19 @@ def test_36_web1_2_4_5_api_arguments_of_the_wrong_kind_are_named():
         with pytest.raises(kvcalc.KvcalcError) as e:
             call()
         assert str(e.value).startswith(start), str(e.value)
+
+
+def test_36_releases4_sglangs_own_fraction_follows_the_release_asked():
+    """SGLang before 0.5.14 kept 2 GiB more for an EAGLE draft (server_args.py _handle_gpu_memory_settings; the
+    twenty-ninth audit's R2), but serve's note gave 0.5.14's figure for any --engine-version. By hand on an H100
+    (nvidia-smi's 81,559 MiB) at TP 1: 13,440 MiB reserved, 2,048 more under 0.5.13: (81,559 - 15,488) / 81,559 =
+    0.810; 0.5.14 and the band's name give 0.835."""
+    def fraction(version):
+        r = CliRunner().invoke(app, ["serve", "-m", "qwen3-30b-a3b", "-g", "h100-sxm", "-e", "sglang", "-i", "1000",
+                                     "--output-len", "200", "-n", "8", "--speculate", "eagle", "--engine-version",
+                                     version, "-f", "json"])
+        note = next(w for w in json.loads(r.stdout)["warnings"] if "derives mem_fraction_static" in w)
+        return float(re.search(r"derives mem_fraction_static ([0-9.]+)", note)[1])
+
+    assert fraction("0.5.13") == round((81_559 - 13_440 - 2_048) / 81_559, 3) == 0.81
+    assert fraction("0.5.14") == fraction("0.4+") == round((81_559 - 13_440) / 81_559, 3)

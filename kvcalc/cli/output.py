@@ -41,7 +41,8 @@ FlashinferSampler = Annotated[bool, typer.Option("--flashinfer-sampler", help=FL
 VllmVersion = Annotated[str, typer.Option(help=VLLM_VERSION_HELP)]
 ENGINE_VERSION_HELP = ("the engine release whose time outside the kernels (per step: scheduler, sampler, Python; per "
                        "request: API server, tokeniser) to add: a band (vLLM v0, v1, v2; TensorRT-LLM engine, pytorch) "
-                       "or a release such as 0.6.3 or 1.2.0 [default: the profile's own release]")
+                       "or a release such as 0.6.3 or 1.2.0 [default: the newest band, today's release: vLLM's v2, "
+                       "as --vllm-version latest sizes its pool]")
 EngineVersion = Annotated[Optional[str], typer.Option("--engine-version", help=ENGINE_VERSION_HELP)]
 ENGINE_HELP = ("time model: vllm, sglang, trtllm or gpt-fast (measured kernel curves), roofline (datasheet efficiencies), "
                "or auto (vllm where the GPU has a profile, else roofline)")

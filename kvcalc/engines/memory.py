@@ -215,10 +215,10 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
 
 
 def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float, pp: int = 1,
-                  ep: int = 1, speculate_method: str | None = None) -> dict:
+                  ep: int = 1, speculate_method: str | None = None, engine_version: str | None = None) -> dict:
     """The KV pool SGLang would allocate per GPU (memory_utilization as mem_fraction_static), by
     formulas/engine_memory.py's rule; with speculate_method, the fraction SGLang would derive keeps its reserve for
-    the draft (the note)."""
+    the draft where the release (engine_version; None: the profiled 0.5.14) kept one (the note)."""
     weights = em.sglang_weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
@@ -234,7 +234,7 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
     # where --memory-utilization differs (the nineteenth audit, E3: 0.9 had been taken without a word, 10 % more pool)
     # (the twenty-ninth audit's R2, the rest: with speculation SGLang before 0.5.14 kept 2 GiB more for EAGLE or MTP,
     # 6 GiB for a draft model; 0.5.14, the profiled release, keeps none: em.SGLANG_NO_SPECULATION_RESERVE)
-    own = sglang_own_fraction(hw, tp, pp, ep, speculate_method)
+    own = sglang_own_fraction(hw, tp, pp, ep, speculate_method, engine_version)
     if vision := sglang_vision_note(spec, own):  # the thirty-first audit, M2, and the review's 7
         notes = [vision]
     else:
@@ -416,13 +416,14 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
                        pp: int = 1, ep: int = 1, vllm_runner: str = "auto",
                        vllm_version: tuple[int, int] = em.VLLM_LATEST,
                        cuda_graph_bytes: float | None = None, flashinfer_sampler: bool = False,
-                       speculate_method: str | None = None, speculative_tokens: int = 0) -> dict:
+                       speculate_method: str | None = None, speculative_tokens: int = 0,
+                       engine_version: str | None = None) -> dict:
     """The KV pool per GPU as `engine` (one of ENGINE_MEMORY_RULES) sizes it, and what it would print. With ep > 1
     each GPU holds its tp share of attention and 1 / ep of the routed experts; its pool serves its own data-parallel
     group's sequences, so the concurrency is per group of tp GPUs."""
     if engine == "sglang":
         return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp, ep=ep,
-                             speculate_method=speculate_method)
+                             speculate_method=speculate_method, engine_version=engine_version)
     if engine == "trtllm":
         return trtllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                              max_num_tokens=max_num_batched_tokens, pp=pp, ep=ep)
@@ -463,15 +464,22 @@ def sglang_vision_note(spec, own: float) -> str | None:
             "tower's depth and width), which kvcalc does not model; it takes --memory-utilization as given")
 
 
-def sglang_own_fraction(hw, tp: int, pp: int = 1, ep: int = 1, speculation: str | None = None) -> float:
+def sglang_own_fraction(hw, tp: int, pp: int = 1, ep: int = 1, speculation: str | None = None,
+                        engine_version: str | None = None) -> float:
     """The mem_fraction_static SGLang derives for this GPU and layout when it is not given
     (formulas/engine_memory.py sglang_derived_mem_fraction), from the device's total as SGLang reads it
     (HardwareSpec.device_total_MiB: nvidia-smi's, 81,559 MiB on an H100; the thirty-sixth audit, hwspecs 1: the
     datasheet's 24 GiB on an A10 had given 0.847 where nvidia-smi's 23,028 MiB gives 0.837); under expert parallelism
     its ep GPUs and ep / tp data-parallel attention ranks; with speculation (draft, eagle, mtp) its reserve for the
     draft."""
+    from kvcalc.engines.kernel_eras import asks_latest, release3
+    from kvcalc.engines.overhead import band_named
+
+    # the release's own draft reserve (the thirty-sixth audit, releases 4: 0.5.13's had been said as 0.5.14's); a
+    # band's name or latest: the band's newest, the profiled release's rule
+    named = engine_version is None or asks_latest(engine_version) or band_named("sglang", engine_version) is not None
     return em.sglang_derived_mem_fraction(hw.device_total_MiB, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1,
-                                          speculation)
+                                          speculation, None if named else release3(engine_version))
 
 
 def kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):

@@ -330,7 +330,8 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         return engine_memory_rule(engine, spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                                   max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, pp=stages,
                                   ep=experts, vllm_runner=vllm_runner, vllm_version=version,
-                                  cuda_graph_bytes=graphs, flashinfer_sampler=flashinfer_sampler)
+                                  cuda_graph_bytes=graphs, flashinfer_sampler=flashinfer_sampler,
+                                  engine_version=engine_version)
 
     def fits_one_sequence(tp, stages=pp, experts=ep):
         if engine_rule:

@@ -596,7 +596,8 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                                 ep=ep, vllm_runner=vllm_runner, vllm_version=version, cuda_graph_bytes=cuda_graph_bytes,
                                 flashinfer_sampler=flashinfer_sampler,
                                 speculate_method=timer.sp.method if timer is not None else None,
-                                speculative_tokens=timer.sp.k if timer is not None else 0)
+                                speculative_tokens=timer.sp.k if timer is not None else 0,
+                                engine_version=engine_version)
         notes.extend(em.get("notes", ()))
     for note in notes:
         warnings.warn(note, CapacityWarning, stacklevel=2)
