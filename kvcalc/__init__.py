@@ -93,7 +93,11 @@ def _checked(name: str, fn):
             raise _argument_error(name, signature.parameters, kwargs, e) from None
         passed_on = _passed_on(name)
         if passed_on is not None:  # serve_frontier's **kwargs go to serve (web 3: a typo named serve())
-            for key in set(kwargs) - set(signature.parameters):
+            for key in (k for k in kwargs if k not in signature.parameters):  # in the order given
+                if key in FRONTIER_SETS:
+                    from kvcalc.errors import ArgumentError
+
+                    raise ArgumentError(f"{key}: kvcalc.serve_frontier sets it at each point; give {FRONTIER_SETS[key]}")
                 if key not in passed_on:
                     raise _argument_error(name, {**signature.parameters, **passed_on}, {key: None}, None)
         labels = {"ref": "gpu" if name == "load_gpu" else "model"}
@@ -122,6 +126,11 @@ def _checked(name: str, fn):
         return result
 
     return call
+
+
+# serve's keywords serve_frontier sets itself at each point, and what to give instead
+FRONTIER_SETS = {"tp": "tps=[...]", "concurrency": "concurrencies=[...]", "request_rate": "concurrencies=[...]",
+                 "model": "it as the first argument", "gpu": "it as the second argument"}
 
 
 def _passed_on(name: str):

@@ -496,6 +496,13 @@ def test_35_readme1_the_plan_example_is_what_plan_prints():
     assert f" {choice['gpus']} " in shown and f" {choice['max_num_seqs']:,} " in shown
     assert f"--max-running-requests {choice['max_num_seqs']}" in block
     assert f"searched {doc['searched']['configurations']:,} configurations" in block
+    # and README's speed note on the same question, with and without MTP searched
+    plain = CliRunner().invoke(app, ["plan", "-m", "deepseek-v3", "-g", "h200,b200", "-i", "2000", "-o", "500",
+                                     "--request-rate", "100", "--max-ttft-ms", "2000", "--max-tpot-ms", "50",
+                                     "--price-per-gpu-hour", "h200=3.5,b200=5", "--no-speculate", "-f", "json"])
+    speed = (f"searches {doc['searched']['configurations']:,} configurations as printed "
+             f"({json.loads(plain.stdout)['searched']['configurations']:,} with `--no-speculate`)")
+    assert speed in " ".join(readme.split())
 
 
 def test_34_api9_every_part_a_bundled_model_breaks_into_has_its_column():
@@ -660,7 +667,7 @@ def test_36_releases1_a_band_name_stands_for_the_bands_newest_release():
 
     for name in ("0.4+", "0.4-0.5"):
         assert not release_before(name, SGLANG_CHUNK_BY_MEMORY_SINCE)
-        assert sglang_server_budget(141, name, dp=8) == sglang_server_budget(141, "0.5.14", dp=8)
+        assert sglang_server_budget(143_771, name, dp=8) == sglang_server_budget(143_771, "0.5.14", dp=8)
         assert sglang_rank_chunk(16384, 8, name) == sglang_rank_chunk(16384, 8, "0.5.14") == 2048
     assert release_before("0.1-0.7", ((0, 14, 0), (2026, 1)))  # vLLM's v0 band: its newest, 0.7, is before 0.14
     args = ["serve", "-m", "deepseek-v3", "-g", "h200", "--tp", "1", "--ep", "8", "--weight-dtype", "fp8-block", "-i",
@@ -756,3 +763,34 @@ def test_36_releases4_sglangs_own_fraction_follows_the_release_asked():
 
     assert fraction("0.5.13") == round((81_559 - 13_440 - 2_048) / 81_559, 3) == 0.81
     assert fraction("0.5.14") == fraction("0.4+") == round((81_559 - 13_440) / 81_559, 3)
+
+
+def test_36_review_api_and_release_edges():
+    """The review of the thirty-sixth audit's change: serve_frontier's tp= and concurrency= (which it sets at each
+    point) named as such, not Python's 'multiple values'; misspelt pass-through keywords reported in the order given;
+    --vllm-version and --engine-version naming two releases past the rule still refused; capacity on a GPU without a
+    kernel profile still checks --engine-version; Llama 4's adapter bias (vision_config multi_modal_projector_bias:
+    vLLM's Llama4VisionPixelShuffleMLP) adds the adapter's two bias vectors, 4,096 + 4,096."""
+    import kvcalc
+    from kvcalc.errors import ArgumentError
+    from kvcalc.formulas.params import llama4_vision_params
+
+    base = dict(input_len=100, output_len=10, concurrencies=[1], tps=[1])
+    with pytest.raises(ArgumentError, match=r"^tp: kvcalc.serve_frontier sets it at each point; give tps="):
+        kvcalc.serve_frontier("llama-3-8b", "h100-sxm", tp=2, **base)
+    with pytest.raises(ArgumentError, match=r"^aaa: not an argument"):
+        kvcalc.serve_frontier("llama-3-8b", "h100-sxm", aaa=1, zzz=2, **base)
+    both = CliRunner().invoke(app, ["capacity", "-m", "llama-3.1-8b", "-c", "4096", "-e", "vllm", "--vllm-version",
+                                    "0.30", "--engine-version", "0.32.1"])
+    assert both.exit_code == 2 and "they name different vLLM releases" in both.output
+    text = (Path(__file__).resolve().parents[1] / "hardware_specs/a10.toml").read_text()
+    args = ["capacity", "-m", "llama-3.1-8b", "-c", "4096", "-e", "vllm", "--engine-version", "banana"]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        spec = Path(d) / "a10-copy.toml"
+        spec.write_text(text.replace('name = "a10"', 'name = "a10-copy"', 1))
+        bad = CliRunner().invoke(app, [*args, "-g", str(spec)])
+    assert bad.exit_code == 2 and "--engine-version" in bad.output and "banana" in bad.output
+    scout = (1408, 5632, 34, 14, 336, 4096, 4096, 4096, 5120)
+    assert llama4_vision_params(*scout, adapter_bias=True) - llama4_vision_params(*scout) == 4096 + 4096

@@ -19,23 +19,23 @@ ROOT = Path(__file__).resolve().parents[1]
     (16, 2048), (24, 2048), (32, 2048), (40, 4096), (48, 4096), (80, 8192), (94, 8192), (141, 8192), (180, 16384),
     (192, 16384), (288, 16384)])
 def test_20_r4_sglang_chunk_by_the_gpus_memory(gpu_GiB, chunk):
-    assert sglang_server_budget(gpu_GiB) == chunk
-    assert sglang_server_budget(gpu_GiB, "0.5.3") == chunk  # the first release with PR #10975 (bumped 2025-10-06)
+    assert sglang_server_budget(gpu_GiB * 1024) == chunk
+    assert sglang_server_budget(gpu_GiB * 1024, "0.5.3") == chunk  # the first release with PR #10975 (bumped 2025-10-06)
     # before it, from PR #2268 (v0.4.0): `if gpu_mem < 25_000: 2048` else 8192 (the twenty-third audit, F2)
     before = 2048 if gpu_GiB * 1024 < 25_000 else 8192
-    assert sglang_server_budget(gpu_GiB, "0.5.2") == before
-    assert sglang_server_budget(gpu_GiB, "unknown (2025-09)") == before
-    assert sglang_server_budget(gpu_GiB, "0.3.0") == 8192
-    assert sglang_server_budget(gpu_GiB, "unknown (2025-11)") == chunk
+    assert sglang_server_budget(gpu_GiB * 1024, "0.5.2") == before
+    assert sglang_server_budget(gpu_GiB * 1024, "unknown (2025-09)") == before
+    assert sglang_server_budget(gpu_GiB * 1024, "0.3.0") == 8192
+    assert sglang_server_budget(gpu_GiB * 1024, "unknown (2025-11)") == chunk
 
 
 def test_20_r4_sglang_dp_attention_ranks_share_the_chunk():
     """server_args.py _handle_data_parallelism, after _handle_gpu_memory_settings: `self.chunked_prefill_size =
     self.chunked_prefill_size // self.dp_size` under --enable-dp-attention (PR #4390, 2025-03); before it,
     `self.chunked_prefill_size // 2` with dp_size = tp_size."""
-    assert sglang_server_budget(141, "0.5.3", dp=8) == 1024
-    assert sglang_server_budget(192, None, dp=8) == 2048
-    assert sglang_server_budget(141, "0.4.3.post2", dp=8) == 4096
+    assert sglang_server_budget(141 * 1024, "0.5.3", dp=8) == 1024
+    assert sglang_server_budget(192 * 1024, None, dp=8) == 2048
+    assert sglang_server_budget(141 * 1024, "0.4.3.post2", dp=8) == 4096
     assert sglang_rank_chunk(65536, 8, "0.5.14") == 8192
     assert sglang_rank_chunk(8192, 1, "0.5.14") == 8192
 

@@ -142,7 +142,7 @@ def _kernels(curve: AllReduceCurve) -> str:
 
 def dispatch_copies(profile: EngineProfile | None, ep: int) -> float | None:
     """How many GPUs' worth of each token the profile's engine moves in an expert-parallel dispatch, where it is not
-    an all-to-all of the top_k copies (None: SGLang, TensorRT-LLM, the roofline): vLLM's default all2all backend,
+    an all-to-all of the top_k copies (None: TensorRT-LLM, the roofline): vLLM's default all2all backend,
     allgather_reducescatter (vllm/config/parallel.py ParallelConfig.all2all_backend, 0.24; AgRsAll2AllManager:
     all_gatherv to dispatch, reduce_scatterv to combine), gathers every token to every one of the ep GPUs, ep / top_k
     times the bytes (the thirty-third audit, links 4: Llama 4 Scout at EP 8 had moved 147 MB a GPU and MoE layer

@@ -323,7 +323,8 @@ def vllm_version_of_run(vllm_version: str, engine: str, engine_version: str | No
         release = (*band.last, 0) if band is not None else None
     if release is None or not (0, 1) <= release[:2] <= em.VLLM_RELEASED:
         return vllm_version
-    return f"{min(release[:2], em.VLLM_LATEST)[0]}.{min(release[:2], em.VLLM_LATEST)[1]}"
+    ruled = min(release[:2], em.VLLM_LATEST)  # a published release past the rule: the newest rule
+    return f"{ruled[0]}.{ruled[1]}"
 
 
 def engine_version_of_run(vllm_version, engine: str, engine_version: str | None) -> str | None:
@@ -364,7 +365,8 @@ def check_release_flags(vllm_version, engine: str, engine_version, runner: str =
     asked = check_vllm_version(vllm_version, engine) if named else None
     if isinstance(engine_version, str) and engine_version.strip().lower() not in ("", "latest"):
         release, band = flag_release(engine_version), band_named("vllm", engine_version)
-        if asked is not None and ((release is not None and min(release[:2], em.VLLM_LATEST) != asked)
+        given = flag_release(vllm_version)[:2] if named and flag_release(vllm_version) else asked  # as written
+        if asked is not None and ((release is not None and release[:2] != given)
                                   or (band is not None and not band.first <= asked <= band.last)):
             raise KvcalcError(f"--vllm-version {vllm_version.strip()} and --engine-version {engine_version.strip()}: "
                               "they name different vLLM releases; give one (--engine-version alone sets the step "

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from kvcalc.engines.kernel_eras import FLAG_RELEASE, asks_latest, flag_release, release3, run_month, with_era
 from kvcalc.errors import KvcalcError
+from kvcalc.formulas.engine_memory import VLLM_RELEASED
 from kvcalc.specs.profile import EngineOverhead, EngineProfile
 
 
@@ -96,9 +97,10 @@ def synced_layers(layers: int, tp: int, ep: int = 1) -> int:
     return layers if tp > 1 or ep > 1 else 0
 
 
-# the newest series each engine has published (`pip index versions [--pre]`, 2026-12-07: vllm 0.34.0, tensorrt-llm
-# 1.4.0rc1, sglang 0.5.x): a release past its newest band up to this one is timed as that band, with a warning (band)
-RELEASED = {"vllm": (0, 34), "trtllm": (1, 4), "sglang": (0, 5)}
+# the newest series each engine has published past its newest band (`pip index versions [--pre]`, 2026-12-07: vllm
+# 0.34.0, formulas/engine_memory.py VLLM_RELEASED; tensorrt-llm 1.4.0rc1): a release up to it is timed as that band,
+# with a warning (band); only major.minor is compared
+RELEASED = {"vllm": VLLM_RELEASED, "trtllm": (1, 4)}
 
 
 def bands(engine: str) -> list[Band]:
@@ -182,6 +184,8 @@ def band(engine: str, version: str | None = None, default_release: str | None = 
         return newest
     if found is None:
         listing = "; ".join(f"{b.name}: {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}" for b in known)
+        if engine in RELEASED:  # the published releases past the newest band, taken as it
+            listing += f"; {known[-1].last[0]}.{known[-1].last[1] + 1}-{RELEASED[engine][0]}.{RELEASED[engine][1]} as {known[-1].name}"
         raise KvcalcError(f"--engine-version: {engine} has no release {version!r:.40} kvcalc knows; expected a band "
                           f"or a release within one ({listing})")
     return found

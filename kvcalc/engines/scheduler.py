@@ -216,10 +216,10 @@ def sglang_rank_chunk(server_chunk: int, dp: int, release_text: str | None = Non
     return max(1, server_chunk // (2 if release_before(release_text, SGLANG_DP_CHUNK_SPLIT_SINCE) else dp))
 
 
-def sglang_server_budget(memory_GiB: float, release_text: str | None = None, dp: int = 1) -> int:
+def sglang_server_budget(memory_MiB: float, release_text: str | None = None, dp: int = 1) -> int:
     """The prefill tokens one SGLang scheduler (one of dp data-parallel attention ranks) takes a step when
-    --chunked-prefill-size is not given: the server's size by the GPU's memory as SGLang reads it (memory_GiB: the
-    spec's device_total_MiB / 1024, nvidia-smi's total on NVIDIA parts) (sglang_memory_tier: 2,048 on a 24 GB
+    --chunked-prefill-size is not given: the server's size by the GPU's memory as SGLang reads it (memory_MiB: the
+    spec's device_total_MiB, nvidia-smi's total on NVIDIA parts) (sglang_memory_tier: 2,048 on a 24 GB
     card, 4,096 on an L40S, 8,192 on an H100 or H200, 16,384 on a B200 or an MI300X; before
     SGLANG_CHUNK_BY_MEMORY_SINCE 2,048 under 25,000 MiB and 8,192 above, and before SGLANG_SMALL_GPU_CHUNK_SINCE
     8,192), shared by the ranks (sglang_rank_chunk). release_text: '0.5.14', 'v0.5.3.post1', a ledger row's 'unknown
@@ -230,7 +230,7 @@ def sglang_server_budget(memory_GiB: float, release_text: str | None = None, dp:
     if release_text is not None and not isinstance(release_text, str):  # the API's engine_version (the twenty-third
         # audit, F4: 5 or 0.4 had raised a TypeError here, before anything checked it)
         raise KvcalcError(f"--engine-version: expected a release such as 0.5.3, or latest, got {release_text!r}")
-    mib = memory_GiB * 1024
+    mib = memory_MiB
     if release_before(release_text, SGLANG_SMALL_GPU_CHUNK_SINCE):
         server = 8192
     elif release_before(release_text, SGLANG_CHUNK_BY_MEMORY_SINCE):

@@ -197,18 +197,21 @@ def siglip_vision_params(hidden: int, intermediate: int, layers: int, patch: int
 
 def llama4_vision_params(hidden: int, intermediate: int, layers: int, patch: int, image: int, projector_input: int,
                          projector_output: int, vision_output: int, text_hidden: int, channels: int = 3,
-                         projector_bias: bool = False) -> int:
+                         adapter_bias: bool = False) -> int:
     """Parameters of Llama 4's vision tower and projector (transformers modeling_llama4.py): the unfolded patch
     embedding (channels x patch^2 -> hidden, no bias), a class embedding and a position embedding per patch and the
     class token, LayerNorms before and after the encoder; per layer q, k, v and o projections hidden x hidden with
     biases, an MLP hidden -> intermediate -> hidden with biases and two LayerNorms; the pixel-shuffle adapter's MLP
-    (intermediate -> projector_input -> projector_output, no biases); and the multimodal projector vision_output ->
-    the text's hidden (bias per multi_modal_projector_bias). Llama 4 Scout (1408, 5632, 34 layers, patch 14 at 336 px,
-    4096 / 4096 / 4096 into 5120): 871,932,416, transformers' own count."""
+    (intermediate -> projector_input -> projector_output, biased per the vision_config's multi_modal_projector_bias:
+    vLLM's mllama4.py Llama4VisionPixelShuffleMLP); and the multimodal projector vision_output -> the text's hidden,
+    no bias. Llama 4 Scout (1408, 5632, 34 layers, patch 14 at 336 px, 4096 / 4096 / 4096 into 5120, no bias):
+    871,932,416, transformers' own count."""
     embeddings = channels * patch * patch * hidden + hidden + ((image // patch) ** 2 + 1) * hidden + 2 * 2 * hidden
     layer = 4 * (hidden * hidden + hidden) + 2 * hidden * intermediate + intermediate + hidden + 2 * 2 * hidden
     adapter = intermediate * projector_input + projector_input * projector_output
-    projector = vision_output * text_hidden + (text_hidden if projector_bias else 0)
+    if adapter_bias:
+        adapter += projector_input + projector_output
+    projector = vision_output * text_hidden
     return embeddings + layers * layer + adapter + projector
 
 

@@ -193,7 +193,7 @@ def row_kwargs(row: dict) -> dict:
 
         dp, release = attention_groups(ep, tp), row.get("engine_version", "")
         kw["step_tokens"] = (sglang_rank_chunk(kw["step_tokens"], dp, release) if "step_tokens" in kw
-                             else sglang_server_budget(load_gpu(row["gpu"]).device_total_MiB / 1024, release, dp))
+                             else sglang_server_budget(load_gpu(row["gpu"]).device_total_MiB, release, dp))
         if "max_num_seqs" in kw:  # --max-running-requests // dp_size a rank (engines/launch.py
             # _sglang_max_running_requests)
             kw["max_num_seqs"] = max(1, kw["max_num_seqs"] // dp)
@@ -295,6 +295,14 @@ def _closed_form(model: str, gpu: str, time_model: str, kw: dict, sim: dict) -> 
         return None
 
 
+def _unscored(row: dict) -> set[str]:
+    """The metrics a row's note leaves unscored, 'unscored: median_ttft_ms, p99_ttft_ms (why)': figures kept as
+    published that do not measure what their column says (the thirty-sixth audit, rows 2: TTFT medians counting empty
+    replies as 0)."""
+    m = re.search(r"\bunscored: ([a-z0-9_, ]+?) \(", row.get("note", ""))
+    return {name.strip() for name in m[1].split(",")} if m else set()
+
+
 def _held_out_profile(row: dict, org: str, points: list[dict], fits: dict, refits: dict):
     """The row's GPU-engine profile refitted without its organisation where the bundled one was fitted to end-to-end
     rows of that organisation (published.refit_e2e, with the overheads `fits` fitted without it); None where the
@@ -376,9 +384,10 @@ def score(rows: list[dict], published: Path | None = None) -> list[dict]:
         except (KvcalcError, ValueError) as e:
             out.append({**base, "skipped": str(e).splitlines()[0]})
             continue
+        unscored = _unscored(row)
         for metric, (from_sim, from_closed) in METRICS.items():
             measured = _number(row.get(metric, ""))
-            if not measured:
+            if not measured or metric in unscored:
                 continue
             s = from_sim(sim)
             c = from_closed(closed) if (closed is not None and from_closed is not None) else None

@@ -319,7 +319,13 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
     # the release band's step overhead (engines/overhead.py); without a kernel profile the release still picks the
     # engine's memory rule below, and the roofline takes no overhead (the thirty-sixth audit, hwspecs 6: "the roofline
     # has no engine; pick one with --engine" had answered an --engine vllm --engine-version 0.19.0)
-    profile = with_band(profile, engine_version) if profile is not None or not engine_rule else None
+    if profile is None and engine_rule:  # the release is still checked, as with a profile (the review of the
+        # thirty-sixth audit's change, 2: 'banana' had been taken on this path)
+        from kvcalc.engines.overhead import band
+
+        band(engine, engine_version)
+    else:
+        profile = with_band(profile, engine_version)
     # a weight or KV format the part or the engine does not run, as estimate and serve say it (the twenty-fourth
     # audit, K1: an NVFP4 cache on an H100 had held 3.6x bf16's requests without a word)
     from kvcalc.engines.launch import format_warnings

@@ -349,7 +349,7 @@ def default_step_tokens(engine: str, gpu, vllm_version: str = "latest", engine_v
     from kvcalc.specs.catalog import load_gpu
 
     if engine == "sglang":
-        return sglang_server_budget(load_gpu(gpu).device_total_MiB / 1024, engine_version, groups)
+        return sglang_server_budget(load_gpu(gpu).device_total_MiB, engine_version, groups)
     if engine not in VLLM_SCHEDULED:
         return DEFAULT_STEP_TOKENS
     from kvcalc.formulas import engine_memory as em

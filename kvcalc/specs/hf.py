@@ -1896,9 +1896,10 @@ def _llama4_vision_tower(data: dict, v: dict, text, source: str) -> int:
     bad = [f for f, x in fields.items() if type(x) is not int or x <= 0]
     if bad:
         raise KvcalcError(f"{source}: vision_config {bad[0]}: expected a positive integer, got {fields[bad[0]]!r:.40}")
-    bias = data.get("multi_modal_projector_bias", False)
+    bias = v.get("multi_modal_projector_bias", False)  # the vision_config's: the adapter's MLP (formulas/params.py)
     if not isinstance(bias, bool):
-        raise KvcalcError(f"{source}: multi_modal_projector_bias: expected true or false, got {bias!r:.40}")
+        raise KvcalcError(f"{source}: vision_config multi_modal_projector_bias: expected true or false, got "
+                          f"{bias!r:.40}")
     f = fields
     return llama4_vision_params(f["hidden_size"], f["intermediate_size"], f["num_hidden_layers"], f["patch_size"],
                                 f["image_size"], f["projector_input_dim"], f["projector_output_dim"],

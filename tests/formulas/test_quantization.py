@@ -111,7 +111,7 @@ def test_gpt_oss_and_llama4_config_json_read_as_the_bundled_specs():
         "num_key_value_heads": 8, "head_dim": 128, "num_local_experts": 16, "num_experts_per_tok": 1,
         "intermediate_size": 8192, "intermediate_size_mlp": 16384, "interleave_moe_layer_step": 1,
         "attention_chunk_size": 8192, "vocab_size": 202048, "max_position_embeddings": 10485760,
-        "tie_word_embeddings": False}, "multi_modal_projector_bias": False, "vision_config": {
+        "tie_word_embeddings": False}, "vision_config": {"multi_modal_projector_bias": False,
         "model_type": "llama4_vision_model", "hidden_size": 1408, "intermediate_size": 5632, "num_hidden_layers": 34,
         "patch_size": 14, "image_size": 336, "num_channels": 3, "projector_input_dim": 4096,
         "projector_output_dim": 4096, "vision_output_dim": 4096, "pixel_shuffle_ratio": 0.5}}
