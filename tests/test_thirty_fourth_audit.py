@@ -794,3 +794,28 @@ def test_36_review_api_and_release_edges():
     assert bad.exit_code == 2 and "--engine-version" in bad.output and "banana" in bad.output
     scout = (1408, 5632, 34, 14, 336, 4096, 4096, 4096, 5120)
     assert llama4_vision_params(*scout, adapter_bias=True) - llama4_vision_params(*scout) == 4096 + 4096
+
+
+# DeepSeek-V4-Flash's config.json (huggingface.co/deepseek-ai/DeepSeek-V4-Flash/blob/main/config.json, as a public
+# repository quotes it; TensorRT-LLM's test config carries the same fields): its structural fields
+DEEPSEEK_V4_FLASH = {
+    "model_type": "deepseek_v4", "hidden_size": 4096, "num_hidden_layers": 43, "num_attention_heads": 64,
+    "num_key_value_heads": 1, "head_dim": 512, "q_lora_rank": 1024, "o_lora_rank": 1024, "o_groups": 8,
+    "qk_rope_head_dim": 64, "n_routed_experts": 256, "n_shared_experts": 1, "num_experts_per_tok": 6,
+    "moe_intermediate_size": 2048, "sliding_window": 128, "hc_mult": 4, "vocab_size": 129280,
+    "max_position_embeddings": 1048576, "tie_word_embeddings": False, "expert_dtype": "fp4",
+    "compress_ratios": [0, 0] + [4, 128] * 20 + [4, 0]}
+
+
+@pytest.mark.parametrize("model_type, named", [("deepseek_v4", "DeepSeek-V4's layout"),
+                                                ("my_finetune", "compress_ratios")])
+def test_36_import1_deepseek_v4_is_refused_for_its_own_layout(tmp_path, model_type, named):
+    """DeepSeek-V4-Flash had been refused for intermediate_size, then for sliding_window, and once both were
+    supplied as the errors asked, read with every layer a 128-token window of one 512-wide head (its compressed
+    whole-context cache, hyper-connections and FP4 experts dropped): 290.9B parameters, 88 KB a token. It is refused
+    for its layout, by model_type and, renamed, by its fields."""
+    config = {**DEEPSEEK_V4_FLASH, "model_type": model_type, "intermediate_size": 2048,
+              "layer_types": ["sliding_attention"] * 43}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    out = CliRunner().invoke(app, ["estimate", "-m", str(tmp_path / "config.json")])
+    assert out.exit_code == 2 and named in out.output and "Traceback" not in out.output

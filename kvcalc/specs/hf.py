@@ -694,6 +694,10 @@ UNREAD_LAYOUT_FIELDS = {
     "num_attention_groups": "KV heads as attention groups (Step's num_attention_groups)",
     "share_q_dim": "a low-rank query projection (Step's share_q_dim)",
     "moe_layers_enum": "MoE on the listed layers only (Step's moe_layers_enum)",
+    # DeepSeek-V4 under another model_type (NOT_READ names its own): each dropped in silence otherwise
+    "compress_ratios": "a cache compressed over the context, per layer (DeepSeek-V4's compress_ratios)",
+    "hc_mult": "hyper-connections (DeepSeek-V4's hc_mult residual streams)",
+    "o_lora_rank": "a low-rank grouped output projection (DeepSeek-V4's o_lora_rank)",
 }
 EXPERT_COUNT = "num_local_experts|n_routed_experts|num_experts|moe_num_experts"
 TOP_K = "num_experts_per_tok|moe_top_k|experts_per_token|num_experts_per_token"
@@ -1583,7 +1587,13 @@ NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on t
             # MiMo-V2-Flash: full-attention layers by hybrid_layer_pattern, its sliding layers of their own KV heads
             # (swa_num_key_value_heads), V narrower than K (v_head_dim): read with every layer sliding, KV ~80x low
             "mimo_v2_flash": "MiMo-V2-Flash's layout (full and sliding layers by hybrid_layer_pattern, each kind "
-                             "with its own KV heads: swa_num_key_value_heads; values narrower than keys: v_head_dim)"}
+                             "with its own KV heads: swa_num_key_value_heads; values narrower than keys: v_head_dim)",
+            # the thirty-sixth audit, import 1-2: DeepSeek-V4-Flash refused for intermediate_size, then sliding_window,
+            # then read with every layer a 128-token window (its compressed whole-context cache dropped); ERNIE-4.5-VL
+            # refused as if its expert list were malformed
+            "deepseek_v4": "DeepSeek-V4's layout (a shared K=V latent kept whole-context at compress_ratios beside a "
+                           "sliding window, hyper-connections: hc_mult, a grouped output LoRA: o_lora_rank, FP4 experts)",
+            "ernie4_5_moe_vl": "ERNIE-4.5-VL's text and vision experts (moe_num_experts as a list of two)"}
 ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
 
 def _starcoder2(c: Config) -> dict:
