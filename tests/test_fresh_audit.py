@@ -1,5 +1,6 @@
 """Regression tests for what the fresh audit of issue 23 (this version's) found, one per finding, named after it."""
 
+import pytest
 from typer.testing import CliRunner
 
 from kvcalc.cli import app
@@ -206,6 +207,7 @@ def test_simulated_ep_replicas_take_a_prompt_within_one_replicas_budget():
     assert sim["steps"] == 17 and abs(sim["ttft_ms"]["p50"] / closed["ttft_ms"] - 1) < 0.10
 
 
+@pytest.mark.slow  # about 30 s on two cores: three plans with disaggregated pools
 def test_disaggregated_launch_text_starts_the_router_and_the_kv_transceiver():
     """The fresh audit (consistency, 11): `plan ... --disaggregate --emit vllm|sglang|trtllm` printed the two pools and
     no front door that routes a request to a prefill instance and then a decode one, and TensorRT-LLM's options had
