@@ -7,6 +7,7 @@ combination, evaluated by the same formulas as `estimate` in a single call (no P
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -120,9 +121,8 @@ def sweep(
         check_dtypes(w, k)  # an engine that stores no such cache skips its own cells (below), not the grid
     check_memory_utilization(memory_utilization)
     check_prefill_chunk(prefill_chunk)
-    rows = 1
-    for axis in (models, gpus, attn, batch, context, weight_dtype, kv_dtype, engine, tp, pp, speculate, ep):
-        rows *= len(axis)
+    rows = math.prod(len(axis) for axis in (models, gpus, attn, batch, context, weight_dtype, kv_dtype, engine, tp,
+                                            pp, speculate, ep))
     if rows > MAX_SWEEP_ROWS:
         raise KvcalcError(f"--batch / --context / ...: the axes make {rows:,} combinations; a sweep computes at most "
                           f"{MAX_SWEEP_ROWS:,} (split it into several)")

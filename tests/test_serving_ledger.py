@@ -258,13 +258,13 @@ def test_a_profile_fitted_on_the_rows_organisation_is_refitted_without_it(monkey
     rows = {r["id"]: r for r in read_rows(LEDGER)}
     amd = rows["sv-112"]
     assert pub.organisation(amd["publisher"]) == "amd"
-    held = serving_sim._held_out_profile(amd, "amd", points, pub.constants_without(prepared, "amd")["fits"], {})
+    held = serving_sim._held_out_profile(amd, points, pub.constants_without(prepared, "amd")["fits"], {})
     assert held is not None and held.fitted_on and "amd" not in {owner[i] for i in held.fitted_on}
     assert set(held.fitted_on) < set(bundled.fitted_on)
     assert held.time_scale != pytest.approx(bundled.time_scale, rel=1e-3)
     dstack = next(r for r in rows.values() if r["gpu"] == "mi300x" and r["engine"] == "vllm"
                   and pub.organisation(r["publisher"]) == "dstack")
-    assert serving_sim._held_out_profile(dstack, "dstack", points, {}, {}) is None
+    assert serving_sim._held_out_profile(dstack, points, {}, {}) is None
     # and the refit reaches the simulation: the row's TPOT differs from the one scored with the bundled scale
     loso = {r["metric"]: r for r in score([amd], published=ROOT / "validation/published") if "metric" in r}
     monkeypatch.setattr(serving_sim, "_held_out_profile", lambda *a: None)

@@ -537,7 +537,8 @@ def test_36_hwspecs1_sglangs_own_fraction_reads_nvidia_smis_total():
 
 def test_36_hwspecs1_smi_total_past_the_datasheet_is_refused(tmp_path):
     """A spec's nvidia-smi total above its datasheet memory is a contradiction, refused naming both fields."""
-    text = (Path(__file__).resolve().parents[1] / "hardware_specs/h100-sxm.toml").read_text().replace("smi_memory_MiB = 81559", "smi_memory_MiB = 90000")
+    text = (Path(__file__).resolve().parents[1] / "hardware_specs/h100-sxm.toml").read_text()
+    text = text.replace("smi_memory_MiB = 81559", "smi_memory_MiB = 90000")
     (tmp_path / "big.toml").write_text(text)
     out = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-g", str(tmp_path / "big.toml")])
     assert out.exit_code == 2 and "smi_memory_MiB 90000 exceeds memory_GiB 80" in out.output

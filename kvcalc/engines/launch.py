@@ -2,9 +2,9 @@
 
 Flag names are those of the engine releases the profiles model, read from each engine's own argument parser:
 - vLLM: vllm/engine/arg_utils.py of the vllm 0.30.0 wheel on PyPI, lines 883-1713 (EngineArgs.add_cli_args:
-  --tensor-parallel-size,
-  --pipeline-parallel-size, --data-parallel-size, --enable-expert-parallel, --max-num-seqs, --max-num-batched-tokens,
-  --gpu-memory-utilization, --kv-cache-dtype, --max-model-len, --quantization, --speculative-config, --dtype).
+  --tensor-parallel-size, --pipeline-parallel-size, --data-parallel-size, --enable-expert-parallel, --max-num-seqs,
+  --max-num-batched-tokens, --gpu-memory-utilization, --kv-cache-dtype, --max-model-len, --quantization,
+  --speculative-config, --dtype).
 - SGLang: sgl-project/sglang python/sglang/srt/server_args.py of release 0.5.14 (--tp-size, --pp-size, --dp-size,
   --ep-size, --enable-dp-attention, --max-running-requests, --chunked-prefill-size, --mem-fraction-static, --kv-cache-dtype,
   --context-length, --quantization, --speculative-algorithm, --speculative-num-steps, --speculative-eagle-topk,
@@ -339,7 +339,8 @@ IMAGES = {  # each engine's published server image for NVIDIA GPUs, at the relea
     # (a `latest` tag moves to releases whose flags and defaults were not checked): Docker Hub tags v0.30.0, the
     # release whose memory rule and overheads plan sizes vLLM with (formulas/engine_memory.py VLLM_LATEST; the
     # thirty-sixth audit, launch 1: v0.24.0's pool had held 104 requests where plan launched 108; its flags are
-    # 0.30.0's parser's), v0.5.14 (`docker pull lmsysorg/sglang:v0.5.14` in public scripts); NGC release 1.3.0rc20, the release of the bundled TensorRT-LLM tables (its tag in NVIDIA's MLPerf submitters' build notes)
+    # 0.30.0's parser's), v0.5.14 (`docker pull lmsysorg/sglang:v0.5.14` in public scripts); NGC release 1.3.0rc20,
+    # the release of the bundled TensorRT-LLM tables (its tag in NVIDIA's MLPerf submitters' build notes)
     "vllm": "vllm/vllm-openai:v0.30.0",  # docs.vllm.ai, "Using Docker"
     "sglang": "lmsysorg/sglang:v0.5.14",  # docs.sglang.ai, "Install SGLang: Method 3, using docker"
     "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc20",  # NGC, TensorRT-LLM release container

@@ -340,8 +340,15 @@ def engine_version_of_run(vllm_version, engine: str, engine_version: str | None)
         return "latest"
     # a minor series as --vllm-version takes it (0.11.x): its first release, as the pool reads it (the thirty-sixth
     # audit, releases 3: passed on as given, it had been refused under --engine-version, a flag not given)
-    series = re.fullmatch(r"\s*v?([0-9]{1,4})\.([0-9]{1,4})\.x\s*", vllm_version, re.IGNORECASE)
-    return f"{series[1]}.{series[2]}.0" if series else vllm_version
+    series = vllm_series(vllm_version)
+    return f"{series[0]}.{series[1]}.0" if series else vllm_version
+
+
+def vllm_series(text: str) -> tuple[int, int] | None:
+    """--vllm-version's minor series ('0.6.x', as the memory ledger's logs name some; 'v0.11.X') as (major, minor),
+    or None for any other text."""
+    m = re.fullmatch(r"v?([0-9]{1,4})\.([0-9]{1,4})\.x", text.strip().lower())
+    return (int(m[1]), int(m[2])) if m else None
 
 
 # vLLM removed its V0 engine in 0.11.0 (vllm-project/vllm PR #25033 "[V0 Deprecation] Remove LLMEngine"; "the V0
@@ -365,7 +372,8 @@ def check_release_flags(vllm_version, engine: str, engine_version, runner: str =
     asked = check_vllm_version(vllm_version, engine) if named else None
     if isinstance(engine_version, str) and engine_version.strip().lower() not in ("", "latest"):
         release, band = flag_release(engine_version), band_named("vllm", engine_version)
-        given = flag_release(vllm_version)[:2] if named and flag_release(vllm_version) else asked  # as written
+        written = flag_release(vllm_version) if named else None
+        given = written[:2] if written else asked  # the release as written, before check_vllm_version's newest rule
         if asked is not None and ((release is not None and release[:2] != given)
                                   or (band is not None and not band.first <= asked <= band.last)):
             raise KvcalcError(f"--vllm-version {vllm_version.strip()} and --engine-version {engine_version.strip()}: "
@@ -395,8 +403,8 @@ def check_vllm_version(version: str, engine: str) -> tuple[int, int]:
     # releases), or a minor series (0.6.x, as the memory ledger's logs name some); the rule needs major.minor
     from kvcalc.engines.kernel_eras import flag_release
 
-    series = re.fullmatch(r"([0-9]{1,4})\.([0-9]{1,4})\.x", text)
-    found = (int(series[1]), int(series[2]), 0) if series else flag_release(text)
+    series = vllm_series(text)
+    found = (*series, 0) if series else flag_release(text)
     if found is None:
         raise KvcalcError(f"--vllm-version: expected latest or a release such as 0.11 or 0.30.1, got {version!r}")
     release = found[:2]

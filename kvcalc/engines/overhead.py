@@ -185,7 +185,8 @@ def band(engine: str, version: str | None = None, default_release: str | None = 
     if found is None:
         listing = "; ".join(f"{b.name}: {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}" for b in known)
         if engine in RELEASED:  # the published releases past the newest band, taken as it
-            listing += f"; {known[-1].last[0]}.{known[-1].last[1] + 1}-{RELEASED[engine][0]}.{RELEASED[engine][1]} as {known[-1].name}"
+            (major, minor), newest = RELEASED[engine], known[-1]
+            listing += f"; {newest.last[0]}.{newest.last[1] + 1}-{major}.{minor} as {newest.name}"
         raise KvcalcError(f"--engine-version: {engine} has no release {version!r:.40} kvcalc knows; expected a band "
                           f"or a release within one ({listing})")
     return found

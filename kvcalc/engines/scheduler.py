@@ -70,8 +70,8 @@ def vllm_v1(budget: int = 8192, max_seqs: int = 1024, block_size: int = 16) -> S
     partly prefilled prompt its remainder: chunked prefill); when KVCacheManager.allocate_slots fails, the last
     running request is preempted (`self.running.pop()`, num_computed_tokens = 0, prepended to the waiting queue) and
     recomputed later, less the full blocks the prefix cache still holds of it (preempted_prefix_cached); then, if
-    nothing was preempted, waiting requests in FCFS order while the budget lasts and len(running) < max_num_seqs. Defaults: vllm/engine/arg_utils.py get_batch_defaults, OPENAI_API_SERVER on a GPU
-    with >= 70 GiB that is not an A100: max_num_batched_tokens 8192, max_num_seqs 1024 (2048 / 256 otherwise);
+    nothing was preempted, waiting requests in FCFS order while the budget lasts and len(running) < max_num_seqs.
+    Defaults: vllm/engine/arg_utils.py get_batch_defaults, OPENAI_API_SERVER on a GPU with >= 70 GiB that is not an A100: max_num_batched_tokens 8192, max_num_seqs 1024 (2048 / 256 otherwise);
     block_size 16 (vllm/config/cache.py)."""
     return SchedulerPolicy("vllm-v1", mixed=True, budget=budget, max_seqs=max_seqs, block_size=block_size,
                            admission="on_demand", preempt="recompute", preempted_prefix_cached=True)

@@ -233,8 +233,8 @@ ROPE_CACHE_BYTES_FP32 = {"gpt_oss": 4}  # families whose model file asks get_rop
 # (these parts: 8.0 and 8.6-8.9); on Hopper the OpenAI triton_kernels matmul, which a stock install has from PR #28788
 # (merged 2025-11-15, bundled into vllm/third_party; first release 0.12). Before that a Hopper install's layout
 # depended on how triton_kernels and torch were installed (0.10.x: below, not followed). 0.11 falls back to Marlin
-# without it (quantization/mxfp4.py get_mxfp4_backend: "not has_triton_kernels()"), and a stock 0.11 install has none: vllm/utils has_triton_kernels calls it "the optional
-# `triton_kernels` package", and neither requirements/ nor docker/Dockerfile installs it (vLLM at 9360d34fa,
+# without it (quantization/mxfp4.py get_mxfp4_backend: "not has_triton_kernels()"), and a stock 0.11 install has
+# none: vllm/utils has_triton_kernels calls it "the optional `triton_kernels` package", and neither requirements/ nor docker/Dockerfile installs it (vLLM at 9360d34fa,
 # 2025-09-30, days before the 0.11.0 release). Yet the only 0.11.0 Hopper weights found, llm-d's sweep on one H100
 # (github.com/llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md @259334868c: gpt-oss-20b 13.47
 # GiB, gpt-oss-120b 64.38), are not Marlin-sized (13.70, 65.93) but triton_kernels' without the 64-byte padding of

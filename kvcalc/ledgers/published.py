@@ -345,11 +345,8 @@ def _fit_one(rows: list[dict], per_gpu_term: bool, per_layer_us: float) -> tuple
     batch-1 TTFT rows; the thirty-fourth audit, overhead 3)."""
     steps = [r for r in rows if r["metric"] != "ttft_ms"]
     if not steps:
-        w = _publisher_weights(rows)
-        loss_ttft = sum(w[r["id"]] * np.abs(np.log(metric_value(r, r["prefill_ms"], r["decode_ms"], step_ms(
-            r, 0.0, 0.0, per_layer_us), REQUEST_GRID_MS) / r["measured"])) for r in rows)
-        i = int(np.argmin(loss_ttft))
-        return (0.0, 0.0, float(f"{float(REQUEST_GRID_MS[i]):.3g}")), float(loss_ttft[i])
+        request_ms, loss = _fit_request(rows, 0.0, 0.0, per_layer_us)
+        return (0.0, 0.0, float(f"{request_ms:.3g}")), loss
     several = {organisation(r["publisher"]) for r in steps if gpus(r) > 1}
     per_gpu = PER_GPU_GRID_US if per_gpu_term and len(several) >= MIN_SLOPE_PUBLISHERS else np.array([0.0])
     fixed, slope = np.meshgrid(STEP_GRID_US, per_gpu, indexing="ij")
@@ -360,13 +357,18 @@ def _fit_one(rows: list[dict], per_gpu_term: bool, per_layer_us: float) -> tuple
     i = np.unravel_index(int(np.argmin(loss)), loss.shape)
     step_us, per_gpu_us = float(fixed[i]), float(slope[i])
     ttft = [r for r in rows if r["metric"] == "ttft_ms"]
-    request_ms = 0.0
-    if ttft:
-        w = _publisher_weights(ttft)
-        loss_ttft = sum(w[r["id"]] * np.abs(np.log(metric_value(r, r["prefill_ms"], r["decode_ms"], step_ms(
-            r, step_us, per_gpu_us, per_layer_us), REQUEST_GRID_MS) / r["measured"])) for r in ttft)
-        request_ms = float(REQUEST_GRID_MS[int(np.argmin(loss_ttft))])
+    request_ms = _fit_request(ttft, step_us, per_gpu_us, per_layer_us)[0] if ttft else 0.0
     return tuple(float(f"{x:.3g}") for x in (step_us, per_gpu_us, request_ms)), float(loss[i])
+
+
+def _fit_request(ttft: list[dict], step_us: float, per_gpu_us: float, per_layer_us: float) -> tuple[float, float]:
+    """(the per-request cost [ms] on REQUEST_GRID_MS that the first-token rows `ttft` fit best beside the step costs
+    given, its summed weighted |log error|)."""
+    w = _publisher_weights(ttft)
+    loss = sum(w[r["id"]] * np.abs(np.log(metric_value(r, r["prefill_ms"], r["decode_ms"], step_ms(
+        r, step_us, per_gpu_us, per_layer_us), REQUEST_GRID_MS) / r["measured"])) for r in ttft)
+    i = int(np.argmin(loss))
+    return float(REQUEST_GRID_MS[i]), float(loss[i])
 
 
 def fit_overheads(rows: list[dict], wanted: set[str] | None = None) -> dict[str, dict]:
@@ -539,12 +541,10 @@ def score(points: list[dict], roofline: bool = False, loso: bool = True) -> list
     if loso and not roofline:  # a profile fitted to end-to-end rows (AMD) is refitted without the scored source
         owner = {p["id"]: organisation(p["publisher"]) for p in points}
         for r in rows:
-            org = organisation(r["publisher"])
-            if r["provenance"] == "fitted" and org in {owner.get(i) for i in r["profile_fitted_on"]}:
-                key = (org, r["gpu"], r["engine"])
-                if key not in refits:
-                    refits[key] = refit_e2e(points, r, held[org])
-                k = kernel_times(r, refits[key])
+            refit = (held_out_refit(points, owner, r, r["profile_fitted_on"], held[organisation(r["publisher"])],
+                                    refits) if r["provenance"] == "fitted" else None)
+            if refit is not None:
+                k = kernel_times(r, refit)
                 by_id[r["id"]] = {**r, "held_out_prefill_ms": k["prefill_ms"], "held_out_decode_ms": k["decode_ms"]}
     # an older release's fused-MoE factor (engines/kernel_eras.py): fitted on every row (in sample) and without each
     # publisher (held out); a row whose era's factor is not 1 is re-timed with it
@@ -583,6 +583,21 @@ def score(points: list[dict], roofline: bool = False, loso: bool = True) -> list
                     "in_sample_error_pct": (in_sample - m) / m * 100, "step_us": step * 1000, "request_ms": request_ms,
                     "moe_scale": moe_scale, "faster_than_speed_of_light": faster_than_light(r, sol)})
     return out
+
+
+def held_out_refit(points: list[dict], owner: dict[str, str], row: dict, fitted_on, fits: dict,
+                   cache: dict) -> EngineProfile | None:
+    """The row's end-to-end-fitted profile refitted without the row's organisation (refit_e2e, with the overheads
+    `fits` fitted without it) where the profile was fitted on rows (ids `fitted_on`) of that organisation; None where
+    it was not. owner: each point's organisation by id; cache: refits by (organisation, GPU, engine), which score and
+    the serving ledger (ledgers/serving_sim.py) both take."""
+    org = organisation(row["publisher"])
+    if org not in {owner.get(i) for i in fitted_on}:
+        return None
+    key = (org, row["gpu"], row["engine"])
+    if key not in cache:
+        cache[key] = refit_e2e(points, row, fits)
+    return cache[key]
 
 
 def refit_e2e(points: list[dict], row: dict, fits: dict) -> EngineProfile:

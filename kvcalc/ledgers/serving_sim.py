@@ -303,11 +303,11 @@ def _unscored(row: dict) -> set[str]:
     return {name.strip() for name in m[1].split(",")} if m else set()
 
 
-def _held_out_profile(row: dict, org: str, points: list[dict], fits: dict, refits: dict):
+def _held_out_profile(row: dict, points: list[dict], fits: dict, refits: dict):
     """The row's GPU-engine profile refitted without its organisation where the bundled one was fitted to end-to-end
-    rows of that organisation (published.refit_e2e, with the overheads `fits` fitted without it); None where the
+    rows of that organisation (published.held_out_refit, with the overheads `fits` fitted without it); None where the
     bundled profile is measured, transferred, or fitted on other organisations' rows only. Cached in refits."""
-    from kvcalc.ledgers.published import organisation, refit_e2e
+    from kvcalc.ledgers.published import held_out_refit, organisation
     from kvcalc.specs.catalog import load_gpu, resolve_engine
 
     try:
@@ -317,13 +317,8 @@ def _held_out_profile(row: dict, org: str, points: list[dict], fits: dict, refit
     if profile is None or getattr(profile, "provenance", None) != "fitted":
         return None
     owner = {p["id"]: organisation(p["publisher"]) for p in points}
-    if org not in {owner.get(i) for i in profile.fitted_on}:
-        return None
-    key = (org, row["gpu"], row["engine"])
-    if key not in refits:
-        refits[key] = refit_e2e(points, {"gpu": row["gpu"], "engine": row["engine"], "publisher": row["publisher"]},
-                                fits)
-    return refits[key]
+    return held_out_refit(points, owner, {k: row[k] for k in ("gpu", "engine", "publisher")}, profile.fitted_on,
+                          fits, refits)
 
 
 def published_beside(path: Path) -> Path | None:
@@ -375,7 +370,7 @@ def score(rows: list[dict], published: Path | None = None) -> list[dict]:
                     kw["moe_time_scale"] = held[org]["moe_scales"][f"{era.engine} {era.name}"]
                 if key is not None:
                     kw["overhead"] = held[org]["overheads"][key]
-                if (profile := _held_out_profile(row, org, points, held[org]["fits"], refits)) is not None:
+                if (profile := _held_out_profile(row, points, held[org]["fits"], refits)) is not None:
                     kw["profile"] = profile
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

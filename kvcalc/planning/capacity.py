@@ -345,18 +345,22 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         budget, _ = kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, stages, experts)
         return max_sequences(spec, context, budget, p.b_kv, tp, stages) >= 1
 
-    def refusal(t):  # as check_tp refuses a degree
-        return tp_refusal(spec, t, ep) or fp8_block_refusal(spec, weight_dtype, t, ep)
+    def refusal(t, experts=ep):  # as check_tp refuses a degree
+        return tp_refusal(spec, t, experts) or fp8_block_refusal(spec, weight_dtype, t, experts)
+
+    def fewest(degrees, stages=pp, experts=ep):  # the first degree the model allows that holds one sequence
+        return next((t for t in degrees if refusal(t, experts) is None and fits_one_sequence(t, stages, experts)),
+                    None)
 
     candidates = [t for t in TP_DEGREES if refusal(t) is None and (ep == 1 or (t <= ep and ep % t == 0))]
-    min_tp = next((t for t in candidates if fits_one_sequence(t)), None)
+    min_tp = fewest(candidates)
     if gpus is not None and refusal(gpus):
         raise KvcalcError(f"--tp: {refusal(gpus)}")
     upto = min_tp or gpus  # the degrees that divide the model (tp_refusal) below the smallest power of two that
     # holds it, or up to the --gpus asked for (GPT-3 175B's 96 heads and width 49,152: 3, 6, 12, 24; the tenth audit,
     # E7: 32 L4s had been the fewest where 24 hold it)
     if ep == 1 and upto:
-        min_tp = next((t for t in range(1, upto + 1) if refusal(t) is None and fits_one_sequence(t)), min_tp)
+        min_tp = fewest(range(1, upto + 1)) or min_tp
     # under --ep the fewest tensor-parallel GPUs of a group that hold a sequence (candidates: those dividing --ep), as
     # without it (the thirty-fourth audit, capacity 2: --tp 1 had been taken, and the model said not to fit on GPUs
     # that hold it at --tp 2)
@@ -470,9 +474,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                      + ("; drop --batch to size them at the most that fits" if batch and seqs >= 1 else ""))
         warnings.warn(notes[-1], CapacityWarning, stacklevel=2)
     # the fewest GPUs that hold the weights and a sequence with neither --pp nor --ep, where those were asked for
-    plain = next((t for t in TP_DEGREES if t < group and tp_refusal(spec, t, 1) is None
-                  and fp8_block_refusal(spec, weight_dtype, t, 1) is None and fits_one_sequence(t, 1, 1)),
-                 None) if group > 1 and (ep > 1 or pp > 1) else None
+    plain = fewest([t for t in TP_DEGREES if t < group], 1, 1) if group > 1 and (ep > 1 or pp > 1) else None
     if seqs < 1:
         overflow = weights_overflow(spec, weight_dtype, ev.usable_bytes, tp, pp, ep, hw=hw,
                                     engine=profile.engine if profile else engine)

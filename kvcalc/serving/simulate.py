@@ -1305,8 +1305,8 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     time factor instead of the era's, overhead: an EngineOverhead instead of the band's (the serving ledger's held-out
     refits). profile_file: an engine profile file in place of the bundled one (calibrate --from-benchmark writes
     one); profile: an EngineProfile object in place of both (the serving ledger's profile refitted without the row's
-    organisation), as serve takes it. burstiness: vllm bench serve's --burstiness for Poisson arrivals (gamma gaps of that shape, the same mean;
-    the twenty-fifth audit, S3). cuda_graph_GiB, flashinfer_sampler:
+    organisation), as serve takes it. burstiness: vllm bench serve's --burstiness for Poisson arrivals (gamma gaps
+    of that shape, the same mean; the twenty-fifth audit, S3). cuda_graph_GiB, flashinfer_sampler:
     vLLM's memory rule as serve takes them (the third audit: the simulation had ignored them). schedules_ahead: whether
     the scheduler runs a step ahead of the GPU (vLLM --async-scheduling / --no-async-scheduling, SGLang
     --disable-overlap-schedule, TensorRT-LLM disable_overlap_scheduler); None: the engine's default for its release
