@@ -364,7 +364,7 @@ def deployment_profile(path, engine: str, hw: HardwareSpec, notes: list[str] | N
     except KvcalcError as e:  # named by the flag; a hardware or model spec passed here says what it is not
         raise KvcalcError(f"--profile: {e}" + ("; expected an engine profile file (engine, gpu and curves), not a "
                                                "hardware or model spec" if "unknown field" in str(e) else "")) from None
-    from kvcalc.specs.catalog import _onto_spec, bundled_path
+    from kvcalc.specs.catalog import bundled_path, onto_spec
 
     reference = bundled_path("gpu", profile.gpu)
     if profile.gpu != hw.name:
@@ -379,7 +379,7 @@ def deployment_profile(path, engine: str, hw: HardwareSpec, notes: list[str] | N
         raise KvcalcError(f"--profile: {path} is a {profile.engine} profile; drop --engine {engine}")
     # onto the spec in use, as a bundled profile is: an edited copy's roofs and links, not the reference's (the
     # thirty-fourth audit, specs 1: an H800 copy of the H100 spec had all-reduced on the H100's 900 GB/s curve)
-    return _onto_spec(profile, hw, notes) if reference is not None else profile
+    return onto_spec(profile, hw, notes) if reference is not None else profile
 
 
 def file_profile(path, engine: str, hw: HardwareSpec, engine_version: str | None,

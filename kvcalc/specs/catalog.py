@@ -292,7 +292,7 @@ ROOF_AND_LINK_FIELDS = ("memory_bandwidth_GBps", "peak_tflops", "interconnect", 
                         "interconnect_peer_links", "scale_up_gpus", "scale_out_bandwidth_GBps", "topology", "pcie_p2p")
 
 
-def _onto_spec(profile: EngineProfile, hw: HardwareSpec, notes: list[str] | None = None) -> EngineProfile:
+def onto_spec(profile: EngineProfile, hw: HardwareSpec, notes: list[str] | None = None) -> EngineProfile:
     """The profile as fitted when hw has its reference spec's roofs and links; else transferred onto hw's, warning
     (and adding the warning to `notes`, the output's list, where given)."""
     ref_path = bundled_path("gpu", profile.gpu)
@@ -359,10 +359,10 @@ def resolve_engine(engine: str, hw: HardwareSpec, notes: list[str] | None = None
             if notes is not None:
                 notes.append(message)
             return None
-        return _onto_spec(found, hw, notes)
+        return onto_spec(found, hw, notes)
     if engine in hw.unsupported_engines:
         raise KvcalcError(engine_refusal(engine, hw))
     profile = bundled_profile(hw.name, engine)
     if profile is None:
         raise KvcalcError(engine_refusal(engine, hw))
-    return _onto_spec(profile, hw, notes)
+    return onto_spec(profile, hw, notes)
