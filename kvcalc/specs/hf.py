@@ -31,7 +31,9 @@ LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwe
 # H1: read untied, +5 % and +13 % parameters); Gemma's likewise (handled with its family)
 # SmolLM3Config's tie_word_embeddings defaults to True, and SmolLM3-3B's config.json leaves it out (the twenty-fifth
 # audit, H1: read untied, 262,668,288 weights too many; its two shards hold 6,150,235,008 B)
-TIED_BY_DEFAULT = ("starcoder2", "cohere", "cohere2", "smollm3")
+# VaultGemmaConfig subclasses Gemma2Config, tie_word_embeddings True (transformers' models/vaultgemma/
+# modular_vaultgemma.py; the thirty-seventh audit, import 1: read untied, 294,912,000 parameters over on VaultGemma-1B)
+TIED_BY_DEFAULT = ("starcoder2", "cohere", "cohere2", "smollm3", "vaultgemma")
 # activations of a plain two-matrix MLP (up, down; no gate) in the families read by their fields: squared ReLU
 # (transformers' NemotronMLP, ArceeMLP, PersimmonMLP; the tenth audit, H3: read as gated, +22 % to +37 %)
 # activations of a two-matrix MLP (up, down; no gate): Nemotron's relu2, and Apertus's xIELU (ApertusMLP's up_proj
@@ -1632,6 +1634,18 @@ def _glm(c: Config, model_type: str) -> dict:
     return spec
 
 
+def _dots1(c: Config, model_type: str) -> dict:
+    """dots.llm1: DeepSeek-V3's MoE layout under Qwen3's attention, with no field saying either (transformers'
+    models/dots1/modular_dots1.py: Dots1Attention is Qwen3Attention, whose q_norm and k_norm are RMSNorms of head_dim;
+    Dots1TopkRouter is DeepseekV3TopkRouter, which keeps e_score_correction_bias, one value per routed expert; the
+    thirty-seventh audit, import 2: both left out, 23,680 parameters short on dots.llm1)."""
+    spec = _by_fields(c, model_type, known=True)
+    spec["attention"]["qk_norm"] = True
+    if "moe" in spec:
+        spec["moe"]["router_bias"] = True
+    return spec
+
+
 def _biased_llama(c: Config, model_type: str) -> dict:
     """Llama's layout with the biases its family's config names (the twelfth audit, H3: read as "no biases"):
     InternLM (modeling_internlm.py: q, k, v and o_proj bias=config.bias); StableLM (transformers' StableLmAttention:
@@ -1676,6 +1690,7 @@ FAMILY_READERS = {
     "gpt_neox": lambda c, t: _gpt_neox(c), "opt": lambda c, t: _opt(c), "gpt_bigcode": lambda c, t: _gpt2(c, bigcode=True),
     "gptj": lambda c, t: _gptj(c), "phi-msft": lambda c, t: _gptj(c, qkv_bias=True), "phi": lambda c, t: _phi(c),
     "minimax_m2": lambda c, t: _by_fields(c, t, known=True),  # MiniMax-M2: a Llama-style MoE, named by its fields
+    "dots1": _dots1,
     **dict.fromkeys(("glm", "glm4", "glm4_moe"), _glm), "phimoe": lambda c, t: _phimoe(c), "qwen": lambda c, t: _qwen_v1(c),
     **dict.fromkeys(("internlm", "stablelm", "qwen2_vl", "qwen2_5_vl"), _biased_llama),
 }
