@@ -31,12 +31,13 @@ def test_stage_holds_its_layers_and_the_larger_edge():
 
 def test_decode_runs_micro_batches_through_the_whole_depth_plus_sends():
     """Batch 64 on 2 stages: two micro-batches of 32 in flight; each token passes both stages, so the step is the
-    full depth at batch 32 plus one send of 32 x 4096 x 2 bytes at half NVLink's 900 GB/s."""
+    full depth at batch 32 plus one send of the hidden states and the residual, 2 x 32 x 4096 x 2 bytes, at half
+    NVLink's 900 GB/s (vLLM's IntermediateTensors; the thirty-seventh audit, links 4)."""
     m, hw = load_model("llama-3-8b"), load_gpu("h100")
     kw = dict(context=2048, prompt=2048, weight_dtype="bf16", kv_dtype="bf16")
     two = evaluate(m, hw, batch=64, pp=2, **kw)
     one = evaluate(m, hw, batch=32, **kw)
-    send = 32 * 4096 * 2 / 450e9
+    send = 2 * 32 * 4096 * 2 / 450e9
     assert two.decode.seconds == pytest.approx(one.decode.seconds) and two.pipeline_s == pytest.approx(send)
     # a batch smaller than the stages: one micro-batch, the other stage idle (the bubble)
     bubble = evaluate(m, hw, batch=1, pp=2, **kw)
@@ -49,7 +50,7 @@ def test_prefill_fills_the_pipeline():
     kw = dict(context=0, prompt=1024, weight_dtype="bf16", kv_dtype="bf16")
     two = evaluate(m, hw, batch=4, pp=2, **kw)
     micro = evaluate(m, hw, batch=2, **kw).prefill.seconds
-    send = 2 * 1024 * 4096 * 2 / 450e9
+    send = 2 * 2 * 1024 * 4096 * 2 / 450e9  # two prompts of 1,024 tokens; hidden states and residual
     assert two.prefill.seconds + two.prefill_pipeline_s == pytest.approx(micro * 1.5 + send)
 
 

@@ -781,12 +781,13 @@ def test_33_links5_v100_groups_past_one_dgx1_need_a_network():
 def test_33_links8_geforce_pipeline_sends_cross_pcie_twice():
     """Without PCIe peer-to-peer NCCL stages every chunk through host memory (its SHM transport), as kvcalc already
     halves the GeForce cards' all-reduce bandwidth; the stage-to-stage sends had used the whole link. By hand,
-    Llama-3.1-8B at PP 2 on RTX 4090s, batch 8 in two micro-batches of 4: one send of 4 x 4,096 x 2 B over 64 GB/s / 2 (one way)
-    / 2 (twice) = 2.048 us."""
+    Llama-3.1-8B at PP 2 on RTX 4090s, batch 8 in two micro-batches of 4: one send of the hidden states and the
+    residual (the thirty-seventh audit, links 4), 2 x 4 x 4,096 x 2 B, over 64 GB/s / 2 (one way) / 2 (twice) =
+    4.096 us."""
     from kvcalc import estimate
 
     e = estimate("llama-3.1-8b", "rtx-4090", pp=2, batch=8, context=1024, engine="roofline")
-    assert e.decode.pipeline_ms == pytest.approx(4 * 4096 * 2 / (64e9 / 4) * 1e3, rel=1e-9)
+    assert e.decode.pipeline_ms == pytest.approx(2 * 4 * 4096 * 2 / (64e9 / 4) * 1e3, rel=1e-9)
 
 
 def test_33_quant_f2_f3_who_runs_a_checkpoints_kv_format(tmp_path):

@@ -73,12 +73,18 @@ def fullest_share(batch, parts):
 
 
 def pipeline_send_seconds(model: ModelSpec, tokens, b_a: float, pp: int, link_bandwidth_Bps: float | None):
-    """pp - 1 sends of the hidden states (tokens x d x b_a bytes) from stage to stage, one way over the link."""
+    """pp - 1 sends from stage to stage, one way over the link, of the hidden states (tokens x d x b_a bytes) and,
+    in a model whose RMSNorm takes the residual in (the Llama family's fused add-and-norm), the residual beside them:
+    vLLM's and SGLang's decoder models hand the next stage both (vLLM's LlamaModel.forward returns
+    IntermediateTensors({"hidden_states", "residual"}), SGLang's PPProxyTensors the same two), where a LayerNorm
+    model adds its residual inside the layer and sends the hidden states alone (vLLM's GPT2Model; the thirty-seventh
+    audit, links 4: the residual had been left out, half the bytes)."""
     if pp == 1:
         return 0.0
     if not link_bandwidth_Bps:
         raise KvcalcError("--gpu: pipeline parallelism needs the spec's interconnect_bandwidth_GBps, which it does not list")
-    return (pp - 1) * tokens * model.hidden_size * b_a / (link_bandwidth_Bps / 2)
+    tensors = 2 if model.norm == "rmsnorm" else 1
+    return (pp - 1) * tensors * tokens * model.hidden_size * b_a / (link_bandwidth_Bps / 2)
 
 
 def kv_shard_fraction(model: ModelSpec, tp: int) -> float:
@@ -326,9 +332,14 @@ def pcie_allreduce_curve(measured: AllReduceCurve, measured_link_GBps: float, li
                          p2p: bool = True) -> AllReduceCurve:
     """A collective measured over one PCIe system, carried to another PCIe link: the fixed latency t0 kept, the bus
     bandwidth scaled by the links' ratio, link / measured link (a ring over PCIe is bound by the link), and halved
-    without peer-to-peer: NCCL's shared-memory transport then copies every chunk into host memory and out again,
-    so each byte crosses PCIe twice (NCCL's transports: P2P when the GPUs can reach each other, else SHM through the
-    host, https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html#nccl-p2p-disable)."""
+    without peer-to-peer, a stand-in for NCCL's shared-memory transport, which stages every chunk through host
+    memory (NCCL's transports: P2P when the GPUs can reach each other, else SHM through the host,
+    https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html#nccl-p2p-disable). The halving is not a
+    per-link count (a staged byte goes up the sender's link and down the receiver's, once each, as a P2P byte does):
+    what SHM costs is the host's memory bandwidth, its copies and a longer hop, which the host decides. Published runs
+    without peer-to-peer span 2.2-3.7 GB/s (2-4 RTX 4090s in containers, kalavai-net/kalavai-client scripts/README.md)
+    to 28 GB/s (8 RTX 5090s on two Xeon 8480+, NVIDIA/nccl issue 1639); kvcalc's halved RTX PRO 6000 table gives an
+    RTX 5090 at TP 8 10.1 GB/s (docs/validation.md, Left: Hardware H3)."""
     bus = measured.bus_bandwidth_GBps * link_GBps / measured_link_GBps * (1.0 if p2p else 0.5)
     return AllReduceCurve(t0_us=measured.t0_us, bus_bandwidth_GBps=bus)
 
