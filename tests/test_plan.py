@@ -381,7 +381,9 @@ def test_a_finalist_that_misses_at_the_percentile_is_replaced_by_the_next(monkey
                                   memory_utilization=0.9, max_ttft_ms=250.0, max_tpot_ms=30.0)
     assert chosen == [pts[1]] and pts[0].misses == ["TTFT p99"] and pts[0].simulated["met"] is False
     assert pts[1].simulated == {"percentile": "p99", "ttft_ms": 200.0, "tpot_ms": 22.0, "num_prompts": 1000,
-                                "max_num_seqs": 64, "arrivals": "Poisson, 5 requests/s", "met": True}
+                                "seed": 0, "taken_over": "the 1,000 requests of one simulated run (seed 0), its "
+                                "ramp-up and drain included", "max_num_seqs": 64, "arrivals": "Poisson, 5 requests/s",
+                                "met": True}
     assert calls[0]["arrivals"] == "poisson" and calls[0]["request_rate"] == 5.0 and calls[0]["max_num_seqs"] == 64
     assert calls[0]["percentile"] == 99.0 and len(calls) == 2  # stops once it has the one it needs
 

@@ -86,11 +86,17 @@ def _version_key(v: str) -> tuple:
     return tuple(int(n) for n in re.findall(r"\d+", v))
 
 
-def newest_table(root: Path, gpu: str, op: str, engine: str, filename: str) -> Path | None:
-    """The newest engine version's table of this op, or None."""
+def tables_newest_first(root: Path, gpu: str, op: str, engine: str, filename: str) -> list[Path]:
+    """Every engine version's table of this op, the newest first."""
     base = root / TABLE_GPUS[gpu] / op / TABLE_ENGINES[engine]
     found = [p for p in base.glob(f"*/{filename}")] if base.is_dir() else []
-    return max(found, key=lambda p: _version_key(p.parent.name)) if found else None
+    return sorted(found, key=lambda p: _version_key(p.parent.name), reverse=True)
+
+
+def newest_table(root: Path, gpu: str, op: str, engine: str, filename: str) -> Path | None:
+    """The newest engine version's table of this op, or None."""
+    found = tables_newest_first(root, gpu, op, engine, filename)
+    return found[0] if found else None
 
 
 def held_out(keys) -> np.ndarray:
@@ -382,15 +388,21 @@ def fit_profile(root: Path, gpu: str, engine: str) -> EngineProfile | None:
         for kv_dtype in sorted(set(table["kv_cache_dtype"]) & set(KV_DTYPES)):
             rows = attention_rows(table, kv_dtype, decode=phase == "attention_decode")
             fields[phase][KV_DTYPES[kv_dtype][0]] = fitted(rows, hw, _relative(path, root) + f" (kv_cache_dtype {kv_dtype})")
-    path = newest_table(root, gpu, "moe", engine, "moe_perf.parquet")
-    if path is not None:
+    # the newest table that yields a curve: a release's folder can hold a supplement of a few shapes only
+    # (aiconfigurator-core 0.12.0's TensorRT-LLM 1.3.0rc23 MoE tables on H100, H200 and Blackwell: 10,692 rows of two
+    # Nemotron-3 non-gated shapes, none a gated expert kvcalc fits, where 1.3.0rc20's hold 126,360 rows of bf16, fp8,
+    # fp8_block and w4a16_mxfp4 experts; the thirty-seventh audit, trtllm 1: six profiles had timed every routed
+    # expert at the datasheet roofline)
+    for path in tables_newest_first(root, gpu, "moe", engine, "moe_perf.parquet"):
         table = pd.read_parquet(path)
         for moe_dtype in sorted(set(table["moe_dtype"]) & set(MOE_DTYPES)):
             rows = moe_rows(table, moe_dtype)
             if not (rows.peak_dtype and rows.peak_dtype not in hw.peak_tflops.available()):
                 fields["moe"][MOE_DTYPES[moe_dtype][0]] = fitted(rows, hw, _relative(path, root) + f" (moe_dtype {moe_dtype})")
+        fields["moe"] = {k: c for k, c in fields["moe"].items() if c is not None}
         if fields["moe"]:  # a table none of whose rows fit a curve is no source (the eighth audit, C5: seven
             versions["moe"] = path.parent.name  # TensorRT-LLM profiles named a MoE table and timed grouped GEMMs)
+            break
     for section, filename, rows_of in (("attention_decode_mla", "generation_mla_perf.parquet", mla_decode_rows),
                                        ("attention_prefill_mla", "context_mla_perf.parquet", mla_prefill_rows)):
         path = newest_table(root, gpu, "mla", engine, filename)
