@@ -16,7 +16,7 @@ MAX_PRICE = 1e6  # per GPU-hour, any currency
 def check_int(flag: str, value, lo: int, hi: int, hint: str = "") -> int:
     """A whole number in [lo, hi] (booleans are not numbers here); hint: said after the value refused."""
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise KvcalcError(f"{flag}: expected a whole number from {lo:,} to {hi:,}, got {_show(value)}"
+        raise KvcalcError(f"{flag}: expected a whole number from {lo:,} to {hi:,}, got {shown_value(value)}"
                           + (f" {hint}" if hint else ""))
     return value
 
@@ -30,11 +30,11 @@ MIN_CONCURRENCY = 1e-6
 
 def check_number(flag: str, value, lo: float, hi: float, *, lo_open: bool = False) -> float:
     """A finite number in [lo, hi] ((lo, hi] with lo_open)."""
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and finite(value)
           and (value > lo if lo_open else value >= lo) and value <= hi)
     if not ok:
         interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
-        raise KvcalcError(f"{flag}: expected a finite number in {interval}, got {_show(value)}")
+        raise KvcalcError(f"{flag}: expected a finite number in {interval}, got {shown_value(value)}")
     return value
 
 
@@ -44,7 +44,19 @@ def check_price(value) -> None:
         check_number("--price-per-gpu-hour", value, 0, MAX_PRICE, lo_open=True)
 
 
-def _show(value) -> str:
+def finite(value) -> bool:
+    """math.isfinite, False for an int past the largest double (whose conversion raises OverflowError; the
+    thirty-seventh audit, fuzz 1: 10**400 had crashed every float check)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def shown_value(value) -> str:
+    """A value as an error message echoes it: repr, cut past 40 characters (a hostile flag's 5,000 digits)."""
+    if isinstance(value, int) and value.bit_length() > 4000:  # repr refuses ints past 4,300 digits (sys.int_info)
+        return f"an integer of {value.bit_length():,} bits"
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
@@ -64,7 +76,7 @@ def check_ref(arg: str, value):
     """model= / gpu=: a name, a spec file path or a loaded spec."""
     if not _is_spec_ref(value):
         raise KvcalcError(f"{arg}: expected a name, a spec file path or a loaded spec, got {type(value).__name__} "
-                          f"{_show(value)}")
+                          f"{shown_value(value)}")
     return value
 
 
@@ -75,13 +87,13 @@ def _not_callable(arg: str, value):
 def check_optional_str(arg: str, value):
     """attn= / speculate= and the like: a string, or None for 'none'."""
     if value is not None and not isinstance(value, str):
-        raise KvcalcError(f"{arg}: expected a string or None, got {type(value).__name__} {_show(value)}")
+        raise KvcalcError(f"{arg}: expected a string or None, got {type(value).__name__} {shown_value(value)}")
     return value
 
 
 def check_str(arg: str, value):
     if not isinstance(value, str):
-        raise KvcalcError(f"{arg}: expected a string, got {type(value).__name__} {_show(value)}")
+        raise KvcalcError(f"{arg}: expected a string, got {type(value).__name__} {shown_value(value)}")
     return value
 
 
@@ -89,8 +101,8 @@ def check_sequence(arg: str, value, element=None) -> list:
     """A list-like argument (sweep's models, compare's attn, ...): a str is refused rather than read letter by
     letter; each element passes `element(arg, x)` where given."""
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
-        raise KvcalcError(f"{arg}: expected a list (e.g. [{_show(value)}]), got {type(value).__name__} "
-                          f"{_show(value)}")
+        raise KvcalcError(f"{arg}: expected a list (e.g. [{shown_value(value)}]), got {type(value).__name__} "
+                          f"{shown_value(value)}")
     items = [plain_scalar(x) for x in value]
     if not items:
         raise KvcalcError(f"{arg}: empty list; expected at least one value")
@@ -101,9 +113,9 @@ def check_vllm_version_arg(arg: str, value) -> str:
     """vllm_version=: a string such as "0.11" or "latest"; a float or int (0.11, the natural spelling) is read as
     the text it prints as (repr: 0.11 -> "0.11")."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {type(value).__name__} {_show(value)}")
+        raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {type(value).__name__} {shown_value(value)}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {_show(value)}")
+        raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {shown_value(value)}")
     return value if isinstance(value, str) else repr(value)
 
 
@@ -118,13 +130,13 @@ def check_disaggregate_arg(arg: str, value):
     if (isinstance(value, (tuple, list)) and len(value) == 2
             and all(isinstance(x, int) and not isinstance(x, bool) for x in value)):
         return tuple(check_int(arg, x, 1, MAX_GPUS) for x in value)
-    raise KvcalcError(f"{arg}: expected (prefill GPUs, decode GPUs) such as (2, 6) or \"2:6\", got {_show(value)}")
+    raise KvcalcError(f"{arg}: expected (prefill GPUs, decode GPUs) such as (2, 6) or \"2:6\", got {shown_value(value)}")
 
 
 def check_bool_arg(arg: str, value):
     """A switch such as plan's speculate=: True or False."""
     if not isinstance(value, bool):
-        raise KvcalcError(f"{arg}: expected True or False, got {type(value).__name__} {_show(value)}")
+        raise KvcalcError(f"{arg}: expected True or False, got {type(value).__name__} {shown_value(value)}")
     return value
 
 
@@ -133,7 +145,7 @@ def check_optional_path(arg: str, value):
     import os
 
     if value is not None and not isinstance(value, (str, os.PathLike)):
-        raise KvcalcError(f"{arg}: expected a file path or None, got {type(value).__name__} {_show(value)}")
+        raise KvcalcError(f"{arg}: expected a file path or None, got {type(value).__name__} {shown_value(value)}")
     return value
 
 
@@ -149,7 +161,7 @@ def check_profile_arg(arg: str, value):
 
     if value is not None and not isinstance(value, EngineProfile):
         raise KvcalcError(f"{arg}: expected an EngineProfile or None (profile_file= takes a file), got "
-                          f"{type(value).__name__} {_show(value)}")
+                          f"{type(value).__name__} {shown_value(value)}")
     return value
 
 

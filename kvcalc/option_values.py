@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from kvcalc.checks import shown_value
 from kvcalc.errors import KvcalcError
 
 
@@ -14,7 +15,7 @@ def ascii_digits(flag: str, text: str) -> str:
     """`text` where it is ASCII; a number written in other scripts' digits ('٣', full-width '２', which Python's int()
     and float() take) is an error naming the flag, as the typer-parsed options refuse it (the fifth audit)."""
     if not text.isascii():
-        raise KvcalcError(f"{flag}: expected ASCII digits, got {text!r}")
+        raise KvcalcError(f"{flag}: expected ASCII digits, got {shown_value(text)}")
     return text
 
 
@@ -31,13 +32,13 @@ def split(flag: str, text: str, cast=str) -> list:
     if not any(items):
         raise KvcalcError(f"{flag}: empty list; expected comma-separated values")
     if not all(items):  # the third audit: --tp 1,,2 had passed as 1,2
-        raise KvcalcError(f"{flag}: an empty item in {text!r}; expected comma-separated values")
+        raise KvcalcError(f"{flag}: an empty item in {shown_value(text)}; expected comma-separated values")
     if cast is not str:
         ascii_digits(flag, text)
     try:
         values = [cast(t) for t in items]
     except ValueError:
-        raise KvcalcError(f"{flag}: expected comma-separated {cast.__name__} values, got {text!r}") from None
+        raise KvcalcError(f"{flag}: expected comma-separated {cast.__name__} values, got {shown_value(text)}") from None
     # a value listed twice, as serve's lists refuse it (the twentieth audit, W6: roofline --batch 1,1,... had drawn
     # every point again, and --gpu h100-sxm,h100-sxm made duplicate rows)
     twice = first_repeat(values)
@@ -54,9 +55,9 @@ def speculate_forms(text: str | None) -> list:
         return [None]
     items = [t.strip() for t in text.split(";")]
     if not any(items):
-        raise KvcalcError(f"--speculate: empty list in {text!r}; expected forms separated by ';' (none for plain)")
+        raise KvcalcError(f"--speculate: empty list in {shown_value(text)}; expected forms separated by ';' (none for plain)")
     if not all(items):
-        raise KvcalcError(f"--speculate: an empty item in {text!r}; expected forms separated by ';' (none for plain)")
+        raise KvcalcError(f"--speculate: an empty item in {shown_value(text)}; expected forms separated by ';' (none for plain)")
     return list(dict.fromkeys(None if t == "none" else t for t in items))
 
 
@@ -89,7 +90,7 @@ def disaggregate_pair(text: str | None) -> tuple[int, int] | None:
     try:
         prefill, decode = (int(x) for x in parts)
     except ValueError:
-        raise KvcalcError(f"--disaggregate: expected PREFILL_GPUS:DECODE_GPUS such as 2:6, got {text!r}") from None
+        raise KvcalcError(f"--disaggregate: expected PREFILL_GPUS:DECODE_GPUS such as 2:6, got {shown_value(text)}") from None
     return prefill, decode
 
 
@@ -97,7 +98,7 @@ def names(flag: str, text: str) -> list[str]:
     """plan's --gpu and --engines: a comma-separated list of names."""
     items = [t.strip() for t in text.split(",")]
     if not all(items):  # '' or 'a,,b' (the third audit: --engines '' had searched every engine)
-        raise KvcalcError(f"{flag}: expected a comma-separated list of names, got {text!r}")
+        raise KvcalcError(f"{flag}: expected a comma-separated list of names, got {shown_value(text)}")
     return items
 
 
@@ -112,9 +113,9 @@ def parse_prices(text: str | None) -> float | dict[str, float] | None:
         prices = {k.strip(): float(v) for k, v in pairs}
     except ValueError:
         raise KvcalcError(f"--price-per-gpu-hour: expected a number or GPU=PRICE pairs such as h200=3.5,b200=5, "
-                          f"got {text!r}") from None
+                          f"got {shown_value(text)}") from None
     if len(prices) < len(pairs):  # the third audit: h100-sxm=3,h100-sxm=4 had kept the last
-        raise KvcalcError(f"--price-per-gpu-hour: a GPU priced twice in {text!r}; give each one price")
+        raise KvcalcError(f"--price-per-gpu-hour: a GPU priced twice in {shown_value(text)}; give each one price")
     return prices
 
 

@@ -22,7 +22,7 @@ import re
 
 from pydantic import ValidationError
 
-from kvcalc.checks import check_int
+from kvcalc.checks import check_int, shown_value
 from kvcalc.errors import KvcalcError
 from kvcalc.specs.catalog import validation_message
 from kvcalc.specs.model import AttentionSpec, LinearAttentionSpec, ModelSpec
@@ -108,6 +108,9 @@ def rewrite_attention(
         elif spec == "mqa":
             new = _standard(a, 1)
         elif m := re.fullmatch(r"gqa-?([0-9]+)", spec):  # ASCII digits (the fifth audit: gqa２ had been gqa2)
+            if len(m.group(1)) > 7:  # more KV heads than any model has query heads; and int() refuses 4,300 digits
+                raise KvcalcError(f"--attn: {shown_value(spec)}: gqaN needs N to divide the {a.num_heads} query "
+                                  "heads")  # (the thirty-seventh audit, fuzz: a traceback)
             new = _standard(a, int(m.group(1)))
         elif spec == "mla":
             new = _mla(a, kv_lora_rank, rope_dim)
@@ -119,7 +122,7 @@ def rewrite_attention(
             return model.model_copy(update={"linear_attention": linear, "layer_pattern": pattern,
                                             "name": f"{model.name}+linear"})
         else:
-            raise KvcalcError(f"--attn: unknown attention {attn!r}; expected {ATTN_CHOICES}")
+            raise KvcalcError(f"--attn: unknown attention {shown_value(attn)}; expected {ATTN_CHOICES}")
     except ValidationError as e:
         raise KvcalcError(validation_message("--attn", e)) from None
     return model.model_copy(update={"attention": new, "name": f"{model.name}+{spec}"})

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvcalc.checks import shown_value
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.speculative import (
     METHODS,
@@ -144,7 +145,7 @@ def _number(key: str, value: str, lo: float, hi: float, integer: bool = False):
         x = int(value) if integer else float(value)
     except ValueError:
         kind = "a whole number" if integer else "a number"
-        raise KvcalcError(f"--speculate: {key} expects {kind}, got {value!r}") from None
+        raise KvcalcError(f"--speculate: {key} expects {kind}, got {shown_value(value)}") from None
     if not lo <= x <= hi:
         raise KvcalcError(f"--speculate: {key} must be between {lo:g} and {hi:g}, got {value}")
     return x
@@ -154,7 +155,7 @@ def parse(text: str) -> Speculation:
     """'eagle,k=4,alpha=0.8' and the like into a Speculation (see the module docstring)."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise KvcalcError(f"--speculate: expected a method ({', '.join(METHODS)}), got {text!r}")
+        raise KvcalcError(f"--speculate: expected a method ({', '.join(METHODS)}), got {shown_value(text)}")
     head, _, value = items[0].partition("=")
     if head not in METHODS:
         raise KvcalcError(f"--speculate: unknown method {head!r}; expected one of {', '.join(METHODS)}")

@@ -82,3 +82,93 @@ def test_37_plan2_a_percentile_verdict_says_what_it_was_taken_over():
     again = simulate("llama-3.1-8b", "h100-sxm", seed=0, **kw)
     assert again["tpot_ms"]["p90"] == sim["tpot_ms"] and again["ttft_ms"]["p90"] == sim["ttft_ms"]
     assert simulate("llama-3.1-8b", "h100-sxm", seed=1, **kw)["ttft_ms"]["p90"] != sim["ttft_ms"]
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from kvcalc.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_37_fuzz1_an_integer_past_the_largest_double_is_refused_by_name():
+    """math.isfinite(10**400) raises OverflowError, and repr() of an int past 4,300 digits raises ValueError: every
+    float check had crashed on them, in the API and in serve's frontier list (-n 1,10**400)."""
+    import pytest
+
+    from kvcalc import simulate
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError, match=r"^memory_utilization: expected a finite number in \(0, 1\], got "
+                                          r"10000000000000000000\.\.\. \(401 characters\)$"):
+        estimate("llama-3-8b", "h100-sxm", memory_utilization=10**400)
+    with pytest.raises(KvcalcError, match="^batch: expected a whole number from 1 to 10,000,000, got an integer of "
+                                          "16,610 bits$"):
+        estimate("llama-3-8b", "h100-sxm", batch=10**5000)
+    with pytest.raises(KvcalcError, match="^concurrency: expected a finite number"):
+        simulate("llama-3-8b", "h100-sxm", input_len=512, output_len=32, concurrency=10**400, num_prompts=8)
+    out = _cli("serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "64", "-n", f"1,{10**400}")
+    assert out.exit_code == 2 and out.output.startswith("kvcalc: error: --concurrency: expected a finite number")
+
+
+def test_37_fuzz2_serves_frontier_checks_its_limits_as_one_point_does():
+    """-n 1,4 --max-ttft-ms -1 had printed a frontier of misses, exit 0; the API's '100' a bare TypeError."""
+    import pytest
+
+    from kvcalc import serve_frontier
+    from kvcalc.errors import KvcalcError
+
+    for value in ("-1", "nan", "0"):
+        out = _cli("serve", "-m", "llama-3-8b", "-i", "512", "--output-len", "64", "-n", "1,4", "--max-ttft-ms", value)
+        assert out.exit_code == 2 and "--max-ttft-ms: expected a finite number in (0, 1e+09]" in out.output
+    with pytest.raises(KvcalcError, match=r"^max_tpot_ms: expected a finite number in \(0, 1e\+09\], got '100'$"):
+        serve_frontier("llama-3-8b", "h100-sxm", input_len=512, output_len=64, concurrencies=[1, 4], tps=[1],
+                       max_tpot_ms="100")
+
+
+def test_37_fuzz3_the_memory_ledger_reads_a_path_as_the_other_ledgers_do(tmp_path):
+    """validate --engine-memory had read the whole file before any check (a 300 MB file: 3.3 s, 650 MB), and a
+    300-character name or /proc/self/mem ended in a traceback."""
+    big = tmp_path / "big.csv"
+    with big.open("wb") as f:
+        f.truncate((64 << 20) + 1)
+    out = _cli("validate", "--engine-memory", str(big))
+    assert out.exit_code == 2 and "67,108,865 bytes; a memory ledger CSV is at most 67,108,864" in out.output
+    out = _cli("validate", "--engine-memory", "a" * 300 + ".csv")
+    assert out.exit_code == 2 and out.output.startswith("kvcalc: error: --engine-memory: aaaa")
+    assert "File name too long" in out.output and "Traceback" not in out.output
+
+
+def test_37_fuzz4_plan_refuses_a_free_gpu_as_serve_and_capacity_do():
+    for price in ("0", "-0", "h100-sxm=0"):
+        out = _cli("plan", "-m", "llama-3-8b", "-i", "512", "-o", "64", "-n", "4", "--engines", "roofline",
+                   f"--price-per-gpu-hour={price}")
+        assert out.exit_code == 2 and "expected a finite number in (0, 1e+06]" in out.output, price
+
+
+def test_37_fuzz5_an_array_of_concurrencies_is_refused_by_name():
+    import numpy as np
+    import pytest
+
+    from kvcalc import serve
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError, match=r"^concurrency: expected a finite number"):
+        serve("llama-3-8b", "h100-sxm", input_len=512, output_len=64, concurrency=np.array([1, 2]))
+
+
+def test_37_fuzz6_an_empty_host_is_refused_not_every_interface():
+    """uvicorn binds '' to every interface: --host "$HOST" with HOST unset had opened the app to the network."""
+    out = _cli("web", "--host", "", "--port", "18765")
+    assert out.exit_code == 2
+    assert out.output == "kvcalc: error: --host: empty; give 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)\n"
+
+
+def test_37_fuzz7_a_5000_digit_flag_value_is_cut_in_the_message_and_gqa_of_it_is_no_traceback():
+    digits = "1" * 5000
+    for args in (["sweep", "-m", "llama-3-8b", "-b", digits],
+                 ["estimate", "-m", "llama-3-8b", "--speculate", f"eagle,k={digits}"],
+                 ["estimate", "-m", "llama-3-8b", "--attn", f"gqa{digits}"]):
+        out = _cli(*args)
+        assert out.exit_code == 2 and len(out.output) < 200 and "characters)" in out.output, args

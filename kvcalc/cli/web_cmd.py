@@ -39,8 +39,11 @@ def _check_listen(host: str, port: int) -> None:
     own ERROR line and exit 3). The probe socket closes at once; uvicorn binds the address again with SO_REUSEADDR."""
     import socket
 
-    try:  # '' is every interface, as uvicorn binds it
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    if not host.strip():  # uvicorn binds '' to every interface: an unset shell variable (--host "$HOST") would open
+        # the app to the network (the thirty-seventh audit, fuzz 6: it had, printing "http://:8000/")
+        raise KvcalcError("--host: empty; give 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError, ValueError) as e:
         raise KvcalcError(f"--host: cannot resolve {host!r} ({getattr(e, 'strerror', None) or e})") from None
     family, kind, proto, _, address = infos[0]

@@ -37,7 +37,7 @@ from kvcalc.errors import KvcalcError
 from kvcalc.estimator import check_dtypes, precision
 from kvcalc.formulas import engine_memory as em
 from kvcalc.specs.catalog import load_gpu, load_model
-from kvcalc.specs.files import read_csv_ledger
+from kvcalc.specs.files import MAX_TABLE_BYTES, is_folder, read_csv_ledger, read_regular_file
 
 GiB = 1024**3
 COLUMNS = ("source", "vllm", "model", "gpu", "visible_GiB", "tp", "pp", "gpu_memory_utilization", "max_model_len",
@@ -63,7 +63,10 @@ WEIGHTS_TARGET_PCT = 2.0  # the issue's target: weights within 2 % on every row
 
 def _read_one(path: Path) -> list[dict]:
     """One ledger file's rows, each tagged with its engine (by the header's second column: vllm, sglang, trtllm)."""
-    head = path.read_text(encoding="utf-8-sig", errors="replace").split("\n", 1)[0].split(",") if path.is_file() else []
+    # the header from the file as the ledger reader checks it (a regular file within MAX_TABLE_BYTES; the
+    # thirty-seventh audit, fuzz 3: a 300 MB file had been read whole first, and an unreadable path had crashed)
+    data = read_regular_file(path, "a memory ledger CSV", MAX_TABLE_BYTES)
+    head = data.decode("utf-8-sig", errors="replace").split("\n", 1)[0].split(",")
     engine = head[1].strip() if len(head) > 1 else ""
     if engine == "sglang":
         rows = read_csv_ledger(path, "an SGLang memory ledger CSV", SGLANG_COLUMNS, numbers=("tp", "pp"),
@@ -86,7 +89,7 @@ def _read_one(path: Path) -> list[dict]:
 def read_rows(path: Path) -> list[dict]:
     """The rows of one memory ledger CSV, or of every *.csv in a folder (sorted by name)."""
     path = Path(path)
-    if path.is_dir():
+    if is_folder(path):
         files = sorted(path.glob("*.csv"))
         if not files:
             raise KvcalcError(f"--engine-memory: {path}: no *.csv ledger in this folder")

@@ -49,7 +49,7 @@ from kvcalc.formulas.workload import (
     static_batch_seconds,
 )
 from kvcalc.specs.catalog import load_gpu, load_model, resolve_engine
-from kvcalc.specs.files import MAX_TABLE_BYTES, plain_number_text, read_regular_file
+from kvcalc.specs.files import MAX_TABLE_BYTES, is_folder, plain_number_text, read_regular_file
 from kvcalc.specs.model import QuantizationSpec
 from kvcalc.specs.profile import EngineOverhead, EngineProfile, FitRecord
 
@@ -71,11 +71,7 @@ def read_points(path: Path) -> list[dict]:
     one-line error naming the file, row and field. Each row carries its publisher: the `publisher` column, else the
     first word of its `source` (the older measurements.csv), which leave-one-source-out scoring holds out together."""
     path = Path(path)
-    try:
-        folder = path.is_dir()
-    except (OSError, ValueError):  # a name no file system accepts (too long, a NUL): read_regular_file says so
-        folder = False
-    if folder:
+    if is_folder(path):
         files = sorted(path.glob("*.csv"))
         if not files:
             raise KvcalcError(f"--published: {path} holds no .csv files")

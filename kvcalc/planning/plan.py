@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 
 from kvcalc.checks import (
     MAX_GPUS,
+    MAX_PRICE,
     MAX_TOKENS,
     MIN_CONCURRENCY,
     MIN_REQUEST_RATE,
@@ -673,7 +674,9 @@ def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
     if price_per_gpu_hour is None:
         return {hw.name: None for hw in gpus}
     if not isinstance(price_per_gpu_hour, dict):
-        check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, 1e6)
+        # positive, as serve and capacity take it (the thirty-seventh audit, fuzz 4: a price of 0 had been taken,
+        # every deployment then "the cheapest")
+        check_number("--price-per-gpu-hour", price_per_gpu_hour, 0, MAX_PRICE, lo_open=True)
         return {hw.name: float(price_per_gpu_hour) for hw in gpus}
     names = {}
     for k in price_per_gpu_hour:
@@ -700,7 +703,7 @@ def _prices(price_per_gpu_hour, gpus: list) -> dict[str, float | None]:
         match = next((v for k, v in price_per_gpu_hour.items() if names[k] == hw.name), None)
         if match is None:
             raise KvcalcError(f"--price-per-gpu-hour: no price for {hw.name} (give GPU=PRICE for every --gpu)")
-        check_number(f"--price-per-gpu-hour ({hw.name})", match, 0, 1e6)
+        check_number(f"--price-per-gpu-hour ({hw.name})", match, 0, MAX_PRICE, lo_open=True)
         out[hw.name] = float(match)
     return out
 

@@ -812,8 +812,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     cap_flag = {"sglang": "max_running_requests", "trtllm": "max_batch_size"}.get(engine, "max_num_seqs")
     point = queued_beyond(run, limit)
     replicas = 1
-    if concurrency == "max":
-        concurrency = limit
+    if isinstance(concurrency, str) and concurrency == "max":  # (an array's == is elementwise: the thirty-seventh
+        concurrency = limit  # audit, fuzz 5; check_number below refuses it by name)
     for flag, v in (("--max-ttft-ms", max_ttft_ms), ("--max-tpot-ms", max_tpot_ms)):
         if v is not None:
             check_number(flag, v, 0, 1e9, lo_open=True)
@@ -996,6 +996,9 @@ def frontier(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurre
         # and 30 MB of JSON, and held the web app's lock for every other user (the thirty-third audit, web 1)
         raise KvcalcError(f"--concurrency: {len(concurrencies):,} concurrencies x {len(tps)} --tp degrees are "
                           f"{len(tps) * len(concurrencies):,} points; a frontier runs at most {MAX_FRONTIER_POINTS:,}")
+    for flag, v in (("--max-ttft-ms", max_ttft_ms), ("--max-tpot-ms", max_tpot_ms)):  # as serve checks them (the
+        if v is not None:  # thirty-seventh audit, fuzz 2: the frontier had taken -1, nan and '100' unchecked)
+            check_number(flag, v, 0, 1e9, lo_open=True)
     rows, dropped, passed_on = [], [], set()
     for tp in tps:
         for c in concurrencies:

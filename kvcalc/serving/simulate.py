@@ -465,7 +465,7 @@ def read_trace(path) -> Workload:
     most MAX_PROMPTS requests. Every bad line is one error naming the file, the line and the field."""
     from pathlib import Path
 
-    from kvcalc.checks import MAX_TOKENS, _show
+    from kvcalc.checks import MAX_TOKENS, shown_value
     from kvcalc.specs.files import read_regular_file
 
     path = Path(path)
@@ -505,10 +505,10 @@ def read_trace(path) -> Workload:
         arrival = _trace_time(raw)
         if arrival is None:
             raise KvcalcError(f"--trace: {path} line {n}, field {key}: expected a number of seconds, "
-                              f"got {_show(raw)}")
+                              f"got {shown_value(raw)}")
         if not 0 <= arrival <= MAX_ARRIVAL_S:  # NaN fails both
             raise KvcalcError(f"--trace: {path} line {n}, field {key}: expected seconds from 0 to "
-                              f"{MAX_ARRIVAL_S:g} (beyond it a double cannot time a decode step), got {_show(raw)}")
+                              f"{MAX_ARRIVAL_S:g} (beyond it a double cannot time a decode step), got {shown_value(raw)}")
         if arrival < last:
             raise KvcalcError(f"--trace: {path} line {n}, field {key}: {arrival:g} is before the line above "
                               f"({last:g}); times must not go backwards")
@@ -517,11 +517,11 @@ def read_trace(path) -> Workload:
             raw = row.get(name)
             value = _trace_length(raw)
             if value is None:
-                got = "nothing" if raw is None else _show(raw)
+                got = "nothing" if raw is None else shown_value(raw)
                 raise KvcalcError(f"--trace: {path} line {n}, field {name}: expected a number of tokens, got {got}")
             if not 1 <= value <= MAX_TOKENS:
                 raise KvcalcError(f"--trace: {path} line {n}, field {name}: expected a whole number of tokens from "
-                                  f"1 to {MAX_TOKENS:,}, got {_show(raw)}")
+                                  f"1 to {MAX_TOKENS:,}, got {shown_value(raw)}")
             out.append(value)
         t.append(arrival)
     if not t:
@@ -1317,7 +1317,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     # a --profile file's engine schedules and sizes the pool; rules: under auto, the engine it times the GPU with
     engine, rules, engine_version, vllm_version = run_releases(profile_file, engine, gpu, vllm_version, engine_version,
                                                                vllm_runner)
-    from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number
+    from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number, finite
     from kvcalc.engines.memory import (
         check_cuda_graph_memory,
         check_flashinfer_sampler,
@@ -1401,7 +1401,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         check_int("--num-prompts", num_prompts, 1, MAX_PROMPTS)
         group = concurrency if arrivals == "closed" else burst_size if arrivals == "burst" and burst_size else (
             concurrency if arrivals == "burst" else None)
-        if isinstance(group, (int, float)) and math.isfinite(group) and group > num_prompts:  # the fourteenth audit,
+        if isinstance(group, (int, float)) and finite(group) and group > num_prompts:  # the fourteenth audit,
             # S4: "closed loop, 100 in flight" where 10 ever ran
             what = "in flight" if arrivals == "closed" else "in a burst"
             raise KvcalcError(f"--concurrency: {group:g} {what} with --num-prompts {num_prompts:,}: at most "
