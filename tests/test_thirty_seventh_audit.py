@@ -172,3 +172,21 @@ def test_37_fuzz7_a_5000_digit_flag_value_is_cut_in_the_message_and_gqa_of_it_is
                  ["estimate", "-m", "llama-3-8b", "--attn", f"gqa{digits}"]):
         out = _cli(*args)
         assert out.exit_code == 2 and len(out.output) < 200 and "characters)" in out.output, args
+
+
+def test_37_memory1_sglang_0_4_s_own_fraction_is_its_tp_ladder():
+    """SGLang 0.4.x set mem_fraction_static by TP size (server_args.py __post_init__: 0.88 at TP 1, 0.85 from TP 4)
+    until PR #7054 (merged 2025-06-10) derived it from reserved memory; the advice had said 0.835 for 0.4.4, which
+    the memory ledger's ~0.4.4 row (PR #4760's log, 442,750 tokens) puts 5.6 % short where 0.88 is within 1.0 %."""
+    from kvcalc.engines.memory import sglang_own_fraction
+    from kvcalc.specs.catalog import load_gpu
+
+    h100 = load_gpu("h100-sxm")
+    assert sglang_own_fraction(h100, 1, engine_version="0.4.4") == 0.88
+    assert sglang_own_fraction(h100, 4, engine_version="0.4.6.post5") == 0.85
+    assert sglang_own_fraction(h100, 8, engine_version="0.4.3.post2") == 0.81
+    # from 0.4.7 the reserved-memory rule, as the profiled release's
+    assert sglang_own_fraction(h100, 1, engine_version="0.4.7") == sglang_own_fraction(h100, 1) != 0.88
+    out = _cli("capacity", "-m", "llama-3.1-70b", "-c", "8192", "-g", "h100-sxm", "--tp", "4", "--engine", "sglang",
+               "--engine-version", "0.4.4")
+    assert "SGLang derives mem_fraction_static 0.85 for this GPU" in out.output

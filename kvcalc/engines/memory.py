@@ -488,8 +488,11 @@ def sglang_own_fraction(hw, tp: int, pp: int = 1, ep: int = 1, speculation: str 
     # the release's own draft reserve (the thirty-sixth audit, releases 4: 0.5.13's had been said as 0.5.14's); a
     # band's name or latest: the band's newest, the profiled release's rule
     named = engine_version is None or asks_latest(engine_version) or band_named("sglang", engine_version) is not None
+    release = None if named else release3(engine_version)
+    if release is not None and release < em.SGLANG_RESERVED_MEMORY_RULE:  # the TP ladder (the thirty-seventh audit,
+        return em.sglang_default_mem_fraction(tp if ep <= 1 else ep)  # memory 1: 0.835 had been said for 0.4.4)
     return em.sglang_derived_mem_fraction(hw.device_total_MiB, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1,
-                                          speculation, None if named else release3(engine_version))
+                                          speculation, release)
 
 
 def kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):

@@ -607,11 +607,19 @@ def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len
     return blocks / vllm_request_blocks(model, layout, max_model_len, max_num_batched_tokens, speculative_tokens)
 
 
+# The first SGLang release taken to derive mem_fraction_static from reserved memory rather than the TP ladder:
+# sgl-project/sglang PR #7054 ("Simplify the heuristics for setting --mem-fraction-static", merged 2025-06-10) replaced
+# the ladder, and 0.4.7 is taken as the first release cut after it (not checked against its tag); PR #10975
+# (2025-09-27) then set the reserve by the GPU's memory tier, the rule sglang_derived_mem_fraction follows. The
+# ledger's ~0.4.4 row (sgl-project/sglang PR #4760's log) is within 1.0 % at the ladder's 0.88.
+SGLANG_RESERVED_MEMORY_RULE = (0, 4, 7)
+
+
 def sglang_default_mem_fraction(tp: int) -> float:
     """SGLang's mem_fraction_static when none is given, by tensor-parallel size, as v0.4.x's ServerArgs.__post_init__
     sets it (sgl-project/sglang python/sglang/srt/server_args.py: 0.79 from TP 16, 0.81 from 8, 0.85 from 4, 0.87
-    from 2, else 0.88). Later releases derive it from reserved memory instead (the same file from mid-2025), which
-    kvcalc does not model."""
+    from 2, else 0.88), in releases before SGLANG_RESERVED_MEMORY_RULE. Releases from it to PR #10975 derive it by PR
+    #7054's reserve, which kvcalc does not model (it takes #10975's, sglang_derived_mem_fraction)."""
     for least, fraction in ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87)):
         if tp >= least:
             return fraction
