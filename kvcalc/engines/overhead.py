@@ -79,7 +79,8 @@ BANDS: tuple[Band, ...] = (
     # fit is not transferred to it (the engine band's constants made TensorRT-LLM 1.x's own perf-overview ledger,
     # validation/serve, worse: 11.4 % against 6.5 % median without them)
     Band("trtllm", "pytorch", (1, 0), (1, 3), "PyTorch back end (PyExecutor: Python scheduler and sampler)",
-         0, 0, 0, "not modelled: no published rows of this band", (LEDGER,)),
+         0, 0, 0, "not modelled: no published end-to-end rows of this band (the serving ledger's nine gpustack "
+         "rows of it are scored, not fitted on)", (LEDGER,)),
     Band("sglang", "0.4+", (0, 4), (0, 5), "overlap scheduler (CPU scheduling hidden behind the GPU step)",
          171, 0, 0, "fitted on its 2 rows", (LEDGER,)),
 )
