@@ -175,7 +175,9 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     skipped: list[str] = []
     capped: list[str] = []  # capped_context's warnings
     by_engine: list[str] = []  # variants whose count the named engine's own rule puts elsewhere (the sixth audit)
-    for variant in (None, *attn):
+    # the model's own row comes first whatever is asked; "own" among the variants names it, not a second row to skip
+    # (the thirty-seventh audit, agree 4: --attn own,mqa had warned "compare skipped own" beside the own row)
+    for variant in (None, *(v for v in attn if v is not None and not (isinstance(v, str) and v.strip().lower() == "own"))):
         try:
             spec = rewrite_attention(base, variant)
         except NotDivisible:
@@ -208,8 +210,8 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
                 engine, spec, hw, p, tp, length=context, memory_utilization=memory_utilization, pp=pp, ep=ep,
                 draft_weight_bytes=timer.draft_weight_bytes() if timer else 0.0,
                 draft_kv_bytes=timer.draft_kv_bytes_per_sequence(context) if timer else 0.0)
-            if held != most:
-                by_engine.append(f"{variant or 'own'} {held:,} (kvcalc's {most:,})")
+            if held != most:  # on the row's scale: every data-parallel group's
+                by_engine.append(f"{variant or 'own'} {held * groups:,} (kvcalc's {most * groups:,})")
         rows.append({
             "variant": variant or f"{base.attention.kind} (own)",
             "kv_bytes_per_token": kv_bytes_per_token(spec, p.b_kv),
@@ -227,10 +229,14 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
                                    kv_dtype=kv_dtype, tp=tp, profile=profile, pp=pp, ep=ep, timer=timer)
             rows[-1].update(speculative_ms_per_token=sb.ms_per_token, speculative_speedup=sb.speedup,
                             speculative_breakeven_batch=sb.breakeven_batch)
-    if by_engine:
-        say(f"max_batch_at_context is kvcalc's memory rule; by {engine}'s own (`kvcalc capacity --engine "
-            f"{engine}`) one group of {tp} GPU{'s' if tp > 1 else ''} holds, at {context:,} tokens: "
-            f"{', '.join(by_engine)}")
+    if by_engine:  # a replica's GPUs, tp x pp or the expert-parallel group, and the command that prints the same count
+        # (capacity has no --speculate: serve -n max counts the draft's KV; the thirty-seventh audit, agree 2: "one group
+        # of 2 GPUs" had been said of TP 2 x PP 2, and per data-parallel group beside the row's total under --ep)
+        gpus = max(tp, ep) * pp
+        where = (f"`kvcalc serve -n max --speculate {speculate} --engine {engine}`" if speculate else
+                 f"`kvcalc capacity --engine {engine}`")
+        say(f"max_batch_at_context is kvcalc's memory rule; by {engine}'s own ({where}) a replica of {gpus} "
+            f"GPU{'s' if gpus > 1 else ''} holds, at {context:,} tokens: {', '.join(by_engine)}")
     if skipped:
         say(f"compare skipped {', '.join(dict.fromkeys(skipped))}")
     if capped:
@@ -481,6 +487,10 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         binding = f"weights: {overflow}" if overflow else "memory: not even one sequence fits at this context"
     elif batch and batch > seqs:
         binding = f"KV cache: only {seqs} sequences fit at context {context}, fewer than the batch {batch}"
+    elif run_batch > running:  # the engine's scheduler, not memory (the thirty-seventh audit, agree 4: "none: one GPU
+        # holds it" beside fits false for -b 300 under vLLM's 256)
+        binding = (f"scheduler: the engine runs at most {running:,} at once (its max_num_seqs, max_running_requests "
+                   f"or max_batch_size), fewer than the batch {run_batch:,}")
     elif replicas > 1:
         binding = f"throughput: {replicas} replicas of {gpu_count(group)} for {target_tokens_per_s:,.0f} tokens/s"
     elif plain is not None and plain < min(group, min_tp * pp if ep == 1 and min_tp else group):
