@@ -190,3 +190,64 @@ def test_37_memory1_sglang_0_4_s_own_fraction_is_its_tp_ladder():
     out = _cli("capacity", "-m", "llama-3.1-70b", "-c", "8192", "-g", "h100-sxm", "--tp", "4", "--engine", "sglang",
                "--engine-version", "0.4.4")
     assert "SGLang derives mem_fraction_static 0.85 for this GPU" in out.output
+
+
+def test_37_agree2_compares_engine_count_is_a_replicas_on_the_rows_scale():
+    """compare's note of the engine's own count had said "one group of 2 GPUs" of TP 2 x PP 2, per data-parallel
+    group beside the row's total under --ep (64 where capacity says 512), and cited capacity under --speculate, which
+    capacity does not take. Each count is now the one the cited command prints."""
+    import warnings
+
+    import kvcalc
+
+    def note(**kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = kvcalc.compare(**kw)
+        [said] = [w for w in rows[0]["warnings"] if "max_batch_at_context is kvcalc's memory rule" in w]
+        return said, rows[0]["max_batch_at_context"]
+
+    said, row = note(model="llama-3.1-70b", gpu="h100-sxm", tp=2, pp=2, context=8192, attn=["own"], engine="vllm")
+    held = kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=8192, gpus=2, pp=2, engine="vllm")
+    assert f"a replica of 4 GPUs holds, at 8,192 tokens: own {held['max_sequences_at_context']:,} (kvcalc's {row:,})" in said
+    said, row = note(model="deepseek-v3", gpu="h200", ep=8, tp=1, context=8192, attn=["own"], engine="sglang")
+    held = kvcalc.capacity("deepseek-v3", "h200", context=8192, ep=8, gpus=1, engine="sglang")
+    assert held["max_sequences_at_context"] == 512 and row == 456
+    assert "a replica of 8 GPUs holds, at 8,192 tokens: own 512 (kvcalc's 456)" in said
+    said, _ = note(model="deepseek-v3", gpu="h200", tp=8, context=4096, batch=1, attn=["own"], engine="sglang",
+                   speculate="mtp=1")
+    assert "(`kvcalc serve -n max --speculate mtp=1 --engine sglang`)" in said
+
+
+def test_37_agree4_own_is_not_skipped_and_a_scheduler_cap_is_what_binds():
+    out = _cli("compare", "-m", "llama-3-8b", "--attn", "own,mqa")
+    assert out.exit_code == 0 and "skipped" not in out.output
+    import warnings
+
+    import kvcalc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = kvcalc.capacity("falcon-7b", "a10g", context=2048, engine="vllm", batch=300)
+    assert c["max_sequences_at_context"] == 417 and not c["fits"] and c["hypothetical"]
+    assert c["binding"].startswith("scheduler: the engine runs at most 256 at once")
+
+
+def test_37_agree1_serves_mean_step_carries_its_tokens_per_second():
+    """Every step streams one token to each decode in it, so output tokens/s = decode batch / mean step (Little's law
+    on the steps). serve had reported the step with the mean prompt chunk smeared over every step, which touches
+    every expert of a MoE model every step: 21.8 ms for gpt-oss-120b at 2 in flight beside 289 tokens/s from 2
+    decodes (6.9 ms a step, the simulator's mean step). Now the step is the whole-prompt mix TPOT is timed with."""
+    import warnings
+
+    import kvcalc
+
+    cases = [("gpt-oss-120b", "h100-sxm", 1, 8000, 512, 2, "vllm"), ("gpt-oss-120b", "h100-sxm", 1, 8000, 512, 16, "vllm"),
+             ("deepseek-v3", "h200", 8, 4000, 500, 32, "sglang"), ("llama-3.1-8b", "h100-sxm", 1, 4000, 500, 32, "vllm")]
+    for model, gpu, tp, i, o, n, engine in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = kvcalc.serve(model, gpu, tp=tp, input_len=i, output_len=o, concurrency=n, engine=engine)
+        a = r["assumptions"]
+        implied = a["decode_batch_per_replica"] / (a["step_ms"] / 1e3)
+        assert abs(implied / r["output_tokens_per_s"] - 1) < 0.02, (model, n, implied, r["output_tokens_per_s"])
