@@ -377,7 +377,8 @@ def test_one_request_in_flight_waits_for_no_micro_batch():
 def test_verification_pass_messages_and_release_bands(tmp_path):
     """A band's runner check takes the release its pool is sized at (v1's newest, 0.28, has no V0 runner); a
     simulation with neither -n nor --request-rate names both; a checkpoint index without total_size says so; an
-    empty --host is every interface, as uvicorn takes it; plan keeps its $/h column without prices."""
+    empty --host is refused (it had been every interface, as uvicorn takes it, until the thirty-seventh audit, fuzz 6:
+    an unset $HOST opened the app to the network); plan keeps its $/h column without prices."""
     assert "the release named is 0.28" in one_line_error(
         ["capacity", "-m", "llama-3.1-70b", "--tp", "2", "-c", "8192", "-e", "vllm", "--engine-version", "v1",
          "--vllm-runner", "v0"])
@@ -391,8 +392,10 @@ def test_verification_pass_messages_and_release_bands(tmp_path):
     (tmp_path / "model.safetensors.index.json").write_text('{"metadata": {}, "weight_map": {}}')
     assert "metadata.total_size: absent" in one_line_error(["estimate", "-m", str(tmp_path)])  # (H10: "got None")
     from kvcalc.cli.web_cmd import _check_listen
+    from kvcalc.errors import KvcalcError
 
-    _check_listen("", 0)  # no error
+    with pytest.raises(KvcalcError, match="--host: empty; give 127.0.0.1"):
+        _check_listen("", 0)
     # a closed loop's median TTFT is simulated too, as a request rate's is (the twenty-eighth audit, plan 1; the
     # thirtieth, plan 1: a choice planned at 87.5 ms had run at 1,176)
     out = runner.invoke(app, ["plan", "-m", "llama-3.1-8b", "-g", "h100-sxm", "-i", "1000", "-o", "300",
