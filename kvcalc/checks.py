@@ -55,8 +55,8 @@ def finite(value) -> bool:
 
 def shown_value(value) -> str:
     """A value as an error message echoes it: repr, cut past 40 characters (a hostile flag's 5,000 digits)."""
-    if isinstance(value, int) and value.bit_length() > 4000:  # repr refuses ints past 4,300 digits (sys.int_info)
-        return f"an integer of {value.bit_length():,} bits"
+    if isinstance(value, int) and value.bit_length() > 14_000:  # 4,214 digits: repr refuses ints past 4,300
+        return f"an integer of {value.bit_length():,} bits"  # (sys.get_int_max_str_digits())
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
@@ -115,6 +115,8 @@ def check_vllm_version_arg(arg: str, value) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {type(value).__name__} {shown_value(value)}")
     if isinstance(value, float) and not math.isfinite(value):
+        raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {shown_value(value)}")
+    if isinstance(value, int) and value.bit_length() > 64:  # no release; and repr refuses ints past 4,300 digits
         raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {shown_value(value)}")
     return value if isinstance(value, str) else repr(value)
 

@@ -108,7 +108,8 @@ def rewrite_attention(
         elif spec == "mqa":
             new = _standard(a, 1)
         elif m := re.fullmatch(r"gqa-?([0-9]+)", spec):  # ASCII digits (the fifth audit: gqa２ had been gqa2)
-            if len(m.group(1)) > 7:  # more KV heads than any model has query heads; and int() refuses 4,300 digits
+            # more KV heads than any model has query heads; and int() refuses 4,300 digits
+            if len(m.group(1).lstrip("0")) > 7:
                 raise KvcalcError(f"--attn: {shown_value(spec)}: gqaN needs N to divide the {a.num_heads} query "
                                   "heads")  # (the thirty-seventh audit, fuzz: a traceback)
             new = _standard(a, int(m.group(1)))

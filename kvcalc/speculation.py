@@ -147,7 +147,7 @@ def _number(key: str, value: str, lo: float, hi: float, integer: bool = False):
         kind = "a whole number" if integer else "a number"
         raise KvcalcError(f"--speculate: {key} expects {kind}, got {shown_value(value)}") from None
     if not lo <= x <= hi:
-        raise KvcalcError(f"--speculate: {key} must be between {lo:g} and {hi:g}, got {value}")
+        raise KvcalcError(f"--speculate: {key} must be between {lo:g} and {hi:g}, got {shown_value(value)}")
     return x
 
 
@@ -158,7 +158,7 @@ def parse(text: str) -> Speculation:
         raise KvcalcError(f"--speculate: expected a method ({', '.join(METHODS)}), got {shown_value(text)}")
     head, _, value = items[0].partition("=")
     if head not in METHODS:
-        raise KvcalcError(f"--speculate: unknown method {head!r}; expected one of {', '.join(METHODS)}")
+        raise KvcalcError(f"--speculate: unknown method {shown_value(head)}; expected one of {', '.join(METHODS)}")
     k, draft = DEFAULT_K[head], None
     if head == "draft":
         if not value:
@@ -184,7 +184,7 @@ def parse(text: str) -> Speculation:
         elif key == "tree":
             tree = _number("tree", value, 2, MAX_TREE, integer=True)
         else:
-            raise KvcalcError(f"--speculate: unknown setting {key!r}; expected k, alpha, accepted or tree")
+            raise KvcalcError(f"--speculate: unknown setting {shown_value(key)}; expected k, alpha, accepted or tree")
     if tree is not None and (head not in ("medusa", "eagle") or accepted is None):
         raise KvcalcError("--speculate: tree=N is for medusa and eagle, with accepted= (a tree's measured mean "
                           "accepted length)")

@@ -159,19 +159,65 @@ def test_37_fuzz5_an_array_of_concurrencies_is_refused_by_name():
 
 
 def test_37_fuzz6_an_empty_host_is_refused_not_every_interface():
-    """uvicorn binds '' to every interface: --host "$HOST" with HOST unset had opened the app to the network."""
-    out = _cli("web", "--host", "", "--port", "18765")
-    assert out.exit_code == 2
-    assert out.output == "kvcalc: error: --host: empty; give 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)\n"
+    """uvicorn binds '' to every interface: --host "$HOST" with HOST unset had opened the app to the network. The
+    check is called itself, so that without it the test fails rather than starting a server (the review, 4)."""
+    import pytest
+
+    from kvcalc.cli.web_cmd import _check_listen
+    from kvcalc.errors import KvcalcError
+
+    for host in ("", "  "):
+        with pytest.raises(KvcalcError, match=r"^--host: empty; give 127\.0\.0\.1 \(this machine only\) or 0\.0\.0\.0 "
+                                              r"\(every interface\)$"):
+            _check_listen(host, 0)
 
 
 def test_37_fuzz7_a_5000_digit_flag_value_is_cut_in_the_message_and_gqa_of_it_is_no_traceback():
     digits = "1" * 5000
+    xs = "x" * 5000
     for args in (["sweep", "-m", "llama-3-8b", "-b", digits],
                  ["estimate", "-m", "llama-3-8b", "--speculate", f"eagle,k={digits}"],
-                 ["estimate", "-m", "llama-3-8b", "--attn", f"gqa{digits}"]):
+                 ["estimate", "-m", "llama-3-8b", "--attn", f"gqa{digits}"],
+                 ["estimate", "-m", "llama-3-8b", "--speculate", f"eagle,alpha={xs}"],  # (the review, 3)
+                 ["estimate", "-m", "llama-3-8b", "--speculate", xs],
+                 ["estimate", "-m", "llama-3-8b", "--speculate", f"eagle,{xs}=1"],
+                 ["plan", "-m", "llama-3-8b", "-i", "100", "-o", "10", "-n", "4", "--dataset", xs],
+                 ["plan", "-m", "llama-3-8b", "-i", "100", "-o", "10", "-n", "4", "--emit", xs],
+                 ["capacity", "-m", "llama-3-8b", "-c", "1024", "-e", "vllm", "--vllm-runner", xs]):
         out = _cli(*args)
         assert out.exit_code == 2 and len(out.output) < 200 and "characters)" in out.output, args
+    assert "gqaN needs N" not in _cli("estimate", "-m", "llama-3-8b", "--attn", "gqa00000008").output  # 8 divides 32
+    import pytest
+
+    import kvcalc
+    from kvcalc.errors import KvcalcError
+
+    with pytest.raises(KvcalcError, match="^vllm_version: expected a release such as \"0.11\", got an integer of"):
+        kvcalc.capacity("llama-3-8b", "h100-sxm", context=1024, engine="vllm", vllm_version=10**5000)
+
+
+def test_37_trtllm1_the_newest_moe_table_that_yields_a_curve_is_taken(tmp_path):
+    """aiconfigurator-core 0.12.0's TensorRT-LLM 1.3.0rc23 MoE folders hold shapes kvcalc fits no curve to, where
+    1.3.0rc20's hold the gated experts; the fit had taken the newest folder whatever it held, and six profiles had
+    no MoE curve. Two synthetic release folders: the newer holds non-gated rows only, the older gated ones."""
+    from kvcalc.ledgers import kernel_tables as kt
+
+    base = tmp_path / kt.TABLE_GPUS["h100-sxm"] / "moe" / kt.TABLE_ENGINES["trtllm"]
+    for version in ("1.3.0rc20", "1.3.0rc23"):
+        (base / version).mkdir(parents=True)
+        (base / version / "moe_perf.parquet").write_bytes(b"")
+    assert [p.parent.name for p in kt.tables_newest_first(tmp_path, "h100-sxm", "moe", "trtllm",
+                                                          "moe_perf.parquet")] == ["1.3.0rc23", "1.3.0rc20"]
+    # the bundled profiles: each of the six carries bf16, fp8 and fp8-block MoE curves from the rc20 tables
+    import tomllib
+    from pathlib import Path
+
+    profiles = Path(__file__).parents[1] / "hardware_specs" / "profiles"
+    for gpu in ("h100-sxm", "h200", "b200", "b300", "gb200", "gb300"):
+        moe = tomllib.loads((profiles / f"{gpu}.trtllm.toml").read_text())["moe"]
+        assert set(moe) == {"bf16", "fp8", "fp8_block"}, gpu
+        assert all("/trtllm/1.3.0rc20/moe_perf.parquet" in c["fit"]["table"] for c in moe.values()), gpu
+        assert all("nongated" not in c["fit"]["kernels"] for c in moe.values()), gpu  # (the review, 1)
 
 
 def test_37_memory1_sglang_0_4_s_own_fraction_is_its_tp_ladder():
@@ -209,14 +255,21 @@ def test_37_agree2_compares_engine_count_is_a_replicas_on_the_rows_scale():
 
     said, row = note(model="llama-3.1-70b", gpu="h100-sxm", tp=2, pp=2, context=8192, attn=["own"], engine="vllm")
     held = kvcalc.capacity("llama-3.1-70b", "h100-sxm", context=8192, gpus=2, pp=2, engine="vllm")
-    assert f"a replica of 4 GPUs holds, at 8,192 tokens: own {held['max_sequences_at_context']:,} (kvcalc's {row:,})" in said
+    own = held["max_sequences_at_context"]
+    assert f"a replica of 4 GPUs holds, at 8,192 tokens: own {own:,} (kvcalc's {row:,})" in said
     said, row = note(model="deepseek-v3", gpu="h200", ep=8, tp=1, context=8192, attn=["own"], engine="sglang")
     held = kvcalc.capacity("deepseek-v3", "h200", context=8192, ep=8, gpus=1, engine="sglang")
     assert held["max_sequences_at_context"] == 512 and row == 456
     assert "a replica of 8 GPUs holds, at 8,192 tokens: own 512 (kvcalc's 456)" in said
     said, _ = note(model="deepseek-v3", gpu="h200", tp=8, context=4096, batch=1, attn=["own"], engine="sglang",
                    speculate="mtp=1")
-    assert "(`kvcalc serve -n max --speculate mtp=1 --engine sglang`)" in said
+    assert "(`kvcalc serve -n max --speculate mtp=1 --engine sglang -f json`'s max_concurrency)" in said
+    # and that command prints the count the note gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        served = kvcalc.serve("deepseek-v3", "h200", tp=8, input_len=2048, output_len=2048, concurrency="max",
+                              speculate="mtp=1", engine="sglang")
+    assert f"own {served['max_concurrency']:,} (kvcalc's" in said
 
 
 def test_37_agree4_own_is_not_skipped_and_a_scheduler_cap_is_what_binds():
@@ -242,8 +295,10 @@ def test_37_agree1_serves_mean_step_carries_its_tokens_per_second():
 
     import kvcalc
 
-    cases = [("gpt-oss-120b", "h100-sxm", 1, 8000, 512, 2, "vllm"), ("gpt-oss-120b", "h100-sxm", 1, 8000, 512, 16, "vllm"),
-             ("deepseek-v3", "h200", 8, 4000, 500, 32, "sglang"), ("llama-3.1-8b", "h100-sxm", 1, 4000, 500, 32, "vllm")]
+    cases = [("gpt-oss-120b", "h100-sxm", 1, 8000, 512, 2, "vllm"),
+             ("gpt-oss-120b", "h100-sxm", 1, 8000, 512, 16, "vllm"),
+             ("deepseek-v3", "h200", 8, 4000, 500, 32, "sglang"),
+             ("llama-3.1-8b", "h100-sxm", 1, 4000, 500, 32, "vllm")]
     for model, gpu, tp, i, o, n, engine in cases:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -10,6 +10,7 @@ import typer
 from kvcalc.cli import app
 from kvcalc.cli.options import CONCURRENCY_HELP, FormatOpt, MemoryUtilization, Model
 from kvcalc.cli.output import Format, check_frontier_plot, print_rows, save_figure, write_csv, write_json
+from kvcalc.checks import shown_value
 from kvcalc.errors import KvcalcError
 from kvcalc.option_values import names as _names
 from kvcalc.option_values import parse_prices
@@ -121,7 +122,7 @@ def _check_emit(emit: str, gpus: list[str], engines: list[str] | None) -> None:
     from kvcalc.specs.catalog import available_engines, load_gpu
 
     if emit not in EMIT_TARGETS:
-        raise KvcalcError(f"--emit: expected one of {', '.join(EMIT_TARGETS)}, got {emit!r}")
+        raise KvcalcError(f"--emit: expected one of {', '.join(EMIT_TARGETS)}, got {shown_value(emit)}")
     refusals = [package_refusal(load_gpu(g).name) for g in gpus]
     if refusals and all(refusals):  # launch.emit's refusal, before the search's warnings
         raise KvcalcError(refusals[0])

@@ -25,6 +25,7 @@ import json
 import re
 import shlex
 
+from kvcalc.checks import shown_value
 from kvcalc.engines.formats import (
     engine_format_refusal,
     engine_kv_refusal,
@@ -531,7 +532,7 @@ def emit(target: str, spec, c: dict, max_model_len: int, amd: bool = False, hw=N
     hw = hw or load_gpu(c["gpu"])
 
     if target not in EMIT_TARGETS:
-        raise KvcalcError(f"--emit: expected one of {', '.join(EMIT_TARGETS)}, got {target!r}")
+        raise KvcalcError(f"--emit: expected one of {', '.join(EMIT_TARGETS)}, got {shown_value(target)}")
     engine = c["engine"] if target == "k8s" else target
     if engine == "vllm":
         cmd, extra = vllm_command(spec, c, max_model_len, hw), ""

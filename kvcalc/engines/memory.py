@@ -8,7 +8,7 @@ import math
 import re
 import warnings
 
-from kvcalc.checks import check_number
+from kvcalc.checks import check_number, shown_value
 from kvcalc.dtypes import BYTES_PER_ELEMENT
 from kvcalc.errors import CapacityWarning, KvcalcError
 from kvcalc.formulas import engine_memory as em
@@ -299,7 +299,7 @@ ENGINE_MEMORY_RULES = ("vllm", "sglang", "trtllm")
 def check_vllm_runner(runner: str, engine: str) -> None:
     """--vllm-runner: auto, v0, v1 or v2, and only with vLLM's memory rule."""
     if runner not in ("auto", *em.MODEL_RUNNERS):
-        raise KvcalcError(f"--vllm-runner: expected auto, {', '.join(em.MODEL_RUNNERS)}, got {runner!r}")
+        raise KvcalcError(f"--vllm-runner: expected auto, {', '.join(em.MODEL_RUNNERS)}, got {shown_value(runner)}")
     if runner != "auto" and engine != "vllm":
         raise KvcalcError("--vllm-runner: only vLLM's memory rule uses it; add --engine vllm")
 

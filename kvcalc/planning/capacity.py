@@ -177,7 +177,8 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
     by_engine: list[str] = []  # variants whose count the named engine's own rule puts elsewhere (the sixth audit)
     # the model's own row comes first whatever is asked; "own" among the variants names it, not a second row to skip
     # (the thirty-seventh audit, agree 4: --attn own,mqa had warned "compare skipped own" beside the own row)
-    for variant in (None, *(v for v in attn if v is not None and not (isinstance(v, str) and v.strip().lower() == "own"))):
+    asked = [v for v in attn if v is not None and not (isinstance(v, str) and v.strip().lower() == "own")]
+    for variant in (None, *asked):
         try:
             spec = rewrite_attention(base, variant)
         except NotDivisible:
@@ -230,11 +231,11 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             rows[-1].update(speculative_ms_per_token=sb.ms_per_token, speculative_speedup=sb.speedup,
                             speculative_breakeven_batch=sb.breakeven_batch)
     if by_engine:  # a replica's GPUs, tp x pp or the expert-parallel group, and the command that prints the same count
-        # (capacity has no --speculate: serve -n max counts the draft's KV; the thirty-seventh audit, agree 2: "one group
-        # of 2 GPUs" had been said of TP 2 x PP 2, and per data-parallel group beside the row's total under --ep)
+        # (capacity has no --speculate: serve -n max counts the draft's KV; the thirty-seventh audit, agree 2: "one
+        # group of 2 GPUs" had been said of TP 2 x PP 2, and per data-parallel group beside the row's total under --ep)
         gpus = max(tp, ep) * pp
-        where = (f"`kvcalc serve -n max --speculate {speculate} --engine {engine}`" if speculate else
-                 f"`kvcalc capacity --engine {engine}`")
+        where = (f"`kvcalc serve -n max --speculate {speculate} --engine {engine} -f json`'s max_concurrency"
+                 if speculate else f"`kvcalc capacity --engine {engine}`")
         say(f"max_batch_at_context is kvcalc's memory rule; by {engine}'s own ({where}) a replica of {gpus} "
             f"GPU{'s' if gpus > 1 else ''} holds, at {context:,} tokens: {', '.join(by_engine)}")
     if skipped:

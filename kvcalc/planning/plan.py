@@ -46,6 +46,7 @@ from kvcalc.checks import (
     case_hint,
     check_int,
     check_number,
+    shown_value,
     unused_tpot_limit,
 )
 from kvcalc.engines.formats import engine_format_refusal
@@ -607,7 +608,7 @@ def workload_lengths(input_len: int | None, output_len: int | None, range_ratio:
     published ShareGPT V3 sample's (prompt, reply) pairs that kvcalc/serving/simulate.py draws (means 193.9 and
     215.6 over its 303 pairs with a reply, rounded)."""
     if dataset not in ("random", "sharegpt"):
-        raise KvcalcError(f"--dataset: expected random or sharegpt, got {dataset!r}")
+        raise KvcalcError(f"--dataset: expected random or sharegpt, got {shown_value(dataset)}")
     check_number("--range-ratio", range_ratio, 0, 0.999)  # vLLM's --random-range-ratio: 0 <= r < 1
     if dataset == "sharegpt":
         if input_len is not None or output_len is not None or range_ratio:

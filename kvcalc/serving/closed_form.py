@@ -144,25 +144,25 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
     others = decode_step_chunk(chunk, concurrency, input_len, output_len, gain)
     context = input_len + output_len / 2
     bare = (running, context, 0, input_len / 2, input_len)  # a decode step that carries no prompt
-    if others <= 0:
-        tpot_step = stepper.seconds(*bare)
-    elif others < left:  # the prompts enter whole, in some of the steps (formulas/workload.py whole_prompt_mix)
-        lo, hi, f, w = whole_prompt_mix(others, left, input_len)
+
+    def mixed_step(tokens):  # steps carrying `tokens` prompt tokens on average, the prompts whole in some of them
+        # (formulas/workload.py whole_prompt_mix)
+        lo, hi, f, w = whole_prompt_mix(tokens, left, input_len)
         pieces = max(input_len - w, 0) / 2  # the tokens cached before a piece of w, on average
         t_lo = stepper.seconds(running, context, lo, pieces, input_len) if lo > 0 else stepper.seconds(*bare)
-        tpot_step = (1 - f) * t_lo + f * stepper.seconds(running, context, hi, pieces, input_len)
+        return (1 - f) * t_lo + f * stepper.seconds(running, context, hi, pieces, input_len)
+
+    if others <= 0:
+        tpot_step = stepper.seconds(*bare)
+    elif others < left:  # the prompts enter whole, in some of the steps
+        tpot_step = mixed_step(others)
     else:  # every step full: the steady step
         tpot_step = tau
     latency = request_latency(ttft, tpot_step / gain, output_len)
-    # the mean step as the engine runs it: every prompt whole in some of the steps, as TPOT's own steps are timed,
-    # not the mean chunk smeared over every step (the thirty-seventh audit, agree 1: a MoE model's smeared chunk
-    # touches every expert every step, 21.8 ms reported beside a 6.6 ms TPOT and the simulator's 6.9 ms mean step)
-    step = tau
-    if 0 < chunk < left:
-        lo, hi, f, w = whole_prompt_mix(chunk, left, input_len)
-        pieces = max(input_len - w, 0) / 2
-        t_lo = stepper.seconds(running, context, lo, pieces, input_len) if lo > 0 else stepper.seconds(*bare)
-        step = (1 - f) * t_lo + f * stepper.seconds(running, context, hi, pieces, input_len)
+    # the mean step as the engine runs it, every prompt whole in some of the steps as TPOT's own steps are timed, not
+    # the mean chunk smeared over every step (the thirty-seventh audit, agree 1: a MoE model's smeared chunk touches
+    # every expert every step, 21.8 ms reported beside a 6.6 ms TPOT and the simulator's 6.9 ms mean step)
+    step = mixed_step(chunk) if 0 < chunk < left else tau
     return {"ttft_s": ttft, "tpot_s": tpot_step / gain, "latency_s": latency, "requests_per_s": concurrency / latency,
             "decode_batch": decode, "prefill_tokens_per_step": chunk, "step_s": step}
 

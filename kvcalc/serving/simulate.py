@@ -314,6 +314,8 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
     together, the groups at Poisson times of rate request_rate / burst_size. dataset: random (input_len, output_len
     and range_ratio) or sharegpt (pairs drawn from the published ShareGPT sample, sharegpt_lengths; the lengths given
     are ignored)."""
+    from kvcalc.checks import shown_value
+
     rng = np.random.default_rng(seed)
     # arrival times from a stream of their own, so that one seed's arrivals stay the same whatever the lengths drawn
     # (--range-ratio, --dataset), as vllm bench serve draws them apart (the twenty-fifth audit, S2)
@@ -324,7 +326,7 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
         ins = lengths(num_prompts, input_len, range_ratio, rng, client)
         outs = lengths(num_prompts, output_len, range_ratio, rng, client)
     else:
-        raise KvcalcError(f"--dataset: expected random or sharegpt, got {dataset!r}")
+        raise KvcalcError(f"--dataset: expected random or sharegpt, got {shown_value(dataset)}")
     if arrivals == "closed":
         c = int(concurrency)
         arrive = np.full(num_prompts, np.nan)
@@ -1317,7 +1319,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     # a --profile file's engine schedules and sizes the pool; rules: under auto, the engine it times the GPU with
     engine, rules, engine_version, vllm_version = run_releases(profile_file, engine, gpu, vllm_version, engine_version,
                                                                vllm_runner)
-    from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number, finite
+    from kvcalc.checks import MAX_TOKENS, MIN_REQUEST_RATE, check_int, check_number, finite, shown_value
     from kvcalc.engines.memory import (
         check_cuda_graph_memory,
         check_flashinfer_sampler,
@@ -1388,7 +1390,7 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
         work = read_trace(trace)
     else:
         if dataset not in ("random", "sharegpt"):
-            raise KvcalcError(f"--dataset: expected random or sharegpt, got {dataset!r}")
+            raise KvcalcError(f"--dataset: expected random or sharegpt, got {shown_value(dataset)}")
         if dataset == "sharegpt":
             input_len = output_len = 1  # unused: the lengths come from the ShareGPT sample
         if input_len is None or output_len is None:
