@@ -81,7 +81,7 @@ def check_ref(arg: str, value):
 
 
 def _not_callable(arg: str, value):
-    raise KvcalcError(f"{arg}: expected a function to call (or None), got {type(value).__name__} {value!r:.40}")
+    raise KvcalcError(f"{arg}: expected a function to call (or None), got {type(value).__name__} {shown_value(value)}")
 
 
 def check_optional_str(arg: str, value):
@@ -114,9 +114,8 @@ def check_vllm_version_arg(arg: str, value) -> str:
     the text it prints as (repr: 0.11 -> "0.11")."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {type(value).__name__} {shown_value(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {shown_value(value)}")
-    if isinstance(value, int) and value.bit_length() > 64:  # no release; and repr refuses ints past 4,300 digits
+    # a float that is not finite, an int no release is (repr also refuses one past 4,300 digits)
+    if isinstance(value, float) and not finite(value) or isinstance(value, int) and value.bit_length() > 64:
         raise KvcalcError(f"{arg}: expected a release such as \"0.11\", got {shown_value(value)}")
     return value if isinstance(value, str) else repr(value)
 

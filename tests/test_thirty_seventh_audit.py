@@ -194,6 +194,9 @@ def test_37_fuzz7_a_5000_digit_flag_value_is_cut_in_the_message_and_gqa_of_it_is
 
     with pytest.raises(KvcalcError, match="^vllm_version: expected a release such as \"0.11\", got an integer of"):
         kvcalc.capacity("llama-3-8b", "h100-sxm", context=1024, engine="vllm", vllm_version=10**5000)
+    with pytest.raises(KvcalcError, match="^on_combination: expected a function to call \\(or None\\), got int an "
+                                          "integer of 16,610 bits$"):  # (the second reading of the change)
+        kvcalc.sweep(["llama-3-8b"], ["h100-sxm"], on_combination=10**5000)
 
 
 def test_37_trtllm1_the_newest_moe_table_that_yields_a_curve_is_taken(tmp_path):

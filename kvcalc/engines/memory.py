@@ -489,10 +489,11 @@ def sglang_own_fraction(hw, tp: int, pp: int = 1, ep: int = 1, speculation: str 
     # band's name or latest: the band's newest, the profiled release's rule
     named = engine_version is None or asks_latest(engine_version) or band_named("sglang", engine_version) is not None
     release = None if named else release3(engine_version)
+    ranks = tp if ep <= 1 else ep  # SGLang's --tp-size: the expert-parallel group under DP attention
     if release is not None and release < em.SGLANG_RESERVED_MEMORY_RULE:  # the TP ladder (the thirty-seventh audit,
-        return em.sglang_default_mem_fraction(tp if ep <= 1 else ep)  # memory 1: 0.835 had been said for 0.4.4)
-    return em.sglang_derived_mem_fraction(hw.device_total_MiB, tp if ep <= 1 else ep, pp, ep // tp if ep > tp else 1,
-                                          speculation, release)
+        return em.sglang_default_mem_fraction(ranks)  # memory 1: 0.835 had been said for 0.4.4)
+    return em.sglang_derived_mem_fraction(hw.device_total_MiB, ranks, pp, ep // tp if ep > tp else 1, speculation,
+                                          release)
 
 
 def kvcalc_budget(spec, hw, p, memory_utilization, prefill_chunk, tp, pp=1, ep=1):
