@@ -700,6 +700,8 @@ UNREAD_LAYOUT_FIELDS = {
     "compress_ratios": "a cache compressed over the context, per layer (DeepSeek-V4's compress_ratios)",
     "hc_mult": "hyper-connections (DeepSeek-V4's hc_mult residual streams)",
     "o_lora_rank": "a low-rank grouped output projection (DeepSeek-V4's o_lora_rank)",
+    # Ouro under another model_type (the thirty-eighth audit, configs 1)
+    "total_ut_steps": "looped layers, each pass with its own KV cache (Ouro's total_ut_steps)",
 }
 EXPERT_COUNT = "num_local_experts|n_routed_experts|num_experts|moe_num_experts"
 TOP_K = "num_experts_per_tok|moe_top_k|experts_per_token|num_experts_per_token"
@@ -1595,7 +1597,12 @@ NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on t
             # refused as if its expert list were malformed
             "deepseek_v4": "DeepSeek-V4's layout (a shared K=V latent kept whole-context at compress_ratios beside a "
                            "sliding window, hyper-connections: hc_mult, a grouped output LoRA: o_lora_rank, FP4 experts)",
-            "ernie4_5_moe_vl": "ERNIE-4.5-VL's text and vision experts (moe_num_experts as a list of two)"}
+            "ernie4_5_moe_vl": "ERNIE-4.5-VL's text and vision experts (moe_num_experts as a list of two)",
+            # the thirty-eighth audit, configs 1: Ouro runs its layer stack total_ut_steps times a token, each pass
+            # with a KV cache of its own (vLLM's models/ouro.py: one Attention per ut_step): read as a Llama, KV and
+            # FLOPs 4x low
+            "ouro": "Ouro's looped layers (the stack run total_ut_steps times a token, each pass with its own KV "
+                    "cache)"}
 ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
 
 def _starcoder2(c: Config) -> dict:
