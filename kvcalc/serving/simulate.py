@@ -583,6 +583,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     much later."""
     arrive = workload.arrival_s.astype(float).copy()
     ins, outs = workload.input_len, workload.output_len
+    per_token = _itl_per_token(policy, tokens_per_step)
     n = len(ins)
     bs = policy.block_size
     pool_blocks = int(pool_tokens // bs)
@@ -823,7 +824,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                     pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
                     phase=phase, limit=limit, state_blocks=state_blocks, lag=lag, window=slot[0], last_tok=last_tok,
-                    last_start=last_start, unfreed=unfreed, taken=taken)
+                    last_start=last_start, unfreed=unfreed, taken=taken, per_token=per_token)
                 busy += t - t0
                 slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth audit,
@@ -848,7 +849,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
                     policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
                     released, n, phase=phase, limit=one, state_blocks=state_blocks, lag=lag, window=slot[0],
-                    last_tok=last_tok, last_start=last_start, unfreed=unfreed, taken=taken)
+                    last_tok=last_tok, last_start=last_start, unfreed=unfreed, taken=taken, per_token=per_token)
                 busy += t - t0
                 slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 continue
@@ -980,7 +981,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         gen[did] += got
         if n_dec:  # each request's gap since its last token: the step, and any prefill step it sat out (SGLang
             # runs prompts first; the thirteenth audit, S1: p99 ITL 6.4 ms where a hand schedule gives 27)
-            _itl_gaps(np.where(np.isnan(last_tok[did]), dt, t - last_tok[did]), itl_t, itl_w)
+            _itl_gaps(np.where(np.isnan(last_tok[did]), dt, t - last_tok[did]), itl_t, itl_w,
+                      got if per_token else None)
             last_tok[did] = t
         tl_t.append(t)
         tl_wait.append(len(waiting))
@@ -1065,8 +1067,25 @@ def _token_ratio_fits(held, need, outputs_to_come, ratio, block_size, pool_block
     return held + need + (ratio * outputs_to_come + own_outputs) / block_size < pool_blocks
 
 
-def _itl_gaps(gaps, itl_t: list, itl_w: list) -> None:
-    """Inter-token gaps as ITL samples, one per request (equal gaps counted together)."""
+def _itl_per_token(policy: SchedulerPolicy, tokens_per_step: float) -> bool:
+    """Whether the engine's own benchmark counts a step's several tokens (speculative decoding) as that many gaps of
+    step / tokens: SGLang's bench_serving does (python/sglang/bench_serving.py async_request_sglang_generate, its
+    default backend: `adjust_itl = (timestamp - most_recent_timestamp) / num_new_tokens`, extended num_new_tokens
+    times); vLLM's and TensorRT-LLM's record one gap a streamed chunk (vllm/benchmarks/lib/endpoint_request_func.py,
+    tensorrt_llm/serve/scripts/backend_request_func.py: `output.itl.append(timestamp - most_recent_timestamp)`). The
+    thirty-eighth audit, servesim 1: SGLang's ITL under EAGLE had been the whole verify step, 3x its benchmark's."""
+    return policy.name.startswith("sglang") and tokens_per_step != 1
+
+
+def _itl_gaps(gaps, itl_t: list, itl_w: list, tokens=None) -> None:
+    """Inter-token gaps as ITL samples, one per request (equal gaps counted together). tokens (SGLang's benchmark,
+    _itl_per_token): the tokens each gap streamed, which it counts as that many gaps of gap / tokens."""
+    if tokens is not None:
+        tokens = np.broadcast_to(np.asarray(tokens, dtype=float), np.shape(gaps))
+        some = tokens > 0
+        itl_t.append(np.asarray(gaps, dtype=float)[some] / tokens[some])
+        itl_w.append(tokens[some].copy())
+        return
     gaps = np.asarray(gaps, dtype=float)
     lo = gaps.min()
     if lo == gaps.max():  # the common case: every request waited the same step
@@ -1081,7 +1100,7 @@ def _itl_gaps(gaps, itl_t: list, itl_w: list) -> None:
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                   pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
                   phase=None, limit=None, state_blocks: int = 0, lag=None, window: float = 0.0, last_tok=None,
-                  last_start=None, unfreed=None, taken=None):
+                  last_start=None, unfreed=None, taken=None, per_token: bool = False):
     """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
     that could be admitted, in one vectorised block. phase ([decode steps since the scheduler ran], with
     policy.multi_step = m): a queued or arriving request is taken only at the next multiple of m. limit: at most
@@ -1134,15 +1153,17 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
         if taken is not None:
             taken[0] += int((nb - held).sum())
         blocks[run] = nb
-    _itl_gaps(times[0] + sat_out, itl_t, itl_w)
+    # per_token: each step's gap as its `gain` tokens' gaps of gap / gain (_itl_per_token)
+    per = gain if per_token else 1.0
+    _itl_gaps(times[0] + sat_out, itl_t, itl_w, gain if per_token else None)
     rest = n_steps - 1
     if rest > ITL_SAMPLES:  # a long block's other steps as ITL_SAMPLES evenly spaced ones, each weighing its share
         picked = 1 + ((np.arange(ITL_SAMPLES) + 0.5) * (rest / ITL_SAMPLES)).astype(np.int64)
-        itl_t.append(times[picked])
-        itl_w.append(np.full(ITL_SAMPLES, d * rest / ITL_SAMPLES))
+        itl_t.append(times[picked] / per)
+        itl_w.append(np.full(ITL_SAMPLES, d * rest / ITL_SAMPLES * per))
     elif rest:
-        itl_t.append(times[1:n_steps])
-        itl_w.append(np.full(rest, float(d)))
+        itl_t.append(times[1:n_steps] / per)
+        itl_w.append(np.full(rest, d * per))
     if last_tok is not None:
         last_tok[run] = t
     tl_t.append(t)
@@ -1244,8 +1265,12 @@ def summarize(r: SimResult, *, gpus: int, request_overhead_s: float = 0.0, perce
         "ttft_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(ttft, percentile).items()},
         "tpot_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(tpot, percentile).items()},
         "e2e_ms": {k: v * 1e3 if v is not None else None for k, v in _pcts(e2e, percentile).items()},
-        "itl_ms": {f"p{p:g}": _ms(v) for p, v in zip((*PERCENTILES, percentile), weighted_percentiles(
-            r.itl_s, r.itl_weight, [*PERCENTILES, percentile]))},
+        # with the mean the benchmarks print beside the percentiles (vllm/benchmarks/serve.py calculate_metrics:
+        # mean_itl_ms = np.mean(itls); the thirty-eighth audit, servesim 2)
+        "itl_ms": {**{f"p{p:g}": _ms(v) for p, v in zip((*PERCENTILES, percentile), weighted_percentiles(
+                       r.itl_s, r.itl_weight, [*PERCENTILES, percentile]))},
+                   "mean": _ms(float(r.itl_s @ r.itl_weight / r.itl_weight.sum()) if r.itl_weight.sum() > 0
+                               else None)},
         "tokens_per_s_per_user": {"mean": float(np.mean(1 / tpot)) if len(tpot) else None},
         "max_waiting": int(r.waiting.max()) if len(r.waiting) else 0,
         "max_running": int(r.running.max()) if len(r.running) else 0,
