@@ -175,10 +175,16 @@ def _plot_module(module):
     from kvcalc.errors import KvcalcError
 
     def relabelled(fn):
-        parameters = inspect.signature(fn).parameters
+        signature = inspect.signature(fn)
+        parameters = signature.parameters
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
+            try:  # a misspelt or surplus argument named, as the other public functions' (the thirty-eighth audit,
+                # sweep 5: a bare TypeError)
+                signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise _argument_error(f"plot.{fn.__name__}", parameters, kwargs, e) from None
             try:
                 return fn(*args, **kwargs)
             except KvcalcError as e:

@@ -801,6 +801,13 @@ def breakeven_after(pays_at) -> int | None:
     return None if pays[-1] == batches[-1] else pays[-1] * 2
 
 
+def attention_label(spec: ModelSpec) -> str:
+    """The attention a model runs, as estimate and sweep name it: its kind (mha, gqa, mqa, mla), or linear where every
+    layer is linear (--attn linear: no softmax attention is left to name; the tenth audit, E12, and the thirty-eighth,
+    sweep 2, where sweep had still said gqa)."""
+    return "linear" if spec.linear_attention is not None and not spec.attention_layers else spec.attention.kind
+
+
 class StepTimer:
     """Times one step of a deployment (serve's continuous batching, estimate's speculative steps under pp or ep):
     tp GPUs in each of pp pipeline stages, or an expert-parallel group of ep, its engine profile, its dtypes.
@@ -1164,10 +1171,8 @@ def estimate_with_specs(
     engine_name, profile_text = engine_label(profile, spec)
     result = Estimate(
         inputs=Inputs(
-            # every layer linear (--attn linear): no softmax attention is left to name (the tenth audit, E12)
             model=spec.name, gpu=hw.name, batch=batch, context=context,
-            attention="linear" if spec.linear_attention is not None and not spec.attention_layers
-            else spec.attention.kind,
+            attention=attention_label(spec),
             prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
             memory_utilization=memory_utilization, prefill_chunk=prefill_chunk, engine=engine_name, profile=profile_text,
             tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=ep,

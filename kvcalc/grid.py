@@ -16,12 +16,14 @@ from kvcalc.checks import (
     MAX_GPUS,
     MAX_TOKENS,
     check_int,
+    check_speculate,
     past_positions,
 )
 from kvcalc.engines.formats import engine_kv_refusal
 from kvcalc.errors import KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
+    attention_label,
     check_dtypes,
     check_memory_utilization,
     check_prefill_chunk,
@@ -73,8 +75,17 @@ def _nonempty(flag: str, values) -> list:
     return values
 
 
+def _once(flag: str, values: list) -> list:
+    """values, each listed once, as the CLI's lists are (option_values.split; the thirty-eighth audit, sweep 1:
+    batch=[1, 1] had made two identical rows of each combination)."""
+    twice = first_repeat(values)
+    if twice is not None:
+        raise KvcalcError(f"{flag}: {twice!s:.40} listed twice; give each once")
+    return values
+
+
 def _ints(flag: str, values, minimum: int, maximum: int) -> list[int]:
-    return [check_int(flag, v, minimum, maximum) for v in _nonempty(flag, values)]
+    return _once(flag, [check_int(flag, v, minimum, maximum) for v in _nonempty(flag, values)])
 
 
 # rows one sweep computes: 200,000 take about 20 s and 1.3 GB here; a grid of 2,000 x 2,000 (26 GB) had run until
@@ -114,8 +125,12 @@ def sweep(
 
     models, gpus, attn = _nonempty("--model", models), _nonempty("--gpu", gpus), _nonempty("--attn", attn)
     batch, context = _ints("--batch", batch, 1, MAX_BATCH), _ints("--context", context, 1, MAX_TOKENS)
-    weight_dtype, kv_dtype = _nonempty("--weight-dtype", weight_dtype), _nonempty("--kv-dtype", kv_dtype)
-    engine = _nonempty("--engine", engine)
+    weight_dtype = _once("--weight-dtype", _nonempty("--weight-dtype", weight_dtype))
+    kv_dtype = _once("--kv-dtype", _nonempty("--kv-dtype", kv_dtype))
+    engine = _once("--engine", _nonempty("--engine", engine))
+    speculate = _once("--speculate", _nonempty("--speculate", speculate))
+    for sv in speculate:  # '' is no method, as estimate's check_speculate refuses it (the thirty-eighth audit, sweep 1)
+        check_speculate(sv)
     tp, pp, ep = _ints("--tp", tp, 1, MAX_GPUS), _ints("--pp", pp, 1, MAX_GPUS), _ints("--ep", ep, 1, MAX_GPUS)
     for w, k in itertools.product(weight_dtype, kv_dtype):
         check_dtypes(w, k)  # an engine that stores no such cache skips its own cells (below), not the grid
@@ -159,7 +174,7 @@ def sweep(
     skipped: list[str] = []
     unsupported: list[str] = []  # layouts an engine does not run (kvcalc/speculation.py), timed with a warning
     n = len(B)
-    speculate = _nonempty("--speculate", speculate)
+    done: set = set()  # the combinations computed, as resolved: auto and the engine or format it names are one
     for m, g, a, w, k, e, t, q, sv, x in itertools.product(range(len(models)), range(len(gpus)), attn, weight_dtype, kv_dtype, engine, tp,
                                                            pp, speculate, ep):
         if (g, e) in refused:
@@ -168,9 +183,22 @@ def sweep(
             continue
         spec, hw, profile = rewrite_attention(specs[m], a), hws[g], profiles[g, e]
         w = resolve_weight_dtype(w, spec)  # auto: the checkpoint's own format, as estimate reads it (audit U1)
-        skip = skip_reason(spec, t, q, x, w) or engine_kv_refusal(e, k)
-        if skip:
-            skipped.append(f"{spec.name} at tp {t} x pp {q}" + (f" x ep {x}" if x > 1 else "") + f" ({skip})")
+        # -e auto,vllm or --weight-dtype auto,fp8-block name one combination twice once resolved: computed once, the
+        # repeat said (the thirty-eighth audit, sweep 1: two rows alike, which a groupby counts twice)
+        key = (m, g, a, w, k, profile.engine if profile else "roofline", t, q, sv, x)
+        if key in done:
+            skipped.append(f"{spec.name} on {hw.name} with {e} / {w} / {k} (the same as a combination listed before "
+                           "it, once auto is resolved)")
+            if on_combination:
+                on_combination()
+            continue
+        done.add(key)
+        skip = skip_reason(spec, t, q, x, w)
+        kv_skip = engine_kv_refusal(e, k)
+        if skip or kv_skip:  # each named by its flag (the thirty-eighth audit, sweep 4: a cache an engine does not
+            # store had been put as the layout's fault)
+            where = (f"at tp {t} x pp {q}" + (f" x ep {x}" if x > 1 else "")) if skip else f"under {e}"
+            skipped.append(f"{spec.name} {where} ({skip or kv_skip})")
             if on_combination:
                 on_combination()
             continue
@@ -181,7 +209,7 @@ def sweep(
         dec = phase_metrics(ev.decode, ev.decode_sol, B, hw, w, ev.comm_s, ev.comm_sol_s, ev.pipeline_s)
         pre = phase_metrics(ev.prefill, ev.prefill_sol, B * S, hw, w, ev.prefill_comm_s, ev.prefill_comm_sol_s,
                             ev.prefill_pipeline_s, ev.prefill_pipeline_sol_s)
-        labels.append((spec.name, hw.name, spec.attention.kind, w, k, profile.engine if profile else "roofline",
+        labels.append((spec.name, hw.name, attention_label(spec), w, k, profile.engine if profile else "roofline",
                        sv or "none"))
         required = ev.memory["total"]
         # what does not start as asked, said once on stderr and, row by row, in the starts / start_note columns (the
@@ -230,8 +258,9 @@ def sweep(
         if on_combination:
             on_combination()
     if not labels:  # one line naming the flag at fault where one is (the sixth audit: an --ep blamed --tp/--pp)
-        flags = {flag for flag in ("--tp", "--pp", "--ep") if any(f"{flag}:" in s for s in skipped)}
-        flag = next(iter(flags)) if len(flags) == 1 else "--tp/--pp/--ep"
+        flags = {flag for flag in ("--tp", "--pp", "--ep", "--kv-dtype")
+                 if any(f"({flag}:" in s or f"({flag} " in s for s in skipped)}
+        flag = next(iter(flags)) if len(flags) == 1 else "/".join(sorted(flags)) or "--tp/--pp/--ep"
         raise KvcalcError(f"{flag}: no combination applies to the models given: {'; '.join(skipped)[:300]}")
     if skipped:
         warnings.warn(f"sweep skipped {', '.join(skipped)}", stacklevel=2)

@@ -159,6 +159,16 @@ def roofline(gpus: Sequence = ("h100-sxm",), model="llama-3-8b", *, attn: Sequen
 
         raise KvcalcError("measured: expected a DataFrame with arithmetic_intensity and achieved_tflops columns "
                           "(kvcalc validate's CSV)")
+    if measured is not None:  # each point as read_measured takes a CSV's (the thirty-eighth audit, sweep 3: strings
+        # had been drawn as categories on the log axes, NaN and negative points dropped in silence)
+        for c in wanted:
+            bad = next(((i, cell) for i, cell in zip(measured.index, measured[c]) if _positive(cell) is None), None)
+            if bad is not None:
+                from kvcalc.checks import shown_value
+                from kvcalc.errors import KvcalcError
+
+                raise KvcalcError(f"measured: row {shown_value(bad[0])}, column {c}: expected a positive number, got "
+                                  f"{shown_value(bad[1])}")
     fig = Figure(figsize=(10, 6.5))
     ax = fig.subplots()
     ax.set_xscale("log")
@@ -264,13 +274,26 @@ def place_labels(fig, ax, labels) -> None:
         placed.append(label.get_window_extent(renderer).padded(1))
 
 
+def _positive(cell) -> float | None:
+    """A measured point's coordinate: a positive finite number (the axes are logarithmic), a numeral in a CSV cell, or
+    None; not a bool."""
+    import math
+
+    if isinstance(cell, bool):
+        return None
+    try:
+        value = float(cell)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
 def read_measured(path, flag: str = "--measured"):
     """The points of a kvcalc validate CSV to overlay, as a DataFrame of arithmetic_intensity and achieved_tflops
     (and dtype and device where the file has them). Each point needs a positive finite number in both (the axes
     are logarithmic) and a non-empty dtype and device; anything else is one line naming the file, line and column."""
     import csv
     import io
-    import math
     from pathlib import Path
 
     import pandas as pd
@@ -293,13 +316,10 @@ def read_measured(path, flag: str = "--measured"):
             point: dict[str, float | str] = {}
             for c in numbers:
                 cell = row.get(c)
-                try:
-                    point[c] = value = float(cell)  # type: ignore[arg-type]  # None: TypeError, refused below
-                    ok = math.isfinite(value) and value > 0
-                except (TypeError, ValueError):
-                    ok = False
-                if not ok:
+                value = _positive(cell)
+                if value is None:
                     raise KvcalcError(f"{where} {c}: expected a positive number, got {cell!r}")
+                point[c] = value
             for c in present:
                 cell = row.get(c)
                 if cell is None or not cell.strip():
