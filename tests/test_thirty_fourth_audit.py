@@ -375,7 +375,9 @@ def test_34_capacity5_6_the_table_says_whose_tokens_and_prints_a_small_cost():
     text = " ".join(out.stdout.replace("│", " ").split())  # the table's cells, unwrapped
     assert "per replica of 2 GPUs" in text
     cost = _capacity("-m", "llama-3.1-8b", "-c", "1024", "--price-per-gpu-hour", "0.05", "--tp", "2")
-    assert f"cost per million output tokens {cost['cost_per_million_tokens']:.3g}" in text
+    # the load it is priced at said beside it (the thirty-eighth audit, newcomer 4), the row's label wrapped
+    assert f"{cost['cost_per_million_tokens']:.3g} (decode at that full load" in text
+    assert "cost per million output tokens at" in text and f"batch {cost['batch']}" in text
 
 
 @pytest.mark.parametrize("line, says", [("pcie_p2p: yes", "pcie_p2p: expected true or false, got 'yes'"),

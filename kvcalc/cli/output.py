@@ -38,14 +38,16 @@ CudaGraphMemory = Annotated[Optional[float], typer.Option(help=CUDA_GRAPH_HELP)]
 FLASHINFER_SAMPLER_HELP = ("with --engine vllm: your log says 'Using FlashInfer for top-p & top-k sampling': "
                            "GPUModelRunner (v1) then profiles its sampler at 10 bytes a logit, without the sort's 38.92")
 FlashinferSampler = Annotated[bool, typer.Option("--flashinfer-sampler", help=FLASHINFER_SAMPLER_HELP)]
-VllmVersion = Annotated[str, typer.Option(help=VLLM_VERSION_HELP)]
+# typer's own "[default: latest]" beside the help's fuller one (the thirty-eighth audit, newcomer 5)
+VllmVersion = Annotated[str, typer.Option(help=VLLM_VERSION_HELP, show_default=False)]
 ENGINE_VERSION_HELP = ("the engine release whose time outside the kernels (per step: scheduler, sampler, Python; per "
                        "request: API server, tokeniser) to add: a band (vLLM v0, v1, v2; TensorRT-LLM engine, pytorch) "
                        "or a release such as 0.6.3 or 1.2.0 [default: the newest band, today's release: vLLM's v2, "
                        "as --vllm-version latest sizes its pool]")
 EngineVersion = Annotated[Optional[str], typer.Option("--engine-version", help=ENGINE_VERSION_HELP)]
 ENGINE_HELP = ("time model: vllm, sglang, trtllm or gpt-fast (measured kernel curves), roofline (datasheet efficiencies), "
-               "or auto (vllm where the GPU has a profile, else roofline)")
+               "or auto (the first of vllm, sglang, trtllm with a profile for the GPU, a measured one before a "
+               "transferred one; roofline where none has)")
 
 
 # What the tables and --explain print outside ASCII, as ASCII, for a stdout that cannot encode them

@@ -160,12 +160,18 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
         for example in result["rejected"]["does_not_fit_examples"]:
             print_note(f"  {example['deployment']}: {example['reason']}")
 
+    # the figures' load and seqs, said (the thirty-eighth audit, newcomer 2: "at the replica's budget" had read as
+    # seqs, where TTFT and TPOT are at the requests in flight, 82.7 of a budget of 197, whose TPOT is twice as long)
+    steady = ("TTFT and TPOT ms: the steady state at the requests each replica runs at once under the load asked for "
+              "(in_flight_per_replica in --format json); seqs: the max_num_seqs a replica is launched with, its "
+              "ceiling")
     if any(r.get("sim TTFT ms") is not None for r in rows):
         median_ttft = result["limits"]["percentile"] == "p50"  # plan's Poisson check of a TTFT limit at the median
-        print_note(f"TTFT and TPOT ms: the steady state at the replica's budget; sim: the simulator's "
-                   f"{result['limits']['percentile']} under the load asked for, which "
+        print_note(f"{steady}; sim: the simulator's {result['limits']['percentile']} under the load asked for, which "
                    + ("the TTFT limit is judged at (the TPOT limit: the steady state's, as serve's)" if median_ttft
                       else "the limits are judged at"))
+    elif rows:
+        print_note(steady)
     print_note("w/KV: weight/KV formats, * a format the checkpoint does not ship; layout: TP, xPP pipeline stages, "
                "+mtp speculative decoding with the checkpoint's own draft head, "
                "EP expert-parallel GPUs over TP attention groups, P:D prefill:decode GPUs")

@@ -156,8 +156,9 @@ def capacity_cli(
                                              f"per replica of {gpu_count(plan['gpus_per_replica'])}"),
         "GPUs for the target": plan["gpus_for_target"],
         # three significant figures, as the JSON's value holds them (capacity 6: 0.001055 had printed 0.001)
-        "cost per million output tokens": (f"{plan['cost_per_million_tokens']:.3g}"
-                                           if plan["cost_per_million_tokens"] is not None else None),
+        f"cost per million output tokens at batch {plan['batch']}": (
+            f"{plan['cost_per_million_tokens']:.3g} (decode at that full load, prefill not counted)"
+            if plan["cost_per_million_tokens"] is not None else None),
         "binding constraint": plan["binding"],
     }
     for k, v in show.items():

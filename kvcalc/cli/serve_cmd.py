@@ -82,8 +82,9 @@ def serve_cli(
     kv_dtype: KvDtype = DEFAULT_KV_DTYPE,
     memory_utilization: MemoryUtilization = 0.9,
     step_tokens: Annotated[Optional[int], typer.Option(
-        help="tokens one step may schedule (max_num_batched_tokens) [default: vLLM's own for the GPU and release with "
-        "--engine vllm, else 8192]")] = None,
+        help="tokens one step may schedule (max_num_batched_tokens) [default: the engine's own for the GPU and "
+        "release: vLLM's max_num_batched_tokens under --engine vllm or auto, SGLang's chunked_prefill_size; 8192 "
+        "under trtllm]")] = None,
     disaggregate: Annotated[Optional[str], typer.Option(help="PREFILL_GPUS:DECODE_GPUS, separate pools")] = None,
     price_per_gpu_hour: Annotated[Optional[float], typer.Option(
         help="price of one GPU-hour, in any currency: the cost per million output tokens comes out in the same one")] = None,

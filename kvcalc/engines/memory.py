@@ -241,7 +241,11 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
         notes = ([f"SGLang derives mem_fraction_static {own:g} for this GPU and layout when it is not given "
                   f"(server_args.py _handle_gpu_memory_settings); kvcalc takes --memory-utilization "
                   f"({memory_utilization:g}) as it: pass --memory-utilization {own:g} for SGLang's default"]
-                 if abs(own - memory_utilization) > 5e-4 else [])
+                 if abs(own - memory_utilization) > 5e-4 and 0 < own < 1 else
+                 # a GPU too small for SGLang's own reserve: no fraction to pass (the thirty-eighth audit, capacity 4)
+                 [f"SGLang's own mem_fraction_static rule leaves nothing for {hw.name} at this layout ({own:g}): pass "
+                  "--mem-fraction-static yourself; kvcalc takes --memory-utilization "
+                  f"({memory_utilization:g}) as it"] if not 0 < own < 1 else [])
     if getattr(spec.attention, "sparse_top_k", None) and (capability(hw.compute_capability) or (0, 0))[0] >= 10 \
             and p.b_kv > 1:
         # SGLang stores a DeepSeek Sparse Attention model's KV cache in fp8 on Blackwell unless told otherwise

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvcalc.errors import KvcalcError
-from kvcalc.formulas.engine_memory import TRTLLM_BLOCK_TOKENS
+from kvcalc.formulas.engine_memory import SGLANG_MAMBA_SLOTS_PER_RUNNING, TRTLLM_BLOCK_TOKENS
 
 
 @dataclass(frozen=True)
@@ -269,14 +269,23 @@ def sglang_max_running(pool_tokens: float, context_len: int, speculate_method: s
     and at most pool // 2 (mem_cache/kv_cache_configurator.py; the fourteenth audit, S8: 4,096 had been taken for
     every model), or 48 under EAGLE-family speculation (SGLANG_SPECULATIVE_RUNNING); with linear-attention layers at
     most state_slots // 3 (formulas/engine_memory.py SGLANG_MAMBA_SLOTS_PER_RUNNING; the twenty-third audit, M1)."""
-    from kvcalc.formulas.engine_memory import SGLANG_MAMBA_SLOTS_PER_RUNNING
-
     if speculate_method in SGLANG_SPECULATIVE:
         return SGLANG_SPECULATIVE_RUNNING
     estimated = max(min(int(pool_tokens / max(context_len, 1) * 512), 4096), 2048)
     if state_slots is not None:
         estimated = min(estimated, state_slots // SGLANG_MAMBA_SLOTS_PER_RUNNING)
     return max(1, min(estimated, int(pool_tokens) // 2))
+
+
+def state_slot_cap(engine: str, running: int, state_slots: int | None) -> int:
+    """The requests a server launched to run `running` at once does run: SGLang clamps even a given
+    --max-running-requests to its Mamba slots // 3 (model_runner_kv_cache_mixin.py init_memory, after the flag's
+    value: `max_num_reqs = min(max_num_reqs, max_mamba_cache_size // ratio)`; the thirty-eighth audit, capacity 1:
+    plan had sized and launched 250 in flight where SGLang runs 93). Later trees size the slots from the flag
+    (_auto_mamba_demand_size), which kvcalc's memory rule (slots from mamba_full_memory_ratio) does not model."""
+    if engine == "sglang" and state_slots:
+        return min(running, state_slots // SGLANG_MAMBA_SLOTS_PER_RUNNING)
+    return running
 
 
 def running_cap(engine: str, gpu_name: str, visible_GiB: float, release: tuple[int, int], *, pool_tokens: float,
@@ -288,7 +297,7 @@ def running_cap(engine: str, gpu_name: str, visible_GiB: float, release: tuple[i
     2,048; none for the roofline. The rest wait in its queue (the fourteenth audit, S9: serve's closed form had decoded 507 a
     step where vLLM on an L40S runs 256)."""
     if given is not None:
-        return given
+        return state_slot_cap(engine, given, state_slots)
     if engine not in (*VLLM_SCHEDULED, "sglang", "trtllm"):  # the roofline: no engine's scheduler limits it
         from kvcalc.checks import MAX_BATCH
 

@@ -532,6 +532,12 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
         "replicas_for_target": replicas, "gpus_for_target": replicas * group if target_tokens_per_s else None,
         "cost_per_million_tokens": (cost_per_million_tokens(price_per_gpu_hour, group, dec["tokens_per_s"])
                                     if price_per_gpu_hour else None),
+        # what load it is priced at (the thirty-eighth audit, newcomer 4: read as the target's cost, 1.53 where the
+        # target's 5,000 tokens/s on its 12 GPUs cost 1.67)
+        **({"cost_per_million_tokens_note": (
+            f"a replica of {gpu_count(group)} decoding at batch {run_batch} ({dec['tokens_per_s']:,.0f} tokens/s), "
+            "prefill not counted: the cost at that full load; serve --request-rate and plan price the load asked "
+            "for")} if price_per_gpu_hour else {}),
         "binding": binding,
         "engine_memory": vllm,
         "warnings": notes,

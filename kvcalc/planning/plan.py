@@ -1301,7 +1301,16 @@ def _trade(p: Point, best: Point) -> str:
         parts.append(f"{p.gpus - best.gpus:+d} GPUs")
     if p.cost_per_hour is not None and best.cost_per_hour:
         parts.append(f"{(p.cost_per_hour / best.cost_per_hour - 1) * 100:+.0f} % cost")
-    if p.tpot_ms and best.tpot_ms:
-        parts.append(f"TPOT {(p.tpot_ms / best.tpot_ms - 1) * 100:+.0f} %")
-    parts.append(f"TTFT {(p.ttft_ms / best.ttft_ms - 1) * 100:+.0f} %")
+    # the figures the limits were judged on: the simulated percentile where both points were simulated (the
+    # thirty-eighth audit, newcomer 1: a runner-up 4x slower to its simulated first token read "TTFT -41 %" on the
+    # steady state's), else the steady state's, said so
+    mine, theirs = p.simulated, best.simulated
+    if mine and theirs and mine.get("ttft_ms") is not None and theirs.get("ttft_ms") is not None:
+        label = f"simulated {mine['percentile']} "
+        ttft, tpot, best_ttft, best_tpot = mine["ttft_ms"], mine["tpot_ms"], theirs["ttft_ms"], theirs["tpot_ms"]
+    else:
+        label, ttft, tpot, best_ttft, best_tpot = "steady-state ", p.ttft_ms, p.tpot_ms, best.ttft_ms, best.tpot_ms
+    if tpot and best_tpot:
+        parts.append(f"{label}TPOT {(tpot / best_tpot - 1) * 100:+.0f} %")
+    parts.append(f"{label}TTFT {(ttft / best_ttft - 1) * 100:+.0f} %")
     return ", ".join(parts)

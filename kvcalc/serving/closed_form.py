@@ -664,11 +664,12 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                           + (" or --ep, or use a smaller --weight-dtype" if ep > 1 else ""))
     from kvcalc.engines.scheduler import running_cap
 
+    state_slots = em.get("state_slots") if memory_rule is not None else None
     max_running = running_cap(engine, hw.name, hw.visible_memory_bytes / 2**30, version,
                               pool_tokens=em.get("kv_tokens", 0.0) if memory_rule is not None else 0.0,
                               context_len=spec.max_position_embeddings or full_length,
                               speculate_method=timer.sp.method if timer is not None else None, given=max_num_seqs,
-                              state_slots=em.get("state_slots") if memory_rule is not None else None)
+                              state_slots=state_slots)
     if engine == "auto":  # vLLM's scheduler with its defaults (engines/scheduler.py VLLM_SCHEDULED), which refuses a
         # step budget below its max_num_seqs as -e vllm does (the nineteenth audit, S4: --step-tokens 100 had run)
         from kvcalc.engines.memory import check_vllm_batching
@@ -677,7 +678,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     return {"spec": spec, "hw": hw, "p": p, "profile": profile, "timer": timer, "stepper": stepper,
             "memory_rule": memory_rule, "notes": notes, "pool": pool, "request_bytes": request_bytes,
             "max_concurrency": max_concurrency, "max_running": max_running, "engine_request": engine_request,
-            "weight_dtype": weight_dtype}
+            "weight_dtype": weight_dtype, "state_slots": state_slots}
 
 
 def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency: float | str | None = None,

@@ -51,6 +51,7 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
     disaggregated replica's prefill steps)."""
     from kvcalc.engines.memory import engine_version_of_run
     from kvcalc.engines.overhead import overhead_seconds
+    from kvcalc.engines.scheduler import state_slot_cap
     from kvcalc.estimator import time_model_text
     from kvcalc.formulas.engine_memory import VLLM_LATEST
     from kvcalc.serving.closed_form import (
@@ -123,7 +124,9 @@ def replica_runner(spec, hw, *, engine: str, weight_dtype: str, kv_dtype: str, t
         steady = (step_tokens * groups, step_yield(stepper.decode_gain, output_len), stepper.decode_q)
         colocated = (stepper, input_len, output_len, step_tokens * groups, request_s, run)
         decode_batches = decode_seconds = decode_key = decode_call = None
-    return Replica(max_concurrency=d["max_concurrency"] * groups, pool_bytes_per_gpu=d["pool"], run=run,
+    # what the launch's --max-running-requests can run (SGLang's Mamba slots // 3)
+    held = state_slot_cap(engine, d["max_concurrency"], d["state_slots"])
+    return Replica(max_concurrency=held * groups, pool_bytes_per_gpu=d["pool"], run=run,
                    time_model=time_model_text(d["profile"], d["spec"]),  # as serve names it (the sixth audit)
                    run_many=run_many, steady=steady, decode_batches=decode_batches,
                    decode_seconds=decode_seconds, decode_key=decode_key, decode_call=decode_call,

@@ -140,6 +140,14 @@ class HardwareSpec(StrictModel):
         if self.smi_memory_MiB is not None and self.smi_memory_MiB > self.memory_GiB * 1024:
             raise ValueError(f"smi_memory_MiB {self.smi_memory_MiB:g} exceeds memory_GiB {self.memory_GiB:g} "
                              f"({self.memory_GiB * 1024:g} MiB)")
+        # nvidia-smi's total is above what torch reports (81,559 MiB beside 79.22 GiB on an H100), or equal where the
+        # spec takes the smi figure as visible; below it, SGLang's own fraction had come out at -2.728 and been
+        # advised as a flag value (the thirty-eighth audit, capacity 4). visible_memory_GiB is given to 0.01 GiB.
+        if (self.smi_memory_MiB is not None and self.visible_memory_GiB is not None
+                and self.smi_memory_MiB < (self.visible_memory_GiB - 0.005) * 1024):
+            raise ValueError(f"smi_memory_MiB {self.smi_memory_MiB:g} is below visible_memory_GiB "
+                             f"{self.visible_memory_GiB:g} ({self.visible_memory_GiB * 1024:,.0f} MiB): nvidia-smi's "
+                             "total is at least what torch reports")
         engines = ("vllm", "sglang", "trtllm", "gpt-fast")  # the profiles' engines (specs/profile.py)
         unknown = sorted(set(self.unsupported_engines) - set(engines))
         if unknown:  # the tenth audit, H8: a misspelt 'vLLM' key had been taken, and vLLM still ran
