@@ -840,6 +840,28 @@ class StepTimer:
         self.a2a = alltoall_curve(profile, hw, ep) if ep > tp else None
         self.overhead_s = overhead_seconds(profile, max(tp * pp, ep),  # the engine's time outside its kernels
                                            synced_layers(spec.num_layers, tp, ep))[0]
+        self.split = True  # under pp: a step's work spread over min(decodes + prompts, pp) micro-batches ...
+        self.max_micro = None  # ... and at most this many (a wave: the step budgets its prompts fill)
+
+    def at_most_micro_batches(self, count: int) -> "StepTimer":
+        """This timer with a step spread over at most `count` micro-batches (under pp): the engines keep requests
+        admitted together in one micro-batch, so a wave runs as the step budgets its prompts fill, not as its
+        requests (the thirty-eighth audit, Serve 1: a wave of 64 short prompts at pp 4 had been spread over four,
+        TTFT 64.9 ms where the engines' one micro-batch takes 162)."""
+        import copy
+
+        timer = copy.copy(self)
+        timer.max_micro = max(int(count), 1)
+        return timer
+
+    def one_micro_batch(self) -> "StepTimer":
+        """This timer with the step's work taken as one micro-batch through the whole depth (under pp), as the
+        simulator forms the engines' micro-batches itself (serving/simulate.py simulate_schedule)."""
+        import copy
+
+        timer = copy.copy(self)
+        timer.split = False
+        return timer
 
     def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> float:
         if self.ep > 1:
@@ -855,7 +877,8 @@ class StepTimer:
         # formulas/_array.py: numbers or numpy arrays alike
         whole = nonzero(prompt_len)
         prompts = prompts_in(chunk, prompt_len) if whole else (chunk > 0) * 1.0
-        m = maximum(1.0, minimum(decode_batch + prompts, self.pp))
+        m = maximum(1.0, minimum(decode_batch + prompts, self.pp if self.max_micro is None else
+                                 min(self.pp, self.max_micro))) if self.split else 1.0
         decode_batch = fullest_share(decode_batch, m)
         if whole:
             chunk = maximum(chunk / m, minimum(chunk, prompt_len))  # prompts not cut (F6)

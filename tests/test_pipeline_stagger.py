@@ -1,8 +1,10 @@
-"""Under pipeline parallelism a step's micro-batches leave the last stage one stage-time apart (audit 23, the
-fresh-audit gap: a burst of prompts at --pp 2 had all come out with one prompt's TTFT, below the speed of light of
-their prefill); the step's prompts take the mean of those places, (m - 1) / 2 x step / pp, which keeps the mean TTFT
-and keeps it from falling when a prompt joins. Worked by hand with toy step times, then against the speed of light
-of real models."""
+"""Under pipeline parallelism the simulator forms micro-batches as the engines do (the thirty-eighth audit, Serve 1:
+vLLM V1's batch queue, SGLang's event_loop_pp, TensorRT-LLM's _executor_loop_pp): each with its own token budget,
+formed while fewer than pp are in the pipeline, entering the first stage when the one before leaves it, its tokens
+out a whole depth later; a request runs again only once its micro-batch is out, so requests admitted together stay
+together. The closed form's waves spread a step over min(requests, pp) micro-batches, its prompts a mean place
+(m - 1) / 2 x step / pp behind the first (audit 23, the fresh-audit gap: a burst at --pp 2 had come out with one
+prompt's TTFT). Worked by hand with toy step times, then against the speed of light of real models."""
 
 import numpy as np
 import pytest
@@ -30,20 +32,27 @@ def run(n_prompts, stages, outs=3, ins=100, budget=4096):
 
 
 def test_two_prompts_over_two_stages_by_hand():
-    """A and B (100 tokens each) arrive together; one step of 1 s holds both, as two micro-batches of one prompt.
-    Stage time 0.5 s: one leaves stage 2 at 1.0 s, the other half a step behind at 1.5 s; each gets the mean, 1.25 s
-    (the mean TTFT is exact). Each then decodes a token a step (1 s) keeping its place: 3rd token at 3.25 s."""
+    """A and B (100 tokens each) arrive together and fit one budget of 4,096: one micro-batch holds both (vLLM's
+    schedule() admits every waiting request that fits), through both stages in 1 s; they decode together, a token a
+    second: first tokens at 1 s, 3rd at 3 s, as without stages. With a budget of 100 each takes a micro-batch: A's
+    enters at 0 and leaves at 1 s, B's enters as A's leaves the first stage (0.5 s) and leaves at 1.5 s; each then
+    decodes in its own micro-batch, a second apart: 3rd tokens at 3 and 3.5 s."""
     r = run(2, 2)
-    assert list(r.first_token_s) == [1.25, 1.25] and list(r.finish_s) == [3.25, 3.25]
+    assert list(r.first_token_s) == [1.0, 1.0] and list(r.finish_s) == [3.0, 3.0]
+    apart = run(2, 2, budget=100)
+    assert list(apart.first_token_s) == [1.0, 1.5] and list(apart.finish_s) == [3.0, 3.5]
     one = run(2, 1)  # without pipeline stages both come out at the step's end
     assert list(one.first_token_s) == [1.0, 1.0] and list(one.finish_s) == [3.0, 3.0]
 
 
-def test_prompts_spread_over_the_micro_batches():
-    """Six prompts over four stages: four micro-batches, places 0 .. 3 quarter-steps behind the first, mean 3/8:
-    first tokens at 1.375 s. One prompt alone runs as one micro-batch: no lag."""
-    r = run(6, 4)
-    assert list(r.first_token_s) == [1.375] * 6
+def test_prompts_spread_over_the_micro_batches_only_by_the_budget():
+    """Six prompts of 100 over four stages: within a budget of 4,096 one micro-batch takes all six (first tokens at
+    1 s, as one prompt alone); with a budget of 200 three micro-batches of two, entering a stage-time (0.25 s) apart:
+    first tokens at 1, 1.25 and 1.5 s, and each pair keeps its place to its 3rd token (3, 3.25, 3.5 s)."""
+    assert list(run(6, 4).first_token_s) == [1.0] * 6
+    r = run(6, 4, budget=200)
+    assert list(r.first_token_s) == [1.0, 1.0, 1.25, 1.25, 1.5, 1.5]
+    assert list(r.finish_s) == [3.0, 3.0, 3.25, 3.25, 3.5, 3.5]
     assert list(run(1, 4).first_token_s) == [1.0]
 
 
@@ -62,20 +71,42 @@ def test_a_prompt_joining_a_step_never_brings_the_others_first_token_forward():
         last = r
 
 
-def test_wave_lags_by_hand_and_the_closed_form_agrees():
-    """pipeline_lags, by hand: 2 prompts of 2,000 in a budget of 8,192 at pp 2: one step, two micro-batches: both
-    (2 - 1) / 2 / 2 = 1/4 of a step behind. 4 prompts of 3,000 at pp 2, budget 8,192: step 1 holds prompts 0, 1 and
-    2's first 2,192 tokens (3 prompts, m = 2: 1/4); step 2 holds 2's last 808 and all of 3 beside 0 and 1's decodes
-    (m = min(2 + 2, 2) = 2: 1/4). 3 prompts of 1,000 at pp 4, one step, m = 3: 2 / 2 / 4 = 1/4; 1 prompt: 0."""
-    assert list(pipeline_lags(2, 2000, 100, 8192, 2)) == [0.25, 0.25]
+def test_the_closed_forms_wave_lags_by_hand():
+    """The closed form's waves by hand, pipeline_lags: a step's requests over m = min(decodes + prompts, pp, the step
+    budgets the wave's prompts fill) micro-batches, a prompt (m - 1) / 2 stage-times behind the first. 2 prompts of
+    2,000 in a budget of 8,192 at pp 2 fill one budget: one micro-batch, as the engines admit them together, no lag
+    (1/4 of a step before the thirty-eighth audit's Serve 1); likewise 3 prompts of 1,000 at pp 4, and 1 prompt. 4
+    prompts of 3,000 at pp 2 fill two budgets: step 1 holds prompts 0, 1 and 2's first 2,192 tokens (m = 2: 1/4); step
+    2 holds 2's last 808 and all of 3 beside 0 and 1's decodes (m = min(2 + 2, 2, 2) = 2: 1/4)."""
+    assert list(pipeline_lags(2, 2000, 100, 8192, 2)) == [0.0, 0.0]
     assert list(pipeline_lags(4, 3000, 100, 8192, 2)) == [0.25] * 4
-    assert list(pipeline_lags(3, 1000, 100, 8192, 4)) == [0.25] * 3
+    assert list(pipeline_lags(3, 1000, 100, 8192, 4)) == [0.0] * 3
     assert list(pipeline_lags(1, 1000, 100, 8192, 4)) == [0.0]
     w = waves(2, 2000, 3, 8192, prefill_step_s=1.0, decode_step_s=1.0, pipeline_stages=2)
-    assert w["ttft_s"] == 1.25  # as the simulator's run(2, 2) gives them
-    assert w["wave_s"] == 3.25
-    sim = run(4, 2, outs=100, ins=3000, budget=8192)  # the simulator's steps of 1 s: at(s_j) + 1/4 = 1.25, .., 2.25
-    assert list(sim.first_token_s) == [1.25, 1.25, 2.25, 2.25]
+    assert w["ttft_s"] == 1.0 and w["wave_s"] == 3.0  # the simulator's run(2, 2), above
+
+
+def test_a_wave_within_one_budget_runs_as_one_micro_batch_in_the_closed_form_too():
+    """The Left item this closes: 64 prompts of 128 tokens at pp 4 fill one 8,192-token budget, so the engines run
+    them as one micro-batch through the four stages: TTFT and TPOT at least pp 1's (the sends on top); the closed
+    form had spread them over four micro-batches, TTFT 64.9 ms where pp 1's is 162. The simulator agrees."""
+    kw = dict(input_len=128, output_len=64, concurrency=64, step_tokens=8192)
+    one = serve("llama-3.1-8b", "h100-sxm", pp=1, arrivals="waves", **kw)
+    four = serve("llama-3.1-8b", "h100-sxm", pp=4, arrivals="waves", **kw)
+    assert four["ttft_ms"] >= one["ttft_ms"] and four["tpot_ms"] >= one["tpot_ms"]
+    sim = simulate("llama-3.1-8b", "h100-sxm", pp=4, arrivals="closed", num_prompts=64, **kw)
+    assert four["ttft_ms"] == pytest.approx(sim["ttft_ms"]["p50"], rel=0.02)
+    assert four["tpot_ms"] == pytest.approx(sim["tpot_ms"]["p50"], rel=0.02)
+
+
+def test_a_long_prompt_chunk_enters_the_next_micro_batch():
+    """The simulator, as the engines run it: 4 prompts of 3,000 at pp 2 with a budget of 8,192. The first
+    micro-batch holds prompts 0 and 1 and 2,192 tokens of prompt 2; the next, formed at once (one in the pipeline),
+    the last 808 of prompt 2 (a prompt's next chunk need not wait: vLLM PR #13637) and prompt 3, entering at 0.5 s.
+    First tokens at 1, 1, 1.5 and 1.5 s; each pair then decodes in its micro-batch once a second, the 100th token
+    at 100 and 100.5 s. (The closed form's waves give 1.25, 1.25, 2.25, 2.25: the even split, above.)"""
+    sim = run(4, 2, outs=100, ins=3000, budget=8192)
+    assert list(sim.first_token_s) == [1.0, 1.0, 1.5, 1.5] and list(sim.finish_s) == [100.0, 100.0, 100.5, 100.5]
 
 
 def prefill_speed_of_light_s(prompt, n):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import kvcalc
 from kvcalc.cli import app
-from kvcalc.engines.scheduler import sglang_prefill_first, vllm_v1
+from kvcalc.engines.scheduler import sglang_prefill_first, trtllm_guaranteed_no_evict, vllm_v1
 from kvcalc.errors import ArgumentError, KvcalcError
 from kvcalc.planning.plan import _trade
 from kvcalc.serving.simulate import StepGrid, Workload, simulate_schedule, summarize
@@ -152,7 +152,8 @@ def test_38_newcomer1_a_runner_up_is_traded_on_the_figures_the_limits_were_judge
     steady-state, 410 ms simulated. By the simulated figures it is 410 / 98.9 - 1 = +315 % to the first token, not the
     steady state's -41 %; unsimulated points trade on the steady state, said so."""
     best = _point(82.3, 40.0, 98.9, 45.0)
-    assert _trade(_point(48.9, 30.0, 410.0, 45.0), best) == "+0 % cost, simulated p99 TPOT +0 %, simulated p99 TTFT +315 %"
+    assert (_trade(_point(48.9, 30.0, 410.0, 45.0), best)
+            == "+0 % cost, simulated p99 TPOT +0 %, simulated p99 TTFT +315 %")
     assert _trade(_point(48.9, 30.0), best) == "+0 % cost, steady-state TPOT -25 %, steady-state TTFT -41 %"
 
 
@@ -217,3 +218,30 @@ def test_38_capacity4_an_smi_total_below_the_visible_memory_is_refused(tmp_path)
     out = runner.invoke(app, ["capacity", "-m", "llama-3.1-8b", "-c", "4096", "-g", str(path), "-e", "sglang"])
     assert out.exit_code == 2 and "Traceback" not in out.output
     assert "smi_memory_MiB 1000 is below visible_memory_GiB 79.22" in out.output
+
+
+class OneSecond:
+    """Every micro-batch takes 1 s through the whole depth, whatever it holds: only the schedule shows."""
+
+    decode_gain, decode_q = 1.0, 1
+
+    def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None):
+        return 1.0
+
+
+@pytest.mark.parametrize("make,firsts,lasts", [
+    (vllm_v1, [1.0] * 4, [3.0] * 4),
+    (sglang_prefill_first, [1.0, 1.0, 1.5, 1.5], [3.0, 3.0, 3.5, 3.5]),
+    (trtllm_guaranteed_no_evict, [1.0, 1.0, 1.5, 1.5], [3.0, 3.0, 3.5, 3.5]),
+])
+def test_38_serve1_a_micro_batch_takes_each_engines_own_share_of_the_requests(make, firsts, lasts):
+    """Four 100-token prompts (3 tokens out) arrive together at pp 2 with room for 4 requests. vLLM's max_num_seqs
+    counts every micro-batch's requests together (scheduler.py: len(self.running)), so its first micro-batch takes
+    all four: out at 1 s, decoding together to 3 s. SGLang takes max_running_requests // pp = 2 into one
+    (pp_max_micro_batch_size), TensorRT-LLM its max_batch_size, kvcalc's 4 over 2 micro-batches: two micro-batches of
+    two, the second entering as the first leaves the first stage (0.5 s), each pair keeping its own to the end."""
+    policy = make(budget=4096, max_seqs=4, block_size=1)
+    r = simulate_schedule(policy, StepGrid(OneSecond(), 64, 16384, policy.budget),
+                          Workload(np.zeros(4), np.full(4, 100), np.full(4, 3)), pool_tokens=100_000,
+                          pipeline_stages=2)
+    assert list(r.first_token_s) == firsts and list(r.finish_s) == lasts

@@ -89,15 +89,21 @@ def test_s8_a_one_token_request_leaves_at_the_prefill_pool():
 
 
 def test_s4_a_pipelined_closed_loop_releases_at_the_finish_it_reports():
-    """S4: under --pp a request finishes its micro-batch's mean place after the step, (m - 1) / 2 x step / pp; a
-    closed loop's client sends its next request then. By hand, pp 2, two clients, 1 + 1-token requests, 1 s steps:
-    both prompts share step 0-1 in m = 2 micro-batches, so each finishes at 1 + 0.5 x 1 / 2 = 1.25 s, and the next
-    two arrive at 1.25 s (they had arrived at 1.0, before the answers)."""
+    """S4: under --pp a closed loop's client sends its next request when its answer leaves the last stage. By hand,
+    pp 2, two clients, 1 + 1-token requests, 1 s micro-batches: both prompts fit one budget, so one micro-batch
+    holds them (the thirty-eighth audit, Serve 1: the engines do not spread them), out at 1 s; the next two arrive
+    then and are out at 2 s. With a budget of 1 token each takes a micro-batch, the second entering half a second
+    behind: out at 1 and 1.5 s, and their successors at 2 and 2.5 s."""
     w = Workload(np.array([0.0, 0.0, np.nan, np.nan]), np.ones(4, dtype=np.int64), np.ones(4, dtype=np.int64),
                  concurrency=2)
     r = simulate_schedule(scheduler_policy("vllm"), OneSecond(), w, pool_tokens=1000, pipeline_stages=2)
-    assert list(r.finish_s[:2]) == [1.25, 1.25]
-    assert list(r.arrival_s[2:]) == [1.25, 1.25] and list(r.finish_s[2:]) == [2.5, 2.5]
+    assert list(r.finish_s[:2]) == [1.0, 1.0]
+    assert list(r.arrival_s[2:]) == [1.0, 1.0] and list(r.finish_s[2:]) == [2.0, 2.0]
+    w = Workload(np.array([0.0, 0.0, np.nan, np.nan]), np.ones(4, dtype=np.int64), np.ones(4, dtype=np.int64),
+                 concurrency=2)
+    r = simulate_schedule(scheduler_policy("vllm", budget=1, max_seqs=8), OneSecond(), w, pool_tokens=1000,
+                          pipeline_stages=2)
+    assert list(r.finish_s) == [1.0, 1.5, 2.0, 2.5] and list(r.arrival_s[2:]) == [1.0, 1.5]
 
 
 @pytest.mark.parametrize(("model", "engine", "out", "clients", "prompts"),

@@ -567,13 +567,18 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     cut_yields[s] (Speculation.yields; the tenth audit, S2: a cut verify had been credited the full yield).
     prefix_hit_rate: the fraction of each prompt found in the prefix cache (not prefilled; its blocks still held).
 
-    pipeline_stages (pp): a step runs as m = min(decodes + prompts, pp) micro-batches, and step_time gives the whole
-    depth of one (StepTimer). Micro-batch k enters the first stage k stage-times (step / pp) after the first, so it
-    leaves the last stage that much later; the step's prompts are spread over its m micro-batches, so each gets its
-    first token, and every later token, the mean of those places later: (m - 1) / 2 x step / pp (a burst of P
-    prompts at pp 2 had all come out with one prompt's TTFT, below the speed of light of P prompts' prefill). The
-    mean place, rather than each prompt's own, keeps the mean TTFT and latency and keeps them from falling when one
-    more prompt joins a step (the fresh audit: placing prompts in order made the median dip as a prompt moved up).
+    pipeline_stages (pp): the engines' micro-batches. Each step formed is one micro-batch, and step_time gives its
+    whole depth (StepTimer.one_micro_batch). It enters the first stage when the micro-batch before it has left it
+    (its depth / pp later) and leaves the last stage its depth after entering, when its tokens come out. A micro-batch
+    is formed at once while fewer than pp are in the pipeline and something can be scheduled, else when the oldest
+    leaves; a request in a micro-batch is scheduled again only once that micro-batch has left, while a prompt's next
+    chunk may go into the next one. So requests admitted together stay together: a wave whose prompts fit one step
+    runs as one micro-batch through every stage, its decodes too. Each micro-batch has the whole token budget; SGLang
+    takes at most max_seqs // pp requests into one, TensorRT-LLM likewise, vLLM's max_seqs counts them all. vLLM V1
+    (EngineCore.step_with_batch_queue, its scheduler skipping a request with no new tokens; PR #13637 for the
+    chunks), SGLang (event_loop_pp: running_mbs[mb_id], pp_max_micro_batch_size) and TensorRT-LLM (_executor_loop_pp:
+    inflight_req_ids; PR #9308 for the chunks); the thirty-eighth audit, Serve 1: the step's requests had been spread
+    evenly over min(requests, pp) micro-batches, a wave of 64 short prompts at pp 4 timed 2.5x short.
 
     state_blocks: blocks every request holds beside its tokens' (a hybrid model's fixed linear-attention or Mamba
     state, in the pool's token units: simulate() sizes it), from its admission to its end.
@@ -609,7 +614,15 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             first[:] = arrive
             last_tok[:] = arrive
     finish = np.full(n, np.nan)
-    lag = np.zeros(n)                        # under pp: how far behind the step's first micro-batch a request runs
+    # under pp the engines' micro-batches, as vLLM V1 (EngineCore.step_with_batch_queue), SGLang (event_loop_pp) and
+    # TensorRT-LLM (_executor_loop_pp) form them: a request is scheduled again only once the micro-batch it ran in has
+    # left the last stage (ready), a prompt's next chunk at once; a micro-batch is formed while fewer than pp are in
+    # the pipeline (flight, oldest first: its exit and the requests it completes) and enters the first stage when that
+    # frees (stage_free)
+    pipelined = pipeline_stages > 1
+    ready = np.zeros(n)
+    flight: deque = deque()
+    stage_free = [0.0]
     closed = workload.concurrency is not None
     released = ClosedLoop(int(np.sum(~np.isnan(arrive))), client_overhead_s, workload.schedule)
     nxt = 0                                  # next request not yet queued (requests are in arrival order)
@@ -640,13 +653,6 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     m = max(policy.multi_step, 1)
     piece_cap = policy.max_piece or policy.budget  # the most of one prompt a step takes
     unit = policy.chunk_unit
-    # under pp a closed loop's next request arrives at its predecessor's lagged finish (_finish), mid-step; an engine
-    # takes it into the next micro-batch to enter the pipeline, a stage-time away, not the next whole step: it joins
-    # the step under way if it arrives before that step's last micro-batch enters, (pp - 1) / pp of the last step
-    # (held here) after its start, and an idle engine starts a step at its arrival (the twelfth audit, S4: released at
-    # the lagged finish, it would otherwise wait up to a whole step, 12 % on the fifth audit's Qwen3-32B TTFT)
-    slot = [0.0]
-    stagger = (pipeline_stages - 1) / pipeline_stages if closed and pipeline_stages > 1 else 0.0
     # policy.ahead (vLLM's async scheduling, SGLang's and TensorRT-LLM's overlap schedulers): the scheduler filled
     # this step while the last one ran, at that step's start, so only requests that had arrived by then are queued
     # now; a later one waits a step more, unless the scheduler had nothing to run (the idle branch below; the
@@ -716,6 +722,18 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     # new_token_ratio decays meanwhile (the twentieth audit, R2: the head had entered as soon as the ratio allowed it)
     full_bs = 0
     rounds, most_rounds = 0, max(MAX_ROUNDS, 4 * n)  # a request's arrival, prompt and last decode: a few rounds each
+    if pipelined:  # a micro-batch a round, and a round for each wait on the pipeline: every token's
+        most_rounds += 3 * int(np.ceil(outs / gain).sum())
+
+    def retire(upto: float) -> None:
+        """Under pp: the micro-batches out of the pipeline by `upto`, oldest first: their completions."""
+        nonlocal run, done, used
+        while flight and flight[0][0] <= upto:
+            out_t, fin_ids = flight.popleft()
+            if len(fin_ids):
+                run, done, used = _finish(fin_ids, run, out_t, done, used, blocks, finish, arrive, closed, n,
+                                          released)
+                _after_completions(out_t, waiting, run, tl_t, tl_wait, tl_run)
     while done < n:
         rounds += 1
         if rounds > most_rounds:  # preemptions, or steps that schedule few tokens, make more rounds than simulate()'s
@@ -731,6 +749,13 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             raise KvcalcError(f"--num-prompts / --concurrency: the simulation passed {passed} with "
                               f"{done:,} of {n:,} requests done (steps of few tokens make many rounds); lower "
                               "--num-prompts, raise --step-tokens or give the pool more room")
+        if pipelined:
+            retire(t)
+            if done >= n:
+                break
+            if len(flight) >= pipeline_stages:  # pp micro-batches in the pipeline: the engine waits for the oldest
+                t = max(t, flight[0][0])
+                continue
         # queue the arrivals up to now
         while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= seen():
             waiting.append(nxt)
@@ -750,13 +775,17 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             # SGLang takes 12)
             ratio = policy.init_new_token_ratio
             continue
-        while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= seen() + slot[0]:  # joins the step under way
-            waiting.append(nxt)
-            nxt += 1
+        # the requests this round may schedule: under pp those not in a micro-batch still in the pipeline
+        pool_ids = run[ready[run] <= t] if pipelined else run
+        if pipelined and not len(pool_ids) and not waiting:  # all in the pipeline: the next exit or arrival
+            coming = float(arrive[nxt]) if nxt < n and not np.isnan(arrive[nxt]) else math.inf
+            t = max(t, min(flight[0][0] if flight else math.inf, coming))
+            continue
         budget = policy.budget
-        prefilling = pre_left[run] > 0
-        step_ids = run
+        prefilling = pre_left[pool_ids] > 0
+        step_ids = pool_ids
         preempted_now = False
+        admit = True
 
         # SGLang: a prefill batch whenever a waiting request (or a chunked prompt in flight) can go
         if not policy.mixed:
@@ -771,9 +800,14 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             if not prefill_step and not len(run):
                 raise KvcalcError("simulation: the KV pool cannot admit the next request even with nothing running; "
                                   "raise --tp or lower the lengths")
+            if not prefill_step and not len(pool_ids):  # under pp: its decodes all in the pipeline
+                t = max(t, flight[0][0])
+                continue
             if not prefill_step:
-                # decode step; retract if the pool cannot take the next token of every running request
-                need = blocks_for(kv[run] + q) - blocks[run]
+                # decode step; retract if the pool cannot take the next token of every running request (under pp,
+                # of the micro-batch's: SGLang's running_mbs[mb_id])
+                cand = pool_ids
+                need = blocks_for(kv[cand] + q) - blocks[cand]
                 over = used + int(need.sum()) - pool_blocks
                 if over > 0:
                     # ScheduleBatch.retract_decode (schedule_batch.py) sorts by (output tokens generated, -prompt
@@ -781,18 +815,18 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     # equals (the ninth round, S7: the most output left had gone first, the same only at fixed lengths)
                     # Among equal keys Python's stable sort keeps the batch's order and pop() takes the last, the
                     # request merged last (the fourteenth audit, S5: the first had been taken)
-                    order = np.lexsort((-np.arange(len(run)), -ins[run], gen[run]))
+                    order = np.lexsort((-np.arange(len(cand)), -ins[cand], gen[cand]))
                     # until the kept requests' next token fits: retract_decode's loop `while first_iter or not
                     # self.check_decode_mem(selected_indices=sorted_indices)` (schedule_batch.py at sgl-project/sglang
                     # 000eaff, since PR #9989). Before it, `available_size() < len(sorted_indices) x
                     # retract_decode_steps` (20 tokens a request kept), the rule the twelfth audit's S11 cited:
                     # those releases retracted more at once, which is not modelled here
                     freed, k = 0, 0
-                    while freed < over and k < len(run) - 1:
-                        j = run[order[k]]
+                    while freed < over and k < len(cand) - 1:
+                        j = cand[order[k]]
                         freed += int(blocks[j]) + int(need[order[k]])
                         k += 1
-                    drop = run[order[:k]]
+                    drop = cand[order[:k]]
                     if not len(drop):
                         raise KvcalcError("simulation: the KV pool cannot hold one request's next token; raise --tp "
                                           "or lower the lengths")
@@ -811,27 +845,33 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     # takes as its new_token_ratio (the tenth audit, S9: reset to the initial 0.7)
                     ratio = sglang_ratio_after_retraction(gen[run], outs[run])
                     continue
-                limit = None
-                if policy.admission == "token_ratio" and waiting and len(run) < policy.max_seqs and not full_bs:
-                    limit = _steps_until_admitted(ratio, policy, waiting[0], run, used, pool_blocks, pre_left, kv, gen,
-                                                  outs, blocks, hit, gain, state_blocks)
-                if waiting and any(unfreed):  # what the last step's completions free comes back after one step
-                    limit = 1
-                before = steps
-                t0 = t
-                unfreed[:] = [0, 0]  # this round's admission is decided; the block's completions set them anew
-                run, t, done, used, steps = _decode_block(
-                    run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
-                    pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                    phase=phase, limit=limit, state_blocks=state_blocks, lag=lag, window=slot[0], last_tok=last_tok,
-                    last_start=last_start, unfreed=unfreed, taken=taken, per_token=per_token)
-                busy += t - t0
-                slot[0] = stagger * (t - t0) / max(steps - before, 1)
-                # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth audit,
-                # S1: once a block of thousands had held a waiting request until a completion)
-                ratio = max(ratio - policy.new_token_ratio_decay * (steps - before), policy.min_new_token_ratio)
-                continue
-            step_ids = run[prefilling]
+                if pipelined:  # one micro-batch of its decodes, formed below (no block of steps: each leaves the
+                    # pipeline on its own)
+                    step_ids, admit = cand, False
+                    ratio = max(ratio - policy.new_token_ratio_decay, policy.min_new_token_ratio)
+                else:
+                    limit = None
+                    if (policy.admission == "token_ratio" and waiting and len(run) < policy.max_seqs
+                            and not full_bs):
+                        limit = _steps_until_admitted(ratio, policy, waiting[0], run, used, pool_blocks, pre_left,
+                                                      kv, gen, outs, blocks, hit, gain, state_blocks)
+                    if waiting and any(unfreed):  # what the last step's completions free comes back after one step
+                        limit = 1
+                    before = steps
+                    t0 = t
+                    unfreed[:] = [0, 0]  # this round's admission is decided; the block's completions set them anew
+                    run, t, done, used, steps = _decode_block(
+                        run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
+                        policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
+                        released, n, phase=phase, limit=limit, state_blocks=state_blocks,
+                        last_tok=last_tok, last_start=last_start, unfreed=unfreed, taken=taken, per_token=per_token)
+                    busy += t - t0
+                    # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth
+                    # audit, S1: once a block of thousands had held a waiting request until a completion)
+                    ratio = max(ratio - policy.new_token_ratio_decay * (steps - before), policy.min_new_token_ratio)
+                    continue
+            else:
+                step_ids = pool_ids[prefilling]
         else:
             # mixed step (vLLM V1, TensorRT-LLM): the running requests first, in order, within the token budget
             boundary = phase[0] % m == 0
@@ -839,7 +879,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 recover_prefix(waiting[0])
             pure_decode = len(run) and not prefilling.any() and len(run) * q <= budget and not (boundary and
                 waiting and len(run) < seats() and admissible(waiting[0], budget - len(run) * q, run))
-            fits = pure_decode and (policy.preempt is None or used + int(
+            fits = not pipelined and pure_decode and (policy.preempt is None or used + int(
                 (blocks_for(kv[run] + q) - blocks[run]).sum()) <= pool_blocks)
             if fits:  # the same requests decode until the next event: advance them in one block
                 t0, before = t, steps
@@ -848,10 +888,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 run, t, done, used, steps = _decode_block(
                     run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
                     policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
-                    released, n, phase=phase, limit=one, state_blocks=state_blocks, lag=lag, window=slot[0],
+                    released, n, phase=phase, limit=one, state_blocks=state_blocks,
                     last_tok=last_tok, last_start=last_start, unfreed=unfreed, taken=taken, per_token=per_token)
                 busy += t - t0
-                slot[0] = stagger * (t - t0) / max(steps - before, 1)
                 continue
 
         # one general step: the step_ids in order, then admissions
@@ -862,12 +901,12 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         if unit > 1:  # a piece short of its prompt's remaining context: whole units (TensorRT-LLM's blocks)
             sched = np.where((left > 0) & (sched < left), sched // unit * unit, sched)
         new_blocks = np.maximum(blocks_for(kv_ids + sched + hit[step_ids] * (kv_ids == 0)), held)
-        if policy.preempt is not None and step_ids is run:
+        if policy.preempt is not None and (step_ids is run or pipelined):  # (under pp: of the micro-batch formed)
             total = used - int(held.sum()) + np.cumsum(new_blocks)
             keep = int(np.searchsorted(total, pool_blocks, side="right"))
-            if keep < len(run):
+            if keep < len(step_ids):
                 keep = max(keep, 1) if total[0] <= pool_blocks else 0
-                victims = run[keep:][::-1]
+                victims = step_ids[keep:][::-1]
                 for j in victims:  # vLLM: self.running.pop() until it fits; each prepended to waiting
                     if keeps_prefix:  # its full blocks stay cached behind the free ones (the thirty-fourth audit,
                         # simulate 1: it had recomputed its whole prompt and outputs, 5 s at 18K tokens on an L4)
@@ -880,8 +919,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     waiting.appendleft(j)
                 preemptions += len(victims)
                 preempted_now = True
-                run = run[:keep]
-                step_ids = run
+                run = run[~np.isin(run, victims)]  # (run[:keep] where the step is every running request)
+                step_ids = step_ids[:keep]
                 need, start, sched, new_blocks = need[:keep], start[:keep], sched[:keep], new_blocks[:keep]
         used += int((new_blocks - blocks[step_ids]).sum())
         taken[0] += int((new_blocks - blocks[step_ids]).sum())
@@ -893,9 +932,14 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         if policy.admission == "token_ratio":  # a chunked prompt in flight, with its last chunk (add_chunked_req)
             ends = step_ids[(pre_left[step_ids] > 0) & (sched >= pre_left[step_ids])]
             reserved_full = float(sglang_outputs(ends).sum()) if len(ends) else 0.0
-        if not preempted_now:
+        if admit and not preempted_now:
             n_run = len(run)
-            while waiting and budget_left > 0 and n_run < seats():
+            # under pp SGLang takes at most max_running_requests // pp into one micro-batch (pp_max_micro_batch_size)
+            # and TensorRT-LLM max_batch_size, whose pp micro-batches kvcalc's max_seqs counts together; vLLM's
+            # max_num_seqs is across them (scheduler.py: len(self.running), the batches in flight too)
+            in_batch = (len(step_ids) if pipelined and not policy.name.startswith("vllm") else -math.inf)
+            batch_seats = policy.max_seqs // pipeline_stages
+            while waiting and budget_left > 0 and n_run < seats() and in_batch < batch_seats:
                 i = waiting[0]
                 recover_prefix(i)
                 run_ids = run if not admitted or policy.admission == "on_demand" else (  # (on_demand: unused)
@@ -924,6 +968,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 admitted_s.append(s)
                 budget_left -= s
                 n_run += 1
+                in_batch += 1
         adm = np.array(admitted, dtype=np.int64)
         ids = np.concatenate([step_ids, adm]) if len(adm) else step_ids
         all_sched = np.concatenate([sched, np.array(admitted_s, dtype=float)]) if len(adm) else sched
@@ -943,6 +988,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         if n_dec == 0 and chunk == 0 and len(adm) and workload.prefilled:
             continue  # requests admitted with their KV already in place decode from the next step
         if n_dec == 0 and chunk == 0:
+            if pipelined and flight:  # under pp: room comes back as the pipeline's oldest micro-batch leaves it
+                t = max(t, flight[0][0])
+                continue
             # nothing fits (the pool is too small for the head of the queue and nothing runs)
             raise KvcalcError("simulation: the KV pool cannot hold the next request (its prompt, or its tokens so "
                               "far); raise --tp or lower the lengths")
@@ -950,13 +998,19 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         unfreed[:] = [0, 0]
         _step_starts(t, waiting, len(run), tl_t, tl_wait, tl_run)
         last_start[0] = t
-        t += dt
-        busy += dt
-        slot[0] = stagger * dt
+        if pipelined:  # one micro-batch: into the first stage when it frees, out of the last a whole depth later
+            enter = max(t, stage_free[0])
+            at = enter + dt
+            stage_free[0] = enter + dt / pipeline_stages
+            busy += dt / pipeline_stages
+        else:
+            t += dt
+            at = t  # when the step's tokens come out
+            busy += dt
         steps += 1
         phase[0] = 0  # a step with prompts is scheduled on its own: the scheduler runs again after it
         if log_steps:
-            log.append({"t_end": t, "decodes": n_dec, "chunk": chunk, "ids": ids[all_sched > 0].tolist()})
+            log.append({"t_end": at, "decodes": n_dec, "chunk": chunk, "ids": ids[all_sched > 0].tolist()})
         # advance the prefills
         pid = ids[pre]
         kv[pid] += all_sched[pre]
@@ -965,15 +1019,11 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         pre_left[sampled] = 0
         gen[sampled] += 1
         newly = sampled[np.isnan(first[sampled])]
-        first[newly] = t
+        first[newly] = at
         again = sampled[~np.isnan(last_tok[sampled])]  # recomputed after a preemption: its next token comes after
         if len(again):  # the stall (the thirteenth audit's S1: left out of ITL)
-            _itl_gaps(t - last_tok[again], itl_t, itl_w)
-        last_tok[sampled] = t
-        if pipeline_stages > 1 and len(newly):
-            micro = min(n_dec + len(pid), pipeline_stages)
-            lag[newly] = (micro - 1) / 2 * dt / pipeline_stages  # a micro-batch's mean place behind the first
-            first[newly] += lag[newly]
+            _itl_gaps(at - last_tok[again], itl_t, itl_w)
+        last_tok[sampled] = at
         # advance the decodes
         did = ids[dec]
         got = yields[all_sched[dec].astype(np.int64)]  # gain, or less where the budget cut the verify
@@ -981,19 +1031,22 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         gen[did] += got
         if n_dec:  # each request's gap since its last token: the step, and any prefill step it sat out (SGLang
             # runs prompts first; the thirteenth audit, S1: p99 ITL 6.4 ms where a hand schedule gives 27)
-            _itl_gaps(np.where(np.isnan(last_tok[did]), dt, t - last_tok[did]), itl_t, itl_w,
+            _itl_gaps(np.where(np.isnan(last_tok[did]), dt, at - last_tok[did]), itl_t, itl_w,
                       got if per_token else None)
-            last_tok[did] = t
+            last_tok[did] = at
         tl_t.append(t)
         tl_wait.append(len(waiting))
         tl_run.append(len(run))
         # completions
         fin = ids[(gen[ids] >= outs[ids] - 1e-9) & (all_sched > 0)]
-        if len(fin):
-            run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released, lag,
+        if pipelined:  # its requests scheduled again, and its completions done, once it leaves the pipeline
+            ready[did] = at
+            ready[sampled] = at
+            flight.append((at, fin))
+        elif len(fin):
+            run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released,
                                       unfreed if policy.ahead else None)
             _after_completions(t, waiting, run, tl_t, tl_wait, tl_run)
-    finish += lag  # a request keeps its micro-batch's place in the pipeline to its last token
     return SimResult(workload.arrival_s if not closed else arrive, first, finish, ins, outs, preemptions,
                      np.concatenate(itl_t) if itl_t else np.empty(0),
                      np.concatenate(itl_w) if itl_w else np.empty(0),
@@ -1010,7 +1063,7 @@ class ClosedLoop:
     schedule: np.ndarray | None = None
 
 
-def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released: ClosedLoop, lag=None, unfreed=None):
+def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released: ClosedLoop, unfreed=None):
     """The requests `fin` done at t: their blocks back to the pool, a closed loop's next requests released. unfreed
     (policy.ahead): [blocks, seats] the scheduler filling the next step still saw held, counted here."""
     if unfreed is not None:
@@ -1023,11 +1076,11 @@ def _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released
     done += len(fin)
     if closed:  # each completion releases the next request of the closed loop
         # after the server's per-request work, which the client waits through (the sixth audit: rate x E2E had been
-        # 1.61 in flight at -n 1). Under --pp the answer comes a micro-batch's place later than the step (lag), the
-        # finish the run reports, and the client sends its next request only then (the twelfth audit, S4: released at
-        # the step's end, rate x E2E had been 3.70 in flight for 3 clients); never before a request released earlier
+        # 1.61 in flight at -n 1). Under --pp t is when the answer's micro-batch leaves the last stage, the finish the
+        # run reports (the twelfth audit, S4: released before it, rate x E2E had been 3.70 in flight for 3 clients);
+        # never before a request released earlier
         k = min(len(fin), n - released.count)
-        when = t + (np.sort(lag[fin])[:k] if lag is not None else np.zeros(k)) + released.delay_s
+        when = np.full(k, t + released.delay_s)
         if released.schedule is not None:  # a capped rate: not before the request's time on the schedule
             when = np.maximum(when, released.schedule[released.count:released.count + k])
         if released.count:
@@ -1099,7 +1152,7 @@ def _itl_gaps(gaps, itl_t: list, itl_w: list, tokens=None) -> None:
 
 def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
                   pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n,
-                  phase=None, limit=None, state_blocks: int = 0, lag=None, window: float = 0.0, last_tok=None,
+                  phase=None, limit=None, state_blocks: int = 0, last_tok=None,
                   last_start=None, unfreed=None, taken=None, per_token: bool = False):
     """Advance pure decode steps of the same requests until the first completion, the pool filling, or an arrival
     that could be admitted, in one vectorised block. phase ([decode steps since the scheduler ran], with
@@ -1124,10 +1177,9 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     if m > 1 and waiting and d < policy.max_seqs:  # queued requests are taken when this block of m steps ends
         n_steps = min(n_steps, m - phase[0] % m)
     if nxt < n and not np.isnan(arrive[nxt]) and d < policy.max_seqs:
-        # the step after which it is queued: the first to end no earlier than its arrival less the window in which
-        # it may still join a step under way (simulate_schedule's slot: 0 but in a closed loop under pp)
+        # the step after which it is queued: the first to end no earlier than its arrival
         marks = cum - times if policy.ahead else cum  # the steps' ends (ahead: their starts)
-        k = int(np.searchsorted(marks, arrive[nxt] - t - window, side="left")) + 1
+        k = int(np.searchsorted(marks, arrive[nxt] - t, side="left")) + 1
         if m > 1:
             k += -(phase[0] + k) % m
         n_steps = min(n_steps, k)
@@ -1171,7 +1223,7 @@ def _decode_block(run, t, done, used, steps, waiting, arrive, nxt, kv, gen, bloc
     tl_run.append(d)
     fin = run[gen_run >= outs_run - 1e-9]
     if len(fin):
-        run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released, lag,
+        run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released,
                                   unfreed if policy.ahead else None)
         _after_completions(t, waiting, run, tl_t, tl_wait, tl_run)
     return run, t, done, used, steps
@@ -1672,7 +1724,9 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
     totals = (np.unique([n * x for x in pieces if x > 0 for n in range(1, MAX_WHOLE_PROMPTS + 1)
                          if n * x <= policy.budget]) if len(pieces) <= 4 else np.array([]))
     exact = np.unique(np.concatenate([pieces, totals])) if len(pieces) <= 32 else ()
-    grid = StepGrid(stepper, min(policy.max_seqs, len(work.input_len)), longest, policy.budget,
+    # under pp each step the simulator forms is one micro-batch through the whole depth (simulate_schedule)
+    grid = StepGrid(stepper.one_micro_batch() if pp > 1 else stepper, min(policy.max_seqs, len(work.input_len)),
+                    longest, policy.budget,
                     prompt_len=group_step_budget(policy.budget, ep, tp) if dp > 1 else None, chunks=exact)
     from kvcalc.engines.overhead import overhead_seconds
 
