@@ -369,10 +369,12 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
     duration [s], and the prefill steps a wave takes. last_prefill_step_s: the last prefill step, which holds only
     what is left of the wave's prompts, C I - (n_p - 1) T tokens [default: a full step, prefill_step_s].
 
-    pipeline_stages (pp): a step's prompts and decodes run as m = min(decodes + prompts, pp) micro-batches, the step
-    time being one micro-batch's whole depth; the k-th leaves the last stage k step / pp after the first, and the
-    step's prompts, spread over them, get their first token and every later one the mean of those places later,
-    (m - 1) / 2 x step / pp (pipeline_lags; the simulator's rule, serving/simulate.py simulate_schedule).
+    pipeline_stages (pp): a step's prompts and decodes run as m = min(decodes + prompts, pp, the step budgets the
+    wave's prompts fill) micro-batches, the step time being one micro-batch's whole depth; the k-th leaves the last
+    stage k step / pp after the first, and the step's prompts, spread over them, get their first token and every
+    later one the mean of those places later, (m - 1) / 2 x step / pp (pipeline_lags). The engines keep requests
+    admitted together in one micro-batch, so a wave within one budget runs as one (the simulator forms the
+    micro-batches one by one: serving/simulate.py simulate_schedule).
 
     prefill_first (SGLang): no request decodes beside a prompt's chunk; the wave's prompts all run first, then every
     request decodes, so request j waits from its first token to the end of the n_p prefill steps:
@@ -542,7 +544,7 @@ def pipeline_lags(concurrency: int, input_len: int, output_len: int, step_budget
     """Under pp = `stages`: how far behind its prefill step's first micro-batch each wave request runs, in steps
     ((m - 1) / (2 pp); waves' docstring). Step s holds the prompts whose tokens j I .. (j + 1) I overlap its
     (s - 1) T .. s T, and the decodes of the requests whose prompts ended at an earlier step and that still decode
-    ((O - 1) / g steps each); m = min(decodes + prompts, pp)."""
+    ((O - 1) / g steps each); m = min(decodes + prompts, pp, the steps the wave's prompts fill: ceil(C I / T))."""
     import numpy as np
 
     j = np.arange(concurrency)
@@ -554,7 +556,9 @@ def pipeline_lags(concurrency: int, input_len: int, output_len: int, step_budget
     ends = np.sort(s_j)
     decodes = (np.searchsorted(ends, s_j, side="left")
                - np.searchsorted(ends, s_j - (output_len - 1) / gain, side="left"))
-    micro = np.minimum(decodes + prompts, stages)
+    # at most the step budgets the wave's prompts fill: requests admitted together share a micro-batch
+    # (StepTimer.at_most_micro_batches; the thirty-eighth audit, Serve 1)
+    micro = np.minimum(np.minimum(decodes + prompts, stages), math.ceil(concurrency * input_len / step_budget))
     return (micro - 1) / 2 / stages
 
 
@@ -568,18 +572,19 @@ def decodes_beside_own_prompt(decodes, concurrency):
     return float(beside) if np.ndim(beside) == 0 else beside
 
 
-def steady_pipeline_lag(decodes, prompts, stages: int):
-    """Under pp = `stages`, in the steady state: how far behind its step's first micro-batch a prompt's first token
-    leaves, in steps ((m - 1) / (2 pp), m = min(decodes + prompts, pp) micro-batches, the waves' and the simulator's
-    rule; pipeline_lags). The steady state's decodes are a mean, so m is too: a step with 0.4 decodes on average beside
-    its prompt runs as 2 micro-batches 40 % of the time. 0 without pipeline stages; elementwise over arrays (plan's
-    ladders)."""
+def steady_pipeline_lag(decodes, stages: int):
+    """Under pp = `stages`, in the steady state: how long a prompt's micro-batch waits to enter the first stage, in
+    decode micro-batches' depths. The engines form it when the prompt arrives (serving/simulate.py simulate_schedule),
+    and the micro-batch in the first stage then, other requests' decodes, leaves it half its stage-time later on
+    average: 1 / (2 pp) of a decode micro-batch's depth, where decodes run beside the prompt (a mean: 0.4 decodes on
+    average, 40 % of the time). The thirty-eighth audit, Serve 1: it had been (m - 1) / (2 pp) of the prompt's own
+    step, as if the step's m micro-batches were formed together, 33 % over the engines' schedule for Qwen3-32B at
+    pp 4. 0 without pipeline stages; elementwise over arrays (plan's ladders)."""
     import numpy as np
 
     if stages <= 1:
         return 0.0
-    m = np.minimum(np.asarray(decodes) + np.maximum(prompts, 1.0), stages)
-    lag = (m - 1) / 2 / stages
+    lag = np.minimum(np.asarray(decodes, dtype=float), 1.0) / (2 * stages)
     return float(lag) if np.ndim(lag) == 0 else lag
 
 

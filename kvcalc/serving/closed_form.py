@@ -128,22 +128,23 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         # charged to this one's budget, a 2,048-token prompt in two steps at 2 in flight)
         dp = attention_groups(stepper.ep, stepper.tp)
         own_budget = float(own_budget_per_replica(step_tokens, decode, concurrency, dp, beside_own, stepper.decode_q))
-        ttft, s_p = own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, own_budget,
-                                         decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
+        ttft, _ = own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, own_budget,
+                                       decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
-    # under pp the prompt's micro-batch leaves the last stage (m - 1) / 2 stage-times after the step's first, as in
-    # waves and the simulator (the fifth audit: staggered TTFT at pp 4 fell below its own pp 1 figure)
-    # (its own decodes never share its prompt's step: at most the other C - 1 requests decode beside it; the
-    # verification pass: one request in flight had counted its own decode as a second micro-batch)
-    ttft += steady_pipeline_lag(beside_own, chunk / input_len, stepper.pp) * ttft / s_p
+    # under pp the prompt's micro-batch first waits for the first stage, half a decode micro-batch's stage-time (the
+    # fifth audit: the wait had been left out, and staggered TTFT at pp 4 fell below its own pp 1 figure); its own
+    # decodes never share its prompt's step: at most the other C - 1 requests decode beside it (the verification
+    # pass: one request in flight had counted its own decode as a second micro-batch)
+    context = input_len + output_len / 2
+    bare = (running, context, 0, input_len / 2, input_len)  # a decode step that carries no prompt
+    if stepper.pp > 1:
+        ttft += steady_pipeline_lag(beside_own, stepper.pp) * stepper.seconds(*bare)
     # TPOT, as a benchmark measures it (after the first token), spans a request's own D decode steps, whose chunks
     # are other requests' prompts only: at most the other C - 1 prompts over D steps, else the mean chunk (formulas/
     # workload.py decode_step_chunk). At C = 1 a request decodes alone (audit 2026-12-05 B: one 8,000-token prompt
     # had put 4,000 tokens into each of its own decode steps)
     others = decode_step_chunk(chunk, concurrency, input_len, output_len, gain)
-    context = input_len + output_len / 2
-    bare = (running, context, 0, input_len / 2, input_len)  # a decode step that carries no prompt
 
     def mixed_step(tokens):  # steps carrying `tokens` prompt tokens on average, the prompts whole in some of them
         # (formulas/workload.py whole_prompt_mix)
@@ -191,6 +192,8 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     c = int(concurrency)  # serve() refuses a fractional wave (audit I1)
     dp = attention_groups(stepper.ep, stepper.tp)
     budget = group_step_budget(step_tokens, stepper.ep, stepper.tp)
+    if stepper.pp > 1:  # the wave's micro-batches: the step budgets its prompts fill, at most pp
+        stepper = stepper.at_most_micro_batches(math.ceil(c * input_len / budget))
     gain = step_yield(stepper.decode_gain, output_len)
     lo, extra = divmod(c, dp)
     shares = [(n, count) for n, count in ((lo + 1, extra), (lo, dp - extra)) if n > 0 and count > 0]
@@ -961,6 +964,14 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                           + ", which TTFT leaves out. ")
                          + "Poisson arrivals queue as the load nears capacity, and TTFT and "
                          "TPOT grow past these: --simulate runs them" if request_rate is not None else None),
+            # what the closed form takes of the engines' micro-batches (the thirty-eighth audit, Serve 1)
+            **({"pipeline": (
+                f"{pp} stages: a step spread over min(requests, {pp}) micro-batches, each through the whole depth; "
+                + ("a wave's requests over at most the step budgets its prompts fill, as the engines keep requests "
+                   "admitted together in one micro-batch (a wave within one budget runs as one); --simulate forms "
+                   "the micro-batches one by one" if arrivals == "waves" else
+                   "a prompt's micro-batch, formed as it arrives, waits half a decode micro-batch's stage-time for "
+                   "the first stage"))} if pp > 1 else {}),
             "decode_batch_per_replica": r["decode_batch"],
             "prefill_tokens_per_step": r["prefill_tokens_per_step"],
             "step_ms": r["step_s"] * 1e3,

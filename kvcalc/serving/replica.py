@@ -222,7 +222,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     # an unqueued prompt's own steps as _colocated times them (closed_form.own_prefill_seconds): full steps of its
     # own budget, then the rest (the ninth round, P1: equal pieces here had put plan's TTFT 20 % under serve's)
     dp = attention_groups(stepper.ep, stepper.tp)
-    steps, full, n_full, rest = own_prefill_pieces(
+    _, full, n_full, rest = own_prefill_pieces(
         input_len, np.asarray(own_budget_per_replica(step_tokens, decode, cs, dp, beside_own, stepper.decode_q)))
     ii = i[n_full[i] > 0]  # (those entering beside decodes) with full steps before the rest
     parts = [(running, chunk, np.maximum(input_len - chunk, 0) / 2),
@@ -245,9 +245,12 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     if len(i00):
         alone.append((np.zeros(len(i00)), context, np.maximum(full[i00], others[i00]),
                       full[i00] * (n_full[i00] - 1) / 2, float(input_len)))
-    where = {"i": i, "i0": i0, "ii": ii, "i00": i00, "n_full": n_full, "steps": steps, "z": z, "m": m, "m0": m0,
+    if stepper.pp > 1:  # a decode micro-batch, which the prompt's waits half a stage-time behind (_colocated)
+        alone.append((running, context, np.zeros(len(running)), np.full(len(running), input_len / 2),
+                      float(input_len)))
+    where = {"i": i, "i0": i0, "ii": ii, "i00": i00, "n_full": n_full, "z": z, "m": m, "m0": m0,
              "m1": m1, "f": f, "ends": ends, "others": others, "left": left, "bare": len(bare),
-             "lag": steady_pipeline_lag(beside_own, chunk / input_len, stepper.pp)}  # as closed_form._colocated
+             "lag": steady_pipeline_lag(beside_own, stepper.pp)}  # as closed_form._colocated
     return ((joint[0], context, joint[1], joint[2], float(input_len)), where), alone
 
 
@@ -269,17 +272,16 @@ def _colocated_finish(both, lone, cs, where: dict, s_p, gain: float, output_len:
         t_lo[m0] = bare[len(z):]
     own_decode[m] = (1 - f) * t_lo + f * t_hi
     ttft = s_p * tau
-    steps = s_p
     if len(i) or len(i0):  # the unqueued prompts: the rest's step, plus the full steps before it
-        ttft, steps = ttft.copy(), np.asarray(s_p, dtype=float).copy()
+        ttft = ttft.copy()
         ttft[i] = rest_i
         ttft[ii] += n_full[ii] * full_ii
         if len(i0):
             ttft[i0] = lone.pop(0)
         if len(i00):
             ttft[i00] += n_full[i00] * lone.pop(0)
-        steps[i], steps[i0] = where["steps"][i], where["steps"][i0]
-    ttft = ttft + where["lag"] * ttft / steps
+    if len(lone):  # under pp: the wait for the first stage (closed_form._colocated)
+        ttft = ttft + where["lag"] * lone.pop(0)
     tpot = own_decode / gain
     latency = ttft + (output_len - 1) * tpot  # formulas/workload.py request_latency
     return _overhead_many(ttft, tpot, latency, cs / latency, request_s)
