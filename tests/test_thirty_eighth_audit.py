@@ -245,3 +245,20 @@ def test_38_serve1_a_micro_batch_takes_each_engines_own_share_of_the_requests(ma
                           Workload(np.zeros(4), np.full(4, 100), np.full(4, 3)), pool_tokens=100_000,
                           pipeline_stages=2)
     assert list(r.first_token_s) == firsts and list(r.finish_s) == lasts
+
+
+def test_38_sweep6_the_documented_columns_are_the_dataframes():
+    """docs/json-schema.md tables sweep's columns with their dtypes: the table's names, in order, are the DataFrame's,
+    and each dtype is the one it gives (pandas' string dtype or object for start_note)."""
+    text = (Path(__file__).parent.parent / "docs" / "json-schema.md").read_text()
+    table = text[text.index("| column | dtype | unit, scope |"):].split("\n\n")[0].splitlines()[2:]
+    documented = [(name.strip("` "), cells[1].strip()) for cells in (row.strip("|").split("|") for row in table)
+                  for name in cells[0].split(",")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = kvcalc.sweep(["llama-3.1-8b"], batch=[1], context=[1024], speculate=["eagle,k=3"])
+    assert [name for name, _ in documented] == list(df.columns)
+    for name, dtype in documented:
+        dtype_name = str(df[name].dtype)
+        shown = "string" if df[name].dtype == object or dtype_name in ("str", "string") else dtype_name
+        assert shown == dtype, name

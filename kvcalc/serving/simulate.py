@@ -725,6 +725,20 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     if pipelined:  # a micro-batch a round, and a round for each wait on the pipeline: every token's
         most_rounds += 3 * int(np.ceil(outs / gain).sum())
 
+    def decode_block(limit: int | None) -> int:
+        """The running requests' pure decode steps, advanced in one block (_decode_block) to its next event or
+        `limit` steps; the steps it ran."""
+        nonlocal run, t, done, used, steps, busy
+        t0, before = t, steps
+        unfreed[:] = [0, 0]  # this round's admission is decided; the block's completions set them anew
+        run, t, done, used, steps = _decode_block(
+            run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first, policy,
+            pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed, released, n, phase=phase,
+            limit=limit, state_blocks=state_blocks, last_tok=last_tok, last_start=last_start, unfreed=unfreed,
+            taken=taken, per_token=per_token)
+        busy += t - t0
+        return steps - before
+
     def retire(upto: float) -> None:
         """Under pp: the micro-batches out of the pipeline by `upto`, oldest first: their completions."""
         nonlocal run, done, used
@@ -857,18 +871,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                                                       kv, gen, outs, blocks, hit, gain, state_blocks)
                     if waiting and any(unfreed):  # what the last step's completions free comes back after one step
                         limit = 1
-                    before = steps
-                    t0 = t
-                    unfreed[:] = [0, 0]  # this round's admission is decided; the block's completions set them anew
-                    run, t, done, used, steps = _decode_block(
-                        run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
-                        policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
-                        released, n, phase=phase, limit=limit, state_blocks=state_blocks,
-                        last_tok=last_tok, last_start=last_start, unfreed=unfreed, taken=taken, per_token=per_token)
-                    busy += t - t0
+                    ran = decode_block(limit)
                     # SGLang lowers new_token_ratio every decode step (scheduler.py sglang_prefill_first; the ninth
                     # audit, S1: once a block of thousands had held a waiting request until a completion)
-                    ratio = max(ratio - policy.new_token_ratio_decay * (steps - before), policy.min_new_token_ratio)
+                    ratio = max(ratio - policy.new_token_ratio_decay * ran, policy.min_new_token_ratio)
                     continue
             else:
                 step_ids = pool_ids[prefilling]
@@ -882,15 +888,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             fits = not pipelined and pure_decode and (policy.preempt is None or used + int(
                 (blocks_for(kv[run] + q) - blocks[run]).sum()) <= pool_blocks)
             if fits:  # the same requests decode until the next event: advance them in one block
-                t0, before = t, steps
-                one = 1 if waiting and any(unfreed) else None  # what the last step freed comes back a step later
-                unfreed[:] = [0, 0]  # this round's admission is decided; the block's completions set them anew
-                run, t, done, used, steps = _decode_block(
-                    run, t, done, used, steps, waiting, arrive, nxt, kv, gen, blocks, outs, finish, first,
-                    policy, pool_blocks, step_time, q, gain, itl_t, itl_w, tl_t, tl_wait, tl_run, closed,
-                    released, n, phase=phase, limit=one, state_blocks=state_blocks,
-                    last_tok=last_tok, last_start=last_start, unfreed=unfreed, taken=taken, per_token=per_token)
-                busy += t - t0
+                decode_block(1 if waiting and any(unfreed) else None)  # (what the last step freed: a step later)
                 continue
 
         # one general step: the step_ids in order, then admissions
