@@ -2,9 +2,10 @@
 vLLM V1's batch queue, SGLang's event_loop_pp, TensorRT-LLM's _executor_loop_pp): each with its own token budget,
 formed while fewer than pp are in the pipeline, entering the first stage when the one before leaves it, its tokens
 out a whole depth later; a request runs again only once its micro-batch is out, so requests admitted together stay
-together. The closed form's waves spread a step over min(requests, pp) micro-batches, its prompts a mean place
-(m - 1) / 2 x step / pp behind the first (audit 23, the fresh-audit gap: a burst at --pp 2 had come out with one
-prompt's TTFT). Worked by hand with toy step times, then against the speed of light of real models."""
+together. The closed form's waves spread a step over min(decodes + prompts, pp, the budgets the wave's prompts fill)
+micro-batches, its prompts a mean place (m - 1) / 2 x step / pp behind the first (audit 23, the fresh-audit gap: a
+burst at --pp 2 had come out with one prompt's TTFT). Worked by hand with toy step times, then against the speed of
+light of real models."""
 
 import numpy as np
 import pytest

@@ -410,8 +410,8 @@ def test_benchmark_ledger_prose_figures():
     9 % (32) on throughput, TTFT 8 % and 7 % short; TP 2's lone decode 1 %, 39 % too fast at 32 requests, its
     one-request TTFT 53 % short; staggered at 32 requests 45 % too fast (TP 2) and 1 % too slow (PP 2), TTFTs 96 % and
     91 % short (90 % before the thirty-eighth audit's wait of half a decode stage-time, 92 % before the steady state's
-    pipeline lag). (Before a wave's decodes took their share of each prefill step: TTFT 21 % short at 32; before a step's
-    micro-batches were staggered: 10 % and 28 %; before prompts entered a request's
+    pipeline lag). (Before a wave's decodes took their share of each prefill step: TTFT 21 % short at 32; before a
+    step's micro-batches were staggered: 10 % and 28 %; before prompts entered a request's
     decode steps whole: 71 % and 18 % too fast; earlier still 6, 12, 13, 24, 12, 45, 57, 76, 30 and 96-97 %.)"""
     from kvcalc.ledgers.serve import BENCH_COLUMNS, score_bench
     from kvcalc.specs.files import read_csv_ledger

@@ -262,3 +262,40 @@ def test_38_sweep6_the_documented_columns_are_the_dataframes():
         dtype_name = str(df[name].dtype)
         shown = "string" if df[name].dtype == object or dtype_name in ("str", "string") else dtype_name
         assert shown == dtype, name
+
+
+class ChunkCost:
+    """A micro-batch takes 1 s plus 1 s a hundred prompt tokens through the whole depth (linear: StepGrid is exact)."""
+
+    decode_gain, decode_q = 1.0, 1
+
+    def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None):
+        return 1.0 + chunk / 100
+
+
+def test_38_serve1_review1_a_short_micro_batch_waits_behind_a_long_one_at_every_stage():
+    """Two stages, each a micro-batch's depth / 2. A (100 tokens, 3 out) at 0 s: its prefill (2 s) runs stage 1 0-1,
+    stage 2 1-2; first token at 2. B (800 tokens, 1 out) at 0.1 s: 9 s, stage 1 1-5.5, stage 2 5.5-10; its token at
+    10. A's decode (1 s), formed at 2: stage 1 once B leaves it (5.5-6), stage 2 once B leaves that (10-10.5), so its
+    second token at 10.5, not before B's; its third: stage 1 10.5-11, stage 2 11-11.5. (Timing the first stage alone
+    had let it out at 6.5, past B inside the pipeline: the thirty-eighth audit's review, 1.)"""
+    policy = vllm_v1(budget=4096, max_seqs=8, block_size=16)
+    r = simulate_schedule(policy, StepGrid(ChunkCost(), 8, 4096, policy.budget),
+                          Workload(np.array([0.0, 0.1]), np.array([100, 800]), np.array([3, 1])), pool_tokens=100_000,
+                          pipeline_stages=2)
+    assert list(r.first_token_s) == [2.0, 10.0] and list(r.finish_s) == [11.5, 10.0]
+
+
+def test_38_serve1_review3_5_a_micro_batch_holds_a_request_and_a_long_run_is_refused():
+    """SGLang's pp_max_micro_batch_size is max(max_running_requests // pp, 1): 2 requests at pp 4 run (they had been
+    refused as if the pool were too small); under pp every micro-batch is formed one by one, so a run of about a million
+    is refused up front (8 in flight at pp 2 over 2,000 prompts of 2,000 tokens had run 72 s)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = kvcalc.simulate("llama-3.1-8b", "h100-sxm", engine="sglang", pp=4, max_num_seqs=2, concurrency=2,
+                            input_len=500, output_len=50, num_prompts=8)
+        assert r["completed"] == 8
+        refused = r"^pp / num_prompts: these 2,000 requests take about 1,000,000 micro-batches"
+        with pytest.raises(KvcalcError, match=refused):
+            kvcalc.simulate("llama-3.1-8b", "h100-sxm", pp=2, concurrency=8, input_len=100, output_len=2000,
+                            num_prompts=2000)

@@ -104,7 +104,8 @@ def serve_cli(
         help="--simulate --arrivals trace: UTF-8 CSV (header arrival_s,input_len,output_len) or JSON lines (.jsonl, or "
         ".json with one object a line) of requests, arrival times from 0 to 1e10 s")] = None,
     num_prompts: Annotated[int, typer.Option(
-        help="--simulate: requests to run, at most 1,000,000 (100,000 take about 17 s and 250 MB)")] = 1000,
+        help="--simulate: requests to run, at most 1,000,000 (100,000 take about 17 s and 250 MB; under --pp each "
+        "micro-batch is formed one by one, at most 300,000 of them)")] = 1000,
     range_ratio: Annotated[float, typer.Option(
         help="--simulate: lengths uniform on [L (1 - r), L (1 + r)], as vllm bench's --random-range-ratio")] = 0.0,
     dataset: Annotated[str, typer.Option(

@@ -84,16 +84,16 @@ DEFAULT_STEP_TOKENS = 8192  # tokens one step may schedule (vLLM's max_num_batch
 
 
 def own_prefill_seconds(stepper: StepTimer, decodes: float, context: float, input_len: int, own_budget: float,
-                         chunk: float) -> tuple[float, float]:
-    """(a request's prompt over its prefill steps as the engine schedules it [s], those steps): full steps of the
+                         chunk: float) -> float:
+    """A request's prompt over its prefill steps as the engine schedules it [s]: full steps of the
     budget its own prompt has (own_budget), then the rest (formulas/workload.py own_prefill_pieces), each beside
     `decodes` decodes and carrying at least `chunk` prompt tokens (the other requests' mean: whole prompts per
     micro-batch or replica, none cut; none at one request in flight)."""
-    steps, full, n_full, rest = own_prefill_pieces(input_len, own_budget)
+    _, full, n_full, rest = own_prefill_pieces(input_len, own_budget)
     t = stepper.seconds(decodes, context, max(rest, chunk), n_full * full, prompt_len=input_len)
     if n_full:  # the full steps, at the mean context cached before each
         t += n_full * stepper.seconds(decodes, context, max(full, chunk), full * (n_full - 1) / 2, prompt_len=input_len)
-    return t, steps
+    return t
 
 
 def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
@@ -106,7 +106,7 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         tau = stepper.seconds(0, 0, chunk, max(input_len - chunk, 0) / 2, prompt_len=input_len)
         # one prompt alone: full steps of the budget, then the rest (the third audit: two full 8,192-token steps for
         # a 9,000-token prompt, TTFT 394 ms where its prefill takes 216)
-        alone, _ = own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)
+        alone = own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)
         latency = max(concurrency * input_len * tau / chunk, alone)  # Little's law; never faster than one prompt
         return {"ttft_s": latency, "tpot_s": None, "latency_s": latency, "requests_per_s": concurrency / latency,
                 "decode_batch": 0.0, "prefill_tokens_per_step": chunk, "step_s": tau}
@@ -128,8 +128,8 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         # charged to this one's budget, a 2,048-token prompt in two steps at 2 in flight)
         dp = attention_groups(stepper.ep, stepper.tp)
         own_budget = float(own_budget_per_replica(step_tokens, decode, concurrency, dp, beside_own, stepper.decode_q))
-        ttft, _ = own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, own_budget,
-                                       decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
+        ttft = own_prefill_seconds(stepper, beside_own, input_len + output_len / 2, input_len, own_budget,
+                                    decode_step_chunk(chunk, concurrency, input_len, output_len, gain))
     else:  # the step budget binds: every step is full, and requests queue for their prefill
         ttft = s_p * tau
     # under pp the prompt's micro-batch first waits for the first stage, half a decode micro-batch's stage-time (the
@@ -279,7 +279,7 @@ def prefill_pool_seconds(stepper: StepTimer, input_len: int, step_tokens: int) -
     (own_prefill_seconds), as the prefill pool's engine schedules it (the fourteenth audit, S2: one unchunked pass
     whatever --step-tokens)."""
     per_batch = max(1, step_tokens // input_len)
-    alone_s = own_prefill_seconds(stepper, 0.0, 0.0, input_len, step_tokens, 0.0)[0]
+    alone_s = own_prefill_seconds(stepper, 0.0, 0.0, input_len, step_tokens, 0.0)
     batch_s = stepper.seconds(0, 0, per_batch * input_len, 0, prompt_len=input_len) if per_batch > 1 else alone_s
     return batch_s, alone_s
 
@@ -966,7 +966,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
                          "TPOT grow past these: --simulate runs them" if request_rate is not None else None),
             # what the closed form takes of the engines' micro-batches (the thirty-eighth audit, Serve 1)
             **({"pipeline": (
-                f"{pp} stages: a step spread over min(requests, {pp}) micro-batches, each through the whole depth; "
+                f"{pp} stages: a step spread over min(decodes + prompts, {pp}) micro-batches, each through the whole "
+                "depth; "
                 + ("a wave's requests over at most the step budgets its prompts fill, as the engines keep requests "
                    "admitted together in one micro-batch (a wave within one budget runs as one); --simulate forms "
                    "the micro-batches one by one" if arrivals == "waves" else

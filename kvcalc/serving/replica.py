@@ -174,7 +174,7 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
             from kvcalc.serving.closed_form import own_prefill_seconds
 
             tau = stepper.seconds(0, 0, chunk, np.maximum(input_len - chunk, 0) / 2, prompt_len=input_len)
-            alone, _ = own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)  # as _colocated times it
+            alone = own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)  # as _colocated times it
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
         (args, where), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)

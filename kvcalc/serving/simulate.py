@@ -29,6 +29,7 @@ from kvcalc.engines.scheduler import (
     SchedulerPolicy,
     disaggregated_first_token,
     sglang_ratio_after_retraction,
+    state_slot_cap,
 )
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.engine_memory import VLLM_V1_ENGINE
@@ -378,6 +379,7 @@ def make_workload(arrivals: str, num_prompts: int, input_len: int, output_len: i
 # 130 bytes.
 MAX_ARRIVAL_S = 1e10
 MAX_PROMPTS = 1_000_000
+MAX_PIPELINE_MICRO_BATCHES = 300_000  # under pp: micro-batches formed one by one (simulate() estimates them)
 MAX_STEPS = 2_000_000  # the fewest steps a run's tokens need (simulate()'s count before it runs) it may take
 # A block of decode steps keeps its inter-token latencies as at most this many evenly spaced steps, each weighing its
 # share: within a block the batch is fixed and the step time grows smoothly with the context, and without it one
@@ -617,12 +619,13 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     # under pp the engines' micro-batches, as vLLM V1 (EngineCore.step_with_batch_queue), SGLang (event_loop_pp) and
     # TensorRT-LLM (_executor_loop_pp) form them: a request is scheduled again only once the micro-batch it ran in has
     # left the last stage (ready), a prompt's next chunk at once; a micro-batch is formed while fewer than pp are in
-    # the pipeline (flight, oldest first: its exit and the requests it completes) and enters the first stage when that
-    # frees (stage_free)
+    # the pipeline (flight, oldest first: its exit and the requests it completes) and runs each stage, a pp-th of its
+    # depth, once that stage is free (stage_free, one a stage: a short micro-batch behind a long one waits for it at
+    # every stage, and leaves after it)
     pipelined = pipeline_stages > 1
     ready = np.zeros(n)
     flight: deque = deque()
-    stage_free = [0.0]
+    stage_free = [0.0] * pipeline_stages
     closed = workload.concurrency is not None
     released = ClosedLoop(int(np.sum(~np.isnan(arrive))), client_overhead_s, workload.schedule)
     nxt = 0                                  # next request not yet queued (requests are in arrival order)
@@ -936,7 +939,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             # and TensorRT-LLM max_batch_size, whose pp micro-batches kvcalc's max_seqs counts together; vLLM's
             # max_num_seqs is across them (scheduler.py: len(self.running), the batches in flight too)
             in_batch = (len(step_ids) if pipelined and not policy.name.startswith("vllm") else -math.inf)
-            batch_seats = policy.max_seqs // pipeline_stages
+            batch_seats = max(policy.max_seqs // pipeline_stages, 1)
             while waiting and budget_left > 0 and n_run < seats() and in_batch < batch_seats:
                 i = waiting[0]
                 recover_prefix(i)
@@ -996,10 +999,11 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         unfreed[:] = [0, 0]
         _step_starts(t, waiting, len(run), tl_t, tl_wait, tl_run)
         last_start[0] = t
-        if pipelined:  # one micro-batch: into the first stage when it frees, out of the last a whole depth later
-            enter = max(t, stage_free[0])
-            at = enter + dt
-            stage_free[0] = enter + dt / pipeline_stages
+        if pipelined:  # one micro-batch through the stages in turn, each when it frees (a flow shop), out at the last
+            at = t
+            for stage in range(pipeline_stages):
+                at = max(at, stage_free[stage]) + dt / pipeline_stages
+                stage_free[stage] = at
             busy += dt / pipeline_stages
         else:
             t += dt
@@ -1627,9 +1631,22 @@ def simulate(model, gpu="h100-sxm", *, input_len: int | None = None, output_len:
                    profile_file=profile_file, profile=profile,
                    step_given=step_given)
     spec, stepper = d["spec"], d["stepper"]
+    if pp > 1:  # every micro-batch formed one by one, a round of about 0.1 ms each: its decode tokens over the requests
+        # a micro-batch holds, at most the requests in flight over the stages (the thirty-eighth audit's review, 5:
+        # 8 in flight at pp 2 over 2,000 prompts of 2,000 tokens ran 72 s and 293 MB)
+        in_flight = min(work.concurrency or policy.max_seqs, policy.max_seqs, len(work.input_len))
+        micro_batches = float(np.ceil(work.output_len / stepper.decode_gain).sum()) / max(in_flight / pp, 1.0)
+        if micro_batches > MAX_PIPELINE_MICRO_BATCHES:
+            raise KvcalcError(f"--pp / --num-prompts: these {len(work.input_len):,} requests take about "
+                              f"{micro_batches:,.0f} micro-batches, formed one by one under pipeline stages; the "
+                              f"simulator runs at most {MAX_PIPELINE_MICRO_BATCHES:,} (about a minute): lower "
+                              "--num-prompts or the output length")
     if policy.name == "sglang" and not seqs_given:  # SGLang's own max_running_requests for this pool and model, 48
         # under EAGLE-family speculation (engines/scheduler.py sglang_max_running; the fourteenth audit, S7 and S8)
         policy = replace(policy, max_seqs=d["max_running"])
+    elif policy.name == "sglang":  # a given one clamped to its Mamba slots // 3 (engines/scheduler.py state_slot_cap;
+        # the thirty-eighth audit's review, 2: the closed form had clamped it, the simulator not)
+        policy = replace(policy, max_seqs=state_slot_cap("sglang", policy.max_seqs, d["state_slots"]))
     # the engine's scheduler runs a step ahead of the GPU where its release does so by default (the twentieth
     # audit, R3: an arrival had entered the step after the one it came in, where the engines take it a step later)
     profile = d["profile"]
