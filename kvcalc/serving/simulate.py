@@ -742,6 +742,51 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         busy += t - t0
         return steps - before
 
+    def decode_micro_batch(ids) -> bool:
+        """Under pp, with no request waiting: forms the micro-batch of `ids` as the general step would where each
+        decodes its next tokens within the budget and the pool (no prompt, no admission, no preemption), and says
+        whether it did; False leaves it to the general step."""
+        nonlocal used, steps, busy, ratio, full_bs
+        if (pre_left[ids] > 0).any() or len(ids) * q > policy.budget:
+            return False
+        held = blocks[ids]
+        grown = blocks_for(kv[ids] + q)
+        if used + int((grown - held).sum()) > pool_blocks:  # (a preemption or retraction: the general step)
+            return False
+        if not policy.mixed and full_bs and len(run) < full_bs:  # (as SGLang's branch resets it)
+            full_bs = 0
+        new_blocks = np.maximum(grown, held)
+        used += int((new_blocks - held).sum())
+        taken[0] += int((new_blocks - held).sum())
+        blocks[ids] = new_blocks
+        d = len(ids)
+        dt = step_time.seconds(d, float(kv[ids].sum()) / d, 0.0, 0.0, None)
+        unfreed[:] = [0, 0]
+        _step_starts(t, waiting, len(run), tl_t, tl_wait, tl_run)
+        last_start[0] = t
+        at = t
+        for stage in range(pipeline_stages):  # the flow shop, as the general step runs it
+            at = max(at, stage_free[stage]) + dt / pipeline_stages
+            stage_free[stage] = at
+        busy += dt / pipeline_stages
+        steps += 1
+        phase[0] = 0
+        if log_steps:
+            log.append({"t_end": at, "decodes": d, "chunk": 0.0, "ids": ids.tolist()})
+        kv[ids] += gain
+        gen[ids] += gain
+        _itl_gaps(np.where(np.isnan(last_tok[ids]), dt, at - last_tok[ids]), itl_t, itl_w,
+                  np.full(d, gain) if per_token else None)
+        last_tok[ids] = at
+        tl_t.append(t)
+        tl_wait.append(len(waiting))
+        tl_run.append(len(run))
+        ready[ids] = at
+        flight.append((at, ids[gen[ids] >= outs[ids] - 1e-9]))
+        if not policy.mixed:  # SGLang lowers new_token_ratio every decode step
+            ratio = max(ratio - policy.new_token_ratio_decay, policy.min_new_token_ratio)
+        return True
+
     def retire(upto: float) -> None:
         """Under pp: the micro-batches out of the pipeline by `upto`, oldest first: their completions."""
         nonlocal run, done, used
@@ -798,6 +843,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             coming = float(arrive[nxt]) if nxt < n and not np.isnan(arrive[nxt]) else math.inf
             t = max(t, min(flight[0][0] if flight else math.inf, coming))
             continue
+        if pipelined and not waiting and decode_micro_batch(pool_ids):  # the general step below, for a micro-batch
+            continue  # of decodes alone, in fewer array operations (plan simulates pipelined finalists)
         budget = policy.budget
         prefilling = pre_left[pool_ids] > 0
         step_ids = pool_ids
