@@ -843,25 +843,24 @@ class StepTimer:
         self.split = True  # under pp: a step's work spread over min(decodes + prompts, pp) micro-batches ...
         self.max_micro = None  # ... and at most this many (a wave: the step budgets its prompts fill)
 
+    def _with(self, **changes) -> "StepTimer":
+        import copy
+
+        timer = copy.copy(self)
+        timer.__dict__.update(changes)
+        return timer
+
     def at_most_micro_batches(self, count: int) -> "StepTimer":
         """This timer with a step spread over at most `count` micro-batches (under pp): the engines keep requests
         admitted together in one micro-batch, so a wave runs as the step budgets its prompts fill, not as its
         requests (the thirty-eighth audit, Serve 1: a wave of 64 short prompts at pp 4 had been spread over four,
         TTFT 64.9 ms where the engines' one micro-batch takes 162)."""
-        import copy
-
-        timer = copy.copy(self)
-        timer.max_micro = max(int(count), 1)
-        return timer
+        return self._with(max_micro=max(int(count), 1))
 
     def one_micro_batch(self) -> "StepTimer":
         """This timer with the step's work taken as one micro-batch through the whole depth (under pp), as the
         simulator forms the engines' micro-batches itself (serving/simulate.py simulate_schedule)."""
-        import copy
-
-        timer = copy.copy(self)
-        timer.split = False
-        return timer
+        return self._with(split=False)
 
     def seconds(self, decode_batch, context, chunk, chunk_context, prompt_len=None) -> float:
         if self.ep > 1:

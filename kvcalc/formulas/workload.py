@@ -74,6 +74,11 @@ def prefill_steps(input_len: int, budget_left: float) -> int:
     return max(1, math.ceil(input_len / max(budget_left, 1.0)))
 
 
+def wave_prefill_steps(concurrency: int, input_len: int, step_budget: int) -> int:
+    """The steps a wave's prompts fill, laid end to end in budgets of step_budget tokens: ceil(C I / T)."""
+    return math.ceil(concurrency * input_len / step_budget)
+
+
 def own_prefill_pieces(input_len: int, own_budget):
     """(steps, full, n_full, rest) of one request's prompt as the engine schedules it within the budget its own prompt
     has a step (own_budget): n_full = steps - 1 steps of `full` tokens, then the `rest` (the eighth audit, C4: equal
@@ -315,7 +320,7 @@ def wave_batches(concurrency: int, input_len: int, output_len: int, step_budget:
     beside a chunk, and fewer than C are left for the pure decode steps."""
     import numpy as np
 
-    n_p = math.ceil(concurrency * input_len / step_budget)
+    n_p = wave_prefill_steps(concurrency, input_len, step_budget)
     s_j = np.ceil(np.arange(1, concurrency + 1) * input_len / step_budget)
     m_j = np.minimum(n_p - s_j, (output_len - 1) / gain)
     t_j = (output_len - 1) / gain - m_j
@@ -331,7 +336,7 @@ def full_steps_piece(concurrency: int, input_len: int, step_budget: int) -> floa
     schedule); input_len where a step holds no cut. Vectorised over the cuts."""
     import numpy as np
 
-    full = (math.ceil(concurrency * input_len / step_budget) - 1) * step_budget  # tokens in the full steps
+    full = (wave_prefill_steps(concurrency, input_len, step_budget) - 1) * step_budget  # tokens in the full steps
     if full <= 0:
         return float(min(input_len, step_budget))
     cuts = np.union1d(np.arange(0, full + 1, input_len, dtype=float), np.arange(0, full + 1, step_budget, dtype=float))
@@ -347,7 +352,7 @@ def full_steps_cached(concurrency: int, input_len: int, step_budget: int) -> flo
     4,095 cached, 27 ms more than at 16,384 tokens, whose two pieces average that). Vectorised over the prompts."""
     import numpy as np
 
-    full = (math.ceil(concurrency * input_len / step_budget) - 1) * step_budget  # tokens in the full steps
+    full = (wave_prefill_steps(concurrency, input_len, step_budget) - 1) * step_budget  # tokens in the full steps
     if full <= 0:
         return 0.0
     a = np.arange(min(concurrency, math.ceil(full / input_len)), dtype=float) * input_len  # each prompt's start
@@ -395,7 +400,7 @@ def waves(concurrency: int, input_len: int, output_len: int, step_budget: int, p
         s_j = np.asarray(prompt_ends, dtype=float)
         n_p = int(s_j[-1])
     else:
-        n_p = math.ceil(concurrency * input_len / step_budget)
+        n_p = wave_prefill_steps(concurrency, input_len, step_budget)
         s_j = np.ceil(np.arange(1, concurrency + 1) * input_len / step_budget)  # the step each prompt's prefill ends
     if group_prefill_steps is not None:  # the group's steps, in segments of equal steps
         group_prefill_steps = [(n, t) for n, t in group_prefill_steps if n > 0]
@@ -558,7 +563,7 @@ def pipeline_lags(concurrency: int, input_len: int, output_len: int, step_budget
                - np.searchsorted(ends, s_j - (output_len - 1) / gain, side="left"))
     # at most the step budgets the wave's prompts fill: requests admitted together share a micro-batch
     # (StepTimer.at_most_micro_batches; the thirty-eighth audit, Serve 1)
-    micro = np.minimum(np.minimum(decodes + prompts, stages), math.ceil(concurrency * input_len / step_budget))
+    micro = np.minimum(np.minimum(decodes + prompts, stages), wave_prefill_steps(concurrency, input_len, step_budget))
     return (micro - 1) / 2 / stages
 
 

@@ -74,6 +74,7 @@ from kvcalc.formulas.workload import (
     step_yield,
     wave_batches,
     wave_medians,
+    wave_prefill_steps,
     waves,
     whole_prompt_mix,
 )
@@ -193,7 +194,7 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     dp = attention_groups(stepper.ep, stepper.tp)
     budget = group_step_budget(step_tokens, stepper.ep, stepper.tp)
     if stepper.pp > 1:  # the wave's micro-batches: the step budgets its prompts fill, at most pp
-        stepper = stepper.at_most_micro_batches(math.ceil(c * input_len / budget))
+        stepper = stepper.at_most_micro_batches(wave_prefill_steps(c, input_len, budget))
     gain = step_yield(stepper.decode_gain, output_len)
     lo, extra = divmod(c, dp)
     shares = [(n, count) for n, count in ((lo + 1, extra), (lo, dp - extra)) if n > 0 and count > 0]

@@ -250,7 +250,8 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
                       float(input_len)))
     where = {"i": i, "i0": i0, "ii": ii, "i00": i00, "n_full": n_full, "z": z, "m": m, "m0": m0,
              "m1": m1, "f": f, "ends": ends, "others": others, "left": left, "bare": len(bare),
-             "lag": steady_pipeline_lag(beside_own, stepper.pp)}  # as closed_form._colocated
+             "lag": steady_pipeline_lag(beside_own, stepper.pp),  # as closed_form._colocated
+             "pipelined": stepper.pp > 1}
     return ((joint[0], context, joint[1], joint[2], float(input_len)), where), alone
 
 
@@ -280,7 +281,7 @@ def _colocated_finish(both, lone, cs, where: dict, s_p, gain: float, output_len:
             ttft[i0] = lone.pop(0)
         if len(i00):
             ttft[i00] += n_full[i00] * lone.pop(0)
-    if len(lone):  # under pp: the wait for the first stage (closed_form._colocated)
+    if where["pipelined"]:  # the wait for the first stage, in decode micro-batches (closed_form._colocated)
         ttft = ttft + where["lag"] * lone.pop(0)
     tpot = own_decode / gain
     latency = ttft + (output_len - 1) * tpot  # formulas/workload.py request_latency

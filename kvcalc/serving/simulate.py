@@ -742,11 +742,22 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         busy += t - t0
         return steps - before
 
+    def through_pipeline(dt: float) -> float:
+        """Under pp: a micro-batch formed now, `dt` through the whole depth, through the stages in turn, each a pp-th
+        of it once that stage is free (a flow shop); when it leaves the last."""
+        nonlocal busy
+        at = t
+        for stage in range(pipeline_stages):
+            at = max(at, stage_free[stage]) + dt / pipeline_stages
+            stage_free[stage] = at
+        busy += dt / pipeline_stages  # the first stage's share
+        return at
+
     def decode_micro_batch(ids) -> bool:
         """Under pp, with no request waiting: forms the micro-batch of `ids` as the general step would where each
         decodes its next tokens within the budget and the pool (no prompt, no admission, no preemption), and says
         whether it did; False leaves it to the general step."""
-        nonlocal used, steps, busy, ratio, full_bs
+        nonlocal used, steps, ratio, full_bs
         if (pre_left[ids] > 0).any() or len(ids) * q > policy.budget:
             return False
         held = blocks[ids]
@@ -764,11 +775,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         unfreed[:] = [0, 0]
         _step_starts(t, waiting, len(run), tl_t, tl_wait, tl_run)
         last_start[0] = t
-        at = t
-        for stage in range(pipeline_stages):  # the flow shop, as the general step runs it
-            at = max(at, stage_free[stage]) + dt / pipeline_stages
-            stage_free[stage] = at
-        busy += dt / pipeline_stages
+        at = through_pipeline(dt)
         steps += 1
         phase[0] = 0
         if log_steps:
@@ -1046,12 +1053,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         unfreed[:] = [0, 0]
         _step_starts(t, waiting, len(run), tl_t, tl_wait, tl_run)
         last_start[0] = t
-        if pipelined:  # one micro-batch through the stages in turn, each when it frees (a flow shop), out at the last
-            at = t
-            for stage in range(pipeline_stages):
-                at = max(at, stage_free[stage]) + dt / pipeline_stages
-                stage_free[stage] = at
-            busy += dt / pipeline_stages
+        if pipelined:
+            at = through_pipeline(dt)
         else:
             t += dt
             at = t  # when the step's tokens come out
