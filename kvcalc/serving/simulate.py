@@ -624,8 +624,21 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     # every stage, and leaves after it)
     pipelined = pipeline_stages > 1
     ready = np.zeros(n)
-    flight: deque = deque()
+    flight: deque = deque()  # (exit, the requests it completes, the requests it holds until then)
     stage_free = [0.0] * pipeline_stages
+    # SGLang's micro-batches are slots (event_loop_pp: running_mbs[mb_id], mb_id = 0 .. pp - 1 formed in turn, each
+    # once its last micro-batch's output is processed): a request decodes in the slot its prompt finished in, for life
+    # (slot), and a slot holds at most max_running_requests // pp (get_num_allocatable_reqs: pp_max_micro_batch_size
+    # less its running batch); vLLM and TensorRT-LLM form a micro-batch from every request not in the pipeline,
+    # TensorRT-LLM at most max_batch_size of them in their order (kvcalc's max_seqs spans its pp micro-batches). The
+    # thirty-ninth audit, ppsim 1-2: ready requests of every slot had merged into one micro-batch past the cap, SGLang's
+    # output at pp 4 half the other engines'
+    slotted = pipelined and policy.name.startswith("sglang")
+    capped = pipelined and not policy.name.startswith("vllm")
+    batch_seats = max(policy.max_seqs // pipeline_stages, 1)
+    slot = np.full(n, -1, dtype=np.int64)
+    slot_exit = [0.0] * pipeline_stages  # when each slot's last micro-batch leaves the pipeline
+    turn, passes = 0, 0  # the slot formed next, and the slots passed over since one was formed
     closed = workload.concurrency is not None
     released = ClosedLoop(int(np.sum(~np.isnan(arrive))), client_overhead_s, workload.schedule)
     nxt = 0                                  # next request not yet queued (requests are in arrival order)
@@ -725,8 +738,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     # new_token_ratio decays meanwhile (the twentieth audit, R2: the head had entered as soon as the ratio allowed it)
     full_bs = 0
     rounds, most_rounds = 0, max(MAX_ROUNDS, 4 * n)  # a request's arrival, prompt and last decode: a few rounds each
-    if pipelined:  # a micro-batch a round, and a round for each wait on the pipeline: every token's
-        most_rounds += 3 * int(np.ceil(outs / gain).sum())
+    if pipelined:  # a micro-batch a round, and a round for each wait on the pipeline (SGLang: each slot passed over)
+        most_rounds += (3 + pipeline_stages * slotted) * int(np.ceil(outs / gain).sum())
 
     def decode_block(limit: int | None) -> int:
         """The running requests' pure decode steps, advanced in one block (_decode_block) to its next event or
@@ -788,17 +801,150 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         tl_t.append(t)
         tl_wait.append(len(waiting))
         tl_run.append(len(run))
-        ready[ids] = at
-        flight.append((at, ids[gen[ids] >= outs[ids] - 1e-9]))
+        entered(ids, ids[gen[ids] >= outs[ids] - 1e-9], at)
         if not policy.mixed:  # SGLang lowers new_token_ratio every decode step
             ratio = max(ratio - policy.new_token_ratio_decay, policy.min_new_token_ratio)
+        return True
+
+    def entered(held, fin, at: float) -> None:
+        """Under pp: the micro-batch just formed holds `held` until it leaves the last stage at `at`, completing
+        `fin`; under SGLang they are its slot's, and the next slot is in turn."""
+        nonlocal turn, passes
+        ready[held] = at
+        flight.append((at, fin, held))
+        if slotted:
+            slot[held] = turn
+            slot_exit[turn] = at
+            turn, passes = (turn + 1) % pipeline_stages, 0
+
+    def pass_turn() -> None:
+        """SGLang under pp: the slot in turn forms nothing (event_loop_pp runs no batch for it); once every slot has
+        passed, the engine waits for the next micro-batch to leave or the next arrival."""
+        nonlocal turn, passes, t
+        turn, passes = (turn + 1) % pipeline_stages, passes + 1
+        if passes >= pipeline_stages:
+            coming = float(arrive[nxt]) if nxt < n and not np.isnan(arrive[nxt]) else math.inf
+            nearest = min(flight[0][0] if flight else math.inf, coming)
+            if nearest == math.inf:
+                raise KvcalcError("simulation: the KV pool cannot hold the next request (its prompt, or its tokens so "
+                                  "far); raise --tp or lower the lengths")
+            t, passes = max(t, nearest), 0
+
+    def slot_room() -> bool:  # SGLang under pp: whether the slot in turn has a seat for a request
+        return not slotted or int((slot[run] == turn).sum()) < batch_seats
+
+    def may_admit(ids) -> bool:
+        """Under pp: whether a waiting request could join the micro-batch of `ids` for its seats (not its memory)."""
+        return bool(waiting) and len(run) < seats() and not (capped and len(ids) >= batch_seats)
+
+    def decode_ring(ids) -> bool:
+        """Under pp: the micro-batches of decodes alone that follow while nothing else can happen, in one block.
+        Every running request is in `ids`, formed now, or in a micro-batch in the pipeline, and each decodes again in
+        its own as that leaves (a ring); the block ends before a micro-batch that completes a request, meets an
+        arrival, could take a waiting request, or could need a block the pool may not have (a bound on the tokens
+        added), and where two leave at once (their requests would form one). Each is formed as decode_micro_batch
+        would form it (a context from the group's sum, exact for whole tokens); False, with nothing done, where fewer
+        than two would be."""
+        nonlocal used, steps, ratio, full_bs, t, busy, turn, passes
+        if log_steps or (pre_left[run] > 0).any() or len(ids) + sum(len(f[2]) for f in flight) != len(run):
+            return False
+        groups = [ids] + [f[2] for f in flight]
+        sizes = [len(g) for g in groups]
+        if (min(sizes) == 0 or max(sizes) * q > policy.budget or (capped and max(sizes) > batch_seats)
+                or (waiting and len(run) < seats()
+                    and not (capped and len(groups) == pipeline_stages and min(sizes) >= batch_seats))):
+            return False
+        kv_sums = [float(kv[g].sum()) for g in groups]
+        # micro-batches each group runs before the one that completes one of its requests
+        left = [math.ceil(float((outs[g] - gen[g]).min()) / gain - 1e-9) - 1 for g in groups]
+        # blocks the added tokens may take: each request's next token past its held blocks, at most one more each
+        slack = (blocks[run] - state_blocks) * bs - kv[run] - q
+        short = float(np.maximum(-slack, 0).sum())
+        coming = float(arrive[nxt]) if nxt < n and not np.isnan(arrive[nxt]) else math.inf
+        gone = [len(f[1]) > 0 for f in flight]
+        queue = deque((f[0], g + 1, f) for g, f in enumerate(flight))  # exit, group, the entry it was
+        stage = stage_free[:]
+        done_steps, last = [0] * len(groups), [0.0] * len(groups)
+        first_gaps: list = []
+        gaps, weights = [], []
+        g, at_form, formed, added, busy_add, last_form, last_group = 0, t, 0, 0.0, 0.0, t, 0
+        while True:
+            d = sizes[g]
+            if (done_steps[g] >= left[g] or coming <= at_form
+                    or used + (added + d * gain + short) / bs + len(run) > pool_blocks):
+                break
+            if g != 0 or formed:  # (the one it forms again leaves the pipeline now)
+                queue.popleft()
+            dt = step_time.seconds(d, (kv_sums[g] + gain * d * done_steps[g]) / d, 0.0, 0.0, None)
+            at = at_form
+            for k in range(pipeline_stages):
+                at = max(at, stage[k]) + dt / pipeline_stages
+                stage[k] = at
+            busy_add += dt / pipeline_stages
+            if done_steps[g] == 0:
+                first_gaps.append(np.where(np.isnan(last_tok[groups[g]]), dt, at - last_tok[groups[g]]))
+            else:
+                gaps.append(at - last[g])
+                weights.append(d)
+            last[g], done_steps[g], added, formed, last_form = at, done_steps[g] + 1, added + d * gain, formed + 1, at_form
+            last_group = g
+            queue.append((at, g, None))
+            out_t, g_next, _ = queue[0]  # the next is formed as the oldest in the pipeline leaves it
+            if (g_next > 0 and gone[g_next - 1] and done_steps[g_next] == 0) or coming <= out_t or (
+                    len(queue) > 1 and queue[1][0] <= out_t):
+                break
+            g, at_form = g_next, out_t
+        if formed < 2:
+            return False
+        for g, k in enumerate(done_steps):
+            if not k:
+                continue
+            held = groups[g]
+            new_blocks = np.maximum(blocks_for(kv[held] + gain * (k - 1) + q), blocks[held])
+            used += int((new_blocks - blocks[held]).sum())
+            taken[0] += int((new_blocks - blocks[held]).sum())
+            blocks[held] = new_blocks
+            kv[held] += gain * k
+            gen[held] += gain * k
+            last_tok[held] = last[g]
+            ready[held] = last[g]
+            if slotted:
+                slot_exit[int(slot[held[0]])] = last[g]
+        if slotted:  # the slot after the last formed is in turn
+            turn = (int(slot[groups[last_group][0]]) + 1) % pipeline_stages
+        for first_gap in first_gaps:
+            _itl_gaps(first_gap, itl_t, itl_w, np.full(len(first_gap), gain) if per_token else None)
+        if gaps:
+            per = gain if per_token else 1.0
+            itl_t.append(np.array(gaps) / per)
+            itl_w.append(np.array(weights, dtype=float) * per)
+        flight.clear()
+        flight.extend(entry if entry is not None else (out_t, np.empty(0, dtype=np.int64), groups[g])
+                      for out_t, g, entry in queue)
+        unfreed[:] = [0, 0]
+        _step_starts(t, waiting, len(run), tl_t, tl_wait, tl_run)
+        t = last_form
+        last_start[0] = t
+        stage_free[:] = stage
+        busy += busy_add
+        steps += formed
+        phase[0] = 0
+        passes = 0
+        tl_t.append(t)
+        tl_wait.append(len(waiting))
+        tl_run.append(len(run))
+        if not policy.mixed:
+            if full_bs and len(run) < full_bs:
+                full_bs = 0
+            for _ in range(formed):  # (each decode micro-batch's, as decode_micro_batch lowers it)
+                ratio = max(ratio - policy.new_token_ratio_decay, policy.min_new_token_ratio)
         return True
 
     def retire(upto: float) -> None:
         """Under pp: the micro-batches out of the pipeline by `upto`, oldest first: their completions."""
         nonlocal run, done, used
         while flight and flight[0][0] <= upto:
-            out_t, fin_ids = flight.popleft()
+            out_t, fin_ids, _ = flight.popleft()
             if len(fin_ids):
                 run, done, used = _finish(fin_ids, run, out_t, done, used, blocks, finish, arrive, closed, n,
                                           released)
@@ -825,6 +971,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             if len(flight) >= pipeline_stages:  # pp micro-batches in the pipeline: the engine waits for the oldest
                 t = max(t, flight[0][0])
                 continue
+            if slotted and slot_exit[turn] > t:  # SGLang: the slot in turn once its last micro-batch's output is in
+                t = slot_exit[turn]
+                continue
         # queue the arrivals up to now
         while nxt < n and not np.isnan(arrive[nxt]) and arrive[nxt] <= seen():
             waiting.append(nxt)
@@ -845,13 +994,25 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             ratio = policy.init_new_token_ratio
             continue
         # the requests this round may schedule: under pp those not in a micro-batch still in the pipeline
-        pool_ids = run[ready[run] <= t] if pipelined else run
+        # (SGLang: the slot in turn's, and a chunked prompt's next chunk; TensorRT-LLM: its first max_batch_size)
+        if not pipelined:
+            pool_ids = run
+        elif slotted:
+            pool_ids = run[(ready[run] <= t) & ((slot[run] == turn) | (pre_left[run] > 0))]
+        else:
+            pool_ids = run[ready[run] <= t][:batch_seats if capped else None]
         if pipelined and not len(pool_ids) and not waiting:  # all in the pipeline: the next exit or arrival
+            if slotted:
+                pass_turn()
+                continue
             coming = float(arrive[nxt]) if nxt < n and not np.isnan(arrive[nxt]) else math.inf
             t = max(t, min(flight[0][0] if flight else math.inf, coming))
             continue
-        if pipelined and not waiting and decode_micro_batch(pool_ids):  # the general step below, for a micro-batch
-            continue  # of decodes alone, in fewer array operations (plan simulates pipelined finalists)
+        # the general step below, for decodes alone in fewer array operations (plan simulates pipelined finalists): a
+        # ring of them while nothing else can happen, else one micro-batch
+        if (pipelined and len(pool_ids) and not may_admit(pool_ids)
+                and (decode_ring(pool_ids) or decode_micro_batch(pool_ids))):
+            continue
         budget = policy.budget
         prefilling = pre_left[pool_ids] > 0
         step_ids = pool_ids
@@ -864,7 +1025,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             if full_bs and len(run) < full_bs:  # a request finished or was retracted since (or the batch emptied)
                 full_bs = 0
             if (not prefill_step and waiting and len(run) < seats() and (phase[0] % m == 0 or not len(run))
-                    and not full_bs):
+                    and not full_bs and slot_room()):
                 prefill_step = admissible(waiting[0], budget, run)
                 if not prefill_step and len(run) and policy.admission == "token_ratio":
                     full_bs = len(run)
@@ -872,7 +1033,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                 raise KvcalcError("simulation: the KV pool cannot admit the next request even with nothing running; "
                                   "raise --tp or lower the lengths")
             if not prefill_step and not len(pool_ids):  # under pp: its decodes all in the pipeline
-                t = max(t, flight[0][0])
+                if slotted:
+                    pass_turn()
+                else:
+                    t = max(t, flight[0][0])
                 continue
             if not prefill_step:
                 # decode step; retract if the pool cannot take the next token of every running request (under pp,
@@ -908,6 +1072,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                         kv[j] = 0
                         # back to the queue's tail: Scheduler._add_request_to_queue(req, is_retracted=True) appends,
                         # and FCFS does not re-sort (the fourteenth audit, S6: put first, as vLLM's preempted are)
+                        slot[j] = -1
                         waiting.append(j)
                     preemptions += len(drop)
                     run = run[~np.isin(run, drop)]
@@ -971,6 +1136,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
                     blocks[j] = 0
                     kv[j] = 0
                     pre_left[j] = ins[j] + gen[j]
+                    slot[j] = -1
                     waiting.appendleft(j)
                 preemptions += len(victims)
                 preempted_now = True
@@ -992,8 +1158,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             # under pp SGLang takes at most max_running_requests // pp into one micro-batch (pp_max_micro_batch_size)
             # and TensorRT-LLM max_batch_size, whose pp micro-batches kvcalc's max_seqs counts together; vLLM's
             # max_num_seqs is across them (scheduler.py: len(self.running), the batches in flight too)
-            in_batch = (len(step_ids) if pipelined and not policy.name.startswith("vllm") else -math.inf)
-            batch_seats = max(policy.max_seqs // pipeline_stages, 1)
+            in_batch = (int((slot[run] == turn).sum()) + len(step_ids) if slotted else len(step_ids) if capped
+                        else -math.inf)
             while waiting and budget_left > 0 and n_run < seats() and in_batch < batch_seats:
                 i = waiting[0]
                 recover_prefix(i)
@@ -1043,7 +1209,10 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         if n_dec == 0 and chunk == 0 and len(adm) and workload.prefilled:
             continue  # requests admitted with their KV already in place decode from the next step
         if n_dec == 0 and chunk == 0:
-            if pipelined and flight:  # under pp: room comes back as the pipeline's oldest micro-batch leaves it
+            if slotted:  # under pp: room comes back as a micro-batch leaves the pipeline
+                pass_turn()
+                continue
+            if pipelined and flight:
                 t = max(t, flight[0][0])
                 continue
             # nothing fits (the pool is too small for the head of the queue and nothing runs)
@@ -1092,9 +1261,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         # completions
         fin = ids[(gen[ids] >= outs[ids] - 1e-9) & (all_sched > 0)]
         if pipelined:  # its requests scheduled again, and its completions done, once it leaves the pipeline
-            ready[did] = at
-            ready[sampled] = at
-            flight.append((at, fin))
+            entered(np.concatenate([did, sampled]), fin, at)
         elif len(fin):
             run, done, used = _finish(fin, run, t, done, used, blocks, finish, arrive, closed, n, released,
                                       unfreed if policy.ahead else None)
