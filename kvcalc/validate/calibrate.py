@@ -387,8 +387,11 @@ def _trtllm_bench_run(path: Path, line: int, obj: dict) -> dict:
             # against --gpu and --tp (the thirty-first audit, calibrate 4: an A100's report had been fitted as an H100)
             **({"gpu_name": machine["name"]} if isinstance((machine := _object(path, line, obj, "machine"))
                                                             .get("name"), str) else {}),
-            **({"tp_size": world["tp_size"]} if isinstance((world := _object(path, line, obj, "world_info"))
-                                                           .get("tp_size"), int) else {})}
+            **{key: world[key] for key in ("tp_size", "pp_size", "ep_size")
+               if isinstance((world := _object(path, line, obj, "world_info")).get(key), int)},
+            # the formats it served (the engine's quant_algo and kv_cache_quant_algo, None for the checkpoint's),
+            # checked against --weight-dtype and --kv-dtype (the thirty-ninth audit, calibrate 2)
+            **{f"engine_{key}": engine[key] for key in ("quantization", "kv_cache_dtype") if key in engine}}
 
 
 def _speculative(path: Path, line: int, field: str, how: str = "") -> KvcalcError:
@@ -717,9 +720,20 @@ def _sizes(name: str) -> set[str]:
     return {m.rstrip("0").rstrip(".") if "." in m else m for m in _SIZE.findall(name.lower())}
 
 
-def served_elsewhere(path: Path, runs: list[dict], spec, engine: str, hw=None, tp: int | None = None) -> None:
+# trtllm-bench's engine.quantization and engine.kv_cache_dtype (TensorRT-LLM's QuantAlgo names, quantization/mode.py)
+# as kvcalc's --weight-dtype and --kv-dtype; None: the checkpoint's own format
+TRTLLM_WEIGHT_FORMATS = {"FP8": "fp8", "FP8_BLOCK_SCALES": "fp8-block", "NVFP4": "nvfp4", "W4A16_AWQ": "int4",
+                         "W4A16_GPTQ": "int4", "W4A16": "int4", "W4A16_MXFP4": "mxfp4", "W4A8_MXFP4_FP8": "mxfp4",
+                         "W8A16": "int8", "W8A16_GPTQ": "int8"}
+TRTLLM_KV_FORMATS = {"FP8": "fp8", "INT8": "int8", "NVFP4": "nvfp4"}
+
+
+def served_elsewhere(path: Path, runs: list[dict], spec, engine: str, hw=None, tp: int | None = None,
+                     weight_dtype: str | None = None, kv_dtype: str | None = None) -> None:
     """Refuse a file whose runs served several models or engines (no one --model and --engine fits them all), or ran
-    another --tp than asked (trtllm-bench's world_info.tp_size); warn where it says it served another model (its
+    another --tp than asked, pipeline or expert parallelism (which calibrate does not fit), or other weight or KV
+    formats than asked (trtllm-bench's world_info and engine blocks; the thirty-ninth audit, calibrate 1-2: a TP 4 x
+    PP 2 run had been fitted as one stage, an FP8 engine's as bf16, its step cost 1.76x the FP8 fit's); warn where it says it served another model (its
     model_id names a size or family that --model's does not, e.g. Llama-3.1-70B or Qwen3-8B against llama-3.1-8b),
     ran another engine (its client backend) or another GPU (trtllm-bench's machine.name): the fit would take the
     difference for engine overhead (the thirteenth audit, E2: a 70B run fitted as the 8B gave 23 ms a step; the
@@ -728,6 +742,7 @@ def served_elsewhere(path: Path, runs: list[dict], spec, engine: str, hw=None, t
     import warnings
 
     from kvcalc.engines.launch import hf_repo_id
+    from kvcalc.estimator import resolve_weight_dtype
 
     for key, what in (("model_id", "models"), ("backend", "engines")):
         named = {}
@@ -762,6 +777,28 @@ def served_elsewhere(path: Path, runs: list[dict], spec, engine: str, hw=None, t
         if tp is not None and run.get("tp_size") is not None and run["tp_size"] != tp:
             raise KvcalcError(f"{path}: line {run['line']}: world_info.tp_size {run['tp_size']} is not --tp {tp}: "
                               f"pass --tp {run['tp_size']}, the tensor parallelism the benchmark ran")
+        for key, how in (("pp_size", "pipeline"), ("ep_size", "expert")):
+            if run.get(key, 1) > 1:
+                raise KvcalcError(f"{path}: line {run['line']}: world_info.{key} {run[key]}: calibrate fits one "
+                                  f"tensor-parallel group without {how} parallelism; pass a run with {key} 1")
+        for key, flag, ours, names in (("engine_quantization", "--weight-dtype", weight_dtype, TRTLLM_WEIGHT_FORMATS),
+                                       ("engine_kv_cache_dtype", "--kv-dtype", kv_dtype, TRTLLM_KV_FORMATS)):
+            if ours is None or key not in run:
+                continue
+            theirs = run[key]
+            field = key.replace("_", ".", 1)
+            if theirs is None:  # the checkpoint's own format: a quantised one asked for is not what it served
+                own = resolve_weight_dtype("auto", spec) if flag == "--weight-dtype" else None
+                if ours in set(names.values()) and ours != own:
+                    raise KvcalcError(f"{path}: line {run['line']}: {field} null (the checkpoint's own format) is not "
+                                      f"{flag} {ours}: pass the format the benchmark served")
+                continue
+            if str(theirs).upper() not in names:
+                warnings.warn(f"{path}: line {run['line']}: {field} {theirs!r:.40} is a format kvcalc does not map to "
+                              f"{flag}: check that {flag} {ours} is what the benchmark served", stacklevel=2)
+            elif names[str(theirs).upper()] != ours:
+                raise KvcalcError(f"{path}: line {run['line']}: {field} {theirs!r:.40} is not {flag} {ours}: pass "
+                                  f"{flag} {names[str(theirs).upper()]}, the format the benchmark served")
         if hw is not None and run.get("gpu_name") and not _names_gpu(run["gpu_name"], hw.name):
             warnings.warn(f"{path}: line {run['line']}: machine.name {run['gpu_name']!r:.60} is not --gpu {hw.name}: "
                           "the fit takes the difference for engine overhead; pass the GPU the benchmark ran",
@@ -848,7 +885,7 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
     if profile is None:
         raise KvcalcError("--engine: calibrating from a benchmark needs an engine profile (vllm, sglang or trtllm)")
     runs = read_benchmark(path)
-    served_elsewhere(path, runs, spec, profile.engine, hw, tp)
+    served_elsewhere(path, runs, spec, profile.engine, hw, tp, weight_dtype, kv_dtype)
     unsteady = [r for r in runs if r.get("unsteady") and r["ttft_ms"] is not None]
     for r in unsteady:  # TPOT fitted, TTFT not (_bench_run)
         r["ttft_ms"] = None
@@ -924,18 +961,24 @@ def calibrate_from_benchmark(path: Path, *, model: str, gpu: str, engine: str = 
                           f"datasheet roofline binds: the profile written misses them by a median {rescored:.3g} % "
                           "(said as its fit error); check --gpu and --weight-dtype against the run", stacklevel=2)
         fitted = max(fitted, rescored)
-    report = {"file": str(path), "runs": [{k: r[k] for k in ("source", "concurrency", "input_len", "output_len",
+    report = {"file": str(path), "replicas": replicas, "runs": [{k: r[k] for k in ("source", "concurrency", "input_len", "output_len",
                                                             "tpot_ms", "ttft_ms")} for r in runs],
               **fit, "fit_median_abs_error_pct": round(fitted, 2),
               "held_out_median_abs_error_pct": round(statistics.median(held), 2) if held else None}
     named = (", ".join(r["source"] for r in runs) if len(runs) <= 10 else
              f"{runs[0]['source']} to {runs[-1]['source']}; every run in fitted_on")
     what = (f"fitted by `kvcalc calibrate --from-benchmark {path.name}` on {len(runs)} runs "
-            f"({named}): {spec.name} on {tp} x {hw.name}, {weight_dtype} weights, "
-            f"{kv_dtype} KV; kernel times x {fit['time_scale']:g}"
+            f"({named}): {spec.name} on {tp} x {hw.name}"
+            # the deployment the load was spread over, and the runs whose TTFT was not fitted (the thirty-ninth
+            # audit, calibrate 3: a profile of four replicas' runs had read as one's)
+            + (f" a replica, the runs' load spread over {replicas} replicas (requests in flight / {replicas})"
+               if replicas > 1 else "")
+            + f", {weight_dtype} weights, {kv_dtype} KV; kernel times x {fit['time_scale']:g}"
             + ("" if fit["scale_fitted"] else f" ({NOT_FITTED['scale']})")
             + f", {fit['step_us']:g} us a step, {fit['request_ms']:g} ms a request"
             + ("" if fit["request_fitted"] else f" ({NOT_FITTED['request']})")
+            + (f" (TTFT not fitted on {', '.join(r['source'] for r in unsteady)}: {unsteady[0]['unsteady']})"
+               if unsteady else "")
             + f"; median |error| {report['fit_median_abs_error_pct']} % fitted, "
             + (f"{report['held_out_median_abs_error_pct']} % held out (each run fitted without it and its copies)"
                if held else "no held-out error (fewer than 3 distinct runs)"))

@@ -1,0 +1,82 @@
+"""The thirty-ninth hostile audit (docs/validation.md, "Thirty-ninth hostile audit"), its findings on what kvcalc
+reads and prints: calibrate's benchmark files, GPU specs, the web app and launch commands. Each test is named after
+the finding it holds fixed and asserts a cited rule or a source's figure."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kvcalc.cli import app
+
+RUNNER = CliRunner()
+
+
+def _trtllm_bench(tmp_path, *, pp=1, ep=1, quantization="FP8", kv="FP8"):
+    """Three trtllm-bench --report_json reports, as tensorrt_llm/bench/dataclasses/reporting.py get_statistics_dict
+    writes them (engine.quantization and engine.kv_cache_dtype: the QuantAlgo names or None; world_info.tp_size,
+    pp_size and ep_size: the mapping), of Llama-3.1-70B on four H100s (times in the range such runs take)."""
+    lines = []
+    for c, ttft, tpot in ((4, 120, 14), (16, 160, 17), (64, 400, 26)):
+        lines.append(json.dumps({
+            "engine": {"model": "meta-llama/Llama-3.1-70B-Instruct", "backend": "Pytorch", "dtype": "bfloat16",
+                       "kv_cache_dtype": kv, "quantization": quantization, "version": "1.0.0"},
+            "machine": {"name": "NVIDIA H100 80GB HBM3"},
+            "world_info": {"tp_size": 4, "pp_size": pp, "ep_size": ep, "world_size": 4 * pp},
+            "request_info": {"num_requests": 1000, "avg_num_concurrent_requests": c, "avg_input_length": 1024,
+                             "avg_output_length": 256},
+            "streaming_metrics": {"avg_ttft_ms": ttft, "avg_tpot_ms": tpot}}))
+    path = tmp_path / "trtllm-bench.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _calibrate(path, *extra):
+    return RUNNER.invoke(app, ["calibrate", "--from-benchmark", str(path), "-m", "llama-3.1-70b", "-g", "h100-sxm",
+                               "-e", "trtllm", "--tp", "4", "--out", str(path.with_suffix(".toml")), *extra])
+
+
+def test_39_calibrate1_a_pipelined_or_expert_parallel_run_is_refused(tmp_path):
+    """calibrate 1: world_info.pp_size (and ep_size) were never read, so a TP 4 x PP 2 report calibrated with --tp 4
+    was fitted as one 4-GPU stage (kernel times x 0.7346, 2,140 us a step), where the same file with another
+    tp_size is refused; calibrate has no --pp or --ep."""
+    out = _calibrate(_trtllm_bench(tmp_path, pp=2), "--weight-dtype", "fp8", "--kv-dtype", "fp8")
+    assert out.exit_code == 2
+    assert "line 1: world_info.pp_size 2: calibrate fits one tensor-parallel group without pipeline parallelism" \
+        in out.output
+    out = _calibrate(_trtllm_bench(tmp_path, ep=4), "--weight-dtype", "fp8", "--kv-dtype", "fp8")
+    assert out.exit_code == 2 and "world_info.ep_size 4" in out.output
+    assert _calibrate(_trtllm_bench(tmp_path), "--weight-dtype", "fp8", "--kv-dtype", "fp8").exit_code == 0
+
+
+def test_39_calibrate2_the_formats_the_engine_served_are_the_ones_fitted(tmp_path):
+    """calibrate 2: an FP8 engine's report (engine.quantization "FP8", engine.kv_cache_dtype "FP8") had been fitted at
+    the checkpoint's bf16, its step cost 1.76x the FP8 fit's, without a word. Each field now names the flag to pass;
+    a null quantization (the checkpoint's own bf16) refuses --weight-dtype fp8."""
+    out = _calibrate(_trtllm_bench(tmp_path))
+    assert out.exit_code == 2
+    assert "engine.quantization 'FP8' is not --weight-dtype bf16: pass --weight-dtype fp8" in out.output
+    out = _calibrate(_trtllm_bench(tmp_path), "--weight-dtype", "fp8")
+    assert out.exit_code == 2 and "engine.kv_cache_dtype 'FP8' is not --kv-dtype bf16: pass --kv-dtype fp8" in out.output
+    out = _calibrate(_trtllm_bench(tmp_path, quantization=None, kv=None), "--weight-dtype", "fp8")
+    assert out.exit_code == 2 and "engine.quantization null (the checkpoint's own format) is not --weight-dtype fp8" \
+        in out.output
+    assert _calibrate(_trtllm_bench(tmp_path, quantization=None, kv=None)).exit_code == 0
+
+
+def test_39_calibrate3_the_profile_says_the_replicas_and_the_runs_whose_ttft_it_left_out(tmp_path):
+    """calibrate 3: the bundled llm-d result file served four decode replicas behind a gateway; calibrated with
+    --replicas 4 the profile had said "llama-3.2-3b on 1 x l40s" alone, and never which runs' TTFT it left out (its
+    lines 3, 6 and 9 sent every request at once)."""
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "benchmarks" / "nerdalert-llm-d-l40s-vllm-results.json"
+    out_path = tmp_path / "llm-d.toml"
+    out = RUNNER.invoke(app, ["calibrate", "--from-benchmark", str(fixture), "-m", "llama-3.2-3b", "-g", "l40s", "-e",
+                              "vllm", "--replicas", "4", "--out", str(out_path)])
+    assert out.exit_code == 0, out.output
+    text = out_path.read_text()
+    assert "llama-3.2-3b on 1 x l40s a replica, the runs' load spread over 4 replicas (requests in flight / 4)" in text
+    assert ("TTFT not fitted on nerdalert-llm-d-l40s-vllm-results.json line 3, nerdalert-llm-d-l40s-vllm-results.json "
+            "line 6, nerdalert-llm-d-l40s-vllm-results.json line 9") in text
+
