@@ -80,3 +80,53 @@ def test_39_calibrate3_the_profile_says_the_replicas_and_the_runs_whose_ttft_it_
     assert ("TTFT not fitted on nerdalert-llm-d-l40s-vllm-results.json line 3, nerdalert-llm-d-l40s-vllm-results.json "
             "line 6, nerdalert-llm-d-l40s-vllm-results.json line 9") in text
 
+
+@pytest.fixture(scope="module")
+def web():
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (the dev extra)")
+    from fastapi.testclient import TestClient
+
+    from kvcalc.web.app import create_app
+
+    return TestClient(create_app())
+
+
+PLAN = "model=llama-3.1-8b&input_len=1000&output_len=200&request_rate=5&gpu=h100-sxm&engines=vllm"
+
+
+@pytest.mark.parametrize("off", ["no", "0", "off", "n", " false", "FALSE"])
+def test_39_web1_the_plan_form_shows_a_switch_off_however_the_query_spelt_it(web, off):
+    """web 1: after a result computed with convert=no (or 0, off, n, " false"), the plan form's select had no option
+    selected, so the browser showed and submitted `true`: Calculate then searched with conversion (540 deployments
+    where the result had searched 324). The twentieth audit's W5 had mended the negated key (no_convert=1) only."""
+    import re
+
+    page = web.get(f"/plan?{PLAN}&convert={off}").text
+    select = re.search(r'<select id="f-convert".*?</select>', page, re.S).group(0)
+    assert '<option value="false" selected>' in select and '<option value="true" selected>' not in select
+    page = web.get(f"/plan?{PLAN}&no_convert=1").text
+    assert '<option value="false" selected>' in re.search(r'<select id="f-convert".*?</select>', page, re.S).group(0)
+
+
+def test_39_web2_a_hostile_value_is_cut_in_every_error(web):
+    """web 2: --format's and an on/off switch's errors echoed a 5,000-character value whole (5,121 bytes), past the
+    thirty-sixth audit's 600-character cut (click's Choice message and params._switch were not cut)."""
+    for api, query, field in (("estimate", f"model=llama-3.1-8b&format={'x' * 5000}", "--format"),
+                              ("plan", f"{PLAN}&convert={'y' * 5000}", "--convert")):
+        r = web.get(f"/api/{api}?{query}")
+        assert r.status_code == 422
+        body = r.json()
+        assert body["field"] == field and len(body["error"]) <= 620
+
+
+def test_39_web3_the_estimate_pages_links_answer_when_it_was_asked_with_explain(web):
+    """web 3: /estimate?...&explain=true rendered, but its JSON and CSV links carried explain=true, which the API
+    refuses (422: --explain with --format table only)."""
+    import re
+
+    page = web.get("/estimate?model=llama-3.1-8b&explain=true").text
+    for name in ("json", "csv"):
+        href = re.search(rf'<a id="{name}" href="([^"]+)"', page).group(1).replace("&amp;", "&")
+        assert "explain" not in href and web.get(href).status_code == 200
+

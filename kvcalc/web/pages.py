@@ -98,8 +98,10 @@ def form(page: str, query: dict, error: InputError | None) -> str:
             values[key.replace("-", "_")] = value
             continue
         option, negated = hit
-        if negated and str(value).strip().lower() in (*_TRUE, *_FALSE):
-            value = "false" if str(value).strip().lower() in _TRUE else "true"
+        said = str(value).strip().lower()
+        if option.is_flag and said in (*_TRUE, *_FALSE):  # any spelling the API takes (no, 0, off, " false"), as the
+            # select's own (the thirty-ninth audit, web 1: convert=no had shown true, and Calculate searched with it)
+            value = "true" if (said in _TRUE) != negated else "false"
         values[option.name] = value
     rows = []
     error_placed = False
@@ -144,7 +146,8 @@ def layout(page: str, body: str) -> str:
 def links(page: str, query: dict) -> str:
     """Share, JSON and (where the command has --format) CSV links, and the command line that prints the same: the
     sixth audit's verification followed the roofline page's CSV link to a 422 (roofline has no --format)."""
-    q = urlencode({k: v for k, v in query.items() if v != "" and k != "format"})
+    # (explain: the page draws the derivations, the API's JSON and CSV refuse it: the thirty-ninth audit, web 3)
+    q = urlencode({k: v for k, v in query.items() if v != "" and k not in ("format", "explain")})
     csv = any(p.name == "format" for p in options(page))
     return (f'<p class="links">Share: <a id="share" href="/{page}?{escape(q)}">this result</a> · '
             f'<a id="json" href="/api/{page}?{escape(q)}">JSON</a> · '
