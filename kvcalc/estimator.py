@@ -1143,7 +1143,7 @@ def estimate_with_specs(
         warnings.append(why)
     from kvcalc.engines.launch import format_warnings, layout_refusal
 
-    if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
+    if profile is not None and (why := layout_refusal(profile.engine, tp, ep, spec, pp)):
         warnings.append(why)
     if why := beyond_node(hw, tp, ep):
         warnings.append(why)

@@ -215,7 +215,7 @@ def sweep(
         # what does not start as asked, said once on stderr and, row by row, in the starts / start_note columns (the
         # twenty-fifth audit, F3: every row had read fits=True, TensorRT-LLM's block fp8 on an L40S among them)
         refusals = [why for why in (unsupported_with(e, q, profile, sv) if sv else None, no_mtp_module(spec, sv),
-                                    layout_refusal(profile.engine, t, x) if profile is not None else None,
+                                    layout_refusal(profile.engine, t, x, spec, q) if profile is not None else None,
                                     *format_warnings(hw, w, profile.engine if profile is not None else None, k, spec))
                     if why]
         unsupported.extend(refusals)

@@ -130,3 +130,68 @@ def test_39_web3_the_estimate_pages_links_answer_when_it_was_asked_with_explain(
         href = re.search(rf'<a id="{name}" href="([^"]+)"', page).group(1).replace("&amp;", "&")
         assert "explain" not in href and web.get(href).status_code == 200
 
+
+def test_39_launch1_sglang_is_not_planned_with_pipeline_stages_its_model_cannot_run():
+    """launch 1: SGLang's model_runner.py (0.5.14) asserts "Pipeline Parallel is not compatible with this model."
+    where the entry class's forward takes no pp_proxy_tensors (Qwen3NextForCausalLM, Llama 4's
+    Llama4ForConditionalGeneration, Gemma 2 and 3, Command-R, ChatGLM, GPT-2); plan had chosen TP2 x PP2 for Qwen3-Next
+    on H100 PCIe under SGLang, and serve --pp 2 timed it in silence. The llama class takes pp_proxy_tensors."""
+    from kvcalc.engines.launch import launches_layout, layout_refusal
+    from kvcalc.specs.catalog import load_model
+
+    next80b, llama = load_model("qwen3-next-80b-a3b"), load_model("llama-3.1-70b")
+    assert not launches_layout("sglang", {"tp": 2, "pp": 2}, next80b)
+    assert launches_layout("sglang", {"tp": 2, "pp": 2}, llama) and launches_layout("vllm", {"tp": 2, "pp": 2}, next80b)
+    assert "Pipeline Parallel is not compatible with this model" in layout_refusal("sglang", 2, 1, next80b, 2)
+    out = RUNNER.invoke(app, ["plan", "-m", "qwen3-next-80b-a3b", "-g", "h100-pcie", "-i", "2000", "-o", "300",
+                              "--request-rate", "1", "--max-ttft-ms", "10000", "--max-tpot-ms", "200", "--engines",
+                              "sglang", "--no-disaggregate", "--no-convert", "--no-speculate", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    rows = [doc["choice"], *doc["runners_up"], *doc["frontier"]]
+    assert rows and all(r["pipeline_parallel"] == 1 for r in rows)
+
+
+def test_39_launch2_sglang_is_not_planned_for_jamba_or_falcon():
+    """launch 2: sglang 0.5.14 has no Jamba or Falcon model class, and its Transformers fallback refuses both
+    (model_loader/utils.py: "has no SGlang implementation and the Transformers implementation is not compatible");
+    plan had printed `python -m sglang.launch_server --model-path ai21labs/Jamba-v0.1 ...`."""
+    out = RUNNER.invoke(app, ["plan", "-m", "jamba-v0.1", "-i", "1000", "-o", "200", "--request-rate", "2",
+                              "--max-ttft-ms", "3000", "--max-tpot-ms", "100", "--engines", "sglang"])
+    assert out.exit_code == 2
+    assert out.output.strip() == ("kvcalc: error: --engines: SGLang has no model class for jamba (jamba-v0.1), and "
+                                  "refuses the Transformers fallback for it")
+
+
+def test_39_launch3_a_vllm_data_parallel_rank_wider_than_a_node_is_refused_not_written():
+    """launch 3: on GB200 (4 GPUs a node) a vLLM layout of TP 8 under EP 16 had been written as a LeaderWorkerSet of
+    four 4-GPU pods, each claiming a whole TP-8 data-parallel rank, the workers ranks 2 and 3 of a 2-rank deployment
+    (multinode_args assumed a rank fits a node)."""
+    from kvcalc.engines.launch import emit
+    from kvcalc.errors import KvcalcError
+    from kvcalc.specs.catalog import load_model
+
+    c = dict(engine="vllm", gpu="gb200", weight_dtype="fp8-block", kv_dtype="bf16", converted_weights=False,
+             tensor_parallel=8, pipeline_parallel=1, expert_parallel=16, disaggregate=None, gpus_per_replica=16,
+             replicas=1, max_num_seqs=256, max_num_batched_tokens=8192, gpu_memory_utilization=0.9, speculate=None)
+    with pytest.raises(KvcalcError, match="data-parallel ranks of TP 8 span 2 nodes of 4 GPUs"):
+        emit("k8s", load_model("deepseek-v3"), c, 4096)
+    c.update(tensor_parallel=4)  # a rank a node: each pod one rank, the workers ranks 1, 2 and 3 of 4
+    text = emit("k8s", load_model("deepseek-v3"), c, 4096)
+    assert "--tensor-parallel-size 4 --data-parallel-size 4" in text and "--data-parallel-size-local 1" in text
+    assert "--data-parallel-start-rank $((LWS_WORKER_INDEX * 1))" in text
+
+
+def test_39_launch4_sglang_data_parallel_attention_only_for_the_models_that_have_it():
+    """launch 4: SGLang's --enable-dp-attention needs a model whose attention shards over the attention-TP group
+    (deepseek_v2.py, qwen2_moe.py, qwen3_moe.py, qwen3_next.py, llama4.py, gpt_oss.py); Mixtral's shards over the whole
+    TP group (mixtral.py), yet serve --engine sglang --tp 1 --ep 8 had timed it without a word."""
+    from kvcalc.engines.launch import launches_layout
+    from kvcalc.specs.catalog import load_model
+
+    assert not launches_layout("sglang", {"tp": 1, "ep": 8}, load_model("mixtral-8x7b"))
+    assert launches_layout("sglang", {"tp": 1, "ep": 8}, load_model("qwen3-30b-a3b"))
+    out = RUNNER.invoke(app, ["serve", "-m", "mixtral-8x7b", "--engine", "sglang", "--tp", "1", "--ep", "8", "-g",
+                              "h100-sxm", "-n", "64", "-i", "1000", "--output-len", "200", "-f", "json"])
+    assert out.exit_code == 0
+    assert "SGLang's mixtral model has no data-parallel attention" in out.output

@@ -69,6 +69,25 @@ SGLANG_MAX_PREFILL_TOKENS = 16384
 # the bundled profiles' release), and its loader raises "Unknown architecture for AutoModelForCausalLM"
 # (tensorrt_llm/_torch/models/modeling_auto.py). plan leaves TensorRT-LLM out for them (the ninth round, P9).
 TRTLLM_UNSUPPORTED_FAMILIES = ("jamba", "falcon", "chatglm", "gemma2", "cohere")
+# Families SGLang has no model class for (sglang 0.5.14's wheel, srt/models/: no JambaForCausalLM, FalconForCausalLM
+# or RWForCausalLM): model_loader/utils.py then falls back to the Transformers implementation, which it refuses where
+# the model does not declare attention-backend support ("has no SGlang implementation and the Transformers
+# implementation is not compatible with SGLang"; neither transformers 5.25's Jamba nor Falcon declares it). The
+# thirty-ninth audit, launch 2: plan had launched SGLang for both.
+SGLANG_UNSUPPORTED_FAMILIES = ("jamba", "falcon")
+# Families whose SGLang model cannot run pipeline stages: model_runner.py (0.5.14) asserts "Pipeline Parallel is not
+# compatible with this model." where the entry class's forward takes no pp_proxy_tensors (Qwen3NextForCausalLM,
+# Llama4ForConditionalGeneration in mllama4.py, Gemma2ForCausalLM, Gemma3's, CohereForCausalLM, ChatGLMModel,
+# GPT2LMHeadModel; the llama, qwen2/3, qwen3_moe, mixtral, deepseek_v2, gpt_oss and nemotron_h classes take it). The
+# thirty-ninth audit, launch 1: plan had chosen TP2 x PP2 under SGLang for Qwen3-Next and Llama 4 Scout.
+SGLANG_NO_PP_FAMILIES = ("qwen3_next", "llama4", "gemma2", "gemma3", "cohere", "chatglm", "gpt")
+# MoE families whose SGLang attention runs over the attention-TP group (get_parallel().attn_tp_size, which
+# --enable-dp-attention splits), so data-parallel attention groups under --ep > --tp work: deepseek_v2.py (DeepSeek
+# V2/V3/V3.2, Kimi-K2), qwen2_moe.py, qwen3_moe.py, qwen3_next.py, llama4.py, gpt_oss.py. Mixtral's attention shards
+# over the whole TP group (mixtral.py), and server_args.py's help names DeepSeek-V2 and Qwen 2/3 MoE; nemotron_h's
+# Mamba layers shard over the whole group, not established, so left out (the thirty-ninth audit, launch 4).
+SGLANG_DP_ATTENTION_FAMILIES = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "qwen2_moe", "qwen3_moe",
+                                "qwen3_next", "llama4", "gpt_oss")
 
 
 def engine_model_refusal(engine: str, spec) -> str | None:
@@ -76,6 +95,9 @@ def engine_model_refusal(engine: str, spec) -> str | None:
     if engine == "trtllm" and spec.family in TRTLLM_UNSUPPORTED_FAMILIES:
         return (f"TensorRT-LLM's PyTorch back end has no model class for {spec.family} ({spec.name}): it is not in "
                 "its supported-models table")
+    if engine == "sglang" and spec.family in SGLANG_UNSUPPORTED_FAMILIES:
+        return (f"SGLang has no model class for {spec.family} ({spec.name}), and refuses the Transformers fallback "
+                "for it")
     return None
 
 
@@ -258,24 +280,37 @@ def trtllm_command(spec, c: dict, max_model_len: int) -> tuple[list[str], dict[s
                  name(file_role="generation"): "\n".join(yaml) + "\n"}
 
 
-def layout_refusal(engine: str, tp: int, ep: int) -> str | None:
+def layout_refusal(engine: str, tp: int, ep: int, spec=None, pp: int = 1) -> str | None:
     """Why `engine` does not run this layout (launches_layout), in words for a command's warnings, or None: serve,
     estimate, capacity, compare and sweep time it, saying so (the seventh audit, V6: they had answered in silence
     for the layout plan leaves out)."""
-    if launches_layout(engine, {"tp": tp, "ep": ep}):
+    if launches_layout(engine, {"tp": tp, "ep": ep, "pp": pp}, spec):
         return None
-    return (f"--ep {ep} with --tp {tp} under {engine}: TensorRT-LLM runs attention as TP over all its ranks or as DP "
-            f"(TP 1), not data-parallel groups of TP {tp}; these times are for a layout it does not run")
+    if engine == "trtllm":
+        return (f"--ep {ep} with --tp {tp} under {engine}: TensorRT-LLM runs attention as TP over all its ranks or as "
+                f"DP (TP 1), not data-parallel groups of TP {tp}; these times are for a layout it does not run")
+    if pp > 1:
+        return (f"--pp {pp} under sglang: SGLang's {spec.family} model takes no pipeline stages (\"Pipeline Parallel "
+                "is not compatible with this model\"); these times are for a layout it does not run")
+    return (f"--ep {ep} with --tp {tp} under sglang: SGLang's {spec.family} model has no data-parallel attention "
+            "(its attention shards over the whole TP group); these times are for a layout it does not run")
 
 
-def launches_layout(engine: str, layout: dict) -> bool:
+def launches_layout(engine: str, layout: dict, spec=None) -> bool:
     """Whether the engine can be launched in this layout. TensorRT-LLM's attention runs over all tp_size ranks as
     TP (enable_attention_dp false) or as DP (true: every rank its own batch and the whole attention weights), never
     DP groups of TP > 1 (NVIDIA/TensorRT-LLM docs, "Parallelism in TensorRT-LLM", Attention Module): expert-parallel
     layouts over attention groups of 2 or more GPUs are left out for it (the sixth audit: plan ranked EP8/TP2 and
-    --emit launched it as EP8/TP1). layout: plan's layouts() dict (tp, ep)."""
-    ep, tp = layout.get("ep", 1), layout.get("tp", 1)
-    return not (engine == "trtllm" and ep > tp > 1)
+    --emit launched it as EP8/TP1). SGLang runs pipeline stages only for the models whose class takes them
+    (SGLANG_NO_PP_FAMILIES) and data-parallel attention (--ep > --tp) only for those built on the attention-TP group
+    (SGLANG_DP_ATTENTION_FAMILIES). layout: plan's layouts() dict (tp, ep, pp); spec: the model (None: any)."""
+    ep, tp, pp = layout.get("ep", 1), layout.get("tp", 1), layout.get("pp", 1)
+    if engine == "trtllm":
+        return not ep > tp > 1
+    if engine == "sglang" and spec is not None:
+        return not ((pp > 1 and spec.family in SGLANG_NO_PP_FAMILIES)
+                    or (ep > tp and spec.family not in SGLANG_DP_ATTENTION_FAMILIES))
+    return True
 
 
 def _draft_tokens(speculate: str) -> int:
@@ -392,7 +427,17 @@ def multinode_args(engine: str, c: dict, pods: int, leader: bool, node_gpus: int
     SGLang --nnodes, --node-rank, --dist-init-addr (docs.sglang.io references/multi_node_deployment)."""
     if engine == "vllm":
         if c["expert_parallel"] > 1 and c["expert_parallel"] > c["tensor_parallel"]:
-            local = max(1, node_gpus // c["tensor_parallel"])  # data-parallel ranks a node holds
+            if c["tensor_parallel"] > node_gpus:  # a rank over several nodes: vLLM infers it from --nnodes and
+                # --node-rank (arg_utils.py, 0.30: data_parallel_size_local from the world size a node holds), a form
+                # its data-parallel deployment docs do not show; not written (the thirty-ninth audit, launch 3: each
+                # 4-GPU pod had been given a whole TP-8 rank, the workers ranks past the deployment's)
+                from kvcalc.errors import KvcalcError
+
+                raise KvcalcError(f"--emit k8s: vLLM's data-parallel ranks of TP {c['tensor_parallel']} span "
+                                  f"{-(-c['tensor_parallel'] // node_gpus)} nodes of {node_gpus} GPUs, which this "
+                                  "manifest does not write; launch it by vLLM's multi-node docs (--nnodes, "
+                                  f"--node-rank), or take a layout of TP {node_gpus} or less")
+            local = node_gpus // c["tensor_parallel"]  # data-parallel ranks a node holds
             args = ["--data-parallel-size-local", str(local), "--data-parallel-address", LWS_LEADER,
                     "--data-parallel-rpc-port", DP_RPC_PORT]
             # the node's first rank, by the shell's arithmetic on the pod index (Kubernetes leaves $((...)) alone)

@@ -162,7 +162,7 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
         say(why)
     from kvcalc.engines.launch import layout_refusal
 
-    if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
+    if profile is not None and (why := layout_refusal(profile.engine, tp, ep, base, pp)):
         say(why)
     if why := beyond_node(hw, tp, ep):
         say(why)
@@ -426,7 +426,7 @@ def capacity(model, gpu="h100-sxm", *, context: int, batch: int | None = None, g
                          f"{hw.memory_GiB:g} GiB, which overstates what torch.cuda.mem_get_info reports")
     from kvcalc.engines.launch import layout_refusal
 
-    if tp is not None and (why := layout_refusal(profile.engine if profile else engine, tp, ep)):
+    if tp is not None and (why := layout_refusal(profile.engine if profile else engine, tp, ep, spec, pp)):
         notes.append(why)
     if tp is not None and (why := beyond_node(hw, tp, ep)):
         notes.append(why)

@@ -238,7 +238,7 @@ def deployments(spec, gpus: list, engines: list[str] | None, *, convert: bool, m
                     continue
                 for kv_dtype in kv_formats(hw):
                     out += [Deployment(hw.name, engine, weight_dtype, kv_dtype, converted=converted, **lay)
-                            for lay in layouts(spec, hw, max_gpus, disaggregated) if launches_layout(engine, lay)
+                            for lay in layouts(spec, hw, max_gpus, disaggregated) if launches_layout(engine, lay, spec)
                             and fp8_block_refusal(spec, weight_dtype, lay["tp"], lay.get("ep", 1)) is None]
     # every family that ships multi-token-prediction layers (speculation.MTP_FAMILIES; the twelfth audit, P2: keyed by
     # the bundled name deepseek-v3, DeepSeek-V3.2 and Qwen3-Next had been searched without it, 16 GPUs where 8 do)

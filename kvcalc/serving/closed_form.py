@@ -589,7 +589,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
         notes.append(why)
     from kvcalc.engines.launch import layout_refusal
 
-    if profile is not None and (why := layout_refusal(profile.engine, tp, ep)):
+    if profile is not None and (why := layout_refusal(profile.engine, tp, ep, spec, pp)):
         notes.append(why)
     if why := beyond_node(hw, tp, ep):
         notes.append(why)
