@@ -195,3 +195,14 @@ def test_39_launch4_sglang_data_parallel_attention_only_for_the_models_that_have
                               "h100-sxm", "-n", "64", "-i", "1000", "--output-len", "200", "-f", "json"])
     assert out.exit_code == 0
     assert "SGLang's mixtral model has no data-parallel attention" in out.output
+
+
+def test_39_hwspecs1_the_catalog_gives_the_bf16_peak_estimate_times_t4_and_v100_at():
+    """hwspecs 1: `kvcalc gpus` had left bf16 blank on T4 and V100 ("not applicable to this run"), while estimate
+    times a bf16 checkpoint there at the fp16 peak (HardwareSpec.peak_flops): the T4 datasheet's 65 TFLOPS mixed
+    precision, the V100's 125 TFLOPS tensor performance."""
+    out = RUNNER.invoke(app, ["gpus", "-f", "json"])
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert (rows["t4"]["bf16_tflops"], rows["v100-sxm2-32gb"]["bf16_tflops"]) == (65.0, 125.0)
+    assert "fp16 peak" in rows["t4"]["bf16_tflops_note"] and "bf16_tflops_note" not in rows["h100-sxm"]
+    assert rows["h100-sxm"]["bf16_tflops"] == 989.5  # NVIDIA's 1,979 sparse, halved

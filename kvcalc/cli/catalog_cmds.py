@@ -26,10 +26,24 @@ def _model_row(m) -> dict:
     }
 
 
+def _bf16_tflops(g) -> tuple[float | None, str | None]:
+    """The dense bf16 peak kvcalc times bf16 work at, and a note where it is the fp16 peak: a part without bf16 units
+    (T4, V100) runs a bf16 checkpoint in fp16 (HardwareSpec.peak_flops; the thirty-ninth audit, hwspecs 1: the
+    catalog had said "not applicable" where estimate then used 65 and 125 TFLOPS)."""
+    if g.peak_tflops.bf16 is not None:
+        return g.peak_tflops.bf16, None
+    if g.peak_tflops.fp16 is not None:
+        return g.peak_tflops.fp16, "the fp16 peak: no bf16 units, a bf16 checkpoint runs in fp16"
+    return None, None
+
+
 def _gpu_row(g) -> dict:
+    bf16, note = _bf16_tflops(g)
     return {
         "name": g.name, "aliases": ", ".join(g.aliases), "memory_GiB": g.memory_GiB,
-        "bandwidth_GBps": g.memory_bandwidth_GBps, "bf16_tflops": g.peak_tflops.bf16, "fp8_tflops": g.peak_tflops.fp8,
+        "bandwidth_GBps": g.memory_bandwidth_GBps, "bf16_tflops": bf16, **({"bf16_tflops_note": note} if note else {}),
+        "fp8_tflops": g.peak_tflops.fp8, **({} if g.peak_tflops.fp8 is not None else
+                                            {"fp8_tflops_note": "no fp8 units: fp8 weights are dequantised and multiplied at the 16-bit peak"}),
     }
 
 
@@ -57,7 +71,9 @@ def gpus_cli(format: FormatOpt = Format.table) -> None:
     from kvcalc.specs.catalog import available_engines, bundled_specs
 
     def _gpu_cell(g) -> dict:
-        return {"name": g.name, "GiB": g.memory_GiB, "GB/s": g.memory_bandwidth_GBps, "bf16 TF": g.peak_tflops.bf16,
+        bf16, note = _bf16_tflops(g)
+        return {"name": g.name, "GiB": g.memory_GiB, "GB/s": g.memory_bandwidth_GBps,
+                "bf16 TF": f"{bf16:g} (fp16)" if note else bf16,
                 "fp8 TF": g.peak_tflops.fp8, "engine profiles": ", ".join(available_engines(g.name))}
 
     row = _gpu_cell if format is Format.table else _gpu_row
