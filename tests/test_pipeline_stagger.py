@@ -12,7 +12,7 @@ import pytest
 
 from kvcalc import serve
 from kvcalc.engines.scheduler import vllm_v1
-from kvcalc.formulas.workload import pipeline_lags, waves
+from kvcalc.formulas.workload import pipeline_exits, waves
 from kvcalc.serving.simulate import StepGrid, Workload, simulate, simulate_schedule
 
 
@@ -72,17 +72,31 @@ def test_a_prompt_joining_a_step_never_brings_the_others_first_token_forward():
         last = r
 
 
-def test_the_closed_forms_wave_lags_by_hand():
-    """The closed form's waves by hand, pipeline_lags: a step's requests over m = min(decodes + prompts, pp, the step
-    budgets the wave's prompts fill) micro-batches, a prompt (m - 1) / 2 stage-times behind the first. 2 prompts of
-    2,000 in a budget of 8,192 at pp 2 fill one budget: one micro-batch, as the engines admit them together, no lag
-    (1/4 of a step before the thirty-eighth audit's Serve 1); likewise 3 prompts of 1,000 at pp 4, and 1 prompt. 4
-    prompts of 3,000 at pp 2 fill two budgets: step 1 holds prompts 0, 1 and 2's first 2,192 tokens (m = 2: 1/4); step
-    2 holds 2's last 808 and all of 3 beside 0 and 1's decodes (m = min(2 + 2, 2, 2) = 2: 1/4)."""
-    assert list(pipeline_lags(2, 2000, 100, 8192, 2)) == [0.0, 0.0]
-    assert list(pipeline_lags(4, 3000, 100, 8192, 2)) == [0.25] * 4
-    assert list(pipeline_lags(3, 1000, 100, 8192, 4)) == [0.0] * 3
-    assert list(pipeline_lags(1, 1000, 100, 8192, 4)) == [0.0]
+def test_the_closed_forms_pipeline_exits_by_hand():
+    """pipeline_exits runs a wave's prefill steps as the engines form them: the k-th micro-batch at once while fewer
+    than pp are in flight, else as the (k - pp)-th leaves, each stage a pp-th of its depth once the one before has
+    left it. Equal steps of 1 s at pp 2 leave at 1, 1.5, 2, 2.5 and 3 s (D + (k - 1) D / pp). Steps of 1 and 3 s:
+    the second enters the first stage at 0.5 s, leaves it at 2, and the second stage at 3.5. Steps of 1, 1 and 4 s:
+    the third is formed as the first leaves (1 s), leaves the first stage at 3 and the second at 5."""
+    def timeline(depths):
+        ends = np.concatenate([[0.0], np.cumsum(depths)])
+        return lambda k: np.interp(k, np.arange(len(depths) + 1), ends)
+
+    assert pipeline_exits(timeline([1.0] * 5), 5, 2)(np.arange(1, 6)).tolist() == [1.0, 1.5, 2.0, 2.5, 3.0]
+    assert pipeline_exits(timeline([1.0, 3.0]), 2, 2)(np.array([1, 2])).tolist() == [1.0, 3.5]
+    assert pipeline_exits(timeline([1.0, 1.0, 4.0]), 3, 2)(np.array([1, 2, 3])).tolist() == [1.0, 1.5, 5.0]
+    assert pipeline_exits(timeline([2.0] * 8), 8, 4)(np.arange(1, 9)).tolist() == [2 + 0.5 * k for k in range(8)]
+
+
+def test_the_closed_forms_waves_give_the_simulators_hand_schedule():
+    """The closed form's waves under pp (the thirty-ninth audit, Serve 1: each step had been spread over
+    micro-batches, a prompt (m - 1) / 2 stage-times behind the first, TTFT 18-30 % short where a wave fills several
+    budgets). 4 prompts of 3,000 at pp 2 in budgets of 8,192, 1 s a step: step 1 (prompts 0, 1 and 2's first
+    2,192 tokens) out at 1 s, step 2 at 1.5; 0 and 1 decode from 1 s, their first decode behind step 2 in the second
+    stage (out at 2), then one a second: 100th token at 100 s; 2 and 3 at 100.5. As the simulator's
+    test_a_long_prompt_chunk_enters_the_next_micro_batch, below. A wave within one budget is one micro-batch."""
+    w = waves(4, 3000, 100, 8192, prefill_step_s=1.0, decode_step_s=1.0, pipeline_stages=2)
+    assert w["ttft_each"].tolist() == [1.0, 1.0, 1.5, 1.5] and w["latency_each"].tolist() == [100.0, 100.0, 100.5, 100.5]
     w = waves(2, 2000, 3, 8192, prefill_step_s=1.0, decode_step_s=1.0, pipeline_stages=2)
     assert w["ttft_s"] == 1.0 and w["wave_s"] == 3.0  # the simulator's run(2, 2), above
 
@@ -105,7 +119,7 @@ def test_a_long_prompt_chunk_enters_the_next_micro_batch():
     micro-batch holds prompts 0 and 1 and 2,192 tokens of prompt 2; the next, formed at once (one in the pipeline),
     the last 808 of prompt 2 (a prompt's next chunk need not wait: vLLM PR #13637) and prompt 3, entering at 0.5 s.
     First tokens at 1, 1, 1.5 and 1.5 s; each pair then decodes in its micro-batch once a second, the 100th token
-    at 100 and 100.5 s. (The closed form's waves give 1.25, 1.25, 2.25, 2.25: the even split, above.)"""
+    at 100 and 100.5 s, as the closed form's waves give them (above)."""
     sim = run(4, 2, outs=100, ins=3000, budget=8192)
     assert list(sim.first_token_s) == [1.0, 1.0, 1.5, 1.5] and list(sim.finish_s) == [100.0, 100.0, 100.5, 100.5]
 

@@ -193,7 +193,15 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     c = int(concurrency)  # serve() refuses a fractional wave (audit I1)
     dp = attention_groups(stepper.ep, stepper.tp)
     budget = group_step_budget(step_tokens, stepper.ep, stepper.tp)
-    if stepper.pp > 1:  # the wave's micro-batches: the step budgets its prompts fill, at most pp
+    # under pp each prefill step is one micro-batch through the whole depth (waves pipelines them: pipeline_exits),
+    # beside it the decodes of the one budget's requests that left the pipeline before it was formed, a share of
+    # those decoding (groups: the budgets that cycle, at most pp); the decode steps after the prompts are each
+    # group's turn, the wave's decodes over its micro-batches
+    groups = 1.0
+    prefill_timer = stepper
+    if stepper.pp > 1:
+        groups = float(min(stepper.pp, wave_prefill_steps(c, input_len, budget)))
+        prefill_timer = stepper.one_micro_batch()
         stepper = stepper.at_most_micro_batches(wave_prefill_steps(c, input_len, budget))
     gain = step_yield(stepper.decode_gain, output_len)
     lo, extra = divmod(c, dp)
@@ -214,7 +222,7 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     # the change, 5: it had kept whole pieces there, 5 % over)
     piece = full_steps_piece(shares[0][0], input_len, budget)
     cached = full_steps_cached(shares[0][0], input_len, budget)  # before a full step's pieces, on average
-    prefill_s = stepper.seconds(beside, input_len, chunk, cached, prompt_len=piece)
+    prefill_s = prefill_timer.seconds(beside / groups, input_len, chunk, cached, prompt_len=piece)
     decode_s = stepper.seconds(decoding, input_len + output_len / 2, 0, 0)
     plans = []  # each share's prompt end steps, what its last prefill step holds, and its prefill steps
     for n, count in shares:
@@ -233,9 +241,10 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
     def step_s(mid: float, lasts: list) -> float:  # mid: the full chunks; lasts: [(replicas, last piece)]
         tokens = mid + sum(count * last for count, last in lasts)
         if mid:
-            return prefill_s if tokens == chunk else stepper.seconds(beside, input_len, tokens, cached, prompt_len=piece)
+            return prefill_s if tokens == chunk else prefill_timer.seconds(beside / groups, input_len, tokens, cached,
+                                                                          prompt_len=piece)
         tail = min(piece, max(last for _, last in lasts))
-        return stepper.seconds(beside, input_len, tokens, max(input_len - tail, 0), prompt_len=tail)
+        return prefill_timer.seconds(beside / groups, input_len, tokens, max(input_len - tail, 0), prompt_len=tail)
 
     group, done = [], 0
     for end in sorted({n_p for *_, n_p in plans}):
@@ -256,11 +265,13 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
         for kind in ((True, True), (True, False), (False, True)):  # the step timer takes arrays all zero or none
             at = ((decodes > 0) == kind[0]) & ((tokens > 0) == kind[1])
             if at.any():
-                times[at] = stepper.seconds(decodes[at] if kind[0] else 0, input_len, tokens[at] if kind[1] else 0,
-                                            cached if kind[1] else 0, prompt_len=piece if kind[1] else None)
+                times[at] = prefill_timer.seconds(decodes[at] / groups if kind[0] else 0, input_len,
+                                                  tokens[at] if kind[1] else 0, cached if kind[1] else 0,
+                                                  prompt_len=piece if kind[1] else None)
         # the last step holds what is left, the tail of the last prompt, which attends to the rest of it (step_s)
         tail = min(piece, tokens[-1])
-        times[-1] = stepper.seconds(decodes[-1], input_len, tokens[-1], max(input_len - tail, 0), prompt_len=tail)
+        times[-1] = prefill_timer.seconds(decodes[-1] / groups, input_len, tokens[-1], max(input_len - tail, 0),
+                                          prompt_len=tail)
         group = list(zip(steps, times))
     ttft, latency, wave_s = [], [], 0.0
     for n, count, ends, _, _ in plans:
