@@ -48,15 +48,16 @@ def test_s5_kv_transfers_queue_on_the_prefill_replicas_links():
 def test_s5_two_prompts_prefilled_together_reach_decode_one_transfer_apart(tmp_path):
     """Two 512-token prompts at t = 0 prefill in one step on the prefill GPU; their caches then cross its link one
     after the other, so the TTFTs differ by one transfer T (kv_transfer_ms_mean): over the two, p50 = a + T / 2 and
-    p99 = a + 0.99 T (linear interpolation), p99 - p50 = 0.49 T. Both had arrived together, p99 = p50. Under
-    TensorRT-LLM, whose context server hands its first token on with the KV cache (vLLM's decode instance computes it
-    again in a decode step, which the twenty-third audit's D4 adds to TTFT)."""
+    p99 = a + 0.99 T (linear interpolation), p99 - p50 = 0.49 T, where the first token comes with the KV cache. Both
+    had arrived together, p99 = p50. TensorRT-LLM's generation server streams the first token as its scheduler takes
+    the request in (the thirty-ninth audit, disagg 1), so the second, arriving a transfer later while the first's
+    decode step runs, is taken at that step's end or later: p99 - p50 at least 0.49 T."""
     from kvcalc.serving.simulate import simulate
 
     trace = tmp_path / "two.csv"
     trace.write_text("arrival_s,input_len,output_len\n0,512,16\n0,512,16\n")
     r = simulate("llama-3-8b", "h100-sxm", arrivals="trace", trace=str(trace), disaggregate=(1, 1), engine="trtllm")
-    assert r["ttft_ms"]["p99"] - r["ttft_ms"]["p50"] == pytest.approx(0.49 * r["kv_transfer_ms_mean"], rel=1e-6)
+    assert r["ttft_ms"]["p99"] - r["ttft_ms"]["p50"] >= 0.49 * r["kv_transfer_ms_mean"] > 0
 
 
 def test_s6_the_closed_form_charges_whole_verify_steps_as_the_simulator_does():

@@ -121,3 +121,18 @@ def test_39_a_ring_of_decode_micro_batches_gives_what_forming_each_gives(engine)
             weighted_percentiles(one_by_one.itl_s, one_by_one.itl_weight, [1, 50, 90, 99, 100]), rel=1e-12)
         assert ring.itl_weight.sum() == pytest.approx(one_by_one.itl_weight.sum(), rel=1e-12)
     assert checked >= 30
+
+
+def test_39_disagg1_a_full_tensorrt_llm_decode_pool_shows_in_ttft():
+    """disagg 1: TensorRT-LLM's generation server sends a disaggregated request's first token when its scheduler takes
+    the request in, after the KV it reserved blocks for has arrived (py_executor.py:
+    _prepare_disagg_gen_transmission_complete, then _handle_first_token_response), and its disaggregated front end
+    streams the generation server's response. kvcalc had taken the token as handed on with the KV: a decode pool of
+    32 seats at 40 requests/s (it serves about 3.5) had shown TTFT p50 24 ms and TPOT p50 56 ms, the seat wait in
+    TPOT, where vLLM and SGLang show it in TTFT (52.6 and 47.8 s) beside a TPOT of about one decode step."""
+    from kvcalc.engines.scheduler import disaggregated_first_token
+
+    assert disaggregated_first_token("trtllm") == "admission"
+    r = simulate("llama-3.1-8b", "h100-sxm", engine="trtllm", input_len=1000, output_len=1000, request_rate=40,
+                 arrivals="poisson", max_num_seqs=32, disaggregate=(2, 1), num_prompts=400)
+    assert r["ttft_ms"]["p50"] > 10_000 and r["tpot_ms"]["p50"] < 12

@@ -244,9 +244,13 @@ def sglang_server_budget(memory_MiB: float, release_text: str | None = None, dp:
 # twenty-third audit, D3 and D4): "step", vLLM's decode instance computes the prompt's last token again
 # (Scheduler._update_waiting_for_remote_kv sets num_computed_tokens one short) and streams its first step's token;
 # "admission", SGLang's decode server streams the prefill's token as its scheduler takes the request in
-# (process_prebuilt); "arrival", TensorRT-LLM's context server hands its token on with the KV. The roofline (engine
-# None) runs vLLM's scheduler.
-DISAGGREGATED_FIRST_TOKEN = {"vllm": "step", "sglang": "admission", "trtllm": "arrival"}
+# (process_prebuilt), and TensorRT-LLM's generation server as its scheduler takes the request in, once the KV it
+# reserved blocks for has arrived (py_executor.py: _prepare_disagg_gen_transmission_complete, then "Return the first
+# token to the client", _handle_first_token_response; its disaggregated front end, openai_disagg_service.py, streams
+# the generation server's response: the thirty-ninth audit, disagg 1, where "arrival", the token handed on with the
+# KV, had put a full decode pool's 50 s wait in TPOT and left TTFT at the prefill's 24 ms); "arrival" stays for a
+# workload whose first token is out with its KV. The roofline (engine None) runs vLLM's scheduler.
+DISAGGREGATED_FIRST_TOKEN = {"vllm": "step", "sglang": "admission", "trtllm": "admission"}
 
 
 def disaggregated_first_token(engine: str | None) -> str:
