@@ -4,6 +4,7 @@ finding it holds fixed, and asserts a schedule worked by hand, a cited engine ru
 import numpy as np
 import pytest
 
+from kvcalc import serve
 from kvcalc.engines.scheduler import sglang_prefill_first, trtllm_guaranteed_no_evict
 from kvcalc.serving.simulate import Workload, simulate, simulate_schedule, weighted_percentiles
 
@@ -136,3 +137,20 @@ def test_39_disagg1_a_full_tensorrt_llm_decode_pool_shows_in_ttft():
     r = simulate("llama-3.1-8b", "h100-sxm", engine="trtllm", input_len=1000, output_len=1000, request_rate=40,
                  arrivals="poisson", max_num_seqs=32, disaggregate=(2, 1), num_prompts=400)
     assert r["ttft_ms"]["p50"] > 10_000 and r["tpot_ms"]["p50"] < 12
+
+
+@pytest.mark.parametrize("n, prompt, pp, engine", [(16, 1024, 2, "vllm"), (4, 3000, 2, "vllm"), (32, 2048, 4, "vllm"),
+                                                   (32, 2048, 4, "trtllm"), (32, 2048, 4, "sglang"),
+                                                   (256, 2048, 8, "vllm"), (128, 4000, 4, "sglang")])
+def test_39_serve1_the_closed_forms_waves_follow_the_engines_pipeline(n, prompt, pp, engine):
+    """Serve 1, the rest (carried from the thirty-eighth audit): a wave filling several step budgets under pp had been
+    split within each budget over micro-batches, where the engines run a budget as one micro-batch and pipeline them
+    (the simulator's schedule, by hand in tests/test_pipeline_stagger.py): TTFT 18-30 % short (16 prompts of 1,024
+    at pp 2: 144 ms beside 204.5), and up to 80 % over with many budgets (256 of 2,048 at pp 8: 1,487 beside 823).
+    Llama-3.1-8B on an H100, 128 tokens out, all at once: the closed form's median TTFT now within 0.5 % of the
+    simulator's, its median TPOT within 5 %."""
+    kw = dict(input_len=prompt, output_len=128, pp=pp, engine=engine)
+    closed = serve("llama-3.1-8b", "h100-sxm", concurrency=n, arrivals="waves", **kw)
+    sim = simulate("llama-3.1-8b", "h100-sxm", arrivals="poisson", request_rate=float("inf"), num_prompts=n, **kw)
+    assert closed["ttft_ms"] == pytest.approx(sim["ttft_ms"]["p50"], rel=0.005)
+    assert closed["tpot_ms"] == pytest.approx(sim["tpot_ms"]["p50"], rel=0.05)

@@ -456,7 +456,7 @@ def wave_medians(ttft, latency, output_len: int) -> dict:
 
 
 def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_budget: int, gain: float = 1.0,
-                     verify_tokens: int = 1, segments: list | None = None, unit: int = 1):
+                     verify_tokens: int = 1, segments: list | None = None, unit: int = 1, stages: int = 1):
     """(the step each of a wave's C prompts ends in [steps], the prompt tokens its last prefill step holds) when the
     requests decoding take their verify_tokens of each step's budget T first, as vLLM V1 schedules the running
     requests before the waiting ones: step s leaves T - q d_s tokens to the prompts, d_s the requests whose prompts
@@ -472,34 +472,44 @@ def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_bud
     segments: where a list is given, the prefill steps are appended to it as (steps, requests decoding beside each,
     prompt tokens each), in order; the last step, which holds only what is left, as a segment of its own. unit: the
     prompt tokens a step takes are whole multiples of it (TensorRT-LLM rounds a cut chunk down to whole KV blocks,
-    microBatchScheduler.cpp; the thirtieth audit, S1)."""
+    microBatchScheduler.cpp; the thirtieth audit, S1).
+
+    stages (pp): each step is a micro-batch, and a request whose prompt ends in step e decodes beside every pp-th step
+    from e + pp (its micro-batch is formed as the one it ended in leaves), so a step holds on average a pp-th of
+    the requests in that window (waves' pipeline_exits)."""
     import math
 
     import numpy as np
     from collections import deque
 
     if unit > 1:
-        return _whole_unit_steps(concurrency, input_len, output_len, step_budget, gain, verify_tokens, segments, unit)
+        return _whole_unit_steps(concurrency, input_len, output_len, step_budget, gain, verify_tokens, segments, unit,
+                                 stages)
     decode_steps = max((output_len - 1) / gain, 1.0)
     ends = np.empty(concurrency)
     n = 0
+    pending: deque = deque()  # end steps of the prompts whose requests do not decode yet (under pp)
     running: deque = deque()  # end steps of the prompts whose requests still decode
     done, step, budget = 0.0, 0, float(step_budget)
     while n < concurrency:
-        while running and step + 1 - running[0] > decode_steps:  # its decodes are over before the next step
+        while pending and step + 1 >= pending[0] + stages:  # its first decode is in the next step
+            running.append(pending.popleft())
+        while running and step + 1 - running[0] > stages * decode_steps:  # its decodes are over before the next step
             running.popleft()
-        budget = max(step_budget - verify_tokens * len(running), 0)
+        decoding = len(running) / stages
+        budget = max(step_budget - verify_tokens * decoding, 0)
         to_end = math.ceil(((n + 1) * input_len - done) / budget) if budget > 0 else math.inf
-        to_change = math.floor(running[0] + decode_steps - step) if running else math.inf  # the same budget till then
+        to_change = min(math.floor(running[0] + stages * decode_steps - step) if running else math.inf,
+                        pending[0] + stages - 1 - step if pending else math.inf)  # the same budget till then
         k = max(1, min(to_end, to_change))
         if segments is not None:
-            segments.append((k, len(running), budget))
+            segments.append((k, decoding, budget))
         step += k
         done += k * budget
         while n < concurrency and done >= (n + 1) * input_len:
             ends[n] = step
             n += 1
-            running.append(step)
+            pending.append(step)
     last = concurrency * input_len - (done - budget)
     if segments is not None:  # the last step holds what is left
         k, decoding, full = segments.pop()
@@ -508,7 +518,7 @@ def prompt_end_steps(concurrency: int, input_len: int, output_len: int, step_bud
 
 
 def _whole_unit_steps(concurrency: int, input_len: int, output_len: int, step_budget: int, gain: float,
-                      verify_tokens: int, segments: list | None, unit: int):
+                      verify_tokens: int, segments: list | None, unit: int, stages: int = 1):
     """prompt_end_steps step by step for a scheduler that takes a prompt whole where it fits the step and cuts the
     one it does not fit to whole units (TensorRT-LLM's setCtxRequestsChunkSize<kFIRST_COME_FIRST_SERVED>: the
     remaining context, or what is left of max_num_tokens rounded down to tokens_per_block), as the simulator
@@ -523,11 +533,15 @@ def _whole_unit_steps(concurrency: int, input_len: int, output_len: int, step_bu
     decode_steps = max((output_len - 1) / gain, 1.0) if output_len > 1 else 0.0
     ends = np.empty(concurrency)
     n, progress, step, last = 0, 0, 0, 0
+    pending: deque = deque()  # (under pp, as prompt_end_steps)
     running: deque = deque()
     while n < concurrency:
-        while running and step + 1 - running[0] > decode_steps:
+        while pending and step + 1 >= pending[0] + stages:
+            running.append(pending.popleft())
+        while running and step + 1 - running[0] > stages * decode_steps:
             running.popleft()
-        cap, decoding, taken, ended = max(step_budget - verify_tokens * len(running), 0), len(running), 0, 0
+        decoding = len(running) / stages if stages > 1 else len(running)
+        cap, taken, ended = max(math.floor(step_budget - verify_tokens * decoding), 0), 0, 0
         while n + ended < concurrency:
             remaining = input_len - progress
             if remaining <= cap:  # its whole remaining context
@@ -536,13 +550,13 @@ def _whole_unit_steps(concurrency: int, input_len: int, output_len: int, step_bu
             piece = cap // unit * unit  # cut: whole units, or none this step
             taken, progress = taken + piece, progress + piece
             break
-        if taken == 0 and not running:
+        if taken == 0 and not running and not pending:
             raise KvcalcError(f"--step-tokens: {step_budget:,} tokens a step is under one {unit}-token block, so a "
                               "prompt it cuts never starts; give at least one block")
         step += 1
         for _ in range(ended):
             ends[n] = step
-            running.append(step)
+            pending.append(step)
             n += 1
         if segments is not None:
             if segments and segments[-1][1:] == (decoding, taken):

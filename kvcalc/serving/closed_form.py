@@ -231,7 +231,8 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
             # take the whole budget)
             last = n * input_len - (math.ceil(n * input_len / budget) - 1) * budget  # what the last step holds
         else:  # TensorRT-LLM's whole-block chunks step by step, a lone token a request too
-            ends, last = prompt_end_steps(n, input_len, output_len, budget, gain, stepper.decode_q, unit=chunk_unit)
+            ends, last = prompt_end_steps(n, input_len, output_len, budget, gain, stepper.decode_q, unit=chunk_unit,
+                                          stages=stepper.pp)
         plans.append((n, count, ends, last, int(ends[-1]) if ends is not None else math.ceil(n * input_len / budget)))
     # the group's prefill steps, in lockstep: each holds every replica's piece, a full chunk while its prompts last, its
     # last piece in its last step, then nothing (its requests decode beside the others' chunks). A last piece is no
@@ -259,18 +260,18 @@ def _in_waves(stepper: StepTimer, concurrency: float, input_len: int, output_len
         # ends (the fourteenth audit, S1: every step had carried the wave's mean decodes, and with speculation each
         # costs a verify and its drafts: TTFT 6-28 % over the hand schedule and the simulator)
         segments: list = []
-        prompt_end_steps(c, input_len, output_len, budget, gain, stepper.decode_q, segments, chunk_unit)
+        prompt_end_steps(c, input_len, output_len, budget, gain, stepper.decode_q, segments, chunk_unit, stepper.pp)
         steps, decodes, tokens = (np.array(column, dtype=float) for column in zip(*segments))
         times = np.zeros_like(steps)
         for kind in ((True, True), (True, False), (False, True)):  # the step timer takes arrays all zero or none
             at = ((decodes > 0) == kind[0]) & ((tokens > 0) == kind[1])
             if at.any():
-                times[at] = prefill_timer.seconds(decodes[at] / groups if kind[0] else 0, input_len,
+                times[at] = prefill_timer.seconds(decodes[at] if kind[0] else 0, input_len,
                                                   tokens[at] if kind[1] else 0, cached if kind[1] else 0,
                                                   prompt_len=piece if kind[1] else None)
         # the last step holds what is left, the tail of the last prompt, which attends to the rest of it (step_s)
         tail = min(piece, tokens[-1])
-        times[-1] = prefill_timer.seconds(decodes[-1] / groups, input_len, tokens[-1], max(input_len - tail, 0),
+        times[-1] = prefill_timer.seconds(decodes[-1], input_len, tokens[-1], max(input_len - tail, 0),
                                           prompt_len=tail)
         group = list(zip(steps, times))
     ttft, latency, wave_s = [], [], 0.0
