@@ -569,8 +569,12 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         for key, tokens in (("comm_s", micro), ("prefill_comm_s", micro * prompt)):
             ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, a2a, tp,
                                                    dispatch_copies(profile, ep))
+        # the floor moves a token once to each GPU its experts are on, at most min(top_k, ep) of them, which no
+        # engine's dispatch undercuts (the thirty-ninth audit, fuzz 1: top_k copies at ep 2 < top_k 8 had put the
+        # speed of light at 4x the bytes vLLM's all-gather moves, a prefill of 152.7 ms beside a floor of 245.9)
         for key, tokens in (("comm_sol_s", micro), ("prefill_comm_sol_s", micro * prompt)):
-            ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, tp=tp)
+            ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, tp=tp,
+                                                   copies=min(spec.moe.top_k, ep))
     if pp > 1:
         stage_link = stage_link_bandwidth(hw, tp * pp)
         fill = pipeline_fill_fraction(m, pp)

@@ -59,6 +59,7 @@ from kvcalc.formulas.workload import (
     cost_per_million_tokens,
     own_budget_per_replica,
     own_prefill_pieces,
+    pipelined_prefill,
     prompt_end_steps,
     queue_wait,
     replica_share,
@@ -92,9 +93,10 @@ def own_prefill_seconds(stepper: StepTimer, decodes: float, context: float, inpu
     micro-batch or replica, none cut; none at one request in flight)."""
     _, full, n_full, rest = own_prefill_pieces(input_len, own_budget)
     t = stepper.seconds(decodes, context, max(rest, chunk), n_full * full, prompt_len=input_len)
-    if n_full:  # the full steps, at the mean context cached before each
-        t += n_full * stepper.seconds(decodes, context, max(full, chunk), full * (n_full - 1) / 2, prompt_len=input_len)
-    return t
+    # the full steps, at the mean context cached before each, and under pp the chunks through the stages in turn
+    full_s = stepper.seconds(decodes, context, max(full, chunk), full * (n_full - 1) / 2, prompt_len=input_len) \
+        if n_full else 0.0
+    return pipelined_prefill(t, full_s, n_full, stepper.pp)
 
 
 def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_len: int, step_tokens: int) -> dict:
@@ -107,7 +109,9 @@ def _colocated(stepper: StepTimer, concurrency: float, input_len: int, output_le
         tau = stepper.seconds(0, 0, chunk, max(input_len - chunk, 0) / 2, prompt_len=input_len)
         # one prompt alone: full steps of the budget, then the rest (the third audit: two full 8,192-token steps for
         # a 9,000-token prompt, TTFT 394 ms where its prefill takes 216)
-        alone = own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)
+        # (in its replica's own budget under --ep, as below: the thirty-ninth audit, fuzz 3)
+        own = own_budget_per_replica(step_tokens, 0.0, concurrency, attention_groups(stepper.ep, stepper.tp), 0.0, 1)
+        alone = own_prefill_seconds(stepper, 0.0, 0, input_len, float(own), 0.0)
         latency = max(concurrency * input_len * tau / chunk, alone)  # Little's law; never faster than one prompt
         return {"ttft_s": latency, "tpot_s": None, "latency_s": latency, "requests_per_s": concurrency / latency,
                 "decode_batch": 0.0, "prefill_tokens_per_step": chunk, "step_s": tau}

@@ -174,7 +174,11 @@ def colocated_many(stepper, cs, input_len: int, output_len: int, step_tokens: in
             from kvcalc.serving.closed_form import own_prefill_seconds
 
             tau = stepper.seconds(0, 0, chunk, np.maximum(input_len - chunk, 0) / 2, prompt_len=input_len)
-            alone = own_prefill_seconds(stepper, 0.0, 0, input_len, step_tokens, 0.0)  # as _colocated times it
+            from kvcalc.formulas.parallel import attention_groups
+            from kvcalc.formulas.workload import own_budget_per_replica
+
+            own = own_budget_per_replica(step_tokens, 0.0, 1.0, attention_groups(stepper.ep, stepper.tp), 0.0, 1)
+            alone = own_prefill_seconds(stepper, 0.0, 0, input_len, float(own), 0.0)  # as _colocated times it
             latency = np.maximum(cs * input_len * tau / chunk, alone)
             return _overhead_many(latency, None, latency, cs / latency, request_s)
         (args, where), alone = _colocated_call(stepper, cs, input_len, output_len, step_tokens, decode, chunk, s_p)
@@ -251,7 +255,7 @@ def _colocated_call(stepper, cs, input_len: int, output_len: int, step_tokens: i
     where = {"i": i, "i0": i0, "ii": ii, "i00": i00, "n_full": n_full, "z": z, "m": m, "m0": m0,
              "m1": m1, "f": f, "ends": ends, "others": others, "left": left, "bare": len(bare),
              "lag": steady_pipeline_lag(beside_own, stepper.pp),  # as closed_form._colocated
-             "pipelined": stepper.pp > 1}
+             "pipelined": stepper.pp > 1, "stages": stepper.pp}
     return ((joint[0], context, joint[1], joint[2], float(input_len)), where), alone
 
 
@@ -273,14 +277,17 @@ def _colocated_finish(both, lone, cs, where: dict, s_p, gain: float, output_len:
         t_lo[m0] = bare[len(z):]
     own_decode[m] = (1 - f) * t_lo + f * t_hi
     ttft = s_p * tau
-    if len(i) or len(i0):  # the unqueued prompts: the rest's step, plus the full steps before it
+    if len(i) or len(i0):  # the unqueued prompts: the rest's step, plus the full steps before it (under pp through
+        # the stages in turn: closed_form.own_prefill_seconds)
+        from kvcalc.formulas.workload import pipelined_prefill
+
         ttft = ttft.copy()
         ttft[i] = rest_i
-        ttft[ii] += n_full[ii] * full_ii
+        ttft[ii] = pipelined_prefill(ttft[ii], full_ii, n_full[ii], where["stages"])
         if len(i0):
             ttft[i0] = lone.pop(0)
         if len(i00):
-            ttft[i00] += n_full[i00] * lone.pop(0)
+            ttft[i00] = pipelined_prefill(ttft[i00], lone.pop(0), n_full[i00], where["stages"])
     if where["pipelined"]:  # the wait for the first stage, in decode micro-batches (closed_form._colocated)
         ttft = ttft + where["lag"] * lone.pop(0)
     tpot = own_decode / gain
