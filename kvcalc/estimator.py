@@ -574,7 +574,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
         # speed of light at 4x the bytes vLLM's all-gather moves, a prefill of 152.7 ms beside a floor of 245.9)
         for key, tokens in (("comm_sol_s", micro), ("prefill_comm_sol_s", micro * prompt)):
             ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, tp=tp,
-                                                   copies=min(spec.moe.top_k, ep))
+                                                   copies=min(spec.moe.top_k, ep) if spec.moe else None)
     if pp > 1:
         stage_link = stage_link_bandwidth(hw, tp * pp)
         fill = pipeline_fill_fraction(m, pp)

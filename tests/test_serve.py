@@ -407,7 +407,8 @@ def test_serve_takes_vllms_own_step_budget_so_it_agrees_with_capacity():
 
 def test_benchmark_ledger_prose_figures():
     """docs/validation.md's prose on the RTX PRO 6000 benchmark rows, recomputed: PP 2 within 3 % (one request) and
-    9 % (32) on throughput, TTFT 8 % and 7 % short; TP 2's lone decode 1 %, 39 % too fast at 32 requests, its
+    6 % (32) on throughput, TTFT 8 % short and within 0.1 % (9 % and 7 % short before the thirty-ninth audit
+    pipelined a wave's budgets); TP 2's lone decode 1 %, 39 % too fast at 32 requests, its
     one-request TTFT 53 % short; staggered at 32 requests 45 % too fast (TP 2) and 1 % too slow (PP 2), TTFTs 96 % and
     91 % short (90 % before the thirty-eighth audit's wait of half a decode stage-time, 92 % before the steady state's
     pipeline lag). (Before a wave's decodes took their share of each prefill step: TTFT 21 % short at 32; before a
@@ -419,13 +420,14 @@ def test_benchmark_ledger_prose_figures():
     path = ROOT / "validation" / "serve" / "vllm-bench-rtx-pro-6000-qwen3-32b.csv"
     rows = read_csv_ledger(path, "a serve benchmark ledger CSV", BENCH_COLUMNS)
     e = {(r["id"], r["metric"]): r["error_pct"] for r in score_bench(rows)}
-    assert [round(abs(e[("pp2-c1", "output_tokens_per_s")])), round(abs(e[("pp2-c32", "output_tokens_per_s")]))] == [3, 9]
-    assert [round(-e[("pp2-c1", "median_ttft_ms")]), round(-e[("pp2-c32", "median_ttft_ms")])] == [8, 7]
+    assert [round(abs(e[("pp2-c1", "output_tokens_per_s")])), round(abs(e[("pp2-c32", "output_tokens_per_s")]))] == [3, 6]
+    assert round(-e[("pp2-c1", "median_ttft_ms")]) == 8 and abs(e[("pp2-c32", "median_ttft_ms")]) < 0.1
     assert round(abs(e[("tp2-c1", "median_tpot_ms")])) == 1 and round(e[("tp2-c32", "output_tokens_per_s")]) == 39
     assert round(-e[("tp2-c1", "median_ttft_ms")]) == 53
     measured = {r["id"]: r for r in rows}
     docs = (ROOT / "docs" / "validation.md").read_text()
-    assert "PP 2: within 3 % at one request, 9 % at 32 on throughput, TTFT 8 % and 7 % short" in " ".join(docs.split())
+    assert "PP 2: within 3 % at one request, 6 % at 32 on throughput, TTFT 8 % short and within 0.1 %" in " ".join(
+        docs.split())
     found = []
     for tp, pp, row in ((2, 1, "tp2-c32"), (1, 2, "pp2-c32")):
         with warnings.catch_warnings():
