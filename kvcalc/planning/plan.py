@@ -927,6 +927,22 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
 
         simulations: dict = {}
         prompts = min(simulated_prompts, MEDIAN_PROMPTS) if median_simulated else simulated_prompts
+        runners = {id(d): runner for d, runner, _ in built}
+
+        def replica_points(d, ks: list[int]) -> list[Point]:
+            """The deployment's points where k replicas, k in ks, each carry their share of the rate (rate_shares
+            between the two nearest points timed, as the third pass finds them), best first."""
+            assert request_rate is not None  # (verify passes it under a request rate only)
+            mine = sorted((p for p in points if p.deployment is d), key=lambda p: p.in_flight)
+            cs = [p.in_flight for p in mine]
+            more = sorted(set(rate_shares(cs, [p.requests_per_s for p in mine], request_rate,
+                                          runners[id(d)].max_concurrency, ks)) - set(cs))
+            if more:
+                group = [(d, runners[id(d)], more)]
+                group_states = steady_states(group, input_len, output_len)
+                points.extend(judged(group, group_states, run_many_all([runners[id(d)]], [more], group_states)))
+            pool = at_load([p for p in points if p.deployment is d and not p.misses])
+            return sorted((p for p in pool if p.replicas in ks), key=lambda p: _rank_key(p, gpu_budget is not None))
 
         def verify(candidates, n):  # the simulator's check of this question's limits (verify_at_percentile)
             return verify_at_percentile(spec, candidates, n, percentile=percentile, input_len=input_len,
@@ -934,7 +950,8 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                                         step_tokens=step_tokens, memory_utilization=memory_utilization,
                                         max_ttft_ms=max_ttft_ms, max_tpot_ms=None if median_simulated else max_tpot_ms,
                                         num_prompts=prompts, range_ratio=range_ratio, dataset=dataset,
-                                        memo=simulations)
+                                        memo=simulations, replica_points=replica_points if request_rate else None,
+                                        rank_key=lambda p: _rank_key(p, gpu_budget is not None))
 
         chosen = verify(ok, runners_up + 1)
         ok = [p for p in ok if not p.misses]
@@ -1045,7 +1062,7 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
                          memory_utilization: float, max_ttft_ms: float | None, max_tpot_ms: float | None,
                          num_prompts: int = SIMULATED_PROMPTS, max_checks: int | None = None,
                          range_ratio: float = 0.0, dataset: str = "random",
-                         memo: dict | None = None) -> list[Point]:
+                         memo: dict | None = None, replica_points=None, rank_key=None) -> list[Point]:
     """Up to n deployments of `ok` (in the order of their best points, best first; one point each, then in `ok`'s
     order) whose TTFT and TPOT at the percentile, in the request-level simulation of one replica (kvcalc.simulate:
     the engine's scheduler, its batch budget as max_num_seqs), meet the limits. A point that misses gets "TTFT pXX" /
@@ -1058,7 +1075,12 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
     closed loop of its share of the requests in flight (for a disaggregated replica, which the simulator runs
     open-loop only, Poisson arrivals at that share's Little's-law rate). memo: simulations already run, by deployment,
     seats and load, shared between the calls of one plan (the twenty-eighth audit, plan 3: each engine's best had
-    re-run the choice's own simulation)."""
+    re-run the choice's own simulation). replica_points(deployment, replicas) (with rank_key, the ranking's key):
+    the deployment's points at each of those replica counts' share of the load, which the bisection then searches
+    between the most replicas that missed and the fewest that met, one replica count at a time (the thirty-ninth
+    audit, planopt 1: the ladder's counts alone had bought 10 replicas where 8 meet p99 TTFT, 16 where 13 do)."""
+    import bisect
+
     from kvcalc.serving.simulate import simulate
 
     memo = {} if memo is None else memo
@@ -1129,7 +1151,8 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
         p.simulated["met"] = not p.misses
         return not p.misses
 
-    rank = {id(p): i for i, p in enumerate(ok)}
+    rank: dict[int, float] = {id(p): i for i, p in enumerate(ok)}
+    keys = [rank_key(p) for p in ok] if rank_key is not None else []
     out: list[Point] = []
     for best in _distinct(ok, len(ok)):
         # a deployment's points rank no better than its best one: once n confirmed points all rank above this one's
@@ -1151,6 +1174,18 @@ def verify_at_percentile(spec, ok: list[Point], n: int, *, percentile: str, inpu
                 found, hi = lower[mid], mid - 1
             else:
                 lo = mid + 1
+        if found is not None and replica_points is not None:  # the replica counts between, which no budget timed
+            missed = [p.replicas for p in (best, *lower) if p.simulated and not p.simulated["met"]
+                      and p.replicas < found.replicas]
+            k_lo, k_hi = (max(missed) if missed else found.replicas - 1) + 1, found.replicas - 1
+            while k_lo <= k_hi and checks < max_checks:
+                k = (k_lo + k_hi) // 2
+                candidates = replica_points(best.deployment, [k])
+                if candidates and meets(candidates[0]):
+                    found, k_hi = candidates[0], k - 1
+                    rank[id(found)] = bisect.bisect_left(keys, rank_key(found)) - 0.5
+                else:
+                    k_lo = k + 1
         if found is not None:
             out.append(found)
     return sorted(out, key=lambda p: rank[id(p)])[:n]
