@@ -576,7 +576,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
     leaves; a request in a micro-batch is scheduled again only once that micro-batch has left, while a prompt's next
     chunk may go into the next one. So requests admitted together stay together: a wave whose prompts fit one step
     runs as one micro-batch through every stage, its decodes too. Each micro-batch has the whole token budget; SGLang
-    takes at most max_seqs // pp requests into one, TensorRT-LLM likewise, vLLM's max_seqs counts them all. vLLM V1
+    forms its pp slots in turn, each holding its requests for life and at most max_seqs // pp of them (below),
+    TensorRT-LLM takes at most max_seqs // pp of the requests not in flight, vLLM's max_seqs counts them all. vLLM V1
     (EngineCore.step_with_batch_queue, its scheduler skipping a request with no new tokens; PR #13637 for the
     chunks), SGLang (event_loop_pp: running_mbs[mb_id], pp_max_micro_batch_size) and TensorRT-LLM (_executor_loop_pp:
     inflight_req_ids; PR #9308 for the chunks); the thirty-eighth audit, Serve 1: the step's requests had been spread
