@@ -51,13 +51,15 @@ def test_s5_two_prompts_prefilled_together_reach_decode_one_transfer_apart(tmp_p
     p99 = a + 0.99 T (linear interpolation), p99 - p50 = 0.49 T, where the first token comes with the KV cache. Both
     had arrived together, p99 = p50. TensorRT-LLM's generation server streams the first token as its scheduler takes
     the request in (the thirty-ninth audit, disagg 1), so the second, arriving a transfer later while the first's
-    decode step runs, is taken at that step's end or later: p99 - p50 at least 0.49 T."""
+    decode step runs, is taken at the end of that step or the next (the overlap scheduler fills a step while the last
+    runs): its first token T to T + 2 decode steps after the first's, p99 - p50 0.49 of that."""
     from kvcalc.serving.simulate import simulate
 
     trace = tmp_path / "two.csv"
     trace.write_text("arrival_s,input_len,output_len\n0,512,16\n0,512,16\n")
     r = simulate("llama-3-8b", "h100-sxm", arrivals="trace", trace=str(trace), disaggregate=(1, 1), engine="trtllm")
-    assert r["ttft_ms"]["p99"] - r["ttft_ms"]["p50"] >= 0.49 * r["kv_transfer_ms_mean"] > 0
+    transfer, step = r["kv_transfer_ms_mean"], r["tpot_ms"]["p50"]
+    assert 0.49 * transfer <= r["ttft_ms"]["p99"] - r["ttft_ms"]["p50"] <= 0.49 * (transfer + 2 * step)
 
 
 def test_s6_the_closed_form_charges_whole_verify_steps_as_the_simulator_does():

@@ -42,8 +42,7 @@ def _gpu_row(g) -> dict:
     return {
         "name": g.name, "aliases": ", ".join(g.aliases), "memory_GiB": g.memory_GiB,
         "bandwidth_GBps": g.memory_bandwidth_GBps, "bf16_tflops": bf16, **({"bf16_tflops_note": note} if note else {}),
-        "fp8_tflops": g.peak_tflops.fp8, **({} if g.peak_tflops.fp8 is not None else
-                                            {"fp8_tflops_note": "no fp8 units: fp8 weights are dequantised and multiplied at the 16-bit peak"}),
+        "fp8_tflops": g.peak_tflops.fp8,
     }
 
 

@@ -77,17 +77,15 @@ TRTLLM_UNSUPPORTED_FAMILIES = ("jamba", "falcon", "chatglm", "gemma2", "cohere")
 SGLANG_UNSUPPORTED_FAMILIES = ("jamba", "falcon")
 # Families whose SGLang model cannot run pipeline stages: model_runner.py (0.5.14) asserts "Pipeline Parallel is not
 # compatible with this model." where the entry class's forward takes no pp_proxy_tensors (Qwen3NextForCausalLM,
-# Llama4ForConditionalGeneration in mllama4.py, Gemma2ForCausalLM, Gemma3's, CohereForCausalLM, ChatGLMModel,
-# GPT2LMHeadModel; the llama, qwen2/3, qwen3_moe, mixtral, deepseek_v2, gpt_oss and nemotron_h classes take it). The
+# Llama4ForConditionalGeneration in mllama4.py, Gemma2ForCausalLM, Gemma3's, CohereForCausalLM, ChatGLMModel, and
+# GPT2LMHeadModel, the class of the gpt family's architecture; the llama, qwen2/3, qwen3_moe, mixtral, deepseek_v2, gpt_oss and nemotron_h classes take it). The
 # thirty-ninth audit, launch 1: plan had chosen TP2 x PP2 under SGLang for Qwen3-Next and Llama 4 Scout.
 SGLANG_NO_PP_FAMILIES = ("qwen3_next", "llama4", "gemma2", "gemma3", "cohere", "chatglm", "gpt")
-# MoE families whose SGLang attention runs over the attention-TP group (get_parallel().attn_tp_size, which
-# --enable-dp-attention splits), so data-parallel attention groups under --ep > --tp work: deepseek_v2.py (DeepSeek
-# V2/V3/V3.2, Kimi-K2), qwen2_moe.py, qwen3_moe.py, qwen3_next.py, llama4.py, gpt_oss.py. Mixtral's attention shards
-# over the whole TP group (mixtral.py), and server_args.py's help names DeepSeek-V2 and Qwen 2/3 MoE; nemotron_h's
-# Mamba layers shard over the whole group, not established, so left out (the thirty-ninth audit, launch 4).
-SGLANG_DP_ATTENTION_FAMILIES = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "qwen2_moe", "qwen3_moe",
-                                "qwen3_next", "llama4", "gpt_oss")
+# MoE families whose SGLang attention shards over the whole TP group, not the attention-TP group that
+# --enable-dp-attention splits (get_parallel().attn_tp_size, as deepseek_v2.py, qwen2_moe.py, qwen3_moe.py,
+# qwen3_next.py, llama4.py, gpt_oss.py and glm4_moe.py use it): mixtral.py, so data-parallel attention groups under
+# --ep > --tp do not run (the thirty-ninth audit, launch 4; a family not read in SGLang's source is not refused)
+SGLANG_NO_DP_ATTENTION_FAMILIES = ("mixtral",)
 
 
 def engine_model_refusal(engine: str, spec) -> str | None:
@@ -289,7 +287,7 @@ def layout_refusal(engine: str, tp: int, ep: int, spec=None, pp: int = 1) -> str
     if engine == "trtllm":
         return (f"--ep {ep} with --tp {tp} under {engine}: TensorRT-LLM runs attention as TP over all its ranks or as "
                 f"DP (TP 1), not data-parallel groups of TP {tp}; these times are for a layout it does not run")
-    if pp > 1:
+    if pp > 1 and spec.family in SGLANG_NO_PP_FAMILIES:
         return (f"--pp {pp} under sglang: SGLang's {spec.family} model takes no pipeline stages (\"Pipeline Parallel "
                 "is not compatible with this model\"); these times are for a layout it does not run")
     return (f"--ep {ep} with --tp {tp} under sglang: SGLang's {spec.family} model has no data-parallel attention "
@@ -302,14 +300,14 @@ def launches_layout(engine: str, layout: dict, spec=None) -> bool:
     DP groups of TP > 1 (NVIDIA/TensorRT-LLM docs, "Parallelism in TensorRT-LLM", Attention Module): expert-parallel
     layouts over attention groups of 2 or more GPUs are left out for it (the sixth audit: plan ranked EP8/TP2 and
     --emit launched it as EP8/TP1). SGLang runs pipeline stages only for the models whose class takes them
-    (SGLANG_NO_PP_FAMILIES) and data-parallel attention (--ep > --tp) only for those built on the attention-TP group
-    (SGLANG_DP_ATTENTION_FAMILIES). layout: plan's layouts() dict (tp, ep, pp); spec: the model (None: any)."""
+    (SGLANG_NO_PP_FAMILIES) and data-parallel attention (--ep > --tp) not for those whose attention shards over the
+    whole TP group (SGLANG_NO_DP_ATTENTION_FAMILIES). layout: plan's layouts() dict (tp, ep, pp); spec: the model (None: any)."""
     ep, tp, pp = layout.get("ep", 1), layout.get("tp", 1), layout.get("pp", 1)
     if engine == "trtllm":
         return not ep > tp > 1
     if engine == "sglang" and spec is not None:
         return not ((pp > 1 and spec.family in SGLANG_NO_PP_FAMILIES)
-                    or (ep > tp and spec.family not in SGLANG_DP_ATTENTION_FAMILIES))
+                    or (ep > tp and spec.family in SGLANG_NO_DP_ATTENTION_FAMILIES))
     return True
 
 

@@ -586,6 +586,18 @@ def _whole_unit_steps(concurrency: int, input_len: int, output_len: int, step_bu
     return ends, last
 
 
+def through_stages(start: float, stage_free: list, depth: float) -> float:
+    """A micro-batch of `depth` [s] (its whole depth) entering the pipeline at `start`, through the stages as a flow
+    shop: each stage takes a pp-th of its depth (pp = len(stage_free)) once that stage is free, stage_free[i] the
+    time stage i last came free (updated); when it leaves the last stage. The simulator's micro-batches
+    (serving/simulate.py) and the closed form's wave steps (pipeline_exits) alike."""
+    stages = len(stage_free)
+    for i in range(stages):
+        start = max(start, stage_free[i]) + depth / stages
+        stage_free[i] = start
+    return start
+
+
 PIPELINE_EXITS_STEPS = 20_000  # prefill steps pipeline_exits runs one by one; past them, the steady flow's form
 
 
@@ -604,11 +616,7 @@ def pipeline_exits(at, steps: int, stages: int):
     stage_free = [0.0] * stages
     exits: list[float] = []
     for k, depth in enumerate(depths):
-        out = exits[k - stages] if k >= stages else 0.0
-        for i in range(stages):
-            out = max(out, stage_free[i]) + depth / stages
-            stage_free[i] = out
-        exits.append(out)
+        exits.append(through_stages(exits[k - stages] if k >= stages else 0.0, stage_free, depth))
     table = np.array([0.0, *exits])
     return lambda k: np.interp(k, np.arange(steps + 1, dtype=float), table)
 

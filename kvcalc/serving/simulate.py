@@ -34,6 +34,7 @@ from kvcalc.engines.scheduler import (
 from kvcalc.errors import KvcalcError
 from kvcalc.formulas.engine_memory import VLLM_V1_ENGINE
 from kvcalc.formulas.parallel import attention_groups, group_step_budget
+from kvcalc.formulas.workload import through_stages
 from kvcalc.specs.files import plain_number_text
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -760,12 +761,8 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         """Under pp: a micro-batch formed now, `dt` through the whole depth, through the stages in turn, each a pp-th
         of it once that stage is free (a flow shop); when it leaves the last."""
         nonlocal busy
-        at = t
-        for stage in range(pipeline_stages):
-            at = max(at, stage_free[stage]) + dt / pipeline_stages
-            stage_free[stage] = at
         busy += dt / pipeline_stages  # the first stage's share
-        return at
+        return through_stages(t, stage_free, dt)
 
     def decode_micro_batch(ids) -> bool:
         """Under pp, with no request waiting: forms the micro-batch of `ids` as the general step would where each
@@ -877,10 +874,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             if g != 0 or formed:  # (the one it forms again leaves the pipeline now)
                 queue.popleft()
             dt = step_time.seconds(d, (kv_sums[g] + gain * d * done_steps[g]) / d, 0.0, 0.0, None)
-            at = at_form
-            for k in range(pipeline_stages):
-                at = max(at, stage[k]) + dt / pipeline_stages
-                stage[k] = at
+            at = through_stages(at_form, stage, dt)
             busy_add += dt / pipeline_stages
             if done_steps[g] == 0:
                 first_gaps.append(np.where(np.isnan(last_tok[groups[g]]), dt, at - last_tok[groups[g]]))
