@@ -306,7 +306,10 @@ def rate_shares(ladder: Sequence[float], rates: list[float], request_rate: float
         out.add(min(limit, math.ceil(c)))
         b = (hi / rates[i] - lo / rates[i - 1]) / (hi - lo)
         if (carried := in_flight_at_rate(target, lo / rates[i - 1] - b * lo, b)) is not None:
-            out |= {min(limit, carried * bump) for bump in (1.001, 1.005)}
+            # to 1e-9 of a request, so that a pass finding again a load an earlier one timed, up to the last bits
+            # of its floats, times it once, whatever numpy's release (the count of configurations searched had
+            # differed by one between numpy 1.24 and 2.x)
+            out |= {round(min(limit, carried * bump), 9) for bump in (1.001, 1.005)}
     return sorted(c for c in out - set(ladder) if c > 0)
 
 
