@@ -258,3 +258,14 @@ def test_39_calibrate4_the_printed_fit_error_is_the_profiles_through_serve():
             if run.get("ttft_ms") is not None and not run.get("unsteady"):
                 errors.append(abs(s["ttft_ms"] / run["ttft_ms"] - 1) * 100)
     assert report["fit_median_abs_error_pct"] == pytest.approx(statistics.median(errors), abs=0.1)
+
+
+def test_39_planopt3_a_layout_with_no_scale_out_link_is_not_counted_as_not_fitting():
+    """planopt 3: the MI300X spec gives no scale_out_bandwidth_GBps, so plan does not time a replica of 16 or 32 GPUs
+    (its interconnect joins 8: formulas/parallel.scale_out_missing); those 128 layouts of Llama-3.1-70B had been
+    counted under "does not fit", which reads as memory."""
+    import kvcalc
+
+    r = kvcalc.plan("llama-3.1-70b", ["mi300x"], input_len=3000, output_len=300, request_rate=8, max_tpot_ms=30)
+    counts = r["rejected"]["counts"]
+    assert counts["spans nodes with no scale-out link"] == 128 and counts["does not fit"] == 0
