@@ -30,11 +30,14 @@ def _bf16_tflops(g) -> tuple[float | None, str | None]:
     """The dense bf16 peak kvcalc times bf16 work at, and a note where it is the fp16 peak: a part without bf16 units
     (T4, V100) runs a bf16 checkpoint in fp16 (HardwareSpec.peak_flops; the thirty-ninth audit, hwspecs 1: the
     catalog had said "not applicable" where estimate then used 65 and 125 TFLOPS)."""
+    from kvcalc.errors import KvcalcError
+
     if g.peak_tflops.bf16 is not None:
         return g.peak_tflops.bf16, None
-    if g.peak_tflops.fp16 is not None:
-        return g.peak_tflops.fp16, "the fp16 peak: no bf16 units, a bf16 checkpoint runs in fp16"
-    return None, None
+    try:  # the spec's own fallback, not a second copy of it
+        return g.peak_flops("bf16") / 1e12, "the fp16 peak: no bf16 units, a bf16 checkpoint runs in fp16"
+    except KvcalcError:  # neither peak listed
+        return None, None
 
 
 def _gpu_row(g) -> dict:

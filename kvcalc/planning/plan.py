@@ -852,6 +852,10 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                 out.append(p)
         return out
 
+    def time_points(group) -> list[Point]:  # (deployment, runner, requests in flight) triples, each timed and judged
+        group_states = steady_states(group, input_len, output_len)
+        return judged(group, group_states, run_many_all([x[1] for x in group], [x[2] for x in group], group_states))
+
     points += judged(built, states, runs)
     # a second pass, between two budgets of each replica's ladder: where it carries the rate's share request_rate / k
     # (rate_shares), and where it reaches the latency limits (limit_shares); the latter only for a deployment whose
@@ -870,8 +874,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         if more - set(ladder):
             extra.append((d, runner, sorted(more - set(ladder))))
     if extra:
-        states2 = steady_states(extra, input_len, output_len)
-        points += judged(extra, states2, run_many_all([x[1] for x in extra], [x[2] for x in extra], states2))
+        points += time_points(extra)
     for _ in range(LOAD_PASSES if request_rate is not None else 0):  # a third pass (and a fourth): the rate's shares
         # again, between the two nearest points timed, where the latency's affine is near exact, so a replica's TTFT
         # and TPOT are those at the load serve finds for it (the eleventh audit, P1), for the deployments that could
@@ -897,8 +900,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                                                  prices[d.gpu]):
                 third.append((d, runner, sorted(more)))
         if third:
-            states3 = steady_states(third, input_len, output_len)
-            points += judged(third, states3, run_many_all([x[1] for x in third], [x[2] for x in third], states3))
+            points += time_points(third)
     if concurrency is not None:
         split_served(points, concurrency, output_len, prices)
     # with a concurrency C, a replica never holds more than C requests: budgets above C are not operating points of
@@ -941,9 +943,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             more = sorted(set(rate_shares(cs, [p.requests_per_s for p in mine], request_rate,
                                           runners[id(d)].max_concurrency, ks)) - set(cs))
             if more:
-                group = [(d, runners[id(d)], more)]
-                group_states = steady_states(group, input_len, output_len)
-                points.extend(judged(group, group_states, run_many_all([runners[id(d)]], [more], group_states)))
+                points.extend(time_points([(d, runners[id(d)], more)]))
             pool = at_load([p for p in points if p.deployment is d and not p.misses])
             return sorted((p for p in pool if p.replicas in ks), key=lambda p: _rank_key(p, gpu_budget is not None))
 

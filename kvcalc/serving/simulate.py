@@ -804,6 +804,9 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             ratio = max(ratio - policy.new_token_ratio_decay, policy.min_new_token_ratio)
         return True
 
+    def next_arrival() -> float:  # when the next request not yet queued arrives (inf: none known yet)
+        return float(arrive[nxt]) if nxt < n and not np.isnan(arrive[nxt]) else math.inf
+
     def entered(held, fin, at: float) -> None:
         """Under pp: the micro-batch just formed holds `held` until it leaves the last stage at `at`, completing
         `fin`; under SGLang they are its slot's, and the next slot is in turn."""
@@ -821,7 +824,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         nonlocal turn, passes, t
         turn, passes = (turn + 1) % pipeline_stages, passes + 1
         if passes >= pipeline_stages:
-            coming = float(arrive[nxt]) if nxt < n and not np.isnan(arrive[nxt]) else math.inf
+            coming = next_arrival()
             nearest = min(flight[0][0] if flight else math.inf, coming)
             if nearest == math.inf:
                 raise KvcalcError("simulation: the KV pool cannot hold the next request (its prompt, or its tokens so "
@@ -858,7 +861,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
         # blocks the added tokens may take: each request's next token past its held blocks, at most one more each
         slack = (blocks[run] - state_blocks) * bs - kv[run] - q
         short = float(np.maximum(-slack, 0).sum())
-        coming = float(arrive[nxt]) if nxt < n and not np.isnan(arrive[nxt]) else math.inf
+        coming = next_arrival()
         gone = [len(f[1]) > 0 for f in flight]
         queue = deque((f[0], g + 1, f) for g, f in enumerate(flight))  # exit, group, the entry it was
         stage = stage_free[:]
@@ -1000,7 +1003,7 @@ def simulate_schedule(policy: SchedulerPolicy, step_time, workload: Workload, *,
             if slotted:
                 pass_turn()
                 continue
-            coming = float(arrive[nxt]) if nxt < n and not np.isnan(arrive[nxt]) else math.inf
+            coming = next_arrival()
             t = max(t, min(flight[0][0] if flight else math.inf, coming))
             continue
         # the general step below, for decodes alone in fewer array operations (plan simulates pipelined finalists): a

@@ -724,12 +724,11 @@ def _sizes(name: str) -> set[str]:
     return {m.rstrip("0").rstrip(".") if "." in m else m for m in _SIZE.findall(name.lower())}
 
 
-# trtllm-bench's engine.quantization and engine.kv_cache_dtype (TensorRT-LLM's QuantAlgo names, quantization/mode.py)
-# as kvcalc's --weight-dtype and --kv-dtype; None: the checkpoint's own format
+# trtllm-bench's engine.quantization (TensorRT-LLM's QuantAlgo names, quantization/mode.py) as kvcalc's
+# --weight-dtype; None: the checkpoint's own format (its engine.kv_cache_dtype: specs/hf.py MODELOPT_KV_FORMATS)
 TRTLLM_WEIGHT_FORMATS = {"FP8": "fp8", "FP8_BLOCK_SCALES": "fp8-block", "NVFP4": "nvfp4", "W4A16_AWQ": "int4",
                          "W4A16_GPTQ": "int4", "W4A16": "int4", "W4A16_MXFP4": "mxfp4", "W4A8_MXFP4_FP8": "mxfp4",
                          "W8A16": "int8", "W8A16_GPTQ": "int8"}
-TRTLLM_KV_FORMATS = {"FP8": "fp8", "INT8": "int8", "NVFP4": "nvfp4"}
 
 
 def served_elsewhere(path: Path, runs: list[dict], spec, engine: str, hw=None, tp: int | None = None,
@@ -747,6 +746,7 @@ def served_elsewhere(path: Path, runs: list[dict], spec, engine: str, hw=None, t
 
     from kvcalc.engines.launch import hf_repo_id
     from kvcalc.estimator import resolve_weight_dtype
+    from kvcalc.specs.hf import MODELOPT_KV_FORMATS  # TensorRT-LLM's kv_cache_quant_algo names, as checkpoints write
 
     for key, what in (("model_id", "models"), ("backend", "engines")):
         named = {}
@@ -786,7 +786,7 @@ def served_elsewhere(path: Path, runs: list[dict], spec, engine: str, hw=None, t
                 raise KvcalcError(f"{path}: line {run['line']}: world_info.{key} {run[key]}: calibrate fits one "
                                   f"tensor-parallel group without {how} parallelism; pass a run with {key} 1")
         for key, flag, ours, names in (("engine_quantization", "--weight-dtype", weight_dtype, TRTLLM_WEIGHT_FORMATS),
-                                       ("engine_kv_cache_dtype", "--kv-dtype", kv_dtype, TRTLLM_KV_FORMATS)):
+                                       ("engine_kv_cache_dtype", "--kv-dtype", kv_dtype, MODELOPT_KV_FORMATS)):
             if ours is None or key not in run:
                 continue
             theirs = run[key]
