@@ -344,7 +344,11 @@ def test_p1_p2_plan_at_a_rate_judges_each_replica_count_at_its_load():
     assert c["ttft_ms"] == pytest.approx(served["ttft_ms"], rel=0.01)
     one = _quiet(kvcalc.plan, "gemma-3-27b", gpus=["a100-80gb"], engines=["vllm"], convert=False, disaggregated=False,
                  input_len=1000, output_len=1, request_rate=3, max_ttft_ms=3000)["choice"]
-    assert one["in_flight_per_replica"] == 1  # had been judged at 15, TTFT 2.8 s for 217 ms
+    # had been judged at 15, TTFT 2.8 s for 217 ms; then at the ladder's 1; now at Little's law's 3/s x 217.46 ms =
+    # 0.652 in flight, the fraction serve bisects (the fortieth audit, planopt 2: the point a load pass keeps past the
+    # fewest in flight that carry the share is bisected)
+    assert one["ttft_ms"] == pytest.approx(217.46, abs=0.01)
+    assert one["in_flight_per_replica"] == pytest.approx(3 * one["ttft_ms"] / 1e3, rel=1e-6)
     # launched with the pool's seats, which Poisson bursts need (the nineteenth audit, P3)
     assert one["max_num_seqs"] == one["max_in_flight_per_replica"] > 1
 

@@ -313,6 +313,62 @@ def rate_shares(ladder: Sequence[float], rates: list[float], request_rate: float
     return sorted(c for c in out - set(ladder) if c > 0)
 
 
+SHARE_SECTIONS = 8  # parts a share's bracket of requests in flight is cut into at each pass of bisect_shares
+
+
+def bisect_shares(brackets: list[tuple[float, float, float]], rates_at) -> list[float]:
+    """For each (lo, hi, share) bracket, lo carrying less than the share and hi at least, the fewest requests in flight
+    whose requests/s reach the share, to 1e-7 of them: serve's bisection of a replica's point under a request rate
+    (serving/closed_form.py rate_point), each pass cutting every open bracket into SHARE_SECTIONS at once (a pass is
+    one array run of the search's replicas, where a halving would take three). rates_at(which, cs) gives the
+    requests/s of bracket which[j]'s replica at cs[j] requests in flight."""
+    lo = [b[0] for b in brackets]
+    hi = [b[1] for b in brackets]
+    while open_ := [i for i in range(len(brackets)) if hi[i] - lo[i] > 1e-7 * hi[i]]:
+        which = [i for i in open_ for _ in range(1, SHARE_SECTIONS)]
+        cs = [lo[i] + (hi[i] - lo[i]) * n / SHARE_SECTIONS for i in open_ for n in range(1, SHARE_SECTIONS)]
+        rates = rates_at(which, cs)
+        for k, i in enumerate(open_):  # requests/s rises with the requests in flight: the first cut that carries it
+            cut = range(k * (SHARE_SECTIONS - 1), (k + 1) * (SHARE_SECTIONS - 1))
+            lo[i], hi[i] = (max((cs[j] for j in cut if rates[j] < brackets[i][2]), default=lo[i]),
+                            min((cs[j] for j in cut if rates[j] >= brackets[i][2]), default=hi[i]))
+    return hi
+
+
+OVERSHOOT = 1.01  # a share's point timed this far past the fewest requests in flight that carry it is timed again
+
+
+def overshot_shares(built: list, points: list[Point], request_rate: float, rates_of, worth, prices: dict) -> list:
+    """(deployment, runner, [requests in flight]) of the replica counts whose point at_load keeps lies more than
+    OVERSHOOT past the fewest requests in flight that carry their share request_rate / k, with the fewest, bisected
+    (bisect_shares), for the deployments worth refining. Where a replica's requests/s flattens (a disaggregated
+    replica's prefill pool full), the load passes' affine latency lands past the knee, and the point's TTFT holds a
+    queue wait the share never sees (the fortieth audit, planopt 2: Llama-3.1-8B on L40Ss at 30 requests/s, 57.4 in
+    flight and a TTFT of 1,082 ms where serve finds 47.2 and 251 ms). rates_of([(index into built, c), ...]) gives
+    the requests/s of those replicas at those loads."""
+    timed: dict[int, list[Point]] = {}
+    for p in points:
+        timed.setdefault(id(p.deployment), []).append(p)
+    tried: list[tuple[int, float, float, float]] = []  # (index into built, lo, kept point's in flight, share)
+    for i, (d, _, _) in enumerate(built):
+        mine = timed.get(id(d), [])
+        for p in at_load(mine):
+            share = request_rate / p.replicas
+            if p.requests_per_s < share or not worth(d, p.replicas, prices[d.gpu]):
+                continue
+            lo = max((q.in_flight for q in mine if q.in_flight < p.in_flight and q.requests_per_s < share), default=0.0)
+            if p.in_flight / OVERSHOOT > lo:
+                tried.append((i, lo, p.in_flight / OVERSHOOT, share))
+    carried = rates_of([(i, c) for i, _, c, _ in tried])
+    over = [t for t, rate in zip(tried, carried) if rate >= t[3]]  # the share carried OVERSHOOT short of the point
+    found = bisect_shares([(lo, c, share) for _, lo, c, share in over],
+                          lambda which, cs: rates_of([(over[j][0], c) for j, c in zip(which, cs)]))
+    more: dict[int, set[float]] = {}
+    for (i, *_), c in zip(over, found):
+        more.setdefault(i, set()).add(round(c, 9))
+    return [(built[i][0], built[i][1], sorted(cs)) for i, cs in more.items()]
+
+
 def limit_shares(ladder: Sequence[float], ttft_ms: list, tpot_ms: list, max_ttft_ms: float | None,
                  max_tpot_ms: float | None, concurrency: float | None, limit: int, rates: list | None = None,
                  request_rate: float | None = None) -> list:
@@ -856,6 +912,18 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
         group_states = steady_states(group, input_len, output_len)
         return judged(group, group_states, run_many_all([x[1] for x in group], [x[2] for x in group], group_states))
 
+    def rates_of(pairs: list[tuple[int, float]]) -> list[float]:  # requests/s of built[i]'s replica at c in flight
+        at: dict[int, list[int]] = {}
+        for j, (i, _) in enumerate(pairs):
+            at.setdefault(i, []).append(j)
+        group = [(built[i][0], built[i][1], [pairs[j][1] for j in js]) for i, js in at.items()]
+        out = [0.0] * len(pairs)
+        for js, r in zip(at.values(), run_many_all([x[1] for x in group], [x[2] for x in group],
+                                                   steady_states(group, input_len, output_len))):
+            for j, rate in zip(js, r["requests_per_s"].tolist()):
+                out[j] = rate
+        return out
+
     points += judged(built, states, runs)
     # a second pass, between two budgets of each replica's ladder: where it carries the rate's share request_rate / k
     # (rate_shares), and where it reaches the latency limits (limit_shares); the latter only for a deployment whose
@@ -901,6 +969,9 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                 third.append((d, runner, sorted(more)))
         if third:
             points += time_points(third)
+    if request_rate is not None:
+        points += time_points(overshot_shares(built, points, request_rate, rates_of,
+                                              worth_refining(points, runners_up + 1, False), prices))
     if concurrency is not None:
         split_served(points, concurrency, output_len, prices)
     # with a concurrency C, a replica never holds more than C requests: budgets above C are not operating points of
