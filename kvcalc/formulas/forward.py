@@ -9,9 +9,10 @@ Each Op's cost is summed over the layers it occurs in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
+from kvcalc.dtypes import bytes_per_element
 from kvcalc.formulas._array import clip, nonzero, where
 from kvcalc.formulas.cost import Cost
 from kvcalc.formulas.kv import (
@@ -55,6 +56,9 @@ class Op:
     # every key on every GPU
     whole: Cost | None = None
     compute_dtype: str | None = None  # the dtype whose peak it runs at where not its engine's (the indexer's fp8)
+    # a quantised matmul of a weight-only checkpoint (QuantizationSpec.weight_only): dequantised to 16 bit, timed at
+    # the activation dtype's peak by the weight-only kernels' curves (formulas/roofline.py WEIGHT_ONLY_TWINS)
+    weight_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,16 @@ def forward_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Preci
                   kernels=L * model.norms_per_layer + 1))
     # Only each sequence's last position needs logits (engines skip the rest of the prompt).
     ops.append(lm_head_op(model, batch, p))
-    return ops
+    return weight_only(model, ops, p)
+
+
+def weight_only(model: ModelSpec, ops: list[Op], p: Precision) -> list[Op]:
+    """The ops, their quantised matmuls marked weight_only where the checkpoint quantises weights only and the run
+    stores them in its format (the same bytes a weight; another --weight-dtype is a format of its own)."""
+    q = model.quantization
+    if q is None or not q.weight_only or p.b_w != bytes_per_element(q.weight_format):
+        return ops
+    return [replace(o, weight_only=True) if o.engine == "matmul" and not o.unquantised else o for o in ops]
 
 
 def attention_core_ops(model: ModelSpec, *, batch, q, context, absorbed: bool, p: Precision) -> list[Op]:

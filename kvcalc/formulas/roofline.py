@@ -94,6 +94,10 @@ GEMM_CURVES = {
 # triton_kernels on Hopper, FlashInfer's TRT-LLM MXFP4 x BF16 on Blackwell), timed against the bf16 peak
 MOE_CURVES = {"mxfp4": (("mxfp4", None),)}
 ATTENTION_CURVE_KEYS = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8"}
+# a weight-only checkpoint's float format (Op.weight_only) -> the weight-only format of the same width whose kernels
+# time it: weights dequantised to 16 bit (vLLM's Marlin schemes: CompressedTensorsW4A16Fp4 for NVFP4A16 and MXFP4A16,
+# CompressedTensorsW8A16Fp8 for FP8 W8A16), at the activation dtype's peak; the op's bytes stay its own format's
+WEIGHT_ONLY_TWINS = {"fp8": "int8-wo", "fp8-block": "int8-wo", "nvfp4": "int4", "mxfp4": "int4"}
 
 
 def profile_curve(op: Op, profile: EngineProfile, weight_dtype: str, kv_dtype: str) -> tuple[KernelCurve, str, str] | None:
@@ -138,6 +142,8 @@ def step_time(ops: list[Op], hw: HardwareSpec, weight_dtype: str, *, speed_of_li
     peaks = {}  # dtype -> FLOP/s, looked up once per step rather than once per operator
     for op in ops:
         wd = activation_dtype(weight_dtype) if op.unquantised else weight_dtype  # kept 16-bit by the checkpoint
+        if op.weight_only:
+            wd = WEIGHT_ONLY_TWINS.get(wd, wd)
         found = None if speed_of_light or profile is None else profile_curve(op, profile, wd, kv_dtype)
         if found is not None:
             curve, dtype, name = found

@@ -1383,9 +1383,13 @@ def _refuse(where: str, what: str) -> str:
     raise KvcalcError(f"{where}: quantization_config {what} are not a format kvcalc stores; {OTHER_FORMAT}")
 
 
-def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
+def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str], bool]:
     """compressed-tensors: each of config_groups quantises the modules its targets match ("Linear": all of them; a
-    're:' pattern: one class) with one weights scheme. Groups in different formats cannot be one kvcalc format."""
+    're:' pattern: one class) with one weights scheme. Groups in different formats cannot be one kvcalc format.
+    (format, classes, weight-only): float weights whose group quantises no input activations (llm-compressor's
+    NVFP4A16, MXFP4A16 and FP8 W8A16 schemes) run as weight-only kernels with 16-bit activations, as vLLM picks them
+    before the W4A4 / W8A8 ones (compressed_tensors.py _get_scheme_from_parts, at be696453: _is_fp4a16_nvfp4 ->
+    CompressedTensorsW4A16Fp4, Marlin; _is_fp8_w8a16 -> CompressedTensorsW8A16Fp8)."""
     groups = qc.get("config_groups")
     if not isinstance(groups, dict) or not groups:
         raise KvcalcError(f"{where}: quantization_config config_groups: expected an object of quantisation groups")
@@ -1426,15 +1430,17 @@ def _compressed_tensors(qc: dict, where: str) -> tuple[str, list[str]]:
                               f"their layers and leave the rest in bf16; kvcalc quantises whole layer classes; "
                               f"{OTHER_FORMAT}")
         fmt = _compressed_weights_format(w, group, where, f"{key}.weights")
-        formats.setdefault(fmt, set()).update(classes)
+        weight_only = w.get("type") == "float" and not group.get("input_activations")
+        formats.setdefault((fmt, weight_only), set()).update(classes)
     if not formats:
         raise KvcalcError(f"{where}: quantization_config config_groups: no group quantises weights")
     if len(formats) > 1:
-        shown = ", ".join(f"{f} for {'/'.join(sorted(c))}" for f, c in formats.items())
+        shown = ", ".join(f"{f}{' weight-only' if wo else ''} for {'/'.join(sorted(c))}"
+                          for (f, wo), c in formats.items())
         raise KvcalcError(f"{where}: quantization_config config_groups store weights in {len(formats)} formats "
                           f"({shown}); kvcalc models one weight format a model; {OTHER_FORMAT}")
-    fmt, classes = next(iter(formats.items()))
-    return fmt, [c for c in QUANT_CLASSES if c in classes]
+    (fmt, weight_only), classes = next(iter(formats.items()))
+    return fmt, [c for c in QUANT_CLASSES if c in classes], weight_only
 
 
 def quantization_from_config(qc: object, where: str, own: frozenset[str] | None = None,
@@ -1460,7 +1466,7 @@ def quantization_from_config(qc: object, where: str, own: frozenset[str] | None 
 
 def _quantization(qc: dict, where: str, own: frozenset[str] | None = None, hybrid: bool = False) -> dict:
     method = str(qc.get("quant_method", "")).lower()
-    classes, ignore_key = list(QUANT_CLASSES), "modules_to_not_convert"
+    classes, ignore_key, weight_only = list(QUANT_CLASSES), "modules_to_not_convert", False
     ignore = qc.get("modules_to_not_convert")
     if method in ("awq", "gptq"):
         # GPTQModel's per-module overrides and AutoRound's partial blocks, which vLLM's GPTQ configs read (the eleventh
@@ -1497,7 +1503,7 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None, hybri
         if str(qc.get("format") or "").startswith("marlin-24"):  # 2:4-sparse int4 (the thirteenth audit, H4)
             raise KvcalcError(f"{where}: quantization_config format {qc['format']!r}: 2:4-sparse weights are not a "
                               f"layout kvcalc stores; {OTHER_FORMAT}")
-        (fmt, classes), ignore, ignore_key = _compressed_tensors(qc, where), qc.get("ignore"), "ignore"
+        (fmt, classes, weight_only), ignore, ignore_key = _compressed_tensors(qc, where), qc.get("ignore"), "ignore"
     elif not method and {"bits", "group_size"} <= set(qc):  # the thirty-fourth audit, config 6
         raise KvcalcError(f"{where}: quantization_config {{bits, group_size}} without a quant_method: mlx-lm's "
                           f"format (Apple's MLX), which vLLM, SGLang and TensorRT-LLM do not load; {OTHER_FORMAT}")
@@ -1511,6 +1517,8 @@ def _quantization(qc: dict, where: str, own: frozenset[str] | None = None, hybri
     if not quantized:  # the ignore list keeps every layer class in bf16 ('re:.*layers.*'): nothing is quantised
         return None
     out = {"weight_format": fmt, "quantized": quantized, "source": f"{where}: quantization_config ({method})"}
+    if weight_only:
+        out["weight_only"] = True
     if method in ("awq", "gptq") and qc.get("lm_head") is not None:  # a quantised head (GPTQ's lm_head: true, H9)
         if not isinstance(qc["lm_head"], bool):
             raise KvcalcError(f"{where}: quantization_config lm_head: expected true or false, got {qc['lm_head']!r:.40}")

@@ -252,6 +252,9 @@ class QuantizationSpec(StrictModel):
         default_factory=list, description="projections of every linear-attention layer the checkpoint leaves in bf16 "
         "while it quantises the rest of the mixer, by their formulas/params.py names (Qwen3-Next-80B-A3B-FP8: the "
         "Gated DeltaNet's in_ba, whose 2 x 32 output rows fill no 128 x 128 fp8 block)")
+    weight_only: bool = Field(False, description="the checkpoint quantises weights only (compressed-tensors float "
+                              "weights with no input_activations: NVFP4A16, MXFP4A16, FP8 W8A16): its GEMMs dequantise "
+                              "them and run at the 16-bit peak, as vLLM's weight-only (Marlin) schemes do")
     source: str = ""
 
 
