@@ -61,7 +61,7 @@ from kvcalc.formulas.parallel import (
     shard_experts,
     shard_op,
 )
-from kvcalc.formulas.params import params_breakdown, weight_bytes
+from kvcalc.formulas.params import counted_once, params_breakdown, weight_bytes
 from kvcalc.formulas.roofline import (
     StepTime,
     engine_dtype,
@@ -1061,6 +1061,7 @@ def resolve_recording(engine: str, hw: HardwareSpec, warnings_out: list[str]) ->
         return resolve_engine(engine, hw, warnings_out)
 
 
+@counted_once()  # the parameters are counted once a call, not four times (the fortieth audit, readme 2)
 def estimate_with_specs(
     model: str | ModelSpec,
     gpu: str | HardwareSpec = "h100-sxm",

@@ -27,6 +27,7 @@ own release (the one its kernels were measured on).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from kvcalc.engines.kernel_eras import FLAG_RELEASE, asks_latest, flag_release, release3, run_month, with_era
@@ -231,6 +232,9 @@ def with_band(profile: EngineProfile | None, version: str | None) -> EngineProfi
     return with_era(profile.model_copy(update={"overhead": overhead_of(b)}), version)
 
 
+# built once a band (a few bands, each frozen, as the model is): building it took ~12 us of every estimate's ~530
+# (the fortieth audit, readme 2)
+@functools.lru_cache(maxsize=None)
 def overhead_of(b: Band) -> EngineOverhead:
     name = (f"{b.engine} {b.name} band, releases {b.first[0]}.{b.first[1]}-{b.last[0]}.{b.last[1]}, {b.provenance} "
             "(kvcalc/engines/overhead.py)")

@@ -6,6 +6,8 @@ MLA d_c, d_r, d_n, d_v, d_q. Norm weights are d each (2d with a LayerNorm bias).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import NamedTuple
 
@@ -144,11 +146,48 @@ BREAKDOWN_PARTS = ("embedding", "position_embedding", "attention/qkv", "attentio
                    "lm_head", "vision", "total")
 
 
+# Within counted_once(): each spec's counts by (id, what), beside the spec itself, so that its id stays its own while
+# the block lasts. One estimate had counted llama-3-8b's parameters four times and split its weights into quantised
+# and kept twice, some 20 us of a call of about 530 (the fortieth audit, readme 2).
+_COUNTED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("kvcalc_counted_once", default=None)
+
+
+@contextlib.contextmanager
+def counted_once():
+    """Inside this block params_breakdown and quantised_and_kept_params count each spec once, then answer from
+    that count (specs are frozen; a rewritten spec is a new object, counted afresh). A block inside another shares
+    the outer one's counts; nothing is kept after the outermost ends."""
+    if _COUNTED.get() is not None:
+        yield
+        return
+    token = _COUNTED.set({})
+    try:
+        yield
+    finally:
+        _COUNTED.reset(token)
+
+
+def _once(model: ModelSpec, what: str, count):
+    """count(), or its earlier answer for this spec inside counted_once()."""
+    memo = _COUNTED.get()
+    if memo is None:
+        return count()
+    key = (id(model), what)
+    held = memo.get(key)
+    if held is None or held[0] is not model:
+        held = memo[key] = (model, count())
+    return held[1]
+
+
 def params_breakdown(model: ModelSpec, *, active: bool = False) -> dict[str, int]:
     """Parameters keyed by component (nanoGPT style), with 'total' last.
 
     active=True counts top_k routed experts per MoE layer instead of all of them (what one token uses).
     """
+    return dict(_once(model, "active" if active else "all", lambda: _params_breakdown(model, active)))
+
+
+def _params_breakdown(model: ModelSpec, active: bool) -> dict[str, int]:
     d, V = model.hidden_size, model.vocab_size
     attn = model.attention
     out: dict[str, int] = {"embedding": V * d}
@@ -247,6 +286,10 @@ def quantised_and_kept_params(model: ModelSpec) -> tuple[int, int]:
     the biases of the layers it quantises: every format kvcalc reads packs a linear layer's weight matrix only
     (gpt-oss's MXFP4 checkpoint stores `*_blocks` and `*_scales` for the experts' matrices and their
     `gate_up_proj_bias` / `down_proj_bias` in bf16; GPTQ and AWQ keep `bias` in fp16 beside `qweight`)."""
+    return _once(model, "quantised_and_kept", lambda: _quantised_and_kept_params(model))
+
+
+def _quantised_and_kept_params(model: ModelSpec) -> tuple[int, int]:
     parts = params_breakdown(model)
     kept_parts, kept_layers = _kept_parts(model), _kept_layers(model)
     kept = sum(parts.get(k, 0) for k in kept_parts)
