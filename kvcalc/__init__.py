@@ -111,11 +111,15 @@ def _checked(name: str, fn):
             result = fn(*bound.args, **bound.kwargs)
         except KvcalcError as e:  # the keyword the caller wrote, not the CLI's flag (the thirteenth audit, E3)
             from kvcalc.checks import api_label
+            from kvcalc.errors import ArgumentError
 
             # the keyword the caller used: capacity's older gpus= for --tp where given so, serve's own keywords for
             # what serve_frontier passes on (web 5: 'tp:' for gpus=0, '--max-num-seqs:' for max_num_seqs=0)
             keywords = {"--tp": "gpus"} if name == "capacity" and "gpus" in bound.arguments else None
             named = api_label(str(e), {**signature.parameters, **(passed_on or {})}, keywords)
+            if isinstance(e, ArgumentError):  # a missing keyword stays one (the fortieth audit, readme 4: plan's had
+                # been re-raised as a plain KvcalcError), in the API's words where the error has them
+                raise ArgumentError(e.api or named) from None
             if named == str(e):
                 raise
             raise KvcalcError(named) from None

@@ -15,4 +15,10 @@ class CapacityWarning(UserWarning):
 
 class ArgumentError(KvcalcError, TypeError):
     """A public function called with arguments it does not take (a keyword misspelt, one missing, too many given): a
-    KvcalcError naming the argument, and a TypeError as Python's own binding error is."""
+    KvcalcError naming the argument, and a TypeError as Python's own binding error is. Raised below the API as well
+    (plan's lengths and load, serve's load, which have no default), its message in the CLI's flags; `api`, where
+    given, is the message in the Python API's keywords, which kvcalc's public functions raise in its place."""
+
+    def __init__(self, message: str, api: str | None = None):
+        super().__init__(message)
+        self.api = api

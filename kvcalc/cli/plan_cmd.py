@@ -112,7 +112,7 @@ def plan_cli(
             for i, r in enumerate(([result["choice"]] if result["choice"] else []) + result["runners_up"])]
     if format is Format.csv:
         return write_csv(plan_csv_rows(result))
-    _print_table(result, rows, explain)
+    _print_table(result, rows, explain, best if emit is not None else None)
 
 
 def _check_emit(emit: str, gpus: list[str], engines: list[str] | None) -> None:
@@ -140,7 +140,7 @@ def _check_emit(emit: str, gpus: list[str], engines: list[str] | None) -> None:
                           f"has no {emit} configuration to launch")
 
 
-def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
+def _print_table(result: dict, rows: list[dict], explain: bool, launched: dict | None = None) -> None:
     w = result["workload"]
     goal = (f"{w['request_rate']:g} req/s" if w["request_rate"] is not None else
             f"{w['concurrency']:g} in flight" if w["concurrency"] is not None else f"at most {w['gpu_budget']} GPUs")
@@ -196,4 +196,21 @@ def _print_table(result: dict, rows: list[dict], explain: bool) -> None:
         if result["choice"]:
             typer.echo(f"choice's profile: {result['choice']['time_model']}")
     if "launch" in result:
-        typer.echo(f"\nlaunch ({result['launch_configuration']}):\n" + result["launch"].rstrip())
+        typer.echo(f"\nlaunch ({result['launch_configuration']}{_planned(launched)}):\n" + result["launch"].rstrip())
+
+
+def _planned(point: dict | None) -> str:
+    """'; planned: N GPUs, TTFT, TPOT[, $/h]' of the configuration --emit launches, which may be another engine's
+    best than the table's choice (the fortieth audit, readme note: `--emit vllm` launched 28 GPUs of vLLM beside a
+    choice of 20 SGLang GPUs, its own figures nowhere in the text output)."""
+    if point is None:
+        return ""
+    from kvcalc.cli.output import _cell
+
+    gpus = point["gpus"]
+    figures = [f"{gpus:,} GPU{'s' if gpus != 1 else ''}"] + [
+        f"{label} {_cell(point[key], f'{label} ms')} ms" for label, key in (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"))
+        if point[key] is not None]
+    if point["cost_per_hour"] is not None:
+        figures.append(f"${_cell(point['cost_per_hour'], '$/h')}/h")
+    return "; planned: " + ", ".join(figures)

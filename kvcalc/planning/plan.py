@@ -20,7 +20,7 @@ prefill and decode together or split into a prefill pool and a decode pool (disa
    then by tokens/s per user, requests/s, TTFT and TPOT (_rank_key); rows timed on the datasheet roofline (a GPU
    with no engine profile, warned about and marked) rank after every engine-profile row, since the roofline has no
    engine overhead and is faster than any engine; the Pareto frontier of output tokens/s per GPU against tokens/s
-   per user is kept too.
+   per user is kept too (of the points this workload can reach: under a concurrency C, of budgets up to ceil(C)).
 
 The closed form is the steady state of a service (its TTFT and TPOT are the typical request's, so they stand for
 the median); with limits at p90 or p99 (`percentile`), or lengths that vary (`range_ratio`, `dataset`: the closed
@@ -51,7 +51,7 @@ from kvcalc.checks import (
 )
 from kvcalc.engines.formats import engine_format_refusal
 from kvcalc.engines.launch import engine_model_refusal, launches_layout, package_warning
-from kvcalc.errors import CapacityWarning, KvcalcError
+from kvcalc.errors import ArgumentError, CapacityWarning, KvcalcError
 from kvcalc.estimator import fp8_block_refusal, tp_refusal
 from kvcalc.formulas.workload import replica_share, split_rate
 from kvcalc.engines.scheduler import GPT_FAST_IS_NO_SERVER
@@ -681,7 +681,10 @@ def workload_lengths(input_len: int | None, output_len: int | None, range_ratio:
         # --max-model-len 1391 would refuse some of its requests (the seventh audit, C10)
         return round(float(ins.mean())), round(float(outs.mean())), max(int((ins + outs).max()), SHAREGPT_LONGEST)
     if input_len is None or output_len is None:
-        raise KvcalcError("--input-len / --output-len: give both (or --dataset sharegpt)")
+        # a missing keyword of kvcalc.plan, as README says (the fortieth audit, readme 4: a plain KvcalcError, naming
+        # --dataset to an API caller)
+        raise ArgumentError("--input-len / --output-len: give both (or --dataset sharegpt)",
+                            api="input_len / output_len: required by kvcalc.plan (or dataset=\"sharegpt\")")
     check_int("--input-len", input_len, 1, MAX_TOKENS)
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     from kvcalc.serving.simulate import length_range
@@ -703,7 +706,7 @@ def _check(input_len, output_len, request_rate, concurrency, gpu_budget, max_ttf
     check_int("--output-len", output_len, 1, MAX_TOKENS)
     given = [x is not None for x in (request_rate, concurrency, gpu_budget)]
     if sum(given) != 1:
-        raise KvcalcError("--request-rate / --concurrency / --gpu-budget: give exactly one")
+        raise ArgumentError("--request-rate / --concurrency / --gpu-budget: give exactly one")  # (readme 4)
     if request_rate is not None:
         check_number("--request-rate", request_rate, MIN_REQUEST_RATE, 1e9)
     if concurrency is not None:
@@ -1087,7 +1090,12 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                 + (f"; {vision}" if (vision := sglang_vision_note(spec, own)) else ""),
                 CapacityWarning)
     closest_rows = [] if chosen else [point_dict(p) for p in _closest(points, max_ttft_ms, max_tpot_ms)]
-    frontier_rows = [point_dict(p) for p in pareto([p for p in points if "GPU budget" not in p.misses])]
+    # the frontier of this workload's operating points, as the choice's: under a concurrency C no replica holds more
+    # than ceil(C) requests (`most`, above), and a budget past it had drawn a replica at full load above the choice
+    # (the fortieth audit, readme 3: Qwen3-32B at -n 64, 2P:1D/TP1 at 256 in flight and 2,266 tok/s/GPU within the
+    # 60 ms TPOT limit, beside the choice's 1,750, where that deployment serves the 64 at 566)
+    frontier_rows = [point_dict(p) for p in pareto([p for p in points if "GPU budget" not in p.misses
+                                                    and (most is None or p.in_flight <= most)])]
     result = {
         "model": spec.name,
         "gpus": [hw.name for hw in hws],

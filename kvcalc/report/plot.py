@@ -448,8 +448,10 @@ def plan_frontier(result: dict):
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     front = sorted(result["frontier"], key=lambda r: r["tokens_per_s_per_user"])
+    concurrency = result["workload"].get("concurrency")
+    reach = f", at most {math.ceil(concurrency - 1e-9):,} in flight a replica" if concurrency is not None else ""
     ax.plot([r["tokens_per_s_per_user"] for r in front], [r["replica_output_tokens_per_s_per_gpu"] for r in front],
-            marker="o", label="Pareto frontier (all deployments searched)")
+            marker="o", label=f"Pareto frontier (all deployments searched{reach})")
     last = None
     for r in front:  # label a point only where it stands clear of the last labelled one
         x, y = r["tokens_per_s_per_user"], r["replica_output_tokens_per_s_per_gpu"]

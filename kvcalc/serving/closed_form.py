@@ -38,7 +38,7 @@ from kvcalc.engines.memory import (
 )
 from kvcalc.engines.overhead import overhead_seconds, with_band
 from kvcalc.formulas.parallel import attention_groups, group_step_budget
-from kvcalc.errors import CapacityWarning, KvcalcError
+from kvcalc.errors import ArgumentError, CapacityWarning, KvcalcError
 from kvcalc.estimator import (
     SpeculativeTimer,
     StepTimer,
@@ -754,7 +754,8 @@ def serve(model, gpu="h100-sxm", *, input_len: int, output_len: int, concurrency
     if arrivals == "waves" and (disaggregate is not None or request_rate is not None):
         raise KvcalcError("--arrivals waves: with --concurrency, not with --request-rate or --disaggregate")
     if (concurrency is None) == (request_rate is None):
-        raise KvcalcError("--concurrency / --request-rate: give exactly one")
+        # a missing (or surplus) keyword, as plan's (the fortieth audit, readme 4)
+        raise ArgumentError("--concurrency / --request-rate: give exactly one")
     if request_rate is not None:
         check_number("--request-rate", request_rate, MIN_REQUEST_RATE, 1e9)
     check_price(price_per_gpu_hour)
