@@ -1,7 +1,8 @@
 """Scenario evaluations per second of kvcalc.sweep on one core (target: at least 2,000,000).
 
-The grid: 4 models x 2 GPUs x 2 attention variants x 2 weight dtypes x 64 batches x 256 contexts
-= 524,288 scenarios, with the default engine (vLLM's measured kernel curves on both GPUs). Imports and spec
+The grid: 4 models x 2 GPUs x 2 attention variants x 2 weight dtypes x 64 batches x 240 contexts
+= 491,520 scenarios, under the 500,000 rows a sweep computes at most (kvcalc.grid.MAX_SWEEP_ROWS), with the
+default engine (vLLM's measured kernel curves on both GPUs). Imports and spec
 loading are excluded by a warm-up call; min and median over runs. Run on one core:
 taskset -c 0 python benchmarks/sweep_throughput.py [runs]
 """
@@ -22,7 +23,9 @@ AXES = dict(
     gpus=["h100-sxm", "a100-sxm-80gb"],
     attn=[None, "mqa"],
     batch=list(range(1, 65)),
-    context=list(range(256, 256 * 257, 256)),
+    # 240 contexts, not 256: kvcalc.sweep computes at most kvcalc.grid.MAX_SWEEP_ROWS (500,000) rows a call since
+    # 8815717 (2026-12-07), and 256 made 524,288, which it refuses (the fortieth audit, readme 1)
+    context=list(range(256, 256 * 241, 256)),
     weight_dtype=["bf16", "fp8"],
 )
 

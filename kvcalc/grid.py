@@ -111,7 +111,8 @@ def sweep(
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     on_combination: Callable[[], None] | None = None,
 ):
-    """Every combination of the axes, one DataFrame row each. The prompt of each row equals its context.
+    """Every combination of the axes, one DataFrame row each, at most MAX_SWEEP_ROWS (500,000) rows a call (a larger
+    grid raises KvcalcError: split it into several). The prompt of each row equals its context.
     engine: time models (auto, roofline, vllm, sglang, trtllm), each its own rows. tp, pp: tensor-parallel GPUs
     and pipeline stages; a tp that does not divide a model's query heads, or a pp above its layers, is skipped
     for that model with a warning. speculate: estimate's --speculate forms (None: plain decoding), each its own

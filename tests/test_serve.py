@@ -198,6 +198,15 @@ def test_second_ledger_figures_are_the_readme_ones():
     assert (f"median {round(statistics.median(flat), 1)} %, worst {round(max(flat), 1)} % ({len(flat)} rows,\n"
             f"{sum(e <= 10 for e in flat)} within 10 %)") in readme
     assert f"B200 and GB200 {round(statistics.median(fp4), 1)} % (worst {round(max(fp4), 1)} %)" in readme
+    # the pipeline rows by stage count, as docs/validation.md's second ledger quotes them: 10 rows at pp 2, 10 at pp 4,
+    # 16 at pp 8 (the 70B's 10 and the 405B's 6); the fortieth audit, readme 5: quoted as 10.1, 27.8 and 42.2 %, the
+    # figures before the thirty-eighth audit's waves (f676249), which had moved them to 10.1, 27.9 and 42.1 %
+    by_pp = {pp: [abs(r["error_pct"]) for r in results if r["pp"] == pp] for pp in (2, 4, 8)}
+    assert {pp: len(rows) for pp, rows in by_pp.items()} == {2: 10, 4: 10, 8: 16}
+    medians = [round(statistics.median(rows), 1) for rows in by_pp.values()]
+    assert medians == [10.1, 27.9, 42.1]
+    assert f"{medians[0]}, {medians[1]} and {medians[2]} % since the" in readme
+    assert "27.8 and 42.2 % since" not in readme and "unchanged (10.1, 27.8, 42.2 %)" not in readme
     overall = summary(results)[0]
     assert f"median {overall['median_abs_error_pct']} %)" in readme
     roofline = score(read_rows(path), engine="roofline")
