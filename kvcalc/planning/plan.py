@@ -356,7 +356,15 @@ def overshot_shares(built: list, points: list[Point], request_rate: float, rates
             share = request_rate / p.replicas
             if p.requests_per_s < share or not worth(d, p.replicas, prices[d.gpu]):
                 continue
-            lo = max((q.in_flight for q in mine if q.in_flight < p.in_flight and q.requests_per_s < share), default=0.0)
+            below = max((q for q in mine if q.in_flight < p.in_flight and q.requests_per_s < share),
+                        key=lambda q: q.in_flight, default=None)
+            lo = below.in_flight if below is not None else 0.0
+            # the latency (C / requests/s, Little's law) grows with the load, so the fewest in flight carrying the
+            # share keep at least share x lo's latency: where that is within OVERSHOOT of the point, the point stands
+            # (the load passes' usual neighbours), with no run
+            if below is not None and below.requests_per_s > 0 and share * lo / below.requests_per_s * OVERSHOOT >= \
+                    p.in_flight:
+                continue
             if p.in_flight / OVERSHOOT > lo:
                 tried.append((i, lo, p.in_flight / OVERSHOOT, share))
     carried = rates_of([(i, c) for i, _, c, _ in tried])
