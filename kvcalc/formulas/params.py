@@ -131,8 +131,9 @@ def norm_params(model: ModelSpec) -> int:
     # DeepSeek-V3.2-Exp's inference/model.py; the eleventh audit, H5: 15,616 short)
     indexer = 2 * attn.indexer_head_dim if attn.sparse_top_k is not None else 0
     linear = model.linear_layers * linear_attention_norm_params(model) if model.linear_attention is not None else 0
+    sub = model.dense_layers * model.mlp.intermediate_size * width if model.mlp.sub_norm else 0  # BitNet's ffn_sub_norm
     return ((model.num_layers * model.norms_per_layer + 1) * d * width + model.attention_layers * (mla + qk + indexer)
-            + linear)
+            + linear + sub)
 
 
 # learned parameters of an activation, per MLP: xIELU's alpha_p and alpha_n, one each (transformers' activations.py

@@ -347,8 +347,12 @@ SSM_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # vLLM's MambaDTy
 def _nemotron_h(c: Config) -> dict:
     """Nemotron-H: blocks that each hold one part, as hybrid_override_pattern lists them (M Mamba-2, * attention,
     - a squared-ReLU MLP, E a MoE), one RMSNorm a block."""
-    layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     pattern = c.data.get("hybrid_override_pattern")
+    if pattern is None and c.data.get("layers_block_type") is not None:  # transformers' NemotronHConfig saves the
+        # layers as a list of block names, num_hidden_layers its length (the fortieth audit, configs 2)
+        pattern = _block_letters(c)
+        c.data = {**c.data, "num_hidden_layers": len(pattern)}
+    layers, d, heads, vocab = c.need("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
     if not isinstance(pattern, str) or len(pattern) != layers:
         raise KvcalcError(f"{c.source}: hybrid_override_pattern: expected a string of num_hidden_layers ({layers}) "
                           f"blocks, got {pattern!r:.60}")
@@ -384,6 +388,19 @@ def _nemotron_h(c: Config) -> dict:
         spec["moe"] = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": width,
                        "num_shared_experts": count, "shared_expert_intermediate_size": shared if count else 0}
     return spec
+
+
+NEMOTRON_BLOCKS = {"mamba": "M", "attention": "*", "mlp": "-", "moe": "E"}  # transformers' NemotronHConfig names
+
+
+def _block_letters(c: Config) -> str:
+    """layers_block_type (["mamba", "moe", "attention", ...]) as hybrid_override_pattern's letters."""
+    blocks = c.data["layers_block_type"]
+    if (not isinstance(blocks, list) or not blocks
+            or not all(isinstance(b, str) and b in NEMOTRON_BLOCKS for b in blocks)):
+        raise KvcalcError(f"{c.source}: layers_block_type: expected a list of block names "
+                          f"({', '.join(NEMOTRON_BLOCKS)}), got {blocks!r:.60}")
+    return "".join(NEMOTRON_BLOCKS[b] for b in blocks)
 
 
 def _period_count(c: Config, layers: int, period_key: str, offset_key: str, period: int, offset: int) -> int:
@@ -1611,7 +1628,9 @@ NOT_READ = {"bloom": "BLOOM's layout (ALiBi, no position table, a LayerNorm on t
             # FLOPs 4x low
             "ouro": "Ouro's looped layers (the stack run total_ut_steps times a token, each pass with its own KV "
                     "cache)"}
-ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7")
+# xLSTM: mLSTM blocks, no attention (transformers' xLSTMConfig: embedding_dim, num_blocks; the fortieth audit, configs
+# 4: asked for num_hidden_layers and num_attention_heads, which would have read it as a Llama)
+ATTENTION_FREE = ("mamba", "mamba2", "falcon_mamba", "rwkv", "rwkv5", "rwkv6", "rwkv7", "xlstm")
 
 def _starcoder2(c: Config) -> dict:
     """StarCoder2 (transformers modeling_starcoder2.py): Llama's attention with biases on q, k, v and o (use_bias), a
@@ -1692,6 +1711,17 @@ def _phimoe(c: Config) -> dict:
     return spec
 
 
+def _bitnet(c: Config) -> dict:
+    """BitNet b1.58 in bf16 (its packed checkpoints' quant_method bitnet is refused): Llama's layout with a gated MLP
+    whatever its relu2 activation, and a norm inside each block besides the two around it: transformers'
+    modular_bitnet.py BitNetMLP(GemmaMLP), down_proj(ffn_sub_norm(act(gate_proj(x)) * up_proj(x))), and BitNetAttention's
+    attn_sub_norm before o_proj (the fortieth audit, configs 3: read as a plain relu2 MLP, 22 % short)."""
+    spec = _llama_like(c, "llama")
+    spec["norms_per_layer"] = 3  # input_layernorm, post_attention_layernorm, attn_sub_norm (hidden_size each)
+    spec["mlp"]["sub_norm"] = True  # ffn_sub_norm, intermediate_size wide
+    return spec
+
+
 # model_type -> the reader of its fields (called with the config and the model_type); LLAMA_LIKE ones read as Llama
 FAMILY_READERS = {
     "starcoder2": lambda c, t: _starcoder2(c),
@@ -1705,6 +1735,7 @@ FAMILY_READERS = {
     "gpt_neox": lambda c, t: _gpt_neox(c), "opt": lambda c, t: _opt(c), "gpt_bigcode": lambda c, t: _gpt2(c, bigcode=True),
     "gptj": lambda c, t: _gptj(c), "phi-msft": lambda c, t: _gptj(c, qkv_bias=True), "phi": lambda c, t: _phi(c),
     "minimax_m2": lambda c, t: _by_fields(c, t, known=True),  # MiniMax-M2: a Llama-style MoE, named by its fields
+    "bitnet": lambda c, t: _bitnet(c),
     "dots1": _dots1,
     **dict.fromkeys(("glm", "glm4", "glm4_moe"), _glm), "phimoe": lambda c, t: _phimoe(c), "qwen": lambda c, t: _qwen_v1(c),
     **dict.fromkeys(("internlm", "stablelm", "qwen2_vl", "qwen2_5_vl"), _biased_llama),
@@ -1817,9 +1848,15 @@ def config_to_spec_dict(data: dict, *, name: str, source: str) -> tuple[dict, li
         model_type = "falcon"
     if model_type in ATTENTION_FREE:  # the seventh audit, B5: refused as "missing num_attention_heads", a field that
         # could only make the spec wrong
-        raise KvcalcError(f"{c.source}: model_type {model_type!r} is a model without attention (every layer a Mamba "
-                          "or RWKV block), which kvcalc does not read; it reads Mamba layers beside attention (Jamba, "
-                          "Nemotron-H, Falcon-H1)")
+        raise KvcalcError(f"{c.source}: model_type {model_type!r} is a model without attention (every layer a Mamba, "
+                          "RWKV or xLSTM block), which kvcalc does not read; it reads Mamba layers beside attention "
+                          "(Jamba, Nemotron-H, Falcon-H1)")
+    if data.get("moe_latent_size") is not None:  # the fortieth audit, configs 1: Nemotron 3 Super's LatentMoE, read
+        # as 458.6 B parameters where it has 120.7 B, in silence
+        raise KvcalcError(f"{c.source}: moe_latent_size: routed experts that run on a {data['moe_latent_size']!r:.20}"
+                          "-wide latent of the hidden state (LatentMoE: vLLM's nemotron_h.py NemotronHMoE "
+                          "use_latent_moe, fc1_latent_proj / fc2_latent_proj), which kvcalc does not model; read "
+                          "at the hidden width, the experts would be counted several times too large")
     if model_type in NOT_READ:  # named with its reason, not asked for another family's fields (the twelfth audit,
         # H5: BLOOM had been asked for GPT-2's n_embd and n_positions, and read as GPT-2 with them)
         raise KvcalcError(f"{c.source}: model_type {model_type!r}: {NOT_READ[model_type]}, which kvcalc does not "

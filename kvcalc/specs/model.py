@@ -130,6 +130,8 @@ class MlpSpec(StrictModel):
     intermediate_size: Width
     bias: bool = False
     activation: str = "silu"
+    sub_norm: bool = Field(False, description="an RMSNorm over the intermediate before down_proj, intermediate_size "
+                           "weights a dense MLP (BitNet's ffn_sub_norm)")
 
 
 class MoeSpec(StrictModel):
