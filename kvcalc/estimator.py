@@ -1171,7 +1171,8 @@ def estimate_with_specs(
                                   memory_utilization=memory_utilization, pp=pp, ep=ep, engine_version=engine_version,
                                   draft_weight_bytes=timer.draft_weight_bytes() if timer else 0.0,
                                   draft_kv_bytes=timer.draft_kv_bytes_per_sequence(max(context, prompt)) if timer
-                                  else 0.0, speculative_tokens=timer.sp.k if timer else 0)
+                                  else 0.0, speculative_tokens=timer.sp.k if timer else 0,
+                                  speculate_method=timer.sp.method if timer else None)
             if engine in ENGINE_MEMORY_RULES and engine not in hw.unsupported_engines else None)
     per_group = replica_batch(batch, ep, tp)
     by_engine = "" if held is None else (

@@ -95,6 +95,16 @@ def vllm_extra_state_blocks(memory: dict) -> int:
     return memory.get("speculative_tokens", 0) + (memory.get("mamba_cache_mode") == "align")
 
 
+def vllm_draft_layers(spec, speculate_method: str | None) -> int:
+    """Attention layers of the drafter that vLLM pages with the target's (em.vllm_layout): EAGLE's one and MTP's one
+    module, of the full kind (vllm/model_executor/models/qwen3_next_mtp.py builds its layer as
+    Qwen3NextDecoderLayer(layer_type="full_attention"); an EAGLE3 head is a Llama decoder layer), so their KV is in
+    vLLM's blocks and not beside them (formulas/speculative.py draft_kv_bytes_per_sequence stays the other engines'
+    and kvcalc's own). 0 for other methods (a draft model's own layers, which kvcalc keeps apart; Medusa and n-gram
+    keep no cache) and for a model without softmax attention."""
+    return 1 if speculate_method in VLLM_EAGLE_METHODS and spec.attention_layers else 0
+
+
 def vllm_align_state_pages(spec, version: tuple[int, int]) -> bool:
     """Whether vLLM `version`'s default keeps two recurrent state pages a request (mamba_cache_mode 'align')."""
     la = spec.linear_attention
@@ -164,6 +174,8 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
                      "(only GPUModelRunner, v1, does), so it changes nothing")
     window = em.vllm_window_tokens(t, version, runner, pp,
                                    schedules_ahead("vllm", release=version, pp=pp, speculation=speculate_method))
+    drafter = vllm_draft_layers(spec, speculate_method)
+    alignment = em.vllm_block_alignment(spec, hw.compute_capability)
     rope = em.vllm_rope_cache_bytes(spec)  # loaded with the weights, on every GPU of every stage
     if pp == 1:
         weights = (weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep) + rope
@@ -194,10 +206,13 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
         "cuda_graph_bytes": graphs,
         "cuda_graphs_counted": counted,
         "available_kv_bytes": available,
-        "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability)),
-        "max_concurrency": em.vllm_max_concurrency(spec, pool, context, window, p.b_kv, tp, pp,
-                                                   em.vllm_block_alignment(spec, hw.compute_capability),
-                                                   speculative_tokens + align),
+        # with prefix caching off a state group's block is max_model_len (em.vllm_kv_tokens; the fortieth audit,
+        # hybrid 5)
+        "kv_tokens": em.vllm_kv_tokens(spec, pool, p.b_kv, tp, pp, alignment, speculative_tokens, drafter,
+                                       state_block_tokens=None if align else context),
+        "max_concurrency": em.vllm_max_concurrency(spec, pool, context, window, p.b_kv, tp, pp, alignment,
+                                                   speculative_tokens, drafter, align),
+        "draft_layers": drafter,  # the drafter's layers paged in the blocks (vllm_draft_layers): its KV is counted
         "speculative_tokens": speculative_tokens,  # a recurrent state's 1 + k blocks a request ...
         "mamba_cache_mode": "align" if align else "none",  # ... 2 + k in 'align' (vllm_align_state_pages)
         "window_tokens": window,  # what a sliding or chunked window is extended by (em.vllm_window_tokens)
@@ -215,17 +230,27 @@ def vllm_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float
 
 
 def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: float, pp: int = 1,
-                  ep: int = 1, speculate_method: str | None = None, engine_version: str | None = None) -> dict:
+                  ep: int = 1, speculate_method: str | None = None, engine_version: str | None = None,
+                  speculative_tokens: int = 0, max_running: int | None = None) -> dict:
     """The KV pool SGLang would allocate per GPU (memory_utilization as mem_fraction_static), by
     formulas/engine_memory.py's rule; with speculate_method, the fraction SGLang would derive keeps its reserve for
-    the draft where the release (engine_version; None: the profiled 0.5.14) kept one (the note)."""
+    the draft where the release (engine_version; None: the profiled 0.5.14) kept one (the note), and a model with
+    linear-attention layers keeps the per-draft-token states of max_running requests (--max-running-requests; None:
+    SGLang's 48 under speculation) out of the pool before it is split (em.sglang_speculative_state_bytes, with
+    speculative_tokens k drafts: k + 1 draft tokens, as plan's launch passes --speculative-num-draft-tokens)."""
+    from kvcalc.engines.scheduler import SGLANG_SPECULATIVE, SGLANG_SPECULATIVE_RUNNING
+
     weights = em.sglang_weight_bytes_per_gpu(spec, p.b_w, tp, pp, ep)
     non_torch = _non_torch_bytes(hw, max(tp, ep))
     pool = em.sglang_kv_bytes(hw.visible_memory_bytes, memory_utilization, weights, non_torch)
     per_request = em.sglang_request_bytes(spec, context, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.compute_capability))
-    slots = None
+    slots, reserve = None, 0.0
     if spec.linear_attention is not None:  # a pool of whole states beside the KV tokens (em.sglang_mamba_held)
-        kv_pool, slots, held = em.sglang_mamba_held(spec, pool, per_request, p.b_kv, tp, pp)
+        if speculate_method in SGLANG_SPECULATIVE and speculative_tokens:
+            running = max_running or SGLANG_SPECULATIVE_RUNNING  # the server's, split over its DP attention ranks
+            reserve = em.sglang_speculative_state_bytes(spec, p.b_kv, tp, pp, running // (ep // tp if ep > tp else 1),
+                                                        speculative_tokens + 1)
+        kv_pool, slots, held = em.sglang_mamba_held(spec, pool, per_request, p.b_kv, tp, pp, reserve)
     else:
         kv_pool, held = pool, max(pool, 0.0) / per_request
     tokens = em.sglang_kv_tokens(spec, kv_pool, p.b_kv, tp, pp, em.sglang_hybrid_swa(spec, hw.compute_capability))
@@ -268,6 +293,7 @@ def sglang_memory(spec, hw, p, tp: int, *, context: int, memory_utilization: flo
         "max_concurrency": held,
         "max_model_len": context,
         "state_slots": slots,
+        "speculative_state_bytes": reserve,  # the per-draft-token states set aside before the split (hybrid 2)
         "notes": notes,
     }
 
@@ -437,7 +463,8 @@ def engine_memory_rule(engine: str, spec, hw, p, tp: int, *, context: int, memor
     group's sequences, so the concurrency is per group of tp GPUs."""
     if engine == "sglang":
         return sglang_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization, pp=pp, ep=ep,
-                             speculate_method=speculate_method, engine_version=engine_version)
+                             speculate_method=speculate_method, engine_version=engine_version,
+                             speculative_tokens=speculative_tokens, max_running=max_num_seqs)
     if engine == "trtllm":
         return trtllm_memory(spec, hw, p, tp, context=context, memory_utilization=memory_utilization,
                              max_num_tokens=max_num_batched_tokens, pp=pp, ep=ep)
@@ -539,7 +566,7 @@ def engine_longest_context(memory: dict, spec, hw, p, tp: int, pp: int = 1, batc
         if batch > memory["state_slots"]:
             return 0
         whole, share = per_request, per_request(0)  # share: a request's state, sglang_request_bytes at no tokens
-        pool = em.sglang_mamba_held(spec, pool, share, p.b_kv, tp, pp)[0]
+        pool = em.sglang_mamba_held(spec, pool, share, p.b_kv, tp, pp, memory.get("speculative_state_bytes", 0.0))[0]
 
         def per_request(n):  # its KV alone
             return whole(n) - share
@@ -559,7 +586,7 @@ def _request_size(memory: dict, spec, hw, p, tp: int, pp: int):
                                                                                            hybrid)
     if memory["engine"] == "trtllm":
         return max(memory["available_kv_bytes"], 0.0), lambda n: em.trtllm_request_bytes(spec, n, p.b_kv, tp, pp)
-    layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability))
+    layout = _vllm_layout_of(memory, spec, hw, p, tp, pp)
     if layout is None:  # state only: the concurrency is whole states, one a request at any length
         return memory["max_concurrency"], lambda n: 1
     steps = memory.get("window_tokens", memory["max_num_batched_tokens"])
@@ -575,22 +602,29 @@ def engine_request_bytes(memory: dict, spec, hw, p, tp: int, pp: int, length: in
     (vllm_request_blocks) x a block's bytes (a model without softmax attention: one state), TensorRT-LLM's whole
     32-token blocks, SGLang's single tokens. Gemma-3-27B at 40,945 tokens under vLLM: (ceil(40,945 / 16) + 6 x 577)
     = 6,022 blocks of 1,310,720 B, 7.35 GiB, where kvcalc's window-flat count is 3.53 GiB."""
-    from kvcalc.formulas.kv import linear_state_bytes
     from kvcalc.formulas.parallel import stage_layer_fraction
 
     _, per_request = _request_size(memory, spec, hw, p, tp, pp)
     if memory["engine"] != "vllm":
         return per_request(length)
-    layout = em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability))
+    layout = _vllm_layout_of(memory, spec, hw, p, tp, pp)
     if layout is None:  # as vllm_max_concurrency counts a state-only model: one state a request
-        return linear_state_bytes(spec, em.STATE_BYTES) / tp * stage_layer_fraction(spec, pp)
+        return (em.vllm_state_bytes(spec, tp, memory.get("speculative_tokens", 0)) * spec.linear_layers
+                * stage_layer_fraction(spec, pp))
     return per_request(length) * layout.block_bytes
+
+
+def _vllm_layout_of(memory: dict, spec, hw, p, tp: int, pp: int):
+    """em.vllm_layout of the deployment the vLLM rule `memory` (vllm_memory's dict) sized: its speculation's wider
+    state and drafter's layers with it."""
+    return em.vllm_layout(spec, p.b_kv, tp, pp, em.vllm_block_alignment(spec, hw.compute_capability),
+                          memory.get("speculative_tokens", 0), memory.get("draft_layers", 0))
 
 
 def engine_sequences_held(engine: str, spec, hw, p, tp: int, *, length: int, memory_utilization: float,
                           pp: int = 1, ep: int = 1, engine_version: str | None = None,
                           draft_weight_bytes: float = 0.0, draft_kv_bytes: float = 0.0,
-                          speculative_tokens: int = 0) -> int:
+                          speculative_tokens: int = 0, speculate_method: str | None = None) -> int:
     """How many sequences of `length` tokens one data-parallel group of tp GPUs holds in the pool `engine` (one of
     ENGINE_MEMORY_RULES) sizes with its defaults, as `capacity --engine X` and `serve --engine X` count them: the
     engine's max_concurrency at max_model_len = length, floored; with speculation the draft's weights come out of
@@ -599,8 +633,10 @@ def engine_sequences_held(engine: str, spec, hw, p, tp: int, *, length: int, mem
     rule = engine_memory_rule(engine, spec, hw, p, tp, context=length, memory_utilization=memory_utilization,
                               pp=pp, ep=ep, vllm_version=check_vllm_version(
                                   vllm_version_of_run("latest", engine, engine_version), engine),
-                              speculative_tokens=speculative_tokens)
+                              speculative_tokens=speculative_tokens, speculate_method=speculate_method)
     held = rule["max_concurrency"]
+    if rule.get("draft_layers"):  # vLLM pages the drafter's layers in its blocks: its KV is in the concurrency
+        draft_kv_bytes = 0.0
     if held > 0 and (draft_weight_bytes or draft_kv_bytes):
         pool = max(rule["available_kv_bytes"] - draft_weight_bytes, 0.0)
         held = pool / (rule["available_kv_bytes"] / held + draft_kv_bytes)

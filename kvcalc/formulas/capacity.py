@@ -14,7 +14,6 @@ from kvcalc.formulas.parallel import (
     kv_shard_fraction,
     sequence_bytes_per_gpu,
     stage_layer_fraction,
-    state_shard_fraction,
 )
 from kvcalc.specs.model import ModelSpec
 
@@ -58,7 +57,7 @@ def max_context(model: ModelSpec, batch: int, budget_bytes: float, b_kv: float, 
         return 0
     stage = stage_layer_fraction(model, pp)
     per_layer = kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp) * stage
-    state = linear_state_bytes(model, b_kv) * state_shard_fraction(model, tp) * stage  # a hybrid's fixed state first
+    state = linear_state_bytes(model, b_kv, tp) * stage  # a hybrid's fixed state first, one GPU's share
     if budget_bytes / batch <= state:
         return 0
     if model.attention_layers == 0:

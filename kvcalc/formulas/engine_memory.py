@@ -79,8 +79,12 @@ Blocks      vLLM V1 pages every layer that keeps a cache (vllm/v1/core/kv_cache_
             page = 16 tokens x the attention bytes per token per layer, except beside linear layers, whose state
             must fit one page (HybridAttentionMambaModelConfig): the block grows to 16 x ceil(state / (16 x
             attention bytes per token)) tokens and the state is padded to the page. The state is kept in the model
-            dtype (2 bytes), not the KV dtype.
-KV tokens   'GPU KV cache size': floor(num_blocks / groups) x block tokens (vLLM 0.11's report).
+            dtype (2 bytes), not the KV dtype. Under EAGLE or MTP speculation the drafter's attention layer is one of
+            the layers paged, of the full kind (the comment in _get_kv_cache_groups_uniform_page_size: "gpt-oss-20b +
+            eagle, with 12 sw + 13 full"), and a Gated DeltaNet conv keeps k more past inputs (vllm_state_bytes).
+KV tokens   'GPU KV cache size': floor(num_blocks / groups) x the smallest group's block tokens (vLLM 0.11's report;
+            _report_kv_cache_config's min_block_size). With prefix caching off a state group's block is
+            max_model_len (mamba_block_size), so below the grown attention block the log counts max_model_len.
 Concurrency num_blocks / the blocks one request of L tokens takes in every group: a full group ceil(L / block),
             a sliding group ceil(min(W - 1 + T, L) / block) + 1 (SlidingWindowSpec.max_memory_usage_bytes: the
             window plus one prefill chunk, and one block because the window need not start at a block edge), a
@@ -125,7 +129,7 @@ from kvcalc.formulas.kv import (
     kv_bytes_per_token_per_layer,
     linear_state_bytes,
 )
-from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction, state_shard_fraction
+from kvcalc.formulas.parallel import kv_shard_fraction, stage_layer_fraction
 from kvcalc.formulas.params import (
     parts_bytes,
     pipeline_stage_layers,
@@ -530,19 +534,43 @@ def vllm_block_alignment(model: ModelSpec, cc: str | None) -> int:
     return 32 if datacenter_blackwell(cc) and model.attention.head_dim == 256 else BLOCK_TOKENS
 
 
-def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1,
-                alignment: int = BLOCK_TOKENS) -> VllmLayout | None:
+def vllm_state_bytes(model: ModelSpec, tp: int = 1, speculative_tokens: int = 0) -> float:
+    """One linear layer's state for one request on one GPU as vLLM pages it [B]: LinearAttentionSpec.state_bytes at
+    the model's dtype (STATE_BYTES); under speculative decoding of k tokens a Gated DeltaNet conv keeps K - 1 + k past
+    inputs, not K - 1 (vllm-project/vllm vllm/model_executor/layers/mamba/mamba_utils.py at 2afe1e85,
+    gated_delta_net_state_shape: conv_kernel_size - 1 + num_spec; models/qwen3_next.py at 002d6073,
+    get_mamba_state_shape_from_config: num_spec = speculative_config.num_speculative_tokens). Mamba-2's and Mamba's
+    shapes take no num_spec. Qwen3-Next at TP 2, k 2: 524,288 + 5 x 4,096 x 2 = 565,248 B."""
+    la = model.linear_attention
+    state = la.state_bytes(STATE_BYTES, tp)
+    if la.kind == "gated_deltanet":
+        state += speculative_tokens * la.conv_channels * STATE_BYTES / tp
+    return state
+
+
+def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1, alignment: int = BLOCK_TOKENS,
+                speculative_tokens: int = 0, draft_layers: int = 0) -> VllmLayout | None:
     """vLLM's block layout on the heaviest pipeline stage; None for a model with no softmax attention layer.
-    alignment: what the grown attention block is a multiple of beside linear layers (vllm_block_alignment)."""
+    alignment: what the grown attention block is a multiple of beside linear layers (vllm_block_alignment).
+    speculative_tokens: k under speculative decoding, which widens a Gated DeltaNet state (vllm_state_bytes).
+    draft_layers: the drafter's attention layers vLLM pages beside the target's, all of the full kind (EAGLE's and
+    MTP's one: engines/memory.py vllm_draft_layers), on the last stage; they count when the kinds are grouped
+    (kv_cache_utils.py _get_kv_cache_groups_uniform_page_size, vllm-project/vllm at 001cabc1: "A typical example is
+    gpt-oss-20b + eagle, with 12 sw + 13 full. We pad it to (13 sw, 13 full)"). The fortieth audit, hybrid 1:
+    Qwen3-Next-80B with mtp=2 at TP 2 had been paged in 12-layer groups of 544-token blocks, the draft's KV beside
+    them, where vLLM pages 13-layer groups (the MTP layer a 13th full layer, 36 state layers in 3 groups of 13) of
+    560-token blocks: 368 requests of 4,096 tokens on two H200s where it holds 341."""
     if model.attention_layers == 0:
         return None
     kinds = {"full": model.global_layers, "state": model.linear_layers,
              ("chunked" if model.attention.window_kind == "chunked" else "window"): model.window_layers}
     layers = {k: math.ceil(n / pp) for k, n in kinds.items() if n}
+    if draft_layers:
+        layers["full"] = layers.get("full", 0) + draft_layers
     per_token = kv_bytes_per_token_per_layer(model.attention, b_kv) * kv_shard_fraction(model, tp)
     block = BLOCK_TOKENS
     if "state" in layers:
-        state = model.linear_attention.state_bytes(STATE_BYTES) / tp
+        state = vllm_state_bytes(model, tp, speculative_tokens)
         block = alignment * math.ceil(state / (alignment * per_token))
     fewest, most = min(layers.values()), max(layers.values())
     size = most if most < GROUP_SIZE_SLACK * fewest else fewest
@@ -550,13 +578,23 @@ def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1,
 
 
 def vllm_kv_tokens(model: ModelSpec, available_bytes: float, b_kv: float, tp: int = 1, pp: int = 1,
-                   alignment: int = BLOCK_TOKENS) -> int:
-    """'GPU KV cache size: N tokens' (0 for a model with no softmax attention: its pool holds only fixed states)."""
-    layout = vllm_layout(model, b_kv, tp, pp, alignment)
+                   alignment: int = BLOCK_TOKENS, speculative_tokens: int = 0, draft_layers: int = 0,
+                   state_block_tokens: int | None = None) -> int:
+    """'GPU KV cache size: N tokens' (0 for a model with no softmax attention: its pool holds only fixed states):
+    floor(num_blocks / groups) x the smallest block of any group (vllm/v1/core/kv_cache_utils.py at 001cabc1,
+    _report_kv_cache_config: min_block_size). state_block_tokens: a state group's block where it is not the
+    attention block's, vLLM's mamba_block_size, which is max_model_len with prefix caching off (model_executor/
+    models/config.py MambaModelConfig: "mamba block size will be set to max_model_len"); so below the grown block the
+    log counts max_model_len a block (the fortieth audit, hybrid 5: Nemotron-H-8B at -c 512 on an H100 under 0.27,
+    505,440 tokens where vLLM logs 486 x 512 = 248,832). speculative_tokens, draft_layers: vllm_layout's."""
+    layout = vllm_layout(model, b_kv, tp, pp, alignment, speculative_tokens, draft_layers)
     if available_bytes <= 0 or layout is None:
         return 0
     blocks = math.floor(available_bytes / layout.block_bytes)
-    return blocks // sum(layout.groups.values()) * layout.block_tokens
+    block = layout.block_tokens
+    if state_block_tokens is not None and "state" in layout.groups:
+        block = min(block, state_block_tokens)
+    return blocks // sum(layout.groups.values()) * block
 
 
 # vLLM's window reservation counts the tokens in flight, not one step's: VllmConfig.max_in_flight_tokens =
@@ -595,16 +633,20 @@ def vllm_request_blocks(model: ModelSpec, layout: VllmLayout, max_model_len: int
 
 def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len: int, max_num_batched_tokens: int,
                          b_kv: float, tp: int = 1, pp: int = 1, alignment: int = BLOCK_TOKENS,
-                         speculative_tokens: int = 0) -> float:
-    """'Maximum concurrency for L tokens per request: Nx' (speculative_tokens: vllm_request_blocks)."""
+                         speculative_tokens: int = 0, draft_layers: int = 0, align: bool = False) -> float:
+    """'Maximum concurrency for L tokens per request: Nx'. speculative_tokens: k, a state group's k more blocks a
+    request (vllm_request_blocks) and a wider Gated DeltaNet state (vllm_layout); align: mamba_cache_mode 'align',
+    one more state block; draft_layers: vllm_layout's."""
     if available_bytes <= 0:
         return 0.0
-    layout = vllm_layout(model, b_kv, tp, pp, alignment)
+    extra = speculative_tokens + align
+    layout = vllm_layout(model, b_kv, tp, pp, alignment, speculative_tokens, draft_layers)
     if layout is None:  # state only: 1 + k states a request, whole ones
-        state = linear_state_bytes(model, STATE_BYTES) / tp * stage_layer_fraction(model, pp)
-        return float(math.floor(available_bytes / (state * (1 + speculative_tokens))))
+        state = (vllm_state_bytes(model, tp, speculative_tokens) * model.linear_layers
+                 * stage_layer_fraction(model, pp))
+        return float(math.floor(available_bytes / (state * (1 + extra))))
     blocks = math.floor(available_bytes / layout.block_bytes)
-    return blocks / vllm_request_blocks(model, layout, max_model_len, max_num_batched_tokens, speculative_tokens)
+    return blocks / vllm_request_blocks(model, layout, max_model_len, max_num_batched_tokens, extra)
 
 
 # The first SGLang release taken to derive mem_fraction_static from reserved memory rather than the TP ladder:
@@ -715,11 +757,12 @@ SGLANG_SSM_STATE_BYTES = 4
 
 def _state_share(model: ModelSpec, b_kv: float, tp: int, pp: int) -> float:
     """One request's linear-attention state on one GPU [B] (kv.linear_state_bytes): its shard of the value heads
-    (parallel.state_shard_fraction: SGLang's Mamba2StateShape.create divides linear_num_value_heads by the TP size),
-    its stage's layers; 0 without such layers. (The thirty-third audit, attention 1: it had been split by the softmax
-    layers' KV heads, which stop dividing at TP 2 for Qwen3-Next's 2, so SGLang's pool held its state 4x too large a
-    GPU at TP 8: 667 requests at 1K tokens where the rule holds 2,277.)"""
-    return linear_state_bytes(model, b_kv) * state_shard_fraction(model, tp) * stage_layer_fraction(model, pp)
+    (LinearAttentionSpec.state_bytes: SGLang's Mamba2StateShape.create divides linear_num_value_heads by the TP size,
+    and keeps Mamba-2's B and C by whole groups), its stage's layers; 0 without such layers. (The thirty-third audit,
+    attention 1: it had been split by the softmax layers' KV heads, which stop dividing at TP 2 for Qwen3-Next's 2,
+    so SGLang's pool held its state 4x too large a GPU at TP 8: 667 requests at 1K tokens where the rule holds
+    2,277.)"""
+    return linear_state_bytes(model, b_kv, tp) * stage_layer_fraction(model, pp)
 
 
 def sglang_state_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) -> float:
@@ -733,14 +776,28 @@ def sglang_state_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1) 
     return _state_share(fp32, b_kv, tp, pp)
 
 
+def sglang_speculative_state_bytes(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1, max_running: int = 0,
+                                   draft_tokens: int = 0) -> float:
+    """What SGLang sets aside per GPU, before it splits the pool, for the per-draft-token states speculative decoding
+    verifies against [B]: one request's state (sglang_state_bytes) x max_running_requests (of the data-parallel
+    attention rank) x speculative_num_draft_tokens (k + 1 for a chain of k drafts), which MambaPool allocates as its
+    intermediate_ssm_state_cache and intermediate_conv_window_cache (sgl-project/sglang python/sglang/srt/
+    model_executor/model_runner_kv_cache_mixin.py at 001ccef0, handle_max_mamba_cache: "reserve the memory for the
+    intermediate mamba states used for spec dec"; in v0.5.9 too, as a backport of it says); 0 without speculation
+    or without linear-attention layers. The fortieth audit, hybrid 2: it had been left out, Qwen3-Next-80B's pool
+    on two H200s under mtp=3 7.4 GB a GPU larger than SGLang's, 2,211,418 KV tokens where SGLang keeps 1,893,874."""
+    return sglang_state_bytes(model, b_kv, tp, pp) * max_running * draft_tokens
+
+
 def sglang_mamba_held(model: ModelSpec, pool_bytes: float, request_bytes: float, b_kv: float, tp: int = 1,
-                      pp: int = 1) -> tuple[float, int, float]:
+                      pp: int = 1, reserve_bytes: float = 0.0) -> tuple[float, int, float]:
     """(KV bytes, state slots, requests held) of SGLang's pool of pool_bytes per GPU for a model with linear-attention
-    layers: SGLANG_MAMBA_FULL_MEMORY_RATIO of it over 1 + that ratio to whole states (sglang_state_bytes), the rest
-    KV; requests of request_bytes (sglang_request_bytes, their state at the model's dtype) hold their KV in the KV
-    part, their state in one of the slots."""
+    layers: less reserve_bytes (sglang_speculative_state_bytes), SGLANG_MAMBA_FULL_MEMORY_RATIO of it over 1 + that
+    ratio to whole states (sglang_state_bytes), the rest KV; requests of request_bytes (sglang_request_bytes, their
+    state at the model's dtype) hold their KV in the KV part, their state in one of the slots."""
     state = sglang_state_bytes(model, b_kv, tp, pp)
     r = SGLANG_MAMBA_FULL_MEMORY_RATIO
+    pool_bytes -= reserve_bytes
     slots = int(max(pool_bytes, 0.0) * r / (1 + r) // state) if state > 0 else 0
     kv_pool = pool_bytes - slots * state
     kv_request = request_bytes - _state_share(model, b_kv, tp, pp)

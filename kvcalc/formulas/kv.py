@@ -92,11 +92,11 @@ def kv_bytes_per_token(model: ModelSpec, kv_bytes: float) -> float:
 STATE_MIN_BYTES = 2
 
 
-def linear_state_bytes(model: ModelSpec, kv_bytes: float) -> float:
+def linear_state_bytes(model: ModelSpec, kv_bytes: float, tp: int = 1) -> float:
     """Bytes of one sequence's linear-attention state over all linear layers [B], at max(b_kv, 2): the model's dtype
-    (STATE_MIN_BYTES); 0 without such layers."""
+    (STATE_MIN_BYTES); 0 without such layers. tp: one GPU's share of it (LinearAttentionSpec.state_bytes)."""
     la = model.linear_attention
-    return 0.0 if la is None else model.linear_layers * la.state_bytes(max(kv_bytes, STATE_MIN_BYTES))
+    return 0.0 if la is None else model.linear_layers * la.state_bytes(max(kv_bytes, STATE_MIN_BYTES), tp)
 
 
 def cached_tokens(context, window: int | None):

@@ -93,15 +93,17 @@ def kv_shard_fraction(model: ModelSpec, tp: int) -> float:
     return max(g / tp, 1) / g
 
 
-def state_shard_fraction(model: ModelSpec, tp: int) -> float:
+def state_shard_fraction(model: ModelSpec, tp: int, element_bytes: float = 2) -> float:
     """Fraction of a sequence's linear-attention (or SSM) state one GPU holds: the engines split it by its value heads
     over the group (Gated DeltaNet's, Mamba-2's heads, Mamba's channels), max(h_v / tp, 1) / h_v, whatever the
     softmax layers' KV heads (the third audit: Qwen3-Next's state had been split as its 2 KV heads, 3.3x too much
-    a GPU at TP 8); the KV fraction for a model without such layers."""
+    a GPU at TP 8), with Mamba-2's B and C conv channels kept by whole groups (LinearAttentionSpec.state_bytes; the
+    fortieth audit, hybrid 4), at element_bytes the model's dtype; the KV fraction for a model without such
+    layers. The bytes themselves: kv.linear_state_bytes(model, b, tp)."""
     la = model.linear_attention
     if la is None:
         return kv_shard_fraction(model, tp)
-    return max(la.num_value_heads / tp, 1) / la.num_value_heads
+    return la.state_bytes(element_bytes, tp) / la.state_bytes(element_bytes)
 
 
 def layer_kinds(model: ModelSpec) -> list[str] | None:
@@ -139,14 +141,14 @@ def sequence_bytes_per_gpu(model: ModelSpec, context, b_kv: float, tp: int = 1, 
     from kvcalc.formulas.kv import cached_tokens, kv_bytes_per_sequence, kv_bytes_per_token_per_layer, linear_state_bytes
     from kvcalc.formulas.params import pipeline_stage_layers
 
-    state = linear_state_bytes(model, b_kv)
+    state, shard = linear_state_bytes(model, b_kv), linear_state_bytes(model, b_kv, tp)
     kinds = layer_kinds(model) if pp > 1 else None
     if kinds is None or kinds.count("global") != model.global_layers or kinds.count("linear") != model.linear_layers:
         return ((kv_bytes_per_sequence(model, context, b_kv) - state) * kv_shard_fraction(model, tp)
-                + state * state_shard_fraction(model, tp)) * stage_layer_fraction(model, pp)
+                + shard) * stage_layer_fraction(model, pp)
     token = kv_bytes_per_token_per_layer(model.attention, b_kv, record=False) * kv_shard_fraction(model, tp)
     windowed = cached_tokens(context, model.attention.sliding_window)
-    one_state = state / model.linear_layers * state_shard_fraction(model, tp) if model.linear_layers else 0.0
+    one_state = shard / model.linear_layers if model.linear_layers else 0.0
     heaviest, start = None, 0
     for n in pipeline_stage_layers(len(kinds), pp):
         stage = kinds[start:start + n]

@@ -210,7 +210,8 @@ def compare(model, attn=("mha", "mqa", "gqa8", "mla"), gpu="h100-sxm", *, batch:
             held = engine_sequences_held(
                 engine, spec, hw, p, tp, length=context, memory_utilization=memory_utilization, pp=pp, ep=ep,
                 draft_weight_bytes=timer.draft_weight_bytes() if timer else 0.0,
-                draft_kv_bytes=timer.draft_kv_bytes_per_sequence(context) if timer else 0.0)
+                draft_kv_bytes=timer.draft_kv_bytes_per_sequence(context) if timer else 0.0,
+                speculative_tokens=timer.sp.k if timer else 0, speculate_method=timer.sp.method if timer else None)
             if held != most:  # on the row's scale: every data-parallel group's
                 by_engine.append(f"{variant or 'own'} {held * groups:,} (kvcalc's {most * groups:,})")
         rows.append({

@@ -647,10 +647,15 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
     def draft_kv(tokens):  # the draft's cache of one request per GPU, beside the target's in the pool (speculation.py)
         return timer.draft_kv_bytes_per_sequence(tokens) if timer is not None else 0.0
 
+    # vLLM pages an EAGLE or MTP drafter's layer in its own blocks (engines/memory.py vllm_draft_layers), where its
+    # max_concurrency already counts it: added beside the blocks it would be counted twice (the fortieth audit,
+    # hybrid 1)
+    beside = 0.0 if memory_rule is not None and em.get("draft_layers") else 1.0
+
     if timer is not None:  # the draft's weights share the GPUs, and each request keeps the draft's KV cache too
         budget -= timer.draft_weight_bytes()  # (audit 2026-12-05 A: the draft's KV had been left out)
         if engine_request:
-            engine_request += draft_kv(full_length)
+            engine_request += beside * draft_kv(full_length)
     pool = max(budget, 0.0)  # bytes per GPU for cache and state
 
     # vLLM's rule keeps more than one recurrent state a request: k more under speculation, one more in 'align'
@@ -668,7 +673,7 @@ def deployment(model, gpu, *, input_len: int, output_len: int, tp: int, pp: int,
                        timer.sequences_held(full_length, pool, pp) if timer is not None else
                        max_sequences(spec, full_length, pool, p.b_kv, tp, pp))
     if max_concurrency < 1:  # the request as the pool counts it: the engine's blocks (its window groups), else bytes
-        refused = (engine_request_bytes(em, spec, hw, p, tp, pp, full_length) + draft_kv(full_length)
+        refused = (engine_request_bytes(em, spec, hw, p, tp, pp, full_length) + beside * draft_kv(full_length)
                    if memory_rule is not None else request_bytes(full_length))
         gpus = f"{max(ep, tp * pp)} {hw.name}" + (f" (--ep {ep}: each GPU holds 1/{ep} of the experts)" if ep > 1 else "")
         step = (f"; one step of {step_tokens:,} tokens (--step-tokens) reserves {fmt_bytes(reserve)} a GPU for its "

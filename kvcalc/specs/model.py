@@ -224,12 +224,26 @@ class LinearAttentionSpec(StrictModel):
         """Elements of one layer's state for one sequence: the recurrent matrices and the conv's past inputs."""
         return self.recurrent_elements + max(self.conv_kernel - 1, 0) * self.conv_channels
 
-    def state_bytes(self, element_bytes: float) -> float:
-        """Bytes of one layer's state for one sequence, its conv's past inputs at element_bytes (the model's dtype)
-        and its recurrent matrices at recurrent_state_bytes where set."""
-        recurrent = self.recurrent_elements
-        return ((self.state_elements - recurrent) * element_bytes
-                + recurrent * (self.recurrent_state_bytes or element_bytes))
+    def state_bytes(self, element_bytes: float, tp: int = 1) -> float:
+        """Bytes of one layer's state for one sequence on one of tp GPUs, its conv's past inputs at element_bytes (the
+        model's dtype) and its recurrent matrices at recurrent_state_bytes where set. The engines split the state by
+        its value heads, max(n_v / tp, 1) of them a GPU, and each head's conv channels with it; Mamba-2's B and C
+        channels (2 n_groups d_state) go by groups, and where n_groups does not divide by tp the groups are first
+        widened by tp - n_groups (n_groups 1: tp groups, so every GPU keeps the one group whole): vLLM's MambaStateShapeCalculator.mamba2_state_shape with extra_groups_for_head_shards
+        (vllm-project/vllm vllm/model_executor/layers/mamba/mamba_utils.py at 2afe1e85), SGLang's
+        Mamba2StateShape.create (python/sglang/srt/configs/mamba_utils.py). The fortieth audit, hybrid 4:
+        Falcon-H1-7B's state (n_groups 1) had been divided whole by tp, 35,076,096 B a GPU at TP 2 where vLLM
+        keeps 35,143,680."""
+        heads = max(self.num_value_heads / tp, 1) / self.num_value_heads  # the share of the value heads a GPU keeps
+        conv = self.state_elements - self.recurrent_elements
+        if self.kind == "mamba2" and tp > 1 and conv:
+            groups = self.num_key_heads
+            groups += 0 if groups % tp == 0 else tp - groups  # extra_groups_for_head_shards
+            bc = 2 * self.num_key_heads * self.key_head_dim * (self.conv_kernel - 1)
+            conv = (conv - bc) * heads + bc / self.num_key_heads * groups / tp
+        else:
+            conv *= heads
+        return conv * element_bytes + self.recurrent_elements * heads * (self.recurrent_state_bytes or element_bytes)
 
 
 PATTERN_BLOCKS = ("M", "*", "-", "E")
