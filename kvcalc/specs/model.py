@@ -235,7 +235,7 @@ class LinearAttentionSpec(StrictModel):
         Falcon-H1-7B's state (n_groups 1) had been divided whole by tp, 35,076,096 B a GPU at TP 2 where vLLM
         keeps 35,143,680."""
         heads = max(self.num_value_heads / tp, 1) / self.num_value_heads  # the share of the value heads a GPU keeps
-        conv = self.state_elements - self.recurrent_elements
+        conv: float = self.state_elements - self.recurrent_elements
         if self.kind == "mamba2" and tp > 1 and conv:
             groups = self.num_key_heads
             groups += 0 if groups % tp == 0 else tp - groups  # extra_groups_for_head_shards
