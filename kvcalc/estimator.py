@@ -47,6 +47,7 @@ from kvcalc.formulas.memory import (
 from kvcalc.formulas.parallel import (
     allreduce_curves,
     allreduce_seconds,
+    alltoall_link_bandwidth,
     beyond_node,
     fullest_share,
     check_ep,
@@ -247,7 +248,8 @@ def load_deployment(model, gpu, weight_dtype: str, kv_dtype: str):
 def alltoall_curve(profile: EngineProfile | None, hw: HardwareSpec, ep: int):
     """The all-to-all an expert-parallel group of ep GPUs runs: the profile's measured NCCL curve for ep; where it has
     none for ep (a group past its NVLink domain), the largest measured group's fixed latency with the transfer over
-    the spec's own link (half its bidirectional figure) or at the largest group's bus bandwidth, the slower, so that
+    the spec's own link (half its bidirectional figure, formulas/parallel.alltoall_link_bandwidth: past the domain
+    the share for other nodes over the GPU's NIC) or at the largest group's bus bandwidth, the slower, so that
     a larger group is never timed faster than a measured smaller one (the seventh audit, B7: 16 H200s over InfiniBand
     had come out 5x faster than 8 over NVLink, with no latency at all); None without measured curves (the bare
     transfer)."""
@@ -256,7 +258,7 @@ def alltoall_curve(profile: EngineProfile | None, hw: HardwareSpec, ep: int):
     if profile is None or not profile.alltoall:
         return None
     exact = profile.alltoall.get(f"ep{ep}")
-    link = group_link_bandwidth(hw, ep)
+    link = alltoall_link_bandwidth(hw, ep)
     if exact is not None or not link:
         return exact
     largest = profile.alltoall[max(profile.alltoall, key=lambda k: int(k.removeprefix("ep")))]
@@ -564,7 +566,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
     )
     if ep > tp:  # the attention's all-reduce stays within tp; the MoE's becomes a dispatch and a combine
         # (at ep = tp every GPU already holds every token: the experts' outputs are all-reduced as under TP)
-        ep_link = group_link_bandwidth(hw, ep)
+        ep_link = alltoall_link_bandwidth(hw, ep)
         a2a = alltoall_curve(profile, hw, ep)  # NCCL's measured all-to-all
         for key, tokens in (("comm_s", micro), ("prefill_comm_s", micro * prompt)):
             ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, a2a, tp,
@@ -576,7 +578,7 @@ def evaluate(spec: ModelSpec, hw: HardwareSpec, *, batch, context, prompt, weigh
             ev[key] = expert_parallel_comm_seconds(spec, ev[key], tokens, p.b_a, ep, ep_link, tp=tp,
                                                    copies=min(spec.moe.top_k, ep) if spec.moe else None)
     if pp > 1:
-        stage_link = stage_link_bandwidth(hw, tp * pp)
+        stage_link = stage_link_bandwidth(hw, tp, pp)
         fill = pipeline_fill_fraction(m, pp)
         pre_send = pipeline_send_seconds(spec, micro * prompt, p.b_a, pp, stage_link)
         ev.update(
@@ -768,7 +770,7 @@ class SpeculativeTimer:
                                  self.floor)
         if self.ep > self.tp:
             comm = expert_parallel_comm_seconds(layer, comm, tokens, self.p.b_a, self.ep,
-                                                group_link_bandwidth(self.hw, self.ep),
+                                                alltoall_link_bandwidth(self.hw, self.ep),
                                                 alltoall_curve(self.profile, self.hw, self.ep), self.tp,
                                                 dispatch_copies(self.profile, self.ep))
         return t + comm
@@ -835,10 +837,10 @@ class StepTimer:
         self.decode_gain = speculative.sp.tokens_per_step() if speculative else 1.0  # tokens a decode step yields
         # ... and by how many of its decode_q tokens a step's budget let through (0 to decode_q)
         self.decode_yields = speculative.sp.yields() if speculative else (0.0, 1.0)
-        self.ep_link = group_link_bandwidth(hw, ep) if ep > tp else None
+        self.ep_link = alltoall_link_bandwidth(hw, ep) if ep > tp else None
         self.weight_dtype, self.kv_dtype = weight_dtype, kv_dtype
         self.link = group_link_bandwidth(hw, tp) if tp > 1 else None
-        self.stage_link = stage_link_bandwidth(hw, tp * pp) if pp > 1 else None
+        self.stage_link = stage_link_bandwidth(hw, tp, pp) if pp > 1 else None
         self.curve, self.floor = allreduce_curves(profile.allreduce if profile is not None else {}, tp)
         self.ring = nccl_ring(hw, tp) if tp > 1 else None
         self.a2a = alltoall_curve(profile, hw, ep) if ep > tp else None
@@ -1204,7 +1206,8 @@ def estimate_with_specs(
             prompt=prompt, weight_dtype=weight_dtype, kv_dtype=kv_dtype, activation_dtype=activation_dtype(weight_dtype),
             memory_utilization=memory_utilization, prefill_chunk=prefill_chunk, engine=engine_name, profile=profile_text,
             tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=ep,
-            allreduce_link=group_link_label(hw, tp) + (f"; all-to-all over {group_link_label(hw, ep)}" if ep > tp else ""),
+            allreduce_link=group_link_label(hw, tp) + (f"; all-to-all over {group_link_label(hw, ep, alltoall=True)}"
+                                                       if ep > tp else ""),
         ),
         kv_cache=KvCache(  # per layer: a softmax-attention layer's; none where no layer keeps a per-token cache
             # (--attn linear: the seventh audit, B11, had printed the rewritten model's old 4,096 B beside 0 a token)

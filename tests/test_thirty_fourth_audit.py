@@ -487,7 +487,8 @@ def test_35_readme1_the_plan_example_is_what_plan_prints():
     since the thirty-seventh sent the residual between pipeline stages and timed TensorRT-LLM's measured MoE, 19,005
     since the thirty-eighth's pipeline wait moved the ladders of pipelined layouts, 19,029 since the thirty-ninth
     rounded the load passes' requests in flight to 1e-9, where numpy 1.24 and 2.x had counted 19,004 and 19,005, 19,051
-    since the fortieth bisected the shares a load pass had placed past the fewest requests in flight carrying them): its
+    since the fortieth bisected the shares a load pass had placed past the fewest requests in flight carrying them and
+    19,151 since it crossed nodes over all of a node's NICs, comms 1 and 2): its
     choice row, its search line and its launch's budget are checked against the command."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = readme[readme.index("**4. How many GPUs"):readme.index("**5. What would MLA")]

@@ -23,7 +23,10 @@ the link's bidirectional total (NVLink 4: 900 GB/s = 450 each way); a ring sends
 at half. A switch (NVSwitch) gives any
 group that whole bandwidth; a fully connected mesh without one (MI300X: 7 Infinity Fabric links, 896 GB/s in all)
 gives a group of tp GPUs only the tp - 1 links to its peers; a group beyond the GPUs the interconnect joins (a
-bridged pair, an 8-GPU board) crosses the slower scale-out link, PCIe or the NIC (group_link_bandwidth). An engine
+bridged pair, an 8-GPU board) crosses the slower scale-out link, PCIe or the NICs, a node's rings spread over all of
+its NICs where each GPU has one (group_link_bandwidth; an all-to-all's bytes for the GPU's own node stay on the
+interconnect: alltoall_link_bandwidth). A pipeline stage sends each GPU's 1 / tp slice to its peer in the next stage,
+which all-gathers them (stage_link_bandwidth). An engine
 profile's measured all-reduce curve gives the latency (formulas/kernel_time.py); without one, NCCL's own cost model
 for a ring all-reduce does (nccl_ring_latency): the faster of its LL protocol (low latency, a quarter of the
 bandwidth) and Simple (full bandwidth, more latency per step). The speed of light keeps the bare ring.
@@ -185,21 +188,62 @@ def scale_out_missing(hw: HardwareSpec, flag: str, what: str) -> KvcalcError:
 
 
 def group_link_bandwidth(hw: HardwareSpec, tp: int) -> float | None:
-    """Bidirectional bandwidth one GPU has to the rest of its tp-GPU group [B/s], None where the spec lists none.
+    """Bidirectional bandwidth one GPU has to the rest of its tp-GPU group [B/s], None where the spec lists none: the
+    rate its ring all-reduce (or a pipeline's all-gather) runs at.
 
     Behind a switch: the interconnect's total. In a fully connected mesh of peer links: total * min(tp - 1, links)
-    / links (one link per peer). A group larger than the GPUs the interconnect joins (an NVLink bridge joins 2)
-    runs its ring over the slower scale-out link (PCIe), which then bounds the all-reduce."""
+    / links (one link per peer). A group larger than the GPUs the interconnect joins crosses the scale-out link. Where
+    every GPU has a NIC of its own (scale_out_nic_per_gpu: the DGX datasheets' one ConnectX per GPU) NCCL runs a ring
+    channel per NIC, each crossing between nodes through a different GPU's NIC, so a node's crossings spread over all
+    of its scale_up_gpus NICs: scale_out x scale_up_gpus, at most the interconnect the ring also runs over inside
+    the node. The fortieth audit, comms 1: TP 16 over two HGX H100 nodes had run at one NIC, a bus bandwidth
+    of 50 GB/s, where 32 H100s in 4 nodes of 8 x 400 Gb/s InfiniBand measure 330.93 GB/s at 8 GiB (nccl-tests
+    all_reduce_perf, NCCL 2.24.3, Voltage Park with AI @ Georgia Tech: https://git.onestrm.cn/aigatech/vpbenchmarking;
+    the log, github.com/ZiyanIshani/vpbenchmarking at e55fe74, results/nccl/nccl_multinode/nccl_allreduce_20260224_
+    225706.txt); now 400 GB/s at the speed of light. Otherwise (a bridged pair's PCIe, a spec that does not say) one
+    GPU's scale-out link bounds the ring."""
     if hw.scale_up_gpus is not None and tp > hw.scale_up_gpus:
         if hw.scale_out_bandwidth_GBps is None:
             # a group of tp GPUs: a tensor-parallel group, an expert-parallel one or a pipeline's stages (the
             # twenty-third audit, F8: --tp 1 --ep 16 had been blamed on tensor parallelism)
             raise scale_out_missing(hw, "--gpu", f"a group of {tp} (tensor, expert or pipeline parallel) crosses it")
-        return hw.scale_out_bandwidth_GBps * 1e9
+        out = hw.scale_out_bandwidth_GBps * 1e9
+        if not hw.scale_out_nic_per_gpu:
+            return out
+        inside = domain_link_bandwidth(hw, hw.scale_up_gpus)
+        nics = out * hw.scale_up_gpus  # a ring channel per NIC of the node, each at one NIC's rate
+        return nics if inside is None else min(inside, nics)
+    return domain_link_bandwidth(hw, tp)
+
+
+def domain_link_bandwidth(hw: HardwareSpec, n: int) -> float | None:
+    """Bidirectional bandwidth one GPU has to the other n - 1 of a group inside the scale-up domain [B/s]: the
+    interconnect's total behind a switch, total * min(n - 1, links) / links over a mesh's peer links; None where the
+    spec lists none."""
     if not hw.interconnect_bandwidth_GBps:
         return None
     total, links = hw.interconnect_bandwidth_GBps * 1e9, hw.interconnect_peer_links
-    return total if links is None else total * min(tp - 1, links) / links
+    return total if links is None else total * min(n - 1, links) / links
+
+
+def alltoall_link_bandwidth(hw: HardwareSpec, ep: int) -> float | None:
+    """The bidirectional bandwidth at which an all-to-all over ep GPUs moves the (ep - 1) / ep of a GPU's bytes that
+    leave it [B/s] (alltoall_seconds' convention), None where the spec lists none. Inside the scale-up domain, or
+    where the spec does not give a NIC per GPU: group_link_bandwidth. Past a domain of g GPUs with one
+    (scale_out_nic_per_gpu) only the (ep - g) / ep bound for other nodes crosses the GPU's own NIC, while the
+    (g - 1) / ep for its own node goes over the interconnect at the same time; the slower of the two is the time,
+    t ~ max((g - 1) / interconnect, (ep - g) / scale_out), and the figure returned, (ep - 1) / that max, gives it to
+    (ep - 1) / ep of the bytes. The fortieth audit, comms 1: EP 16 over two HGX H100 nodes had sent 15/16 of the
+    bytes through the 50 GB/s NIC, where 8/16 go there (1.9x slow; EP 32, 31/32 for 24/32)."""
+    g = hw.scale_up_gpus
+    if g is None or ep <= g or not hw.scale_out_nic_per_gpu:
+        return group_link_bandwidth(hw, ep)
+    if hw.scale_out_bandwidth_GBps is None:
+        raise scale_out_missing(hw, "--gpu", f"a group of {ep} (tensor, expert or pipeline parallel) crosses it")
+    inside, out = domain_link_bandwidth(hw, g), hw.scale_out_bandwidth_GBps * 1e9
+    if inside is None:
+        return out
+    return (ep - 1) / max((g - 1) / inside, (ep - g) / out)
 
 
 def beyond_node(hw: HardwareSpec, tp: int, ep: int = 1) -> str | None:
@@ -216,23 +260,58 @@ def beyond_node(hw: HardwareSpec, tp: int, ep: int = 1) -> str | None:
             "PCIe, no faster than the largest measured group, and may be optimistic")
 
 
-def stage_link_bandwidth(hw: HardwareSpec, gpus: int) -> float | None:
-    """The link a pipeline's stages send their hidden states over [B/s, bidirectional]: group_link_bandwidth, halved
-    on PCIe cards without peer-to-peer (pcie_p2p false: GeForce), whose sends NCCL's shared-memory transport copies
-    through host memory, each byte crossing PCIe twice, as pcie_allreduce_curve halves their all-reduces (the
+def stage_link_bandwidth(hw: HardwareSpec, tp: int, pp: int) -> float | None:
+    """The link one stage-to-stage send of a pipeline of pp stages of tp GPUs runs at [B/s, bidirectional: a send of
+    S bytes takes S / (this / 2)].
+
+    vLLM and SGLang split a stage's hidden states over its tp ranks: each sends its 1 / tp slice to its peer in the
+    next stage, and that stage all-gathers the slices over its own group (vLLM's GroupCoordinator.send_tensor_dict
+    and recv_tensor_dict with all_gather_group=get_tp_group(), "send-allgather: send only a slice, then do
+    allgather", vllm/distributed/parallel_state.py at 0c175ae; SGLang's scheduler_pp_mixin.py at 8da8de1,
+    send_tensor_dict(..., all_gather_group=self.attn_tp_group)). A send is then S / tp over one GPU's link to its peer
+    and (tp - 1) / tp of S over the group's (group_link_bandwidth(tp)), one after the other:
+    1 / (1 / (tp x peer) + (tp - 1) / (tp x group)). Where the peer link is one GPU's whole link (a switch, PCIe)
+    that is the whole tensor over it, the figure as before. It is less where
+    - a mesh of peer links (interconnect_peer_links) joins the GPUs: a GPU reaches its peer over one link, total /
+      links, not the tp x pp group's share of all of them (the fortieth audit, comms 2: MI300X at PP 8 had sent over
+      448 GB/s each way where the one Infinity Fabric link to the next stage carries 64, each send 7x fast, the same
+      fix as the disaggregated KV transfer's, formulas/workload.kv_transfer_seconds);
+    - the tp x pp GPUs span nodes and each GPU has a NIC of its own (scale_out_nic_per_gpu): a rank's slice crosses
+      its own NIC, the tp slices at once (comms 2: the whole tensor had crossed one 50 GB/s NIC, tp x slow on the
+      wire); every send is timed as one that crosses nodes.
+    Otherwise (a bridged pair's PCIe past the pair) the whole tensor over group_link_bandwidth(tp x pp), as before;
+    halved on PCIe cards without peer-to-peer (pcie_p2p false: GeForce), whose sends NCCL's shared-memory transport
+    copies through host memory, each byte crossing PCIe twice, as pcie_allreduce_curve halves their all-reduces (the
     thirty-third audit, links 8: a GeForce pipeline's sends had been 2x fast)."""
-    bw = group_link_bandwidth(hw, gpus)
-    return bw / 2 if bw and hw.topology == "pcie" and hw.pcie_p2p is False else bw
+    gpus = tp * pp
+    beyond = hw.scale_up_gpus is not None and gpus > hw.scale_up_gpus
+    if beyond and hw.scale_out_nic_per_gpu and hw.scale_out_bandwidth_GBps is not None:
+        peer = hw.scale_out_bandwidth_GBps * 1e9
+    elif not beyond and hw.interconnect_peer_links and hw.interconnect_bandwidth_GBps:
+        peer = hw.interconnect_bandwidth_GBps * 1e9 / hw.interconnect_peer_links
+    else:
+        bw = group_link_bandwidth(hw, gpus)
+        return bw / 2 if bw and hw.topology == "pcie" and hw.pcie_p2p is False else bw
+    gather = group_link_bandwidth(hw, tp) if tp > 1 else None
+    return peer if not gather else 1 / (1 / (tp * peer) + (tp - 1) / (tp * gather))
 
 
-def group_link_label(hw: HardwareSpec, tp: int) -> str:
-    """Which link the all-reduces of a tp-GPU group run over, in words."""
+def group_link_label(hw: HardwareSpec, tp: int, alltoall: bool = False) -> str:
+    """Which link the all-reduces (alltoall: the all-to-alls) of a tp-GPU group run over, in words."""
     if tp == 1:
         return "none (one GPU)"
     if hw.scale_up_gpus is not None and tp > hw.scale_up_gpus:
         out = hw.scale_out_bandwidth_GBps
-        return (f"{tp} GPUs exceed the {hw.scale_up_gpus} that {hw.interconnect or 'the interconnect'} joins: the "
+        said = (f"{tp} GPUs exceed the {hw.scale_up_gpus} that {hw.interconnect or 'the interconnect'} joins: the "
                 f"scale-out link, " + (f"{out:g} GB/s bidirectional per GPU" if out else "not in the spec"))
+        if not out or not hw.scale_out_nic_per_gpu:
+            return said
+        if alltoall:
+            return (said + f", a NIC each; {tp - hw.scale_up_gpus}/{tp} of a GPU's bytes cross its NIC while "
+                    f"{hw.scale_up_gpus - 1}/{tp} stay on {hw.interconnect or 'the interconnect'}: "
+                    f"{alltoall_link_bandwidth(hw, tp) / 1e9:.4g} GB/s for the {tp - 1}/{tp} that leave it")
+        return (said + f", a NIC each; a ring channel per NIC spreads a node's crossings over its "
+                f"{hw.scale_up_gpus} NICs: {group_link_bandwidth(hw, tp) / 1e9:g} GB/s bidirectional per GPU")
     bw = group_link_bandwidth(hw, tp)
     return f"{hw.interconnect or 'interconnect'}, {bw / 1e9:g} GB/s bidirectional per GPU" if bw else "unknown"
 
@@ -433,9 +512,10 @@ def alltoall_seconds(model: ModelSpec, local_tokens, b_a: float, ep: int, link_b
                      curve: AllReduceCurve | None = None, copies: float | None = None):
     """Dispatch and combine of every MoE layer, each an all-to-all of local tokens x top_k x d x b_a bytes per GPU:
     with a measured NCCL curve 2 n_moe (t0 + (ep - 1) / ep * bytes / bus bandwidth); else 2 n_moe x (ep - 1) / ep
-    x bytes one way over the link (half its bidirectional figure), latency not modelled. copies: what each token is
-    sent as in place of top_k: ep for an all-gather of every token to every GPU and a reduce-scatter back (vLLM's
-    default: engines/links.dispatch_copies), under the same bus-bandwidth convention."""
+    x bytes one way over the link (half its bidirectional figure: alltoall_link_bandwidth, which past the scale-up
+    domain gives the (ep - 1) / ep the time of the share for other nodes over the NIC), latency not modelled.
+    copies: what each token is sent as in place of top_k: ep for an all-gather of every token to every GPU and a
+    reduce-scatter back (vLLM's default: engines/links.dispatch_copies), under the same bus-bandwidth convention."""
     if ep == 1:
         return 0.0
     if curve is not None:

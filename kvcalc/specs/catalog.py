@@ -289,7 +289,8 @@ def measured_profile(gpu: str, engine: str) -> EngineProfile | None:
 # were measured over. A spec that differs from the profile's reference spec in any of these gets the profile
 # transferred onto it (kvcalc/engines/transfer.retarget), with a warning.
 ROOF_AND_LINK_FIELDS = ("memory_bandwidth_GBps", "peak_tflops", "interconnect", "interconnect_bandwidth_GBps",
-                        "interconnect_peer_links", "scale_up_gpus", "scale_out_bandwidth_GBps", "topology", "pcie_p2p")
+                        "interconnect_peer_links", "scale_up_gpus", "scale_out_bandwidth_GBps", "scale_out_nic_per_gpu",
+                        "topology", "pcie_p2p")
 
 
 def onto_spec(profile: EngineProfile, hw: HardwareSpec, notes: list[str] | None = None) -> EngineProfile:

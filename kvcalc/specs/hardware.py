@@ -114,6 +114,11 @@ class HardwareSpec(StrictModel):
         "Kubernetes pod of plan's manifests asks for; 8 (an HGX or MI300X platform board) unless the spec says")
     scale_out_bandwidth_GBps: Bandwidth | None = Field(
         None, description="bidirectional bandwidth per GPU beyond scale_up_gpus (PCIe for bridged cards)")
+    scale_out_nic_per_gpu: bool = Field(
+        False, description="whether every GPU of the scale-up domain has a scale-out NIC of its own (the DGX "
+        "datasheets' one ConnectX per GPU): NCCL runs a ring channel per NIC, so a ring past scale_up_gpus crosses "
+        "between nodes over all of a node's NICs at once, and an all-to-all sends over its own NIC only the bytes "
+        "for GPUs in other nodes. False: the scale-out link is one GPU's alone (a bridged pair's PCIe)")
     topology: Topology | None = Field(
         None, description="how GPUs of one box reach each other: nvswitch (every pair at the full NVLink bandwidth), "
         "nvlink-bridge (pairs; beyond them PCIe), nvlink-mesh (NVLink point to point, no switch), "
@@ -167,6 +172,11 @@ class HardwareSpec(StrictModel):
         if link is not None and link > self.memory_bandwidth_GBps:  # a GPU cannot feed a link faster than its memory
             raise ValueError(f"interconnect_bandwidth_GBps: {link:g} exceeds memory_bandwidth_GBps "
                              f"{self.memory_bandwidth_GBps:g}; expected a link no faster than the memory it reads")
+        if self.scale_out_nic_per_gpu and (self.topology == "nvlink-bridge" or self.scale_up_gpus is None):
+            # the fortieth audit, comms 1: the NICs of a node spread its rings; a bridged pair's scale-out is the
+            # host's PCIe, and without a domain there is nothing to cross
+            raise ValueError("scale_out_nic_per_gpu: a NIC per GPU beyond the scale-up domain needs scale_up_gpus and "
+                             "a topology other than nvlink-bridge (whose pairs cross the host's PCIe)")
         if self.topology == "nvlink-bridge" and self.scale_up_gpus is None:
             raise ValueError("topology: nvlink-bridge joins pairs of cards; expected scale_up_gpus (2) with it")
         cc = self.compute_capability
