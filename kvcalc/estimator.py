@@ -648,9 +648,12 @@ class SpeculativeTimer:
 
     def __init__(self, spec: ModelSpec, hw: HardwareSpec, speculate: str, *, weight_dtype: str, kv_dtype: str,
                  tp: int = 1, profile: EngineProfile | None = None, ep: int = 1):
-        from kvcalc.speculation import load_draft, parse
+        from kvcalc.speculation import load_draft, mtp_depth_refusal, parse
 
         self.sp = parse(speculate)
+        if why := mtp_depth_refusal(spec, self.sp):  # every command times speculation here: estimate, compare, sweep,
+            # capacity, serve, simulate, plan and the web pages (the fortieth audit, speculate 1)
+            raise KvcalcError(why)
         self.draft = load_draft(self.sp.draft) if self.sp.method == "draft" and self.sp.draft else None
         if self.draft is not None and self.draft.vocab_size != spec.vocab_size:
             raise KvcalcError(f"--speculate: the draft {self.draft.name} has a vocabulary of "

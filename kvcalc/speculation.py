@@ -1,16 +1,31 @@
 """--speculate: which speculative-decoding scheme, and how often its drafts are accepted.
 
     draft=MODEL,k=4,alpha=0.7   a separate draft model (alpha required: it depends on the pair)
-    eagle,k=4[,alpha=0.8]       EAGLE's one-layer draft; alpha 0.8 by default: EAGLE (Li et al., ICML 2024) reports
-                                draft accuracy of about 0.8 for its feature-level drafts
+    eagle,k=4[,alpha=0.707]     EAGLE's one-layer draft; alpha 0.707 by default, the i.i.d. acceptance whose k = 3
+                                chain yields 2.56 tokens a step (1 + a + a^2 + a^3 = 2.560), the median of the
+                                EAGLE-3 references vLLM pins in tests/v1/spec_decode/test_acceptance_length.py
+                                (vllm-project/vllm 029ba375; k = 3, MT-Bench, temperature 0: Llama-3.1-8B-Instruct
+                                2.60, gpt-oss-20b 2.56, Qwen3-8B 2.26, each with RedHatAI's released speculator head;
+                                left out, its fourth, nm-testing's test head for Qwen3-VL-30B-A3B-FP8 at 1.35). Until
+                                the fortieth audit it was 0.8, the EAGLE paper's draft accuracy with the target's own
+                                features, which later chain positions do not see: k = 3 gave 2.95 where vLLM
+                                measures 2.26-2.60
     medusa=4[,alpha=0.6]        Medusa heads; alpha 0.6 by default: the EAGLE paper puts Medusa's draft accuracy at
                                 about 0.6
     mtp=1[,alpha=0.875]         DeepSeek-V3's multi-token prediction modules (depth D = k); alpha 0.875 by default,
                                 the middle of the 85-90 % acceptance of the second token in the DeepSeek-V3 report
-                                (section 5.4.3)
+                                (section 5.4.3): the first draft's only, so a depth beyond the checkpoint's MTP layers
+                                (one for every family kvcalc knows) needs alpha=, accepted= or rate= (mtp_depth_refusal)
     ngram=4,alpha=0.5           k tokens looked up in the request's own tokens (vLLM's ngram method, prompt lookup):
                                 no draft weights, cache or GPU work; alpha required, as it is the data's
-    accepted=TAU                a tree's measured mean accepted tokens per verify step, replacing the i.i.d. formula
+    accepted=TAU                the measured mean accepted length, tokens a verify step yields with the bonus token,
+                                replacing the i.i.d. formula, for a chain or a tree: vLLM's "Mean acceptance length"
+                                (vllm/v1/spec_decode/metrics.py, 1 + accepted / drafts) and SGLang's "accept len"
+                                (its scheduler adds each sequence's bonus token) are this
+    rate=R                      vLLM's "Avg Draft acceptance rate" (accepted / drafted tokens) as a fraction: a
+                                chain's accepted = 1 + k R. It is not alpha: at i.i.d. 0.8 and k = 4 vLLM logs 59.0 %,
+                                and alpha=0.59 would give 2.26 tokens a step where the run made 3.36. Only vLLM's first
+                                "Per-position acceptance rate" is an i.i.d. alpha
     tree=N                      a tree of candidates (Medusa, EAGLE): the verify pass runs N tokens a sequence (the
                                 tree's nodes with its root) instead of k + 1; k stays its depth. Give accepted= with
                                 it: a tree's acceptance is measured, not i.i.d. EAGLE grows the tree a level a step:
@@ -31,7 +46,8 @@ from kvcalc.formulas.speculative import (
     implied_alpha,
 )
 
-DEFAULT_ALPHA = {"eagle": 0.8, "medusa": 0.6, "mtp": 0.875}
+# eagle: the i.i.d. alpha of vLLM's median pinned EAGLE-3 reference at k = 3 (2.56 tokens a step; module docstring)
+DEFAULT_ALPHA = {"eagle": 0.707, "medusa": 0.6, "mtp": 0.875}
 DEFAULT_K = {"draft": 4, "eagle": 4, "medusa": 4, "mtp": 1, "ngram": 4}
 MAX_K = 64
 MAX_TREE = 1024  # candidate tokens a tree verifies per sequence (Medusa's and EAGLE's trees hold 26 to 64)
@@ -45,6 +61,7 @@ class Speculation:
     accepted: float | None
     draft: str | None = None
     tree: int | None = None
+    default_alpha: bool = False  # alpha is the method's DEFAULT_ALPHA, neither alpha=, accepted= nor rate= given
 
     @property
     def verify_tokens(self) -> int:
@@ -90,6 +107,30 @@ def no_mtp_module(spec, speculate: str | None) -> str | None:
     return (f"--speculate mtp: {spec.name} ({spec.family or 'no family'}) ships no multi-token-prediction layers that "
             "kvcalc knows of (DeepSeek-V3/V3.2, GLM-4.5, Qwen3-Next and MiMo do); this times a hypothetical module "
             "of one decoder layer at DeepSeek-V3's acceptance (0.875), which no engine can load for it")
+
+
+def mtp_depth_refusal(spec, sp: Speculation) -> str | None:
+    """Why mtp=k at the default acceptance cannot be timed, or None: a depth k beyond the MTP layers the checkpoint
+    ships (spec.mtp_layers; one for DeepSeek-V3/V3.2, GLM-4.5, Qwen3-Next and MiMo, and for the hypothetical module
+    no_mtp_module warns of) runs its one layer k times, each draft fed the previous one's output (vLLM's
+    deepseek_mtp, SGLang's NextN), and 0.875 is the acceptance of the first draft only (DeepSeek-V3 report, 5.4.3).
+    Later drafts are accepted less: vLLM warns so at start-up (vllm/config/speculative.py, "Enabling
+    num_speculative_tokens > 1 will run multiple times of forward on same MTP layer, which may result in lower
+    acceptance rate"), and nebius/MTP-DeepSeek-V3-0324's model card (LK losses, arXiv:2602.23881) measured DeepSeek-V3's
+    own MTP module at k = 7 on MT-bench, HumanEval and GSM8K at 3.20 tokens a step, where 0.875 at every draft gives
+    5.25 (the fortieth audit, speculate 1: 1.81x where about 1.10x is measured). No later-draft acceptance is
+    published for it, so the user gives one."""
+    if sp.method != "mtp" or not sp.default_alpha:
+        return None
+    layers = max(getattr(spec, "mtp_layers", None) or 1, 1)
+    if sp.k <= layers:
+        return None
+    return (f"--speculate mtp={sp.k}: {spec.name}'s checkpoint ships {layers} multi-token-prediction layer"
+            f"{'s' if layers > 1 else ''}, run {sp.k} times for {sp.k} drafts, and the default acceptance 0.875 "
+            "(DeepSeek-V3 report, 5.4.3) is the first draft's; later drafts are accepted less (vLLM's "
+            "vllm/config/speculative.py warns so; nebius/MTP-DeepSeek-V3-0324 measured 3.20 tokens a step at k = 7, "
+            "where 0.875 at every draft gives 5.25): give accepted= (the engine's mean acceptance length), rate= or "
+            "alpha=")
 
 
 def draft_past_context(draft, context: int) -> str | None:
@@ -168,7 +209,7 @@ def parse(text: str) -> Speculation:
         k = _number(head, value, 1, MAX_K, integer=True)
     elif value:
         raise KvcalcError(f"--speculate: {head} takes no value; use {head},k=N")
-    alpha = accepted = tree = None
+    alpha = accepted = tree = rate = None
     seen: set[str] = set()
     for item in items[1:]:
         key, _, value = item.partition("=")
@@ -183,8 +224,14 @@ def parse(text: str) -> Speculation:
             accepted = _number("accepted", value, 1, MAX_K + 1)
         elif key == "tree":
             tree = _number("tree", value, 2, MAX_TREE, integer=True)
+        elif key == "rate":
+            rate = _number("rate", value, 0, 1)
         else:
-            raise KvcalcError(f"--speculate: unknown setting {shown_value(key)}; expected k, alpha, accepted or tree")
+            raise KvcalcError(f"--speculate: unknown setting {shown_value(key)}; expected k, alpha, accepted, rate or "
+                              "tree")
+    if rate is not None and tree is not None:  # vLLM's rate counts k drafted tokens a step: a chain's
+        raise KvcalcError("--speculate: rate= is a chain's average draft acceptance rate (accepted = 1 + k x rate); a "
+                          "tree takes its measured mean accepted length as accepted=")
     if tree is not None and (head not in ("medusa", "eagle") or accepted is None):
         raise KvcalcError("--speculate: tree=N is for medusa and eagle, with accepted= (a tree's measured mean "
                           "accepted length)")
@@ -192,17 +239,24 @@ def parse(text: str) -> Speculation:
         raise KvcalcError(f"--speculate: tree={tree} has fewer nodes than a chain of depth k = {k} (k + 1 = {k + 1})")
     if alpha is not None and accepted is not None:  # the sixth audit: alpha was reported, accepted was used
         raise KvcalcError("--speculate: alpha= and accepted= both set the tokens a verify step yields; give one")
-    if alpha is None and accepted is None:
+    if rate is not None and (alpha is not None or accepted is not None):
+        raise KvcalcError("--speculate: rate= sets accepted = 1 + k x rate, as alpha= and accepted= set the tokens a "
+                          "verify step yields; give one")
+    if rate is not None:  # vLLM's "Avg Draft acceptance rate", accepted / drafted tokens, each draft k tokens
+        # (vllm/v1/spec_decode/metrics.py SpecDecodingLogging.log): mean acceptance length 1 + k x rate
+        accepted = 1 + k * rate
+    defaulted = alpha is None and accepted is None
+    if defaulted:
         if head == "draft":
             raise KvcalcError("--speculate: a draft model needs alpha= (its per-token acceptance rate with this "
-                              "target) or accepted=")
+                              "target), accepted= or rate=")
         if head == "ngram":  # how often the request repeats itself: the data's, not the method's
             raise KvcalcError("--speculate: ngram needs alpha= (how often a looked-up token is accepted on your "
-                              "data: high for code edits and RAG, low for open chat) or accepted=")
+                              "data: high for code edits and RAG, low for open chat), accepted= or rate=")
         alpha = DEFAULT_ALPHA[head]
     if accepted is not None and accepted > k + 1:
         raise KvcalcError(f"--speculate: accepted={accepted:g} exceeds k + 1 = {k + 1}")
-    return Speculation(head, k, alpha, accepted, draft, tree)
+    return Speculation(head, k, alpha, accepted, draft, tree, default_alpha=defaulted)
 
 
 def load_draft(ref: str):

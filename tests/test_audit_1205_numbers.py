@@ -85,7 +85,9 @@ def test_readme_waves_are_one_wave():
 
 def test_readme_speculative_serving_claim():
     """README, serve --speculate: 'Llama 3.1 8B on an H100 at 64 requests of 1000 in and 500 out goes from about 4,800
-    to 8,600 output tokens/s with --speculate eagle,k=4' (8,700 until a request's 499 decoded tokens took whole
+    to 7,600 output tokens/s with --speculate eagle,k=4' (8,600 until the fortieth audit, speculate 2, took EAGLE's
+    default acceptance from vLLM's pinned EAGLE-3 references, 0.707 i.i.d. for 2.56 tokens at k = 3, where 0.8 had
+    given 2.95; 8,700 until a request's 499 decoded tokens took whole
     verify steps, ceil(499 / 3.36) = 149, the tenth audit's S6; 8,800 until the EAGLE head's pass over each prompt was
     timed, the seventh audit's B4; 5,000 until the other prompts entered a request's decode steps whole; before that
     5,600 and 9,300, stale)."""
@@ -93,7 +95,7 @@ def test_readme_speculative_serving_claim():
         warnings.simplefilter("ignore")
         plain = serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=500, concurrency=64)
         eagle = serve("llama-3.1-8b", "h100-sxm", input_len=1000, output_len=500, concurrency=64, speculate="eagle,k=4")
-    assert round(plain["output_tokens_per_s"], -2) == 4800 and round(eagle["output_tokens_per_s"], -2) == 8600
+    assert round(plain["output_tokens_per_s"], -2) == 4800 and round(eagle["output_tokens_per_s"], -2) == 7600
 
 
 def test_readme_speculative_figures():
@@ -109,7 +111,7 @@ def test_readme_speculative_figures():
     assert (round(s.ms_per_token, 3), round(e.decode.ms, 3), round(s.speedup, 2), s.breakeven_batch) == (
         8.787, 18.942, 2.16, 512)
     table = [("deepseek-v3", "h200", 8, 256, "mtp=1", "fp8", 1.77), ("llama-2-7b", "a100-sxm-80gb", 1, 1, "medusa=4",
-             "bf16", 2.15), ("llama-2-70b", "a100-sxm-80gb", 4, 1, "eagle,k=4", "bf16", 3.13),
+             "bf16", 2.15), ("llama-2-70b", "a100-sxm-80gb", 4, 1, "eagle,k=4,alpha=0.8", "bf16", 3.13),
              ("llama-2-7b", "a100-sxm-80gb", 1, 1, "medusa=4,accepted=2.5,tree=64", "bf16", 2.16)]
     for model, gpu, tp, batch, spec, wd, says in table:
         e = estimate(model, gpu, batch=batch, context=1024, prompt=1, tp=tp, speculate=spec, weight_dtype=wd)

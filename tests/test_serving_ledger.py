@@ -62,8 +62,10 @@ def test_every_ledger_row_runs(scored):
     """All 124 published rows run, the ShareGPT ones with the published length sample, but those excluded in their notes,
     dstack's nine TensorRT-LLM
     runs at --tp_size 8 --ep_size 4 (MoE TP 2 x EP 4), a layout kvcalc does not model, which the published ledger
-    excludes too (the thirty-second audit, validate 1: they had run as plain TP 8, 50-85 % fast), and LMSYS's four
-    SGLang 0.3.0 runs, whose release no band holds."""
+    excludes too (the thirty-second audit, validate 1: they had run as plain TP 8, 50-85 % fast), LMSYS's four
+    SGLang 0.3.0 runs, whose release no band holds, and the vLLM recipes' two Qwen3-Next runs with MTP at
+    num_speculative_tokens 2 and 4, whose acceptance the source does not publish (the fortieth audit, speculate 1:
+    they had run at 0.875 at every draft)."""
     res, _ = scored
     rows = read_rows(LEDGER)
     assert len(rows) == 124
@@ -74,7 +76,11 @@ def test_every_ledger_row_runs(scored):
     # and dstack's six Llama-3.1-405B runs of a base checkpoint without --ignore-eos, whose JSONs hold 378-379 empty
     # replies of 1,000 (output_lens 0, ttfts 0.0): excluded in their notes (the thirty-sixth audit, rows 1)
     empty = {f"sv-03{i}" for i in range(3, 9)}
-    assert set(skipped) == layout | release | empty and len(layout) == 9 and len(release) == 4
+    # and the vLLM recipes' Qwen3-Next runs with MTP at depths 2 and 4, past the checkpoint's one MTP layer, whose
+    # source (Qwen/Qwen3-Next.md) publishes no acceptance (the fortieth audit, speculate 1)
+    mtp = {r["id"] for r in rows if "num_speculative_tokens" in r["server_args"]}
+    assert set(skipped) == layout | release | empty | mtp and len(layout) == 9 and len(release) == 4
+    assert mtp == {"sv-032", "sv-116"} and all("the source publishes no acceptance" in skipped[i] for i in mtp)
     assert all("a layout kvcalc does not model" in skipped[i] for i in layout)
     assert all(skipped[i].startswith("excluded: a base checkpoint") and "replied nothing" in skipped[i] for i in empty)
     # LambdaLabs' sv-084 keeps its other metrics; its TTFTs (17 empty replies of 320 counted as 0), kept as published,

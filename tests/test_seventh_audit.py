@@ -352,7 +352,7 @@ def test_mtp_on_a_model_without_mtp_layers_is_named_a_hypothetical():
                                          "json"]).stdout)
     assert any(mark in w for w in est["warnings"])
     srv = json.loads(runner.invoke(app, ["serve", "-m", "qwen3-32b", "-i", "1000", "--output-len", "200", "-n", "16",
-                                         "--speculate", "mtp=2", "-f", "json"]).stdout)
+                                         "--speculate", "mtp=2,alpha=0.875", "-f", "json"]).stdout)
     assert any(mark in w for w in srv["warnings"])
     cmp = json.loads(runner.invoke(app, ["compare", "-m", "qwen3-32b", "--speculate", "mtp=1", "-f", "json"]).stdout)
     assert any(mark in w for w in cmp[0]["warnings"])
@@ -518,8 +518,9 @@ def test_mtp_depth_reuses_the_checkpoints_one_module():
     depth, the draft time two steps'."""
     import kvcalc
 
-    one, two = (kvcalc.estimate("deepseek-v3", "h200", tp=8, batch=8, context=4096, speculate=f"mtp={k}").speculative
-                for k in (1, 2))
+    # alpha given: a depth past the checkpoint's one layer takes an acceptance (the fortieth audit, speculate 1)
+    one, two = (kvcalc.estimate("deepseek-v3", "h200", tp=8, batch=8, context=4096,
+                                speculate=f"mtp={k},alpha=0.875").speculative for k in (1, 2))
     assert two.draft_weights_bytes == one.draft_weights_bytes and two.draft_kv_bytes == one.draft_kv_bytes
     assert two.draft_ms == pytest.approx(2 * one.draft_ms, rel=1e-9)
 

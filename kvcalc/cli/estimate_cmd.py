@@ -52,7 +52,10 @@ def estimate_cli(
     pp: Pp = 1,
     speculate: Annotated[Optional[str], typer.Option(
         help="speculative decoding: draft=MODEL,k=4,alpha=0.7 | eagle,k=4 | medusa=4 | mtp=1 | ngram=4,alpha=0.5 "
-             "(alpha= and accepted= override the defaults)")] = None,
+             "(alpha=, accepted= or rate= override the defaults: accepted= is vLLM's 'Mean acceptance length' or "
+             "SGLang's accept length, bonus token included; rate= vLLM's 'Avg Draft acceptance rate' R as a fraction, "
+             "accepted = 1 + k R, which is not alpha; alpha= the i.i.d. per-draft acceptance, vLLM's first "
+             "per-position rate)")] = None,
     ep: Ep = 1,
     prefill_chunk: PrefillChunk = 8192,
     format: FormatOpt = Format.table,

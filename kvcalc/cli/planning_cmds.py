@@ -67,7 +67,9 @@ def compare_cli(
     memory_utilization: MemoryUtilization = 0.9, format: FormatOpt = Format.table, engine: Engine = DEFAULT_ENGINE,
     prefill_chunk: PrefillChunk = 8192,
     speculate: Annotated[Optional[str], typer.Option(help="speculative decoding, as estimate's --speculate: each "
-                                                     "variant's speed-up")] = None,
+                                                     "variant's speed-up (accepted= is vLLM's 'Mean acceptance "
+                                                     "length'; rate= its 'Avg Draft acceptance rate', accepted = "
+                                                     "1 + k rate)")] = None,
     tp: Tp = 1, pp: Pp = 1, ep: Ep = 1,
 ) -> None:
     """Attention variants of one model side by side, each relative to the model's own attention."""
@@ -212,7 +214,9 @@ def sweep_cli(
     tp: Annotated[str, typer.Option("--tp", help="tensor-parallel GPUs, comma-separated")] = "1",
     pp: Annotated[str, typer.Option("--pp", help="pipeline stages, comma-separated")] = "1",
     speculate: Annotated[Optional[str], typer.Option(
-        help="speculative decoding forms separated by ';' (none for plain), e.g. 'none;mtp=1;eagle,k=4'")] = None,
+        help="speculative decoding forms separated by ';' (none for plain), e.g. 'none;mtp=1;eagle,k=4', as "
+             "estimate's --speculate (accepted= is vLLM's 'Mean acceptance length'; rate= its 'Avg Draft acceptance "
+             "rate', accepted = 1 + k rate)")] = None,
     ep: Annotated[str, typer.Option("--ep", help="expert-parallel GPUs, comma-separated (1: none)")] = "1",
 ) -> None:
     """Every combination of the axes into one table (CSV or Parquet)."""

@@ -64,7 +64,8 @@ def serve_cli(
     tp: Annotated[str, typer.Option(help="tensor-parallel GPUs per replica; a comma-separated list for the frontier")] = "1",
     pp: Pp = 1,
     speculate: Annotated[Optional[str], typer.Option(
-        help="speculative decoding, as estimate's --speculate: every decode step verifies k drafts")] = None,
+        help="speculative decoding, as estimate's --speculate: every decode step verifies k drafts (accepted= is "
+             "vLLM's 'Mean acceptance length'; rate= its 'Avg Draft acceptance rate', accepted = 1 + k rate)")] = None,
     ep: Ep = 1,
     engine: Engine = DEFAULT_ENGINE,
     engine_version: EngineVersion = None,

@@ -408,7 +408,7 @@ def tp_whole_bytes(model: ModelSpec, b_w: float, tp: int) -> float:
     if tp <= 1:
         return 0.0
     attn, d, layers = model.attention, model.hidden_size, model.attention_layers
-    in_linears, attention_b = attention_in_linears(attn, d), _stored_bytes(model, b_w, "attention/qkv")
+    in_linears, attention_b = attention_in_linears(attn, d), stored_bytes(model, b_w, "attention/qkv")
     whole = parts_bytes(model, b_w, ("norms", "moe/router"))
     if attn.kind == "mla":
         # and DeepSeek-V3.2's lightning indexer, wq_b, wk and weights_proj all ReplicatedLinear (vLLM's and SGLang's
@@ -439,7 +439,7 @@ def _edges_and_layers(model: ModelSpec, b_w: float) -> tuple[float, float, float
     return embed, head, layers
 
 
-def _stored_bytes(model: ModelSpec, b_w: float, part: str) -> float:
+def stored_bytes(model: ModelSpec, b_w: float, part: str) -> float:
     """Bytes one parameter of the params_breakdown part `part` takes as weight_bytes stores it: b_w, or bf16 where a
     quantised checkpoint keeps the part."""
     return UNQUANTISED_BYTES if b_w < UNQUANTISED_BYTES and part in _kept_parts(model) else b_w
@@ -448,7 +448,7 @@ def _stored_bytes(model: ModelSpec, b_w: float, part: str) -> float:
 def parts_bytes(model: ModelSpec, b_w: float, keys: tuple[str, ...]) -> float:
     """Bytes of the params_breakdown parts `keys` as weight_bytes stores them [B]."""
     parts = params_breakdown(model)
-    return sum(parts.get(k, 0) * _stored_bytes(model, b_w, k) for k in keys)
+    return sum(parts.get(k, 0) * stored_bytes(model, b_w, k) for k in keys)
 
 
 # a layer_pattern block's kind: the params_breakdown parts it holds, by prefix (Nemotron-H's M, *, - and E)

@@ -34,10 +34,17 @@ from kvcalc.formulas.forward import (
     forward_ops,
     linear_cost,
     lm_head_op,
+    unquantised,
 )
 from kvcalc.formulas.kv import kv_bytes_per_sequence
 from kvcalc.formulas.parallel import kv_shard_fraction, sequence_bytes_per_gpu
-from kvcalc.formulas.params import Linear, params_breakdown, total_params
+from kvcalc.formulas.params import (
+    Linear,
+    routed_expert_bytes,
+    stored_bytes,
+    total_params,
+    weight_bytes,
+)
 from kvcalc.specs.model import ModelSpec
 
 METHODS = ("draft", "eagle", "mtp", "medusa", "ngram")
@@ -102,16 +109,26 @@ def one_layer(model: ModelSpec, *, dense: bool = False) -> ModelSpec:
 
 def draft_layer(model: ModelSpec, method: str) -> ModelSpec:
     """The one layer an EAGLE head or an MTP module runs: an MTP module is the target's own layer, experts included
-    (DeepSeek-V3's num_nextn_predict_layers); an EAGLE head is one dense Llama layer whatever the target (EAGLE-3
-    heads of MoE targets: SGLang-EAGLE3-Qwen3-Coder-30B-A3B '~350MB (single transformer layer)', nebius/EAGLE3-gpt-oss-
-    120b 0.4 B parameters; the thirty-first audit, speculate 2: Qwen3-30B-A3B's had been sized with all 128 experts,
-    1.26 GB)."""
+    (DeepSeek-V3's num_nextn_predict_layers); an EAGLE head is one dense decoder layer of the target's shape whatever
+    the target (the thirty-first audit, speculate 2: Qwen3-30B-A3B's had been sized with all 128 experts, 1.26 GB).
+    This is EAGLE-1's head (Li et al. 2024): the target's embedding and lm_head shared, an fc of 2d -> d. EAGLE-3
+    heads, which the published MoE heads are (SGLang-EAGLE3-Qwen3-Coder-30B-A3B, '~350MB (single transformer
+    layer)'; nebius/EAGLE3-gpt-oss-120b, 0.4 B parameters), are larger than this: they keep an lm_head of their own
+    over a draft vocabulary (vLLM shares the target's only where the method is not eagle3) and an fc of 3d -> d, which
+    kvcalc does not model (the fortieth audit, speculate 3)."""
     return one_layer(model, dense=method == "eagle")
 
 
+def fc_precision(model: ModelSpec, p: Precision) -> Precision:
+    """The format of EAGLE's and MTP's fc: the weight format where the checkpoint quantises its dense layers
+    (attention and MLP), else 16 bit as it keeps them: gpt-oss quantises only its experts (model_specs/gpt-oss-120b.toml
+    quantization.quantized; the fortieth audit, speculate 3: its fc had been read, and held, at mxfp4)."""
+    return p if {"attention", "mlp"} <= set(model.quantized_classes) else unquantised(p)
+
+
 def fc_cost(model: ModelSpec, batch, p: Precision):
-    """EAGLE's and MTP's projection of [hidden; embedding] (2d) back to d."""
-    return linear_cost([Linear("fc", 2 * model.hidden_size, model.hidden_size)], batch, p)
+    """EAGLE's and MTP's projection of [hidden; embedding] (2d) back to d, in fc_precision's format."""
+    return linear_cost([Linear("fc", 2 * model.hidden_size, model.hidden_size)], batch, fc_precision(model, p))
 
 
 def draft_ops(model: ModelSpec, method: str, batch, context, k: int, p: Precision,
@@ -125,7 +142,8 @@ def draft_ops(model: ModelSpec, method: str, batch, context, k: int, p: Precisio
     if method in ("eagle", "mtp"):
         layer = draft_layer(model, method)
         ops = decode_ops(layer, batch, context, p) if width == 1 else verify_ops(layer, batch, context, width, p)
-        return [*ops, Op("draft/fc", "projection", "matmul", fc_cost(model, batch * width, p))], k
+        return [*ops, Op("draft/fc", "projection", "matmul", fc_cost(model, batch * width, p),
+                         unquantised=fc_precision(model, p) is not p)], k
     d, v = model.hidden_size, model.vocab_size
     heads = linear_cost([Linear("medusa/res", d, d), Linear("medusa/head", d, v)], batch, p)
     return [Op("medusa/heads", "lm_head", "matmul", k * heads, kernels=2 * k)], 1
@@ -166,10 +184,11 @@ def draft_kv_layers(model: ModelSpec, method: str, k: int, draft_model: ModelSpe
 def draft_weight_bytes_per_gpu(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None, b_w: float,
                                tp: int = 1, ep: int = 1) -> float:
     """Bytes of the draft's own weights one GPU holds [B]: a draft model's as weight_bytes_per_gpu splits any model;
-    else draft_params * b_w / tp (EAGLE's and MTP's layers without the embedding and lm_head they share with the
-    target; Medusa's heads). Under expert parallelism an MTP or EAGLE layer of a MoE target spreads its routed experts over
-    the ep GPUs as the target's are (vLLM's DeepSeekMTP and SGLang's NextN build the layer with the model's FusedMoE
-    under the server's expert-parallel setting; the tenth audit, E8: held whole, 9.2 GiB a GPU too many at --ep 8)."""
+    EAGLE's and MTP's layer as the target stores its layers, without the embedding and lm_head they share with it
+    (draft_layer_weight_bytes) / tp; Medusa's heads draft_params * b_w / tp. Under expert parallelism an MTP or EAGLE
+    layer of a MoE target spreads its routed experts over the ep GPUs as the target's are (vLLM's DeepSeekMTP and
+    SGLang's NextN build the layer with the model's FusedMoE under the server's expert-parallel setting; the tenth
+    audit, E8: held whole, 9.2 GiB a GPU too many at --ep 8)."""
     if method == "draft":  # a model of its own, split as the target is: its norms (and any KV heads the group
         # outnumbers) whole on every GPU, its embeddings at 2 B under a quantised format (weight_bytes_per_gpu; the
         # twelfth audit, E7: its total / tp had been 118,272 B a GPU short of what kvcalc sizes the same model at)
@@ -177,9 +196,27 @@ def draft_weight_bytes_per_gpu(model: ModelSpec, method: str, k: int, draft_mode
 
         assert draft_model is not None, "draft=MODEL: the draft's spec is needed"
         return weight_bytes_per_gpu(draft_model, b_w, tp)
-    total = draft_params(model, method, k, draft_model)
-    routed = params_breakdown(draft_layer(model, method)).get("moe/routed", 0) if ep > 1 and method == "mtp" else 0
-    return (total - routed) * b_w / tp + routed * b_w / ep
+    if method in ("eagle", "mtp"):
+        own, routed = draft_layer_weight_bytes(model, method, b_w)
+        routed = routed if ep > 1 and method == "mtp" else 0
+        return (own - routed) / tp + routed / ep
+    return draft_params(model, method, k, draft_model) * b_w / tp  # Medusa's heads
+
+
+def draft_layer_weight_bytes(model: ModelSpec, method: str, b_w: float) -> tuple[float, float]:
+    """(bytes of an EAGLE head's or MTP module's own weights, of which its routed experts) [B]: draft_params' layer
+    stored by the target's per-class rule, as the draft step's operators read it (formulas/params.py weight_bytes:
+    norms, routers and the classes the checkpoint leaves out at 16 bit under a quantised format), less the embedding
+    and lm_head it shares with the target, plus the fc in fc_precision's format. The fortieth audit, speculate 3: it
+    had been draft_params x b_w, so gpt-oss-120b's EAGLE layer, bf16 in its checkpoint's rule and in the time path
+    (136 MB), was held at mxfp4 (36 MB)."""
+    layer = draft_layer(model, method)
+    d, v = model.hidden_size, model.vocab_size
+    shared = v * d * stored_bytes(layer, b_w, "embedding")
+    if not layer.tie_word_embeddings:
+        shared += v * d * stored_bytes(layer, b_w, "lm_head")
+    fc = 2 * d * d * fc_precision(model, Precision(b_w, b_w, b_w)).b_w
+    return weight_bytes(layer, b_w) - shared + fc, routed_expert_bytes(layer, b_w)
 
 
 def draft_kv_bytes_per_sequence(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None, tokens,

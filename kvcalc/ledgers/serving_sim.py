@@ -185,6 +185,8 @@ def row_kwargs(row: dict) -> dict:
               "num_prompts": int(row["num_prompts"]), "tp": tp, "pp": pp, "ep": ep, "weight_dtype": row["weight_dtype"],
               "kv_dtype": row["kv_dtype"] or "bf16", "range_ratio": rr, "length_client": client, "seed": 0,
               **server_kwargs(row.get("server_args", ""))}
+    if "speculate" in kw:
+        _check_acceptance(row, kw["speculate"])
     if row["engine"] == "sglang":  # SGLang's chunk and running requests are the server's, shared by its data-parallel
         # attention ranks; its default chunk follows the GPU's memory (engines/scheduler.py sglang_server_budget)
         from kvcalc.engines.scheduler import sglang_rank_chunk, sglang_server_budget
@@ -221,6 +223,22 @@ def row_kwargs(row: dict) -> dict:
     else:
         raise KvcalcError("neither concurrency nor request_rate given")
     return kw
+
+
+def _check_acceptance(row: dict, speculate: str) -> None:
+    """A KvcalcError where a row's speculative decoding cannot be timed as run: vLLM's num_speculative_tokens k > 1
+    with a checkpoint of one MTP layer runs that layer k times, and kvcalc's default acceptance, 0.875, is the first
+    draft's only (speculation.mtp_depth_refusal). No source of the ledger publishes the acceptance of its runs (vLLM
+    recipes' Qwen3-Next.md shows the benchmark's output alone: sv-032 at k = 2, sv-116 at k = 4), so such rows are not
+    scored (the fortieth audit, speculate 1: both had run at 0.875 at every draft, output tokens/s 249 % and 296 %
+    high)."""
+    from kvcalc.specs.catalog import load_model
+    from kvcalc.speculation import mtp_depth_refusal, parse
+
+    sp = parse(speculate)
+    if mtp_depth_refusal(load_model(row["model"]), sp):
+        raise KvcalcError(f"num_speculative_tokens {sp.k}: the source publishes no acceptance for the checkpoint's "
+                          f"one MTP layer run {sp.k} times, and kvcalc's 0.875 is the first draft's only")
 
 
 def _run(model: str, gpu: str, engine: str, kw: dict) -> tuple[dict, str]:

@@ -42,8 +42,9 @@ def test_draft_sizes_from_the_configs():
     ("deepseek-v3", "h200", 8, 256, "mtp=1", 1.8 * 0.9, 1.8 * 1.1, "DeepSeek-V3"),
     # Medusa (Cai et al. 2024) abstract: Medusa-1 "over 2.2x" on Vicuna-7B (Llama-2-7B shape), batch 1, A100
     ("llama-2-7b", "a100-sxm-80gb", 1, 1, "medusa=4", 2.2 * 0.9, 2.2 * 1.1, "Medusa-1"),
-    # EAGLE (Li et al. 2024) abstract: 2.7x-3.5x for LLaMA2-Chat 70B, batch 1
-    ("llama-2-70b", "a100-sxm-80gb", 4, 1, "eagle,k=4", 2.7, 3.5, "EAGLE"),
+    # EAGLE (Li et al. 2024) abstract: 2.7x-3.5x for LLaMA2-Chat 70B, batch 1, at the paper's draft accuracy of about
+    # 0.8 (kvcalc's default since the fortieth audit is vLLM's measured EAGLE-3 chain, 0.707: this checks the cost)
+    ("llama-2-70b", "a100-sxm-80gb", 4, 1, "eagle,k=4,alpha=0.8", 2.7, 3.5, "EAGLE"),
 ])
 def test_published_speedups(model, gpu, tp, batch, spec, low, high, source):
     e = estimate(model, gpu, batch=batch, context=1024, prompt=1, tp=tp, speculate=spec,
