@@ -54,6 +54,7 @@ from kvcalc.formulas.parallel import (
     expert_parallel_comm_seconds,
     group_link_bandwidth,
     group_link_label,
+    kv_bytes_all_gpus,
     microbatches,
     nccl_ring,
     pipeline_fill_fraction,
@@ -103,13 +104,13 @@ class KvCache(BaseModel):
     bytes_per_token_per_layer: float
     bytes_per_token: float  # all layers, while the token is inside every sliding window
     bytes_per_sequence: float  # one sequence at the context (sliding windows applied)
-    bytes: float  # the whole batch at the context
+    bytes: float  # the whole batch at the context, on all the GPUs together (replicated parts once a GPU)
 
 
 class Weights(BaseModel):
     params: int
     active_params: int
-    bytes: float
+    bytes: float  # the checkpoint's weights, one copy (what every GPU keeps whole counted once)
     breakdown: dict[str, int]
 
 
@@ -192,13 +193,15 @@ class Estimate(BaseModel):
     warnings: list[str]
 
     def to_json_dict(self) -> dict:
-        """The documented JSON (docs/json-schema.md): every section, with decode.step_ms alongside decode.ms and
-        byte counts as integers, rounded half up (the CLI adds schema_version)."""
-        from kvcalc.units import integer_bytes
+        """The document `kvcalc estimate --format json` prints (docs/json-schema.md, docs/schema/estimate.json):
+        schema_version first, every section, decode.step_ms alongside decode.ms, byte counts as integers rounded half
+        up, and each null's KEY_note beside it (serialize.json_safe; the fortieth audit, outputs 4: `speculative`
+        had been null with no note, and the document short of the version its schema requires)."""
+        from kvcalc.report.serialize import json_safe
 
         out = self.model_dump()
         out["decode"]["step_ms"] = out["decode"]["ms"]
-        return integer_bytes(out)
+        return json_safe(out)
 
 
 def _check_workload(batch, context, prompt, weight_dtype, kv_dtype, memory_utilization, engine=None) -> None:
@@ -1218,7 +1221,9 @@ def estimate_with_specs(
             bytes_per_token_per_layer=kv_bytes_per_token_per_layer(spec.attention, p.b_kv) if spec.attention_layers else 0.0,
             bytes_per_token=kv_bytes_per_token(spec, p.b_kv),
             bytes_per_sequence=kv_bytes_per_sequence(spec, context, p.b_kv),
-            bytes=batch * kv_bytes_per_sequence(spec, context, p.b_kv),
+            # every GPU's share summed: a replicated latent or KV head counted once a GPU, as the docs have said of
+            # this key (the fortieth audit, outputs 1: one copy, 8x short of DeepSeek-V3's at TP 8)
+            bytes=kv_bytes_all_gpus(spec, batch, context, p.b_kv, tp),
         ),
         weights=Weights(
             params=breakdown["total"],

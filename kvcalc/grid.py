@@ -34,12 +34,13 @@ from kvcalc.estimator import (
     resolve_weight_dtype,
     tp_refusal,
 )
-from kvcalc.formulas.kv import kv_bytes_per_sequence, kv_bytes_per_token
+from kvcalc.formulas.kv import kv_bytes_per_token
 from kvcalc.formulas.memory import (
     DEFAULT_MEMORY_UTILIZATION,
     DEFAULT_PREFILL_CHUNK,
     replica_batch,
 )
+from kvcalc.formulas.parallel import kv_bytes_all_gpus
 from kvcalc.formulas.params import active_params, total_params, weight_bytes
 from kvcalc.option_values import first_repeat
 from kvcalc.rewrite import rewrite_attention
@@ -241,10 +242,11 @@ def sweep(
             "tensor_parallel": t, "pipeline_parallel": q, "expert_parallel": x,
             "batch": B, "context": S, "prompt": S,
             "kv_bytes_per_token": kv_bytes_per_token(spec, ev.p.b_kv),
-            "kv_bytes": B * kv_bytes_per_sequence(spec, S, ev.p.b_kv),
+            # on all the GPUs together, as estimate's kv_cache.bytes (the fortieth audit, outputs 1: one copy)
+            "kv_bytes": kv_bytes_all_gpus(spec, B, S, ev.p.b_kv, t),
             "params": total_params(spec), "active_params": active_params(spec),
-            # the whole deployment's, as estimate's weights.bytes (the sixth audit: one GPU's share under tp or pp,
-            # beside kv_bytes of the whole batch)
+            # the checkpoint's, one copy, as estimate's weights.bytes (the sixth audit: one GPU's share under tp or
+            # pp had been written here)
             "weights_bytes": weight_bytes(spec, ev.p.b_w),
             "memory_required_bytes": required, "fits": required <= ev.usable_bytes,
             "starts": not refusals, "start_note": "; ".join(refusals),

@@ -51,7 +51,17 @@ JSON_COMMANDS = [
                         "--concurrency", "8,32", "--tp", "2,4"]),
     ("serve-simulate", ["serve", "-m", "llama-3.1-8b", "--input-len", "500", "--output-len", "100", "--concurrency",
                         "4", "--simulate", "--num-prompts", "50"]),
+    # the keys a run prints only in some shapes, each in its schema (the fortieth audit, outputs 4)
+    ("serve", ["serve", "-m", "llama-3.1-8b", "--input-len", "500", "--output-len", "1", "-n", "max"]),
+    ("serve-simulate", ["serve", "-m", "llama-3.1-70b", "--input-len", "500", "--output-len", "100", "--request-rate",
+                        "2", "--simulate", "--num-prompts", "40", "--tp", "4", "--disaggregate", "4:4",
+                        "--max-ttft-ms", "500", "--price-per-gpu-hour", "2"]),
+    ("serve-simulate", ["serve", "-m", "deepseek-v3", "-g", "h200", "--input-len", "500", "--output-len", "100",
+                        "--concurrency", "16", "--simulate", "--num-prompts", "40", "--tp", "1", "--ep", "8"]),
+    ("capacity", ["capacity", "-m", "qwen3-next-80b-a3b", "-g", "h200", "-c", "32768", "--engine", "sglang", "--tp",
+                  "4"]),
     ("plan", ["plan", "-m", "llama-3.1-8b", "-i", "1000", "-o", "100", "--request-rate", "2"]),
+    ("plan", ["plan", "-m", "llama-3.1-8b", "-i", "1000", "-o", "100", "--concurrency", "16", "--emit", "vllm"]),
     ("show-gpu", ["show", "gpu", "h100"]),
     ("show-gpu", ["show", "gpu", "mi300x"]),
     ("show-model", ["show", "model", "deepseek-v3"]),
@@ -80,6 +90,25 @@ def nulls_without_a_note(doc, path=""):
             yield from nulls_without_a_note(v, f"{path}[{n}]")
 
 
+def undocumented_keys(schema: dict, doc, path: str = "$"):
+    """Paths of keys the document carries and its schema does not describe, at any depth (the fortieth audit, outputs
+    4: serve's max_running, plan's max_num_seqs_per_instance and a dozen more had been printed on every run with no
+    word in any schema, which leave additionalProperties open for consumers). A map keyed by data (additionalProperties
+    a schema) describes every key; an object with neither properties nor such a map is not checked."""
+    if isinstance(doc, list) and isinstance(schema.get("items"), dict):
+        for n, row in enumerate(doc):
+            yield from undocumented_keys(schema["items"], row, f"{path}[{n}]")
+    elif isinstance(doc, dict):
+        props, extra = schema.get("properties"), schema.get("additionalProperties")
+        for k, v in doc.items():
+            if props is not None and k in props:
+                yield from undocumented_keys(props[k], v, f"{path}.{k}")
+            elif isinstance(extra, dict):
+                yield from undocumented_keys(extra, v, f"{path}.{k}")
+            elif props is not None:
+                yield f"{path}.{k}"
+
+
 def byte_counts(doc, path=""):
     if isinstance(doc, dict):
         for k, v in doc.items():
@@ -98,7 +127,9 @@ def test_every_json_document_is_versioned_and_matches_its_documented_schema(sche
     doc = json_of(args)
     rows = doc if isinstance(doc, list) else [doc]
     assert rows and all(list(row)[0] == "schema_version" and row["schema_version"] == 1 for row in rows)
-    jsonschema.Draft202012Validator(json.loads((SCHEMAS / f"{schema}.json").read_text())).validate(doc)
+    described = json.loads((SCHEMAS / f"{schema}.json").read_text())
+    jsonschema.Draft202012Validator(described).validate(doc)
+    assert not list(undocumented_keys(described, doc))  # every key it prints is in its schema
     assert not list(nulls_without_a_note(doc))
     counts = list(byte_counts(doc))
     assert all(isinstance(v, int) and not isinstance(v, bool) for _, v in counts if v is not None), counts
@@ -192,13 +223,14 @@ def test_estimate_under_tensor_parallel_says_which_rows_are_per_gpu_and_which_to
     # Llama 3.1 8B: 8,030,261,248 parameters (its safetensors index) * 2 B = 16,060,522,496 B = 14.96 GiB over the
     # two GPUs, 7.48 GiB each; KV 8 sequences * 32,768 tokens * 131,072 B = 32 GiB, 16 GiB per GPU
     rows = rows_of(run("estimate", "-m", "llama-3.1-8b", "--tp", "2", "-b", "8", "-c", "32768", columns=200).stdout)
-    assert rows["Weights, total"].startswith("14.96 GiB") and "7.48 GiB per GPU" in rows["Weights, total"]
+    # the checkpoint's one copy, not a sum over the GPUs (the fortieth audit, outputs 1: labelled "total")
+    assert rows["Weights, one copy"].startswith("14.96 GiB") and "7.48 GiB per GPU" in rows["Weights, one copy"]
     assert rows["KV cache (batch), total"].startswith("32.00 GiB")
     assert "16.00 GiB per GPU" in rows["KV cache (batch), total"]
     assert "Memory required per GPU" in rows
     single = rows_of(run("estimate", "-m", "llama-3.1-8b", "-b", "8", "-c", "32768", columns=200).stdout)
     assert {"Weights", "KV cache (batch)", "Memory required"} <= set(single)
-    assert not any("total" in k or "per GPU" in k for k in single)
+    assert not any("total" in k or "per GPU" in k or "copy" in k for k in single)
 
 
 # (command line) for the 80- and 120-column checks: every command that prints a table

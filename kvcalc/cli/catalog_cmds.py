@@ -46,6 +46,9 @@ def _gpu_row(g) -> dict:
         "name": g.name, "aliases": ", ".join(g.aliases), "memory_GiB": g.memory_GiB,
         "bandwidth_GBps": g.memory_bandwidth_GBps, "bf16_tflops": bf16, **({"bf16_tflops_note": note} if note else {}),
         "fp8_tflops": g.peak_tflops.fp8,
+        # every bundled part without an fp8 peak lacks the units (Ampere, Volta, Turing, CDNA 2: the fortieth audit,
+        # outputs 2, where the generic "not applicable to this run" had been the reason)
+        **({} if g.peak_tflops.fp8 is not None else {"fp8_tflops_note": "no fp8 tensor units"}),
     }
 
 

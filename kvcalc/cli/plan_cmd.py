@@ -180,7 +180,7 @@ def _print_table(result: dict, rows: list[dict], explain: bool, launched: dict |
                else "--engines roofline")
         print_note(f"{PLAN_ROOFLINE_MARK}: {why}: timed on the datasheet roofline, with no engine overhead and faster than "
                    "engines run, so ranked after every engine-profile row")
-    if result["choice"] and result["choice"]["replicas_note"]:
+    if result["choice"] and result["choice"].get("replicas_note"):
         print_note(f"replicas: {result['choice']['replicas_note']}")
     if result["choice"] and result["choice"]["cost_per_hour"] is None and result["workload"]["gpu_budget"] is None:
         # the thirtieth audit, plan 4: "cheapest" had gone unexplained where no price was given

@@ -155,7 +155,9 @@ def capacity_cli(
         f"longest context at batch {batch or 1}": fmt_number(plan["max_context_at_batch"]),
         # tokens/s of one replica, its GPUs named (the thirty-fourth audit, capacity 5: read as one GPU's)
         f"decode at batch {plan['batch']}": (f"{plan['decode_ms']:.2f} ms/step, {plan['tokens_per_s']:,.0f} tokens/s "
-                                             f"per replica of {gpu_count(plan['gpus_per_replica'])}"),
+                                             f"per replica of {gpu_count(plan['gpus_per_replica'])}"
+                                             + (f" ({plan['tokens_per_s_per_gpu']:,.0f} a GPU)"
+                                                if plan["gpus_per_replica"] > 1 else "")),
         "GPUs for the target": plan["gpus_for_target"],
         # three significant figures, as the JSON's value holds them (capacity 6: 0.001055 had printed 0.001)
         f"cost per million output tokens at batch {plan['batch']}": (
@@ -256,7 +258,7 @@ def sweep_cli(
         else:  # the one CSV writer, as every command's --format csv: whole bytes (the eighth audit, V3: 131072.0)
             from kvcalc.report.serialize import csv_text
 
-            out.write_text(csv_text(df.to_dict("records")), encoding="utf-8")
+            out.write_text(csv_text(df.to_dict("records"), document=False), encoding="utf-8")
     except ImportError:
         raise KvcalcError("--out: Parquet needs pyarrow (pip install pyarrow); use a .csv file") from None
     except OSError as e:

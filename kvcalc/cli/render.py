@@ -21,9 +21,10 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
         on += f" (tp {i.tensor_parallel} x pp {i.pipeline_parallel})"
     elif i.expert_parallel > 1:
         on += f" (ep {i.expert_parallel}, attention tp {i.tensor_parallel})"
-    # Over several GPUs the KV cache and weights rows are the whole deployment's and memory is one GPU's: each
-    # row says which (newcomer review, finding 8)
-    total, per_gpu = (", total", " per GPU") if gpus > 1 else ("", "")
+    # Over several GPUs the KV cache row is every GPU's share summed, the weights row the checkpoint's one copy, and
+    # memory one GPU's: each row says which (newcomer review, finding 8; the fortieth audit, outputs 1: the KV "total"
+    # had been one copy, a replicated MLA latent's 8x short at TP 8)
+    total, one_copy, per_gpu = (", total", ", one copy", " per GPU") if gpus > 1 else ("", "", "")
     title = (
         f"{i.model} ({i.attention}) on {on}, {i.engine} time model\n"
         f"batch {i.batch} · context {i.context:,} · prompt {i.prompt:,} · weights {i.weight_dtype} · KV {i.kv_dtype}"
@@ -38,9 +39,13 @@ def render_estimate(e: Estimate, model: ModelSpec, hw: HardwareSpec) -> None:
     t.add_row("KV cache per token", f"{kv.bytes_per_token:,.0f} B", f"{fmt_bytes(kv.bytes_per_token)}, {layers}")
     t.add_row("KV cache per token per layer", f"{kv.bytes_per_token_per_layer:,.0f} B", f"{kv.elements_per_token_per_layer:,} elements")
     at = f" at {max(i.context, i.prompt):,} tokens" if i.prompt > i.context else ""
-    t.add_row(f"KV cache (batch){total}", fmt_bytes(kv.bytes), f"{i.batch} x {i.context:,} tokens"
+    one = i.batch * kv.bytes_per_sequence
+    copies = kv.bytes / one if one else 1.0
+    held = f", held {copies:.3g}x (kept whole on several GPUs)" if copies > 1.0005 else ""
+    t.add_row(f"KV cache (batch){total}", fmt_bytes(kv.bytes), f"{i.batch} x {i.context:,} tokens{held}"
               + (f"; {fmt_bytes(mem.kv_cache_bytes)} per GPU{at}" if gpus > 1 else ""))
-    t.add_row(f"Weights{total}", fmt_bytes(w.bytes), f"{fmt_count(w.params)} params, {fmt_count(w.active_params)} active"
+    t.add_row(f"Weights{one_copy}", fmt_bytes(w.bytes),
+              f"{fmt_count(w.params)} params, {fmt_count(w.active_params)} active"
               + (f"; {fmt_bytes(mem.weights_bytes)} per GPU" if gpus > 1 else ""))
     fit = "[green]fits[/green]" if mem.fits else "[red]does not fit[/red]"
     # a spec without visible_memory_GiB counts the datasheet's figure, which the driver does not all show

@@ -223,7 +223,8 @@ def serve_cli(
 
     show = {
         "requests in flight": f"{plan['concurrency']:,.1f}",
-        "replicas x GPUs each": f"{plan['replicas']} x {plan['gpus'] // plan['replicas']} ({plan['gpus']} GPUs)",
+        "replicas x GPUs each": (f"{plan['replicas']} x {plan['gpus'] // plan['replicas']} ({plan['gpus']} "
+                                 f"GPU{'s' if plan['gpus'] != 1 else ''})"),
         "TTFT": ms(plan["ttft_ms"]), "TPOT (inter-token latency)": ms(plan["tpot_ms"]),
         "end-to-end latency": ms(plan["latency_ms"]),
         "requests/s": f"{plan['requests_per_s']:,.2f}",
@@ -240,7 +241,9 @@ def serve_cli(
             t.add_row(k, v)
     for k, v in plan["assumptions"].items():
         if v is not None:
-            t.add_row(f"assumption: {k}", f"{v:,.1f}" if isinstance(v, float) else str(v))
+            # a time as the TPOT row beside it prints one (the fortieth audit, outputs: step_ms 7.7 beside 7.711 ms)
+            t.add_row(f"assumption: {k}", ms(v) if isinstance(v, float) and k.endswith("_ms") else
+                      f"{v:,.1f}" if isinstance(v, float) else str(v))
     Console().print(t)
 
 

@@ -1394,8 +1394,9 @@ def point_dict(p: Point, versus: Point | None = None) -> dict:
         # (the seventh audit, C5/V14)
         **({} if d.disaggregate else {"disaggregate_note": "aggregated: prefill and decode share this layout's GPUs"}),
         "gpus_per_replica": d.gpus_per_replica, "replicas": p.replicas, "gpus": p.gpus,
-        "replicas_note": (f"held at plan's cap of {p.replicas:,} replicas: the GPU budget holds more of this layout"
-                          if p.capped else None),
+        # a note only where there is one to give (the fortieth audit, outputs 4: "replicas_note": null on every row)
+        **({"replicas_note": f"held at plan's cap of {p.replicas:,} replicas: the GPU budget holds more of this "
+                             "layout"} if p.capped else {}),
         "max_num_seqs": _launch_seats(p), "in_flight_per_replica": p.in_flight,
         "max_in_flight_per_replica": p.max_in_flight, "max_num_batched_tokens": p.step_tokens,
         "gpu_memory_utilization": p.memory_utilization,
@@ -1410,9 +1411,9 @@ def point_dict(p: Point, versus: Point | None = None) -> dict:
                            "kvcalc/speculation.py's default acceptance, not measured)" if d.speculate else None),
         "simulated": p.simulated,
         "engine_profile": d.engine != "roofline",
-        "roofline_note": (None if d.engine != "roofline" else
-                          f"timed on {d.gpu}'s datasheet roofline, not an engine profile: no engine overhead, faster "
-                          "than engines run; ranked after every engine-profile row"),
+        **({} if d.engine != "roofline" else {"roofline_note": (
+            f"timed on {d.gpu}'s datasheet roofline, not an engine profile: no engine overhead, faster than engines "
+            "run; ranked after every engine-profile row")}),
     }
     # what each engine instance's scheduler takes, as --emit launches it and serve's --max-num-seqs counts it: the
     # replica's budget over its decode servers and data-parallel groups (the fifteenth audit, P3: the replica's total

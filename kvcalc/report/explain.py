@@ -83,7 +83,31 @@ def _kv_lines(e: Estimate, m: ModelSpec) -> list[Step]:
         cache = Step("KV cache", "B * (L_global * S + L_window * min(S, W)) * per layer" + plus,
                      f"{B} * ({m.global_layers} * {S:,} + {m.window_layers} * min({S:,}, {W:,})) * "
                      f"{e.kv_cache.bytes_per_token_per_layer:,.0f} B" + plus_value, fmt_bytes(e.kv_cache.bytes))
-    return [*lines, cache]
+    return [*lines, *_kv_copies(e, m, cache, state)]
+
+
+def _kv_copies(e: Estimate, m: ModelSpec, cache: Step, state: float) -> list[Step]:
+    """The batch's cache as one copy, then on all the GPUs together where tensor parallelism keeps some of it whole
+    on several GPUs (kv_cache.bytes, formulas/parallel.py kv_bytes_all_gpus; the fortieth audit, outputs 1)."""
+    from kvcalc.formulas.parallel import kv_shard_fraction
+
+    tp, B = e.inputs.tensor_parallel, e.inputs.batch
+    one = B * e.kv_cache.bytes_per_sequence
+    if e.kv_cache.bytes <= one * (1 + 1e-9):  # every part split over the GPUs: one copy
+        return [cache]
+    r_kv = tp * kv_shard_fraction(m, tp) if m.attention_layers else 1.0
+    # the state's copies as the estimate counts them (formulas/parallel.py: its value heads split, some of Mamba-2's
+    # conv channels whole), from its own figure rather than a second copy of that rule
+    r_state = (e.kv_cache.bytes - r_kv * (one - B * state)) / (B * state) if state else 1.0
+    whole = "MLA's latent whole on each GPU" if m.attention.kind == "mla" else "a whole KV head on each GPU past g"
+    if m.linear_attention is None:
+        formula = f"one copy * {'tp' if m.attention.kind == 'mla' else 'tp / g'} ({whole})"
+        value = f"{fmt_bytes(one)} * {r_kv:g}"
+    else:
+        formula = f"KV * copies + B * state * copies ({whole}; the state split by its value heads)"
+        value = f"{fmt_bytes(one - B * state)} * {r_kv:g} + {B} * {state:,.0f} B * {r_state:.4g}"
+    return [cache._replace(quantity="KV cache, one copy", result=fmt_bytes(one)),
+            Step("KV cache, all GPUs", formula, value, fmt_bytes(e.kv_cache.bytes))]
 
 
 def _measured_time_step(name: str, ph: Phase, op, hw: HardwareSpec, profile: EngineProfile) -> Step:

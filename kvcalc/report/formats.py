@@ -4,20 +4,34 @@ so both print the same columns."""
 from __future__ import annotations
 
 
+# capacity's keys that may be null (or carry a note beside a value: the load a cost is priced at): a note column each
+CAPACITY_NOTED = ("max_context_at_batch", "min_gpus_for_weights", "gpus_for_target", "cost_per_million_tokens")
+
+
 def capacity_csv_row(plan: dict) -> dict:
     """`kvcalc capacity --format csv`'s one row: the same columns in the same order whatever the rule and the plan
-    (audit I2): the plan's scalars, the two notes a reader needs, assumptions.* and every engine_memory.* key."""
+    (audit I2): the plan's scalars, each with its note column where it may be null (empty where it is not: the
+    JSON's reason where it is, the fortieth audit, outputs 2, where gpus_for_target, cost_per_million_tokens and
+    engine_memory had been blank with none), assumptions.* and every engine_memory.* key."""
     from kvcalc.planning.capacity import ENGINE_MEMORY_KEYS
+    from kvcalc.report.serialize import _null_safe
 
+    plan = _null_safe(plan)
     flat = {}
     for k, v in plan.items():
         if k not in ("assumptions", "engine_memory") and not k.endswith("_note"):
             flat[k] = v
-            if k in ("max_context_at_batch", "min_gpus_for_weights"):
+            if k in CAPACITY_NOTED:
                 flat[f"{k}_note"] = plan.get(f"{k}_note")
+    flat["engine_memory_note"] = plan.get("engine_memory_note")
     flat.update({f"assumptions.{k}": v for k, v in plan["assumptions"].items()})
     em = plan["engine_memory"] or {}
-    flat.update({f"engine_memory.{k}": em.get(k) for k in (*ENGINE_MEMORY_KEYS, *em)})
+    # each engine_memory.* column with its note column, whatever the rule: the reason a cell is empty (the JSON's, or
+    # a key the engine's rule has not), empty where the cell is not or where engine_memory_note says why all are
+    for k in dict.fromkeys((*ENGINE_MEMORY_KEYS, *(k for k in em if not k.endswith("_note")))):
+        flat[f"engine_memory.{k}"] = em.get(k)
+        flat[f"engine_memory.{k}_note"] = (None if not em else em.get(f"{k}_note") if k in em
+                                           else f"not part of {em['engine']}'s memory rule")
     return flat
 
 
@@ -55,10 +69,23 @@ def plan_csv_rows(result: dict) -> list[dict]:
     and the deployments that do not fit (the engine's reason in misses, the other cells empty) (audit A12)."""
     from collections import defaultdict
 
-    blank = {k: None for k in plan_row(defaultdict(str))}  # plan_row's columns
+    from kvcalc.report.serialize import NULL_NOTES
+
+    # plan_row's columns, empty (not null: misses says why, and no column gains a note for it)
+    blank = {k: "" for k in plan_row(defaultdict(str))}
 
     def row(rank: str, r: dict) -> dict:
-        return {"rank": rank, "deployment": r["deployment"], **plan_row(r), "misses": ", ".join(r["misses"])}
+        cells = plan_row(r)
+        # a null cell's reason beside it, the JSON's (the fortieth audit, outputs 2)
+        simulated = r.get("simulated_note") or NULL_NOTES["simulated"]
+        why = {"sim TTFT ms": simulated, "sim TPOT ms": simulated, "TPOT ms": r.get("tpot_ms_note"),
+               "$/h": r.get("cost_per_hour_note") or NULL_NOTES["cost_per_hour"]}
+        noted = {}
+        for k, v in cells.items():
+            noted[k] = v
+            if v is None:
+                noted[f"{k}_note"] = why.get(k)
+        return {"rank": rank, "deployment": r["deployment"], **noted, "misses": ", ".join(r["misses"])}
 
     ranked = ([result["choice"]] if result["choice"] else []) + result["runners_up"]
     out = [row("choice" if i == 0 else str(i), r) for i, r in enumerate(ranked)]

@@ -52,6 +52,10 @@ NULL_NOTES = {
     "speculate": "none: this deployment decodes without speculation",
     "simulated": "not simulated: the closed form judged this row (plan simulates its finalists where the limits are "
                  "at p90 or p99 or the lengths vary)",
+    # the fortieth audit, outputs 4: the generic fallback beside keys whose null has one meaning
+    "state_slots": "no linear-attention layers: SGLang keeps no pool of whole states",
+    "era": "none: the row's release runs the profile's own kernels (no older kernel era, engines/kernel_eras.py), or "
+           "the row is not scored",
 }
 
 
@@ -77,7 +81,7 @@ def json_safe(obj):
 
 def _null_safe(obj):
     """JSON has no NaN or Infinity: such a value becomes null, with a sibling KEY_note saying why (the caller's own
-    KEY_note where the dict carries one: it knows the cause)."""
+    KEY_note where the dict carries one: it knows the cause); a KEY_note that is itself null is left out."""
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
@@ -88,12 +92,35 @@ def _null_safe(obj):
             elif v is None and not k.endswith("_note"):
                 out[k] = None
                 out[f"{k}_note"] = obj.get(f"{k}_note") or NULL_NOTES.get(k, "not applicable to this run")
+            elif v is None:  # a note with nothing to say is left out: a null's own note is placed beside it (the
+                continue  # fortieth audit, outputs 4: plan's "replicas_note": null on every row)
             elif k not in out:  # a KEY_note may already be in place
                 out[k] = _null_safe(v)
         return out
     if isinstance(obj, list):
         return [_null_safe(v) for v in obj]
     return obj
+
+
+def _noted_cells(row: dict) -> dict:
+    """A flat CSV row with a `KEY_note` beside every empty cell, as _null_safe gives the JSON: the row's own note, else
+    the reason for that key (NULL_NOTES, by the last part of a dotted column) or the generic one; none where a
+    column's parent carries the reason (capacity's engine_memory.* columns, blank under `engine_memory_note`)."""
+    out = {}
+    for k, v in row.items():
+        if k in out:  # a note already placed beside its cell
+            continue
+        out[k] = v
+        nonfinite = isinstance(v, float) and not math.isfinite(v)
+        if (v is not None and not nonfinite) or k.endswith("_note"):
+            continue
+        covered = any(row.get(f"{k[:i]}_note") for i, c in enumerate(k) if c == ".")
+        note = row.get(f"{k}_note") or (None if covered else (
+            ("undefined: 0 / 0 (nothing fits in the reference case)" if math.isnan(v) else "unbounded") if nonfinite
+            else NULL_NOTES.get(k.rsplit(".", 1)[-1], "not applicable to this run")))
+        if note or f"{k}_note" in row:
+            out[f"{k}_note"] = note
+    return out
 
 
 def finite_or_blank(v):
@@ -106,16 +133,26 @@ def json_text(obj) -> str:
     return json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
 
 
-def csv_text(rows: list[dict]) -> str:
+def csv_text(rows: list[dict], document: bool = True) -> str:
     """Rows as `--format csv` prints them (the CLI and the web's format=csv alike): a header of every row's keys (one
     may carry a note), then the rows: whole byte counts as the JSON gives them (units.integer_bytes), nested objects
     as dotted columns and a list of plain values as one cell joined by '; ' (the seventh audit, V8: a list of
     concurrencies had written 59890629271.552 bytes and Python's repr of the warnings; V13: estimate's CSV had
     dropped its warnings); a non-finite value is an empty cell, never nan. The columns are the rows' own (a
-    command that wants the same columns whatever the answer, as capacity does, builds its rows so)."""
+    command that wants the same columns whatever the answer, as capacity does, builds its rows so).
+
+    A command's document (`document`, every --format csv) is versioned and noted as its JSON is: `schema_version` the
+    first column, and every empty cell (a null, or a non-finite value) beside a `KEY_note` column with the reason the
+    JSON gives (_noted_cells; the fortieth audit, outputs 2 and 5: the CSVs had dropped the notes the JSON
+    synthesises, and two of serve's three shapes the version). Not a document: a table of data (sweep's DataFrame),
+    written as it is."""
     from kvcalc.units import integer_bytes
 
+    if document:
+        rows = [{"schema_version": SCHEMA_VERSION, **row} for row in rows]
     rows = [flatten(row, lists=True) for row in integer_bytes(rows)]
+    if document:
+        rows = [_noted_cells(row) for row in rows]
     buf = io.StringIO()
     fields = list(dict.fromkeys(k for row in rows for k in row))
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")

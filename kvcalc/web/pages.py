@@ -197,10 +197,13 @@ def memory_bar(m: dict) -> str:
 def estimate_body(view: View) -> str:
     j = view.json
     i, kv, w, mem, dec, pre = j["inputs"], j["kv_cache"], j["weights"], j["memory"], j["decode"], j["prefill"]
+    # the scope over several GPUs, as the CLI's table says it (the fortieth audit, outputs 1)
+    several = max(i["tensor_parallel"] * i["pipeline_parallel"], i["expert_parallel"]) > 1
     head = [
         ("KV cache per token", "kv_cache.bytes_per_token", kv["bytes_per_token"], fmt_bytes(kv["bytes_per_token"])),
-        ("KV cache (batch)", "kv_cache.bytes", kv["bytes"], fmt_bytes(kv["bytes"])),
-        ("Weights", "weights.bytes", w["bytes"], fmt_bytes(w["bytes"])),
+        ("KV cache (batch), total" if several else "KV cache (batch)", "kv_cache.bytes", kv["bytes"],
+         fmt_bytes(kv["bytes"])),
+        ("Weights, one copy" if several else "Weights", "weights.bytes", w["bytes"], fmt_bytes(w["bytes"])),
         ("Memory required", "memory.required_bytes", mem["required_bytes"], fmt_bytes(mem["required_bytes"])),
         ("Decode step", "decode.ms", dec["ms"], f"{dec['ms']:,.3f} ms"),
         ("Decode throughput", "decode.tokens_per_s", dec["tokens_per_s"], f"{dec['tokens_per_s']:,.1f} tok/s"),

@@ -90,5 +90,9 @@ def test_cli_and_web_print_json_and_csv_with_the_same_functions():
     rows = [{"kv_bytes": 1.5, "warnings": ["a", "b"], "nested": {"x": float("nan")}}]
     with contextlib.redirect_stdout(io.StringIO()) as out:
         output.write_csv(rows)
-    assert out.getvalue() == serialize.csv_text(rows) == "kv_bytes,warnings,nested.x\n2,a; b,\n"
+    # the version first and the empty cell's reason beside it, as the JSON gives them (the fortieth audit, outputs 2, 5)
+    assert out.getvalue() == serialize.csv_text(rows) == (
+        "schema_version,kv_bytes,warnings,nested.x,nested.x_note\n"
+        "1,2,a; b,,undefined: 0 / 0 (nothing fits in the reference case)\n")
+    assert serialize.csv_text(rows, document=False) == "kv_bytes,warnings,nested.x\n2,a; b,\n"  # sweep's data
     assert app.json_text is serialize.json_text and app.csv_text is serialize.csv_text
