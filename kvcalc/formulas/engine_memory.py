@@ -554,10 +554,11 @@ def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1, alignme
     alignment: what the grown attention block is a multiple of beside linear layers (vllm_block_alignment).
     speculative_tokens: k under speculative decoding, which widens a Gated DeltaNet state (vllm_state_bytes).
     draft_layers: the drafter's attention layers vLLM pages beside the target's, all of the full kind (EAGLE's and
-    MTP's one: engines/memory.py vllm_draft_layers), on the last stage; they count when the kinds are grouped
+    MTP's one: engines/memory.py vllm_draft_layers), on the last stage in vLLM, counted here on the heaviest stage
+    (the same stage at pp 1, and an upper bound where the last stage is lighter); they count when the kinds are grouped
     (kv_cache_utils.py _get_kv_cache_groups_uniform_page_size, vllm-project/vllm at 001cabc1: "A typical example is
     gpt-oss-20b + eagle, with 12 sw + 13 full. We pad it to (13 sw, 13 full)"). The fortieth audit, hybrid 1:
-    Qwen3-Next-80B with mtp=2 at TP 2 had been paged in 12-layer groups of 544-token blocks, the draft's KV beside
+    Qwen3-Next-80B with mtp=2 (alpha= given: the pool does not depend on it) at TP 2 had been paged in 12-layer groups of 544-token blocks, the draft's KV beside
     them, where vLLM pages 13-layer groups (the MTP layer a 13th full layer, 36 state layers in 3 groups of 13) of
     560-token blocks: 368 requests of 4,096 tokens on two H200s where it holds 341."""
     if model.attention_layers == 0:

@@ -167,8 +167,8 @@ def kv_bytes_all_gpus(model: ModelSpec, batch, context, b_kv: float, tp: int = 1
     B * tp * one GPU's share of a sequence over every layer (sequence_bytes_per_gpu at pp = 1). What every GPU keeps
     whole counts once a GPU: MLA's latent (kv_shard_fraction 1: tp copies) and, past g KV heads, a whole head on
     each GPU (vLLM's QKVParallelLinear, vllm/model_executor/layers/linear.py: num_kv_head_replicas = tp / g; so
-    tp / g copies); a linear-attention state by its value heads alike (state_shard_fraction). Pipeline stages split
-    the layers, each layer on one stage, so the stages' shares add up to the pp = 1 figure (an uneven split moves
+    tp / g copies); a linear-attention state tp x one GPU's share (kv.linear_state_bytes: its value heads split,
+    Mamba-2's B and C groups whole where they do not divide). Pipeline stages split the layers, each layer on one stage, so the stages' shares add up to the pp = 1 figure (an uneven split moves
     layers between stages, not their sum); under expert parallelism a sequence lives whole in one data-parallel
     replica of tp GPUs, so the replicas add up to one group holding the batch. B times kv_bytes_per_sequence where
     nothing is replicated (the fortieth audit, outputs 1: estimate's kv_cache.bytes, documented as all GPUs', had
