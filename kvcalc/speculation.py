@@ -122,7 +122,7 @@ def mtp_depth_refusal(spec, sp: Speculation) -> str | None:
     published for it, so the user gives one."""
     if sp.method != "mtp" or not sp.default_alpha:
         return None
-    layers = max(getattr(spec, "mtp_layers", None) or 1, 1)
+    layers = spec.mtp_layers or 1
     if sp.k <= layers:
         return None
     return (f"--speculate mtp={sp.k}: {spec.name}'s checkpoint ships {layers} multi-token-prediction layer"

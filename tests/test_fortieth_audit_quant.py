@@ -71,7 +71,10 @@ def test_40_quant1_a_weight_only_float_checkpoint_computes_at_the_16_bit_peak(tm
         # a decode step at batch 1 is memory-bound: the 4-bit (8-bit) weights read, as the W4A4 (W8A8) checkpoint's
         d_wo, d_wa = _ops(wo.decode)[name], _ops(wa.decode)[name]
         assert not d_wo.compute_bound and d_wo.seconds == pytest.approx(d_wa.seconds, rel=1e-12)
-    assert wo.prefill.seconds > 1.7 * wa.prefill.seconds  # 74.7 vs 27.1 ms (B200), 170.0 vs 97.7 (H100)
+    # the whole compute-bound prefill is the bf16 checkpoint's (74.7 ms on the B200, 170.0 on the H100), the W4A4 /
+    # W8A8 checkpoint's well under it (27.1, 97.7)
+    assert wo.prefill.seconds == pytest.approx(bf.prefill.seconds, rel=1e-9)
+    assert wo.prefill.seconds > 1.7 * wa.prefill.seconds
 
 
 def test_40_quant1_a_weight_only_group_beside_a_w4a4_group_is_two_formats(tmp_path):

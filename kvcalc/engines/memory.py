@@ -602,15 +602,12 @@ def engine_request_bytes(memory: dict, spec, hw, p, tp: int, pp: int, length: in
     (vllm_request_blocks) x a block's bytes (a model without softmax attention: one state), TensorRT-LLM's whole
     32-token blocks, SGLang's single tokens. Gemma-3-27B at 40,945 tokens under vLLM: (ceil(40,945 / 16) + 6 x 577)
     = 6,022 blocks of 1,310,720 B, 7.35 GiB, where kvcalc's window-flat count is 3.53 GiB."""
-    from kvcalc.formulas.parallel import stage_layer_fraction
-
     _, per_request = _request_size(memory, spec, hw, p, tp, pp)
     if memory["engine"] != "vllm":
         return per_request(length)
     layout = _vllm_layout_of(memory, spec, hw, p, tp, pp)
     if layout is None:  # as vllm_max_concurrency counts a state-only model: one state a request
-        return (em.vllm_state_bytes(spec, tp, memory.get("speculative_tokens", 0)) * spec.linear_layers
-                * stage_layer_fraction(spec, pp))
+        return em.vllm_request_state_bytes(spec, tp, pp, memory.get("speculative_tokens", 0))
     return per_request(length) * layout.block_bytes
 
 

@@ -548,6 +548,12 @@ def vllm_state_bytes(model: ModelSpec, tp: int = 1, speculative_tokens: int = 0)
     return state
 
 
+def vllm_request_state_bytes(model: ModelSpec, tp: int = 1, pp: int = 1, speculative_tokens: int = 0) -> float:
+    """One request's state over the linear layers of the heaviest stage on one GPU, as vLLM pages a model with no
+    softmax attention (one state block a layer) [B]: vllm_state_bytes x its stage's linear layers."""
+    return vllm_state_bytes(model, tp, speculative_tokens) * model.linear_layers * stage_layer_fraction(model, pp)
+
+
 def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1, alignment: int = BLOCK_TOKENS,
                 speculative_tokens: int = 0, draft_layers: int = 0) -> VllmLayout | None:
     """vLLM's block layout on the heaviest pipeline stage; None for a model with no softmax attention layer.
@@ -558,8 +564,8 @@ def vllm_layout(model: ModelSpec, b_kv: float, tp: int = 1, pp: int = 1, alignme
     (the same stage at pp 1, and an upper bound where the last stage is lighter); they count when the kinds are grouped
     (kv_cache_utils.py _get_kv_cache_groups_uniform_page_size, vllm-project/vllm at 001cabc1: "A typical example is
     gpt-oss-20b + eagle, with 12 sw + 13 full. We pad it to (13 sw, 13 full)"). The fortieth audit, hybrid 1:
-    Qwen3-Next-80B with mtp=2 (alpha= given: the pool does not depend on it) at TP 2 had been paged in 12-layer groups of 544-token blocks, the draft's KV beside
-    them, where vLLM pages 13-layer groups (the MTP layer a 13th full layer, 36 state layers in 3 groups of 13) of
+    Qwen3-Next-80B with mtp=2 (alpha= given: the pool does not depend on it) at TP 2 had been paged in 12-layer
+    groups of 544-token blocks, the draft's KV beside them, where vLLM pages 13-layer groups (the MTP layer a 13th full layer, 36 state layers in 3 groups of 13) of
     560-token blocks: 368 requests of 4,096 tokens on two H200s where it holds 341."""
     if model.attention_layers == 0:
         return None
@@ -643,8 +649,7 @@ def vllm_max_concurrency(model: ModelSpec, available_bytes: float, max_model_len
     extra = speculative_tokens + align
     layout = vllm_layout(model, b_kv, tp, pp, alignment, speculative_tokens, draft_layers)
     if layout is None:  # state only: 1 + k states a request, whole ones
-        state = (vllm_state_bytes(model, tp, speculative_tokens) * model.linear_layers
-                 * stage_layer_fraction(model, pp))
+        state = vllm_request_state_bytes(model, tp, pp, speculative_tokens)
         return float(math.floor(available_bytes / (state * (1 + extra))))
     blocks = math.floor(available_bytes / layout.block_bytes)
     return blocks / vllm_request_blocks(model, layout, max_model_len, max_num_batched_tokens, extra)

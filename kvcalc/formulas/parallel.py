@@ -96,17 +96,18 @@ def kv_shard_fraction(model: ModelSpec, tp: int) -> float:
     return max(g / tp, 1) / g
 
 
-def state_shard_fraction(model: ModelSpec, tp: int, element_bytes: float = 2) -> float:
+def state_shard_fraction(model: ModelSpec, tp: int) -> float:
     """Fraction of a sequence's linear-attention (or SSM) state one GPU holds: the engines split it by its value heads
     over the group (Gated DeltaNet's, Mamba-2's heads, Mamba's channels), max(h_v / tp, 1) / h_v, whatever the
     softmax layers' KV heads (the third audit: Qwen3-Next's state had been split as its 2 KV heads, 3.3x too much
     a GPU at TP 8), with Mamba-2's B and C conv channels kept by whole groups (LinearAttentionSpec.state_bytes; the
-    fortieth audit, hybrid 4), at element_bytes the model's dtype; the KV fraction for a model without such
-    layers. The bytes themselves: kv.linear_state_bytes(model, b, tp)."""
+    fortieth audit, hybrid 4), weighed at 2-byte elements (an fp32 recurrent state shifts Mamba-2's share a
+    little); the KV fraction for a model without such layers. The bytes themselves: kv.linear_state_bytes(model, b,
+    tp)."""
     la = model.linear_attention
     if la is None:
         return kv_shard_fraction(model, tp)
-    return la.state_bytes(element_bytes, tp) / la.state_bytes(element_bytes)
+    return la.state_bytes(2, tp) / la.state_bytes(2)
 
 
 def layer_kinds(model: ModelSpec) -> list[str] | None:
@@ -168,9 +169,9 @@ def kv_bytes_all_gpus(model: ModelSpec, batch, context, b_kv: float, tp: int = 1
     whole counts once a GPU: MLA's latent (kv_shard_fraction 1: tp copies) and, past g KV heads, a whole head on
     each GPU (vLLM's QKVParallelLinear, vllm/model_executor/layers/linear.py: num_kv_head_replicas = tp / g; so
     tp / g copies); a linear-attention state tp x one GPU's share (kv.linear_state_bytes: its value heads split,
-    Mamba-2's B and C groups whole where they do not divide). Pipeline stages split the layers, each layer on one stage, so the stages' shares add up to the pp = 1 figure (an uneven split moves
-    layers between stages, not their sum); under expert parallelism a sequence lives whole in one data-parallel
-    replica of tp GPUs, so the replicas add up to one group holding the batch. B times kv_bytes_per_sequence where
+    Mamba-2's B and C groups whole where they do not divide). Pipeline stages split the layers, each layer on one
+    stage, so the stages' shares add up to the pp = 1 figure (an uneven split moves layers between stages, not their
+    sum); under expert parallelism a sequence lives whole in one data-parallel replica of tp GPUs, so the replicas add up to one group holding the batch. B times kv_bytes_per_sequence where
     nothing is replicated (the fortieth audit, outputs 1: estimate's kv_cache.bytes, documented as all GPUs', had
     been that one copy, 8x short for DeepSeek-V3 at TP 8). Works on numpy arrays of batches and contexts."""
     return batch * tp * sequence_bytes_per_gpu(model, context, b_kv, tp)
@@ -252,8 +253,8 @@ def alltoall_link_bandwidth(hw: HardwareSpec, ep: int) -> float | None:
     g = hw.scale_up_gpus
     if g is None or ep <= g or not hw.scale_out_nic_per_gpu:
         return group_link_bandwidth(hw, ep)
-    if hw.scale_out_bandwidth_GBps is None:
-        raise scale_out_missing(hw, "--gpu", f"a group of {ep} (tensor, expert or pipeline parallel) crosses it")
+    if hw.scale_out_bandwidth_GBps is None:  # group_link_bandwidth's refusal: no scale-out link to cross
+        return group_link_bandwidth(hw, ep)
     inside, out = domain_link_bandwidth(hw, g), hw.scale_out_bandwidth_GBps * 1e9
     if inside is None:
         return out
@@ -302,7 +303,7 @@ def stage_link_bandwidth(hw: HardwareSpec, tp: int, pp: int) -> float | None:
     if beyond and hw.scale_out_nic_per_gpu and hw.scale_out_bandwidth_GBps is not None:
         peer = hw.scale_out_bandwidth_GBps * 1e9
     elif not beyond and hw.interconnect_peer_links and hw.interconnect_bandwidth_GBps:
-        peer = hw.interconnect_bandwidth_GBps * 1e9 / hw.interconnect_peer_links
+        peer = domain_link_bandwidth(hw, 2)  # one peer link of the mesh
     else:
         bw = group_link_bandwidth(hw, gpus)
         return bw / 2 if bw and hw.topology == "pcie" and hw.pcie_p2p is False else bw

@@ -126,9 +126,14 @@ def fc_precision(model: ModelSpec, p: Precision) -> Precision:
     return p if {"attention", "mlp"} <= set(model.quantized_classes) else unquantised(p)
 
 
+def fc_linear(model: ModelSpec) -> Linear:
+    """EAGLE's and MTP's projection of [hidden; embedding] (2d) back to d."""
+    return Linear("fc", 2 * model.hidden_size, model.hidden_size)
+
+
 def fc_cost(model: ModelSpec, batch, p: Precision):
-    """EAGLE's and MTP's projection of [hidden; embedding] (2d) back to d, in fc_precision's format."""
-    return linear_cost([Linear("fc", 2 * model.hidden_size, model.hidden_size)], batch, fc_precision(model, p))
+    """fc_linear's cost, in fc_precision's format."""
+    return linear_cost([fc_linear(model)], batch, fc_precision(model, p))
 
 
 def draft_ops(model: ModelSpec, method: str, batch, context, k: int, p: Precision,
@@ -163,7 +168,7 @@ def draft_params(model: ModelSpec, method: str, k: int, draft_model: ModelSpec |
     block = total_params(layer) - shared
     # one module: DeepSeek-V3's checkpoint ships one MTP layer (num_nextn_predict_layers 1), which the engines run k
     # times for k draft tokens (vLLM's deepseek_mtp, SGLang's NextN); the seventh audit's verification, W7, had k
-    return block + 2 * d * d
+    return block + fc_linear(model).params
 
 
 def draft_kv_layers(model: ModelSpec, method: str, k: int, draft_model: ModelSpec | None = None) -> int:
@@ -215,7 +220,7 @@ def draft_layer_weight_bytes(model: ModelSpec, method: str, b_w: float) -> tuple
     shared = v * d * stored_bytes(layer, b_w, "embedding")
     if not layer.tie_word_embeddings:
         shared += v * d * stored_bytes(layer, b_w, "lm_head")
-    fc = 2 * d * d * fc_precision(model, Precision(b_w, b_w, b_w)).b_w
+    fc = fc_linear(model).params * fc_precision(model, Precision(b_w, b_w, b_w)).b_w
     return weight_bytes(layer, b_w) - shared + fc, routed_expert_bytes(layer, b_w)
 
 

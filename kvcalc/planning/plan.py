@@ -919,9 +919,12 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
                 out.append(p)
         return out
 
-    def time_points(group) -> list[Point]:  # (deployment, runner, requests in flight) triples, each timed and judged
+    def run(group) -> tuple[list, list]:  # (deployment, runner, requests in flight) triples: states, closed forms
         group_states = steady_states(group, input_len, output_len)
-        return judged(group, group_states, run_many_all([x[1] for x in group], [x[2] for x in group], group_states))
+        return group_states, run_many_all([x[1] for x in group], [x[2] for x in group], group_states)
+
+    def time_points(group) -> list[Point]:  # the triples' points, each timed and judged
+        return judged(group, *run(group))
 
     def rates_of(pairs: list[tuple[int, float]]) -> list[float]:  # requests/s of built[i]'s replica at c in flight
         at: dict[int, list[int]] = {}
@@ -929,8 +932,7 @@ def plan(model, gpus=("h100-sxm",), *, input_len: int | None = None, output_len:
             at.setdefault(i, []).append(j)
         group = [(built[i][0], built[i][1], [pairs[j][1] for j in js]) for i, js in at.items()]
         out = [0.0] * len(pairs)
-        for js, r in zip(at.values(), run_many_all([x[1] for x in group], [x[2] for x in group],
-                                                   steady_states(group, input_len, output_len))):
+        for js, r in zip(at.values(), run(group)[1]):
             for j, rate in zip(js, r["requests_per_s"].tolist()):
                 out[j] = rate
         return out

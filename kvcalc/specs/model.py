@@ -229,8 +229,8 @@ class LinearAttentionSpec(StrictModel):
         model's dtype) and its recurrent matrices at recurrent_state_bytes where set. The engines split the state by
         its value heads, max(n_v / tp, 1) of them a GPU, and each head's conv channels with it; Mamba-2's B and C
         channels (2 n_groups d_state) go by groups, and where n_groups does not divide by tp the groups are first
-        widened by tp - n_groups (n_groups 1: tp groups, so every GPU keeps the one group whole): vLLM's MambaStateShapeCalculator.mamba2_state_shape with extra_groups_for_head_shards
-        (vllm-project/vllm vllm/model_executor/layers/mamba/mamba_utils.py at 2afe1e85), SGLang's
+        widened by tp - n_groups (n_groups 1: tp groups, so every GPU keeps the one group whole): vLLM's
+        MambaStateShapeCalculator.mamba2_state_shape with extra_groups_for_head_shards (vllm-project/vllm vllm/model_executor/layers/mamba/mamba_utils.py at 2afe1e85), SGLang's
         Mamba2StateShape.create (python/sglang/srt/configs/mamba_utils.py). The fortieth audit, hybrid 4:
         Falcon-H1-7B's state (n_groups 1) had been divided whole by tp, 35,076,096 B a GPU at TP 2 where vLLM
         keeps 35,143,680."""
