@@ -197,7 +197,7 @@ class Estimate(BaseModel):
         schema_version first, every section, decode.step_ms alongside decode.ms, byte counts as integers rounded half
         up, and each null's KEY_note beside it (serialize.json_safe; the fortieth audit, outputs 4: `speculative`
         had been null with no note, and the document short of the version its schema requires)."""
-        from kvcalc.report.serialize import json_safe
+        from kvcalc.serialize import json_safe
 
         out = self.model_dump()
         out["decode"]["step_ms"] = out["decode"]["ms"]

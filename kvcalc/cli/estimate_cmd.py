@@ -28,7 +28,7 @@ from kvcalc.cli.options import (
 )
 from kvcalc.errors import KvcalcError
 from kvcalc.cli.output import EngineVersion, Format, write_csv, write_json
-from kvcalc.report.serialize import json_safe
+from kvcalc.serialize import json_safe
 
 
 @app.command("estimate")

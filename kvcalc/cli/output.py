@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-# The JSON and CSV documents themselves (what --format json|csv prints) live in kvcalc/report/serialize.py, shared with
+# The JSON and CSV documents themselves (what --format json|csv prints) live in kvcalc/serialize.py, shared with
 # the web app's API; the names stay importable from here.
-from kvcalc.report.serialize import (  # noqa: F401
+from kvcalc.serialize import (  # noqa: F401
     NULL_NOTES,
     SCHEMA_VERSION,
     _null_safe,
@@ -161,7 +161,7 @@ def write_json(obj) -> None:
 
 def write_csv(rows: list[dict]) -> None:
     """CSV rows as serialize.csv_text writes them (the web's format=csv too)."""
-    from kvcalc.report.serialize import csv_text
+    from kvcalc.serialize import csv_text
 
     sys.stdout.write(csv_text(rows))
 

@@ -256,7 +256,7 @@ def sweep_cli(
         if parquet:
             df.to_parquet(out)
         else:  # the one CSV writer, as every command's --format csv: whole bytes (the eighth audit, V3: 131072.0)
-            from kvcalc.report.serialize import csv_text
+            from kvcalc.serialize import csv_text
 
             out.write_text(csv_text(df.to_dict("records"), document=False), encoding="utf-8")
     except ImportError:

@@ -14,7 +14,7 @@ def capacity_csv_row(plan: dict) -> dict:
     JSON's reason where it is, the fortieth audit, outputs 2, where gpus_for_target, cost_per_million_tokens and
     engine_memory had been blank with none), assumptions.* and every engine_memory.* key."""
     from kvcalc.planning.capacity import ENGINE_MEMORY_KEYS
-    from kvcalc.report.serialize import _null_safe
+    from kvcalc.serialize import _null_safe
 
     plan = _null_safe(plan)
     flat = {}
@@ -52,7 +52,7 @@ def estimate_csv_row(doc: dict) -> dict:
 def serve_csv_row(plan: dict) -> dict:
     """`kvcalc serve --format csv`'s one row (one concurrency or rate): the JSON's scalars, whole byte counts and the
     nulls' notes as the JSON prints them, then assumptions.*."""
-    from kvcalc.report.serialize import json_safe
+    from kvcalc.serialize import json_safe
 
     doc = json_safe(plan)
     flat = {k: v for k, v in doc.items() if k != "assumptions"}
@@ -69,7 +69,7 @@ def plan_csv_rows(result: dict) -> list[dict]:
     and the deployments that do not fit (the engine's reason in misses, the other cells empty) (audit A12)."""
     from collections import defaultdict
 
-    from kvcalc.report.serialize import NULL_NOTES
+    from kvcalc.serialize import NULL_NOTES
 
     # plan_row's columns, empty (not null: misses says why, and no column gains a note for it)
     blank = {k: "" for k in plan_row(defaultdict(str))}

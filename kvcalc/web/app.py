@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from kvcalc import __version__
-from kvcalc.report.serialize import csv_text, json_text
+from kvcalc.serialize import csv_text, json_text
 from kvcalc.web import pages
 from kvcalc.web.params import InputError, options, refuse_repeated_keys
 from kvcalc.web.views import REFUSED, VIEWS

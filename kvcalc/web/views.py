@@ -92,7 +92,7 @@ def estimate(query: Mapping[str, str]) -> View:
     def body(p):
         from kvcalc.estimator import estimate_with_specs
         from kvcalc.report.explain import explain
-        from kvcalc.report.serialize import json_safe
+        from kvcalc.serialize import json_safe
 
         e, spec, hw = estimate_with_specs(
             p["model"], p["gpu"], attn=p["attn"], kv_lora_rank=p["kv_lora_rank"], rope_dim=p["rope_dim"],

@@ -80,7 +80,7 @@ def test_the_web_app_imports_no_command_module():
 
 def test_cli_and_web_print_json_and_csv_with_the_same_functions():
     from kvcalc.cli import output
-    from kvcalc.report import serialize
+    from kvcalc import serialize
     from kvcalc.web import app
 
     assert output.json_safe is serialize.json_safe and output.flatten is serialize.flatten

@@ -1,5 +1,7 @@
 """The JSON and CSV a command prints, as text: `kvcalc CMD --format json|csv` writes it to stdout (kvcalc/cli/output.py)
-and the web app's /api/CMD answers it (kvcalc/web/), byte for byte the same. No typer, no rich: both import it."""
+and the web app's /api/CMD answers it (kvcalc/web/), byte for byte the same. No typer, no rich: both import it. At the
+package root, below every room, so that estimator.Estimate.to_json_dict writes the same document without importing
+from report/ (STYLE.md's layout: arrows point down)."""
 
 from __future__ import annotations
 
